@@ -1,0 +1,164 @@
+/*
+ * os.h - the platform layer. posix/os.c and win32/os.c each implement all of
+ * it; the build picks the directory. Nothing outside posix/ and win32/
+ * includes an OS header or tests an OS macro.
+ *
+ * Conventions: functions return 0 (or a non-negative value) on success and
+ * -1 on failure; os_strerror() describes the last failure of this thread.
+ * Socket I/O is non-blocking: OS_AGAIN means "try again when the poller
+ * says so".
+ */
+#ifndef RUMBLE_OS_H
+#define RUMBLE_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* A socket or a file descriptor. On Windows a SOCKET fits an intptr_t and
+ * INVALID_SOCKET is -1 once cast. */
+typedef intptr_t os_fd;
+#define OS_BADFD ((os_fd)-1)
+#define OS_AGAIN (-2) /* os_read/os_write/os_accept: would block */
+
+/* ---- start-up ---- */
+int os_init(void);              /* WSAStartup, ignore SIGPIPE, ... */
+const char *os_name(void);      /* "linux", "windows", "freebsd", ... */
+const char *os_arch(void);      /* "x86_64", "arm", ... */
+const char *os_strerror(void);  /* last error of this thread, as text */
+int os_errno_is_exists(void);   /* last error was "already exists" */
+int os_errno_is_noent(void);    /* last error was "no such file" */
+
+/* ---- sockets ---- */
+/* Listen on addr:port (addr NULL or "" = all; "::" or "0.0.0.0" as given).
+ * ipv4_only limits a wildcard to IPv4. Returns a non-blocking socket. */
+os_fd os_listen(const char *addr, int port, int ipv4_only, char *err, size_t errlen);
+/* Accepts one connection; writes the peer's address ("127.0.0.1" or "::1")
+ * into peer. Returns the non-blocking socket, OS_BADFD with errno-like
+ * failure, or (os_fd)OS_AGAIN when there is nothing to accept. */
+os_fd os_accept(os_fd lfd, char *peer, size_t peerlen);
+/* The local address of a connected socket, as text. */
+int os_local_addr(os_fd fd, char *addr, size_t len);
+/* Connect (blocking, with a timeout in ms) to host:port; for tests and the
+ * CLI. Returns a blocking socket or OS_BADFD. */
+os_fd os_connect(const char *host, int port, int timeout_ms);
+/* > 0 bytes, 0 at end of stream, -1 error, OS_AGAIN would block. */
+long os_read(os_fd fd, void *buf, size_t n);
+long os_write(os_fd fd, const void *buf, size_t n);
+void os_close(os_fd fd);
+/* The bound port of a listening socket (for port 0). */
+int os_sock_port(os_fd fd);
+
+/* ---- poller: epoll on Linux, poll elsewhere, WSAPoll on Windows ---- */
+#define OS_EV_READ 1
+#define OS_EV_WRITE 2
+#define OS_EV_ERROR 4 /* hang-up or error; reported with READ */
+
+struct os_poller;
+struct os_event {
+	void *ptr;  /* what was given to os_poller_add */
+	int events; /* OS_EV_* */
+};
+struct os_poller *os_poller_new(void);
+void os_poller_free(struct os_poller *p);
+int os_poller_add(struct os_poller *p, os_fd fd, int events, void *ptr);
+int os_poller_mod(struct os_poller *p, os_fd fd, int events, void *ptr);
+int os_poller_del(struct os_poller *p, os_fd fd);
+/* Waits up to timeout_ms (-1 = forever); returns the number of events
+ * written to ev (at most max), 0 on timeout, -1 on error (EINTR is 0). */
+int os_poller_wait(struct os_poller *p, struct os_event *ev, int max, int timeout_ms);
+
+/* A wake-up channel another thread can poke: rfd goes readable after
+ * os_wakeup_poke. A pipe on POSIX, a loopback socket pair on Windows. */
+struct os_wakeup {
+	os_fd rfd, wfd;
+};
+int os_wakeup_open(struct os_wakeup *w);
+void os_wakeup_poke(struct os_wakeup *w);
+void os_wakeup_drain(struct os_wakeup *w);
+void os_wakeup_close(struct os_wakeup *w);
+
+/* ---- threads and locks ---- */
+typedef struct os_thread os_thread;
+typedef struct os_mutex os_mutex;
+typedef struct os_cond os_cond;
+os_thread *os_thread_start(void (*fn)(void *), void *arg);
+void os_thread_join(os_thread *t);
+os_mutex *os_mutex_new(void);
+void os_mutex_free(os_mutex *m);
+void os_mutex_lock(os_mutex *m);
+void os_mutex_unlock(os_mutex *m);
+os_cond *os_cond_new(void);
+void os_cond_free(os_cond *c);
+/* Waits until signalled or timeout_ms passed (-1 = forever). */
+void os_cond_wait(os_cond *c, os_mutex *m, int timeout_ms);
+void os_cond_signal(os_cond *c);
+void os_cond_broadcast(os_cond *c);
+int os_ncpu(void);
+
+/* ---- files ---- */
+int os_mkdir(const char *path);   /* 0 also when it exists already */
+int os_mkdir_p(const char *path); /* every missing parent too */
+int os_rmdir(const char *path);
+int os_remove(const char *path);
+/* Replace to with from in one step (rename(2); MoveFileEx with
+ * MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH). */
+int os_rename_atomic(const char *from, const char *to);
+int os_fsync(FILE *f);            /* fflush + fsync / FlushFileBuffers */
+int os_fsync_dir(const char *dir); /* make a rename durable; no-op on Windows */
+/* Write data to path atomically: temp file, fsync, rename, fsync dir. */
+int os_write_file_atomic(const char *path, const void *data, size_t len);
+int os_truncate(FILE *f, uint64_t size);
+struct os_stat {
+	uint64_t size;
+	int64_t mtime, ctime, atime; /* seconds since the epoch */
+	int64_t mtime_ns;            /* finer change stamp where the OS has one */
+	int mode;                    /* permission bits */
+	int is_dir;
+};
+int os_stat(const char *path, struct os_stat *st);
+int os_fstat(FILE *f, struct os_stat *st);
+/* Opens for binary read/write, creating if missing ("r+b" that creates). */
+FILE *os_fopen_rw(const char *path);
+/* Open a file that only the owner can read (mode 0600). */
+FILE *os_fopen_private(const char *path, const char *mode);
+/* Calls fn for each entry of dir except "." and ".."; stops when fn returns
+ * non-zero and returns that value. -1 if dir cannot be read. */
+int os_dir_walk(const char *dir, int (*fn)(const char *name, int is_dir, void *arg), void *arg);
+/* Whole-file advisory lock, held until os_unlock or fclose. Blocks. */
+int os_lock(FILE *f);
+int os_unlock(FILE *f);
+/* Lock without blocking: 0 got it, 1 held by someone else, -1 error. */
+int os_trylock(FILE *f);
+/* Path of the running executable. */
+int os_exe_path(char *buf, size_t len);
+
+/* ---- time and randomness ---- */
+int64_t os_now_ms(void);   /* monotonic milliseconds */
+int64_t os_time(void);     /* wall clock, seconds since the epoch */
+int os_timezone_offset(int64_t t); /* local offset from UTC in minutes */
+struct tm;
+void os_gmtime(int64_t t, struct tm *out); /* thread-safe gmtime */
+void os_sleep_ms(int ms);
+int os_random(void *buf, size_t n); /* from the OS's CSPRNG */
+
+/* ---- process ---- */
+/* Signals (or console events on Windows) set flags that the main loop
+ * polls with os_signal_take(); each returns 1 once per delivery. */
+enum os_signal { OS_SIG_STOP = 1, OS_SIG_RELOAD = 2 };
+void os_signals_install(void);
+int os_signal_take(void); /* bit mask of OS_SIG_* that arrived */
+int os_daemonize(void);   /* detach (POSIX); 0 on Windows service stub */
+/* Switch to user/group after binding ports; no-op where unsupported.
+ * Returns -1 with err filled when the user does not exist. */
+int os_drop_privileges(const char *user, const char *group, char *err, size_t errlen);
+int os_is_root(void);
+long os_getpid(void);
+/* Run cmd through the shell (sh -c / cmd.exe /c) with its standard input
+ * read from the file at path; returns the program's exit status, -1 if it
+ * could not be started. Blocks until the program ends. */
+int os_run_with_stdin(const char *cmd, const char *path);
+/* Read a line from stdin without echo when it is a terminal. */
+int os_read_secret(char *buf, size_t len); /* length read, -1 at end of input */
+
+#endif
