@@ -1,0 +1,38 @@
+# GNU make; build.sh drives it. Objects go to $(OUT) so that the release,
+# sanitizer and Windows builds live side by side.
+CC      ?= cc
+OUT     ?= build/rel
+PLAT    ?= posix
+OPT     ?= -O2 -g
+EXE     ?=
+LUA_INC ?= /usr/include/lua5.1
+LUA_A   ?= /usr/lib/$(shell $(CC) -dumpmachine 2>/dev/null)/liblua5.1.a
+SSL_INC ?= /usr/include
+SSL_A   ?= /usr/lib/$(shell $(CC) -dumpmachine 2>/dev/null)/libbearssl.a
+SYSLIBS ?= -lpthread -lm -ldl
+WARN     = -Wall -Wextra -Werror -Wundef -Wshadow -Wno-unused-parameter
+CFLAGS  += $(OPT) $(WARN) -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 \
+           -I. -isystem $(LUA_INC) -isystem $(SSL_INC) $(EXTRA_CFLAGS)
+LDFLAGS += $(EXTRA_LDFLAGS)
+
+CORE  = config.c log.c buf.c session.c smtp.c queue.c mailman.c mbox.c crypto.c $(PLAT)/os.c
+UNIT  = $(wildcard tests/test_*.c) tests/unit.c
+OBJ   = $(CORE:%.c=$(OUT)/%.o)
+UOBJ  = $(UNIT:%.c=$(OUT)/%.o)
+HDRS  = rumble.h os.h
+
+all: $(OUT)/rumble$(EXE)
+
+$(OUT)/rumble$(EXE): $(OUT)/rumble.o $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LUA_A) $(SSL_A) $(LDFLAGS) $(SYSLIBS)
+
+$(OUT)/unit$(EXE): $(UOBJ) $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LUA_A) $(SSL_A) $(LDFLAGS) $(SYSLIBS)
+
+$(OUT)/%.o: %.c $(HDRS) tests/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+unit: $(OUT)/unit$(EXE)
+
+.PHONY: all unit

@@ -1,0 +1,502 @@
+/*
+ * config.c - rumble.conf: "Key value" lines, '#' comments, and the
+ * original's conditional blocks:
+ *
+ *   <if compare(key = value)>   also "!=", and defined(key), exists(path),
+ *   <else-if ...>                a leading '!' negates any of them
+ *   <else>
+ *   </if>
+ *
+ * Conditions see the keys set above them plus the predefined "windows",
+ * "unix" and "linux" (whichever apply). config_apply() then turns the text
+ * into typed settings, reporting "file:line: reason" for a bad value.
+ */
+#include <ctype.h>
+#include <string.h>
+
+#include "rumble.h"
+
+#define IF_DEPTH 16
+
+struct settings conf;
+
+/* One open <if>: taken = some branch already ran; active = this one runs. */
+struct cond {
+	int taken, active, parent_active;
+	int line; /* of the <if>, for "not closed" */
+};
+
+struct parser {
+	struct config *c;
+	const char *name;
+	int line;
+	struct cond stack[IF_DEPTH];
+	int depth;
+	char *err;
+	size_t errlen;
+};
+
+static int perr(struct parser *p, const char *msg)
+{
+	snprintf(p->err, p->errlen, "%s:%d: %s", p->name, p->line, msg);
+	return -1;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s)) {
+		s++;
+	}
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1])) {
+		*--e = '\0';
+	}
+	return s;
+}
+
+static void add_entry(struct config *c, const char *key, const char *value, const char *file,
+	int line)
+{
+	struct config_entry *e = xcalloc(1, sizeof *e);
+	e->key = xstrdup(key);
+	e->value = xstrdup(value);
+	e->file = xstrdup(file);
+	e->line = line;
+	if (c->tail) {
+		c->tail->next = e;
+	} else {
+		c->head = e;
+	}
+	c->tail = e;
+}
+
+static const char *predefined(const char *key)
+{
+	const char *os = os_name();
+	if (rl_strcasecmp(key, "windows") == 0) {
+		return strcmp(os, "windows") == 0 ? "1" : NULL;
+	}
+	if (rl_strcasecmp(key, "unix") == 0) {
+		return strcmp(os, "windows") != 0 ? "1" : NULL;
+	}
+	if (rl_strcasecmp(key, "linux") == 0) {
+		return strcmp(os, "linux") == 0 ? "1" : NULL;
+	}
+	return NULL;
+}
+
+static const char *lookup(struct parser *p, const char *key)
+{
+	const char *v = config_get(p->c, key);
+	return v ? v : predefined(key);
+}
+
+/* Evaluates "compare(k = v)", "defined(k)", "exists(path)", maybe "!"-ed. */
+static int eval(struct parser *p, char *expr, int *result)
+{
+	expr = trim(expr);
+	int neg = 0;
+	while (*expr == '!') {
+		neg = !neg;
+		expr = trim(expr + 1);
+	}
+	char *open = strchr(expr, '('), *close = strrchr(expr, ')');
+	if (!open || !close || close < open || *trim(close + 1)) {
+		return perr(p, "bad condition, expected compare(key = value), defined(key) or exists(path)");
+	}
+	*open = '\0';
+	*close = '\0';
+	char *fn = trim(expr), *arg = trim(open + 1);
+	int r;
+	if (rl_strcasecmp(fn, "defined") == 0) {
+		r = lookup(p, arg) != NULL;
+	} else if (rl_strcasecmp(fn, "exists") == 0) {
+		struct os_stat st;
+		r = os_stat(arg, &st) == 0;
+	} else if (rl_strcasecmp(fn, "compare") == 0) {
+		char *eq = strchr(arg, '=');
+		if (!eq) {
+			return perr(p, "compare() needs key = value or key != value");
+		}
+		int ne = eq > arg && eq[-1] == '!';
+		eq[ne ? -1 : 0] = '\0';
+		const char *v = lookup(p, trim(arg));
+		r = v && rl_strcasecmp(v, trim(eq + 1)) == 0;
+		r = ne ? !r : r;
+	} else {
+		return perr(p, "unknown condition (compare, defined or exists)");
+	}
+	*result = neg ? !r : r;
+	return 0;
+}
+
+static int active(struct parser *p)
+{
+	return p->depth == 0 || p->stack[p->depth - 1].active;
+}
+
+/* A line that starts with '<': one of the block tags. */
+static int block_tag(struct parser *p, char *s)
+{
+	size_t n = strlen(s);
+	if (n < 3 || s[n - 1] != '>') {
+		return perr(p, "tag must end with '>'");
+	}
+	s[n - 1] = '\0';
+	s = trim(s + 1);
+	int r = 0;
+	if (rl_strncasecmp(s, "if", 2) == 0 && (isspace((unsigned char)s[2]) || s[2] == '(')) {
+		if (p->depth == IF_DEPTH) {
+			return perr(p, "<if> nested too deep");
+		}
+		int parent = active(p);
+		if (parent && eval(p, s + 2, &r) != 0) {
+			return -1;
+		}
+		p->stack[p->depth++] = (struct cond){r, parent && r, parent, p->line};
+	} else if (rl_strncasecmp(s, "else-if", 7) == 0 || rl_strncasecmp(s, "elseif", 6) == 0) {
+		if (p->depth == 0) {
+			return perr(p, "<else-if> without <if>");
+		}
+		struct cond *c = &p->stack[p->depth - 1];
+		if (c->parent_active && !c->taken && eval(p, s + (s[4] == '-' ? 7 : 6), &r) != 0) {
+			return -1;
+		}
+		c->active = c->parent_active && !c->taken && r;
+		c->taken |= c->active;
+	} else if (rl_strcasecmp(s, "else") == 0) {
+		if (p->depth == 0) {
+			return perr(p, "<else> without <if>");
+		}
+		struct cond *c = &p->stack[p->depth - 1];
+		c->active = c->parent_active && !c->taken;
+		c->taken = 1;
+	} else if (rl_strcasecmp(s, "/if") == 0) {
+		if (p->depth == 0) {
+			return perr(p, "</if> without <if>");
+		}
+		p->depth--;
+	} else {
+		return perr(p, "unknown tag (expected <if>, <else-if>, <else> or </if>)");
+	}
+	return 0;
+}
+
+static int parse_line(struct parser *p, char *s)
+{
+	s = trim(s);
+	if (!*s || *s == '#') {
+		return 0;
+	}
+	if (*s == '<') {
+		return block_tag(p, s);
+	}
+	if (!active(p)) {
+		return 0;
+	}
+	for (char *h = s; (h = strchr(h, '#')) != NULL; h++) {
+		if (isspace((unsigned char)h[-1])) {
+			*h = '\0'; /* a comment after the value */
+			break;
+		}
+	}
+	char *v = s;
+	while (*v && !isspace((unsigned char)*v)) {
+		v++;
+	}
+	if (*v) {
+		*v++ = '\0';
+	}
+	add_entry(p->c, s, trim(v), p->name, p->line);
+	return 0;
+}
+
+int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen)
+{
+	struct parser p = {.c = c, .name = name, .err = err, .errlen = errlen};
+	char *copy = xstrdup(text), *line = copy;
+	int rc = 0;
+	while (line && rc == 0) {
+		char *nl = strchr(line, '\n');
+		if (nl) {
+			*nl = '\0';
+		}
+		p.line++;
+		rc = parse_line(&p, line);
+		line = nl ? nl + 1 : NULL;
+	}
+	if (rc == 0 && p.depth) {
+		p.line = p.stack[p.depth - 1].line;
+		rc = perr(&p, "<if> is not closed with </if>");
+	}
+	free(copy);
+	return rc;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, os_strerror());
+		return -1;
+	}
+	struct buf b;
+	buf_init(&b);
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < 4 * 1024 * 1024) {
+		buf_append(&b, chunk, n);
+	}
+	fclose(f);
+	buf_append(&b, "", 0);
+	if (strlen(b.data) != b.len) {
+		snprintf(err, errlen, "%s: not a text file", path);
+		buf_free(&b);
+		return -1;
+	}
+	int rc = config_parse(c, b.data, path, err, errlen);
+	buf_free(&b);
+	return rc;
+}
+
+void config_free(struct config *c)
+{
+	struct config_entry *e = c->head, *next;
+	for (; e; e = next) {
+		next = e->next;
+		free(e->key);
+		free(e->value);
+		free(e->file);
+		free(e);
+	}
+	c->head = c->tail = NULL;
+}
+
+const struct config_entry *config_find(const struct config *c, const char *key)
+{
+	const struct config_entry *found = NULL;
+	for (const struct config_entry *e = c->head; e; e = e->next) {
+		if (rl_strcasecmp(e->key, key) == 0) {
+			found = e;
+		}
+	}
+	return found;
+}
+
+const char *config_get(const struct config *c, const char *key)
+{
+	const struct config_entry *e = config_find(c, key);
+	return e ? e->value : NULL;
+}
+
+/* ---- typed settings ---- */
+
+enum kind { K_STR, K_BOOL, K_PORT, K_INT, K_SIZE, K_LEVEL, K_LIST };
+
+struct directive {
+	const char *key;
+	enum kind kind;
+	size_t off;  /* offset in struct settings */
+	size_t size; /* of a string field */
+	long min, max;
+};
+
+#define STR(k, f) {k, K_STR, offsetof(struct settings, f), sizeof(((struct settings *)0)->f), 0, 0}
+#define NUM(k, kd, f, lo, hi) {k, kd, offsetof(struct settings, f), 0, lo, hi}
+
+static const struct directive directives[] = {
+	STR("ServerName", server_name),
+	STR("StorageFolder", storage),
+	STR("BindToAddress", bind),
+	NUM("ForceIPv4", K_BOOL, force_ipv4, 0, 1),
+	NUM("EnableSMTP", K_BOOL, smtp_enable, 0, 1),
+	NUM("SMTPPort", K_PORT, smtp_port, 1, 65535),
+	NUM("EnablePOP3", K_BOOL, pop3_enable, 0, 1),
+	NUM("POP3Port", K_PORT, pop3_port, 1, 65535),
+	NUM("EnableIMAP4", K_BOOL, imap_enable, 0, 1),
+	NUM("IMAP4Port", K_PORT, imap_port, 1, 65535),
+	NUM("MessageSizeLimit", K_SIZE, message_size_limit, 1024, 0),
+	NUM("EnforceFQDN", K_BOOL, enforce_fqdn, 0, 1),
+	STR("RunAs", run_as),
+	STR("RunAsGroup", run_as_group),
+	NUM("BlockOutgoingMail", K_BOOL, block_outgoing, 0, 1),
+	NUM("DeliveryAttempts", K_INT, delivery_attempts, 1, 1000),
+	NUM("RetryInterval", K_INT, retry_interval, 1, 7 * 86400),
+	NUM("IgnoreMX", K_BOOL, ignore_mx, 0, 1),
+	{"LoadScript", K_LIST, 0, 0, 0, 0},
+	STR("LogFile", log_file),
+	NUM("LogLevel", K_LEVEL, log_level, 0, 3),
+	NUM("Workers", K_INT, workers, 0, 256),
+	NUM("MaxRecipients", K_INT, max_recipients, 1, 100000),
+	NUM("MaxErrors", K_INT, max_errors, 1, 1000),
+	NUM("IdleTimeout", K_INT, idle_timeout, 10, 86400),
+};
+
+/* Directives of the original Rumble that this one does not use. */
+static const char *obsolete[] = {"DatabaseEngine", "DataFolder", "LoadModule", NULL};
+
+static int parse_bool(const char *v, int *out)
+{
+	static const char *yes[] = {"1", "yes", "true", "on", "enable", "enabled"};
+	static const char *no[] = {"0", "no", "false", "off", "disable", "disabled"};
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		if (rl_strcasecmp(v, yes[i]) == 0) {
+			return *out = 1, 0;
+		}
+		if (rl_strcasecmp(v, no[i]) == 0) {
+			return *out = 0, 0;
+		}
+	}
+	return -1;
+}
+
+/* Decimal with an optional K, M or G suffix (powers of 1024). */
+static int parse_number(const char *v, int suffix, long long *out)
+{
+	if (!isdigit((unsigned char)*v)) {
+		return -1;
+	}
+	char *end;
+	unsigned long long n = strtoull(v, &end, 10);
+	unsigned long long mul = 1;
+	if (suffix && *end) {
+		int c = toupper((unsigned char)*end);
+		mul = c == 'K' ? 1024ULL : c == 'M' ? 1024ULL * 1024 : c == 'G' ? 1024ULL << 20 : 0;
+		end += mul ? 1 : 0;
+		if (mul && toupper((unsigned char)*end) == 'B') {
+			end++;
+		}
+	}
+	if (!mul || *end || n > (1ULL << 50) / mul) {
+		return -1;
+	}
+	*out = (long long)(n * mul);
+	return 0;
+}
+
+static int apply_one(struct settings *s, const struct directive *d, const struct config_entry *e,
+	char *err, size_t errlen)
+{
+	char *field = (char *)s + d->off;
+	long long n = 0;
+	const char *why = NULL;
+	switch (d->kind) {
+	case K_STR:
+		if (rl_strlcpy(field, e->value, d->size) >= d->size) {
+			why = "value too long";
+		}
+		break;
+	case K_BOOL:
+		if (parse_bool(e->value, (int *)field) != 0) {
+			why = "expected 1/0, yes/no, true/false or on/off";
+		}
+		break;
+	case K_LEVEL:
+		n = log_level_parse(e->value);
+		if (n < 0) {
+			why = "expected error, warn, info or debug";
+		}
+		*(int *)field = (int)n;
+		break;
+	case K_SIZE:
+		if (parse_number(e->value, 1, &n) != 0 || n < d->min || n > (1LL << 32)) {
+			why = "expected a size in bytes (K, M or G suffix allowed), 1K to 4G";
+		}
+		*(uint64_t *)field = (uint64_t)n;
+		break;
+	case K_PORT:
+	case K_INT:
+		if (parse_number(e->value, 0, &n) != 0 || n < d->min || n > d->max) {
+			why = d->kind == K_PORT ? "expected a port number, 1 to 65535" : "number out of range";
+		}
+		*(int *)field = (int)n;
+		break;
+	case K_LIST:
+		s->scripts = xrealloc(s->scripts, (size_t)(s->nscripts + 1) * sizeof *s->scripts);
+		s->scripts[s->nscripts++] = xstrdup(e->value);
+		break;
+	}
+	if (!why && d->kind != K_STR && d->kind != K_LIST && !*e->value) {
+		why = "missing value";
+	}
+	if (why) {
+		snprintf(err, errlen, "%s:%d: %s: %s", e->file, e->line, d->key, why);
+		return -1;
+	}
+	return 0;
+}
+
+static void defaults(struct settings *s)
+{
+	int root = os_is_root();
+	memset(s, 0, sizeof *s);
+	rl_strlcpy(s->server_name, "localhost", sizeof s->server_name);
+	rl_strlcpy(s->storage, "data", sizeof s->storage);
+	s->smtp_enable = s->pop3_enable = s->imap_enable = 1;
+	s->smtp_port = root ? 25 : 2525;
+	s->pop3_port = root ? 110 : 1110;
+	s->imap_port = root ? 143 : 1143;
+	s->message_size_limit = 25ULL * 1024 * 1024;
+	s->delivery_attempts = 5;
+	s->retry_interval = 360;
+	s->log_level = LOG_INFO;
+	s->max_recipients = 100;
+	s->max_errors = 10;
+	s->idle_timeout = 300;
+}
+
+static int warn_obsolete(const struct config_entry *e)
+{
+	for (int i = 0; obsolete[i]; i++) {
+		if (rl_strcasecmp(e->key, obsolete[i]) == 0 || rl_strncasecmp(e->key, "MySQL", 5) == 0) {
+			log_warnx("%s:%d: %s is not used by this Rumble (flat-file storage); ignored",
+				e->file, e->line, e->key);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int config_apply(struct settings *s, struct config *c, char *err, size_t errlen)
+{
+	defaults(s);
+	s->raw = *c;
+	c->head = c->tail = NULL;
+	for (const struct config_entry *e = s->raw.head; e; e = e->next) {
+		const struct directive *d = NULL;
+		for (size_t i = 0; i < sizeof directives / sizeof directives[0]; i++) {
+			if (rl_strcasecmp(e->key, directives[i].key) == 0) {
+				d = &directives[i];
+			}
+		}
+		if (d && apply_one(s, d, e, err, errlen) != 0) {
+			return -1;
+		}
+		if (!d && !warn_obsolete(e)) {
+			/* Scripts may read their own keys with Rumble.readConfig(). */
+			log_debug("%s:%d: %s is not a Rumble directive; kept for scripts", e->file, e->line,
+				e->key);
+		}
+	}
+	if (!*s->storage) {
+		snprintf(err, errlen, "StorageFolder must not be empty");
+		return -1;
+	}
+	return 0;
+}
+
+void settings_free(struct settings *s)
+{
+	for (int i = 0; i < s->nscripts; i++) {
+		free(s->scripts[i]);
+	}
+	free(s->scripts);
+	s->scripts = NULL;
+	s->nscripts = 0;
+	config_free(&s->raw);
+}
+
+const char config_default_text[] =
+	"# Rumble's built-in configuration, used when no rumble.conf is given\n"
+	"ServerName localhost\n"
+	"StorageFolder data\n";

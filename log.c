@@ -1,0 +1,211 @@
+/*
+ * log.c - logging with time and level to stderr or a file, a ring of the
+ * last LOG_RING_LINES lines for Rumble.getLog(), and the allocation wrappers
+ * (out of memory is fatal: per-session limits keep clients from getting
+ * there).
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "rumble.h"
+
+#define LOG_LINE_MAX 1024
+
+static FILE *log_fp;
+static int log_lvl = LOG_INFO;
+static os_mutex *log_lock;
+static char ring[LOG_RING_LINES][LOG_LINE_MAX];
+static int ring_next, ring_count;
+
+static const char *level_names[] = {"error", "warn", "info", "debug"};
+
+int log_open(const char *path)
+{
+	if (!log_lock) {
+		log_lock = os_mutex_new();
+	}
+	if (!path || !*path) {
+		log_fp = NULL;
+		return 0;
+	}
+	FILE *f = fopen(path, "a");
+	if (!f) {
+		return -1;
+	}
+	setvbuf(f, NULL, _IOLBF, 0);
+	log_fp = f;
+	return 0;
+}
+
+void log_set_level(int level)
+{
+	log_lvl = level;
+}
+
+int log_level_parse(const char *name)
+{
+	for (int i = 0; i < 4; i++) {
+		if (rl_strcasecmp(name, level_names[i]) == 0) {
+			return i;
+		}
+	}
+	if (rl_strcasecmp(name, "warning") == 0) {
+		return LOG_WARN;
+	}
+	return -1;
+}
+
+static void log_emit(int level, const char *fmt, va_list ap, const char *suffix)
+{
+	char line[LOG_LINE_MAX];
+	struct tm tm;
+	os_gmtime(os_time(), &tm);
+	int n = (int)strftime(line, sizeof line, "%Y-%m-%d %H:%M:%S ", &tm);
+	n += snprintf(line + n, sizeof line - (size_t)n, "%-5s ", level_names[level]);
+	vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+	if (suffix) {
+		size_t len = strlen(line);
+		snprintf(line + len, sizeof line - len, ": %s", suffix);
+	}
+	for (char *p = line; *p; p++) {
+		if (*p == '\n' || *p == '\r') {
+			*p = ' '; /* one event, one line */
+		}
+	}
+	if (log_lock) {
+		os_mutex_lock(log_lock);
+	}
+	memcpy(ring[ring_next], line, sizeof line);
+	ring_next = (ring_next + 1) % LOG_RING_LINES;
+	if (ring_count < LOG_RING_LINES) {
+		ring_count++;
+	}
+	fprintf(log_fp ? log_fp : stderr, "%s\n", line);
+	if (log_lock) {
+		os_mutex_unlock(log_lock);
+	}
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+	if (level > log_lvl) {
+		return;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	log_emit(level, fmt, ap, NULL);
+	va_end(ap);
+}
+
+void log_warn(const char *fmt, ...)
+{
+	char err[256];
+	rl_strlcpy(err, os_strerror(), sizeof err);
+	va_list ap;
+	va_start(ap, fmt);
+	log_emit(LOG_WARN, fmt, ap, err);
+	va_end(ap);
+}
+
+void fatal(const char *fmt, ...)
+{
+	char err[256];
+	rl_strlcpy(err, os_strerror(), sizeof err);
+	va_list ap;
+	va_start(ap, fmt);
+	log_emit(LOG_ERROR, fmt, ap, err);
+	va_end(ap);
+	exit(1);
+}
+
+void fatalx(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_emit(LOG_ERROR, fmt, ap, NULL);
+	va_end(ap);
+	exit(1);
+}
+
+void log_ring_each(void (*fn)(const char *line, void *arg), void *arg)
+{
+	if (log_lock) {
+		os_mutex_lock(log_lock);
+	}
+	int start = (ring_next - ring_count + LOG_RING_LINES) % LOG_RING_LINES;
+	for (int i = 0; i < ring_count; i++) {
+		fn(ring[(start + i) % LOG_RING_LINES], arg);
+	}
+	if (log_lock) {
+		os_mutex_unlock(log_lock);
+	}
+}
+
+/* ---- allocation ---- */
+
+static void *check(void *p, size_t n)
+{
+	if (!p && n) {
+		fatalx("out of memory (%zu bytes)", n);
+	}
+	return p;
+}
+
+void *xmalloc(size_t n)
+{
+	return check(malloc(n ? n : 1), n);
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	return check(calloc(n ? n : 1, size ? size : 1), n * size);
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	return check(realloc(p, n ? n : 1), n);
+}
+
+char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(xmalloc(n), s, n);
+}
+
+/* ---- small string helpers ---- */
+
+size_t rl_strlcpy(char *dst, const char *src, size_t n)
+{
+	size_t len = strlen(src);
+	if (n) {
+		size_t c = len < n - 1 ? len : n - 1;
+		memcpy(dst, src, c);
+		dst[c] = '\0';
+	}
+	return len;
+}
+
+int rl_strncasecmp(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int ca = tolower((unsigned char)a[i]), cb = tolower((unsigned char)b[i]);
+		if (ca != cb || !ca) {
+			return ca - cb;
+		}
+	}
+	return 0;
+}
+
+int rl_strcasecmp(const char *a, const char *b)
+{
+	return rl_strncasecmp(a, b, (size_t)-1);
+}
+
+void rl_lower(char *s)
+{
+	for (; *s; s++) {
+		*s = (char)tolower((unsigned char)*s);
+	}
+}

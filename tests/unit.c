@@ -1,0 +1,69 @@
+/* unit.c - runs every C unit test; see unit.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rumble.h"
+#include "tests/unit.h"
+
+static int passed, failed, current_failed;
+static const char *current;
+static char tmproot[512];
+static int ntmp;
+
+void unit_fail(const char *file, int line, const char *what)
+{
+	current_failed = 1;
+	printf("FAIL %s\n     %s:%d: %s\n", current, file, line, what);
+}
+
+void unit_run(const char *name, void (*fn)(void))
+{
+	current = name;
+	current_failed = 0;
+	fn();
+	if (current_failed) {
+		failed++;
+	} else {
+		passed++;
+		printf("ok   %s\n", name);
+	}
+}
+
+const char *unit_tmpdir(void)
+{
+	static char path[600];
+	snprintf(path, sizeof path, "%s/t%d", tmproot, ++ntmp);
+	if (os_mkdir_p(path) != 0) {
+		fatal("cannot make %s", path);
+	}
+	return path;
+}
+
+int main(int argc, char **argv)
+{
+	const char *only = argc > 1 ? argv[1] : NULL;
+	os_init();
+	log_set_level(LOG_ERROR);
+	snprintf(tmproot, sizeof tmproot, "%s/unit-%ld",
+		getenv("UNIT_TMP") ? getenv("UNIT_TMP") : "build/tmp", os_getpid());
+	os_mkdir_p(tmproot);
+	struct {
+		const char *name;
+		void (*fn)(void);
+	} suites[] = {
+		{"config", tests_config},
+		{"buf", tests_buf},
+		{"crypto", tests_crypto},
+		{"mailman", tests_mailman},
+		{"mbox", tests_mbox},
+		{"smtp", tests_smtp},
+	};
+	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
+		if (!only || strcmp(only, suites[i].name) == 0) {
+			suites[i].fn();
+		}
+	}
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}

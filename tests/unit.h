@@ -1,0 +1,54 @@
+/*
+ * unit.h - the C unit tests' little framework. Each tests/test_*.c defines
+ * one tests_<module>() that calls RUN() for every test; tests are named as
+ * sentences ("config rejects a bad port"). unit.c calls them all and prints
+ * "N passed, N failed".
+ */
+#ifndef RUMBLE_UNIT_H
+#define RUMBLE_UNIT_H
+
+#include <string.h>
+
+void unit_run(const char *name, void (*fn)(void));
+void unit_fail(const char *file, int line, const char *what);
+/* A new empty folder for this test, removed at exit. */
+const char *unit_tmpdir(void);
+
+#define RUN(fn, name) unit_run(name, fn)
+#define ASSERT(c) \
+	do { \
+		if (!(c)) { \
+			unit_fail(__FILE__, __LINE__, #c); \
+			return; \
+		} \
+	} while (0)
+#define ASSERT_EQ(a, b) \
+	do { \
+		long long a_ = (long long)(a), b_ = (long long)(b); \
+		if (a_ != b_) { \
+			char m_[256]; \
+			snprintf(m_, sizeof m_, "%s == %s (%lld != %lld)", #a, #b, a_, b_); \
+			unit_fail(__FILE__, __LINE__, m_); \
+			return; \
+		} \
+	} while (0)
+#define ASSERT_STR(a, b) \
+	do { \
+		const char *a_ = (a), *b_ = (b); \
+		if (!a_ || !b_ || strcmp(a_, b_) != 0) { \
+			char m_[512]; \
+			snprintf(m_, sizeof m_, "%s == \"%.200s\" (got \"%.200s\")", #a, b_ ? b_ : "(null)", \
+				a_ ? a_ : "(null)"); \
+			unit_fail(__FILE__, __LINE__, m_); \
+			return; \
+		} \
+	} while (0)
+
+void tests_config(void);
+void tests_buf(void);
+void tests_crypto(void);
+void tests_mailman(void);
+void tests_mbox(void);
+void tests_smtp(void);
+
+#endif
