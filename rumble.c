@@ -1,0 +1,283 @@
+/*
+ * rumble.c - the host: command line, start-up and shutdown of the server,
+ * and the administration commands (domain, user, alias) that work on the
+ * same storage folder while the server runs.
+ */
+#include <string.h>
+
+#include "rumble.h"
+
+static const char usage[] =
+	"usage: rumble [-c FILE] [--service]          run the server (foreground by default)\n"
+	"       rumble [-c FILE] domain add|del NAME\n"
+	"       rumble [-c FILE] domain list\n"
+	"       rumble [-c FILE] user add|del|passwd USER@DOMAIN   (password read from stdin)\n"
+	"       rumble [-c FILE] user list [DOMAIN]\n"
+	"       rumble [-c FILE] alias add ADDRESS TARGET...\n"
+	"       rumble --version | --help\n";
+
+static struct service smtp_service = {.name = "smtp", .proto = &smtp_proto};
+
+/* ---- configuration ---- */
+
+/* -c FILE, else rumble.conf here, else conf/rumble.conf, else built in. */
+static int load_settings(const char *path, char *err, size_t errlen)
+{
+	static const char *tries[] = {"rumble.conf", "conf/rumble.conf"};
+	struct config c = {0};
+	struct os_stat st;
+	for (size_t i = 0; !path && i < sizeof tries / sizeof tries[0]; i++) {
+		if (os_stat(tries[i], &st) == 0) {
+			path = tries[i];
+		}
+	}
+	int rc = path ? config_load(&c, path, err, errlen)
+	              : config_parse(&c, config_default_text, "(built-in)", err, errlen);
+	if (rc == 0) {
+		rc = config_apply(&conf, &c, err, errlen);
+	}
+	config_free(&c);
+	return rc;
+}
+
+/* ---- the server ---- */
+
+static void on_reload(void)
+{
+	log_info("reload: re-reading domains and accounts");
+	mm_reload();
+}
+
+static int listen_all(void)
+{
+	char err[256];
+	if (!conf.smtp_enable) {
+		return 0;
+	}
+	smtp_service.port = conf.smtp_port;
+	if (server_listen(&smtp_service, conf.bind, conf.force_ipv4, err, sizeof err) != 0) {
+		log_warnx("smtp: cannot listen on port %d: %s", conf.smtp_port, err);
+		return -1;
+	}
+	log_info("smtp listening on %s:%d", *conf.bind ? conf.bind : "*", smtp_service.port);
+	if (conf.pop3_enable || conf.imap_enable) {
+		log_info("POP3 and IMAP are not in this build yet; only SMTP is served");
+	}
+	return 0;
+}
+
+static int run_server(int detach)
+{
+	char err[256];
+	int64_t t0 = os_now_ms();
+	if (listen_all() != 0) {
+		return 1;
+	}
+	if (detach && os_daemonize() != 0) {
+		log_warn("cannot detach");
+		return 1;
+	}
+	if (os_drop_privileges(conf.run_as, conf.run_as_group, err, sizeof err) != 0) {
+		log_warnx("RunAs: %s", err);
+		return 1;
+	}
+	if (mm_open(conf.storage, err, sizeof err) != 0) {
+		log_warnx("storage: %s", err);
+		return 1;
+	}
+	if (queue_start() != 0 || server_start(conf.workers) != 0) {
+		return 1;
+	}
+	log_info("rumble %s ready in %lld ms, storage %s, pid %ld", RUMBLE_VERSION,
+		(long long)(os_now_ms() - t0), conf.storage, os_getpid());
+	server_run(on_reload);
+	log_info("stopping: waiting for sessions to finish");
+	server_stop(5000);
+	queue_stop();
+	mm_close();
+	log_info("stopped");
+	return 0;
+}
+
+/* ---- administration ---- */
+
+static int fail(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "rumble: ");
+	fprintf(stderr, fmt, arg);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static int split(const char *addr, struct mm_account *a)
+{
+	const char *at = strrchr(addr, '@');
+	if (!at || (size_t)(at - addr) > MM_USER_MAX || strlen(at + 1) > MM_DOMAIN_MAX) {
+		return -1;
+	}
+	memset(a, 0, sizeof *a);
+	memcpy(a->user, addr, (size_t)(at - addr));
+	strcpy(a->domain, at + 1);
+	rl_lower(a->user);
+	rl_lower(a->domain);
+	return 0;
+}
+
+static int print_domain(const struct mm_domain *d, void *arg)
+{
+	printf("%s\n", d->name);
+	return 0;
+}
+
+static int print_account(const struct mm_account *a, void *arg)
+{
+	printf("%s@%s\t%s%s%s\n", a->user, a->domain, mm_type_name(a->type), *a->args ? "\t" : "",
+		a->args);
+	return 0;
+}
+
+static int cmd_domain(int argc, char **argv)
+{
+	char err[256];
+	if (argc == 1 && !strcmp(argv[0], "list")) {
+		mm_domain_list(print_domain, NULL);
+		return 0;
+	}
+	if (argc != 2) {
+		return fail("%s", "domain: expected add|del NAME, or list");
+	}
+	int rc = !strcmp(argv[0], "add")   ? mm_domain_add(argv[1], err, sizeof err)
+	         : !strcmp(argv[0], "del") ? mm_domain_del(argv[1], err, sizeof err)
+	                                   : (snprintf(err, sizeof err, "unknown verb %s", argv[0]), -1);
+	return rc == 0 ? 0 : fail("domain: %s", err);
+}
+
+/* The password comes from standard input, never the command line. */
+static int read_password(char *hash, size_t len)
+{
+	char pw[512];
+	if (os_read_secret(pw, sizeof pw) < 0 || !*pw) {
+		return fail("%s", "user: no password on standard input");
+	}
+	int rc = crypto_password_hash(pw, hash, len);
+	memset(pw, 0, sizeof pw);
+	return rc == 0 ? 0 : fail("%s", "user: cannot hash the password");
+}
+
+static int cmd_user(int argc, char **argv)
+{
+	char err[256];
+	struct mm_account a;
+	if (argc >= 1 && !strcmp(argv[0], "list") && argc <= 2) {
+		mm_account_list(argc == 2 ? argv[1] : NULL, print_account, NULL);
+		return 0;
+	}
+	if (argc != 2) {
+		return fail("%s", "user: expected add|del|passwd USER@DOMAIN, or list [DOMAIN]");
+	}
+	if (split(argv[1], &a) != 0) {
+		return fail("user: %s is not USER@DOMAIN", argv[1]);
+	}
+	if (!strcmp(argv[0], "del")) {
+		return mm_account_del(a.domain, a.user, err, sizeof err) == 0 ? 0 : fail("user: %s", err);
+	}
+	int add = !strcmp(argv[0], "add");
+	if (!add && strcmp(argv[0], "passwd") != 0) {
+		return fail("user: unknown verb %s", argv[0]);
+	}
+	if (add && mm_account_get(a.domain, a.user, &a) == 0) {
+		return fail("user: %s exists already", argv[1]);
+	}
+	if (!add && mm_account_get(a.domain, a.user, &a) != 0) {
+		return fail("user: no such account %s", argv[1]);
+	}
+	if (read_password(a.password, sizeof a.password) != 0) {
+		return 1;
+	}
+	return mm_account_save(&a, err, sizeof err) == 0 ? 0 : fail("user: %s", err);
+}
+
+static int cmd_alias(int argc, char **argv)
+{
+	char err[256];
+	struct mm_account a;
+	if (argc < 3 || strcmp(argv[0], "add") != 0) {
+		return fail("%s", "alias: expected add ADDRESS TARGET...");
+	}
+	if (split(argv[1], &a) != 0) {
+		return fail("alias: %s is not USER@DOMAIN", argv[1]);
+	}
+	struct mm_account old;
+	if (mm_account_get(a.domain, a.user, &old) == 0) {
+		a.id = old.id; /* replaces the targets */
+	}
+	a.type = MM_ALIAS;
+	for (int i = 2; i < argc; i++) {
+		if (strlen(a.args) + strlen(argv[i]) + 2 > sizeof a.args) {
+			return fail("%s", "alias: too many targets");
+		}
+		if (strpbrk(argv[i], "\t\r\n")) {
+			return fail("alias: bad target %s", argv[i]);
+		}
+		strcat(strcat(a.args, i > 2 ? " " : ""), argv[i]);
+	}
+	return mm_account_save(&a, err, sizeof err) == 0 ? 0 : fail("alias: %s", err);
+}
+
+static int run_admin(int argc, char **argv)
+{
+	char err[256];
+	if (mm_open(conf.storage, err, sizeof err) != 0) {
+		return fail("storage: %s", err);
+	}
+	int rc = !strcmp(argv[0], "domain") ? cmd_domain(argc - 1, argv + 1)
+	         : !strcmp(argv[0], "user") ? cmd_user(argc - 1, argv + 1)
+	                                    : cmd_alias(argc - 1, argv + 1);
+	mm_close();
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cfg = NULL;
+	int detach = 0, i = 1;
+	char err[512];
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+			cfg = argv[++i];
+		} else if (!strcmp(argv[i], "--service")) {
+			detach = 1;
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("rumble %s (%s/%s)\n", RUMBLE_VERSION, os_name(), os_arch());
+			return 0;
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(usage, stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "rumble: unknown option %s\n%s", argv[i], usage);
+			return 2;
+		}
+	}
+	int admin = i < argc;
+	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias")) {
+		fprintf(stderr, "rumble: unknown command %s\n%s", argv[i], usage);
+		return 2;
+	}
+	os_init();
+	if (!admin) {
+		os_signals_install();
+	}
+	log_open(NULL);
+	if (load_settings(cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "rumble: %s\n", err);
+		return 2;
+	}
+	if (!admin && log_open(conf.log_file) != 0) {
+		fprintf(stderr, "rumble: LogFile %s: %s\n", conf.log_file, os_strerror());
+		return 2;
+	}
+	log_set_level(admin ? LOG_WARN : conf.log_level);
+	int rc = admin ? run_admin(argc - i, argv + i) : run_server(detach);
+	settings_free(&conf);
+	return rc;
+}

@@ -1,0 +1,586 @@
+/*
+ * session.c - listeners, worker threads and the sessions they carry.
+ *
+ * The main thread polls the listeners and hands each accepted socket to a
+ * worker (the one with the fewest sessions). A worker owns a poller, a
+ * wake-up channel and an inbox of tasks other threads post to it; every
+ * session lives on one worker for its whole life, so protocol code never
+ * needs a lock for its own state.
+ *
+ * Input is cut into lines and handed to the protocol; a line longer than
+ * proto->line_max is handed over in pieces. Output is collected in s->out
+ * and written when the protocol returns, so pipelined replies leave in one
+ * write. A session whose output piles up past OUT_HIGH stops being read
+ * until the peer catches up.
+ *
+ * The two I/O functions (session_fill and session_flush) are where TLS
+ * plugs in.
+ */
+#include <string.h>
+
+#include "rumble.h"
+
+#define READ_CHUNK 16384
+#define OUT_HIGH (256 * 1024)
+#define MAX_EVENTS 128
+#define TICK_MS 1000
+
+struct task {
+	void (*fn)(struct session *s, void *arg);
+	struct session *s;
+	void *arg;
+	int release; /* drops one of s->holds after fn */
+	struct task *next;
+};
+
+struct worker {
+	int index;
+	os_thread *thread;
+	struct os_poller *poller;
+	struct os_wakeup wake;
+	os_mutex *lock; /* guards the inbox */
+	struct task *inbox, *inbox_tail;
+	struct session *sessions;
+	struct session *dead; /* freed after the current batch of events */
+	volatile long nsessions;
+	volatile int stop; /* 1: close idle sessions and leave when empty */
+	int64_t next_tick;
+};
+
+static struct worker *workers;
+static int nworkers;
+static struct service *services[16];
+static int nservices;
+static struct os_poller *accept_poller;
+static volatile long session_count;
+static uint32_t next_id;
+
+static long counter_add(volatile long *c, long n)
+{
+	return __atomic_add_fetch(c, n, __ATOMIC_RELAXED);
+}
+
+/* ---- tasks posted between threads ---- */
+
+static void worker_post(struct worker *w, void (*fn)(struct session *, void *),
+	struct session *s, void *arg, int release)
+{
+	struct task *t = xmalloc(sizeof *t);
+	*t = (struct task){fn, s, arg, release, NULL};
+	os_mutex_lock(w->lock);
+	int was_empty = w->inbox == NULL;
+	if (w->inbox_tail) {
+		w->inbox_tail->next = t;
+	} else {
+		w->inbox = t;
+	}
+	w->inbox_tail = t;
+	os_mutex_unlock(w->lock);
+	if (was_empty) {
+		os_wakeup_poke(&w->wake);
+	}
+}
+
+static void session_free(struct session *s);
+static void session_service(struct session *s);
+
+static void run_inbox(struct worker *w)
+{
+	os_wakeup_drain(&w->wake);
+	os_mutex_lock(w->lock);
+	struct task *t = w->inbox;
+	w->inbox = w->inbox_tail = NULL;
+	os_mutex_unlock(w->lock);
+	while (t) {
+		struct task *next = t->next;
+		struct session *s = t->s;
+		t->fn(s, t->arg);
+		s->holds -= t->release;
+		free(t);
+		session_service(s);
+		t = next;
+	}
+}
+
+/* ---- session API (see rumble.h) ---- */
+
+void session_write(struct session *s, const void *p, size_t n)
+{
+	if (s->fd != OS_BADFD) {
+		buf_append(&s->out, p, n);
+	}
+}
+
+void session_printf(struct session *s, const char *fmt, ...)
+{
+	if (s->fd == OS_BADFD) {
+		return;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&s->out, fmt, ap);
+	va_end(ap);
+}
+
+void session_close(struct session *s, const char *reason)
+{
+	if (!s->closing) {
+		s->closing = 1;
+		rl_strlcpy(s->reason, reason, sizeof s->reason);
+	}
+}
+
+void session_pause(struct session *s)
+{
+	s->paused = 1;
+}
+
+void session_resume(struct session *s)
+{
+	s->paused = 0;
+}
+
+void session_discard_input(struct session *s)
+{
+	s->discard_in = 1;
+}
+
+void session_hold(struct session *s)
+{
+	s->holds++;
+}
+
+void session_post(struct session *s, void (*fn)(struct session *, void *), void *arg)
+{
+	worker_post(s->worker, fn, s, arg, 1);
+}
+
+int server_sessions(void)
+{
+	return (int)__atomic_load_n(&session_count, __ATOMIC_RELAXED);
+}
+
+/* ---- I/O ---- */
+
+/* Reads what the socket has; -1 when the session must end. */
+static int session_fill(struct session *s)
+{
+	for (int rounds = 0; rounds < 4; rounds++) {
+		buf_reserve(&s->in, READ_CHUNK);
+		long n = os_read(s->fd, s->in.data + s->in.len, READ_CHUNK);
+		if (n == OS_AGAIN) {
+			return 0;
+		}
+		if (n == 0) {
+			s->eof = 1; /* what came before the end is still served */
+			return 0;
+		}
+		if (n < 0) {
+			session_close(s, "read error");
+			return -1;
+		}
+		s->in.len += (size_t)n;
+		s->in.data[s->in.len] = '\0';
+		s->last_io = os_now_ms();
+		if ((size_t)n < READ_CHUNK || s->in.len - s->in_off > s->svc->proto->line_max) {
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* Writes what is pending; -1 when the peer is gone. */
+static int session_flush(struct session *s)
+{
+	size_t done = 0;
+	int rc = 0;
+	while (done < s->out.len) {
+		long n = os_write(s->fd, s->out.data + done, s->out.len - done);
+		if (n == OS_AGAIN) {
+			break;
+		}
+		if (n <= 0) {
+			rc = -1;
+			break;
+		}
+		done += (size_t)n;
+		s->last_io = os_now_ms();
+	}
+	buf_consume(&s->out, done);
+	if (rc != 0) {
+		buf_reset(&s->out);
+		session_close(s, "write error");
+	}
+	return rc;
+}
+
+/* Hands complete lines (or line_max pieces) to the protocol. */
+static void session_dispatch(struct session *s)
+{
+	const struct proto *pr = s->svc->proto;
+	while (!s->paused && !s->closing && s->out.len < OUT_HIGH) {
+		char *start = s->in.data + s->in_off;
+		size_t avail = s->in.len - s->in_off;
+		char *nl = avail ? memchr(start, '\n', avail) : NULL;
+		size_t len = nl ? (size_t)(nl - start) + 1 : avail;
+		if (!nl && avail < pr->line_max) {
+			break;
+		}
+		if (len > pr->line_max) {
+			len = pr->line_max;
+		}
+		char saved = start[len];
+		start[len] = '\0';
+		s->in_off += len;
+		pr->line(s, start, len);
+		if (s->discard_in) {
+			s->discard_in = 0;
+			s->in_off = s->in.len;
+		} else {
+			start[len] = saved;
+		}
+	}
+	if (s->in_off == s->in.len) {
+		buf_reset(&s->in);
+		s->in_off = 0;
+	} else if (s->in_off > READ_CHUNK) {
+		buf_consume(&s->in, s->in_off);
+		s->in_off = 0;
+	}
+}
+
+/* Decides what the poller should watch for s, after any activity. */
+static void session_service(struct session *s)
+{
+	if (s->fd == OS_BADFD) {
+		if (s->holds == 0) {
+			session_free(s);
+		}
+		return;
+	}
+	if (!s->closing) {
+		session_dispatch(s);
+	}
+	if (s->out.len && session_flush(s) != 0) {
+		s->out.len = 0;
+	}
+	if (!s->out.len && s->svc->proto->writable && !s->closing) {
+		s->svc->proto->writable(s);
+		if (s->out.len) {
+			session_flush(s);
+		}
+	}
+	if (s->eof && !s->paused && !s->closing) {
+		session_close(s, "disconnected");
+	}
+	if (s->closing && (!s->out.len || s->fd == OS_BADFD)) {
+		session_free(s);
+		return;
+	}
+	int want_read = !s->closing && !s->eof && s->out.len < OUT_HIGH &&
+	                s->in.len - s->in_off < s->svc->proto->line_max + READ_CHUNK;
+	int ev = (want_read ? OS_EV_READ : 0) | (s->out.len ? OS_EV_WRITE : 0);
+	if (ev != ((s->reading_off ? 0 : OS_EV_READ) | (s->write_on ? OS_EV_WRITE : 0))) {
+		os_poller_mod(s->worker->poller, s->fd, ev, s);
+		s->reading_off = !want_read;
+		s->write_on = s->out.len != 0;
+	}
+}
+
+static void session_event(struct session *s, int events)
+{
+	if (s->fd == OS_BADFD) {
+		return; /* closed earlier in this batch */
+	}
+	if ((events & (OS_EV_READ | OS_EV_ERROR)) && !s->eof) {
+		session_fill(s);
+	}
+	if ((events & OS_EV_WRITE) && s->out.len) {
+		session_flush(s);
+	}
+	session_service(s);
+}
+
+/* ---- life of a session ---- */
+
+static void session_unlink(struct session *s)
+{
+	struct worker *w = s->worker;
+	if (s->prev) {
+		s->prev->next = s->next;
+	} else if (w->sessions == s) {
+		w->sessions = s->next;
+	}
+	if (s->next) {
+		s->next->prev = s->prev;
+	}
+	s->prev = s->next = NULL;
+}
+
+/* The one destructor. With work still out on other threads the socket
+ * closes now and the memory goes when the last post arrives. */
+static void session_free(struct session *s)
+{
+	if (s->fd != OS_BADFD) {
+		log_debug("%08x %s disconnected reason=%s", s->id, s->svc->name, s->reason);
+		os_poller_del(s->worker->poller, s->fd);
+		os_close(s->fd);
+		s->fd = OS_BADFD;
+		if (s->svc->proto->close) {
+			s->svc->proto->close(s);
+		}
+		session_unlink(s);
+		counter_add(&s->svc->sessions, -1);
+		counter_add(&s->worker->nsessions, -1);
+		counter_add(&session_count, -1);
+	}
+	if (s->holds > 0) {
+		return;
+	}
+	/* A later event of the same poller batch may still name s. */
+	s->next = s->worker->dead;
+	s->worker->dead = s;
+}
+
+static void bury_dead(struct worker *w)
+{
+	while (w->dead) {
+		struct session *s = w->dead;
+		w->dead = s->next;
+		buf_free(&s->in);
+		buf_free(&s->out);
+		free(s);
+	}
+}
+
+static void session_adopt(struct session *s, void *arg)
+{
+	(void)arg;
+	struct worker *w = s->worker;
+	s->last_io = os_now_ms();
+	s->next = w->sessions;
+	if (w->sessions) {
+		w->sessions->prev = s;
+	}
+	w->sessions = s;
+	if (os_poller_add(w->poller, s->fd, OS_EV_READ, s) != 0) {
+		log_warn("%08x poller add", s->id);
+		session_close(s, "poller");
+		return;
+	}
+	log_debug("%08x %s connected from %s", s->id, s->svc->name, s->peer);
+	s->svc->proto->open(s);
+}
+
+static struct worker *least_busy(void)
+{
+	struct worker *best = &workers[0];
+	for (int i = 1; i < nworkers; i++) {
+		if (workers[i].nsessions < best->nsessions) {
+			best = &workers[i];
+		}
+	}
+	return best;
+}
+
+static void accept_one(struct service *svc, os_fd lfd)
+{
+	for (int i = 0; i < 64; i++) {
+		struct session tmp;
+		os_fd fd = os_accept(lfd, tmp.peer, sizeof tmp.peer);
+		if (fd == (os_fd)OS_AGAIN || fd == OS_BADFD) {
+			if (fd == OS_BADFD) {
+				/* out of descriptors, most likely: the listener stays
+				 * readable, so wait a little instead of spinning */
+				log_warn("%s: accept", svc->name);
+				os_sleep_ms(50);
+			}
+			return;
+		}
+		if (svc->suspended) {
+			os_close(fd);
+			continue;
+		}
+		struct session *s = xcalloc(1, sizeof *s);
+		memcpy(s->peer, tmp.peer, sizeof s->peer);
+		os_local_addr(fd, s->local, sizeof s->local);
+		s->fd = fd;
+		s->svc = svc;
+		s->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+		s->worker = least_busy();
+		s->timeout_ms = conf.idle_timeout * 1000;
+		buf_init(&s->in);
+		buf_init(&s->out);
+		counter_add(&svc->sessions, 1);
+		counter_add(&svc->total, 1);
+		counter_add(&s->worker->nsessions, 1);
+		counter_add(&session_count, 1);
+		/* Adopted without the session_service that follows a post: the
+		 * greeting goes out through it as any other output. */
+		worker_post(s->worker, session_adopt, s, NULL, 0);
+	}
+}
+
+/* ---- workers ---- */
+
+static void worker_tick(struct worker *w, int64_t now)
+{
+	struct session *s = w->sessions, *next;
+	for (; s; s = next) {
+		next = s->next;
+		int stopping = w->stop && !s->holds;
+		if (stopping || (!s->holds && now - s->last_io > s->timeout_ms)) {
+			if (s->svc->proto->timeout && !stopping) {
+				s->svc->proto->timeout(s);
+			}
+			session_close(s, stopping ? "server stopping" : "idle timeout");
+			session_service(s);
+		}
+	}
+}
+
+static void worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct os_event ev[MAX_EVENTS];
+	for (;;) {
+		int n = os_poller_wait(w->poller, ev, MAX_EVENTS, TICK_MS);
+		for (int i = 0; i < n; i++) {
+			if (ev[i].ptr == w) {
+				run_inbox(w);
+			} else {
+				session_event(ev[i].ptr, ev[i].events);
+			}
+		}
+		bury_dead(w);
+		int64_t now = os_now_ms();
+		if (now >= w->next_tick || w->stop) {
+			w->next_tick = now + TICK_MS;
+			worker_tick(w, now);
+		}
+		if (w->stop == 2 && !w->sessions) {
+			run_inbox(w);
+			if (!w->sessions) {
+				bury_dead(w);
+				return;
+			}
+		}
+	}
+}
+
+int server_start(int n)
+{
+	nworkers = n > 0 ? n : os_ncpu();
+	if (nworkers < 1) {
+		nworkers = 1;
+	}
+	workers = xcalloc((size_t)nworkers, sizeof *workers);
+	for (int i = 0; i < nworkers; i++) {
+		struct worker *w = &workers[i];
+		w->index = i;
+		w->poller = os_poller_new();
+		w->lock = os_mutex_new();
+		if (!w->poller || os_wakeup_open(&w->wake) != 0 ||
+			os_poller_add(w->poller, w->wake.rfd, OS_EV_READ, w) != 0) {
+			log_warn("worker %d: poller", i);
+			return -1;
+		}
+	}
+	for (int i = 0; i < nworkers; i++) {
+		workers[i].thread = os_thread_start(worker_main, &workers[i]);
+		if (!workers[i].thread) {
+			log_warn("worker %d: thread", i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- listeners and the main loop ---- */
+
+int server_listen(struct service *svc, const char *bind, int ipv4_only, char *err, size_t errlen)
+{
+	if (!accept_poller && !(accept_poller = os_poller_new())) {
+		snprintf(err, errlen, "cannot create a poller: %s", os_strerror());
+		return -1;
+	}
+	if (nservices == (int)(sizeof services / sizeof services[0])) {
+		snprintf(err, errlen, "too many services");
+		return -1;
+	}
+	os_fd fd = os_listen(bind, svc->port, ipv4_only, err, errlen);
+	if (fd == OS_BADFD) {
+		return -1;
+	}
+	svc->lfd[svc->nlfd++] = fd;
+	services[nservices++] = svc;
+	svc->enabled = 1;
+	if (svc->port == 0) {
+		svc->port = os_sock_port(fd);
+	}
+	return os_poller_add(accept_poller, fd, OS_EV_READ, svc);
+}
+
+static void accept_ready(struct service *svc)
+{
+	for (int i = 0; i < svc->nlfd; i++) {
+		accept_one(svc, svc->lfd[i]);
+	}
+}
+
+void server_run(void (*on_reload)(void))
+{
+	struct os_event ev[16];
+	for (;;) {
+		int n = os_poller_wait(accept_poller, ev, 16, 250);
+		for (int i = 0; i < n; i++) {
+			accept_ready(ev[i].ptr);
+		}
+		int sig = os_signal_take();
+		if (sig & OS_SIG_STOP) {
+			return;
+		}
+		if ((sig & OS_SIG_RELOAD) && on_reload) {
+			on_reload();
+		}
+	}
+}
+
+static void close_listeners(void)
+{
+	for (int i = 0; i < nservices; i++) {
+		struct service *svc = services[i];
+		for (int j = 0; j < svc->nlfd; j++) {
+			os_poller_del(accept_poller, svc->lfd[j]);
+			os_close(svc->lfd[j]);
+		}
+		svc->nlfd = 0;
+		svc->enabled = 0;
+	}
+}
+
+static void stop_workers(int level)
+{
+	for (int i = 0; i < nworkers; i++) {
+		workers[i].stop = level;
+		os_wakeup_poke(&workers[i].wake);
+	}
+}
+
+void server_stop(int grace_ms)
+{
+	close_listeners();
+	int64_t until = os_now_ms() + grace_ms;
+	while (server_sessions() > 0 && os_now_ms() < until) {
+		os_sleep_ms(20);
+	}
+	stop_workers(2);
+	for (int i = 0; i < nworkers; i++) {
+		os_thread_join(workers[i].thread);
+		os_poller_free(workers[i].poller);
+		os_wakeup_close(&workers[i].wake);
+		os_mutex_free(workers[i].lock);
+	}
+	xfree(workers);
+	nworkers = 0;
+}

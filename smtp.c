@@ -1,0 +1,550 @@
+/*
+ * smtp.c - the inbound SMTP server (RFC 5321), a state machine fed with
+ * lines by session.c.
+ *
+ * Commands are rows of one table: the verb, the states in which the
+ * command is allowed, whether it takes an argument, and its action. The
+ * DATA body is routed before the table: only CRLF "." CRLF after a line
+ * that itself ended in CRLF ends it, so a bare LF or CR cannot end a
+ * message early and smuggle a second one. Bare LF line ends inside the
+ * body are stored as CRLF; dots are unstuffed.
+ *
+ * At the end of DATA the message goes to queue_commit(); the session is
+ * paused (pipelined commands wait in its buffer) until the commit posts
+ * back, and only then is 250 sent: the message is on disk by then.
+ */
+#include <ctype.h>
+#include <string.h>
+#include <time.h>
+
+#include "rumble.h"
+
+#define SMTP_LINE_MAX 4096 /* pieces of DATA lines; commands must fit */
+#define SMTP_CMD_MAX 2048  /* RFC 5321 4.5.3.1.4 says 512; extensions add */
+#define SMTP_JUNK_MAX 100  /* NOOP, RSET, VRFY, HELP without a message */
+#define ADDR_MAX 320
+
+enum smtp_state { S_START, S_HELO, S_MAIL, S_RCPT, S_DATA, S_COMMIT };
+#define ANY ((1 << S_START) | (1 << S_HELO) | (1 << S_MAIL) | (1 << S_RCPT))
+#define ST(x) (1 << (x))
+
+struct smtp {
+	enum smtp_state state;
+	char helo[256];
+	int esmtp;
+	int errors, junk;
+	int skip_line; /* the rest of an over-long command line is dropped */
+	struct queue_msg *msg;
+	uint64_t data_len;
+	int too_big, line_start, prev_crlf;
+};
+
+struct cmd {
+	const char *verb;
+	int states; /* where it is allowed */
+	int arg;    /* 1 required, 0 forbidden, -1 optional */
+	void (*run)(struct session *s, struct smtp *st, char *arg);
+};
+
+static const char *state_names[] = {"start", "helo", "mail", "rcpt", "data", "commit"};
+
+static void enter_state(struct session *s, struct smtp *st, enum smtp_state next)
+{
+	if (st->state != next) {
+		log_debug("%08x smtp %s -> %s", s->id, state_names[st->state], state_names[next]);
+	}
+	st->state = next;
+}
+
+static void reply(struct session *s, int code, const char *fmt, ...) RL_PRINTF(3, 4);
+static void reply(struct session *s, int code, const char *fmt, ...)
+{
+	struct smtp *st = s->ps;
+	session_printf(s, "%d ", code);
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&s->out, fmt, ap);
+	va_end(ap);
+	session_write(s, "\r\n", 2);
+	if (code >= 500 && ++st->errors >= conf.max_errors) {
+		session_printf(s, "421 4.7.0 %s Error: too many errors\r\n", conf.server_name);
+		session_close(s, "too many errors");
+	}
+}
+
+static void txn_reset(struct session *s, struct smtp *st)
+{
+	if (st->msg) {
+		queue_msg_free(st->msg);
+		st->msg = NULL;
+	}
+	st->too_big = 0;
+	st->data_len = 0;
+	enter_state(s, st, st->state == S_START ? S_START : S_HELO);
+}
+
+/* ---- addresses ---- */
+
+static int valid_local(const char *p, size_t n)
+{
+	if (n == 0 || n > MM_USER_MAX + 2) {
+		return 0;
+	}
+	if (p[0] == '"') {
+		return n >= 2 && p[n - 1] == '"';
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if (c <= ' ' || c == 0x7f || strchr("()<>[]:;@\\,\"", c)) {
+			return 0;
+		}
+	}
+	return p[0] != '.' && p[n - 1] != '.' && !strstr(p, "..");
+}
+
+static int valid_domain_part(const char *d)
+{
+	if (d[0] == '[') {
+		size_t n = strlen(d);
+		return n > 2 && d[n - 1] == ']' && strspn(d + 1, "0123456789abcdefABCDEF.:IPv6") == n - 2;
+	}
+	for (const char *p = d; *p; p++) {
+		if ((unsigned char)*p >= 0x80) {
+			return 1; /* SMTPUTF8 domain: checked by the lookup, never a path */
+		}
+	}
+	return mm_valid_domain(d);
+}
+
+/* see rumble.h */
+int smtp_parse_path(char *arg, const char *prefix, char *addr, size_t addrlen, char **params)
+{
+	size_t plen = strlen(prefix);
+	if (rl_strncasecmp(arg, prefix, plen) != 0) {
+		return -1;
+	}
+	char *p = arg + plen;
+	while (*p == ' ') {
+		p++; /* "MAIL FROM: <a@b>" is common enough to accept */
+	}
+	char *end;
+	if (*p == '<') {
+		end = strchr(++p, '>');
+		if (!end) {
+			return -1;
+		}
+	} else {
+		end = p + strcspn(p, " ");
+	}
+	size_t n = (size_t)(end - p);
+	if (n >= addrlen || n > 256) {
+		return -1;
+	}
+	memcpy(addr, p, n);
+	addr[n] = '\0';
+	if (*end == '>') {
+		end++;
+	}
+	if (*end && *end != ' ') {
+		return -1;
+	}
+	while (*end == ' ') {
+		end++;
+	}
+	*params = end;
+	if (n == 0) {
+		return 0; /* the null path <> */
+	}
+	char *at = strrchr(addr, '@');
+	if (addr[0] == '@') {
+		char *colon = strchr(addr, ':'); /* source route: ignored (RFC 5321 4.1.2) */
+		if (!colon) {
+			return -1;
+		}
+		memmove(addr, colon + 1, strlen(colon));
+		at = strrchr(addr, '@');
+	}
+	if (!at || !valid_local(addr, (size_t)(at - addr)) || !valid_domain_part(at + 1)) {
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- commands ---- */
+
+static int helo_ok(const char *name)
+{
+	if (!conf.enforce_fqdn) {
+		return 1;
+	}
+	if (name[0] == '[') {
+		return valid_domain_part(name);
+	}
+	return strchr(name, '.') && mm_valid_domain(name);
+}
+
+static void greet_helo(struct session *s, struct smtp *st, char *arg, int esmtp)
+{
+	arg[strcspn(arg, " ")] = '\0';
+	if (!helo_ok(arg) || strlen(arg) >= sizeof st->helo) {
+		reply(s, 504, "5.5.2 <%s>: Helo command rejected: need fully-qualified hostname",
+			arg);
+		return;
+	}
+	txn_reset(s, st);
+	rl_strlcpy(st->helo, arg, sizeof st->helo);
+	st->esmtp = esmtp;
+	enter_state(s, st, S_HELO);
+	if (!esmtp) {
+		reply(s, 250, "%s", conf.server_name);
+		return;
+	}
+	session_printf(s,
+		"250-%s Hello %s [%s]\r\n"
+		"250-PIPELINING\r\n"
+		"250-SIZE %llu\r\n"
+		"250-8BITMIME\r\n"
+		"250-ENHANCEDSTATUSCODES\r\n"
+		"250 SMTPUTF8\r\n",
+		conf.server_name, st->helo, s->peer, (unsigned long long)conf.message_size_limit);
+}
+
+static void cmd_helo(struct session *s, struct smtp *st, char *arg)
+{
+	greet_helo(s, st, arg, 0);
+}
+
+static void cmd_ehlo(struct session *s, struct smtp *st, char *arg)
+{
+	greet_helo(s, st, arg, 1);
+}
+
+/* MAIL parameters (RFC 1870, 6152, 6531); -1 after a reply. */
+static int mail_params(struct session *s, char *params)
+{
+	for (char *p = params, *next; *p; p = next) {
+		next = p + strcspn(p, " ");
+		if (*next) {
+			*next++ = '\0';
+		}
+		if (!*p) {
+			continue;
+		}
+		if (rl_strncasecmp(p, "SIZE=", 5) == 0) {
+			char *end;
+			unsigned long long n = strtoull(p + 5, &end, 10);
+			if (*end || !isdigit((unsigned char)p[5])) {
+				reply(s, 501, "5.5.4 Bad SIZE parameter");
+				return -1;
+			}
+			if (n > conf.message_size_limit) {
+				reply(s, 552, "5.3.4 Message size exceeds fixed limit");
+				return -1;
+			}
+		} else if (rl_strcasecmp(p, "BODY=8BITMIME") == 0 || rl_strcasecmp(p, "BODY=7BIT") == 0 ||
+			   rl_strcasecmp(p, "SMTPUTF8") == 0) {
+			/* accepted: the store is 8-bit clean */
+		} else {
+			reply(s, 555, "5.5.4 Unsupported parameter %.64s", p);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void cmd_mail(struct session *s, struct smtp *st, char *arg)
+{
+	char addr[ADDR_MAX], *params;
+	if (st->state == S_START) {
+		reply(s, 503, "5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (smtp_parse_path(arg, "FROM:", addr, sizeof addr, &params) != 0) {
+		reply(s, 501, "5.1.7 Bad sender address syntax");
+		return;
+	}
+	if ((*params && !st->esmtp) || mail_params(s, params) != 0) {
+		if (!st->esmtp && *params) {
+			reply(s, 555, "5.5.4 Parameters need EHLO");
+		}
+		return;
+	}
+	st->msg = queue_msg_new(addr);
+	st->junk = 0;
+	enter_state(s, st, S_MAIL);
+	reply(s, 250, "2.1.0 Ok");
+}
+
+static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
+{
+	char addr[ADDR_MAX], *params;
+	if (smtp_parse_path(arg, "TO:", addr, sizeof addr, &params) != 0 || !addr[0]) {
+		reply(s, 501, "5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (*params) {
+		reply(s, 555, "5.5.4 Unsupported parameter %.64s", params);
+		return;
+	}
+	if (st->msg->nrcpt >= conf.max_recipients) {
+		reply(s, 452, "4.5.3 Error: too many recipients");
+		return;
+	}
+	struct mm_account acct;
+	switch (queue_classify(addr, &acct)) {
+	case RCPT_LOCAL:
+		queue_msg_add_rcpt(st->msg, addr);
+		enter_state(s, st, S_RCPT);
+		reply(s, 250, "2.1.5 Ok");
+		return;
+	case RCPT_UNKNOWN:
+		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		reply(s, 550, "5.1.1 <%s>: Recipient address rejected: User unknown", addr);
+		return;
+	case RCPT_REMOTE:
+		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		reply(s, 554, "5.7.1 <%s>: Relay access denied", addr);
+		return;
+	case RCPT_BAD:
+		break;
+	}
+	reply(s, 501, "5.1.3 Bad recipient address syntax");
+}
+
+static void rfc5322_date(int64_t t, char *out, size_t len)
+{
+	struct tm tm;
+	os_gmtime(t, &tm);
+	strftime(out, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+static void cmd_data(struct session *s, struct smtp *st, char *arg)
+{
+	if (st->state != S_RCPT) {
+		reply(s, 554, "5.5.1 Error: no valid recipients");
+		return;
+	}
+	struct queue_msg *m = st->msg;
+	char date[64];
+	struct buf h;
+	buf_init(&h);
+	rfc5322_date(m->date, date, sizeof date);
+	buf_printf(&h,
+		"Received: from %s ([%s])\r\n\tby %s (Rumble) with %s id %016llx%s%s%s;\r\n\t%s\r\n",
+		st->helo, s->peer, conf.server_name, st->esmtp ? "ESMTP" : "SMTP",
+		(unsigned long long)m->qid, m->nrcpt == 1 ? "\r\n\tfor <" : "",
+		m->nrcpt == 1 ? m->rcpts[0] : "", m->nrcpt == 1 ? ">" : "", date);
+	spool_write(&m->body, h.data, h.len);
+	buf_free(&h);
+	st->data_len = 0;
+	st->line_start = st->prev_crlf = 1;
+	enter_state(s, st, S_DATA);
+	reply(s, 354, "End data with <CR><LF>.<CR><LF>");
+}
+
+static void cmd_rset(struct session *s, struct smtp *st, char *arg)
+{
+	txn_reset(s, st);
+	reply(s, 250, "2.0.0 Ok");
+}
+
+static void cmd_noop(struct session *s, struct smtp *st, char *arg)
+{
+	reply(s, 250, "2.0.0 Ok");
+}
+
+static void cmd_vrfy(struct session *s, struct smtp *st, char *arg)
+{
+	/* Telling who exists helps address harvesters (RFC 5321 7.3). */
+	reply(s, 252, "2.1.5 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void cmd_help(struct session *s, struct smtp *st, char *arg)
+{
+	reply(s, 214, "2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
+}
+
+static void cmd_quit(struct session *s, struct smtp *st, char *arg)
+{
+	reply(s, 221, "2.0.0 %s closing connection", conf.server_name);
+	session_close(s, "quit");
+}
+
+static const struct cmd commands[] = {
+	{"HELO", ANY, 1, cmd_helo},
+	{"EHLO", ANY, 1, cmd_ehlo},
+	{"MAIL", ST(S_START) | ST(S_HELO), 1, cmd_mail},
+	{"RCPT", ST(S_MAIL) | ST(S_RCPT), 1, cmd_rcpt},
+	{"DATA", ST(S_MAIL) | ST(S_RCPT), 0, cmd_data},
+	{"RSET", ANY, 0, cmd_rset},
+	{"NOOP", ANY, -1, cmd_noop},
+	{"VRFY", ANY, 1, cmd_vrfy},
+	{"HELP", ANY, -1, cmd_help},
+	{"QUIT", ANY, 0, cmd_quit},
+};
+
+static int is_junk(const struct cmd *c)
+{
+	return c->run == cmd_noop || c->run == cmd_rset || c->run == cmd_vrfy || c->run == cmd_help;
+}
+
+static void command(struct session *s, struct smtp *st, char *line)
+{
+	char *arg = line + strcspn(line, " ");
+	if (*arg) {
+		*arg++ = '\0';
+	}
+	const struct cmd *c = NULL;
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (rl_strcasecmp(line, commands[i].verb) == 0) {
+			c = &commands[i];
+		}
+	}
+	if (!c) {
+		reply(s, 500, "5.5.2 Error: command not recognized");
+	} else if (c->arg == 1 && !*arg) {
+		reply(s, 501, "5.5.4 Syntax: %s needs an argument", c->verb);
+	} else if (c->arg == 0 && *arg) {
+		reply(s, 501, "5.5.4 Syntax: %s takes no argument", c->verb);
+	} else if (!(c->states & ST(st->state))) {
+		reply(s, 503, "5.5.1 Error: bad sequence of commands");
+	} else if (is_junk(c) && ++st->junk > SMTP_JUNK_MAX) {
+		session_printf(s, "421 4.7.0 %s Error: too many commands\r\n", conf.server_name);
+		session_close(s, "junk commands");
+	} else {
+		c->run(s, st, arg);
+	}
+}
+
+/* ---- the message body ---- */
+
+static void commit_done(struct session *s, void *arg)
+{
+	struct smtp *st = s->ps;
+	struct queue_msg *m = arg;
+	if (!st) {
+		queue_msg_free(m); /* the session ended meanwhile */
+		return;
+	}
+	if (m->status == 0) {
+		__atomic_add_fetch(&s->svc->received, 1, __ATOMIC_RELAXED);
+		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
+	} else {
+		reply(s, 451, "4.3.0 Error: could not store the message, try again later");
+	}
+	st->msg = m;
+	txn_reset(s, st);
+	session_resume(s);
+}
+
+static void end_data(struct session *s, struct smtp *st)
+{
+	struct queue_msg *m = st->msg;
+	if (st->too_big) {
+		reply(s, 552, "5.3.4 Error: message size exceeds fixed limit");
+		txn_reset(s, st);
+		return;
+	}
+	if (m->body.failed) {
+		reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		txn_reset(s, st);
+		return;
+	}
+	st->msg = NULL;
+	enter_state(s, st, S_COMMIT);
+	session_pause(s);
+	queue_commit(s, m, commit_done);
+}
+
+static void body_write(struct smtp *st, const char *p, size_t n)
+{
+	st->data_len += n;
+	if (st->data_len > conf.message_size_limit) {
+		st->too_big = 1; /* keep reading to the end, store nothing more */
+		return;
+	}
+	spool_write(&st->msg->body, p, n);
+}
+
+static void data_line(struct session *s, struct smtp *st, char *line, size_t len)
+{
+	int complete = line[len - 1] == '\n';
+	int crlf = complete && len >= 2 && line[len - 2] == '\r';
+	if (st->line_start && st->prev_crlf && len == 3 && memcmp(line, ".\r\n", 3) == 0) {
+		end_data(s, st);
+		return;
+	}
+	if (st->line_start && line[0] == '.') {
+		line++; /* dot-stuffing, RFC 5321 4.5.2 */
+		len--;
+	}
+	if (complete && !crlf) {
+		body_write(st, line, len - 1); /* bare LF: stored as CRLF */
+		body_write(st, "\r\n", 2);
+	} else {
+		body_write(st, line, len);
+	}
+	st->line_start = complete;
+	st->prev_crlf = crlf;
+}
+
+/* ---- the protocol ---- */
+
+static void smtp_open(struct session *s)
+{
+	struct smtp *st = xcalloc(1, sizeof *st);
+	s->ps = st;
+	session_printf(s, "220 %s ESMTP Rumble\r\n", conf.server_name);
+}
+
+static void smtp_line(struct session *s, char *line, size_t len)
+{
+	struct smtp *st = s->ps;
+	if (st->state == S_DATA) {
+		data_line(s, st, line, len);
+		return;
+	}
+	int complete = line[len - 1] == '\n';
+	if (st->skip_line || !complete || len > SMTP_CMD_MAX) {
+		if (!st->skip_line) {
+			reply(s, 500, "5.5.2 Error: line too long");
+		}
+		st->skip_line = !complete;
+		return;
+	}
+	line[--len] = '\0';
+	if (len && line[len - 1] == '\r') {
+		line[--len] = '\0';
+	}
+	if (memchr(line, '\0', len)) {
+		reply(s, 500, "5.5.2 Error: NUL in command");
+		return;
+	}
+	command(s, st, line);
+}
+
+static void smtp_timeout(struct session *s)
+{
+	session_printf(s, "421 4.4.2 %s Error: timeout exceeded\r\n", conf.server_name);
+}
+
+static void smtp_close(struct session *s)
+{
+	struct smtp *st = s->ps;
+	if (st) {
+		if (st->msg) {
+			queue_msg_free(st->msg);
+		}
+		free(st);
+		s->ps = NULL;
+	}
+}
+
+const struct proto smtp_proto = {
+	.name = "smtp",
+	.line_max = SMTP_LINE_MAX,
+	.open = smtp_open,
+	.line = smtp_line,
+	.timeout = smtp_timeout,
+	.close = smtp_close,
+};
