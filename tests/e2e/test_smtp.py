@@ -1,0 +1,389 @@
+"""End-to-end SMTP tests against the real binary (smtplib, raw sockets, swaks, curl)."""
+import os
+import shutil
+import smtplib
+import socket
+import subprocess
+import threading
+import time
+
+from harness import BIN, Server, SMTPRaw, strip_received
+
+
+def message(i, size=0, extra=b""):
+    body = b"".join(b"line %d of message %d, some text to fill it up.\r\n" % (n, i)
+                    for n in range(max(1, size // 48)))
+    return (b"From: sender@remote.test\r\nTo: alice@example.org\r\nSubject: test %d\r\n"
+            b"Message-ID: <m%d@remote.test>\r\n\r\n" % (i, i)) + extra + body
+
+
+def test_one_message_arrives_intact():
+    """smtp: one message arrives in the mailbox with its bytes intact"""
+    s = Server().start()
+    msg = message(1, 2000)
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.sendmail("sender@remote.test", ["alice@example.org"], msg)
+    got = s.messages("alice@example.org")
+    assert len(got) == 1, got
+    assert strip_received(got[0]) == msg
+    assert got[0].startswith(b"Received: from ")
+    assert s.stop() == 0
+
+
+def test_thousand_messages_arrive_intact():
+    """smtp: 1,000 messages over 10 parallel sessions all arrive intact"""
+    s = Server().start()
+    sent = {}
+    errors = []
+
+    def sender(k):
+        try:
+            with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=30) as c:
+                for i in range(k * 100, k * 100 + 100):
+                    m = message(i, 500 + (i % 7) * 300)
+                    c.sendmail("sender@remote.test", ["alice@example.org"], m)
+                    sent[i] = m
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    got = [strip_received(m) for m in s.messages("alice@example.org")]
+    assert len(got) == 1000, len(got)
+    assert sorted(got) == sorted(sent.values())
+    assert s.stop() == 0
+
+
+def test_pipelined_commands_answer_in_order():
+    """smtp: pipelined commands in one write get their replies in order"""
+    s = Server(users=("alice@example.org", "bob@example.org")).start()
+    c = SMTPRaw(s.smtp_port)
+    c.send(b"EHLO client.test\r\n")
+    code, text = c.reply()
+    assert code == 250 and "PIPELINING" in text
+    c.send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<alice@example.org>\r\n"
+           b"RCPT TO:<nobody@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+    assert [c.reply()[0] for _ in range(5)] == [250, 250, 550, 250, 354]
+    c.send(b"Subject: piped\r\n\r\nhello\r\n.\r\nMAIL FROM:<y@remote.test>\r\n"
+           b"RCPT TO:<alice@example.org>\r\nDATA\r\nSubject: second\r\n\r\nagain\r\n.\r\nQUIT\r\n")
+    codes = [c.reply()[0] for _ in range(6)]
+    assert codes == [250, 250, 250, 354, 250, 221], codes
+    assert c.closed()
+    assert len(s.messages("alice@example.org")) == 2
+    assert len(s.messages("bob@example.org")) == 1
+    assert s.stop() == 0
+
+
+def test_unknown_user_and_relay_are_refused():
+    """smtp: unknown local users get 550 and relaying to other domains is refused"""
+    s = Server().start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.ehlo("client.test")
+        c.mail("x@remote.test")
+        code, _ = c.rcpt("nobody@example.org")
+        assert code == 550
+        code, text = c.rcpt("someone@elsewhere.test")
+        assert code == 554 and b"Relay" in text, text
+        code, _ = c.rcpt("ALICE@Example.ORG")
+        assert code == 250
+    assert s.stop() == 0
+
+
+def test_size_limit_is_enforced():
+    """smtp: SIZE is advertised and messages over MessageSizeLimit get 552"""
+    s = Server(conf="MessageSizeLimit 20K").start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.ehlo("client.test")
+        assert c.esmtp_features["size"] == str(20 * 1024)
+        code, _ = c.docmd("MAIL FROM:<x@remote.test> SIZE=30000")
+        assert code == 552
+        code, _ = c.docmd("MAIL FROM:<x@remote.test>")
+        assert code == 250
+        assert c.rcpt("alice@example.org")[0] == 250
+        code, _ = c.data(message(1, 40000))
+        assert code == 552
+        assert c.noop()[0] == 250  # the session goes on
+        c.sendmail("x@remote.test", ["alice@example.org"], message(2, 1000))
+    assert len(s.messages("alice@example.org")) == 1
+    assert s.stop() == 0
+
+
+def test_dot_stuffing_round_trips():
+    """smtp: lines starting with dots are unstuffed and stored as sent"""
+    s = Server().start()
+    msg = b"Subject: dots\r\n\r\n.\r\n..\r\n.leading\r\n...three\r\nFrom the start\r\n>From quoted\r\nend\r\n"
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.sendmail("x@remote.test", ["alice@example.org"], msg)
+    got = s.messages("alice@example.org")
+    assert len(got) == 1
+    assert strip_received(got[0]) == msg, got[0]
+    assert s.stop() == 0
+
+
+def test_bare_lf_cannot_smuggle_a_second_message():
+    """smtp: bare LF and lone CR dots do not end DATA (no smuggling)"""
+    s = Server(users=("alice@example.org", "bob@example.org")).start()
+    c = SMTPRaw(s.smtp_port)
+    assert c.cmd("EHLO client.test")[0] == 250
+    assert c.cmd("MAIL FROM:<x@remote.test>")[0] == 250
+    assert c.cmd("RCPT TO:<alice@example.org>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(b"Subject: one\r\n\r\nfirst\n.\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.org>\r\n"
+           b"DATA\r\nSubject: smuggled\r\n\r\nx\r\n\r.\r\nmore\r\n.\r\n")
+    code, text = c.reply()
+    assert code == 250, (code, text)
+    assert c.cmd("QUIT")[0] == 221
+    got = s.messages("alice@example.org")
+    assert len(got) == 1
+    assert b"smuggled" in got[0] and b"first\r\n" in got[0]
+    assert s.messages("bob@example.org") == []
+    assert s.stop() == 0
+
+
+def test_limits_and_bad_input_get_errors():
+    """smtp: too many recipients, long lines, garbage and errors are bounded"""
+    s = Server(conf="MaxRecipients 3\nMaxErrors 6").start()
+    c = SMTPRaw(s.smtp_port)
+    assert c.cmd("MAIL FROM:<x@remote.test>")[0] == 503  # HELO first
+    assert c.cmd("EHLO client.test")[0] == 250
+    assert c.cmd("MAIL FROM:<x@remote.test>")[0] == 250
+    for _ in range(3):
+        assert c.cmd("RCPT TO:<alice@example.org>")[0] == 250
+    assert c.cmd("RCPT TO:<alice@example.org>")[0] == 452
+    assert c.cmd("RSET")[0] == 250
+    assert c.cmd("X" * 5000)[0] == 500  # line too long
+    assert c.cmd("NOOP")[0] == 250  # still in sync after the long line
+    c.send(b"\x00\xff\xfe garbage\r\n")
+    assert c.reply()[0] == 500
+    assert c.cmd("RCPT TO:<alice@example.org>")[0] == 503
+    assert c.cmd("MAIL FROM:<not an address>")[0] == 501
+    code, text = c.cmd("FOO")
+    assert code == 500
+    assert c.reply()[0] == 421  # the sixth error ends the session
+    assert c.closed()
+    # the server is still up
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c2:
+        assert c2.noop()[0] == 250
+    assert s.stop() == 0
+
+
+def test_helo_rules():
+    """smtp: HELO/EHLO need a name; EnforceFQDN refuses unqualified ones; VRFY/HELP answer"""
+    s = Server(conf="EnforceFQDN 1").start()
+    c = SMTPRaw(s.smtp_port)
+    assert c.greeting[0] == 220
+    assert c.cmd("EHLO")[0] == 501
+    assert c.cmd("EHLO localhost")[0] == 504
+    assert c.cmd("HELO [127.0.0.1]")[0] == 250
+    code, text = c.cmd("EHLO client.example.test")
+    assert code == 250
+    for ext in ("PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"):
+        assert ext in text, text
+    assert c.cmd("VRFY alice")[0] == 252
+    assert c.cmd("HELP")[0] == 214
+    assert c.cmd("QUIT")[0] == 221
+    assert s.stop() == 0
+
+
+def test_smtputf8_and_8bit_mail_is_accepted():
+    """smtp: SMTPUTF8 addresses and 8-bit bodies are accepted and stored unchanged"""
+    s = Server(users=("jos\u00e9@example.org",)).start()
+    msg = "Subject: caf\u00e9\r\n\r\nna\u00efve \u65e5\u672c\r\n".encode()
+    c = SMTPRaw(s.smtp_port)
+    assert c.cmd("EHLO client.test")[0] == 250
+    assert c.cmd("MAIL FROM:<s\u00e9nder@remote.test> SMTPUTF8 BODY=8BITMIME")[0] == 250
+    assert c.cmd("RCPT TO:<jos\u00e9@example.org>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(msg + b".\r\n")
+    assert c.reply()[0] == 250
+    got = s.messages("jos\u00e9@example.org")
+    assert len(got) == 1 and strip_received(got[0]) == msg
+    assert s.stop() == 0
+
+
+def test_cli_changes_are_seen_by_the_running_server():
+    """cli: domains and users added or removed while the server runs take effect at once"""
+    s = Server(domains=(), users=()).start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.ehlo("client.test")
+        c.mail("x@remote.test")
+        assert c.rcpt("carol@new.test")[0] == 554  # not a local domain yet
+        s.cli("domain", "add", "new.test")
+        assert c.rcpt("carol@new.test")[0] == 550  # local, no such user
+        s.cli("user", "add", "carol@new.test", input="pw\n")
+        assert c.rcpt("carol@new.test")[0] == 250
+        s.cli("alias", "add", "team@new.test", "carol@new.test")
+        assert c.rcpt("team@new.test")[0] == 250
+        c.rset()
+        c.sendmail("x@remote.test", ["team@new.test"], b"Subject: via alias\r\n\r\nhi\r\n")
+        s.cli("user", "del", "carol@new.test")
+        c.mail("x@remote.test")
+        assert c.rcpt("carol@new.test")[0] == 550
+    assert len(s.messages("carol@new.test")) == 1
+    out = s.cli("domain", "list").stdout
+    assert "new.test" in out
+    assert s.stop() == 0
+
+
+def test_glob_accounts_catch_mail():
+    """smtp: GLOB accounts take mail; an exact name wins over a pattern"""
+    s = Server(users=("alice@example.org",)).start()
+    s.cli("alias", "add", "*@example.org", "alice@example.org")
+    s.cli("user", "add", "bob@example.org", input="pw\n")
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.sendmail("x@remote.test", ["whoever@example.org"], b"Subject: glob\r\n\r\nx\r\n")
+        c.sendmail("x@remote.test", ["bob@example.org"], b"Subject: exact\r\n\r\nx\r\n")
+    assert len(s.messages("alice@example.org")) == 1
+    assert len(s.messages("bob@example.org")) == 1
+    assert s.stop() == 0
+
+
+def test_cli_rejects_bad_input():
+    """cli: bad input gives one clear line and a non-zero exit"""
+    s = Server(domains=(), users=())
+    for args, inp in ((("domain", "add", "../etc"), None), (("user", "add", "nodomain"), "pw\n"),
+                      (("user", "add", "bob@nowhere.test"), "pw\n"), (("frob",), None),
+                      (("domain",), None), (("user", "passwd", "x@y.test"), "pw\n")):
+        r = s.cli(*args, input=inp, check=False)
+        assert r.returncode != 0, args
+        assert r.stderr.strip() and len(r.stderr.strip().splitlines()) <= 12, r.stderr
+    s.cli("domain", "add", "ok.test")
+    r = s.cli("user", "add", "a@ok.test", input="", check=False)
+    assert r.returncode != 0 and "password" in r.stderr
+
+
+def test_bad_config_stops_startup_with_file_and_line():
+    """config: a bad value stops start-up with file:line: reason"""
+    s = Server(domains=(), users=())
+    with open(s.conf, "a") as f:
+        f.write("SMTPPort notaport\n")
+    r = subprocess.run([BIN, "-c", s.conf], capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0
+    assert "rumble.conf:" in r.stderr and "SMTPPort" in r.stderr, r.stderr
+
+
+def test_kill_9_loses_no_acknowledged_message():
+    """smtp: kill -9 in a 200-message burst, restart: every acknowledged message is there exactly once"""
+    s = Server().start()
+    acked, lock = [], threading.Lock()
+
+    def sender(k):
+        for i in range(k, 200, 10):
+            try:
+                with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+                    c.sendmail("x@remote.test", ["alice@example.org"], message(i, 4000))
+                with lock:
+                    acked.append(i)
+            except (OSError, smtplib.SMTPException):
+                return
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(10)]
+    for t in threads:
+        t.start()
+    for _ in range(1000):
+        with lock:
+            if len(acked) >= 60:
+                break
+        time.sleep(0.005)
+    s.kill9()
+    for t in threads:
+        t.join(60)
+    assert 0 < len(acked) < 200, len(acked)
+    s.start()
+    got = [strip_received(m) for m in s.messages("alice@example.org")]
+    for i in acked:
+        assert got.count(message(i, 4000)) == 1, (i, got.count(message(i, 4000)))
+    # and the folder is still good for new mail
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.sendmail("x@remote.test", ["alice@example.org"], message(999, 100))
+    assert strip_received(s.messages("alice@example.org")[-1]) == message(999, 100)
+    assert s.stop() == 0
+
+
+def test_queue_files_left_by_a_crash_are_delivered_once():
+    """queue: a queue file left by a crash is delivered at start-up, exactly once"""
+    s = Server()
+    qdir = os.path.join(s.storage, "queue")
+    os.makedirs(qdir, exist_ok=True)
+    qid = "0000000012345678"
+    msg = b"Subject: left over\r\n\r\nfrom the queue\r\n"
+    open(os.path.join(qdir, qid + ".msg"), "wb").write(msg)
+    open(os.path.join(qdir, qid + ".env"), "w").write(
+        "from x@remote.test\ndate 1700000000\nattempts 0\nnext 0\nrcpt alice@example.org\n")
+    open(os.path.join(qdir, "00000000deadbeef.msg"), "wb").write(b"half-written, never acked")
+    s.start()
+    for _ in range(500):
+        if s.messages("alice@example.org"):
+            break
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert s.stop() == 0
+    assert [m for m in s.messages("alice@example.org")] == [msg]
+    assert sorted(os.listdir(qdir)) == []
+    s.start()
+    time.sleep(0.3)
+    assert s.stop() == 0
+    assert len(s.messages("alice@example.org")) == 1
+
+
+def test_swaks_delivers():
+    """smtp: swaks sends a message that arrives"""
+    if not shutil.which("swaks"):
+        raise Skip("swaks not installed")
+    s = Server().start()
+    r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(s.smtp_port), "--from",
+                        "x@remote.test", "--to", "alice@example.org", "--helo", "client.test",
+                        "--header", "Subject: swaks test", "--body", "hello from swaks", "--pipeline"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = s.messages("alice@example.org")
+    assert len(got) == 1 and b"hello from swaks" in got[0] and b"Subject: swaks test" in got[0]
+    r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(s.smtp_port), "--from",
+                        "x@remote.test", "--to", "nobody@example.org"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0 and "550" in r.stdout
+    assert s.stop() == 0
+
+
+def test_curl_uploads_over_smtp():
+    """smtp: curl smtp:// uploads a message that arrives"""
+    if not shutil.which("curl"):
+        raise Skip("curl not installed")
+    s = Server().start()
+    msg = b"Subject: curl\r\n\r\nsent by curl\r\n"
+    r = subprocess.run(["curl", "-s", "-S", "smtp://127.0.0.1:%d/client.test" % s.smtp_port,
+                        "--mail-from", "x@remote.test", "--mail-rcpt", "alice@example.org",
+                        "-T", "-"], input=msg, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    got = s.messages("alice@example.org")
+    assert len(got) == 1 and strip_received(got[0]) == msg
+    assert s.stop() == 0
+
+
+def test_mbox_opens_in_python_mailbox_and_mutt():
+    """store: the mbox file opens in Python's mailbox.mbox and in mutt"""
+    import mailbox
+    s = Server().start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        for i in range(3):
+            c.sendmail("x@remote.test", ["alice@example.org"], message(i, 300, b"From here on\r\n"))
+    assert s.stop() == 0
+    box = mailbox.mbox(s.mbox("alice@example.org"), create=False)
+    subjects = [m["subject"] for m in box]
+    assert subjects == ["test 0", "test 1", "test 2"], subjects
+    if not shutil.which("mutt") or not shutil.which("script"):
+        raise Skip("mutt or script not installed")
+    out = os.path.join(s.dir, "mutt.out")
+    os.makedirs(os.path.join(s.dir, "Mail"), exist_ok=True)  # else mutt asks to create it
+    setup = 'set print=yes print_split=yes wait_key=no print_command="cat >> %s"' % out
+    keys = 'push "<first-entry><print-message><next-entry><print-message><next-entry><print-message><quit>"'
+    cmd = "mutt -n -F /dev/null -R -f '%s' -e '%s' -e '%s'" % (s.mbox("alice@example.org"), setup, keys)
+    subprocess.run(["script", "-qec", cmd, "/dev/null"], env=dict(os.environ, TERM="dumb", HOME=s.dir),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, stdin=subprocess.DEVNULL)
+    data = open(out, "rb").read()
+    assert [l for l in data.split(b"\n") if l.startswith(b"Subject: ")] == \
+        [b"Subject: test 0", b"Subject: test 1", b"Subject: test 2"], data[:300]
