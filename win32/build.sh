@@ -134,7 +134,7 @@ build_bearssl() {
 # -static: no DLL beyond the system's (msvcrt, kernel32, ws2_32, advapi32).
 build_rumble() {
 	say "building rumble.exe"
-	make -j"$(ncpu)" OUT=build/win PLAT=win32 EXE=.exe CC="$CC" \
+	make -s -j"$(ncpu)" OUT=build/win PLAT=win32 EXE=.exe CC="$CC" \
 		LUA_INC="$SRC/lua/src" LUA_A="$W/liblua.a" \
 		SSL_INC="$SRC/bearssl/inc" SSL_A="$W/libbearssl.a" \
 		SYSLIBS="$SYSLIBS" EXTRA_LDFLAGS=-static
