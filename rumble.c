@@ -14,9 +14,18 @@ static const char usage[] =
 	"       rumble [-c FILE] user add|del|passwd USER@DOMAIN   (password read from stdin)\n"
 	"       rumble [-c FILE] user list [DOMAIN]\n"
 	"       rumble [-c FILE] alias add ADDRESS TARGET...\n"
+	"       rumble [-c FILE] feed add ADDRESS COMMAND...   (the message on its stdin)\n"
 	"       rumble --version | --help\n";
 
 static struct service smtp_service = {.name = "smtp", .proto = &smtp_proto};
+
+/* Every listening service, with the settings that switch it on. */
+static const struct {
+	struct service *svc;
+	const int *enabled, *port;
+} listeners[] = {
+	{&smtp_service, &conf.smtp_enable, &conf.smtp_port},
+};
 
 /* ---- configuration ---- */
 
@@ -51,17 +60,17 @@ static void on_reload(void)
 static int listen_all(void)
 {
 	char err[256];
-	if (!conf.smtp_enable) {
-		return 0;
-	}
-	smtp_service.port = conf.smtp_port;
-	if (server_listen(&smtp_service, conf.bind, conf.force_ipv4, err, sizeof err) != 0) {
-		log_warnx("smtp: cannot listen on port %d: %s", conf.smtp_port, err);
-		return -1;
-	}
-	log_info("smtp listening on %s:%d", *conf.bind ? conf.bind : "*", smtp_service.port);
-	if (conf.pop3_enable || conf.imap_enable) {
-		log_info("POP3 and IMAP are not in this build yet; only SMTP is served");
+	for (size_t i = 0; i < sizeof listeners / sizeof listeners[0]; i++) {
+		struct service *svc = listeners[i].svc;
+		if (!*listeners[i].enabled) {
+			continue;
+		}
+		svc->port = *listeners[i].port;
+		if (server_listen(svc, conf.bind, conf.force_ipv4, err, sizeof err) != 0) {
+			log_warnx("%s: cannot listen on port %d: %s", svc->name, svc->port, err);
+			return -1;
+		}
+		log_info("%s listening on %s:%d", svc->name, *conf.bind ? conf.bind : "*", svc->port);
 	}
 	return 0;
 }
@@ -197,31 +206,40 @@ static int cmd_user(int argc, char **argv)
 	return mm_account_save(&a, err, sizeof err) == 0 ? 0 : fail("user: %s", err);
 }
 
-static int cmd_alias(int argc, char **argv)
+/* alias add ADDRESS TARGET... and feed add ADDRESS COMMAND...: accounts
+ * whose arguments are the rest of the line. */
+static int cmd_forward(enum mm_type type, int argc, char **argv)
 {
 	char err[256];
 	struct mm_account a;
+	const char *what = mm_type_name(type);
 	if (argc < 3 || strcmp(argv[0], "add") != 0) {
-		return fail("%s", "alias: expected add ADDRESS TARGET...");
+		fprintf(stderr, "rumble: %s: expected add ADDRESS %s...\n", what,
+			type == MM_ALIAS ? "TARGET" : "COMMAND");
+		return 1;
 	}
 	if (split(argv[1], &a) != 0) {
-		return fail("alias: %s is not USER@DOMAIN", argv[1]);
+		return fail("%s: not USER@DOMAIN", argv[1]);
 	}
 	struct mm_account old;
 	if (mm_account_get(a.domain, a.user, &old) == 0) {
 		a.id = old.id; /* replaces the targets */
 	}
-	a.type = MM_ALIAS;
+	a.type = type;
 	for (int i = 2; i < argc; i++) {
 		if (strlen(a.args) + strlen(argv[i]) + 2 > sizeof a.args) {
-			return fail("%s", "alias: too many targets");
+			return fail("%s: arguments too long", what);
 		}
 		if (strpbrk(argv[i], "\t\r\n")) {
-			return fail("alias: bad target %s", argv[i]);
+			return fail("%s: tabs and line breaks are not allowed", what);
 		}
 		strcat(strcat(a.args, i > 2 ? " " : ""), argv[i]);
 	}
-	return mm_account_save(&a, err, sizeof err) == 0 ? 0 : fail("alias: %s", err);
+	if (mm_account_save(&a, err, sizeof err) != 0) {
+		fprintf(stderr, "rumble: %s: %s\n", what, err);
+		return 1;
+	}
+	return 0;
 }
 
 static int run_admin(int argc, char **argv)
@@ -230,9 +248,10 @@ static int run_admin(int argc, char **argv)
 	if (mm_open(conf.storage, err, sizeof err) != 0) {
 		return fail("storage: %s", err);
 	}
-	int rc = !strcmp(argv[0], "domain") ? cmd_domain(argc - 1, argv + 1)
-	         : !strcmp(argv[0], "user") ? cmd_user(argc - 1, argv + 1)
-	                                    : cmd_alias(argc - 1, argv + 1);
+	int rc = !strcmp(argv[0], "domain")  ? cmd_domain(argc - 1, argv + 1)
+	         : !strcmp(argv[0], "user")  ? cmd_user(argc - 1, argv + 1)
+	         : !strcmp(argv[0], "alias") ? cmd_forward(MM_ALIAS, argc - 1, argv + 1)
+	                                     : cmd_forward(MM_FEED, argc - 1, argv + 1);
 	mm_close();
 	return rc;
 }
@@ -259,7 +278,8 @@ int main(int argc, char **argv)
 		}
 	}
 	int admin = i < argc;
-	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias")) {
+	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
+		strcmp(argv[i], "feed")) {
 		fprintf(stderr, "rumble: unknown command %s\n%s", argv[i], usage);
 		return 2;
 	}

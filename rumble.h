@@ -354,6 +354,16 @@ void session_discard_input(struct session *s);
 void session_hold(struct session *s);
 void session_post(struct session *s, void (*fn)(struct session *s, void *arg), void *arg);
 #define session_closing(s) ((s)->closing)
+/* Runs fn(s, arg) on s's worker after ms milliseconds (even when s is
+ * closing by then, as for session_post). Call on s's worker only. Use with
+ * session_pause for a delayed answer that holds no thread. */
+void session_after(struct session *s, int ms, void (*fn)(struct session *s, void *arg), void *arg);
+/* Failed logins per client address, shared by every protocol: record a
+ * failure and get the delay (ms) to wait before answering it; it grows
+ * with the failures of the last ten minutes. A success clears them. */
+int session_login_failed(const char *ip);
+void session_login_ok(const char *ip);
+int session_login_failures(const char *ip);
 
 
 /* ---- queue.c: committing received mail, delivery, the queue folder ---- */

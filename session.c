@@ -33,8 +33,17 @@ struct task {
 	struct task *next;
 };
 
+struct timer {
+	int64_t due;
+	struct session *s;
+	void (*fn)(struct session *s, void *arg);
+	void *arg;
+	struct timer *next;
+};
+
 struct worker {
 	int index;
+	struct timer *timers; /* sorted by due */
 	os_thread *thread;
 	struct os_poller *poller;
 	struct os_wakeup wake;
@@ -42,6 +51,7 @@ struct worker {
 	struct task *inbox, *inbox_tail;
 	struct session *sessions;
 	struct session *dead; /* freed after the current batch of events */
+	int held;             /* holds of its sessions: posts still to come */
 	volatile long nsessions;
 	volatile int stop; /* 1: close idle sessions and leave when empty */
 	int64_t next_tick;
@@ -53,6 +63,7 @@ static struct service *services[16];
 static int nservices;
 static struct os_poller *accept_poller;
 static volatile long session_count;
+static os_mutex *gate_lock; /* guards gates[], below */
 static uint32_t next_id;
 
 static long counter_add(volatile long *c, long n)
@@ -83,6 +94,7 @@ static void worker_post(struct worker *w, void (*fn)(struct session *, void *),
 
 static void session_free(struct session *s);
 static void session_service(struct session *s);
+static void session_release(struct session *s);
 
 static void run_inbox(struct worker *w)
 {
@@ -95,7 +107,9 @@ static void run_inbox(struct worker *w)
 		struct task *next = t->next;
 		struct session *s = t->s;
 		t->fn(s, t->arg);
-		s->holds -= t->release;
+		if (t->release) {
+			session_release(s);
+		}
 		free(t);
 		session_service(s);
 		t = next;
@@ -148,6 +162,13 @@ void session_discard_input(struct session *s)
 void session_hold(struct session *s)
 {
 	s->holds++;
+	s->worker->held++;
+}
+
+static void session_release(struct session *s)
+{
+	s->holds--;
+	s->worker->held--;
 }
 
 void session_post(struct session *s, void (*fn)(struct session *, void *), void *arg)
@@ -207,6 +228,9 @@ static int session_flush(struct session *s)
 		s->last_io = os_now_ms();
 	}
 	buf_consume(&s->out, done);
+	if (!s->out.len && s->out.cap > 4096) {
+		buf_free(&s->out); /* nor a big write buffer */
+	}
 	if (rc != 0) {
 		buf_reset(&s->out);
 		session_close(s, "write error");
@@ -219,9 +243,12 @@ static void session_dispatch(struct session *s)
 {
 	const struct proto *pr = s->svc->proto;
 	while (!s->paused && !s->closing && s->out.len < OUT_HIGH) {
-		char *start = s->in.data + s->in_off;
 		size_t avail = s->in.len - s->in_off;
-		char *nl = avail ? memchr(start, '\n', avail) : NULL;
+		if (!avail) {
+			break;
+		}
+		char *start = s->in.data + s->in_off;
+		char *nl = memchr(start, '\n', avail);
 		size_t len = nl ? (size_t)(nl - start) + 1 : avail;
 		if (!nl && avail < pr->line_max) {
 			break;
@@ -241,7 +268,7 @@ static void session_dispatch(struct session *s)
 		}
 	}
 	if (s->in_off == s->in.len) {
-		buf_reset(&s->in);
+		buf_free(&s->in); /* an idle session keeps no read buffer */
 		s->in_off = 0;
 	} else if (s->in_off > READ_CHUNK) {
 		buf_consume(&s->in, s->in_off);
@@ -439,12 +466,46 @@ static void worker_tick(struct worker *w, int64_t now)
 	}
 }
 
+/* ---- timers ---- */
+
+void session_after(struct session *s, int ms, void (*fn)(struct session *, void *), void *arg)
+{
+	struct worker *w = s->worker;
+	struct timer *t = xmalloc(sizeof *t), **p = &w->timers;
+	*t = (struct timer){os_now_ms() + ms, s, fn, arg, NULL};
+	while (*p && (*p)->due <= t->due) {
+		p = &(*p)->next;
+	}
+	t->next = *p;
+	*p = t;
+	session_hold(s);
+}
+
+/* Runs what is due; returns the ms until the next timer, at most TICK_MS. */
+static int run_timers(struct worker *w)
+{
+	int64_t now = w->stop == 2 ? INT64_MAX : os_now_ms(); /* stopping: all due */
+	while (w->timers && w->timers->due <= now) {
+		struct timer *t = w->timers;
+		w->timers = t->next;
+		t->fn(t->s, t->arg);
+		session_release(t->s);
+		session_service(t->s);
+		free(t);
+	}
+	if (!w->timers) {
+		return TICK_MS;
+	}
+	int64_t wait = w->timers->due - now;
+	return wait < TICK_MS ? (int)wait : TICK_MS;
+}
+
 static void worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct os_event ev[MAX_EVENTS];
 	for (;;) {
-		int n = os_poller_wait(w->poller, ev, MAX_EVENTS, TICK_MS);
+		int n = os_poller_wait(w->poller, ev, MAX_EVENTS, run_timers(w));
 		for (int i = 0; i < n; i++) {
 			if (ev[i].ptr == w) {
 				run_inbox(w);
@@ -452,6 +513,7 @@ static void worker_main(void *arg)
 				session_event(ev[i].ptr, ev[i].events);
 			}
 		}
+		run_timers(w);
 		bury_dead(w);
 		int64_t now = os_now_ms();
 		if (now >= w->next_tick || w->stop) {
@@ -460,7 +522,7 @@ static void worker_main(void *arg)
 		}
 		if (w->stop == 2 && !w->sessions) {
 			run_inbox(w);
-			if (!w->sessions) {
+			if (!w->sessions && !w->held) {
 				bury_dead(w);
 				return;
 			}
@@ -475,6 +537,9 @@ int server_start(int n)
 		nworkers = 1;
 	}
 	workers = xcalloc((size_t)nworkers, sizeof *workers);
+	if (!gate_lock) {
+		gate_lock = os_mutex_new();
+	}
 	for (int i = 0; i < nworkers; i++) {
 		struct worker *w = &workers[i];
 		w->index = i;
@@ -583,4 +648,76 @@ void server_stop(int grace_ms)
 	}
 	xfree(workers);
 	nworkers = 0;
+}
+
+/* ---- failed logins per client address ---- */
+
+#define GATE_SLOTS 4096
+#define GATE_FORGET_S 600 /* failures older than this are forgotten */
+
+struct gate {
+	char ip[64];
+	int failures;
+	int64_t last; /* os_time() of the last failure */
+};
+static struct gate gates[GATE_SLOTS];
+
+/* The slot of ip, or the stalest one to reuse; under gate_lock. */
+static struct gate *gate_find(const char *ip, int64_t now)
+{
+	struct gate *old = &gates[0];
+	for (int i = 0; i < GATE_SLOTS; i++) {
+		struct gate *g = &gates[i];
+		if (g->ip[0] && now - g->last > GATE_FORGET_S) {
+			g->ip[0] = '\0';
+			g->failures = 0;
+		}
+		if (!strcmp(g->ip, ip)) {
+			return g;
+		}
+		if (g->last < old->last) {
+			old = g;
+		}
+	}
+	return old;
+}
+
+static int gate_update(const char *ip, int delta)
+{
+	if (!gate_lock) {
+		return 0;
+	}
+	int64_t now = os_time();
+	os_mutex_lock(gate_lock);
+	struct gate *g = gate_find(ip, now);
+	if (strcmp(g->ip, ip) != 0) {
+		rl_strlcpy(g->ip, ip, sizeof g->ip);
+		g->failures = 0;
+	}
+	if (delta > 0) {
+		g->failures++;
+		g->last = now;
+	} else if (delta < 0) {
+		g->failures = 0;
+	}
+	int n = g->failures;
+	os_mutex_unlock(gate_lock);
+	return n;
+}
+
+int session_login_failed(const char *ip)
+{
+	int n = gate_update(ip, 1);
+	int shift = n > 6 ? 5 : n - 1;
+	return 250 << shift; /* 250 ms, 500 ms, ... 8 s */
+}
+
+void session_login_ok(const char *ip)
+{
+	gate_update(ip, -1);
+}
+
+int session_login_failures(const char *ip)
+{
+	return gate_update(ip, 0);
 }
