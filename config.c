@@ -329,7 +329,7 @@ static const struct directive directives[] = {
 	NUM("Workers", K_INT, workers, 0, 256),
 	NUM("MaxRecipients", K_INT, max_recipients, 1, 100000),
 	NUM("MaxErrors", K_INT, max_errors, 1, 1000),
-	NUM("IdleTimeout", K_INT, idle_timeout, 10, 86400),
+	NUM("IdleTimeout", K_INT, idle_timeout, 1, 86400),
 };
 
 /* Directives of the original Rumble that this one does not use. */

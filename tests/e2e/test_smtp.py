@@ -387,3 +387,79 @@ def test_mbox_opens_in_python_mailbox_and_mutt():
     data = open(out, "rb").read()
     assert [l for l in data.split(b"\n") if l.startswith(b"Subject: ")] == \
         [b"Subject: test 0", b"Subject: test 1", b"Subject: test 2"], data[:300]
+
+
+def wait_for(pred, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_feed_accounts_pipe_the_message_to_a_program():
+    """queue: a feed account hands the message to its program on stdin"""
+    s = Server()
+    out = os.path.join(s.dir, "feed.out")
+    s.cli("feed", "add", "robot@example.org", "cat", ">", out)
+    s.start()
+    msg = b"Subject: to the robot\r\n\r\nbeep\r\n"
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.sendmail("x@remote.test", ["robot@example.org"], msg)
+    assert wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 0)
+    assert wait_for(lambda: os.listdir(os.path.join(s.storage, "queue")) == [])
+    assert strip_received(open(out, "rb").read()) == msg
+    assert s.stop() == 0
+
+
+def test_mail_for_remote_alias_targets_waits_in_the_queue():
+    """queue: an alias to another domain keeps the message safe in the queue"""
+    s = Server()
+    s.cli("alias", "add", "fwd@example.org", "alice@example.org", "someone@elsewhere.test")
+    s.start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.sendmail("x@remote.test", ["fwd@example.org"], b"Subject: fwd\r\n\r\nx\r\n")
+    assert len(s.messages("alice@example.org")) == 1
+    qdir = os.path.join(s.storage, "queue")
+    names = sorted(os.listdir(qdir))
+    assert len(names) == 2 and names[0].endswith(".env") and names[1].endswith(".msg"), names
+    env = open(os.path.join(qdir, names[0])).read()
+    assert "rcpt someone@elsewhere.test" in env and "alice" not in env, env
+    assert s.stop() == 0
+
+
+def test_idle_sessions_time_out():
+    """smtp: an idle session gets 421 and is closed after IdleTimeout"""
+    s = Server(conf="IdleTimeout 1").start()
+    c = SMTPRaw(s.smtp_port)
+    t0 = time.time()
+    code, text = c.reply()
+    assert code == 421 and "timeout" in text, (code, text)
+    assert c.closed()
+    assert time.time() - t0 < 5
+    assert s.stop() == 0
+
+
+def test_log_file_reload_and_detached_service():
+    """server: --service detaches, logs to LogFile, reloads on SIGHUP, stops on SIGTERM"""
+    import signal
+    s = Server()
+    log = os.path.join(s.dir, "server.log")
+    with open(s.conf, "a") as f:
+        f.write("LogFile %s\n" % log)
+    r = subprocess.run([BIN, "-c", s.conf, "--service"], capture_output=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: os.path.exists(log) and b"ready in" in open(log, "rb").read())
+    pid = int(open(log).read().split(" pid ")[1].split()[0])
+    try:
+        with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+            assert c.noop()[0] == 250
+        os.kill(pid, signal.SIGHUP)
+        assert wait_for(lambda: b"reload" in open(log, "rb").read())
+        with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+            c.sendmail("x@remote.test", ["alice@example.org"], b"Subject: after reload\r\n\r\nx\r\n")
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert wait_for(lambda: b"stopped" in open(log, "rb").read())
+    assert len(s.messages("alice@example.org")) == 1
