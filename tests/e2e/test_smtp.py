@@ -463,3 +463,28 @@ def test_log_file_reload_and_detached_service():
         os.kill(pid, signal.SIGTERM)
     assert wait_for(lambda: b"stopped" in open(log, "rb").read())
     assert len(s.messages("alice@example.org")) == 1
+
+
+def test_sigterm_lets_a_running_transaction_finish():
+    """server: SIGTERM stops new connections but a message in progress still gets 250 and is kept"""
+    import signal
+    s = Server().start()
+    c = SMTPRaw(s.smtp_port)
+    assert c.cmd("EHLO client.test")[0] == 250
+    assert c.cmd("MAIL FROM:<x@remote.test>")[0] == 250
+    assert c.cmd("RCPT TO:<alice@example.org>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    s.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    try:
+        socket.create_connection(("127.0.0.1", s.smtp_port), timeout=2).close()
+        refused = False
+    except OSError:
+        refused = True
+    assert refused, "still accepting after SIGTERM"
+    c.send(b"Subject: last one\r\n\r\nfinished during shutdown\r\n.\r\n")
+    assert c.reply()[0] == 250
+    assert c.cmd("QUIT")[0] == 221
+    assert s.stop() == 0
+    got = s.messages("alice@example.org")
+    assert len(got) == 1 and b"finished during shutdown" in got[0]
