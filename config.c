@@ -291,7 +291,7 @@ const char *config_get(const struct config *c, const char *key)
 
 /* ---- typed settings ---- */
 
-enum kind { K_STR, K_BOOL, K_PORT, K_INT, K_SIZE, K_LEVEL, K_LIST };
+enum kind { K_STR, K_BOOL, K_PORT, K_INT, K_SIZE, K_LEVEL, K_LIST, K_PLAIN };
 
 struct directive {
 	const char *key;
@@ -330,6 +330,21 @@ static const struct directive directives[] = {
 	NUM("MaxRecipients", K_INT, max_recipients, 1, 100000),
 	NUM("MaxErrors", K_INT, max_errors, 1, 1000),
 	NUM("IdleTimeout", K_INT, idle_timeout, 1, 86400),
+	STR("TLSCertificate", tls_cert),
+	STR("TLSKey", tls_key),
+	NUM("EnableSMTPS", K_BOOL, smtps_enable, 0, 1),
+	NUM("SMTPSPort", K_PORT, smtps_port, 1, 65535),
+	NUM("EnableSubmission", K_BOOL, submission_enable, 0, 1),
+	NUM("SubmissionPort", K_PORT, submission_port, 1, 65535),
+	NUM("EnablePOP3S", K_BOOL, pop3s_enable, 0, 1),
+	NUM("POP3SPort", K_PORT, pop3s_port, 1, 65535),
+	NUM("EnableIMAPS", K_BOOL, imaps_enable, 0, 1),
+	NUM("IMAPSPort", K_PORT, imaps_port, 1, 65535),
+	NUM("AllowPlaintextAuth", K_PLAIN, plaintext_auth, 0, 2),
+	NUM("LoginAttempts", K_INT, login_attempts, 1, 1000),
+	NUM("Quarantine", K_INT, quarantine, 0, 86400 * 7),
+	NUM("ThreadsPerIP", K_INT, threads_per_ip, 1, 100000),
+	NUM("AuthSenderMatch", K_BOOL, auth_sender_match, 0, 1),
 };
 
 /* Directives of the original Rumble that this one does not use. */
@@ -411,6 +426,16 @@ static int apply_one(struct settings *s, const struct directive *d, const struct
 		}
 		*(int *)field = (int)n;
 		break;
+	case K_PLAIN:
+		n = rl_strcasecmp(e->value, "loopback") == 0 ? AUTH_PLAIN_LOOPBACK : -1;
+		if (n < 0 && parse_bool(e->value, (int *)field) == 0) {
+			n = *(int *)field ? AUTH_PLAIN_ALWAYS : AUTH_PLAIN_NEVER;
+		}
+		if (n < 0) {
+			why = "expected loopback, yes or no";
+		}
+		*(int *)field = (int)n;
+		break;
 	case K_LIST:
 		s->scripts = xrealloc(s->scripts, (size_t)(s->nscripts + 1) * sizeof *s->scripts);
 		s->scripts[s->nscripts++] = xstrdup(e->value);
@@ -443,6 +468,16 @@ static void defaults(struct settings *s)
 	s->max_recipients = 100;
 	s->max_errors = 10;
 	s->idle_timeout = 300;
+	s->smtps_enable = s->submission_enable = s->pop3s_enable = s->imaps_enable = 1;
+	s->smtps_port = root ? 465 : 4465;
+	s->submission_port = root ? 587 : 1587;
+	s->pop3s_port = root ? 995 : 1995;
+	s->imaps_port = root ? 993 : 1993;
+	s->plaintext_auth = AUTH_PLAIN_LOOPBACK;
+	s->login_attempts = 5;
+	s->quarantine = 300;
+	s->threads_per_ip = 25;
+	s->auth_sender_match = 1;
 }
 
 static int warn_obsolete(const struct config_entry *e)

@@ -135,9 +135,20 @@ struct settings {
 	int max_recipients;
 	int max_errors;   /* SMTP errors before the session is dropped */
 	int idle_timeout; /* seconds */
+	/* TLS, authentication, submission (issue 5) */
+	char tls_cert[1024], tls_key[1024]; /* "" = self-signed, made on first start */
+	int smtps_enable, smtps_port;
+	int submission_enable, submission_port;
+	int pop3s_enable, pop3s_port;
+	int imaps_enable, imaps_port;
+	int plaintext_auth; /* AUTH_PLAIN_NEVER, _LOOPBACK or _ALWAYS without TLS */
+	int login_attempts, quarantine; /* failures before an IP is shut out, seconds */
+	int threads_per_ip;             /* concurrent connections per client address */
+	int auth_sender_match;          /* MAIL FROM of an authenticated user is checked */
 	struct config raw;
 };
 extern struct settings conf;
+enum { AUTH_PLAIN_NEVER, AUTH_PLAIN_LOOPBACK, AUTH_PLAIN_ALWAYS };
 /* Fills s from c (defaults for what is missing); -1 with "file:line:
  * reason" in err on a bad value. Takes ownership of c. */
 int config_apply(struct settings *s, struct config *c, char *err, size_t errlen);
@@ -297,6 +308,8 @@ struct proto {
 	void (*timeout)(struct session *s);  /* idle too long; NULL = close */
 	void (*writable)(struct session *s); /* output drained; NULL = ignore */
 	void (*close)(struct session *s);    /* free s->ps */
+	/* Refused (ThreadsPerIP): one line saying so; open() is not called. */
+	void (*busy)(struct session *s);
 };
 
 struct service {
@@ -324,7 +337,8 @@ struct session {
 	int64_t last_io;
 	int timeout_ms;
 	int holds; /* work on other threads that will post back */
-	unsigned paused : 1, closing : 1, eof : 1, reading_off : 1, discard_in : 1, write_on : 1;
+	unsigned paused : 1, closing : 1, eof : 1, reading_off : 1, discard_in : 1, write_on : 1,
+	    over_limit : 1;
 	char reason[64];
 	struct session *prev, *next; /* the worker's list, for timeouts */
 };
@@ -364,6 +378,11 @@ void session_after(struct session *s, int ms, void (*fn)(struct session *s, void
 int session_login_failed(const char *ip);
 void session_login_ok(const char *ip);
 int session_login_failures(const char *ip);
+/* 1 when ip failed LoginAttempts times, the last within Quarantine s. */
+int session_login_blocked(const char *ip);
+/* The client is this host itself: 127.0.0.1 or ::1 (other 127/8
+ * addresses count as remote, so tests can play a remote client). */
+int session_is_local(const struct session *s);
 
 
 /* ---- queue.c: committing received mail, delivery, the queue folder ---- */

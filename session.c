@@ -63,7 +63,9 @@ static struct service *services[16];
 static int nservices;
 static struct os_poller *accept_poller;
 static volatile long session_count;
-static os_mutex *gate_lock; /* guards gates[], below */
+static os_mutex *gate_lock; /* guards gates[], at the end */
+enum gate_op { G_FAIL, G_OK, G_PEEK, G_OPEN, G_CLOSE };
+static int gate_update(const char *ip, enum gate_op op, int64_t *last);
 static uint32_t next_id;
 
 static long counter_add(volatile long *c, long n)
@@ -357,6 +359,7 @@ static void session_free(struct session *s)
 			s->svc->proto->close(s);
 		}
 		session_unlink(s);
+		gate_update(s->peer, G_CLOSE, NULL);
 		counter_add(&s->svc->sessions, -1);
 		counter_add(&s->worker->nsessions, -1);
 		counter_add(&session_count, -1);
@@ -396,6 +399,15 @@ static void session_adopt(struct session *s, void *arg)
 		return;
 	}
 	log_debug("%08x %s connected from %s", s->id, s->svc->name, s->peer);
+	if (s->over_limit) {
+		log_info("%08x %s refused %s: more than ThreadsPerIP=%d connections", s->id,
+			s->svc->name, s->peer, conf.threads_per_ip);
+		if (s->svc->proto->busy) {
+			s->svc->proto->busy(s);
+		}
+		session_close(s, "too many connections");
+		return;
+	}
 	s->svc->proto->open(s);
 }
 
@@ -429,6 +441,12 @@ static void accept_one(struct service *svc, os_fd lfd)
 			continue;
 		}
 		struct session *s = xcalloc(1, sizeof *s);
+		/* ThreadsPerIP, as the original's gatekeeper; this host's own
+		 * 127.0.0.1 and ::1 are exempt, as Postfix exempts mynetworks */
+		int local = !strcmp(tmp.peer, "127.0.0.1") || !strcmp(tmp.peer, "::1");
+		if (gate_update(tmp.peer, G_OPEN, NULL) > conf.threads_per_ip && !local) {
+			s->over_limit = 1;
+		}
 		memcpy(s->peer, tmp.peer, sizeof s->peer);
 		os_local_addr(fd, s->local, sizeof s->local);
 		s->fd = fd;
@@ -650,7 +668,7 @@ void server_stop(int grace_ms)
 	nworkers = 0;
 }
 
-/* ---- failed logins per client address ---- */
+/* ---- per client address: failed logins and open connections ---- */
 
 #define GATE_SLOTS 4096
 #define GATE_FORGET_S 600 /* failures older than this are forgotten */
@@ -659,65 +677,108 @@ struct gate {
 	char ip[64];
 	int failures;
 	int64_t last; /* os_time() of the last failure */
+	int conns;    /* sessions open now */
 };
 static struct gate gates[GATE_SLOTS];
 
-/* The slot of ip, or the stalest one to reuse; under gate_lock. */
+#define GATE_PROBES 64
+
+static unsigned gate_hash(const char *ip)
+{
+	unsigned h = 2166136261u; /* FNV-1a */
+	for (; *ip; ip++) {
+		h = (h ^ (unsigned char)*ip) * 16777619u;
+	}
+	return h;
+}
+
+/* The slot of ip, else a reusable one near its hash (no connections,
+ * stalest failure), taken over for ip; NULL when all of those are busy.
+ * Under gate_lock. */
 static struct gate *gate_find(const char *ip, int64_t now)
 {
-	struct gate *old = &gates[0];
-	for (int i = 0; i < GATE_SLOTS; i++) {
-		struct gate *g = &gates[i];
+	struct gate *old = NULL;
+	unsigned h = gate_hash(ip);
+	for (int i = 0; i < GATE_PROBES; i++) {
+		struct gate *g = &gates[(h + (unsigned)i) % GATE_SLOTS];
 		if (g->ip[0] && now - g->last > GATE_FORGET_S) {
-			g->ip[0] = '\0';
 			g->failures = 0;
 		}
 		if (!strcmp(g->ip, ip)) {
 			return g;
 		}
-		if (g->last < old->last) {
+		if (!g->conns && (!old || g->last < old->last)) {
 			old = g;
 		}
+	}
+	if (old) {
+		rl_strlcpy(old->ip, ip, sizeof old->ip);
+		old->failures = old->conns = 0;
+		old->last = 0;
 	}
 	return old;
 }
 
-static int gate_update(const char *ip, int delta)
+/* Applies op for ip; returns the failures (G_FAIL, G_PEEK) or the open
+ * connections (G_OPEN, G_CLOSE) after it. */
+static int gate_update(const char *ip, enum gate_op op, int64_t *last)
 {
-	if (!gate_lock) {
-		return 0;
-	}
 	int64_t now = os_time();
 	os_mutex_lock(gate_lock);
 	struct gate *g = gate_find(ip, now);
-	if (strcmp(g->ip, ip) != 0) {
-		rl_strlcpy(g->ip, ip, sizeof g->ip);
-		g->failures = 0;
+	int n = 0;
+	if (g) {
+		switch (op) {
+		case G_FAIL:
+			g->failures++;
+			g->last = now;
+			break;
+		case G_OK:
+			g->failures = 0;
+			break;
+		case G_OPEN:
+			g->conns++;
+			break;
+		case G_CLOSE:
+			g->conns -= g->conns > 0;
+			break;
+		case G_PEEK:
+			break;
+		}
+		n = op == G_OPEN || op == G_CLOSE ? g->conns : g->failures;
+		if (last) {
+			*last = g->last;
+		}
 	}
-	if (delta > 0) {
-		g->failures++;
-		g->last = now;
-	} else if (delta < 0) {
-		g->failures = 0;
-	}
-	int n = g->failures;
 	os_mutex_unlock(gate_lock);
 	return n;
 }
 
 int session_login_failed(const char *ip)
 {
-	int n = gate_update(ip, 1);
+	int n = gate_update(ip, G_FAIL, NULL);
 	int shift = n > 6 ? 5 : n - 1;
 	return 250 << shift; /* 250 ms, 500 ms, ... 8 s */
 }
 
 void session_login_ok(const char *ip)
 {
-	gate_update(ip, -1);
+	gate_update(ip, G_OK, NULL);
 }
 
 int session_login_failures(const char *ip)
 {
-	return gate_update(ip, 0);
+	return gate_update(ip, G_PEEK, NULL);
+}
+
+int session_login_blocked(const char *ip)
+{
+	int64_t last = 0;
+	int n = gate_update(ip, G_PEEK, &last);
+	return n >= conf.login_attempts && os_time() - last < conf.quarantine;
+}
+
+int session_is_local(const struct session *s)
+{
+	return !strcmp(s->peer, "127.0.0.1") || !strcmp(s->peer, "::1");
 }

@@ -528,6 +528,12 @@ static void smtp_timeout(struct session *s)
 	session_printf(s, "421 4.4.2 %s Error: timeout exceeded\r\n", conf.server_name);
 }
 
+static void smtp_busy(struct session *s)
+{
+	session_printf(s, "421 4.7.0 %s Error: too many connections from %s\r\n", conf.server_name,
+		s->peer);
+}
+
 static void smtp_close(struct session *s)
 {
 	struct smtp *st = s->ps;
@@ -547,4 +553,5 @@ const struct proto smtp_proto = {
 	.line = smtp_line,
 	.timeout = smtp_timeout,
 	.close = smtp_close,
+	.busy = smtp_busy,
 };

@@ -488,3 +488,33 @@ def test_sigterm_lets_a_running_transaction_finish():
     assert s.stop() == 0
     got = s.messages("alice@example.org")
     assert len(got) == 1 and b"finished during shutdown" in got[0]
+
+
+def connect_from(addr, port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.bind((addr, 0))
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def test_connections_per_address_are_capped():
+    """smtp: past ThreadsPerIP connections from one address get 421; 127.0.0.1 is exempt"""
+    s = Server(conf="ThreadsPerIP 2").start()
+    held = [connect_from("127.0.0.2", s.smtp_port) for _ in range(2)]
+    for h in held:
+        assert h.recv(100).startswith(b"220")
+    extra = connect_from("127.0.0.2", s.smtp_port)
+    assert extra.recv(200).startswith(b"421 4.7.0"), "third connection not refused"
+    local = [SMTPRaw(s.smtp_port) for _ in range(4)]
+    assert all(c.greeting[0] == 220 for c in local)
+    for h in held:
+        h.close()
+    time.sleep(0.2)
+    again = connect_from("127.0.0.2", s.smtp_port)
+    assert again.recv(100).startswith(b"220")
+    again.close()
+    extra.close()
+    for c in local:
+        c.close()
+    assert s.stop() == 0
