@@ -904,6 +904,39 @@ int mm_account_get(const char *domain, const char *user, struct mm_account *out)
 	return a ? 0 : -1;
 }
 
+static int first_domain(const struct mm_domain *d, void *arg)
+{
+	rl_strlcpy(arg, d->name, MM_DOMAIN_MAX + 1);
+	return 1;
+}
+
+/* see rumble.h */
+int mm_login(const char *login, const char *password, struct mm_account *out)
+{
+	/* a real hash to verify when there is no account, so that a wrong
+	 * name takes as long as a wrong password */
+	static const char dummy[] = "pbkdf2-sha256$75000$00000000000000000000000000000000$"
+				    "0000000000000000000000000000000000000000000000000000000000000000";
+	char user[MM_USER_MAX + 1], domain[MM_DOMAIN_MAX + 1] = "";
+	const char *at = strrchr(login, '@');
+	size_t ulen = at ? (size_t)(at - login) : strlen(login);
+	int found = -1;
+	if (ulen && ulen <= MM_USER_MAX && (!at || strlen(at + 1) <= MM_DOMAIN_MAX)) {
+		memcpy(user, login, ulen);
+		user[ulen] = '\0';
+		if (at) {
+			rl_strlcpy(domain, at + 1, sizeof domain);
+		} else if (mm_domain_count() == 1) {
+			mm_domain_list(first_domain, domain);
+		}
+		rl_lower(user);
+		rl_lower(domain);
+		found = *domain && mm_valid_user(user, 0) ? mm_account_get(domain, user, out) : -1;
+	}
+	int ok = crypto_password_verify(found == 0 ? out->password : dummy, password);
+	return found == 0 && ok && out->type == MM_MBOX ? 0 : -1;
+}
+
 int mm_account_get_id(uint32_t id, struct mm_account *out)
 {
 	if (lookup_begin() != 0) {

@@ -18,6 +18,8 @@ static const char usage[] =
 	"       rumble --version | --help\n";
 
 static struct service smtp_service = {.name = "smtp", .proto = &smtp_proto};
+static struct service submission_service = {
+	.name = "submission", .proto = &smtp_proto, .flags = SVC_AUTH_FIRST};
 
 /* Every listening service, with the settings that switch it on. */
 static const struct {
@@ -25,6 +27,7 @@ static const struct {
 	const int *enabled, *port;
 } listeners[] = {
 	{&smtp_service, &conf.smtp_enable, &conf.smtp_port},
+	{&submission_service, &conf.submission_enable, &conf.submission_port},
 };
 
 /* ---- configuration ---- */

@@ -231,6 +231,11 @@ int mm_account_match(const char *domain, const char *user, struct mm_account *ou
  * Names are stored lower-case. Sets a->id. */
 int mm_account_save(struct mm_account *a, char *err, size_t errlen);
 int mm_account_del(const char *domain, const char *user, char *err, size_t errlen);
+/* Checks a login for POP3, IMAP and SMTP AUTH: "user@domain", or a bare
+ * "user" when the server has exactly one domain; the account must be a
+ * mailbox. Takes as long for an unknown name as for a wrong password.
+ * 0 with *out filled on success, -1 otherwise. */
+int mm_login(const char *login, const char *password, struct mm_account *out);
 int mm_account_list(const char *domain, int (*fn)(const struct mm_account *a, void *arg), void *arg);
 
 /* Message flags in the index */
@@ -319,11 +324,16 @@ struct service {
 	os_fd lfd[4];
 	int nlfd;
 	int suspended; /* refuse new sessions, keep running ones */
+	int flags;     /* SVC_* */
 	/* counters for Rumble.serviceInfo(); updated atomically */
 	volatile long sessions, total, received, sent, rejected;
 };
 
+#define SVC_TLS 1       /* implicit TLS: the handshake comes first (465, 993, 995) */
+#define SVC_AUTH_FIRST 2 /* submission: no mail without AUTH (587) */
+
 struct worker;
+struct tls;
 struct session {
 	uint32_t id;
 	struct service *svc;
@@ -334,6 +344,7 @@ struct session {
 	struct buf in, out;
 	size_t in_off; /* bytes of in already handed to the protocol */
 	void *ps;      /* the protocol's state */
+	struct tls *tls; /* the TLS engine once TLS is on, else NULL */
 	int64_t last_io;
 	int timeout_ms;
 	int holds; /* work on other threads that will post back */
@@ -368,6 +379,10 @@ void session_discard_input(struct session *s);
 void session_hold(struct session *s);
 void session_post(struct session *s, void (*fn)(struct session *s, void *arg), void *arg);
 #define session_closing(s) ((s)->closing)
+#define session_secure(s) ((s)->tls != NULL)
+/* May the client send a password now? Over TLS always; in the clear as
+ * AllowPlaintextAuth says. */
+int session_auth_allowed(const struct session *s);
 /* Runs fn(s, arg) on s's worker after ms milliseconds (even when s is
  * closing by then, as for session_post). Call on s's worker only. Use with
  * session_pause for a delayed answer that holds no thread. */

@@ -778,6 +778,12 @@ int session_login_blocked(const char *ip)
 	return n >= conf.login_attempts && os_time() - last < conf.quarantine;
 }
 
+int session_auth_allowed(const struct session *s)
+{
+	return session_secure(s) || conf.plaintext_auth == AUTH_PLAIN_ALWAYS ||
+	       (conf.plaintext_auth == AUTH_PLAIN_LOOPBACK && session_is_local(s));
+}
+
 int session_is_local(const struct session *s)
 {
 	return !strcmp(s->peer, "127.0.0.1") || !strcmp(s->peer, "::1");

@@ -28,10 +28,15 @@ enum smtp_state { S_START, S_HELO, S_MAIL, S_RCPT, S_DATA, S_COMMIT };
 #define ANY ((1 << S_START) | (1 << S_HELO) | (1 << S_MAIL) | (1 << S_RCPT))
 #define ST(x) (1 << (x))
 
+enum auth_step { A_NONE, A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS };
+
 struct smtp {
 	enum smtp_state state;
 	char helo[256];
 	int esmtp;
+	enum auth_step auth_step;  /* waiting for an AUTH continuation line */
+	char auth_login[MM_USER_MAX + MM_DOMAIN_MAX + 2]; /* AUTH LOGIN's name */
+	char user[MM_USER_MAX + MM_DOMAIN_MAX + 2];       /* authenticated as, or "" */
 	int errors, junk;
 	int skip_line; /* the rest of an over-long command line is dropped */
 	struct queue_msg *msg;
@@ -204,9 +209,12 @@ static void greet_helo(struct session *s, struct smtp *st, char *arg, int esmtp)
 		"250-PIPELINING\r\n"
 		"250-SIZE %llu\r\n"
 		"250-8BITMIME\r\n"
-		"250-ENHANCEDSTATUSCODES\r\n"
-		"250 SMTPUTF8\r\n",
+		"250-ENHANCEDSTATUSCODES\r\n",
 		conf.server_name, st->helo, s->peer, (unsigned long long)conf.message_size_limit);
+	if (session_auth_allowed(s) && !st->user[0]) {
+		session_printf(s, "250-AUTH PLAIN LOGIN\r\n");
+	}
+	session_printf(s, "250 SMTPUTF8\r\n");
 }
 
 static void cmd_helo(struct session *s, struct smtp *st, char *arg)
@@ -252,6 +260,29 @@ static int mail_params(struct session *s, char *params)
 	return 0;
 }
 
+/* An authenticated user may send as itself, with the null sender, or as
+ * an alias that forwards to it. */
+static int sender_owned(const char *user, const char *from)
+{
+	struct mm_account a;
+	if (!from[0] || !rl_strcasecmp(from, user)) {
+		return 1;
+	}
+	if (queue_classify(from, &a) != RCPT_LOCAL || a.type != MM_ALIAS) {
+		return 0;
+	}
+	for (char *p = a.args, *next; *p; p = next) {
+		next = p + strcspn(p, " ,;\t");
+		if (*next) {
+			*next++ = '\0';
+		}
+		if (!rl_strcasecmp(p, user)) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 {
 	char addr[ADDR_MAX], *params;
@@ -259,8 +290,16 @@ static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 		reply(s, 503, "5.5.1 Error: send HELO/EHLO first");
 		return;
 	}
+	if ((s->svc->flags & SVC_AUTH_FIRST) && !st->user[0]) {
+		reply(s, 530, "5.7.0 Authentication required");
+		return;
+	}
 	if (smtp_parse_path(arg, "FROM:", addr, sizeof addr, &params) != 0) {
 		reply(s, 501, "5.1.7 Bad sender address syntax");
+		return;
+	}
+	if (st->user[0] && conf.auth_sender_match && !sender_owned(st->user, addr)) {
+		reply(s, 553, "5.7.1 <%s>: Sender address rejected: not owned by user %s", addr, st->user);
 		return;
 	}
 	if ((*params && !st->esmtp) || mail_params(s, params) != 0) {
@@ -302,6 +341,12 @@ static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
 		reply(s, 550, "5.1.1 <%s>: Recipient address rejected: User unknown", addr);
 		return;
 	case RCPT_REMOTE:
+		if (st->user[0] && !conf.block_outgoing) {
+			queue_msg_add_rcpt(st->msg, addr);
+			enter_state(s, st, S_RCPT);
+			reply(s, 250, "2.1.5 Ok");
+			return;
+		}
 		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
 		reply(s, 554, "5.7.1 <%s>: Relay access denied", addr);
 		return;
@@ -318,6 +363,14 @@ static void rfc5322_date(int64_t t, char *out, size_t len)
 	strftime(out, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 }
 
+/* RFC 3848 names for the Received: header's "with". */
+static const char *with_protocol(struct session *s, struct smtp *st)
+{
+	static const char *names[] = {"SMTP", "ESMTP", "ESMTPS", "ESMTPS", "SMTP", "ESMTPA", "ESMTPSA",
+		"ESMTPSA"};
+	return names[(st->esmtp ? 1 : 0) | (session_secure(s) ? 2 : 0) | (st->user[0] ? 4 : 0)];
+}
+
 static void cmd_data(struct session *s, struct smtp *st, char *arg)
 {
 	if (st->state != S_RCPT) {
@@ -331,7 +384,7 @@ static void cmd_data(struct session *s, struct smtp *st, char *arg)
 	rfc5322_date(m->date, date, sizeof date);
 	buf_printf(&h,
 		"Received: from %s ([%s])\r\n\tby %s (Rumble) with %s id %016llx%s%s%s;\r\n\t%s\r\n",
-		st->helo, s->peer, conf.server_name, st->esmtp ? "ESMTP" : "SMTP",
+		st->helo, s->peer, conf.server_name, with_protocol(s, st),
 		(unsigned long long)m->qid, m->nrcpt == 1 ? "\r\n\tfor <" : "",
 		m->nrcpt == 1 ? m->rcpts[0] : "", m->nrcpt == 1 ? ">" : "", date);
 	spool_write(&m->body, h.data, h.len);
@@ -340,6 +393,143 @@ static void cmd_data(struct session *s, struct smtp *st, char *arg)
 	st->line_start = st->prev_crlf = 1;
 	enter_state(s, st, S_DATA);
 	reply(s, 354, "End data with <CR><LF>.<CR><LF>");
+}
+
+/* ---- AUTH (RFC 4954) ---- */
+
+struct auth_try {
+	char login[MM_USER_MAX + MM_DOMAIN_MAX + 2];
+	int ok;
+};
+
+/* Answers a finished login; runs after the failure delay. */
+static void auth_answer(struct session *s, void *arg)
+{
+	struct auth_try *t = arg;
+	struct smtp *st = s->ps;
+	if (st) {
+		if (t->ok) {
+			rl_strlcpy(st->user, t->login, sizeof st->user);
+			log_info("%08x smtp login user=%s", s->id, st->user);
+			reply(s, 235, "2.7.0 Authentication successful");
+		} else {
+			reply(s, 535, "5.7.8 Error: authentication failed");
+		}
+		session_resume(s);
+	}
+	free(t);
+}
+
+static void auth_check(struct session *s, struct smtp *st, const char *login, const char *pw)
+{
+	struct auth_try *t = xcalloc(1, sizeof *t);
+	struct mm_account a;
+	st->auth_step = A_NONE;
+	rl_strlcpy(t->login, login, sizeof t->login);
+	t->ok = mm_login(login, pw, &a) == 0;
+	if (t->ok) {
+		snprintf(t->login, sizeof t->login, "%s@%s", a.user, a.domain);
+		session_login_ok(s->peer);
+		auth_answer(s, t);
+		return;
+	}
+	log_info("%08x smtp login failed user=%s from=%s", s->id, login, s->peer);
+	session_pause(s); /* answer later, holding no thread */
+	session_after(s, session_login_failed(s->peer), auth_answer, t);
+}
+
+/* Decodes a base64 response into out (NUL-terminated); -1 if bad. */
+static long auth_decode(const char *in, char *out, size_t outlen)
+{
+	long n = crypto_base64_decode(in, strlen(in), out, outlen - 1);
+	if (n >= 0) {
+		out[n] = '\0';
+	}
+	return n;
+}
+
+/* authzid NUL authcid NUL password (RFC 4616) */
+static void auth_plain(struct session *s, struct smtp *st, const char *resp)
+{
+	char buf[1024];
+	long n = auth_decode(resp, buf, sizeof buf);
+	char *authcid = n > 0 ? memchr(buf, '\0', (size_t)n) : NULL;
+	char *pw = authcid ? memchr(authcid + 1, '\0', (size_t)(buf + n - authcid - 1)) : NULL;
+	if (!pw || (buf[0] && strcmp(buf, authcid + 1) != 0)) {
+		st->auth_step = A_NONE;
+		reply(s, 501, "5.5.2 Error: malformed PLAIN response");
+		return;
+	}
+	auth_check(s, st, authcid + 1, pw + 1);
+	memset(buf, 0, sizeof buf);
+}
+
+static void auth_step(struct session *s, struct smtp *st, char *line)
+{
+	char buf[512];
+	if (!strcmp(line, "*")) {
+		st->auth_step = A_NONE;
+		reply(s, 501, "5.7.0 Authentication aborted");
+		return;
+	}
+	switch (st->auth_step) {
+	case A_PLAIN:
+		auth_plain(s, st, line);
+		break;
+	case A_LOGIN_USER:
+		if (auth_decode(line, st->auth_login, sizeof st->auth_login) <= 0) {
+			st->auth_step = A_NONE;
+			reply(s, 501, "5.5.2 Error: malformed LOGIN response");
+			return;
+		}
+		st->auth_step = A_LOGIN_PASS;
+		session_printf(s, "334 UGFzc3dvcmQ6\r\n"); /* "Password:" */
+		break;
+	case A_LOGIN_PASS:
+		if (auth_decode(line, buf, sizeof buf) < 0) {
+			st->auth_step = A_NONE;
+			reply(s, 501, "5.5.2 Error: malformed LOGIN response");
+			return;
+		}
+		auth_check(s, st, st->auth_login, buf);
+		memset(buf, 0, sizeof buf);
+		break;
+	case A_NONE:
+		break;
+	}
+}
+
+static void cmd_auth(struct session *s, struct smtp *st, char *arg)
+{
+	char *initial = arg + strcspn(arg, " ");
+	if (*initial) {
+		*initial++ = '\0';
+	}
+	if (st->user[0]) {
+		reply(s, 503, "5.5.1 Error: already authenticated");
+	} else if (st->state == S_MAIL || st->state == S_RCPT) {
+		reply(s, 503, "5.5.1 Error: MAIL transaction in progress");
+	} else if (!session_auth_allowed(s)) {
+		reply(s, 538, "5.7.11 Encryption required for requested authentication mechanism");
+	} else if (session_login_blocked(s->peer)) {
+		reply(s, 454, "4.7.0 Too many failed logins, try again later");
+	} else if (!rl_strcasecmp(arg, "PLAIN")) {
+		st->auth_step = A_PLAIN;
+		if (*initial) {
+			auth_step(s, st, !strcmp(initial, "=") ? "" : initial);
+		} else {
+			session_printf(s, "334 \r\n");
+		}
+	} else if (!rl_strcasecmp(arg, "LOGIN")) {
+		st->auth_step = A_LOGIN_USER;
+		if (*initial) {
+			auth_step(s, st, initial);
+		} else {
+			session_printf(s, "334 VXNlcm5hbWU6\r\n"); /* "Username:" */
+		}
+	} else {
+		reply(s, 504, "5.5.4 Unrecognized authentication type");
+	}
 }
 
 static void cmd_rset(struct session *s, struct smtp *st, char *arg)
@@ -361,7 +551,7 @@ static void cmd_vrfy(struct session *s, struct smtp *st, char *arg)
 
 static void cmd_help(struct session *s, struct smtp *st, char *arg)
 {
-	reply(s, 214, "2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
+	reply(s, 214, "2.0.0 Commands: HELO EHLO AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
 }
 
 static void cmd_quit(struct session *s, struct smtp *st, char *arg)
@@ -381,6 +571,7 @@ static const struct cmd commands[] = {
 	{"VRFY", ANY, 1, cmd_vrfy},
 	{"HELP", ANY, -1, cmd_help},
 	{"QUIT", ANY, 0, cmd_quit},
+	{"AUTH", ST(S_HELO) | ST(S_MAIL) | ST(S_RCPT), 1, cmd_auth},
 };
 
 static int is_junk(const struct cmd *c)
@@ -518,6 +709,10 @@ static void smtp_line(struct session *s, char *line, size_t len)
 	}
 	if (memchr(line, '\0', len)) {
 		reply(s, 500, "5.5.2 Error: NUL in command");
+		return;
+	}
+	if (st->auth_step != A_NONE) {
+		auth_step(s, st, line); /* a continuation, not a command (not logged) */
 		return;
 	}
 	command(s, st, line);

@@ -26,6 +26,10 @@ BindToAddress 127.0.0.1
 SMTPPort $PORT
 EnablePOP3 0
 EnableIMAP4 0
+EnableSubmission 0
+EnableSMTPS 0
+EnablePOP3S 0
+EnableIMAPS 0
 LogLevel warn
 CONF
 ./rumble -c "$DIR/rumble.conf" domain add example.org
