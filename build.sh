@@ -43,6 +43,7 @@ test_deps() {
 	need swaks command -v swaks
 	need curl command -v curl
 	need mutt command -v mutt
+	need fetchmail command -v fetchmail
 	need wine64 test -x /usr/lib/wine/wine64
 }
 

@@ -345,6 +345,7 @@ static const struct directive directives[] = {
 	NUM("Quarantine", K_INT, quarantine, 0, 86400 * 7),
 	NUM("ThreadsPerIP", K_INT, threads_per_ip, 1, 100000),
 	NUM("AuthSenderMatch", K_BOOL, auth_sender_match, 0, 1),
+	STR("DNSServer", dns_server),
 };
 
 /* Directives of the original Rumble that this one does not use. */

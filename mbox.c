@@ -96,6 +96,7 @@ struct mm_folder {
 	uint64_t end;   /* end of the last indexed message, its blank line included */
 	uint32_t *live; /* indexes into x.rec of messages not expunged */
 	uint32_t nlive;
+	uint32_t loads; /* bumped whenever offsets may change (reload, compaction) */
 };
 
 /* ---- small helpers ---- */
@@ -869,6 +870,7 @@ static int load_all(struct mm_folder *f)
 	path_of(f, ".mbox", mpath, sizeof mpath);
 	path_of(f, ".idx", ipath, sizeof ipath);
 	close_files(f);
+	f->loads++; /* open readers find their message again */
 	struct hdr old = f->x.h;
 	index_free(&f->x);
 	f->x.h.uidvalidity = old.uidvalidity;
@@ -1501,6 +1503,52 @@ int mm_folder_expunge(struct mm_folder *f)
 	return rc == 0 ? n : -1;
 }
 
+/* see rumble.h; returns the number of messages expunged. */
+int mm_folder_expunge_uids(
+        struct mm_folder *f, uint32_t uidvalidity, const uint32_t *uids, uint32_t n)
+{
+	FILE *lk;
+	if (folder_begin(f, &lk) != 0) {
+		return -1;
+	}
+	if (f->x.h.uidvalidity != uidvalidity) {
+		log_warnx("mbox %s: uidvalidity changed; nothing expunged", f->label);
+		folder_end(f, lk);
+		return -1; /* the UIDs may now name other messages */
+	}
+	int done = 0, rc = 0;
+	for (uint32_t i = 0; i < n && rc == 0; i++) {
+		long k = find_uid(f, uids[i]); /* gone already: nothing to do */
+		if (k >= 0) {
+			struct rec *r = &f->x.rec[k];
+			r->m.flags |= MM_DELETED | MM_EXPUNGED;
+			r->m.modseq = ++f->x.h.modseq;
+			rc = write_rec(f, (uint32_t)k);
+			done++;
+		}
+	}
+	if (done && write_header(f) != 0) {
+		rc = -1;
+	}
+	live_rebuild(f);
+	folder_end(f, lk);
+	return rc == 0 ? done : -1;
+}
+
+void mm_folder_usage(struct mm_folder *f, uint64_t *expunged, uint64_t *total)
+{
+	os_mutex_lock(f->mu);
+	*expunged = 0;
+	for (uint32_t i = 0; i < f->x.nrec; i++) {
+		const struct rec *r = &f->x.rec[i];
+		if (r->m.flags & MM_EXPUNGED) {
+			*expunged += r->fromlen + (uint64_t)r->m.length + 1;
+		}
+	}
+	*total = f->end;
+	os_mutex_unlock(f->mu);
+}
+
 /* Copies bytes [from, from + n) of src to the end of dst. */
 static int copy_range(FILE *src, uint64_t from, uint64_t n, FILE *dst, char *chunk)
 {
@@ -1605,6 +1653,7 @@ int mm_folder_compact(struct mm_folder *f)
 	index_free(&f->x);
 	f->x = nx;
 	f->x.hdr_modseq = nx.h.modseq;
+	f->loads++;
 	f->mbox = os_fopen_rw(mpath);
 	f->idx = os_fopen_rw(ipath);
 	if (!f->mbox || !f->idx) {
@@ -1614,6 +1663,193 @@ int mm_folder_compact(struct mm_folder *f)
 	live_rebuild(f);
 	folder_end(f, lk);
 	return rc;
+}
+
+/* ---- streaming reads ----
+ *
+ * A reader serves one message in wire form a buffer at a time: it reads
+ * the mbox by offset into a raw chunk of at most READER_CHUNK bytes and
+ * unquotes it into the caller's buffer, so no copy of the whole message is
+ * ever held. It keeps the message's UID and length, not pointers into f:
+ * appends (which realloc f's index) do not disturb it, and when f has been
+ * reloaded since (a compaction by any process, noticed by a refresh; f->loads
+ * tells) it finds the message again by UID. A compaction copies messages
+ * byte for byte, so the position inside the message stays right. Between
+ * refreshes f->mbox stays the file the offsets belong to: a compaction
+ * renames a new file into place, and the open one keeps the old bytes.
+ */
+
+#define READER_CHUNK (16 * 1024)
+
+struct mm_reader {
+	struct mm_folder *f;
+	uint32_t uid, length, size, loads;
+	uint64_t offset; /* of the message in f->mbox as of loads */
+	uint64_t pos;    /* raw bytes consumed */
+	uint64_t served; /* wire bytes handed out */
+	char *raw;
+	size_t rcap, rlen, roff; /* raw[roff..rlen) is still to convert */
+	/* mboxrd unquoting, as struct unconv: at a line start matching ^>*From  */
+	int pfx, k;
+	uint64_t gt;
+	/* output owed when the caller's buffer filled up: '>'s, the first
+	 * owe_k bytes of "From " (owe_i of them paid), the LF of a CRLF */
+	uint64_t owe_gt;
+	int owe_k, owe_i, owe_lf;
+};
+
+/* see rumble.h */
+struct mm_reader *mm_reader_open(struct mm_folder *f, uint32_t i)
+{
+	os_mutex_lock(f->mu);
+	if (i >= f->nlive) {
+		os_mutex_unlock(f->mu);
+		return NULL;
+	}
+	const struct mm_msg *m = &f->x.rec[f->live[i]].m;
+	struct mm_reader *r = xcalloc(1, sizeof *r);
+	r->f = f;
+	r->uid = m->uid;
+	r->length = m->length;
+	r->size = m->size;
+	r->offset = m->offset;
+	r->loads = f->loads;
+	os_mutex_unlock(f->mu);
+	r->rcap = r->length < READER_CHUNK ? (r->length ? r->length : 1) : READER_CHUNK;
+	r->raw = xmalloc(r->rcap);
+	r->pfx = 1;
+	return r;
+}
+
+void mm_reader_close(struct mm_reader *r)
+{
+	if (r) {
+		xfree(r->raw);
+		free(r);
+	}
+}
+
+/* Reads the next raw chunk of the message; -1 when it is gone or the
+ * mbox cannot be read. */
+static int reader_fill(struct mm_reader *r)
+{
+	struct mm_folder *f = r->f;
+	os_mutex_lock(f->mu);
+	if (r->loads != f->loads) {
+		long k = find_uid(f, r->uid);
+		if (k < 0 || f->x.rec[k].m.length != r->length) {
+			log_warnx("mbox %s: uid %u is gone while it was being read", f->label,
+			        r->uid);
+			os_mutex_unlock(f->mu);
+			return -1;
+		}
+		r->offset = f->x.rec[k].m.offset;
+		r->loads = f->loads;
+	}
+	size_t want = r->length - r->pos < r->rcap ? (size_t)(r->length - r->pos) : r->rcap;
+	int rc = f->mbox ? read_at(f->mbox, r->offset + r->pos, r->raw, want) : -1;
+	os_mutex_unlock(f->mu);
+	if (rc != 0) {
+		log_warn("mbox %s: cannot read uid %u", f->label, r->uid);
+		return -1;
+	}
+	r->pos += want;
+	r->rlen = want;
+	r->roff = 0;
+	return 0;
+}
+
+/* Pays what earlier calls owed into out[*o..n); 1 when all is paid. */
+static int reader_pay(struct mm_reader *r, char *out, size_t n, size_t *o)
+{
+	if (r->owe_gt && *o < n) {
+		size_t k = n - *o < r->owe_gt ? n - *o : (size_t)r->owe_gt;
+		memset(out + *o, '>', k);
+		*o += k;
+		r->owe_gt -= k;
+	}
+	while (!r->owe_gt && r->owe_i < r->owe_k && *o < n) {
+		out[(*o)++] = "From "[r->owe_i++];
+	}
+	if (!r->owe_gt && r->owe_i == r->owe_k && r->owe_lf && *o < n) {
+		out[(*o)++] = '\n';
+		r->owe_lf = 0;
+	}
+	return !r->owe_gt && r->owe_i == r->owe_k && !r->owe_lf;
+}
+
+/* The prefix ^>*From  stopped matching (or the message ended): what it
+ * held is owed; a complete "From " loses one '>'. */
+static void reader_owe_prefix(struct mm_reader *r, int complete)
+{
+	r->owe_gt = complete && r->gt ? r->gt - 1 : r->gt;
+	r->owe_k = r->k;
+	r->owe_i = 0;
+	r->pfx = 0;
+}
+
+/* Converts raw bytes into out[*o..n) until one of them runs out. */
+static void reader_convert(struct mm_reader *r, char *out, size_t n, size_t *o)
+{
+	while (r->roff < r->rlen && *o < n && reader_pay(r, out, n, o)) {
+		char c = r->raw[r->roff];
+		if (r->pfx) {
+			if (r->k == 0 && c == '>') {
+				r->gt++;
+				r->roff++;
+			} else if (c == "From "[r->k]) {
+				r->roff++;
+				if (++r->k == 5) {
+					reader_owe_prefix(r, 1);
+				}
+			} else {
+				reader_owe_prefix(r, 0); /* c is converted next round */
+			}
+			continue;
+		}
+		size_t room = n - *o, avail = r->rlen - r->roff;
+		size_t span = room < avail ? room : avail;
+		const char *nl = memchr(r->raw + r->roff, '\n', span);
+		size_t run = nl ? (size_t)(nl - (r->raw + r->roff)) : span;
+		memcpy(out + *o, r->raw + r->roff, run); /* the rest of the line in one piece */
+		*o += run;
+		r->roff += run;
+		if (nl) {
+			out[(*o)++] = '\r'; /* run < room: there is space for it */
+			r->roff++;
+			r->owe_lf = 1;
+			r->pfx = 1, r->gt = 0, r->k = 0;
+		}
+	}
+}
+
+/* see rumble.h */
+long mm_reader_read(struct mm_reader *r, char *out, size_t n)
+{
+	size_t o = 0;
+	while (o < n) {
+		if (!reader_pay(r, out, n, &o)) {
+			break; /* out is full */
+		}
+		if (r->roff < r->rlen) {
+			reader_convert(r, out, n, &o);
+		} else if (r->pos < r->length) {
+			if (reader_fill(r) != 0) {
+				return -1;
+			}
+		} else if (r->pfx && (r->gt || r->k)) {
+			reader_owe_prefix(r, 0); /* the message ends inside a prefix */
+		} else {
+			break; /* the end */
+		}
+	}
+	r->served += o;
+	if (o == 0 && r->served != r->size) {
+		log_warnx("mbox %s: uid %u reads as %llu bytes, the index says %u", r->f->label,
+		        r->uid, (unsigned long long)r->served, r->size);
+		return -1;
+	}
+	return (long)o;
 }
 
 /* ---- listing ---- */

@@ -49,6 +49,32 @@ void os_close(os_fd fd);
 /* The bound port of a listening socket (for port 0). */
 int os_sock_port(os_fd fd);
 
+/* ---- UDP, addresses, the system's name servers (for dns.c) ---- */
+/* Addresses here are numeric ("192.0.2.1", "2001:db8::1", "fe80::1%eth0");
+ * no name is ever looked up. */
+/* A non-blocking UDP socket bound to addr:port (port 0 = any free one). */
+os_fd os_udp_bind(const char *addr, int port);
+/* A non-blocking UDP socket connected to addr:port from a random local
+ * port: the OS delivers only datagrams from addr:port to it, and a port
+ * that refuses (ICMP) shows as an error on os_read. Use os_read/os_write. */
+os_fd os_udp_connect(const char *addr, int port);
+/* One datagram (cut to n bytes) and its sender's address and port. The
+ * length, OS_AGAIN when none is waiting, -1 on error. */
+long os_udp_recvfrom(os_fd fd, void *buf, size_t n, char *from, size_t fromlen, int *port);
+long os_udp_sendto(os_fd fd, const void *buf, size_t n, const char *addr, int port);
+/* Waits until fd can be read: 1 readable (or an error is pending), 0 when
+ * timeout_ms passed first, -1 on error. */
+int os_wait_readable(os_fd fd, int timeout_ms);
+/* The binary form of an address: 4 (IPv4) or 16 (IPv6) bytes written to
+ * out; -1 when s is not an address. */
+int os_ip_parse(const char *s, uint8_t out[16]);
+/* The text form of a 4- or 16-byte address (RFC 5952 for IPv6). */
+int os_ip_text(const uint8_t *addr, int len, char *out, size_t outlen);
+/* The name servers the system is set up with (/etc/resolv.conf; the
+ * network settings on Windows), as numeric addresses, at most max.
+ * Returns the count, 0 when there is none. */
+int os_dns_servers(char (*out)[64], int max);
+
 /* ---- poller: epoll on Linux, poll elsewhere, WSAPoll on Windows ---- */
 #define OS_EV_READ 1
 #define OS_EV_WRITE 2

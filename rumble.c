@@ -20,6 +20,9 @@ static const char usage[] =
 static struct service smtp_service = {.name = "smtp", .proto = &smtp_proto};
 static struct service submission_service = {
 	.name = "submission", .proto = &smtp_proto, .flags = SVC_AUTH_FIRST};
+static struct service pop3_service = {.name = "pop3", .proto = &pop3_proto};
+static struct service smtps_service = {.name = "smtps", .proto = &smtp_proto, .flags = SVC_TLS};
+static struct service pop3s_service = {.name = "pop3s", .proto = &pop3_proto, .flags = SVC_TLS};
 
 /* Every listening service, with the settings that switch it on. */
 static const struct {
@@ -28,6 +31,9 @@ static const struct {
 } listeners[] = {
 	{&smtp_service, &conf.smtp_enable, &conf.smtp_port},
 	{&submission_service, &conf.submission_enable, &conf.submission_port},
+	{&pop3_service, &conf.pop3_enable, &conf.pop3_port},
+	{&smtps_service, &conf.smtps_enable, &conf.smtps_port},
+	{&pop3s_service, &conf.pop3s_enable, &conf.pop3s_port},
 };
 
 /* ---- configuration ---- */
@@ -54,10 +60,19 @@ static int load_settings(const char *path, char *err, size_t errlen)
 
 /* ---- the server ---- */
 
+static void start_dns(void)
+{
+	char err[256];
+	if (dns_init(conf.dns_server, err, sizeof err) != 0) {
+		log_warnx("DNS: %s; lookups will fail until this is fixed", err);
+	}
+}
+
 static void on_reload(void)
 {
 	log_info("reload: re-reading domains and accounts");
 	mm_reload();
+	start_dns(); /* resolv.conf may have changed; the cache stays */
 }
 
 static int listen_all(void)
@@ -78,11 +93,48 @@ static int listen_all(void)
 	return 0;
 }
 
+/* TLSCertificate/TLSKey when configured (read before privileges are
+ * dropped: keys are often root's), else a self-signed certificate for
+ * ServerName kept in the storage folder, made on first start. */
+static int setup_tls(int configured_only)
+{
+	char err[512], cert[1100], key[1100];
+	if (configured_only != (*conf.tls_cert != 0)) {
+		return 0;
+	}
+	if (*conf.tls_cert) {
+		rl_strlcpy(cert, conf.tls_cert, sizeof cert);
+		rl_strlcpy(key, conf.tls_key, sizeof key);
+	} else {
+		struct os_stat st;
+		snprintf(cert, sizeof cert, "%s/tls", conf.storage);
+		os_mkdir_p(cert);
+		snprintf(cert, sizeof cert, "%s/tls/cert.pem", conf.storage);
+		snprintf(key, sizeof key, "%s/tls/key.pem", conf.storage);
+		if (os_stat(cert, &st) != 0 || os_stat(key, &st) != 0) {
+			if (tls_selfsigned_create(cert, key, conf.server_name, err, sizeof err) != 0) {
+				log_warnx("TLS: cannot create a certificate: %s", err);
+				return -1;
+			}
+			log_info("TLS: created a self-signed certificate for %s in %s", conf.server_name,
+				cert);
+		}
+	}
+	struct tls_ctx *c = tls_ctx_load(cert, key, err, sizeof err);
+	if (!c) {
+		log_warnx("TLS: %s", err);
+		return -1;
+	}
+	log_info("TLS: %s", tls_ctx_describe(c));
+	server_set_tls(c);
+	return 0;
+}
+
 static int run_server(int detach)
 {
 	char err[256];
 	int64_t t0 = os_now_ms();
-	if (listen_all() != 0) {
+	if (setup_tls(1) != 0 || listen_all() != 0) {
 		return 1;
 	}
 	if (detach && os_daemonize() != 0) {
@@ -97,6 +149,10 @@ static int run_server(int detach)
 		log_warnx("storage: %s", err);
 		return 1;
 	}
+	if (setup_tls(0) != 0) {
+		return 1;
+	}
+	start_dns();
 	if (queue_start() != 0 || server_start(conf.workers) != 0) {
 		return 1;
 	}
@@ -106,6 +162,7 @@ static int run_server(int detach)
 	log_info("stopping: waiting for sessions to finish");
 	server_stop(5000);
 	queue_stop();
+	dns_shutdown();
 	mm_close();
 	log_info("stopped");
 	return 0;

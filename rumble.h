@@ -145,6 +145,7 @@ struct settings {
 	int login_attempts, quarantine; /* failures before an IP is shut out, seconds */
 	int threads_per_ip;             /* concurrent connections per client address */
 	int auth_sender_match;          /* MAIL FROM of an authenticated user is checked */
+	char dns_server[512];           /* DNSServer: "" = the system's resolvers */
 	struct config raw;
 };
 extern struct settings conf;
@@ -178,6 +179,113 @@ int crypto_password_verify(const char *stored, const char *password);
  * known-answer tests; passwords go through crypto_password_hash. */
 int crypto_pbkdf2_sha256(const char *pw, size_t pwlen, const uint8_t *salt, size_t saltlen,
 	uint32_t iter, uint8_t *out, size_t outlen);
+
+/* TLS: a server engine on BearSSL's, with no socket inside. Bytes go in
+ * and out through the calls below; the caller owns the socket, the
+ * poller and the timeouts. TLS 1.2 only, ECDHE with AES-GCM or
+ * ChaCha20-Poly1305 only, the server's order, no renegotiation.
+ *
+ * The server's credentials (struct tls_ctx) are loaded once and shared
+ * by every session on every thread; each session's engine (struct tls)
+ * belongs to one thread. A tls_ctx lives as long as the last session
+ * that uses it: tls_ctx_free drops the loader's reference, tls_free a
+ * session's, so a reload may free the old one while sessions go on.
+ *
+ * Driving an engine from a non-blocking loop (what tls_state says):
+ *  1. TLS_SENDREC: ciphertext waits for the socket. tls_pull_out gives a
+ *     pointer and length; write it and call tls_sent with what went out.
+ *     Watch for writability while anything is left.
+ *  2. TLS_RECVAPP: plaintext arrived; tls_read it (until it returns 0).
+ *  3. TLS_SENDAPP: plaintext may be written: tls_write (it may take
+ *     less than given; keep the rest), then tls_flush once the replies
+ *     of this round are written. Nothing leaves without tls_flush.
+ *  4. TLS_RECVREC: the engine wants ciphertext: read the socket straight
+ *     into tls_in_buf and tls_in_ack what came (or tls_push_in from a
+ *     buffer of your own: it may take less; keep the rest). Watch for
+ *     readability only in this state.
+ *  5. TLS_CLOSED: tls_failed is 1; log tls_error and close the socket.
+ * Repeat until no step makes progress. The record buffer is shared by
+ * both directions ("mono", to keep an idle session small), so the
+ * engine is half-duplex: written plaintext blocks reading until it is
+ * flushed and sent, and a record being received blocks writing until it
+ * is complete and read. So drain tls_read before answering (a record is
+ * at most 16 KB), and hold input back by not reading the socket, never
+ * by leaving plaintext in the engine. Request/response protocols never
+ * notice otherwise. */
+#define TLS_CLOSED 0x01  /* failed or closed; nothing more will happen */
+#define TLS_SENDREC 0x02 /* ciphertext to send: tls_pull_out */
+#define TLS_RECVREC 0x04 /* ciphertext wanted: tls_in_buf / tls_push_in */
+#define TLS_SENDAPP 0x08 /* plaintext accepted: tls_write */
+#define TLS_RECVAPP 0x10 /* plaintext ready: tls_read */
+#define TLS_CHAIN_MAX 8  /* certificates in a chain file */
+
+struct tls_ctx;
+/* Loads a PEM certificate chain (leaf first) and a PEM private key (RSA
+ * of 2048 bits or more, or EC P-256/384/521; PKCS#8 or the traditional
+ * "RSA PRIVATE KEY" / "EC PRIVATE KEY"). key_path NULL or "" takes the
+ * key from the certificate file. Checks that the key matches the leaf.
+ * NULL with err filled on failure. */
+struct tls_ctx *tls_ctx_load(const char *cert_path, const char *key_path, char *err, size_t errlen);
+void tls_ctx_free(struct tls_ctx *c); /* drops the loader's reference */
+/* One line for the log: "ECDSA P-256 certificate for CN=mail.example.org,
+ * chain of 1, valid until 2035-11-23" (", EXPIRED" when it is). */
+const char *tls_ctx_describe(const struct tls_ctx *c);
+/* Creates a self-signed EC P-256 certificate for name (subject CN, and
+ * subjectAltName dNSName, or iPAddress for a dotted IPv4 address), valid
+ * for ten years from yesterday, and its key in PKCS#8 (mode 0600). Both
+ * files are PEM and written atomically, the key first. 0, or -1 with err
+ * filled. */
+int tls_selfsigned_create(const char *cert_path, const char *key_path, const char *name,
+	char *err, size_t errlen);
+
+struct tls;
+/* A server engine for one connection; NULL when the OS gives no
+ * randomness. The handshake starts with the first ciphertext pushed. */
+struct tls *tls_new(struct tls_ctx *c);
+void tls_free(struct tls *t); /* wipes keys and buffered data; NULL is fine */
+unsigned tls_state(struct tls *t); /* TLS_* bits, see above */
+/* Where the socket's next bytes go: read at most *n bytes there, then
+ * tls_in_ack the count read. NULL (and *n = 0) when no input is taken
+ * now. Valid until the next call on t. */
+void *tls_in_buf(struct tls *t, size_t *n);
+void tls_in_ack(struct tls *t, size_t n);
+/* The same from a caller's buffer: returns how much was taken, which is
+ * less than n when the engine stops taking input (plaintext to tls_read
+ * or records to send first): call again after those. */
+size_t tls_push_in(struct tls *t, const void *data, size_t n);
+/* Ciphertext for the socket: a pointer into the engine (valid until the
+ * next call on t) and its length, NULL when there is none; then
+ * tls_sent(t, n) with what was written. */
+const void *tls_pull_out(struct tls *t, size_t *n);
+void tls_sent(struct tls *t, size_t n);
+/* Plaintext: tls_read returns what it copied (0 = none now); tls_write
+ * returns what it took, less than n when the record buffer is full or
+ * the handshake is not done: keep the rest. tls_flush makes a record of
+ * what was written so that tls_pull_out has it. */
+size_t tls_read(struct tls *t, void *buf, size_t n);
+size_t tls_write(struct tls *t, const void *data, size_t n);
+void tls_flush(struct tls *t);
+/* Sends close_notify after what was written. Once tls_pull_out is empty
+ * the socket may be closed without waiting for the peer's close_notify
+ * (RFC 5246 section 7.2.1). */
+void tls_close(struct tls *t);
+/* 1 until the handshake is done (its last flight pulled out) */
+int tls_handshaking(struct tls *t);
+int tls_failed(struct tls *t);      /* 1 once closed or failed */
+/* Why it ended, for the log: "closed", "handshake failed: client does not
+ * offer TLS 1.2 (sent alert protocol_version)", "bad record mac", ...;
+ * "" while nothing went wrong. Valid until tls_free. */
+const char *tls_error(struct tls *t);
+/* For Received: headers and logs, once the handshake is done: "TLSv1.2",
+ * "ECDHE-ECDSA-AES128-GCM-SHA256" (OpenSSL's names), the cipher's key
+ * bits, the name the client asked for (SNI, "" if none); "" and 0
+ * before. */
+const char *tls_version(struct tls *t);
+const char *tls_cipher(struct tls *t);
+int tls_cipher_bits(struct tls *t);
+const char *tls_sni(struct tls *t);
+/* Bytes one struct tls takes, record buffer included (one allocation). */
+size_t tls_session_size(void);
 
 /* ---- mailman.c: domains, accounts, address matching, the mbox store ---- */
 enum mm_type { MM_MBOX, MM_ALIAS, MM_FEED, MM_RELAY, MM_MOD };
@@ -281,10 +389,31 @@ int mm_msg_read(struct mm_folder *f, uint32_t i, struct buf *out);
 int mm_msg_set_flags(struct mm_folder *f, uint32_t i, uint32_t flags);
 /* Marks every message flagged MM_DELETED as expunged. */
 int mm_folder_expunge(struct mm_folder *f);
+/* Marks the messages with these UIDs deleted and expunged, in one locked
+ * step, whatever the folder looked like when they were chosen (POP3's
+ * UPDATE); UIDs already gone are skipped. Returns the count; -1 on error
+ * or when UIDVALIDITY is no longer uidvalidity (nothing is expunged). */
+int mm_folder_expunge_uids(
+	struct mm_folder *f, uint32_t uidvalidity, const uint32_t *uids, uint32_t n);
+/* Bytes of the mbox taken by expunged messages, and all of it: whether a
+ * compaction is worth its copying. As last loaded, no refresh. */
+void mm_folder_usage(struct mm_folder *f, uint64_t *expunged, uint64_t *total);
 /* Rewrites the mbox without expunged messages, atomically; UIDs stay. */
 int mm_folder_compact(struct mm_folder *f);
 /* Re-reads the index if another process or thread changed it. */
 int mm_folder_refresh(struct mm_folder *f);
+/* Message i (as mm_folder_msg numbers it; no refresh) in wire form, a
+ * buffer at a time, read from the mbox by offset: no more than 16 KB of it
+ * is held. The reader survives appends, and a reload of f (compaction by
+ * any process) finds the message again by its UID. Use it on one thread
+ * at a time; f must stay open until mm_reader_close. NULL if no such
+ * message. */
+struct mm_reader;
+struct mm_reader *mm_reader_open(struct mm_folder *f, uint32_t i);
+/* Fills out (n >= 1) with the next bytes; returns the count, 0 at the
+ * end, -1 when the message is gone, unreadable, or not mm_msg.size bytes. */
+long mm_reader_read(struct mm_reader *r, char *out, size_t n);
+void mm_reader_close(struct mm_reader *r);
 int mm_folder_list(const char *domain, const char *user,
 	int (*fn)(const char *name, void *arg), void *arg);
 
@@ -315,6 +444,10 @@ struct proto {
 	void (*close)(struct session *s);    /* free s->ps */
 	/* Refused (ThreadsPerIP): one line saying so; open() is not called. */
 	void (*busy)(struct session *s);
+	/* 1 when closing now loses nothing (no transaction under way): such
+	 * sessions end at once when the server stops. NULL = wait for them. */
+	int (*can_stop)(struct session *s);
+	void (*shutdown)(struct session *s); /* a last line as the server stops */
 };
 
 struct service {
@@ -349,7 +482,7 @@ struct session {
 	int timeout_ms;
 	int holds; /* work on other threads that will post back */
 	unsigned paused : 1, closing : 1, eof : 1, reading_off : 1, discard_in : 1, write_on : 1,
-	    over_limit : 1;
+	    over_limit : 1, starttls : 1;
 	char reason[64];
 	struct session *prev, *next; /* the worker's list, for timeouts */
 };
@@ -362,6 +495,9 @@ void server_run(void (*on_reload)(void));
 /* Stops accepting, lets sessions end within grace_ms, closes the rest. */
 void server_stop(int grace_ms);
 int server_sessions(void);
+/* The certificate every TLS session uses (set before server_start). */
+void server_set_tls(struct tls_ctx *c);
+int server_has_tls(void);
 
 void session_write(struct session *s, const void *p, size_t n);
 void session_printf(struct session *s, const char *fmt, ...) RL_PRINTF(2, 3);
@@ -380,6 +516,9 @@ void session_hold(struct session *s);
 void session_post(struct session *s, void (*fn)(struct session *s, void *arg), void *arg);
 #define session_closing(s) ((s)->closing)
 #define session_secure(s) ((s)->tls != NULL)
+/* Call after writing the plaintext "ready" reply to STARTTLS/STLS: input
+ * already received is dropped, and TLS begins once the reply is sent. */
+void session_starttls(struct session *s);
 /* May the client send a password now? Over TLS always; in the clear as
  * AllowPlaintextAuth says. */
 int session_auth_allowed(const struct session *s);
@@ -440,5 +579,253 @@ extern const struct proto smtp_proto;
 /* Parses "FROM:<addr> params" (prefix "FROM:" or "TO:") into addr; params
  * points at what follows. 0 ok ("" for <>), -1 bad syntax. */
 int smtp_parse_path(char *arg, const char *prefix, char *addr, size_t addrlen, char **params);
+
+/* ---- pop3.c ---- */
+/* The POP3 server (RFC 1939, 2449, 5034) on the INBOX of each account. */
+extern const struct proto pop3_proto;
+
+/* ---- dns.c: a small blocking DNS client (MX, A, AAAA, TXT, PTR) ---- */
+/* For the delivery thread and scripts, never an event-loop worker: a
+ * lookup may block for seconds. Each server in turn, two rounds, 2 s
+ * each: UDP with a random id and source port and EDNS0, TCP when the
+ * answer is truncated. Answers, negative ones too, are cached by TTL.
+ * Every call is thread-safe. Results are counts (>= 0) or one of: */
+#define DNS_NXDOMAIN (-1) /* no such name (also a malformed name, without a query) */
+#define DNS_TEMPFAIL (-2) /* no server gave an answer: try again later */
+#define DNS_NOMAIL (-3)   /* the domain accepts no mail: null MX (RFC 7505) */
+#define DNS_NAME_MAX 256  /* a name as text, NUL included */
+#define DNS_ADDR_MAX 64   /* an address as text */
+#define DNS_TEXT_MAX 1024 /* a TXT record, NUL included; longer ones are skipped */
+#define DNS_SERVERS_MAX 8
+enum dns_type {
+	DNS_T_A = 1,
+	DNS_T_CNAME = 5,
+	DNS_T_SOA = 6,
+	DNS_T_PTR = 12,
+	DNS_T_MX = 15,
+	DNS_T_TXT = 16,
+	DNS_T_AAAA = 28
+};
+
+/* The servers to ask: servers is the DNSServer directive (addresses
+ * separated by commas or spaces, each with an optional port:
+ * "192.0.2.1:5353", "2001:db8::1", "[2001:db8::1]:53"); NULL or "" means
+ * the system's. Call before the threads that look names up start, and
+ * again on reload (the cache stays). -1 with err filled when servers is
+ * bad (the old list stays) or there is no server (lookups then give
+ * DNS_TEMPFAIL). */
+int dns_init(const char *servers, char *err, size_t errlen);
+void dns_shutdown(void); /* frees the cache; once no thread looks up */
+const char *dns_strerror(int code); /* "no such domain", ... */
+
+struct dns_mx {
+	char host[DNS_NAME_MAX]; /* lower case, no trailing dot */
+	int pref;
+};
+/* The mail hosts of domain by preference, equal ones in random order
+ * (RFC 5321 section 5.1). No MX but an address: {domain, 0} (implicit
+ * MX); no MX and no address: 0; a null MX: DNS_NOMAIL. */
+int dns_mx(const char *domain, struct dns_mx *out, int max);
+/* host's addresses as text, IPv4 (A) first, then IPv6 (AAAA); an address
+ * given as host is returned as it is. */
+int dns_addrs(const char *host, char (*out)[DNS_ADDR_MAX], int max);
+/* TXT records, each one's strings joined (as SPF and DKIM read them). */
+int dns_txt(const char *name, char (*out)[DNS_TEXT_MAX], int max);
+/* The name of ip (PTR): 1 with name filled, 0 when there is none or it
+ * does not fit len (DNS_NAME_MAX always does). */
+int dns_ptr(const char *ip, char *name, size_t len);
+
+/* The parser, exported for tests and fuzzing: pkt is untrusted. */
+#define DNS_RR_MAX 32 /* records kept from one answer */
+struct dns_rr {
+	int pref; /* MX preference */
+	char text[DNS_TEXT_MAX]; /* host name, address or TXT text; "" for a null MX */
+};
+struct dns_answer {
+	int rcode; /* 0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, ... */
+	int tc;    /* truncated: ask again over TCP; nothing else was read */
+	uint32_t ttl; /* seconds it may be cached; 0 = not at all */
+	/* A CNAME chain ended at this name without records and without a
+	 * SOA saying there are none: ask again for it. "" otherwise. */
+	char cname[DNS_NAME_MAX];
+	int n;
+	struct dns_rr rr[DNS_RR_MAX]; /* of type qtype, CNAMEs followed */
+};
+/* Parses the answer to the query (id, qname, qtype). 0 with ans filled,
+ * -1 when it is malformed or answers another question; then ans holds
+ * nothing to use. Records whose names or text are not plain printable
+ * ASCII are skipped. */
+int dns_parse_answer(const uint8_t *pkt, size_t len, uint16_t id, const char *qname, int qtype,
+	struct dns_answer *ans);
+/* For tests: the per-try timeout and rounds, the cache's entry count, and
+ * emptying it. */
+void dns__set_timeout(int ms, int tries);
+int dns__cache_count(void);
+void dns__cache_clear(void);
+
+/* ---- mime.c: message parsing ---- */
+/* A pure module: it reads a message from the caller's buffer and does no
+ * I/O. The message is in wire form (CRLF lines; bare LF is taken too).
+ * Parsing never fails: malformed input gives leaf parts and default
+ * types, and the limits below bound the work to a few passes over the
+ * buffer whatever the input (every multipart level scans its own body
+ * once). Strings in the tree are NUL-terminated and live until
+ * mime_free; offsets are into the buffer, which must outlive the tree. */
+#define MIME_DEPTH_MAX 32     /* nesting of multiparts and messages below the root */
+#define MIME_PARTS_MAX 1000   /* parts in one message, the root included */
+#define MIME_HEADERS_MAX 1000 /* header lines looked at in one header block */
+#define MIME_PARAMS_MAX 64    /* parameters of one Content-Type/-Disposition */
+#define MIME_BOUNDARY_MAX 200 /* longer boundaries are ignored (RFC 2046: 70) */
+#define MIME_ADDR_MAX 5000    /* addresses taken from one header */
+
+/* mime_msg.limits: which limit cut the parse short */
+#define MIME_LIMIT_DEPTH 1
+#define MIME_LIMIT_PARTS 2
+#define MIME_LIMIT_HEADERS 4
+
+/* mime_part.flags */
+#define MIME_MULTIPART 1 /* children are the body parts of this multipart */
+#define MIME_MESSAGE 2   /* message/rfc822 (or global): child is the message inside */
+
+struct mime_param {
+	const char *name;  /* lower case, without RFC 2231 "*" and section numbers */
+	const char *value; /* RFC 2231 sections joined and decoded, RFC 2047 words
+	                      decoded (not for boundary); UTF-8 when the charset is
+	                      known, else the bytes as they were */
+};
+
+struct mime_part {
+	struct mime_part *parent, *child, *next; /* child: first body part, or the
+	                                            message of a message/rfc822 part */
+	unsigned nchild, depth, flags;
+	/* The header block (with the empty line that ends it, when there is
+	 * one) and the body, as offsets into the buffer. The delimiter before a
+	 * boundary line belongs to the boundary (RFC 2046 5.1.1). */
+	size_t hdr_off, hdr_len, body_off, body_len;
+	size_t lines; /* text lines of the body: LFs, plus an unterminated last line */
+	/* Lower case. No (or a bad) Content-Type gives text/plain with
+	 * charset=us-ascii, or message/rfc822 inside multipart/digest. */
+	const char *type, *subtype;
+	const struct mime_param *params;
+	unsigned nparams;
+	const char *encoding;    /* Content-Transfer-Encoding, lower case; "7bit" if none */
+	const char *disposition; /* lower case, NULL if none */
+	const struct mime_param *disp_params;
+	unsigned ndisp_params;
+	/* Unfolded values as they were (RFC 2047 words not decoded: IMAP
+	 * hands them on so); NULL when the header is missing. */
+	const char *id, *description, *md5, *language, *location;
+};
+
+struct mime_chunk;
+struct mime_msg {
+	const char *buf; /* borrowed */
+	size_t len;
+	struct mime_part *root; /* the message itself; never NULL after mime_parse */
+	unsigned nparts;
+	unsigned limits; /* MIME_LIMIT_* that were hit */
+	struct mime_chunk *arena;
+};
+
+void mime_parse(struct mime_msg *m, const char *buf, size_t len);
+void mime_free(struct mime_msg *m);
+/* Value of a parameter (name lower case), NULL if absent. */
+const char *mime_param(const struct mime_param *v, unsigned n, const char *name);
+#define mime_part_param(p, name) mime_param((p)->params, (p)->nparams, (name))
+#define mime_part_disp_param(p, name) mime_param((p)->disp_params, (p)->ndisp_params, (name))
+/* The file name an attachment suggests: Content-Disposition's filename,
+ * else Content-Type's name; NULL if neither. */
+const char *mime_part_filename(const struct mime_part *p);
+/* 1 when p is type/subtype (lower case; subtype NULL matches any). */
+int mime_part_is(const struct mime_part *p, const char *type, const char *subtype);
+/* The part an IMAP section names (RFC 3501 6.4.5): spec starts with
+ * "1.2.3" (or is empty for the whole message); *rest is set to what
+ * follows the numbers ("", ".MIME", ".HEADER", ...). For a part that is a
+ * message/rfc822, HEADER and TEXT mean its child. NULL when no such part. */
+const struct mime_part *mime_section(const struct mime_msg *m, const char *spec,
+	const char **rest);
+
+/* Header fields of one header block, in order, with their raw values
+ * (folding kept; pointers into the buffer). Stops after
+ * MIME_HEADERS_MAX lines. Lines without a colon are skipped. */
+struct mime_header {
+	const char *name, *value;
+	size_t name_len, value_len; /* value: without the line end, leading blanks skipped */
+};
+struct mime_headers {
+	const char *p;
+	size_t len, pos;
+	unsigned count;
+};
+void mime_headers_init(struct mime_headers *it, const char *hdr, size_t len);
+/* The headers of part p (NULL = the root). */
+void mime_headers_part(struct mime_headers *it, const struct mime_msg *m, const struct mime_part *p);
+int mime_headers_next(struct mime_headers *it, struct mime_header *h); /* 1, or 0 at the end */
+/* Unfolds (RFC 5322 2.2.3) the first header called name (any case) of p
+ * (NULL = the root) into out (reset first): line ends removed, NUL bytes
+ * made spaces, blanks trimmed. 1 if found, 0 if not (out untouched). */
+int mime_header_get(const struct mime_msg *m, const struct mime_part *p, const char *name,
+	struct buf *out);
+/* The same, with RFC 2047 words decoded: what a person should read. */
+int mime_header_text(const struct mime_msg *m, const struct mime_part *p, const char *name,
+	struct buf *out);
+/* Appends s with its RFC 2047 encoded words decoded to UTF-8; white space
+ * between adjacent words is dropped. Words in charsets not known to
+ * mime_charset_utf8 stay as they are; text outside words that is not
+ * UTF-8 is taken as windows-1252. */
+void mime_decode_words(const char *s, size_t n, struct buf *out);
+/* Appends in converted to UTF-8 from charset (utf-8, us-ascii,
+ * iso-8859-1, iso-8859-15, windows-1252 and their aliases; any case).
+ * Bad UTF-8 becomes U+FFFD; "us-ascii" with 8-bit bytes is read as UTF-8
+ * if valid, else as windows-1252. 0 done; -1 unknown charset, nothing
+ * appended. */
+int mime_charset_utf8(const char *charset, const char *in, size_t n, struct buf *out);
+
+/* Transfer encodings, lenient as mail readers are: base64 skips what is
+ * not in its alphabet and restarts after "="; quoted-printable keeps a bad
+ * "=" escape as it is and drops blanks at line ends. Both append to out. */
+void mime_decode_base64(const char *in, size_t n, struct buf *out);
+void mime_decode_qp(const char *in, size_t n, struct buf *out);
+/* Appends the body of p decoded as its Content-Transfer-Encoding says
+ * (7bit, 8bit, binary and unknown ones as they are). */
+void mime_body_decode(const struct mime_msg *m, const struct mime_part *p, struct buf *out);
+/* The same, then for text/ parts converted to UTF-8 from its charset
+ * (default us-ascii). -1 when the charset is unknown (the bytes are
+ * appended as they are). */
+int mime_body_text(const struct mime_msg *m, const struct mime_part *p, struct buf *out);
+
+/* Address lists (RFC 5322 3.4 with the obsolete forms): From, To, Cc, ...
+ * A group gives a MIME_ADDR_GROUP entry (name = the group's name), its
+ * members, then MIME_ADDR_GROUP_END, as IMAP's ENVELOPE lists them.
+ * Routes are dropped; a comment names a mailbox that has no display name. */
+enum mime_addr_kind { MIME_ADDR_MAILBOX, MIME_ADDR_GROUP, MIME_ADDR_GROUP_END };
+struct mime_addr {
+	struct mime_addr *next;
+	enum mime_addr_kind kind;
+	char *name;    /* display name, NULL if none */
+	char *mailbox; /* local part ("" if missing; quoted if it must be); NULL for groups */
+	char *host;    /* domain ("" if missing); NULL for groups */
+};
+/* Parses an unfolded header value. decode 1: names with RFC 2047 words
+ * decoded to UTF-8; 0: names as written (quotes removed), for ENVELOPE.
+ * NULL when there is no address. Free with mime_addr_free. */
+struct mime_addr *mime_addr_parse(const char *s, size_t n, int decode);
+void mime_addr_free(struct mime_addr *a);
+
+/* RFC 5322 dates, with or without the day of the week, obsolete zones
+ * (UT, GMT, EST..PDT, military letters as +0000), two-digit years,
+ * comments, the asctime form and IMAP's "dd-Mon-yyyy hh:mm:ss +zzzz".
+ * 0 with *t (seconds since the epoch, UTC) and *zone (minutes east of
+ * UTC; may be NULL) set, or -1. */
+int mime_date_parse(const char *s, size_t n, int64_t *t, int *zone);
+
+/* IMAP (RFC 3501 7.4.2), appended to out: BODY (ext 0) or BODYSTRUCTURE
+ * (ext 1) of part p, and ENVELOPE of the message whose header is part p's
+ * (the root, or the child of a message/rfc822 part). Strings are quoted,
+ * or literals when they hold 8-bit bytes or line ends; parameter values
+ * that are not ASCII go out as RFC 2231 name*=utf-8''... */
+void mime_bodystructure(const struct mime_msg *m, const struct mime_part *p, int ext,
+	struct buf *out);
+void mime_envelope(const struct mime_msg *m, const struct mime_part *p, struct buf *out);
 
 #endif

@@ -185,8 +185,26 @@ int server_sessions(void)
 
 /* ---- I/O ---- */
 
+static struct tls_ctx *tls_server; /* the server's certificate, for every TLS session */
+
+void server_set_tls(struct tls_ctx *c)
+{
+	tls_server = c;
+}
+
+int server_has_tls(void)
+{
+	return tls_server != NULL;
+}
+
+/* Room left for input before the protocol must catch up (backpressure). */
+static int in_room(struct session *s)
+{
+	return s->in.len - s->in_off < s->svc->proto->line_max + READ_CHUNK;
+}
+
 /* Reads what the socket has; -1 when the session must end. */
-static int session_fill(struct session *s)
+static int plain_fill(struct session *s)
 {
 	for (int rounds = 0; rounds < 4; rounds++) {
 		buf_reserve(&s->in, READ_CHUNK);
@@ -205,7 +223,7 @@ static int session_fill(struct session *s)
 		s->in.len += (size_t)n;
 		s->in.data[s->in.len] = '\0';
 		s->last_io = os_now_ms();
-		if ((size_t)n < READ_CHUNK || s->in.len - s->in_off > s->svc->proto->line_max) {
+		if ((size_t)n < READ_CHUNK || !in_room(s)) {
 			return 0;
 		}
 	}
@@ -213,7 +231,7 @@ static int session_fill(struct session *s)
 }
 
 /* Writes what is pending; -1 when the peer is gone. */
-static int session_flush(struct session *s)
+static int plain_flush(struct session *s)
 {
 	size_t done = 0;
 	int rc = 0;
@@ -230,14 +248,156 @@ static int session_flush(struct session *s)
 		s->last_io = os_now_ms();
 	}
 	buf_consume(&s->out, done);
-	if (!s->out.len && s->out.cap > 4096) {
-		buf_free(&s->out); /* nor a big write buffer */
-	}
 	if (rc != 0) {
 		buf_reset(&s->out);
 		session_close(s, "write error");
 	}
 	return rc;
+}
+
+/* ---- TLS: the engine sits between the socket and s->in / s->out ---- */
+
+/* Sends the engine's ciphertext; -1 when the peer is gone. */
+static int tls_send(struct session *s)
+{
+	size_t n;
+	const void *p;
+	while ((p = tls_pull_out(s->tls, &n)) != NULL) {
+		long w = os_write(s->fd, p, n);
+		if (w == OS_AGAIN) {
+			return 0;
+		}
+		if (w <= 0) {
+			return -1;
+		}
+		tls_sent(s->tls, (size_t)w);
+		s->last_io = os_now_ms();
+	}
+	return 0;
+}
+
+/* Decrypted bytes into s->in, while there is room; 1 if any moved. */
+static int tls_take(struct session *s)
+{
+	int moved = 0;
+	while ((tls_state(s->tls) & TLS_RECVAPP) && in_room(s)) {
+		buf_reserve(&s->in, READ_CHUNK);
+		size_t n = tls_read(s->tls, s->in.data + s->in.len, READ_CHUNK);
+		if (!n) {
+			break;
+		}
+		s->in.len += n;
+		s->in.data[s->in.len] = '\0';
+		moved = 1;
+	}
+	return moved;
+}
+
+/* Pending output into the engine; 1 if any moved. */
+static int tls_give(struct session *s)
+{
+	if (!s->out.len || !(tls_state(s->tls) & TLS_SENDAPP)) {
+		return 0;
+	}
+	size_t n = tls_write(s->tls, s->out.data, s->out.len);
+	buf_consume(&s->out, n);
+	if (!s->out.len) {
+		tls_flush(s->tls); /* the replies of this round leave together */
+	}
+	return n > 0;
+}
+
+/* Ciphertext from the socket straight into the engine; 1 if any came. */
+static int tls_recv(struct session *s, int *again)
+{
+	size_t room;
+	void *p = tls_in_buf(s->tls, &room);
+	if (!p || *again) {
+		return 0;
+	}
+	long n = os_read(s->fd, p, room);
+	if (n == OS_AGAIN) {
+		*again = 1;
+		return 0;
+	}
+	if (n <= 0) {
+		*again = 1;
+		if (n == 0) {
+			s->eof = 1;
+		} else {
+			session_close(s, "read error");
+		}
+		return 0;
+	}
+	tls_in_ack(s->tls, (size_t)n);
+	s->last_io = os_now_ms();
+	return 1;
+}
+
+/* Moves everything that can move; reading the socket only when asked.
+ * -1 when the session must end. */
+static int tls_pump(struct session *s, int read)
+{
+	int again = !read;
+	for (int rounds = 0; rounds < 64; rounds++) {
+		if (tls_send(s) != 0) {
+			session_close(s, "write error");
+			return -1;
+		}
+		if (tls_state(s->tls) & TLS_CLOSED) {
+			const char *why = tls_error(s->tls);
+			session_close(s, *why ? why : "tls closed");
+			return -1;
+		}
+		if (!(tls_take(s) | tls_give(s) | tls_recv(s, &again))) {
+			break;
+		}
+	}
+	return s->closing && !s->out.len ? -1 : 0;
+}
+
+static int session_fill(struct session *s)
+{
+	return s->tls ? tls_pump(s, 1) : plain_fill(s);
+}
+
+static int session_flush(struct session *s)
+{
+	int rc = s->tls ? tls_pump(s, 0) : plain_flush(s);
+	if (!s->out.len && s->out.cap > 4096) {
+		buf_free(&s->out); /* an idle session keeps no big write buffer */
+	}
+	return rc;
+}
+
+/* Output that can go now: s->out (over TLS only once the engine takes
+ * plaintext, i.e. after the handshake), or ciphertext in the engine. */
+static int out_pending(struct session *s)
+{
+	if (!s->tls) {
+		return s->out.len != 0;
+	}
+	unsigned st = tls_state(s->tls);
+	return (st & TLS_SENDREC) || (s->out.len && (st & TLS_SENDAPP));
+}
+
+/* STARTTLS: the plaintext reply has gone; what the client sent after the
+ * command is dropped (RFC 3207 5: no command injection), then TLS. */
+static void tls_begin(struct session *s)
+{
+	s->starttls = 0;
+	buf_free(&s->in);
+	s->in_off = 0;
+	s->tls = tls_new(tls_server);
+	if (!s->tls) {
+		session_close(s, "tls setup");
+	}
+}
+
+void session_starttls(struct session *s)
+{
+	s->starttls = 1;
+	s->discard_in = 1;
 }
 
 /* Hands complete lines (or line_max pieces) to the protocol. */
@@ -278,6 +438,12 @@ static void session_dispatch(struct session *s)
 	}
 }
 
+static void kick(struct session *s, void *arg)
+{
+	(void)s;
+	(void)arg; /* run_inbox calls session_service after this */
+}
+
 /* Decides what the poller should watch for s, after any activity. */
 static void session_service(struct session *s)
 {
@@ -287,32 +453,49 @@ static void session_service(struct session *s)
 		}
 		return;
 	}
-	if (!s->closing) {
-		session_dispatch(s);
-	}
-	if (s->out.len && session_flush(s) != 0) {
-		s->out.len = 0;
-	}
-	if (!s->out.len && s->svc->proto->writable && !s->closing) {
-		s->svc->proto->writable(s);
-		if (s->out.len) {
-			session_flush(s);
+	/* Rounds of: lines to the protocol, output to the socket, and more
+	 * output from a streaming protocol (writable) while the socket takes
+	 * it; capped so that one session cannot hog its worker. */
+	int round = 0;
+	for (; round < 16; round++) {
+		if (!s->closing && !s->starttls) {
+			session_dispatch(s);
 		}
+		if (out_pending(s) && session_flush(s) != 0) {
+			s->out.len = 0;
+		}
+		if (s->starttls && !out_pending(s) && !s->closing) {
+			tls_begin(s);
+		}
+		if (out_pending(s) || !s->svc->proto->writable || s->closing || s->starttls) {
+			break;
+		}
+		int was_paused = s->paused;
+		s->svc->proto->writable(s);
+		if (!s->out.len && (s->paused || !was_paused)) {
+			break; /* nothing more to send, nothing newly allowed to read */
+		}
+	}
+	if (round == 16 && !out_pending(s) && !s->closing) {
+		session_hold(s); /* more to stream: come back after the others */
+		worker_post(s->worker, kick, s, NULL, 1);
 	}
 	if (s->eof && !s->paused && !s->closing) {
 		session_close(s, "disconnected");
 	}
-	if (s->closing && (!s->out.len || s->fd == OS_BADFD)) {
+	if (s->closing && (!out_pending(s) || s->fd == OS_BADFD)) {
+		/* what could not go (a handshake never finished) is dropped */
 		session_free(s);
 		return;
 	}
-	int want_read = !s->closing && !s->eof && s->out.len < OUT_HIGH &&
-	                s->in.len - s->in_off < s->svc->proto->line_max + READ_CHUNK;
-	int ev = (want_read ? OS_EV_READ : 0) | (s->out.len ? OS_EV_WRITE : 0);
+	int want_read = !s->closing && !s->eof && !s->starttls && s->out.len < OUT_HIGH && in_room(s) &&
+	                (!s->tls || (tls_state(s->tls) & TLS_RECVREC)); /* else epoll spins */
+	int want_write = out_pending(s);
+	int ev = (want_read ? OS_EV_READ : 0) | (want_write ? OS_EV_WRITE : 0);
 	if (ev != ((s->reading_off ? 0 : OS_EV_READ) | (s->write_on ? OS_EV_WRITE : 0))) {
 		os_poller_mod(s->worker->poller, s->fd, ev, s);
 		s->reading_off = !want_read;
-		s->write_on = s->out.len != 0;
+		s->write_on = want_write;
 	}
 }
 
@@ -324,7 +507,7 @@ static void session_event(struct session *s, int events)
 	if ((events & (OS_EV_READ | OS_EV_ERROR)) && !s->eof) {
 		session_fill(s);
 	}
-	if ((events & OS_EV_WRITE) && s->out.len) {
+	if ((events & OS_EV_WRITE) && out_pending(s)) {
 		session_flush(s);
 	}
 	session_service(s);
@@ -352,6 +535,12 @@ static void session_free(struct session *s)
 {
 	if (s->fd != OS_BADFD) {
 		log_debug("%08x %s disconnected reason=%s", s->id, s->svc->name, s->reason);
+		if (s->tls) {
+			tls_close(s->tls); /* close_notify, if the socket takes it now */
+			tls_send(s);
+			tls_free(s->tls);
+			s->tls = NULL;
+		}
 		os_poller_del(s->worker->poller, s->fd);
 		os_close(s->fd);
 		s->fd = OS_BADFD;
@@ -406,6 +595,10 @@ static void session_adopt(struct session *s, void *arg)
 			s->svc->proto->busy(s);
 		}
 		session_close(s, "too many connections");
+		return;
+	}
+	if ((s->svc->flags & SVC_TLS) && !(s->tls = tls_new(tls_server))) {
+		session_close(s, "tls setup");
 		return;
 	}
 	s->svc->proto->open(s);
@@ -473,10 +666,15 @@ static void worker_tick(struct worker *w, int64_t now)
 	struct session *s = w->sessions, *next;
 	for (; s; s = next) {
 		next = s->next;
-		int stopping = w->stop && !s->holds;
+		/* stop 1: sessions with nothing under way go now; 2: all go */
+		int quiet = !s->paused && s->in_off == s->in.len && s->svc->proto->can_stop &&
+		            s->svc->proto->can_stop(s);
+		int stopping = !s->holds && (w->stop == 2 || (w->stop == 1 && quiet));
 		if (stopping || (!s->holds && now - s->last_io > s->timeout_ms)) {
-			if (s->svc->proto->timeout && !stopping) {
-				s->svc->proto->timeout(s);
+			void (*bye)(struct session *) = stopping ? s->svc->proto->shutdown
+			                                         : s->svc->proto->timeout;
+			if (bye) {
+				bye(s);
 			}
 			session_close(s, stopping ? "server stopping" : "idle timeout");
 			session_service(s);
@@ -653,6 +851,7 @@ static void stop_workers(int level)
 void server_stop(int grace_ms)
 {
 	close_listeners();
+	stop_workers(1);
 	int64_t until = os_now_ms() + grace_ms;
 	while (server_sessions() > 0 && os_now_ms() < until) {
 		os_sleep_ms(20);

@@ -211,6 +211,9 @@ static void greet_helo(struct session *s, struct smtp *st, char *arg, int esmtp)
 		"250-8BITMIME\r\n"
 		"250-ENHANCEDSTATUSCODES\r\n",
 		conf.server_name, st->helo, s->peer, (unsigned long long)conf.message_size_limit);
+	if (server_has_tls() && !session_secure(s)) {
+		session_printf(s, "250-STARTTLS\r\n");
+	}
 	if (session_auth_allowed(s) && !st->user[0]) {
 		session_printf(s, "250-AUTH PLAIN LOGIN\r\n");
 	}
@@ -378,13 +381,18 @@ static void cmd_data(struct session *s, struct smtp *st, char *arg)
 		return;
 	}
 	struct queue_msg *m = st->msg;
-	char date[64];
+	char date[64], tls_note[160] = "";
 	struct buf h;
 	buf_init(&h);
+	if (session_secure(s)) {
+		snprintf(tls_note, sizeof tls_note, "\t(using %s with cipher %s (%d/%d bits))\r\n",
+			tls_version(s->tls), tls_cipher(s->tls), tls_cipher_bits(s->tls),
+			tls_cipher_bits(s->tls));
+	}
 	rfc5322_date(m->date, date, sizeof date);
 	buf_printf(&h,
-		"Received: from %s ([%s])\r\n\tby %s (Rumble) with %s id %016llx%s%s%s;\r\n\t%s\r\n",
-		st->helo, s->peer, conf.server_name, with_protocol(s, st),
+		"Received: from %s ([%s])\r\n%s\tby %s (Rumble) with %s id %016llx%s%s%s;\r\n\t%s\r\n",
+		st->helo, s->peer, tls_note, conf.server_name, with_protocol(s, st),
 		(unsigned long long)m->qid, m->nrcpt == 1 ? "\r\n\tfor <" : "",
 		m->nrcpt == 1 ? m->rcpts[0] : "", m->nrcpt == 1 ? ">" : "", date);
 	spool_write(&m->body, h.data, h.len);
@@ -532,6 +540,22 @@ static void cmd_auth(struct session *s, struct smtp *st, char *arg)
 	}
 }
 
+/* RFC 3207: after the handshake the session starts over, as if just
+ * connected (no HELO, no AUTH, no transaction). */
+static void cmd_starttls(struct session *s, struct smtp *st, char *arg)
+{
+	if (session_secure(s) || !server_has_tls()) {
+		reply(s, 503, "5.5.1 Error: TLS already active or not available");
+		return;
+	}
+	reply(s, 220, "2.0.0 Ready to start TLS");
+	txn_reset(s, st);
+	st->helo[0] = st->user[0] = '\0';
+	st->esmtp = 0;
+	enter_state(s, st, S_START);
+	session_starttls(s);
+}
+
 static void cmd_rset(struct session *s, struct smtp *st, char *arg)
 {
 	txn_reset(s, st);
@@ -572,6 +596,7 @@ static const struct cmd commands[] = {
 	{"HELP", ANY, -1, cmd_help},
 	{"QUIT", ANY, 0, cmd_quit},
 	{"AUTH", ST(S_HELO) | ST(S_MAIL) | ST(S_RCPT), 1, cmd_auth},
+	{"STARTTLS", ST(S_HELO), 0, cmd_starttls},
 };
 
 static int is_junk(const struct cmd *c)
@@ -723,6 +748,17 @@ static void smtp_timeout(struct session *s)
 	session_printf(s, "421 4.4.2 %s Error: timeout exceeded\r\n", conf.server_name);
 }
 
+static int smtp_can_stop(struct session *s)
+{
+	struct smtp *st = s->ps;
+	return st->state <= S_HELO && st->auth_step == A_NONE;
+}
+
+static void smtp_shutdown(struct session *s)
+{
+	session_printf(s, "421 4.3.2 %s Service shutting down\r\n", conf.server_name);
+}
+
 static void smtp_busy(struct session *s)
 {
 	session_printf(s, "421 4.7.0 %s Error: too many connections from %s\r\n", conf.server_name,
@@ -749,4 +785,6 @@ const struct proto smtp_proto = {
 	.timeout = smtp_timeout,
 	.close = smtp_close,
 	.busy = smtp_busy,
+	.can_stop = smtp_can_stop,
+	.shutdown = smtp_shutdown,
 };

@@ -17,6 +17,7 @@
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -305,6 +306,10 @@ os_fd os_accept(os_fd lfd, char *peer, size_t peerlen)
 	if (addr_text(&ss, peer, peerlen) < 0) {
 		snprintf(peer, peerlen, "unknown");
 	}
+	/* the session layer gathers each round of replies into one write;
+	 * Nagle would only hold the last one back for a delayed ACK */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	return fd;
 }
 
@@ -443,6 +448,227 @@ int os_sock_port(os_fd fd)
 		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
 	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* ---- UDP, addresses, name servers ---- */
+
+#define UDP_PORT_TRIES 8 /* random local ports tried before the OS picks one */
+#define RESOLV_CONF "/etc/resolv.conf"
+
+/* getaddrinfo for a numeric address only: nothing is looked up. */
+static int numeric_addr(const char *addr, int port, struct addrinfo **res)
+{
+	struct addrinfo hints;
+	char ps[16];
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_DGRAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	snprintf(ps, sizeof ps, "%d", port);
+	if (!addr || getaddrinfo(addr, ps, &hints, res) != 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+static int new_udp(int family)
+{
+	int fd = socket(family, SOCK_DGRAM, 0);
+
+	if (fd >= 0 && (set_cloexec(fd) < 0 || set_nonblock(fd, 1) < 0)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* see os.h */
+os_fd os_udp_bind(const char *addr, int port)
+{
+	struct addrinfo *ai;
+	int e, fd;
+
+	if (numeric_addr(addr, port, &ai) < 0) {
+		return OS_BADFD;
+	}
+	fd = new_udp(ai->ai_family);
+	if (fd >= 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd < 0 ? OS_BADFD : fd;
+}
+
+/* Binds fd to a random port of the wildcard address, so that a query's
+ * source port is hard to guess (RFC 5452, section 9.2). When every try is
+ * taken, connect() lets the OS pick one. */
+static void bind_random_port(int fd, int family)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	socklen_t sl = family == AF_INET6 ? sizeof *s6 : sizeof *s4;
+	uint16_t r;
+	int i;
+
+	for (i = 0; i < UDP_PORT_TRIES && os_random(&r, sizeof r) == 0; i++) {
+		uint16_t port = htons((uint16_t)(1024 + r % (65536 - 1024)));
+		memset(&ss, 0, sizeof ss);
+		if (family == AF_INET6) {
+			s6->sin6_family = AF_INET6;
+			s6->sin6_addr = in6addr_any;
+			s6->sin6_port = port;
+		} else {
+			s4->sin_family = AF_INET;
+			s4->sin_addr.s_addr = htonl(INADDR_ANY);
+			s4->sin_port = port;
+		}
+		if (bind(fd, (struct sockaddr *)&ss, sl) == 0 ||
+		        (errno != EADDRINUSE && errno != EACCES)) {
+			return;
+		}
+	}
+}
+
+/* see os.h */
+os_fd os_udp_connect(const char *addr, int port)
+{
+	struct addrinfo *ai;
+	int e, fd;
+
+	if (numeric_addr(addr, port, &ai) < 0) {
+		return OS_BADFD;
+	}
+	fd = new_udp(ai->ai_family);
+	if (fd >= 0) {
+		bind_random_port(fd, ai->ai_family);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+			e = errno;
+			close(fd);
+			errno = e;
+			fd = -1;
+		}
+	}
+	freeaddrinfo(ai);
+	return fd < 0 ? OS_BADFD : fd;
+}
+
+/* see os.h */
+long os_udp_recvfrom(os_fd fd, void *buf, size_t n, char *from, size_t fromlen, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	ssize_t r;
+
+	do {
+		sl = sizeof ss;
+		r = recvfrom((int)fd, buf, n, 0, (struct sockaddr *)&ss, &sl);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		return io_result();
+	}
+	if (addr_text(&ss, from, fromlen) < 0) {
+		snprintf(from, fromlen, "unknown");
+	}
+	*port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+	                                 : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return (long)r;
+}
+
+/* see os.h */
+long os_udp_sendto(os_fd fd, const void *buf, size_t n, const char *addr, int port)
+{
+	struct addrinfo *ai;
+	ssize_t r;
+
+	if (numeric_addr(addr, port, &ai) < 0) {
+		return -1;
+	}
+	do {
+		r = sendto((int)fd, buf, n, 0, ai->ai_addr, ai->ai_addrlen);
+	} while (r < 0 && errno == EINTR);
+	freeaddrinfo(ai);
+	return r < 0 ? io_result() : (long)r;
+}
+
+/* see os.h */
+int os_wait_readable(os_fd fd, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = (int)fd, .events = POLLIN};
+	int64_t deadline = os_now_ms() + timeout_ms;
+	int r;
+
+	for (;;) {
+		int64_t left = timeout_ms < 0 ? -1 : deadline - os_now_ms();
+		r = poll(&pfd, 1, timeout_ms >= 0 && left < 0 ? 0 : (int)left);
+		if (r >= 0 || errno != EINTR) {
+			break;
+		}
+	}
+	return r < 0 ? -1 : r > 0;
+}
+
+int os_ip_parse(const char *s, uint8_t out[16])
+{
+	if (inet_pton(AF_INET, s, out) == 1) {
+		return 4;
+	}
+	return inet_pton(AF_INET6, s, out) == 1 ? 16 : -1;
+}
+
+int os_ip_text(const uint8_t *addr, int len, char *out, size_t outlen)
+{
+	if (len != 4 && len != 16) {
+		errno = EINVAL;
+		return -1;
+	}
+	return inet_ntop(len == 4 ? AF_INET : AF_INET6, addr, out, (socklen_t)outlen) ? 0 : -1;
+}
+
+/* The address of a "nameserver ADDR" line, or NULL. Cuts line. */
+static char *nameserver_of(char *line)
+{
+	char *p = line + strspn(line, " \t"), *end;
+
+	if (strncmp(p, "nameserver", 10) != 0 || (p[10] != ' ' && p[10] != '\t')) {
+		return NULL;
+	}
+	p += 10;
+	p += strspn(p, " \t");
+	end = p + strcspn(p, " \t\r\n#;");
+	*end = '\0';
+	return *p ? p : NULL;
+}
+
+/* see os.h; what the C library's resolver would use, without its
+ * defaults: no file (or no nameserver line) gives 0 */
+int os_dns_servers(char (*out)[64], int max)
+{
+	int n = 0, fd = open(RESOLV_CONF, O_RDONLY | O_CLOEXEC);
+	char line[512], *a;
+	FILE *f;
+
+	if (fd < 0) {
+		return 0;
+	}
+	f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return 0;
+	}
+	while (n < max && fgets(line, sizeof line, f)) {
+		a = nameserver_of(line);
+		if (a && strlen(a) < sizeof out[0]) {
+			memcpy(out[n++], a, strlen(a) + 1);
+		}
+	}
+	fclose(f);
+	return n;
 }
 
 /* ---- poller ---- */

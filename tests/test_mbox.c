@@ -62,12 +62,35 @@ static int append_s(struct mm_folder *f, const char *s)
 	return append(f, s, strlen(s), 0, &uid);
 }
 
-/* 1 when message i reads back as exactly p[0..n). */
+/* Message i through a reader that is handed step bytes at a time; -1 on
+ * a read error. */
+static long read_stream(struct mm_folder *f, uint32_t i, size_t step, struct buf *out)
+{
+	struct mm_reader *r = mm_reader_open(f, i);
+	char *chunk = xmalloc(step);
+	long n = r ? 0 : -1;
+	buf_reset(out);
+	while (r && (n = mm_reader_read(r, chunk, step)) > 0) {
+		buf_append(out, chunk, (size_t)n);
+	}
+	mm_reader_close(r);
+	xfree(chunk);
+	return n < 0 ? -1 : (long)out->len;
+}
+
+/* 1 when message i reads back as exactly p[0..n), whole and streamed
+ * through buffers of several sizes (1 byte pays every owed byte alone). */
 static int reads_as(struct mm_folder *f, uint32_t i, const void *p, size_t n)
 {
+	static const size_t steps[] = {1, 3, 4096, 70000};
 	struct buf b;
 	buf_init(&b);
-	int ok = mm_msg_read(f, i, &b) == 0 && b.len == n && memcmp(b.data, p, n) == 0;
+	int ok = 1;
+	for (size_t k = 0; k < sizeof steps / sizeof steps[0] && ok; k++) {
+		ok = read_stream(f, i, steps[k], &b) == (long)n &&
+		     memcmp(b.data ? b.data : "", p, n) == 0;
+	}
+	ok = ok && mm_msg_read(f, i, &b) == 0 && b.len == n && memcmp(b.data, p, n) == 0;
 	const struct mm_msg *m = mm_folder_msg(f, i);
 	ok = ok && m && m->size == n;
 	buf_free(&b);
@@ -615,6 +638,132 @@ static void folder_list(void)
 	teardown(f);
 }
 
+/* A message whose quoting runs across the reader's 16 KB chunks: long
+ * runs of '>' before "From " and before something else. */
+static void quoting_across_chunks(void)
+{
+	struct mm_folder *f = setup();
+	ASSERT(f);
+	struct buf m;
+	buf_init(&m);
+	buf_puts(&m, "Subject: quotes\r\n\r\n");
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 16380 + round * 3; i++) {
+			buf_append(&m, ">", 1);
+		}
+		buf_puts(&m, round == 1 ? "Fromage\r\n" : "From here\r\n");
+		buf_puts(&m, "From the start\r\n>From\r\nFro\r\n");
+	}
+	buf_puts(&m, ">>>From");
+	ASSERT_EQ(append(f, m.data, m.len, 0, NULL), 0);
+	buf_puts(&m, "\r\n"); /* the missing final CRLF is added */
+	ASSERT(reads_as(f, 0, m.data, m.len));
+	f = reopen(f); /* sizes as the rebuild-free reopen reads them */
+	ASSERT(reads_as(f, 0, m.data, m.len));
+	buf_free(&m);
+	teardown(f);
+}
+
+static void big_body(struct buf *b, int tag, size_t n)
+{
+	buf_reset(b);
+	buf_printf(b, "Subject: big %d\r\n\r\n", tag);
+	for (int line = 0; b->len < n; line++) {
+		buf_printf(b, line % 5 == 2 ? "From line %d of %d\r\n" : "line %d of %d, text\r\n",
+		        line, tag);
+	}
+}
+
+/* A reader half way through its message while the folder is appended to,
+ * compacted by another opener (seen here by a refresh) and, last, loses
+ * its message. */
+static void reader_survives_changes(void)
+{
+	struct mm_folder *f = setup(), *g = NULL;
+	ASSERT(f);
+	struct buf m1, m2, got;
+	buf_init(&m1), buf_init(&m2), buf_init(&got);
+	big_body(&m1, 1, 100000);
+	big_body(&m2, 2, 100000);
+	ASSERT_EQ(append(f, m1.data, m1.len, 0, NULL), 0);
+	ASSERT_EQ(append(f, m2.data, m2.len, 0, NULL), 0);
+	ASSERT_EQ(mm_folder_open("example.org", "john", "INBOX", 0, &g), 0);
+	struct mm_reader *r = mm_reader_open(f, 1);
+	ASSERT(r);
+	ASSERT(mm_reader_open(f, 2) == NULL);
+	char chunk[7000];
+	long n;
+	for (int i = 0; i < 3 && (n = mm_reader_read(r, chunk, sizeof chunk)) > 0; i++) {
+		buf_append(&got, chunk, (size_t)n);
+	}
+	ASSERT_EQ(append_s(f, "Subject: three\r\n\r\n3\r\n"), 0); /* same handle */
+	ASSERT_EQ(append_s(g, "Subject: four\r\n\r\n4\r\n"), 0);  /* another */
+	ASSERT_EQ(mm_msg_set_flags(g, 0, MM_DELETED), 0);
+	ASSERT_EQ(mm_folder_expunge(g), 1);
+	ASSERT_EQ(mm_folder_compact(g), 0); /* message 2 moves to offset 0-ish */
+	ASSERT((n = mm_reader_read(r, chunk, sizeof chunk)) > 0); /* before f notices */
+	buf_append(&got, chunk, (size_t)n);
+	ASSERT_EQ(mm_folder_refresh(f), 0); /* f reloads: the offsets change */
+	ASSERT_EQ(mm_folder_msg(f, 0)->uid, 2);
+	while ((n = mm_reader_read(r, chunk, sizeof chunk)) > 0) {
+		buf_append(&got, chunk, (size_t)n);
+	}
+	ASSERT_EQ(n, 0);
+	ASSERT_EQ(got.len, m2.len);
+	ASSERT(memcmp(got.data, m2.data, m2.len) == 0);
+	mm_reader_close(r);
+	/* the message is expunged and compacted away under a reader: -1 */
+	r = mm_reader_open(f, 0);
+	ASSERT(r);
+	ASSERT(mm_reader_read(r, chunk, sizeof chunk) > 0);
+	uint32_t uid2 = 2;
+	ASSERT_EQ(mm_folder_expunge_uids(g, mm_folder_uidvalidity(g), &uid2, 1), 1);
+	ASSERT_EQ(mm_folder_compact(g), 0);
+	ASSERT_EQ(mm_folder_refresh(f), 0);
+	while ((n = mm_reader_read(r, chunk, sizeof chunk)) > 0) {
+	}
+	ASSERT_EQ(n, -1);
+	mm_reader_close(r);
+	buf_free(&m1), buf_free(&m2), buf_free(&got);
+	mm_folder_close(g);
+	teardown(f);
+}
+
+/* POP3's UPDATE: the UIDs chosen from an old view are the ones expunged,
+ * though another opener expunged and appended meanwhile. */
+static void expunge_by_uid(void)
+{
+	struct mm_folder *f = with_three(), *g = NULL;
+	ASSERT(f);
+	ASSERT_EQ(mm_msg_set_flags(f, 2, MM_SEEN), 0);
+	ASSERT_EQ(mm_folder_open("example.org", "john", "INBOX", 0, &g), 0);
+	ASSERT_EQ(mm_msg_set_flags(g, 0, MM_DELETED), 0);
+	ASSERT_EQ(mm_folder_expunge(g), 1); /* uid 1 gone */
+	ASSERT_EQ(append_s(g, "Subject: four\r\n\r\n4\r\n"), 0);
+	uint32_t uids[] = {1, 3};
+	ASSERT_EQ(mm_folder_expunge_uids(f, mm_folder_uidvalidity(f) + 1, uids, 2), -1);
+	ASSERT_EQ(mm_folder_count(f), 3); /* refreshed (2, 3, 4), but nothing expunged */
+	ASSERT_EQ(mm_folder_expunge_uids(f, mm_folder_uidvalidity(f), uids, 2), 1); /* 1 was gone */
+	ASSERT_EQ(mm_folder_count(f), 2);
+	ASSERT_EQ(mm_folder_msg(f, 0)->uid, 2);
+	ASSERT_EQ(mm_folder_msg(f, 1)->uid, 4);
+	ASSERT_EQ(mm_folder_refresh(g), 0);
+	ASSERT_EQ(mm_folder_count(g), 2);
+	uint64_t dead, total;
+	mm_folder_usage(f, &dead, &total);
+	char path[800];
+	fpath(path, sizeof path, "INBOX.mbox");
+	ASSERT_EQ(total, file_len(path));
+	ASSERT(dead > strlen(msg1) && dead < total);
+	ASSERT_EQ(mm_folder_compact(f), 0);
+	mm_folder_usage(f, &dead, &total);
+	ASSERT_EQ(dead, 0);
+	ASSERT_EQ(total, file_len(path));
+	ASSERT(reads_as(f, 0, msg2, strlen(msg2)));
+	mm_folder_close(g);
+	teardown(f);
+}
+
 struct worker {
 	int n, failed;
 };
@@ -686,4 +835,8 @@ void tests_mbox(void)
 	RUN(bad_names_refused, "invalid names never open a folder");
 	RUN(folder_list, "folders list INBOX first; names map to safe distinct files");
 	RUN(concurrent_appends, "appends from three threads get distinct UIDs");
+	RUN(quoting_across_chunks, "a reader unquotes runs of '>' across its chunks");
+	RUN(reader_survives_changes,
+	        "a reader survives appends and a compaction, and fails when its message goes");
+	RUN(expunge_by_uid, "expunge by UID removes exactly those, whatever happened since");
 }

@@ -58,6 +58,8 @@ int main(int argc, char **argv)
 		{"mailman", tests_mailman},
 		{"mbox", tests_mbox},
 		{"smtp", tests_smtp},
+		{"dns", tests_dns},
+		{"tls", tests_tls},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

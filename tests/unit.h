@@ -50,5 +50,7 @@ void tests_crypto(void);
 void tests_mailman(void);
 void tests_mbox(void);
 void tests_smtp(void);
+void tests_dns(void);
+void tests_tls(void);
 
 #endif

@@ -18,8 +18,9 @@ SRC=$W/src
 APT=$(pwd)/$W/apt # apt wants absolute paths
 LIBCFLAGS="-O2 -w"
 # advapi32 (RtlGenRandom, BearSSL's CryptGenRandom) is a default library of
-# mingw-w64 gcc; named anyway so that the list is complete.
-SYSLIBS="-lws2_32 -ladvapi32"
+# mingw-w64 gcc; named anyway so that the list is complete. iphlpapi:
+# GetNetworkParams, the system's DNS servers (dns.c).
+SYSLIBS="-lws2_32 -ladvapi32 -liphlpapi"
 
 say() { printf 'win32/build.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }

@@ -8,8 +8,9 @@
  * mapped to an errno value, so os_errno_is_* work for both kinds and
  * os_strerror() gives the system's own message for the last Win32 error.
  *
- * Builds with mingw-w64 (links with -lws2_32; advapi32 is a default
- * library there) and with MSVC (the pragmas below name the libraries).
+ * Builds with mingw-w64 (links with -lws2_32 -liphlpapi; advapi32 is a
+ * default library there) and with MSVC (the pragmas below name the
+ * libraries).
  */
 #ifndef _WIN32_WINNT
 #define _WIN32_WINNT 0x0600 /* WSAPoll, SRW locks, condition variables */
@@ -25,6 +26,7 @@
 
 #include <windows.h>
 
+#include <iphlpapi.h>
 #include <ntsecapi.h>
 
 #include <errno.h>
@@ -39,6 +41,7 @@
 #ifdef _MSC_VER
 #pragma comment(lib, "ws2_32")
 #pragma comment(lib, "advapi32")
+#pragma comment(lib, "iphlpapi")
 #define OS_TLS __declspec(thread)
 #else
 #define OS_TLS _Thread_local
@@ -311,6 +314,8 @@ os_fd os_accept(os_fd lfd, char *peer, size_t peerlen)
 	if (addr_text(&ss, peer, peerlen) < 0) {
 		snprintf(peer, peerlen, "unknown");
 	}
+	BOOL one = TRUE; /* replies are gathered per round; see posix/os.c */
+	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof one);
 	return (os_fd)s;
 }
 
@@ -462,6 +467,233 @@ int os_sock_port(os_fd fd)
 		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
 	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* ---- UDP, addresses, name servers ---- */
+
+#define UDP_PORT_TRIES 8 /* random local ports tried before the OS picks one */
+#ifndef SIO_UDP_CONNRESET
+#define SIO_UDP_CONNRESET _WSAIOW(IOC_VENDOR, 12)
+#endif
+
+/* getaddrinfo for a numeric address only: nothing is looked up. */
+static int numeric_addr(const char *addr, int port, struct addrinfo **res)
+{
+	struct addrinfo hints;
+	char ps[16];
+	int r;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_DGRAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	snprintf(ps, sizeof ps, "%d", port);
+	if (!addr) {
+		return win_fail(WSAEINVAL);
+	}
+	r = getaddrinfo(addr, ps, &hints, res);
+	return r == 0 ? 0 : win_fail((DWORD)r);
+}
+
+static SOCKET new_udp(int family)
+{
+	SOCKET s = socket(family, SOCK_DGRAM, IPPROTO_UDP);
+
+	if (s == INVALID_SOCKET) {
+		sock_fail();
+		return INVALID_SOCKET;
+	}
+	if (set_nonblock(s, 1) < 0) {
+		close_keep_error(s);
+		return INVALID_SOCKET;
+	}
+	return s;
+}
+
+/* see os.h; a bound socket ignores ICMP "port unreachable" for what it
+ * sent: Windows would otherwise fail its next recvfrom (WSAECONNRESET). */
+os_fd os_udp_bind(const char *addr, int port)
+{
+	struct addrinfo *ai;
+	BOOL off = FALSE;
+	DWORD got = 0;
+	SOCKET s;
+
+	if (numeric_addr(addr, port, &ai) < 0) {
+		return OS_BADFD;
+	}
+	s = new_udp(ai->ai_family);
+	if (s != INVALID_SOCKET && bind(s, ai->ai_addr, (int)ai->ai_addrlen) != 0) {
+		sock_fail();
+		close_keep_error(s);
+		s = INVALID_SOCKET;
+	}
+	freeaddrinfo(ai);
+	if (s != INVALID_SOCKET) {
+		WSAIoctl(s, SIO_UDP_CONNRESET, &off, sizeof off, NULL, 0, &got, NULL, NULL);
+	}
+	return s == INVALID_SOCKET ? OS_BADFD : (os_fd)s;
+}
+
+/* Binds s to a random port of the wildcard address, so that a query's
+ * source port is hard to guess (RFC 5452, section 9.2). When every try is
+ * taken, connect() lets the OS pick one. */
+static void bind_random_port(SOCKET s, int family)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	int i, e, sl = family == AF_INET6 ? (int)sizeof *s6 : (int)sizeof *s4;
+	uint16_t r;
+
+	for (i = 0; i < UDP_PORT_TRIES && os_random(&r, sizeof r) == 0; i++) {
+		u_short port = htons((u_short)(1024 + r % (65536 - 1024)));
+		memset(&ss, 0, sizeof ss); /* the wildcard address is all zeroes */
+		if (family == AF_INET6) {
+			s6->sin6_family = AF_INET6;
+			s6->sin6_port = port;
+		} else {
+			s4->sin_family = AF_INET;
+			s4->sin_port = port;
+		}
+		if (bind(s, (struct sockaddr *)&ss, sl) == 0) {
+			return;
+		}
+		e = WSAGetLastError();
+		if (e != WSAEADDRINUSE && e != WSAEACCES) {
+			return;
+		}
+	}
+}
+
+/* see os.h */
+os_fd os_udp_connect(const char *addr, int port)
+{
+	struct addrinfo *ai;
+	SOCKET s;
+
+	if (numeric_addr(addr, port, &ai) < 0) {
+		return OS_BADFD;
+	}
+	s = new_udp(ai->ai_family);
+	if (s != INVALID_SOCKET) {
+		bind_random_port(s, ai->ai_family);
+		if (connect(s, ai->ai_addr, (int)ai->ai_addrlen) != 0) {
+			sock_fail();
+			close_keep_error(s);
+			s = INVALID_SOCKET;
+		}
+	}
+	freeaddrinfo(ai);
+	return s == INVALID_SOCKET ? OS_BADFD : (os_fd)s;
+}
+
+/* see os.h; a datagram longer than n is cut (WSAEMSGSIZE on Windows) */
+long os_udp_recvfrom(os_fd fd, void *buf, size_t n, char *from, size_t fromlen, int *port)
+{
+	struct sockaddr_storage ss;
+	int sl, r, e = 0;
+
+	do {
+		sl = sizeof ss;
+		r = recvfrom((SOCKET)fd, buf, n > INT_MAX ? INT_MAX : (int)n, 0,
+		        (struct sockaddr *)&ss, &sl);
+		e = r == SOCKET_ERROR ? WSAGetLastError() : 0;
+	} while (e == WSAEINTR);
+	if (e == WSAEMSGSIZE) {
+		r = n > INT_MAX ? INT_MAX : (int)n;
+	} else if (e != 0) {
+		return io_result();
+	}
+	if (addr_text(&ss, from, fromlen) < 0) {
+		snprintf(from, fromlen, "unknown");
+	}
+	*port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+	                                 : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return (long)r;
+}
+
+/* see os.h */
+long os_udp_sendto(os_fd fd, const void *buf, size_t n, const char *addr, int port)
+{
+	struct addrinfo *ai;
+	int r;
+
+	if (numeric_addr(addr, port, &ai) < 0) {
+		return -1;
+	}
+	r = sendto((SOCKET)fd, buf, n > INT_MAX ? INT_MAX : (int)n, 0, ai->ai_addr,
+	        (int)ai->ai_addrlen);
+	freeaddrinfo(ai);
+	return r == SOCKET_ERROR ? io_result() : (long)r;
+}
+
+/* see os.h; select(), as for connect_wait */
+int os_wait_readable(os_fd fd, int timeout_ms)
+{
+	fd_set rd, ex;
+	struct timeval tv;
+	int r;
+
+	FD_ZERO(&rd);
+	FD_ZERO(&ex);
+	FD_SET((SOCKET)fd, &rd);
+	FD_SET((SOCKET)fd, &ex);
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	r = select(0, &rd, NULL, &ex, timeout_ms < 0 ? NULL : &tv);
+	if (r == SOCKET_ERROR) {
+		return sock_fail();
+	}
+	return r > 0;
+}
+
+int os_ip_parse(const char *s, uint8_t out[16])
+{
+	if (inet_pton(AF_INET, s, out) == 1) {
+		return 4;
+	}
+	return inet_pton(AF_INET6, s, out) == 1 ? 16 : -1;
+}
+
+int os_ip_text(const uint8_t *addr, int len, char *out, size_t outlen)
+{
+	if (len != 4 && len != 16) {
+		return win_fail(WSAEINVAL);
+	}
+	if (!inet_ntop(len == 4 ? AF_INET : AF_INET6, (void *)addr, out, outlen)) {
+		return sock_fail();
+	}
+	return 0;
+}
+
+/* see os.h; GetNetworkParams gives the IPv4 servers of every adapter */
+int os_dns_servers(char (*out)[64], int max)
+{
+	ULONG len = 0;
+	FIXED_INFO *fi;
+	IP_ADDR_STRING *a;
+	int n = 0;
+
+	if (GetNetworkParams(NULL, &len) != ERROR_BUFFER_OVERFLOW || len == 0) {
+		return 0;
+	}
+	fi = malloc(len);
+	if (!fi) {
+		return 0;
+	}
+	if (GetNetworkParams(fi, &len) == NO_ERROR) {
+		for (a = &fi->DnsServerList; a && n < max; a = a->Next) {
+			const char *s = a->IpAddress.String;
+			size_t sl = strnlen(s, sizeof a->IpAddress.String);
+			if (sl > 0 && sl < sizeof out[0]) {
+				memcpy(out[n], s, sl);
+				out[n++][sl] = '\0';
+			}
+		}
+	}
+	free(fi);
+	return n;
 }
 
 /* ---- poller: WSAPoll over an array of WSAPOLLFD with owners beside ---- */

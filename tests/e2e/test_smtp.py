@@ -422,7 +422,7 @@ def test_mail_for_remote_alias_targets_waits_in_the_queue():
         c.sendmail("x@remote.test", ["fwd@example.org"], b"Subject: fwd\r\n\r\nx\r\n")
     assert len(s.messages("alice@example.org")) == 1
     qdir = os.path.join(s.storage, "queue")
-    names = sorted(os.listdir(qdir))
+    names = sorted(n for n in os.listdir(qdir) if n.endswith((".env", ".msg")))
     assert len(names) == 2 and names[0].endswith(".env") and names[1].endswith(".msg"), names
     env = open(os.path.join(qdir, names[0])).read()
     assert "rcpt someone@elsewhere.test" in env and "alice" not in env, env
@@ -484,7 +484,9 @@ def test_sigterm_lets_a_running_transaction_finish():
     assert refused, "still accepting after SIGTERM"
     c.send(b"Subject: last one\r\n\r\nfinished during shutdown\r\n.\r\n")
     assert c.reply()[0] == 250
-    assert c.cmd("QUIT")[0] == 221
+    # with the transaction done the session goes: 421 at once, or 221 to a quick QUIT
+    c.send(b"QUIT\r\n")
+    assert c.reply()[0] in (221, 421)
     assert s.stop() == 0
     got = s.messages("alice@example.org")
     assert len(got) == 1 and b"finished during shutdown" in got[0]
