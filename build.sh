@@ -45,6 +45,8 @@ test_deps() {
 	need mutt command -v mutt
 	need fetchmail command -v fetchmail
 	need wine64 test -x /usr/lib/wine/wine64
+	need sslscan command -v sslscan
+	need openssl command -v openssl
 }
 
 build() {

@@ -179,6 +179,9 @@ int os_daemonize(void);   /* detach (POSIX); 0 on Windows service stub */
  * Returns -1 with err filled when the user does not exist. */
 int os_drop_privileges(const char *user, const char *group, char *err, size_t errlen);
 int os_is_root(void);
+/* Raises the open-files limit to what the OS allows (POSIX soft limit to
+ * the hard one); returns the limit now, -1 if unknown. */
+long os_raise_fd_limit(void);
 long os_getpid(void);
 /* Run cmd through the shell (sh -c / cmd.exe /c) with its standard input
  * read from the file at path; returns the program's exit status, -1 if it

@@ -134,6 +134,10 @@ static int run_server(int detach)
 {
 	char err[256];
 	int64_t t0 = os_now_ms();
+	long fds = os_raise_fd_limit(); /* idle clients cost a descriptor each */
+	if (fds > 0 && fds < 4096) {
+		log_warnx("only %ld open files allowed: at most about that many connections", fds);
+	}
 	if (setup_tls(1) != 0 || listen_all() != 0) {
 		return 1;
 	}

@@ -482,7 +482,7 @@ struct session {
 	int timeout_ms;
 	int holds; /* work on other threads that will post back */
 	unsigned paused : 1, closing : 1, eof : 1, reading_off : 1, discard_in : 1, write_on : 1,
-	    over_limit : 1, starttls : 1;
+	    over_limit : 1, starttls : 1, peer_gone : 1, unwatched : 1;
 	char reason[64];
 	struct session *prev, *next; /* the worker's list, for timeouts */
 };

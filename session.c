@@ -24,6 +24,7 @@
 #define OUT_HIGH (256 * 1024)
 #define MAX_EVENTS 128
 #define TICK_MS 1000
+#define CLOSE_LINGER_MS 10000 /* a closing session's output gets this long */
 
 struct task {
 	void (*fn)(struct session *s, void *arg);
@@ -217,6 +218,7 @@ static int plain_fill(struct session *s)
 			return 0;
 		}
 		if (n < 0) {
+			s->peer_gone = 1;
 			session_close(s, "read error");
 			return -1;
 		}
@@ -250,6 +252,7 @@ static int plain_flush(struct session *s)
 	buf_consume(&s->out, done);
 	if (rc != 0) {
 		buf_reset(&s->out);
+		s->peer_gone = 1;
 		session_close(s, "write error");
 	}
 	return rc;
@@ -325,6 +328,7 @@ static int tls_recv(struct session *s, int *again)
 		if (n == 0) {
 			s->eof = 1;
 		} else {
+			s->peer_gone = 1;
 			session_close(s, "read error");
 		}
 		return 0;
@@ -341,6 +345,7 @@ static int tls_pump(struct session *s, int read)
 	int again = !read;
 	for (int rounds = 0; rounds < 64; rounds++) {
 		if (tls_send(s) != 0) {
+			s->peer_gone = 1;
 			session_close(s, "write error");
 			return -1;
 		}
@@ -374,6 +379,9 @@ static int session_flush(struct session *s)
  * plaintext, i.e. after the handshake), or ciphertext in the engine. */
 static int out_pending(struct session *s)
 {
+	if (s->peer_gone) {
+		return 0; /* nowhere to send it */
+	}
 	if (!s->tls) {
 		return s->out.len != 0;
 	}
@@ -492,11 +500,24 @@ static void session_service(struct session *s)
 	                (!s->tls || (tls_state(s->tls) & TLS_RECVREC)); /* else epoll spins */
 	int want_write = out_pending(s);
 	int ev = (want_read ? OS_EV_READ : 0) | (want_write ? OS_EV_WRITE : 0);
-	if (ev != ((s->reading_off ? 0 : OS_EV_READ) | (s->write_on ? OS_EV_WRITE : 0))) {
-		os_poller_mod(s->worker->poller, s->fd, ev, s);
-		s->reading_off = !want_read;
-		s->write_on = want_write;
+	if (!ev && (s->eof || s->peer_gone)) {
+		/* The peer is gone and nothing is wanted from the socket: stop
+		 * watching it, or a hang-up would be reported over and over
+		 * while the session waits for a commit or a timer. */
+		if (!s->unwatched) {
+			os_poller_del(s->worker->poller, s->fd);
+			s->unwatched = 1;
+		}
+		return;
 	}
+	if (s->unwatched) {
+		s->unwatched = 0;
+		os_poller_add(s->worker->poller, s->fd, ev, s);
+	} else if (ev != ((s->reading_off ? 0 : OS_EV_READ) | (s->write_on ? OS_EV_WRITE : 0))) {
+		os_poller_mod(s->worker->poller, s->fd, ev, s);
+	}
+	s->reading_off = !want_read;
+	s->write_on = want_write;
 }
 
 static void session_event(struct session *s, int events)
@@ -506,6 +527,12 @@ static void session_event(struct session *s, int events)
 	}
 	if ((events & (OS_EV_READ | OS_EV_ERROR)) && !s->eof) {
 		session_fill(s);
+	}
+	if ((events & OS_EV_ERROR) && s->tls && !(tls_state(s->tls) & TLS_RECVREC)) {
+		/* hang-up reported while the engine takes no input: nothing will
+		 * ever read it, and the poller would report it again and again */
+		s->peer_gone = 1;
+		session_close(s, "hang-up");
 	}
 	if ((events & OS_EV_WRITE) && out_pending(s)) {
 		session_flush(s);
@@ -537,11 +564,15 @@ static void session_free(struct session *s)
 		log_debug("%08x %s disconnected reason=%s", s->id, s->svc->name, s->reason);
 		if (s->tls) {
 			tls_close(s->tls); /* close_notify, if the socket takes it now */
-			tls_send(s);
+			if (!s->peer_gone) {
+				tls_send(s);
+			}
 			tls_free(s->tls);
 			s->tls = NULL;
 		}
-		os_poller_del(s->worker->poller, s->fd);
+		if (!s->unwatched) {
+			os_poller_del(s->worker->poller, s->fd);
+		}
 		os_close(s->fd);
 		s->fd = OS_BADFD;
 		if (s->svc->proto->close) {
@@ -666,11 +697,17 @@ static void worker_tick(struct worker *w, int64_t now)
 	struct session *s = w->sessions, *next;
 	for (; s; s = next) {
 		next = s->next;
+		if (s->closing && (w->stop == 2 || now - s->last_io > CLOSE_LINGER_MS)) {
+			/* a peer that reads nothing cannot keep a closed session */
+			buf_reset(&s->out);
+			session_free(s);
+			continue;
+		}
 		/* stop 1: sessions with nothing under way go now; 2: all go */
 		int quiet = !s->paused && s->in_off == s->in.len && s->svc->proto->can_stop &&
 		            s->svc->proto->can_stop(s);
 		int stopping = !s->holds && (w->stop == 2 || (w->stop == 1 && quiet));
-		if (stopping || (!s->holds && now - s->last_io > s->timeout_ms)) {
+		if (!s->closing && (stopping || (!s->holds && now - s->last_io > s->timeout_ms))) {
 			void (*bye)(struct session *) = stopping ? s->svc->proto->shutdown
 			                                         : s->svc->proto->timeout;
 			if (bye) {

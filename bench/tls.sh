@@ -34,3 +34,7 @@ if command -v openssl >/dev/null 2>&1; then
 	echo "== ECDHE-RSA, RSA-2048"
 	$PIN build/bench/tls_handshake "$SECS" "$SESS" "$DIR/cert.pem" "$DIR/key.pem"
 fi
+if [ -x ./rumble ] && command -v python3 >/dev/null 2>&1; then
+	echo "== a running server: RSS per idle TLS connection (SMTPS, handshake done)"
+	python3 bench/idle.py "$SESS" smtps
+fi

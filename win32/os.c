@@ -1550,6 +1550,11 @@ int os_drop_privileges(const char *user, const char *group, char *err, size_t er
 	return 0; /* the service account decides on Windows */
 }
 
+long os_raise_fd_limit(void)
+{
+	return -1; /* WSAPoll and sockets have no such per-process limit to raise */
+}
+
 int os_is_root(void)
 {
 	return 0;

@@ -1,5 +1,6 @@
 """SMTP AUTH, relaying for authenticated users, submission, failed-login throttling."""
 import base64
+import os
 import smtplib
 import socket
 import time
@@ -101,4 +102,29 @@ def test_blocked_outgoing_mail_refuses_relay_even_when_authenticated():
         c.docmd("MAIL FROM:<alice@example.org>")
         assert c.docmd("RCPT TO:<x@remote.test>")[0] == 554
         assert c.docmd("RCPT TO:<alice@example.org>")[0] == 250
+    assert s.stop() == 0
+
+
+def cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_client_gone_during_the_failure_delay_costs_no_cpu():
+    """auth: a client that hangs up while its failed login is delayed leaves the server idle"""
+    s = Server(conf="LoginAttempts 100").start()
+    for _ in range(3):  # the delay grows
+        c = SMTPRaw(s.smtp_port)
+        c.cmd("EHLO client.test")
+        c.cmd("AUTH PLAIN " + b64("\0alice@example.org\0wrong"))
+        c.close()
+    c = SMTPRaw(s.smtp_port)
+    c.cmd("EHLO client.test")
+    c.send(("AUTH PLAIN %s\r\n" % b64("\0alice@example.org\0wrong")).encode())
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.close()  # reset: both directions gone while the answer waits
+    t0 = cpu_seconds(s.proc.pid)
+    time.sleep(1.5)
+    used = cpu_seconds(s.proc.pid) - t0
+    assert used < 0.3, "server burned %.2f s of CPU while waiting" % used
     assert s.stop() == 0

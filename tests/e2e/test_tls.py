@@ -241,3 +241,22 @@ def test_pop3_stls_drops_pipelined_plaintext():
     t.close()
     f.close()
     assert s.stop() == 0
+
+
+def test_sslscan_finds_no_weak_protocol_or_cipher():
+    """tls: sslscan sees TLS 1.2 only, AEAD ECDHE suites only, no renegotiation"""
+    if not shutil.which("sslscan"):
+        raise Skip("sslscan not installed")
+    port = free_port()
+    s = Server(conf="EnableSMTPS 1\nSMTPSPort %d" % port).start()
+    out = subprocess.run(["sslscan", "--no-colour", "127.0.0.1:%d" % port], capture_output=True,
+                         text=True, timeout=120).stdout
+    assert s.stop() == 0
+    for proto in ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"):
+        assert any(l.startswith(proto) and "disabled" in l for l in out.splitlines()), out
+    assert any(l.startswith("TLSv1.2") and "enabled" in l for l in out.splitlines()), out
+    ciphers = [l.split()[4] for l in out.splitlines() if l.startswith(("Preferred", "Accepted"))]
+    assert ciphers, out
+    for c in ciphers:
+        assert c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c), c
+    assert "renegotiation not supported" in out
