@@ -659,7 +659,19 @@ static int scan_entry(const char *name, int is_dir, void *arg)
 	}
 	if (is_hex_name(name, "env", &qid)) {
 		deliver_one(qid);
-	} else if (is_hex_name(name, "msg", &qid) && arg) {
+	}
+	return qstop ? 1 : 0;
+}
+
+/* At start-up only (queue_start): a .msg without its .env and spool files
+ * are commits that never finished, never acknowledged. */
+static int clean_entry(const char *name, int is_dir, void *arg)
+{
+	uint64_t qid;
+	if (is_dir) {
+		return 0;
+	}
+	if (is_hex_name(name, "msg", &qid)) {
 		char path[1200];
 		qpath(path, sizeof path, qid, "env");
 		struct os_stat st;
@@ -668,18 +680,17 @@ static int scan_entry(const char *name, int is_dir, void *arg)
 			log_info("queue: removing %s, a commit that did not finish", name);
 			os_remove(path); /* never acknowledged */
 		}
-	} else if (!strncmp(name, "spool-", 6) && arg) {
+	} else if (!strncmp(name, "spool-", 6) || strstr(name, ".tmp.")) {
 		char path[1200];
 		snprintf(path, sizeof path, "%s/%s", qdir, name);
-		os_remove(path); /* a message still arriving when the server stopped */
+		os_remove(path); /* a message still arriving, or an envelope half-rewritten */
 	}
 	return qstop ? 1 : 0;
 }
 
 static void deliverer_main(void *arg)
 {
-	/* First pass at start-up also cleans what a crash left half-written. */
-	os_dir_walk(qdir, scan_entry, (void *)1);
+	os_dir_walk(qdir, scan_entry, NULL); /* what a crash or stop left */
 	for (;;) {
 		os_mutex_lock(qlock);
 		if (!qstop && !deliver_poke) {
@@ -711,6 +722,10 @@ int queue_start(void)
 	qdone = os_cond_new();
 	qwake = os_cond_new();
 	qstop = 0;
+	/* Half-written entries of a crash are removed before anything can be
+	 * committed: a .msg whose .env is about to be renamed in must never
+	 * look like one. */
+	os_dir_walk(qdir, clean_entry, NULL);
 	committer = os_thread_start(committer_main, NULL);
 	deliverer = os_thread_start(deliverer_main, NULL);
 	return committer && deliverer ? 0 : -1;
