@@ -15,7 +15,7 @@ CFLAGS  += $(OPT) $(WARN) -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 \
            -I. -isystem $(LUA_INC) -isystem $(SSL_INC) $(EXTRA_CFLAGS)
 LDFLAGS += $(EXTRA_LDFLAGS)
 
-CORE  = config.c log.c buf.c session.c smtp.c pop3.c queue.c mailman.c mbox.c crypto.c dns.c $(PLAT)/os.c
+CORE  = config.c log.c buf.c session.c smtp.c pop3.c queue.c mailman.c mbox.c crypto.c mime.c dns.c $(PLAT)/os.c
 UNIT  = $(wildcard tests/test_*.c) tests/unit.c
 OBJ   = $(CORE:%.c=$(OUT)/%.o)
 UOBJ  = $(UNIT:%.c=$(OUT)/%.o)

@@ -60,6 +60,7 @@ int main(int argc, char **argv)
 		{"smtp", tests_smtp},
 		{"dns", tests_dns},
 		{"tls", tests_tls},
+		{"mime", tests_mime},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

@@ -52,5 +52,6 @@ void tests_mbox(void);
 void tests_smtp(void);
 void tests_dns(void);
 void tests_tls(void);
+void tests_mime(void);
 
 #endif

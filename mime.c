@@ -1,0 +1,2148 @@
+/*
+ * mime.c - message parsing: header blocks, the MIME tree (RFC 2045/2046),
+ * parameters (RFC 2231), encoded words (RFC 2047), transfer encodings,
+ * address lists and dates (RFC 5322), and IMAP's BODYSTRUCTURE and
+ * ENVELOPE (RFC 3501 7.4.2). No I/O: everything works on a buffer the
+ * caller holds.
+ *
+ * IMPLEMENTATION NOTES
+ * - This code reads hostile mail. Every loop moves forward through a
+ *   buffer of known length (no strlen on message bytes, NUL is data), and
+ *   nesting, part count and header count are capped (rumble.h), so the
+ *   worst case is MIME_DEPTH_MAX passes over the message: a multipart
+ *   scans only its own body for its boundary, and the ranges of siblings
+ *   do not overlap. tests/fuzz_mime.c drives all of it.
+ * - The tree points into the caller's buffer by offsets; what had to be
+ *   decoded (types, parameters, ...) lives in an arena that mime_free
+ *   releases at once, so a part needs no destructor of its own.
+ * - Lenient where mail readers are: bare LF, a missing final boundary,
+ *   unquoted parameter values with tspecials in them, junk in base64, bad
+ *   quoted-printable escapes, RFC 2047 words inside quoted strings.
+ *   Boundary lines are matched strictly ("--" boundary ["--"] blanks), as
+ *   RFC 2046 writes them, so that a nested boundary that merely starts
+ *   with the outer one is not taken for it.
+ */
+#include <string.h>
+
+#include "rumble.h"
+
+/* ---- small helpers (no <ctype.h>: its answers depend on the locale) ---- */
+
+static int is_wsp(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Blank for structured fields: what unfolding leaves and NUL, which has
+ * no meaning in a header. */
+static int is_blank(int c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\0';
+}
+
+static int is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int is_alpha(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int to_lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+static int hex_value(int c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	c = to_lower(c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Case-insensitive comparison of s[0..n) with the lower-case word w. */
+static int word_is(const char *s, size_t n, const char *w)
+{
+	size_t i = 0;
+	for (; i < n && w[i]; i++) {
+		if (to_lower((unsigned char)s[i]) != w[i]) {
+			return 0;
+		}
+	}
+	return i == n && w[i] == '\0';
+}
+
+/* Index of the '\n' ending the line at pos, or end. */
+static size_t find_lf(const char *b, size_t pos, size_t end)
+{
+	const char *q = pos < end ? memchr(b + pos, '\n', end - pos) : NULL;
+	return q ? (size_t)(q - b) : end;
+}
+
+static void buf_putc(struct buf *b, char c)
+{
+	buf_append(b, &c, 1);
+}
+
+/* ---- the arena: everything a tree owns, freed at once ---- */
+
+struct mime_chunk {
+	struct mime_chunk *next;
+	size_t used, cap;
+};
+#define ARENA_ALIGN 16
+#define ARENA_HEAD ((sizeof(struct mime_chunk) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1))
+#define ARENA_CHUNK 8192
+
+static void *arena_alloc(struct mime_msg *m, size_t n)
+{
+	if (n > (size_t)-1 / 4) {
+		fatalx("mime: allocation of %zu bytes", n);
+	}
+	n = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	struct mime_chunk *c = m->arena;
+	if (c && c->cap - c->used >= n) {
+		c->used += n;
+		return (char *)c + ARENA_HEAD + c->used - n;
+	}
+	size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+	struct mime_chunk *nc = xmalloc(ARENA_HEAD + cap);
+	nc->cap = cap;
+	nc->used = n;
+	if (c && n > ARENA_CHUNK / 2) {
+		/* a big block goes behind the current chunk, whose free space
+		 * stays in use */
+		nc->next = c->next;
+		c->next = nc;
+	} else {
+		nc->next = c;
+		m->arena = nc;
+	}
+	return (char *)nc + ARENA_HEAD;
+}
+
+static char *arena_str(struct mime_msg *m, const char *s, size_t n)
+{
+	char *p = arena_alloc(m, n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+static char *arena_lower(struct mime_msg *m, const char *s, size_t n)
+{
+	char *p = arena_str(m, s, n);
+	for (size_t i = 0; i < n; i++) {
+		p[i] = (char)to_lower((unsigned char)p[i]);
+	}
+	return p;
+}
+
+/* ---- header blocks ---- */
+
+void mime_headers_init(struct mime_headers *it, const char *hdr, size_t len)
+{
+	it->p = hdr;
+	it->len = len;
+	it->pos = 0;
+	it->count = 0;
+}
+
+void mime_headers_part(struct mime_headers *it, const struct mime_msg *m, const struct mime_part *p)
+{
+	if (!p) {
+		p = m->root;
+	}
+	mime_headers_init(it, m->buf + p->hdr_off, p->hdr_len);
+}
+
+/* see rumble.h */
+int mime_headers_next(struct mime_headers *it, struct mime_header *h)
+{
+	const char *p = it->p;
+	size_t len = it->len;
+	while (it->pos < len && it->count < MIME_HEADERS_MAX) {
+		size_t s = it->pos, e = find_lf(p, s, len);
+		size_t next = e < len ? e + 1 : len;
+		size_t te = e > s && p[e - 1] == '\r' ? e - 1 : e;
+		if (te == s && e < len) {
+			it->pos = len; /* the empty line: the header ends */
+			return 0;
+		}
+		it->count++;
+		it->pos = next;
+		const char *colon = memchr(p + s, ':', te - s);
+		if (is_wsp(p[s]) || !colon) {
+			continue; /* a continuation with nothing to continue, or junk */
+		}
+		size_t ne = (size_t)(colon - p);
+		while (ne > s && is_wsp(p[ne - 1])) {
+			ne--; /* RFC 5322 4.5.3: "Subject :" */
+		}
+		if (ne == s) {
+			continue;
+		}
+		size_t vs = (size_t)(colon - p) + 1;
+		while (vs < te && is_wsp(p[vs])) {
+			vs++;
+		}
+		/* continuation lines start with a blank */
+		while (next < len && is_wsp(p[next])) {
+			e = find_lf(p, next, len);
+			te = e > next && p[e - 1] == '\r' ? e - 1 : e;
+			next = e < len ? e + 1 : len;
+			it->count++;
+		}
+		it->pos = next;
+		h->name = p + s;
+		h->name_len = ne - s;
+		h->value = p + vs;
+		h->value_len = te > vs ? te - vs : 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* RFC 5322 2.2.3: unfolding removes the line ends and keeps the blanks.
+ * NUL becomes a space: values are text, and neither C nor IMAP strings
+ * carry it. Leading and trailing blanks go. */
+static void unfold(const char *s, size_t n, struct buf *out)
+{
+	size_t i = 0;
+	while (i < n && is_blank((unsigned char)s[i])) {
+		i++;
+	}
+	while (n > i && is_blank((unsigned char)s[n - 1])) {
+		n--;
+	}
+	buf_reserve(out, n - i);
+	for (; i < n; i++) {
+		if (s[i] != '\r' && s[i] != '\n') {
+			out->data[out->len++] = s[i] ? s[i] : ' ';
+		}
+	}
+	out->data[out->len] = '\0';
+}
+
+static int header_find(struct mime_headers *it, const char *name, struct mime_header *h)
+{
+	size_t nl = strlen(name);
+	while (mime_headers_next(it, h)) {
+		if (h->name_len == nl && rl_strncasecmp(h->name, name, nl) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* see rumble.h */
+int mime_header_get(
+        const struct mime_msg *m, const struct mime_part *p, const char *name, struct buf *out)
+{
+	struct mime_headers it;
+	struct mime_header h;
+	mime_headers_part(&it, m, p);
+	if (!header_find(&it, name, &h)) {
+		return 0;
+	}
+	buf_reset(out);
+	unfold(h.value, h.value_len, out);
+	return 1;
+}
+
+/* see rumble.h */
+int mime_header_text(
+        const struct mime_msg *m, const struct mime_part *p, const char *name, struct buf *out)
+{
+	struct buf raw;
+	buf_init(&raw);
+	int found = mime_header_get(m, p, name, &raw);
+	if (found) {
+		buf_reset(out);
+		mime_decode_words(raw.data, raw.len, out);
+		if (!out->data) {
+			buf_reserve(out, 0);
+		}
+	}
+	buf_free(&raw);
+	return found;
+}
+
+/* ---- charsets ---- */
+
+enum { CS_UNKNOWN = -1, CS_UTF8, CS_ASCII, CS_CP1252, CS_LATIN9 };
+
+static int charset_id(const char *s, size_t n)
+{
+	/* ISO-8859-1 is read as windows-1252, as browsers do (WHATWG
+	 * Encoding): mail labelled latin-1 with bytes 0x80-0x9f means the
+	 * Windows characters, never the C1 controls. */
+	static const struct {
+		const char *name;
+		int id;
+	} names[] = {
+	        {"utf-8", CS_UTF8},
+	        {"utf8", CS_UTF8},
+	        {"us-ascii", CS_ASCII},
+	        {"ascii", CS_ASCII},
+	        {"ansi_x3.4-1968", CS_ASCII},
+	        {"iso646-us", CS_ASCII},
+	        {"us", CS_ASCII},
+	        {"iso-8859-1", CS_CP1252},
+	        {"iso8859-1", CS_CP1252},
+	        {"iso_8859-1", CS_CP1252},
+	        {"iso_8859-1:1987", CS_CP1252},
+	        {"latin1", CS_CP1252},
+	        {"latin-1", CS_CP1252},
+	        {"l1", CS_CP1252},
+	        {"cp819", CS_CP1252},
+	        {"iso-ir-100", CS_CP1252},
+	        {"windows-1252", CS_CP1252},
+	        {"cp1252", CS_CP1252},
+	        {"x-cp1252", CS_CP1252},
+	        {"iso-8859-15", CS_LATIN9},
+	        {"iso8859-15", CS_LATIN9},
+	        {"iso_8859-15", CS_LATIN9},
+	        {"latin9", CS_LATIN9},
+	        {"latin-9", CS_LATIN9},
+	};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (word_is(s, n, names[i].name)) {
+			return names[i].id;
+		}
+	}
+	return CS_UNKNOWN;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, surrogates or code points past U+10FFFF), 0 if there is none. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0], lo = 0x80, hi = 0xbf;
+	size_t len;
+	if (c < 0x80) {
+		return 1;
+	} else if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		lo = c == 0xe0 ? 0xa0 : lo;
+		hi = c == 0xed ? 0x9f : hi;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		lo = c == 0xf0 ? 0x90 : lo;
+		hi = c == 0xf4 ? 0x8f : hi;
+	} else {
+		return 0;
+	}
+	if (n < len || p[1] < lo || p[1] > hi) {
+		return 0;
+	}
+	for (size_t i = 2; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80) {
+			return 0;
+		}
+	}
+	return len;
+}
+
+static int utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	for (size_t i = 0, k; i < n; i += k) {
+		if ((k = utf8_len(p + i, n - i)) == 0) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static void utf8_put(struct buf *b, unsigned cp)
+{
+	char u[4];
+	size_t n;
+	if (cp < 0x80) {
+		u[0] = (char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		u[0] = (char)(0xc0 | cp >> 6);
+		u[1] = (char)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else {
+		u[0] = (char)(0xe0 | cp >> 12);
+		u[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f));
+		n = 3;
+	}
+	buf_append(b, u, n);
+}
+
+/* Well-formed runs as they are; each byte of a bad sequence U+FFFD. */
+static void utf8_clean(const char *s, size_t n, struct buf *out)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t run = 0, i = 0;
+	while (i < n) {
+		size_t k = utf8_len(p + i, n - i);
+		if (k) {
+			i += k;
+			continue;
+		}
+		buf_append(out, s + run, i - run);
+		utf8_put(out, 0xfffd);
+		run = ++i;
+	}
+	buf_append(out, s + run, n - run);
+}
+
+/* windows-1252 0x80-0x9f; the five holes keep their C1 code points. */
+static const uint16_t cp1252_c1[32] = {0x20ac, 0x0081, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020,
+        0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008d, 0x017d, 0x008f, 0x0090, 0x2018,
+        0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153,
+        0x009d, 0x017e, 0x0178};
+
+/* ISO-8859-15 differs from ISO-8859-1 in eight places. */
+static unsigned latin9(unsigned c)
+{
+	static const uint16_t from[8] = {0xa4, 0xa6, 0xa8, 0xb4, 0xb8, 0xbc, 0xbd, 0xbe};
+	static const uint16_t to[8] = {
+	        0x20ac, 0x0160, 0x0161, 0x017d, 0x017e, 0x0152, 0x0153, 0x0178};
+	for (int i = 0; i < 8; i++) {
+		if (from[i] == c) {
+			return to[i];
+		}
+	}
+	return c;
+}
+
+static void single_byte(int cs, const char *s, size_t n, struct buf *out)
+{
+	size_t run = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned c = (unsigned char)s[i];
+		if (c < 0x80) {
+			continue;
+		}
+		buf_append(out, s + run, i - run);
+		run = i + 1;
+		if (cs == CS_LATIN9) {
+			utf8_put(out, latin9(c));
+		} else {
+			utf8_put(out, c < 0xa0 ? cp1252_c1[c - 0x80] : c);
+		}
+	}
+	buf_append(out, s + run, n - run);
+}
+
+static void convert(int cs, const char *s, size_t n, struct buf *out)
+{
+	if (cs == CS_UTF8) {
+		utf8_clean(s, n, out);
+	} else if (cs == CS_ASCII && utf8_valid(s, n)) {
+		buf_append(out, s, n); /* mislabelled UTF-8, or plain ASCII */
+	} else {
+		single_byte(cs == CS_LATIN9 ? CS_LATIN9 : CS_CP1252, s, n, out);
+	}
+}
+
+/* see rumble.h */
+int mime_charset_utf8(const char *charset, const char *in, size_t n, struct buf *out)
+{
+	int cs = charset_id(charset, strlen(charset));
+	if (cs == CS_UNKNOWN) {
+		return -1;
+	}
+	convert(cs, in, n, out);
+	return 0;
+}
+
+/* ---- transfer encodings ---- */
+
+static int b64_value(int c)
+{
+	if (c >= 'A' && c <= 'Z') {
+		return c - 'A';
+	} else if (c >= 'a' && c <= 'z') {
+		return c - 'a' + 26;
+	} else if (c >= '0' && c <= '9') {
+		return c - '0' + 52;
+	} else if (c == '+') {
+		return 62;
+	} else if (c == '/') {
+		return 63;
+	}
+	return -1;
+}
+
+/* see rumble.h. Bits go through an accumulator: a quantum cut short
+ * still yields its whole bytes, and "=" ends a quantum, so that two
+ * encoded blocks pasted together both decode. */
+void mime_decode_base64(const char *in, size_t n, struct buf *out)
+{
+	unsigned acc = 0, bits = 0;
+	buf_reserve(out, n / 4 * 3 + 3);
+	for (size_t i = 0; i < n; i++) {
+		int v = b64_value((unsigned char)in[i]);
+		if (in[i] == '=') {
+			acc = bits = 0;
+			continue;
+		}
+		if (v < 0) {
+			continue;
+		}
+		acc = (acc << 6 | (unsigned)v) & 0xfff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out->data[out->len++] = (char)(acc >> bits & 0xff);
+		}
+	}
+	out->data[out->len] = '\0';
+}
+
+/* see rumble.h (RFC 2045 6.7) */
+void mime_decode_qp(const char *in, size_t n, struct buf *out)
+{
+	size_t i = 0;
+	buf_reserve(out, n);
+	while (i < n) {
+		char c = in[i];
+		if (c == '=') {
+			int hi = i + 2 < n ? hex_value((unsigned char)in[i + 1]) : -1;
+			int lo = i + 2 < n ? hex_value((unsigned char)in[i + 2]) : -1;
+			if (i + 2 < n && hi >= 0 && lo >= 0) {
+				out->data[out->len++] = (char)(hi << 4 | lo);
+				i += 3;
+				continue;
+			}
+			/* a soft line break: "=", maybe blanks, the line end */
+			size_t j = i + 1;
+			while (j < n && is_wsp(in[j])) {
+				j++;
+			}
+			if (j == n || in[j] == '\n') {
+				i = j < n ? j + 1 : n;
+				continue;
+			}
+			if (in[j] == '\r' && (j + 1 == n || in[j + 1] == '\n')) {
+				i = j + 2 < n ? j + 2 : n;
+				continue;
+			}
+			out->data[out->len++] = '='; /* a bad escape stays as it is */
+			i++;
+			continue;
+		}
+		if (is_wsp(c)) {
+			/* blanks at a line end were added in transit: drop them */
+			size_t j = i;
+			while (j < n && is_wsp(in[j])) {
+				j++;
+			}
+			if (j < n && in[j] != '\r' && in[j] != '\n') {
+				memcpy(out->data + out->len, in + i, j - i);
+				out->len += j - i;
+			}
+			i = j;
+			continue;
+		}
+		out->data[out->len++] = c;
+		i++;
+	}
+	out->data[out->len] = '\0';
+}
+
+/* see rumble.h */
+void mime_body_decode(const struct mime_msg *m, const struct mime_part *p, struct buf *out)
+{
+	const char *body = m->buf + p->body_off;
+	if (strcmp(p->encoding, "base64") == 0) {
+		mime_decode_base64(body, p->body_len, out);
+	} else if (strcmp(p->encoding, "quoted-printable") == 0) {
+		mime_decode_qp(body, p->body_len, out);
+	} else {
+		buf_append(out, body, p->body_len);
+	}
+}
+
+/* see rumble.h */
+int mime_body_text(const struct mime_msg *m, const struct mime_part *p, struct buf *out)
+{
+	if (strcmp(p->type, "text") != 0) {
+		mime_body_decode(m, p, out);
+		return 0;
+	}
+	const char *cs = mime_part_param(p, "charset");
+	int id = cs ? charset_id(cs, strlen(cs)) : CS_ASCII;
+	if (id == CS_UNKNOWN) {
+		mime_body_decode(m, p, out);
+		return -1;
+	}
+	struct buf raw;
+	buf_init(&raw);
+	mime_body_decode(m, p, &raw);
+	convert(id, raw.data ? raw.data : "", raw.len, out);
+	buf_free(&raw);
+	return 0;
+}
+
+/* ---- RFC 2047 encoded words ---- */
+
+struct eword {
+	int cs;
+	char enc; /* 'b' or 'q' */
+	const char *text;
+	size_t textn, len;
+};
+
+/* The encoded word at s ("=?charset?B?text?=") when s starts one in a
+ * charset we convert; 0 otherwise. No blanks inside (RFC 2047 5). */
+static int parse_eword(const char *s, size_t n, struct eword *w)
+{
+	if (n < 8 || s[0] != '=' || s[1] != '?') {
+		return 0;
+	}
+	size_t i = 2;
+	while (i < n && i < 2 + 64 && s[i] != '?' && !is_blank((unsigned char)s[i])) {
+		i++;
+	}
+	if (i == 2 || i + 2 >= n || s[i] != '?' || s[i + 2] != '?') {
+		return 0;
+	}
+	size_t csn = i - 2;
+	const char *star = memchr(s + 2, '*', csn); /* RFC 2231 5: charset*language */
+	if (star) {
+		csn = (size_t)(star - (s + 2));
+	}
+	w->enc = (char)to_lower((unsigned char)s[i + 1]);
+	if (w->enc != 'b' && w->enc != 'q') {
+		return 0;
+	}
+	size_t t = i + 3, j = t;
+	while (j < n && s[j] != '?' && !is_blank((unsigned char)s[j])) {
+		j++;
+	}
+	if (j + 1 >= n || s[j] != '?' || s[j + 1] != '=') {
+		return 0;
+	}
+	w->text = s + t;
+	w->textn = j - t;
+	w->len = j + 2;
+	w->cs = charset_id(s + 2, csn);
+	return w->cs != CS_UNKNOWN;
+}
+
+static void decode_q(const char *s, size_t n, struct buf *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi, lo;
+		if (s[i] == '_') {
+			buf_putc(out, ' ');
+		} else if (s[i] == '=' && i + 2 < n &&
+		           (hi = hex_value((unsigned char)s[i + 1])) >= 0 &&
+		           (lo = hex_value((unsigned char)s[i + 2])) >= 0) {
+			buf_putc(out, (char)(hi << 4 | lo));
+			i += 2;
+		} else {
+			buf_putc(out, s[i]);
+		}
+	}
+}
+
+static int all_blank(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!is_wsp(s[i]) && s[i] != '\r' && s[i] != '\n') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* see rumble.h. Adjacent words in one charset are decoded into one byte
+ * string before conversion, so that a character split between two words
+ * (RFC 2047 5 forbids it; mailers do it) comes out whole. */
+void mime_decode_words(const char *s, size_t n, struct buf *out)
+{
+	struct buf pend;
+	int pend_cs = CS_UNKNOWN, after_word = 0;
+	size_t text = 0; /* start of the text not yet written */
+	buf_init(&pend);
+	for (size_t i = 0; i < n;) {
+		struct eword w;
+		if (s[i] != '=' || !parse_eword(s + i, n - i, &w)) {
+			i++;
+			continue;
+		}
+		int joined = after_word && all_blank(s + text, i - text);
+		if (pend.len && (!joined || w.cs != pend_cs)) {
+			convert(pend_cs, pend.data, pend.len, out);
+			buf_reset(&pend);
+		}
+		if (!joined) {
+			convert(CS_ASCII, s + text, i - text, out);
+		}
+		pend_cs = w.cs;
+		if (w.enc == 'b') {
+			mime_decode_base64(w.text, w.textn, &pend);
+		} else {
+			decode_q(w.text, w.textn, &pend);
+		}
+		i += w.len;
+		text = i;
+		after_word = 1;
+	}
+	if (pend.len) {
+		convert(pend_cs, pend.data, pend.len, out);
+	}
+	convert(CS_ASCII, s + text, n - text, out);
+	buf_free(&pend);
+}
+
+/* ---- structured fields: Content-Type, Content-Disposition ---- */
+
+struct scan {
+	const char *p, *e;
+};
+
+/* At '(': past the comment, nested ones and quoted pairs included. */
+static void skip_comment(struct scan *s)
+{
+	int depth = 0;
+	while (s->p < s->e) {
+		char c = *s->p++;
+		if (c == '\\' && s->p < s->e) {
+			s->p++;
+		} else if (c == '(') {
+			depth++;
+		} else if (c == ')' && --depth == 0) {
+			return;
+		}
+	}
+}
+
+static void skip_cfws(struct scan *s)
+{
+	while (s->p < s->e) {
+		if (*s->p == '(') {
+			skip_comment(s);
+		} else if (is_blank((unsigned char)*s->p)) {
+			s->p++;
+		} else {
+			break;
+		}
+	}
+}
+
+/* RFC 2045 5.1 token; 8-bit bytes are let in. Returns its length. */
+static size_t scan_token(struct scan *s)
+{
+	const char *start = s->p;
+	while (s->p < s->e) {
+		unsigned char c = (unsigned char)*s->p;
+		if (c <= ' ' || c == 0x7f || strchr("()<>@,;:\\\"/[]?=", c)) {
+			break;
+		}
+		s->p++;
+	}
+	return (size_t)(s->p - start);
+}
+
+/* At '"': appends the content with quoted pairs undone and line ends
+ * dropped; stops after the closing quote or at the end. */
+static void scan_quoted(struct scan *s, struct buf *out)
+{
+	s->p++;
+	while (s->p < s->e) {
+		char c = *s->p++;
+		if (c == '"') {
+			return;
+		}
+		if (c == '\\' && s->p < s->e) {
+			c = *s->p++;
+		} else if (c == '\r' || c == '\n') {
+			continue;
+		}
+		buf_putc(out, c ? c : ' ');
+	}
+}
+
+/* A parameter as written, before RFC 2231 puts the pieces together. */
+struct rawparam {
+	size_t name, value, vlen; /* offsets into the scratch buffer */
+	size_t baselen;           /* of the name without "*..." */
+	int section;              /* RFC 2231 section number, -1 for none */
+	int ext;                  /* charset'language'%XX form */
+};
+
+/* Splits "name", "name*", "name*N" and "name*N*" (RFC 2231 3, 4). */
+static void rawparam_classify(struct rawparam *r, const char *name)
+{
+	const char *star = strchr(name, '*');
+	size_t n = strlen(name);
+	r->baselen = n;
+	r->section = -1;
+	r->ext = 0;
+	if (!star || star == name) {
+		return;
+	}
+	const char *q = star + 1;
+	int sec = -1;
+	if (is_digit(*q)) {
+		sec = 0;
+		for (int k = 0; is_digit(*q); q++, k++) {
+			if (k == 3 || (k == 1 && sec == 0)) {
+				return; /* no leading zeros, no section past 999 */
+			}
+			sec = sec * 10 + (*q - '0');
+		}
+	}
+	/* "name*N*" and "name*" are extended; "name*N" is not */
+	if (sec < 0 || *q == '*') {
+		r->ext = 1;
+		q += sec < 0 ? 0 : 1;
+	}
+	if (*q != '\0') {
+		r->ext = 0;
+		return; /* not RFC 2231: the name is what it says */
+	}
+	r->baselen = (size_t)(star - name);
+	r->section = sec;
+}
+
+static void percent_decode(const char *s, size_t n, struct buf *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi, lo;
+		if (s[i] == '%' && i + 2 < n && (hi = hex_value((unsigned char)s[i + 1])) >= 0 &&
+		        (lo = hex_value((unsigned char)s[i + 2])) >= 0) {
+			buf_putc(out, (char)(hi << 4 | lo));
+			i += 2;
+		} else {
+			buf_putc(out, s[i]);
+		}
+	}
+}
+
+/* An extended value's "charset'language'" prefix: the charset's id (or
+ * CS_UNKNOWN) and where the value starts. Without two quotes there is no
+ * prefix. */
+static const char *ext_prefix(const char *v, int *cs)
+{
+	const char *q1 = strchr(v, '\''), *q2 = q1 ? strchr(q1 + 1, '\'') : NULL;
+	*cs = CS_UNKNOWN;
+	if (!q2) {
+		return v;
+	}
+	*cs = q1 > v ? charset_id(v, (size_t)(q1 - v)) : CS_ASCII;
+	return q2 + 1;
+}
+
+/* The value of base name r[i] from every piece that has it: sections in
+ * order (from 0, up to the first missing one), else "name*", else the
+ * plain form. */
+static void param_value(struct rawparam *r, unsigned n, unsigned i, const char *sb, struct buf *out)
+{
+	const char *base = sb + r[i].name;
+	size_t bl = r[i].baselen;
+	int cs = CS_UNKNOWN, found = 0;
+	struct buf bytes;
+	buf_init(&bytes);
+	for (int sec = 0; sec < (int)n; sec++) {
+		unsigned j = 0;
+		while (j < n && (r[j].section != sec || r[j].baselen != bl ||
+		                        memcmp(sb + r[j].name, base, bl) != 0)) {
+			j++;
+		}
+		if (j == n) {
+			break;
+		}
+		const char *v = sb + r[j].value;
+		if (r[j].ext) {
+			int c;
+			const char *rest = sec == 0 ? ext_prefix(v, &c) : v;
+			if (sec == 0) {
+				cs = c;
+			}
+			percent_decode(rest, strlen(rest), &bytes);
+		} else {
+			buf_append(&bytes, v, r[j].vlen);
+		}
+		found = 1;
+	}
+	for (unsigned j = 0; !found && j < n; j++) {
+		if (r[j].ext && r[j].section < 0 && r[j].baselen == bl &&
+		        memcmp(sb + r[j].name, base, bl) == 0) {
+			const char *rest = ext_prefix(sb + r[j].value, &cs);
+			percent_decode(rest, strlen(rest), &bytes);
+			found = 1;
+		}
+	}
+	if (found) {
+		if (cs != CS_UNKNOWN) {
+			convert(cs, bytes.data ? bytes.data : "", bytes.len, out);
+		} else {
+			buf_append(out, bytes.data, bytes.len);
+		}
+		buf_free(&bytes);
+		return;
+	}
+	buf_free(&bytes);
+	for (unsigned j = 0; j < n; j++) {
+		if (r[j].section < 0 && !r[j].ext && r[j].baselen == bl &&
+		        memcmp(sb + r[j].name, base, bl) == 0) {
+			const char *v = sb + r[j].value;
+			/* Outlook and others put RFC 2047 words in quoted names;
+			 * the boundary is compared byte for byte, never decoded */
+			if (!word_is(base, bl, "boundary") && strstr(v, "=?")) {
+				mime_decode_words(v, r[j].vlen, out);
+			} else {
+				buf_append(out, v, r[j].vlen);
+			}
+			return;
+		}
+	}
+	buf_append(out, sb + r[i].value, r[i].vlen); /* only "name*1": take it */
+}
+
+/* Reads "; name=value" pairs from s into an arena array. */
+static void parse_params(
+        struct mime_msg *m, struct scan *s, const struct mime_param **out, unsigned *nout)
+{
+	struct rawparam raw[MIME_PARAMS_MAX];
+	unsigned n = 0;
+	struct buf sb; /* names and values, NUL-terminated */
+	buf_init(&sb);
+	while (n < MIME_PARAMS_MAX) {
+		skip_cfws(s);
+		if (s->p >= s->e) {
+			break;
+		}
+		if (*s->p != ';') {
+			while (s->p < s->e && *s->p != ';') {
+				s->p++; /* junk: on to the next parameter */
+			}
+			continue;
+		}
+		s->p++;
+		skip_cfws(s);
+		const char *name = s->p;
+		size_t nn = scan_token(s);
+		skip_cfws(s);
+		if (nn == 0 || s->p >= s->e || *s->p != '=') {
+			continue;
+		}
+		s->p++;
+		skip_cfws(s);
+		raw[n].name = sb.len;
+		for (size_t k = 0; k < nn; k++) {
+			buf_putc(&sb, (char)to_lower((unsigned char)name[k]));
+		}
+		buf_putc(&sb, '\0');
+		raw[n].value = sb.len;
+		if (s->p < s->e && *s->p == '"') {
+			scan_quoted(s, &sb);
+		} else {
+			/* unquoted: lenient, tspecials such as '=' and '/' are
+			 * taken (boundary=----=_Part_1 is common) */
+			const char *v = s->p;
+			while (s->p < s->e && *s->p != ';' && *s->p != '(' && *s->p != '"' &&
+			        !is_blank((unsigned char)*s->p)) {
+				s->p++;
+			}
+			buf_append(&sb, v, (size_t)(s->p - v));
+		}
+		raw[n].vlen = sb.len - raw[n].value;
+		buf_putc(&sb, '\0');
+		n++;
+	}
+	*nout = 0;
+	*out = NULL;
+	if (n == 0) {
+		buf_free(&sb);
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		rawparam_classify(&raw[i], sb.data + raw[i].name);
+	}
+	struct mime_param *res = arena_alloc(m, n * sizeof *res);
+	unsigned nres = 0;
+	struct buf v;
+	buf_init(&v);
+	for (unsigned i = 0; i < n; i++) {
+		const char *base = sb.data + raw[i].name;
+		size_t bl = raw[i].baselen;
+		unsigned k = 0;
+		while (k < nres &&
+		        !(strlen(res[k].name) == bl && memcmp(res[k].name, base, bl) == 0)) {
+			k++;
+		}
+		if (k < nres) {
+			continue; /* the first piece of this name made it already */
+		}
+		buf_reset(&v);
+		param_value(raw, n, i, sb.data, &v);
+		res[nres].name = arena_str(m, base, bl);
+		res[nres].value = arena_str(m, v.data ? v.data : "", v.len);
+		nres++;
+	}
+	buf_free(&v);
+	buf_free(&sb);
+	*out = res;
+	*nout = nres;
+}
+
+/* see rumble.h */
+const char *mime_param(const struct mime_param *v, unsigned n, const char *name)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(v[i].name, name) == 0) {
+			return v[i].value;
+		}
+	}
+	return NULL;
+}
+
+/* ---- the MIME tree ---- */
+
+static const struct mime_param default_charset[] = {{"charset", "us-ascii"}};
+
+/* "type/subtype; params" (with_subtype) or "type; params"; 0, or -1
+ * when the type is not there (the caller keeps its default). */
+static int parse_typed(struct mime_msg *m, const char *v, size_t n, int with_subtype,
+        const char **type, const char **subtype, const struct mime_param **params,
+        unsigned *nparams)
+{
+	struct scan s = {v, v + n};
+	skip_cfws(&s);
+	const char *t = s.p;
+	size_t tn = scan_token(&s), stn = 0;
+	const char *st = NULL;
+	if (tn == 0) {
+		return -1;
+	}
+	if (with_subtype) {
+		skip_cfws(&s);
+		if (s.p >= s.e || *s.p != '/') {
+			return -1;
+		}
+		s.p++;
+		skip_cfws(&s);
+		st = s.p;
+		if ((stn = scan_token(&s)) == 0) {
+			return -1;
+		}
+		*subtype = arena_lower(m, st, stn);
+	}
+	*type = arena_lower(m, t, tn);
+	parse_params(m, &s, params, nparams);
+	return 0;
+}
+
+/* The first token of a value, lower case (Content-Transfer-Encoding). */
+static const char *first_token(struct mime_msg *m, const char *v, size_t n)
+{
+	struct scan s = {v, v + n};
+	skip_cfws(&s);
+	const char *t = s.p;
+	size_t tn = scan_token(&s);
+	return tn ? arena_lower(m, t, tn) : NULL;
+}
+
+enum {
+	F_TYPE,
+	F_ENCODING,
+	F_ID,
+	F_DESCRIPTION,
+	F_DISPOSITION,
+	F_LANGUAGE,
+	F_MD5,
+	F_LOCATION,
+	F_COUNT
+};
+
+static int content_field(const char *name, size_t n)
+{
+	static const char *const names[F_COUNT] = {"content-type", "content-transfer-encoding",
+	        "content-id", "content-description", "content-disposition", "content-language",
+	        "content-md5", "content-location"};
+	for (int i = 0; i < F_COUNT; i++) {
+		if (word_is(name, n, names[i])) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Fills p's type, parameters and other Content-* fields from its header
+ * block; the first of each field counts. */
+static void read_content_fields(struct mime_msg *m, struct mime_part *p, int in_digest)
+{
+	struct mime_headers it;
+	struct mime_header h;
+	struct buf v;
+	unsigned seen = 0;
+	buf_init(&v);
+	mime_headers_init(&it, m->buf + p->hdr_off, p->hdr_len);
+	while (mime_headers_next(&it, &h)) {
+		int f = h.name_len > 8 && rl_strncasecmp(h.name, "content-", 8) == 0
+		                ? content_field(h.name, h.name_len)
+		                : -1;
+		if (f < 0 || (seen & 1u << f)) {
+			continue;
+		}
+		seen |= 1u << f;
+		buf_reset(&v);
+		unfold(h.value, h.value_len, &v);
+		if (f == F_TYPE) {
+			parse_typed(m, v.data, v.len, 1, &p->type, &p->subtype, &p->params,
+			        &p->nparams);
+		} else if (f == F_ENCODING) {
+			p->encoding = first_token(m, v.data, v.len);
+		} else if (f == F_DISPOSITION) {
+			parse_typed(m, v.data, v.len, 0, &p->disposition, NULL, &p->disp_params,
+			        &p->ndisp_params);
+		} else {
+			const char *s = arena_str(m, v.data, v.len);
+			const char **dst[F_COUNT] = {[F_ID] = &p->id,
+			        [F_DESCRIPTION] = &p->description,
+			        [F_LANGUAGE] = &p->language,
+			        [F_MD5] = &p->md5,
+			        [F_LOCATION] = &p->location};
+			*dst[f] = s;
+		}
+	}
+	if (it.count >= MIME_HEADERS_MAX) {
+		m->limits |= MIME_LIMIT_HEADERS;
+	}
+	buf_free(&v);
+	if (!p->type || !p->subtype) {
+		/* RFC 2045 5.2 (also for a Content-Type that does not parse);
+		 * RFC 2046 5.1.5 for digests */
+		p->type = in_digest ? "message" : "text";
+		p->subtype = in_digest ? "rfc822" : "plain";
+		p->params = in_digest ? NULL : default_charset;
+		p->nparams = in_digest ? 0 : 1;
+	}
+	if (!p->encoding) {
+		p->encoding = "7bit";
+	}
+}
+
+/* Where the header block ends: after the first empty line, else at end. */
+static size_t header_length(const char *b, size_t off, size_t end)
+{
+	size_t pos = off;
+	while (pos < end) {
+		size_t e = find_lf(b, pos, end);
+		if (e == end) {
+			break;
+		}
+		if (e == pos || (e == pos + 1 && b[pos] == '\r')) {
+			return e + 1 - off;
+		}
+		pos = e + 1;
+	}
+	return end - off;
+}
+
+static size_t count_lines(const char *b, size_t off, size_t len)
+{
+	size_t n = 0, pos = off, end = off + len;
+	while ((pos = find_lf(b, pos, end)) < end) {
+		n++;
+		pos++;
+	}
+	return n + (len > 0 && b[end - 1] != '\n');
+}
+
+/* A boundary line (RFC 2046 5.1.1): "--" boundary ["--"] blanks. */
+static int is_delimiter(const char *l, size_t n, const char *b, size_t bl, int *close)
+{
+	if (n < bl + 2 || l[0] != '-' || l[1] != '-' || memcmp(l + 2, b, bl) != 0) {
+		return 0;
+	}
+	size_t i = bl + 2;
+	*close = i + 1 < n && l[i] == '-' && l[i + 1] == '-';
+	for (i += *close ? 2 : 0; i < n; i++) {
+		if (!is_wsp(l[i]) && l[i] != '\r') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static struct mime_part *parse_entity(
+        struct mime_msg *m, struct mime_part *parent, size_t off, size_t len);
+
+static int add_child(
+        struct mime_msg *m, struct mime_part *p, struct mime_part ***tail, size_t off, size_t len)
+{
+	struct mime_part *c = parse_entity(m, p, off, len);
+	if (!c) {
+		return -1;
+	}
+	**tail = c;
+	*tail = &c->next;
+	p->nchild++;
+	return 0;
+}
+
+/* Splits a multipart body on its boundary. The text before the first
+ * boundary line (preamble) and after the closing one (epilogue) belongs
+ * to no part; a missing closing line ends the last part at the end. */
+static void split_multipart(struct mime_msg *m, struct mime_part *p)
+{
+	const char *b = mime_part_param(p, "boundary");
+	size_t bl = b ? strlen(b) : 0;
+	if (bl == 0 || bl > MIME_BOUNDARY_MAX) {
+		return;
+	}
+	const char *buf = m->buf;
+	size_t pos = p->body_off, end = p->body_off + p->body_len, start = 0;
+	int in_part = 0, close = 0;
+	struct mime_part **tail = &p->child;
+	while (pos < end) {
+		size_t e = find_lf(buf, pos, end);
+		size_t next = e < end ? e + 1 : end;
+		if (is_delimiter(buf + pos, e - pos, b, bl, &close)) {
+			if (in_part) {
+				size_t pe = pos; /* the line end before belongs to the delimiter */
+				if (pe > start && buf[pe - 1] == '\n') {
+					pe--;
+				}
+				if (pe > start && buf[pe - 1] == '\r') {
+					pe--;
+				}
+				if (add_child(m, p, &tail, start, pe - start) != 0) {
+					in_part = 0;
+					break;
+				}
+			}
+			in_part = !close;
+			start = next;
+			if (close) {
+				break;
+			}
+		}
+		pos = next;
+	}
+	if (in_part) {
+		add_child(m, p, &tail, start, end - start);
+	}
+	if (p->child) {
+		p->flags |= MIME_MULTIPART;
+	}
+}
+
+/* One entity (a message, or a body part) at buf[off, off + len). NULL
+ * once MIME_PARTS_MAX parts exist. */
+static struct mime_part *parse_entity(
+        struct mime_msg *m, struct mime_part *parent, size_t off, size_t len)
+{
+	if (m->nparts >= MIME_PARTS_MAX) {
+		m->limits |= MIME_LIMIT_PARTS;
+		return NULL;
+	}
+	m->nparts++;
+	struct mime_part *p = arena_alloc(m, sizeof *p);
+	memset(p, 0, sizeof *p);
+	p->parent = parent;
+	p->depth = parent ? parent->depth + 1 : 0;
+	p->hdr_off = off;
+	p->hdr_len = header_length(m->buf, off, off + len);
+	p->body_off = off + p->hdr_len;
+	p->body_len = len - p->hdr_len;
+	p->lines = count_lines(m->buf, p->body_off, p->body_len);
+	read_content_fields(m, p, parent && mime_part_is(parent, "multipart", "digest"));
+	int multi = strcmp(p->type, "multipart") == 0;
+	/* an encapsulated message must be 7bit, 8bit or binary (RFC 2046
+	 * 5.2.1); one in base64 stays a leaf */
+	int message =
+	        (mime_part_is(p, "message", "rfc822") || mime_part_is(p, "message", "global")) &&
+	        (!strcmp(p->encoding, "7bit") || !strcmp(p->encoding, "8bit") ||
+	                !strcmp(p->encoding, "binary"));
+	if ((multi || message) && p->depth >= MIME_DEPTH_MAX) {
+		m->limits |= MIME_LIMIT_DEPTH;
+	} else if (multi) {
+		split_multipart(m, p);
+	} else if (message) {
+		p->child = parse_entity(m, p, p->body_off, p->body_len);
+		if (p->child) {
+			p->flags |= MIME_MESSAGE;
+			p->nchild = 1;
+		}
+	}
+	return p;
+}
+
+/* see rumble.h */
+void mime_parse(struct mime_msg *m, const char *buf, size_t len)
+{
+	memset(m, 0, sizeof *m);
+	m->buf = buf ? buf : "";
+	m->len = buf ? len : 0;
+	m->root = parse_entity(m, NULL, 0, m->len);
+}
+
+/* see rumble.h */
+void mime_free(struct mime_msg *m)
+{
+	struct mime_chunk *c = m->arena;
+	while (c) {
+		struct mime_chunk *next = c->next;
+		free(c);
+		c = next;
+	}
+	m->arena = NULL;
+	m->root = NULL;
+}
+
+/* see rumble.h */
+int mime_part_is(const struct mime_part *p, const char *type, const char *subtype)
+{
+	return strcmp(p->type, type) == 0 && (!subtype || strcmp(p->subtype, subtype) == 0);
+}
+
+/* see rumble.h */
+const char *mime_part_filename(const struct mime_part *p)
+{
+	const char *f = mime_part_disp_param(p, "filename");
+	return f ? f : mime_part_param(p, "name");
+}
+
+/* The n-th (from 1) child of p, NULL if there is none. */
+static const struct mime_part *nth_child(const struct mime_part *p, unsigned long n)
+{
+	const struct mime_part *c = p->child;
+	while (c && --n > 0) {
+		c = c->next;
+	}
+	return c;
+}
+
+/* see rumble.h. Part n of an entity: its n-th child when it is a
+ * multipart, else (n = 1 only) the entity itself; below a message/rfc822
+ * part the numbers go on in the message inside it. */
+const struct mime_part *mime_section(const struct mime_msg *m, const char *spec, const char **rest)
+{
+	const struct mime_part *cur = m->root, *entity = m->root;
+	const char *s = spec;
+	*rest = spec;
+	while (is_digit(*s)) {
+		unsigned long n = 0;
+		int digits = 0;
+		for (; is_digit(*s); s++) {
+			if (++digits > 9) {
+				return NULL;
+			}
+			n = n * 10 + (unsigned long)(*s - '0');
+		}
+		if (n == 0 || !entity) {
+			return NULL;
+		}
+		if (entity->flags & MIME_MULTIPART) {
+			cur = nth_child(entity, n);
+		} else {
+			cur = n == 1 ? entity : NULL;
+		}
+		if (!cur) {
+			return NULL;
+		}
+		*rest = s;
+		entity = cur->flags & MIME_MESSAGE ? cur->child
+		                                   : (cur->flags & MIME_MULTIPART ? cur : NULL);
+		if (*s != '.' || !is_digit(s[1])) {
+			break;
+		}
+		s++;
+	}
+	return cur;
+}
+
+/* ---- address lists (RFC 5322 3.4, 4.4) ---- */
+
+enum { T_END, T_ATOM, T_QUOTED, T_COMMENT, T_DOMLIT, T_SPECIAL };
+
+struct tok {
+	int kind;
+	const char *s; /* content: without the quotes or parentheses */
+	size_t n;
+	char c; /* T_SPECIAL */
+};
+
+struct addr_parser {
+	struct scan s;
+	struct tok t;
+	int decode, in_group, count;
+	struct mime_addr *head, **tail;
+	struct buf phrase, spec, host, comment, tmp;
+};
+
+static const char *bstr(const struct buf *b)
+{
+	return b->data ? b->data : "";
+}
+
+/* The next token; '.' is part of atoms so that dot-atoms come whole. */
+static void addr_next(struct addr_parser *a)
+{
+	struct scan *s = &a->s;
+	struct tok *t = &a->t;
+	while (s->p < s->e && is_blank((unsigned char)*s->p)) {
+		s->p++;
+	}
+	if (s->p >= s->e) {
+		t->kind = T_END;
+		return;
+	}
+	const char *start = s->p;
+	char c = *s->p;
+	if (c == '(') {
+		skip_comment(s);
+		t->kind = T_COMMENT;
+		t->s = start + 1;
+		t->n = (size_t)(s->p - t->s);
+		if (t->n > 0 && s->p[-1] == ')') {
+			t->n--;
+		}
+	} else if (c == '"') {
+		for (s->p++; s->p < s->e && *s->p != '"'; s->p++) {
+			if (*s->p == '\\' && s->p + 1 < s->e) {
+				s->p++;
+			}
+		}
+		t->kind = T_QUOTED;
+		t->s = start + 1;
+		t->n = (size_t)(s->p - t->s);
+		if (s->p < s->e) {
+			s->p++;
+		}
+	} else if (c == '[') {
+		while (s->p < s->e && *s->p != ']') {
+			s->p += *s->p == '\\' && s->p + 1 < s->e ? 2 : 1;
+		}
+		if (s->p < s->e) {
+			s->p++;
+		}
+		t->kind = T_DOMLIT;
+		t->s = start;
+		t->n = (size_t)(s->p - start);
+	} else if (strchr("<>@,;:\\)]", c)) {
+		s->p++;
+		t->kind = T_SPECIAL;
+		t->c = c;
+	} else {
+		while (s->p < s->e && !is_blank((unsigned char)*s->p) &&
+		        !strchr("()<>@,;:\\\"[]", *s->p)) {
+			s->p++;
+		}
+		t->kind = T_ATOM;
+		t->s = start;
+		t->n = (size_t)(s->p - start);
+	}
+}
+
+static int is_special(const struct addr_parser *a, char c)
+{
+	return a->t.kind == T_SPECIAL && a->t.c == c;
+}
+
+/* Quoted-string or comment content: quoted pairs undone, line ends gone. */
+static void append_unescaped(struct buf *out, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\\' && i + 1 < n) {
+			i++;
+		} else if (s[i] == '\r' || s[i] == '\n') {
+			continue;
+		}
+		buf_putc(out, s[i] ? s[i] : ' ');
+	}
+}
+
+/* RFC 5322 dot-atom-text (8-bit bytes allowed, RFC 6531). */
+static int is_dot_atom(const char *s, size_t n)
+{
+	if (n == 0 || s[0] == '.' || s[n - 1] == '.') {
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '.' ? s[i + 1] == '.'
+		             : !(is_alpha(c) || is_digit(c) || c >= 0x80 ||
+		                       strchr("!#$%&'*+-/=?^_`{|}~", c))) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* A word of a local part: atoms as they are, quoted strings bare when
+ * they need no quotes, else quoted again. */
+static void spec_word(struct addr_parser *a)
+{
+	if (a->t.kind != T_QUOTED) {
+		buf_append(&a->spec, a->t.s, a->t.n);
+		return;
+	}
+	buf_reset(&a->tmp);
+	append_unescaped(&a->tmp, a->t.s, a->t.n);
+	if (is_dot_atom(bstr(&a->tmp), a->tmp.len)) {
+		buf_append(&a->spec, a->tmp.data, a->tmp.len);
+		return;
+	}
+	buf_putc(&a->spec, '"');
+	for (size_t i = 0; i < a->tmp.len; i++) {
+		if (a->tmp.data[i] == '"' || a->tmp.data[i] == '\\') {
+			buf_putc(&a->spec, '\\');
+		}
+		buf_putc(&a->spec, a->tmp.data[i]);
+	}
+	buf_putc(&a->spec, '"');
+}
+
+static void phrase_word(struct addr_parser *a)
+{
+	if (a->phrase.len) {
+		buf_putc(&a->phrase, ' ');
+	}
+	if (a->t.kind == T_QUOTED) {
+		append_unescaped(&a->phrase, a->t.s, a->t.n);
+	} else {
+		buf_append(&a->phrase, a->t.s, a->t.n);
+	}
+}
+
+static void take_comment(struct addr_parser *a)
+{
+	buf_reset(&a->comment);
+	append_unescaped(&a->comment, a->t.s, a->t.n);
+}
+
+/* One entry in one allocation: the struct, then its strings. */
+static void addr_emit(struct addr_parser *a, enum mime_addr_kind kind, const char *name,
+        const char *mailbox, const char *host)
+{
+	struct buf dn;
+	buf_init(&dn);
+	/* a display name may be missing; a group's name is there, maybe "" */
+	int keep = name && (*name || kind == MIME_ADDR_GROUP);
+	if (keep && *name && a->decode) {
+		mime_decode_words(name, strlen(name), &dn);
+		name = bstr(&dn);
+	}
+	size_t nl = keep ? strlen(name) + 1 : 0, ml = mailbox ? strlen(mailbox) + 1 : 0,
+	       hl = host ? strlen(host) + 1 : 0;
+	struct mime_addr *e = xmalloc(sizeof *e + nl + ml + hl);
+	char *p = (char *)(e + 1);
+	e->next = NULL;
+	e->kind = kind;
+	e->name = e->mailbox = e->host = NULL;
+	if (nl) {
+		e->name = memcpy(p, name, nl);
+		p += nl;
+	}
+	if (ml) {
+		e->mailbox = memcpy(p, mailbox, ml);
+		p += ml;
+	}
+	if (hl) {
+		e->host = memcpy(p, host, hl);
+	}
+	buf_free(&dn);
+	*a->tail = e;
+	a->tail = &e->next;
+	a->count++;
+}
+
+/* Domain words up to a special: "example.com", "[192.0.2.1]". */
+static void addr_domain(struct addr_parser *a)
+{
+	buf_reset(&a->host);
+	while (a->t.kind == T_ATOM || a->t.kind == T_DOMLIT || a->t.kind == T_QUOTED ||
+	        a->t.kind == T_COMMENT) {
+		if (a->t.kind == T_COMMENT) {
+			take_comment(a);
+		} else {
+			buf_append(&a->host, a->t.s, a->t.n);
+		}
+		addr_next(a);
+	}
+}
+
+/* After '<': [route ":"] local "@" domain ">". */
+static void addr_angle(struct addr_parser *a)
+{
+	buf_reset(&a->spec);
+	buf_reset(&a->host);
+	if (is_special(a, '@')) {
+		while (a->t.kind != T_END && !is_special(a, ':') && !is_special(a, '>')) {
+			addr_next(a); /* obs-route, dropped */
+		}
+		if (is_special(a, ':')) {
+			addr_next(a);
+		}
+	}
+	while (a->t.kind == T_ATOM || a->t.kind == T_QUOTED || a->t.kind == T_COMMENT) {
+		if (a->t.kind != T_COMMENT) {
+			spec_word(a);
+		}
+		addr_next(a);
+	}
+	if (is_special(a, '@')) {
+		addr_next(a);
+		addr_domain(a);
+	}
+	if (is_special(a, '>')) {
+		addr_next(a);
+	}
+}
+
+/* Up to the ',' or ';' that ends this address (not consumed). */
+static void addr_skip_rest(struct addr_parser *a)
+{
+	while (a->t.kind != T_END && !is_special(a, ',') && !is_special(a, ';')) {
+		if (a->t.kind == T_COMMENT) {
+			take_comment(a);
+		}
+		addr_next(a);
+	}
+}
+
+/* One mailbox, or the start of a group. Consumes at least one token. */
+static void addr_one(struct addr_parser *a)
+{
+	int words = 0;
+	buf_reset(&a->phrase);
+	buf_reset(&a->spec);
+	buf_reset(&a->host);
+	buf_reset(&a->comment);
+	for (;;) {
+		if (a->t.kind == T_ATOM || a->t.kind == T_QUOTED || a->t.kind == T_DOMLIT) {
+			phrase_word(a);
+			spec_word(a);
+			words++;
+			addr_next(a);
+		} else if (a->t.kind == T_COMMENT) {
+			take_comment(a);
+			addr_next(a);
+		} else if (is_special(a, '<')) {
+			addr_next(a);
+			addr_angle(a);
+			addr_skip_rest(a);
+			const char *name = a->phrase.len ? bstr(&a->phrase) : bstr(&a->comment);
+			addr_emit(a, MIME_ADDR_MAILBOX, name, bstr(&a->spec), bstr(&a->host));
+			return;
+		} else if (is_special(a, ':') && !a->in_group) {
+			addr_next(a);
+			a->in_group = 1;
+			addr_emit(a, MIME_ADDR_GROUP, bstr(&a->phrase), NULL, NULL);
+			return;
+		} else if (is_special(a, '@')) {
+			addr_next(a);
+			addr_domain(a);
+			addr_skip_rest(a);
+			addr_emit(a, MIME_ADDR_MAILBOX, bstr(&a->comment), bstr(&a->spec),
+			        bstr(&a->host));
+			return;
+		} else if (a->t.kind == T_END || is_special(a, ',') || is_special(a, ';')) {
+			if (words) {
+				addr_emit(a, MIME_ADDR_MAILBOX, bstr(&a->comment), bstr(&a->spec),
+				        "");
+			}
+			return;
+		} else {
+			addr_next(a); /* a stray '>', ')', ':' ... */
+		}
+	}
+}
+
+/* see rumble.h */
+struct mime_addr *mime_addr_parse(const char *s, size_t n, int decode)
+{
+	struct addr_parser a;
+	memset(&a, 0, sizeof a);
+	a.s.p = s;
+	a.s.e = s + n;
+	a.decode = decode;
+	a.tail = &a.head;
+	buf_init(&a.phrase);
+	buf_init(&a.spec);
+	buf_init(&a.host);
+	buf_init(&a.comment);
+	buf_init(&a.tmp);
+	addr_next(&a);
+	while (a.t.kind != T_END && a.count < MIME_ADDR_MAX) {
+		if (is_special(&a, ';') && a.in_group) {
+			addr_emit(&a, MIME_ADDR_GROUP_END, NULL, NULL, NULL);
+			a.in_group = 0;
+			addr_next(&a);
+		} else if (is_special(&a, ',') || is_special(&a, ';')) {
+			addr_next(&a);
+		} else {
+			addr_one(&a);
+		}
+	}
+	if (a.in_group) {
+		addr_emit(&a, MIME_ADDR_GROUP_END, NULL, NULL, NULL); /* ENVELOPE wants pairs */
+	}
+	buf_free(&a.phrase);
+	buf_free(&a.spec);
+	buf_free(&a.host);
+	buf_free(&a.comment);
+	buf_free(&a.tmp);
+	return a.head;
+}
+
+/* see rumble.h */
+void mime_addr_free(struct mime_addr *a)
+{
+	while (a) {
+		struct mime_addr *next = a->next;
+		free(a);
+		a = next;
+	}
+}
+
+/* ---- dates (RFC 5322 3.3, 4.3) ---- */
+
+static int month_of(const char *s, size_t n)
+{
+	static const char names[] = "janfebmaraprmayjunjulaugsepoctnovdec";
+	if (n < 3) {
+		return -1;
+	}
+	for (int i = 0; i < 12; i++) {
+		const char *w = names + 3 * i;
+		if (to_lower((unsigned char)s[0]) == w[0] &&
+		        to_lower((unsigned char)s[1]) == w[1] &&
+		        to_lower((unsigned char)s[2]) == w[2]) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Minutes east of UTC for a zone name; 0 for the military letters,
+ * which RFC 5322 4.3 says to read as -0000 (they were defined with the
+ * wrong sign), and for names we do not know. */
+static int zone_of(const char *s, size_t n)
+{
+	static const struct {
+		const char *name;
+		int min;
+	} zones[] = {{"ut", 0}, {"utc", 0}, {"gmt", 0}, {"z", 0}, {"est", -300}, {"edt", -240},
+	        {"cst", -360}, {"cdt", -300}, {"mst", -420}, {"mdt", -360}, {"pst", -480},
+	        {"pdt", -420}};
+	for (size_t i = 0; i < sizeof zones / sizeof zones[0]; i++) {
+		if (word_is(s, n, zones[i].name)) {
+			return zones[i].min;
+		}
+	}
+	return 0;
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return days[m] + (m == 1 && leap);
+}
+
+/* Days from 1970-01-01 to y-m-d (m from 0) in the proleptic Gregorian
+ * calendar: whole years, then the months of this one. */
+static int64_t days_since_epoch(int y, int m, int d)
+{
+	static const int before[12] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
+	int64_t py = y - 1;
+	int64_t days = 365 * py + py / 4 - py / 100 + py / 400; /* to y-01-01 from 0001-01-01 */
+	days += before[m] + (m > 1 && days_in_month(y, 1) == 29) + d - 1;
+	return days - 719162; /* 1970-01-01 from 0001-01-01 */
+}
+
+/* Digits at s[*i] (at most max of them): the value, or -1 if none. */
+static long take_number(const char *s, size_t n, size_t *i, int max, int *ndigits)
+{
+	long v = 0;
+	int k = 0;
+	while (*i < n && is_digit(s[*i])) {
+		if (++k > max) {
+			return -1;
+		}
+		v = v * 10 + (s[(*i)++] - '0');
+	}
+	if (ndigits) {
+		*ndigits = k;
+	}
+	return k ? v : -1;
+}
+
+struct date {
+	long day, mon, year, hh, mi, ss;
+	int year_digits, have_time, zone, zone_numeric;
+};
+
+/* "hh:mm[:ss]" at s[*i], the hour already read into h. */
+static int date_time(const char *s, size_t n, size_t *i, long h, struct date *d)
+{
+	(*i)++;
+	d->hh = h;
+	d->mi = take_number(s, n, i, 2, NULL);
+	d->ss = 0;
+	if (*i + 1 < n && s[*i] == ':' && is_digit(s[*i + 1])) {
+		(*i)++;
+		d->ss = take_number(s, n, i, 2, NULL);
+	}
+	d->have_time = 1;
+	return d->mi < 0 || d->ss < 0 ? -1 : 0;
+}
+
+/* A word: a month, a day name (ignored), AM/PM, or a zone name. */
+static void date_word(const char *w, size_t n, struct date *d)
+{
+	int mon = month_of(w, n);
+	if (d->mon < 0 && mon >= 0) {
+		d->mon = mon;
+	} else if (word_is(w, n, "pm") && d->have_time && d->hh < 12) {
+		d->hh += 12;
+	} else if (word_is(w, n, "am") && d->have_time && d->hh == 12) {
+		d->hh = 0;
+	} else if (d->have_time && !d->zone_numeric) {
+		d->zone = zone_of(w, n); /* day names come before the time */
+	}
+}
+
+/* see rumble.h. Tokens are taken in any order, so that RFC 5322, the
+ * asctime form ("Mon Jan  2 15:04:05 2006") and IMAP's
+ * "02-Jan-2006 15:04:05 +0000" all read: a number with three or more
+ * digits, or one after day and month, is the year; a signed number after
+ * the time is the zone. */
+int mime_date_parse(const char *s, size_t n, int64_t *t, int *zone)
+{
+	struct date d = {-1, -1, -1, 0, 0, 0, 0, 0, 0, 0};
+	size_t i = 0;
+	while (i < n) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '(') {
+			struct scan sc = {s + i, s + n};
+			skip_comment(&sc);
+			i = (size_t)(sc.p - s);
+		} else if (is_digit(c)) {
+			int nd;
+			long v = take_number(s, n, &i, 8, &nd);
+			if (v < 0) {
+				return -1;
+			}
+			if (i < n && s[i] == ':') {
+				if (d.have_time || date_time(s, n, &i, v, &d) != 0) {
+					return -1;
+				}
+			} else if (d.year < 0 && (nd >= 3 || (d.day >= 0 && d.mon >= 0))) {
+				d.year = v;
+				d.year_digits = nd;
+			} else if (d.day < 0 && nd <= 2) {
+				d.day = v;
+			} else if (d.year < 0) {
+				d.year = v;
+				d.year_digits = nd;
+			}
+		} else if ((c == '+' || c == '-') && d.have_time && i + 1 < n &&
+		           is_digit(s[i + 1])) {
+			size_t j = i + 1;
+			int nd;
+			long v = take_number(s, n, &j, 4, &nd);
+			if (v >= 0 && nd == 4 && v % 100 < 60 && v / 100 < 24) {
+				d.zone = (int)((v / 100) * 60 + v % 100) * (c == '-' ? -1 : 1);
+				d.zone_numeric = 1;
+			}
+			while (j < n && is_digit(s[j])) {
+				j++;
+			}
+			i = j;
+		} else if (is_alpha(c)) {
+			size_t j = i;
+			while (j < n && is_alpha(s[j])) {
+				j++;
+			}
+			date_word(s + i, j - i, &d);
+			i = j;
+		} else {
+			i++; /* blanks, ',' and the '-' of "02-Jan-2006" */
+		}
+	}
+	if (d.year >= 0 && d.year_digits <= 2) {
+		d.year += d.year < 50 ? 2000 : 1900; /* RFC 5322 4.3 */
+	} else if (d.year >= 0 && d.year_digits == 3) {
+		d.year += 1900;
+	}
+	if (d.mon < 0 || d.year < 1000 || d.year > 9999 || d.day < 1 ||
+	        d.day > days_in_month((int)d.year, (int)d.mon) || d.hh > 23 || d.mi > 59 ||
+	        d.ss > 60) {
+		return -1;
+	}
+	*t = days_since_epoch((int)d.year, (int)d.mon, (int)d.day) * 86400 + d.hh * 3600 +
+	     d.mi * 60 + d.ss - (int64_t)d.zone * 60;
+	if (zone) {
+		*zone = d.zone;
+	}
+	return 0;
+}
+
+/* ---- IMAP BODYSTRUCTURE and ENVELOPE (RFC 3501 7.4.2, 9) ---- */
+
+/* Quoted when it can be, else a literal (8-bit bytes, line ends, NUL). */
+static void imap_string(struct buf *o, const char *s, size_t n)
+{
+	int quoted = n <= 1024;
+	for (size_t i = 0; quoted && i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		quoted = c != 0 && c != '\r' && c != '\n' && c < 0x80;
+	}
+	if (!quoted) {
+		buf_printf(o, "{%zu}\r\n", n);
+		buf_append(o, s, n);
+		return;
+	}
+	buf_putc(o, '"');
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"' || s[i] == '\\') {
+			buf_putc(o, '\\');
+		}
+		buf_putc(o, s[i]);
+	}
+	buf_putc(o, '"');
+}
+
+static void imap_nstring(struct buf *o, const char *s)
+{
+	if (s) {
+		imap_string(o, s, strlen(s));
+	} else {
+		buf_puts(o, "NIL");
+	}
+}
+
+/* A value that is not plain ASCII goes out as RFC 2231 "utf-8''%XX",
+ * so that the response stays 7-bit and a client knows the charset. */
+static void imap_params(struct buf *o, const struct mime_param *v, unsigned n)
+{
+	struct buf enc;
+	if (n == 0) {
+		buf_puts(o, "NIL");
+		return;
+	}
+	buf_init(&enc);
+	buf_putc(o, '(');
+	for (unsigned i = 0; i < n; i++) {
+		const char *s = v[i].value;
+		size_t len = strlen(s), k = 0;
+		while (k < len && (unsigned char)s[k] >= 0x20 && (unsigned char)s[k] < 0x7f) {
+			k++;
+		}
+		buf_puts(o, i ? " " : "");
+		if (k == len) {
+			imap_nstring(o, v[i].name);
+			buf_putc(o, ' ');
+			imap_string(o, s, len);
+			continue;
+		}
+		buf_reset(&enc);
+		convert(CS_ASCII, s, len, &enc); /* valid UTF-8 whatever came in */
+		buf_printf(o, "\"%s*\" \"utf-8''", v[i].name);
+		for (size_t j = 0; j < enc.len; j++) {
+			unsigned char c = (unsigned char)enc.data[j];
+			if (is_alpha(c) || is_digit(c) || strchr("!#$&+-.^_`|~", c)) {
+				buf_putc(o, (char)c);
+			} else {
+				buf_printf(o, "%%%02X", c);
+			}
+		}
+		buf_putc(o, '"');
+	}
+	buf_putc(o, ')');
+	buf_free(&enc);
+}
+
+static void imap_disposition(struct buf *o, const struct mime_part *p)
+{
+	if (!p->disposition) {
+		buf_puts(o, "NIL");
+		return;
+	}
+	buf_putc(o, '(');
+	imap_nstring(o, p->disposition);
+	buf_putc(o, ' ');
+	imap_params(o, p->disp_params, p->ndisp_params);
+	buf_putc(o, ')');
+}
+
+/* Content-Language: "en" as a string, "en, de" as a list (RFC 3282). */
+static void imap_language(struct buf *o, const char *lang)
+{
+	struct buf list;
+	int n = 0;
+	buf_init(&list);
+	for (const char *s = lang; s && *s;) {
+		while (*s == ',' || is_blank((unsigned char)*s)) {
+			s++;
+		}
+		const char *e = s;
+		while (*e && *e != ',' && !is_blank((unsigned char)*e)) {
+			e++;
+		}
+		if (e > s) {
+			buf_puts(&list, n++ ? " " : "");
+			imap_string(&list, s, (size_t)(e - s));
+		}
+		while (*e && *e != ',') {
+			e++; /* a comment or junk after the tag */
+		}
+		s = e;
+	}
+	if (n == 0) {
+		buf_puts(o, "NIL");
+	} else if (n == 1) {
+		buf_append(o, list.data, list.len);
+	} else {
+		buf_printf(o, "(%s)", list.data);
+	}
+	buf_free(&list);
+}
+
+/* see rumble.h */
+void mime_bodystructure(
+        const struct mime_msg *m, const struct mime_part *p, int ext, struct buf *out)
+{
+	buf_putc(out, '(');
+	if (p->flags & MIME_MULTIPART) {
+		for (const struct mime_part *c = p->child; c; c = c->next) {
+			mime_bodystructure(m, c, ext, out);
+		}
+		buf_putc(out, ' ');
+		imap_nstring(out, p->subtype);
+		if (ext) {
+			buf_putc(out, ' ');
+			imap_params(out, p->params, p->nparams);
+			buf_putc(out, ' ');
+			imap_disposition(out, p);
+			buf_putc(out, ' ');
+			imap_language(out, p->language);
+			buf_putc(out, ' ');
+			imap_nstring(out, p->location);
+		}
+		buf_putc(out, ')');
+		return;
+	}
+	/* a multipart that could not be split goes out as a single part */
+	imap_nstring(out, p->type);
+	buf_putc(out, ' ');
+	imap_nstring(out, p->subtype);
+	buf_putc(out, ' ');
+	imap_params(out, p->params, p->nparams);
+	buf_putc(out, ' ');
+	imap_nstring(out, p->id);
+	buf_putc(out, ' ');
+	imap_nstring(out, p->description);
+	buf_putc(out, ' ');
+	imap_nstring(out, p->encoding);
+	buf_printf(out, " %zu", p->body_len);
+	if (p->flags & MIME_MESSAGE) {
+		buf_putc(out, ' ');
+		mime_envelope(m, p->child, out);
+		buf_putc(out, ' ');
+		mime_bodystructure(m, p->child, ext, out);
+		buf_printf(out, " %zu", p->lines);
+	} else if (strcmp(p->type, "text") == 0) {
+		buf_printf(out, " %zu", p->lines);
+	}
+	if (ext) {
+		buf_putc(out, ' ');
+		imap_nstring(out, p->md5);
+		buf_putc(out, ' ');
+		imap_disposition(out, p);
+		buf_putc(out, ' ');
+		imap_language(out, p->language);
+		buf_putc(out, ' ');
+		imap_nstring(out, p->location);
+	}
+	buf_putc(out, ')');
+}
+
+/* "(name adl mailbox host)" each; a group is (NIL NIL name NIL) ...
+ * (NIL NIL NIL NIL). NIL for no address at all. */
+static void imap_addrs(struct buf *o, const struct mime_addr *a)
+{
+	if (!a) {
+		buf_puts(o, "NIL");
+		return;
+	}
+	buf_putc(o, '(');
+	for (; a; a = a->next) {
+		buf_putc(o, '(');
+		if (a->kind == MIME_ADDR_MAILBOX) {
+			imap_nstring(o, a->name);
+			buf_puts(o, " NIL ");
+			imap_nstring(o, a->mailbox);
+			buf_putc(o, ' ');
+			imap_nstring(o, a->host);
+		} else if (a->kind == MIME_ADDR_GROUP) {
+			buf_puts(o, "NIL NIL ");
+			imap_nstring(o, a->name);
+			buf_puts(o, " NIL");
+		} else {
+			buf_puts(o, "NIL NIL NIL NIL");
+		}
+		buf_putc(o, ')');
+	}
+	buf_putc(o, ')');
+}
+
+static struct mime_addr *header_addrs(
+        const struct mime_msg *m, const struct mime_part *p, const char *name, struct buf *tmp)
+{
+	return mime_header_get(m, p, name, tmp) ? mime_addr_parse(tmp->data, tmp->len, 0) : NULL;
+}
+
+static void env_string(const struct mime_msg *m, const struct mime_part *p, const char *name,
+        struct buf *tmp, struct buf *o)
+{
+	if (mime_header_get(m, p, name, tmp)) {
+		imap_string(o, tmp->data, tmp->len);
+	} else {
+		buf_puts(o, "NIL");
+	}
+}
+
+/* see rumble.h. Values go as written (RFC 2047 words and all): the
+ * client decodes them. Sender and Reply-To default to From (RFC 3501
+ * 7.4.2). */
+void mime_envelope(const struct mime_msg *m, const struct mime_part *p, struct buf *out)
+{
+	static const char *const lists[] = {"sender", "reply-to", "to", "cc", "bcc"};
+	struct buf tmp;
+	buf_init(&tmp);
+	buf_putc(out, '(');
+	env_string(m, p, "date", &tmp, out);
+	buf_putc(out, ' ');
+	env_string(m, p, "subject", &tmp, out);
+	buf_putc(out, ' ');
+	struct mime_addr *from = header_addrs(m, p, "from", &tmp);
+	imap_addrs(out, from);
+	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+		struct mime_addr *a = header_addrs(m, p, lists[i], &tmp);
+		buf_putc(out, ' ');
+		imap_addrs(out, !a && i < 2 ? from : a);
+		mime_addr_free(a);
+	}
+	mime_addr_free(from);
+	buf_putc(out, ' ');
+	env_string(m, p, "in-reply-to", &tmp, out);
+	buf_putc(out, ' ');
+	env_string(m, p, "message-id", &tmp, out);
+	buf_putc(out, ')');
+	buf_free(&tmp);
+}

@@ -1,0 +1,73 @@
+/* fuzz_mime.c - libFuzzer target for mime.c: parses the input as a
+ * message and uses every reader on it (tree, headers, decoders,
+ * addresses, dates, BODYSTRUCTURE, ENVELOPE). Not part of build.sh:
+ *
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -isystem /usr/include/lua5.1 \
+ *       tests/fuzz_mime.c mime.c buf.c log.c posix/os.c -lpthread -o build/fuzz_mime
+ *   build/fuzz_mime -max_total_time=60 -max_len=65536
+ */
+#include <string.h>
+
+#include "rumble.h"
+
+static void walk(const struct mime_msg *m, const struct mime_part *p, struct buf *b)
+{
+	static const char *const lists[] = {"from", "to", "cc", "sender", "reply-to"};
+	struct mime_headers it;
+	struct mime_header h;
+	mime_headers_part(&it, m, p);
+	while (mime_headers_next(&it, &h)) {
+		buf_reset(b);
+		mime_decode_words(h.value, h.value_len, b);
+	}
+	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+		for (int decode = 0; decode < 2; decode++) {
+			if (mime_header_get(m, p, lists[i], b)) {
+				mime_addr_free(mime_addr_parse(b->data, b->len, decode));
+			}
+		}
+	}
+	if (mime_header_get(m, p, "date", b)) {
+		int64_t t;
+		int zone;
+		mime_date_parse(b->data, b->len, &t, &zone);
+	}
+	buf_reset(b);
+	mime_body_text(m, p, b);
+	mime_part_filename(p);
+	for (const struct mime_part *c = p->child; c; c = c->next) {
+		walk(m, c, b);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct mime_msg m;
+	struct buf b;
+	const char *rest;
+	buf_init(&b);
+	mime_parse(&m, (const char *)data, size);
+	walk(&m, m.root, &b);
+	buf_reset(&b);
+	mime_bodystructure(&m, m.root, 1, &b);
+	mime_envelope(&m, m.root, &b);
+	/* the input's first bytes as an IMAP section too */
+	char spec[16];
+	size_t n = size < sizeof spec - 1 ? size : sizeof spec - 1;
+	memcpy(spec, data, n);
+	spec[n] = '\0';
+	mime_section(&m, spec, &rest);
+	/* and as a date, an address list, encoded words, QP and base64 */
+	int64_t t;
+	mime_date_parse((const char *)data, size, &t, NULL);
+	mime_addr_free(mime_addr_parse((const char *)data, size, 1));
+	buf_reset(&b);
+	mime_decode_words((const char *)data, size, &b);
+	mime_decode_qp((const char *)data, size, &b);
+	mime_decode_base64((const char *)data, size, &b);
+	buf_free(&b);
+	mime_free(&m);
+	return 0;
+}
