@@ -346,6 +346,8 @@ static const struct directive directives[] = {
 	NUM("ThreadsPerIP", K_INT, threads_per_ip, 1, 100000),
 	NUM("AuthSenderMatch", K_BOOL, auth_sender_match, 0, 1),
 	STR("DNSServer", dns_server),
+	NUM("LuaMemoryLimit", K_SIZE, lua_memory_limit, 256 * 1024, 0),
+	NUM("LuaInstructionLimit", K_INT, lua_instruction_limit, 1000, 2000000000),
 };
 
 /* Directives of the original Rumble that this one does not use. */
@@ -479,6 +481,8 @@ static void defaults(struct settings *s)
 	s->quarantine = 300;
 	s->threads_per_ip = 25;
 	s->auth_sender_match = 1;
+	s->lua_memory_limit = 16ULL * 1024 * 1024;
+	s->lua_instruction_limit = 10000000;
 }
 
 static int warn_obsolete(const struct config_entry *e)

@@ -1924,7 +1924,9 @@ int mm_folder_list(
 		return -1;
 	}
 	os_dir_walk(tmp.dir, collect_folder, &ns); /* none yet: only INBOX */
-	qsort(ns.v, ns.n, sizeof *ns.v, cmp_names);
+	if (ns.n > 1) {
+		qsort(ns.v, ns.n, sizeof *ns.v, cmp_names); /* ns.v is NULL when empty */
+	}
 	int r = fn("INBOX", arg);
 	for (size_t i = 0; i < ns.n; i++) {
 		if (r == 0) {

@@ -846,7 +846,12 @@ static void command(struct session *s, struct pop3 *st, char *line)
 	} else if (nargs < c->min || (c->max >= 0 && nargs > c->max)) {
 		err(s, st, "Wrong arguments for %s", c->verb);
 	} else {
-		c->run(s, st, arg);
+		enum rl_verdict v = rl_hook(s, "command", c->verb, arg); /* Rumble.setHook */
+		if (v == RL_DROP) {
+			session_close(s, "dropped by script");
+		} else if (v == RL_CONTINUE) {
+			c->run(s, st, arg);
+		}
 	}
 }
 
@@ -859,7 +864,12 @@ static void pop3_open(struct session *s)
 	if (s->timeout_ms < POP3_TIMEOUT_MS) {
 		s->timeout_ms = POP3_TIMEOUT_MS; /* IdleTimeout only lengthens it */
 	}
-	session_printf(s, "+OK Rumble POP3 server ready\r\n");
+	enum rl_verdict v = rl_hook(s, "accept", NULL, NULL);
+	if (v == RL_DROP) {
+		session_close(s, "dropped by script");
+	} else if (v == RL_CONTINUE) {
+		session_printf(s, "+OK Rumble POP3 server ready\r\n");
+	}
 }
 
 /* A command line may have POP3_CMD_MAX bytes; AUTH and its continuation
@@ -911,6 +921,7 @@ static void pop3_close(struct session *s)
 	if (!st) {
 		return;
 	}
+	rl_hook(s, "close", NULL, NULL);
 	stream_stop(st);
 	drop_unlock(st);
 	mm_folder_close(st->f);
@@ -927,6 +938,13 @@ static int pop3_can_stop(struct session *s)
 	return 1;
 }
 
+/* What Lua hooks see: session.user once logged in */
+static void pop3_info(struct session *s, struct proto_info *pi)
+{
+	struct pop3 *st = s->ps;
+	pi->user = st->state == P_TRANS ? st->user : NULL;
+}
+
 const struct proto pop3_proto = {
         .name = "pop3",
         .line_max = POP3_AUTH_MAX + 2,
@@ -937,4 +955,5 @@ const struct proto pop3_proto = {
         .close = pop3_close,
         .busy = pop3_busy,
         .can_stop = pop3_can_stop,
+        .info = pop3_info,
 };

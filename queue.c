@@ -566,6 +566,11 @@ static int deliver_queued(struct envelope *e, const char *rcpt)
 			log_info("%016llx feed to=%s program=\"%s\" status=%d",
 				(unsigned long long)e->m.qid, x->addr, a.args, st);
 			rc |= st != 0 ? 1 : 0;
+		} else if (queue_classify(x->addr, &a) == RCPT_LOCAL && a.type == MM_MOD) {
+			int st = rl_feed(&a, e->msgpath, e->m.from, x->addr); /* a Lua hook */
+			log_info("%016llx mod to=%s status=%s", (unsigned long long)e->m.qid, x->addr,
+				st == 0 ? "delivered" : "deferred");
+			rc |= st;
 		} else {
 			/* Outbound SMTP, relay hosts and mod hooks come with their own
 			 * issues; until then the message waits here, safe. */
@@ -705,6 +710,84 @@ static void deliverer_main(void *arg)
 		}
 		os_dir_walk(qdir, scan_entry, NULL);
 	}
+}
+
+/* ---- listing (Mailman.getQueue) ---- */
+
+struct qids {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int collect_qid(const char *name, int is_dir, void *arg)
+{
+	struct qids *q = arg;
+	uint64_t qid;
+	if (!is_dir && is_hex_name(name, "env", &qid)) {
+		if (q->n == q->cap) {
+			q->cap = q->cap ? q->cap * 2 : 64;
+			q->v = xrealloc(q->v, q->cap * sizeof *q->v);
+		}
+		q->v[q->n++] = qid;
+	}
+	return 0;
+}
+
+static int cmp_qid(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Loads one entry and hands it to fn; 0 when it is gone (delivered
+ * since the folder was read). */
+static int list_one(
+        const char *dir, uint64_t qid, int (*fn)(const struct queue_info *q, void *arg), void *arg)
+{
+	char path[1200];
+	struct envelope e;
+	struct os_stat st;
+	memset(&e, 0, sizeof e);
+	snprintf(path, sizeof path, "%s/%016llx.env", dir, (unsigned long long)qid);
+	int r = 0;
+	if (env_load(path, &e) == 0) {
+		snprintf(path, sizeof path, "%s/%016llx.msg", dir, (unsigned long long)qid);
+		struct queue_info q = {qid, e.m.from, (const char *const *)e.m.rcpts, e.m.nrcpt,
+		        e.m.date, e.next, e.attempts, os_stat(path, &st) == 0 ? st.size : 0};
+		r = fn(&q, arg);
+	}
+	for (int i = 0; i < e.m.nrcpt; i++) {
+		free(e.m.rcpts[i]);
+	}
+	free(e.m.rcpts);
+	free(e.m.from);
+	return r;
+}
+
+/* see rumble.h */
+int queue_list(int (*fn)(const struct queue_info *q, void *arg), void *arg)
+{
+	char dir[1100];
+	struct qids ids = {NULL, 0, 0};
+	/* from the storage folder, not qdir: the queue may not be started */
+	if (!mm_storage()[0]) {
+		return -1; /* mailman is not open */
+	}
+	snprintf(dir, sizeof dir, "%s/queue", mm_storage());
+	if (os_dir_walk(dir, collect_qid, &ids) != 0) {
+		struct os_stat st;
+		free(ids.v);
+		return os_stat(dir, &st) != 0 ? 0 : -1; /* none yet: an empty queue */
+	}
+	if (ids.n > 1) {
+		qsort(ids.v, ids.n, sizeof *ids.v, cmp_qid); /* qids grow with time */
+	}
+	int r = 0;
+	for (size_t i = 0; i < ids.n && r == 0; i++) {
+		r = list_one(dir, ids.v[i], fn, arg);
+	}
+	free(ids.v);
+	return r;
 }
 
 int queue_start(void)

@@ -73,6 +73,7 @@ static void on_reload(void)
 	log_info("reload: re-reading domains and accounts");
 	mm_reload();
 	start_dns(); /* resolv.conf may have changed; the cache stays */
+	rl_reload();
 }
 
 static int listen_all(void)
@@ -160,11 +161,18 @@ static int run_server(int detach)
 	if (queue_start() != 0 || server_start(conf.workers) != 0) {
 		return 1;
 	}
+	for (size_t i = 0; i < sizeof listeners / sizeof listeners[0]; i++) {
+		rl_service_add(listeners[i].svc, *listeners[i].port);
+	}
+	if (rl_start(err, sizeof err) != 0) {
+		log_warnx("lua: %s; scripts are off", err);
+	}
 	log_info("rumble %s ready in %lld ms, storage %s, pid %ld", RUMBLE_VERSION,
 		(long long)(os_now_ms() - t0), conf.storage, os_getpid());
 	server_run(on_reload);
 	log_info("stopping: waiting for sessions to finish");
 	server_stop(5000);
+	rl_stop();
 	queue_stop();
 	dns_shutdown();
 	mm_close();

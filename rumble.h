@@ -146,6 +146,8 @@ struct settings {
 	int threads_per_ip;             /* concurrent connections per client address */
 	int auth_sender_match;          /* MAIL FROM of an authenticated user is checked */
 	char dns_server[512];           /* DNSServer: "" = the system's resolvers */
+	uint64_t lua_memory_limit;      /* LuaMemoryLimit: bytes per Lua state */
+	int lua_instruction_limit;      /* LuaInstructionLimit: per script call */
 	struct config raw;
 };
 extern struct settings conf;
@@ -430,6 +432,15 @@ int mm__domain_dir(const char *domain, char *out, size_t outlen);
 /* ---- sessions and the event loop (session.c) ---- */
 struct session;
 
+/* What a protocol tells Lua hooks about a session (session.helo, ...):
+ * pointers into its state, valid until the protocol runs again; NULL or
+ * 0 when there is none. */
+struct proto_info {
+	const char *helo, *sender, *user;
+	char *const *rcpts;
+	int nrcpt;
+};
+
 /* A protocol: a state machine fed with lines. It never touches sockets;
  * it answers through session_write/session_printf. */
 struct proto {
@@ -448,6 +459,7 @@ struct proto {
 	 * sessions end at once when the server stops. NULL = wait for them. */
 	int (*can_stop)(struct session *s);
 	void (*shutdown)(struct session *s); /* a last line as the server stops */
+	void (*info)(struct session *s, struct proto_info *out); /* NULL = nothing */
 };
 
 struct service {
@@ -460,6 +472,7 @@ struct service {
 	int flags;     /* SVC_* */
 	/* counters for Rumble.serviceInfo(); updated atomically */
 	volatile long sessions, total, received, sent, rejected;
+	volatile long bytes_in, bytes_out; /* traffic, TLS plaintext; Rumble.trafficInfo() */
 };
 
 #define SVC_TLS 1       /* implicit TLS: the handshake comes first (465, 993, 995) */
@@ -495,6 +508,8 @@ void server_run(void (*on_reload)(void));
 /* Stops accepting, lets sessions end within grace_ms, closes the rest. */
 void server_stop(int grace_ms);
 int server_sessions(void);
+int server_workers(void); /* worker threads, 0 before server_start */
+int session_worker(const struct session *s); /* index of s's worker, 0.. */
 /* The certificate every TLS session uses (set before server_start). */
 void server_set_tls(struct tls_ctx *c);
 int server_has_tls(void);
@@ -573,6 +588,24 @@ enum rcpt_kind { RCPT_LOCAL, RCPT_REMOTE, RCPT_UNKNOWN, RCPT_BAD };
 /* Classifies user@domain: a local domain with a matching account, a local
  * domain without one, another domain, or a malformed address. */
 enum rcpt_kind queue_classify(const char *addr, struct mm_account *acct);
+
+/* A message waiting in the queue folder, as its envelope says. */
+struct queue_info {
+	uint64_t qid;
+	const char *from;         /* envelope sender, "" for the null sender */
+	const char *const *rcpts; /* the addresses still to deliver */
+	int nrcpt;
+	int64_t date;   /* when it was committed, seconds since the epoch */
+	int64_t next;   /* no attempt before this time; 0 = at once */
+	int attempts;   /* delivery attempts so far */
+	uint64_t size;  /* bytes of the message file */
+};
+/* Calls fn for each message in <storage>/queue, oldest first, with q
+ * valid during the call only; stops when fn returns non-zero and returns
+ * that. Any thread, with or without the queue running: entries delivered
+ * or removed meanwhile are skipped. 0 at the end (also when there is no
+ * queue folder yet), -1 when it cannot be read or mailman is not open. */
+int queue_list(int (*fn)(const struct queue_info *q, void *arg), void *arg);
 
 /* ---- smtp.c ---- */
 extern const struct proto smtp_proto;
@@ -827,5 +860,38 @@ int mime_date_parse(const char *s, size_t n, int64_t *t, int *zone);
 void mime_bodystructure(const struct mime_msg *m, const struct mime_part *p, int ext,
 	struct buf *out);
 void mime_envelope(const struct mime_msg *m, const struct mime_part *p, struct buf *out);
+
+/* ---- lua/ (scripts): Rumble's Lua API, see lua/rl.h and docs ---- */
+/* The LoadScript files run in one Lua state per worker plus one for
+ * start-up and mail hand-off (each state runs the scripts' top-level code
+ * once). Scripts get a capped allocator (LuaMemoryLimit) and an
+ * instruction budget per call (LuaInstructionLimit); an error is logged
+ * as "script error: file:line: message" and the session goes on as if no
+ * hook were set. */
+/* A service the scripts can see and control by name (serviceInfo,
+ * startService, ...); port is what startService listens on. Call before
+ * rl_start. */
+void rl_service_add(struct service *svc, int port);
+/* After server_start: loads the scripts. A script that fails is logged,
+ * not fatal; -1 (err filled) only when Lua cannot start at all. */
+int rl_start(char *err, size_t errlen);
+/* After server_stop (no session left): closes every state. */
+void rl_stop(void);
+/* Re-runs the scripts in new states: hooks and services registered by
+ * the old scripts are dropped and registered again by the new ones. Each
+ * worker swaps in its new state at its next Lua call. Any thread. */
+void rl_reload(void);
+/* What a hook decided. DROP: close the session (the script may have
+ * said why); IGNORE: the script answered, skip the server's handling. */
+enum rl_verdict { RL_CONTINUE, RL_DROP, RL_IGNORE };
+/* Runs the hook set for s's protocol (proto->name) and when ("accept",
+ * "close" or "command"; cmd is the verb, any case) with (session, arg).
+ * On s's worker only. RL_CONTINUE when there is no hook or it failed. */
+enum rl_verdict rl_hook(struct session *s, const char *when, const char *cmd, const char *arg);
+/* An account of type mod: hands the message in msgpath to the
+ * Rumble.setHook(fn, "mailman", "feed") hook, fn(message, account, rcpt,
+ * from). 0 delivered (fn returned true), 1 try again later. Any thread
+ * (runs in the start-up state under its lock). */
+int rl_feed(const struct mm_account *a, const char *msgpath, const char *from, const char *rcpt);
 
 #endif

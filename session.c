@@ -179,6 +179,16 @@ void session_post(struct session *s, void (*fn)(struct session *, void *), void 
 	worker_post(s->worker, fn, s, arg, 1);
 }
 
+int session_worker(const struct session *s)
+{
+	return s->worker->index;
+}
+
+int server_workers(void)
+{
+	return nworkers;
+}
+
 int server_sessions(void)
 {
 	return (int)__atomic_load_n(&session_count, __ATOMIC_RELAXED);
@@ -225,6 +235,7 @@ static int plain_fill(struct session *s)
 		s->in.len += (size_t)n;
 		s->in.data[s->in.len] = '\0';
 		s->last_io = os_now_ms();
+		counter_add(&s->svc->bytes_in, n);
 		if ((size_t)n < READ_CHUNK || !in_room(s)) {
 			return 0;
 		}
@@ -249,6 +260,7 @@ static int plain_flush(struct session *s)
 		done += (size_t)n;
 		s->last_io = os_now_ms();
 	}
+	counter_add(&s->svc->bytes_out, (long)done);
 	buf_consume(&s->out, done);
 	if (rc != 0) {
 		buf_reset(&s->out);
@@ -291,6 +303,7 @@ static int tls_take(struct session *s)
 		}
 		s->in.len += n;
 		s->in.data[s->in.len] = '\0';
+		counter_add(&s->svc->bytes_in, (long)n);
 		moved = 1;
 	}
 	return moved;
@@ -303,6 +316,7 @@ static int tls_give(struct session *s)
 		return 0;
 	}
 	size_t n = tls_write(s->tls, s->out.data, s->out.len);
+	counter_add(&s->svc->bytes_out, (long)n);
 	buf_consume(&s->out, n);
 	if (!s->out.len) {
 		tls_flush(s->tls); /* the replies of this round leave together */

@@ -628,7 +628,12 @@ static void command(struct session *s, struct smtp *st, char *line)
 		session_printf(s, "421 4.7.0 %s Error: too many commands\r\n", conf.server_name);
 		session_close(s, "junk commands");
 	} else {
-		c->run(s, st, arg);
+		enum rl_verdict v = rl_hook(s, "command", c->verb, arg); /* Rumble.setHook */
+		if (v == RL_DROP) {
+			session_close(s, "dropped by script");
+		} else if (v == RL_CONTINUE) {
+			c->run(s, st, arg);
+		}
 	}
 }
 
@@ -710,7 +715,12 @@ static void smtp_open(struct session *s)
 {
 	struct smtp *st = xcalloc(1, sizeof *st);
 	s->ps = st;
-	session_printf(s, "220 %s ESMTP Rumble\r\n", conf.server_name);
+	enum rl_verdict v = rl_hook(s, "accept", NULL, NULL);
+	if (v == RL_DROP) {
+		session_close(s, "dropped by script");
+	} else if (v == RL_CONTINUE) {
+		session_printf(s, "220 %s ESMTP Rumble\r\n", conf.server_name);
+	}
 }
 
 static void smtp_line(struct session *s, char *line, size_t len)
@@ -769,11 +779,25 @@ static void smtp_close(struct session *s)
 {
 	struct smtp *st = s->ps;
 	if (st) {
+		rl_hook(s, "close", NULL, NULL);
 		if (st->msg) {
 			queue_msg_free(st->msg);
 		}
 		free(st);
 		s->ps = NULL;
+	}
+}
+
+/* What Lua hooks see: session.helo, .sender, .recipients, .user */
+static void smtp_info(struct session *s, struct proto_info *pi)
+{
+	struct smtp *st = s->ps;
+	pi->helo = st->helo;
+	pi->user = st->user;
+	if (st->msg) {
+		pi->sender = st->msg->from;
+		pi->rcpts = st->msg->rcpts;
+		pi->nrcpt = st->msg->nrcpt;
 	}
 }
 
@@ -787,4 +811,5 @@ const struct proto smtp_proto = {
 	.busy = smtp_busy,
 	.can_stop = smtp_can_stop,
 	.shutdown = smtp_shutdown,
+	.info = smtp_info,
 };

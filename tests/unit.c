@@ -61,6 +61,7 @@ int main(int argc, char **argv)
 		{"dns", tests_dns},
 		{"tls", tests_tls},
 		{"mime", tests_mime},
+		{"lua", tests_lua},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

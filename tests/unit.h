@@ -53,5 +53,6 @@ void tests_smtp(void);
 void tests_dns(void);
 void tests_tls(void);
 void tests_mime(void);
+void tests_lua(void);
 
 #endif

@@ -1,0 +1,103 @@
+/*
+ * rl.h - what the Lua glue files in lua/ share (private to lua/).
+ *
+ * Rumble's Lua API (shared/reference/rumble-lua-api.txt) lives in one
+ * lua_State per worker thread (plus one for start-up and the CLI-less
+ * admin work); runtime.c creates the states, loads the LoadScript files
+ * and calls every rl_open_* below on each new state. Each rl_open_* adds
+ * its globals to L and returns nothing; all of them must be safe to call
+ * on any number of states (no process-wide registration inside).
+ */
+#ifndef RUMBLE_RL_H
+#define RUMBLE_RL_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "rumble.h"
+
+/* string.SHA256, string.encode64, string.decode64 (so s:SHA256() works) */
+void rl_open_string(lua_State *L);
+/* file.stat, file.exists */
+void rl_open_file(lua_State *L);
+/* network.getHostByName, network.getMX */
+void rl_open_network(lua_State *L);
+/* Mailman.* */
+void rl_open_mailman(lua_State *L);
+/* Rumble.* and session handles (runtime.c, hooks.c, services.c) */
+void rl_open_rumble(lua_State *L);
+
+/* Pushes nil and a message, the liolib.c convention for failures that
+ * are not programming errors; returns 2. */
+int rl_fail(lua_State *L, const char *fmt, ...);
+
+/* ---- the runtime (runtime.c) ---- */
+/* One Lua state and what goes with it. A worker's state is used by that
+ * worker's thread only; the start-up state (worker -1) under its lock.
+ * refs: the slot that holds it as current, plus each Lua service session
+ * whose coroutine lives in it; the last unref closes it. */
+struct rl_state {
+	lua_State *L;
+	int worker;    /* -1: the start-up state */
+	unsigned gen;  /* the reload generation it was made for */
+	int refs;
+	size_t mem, mem_max; /* bytes in use, LuaMemoryLimit */
+	int capped;          /* 0 while the libraries open (never refused) */
+};
+/* The state a Lua C function runs in (its allocator's user data). */
+struct rl_state *rl_state_of(lua_State *L);
+/* The current state of worker w (-1: start-up), swapped for a new one
+ * first when a reload happened since it was made; NULL before rl_start,
+ * after rl_stop or when no script is configured. Worker w's thread only
+ * (for -1, with rl_boot_lock held). */
+struct rl_state *rl_state_get(int w);
+void rl_state_ref(struct rl_state *st);
+void rl_state_unref(struct rl_state *st);
+void rl_boot_lock(void);
+/* 1 between rl_start (with scripts) and rl_stop, from any thread. */
+int rl_ready(void);
+void rl_boot_unlock(void);
+/* Calls the function under nargs arguments on L (st's main state or one
+ * of its threads) in protected mode with the instruction budget; what
+ * names the hook for the log. 0 with nres results pushed; -1 with the
+ * error logged ("script error: what: file:line: message") and the
+ * function and arguments popped. */
+int rl_call(lua_State *L, int nargs, int nres, const char *what);
+/* The same for resuming a coroutine co: LUA_YIELD, 0 when it returned
+ * (results left on co), or -1 logged. */
+int rl_resume(lua_State *co, int nargs, const char *what);
+/* The reload generation; rl_reload bumps it. rl_generation_bump alone
+ * is a reload from inside the start-up state (its lock is held): that
+ * state is rebuilt at its next use. */
+unsigned rl_generation(void);
+void rl_generation_bump(void);
+
+/* ---- registrations (lrumble.c): once per generation across states ---- */
+/* 1 the first time key is claimed in this generation, 0 after. */
+int rl_claim(const char *key);
+/* The lock of session:lock(), one per service. */
+os_mutex *rl_service_mutex(struct service *svc);
+/* Frees the registry (rl_stop, once the server stopped). */
+void rl_rumble_free(void);
+/* Services known by name (rl_service_add, createService); NULL if none. */
+struct service *rl_service_find(const char *name);
+
+/* ---- session handles (services.c) ---- */
+/* Pushes a handle for s (userdata "rumble.session"): session:send,
+ * :receive, ..., session.address, .protocol, .helo, .sender, ...
+ * For a hook the handle is closed with rl_session_done once the hook
+ * returns: a script that keeps it gets nil/errors, not a freed session. */
+struct rl_handle;
+struct rl_handle *rl_session_push(lua_State *L, struct session *s, void *conn);
+void rl_session_done(struct rl_handle *h); /* unlocks, detaches */
+/* The table in the registry where a state keeps its registrations:
+ * hooks["smtp/command/helo"] = fn, services[port] = fn. */
+#define RL_HOOKS "rumble.hooks"
+#define RL_SERVICES "rumble.services"
+/* The protocol of createService sessions (services.c). */
+extern const struct proto rl_service_proto;
+/* A createService service on port (made on the first call). */
+struct service *rl_service_create(int port, int threads, char *err, size_t errlen);
+
+#endif

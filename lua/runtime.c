@@ -1,0 +1,305 @@
+/*
+ * runtime.c - the Lua states of Rumble: one per worker thread plus one
+ * for start-up and mail hand-off (rl_feed), the LoadScript files run in
+ * each, the protected-call helper every hook goes through, and reload.
+ *
+ * Limits: every state has a capped allocator (LuaMemoryLimit) and every
+ * call or coroutine resume an instruction budget (LuaInstructionLimit, a
+ * count hook raising "script ran too long"). An error is logged once,
+ * with file and line, and the caller goes on as if the script were not
+ * there (Lua lua.c: docall, report).
+ *
+ * Reload: rl_reload bumps a generation number. The start-up state is
+ * rebuilt at once (so services a new script creates listen right away);
+ * each worker swaps in a new state of its own at its next Lua call, when
+ * nothing of the old one is running. A state stays alive while Lua
+ * service sessions (coroutines) in it go on: it is reference counted.
+ */
+#include <string.h>
+
+#include "lua/rl.h"
+
+static struct rl_state **slots; /* per worker; read and swapped by that worker */
+static int nslots;
+static struct rl_state *boot; /* the start-up state, under boot_mx */
+static os_mutex *boot_mx;
+static unsigned generation;
+static int started;
+
+unsigned rl_generation(void)
+{
+	return __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
+}
+
+void rl_generation_bump(void)
+{
+	__atomic_add_fetch(&generation, 1, __ATOMIC_ACQ_REL);
+}
+
+/* ---- the capped allocator ---- */
+
+static void *rl_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct rl_state *st = ud;
+	if (nsize == 0) {
+		free(ptr);
+		st->mem -= osize;
+		return NULL;
+	}
+	if (st->capped && nsize > osize && st->mem - osize + nsize > st->mem_max) {
+		return NULL; /* Lua raises "not enough memory" */
+	}
+	void *p = realloc(ptr, nsize);
+	if (p) {
+		st->mem = st->mem - osize + nsize;
+	}
+	return p;
+}
+
+struct rl_state *rl_state_of(lua_State *L)
+{
+	void *ud;
+	lua_getallocf(L, &ud);
+	return ud;
+}
+
+/* ---- protected calls ---- */
+
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+	/* luaL_where(L, 1) would name the caller: say where the loop is */
+	lua_getinfo(L, "Sl", ar);
+	luaL_error(L, "%s:%d: script ran too long (LuaInstructionLimit %d)", ar->short_src,
+		ar->currentline, conf.lua_instruction_limit);
+}
+
+static void budget(lua_State *L)
+{
+	lua_sethook(L, count_hook, LUA_MASKCOUNT, conf.lua_instruction_limit);
+}
+
+/* The message handler: the message with a traceback (lua.c traceback). */
+static int traceback(lua_State *L)
+{
+	if (!lua_isstring(L, 1)) {
+		lua_pushliteral(L, "(error object is not a string)");
+		lua_replace(L, 1);
+	}
+	lua_getfield(L, LUA_GLOBALSINDEX, "debug");
+	if (!lua_istable(L, -1)) {
+		lua_pop(L, 1);
+		return 1;
+	}
+	lua_getfield(L, -1, "traceback");
+	if (!lua_isfunction(L, -1)) {
+		lua_pop(L, 2);
+		return 1;
+	}
+	lua_pushvalue(L, 1);
+	lua_pushinteger(L, 2);
+	lua_call(L, 2, 1);
+	return 1;
+}
+
+/* Logs the error on top of L: its first line as a warning, the rest
+ * (traceback) at debug level; pops it. */
+static void report(lua_State *L, int rc, const char *what)
+{
+	const char *msg = rc == LUA_ERRMEM ? "not enough memory (LuaMemoryLimit)" : lua_tostring(L, -1);
+	if (!msg) {
+		msg = "(error object is not a string)";
+	}
+	const char *nl = strchr(msg, '\n');
+	log_warnx("script error: %.*s (in %s)", nl ? (int)(nl - msg) : (int)strlen(msg), msg, what);
+	if (nl) {
+		log_debug("script error: %s", nl + 1);
+	}
+	lua_pop(L, 1);
+	if (rc == LUA_ERRMEM) {
+		lua_gc(L, LUA_GCCOLLECT, 0); /* what the failed call held */
+	}
+}
+
+int rl_call(lua_State *L, int nargs, int nres, const char *what)
+{
+	int base = lua_gettop(L) - nargs; /* the function */
+	lua_pushcfunction(L, traceback);
+	lua_insert(L, base);
+	budget(L);
+	int rc = lua_pcall(L, nargs, nres, base);
+	lua_sethook(L, NULL, 0, 0);
+	lua_remove(L, base);
+	if (rc != 0) {
+		report(L, rc, what);
+		return -1;
+	}
+	return 0;
+}
+
+int rl_resume(lua_State *co, int nargs, const char *what)
+{
+	budget(co);
+	int rc = lua_resume(co, nargs);
+	lua_sethook(co, NULL, 0, 0);
+	if (rc == 0 || rc == LUA_YIELD) {
+		return rc;
+	}
+	report(co, rc, what);
+	return -1;
+}
+
+/* ---- states ---- */
+
+static void run_scripts(struct rl_state *st)
+{
+	lua_State *L = st->L;
+	for (int i = 0; i < conf.nscripts; i++) {
+		const char *path = conf.scripts[i];
+		int rc = luaL_loadfile(L, path);
+		if (rc != 0) {
+			report(L, rc, path);
+			continue;
+		}
+		rl_call(L, 0, 0, path);
+	}
+}
+
+static struct rl_state *state_new(int worker)
+{
+	struct rl_state *st = xcalloc(1, sizeof *st);
+	st->worker = worker;
+	st->gen = rl_generation();
+	st->refs = 1;
+	st->mem_max = (size_t)conf.lua_memory_limit;
+	st->L = lua_newstate(rl_alloc, st);
+	if (!st->L) {
+		free(st);
+		return NULL;
+	}
+	lua_State *L = st->L;
+	luaL_openlibs(L);
+	rl_open_string(L);
+	rl_open_file(L);
+	rl_open_network(L);
+	rl_open_mailman(L);
+	rl_open_rumble(L);
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, RL_HOOKS);
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, RL_SERVICES);
+	st->capped = 1; /* from here on the scripts' own memory */
+	run_scripts(st);
+	lua_gc(L, LUA_GCCOLLECT, 0);
+	log_debug("lua: state for %s%d ready, %lu bytes", worker < 0 ? "start-up " : "worker ",
+		worker, (unsigned long)st->mem);
+	return st;
+}
+
+void rl_state_ref(struct rl_state *st)
+{
+	st->refs++;
+}
+
+void rl_state_unref(struct rl_state *st)
+{
+	if (st && --st->refs == 0) {
+		lua_close(st->L);
+		free(st);
+	}
+}
+
+struct rl_state *rl_state_get(int w)
+{
+	int n = __atomic_load_n(&nslots, __ATOMIC_ACQUIRE);
+	struct rl_state **slot = w < 0 ? &boot : w < n ? &slots[w] : NULL;
+	if (!slot) {
+		return NULL;
+	}
+	struct rl_state *st = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (st && st->gen != rl_generation()) {
+		struct rl_state *fresh = state_new(w);
+		__atomic_store_n(slot, fresh, __ATOMIC_RELEASE);
+		rl_state_unref(st);
+		st = fresh;
+	}
+	return st;
+}
+
+void rl_boot_lock(void)
+{
+	os_mutex_lock(boot_mx);
+}
+
+void rl_boot_unlock(void)
+{
+	os_mutex_unlock(boot_mx);
+}
+
+/* see rumble.h */
+int rl_start(char *err, size_t errlen)
+{
+	if (!boot_mx) {
+		boot_mx = os_mutex_new();
+	}
+	if (conf.nscripts == 0) {
+		return 0; /* no script: no state, every hook call returns at once */
+	}
+	rl_boot_lock();
+	boot = state_new(-1);
+	rl_boot_unlock();
+	if (!boot) {
+		snprintf(err, errlen, "cannot create a Lua state");
+		return -1;
+	}
+	/* Workers may look at the slots meanwhile (sessions come as soon as
+	 * the listeners are open): publish the array, then its length. */
+	int n = server_workers();
+	struct rl_state **v = xcalloc((size_t)n, sizeof *v);
+	for (int i = 0; i < n; i++) {
+		v[i] = state_new(i);
+	}
+	__atomic_store_n(&slots, v, __ATOMIC_RELEASE);
+	__atomic_store_n(&nslots, n, __ATOMIC_RELEASE);
+	__atomic_store_n(&started, 1, __ATOMIC_RELEASE);
+	log_info("lua: %d script%s loaded in %d state%s", conf.nscripts, conf.nscripts == 1 ? "" : "s",
+		nslots + 1, nslots ? "s" : "");
+	return 0;
+}
+
+/* see rumble.h */
+void rl_stop(void)
+{
+	rl_rumble_free();
+	if (!started) {
+		return;
+	}
+	int n = nslots;
+	__atomic_store_n(&nslots, 0, __ATOMIC_RELEASE);
+	for (int i = 0; i < n; i++) {
+		rl_state_unref(slots[i]);
+	}
+	xfree(slots);
+	rl_boot_lock();
+	rl_state_unref(boot);
+	boot = NULL;
+	rl_boot_unlock();
+	__atomic_store_n(&started, 0, __ATOMIC_RELEASE);
+}
+
+int rl_ready(void)
+{
+	return __atomic_load_n(&started, __ATOMIC_ACQUIRE);
+}
+
+/* see rumble.h */
+void rl_reload(void)
+{
+	if (!rl_ready()) {
+		return;
+	}
+	rl_generation_bump();
+	log_info("lua: reloading %d script%s", conf.nscripts, conf.nscripts == 1 ? "" : "s");
+	rl_boot_lock();
+	rl_state_get(-1);
+	rl_boot_unlock();
+}

@@ -1,0 +1,416 @@
+"""End-to-end tests of the Lua runtime and the Rumble table: scripts loaded
+with LoadScript, hooks on SMTP, services made with Rumble.createService,
+limits, reload, and bad calls."""
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from harness import SMTPRaw, Server, free_port, wait_port
+
+
+def script(server_dir, name, text):
+    path = os.path.join(server_dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def lua_server(text, conf="", port=None):
+    """A Server running the script text (written to a file first); the
+    script may read its service port with Rumble.readConfig("TestPort")."""
+    port = port or free_port()
+    s = Server(conf="TestPort %d\n%s\nLoadScript %s" % (port, conf, "@SCRIPT@"))
+    path = script(s.dir, "test.lua", text)
+    with open(s.conf) as f:
+        c = f.read().replace("@SCRIPT@", path)
+    with open(s.conf, "w") as f:
+        f.write(c)
+    s.script, s.port = path, port
+    s.start()
+    return s
+
+
+def connect(port, src=None, timeout=10):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    if src:
+        sock.bind((src, 0))
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def read_all(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def wait_log(s, text, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        if text in s.stderr():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def stopped(s):
+    assert s.stop() == 0, s.stderr()[-3000:]
+
+
+DNSBL = """
+local blocked = { ["127.0.0.2"] = true }
+local function onAccept(session, cmd)
+    if blocked[session.address] then
+        return false
+    end
+end
+Rumble.setHook(onAccept, "smtp", "accept")
+"""
+
+
+def test_accept_hook_drops():
+    """A DNSBL-style accept hook drops a listed client right after accept"""
+    s = lua_server(DNSBL)
+    sock = connect(s.smtp_port, src="127.0.0.2")
+    assert read_all(sock) == b"", "a dropped client got a greeting"
+    sock.close()
+    r = SMTPRaw(s.smtp_port)  # 127.0.0.1 is not listed
+    assert r.greeting[0] == 220
+    assert r.cmd("QUIT")[0] == 221
+    assert wait_log(s, "dropped by script hook smtp/accept/")
+    stopped(s)
+
+
+HELO = """
+local function onHELO(session, cmd)
+    if (cmd == "bad.example") then
+        session:send("550 You sent a bad HELO!\\r\\n");
+        return false;
+    elseif cmd == "answered.example" then
+        session:send(string.format("250 Hello there, %s!\\r\\n", cmd));
+        return "ignore";
+    end
+    return true
+end
+Rumble.setHook(onHELO, "smtp", "command", "helo")
+"""
+
+
+def test_helo_hook_rejects_bad_name():
+    """A HELO hook rejects a bad name with its own reply and drops the client"""
+    s = lua_server(HELO)
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO bad.example") == (550, "You sent a bad HELO!")
+    assert r.sock.recv(100) == b""
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO answered.example") == (250, "Hello there, answered.example!")
+    assert r.cmd("NOOP")[0] == 250  # the session goes on
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO good.example")[0] == 250  # true: the server answers
+    stopped(s)
+
+
+HTTP = """
+function acceptCall(session)
+    repeat
+        local line = session:receive()
+    until line == nil or line == ""
+    session:send("HTTP/1.0 200 OK\\r\\nContent-Type: text/html\\r\\n\\r\\n");
+    session:send("Hello there!");
+end
+Rumble.createService(acceptCall, tonumber(Rumble.readConfig("TestPort")), 10);
+"""
+
+
+def test_http_service_answers_curl():
+    """A createService HTTP responder on a free port answers curl"""
+    if not shutil.which("curl"):
+        raise Skip("curl not installed")
+    s = lua_server(HTTP)
+    assert wait_port(s.port)
+    out = subprocess.run(["curl", "-s", "-i", "http://127.0.0.1:%d/" % s.port],
+                         capture_output=True, timeout=20)
+    assert out.returncode == 0, out
+    assert out.stdout.startswith(b"HTTP/1.0 200 OK"), out.stdout
+    assert out.stdout.endswith(b"Hello there!"), out.stdout
+    stopped(s)
+
+
+ECHO = """
+local function echo(session)
+    session:send("hello " .. session.address .. "\\r\\n")
+    while true do
+        local line = session:receive()
+        if not line or line == "quit" then break end
+        if line == "bytes" then
+            local data, n = session:receivebytes(5)
+            session:send("got " .. n .. " " .. data .. "\\r\\n")
+        else
+            session:lock()
+            session:send("you said: " .. line .. "\\r\\n")
+            session:unlock()
+        end
+    end
+    session:send("bye\\r\\n")
+end
+local created = Rumble.createService(echo, tonumber(Rumble.readConfig("TestPort")))
+print("createService returned " .. tostring(created))
+"""
+
+
+def test_echo_service_holds_1000_idle_sessions():
+    """An echo service with session:receive() holds 1,000 idle clients on 2 workers"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2200:
+        raise Skip("open file limit %d too low" % hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2200), hard))
+    s = lua_server(ECHO, conf="ThreadsPerIP 2000")
+    assert wait_port(s.port)
+    socks = []
+    for i in range(1000):
+        c = connect(s.port)
+        socks.append(c)
+    files = {}
+    for c in socks:
+        files[c] = c.makefile("rb")
+        assert files[c].readline() == b"hello 127.0.0.1\r\n"
+    # all idle in receive(): the workers are free for SMTP and for each other
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("NOOP")[0] == 250
+    for i, c in enumerate(socks):
+        c.sendall(b"line %d\r\n" % i)
+    for i, c in enumerate(socks):
+        assert files[c].readline() == b"you said: line %d\r\n" % i
+    c = socks[0]
+    c.sendall(b"bytes\r\nab")
+    time.sleep(0.2)
+    c.sendall(b"cde")
+    assert files[c].readline() == b"got 5 abcde\r\n"
+    c.sendall(b"quit\r\n")
+    assert files[c].readline() == b"bye\r\n"
+    for c in socks:
+        c.close()
+    stopped(s)
+    err = s.stderr()  # print() output, flushed at exit
+    assert err.count("createService returned true") == 1, err[-2000:]
+    assert err.count("createService returned nil") == 2, err[-2000:]
+
+
+INFO = """
+local function show(session)
+    local info = Rumble.serverInfo()
+    session:send(("version=%s os=%s arch=%s uptime=%d path=%s\\r\\n"):format(
+        info.version, info.os, info.arch, info.uptime, info.path))
+    local svc = Rumble.serviceInfo("smtp")
+    session:send(("smtp enabled=%s sessions=%d workers=%d bytes=%d caps=%d\\r\\n"):format(
+        tostring(svc.enabled), svc.sessions, svc.workers, svc.received + svc.sent,
+        #svc.capabilities))
+    session:send("nosuch=" .. tostring(Rumble.serviceInfo("nosuch")) .. "\\r\\n")
+    session:send("servername=" .. Rumble.readConfig("servername") .. "\\r\\n")
+    session:send("unset=" .. tostring(Rumble.readConfig("NoSuchKey")) .. "\\r\\n")
+    local log = Rumble.getLog()
+    session:send("log=" .. #log .. " " .. tostring(log[#log] ~= nil) .. "\\r\\n")
+    local mods = {}
+    for id, module in pairs(Rumble.listModules()) do
+        assert(module.description and module.file and module.author)
+        mods[#mods + 1] = module.title
+    end
+    session:send("modules=" .. table.concat(mods, ",") .. "\\r\\n")
+    local t = Rumble.trafficInfo("smtp")
+    session:send("traffic=" .. tostring(t.received > 0 and t.sent > 0) .. "\\r\\n")
+    Rumble.setmoduleconfig("smtp", "Greeting", "hi")
+    session:send("module=" .. tostring(Rumble.getmoduleconfig("smtp").Greeting) .. " " ..
+        tostring(Rumble.getmoduleconfig("smtp").SMTPPort) .. "\\r\\n")
+    session:send("protocol=" .. session.protocol .. "\\r\\n")
+end
+Rumble.createService(show, tonumber(Rumble.readConfig("TestPort")))
+"""
+
+
+def test_info_functions_through_a_service():
+    """serverInfo, serviceInfo, readConfig, getLog, listModules and trafficInfo answer"""
+    s = lua_server(INFO)
+    r = SMTPRaw(s.smtp_port)
+    r.cmd("QUIT")
+    time.sleep(0.2)
+    assert wait_port(s.port)
+    out = read_all(connect(s.port)).decode()
+    assert "version=0.1.0 os=linux" in out, out
+    assert "path=" + os.path.realpath(os.environ.get("RUMBLE_BIN", "build/rel/rumble")).split("/")[-1] in out or "path=/" in out, out
+    assert "smtp enabled=true sessions=" in out and "workers=2" in out, out
+    assert "nosuch=nil" in out and "servername=test.example" in out, out
+    assert "unset=nil" in out and "log=" in out and " true" in out, out
+    assert "modules=smtp,pop3,imap4,mailman,queue,dns,tls,lua" in out, out
+    assert "traffic=true" in out and "module=hi " in out, out
+    assert "protocol=lua:%d" % s.port in out, out
+    stopped(s)
+
+
+ERRORS = """
+Rumble.setHook(function(session, cmd)
+    local x = nil
+    return x.field -- line 4
+end, "smtp", "command", "helo")
+Rumble.setHook(function(session, cmd)
+    while true do end
+end, "smtp", "command", "noop")
+Rumble.setHook(function(session, cmd)
+    local t = {}
+    for i = 1, 1e9 do t[i] = string.rep("x", 100) .. i end
+end, "smtp", "command", "vrfy")
+"""
+
+
+def test_script_errors_fall_back_to_default():
+    """A script error, a runaway loop and a memory hog are stopped and logged; SMTP goes on"""
+    s = lua_server(ERRORS, conf="LuaMemoryLimit 4M\nLuaInstructionLimit 1000000")
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO a.example")[0] == 250
+    assert wait_log(s, "script error: %s:4: attempt to index" % s.script), s.stderr()[-2000:]
+    t0 = time.time()
+    assert r.cmd("NOOP")[0] == 250
+    assert time.time() - t0 < 5
+    assert wait_log(s, "%s:7: script ran too long" % s.script), s.stderr()[-2000:]
+    assert r.cmd("VRFY bob")[0] in (252, 502, 550, 551, 553)
+    assert wait_log(s, "not enough memory"), s.stderr()[-2000:]
+    # and again: the state is still usable after each of them
+    assert r.cmd("NOOP")[0] == 250
+    assert r.cmd("HELO b.example")[0] == 250
+    assert r.cmd("QUIT")[0] == 221
+    stopped(s)
+
+
+def test_reload_on_sighup_changes_a_hook():
+    """SIGHUP reloads the scripts: a changed hook takes effect"""
+    s = lua_server(HELO)
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO bad.example")[0] == 550
+    with open(s.script, "w") as f:
+        f.write(HELO.replace("bad.example", "worse.example"))
+    s.proc.send_signal(signal.SIGHUP)
+    assert wait_log(s, "lua: reloading")
+    time.sleep(0.3)
+    for _ in range(3):  # whichever worker takes it
+        r = SMTPRaw(s.smtp_port)
+        assert r.cmd("HELO bad.example")[0] == 250
+        r.cmd("QUIT")
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO worse.example")[0] == 550
+    stopped(s)
+
+
+BAD = """
+local function try(session, name, f, ...)
+    local ok, err = pcall(f, ...)
+    session:send(name .. "=" .. tostring(ok) .. "\\r\\n")
+end
+local function bad(session)
+    try(session, "createService-noargs", Rumble.createService)
+    try(session, "createService-string", Rumble.createService, "x", 1)
+    try(session, "createService-port", Rumble.createService, function() end, 70000)
+    try(session, "setHook-type", Rumble.setHook, 1, "smtp", "accept")
+    try(session, "setHook-svc", Rumble.setHook, function() end, "nosuch", "accept")
+    try(session, "setHook-when", Rumble.setHook, function() end, "smtp", "later")
+    try(session, "readConfig-none", Rumble.readConfig)
+    try(session, "serviceInfo-table", Rumble.serviceInfo, {})
+    try(session, "send-none", session.send, session)
+    try(session, "send-nosession", session.send, {}, "x")
+    try(session, "receivebytes-neg", session.receivebytes, session, -1)
+    try(session, "stopService-unknown", Rumble.stopService, "nosuch")
+    session:send("done\\r\\n")
+end
+Rumble.createService(bad, tonumber(Rumble.readConfig("TestPort")))
+"""
+
+
+def test_bad_calls_raise_lua_errors():
+    """Wrong types and missing arguments raise Lua errors; the server does not crash"""
+    s = lua_server(BAD)
+    assert wait_port(s.port)
+    out = read_all(connect(s.port)).decode()
+    for name in ("createService-noargs", "createService-string", "createService-port",
+                 "setHook-type", "setHook-svc", "setHook-when", "readConfig-none",
+                 "serviceInfo-table", "send-none", "send-nosession", "receivebytes-neg"):
+        assert name + "=false" in out, (name, out)
+    assert "stopService-unknown=true" in out  # returns nil, message: no error
+    assert out.endswith("done\r\n")
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("NOOP")[0] == 250
+    stopped(s)
+
+
+SUSPEND = """
+local function ctl(session)
+    local cmd = session:receive()
+    local name = session:receive()
+    session:send(tostring(Rumble[cmd](name)) .. "\\r\\n")
+end
+Rumble.createService(ctl, tonumber(Rumble.readConfig("TestPort")))
+"""
+
+
+def test_suspend_and_resume_service():
+    """suspendService refuses new SMTP clients, resumeService lets them in again"""
+    s = lua_server(SUSPEND)
+    assert wait_port(s.port)
+
+    def ctl(cmd):
+        c = connect(s.port)
+        c.sendall(("%s\r\nsmtp\r\n" % cmd).encode())
+        return read_all(c).decode()
+
+    live = SMTPRaw(s.smtp_port)
+    assert ctl("suspendService") == "true\r\n"
+    c = connect(s.smtp_port)
+    assert read_all(c) == b""
+    assert live.cmd("NOOP")[0] == 250  # running sessions go on
+    assert ctl("resumeService") == "true\r\n"
+    assert SMTPRaw(s.smtp_port).greeting[0] == 220
+    stopped(s)
+
+
+FEED = """
+Mailman.saveAccount({ name = "robot", domain = "example.org", type = "mod" })
+Rumble.setHook(function(message, account, rcpt, from)
+    local f = io.open(Rumble.readConfig("FeedFile"), "ab")
+    f:write(("to=%s from=%s account=%s@%s type=%s\\n"):format(rcpt, from, account.name,
+        account.domain, account.type))
+    f:write(message)
+    f:close()
+    return true
+end, "mailman", "feed")
+"""
+
+
+def test_mod_account_hands_mail_to_a_feed_hook():
+    """Mail for an account of type mod goes to the mailman feed hook"""
+    s = Server(conf="")
+    out = os.path.join(s.dir, "fed.txt")
+    path = script(s.dir, "feed.lua", FEED)
+    with open(s.conf, "a") as f:
+        f.write("FeedFile %s\nLoadScript %s\n" % (out, path))
+    s.start()
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO client.example")[0] == 250
+    assert r.cmd("MAIL FROM:<sender@remote.test>")[0] == 250
+    assert r.cmd("RCPT TO:<robot@example.org>")[0] == 250
+    assert r.cmd("DATA")[0] == 354
+    assert r.cmd("Subject: to the robot\r\n\r\nbeep\r\n.")[0] == 250
+    r.cmd("QUIT")
+    end = time.time() + 15
+    while time.time() < end and not os.path.exists(out):
+        time.sleep(0.1)
+    time.sleep(0.3)
+    data = open(out, "rb").read()
+    assert data.startswith(b"to=robot@example.org from=sender@remote.test account=robot@example.org"
+                           b" type=mod\n"), data
+    assert b"Subject: to the robot" in data and b"beep" in data
+    stopped(s)
