@@ -548,6 +548,136 @@ static int msg_attach(struct envelope *e)
 	return 0;
 }
 
+/* ---- relay accounts: hand the message to a given host over SMTP ---- */
+
+#define RELAY_TIMEOUT_MS 60000
+
+struct relay {
+	os_fd fd;
+	char buf[1024];
+	size_t len;
+};
+
+/* Reads one reply (all its lines); returns its code, -1 on error. */
+static int relay_reply(struct relay *r)
+{
+	for (;;) {
+		char *nl = memchr(r->buf, '\n', r->len);
+		if (nl) {
+			size_t n = (size_t)(nl - r->buf) + 1;
+			int last = n < 4 || r->buf[3] != '-';
+			int code = atoi(r->buf);
+			memmove(r->buf, r->buf + n, r->len - n);
+			r->len -= n;
+			if (last) {
+				return code;
+			}
+			continue;
+		}
+		if (r->len == sizeof r->buf) {
+			r->len = 0; /* an endless line: keep only its end */
+		}
+		if (os_wait_readable(r->fd, RELAY_TIMEOUT_MS) <= 0) {
+			return -1;
+		}
+		long got = os_read(r->fd, r->buf + r->len, sizeof r->buf - r->len);
+		if (got <= 0) {
+			return -1;
+		}
+		r->len += (size_t)got;
+	}
+}
+
+static int relay_say(struct relay *r, const char *text, size_t n)
+{
+	size_t done = 0;
+	while (done < n) {
+		long w = os_write(r->fd, text + done, n - done);
+		if (w <= 0) {
+			return -1;
+		}
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+/* The message, dot-stuffed (RFC 5321 4.5.2), then the end of data. */
+static int relay_body(struct relay *r, struct spool *sp)
+{
+	char in[16384];
+	struct buf out;
+	buf_init(&out);
+	uint64_t off = 0;
+	int bol = 1, rc = 0;
+	long n;
+	while (rc == 0 && (n = spool_read(sp, off, in, sizeof in)) > 0) {
+		for (long i = 0; i < n; i++) {
+			if (bol && in[i] == '.') {
+				buf_append(&out, ".", 1);
+			}
+			buf_append(&out, &in[i], 1);
+			bol = in[i] == '\n';
+		}
+		off += (uint64_t)n;
+		rc = relay_say(r, out.data, out.len);
+		buf_reset(&out);
+	}
+	buf_free(&out);
+	return rc == 0 ? relay_say(r, bol ? ".\r\n" : "\r\n.\r\n", bol ? 3 : 5) : -1;
+}
+
+/* One SMTP transaction: 0 sent, 1 try later (4xx, no answer), 2 refused
+ * for good (5xx). */
+static int relay_dialog(struct relay *r, struct queue_msg *m, const char *rcpt)
+{
+	char cmd[1024];
+	int code = relay_reply(r);
+	if (code != 220) {
+		return code >= 500 ? 2 : 1;
+	}
+	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", conf.server_name);
+	if (relay_say(r, cmd, strlen(cmd)) || (code = relay_reply(r)) != 250) {
+		return code >= 500 ? 2 : 1;
+	}
+	const char *steps[] = {"MAIL FROM:<%s>\r\n", "RCPT TO:<%s>\r\n", "DATA\r\n"};
+	const char *args[] = {m->from, rcpt, ""};
+	for (int i = 0; i < 3; i++) {
+		snprintf(cmd, sizeof cmd, steps[i], args[i]);
+		code = relay_say(r, cmd, strlen(cmd)) == 0 ? relay_reply(r) : -1;
+		if (code != (i == 2 ? 354 : 250)) {
+			return code >= 500 ? 2 : 1;
+		}
+	}
+	code = relay_body(r, &m->body) == 0 ? relay_reply(r) : -1;
+	relay_say(r, "QUIT\r\n", 6);
+	return code == 250 ? 0 : code >= 500 ? 2 : 1;
+}
+
+/* A relay account's argument is host[:port] (default 25). */
+static int relay_send(const char *hostport, struct queue_msg *m, const char *rcpt)
+{
+	char host[256];
+	int port = 25;
+	rl_strlcpy(host, hostport, sizeof host);
+	host[strcspn(host, " \t,;")] = '\0';
+	char *colon = strrchr(host, ':');
+	if (colon && !strchr(colon + 1, ']') && strchr(host, ':') == colon) {
+		*colon = '\0';
+		port = atoi(colon + 1);
+	}
+	if (!host[0] || port <= 0 || port > 65535) {
+		log_warnx("queue: relay account <%s> has a bad host \"%s\"", rcpt, hostport);
+		return 1;
+	}
+	struct relay r = {.fd = os_connect(host, port, RELAY_TIMEOUT_MS)};
+	if (r.fd == OS_BADFD) {
+		return 1;
+	}
+	int rc = relay_dialog(&r, m, rcpt);
+	os_close(r.fd);
+	return rc;
+}
+
 /* Delivers one queued address; 0 done, 1 try later. */
 static int deliver_queued(struct envelope *e, const char *rcpt)
 {
@@ -571,9 +701,14 @@ static int deliver_queued(struct envelope *e, const char *rcpt)
 			log_info("%016llx mod to=%s status=%s", (unsigned long long)e->m.qid, x->addr,
 				st == 0 ? "delivered" : "deferred");
 			rc |= st;
+		} else if (queue_classify(x->addr, &a) == RCPT_LOCAL && a.type == MM_RELAY) {
+			int st = relay_send(a.args, &e->m, x->addr);
+			log_info("%016llx relay to=%s host=%s status=%s", (unsigned long long)e->m.qid,
+				x->addr, a.args, st == 0 ? "sent" : st == 2 ? "refused" : "deferred");
+			rc |= st == 1; /* refused for good: dropped, with the reason logged */
 		} else {
-			/* Outbound SMTP, relay hosts and mod hooks come with their own
-			 * issues; until then the message waits here, safe. */
+			/* Outbound SMTP to other domains comes with its own issue; until
+			 * then the message waits here, safe. */
 			log_info("%016llx deferred to=%s reason=\"remote delivery not available\"",
 				(unsigned long long)e->m.qid, x->addr);
 			rc = 1;

@@ -15,6 +15,7 @@ static const char usage[] =
 	"       rumble [-c FILE] user list [DOMAIN]\n"
 	"       rumble [-c FILE] alias add ADDRESS TARGET...\n"
 	"       rumble [-c FILE] feed add ADDRESS COMMAND...   (the message on its stdin)\n"
+	"       rumble [-c FILE] relay add ADDRESS HOST[:PORT]  (sent on to that host)\n"
 	"       rumble --version | --help\n";
 
 static struct service smtp_service = {.name = "smtp", .proto = &smtp_proto};
@@ -287,7 +288,7 @@ static int cmd_forward(enum mm_type type, int argc, char **argv)
 	const char *what = mm_type_name(type);
 	if (argc < 3 || strcmp(argv[0], "add") != 0) {
 		fprintf(stderr, "rumble: %s: expected add ADDRESS %s...\n", what,
-			type == MM_ALIAS ? "TARGET" : "COMMAND");
+			type == MM_ALIAS ? "TARGET" : type == MM_RELAY ? "HOST[:PORT]" : "COMMAND");
 		return 1;
 	}
 	if (split(argv[1], &a) != 0) {
@@ -323,6 +324,7 @@ static int run_admin(int argc, char **argv)
 	int rc = !strcmp(argv[0], "domain")  ? cmd_domain(argc - 1, argv + 1)
 	         : !strcmp(argv[0], "user")  ? cmd_user(argc - 1, argv + 1)
 	         : !strcmp(argv[0], "alias") ? cmd_forward(MM_ALIAS, argc - 1, argv + 1)
+	         : !strcmp(argv[0], "relay") ? cmd_forward(MM_RELAY, argc - 1, argv + 1)
 	                                     : cmd_forward(MM_FEED, argc - 1, argv + 1);
 	mm_close();
 	return rc;
@@ -351,7 +353,7 @@ int main(int argc, char **argv)
 	}
 	int admin = i < argc;
 	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
-		strcmp(argv[i], "feed")) {
+		strcmp(argv[i], "feed") && strcmp(argv[i], "relay")) {
 		fprintf(stderr, "rumble: unknown command %s\n%s", argv[i], usage);
 		return 2;
 	}

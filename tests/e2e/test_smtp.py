@@ -520,3 +520,77 @@ def test_connections_per_address_are_capped():
     for c in local:
         c.close()
     assert s.stop() == 0
+
+
+class Sink:
+    """A tiny SMTP server on 127.0.0.1 that keeps what it receives (one
+    thread, bounded): answers 250 to everything, or `code` to RCPT."""
+
+    def __init__(self, rcpt_code=250):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.sock.settimeout(30)
+        self.port = self.sock.getsockname()[1]
+        self.rcpt_code = rcpt_code
+        self.got = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        f = conn.makefile("rb")
+        conn.sendall(b"220 sink ready\r\n")
+        env, data = {}, None
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            if data is not None:
+                if line == b".\r\n":
+                    self.got.append((env, b"".join(data)))
+                    data = None
+                    conn.sendall(b"250 ok\r\n")
+                else:
+                    data.append(line[1:] if line.startswith(b".") else line)
+                continue
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                data = []
+                conn.sendall(b"354 go\r\n")
+            elif verb == b"RCPT":
+                env["rcpt"] = line
+                conn.sendall(b"%d rcpt\r\n" % self.rcpt_code)
+            elif verb == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                break
+            else:
+                env[verb.decode()] = line
+                conn.sendall(b"250 ok\r\n")
+        conn.close()
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(10)
+
+
+def test_relay_accounts_send_mail_on_to_their_host():
+    """queue: a relay account sends the message on to its host over SMTP, dot-stuffed"""
+    sink = Sink()
+    s = Server()
+    s.cli("relay", "add", "partner@example.org", "127.0.0.1:%d" % sink.port)
+    s.start()
+    msg = b"Subject: relayed\r\n\r\n.dot line\r\nend\r\n"
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.sendmail("x@remote.test", ["partner@example.org"], msg)
+    assert wait_for(lambda: sink.got)
+    env, data = sink.got[0]
+    assert env["rcpt"] == b"RCPT TO:<partner@example.org>\r\n" and b"x@remote.test" in env["MAIL"]
+    assert strip_received(data) == msg
+    assert wait_for(lambda: [n for n in os.listdir(os.path.join(s.storage, "queue"))
+                             if n.endswith(".env")] == [])
+    assert s.stop() == 0
+    sink.close()
