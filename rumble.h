@@ -469,6 +469,7 @@ struct service {
 	os_fd lfd[4];
 	int nlfd;
 	int suspended; /* refuse new sessions, keep running ones */
+	volatile int stop_req; /* close the listeners and end the sessions (main thread) */
 	int flags;     /* SVC_* */
 	/* counters for Rumble.serviceInfo(); updated atomically */
 	volatile long sessions, total, received, sent, rejected;
@@ -505,6 +506,10 @@ int server_listen(struct service *svc, const char *bind, int ipv4_only, char *er
 int server_start(int nworkers);
 /* Runs until a stop signal; calls on_reload for SIGHUP. */
 void server_run(void (*on_reload)(void));
+/* Stops one service at run time, from any thread: its listeners close
+ * (the main thread does it within a quarter second) and its sessions
+ * end. server_listen starts it again. */
+void server_unlisten(struct service *svc);
 /* Stops accepting, lets sessions end within grace_ms, closes the rest. */
 void server_stop(int grace_ms);
 int server_sessions(void);

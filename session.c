@@ -720,7 +720,7 @@ static void worker_tick(struct worker *w, int64_t now)
 		/* stop 1: sessions with nothing under way go now; 2: all go */
 		int quiet = !s->paused && s->in_off == s->in.len && s->svc->proto->can_stop &&
 		            s->svc->proto->can_stop(s);
-		int stopping = !s->holds && (w->stop == 2 || (w->stop == 1 && quiet));
+		int stopping = !s->holds && (w->stop == 2 || (w->stop == 1 && quiet) || s->svc->stop_req);
 		if (!s->closing && (stopping || (!s->holds && now - s->last_io > s->timeout_ms))) {
 			void (*bye)(struct session *) = stopping ? s->svc->proto->shutdown
 			                                         : s->svc->proto->timeout;
@@ -845,7 +845,14 @@ int server_listen(struct service *svc, const char *bind, int ipv4_only, char *er
 		return -1;
 	}
 	svc->lfd[svc->nlfd++] = fd;
-	services[nservices++] = svc;
+	svc->stop_req = 0;
+	int known = 0;
+	for (int i = 0; i < nservices; i++) {
+		known |= services[i] == svc;
+	}
+	if (!known) {
+		services[nservices++] = svc;
+	}
 	svc->enabled = 1;
 	if (svc->port == 0) {
 		svc->port = os_sock_port(fd);
@@ -860,14 +867,45 @@ static void accept_ready(struct service *svc)
 	}
 }
 
+void server_unlisten(struct service *svc)
+{
+	svc->stop_req = 1;
+}
+
+/* Closes svc's listening sockets; on the main thread only, which is the
+ * one that accepts on them. */
+static void close_service(struct service *svc)
+{
+	for (int j = 0; j < svc->nlfd; j++) {
+		os_poller_del(accept_poller, svc->lfd[j]);
+		os_close(svc->lfd[j]);
+	}
+	svc->nlfd = 0;
+	svc->enabled = 0;
+}
+
+static void stop_requested(void)
+{
+	for (int i = 0; i < nservices; i++) {
+		if (services[i]->stop_req && services[i]->nlfd) {
+			log_info("%s stopped: port %d closed", services[i]->name, services[i]->port);
+			close_service(services[i]);
+		}
+	}
+}
+
 void server_run(void (*on_reload)(void))
 {
 	struct os_event ev[16];
 	for (;;) {
 		int n = os_poller_wait(accept_poller, ev, 16, 250);
 		for (int i = 0; i < n; i++) {
-			accept_ready(ev[i].ptr);
+			struct service *svc = ev[i].ptr;
+			if (!svc->stop_req) {
+				accept_ready(svc);
+			}
 		}
+		stop_requested();
 		int sig = os_signal_take();
 		if (sig & OS_SIG_STOP) {
 			return;
@@ -881,13 +919,7 @@ void server_run(void (*on_reload)(void))
 static void close_listeners(void)
 {
 	for (int i = 0; i < nservices; i++) {
-		struct service *svc = services[i];
-		for (int j = 0; j < svc->nlfd; j++) {
-			os_poller_del(accept_poller, svc->lfd[j]);
-			os_close(svc->lfd[j]);
-		}
-		svc->nlfd = 0;
-		svc->enabled = 0;
+		close_service(services[i]);
 	}
 }
 

@@ -266,6 +266,7 @@ static int r_startService(lua_State *L)
 	reg_lock();
 	struct entry *e = find_entry(svc);
 	svc->suspended = 0;
+	svc->stop_req = 0; /* a stop not yet carried out is called off */
 	if (svc->nlfd == 0) {
 		svc->port = e ? e->port : svc->port;
 		ok = server_listen(svc, conf.bind, conf.force_ipv4, err, sizeof err) == 0;
@@ -280,15 +281,15 @@ static int r_startService(lua_State *L)
 	return 1;
 }
 
-/* Stopped: connections are refused (closed as they come) until
- * startService; the port stays bound so that it can start again. */
+/* Stopped (killed): the port closes and running sessions end, within a
+ * second; startService listens again. */
 static int r_stopService(lua_State *L)
 {
 	struct service *svc = check_service(L, 1);
 	if (!svc) {
 		return rl_fail(L, "no such service");
 	}
-	svc->suspended = 1;
+	server_unlisten(svc);
 	svc->enabled = 0;
 	log_info("%s stopped by a script", svc->name);
 	lua_pushboolean(L, 1);

@@ -377,6 +377,33 @@ def test_suspend_and_resume_service():
     stopped(s)
 
 
+def test_stop_and_start_service():
+    """stopService closes the port and ends running sessions; startService listens again"""
+    s = lua_server(SUSPEND)
+    assert wait_port(s.port)
+
+    def ctl(cmd):
+        c = connect(s.port)
+        c.sendall(("%s\r\nsmtp\r\n" % cmd).encode())
+        return read_all(c).decode()
+
+    live = SMTPRaw(s.smtp_port)
+    assert ctl("stopService") == "true\r\n"
+    assert live.reply()[0] == 421  # the running session ends
+    refused = False
+    for _ in range(40):
+        try:
+            connect(s.smtp_port, timeout=1).close()
+            time.sleep(0.05)
+        except OSError:
+            refused = True
+            break
+    assert refused, "port still open after stopService"
+    assert ctl("startService") == "true\r\n"
+    assert SMTPRaw(s.smtp_port).greeting[0] == 220
+    stopped(s)
+
+
 FEED = """
 Mailman.saveAccount({ name = "robot", domain = "example.org", type = "mod" })
 Rumble.setHook(function(message, account, rcpt, from)
