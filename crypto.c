@@ -1783,3 +1783,80 @@ out:
 	wipe(&rng, sizeof rng);
 	return rc;
 }
+
+/* ---- SASL PLAIN and LOGIN (see rumble.h) ---- */
+
+void crypto_sasl_reset(struct sasl *x)
+{
+	x->step = SASL_IDLE;
+	wipe(x->login, sizeof x->login);
+	wipe(x->password, sizeof x->password);
+}
+
+/* Decodes base64 into out as a NUL-terminated string; -1 if bad. */
+static long sasl_decode(const char *in, char *out, size_t outlen)
+{
+	long n = crypto_base64_decode(in, strlen(in), out, outlen - 1);
+	out[n >= 0 ? n : 0] = '\0';
+	return n;
+}
+
+/* authzid NUL authcid NUL password; only authzid "" or = authcid. */
+static enum sasl_result sasl_plain(struct sasl *x, const char *resp)
+{
+	char buf[1024];
+	long n = sasl_decode(resp, buf, sizeof buf);
+	char *authcid = n > 0 ? memchr(buf, '\0', (size_t)n) : NULL;
+	char *pw = authcid ? memchr(authcid + 1, '\0', (size_t)(buf + n - authcid - 1)) : NULL;
+	enum sasl_result r = SASL_MALFORMED;
+	if (pw && (!buf[0] || !strcmp(buf, authcid + 1)) && strlen(authcid + 1) < sizeof x->login &&
+	        strlen(pw + 1) < sizeof x->password) {
+		strcpy(x->login, authcid + 1);
+		strcpy(x->password, pw + 1);
+		r = SASL_DONE;
+	}
+	wipe(buf, sizeof buf);
+	return r;
+}
+
+enum sasl_result crypto_sasl_step(struct sasl *x, const char *line, const char **challenge)
+{
+	enum sasl_step step = x->step;
+	enum sasl_result r = SASL_MALFORMED;
+	x->step = SASL_IDLE;
+	if (!strcmp(line, "*")) {
+		r = SASL_CANCELLED;
+	} else if (step == SASL_PLAIN) {
+		r = sasl_plain(x, line);
+	} else if (step == SASL_LOGIN_USER && sasl_decode(line, x->login, sizeof x->login) > 0) {
+		x->step = SASL_LOGIN_PASS;
+		*challenge = "UGFzc3dvcmQ6"; /* "Password:" */
+		r = SASL_CHALLENGE;
+	} else if (step == SASL_LOGIN_PASS &&
+	           sasl_decode(line, x->password, sizeof x->password) >= 0) {
+		r = SASL_DONE;
+	}
+	if (r != SASL_CHALLENGE && r != SASL_DONE) {
+		crypto_sasl_reset(x);
+	}
+	return r;
+}
+
+enum sasl_result crypto_sasl_start(
+        struct sasl *x, const char *mech, const char *initial, const char **challenge)
+{
+	crypto_sasl_reset(x);
+	if (!rl_strcasecmp(mech, "PLAIN")) {
+		x->step = SASL_PLAIN;
+		*challenge = "";
+	} else if (!rl_strcasecmp(mech, "LOGIN")) {
+		x->step = SASL_LOGIN_USER;
+		*challenge = "VXNlcm5hbWU6"; /* "Username:" */
+	} else {
+		return SASL_NOMECH;
+	}
+	if (initial && *initial) {
+		return crypto_sasl_step(x, !strcmp(initial, "=") ? "" : initial, challenge);
+	}
+	return SASL_CHALLENGE;
+}

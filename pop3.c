@@ -57,8 +57,6 @@ enum pop3_state { P_AUTH, P_TRANS };
 #define ST(x) (1 << (x))
 #define ANY (ST(P_AUTH) | ST(P_TRANS))
 
-enum auth_step { A_NONE, A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS };
-
 struct pop3_msg {
 	uint32_t uid, size;
 	uint8_t deleted;
@@ -66,7 +64,7 @@ struct pop3_msg {
 
 struct pop3 {
 	enum pop3_state state;
-	enum auth_step auth; /* waiting for an AUTH continuation line */
+	struct sasl sasl; /* an AUTH exchange; sasl.step != SASL_IDLE while under way */
 	unsigned user_given : 1, skip_line : 1, locked : 1, kicking : 1, resume : 1;
 	int errors, commands;
 	/* USER's or AUTH LOGIN's name; once logged in, the maildrop's
@@ -262,7 +260,6 @@ static void login(struct session *s, struct pop3 *st, const char *name, const ch
 {
 	struct mm_account a;
 	char shown[80];
-	st->auth = A_NONE;
 	st->user_given = 0;
 	if (session_login_blocked(s->peer)) {
 		err(s, st, "[SYS/TEMP] Too many failed logins, try again later");
@@ -314,66 +311,28 @@ static void cmd_pass(struct session *s, struct pop3 *st, char *arg)
 
 /* ---- AUTH (RFC 5034) ---- */
 
-/* Decodes a base64 response into out (NUL-terminated); -1 if bad. */
-static long auth_decode(const char *in, char *out, size_t outlen)
+/* What the SASL exchange said: a challenge, a login to check, or the end. */
+static void auth_result(
+        struct session *s, struct pop3 *st, enum sasl_result r, const char *challenge)
 {
-	long n = crypto_base64_decode(in, strlen(in), out, outlen - 1);
-	if (n >= 0) {
-		out[n] = '\0';
-	}
-	return n;
-}
-
-/* authzid NUL authcid NUL password (RFC 4616) */
-static void auth_plain(struct session *s, struct pop3 *st, const char *resp)
-{
-	char buf[POP3_AUTH_MAX];
-	long n = auth_decode(resp, buf, sizeof buf);
-	char *authcid = n > 0 ? memchr(buf, '\0', (size_t)n) : NULL;
-	char *pw = authcid ? memchr(authcid + 1, '\0', (size_t)(buf + n - authcid - 1)) : NULL;
-	if (!pw || (buf[0] && strcmp(buf, authcid + 1) != 0)) {
-		st->auth = A_NONE;
-		err(s, st, "Malformed PLAIN response");
-	} else {
-		login(s, st, authcid + 1, pw + 1);
-	}
-	memset(buf, 0, sizeof buf);
-}
-
-/* A continuation line (never logged: it carries the password). */
-static void auth_continue(struct session *s, struct pop3 *st, const char *line)
-{
-	char buf[POP3_AUTH_MAX];
-	if (!strcmp(line, "*")) {
-		st->auth = A_NONE;
-		err(s, st, "Authentication cancelled");
+	switch (r) {
+	case SASL_CHALLENGE:
+		session_printf(s, "+ %s\r\n", challenge);
 		return;
-	}
-	switch (st->auth) {
-	case A_PLAIN:
-		auth_plain(s, st, line);
+	case SASL_DONE:
+		login(s, st, st->sasl.login, st->sasl.password);
 		break;
-	case A_LOGIN_USER:
-		if (auth_decode(line, st->user, sizeof st->user) <= 0) {
-			st->auth = A_NONE;
-			err(s, st, "Malformed LOGIN response");
-			break;
-		}
-		st->auth = A_LOGIN_PASS;
-		session_printf(s, "+ UGFzc3dvcmQ6\r\n"); /* "Password:" */
+	case SASL_MALFORMED:
+		err(s, st, "Malformed authentication response");
 		break;
-	case A_LOGIN_PASS:
-		if (auth_decode(line, buf, sizeof buf) < 0) {
-			st->auth = A_NONE;
-			err(s, st, "Malformed LOGIN response");
-		} else {
-			login(s, st, st->user, buf);
-		}
-		memset(buf, 0, sizeof buf);
+	case SASL_CANCELLED:
+		err(s, st, "Authentication cancelled");
 		break;
-	case A_NONE:
+	case SASL_NOMECH:
+		err(s, st, "Unsupported authentication mechanism");
 		break;
 	}
+	crypto_sasl_reset(&st->sasl);
 }
 
 static void cmd_auth(struct session *s, struct pop3 *st, char *arg)
@@ -391,23 +350,9 @@ static void cmd_auth(struct session *s, struct pop3 *st, char *arg)
 		return;
 	}
 	st->user_given = 0;
-	if (!rl_strcasecmp(arg, "PLAIN")) {
-		st->auth = A_PLAIN;
-		if (*initial) {
-			auth_continue(s, st, !strcmp(initial, "=") ? "" : initial);
-		} else {
-			session_printf(s, "+ \r\n");
-		}
-	} else if (!rl_strcasecmp(arg, "LOGIN")) {
-		st->auth = A_LOGIN_USER;
-		if (*initial) {
-			auth_continue(s, st, initial);
-		} else {
-			session_printf(s, "+ VXNlcm5hbWU6\r\n"); /* "Username:" */
-		}
-	} else {
-		err(s, st, "Unsupported authentication mechanism");
-	}
+	const char *challenge = "";
+	enum sasl_result r = crypto_sasl_start(&st->sasl, arg, initial, &challenge);
+	auth_result(s, st, r, challenge); /* r first: it sets challenge */
 }
 
 /* ---- TRANSACTION: listing ---- */
@@ -780,7 +725,7 @@ static void cmd_stls(struct session *s, struct pop3 *st, char *arg)
 	ok(s, "Begin TLS negotiation");
 	st->user_given = 0;
 	st->user[0] = '\0';
-	st->auth = A_NONE;
+	crypto_sasl_reset(&st->sasl);
 	session_starttls(s);
 }
 
@@ -877,7 +822,8 @@ static void pop3_open(struct session *s)
 static int too_long(struct pop3 *st, const char *line, size_t len)
 {
 	return len > POP3_CMD_MAX &&
-	       (len > POP3_AUTH_MAX || (st->auth == A_NONE && rl_strncasecmp(line, "AUTH ", 5)));
+	       (len > POP3_AUTH_MAX ||
+	               (st->sasl.step == SASL_IDLE && rl_strncasecmp(line, "AUTH ", 5)));
 }
 
 static void pop3_line(struct session *s, char *line, size_t len)
@@ -886,7 +832,7 @@ static void pop3_line(struct session *s, char *line, size_t len)
 	int complete = line[len - 1] == '\n';
 	if (st->skip_line || !complete) {
 		if (!st->skip_line) {
-			st->auth = A_NONE;
+			crypto_sasl_reset(&st->sasl);
 			err(s, st, "Line too long");
 		}
 		st->skip_line = !complete; /* the rest of it is dropped */
@@ -897,13 +843,15 @@ static void pop3_line(struct session *s, char *line, size_t len)
 		line[--len] = '\0';
 	}
 	if (memchr(line, '\0', len)) {
-		st->auth = A_NONE;
+		crypto_sasl_reset(&st->sasl);
 		err(s, st, "NUL in command");
 	} else if (too_long(st, line, len)) {
-		st->auth = A_NONE;
+		crypto_sasl_reset(&st->sasl);
 		err(s, st, "Line too long");
-	} else if (st->auth != A_NONE) {
-		auth_continue(s, st, line);
+	} else if (st->sasl.step != SASL_IDLE) {
+		const char *challenge = ""; /* a continuation: never logged, it has the password */
+		enum sasl_result r = crypto_sasl_step(&st->sasl, line, &challenge);
+		auth_result(s, st, r, challenge);
 	} else {
 		command(s, st, line);
 	}
@@ -922,6 +870,7 @@ static void pop3_close(struct session *s)
 		return;
 	}
 	rl_hook(s, "close", NULL, NULL);
+	crypto_sasl_reset(&st->sasl); /* no password left in freed memory */
 	stream_stop(st);
 	drop_unlock(st);
 	mm_folder_close(st->f);

@@ -182,6 +182,32 @@ int crypto_password_verify(const char *stored, const char *password);
 int crypto_pbkdf2_sha256(const char *pw, size_t pwlen, const uint8_t *salt, size_t saltlen,
 	uint32_t iter, uint8_t *out, size_t outlen);
 
+/* SASL PLAIN (RFC 4616) and LOGIN on the server side, shared by SMTP
+ * AUTH, POP3 AUTH and IMAP AUTHENTICATE: the mechanisms' steps and their
+ * base64; the protocol adds its own continuation marker ("334 ", "+ ")
+ * and replies. */
+enum sasl_step { SASL_IDLE, SASL_PLAIN, SASL_LOGIN_USER, SASL_LOGIN_PASS };
+enum sasl_result {
+	SASL_CHALLENGE, /* send *challenge (base64, may be "") and wait for a line */
+	SASL_DONE,      /* x->login and x->password hold the credentials */
+	SASL_MALFORMED, /* bad base64 or PLAIN layout; the exchange is over */
+	SASL_CANCELLED, /* the client sent "*" */
+	SASL_NOMECH     /* not PLAIN or LOGIN */
+};
+struct sasl {
+	enum sasl_step step; /* SASL_IDLE when no exchange is under way */
+	char login[320];
+	char password[512];
+};
+/* Starts mech with the client's initial response (NULL or "" if none;
+ * "=" is an empty one). */
+enum sasl_result crypto_sasl_start(
+        struct sasl *x, const char *mech, const char *initial, const char **challenge);
+/* The client's next line. */
+enum sasl_result crypto_sasl_step(struct sasl *x, const char *line, const char **challenge);
+/* Ends the exchange and wipes the password; call after SASL_DONE too. */
+void crypto_sasl_reset(struct sasl *x);
+
 /* TLS: a server engine on BearSSL's, with no socket inside. Bytes go in
  * and out through the calls below; the caller owns the socket, the
  * poller and the timeouts. TLS 1.2 only, ECDHE with AES-GCM or

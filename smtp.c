@@ -28,15 +28,12 @@ enum smtp_state { S_START, S_HELO, S_MAIL, S_RCPT, S_DATA, S_COMMIT };
 #define ANY ((1 << S_START) | (1 << S_HELO) | (1 << S_MAIL) | (1 << S_RCPT))
 #define ST(x) (1 << (x))
 
-enum auth_step { A_NONE, A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS };
-
 struct smtp {
 	enum smtp_state state;
 	char helo[256];
 	int esmtp;
-	enum auth_step auth_step;  /* waiting for an AUTH continuation line */
-	char auth_login[MM_USER_MAX + MM_DOMAIN_MAX + 2]; /* AUTH LOGIN's name */
-	char user[MM_USER_MAX + MM_DOMAIN_MAX + 2];       /* authenticated as, or "" */
+	struct sasl sasl; /* an AUTH exchange; sasl.step != SASL_IDLE while under way */
+	char user[MM_USER_MAX + MM_DOMAIN_MAX + 2]; /* authenticated as, or "" */
 	int errors, junk;
 	int skip_line; /* the rest of an over-long command line is dropped */
 	struct queue_msg *msg;
@@ -111,7 +108,8 @@ static int valid_domain_part(const char *d)
 {
 	if (d[0] == '[') {
 		size_t n = strlen(d);
-		return n > 2 && d[n - 1] == ']' && strspn(d + 1, "0123456789abcdefABCDEF.:IPv6") == n - 2;
+		return n > 2 && d[n - 1] == ']' &&
+		       strspn(d + 1, "0123456789abcdefABCDEF.:IPv6") == n - 2;
 	}
 	for (const char *p = d; *p; p++) {
 		if ((unsigned char)*p >= 0x80) {
@@ -193,7 +191,7 @@ static void greet_helo(struct session *s, struct smtp *st, char *arg, int esmtp)
 	arg[strcspn(arg, " ")] = '\0';
 	if (!helo_ok(arg) || strlen(arg) >= sizeof st->helo) {
 		reply(s, 504, "5.5.2 <%s>: Helo command rejected: need fully-qualified hostname",
-			arg);
+		        arg);
 		return;
 	}
 	txn_reset(s, st);
@@ -205,12 +203,12 @@ static void greet_helo(struct session *s, struct smtp *st, char *arg, int esmtp)
 		return;
 	}
 	session_printf(s,
-		"250-%s Hello %s [%s]\r\n"
-		"250-PIPELINING\r\n"
-		"250-SIZE %llu\r\n"
-		"250-8BITMIME\r\n"
-		"250-ENHANCEDSTATUSCODES\r\n",
-		conf.server_name, st->helo, s->peer, (unsigned long long)conf.message_size_limit);
+	        "250-%s Hello %s [%s]\r\n"
+	        "250-PIPELINING\r\n"
+	        "250-SIZE %llu\r\n"
+	        "250-8BITMIME\r\n"
+	        "250-ENHANCEDSTATUSCODES\r\n",
+	        conf.server_name, st->helo, s->peer, (unsigned long long)conf.message_size_limit);
 	if (server_has_tls() && !session_secure(s)) {
 		session_printf(s, "250-STARTTLS\r\n");
 	}
@@ -252,8 +250,9 @@ static int mail_params(struct session *s, char *params)
 				reply(s, 552, "5.3.4 Message size exceeds fixed limit");
 				return -1;
 			}
-		} else if (rl_strcasecmp(p, "BODY=8BITMIME") == 0 || rl_strcasecmp(p, "BODY=7BIT") == 0 ||
-			   rl_strcasecmp(p, "SMTPUTF8") == 0) {
+		} else if (rl_strcasecmp(p, "BODY=8BITMIME") == 0 ||
+		           rl_strcasecmp(p, "BODY=7BIT") == 0 ||
+		           rl_strcasecmp(p, "SMTPUTF8") == 0) {
 			/* accepted: the store is 8-bit clean */
 		} else {
 			reply(s, 555, "5.5.4 Unsupported parameter %.64s", p);
@@ -302,7 +301,8 @@ static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 		return;
 	}
 	if (st->user[0] && conf.auth_sender_match && !sender_owned(st->user, addr)) {
-		reply(s, 553, "5.7.1 <%s>: Sender address rejected: not owned by user %s", addr, st->user);
+		reply(s, 553, "5.7.1 <%s>: Sender address rejected: not owned by user %s", addr,
+		        st->user);
 		return;
 	}
 	if ((*params && !st->esmtp) || mail_params(s, params) != 0) {
@@ -369,8 +369,8 @@ static void rfc5322_date(int64_t t, char *out, size_t len)
 /* RFC 3848 names for the Received: header's "with". */
 static const char *with_protocol(struct session *s, struct smtp *st)
 {
-	static const char *names[] = {"SMTP", "ESMTP", "ESMTPS", "ESMTPS", "SMTP", "ESMTPA", "ESMTPSA",
-		"ESMTPSA"};
+	static const char *names[] = {
+	        "SMTP", "ESMTP", "ESMTPS", "ESMTPS", "SMTP", "ESMTPA", "ESMTPSA", "ESMTPSA"};
 	return names[(st->esmtp ? 1 : 0) | (session_secure(s) ? 2 : 0) | (st->user[0] ? 4 : 0)];
 }
 
@@ -386,15 +386,16 @@ static void cmd_data(struct session *s, struct smtp *st, char *arg)
 	buf_init(&h);
 	if (session_secure(s)) {
 		snprintf(tls_note, sizeof tls_note, "\t(using %s with cipher %s (%d/%d bits))\r\n",
-			tls_version(s->tls), tls_cipher(s->tls), tls_cipher_bits(s->tls),
-			tls_cipher_bits(s->tls));
+		        tls_version(s->tls), tls_cipher(s->tls), tls_cipher_bits(s->tls),
+		        tls_cipher_bits(s->tls));
 	}
 	rfc5322_date(m->date, date, sizeof date);
 	buf_printf(&h,
-		"Received: from %s ([%s])\r\n%s\tby %s (Rumble) with %s id %016llx%s%s%s;\r\n\t%s\r\n",
-		st->helo, s->peer, tls_note, conf.server_name, with_protocol(s, st),
-		(unsigned long long)m->qid, m->nrcpt == 1 ? "\r\n\tfor <" : "",
-		m->nrcpt == 1 ? m->rcpts[0] : "", m->nrcpt == 1 ? ">" : "", date);
+	        "Received: from %s ([%s])\r\n%s\tby %s (Rumble) with %s id "
+	        "%016llx%s%s%s;\r\n\t%s\r\n",
+	        st->helo, s->peer, tls_note, conf.server_name, with_protocol(s, st),
+	        (unsigned long long)m->qid, m->nrcpt == 1 ? "\r\n\tfor <" : "",
+	        m->nrcpt == 1 ? m->rcpts[0] : "", m->nrcpt == 1 ? ">" : "", date);
 	spool_write(&m->body, h.data, h.len);
 	buf_free(&h);
 	st->data_len = 0;
@@ -432,7 +433,6 @@ static void auth_check(struct session *s, struct smtp *st, const char *login, co
 {
 	struct auth_try *t = xcalloc(1, sizeof *t);
 	struct mm_account a;
-	st->auth_step = A_NONE;
 	rl_strlcpy(t->login, login, sizeof t->login);
 	t->ok = mm_login(login, pw, &a) == 0;
 	if (t->ok) {
@@ -446,65 +446,28 @@ static void auth_check(struct session *s, struct smtp *st, const char *login, co
 	session_after(s, session_login_failed(s->peer), auth_answer, t);
 }
 
-/* Decodes a base64 response into out (NUL-terminated); -1 if bad. */
-static long auth_decode(const char *in, char *out, size_t outlen)
+/* What the SASL exchange said: a challenge, a login to check, or the end. */
+static void auth_result(
+        struct session *s, struct smtp *st, enum sasl_result r, const char *challenge)
 {
-	long n = crypto_base64_decode(in, strlen(in), out, outlen - 1);
-	if (n >= 0) {
-		out[n] = '\0';
-	}
-	return n;
-}
-
-/* authzid NUL authcid NUL password (RFC 4616) */
-static void auth_plain(struct session *s, struct smtp *st, const char *resp)
-{
-	char buf[1024];
-	long n = auth_decode(resp, buf, sizeof buf);
-	char *authcid = n > 0 ? memchr(buf, '\0', (size_t)n) : NULL;
-	char *pw = authcid ? memchr(authcid + 1, '\0', (size_t)(buf + n - authcid - 1)) : NULL;
-	if (!pw || (buf[0] && strcmp(buf, authcid + 1) != 0)) {
-		st->auth_step = A_NONE;
-		reply(s, 501, "5.5.2 Error: malformed PLAIN response");
+	switch (r) {
+	case SASL_CHALLENGE:
+		session_printf(s, "334 %s\r\n", challenge);
 		return;
-	}
-	auth_check(s, st, authcid + 1, pw + 1);
-	memset(buf, 0, sizeof buf);
-}
-
-static void auth_step(struct session *s, struct smtp *st, char *line)
-{
-	char buf[512];
-	if (!strcmp(line, "*")) {
-		st->auth_step = A_NONE;
+	case SASL_DONE:
+		auth_check(s, st, st->sasl.login, st->sasl.password);
+		break;
+	case SASL_MALFORMED:
+		reply(s, 501, "5.5.2 Error: malformed authentication response");
+		break;
+	case SASL_CANCELLED:
 		reply(s, 501, "5.7.0 Authentication aborted");
-		return;
-	}
-	switch (st->auth_step) {
-	case A_PLAIN:
-		auth_plain(s, st, line);
 		break;
-	case A_LOGIN_USER:
-		if (auth_decode(line, st->auth_login, sizeof st->auth_login) <= 0) {
-			st->auth_step = A_NONE;
-			reply(s, 501, "5.5.2 Error: malformed LOGIN response");
-			return;
-		}
-		st->auth_step = A_LOGIN_PASS;
-		session_printf(s, "334 UGFzc3dvcmQ6\r\n"); /* "Password:" */
-		break;
-	case A_LOGIN_PASS:
-		if (auth_decode(line, buf, sizeof buf) < 0) {
-			st->auth_step = A_NONE;
-			reply(s, 501, "5.5.2 Error: malformed LOGIN response");
-			return;
-		}
-		auth_check(s, st, st->auth_login, buf);
-		memset(buf, 0, sizeof buf);
-		break;
-	case A_NONE:
+	case SASL_NOMECH:
+		reply(s, 504, "5.5.4 Unrecognized authentication type");
 		break;
 	}
+	crypto_sasl_reset(&st->sasl);
 }
 
 static void cmd_auth(struct session *s, struct smtp *st, char *arg)
@@ -521,22 +484,10 @@ static void cmd_auth(struct session *s, struct smtp *st, char *arg)
 		reply(s, 538, "5.7.11 Encryption required for requested authentication mechanism");
 	} else if (session_login_blocked(s->peer)) {
 		reply(s, 454, "4.7.0 Too many failed logins, try again later");
-	} else if (!rl_strcasecmp(arg, "PLAIN")) {
-		st->auth_step = A_PLAIN;
-		if (*initial) {
-			auth_step(s, st, !strcmp(initial, "=") ? "" : initial);
-		} else {
-			session_printf(s, "334 \r\n");
-		}
-	} else if (!rl_strcasecmp(arg, "LOGIN")) {
-		st->auth_step = A_LOGIN_USER;
-		if (*initial) {
-			auth_step(s, st, initial);
-		} else {
-			session_printf(s, "334 VXNlcm5hbWU6\r\n"); /* "Username:" */
-		}
 	} else {
-		reply(s, 504, "5.5.4 Unrecognized authentication type");
+		const char *challenge = "";
+		enum sasl_result r = crypto_sasl_start(&st->sasl, arg, initial, &challenge);
+		auth_result(s, st, r, challenge); /* r first: it sets challenge */
 	}
 }
 
@@ -585,18 +536,18 @@ static void cmd_quit(struct session *s, struct smtp *st, char *arg)
 }
 
 static const struct cmd commands[] = {
-	{"HELO", ANY, 1, cmd_helo},
-	{"EHLO", ANY, 1, cmd_ehlo},
-	{"MAIL", ST(S_START) | ST(S_HELO), 1, cmd_mail},
-	{"RCPT", ST(S_MAIL) | ST(S_RCPT), 1, cmd_rcpt},
-	{"DATA", ST(S_MAIL) | ST(S_RCPT), 0, cmd_data},
-	{"RSET", ANY, 0, cmd_rset},
-	{"NOOP", ANY, -1, cmd_noop},
-	{"VRFY", ANY, 1, cmd_vrfy},
-	{"HELP", ANY, -1, cmd_help},
-	{"QUIT", ANY, 0, cmd_quit},
-	{"AUTH", ST(S_HELO) | ST(S_MAIL) | ST(S_RCPT), 1, cmd_auth},
-	{"STARTTLS", ST(S_HELO), 0, cmd_starttls},
+        {"HELO", ANY, 1, cmd_helo},
+        {"EHLO", ANY, 1, cmd_ehlo},
+        {"MAIL", ST(S_START) | ST(S_HELO), 1, cmd_mail},
+        {"RCPT", ST(S_MAIL) | ST(S_RCPT), 1, cmd_rcpt},
+        {"DATA", ST(S_MAIL) | ST(S_RCPT), 0, cmd_data},
+        {"RSET", ANY, 0, cmd_rset},
+        {"NOOP", ANY, -1, cmd_noop},
+        {"VRFY", ANY, 1, cmd_vrfy},
+        {"HELP", ANY, -1, cmd_help},
+        {"QUIT", ANY, 0, cmd_quit},
+        {"AUTH", ST(S_HELO) | ST(S_MAIL) | ST(S_RCPT), 1, cmd_auth},
+        {"STARTTLS", ST(S_HELO), 0, cmd_starttls},
 };
 
 static int is_junk(const struct cmd *c)
@@ -746,8 +697,10 @@ static void smtp_line(struct session *s, char *line, size_t len)
 		reply(s, 500, "5.5.2 Error: NUL in command");
 		return;
 	}
-	if (st->auth_step != A_NONE) {
-		auth_step(s, st, line); /* a continuation, not a command (not logged) */
+	if (st->sasl.step != SASL_IDLE) {
+		const char *challenge = ""; /* a continuation, not a command (not logged) */
+		enum sasl_result r = crypto_sasl_step(&st->sasl, line, &challenge);
+		auth_result(s, st, r, challenge);
 		return;
 	}
 	command(s, st, line);
@@ -761,7 +714,7 @@ static void smtp_timeout(struct session *s)
 static int smtp_can_stop(struct session *s)
 {
 	struct smtp *st = s->ps;
-	return st->state <= S_HELO && st->auth_step == A_NONE;
+	return st->state <= S_HELO && st->sasl.step == SASL_IDLE;
 }
 
 static void smtp_shutdown(struct session *s)
@@ -772,7 +725,7 @@ static void smtp_shutdown(struct session *s)
 static void smtp_busy(struct session *s)
 {
 	session_printf(s, "421 4.7.0 %s Error: too many connections from %s\r\n", conf.server_name,
-		s->peer);
+	        s->peer);
 }
 
 static void smtp_close(struct session *s)
@@ -780,6 +733,7 @@ static void smtp_close(struct session *s)
 	struct smtp *st = s->ps;
 	if (st) {
 		rl_hook(s, "close", NULL, NULL);
+		crypto_sasl_reset(&st->sasl); /* no password left in freed memory */
 		if (st->msg) {
 			queue_msg_free(st->msg);
 		}
@@ -802,14 +756,14 @@ static void smtp_info(struct session *s, struct proto_info *pi)
 }
 
 const struct proto smtp_proto = {
-	.name = "smtp",
-	.line_max = SMTP_LINE_MAX,
-	.open = smtp_open,
-	.line = smtp_line,
-	.timeout = smtp_timeout,
-	.close = smtp_close,
-	.busy = smtp_busy,
-	.can_stop = smtp_can_stop,
-	.shutdown = smtp_shutdown,
-	.info = smtp_info,
+        .name = "smtp",
+        .line_max = SMTP_LINE_MAX,
+        .open = smtp_open,
+        .line = smtp_line,
+        .timeout = smtp_timeout,
+        .close = smtp_close,
+        .busy = smtp_busy,
+        .can_stop = smtp_can_stop,
+        .shutdown = smtp_shutdown,
+        .info = smtp_info,
 };
