@@ -56,16 +56,26 @@ def test_pipelined_command_after_starttls_is_not_executed():
     s = Server().start()
     c = SMTPRaw(s.smtp_port)
     assert c.cmd("EHLO client.test")[0] == 250
-    c.send(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n")
+    c.send(b"STARTTLS\r\nEHLO evil.test\r\nMAIL FROM:<injected@evil.test>\r\n")
     assert c.reply()[0] == 220
+    assert c.buf == b""  # nothing answered the injected lines in the clear either
+    c.sock.settimeout(0.3)
+    try:
+        extra = c.sock.recv(100, socket.MSG_PEEK)
+    except socket.timeout:
+        extra = b""
+    assert extra == b"", extra
+    c.sock.settimeout(10)
     tls = client_ctx().wrap_socket(c.sock)
-    tls.sendall(b"EHLO client.test\r\n")
+    tls.sendall(b"EHLO client.test\r\nRCPT TO:<alice@example.org>\r\nQUIT\r\n")
     data = b""
-    while b"250 " not in data:
-        data += tls.recv(4096)
-    tls.sendall(b"RCPT TO:<alice@example.org>\r\n")
-    reply = tls.recv(4096)
-    assert reply.startswith(b"503"), reply  # no MAIL was ever accepted
+    while True:
+        chunk = tls.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert b"evil.test" not in data and b"2.1.0" not in data, data  # neither ran
+    assert b"\r\n503 " in data and data.endswith(b"221 2.0.0 test.example closing connection\r\n"), data
     tls.close()
     assert s.stop() == 0
 
