@@ -82,6 +82,9 @@ struct pop3 {
 	uint32_t top_lines, body_lines;
 	uint32_t line_len; /* TOP: bytes of the current line so far */
 	char line_first;
+	/* a Lua hook waiting for the client (RL_WAIT): what it is about */
+	const struct cmd *hook_cmd; /* NULL: the greeting */
+	char *hook_arg;
 };
 
 struct cmd {
@@ -767,6 +770,34 @@ static int count_args(const char *arg)
 	}
 }
 
+/* Goes on with the greeting (c NULL) or command c as the Lua hooks
+ * decided; a hook that waits for the client decides later (pop3_hooked). */
+static void after_hook(
+	struct session *s, struct pop3 *st, const struct cmd *c, char *arg, enum rl_verdict v)
+{
+	if (v == RL_WAIT) {
+		st->hook_cmd = c;
+		st->hook_arg = xstrdup(arg ? arg : "");
+	} else if (v == RL_DROP) {
+		session_close(s, "dropped by script");
+	} else if (v == RL_CONTINUE) {
+		if (c) {
+			c->run(s, st, arg);
+		} else {
+			session_printf(s, "+OK Rumble POP3 server ready\r\n");
+		}
+	}
+}
+
+static void pop3_hooked(struct session *s, enum rl_verdict v)
+{
+	struct pop3 *st = s->ps;
+	char *arg = st->hook_arg;
+	st->hook_arg = NULL;
+	after_hook(s, st, st->hook_cmd, arg, v);
+	free(arg);
+}
+
 static void command(struct session *s, struct pop3 *st, char *line)
 {
 	char *arg = line + strcspn(line, " ");
@@ -791,12 +822,7 @@ static void command(struct session *s, struct pop3 *st, char *line)
 	} else if (nargs < c->min || (c->max >= 0 && nargs > c->max)) {
 		err(s, st, "Wrong arguments for %s", c->verb);
 	} else {
-		enum rl_verdict v = rl_hook(s, "command", c->verb, arg); /* Rumble.setHook */
-		if (v == RL_DROP) {
-			session_close(s, "dropped by script");
-		} else if (v == RL_CONTINUE) {
-			c->run(s, st, arg);
-		}
+		after_hook(s, st, c, arg, rl_hook(s, "command", c->verb, arg)); /* Rumble.setHook */
 	}
 }
 
@@ -809,12 +835,7 @@ static void pop3_open(struct session *s)
 	if (s->timeout_ms < POP3_TIMEOUT_MS) {
 		s->timeout_ms = POP3_TIMEOUT_MS; /* IdleTimeout only lengthens it */
 	}
-	enum rl_verdict v = rl_hook(s, "accept", NULL, NULL);
-	if (v == RL_DROP) {
-		session_close(s, "dropped by script");
-	} else if (v == RL_CONTINUE) {
-		session_printf(s, "+OK Rumble POP3 server ready\r\n");
-	}
+	after_hook(s, st, NULL, NULL, rl_hook(s, "accept", NULL, NULL));
 }
 
 /* A command line may have POP3_CMD_MAX bytes; AUTH and its continuation
@@ -871,6 +892,7 @@ static void pop3_close(struct session *s)
 	}
 	rl_hook(s, "close", NULL, NULL);
 	crypto_sasl_reset(&st->sasl); /* no password left in freed memory */
+	free(st->hook_arg);
 	stream_stop(st);
 	drop_unlock(st);
 	mm_folder_close(st->f);
@@ -905,4 +927,5 @@ const struct proto pop3_proto = {
         .busy = pop3_busy,
         .can_stop = pop3_can_stop,
         .info = pop3_info,
+        .hooked = pop3_hooked,
 };

@@ -467,6 +467,11 @@ struct proto_info {
 	int nrcpt;
 };
 
+/* What a Lua hook decided (rl_hook, lua/hooks.c). DROP: close the
+ * session (the script may have said why); IGNORE: the script answered,
+ * skip the server's handling; WAIT: not decided yet. */
+enum rl_verdict { RL_CONTINUE, RL_DROP, RL_IGNORE, RL_WAIT };
+
 /* A protocol: a state machine fed with lines. It never touches sockets;
  * it answers through session_write/session_printf. */
 struct proto {
@@ -486,6 +491,10 @@ struct proto {
 	int (*can_stop)(struct session *s);
 	void (*shutdown)(struct session *s); /* a last line as the server stops */
 	void (*info)(struct session *s, struct proto_info *out); /* NULL = nothing */
+	/* A Lua hook that waited for the client (rl_hook said RL_WAIT) has
+	 * returned: what it decided, never RL_WAIT. Not called once the
+	 * session is closing. NULL when the protocol calls no hooks. */
+	void (*hooked)(struct session *s, enum rl_verdict v);
 };
 
 struct service {
@@ -521,6 +530,13 @@ struct session {
 	int64_t last_io;
 	int timeout_ms;
 	int holds; /* work on other threads that will post back */
+	/* While set, input goes here instead of to proto->line, as it
+	 * comes (no line cutting): it returns how many bytes it took, 0 to
+	 * leave the rest for later. Called with p NULL when the session ends
+	 * (before proto->close); it must then clear s->tap. A Lua script
+	 * waiting in session:receive() sets it. */
+	size_t (*tap)(struct session *s, const char *p, size_t n);
+	void *tap_arg;
 	unsigned paused : 1, closing : 1, eof : 1, reading_off : 1, discard_in : 1, write_on : 1,
 	    over_limit : 1, starttls : 1, peer_gone : 1, unwatched : 1;
 	char reason[64];
@@ -912,12 +928,14 @@ void rl_stop(void);
  * the old scripts are dropped and registered again by the new ones. Each
  * worker swaps in its new state at its next Lua call. Any thread. */
 void rl_reload(void);
-/* What a hook decided. DROP: close the session (the script may have
- * said why); IGNORE: the script answered, skip the server's handling. */
-enum rl_verdict { RL_CONTINUE, RL_DROP, RL_IGNORE };
 /* Runs the hook set for s's protocol (proto->name) and when ("accept",
  * "close" or "command"; cmd is the verb, any case) with (session, arg).
- * On s's worker only. RL_CONTINUE when there is no hook or it failed. */
+ * On s's worker only. RL_CONTINUE when there is no hook or it failed.
+ * RL_WAIT: the hook waits for the client (session:receive()); the
+ * client's input goes to the script until it returns, and then
+ * proto->hooked(s, verdict) says what it decided (the protocol keeps
+ * what it needs to go on: arg is not valid after this call). Close
+ * hooks never wait. */
 enum rl_verdict rl_hook(struct session *s, const char *when, const char *cmd, const char *arg);
 /* An account of type mod: hands the message in msgpath to the
  * Rumble.setHook(fn, "mailman", "feed") hook, fn(message, account, rcpt,

@@ -8,7 +8,8 @@
  * needs a lock for its own state.
  *
  * Input is cut into lines and handed to the protocol; a line longer than
- * proto->line_max is handed over in pieces. Output is collected in s->out
+ * proto->line_max is handed over in pieces. While a Lua script waits for
+ * the client (s->tap), input goes to it instead, uncut. Output is collected in s->out
  * and written when the protocol returns, so pipelined replies leave in one
  * write. A session whose output piles up past OUT_HIGH stops being read
  * until the peer catches up.
@@ -432,6 +433,14 @@ static void session_dispatch(struct session *s)
 			break;
 		}
 		char *start = s->in.data + s->in_off;
+		if (s->tap || !pr->line) {
+			size_t took = s->tap ? s->tap(s, start, avail) : 0;
+			s->in_off += took;
+			if (!took) {
+				break; /* the tap wants nothing now */
+			}
+			continue;
+		}
 		char *nl = memchr(start, '\n', avail);
 		size_t len = nl ? (size_t)(nl - start) + 1 : avail;
 		if (!nl && avail < pr->line_max) {
@@ -589,6 +598,11 @@ static void session_free(struct session *s)
 		}
 		os_close(s->fd);
 		s->fd = OS_BADFD;
+		s->closing = 1;
+		if (s->tap) {
+			s->tap(s, NULL, 0); /* the end of input, for a waiting script */
+			s->tap = NULL;
+		}
 		if (s->svc->proto->close) {
 			s->svc->proto->close(s);
 		}

@@ -39,6 +39,9 @@ struct smtp {
 	struct queue_msg *msg;
 	uint64_t data_len;
 	int too_big, line_start, prev_crlf;
+	/* a Lua hook waiting for the client (RL_WAIT): what it is about */
+	const struct cmd *hook_cmd; /* NULL: the greeting */
+	char *hook_arg;
 };
 
 struct cmd {
@@ -550,6 +553,39 @@ static const struct cmd commands[] = {
         {"STARTTLS", ST(S_HELO), 0, cmd_starttls},
 };
 
+static void greet(struct session *s)
+{
+	session_printf(s, "220 %s ESMTP Rumble\r\n", conf.server_name);
+}
+
+/* Goes on with the greeting (c NULL) or command c as the Lua hooks
+ * decided; a hook that waits for the client decides later (smtp_hooked). */
+static void after_hook(
+	struct session *s, struct smtp *st, const struct cmd *c, char *arg, enum rl_verdict v)
+{
+	if (v == RL_WAIT) {
+		st->hook_cmd = c;
+		st->hook_arg = xstrdup(arg ? arg : "");
+	} else if (v == RL_DROP) {
+		session_close(s, "dropped by script");
+	} else if (v == RL_CONTINUE) {
+		if (c) {
+			c->run(s, st, arg);
+		} else {
+			greet(s);
+		}
+	}
+}
+
+static void smtp_hooked(struct session *s, enum rl_verdict v)
+{
+	struct smtp *st = s->ps;
+	char *arg = st->hook_arg;
+	st->hook_arg = NULL;
+	after_hook(s, st, st->hook_cmd, arg, v);
+	free(arg);
+}
+
 static int is_junk(const struct cmd *c)
 {
 	return c->run == cmd_noop || c->run == cmd_rset || c->run == cmd_vrfy || c->run == cmd_help;
@@ -579,12 +615,7 @@ static void command(struct session *s, struct smtp *st, char *line)
 		session_printf(s, "421 4.7.0 %s Error: too many commands\r\n", conf.server_name);
 		session_close(s, "junk commands");
 	} else {
-		enum rl_verdict v = rl_hook(s, "command", c->verb, arg); /* Rumble.setHook */
-		if (v == RL_DROP) {
-			session_close(s, "dropped by script");
-		} else if (v == RL_CONTINUE) {
-			c->run(s, st, arg);
-		}
+		after_hook(s, st, c, arg, rl_hook(s, "command", c->verb, arg)); /* Rumble.setHook */
 	}
 }
 
@@ -666,12 +697,7 @@ static void smtp_open(struct session *s)
 {
 	struct smtp *st = xcalloc(1, sizeof *st);
 	s->ps = st;
-	enum rl_verdict v = rl_hook(s, "accept", NULL, NULL);
-	if (v == RL_DROP) {
-		session_close(s, "dropped by script");
-	} else if (v == RL_CONTINUE) {
-		session_printf(s, "220 %s ESMTP Rumble\r\n", conf.server_name);
-	}
+	after_hook(s, st, NULL, NULL, rl_hook(s, "accept", NULL, NULL));
 }
 
 static void smtp_line(struct session *s, char *line, size_t len)
@@ -734,6 +760,7 @@ static void smtp_close(struct session *s)
 	if (st) {
 		rl_hook(s, "close", NULL, NULL);
 		crypto_sasl_reset(&st->sasl); /* no password left in freed memory */
+		free(st->hook_arg);
 		if (st->msg) {
 			queue_msg_free(st->msg);
 		}
@@ -766,4 +793,5 @@ const struct proto smtp_proto = {
         .can_stop = smtp_can_stop,
         .shutdown = smtp_shutdown,
         .info = smtp_info,
+        .hooked = smtp_hooked,
 };

@@ -7,6 +7,10 @@
  * each state's registry table RL_HOOKS under "svc/when/cmd" (lower case;
  * cmd "" for accept and close, "*" for every command). The protocol name
  * is the key, so an "smtp" hook also runs for submission and smtps.
+ *
+ * Each hook runs in a coroutine (services.c): one that calls
+ * session:receive() before the client sent anything waits there, and the
+ * protocol hears the verdict later through proto->hooked.
  */
 #include <string.h>
 
@@ -25,49 +29,159 @@ static int get_hook(lua_State *L, const char *key)
 	return 0;
 }
 
-/* false or "failure": drop; "ignore": the script answered. */
-static enum rl_verdict verdict(lua_State *L)
+/* What the hook returned (values from index i of co): false or
+ * "failure": drop; "ignore": the script answered. */
+static enum rl_verdict verdict(lua_State *co, int i)
 {
-	enum rl_verdict v = RL_CONTINUE;
-	if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
-		v = RL_DROP;
-	} else if (lua_type(L, -1) == LUA_TSTRING) {
-		const char *r = lua_tostring(L, -1);
-		v = !rl_strcasecmp(r, "failure") ? RL_DROP
-		    : !rl_strcasecmp(r, "ignore") ? RL_IGNORE
-		                                  : RL_CONTINUE;
+	if (lua_gettop(co) < i) {
+		return RL_CONTINUE;
 	}
-	lua_pop(L, 1);
+	if (lua_isboolean(co, i) && !lua_toboolean(co, i)) {
+		return RL_DROP;
+	}
+	if (lua_type(co, i) == LUA_TSTRING) {
+		const char *r = lua_tostring(co, i);
+		return !rl_strcasecmp(r, "failure") ? RL_DROP
+		       : !rl_strcasecmp(r, "ignore") ? RL_IGNORE
+		                                     : RL_CONTINUE;
+	}
+	return RL_CONTINUE;
+}
+
+/* The hooks one rl_hook call runs, in order: "svc/when/verb", then for a
+ * command the "every command" hook (which also gets the verb). */
+struct hook_call {
+	char key[2][96];
+	int nkeys, step;
+	char verb[32];
+	char *arg; /* NULL: none */
+};
+
+/* A coroutine for a hook: the spare one when there is, else a new one;
+ * *ref holds it in the registry. */
+static lua_State *hook_thread(struct rl_state *st, int *ref)
+{
+	if (st->spare) {
+		lua_State *co = st->spare;
+		*ref = st->spare_ref;
+		st->spare = NULL;
+		return co;
+	}
+	lua_State *co = lua_newthread(st->L);
+	*ref = luaL_ref(st->L, LUA_REGISTRYINDEX);
+	return co;
+}
+
+static void hook_thread_done(struct rl_state *st, lua_State *co, int ref, int reusable)
+{
+	if (reusable && !st->spare) {
+		lua_settop(co, 0);
+		st->spare = co;
+		st->spare_ref = ref;
+	} else {
+		luaL_unref(st->L, LUA_REGISTRYINDEX, ref);
+	}
+}
+
+static enum rl_verdict decided(struct session *s, const char *key, enum rl_verdict v)
+{
+	if (v == RL_DROP) {
+		log_info("%08x %s dropped by script hook %s", s->id, s->svc->name, key);
+		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+	}
 	return v;
 }
 
-static enum rl_verdict call_hook(struct rl_state *st, struct session *s, const char *key,
-	const char *arg, const char *verb)
+static enum rl_verdict run_hooks(struct rl_state *st, struct session *s, struct hook_call *hc);
+
+/* A hook that waited has returned: the next hook, or the protocol. */
+static void hook_finished(struct rl_conn *c, int rc)
 {
+	struct session *s = c->s;
+	struct hook_call *hc = c->arg;
+	enum rl_verdict v = rc == 0 ? verdict(c->co, 2) : RL_CONTINUE;
+	decided(s, hc->key[hc->step - 1], v);
+	rl_conn_free(c);
+	if (!session_closing(s)) {
+		if (v == RL_CONTINUE) {
+			struct rl_state *st = rl_state_get(session_worker(s));
+			v = st ? run_hooks(st, s, hc) : RL_CONTINUE;
+		}
+		if (v != RL_WAIT && s->svc->proto->hooked) {
+			s->svc->proto->hooked(s, v);
+		}
+	}
+	free(hc->arg);
+	free(hc);
+}
+
+/* The hook waits for its client: c takes over the coroutine and a copy
+ * of the call. */
+static void hook_wait(struct rl_conn *c, int ref, const struct hook_call *hc)
+{
+	struct hook_call *copy = xmalloc(sizeof *copy);
+	*copy = *hc;
+	copy->arg = hc->arg ? xstrdup(hc->arg) : NULL;
+	c->co_ref = ref;
+	c->finished = hook_finished;
+	c->arg = copy;
+	rl_strlcpy(c->what, hc->key[hc->step - 1], sizeof c->what);
+	if (c->want != W_JOB) {
+		rl_conn_listen(c); /* the input comes later */
+	}
+}
+
+/* Runs hook hc->step (counting it); RL_CONTINUE when there is none. */
+static enum rl_verdict call_hook(struct rl_state *st, struct session *s, struct hook_call *hc)
+{
+	const char *key = hc->key[hc->step++];
 	lua_State *L = st->L;
 	if (!get_hook(L, key)) {
 		return RL_CONTINUE;
 	}
+	int ref;
 	st->capped = 0; /* the arguments must not fail outside the pcall */
-	struct rl_handle *h = rl_session_push(L, s, NULL);
-	lua_pushvalue(L, -1);
-	lua_insert(L, -3); /* kept below the function: a GC after an error must not free it */
-	if (arg) {
-		lua_pushstring(L, arg);
+	lua_State *co = hook_thread(st, &ref);
+	struct rl_handle *h = rl_session_push(co, s); /* kept below the function */
+	lua_xmove(L, co, 1);
+	lua_pushvalue(co, 1);
+	if (hc->arg) {
+		lua_pushstring(co, hc->arg);
 	} else {
-		lua_pushnil(L);
+		lua_pushnil(co);
 	}
-	if (verb) {
-		lua_pushstring(L, verb);
+	int nargs = 2;
+	if (hc->step == 2) {
+		lua_pushstring(co, hc->verb);
+		nargs++;
 	}
 	st->capped = 1;
-	int rc = rl_call(L, verb ? 3 : 2, 1, key);
-	enum rl_verdict v = rc == 0 ? verdict(L) : RL_CONTINUE; /* an error is logged: go on */
-	rl_session_done(h);
-	lua_pop(L, 1);
-	if (v == RL_DROP) {
-		log_info("%08x %s dropped by script hook %s", s->id, s->svc->name, key);
-		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+	int rc = rl_run(st, co, h, nargs, key);
+	struct rl_conn *c = rl_session_conn(h);
+	if (rc == LUA_YIELD && c && c->want != W_NONE) {
+		hook_wait(c, ref, hc);
+		return RL_WAIT;
+	}
+	if (rc == LUA_YIELD) {
+		log_warnx("script error: hook %s yielded (only session:receive() may wait)", key);
+	}
+	enum rl_verdict v = rc == 0 ? verdict(co, 2) : RL_CONTINUE; /* an error is logged: go on */
+	if (c) {
+		rl_conn_free(c); /* it received without waiting */
+	} else {
+		rl_session_done(h);
+	}
+	hook_thread_done(st, co, ref, rc == 0);
+	return decided(s, key, v);
+}
+
+static enum rl_verdict run_hooks(struct rl_state *st, struct session *s, struct hook_call *hc)
+{
+	enum rl_verdict v = RL_CONTINUE;
+	/* a close hook runs on a closing session; the next hook only if the
+	 * one before left it open */
+	while (v == RL_CONTINUE && hc->step < hc->nkeys && (hc->step == 0 || !session_closing(s))) {
+		v = call_hook(st, s, hc);
 	}
 	return v;
 }
@@ -82,18 +196,15 @@ enum rl_verdict rl_hook(struct session *s, const char *when, const char *cmd, co
 	if (!st) {
 		return RL_CONTINUE;
 	}
-	char key[96], verb[32] = "";
+	struct hook_call hc = {.nkeys = cmd ? 2 : 1, .arg = (char *)arg};
 	if (cmd) {
-		rl_strlcpy(verb, cmd, sizeof verb);
-		rl_lower(verb);
+		rl_strlcpy(hc.verb, cmd, sizeof hc.verb);
+		rl_lower(hc.verb);
 	}
-	snprintf(key, sizeof key, "%s/%s/%s", s->svc->proto->name, when, verb);
-	enum rl_verdict v = call_hook(st, s, key, arg, NULL);
-	if (v == RL_CONTINUE && cmd && !session_closing(s)) {
-		snprintf(key, sizeof key, "%s/%s/*", s->svc->proto->name, when);
-		v = call_hook(st, s, key, arg, verb);
-	}
-	return v;
+	const char *name = s->svc->proto->name;
+	snprintf(hc.key[0], sizeof hc.key[0], "%s/%s/%s", name, when, hc.verb);
+	snprintf(hc.key[1], sizeof hc.key[1], "%s/%s/*", name, when);
+	return run_hooks(st, s, &hc);
 }
 
 static void push_account(lua_State *L, const struct mm_account *a)

@@ -25,6 +25,8 @@ void rl_open_file(lua_State *L);
 void rl_open_network(lua_State *L);
 /* Mailman.* */
 void rl_open_mailman(lua_State *L);
+/* print, to the log */
+void rl_open_print(lua_State *L);
 /* Rumble.* and session handles (runtime.c, hooks.c, services.c) */
 void rl_open_rumble(lua_State *L);
 
@@ -44,6 +46,11 @@ struct rl_state {
 	int refs;
 	size_t mem, mem_max; /* bytes in use, LuaMemoryLimit */
 	int capped;          /* 0 while the libraries open (never refused) */
+	/* the session coroutine being resumed (rl_run) and its handle */
+	lua_State *run_co;
+	struct rl_handle *run_h;
+	lua_State *spare; /* a finished hook coroutine, for the next hook */
+	int spare_ref;
 };
 /* The state a Lua C function runs in (its allocator's user data). */
 struct rl_state *rl_state_of(lua_State *L);
@@ -89,8 +96,45 @@ struct service *rl_service_find(const char *name);
  * For a hook the handle is closed with rl_session_done once the hook
  * returns: a script that keeps it gets nil/errors, not a freed session. */
 struct rl_handle;
-struct rl_handle *rl_session_push(lua_State *L, struct session *s, void *conn);
+struct rl_handle *rl_session_push(lua_State *L, struct session *s);
 void rl_session_done(struct rl_handle *h); /* unlocks, detaches */
+struct rl_conn *rl_session_conn(struct rl_handle *h); /* NULL: never waited */
+
+/* A session's coroutine while it waits: for input (session:receive,
+ * the session's tap feeds it) or for a job on another thread. */
+enum rl_want { W_NONE, W_LINE, W_BYTES, W_JOB };
+struct rl_conn {
+	struct rl_state *st; /* a reference: the state outlives a reload */
+	struct session *s;
+	lua_State *co;
+	int co_ref; /* the coroutine in the registry, or LUA_NOREF */
+	struct rl_handle *h;
+	enum rl_want want;
+	size_t nbytes;   /* W_BYTES: how many */
+	struct buf pend; /* input taken for the script, not yet handed over */
+	int done;        /* a service function returned or failed */
+	int closed;      /* the session ended while a job was out */
+	/* The coroutine returned (rc 0, its results on co), failed (-1) or
+	 * yielded for something else than rl_conn (1). */
+	void (*finished)(struct rl_conn *c, int rc);
+	void *arg;      /* its owner's */
+	char what[96];  /* names it in the log */
+};
+/* Resumes co, a session coroutine with handle h, as rl_resume; the
+ * service lock is released after. */
+int rl_run(struct rl_state *st, lua_State *co, struct rl_handle *h, int nargs, const char *what);
+/* The rl_conn of L when L is the session coroutine rl_run is running
+ * (made on first need; co_ref LUA_NOREF, finished NULL: the caller of
+ * rl_run takes it over when the coroutine yields). NULL when L is not
+ * one or its session is closing: a blocking call then runs in place. */
+struct rl_conn *rl_conn_here(lua_State *L);
+/* Sets the session's tap: its input goes to c's waiting coroutine. */
+void rl_conn_listen(struct rl_conn *c);
+/* Resumes c's coroutine with nargs values on it until it waits (input
+ * not there yet: the session's tap is set) or ends (c->finished). */
+void rl_conn_run(struct rl_conn *c, int nargs);
+/* Detaches the handle, drops the coroutine and the state reference. */
+void rl_conn_free(struct rl_conn *c);
 /* The table in the registry where a state keeps its registrations:
  * hooks["smtp/command/helo"] = fn, services[port] = fn. */
 #define RL_HOOKS "rumble.hooks"

@@ -183,6 +183,7 @@ static struct rl_state *state_new(int worker)
 	rl_open_network(L);
 	rl_open_mailman(L);
 	rl_open_rumble(L);
+	rl_open_print(L);
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, RL_HOOKS);
 	lua_newtable(L);

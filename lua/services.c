@@ -1,47 +1,36 @@
 /*
- * services.c - session handles, and the services scripts create with
- * Rumble.createService.
+ * services.c - session handles, the coroutines scripts talk to clients
+ * in, and the services scripts create with Rumble.createService.
  *
  * A session handle is a userdata pointing at its session. Hooks get one
  * for the length of the call (rl_session_done detaches it afterwards, so
  * a script that keeps it sees a closed handle, never a freed session);
  * a service session keeps one for its whole life.
  *
- * A service session runs the script's function in a coroutine of its
- * worker's state. session:receive() and :receivebytes() yield it when the
- * input is not there yet, and the line callback resumes it: an idle
- * session holds a coroutine and a few buffers, no thread. While the
- * script is not waiting for input the session is paused, so input stays
- * in the session's buffer. The service lock (session:lock()) is released
- * whenever the coroutine yields or ends: a coroutine waiting for a client
- * must not block the service's sessions on other workers.
+ * Scripts run in coroutines of their worker's state: a service session's
+ * function for the whole session, a hook's function for one call (hooks.c
+ * reuses one spare coroutine per state while hooks return at once).
+ * session:receive() and :receivebytes() yield the coroutine when the
+ * input is not there yet, and an rl_conn takes over: it sets the
+ * session's tap (session.c hands it the client's input as it comes,
+ * taking only what the script asked for) and resumes the coroutine once
+ * the input is there. An idle session holds a coroutine and a few
+ * buffers, no thread. The service lock (session:lock()) is released
+ * whenever the coroutine yields or ends: a coroutine waiting for a
+ * client must not block the service's sessions on other workers.
  */
 #include <string.h>
 
 #include "lua/rl.h"
 
 #define HANDLE_MT "rumble.session"
-#define LINE_PIECE_MAX 8192          /* longer lines reach the script in pieces */
+#define LINE_PIECE_MAX 8192            /* longer lines reach the script in pieces */
 #define RECEIVE_MAX (16 * 1024 * 1024) /* session:receivebytes(n) */
-
-enum want { W_NONE, W_LINE, W_BYTES };
-
-/* A Lua service session (s->ps). */
-struct rl_conn {
-	struct rl_state *st; /* a reference: the state outlives a reload */
-	lua_State *co;
-	int co_ref, h_ref; /* the coroutine and handle in the registry */
-	struct rl_handle *h;
-	enum want want;
-	size_t nbytes;   /* W_BYTES: how many */
-	struct buf pend; /* input the script has not taken yet */
-	int done;        /* the function returned or failed */
-	char what[32];   /* "service on port N", for the log */
-};
 
 struct rl_handle {
 	struct session *s; /* NULL once closed */
-	struct rl_conn *c; /* NULL for a hook */
+	struct rl_conn *c; /* the coroutine's rl_conn once it waited */
+	lua_State *co;     /* the coroutine it was given to */
 	int locked;
 };
 
@@ -62,10 +51,16 @@ static void handle_unlock(struct rl_handle *h)
 	}
 }
 
+struct rl_conn *rl_session_conn(struct rl_handle *h)
+{
+	return h->c;
+}
+
 void rl_session_done(struct rl_handle *h)
 {
 	handle_unlock(h);
 	h->s = NULL;
+	h->c = NULL;
 }
 
 static int h_send(lua_State *L)
@@ -107,6 +102,7 @@ static int take(lua_State *L, struct rl_conn *c, int eof)
 			return 0;
 		}
 		if (c->pend.len < c->nbytes) {
+			c->want = W_NONE;
 			lua_pushliteral(L, "");
 			lua_pushinteger(L, -1);
 			return 2;
@@ -126,25 +122,26 @@ static int take(lua_State *L, struct rl_conn *c, int eof)
 	return 1;
 }
 
-static struct rl_conn *service_conn(lua_State *L, struct rl_handle *h, const char *fn)
+/* The rl_conn of the coroutine a receive runs in (made on first need). */
+static struct rl_conn *waiter(lua_State *L, struct rl_handle *h, const char *fn)
 {
-	if (!h->s) {
+	if (!h->s || session_closing(h->s)) {
 		return NULL;
 	}
-	if (!h->c) {
-		luaL_error(L, "session:%s() is for Rumble.createService sessions, not hooks", fn);
+	struct rl_conn *c = h->co == L ? rl_conn_here(L) : NULL;
+	if (!c) {
+		luaL_error(L, "session:%s() must be called by the hook or service function itself, not "
+			      "from another coroutine",
+			fn);
 	}
-	if (h->c->co != L) {
-		luaL_error(L, "session:%s() must run in the service function, not another coroutine", fn);
-	}
-	return h->c;
+	return c;
 }
 
 static int h_receive(lua_State *L)
 {
 	struct rl_handle *h = check_handle(L);
-	struct rl_conn *c = service_conn(L, h, "receive");
-	if (!c || session_closing(h->s)) {
+	struct rl_conn *c = waiter(L, h, "receive");
+	if (!c) {
 		return rl_fail(L, "session closed");
 	}
 	c->want = W_LINE;
@@ -157,8 +154,8 @@ static int h_receivebytes(lua_State *L)
 	struct rl_handle *h = check_handle(L);
 	lua_Integer want = luaL_checkinteger(L, 2);
 	luaL_argcheck(L, want >= 0 && want <= RECEIVE_MAX, 2, "byte count out of range");
-	struct rl_conn *c = service_conn(L, h, "receivebytes");
-	if (!c || session_closing(h->s)) {
+	struct rl_conn *c = waiter(L, h, "receivebytes");
+	if (!c) {
 		lua_pushliteral(L, "");
 		lua_pushinteger(L, -1);
 		return 2;
@@ -274,10 +271,10 @@ static const luaL_Reg handle_methods[] = {
 	{NULL, NULL},
 };
 
-struct rl_handle *rl_session_push(lua_State *L, struct session *s, void *conn)
+struct rl_handle *rl_session_push(lua_State *L, struct session *s)
 {
 	struct rl_handle *h = lua_newuserdata(L, sizeof *h);
-	*h = (struct rl_handle){s, conn, 0};
+	*h = (struct rl_handle){s, NULL, L, 0};
 	if (luaL_newmetatable(L, HANDLE_MT)) {
 		luaL_register(L, NULL, handle_methods);
 	}
@@ -285,63 +282,158 @@ struct rl_handle *rl_session_push(lua_State *L, struct session *s, void *conn)
 	return h;
 }
 
-/* ---- the service protocol ---- */
+/* ---- coroutines that wait for their client ---- */
 
-/* Runs the coroutine with nargs values pushed, then feeds it what input
- * is already there; pauses the session whenever the script is not
- * waiting for input. */
-static void conn_run(struct session *s, struct rl_conn *c, int nargs)
+int rl_run(struct rl_state *st, lua_State *co, struct rl_handle *h, int nargs, const char *what)
+{
+	lua_State *was_co = st->run_co;
+	struct rl_handle *was_h = st->run_h;
+	st->run_co = co;
+	st->run_h = h;
+	int rc = rl_resume(co, nargs, what);
+	st->run_co = was_co;
+	st->run_h = was_h;
+	handle_unlock(h);
+	return rc;
+}
+
+struct rl_conn *rl_conn_here(lua_State *L)
+{
+	struct rl_state *st = rl_state_of(L);
+	struct rl_handle *h = st->run_co == L ? st->run_h : NULL;
+	if (!h || !h->s || session_closing(h->s)) {
+		return NULL;
+	}
+	if (!h->c) {
+		struct rl_conn *c = xcalloc(1, sizeof *c);
+		c->st = st;
+		rl_state_ref(st);
+		c->s = h->s;
+		c->co = L;
+		c->co_ref = LUA_NOREF;
+		c->h = h;
+		buf_init(&c->pend);
+		h->c = c;
+	}
+	return h->c;
+}
+
+void rl_conn_free(struct rl_conn *c)
+{
+	if (c->s && c->s->tap_arg == c) {
+		c->s->tap = NULL;
+		c->s->tap_arg = NULL;
+	}
+	if (c->h) {
+		rl_session_done(c->h);
+	}
+	luaL_unref(c->st->L, LUA_REGISTRYINDEX, c->co_ref);
+	rl_state_unref(c->st);
+	buf_free(&c->pend);
+	free(c);
+}
+
+/* How much of n bytes at p the waiting script takes now. */
+static size_t wanted(const struct rl_conn *c, const char *p, size_t n)
+{
+	if (c->want == W_LINE) {
+		size_t room = LINE_PIECE_MAX - c->pend.len;
+		size_t look = n < room ? n : room;
+		const char *nl = memchr(p, '\n', look);
+		return nl ? (size_t)(nl - p) + 1 : look;
+	}
+	if (c->want == W_BYTES) {
+		size_t room = c->nbytes - c->pend.len;
+		return n < room ? n : room;
+	}
+	return 0;
+}
+
+/* The end of the session: a script waiting for input learns it (nil,
+ * or "", -1) and runs to its end; one waiting for a job is left to the
+ * job, which frees c when it comes back. */
+static void conn_end(struct rl_conn *c)
+{
+	c->s->tap = NULL;
+	c->s->tap_arg = NULL;
+	if (c->want == W_JOB) {
+		c->closed = 1;
+		return;
+	}
+	if (c->want != W_NONE) {
+		c->st->capped = 0;
+		int n = take(c->co, c, 1);
+		c->st->capped = 1;
+		rl_conn_run(c, n);
+	}
+}
+
+/* session.c's tap while a script waits for its client. */
+static size_t conn_tap(struct session *s, const char *p, size_t n)
+{
+	struct rl_conn *c = s->tap_arg;
+	if (!p) {
+		conn_end(c);
+		return 0;
+	}
+	size_t use = wanted(c, p, n);
+	if (use) {
+		buf_append(&c->pend, p, use);
+		c->st->capped = 0; /* pushing the input must not fail outside a pcall */
+		int k = take(c->co, c, 0);
+		c->st->capped = 1;
+		if (k) {
+			rl_conn_run(c, k); /* may free c */
+		}
+	}
+	return use;
+}
+
+void rl_conn_listen(struct rl_conn *c)
+{
+	c->s->tap = conn_tap; /* session.c brings the input */
+	c->s->tap_arg = c;
+}
+
+void rl_conn_run(struct rl_conn *c, int nargs)
 {
 	for (;;) {
-		int rc = rl_resume(c->co, nargs, c->what);
-		handle_unlock(c->h);
+		int rc = rl_run(c->st, c->co, c->h, nargs, c->what);
 		if (rc != LUA_YIELD || c->want == W_NONE) {
 			/* returned, failed, or yielded for something else than input */
-			c->done = 1;
 			c->want = W_NONE;
-			session_close(s, rc == 0 ? "script done" : rc < 0 ? "script error" : "script yielded");
+			if (c->s->tap_arg == c) {
+				c->s->tap = NULL;
+				c->s->tap_arg = NULL;
+			}
+			c->finished(c, rc == 0 ? 0 : rc < 0 ? -1 : 1);
 			return;
 		}
-		c->st->capped = 0; /* pushing the input must not fail outside a pcall */
+		if (c->want == W_JOB) {
+			return; /* rl_job_done resumes it */
+		}
+		c->st->capped = 0;
 		nargs = take(c->co, c, 0);
 		c->st->capped = 1;
 		if (!nargs) {
-			session_resume(s);
+			rl_conn_listen(c);
 			return;
 		}
 	}
 }
 
-static void svc_line(struct session *s, char *line, size_t len)
+/* ---- the service protocol ---- */
+
+static void svc_finished(struct rl_conn *c, int rc)
 {
-	struct rl_conn *c = s->ps;
-	if (c->done) {
-		return;
-	}
-	buf_append(&c->pend, line, len);
-	if (c->want == W_NONE) {
-		session_pause(s);
-		return;
-	}
-	c->st->capped = 0;
-	int n = take(c->co, c, 0);
-	c->st->capped = 1;
-	if (n) {
-		session_pause(s);
-		conn_run(s, c, n);
-	}
+	c->done = 1;
+	session_close(c->s, rc == 0 ? "script done" : rc < 0 ? "script error" : "script yielded");
 }
 
 static void svc_open(struct session *s)
 {
-	struct rl_conn *c = xcalloc(1, sizeof *c);
-	buf_init(&c->pend);
-	s->ps = c;
-	snprintf(c->what, sizeof c->what, "service on port %d", s->svc->port);
-	session_pause(s);
 	struct rl_state *st = rl_state_get(session_worker(s));
 	if (!st) {
-		c->done = 1;
 		session_close(s, "no script");
 		return;
 	}
@@ -350,63 +442,49 @@ static void svc_open(struct session *s)
 	lua_rawgeti(L, -1, s->svc->port);
 	if (!lua_isfunction(L, -1)) {
 		lua_pop(L, 2);
-		c->done = 1;
 		session_close(s, "no script for this service");
 		return;
 	}
 	st->capped = 0; /* the session's own few bytes must not fail outside a pcall */
-	c->co = lua_newthread(L);
-	c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	lua_xmove(L, c->co, 1); /* the function */
+	lua_State *co = lua_newthread(L);
+	int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	struct rl_handle *h = rl_session_push(co, s); /* kept below the function */
+	lua_xmove(L, co, 1);                           /* the function */
 	lua_pop(L, 1);
-	c->h = rl_session_push(c->co, s, c);
-	lua_pushvalue(c->co, -1);
-	c->h_ref = luaL_ref(c->co, LUA_REGISTRYINDEX);
+	lua_pushvalue(co, 1);
 	st->capped = 1;
-	c->st = st;
-	rl_state_ref(st);
-	conn_run(s, c, 1);
+	/* the coroutine's rl_conn from the start: it lives as long as s */
+	st->run_co = co;
+	st->run_h = h;
+	struct rl_conn *c = rl_conn_here(co);
+	st->run_co = NULL;
+	st->run_h = NULL;
+	c->co_ref = ref;
+	c->finished = svc_finished;
+	snprintf(c->what, sizeof c->what, "service on port %d", s->svc->port);
+	s->ps = c;
+	rl_conn_run(c, 1);
 }
 
 static void svc_close(struct session *s)
 {
 	struct rl_conn *c = s->ps;
-	if (!c) {
-		return;
-	}
-	if (c->co && !c->done && c->want != W_NONE) {
-		/* the script learns that the client went away: nil, or "", -1 */
-		c->st->capped = 0;
-		int n = take(c->co, c, 1);
-		c->st->capped = 1;
-		int rc = rl_resume(c->co, n, c->what);
-		(void)rc; /* whatever it does next, the session is over */
-		handle_unlock(c->h);
-	}
-	if (c->st) {
-		rl_session_done(c->h);
-		luaL_unref(c->st->L, LUA_REGISTRYINDEX, c->h_ref);
-		luaL_unref(c->st->L, LUA_REGISTRYINDEX, c->co_ref);
-		rl_state_unref(c->st);
-	}
-	buf_free(&c->pend);
-	free(c);
 	s->ps = NULL;
+	if (c && !c->closed) {
+		rl_conn_free(c); /* else the job that is out frees it */
+	}
 }
 
 static int svc_can_stop(struct session *s)
 {
 	struct rl_conn *c = s->ps;
-	return !c || c->done || c->want != W_NONE;
+	return !c || c->done || c->want == W_LINE || c->want == W_BYTES;
 }
 
 const struct proto rl_service_proto = {
 	.name = "lua",
-	/* byte by byte: receivebytes must see input that has no line end;
-	 * lines are cut here, from pend */
-	.line_max = 1,
+	.line_max = 0, /* all input goes to the tap (conn_tap) */
 	.open = svc_open,
-	.line = svc_line,
 	.close = svc_close,
 	.can_stop = svc_can_stop,
 };

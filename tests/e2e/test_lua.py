@@ -441,3 +441,121 @@ def test_mod_account_hands_mail_to_a_feed_hook():
                            b" type=mod\n"), data
     assert b"Subject: to the robot" in data and b"beep" in data
     stopped(s)
+
+
+WAITING_HOOKS = """
+-- The reference's acceptCall, as an SMTP accept hook: it waits for the
+-- client's line before the server greets.
+local function onAccept(session)
+    session:send("Hello there!\\r\\n")
+    local response = session:receive()
+    if response == "go away" then
+        return false
+    end
+    session:send("You said: " .. tostring(response) .. "\\r\\n")
+end
+-- A HELO hook that asks a question and checks the answer, byte-counted.
+local function onHELO(session, cmd)
+    if cmd ~= "quiz.example" then
+        return true
+    end
+    session:send("Say 5 bytes\\r\\n")
+    local data, n = session:receivebytes(5)
+    if data ~= "abcde" then
+        session:send("550 wrong: " .. tostring(data) .. " " .. tostring(n) .. "\\r\\n")
+        return "ignore"
+    end
+    local rest = session:receive() -- the line end after the bytes
+    session:send("250 quiz passed" .. rest .. "\\r\\n")
+    return "ignore"
+end
+local function onClose(session)
+    print("close hook ran for " .. tostring(session.address))
+end
+local function onUser(session, arg)
+    session:send("+OK which colour?\\r\\n")
+    local c = session:receive()
+    if c ~= "blue" then
+        session:send("-ERR wrong colour\\r\\n")
+        return "ignore"
+    end
+end
+Rumble.setHook(onAccept, "smtp", "accept")
+Rumble.setHook(onHELO, "smtp", "command", "helo")
+Rumble.setHook(onClose, "smtp", "close")
+Rumble.setHook(onUser, "pop3", "command", "user")
+"""
+
+
+def test_hooks_wait_for_the_client_with_receive():
+    """Hooks suspend in session:receive()/receivebytes() and the protocol goes on after them, pipelined input included"""
+    pop3_port = free_port()
+    s = lua_server(WAITING_HOOKS, conf="EnablePOP3 1\nPOP3Port %d\nWorkers 1" % pop3_port)
+    s.pop3_port = pop3_port
+    sock = connect(s.smtp_port)
+    f = sock.makefile("rb")
+    assert f.readline() == b"Hello there!\r\n"
+    time.sleep(0.2)  # the server waits: no greeting before the answer
+    sock.setblocking(False)
+    try:
+        early = sock.recv(100)
+    except BlockingIOError:
+        early = b""
+    sock.setblocking(True)
+    assert early == b"", early
+    # the answer, pipelined with SMTP commands that SMTP must then get
+    sock.sendall(b"hi there\r\nHELO quiz.example\r\nabcde!\r\nNOOP\r\nQUIT\r\n")
+    assert f.readline() == b"You said: hi there\r\n"
+    assert f.readline().startswith(b"220 ")
+    assert f.readline() == b"Say 5 bytes\r\n"
+    assert f.readline() == b"250 quiz passed!\r\n"
+    assert f.readline().startswith(b"250 ")  # NOOP
+    assert f.readline().startswith(b"221 ")
+    f.close()
+    sock.close()
+    # a wrong answer: the hook's own reply, the session goes on
+    r = socket.create_connection(("127.0.0.1", s.smtp_port), timeout=10)
+    f = r.makefile("rb")
+    f.readline()
+    r.sendall(b"x\r\n")
+    f.readline(), f.readline()
+    r.sendall(b"HELO quiz.example\r\nab")
+    assert f.readline() == b"Say 5 bytes\r\n"
+    time.sleep(0.1)
+    r.sendall(b"zzz\r\nNOOP\r\n")  # 5 bytes over two packets
+    assert f.readline() == b"550 wrong: abzzz 5\r\n"
+    assert f.readline().startswith(b"500 ")  # the line end after the 5 bytes is SMTP's
+    assert f.readline().startswith(b"250 ")  # NOOP
+    f.close()
+    r.close()
+    # false from a waiting hook drops the client
+    r = connect(s.smtp_port)
+    r.sendall(b"go away\r\n")
+    assert read_all(r) == b"Hello there!\r\n"
+    r.close()
+    # the client leaves while the hook waits: no crash, the close hook runs
+    r = connect(s.smtp_port)
+    r.recv(100)
+    r.close()
+    assert wait_log(s, "dropped by script hook smtp/accept/")
+    # POP3 command hook
+    p = socket.create_connection(("127.0.0.1", s.pop3_port), timeout=10)
+    pf = p.makefile("rb")
+    assert pf.readline().startswith(b"+OK")
+    p.sendall(b"USER nobody\r\nred\r\nQUIT\r\n")
+    assert pf.readline() == b"+OK which colour?\r\n"
+    assert pf.readline() == b"-ERR wrong colour\r\n"
+    assert pf.readline().startswith(b"+OK")  # QUIT
+    pf.close()
+    p.close()
+    p = socket.create_connection(("127.0.0.1", s.pop3_port), timeout=10)
+    pf = p.makefile("rb")
+    pf.readline()
+    p.sendall(b"USER nobody\r\nblue\r\nQUIT\r\n")
+    assert pf.readline() == b"+OK which colour?\r\n"
+    assert pf.readline().startswith(b"+OK")  # USER itself, answered by the server
+    assert pf.readline().startswith(b"+OK")  # QUIT
+    pf.close()
+    p.close()
+    assert wait_log(s, "close hook ran for 127.0.0.1")
+    stopped(s)
