@@ -46,6 +46,7 @@ test_deps() {
 	need fetchmail command -v fetchmail
 	need wine64 test -x /usr/lib/wine/wine64
 	need sslscan command -v sslscan
+	need python3-dnslib /usr/bin/python3 -c "import dnslib"
 	need openssl command -v openssl
 }
 

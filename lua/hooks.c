@@ -126,9 +126,7 @@ static void hook_wait(struct rl_conn *c, int ref, const struct hook_call *hc)
 	c->finished = hook_finished;
 	c->arg = copy;
 	rl_strlcpy(c->what, hc->key[hc->step - 1], sizeof c->what);
-	if (c->want != W_JOB) {
-		rl_conn_listen(c); /* the input comes later */
-	}
+	rl_conn_listen(c); /* input waits for the hook, not the protocol */
 }
 
 /* Runs hook hc->step (counting it); RL_CONTINUE when there is none. */

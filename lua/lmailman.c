@@ -21,9 +21,9 @@
  * of mm_*_list and queue_list only copy into the scratch: the tables are
  * built after the walk, never inside mailman's frames.
  *
- * Everything runs on the calling thread and may wait for the disk
- * (account files, mbox reads, the queue's group commit), as the protocols
- * do. sendMail needs the queue running (queue_start before scripts run,
+ * Everything but sendMail runs on the calling thread and may wait for
+ * the disk (account files, mbox reads), as the protocols do; sendMail's
+ * wait for the queue's group commit is a job (jobs.c). sendMail needs the queue running (queue_start before scripts run,
  * queue_stop after they stopped).
  */
 #include <string.h>
@@ -1063,6 +1063,33 @@ static int add_rcpt(lua_State *L, struct scratch *s, const char *r)
 	}
 }
 
+/* The group commit sendMail waits for, on a helper thread (jobs.c). */
+struct commit {
+	struct rl_job j;
+	struct queue_msg *qm;
+	int rc;
+};
+
+static void commit_run(struct rl_job *j)
+{
+	struct commit *c = (struct commit *)j;
+	c->rc = queue_commit_wait(c->qm);
+}
+
+static int commit_push(lua_State *L, struct rl_job *j)
+{
+	if (((struct commit *)j)->rc != 0) {
+		return rl_fail(L, "the message could not be stored (see the log)");
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static void commit_done(struct rl_job *j)
+{
+	queue_msg_free(((struct commit *)j)->qm);
+}
+
 /* Mailman.sendMail(from, to, message): queues message (headers and body;
  * LF line ends are fine) from the envelope sender from ("" for none) to
  * to, an address or a list of them. Local mailboxes get it at once,
@@ -1110,13 +1137,14 @@ static int lm_send_mail(lua_State *L)
 		scratch_free(s);
 		return rl_fail(L, "cannot spool the message");
 	}
-	int rc = queue_commit_wait(s->qm);
+	struct commit *c = xcalloc(1, sizeof *c);
+	c->j.run = commit_run;
+	c->j.push = commit_push;
+	c->j.done = commit_done;
+	c->qm = s->qm; /* the job's now */
+	s->qm = NULL;
 	scratch_free(s);
-	if (rc != 0) {
-		return rl_fail(L, "the message could not be stored (see the log)");
-	}
-	lua_pushboolean(L, 1);
-	return 1;
+	return rl_job_call(L, &c->j);
 }
 
 /* ---- the queue ---- */

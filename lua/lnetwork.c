@@ -2,15 +2,53 @@
  * lnetwork.c - network.getHostByName and network.getMX of Rumble's Lua
  * API, on the DNS client of dns.c (its cache included).
  *
- * Both block the calling thread for as long as the lookup takes: up to
- * a few seconds when servers do not answer (dns.c: two rounds of 2 s per
- * server). A script calling them from a hook holds its worker meanwhile;
- * moving the lookup to another thread and yielding the coroutine is the
- * runtime's business (runtime.c), which may wrap these later.
+ * A lookup may take a few seconds when servers do not answer (dns.c: two
+ * rounds of 2 s per server): in a hook or service session it runs on a
+ * helper thread while the script's coroutine waits (jobs.c).
  */
 #include <string.h>
 
 #include "rl.h"
+
+/* A lookup on a helper thread (jobs.c). */
+struct lookup {
+	struct rl_job j;
+	char name[DNS_NAME_MAX];
+	int n; /* what dns_addrs/dns_mx returned */
+	char addr[4][DNS_ADDR_MAX];
+	struct dns_mx mx[DNS_RR_MAX];
+};
+
+static struct lookup *lookup_new(lua_State *L, void (*run)(struct rl_job *),
+	int (*push)(lua_State *, struct rl_job *))
+{
+	size_t n;
+	const char *name = luaL_checklstring(L, 1, &n);
+	if (n >= DNS_NAME_MAX) {
+		return NULL;
+	}
+	struct lookup *k = xcalloc(1, sizeof *k);
+	k->j.run = run;
+	k->j.push = push;
+	memcpy(k->name, name, n + 1);
+	return k;
+}
+
+static void addrs_run(struct rl_job *j)
+{
+	struct lookup *k = (struct lookup *)j;
+	k->n = dns_addrs(k->name, k->addr, 4);
+}
+
+static int addrs_push(lua_State *L, struct rl_job *j)
+{
+	struct lookup *k = (struct lookup *)j;
+	if (k->n <= 0) {
+		return rl_fail(L, "%s: %s", k->name, k->n == 0 ? "no address" : dns_strerror(k->n));
+	}
+	lua_pushstring(L, k->addr[0]);
+	return 1;
+}
 
 /* network.getHostByName(host): the first address of host as text (IPv4
  * before IPv6, as the original's gethostbyname gave IPv4 only), or nil
@@ -19,16 +57,38 @@
 static int net_gethostbyname(lua_State *L)
 {
 	const char *host = luaL_checkstring(L, 1);
-	char addr[4][DNS_ADDR_MAX];
 	if (rl_strcasecmp(host, "localhost") == 0) {
 		lua_pushliteral(L, "127.0.0.1");
 		return 1;
 	}
-	int n = dns_addrs(host, addr, 4);
-	if (n <= 0) {
-		return rl_fail(L, "%s: %s", host, n == 0 ? "no address" : dns_strerror(n));
+	struct lookup *k = lookup_new(L, addrs_run, addrs_push);
+	if (!k) {
+		return rl_fail(L, "%s: %s", host, "name too long");
 	}
-	lua_pushstring(L, addr[0]);
+	return rl_job_call(L, &k->j);
+}
+
+static void mx_run(struct rl_job *j)
+{
+	struct lookup *k = (struct lookup *)j;
+	k->n = dns_mx(k->name, k->mx, DNS_RR_MAX);
+}
+
+static int mx_push(lua_State *L, struct rl_job *j)
+{
+	struct lookup *k = (struct lookup *)j;
+	if (k->n < 0) {
+		return rl_fail(L, "%s: %s", k->name, dns_strerror(k->n));
+	}
+	lua_createtable(L, k->n, 0);
+	for (int i = 0; i < k->n; i++) {
+		lua_createtable(L, 0, 2);
+		lua_pushstring(L, k->mx[i].host);
+		lua_setfield(L, -2, "host");
+		lua_pushinteger(L, k->mx[i].pref);
+		lua_setfield(L, -2, "preference");
+		lua_rawseti(L, -2, i + 1);
+	}
 	return 1;
 }
 
@@ -39,22 +99,11 @@ static int net_gethostbyname(lua_State *L)
  * MX (the domain takes no mail). */
 static int net_getmx(lua_State *L)
 {
-	const char *domain = luaL_checkstring(L, 1);
-	struct dns_mx mx[DNS_RR_MAX];
-	int n = dns_mx(domain, mx, DNS_RR_MAX);
-	if (n < 0) {
-		return rl_fail(L, "%s: %s", domain, dns_strerror(n));
+	struct lookup *k = lookup_new(L, mx_run, mx_push);
+	if (!k) {
+		return rl_fail(L, "%s: %s", lua_tostring(L, 1), "name too long");
 	}
-	lua_createtable(L, n, 0);
-	for (int i = 0; i < n; i++) {
-		lua_createtable(L, 0, 2);
-		lua_pushstring(L, mx[i].host);
-		lua_setfield(L, -2, "host");
-		lua_pushinteger(L, mx[i].pref);
-		lua_setfield(L, -2, "preference");
-		lua_rawseti(L, -2, i + 1);
-	}
-	return 1;
+	return rl_job_call(L, &k->j);
 }
 
 static const luaL_Reg network_funcs[] = {

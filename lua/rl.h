@@ -135,6 +135,24 @@ void rl_conn_listen(struct rl_conn *c);
 void rl_conn_run(struct rl_conn *c, int nargs);
 /* Detaches the handle, drops the coroutine and the state reference. */
 void rl_conn_free(struct rl_conn *c);
+
+/* ---- blocking calls on helper threads (jobs.c) ---- */
+/* The first member of a job's struct (allocated with xcalloc). */
+struct rl_job {
+	void (*run)(struct rl_job *j); /* the blocking part: no Lua here */
+	int (*push)(lua_State *L, struct rl_job *j); /* the results; their count */
+	void (*done)(struct rl_job *j); /* frees what j holds (NULL: nothing) */
+	struct rl_conn *c;
+	struct rl_job *next;
+};
+/* A C function's tail call, "return rl_job_call(L, j);": in a session
+ * coroutine j runs on a helper thread while the coroutine waits (the
+ * worker serves its other sessions) and push's values are what the
+ * function returns; elsewhere it runs in place. j is freed either way.
+ * If the session ends meanwhile the script is not resumed. */
+int rl_job_call(lua_State *L, struct rl_job *j);
+void rl_jobs_start(void);
+void rl_jobs_stop(void); /* after the server stopped: joins the threads */
 /* The table in the registry where a state keeps its registrations:
  * hooks["smtp/command/helo"] = fn, services[port] = fn. */
 #define RL_HOOKS "rumble.hooks"

@@ -410,7 +410,8 @@ void rl_conn_run(struct rl_conn *c, int nargs)
 			return;
 		}
 		if (c->want == W_JOB) {
-			return; /* rl_job_done resumes it */
+			rl_conn_listen(c); /* input waits (the tap takes none) */
+			return;            /* jobs.c resumes the coroutine */
 		}
 		c->st->capped = 0;
 		nargs = take(c->co, c, 0);
@@ -426,6 +427,10 @@ void rl_conn_run(struct rl_conn *c, int nargs)
 
 static void svc_finished(struct rl_conn *c, int rc)
 {
+	if (c->closed) {
+		rl_conn_free(c); /* a job came back after the session ended */
+		return;
+	}
 	c->done = 1;
 	session_close(c->s, rc == 0 ? "script done" : rc < 0 ? "script error" : "script yielded");
 }

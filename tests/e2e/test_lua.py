@@ -559,3 +559,150 @@ def test_hooks_wait_for_the_client_with_receive():
     p.close()
     assert wait_log(s, "close hook ran for 127.0.0.1")
     stopped(s)
+
+
+class FakeDNS:
+    """A DNS server on 127.0.0.1 (dnslib) for the names the Lua tests look
+    up; names under slow.test are answered after a delay, each query in a
+    thread of its own so that a slow one does not hold the others."""
+
+    ZONE = {
+        ("lua.test", "MX"): [("MX", "mx2.lua.test", 20), ("MX", "mx1.lua.test", 10)],
+        ("slow.test", "MX"): [("MX", "mx.slow.test", 5)],
+        ("mail.lua.test", "A"): [("A", "192.0.2.25")],
+    }
+
+    def __init__(self, delay=1.5):
+        import threading
+        self.delay = delay
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop_flag = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def answer(self, data, addr):
+        import dnslib
+        q = dnslib.DNSRecord.parse(data)
+        name = str(q.q.qname).rstrip(".").lower()
+        qtype = dnslib.QTYPE[q.q.qtype]
+        if name.endswith("slow.test"):
+            time.sleep(self.delay)
+        r = q.reply()
+        rrs = self.ZONE.get((name, qtype))
+        known = any(n == name for n, _ in self.ZONE)
+        for rr in rrs or []:
+            if rr[0] == "MX":
+                r.add_answer(dnslib.RR(name, dnslib.QTYPE.MX, ttl=60,
+                                       rdata=dnslib.MX(rr[1], rr[2])))
+            else:
+                r.add_answer(dnslib.RR(name, dnslib.QTYPE.A, ttl=60, rdata=dnslib.A(rr[1])))
+        if not rrs and not known:
+            r.header.rcode = dnslib.RCODE.NXDOMAIN
+        try:
+            self.sock.sendto(r.pack(), addr)
+        except OSError:
+            pass
+
+    def serve(self):
+        import threading
+        while not self.stop_flag:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self.answer, args=(data, addr), daemon=True).start()
+
+    def stop(self):
+        self.stop_flag = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+LOOKUPS = """
+local function lookup(session)
+    local q = session:receive()
+    if q == "send" then
+        local ok, err = Mailman.sendMail("", "alice@example.org",
+            "Subject: from a service\\n\\nSent by a coroutine that waited.\\n")
+        session:send("sent " .. tostring(ok) .. " " .. tostring(err) .. "\\r\\n")
+        return
+    end
+    local mx, err = network.getMX(q)
+    if not mx then
+        session:send("ERR " .. err .. "\\r\\n")
+        return
+    end
+    for i, entry in ipairs(mx) do
+        session:send(entry.host .. " " .. entry.preference .. "\\r\\n")
+    end
+    session:send(".\\r\\n")
+end
+Rumble.createService(lookup, tonumber(Rumble.readConfig("TestPort")))
+local function onHELO(session, name)
+    local ip = network.getHostByName(name)
+    if not ip then
+        session:send("550 5.7.1 " .. name .. " has no address\\r\\n")
+        return false
+    end
+end
+Rumble.setHook(onHELO, "smtp", "command", "helo")
+"""
+
+
+def test_dns_lookups_wait_without_holding_the_worker():
+    """network.getMX/getHostByName against a DNS server on 127.0.0.1; a slow lookup does not hold the worker's other sessions"""
+    dns = FakeDNS()
+    s = lua_server(LOOKUPS, conf="DNSServer 127.0.0.1:%d\nWorkers 1" % dns.port)
+    try:
+        assert wait_port(s.port)
+        a = connect(s.port)
+        a.sendall(b"lua.test\r\n")
+        assert read_all(a) == b"mx1.lua.test 10\r\nmx2.lua.test 20\r\n.\r\n"
+        a.close()
+        a = connect(s.port)
+        a.sendall(b"nowhere.test\r\n")
+        assert read_all(a).startswith(b"ERR nowhere.test: no such domain"), "NXDOMAIN"
+        a.close()
+        # a slow lookup in one session; SMTP on the same (only) worker answers meanwhile
+        slow = connect(s.port)
+        t0 = time.time()
+        slow.sendall(b"slow.test\r\n")
+        time.sleep(0.2)
+        r = SMTPRaw(s.smtp_port)
+        assert r.cmd("EHLO other.example")[0] == 250
+        assert r.cmd("NOOP")[0] == 250
+        assert time.time() - t0 < 1.2, "the worker waited for the lookup"
+        assert r.cmd("HELO mail.lua.test")[0] == 250  # resolves: the hook lets it through
+        r2 = SMTPRaw(s.smtp_port)
+        assert r2.cmd("HELO nx.lua.test") == (550, "5.7.1 nx.lua.test has no address")
+        assert r2.closed()
+        assert read_all(slow) == b"mx.slow.test 5\r\n.\r\n"
+        assert time.time() - t0 >= 1.4
+        slow.close()
+        # a client that leaves while its lookup is out: nothing breaks
+        gone = connect(s.port)
+        gone.sendall(b"slow.test\r\n")
+        time.sleep(0.1)
+        gone.close()
+        h = socket.create_connection(("127.0.0.1", s.smtp_port), timeout=5)
+        h.sendall(b"HELO gone.slow.test\r\n")
+        h.close()  # a hook waiting on a lookup for a client that left
+        time.sleep(2)
+        r = SMTPRaw(s.smtp_port)
+        assert r.cmd("HELO mail.lua.test")[0] == 250
+        assert r.cmd("QUIT")[0] == 221
+        # Mailman.sendMail waits for the group commit the same way
+        a = connect(s.port)
+        a.sendall(b"send\r\n")
+        assert read_all(a) == b"sent true nil\r\n"
+        a.close()
+        msgs = s.messages("alice@example.org")
+        assert len(msgs) == 1 and b"Sent by a coroutine that waited." in msgs[0]
+    finally:
+        stopped(s)
+        dns.stop()
