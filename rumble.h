@@ -552,6 +552,9 @@ void server_run(void (*on_reload)(void));
  * (the main thread does it within a quarter second) and its sessions
  * end. server_listen starts it again. */
 void server_unlisten(struct service *svc);
+/* Starts svc again at run time, from any thread: calls off a stop not
+ * yet carried out, or listens again (conf.bind) once it was. */
+int server_relisten(struct service *svc, char *err, size_t errlen);
 /* Stops accepting, lets sessions end within grace_ms, closes the rest. */
 void server_stop(int grace_ms);
 int server_sessions(void);

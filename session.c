@@ -844,7 +844,46 @@ int server_start(int n)
 
 /* ---- listeners and the main loop ---- */
 
+/* Listeners open on workers (scripts) and close on the main thread:
+ * this lock makes a start and a stop that cross each other come out
+ * in one order or the other, never half of each. */
+static os_mutex *listen_mx;
+
+static void listen_lock(void)
+{
+	if (!listen_mx) {
+		listen_mx = os_mutex_new(); /* first use: the main thread at start-up */
+	}
+	os_mutex_lock(listen_mx);
+}
+
+static void listen_unlock(void)
+{
+	os_mutex_unlock(listen_mx);
+}
+
+static int listen_locked(
+	struct service *svc, const char *bind, int ipv4_only, char *err, size_t errlen);
+
 int server_listen(struct service *svc, const char *bind, int ipv4_only, char *err, size_t errlen)
+{
+	listen_lock();
+	int rc = listen_locked(svc, bind, ipv4_only, err, errlen);
+	listen_unlock();
+	return rc;
+}
+
+int server_relisten(struct service *svc, char *err, size_t errlen)
+{
+	listen_lock();
+	svc->stop_req = 0; /* a stop not yet carried out is called off */
+	int rc = svc->nlfd ? 0 : listen_locked(svc, conf.bind, conf.force_ipv4, err, errlen);
+	listen_unlock();
+	return rc;
+}
+
+static int listen_locked(
+	struct service *svc, const char *bind, int ipv4_only, char *err, size_t errlen)
 {
 	if (!accept_poller && !(accept_poller = os_poller_new())) {
 		snprintf(err, errlen, "cannot create a poller: %s", os_strerror());
@@ -900,12 +939,14 @@ static void close_service(struct service *svc)
 
 static void stop_requested(void)
 {
+	listen_lock();
 	for (int i = 0; i < nservices; i++) {
 		if (services[i]->stop_req && services[i]->nlfd) {
 			log_info("%s stopped: port %d closed", services[i]->name, services[i]->port);
 			close_service(services[i]);
 		}
 	}
+	listen_unlock();
 }
 
 void server_run(void (*on_reload)(void))
@@ -932,9 +973,11 @@ void server_run(void (*on_reload)(void))
 
 static void close_listeners(void)
 {
+	listen_lock();
 	for (int i = 0; i < nservices; i++) {
 		close_service(services[i]);
 	}
+	listen_unlock();
 }
 
 static void stop_workers(int level)

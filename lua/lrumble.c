@@ -266,11 +266,8 @@ static int r_startService(lua_State *L)
 	reg_lock();
 	struct entry *e = find_entry(svc);
 	svc->suspended = 0;
-	svc->stop_req = 0; /* a stop not yet carried out is called off */
-	if (svc->nlfd == 0) {
-		svc->port = e ? e->port : svc->port;
-		ok = server_listen(svc, conf.bind, conf.force_ipv4, err, sizeof err) == 0;
-	}
+	svc->port = e && !svc->nlfd ? e->port : svc->port;
+	ok = server_relisten(svc, err, sizeof err) == 0;
 	svc->enabled = ok;
 	reg_unlock();
 	if (!ok) {

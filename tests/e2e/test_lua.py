@@ -351,6 +351,14 @@ SUSPEND = """
 local function ctl(session)
     local cmd = session:receive()
     local name = session:receive()
+    if cmd == "restart" then -- a stop and a start crossing the main thread's work
+        for i = 1, 20 do
+            Rumble.stopService(name)
+            Rumble.startService(name)
+        end
+        session:send("restarted\\r\\n")
+        return
+    end
     session:send(tostring(Rumble[cmd](name)) .. "\\r\\n")
 end
 Rumble.createService(ctl, tonumber(Rumble.readConfig("TestPort")))
@@ -401,6 +409,11 @@ def test_stop_and_start_service():
     assert refused, "port still open after stopService"
     assert ctl("startService") == "true\r\n"
     assert SMTPRaw(s.smtp_port).greeting[0] == 220
+    for _ in range(5):
+        assert ctl("restart") == "restarted\r\n"
+        time.sleep(0.1)
+    time.sleep(0.6)  # past the main thread's next look at stop requests
+    assert SMTPRaw(s.smtp_port).greeting[0] == 220, "a start lost to a stop"
     stopped(s)
 
 
