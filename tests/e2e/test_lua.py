@@ -719,3 +719,37 @@ def test_dns_lookups_wait_without_holding_the_worker():
     finally:
         stopped(s)
         dns.stop()
+
+
+RECEIVEBYTES = """
+function acceptCall(session)
+   local response, length = session:receivebytes(100); -- Try to get 100 bytes.
+   if ( length ~= -1 ) then
+       print("We got a response! " .. #response .. " bytes, ends with " .. response:sub(-3))
+   else
+       print("Something went wrong, client aborted? " .. length .. " '" .. response .. "'")
+   end
+end
+Rumble.setHook(acceptCall, "smtp", "accept")
+"""
+
+
+def test_receivebytes_example_from_the_reference():
+    """The reference's receivebytes(100) accept hook: 100 bytes in pieces, or "" and -1 when the client aborts"""
+    s = lua_server(RECEIVEBYTES)
+    c = connect(s.smtp_port)
+    c.sendall(b"x" * 60)
+    time.sleep(0.1)
+    c.sendall(b"y" * 37 + b"end" + b"QUIT\r\n")  # 100 bytes, then SMTP's own
+    f = c.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    assert f.readline().startswith(b"221 ")
+    f.close()
+    c.close()
+    assert wait_log(s, "We got a response! 100 bytes, ends with end")
+    c = connect(s.smtp_port)
+    c.sendall(b"only ten..")
+    time.sleep(0.1)
+    c.close()
+    assert wait_log(s, "Something went wrong, client aborted? -1 ''")
+    stopped(s)
