@@ -2160,6 +2160,26 @@ static void unlock_paths(FILE *lk)
 	fclose(lk);
 }
 
+/* Writes the UIDVALIDITY of the index at ipath into the lock file, as
+ * new_uidvalidity reads it, unless the file remembers a greater one. */
+static void remember_uidvalidity(FILE *lk, const char *ipath)
+{
+	char line[IDX_LINE], text[32] = "";
+	unsigned last = 0;
+	struct hdr h;
+	FILE *fp = fopen(ipath, "rb");
+	int ok = fp && fread(line, 1, IDX_LINE, fp) == IDX_LINE && hdr_parse(line, &h) == 0;
+	if (fp) {
+		fclose(fp);
+	}
+	if (!ok || (seek_to(lk, 0) == 0 && fread(text, 1, sizeof text - 1, lk) > 0 &&
+	                   sscanf(text, "uidvalidity %u", &last) == 1 && last >= h.uidvalidity)) {
+		return;
+	}
+	snprintf(text, sizeof text, "uidvalidity %010u\n", h.uidvalidity);
+	write_at(lk, 0, text, strlen(text));
+}
+
 /* see rumble.h. The lock file stays: it remembers the last UIDVALIDITY,
  * so a folder made again under the name gets a greater one (RFC 3501
  * 2.3.1.1). Sessions that still have it open fail their next refresh. */
@@ -2176,6 +2196,7 @@ int mm_folder_delete(const char *domain, const char *user, const char *folder)
 	}
 	path_of(&tmp, ".mbox", mpath, sizeof mpath);
 	path_of(&tmp, ".idx", ipath, sizeof ipath);
+	remember_uidvalidity(lk, ipath);
 	int rc = os_remove(mpath);
 	os_remove(ipath);
 	os_fsync_dir(tmp.dir);
@@ -2202,6 +2223,8 @@ int mm_folder_rename(const char *domain, const char *user, const char *from, con
 	if (lock_paths(&a, &lk) != 0) {
 		return -1;
 	}
+	path_of(&a, ".idx", pa, sizeof pa);
+	remember_uidvalidity(lk, pa); /* for a folder made again under the old name */
 	path_of(&a, ".mbox", pa, sizeof pa);
 	path_of(&b, ".mbox", pb, sizeof pb);
 	int rc = os_rename_atomic(pa, pb);
@@ -2241,7 +2264,9 @@ static int subs_path(const char *domain, const char *user, char *out, size_t len
 	if (!domain || !user || folder_paths(&tmp, domain, user, "INBOX") != 0) {
 		return -1;
 	}
-	return (size_t)snprintf(out, len, "%s/subscriptions", tmp.dir) < len ? 0 : -1;
+	return (size_t)snprintf(out, len, "%s/subscriptions", tmp.dir) < len && os_mkdir_p(tmp.dir) == 0
+	               ? 0
+	               : -1;
 }
 
 /* Reads the file into b (empty when there is none). */
