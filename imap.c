@@ -41,6 +41,7 @@
 #define IMAP_CMD_MAX (256 * 1024) /* a whole command, inline literals included */
 #define IMAP_LITERAL_INLINE (64 * 1024)
 #define IMAP_SPOOL_MIN 1024      /* APPEND messages above this go to a spool */
+#define IMAP_PREAUTH_LITERAL 2048 /* a literal before login */
 #define IMAP_TOKENS_MAX 8192
 #define IMAP_DEPTH_MAX 32
 #define IMAP_TAG_MAX 64
@@ -222,7 +223,7 @@ int imap_cmd_line(struct imap_cmd *c, const char *line, size_t n, uint64_t *lite
 int imap_cmd_literal_begin(struct imap_cmd *c, uint64_t size, int spooled)
 {
 	if (spooled) {
-		return tok_push(c, IMAP_SPOOL, "", 0) == 0 && (c->tok[c->ntok - 1].len = 0, 1) ? 0 : -1;
+		return tok_push(c, IMAP_SPOOL, "", 0); /* its len counts the bytes */
 	}
 	if (size > IMAP_LITERAL_INLINE || c->text.len + size + 1 > IMAP_CMD_MAX ||
 	        tok_push(c, IMAP_STRING, "", 0) != 0) {
@@ -787,7 +788,7 @@ struct imap {
 	int readonly;
 	uint32_t uidvalidity;
 	struct view v;
-	int64_t idle_since;
+	int64_t idle_since, idle_due;
 	struct fetch *job;
 };
 
@@ -2156,6 +2157,19 @@ static void cmd_move(struct session *s, struct imap *st, struct args *a)
 
 /* ---- IDLE (RFC 2177) ---- */
 
+static void idle_tick(struct session *s, void *arg);
+
+static void idle_arm(struct session *s, struct imap *st)
+{
+	st->idle_timer = 1;
+	st->idle_due = os_now_ms() + IDLE_POLL_MS;
+	session_after(s, IDLE_POLL_MS, idle_tick, NULL);
+}
+
+/* The poll timer holds the session, so the idle timeout and a graceful
+ * stop do not see it: it ends the session itself after IMAP_AUTH_MS, and
+ * when it fires early, which only a stopping worker does (it runs every
+ * timer at once), it says BYE and is not armed again. */
 static void idle_tick(struct session *s, void *arg)
 {
 	struct imap *st = s->ps;
@@ -2166,14 +2180,16 @@ static void idle_tick(struct session *s, void *arg)
 	if (!st->idling) {
 		return;
 	}
-	if (os_now_ms() - st->idle_since > IMAP_AUTH_MS) {
-		session_printf(s, "* BYE Idle for too long\r\n");
-		session_close(s, "idle timeout");
+	int64_t now = os_now_ms();
+	if (now + IDLE_POLL_MS / 2 < st->idle_due || now - st->idle_since > IMAP_AUTH_MS) {
+		session_printf(s, "* BYE %s\r\n", now - st->idle_since > IMAP_AUTH_MS
+		                                            ? "Idle for too long"
+		                                            : "Server shutting down");
+		session_close(s, "idle ended");
 		return;
 	}
 	if (view_sync(s, st, 1) == 0) {
-		st->idle_timer = 1;
-		session_after(s, IDLE_POLL_MS, idle_tick, NULL);
+		idle_arm(s, st);
 	}
 }
 
@@ -2186,8 +2202,7 @@ static void cmd_idle(struct session *s, struct imap *st, struct args *a)
 	st->idling = 1;
 	st->idle_since = os_now_ms();
 	if (st->state == I_SELECTED && !st->idle_timer) {
-		st->idle_timer = 1;
-		session_after(s, IDLE_POLL_MS, idle_tick, NULL);
+		idle_arm(s, st);
 	}
 }
 
@@ -2849,12 +2864,13 @@ static void take_tag(struct imap *st)
 static void literal_start(struct session *s, struct imap *st, uint64_t n, int nonsync)
 {
 	struct imap_cmd *c = &st->cmd;
-	int append = c->ntok >= 3 && rl_strcasecmp(imap_tok_str(c, 1), "APPEND") == 0;
+	int append = c->ntok >= 3 && rl_strcasecmp(imap_tok_str(c, 1), "APPEND") == 0 &&
+	             st->state != I_NOAUTH;
 	int spooled = append && n > IMAP_SPOOL_MIN && !st->has_spool;
 	int rc = -1;
 	take_tag(st);
-	if (!valid_tag(c)) {
-		rc = -1;
+	if (!valid_tag(c) || (st->state == I_NOAUTH && n > IMAP_PREAUTH_LITERAL)) {
+		rc = -1; /* before login, literals only for names and passwords */
 	} else if (spooled && n <= conf.message_size_limit) {
 		spool_init(&st->sp, spool_dir(st));
 		st->has_spool = 1;

@@ -493,6 +493,8 @@ def test_bad_input_and_prelogin_limits():
     assert c.cmd(b"c", b"LOGIN \"unterminated")[-1].startswith(b"c BAD")
     c.send(b"\r\n")
     assert c.cmd(b"d", b"UID NOOP")[-1].startswith(b"d BAD")
+    c.send(b"e LOGIN {5000}\r\n")  # before login a literal is for a name or a password
+    assert c.line().startswith(b"e BAD")
     gone = False
     for i in range(30):
         try:
@@ -525,13 +527,22 @@ def test_uidvalidity_stable_across_restart():
 
 
 def test_shutdown_says_bye():
-    """imap: a server stopping sends * BYE to an idle logged-in client"""
+    """imap: a server stopping sends * BYE to logged-in clients, one of them in IDLE"""
     s = imap_server()
     c = Raw(s.imap_port)
     c.cmd(b"a", b"LOGIN alice@example.org secret")
+    i = Raw(s.imap_port)
+    i.cmd(b"a", b"LOGIN alice@example.org secret")
+    i.cmd(b"b", b"SELECT INBOX")
+    i.send(b"c IDLE\r\n")
+    assert i.line().startswith(b"+ ")
+    t0 = time.time()
     assert s.stop() == 0
+    assert time.time() - t0 < 15
     assert c.line().startswith(b"* BYE")
+    assert i.line().startswith(b"* BYE")  # also in IDLE, whose poll timer holds the session
     c.close()
+    i.close()
 
 
 def test_curl_list_fetch_append():
@@ -614,4 +625,39 @@ def test_lua_hooks_see_imap4_commands():
     assert c.line() == b"* BYE not you"
     assert c.closed()
     c.close()
+    assert s.stop() == 0
+
+
+def test_concurrent_stores_and_deliveries_lose_nothing():
+    """imap: two sessions changing flags while SMTP delivers lose no message and no flag"""
+    import threading
+    s = imap_server()
+    deliver(s, [b"Subject: first %d\r\n\r\nx\r\n" % i for i in range(20)])
+    errors = []
+
+    def flagger(flag):
+        try:
+            m = login(s)
+            m.select("INBOX")
+            for _ in range(15):
+                m.store("1:*", "+FLAGS", "(%s)" % flag)
+                m.noop()
+            m.logout()
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=flagger, args=(f,)) for f in ("\\Flagged", "$Tag")]
+    for t in threads:
+        t.start()
+    deliver(s, [b"Subject: more %d\r\n\r\ny\r\n" % i for i in range(30)])
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    m = login(s)
+    m.select("INBOX")
+    assert m.search(None, "ALL")[1][0].split()[-1] == b"50"
+    both = [int(x) for x in m.search(None, "FLAGGED", "KEYWORD", "$Tag")[1][0].split()]
+    assert both[:20] == list(range(1, 21)), both  # neither session's update was lost
+    m.logout()
+    assert len(s.messages("alice@example.org")) == 50
     assert s.stop() == 0
