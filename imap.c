@@ -4,8 +4,8 @@
  * MOVE (6851) and SASL-IR (4959): a state machine fed with lines by
  * session.c, over the mbox store of mbox.c.
  *
- * A command arrives as lines and literals. The tokenizer (imap_cmd_line,
- * pure, unit-tested) turns each line into tokens in struct imap_cmd and
+ * A command arrives as lines and literals. The tokenizer (imap_cmd_line in
+ * imap_parse.c, pure, unit-tested) turns each line into tokens in struct imap_cmd and
  * stops at a literal's "{n}": the protocol checks n against its limits
  * (then sends "+ " for a synchronising literal), counts the next n bytes
  * into the command (or, for APPEND's message, into a spool) and feeds the
@@ -37,721 +37,18 @@
 
 #include "rumble.h"
 
-#define IMAP_LINE_MAX 65536      /* a command line, CRLF excluded */
-#define IMAP_CMD_MAX (256 * 1024) /* a whole command, inline literals included */
-#define IMAP_LITERAL_INLINE (64 * 1024)
-#define IMAP_SPOOL_MIN 1024      /* APPEND messages above this go to a spool */
+#define IMAP_LINE_MAX 65536       /* a command line, CRLF excluded */
+#define IMAP_SPOOL_MIN 1024       /* APPEND messages above this go to a spool */
 #define IMAP_PREAUTH_LITERAL 2048 /* a literal before login */
-#define IMAP_TOKENS_MAX 8192
-#define IMAP_DEPTH_MAX 32
 #define IMAP_TAG_MAX 64
-#define IMAP_ERRORS_MAX 20       /* BAD/NO before login, then closed */
-#define IMAP_PRELOGIN_MAX 50     /* commands before login */
-#define IMAP_PREAUTH_MS 60000    /* idle time before login */
-#define IMAP_AUTH_MS 1800000     /* RFC 3501 5.4: at least 30 minutes */
+#define IMAP_ERRORS_MAX 20    /* BAD/NO before login, then closed */
+#define IMAP_PRELOGIN_MAX 50  /* commands before login */
+#define IMAP_PREAUTH_MS 60000 /* idle time before login */
+#define IMAP_AUTH_MS 1800000  /* RFC 3501 5.4: at least 30 minutes */
 #define IDLE_POLL_MS 1000
 #define FILL_MAX (64 * 1024)
 #define FILL_CHUNK (16 * 1024)
-#define SET_RANGES_MAX 4096
-#define SEARCH_KEYS_MAX 1000
 #define LOGIN_MAX (MM_USER_MAX + MM_DOMAIN_MAX + 2)
-
-/* ---- the tokenizer (see rumble.h) ---- */
-
-void imap_cmd_init(struct imap_cmd *c)
-{
-	memset(c, 0, sizeof *c);
-	buf_init(&c->text);
-}
-
-void imap_cmd_reset(struct imap_cmd *c)
-{
-	buf_reset(&c->text);
-	c->ntok = 0;
-	c->depth = 0;
-}
-
-void imap_cmd_free(struct imap_cmd *c)
-{
-	buf_free(&c->text);
-	xfree(c->tok);
-	c->ntok = c->cap = 0;
-}
-
-static int tok_push(struct imap_cmd *c, int type, const char *p, size_t n)
-{
-	if (c->ntok >= IMAP_TOKENS_MAX || c->text.len + n + 1 > IMAP_CMD_MAX) {
-		return -1;
-	}
-	if (c->ntok == c->cap) {
-		c->cap = c->cap ? c->cap * 2 : 16;
-		c->tok = xrealloc(c->tok, c->cap * sizeof *c->tok);
-	}
-	struct imap_token *t = &c->tok[c->ntok++];
-	t->type = type;
-	t->off = (uint32_t)c->text.len;
-	t->len = (uint32_t)n;
-	buf_append(&c->text, p, n);
-	buf_append(&c->text, "", 1);
-	return 0;
-}
-
-const char *imap_tok_str(const struct imap_cmd *c, uint32_t i)
-{
-	return i < c->ntok ? c->text.data + c->tok[i].off : "";
-}
-
-/* An atom (RFC 3501 9, with "*" and "%" for sequence sets and LIST, and a
- * "[...]" part that may hold spaces and parentheses, as in fetch items
- * "BODY[HEADER.FIELDS (From)]<0.10>"). Returns its length, 0 when bad. */
-static size_t atom_len(const char *p, size_t n)
-{
-	size_t i = 0;
-	while (i < n && p[i] != ' ' && p[i] != '(' && p[i] != ')') {
-		unsigned char ch = (unsigned char)p[i];
-		if (ch < 0x20 || ch == 0x7f || ch == '"' || ch == '{' || ch == '\\') {
-			/* '\' only starts a flag name */
-			if (!(ch == '\\' && i == 0)) {
-				return 0;
-			}
-		}
-		if (ch == '[') {
-			const char *close = memchr(p + i, ']', n - i);
-			if (!close) {
-				return 0;
-			}
-			i = (size_t)(close - p);
-		}
-		i++;
-	}
-	return i;
-}
-
-/* A quoted string at p[0] == '"'; its unescaped value goes to the token.
- * Returns the bytes consumed, 0 when bad. */
-static size_t quoted(struct imap_cmd *c, const char *p, size_t n)
-{
-	struct buf v;
-	size_t i = 1;
-	buf_init(&v);
-	for (; i < n && p[i] != '"'; i++) {
-		if (p[i] == '\\') {
-			if (i + 1 >= n || (p[i + 1] != '"' && p[i + 1] != '\\')) {
-				break;
-			}
-			i++;
-		}
-		buf_append(&v, p + i, 1);
-	}
-	int ok = i < n && p[i] == '"' && tok_push(c, IMAP_STRING, v.data ? v.data : "", v.len) == 0;
-	buf_free(&v);
-	return ok ? i + 1 : 0;
-}
-
-/* "{123}" or "{123+}" ending the line: 1 with the size, 0 when it is not
- * one. */
-static int literal_at_end(const char *p, size_t n, uint64_t *size, int *nonsync)
-{
-	size_t i = 1, digits = 0;
-	uint64_t v = 0;
-	for (; i < n && p[i] >= '0' && p[i] <= '9'; i++, digits++) {
-		v = v * 10 + (uint64_t)(p[i] - '0');
-	}
-	*nonsync = i < n && p[i] == '+';
-	i += (size_t)*nonsync;
-	if (digits == 0 || digits > 10 || i + 1 != n || p[i] != '}') {
-		return 0;
-	}
-	*size = v;
-	return 1;
-}
-
-/* see rumble.h */
-int imap_cmd_line(struct imap_cmd *c, const char *line, size_t n, uint64_t *literal,
-        int *nonsync, const char **error)
-{
-	size_t i = 0;
-	*error = "Syntax error";
-	if (memchr(line, '\0', n)) {
-		*error = "NUL in command";
-		return IMAP_PARSE_ERROR;
-	}
-	while (i < n) {
-		const char *p = line + i;
-		size_t left = n - i, used = 1;
-		if (*p == ' ') {
-			i++;
-			continue;
-		}
-		if (*p == '(') {
-			if (++c->depth > IMAP_DEPTH_MAX || tok_push(c, IMAP_LPAREN, "(", 1) != 0) {
-				*error = "Too deeply nested or too many arguments";
-				return IMAP_PARSE_ERROR;
-			}
-		} else if (*p == ')') {
-			if (--c->depth < 0 || tok_push(c, IMAP_RPAREN, ")", 1) != 0) {
-				*error = "Unbalanced parentheses";
-				return IMAP_PARSE_ERROR;
-			}
-		} else if (*p == '"') {
-			used = quoted(c, p, left);
-		} else if (*p == '{') {
-			if (!literal_at_end(p, left, literal, nonsync)) {
-				return IMAP_PARSE_ERROR;
-			}
-			return IMAP_PARSE_LITERAL;
-		} else {
-			used = atom_len(p, left);
-			if (used && tok_push(c, IMAP_ATOM, p, used) != 0) {
-				*error = "Command too long";
-				return IMAP_PARSE_ERROR;
-			}
-		}
-		if (used == 0) {
-			return IMAP_PARSE_ERROR;
-		}
-		i += used;
-	}
-	if (c->depth != 0) {
-		*error = "Unbalanced parentheses";
-		return IMAP_PARSE_ERROR;
-	}
-	return IMAP_PARSE_DONE;
-}
-
-/* see rumble.h */
-int imap_cmd_literal_begin(struct imap_cmd *c, uint64_t size, int spooled)
-{
-	if (spooled) {
-		return tok_push(c, IMAP_SPOOL, "", 0); /* its len counts the bytes */
-	}
-	if (size > IMAP_LITERAL_INLINE || c->text.len + size + 1 > IMAP_CMD_MAX ||
-	        tok_push(c, IMAP_STRING, "", 0) != 0) {
-		return -1;
-	}
-	c->text.len--; /* the NUL goes after the data */
-	return 0;
-}
-
-/* see rumble.h */
-void imap_cmd_literal_data(struct imap_cmd *c, const char *p, size_t n)
-{
-	struct imap_token *t = &c->tok[c->ntok - 1];
-	t->len += (uint32_t)n;
-	if (t->type != IMAP_SPOOL) {
-		buf_append(&c->text, p, n);
-	}
-}
-
-void imap_cmd_literal_end(struct imap_cmd *c)
-{
-	if (c->tok[c->ntok - 1].type != IMAP_SPOOL) {
-		buf_append(&c->text, "", 1);
-	}
-}
-
-/* ---- sequence sets (see rumble.h) ---- */
-
-static int parse_num32(const char **p, uint32_t *out)
-{
-	uint64_t v = 0;
-	int digits = 0;
-	while (**p >= '0' && **p <= '9') {
-		v = v * 10 + (uint64_t)(**p - '0');
-		(*p)++;
-		if (++digits > 10 || v > 0xffffffffu) {
-			return -1;
-		}
-	}
-	*out = (uint32_t)v;
-	return digits && v ? 0 : -1;
-}
-
-static int set_num(const char **p, uint32_t *out)
-{
-	if (**p == '*') {
-		(*p)++;
-		*out = IMAP_STAR;
-		return 0;
-	}
-	return parse_num32(p, out);
-}
-
-/* see rumble.h */
-int imap_set_parse(const char *s, struct imap_set *set)
-{
-	set->n = 0;
-	set->r = NULL;
-	const char *p = s;
-	for (;;) {
-		uint32_t lo, hi;
-		if (set_num(&p, &lo) != 0) {
-			break;
-		}
-		hi = lo;
-		if (*p == ':') {
-			p++;
-			if (set_num(&p, &hi) != 0) {
-				break;
-			}
-		}
-		if (set->n >= SET_RANGES_MAX) {
-			break;
-		}
-		set->r = xrealloc(set->r, (set->n + 1) * sizeof *set->r);
-		set->r[set->n].lo = lo;
-		set->r[set->n].hi = hi;
-		set->n++;
-		if (*p == '\0') {
-			return 0;
-		}
-		if (*p++ != ',') {
-			break;
-		}
-	}
-	imap_set_free(set);
-	return -1;
-}
-
-void imap_set_free(struct imap_set *set)
-{
-	xfree(set->r);
-	set->n = 0;
-}
-
-/* see rumble.h */
-int imap_set_has(const struct imap_set *set, uint32_t v, uint32_t star)
-{
-	for (uint32_t i = 0; i < set->n; i++) {
-		uint32_t lo = set->r[i].lo == IMAP_STAR ? star : set->r[i].lo;
-		uint32_t hi = set->r[i].hi == IMAP_STAR ? star : set->r[i].hi;
-		if (lo > hi) {
-			uint32_t t = lo;
-			lo = hi;
-			hi = t;
-		}
-		if (v >= lo && v <= hi) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* ---- SEARCH keys (see rumble.h) ---- */
-
-enum skey_op {
-	K_ALL, K_AND, K_OR, K_NOT, K_FLAG, K_UNFLAG, K_KW, K_UNKW, K_NONE, K_LARGER, K_SMALLER,
-	K_BEFORE, K_ON, K_SINCE, K_SENTBEFORE, K_SENTON, K_SENTSINCE, K_HEADER, K_BODY,
-	K_TEXT, K_UID, K_SEQ
-};
-
-struct imap_search {
-	int op;
-	struct imap_search *kid, *next;
-	uint32_t n;
-	int64_t day;
-	char *hdr, *str;
-	struct imap_set set;
-};
-
-void imap_search_free(struct imap_search *k)
-{
-	while (k) {
-		struct imap_search *next = k->next;
-		imap_search_free(k->kid);
-		xfree(k->hdr);
-		xfree(k->str);
-		imap_set_free(&k->set);
-		free(k);
-		k = next;
-	}
-}
-
-struct sparse {
-	const struct imap_cmd *c;
-	uint32_t *pos;
-	int (*kw)(void *arg, const char *name);
-	void *kwarg;
-	int count, depth;
-	const char *error;
-};
-
-static const char month_names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-
-/* Days since the epoch of a civil date (H. Hinnant's algorithm). */
-static int64_t days_civil(int64_t y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-/* see rumble.h: "1-Feb-1994" (RFC 3501 date) as days since the epoch. */
-int imap_date_parse(const char *s, int64_t *day)
-{
-	int d = 0, y = 0, i = 0, m;
-	while (s[i] >= '0' && s[i] <= '9' && i < 2) {
-		d = d * 10 + (s[i++] - '0');
-	}
-	if (i == 0 || s[i] != '-' || strlen(s + i + 1) != 8 || s[i + 4] != '-') {
-		return -1;
-	}
-	for (m = 0; m < 12 && rl_strncasecmp(s + i + 1, month_names + 3 * m, 3) != 0; m++) {
-	}
-	for (int k = i + 5; k < i + 9; k++) {
-		if (s[k] < '0' || s[k] > '9') {
-			return -1;
-		}
-		y = y * 10 + (s[k] - '0');
-	}
-	if (m == 12 || d < 1 || d > 31) {
-		return -1;
-	}
-	*day = days_civil(y, m + 1, d);
-	return 0;
-}
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-	return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-
-static const char *sarg(struct sparse *sp)
-{
-	const struct imap_cmd *c = sp->c;
-	if (*sp->pos >= c->ntok || c->tok[*sp->pos].type == IMAP_LPAREN ||
-	        c->tok[*sp->pos].type == IMAP_RPAREN || c->tok[*sp->pos].type == IMAP_SPOOL) {
-		sp->error = "Missing search argument";
-		return NULL;
-	}
-	return imap_tok_str(c, (*sp->pos)++);
-}
-
-static struct imap_search *skey(struct sparse *sp);
-
-static struct imap_search *knew(int op)
-{
-	struct imap_search *k = xcalloc(1, sizeof *k);
-	k->op = op;
-	return k;
-}
-
-/* Keys until ")" (in parentheses) or the end: an AND of them. */
-static struct imap_search *skey_list(struct sparse *sp, int paren)
-{
-	struct imap_search *and = knew(K_AND), **tail = &and->kid;
-	const struct imap_cmd *c = sp->c;
-	while (*sp->pos < c->ntok && c->tok[*sp->pos].type != IMAP_RPAREN) {
-		struct imap_search *k = skey(sp);
-		if (!k) {
-			imap_search_free(and);
-			return NULL;
-		}
-		*tail = k;
-		tail = &k->next;
-	}
-	if (paren && *sp->pos >= c->ntok) {
-		sp->error = "Missing )";
-	} else if (paren) {
-		(*sp->pos)++;
-	}
-	if (!and->kid || sp->error) {
-		sp->error = sp->error ? sp->error : "Missing search key";
-		imap_search_free(and);
-		return NULL;
-	}
-	return and;
-}
-
-static const struct {
-	const char *name;
-	int op;
-	uint32_t n;
-} simple_keys[] = {{"ALL", K_ALL, 0}, {"ANSWERED", K_FLAG, MM_ANSWERED},
-        {"DELETED", K_FLAG, MM_DELETED}, {"DRAFT", K_FLAG, MM_DRAFT},
-        {"FLAGGED", K_FLAG, MM_FLAGGED}, {"SEEN", K_FLAG, MM_SEEN},
-        {"UNANSWERED", K_UNFLAG, MM_ANSWERED}, {"UNDELETED", K_UNFLAG, MM_DELETED},
-        {"UNDRAFT", K_UNFLAG, MM_DRAFT}, {"UNFLAGGED", K_UNFLAG, MM_FLAGGED},
-        {"UNSEEN", K_UNFLAG, MM_SEEN}, {"OLD", K_ALL, 0}, {"RECENT", K_NONE, 0},
-        {"NEW", K_NONE, 0}};
-
-static const struct {
-	const char *name;
-	int op;
-} arg_keys[] = {{"BEFORE", K_BEFORE}, {"ON", K_ON}, {"SINCE", K_SINCE},
-        {"SENTBEFORE", K_SENTBEFORE}, {"SENTON", K_SENTON}, {"SENTSINCE", K_SENTSINCE},
-        {"LARGER", K_LARGER}, {"SMALLER", K_SMALLER}, {"BODY", K_BODY}, {"TEXT", K_TEXT},
-        {"KEYWORD", K_KW}, {"UNKEYWORD", K_UNKW}, {"UID", K_UID}, {"BCC", K_HEADER},
-        {"CC", K_HEADER}, {"FROM", K_HEADER}, {"SUBJECT", K_HEADER}, {"TO", K_HEADER}};
-
-/* The argument of a key that takes one. */
-static int skey_arg(struct sparse *sp, struct imap_search *k, const char *name, const char *a)
-{
-	uint32_t n;
-	const char *p = a;
-	switch (k->op) {
-	case K_BEFORE: case K_ON: case K_SINCE: case K_SENTBEFORE: case K_SENTON: case K_SENTSINCE:
-		return imap_date_parse(a, &k->day);
-	case K_LARGER: case K_SMALLER:
-		if (*p == '0' && p[1] == '\0') {
-			k->n = 0;
-			return 0;
-		}
-		if (parse_num32(&p, &n) != 0 || *p) {
-			return -1;
-		}
-		k->n = n;
-		return 0;
-	case K_KW: case K_UNKW:
-		k->n = sp->kw ? (uint32_t)sp->kw(sp->kwarg, a) : (uint32_t)-1;
-		if (k->n == (uint32_t)-1) { /* no message has it */
-			k->op = k->op == K_KW ? K_NONE : K_ALL;
-		}
-		return 0;
-	case K_UID:
-		return imap_set_parse(a, &k->set);
-	case K_HEADER:
-		k->hdr = xstrdup(name);
-		break;
-	}
-	k->str = xstrdup(a);
-	return 0;
-}
-
-static struct imap_search *skey(struct sparse *sp)
-{
-	const struct imap_cmd *c = sp->c;
-	if (++sp->count > SEARCH_KEYS_MAX || sp->depth > IMAP_DEPTH_MAX) {
-		sp->error = "Too many search keys";
-		return NULL;
-	}
-	if (c->tok[*sp->pos].type == IMAP_LPAREN) {
-		(*sp->pos)++;
-		sp->depth++;
-		struct imap_search *k = skey_list(sp, 1);
-		sp->depth--;
-		return k;
-	}
-	const char *name = sarg(sp), *a;
-	if (!name) {
-		return NULL;
-	}
-	for (size_t i = 0; i < sizeof simple_keys / sizeof simple_keys[0]; i++) {
-		if (rl_strcasecmp(name, simple_keys[i].name) == 0) {
-			struct imap_search *k = knew(simple_keys[i].op);
-			k->n = simple_keys[i].n;
-			return k;
-		}
-	}
-	if (rl_strcasecmp(name, "NOT") == 0 || rl_strcasecmp(name, "OR") == 0) {
-		int or = name[0] == 'O' || name[0] == 'o';
-		struct imap_search *k = knew(or ? K_OR : K_NOT);
-		sp->depth++;
-		k->kid = *sp->pos < c->ntok ? skey(sp) : NULL;
-		if (k->kid && or) {
-			k->kid->next = *sp->pos < c->ntok ? skey(sp) : NULL;
-		}
-		sp->depth--;
-		if (!k->kid || (or && !k->kid->next)) {
-			sp->error = sp->error ? sp->error : "Missing search key";
-			imap_search_free(k);
-			return NULL;
-		}
-		return k;
-	}
-	if (rl_strcasecmp(name, "HEADER") == 0) {
-		const char *field = sarg(sp);
-		if (!field || !(a = sarg(sp))) {
-			return NULL;
-		}
-		struct imap_search *k = knew(K_HEADER);
-		k->hdr = xstrdup(field);
-		k->str = xstrdup(a);
-		return k;
-	}
-	for (size_t i = 0; i < sizeof arg_keys / sizeof arg_keys[0]; i++) {
-		if (rl_strcasecmp(name, arg_keys[i].name) == 0) {
-			struct imap_search *k = knew(arg_keys[i].op);
-			if (!(a = sarg(sp)) || skey_arg(sp, k, name, a) != 0) {
-				sp->error = sp->error ? sp->error : "Bad search argument";
-				imap_search_free(k);
-				return NULL;
-			}
-			return k;
-		}
-	}
-	struct imap_search *k = knew(K_SEQ);
-	if (imap_set_parse(name, &k->set) != 0) {
-		sp->error = "Unknown search key";
-		imap_search_free(k);
-		return NULL;
-	}
-	return k;
-}
-
-/* see rumble.h */
-int imap_search_parse(const struct imap_cmd *c, uint32_t *pos,
-        int (*kw)(void *arg, const char *name), void *kwarg, struct imap_search **out,
-        const char **error)
-{
-	struct sparse sp = {c, pos, kw, kwarg, 0, 0, NULL};
-	*out = skey_list(&sp, 0);
-	*error = sp.error;
-	return *out ? 0 : -1;
-}
-
-/* Case-insensitive (ASCII) substring search; "" is found everywhere. */
-static int ci_find(const char *h, size_t hn, const char *nd, size_t nn)
-{
-	for (size_t i = 0; i + nn <= hn; i++) {
-		if (rl_strncasecmp(h + i, nd, nn) == 0) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
-static int msg_parsed(struct imap_search_msg *m)
-{
-	if (!m->text && (!m->load || m->load(m->arg, &m->text, &m->len) != 0)) {
-		return 0;
-	}
-	if (!m->mime) {
-		m->mime = xcalloc(1, sizeof *m->mime);
-		mime_parse(m->mime, m->text, m->len);
-	}
-	return 1;
-}
-
-void imap_search_msg_done(struct imap_search_msg *m)
-{
-	if (m->mime) {
-		mime_free(m->mime);
-		xfree(m->mime);
-	}
-}
-
-/* A header of the message (name NULL = any) holding str, words decoded. */
-static int match_header(struct imap_search_msg *m, const char *name, const char *str)
-{
-	struct mime_headers it;
-	struct mime_header h;
-	struct buf v;
-	int found = 0;
-	if (!msg_parsed(m)) {
-		return 0;
-	}
-	buf_init(&v);
-	mime_headers_part(&it, m->mime, NULL);
-	while (!found && mime_headers_next(&it, &h)) {
-		if (name && (h.name_len != strlen(name) || rl_strncasecmp(h.name, name, h.name_len))) {
-			continue;
-		}
-		buf_reset(&v);
-		mime_decode_words(h.value, h.value_len, &v);
-		found = ci_find(v.data ? v.data : "", v.len, str, strlen(str));
-	}
-	buf_free(&v);
-	return found;
-}
-
-/* The text of every leaf part, decoded, holding str. */
-static int match_body(struct imap_search_msg *m, const char *str)
-{
-	const struct mime_part *p;
-	struct buf v;
-	int found = 0;
-	if (!msg_parsed(m)) {
-		return 0;
-	}
-	buf_init(&v);
-	for (p = m->mime->root; p && !found;) {
-		if (!p->child) {
-			buf_reset(&v);
-			if (mime_part_is(p, "text", NULL)) {
-				mime_body_text(m->mime, p, &v);
-			} else {
-				buf_append(&v, m->text + p->body_off, p->body_len);
-			}
-			found = ci_find(v.data ? v.data : "", v.len, str, strlen(str));
-		}
-		/* depth first: child, else next, else the next of an ancestor */
-		if (p->child) {
-			p = p->child;
-		} else {
-			while (p && !p->next) {
-				p = p->parent;
-			}
-			p = p ? p->next : NULL;
-		}
-	}
-	buf_free(&v);
-	return found;
-}
-
-/* The day of the Date: header in its own zone, -1 when there is none. */
-static int64_t sent_day(struct imap_search_msg *m)
-{
-	struct buf v;
-	int64_t t, day = -1;
-	int zone;
-	if (!msg_parsed(m)) {
-		return -1;
-	}
-	buf_init(&v);
-	if (mime_header_get(m->mime, NULL, "Date", &v) && v.data &&
-	        mime_date_parse(v.data, v.len, &t, &zone) == 0) {
-		day = floor_div(t + zone * 60, 86400);
-	}
-	buf_free(&v);
-	return day;
-}
-
-static int cmp_day(int op, int64_t day, int64_t want)
-{
-	return op == 0 ? day < want : op == 1 ? day == want : day >= want;
-}
-
-/* see rumble.h */
-int imap_search_match(const struct imap_search *k, struct imap_search_msg *m)
-{
-	const struct imap_search *x;
-	switch (k->op) {
-	case K_ALL: return 1;
-	case K_NONE: return 0;
-	case K_AND:
-		for (x = k->kid; x; x = x->next) {
-			if (!imap_search_match(x, m)) {
-				return 0;
-			}
-		}
-		return 1;
-	case K_OR: return imap_search_match(k->kid, m) || imap_search_match(k->kid->next, m);
-	case K_NOT: return !imap_search_match(k->kid, m);
-	case K_FLAG: return (m->flags & k->n) != 0;
-	case K_UNFLAG: return (m->flags & k->n) == 0;
-	case K_KW: return (m->keywords >> k->n) & 1;
-	case K_UNKW: return !((m->keywords >> k->n) & 1);
-	case K_LARGER: return m->size > k->n;
-	case K_SMALLER: return m->size < k->n;
-	case K_BEFORE: case K_ON: case K_SINCE:
-		return cmp_day(k->op - K_BEFORE, floor_div(m->date + m->zone * 60, 86400), k->day);
-	case K_SENTBEFORE: case K_SENTON: case K_SENTSINCE: {
-		int64_t d = sent_day(m);
-		return d >= 0 && cmp_day(k->op - K_SENTBEFORE, d, k->day);
-	}
-	case K_HEADER:
-		return match_header(m, k->hdr, k->str);
-	case K_BODY: return match_body(m, k->str);
-	case K_TEXT: return match_header(m, NULL, k->str) || match_body(m, k->str);
-	case K_UID: return imap_set_has(&k->set, m->uid, m->max_uid);
-	case K_SEQ: return imap_set_has(&k->set, m->seq, m->max_seq);
-	}
-	return 0;
-}
 
 /* ---- the session ---- */
 
@@ -818,8 +115,7 @@ static void enter_state(struct session *s, struct imap *st, enum imap_state next
 
 /* ---- replies ---- */
 
-static void reply(struct session *s, struct imap *st, const char *what, const char *fmt,
-        va_list ap)
+static void reply(struct session *s, struct imap *st, const char *what, const char *fmt, va_list ap)
 {
 	session_printf(s, "%s %s ", st->tag[0] ? st->tag : "*", what);
 	buf_vprintf(&s->out, fmt, ap);
@@ -927,14 +223,16 @@ static int starttls_offered(const struct session *s)
 
 static void put_caps(struct session *s, struct imap *st)
 {
-	session_printf(s, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE "
-	                  "UNSELECT CHILDREN APPENDLIMIT=%llu",
+	session_printf(s,
+	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE "
+	        "UNSELECT CHILDREN APPENDLIMIT=%llu",
 	        (unsigned long long)conf.message_size_limit);
 	if (st->state == I_NOAUTH) {
 		if (starttls_offered(s)) {
 			session_printf(s, " STARTTLS");
 		}
-		session_printf(s, session_auth_allowed(s) ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED");
+		session_printf(
+		        s, session_auth_allowed(s) ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED");
 	}
 }
 
@@ -1122,8 +420,8 @@ static void cmd_login(struct session *s, struct imap *st, struct args *a)
 	}
 }
 
-static void auth_result(struct session *s, struct imap *st, enum sasl_result r,
-        const char *challenge)
+static void auth_result(
+        struct session *s, struct imap *st, enum sasl_result r, const char *challenge)
 {
 	switch (r) {
 	case SASL_CHALLENGE:
@@ -1227,8 +525,8 @@ static int box_name(const char *in, char *out, size_t len)
 	return 0;
 }
 
-static const char *arg_box(struct session *s, struct imap *st, struct args *a, char *out,
-        size_t len)
+static const char *arg_box(
+        struct session *s, struct imap *st, struct args *a, char *out, size_t len)
 {
 	const char *name = arg_astring(a);
 	if (!name) {
@@ -1298,7 +596,8 @@ static void select_box(struct session *s, struct imap *st, struct args *a, int r
 	if (unseen) {
 		session_printf(s, "* OK [UNSEEN %u] First unseen\r\n", unseen);
 	}
-	session_printf(s, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
+	session_printf(s,
+	        "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
 	        st->uidvalidity, mm_folder_uidnext(st->f));
 	enter_state(s, st, I_SELECTED);
 	ok(s, st, "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
@@ -1413,7 +712,8 @@ static void rename_kids(struct imap *st, const char *from, const char *to)
 	mm_folder_list(st->domain, st->user, collect_kids, &r);
 	for (size_t i = 0; i < r.n; i++) {
 		char name[MM_FOLDER_MAX + 1];
-		if ((size_t)snprintf(name, sizeof name, "%s%s", to, r.kids[i] + r.flen) < sizeof name) {
+		if ((size_t)snprintf(name, sizeof name, "%s%s", to, r.kids[i] + r.flen) <
+		        sizeof name) {
 			mm_folder_rename(st->domain, st->user, r.kids[i], name);
 		}
 		xfree(r.kids[i]);
@@ -1436,8 +736,9 @@ static void cmd_rename(struct session *s, struct imap *st, struct args *a)
 		rename_kids(st, from, to);
 		ok(s, st, "RENAME completed");
 	} else {
-		no(s, st, rc == 1 ? "[ALREADYEXISTS] Target mailbox exists"
-		                  : "[NONEXISTENT] No such mailbox");
+		no(s, st,
+		        rc == 1 ? "[ALREADYEXISTS] Target mailbox exists"
+		                : "[NONEXISTENT] No such mailbox");
 	}
 }
 
@@ -1475,7 +776,8 @@ static int wild_match(const char *pat, const char *name, int icase)
 		memset(next, 0, nn + 1);
 		for (size_t j = 0; j <= nn; j++) {
 			if (c == '*' || c == '%') {
-				next[j] = row[j] || (j > 0 && next[j - 1] && (c == '*' || name[j - 1] != '.'));
+				next[j] = row[j] || (j > 0 && next[j - 1] &&
+				                            (c == '*' || name[j - 1] != '.'));
 			} else if (j > 0 && row[j - 1]) {
 				char a = name[j - 1], b = c;
 				if (icase && a >= 'a' && a <= 'z') {
@@ -1676,8 +978,7 @@ static void cmd_status(struct session *s, struct imap *st, struct args *a)
 /* One flag: a system flag's bit into *fl, a keyword's into *kw (its slot
  * made in f when create). -1 for an unknown system flag or a keyword that
  * does not fit. */
-static int parse_flag(struct mm_folder *f, const char *name, uint32_t *fl, uint32_t *kw,
-        int create)
+static int parse_flag(struct mm_folder *f, const char *name, uint32_t *fl, uint32_t *kw, int create)
 {
 	static const struct {
 		const char *name;
@@ -1704,8 +1005,7 @@ static int parse_flag(struct mm_folder *f, const char *name, uint32_t *fl, uint3
 }
 
 /* A flag list "(a b)" or, where allowed, bare flags to the end. */
-static int parse_flags(struct args *a, struct mm_folder *f, uint32_t *fl, uint32_t *kw,
-        int bare)
+static int parse_flags(struct args *a, struct mm_folder *f, uint32_t *fl, uint32_t *kw, int bare)
 {
 	int paren = arg_paren(a, IMAP_LPAREN);
 	const char *name;
@@ -1751,8 +1051,8 @@ static int append_to(struct imap *st, struct mm_folder *f, struct spool *sp, int
 static int append_args(struct args *a, int64_t *date)
 {
 	if (a->i + 2 == a->c->ntok) {
-		if (arg_type(a) != IMAP_STRING ||
-		        mime_date_parse(imap_tok_str(a->c, a->i), a->c->tok[a->i].len, date, NULL) != 0) {
+		if (arg_type(a) != IMAP_STRING || mime_date_parse(imap_tok_str(a->c, a->i),
+		                                          a->c->tok[a->i].len, date, NULL) != 0) {
 			return -1;
 		}
 		a->i++;
@@ -1802,7 +1102,8 @@ static void cmd_append(struct session *s, struct imap *st, struct args *a)
 		no(s, st, "[SERVERBUG] Cannot store the message");
 	} else {
 		uint32_t v = mm_folder_uidvalidity(f);
-		if (st->state == I_SELECTED && strcmp(name, st->box) == 0 && view_sync(s, st, 1) != 0) {
+		if (st->state == I_SELECTED && strcmp(name, st->box) == 0 &&
+		        view_sync(s, st, 1) != 0) {
 			mm_folder_close(f);
 			return;
 		}
@@ -1842,8 +1143,7 @@ static int set_seqs(struct imap *st, const char *spec, int uid, uint32_t **out, 
 	return 0;
 }
 
-static int arg_set(struct session *s, struct imap *st, struct args *a, uint32_t **seqs,
-        uint32_t *n)
+static int arg_set(struct session *s, struct imap *st, struct args *a, uint32_t **seqs, uint32_t *n)
 {
 	if (set_seqs(st, arg_atom(a), a->uid, seqs, n) != 0) {
 		bad(s, st, "Invalid message set");
@@ -1938,7 +1238,8 @@ static void cmd_search(struct session *s, struct imap *st, struct args *a)
 	const char *error;
 	if (arg_type(a) == IMAP_ATOM && rl_strcasecmp(imap_tok_str(a->c, a->i), "CHARSET") == 0) {
 		const char *cs = (a->i++, arg_astring(a));
-		if (!cs || (rl_strcasecmp(cs, "UTF-8") != 0 && rl_strcasecmp(cs, "US-ASCII") != 0)) {
+		if (!cs ||
+		        (rl_strcasecmp(cs, "UTF-8") != 0 && rl_strcasecmp(cs, "US-ASCII") != 0)) {
 			no(s, st, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
 			return;
 		}
@@ -2182,8 +1483,8 @@ static void idle_tick(struct session *s, void *arg)
 	}
 	int64_t now = os_now_ms();
 	if (now + IDLE_POLL_MS / 2 < st->idle_due || now - st->idle_since > IMAP_AUTH_MS) {
-		session_printf(s, "* BYE %s\r\n", now - st->idle_since > IMAP_AUTH_MS
-		                                            ? "Idle for too long"
+		session_printf(s, "* BYE %s\r\n",
+		        now - st->idle_since > IMAP_AUTH_MS ? "Idle for too long"
 		                                            : "Server shutting down");
 		session_close(s, "idle ended");
 		return;
@@ -2219,8 +1520,17 @@ static void idle_done(struct session *s, struct imap *st, const char *line)
 /* ---- FETCH ---- */
 
 enum fi_type {
-	FI_UID, FI_FLAGS, FI_INTERNALDATE, FI_SIZE, FI_ENVELOPE, FI_BODY, FI_BODYSTRUCTURE,
-	FI_SECTION, FI_RFC822, FI_RFC822_HEADER, FI_RFC822_TEXT
+	FI_UID,
+	FI_FLAGS,
+	FI_INTERNALDATE,
+	FI_SIZE,
+	FI_ENVELOPE,
+	FI_BODY,
+	FI_BODYSTRUCTURE,
+	FI_SECTION,
+	FI_RFC822,
+	FI_RFC822_HEADER,
+	FI_RFC822_TEXT
 };
 
 #define SECTION_MAX 512
@@ -2283,6 +1593,17 @@ static int section_check(const char *sec)
 	return n > 1 && p[n - 1] == ')' && !strchr(p, '(') ? 0 : -1;
 }
 
+/* A number of a partial fetch: 0 is one too. */
+static int partial_num(const char **p, uint32_t *out)
+{
+	if (**p == '0' && ((*p)[1] < '0' || (*p)[1] > '9')) {
+		(*p)++;
+		*out = 0;
+		return 0;
+	}
+	return imap__num(p, out);
+}
+
 /* BODY[...]<a.b> or BODY.PEEK[...]<a.b> into it. */
 static int parse_section(const char *att, struct fitem *it)
 {
@@ -2302,10 +1623,10 @@ static int parse_section(const char *att, struct fitem *it)
 	p = close + 1;
 	if (*p == '<') {
 		p++;
-		if (parse_num32(&p, &it->off) != 0 && !(p[-1] == '0')) {
+		if (partial_num(&p, &it->off) != 0) {
 			return -1;
 		}
-		if (*p++ != '.' || parse_num32(&p, &it->len) != 0 || *p++ != '>') {
+		if (*p++ != '.' || partial_num(&p, &it->len) != 0 || *p++ != '>') {
 			return -1;
 		}
 		it->partial = 1;
@@ -2369,7 +1690,8 @@ static int fetch_items(struct args *a, struct fetch *j)
 		if (rl_strcasecmp(att, macros[i][0]) == 0) {
 			char list[64], *save = NULL;
 			rl_strlcpy(list, macros[i][1], sizeof list);
-			for (char *w = strtok_r(list, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+			for (char *w = strtok_r(list, " ", &save); w;
+			        w = strtok_r(NULL, " ", &save)) {
 				fetch_att(j, w);
 			}
 			return 0;
@@ -2405,7 +1727,7 @@ static void put_date(struct buf *o, int64_t t)
 }
 
 /* Header lines of hdr[0..n) whose names are (not) in the list "(A B)". */
-static void header_fields(struct buf *o, const char *hdr, size_t n, const char *list, int not)
+static void header_fields(struct buf *o, const char *hdr, size_t n, const char *list, int not )
 {
 	struct mime_headers it;
 	struct mime_header h;
@@ -2423,7 +1745,7 @@ static void header_fields(struct buf *o, const char *hdr, size_t n, const char *
 				p++;
 			}
 		}
-		if (in != not) {
+		if (in != not ) {
 			/* the whole field: from its name to the end of its last line */
 			const char *end = h.value + h.value_len;
 			while (end < hdr + n && *end != '\n') {
@@ -2470,7 +1792,7 @@ static int section_bytes(struct fetch *j, const char *sec, struct buf *o)
 		buf_append(o, b + e->hdr_off, e->hdr_len);
 	} else {
 		int not = rl_strncasecmp(rest, "HEADER.FIELDS.NOT", 17) == 0;
-		header_fields(o, b + e->hdr_off, e->hdr_len, strchr(rest, '('), not);
+		header_fields(o, b + e->hdr_off, e->hdr_len, strchr(rest, '('), not );
 	}
 	return 0;
 }
@@ -2518,8 +1840,8 @@ static void put_section(struct session *s, struct fetch *j, const struct fitem *
 }
 
 /* One item of message k; -1 when the message cannot be read. */
-static int fetch_item(struct session *s, struct imap *st, struct fetch *j, uint32_t k,
-        const struct fitem *it)
+static int fetch_item(
+        struct session *s, struct imap *st, struct fetch *j, uint32_t k, const struct fitem *it)
 {
 	const struct mm_msg *m = mm_folder_msg(st->f, k);
 	uint32_t q = j->seqs[j->pos];
@@ -2528,15 +1850,22 @@ static int fetch_item(struct session *s, struct imap *st, struct fetch *j, uint3
 		session_write(s, " ", 1);
 	}
 	switch (it->type) {
-	case FI_UID: buf_printf(o, "UID %u", m->uid); return 0;
+	case FI_UID:
+		buf_printf(o, "UID %u", m->uid);
+		return 0;
 	case FI_FLAGS:
 		buf_puts(o, "FLAGS ");
 		put_flags(o, st->f, m->flags, m->keywords);
 		st->v.fl[q] = m->flags;
 		st->v.kw[q] = m->keywords;
 		return 0;
-	case FI_INTERNALDATE: buf_puts(o, "INTERNALDATE "); put_date(o, m->date); return 0;
-	case FI_SIZE: buf_printf(o, "RFC822.SIZE %u", m->size); return 0;
+	case FI_INTERNALDATE:
+		buf_puts(o, "INTERNALDATE ");
+		put_date(o, m->date);
+		return 0;
+	case FI_SIZE:
+		buf_printf(o, "RFC822.SIZE %u", m->size);
+		return 0;
 	case FI_RFC822:
 		buf_printf(o, "RFC822 {%u}\r\n", m->size);
 		j->rd = mm_reader_open(st->f, k);
@@ -2553,8 +1882,14 @@ static int fetch_item(struct session *s, struct imap *st, struct fetch *j, uint3
 	const struct mime_part *root = j->mm.root;
 	const char *b = j->msg.data ? j->msg.data : "";
 	switch (it->type) {
-	case FI_ENVELOPE: buf_puts(o, "ENVELOPE "); mime_envelope(&j->mm, root, o); break;
-	case FI_BODY: buf_puts(o, "BODY "); mime_bodystructure(&j->mm, root, 0, o); break;
+	case FI_ENVELOPE:
+		buf_puts(o, "ENVELOPE ");
+		mime_envelope(&j->mm, root, o);
+		break;
+	case FI_BODY:
+		buf_puts(o, "BODY ");
+		mime_bodystructure(&j->mm, root, 0, o);
+		break;
 	case FI_BODYSTRUCTURE:
 		buf_puts(o, "BODYSTRUCTURE ");
 		mime_bodystructure(&j->mm, root, 1, o);
@@ -2567,7 +1902,9 @@ static int fetch_item(struct session *s, struct imap *st, struct fetch *j, uint3
 		buf_puts(o, "RFC822.TEXT ");
 		put_literal(o, b + root->body_off, root->body_len);
 		break;
-	case FI_SECTION: put_section(s, j, it); break;
+	case FI_SECTION:
+		put_section(s, j, it);
+		break;
 	}
 	return 0;
 }
@@ -2831,7 +2168,8 @@ static void execute(struct session *s, struct imap *st)
 	} else if (cmd->run == cmd_expunge && a.uid && arg_end(&a)) {
 		bad(s, st, "UID EXPUNGE needs a set");
 	} else {
-		enum rl_verdict v = rl_hook(s, "command", cmd->verb, hook_arg(&a)); /* Rumble.setHook */
+		enum rl_verdict v =
+		        rl_hook(s, "command", cmd->verb, hook_arg(&a)); /* Rumble.setHook */
 		if (v == RL_DROP) {
 			session_close(s, "dropped by script");
 		} else if (v == RL_CONTINUE) {

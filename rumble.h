@@ -725,6 +725,8 @@ struct imap_set {
 int imap_set_parse(const char *s, struct imap_set *set); /* 0, or -1 (set empty) */
 int imap_set_has(const struct imap_set *set, uint32_t v, uint32_t star);
 void imap_set_free(struct imap_set *set);
+/* A number 1..4294967295 at *p (advanced past it); 0, or -1. */
+int imap__num(const char **p, uint32_t *out);
 /* "1-Feb-1994" as days since 1970-01-01; -1 when malformed. */
 int imap_date_parse(const char *s, int64_t *day);
 

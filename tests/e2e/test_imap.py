@@ -257,6 +257,7 @@ def test_bodystructure_sections_and_partial():
     h = fetch_one(m, "1", "(BODY.PEEK[HEADER.FIELDS.NOT (Subject To Received)])")
     assert b"Subject" not in h and b"From: Alice" in h
     assert fetch_one(m, "1", "(BODY.PEEK[]<10.20>)") == stored[10:30]
+    assert fetch_one(m, "1", "(BODY.PEEK[1]<0.5>)") == b"Hello"
     assert fetch_one(m, "1", "(BODY.PEEK[]<%d.100>)" % (len(stored) - 5)) == stored[-5:]
     env = meta(m, "1", "(ENVELOPE)")
     assert b'"Alice" NIL "alice" "remote.test"' in env, env
