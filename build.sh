@@ -44,6 +44,7 @@ test_deps() {
 	need curl command -v curl
 	need mutt command -v mutt
 	need fetchmail command -v fetchmail
+	need isync command -v mbsync
 	need wine64 test -x /usr/lib/wine/wine64
 	need sslscan command -v sslscan
 	need python3-dnslib /usr/bin/python3 -c "import dnslib"

@@ -11,7 +11,8 @@
  *               change is one in-place write of one line:
  *               line 0: "RUMBLE-INDEX 1 uidvalidity=.. uidnext=.. modseq=..
  *                        gen=.. stale=.."
- *               lines 1..32: keyword names (reserved, blank for now)
+ *               lines 1..32: keyword names (IMAP keywords: bit i of a
+ *                        message's keywords is line 1+i; blank = free)
  *               then one line per message: uid offset fromlen length size
  *               flags keywords date modseq qid (see rec_fields).
  *   NAME.lock   taken (os_lock) by every operation that reads the index
@@ -81,6 +82,7 @@ struct hdr {
 struct index {
 	struct hdr h;
 	uint64_t hdr_modseq; /* modseq as the header line says it */
+	char (*kw)[IDX_LINE]; /* keyword names, NUL-terminated; NULL when none */
 	struct rec *rec;
 	uint32_t nrec, cap;
 };
@@ -277,16 +279,50 @@ static int rec_parse(const char *in, struct rec *r)
 	return 0;
 }
 
-/* The whole index file: header, blank keyword slots, every line. */
+/* Keyword slot i as an index line: the name, then spaces. */
+static void kw_render(const struct index *x, int i, char *line)
+{
+	memset(line, ' ', IDX_LINE - 1);
+	line[IDX_LINE - 1] = '\n';
+	if (x->kw && x->kw[i][0]) {
+		memcpy(line, x->kw[i], strlen(x->kw[i]));
+	}
+}
+
+/* Reads the keyword lines; a slot that is not one printable word is free. */
+static void kw_read(FILE *fp, struct index *x)
+{
+	char lines[IDX_LINE * IDX_KW_SLOTS];
+	xfree(x->kw);
+	if (read_at(fp, IDX_LINE, lines, sizeof lines) != 0) {
+		return;
+	}
+	for (int i = 0; i < IDX_KW_SLOTS; i++) {
+		const char *l = lines + i * IDX_LINE;
+		size_t n = 0;
+		while (n < IDX_LINE - 1 && l[n] > ' ' && l[n] < 0x7f) {
+			n++;
+		}
+		if (n == 0 || l[IDX_LINE - 1] != '\n') {
+			continue;
+		}
+		if (!x->kw) {
+			x->kw = xcalloc(IDX_KW_SLOTS, sizeof *x->kw);
+		}
+		memcpy(x->kw[i], l, n);
+		x->kw[i][n] = '\0';
+	}
+}
+
+/* The whole index file: header, keyword slots, every line. */
 static void index_render(const struct index *x, struct buf *out)
 {
 	char line[IDX_LINE];
 	buf_reserve(out, IDX_HDR + (size_t)x->nrec * IDX_LINE);
 	hdr_render(&x->h, x->h.modseq, line);
 	buf_append(out, line, IDX_LINE);
-	memset(line, ' ', IDX_LINE - 1);
-	line[IDX_LINE - 1] = '\n';
 	for (int i = 0; i < IDX_KW_SLOTS; i++) {
+		kw_render(x, i, line);
 		buf_append(out, line, IDX_LINE);
 	}
 	for (uint32_t i = 0; i < x->nrec; i++) {
@@ -313,6 +349,7 @@ static void index_push(struct index *x, const struct rec *r)
 static void index_free(struct index *x)
 {
 	xfree(x->rec);
+	xfree(x->kw);
 	memset(x, 0, sizeof *x);
 }
 
@@ -336,6 +373,7 @@ static int index_read(FILE *fp, struct index *x, uint32_t from, int *bad)
 	if (size < IDX_HDR) {
 		return -1;
 	}
+	kw_read(fp, x);
 	uint64_t n = (size - IDX_HDR) / IDX_LINE;
 	*bad = (size - IDX_HDR) % IDX_LINE != 0;
 	/* keep lines [0, from); uidnext and modseq are at least what they say */
@@ -922,6 +960,9 @@ static int refresh_locked(struct mm_folder *f)
 	struct hdr h;
 	struct os_stat st;
 	path_of(f, ".mbox", mpath, sizeof mpath);
+	if (f->mbox && os_stat(mpath, &st) != 0) {
+		return -1; /* deleted or renamed (IMAP): not made again here */
+	}
 	if (!f->idx || !f->mbox || read_at(f->idx, 0, line, IDX_LINE) != 0 ||
 	        hdr_parse(line, &h) != 0 || h.stale || h.uidvalidity != f->x.h.uidvalidity ||
 	        h.gen != f->x.h.gen || os_stat(mpath, &st) != 0 || st.size != file_size(f->mbox)) {
@@ -1576,6 +1617,10 @@ static int compact_write(struct mm_folder *f, const char *mnew, const char *inew
 	uint64_t pos = 0;
 	int rc = 0;
 	nx->h = f->x.h;
+	if (f->x.kw) {
+		nx->kw = xmalloc(IDX_KW_SLOTS * sizeof *nx->kw);
+		memcpy(nx->kw, f->x.kw, IDX_KW_SLOTS * sizeof *nx->kw);
+	}
 	nx->h.gen = f->x.h.gen + 1;
 	nx->h.stale = 0;
 	for (uint32_t i = 0; i < f->x.nrec && rc == 0; i++) {
@@ -1936,4 +1981,364 @@ int mm_folder_list(
 	}
 	xfree(ns.v);
 	return r;
+}
+
+/* ---- IMAP: keywords, flag updates, lookups by UID ---- */
+
+/* see rumble.h */
+long mm_folder_find(struct mm_folder *f, uint32_t uid)
+{
+	os_mutex_lock(f->mu);
+	uint32_t lo = 0, hi = f->nlive;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (f->x.rec[f->live[mid]].m.uid < uid) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	long i = lo < f->nlive && f->x.rec[f->live[lo]].m.uid == uid ? (long)lo : -1;
+	os_mutex_unlock(f->mu);
+	return i;
+}
+
+/* see rumble.h */
+const char *mm_folder_keyword_name(struct mm_folder *f, int i)
+{
+	os_mutex_lock(f->mu);
+	const char *n = i >= 0 && i < IDX_KW_SLOTS && f->x.kw && f->x.kw[i][0] ? f->x.kw[i] : NULL;
+	os_mutex_unlock(f->mu);
+	return n;
+}
+
+static int kw_find(const struct index *x, const char *name)
+{
+	for (int i = 0; x->kw && i < IDX_KW_SLOTS; i++) {
+		if (x->kw[i][0] && rl_strcasecmp(x->kw[i], name) == 0) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Takes a free slot for name and writes its line; -1 when all are used. */
+static int kw_add(struct mm_folder *f, const char *name)
+{
+	char line[IDX_LINE];
+	int i = 0;
+	if (!f->x.kw) {
+		f->x.kw = xcalloc(IDX_KW_SLOTS, sizeof *f->x.kw);
+	}
+	while (i < IDX_KW_SLOTS && f->x.kw[i][0]) {
+		i++;
+	}
+	if (i == IDX_KW_SLOTS) {
+		return -1;
+	}
+	rl_strlcpy(f->x.kw[i], name, IDX_LINE);
+	kw_render(&f->x, i, line);
+	f->x.h.modseq++; /* other openers re-read the whole index */
+	if (write_at(f->idx, IDX_LINE * (uint64_t)(1 + i), line, IDX_LINE) != 0 ||
+	        write_header(f) != 0) {
+		f->x.kw[i][0] = '\0';
+		return -1;
+	}
+	return i;
+}
+
+/* see rumble.h */
+int mm_folder_keyword(struct mm_folder *f, const char *name, int create)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (n == 0 || n >= IDX_LINE - 1) {
+		return -1;
+	}
+	for (size_t k = 0; k < n; k++) {
+		if ((unsigned char)name[k] <= ' ' || (unsigned char)name[k] >= 0x7f) {
+			return -1;
+		}
+	}
+	os_mutex_lock(f->mu);
+	int i = kw_find(&f->x, name);
+	os_mutex_unlock(f->mu);
+	FILE *lk;
+	if (i >= 0 || !create || folder_begin(f, &lk) != 0) {
+		return i;
+	}
+	i = kw_find(&f->x, name); /* another opener may have added it */
+	if (i < 0) {
+		i = kw_add(f, name);
+	}
+	folder_end(f, lk);
+	return i;
+}
+
+/* see rumble.h */
+int mm_folder_store(struct mm_folder *f, const uint32_t *uids, uint32_t n, int op,
+        uint32_t flags, uint32_t keywords)
+{
+	FILE *lk;
+	if (folder_begin(f, &lk) != 0) {
+		return -1;
+	}
+	int changed = 0, rc = 0;
+	flags &= ~MM_EXPUNGED;
+	for (uint32_t i = 0; i < n && rc == 0; i++) {
+		long k = find_uid(f, uids[i]);
+		if (k < 0) {
+			continue; /* expunged meanwhile */
+		}
+		struct mm_msg *m = &f->x.rec[k].m;
+		uint32_t fl = op == MM_STORE_ADD   ? m->flags | flags
+		              : op == MM_STORE_DEL ? m->flags & ~flags
+		                                   : flags;
+		uint32_t kw = op == MM_STORE_ADD   ? m->keywords | keywords
+		              : op == MM_STORE_DEL ? m->keywords & ~keywords
+		                                   : keywords;
+		if (fl != m->flags || kw != m->keywords) {
+			m->flags = fl;
+			m->keywords = kw;
+			m->modseq = ++f->x.h.modseq;
+			rc = write_rec(f, (uint32_t)k);
+			changed++;
+		}
+	}
+	if (changed && write_header(f) != 0) {
+		rc = -1;
+	}
+	folder_end(f, lk);
+	return rc == 0 ? changed : -1;
+}
+
+/* ---- IMAP: creating, deleting and renaming folders ---- */
+
+static int folder_exists(const struct mm_folder *f)
+{
+	char path[1500];
+	struct os_stat st;
+	path_of(f, ".mbox", path, sizeof path);
+	return os_stat(path, &st) == 0;
+}
+
+/* see rumble.h */
+int mm_folder_create(const char *domain, const char *user, const char *folder)
+{
+	struct mm_folder tmp, *f;
+	memset(&tmp, 0, sizeof tmp);
+	if (!domain || !user || !folder || folder_paths(&tmp, domain, user, folder) != 0) {
+		return -1;
+	}
+	if (folder_exists(&tmp)) {
+		return 1;
+	}
+	if (mm_folder_open(domain, user, folder, 1, &f) != 0) {
+		return -1;
+	}
+	mm_folder_close(f);
+	return 0;
+}
+
+/* Takes the file lock of tmp's folder into *lk. */
+static int lock_paths(struct mm_folder *tmp, FILE **lk)
+{
+	char path[1500];
+	path_of(tmp, ".lock", path, sizeof path);
+	*lk = os_fopen_rw(path);
+	if (!*lk || os_lock(*lk) != 0) {
+		if (*lk) {
+			fclose(*lk);
+		}
+		return -1;
+	}
+	return 0;
+}
+
+static void unlock_paths(FILE *lk)
+{
+	os_unlock(lk);
+	fclose(lk);
+}
+
+/* Writes the UIDVALIDITY of the index at ipath into the lock file, as
+ * new_uidvalidity reads it, unless the file remembers a greater one. */
+static void remember_uidvalidity(FILE *lk, const char *ipath)
+{
+	char line[IDX_LINE], text[32] = "";
+	unsigned last = 0;
+	struct hdr h;
+	FILE *fp = fopen(ipath, "rb");
+	int ok = fp && fread(line, 1, IDX_LINE, fp) == IDX_LINE && hdr_parse(line, &h) == 0;
+	if (fp) {
+		fclose(fp);
+	}
+	if (!ok || (seek_to(lk, 0) == 0 && fread(text, 1, sizeof text - 1, lk) > 0 &&
+	                   sscanf(text, "uidvalidity %u", &last) == 1 && last >= h.uidvalidity)) {
+		return;
+	}
+	snprintf(text, sizeof text, "uidvalidity %010u\n", h.uidvalidity);
+	write_at(lk, 0, text, strlen(text));
+}
+
+/* see rumble.h. The lock file stays: it remembers the last UIDVALIDITY,
+ * so a folder made again under the name gets a greater one (RFC 3501
+ * 2.3.1.1). Sessions that still have it open fail their next refresh. */
+int mm_folder_delete(const char *domain, const char *user, const char *folder)
+{
+	struct mm_folder tmp;
+	char mpath[1500], ipath[1500];
+	FILE *lk;
+	memset(&tmp, 0, sizeof tmp);
+	if (!domain || !user || !folder || rl_strcasecmp(folder, "INBOX") == 0 ||
+	        folder_paths(&tmp, domain, user, folder) != 0 || !folder_exists(&tmp) ||
+	        lock_paths(&tmp, &lk) != 0) {
+		return -1;
+	}
+	path_of(&tmp, ".mbox", mpath, sizeof mpath);
+	path_of(&tmp, ".idx", ipath, sizeof ipath);
+	remember_uidvalidity(lk, ipath);
+	int rc = os_remove(mpath);
+	os_remove(ipath);
+	os_fsync_dir(tmp.dir);
+	unlock_paths(lk);
+	return rc == 0 ? 0 : -1;
+}
+
+/* see rumble.h */
+int mm_folder_rename(const char *domain, const char *user, const char *from, const char *to)
+{
+	struct mm_folder a, b;
+	char pa[1500], pb[1500];
+	FILE *lk;
+	memset(&a, 0, sizeof a);
+	memset(&b, 0, sizeof b);
+	if (!domain || !user || !from || !to || rl_strcasecmp(from, "INBOX") == 0 ||
+	        rl_strcasecmp(to, "INBOX") == 0 || folder_paths(&a, domain, user, from) != 0 ||
+	        folder_paths(&b, domain, user, to) != 0 || !folder_exists(&a)) {
+		return -1;
+	}
+	if (folder_exists(&b)) {
+		return 1;
+	}
+	if (lock_paths(&a, &lk) != 0) {
+		return -1;
+	}
+	path_of(&a, ".idx", pa, sizeof pa);
+	remember_uidvalidity(lk, pa); /* for a folder made again under the old name */
+	path_of(&a, ".mbox", pa, sizeof pa);
+	path_of(&b, ".mbox", pb, sizeof pb);
+	int rc = os_rename_atomic(pa, pb);
+	if (rc == 0) {
+		path_of(&a, ".idx", pa, sizeof pa);
+		path_of(&b, ".idx", pb, sizeof pb);
+		os_rename_atomic(pa, pb); /* if it fails, the index is rebuilt */
+		os_fsync_dir(a.dir);
+	}
+	unlock_paths(lk);
+	return rc == 0 ? 0 : -1;
+}
+
+/* ---- IMAP: subscriptions, one name a line in <user dir>/subscriptions ---- */
+
+static os_mutex *subs_mu; /* one writer at a time in this process */
+
+static os_mutex *subs_mutex(void)
+{
+	os_mutex *m = __atomic_load_n(&subs_mu, __ATOMIC_ACQUIRE);
+	if (!m) {
+		os_mutex *made = os_mutex_new();
+		if (__atomic_compare_exchange_n(
+		            &subs_mu, &m, made, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			m = made;
+		} else {
+			os_mutex_free(made);
+		}
+	}
+	return m;
+}
+
+static int subs_path(const char *domain, const char *user, char *out, size_t len)
+{
+	struct mm_folder tmp;
+	memset(&tmp, 0, sizeof tmp);
+	if (!domain || !user || folder_paths(&tmp, domain, user, "INBOX") != 0) {
+		return -1;
+	}
+	return (size_t)snprintf(out, len, "%s/subscriptions", tmp.dir) < len && os_mkdir_p(tmp.dir) == 0
+	               ? 0
+	               : -1;
+}
+
+/* Reads the file into b (empty when there is none). */
+static void subs_read(const char *path, struct buf *b)
+{
+	FILE *fp = fopen(path, "rb");
+	char chunk[4096];
+	size_t n;
+	while (fp && (n = fread(chunk, 1, sizeof chunk, fp)) > 0 && b->len < 1024 * 1024) {
+		buf_append(b, chunk, n);
+	}
+	if (fp) {
+		fclose(fp);
+	}
+}
+
+/* see rumble.h */
+int mm_subscription_list(
+        const char *domain, const char *user, int (*fn)(const char *name, void *arg), void *arg)
+{
+	char path[1500];
+	struct buf b;
+	if (subs_path(domain, user, path, sizeof path) != 0) {
+		return -1;
+	}
+	buf_init(&b);
+	os_mutex_lock(subs_mutex());
+	subs_read(path, &b);
+	os_mutex_unlock(subs_mutex());
+	int r = 0;
+	for (char *p = b.data, *nl; r == 0 && p && *p; p = nl + 1) {
+		nl = strchr(p, '\n');
+		if (!nl) {
+			break;
+		}
+		*nl = '\0';
+		if (*p) {
+			r = fn(p, arg);
+		}
+	}
+	buf_free(&b);
+	return r;
+}
+
+/* see rumble.h */
+int mm_subscription_set(const char *domain, const char *user, const char *name, int on)
+{
+	char path[1500];
+	struct buf b, out;
+	if (!name || (!mm_valid_folder(name) && rl_strcasecmp(name, "INBOX") != 0) ||
+	        subs_path(domain, user, path, sizeof path) != 0) {
+		return -1;
+	}
+	buf_init(&b);
+	buf_init(&out);
+	os_mutex_lock(subs_mutex());
+	subs_read(path, &b);
+	int found = 0;
+	for (char *p = b.data, *nl; p && *p && (nl = strchr(p, '\n')); p = nl + 1) {
+		*nl = '\0';
+		if (strcmp(p, name) == 0) {
+			found = 1;
+		} else if (*p) {
+			buf_printf(&out, "%s\n", p);
+		}
+	}
+	if (on) {
+		buf_printf(&out, "%s\n", name);
+	}
+	int rc = found == on ? 0 : os_write_file_atomic(path, out.data ? out.data : "", out.len);
+	os_mutex_unlock(subs_mutex());
+	buf_free(&b);
+	buf_free(&out);
+	return rc;
 }

@@ -24,6 +24,8 @@ static struct service submission_service = {
 static struct service pop3_service = {.name = "pop3", .proto = &pop3_proto};
 static struct service smtps_service = {.name = "smtps", .proto = &smtp_proto, .flags = SVC_TLS};
 static struct service pop3s_service = {.name = "pop3s", .proto = &pop3_proto, .flags = SVC_TLS};
+static struct service imap_service = {.name = "imap4", .proto = &imap_proto};
+static struct service imaps_service = {.name = "imaps", .proto = &imap_proto, .flags = SVC_TLS};
 
 /* Every listening service, with the settings that switch it on. */
 static const struct {
@@ -35,6 +37,8 @@ static const struct {
 	{&pop3_service, &conf.pop3_enable, &conf.pop3_port},
 	{&smtps_service, &conf.smtps_enable, &conf.smtps_port},
 	{&pop3s_service, &conf.pop3s_enable, &conf.pop3s_port},
+	{&imap_service, &conf.imap_enable, &conf.imap_port},
+	{&imaps_service, &conf.imaps_enable, &conf.imaps_port},
 };
 
 /* ---- configuration ---- */

@@ -444,6 +444,34 @@ long mm_reader_read(struct mm_reader *r, char *out, size_t n);
 void mm_reader_close(struct mm_reader *r);
 int mm_folder_list(const char *domain, const char *user,
 	int (*fn)(const char *name, void *arg), void *arg);
+/* For IMAP. The live index of the message with uid (as mm_folder_msg
+ * numbers them; no refresh), -1 when there is none. */
+long mm_folder_find(struct mm_folder *f, uint32_t uid);
+/* Keywords: bit i of mm_msg.keywords is the folder's keyword i (at most
+ * 32 per folder, names of printable ASCII without spaces, compared
+ * case-insensitively). The slot of name, -1 when it has none; create 1
+ * takes a free slot (-1 when all 32 are used). */
+int mm_folder_keyword(struct mm_folder *f, const char *name, int create);
+/* Keyword i's name, NULL for a free slot; valid as mm_folder_msg's. */
+const char *mm_folder_keyword_name(struct mm_folder *f, int i);
+/* Sets, adds or removes flags and keywords of the messages with these
+ * UIDs in one locked step (UIDs already gone are skipped); changed ones
+ * get a new modseq. The number changed, or -1. */
+enum { MM_STORE_SET, MM_STORE_ADD, MM_STORE_DEL };
+int mm_folder_store(struct mm_folder *f, const uint32_t *uids, uint32_t n, int op,
+	uint32_t flags, uint32_t keywords);
+/* Folder management (names as mm_folder_open takes them). create: 0 made,
+ * 1 exists already, -1 error. delete: 0, or -1 (INBOX, missing, error).
+ * rename: 0, 1 when to exists, -1 (INBOX either side, from missing, error);
+ * UIDVALIDITY and UIDs go with the folder. */
+int mm_folder_create(const char *domain, const char *user, const char *folder);
+int mm_folder_delete(const char *domain, const char *user, const char *folder);
+int mm_folder_rename(const char *domain, const char *user, const char *from, const char *to);
+/* IMAP subscriptions: names in the order subscribed; fn's non-zero return
+ * stops the walk and is returned. set: on 1 adds, 0 removes; 0 or -1. */
+int mm_subscription_list(const char *domain, const char *user,
+	int (*fn)(const char *name, void *arg), void *arg);
+int mm_subscription_set(const char *domain, const char *user, const char *name, int on);
 
 /* Shared by mailman.c and mbox.c only (the mbox store lives in mbox.c). */
 /* A name as a file name: bytes outside [a-z0-9._-] (upper case too, for
@@ -666,6 +694,84 @@ int smtp_parse_path(char *arg, const char *prefix, char *addr, size_t addrlen, c
 /* ---- pop3.c ---- */
 /* The POP3 server (RFC 1939, 2449, 5034) on the INBOX of each account. */
 extern const struct proto pop3_proto;
+
+/* ---- imap.c ---- */
+/* The IMAP4rev1 server (RFC 3501 with IDLE, UIDPLUS, LITERAL+, MOVE, ...). */
+extern const struct proto imap_proto;
+
+/* The command tokenizer, exported for tests. A command is lines and
+ * literals; each line goes to imap_cmd_line, which appends its tokens to
+ * c and says whether the command is complete or a literal follows. Tokens
+ * live in c->text, NUL-terminated (quoted strings unescaped). */
+enum imap_tok_type { IMAP_ATOM, IMAP_STRING, IMAP_LPAREN, IMAP_RPAREN, IMAP_SPOOL };
+struct imap_token {
+	int type;          /* IMAP_SPOOL: a literal the caller kept elsewhere */
+	uint32_t off, len; /* in text */
+};
+struct imap_cmd {
+	struct buf text;
+	struct imap_token *tok;
+	uint32_t ntok, cap;
+	int depth; /* open parentheses */
+};
+enum { IMAP_PARSE_DONE, IMAP_PARSE_LITERAL, IMAP_PARSE_ERROR };
+void imap_cmd_init(struct imap_cmd *c);
+void imap_cmd_reset(struct imap_cmd *c);
+void imap_cmd_free(struct imap_cmd *c);
+/* One line without its CRLF. IMAP_PARSE_LITERAL: the line ended with
+ * "{n}" (*nonsync 0) or "{n+}" (1), *literal = n; the caller then calls
+ * imap_cmd_literal_begin, _data (n bytes in all) and _end, and feeds the
+ * rest of the line. IMAP_PARSE_ERROR with *error: the command is bad. */
+int imap_cmd_line(struct imap_cmd *c, const char *line, size_t n, uint64_t *literal,
+	int *nonsync, const char **error);
+/* -1 when the literal does not fit the command's limits (spooled: the
+ * bytes are not kept, the token is IMAP_SPOOL with their count). */
+int imap_cmd_literal_begin(struct imap_cmd *c, uint64_t size, int spooled);
+void imap_cmd_literal_data(struct imap_cmd *c, const char *p, size_t n);
+void imap_cmd_literal_end(struct imap_cmd *c);
+const char *imap_tok_str(const struct imap_cmd *c, uint32_t i); /* "" past the end */
+
+/* Sequence sets: "1,3:5,7:*"; * is IMAP_STAR until imap_set_has gives it
+ * its value (the highest number in use). */
+#define IMAP_STAR 0xffffffffu
+struct imap_range {
+	uint32_t lo, hi;
+};
+struct imap_set {
+	struct imap_range *r;
+	uint32_t n;
+};
+int imap_set_parse(const char *s, struct imap_set *set); /* 0, or -1 (set empty) */
+int imap_set_has(const struct imap_set *set, uint32_t v, uint32_t star);
+void imap_set_free(struct imap_set *set);
+/* A number 1..4294967295 at *p (advanced past it); 0, or -1. */
+int imap__num(const char **p, uint32_t *out);
+/* "1-Feb-1994" as days since 1970-01-01; -1 when malformed. */
+int imap_date_parse(const char *s, int64_t *day);
+
+/* SEARCH: keys parsed from the tokens at *pos to the end, then matched
+ * against one message at a time. kw maps a keyword to its bit (-1: no
+ * message has it). */
+struct imap_search;
+struct imap_search_msg {
+	uint32_t seq, uid, flags, keywords, size;
+	uint32_t max_seq, max_uid; /* what "*" means */
+	int64_t date;              /* internal date */
+	int zone;                  /* minutes east of UTC for date's day */
+	/* The message (wire form): text, or NULL and load() is called when
+	 * a key needs it; text must stay valid until imap_search_msg_done. */
+	const char *text;
+	size_t len;
+	int (*load)(void *arg, const char **text, size_t *len);
+	void *arg;
+	struct mime_msg *mime; /* parsed on demand; NULL at first */
+};
+int imap_search_parse(const struct imap_cmd *c, uint32_t *pos,
+	int (*kw)(void *arg, const char *name), void *kwarg, struct imap_search **out,
+	const char **error);
+int imap_search_match(const struct imap_search *k, struct imap_search_msg *m);
+void imap_search_msg_done(struct imap_search_msg *m);
+void imap_search_free(struct imap_search *k);
 
 /* ---- dns.c: a small blocking DNS client (MX, A, AAAA, TXT, PTR) ---- */
 /* For the delivery thread and scripts, never an event-loop worker: a

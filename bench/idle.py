@@ -2,9 +2,9 @@
 on free loopback ports, opens N connections of a kind and keeps them idle,
 and prints the server's RSS growth per connection.
 
-    python3 bench/idle.py [N] [smtp|smtps|pop3]     (defaults 2000 smtps)
+    python3 bench/idle.py [N] [smtp|smtps|pop3|imap|imaps]     (defaults 2000 smtps)
 
-smtps connections complete the TLS handshake and read the greeting, so the
+smtps and imaps connections complete the TLS handshake and read the greeting, so the
 figure includes the TLS engine. Target: <= 24 KB per idle TLS connection."""
 import os
 import resource
@@ -39,12 +39,13 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 100)), hard))
     d = tempfile.mkdtemp(dir=os.path.join(ROOT, "build"), prefix="idle-")
-    ports = {k: free_port() for k in ("smtp", "smtps", "pop3")}
+    ports = {k: free_port() for k in ("smtp", "smtps", "pop3", "imap", "imaps")}
     conf = os.path.join(d, "rumble.conf")
     open(conf, "w").write(
         "ServerName bench.example\nStorageFolder %s/data\nBindToAddress 127.0.0.1\n"
-        "SMTPPort %d\nSMTPSPort %d\nPOP3Port %d\nEnableIMAP4 0\nEnableSubmission 0\n"
-        "EnablePOP3S 0\nEnableIMAPS 0\nLogLevel warn\n" % (d, ports["smtp"], ports["smtps"], ports["pop3"]))
+        "SMTPPort %d\nSMTPSPort %d\nPOP3Port %d\nIMAP4Port %d\nIMAPSPort %d\nEnableSubmission 0\n"
+        "EnablePOP3S 0\nLogLevel warn\n" % (d, ports["smtp"], ports["smtps"], ports["pop3"],
+                                            ports["imap"], ports["imaps"]))
     p = subprocess.Popen([os.path.join(ROOT, "rumble"), "-c", conf])
     try:
         for _ in range(200):
@@ -62,7 +63,7 @@ def main():
         t0 = time.time()
         for _ in range(n):
             c = socket.create_connection(("127.0.0.1", ports[kind]), 10)
-            if kind == "smtps":
+            if kind in ("smtps", "imaps"):
                 c = ctx.wrap_socket(c)
             c.recv(100)  # the greeting: the session is fully set up
             conns.append(c)

@@ -54,5 +54,6 @@ void tests_dns(void);
 void tests_tls(void);
 void tests_mime(void);
 void tests_lua(void);
+void tests_imap(void);
 
 #endif

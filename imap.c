@@ -1,0 +1,2434 @@
+/*
+ * imap.c - the IMAP4rev1 server (RFC 3501) with IDLE (2177), NAMESPACE
+ * (2342), UIDPLUS (4315), LITERAL+ (7888), ENABLE (5161), ID (2971),
+ * MOVE (6851) and SASL-IR (4959): a state machine fed with lines by
+ * session.c, over the mbox store of mbox.c.
+ *
+ * A command arrives as lines and literals. The tokenizer (imap_cmd_line in
+ * imap_parse.c, pure, unit-tested) turns each line into tokens in struct imap_cmd and
+ * stops at a literal's "{n}": the protocol checks n against its limits
+ * (then sends "+ " for a synchronising literal), counts the next n bytes
+ * into the command (or, for APPEND's message, into a spool) and feeds the
+ * rest of the line to the tokenizer again. Every size is bounded: line
+ * (IMAP_LINE_MAX), tokens, nesting, command bytes, literals.
+ *
+ * Commands are rows of one table (verb, states, action); the action reads
+ * its arguments through a cursor over the tokens. The selected mailbox is
+ * a "view": the UIDs, flags and keywords the client was last told, in
+ * sequence order. The folder itself may change under it (deliveries, other
+ * sessions, POP3): view_sync compares the two by UID and reports EXISTS,
+ * EXPUNGE and FETCH FLAGS, with EXPUNGE only where RFC 3501 7.4.1 allows
+ * (never during FETCH, STORE or SEARCH). Every reference to a message
+ * goes from the view's UID to the folder's index (mm_folder_find).
+ *
+ * FETCH is a job that writes at most FILL_MAX bytes per round: a BODY[]
+ * or RFC822 of a whole message streams from the mbox through an
+ * mm_reader, other sections parse one message at a time; input is paused
+ * while it runs and resumed (as in pop3.c) when the tagged reply is out.
+ * IDLE polls the folder every IDLE_POLL_MS on a session timer: deliveries
+ * go through the committer thread, which knows nothing of sessions.
+ *
+ * Hierarchy separator "." (mm_valid_folder refuses '/'); names are kept as
+ * the client sends them (modified UTF-7 included), INBOX in any case is
+ * INBOX.
+ */
+#include <string.h>
+#include <time.h>
+
+#include "rumble.h"
+
+#define IMAP_LINE_MAX 65536       /* a command line, CRLF excluded */
+#define IMAP_SPOOL_MIN 1024       /* APPEND messages above this go to a spool */
+#define IMAP_PREAUTH_LITERAL 2048 /* a literal before login */
+#define IMAP_TAG_MAX 64
+#define IMAP_ERRORS_MAX 20    /* BAD/NO before login, then closed */
+#define IMAP_PRELOGIN_MAX 50  /* commands before login */
+#define IMAP_PREAUTH_MS 60000 /* idle time before login */
+#define IMAP_AUTH_MS 1800000  /* RFC 3501 5.4: at least 30 minutes */
+#define IDLE_POLL_MS 1000
+#define FILL_MAX (64 * 1024)
+#define FILL_CHUNK (16 * 1024)
+#define LOGIN_MAX (MM_USER_MAX + MM_DOMAIN_MAX + 2)
+
+/* ---- the session ---- */
+
+enum imap_state { I_NOAUTH, I_AUTH, I_SELECTED, I_LOGOUT };
+#define ST(x) (1 << (x))
+#define AUTHED (ST(I_AUTH) | ST(I_SELECTED))
+#define ANY (ST(I_NOAUTH) | AUTHED)
+
+/* What the client was last told of the selected mailbox, by sequence. */
+struct view {
+	uint32_t *uid, *fl, *kw;
+	uint32_t n, cap;
+};
+
+struct fetch;
+
+struct args {
+	const struct imap_cmd *c;
+	uint32_t i;
+	int uid; /* UID FETCH, UID STORE, ... */
+};
+
+struct imap {
+	enum imap_state state;
+	struct imap_cmd cmd;
+	char tag[IMAP_TAG_MAX + 1];
+	/* a literal being received */
+	uint64_t lit_left;
+	struct spool sp;
+	char *spdir;
+	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, has_spool : 1, kicking : 1,
+	        resume : 1, idling : 1, idle_timer : 1;
+	struct sasl sasl; /* AUTHENTICATE under way when sasl.step != SASL_IDLE */
+	/* a Lua hook waiting for the client (RL_WAIT): the command (in cmd,
+	 * kept until then) or the greeting (hook_cmd NULL) */
+	int hook_wait;
+	const struct cmd *hook_cmd;
+	struct args hook_args;
+	int errors, commands;
+	char login[LOGIN_MAX]; /* user@domain once logged in */
+	char user[MM_USER_MAX + 1], domain[MM_DOMAIN_MAX + 1];
+	/* SELECTED */
+	struct mm_folder *f;
+	char box[MM_FOLDER_MAX + 1];
+	int readonly;
+	uint32_t uidvalidity;
+	struct view v;
+	int64_t idle_since, idle_due;
+	struct fetch *job;
+};
+
+/* A command's arguments: a cursor over the tokens after the verb. */
+struct cmd {
+	const char *verb;
+	int states;
+	void (*run)(struct session *s, struct imap *st, struct args *a);
+};
+
+static const char *state_names[] = {"not-authenticated", "authenticated", "selected", "logout"};
+
+static void enter_state(struct session *s, struct imap *st, enum imap_state next)
+{
+	if (st->state != next) {
+		log_debug("%08x imap %s -> %s", s->id, state_names[st->state], state_names[next]);
+	}
+	st->state = next;
+	s->timeout_ms = next == I_NOAUTH ? IMAP_PREAUTH_MS : IMAP_AUTH_MS;
+}
+
+/* ---- replies ---- */
+
+static void reply(struct session *s, struct imap *st, const char *what, const char *fmt, va_list ap)
+{
+	session_printf(s, "%s %s ", st->tag[0] ? st->tag : "*", what);
+	buf_vprintf(&s->out, fmt, ap);
+	session_write(s, "\r\n", 2);
+}
+
+static void ok(struct session *s, struct imap *st, const char *fmt, ...) RL_PRINTF(3, 4);
+static void ok(struct session *s, struct imap *st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	reply(s, st, "OK", fmt, ap);
+	va_end(ap);
+}
+
+/* NO and BAD; before login each counts, and too many close. */
+static void fail(struct session *s, struct imap *st, const char *what, const char *fmt, ...)
+        RL_PRINTF(4, 5);
+static void fail(struct session *s, struct imap *st, const char *what, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	reply(s, st, what, fmt, ap);
+	va_end(ap);
+	if (st->state == I_NOAUTH && ++st->errors >= IMAP_ERRORS_MAX) {
+		session_printf(s, "* BYE Too many errors\r\n");
+		session_close(s, "too many errors");
+	}
+}
+#define no(s, st, ...) fail(s, st, "NO", __VA_ARGS__)
+#define bad(s, st, ...) fail(s, st, "BAD", __VA_ARGS__)
+
+/* A string as an IMAP quoted string, or a literal when it must be. */
+static void put_string(struct buf *o, const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && (unsigned char)p[i] >= 0x20 && (unsigned char)p[i] < 0x7f) {
+		i++;
+	}
+	if (i < n || n > 1024) {
+		buf_printf(o, "{%zu}\r\n", n);
+		buf_append(o, p, n);
+		return;
+	}
+	buf_append(o, "\"", 1);
+	for (i = 0; i < n; i++) {
+		if (p[i] == '"' || p[i] == '\\') {
+			buf_append(o, "\\", 1);
+		}
+		buf_append(o, p + i, 1);
+	}
+	buf_append(o, "\"", 1);
+}
+
+static const char *printable(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+	for (; *in && o + 1 < len; in++) {
+		unsigned char c = (unsigned char)*in;
+		out[o++] = c > ' ' && c < 0x7f ? (char)c : '?';
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* ---- arguments ---- */
+
+static int arg_end(const struct args *a)
+{
+	return a->i >= a->c->ntok;
+}
+
+static int arg_type(const struct args *a)
+{
+	return arg_end(a) ? -1 : a->c->tok[a->i].type;
+}
+
+/* An astring (atom, quoted or literal); NULL when there is none. */
+static const char *arg_astring(struct args *a)
+{
+	int t = arg_type(a);
+	return t == IMAP_ATOM || t == IMAP_STRING ? imap_tok_str(a->c, a->i++) : NULL;
+}
+
+static const char *arg_atom(struct args *a)
+{
+	return arg_type(a) == IMAP_ATOM ? imap_tok_str(a->c, a->i++) : NULL;
+}
+
+static int arg_paren(struct args *a, int type)
+{
+	if (arg_type(a) == type) {
+		a->i++;
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- capabilities ---- */
+
+static int starttls_offered(const struct session *s)
+{
+	return !session_secure(s) && server_has_tls();
+}
+
+static void put_caps(struct session *s, struct imap *st)
+{
+	session_printf(s,
+	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE "
+	        "UNSELECT CHILDREN APPENDLIMIT=%llu",
+	        (unsigned long long)conf.message_size_limit);
+	if (st->state == I_NOAUTH) {
+		if (starttls_offered(s)) {
+			session_printf(s, " STARTTLS");
+		}
+		session_printf(
+		        s, session_auth_allowed(s) ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED");
+	}
+}
+
+static void cmd_capability(struct session *s, struct imap *st, struct args *a)
+{
+	session_printf(s, "* CAPABILITY ");
+	put_caps(s, st);
+	session_printf(s, "\r\n");
+	ok(s, st, "CAPABILITY completed");
+}
+
+/* ---- the view of the selected mailbox ---- */
+
+static void view_push(struct view *v, uint32_t uid, uint32_t fl, uint32_t kw)
+{
+	if (v->n == v->cap) {
+		v->cap = v->cap ? v->cap * 2 : 64;
+		v->uid = xrealloc(v->uid, v->cap * sizeof *v->uid);
+		v->fl = xrealloc(v->fl, v->cap * sizeof *v->fl);
+		v->kw = xrealloc(v->kw, v->cap * sizeof *v->kw);
+	}
+	v->uid[v->n] = uid;
+	v->fl[v->n] = fl;
+	v->kw[v->n] = kw;
+	v->n++;
+}
+
+static void view_free(struct view *v)
+{
+	xfree(v->uid);
+	xfree(v->fl);
+	xfree(v->kw);
+	v->n = v->cap = 0;
+}
+
+static void put_flags(struct buf *o, struct mm_folder *f, uint32_t fl, uint32_t kw)
+{
+	static const struct {
+		uint32_t bit;
+		const char *name;
+	} names[] = {{MM_SEEN, "\\Seen"}, {MM_ANSWERED, "\\Answered"}, {MM_FLAGGED, "\\Flagged"},
+	        {MM_DELETED, "\\Deleted"}, {MM_DRAFT, "\\Draft"}};
+	const char *sep = "";
+	buf_puts(o, "(");
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (fl & names[i].bit) {
+			buf_printf(o, "%s%s", sep, names[i].name);
+			sep = " ";
+		}
+	}
+	for (int i = 0; i < 32; i++) {
+		const char *n = (kw >> i) & 1 ? mm_folder_keyword_name(f, i) : NULL;
+		if (n) {
+			buf_printf(o, "%s%s", sep, n);
+			sep = " ";
+		}
+	}
+	buf_puts(o, ")");
+}
+
+static void close_box(struct imap *st)
+{
+	mm_folder_close(st->f);
+	st->f = NULL;
+	view_free(&st->v);
+	st->box[0] = '\0';
+}
+
+/* The selected mailbox went away (deleted or renamed elsewhere). */
+static void box_gone(struct session *s, struct imap *st)
+{
+	session_printf(s, "* BYE The selected mailbox no longer exists\r\n");
+	session_close(s, "mailbox gone");
+}
+
+/* Reports what changed in the folder since the client was told:
+ * EXPUNGE (only when expunge is 1), flag changes, EXISTS. -1 when the
+ * folder is gone (the session is closing then). */
+static int view_sync(struct session *s, struct imap *st, int expunge)
+{
+	struct view *v = &st->v;
+	if (mm_folder_refresh(st->f) != 0) {
+		box_gone(s, st);
+		return -1;
+	}
+	if (mm_folder_uidvalidity(st->f) != st->uidvalidity) {
+		/* re-indexed behind our back: the UIDs mean nothing any more */
+		session_printf(s, "* BYE The mailbox was re-indexed, please reconnect\r\n");
+		session_close(s, "uidvalidity changed");
+		return -1;
+	}
+	int pending = 0;
+	uint32_t o = 0;
+	for (uint32_t i = 0; i < v->n; i++) {
+		long k = mm_folder_find(st->f, v->uid[i]);
+		if (k < 0 && expunge) {
+			session_printf(s, "* %u EXPUNGE\r\n", o + 1);
+			continue;
+		}
+		pending |= k < 0;
+		const struct mm_msg *m = k >= 0 ? mm_folder_msg(st->f, (uint32_t)k) : NULL;
+		if (m && (m->flags != v->fl[i] || m->keywords != v->kw[i])) {
+			session_printf(s, "* %u FETCH (FLAGS ", o + 1);
+			put_flags(&s->out, st->f, m->flags, m->keywords);
+			session_printf(s, ")\r\n");
+			v->fl[i] = m->flags;
+			v->kw[i] = m->keywords;
+		}
+		v->uid[o] = v->uid[i];
+		v->fl[o] = v->fl[i];
+		v->kw[o] = v->kw[i];
+		o++;
+	}
+	v->n = o;
+	if (pending) {
+		return 0; /* new messages wait until the expunges can be told */
+	}
+	uint32_t n = mm_folder_count(st->f), before = v->n;
+	uint32_t last = v->n ? v->uid[v->n - 1] : 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct mm_msg *m = mm_folder_msg(st->f, i);
+		if (m && m->uid > last) {
+			view_push(v, m->uid, m->flags, m->keywords);
+		}
+	}
+	if (v->n != before) {
+		session_printf(s, "* %u EXISTS\r\n", v->n);
+	}
+	return 0;
+}
+
+/* ---- login ---- */
+
+static void login_failed(struct session *s, void *arg)
+{
+	struct imap *st = s->ps;
+	if (st) {
+		no(s, st, "[AUTHENTICATIONFAILED] Authentication failed");
+		session_resume(s);
+	}
+}
+
+static void login(struct session *s, struct imap *st, const char *name, const char *pw)
+{
+	struct mm_account acct;
+	char shown[80];
+	if (session_login_blocked(s->peer)) {
+		no(s, st, "[UNAVAILABLE] Too many failed logins, try again later");
+		return;
+	}
+	if (mm_login(name, pw, &acct) == 0) {
+		session_login_ok(s->peer);
+		rl_strlcpy(st->user, acct.user, sizeof st->user);
+		rl_strlcpy(st->domain, acct.domain, sizeof st->domain);
+		snprintf(st->login, sizeof st->login, "%s@%s", acct.user, acct.domain);
+		enter_state(s, st, I_AUTH);
+		log_info("%08x imap login user=%s", s->id, st->login);
+		session_printf(s, "%s OK [CAPABILITY ", st->tag);
+		put_caps(s, st);
+		session_printf(s, "] Logged in\r\n");
+		return;
+	}
+	log_info("%08x imap login failed user=%s from=%s", s->id,
+	        printable(name, shown, sizeof shown), s->peer);
+	session_pause(s); /* pipelined commands wait for the answer */
+	session_after(s, session_login_failed(s->peer), login_failed, NULL);
+}
+
+static int refuse_plaintext(struct session *s, struct imap *st)
+{
+	if (session_auth_allowed(s)) {
+		return 0;
+	}
+	no(s, st, "[PRIVACYREQUIRED] Plaintext authentication is disallowed without TLS");
+	return 1;
+}
+
+static void cmd_login(struct session *s, struct imap *st, struct args *a)
+{
+	const char *user = arg_astring(a), *pw = arg_astring(a);
+	if (!user || !pw || !arg_end(a)) {
+		bad(s, st, "LOGIN needs a user name and a password");
+	} else if (!refuse_plaintext(s, st)) {
+		login(s, st, user, pw);
+	}
+}
+
+static void auth_result(
+        struct session *s, struct imap *st, enum sasl_result r, const char *challenge)
+{
+	switch (r) {
+	case SASL_CHALLENGE:
+		session_printf(s, "+ %s\r\n", challenge);
+		return;
+	case SASL_DONE:
+		login(s, st, st->sasl.login, st->sasl.password);
+		break;
+	case SASL_MALFORMED:
+		bad(s, st, "Malformed authentication response");
+		break;
+	case SASL_CANCELLED:
+		bad(s, st, "Authentication cancelled");
+		break;
+	case SASL_NOMECH:
+		no(s, st, "Unsupported authentication mechanism");
+		break;
+	}
+	crypto_sasl_reset(&st->sasl);
+}
+
+static void cmd_authenticate(struct session *s, struct imap *st, struct args *a)
+{
+	const char *mech = arg_atom(a), *initial = arg_astring(a);
+	if (!mech || !arg_end(a)) {
+		bad(s, st, "AUTHENTICATE needs a mechanism");
+		return;
+	}
+	if (refuse_plaintext(s, st)) {
+		return;
+	}
+	const char *challenge = "";
+	enum sasl_result r = crypto_sasl_start(&st->sasl, mech, initial, &challenge);
+	auth_result(s, st, r, challenge);
+}
+
+/* RFC 3501 6.2.1: what was pipelined after STARTTLS is dropped
+ * (session.c), and the client asks for CAPABILITY again. */
+static void cmd_starttls(struct session *s, struct imap *st, struct args *a)
+{
+	if (!starttls_offered(s)) {
+		bad(s, st, "TLS already active or not available");
+		return;
+	}
+	ok(s, st, "Begin TLS negotiation now");
+	crypto_sasl_reset(&st->sasl);
+	session_starttls(s);
+}
+
+static void cmd_noop(struct session *s, struct imap *st, struct args *a)
+{
+	if (st->state == I_SELECTED && view_sync(s, st, 1) != 0) {
+		return;
+	}
+	ok(s, st, "%s completed", imap_tok_str(a->c, 1));
+}
+
+static void cmd_logout(struct session *s, struct imap *st, struct args *a)
+{
+	session_printf(s, "* BYE Rumble IMAP4rev1 server logging out\r\n");
+	ok(s, st, "LOGOUT completed");
+	enter_state(s, st, I_LOGOUT);
+	session_close(s, "logout");
+}
+
+static void cmd_namespace(struct session *s, struct imap *st, struct args *a)
+{
+	session_printf(s, "* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
+	ok(s, st, "NAMESPACE completed");
+}
+
+static void cmd_enable(struct session *s, struct imap *st, struct args *a)
+{
+	session_printf(s, "* ENABLED\r\n"); /* no extension that ENABLE turns on */
+	ok(s, st, "ENABLE completed");
+}
+
+static void cmd_id(struct session *s, struct imap *st, struct args *a)
+{
+	session_printf(s, "* ID (\"name\" \"Rumble\" \"version\" \"%s\")\r\n", RUMBLE_VERSION);
+	ok(s, st, "ID completed");
+}
+
+/* ---- mailbox names ---- */
+
+/* The store's name for a client's mailbox name: INBOX in any case is
+ * INBOX; others must be valid folder names without wildcards or empty
+ * levels. -1 when it is not a name we keep. */
+static int box_name(const char *in, char *out, size_t len)
+{
+	size_t n = strlen(in);
+	if (rl_strcasecmp(in, "INBOX") == 0) {
+		rl_strlcpy(out, "INBOX", len);
+		return 0;
+	}
+	if (!mm_valid_folder(in) || n >= len || in[n - 1] == '.' || strstr(in, "..") ||
+	        strpbrk(in, "*%")) {
+		return -1;
+	}
+	memcpy(out, in, n + 1);
+	return 0;
+}
+
+static const char *arg_box(
+        struct session *s, struct imap *st, struct args *a, char *out, size_t len)
+{
+	const char *name = arg_astring(a);
+	if (!name) {
+		bad(s, st, "Missing mailbox name");
+		return NULL;
+	}
+	if (box_name(name, out, len) != 0) {
+		no(s, st, "[CANNOT] Invalid mailbox name");
+		return NULL;
+	}
+	return out;
+}
+
+static int open_box(struct imap *st, const char *name, struct mm_folder **f)
+{
+	return mm_folder_open(st->domain, st->user, name, strcmp(name, "INBOX") == 0, f);
+}
+
+/* ---- SELECT, EXAMINE, CLOSE, UNSELECT ---- */
+
+static void put_all_flags(struct session *s, struct mm_folder *f, int perm)
+{
+	session_printf(s, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+	for (int i = 0; i < 32; i++) {
+		const char *n = mm_folder_keyword_name(f, i);
+		if (n) {
+			session_printf(s, " %s", n);
+		}
+	}
+	if (perm) {
+		session_printf(s, " \\*");
+	}
+}
+
+static void select_box(struct session *s, struct imap *st, struct args *a, int readonly)
+{
+	char name[MM_FOLDER_MAX + 1];
+	if (st->state == I_SELECTED) {
+		close_box(st);
+		enter_state(s, st, I_AUTH);
+	}
+	if (!arg_box(s, st, a, name, sizeof name)) {
+		return;
+	}
+	if (open_box(st, name, &st->f) != 0) {
+		no(s, st, "[NONEXISTENT] No such mailbox");
+		return;
+	}
+	rl_strlcpy(st->box, name, sizeof st->box);
+	st->readonly = readonly;
+	st->uidvalidity = mm_folder_uidvalidity(st->f);
+	uint32_t n = mm_folder_count(st->f), unseen = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct mm_msg *m = mm_folder_msg(st->f, i);
+		view_push(&st->v, m->uid, m->flags, m->keywords);
+		if (!unseen && !(m->flags & MM_SEEN)) {
+			unseen = i + 1;
+		}
+	}
+	session_printf(s, "* FLAGS (");
+	put_all_flags(s, st->f, 0);
+	session_printf(s, ")\r\n* OK [PERMANENTFLAGS (");
+	if (!readonly) {
+		put_all_flags(s, st->f, 1);
+	}
+	session_printf(s, ")] Flags permitted\r\n* %u EXISTS\r\n* 0 RECENT\r\n", n);
+	if (unseen) {
+		session_printf(s, "* OK [UNSEEN %u] First unseen\r\n", unseen);
+	}
+	session_printf(s,
+	        "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
+	        st->uidvalidity, mm_folder_uidnext(st->f));
+	enter_state(s, st, I_SELECTED);
+	ok(s, st, "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
+	        readonly ? "EXAMINE" : "SELECT");
+}
+
+static void cmd_select(struct session *s, struct imap *st, struct args *a)
+{
+	select_box(s, st, a, 0);
+}
+
+static void cmd_examine(struct session *s, struct imap *st, struct args *a)
+{
+	select_box(s, st, a, 1);
+}
+
+/* Compacts when expunged messages take at least half of the mbox. */
+static void maybe_compact(struct session *s, struct imap *st)
+{
+	uint64_t dead, total;
+	mm_folder_usage(st->f, &dead, &total);
+	if (dead && dead * 2 >= total && mm_folder_compact(st->f) != 0) {
+		log_warnx("%08x imap compaction of %s/%s failed", s->id, st->login, st->box);
+	}
+}
+
+static void cmd_close(struct session *s, struct imap *st, struct args *a)
+{
+	int unselect = rl_strcasecmp(imap_tok_str(a->c, 1), "UNSELECT") == 0;
+	if (!unselect && !st->readonly && mm_folder_expunge(st->f) > 0) {
+		mm_folder_sync(st->f);
+		maybe_compact(s, st);
+	}
+	close_box(st);
+	enter_state(s, st, I_AUTH);
+	ok(s, st, "%s completed", unselect ? "UNSELECT" : "CLOSE");
+}
+
+/* ---- CREATE, DELETE, RENAME, SUBSCRIBE ---- */
+
+static void cmd_create(struct session *s, struct imap *st, struct args *a)
+{
+	char name[MM_FOLDER_MAX + 1];
+	const char *in = arg_astring(a);
+	if (!in) {
+		bad(s, st, "Missing mailbox name");
+		return;
+	}
+	size_t n = strlen(in);
+	rl_strlcpy(name, in, sizeof name);
+	if (n && n < sizeof name && name[n - 1] == '.') {
+		name[n - 1] = '\0'; /* RFC 3501 6.3.3: a trailing separator is dropped */
+	}
+	if (rl_strcasecmp(name, "INBOX") == 0) {
+		no(s, st, "[ALREADYEXISTS] INBOX always exists");
+	} else if (box_name(name, name, sizeof name) != 0) {
+		no(s, st, "[CANNOT] Invalid mailbox name");
+	} else {
+		int rc = mm_folder_create(st->domain, st->user, name);
+		if (rc == 0) {
+			ok(s, st, "CREATE completed");
+		} else if (rc == 1) {
+			no(s, st, "[ALREADYEXISTS] Mailbox exists");
+		} else {
+			no(s, st, "[SERVERBUG] Cannot create the mailbox");
+		}
+	}
+}
+
+static void cmd_delete(struct session *s, struct imap *st, struct args *a)
+{
+	char name[MM_FOLDER_MAX + 1];
+	if (!arg_box(s, st, a, name, sizeof name)) {
+		return;
+	}
+	if (strcmp(name, "INBOX") == 0) {
+		no(s, st, "[CANNOT] INBOX cannot be deleted");
+		return;
+	}
+	if (st->state == I_SELECTED && strcmp(name, st->box) == 0) {
+		close_box(st);
+		enter_state(s, st, I_AUTH);
+	}
+	if (mm_folder_delete(st->domain, st->user, name) == 0) {
+		ok(s, st, "DELETE completed");
+	} else {
+		no(s, st, "[NONEXISTENT] No such mailbox");
+	}
+}
+
+struct rename_ctx {
+	const char *from;
+	size_t flen;
+	char **kids;
+	size_t n;
+};
+
+static int collect_kids(const char *name, void *arg)
+{
+	struct rename_ctx *r = arg;
+	if (strncmp(name, r->from, r->flen) == 0 && name[r->flen] == '.' && r->n < 10000) {
+		r->kids = xrealloc(r->kids, (r->n + 1) * sizeof *r->kids);
+		r->kids[r->n++] = xstrdup(name);
+	}
+	return 0;
+}
+
+/* Renames the folders below from along with it (RFC 3501 6.3.5). */
+static void rename_kids(struct imap *st, const char *from, const char *to)
+{
+	struct rename_ctx r = {from, strlen(from), NULL, 0};
+	mm_folder_list(st->domain, st->user, collect_kids, &r);
+	for (size_t i = 0; i < r.n; i++) {
+		char name[MM_FOLDER_MAX + 1];
+		if ((size_t)snprintf(name, sizeof name, "%s%s", to, r.kids[i] + r.flen) <
+		        sizeof name) {
+			mm_folder_rename(st->domain, st->user, r.kids[i], name);
+		}
+		xfree(r.kids[i]);
+	}
+	xfree(r.kids);
+}
+
+static void cmd_rename(struct session *s, struct imap *st, struct args *a)
+{
+	char from[MM_FOLDER_MAX + 1], to[MM_FOLDER_MAX + 1];
+	if (!arg_box(s, st, a, from, sizeof from) || !arg_box(s, st, a, to, sizeof to)) {
+		return;
+	}
+	if (strcmp(from, "INBOX") == 0 || strcmp(to, "INBOX") == 0) {
+		no(s, st, "[CANNOT] INBOX cannot be renamed");
+		return;
+	}
+	int rc = mm_folder_rename(st->domain, st->user, from, to);
+	if (rc == 0) {
+		rename_kids(st, from, to);
+		ok(s, st, "RENAME completed");
+	} else {
+		no(s, st,
+		        rc == 1 ? "[ALREADYEXISTS] Target mailbox exists"
+		                : "[NONEXISTENT] No such mailbox");
+	}
+}
+
+static void cmd_subscribe(struct session *s, struct imap *st, struct args *a)
+{
+	char name[MM_FOLDER_MAX + 1];
+	int on = rl_strcasecmp(imap_tok_str(a->c, 1), "SUBSCRIBE") == 0;
+	if (!arg_box(s, st, a, name, sizeof name)) {
+		return;
+	}
+	if (mm_subscription_set(st->domain, st->user, name, on) == 0) {
+		ok(s, st, "%s completed", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+	} else {
+		no(s, st, "[SERVERBUG] Cannot change subscriptions");
+	}
+}
+
+/* ---- LIST, LSUB, STATUS ---- */
+
+#define PATTERN_MAX 512
+
+/* LIST wildcards: '*' matches anything, '%' anything but the separator.
+ * Dynamic programming over (pattern, name): no backtracking blow-up. */
+static int wild_match(const char *pat, const char *name, int icase)
+{
+	size_t pn = strlen(pat), nn = strlen(name);
+	if (pn > PATTERN_MAX || nn > PATTERN_MAX) {
+		return 0;
+	}
+	unsigned char row[PATTERN_MAX + 2], next[PATTERN_MAX + 2];
+	memset(row, 0, nn + 1);
+	row[0] = 1; /* row[j]: pat[0..i) matches name[0..j) */
+	for (size_t i = 0; i < pn; i++) {
+		char c = pat[i];
+		memset(next, 0, nn + 1);
+		for (size_t j = 0; j <= nn; j++) {
+			if (c == '*' || c == '%') {
+				next[j] = row[j] || (j > 0 && next[j - 1] &&
+				                            (c == '*' || name[j - 1] != '.'));
+			} else if (j > 0 && row[j - 1]) {
+				char a = name[j - 1], b = c;
+				if (icase && a >= 'a' && a <= 'z') {
+					a = (char)(a - 32);
+				}
+				if (icase && b >= 'a' && b <= 'z') {
+					b = (char)(b - 32);
+				}
+				next[j] = a == b;
+			}
+		}
+		memcpy(row, next, nn + 1);
+	}
+	return row[nn];
+}
+
+static int box_match(const char *pat, const char *name)
+{
+	/* INBOX is case-insensitive, and so is the pattern's INBOX prefix */
+	return wild_match(pat, name, strcmp(name, "INBOX") == 0);
+}
+
+struct names {
+	char **v;
+	unsigned char *real;
+	size_t n;
+};
+
+static int names_has(const struct names *ns, const char *name, size_t len)
+{
+	for (size_t i = 0; i < ns->n; i++) {
+		if (strlen(ns->v[i]) == len && strncmp(ns->v[i], name, len) == 0) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static void names_add(struct names *ns, const char *name, size_t len, int real)
+{
+	int i = names_has(ns, name, len);
+	if (i >= 0) {
+		ns->real[i] |= (unsigned char)real;
+		return;
+	}
+	ns->v = xrealloc(ns->v, (ns->n + 1) * sizeof *ns->v);
+	ns->real = xrealloc(ns->real, ns->n + 1);
+	ns->v[ns->n] = xmalloc(len + 1);
+	memcpy(ns->v[ns->n], name, len);
+	ns->v[ns->n][len] = '\0';
+	ns->real[ns->n++] = (unsigned char)real;
+}
+
+/* Every folder, and every level above one as a non-real name. */
+static int collect_name(const char *name, void *arg)
+{
+	struct names *ns = arg;
+	if (ns->n >= 10000) {
+		return 1;
+	}
+	for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.')) {
+		names_add(ns, name, (size_t)(dot - name), 0);
+	}
+	names_add(ns, name, strlen(name), 1);
+	return 0;
+}
+
+static void names_free(struct names *ns)
+{
+	for (size_t i = 0; i < ns->n; i++) {
+		xfree(ns->v[i]);
+	}
+	xfree(ns->v);
+	xfree(ns->real);
+}
+
+static int has_children(const struct names *ns, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i < ns->n; i++) {
+		if (strncmp(ns->v[i], name, n) == 0 && ns->v[i][n] == '.') {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void cmd_list(struct session *s, struct imap *st, struct args *a)
+{
+	const char *ref = arg_astring(a), *pat = arg_astring(a);
+	char full[PATTERN_MAX + 1];
+	if (!ref || !pat || !arg_end(a)) {
+		bad(s, st, "LIST needs a reference and a pattern");
+		return;
+	}
+	if (!*pat) {
+		session_printf(s, "* LIST (\\Noselect) \".\" \"\"\r\n");
+		ok(s, st, "LIST completed");
+		return;
+	}
+	snprintf(full, sizeof full, "%s%s", ref, pat);
+	struct names ns = {NULL, NULL, 0};
+	mm_folder_list(st->domain, st->user, collect_name, &ns);
+	for (size_t i = 0; i < ns.n; i++) {
+		if (box_match(full, ns.v[i])) {
+			session_printf(s, "* LIST (%s%s) \".\" ", ns.real[i] ? "" : "\\Noselect ",
+			        has_children(&ns, ns.v[i]) ? "\\HasChildren" : "\\HasNoChildren");
+			put_string(&s->out, ns.v[i], strlen(ns.v[i]));
+			session_printf(s, "\r\n");
+		}
+	}
+	names_free(&ns);
+	ok(s, st, "LIST completed");
+}
+
+struct lsub_ctx {
+	struct session *s;
+	const char *pat;
+};
+
+static int lsub_one(const char *name, void *arg)
+{
+	struct lsub_ctx *l = arg;
+	if (box_match(l->pat, name)) {
+		session_printf(l->s, "* LSUB () \".\" ");
+		put_string(&l->s->out, name, strlen(name));
+		session_printf(l->s, "\r\n");
+	}
+	return 0;
+}
+
+static void cmd_lsub(struct session *s, struct imap *st, struct args *a)
+{
+	const char *ref = arg_astring(a), *pat = arg_astring(a);
+	char full[PATTERN_MAX + 1];
+	if (!ref || !pat || !arg_end(a)) {
+		bad(s, st, "LSUB needs a reference and a pattern");
+		return;
+	}
+	snprintf(full, sizeof full, "%s%s", ref, pat);
+	struct lsub_ctx l = {s, full};
+	mm_subscription_list(st->domain, st->user, lsub_one, &l);
+	ok(s, st, "LSUB completed");
+}
+
+static void cmd_status(struct session *s, struct imap *st, struct args *a)
+{
+	char name[MM_FOLDER_MAX + 1];
+	struct mm_folder *f;
+	if (!arg_box(s, st, a, name, sizeof name)) {
+		return;
+	}
+	if (!arg_paren(a, IMAP_LPAREN)) {
+		bad(s, st, "STATUS needs a list of items");
+		return;
+	}
+	if (open_box(st, name, &f) != 0) {
+		no(s, st, "[NONEXISTENT] No such mailbox");
+		return;
+	}
+	uint32_t n = mm_folder_count(f), unseen = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		unseen += !(mm_folder_msg(f, i)->flags & MM_SEEN);
+	}
+	struct buf o;
+	buf_init(&o);
+	const char *item;
+	while ((item = arg_atom(a)) != NULL) {
+		const char *sp = o.len ? " " : "";
+		if (rl_strcasecmp(item, "MESSAGES") == 0) {
+			buf_printf(&o, "%sMESSAGES %u", sp, n);
+		} else if (rl_strcasecmp(item, "RECENT") == 0) {
+			buf_printf(&o, "%sRECENT 0", sp);
+		} else if (rl_strcasecmp(item, "UIDNEXT") == 0) {
+			buf_printf(&o, "%sUIDNEXT %u", sp, mm_folder_uidnext(f));
+		} else if (rl_strcasecmp(item, "UIDVALIDITY") == 0) {
+			buf_printf(&o, "%sUIDVALIDITY %u", sp, mm_folder_uidvalidity(f));
+		} else if (rl_strcasecmp(item, "UNSEEN") == 0) {
+			buf_printf(&o, "%sUNSEEN %u", sp, unseen);
+		} else {
+			break;
+		}
+	}
+	mm_folder_close(f);
+	if (!arg_paren(a, IMAP_RPAREN) || !arg_end(a)) {
+		bad(s, st, "Unknown STATUS item");
+	} else {
+		session_printf(s, "* STATUS ");
+		put_string(&s->out, name, strlen(name));
+		session_printf(s, " (%s)\r\n", o.data ? o.data : "");
+		ok(s, st, "STATUS completed");
+	}
+	buf_free(&o);
+}
+
+/* ---- flags in commands ---- */
+
+/* One flag: a system flag's bit into *fl, a keyword's into *kw (its slot
+ * made in f when create). -1 for an unknown system flag or a keyword that
+ * does not fit. */
+static int parse_flag(struct mm_folder *f, const char *name, uint32_t *fl, uint32_t *kw, int create)
+{
+	static const struct {
+		const char *name;
+		uint32_t bit;
+	} sys[] = {{"\\Seen", MM_SEEN}, {"\\Answered", MM_ANSWERED}, {"\\Flagged", MM_FLAGGED},
+	        {"\\Deleted", MM_DELETED}, {"\\Draft", MM_DRAFT}, {"\\Recent", 0}};
+	if (name[0] == '\\') {
+		for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
+			if (rl_strcasecmp(name, sys[i].name) == 0) {
+				*fl |= sys[i].bit;
+				return 0;
+			}
+		}
+		return -1;
+	}
+	if (strpbrk(name, "[]") || strlen(name) > 100) {
+		return -1;
+	}
+	int k = mm_folder_keyword(f, name, create);
+	if (k >= 0) {
+		*kw |= 1u << k;
+	}
+	return k >= 0 || !create ? 0 : -1;
+}
+
+/* A flag list "(a b)" or, where allowed, bare flags to the end. */
+static int parse_flags(struct args *a, struct mm_folder *f, uint32_t *fl, uint32_t *kw, int bare)
+{
+	int paren = arg_paren(a, IMAP_LPAREN);
+	const char *name;
+	*fl = *kw = 0;
+	if (!paren && !bare) {
+		return -1;
+	}
+	while ((name = arg_atom(a)) != NULL) {
+		if (parse_flag(f, name, fl, kw, 1) != 0) {
+			return -1;
+		}
+	}
+	return paren && !arg_paren(a, IMAP_RPAREN) ? -1 : 0;
+}
+
+/* ---- APPEND ---- */
+
+static const char *spool_dir(struct imap *st)
+{
+	if (!st->spdir) {
+		struct buf b;
+		buf_init(&b);
+		buf_printf(&b, "%s/queue", mm_storage());
+		st->spdir = b.data;
+	}
+	return st->spdir;
+}
+
+/* Appends the message in sp to f with flags and keywords, fsynced. */
+static int append_to(struct imap *st, struct mm_folder *f, struct spool *sp, int64_t date,
+        uint32_t fl, uint32_t kw, uint32_t *uid)
+{
+	if (mm_folder_append(f, sp, st->login, date, fl, 0, uid) != 0) {
+		return -1;
+	}
+	if (kw && mm_folder_store(f, uid, 1, MM_STORE_ADD, 0, kw) < 0) {
+		return -1;
+	}
+	return mm_folder_sync(f);
+}
+
+/* The date-time and message arguments after the flags. */
+static int append_args(struct args *a, int64_t *date)
+{
+	if (a->i + 2 == a->c->ntok) {
+		if (arg_type(a) != IMAP_STRING || mime_date_parse(imap_tok_str(a->c, a->i),
+		                                          a->c->tok[a->i].len, date, NULL) != 0) {
+			return -1;
+		}
+		a->i++;
+	}
+	return a->i + 1 == a->c->ntok && (arg_type(a) == IMAP_STRING || arg_type(a) == IMAP_SPOOL)
+	               ? 0
+	               : -1;
+}
+
+/* Appends the message token (inline or spooled) at a->i to f. */
+static int append_msg(struct imap *st, struct args *a, struct mm_folder *f, int64_t date,
+        uint32_t fl, uint32_t kw, uint32_t *uid)
+{
+	struct spool tmp, *sp = &st->sp;
+	if (arg_type(a) != IMAP_SPOOL) {
+		spool_init(&tmp, spool_dir(st));
+		spool_write(&tmp, imap_tok_str(a->c, a->i), a->c->tok[a->i].len);
+		sp = &tmp;
+	}
+	int rc = sp->failed ? -1 : append_to(st, f, sp, date, fl, kw, uid);
+	if (sp == &tmp) {
+		spool_free(&tmp);
+	}
+	return rc;
+}
+
+static void cmd_append(struct session *s, struct imap *st, struct args *a)
+{
+	char name[MM_FOLDER_MAX + 1];
+	struct mm_folder *f;
+	uint32_t fl = 0, kw = 0, uid = 0;
+	int64_t date = 0;
+	if (!arg_box(s, st, a, name, sizeof name)) {
+		return;
+	}
+	if (open_box(st, name, &f) != 0) {
+		no(s, st, "[TRYCREATE] No such mailbox");
+		return;
+	}
+	if (arg_type(a) == IMAP_LPAREN && parse_flags(a, f, &fl, &kw, 0) != 0) {
+		bad(s, st, "Invalid flags");
+	} else if (append_args(a, &date) != 0) {
+		bad(s, st, "APPEND needs an optional date-time and a message literal");
+	} else if (a->c->tok[a->i].len == 0) {
+		no(s, st, "Empty message");
+	} else if (append_msg(st, a, f, date, fl, kw, &uid) != 0) {
+		no(s, st, "[SERVERBUG] Cannot store the message");
+	} else {
+		uint32_t v = mm_folder_uidvalidity(f);
+		if (st->state == I_SELECTED && strcmp(name, st->box) == 0 &&
+		        view_sync(s, st, 1) != 0) {
+			mm_folder_close(f);
+			return;
+		}
+		ok(s, st, "[APPENDUID %u %u] APPEND completed", v, uid);
+	}
+	mm_folder_close(f);
+}
+
+/* ---- message sets ---- */
+
+/* The view indexes a sequence set (or a UID set) names, in order. -1
+ * when it is malformed or names a sequence number that does not exist. */
+static int set_seqs(struct imap *st, const char *spec, int uid, uint32_t **out, uint32_t *n)
+{
+	struct imap_set set;
+	const struct view *v = &st->v;
+	*out = NULL;
+	*n = 0;
+	if (!spec || imap_set_parse(spec, &set) != 0) {
+		return -1;
+	}
+	for (uint32_t i = 0; !uid && i < set.n; i++) {
+		if ((set.r[i].lo != IMAP_STAR && set.r[i].lo > v->n) ||
+		        (set.r[i].hi != IMAP_STAR && set.r[i].hi > v->n)) {
+			imap_set_free(&set);
+			return -1;
+		}
+	}
+	uint32_t star = uid ? (v->n ? v->uid[v->n - 1] : 0) : v->n;
+	*out = xmalloc((v->n ? v->n : 1) * sizeof **out);
+	for (uint32_t i = 0; i < v->n; i++) {
+		if (imap_set_has(&set, uid ? v->uid[i] : i + 1, star)) {
+			(*out)[(*n)++] = i;
+		}
+	}
+	imap_set_free(&set);
+	return 0;
+}
+
+static int arg_set(struct session *s, struct imap *st, struct args *a, uint32_t **seqs, uint32_t *n)
+{
+	if (set_seqs(st, arg_atom(a), a->uid, seqs, n) != 0) {
+		bad(s, st, "Invalid message set");
+		return -1;
+	}
+	return 0;
+}
+
+/* "1:3,7" for UIDPLUS answers. */
+static void put_uid_set(struct buf *o, const uint32_t *uids, uint32_t n)
+{
+	for (uint32_t i = 0; i < n;) {
+		uint32_t j = i;
+		while (j + 1 < n && uids[j + 1] == uids[j] + 1) {
+			j++;
+		}
+		buf_printf(o, i ? ",%u" : "%u", uids[i]);
+		if (j > i) {
+			buf_printf(o, ":%u", uids[j]);
+		}
+		i = j + 1;
+	}
+}
+
+/* ---- EXPUNGE, UID EXPUNGE, CHECK ---- */
+
+static void cmd_expunge(struct session *s, struct imap *st, struct args *a)
+{
+	int rc;
+	if (st->readonly) {
+		no(s, st, "[READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	if (a->uid) {
+		uint32_t *seqs, n, k = 0;
+		if (arg_set(s, st, a, &seqs, &n) != 0) {
+			return;
+		}
+		mm_folder_refresh(st->f);
+		for (uint32_t i = 0; i < n; i++) {
+			long j = mm_folder_find(st->f, st->v.uid[seqs[i]]);
+			if (j >= 0 && (mm_folder_msg(st->f, (uint32_t)j)->flags & MM_DELETED)) {
+				seqs[k++] = st->v.uid[seqs[i]];
+			}
+		}
+		rc = k ? mm_folder_expunge_uids(st->f, st->uidvalidity, seqs, k) : 0;
+		xfree(seqs);
+	} else {
+		rc = mm_folder_expunge(st->f);
+	}
+	if (rc < 0 || (rc > 0 && mm_folder_sync(st->f) != 0)) {
+		no(s, st, "[SERVERBUG] Expunge failed");
+		return;
+	}
+	if (view_sync(s, st, 1) == 0) {
+		if (rc > 0) {
+			maybe_compact(s, st);
+		}
+		ok(s, st, "EXPUNGE completed");
+	}
+}
+
+/* ---- SEARCH ---- */
+
+struct search_ctx {
+	struct imap *st;
+	struct buf msg;
+	uint32_t seq;
+};
+
+static int search_kw(void *arg, const char *name)
+{
+	return mm_folder_keyword(((struct search_ctx *)arg)->st->f, name, 0);
+}
+
+static int search_load(void *arg, const char **text, size_t *len)
+{
+	struct search_ctx *x = arg;
+	long k = mm_folder_find(x->st->f, x->st->v.uid[x->seq]);
+	buf_reset(&x->msg);
+	if (k < 0 || mm_msg_read(x->st->f, (uint32_t)k, &x->msg) != 0) {
+		return -1;
+	}
+	*text = x->msg.data ? x->msg.data : "";
+	*len = x->msg.len;
+	return 0;
+}
+
+static void cmd_search(struct session *s, struct imap *st, struct args *a)
+{
+	struct imap_search *k;
+	const char *error;
+	if (arg_type(a) == IMAP_ATOM && rl_strcasecmp(imap_tok_str(a->c, a->i), "CHARSET") == 0) {
+		const char *cs = (a->i++, arg_astring(a));
+		if (!cs ||
+		        (rl_strcasecmp(cs, "UTF-8") != 0 && rl_strcasecmp(cs, "US-ASCII") != 0)) {
+			no(s, st, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+			return;
+		}
+	}
+	struct search_ctx x = {st, {NULL, 0, 0}, 0};
+	if (imap_search_parse(a->c, &a->i, search_kw, &x, &k, &error) != 0) {
+		bad(s, st, "%s", error ? error : "Invalid search");
+		return;
+	}
+	mm_folder_refresh(st->f);
+	const struct view *v = &st->v;
+	session_printf(s, "* SEARCH");
+	for (uint32_t i = 0; i < v->n; i++) {
+		long j = mm_folder_find(st->f, v->uid[i]);
+		const struct mm_msg *m = j >= 0 ? mm_folder_msg(st->f, (uint32_t)j) : NULL;
+		if (!m) {
+			continue; /* expunged elsewhere, not told yet */
+		}
+		struct imap_search_msg sm = {i + 1, m->uid, m->flags, m->keywords, m->size, v->n,
+		        v->n ? v->uid[v->n - 1] : 0, m->date, os_timezone_offset(m->date), NULL, 0,
+		        search_load, &x, NULL};
+		x.seq = i;
+		if (imap_search_match(k, &sm)) {
+			session_printf(s, " %u", a->uid ? m->uid : i + 1);
+		}
+		imap_search_msg_done(&sm);
+	}
+	session_printf(s, "\r\n");
+	buf_free(&x.msg);
+	imap_search_free(k);
+	if (view_sync(s, st, 0) == 0) {
+		ok(s, st, "SEARCH completed");
+	}
+}
+
+/* ---- STORE ---- */
+
+static int store_op(const char *item, int *op, int *silent)
+{
+	const char *p = item;
+	*op = MM_STORE_SET;
+	if (*p == '+' || *p == '-') {
+		*op = *p == '+' ? MM_STORE_ADD : MM_STORE_DEL;
+		p++;
+	}
+	if (rl_strncasecmp(p, "FLAGS", 5) != 0) {
+		return -1;
+	}
+	*silent = rl_strcasecmp(p + 5, ".SILENT") == 0;
+	return *silent || p[5] == '\0' ? 0 : -1;
+}
+
+static void cmd_store(struct session *s, struct imap *st, struct args *a)
+{
+	uint32_t *seqs, n, fl, kw;
+	int op, silent;
+	if (arg_set(s, st, a, &seqs, &n) != 0) {
+		return;
+	}
+	const char *item = arg_atom(a);
+	if (!item || store_op(item, &op, &silent) != 0 || parse_flags(a, st->f, &fl, &kw, 1) != 0 ||
+	        !arg_end(a)) {
+		bad(s, st, "Invalid STORE arguments");
+	} else if (st->readonly) {
+		no(s, st, "[READ-ONLY] Mailbox is read-only");
+	} else {
+		uint32_t *uids = xmalloc((n ? n : 1) * sizeof *uids);
+		for (uint32_t i = 0; i < n; i++) {
+			uids[i] = st->v.uid[seqs[i]];
+		}
+		int rc = mm_folder_store(st->f, uids, n, op, fl, kw);
+		xfree(uids);
+		for (uint32_t i = 0; rc >= 0 && i < n; i++) {
+			uint32_t q = seqs[i];
+			long j = mm_folder_find(st->f, st->v.uid[q]);
+			const struct mm_msg *m = j >= 0 ? mm_folder_msg(st->f, (uint32_t)j) : NULL;
+			if (m) {
+				st->v.fl[q] = m->flags;
+				st->v.kw[q] = m->keywords;
+			}
+			if (m && !silent) {
+				session_printf(s, "* %u FETCH (FLAGS ", q + 1);
+				put_flags(&s->out, st->f, m->flags, m->keywords);
+				if (a->uid) {
+					session_printf(s, " UID %u", m->uid);
+				}
+				session_printf(s, ")\r\n");
+			}
+		}
+		if (rc < 0) {
+			no(s, st, "[SERVERBUG] Cannot store flags");
+		} else if (view_sync(s, st, 0) == 0) {
+			ok(s, st, "STORE completed");
+		}
+	}
+	xfree(seqs);
+}
+
+/* ---- COPY, MOVE ---- */
+
+/* Keywords of src's message (bits kw) as dst's bits. */
+static uint32_t map_keywords(struct mm_folder *src, struct mm_folder *dst, uint32_t kw)
+{
+	uint32_t out = 0;
+	for (int i = 0; i < 32; i++) {
+		const char *name = (kw >> i) & 1 ? mm_folder_keyword_name(src, i) : NULL;
+		int k = name ? mm_folder_keyword(dst, name, 1) : -1;
+		if (k >= 0) {
+			out |= 1u << k;
+		}
+	}
+	return out;
+}
+
+/* Copies the messages to dst; fills uids (source) and nuids (new).
+ * Returns the count copied, -1 on a failure. */
+static int copy_msgs(struct imap *st, struct mm_folder *dst, const uint32_t *seqs, uint32_t n,
+        uint32_t *uids, uint32_t *nuids)
+{
+	struct buf b;
+	uint32_t k = 0;
+	buf_init(&b);
+	for (uint32_t i = 0; i < n; i++) {
+		long j = mm_folder_find(st->f, st->v.uid[seqs[i]]);
+		if (j < 0) {
+			continue; /* expunged meanwhile */
+		}
+		struct mm_msg m = *mm_folder_msg(st->f, (uint32_t)j);
+		struct spool sp;
+		buf_reset(&b);
+		if (mm_msg_read(st->f, (uint32_t)j, &b) != 0) {
+			k = (uint32_t)-1;
+			break;
+		}
+		spool_init(&sp, spool_dir(st));
+		spool_write(&sp, b.data ? b.data : "", b.len);
+		uint32_t kw = map_keywords(st->f, dst, m.keywords);
+		int rc = sp.failed ? -1 : append_to(st, dst, &sp, m.date, m.flags, kw, &nuids[k]);
+		spool_free(&sp);
+		if (rc != 0) {
+			k = (uint32_t)-1;
+			break;
+		}
+		uids[k++] = m.uid;
+	}
+	buf_free(&b);
+	return (int)k;
+}
+
+static void copy_move(struct session *s, struct imap *st, struct args *a, int move)
+{
+	uint32_t *seqs, n;
+	char name[MM_FOLDER_MAX + 1];
+	struct mm_folder *dst;
+	if (arg_set(s, st, a, &seqs, &n) != 0) {
+		return;
+	}
+	if (!arg_box(s, st, a, name, sizeof name)) {
+		xfree(seqs);
+		return;
+	}
+	if (open_box(st, name, &dst) != 0) {
+		no(s, st, "[TRYCREATE] No such mailbox");
+		xfree(seqs);
+		return;
+	}
+	if (move && st->readonly) {
+		no(s, st, "[READ-ONLY] Mailbox is read-only");
+		mm_folder_close(dst);
+		xfree(seqs);
+		return;
+	}
+	mm_folder_refresh(st->f);
+	uint32_t *uids = xmalloc((n ? n : 1) * sizeof *uids), *nuids = xmalloc((n ? n : 1) * 4);
+	int k = copy_msgs(st, dst, seqs, n, uids, nuids);
+	struct buf code;
+	buf_init(&code);
+	if (k > 0) {
+		buf_printf(&code, "[COPYUID %u ", mm_folder_uidvalidity(dst));
+		put_uid_set(&code, uids, (uint32_t)k);
+		buf_puts(&code, " ");
+		put_uid_set(&code, nuids, (uint32_t)k);
+		buf_puts(&code, "] ");
+	}
+	mm_folder_close(dst);
+	if (k < 0) {
+		no(s, st, "[SERVERBUG] %s failed", move ? "MOVE" : "COPY");
+	} else if (!move) {
+		ok(s, st, "%sCOPY completed", code.data ? code.data : "");
+	} else {
+		/* RFC 6851 3.3: COPYUID untagged, then the expunges */
+		if (k > 0) {
+			session_printf(s, "* OK %s\r\n", code.data);
+			mm_folder_expunge_uids(st->f, st->uidvalidity, uids, (uint32_t)k);
+			mm_folder_sync(st->f);
+		}
+		if (view_sync(s, st, 1) == 0) {
+			ok(s, st, "MOVE completed");
+		}
+	}
+	buf_free(&code);
+	xfree(uids);
+	xfree(nuids);
+	xfree(seqs);
+}
+
+static void cmd_copy(struct session *s, struct imap *st, struct args *a)
+{
+	copy_move(s, st, a, 0);
+}
+
+static void cmd_move(struct session *s, struct imap *st, struct args *a)
+{
+	copy_move(s, st, a, 1);
+}
+
+/* ---- IDLE (RFC 2177) ---- */
+
+static void idle_tick(struct session *s, void *arg);
+
+static void idle_arm(struct session *s, struct imap *st)
+{
+	st->idle_timer = 1;
+	st->idle_due = os_now_ms() + IDLE_POLL_MS;
+	session_after(s, IDLE_POLL_MS, idle_tick, NULL);
+}
+
+/* The poll timer holds the session, so the idle timeout and a graceful
+ * stop do not see it: it ends the session itself after IMAP_AUTH_MS, and
+ * when it fires early, which only a stopping worker does (it runs every
+ * timer at once), it says BYE and is not armed again. */
+static void idle_tick(struct session *s, void *arg)
+{
+	struct imap *st = s->ps;
+	if (!st || session_closing(s)) {
+		return;
+	}
+	st->idle_timer = 0;
+	if (!st->idling) {
+		return;
+	}
+	int64_t now = os_now_ms();
+	if (now + IDLE_POLL_MS / 2 < st->idle_due || now - st->idle_since > IMAP_AUTH_MS) {
+		session_printf(s, "* BYE %s\r\n",
+		        now - st->idle_since > IMAP_AUTH_MS ? "Idle for too long"
+		                                            : "Server shutting down");
+		session_close(s, "idle ended");
+		return;
+	}
+	if (view_sync(s, st, 1) == 0) {
+		idle_arm(s, st);
+	}
+}
+
+static void cmd_idle(struct session *s, struct imap *st, struct args *a)
+{
+	if (st->state == I_SELECTED && view_sync(s, st, 1) != 0) {
+		return;
+	}
+	session_printf(s, "+ idling\r\n");
+	st->idling = 1;
+	st->idle_since = os_now_ms();
+	if (st->state == I_SELECTED && !st->idle_timer) {
+		idle_arm(s, st);
+	}
+}
+
+static void idle_done(struct session *s, struct imap *st, const char *line)
+{
+	st->idling = 0;
+	if (rl_strcasecmp(line, "DONE") != 0) {
+		bad(s, st, "Expected DONE");
+	} else {
+		ok(s, st, "IDLE terminated");
+	}
+}
+
+/* ---- FETCH ---- */
+
+enum fi_type {
+	FI_UID,
+	FI_FLAGS,
+	FI_INTERNALDATE,
+	FI_SIZE,
+	FI_ENVELOPE,
+	FI_BODY,
+	FI_BODYSTRUCTURE,
+	FI_SECTION,
+	FI_RFC822,
+	FI_RFC822_HEADER,
+	FI_RFC822_TEXT
+};
+
+#define SECTION_MAX 512
+#define FETCH_ITEMS_MAX 64
+
+struct fitem {
+	int type, peek, partial;
+	uint32_t off, len;
+	char sec[SECTION_MAX]; /* BODY[sec], upper case */
+};
+
+struct fetch {
+	struct fitem it[FETCH_ITEMS_MAX];
+	int nit, seen, uid;
+	uint32_t *seqs, n, pos;
+	int cur; /* next item of the current message; -1 before it */
+	int add_flags;
+	struct mm_reader *rd;
+	struct buf msg;
+	struct mime_msg mm;
+	int loaded;
+};
+
+static const struct {
+	const char *name;
+	int type;
+} fetch_atts[] = {{"UID", FI_UID}, {"FLAGS", FI_FLAGS}, {"INTERNALDATE", FI_INTERNALDATE},
+        {"RFC822.SIZE", FI_SIZE}, {"ENVELOPE", FI_ENVELOPE}, {"BODY", FI_BODY},
+        {"BODYSTRUCTURE", FI_BODYSTRUCTURE}, {"RFC822", FI_RFC822},
+        {"RFC822.HEADER", FI_RFC822_HEADER}, {"RFC822.TEXT", FI_RFC822_TEXT}};
+
+/* The section text between the brackets: "", "1.2", "HEADER",
+ * "1.HEADER.FIELDS (A B)", "TEXT", "2.MIME". 0 when valid. */
+static int section_check(const char *sec)
+{
+	const char *p = sec;
+	int parts = 0;
+	while (*p >= '0' && *p <= '9') {
+		while (*p >= '0' && *p <= '9') {
+			p++;
+		}
+		parts = 1;
+		if (*p != '.') {
+			return *p ? -1 : 0;
+		}
+		p++;
+	}
+	if (rl_strcasecmp(p, "HEADER") == 0 || rl_strcasecmp(p, "TEXT") == 0 ||
+	        (parts && rl_strcasecmp(p, "MIME") == 0) || (!parts && !*p)) {
+		return 0;
+	}
+	if (rl_strncasecmp(p, "HEADER.FIELDS.NOT (", 19) == 0) {
+		p += 19;
+	} else if (rl_strncasecmp(p, "HEADER.FIELDS (", 15) == 0) {
+		p += 15;
+	} else {
+		return -1;
+	}
+	size_t n = strlen(p);
+	return n > 1 && p[n - 1] == ')' && !strchr(p, '(') ? 0 : -1;
+}
+
+/* A number of a partial fetch: 0 is one too. */
+static int partial_num(const char **p, uint32_t *out)
+{
+	if (**p == '0' && ((*p)[1] < '0' || (*p)[1] > '9')) {
+		(*p)++;
+		*out = 0;
+		return 0;
+	}
+	return imap__num(p, out);
+}
+
+/* BODY[...]<a.b> or BODY.PEEK[...]<a.b> into it. */
+static int parse_section(const char *att, struct fitem *it)
+{
+	const char *p = att + 4;
+	it->peek = rl_strncasecmp(p, ".PEEK[", 6) == 0;
+	p += it->peek ? 5 : 0;
+	const char *close = strchr(p, ']');
+	if (*p != '[' || !close || (size_t)(close - p) >= SECTION_MAX) {
+		return -1;
+	}
+	memcpy(it->sec, p + 1, (size_t)(close - p - 1));
+	it->sec[close - p - 1] = '\0';
+	for (char *c = it->sec; *c; c++) {
+		*c = *c >= 'a' && *c <= 'z' ? (char)(*c - 32) : *c;
+	}
+	it->type = FI_SECTION;
+	p = close + 1;
+	if (*p == '<') {
+		p++;
+		if (partial_num(&p, &it->off) != 0) {
+			return -1;
+		}
+		if (*p++ != '.' || partial_num(&p, &it->len) != 0 || *p++ != '>') {
+			return -1;
+		}
+		it->partial = 1;
+	}
+	return *p || section_check(it->sec) != 0 ? -1 : 0;
+}
+
+static int fetch_att(struct fetch *j, const char *att)
+{
+	if (j->nit >= FETCH_ITEMS_MAX) {
+		return -1;
+	}
+	struct fitem *it = &j->it[j->nit];
+	memset(it, 0, sizeof *it);
+	if (rl_strncasecmp(att, "BODY[", 5) == 0 || rl_strncasecmp(att, "BODY.PEEK[", 10) == 0) {
+		if (parse_section(att, it) != 0) {
+			return -1;
+		}
+		j->seen |= !it->peek;
+		j->nit++;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof fetch_atts / sizeof fetch_atts[0]; i++) {
+		if (rl_strcasecmp(att, fetch_atts[i].name) == 0) {
+			for (int k = 0; k < j->nit; k++) {
+				if (j->it[k].type == fetch_atts[i].type) {
+					return 0; /* UID FETCH ... (UID ...): once is enough */
+				}
+			}
+			it->type = fetch_atts[i].type;
+			j->seen |= it->type == FI_RFC822 || it->type == FI_RFC822_TEXT;
+			j->nit++;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* ALL, FAST, FULL, one attribute or a list of them. */
+static int fetch_items(struct args *a, struct fetch *j)
+{
+	static const char *macros[][2] = {{"ALL", "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE"},
+	        {"FAST", "FLAGS INTERNALDATE RFC822.SIZE"},
+	        {"FULL", "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY"}};
+	const char *att;
+	if (j->uid && fetch_att(j, "UID") != 0) {
+		return -1;
+	}
+	if (arg_paren(a, IMAP_LPAREN)) {
+		while ((att = arg_atom(a)) != NULL) {
+			if (fetch_att(j, att) != 0) {
+				return -1;
+			}
+		}
+		return arg_paren(a, IMAP_RPAREN) && arg_end(a) && j->nit > j->uid ? 0 : -1;
+	}
+	if (!(att = arg_atom(a)) || !arg_end(a)) {
+		return -1;
+	}
+	for (size_t i = 0; i < 3; i++) {
+		if (rl_strcasecmp(att, macros[i][0]) == 0) {
+			char list[64], *save = NULL;
+			rl_strlcpy(list, macros[i][1], sizeof list);
+			for (char *w = strtok_r(list, " ", &save); w;
+			        w = strtok_r(NULL, " ", &save)) {
+				fetch_att(j, w);
+			}
+			return 0;
+		}
+	}
+	return fetch_att(j, att);
+}
+
+static void fetch_free(struct fetch *j)
+{
+	if (!j) {
+		return;
+	}
+	mm_reader_close(j->rd);
+	if (j->loaded) {
+		mime_free(&j->mm);
+	}
+	buf_free(&j->msg);
+	xfree(j->seqs);
+	free(j);
+}
+
+static void put_date(struct buf *o, int64_t t)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	int off = os_timezone_offset(t);
+	struct tm tm;
+	os_gmtime(t + off * 60, &tm);
+	int a = off < 0 ? -off : off;
+	buf_printf(o, "\"%02d-%.3s-%04d %02d:%02d:%02d %c%02d%02d\"", tm.tm_mday,
+	        months + 3 * tm.tm_mon, tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	        off < 0 ? '-' : '+', a / 60, a % 60);
+}
+
+/* Header lines of hdr[0..n) whose names are (not) in the list "(A B)". */
+static void header_fields(struct buf *o, const char *hdr, size_t n, const char *list, int not )
+{
+	struct mime_headers it;
+	struct mime_header h;
+	mime_headers_init(&it, hdr, n);
+	while (mime_headers_next(&it, &h)) {
+		int in = 0;
+		for (const char *p = list; *p && !in;) {
+			while (*p == ' ' || *p == '(' || *p == '"') {
+				p++;
+			}
+			size_t w = strcspn(p, " )\"");
+			in = w == h.name_len && rl_strncasecmp(p, h.name, w) == 0;
+			p += w;
+			while (*p == ')' || *p == '"') {
+				p++;
+			}
+		}
+		if (in != not ) {
+			/* the whole field: from its name to the end of its last line */
+			const char *end = h.value + h.value_len;
+			while (end < hdr + n && *end != '\n') {
+				end++;
+			}
+			buf_append(o, h.name, (size_t)(end - h.name));
+			buf_puts(o, end < hdr + n ? "\n" : "\r\n");
+		}
+	}
+	buf_puts(o, "\r\n");
+}
+
+/* The bytes of BODY[sec] of the loaded message into o; 0, or -1 when
+ * there is no such part (NIL). */
+static int section_bytes(struct fetch *j, const char *sec, struct buf *o)
+{
+	const char *rest;
+	const struct mime_part *p = mime_section(&j->mm, sec, &rest);
+	const char *b = j->msg.data ? j->msg.data : "";
+	if (!p) {
+		return -1;
+	}
+	int parts = rest != sec;
+	rest += *rest == '.';
+	if (!*rest) {
+		if (parts) {
+			buf_append(o, b + p->body_off, p->body_len);
+		} else {
+			buf_append(o, b, j->msg.len);
+		}
+		return 0;
+	}
+	if (rl_strcasecmp(rest, "MIME") == 0) {
+		buf_append(o, b + p->hdr_off, p->hdr_len);
+		return 0;
+	}
+	const struct mime_part *e = parts ? (p->flags & MIME_MESSAGE ? p->child : NULL) : p;
+	if (!e) {
+		return -1;
+	}
+	if (rl_strcasecmp(rest, "TEXT") == 0) {
+		buf_append(o, b + e->body_off, e->body_len);
+	} else if (rl_strcasecmp(rest, "HEADER") == 0) {
+		buf_append(o, b + e->hdr_off, e->hdr_len);
+	} else {
+		int not = rl_strncasecmp(rest, "HEADER.FIELDS.NOT", 17) == 0;
+		header_fields(o, b + e->hdr_off, e->hdr_len, strchr(rest, '('), not );
+	}
+	return 0;
+}
+
+static void put_literal(struct buf *o, const char *p, size_t n)
+{
+	buf_printf(o, "{%zu}\r\n", n);
+	buf_append(o, p, n);
+}
+
+static int fetch_load(struct imap *st, struct fetch *j, uint32_t k)
+{
+	if (j->loaded) {
+		return 0;
+	}
+	buf_reset(&j->msg);
+	if (mm_msg_read(st->f, k, &j->msg) != 0) {
+		return -1;
+	}
+	mime_parse(&j->mm, j->msg.data ? j->msg.data : "", j->msg.len);
+	j->loaded = 1;
+	return 0;
+}
+
+/* BODY[sec]<partial> from the loaded message. */
+static void put_section(struct session *s, struct fetch *j, const struct fitem *it)
+{
+	struct buf b;
+	buf_init(&b);
+	session_printf(s, "BODY[%s]", it->sec);
+	if (it->partial) {
+		session_printf(s, "<%u>", it->off);
+	}
+	session_write(s, " ", 1);
+	if (section_bytes(j, it->sec, &b) != 0) {
+		session_printf(s, "NIL");
+	} else if (it->partial) {
+		size_t off = it->off < b.len ? it->off : b.len;
+		size_t n = b.len - off < it->len ? b.len - off : it->len;
+		put_literal(&s->out, b.data ? b.data + off : "", n);
+	} else {
+		put_literal(&s->out, b.data ? b.data : "", b.len);
+	}
+	buf_free(&b);
+}
+
+/* One item of message k; -1 when the message cannot be read. */
+static int fetch_item(
+        struct session *s, struct imap *st, struct fetch *j, uint32_t k, const struct fitem *it)
+{
+	const struct mm_msg *m = mm_folder_msg(st->f, k);
+	uint32_t q = j->seqs[j->pos];
+	struct buf *o = &s->out;
+	if (j->cur > 0) {
+		session_write(s, " ", 1);
+	}
+	switch (it->type) {
+	case FI_UID:
+		buf_printf(o, "UID %u", m->uid);
+		return 0;
+	case FI_FLAGS:
+		buf_puts(o, "FLAGS ");
+		put_flags(o, st->f, m->flags, m->keywords);
+		st->v.fl[q] = m->flags;
+		st->v.kw[q] = m->keywords;
+		return 0;
+	case FI_INTERNALDATE:
+		buf_puts(o, "INTERNALDATE ");
+		put_date(o, m->date);
+		return 0;
+	case FI_SIZE:
+		buf_printf(o, "RFC822.SIZE %u", m->size);
+		return 0;
+	case FI_RFC822:
+		buf_printf(o, "RFC822 {%u}\r\n", m->size);
+		j->rd = mm_reader_open(st->f, k);
+		return j->rd ? 0 : -1;
+	}
+	if (it->type == FI_SECTION && !it->partial && !it->sec[0]) {
+		buf_printf(o, "BODY[] {%u}\r\n", m->size);
+		j->rd = mm_reader_open(st->f, k);
+		return j->rd ? 0 : -1;
+	}
+	if (fetch_load(st, j, k) != 0) {
+		return -1;
+	}
+	const struct mime_part *root = j->mm.root;
+	const char *b = j->msg.data ? j->msg.data : "";
+	switch (it->type) {
+	case FI_ENVELOPE:
+		buf_puts(o, "ENVELOPE ");
+		mime_envelope(&j->mm, root, o);
+		break;
+	case FI_BODY:
+		buf_puts(o, "BODY ");
+		mime_bodystructure(&j->mm, root, 0, o);
+		break;
+	case FI_BODYSTRUCTURE:
+		buf_puts(o, "BODYSTRUCTURE ");
+		mime_bodystructure(&j->mm, root, 1, o);
+		break;
+	case FI_RFC822_HEADER:
+		buf_puts(o, "RFC822.HEADER ");
+		put_literal(o, b + root->hdr_off, root->hdr_len);
+		break;
+	case FI_RFC822_TEXT:
+		buf_puts(o, "RFC822.TEXT ");
+		put_literal(o, b + root->body_off, root->body_len);
+		break;
+	case FI_SECTION:
+		put_section(s, j, it);
+		break;
+	}
+	return 0;
+}
+
+/* Starts message j->seqs[j->pos]: sets \Seen when asked; -1 to skip it. */
+static long fetch_begin(struct session *s, struct imap *st, struct fetch *j)
+{
+	uint32_t q = j->seqs[j->pos], uid = st->v.uid[q];
+	long k = mm_folder_find(st->f, uid);
+	if (k < 0) {
+		return -1; /* expunged by another session: nothing to send */
+	}
+	j->add_flags = 0;
+	if (j->seen && !st->readonly && !(mm_folder_msg(st->f, (uint32_t)k)->flags & MM_SEEN)) {
+		mm_folder_store(st->f, &uid, 1, MM_STORE_ADD, MM_SEEN, 0);
+		j->add_flags = 1;
+		for (int i = 0; i < j->nit; i++) {
+			j->add_flags &= j->it[i].type != FI_FLAGS;
+		}
+		k = mm_folder_find(st->f, uid); /* the store refreshed f */
+	}
+	if (k >= 0) {
+		session_printf(s, "* %u FETCH (", q + 1);
+	}
+	return k;
+}
+
+static void fetch_end_msg(struct session *s, struct imap *st, struct fetch *j)
+{
+	uint32_t q = j->seqs[j->pos];
+	long k = mm_folder_find(st->f, st->v.uid[q]);
+	if (j->add_flags && k >= 0) {
+		const struct mm_msg *m = mm_folder_msg(st->f, (uint32_t)k);
+		session_printf(s, " FLAGS ");
+		put_flags(&s->out, st->f, m->flags, m->keywords);
+		st->v.fl[q] = m->flags;
+		st->v.kw[q] = m->keywords;
+	}
+	session_printf(s, ")\r\n");
+	if (j->loaded) {
+		mime_free(&j->mm);
+		j->loaded = 0;
+	}
+	if (j->msg.cap > FILL_MAX) {
+		buf_free(&j->msg); /* keep no large message between messages */
+	}
+	j->pos++;
+	j->cur = -1;
+}
+
+/* Streams the literal being sent; 1 when it is all out. */
+static int fetch_stream(struct session *s, struct fetch *j)
+{
+	char chunk[FILL_CHUNK];
+	long n = mm_reader_read(j->rd, chunk, sizeof chunk);
+	if (n > 0) {
+		session_write(s, chunk, (size_t)n);
+		return 0;
+	}
+	mm_reader_close(j->rd);
+	j->rd = NULL;
+	if (n < 0) {
+		/* the literal's length is out already: only closing tells */
+		session_close(s, "message read error");
+		return -1;
+	}
+	return 1;
+}
+
+/* Adds up to FILL_MAX bytes of the FETCH answer; 1 when it is done. */
+static int fetch_run(struct session *s, struct imap *st)
+{
+	struct fetch *j = st->job;
+	long k = -1;
+	while (s->out.len < FILL_MAX && !session_closing(s)) {
+		if (j->rd) {
+			if (fetch_stream(s, j) < 0) {
+				return 1;
+			}
+		} else if (j->pos >= j->n) {
+			if (view_sync(s, st, 0) == 0) {
+				ok(s, st, "%sFETCH completed", j->uid ? "UID " : "");
+			}
+			return 1;
+		} else if (j->cur < 0) {
+			if (fetch_begin(s, st, j) < 0) {
+				j->pos++;
+			} else {
+				j->cur = 0;
+			}
+		} else if (j->cur < j->nit) {
+			k = mm_folder_find(st->f, st->v.uid[j->seqs[j->pos]]);
+			if (k < 0 || fetch_item(s, st, j, (uint32_t)k, &j->it[j->cur]) != 0) {
+				j->cur = j->nit; /* gone meanwhile: what was sent stays */
+				j->add_flags = 0;
+			} else {
+				j->cur++;
+			}
+		} else {
+			fetch_end_msg(s, st, j);
+		}
+	}
+	return session_closing(s);
+}
+
+/* ---- FETCH as a job across writable rounds (as pop3.c's RETR) ---- */
+
+static void kicked(struct session *s, void *arg)
+{
+	struct imap *st = s->ps;
+	if (!st) {
+		return;
+	}
+	st->kicking = 0;
+	if (st->resume) {
+		st->resume = 0;
+		session_resume(s);
+	}
+}
+
+static void kick(struct session *s, struct imap *st)
+{
+	if (!st->kicking) {
+		st->kicking = 1;
+		session_hold(s);
+		session_post(s, kicked, NULL);
+	}
+}
+
+static void job_done(struct imap *st)
+{
+	fetch_free(st->job);
+	st->job = NULL;
+}
+
+/* see struct proto: the output drained. */
+static void imap_writable(struct session *s)
+{
+	struct imap *st = s->ps;
+	if (!st || !st->job) {
+		return;
+	}
+	if (fetch_run(s, st)) {
+		job_done(st);
+		st->resume = 1;
+	}
+	kick(s, st);
+}
+
+static void cmd_fetch(struct session *s, struct imap *st, struct args *a)
+{
+	struct fetch *j = xcalloc(1, sizeof *j);
+	j->uid = a->uid;
+	j->cur = -1;
+	buf_init(&j->msg);
+	if (arg_set(s, st, a, &j->seqs, &j->n) != 0) {
+		fetch_free(j);
+		return;
+	}
+	if (fetch_items(a, j) != 0) {
+		bad(s, st, "Invalid FETCH items");
+		fetch_free(j);
+		return;
+	}
+	j->seen &= !st->readonly;
+	mm_folder_refresh(st->f);
+	st->job = j;
+	if (fetch_run(s, st)) {
+		job_done(st);
+	} else {
+		session_pause(s); /* the next command waits for this one's end */
+	}
+}
+
+/* ---- the command table ---- */
+
+static const struct cmd commands[] = {
+        {"CAPABILITY", ANY, cmd_capability},
+        {"NOOP", ANY, cmd_noop},
+        {"LOGOUT", ANY, cmd_logout},
+        {"ID", ANY, cmd_id},
+        {"STARTTLS", ST(I_NOAUTH), cmd_starttls},
+        {"LOGIN", ST(I_NOAUTH), cmd_login},
+        {"AUTHENTICATE", ST(I_NOAUTH), cmd_authenticate},
+        {"SELECT", AUTHED, cmd_select},
+        {"EXAMINE", AUTHED, cmd_examine},
+        {"CREATE", AUTHED, cmd_create},
+        {"DELETE", AUTHED, cmd_delete},
+        {"RENAME", AUTHED, cmd_rename},
+        {"SUBSCRIBE", AUTHED, cmd_subscribe},
+        {"UNSUBSCRIBE", AUTHED, cmd_subscribe},
+        {"LIST", AUTHED, cmd_list},
+        {"LSUB", AUTHED, cmd_lsub},
+        {"STATUS", AUTHED, cmd_status},
+        {"APPEND", AUTHED, cmd_append},
+        {"NAMESPACE", AUTHED, cmd_namespace},
+        {"ENABLE", AUTHED, cmd_enable},
+        {"IDLE", AUTHED, cmd_idle},
+        {"CHECK", ST(I_SELECTED), cmd_noop},
+        {"CLOSE", ST(I_SELECTED), cmd_close},
+        {"UNSELECT", ST(I_SELECTED), cmd_close},
+        {"EXPUNGE", ST(I_SELECTED), cmd_expunge},
+        {"SEARCH", ST(I_SELECTED), cmd_search},
+        {"FETCH", ST(I_SELECTED), cmd_fetch},
+        {"STORE", ST(I_SELECTED), cmd_store},
+        {"COPY", ST(I_SELECTED), cmd_copy},
+        {"MOVE", ST(I_SELECTED), cmd_move},
+};
+
+/* Commands that take "UID" before them. */
+static int uid_ok(const struct cmd *c)
+{
+	return c->run == cmd_fetch || c->run == cmd_store || c->run == cmd_search ||
+	       c->run == cmd_copy || c->run == cmd_move || c->run == cmd_expunge;
+}
+
+static const struct cmd *find_cmd(const char *verb)
+{
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (rl_strcasecmp(verb, commands[i].verb) == 0) {
+			return &commands[i];
+		}
+	}
+	return NULL;
+}
+
+/* A tag: an atom without '+' (RFC 3501 9). */
+static int valid_tag(const struct imap_cmd *c)
+{
+	const char *t = imap_tok_str(c, 0);
+	return c->ntok && c->tok[0].type == IMAP_ATOM && c->tok[0].len <= IMAP_TAG_MAX &&
+	       !strpbrk(t, "+*%[]\\");
+}
+
+/* What Lua's command hook gets: the first argument (LOGIN's user name,
+ * the mailbox, ...), never a password. */
+static const char *hook_arg(const struct args *a)
+{
+	int t = arg_type(a);
+	return t == IMAP_ATOM || t == IMAP_STRING ? imap_tok_str(a->c, a->i) : "";
+}
+
+static void greet(struct session *s, struct imap *st)
+{
+	session_printf(s, "* OK [CAPABILITY ");
+	put_caps(s, st);
+	session_printf(s, "] Rumble IMAP4rev1 server ready\r\n");
+}
+
+/* Goes on with the greeting (cmd NULL) or a command as the Lua hooks
+ * decided; a hook that waits for the client decides later (imap_hooked),
+ * and the parsed command stays in st->cmd until then. */
+static void after_hook(struct session *s, struct imap *st, const struct cmd *cmd,
+	const struct args *a, enum rl_verdict v)
+{
+	if (v == RL_WAIT) {
+		st->hook_wait = 1;
+		st->hook_cmd = cmd;
+		if (a) {
+			st->hook_args = *a;
+		}
+	} else if (v == RL_DROP) {
+		session_close(s, "dropped by script");
+	} else if (v == RL_CONTINUE) {
+		if (cmd) {
+			struct args copy = *a;
+			cmd->run(s, st, &copy);
+		} else {
+			greet(s, st);
+		}
+	}
+}
+
+static void cmd_done(struct imap *st);
+
+static void imap_hooked(struct session *s, enum rl_verdict v)
+{
+	struct imap *st = s->ps;
+	st->hook_wait = 0;
+	after_hook(s, st, st->hook_cmd, st->hook_cmd ? &st->hook_args : NULL, v);
+	if (st->hook_cmd) {
+		cmd_done(st);
+	}
+}
+
+static void execute(struct session *s, struct imap *st)
+{
+	struct imap_cmd *c = &st->cmd;
+	struct args a = {c, 2, 0};
+	const char *verb = imap_tok_str(c, 1);
+	if (c->ntok >= 2 && rl_strcasecmp(verb, "UID") == 0) {
+		a.uid = 1;
+		verb = imap_tok_str(c, a.i++);
+	}
+	const struct cmd *cmd = c->tok[a.i - 1].type == IMAP_ATOM ? find_cmd(verb) : NULL;
+	if (st->state == I_NOAUTH && ++st->commands > IMAP_PRELOGIN_MAX) {
+		session_printf(s, "* BYE Too many commands without login\r\n");
+		session_close(s, "too many commands");
+	} else if (!cmd || (a.uid && !uid_ok(cmd))) {
+		bad(s, st, "Unknown command");
+	} else if (!(cmd->states & ST(st->state))) {
+		bad(s, st, "%s is not allowed %s", cmd->verb,
+		        st->state == I_NOAUTH ? "before login" : "now");
+	} else if (cmd->run == cmd_expunge && a.uid && arg_end(&a)) {
+		bad(s, st, "UID EXPUNGE needs a set");
+	} else {
+		after_hook(s, st, cmd, &a,
+		        rl_hook(s, "command", cmd->verb, hook_arg(&a))); /* Rumble.setHook */
+	}
+}
+
+/* ---- lines and literals ---- */
+
+static void cmd_done(struct imap *st)
+{
+	imap_cmd_reset(&st->cmd);
+	if (st->has_spool) {
+		spool_free(&st->sp);
+		st->has_spool = 0;
+	}
+}
+
+static void take_tag(struct imap *st)
+{
+	if (valid_tag(&st->cmd)) {
+		rl_strlcpy(st->tag, imap_tok_str(&st->cmd, 0), sizeof st->tag);
+	} else {
+		rl_strlcpy(st->tag, "*", sizeof st->tag);
+	}
+}
+
+/* A literal announced: checks it against the limits, then waits for it. */
+static void literal_start(struct session *s, struct imap *st, uint64_t n, int nonsync)
+{
+	struct imap_cmd *c = &st->cmd;
+	int append = c->ntok >= 3 && rl_strcasecmp(imap_tok_str(c, 1), "APPEND") == 0 &&
+	             st->state != I_NOAUTH;
+	int spooled = append && n > IMAP_SPOOL_MIN && !st->has_spool;
+	int rc = -1;
+	take_tag(st);
+	if (!valid_tag(c) || (st->state == I_NOAUTH && n > IMAP_PREAUTH_LITERAL)) {
+		rc = -1; /* before login, literals only for names and passwords */
+	} else if (spooled && n <= conf.message_size_limit) {
+		spool_init(&st->sp, spool_dir(st));
+		st->has_spool = 1;
+		rc = imap_cmd_literal_begin(c, n, 1);
+	} else if (!spooled) {
+		rc = imap_cmd_literal_begin(c, n, 0);
+	}
+	if (rc != 0) {
+		cmd_done(st);
+		if (nonsync) {
+			/* RFC 7888 4: the bytes are on their way; closing is what stops them */
+			session_printf(s, "* BYE [TOOBIG] Literal too large\r\n");
+			session_close(s, "literal too large");
+		} else if (append) {
+			no(s, st, "[TOOBIG] Message too large");
+		} else {
+			bad(s, st, "Literal too large");
+		}
+		return;
+	}
+	st->lit_left = n;
+	if (!nonsync) {
+		session_printf(s, "+ Ready for literal data\r\n");
+	}
+}
+
+static void command_line(struct session *s, struct imap *st, const char *line, size_t len)
+{
+	uint64_t lit = 0;
+	int nonsync = 0;
+	const char *error;
+	int rc = imap_cmd_line(&st->cmd, line, len, &lit, &nonsync, &error);
+	if (rc == IMAP_PARSE_LITERAL) {
+		literal_start(s, st, lit, nonsync);
+		if (st->lit_left == 0 && st->cmd.ntok) {
+			imap_cmd_literal_end(&st->cmd); /* {0} */
+		}
+		return;
+	}
+	take_tag(st);
+	if (rc == IMAP_PARSE_ERROR || !valid_tag(&st->cmd) || st->cmd.ntok < 2) {
+		if (st->cmd.ntok == 0 && rc == IMAP_PARSE_DONE) {
+			cmd_done(st); /* an empty line */
+			return;
+		}
+		bad(s, st, "%s", rc == IMAP_PARSE_ERROR ? error : "Missing tag or command");
+	} else {
+		execute(s, st);
+	}
+	if (!st->hook_wait) {
+		cmd_done(st); /* else once the hook has decided */
+	}
+}
+
+/* Literal bytes at the start of a line; returns how many were taken. */
+static size_t literal_bytes(struct imap *st, const char *p, size_t n)
+{
+	size_t take = n < st->lit_left ? n : (size_t)st->lit_left;
+	imap_cmd_literal_data(&st->cmd, p, take);
+	if (st->has_spool && st->cmd.tok[st->cmd.ntok - 1].type == IMAP_SPOOL) {
+		spool_write(&st->sp, p, take);
+	}
+	st->lit_left -= take;
+	if (st->lit_left == 0) {
+		imap_cmd_literal_end(&st->cmd);
+	}
+	return take;
+}
+
+static void imap_line(struct session *s, char *line, size_t len)
+{
+	struct imap *st = s->ps;
+	if (st->lit_left) {
+		size_t took = literal_bytes(st, line, len);
+		line += took;
+		len -= took;
+		if (len == 0) {
+			return;
+		}
+	}
+	int complete = line[len - 1] == '\n';
+	if (st->skip_line || !complete) {
+		if (!st->skip_line) {
+			cmd_done(st);
+			crypto_sasl_reset(&st->sasl);
+			rl_strlcpy(st->tag, "*", sizeof st->tag);
+			bad(s, st, "Line too long");
+		}
+		st->skip_line = !complete;
+		return;
+	}
+	line[--len] = '\0';
+	if (len && line[len - 1] == '\r') {
+		line[--len] = '\0';
+	}
+	if (st->sasl.step != SASL_IDLE) {
+		const char *challenge = ""; /* never logged: it holds the password */
+		enum sasl_result r = crypto_sasl_step(&st->sasl, line, &challenge);
+		auth_result(s, st, r, challenge);
+	} else if (st->idling) {
+		idle_done(s, st, line);
+	} else {
+		command_line(s, st, line, len);
+	}
+}
+
+/* ---- the protocol ---- */
+
+static void imap_open(struct session *s)
+{
+	struct imap *st = xcalloc(1, sizeof *st);
+	s->ps = st;
+	imap_cmd_init(&st->cmd);
+	rl_strlcpy(st->tag, "*", sizeof st->tag);
+	enter_state(s, st, I_NOAUTH);
+	after_hook(s, st, NULL, NULL, rl_hook(s, "accept", NULL, NULL));
+}
+
+static void imap_busy(struct session *s)
+{
+	session_printf(s, "* BYE [UNAVAILABLE] Too many connections from %s\r\n", s->peer);
+}
+
+static void imap_timeout(struct session *s)
+{
+	session_printf(s, "* BYE Autologout; idle for too long\r\n");
+}
+
+static void imap_shutdown(struct session *s)
+{
+	session_printf(s, "* BYE Server shutting down\r\n");
+}
+
+/* Nothing is lost by closing between commands: every change is on disk
+ * when its tagged OK goes out. */
+static int imap_can_stop(struct session *s)
+{
+	struct imap *st = s->ps;
+	return !st || (!st->job && !st->lit_left);
+}
+
+static void imap_close(struct session *s)
+{
+	struct imap *st = s->ps;
+	if (!st) {
+		return;
+	}
+	rl_hook(s, "close", NULL, NULL);
+	crypto_sasl_reset(&st->sasl); /* no password left in freed memory */
+	job_done(st);
+	close_box(st);
+	cmd_done(st);
+	imap_cmd_free(&st->cmd);
+	xfree(st->spdir);
+	memset(st->login, 0, sizeof st->login);
+	free(st);
+	s->ps = NULL;
+}
+
+/* What Lua hooks see: session.user once logged in */
+static void imap_info(struct session *s, struct proto_info *pi)
+{
+	struct imap *st = s->ps;
+	pi->user = st->state != I_NOAUTH && st->login[0] ? st->login : NULL;
+}
+
+const struct proto imap_proto = {
+        .name = "imap4",
+        .line_max = IMAP_LINE_MAX + 2,
+        .open = imap_open,
+        .line = imap_line,
+        .timeout = imap_timeout,
+        .writable = imap_writable,
+        .close = imap_close,
+        .busy = imap_busy,
+        .can_stop = imap_can_stop,
+        .shutdown = imap_shutdown,
+        .info = imap_info,
+        .hooked = imap_hooked,
+};

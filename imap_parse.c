@@ -1,0 +1,760 @@
+/*
+ * imap_parse.c - the pure parts of the IMAP server (imap.c): the command
+ * tokenizer, sequence sets, dates and SEARCH keys with their matching.
+ * No I/O and no session: every function works on the caller's data, so
+ * that tests/test_imap.c can check them with known-answer tables. Every
+ * size a client controls is bounded here: tokens, nesting, command bytes,
+ * inline literals, set ranges, search keys.
+ */
+#include <string.h>
+
+#include "rumble.h"
+
+#define IMAP_CMD_MAX (256 * 1024) /* a whole command, inline literals included */
+#define IMAP_LITERAL_INLINE (64 * 1024)
+#define IMAP_TOKENS_MAX 8192
+#define IMAP_DEPTH_MAX 32
+#define SET_RANGES_MAX 4096
+#define SEARCH_KEYS_MAX 1000
+/* ---- the tokenizer (see rumble.h) ---- */
+
+void imap_cmd_init(struct imap_cmd *c)
+{
+	memset(c, 0, sizeof *c);
+	buf_init(&c->text);
+}
+
+void imap_cmd_reset(struct imap_cmd *c)
+{
+	buf_reset(&c->text);
+	c->ntok = 0;
+	c->depth = 0;
+}
+
+void imap_cmd_free(struct imap_cmd *c)
+{
+	buf_free(&c->text);
+	xfree(c->tok);
+	c->ntok = c->cap = 0;
+}
+
+static int tok_push(struct imap_cmd *c, int type, const char *p, size_t n)
+{
+	if (c->ntok >= IMAP_TOKENS_MAX || c->text.len + n + 1 > IMAP_CMD_MAX) {
+		return -1;
+	}
+	if (c->ntok == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 16;
+		c->tok = xrealloc(c->tok, c->cap * sizeof *c->tok);
+	}
+	struct imap_token *t = &c->tok[c->ntok++];
+	t->type = type;
+	t->off = (uint32_t)c->text.len;
+	t->len = (uint32_t)n;
+	buf_append(&c->text, p, n);
+	buf_append(&c->text, "", 1);
+	return 0;
+}
+
+const char *imap_tok_str(const struct imap_cmd *c, uint32_t i)
+{
+	return i < c->ntok ? c->text.data + c->tok[i].off : "";
+}
+
+/* An atom (RFC 3501 9, with "*" and "%" for sequence sets and LIST, and a
+ * "[...]" part that may hold spaces and parentheses, as in fetch items
+ * "BODY[HEADER.FIELDS (From)]<0.10>"). Returns its length, 0 when bad. */
+static size_t atom_len(const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && p[i] != ' ' && p[i] != '(' && p[i] != ')') {
+		unsigned char ch = (unsigned char)p[i];
+		if (ch < 0x20 || ch == 0x7f || ch == '"' || ch == '{' || ch == '\\') {
+			/* '\' only starts a flag name */
+			if (!(ch == '\\' && i == 0)) {
+				return 0;
+			}
+		}
+		if (ch == '[') {
+			const char *close = memchr(p + i, ']', n - i);
+			if (!close) {
+				return 0;
+			}
+			i = (size_t)(close - p);
+		}
+		i++;
+	}
+	return i;
+}
+
+/* A quoted string at p[0] == '"'; its unescaped value goes to the token.
+ * Returns the bytes consumed, 0 when bad. */
+static size_t quoted(struct imap_cmd *c, const char *p, size_t n)
+{
+	struct buf v;
+	size_t i = 1;
+	buf_init(&v);
+	for (; i < n && p[i] != '"'; i++) {
+		if (p[i] == '\\') {
+			if (i + 1 >= n || (p[i + 1] != '"' && p[i + 1] != '\\')) {
+				break;
+			}
+			i++;
+		}
+		buf_append(&v, p + i, 1);
+	}
+	int ok = i < n && p[i] == '"' && tok_push(c, IMAP_STRING, v.data ? v.data : "", v.len) == 0;
+	buf_free(&v);
+	return ok ? i + 1 : 0;
+}
+
+/* "{123}" or "{123+}" ending the line: 1 with the size, 0 when it is not
+ * one. */
+static int literal_at_end(const char *p, size_t n, uint64_t *size, int *nonsync)
+{
+	size_t i = 1, digits = 0;
+	uint64_t v = 0;
+	for (; i < n && p[i] >= '0' && p[i] <= '9'; i++, digits++) {
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	*nonsync = i < n && p[i] == '+';
+	i += (size_t)*nonsync;
+	if (digits == 0 || digits > 10 || i + 1 != n || p[i] != '}') {
+		return 0;
+	}
+	*size = v;
+	return 1;
+}
+
+/* see rumble.h */
+int imap_cmd_line(struct imap_cmd *c, const char *line, size_t n, uint64_t *literal, int *nonsync,
+        const char **error)
+{
+	size_t i = 0;
+	*error = "Syntax error";
+	if (memchr(line, '\0', n)) {
+		*error = "NUL in command";
+		return IMAP_PARSE_ERROR;
+	}
+	while (i < n) {
+		const char *p = line + i;
+		size_t left = n - i, used = 1;
+		if (*p == ' ') {
+			i++;
+			continue;
+		}
+		if (*p == '(') {
+			if (++c->depth > IMAP_DEPTH_MAX || tok_push(c, IMAP_LPAREN, "(", 1) != 0) {
+				*error = "Too deeply nested or too many arguments";
+				return IMAP_PARSE_ERROR;
+			}
+		} else if (*p == ')') {
+			if (--c->depth < 0 || tok_push(c, IMAP_RPAREN, ")", 1) != 0) {
+				*error = "Unbalanced parentheses";
+				return IMAP_PARSE_ERROR;
+			}
+		} else if (*p == '"') {
+			used = quoted(c, p, left);
+		} else if (*p == '{') {
+			if (!literal_at_end(p, left, literal, nonsync)) {
+				return IMAP_PARSE_ERROR;
+			}
+			return IMAP_PARSE_LITERAL;
+		} else {
+			used = atom_len(p, left);
+			if (used && tok_push(c, IMAP_ATOM, p, used) != 0) {
+				*error = "Command too long";
+				return IMAP_PARSE_ERROR;
+			}
+		}
+		if (used == 0) {
+			return IMAP_PARSE_ERROR;
+		}
+		i += used;
+	}
+	if (c->depth != 0) {
+		*error = "Unbalanced parentheses";
+		return IMAP_PARSE_ERROR;
+	}
+	return IMAP_PARSE_DONE;
+}
+
+/* see rumble.h */
+int imap_cmd_literal_begin(struct imap_cmd *c, uint64_t size, int spooled)
+{
+	if (spooled) {
+		return tok_push(c, IMAP_SPOOL, "", 0); /* its len counts the bytes */
+	}
+	if (size > IMAP_LITERAL_INLINE || c->text.len + size + 1 > IMAP_CMD_MAX ||
+	        tok_push(c, IMAP_STRING, "", 0) != 0) {
+		return -1;
+	}
+	c->text.len--; /* the NUL goes after the data */
+	return 0;
+}
+
+/* see rumble.h */
+void imap_cmd_literal_data(struct imap_cmd *c, const char *p, size_t n)
+{
+	struct imap_token *t = &c->tok[c->ntok - 1];
+	t->len += (uint32_t)n;
+	if (t->type != IMAP_SPOOL) {
+		buf_append(&c->text, p, n);
+	}
+}
+
+void imap_cmd_literal_end(struct imap_cmd *c)
+{
+	if (c->tok[c->ntok - 1].type != IMAP_SPOOL) {
+		buf_append(&c->text, "", 1);
+	}
+}
+
+/* ---- sequence sets (see rumble.h) ---- */
+
+/* see rumble.h */
+int imap__num(const char **p, uint32_t *out)
+{
+	uint64_t v = 0;
+	int digits = 0;
+	while (**p >= '0' && **p <= '9') {
+		v = v * 10 + (uint64_t)(**p - '0');
+		(*p)++;
+		if (++digits > 10 || v > 0xffffffffu) {
+			return -1;
+		}
+	}
+	*out = (uint32_t)v;
+	return digits && v ? 0 : -1;
+}
+
+static int set_num(const char **p, uint32_t *out)
+{
+	if (**p == '*') {
+		(*p)++;
+		*out = IMAP_STAR;
+		return 0;
+	}
+	return imap__num(p, out);
+}
+
+/* see rumble.h */
+int imap_set_parse(const char *s, struct imap_set *set)
+{
+	set->n = 0;
+	set->r = NULL;
+	const char *p = s;
+	for (;;) {
+		uint32_t lo, hi;
+		if (set_num(&p, &lo) != 0) {
+			break;
+		}
+		hi = lo;
+		if (*p == ':') {
+			p++;
+			if (set_num(&p, &hi) != 0) {
+				break;
+			}
+		}
+		if (set->n >= SET_RANGES_MAX) {
+			break;
+		}
+		set->r = xrealloc(set->r, (set->n + 1) * sizeof *set->r);
+		set->r[set->n].lo = lo;
+		set->r[set->n].hi = hi;
+		set->n++;
+		if (*p == '\0') {
+			return 0;
+		}
+		if (*p++ != ',') {
+			break;
+		}
+	}
+	imap_set_free(set);
+	return -1;
+}
+
+void imap_set_free(struct imap_set *set)
+{
+	xfree(set->r);
+	set->n = 0;
+}
+
+/* see rumble.h */
+int imap_set_has(const struct imap_set *set, uint32_t v, uint32_t star)
+{
+	for (uint32_t i = 0; i < set->n; i++) {
+		uint32_t lo = set->r[i].lo == IMAP_STAR ? star : set->r[i].lo;
+		uint32_t hi = set->r[i].hi == IMAP_STAR ? star : set->r[i].hi;
+		if (lo > hi) {
+			uint32_t t = lo;
+			lo = hi;
+			hi = t;
+		}
+		if (v >= lo && v <= hi) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* ---- SEARCH keys (see rumble.h) ---- */
+
+enum skey_op {
+	K_ALL,
+	K_AND,
+	K_OR,
+	K_NOT,
+	K_FLAG,
+	K_UNFLAG,
+	K_KW,
+	K_UNKW,
+	K_NONE,
+	K_LARGER,
+	K_SMALLER,
+	K_BEFORE,
+	K_ON,
+	K_SINCE,
+	K_SENTBEFORE,
+	K_SENTON,
+	K_SENTSINCE,
+	K_HEADER,
+	K_BODY,
+	K_TEXT,
+	K_UID,
+	K_SEQ
+};
+
+struct imap_search {
+	int op;
+	struct imap_search *kid, *next;
+	uint32_t n;
+	int64_t day;
+	char *hdr, *str;
+	struct imap_set set;
+};
+
+void imap_search_free(struct imap_search *k)
+{
+	while (k) {
+		struct imap_search *next = k->next;
+		imap_search_free(k->kid);
+		xfree(k->hdr);
+		xfree(k->str);
+		imap_set_free(&k->set);
+		free(k);
+		k = next;
+	}
+}
+
+struct sparse {
+	const struct imap_cmd *c;
+	uint32_t *pos;
+	int (*kw)(void *arg, const char *name);
+	void *kwarg;
+	int count, depth;
+	const char *error;
+};
+
+static const char month_names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+
+/* Days since the epoch of a civil date (H. Hinnant's algorithm). */
+static int64_t days_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* see rumble.h: "1-Feb-1994" (RFC 3501 date) as days since the epoch. */
+int imap_date_parse(const char *s, int64_t *day)
+{
+	int d = 0, y = 0, i = 0, m;
+	while (s[i] >= '0' && s[i] <= '9' && i < 2) {
+		d = d * 10 + (s[i++] - '0');
+	}
+	if (i == 0 || s[i] != '-' || strlen(s + i + 1) != 8 || s[i + 4] != '-') {
+		return -1;
+	}
+	for (m = 0; m < 12 && rl_strncasecmp(s + i + 1, month_names + 3 * m, 3) != 0; m++) {
+	}
+	for (int k = i + 5; k < i + 9; k++) {
+		if (s[k] < '0' || s[k] > '9') {
+			return -1;
+		}
+		y = y * 10 + (s[k] - '0');
+	}
+	if (m == 12 || d < 1 || d > 31) {
+		return -1;
+	}
+	*day = days_civil(y, m + 1, d);
+	return 0;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+static const char *sarg(struct sparse *sp)
+{
+	const struct imap_cmd *c = sp->c;
+	if (*sp->pos >= c->ntok || c->tok[*sp->pos].type == IMAP_LPAREN ||
+	        c->tok[*sp->pos].type == IMAP_RPAREN || c->tok[*sp->pos].type == IMAP_SPOOL) {
+		sp->error = "Missing search argument";
+		return NULL;
+	}
+	return imap_tok_str(c, (*sp->pos)++);
+}
+
+static struct imap_search *skey(struct sparse *sp);
+
+static struct imap_search *knew(int op)
+{
+	struct imap_search *k = xcalloc(1, sizeof *k);
+	k->op = op;
+	return k;
+}
+
+/* Keys until ")" (in parentheses) or the end: an AND of them. */
+static struct imap_search *skey_list(struct sparse *sp, int paren)
+{
+	struct imap_search *and = knew(K_AND), **tail = &and->kid;
+	const struct imap_cmd *c = sp->c;
+	while (*sp->pos < c->ntok && c->tok[*sp->pos].type != IMAP_RPAREN) {
+		struct imap_search *k = skey(sp);
+		if (!k) {
+			imap_search_free(and);
+			return NULL;
+		}
+		*tail = k;
+		tail = &k->next;
+	}
+	if (paren && *sp->pos >= c->ntok) {
+		sp->error = "Missing )";
+	} else if (paren) {
+		(*sp->pos)++;
+	}
+	if (!and->kid || sp->error) {
+		sp->error = sp->error ? sp->error : "Missing search key";
+		imap_search_free(and);
+		return NULL;
+	}
+	return and;
+}
+
+static const struct {
+	const char *name;
+	int op;
+	uint32_t n;
+} simple_keys[] = {{"ALL", K_ALL, 0}, {"ANSWERED", K_FLAG, MM_ANSWERED},
+        {"DELETED", K_FLAG, MM_DELETED}, {"DRAFT", K_FLAG, MM_DRAFT},
+        {"FLAGGED", K_FLAG, MM_FLAGGED}, {"SEEN", K_FLAG, MM_SEEN},
+        {"UNANSWERED", K_UNFLAG, MM_ANSWERED}, {"UNDELETED", K_UNFLAG, MM_DELETED},
+        {"UNDRAFT", K_UNFLAG, MM_DRAFT}, {"UNFLAGGED", K_UNFLAG, MM_FLAGGED},
+        {"UNSEEN", K_UNFLAG, MM_SEEN}, {"OLD", K_ALL, 0}, {"RECENT", K_NONE, 0},
+        {"NEW", K_NONE, 0}};
+
+static const struct {
+	const char *name;
+	int op;
+} arg_keys[] = {{"BEFORE", K_BEFORE}, {"ON", K_ON}, {"SINCE", K_SINCE},
+        {"SENTBEFORE", K_SENTBEFORE}, {"SENTON", K_SENTON}, {"SENTSINCE", K_SENTSINCE},
+        {"LARGER", K_LARGER}, {"SMALLER", K_SMALLER}, {"BODY", K_BODY}, {"TEXT", K_TEXT},
+        {"KEYWORD", K_KW}, {"UNKEYWORD", K_UNKW}, {"UID", K_UID}, {"BCC", K_HEADER},
+        {"CC", K_HEADER}, {"FROM", K_HEADER}, {"SUBJECT", K_HEADER}, {"TO", K_HEADER}};
+
+/* The argument of a key that takes one. */
+static int skey_arg(struct sparse *sp, struct imap_search *k, const char *name, const char *a)
+{
+	uint32_t n;
+	const char *p = a;
+	switch (k->op) {
+	case K_BEFORE:
+	case K_ON:
+	case K_SINCE:
+	case K_SENTBEFORE:
+	case K_SENTON:
+	case K_SENTSINCE:
+		return imap_date_parse(a, &k->day);
+	case K_LARGER:
+	case K_SMALLER:
+		if (*p == '0' && p[1] == '\0') {
+			k->n = 0;
+			return 0;
+		}
+		if (imap__num(&p, &n) != 0 || *p) {
+			return -1;
+		}
+		k->n = n;
+		return 0;
+	case K_KW:
+	case K_UNKW:
+		k->n = sp->kw ? (uint32_t)sp->kw(sp->kwarg, a) : (uint32_t)-1;
+		if (k->n == (uint32_t)-1) { /* no message has it */
+			k->op = k->op == K_KW ? K_NONE : K_ALL;
+		}
+		return 0;
+	case K_UID:
+		return imap_set_parse(a, &k->set);
+	case K_HEADER:
+		k->hdr = xstrdup(name);
+		break;
+	}
+	k->str = xstrdup(a);
+	return 0;
+}
+
+static struct imap_search *skey(struct sparse *sp)
+{
+	const struct imap_cmd *c = sp->c;
+	if (++sp->count > SEARCH_KEYS_MAX || sp->depth > IMAP_DEPTH_MAX) {
+		sp->error = "Too many search keys";
+		return NULL;
+	}
+	if (c->tok[*sp->pos].type == IMAP_LPAREN) {
+		(*sp->pos)++;
+		sp->depth++;
+		struct imap_search *k = skey_list(sp, 1);
+		sp->depth--;
+		return k;
+	}
+	const char *name = sarg(sp), *a;
+	if (!name) {
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof simple_keys / sizeof simple_keys[0]; i++) {
+		if (rl_strcasecmp(name, simple_keys[i].name) == 0) {
+			struct imap_search *k = knew(simple_keys[i].op);
+			k->n = simple_keys[i].n;
+			return k;
+		}
+	}
+	if (rl_strcasecmp(name, "NOT") == 0 || rl_strcasecmp(name, "OR") == 0) {
+		int or = name[0] == 'O' || name[0] == 'o';
+		struct imap_search *k = knew(or ? K_OR : K_NOT);
+		sp->depth++;
+		k->kid = *sp->pos < c->ntok ? skey(sp) : NULL;
+		if (k->kid && or) {
+			k->kid->next = *sp->pos < c->ntok ? skey(sp) : NULL;
+		}
+		sp->depth--;
+		if (!k->kid || (or &&!k->kid->next)) {
+			sp->error = sp->error ? sp->error : "Missing search key";
+			imap_search_free(k);
+			return NULL;
+		}
+		return k;
+	}
+	if (rl_strcasecmp(name, "HEADER") == 0) {
+		const char *field = sarg(sp);
+		if (!field || !(a = sarg(sp))) {
+			return NULL;
+		}
+		struct imap_search *k = knew(K_HEADER);
+		k->hdr = xstrdup(field);
+		k->str = xstrdup(a);
+		return k;
+	}
+	for (size_t i = 0; i < sizeof arg_keys / sizeof arg_keys[0]; i++) {
+		if (rl_strcasecmp(name, arg_keys[i].name) == 0) {
+			struct imap_search *k = knew(arg_keys[i].op);
+			if (!(a = sarg(sp)) || skey_arg(sp, k, name, a) != 0) {
+				sp->error = sp->error ? sp->error : "Bad search argument";
+				imap_search_free(k);
+				return NULL;
+			}
+			return k;
+		}
+	}
+	struct imap_search *k = knew(K_SEQ);
+	if (imap_set_parse(name, &k->set) != 0) {
+		sp->error = "Unknown search key";
+		imap_search_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+/* see rumble.h */
+int imap_search_parse(const struct imap_cmd *c, uint32_t *pos,
+        int (*kw)(void *arg, const char *name), void *kwarg, struct imap_search **out,
+        const char **error)
+{
+	struct sparse sp = {c, pos, kw, kwarg, 0, 0, NULL};
+	*out = skey_list(&sp, 0);
+	*error = sp.error;
+	return *out ? 0 : -1;
+}
+
+/* Case-insensitive (ASCII) substring search; "" is found everywhere. */
+static int ci_find(const char *h, size_t hn, const char *nd, size_t nn)
+{
+	for (size_t i = 0; i + nn <= hn; i++) {
+		if (rl_strncasecmp(h + i, nd, nn) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int msg_parsed(struct imap_search_msg *m)
+{
+	if (!m->text && (!m->load || m->load(m->arg, &m->text, &m->len) != 0)) {
+		return 0;
+	}
+	if (!m->mime) {
+		m->mime = xcalloc(1, sizeof *m->mime);
+		mime_parse(m->mime, m->text, m->len);
+	}
+	return 1;
+}
+
+void imap_search_msg_done(struct imap_search_msg *m)
+{
+	if (m->mime) {
+		mime_free(m->mime);
+		xfree(m->mime);
+	}
+}
+
+/* A header of the message (name NULL = any) holding str, words decoded. */
+static int match_header(struct imap_search_msg *m, const char *name, const char *str)
+{
+	struct mime_headers it;
+	struct mime_header h;
+	struct buf v;
+	int found = 0;
+	if (!msg_parsed(m)) {
+		return 0;
+	}
+	buf_init(&v);
+	mime_headers_part(&it, m->mime, NULL);
+	while (!found && mime_headers_next(&it, &h)) {
+		if (name &&
+		        (h.name_len != strlen(name) || rl_strncasecmp(h.name, name, h.name_len))) {
+			continue;
+		}
+		buf_reset(&v);
+		mime_decode_words(h.value, h.value_len, &v);
+		found = ci_find(v.data ? v.data : "", v.len, str, strlen(str));
+	}
+	buf_free(&v);
+	return found;
+}
+
+/* The text of every leaf part, decoded, holding str. */
+static int match_body(struct imap_search_msg *m, const char *str)
+{
+	const struct mime_part *p;
+	struct buf v;
+	int found = 0;
+	if (!msg_parsed(m)) {
+		return 0;
+	}
+	buf_init(&v);
+	for (p = m->mime->root; p && !found;) {
+		if (!p->child) {
+			buf_reset(&v);
+			if (mime_part_is(p, "text", NULL)) {
+				mime_body_text(m->mime, p, &v);
+			} else {
+				buf_append(&v, m->text + p->body_off, p->body_len);
+			}
+			found = ci_find(v.data ? v.data : "", v.len, str, strlen(str));
+		}
+		/* depth first: child, else next, else the next of an ancestor */
+		if (p->child) {
+			p = p->child;
+		} else {
+			while (p && !p->next) {
+				p = p->parent;
+			}
+			p = p ? p->next : NULL;
+		}
+	}
+	buf_free(&v);
+	return found;
+}
+
+/* The day of the Date: header in its own zone, -1 when there is none. */
+static int64_t sent_day(struct imap_search_msg *m)
+{
+	struct buf v;
+	int64_t t, day = -1;
+	int zone;
+	if (!msg_parsed(m)) {
+		return -1;
+	}
+	buf_init(&v);
+	if (mime_header_get(m->mime, NULL, "Date", &v) && v.data &&
+	        mime_date_parse(v.data, v.len, &t, &zone) == 0) {
+		day = floor_div(t + zone * 60, 86400);
+	}
+	buf_free(&v);
+	return day;
+}
+
+static int cmp_day(int op, int64_t day, int64_t want)
+{
+	return op == 0 ? day < want : op == 1 ? day == want : day >= want;
+}
+
+/* see rumble.h */
+int imap_search_match(const struct imap_search *k, struct imap_search_msg *m)
+{
+	const struct imap_search *x;
+	switch (k->op) {
+	case K_ALL:
+		return 1;
+	case K_NONE:
+		return 0;
+	case K_AND:
+		for (x = k->kid; x; x = x->next) {
+			if (!imap_search_match(x, m)) {
+				return 0;
+			}
+		}
+		return 1;
+	case K_OR:
+		return imap_search_match(k->kid, m) || imap_search_match(k->kid->next, m);
+	case K_NOT:
+		return !imap_search_match(k->kid, m);
+	case K_FLAG:
+		return (m->flags & k->n) != 0;
+	case K_UNFLAG:
+		return (m->flags & k->n) == 0;
+	case K_KW:
+		return (m->keywords >> k->n) & 1;
+	case K_UNKW:
+		return !((m->keywords >> k->n) & 1);
+	case K_LARGER:
+		return m->size > k->n;
+	case K_SMALLER:
+		return m->size < k->n;
+	case K_BEFORE:
+	case K_ON:
+	case K_SINCE:
+		return cmp_day(k->op - K_BEFORE, floor_div(m->date + m->zone * 60, 86400), k->day);
+	case K_SENTBEFORE:
+	case K_SENTON:
+	case K_SENTSINCE: {
+		int64_t d = sent_day(m);
+		return d >= 0 && cmp_day(k->op - K_SENTBEFORE, d, k->day);
+	}
+	case K_HEADER:
+		return match_header(m, k->hdr, k->str);
+	case K_BODY:
+		return match_body(m, k->str);
+	case K_TEXT:
+		return match_header(m, NULL, k->str) || match_body(m, k->str);
+	case K_UID:
+		return imap_set_has(&k->set, m->uid, m->max_uid);
+	case K_SEQ:
+		return imap_set_has(&k->set, m->seq, m->max_seq);
+	}
+	return 0;
+}

@@ -1,0 +1,459 @@
+/* test_imap.c - the IMAP command tokenizer, sequence sets, dates, SEARCH
+ * matching (known-answer tables), and the store calls IMAP added to
+ * mbox.c (keywords, flag updates, folder management, subscriptions). */
+#include <stdio.h>
+#include <string.h>
+
+#include "rumble.h"
+#include "tests/unit.h"
+
+/* Tokens of a one-line command as "type:text" joined by '|'; "" and rc. */
+static int tokens(const char *line, char *out, size_t len)
+{
+	struct imap_cmd c;
+	uint64_t lit = 0;
+	int nonsync = 0;
+	const char *error;
+	imap_cmd_init(&c);
+	int rc = imap_cmd_line(&c, line, strlen(line), &lit, &nonsync, &error);
+	size_t o = 0;
+	out[0] = '\0';
+	for (uint32_t i = 0; i < c.ntok && o < len; i++) {
+		static const char types[] = "ASLRP";
+		o += (size_t)snprintf(out + o, len - o, "%s%c:%s", i ? "|" : "", types[c.tok[i].type],
+		        imap_tok_str(&c, i));
+	}
+	if (rc == IMAP_PARSE_LITERAL && o < len) {
+		snprintf(out + o, len - o, "|{%llu%s}", (unsigned long long)lit, nonsync ? "+" : "");
+	}
+	imap_cmd_free(&c);
+	return rc;
+}
+
+static void commands_tokenize_as_rfc3501_says(void)
+{
+	static const struct {
+		const char *in, *out;
+		int rc;
+	} t[] = {
+	        {"a1 NOOP", "A:a1|A:NOOP", IMAP_PARSE_DONE},
+	        {"a LOGIN \"jo \\\"x\\\\\" pw", "A:a|A:LOGIN|S:jo \"x\\|A:pw", IMAP_PARSE_DONE},
+	        {"a LOGIN \"\" \"\"", "A:a|A:LOGIN|S:|S:", IMAP_PARSE_DONE},
+	        {"t FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From To)]<0.100>)",
+	                "A:t|A:FETCH|A:1:*|L:(|A:FLAGS|A:BODY.PEEK[HEADER.FIELDS (From To)]<0.100>|R:)",
+	                IMAP_PARSE_DONE},
+	        {"t STORE 1 +FLAGS (\\Seen $Junk)", "A:t|A:STORE|A:1|A:+FLAGS|L:(|A:\\Seen|A:$Junk|R:)",
+	                IMAP_PARSE_DONE},
+	        {"t LIST \"\" %", "A:t|A:LIST|S:|A:%", IMAP_PARSE_DONE},
+	        {"t SEARCH OR (FROM a) NOT ((SEEN))",
+	                "A:t|A:SEARCH|A:OR|L:(|A:FROM|A:a|R:)|A:NOT|L:(|L:(|A:SEEN|R:)|R:)",
+	                IMAP_PARSE_DONE},
+	        {"t APPEND box (\\Seen) {310}", "A:t|A:APPEND|A:box|L:(|A:\\Seen|R:)|{310}",
+	                IMAP_PARSE_LITERAL},
+	        {"t APPEND box {12+}", "A:t|A:APPEND|A:box|{12+}", IMAP_PARSE_LITERAL},
+	        {"t  NOOP  ", "A:t|A:NOOP", IMAP_PARSE_DONE},
+	        {"t LOGIN \"unterminated", NULL, IMAP_PARSE_ERROR},
+	        {"t LOGIN \"bad \\n escape\"", NULL, IMAP_PARSE_ERROR},
+	        {"t FETCH 1 (FLAGS", NULL, IMAP_PARSE_ERROR},
+	        {"t FETCH 1 FLAGS)", NULL, IMAP_PARSE_ERROR},
+	        {"t FETCH 1 BODY[TEXT", NULL, IMAP_PARSE_ERROR},
+	        {"t APPEND box {12} x", NULL, IMAP_PARSE_ERROR},
+	        {"t APPEND box {}", NULL, IMAP_PARSE_ERROR},
+	        {"t APPEND box {99999999999}", NULL, IMAP_PARSE_ERROR},
+	        {"t APPEND box {1x}", NULL, IMAP_PARSE_ERROR},
+	        {"t a\\b", NULL, IMAP_PARSE_ERROR},
+	        {"t \x01", NULL, IMAP_PARSE_ERROR},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		char out[512];
+		int rc = tokens(t[i].in, out, sizeof out);
+		if (rc != t[i].rc || (t[i].out && strcmp(out, t[i].out) != 0)) {
+			char m[1200];
+			snprintf(m, sizeof m, "\"%s\" gave %d \"%s\"", t[i].in, rc, out);
+			unit_fail(__FILE__, __LINE__, m);
+			return;
+		}
+	}
+}
+
+static void a_nul_or_deep_nesting_is_refused(void)
+{
+	struct imap_cmd c;
+	uint64_t lit;
+	int ns;
+	const char *error;
+	char deep[200];
+	imap_cmd_init(&c);
+	ASSERT_EQ(imap_cmd_line(&c, "a\0b NOOP", 8, &lit, &ns, &error), IMAP_PARSE_ERROR);
+	imap_cmd_reset(&c);
+	memset(deep, '(', 100);
+	memset(deep + 100, ')', 100);
+	ASSERT_EQ(imap_cmd_line(&c, deep, sizeof deep, &lit, &ns, &error), IMAP_PARSE_ERROR);
+	imap_cmd_reset(&c);
+	ASSERT_EQ(imap_cmd_line(&c, deep + 70, 60, &lit, &ns, &error), IMAP_PARSE_DONE);
+	imap_cmd_free(&c);
+}
+
+static void too_many_tokens_are_refused(void)
+{
+	struct imap_cmd c;
+	uint64_t lit;
+	int ns;
+	const char *error;
+	struct buf b;
+	buf_init(&b);
+	for (int i = 0; i < 10000; i++) {
+		buf_puts(&b, "x ");
+	}
+	imap_cmd_init(&c);
+	ASSERT_EQ(imap_cmd_line(&c, b.data, b.len, &lit, &ns, &error), IMAP_PARSE_ERROR);
+	imap_cmd_free(&c);
+	buf_free(&b);
+}
+
+static void a_literal_continues_the_command(void)
+{
+	struct imap_cmd c;
+	uint64_t lit;
+	int ns;
+	const char *error;
+	imap_cmd_init(&c);
+	ASSERT_EQ(imap_cmd_line(&c, "a LOGIN {5}", 11, &lit, &ns, &error), IMAP_PARSE_LITERAL);
+	ASSERT_EQ(lit, 5);
+	ASSERT_EQ(ns, 0);
+	ASSERT_EQ(imap_cmd_literal_begin(&c, lit, 0), 0);
+	imap_cmd_literal_data(&c, "al", 2);
+	imap_cmd_literal_data(&c, "i\"e", 3);
+	imap_cmd_literal_end(&c);
+	ASSERT_EQ(imap_cmd_line(&c, " pw", 3, &lit, &ns, &error), IMAP_PARSE_DONE);
+	ASSERT_EQ(c.ntok, 4);
+	ASSERT_STR(imap_tok_str(&c, 2), "ali\"e");
+	ASSERT_EQ(c.tok[2].type, IMAP_STRING);
+	ASSERT_STR(imap_tok_str(&c, 3), "pw");
+	ASSERT_STR(imap_tok_str(&c, 9), "");
+	/* an inline literal over the limit is refused; a spooled one keeps no bytes */
+	imap_cmd_reset(&c);
+	ASSERT_EQ(imap_cmd_line(&c, "a X {9}", 7, &lit, &ns, &error), IMAP_PARSE_LITERAL);
+	ASSERT(imap_cmd_literal_begin(&c, 10 * 1024 * 1024, 0) != 0);
+	ASSERT_EQ(imap_cmd_literal_begin(&c, 10 * 1024 * 1024, 1), 0);
+	imap_cmd_literal_data(&c, "abc", 3);
+	imap_cmd_literal_end(&c);
+	ASSERT_EQ(c.tok[2].type, IMAP_SPOOL);
+	ASSERT_EQ(c.tok[2].len, 3);
+	imap_cmd_free(&c);
+}
+
+static void sequence_sets_parse_and_match(void)
+{
+	struct imap_set s;
+	ASSERT_EQ(imap_set_parse("1,3:5,7:*", &s), 0);
+	ASSERT_EQ(s.n, 3);
+	ASSERT(imap_set_has(&s, 1, 10));
+	ASSERT(!imap_set_has(&s, 2, 10));
+	ASSERT(imap_set_has(&s, 4, 10));
+	ASSERT(!imap_set_has(&s, 6, 10));
+	ASSERT(imap_set_has(&s, 10, 10));
+	ASSERT(imap_set_has(&s, 7, 10));
+	ASSERT(!imap_set_has(&s, 7, 5) || imap_set_has(&s, 5, 5)); /* 7:* with * = 5 is 5:7 */
+	imap_set_free(&s);
+	ASSERT_EQ(imap_set_parse("9:2", &s), 0);
+	ASSERT(imap_set_has(&s, 2, 100) && imap_set_has(&s, 9, 100) && !imap_set_has(&s, 10, 100));
+	imap_set_free(&s);
+	ASSERT_EQ(imap_set_parse("*", &s), 0);
+	ASSERT(imap_set_has(&s, 42, 42) && !imap_set_has(&s, 41, 42));
+	imap_set_free(&s);
+	ASSERT_EQ(imap_set_parse("4294967295", &s), 0);
+	imap_set_free(&s);
+	static const char *bad[] = {"", "0", "1:", ":2", "a", "1,,2", "1,", "4294967296", "1:0",
+	        "1 2", "-1", "$"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (imap_set_parse(bad[i], &s) != -1) {
+			char m[100];
+			snprintf(m, sizeof m, "\"%s\" parsed", bad[i]);
+			unit_fail(__FILE__, __LINE__, m);
+			return;
+		}
+	}
+}
+
+static void dates_parse(void)
+{
+	int64_t d;
+	ASSERT_EQ(imap_date_parse("1-Jan-1970", &d), 0);
+	ASSERT_EQ(d, 0);
+	ASSERT_EQ(imap_date_parse("01-feb-1994", &d), 0);
+	ASSERT_EQ(d, 8797);
+	ASSERT_EQ(imap_date_parse("29-Feb-2024", &d), 0);
+	ASSERT_EQ(d, 19782);
+	ASSERT_EQ(imap_date_parse("1-Foo-1994", &d), -1);
+	ASSERT_EQ(imap_date_parse("1-Feb-94", &d), -1);
+	ASSERT_EQ(imap_date_parse("100-Feb-1994", &d), -1);
+	ASSERT_EQ(imap_date_parse("", &d), -1);
+}
+
+static const char sample[] =
+        "Date: Tue, 03 Feb 2026 10:00:00 +0100\r\n"
+        "From: Alice Example <alice@example.org>\r\n"
+        "To: bob@example.net\r\n"
+        "Cc: carol@example.com\r\n"
+        "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and Meeting Notes\r\n"
+        "X-Priority: 1\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+        "quoted-printable\r\n\r\nThe budget is =E2=82=AC 100, Hello World.\r\n"
+        "--b1\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        "AAEC\r\n--b1--\r\n";
+
+static int kw_lookup(void *arg, const char *name)
+{
+	return rl_strcasecmp(name, "$Work") == 0 ? 3 : -1;
+}
+
+/* 1 match, 0 no match, -1 parse error */
+static int search(const char *keys, uint32_t flags)
+{
+	struct imap_cmd c;
+	uint64_t lit;
+	int ns;
+	const char *error;
+	struct imap_search *k;
+	imap_cmd_init(&c);
+	if (imap_cmd_line(&c, keys, strlen(keys), &lit, &ns, &error) != IMAP_PARSE_DONE) {
+		imap_cmd_free(&c);
+		return -1;
+	}
+	uint32_t pos = 0;
+	int r = -1;
+	if (imap_search_parse(&c, &pos, kw_lookup, NULL, &k, &error) == 0) {
+		struct imap_search_msg m = {7, 70, flags, 1u << 3, (uint32_t)strlen(sample), 9, 90,
+		        1770109200 /* 2026-02-03 09:00 UTC */, 0, sample, strlen(sample), NULL, NULL,
+		        NULL};
+		r = imap_search_match(k, &m);
+		imap_search_msg_done(&m);
+		imap_search_free(k);
+	}
+	imap_cmd_free(&c);
+	return r;
+}
+
+static void search_keys_match_as_rfc3501_says(void)
+{
+	static const struct {
+		const char *keys;
+		uint32_t flags;
+		int want;
+	} t[] = {
+	        {"ALL", 0, 1},
+	        {"FROM alice", 0, 1},
+	        {"FROM \"ALICE EXAMPLE\"", 0, 1},
+	        {"FROM bob", 0, 0},
+	        {"TO bob@EXAMPLE.net", 0, 1},
+	        {"CC carol", 0, 1},
+	        {"BCC carol", 0, 0},
+	        {"SUBJECT \"GRÜSSE\"", 0, 0}, /* case folding is ASCII only */
+	        {"SUBJECT \"grüße\"", 0, 1},
+	        {"SUBJECT \"Grüße\"", 0, 1},
+	        {"SUBJECT meeting", 0, 1},
+	        {"HEADER X-Priority 1", 0, 1},
+	        {"HEADER X-Priority \"\"", 0, 1},
+	        {"HEADER X-Missing \"\"", 0, 0},
+	        {"BODY \"hello world\"", 0, 1},
+	        {"BODY \"€ 100\"", 0, 1},
+	        {"BODY nothere", 0, 0},
+	        {"TEXT meeting", 0, 1},
+	        {"TEXT budget", 0, 1},
+	        {"SEEN", MM_SEEN, 1},
+	        {"UNSEEN", MM_SEEN, 0},
+	        {"NOT SEEN", 0, 1},
+	        {"FLAGGED DELETED", MM_FLAGGED, 0},
+	        {"FLAGGED UNDELETED", MM_FLAGGED, 1},
+	        {"OR DELETED ANSWERED", MM_ANSWERED, 1},
+	        {"OR DELETED ANSWERED", 0, 0},
+	        {"(SEEN FROM alice) NOT DRAFT", MM_SEEN, 1},
+	        {"KEYWORD $work", 0, 1},
+	        {"UNKEYWORD $Work", 0, 0},
+	        {"KEYWORD $Other", 0, 0},
+	        {"UNKEYWORD $Other", 0, 1},
+	        {"LARGER 10", 0, 1},
+	        {"SMALLER 10", 0, 0},
+	        {"UID 70", 0, 1},
+	        {"UID 1:69,71:*", 0, 0},
+	        {"UID 80:*", 0, 0},
+	        {"7", 0, 1},
+	        {"1:6,8:*", 0, 0},
+	        {"*", 0, 0},
+	        {"ON 3-Feb-2026", 0, 1},
+	        {"BEFORE 3-Feb-2026", 0, 0},
+	        {"BEFORE 4-Feb-2026", 0, 1},
+	        {"SINCE 3-Feb-2026", 0, 1},
+	        {"SINCE 4-Feb-2026", 0, 0},
+	        {"SENTON 3-Feb-2026", 0, 1},
+	        {"SENTSINCE 4-Feb-2026", 0, 0},
+	        {"SENTBEFORE 4-Feb-2026", 0, 1},
+	        {"RECENT", 0, 0},
+	        {"OLD", 0, 1},
+	        {"NOT NOT ALL", 0, 1},
+	        {"BOGUS", 0, -1},
+	        {"FROM", 0, -1},
+	        {"OR SEEN", 0, -1},
+	        {"ON 32-Feb-2026", 0, -1},
+	        {"LARGER x", 0, -1},
+	        {"(SEEN", 0, -1},
+	        {"", 0, -1},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		int r = search(t[i].keys, t[i].flags);
+		if (r != t[i].want) {
+			char m[300];
+			snprintf(m, sizeof m, "\"%s\" gave %d, want %d", t[i].keys, r, t[i].want);
+			unit_fail(__FILE__, __LINE__, m);
+			return;
+		}
+	}
+}
+
+static void too_many_search_keys_are_refused(void)
+{
+	struct buf b;
+	buf_init(&b);
+	for (int i = 0; i < 1500; i++) {
+		buf_puts(&b, "NOT ");
+	}
+	buf_puts(&b, "ALL");
+	ASSERT_EQ(search(b.data, 0), -1);
+	buf_free(&b);
+}
+
+/* ---- the store calls ---- */
+
+static char err[256];
+
+static int setup_store(void)
+{
+	return mm_open(unit_tmpdir(), err, sizeof err) == 0 &&
+	               mm_domain_add("example.org", err, sizeof err) == 0
+	               ? 0
+	               : -1;
+}
+
+static int append(struct mm_folder *f, const char *text, uint32_t *uid)
+{
+	struct spool sp;
+	spool_init(&sp, mm_storage());
+	spool_write(&sp, text, strlen(text));
+	int rc = mm_folder_append(f, &sp, "a@example.org", 1795000000, 0, 0, uid);
+	spool_free(&sp);
+	return rc;
+}
+
+static void keywords_and_flags_persist_for_other_openers(void)
+{
+	struct mm_folder *f, *g;
+	uint32_t uid[2];
+	ASSERT_EQ(setup_store(), 0);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 1, &f), 0);
+	ASSERT_EQ(append(f, "Subject: a\r\n\r\nx\r\n", &uid[0]), 0);
+	ASSERT_EQ(append(f, "Subject: b\r\n\r\ny\r\n", &uid[1]), 0);
+	ASSERT_EQ(mm_folder_keyword(f, "$Work", 0), -1);
+	ASSERT_EQ(mm_folder_keyword(f, "$Work", 1), 0);
+	ASSERT_EQ(mm_folder_keyword(f, "later", 1), 1);
+	ASSERT_EQ(mm_folder_keyword(f, "$WORK", 1), 0);
+	ASSERT_EQ(mm_folder_keyword(f, "bad name", 1), -1);
+	ASSERT_EQ(mm_folder_store(f, uid, 2, MM_STORE_ADD, MM_SEEN, 1u << 1), 2);
+	ASSERT_EQ(mm_folder_store(f, uid, 1, MM_STORE_DEL, MM_SEEN, 0), 1);
+	ASSERT_EQ(mm_folder_store(f, uid, 1, MM_STORE_DEL, MM_SEEN, 0), 0); /* no change */
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 0, &g), 0);
+	ASSERT_STR(mm_folder_keyword_name(g, 0), "$Work");
+	ASSERT_STR(mm_folder_keyword_name(g, 1), "later");
+	ASSERT(mm_folder_keyword_name(g, 2) == NULL);
+	ASSERT_EQ(mm_folder_find(g, uid[1]), 1);
+	ASSERT_EQ(mm_folder_find(g, 99), -1);
+	ASSERT_EQ(mm_folder_msg(g, 0)->flags, 0);
+	ASSERT_EQ(mm_folder_msg(g, 0)->keywords, 2);
+	ASSERT_EQ(mm_folder_msg(g, 1)->flags, MM_SEEN);
+	/* a compaction keeps the keyword names */
+	ASSERT_EQ(mm_folder_store(g, uid, 1, MM_STORE_SET, MM_DELETED, 0), 1);
+	ASSERT_EQ(mm_folder_expunge(g), 1);
+	ASSERT_EQ(mm_folder_compact(g), 0);
+	ASSERT_EQ(mm_folder_refresh(f), 0);
+	ASSERT_EQ(mm_folder_count(f), 1);
+	ASSERT_STR(mm_folder_keyword_name(f, 1), "later");
+	ASSERT_EQ(mm_folder_keyword(f, "$work", 0), 0);
+	mm_folder_close(g);
+	mm_folder_close(f);
+	mm_close();
+}
+
+static void folders_are_created_renamed_and_deleted(void)
+{
+	struct mm_folder *f;
+	uint32_t uid, v;
+	ASSERT_EQ(setup_store(), 0);
+	ASSERT_EQ(mm_folder_create("example.org", "jo", "Work.2026"), 0);
+	ASSERT_EQ(mm_folder_create("example.org", "jo", "Work.2026"), 1);
+	ASSERT_EQ(mm_folder_create("example.org", "jo", "../etc"), -1);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "Work.2026", 0, &f), 0);
+	ASSERT_EQ(append(f, "Subject: a\r\n\r\nx\r\n", &uid), 0);
+	v = mm_folder_uidvalidity(f);
+	ASSERT_EQ(mm_folder_create("example.org", "jo", "Other"), 0);
+	ASSERT_EQ(mm_folder_rename("example.org", "jo", "Work.2026", "Other"), 1);
+	ASSERT_EQ(mm_folder_rename("example.org", "jo", "Work.2026", "Old"), 0);
+	ASSERT_EQ(mm_folder_refresh(f), -1); /* an opener of the old name sees it gone */
+	mm_folder_close(f);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "Work.2026", 0, &f), -1);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "Old", 0, &f), 0);
+	ASSERT_EQ(mm_folder_count(f), 1);
+	ASSERT_EQ(mm_folder_uidvalidity(f), v);
+	mm_folder_close(f);
+	ASSERT_EQ(mm_folder_delete("example.org", "jo", "Old"), 0);
+	ASSERT_EQ(mm_folder_delete("example.org", "jo", "Old"), -1);
+	ASSERT_EQ(mm_folder_delete("example.org", "jo", "INBOX"), -1);
+	ASSERT_EQ(mm_folder_rename("example.org", "jo", "INBOX", "X"), -1);
+	/* made again, the name gets a greater UIDVALIDITY (RFC 3501 2.3.1.1) */
+	ASSERT_EQ(mm_folder_create("example.org", "jo", "Old"), 0);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "Old", 0, &f), 0);
+	ASSERT(mm_folder_uidvalidity(f) > v);
+	mm_folder_close(f);
+	mm_close();
+}
+
+static int sub_collect(const char *name, void *arg)
+{
+	struct buf *b = arg;
+	buf_printf(b, "%s;", name);
+	return 0;
+}
+
+static void subscriptions_are_kept(void)
+{
+	struct buf b;
+	ASSERT_EQ(setup_store(), 0);
+	ASSERT_EQ(mm_subscription_set("example.org", "jo", "INBOX", 1), 0);
+	ASSERT_EQ(mm_subscription_set("example.org", "jo", "Sent", 1), 0);
+	ASSERT_EQ(mm_subscription_set("example.org", "jo", "Sent", 1), 0);
+	ASSERT_EQ(mm_subscription_set("example.org", "jo", "Drafts", 1), 0);
+	ASSERT_EQ(mm_subscription_set("example.org", "jo", "INBOX", 0), 0);
+	ASSERT_EQ(mm_subscription_set("example.org", "jo", "a/b", 1), -1);
+	buf_init(&b);
+	ASSERT_EQ(mm_subscription_list("example.org", "jo", sub_collect, &b), 0);
+	ASSERT_STR(b.data, "Sent;Drafts;");
+	buf_free(&b);
+	mm_close();
+}
+
+void tests_imap(void)
+{
+	RUN(commands_tokenize_as_rfc3501_says, "imap commands tokenize as RFC 3501 says");
+	RUN(a_nul_or_deep_nesting_is_refused, "imap a NUL or deep nesting is refused");
+	RUN(too_many_tokens_are_refused, "imap too many tokens are refused");
+	RUN(a_literal_continues_the_command, "imap a literal continues the command");
+	RUN(sequence_sets_parse_and_match, "imap sequence sets parse and match");
+	RUN(dates_parse, "imap dates parse");
+	RUN(search_keys_match_as_rfc3501_says, "imap search keys match as RFC 3501 says");
+	RUN(too_many_search_keys_are_refused, "imap too many search keys are refused");
+	RUN(keywords_and_flags_persist_for_other_openers,
+	        "imap keywords and flags persist for other openers");
+	RUN(folders_are_created_renamed_and_deleted, "imap folders are created, renamed and deleted");
+	RUN(subscriptions_are_kept, "imap subscriptions are kept");
+}
