@@ -47,8 +47,9 @@ test_deps() {
 	need isync command -v mbsync
 	need wine64 test -x /usr/lib/wine/wine64
 	need sslscan command -v sslscan
-	need python3-dnslib /usr/bin/python3 -c "import dnslib"
 	need openssl command -v openssl
+	need python3-dnslib /usr/bin/python3 -c 'import dnslib'
+	need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
 }
 
 build() {

@@ -291,7 +291,7 @@ const char *config_get(const struct config *c, const char *key)
 
 /* ---- typed settings ---- */
 
-enum kind { K_STR, K_BOOL, K_PORT, K_INT, K_SIZE, K_LEVEL, K_LIST, K_PLAIN };
+enum kind { K_STR, K_BOOL, K_PORT, K_INT, K_SIZE, K_LEVEL, K_LIST, K_PLAIN, K_TIME };
 
 struct directive {
 	const char *key;
@@ -320,9 +320,16 @@ static const struct directive directives[] = {
 	STR("RunAs", run_as),
 	STR("RunAsGroup", run_as_group),
 	NUM("BlockOutgoingMail", K_BOOL, block_outgoing, 0, 1),
-	NUM("DeliveryAttempts", K_INT, delivery_attempts, 1, 1000),
-	NUM("RetryInterval", K_INT, retry_interval, 1, 7 * 86400),
+	NUM("DeliveryAttempts", K_INT, delivery_attempts, 0, 1000),
+	NUM("RetryInterval", K_TIME, retry_interval, 1, 7 * 86400),
+	NUM("MaxRetryInterval", K_TIME, retry_max, 1, 7 * 86400),
+	NUM("QueueLifetime", K_TIME, queue_lifetime, 0, 365 * 86400),
 	NUM("IgnoreMX", K_BOOL, ignore_mx, 0, 1),
+	STR("RelayHost", relay_host),
+	NUM("OutboundPort", K_PORT, outbound_port, 1, 65535),
+	NUM("OutboundTimeout", K_TIME, outbound_timeout, 1, 3600),
+	NUM("OutboundThreads", K_INT, outbound_threads, 1, 64),
+	NUM("OutboundTLS", K_BOOL, outbound_tls, 0, 1),
 	{"LoadScript", K_LIST, 0, 0, 0, 0},
 	STR("LogFile", log_file),
 	NUM("LogLevel", K_LEVEL, log_level, 0, 3),
@@ -392,6 +399,29 @@ static int parse_number(const char *v, int suffix, long long *out)
 	return 0;
 }
 
+/* Seconds, with an optional s, m, h, d or w suffix: "300", "5m", "5d". */
+static int parse_time(const char *v, long long *out)
+{
+	static const char units[] = "smhdw";
+	static const long long mul[] = {1, 60, 3600, 86400, 7 * 86400};
+	char num[32];
+	size_t n = strlen(v);
+	const char *u = n ? strchr(units, tolower((unsigned char)v[n - 1])) : NULL;
+	if (!u || !*u) {
+		return parse_number(v, 0, out);
+	}
+	if (n - 1 >= sizeof num) {
+		return -1;
+	}
+	memcpy(num, v, n - 1);
+	num[n - 1] = '\0';
+	if (parse_number(num, 0, out) != 0 || *out > (1LL << 40)) {
+		return -1;
+	}
+	*out *= mul[u - units];
+	return 0;
+}
+
 static int apply_one(struct settings *s, const struct directive *d, const struct config_entry *e,
 	char *err, size_t errlen)
 {
@@ -426,6 +456,12 @@ static int apply_one(struct settings *s, const struct directive *d, const struct
 	case K_INT:
 		if (parse_number(e->value, 0, &n) != 0 || n < d->min || n > d->max) {
 			why = d->kind == K_PORT ? "expected a port number, 1 to 65535" : "number out of range";
+		}
+		*(int *)field = (int)n;
+		break;
+	case K_TIME:
+		if (parse_time(e->value, &n) != 0 || n < d->min || n > d->max) {
+			why = "expected seconds, or a number with s, m, h, d or w, in range";
 		}
 		*(int *)field = (int)n;
 		break;
@@ -465,8 +501,14 @@ static void defaults(struct settings *s)
 	s->pop3_port = root ? 110 : 1110;
 	s->imap_port = root ? 143 : 1143;
 	s->message_size_limit = 25ULL * 1024 * 1024;
-	s->delivery_attempts = 5;
-	s->retry_interval = 360;
+	s->delivery_attempts = 0; /* no limit: QueueLifetime decides */
+	s->retry_interval = 300;  /* Postfix's minimal_backoff_time */
+	s->retry_max = 3600;
+	s->queue_lifetime = 5 * 86400;
+	s->outbound_port = 25;
+	s->outbound_timeout = 150;
+	s->outbound_threads = 4;
+	s->outbound_tls = 1;
 	s->log_level = LOG_INFO;
 	s->max_recipients = 100;
 	s->max_errors = 10;

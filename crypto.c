@@ -1087,11 +1087,20 @@ struct tls_ctx *tls_ctx_load(const char *cert_path, const char *key_path, char *
 
 /* ---- one connection ---- */
 
+struct tls_anykey;
+
 struct tls {
-	br_ssl_server_context sc;
-	struct tls_ctx *ctx;
+	/* A server's or a client's; both start with the engine, so t->sc.eng
+	 * is the engine either way (common initial sequence). */
+	union {
+		br_ssl_server_context sc;
+		br_ssl_client_context cc;
+	};
+	struct tls_ctx *ctx;      /* NULL for a client */
+	struct tls_anykey *anykey; /* a client's certificate "check", else NULL */
 	int done;      /* the handshake finished (for good: no renegotiation) */
 	char err[128]; /* tls_error's text, made when first asked */
+	char cipher[24]; /* tls_cipher's text for a suite not in tls_suites */
 	unsigned char buf[BR_SSL_BUFSIZE_MONO];
 };
 
@@ -1115,6 +1124,7 @@ struct tls *tls_new(struct tls_ctx *c)
 	unsigned char seed[32];
 
 	t->ctx = c;
+	t->anykey = NULL;
 	t->done = 0;
 	t->err[0] = '\0';
 	br_ssl_server_zero(sc);
@@ -1159,9 +1169,112 @@ void tls_free(struct tls *t)
 		return;
 	}
 	struct tls_ctx *c = t->ctx;
+	free(t->anykey); /* the server's public key only: nothing to wipe */
 	wipe(t, sizeof *t); /* keys, and the last records in clear */
 	free(t);
 	ctx_release(c);
+}
+
+/* ---- the client side: opportunistic STARTTLS for outbound SMTP ----
+ *
+ * Postfix's "may" level: the server's certificate is not checked (mail
+ * between MTAs has no agreed trust anchors; encryption still defeats a
+ * passive listener). BearSSL insists on an X.509 engine, so this one only
+ * decodes the server's own certificate to get its public key for the key
+ * exchange, and accepts any chain. */
+
+struct tls_anykey {
+	const br_x509_class *vtable; /* first: BearSSL passes &vtable */
+	br_x509_decoder_context dc;
+	int depth; /* certificates seen in this chain */
+	br_x509_minimal_context unused; /* br_ssl_client_init_full wants one */
+};
+
+static void anykey_start_chain(const br_x509_class **ctx, const char *server_name)
+{
+	struct tls_anykey *k = (struct tls_anykey *)(void *)ctx;
+	(void)server_name;
+	k->depth = 0;
+}
+
+static void anykey_start_cert(const br_x509_class **ctx, uint32_t length)
+{
+	struct tls_anykey *k = (struct tls_anykey *)(void *)ctx;
+	(void)length;
+	if (k->depth == 0) {
+		br_x509_decoder_init(&k->dc, NULL, NULL);
+	}
+}
+
+static void anykey_append(const br_x509_class **ctx, const unsigned char *buf, size_t len)
+{
+	struct tls_anykey *k = (struct tls_anykey *)(void *)ctx;
+	if (k->depth == 0) {
+		br_x509_decoder_push(&k->dc, buf, len);
+	}
+}
+
+static void anykey_end_cert(const br_x509_class **ctx)
+{
+	((struct tls_anykey *)(void *)ctx)->depth++;
+}
+
+static unsigned anykey_end_chain(const br_x509_class **ctx)
+{
+	struct tls_anykey *k = (struct tls_anykey *)(void *)ctx;
+	if (k->depth == 0) {
+		return BR_ERR_X509_EMPTY_CHAIN;
+	}
+	int e = br_x509_decoder_last_error(&k->dc);
+	return e == 0 ? 0 : (unsigned)e;
+}
+
+static const br_x509_pkey *anykey_get_pkey(const br_x509_class *const *ctx, unsigned *usages)
+{
+	struct tls_anykey *k = (struct tls_anykey *)(void *)ctx;
+	if (usages) {
+		*usages = BR_KEYTYPE_KEYX | BR_KEYTYPE_SIGN;
+	}
+	return br_x509_decoder_get_pkey(&k->dc);
+}
+
+static const br_x509_class anykey_class = {
+        sizeof(struct tls_anykey),
+        anykey_start_chain,
+        anykey_start_cert,
+        anykey_append,
+        anykey_end_cert,
+        anykey_end_chain,
+        anykey_get_pkey,
+};
+
+/* see rumble.h */
+struct tls *tls_client_new(const char *server_name)
+{
+	struct tls *t = xcalloc(1, sizeof *t);
+	br_ssl_client_context *cc = &t->cc;
+	unsigned char seed[32];
+
+	t->anykey = xcalloc(1, sizeof *t->anykey);
+	/* every version and suite BearSSL has: a server that is not Rumble may
+	 * know nothing better, and unencrypted is the alternative */
+	br_ssl_client_init_full(cc, &t->anykey->unused, NULL, 0);
+	t->anykey->vtable = &anykey_class;
+	br_ssl_engine_set_x509(&cc->eng, &t->anykey->vtable);
+	br_ssl_engine_set_all_flags(&cc->eng, BR_OPT_NO_RENEGOTIATION);
+	br_ssl_engine_set_buffer(&cc->eng, t->buf, sizeof t->buf, 0);
+	if (os_random(seed, sizeof seed) == 0) {
+		br_ssl_engine_inject_entropy(&cc->eng, seed, sizeof seed);
+	}
+	wipe(seed, sizeof seed);
+	/* SNI only for a name: RFC 6066 3 forbids literal addresses */
+	uint8_t ip[16];
+	int is_ip = os_ip_parse(server_name, ip) >= 0;
+	if (!br_ssl_client_reset(cc, is_ip ? NULL : server_name, 0)) {
+		tls_free(t);
+		return NULL;
+	}
+	return t;
 }
 
 static int closed(struct tls *t)
@@ -1431,12 +1544,28 @@ const char *tls_version(struct tls *t)
 	if (!t->done) {
 		return "";
 	}
-	return br_ssl_engine_get_version(&t->sc.eng) == BR_TLS12 ? "TLSv1.2" : "TLS";
+	switch (br_ssl_engine_get_version(&t->sc.eng)) {
+	case BR_TLS12:
+		return "TLSv1.2";
+	case BR_TLS11:
+		return "TLSv1.1";
+	case BR_TLS10:
+		return "TLSv1";
+	}
+	return "TLS";
 }
 
 const char *tls_cipher(struct tls *t)
 {
 	const struct tls_suite *s = current_suite(t);
+	if (!s && t->done) {
+		/* a client may agree on a suite a Rumble server never offers */
+		br_ssl_session_parameters sp;
+		br_ssl_engine_get_session_parameters(&t->sc.eng, &sp);
+		snprintf(t->cipher, sizeof t->cipher, "TLS-SUITE-0x%04X", (unsigned)sp.cipher_suite);
+		wipe(&sp, sizeof sp);
+		return t->cipher;
+	}
 	return s ? s->name : "";
 }
 

@@ -42,6 +42,8 @@ int os_local_addr(os_fd fd, char *addr, size_t len);
 /* Connect (blocking, with a timeout in ms) to host:port; for tests and the
  * CLI. Returns a blocking socket or OS_BADFD. */
 os_fd os_connect(const char *host, int port, int timeout_ms);
+/* A blocking socket's writes give up (-1) after ms without progress. */
+int os_set_send_timeout(os_fd fd, int ms);
 /* > 0 bytes, 0 at end of stream, -1 error, OS_AGAIN would block. */
 long os_read(os_fd fd, void *buf, size_t n);
 long os_write(os_fd fd, const void *buf, size_t n);

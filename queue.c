@@ -52,7 +52,7 @@ static os_mutex *qlock;
 static os_cond *qcond, *qdone, *qwake;
 static struct job *pending, *pending_tail;
 static os_thread *committer, *deliverer;
-static volatile int qstop;
+static volatile int qstop, commit_stop;
 static int deliver_poke; /* under qlock: queue files to look at */
 static char qdir[1100];
 static uint64_t id_counter;
@@ -324,14 +324,123 @@ static int copy_spool(struct spool *sp, FILE *f)
 	return n < 0 ? -1 : 0;
 }
 
-static void env_text(struct buf *b, const struct queue_msg *m, const char **rcpts, int n,
-	int attempts, int64_t next)
+/* see rumble.h */
+void queue__env_text(struct buf *b, const struct queue_env *e, const int *keep)
 {
-	buf_printf(b, "from %s\ndate %lld\nattempts %d\nnext %lld\n", m->from, (long long)m->date,
-		attempts, (long long)next);
-	for (int i = 0; i < n; i++) {
-		buf_printf(b, "rcpt %s\n", rcpts[i]);
+	buf_printf(b, "from %s\ndate %lld\nattempts %d\nnext %lld\n", e->from, (long long)e->date,
+		e->attempts, (long long)e->next);
+	for (int i = 0; i < e->n; i++) {
+		if (keep && !keep[i]) {
+			continue;
+		}
+		buf_printf(b, "rcpt %s\n", e->rcpts[i]);
+		if (e->last && e->last[i]) {
+			buf_printf(b, "last %s\n", e->last[i]);
+		}
 	}
+}
+
+static void env_add_rcpt(struct queue_env *e, const char *addr)
+{
+	e->rcpts = xrealloc(e->rcpts, (size_t)(e->n + 1) * sizeof *e->rcpts);
+	e->last = xrealloc(e->last, (size_t)(e->n + 1) * sizeof *e->last);
+	e->rcpts[e->n] = xstrdup(addr);
+	e->last[e->n++] = NULL;
+}
+
+/* One "key value" line (value NUL-terminated, no line end). */
+static void env_line(struct queue_env *e, const char *key, const char *v)
+{
+	if (!strcmp(key, "from")) {
+		free(e->from);
+		e->from = xstrdup(v);
+	} else if (!strcmp(key, "date")) {
+		e->date = strtoll(v, NULL, 10);
+	} else if (!strcmp(key, "attempts")) {
+		e->attempts = atoi(v);
+	} else if (!strcmp(key, "next")) {
+		e->next = strtoll(v, NULL, 10);
+	} else if (!strcmp(key, "rcpt") && e->n < TARGETS_MAX) {
+		env_add_rcpt(e, v);
+	} else if (!strcmp(key, "last") && e->n > 0 && !e->last[e->n - 1]) {
+		e->last[e->n - 1] = xstrdup(v);
+	}
+}
+
+/* see rumble.h */
+int queue__env_parse(const char *text, size_t len, struct queue_env *e)
+{
+	char line[1200];
+	memset(e, 0, sizeof *e);
+	for (size_t pos = 0; pos < len;) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+		if (n < sizeof line) {
+			memcpy(line, text + pos, n);
+			line[n] = '\0';
+			line[strcspn(line, "\r")] = '\0';
+			char *v = strchr(line, ' ');
+			if (v) {
+				*v++ = '\0';
+				env_line(e, line, v);
+			}
+		}
+		pos += n + 1;
+	}
+	return e->from ? 0 : -1;
+}
+
+/* see rumble.h */
+void queue__env_free(struct queue_env *e)
+{
+	for (int i = 0; i < e->n; i++) {
+		free(e->rcpts[i]);
+		free(e->last[i]);
+	}
+	free(e->rcpts);
+	free(e->last);
+	free(e->from);
+	memset(e, 0, sizeof *e);
+}
+
+#define ENV_FILE_MAX (4 * 1024 * 1024)
+
+static int env_load(const char *path, struct queue_env *e)
+{
+	memset(e, 0, sizeof *e);
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		return -1;
+	}
+	struct buf b;
+	buf_init(&b);
+	char chunk[8192];
+	size_t got;
+	while (b.len < ENV_FILE_MAX && (got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+		buf_append(&b, chunk, got);
+	}
+	fclose(f);
+	int rc = b.len ? queue__env_parse(b.data, b.len, e) : -1;
+	buf_free(&b);
+	if (rc != 0) {
+		queue__env_free(e);
+	}
+	return rc;
+}
+
+static int env_save(uint64_t qid, const struct queue_env *e, const int *keep)
+{
+	char path[1200];
+	struct buf b;
+	buf_init(&b);
+	queue__env_text(&b, e, keep);
+	qpath(path, sizeof path, qid, "env");
+	int rc = os_write_file_atomic(path, b.data, b.len);
+	if (rc != 0) {
+		log_warn("queue: write %s", path);
+	}
+	buf_free(&b);
+	return rc;
 }
 
 /* Writes <qid>.msg durably and <qid>.env atomically for the queued
@@ -347,23 +456,17 @@ static int queue_write(struct queue_msg *m, struct targets *t)
 	}
 	int rc = copy_spool(&m->body, f) == 0 && os_fsync(f) == 0 ? 0 : -1;
 	fclose(f);
-	const char **rcpts = xcalloc((size_t)t->n, sizeof *rcpts);
-	int n = 0;
+	struct queue_env e = {.from = m->from, .date = m->date};
+	e.rcpts = xcalloc((size_t)t->n + 1, sizeof *e.rcpts);
 	for (int i = 0; i < t->n; i++) {
 		if (t->v[i].kind == T_QUEUE) {
-			rcpts[n++] = t->v[i].addr;
+			e.rcpts[e.n++] = t->v[i].addr;
 		}
 	}
-	struct buf env;
-	buf_init(&env);
-	env_text(&env, m, rcpts, n, 0, 0);
-	qpath(path, sizeof path, m->qid, "env");
-	if (rc == 0 && os_write_file_atomic(path, env.data, env.len) != 0) {
-		log_warn("queue: write %s", path);
-		rc = -1;
+	if (rc == 0) {
+		rc = env_save(m->qid, &e, NULL);
 	}
-	buf_free(&env);
-	free(rcpts);
+	free(e.rcpts);
 	return rc;
 }
 
@@ -429,12 +532,12 @@ static void committer_main(void *arg)
 {
 	for (;;) {
 		os_mutex_lock(qlock);
-		while (!pending && !qstop) {
+		while (!pending && !commit_stop) {
 			os_cond_wait(qcond, qlock, -1);
 		}
 		struct job *list = pending;
 		pending = pending_tail = NULL;
-		int stop = qstop;
+		int stop = commit_stop;
 		os_mutex_unlock(qlock);
 		if (list) {
 			commit_batch(list);
@@ -489,44 +592,49 @@ int queue_commit_wait(struct queue_msg *m)
 	return m->status;
 }
 
-/* ---- the delivery thread ---- */
+/* ---- the delivery threads ----
+ *
+ * The deliverer walks the queue folder. Entries whose recipients are all
+ * local (feeds, mods, mailboxes created since) it delivers itself; an
+ * entry with an address elsewhere (another domain, a relay account) goes
+ * to one of OutboundThreads outbound threads, so a slow remote server
+ * holds up neither local delivery nor other remote mail. An entry is
+ * worked on by one thread at a time (the slots below). After an attempt
+ * the envelope is rewritten atomically: delivered recipients leave it,
+ * failed ones are bounced and leave it, the rest stay with their last
+ * error, the attempt count and the time of the next attempt. */
+
+#define SLOTS_MAX 256
 
 struct envelope {
-	struct queue_msg m;
-	int attempts;
-	int64_t next;
+	struct queue_env env;
+	struct queue_msg m; /* from, qid, date, body borrowed for delivery */
 	char msgpath[1200];
 };
 
-static int env_load(const char *path, struct envelope *e)
+struct slot {
+	uint64_t qid;
+	int taken;
+};
+static struct slot slots[SLOTS_MAX]; /* under qlock */
+static int nslots;
+static os_cond *qwork;
+static os_thread **outbound;
+static int noutbound;
+static int64_t wake_at; /* under qlock: the earliest next attempt known */
+
+int queue__stopping(void)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		return -1;
-	}
-	char line[1200];
-	while (fgets(line, sizeof line, f)) {
-		line[strcspn(line, "\r\n")] = '\0';
-		char *v = strchr(line, ' ');
-		if (!v) {
-			continue;
-		}
-		*v++ = '\0';
-		if (!strcmp(line, "from")) {
-			free(e->m.from);
-			e->m.from = xstrdup(v);
-		} else if (!strcmp(line, "date")) {
-			e->m.date = strtoll(v, NULL, 10);
-		} else if (!strcmp(line, "attempts")) {
-			e->attempts = atoi(v);
-		} else if (!strcmp(line, "next")) {
-			e->next = strtoll(v, NULL, 10);
-		} else if (!strcmp(line, "rcpt") && e->m.nrcpt < TARGETS_MAX) {
-			queue_msg_add_rcpt(&e->m, v);
-		}
-	}
-	fclose(f);
-	return e->m.from ? 0 : -1;
+	return qstop;
+}
+
+static void queue_remove(uint64_t qid)
+{
+	char path[1200];
+	qpath(path, sizeof path, qid, "env");
+	os_remove(path);
+	qpath(path, sizeof path, qid, "msg");
+	os_remove(path);
 }
 
 /* Loads the message file into the spool (by reference: the spool reads
@@ -548,150 +656,73 @@ static int msg_attach(struct envelope *e)
 	return 0;
 }
 
-/* ---- relay accounts: hand the message to a given host over SMTP ---- */
-
-#define RELAY_TIMEOUT_MS 60000
-
-struct relay {
-	os_fd fd;
-	char buf[1024];
-	size_t len;
-};
-
-/* Reads one reply (all its lines); returns its code, -1 on error. */
-static int relay_reply(struct relay *r)
+static int envelope_open(uint64_t qid, struct envelope *e)
 {
-	for (;;) {
-		char *nl = memchr(r->buf, '\n', r->len);
-		if (nl) {
-			size_t n = (size_t)(nl - r->buf) + 1;
-			int last = n < 4 || r->buf[3] != '-';
-			int code = atoi(r->buf);
-			memmove(r->buf, r->buf + n, r->len - n);
-			r->len -= n;
-			if (last) {
-				return code;
-			}
-			continue;
-		}
-		if (r->len == sizeof r->buf) {
-			r->len = 0; /* an endless line: keep only its end */
-		}
-		if (os_wait_readable(r->fd, RELAY_TIMEOUT_MS) <= 0) {
-			return -1;
-		}
-		long got = os_read(r->fd, r->buf + r->len, sizeof r->buf - r->len);
-		if (got <= 0) {
-			return -1;
-		}
-		r->len += (size_t)got;
+	char path[1200];
+	memset(e, 0, sizeof *e);
+	e->m.qid = qid;
+	qpath(path, sizeof path, qid, "env");
+	if (env_load(path, &e->env) != 0 || msg_attach(e) != 0) {
+		return -1;
 	}
+	e->m.from = e->env.from;
+	e->m.date = e->env.date;
+	return 0;
 }
 
-static int relay_say(struct relay *r, const char *text, size_t n)
+static void envelope_close(struct envelope *e)
 {
-	size_t done = 0;
-	while (done < n) {
-		long w = os_write(r->fd, text + done, n - done);
-		if (w <= 0) {
-			return -1;
-		}
-		done += (size_t)w;
+	if (e->m.body.f) {
+		fclose(e->m.body.f);
+		e->m.body.f = NULL;
+	}
+	queue__env_free(&e->env);
+}
+
+/* Where a queued address goes: 1 out over SMTP (domain and via set: via
+ * "" = by MX), 0 delivered here. */
+static int route(const char *addr, char *domain, size_t dlen, char *via, size_t vlen)
+{
+	struct mm_account a;
+	enum rcpt_kind k = queue_classify(addr, &a);
+	const char *at = strrchr(addr, '@');
+	rl_strlcpy(domain, at ? at + 1 : "", dlen);
+	rl_lower(domain);
+	if (k == RCPT_REMOTE) {
+		rl_strlcpy(via, conf.relay_host, vlen);
+		return 1;
+	}
+	if (k == RCPT_LOCAL && a.type == MM_RELAY) {
+		rl_strlcpy(via, a.args, vlen);
+		return 1;
 	}
 	return 0;
 }
 
-/* The message, dot-stuffed (RFC 5321 4.5.2), then the end of data. */
-static int relay_body(struct relay *r, struct spool *sp)
+static int needs_outbound(const struct queue_env *e)
 {
-	char in[16384];
-	struct buf out;
-	buf_init(&out);
-	uint64_t off = 0;
-	int bol = 1, rc = 0;
-	long n;
-	while (rc == 0 && (n = spool_read(sp, off, in, sizeof in)) > 0) {
-		for (long i = 0; i < n; i++) {
-			if (bol && in[i] == '.') {
-				buf_append(&out, ".", 1);
-			}
-			buf_append(&out, &in[i], 1);
-			bol = in[i] == '\n';
-		}
-		off += (uint64_t)n;
-		rc = relay_say(r, out.data, out.len);
-		buf_reset(&out);
-	}
-	buf_free(&out);
-	return rc == 0 ? relay_say(r, bol ? ".\r\n" : "\r\n.\r\n", bol ? 3 : 5) : -1;
-}
-
-/* One SMTP transaction: 0 sent, 1 try later (4xx, no answer), 2 refused
- * for good (5xx). */
-static int relay_dialog(struct relay *r, struct queue_msg *m, const char *rcpt)
-{
-	char cmd[1024];
-	int code = relay_reply(r);
-	if (code != 220) {
-		return code >= 500 ? 2 : 1;
-	}
-	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", conf.server_name);
-	if (relay_say(r, cmd, strlen(cmd)) || (code = relay_reply(r)) != 250) {
-		return code >= 500 ? 2 : 1;
-	}
-	const char *steps[] = {"MAIL FROM:<%s>\r\n", "RCPT TO:<%s>\r\n", "DATA\r\n"};
-	const char *args[] = {m->from, rcpt, ""};
-	for (int i = 0; i < 3; i++) {
-		snprintf(cmd, sizeof cmd, steps[i], args[i]);
-		code = relay_say(r, cmd, strlen(cmd)) == 0 ? relay_reply(r) : -1;
-		if (code != (i == 2 ? 354 : 250)) {
-			return code >= 500 ? 2 : 1;
+	char domain[MM_DOMAIN_MAX + 1], via[MM_ARGS_MAX];
+	for (int i = 0; i < e->n; i++) {
+		if (route(e->rcpts[i], domain, sizeof domain, via, sizeof via)) {
+			return 1;
 		}
 	}
-	code = relay_body(r, &m->body) == 0 ? relay_reply(r) : -1;
-	relay_say(r, "QUIT\r\n", 6);
-	return code == 250 ? 0 : code >= 500 ? 2 : 1;
+	return 0;
 }
 
-/* A relay account's argument is host[:port] (default 25). */
-static int relay_send(const char *hostport, struct queue_msg *m, const char *rcpt)
-{
-	char host[256];
-	int port = 25;
-	rl_strlcpy(host, hostport, sizeof host);
-	host[strcspn(host, " \t,;")] = '\0';
-	char *colon = strrchr(host, ':');
-	if (colon && !strchr(colon + 1, ']') && strchr(host, ':') == colon) {
-		*colon = '\0';
-		port = atoi(colon + 1);
-	}
-	if (!host[0] || port <= 0 || port > 65535) {
-		log_warnx("queue: relay account <%s> has a bad host \"%s\"", rcpt, hostport);
-		return 1;
-	}
-	struct relay r = {.fd = os_connect(host, port, RELAY_TIMEOUT_MS)};
-	if (r.fd == OS_BADFD) {
-		return 1;
-	}
-	int rc = relay_dialog(&r, m, rcpt);
-	os_close(r.fd);
-	return rc;
-}
-
-/* Delivers one queued address; 0 done, 1 try later. */
-static int deliver_queued(struct envelope *e, const char *rcpt)
+/* Delivers one queued address here (mailbox, feed, mod); 0 done, 1 try
+ * later. */
+static int deliver_queued(struct fcache *fc, struct envelope *e, const char *rcpt)
 {
 	struct targets t = {0};
 	resolve(rcpt, "", 0, 0, &t);
 	int rc = 0;
 	for (int i = 0; i < t.n; i++) {
 		struct target *x = &t.v[i];
-		if (x->kind == T_MBOX) {
-			rc |= deliver_mbox(&deliver_cache, &e->m, x, 1) != 0 ? 1 : 0;
-			continue;
-		}
 		struct mm_account a;
-		if (queue_classify(x->addr, &a) == RCPT_LOCAL && a.type == MM_FEED) {
+		if (x->kind == T_MBOX) {
+			rc |= deliver_mbox(fc, &e->m, x, 1) != 0 ? 1 : 0;
+		} else if (queue_classify(x->addr, &a) == RCPT_LOCAL && a.type == MM_FEED) {
 			int st = os_run_with_stdin(a.args, e->msgpath);
 			log_info("%016llx feed to=%s program=\"%s\" status=%d",
 				(unsigned long long)e->m.qid, x->addr, a.args, st);
@@ -701,79 +732,194 @@ static int deliver_queued(struct envelope *e, const char *rcpt)
 			log_info("%016llx mod to=%s status=%s", (unsigned long long)e->m.qid, x->addr,
 				st == 0 ? "delivered" : "deferred");
 			rc |= st;
-		} else if (queue_classify(x->addr, &a) == RCPT_LOCAL && a.type == MM_RELAY) {
-			int st = relay_send(a.args, &e->m, x->addr);
-			log_info("%016llx relay to=%s host=%s status=%s", (unsigned long long)e->m.qid,
-				x->addr, a.args, st == 0 ? "sent" : st == 2 ? "refused" : "deferred");
-			rc |= st == 1; /* refused for good: dropped, with the reason logged */
 		} else {
-			/* Outbound SMTP to other domains comes with its own issue; until
-			 * then the message waits here, safe. */
-			log_info("%016llx deferred to=%s reason=\"remote delivery not available\"",
-				(unsigned long long)e->m.qid, x->addr);
-			rc = 1;
+			rc = 1; /* became remote since it was queued: the next round sends it */
 		}
 	}
 	targets_free(&t);
-	if (cache_sync(&deliver_cache) != 0) {
+	if (cache_sync(fc) != 0) {
 		rc = 1;
 	}
 	return rc;
 }
 
-static void queue_remove(uint64_t qid)
+/* The local recipients of e, then each remote domain in one transaction;
+ * sets r[i].status. Saves the envelope after each domain that took mail
+ * (a crash then re-sends to no one who has it). */
+static void deliver_all(struct fcache *fc, struct envelope *e, struct ob_rcpt *r, int *keep)
 {
-	char path[1200];
-	qpath(path, sizeof path, qid, "env");
-	os_remove(path);
-	qpath(path, sizeof path, qid, "msg");
-	os_remove(path);
+	int n = e->env.n;
+	char (*dom)[MM_DOMAIN_MAX + 1] = xcalloc((size_t)n, sizeof *dom);
+	char (*via)[MM_ARGS_MAX] = xcalloc((size_t)n, sizeof *via);
+	int *out = xcalloc((size_t)n, sizeof *out);
+	for (int i = 0; i < n; i++) {
+		r[i].addr = e->env.rcpts[i];
+		out[i] = route(r[i].addr, dom[i], sizeof dom[i], via[i], sizeof via[i]);
+		if (!out[i]) {
+			int st = deliver_queued(fc, e, r[i].addr);
+			r[i].status = st == 0 ? OB_SENT : OB_TEMP;
+			keep[i] = st != 0;
+			rl_strlcpy(r[i].reply, "local delivery failed", sizeof r[i].reply);
+		}
+	}
+	struct ob_rcpt *g = xcalloc((size_t)n, sizeof *g);
+	int *gi = xcalloc((size_t)n, sizeof *gi);
+	for (int i = 0; i < n && !qstop; i++) {
+		if (!out[i] || r[i].status != OB_PENDING) {
+			continue;
+		}
+		int ng = 0, sent = 0;
+		for (int j = i; j < n; j++) {
+			if (out[j] && r[j].status == OB_PENDING && !strcmp(dom[i], dom[j]) &&
+				!strcmp(via[i], via[j])) {
+				gi[ng] = j;
+				g[ng++].addr = r[j].addr;
+			}
+		}
+		outbound_send(&e->m, dom[i], via[i], g, ng);
+		for (int k = 0; k < ng; k++) {
+			r[gi[k]] = g[k];
+			sent += g[k].status == OB_SENT;
+			keep[gi[k]] = g[k].status != OB_SENT;
+		}
+		if (sent) {
+			env_save(e->m.qid, &e->env, keep);
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		if (r[i].status == OB_PENDING) {
+			r[i].status = OB_TEMP; /* stopped before its turn */
+			rl_strlcpy(r[i].reply, "not tried: the server was stopping", sizeof r[i].reply);
+		}
+	}
+	free(g);
+	free(gi);
+	free(out);
+	free(via);
+	free(dom);
 }
 
-static void deliver_one(uint64_t qid)
+/* The header block of the message, at most 64 KB, for the bounce. */
+static void msg_header(struct spool *sp, struct buf *out)
 {
-	char path[1200];
-	struct envelope e;
-	memset(&e, 0, sizeof e);
-	e.m.qid = qid;
-	qpath(path, sizeof path, qid, "env");
-	if (env_load(path, &e) != 0 || msg_attach(&e) != 0) {
-		log_warnx("queue: %016llx is damaged; left in place", (unsigned long long)qid);
-		goto out;
+	char in[65536];
+	long n = spool_read(sp, 0, in, sizeof in);
+	if (n <= 0) {
+		return;
 	}
-	if (e.next > os_time()) {
-		goto out;
-	}
-	const char **left = xcalloc((size_t)e.m.nrcpt + 1, sizeof *left);
-	int nleft = 0;
-	for (int i = 0; i < e.m.nrcpt; i++) {
-		if (deliver_queued(&e, e.m.rcpts[i]) != 0) {
-			left[nleft++] = e.m.rcpts[i];
+	size_t len = (size_t)n;
+	for (size_t i = 0; i + 3 < (size_t)n; i++) {
+		if (!memcmp(in + i, "\r\n\r\n", 4)) {
+			len = i + 2;
+			break;
 		}
 	}
+	buf_append(out, in, len);
+}
+
+/* Sends a DSN about the failed recipients fail[0..n) to e's sender;
+ * 0 when it is durable (or must not be sent: a null sender). */
+static int bounce(struct envelope *e, const struct ob_rcpt *fail, int n)
+{
+	if (!e->env.from[0]) {
+		log_info("%016llx bounce not sent: the message is itself a bounce (null sender)",
+			(unsigned long long)e->m.qid);
+		return 0;
+	}
+	struct buf hdr, dsn;
+	buf_init(&hdr);
+	buf_init(&dsn);
+	msg_header(&e->m.body, &hdr);
+	outbound_dsn(&dsn, e->env.from, e->m.qid, e->env.date, os_time(), fail, n,
+		hdr.data ? hdr.data : "", hdr.len);
+	struct queue_msg *b = queue_msg_new("");
+	queue_msg_add_rcpt(b, e->env.from);
+	int rc = spool_write(&b->body, dsn.data, dsn.len);
+	rc = rc == 0 ? queue_commit_wait(b) : -1;
+	log_info("%016llx bounce %016llx to=<%s> status=%s", (unsigned long long)e->m.qid,
+		(unsigned long long)b->qid, e->env.from, rc == 0 ? "queued" : "failed");
+	queue_msg_free(b);
+	buf_free(&hdr);
+	buf_free(&dsn);
+	return rc;
+}
+
+/* Deferred recipients that ran out of time become failures. */
+static void expire(struct envelope *e, struct ob_rcpt *r)
+{
+	int64_t now = os_time();
+	int too_old = now - e->env.date >= conf.queue_lifetime;
+	int too_many = conf.delivery_attempts && e->env.attempts + 1 >= conf.delivery_attempts;
+	for (int i = 0; i < e->env.n; i++) {
+		if (r[i].status == OB_TEMP && (too_old || too_many)) {
+			char why[OB_REPLY_MAX];
+			snprintf(why, sizeof why, "gave up after %d attempts: %.200s", e->env.attempts + 1,
+				r[i].reply);
+			rl_strlcpy(r[i].reply, why, sizeof r[i].reply);
+			r[i].status = OB_PERM;
+		}
+	}
+}
+
+/* Bounces the failures; what stays is kept with its reason. */
+static void settle_entry(struct envelope *e, struct ob_rcpt *r, int *keep)
+{
+	int n = e->env.n, nfail = 0, nleft = 0;
+	struct ob_rcpt *fail = xcalloc((size_t)n + 1, sizeof *fail);
+	for (int i = 0; i < n; i++) {
+		if (r[i].status == OB_PERM) {
+			fail[nfail++] = r[i];
+		}
+	}
+	int bounced = nfail == 0 || bounce(e, fail, nfail) == 0;
+	for (int i = 0; i < n; i++) {
+		keep[i] = r[i].status == OB_TEMP || (r[i].status == OB_PERM && !bounced);
+		nleft += keep[i];
+		if (keep[i]) {
+			free(e->env.last[i]);
+			e->env.last[i] = xstrdup(r[i].reply);
+		}
+	}
+	free(fail);
 	if (nleft == 0) {
+		queue_remove(e->m.qid);
+		return;
+	}
+	e->env.attempts++;
+	e->env.next = os_time() + outbound_backoff(e->env.attempts);
+	env_save(e->m.qid, &e->env, keep);
+	log_info("%016llx deferred rcpts=%d attempts=%d next_in=%llds", (unsigned long long)e->m.qid,
+		nleft, e->env.attempts, (long long)(e->env.next - os_time()));
+}
+
+/* One attempt at entry qid; returns its next attempt time (0: none). */
+static int64_t deliver_one(uint64_t qid, struct fcache *fc)
+{
+	struct envelope e;
+	int64_t next = 0;
+	if (envelope_open(qid, &e) != 0) {
+		log_warnx("queue: %016llx is damaged; left in place", (unsigned long long)qid);
+	} else if (e.env.next > os_time()) {
+		next = e.env.next;
+	} else if (e.env.n == 0) {
 		queue_remove(qid);
 	} else {
-		struct buf b;
-		buf_init(&b);
-		env_text(&b, &e.m, left, nleft, e.attempts + 1,
-			os_time() + (int64_t)conf.retry_interval);
-		if (os_write_file_atomic(path, b.data, b.len) != 0) {
-			log_warn("queue: rewrite %s", path);
+		struct ob_rcpt *r = xcalloc((size_t)e.env.n, sizeof *r);
+		int *keep = xcalloc((size_t)e.env.n, sizeof *keep);
+		for (int i = 0; i < e.env.n; i++) {
+			keep[i] = 1;
 		}
-		buf_free(&b);
+		deliver_all(fc, &e, r, keep);
+		if (!qstop) {
+			expire(&e, r);
+			settle_entry(&e, r, keep);
+			next = e.env.next;
+		}
+		free(keep);
+		free(r);
 	}
-	free(left);
-out:
-	if (e.m.body.f) {
-		fclose(e.m.body.f);
-		e.m.body.f = NULL;
-	}
-	for (int i = 0; i < e.m.nrcpt; i++) {
-		free(e.m.rcpts[i]);
-	}
-	free(e.m.rcpts);
-	free(e.m.from);
+	envelope_close(&e);
+	return next;
 }
 
 static int is_hex_name(const char *name, const char *ext, uint64_t *qid)
@@ -791,15 +937,66 @@ static int is_hex_name(const char *name, const char *ext, uint64_t *qid)
 	return 1;
 }
 
+static void note_next(int64_t next)
+{
+	if (next > 0 && (wake_at == 0 || next < wake_at)) {
+		wake_at = next;
+	}
+}
+
+/* Under qlock: is qid being worked on? */
+static int slot_find(uint64_t qid)
+{
+	for (int i = 0; i < nslots; i++) {
+		if (slots[i].qid == qid) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Hands qid to the outbound threads; 0 when they have no room now. */
+static int dispatch(uint64_t qid)
+{
+	os_mutex_lock(qlock);
+	int ok = nslots < SLOTS_MAX;
+	if (ok) {
+		slots[nslots].qid = qid;
+		slots[nslots++].taken = 0;
+		os_cond_signal(qwork);
+	}
+	os_mutex_unlock(qlock);
+	return ok;
+}
+
 static int scan_entry(const char *name, int is_dir, void *arg)
 {
 	uint64_t qid;
-	if (is_dir) {
-		return 0;
+	char path[1200];
+	struct queue_env env;
+	if (is_dir || !is_hex_name(name, "env", &qid)) {
+		return qstop ? 1 : 0;
 	}
-	if (is_hex_name(name, "env", &qid)) {
-		deliver_one(qid);
+	os_mutex_lock(qlock);
+	int busy = slot_find(qid) >= 0;
+	os_mutex_unlock(qlock);
+	qpath(path, sizeof path, qid, "env");
+	if (busy || env_load(path, &env) != 0) {
+		return qstop ? 1 : 0; /* being worked on, or gone meanwhile */
 	}
+	if (env.next > os_time()) {
+		os_mutex_lock(qlock);
+		note_next(env.next);
+		os_mutex_unlock(qlock);
+	} else if (!needs_outbound(&env)) {
+		int64_t next = deliver_one(qid, &deliver_cache);
+		os_mutex_lock(qlock);
+		note_next(next);
+		os_mutex_unlock(qlock);
+	} else {
+		dispatch(qid); /* when full, a finishing thread makes us look again */
+	}
+	queue__env_free(&env);
 	return qstop ? 1 : 0;
 }
 
@@ -828,13 +1025,31 @@ static int clean_entry(const char *name, int is_dir, void *arg)
 	return qstop ? 1 : 0;
 }
 
+/* Milliseconds until the earliest known next attempt, at most a minute
+ * (new mail pokes us sooner). Under qlock. */
+static int wait_ms(void)
+{
+	if (wake_at == 0) {
+		return 60 * 1000;
+	}
+	int64_t ms = wake_at * 1000 - os_time() * 1000;
+	return ms <= 0 ? 0 : ms > 60 * 1000 ? 60 * 1000 : (int)ms;
+}
+
 static void deliverer_main(void *arg)
 {
-	os_dir_walk(qdir, scan_entry, NULL); /* what a crash or stop left */
 	for (;;) {
+		os_dir_walk(qdir, scan_entry, NULL);
 		os_mutex_lock(qlock);
-		if (!qstop && !deliver_poke) {
-			os_cond_wait(qwake, qlock, 60 * 1000);
+		if (wake_at && wake_at <= os_time()) {
+			wake_at = 0; /* its entry was just looked at */
+		}
+		int ms = wait_ms();
+		if (!qstop && !deliver_poke && ms > 0) {
+			os_cond_wait(qwake, qlock, ms);
+		}
+		if (wake_at && wake_at <= os_time()) {
+			wake_at = 0;
 		}
 		deliver_poke = 0;
 		int stop = qstop;
@@ -843,8 +1058,52 @@ static void deliverer_main(void *arg)
 			cache_close_all(&deliver_cache);
 			return;
 		}
-		os_dir_walk(qdir, scan_entry, NULL);
 	}
+}
+
+/* An outbound thread: takes an entry from the slots, makes one attempt. */
+static void outbound_main(void *arg)
+{
+	struct fcache *fc = xcalloc(1, sizeof *fc);
+	os_mutex_lock(qlock);
+	for (;;) {
+		int i = 0;
+		while (i < nslots && slots[i].taken) {
+			i++;
+		}
+		if (qstop) {
+			break;
+		}
+		if (i == nslots) {
+			os_cond_wait(qwork, qlock, -1);
+			continue;
+		}
+		slots[i].taken = 1;
+		uint64_t qid = slots[i].qid;
+		os_mutex_unlock(qlock);
+		int64_t next = deliver_one(qid, fc);
+		os_mutex_lock(qlock);
+		int k = slot_find(qid);
+		slots[k] = slots[--nslots];
+		note_next(next);
+		deliver_poke = 1; /* a slot is free, and a new next time may be known */
+		os_cond_signal(qwake);
+	}
+	os_mutex_unlock(qlock);
+	cache_close_all(fc);
+	free(fc);
+}
+
+static int outbound_start(void)
+{
+	noutbound = conf.outbound_threads > 0 ? conf.outbound_threads : 1;
+	outbound = xcalloc((size_t)noutbound, sizeof *outbound);
+	for (int i = 0; i < noutbound; i++) {
+		if (!(outbound[i] = os_thread_start(outbound_main, NULL))) {
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* ---- listing (Mailman.getQueue) ---- */
@@ -880,22 +1139,17 @@ static int list_one(
         const char *dir, uint64_t qid, int (*fn)(const struct queue_info *q, void *arg), void *arg)
 {
 	char path[1200];
-	struct envelope e;
+	struct queue_env e;
 	struct os_stat st;
-	memset(&e, 0, sizeof e);
 	snprintf(path, sizeof path, "%s/%016llx.env", dir, (unsigned long long)qid);
 	int r = 0;
 	if (env_load(path, &e) == 0) {
 		snprintf(path, sizeof path, "%s/%016llx.msg", dir, (unsigned long long)qid);
-		struct queue_info q = {qid, e.m.from, (const char *const *)e.m.rcpts, e.m.nrcpt,
-		        e.m.date, e.next, e.attempts, os_stat(path, &st) == 0 ? st.size : 0};
+		struct queue_info q = {qid, e.from, (const char *const *)e.rcpts, e.n, e.date, e.next,
+		        e.attempts, os_stat(path, &st) == 0 ? st.size : 0};
 		r = fn(&q, arg);
+		queue__env_free(&e);
 	}
-	for (int i = 0; i < e.m.nrcpt; i++) {
-		free(e.m.rcpts[i]);
-	}
-	free(e.m.rcpts);
-	free(e.m.from);
 	return r;
 }
 
@@ -939,14 +1193,17 @@ int queue_start(void)
 	qcond = os_cond_new();
 	qdone = os_cond_new();
 	qwake = os_cond_new();
-	qstop = 0;
+	qwork = os_cond_new();
+	qstop = commit_stop = 0;
+	nslots = 0;
+	wake_at = 0;
 	/* Half-written entries of a crash are removed before anything can be
 	 * committed: a .msg whose .env is about to be renamed in must never
 	 * look like one. */
 	os_dir_walk(qdir, clean_entry, NULL);
 	committer = os_thread_start(committer_main, NULL);
 	deliverer = os_thread_start(deliverer_main, NULL);
-	return committer && deliverer ? 0 : -1;
+	return committer && deliverer && outbound_start() == 0 ? 0 : -1;
 }
 
 void queue_stop(void)
@@ -954,13 +1211,27 @@ void queue_stop(void)
 	if (!qlock) {
 		return;
 	}
+	/* Delivery first: an outbound thread may still commit a bounce, so
+	 * the committer stops last. */
 	os_mutex_lock(qlock);
 	qstop = 1;
-	os_cond_broadcast(qcond);
 	os_cond_broadcast(qwake);
+	os_cond_broadcast(qwork);
+	os_mutex_unlock(qlock);
+	os_thread_join(deliverer);
+	for (int i = 0; i < noutbound; i++) {
+		if (outbound[i]) {
+			os_thread_join(outbound[i]);
+		}
+	}
+	xfree(outbound);
+	noutbound = 0;
+	os_mutex_lock(qlock);
+	commit_stop = 1;
+	os_cond_broadcast(qcond);
 	os_mutex_unlock(qlock);
 	os_thread_join(committer);
-	os_thread_join(deliverer);
+	os_cond_free(qwork);
 	os_cond_free(qcond);
 	os_cond_free(qdone);
 	os_cond_free(qwake);

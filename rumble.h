@@ -127,6 +127,14 @@ struct settings {
 	char run_as[64], run_as_group[64];
 	int block_outgoing;
 	int delivery_attempts, retry_interval, ignore_mx;
+	/* outbound SMTP (outbound.c) */
+	int retry_max;       /* MaxRetryInterval: the back-off stops growing here, s */
+	int queue_lifetime;  /* QueueLifetime: bounce what is still queued after this, s */
+	char relay_host[300]; /* RelayHost: "" = MX delivery; host[:port] = smarthost */
+	int outbound_port;   /* OutboundPort: remote servers' SMTP port (25) */
+	int outbound_timeout; /* OutboundTimeout: per reply, s (end of data: twice) */
+	int outbound_threads; /* OutboundThreads: concurrent outbound deliveries */
+	int outbound_tls;    /* OutboundTLS: use STARTTLS when offered */
 	char **scripts;
 	int nscripts;
 	char log_file[1024];
@@ -270,6 +278,13 @@ struct tls;
 /* A server engine for one connection; NULL when the OS gives no
  * randomness. The handshake starts with the first ciphertext pushed. */
 struct tls *tls_new(struct tls_ctx *c);
+/* A client engine for outbound SMTP's STARTTLS (server_name: the host
+ * connected to, for SNI unless it is an address). Any TLS version from
+ * 1.0 and any suite BearSSL has; the server's certificate is NOT
+ * verified (opportunistic TLS, as Postfix's "may" level). Driven like a
+ * server engine, except that the client speaks first: start by pulling
+ * out its hello. NULL when the OS gives no randomness. */
+struct tls *tls_client_new(const char *server_name);
 void tls_free(struct tls *t); /* wipes keys and buffered data; NULL is fine */
 unsigned tls_state(struct tls *t); /* TLS_* bits, see above */
 /* Where the socket's next bytes go: read at most *n bytes there, then
@@ -685,6 +700,26 @@ struct queue_info {
  * queue folder yet), -1 when it cannot be read or mailman is not open. */
 int queue_list(int (*fn)(const struct queue_info *q, void *arg), void *arg);
 
+/* For queue.c and outbound.c: 1 once queue_stop began (long waits end). */
+int queue__stopping(void);
+
+/* The envelope file <qid>.env, exported for tests. Lines "key value":
+ * from, date, attempts, next, then per recipient "rcpt ADDR", optionally
+ * followed by "last TEXT", why its last attempt failed for now. */
+struct queue_env {
+	char *from;
+	int64_t date, next;
+	int attempts;
+	char **rcpts, **last; /* last[i] NULL when there was no failure */
+	int n;
+};
+/* 0, or -1 when the text has no "from" line. Free with queue__env_free. */
+int queue__env_parse(const char *text, size_t len, struct queue_env *e);
+/* The file's text for the recipients whose keep[i] is set (keep NULL:
+ * all of them). */
+void queue__env_text(struct buf *b, const struct queue_env *e, const int *keep);
+void queue__env_free(struct queue_env *e);
+
 /* ---- smtp.c ---- */
 extern const struct proto smtp_proto;
 /* Parses "FROM:<addr> params" (prefix "FROM:" or "TO:") into addr; params
@@ -851,6 +886,33 @@ int dns_parse_answer(const uint8_t *pkt, size_t len, uint16_t id, const char *qn
 void dns__set_timeout(int ms, int tries);
 int dns__cache_count(void);
 void dns__cache_clear(void);
+
+/* ---- outbound.c: the SMTP client (MX delivery, RelayHost, relay accounts) ---- */
+enum ob_status { OB_PENDING, OB_ACCEPTED, OB_SENT, OB_TEMP, OB_PERM };
+#define OB_REPLY_MAX 256
+struct ob_rcpt {
+	const char *addr;
+	enum ob_status status; /* after outbound_send: OB_SENT, OB_TEMP or OB_PERM */
+	int remote;            /* reply is a server's answer (else our own words) */
+	char reply[OB_REPLY_MAX];  /* what was said, printable, for logs and DSNs */
+	char host[DNS_NAME_MAX];   /* the server that said it, "" if none */
+	char status_code[12];      /* RFC 3463: "5.1.1" */
+};
+/* Sends m to n recipients of domain in one transaction: via NULL or ""
+ * means the domain's MX hosts (OutboundPort), else "host[:port]" (a
+ * relay account or RelayHost: that host only, no MX lookup). Blocks for
+ * DNS and the network (OutboundTimeout per reply); every recipient comes
+ * back settled. Logs every attempt. */
+void outbound_send(struct queue_msg *m, const char *domain, const char *via, struct ob_rcpt *r,
+	int n);
+/* Seconds to wait after the attempts-th failed attempt (1, 2, ...):
+ * RetryInterval, doubling, at most MaxRetryInterval. */
+int64_t outbound_backoff(int attempts);
+/* A bounce (RFC 3464 multipart/report, CRLF lines) to sender about the n
+ * failed recipients r of message qid that arrived at arrival; hdr is the
+ * message's header block, quoted as text/rfc822-headers. Appends to b. */
+void outbound_dsn(struct buf *b, const char *sender, uint64_t qid, int64_t arrival, int64_t now,
+	const struct ob_rcpt *r, int n, const char *hdr, size_t hdrlen);
 
 /* ---- mime.c: message parsing ---- */
 /* A pure module: it reads a message from the caller's buffer and does no

@@ -398,6 +398,15 @@ os_fd os_connect(const char *host, int port, int timeout_ms)
 	return fd < 0 ? OS_BADFD : fd;
 }
 
+int os_set_send_timeout(os_fd fd, int ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	return setsockopt((int)fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
 /* Maps a failed read/write to the os.h result. */
 static long io_result(void)
 {

@@ -63,6 +63,7 @@ int main(int argc, char **argv)
 		{"mime", tests_mime},
 		{"lua", tests_lua},
 		{"imap", tests_imap},
+		{"outbound", tests_outbound},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

@@ -55,5 +55,6 @@ void tests_tls(void);
 void tests_mime(void);
 void tests_lua(void);
 void tests_imap(void);
+void tests_outbound(void);
 
 #endif

@@ -416,6 +416,15 @@ os_fd os_connect(const char *host, int port, int timeout_ms)
 	return s == INVALID_SOCKET ? OS_BADFD : (os_fd)s;
 }
 
+int os_set_send_timeout(os_fd fd, int ms)
+{
+	DWORD v = (DWORD)ms;
+
+	return setsockopt((SOCKET)fd, SOL_SOCKET, SO_SNDTIMEO, (const char *)&v, sizeof v) == 0
+	        ? 0
+	        : -1;
+}
+
 /* Maps a failed recv/send to the os.h result. */
 static long io_result(void)
 {

@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-from harness import BIN, Server, SMTPRaw, strip_received
+from harness import BIN, Server, SMTPRaw, free_port, strip_received
 
 
 def message(i, size=0, extra=b""):
@@ -415,7 +415,7 @@ def test_feed_accounts_pipe_the_message_to_a_program():
 
 def test_mail_for_remote_alias_targets_waits_in_the_queue():
     """queue: an alias to another domain keeps the message safe in the queue"""
-    s = Server()
+    s = Server(conf="DNSServer 127.0.0.1:%d" % free_port())  # DNS never answers
     s.cli("alias", "add", "fwd@example.org", "alice@example.org", "someone@elsewhere.test")
     s.start()
     with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:

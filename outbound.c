@@ -1,0 +1,774 @@
+/*
+ * outbound.c - the SMTP client: mail for other domains (by MX, or through
+ * a RelayHost smarthost) and for relay accounts (to the account's host).
+ *
+ * One call sends one message to the recipients of one domain in one SMTP
+ * transaction (RFC 5321 3.3): the domain's MX hosts by preference (equal
+ * ones shuffled by dns_mx), each host's addresses in turn, until a server
+ * takes the transaction. A host that cannot be reached, or refuses before
+ * any recipient is settled (greeting, EHLO, MAIL 4xx, a broken TLS
+ * handshake), sends us on to the next; once RCPTs were answered the
+ * result stands. Each recipient ends sent, deferred (4xx, no server) or
+ * failed (5xx); queue.c turns those into removals, retries and bounces.
+ *
+ * The client: EHLO (HELO when EHLO is refused), STARTTLS when offered
+ * (the certificate is not checked: Postfix's "may" level; if the
+ * handshake fails the same address is tried once more without TLS, as
+ * mail in clear beats mail not sent), SIZE, 8BITMIME and SMTPUTF8 honoured,
+ * no pipelining. Replies are read a bounded line at a time; each waits at
+ * most OutboundTimeout seconds (the end of data twice that, RFC 5321
+ * 4.5.3.2 scaled down), and a stopping server aborts the wait.
+ *
+ * It runs on the queue's outbound threads, never an event-loop worker:
+ * DNS and the sockets block.
+ */
+#include <string.h>
+
+#include "rumble.h"
+
+#define OB_LINE_MAX 1000   /* a reply line; RFC 5321 4.5.3.1.5 says 512 */
+#define OB_REPLY_LINES 100 /* lines of one reply */
+#define OB_HOSTS_MAX 10    /* MX hosts tried per domain */
+#define OB_ADDRS_MAX 4     /* addresses tried per host */
+#define OB_CONNECT_MS 30000
+#define OB_SLICE_MS 500 /* how often a wait checks for a stopping server */
+
+enum { EXT_STARTTLS = 1, EXT_SIZE = 2, EXT_8BITMIME = 4, EXT_SMTPUTF8 = 8 };
+
+struct ob_conn {
+	os_fd fd;
+	struct tls *tls;
+	char host[DNS_NAME_MAX], addr[DNS_ADDR_MAX];
+	uint64_t qid;
+	char in[OB_LINE_MAX + 2];
+	size_t inlen;
+	int code;                /* of the last reply; -1 when none came */
+	char text[OB_REPLY_MAX]; /* its lines, joined by spaces, printable */
+	unsigned ext;            /* EXT_* from EHLO */
+	uint64_t size_max;       /* SIZE n, 0 = none said */
+	int tls_failed;          /* the handshake failed: retry in clear */
+};
+
+/* ---- bytes in and out, in clear or through TLS ---- */
+
+/* Waits for the socket to be readable, in slices so that a stopping
+ * server is noticed; 1 readable, 0 timeout or stop, -1 error. */
+static int ob_wait(struct ob_conn *c, int timeout_ms)
+{
+	int64_t end = os_now_ms() + timeout_ms;
+	for (;;) {
+		int64_t left = end - os_now_ms();
+		if (left <= 0 || queue__stopping()) {
+			return 0;
+		}
+		int r = os_wait_readable(c->fd, left < OB_SLICE_MS ? (int)left : OB_SLICE_MS);
+		if (r != 0) {
+			return r;
+		}
+	}
+}
+
+static long ob_recv_raw(struct ob_conn *c, void *buf, size_t n, int timeout_ms)
+{
+	if (ob_wait(c, timeout_ms) <= 0) {
+		return -1;
+	}
+	long got = os_read(c->fd, buf, n);
+	return got > 0 ? got : -1;
+}
+
+static int ob_send_raw(struct ob_conn *c, const void *p, size_t n)
+{
+	const char *s = p;
+	size_t done = 0;
+	while (done < n) {
+		long w = os_write(c->fd, s + done, n - done);
+		if (w <= 0) {
+			return -1; /* includes the send timeout */
+		}
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+/* Sends every record the engine has ready. */
+static int tls_push_out(struct ob_conn *c)
+{
+	size_t n;
+	const void *p;
+	while ((p = tls_pull_out(c->tls, &n)) != NULL) {
+		long w = os_write(c->fd, p, n);
+		if (w <= 0) {
+			return -1;
+		}
+		tls_sent(c->tls, (size_t)w);
+	}
+	return 0;
+}
+
+/* One step of the engine that waits for the network: send what is ready,
+ * else read ciphertext. -1 when closed or stuck. */
+static int tls_step(struct ob_conn *c, int timeout_ms)
+{
+	unsigned st = tls_state(c->tls);
+	if (st & TLS_SENDREC) {
+		return tls_push_out(c);
+	}
+	if (st & TLS_RECVREC) {
+		size_t room;
+		void *b = tls_in_buf(c->tls, &room);
+		long got = b ? ob_recv_raw(c, b, room, timeout_ms) : -1;
+		if (got <= 0) {
+			return -1;
+		}
+		tls_in_ack(c->tls, (size_t)got);
+		return 0;
+	}
+	return -1;
+}
+
+static int ob_send(struct ob_conn *c, const void *p, size_t n, int timeout_ms)
+{
+	if (!c->tls) {
+		return ob_send_raw(c, p, n);
+	}
+	const char *s = p;
+	size_t done = 0;
+	while (done < n) {
+		size_t w = tls_write(c->tls, s + done, n - done);
+		done += w;
+		if (w == 0) {
+			tls_flush(c->tls);
+			if ((tls_state(c->tls) & (TLS_SENDREC | TLS_SENDAPP)) == 0 ||
+			        tls_step(c, timeout_ms) != 0) {
+				return -1;
+			}
+		}
+	}
+	tls_flush(c->tls);
+	return tls_push_out(c);
+}
+
+/* More reply bytes into c->in; -1 on error, timeout or end. */
+static int ob_fill(struct ob_conn *c, int timeout_ms)
+{
+	size_t room = sizeof c->in - c->inlen;
+	if (!c->tls) {
+		long got = ob_recv_raw(c, c->in + c->inlen, room, timeout_ms);
+		return got > 0 ? (c->inlen += (size_t)got, 0) : -1;
+	}
+	for (int i = 0; i < 64; i++) { /* each step moves a record or fails */
+		size_t got = tls_read(c->tls, c->in + c->inlen, room);
+		if (got > 0) {
+			c->inlen += got;
+			return 0;
+		}
+		if (tls_step(c, timeout_ms) != 0) {
+			return -1;
+		}
+	}
+	return -1;
+}
+
+/* ---- replies ---- */
+
+/* The next line without its end, cut at OB_LINE_MAX (the rest of an
+ * over-long line is dropped). -1 on error. */
+static int ob_line(struct ob_conn *c, char *out, int timeout_ms)
+{
+	int cut = 0;
+	for (;;) {
+		char *nl = memchr(c->in, '\n', c->inlen);
+		if (nl) {
+			size_t n = (size_t)(nl - c->in);
+			if (!cut) {
+				size_t keep = n < OB_LINE_MAX ? n : OB_LINE_MAX;
+				memcpy(out, c->in, keep);
+				out[keep] = '\0';
+				out[strcspn(out, "\r")] = '\0';
+			}
+			memmove(c->in, nl + 1, c->inlen - n - 1);
+			c->inlen -= n + 1;
+			return 0;
+		}
+		if (c->inlen >= OB_LINE_MAX) {
+			if (!cut) { /* keep the start, drop the rest of the line */
+				memcpy(out, c->in, OB_LINE_MAX);
+				out[OB_LINE_MAX] = '\0';
+			}
+			cut = 1;
+			c->inlen = 0;
+		}
+		if (ob_fill(c, timeout_ms) != 0) {
+			return -1;
+		}
+	}
+}
+
+static void reply_add(struct ob_conn *c, const char *line)
+{
+	size_t len = strlen(c->text);
+	if (len && len + 1 < sizeof c->text) {
+		c->text[len++] = ' ';
+	}
+	for (const char *p = line; *p && len + 1 < sizeof c->text; p++) {
+		unsigned char ch = (unsigned char)*p;
+		c->text[len++] = ch < 0x20 || ch == 0x7f || ch == '"' ? ' ' : (char)ch;
+	}
+	c->text[len] = '\0';
+}
+
+/* What an EHLO reply line offers. */
+static void ehlo_line(struct ob_conn *c, const char *kw)
+{
+	if (!rl_strcasecmp(kw, "STARTTLS")) {
+		c->ext |= EXT_STARTTLS;
+	} else if (!rl_strncasecmp(kw, "SIZE", 4) && (kw[4] == '\0' || kw[4] == ' ')) {
+		c->ext |= EXT_SIZE;
+		c->size_max = strtoull(kw + 4, NULL, 10);
+	} else if (!rl_strcasecmp(kw, "8BITMIME")) {
+		c->ext |= EXT_8BITMIME;
+	} else if (!rl_strcasecmp(kw, "SMTPUTF8")) {
+		c->ext |= EXT_SMTPUTF8;
+	}
+}
+
+/* Reads one reply: c->code (-1 when none came) and c->text. */
+static int ob_reply(struct ob_conn *c, int timeout_ms, int ehlo)
+{
+	char line[OB_LINE_MAX + 1];
+	c->code = -1;
+	c->text[0] = '\0';
+	for (int i = 0; i < OB_REPLY_LINES; i++) {
+		if (ob_line(c, line, timeout_ms) != 0) {
+			rl_strlcpy(c->text, "connection lost or timed out", sizeof c->text);
+			return -1;
+		}
+		int code = atoi(line);
+		if (strlen(line) < 3 || code < 200 || code > 599) {
+			rl_strlcpy(c->text, "malformed reply", sizeof c->text);
+			return c->code = -1;
+		}
+		if (ehlo && i > 0) {
+			ehlo_line(c, line + 4);
+		}
+		reply_add(c, line);
+		if (line[3] != '-') {
+			return c->code = code;
+		}
+	}
+	rl_strlcpy(c->text, "reply too long", sizeof c->text);
+	return c->code = -1;
+}
+
+static int ob_cmd(struct ob_conn *c, const char *cmd, int timeout_ms, int ehlo)
+{
+	log_debug("%016llx host=%s >>> %.*s", (unsigned long long)c->qid, c->host,
+	        (int)strcspn(cmd, "\r"), cmd);
+	if (ob_send(c, cmd, strlen(cmd), timeout_ms) != 0) {
+		rl_strlcpy(c->text, "connection lost while sending", sizeof c->text);
+		return c->code = -1;
+	}
+	return ob_reply(c, timeout_ms, ehlo);
+}
+
+/* ---- the transaction ---- */
+
+static int timeout_ms(void)
+{
+	return conf.outbound_timeout * 1000;
+}
+
+/* Greeting, EHLO (or HELO), STARTTLS and EHLO again. 0 ready for MAIL,
+ * -1 try another host (c->text says why). */
+static int ob_hello(struct ob_conn *c, int use_tls)
+{
+	char cmd[300];
+	if (ob_reply(c, timeout_ms(), 0) != 220) {
+		return -1;
+	}
+	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", conf.server_name);
+	if (ob_cmd(c, cmd, timeout_ms(), 1) != 250) {
+		if (c->code < 500) {
+			return -1;
+		}
+		c->ext = 0;
+		snprintf(cmd, sizeof cmd, "HELO %s\r\n", conf.server_name);
+		return ob_cmd(c, cmd, timeout_ms(), 0) == 250 ? 0 : -1;
+	}
+	if (!use_tls || !(c->ext & EXT_STARTTLS)) {
+		return 0;
+	}
+	if (ob_cmd(c, "STARTTLS\r\n", timeout_ms(), 0) != 220) {
+		return c->code >= 0 ? 0 : -1; /* refused: go on in clear */
+	}
+	c->inlen = 0; /* nothing the server sent before TLS counts */
+	c->tls = tls_client_new(c->host);
+	for (int i = 0; c->tls && tls_handshaking(c->tls) && i < 10000; i++) {
+		if (tls_step(c, timeout_ms()) != 0) {
+			break;
+		}
+	}
+	if (!c->tls || tls_handshaking(c->tls)) {
+		snprintf(c->text, sizeof c->text, "TLS handshake failed: %s",
+		        c->tls ? tls_error(c->tls) : "no randomness");
+		c->tls_failed = 1;
+		return -1;
+	}
+	log_info("%016llx host=%s[%s] tls=%s cipher=%s", (unsigned long long)c->qid, c->host,
+	        c->addr, tls_version(c->tls), tls_cipher(c->tls));
+	c->ext = 0;
+	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", conf.server_name);
+	return ob_cmd(c, cmd, timeout_ms(), 1) == 250 ? 0 : -1;
+}
+
+/* The message, dot-stuffed (RFC 5321 4.5.2), then the end of data. */
+static int ob_body(struct ob_conn *c, struct spool *sp)
+{
+	char in[16384];
+	struct buf out;
+	buf_init(&out);
+	uint64_t off = 0;
+	int bol = 1, rc = 0;
+	long n;
+	while (rc == 0 && (n = spool_read(sp, off, in, sizeof in)) > 0) {
+		for (long i = 0; i < n; i++) {
+			if (bol && in[i] == '.') {
+				buf_append(&out, ".", 1);
+			}
+			buf_append(&out, &in[i], 1);
+			bol = in[i] == '\n';
+		}
+		off += (uint64_t)n;
+		rc = ob_send(c, out.data, out.len, timeout_ms());
+		buf_reset(&out);
+	}
+	buf_free(&out);
+	if (rc != 0 || n < 0) {
+		return -1;
+	}
+	return ob_send(c, bol ? ".\r\n" : "\r\n.\r\n", bol ? 3 : 5, timeout_ms());
+}
+
+static int has_8bit(const char *s)
+{
+	for (; *s; s++) {
+		if ((unsigned char)*s >= 0x80) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int body_8bit(struct spool *sp)
+{
+	char in[16384];
+	uint64_t off = 0;
+	long n;
+	while ((n = spool_read(sp, off, in, sizeof in)) > 0) {
+		for (long i = 0; i < n; i++) {
+			if ((unsigned char)in[i] >= 0x80) {
+				return 1;
+			}
+		}
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* "5.1.1" from the start of text when it is an enhanced status code of
+ * the reply's class (RFC 3463); else def. */
+static void status_of(const char *text, int code, const char *def, char *out, size_t len)
+{
+	const char *p = text;
+	if (strspn(p, "0123456789") == 3 && (p[3] == ' ' || p[3] == '-')) {
+		p += 4; /* the reply code */
+	}
+	size_t n = strspn(p, "0123456789.");
+	if (n >= 5 && n < len && p[0] - '0' == code / 100 && p[1] == '.') {
+		memcpy(out, p, n);
+		out[n] = '\0';
+		return;
+	}
+	rl_strlcpy(out, def, len);
+}
+
+static void settle(struct ob_rcpt *r, enum ob_status st, const struct ob_conn *c, const char *text,
+        const char *status)
+{
+	r->status = st;
+	r->remote = c && c->code > 0;
+	rl_strlcpy(r->host, c ? c->host : "", sizeof r->host);
+	rl_strlcpy(r->reply, text, sizeof r->reply);
+	if (c && c->code > 0) {
+		status_of(text, c->code, status, r->status_code, sizeof r->status_code);
+	} else {
+		rl_strlcpy(r->status_code, status, sizeof r->status_code);
+	}
+}
+
+/* Everything still open gets the connection's last answer. */
+static void settle_open(struct ob_rcpt *r, int n, const struct ob_conn *c, int only_accepted)
+{
+	int perm = c->code >= 500;
+	for (int i = 0; i < n; i++) {
+		if (r[i].status == OB_PENDING || (only_accepted && r[i].status == OB_ACCEPTED)) {
+			settle(&r[i], perm ? OB_PERM : OB_TEMP, c, c->text,
+			        perm ? "5.0.0" : "4.0.0");
+		}
+	}
+}
+
+static void log_rcpts(const struct ob_conn *c, const struct ob_rcpt *r, int n)
+{
+	static const char *names[] = {"pending", "accepted", "sent", "deferred", "failed"};
+	for (int i = 0; i < n; i++) {
+		log_info("%016llx to=<%s> host=%s[%s] tls=%s status=%s reply=\"%s\"",
+		        (unsigned long long)c->qid, r[i].addr, c->host, c->addr,
+		        c->tls ? "yes" : "no", names[r[i].status], r[i].reply);
+	}
+}
+
+/* MAIL, RCPTs, DATA on a greeted connection. */
+static void ob_transaction(struct ob_conn *c, struct queue_msg *m, struct ob_rcpt *r, int n)
+{
+	char cmd[1200];
+	int utf8 = has_8bit(m->from);
+	for (int i = 0; i < n; i++) {
+		utf8 |= has_8bit(r[i].addr);
+	}
+	if (utf8 && !(c->ext & EXT_SMTPUTF8)) {
+		c->code = 553;
+		rl_strlcpy(c->text,
+		        "the server does not support SMTPUTF8, which the addresses need",
+		        sizeof c->text);
+		for (int i = 0; i < n; i++) {
+			settle(&r[i], OB_PERM, NULL, c->text, "5.6.7");
+			rl_strlcpy(r[i].host, c->host, sizeof r[i].host);
+		}
+		return;
+	}
+	if ((c->ext & EXT_SIZE) && c->size_max && m->body.len > c->size_max) {
+		snprintf(c->text, sizeof c->text,
+		        "message of %llu bytes exceeds the server's limit of %llu",
+		        (unsigned long long)m->body.len, (unsigned long long)c->size_max);
+		for (int i = 0; i < n; i++) {
+			settle(&r[i], OB_PERM, NULL, c->text, "5.3.4");
+			rl_strlcpy(r[i].host, c->host, sizeof r[i].host);
+		}
+		return;
+	}
+	int len = snprintf(cmd, sizeof cmd, "MAIL FROM:<%s>", m->from);
+	if (c->ext & EXT_SIZE) {
+		len += snprintf(cmd + len, sizeof cmd - (size_t)len, " SIZE=%llu",
+		        (unsigned long long)m->body.len);
+	}
+	if ((c->ext & EXT_8BITMIME) && body_8bit(&m->body)) {
+		len += snprintf(cmd + len, sizeof cmd - (size_t)len, " BODY=8BITMIME");
+	}
+	snprintf(cmd + len, sizeof cmd - (size_t)len, "%s\r\n", utf8 ? " SMTPUTF8" : "");
+	if (ob_cmd(c, cmd, timeout_ms(), 0) != 250) {
+		settle_open(r, n, c, 0);
+		return;
+	}
+	int accepted = 0;
+	for (int i = 0; i < n; i++) {
+		snprintf(cmd, sizeof cmd, "RCPT TO:<%s>\r\n", r[i].addr);
+		int code = ob_cmd(c, cmd, timeout_ms(), 0);
+		if (code < 0) {
+			settle_open(r, n, c, 1);
+			return;
+		}
+		if (code / 100 == 2) {
+			r[i].status = OB_ACCEPTED;
+			accepted++;
+		} else {
+			settle(&r[i], code >= 500 ? OB_PERM : OB_TEMP, c, c->text,
+			        code >= 500 ? "5.1.1" : "4.0.0");
+		}
+	}
+	if (!accepted) {
+		ob_cmd(c, "QUIT\r\n", timeout_ms(), 0);
+		return;
+	}
+	if (ob_cmd(c, "DATA\r\n", timeout_ms(), 0) != 354) {
+		settle_open(r, n, c, 1);
+		return;
+	}
+	if (ob_body(c, &m->body) != 0) {
+		c->code = -1;
+		rl_strlcpy(c->text, "connection lost while sending the message", sizeof c->text);
+	} else {
+		ob_reply(c, 2 * timeout_ms(), 0);
+	}
+	if (c->code / 100 == 2) {
+		for (int i = 0; i < n; i++) {
+			if (r[i].status == OB_ACCEPTED) {
+				settle(&r[i], OB_SENT, c, c->text, "2.0.0");
+			}
+		}
+	}
+	settle_open(r, n, c, 1);
+	ob_cmd(c, "QUIT\r\n", timeout_ms(), 0);
+}
+
+/* One connection to host at addr. 0 when the transaction ran (each
+ * recipient settled, or left pending to the next host only if it
+ * failed before any RCPT), -1 to try the next address or host. */
+static int ob_try(
+        struct ob_conn *c, struct queue_msg *m, struct ob_rcpt *r, int n, int port, int use_tls)
+{
+	/* Postfix's smtp_connect_timeout, or less: a stop waits for it */
+	c->fd = os_connect(
+	        c->addr, port, timeout_ms() < OB_CONNECT_MS ? timeout_ms() : OB_CONNECT_MS);
+	if (c->fd == OS_BADFD) {
+		snprintf(c->text, sizeof c->text, "connect to %.100s[%.60s]:%d failed: %.60s",
+		        c->host, c->addr, port, os_strerror());
+		log_info("%016llx host=%s[%s] status=deferred reply=\"%s\"",
+		        (unsigned long long)m->qid, c->host, c->addr, c->text);
+		return -1;
+	}
+	os_set_send_timeout(c->fd, timeout_ms());
+	int rc = ob_hello(c, use_tls);
+	if (rc == 0) {
+		ob_transaction(c, m, r, n);
+		log_rcpts(c, r, n);
+	} else {
+		log_info("%016llx host=%s[%s] status=deferred reply=\"%s\"",
+		        (unsigned long long)m->qid, c->host, c->addr, c->text);
+		if (c->code >= 0) {
+			ob_cmd(c, "QUIT\r\n", 2000, 0);
+		}
+	}
+	tls_free(c->tls);
+	c->tls = NULL;
+	os_close(c->fd);
+	return rc;
+}
+
+/* Tries each address of host; 0 once a transaction ran. */
+static int ob_host(struct ob_conn *c, struct queue_msg *m, struct ob_rcpt *r, int n,
+        const char *host, int port)
+{
+	char addrs[OB_ADDRS_MAX][DNS_ADDR_MAX];
+	rl_strlcpy(c->host, host, sizeof c->host);
+	int na = dns_addrs(host, addrs, OB_ADDRS_MAX);
+	if (na <= 0) {
+		snprintf(c->text, sizeof c->text, "cannot find the address of %.180s: %.40s", host,
+		        na == 0 ? "no address" : dns_strerror(na));
+		log_info("%016llx host=%s status=deferred reply=\"%s\"", (unsigned long long)m->qid,
+		        host, c->text);
+		return -1;
+	}
+	for (int i = 0; i < na && !queue__stopping(); i++) {
+		rl_strlcpy(c->addr, addrs[i], sizeof c->addr);
+		c->tls_failed = 0;
+		if (ob_try(c, m, r, n, port, conf.outbound_tls) == 0) {
+			return 0;
+		}
+		if (c->tls_failed && ob_try(c, m, r, n, port, 0) == 0) {
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* host[:port] or [host]:port as a relay account or RelayHost gives it. */
+static int parse_via(const char *via, char *host, size_t len, int *port)
+{
+	char tmp[300];
+	rl_strlcpy(tmp, via, sizeof tmp);
+	tmp[strcspn(tmp, " \t,;")] = '\0';
+	*port = 25;
+	char *p = tmp, *colon;
+	if (*p == '[') {
+		char *end = strchr(p, ']');
+		if (!end) {
+			return -1;
+		}
+		*end = '\0';
+		colon = end[1] == ':' ? end + 1 : NULL;
+		p++;
+	} else {
+		colon = strrchr(p, ':');
+		if (colon && strchr(p, ':') != colon) {
+			colon = NULL; /* a bare IPv6 address */
+		}
+		if (colon) {
+			*colon = '\0';
+		}
+	}
+	if (colon) {
+		*port = atoi(colon + 1);
+	}
+	if (!*p || *port <= 0 || *port > 65535 || rl_strlcpy(host, p, len) >= len) {
+		return -1;
+	}
+	return 0;
+}
+
+/* The hosts for domain: its MX list; 0 when there is none (and r is
+ * settled). */
+static int ob_route(const char *domain, struct dns_mx *mx, struct ob_rcpt *r, int n)
+{
+	int nmx = conf.ignore_mx ? 1 : dns_mx(domain, mx, OB_HOSTS_MAX);
+	if (conf.ignore_mx) {
+		rl_strlcpy(mx[0].host, domain, sizeof mx[0].host);
+	}
+	if (nmx > 0) {
+		return nmx;
+	}
+	char why[OB_REPLY_MAX];
+	enum ob_status st = nmx == DNS_TEMPFAIL ? OB_TEMP : OB_PERM;
+	snprintf(why, sizeof why, "%s: %s", domain,
+	        nmx == DNS_NOMAIL ? "the domain accepts no mail (null MX)"
+	        : nmx == 0        ? "no mail server (no MX and no address)"
+	                          : dns_strerror(nmx));
+	for (int i = 0; i < n; i++) {
+		settle(&r[i], st, NULL, why,
+		        st == OB_TEMP       ? "4.4.3"
+		        : nmx == DNS_NOMAIL ? "5.1.10"
+		                            : "5.1.2");
+	}
+	return 0;
+}
+
+/* see rumble.h */
+void outbound_send(
+        struct queue_msg *m, const char *domain, const char *via, struct ob_rcpt *r, int n)
+{
+	struct dns_mx mx[OB_HOSTS_MAX];
+	int nmx, port = conf.outbound_port;
+	struct ob_conn *c = xcalloc(1, sizeof *c);
+	c->qid = m->qid;
+	for (int i = 0; i < n; i++) {
+		r[i].status = OB_PENDING;
+	}
+	if (via && *via) {
+		nmx = 1;
+		if (parse_via(via, mx[0].host, sizeof mx[0].host, &port) != 0) {
+			for (int i = 0; i < n; i++) {
+				settle(&r[i], OB_TEMP, NULL, "bad relay host setting", "4.3.5");
+			}
+			nmx = 0;
+		}
+	} else {
+		nmx = ob_route(domain, mx, r, n);
+	}
+	int done = -1;
+	rl_strlcpy(c->text, "no mail server could be reached", sizeof c->text);
+	for (int i = 0; i < nmx && done != 0 && !queue__stopping(); i++) {
+		done = ob_host(c, m, r, n, mx[i].host, port);
+	}
+	if (nmx > 0 && done != 0) {
+		c->code = -1; /* the last host's reason, as a deferral */
+		for (int i = 0; i < n; i++) {
+			if (r[i].status == OB_PENDING) {
+				settle(&r[i], OB_TEMP, NULL, c->text, "4.4.1");
+				rl_strlcpy(r[i].host, c->host, sizeof r[i].host);
+			}
+		}
+	}
+	free(c);
+}
+
+/* ---- retries and bounces ---- */
+
+/* see rumble.h */
+int64_t outbound_backoff(int attempts)
+{
+	int64_t d = conf.retry_interval > 0 ? conf.retry_interval : 1;
+	for (int i = 1; i < attempts && d < conf.retry_max; i++) {
+		d *= 2;
+	}
+	return d < conf.retry_max ? d : conf.retry_max;
+}
+
+static void rfc5322_date(int64_t t, char *out, size_t len)
+{
+	static const char *days[] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"};
+	static const char *months[] = {
+	        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	int64_t days_since = t / 86400, secs = t % 86400;
+	/* civil from days (H. Hinnant), UTC */
+	int64_t z = days_since + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+	int64_t doe = z - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+	int64_t d = doy - (153 * mp + 2) / 5 + 1, mo = mp < 10 ? mp + 3 : mp - 9;
+	int64_t y = yoe + era * 400 + (mo <= 2);
+	snprintf(out, len, "%s, %d %s %lld %02d:%02d:%02d +0000", days[days_since % 7], (int)d,
+	        months[mo - 1], (long long)y, (int)(secs / 3600), (int)(secs / 60 % 60),
+	        (int)(secs % 60));
+}
+
+static void dsn_human(struct buf *b, const struct ob_rcpt *r, int n)
+{
+	buf_printf(b,
+	        "This is the mail system at host %s.\r\n\r\n"
+	        "I'm sorry to have to inform you that your message could not\r\n"
+	        "be delivered to one or more recipients. It's attached below.\r\n\r\n",
+	        conf.server_name);
+	for (int i = 0; i < n; i++) {
+		buf_printf(b, "<%s>: %s%s%s\r\n", r[i].addr, r[i].host[0] ? "host " : "", r[i].host,
+		        r[i].host[0] ? " said: " : "");
+		buf_printf(b, "    %s\r\n", r[i].reply);
+	}
+}
+
+static void dsn_status(struct buf *b, uint64_t qid, int64_t arrival, const struct ob_rcpt *r, int n)
+{
+	char date[64];
+	rfc5322_date(arrival, date, sizeof date);
+	buf_printf(b,
+	        "Reporting-MTA: dns; %s\r\nX-Rumble-Queue-ID: %016llx\r\nArrival-Date: %s\r\n",
+	        conf.server_name, (unsigned long long)qid, date);
+	for (int i = 0; i < n; i++) {
+		buf_printf(b, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n",
+		        r[i].addr, r[i].status_code[0] ? r[i].status_code : "5.0.0");
+		if (r[i].host[0]) {
+			buf_printf(b, "Remote-MTA: dns; %s\r\n", r[i].host);
+		}
+		buf_printf(b, "Diagnostic-Code: %s; %s\r\n", r[i].remote ? "smtp" : "x-rumble",
+		        r[i].reply);
+	}
+}
+
+/* see rumble.h */
+void outbound_dsn(struct buf *b, const char *sender, uint64_t qid, int64_t arrival, int64_t now,
+        const struct ob_rcpt *r, int n, const char *hdr, size_t hdrlen)
+{
+	char date[64], boundary[64];
+	rfc5322_date(now, date, sizeof date);
+	snprintf(boundary, sizeof boundary, "%016llx/%.40s", (unsigned long long)qid,
+	        conf.server_name);
+	buf_printf(b,
+	        "From: Mail Delivery System <MAILER-DAEMON@%s>\r\nTo: <%s>\r\n"
+	        "Subject: Undelivered Mail Returned to Sender\r\nDate: %s\r\n"
+	        "Message-ID: <%016llx.dsn@%s>\r\nAuto-Submitted: auto-replied\r\n"
+	        "MIME-Version: 1.0\r\n"
+	        "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+	        "\tboundary=\"%s\"\r\n\r\n"
+	        "This is a MIME-encapsulated message.\r\n\r\n",
+	        conf.server_name, sender, date, (unsigned long long)qid, conf.server_name,
+	        boundary);
+	buf_printf(b,
+	        "--%s\r\nContent-Description: Notification\r\n"
+	        "Content-Type: text/plain; charset=utf-8\r\n\r\n",
+	        boundary);
+	dsn_human(b, r, n);
+	buf_printf(b,
+	        "\r\n--%s\r\nContent-Description: Delivery report\r\n"
+	        "Content-Type: message/delivery-status\r\n\r\n",
+	        boundary);
+	dsn_status(b, qid, arrival, r, n);
+	buf_printf(b,
+	        "\r\n--%s\r\nContent-Description: Undelivered Message Headers\r\n"
+	        "Content-Type: text/rfc822-headers\r\n\r\n",
+	        boundary);
+	buf_append(b, hdr, hdrlen);
+	if (hdrlen < 2 || hdr[hdrlen - 1] != '\n') {
+		buf_puts(b, "\r\n");
+	}
+	buf_printf(b, "\r\n--%s--\r\n", boundary);
+}
