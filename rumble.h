@@ -589,8 +589,12 @@ struct session {
 /* Listens for svc on bind (empty = all addresses); fills svc->lfd. */
 int server_listen(struct service *svc, const char *bind, int ipv4_only, char *err, size_t errlen);
 int server_start(int nworkers);
-/* Runs until a stop signal; calls on_reload for SIGHUP. */
+/* Runs until a stop signal; calls on_reload for SIGHUP and for
+ * server_request_reload. */
 void server_run(void (*on_reload)(void));
+/* Asks the main thread to reload as on SIGHUP, from any thread (it does
+ * within a quarter second). */
+void server_request_reload(void);
 /* Stops one service at run time, from any thread: its listeners close
  * (the main thread does it within a quarter second) and its sessions
  * end. server_listen starts it again. */

@@ -949,6 +949,13 @@ static void stop_requested(void)
 	listen_unlock();
 }
 
+static int reload_req;
+
+void server_request_reload(void)
+{
+	__atomic_store_n(&reload_req, 1, __ATOMIC_RELEASE);
+}
+
 void server_run(void (*on_reload)(void))
 {
 	struct os_event ev[16];
@@ -962,6 +969,9 @@ void server_run(void (*on_reload)(void))
 		}
 		stop_requested();
 		int sig = os_signal_take();
+		if (__atomic_exchange_n(&reload_req, 0, __ATOMIC_ACQ_REL)) {
+			sig |= OS_SIG_RELOAD;
+		}
 		if (sig & OS_SIG_STOP) {
 			return;
 		}

@@ -438,10 +438,10 @@ static int r_getLog(lua_State *L)
 
 static int r_reloadConfiguration(lua_State *L)
 {
-	if (rl_state_of(L)->worker < 0) {
-		rl_generation_bump(); /* the start-up state's lock is ours: rebuilt at next use */
-	} else {
-		rl_reload();
+	/* as SIGHUP, on the main thread; from top-level code the scripts are
+	 * loading already (and a reload there would load them for ever) */
+	if (!rl_state_of(L)->loading) {
+		server_request_reload();
 	}
 	lua_pushboolean(L, 1);
 	return 1;

@@ -46,6 +46,7 @@ struct rl_state {
 	int refs;
 	size_t mem, mem_max; /* bytes in use, LuaMemoryLimit */
 	int capped;          /* 0 while the libraries open (never refused) */
+	int loading;         /* 1 while the scripts' top-level code runs */
 	/* the session coroutine being resumed (rl_run) and its handle */
 	lua_State *run_co;
 	struct rl_handle *run_h;

@@ -189,7 +189,9 @@ static struct rl_state *state_new(int worker)
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, RL_SERVICES);
 	st->capped = 1; /* from here on the scripts' own memory */
+	st->loading = 1;
 	run_scripts(st);
+	st->loading = 0;
 	lua_gc(L, LUA_GCCOLLECT, 0);
 	log_debug("lua: state for %s%d ready, %lu bytes", worker < 0 ? "start-up " : "worker ",
 		worker, (unsigned long)st->mem);

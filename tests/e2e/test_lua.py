@@ -307,6 +307,39 @@ def test_reload_on_sighup_changes_a_hook():
     stopped(s)
 
 
+RELOADER = """
+Rumble.reloadConfiguration() -- top-level: the load in progress is the reload
+local function reload(session)
+    session:send(tostring(Rumble.reloadConfiguration()) .. "\\r\\n")
+end
+Rumble.createService(reload, tonumber(Rumble.readConfig("TestPort")))
+"""
+
+
+def test_reload_configuration_from_a_script():
+    """Rumble.reloadConfiguration() reloads as SIGHUP does (accounts and scripts); from top-level code it does not loop"""
+    s = lua_server(HELO + RELOADER)
+    assert wait_log(s, "(Rumble.createService)")  # wait_port would call the service
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO bad.example")[0] == 550
+    with open(s.script, "w") as f:
+        f.write(HELO.replace("bad.example", "worse.example") + RELOADER)
+    c = connect(s.port)
+    assert c.recv(100) == b"true\r\n"
+    c.close()
+    assert wait_log(s, "reload: re-reading domains and accounts")
+    assert wait_log(s, "lua: reloading")
+    time.sleep(0.6)  # a reload asked for by top-level code would show by now
+    assert s.stderr().count("lua: reloading") == 1, s.stderr()[-5000:]
+    for _ in range(3):  # whichever worker takes it
+        r = SMTPRaw(s.smtp_port)
+        assert r.cmd("HELO bad.example")[0] == 250
+        r.cmd("QUIT")
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO worse.example")[0] == 550
+    stopped(s)
+
+
 BAD = """
 local function try(session, name, f, ...)
     local ok, err = pcall(f, ...)
