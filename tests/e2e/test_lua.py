@@ -340,6 +340,47 @@ def test_reload_configuration_from_a_script():
     stopped(s)
 
 
+FIELDS = """
+local function show(what, session)
+    print(string.format("%s: tls=%s helo=%s user=%s sender=[%s] rcpts=%s proto=%s",
+        what, tostring(session.tls), tostring(session.helo),
+        tostring(session.user), tostring(session.sender),
+        table.concat(session.recipients or {}, ","), session.protocol))
+    return true
+end
+Rumble.setHook(function(s) return show("MAIL", s) end, "smtp", "command", "mail")
+Rumble.setHook(function(s) return show("DATA", s) end, "smtp", "command", "data")
+"""
+
+
+def test_mail_hooks_see_helo_sender_recipients_user_and_tls():
+    """SMTP hooks see session.helo, sender, recipients, user and tls as the dialogue sets them"""
+    import smtplib
+    import ssl
+    s = lua_server(FIELDS, conf="DNSServer 127.0.0.1:%d" % free_port())
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.ehlo("plain.test")
+        c.sendmail("", ["alice@example.org"], b"Subject: a\r\n\r\nx\r\n")
+    assert wait_log(s, "script: DATA:"), s.stderr()[-3000:]
+    log = s.stderr()
+    assert "script: MAIL: tls=false helo=plain.test user=nil sender=[nil] rcpts= proto=smtp" in log, log
+    assert "script: DATA: tls=false helo=plain.test user=nil sender=[] rcpts=alice@example.org" in log
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.ehlo("secure.test")
+        c.starttls(context=ctx)
+        c.ehlo("secure.test")
+        c.login("alice@example.org", "secret")
+        c.sendmail("alice@example.org", ["alice@example.org", "carol@remote.test"],
+                   b"Subject: b\r\n\r\ny\r\n")
+    assert wait_log(s, "script: DATA: tls=true"), s.stderr()[-3000:]
+    log = s.stderr()
+    assert ("script: DATA: tls=true helo=secure.test user=alice@example.org "
+            "sender=[alice@example.org] rcpts=alice@example.org,carol@remote.test") in log, log
+    stopped(s)
+
+
 BAD = """
 local function try(session, name, f, ...)
     local ok, err = pcall(f, ...)
