@@ -395,6 +395,7 @@ static void login(struct session *s, struct imap *st, const char *name, const ch
 		snprintf(st->login, sizeof st->login, "%s@%s", acct.user, acct.domain);
 		enter_state(s, st, I_AUTH);
 		log_info("%08x imap login user=%s", s->id, st->login);
+		rl_mail_user(s, st->login, 1);
 		session_printf(s, "%s OK [CAPABILITY ", st->tag);
 		put_caps(s, st);
 		session_printf(s, "] Logged in\r\n");
@@ -2398,6 +2399,9 @@ static void imap_close(struct session *s)
 	struct imap *st = s->ps;
 	if (!st) {
 		return;
+	}
+	if (st->state != I_NOAUTH && st->login[0]) {
+		rl_mail_user(s, st->login, 0);
 	}
 	rl_hook(s, "close", NULL, NULL);
 	crypto_sasl_reset(&st->sasl); /* no password left in freed memory */

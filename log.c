@@ -209,3 +209,18 @@ void rl_lower(char *s)
 		*s = (char)tolower((unsigned char)*s);
 	}
 }
+
+/* see rumble.h */
+struct os_mutex *rl_mutex_once(struct os_mutex **slot)
+{
+	os_mutex *m = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (!m) {
+		os_mutex *made = os_mutex_new();
+		if (__atomic_compare_exchange_n(slot, &m, made, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			m = made;
+		} else {
+			os_mutex_free(made); /* another thread was first; m is its */
+		}
+	}
+	return m;
+}

@@ -2244,29 +2244,25 @@ static os_mutex *subs_mu; /* one writer at a time in this process */
 
 static os_mutex *subs_mutex(void)
 {
-	os_mutex *m = __atomic_load_n(&subs_mu, __ATOMIC_ACQUIRE);
-	if (!m) {
-		os_mutex *made = os_mutex_new();
-		if (__atomic_compare_exchange_n(
-		            &subs_mu, &m, made, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-			m = made;
-		} else {
-			os_mutex_free(made);
-		}
-	}
-	return m;
+	return rl_mutex_once(&subs_mu);
 }
 
-static int subs_path(const char *domain, const char *user, char *out, size_t len)
+/* see rumble.h */
+int mm_user_file(const char *domain, const char *user, const char *name, char *out, size_t len)
 {
 	struct mm_folder tmp;
 	memset(&tmp, 0, sizeof tmp);
 	if (!domain || !user || folder_paths(&tmp, domain, user, "INBOX") != 0) {
 		return -1;
 	}
-	return (size_t)snprintf(out, len, "%s/subscriptions", tmp.dir) < len && os_mkdir_p(tmp.dir) == 0
+	return (size_t)snprintf(out, len, "%s/%s", tmp.dir, name) < len && os_mkdir_p(tmp.dir) == 0
 	               ? 0
 	               : -1;
+}
+
+static int subs_path(const char *domain, const char *user, char *out, size_t len)
+{
+	return mm_user_file(domain, user, "subscriptions", out, len);
 }
 
 /* Reads the file into b (empty when there is none). */

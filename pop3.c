@@ -152,17 +152,7 @@ static struct pop3 *drops; /* sessions holding a maildrop */
 
 static os_mutex *drops_mutex(void)
 {
-	os_mutex *m = __atomic_load_n(&drops_mu, __ATOMIC_ACQUIRE);
-	if (!m) {
-		os_mutex *made = os_mutex_new();
-		if (__atomic_compare_exchange_n(
-		            &drops_mu, &m, made, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-			m = made;
-		} else {
-			os_mutex_free(made); /* another worker was first; m is its */
-		}
-	}
-	return m;
+	return rl_mutex_once(&drops_mu);
 }
 
 /* Locks the maildrop named st->user; 0, or -1 when another holds it. */
@@ -246,6 +236,7 @@ static void open_maildrop(struct session *s, struct pop3 *st, const struct mm_ac
 	snapshot(st);
 	enter_state(s, st, P_TRANS);
 	log_info("%08x pop3 login user=%s messages=%u", s->id, st->user, st->nmsg);
+	rl_mail_user(s, st->user, 1);
 	ok(s, "Logged in, %u messages (%llu octets)", st->nmsg, (unsigned long long)st->bytes);
 }
 
@@ -889,6 +880,9 @@ static void pop3_close(struct session *s)
 	struct pop3 *st = s->ps;
 	if (!st) {
 		return;
+	}
+	if (st->state == P_TRANS) {
+		rl_mail_user(s, st->user, 0);
 	}
 	rl_hook(s, "close", NULL, NULL);
 	crypto_sasl_reset(&st->sasl); /* no password left in freed memory */

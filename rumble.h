@@ -43,6 +43,9 @@ size_t rl_strlcpy(char *dst, const char *src, size_t n);
 int rl_strcasecmp(const char *a, const char *b);
 int rl_strncasecmp(const char *a, const char *b, size_t n);
 void rl_lower(char *s);
+/* The mutex in *slot, made on first use by whichever thread comes first
+ * (for a file's static lock). */
+struct os_mutex *rl_mutex_once(struct os_mutex **slot);
 
 /* ---- logging (log.c) ---- */
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -487,6 +490,30 @@ int mm_folder_rename(const char *domain, const char *user, const char *from, con
 int mm_subscription_list(const char *domain, const char *user,
 	int (*fn)(const char *name, void *arg), void *arg);
 int mm_subscription_set(const char *domain, const char *user, const char *name, int on);
+
+/* The path of a file of the user's own (name: a fixed file name) in the
+ * user's folder, which is made when missing; 0 or -1. */
+int mm_user_file(const char *domain, const char *user, const char *name, char *out, size_t len);
+
+/* ---- metadata.c: per-user and per-folder metadata (RFC 5464 names) ---- */
+#define MD_KEY_MAX 255
+#define MD_VALUE_MAX (64 * 1024)
+#define MD_FILE_MAX (1024 * 1024) /* all of one user's entries */
+/* A key is "/private/..." or "/shared/...", printable ASCII, no "//",
+ * no "*" or "%", at most MD_KEY_MAX bytes. */
+int md_valid_key(const char *key);
+/* folder "" is the user's own metadata. md_get: 1 with a malloc'd copy in
+ * *value (and its length), 0 when unset, -1 on a bad key or an error. */
+int md_get(const char *domain, const char *user, const char *folder, const char *key,
+        char **value, size_t *len);
+/* value NULL unsets; -1 on a bad key, a value over MD_VALUE_MAX, a file
+ * that would pass MD_FILE_MAX, or an I/O error. */
+int md_set(const char *domain, const char *user, const char *folder, const char *key,
+        const char *value, size_t len);
+/* Calls fn for each key at or under prefix (a key, or one ending in '/'),
+ * in the order stored; stops at fn's non-zero return, which it returns. */
+int md_list(const char *domain, const char *user, const char *folder, const char *prefix,
+        int (*fn)(const char *key, void *arg), void *arg);
 
 /* Shared by mailman.c and mbox.c only (the mbox store lives in mbox.c). */
 /* A name as a file name: bytes outside [a-z0-9._-] (upper case too, for
@@ -1116,6 +1143,11 @@ enum rl_verdict rl_hook(struct session *s, const char *when, const char *cmd, co
  * Rumble.setHook(fn, "mailman", "feed") hook, fn(message, account, rcpt,
  * from). 0 delivered (fn returned true), 1 try again later. Any thread
  * (runs in the start-up state under its lock). */
+/* A user logged in to IMAP or POP3 (created 1: the script's
+ * mail_user_created(user)) or that session ends (0: its
+ * mail_user_deinit_pre(user), then mail_user_deinit(user)); login is
+ * "user@domain". Dovecot's names, lua/ldovecot.c. */
+void rl_mail_user(struct session *s, const char *login, int created);
 int rl_feed(const struct mm_account *a, const char *msgpath, const char *from, const char *rcpt);
 
 #endif

@@ -27,6 +27,8 @@ void rl_open_network(lua_State *L);
 void rl_open_mailman(lua_State *L);
 /* print, to the log */
 void rl_open_print(lua_State *L);
+/* i_debug.., dovecot.event, dovecot.storage, mail_user and mailbox */
+void rl_open_dovecot(lua_State *L);
 /* Rumble.* and session handles (runtime.c, hooks.c, services.c) */
 void rl_open_rumble(lua_State *L);
 

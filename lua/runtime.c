@@ -150,6 +150,25 @@ int rl_resume(lua_State *co, int nargs, const char *what)
 
 /* ---- states ---- */
 
+/* Dovecot's convention: a script may define script_load(), called once
+ * the script has run; a non-zero return means it has a problem. Cleared
+ * after, so that each script's own runs once. */
+static void script_loaded(lua_State *L, const char *path)
+{
+	lua_getglobal(L, "script_load");
+	if (!lua_isfunction(L, -1)) {
+		lua_pop(L, 1);
+	} else if (rl_call(L, 0, 1, path) == 0) {
+		if (lua_tonumber(L, -1) != 0 || (lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+			log_msg(LOG_ERROR, "script error: %s: script_load() reports a problem (%s)", path,
+			        lua_isstring(L, -1) ? lua_tostring(L, -1) : "false");
+		}
+		lua_pop(L, 1);
+	}
+	lua_pushnil(L);
+	lua_setglobal(L, "script_load");
+}
+
 static void run_scripts(struct rl_state *st)
 {
 	lua_State *L = st->L;
@@ -160,7 +179,9 @@ static void run_scripts(struct rl_state *st)
 			report(L, rc, path);
 			continue;
 		}
-		rl_call(L, 0, 0, path);
+		if (rl_call(L, 0, 0, path) == 0) {
+			script_loaded(L, path);
+		}
 	}
 }
 
@@ -184,6 +205,7 @@ static struct rl_state *state_new(int worker)
 	rl_open_mailman(L);
 	rl_open_rumble(L);
 	rl_open_print(L);
+	rl_open_dovecot(L);
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, RL_HOOKS);
 	lua_newtable(L);
