@@ -10,7 +10,7 @@
  * compressions and nothing else.
  *
  * Everything that held a password or a value derived from one is wiped
- * before it goes out of scope (wipe(), through a volatile pointer so that
+ * before it goes out of scope (crypto_wipe(), through a volatile pointer so that
  * the compiler cannot drop the stores as dead).
  *
  * TLS follows after the passwords; its notes open that part.
@@ -42,7 +42,7 @@
 #define PBKDF2_KEY 32
 #define PBKDF2_PREFIX "pbkdf2-sha256$"
 
-static void wipe(void *p, size_t n)
+void crypto_wipe(void *p, size_t n)
 {
 	volatile unsigned char *v = p;
 	while (n--) {
@@ -59,7 +59,7 @@ void crypto_sha256(const void *data, size_t n, uint8_t out[32])
 	br_sha256_update(&c, data, n);
 	br_sha256_out(&c, out);
 	/* the buffered block may be part of a password */
-	wipe(&c, sizeof c);
+	crypto_wipe(&c, sizeof c);
 }
 
 static void hex_encode(const uint8_t *in, size_t n, char *out)
@@ -106,7 +106,7 @@ void crypto_sha256_hex(const void *data, size_t n, char out[65])
 	uint8_t h[32];
 	crypto_sha256(data, n, h);
 	hex_encode(h, sizeof h, out);
-	wipe(h, sizeof h);
+	crypto_wipe(h, sizeof h);
 }
 
 /* ---- base64 (RFC 4648 section 4: standard alphabet, padded) ---- */
@@ -274,8 +274,8 @@ static void pbkdf2_block(const br_hmac_key_context *kc, const uint8_t *salt, siz
 			t[k] ^= u[k];
 		}
 	}
-	wipe(&hc, sizeof hc);
-	wipe(u, sizeof u);
+	crypto_wipe(&hc, sizeof hc);
+	crypto_wipe(u, sizeof u);
 }
 
 /* see rumble.h */
@@ -296,8 +296,8 @@ int crypto_pbkdf2_sha256(const char *pw, size_t pwlen, const uint8_t *salt, size
 		memcpy(out + done, t, n);
 		done += n;
 	}
-	wipe(&kc, sizeof kc);
-	wipe(t, sizeof t);
+	crypto_wipe(&kc, sizeof kc);
+	crypto_wipe(t, sizeof t);
 	return 0;
 }
 
@@ -320,8 +320,8 @@ int crypto_password_hash(const char *password, char *out, size_t outlen)
 		        salthex, keyhex);
 		rc = n > 0 && (size_t)n < outlen ? 0 : -1;
 	}
-	wipe(key, sizeof key);
-	wipe(keyhex, sizeof keyhex);
+	crypto_wipe(key, sizeof key);
+	crypto_wipe(keyhex, sizeof keyhex);
 	if (rc != 0 && outlen > 0) {
 		out[0] = '\0'; /* never leave a cut hash that looks stored */
 	}
@@ -375,8 +375,8 @@ static int verify_pbkdf2(const char *s, const char *password)
 	size_t pwlen = strlen(password);
 	int ok = crypto_pbkdf2_sha256(password, pwlen, salt, sl / 2, iter, got, sizeof got) == 0 &&
 	         crypto_equal(got, want, sizeof got);
-	wipe(got, sizeof got);
-	wipe(want, sizeof want);
+	crypto_wipe(got, sizeof got);
+	crypto_wipe(want, sizeof want);
 	return ok;
 }
 
@@ -390,8 +390,8 @@ static int verify_legacy(const char *s, const char *password)
 	}
 	crypto_sha256(password, strlen(password), got);
 	int ok = crypto_equal(got, want, sizeof got);
-	wipe(got, sizeof got);
-	wipe(want, sizeof want);
+	crypto_wipe(got, sizeof got);
+	crypto_wipe(want, sizeof want);
 	return ok;
 }
 
@@ -586,13 +586,13 @@ static void ctx_destroy(struct tls_ctx *c)
 		free(c->chain[i].data);
 	}
 	if (c->key_data) {
-		wipe(c->key_data, c->key_len);
+		crypto_wipe(c->key_data, c->key_len);
 		free(c->key_data);
 	}
 	if (c->cache.lock) {
 		os_mutex_free(c->cache.lock);
 	}
-	wipe(c, sizeof *c); /* the cache holds master secrets */
+	crypto_wipe(c, sizeof *c); /* the cache holds master secrets */
 	free(c);
 }
 
@@ -702,7 +702,7 @@ static int take_key_der(struct pem_load *ld, const unsigned char *der, size_t n)
 	} else {
 		take_key(ld->c, &kd);
 	}
-	wipe(&kd, sizeof kd);
+	crypto_wipe(&kd, sizeof kd);
 	return rc;
 }
 
@@ -762,7 +762,7 @@ static int pem_parse(struct pem_load *ld, const char *text, size_t len)
 			inside = 0;
 			rc = take_object(
 			        ld, br_pem_decoder_name(&pc), (unsigned char *)der.data, der.len);
-			wipe(der.data, der.len);
+			crypto_wipe(der.data, der.len);
 			break;
 		case BR_PEM_ERROR:
 			seterr(ld->err, ld->errlen, "%s: malformed PEM", ld->path);
@@ -777,10 +777,10 @@ static int pem_parse(struct pem_load *ld, const char *text, size_t len)
 		rc = -1;
 	}
 	if (der.data) {
-		wipe(der.data, der.cap);
+		crypto_wipe(der.data, der.cap);
 	}
 	buf_free(&der);
-	wipe(&pc, sizeof pc);
+	crypto_wipe(&pc, sizeof pc);
 	return rc;
 }
 
@@ -808,9 +808,9 @@ static int pem_load_file(struct pem_load *ld)
 	if (rc == 0) {
 		rc = pem_parse(ld, text.data ? text.data : "", text.len);
 	}
-	wipe(chunk, sizeof chunk);
+	crypto_wipe(chunk, sizeof chunk);
 	if (text.data) {
-		wipe(text.data, text.cap);
+		crypto_wipe(text.data, text.cap);
 	}
 	buf_free(&text);
 	return rc;
@@ -1153,9 +1153,9 @@ struct tls *tls_new(struct tls_ctx *c)
 	if (os_random(seed, sizeof seed) == 0) {
 		br_ssl_engine_inject_entropy(eng, seed, sizeof seed);
 	}
-	wipe(seed, sizeof seed);
+	crypto_wipe(seed, sizeof seed);
 	if (!br_ssl_server_reset(sc)) {
-		wipe(t, sizeof *t);
+		crypto_wipe(t, sizeof *t);
 		free(t);
 		return NULL;
 	}
@@ -1170,7 +1170,7 @@ void tls_free(struct tls *t)
 	}
 	struct tls_ctx *c = t->ctx;
 	free(t->anykey); /* the server's public key only: nothing to wipe */
-	wipe(t, sizeof *t); /* keys, and the last records in clear */
+	crypto_wipe(t, sizeof *t); /* keys, and the last records in clear */
 	free(t);
 	ctx_release(c);
 }
@@ -1266,7 +1266,7 @@ struct tls *tls_client_new(const char *server_name)
 	if (os_random(seed, sizeof seed) == 0) {
 		br_ssl_engine_inject_entropy(&cc->eng, seed, sizeof seed);
 	}
-	wipe(seed, sizeof seed);
+	crypto_wipe(seed, sizeof seed);
 	/* SNI only for a name: RFC 6066 3 forbids literal addresses */
 	uint8_t ip[16];
 	int is_ip = os_ip_parse(server_name, ip) >= 0;
@@ -1535,7 +1535,7 @@ static const struct tls_suite *current_suite(struct tls *t)
 	}
 	br_ssl_engine_get_session_parameters(&t->sc.eng, &sp);
 	unsigned id = sp.cipher_suite;
-	wipe(&sp, sizeof sp); /* it holds the master secret */
+	crypto_wipe(&sp, sizeof sp); /* it holds the master secret */
 	return find_suite(id);
 }
 
@@ -1563,7 +1563,7 @@ const char *tls_cipher(struct tls *t)
 		br_ssl_session_parameters sp;
 		br_ssl_engine_get_session_parameters(&t->sc.eng, &sp);
 		snprintf(t->cipher, sizeof t->cipher, "TLS-SUITE-0x%04X", (unsigned)sp.cipher_suite);
-		wipe(&sp, sizeof sp);
+		crypto_wipe(&sp, sizeof sp);
 		return t->cipher;
 	}
 	return s ? s->name : "";
@@ -1848,7 +1848,7 @@ static int seed_rng(br_hmac_drbg_context *rng)
 	if (sd && sd(&rng->vtable)) {
 		ok = 1;
 	}
-	wipe(seed, sizeof seed);
+	crypto_wipe(seed, sizeof seed);
 	return ok ? 0 : -1;
 }
 
@@ -1902,14 +1902,14 @@ int tls_selfsigned_create(
 	rc = 0;
 out:
 	if (kpem) {
-		wipe(kpem, klen);
+		crypto_wipe(kpem, klen);
 		free(kpem);
 	}
 	free(cpem);
-	wipe(kder, sizeof kder);
-	wipe(kbuf, sizeof kbuf);
-	wipe(&sk, sizeof sk);
-	wipe(&rng, sizeof rng);
+	crypto_wipe(kder, sizeof kder);
+	crypto_wipe(kbuf, sizeof kbuf);
+	crypto_wipe(&sk, sizeof sk);
+	crypto_wipe(&rng, sizeof rng);
 	return rc;
 }
 
@@ -1918,8 +1918,8 @@ out:
 void crypto_sasl_reset(struct sasl *x)
 {
 	x->step = SASL_IDLE;
-	wipe(x->login, sizeof x->login);
-	wipe(x->password, sizeof x->password);
+	crypto_wipe(x->login, sizeof x->login);
+	crypto_wipe(x->password, sizeof x->password);
 }
 
 /* Decodes base64 into out as a NUL-terminated string; -1 if bad. */
@@ -1944,7 +1944,7 @@ static enum sasl_result sasl_plain(struct sasl *x, const char *resp)
 		strcpy(x->password, pw + 1);
 		r = SASL_DONE;
 	}
-	wipe(buf, sizeof buf);
+	crypto_wipe(buf, sizeof buf);
 	return r;
 }
 

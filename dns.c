@@ -832,7 +832,7 @@ static long ask_servers(struct ask *a, const uint8_t *q, size_t qlen)
 /* ---- lookups ---- */
 
 /* A lookup's buffers, on the heap: the lookup threads' stacks stay small. */
-struct work {
+struct dns_work {
 	struct dns_answer ans;
 	uint8_t pkt[DNS_PKT_MAX];
 };
@@ -840,7 +840,7 @@ struct work {
 /* The answer for name/qtype parsed into w->ans, from the cache or the
  * servers (and then cached). 0, DNS_NXDOMAIN for a malformed name, or
  * DNS_TEMPFAIL. */
-static int query(const char *name, int qtype, struct work *w)
+static int query(const char *name, int qtype, struct dns_work *w)
 {
 	uint8_t q[DNS_WIRE_MAX];
 	struct ask a = {name, qtype, 0, {0}, 0, w->pkt, &w->ans};
@@ -866,9 +866,9 @@ static int query(const char *name, int qtype, struct work *w)
 /* Looks name/qtype up into *wp (the caller frees it), asking again where a
  * server stopped at a CNAME. 0 (w->ans.n may be 0), DNS_NXDOMAIN or
  * DNS_TEMPFAIL. */
-static int lookup(const char *name, int qtype, struct work **wp)
+static int lookup(const char *name, int qtype, struct dns_work **wp)
 {
-	struct work *w = xmalloc(sizeof *w);
+	struct dns_work *w = xmalloc(sizeof *w);
 	char cur[DNS_NAME_MAX];
 	int i, r = DNS_TEMPFAIL;
 
@@ -969,7 +969,7 @@ static int implicit_mx(const char *domain, struct dns_mx *out, int max)
 /* see rumble.h */
 int dns_mx(const char *domain, struct dns_mx *out, int max)
 {
-	struct work *w;
+	struct dns_work *w;
 	int r = lookup(domain, DNS_T_MX, &w), none = r == 0 && w->ans.n == 0;
 
 	if (r == 0 && !none) {
@@ -982,7 +982,7 @@ int dns_mx(const char *domain, struct dns_mx *out, int max)
 /* Appends the addresses of type qtype (A or AAAA) to out[*n..max). */
 static int add_addrs(const char *host, int qtype, char (*out)[DNS_ADDR_MAX], int max, int *n)
 {
-	struct work *w;
+	struct dns_work *w;
 	int i, r = lookup(host, qtype, &w);
 
 	for (i = 0; i < w->ans.n && *n < max; i++) {
@@ -1021,7 +1021,7 @@ int dns_addrs(const char *host, char (*out)[DNS_ADDR_MAX], int max)
 /* see rumble.h */
 int dns_txt(const char *name, char (*out)[DNS_TEXT_MAX], int max)
 {
-	struct work *w;
+	struct dns_work *w;
 	int i, r = lookup(name, DNS_T_TXT, &w);
 
 	for (i = 0; r == 0 && i < w->ans.n && i < max; i++) {
@@ -1066,7 +1066,7 @@ static int reverse_name(const char *ip, char *out, size_t len)
 int dns_ptr(const char *ip, char *name, size_t len)
 {
 	char rev[80];
-	struct work *w;
+	struct dns_work *w;
 	int r;
 
 	if (reverse_name(ip, rev, sizeof rev) < 0) {

@@ -380,31 +380,38 @@ static void login_failed(struct session *s, void *arg)
 	}
 }
 
-static void login(struct session *s, struct imap *st, const char *name, const char *pw)
+/* The password was checked (work_login): answer, or fail after a delay. */
+static void login_checked(struct session *s, int rc, const struct mm_account *acct, const char *name)
 {
-	struct mm_account acct;
+	struct imap *st = s->ps;
 	char shown[80];
-	if (session_login_blocked(s->peer)) {
-		no(s, st, "[UNAVAILABLE] Too many failed logins, try again later");
-		return;
-	}
-	if (mm_login(name, pw, &acct) == 0) {
+	if (rc == 0) {
 		session_login_ok(s->peer);
-		rl_strlcpy(st->user, acct.user, sizeof st->user);
-		rl_strlcpy(st->domain, acct.domain, sizeof st->domain);
-		snprintf(st->login, sizeof st->login, "%s@%s", acct.user, acct.domain);
+		rl_strlcpy(st->user, acct->user, sizeof st->user);
+		rl_strlcpy(st->domain, acct->domain, sizeof st->domain);
+		snprintf(st->login, sizeof st->login, "%s@%s", acct->user, acct->domain);
 		enter_state(s, st, I_AUTH);
 		log_info("%08x imap login user=%s", s->id, st->login);
 		rl_mail_user(s, st->login, 1);
 		session_printf(s, "%s OK [CAPABILITY ", st->tag);
 		put_caps(s, st);
 		session_printf(s, "] Logged in\r\n");
+		session_resume(s);
 		return;
 	}
 	log_info("%08x imap login failed user=%s from=%s", s->id,
 	        printable(name, shown, sizeof shown), s->peer);
-	session_pause(s); /* pipelined commands wait for the answer */
 	session_after(s, session_login_failed(s->peer), login_failed, NULL);
+}
+
+static void login(struct session *s, struct imap *st, const char *name, const char *pw)
+{
+	if (session_login_blocked(s->peer)) {
+		no(s, st, "[UNAVAILABLE] Too many failed logins, try again later");
+		return;
+	}
+	session_pause(s); /* pipelined commands wait for the answer */
+	work_login(s, name, pw, login_checked);
 }
 
 static int refuse_plaintext(struct session *s, struct imap *st)

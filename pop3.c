@@ -250,24 +250,31 @@ static void login_failed(struct session *s, void *arg)
 	}
 }
 
+/* The password was checked (work_login): open the maildrop, or fail
+ * after a delay. */
+static void login_checked(struct session *s, int rc, const struct mm_account *a, const char *name)
+{
+	char shown[80];
+	if (rc == 0) {
+		session_login_ok(s->peer);
+		open_maildrop(s, s->ps, a);
+		session_resume(s);
+		return;
+	}
+	log_info("%08x pop3 login failed user=%s from=%s", s->id,
+	        printable(name, shown, sizeof shown), s->peer);
+	session_after(s, session_login_failed(s->peer), login_failed, NULL);
+}
+
 static void login(struct session *s, struct pop3 *st, const char *name, const char *pw)
 {
-	struct mm_account a;
-	char shown[80];
 	st->user_given = 0;
 	if (session_login_blocked(s->peer)) {
 		err(s, st, "[SYS/TEMP] Too many failed logins, try again later");
 		return;
 	}
-	if (mm_login(name, pw, &a) == 0) {
-		session_login_ok(s->peer);
-		open_maildrop(s, st, &a);
-		return;
-	}
-	log_info("%08x pop3 login failed user=%s from=%s", s->id,
-	        printable(name, shown, sizeof shown), s->peer);
 	session_pause(s); /* pipelined commands wait for the answer */
-	session_after(s, session_login_failed(s->peer), login_failed, NULL);
+	work_login(s, name, pw, login_checked);
 }
 
 /* ---- USER / PASS ---- */

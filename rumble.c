@@ -163,6 +163,7 @@ static int run_server(int detach)
 		return 1;
 	}
 	start_dns();
+	work_start();
 	if (queue_start() != 0 || server_start(conf.workers) != 0) {
 		return 1;
 	}
@@ -177,6 +178,7 @@ static int run_server(int detach)
 	server_run(on_reload);
 	log_info("stopping: waiting for sessions to finish");
 	server_stop(5000);
+	work_stop();
 	rl_stop();
 	queue_stop();
 	dns_shutdown();

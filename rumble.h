@@ -205,6 +205,8 @@ enum sasl_result {
 	SASL_CANCELLED, /* the client sent "*" */
 	SASL_NOMECH     /* not PLAIN or LOGIN */
 };
+/* Zeroes n bytes at p in a way the compiler keeps (secrets). */
+void crypto_wipe(void *p, size_t n);
 struct sasl {
 	enum sasl_step step; /* SASL_IDLE when no exchange is under way */
 	char login[320];
@@ -653,6 +655,28 @@ void session_discard_input(struct session *s);
  * when s is closing: fn must then only free arg). */
 void session_hold(struct session *s);
 void session_post(struct session *s, void (*fn)(struct session *s, void *arg), void *arg);
+
+/* ---- work.c: blocking work on helper threads ---- */
+struct work {
+	void (*run)(struct work *w); /* on a helper thread: not a word to the session */
+	/* then on the session's worker (s may be closing: then only free w) */
+	void (*back)(struct session *s, struct work *w);
+	struct session *s;
+	struct work *next;
+};
+/* Queues w for s (on s's worker; s is held until back runs); 0, or -1
+ * when no helper thread can take it (before work_start, after
+ * work_stop): the caller then does the work in place. */
+int work_queue(struct session *s, struct work *w);
+void work_start(void);
+void work_stop(void);
+/* Checks a login (mm_login: its password hashing takes tens of ms) on a
+ * helper thread, then calls done on s's worker with mm_login's result,
+ * the account and the name as given; not at all if s closed meanwhile.
+ * Without a helper thread done runs before work_login returns. Pause s
+ * first so that pipelined commands wait for the answer. */
+void work_login(struct session *s, const char *name, const char *pw,
+        void (*done)(struct session *s, int rc, const struct mm_account *a, const char *name)); /* after the server stopped: runs what is queued, joins */
 #define session_closing(s) ((s)->closing)
 #define session_secure(s) ((s)->tls != NULL)
 /* Call after writing the plaintext "ready" reply to STARTTLS/STLS: input

@@ -146,7 +146,7 @@ struct rl_job {
 	int (*push)(lua_State *L, struct rl_job *j); /* the results; their count */
 	void (*done)(struct rl_job *j); /* frees what j holds (NULL: nothing) */
 	struct rl_conn *c;
-	struct rl_job *next;
+	struct work w; /* how it travels (work.c) */
 };
 /* A C function's tail call, "return rl_job_call(L, j);": in a session
  * coroutine j runs on a helper thread while the coroutine waits (the
@@ -154,8 +154,6 @@ struct rl_job {
  * function returns; elsewhere it runs in place. j is freed either way.
  * If the session ends meanwhile the script is not resumed. */
 int rl_job_call(lua_State *L, struct rl_job *j);
-void rl_jobs_start(void);
-void rl_jobs_stop(void); /* after the server stopped: joins the threads */
 /* The table in the registry where a state keeps its registrations:
  * hooks["smtp/command/helo"] = fn, services[port] = fn. */
 #define RL_HOOKS "rumble.hooks"

@@ -269,7 +269,6 @@ int rl_start(char *err, size_t errlen)
 	if (conf.nscripts == 0) {
 		return 0; /* no script: no state, every hook call returns at once */
 	}
-	rl_jobs_start();
 	rl_boot_lock();
 	boot = state_new(-1);
 	rl_boot_unlock();
@@ -295,7 +294,6 @@ int rl_start(char *err, size_t errlen)
 /* see rumble.h */
 void rl_stop(void)
 {
-	rl_jobs_stop();
 	rl_rumble_free();
 	if (!started) {
 		return;

@@ -706,3 +706,35 @@ def test_lua_imap4_hooks_wait_for_the_client():
     assert c.closed()
     c.close()
     assert s.stop() == 0
+
+
+def test_password_checks_do_not_hold_up_the_worker():
+    """imap: passwords are checked off the worker: with one worker a NOOP is answered while 24 logins hash"""
+    s = imap_server("Workers 1")
+    conns = []
+    try:
+        for _ in range(25):
+            c = socket.create_connection(("127.0.0.1", s.imap_port), timeout=30)
+            f = c.makefile("rb")
+            assert f.readline().startswith(b"* OK")
+            conns.append((c, f))
+        quiet, logins = conns[0], conns[1:]
+        t0 = time.time()
+        for c, _ in logins:
+            c.sendall(b"a LOGIN alice@example.org secret\r\n")
+        quiet[0].sendall(b"n NOOP\r\n")
+        assert quiet[1].readline().startswith(b"n OK")
+        noop = time.time() - t0
+        for _, f in logins:
+            line = f.readline()
+            while line.startswith(b"*"):
+                line = f.readline()
+            assert line.startswith(b"a OK"), line
+        total = time.time() - t0
+        # on the worker, the NOOP would wait for every hash before it
+        assert noop < total / 3, (noop, total)
+    finally:
+        for c, f in conns:
+            f.close()
+            c.close()
+    assert s.stop() == 0
