@@ -106,10 +106,15 @@ static int vp_simple(struct smtp *st, const char *fn, const char *arg)
 	return st->vp ? rl_vp3_simple(st->vp, fn, arg, &st->vout) : 0;
 }
 
-/* A local sender: authenticated, or let relay by the script. */
+/* A local sender: authenticated, or let relay by the script; not when
+ * the script says the client's address is not a valid one. */
 static int sender_local(struct smtp *st)
 {
-	return st->user[0] || (st->vp && rl_vp3_vars(st->vp)->local);
+	if (!st->vp) {
+		return st->user[0] != '\0';
+	}
+	struct rl_vp3_vars *g = rl_vp3_vars(st->vp);
+	return g->valid && (st->user[0] || g->local);
 }
 
 static void txn_reset(struct session *s, struct smtp *st)

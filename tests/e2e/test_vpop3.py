@@ -2,6 +2,7 @@
 script (SMTPSVR.LUA) with its callbacks and IN/OUT globals, written as a
 VPOP3 user would write it."""
 import os
+import signal
 import smtplib
 import socket
 import time
@@ -487,7 +488,8 @@ def test_local_client_address_allows_relay():
     """LocalClientAddress set by the script lets an unauthenticated client relay"""
     s = vp_server("""
 function DoHELO(host, bRefuse, bEHLO)
-    LocalClientAddress = (host == "office.example")
+    LocalClientAddress = (host ~= "outside.example")
+    ValidClientAddress = (host ~= "invalid.example")
     return bRefuse, ""
 end
 """)
@@ -500,6 +502,55 @@ end
     c.cmd("MAIL FROM:<carol@elsewhere.example>")
     assert c.cmd("RCPT TO:<dave@remote.example>")[0] == 250
     c.cmd("RSET")
+    c.cmd("EHLO invalid.example")  # ValidClientAddress false: no relay even after AUTH
+    assert c.cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA==")[0] == 235
+    c.cmd("MAIL FROM:<alice@example.org>")
+    assert c.cmd("RCPT TO:<dave@remote.example>")[0] == 554
+    c.close()
+    stopped(s)
+
+
+def test_script_that_does_not_compile():
+    """An SMTPScript with a syntax error is logged at start and SMTP works as without it"""
+    s = vp_server("function Start(\n  return '554 no'\nend\n")
+    send(s, ["alice@example.org"], msg())
+    assert len(s.messages("alice@example.org")) == 1
+    assert "SMTPSVR.LUA:2:" in s.stderr() and "(in SMTPScript)" in s.stderr()
+    stopped(s)
+
+
+def test_endless_callback_is_stopped():
+    """A callback that loops forever hits LuaInstructionLimit and the default reply is given"""
+    s = vp_server("""
+function DoNOOP()
+    while true do end
+end
+""", conf="LuaInstructionLimit 100000")
+    c = SMTPRaw(s.smtp_port)
+    assert c.cmd("NOOP") == (250, "2.0.0 Ok")
+    assert c.cmd("NOOP") == (250, "2.0.0 Ok")
+    c.close()
+    assert "script ran too long" in s.stderr()
+    stopped(s)
+
+
+def test_reload_picks_up_a_changed_script():
+    """After SIGHUP new sessions run the changed SMTPScript"""
+    s = vp_server('function DoNOOP() return "250 version 1" end\n')
+    c = SMTPRaw(s.smtp_port)
+    assert c.cmd("NOOP") == (250, "version 1")
+    with open(s.script, "w") as f:
+        f.write('function DoNOOP() return "250 version 2" end\n')
+    s.proc.send_signal(signal.SIGHUP)
+    end = time.time() + 10
+    got = None
+    while time.time() < end and got != (250, "version 2"):
+        d = SMTPRaw(s.smtp_port)
+        got = d.cmd("NOOP")
+        d.close()
+        time.sleep(0.05)
+    assert got == (250, "version 2"), got
+    assert c.cmd("NOOP") == (250, "version 1")  # a running session keeps its instance
     c.close()
     stopped(s)
 
