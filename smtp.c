@@ -251,8 +251,8 @@ static void ehlo_reply(struct session *s, struct smtp *st, int code)
 		const char *g = st->vout.data + 4; /* "250 text\r\n..." */
 		session_printf(s, "250%c%.*s\r\n", caps.len ? '-' : ' ', (int)strcspn(g, "\r"), g);
 	} else {
-		session_printf(s, "250%c%s Hello %s [%s]\r\n", caps.len ? '-' : ' ', conf.server_name,
-		        st->helo, s->peer);
+		session_printf(s, "250%c%s Hello %s [%s]\r\n", caps.len ? '-' : ' ',
+		        conf.server_name, st->helo, s->peer);
 	}
 	for (size_t i = 0; i < caps.len;) {
 		size_t n = strcspn(caps.data + i, "\r");
@@ -272,7 +272,8 @@ static void greet_helo(struct session *s, struct smtp *st, char *arg, int esmtp)
 	}
 	if (refuse || too_long) {
 		if (code < 400 || !said(s, st, code)) {
-			reply(s, 504, "5.5.2 <%s>: Helo command rejected: need fully-qualified hostname",
+			reply(s, 504,
+			        "5.5.2 <%s>: Helo command rejected: need fully-qualified hostname",
 			        arg);
 		}
 		return;
@@ -355,6 +356,24 @@ static int sender_owned(const char *user, const char *from)
 	return 0;
 }
 
+/* MaxMessagesPerLocalSession and DoMAILFROM, which may rewrite addr:
+ * the script's reply code (0: none), or -1 when it is answered. */
+static int mail_script(
+        struct session *s, struct smtp *st, char *raw, char *addr, size_t addrlen, char *params)
+{
+	int most = rl_vp3_vars(st->vp)->max_msgs_local;
+	if (sender_local(st) && most && st->nmsgs >= most) {
+		reply(s, 452, "4.5.3 Error: too many messages in this session");
+		return -1;
+	}
+	int code = rl_vp3_mail(st->vp, raw + 5, addr, addrlen, params, st->user, &st->vout);
+	if (code >= 400) {
+		said(s, st, code);
+		return -1;
+	}
+	return code;
+}
+
 static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 {
 	char addr[ADDR_MAX], *params, raw[SMTP_CMD_MAX + 1];
@@ -362,8 +381,8 @@ static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 		reply(s, 503, "5.5.1 Error: send HELO/EHLO first");
 		return;
 	}
-	int auth_first = (s->svc->flags & SVC_AUTH_FIRST) ||
-	                 (st->vp && rl_vp3_vars(st->vp)->auth_required);
+	int auth_first =
+	        (s->svc->flags & SVC_AUTH_FIRST) || (st->vp && rl_vp3_vars(st->vp)->auth_required);
 	if (auth_first && !st->user[0]) {
 		reply(s, 530, "5.7.0 Authentication required");
 		return;
@@ -384,19 +403,9 @@ static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 		}
 		return;
 	}
-	int code = 0;
-	if (st->vp) {
-		int most = rl_vp3_vars(st->vp)->max_msgs_local;
-		if (sender_local(st) && most && st->nmsgs >= most) {
-			reply(s, 452, "4.5.3 Error: too many messages in this session");
-			return;
-		}
-		code = rl_vp3_mail(st->vp, raw + 5, addr, sizeof addr, raw + (params - arg), st->user,
-		        &st->vout);
-		if (code >= 400) {
-			said(s, st, code);
-			return;
-		}
+	int code = st->vp ? mail_script(s, st, raw, addr, sizeof addr, raw + (params - arg)) : 0;
+	if (code < 0) {
+		return;
 	}
 	st->msg = queue_msg_new(addr);
 	st->junk = 0;
@@ -651,8 +660,8 @@ static void cmd_noop(struct session *s, struct smtp *st, char *arg)
 }
 
 /* VRFY and EXPN: our reply, or the script's (DoVRFY, DoEXPN). */
-static void verify(struct session *s, struct smtp *st, const char *fn, const char *arg,
-        const char *ours)
+static void verify(
+        struct session *s, struct smtp *st, const char *fn, const char *arg, const char *ours)
 {
 	int code = st->vp ? rl_vp3_verify(st->vp, fn, arg, ours, &st->vout) : 0;
 	if (!said(s, st, code)) {
@@ -721,7 +730,7 @@ static void greet(struct session *s)
 /* Goes on with the greeting (c NULL) or command c as the Lua hooks
  * decided; a hook that waits for the client decides later (smtp_hooked). */
 static void after_hook(
-	struct session *s, struct smtp *st, const struct cmd *c, char *arg, enum rl_verdict v)
+        struct session *s, struct smtp *st, const struct cmd *c, char *arg, enum rl_verdict v)
 {
 	if (v == RL_WAIT) {
 		st->hook_cmd = c;
@@ -748,8 +757,8 @@ static void smtp_hooked(struct session *s, enum rl_verdict v)
 
 static int is_junk(const struct cmd *c)
 {
-	return c->run == cmd_noop || c->run == cmd_rset || c->run == cmd_vrfy || c->run == cmd_help ||
-	       c->run == cmd_expn;
+	return c->run == cmd_noop || c->run == cmd_rset || c->run == cmd_vrfy ||
+	       c->run == cmd_help || c->run == cmd_expn;
 }
 
 /* A command we do not know: 500, or what DoUnrecognised says. */

@@ -152,10 +152,10 @@ static void vars_pull(struct rl_vp3 *v, lua_State *L)
 	g->force = get_bool(L, "ForceDisconnect", g->force);
 	g->batv = get_bool(L, "UseBATV", g->batv);
 	g->add_user = get_bool(L, "AddUserAddresses", g->add_user);
-	g->max_rcpt_local = get_limit(L, "MaxRecipientsPerLocalMessage", g->max_rcpt_local,
-		conf.max_recipients);
-	g->max_rcpt_in = get_limit(L, "MaxRecipientsPerIncomingMessage", g->max_rcpt_in,
-		conf.max_recipients);
+	g->max_rcpt_local = get_limit(
+	        L, "MaxRecipientsPerLocalMessage", g->max_rcpt_local, conf.max_recipients);
+	g->max_rcpt_in = get_limit(
+	        L, "MaxRecipientsPerIncomingMessage", g->max_rcpt_in, conf.max_recipients);
 	g->max_msgs_local = get_limit(L, "MaxMessagesPerLocalSession", g->max_msgs_local, 1 << 30);
 	g->max_line = get_limit(L, "MaxLineLength", g->max_line, 1 << 30);
 	lua_getfield(L, -1, "AllowedUsers");
@@ -184,6 +184,9 @@ struct rl_vp3_vars *rl_vp3_vars(struct rl_vp3 *v)
 static lua_State *cb_begin(struct rl_vp3 *v, const char *fn)
 {
 	lua_State *L = v->st->L;
+	if (!lua_checkstack(L, 32)) { /* the most arguments and temporaries pushed */
+		return NULL;
+	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, v->env);
 	lua_pushstring(L, fn);
 	lua_rawget(L, -2);
@@ -241,7 +244,7 @@ static void push_list(lua_State *L, char *const *list, int n)
 static void reply_line(struct buf *out, int code, const char *p, size_t n, int last)
 {
 	int own = n >= 3 && isdigit((unsigned char)p[0]) && isdigit((unsigned char)p[1]) &&
-		isdigit((unsigned char)p[2]) && (n == 3 || p[3] == ' ' || p[3] == '-');
+	          isdigit((unsigned char)p[2]) && (n == 3 || p[3] == ' ' || p[3] == '-');
 	if (own) {
 		code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
 		p += n > 3 ? 4 : 3;
@@ -264,8 +267,9 @@ static int take_reply(lua_State *L, int idx, struct buf *out)
 	if (n == 0) {
 		return 0;
 	}
-	if (n < 3 || n > VP_REPLY_MAX || p[0] < '2' || p[0] > '5' || !isdigit((unsigned char)p[1]) ||
-		!isdigit((unsigned char)p[2]) || memchr(p, '\0', n)) {
+	if (n < 3 || n > VP_REPLY_MAX || p[0] < '2' || p[0] > '5' ||
+	        !isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) ||
+	        memchr(p, '\0', n)) {
 		log_warnx("script error: SMTPScript gave a reply that is not one: \"%.40s\"", p);
 		return 0;
 	}
@@ -302,7 +306,7 @@ static uint64_t max_size_cb(struct rl_vp3 *v, const char *host, uint64_t cur)
 		lua_Number n = lua_tonumber(L, -1);
 		/* 0 is "no limit": the server's own is the most there is */
 		cur = n >= 1 && n < (lua_Number)conf.message_size_limit ? (uint64_t)n
-		                                                         : conf.message_size_limit;
+		                                                        : conf.message_size_limit;
 	}
 	lua_pop(L, 1);
 	return cur;
@@ -392,7 +396,7 @@ int rl_vp3_start(struct rl_vp3 *v, struct buf *out)
 
 /* see rumble.h */
 int rl_vp3_helo(struct rl_vp3 *v, const char *host, int esmtp, int *refuse, uint64_t *max_size,
-	struct buf *out)
+        struct buf *out)
 {
 	*max_size = max_size_cb(v, host, *max_size);
 	buf_reset(out);
@@ -477,8 +481,8 @@ int rl_vp3_simple(struct rl_vp3 *v, const char *fn, const char *arg, struct buf 
 }
 
 /* see rumble.h */
-int rl_vp3_verify(struct rl_vp3 *v, const char *fn, const char *addr, const char *current,
-	struct buf *out)
+int rl_vp3_verify(
+        struct rl_vp3 *v, const char *fn, const char *addr, const char *current, struct buf *out)
 {
 	buf_reset(out);
 	lua_State *L = cb_begin(v, fn);
@@ -545,19 +549,20 @@ static void new_sender(lua_State *L, int idx, char *from, size_t fromlen)
 		if (!strncmp(path, "<<", 2)) {
 			memmove(path, path + 1, strlen(path));
 		}
-		if (smtp_parse_path(path, "", addr, sizeof addr, &params) == 0 && strlen(addr) < fromlen) {
+		if (smtp_parse_path(path, "", addr, sizeof addr, &params) == 0 &&
+		        strlen(addr) < fromlen) {
 			memcpy(from, addr, strlen(addr) + 1);
 		} else {
 			log_warnx("script error: SMTPScript DoMAILFROM: bad MAILFROM \"%.60s\"",
-				lua_tostring(L, -1));
+			        lua_tostring(L, -1));
 		}
 	}
 	lua_pop(L, 1);
 }
 
 /* see rumble.h */
-int rl_vp3_mail(struct rl_vp3 *v, const char *data, char *from, size_t fromlen,
-	const char *params, const char *user, struct buf *out)
+int rl_vp3_mail(struct rl_vp3 *v, const char *data, char *from, size_t fromlen, const char *params,
+        const char *user, struct buf *out)
 {
 	buf_reset(out);
 	lua_State *L = cb_begin(v, "DoMAILFROM");
@@ -582,7 +587,7 @@ int rl_vp3_mail(struct rl_vp3 *v, const char *data, char *from, size_t fromlen,
 
 /* see rumble.h */
 int rl_vp3_rcpt(struct rl_vp3 *v, const char *data, const char *rcpt, const char *params,
-	const struct queue_msg *m, struct buf *out)
+        const struct queue_msg *m, struct buf *out)
 {
 	buf_reset(out);
 	lua_State *L = cb_begin(v, "DoRCPTTO");
@@ -619,13 +624,14 @@ static void take_headers(const char *p, size_t n, struct buf *hdrs)
 		if (!len) {
 			continue;
 		}
-		if ((cont || (name && name < len && line[name] == ':')) && !memchr(line, '\0', len)) {
+		if ((cont || (name && name < len && line[name] == ':')) &&
+		        !memchr(line, '\0', len)) {
 			buf_append(hdrs, line, len);
 			buf_append(hdrs, "\r\n", 2);
 			had = 1;
 		} else {
 			log_warnx("script error: SMTPScript DoDATAStart: not a header: \"%.*s\"",
-				(int)(len < 60 ? len : 60), line);
+			        (int)(len < 60 ? len : 60), line);
 		}
 	}
 }
@@ -751,7 +757,7 @@ static void push_bcc(lua_State *L, const struct queue_msg *m, int idx)
 }
 
 static int check_rcpts(struct rl_vp3 *v, const struct queue_msg *m, const struct vp_msg *vm,
-	const char *user, struct buf *out)
+        const char *user, struct buf *out)
 {
 	lua_State *L = cb_begin(v, "CheckRecipients");
 	if (!L) {
@@ -892,8 +898,9 @@ static void apply_rcpts(lua_State *L, int idx, struct queue_msg *m, int keep)
 		if (smtp_parse_path(path, "", addr, sizeof addr, &params) == 0 && addr[0]) {
 			queue_msg_add_rcpt(m, addr);
 		} else {
-			log_warnx("script error: SMTPScript ProcessMessage: bad recipient \"%.60s\"",
-				lua_tostring(L, -1));
+			log_warnx(
+			        "script error: SMTPScript ProcessMessage: bad recipient \"%.60s\"",
+			        lua_tostring(L, -1));
 		}
 		lua_pop(L, 1);
 	}
@@ -946,7 +953,8 @@ static void apply_headers(lua_State *L, int idx, struct queue_msg *m, struct vp_
 		}
 		size_t name = strcspn(e, ": \t\r\n");
 		size_t rest = name < n && e[name] == ':' ? strspn(e + name + 1, " \t") : 0;
-		if (name && name < n && e[name] == ':' && name + 1 + rest < n && !strpbrk(e, "\r\n")) {
+		if (name && name < n && e[name] == ':' && name + 1 + rest < n &&
+		        !strpbrk(e, "\r\n")) {
 			spool_write(&ns, e, n);
 			spool_write(&ns, "\r\n", 2);
 		}
@@ -970,8 +978,8 @@ static int get_bool_at(lua_State *L, int idx, const char *k)
 
 /* The actions table at idx: 0 queue, 2 blackhole, or the code of the
  * refusal in out. */
-static int apply_actions(lua_State *L, int idx, struct queue_msg *m, struct vp_msg *vm,
-	struct buf *out)
+static int apply_actions(
+        lua_State *L, int idx, struct queue_msg *m, struct vp_msg *vm, struct buf *out)
 {
 	if (!lua_istable(L, idx)) {
 		return 0;
@@ -983,7 +991,7 @@ static int apply_actions(lua_State *L, int idx, struct queue_msg *m, struct vp_m
 		if (take_reply(L, -1, out) < 500) { /* a Reason may be a whole reply */
 			buf_reset(out);
 			buf_printf(out, "554 5.7.1 %.200s\r\n",
-				why && *why && !strpbrk(why, "\r\n") ? why : "Message rejected");
+			        why && *why && !strpbrk(why, "\r\n") ? why : "Message rejected");
 		}
 		lua_pop(L, 1);
 		return 554;

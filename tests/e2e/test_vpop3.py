@@ -586,3 +586,40 @@ end
     m = s.messages("alice@example.org")
     assert b"X-Lines: 7 7 ..dot true\r\n" in m[0], m[0]
     stopped(s)
+
+
+def test_messages_per_local_session():
+    """MaxMessagesPerLocalSession stops a local client after its messages"""
+    s = vp_server("""
+function Start()
+    LocalClientAddress = true
+    MaxMessagesPerLocalSession = 1
+    return ""
+end
+""")
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.sendmail("carol@elsewhere.example", ["alice@example.org"], msg(subject="first"))
+        code, _ = c.mail("carol@elsewhere.example")
+        assert code == 452
+    assert len(s.messages("alice@example.org")) == 1
+    stopped(s)
+
+
+def test_encryption_globals():
+    """Encryption and EncryptionDetails tell a STARTTLS session from a plain one"""
+    s = vp_server("""
+function DoMAILFROM(data, mailfrom, params)
+    return params, "250 2.1.0 " .. tostring(Encryption) .. " [" .. EncryptionDetails .. "] " ..
+        ServerName .. " " .. ServerID
+end
+""")
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        c.ehlo("client.example")
+        assert c.mail("carol@elsewhere.example") == (
+            250, b"2.1.0 false [] smtp %d" % s.smtp_port)
+        c.rset()
+        c.starttls()
+        c.ehlo("client.example")
+        code, text = c.mail("carol@elsewhere.example")
+        assert code == 250 and text.startswith(b"2.1.0 true [TLS"), text
+    stopped(s)
