@@ -832,6 +832,10 @@ static int script_verdict(struct session *s, struct smtp *st, struct queue_msg *
 {
 	rl_vp3_line(st->vp, "EndMessage", NULL, 0);
 	int rc = rl_vp3_message(st->vp, m, st->user, &st->vout);
+	if (rc == 0 && m->body.failed) { /* written again for HeaderModifiers */
+		reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		return 451;
+	}
 	if (rc == 2) {
 		log_info("%08x smtp message %016llx discarded by SMTPScript", s->id,
 		        (unsigned long long)m->qid);

@@ -277,6 +277,10 @@ def test_processmessage_actions():
     assert b"X-Attachments: a.pdf:application/pdf:3\r\n" in m, m
     assert b"X-From: carol@elsewhere.example 1 " in m
     assert m.endswith(b"JVBERi0=\r\n--b1--\r\n"), m[-60:]
+    big = "".join("line %06d %s\r\n" % (i, "z" * 60) for i in range(8000))  # spilled to a file
+    send(s, ["alice@example.org"], msg(subject="modify", body=big))
+    m = s.messages("alice@example.org")[2]
+    assert b"Subject: modified\r\n" in m and m.endswith(big.encode()), len(m)
     stopped(s)
 
 
