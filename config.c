@@ -331,6 +331,7 @@ static const struct directive directives[] = {
 	NUM("OutboundThreads", K_INT, outbound_threads, 1, 64),
 	NUM("OutboundTLS", K_BOOL, outbound_tls, 0, 1),
 	{"LoadScript", K_LIST, 0, 0, 0, 0},
+	STR("SMTPScript", smtp_script),
 	STR("LogFile", log_file),
 	NUM("LogLevel", K_LEVEL, log_level, 0, 3),
 	NUM("Workers", K_INT, workers, 0, 256),

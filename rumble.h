@@ -140,6 +140,7 @@ struct settings {
 	int outbound_tls;    /* OutboundTLS: use STARTTLS when offered */
 	char **scripts;
 	int nscripts;
+	char smtp_script[1024]; /* SMTPScript: a VPOP3-style SMTPSVR.LUA, "" = none */
 	char log_file[1024];
 	int log_level;
 	int workers;
@@ -1163,6 +1164,61 @@ void rl_reload(void);
  * what it needs to go on: arg is not valid after this call). Close
  * hooks never wait. */
 enum rl_verdict rl_hook(struct session *s, const char *when, const char *cmd, const char *arg);
+/* 1 when a LoadScript or an SMTPScript is configured: Lua states exist. */
+#define rl_configured() (conf.nscripts > 0 || conf.smtp_script[0] != '\0')
+
+/* ---- lua/vpop3.c: the SMTPScript, VPOP3's SMTP server callbacks ---- */
+/* One instance of the script's globals per SMTP session (its own
+ * environment table over the worker state's globals). Every rl_vp3_*
+ * below runs on s's worker. A callback the script does not define, or
+ * one that fails (logged), leaves the server's default behaviour; a reply
+ * a callback gives is written into out (CRLF lines, reset first) and its
+ * code returned, 0 when there is none (or it was not a valid reply). */
+struct rl_vp3;
+/* What the script's IN/OUT globals say now, bounded by the server's own
+ * limits (never above MaxRecipients, MessageSizeLimit). */
+struct rl_vp3_vars {
+	int valid, local, auth_required, force, batv, add_user;
+	int max_rcpt_local, max_rcpt_in, max_msgs_local, max_line;
+	char allowed[512]; /* AllowedUsers: space-separated, "" = anyone */
+};
+/* NULL when there is no SMTPScript (or Lua is not running). Runs the
+ * chunk in the session's environment, then GetMaxMessageSize(peer). */
+struct rl_vp3 *rl_vp3_open(struct session *s, uint64_t *max_size);
+void rl_vp3_close(struct rl_vp3 *v); /* End(), then frees v */
+struct rl_vp3_vars *rl_vp3_vars(struct rl_vp3 *v);
+int rl_vp3_start(struct rl_vp3 *v, struct buf *out);
+/* GetMaxMessageSize then DoHELO: *refuse in and out */
+int rl_vp3_helo(struct rl_vp3 *v, const char *host, int esmtp, int *refuse, uint64_t *max_size,
+	struct buf *out);
+/* GetEHLOCapabilities: caps is one capability per CRLF line, replaced */
+void rl_vp3_caps(struct rl_vp3 *v, const char *host, struct buf *caps);
+/* DoQUIT, DoNOOP, DoRSET (no argument), DoHELP(text) (text may be NULL),
+ * DoUnrecognised(line) */
+int rl_vp3_simple(struct rl_vp3 *v, const char *fn, const char *arg, struct buf *out);
+/* DoVRFY / DoEXPN(list, current): current is the server's reply line */
+int rl_vp3_verify(struct rl_vp3 *v, const char *fn, const char *addr, const char *current,
+	struct buf *out);
+/* DoMAILFROM: from may be rewritten (the MAILFROM parameter) */
+int rl_vp3_mail(struct rl_vp3 *v, const char *data, char *from, size_t fromlen,
+	const char *params, const char *user, struct buf *out);
+/* DoRCPTTO */
+int rl_vp3_rcpt(struct rl_vp3 *v, const char *data, const char *rcpt, const char *params,
+	const struct queue_msg *m, struct buf *out);
+/* DoDATAStart: header lines to add are appended to hdrs (CRLF lines) */
+int rl_vp3_data(struct rl_vp3 *v, const struct queue_msg *m, struct buf *hdrs, struct buf *out);
+/* StartMessage, MessageLineRaw(raw), MessageLine(line), EndMessage: a
+ * body line as it came (raw) and unstuffed, with its line end; NULL
+ * arguments for the start and the end. */
+void rl_vp3_line(struct rl_vp3 *v, const char *fn, const char *line, size_t len);
+/* After the message: CheckRecipients, then ProcessMessage, applied to m
+ * (recipients, header modifiers). 0 queue m; 2 accept without queueing
+ * (blackhole); 4xx/5xx: refuse with the reply in out. */
+int rl_vp3_message(struct rl_vp3 *v, struct queue_msg *m, const char *user, struct buf *out);
+/* AllowedUsers: 1 when user (user@domain) may log in; by its full name
+ * or local part; an empty list lets anyone. */
+int rl_vp3_user_allowed(struct rl_vp3 *v, const char *user);
+
 /* An account of type mod: hands the message in msgpath to the
  * Rumble.setHook(fn, "mailman", "feed") hook, fn(message, account, rcpt,
  * from). 0 delivered (fn returned true), 1 try again later. Any thread

@@ -42,6 +42,13 @@ struct smtp {
 	/* a Lua hook waiting for the client (RL_WAIT): what it is about */
 	const struct cmd *hook_cmd; /* NULL: the greeting */
 	char *hook_arg;
+	/* the SMTPScript instance (lua/vpop3.c), NULL without one */
+	struct rl_vp3 *vp;
+	struct buf vout;   /* a reply the script gave */
+	uint64_t max_size; /* MessageSizeLimit, or less as the script says */
+	int nmsgs;         /* messages accepted in this session */
+	uint64_t line_len; /* of the body line being received */
+	int too_long;      /* a body line went past the script's MaxLineLength */
 };
 
 struct cmd {
@@ -61,6 +68,14 @@ static void enter_state(struct session *s, struct smtp *st, enum smtp_state next
 	st->state = next;
 }
 
+static void count_error(struct session *s, struct smtp *st, int code)
+{
+	if (code >= 500 && ++st->errors >= conf.max_errors) {
+		session_printf(s, "421 4.7.0 %s Error: too many errors\r\n", conf.server_name);
+		session_close(s, "too many errors");
+	}
+}
+
 static void reply(struct session *s, int code, const char *fmt, ...) RL_PRINTF(3, 4);
 static void reply(struct session *s, int code, const char *fmt, ...)
 {
@@ -71,10 +86,35 @@ static void reply(struct session *s, int code, const char *fmt, ...)
 	buf_vprintf(&s->out, fmt, ap);
 	va_end(ap);
 	session_write(s, "\r\n", 2);
-	if (code >= 500 && ++st->errors >= conf.max_errors) {
-		session_printf(s, "421 4.7.0 %s Error: too many errors\r\n", conf.server_name);
-		session_close(s, "too many errors");
+	count_error(s, st, code);
+}
+
+/* Sends the reply an SMTPScript callback gave (code, st->vout) instead
+ * of ours; 0 when it gave none. */
+static int said(struct session *s, struct smtp *st, int code)
+{
+	if (code) {
+		session_write(s, st->vout.data, st->vout.len);
+		count_error(s, st, code);
 	}
+	return code;
+}
+
+/* DoNOOP and the like: the script's reply, or 0. */
+static int vp_simple(struct smtp *st, const char *fn, const char *arg)
+{
+	return st->vp ? rl_vp3_simple(st->vp, fn, arg, &st->vout) : 0;
+}
+
+/* A local sender: authenticated, or let relay by the script; not when
+ * the script says the client's address is not a valid one. */
+static int sender_local(struct smtp *st)
+{
+	if (!st->vp) {
+		return st->user[0] != '\0';
+	}
+	struct rl_vp3_vars *g = rl_vp3_vars(st->vp);
+	return g->valid && (st->user[0] || g->local);
 }
 
 static void txn_reset(struct session *s, struct smtp *st)
@@ -189,36 +229,64 @@ static int helo_ok(const char *name)
 	return strchr(name, '.') && mm_valid_domain(name);
 }
 
+/* The EHLO reply: the greeting line (the script's 2xx text when code
+ * says so), then the capabilities, which the script may change. */
+static void ehlo_reply(struct session *s, struct smtp *st, int code)
+{
+	struct buf caps;
+	buf_init(&caps);
+	buf_printf(&caps, "PIPELINING\r\nSIZE %llu\r\n8BITMIME\r\nENHANCEDSTATUSCODES\r\n",
+	        (unsigned long long)st->max_size);
+	if (server_has_tls() && !session_secure(s)) {
+		buf_printf(&caps, "STARTTLS\r\n");
+	}
+	if (session_auth_allowed(s) && !st->user[0]) {
+		buf_printf(&caps, "AUTH PLAIN LOGIN\r\n");
+	}
+	buf_printf(&caps, "SMTPUTF8\r\n");
+	if (st->vp) {
+		rl_vp3_caps(st->vp, st->helo, &caps);
+	}
+	if (code >= 200 && code < 300) {
+		const char *g = st->vout.data + 4; /* "250 text\r\n..." */
+		session_printf(s, "250%c%.*s\r\n", caps.len ? '-' : ' ', (int)strcspn(g, "\r"), g);
+	} else {
+		session_printf(s, "250%c%s Hello %s [%s]\r\n", caps.len ? '-' : ' ',
+		        conf.server_name, st->helo, s->peer);
+	}
+	for (size_t i = 0; i < caps.len;) {
+		size_t n = strcspn(caps.data + i, "\r");
+		session_printf(s, "250%c%.*s\r\n", i + n + 2 < caps.len ? '-' : ' ', (int)n,
+		        caps.data + i);
+		i += n + 2;
+	}
+	buf_free(&caps);
+}
+
 static void greet_helo(struct session *s, struct smtp *st, char *arg, int esmtp)
 {
 	arg[strcspn(arg, " ")] = '\0';
-	if (!helo_ok(arg) || strlen(arg) >= sizeof st->helo) {
-		reply(s, 504, "5.5.2 <%s>: Helo command rejected: need fully-qualified hostname",
-		        arg);
+	int too_long = strlen(arg) >= sizeof st->helo, refuse = too_long || !helo_ok(arg), code = 0;
+	if (st->vp) {
+		code = rl_vp3_helo(st->vp, arg, esmtp, &refuse, &st->max_size, &st->vout);
+	}
+	if (refuse || too_long) {
+		if (code < 400 || !said(s, st, code)) {
+			reply(s, 504,
+			        "5.5.2 <%s>: Helo command rejected: need fully-qualified hostname",
+			        arg);
+		}
 		return;
 	}
 	txn_reset(s, st);
 	rl_strlcpy(st->helo, arg, sizeof st->helo);
 	st->esmtp = esmtp;
 	enter_state(s, st, S_HELO);
-	if (!esmtp) {
+	if (esmtp) {
+		ehlo_reply(s, st, code);
+	} else if (code < 200 || code >= 300 || !said(s, st, code)) {
 		reply(s, 250, "%s", conf.server_name);
-		return;
 	}
-	session_printf(s,
-	        "250-%s Hello %s [%s]\r\n"
-	        "250-PIPELINING\r\n"
-	        "250-SIZE %llu\r\n"
-	        "250-8BITMIME\r\n"
-	        "250-ENHANCEDSTATUSCODES\r\n",
-	        conf.server_name, st->helo, s->peer, (unsigned long long)conf.message_size_limit);
-	if (server_has_tls() && !session_secure(s)) {
-		session_printf(s, "250-STARTTLS\r\n");
-	}
-	if (session_auth_allowed(s) && !st->user[0]) {
-		session_printf(s, "250-AUTH PLAIN LOGIN\r\n");
-	}
-	session_printf(s, "250 SMTPUTF8\r\n");
 }
 
 static void cmd_helo(struct session *s, struct smtp *st, char *arg)
@@ -232,7 +300,7 @@ static void cmd_ehlo(struct session *s, struct smtp *st, char *arg)
 }
 
 /* MAIL parameters (RFC 1870, 6152, 6531); -1 after a reply. */
-static int mail_params(struct session *s, char *params)
+static int mail_params(struct session *s, char *params, uint64_t max_size)
 {
 	for (char *p = params, *next; *p; p = next) {
 		next = p + strcspn(p, " ");
@@ -249,7 +317,7 @@ static int mail_params(struct session *s, char *params)
 				reply(s, 501, "5.5.4 Bad SIZE parameter");
 				return -1;
 			}
-			if (n > conf.message_size_limit) {
+			if (n > max_size) {
 				reply(s, 552, "5.3.4 Message size exceeds fixed limit");
 				return -1;
 			}
@@ -288,14 +356,34 @@ static int sender_owned(const char *user, const char *from)
 	return 0;
 }
 
+/* MaxMessagesPerLocalSession and DoMAILFROM, which may rewrite addr:
+ * the script's reply code (0: none), or -1 when it is answered. */
+static int mail_script(
+        struct session *s, struct smtp *st, char *raw, char *addr, size_t addrlen, char *params)
+{
+	int most = rl_vp3_vars(st->vp)->max_msgs_local;
+	if (sender_local(st) && most && st->nmsgs >= most) {
+		reply(s, 452, "4.5.3 Error: too many messages in this session");
+		return -1;
+	}
+	int code = rl_vp3_mail(st->vp, raw + 5, addr, addrlen, params, st->user, &st->vout);
+	if (code >= 400) {
+		said(s, st, code);
+		return -1;
+	}
+	return code;
+}
+
 static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 {
-	char addr[ADDR_MAX], *params;
+	char addr[ADDR_MAX], *params, raw[SMTP_CMD_MAX + 1];
 	if (st->state == S_START) {
 		reply(s, 503, "5.5.1 Error: send HELO/EHLO first");
 		return;
 	}
-	if ((s->svc->flags & SVC_AUTH_FIRST) && !st->user[0]) {
+	int auth_first =
+	        (s->svc->flags & SVC_AUTH_FIRST) || (st->vp && rl_vp3_vars(st->vp)->auth_required);
+	if (auth_first && !st->user[0]) {
 		reply(s, 530, "5.7.0 Authentication required");
 		return;
 	}
@@ -308,16 +396,42 @@ static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 		        st->user);
 		return;
 	}
-	if ((*params && !st->esmtp) || mail_params(s, params) != 0) {
+	rl_strlcpy(raw, arg, sizeof raw); /* mail_params cuts params up */
+	if ((*params && !st->esmtp) || mail_params(s, params, st->max_size) != 0) {
 		if (!st->esmtp && *params) {
 			reply(s, 555, "5.5.4 Parameters need EHLO");
 		}
 		return;
 	}
+	int code = st->vp ? mail_script(s, st, raw, addr, sizeof addr, raw + (params - arg)) : 0;
+	if (code < 0) {
+		return;
+	}
 	st->msg = queue_msg_new(addr);
 	st->junk = 0;
 	enter_state(s, st, S_MAIL);
-	reply(s, 250, "2.1.0 Ok");
+	if (!said(s, st, code)) {
+		reply(s, 250, "2.1.0 Ok");
+	}
+}
+
+static void rcpt_take(struct session *s, struct smtp *st, const char *addr, int code)
+{
+	queue_msg_add_rcpt(st->msg, addr);
+	enter_state(s, st, S_RCPT);
+	if (!said(s, st, code)) {
+		reply(s, 250, "2.1.5 Ok");
+	}
+}
+
+/* MaxRecipients, or less as the script's MaxRecipientsPer* say. */
+static int rcpt_max(struct smtp *st)
+{
+	if (!st->vp) {
+		return conf.max_recipients;
+	}
+	struct rl_vp3_vars *g = rl_vp3_vars(st->vp);
+	return sender_local(st) ? g->max_rcpt_local : g->max_rcpt_in;
 }
 
 static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
@@ -331,26 +445,27 @@ static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
 		reply(s, 555, "5.5.4 Unsupported parameter %.64s", params);
 		return;
 	}
-	if (st->msg->nrcpt >= conf.max_recipients) {
+	if (st->msg->nrcpt >= rcpt_max(st)) {
 		reply(s, 452, "4.5.3 Error: too many recipients");
+		return;
+	}
+	int code = st->vp ? rl_vp3_rcpt(st->vp, arg + 3, addr, params, st->msg, &st->vout) : 0;
+	if (code >= 400) {
+		said(s, st, code);
 		return;
 	}
 	struct mm_account acct;
 	switch (queue_classify(addr, &acct)) {
 	case RCPT_LOCAL:
-		queue_msg_add_rcpt(st->msg, addr);
-		enter_state(s, st, S_RCPT);
-		reply(s, 250, "2.1.5 Ok");
+		rcpt_take(s, st, addr, code);
 		return;
 	case RCPT_UNKNOWN:
 		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
 		reply(s, 550, "5.1.1 <%s>: Recipient address rejected: User unknown", addr);
 		return;
 	case RCPT_REMOTE:
-		if (st->user[0] && !conf.block_outgoing) {
-			queue_msg_add_rcpt(st->msg, addr);
-			enter_state(s, st, S_RCPT);
-			reply(s, 250, "2.1.5 Ok");
+		if (sender_local(st) && !conf.block_outgoing) {
+			rcpt_take(s, st, addr, code);
 			return;
 		}
 		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
@@ -385,7 +500,14 @@ static void cmd_data(struct session *s, struct smtp *st, char *arg)
 	}
 	struct queue_msg *m = st->msg;
 	char date[64], tls_note[160] = "";
-	struct buf h;
+	struct buf h, added;
+	buf_init(&added);
+	int code = st->vp ? rl_vp3_data(st->vp, m, &added, &st->vout) : 0;
+	if (code >= 400) {
+		said(s, st, code);
+		buf_free(&added);
+		return;
+	}
 	buf_init(&h);
 	if (session_secure(s)) {
 		snprintf(tls_note, sizeof tls_note, "\t(using %s with cipher %s (%d/%d bits))\r\n",
@@ -399,12 +521,20 @@ static void cmd_data(struct session *s, struct smtp *st, char *arg)
 	        st->helo, s->peer, tls_note, conf.server_name, with_protocol(s, st),
 	        (unsigned long long)m->qid, m->nrcpt == 1 ? "\r\n\tfor <" : "",
 	        m->nrcpt == 1 ? m->rcpts[0] : "", m->nrcpt == 1 ? ">" : "", date);
+	buf_append(&h, added.data ? added.data : "", added.len); /* DoDATAStart's headers */
 	spool_write(&m->body, h.data, h.len);
 	buf_free(&h);
-	st->data_len = 0;
+	buf_free(&added);
+	st->data_len = st->line_len = 0;
+	st->too_long = 0;
 	st->line_start = st->prev_crlf = 1;
 	enter_state(s, st, S_DATA);
-	reply(s, 354, "End data with <CR><LF>.<CR><LF>");
+	if (code != 354 || !said(s, st, code)) {
+		reply(s, 354, "End data with <CR><LF>.<CR><LF>");
+	}
+	if (st->vp) {
+		rl_vp3_line(st->vp, "StartMessage", NULL, 0);
+	}
 }
 
 /* ---- AUTH (RFC 4954) ---- */
@@ -420,6 +550,10 @@ static void auth_answer(struct session *s, void *arg)
 	struct auth_try *t = arg;
 	struct smtp *st = s->ps;
 	if (st) {
+		if (t->ok && st->vp && !rl_vp3_user_allowed(st->vp, t->login)) {
+			log_info("%08x smtp login user=%s not in AllowedUsers", s->id, t->login);
+			t->ok = 0;
+		}
 		if (t->ok) {
 			rl_strlcpy(st->user, t->login, sizeof st->user);
 			log_info("%08x smtp login user=%s", s->id, st->user);
@@ -513,28 +647,55 @@ static void cmd_starttls(struct session *s, struct smtp *st, char *arg)
 static void cmd_rset(struct session *s, struct smtp *st, char *arg)
 {
 	txn_reset(s, st);
-	reply(s, 250, "2.0.0 Ok");
+	if (!said(s, st, vp_simple(st, "DoRSET", NULL))) {
+		reply(s, 250, "2.0.0 Ok");
+	}
 }
 
 static void cmd_noop(struct session *s, struct smtp *st, char *arg)
 {
-	reply(s, 250, "2.0.0 Ok");
+	if (!said(s, st, vp_simple(st, "DoNOOP", NULL))) {
+		reply(s, 250, "2.0.0 Ok");
+	}
+}
+
+/* VRFY and EXPN: our reply, or the script's (DoVRFY, DoEXPN). */
+static void verify(
+        struct session *s, struct smtp *st, const char *fn, const char *arg, const char *ours)
+{
+	int code = st->vp ? rl_vp3_verify(st->vp, fn, arg, ours, &st->vout) : 0;
+	if (!said(s, st, code)) {
+		session_printf(s, "%s\r\n", ours);
+		count_error(s, st, atoi(ours));
+	}
 }
 
 static void cmd_vrfy(struct session *s, struct smtp *st, char *arg)
 {
 	/* Telling who exists helps address harvesters (RFC 5321 7.3). */
-	reply(s, 252, "2.1.5 Cannot VRFY user, but will accept message and attempt delivery");
+	verify(s, st, "DoVRFY", arg,
+	        "252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void cmd_expn(struct session *s, struct smtp *st, char *arg)
+{
+	verify(s, st, "DoEXPN", arg, "502 5.5.1 Error: EXPN not available");
 }
 
 static void cmd_help(struct session *s, struct smtp *st, char *arg)
 {
-	reply(s, 214, "2.0.0 Commands: HELO EHLO AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
+	static const char text[] =
+	        "214 2.0.0 Commands: HELO EHLO AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT";
+	if (!said(s, st, vp_simple(st, "DoHELP", text))) {
+		session_printf(s, "%s\r\n", text);
+	}
 }
 
 static void cmd_quit(struct session *s, struct smtp *st, char *arg)
 {
-	reply(s, 221, "2.0.0 %s closing connection", conf.server_name);
+	if (!said(s, st, vp_simple(st, "DoQUIT", NULL))) {
+		reply(s, 221, "2.0.0 %s closing connection", conf.server_name);
+	}
 	session_close(s, "quit");
 }
 
@@ -547,6 +708,7 @@ static const struct cmd commands[] = {
         {"RSET", ANY, 0, cmd_rset},
         {"NOOP", ANY, -1, cmd_noop},
         {"VRFY", ANY, 1, cmd_vrfy},
+        {"EXPN", ANY, 1, cmd_expn},
         {"HELP", ANY, -1, cmd_help},
         {"QUIT", ANY, 0, cmd_quit},
         {"AUTH", ST(S_HELO) | ST(S_MAIL) | ST(S_RCPT), 1, cmd_auth},
@@ -555,13 +717,20 @@ static const struct cmd commands[] = {
 
 static void greet(struct session *s)
 {
-	session_printf(s, "220 %s ESMTP Rumble\r\n", conf.server_name);
+	struct smtp *st = s->ps;
+	int code = st->vp ? rl_vp3_start(st->vp, &st->vout) : 0; /* VPOP3's Start() */
+	if (!said(s, st, code)) {
+		session_printf(s, "220 %s ESMTP Rumble\r\n", conf.server_name);
+	}
+	if (code >= 400) {
+		session_close(s, "refused by SMTPScript Start");
+	}
 }
 
 /* Goes on with the greeting (c NULL) or command c as the Lua hooks
  * decided; a hook that waits for the client decides later (smtp_hooked). */
 static void after_hook(
-	struct session *s, struct smtp *st, const struct cmd *c, char *arg, enum rl_verdict v)
+        struct session *s, struct smtp *st, const struct cmd *c, char *arg, enum rl_verdict v)
 {
 	if (v == RL_WAIT) {
 		st->hook_cmd = c;
@@ -588,12 +757,25 @@ static void smtp_hooked(struct session *s, enum rl_verdict v)
 
 static int is_junk(const struct cmd *c)
 {
-	return c->run == cmd_noop || c->run == cmd_rset || c->run == cmd_vrfy || c->run == cmd_help;
+	return c->run == cmd_noop || c->run == cmd_rset || c->run == cmd_vrfy ||
+	       c->run == cmd_help || c->run == cmd_expn;
+}
+
+/* A command we do not know: 500, or what DoUnrecognised says. */
+static void unknown(struct session *s, struct smtp *st, char *line)
+{
+	if (st->vp && ++st->junk > SMTP_JUNK_MAX) {
+		session_printf(s, "421 4.7.0 %s Error: too many commands\r\n", conf.server_name);
+		session_close(s, "junk commands");
+	} else if (!said(s, st, vp_simple(st, "DoUnrecognised", line))) {
+		reply(s, 500, "5.5.2 Error: command not recognized");
+	}
 }
 
 static void command(struct session *s, struct smtp *st, char *line)
 {
 	char *arg = line + strcspn(line, " ");
+	char *space = *arg ? arg : NULL; /* to give DoUnrecognised the line whole */
 	if (*arg) {
 		*arg++ = '\0';
 	}
@@ -604,7 +786,10 @@ static void command(struct session *s, struct smtp *st, char *line)
 		}
 	}
 	if (!c) {
-		reply(s, 500, "5.5.2 Error: command not recognized");
+		if (space) {
+			*space = ' ';
+		}
+		unknown(s, st, line);
 	} else if (c->arg == 1 && !*arg) {
 		reply(s, 501, "5.5.4 Syntax: %s needs an argument", c->verb);
 	} else if (c->arg == 0 && *arg) {
@@ -630,6 +815,7 @@ static void commit_done(struct session *s, void *arg)
 		return;
 	}
 	if (m->status == 0) {
+		st->nmsgs++;
 		__atomic_add_fetch(&s->svc->received, 1, __ATOMIC_RELAXED);
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
 	} else {
@@ -638,6 +824,28 @@ static void commit_done(struct session *s, void *arg)
 	st->msg = m;
 	txn_reset(s, st);
 	session_resume(s);
+}
+
+/* EndMessage, CheckRecipients and ProcessMessage: 0 to queue m, else
+ * answered (refused, or blackholed with a 250 as if queued). */
+static int script_verdict(struct session *s, struct smtp *st, struct queue_msg *m)
+{
+	rl_vp3_line(st->vp, "EndMessage", NULL, 0);
+	int rc = rl_vp3_message(st->vp, m, st->user, &st->vout);
+	if (rc == 0 && m->body.failed) { /* written again for HeaderModifiers */
+		reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		return 451;
+	}
+	if (rc == 2) {
+		log_info("%08x smtp message %016llx discarded by SMTPScript", s->id,
+		        (unsigned long long)m->qid);
+		st->nmsgs++;
+		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
+	} else if (rc) {
+		log_info("%08x smtp message refused by SMTPScript", s->id);
+		said(s, st, rc);
+	}
+	return rc;
 }
 
 static void end_data(struct session *s, struct smtp *st)
@@ -653,6 +861,15 @@ static void end_data(struct session *s, struct smtp *st)
 		txn_reset(s, st);
 		return;
 	}
+	if (st->too_long) {
+		reply(s, 552, "5.6.0 Error: line longer than MaxLineLength");
+		txn_reset(s, st);
+		return;
+	}
+	if (st->vp && script_verdict(s, st, m) != 0) {
+		txn_reset(s, st);
+		return;
+	}
 	st->msg = NULL;
 	enter_state(s, st, S_COMMIT);
 	session_pause(s);
@@ -662,11 +879,23 @@ static void end_data(struct session *s, struct smtp *st)
 static void body_write(struct smtp *st, const char *p, size_t n)
 {
 	st->data_len += n;
-	if (st->data_len > conf.message_size_limit) {
+	if (st->data_len > st->max_size) {
 		st->too_big = 1; /* keep reading to the end, store nothing more */
 		return;
 	}
 	spool_write(&st->msg->body, p, n);
+}
+
+/* A body line (or piece) for the script: MessageLineRaw and the
+ * MaxLineLength count (eol: the bytes of the line end). */
+static void script_line(struct smtp *st, const char *line, size_t len, int eol)
+{
+	int max = rl_vp3_vars(st->vp)->max_line;
+	st->line_len = (st->line_start ? 0 : st->line_len) + len - (size_t)eol;
+	if (max && st->line_len > (uint64_t)max) {
+		st->too_long = 1;
+	}
+	rl_vp3_line(st->vp, "MessageLineRaw", line, len);
 }
 
 static void data_line(struct session *s, struct smtp *st, char *line, size_t len)
@@ -677,9 +906,15 @@ static void data_line(struct session *s, struct smtp *st, char *line, size_t len
 		end_data(s, st);
 		return;
 	}
+	if (st->vp) {
+		script_line(st, line, len, complete + crlf);
+	}
 	if (st->line_start && line[0] == '.') {
 		line++; /* dot-stuffing, RFC 5321 4.5.2 */
 		len--;
+	}
+	if (st->vp) {
+		rl_vp3_line(st->vp, "MessageLine", line, len);
 	}
 	if (complete && !crlf) {
 		body_write(st, line, len - 1); /* bare LF: stored as CRLF */
@@ -697,6 +932,9 @@ static void smtp_open(struct session *s)
 {
 	struct smtp *st = xcalloc(1, sizeof *st);
 	s->ps = st;
+	buf_init(&st->vout);
+	st->max_size = conf.message_size_limit;
+	st->vp = rl_vp3_open(s, &st->max_size); /* NULL without an SMTPScript */
 	after_hook(s, st, NULL, NULL, rl_hook(s, "accept", NULL, NULL));
 }
 
@@ -759,6 +997,8 @@ static void smtp_close(struct session *s)
 	struct smtp *st = s->ps;
 	if (st) {
 		rl_hook(s, "close", NULL, NULL);
+		rl_vp3_close(st->vp); /* End() */
+		buf_free(&st->vout);
 		crypto_sasl_reset(&st->sasl); /* no password left in freed memory */
 		free(st->hook_arg);
 		if (st->msg) {

@@ -187,7 +187,7 @@ static enum rl_verdict run_hooks(struct rl_state *st, struct session *s, struct 
 /* see rumble.h */
 enum rl_verdict rl_hook(struct session *s, const char *when, const char *cmd, const char *arg)
 {
-	if (conf.nscripts == 0) {
+	if (!rl_configured()) {
 		return RL_CONTINUE; /* no script: no state to ask */
 	}
 	struct rl_state *st = rl_state_get(session_worker(s));

@@ -83,6 +83,10 @@ int rl_resume(lua_State *co, int nargs, const char *what);
 unsigned rl_generation(void);
 void rl_generation_bump(void);
 
+/* Compiles the SMTPScript into st once (vpop3.c); each SMTP session
+ * runs it in an environment of its own. Logged when it does not load. */
+void rl_vp3_load(struct rl_state *st);
+
 /* ---- registrations (lrumble.c): once per generation across states ---- */
 /* 1 the first time key is claimed in this generation, 0 after. */
 int rl_claim(const char *key);

@@ -213,6 +213,7 @@ static struct rl_state *state_new(int worker)
 	st->capped = 1; /* from here on the scripts' own memory */
 	st->loading = 1;
 	run_scripts(st);
+	rl_vp3_load(st);
 	st->loading = 0;
 	lua_gc(L, LUA_GCCOLLECT, 0);
 	log_debug("lua: state for %s%d ready, %lu bytes", worker < 0 ? "start-up " : "worker ",
@@ -266,7 +267,7 @@ int rl_start(char *err, size_t errlen)
 	if (!boot_mx) {
 		boot_mx = os_mutex_new();
 	}
-	if (conf.nscripts == 0) {
+	if (!rl_configured()) {
 		return 0; /* no script: no state, every hook call returns at once */
 	}
 	rl_boot_lock();
