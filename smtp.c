@@ -566,21 +566,28 @@ static void auth_answer(struct session *s, void *arg)
 	free(t);
 }
 
-static void auth_check(struct session *s, struct smtp *st, const char *login, const char *pw)
+/* The password was checked (work_login): answer now, or after the
+ * failure delay. */
+static void auth_checked(struct session *s, int rc, const struct mm_account *a, const char *login)
 {
 	struct auth_try *t = xcalloc(1, sizeof *t);
-	struct mm_account a;
-	rl_strlcpy(t->login, login, sizeof t->login);
-	t->ok = mm_login(login, pw, &a) == 0;
+	t->ok = rc == 0;
 	if (t->ok) {
-		snprintf(t->login, sizeof t->login, "%s@%s", a.user, a.domain);
+		snprintf(t->login, sizeof t->login, "%s@%s", a->user, a->domain);
 		session_login_ok(s->peer);
 		auth_answer(s, t);
 		return;
 	}
+	rl_strlcpy(t->login, login, sizeof t->login);
 	log_info("%08x smtp login failed user=%s from=%s", s->id, login, s->peer);
-	session_pause(s); /* answer later, holding no thread */
 	session_after(s, session_login_failed(s->peer), auth_answer, t);
+}
+
+static void auth_check(struct session *s, struct smtp *st, const char *login, const char *pw)
+{
+	(void)st;
+	session_pause(s); /* answer later, holding no thread */
+	work_login(s, login, pw, auth_checked);
 }
 
 /* What the SASL exchange said: a challenge, a login to check, or the end. */

@@ -129,3 +129,28 @@ def test_a_client_gone_during_the_failure_delay_costs_no_cpu():
     used = cpu_seconds(s.proc.pid) - t0
     assert used < 0.3, "server burned %.2f s of CPU while waiting" % used
     assert s.stop() == 0
+
+
+def test_smtp_auth_does_not_hold_up_the_worker():
+    """auth: SMTP AUTH checks passwords off the worker: with one worker a NOOP is answered while 24 logins hash"""
+    s = Server(conf="Workers 1").start()
+    conns = []
+    try:
+        for _ in range(25):
+            c = SMTPRaw(s.smtp_port, timeout=30)
+            assert c.cmd("EHLO client.test")[0] == 250
+            conns.append(c)
+        quiet, logins = conns[0], conns[1:]
+        t0 = time.time()
+        for c in logins:
+            c.send(("AUTH PLAIN " + b64("\0alice@example.org\0secret") + "\r\n").encode())
+        assert quiet.cmd("NOOP")[0] == 250
+        noop = time.time() - t0
+        for c in logins:
+            assert c.reply()[0] == 235
+        total = time.time() - t0
+        assert noop < total / 3, (noop, total)  # on the worker it waits for every hash
+    finally:
+        for c in conns:
+            c.close()
+    assert s.stop() == 0
