@@ -64,6 +64,7 @@ int main(int argc, char **argv)
 		{"lua", tests_lua},
 		{"imap", tests_imap},
 		{"outbound", tests_outbound},
+		{"luasocket", tests_luasocket},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

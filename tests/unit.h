@@ -56,5 +56,6 @@ void tests_mime(void);
 void tests_lua(void);
 void tests_imap(void);
 void tests_outbound(void);
+void tests_luasocket(void);
 
 #endif
