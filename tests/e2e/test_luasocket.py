@@ -12,7 +12,8 @@ import time
 
 from harness import Server, free_port, wait_port
 from test_lua import connect, read_all, script, stopped
-from test_outbound import Sink, wait_for
+from harness import TMP
+from test_outbound import Sink, make_cert, wait_for
 
 # The service runs one of these by name ("name port arg" on one line) and
 # answers "r e". SERVER and PORT are set before each run, so that the
@@ -249,6 +250,20 @@ def test_send_dot_stuffs_the_data():
         mail_from, rcpts, data, _ = sink.got[0]
         assert rcpts == ["a@remote.test", "b@remote.test"]
         assert data == b"Subject: dots\r\n\r\n.leading\r\n..two\r\n.\r\nmiddle . dot\r\n.\r\n", data
+    finally:
+        stopped(s)
+        sink.stop()
+
+
+def test_send_uses_starttls_when_offered():
+    """LuaSocket: smtp.send uses STARTTLS when the server offers it (as outbound delivery does)"""
+    os.makedirs(TMP, exist_ok=True)
+    sink = Sink(tls=make_cert(TMP))
+    s = server()
+    try:
+        assert call(s, "dots", sink.port) == "1 nil\r\n"
+        assert sink.got[0][3] is True, "over TLS"
+        assert sink.got[0][2].endswith(b"\r\n.leading\r\n..two\r\n.\r\nmiddle . dot\r\n.\r\n")
     finally:
         stopped(s)
         sink.stop()
