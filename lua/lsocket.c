@@ -147,7 +147,8 @@ static const char SMTP_LUA[] =
 	"  end\n"
 	"end\n"
 	"\n"
-	"-- The message, pulled in whole first: at most core.size_max bytes.\n"
+	"-- The message, pulled in whole first: its chunks, at most core.size_max\n"
+	"-- bytes (C joins them outside the script's memory).\n"
 	"local function pull(src, step)\n"
 	"  local chunks, size = {}, 0\n"
 	"  local ok, err = ltn12.pump.all(src, function(chunk)\n"
@@ -159,7 +160,7 @@ static const char SMTP_LUA[] =
 	"    return 1\n"
 	"  end, step)\n"
 	"  if not ok then return nil, err end\n"
-	"  return table.concat(chunks)\n"
+	"  return chunks\n"
 	"end\n"
 	"\n"
 	"local function recipients(rcpt)\n"
@@ -306,15 +307,54 @@ static int submit_server(lua_State *L, struct submit *s)
 	return 0;
 }
 
-/* core.send(server, port, domain, from, rcpts, data, user, password,
+/* The size of the chunks in table i (strings), or -1. */
+static long chunks_size(lua_State *L, int i)
+{
+	size_t total = 0, len;
+	int n = (int)lua_objlen(L, i);
+	for (int k = 1; k <= n; k++) {
+		lua_rawgeti(L, i, k);
+		if (lua_type(L, -1) != LUA_TSTRING) {
+			return -1;
+		}
+		lua_tolstring(L, -1, &len);
+		lua_pop(L, 1);
+		total += len;
+		if (total > SUBMIT_SIZE_MAX) {
+			return -1;
+		}
+	}
+	return (long)total;
+}
+
+/* The chunks of table i joined into new C memory of len bytes. */
+static char *chunks_join(lua_State *L, int i, size_t len)
+{
+	char *p = xmalloc(len + 1);
+	size_t off = 0, n;
+	for (int k = 1; k <= (int)lua_objlen(L, i); k++) {
+		lua_rawgeti(L, i, k);
+		const char *s = lua_tolstring(L, -1, &n);
+		memcpy(p + off, s, n);
+		off += n;
+		lua_pop(L, 1);
+	}
+	p[off] = '\0';
+	return p;
+}
+
+/* core.send(server, port, domain, from, rcpts, chunks, user, password,
  * timeout): what smtp.send does once the message is pulled (SMTP_LUA
- * checked the types of from, rcpts and data). */
+ * checked the types of from and rcpts; chunks: the message's strings). */
 static int smtp_core_send(lua_State *L)
 {
-	size_t len;
 	const char *from = luaL_checkstring(L, 4);
 	luaL_checktype(L, 5, LUA_TTABLE);
-	const char *data = luaL_checklstring(L, 6, &len);
+	luaL_checktype(L, 6, LUA_TTABLE);
+	long len = chunks_size(L, 6);
+	if (len < 0) {
+		return rl_fail(L, "message too large or not strings");
+	}
 	int n = (int)lua_objlen(L, 5);
 	if (n < 1 || n > SUBMIT_RCPT_MAX) {
 		return rl_fail(L, "%s", n < 1 ? "no recipient (rcpt)" : "too many recipients");
@@ -350,12 +390,11 @@ static int smtp_core_send(lua_State *L)
 		j->rcpt[i - 1] = xstrdup(tmp);
 		lua_pop(L, 1);
 	}
-	j->data = xmalloc(len + 1);
-	memcpy(j->data, data, len);
+	j->data = chunks_join(L, 6, (size_t)len);
 	j->m = (struct ob_submit){.host = j->host, .helo = j->helo, .port = s->m.port,
 	        .timeout_ms = s->m.timeout_ms, .user = s->m.user ? j->user : NULL,
 	        .password = s->m.user ? j->password : NULL, .from = j->from,
-	        .rcpt = (const char *const *)j->rcpt, .nrcpt = n, .data = j->data, .len = len};
+	        .rcpt = (const char *const *)j->rcpt, .nrcpt = n, .data = j->data, .len = (size_t)len};
 	return rl_job_call(L, &j->j);
 }
 
@@ -394,8 +433,9 @@ static int smtp_load(lua_State *L)
 	lua_setfield(L, -2, "port");
 	lua_pushstring(L, conf.server_name[0] ? conf.server_name : "localhost");
 	lua_setfield(L, -2, "domain");
-	lua_pushnumber(L, (lua_Number)(conf.message_size_limit ? conf.message_size_limit
-	                                                        : SUBMIT_SIZE_MAX));
+	uint64_t size_max = conf.message_size_limit; /* 0: none set */
+	lua_pushnumber(L, (lua_Number)(size_max && size_max < SUBMIT_SIZE_MAX ? size_max
+	                                                                     : SUBMIT_SIZE_MAX));
 	lua_setfield(L, -2, "size_max");
 	lua_pushinteger(L, SUBMIT_RCPT_MAX);
 	lua_setfield(L, -2, "rcpt_max");
