@@ -55,6 +55,7 @@ struct ob_conn {
 	uint64_t size_max;       /* SIZE n, 0 = none said */
 	int tls_failed;          /* the handshake failed: retry in clear */
 	int tmo;                 /* ms to wait for each reply */
+	int (*stopping)(void);   /* 1: give up waiting (the server stops) */
 	const char *helo;        /* our name in EHLO/HELO */
 };
 
@@ -67,7 +68,7 @@ static int ob_wait(struct ob_conn *c, int timeout_ms)
 	int64_t end = os_now_ms() + timeout_ms;
 	for (;;) {
 		int64_t left = end - os_now_ms();
-		if (left <= 0 || queue__stopping()) {
+		if (left <= 0 || c->stopping()) {
 			return 0;
 		}
 		int r = os_wait_readable(c->fd, left < OB_SLICE_MS ? (int)left : OB_SLICE_MS);
@@ -678,6 +679,7 @@ void outbound_send(
 	c->qid = m->qid;
 	c->tmo = conf.outbound_timeout * 1000;
 	c->helo = conf.server_name;
+	c->stopping = queue__stopping;
 	for (int i = 0; i < n; i++) {
 		r[i].status = OB_PENDING;
 	}
@@ -839,9 +841,10 @@ int outbound_submit(const struct ob_submit *m, char *err, size_t errlen)
 	struct ob_conn *c = xcalloc(1, sizeof *c);
 	c->tmo = m->timeout_ms;
 	c->helo = m->helo;
+	c->stopping = m->stopping ? m->stopping : queue__stopping;
 	rl_strlcpy(c->host, m->host, sizeof c->host);
 	int rc = 1;
-	for (int i = 0; i < na && rc == 1; i++) {
+	for (int i = 0; i < na && rc == 1 && !c->stopping(); i++) {
 		rl_strlcpy(c->addr, addrs[i], sizeof c->addr);
 		c->ext = 0;
 		c->inlen = 0;

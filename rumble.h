@@ -604,6 +604,8 @@ void server_unlisten(struct service *svc);
 int server_relisten(struct service *svc, char *err, size_t errlen);
 /* Stops accepting, lets sessions end within grace_ms, closes the rest. */
 void server_stop(int grace_ms);
+/* 1 from the start of server_stop: long waits (jobs of scripts) give up. */
+int server_stopping(void);
 int server_sessions(void);
 int server_workers(void); /* worker threads, 0 before server_start */
 int session_worker(const struct session *s); /* index of s's worker, 0.. */
@@ -914,7 +916,8 @@ void outbound_send(struct queue_msg *m, const char *domain, const char *via, str
  * turn until one connects), EHLO helo (HELO if refused), STARTTLS when
  * offered (not verified, as outbound_send), AUTH PLAIN or LOGIN when user
  * is set, MAIL, each RCPT, DATA (data: the message, CRLF lines, not yet
- * dot-stuffed), QUIT. Blocks: helper threads only. 0 when the server
+ * dot-stuffed), QUIT. Blocks: helper threads only; each wait ends early
+ * once stopping() says 1. 0 when the server
  * took the message; -1 with err set to the reply that refused it (code
  * and text) or what failed. */
 #define OB_AUTH_MAX 255 /* bytes of user and of password */
@@ -928,6 +931,7 @@ struct ob_submit {
 	int nrcpt;
 	const char *data;
 	size_t len;
+	int (*stopping)(void); /* 1: stop waiting (NULL: the queue's stop) */
 };
 int outbound_submit(const struct ob_submit *m, char *err, size_t errlen);
 /* Seconds to wait after the attempts-th failed attempt (1, 2, ...):

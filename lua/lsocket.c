@@ -394,7 +394,8 @@ static int smtp_core_send(lua_State *L)
 	j->m = (struct ob_submit){.host = j->host, .helo = j->helo, .port = s->m.port,
 	        .timeout_ms = s->m.timeout_ms, .user = s->m.user ? j->user : NULL,
 	        .password = s->m.user ? j->password : NULL, .from = j->from,
-	        .rcpt = (const char *const *)j->rcpt, .nrcpt = n, .data = j->data, .len = (size_t)len};
+	        .rcpt = (const char *const *)j->rcpt, .nrcpt = n, .data = j->data, .len = (size_t)len,
+	        .stopping = server_stopping};
 	return rl_job_call(L, &j->j);
 }
 

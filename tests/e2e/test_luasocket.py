@@ -13,7 +13,7 @@ import time
 from harness import Server, free_port, wait_port
 from test_lua import connect, read_all, script, stopped
 from harness import TMP
-from test_outbound import Sink, make_cert, wait_for
+from test_outbound import Silent, Sink, make_cert, wait_for
 
 # The service runs one of these by name ("name port arg" on one line) and
 # answers "r e". SERVER and PORT are set before each run, so that the
@@ -119,6 +119,14 @@ function run.auth(password)
   return smtp.send{from = "<alice@example.org>", rcpt = "<fulano@example.com>",
     user = "alice@example.org", password = password,
     source = smtp.message{headers = {subject = "authenticated"}, body = "by AUTH"}}
+end
+
+-- a server that never answers, with smtp.TIMEOUT = arg
+function run.silent(timeout)
+  smtp.TIMEOUT = tonumber(timeout)
+  local r, e = run.dots()
+  smtp.TIMEOUT = 15
+  return r, e
 end
 
 -- port 0: smtp's defaults (Rumble itself)
@@ -300,4 +308,32 @@ def test_refused_connection_and_rcpt_5xx_give_nil_and_why():
         assert call(s, "example1", sink.port) == "1 nil\r\n"
     finally:
         stopped(s)
+        sink.stop()
+
+
+def test_a_silent_server_times_out_and_a_gone_client_is_harmless():
+    """LuaSocket: a server that never answers gives nil after smtp.TIMEOUT; a client that leaves while smtp.send waits does no harm, and the server stops promptly"""
+    silent = Silent()
+    sink = Sink()
+    s = server()
+    try:
+        t0 = time.time()
+        out = call(s, "silent", silent.port, "1")
+        assert out == "nil connection lost or timed out\r\n", out
+        assert 0.9 < time.time() - t0 < 10
+        c = connect(s.port)
+        c.sendall(b"silent %d 5\r\n" % silent.port)
+        time.sleep(0.3)
+        c.close()  # gone while the send waits on its helper thread
+        assert call(s, "dots", sink.port) == "1 nil\r\n", "the worker goes on"
+        c = connect(s.port)
+        c.sendall(b"silent %d 30\r\n" % silent.port)
+        time.sleep(0.3)
+        t0 = time.time()
+        stopped(s)  # with a send waiting
+        assert time.time() - t0 < 10, "stop waited for the send"
+        c.close()
+    finally:
+        stopped(s) if s.proc else None
+        silent.stop()
         sink.stop()
