@@ -555,8 +555,7 @@ static int ob_try(
         struct ob_conn *c, struct queue_msg *m, struct ob_rcpt *r, int n, int port, int use_tls)
 {
 	/* Postfix's smtp_connect_timeout, or less: a stop waits for it */
-	c->fd = os_connect(
-	        c->addr, port, c->tmo < OB_CONNECT_MS ? c->tmo : OB_CONNECT_MS);
+	c->fd = os_connect(c->addr, port, c->tmo < OB_CONNECT_MS ? c->tmo : OB_CONNECT_MS);
 	if (c->fd == OS_BADFD) {
 		snprintf(c->text, sizeof c->text, "connect to %.100s[%.60s]:%d failed: %.60s",
 		        c->host, c->addr, port, os_strerror());
@@ -743,7 +742,8 @@ static int sub_auth(struct ob_conn *c, const struct ob_submit *m)
 			size_t n = crypto_base64_encode(v, i == 0 ? ul : pl, cmd);
 			memcpy(cmd + n, "\r\n", 3);
 			if (ob_send(c, cmd, n + 2, c->tmo) != 0) {
-				rl_strlcpy(c->text, "connection lost while sending", sizeof c->text);
+				rl_strlcpy(
+				        c->text, "connection lost while sending", sizeof c->text);
 				rc = -1;
 			} else {
 				rc = ob_reply(c, c->tmo, 0) == (i == 0 ? 334 : 235) ? 0 : -1;
@@ -803,8 +803,8 @@ static int sub_try(struct ob_conn *c, const struct ob_submit *m)
 {
 	c->fd = os_connect(c->addr, m->port, c->tmo < OB_CONNECT_MS ? c->tmo : OB_CONNECT_MS);
 	if (c->fd == OS_BADFD) {
-		snprintf(c->text, sizeof c->text, "connect to %.100s[%.60s]:%d failed: %.60s", c->host,
-		        c->addr, m->port, os_strerror());
+		snprintf(c->text, sizeof c->text, "connect to %.100s[%.60s]:%d failed: %.60s",
+		        c->host, c->addr, m->port, os_strerror());
 		return 1;
 	}
 	os_set_send_timeout(c->fd, c->tmo);

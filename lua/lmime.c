@@ -20,7 +20,7 @@
 #define WRAP_DEFAULT 76 /* RFC 2045 6.7 (5): lines of at most 76 characters */
 
 static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char hex_digits[] = "0123456789ABCDEF";
 
 /* The chunk of argument i and the one of i+1 joined: the leftover of the
@@ -417,40 +417,40 @@ static const luaL_Reg mime_funcs[] = {
 /* The filters of LuaSocket's mime.lua, as LuaSocket documents them,
  * over the functions above; called with the module table and ltn12. */
 static const char MIME_LUA[] =
-	"local M, ltn12 = ...\n"
-	"local cycle = ltn12.filter.cycle\n"
-	"local encodet, decodet, wrapt = {}, {}, {}\n"
-	"M.encodet, M.decodet, M.wrapt = encodet, decodet, wrapt\n"
-	"encodet['base64'] = function() return cycle(M.b64, '') end\n"
-	"encodet['quoted-printable'] = function(mode)\n"
-	"  return cycle(M.qp, '', mode == 'binary' and '=0D=0A' or '\\r\\n')\n"
-	"end\n"
-	"decodet['base64'] = function() return cycle(M.unb64, '') end\n"
-	"decodet['quoted-printable'] = function() return cycle(M.unqp, '') end\n"
-	"wrapt['text'] = function(length)\n"
-	"  length = length or 76\n"
-	"  return cycle(M.wrp, length, length)\n"
-	"end\n"
-	"wrapt['base64'] = wrapt['text']\n"
-	"wrapt['default'] = wrapt['text']\n"
-	"wrapt['quoted-printable'] = function() return cycle(M.qpwrp, 76, 76) end\n"
-	/* a first argument that is not a name is the default's option */
-	"local function choose(t)\n"
-	"  return function(name, opt1, opt2)\n"
-	"    if type(name) ~= 'string' then\n"
-	"      name, opt1, opt2 = 'default', name, opt1\n"
-	"    end\n"
-	"    local f = t[name]\n"
-	"    if not f then error('unknown key (' .. tostring(name) .. ')', 2) end\n"
-	"    return f(opt1, opt2)\n"
-	"  end\n"
-	"end\n"
-	"M.encode = choose(encodet)\n"
-	"M.decode = choose(decodet)\n"
-	"M.wrap = choose(wrapt)\n"
-	"function M.normalize(marker) return cycle(M.eol, 0, marker) end\n"
-	"function M.stuff() return cycle(M.dot, 2) end\n"
-	"return M\n";
+        "local M, ltn12 = ...\n"
+        "local cycle = ltn12.filter.cycle\n"
+        "local encodet, decodet, wrapt = {}, {}, {}\n"
+        "M.encodet, M.decodet, M.wrapt = encodet, decodet, wrapt\n"
+        "encodet['base64'] = function() return cycle(M.b64, '') end\n"
+        "encodet['quoted-printable'] = function(mode)\n"
+        "  return cycle(M.qp, '', mode == 'binary' and '=0D=0A' or '\\r\\n')\n"
+        "end\n"
+        "decodet['base64'] = function() return cycle(M.unb64, '') end\n"
+        "decodet['quoted-printable'] = function() return cycle(M.unqp, '') end\n"
+        "wrapt['text'] = function(length)\n"
+        "  length = length or 76\n"
+        "  return cycle(M.wrp, length, length)\n"
+        "end\n"
+        "wrapt['base64'] = wrapt['text']\n"
+        "wrapt['default'] = wrapt['text']\n"
+        "wrapt['quoted-printable'] = function() return cycle(M.qpwrp, 76, 76) end\n"
+        /* a first argument that is not a name is the default's option */
+        "local function choose(t)\n"
+        "  return function(name, opt1, opt2)\n"
+        "    if type(name) ~= 'string' then\n"
+        "      name, opt1, opt2 = 'default', name, opt1\n"
+        "    end\n"
+        "    local f = t[name]\n"
+        "    if not f then error('unknown key (' .. tostring(name) .. ')', 2) end\n"
+        "    return f(opt1, opt2)\n"
+        "  end\n"
+        "end\n"
+        "M.encode = choose(encodet)\n"
+        "M.decode = choose(decodet)\n"
+        "M.wrap = choose(wrapt)\n"
+        "function M.normalize(marker) return cycle(M.eol, 0, marker) end\n"
+        "function M.stuff() return cycle(M.dot, 2) end\n"
+        "return M\n";
 
 /* package.preload.mime: the C functions, then the Lua filters. */
 static int mime_load(lua_State *L)
