@@ -10,10 +10,13 @@ import email
 import email.policy
 import os
 import time
+import warnings
 
 from harness import Server, free_port, wait_port
 from test_lua import connect, read_all, script, stopped
 from harness import TMP
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from test_outbound import Silent, Sink, make_cert, wait_for
 
 # The service runs one of these by name ("name port arg" on one line) and
@@ -114,6 +117,12 @@ function run.dots()
   return smtp.send{from = "<dots@example.com>", rcpt = {"<a@remote.test>", "b@remote.test"},
     source = ltn12.source.string(
       "Subject: dots\r\n\r\n.leading\r\n..two\r\n.\r\nmiddle . dot\r\n.")}
+end
+
+-- to a sink: arg is "password"
+function run.authsink(password)
+  return smtp.send{from = "<alice@example.org>", rcpt = "<x@remote.test>",
+    user = "bob", password = password, source = ltn12.source.string("Subject: s\r\n\r\nhi\r\n")}
 end
 
 function run.auth(password)
@@ -342,3 +351,44 @@ def test_a_silent_server_times_out_and_a_gone_client_is_harmless():
         stopped(s) if s.proc else None
         silent.stop()
         sink.stop()
+
+
+class LoginOnly:
+    """An aiosmtpd server that offers AUTH LOGIN only (no TLS) and requires
+    it; keeps (user, data) per message."""
+
+    def __init__(self):
+        self.got = []
+        self.port = free_port()
+        box = self
+
+        def check(server, session, envelope, mechanism, auth_data):
+            ok = (mechanism == "LOGIN" and auth_data.login == b"bob"
+                  and auth_data.password == b"pa ss:word")
+            return AuthResult(success=ok)
+
+        class Handler:  # aiosmtpd 1.4 does not answer a failed LOGIN: not tested here
+            async def handle_DATA(self, server, session, envelope):
+                box.got.append((session.login_data, envelope.original_content))
+                return "250 OK"
+
+        warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+        self.ctl = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                              authenticator=check, auth_require_tls=False, auth_required=True,
+                              auth_exclude_mechanism=["PLAIN"])
+        self.ctl.start()
+
+    def stop(self):
+        self.ctl.stop()
+
+
+def test_auth_login_when_plain_is_not_offered():
+    """LuaSocket: smtp.send falls back to AUTH LOGIN when PLAIN is not offered (the sink requires AUTH)"""
+    box = LoginOnly()
+    s = server()
+    try:
+        assert call(s, "authsink", box.port, "pa ss:word") == "1 nil\r\n"
+        assert len(box.got) == 1 and box.got[0][1].endswith(b"\r\n\r\nhi\r\n")
+    finally:
+        stopped(s)
+        box.stop()
