@@ -33,7 +33,14 @@
 #define OB_CONNECT_MS 30000
 #define OB_SLICE_MS 500 /* how often a wait checks for a stopping server */
 
-enum { EXT_STARTTLS = 1, EXT_SIZE = 2, EXT_8BITMIME = 4, EXT_SMTPUTF8 = 8 };
+enum {
+	EXT_STARTTLS = 1,
+	EXT_SIZE = 2,
+	EXT_8BITMIME = 4,
+	EXT_SMTPUTF8 = 8,
+	EXT_AUTH_PLAIN = 16,
+	EXT_AUTH_LOGIN = 32,
+};
 
 struct ob_conn {
 	os_fd fd;
@@ -47,6 +54,9 @@ struct ob_conn {
 	unsigned ext;            /* EXT_* from EHLO */
 	uint64_t size_max;       /* SIZE n, 0 = none said */
 	int tls_failed;          /* the handshake failed: retry in clear */
+	int tmo;                 /* ms to wait for each reply */
+	int (*stopping)(void);   /* 1: give up waiting (the server stops) */
+	const char *helo;        /* our name in EHLO/HELO */
 };
 
 /* ---- bytes in and out, in clear or through TLS ---- */
@@ -58,7 +68,7 @@ static int ob_wait(struct ob_conn *c, int timeout_ms)
 	int64_t end = os_now_ms() + timeout_ms;
 	for (;;) {
 		int64_t left = end - os_now_ms();
-		if (left <= 0 || queue__stopping()) {
+		if (left <= 0 || c->stopping()) {
 			return 0;
 		}
 		int r = os_wait_readable(c->fd, left < OB_SLICE_MS ? (int)left : OB_SLICE_MS);
@@ -218,6 +228,21 @@ static void reply_add(struct ob_conn *c, const char *line)
 	c->text[len] = '\0';
 }
 
+/* The mechanisms of an EHLO AUTH line we can use (smtp.send's AUTH). */
+static void auth_mechs(struct ob_conn *c, const char *list)
+{
+	char tmp[OB_LINE_MAX + 1];
+	rl_strlcpy(tmp, list, sizeof tmp);
+	char *save = NULL;
+	for (char *w = strtok_r(tmp, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		if (!rl_strcasecmp(w, "PLAIN")) {
+			c->ext |= EXT_AUTH_PLAIN;
+		} else if (!rl_strcasecmp(w, "LOGIN")) {
+			c->ext |= EXT_AUTH_LOGIN;
+		}
+	}
+}
+
 /* What an EHLO reply line offers. */
 static void ehlo_line(struct ob_conn *c, const char *kw)
 {
@@ -230,6 +255,8 @@ static void ehlo_line(struct ob_conn *c, const char *kw)
 		c->ext |= EXT_8BITMIME;
 	} else if (!rl_strcasecmp(kw, "SMTPUTF8")) {
 		c->ext |= EXT_SMTPUTF8;
+	} else if (!rl_strncasecmp(kw, "AUTH", 4) && (kw[4] == ' ' || kw[4] == '=')) {
+		auth_mechs(c, kw + 5);
 	}
 }
 
@@ -263,8 +290,9 @@ static int ob_reply(struct ob_conn *c, int timeout_ms, int ehlo)
 
 static int ob_cmd(struct ob_conn *c, const char *cmd, int timeout_ms, int ehlo)
 {
-	log_debug("%016llx host=%s >>> %.*s", (unsigned long long)c->qid, c->host,
-	        (int)strcspn(cmd, "\r"), cmd);
+	/* AUTH's argument is a secret (smtp.send's AUTH PLAIN) */
+	int shown = rl_strncasecmp(cmd, "AUTH ", 5) ? (int)strcspn(cmd, "\r") : 10;
+	log_debug("%016llx host=%s >>> %.*s", (unsigned long long)c->qid, c->host, shown, cmd);
 	if (ob_send(c, cmd, strlen(cmd), timeout_ms) != 0) {
 		rl_strlcpy(c->text, "connection lost while sending", sizeof c->text);
 		return c->code = -1;
@@ -274,38 +302,33 @@ static int ob_cmd(struct ob_conn *c, const char *cmd, int timeout_ms, int ehlo)
 
 /* ---- the transaction ---- */
 
-static int timeout_ms(void)
-{
-	return conf.outbound_timeout * 1000;
-}
-
 /* Greeting, EHLO (or HELO), STARTTLS and EHLO again. 0 ready for MAIL,
  * -1 try another host (c->text says why). */
 static int ob_hello(struct ob_conn *c, int use_tls)
 {
 	char cmd[300];
-	if (ob_reply(c, timeout_ms(), 0) != 220) {
+	if (ob_reply(c, c->tmo, 0) != 220) {
 		return -1;
 	}
-	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", conf.server_name);
-	if (ob_cmd(c, cmd, timeout_ms(), 1) != 250) {
+	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", c->helo);
+	if (ob_cmd(c, cmd, c->tmo, 1) != 250) {
 		if (c->code < 500) {
 			return -1;
 		}
 		c->ext = 0;
-		snprintf(cmd, sizeof cmd, "HELO %s\r\n", conf.server_name);
-		return ob_cmd(c, cmd, timeout_ms(), 0) == 250 ? 0 : -1;
+		snprintf(cmd, sizeof cmd, "HELO %s\r\n", c->helo);
+		return ob_cmd(c, cmd, c->tmo, 0) == 250 ? 0 : -1;
 	}
 	if (!use_tls || !(c->ext & EXT_STARTTLS)) {
 		return 0;
 	}
-	if (ob_cmd(c, "STARTTLS\r\n", timeout_ms(), 0) != 220) {
+	if (ob_cmd(c, "STARTTLS\r\n", c->tmo, 0) != 220) {
 		return c->code >= 0 ? 0 : -1; /* refused: go on in clear */
 	}
 	c->inlen = 0; /* nothing the server sent before TLS counts */
 	c->tls = tls_client_new(c->host);
 	for (int i = 0; c->tls && tls_handshaking(c->tls) && i < 10000; i++) {
-		if (tls_step(c, timeout_ms()) != 0) {
+		if (tls_step(c, c->tmo) != 0) {
 			break;
 		}
 	}
@@ -318,11 +341,30 @@ static int ob_hello(struct ob_conn *c, int use_tls)
 	log_info("%016llx host=%s[%s] tls=%s cipher=%s", (unsigned long long)c->qid, c->host,
 	        c->addr, tls_version(c->tls), tls_cipher(c->tls));
 	c->ext = 0;
-	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", conf.server_name);
-	return ob_cmd(c, cmd, timeout_ms(), 1) == 250 ? 0 : -1;
+	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", c->helo);
+	return ob_cmd(c, cmd, c->tmo, 1) == 250 ? 0 : -1;
 }
 
-/* The message, dot-stuffed (RFC 5321 4.5.2), then the end of data. */
+/* Appends in[0..n) to out, dot-stuffed (RFC 5321 4.5.2); *bol says
+ * whether the next byte starts a line, across calls. */
+static void ob_stuff(struct buf *out, const char *in, size_t n, int *bol)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (*bol && in[i] == '.') {
+			buf_append(out, ".", 1);
+		}
+		buf_append(out, &in[i], 1);
+		*bol = in[i] == '\n';
+	}
+}
+
+/* The end of data after a message that ended a line (bol) or not. */
+static int ob_data_end(struct ob_conn *c, int bol)
+{
+	return ob_send(c, bol ? ".\r\n" : "\r\n.\r\n", bol ? 3 : 5, c->tmo);
+}
+
+/* The message, dot-stuffed, then the end of data. */
 static int ob_body(struct ob_conn *c, struct spool *sp)
 {
 	char in[16384];
@@ -332,22 +374,16 @@ static int ob_body(struct ob_conn *c, struct spool *sp)
 	int bol = 1, rc = 0;
 	long n;
 	while (rc == 0 && (n = spool_read(sp, off, in, sizeof in)) > 0) {
-		for (long i = 0; i < n; i++) {
-			if (bol && in[i] == '.') {
-				buf_append(&out, ".", 1);
-			}
-			buf_append(&out, &in[i], 1);
-			bol = in[i] == '\n';
-		}
+		ob_stuff(&out, in, (size_t)n, &bol);
 		off += (uint64_t)n;
-		rc = ob_send(c, out.data, out.len, timeout_ms());
+		rc = ob_send(c, out.data, out.len, c->tmo);
 		buf_reset(&out);
 	}
 	buf_free(&out);
 	if (rc != 0 || n < 0) {
 		return -1;
 	}
-	return ob_send(c, bol ? ".\r\n" : "\r\n.\r\n", bol ? 3 : 5, timeout_ms());
+	return ob_data_end(c, bol);
 }
 
 static int has_8bit(const char *s)
@@ -467,14 +503,14 @@ static void ob_transaction(struct ob_conn *c, struct queue_msg *m, struct ob_rcp
 		len += snprintf(cmd + len, sizeof cmd - (size_t)len, " BODY=8BITMIME");
 	}
 	snprintf(cmd + len, sizeof cmd - (size_t)len, "%s\r\n", utf8 ? " SMTPUTF8" : "");
-	if (ob_cmd(c, cmd, timeout_ms(), 0) != 250) {
+	if (ob_cmd(c, cmd, c->tmo, 0) != 250) {
 		settle_open(r, n, c, 0);
 		return;
 	}
 	int accepted = 0;
 	for (int i = 0; i < n; i++) {
 		snprintf(cmd, sizeof cmd, "RCPT TO:<%s>\r\n", r[i].addr);
-		int code = ob_cmd(c, cmd, timeout_ms(), 0);
+		int code = ob_cmd(c, cmd, c->tmo, 0);
 		if (code < 0) {
 			settle_open(r, n, c, 1);
 			return;
@@ -488,10 +524,10 @@ static void ob_transaction(struct ob_conn *c, struct queue_msg *m, struct ob_rcp
 		}
 	}
 	if (!accepted) {
-		ob_cmd(c, "QUIT\r\n", timeout_ms(), 0);
+		ob_cmd(c, "QUIT\r\n", c->tmo, 0);
 		return;
 	}
-	if (ob_cmd(c, "DATA\r\n", timeout_ms(), 0) != 354) {
+	if (ob_cmd(c, "DATA\r\n", c->tmo, 0) != 354) {
 		settle_open(r, n, c, 1);
 		return;
 	}
@@ -499,7 +535,7 @@ static void ob_transaction(struct ob_conn *c, struct queue_msg *m, struct ob_rcp
 		c->code = -1;
 		rl_strlcpy(c->text, "connection lost while sending the message", sizeof c->text);
 	} else {
-		ob_reply(c, 2 * timeout_ms(), 0);
+		ob_reply(c, 2 * c->tmo, 0);
 	}
 	if (c->code / 100 == 2) {
 		for (int i = 0; i < n; i++) {
@@ -509,7 +545,7 @@ static void ob_transaction(struct ob_conn *c, struct queue_msg *m, struct ob_rcp
 		}
 	}
 	settle_open(r, n, c, 1);
-	ob_cmd(c, "QUIT\r\n", timeout_ms(), 0);
+	ob_cmd(c, "QUIT\r\n", c->tmo, 0);
 }
 
 /* One connection to host at addr. 0 when the transaction ran (each
@@ -519,8 +555,7 @@ static int ob_try(
         struct ob_conn *c, struct queue_msg *m, struct ob_rcpt *r, int n, int port, int use_tls)
 {
 	/* Postfix's smtp_connect_timeout, or less: a stop waits for it */
-	c->fd = os_connect(
-	        c->addr, port, timeout_ms() < OB_CONNECT_MS ? timeout_ms() : OB_CONNECT_MS);
+	c->fd = os_connect(c->addr, port, c->tmo < OB_CONNECT_MS ? c->tmo : OB_CONNECT_MS);
 	if (c->fd == OS_BADFD) {
 		snprintf(c->text, sizeof c->text, "connect to %.100s[%.60s]:%d failed: %.60s",
 		        c->host, c->addr, port, os_strerror());
@@ -528,7 +563,7 @@ static int ob_try(
 		        (unsigned long long)m->qid, c->host, c->addr, c->text);
 		return -1;
 	}
-	os_set_send_timeout(c->fd, timeout_ms());
+	os_set_send_timeout(c->fd, c->tmo);
 	int rc = ob_hello(c, use_tls);
 	if (rc == 0) {
 		ob_transaction(c, m, r, n);
@@ -641,6 +676,9 @@ void outbound_send(
 	int nmx, port = conf.outbound_port;
 	struct ob_conn *c = xcalloc(1, sizeof *c);
 	c->qid = m->qid;
+	c->tmo = conf.outbound_timeout * 1000;
+	c->helo = conf.server_name;
+	c->stopping = queue__stopping;
 	for (int i = 0; i < n; i++) {
 		r[i].status = OB_PENDING;
 	}
@@ -670,6 +708,154 @@ void outbound_send(
 		}
 	}
 	free(c);
+}
+
+/* ---- submission: one message to one server (smtp.send of the Lua API) ---- */
+
+static void wipe(void *p, size_t n)
+{
+	volatile unsigned char *v = p; /* not optimized away: secrets */
+	while (n--) {
+		*v++ = 0;
+	}
+}
+
+/* AUTH PLAIN (RFC 4616) when offered, else AUTH LOGIN; 0 when accepted. */
+static int sub_auth(struct ob_conn *c, const struct ob_submit *m)
+{
+	char raw[2 * OB_AUTH_MAX + 3], cmd[(2 * OB_AUTH_MAX + 3) * 4 / 3 + 32];
+	size_t ul = strlen(m->user), pl = strlen(m->password);
+	int rc = -1;
+	if (c->ext & EXT_AUTH_PLAIN) {
+		raw[0] = '\0';
+		memcpy(raw + 1, m->user, ul);
+		raw[ul + 1] = '\0';
+		memcpy(raw + ul + 2, m->password, pl);
+		memcpy(cmd, "AUTH PLAIN ", 11);
+		size_t n = 11 + crypto_base64_encode(raw, ul + pl + 2, cmd + 11);
+		memcpy(cmd + n, "\r\n", 3);
+		rc = ob_cmd(c, cmd, c->tmo, 0) == 235 ? 0 : -1;
+	} else if (c->ext & EXT_AUTH_LOGIN) {
+		rc = ob_cmd(c, "AUTH LOGIN\r\n", c->tmo, 0) == 334 ? 0 : -1;
+		for (int i = 0; i < 2 && rc == 0; i++) {
+			const char *v = i == 0 ? m->user : m->password;
+			size_t n = crypto_base64_encode(v, i == 0 ? ul : pl, cmd);
+			memcpy(cmd + n, "\r\n", 3);
+			if (ob_send(c, cmd, n + 2, c->tmo) != 0) {
+				rl_strlcpy(
+				        c->text, "connection lost while sending", sizeof c->text);
+				rc = -1;
+			} else {
+				rc = ob_reply(c, c->tmo, 0) == (i == 0 ? 334 : 235) ? 0 : -1;
+			}
+		}
+	} else {
+		rl_strlcpy(c->text, "authentication not supported", sizeof c->text);
+	}
+	wipe(raw, sizeof raw);
+	wipe(cmd, sizeof cmd);
+	return rc;
+}
+
+/* The message from memory, dot-stuffed, and the end of data. */
+static int sub_body(struct ob_conn *c, const char *p, size_t len)
+{
+	struct buf out;
+	buf_init(&out);
+	int bol = 1, rc = 0;
+	for (size_t off = 0; rc == 0 && off < len; off += 16384) {
+		ob_stuff(&out, p + off, len - off < 16384 ? len - off : 16384, &bol);
+		rc = ob_send(c, out.data, out.len, c->tmo);
+		buf_reset(&out);
+	}
+	buf_free(&out);
+	return rc == 0 ? ob_data_end(c, bol) : -1;
+}
+
+/* MAIL, each RCPT, DATA on a greeted (and authenticated) connection:
+ * the first refusal ends it, as LuaSocket's smtp.send does. */
+static int sub_transaction(struct ob_conn *c, const struct ob_submit *m)
+{
+	char cmd[OB_ADDR_MAX + 32];
+	snprintf(cmd, sizeof cmd, "MAIL FROM:<%s>\r\n", m->from);
+	if (ob_cmd(c, cmd, c->tmo, 0) / 100 != 2) {
+		return -1;
+	}
+	for (int i = 0; i < m->nrcpt; i++) {
+		snprintf(cmd, sizeof cmd, "RCPT TO:<%s>\r\n", m->rcpt[i]);
+		if (ob_cmd(c, cmd, c->tmo, 0) / 100 != 2) {
+			return -1;
+		}
+	}
+	if (ob_cmd(c, "DATA\r\n", c->tmo, 0) != 354) {
+		return -1;
+	}
+	if (sub_body(c, m->data, m->len) != 0) {
+		rl_strlcpy(c->text, "connection lost while sending the message", sizeof c->text);
+		return -1;
+	}
+	return ob_reply(c, 2 * c->tmo, 0) / 100 == 2 ? 0 : -1;
+}
+
+/* One address of the server: the whole dialogue, QUIT included. 1 when
+ * the connection failed (try the next address), else 0 or -1. */
+static int sub_try(struct ob_conn *c, const struct ob_submit *m)
+{
+	c->fd = os_connect(c->addr, m->port, c->tmo < OB_CONNECT_MS ? c->tmo : OB_CONNECT_MS);
+	if (c->fd == OS_BADFD) {
+		snprintf(c->text, sizeof c->text, "connect to %.100s[%.60s]:%d failed: %.60s",
+		        c->host, c->addr, m->port, os_strerror());
+		return 1;
+	}
+	os_set_send_timeout(c->fd, c->tmo);
+	int rc = ob_hello(c, 1);
+	if (rc == 0 && m->user) {
+		rc = sub_auth(c, m);
+	}
+	if (rc == 0) {
+		rc = sub_transaction(c, m);
+	}
+	char why[sizeof c->text];
+	rl_strlcpy(why, c->text, sizeof why);
+	if (c->code >= 0) {
+		ob_cmd(c, "QUIT\r\n", 2000, 0);
+	}
+	rl_strlcpy(c->text, why, sizeof c->text); /* the answer that counted */
+	tls_free(c->tls);
+	c->tls = NULL;
+	os_close(c->fd);
+	return rc;
+}
+
+/* see rumble.h */
+int outbound_submit(const struct ob_submit *m, char *err, size_t errlen)
+{
+	char addrs[OB_ADDRS_MAX][DNS_ADDR_MAX];
+	int na = 1;
+	if (!rl_strcasecmp(m->host, "localhost")) {
+		rl_strlcpy(addrs[0], "127.0.0.1", sizeof addrs[0]); /* RFC 6761 6.3 */
+	} else if ((na = dns_addrs(m->host, addrs, OB_ADDRS_MAX)) <= 0) {
+		snprintf(err, errlen, "%s: %s", m->host, na == 0 ? "no address" : dns_strerror(na));
+		return -1;
+	}
+	struct ob_conn *c = xcalloc(1, sizeof *c);
+	c->tmo = m->timeout_ms;
+	c->helo = m->helo;
+	c->stopping = m->stopping ? m->stopping : queue__stopping;
+	rl_strlcpy(c->host, m->host, sizeof c->host);
+	int rc = 1;
+	for (int i = 0; i < na && rc == 1 && !c->stopping(); i++) {
+		rl_strlcpy(c->addr, addrs[i], sizeof c->addr);
+		c->ext = 0;
+		c->inlen = 0;
+		rc = sub_try(c, m);
+	}
+	rl_strlcpy(err, c->text, errlen);
+	log_info("submit host=%s[%s] from=<%s> rcpts=%d size=%lu status=%s reply=\"%s\"", c->host,
+	        c->addr, m->from, m->nrcpt, (unsigned long)m->len, rc == 0 ? "sent" : "failed",
+	        c->text);
+	free(c);
+	return rc == 0 ? 0 : -1;
 }
 
 /* ---- retries and bounces ---- */

@@ -634,6 +634,8 @@ void server_unlisten(struct service *svc);
 int server_relisten(struct service *svc, char *err, size_t errlen);
 /* Stops accepting, lets sessions end within grace_ms, closes the rest. */
 void server_stop(int grace_ms);
+/* 1 from the start of server_stop: long waits (jobs of scripts) give up. */
+int server_stopping(void);
 int server_sessions(void);
 int server_workers(void); /* worker threads, 0 before server_start */
 int session_worker(const struct session *s); /* index of s's worker, 0.. */
@@ -961,6 +963,29 @@ struct ob_rcpt {
  * back settled. Logs every attempt. */
 void outbound_send(struct queue_msg *m, const char *domain, const char *via, struct ob_rcpt *r,
 	int n);
+/* One message to one server, as a mail client submits it (smtp.send of
+ * the Lua API): host ("localhost" is 127.0.0.1, else its addresses in
+ * turn until one connects), EHLO helo (HELO if refused), STARTTLS when
+ * offered (not verified, as outbound_send), AUTH PLAIN or LOGIN when user
+ * is set, MAIL, each RCPT, DATA (data: the message, CRLF lines, not yet
+ * dot-stuffed), QUIT. Blocks: helper threads only; each wait ends early
+ * once stopping() says 1. 0 when the server
+ * took the message; -1 with err set to the reply that refused it (code
+ * and text) or what failed. */
+#define OB_AUTH_MAX 255 /* bytes of user and of password */
+#define OB_ADDR_MAX 512 /* bytes of an address, without the brackets */
+struct ob_submit {
+	const char *host, *helo;
+	int port, timeout_ms; /* timeout: each reply (end of data: twice) */
+	const char *user, *password; /* user NULL: no AUTH */
+	const char *from;
+	const char *const *rcpt;
+	int nrcpt;
+	const char *data;
+	size_t len;
+	int (*stopping)(void); /* 1: stop waiting (NULL: the queue's stop) */
+};
+int outbound_submit(const struct ob_submit *m, char *err, size_t errlen);
 /* Seconds to wait after the attempts-th failed attempt (1, 2, ...):
  * RetryInterval, doubling, at most MaxRetryInterval. */
 int64_t outbound_backoff(int attempts);

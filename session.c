@@ -61,6 +61,7 @@ struct worker {
 
 static struct worker *workers;
 static int nworkers;
+static int halting; /* server_stop began (server_stopping) */
 static struct service *services[16];
 static int nservices;
 static struct os_poller *accept_poller;
@@ -813,6 +814,7 @@ static void worker_main(void *arg)
 
 int server_start(int n)
 {
+	__atomic_store_n(&halting, 0, __ATOMIC_RELEASE);
 	nworkers = n > 0 ? n : os_ncpu();
 	if (nworkers < 1) {
 		nworkers = 1;
@@ -998,8 +1000,14 @@ static void stop_workers(int level)
 	}
 }
 
+int server_stopping(void)
+{
+	return __atomic_load_n(&halting, __ATOMIC_ACQUIRE);
+}
+
 void server_stop(int grace_ms)
 {
+	__atomic_store_n(&halting, 1, __ATOMIC_RELEASE);
 	close_listeners();
 	stop_workers(1);
 	int64_t until = os_now_ms() + grace_ms;

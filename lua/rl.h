@@ -25,6 +25,13 @@ void rl_open_file(lua_State *L);
 void rl_open_network(lua_State *L);
 /* Mailman.* */
 void rl_open_mailman(lua_State *L);
+/* package.preload entries of LuaSocket's modules: ltn12 (lltn12.c), mime
+ * and mime.core (lmime.c), socket and socket.smtp (lsocket.c) */
+void rl_open_ltn12(lua_State *L);
+void rl_open_mime(lua_State *L);
+void rl_open_socket(lua_State *L);
+/* package.preload[name] = load */
+void rl_preload(lua_State *L, const char *name, lua_CFunction load);
 /* print, to the log */
 void rl_open_print(lua_State *L);
 /* i_debug.., dovecot.event, dovecot.storage, mail_user and mailbox */

@@ -206,6 +206,9 @@ static struct rl_state *state_new(int worker)
 	rl_open_rumble(L);
 	rl_open_print(L);
 	rl_open_dovecot(L);
+	rl_open_ltn12(L);
+	rl_open_mime(L);
+	rl_open_socket(L);
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, RL_HOOKS);
 	lua_newtable(L);

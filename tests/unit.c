@@ -65,6 +65,7 @@ int main(int argc, char **argv)
 		{"imap", tests_imap},
 		{"outbound", tests_outbound},
 		{"metadata", tests_metadata},
+		{"luasocket", tests_luasocket},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

@@ -57,5 +57,6 @@ void tests_lua(void);
 void tests_imap(void);
 void tests_outbound(void);
 void tests_metadata(void);
+void tests_luasocket(void);
 
 #endif
