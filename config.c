@@ -332,6 +332,7 @@ static const struct directive directives[] = {
 	NUM("OutboundTLS", K_BOOL, outbound_tls, 0, 1),
 	{"LoadScript", K_LIST, 0, 0, 0, 0},
 	STR("SMTPScript", smtp_script),
+	STR("DNSBL", dnsbl),
 	STR("LogFile", log_file),
 	NUM("LogLevel", K_LEVEL, log_level, 0, 3),
 	NUM("Workers", K_INT, workers, 0, 256),
@@ -563,6 +564,9 @@ int config_apply(struct settings *s, struct config *c, char *err, size_t errlen)
 	}
 	if (!*s->storage) {
 		snprintf(err, errlen, "StorageFolder must not be empty");
+		return -1;
+	}
+	if (dnsbl_check_conf(s->dnsbl, err, errlen) != 0) {
 		return -1;
 	}
 	return 0;

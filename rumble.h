@@ -141,6 +141,7 @@ struct settings {
 	char **scripts;
 	int nscripts;
 	char smtp_script[1024]; /* SMTPScript: a VPOP3-style SMTPSVR.LUA, "" = none */
+	char dnsbl[1024];       /* DNSBL: blocklist zones for the SMTP port, "" = none */
 	char log_file[1024];
 	int log_level;
 	int workers;
@@ -658,6 +659,21 @@ void session_discard_input(struct session *s);
  * when s is closing: fn must then only free arg). */
 void session_hold(struct session *s);
 void session_post(struct session *s, void (*fn)(struct session *s, void *arg), void *arg);
+
+/* ---- dnsbl.c: DNS blocklists (RFC 5782) for the SMTP port ---- */
+/* The name to look ip up by in zone ("2.0.0.127.zone", IPv6 by nibbles);
+ * -1 when ip is not an address or the name does not fit len. */
+int dnsbl_name(const char *ip, const char *zone, char *out, size_t len);
+/* 1 when a list's answer means listed: 127.0.0.0/8 but not 127.255.255.x. */
+int dnsbl_listed(const char *answer);
+/* -1 with err filled when a zone in the DNSBL value is not a domain name. */
+int dnsbl_check_conf(const char *value, char *err, size_t errlen);
+/* 1 when s's client is to be checked: zones configured, not this host. */
+int dnsbl_wanted(const struct session *s);
+/* Looks s's client up in the lists on a helper thread, then calls done on
+ * s's worker with the first zone listing it, or NULL (not if s closed
+ * meanwhile). Without a helper thread done runs before it returns. */
+void dnsbl_check(struct session *s, void (*done)(struct session *s, const char *zone));
 
 /* ---- work.c: blocking work on helper threads ---- */
 struct work {

@@ -935,6 +935,22 @@ static void data_line(struct session *s, struct smtp *st, char *line, size_t len
 
 /* ---- the protocol ---- */
 
+/* The DNSBL lookups are done: refuse a listed client, else go on. */
+static void dnsbl_done(struct session *s, const char *zone)
+{
+	struct smtp *st = s->ps;
+	if (zone) {
+		log_info("%08x smtp client %s listed by %s", s->id, s->peer, zone);
+		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		session_printf(s, "554 5.7.1 Service unavailable; client [%s] blocked using %s\r\n",
+		        s->peer, zone);
+		session_close(s, "listed by DNSBL");
+		return;
+	}
+	session_resume(s);
+	after_hook(s, st, NULL, NULL, rl_hook(s, "accept", NULL, NULL));
+}
+
 static void smtp_open(struct session *s)
 {
 	struct smtp *st = xcalloc(1, sizeof *st);
@@ -942,6 +958,11 @@ static void smtp_open(struct session *s)
 	buf_init(&st->vout);
 	st->max_size = conf.message_size_limit;
 	st->vp = rl_vp3_open(s, &st->max_size); /* NULL without an SMTPScript */
+	if (strcmp(s->svc->name, "smtp") == 0 && dnsbl_wanted(s)) {
+		session_pause(s); /* an early talker waits for the verdict */
+		dnsbl_check(s, dnsbl_done);
+		return;
+	}
 	after_hook(s, st, NULL, NULL, rl_hook(s, "accept", NULL, NULL));
 }
 

@@ -1153,8 +1153,31 @@ static void lookups_run_on_many_threads_at_once(void)
 	ASSERT_EQ(bad[0] + bad[1] + bad[2] + bad[3], 0);
 }
 
+static void dnsbl_names_reverse_the_address(void)
+{
+	char n[DNS_NAME_MAX];
+	ASSERT_EQ(dnsbl_name("192.0.2.99", "bl.example", n, sizeof n), 0);
+	ASSERT_STR(n, "99.2.0.192.bl.example");
+	ASSERT_EQ(dnsbl_name("2001:db8:1:2:3:4:567:89ab", "bl.example", n, sizeof n), 0);
+	ASSERT_STR(n, "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.bl.example");
+	ASSERT_EQ(dnsbl_name("not an address", "bl.example", n, sizeof n), -1);
+	ASSERT_EQ(dnsbl_name("192.0.2.99", "bl.example", n, 12), -1);
+	ASSERT(dnsbl_listed("127.0.0.2"));
+	ASSERT(dnsbl_listed("127.0.0.11"));
+	ASSERT(!dnsbl_listed("127.255.255.254")); /* a refused query, not a listing */
+	ASSERT(!dnsbl_listed("192.0.2.1"));
+	ASSERT(!dnsbl_listed("::1"));
+	char err[200];
+	ASSERT_EQ(dnsbl_check_conf("zen.spamhaus.org, bl.spamcop.net", err, sizeof err), 0);
+	ASSERT_EQ(dnsbl_check_conf("", err, sizeof err), 0);
+	ASSERT_EQ(dnsbl_check_conf("good.example bad..example", err, sizeof err), -1);
+	ASSERT(strstr(err, "bad..example"));
+}
+
 void tests_dns(void)
 {
+	RUN(dnsbl_names_reverse_the_address,
+	        "dnsbl names reverse IPv4 octets and IPv6 nibbles; only 127/8 but 127.255.255/24 lists");
 	RUN(mx_answer_with_compression_parses,
 	        "dns parser reads an MX answer with compressed names");
 	RUN(every_cut_of_an_answer_is_refused, "dns parser refuses every cut of an answer");
