@@ -435,24 +435,6 @@ static struct muser *user_check(lua_State *L)
 	return item(L, 1, USER_ITEM, "mail_user");
 }
 
-static void set_str(lua_State *L, const char *k, const char *v)
-{
-	lua_pushstring(L, v);
-	lua_setfield(L, -2, k);
-}
-
-static void set_bool(lua_State *L, const char *k, int v)
-{
-	lua_pushboolean(L, v);
-	lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, lua_Integer v)
-{
-	lua_pushinteger(L, v);
-	lua_setfield(L, -2, k);
-}
-
 /* The user's folder (Dovecot's home). */
 static void push_home(lua_State *L, const struct muser *u)
 {
@@ -477,17 +459,17 @@ static void push_user(lua_State *L, const struct muser *src)
 	lua_setfield(L, -2, "username");
 	push_home(L, u);
 	lua_setfield(L, -2, "home");
-	set_int(L, "uid", 0);
-	set_int(L, "gid", 0);
-	set_str(L, "service", u->service);
-	set_str(L, "session_id", u->session);
-	set_int(L, "session_create_time", (lua_Integer)os_time());
-	set_bool(L, "nonexistent", 0);
-	set_bool(L, "anonymous", 0);
-	set_bool(L, "autocreated", 0);
-	set_bool(L, "mail_debug", conf.log_level >= LOG_DEBUG);
-	set_bool(L, "dsyncing", 0);
-	set_bool(L, "session_restored", 0);
+	rl_set_num(L, "uid", 0);
+	rl_set_num(L, "gid", 0);
+	rl_set_str(L, "service", u->service);
+	rl_set_str(L, "session_id", u->session);
+	rl_set_num(L, "session_create_time", (lua_Integer)os_time());
+	rl_set_bool(L, "nonexistent", 0);
+	rl_set_bool(L, "anonymous", 0);
+	rl_set_bool(L, "autocreated", 0);
+	rl_set_bool(L, "mail_debug", conf.log_level >= LOG_DEBUG);
+	rl_set_bool(L, "dsyncing", 0);
+	rl_set_bool(L, "session_restored", 0);
 	luaL_getmetatable(L, USER_MT);
 	lua_setmetatable(L, -2);
 }
@@ -599,8 +581,8 @@ static int u_mailbox(lua_State *L)
 	luaL_getmetatable(L, BOX_ITEM);
 	lua_setmetatable(L, -2);
 	lua_setfield(L, -2, "item");
-	set_str(L, "vname", name);
-	set_str(L, "name", name);
+	rl_set_str(L, "vname", name);
+	rl_set_str(L, "name", name);
 	luaL_getmetatable(L, BOX_MT);
 	lua_setmetatable(L, -2);
 	return 1;
@@ -684,25 +666,25 @@ static void push_status(lua_State *L, const struct mbox_item *m, struct mm_folde
 	}
 	const int flags = MM_SEEN | MM_ANSWERED | MM_FLAGGED | MM_DELETED | MM_DRAFT;
 	lua_createtable(L, 0, 22);
-	set_str(L, "mailbox", m->name);
-	set_int(L, "messages", n);
-	set_int(L, "recent", 0); /* Rumble keeps no \Recent */
-	set_int(L, "unseen", unseen);
-	set_int(L, "uidvalidity", mm_folder_uidvalidity(f));
-	set_int(L, "uidnext", mm_folder_uidnext(f));
-	set_int(L, "first_unseen_seq", first_unseen);
-	set_int(L, "first_recent_uid", mm_folder_uidnext(f));
-	set_int(L, "highest_modseq", 0);
-	set_int(L, "highest_pvt_modseq", 0);
-	set_int(L, "permanent_flags", flags);
-	set_int(L, "flags", flags);
-	set_bool(L, "permanent_keywords", 1);
-	set_bool(L, "allow_new_keywords", 1);
-	set_bool(L, "nonpermanent_modseqs", 0);
-	set_bool(L, "no_modseq_tracking", 1);
-	set_bool(L, "have_guids", 0);
-	set_bool(L, "have_save_guids", 0);
-	set_bool(L, "have_only_guid128", 0);
+	rl_set_str(L, "mailbox", m->name);
+	rl_set_num(L, "messages", n);
+	rl_set_num(L, "recent", 0); /* Rumble keeps no \Recent */
+	rl_set_num(L, "unseen", unseen);
+	rl_set_num(L, "uidvalidity", mm_folder_uidvalidity(f));
+	rl_set_num(L, "uidnext", mm_folder_uidnext(f));
+	rl_set_num(L, "first_unseen_seq", first_unseen);
+	rl_set_num(L, "first_recent_uid", mm_folder_uidnext(f));
+	rl_set_num(L, "highest_modseq", 0);
+	rl_set_num(L, "highest_pvt_modseq", 0);
+	rl_set_num(L, "permanent_flags", flags);
+	rl_set_num(L, "flags", flags);
+	rl_set_bool(L, "permanent_keywords", 1);
+	rl_set_bool(L, "allow_new_keywords", 1);
+	rl_set_bool(L, "nonpermanent_modseqs", 0);
+	rl_set_bool(L, "no_modseq_tracking", 1);
+	rl_set_bool(L, "have_guids", 0);
+	rl_set_bool(L, "have_save_guids", 0);
+	rl_set_bool(L, "have_only_guid128", 0);
 	push_keywords(L, f);
 	lua_setfield(L, -2, "keywords");
 }

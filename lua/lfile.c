@@ -14,12 +14,6 @@ static const char *path_arg(lua_State *L, int i)
 	return strlen(p) == n ? p : NULL;
 }
 
-static void set_number(lua_State *L, const char *key, double v)
-{
-	lua_pushnumber(L, v);
-	lua_setfield(L, -2, key);
-}
-
 /* file.stat(f): {size, created, modified, accessed, mode}, as the
  * original's stat() gave them, or nil and a message. Times are seconds
  * since the epoch; "created" is the inode change time on POSIX (stat's
@@ -34,11 +28,11 @@ static int file_stat(lua_State *L)
 		        L, "%s: %s", lua_tostring(L, 1), path ? os_strerror() : "bad file name");
 	}
 	lua_createtable(L, 0, 5);
-	set_number(L, "size", (double)st.size);
-	set_number(L, "created", (double)st.ctime);
-	set_number(L, "modified", (double)st.mtime);
-	set_number(L, "accessed", (double)st.atime);
-	set_number(L, "mode", (double)st.mode);
+	rl_set_num(L, "size", (double)st.size);
+	rl_set_num(L, "created", (double)st.ctime);
+	rl_set_num(L, "modified", (double)st.mtime);
+	rl_set_num(L, "accessed", (double)st.atime);
+	rl_set_num(L, "mode", (double)st.mode);
 	return 1;
 }
 

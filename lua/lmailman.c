@@ -92,24 +92,6 @@ static struct scratch *scratch_new(lua_State *L)
 
 /* ---- small helpers ---- */
 
-static void set_str(lua_State *L, const char *key, const char *v)
-{
-	lua_pushstring(L, v);
-	lua_setfield(L, -2, key);
-}
-
-static void set_num(lua_State *L, const char *key, double v)
-{
-	lua_pushnumber(L, v);
-	lua_setfield(L, -2, key);
-}
-
-static void set_bool(lua_State *L, const char *key, int v)
-{
-	lua_pushboolean(L, v);
-	lua_setfield(L, -2, key);
-}
-
 static void push_buf(lua_State *L, const struct buf *b)
 {
 	lua_pushlstring(L, b->data ? b->data : "", b->len);
@@ -367,13 +349,13 @@ static int type_parse(const char *s)
 static void push_account(lua_State *L, const struct mm_account *a)
 {
 	lua_createtable(L, 0, 7);
-	set_num(L, "id", a->id);
-	set_num(L, "uid", a->id); /* the reference's listAccounts example prints uid */
-	set_str(L, "name", a->user);
-	set_str(L, "domain", a->domain);
-	set_str(L, "password", a->password);
-	set_str(L, "type", type_name(a->type));
-	set_str(L, "arguments", a->args);
+	rl_set_num(L, "id", a->id);
+	rl_set_num(L, "uid", a->id); /* the reference's listAccounts example prints uid */
+	rl_set_str(L, "name", a->user);
+	rl_set_str(L, "domain", a->domain);
+	rl_set_str(L, "password", a->password);
+	rl_set_str(L, "type", type_name(a->type));
+	rl_set_str(L, "arguments", a->args);
 }
 
 /* The account readAccount and deleteAccount name: (uid), or (domain,
@@ -825,10 +807,10 @@ static void push_summary(lua_State *L, struct scratch *s, uint32_t i, const stru
 		push_headers(L, s, &it);
 	}
 	/* set last: a header called Id or Size must not hide them */
-	set_num(L, "id", m->uid);
-	set_num(L, "size", m->size);
-	set_num(L, "sent", (double)sent_date(L, m->date));
-	set_bool(L, "read", (m->flags & MM_SEEN) != 0);
+	rl_set_num(L, "id", m->uid);
+	rl_set_num(L, "size", m->size);
+	rl_set_num(L, "sent", (double)sent_date(L, m->date));
+	rl_set_bool(L, "read", (m->flags & MM_SEEN) != 0);
 }
 
 /* Mailman.listHeaders(uid[, folder]): a list with one table per message:
@@ -878,14 +860,14 @@ static void push_part(lua_State *L, struct scratch *s, const struct mime_part *p
 	mime_headers_part(&it, &s->m, p);
 	push_headers(L, s, &it);
 	lua_setfield(L, -2, "headers");
-	set_str(L, "type", p->type);
-	set_str(L, "subtype", p->subtype);
+	rl_set_str(L, "type", p->type);
+	rl_set_str(L, "subtype", p->subtype);
 	const char *cs = mime_part_param(p, "charset");
 	if (cs || mime_part_is(p, "text", NULL)) {
-		set_str(L, "charset", cs ? cs : "us-ascii");
+		rl_set_str(L, "charset", cs ? cs : "us-ascii");
 	}
 	if (mime_part_filename(p)) {
-		set_str(L, "filename", mime_part_filename(p));
+		rl_set_str(L, "filename", mime_part_filename(p));
 	}
 	if (p->flags & MIME_MULTIPART) {
 		int k = 0;
@@ -1180,8 +1162,8 @@ static void push_queued(lua_State *L, const struct qrec *r, const char *p)
 	char id[17];
 	snprintf(id, sizeof id, "%016llx", (unsigned long long)r->qid);
 	lua_createtable(L, 0, 7);
-	set_str(L, "id", id); /* as the log and the queue folder name it */
-	set_str(L, "from", p);
+	rl_set_str(L, "id", id); /* as the log and the queue folder name it */
+	rl_set_str(L, "from", p);
 	p += strlen(p) + 1;
 	lua_createtable(L, r->nrcpt, 0);
 	for (int i = 0; i < r->nrcpt; i++) {
@@ -1190,10 +1172,10 @@ static void push_queued(lua_State *L, const struct qrec *r, const char *p)
 		p += strlen(p) + 1;
 	}
 	lua_setfield(L, -2, "recipients");
-	set_num(L, "date", (double)r->date);
-	set_num(L, "next", (double)r->next);
-	set_num(L, "attempts", r->attempts);
-	set_num(L, "size", (double)r->size);
+	rl_set_num(L, "date", (double)r->date);
+	rl_set_num(L, "next", (double)r->next);
+	rl_set_num(L, "attempts", r->attempts);
+	rl_set_num(L, "size", (double)r->size);
 }
 
 /* Mailman.getQueue(): the messages waiting for delivery, oldest first:

@@ -20,6 +20,27 @@ int rl_fail(lua_State *L, const char *fmt, ...)
 	return 2;
 }
 
+/* see rl.h */
+void rl_set_str(lua_State *L, const char *k, const char *v)
+{
+	lua_pushstring(L, v);
+	lua_setfield(L, -2, k);
+}
+
+/* see rl.h */
+void rl_set_num(lua_State *L, const char *k, lua_Number v)
+{
+	lua_pushnumber(L, v);
+	lua_setfield(L, -2, k);
+}
+
+/* see rl.h */
+void rl_set_bool(lua_State *L, const char *k, int v)
+{
+	lua_pushboolean(L, v);
+	lua_setfield(L, -2, k);
+}
+
 /* print(...): the values as Lua's print writes them (tostring, tabs
  * between), as one line of the server's log: a daemon has no console. */
 static int rl_print(lua_State *L)

@@ -177,18 +177,6 @@ static struct service *check_service(lua_State *L, int arg)
 	return rl_service_find(luaL_checkstring(L, arg));
 }
 
-static void set_int(lua_State *L, const char *k, lua_Number v)
-{
-	lua_pushnumber(L, v);
-	lua_setfield(L, -2, k);
-}
-
-static void set_str(lua_State *L, const char *k, const char *v)
-{
-	lua_pushstring(L, v);
-	lua_setfield(L, -2, k);
-}
-
 static long load(volatile long *c)
 {
 	return __atomic_load_n(c, __ATOMIC_RELAXED);
@@ -350,16 +338,16 @@ static int r_serviceInfo(lua_State *L)
 	lua_setfield(L, -2, "enabled");
 	lua_pushboolean(L, svc->suspended);
 	lua_setfield(L, -2, "suspended");
-	set_str(L, "name", svc->name);
-	set_int(L, "port", svc->port);
-	set_int(L, "workers", workers);
-	set_int(L, "busy", (lua_Number)busy);
-	set_int(L, "idle", busy < workers ? workers - busy : 0);
-	set_int(L, "sessions", (lua_Number)load(&svc->total));
-	set_int(L, "sent", (lua_Number)load(&svc->bytes_out));
-	set_int(L, "received", (lua_Number)load(&svc->bytes_in));
-	set_int(L, "messages", (lua_Number)load(&svc->received));
-	set_int(L, "rejected", (lua_Number)load(&svc->rejected));
+	rl_set_str(L, "name", svc->name);
+	rl_set_num(L, "port", svc->port);
+	rl_set_num(L, "workers", workers);
+	rl_set_num(L, "busy", (lua_Number)busy);
+	rl_set_num(L, "idle", busy < workers ? workers - busy : 0);
+	rl_set_num(L, "sessions", (lua_Number)load(&svc->total));
+	rl_set_num(L, "sent", (lua_Number)load(&svc->bytes_out));
+	rl_set_num(L, "received", (lua_Number)load(&svc->bytes_in));
+	rl_set_num(L, "messages", (lua_Number)load(&svc->received));
+	rl_set_num(L, "rejected", (lua_Number)load(&svc->rejected));
 	push_capabilities(L, svc);
 	lua_setfield(L, -2, "capabilities");
 	return 1;
@@ -374,9 +362,9 @@ static int r_trafficInfo(lua_State *L)
 		return 1;
 	}
 	lua_createtable(L, 0, 3);
-	set_int(L, "received", (lua_Number)load(&svc->bytes_in));
-	set_int(L, "sent", (lua_Number)load(&svc->bytes_out));
-	set_int(L, "sessions", (lua_Number)load(&svc->total));
+	rl_set_num(L, "received", (lua_Number)load(&svc->bytes_in));
+	rl_set_num(L, "sent", (lua_Number)load(&svc->bytes_out));
+	rl_set_num(L, "sessions", (lua_Number)load(&svc->total));
 	return 1;
 }
 
@@ -389,12 +377,12 @@ static int r_serverInfo(lua_State *L)
 		path[0] = '\0';
 	}
 	lua_createtable(L, 0, 6);
-	set_str(L, "version", RUMBLE_VERSION);
-	set_str(L, "path", path);
-	set_int(L, "uptime", (lua_Number)(started_at ? os_time() - started_at : 0));
-	set_str(L, "os", os_name());
-	set_str(L, "arch", os_arch());
-	set_str(L, "name", conf.server_name);
+	rl_set_str(L, "version", RUMBLE_VERSION);
+	rl_set_str(L, "path", path);
+	rl_set_num(L, "uptime", (lua_Number)(started_at ? os_time() - started_at : 0));
+	rl_set_str(L, "os", os_name());
+	rl_set_str(L, "arch", os_arch());
+	rl_set_str(L, "name", conf.server_name);
 	return 1;
 }
 
@@ -466,10 +454,10 @@ static int r_listModules(lua_State *L)
 	lua_createtable(L, n, 0);
 	for (int i = 0; i < n; i++) {
 		lua_createtable(L, 0, 4);
-		set_str(L, "title", modules[i].title);
-		set_str(L, "description", modules[i].description);
-		set_str(L, "author", "Rumble");
-		set_str(L, "file", modules[i].file);
+		rl_set_str(L, "title", modules[i].title);
+		rl_set_str(L, "description", modules[i].description);
+		rl_set_str(L, "author", "Rumble");
+		rl_set_str(L, "file", modules[i].file);
 		lua_rawseti(L, -2, i + 1);
 	}
 	return 1;
@@ -484,14 +472,14 @@ static int r_getmoduleconfig(lua_State *L)
 	for (const struct config_entry *e = conf.raw.head; e; e = e->next) {
 		for (const char *p = e->key; mlen && *p; p++) {
 			if (!rl_strncasecmp(p, mod, mlen)) {
-				set_str(L, e->key, e->value);
+				rl_set_str(L, e->key, e->value);
 				break;
 			}
 		}
 	}
 	for (const struct config_entry *e = overrides.head; e; e = e->next) {
 		if (!rl_strncasecmp(e->key, mod, mlen) && e->key[mlen] == '.') {
-			set_str(L, e->key + mlen + 1, e->value);
+			rl_set_str(L, e->key + mlen + 1, e->value);
 		}
 	}
 	reg_unlock();

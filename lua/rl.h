@@ -39,6 +39,11 @@ void rl_open_dovecot(lua_State *L);
 /* Rumble.* and session handles (runtime.c, hooks.c, services.c) */
 void rl_open_rumble(lua_State *L);
 
+/* t[k] = v for the table on the top of L's stack (a NULL string: nil). */
+void rl_set_str(lua_State *L, const char *k, const char *v);
+void rl_set_num(lua_State *L, const char *k, lua_Number v);
+void rl_set_bool(lua_State *L, const char *k, int v);
+
 /* Pushes nil and a message, the liolib.c convention for failures that
  * are not programming errors; returns 2. */
 int rl_fail(lua_State *L, const char *fmt, ...);

@@ -58,22 +58,9 @@ void rl_vp3_load(struct rl_state *st)
 
 /* ---- the globals ---- */
 
-static void set_bool(lua_State *L, const char *k, int b)
-{
-	lua_pushboolean(L, b);
-	lua_setfield(L, -2, k);
-}
-
-static void set_num(lua_State *L, const char *k, double n)
-{
-	lua_pushnumber(L, n);
-	lua_setfield(L, -2, k);
-}
-
 static void set_str(lua_State *L, const char *k, const char *v)
 {
-	lua_pushstring(L, v ? v : "");
-	lua_setfield(L, -2, k);
+	rl_set_str(L, k, v ? v : "");
 }
 
 static void vars_init(struct rl_vp3 *v)
@@ -101,22 +88,22 @@ static void vars_push(struct rl_vp3 *v, lua_State *L)
 		snprintf(tls, sizeof tls, "%s %s", tls_version(s->tls), tls_cipher(s->tls));
 	}
 	set_str(L, "IPAddress", s->peer);
-	set_bool(L, "ValidClientAddress", g->valid);
-	set_bool(L, "LocalClientAddress", g->local);
-	set_bool(L, "AuthenticationRequired", g->auth_required);
+	rl_set_bool(L, "ValidClientAddress", g->valid);
+	rl_set_bool(L, "LocalClientAddress", g->local);
+	rl_set_bool(L, "AuthenticationRequired", g->auth_required);
 	set_str(L, "AllowedUsers", g->allowed);
 	set_str(L, "AuthenticatedUser", pi.user);
 	set_str(L, "SMTPAuthenticatedUser", pi.user);
-	set_bool(L, "ForceDisconnect", g->force);
-	set_bool(L, "UseBATV", g->batv);
-	set_num(L, "MaxRecipientsPerLocalMessage", g->max_rcpt_local);
-	set_num(L, "MaxRecipientsPerIncomingMessage", g->max_rcpt_in);
-	set_num(L, "MaxMessagesPerLocalSession", g->max_msgs_local);
-	set_num(L, "MaxLineLength", g->max_line);
-	set_bool(L, "AddUserAddresses", g->add_user);
-	set_num(L, "ServerID", s->svc->port);
+	rl_set_bool(L, "ForceDisconnect", g->force);
+	rl_set_bool(L, "UseBATV", g->batv);
+	rl_set_num(L, "MaxRecipientsPerLocalMessage", g->max_rcpt_local);
+	rl_set_num(L, "MaxRecipientsPerIncomingMessage", g->max_rcpt_in);
+	rl_set_num(L, "MaxMessagesPerLocalSession", g->max_msgs_local);
+	rl_set_num(L, "MaxLineLength", g->max_line);
+	rl_set_bool(L, "AddUserAddresses", g->add_user);
+	rl_set_num(L, "ServerID", s->svc->port);
 	set_str(L, "ServerName", s->svc->name);
-	set_bool(L, "Encryption", session_secure(s));
+	rl_set_bool(L, "Encryption", session_secure(s));
 	set_str(L, "EncryptionDetails", tls);
 }
 
@@ -799,11 +786,11 @@ static void add_attachment(struct walk *w, const struct mime_part *p, const char
 {
 	lua_State *L = w->L;
 	lua_createtable(L, 0, 5);
-	set_num(L, "MIMESection", w->nparts);
+	rl_set_num(L, "MIMESection", w->nparts);
 	set_str(L, "Name", name);
 	lua_pushfstring(L, "%s/%s", p->type, p->subtype);
 	lua_setfield(L, -2, "MIMEType");
-	set_num(L, "Size", (double)p->body_len);
+	rl_set_num(L, "Size", (double)p->body_len);
 	set_str(L, "Type", "MIME");
 	lua_rawseti(L, w->attachments, ++w->natt);
 }
@@ -819,8 +806,8 @@ static void add_part(struct walk *w, const struct mime_part *p, const char *path
 	set_field_str(L, "ContentTypeFilename", mime_part_param(p, "name"));
 	set_str(L, "ContentDisposition", p->disposition);
 	set_field_str(L, "ContentDispositionFilename", mime_part_disp_param(p, "filename"));
-	set_num(L, "Start", (double)p->hdr_off);
-	set_num(L, "End", (double)(p->body_off + p->body_len));
+	rl_set_num(L, "Start", (double)p->hdr_off);
+	rl_set_num(L, "End", (double)(p->body_off + p->body_len));
 	lua_rawseti(L, w->structure, ++w->nparts);
 	const char *name = mime_part_filename(p);
 	int leaf = !(p->flags & (MIME_MULTIPART | MIME_MESSAGE));
@@ -863,9 +850,9 @@ static void walk_part(struct walk *w, const struct mime_part *p, const char *pat
 static void push_actions(lua_State *L)
 {
 	lua_createtable(L, 0, 6);
-	set_bool(L, "SendToOriginalRecipients", 1);
-	set_bool(L, "Delete", 0);
-	set_bool(L, "Ignore", 0);
+	rl_set_bool(L, "SendToOriginalRecipients", 1);
+	rl_set_bool(L, "Delete", 0);
+	rl_set_bool(L, "Ignore", 0);
 	set_str(L, "Reason", "");
 	lua_newtable(L);
 	lua_setfield(L, -2, "Recipients");
