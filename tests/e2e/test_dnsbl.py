@@ -1,11 +1,11 @@
 """DNSBL: clients on the SMTP port listed by a blocklist (RFC 5782) are refused
 before the greeting; a fake DNS server on 127.0.0.1 plays the lists."""
 import smtplib
-import socket
 import subprocess
 import time
 
 from harness import BIN, Server, free_port, wait_port
+from test_lua import connect, read_all
 from test_outbound import FakeDNS
 
 ZONE = """
@@ -14,23 +14,6 @@ ZONE = """
 1.0.0.127.bl.test. 60 IN A 127.0.0.2
 5.0.0.127.other.test. 60 IN A 127.0.0.10
 """
-
-
-def connect(port, src):
-    sock = socket.socket()
-    sock.settimeout(10)
-    sock.bind((src, 0))
-    sock.connect(("127.0.0.1", port))
-    return sock
-
-
-def read_all(sock):
-    data = b""
-    while True:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return data
-        data += chunk
 
 
 def greeting(port, src, early=b""):
