@@ -153,28 +153,6 @@ static void fail(struct session *s, struct imap *st, const char *what, const cha
 #define no(s, st, ...) fail(s, st, "NO", __VA_ARGS__)
 #define bad(s, st, ...) fail(s, st, "BAD", __VA_ARGS__)
 
-/* A string as an IMAP quoted string, or a literal when it must be. */
-static void put_string(struct buf *o, const char *p, size_t n)
-{
-	size_t i = 0;
-	while (i < n && (unsigned char)p[i] >= 0x20 && (unsigned char)p[i] < 0x7f) {
-		i++;
-	}
-	if (i < n || n > 1024) {
-		buf_printf(o, "{%zu}\r\n", n);
-		buf_append(o, p, n);
-		return;
-	}
-	buf_append(o, "\"", 1);
-	for (i = 0; i < n; i++) {
-		if (p[i] == '"' || p[i] == '\\') {
-			buf_append(o, "\\", 1);
-		}
-		buf_append(o, p + i, 1);
-	}
-	buf_append(o, "\"", 1);
-}
-
 static const char *printable(const char *in, char *out, size_t len)
 {
 	size_t o = 0;
@@ -230,7 +208,7 @@ static void put_caps(struct session *s, struct imap *st)
 {
 	session_printf(s,
 	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE "
-	        "UNSELECT CHILDREN APPENDLIMIT=%llu",
+	        "UNSELECT CHILDREN METADATA APPENDLIMIT=%llu",
 	        (unsigned long long)conf.message_size_limit);
 	if (st->state == I_NOAUTH) {
 		if (starttls_offered(s)) {
@@ -771,46 +749,12 @@ static void cmd_subscribe(struct session *s, struct imap *st, struct args *a)
 
 /* ---- LIST, LSUB, STATUS ---- */
 
-#define PATTERN_MAX 512
-
-/* LIST wildcards: '*' matches anything, '%' anything but the separator.
- * Dynamic programming over (pattern, name): no backtracking blow-up. */
-static int wild_match(const char *pat, const char *name, int icase)
-{
-	size_t pn = strlen(pat), nn = strlen(name);
-	if (pn > PATTERN_MAX || nn > PATTERN_MAX) {
-		return 0;
-	}
-	unsigned char row[PATTERN_MAX + 2], next[PATTERN_MAX + 2];
-	memset(row, 0, nn + 1);
-	row[0] = 1; /* row[j]: pat[0..i) matches name[0..j) */
-	for (size_t i = 0; i < pn; i++) {
-		char c = pat[i];
-		memset(next, 0, nn + 1);
-		for (size_t j = 0; j <= nn; j++) {
-			if (c == '*' || c == '%') {
-				next[j] = row[j] || (j > 0 && next[j - 1] &&
-				                            (c == '*' || name[j - 1] != '.'));
-			} else if (j > 0 && row[j - 1]) {
-				char a = name[j - 1], b = c;
-				if (icase && a >= 'a' && a <= 'z') {
-					a = (char)(a - 32);
-				}
-				if (icase && b >= 'a' && b <= 'z') {
-					b = (char)(b - 32);
-				}
-				next[j] = a == b;
-			}
-		}
-		memcpy(row, next, nn + 1);
-	}
-	return row[nn];
-}
+#define PATTERN_MAX IMAP_PATTERN_MAX
 
 static int box_match(const char *pat, const char *name)
 {
 	/* INBOX is case-insensitive, and so is the pattern's INBOX prefix */
-	return wild_match(pat, name, strcmp(name, "INBOX") == 0);
+	return imap_wild_match(pat, name, strcmp(name, "INBOX") == 0);
 }
 
 struct names {
@@ -898,7 +842,7 @@ static void cmd_list(struct session *s, struct imap *st, struct args *a)
 		if (box_match(full, ns.v[i])) {
 			session_printf(s, "* LIST (%s%s) \".\" ", ns.real[i] ? "" : "\\Noselect ",
 			        has_children(&ns, ns.v[i]) ? "\\HasChildren" : "\\HasNoChildren");
-			put_string(&s->out, ns.v[i], strlen(ns.v[i]));
+			imap_put_string(&s->out, ns.v[i], strlen(ns.v[i]));
 			session_printf(s, "\r\n");
 		}
 	}
@@ -916,7 +860,7 @@ static int lsub_one(const char *name, void *arg)
 	struct lsub_ctx *l = arg;
 	if (box_match(l->pat, name)) {
 		session_printf(l->s, "* LSUB () \".\" ");
-		put_string(&l->s->out, name, strlen(name));
+		imap_put_string(&l->s->out, name, strlen(name));
 		session_printf(l->s, "\r\n");
 	}
 	return 0;
@@ -934,6 +878,61 @@ static void cmd_lsub(struct session *s, struct imap *st, struct args *a)
 	struct lsub_ctx l = {s, full};
 	mm_subscription_list(st->domain, st->user, lsub_one, &l);
 	ok(s, st, "LSUB completed");
+}
+
+/* ---- GETMETADATA, SETMETADATA (RFC 5464; imap_meta.c) ---- */
+
+/* The mailbox of a METADATA command: "" (the user's own) or one that
+ * exists. */
+static const char *meta_box(struct session *s, struct imap *st, struct args *a, char *out, size_t len)
+{
+	struct mm_folder *f;
+	if (arg_type(a) == IMAP_STRING && !*imap_tok_str(a->c, a->i)) {
+		a->i++;
+		out[0] = '\0';
+		return out;
+	}
+	if (!arg_box(s, st, a, out, len)) {
+		return NULL;
+	}
+	if (open_box(st, out, &f) != 0) {
+		no(s, st, "[NONEXISTENT] No such mailbox");
+		return NULL;
+	}
+	mm_folder_close(f);
+	return out;
+}
+
+static void cmd_getmetadata(struct session *s, struct imap *st, struct args *a)
+{
+	struct imap_meta_opts o;
+	char box[MM_FOLDER_MAX + 1], resp[128];
+	if (imap_meta_options(a->c, &a->i, &o) != 0) {
+		bad(s, st, "Bad GETMETADATA options");
+	} else if (meta_box(s, st, a, box, sizeof box)) {
+		if (imap_meta_get(a->c, a->i, &o, st->domain, st->user, box, &s->out, resp,
+		            sizeof resp) != 0) {
+			bad(s, st, "%s", resp);
+		} else {
+			ok(s, st, "%sGETMETADATA completed", resp);
+		}
+	}
+}
+
+static void cmd_setmetadata(struct session *s, struct imap *st, struct args *a)
+{
+	char box[MM_FOLDER_MAX + 1], resp[128];
+	if (!meta_box(s, st, a, box, sizeof box)) {
+		return;
+	}
+	int rc = imap_meta_set(a->c, a->i, st->domain, st->user, box, resp, sizeof resp);
+	if (rc == -1) {
+		bad(s, st, "%s", resp);
+	} else if (rc == -2) {
+		no(s, st, "%s", resp);
+	} else {
+		ok(s, st, "SETMETADATA completed");
+	}
 }
 
 static void cmd_status(struct session *s, struct imap *st, struct args *a)
@@ -979,7 +978,7 @@ static void cmd_status(struct session *s, struct imap *st, struct args *a)
 		bad(s, st, "Unknown STATUS item");
 	} else {
 		session_printf(s, "* STATUS ");
-		put_string(&s->out, name, strlen(name));
+		imap_put_string(&s->out, name, strlen(name));
 		session_printf(s, " (%s)\r\n", o.data ? o.data : "");
 		ok(s, st, "STATUS completed");
 	}
@@ -2112,6 +2111,8 @@ static const struct cmd commands[] = {
         {"LIST", AUTHED, cmd_list},
         {"LSUB", AUTHED, cmd_lsub},
         {"STATUS", AUTHED, cmd_status},
+        {"GETMETADATA", AUTHED, cmd_getmetadata},
+        {"SETMETADATA", AUTHED, cmd_setmetadata},
         {"APPEND", AUTHED, cmd_append},
         {"NAMESPACE", AUTHED, cmd_namespace},
         {"ENABLE", AUTHED, cmd_enable},
@@ -2249,12 +2250,40 @@ static void take_tag(struct imap *st)
 	}
 }
 
+/* Literal bytes; returns how many were taken. */
+static size_t literal_bytes(struct imap *st, const char *p, size_t n)
+{
+	size_t take = n < st->lit_left ? n : (size_t)st->lit_left;
+	imap_cmd_literal_data(&st->cmd, p, take);
+	if (st->has_spool && st->cmd.tok[st->cmd.ntok - 1].type == IMAP_SPOOL) {
+		spool_write(&st->sp, p, take);
+	}
+	st->lit_left -= take;
+	if (st->lit_left == 0) {
+		imap_cmd_literal_end(&st->cmd);
+	}
+	return take;
+}
+
+/* A literal's bytes come through the session's tap, as they arrive, not
+ * in line pieces: so its end never cuts the rest of its line. */
+static size_t literal_tap(struct session *s, const char *p, size_t n)
+{
+	struct imap *st = s->ps;
+	size_t took = p && st ? literal_bytes(st, p, n) : 0;
+	if (!p || !st || st->lit_left == 0) {
+		s->tap = NULL;
+	}
+	return took;
+}
+
 /* A literal announced: checks it against the limits, then waits for it. */
 static void literal_start(struct session *s, struct imap *st, uint64_t n, int nonsync)
 {
 	struct imap_cmd *c = &st->cmd;
 	int append = c->ntok >= 3 && rl_strcasecmp(imap_tok_str(c, 1), "APPEND") == 0 &&
 	             st->state != I_NOAUTH;
+	int setmeta = c->ntok >= 2 && rl_strcasecmp(imap_tok_str(c, 1), "SETMETADATA") == 0;
 	int spooled = append && n > IMAP_SPOOL_MIN && !st->has_spool;
 	int rc = -1;
 	take_tag(st);
@@ -2275,12 +2304,17 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 			session_close(s, "literal too large");
 		} else if (append) {
 			no(s, st, "[TOOBIG] Message too large");
+		} else if (setmeta) {
+			no(s, st, "[METADATA MAXSIZE %d] Value too long", MD_VALUE_MAX);
 		} else {
 			bad(s, st, "Literal too large");
 		}
 		return;
 	}
 	st->lit_left = n;
+	if (n) {
+		s->tap = literal_tap;
+	}
 	if (!nonsync) {
 		session_printf(s, "+ Ready for literal data\r\n");
 	}
@@ -2314,32 +2348,9 @@ static void command_line(struct session *s, struct imap *st, const char *line, s
 	}
 }
 
-/* Literal bytes at the start of a line; returns how many were taken. */
-static size_t literal_bytes(struct imap *st, const char *p, size_t n)
-{
-	size_t take = n < st->lit_left ? n : (size_t)st->lit_left;
-	imap_cmd_literal_data(&st->cmd, p, take);
-	if (st->has_spool && st->cmd.tok[st->cmd.ntok - 1].type == IMAP_SPOOL) {
-		spool_write(&st->sp, p, take);
-	}
-	st->lit_left -= take;
-	if (st->lit_left == 0) {
-		imap_cmd_literal_end(&st->cmd);
-	}
-	return take;
-}
-
 static void imap_line(struct session *s, char *line, size_t len)
 {
 	struct imap *st = s->ps;
-	if (st->lit_left) {
-		size_t took = literal_bytes(st, line, len);
-		line += took;
-		len -= took;
-		if (len == 0) {
-			return;
-		}
-	}
 	int complete = line[len - 1] == '\n';
 	if (st->skip_line || !complete) {
 		if (!st->skip_line) {

@@ -758,3 +758,60 @@ int imap_search_match(const struct imap_search *k, struct imap_search_msg *m)
 	}
 	return 0;
 }
+
+/* LIST wildcards: '*' matches anything, '%' anything but the separator.
+ * Dynamic programming over (pattern, name): no backtracking blow-up. */
+/* see rumble.h */
+int imap_wild_match(const char *pat, const char *name, int icase)
+{
+	size_t pn = strlen(pat), nn = strlen(name);
+	if (pn > IMAP_PATTERN_MAX || nn > IMAP_PATTERN_MAX) {
+		return 0;
+	}
+	unsigned char row[IMAP_PATTERN_MAX + 2], next[IMAP_PATTERN_MAX + 2];
+	memset(row, 0, nn + 1);
+	row[0] = 1; /* row[j]: pat[0..i) matches name[0..j) */
+	for (size_t i = 0; i < pn; i++) {
+		char c = pat[i];
+		memset(next, 0, nn + 1);
+		for (size_t j = 0; j <= nn; j++) {
+			if (c == '*' || c == '%') {
+				next[j] = row[j] || (j > 0 && next[j - 1] &&
+				                            (c == '*' || name[j - 1] != '.'));
+			} else if (j > 0 && row[j - 1]) {
+				char a = name[j - 1], b = c;
+				if (icase && a >= 'a' && a <= 'z') {
+					a = (char)(a - 32);
+				}
+				if (icase && b >= 'a' && b <= 'z') {
+					b = (char)(b - 32);
+				}
+				next[j] = a == b;
+			}
+		}
+		memcpy(row, next, nn + 1);
+	}
+	return row[nn];
+}
+
+/* see rumble.h */
+void imap_put_string(struct buf *o, const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && (unsigned char)p[i] >= 0x20 && (unsigned char)p[i] < 0x7f) {
+		i++;
+	}
+	if (i < n || n > 1024) {
+		buf_printf(o, "{%zu}\r\n", n);
+		buf_append(o, p, n);
+		return;
+	}
+	buf_append(o, "\"", 1);
+	for (i = 0; i < n; i++) {
+		if (p[i] == '"' || p[i] == '\\') {
+			buf_append(o, "\\", 1);
+		}
+		buf_append(o, p + i, 1);
+	}
+	buf_append(o, "\"", 1);
+}

@@ -8,7 +8,8 @@
  *     folder SP key SP value LF
  *
  * each field %XX-escaped (controls, space, '%' and bytes over 0x7e), the
- * folder empty for the user's own entries. A change rewrites the file
+ * folder empty for the user's own entries. Keys compare case-insensitively
+ * (RFC 5464 section 3.2) and keep the case they were set with. A change rewrites the file
  * atomically under a process-wide lock; a user's entries are bounded
  * (MD_FILE_MAX), so reading it whole is cheap.
  */
@@ -153,7 +154,7 @@ struct find {
 static int find_one(struct entry *e, void *arg)
 {
 	struct find *f = arg;
-	if (strcmp(e->folder, f->folder) != 0 || strcmp(e->key, f->key) != 0) {
+	if (strcmp(e->folder, f->folder) != 0 || rl_strcasecmp(e->key, f->key) != 0) {
 		return 0;
 	}
 	f->value = xmalloc(e->vlen + 1);
@@ -189,7 +190,7 @@ int md_get(const char *domain, const char *user, const char *folder, const char 
 static int keep_other(struct entry *e, void *arg)
 {
 	struct find *f = arg;
-	if (strcmp(e->folder, f->folder) != 0 || strcmp(e->key, f->key) != 0) {
+	if (strcmp(e->folder, f->folder) != 0 || rl_strcasecmp(e->key, f->key) != 0) {
 		put_entry(f->out, e->folder, e->key, e->value, e->vlen);
 	}
 	return 0;

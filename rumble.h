@@ -858,6 +858,31 @@ int imap__num(const char **p, uint32_t *out);
 /* "1-Feb-1994" as days since 1970-01-01; -1 when malformed. */
 int imap_date_parse(const char *s, int64_t *day);
 
+/* LIST wildcards: '*' matches anything, '%' anything but the hierarchy
+ * separator '.'; icase for INBOX. Patterns and names over
+ * IMAP_PATTERN_MAX bytes match nothing. */
+#define IMAP_PATTERN_MAX 512
+/* METADATA (RFC 5464, imap_meta.c). GETMETADATA's options (MAXSIZE,
+ * DEPTH) when the token at *pos opens a list; -1 when they are bad. */
+struct imap_meta_opts {
+	long long maxsize; /* -1: none */
+	int depth;         /* 0, 1, or a large number for "infinity" */
+};
+int imap_meta_options(const struct imap_cmd *c, uint32_t *pos, struct imap_meta_opts *o);
+/* The entries from token pos on for box ("" for the user's own) as one
+ * "* METADATA" response in out; resp gets a response code for the OK
+ * ("" or "[METADATA LONGENTRIES n] "). 0, or -1 (BAD, resp says why). */
+int imap_meta_get(const struct imap_cmd *c, uint32_t pos, const struct imap_meta_opts *o,
+        const char *domain, const char *user, const char *box, struct buf *out, char *resp,
+        size_t len);
+/* SETMETADATA's list from token pos on, checked whole before any is set.
+ * 0, -1 (BAD) or -2 (NO), resp saying why. */
+int imap_meta_set(const struct imap_cmd *c, uint32_t pos, const char *domain, const char *user,
+        const char *box, char *resp, size_t len);
+/* Appends p as an IMAP quoted string, or as a literal when it must be. */
+void imap_put_string(struct buf *o, const char *p, size_t n);
+int imap_wild_match(const char *pat, const char *name, int icase);
+
 /* SEARCH: keys parsed from the tokens at *pos to the end, then matched
  * against one message at a time. kw maps a keyword to its bit (-1: no
  * message has it). */

@@ -738,3 +738,93 @@ def test_password_checks_do_not_hold_up_the_worker():
             f.close()
             c.close()
     assert s.stop() == 0
+
+
+class Tagged:
+    """A raw IMAP connection: cmd() sends one command (literals given
+    LITERAL+ style by the caller) and returns every byte up to its tagged
+    reply."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+        self.n = 0
+        self.until(b"\r\n")
+
+    def until(self, end):
+        while end not in self.buf:
+            chunk = self.sock.recv(65536)
+            assert chunk, self.buf
+            self.buf += chunk
+        out, self.buf = self.buf.split(end, 1)
+        return out + end
+
+    def take(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            assert chunk, self.buf
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def cmd(self, text):
+        self.n += 1
+        tag = b"m%d " % self.n
+        self.sock.sendall(tag + text + b"\r\n")
+        out = b""
+        for _ in range(10000):
+            line = self.until(b"\r\n")
+            out += line
+            m = re.search(rb"\{(\d+)\}\r\n$", line)
+            if m:
+                out += self.take(int(m.group(1)))
+            elif line.startswith(tag):
+                return out
+        raise AssertionError("no tagged reply: %r" % out[-300:])
+
+    def close(self):
+        self.sock.close()
+
+
+def test_metadata_get_and_set():
+    """imap: METADATA (RFC 5464): SETMETADATA/GETMETADATA on the server and a mailbox, NIL, literals, DEPTH, MAXSIZE, limits"""
+    s = imap_server()
+    r = Tagged(s.imap_port)
+    assert b"METADATA" in r.cmd(b"CAPABILITY")
+    assert b"OK" in r.cmd(b"LOGIN alice@example.org secret").split(b"\r\n")[-2]
+    got = r.cmd(b'SETMETADATA "" (/private/comment "my notes" /shared/vendor/rumble/x "1")')
+    assert got.startswith(b"m3 OK SETMETADATA"), got
+    got = r.cmd(b'GETMETADATA "" (/private/comment /private/nothing)')
+    assert b'* METADATA "" ("/private/comment" "my notes" "/private/nothing" NIL)\r\n' in got, got
+    assert b'"my notes"' in r.cmd(b'GETMETADATA "" /PRIVATE/Comment')  # names ignore case
+    # a mailbox's own entries, a literal value (LITERAL+), its answer a literal too
+    got = r.cmd(b"SETMETADATA INBOX (/private/comment {12+}\r\nline1\r\nline2)")
+    assert b"OK SETMETADATA" in got, got
+    got = r.cmd(b"GETMETADATA INBOX /private/comment")
+    assert b'* METADATA "INBOX" ("/private/comment" {12}\r\nline1\r\nline2)\r\n' in got, got
+    assert b'"my notes"' in r.cmd(b'GETMETADATA "" /private/comment')  # apart from INBOX's
+    # DEPTH and MAXSIZE
+    r.cmd(b'SETMETADATA "" (/private/a "1" /private/a/b "22" /private/a/b/c "333333333")')
+    got = r.cmd(b'GETMETADATA (DEPTH 1) "" /private/a')
+    assert b'"/private/a" "1" "/private/a/b" "22")' in got and b"/a/b/c" not in got, got
+    got = r.cmd(b'GETMETADATA (DEPTH infinity MAXSIZE 3) "" /private/a')
+    assert b'"/private/a" "1" "/private/a/b" "22")' in got, got
+    assert b"OK [METADATA LONGENTRIES 9] GETMETADATA" in got, got
+    # NIL removes
+    assert b"OK" in r.cmd(b'SETMETADATA "" (/private/comment NIL)')
+    assert b'("/private/comment" NIL)' in r.cmd(b'GETMETADATA "" /private/comment')
+    # bad names, a missing mailbox, a value over 64 KiB, a bad option
+    assert b"BAD" in r.cmd(b'GETMETADATA "" /other/x')
+    assert b"BAD" in r.cmd(b'SETMETADATA "" (/private/x)')
+    assert b"NO [NONEXISTENT]" in r.cmd(b'GETMETADATA Nope /private/comment')
+    got = r.cmd(b'SETMETADATA "" (/private/big {70000}')  # refused before it is sent
+    assert b"NO [METADATA MAXSIZE 65536]" in got, got[-200:]
+    big = b"x" * 65536  # the largest value fits
+    got = r.cmd(b'SETMETADATA "" (/private/big {%d+}\r\n%s)' % (len(big), big))
+    assert b"OK SETMETADATA" in got, got[-200:]
+    got = r.cmd(b'GETMETADATA "" /private/big')
+    assert b"{65536}\r\n" + big + b")" in got
+    assert b"BAD" in r.cmd(b'GETMETADATA (DEPTH 2) "" /private/a')
+    assert b"OK" in r.cmd(b"NOOP").split(b"\r\n")[-2]
+    r.close()
+    assert s.stop() == 0
