@@ -50,6 +50,7 @@ test_deps() {
 	need openssl command -v openssl
 	need python3-dnslib /usr/bin/python3 -c 'import dnslib'
 	need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
+	need python3-dkim /usr/bin/python3 -c 'import dkim'
 }
 
 build() {

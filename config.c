@@ -333,6 +333,8 @@ static const struct directive directives[] = {
 	{"LoadScript", K_LIST, 0, 0, 0, 0},
 	STR("SMTPScript", smtp_script),
 	STR("DNSBL", dnsbl),
+	NUM("DKIMSign", K_BOOL, dkim_sign, 0, 1),
+	STR("DKIMSelector", dkim_selector),
 	STR("LogFile", log_file),
 	NUM("LogLevel", K_LEVEL, log_level, 0, 3),
 	NUM("Workers", K_INT, workers, 0, 256),
@@ -499,6 +501,8 @@ static void defaults(struct settings *s)
 	rl_strlcpy(s->server_name, "localhost", sizeof s->server_name);
 	rl_strlcpy(s->storage, "data", sizeof s->storage);
 	s->smtp_enable = s->pop3_enable = s->imap_enable = 1;
+	s->dkim_sign = 1;
+	rl_strlcpy(s->dkim_selector, "rumble", sizeof s->dkim_selector);
 	s->smtp_port = root ? 25 : 2525;
 	s->pop3_port = root ? 110 : 1110;
 	s->imap_port = root ? 143 : 1143;
@@ -567,6 +571,12 @@ int config_apply(struct settings *s, struct config *c, char *err, size_t errlen)
 		return -1;
 	}
 	if (dnsbl_check_conf(s->dnsbl, err, errlen) != 0) {
+		return -1;
+	}
+	if (!*s->dkim_selector || strspn(s->dkim_selector, "abcdefghijklmnopqrstuvwxyz"
+	                                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") !=
+	                                  strlen(s->dkim_selector)) {
+		snprintf(err, errlen, "DKIMSelector: letters, digits, '-' and '.' only");
 		return -1;
 	}
 	return 0;

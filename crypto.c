@@ -1913,6 +1913,184 @@ out:
 	return rc;
 }
 
+/* ---- RSA keys for DKIM (dkim.c) ---- */
+
+struct crypto_rsa {
+	br_rsa_private_key sk;
+	unsigned char *data; /* the numbers sk points into */
+	size_t len;
+	unsigned char n[TLS_RSA_MAX_BITS / 8], e[4];
+	size_t nlen, elen;
+};
+
+/* see rumble.h */
+int crypto_rsa_create(const char *path, unsigned bits, char *err, size_t errlen)
+{
+	br_hmac_drbg_context rng;
+	br_rsa_private_key sk;
+	br_rsa_public_key pk;
+	unsigned char *kbuf = xmalloc(BR_RSA_KBUF_PRIV_SIZE(TLS_RSA_MAX_BITS));
+	unsigned char pbuf[BR_RSA_KBUF_PUB_SIZE(TLS_RSA_MAX_BITS)], d[TLS_RSA_MAX_BITS / 8];
+	unsigned char *der = NULL;
+	char *pem = NULL;
+	size_t dlen = 0, derlen = 0, pemlen = 0;
+	int rc = -1;
+	if (bits < TLS_RSA_MIN_BITS || bits > TLS_RSA_MAX_BITS || seed_rng(&rng) != 0) {
+		seterr(err, errlen, "cannot make an RSA key of %u bits", bits);
+		goto out;
+	}
+	if (!br_rsa_keygen_get_default()(&rng.vtable, &sk, kbuf, &pk, pbuf, bits, 65537) ||
+	        (dlen = br_rsa_compute_privexp_get_default()(d, &sk, 65537)) == 0 ||
+	        (derlen = br_encode_rsa_raw_der(NULL, &sk, &pk, d, dlen)) == 0) {
+		seterr(err, errlen, "cannot make an RSA key of %u bits", bits);
+		goto out;
+	}
+	der = xmalloc(derlen);
+	br_encode_rsa_raw_der(der, &sk, &pk, d, dlen);
+	pem = pem_of(der, derlen, "RSA PRIVATE KEY", &pemlen);
+	rc = write_private(path, pem, pemlen, err, errlen);
+out:
+	if (der) {
+		crypto_wipe(der, derlen);
+		free(der);
+	}
+	if (pem) {
+		crypto_wipe(pem, pemlen);
+		free(pem);
+	}
+	crypto_wipe(kbuf, BR_RSA_KBUF_PRIV_SIZE(TLS_RSA_MAX_BITS));
+	free(kbuf);
+	crypto_wipe(d, sizeof d);
+	crypto_wipe(&rng, sizeof rng);
+	return rc;
+}
+
+/* Big-endian e without leading zeros. */
+static size_t exponent_bytes(uint32_t e, unsigned char out[4])
+{
+	size_t n = 0;
+	for (int shift = 24; shift >= 0; shift -= 8) {
+		if (n || (e >> shift) & 0xff) {
+			out[n++] = (unsigned char)(e >> shift);
+		}
+	}
+	return n;
+}
+
+/* see rumble.h */
+struct crypto_rsa *crypto_rsa_load(const char *path, char *err, size_t errlen)
+{
+	struct tls_ctx *c = xcalloc(1, sizeof *c); /* the TLS key loader's */
+	struct pem_load ld = {c, path, 0, 1, err, errlen};
+	struct crypto_rsa *k = NULL;
+	int rc = pem_load_file(&ld);
+	if (rc == 0 && c->key_type != BR_KEYTYPE_RSA) {
+		seterr(err, errlen, "%s: no RSA private key", path);
+	} else if (rc == 0) {
+		k = xcalloc(1, sizeof *k);
+		k->sk = c->rsa;
+		k->data = c->key_data;
+		k->len = c->key_len;
+		c->key_data = NULL;
+		uint32_t e = br_rsa_compute_pubexp_get_default()(&k->sk);
+		k->nlen = k->sk.n_bitlen <= TLS_RSA_MAX_BITS
+		                  ? br_rsa_compute_modulus_get_default()(k->n, &k->sk)
+		                  : 0;
+		k->elen = exponent_bytes(e, k->e);
+		if (!k->nlen || !k->elen) {
+			seterr(err, errlen, "%s: unusable RSA key", path);
+			crypto_rsa_free(k);
+			k = NULL;
+		}
+	}
+	ctx_destroy(c);
+	return k;
+}
+
+void crypto_rsa_free(struct crypto_rsa *k)
+{
+	if (k) {
+		crypto_wipe(k->data, k->len);
+		free(k->data);
+		crypto_wipe(k, sizeof *k);
+		free(k);
+	}
+}
+
+/* An INTEGER of the unsigned big-endian number p[0..n). */
+static void der_uint(struct der *d, const unsigned char *p, size_t n)
+{
+	unsigned char v[TLS_RSA_MAX_BITS / 8 + 1];
+	size_t len = 0;
+	while (n > 1 && *p == 0) {
+		p++;
+		n--;
+	}
+	if (n && (*p & 0x80)) {
+		v[len++] = 0; /* positive */
+	}
+	memcpy(v + len, p, n);
+	der_add(d, 0x02, v, len + n);
+}
+
+static const unsigned char oid_rsa[] = {
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00};
+
+/* see rumble.h */
+int crypto_rsa_public_b64(const struct crypto_rsa *k, char *out, size_t outlen)
+{
+	struct der ints, rsapub, bits, alg, spki;
+	der_init(&ints);
+	der_init(&rsapub);
+	der_init(&bits);
+	der_init(&alg);
+	der_init(&spki);
+	der_uint(&ints, k->n, k->nlen);
+	der_uint(&ints, k->e, k->elen);
+	der_wrap(&rsapub, 0x30, &ints);
+	der_raw(&bits, "", 1); /* no unused bits */
+	der_raw(&bits, rsapub.b, rsapub.len);
+	der_raw(&alg, oid_rsa, sizeof oid_rsa); /* rsaEncryption, NULL */
+	der_wrap(&spki, 0x30, &alg);
+	der_wrap(&spki, 0x03, &bits);
+	struct der all;
+	der_init(&all);
+	der_wrap(&all, 0x30, &spki);
+	if (all.bad || rsapub.bad || bits.bad || outlen < 4 * ((all.len + 2) / 3) + 1) {
+		return -1;
+	}
+	crypto_base64_encode(all.b, all.len, out);
+	return 0;
+}
+
+/* see rumble.h */
+size_t crypto_rsa_sign_sha256(const struct crypto_rsa *k, const uint8_t hash[32], uint8_t *sig, size_t len)
+{
+	size_t n = (k->sk.n_bitlen + 7) / 8;
+	if (n > len || !br_rsa_pkcs1_sign_get_default()(BR_HASH_OID_SHA256, hash, 32, &k->sk, sig)) {
+		return 0;
+	}
+	return n;
+}
+
+/* see rumble.h */
+void crypto_sha256_init(crypto_sha256_ctx *c)
+{
+	typedef char fits[sizeof(br_sha256_context) <= sizeof *c ? 1 : -1];
+	(void)sizeof(fits);
+	br_sha256_init((br_sha256_context *)(void *)c);
+}
+
+void crypto_sha256_update(crypto_sha256_ctx *c, const void *p, size_t n)
+{
+	br_sha256_update((br_sha256_context *)(void *)c, p, n);
+}
+
+void crypto_sha256_final(crypto_sha256_ctx *c, uint8_t out[32])
+{
+	br_sha256_out((br_sha256_context *)(void *)c, out);
+}
+
 /* ---- SASL PLAIN and LOGIN (see rumble.h) ---- */
 
 void crypto_sasl_reset(struct sasl *x)

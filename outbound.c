@@ -57,6 +57,7 @@ struct ob_conn {
 	int tmo;                 /* ms to wait for each reply */
 	int (*stopping)(void);   /* 1: give up waiting (the server stops) */
 	const char *helo;        /* our name in EHLO/HELO */
+	struct buf sig;          /* a DKIM-Signature field sent first, or empty */
 };
 
 /* ---- bytes in and out, in clear or through TLS ---- */
@@ -364,7 +365,8 @@ static int ob_data_end(struct ob_conn *c, int bol)
 	return ob_send(c, bol ? ".\r\n" : "\r\n.\r\n", bol ? 3 : 5, c->tmo);
 }
 
-/* The message, dot-stuffed, then the end of data. */
+/* The message, dot-stuffed (after the DKIM-Signature field, if any),
+ * then the end of data. */
 static int ob_body(struct ob_conn *c, struct spool *sp)
 {
 	char in[16384];
@@ -373,6 +375,9 @@ static int ob_body(struct ob_conn *c, struct spool *sp)
 	uint64_t off = 0;
 	int bol = 1, rc = 0;
 	long n;
+	if (c->sig.len) {
+		ob_stuff(&out, c->sig.data, c->sig.len, &bol);
+	}
 	while (rc == 0 && (n = spool_read(sp, off, in, sizeof in)) > 0) {
 		ob_stuff(&out, in, (size_t)n, &bol);
 		off += (uint64_t)n;
@@ -484,10 +489,11 @@ static void ob_transaction(struct ob_conn *c, struct queue_msg *m, struct ob_rcp
 		}
 		return;
 	}
-	if ((c->ext & EXT_SIZE) && c->size_max && m->body.len > c->size_max) {
+	uint64_t size = m->body.len + c->sig.len;
+	if ((c->ext & EXT_SIZE) && c->size_max && size > c->size_max) {
 		snprintf(c->text, sizeof c->text,
 		        "message of %llu bytes exceeds the server's limit of %llu",
-		        (unsigned long long)m->body.len, (unsigned long long)c->size_max);
+		        (unsigned long long)size, (unsigned long long)c->size_max);
 		for (int i = 0; i < n; i++) {
 			settle(&r[i], OB_PERM, NULL, c->text, "5.3.4");
 			rl_strlcpy(r[i].host, c->host, sizeof r[i].host);
@@ -497,7 +503,7 @@ static void ob_transaction(struct ob_conn *c, struct queue_msg *m, struct ob_rcp
 	int len = snprintf(cmd, sizeof cmd, "MAIL FROM:<%s>", m->from);
 	if (c->ext & EXT_SIZE) {
 		len += snprintf(cmd + len, sizeof cmd - (size_t)len, " SIZE=%llu",
-		        (unsigned long long)m->body.len);
+		        (unsigned long long)size);
 	}
 	if ((c->ext & EXT_8BITMIME) && body_8bit(&m->body)) {
 		len += snprintf(cmd + len, sizeof cmd - (size_t)len, " BODY=8BITMIME");
@@ -679,6 +685,8 @@ void outbound_send(
 	c->tmo = conf.outbound_timeout * 1000;
 	c->helo = conf.server_name;
 	c->stopping = queue__stopping;
+	buf_init(&c->sig);
+	dkim_sign(&m->body, m->from, &c->sig);
 	for (int i = 0; i < n; i++) {
 		r[i].status = OB_PENDING;
 	}
@@ -707,18 +715,11 @@ void outbound_send(
 			}
 		}
 	}
+	buf_free(&c->sig);
 	free(c);
 }
 
 /* ---- submission: one message to one server (smtp.send of the Lua API) ---- */
-
-static void wipe(void *p, size_t n)
-{
-	volatile unsigned char *v = p; /* not optimized away: secrets */
-	while (n--) {
-		*v++ = 0;
-	}
-}
 
 /* AUTH PLAIN (RFC 4616) when offered, else AUTH LOGIN; 0 when accepted. */
 static int sub_auth(struct ob_conn *c, const struct ob_submit *m)
@@ -752,8 +753,8 @@ static int sub_auth(struct ob_conn *c, const struct ob_submit *m)
 	} else {
 		rl_strlcpy(c->text, "authentication not supported", sizeof c->text);
 	}
-	wipe(raw, sizeof raw);
-	wipe(cmd, sizeof cmd);
+	crypto_wipe(raw, sizeof raw);
+	crypto_wipe(cmd, sizeof cmd);
 	return rc;
 }
 

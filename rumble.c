@@ -16,6 +16,7 @@ static const char usage[] =
 	"       rumble [-c FILE] alias add ADDRESS TARGET...\n"
 	"       rumble [-c FILE] feed add ADDRESS COMMAND...   (the message on its stdin)\n"
 	"       rumble [-c FILE] relay add ADDRESS HOST[:PORT]  (sent on to that host)\n"
+	"       rumble [-c FILE] dkim DOMAIN               the DNS record of its DKIM key\n"
 	"       rumble --version | --help\n";
 
 static struct service smtp_service = {.name = "smtp", .proto = &smtp_proto};
@@ -321,6 +322,27 @@ static int cmd_forward(enum mm_type type, int argc, char **argv)
 	return 0;
 }
 
+/* dkim DOMAIN: the DNS record of the domain's DKIM key (made if missing). */
+static int cmd_dkim(int argc, char **argv)
+{
+	char err[256], domain[MM_DOMAIN_MAX + 1];
+	if (argc != 1 || rl_strlcpy(domain, argv[0], sizeof domain) >= sizeof domain) {
+		return fail("usage: rumble dkim DOMAIN%s", "");
+	}
+	rl_lower(domain);
+	if (!mm_domain_exists(domain)) {
+		return fail("no such domain: %s", domain);
+	}
+	struct buf out;
+	buf_init(&out);
+	int rc = dkim_record(domain, &out, err, sizeof err);
+	if (rc == 0) {
+		fwrite(out.data, 1, out.len, stdout);
+	}
+	buf_free(&out);
+	return rc == 0 ? 0 : fail("dkim: %s", err);
+}
+
 static int run_admin(int argc, char **argv)
 {
 	char err[256];
@@ -331,6 +353,7 @@ static int run_admin(int argc, char **argv)
 	         : !strcmp(argv[0], "user")  ? cmd_user(argc - 1, argv + 1)
 	         : !strcmp(argv[0], "alias") ? cmd_forward(MM_ALIAS, argc - 1, argv + 1)
 	         : !strcmp(argv[0], "relay") ? cmd_forward(MM_RELAY, argc - 1, argv + 1)
+	         : !strcmp(argv[0], "dkim")  ? cmd_dkim(argc - 1, argv + 1)
 	                                     : cmd_forward(MM_FEED, argc - 1, argv + 1);
 	mm_close();
 	return rc;
@@ -359,7 +382,7 @@ int main(int argc, char **argv)
 	}
 	int admin = i < argc;
 	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
-		strcmp(argv[i], "feed") && strcmp(argv[i], "relay")) {
+		strcmp(argv[i], "feed") && strcmp(argv[i], "relay") && strcmp(argv[i], "dkim")) {
 		fprintf(stderr, "rumble: unknown command %s\n%s", argv[i], usage);
 		return 2;
 	}

@@ -142,6 +142,8 @@ struct settings {
 	int nscripts;
 	char smtp_script[1024]; /* SMTPScript: a VPOP3-style SMTPSVR.LUA, "" = none */
 	char dnsbl[1024];       /* DNSBL: blocklist zones for the SMTP port, "" = none */
+	int dkim_sign;          /* DKIMSign: sign mail that leaves (dkim.c) */
+	char dkim_selector[64]; /* DKIMSelector */
 	char log_file[1024];
 	int log_level;
 	int workers;
@@ -175,6 +177,25 @@ extern const char config_default_text[];
 /* ---- crypto (crypto.c, the only file that includes BearSSL) ---- */
 void crypto_sha256(const void *data, size_t n, uint8_t out[32]);
 void crypto_sha256_hex(const void *data, size_t n, char out[65]);
+/* Incremental SHA-256 (BearSSL's state, opaque here). */
+typedef struct {
+	uint64_t opaque[16];
+} crypto_sha256_ctx;
+void crypto_sha256_init(crypto_sha256_ctx *c);
+void crypto_sha256_update(crypto_sha256_ctx *c, const void *p, size_t n);
+void crypto_sha256_final(crypto_sha256_ctx *c, uint8_t out[32]);
+/* RSA keys (for DKIM): crypto_rsa_create writes a new key of bits (2048
+ * to 4096) to path as PKCS#1 PEM, private to the owner; load reads one
+ * (PKCS#1 or PKCS#8 PEM); public_b64 gives its SubjectPublicKeyInfo in
+ * base64 (a DKIM record's p=); sign_sha256 makes a PKCS#1 v1.5
+ * signature of a SHA-256 hash into sig and returns its length (0 on
+ * error). */
+struct crypto_rsa;
+int crypto_rsa_create(const char *path, unsigned bits, char *err, size_t errlen);
+struct crypto_rsa *crypto_rsa_load(const char *path, char *err, size_t errlen);
+void crypto_rsa_free(struct crypto_rsa *k);
+int crypto_rsa_public_b64(const struct crypto_rsa *k, char *out, size_t outlen);
+size_t crypto_rsa_sign_sha256(const struct crypto_rsa *k, const uint8_t hash[32], uint8_t *sig, size_t len);
 /* out must hold 4 * ((n + 2) / 3) + 1 bytes; returns the length written. */
 size_t crypto_base64_encode(const void *in, size_t n, char *out);
 /* Decodes, skipping white space; returns the length or -1 on bad input or
@@ -674,6 +695,30 @@ int dnsbl_wanted(const struct session *s);
  * s's worker with the first zone listing it, or NULL (not if s closed
  * meanwhile). Without a helper thread done runs before it returns. */
 void dnsbl_check(struct session *s, void (*done)(struct session *s, const char *zone));
+
+/* ---- dkim.c: DKIM signatures (RFC 6376) on outgoing mail ---- */
+#define DKIM_BITS 2048
+/* The relaxed body canonicalization, fed in pieces, into a SHA-256. */
+struct dkim_body {
+	crypto_sha256_ctx h;
+	int cr, wsp, content; /* a CR held; white space held; the line has content */
+	uint64_t empty;       /* empty lines held (dropped if nothing follows) */
+};
+void dkim_body_init(struct dkim_body *b);
+void dkim_body_feed(struct dkim_body *b, const char *p, size_t n);
+void dkim_body_end(struct dkim_body *b, uint8_t hash[32]);
+/* The relaxed form of one header field (f[0..n): "Name: value", folded
+ * or not, without its final CRLF) appended to out, with CRLF. */
+void dkim_header_relaxed(const char *f, size_t n, struct buf *out);
+/* <StorageFolder>/dkim/<domain>.<DKIMSelector>.pem; -1 for a bad domain. */
+int dkim_key_path(const char *domain, char *out, size_t len);
+/* The DNS TXT record of domain's key (made first if there is none). */
+int dkim_record(const char *domain, struct buf *out, char *err, size_t errlen);
+/* A DKIM-Signature field (CRLF-terminated) for the message in sp, for the
+ * domain of its From: field if that is one of ours, else sender's: 0 with
+ * it appended to out; 1 when the message is not to be signed (DKIMSign
+ * off, no domain of ours); -1 on an error (logged). */
+int dkim_sign(struct spool *sp, const char *sender, struct buf *out);
 
 /* ---- work.c: blocking work on helper threads ---- */
 struct work {

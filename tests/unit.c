@@ -65,6 +65,7 @@ int main(int argc, char **argv)
 		{"imap", tests_imap},
 		{"outbound", tests_outbound},
 		{"metadata", tests_metadata},
+		{"dkim", tests_dkim},
 		{"luasocket", tests_luasocket},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {

@@ -146,12 +146,17 @@ class Server:
 
 
 def strip_received(msg):
-    """Removes the Received: header Rumble adds (with its folded lines)."""
+    """Removes the Received: header Rumble adds (with its folded lines),
+    and the DKIM-Signature before it on mail Rumble sent on."""
     lines = msg.split(b"\r\n")
-    assert lines[0].startswith(b"Received: "), lines[0]
-    i = 1
-    while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
-        i += 1
+    i = 0
+    for name in (b"DKIM-Signature: ", b"Received: "):
+        if name == b"Received: ":
+            assert lines[i].startswith(name), lines[i]
+        if lines[i].startswith(name):
+            i += 1
+            while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+                i += 1
     return b"\r\n".join(lines[i:])
 
 
