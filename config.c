@@ -334,6 +334,8 @@ static const struct directive directives[] = {
 	STR("SMTPScript", smtp_script),
 	STR("DNSBL", dnsbl),
 	NUM("DKIMSign", K_BOOL, dkim_sign, 0, 1),
+	NUM("Greylist", K_BOOL, greylist, 0, 1),
+	NUM("GreylistDelay", K_TIME, greylist_delay, 1, 86400),
 	STR("DKIMSelector", dkim_selector),
 	STR("LogFile", log_file),
 	NUM("LogLevel", K_LEVEL, log_level, 0, 3),
@@ -502,6 +504,7 @@ static void defaults(struct settings *s)
 	rl_strlcpy(s->storage, "data", sizeof s->storage);
 	s->smtp_enable = s->pop3_enable = s->imap_enable = 1;
 	s->dkim_sign = 1;
+	s->greylist_delay = 300;
 	rl_strlcpy(s->dkim_selector, "rumble", sizeof s->dkim_selector);
 	s->smtp_port = root ? 25 : 2525;
 	s->pop3_port = root ? 110 : 1110;

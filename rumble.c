@@ -164,6 +164,7 @@ static int run_server(int detach)
 		return 1;
 	}
 	start_dns();
+	greylist_load(os_time());
 	work_start();
 	if (queue_start() != 0 || server_start(conf.workers) != 0) {
 		return 1;
@@ -180,6 +181,10 @@ static int run_server(int detach)
 	log_info("stopping: waiting for sessions to finish");
 	server_stop(5000);
 	work_stop();
+	if (conf.greylist && greylist_save(os_time()) != 0) {
+		log_warn("greylist: cannot save");
+	}
+	greylist_free();
 	rl_stop();
 	queue_stop();
 	dns_shutdown();

@@ -143,6 +143,8 @@ struct settings {
 	char smtp_script[1024]; /* SMTPScript: a VPOP3-style SMTPSVR.LUA, "" = none */
 	char dnsbl[1024];       /* DNSBL: blocklist zones for the SMTP port, "" = none */
 	int dkim_sign;          /* DKIMSign: sign mail that leaves (dkim.c) */
+	int greylist;           /* Greylist: greylist.c on the SMTP port */
+	int greylist_delay;     /* GreylistDelay: s before a retry passes */
 	char dkim_selector[64]; /* DKIMSelector */
 	char log_file[1024];
 	int log_level;
@@ -695,6 +697,16 @@ int dnsbl_wanted(const struct session *s);
  * s's worker with the first zone listing it, or NULL (not if s closed
  * meanwhile). Without a helper thread done runs before it returns. */
 void dnsbl_check(struct session *s, void (*done)(struct session *s, const char *zone));
+
+/* ---- greylist.c: greylisting (RFC 6647) on the SMTP port ---- */
+/* The triplet's key: the client's /24 or /64, sender and recipient. */
+uint64_t greylist_key(const char *ip, const char *from, const char *rcpt);
+/* 0 when the triplet may pass now; else the seconds still to wait (it is
+ * remembered as seen now if it was not known). */
+int greylist_check(uint64_t key, int64_t now);
+int greylist_save(int64_t now); /* StorageFolder/greylist, at stop */
+void greylist_load(int64_t now);
+void greylist_free(void);
 
 /* ---- dkim.c: DKIM signatures (RFC 6376) on outgoing mail ---- */
 #define DKIM_BITS 2048

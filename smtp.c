@@ -434,6 +434,25 @@ static int rcpt_max(struct smtp *st)
 	return sender_local(st) ? g->max_rcpt_local : g->max_rcpt_in;
 }
 
+/* Greylisting (greylist.c) on the SMTP port, for clients that are not
+ * this host and did not log in: 1 when it answered 451. */
+static int greylisted(struct session *s, struct smtp *st, const char *rcpt)
+{
+	if (!conf.greylist || strcmp(s->svc->name, "smtp") != 0 || session_is_local(s) ||
+	        sender_local(st)) {
+		return 0;
+	}
+	int wait = greylist_check(greylist_key(s->peer, st->msg->from, rcpt), os_time());
+	if (wait > 0) {
+		log_info("%08x smtp greylisted from=<%s> to=<%s> client=%s wait=%ds", s->id,
+		        st->msg->from, rcpt, s->peer, wait);
+		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		reply(s, 451, "4.7.1 <%s>: Recipient address rejected: Greylisted, try again later",
+		        rcpt);
+	}
+	return wait > 0;
+}
+
 static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
 {
 	char addr[ADDR_MAX], *params;
@@ -457,7 +476,9 @@ static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
 	struct mm_account acct;
 	switch (queue_classify(addr, &acct)) {
 	case RCPT_LOCAL:
-		rcpt_take(s, st, addr, code);
+		if (!greylisted(s, st, addr)) {
+			rcpt_take(s, st, addr, code);
+		}
 		return;
 	case RCPT_UNKNOWN:
 		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);

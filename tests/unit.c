@@ -66,6 +66,7 @@ int main(int argc, char **argv)
 		{"outbound", tests_outbound},
 		{"metadata", tests_metadata},
 		{"dkim", tests_dkim},
+		{"greylist", tests_greylist},
 		{"luasocket", tests_luasocket},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {

@@ -58,6 +58,7 @@ void tests_imap(void);
 void tests_outbound(void);
 void tests_metadata(void);
 void tests_dkim(void);
+void tests_greylist(void);
 void tests_luasocket(void);
 
 #endif
