@@ -28,6 +28,7 @@
 
 #include <iphlpapi.h>
 #include <ntsecapi.h>
+#include <tlhelp32.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1560,7 +1561,9 @@ int os_daemonize(void)
  * loop stops and reloads as it does on Ctrl-C or SIGTERM/SIGHUP. Started
  * any other way, StartServiceCtrlDispatcher fails at once with
  * ERROR_FAILED_SERVICE_CONTROLLER_CONNECT and the server runs in the
- * foreground.
+ * foreground. Wine's does not fail: it waits on the control pipe of the
+ * service started last. So the dispatcher is only called when the parent
+ * process is services.exe, as .NET's and Go's IsWindowsService decide.
  */
 
 #define SVC_START_HINT 60000 /* ms to RUNNING: a first start makes a TLS key */
@@ -1651,6 +1654,33 @@ static void WINAPI svc_main(DWORD argc, LPSTR *argv)
 	svc_report(SERVICE_STOPPED, svc_rc, 0);
 }
 
+/* 1 when the parent process is services.exe (the SCM starts services). */
+static int started_by_scm(void)
+{
+	HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+	PROCESSENTRY32 pe;
+	DWORD self = GetCurrentProcessId(), parent = 0;
+	int pass, found = 0;
+
+	if (snap == INVALID_HANDLE_VALUE) {
+		return 1; /* cannot tell: let the dispatcher decide */
+	}
+	for (pass = 0; pass < 2 && !found; pass++) { /* find self, then the parent */
+		pe.dwSize = sizeof pe;
+		for (BOOL ok = Process32First(snap, &pe); ok && !found; ok = Process32Next(snap, &pe)) {
+			if (pass == 0 && pe.th32ProcessID == self) {
+				parent = pe.th32ParentProcessID;
+				break;
+			}
+			if (pass == 1 && pe.th32ProcessID == parent) {
+				found = _stricmp(pe.szExeFile, "services.exe") == 0 ? 1 : -1;
+			}
+		}
+	}
+	CloseHandle(snap);
+	return found == 1;
+}
+
 /* see os.h; -1 when the dispatcher fails for another reason */
 int os_service_run(const char *conf, int (*fn)(const char *conf))
 {
@@ -1664,6 +1694,9 @@ int os_service_run(const char *conf, int (*fn)(const char *conf))
 		if (n == 0 || n >= sizeof svc_conf) {
 			return win_fail(n ? ERROR_FILENAME_EXCED_RANGE : GetLastError());
 		}
+	}
+	if (!started_by_scm()) {
+		return OS_NOT_SERVICE;
 	}
 	InitializeCriticalSection(&svc_lock);
 	if (!StartServiceCtrlDispatcherA(table)) {
@@ -1699,7 +1732,7 @@ static SC_HANDLE svc_open(const char *name, DWORD access, char *err, size_t errl
 	}
 	svc = OpenServiceA(scm, name, access);
 	if (!svc) {
-		svc_error(name, err, errlen);
+		svc_error("OpenService", err, errlen);
 	}
 	CloseServiceHandle(scm);
 	return svc;
@@ -1798,7 +1831,7 @@ int os_service_install(const char *name, const char *conf, char *err, size_t err
 	svc = CreateServiceA(scm, name, display, SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS,
 	        SERVICE_AUTO_START, SERVICE_ERROR_NORMAL, cmd, NULL, NULL, NULL, NULL, NULL);
 	if (!svc) {
-		svc_error(name, err, errlen);
+		svc_error("CreateService", err, errlen);
 		CloseServiceHandle(scm);
 		return -1;
 	}
@@ -1834,7 +1867,7 @@ int os_service_uninstall(const char *name, char *err, size_t errlen)
 	}
 	rc = svc_stop(svc, err, errlen);
 	if (rc == 0 && !DeleteService(svc)) {
-		rc = svc_error(name, err, errlen);
+		rc = svc_error("DeleteService", err, errlen);
 	}
 	CloseServiceHandle(svc);
 	return rc;
