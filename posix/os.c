@@ -1683,7 +1683,7 @@ int os_daemonize(void)
  * server as it is (Type=simple) ---- */
 
 static const char no_services[] =
-	"service commands are for Windows; use systemd (see README) or --service to detach";
+        "service commands are for Windows; use systemd (see README) or --service to detach";
 
 static int no_service(char *err, size_t errlen)
 {

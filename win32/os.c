@@ -1584,8 +1584,8 @@ static void svc_report(DWORD state, int exit_code, DWORD hint)
 	svc_status.dwServiceType = SERVICE_WIN32_OWN_PROCESS;
 	svc_status.dwCurrentState = state;
 	svc_status.dwControlsAccepted =
-	        state == SERVICE_RUNNING ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN |
-	                                           SERVICE_ACCEPT_PARAMCHANGE
+	        state == SERVICE_RUNNING
+	                ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN | SERVICE_ACCEPT_PARAMCHANGE
 	        : state == SERVICE_START_PENDING ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN
 	                                         : 0;
 	svc_status.dwWin32ExitCode = exit_code ? ERROR_SERVICE_SPECIFIC_ERROR : NO_ERROR;
@@ -1667,7 +1667,8 @@ static int started_by_scm(void)
 	}
 	for (pass = 0; pass < 2 && !found; pass++) { /* find self, then the parent */
 		pe.dwSize = sizeof pe;
-		for (BOOL ok = Process32First(snap, &pe); ok && !found; ok = Process32Next(snap, &pe)) {
+		for (BOOL ok = Process32First(snap, &pe); ok && !found;
+		        ok = Process32Next(snap, &pe)) {
 			if (pass == 0 && pe.th32ProcessID == self) {
 				parent = pe.th32ParentProcessID;
 				break;
@@ -1706,11 +1707,18 @@ int os_service_run(const char *conf, int (*fn)(const char *conf))
 	return svc_rc;
 }
 
+/* see os.h; a stop asked for meanwhile stays STOP_PENDING (critical
+ * sections nest, so svc_report may take svc_lock again) */
 void os_service_ready(void)
 {
-	if (svc_handle && svc_status.dwCurrentState == SERVICE_START_PENDING) {
+	if (!svc_handle) {
+		return;
+	}
+	EnterCriticalSection(&svc_lock);
+	if (svc_status.dwCurrentState == SERVICE_START_PENDING) {
 		svc_report(SERVICE_RUNNING, 0, 0);
 	}
+	LeaveCriticalSection(&svc_lock);
 }
 
 /* Fills err with what failed and the system's reason; returns -1. */
@@ -1761,10 +1769,12 @@ static void svc_describe(const SERVICE_STATUS *st, char *out, size_t len)
 {
 	if (st->dwCurrentState == SERVICE_STOPPED &&
 	        st->dwWin32ExitCode == ERROR_SERVICE_SPECIFIC_ERROR) {
-		snprintf(out, len, "stopped (exit code %lu)", (unsigned long)st->dwServiceSpecificExitCode);
+		snprintf(out, len, "stopped (exit code %lu)",
+		        (unsigned long)st->dwServiceSpecificExitCode);
 	} else if (st->dwCurrentState == SERVICE_STOPPED && st->dwWin32ExitCode != NO_ERROR &&
-	        st->dwWin32ExitCode != ERROR_SERVICE_NEVER_STARTED) {
-		snprintf(out, len, "stopped (Windows error %lu)", (unsigned long)st->dwWin32ExitCode);
+	           st->dwWin32ExitCode != ERROR_SERVICE_NEVER_STARTED) {
+		snprintf(out, len, "stopped (Windows error %lu)",
+		        (unsigned long)st->dwWin32ExitCode);
 	} else {
 		snprintf(out, len, "%s", svc_state_name(st->dwCurrentState));
 	}
@@ -1825,8 +1835,8 @@ int os_service_install(const char *name, const char *conf, char *err, size_t err
 	}
 	scm = OpenSCManagerA(NULL, NULL, SC_MANAGER_CONNECT | SC_MANAGER_CREATE_SERVICE);
 	if (!scm) {
-		return svc_error("cannot reach the service manager (run as Administrator)", err,
-		        errlen);
+		return svc_error(
+		        "cannot reach the service manager (run as Administrator)", err, errlen);
 	}
 	svc = CreateServiceA(scm, name, display, SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS,
 	        SERVICE_AUTO_START, SERVICE_ERROR_NORMAL, cmd, NULL, NULL, NULL, NULL, NULL);
