@@ -1811,6 +1811,22 @@ static int svc_wait(SC_HANDLE svc, DWORD want, char *err, size_t errlen)
 	return -1;
 }
 
+/* A crash (the process ends without reporting STOPPED) restarts the
+ * service after a minute, twice; a third within a day leaves it stopped.
+ * A clean stop with an exit code is not a crash. Best effort. */
+static void svc_restart_on_crash(SC_HANDLE svc)
+{
+	SC_ACTION act[3] = {{SC_ACTION_RESTART, 60000}, {SC_ACTION_RESTART, 60000},
+	        {SC_ACTION_NONE, 0}};
+	SERVICE_FAILURE_ACTIONSA fa;
+
+	memset(&fa, 0, sizeof fa);
+	fa.dwResetPeriod = 24 * 3600; /* seconds without a crash to count from 0 again */
+	fa.cActions = 3;
+	fa.lpsaActions = act;
+	ChangeServiceConfig2A(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &fa);
+}
+
 /* see os.h */
 int os_service_install(const char *name, const char *conf, char *err, size_t errlen)
 {
@@ -1847,6 +1863,7 @@ int os_service_install(const char *name, const char *conf, char *err, size_t err
 	}
 	desc.lpDescription = "Rumble mail server: SMTP, POP3 and IMAP with mbox storage";
 	ChangeServiceConfig2A(svc, SERVICE_CONFIG_DESCRIPTION, &desc); /* cosmetic */
+	svc_restart_on_crash(svc);
 	CloseServiceHandle(svc);
 	CloseServiceHandle(scm);
 	return 0;

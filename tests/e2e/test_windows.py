@@ -158,8 +158,18 @@ def test_windows_service_under_wines_service_manager():
         r = rumble("service", "status", name)
         assert r.returncode == 3 and r.stdout.strip() == b"RumbleTest stopped", r.stdout
 
+        # Rumble's own start waits for RUNNING; uninstall stops it first.
+        r = rumble("service", "start", name)
+        assert r.returncode == 0 and r.stdout.strip() == b"RumbleTest: start ok", r.stderr
+        r = rumble("service", "status", name)
+        assert r.returncode == 0 and r.stdout.strip() == b"RumbleTest running", r.stdout
+        assert wait_port(port, 20)
         r = rumble("service", "uninstall", name)
         assert r.returncode == 0, r.stderr
+        assert _port_closed(port, 20)
+        lines = log_text().splitlines()
+        stopping = [i for i, l in enumerate(lines) if "stopping: waiting for sessions" in l]
+        assert len(stopping) == 2 and lines[-1].endswith("info  stopped"), lines[-5:]
         r = rumble("service", "status", name)
         assert r.returncode == 1 and b"OpenService" in r.stderr, r.stderr
     finally:
