@@ -176,7 +176,34 @@ int os_random(void *buf, size_t n); /* from the OS's CSPRNG */
 enum os_signal { OS_SIG_STOP = 1, OS_SIG_RELOAD = 2 };
 void os_signals_install(void);
 int os_signal_take(void); /* bit mask of OS_SIG_* that arrived */
-int os_daemonize(void);   /* detach (POSIX); 0 on Windows service stub */
+int os_daemonize(void);   /* detach (POSIX); 0 on Windows (see os_service_run) */
+
+/* ---- running as a system service (the Windows service manager) ---- */
+#define OS_NOT_SERVICE (-2) /* os_service_run: not started by a service manager */
+/* Under the Windows service control manager: registers the service, makes
+ * the folder of conf (of the executable when conf is NULL) the working
+ * folder, reports "start pending" and calls fn with conf made absolute on
+ * the service's thread. Stop and shutdown requests arrive as OS_SIG_STOP,
+ * "parameters changed" as OS_SIG_RELOAD (see os_signal_take). When fn
+ * returns, reports "stopped" with fn's result as the exit code and returns
+ * that result. OS_NOT_SERVICE at once when the process was not started by
+ * the service manager (always on POSIX): run in the foreground then. */
+int os_service_run(const char *conf, int (*fn)(const char *conf));
+/* Reports "running" once the server listens; a no-op outside a service. */
+void os_service_ready(void);
+/* Service administration; on POSIX each fails with err saying so.
+ * install: an automatically started service NAME that runs this executable
+ * with "-c <conf made absolute> --service". uninstall stops it first. start
+ * and stop wait (bounded) until it runs or stopped. reload sends "parameters
+ * changed" (OS_SIG_RELOAD in the service). status: 1 running, 0 not
+ * running, -1 error; state gets a word or two ("running", "stopped", ...). */
+int os_service_install(const char *name, const char *conf, char *err, size_t errlen);
+int os_service_uninstall(const char *name, char *err, size_t errlen);
+int os_service_start(const char *name, char *err, size_t errlen);
+int os_service_stop(const char *name, char *err, size_t errlen);
+int os_service_reload(const char *name, char *err, size_t errlen);
+int os_service_status(const char *name, char *state, size_t statelen, char *err, size_t errlen);
+
 /* Switch to user/group after binding ports; no-op where unsupported.
  * Returns -1 with err filled when the user does not exist. */
 int os_drop_privileges(const char *user, const char *group, char *err, size_t errlen);

@@ -17,6 +17,8 @@ static const char usage[] =
 	"       rumble [-c FILE] feed add ADDRESS COMMAND...   (the message on its stdin)\n"
 	"       rumble [-c FILE] relay add ADDRESS HOST[:PORT]  (sent on to that host)\n"
 	"       rumble [-c FILE] dkim DOMAIN               the DNS record of its DKIM key\n"
+	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
+	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
 	"       rumble --version | --help\n";
 
 static struct service smtp_service = {.name = "smtp", .proto = &smtp_proto};
@@ -44,17 +46,23 @@ static const struct {
 
 /* ---- configuration ---- */
 
-/* -c FILE, else rumble.conf here, else conf/rumble.conf, else built in. */
-static int load_settings(const char *path, char *err, size_t errlen)
+/* -c FILE, else rumble.conf here, else conf/rumble.conf; NULL: built in. */
+static const char *settings_path(const char *path)
 {
 	static const char *tries[] = {"rumble.conf", "conf/rumble.conf"};
-	struct config c = {0};
 	struct os_stat st;
 	for (size_t i = 0; !path && i < sizeof tries / sizeof tries[0]; i++) {
 		if (os_stat(tries[i], &st) == 0) {
 			path = tries[i];
 		}
 	}
+	return path;
+}
+
+static int load_settings(const char *path, char *err, size_t errlen)
+{
+	struct config c = {0};
+	path = settings_path(path);
 	int rc = path ? config_load(&c, path, err, errlen)
 	              : config_parse(&c, config_default_text, "(built-in)", err, errlen);
 	if (rc == 0) {
@@ -177,6 +185,7 @@ static int run_server(int detach)
 	}
 	log_info("rumble %s ready in %lld ms, storage %s, pid %ld", RUMBLE_VERSION,
 		(long long)(os_now_ms() - t0), conf.storage, os_getpid());
+	os_service_ready();
 	server_run(on_reload);
 	log_info("stopping: waiting for sessions to finish");
 	server_stop(5000);
@@ -348,6 +357,53 @@ static int cmd_dkim(int argc, char **argv)
 	return rc == 0 ? 0 : fail("dkim: %s", err);
 }
 
+/* service install|uninstall|start|stop|reload|status [NAME]: the Windows service
+ * manager's entry for this server; os.h says what each does. */
+static int cmd_service(const char *cfg, int argc, char **argv)
+{
+	char err[512], state[64];
+	const char *name = argc == 2 ? argv[1] : "Rumble";
+	if (argc < 1 || argc > 2) {
+		return fail("%s", "service: expected install|uninstall|start|stop|reload|status [NAME]");
+	}
+	const char *verb = argv[0];
+	int rc;
+	if (!strcmp(verb, "install")) {
+		/* the service reads the file each start: it has to exist and load */
+		cfg = settings_path(cfg);
+		if (!cfg) {
+			return fail("%s", "service install: no rumble.conf here; give -c FILE");
+		}
+		if (load_settings(cfg, err, sizeof err) != 0) {
+			return fail("service install: %s", err);
+		}
+		settings_free(&conf);
+		rc = os_service_install(name, cfg, err, sizeof err);
+	} else if (!strcmp(verb, "uninstall")) {
+		rc = os_service_uninstall(name, err, sizeof err);
+	} else if (!strcmp(verb, "start")) {
+		rc = os_service_start(name, err, sizeof err);
+	} else if (!strcmp(verb, "stop")) {
+		rc = os_service_stop(name, err, sizeof err);
+	} else if (!strcmp(verb, "reload")) {
+		rc = os_service_reload(name, err, sizeof err);
+	} else if (!strcmp(verb, "status")) {
+		rc = os_service_status(name, state, sizeof state, err, sizeof err);
+		if (rc >= 0) {
+			printf("%s %s\n", name, state);
+			return rc == 1 ? 0 : 3; /* 3: not running, as systemctl and LSB say */
+		}
+	} else {
+		return fail("service: unknown verb %s", verb);
+	}
+	if (rc != 0) {
+		fprintf(stderr, "rumble: service %s %s: %s\n", verb, name, err);
+		return 1;
+	}
+	printf("%s: %s %s\n", name, verb, !strcmp(verb, "install") ? "done" : "ok");
+	return 0;
+}
+
 static int run_admin(int argc, char **argv)
 {
 	char err[256];
@@ -364,11 +420,50 @@ static int run_admin(int argc, char **argv)
 	return rc;
 }
 
+/* Loads the settings and runs the administration command in argv, or
+ * the server when argc is 0; detach: 1 --service (POSIX: daemon), 2 under
+ * the Windows service manager. */
+static int serve(const char *cfg, int argc, char **argv, int detach)
+{
+	char err[512];
+	log_open(NULL);
+	if (load_settings(cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "rumble: %s\n", err);
+		return 2;
+	}
+	if (argc > 0) {
+		log_set_level(LOG_WARN);
+		int rc = run_admin(argc, argv);
+		settings_free(&conf);
+		return rc;
+	}
+	/* a service has no console: the log goes to a file, by default in the
+	 * storage folder */
+	if (detach == 2 && !*conf.log_file && os_mkdir_p(conf.storage) == 0 &&
+		snprintf(conf.log_file, sizeof conf.log_file, "%s/rumble.log", conf.storage) >=
+			(int)sizeof conf.log_file) {
+		return 2;
+	}
+	if (log_open(conf.log_file) != 0) {
+		fprintf(stderr, "rumble: LogFile %s: %s\n", conf.log_file, os_strerror());
+		return 2;
+	}
+	log_set_level(conf.log_level);
+	int rc = run_server(detach == 1);
+	settings_free(&conf);
+	return rc;
+}
+
+/* The server's entry under the Windows service manager (os_service_run). */
+static int serve_service(const char *cfg)
+{
+	return serve(cfg, 0, NULL, 2);
+}
+
 int main(int argc, char **argv)
 {
 	const char *cfg = NULL;
 	int detach = 0, i = 1;
-	char err[512];
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "-c") && i + 1 < argc) {
 			cfg = argv[++i];
@@ -387,25 +482,27 @@ int main(int argc, char **argv)
 	}
 	int admin = i < argc;
 	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
-		strcmp(argv[i], "feed") && strcmp(argv[i], "relay") && strcmp(argv[i], "dkim")) {
+		strcmp(argv[i], "feed") && strcmp(argv[i], "relay") && strcmp(argv[i], "dkim") &&
+		strcmp(argv[i], "service")) {
 		fprintf(stderr, "rumble: unknown command %s\n%s", argv[i], usage);
 		return 2;
 	}
 	os_init();
-	if (!admin) {
-		os_signals_install();
+	if (admin && !strcmp(argv[i], "service")) {
+		return cmd_service(cfg, argc - i - 1, argv + i + 1);
 	}
-	log_open(NULL);
-	if (load_settings(cfg, err, sizeof err) != 0) {
-		fprintf(stderr, "rumble: %s\n", err);
-		return 2;
+	if (admin) {
+		return serve(cfg, argc - i, argv + i, 0);
 	}
-	if (!admin && log_open(conf.log_file) != 0) {
-		fprintf(stderr, "rumble: LogFile %s: %s\n", conf.log_file, os_strerror());
-		return 2;
+	os_signals_install();
+	if (detach) {
+		int rc = os_service_run(cfg, serve_service);
+		if (rc != OS_NOT_SERVICE) {
+			if (rc < 0) {
+				fprintf(stderr, "rumble: --service: %s\n", os_strerror());
+			}
+			return rc < 0 ? 1 : rc;
+		}
 	}
-	log_set_level(admin ? LOG_WARN : conf.log_level);
-	int rc = admin ? run_admin(argc - i, argv + i) : run_server(detach);
-	settings_free(&conf);
-	return rc;
+	return serve(cfg, 0, NULL, detach);
 }
