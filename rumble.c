@@ -476,7 +476,7 @@ int main(int argc, char **argv)
 			fputs(usage, stdout);
 			return 0;
 		} else {
-			fprintf(stderr, "rumble: unknown option %s\n%s", argv[i], usage);
+			fprintf(stderr, "rumble: unknown option %s (rumble --help lists them)\n", argv[i]);
 			return 2;
 		}
 	}
@@ -484,7 +484,7 @@ int main(int argc, char **argv)
 	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
 		strcmp(argv[i], "feed") && strcmp(argv[i], "relay") && strcmp(argv[i], "dkim") &&
 		strcmp(argv[i], "service")) {
-		fprintf(stderr, "rumble: unknown command %s\n%s", argv[i], usage);
+		fprintf(stderr, "rumble: unknown command %s (rumble --help lists them)\n", argv[i]);
 		return 2;
 	}
 	os_init();
