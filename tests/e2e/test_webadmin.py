@@ -408,6 +408,7 @@ def test_browser():
     """Web admin in headless Chromium: log in, add an account, see it listed"""
     try:
         from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.by import By
     except ImportError:
         raise Skip("python3-selenium not installed")
@@ -422,7 +423,7 @@ def test_browser():
               "--no-first-run", "--disable-extensions", "--disable-background-networking",
               "--proxy-server=direct://", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
         opts.add_argument(a)
-    service = webdriver.ChromeService(executable_path=driver_bin, port=free_port())
+    service = Service(executable_path=driver_bin, port=free_port())
     d = webdriver.Chrome(service=service, options=opts)
     try:
         d.set_page_load_timeout(30)
