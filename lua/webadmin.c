@@ -217,7 +217,12 @@ static int login_push(lua_State *L, struct rl_job *j)
 		return 3;
 	}
 	int delay = session_login_failed(l->ip);
-	log_info("web admin: login failed user=%.64s from=%s", l->name, l->ip);
+	char shown[65];
+	rl_strlcpy(shown, l->name, sizeof shown);
+	for (char *p = shown; *p; p++) {
+		*p = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p; /* one log line */
+	}
+	log_info("web admin: login failed user=%s from=%s", shown, l->ip);
 	lua_pushnil(L);
 	lua_pushliteral(L, "failed");
 	lua_pushinteger(L, delay);

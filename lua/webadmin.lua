@@ -432,7 +432,7 @@ local function accounts(ctx, code)
 end
 
 local function valid_name(n)
-	return type(n) == "string" and #n > 0 and #n <= 64 and n:match("^[%w%.%-_+=*]+$") ~= nil
+	return type(n) == "string" and #n > 0 and #n <= 64 and n:match("^[%w%.%-_+=*?]+$") ~= nil
 end
 
 -- The alias targets: "a@x b@y" checked; nil and why when one is wrong.
@@ -573,7 +573,8 @@ end
 local function login(ctx)
 	local f = ctx.form
 	if not f.pre or #f.pre ~= 32 or f.pre ~= ctx.cookies.wa_pre then
-		return 403, error_body(403)
+		say(ctx, false, "The login form was not the latest one; please log in again.")
+		return login_page(ctx, 403)
 	end
 	local token, csrf, user = api.login(f.user or "", f.password or "")
 	if token then

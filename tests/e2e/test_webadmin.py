@@ -126,6 +126,8 @@ def test_login():
     assert st == 403 and "wa_sid" not in b.cookies
     st, _, _ = b.login(user="nobody@example.org", pw="secret")
     assert st == 403
+    st, _, _ = b.login(user="x\r\n2026-01-01 00:00:00 info  forged", pw="secret")
+    assert st == 403
     st, h, _ = b.login()
     assert st == 303 and h["Location"] == "/"
     cookie = [c for c in b.last_cookies if c.startswith("wa_sid=")][0]
@@ -137,6 +139,7 @@ def test_login():
     assert "web admin: login failed user=bob@example.org" in log
     assert "web admin: alice@example.org logged in from 127.0.0.1" in log
     assert "secret" not in log  # no password in the log
+    assert "\n2026-01-01 00:00:00 info  forged" not in log and "user=x??2026" in log
     # a forged token, and the real one from another address, are nobody
     other = Browser(s.web_port)
     other.cookies["wa_sid"] = "0" * 64
@@ -292,9 +295,9 @@ def test_csrf():
     st, _, _ = c.req("POST", "/login", form={"user": "alice@example.org", "password": "secret"})
     assert st == 403 and "wa_sid" not in c.cookies
     c.req("GET", "/login")
-    st, _, _ = c.req("POST", "/login", form={"pre": "1" * 32, "user": "alice@example.org",
-                                              "password": "secret"})
-    assert st == 403 and "wa_sid" not in c.cookies
+    st, _, html = c.req("POST", "/login", form={"pre": "1" * 32, "user": "alice@example.org",
+                                                 "password": "secret"})
+    assert st == 403 and "wa_sid" not in c.cookies and "not the latest one" in html
     s.stop()
 
 
