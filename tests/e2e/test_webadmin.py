@@ -9,10 +9,11 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 
-from harness import Server, free_port, wait_port
+from harness import ROOT, TMP, Server, free_port, wait_port
 
 
 def admin_server(conf="", users=("alice@example.org", "bob@example.org")):
@@ -449,3 +450,34 @@ def test_browser():
         d.quit()
     assert "dave@example.org" in s.cli("user", "list", "example.org").stdout
     s.stop()
+
+
+def test_windows_build_serves_login_under_wine():
+    """Web admin: rumble.exe (./build.sh windows) serves the login page under wine"""
+    exe = os.path.join(ROOT, "build", "win", "rumble.exe")
+    wine = "/usr/lib/wine/wine64"
+    if not os.path.exists(exe) or not os.path.exists(wine):
+        raise Skip("needs build/win/rumble.exe (./build.sh windows) and wine64")
+    os.makedirs(TMP, exist_ok=True)
+    d = tempfile.mkdtemp(dir=TMP, prefix="wine-")
+    env = dict(os.environ, WINEDEBUG="-all", WINEPREFIX=os.path.join(TMP, "wineprefix"))
+    smtp, web = free_port(), free_port()
+    conf = os.path.join(d, "rumble.conf")
+    with open(conf, "w") as f:
+        f.write("ServerName win.test\nStorageFolder Z:%s\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
+                "EnablePOP3 0\nEnableIMAP4 0\nWebAdminPort %d\n"
+                % (os.path.join(d, "data").replace("/", "\\"), smtp, web))
+    log = open(os.path.join(d, "stderr"), "wb")
+    p = subprocess.Popen([wine, exe, "-c", "Z:" + conf.replace("/", "\\")], env=env,
+                         stdout=log, stderr=log)
+    try:
+        assert wait_port(web, 60), open(os.path.join(d, "stderr"), "rb").read()
+        st, _, html = Browser(web).req("GET", "/login")
+        assert st == 200 and 'name="password"' in html, (st, html[:300])
+        assert Browser(web).req("GET", "/")[0] == 303
+    finally:
+        p.kill()
+        p.wait(30)
+        log.close()
+        subprocess.run(["/usr/lib/wine/wineserver", "-k"], env=env, timeout=30)
+    shutil.rmtree(d, ignore_errors=True)
