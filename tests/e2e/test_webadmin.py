@@ -194,7 +194,11 @@ def test_throttling():
 
 def test_pages_render():
     """Web admin: dashboard, domains, accounts, queue and log render, values escaped"""
-    s = admin_server()
+    s = admin_server(conf="DNSServer 127.0.0.1:%d\nRelayHost 127.0.0.1:%d\n" % (free_port(), free_port()))
+    Browser(s.web_port).login(user="<i>evil</i>", pw="x")  # logged as given
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        c.login("alice@example.org", "secret")
+        c.sendmail("alice@example.org", ["far@remote.test"], "Subject: q\r\n\r\nqueued\r\n")
     b = logged_in(s)
     html = b.page("/")
     for word in ("Services", "smtp", "pop3", "running", "stopped", "Sessions", "Rejected", "up "):
@@ -204,9 +208,11 @@ def test_pages_render():
     html = b.page("/accounts?domain=example.org")
     assert "alice@example.org" in html and "bob@example.org" in html and "mailbox" in html
     html = b.page("/queue")
-    assert "messages waiting" in html or "message waiting" in html
+    assert "1 message waiting" in html and "far@remote.test" in html, html
+    assert "alice@example.org" in html
     html = b.page("/log")
     assert "logged in from 127.0.0.1" in html and "<pre>" in html
+    assert "user=&lt;i&gt;evil&lt;/i&gt;" in html and "<i>evil" not in html
     st, _, _ = b.req("GET", "/accounts?domain=nosuch.example")
     assert st == 404
     st, _, _ = b.req("GET", "/no/such/page")
@@ -481,3 +487,30 @@ def test_windows_build_serves_login_under_wine():
         log.close()
         subprocess.run(["/usr/lib/wine/wineserver", "-k"], env=env, timeout=30)
     shutil.rmtree(d, ignore_errors=True)
+
+
+def test_client_leaves_mid_login():
+    """Web admin: clients that hang up while their login is checked or delayed leave the server sound"""
+    s = admin_server()
+    pre = "ab" * 16
+    body = urllib.parse.urlencode({"pre": pre, "user": "alice@example.org", "password": "wrong"})
+    req = ("POST /login HTTP/1.1\r\nHost: x\r\nCookie: wa_pre=%s\r\n"
+           "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s"
+           % (pre, len(body), body)).encode()
+    socks = []
+    for i in range(4):
+        sock = socket.create_connection(("127.0.0.1", s.web_port), timeout=10)
+        sock.sendall(req)
+        socks.append(sock)
+    time.sleep(0.1)  # the checks are out on helper threads, or the delays running
+    for sock in socks:
+        sock.close()
+    time.sleep(2.5)
+    st, h, _ = Browser(s.web_port, source="127.0.0.2").login()
+    assert st == 303, st
+    # one more that waits in its delay while the server stops
+    sock = socket.create_connection(("127.0.0.1", s.web_port), timeout=10)
+    sock.sendall(req)
+    time.sleep(0.3)
+    assert s.stop() == 0
+    sock.close()
