@@ -28,11 +28,11 @@
 #include "lua/rl.h"
 #include "webadmin_lua.h" /* static const char webadmin_lua[] */
 
-#define WA_SESSIONS 32          /* logged-in browsers at once; the oldest goes */
-#define WA_IDLE_S (30 * 60)     /* a session unused this long ends */
-#define WA_LIFE_S (12 * 3600)   /* and any session after this */
-#define WA_TIMEOUT_MS 20000     /* a connection silent this long is closed */
-#define WA_TOKEN 64             /* hex digits of a session token */
+#define WA_SESSIONS 32        /* logged-in browsers at once; the oldest goes */
+#define WA_IDLE_S (30 * 60)   /* a session unused this long ends */
+#define WA_LIFE_S (12 * 3600) /* and any session after this */
+#define WA_TIMEOUT_MS 20000   /* a connection silent this long is closed */
+#define WA_TOKEN 64           /* hex digits of a session token */
 #define WA_ADDR (MM_USER_MAX + MM_DOMAIN_MAX + 2)
 #define WA_HANDLER "rumble.webadmin"
 
@@ -64,16 +64,18 @@ void rl_webadmin_start(void)
 	wa_service.enabled = 1;
 	if (server_listen(&wa_service, conf.webadmin_bind, conf.force_ipv4, err, sizeof err) != 0) {
 		log_warnx("web admin: cannot listen on %s:%d: %s; it is off (see WebAdminPort)",
-			*conf.webadmin_bind ? conf.webadmin_bind : "*", conf.webadmin_port, err);
+		        *conf.webadmin_bind ? conf.webadmin_bind : "*", conf.webadmin_port, err);
 		return;
 	}
 	wa_listening = 1;
 	const char *host = *conf.webadmin_bind ? conf.webadmin_bind : "127.0.0.1";
 	int v6 = strchr(host, ':') != NULL;
-	log_info("web admin: http://%s%s%s:%d/", v6 ? "[" : "", host, v6 ? "]" : "", conf.webadmin_port);
+	log_info("web admin: http://%s%s%s:%d/", v6 ? "[" : "", host, v6 ? "]" : "",
+	        conf.webadmin_port);
 	if (!*conf.webadmin_users) {
-		log_info("web admin: nobody may log in yet: add \"WebAdmin user@domain\" (a mailbox "
-			 "account) to the configuration");
+		log_info(
+		        "web admin: nobody may log in yet: add \"WebAdmin user@domain\" (a mailbox "
+		        "account) to the configuration");
 	}
 }
 
@@ -253,7 +255,7 @@ static int wa_login(lua_State *L)
 	l->j.done = login_done;
 	rl_strlcpy(l->ip, s->peer, sizeof l->ip);
 	if (nlen >= sizeof l->name || plen >= sizeof l->pw || memchr(name, 0, nlen) ||
-		memchr(pw, 0, plen)) {
+	        memchr(pw, 0, plen)) {
 		l->name[0] = '\0'; /* cannot be right: fails as any wrong password */
 		strcpy(l->pw, "-");
 	} else {
@@ -384,15 +386,15 @@ static int wa_admins(lua_State *L)
 }
 
 static const luaL_Reg api[] = {
-	{"setup", wa_setup},
-	{"login", wa_login},
-	{"sleep", wa_sleep},
-	{"hash", wa_hash},
-	{"session", wa_session},
-	{"logout", wa_logout},
-	{"random", wa_random},
-	{"admins", wa_admins},
-	{NULL, NULL},
+        {"setup", wa_setup},
+        {"login", wa_login},
+        {"sleep", wa_sleep},
+        {"hash", wa_hash},
+        {"session", wa_session},
+        {"logout", wa_logout},
+        {"random", wa_random},
+        {"admins", wa_admins},
+        {NULL, NULL},
 };
 
 /* ---- in each state ---- */
