@@ -306,7 +306,7 @@ local function dashboard(ctx)
 			local on = s.enabled
 			rows[#rows + 1] = {esc(name),
 				on and '<span class="on">running</span>' or '<span class="off">stopped</span>',
-				num(s.port), num(s.sessions), num(s.messages), num(s.rejected),
+				(tonumber(s.port) or 0) > 0 and num(s.port) or "-", num(s.sessions), num(s.messages), num(s.rejected),
 				bytes(s.received), bytes(s.sent),
 				button(ctx, "/service", {{"name", name}, {"action", on and "stop" or "start"}},
 					on and "Stop" or "Start")}
