@@ -377,9 +377,23 @@ local function domain_add(ctx)
 	return domains(ctx, ok and 200 or 400)
 end
 
+-- The page that asks before a delete: its button posts the same form
+-- again with confirm=yes.
+local function confirm(ctx, action, fields, question, back)
+	fields[#fields + 1] = {"confirm", "yes"}
+	local body = concat {"<p>", esc(question), "</p><p>", button(ctx, action, fields, "Yes, delete"),
+		' <a href="', esc(back), '">Cancel</a></p>'}
+	return 200, page(ctx, "Confirm", body)
+end
+
 local function domain_delete(ctx)
 	local d = ctx.form.domain or ""
 	local ok, why = false, "no such domain"
+	if valid_domain(d) and ctx.form.confirm ~= "yes" then
+		local n = #(Mailman.listAccounts(d) or {})
+		return confirm(ctx, "/domain/delete", {{"domain", d}}, fmt("Delete the domain %s and " ..
+			"its %d account%s? Their mail stays on disk.", d, n, n == 1 and "" or "s"), "/domains")
+	end
 	if valid_domain(d) then
 		ok, why = Mailman.deleteDomain(d)
 	end
@@ -519,6 +533,11 @@ local function account_delete(ctx)
 	if not valid_domain(d) or not valid_name(name) then
 		say(ctx, false, "No such account.")
 		return domains(ctx, 400)
+	end
+	if f.confirm ~= "yes" then
+		return confirm(ctx, "/account/delete", {{"domain", d}, {"name", name}},
+			"Delete the account " .. name .. "@" .. d .. "? Its mail stays on disk.",
+			"/accounts?domain=" .. urlenc(d))
 	end
 	local ok, why = Mailman.deleteAccount(d, name)
 	say(ctx, ok and true or false, ok and (name .. "@" .. d .. " deleted.") or tostring(why))

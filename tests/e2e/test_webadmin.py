@@ -272,14 +272,22 @@ def test_domain_account_mail_pop3():
     p.user("carol@new.example")
     assert p.pass_("n3w").startswith(b"+OK")
     p.quit()
-    # delete the accounts, then the domain
+    # delete the accounts, then the domain; each asks first
+    st, _, html = b.post("/account/delete", {"domain": "new.example", "name": "carol"},
+                         page="/accounts?domain=new.example")
+    assert st == 200 and "Delete the account carol@new.example?" in html, html
+    assert 'name="confirm" value="yes"' in html
+    assert "carol@new.example" in s.cli("user", "list", "new.example").stdout
     for name in ("carol", "info"):
-        st, _, html = b.post("/account/delete", {"domain": "new.example", "name": name},
-                             page="/accounts?domain=new.example")
+        st, _, html = b.post("/account/delete", {"domain": "new.example", "name": name,
+                                                 "confirm": "yes"}, page="/accounts?domain=new.example")
         assert st == 200 and "%s@new.example deleted." % name in html, html
     html = b.page("/accounts?domain=new.example")
     assert "carol@new.example" not in html
     st, _, html = b.post("/domain/delete", {"domain": "new.example"}, page="/domains")
+    assert st == 200 and "Delete the domain new.example and its 0 accounts?" in html, html
+    assert "new.example" in s.cli("domain", "list").stdout
+    st, _, html = b.post("/domain/delete", {"domain": "new.example", "confirm": "yes"}, page="/domains")
     assert st == 200 and "Domain new.example deleted." in html, html
     assert "new.example" not in s.cli("domain", "list").stdout
     s.stop()
