@@ -12,13 +12,13 @@ SSL_A   ?= /usr/lib/$(shell $(CC) -dumpmachine 2>/dev/null)/libbearssl.a
 SYSLIBS ?= -lpthread -lm -ldl
 WARN     = -Wall -Wextra -Werror -Wundef -Wshadow -Wno-unused-parameter
 CFLAGS  += $(OPT) $(WARN) -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 \
-           -I. -isystem $(LUA_INC) -isystem $(SSL_INC) $(EXTRA_CFLAGS)
+           -I. -I$(OUT)/gen -isystem $(LUA_INC) -isystem $(SSL_INC) $(EXTRA_CFLAGS)
 LDFLAGS += $(EXTRA_LDFLAGS)
 
 CORE  = config.c log.c buf.c session.c smtp.c pop3.c imap.c imap_parse.c imap_meta.c queue.c outbound.c mailman.c mbox.c metadata.c work.c dnsbl.c dkim.c greylist.c crypto.c mime.c dns.c $(PLAT)/os.c \
         lua/runtime.c lua/hooks.c lua/services.c lua/jobs.c lua/lrumble.c \
         lua/lstring.c lua/lfile.c lua/lnetwork.c lua/lmailman.c lua/lmisc.c lua/ldovecot.c \
-        lua/vpop3.c lua/lltn12.c lua/lmime.c lua/lsocket.c
+        lua/vpop3.c lua/lltn12.c lua/lmime.c lua/lsocket.c lua/webadmin.c
 UNIT  = $(wildcard tests/test_*.c) tests/unit.c
 OBJ   = $(CORE:%.c=$(OUT)/%.o)
 UOBJ  = $(UNIT:%.c=$(OUT)/%.o)
@@ -35,6 +35,16 @@ $(OUT)/unit$(EXE): $(UOBJ) $(OBJ)
 $(OUT)/%.o: %.c $(HDRS) tests/unit.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The web admin's Lua source as a C string literal (webadmin.c includes
+# it): backslashes, quotes and '?' (no trigraphs) escaped, one literal a line.
+$(OUT)/gen/webadmin_lua.h: lua/webadmin.lua
+	@mkdir -p $(dir $@)
+	{ echo 'static const char webadmin_lua[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' lua/webadmin.lua; \
+	  echo ';'; } >$@.tmp && mv $@.tmp $@
+
+$(OUT)/lua/webadmin.o: $(OUT)/gen/webadmin_lua.h
 
 unit: $(OUT)/unit$(EXE)
 

@@ -51,6 +51,9 @@ test_deps() {
 	need python3-dnslib /usr/bin/python3 -c 'import dnslib'
 	need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
 	need python3-dkim /usr/bin/python3 -c 'import dkim'
+	need chromium command -v chromium
+	need chromium-driver command -v chromedriver
+	need python3-selenium /usr/bin/python3 -c 'import selenium'
 }
 
 build() {

@@ -291,7 +291,7 @@ const char *config_get(const struct config *c, const char *key)
 
 /* ---- typed settings ---- */
 
-enum kind { K_STR, K_BOOL, K_PORT, K_INT, K_SIZE, K_LEVEL, K_LIST, K_PLAIN, K_TIME };
+enum kind { K_STR, K_BOOL, K_PORT, K_INT, K_SIZE, K_LEVEL, K_LIST, K_PLAIN, K_TIME, K_WORDS };
 
 struct directive {
 	const char *key;
@@ -361,6 +361,11 @@ static const struct directive directives[] = {
 	STR("DNSServer", dns_server),
 	NUM("LuaMemoryLimit", K_SIZE, lua_memory_limit, 256 * 1024, 0),
 	NUM("LuaInstructionLimit", K_INT, lua_instruction_limit, 1000, 2000000000),
+	NUM("EnableWebAdmin", K_BOOL, webadmin_enable, 0, 1),
+	STR("WebAdminBind", webadmin_bind),
+	NUM("WebAdminPort", K_PORT, webadmin_port, 1, 65535),
+	{"WebAdmin", K_WORDS, offsetof(struct settings, webadmin_users),
+		sizeof(((struct settings *)0)->webadmin_users), 0, 0},
 };
 
 /* Directives of the original Rumble that this one does not use. */
@@ -481,12 +486,20 @@ static int apply_one(struct settings *s, const struct directive *d, const struct
 		}
 		*(int *)field = (int)n;
 		break;
+	case K_WORDS: /* each line adds its words */
+		n = (long long)strlen(field);
+		if ((size_t)n + strlen(e->value) + 2 > d->size || strpbrk(e->value, "<>\"&'")) {
+			why = strpbrk(e->value, "<>\"&'") ? "bad characters" : "value too long";
+		} else {
+			snprintf(field + n, d->size - (size_t)n, "%s%s", n ? " " : "", e->value);
+		}
+		break;
 	case K_LIST:
 		s->scripts = xrealloc(s->scripts, (size_t)(s->nscripts + 1) * sizeof *s->scripts);
 		s->scripts[s->nscripts++] = xstrdup(e->value);
 		break;
 	}
-	if (!why && d->kind != K_STR && d->kind != K_LIST && !*e->value) {
+	if (!why && d->kind != K_STR && d->kind != K_LIST && d->kind != K_WORDS && !*e->value) {
 		why = "missing value";
 	}
 	if (why) {
@@ -534,6 +547,9 @@ static void defaults(struct settings *s)
 	s->auth_sender_match = 1;
 	s->lua_memory_limit = 16ULL * 1024 * 1024;
 	s->lua_instruction_limit = 10000000;
+	s->webadmin_enable = 1;
+	rl_strlcpy(s->webadmin_bind, "127.0.0.1", sizeof s->webadmin_bind);
+	s->webadmin_port = 2580;
 }
 
 static int warn_obsolete(const struct config_entry *e)

@@ -165,6 +165,11 @@ struct settings {
 	char dns_server[512];           /* DNSServer: "" = the system's resolvers */
 	uint64_t lua_memory_limit;      /* LuaMemoryLimit: bytes per Lua state */
 	int lua_instruction_limit;      /* LuaInstructionLimit: per script call */
+	/* the web admin (lua/webadmin.c) */
+	int webadmin_enable;        /* EnableWebAdmin */
+	char webadmin_bind[256];    /* WebAdminBind: 127.0.0.1 unless set */
+	int webadmin_port;          /* WebAdminPort */
+	char webadmin_users[1024];  /* WebAdmin lines: addresses, space-separated */
 	struct config raw;
 };
 extern struct settings conf;
@@ -1287,8 +1292,10 @@ void rl_reload(void);
  * what it needs to go on: arg is not valid after this call). Close
  * hooks never wait. */
 enum rl_verdict rl_hook(struct session *s, const char *when, const char *cmd, const char *arg);
-/* 1 when a LoadScript or an SMTPScript is configured: Lua states exist. */
+/* 1 when a LoadScript or an SMTPScript is configured: hooks may exist. */
 #define rl_configured() (conf.nscripts > 0 || conf.smtp_script[0] != '\0')
+/* 1 when Lua states are made: scripts, or the web admin (EnableWebAdmin). */
+#define rl_wanted() (rl_configured() || conf.webadmin_enable)
 
 /* ---- lua/vpop3.c: the SMTPScript, VPOP3's SMTP server callbacks ---- */
 /* One instance of the script's globals per SMTP session (its own

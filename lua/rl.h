@@ -99,6 +99,16 @@ void rl_generation_bump(void);
  * runs it in an environment of its own. Logged when it does not load. */
 void rl_vp3_load(struct rl_state *st);
 
+/* ---- the web admin (webadmin.c, webadmin.lua) ---- */
+/* Listens on WebAdminBind:WebAdminPort when EnableWebAdmin is on (a
+ * failure is logged, not fatal). Before the states are made. */
+void rl_webadmin_start(void);
+/* Runs the embedded pages in L (before the scripts): keeps their
+ * connection function in the registry. */
+void rl_webadmin_open(lua_State *L);
+/* After the scripts: that function serves the web admin's port. */
+void rl_webadmin_install(lua_State *L);
+
 /* ---- registrations (lrumble.c): once per generation across states ---- */
 /* 1 the first time key is claimed in this generation, 0 after. */
 int rl_claim(const char *key);

@@ -213,10 +213,12 @@ static struct rl_state *state_new(int worker)
 	lua_setfield(L, LUA_REGISTRYINDEX, RL_HOOKS);
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, RL_SERVICES);
-	st->capped = 1; /* from here on the scripts' own memory */
+	rl_webadmin_open(L); /* before the scripts: it keeps the original tables */
+	st->capped = 1;      /* from here on the scripts' own memory */
 	st->loading = 1;
 	run_scripts(st);
 	rl_vp3_load(st);
+	rl_webadmin_install(L);
 	st->loading = 0;
 	lua_gc(L, LUA_GCCOLLECT, 0);
 	log_debug("lua: state for %s%d ready, %lu bytes", worker < 0 ? "start-up " : "worker ",
@@ -270,9 +272,10 @@ int rl_start(char *err, size_t errlen)
 	if (!boot_mx) {
 		boot_mx = os_mutex_new();
 	}
-	if (!rl_configured()) {
-		return 0; /* no script: no state, every hook call returns at once */
+	if (!rl_wanted()) {
+		return 0; /* no script, no web admin: no state; hook calls return at once */
 	}
+	rl_webadmin_start();
 	rl_boot_lock();
 	boot = state_new(-1);
 	rl_boot_unlock();

@@ -143,6 +143,30 @@ static void bad_values_stop_with_file_line_and_reason(void)
 	settings_free(&s);
 }
 
+static void web_admin_settings(void)
+{
+	struct settings s;
+	char err[256];
+	ASSERT_EQ(apply("ServerName x\n", &s, err, sizeof err), 0);
+	ASSERT_EQ(s.webadmin_enable, 1); /* on, but on this host only */
+	ASSERT_STR(s.webadmin_bind, "127.0.0.1");
+	ASSERT_EQ(s.webadmin_port, 2580);
+	ASSERT_STR(s.webadmin_users, "");
+	settings_free(&s);
+	ASSERT_EQ(apply("WebAdmin a@x.org\nwebadmin b@x.org c@y.org\nWebAdminPort 8080\n"
+			"EnableWebAdmin no\nWebAdminBind ::1\n",
+			  &s, err, sizeof err),
+		0);
+	ASSERT_STR(s.webadmin_users, "a@x.org b@x.org c@y.org");
+	ASSERT_EQ(s.webadmin_port, 8080);
+	ASSERT_EQ(s.webadmin_enable, 0);
+	ASSERT_STR(s.webadmin_bind, "::1");
+	settings_free(&s);
+	ASSERT_EQ(apply("WebAdmin <b>@x.org\n", &s, err, sizeof err), -1);
+	ASSERT(strstr(err, "t.conf:1:") && strstr(err, "WebAdmin"));
+	settings_free(&s);
+}
+
 static void obsolete_directives_are_accepted(void)
 {
 	struct settings s;
@@ -178,6 +202,7 @@ void tests_config(void)
 	RUN(unbalanced_blocks_report_file_and_line, "config reports bad blocks with file:line");
 	RUN(typed_values_are_parsed, "config turns values into typed settings");
 	RUN(bad_values_stop_with_file_line_and_reason, "config bad values give file:line: reason");
+	RUN(web_admin_settings, "config WebAdmin* directives: defaults, repeated WebAdmin lines");
 	RUN(obsolete_directives_are_accepted, "config accepts the original's obsolete directives");
 	RUN(the_shipped_rumble_conf_loads, "config conf/rumble.conf loads");
 }

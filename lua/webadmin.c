@@ -1,0 +1,432 @@
+/*
+ * webadmin.c - the C side of the web admin: its listener, the few helpers
+ * its Lua code needs and nothing else may call, and the store of admin
+ * sessions. The pages themselves are lua/webadmin.lua, compiled into the
+ * binary as a string (the Makefile makes webadmin_lua.h from it).
+ *
+ * The chunk runs in every Lua state (it needs no LoadScript) before the
+ * scripts, so that it holds the original Rumble and Mailman tables, and
+ * gets the helpers as its argument, not as globals: a script cannot call
+ * them by name. It returns the function that serves one connection;
+ * once the scripts ran it becomes the function of the web admin's port
+ * (a createService of a script on that port fails: the port is taken).
+ *
+ * Helpers (all on the session's own coroutine):
+ *   api.setup()            -> client address; sets a short idle timeout
+ *   api.login(name, pw)    -> token, csrf, address | nil, why, delay_ms
+ *   api.sleep(ms)          waits without holding the worker
+ *   api.hash(pw)           -> a PBKDF2 hash, made on a helper thread
+ *   api.session(token)     -> address, csrf | nil
+ *   api.logout(token)
+ *   api.random()           -> 32 hex digits from the OS's CSPRNG
+ *   api.admins()           -> how many WebAdmin addresses are configured
+ * Sessions live here, not in a Lua state: each worker has its own state
+ * and a browser's requests land on any worker.
+ */
+#include <string.h>
+
+#include "lua/rl.h"
+#include "webadmin_lua.h" /* static const char webadmin_lua[] */
+
+#define WA_SESSIONS 32        /* logged-in browsers at once; the oldest goes */
+#define WA_IDLE_S (30 * 60)   /* a session unused this long ends */
+#define WA_LIFE_S (12 * 3600) /* and any session after this */
+#define WA_TIMEOUT_MS 20000   /* a connection silent this long is closed */
+#define WA_TOKEN 64           /* hex digits of a session token */
+#define WA_ADDR (MM_USER_MAX + MM_DOMAIN_MAX + 2)
+#define WA_HANDLER "rumble.webadmin"
+
+static struct service wa_service = {.name = "webadmin", .proto = &rl_service_proto};
+static int wa_listening;
+
+struct wa_session {
+	char token[WA_TOKEN + 1]; /* "" = free */
+	char csrf[WA_TOKEN + 1];
+	char user[WA_ADDR];
+	char ip[64];
+	int64_t made, used;
+};
+static struct wa_session sessions[WA_SESSIONS];
+static os_mutex *wa_mx;
+
+/* ---- the listener ---- */
+
+void rl_webadmin_start(void)
+{
+	char err[256];
+	if (!wa_mx) {
+		wa_mx = os_mutex_new();
+	}
+	if (!conf.webadmin_enable || wa_listening) {
+		return;
+	}
+	wa_service.port = conf.webadmin_port;
+	wa_service.enabled = 1;
+	if (server_listen(&wa_service, conf.webadmin_bind, conf.force_ipv4, err, sizeof err) != 0) {
+		log_warnx("web admin: cannot listen on %s:%d: %s; it is off (see WebAdminPort)",
+		        *conf.webadmin_bind ? conf.webadmin_bind : "*", conf.webadmin_port, err);
+		return;
+	}
+	wa_listening = 1;
+	const char *host = *conf.webadmin_bind ? conf.webadmin_bind : "127.0.0.1";
+	int v6 = strchr(host, ':') != NULL;
+	log_info("web admin: http://%s%s%s:%d/", v6 ? "[" : "", host, v6 ? "]" : "",
+	        conf.webadmin_port);
+	if (!*conf.webadmin_users) {
+		log_info(
+		        "web admin: nobody may log in yet: add \"WebAdmin user@domain\" (a mailbox "
+		        "account) to the configuration");
+	}
+}
+
+/* ---- random tokens ---- */
+
+static int random_hex(char *out, size_t bytes)
+{
+	unsigned char b[32];
+	static const char hex[] = "0123456789abcdef";
+	if (bytes > sizeof b || os_random(b, bytes) != 0) {
+		return -1;
+	}
+	for (size_t i = 0; i < bytes; i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[2 * bytes] = '\0';
+	crypto_wipe(b, sizeof b);
+	return 0;
+}
+
+/* ---- sessions (under wa_mx) ---- */
+
+static int expired(const struct wa_session *w, int64_t now)
+{
+	return now - w->used > WA_IDLE_S || now - w->made > WA_LIFE_S || now < w->made;
+}
+
+/* The live session with token from ip, or NULL. */
+static struct wa_session *session_find(const char *token, const char *ip, int64_t now)
+{
+	if (strlen(token) != WA_TOKEN || strspn(token, "0123456789abcdef") != WA_TOKEN) {
+		return NULL;
+	}
+	for (int i = 0; i < WA_SESSIONS; i++) {
+		struct wa_session *w = &sessions[i];
+		if (w->token[0] && crypto_equal(w->token, token, WA_TOKEN)) {
+			if (expired(w, now) || strcmp(w->ip, ip) != 0) {
+				return NULL;
+			}
+			return w;
+		}
+	}
+	return NULL;
+}
+
+/* A new session for user from ip: a free or expired slot, else the
+ * least recently used one. 0, or -1 without randomness. */
+static int session_new(const char *user, const char *ip, char *token, char *csrf)
+{
+	int64_t now = os_time();
+	if (random_hex(token, WA_TOKEN / 2) != 0 || random_hex(csrf, WA_TOKEN / 2) != 0) {
+		return -1;
+	}
+	os_mutex_lock(wa_mx);
+	struct wa_session *w = &sessions[0];
+	for (int i = 0; i < WA_SESSIONS; i++) {
+		struct wa_session *c = &sessions[i];
+		if (!c->token[0] || expired(c, now)) {
+			w = c;
+			break;
+		}
+		if (c->used < w->used) {
+			w = c;
+		}
+	}
+	rl_strlcpy(w->token, token, sizeof w->token);
+	rl_strlcpy(w->csrf, csrf, sizeof w->csrf);
+	rl_strlcpy(w->user, user, sizeof w->user);
+	rl_strlcpy(w->ip, ip, sizeof w->ip);
+	w->made = w->used = now;
+	os_mutex_unlock(wa_mx);
+	return 0;
+}
+
+/* ---- helpers for the chunk ---- */
+
+/* The session of the coroutine L runs in; raises outside one. */
+static struct session *here(lua_State *L)
+{
+	struct rl_conn *c = rl_conn_here(L);
+	if (!c) {
+		luaL_error(L, "web admin: not in a session");
+	}
+	return c->s;
+}
+
+static int wa_setup(lua_State *L)
+{
+	struct session *s = here(L);
+	s->timeout_ms = WA_TIMEOUT_MS;
+	lua_pushstring(L, s->peer);
+	return 1;
+}
+
+/* 1 when the account is named by a WebAdmin line. */
+static int is_admin(const struct mm_account *a)
+{
+	char addr[WA_ADDR];
+	snprintf(addr, sizeof addr, "%s@%s", a->user, a->domain);
+	size_t n = strlen(addr);
+	for (const char *p = conf.webadmin_users; *p;) {
+		size_t w = strcspn(p, " \t,");
+		if (w == n && !rl_strncasecmp(p, addr, n)) {
+			return 1;
+		}
+		p += w;
+		p += strspn(p, " \t,");
+	}
+	return 0;
+}
+
+struct login_job {
+	struct rl_job j;
+	char ip[64], name[WA_ADDR], pw[512], user[WA_ADDR];
+	int ok;
+};
+
+static void login_run(struct rl_job *j)
+{
+	struct login_job *l = (struct login_job *)j;
+	struct mm_account a;
+	l->ok = mm_login(l->name, l->pw, &a) == 0 && is_admin(&a);
+	if (l->ok) {
+		snprintf(l->user, sizeof l->user, "%s@%s", a.user, a.domain);
+	}
+	crypto_wipe(l->pw, sizeof l->pw);
+	crypto_wipe(&a, sizeof a);
+}
+
+static int login_push(lua_State *L, struct rl_job *j)
+{
+	struct login_job *l = (struct login_job *)j;
+	char token[WA_TOKEN + 1], csrf[WA_TOKEN + 1];
+	if (l->ok && session_new(l->user, l->ip, token, csrf) == 0) {
+		session_login_ok(l->ip);
+		log_info("web admin: %s logged in from %s", l->user, l->ip);
+		lua_pushstring(L, token);
+		lua_pushstring(L, csrf);
+		lua_pushstring(L, l->user);
+		return 3;
+	}
+	int delay = session_login_failed(l->ip);
+	char shown[65];
+	rl_strlcpy(shown, l->name, sizeof shown);
+	for (char *p = shown; *p; p++) {
+		*p = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p; /* one log line */
+	}
+	log_info("web admin: login failed user=%s from=%s", shown, l->ip);
+	lua_pushnil(L);
+	lua_pushliteral(L, "failed");
+	lua_pushinteger(L, delay);
+	return 3;
+}
+
+static void login_done(struct rl_job *j)
+{
+	crypto_wipe(((struct login_job *)j)->pw, sizeof((struct login_job *)j)->pw);
+}
+
+static int wa_login(lua_State *L)
+{
+	struct session *s = here(L);
+	size_t nlen, plen;
+	const char *name = luaL_checklstring(L, 1, &nlen);
+	const char *pw = luaL_checklstring(L, 2, &plen);
+	if (session_login_blocked(s->peer)) {
+		log_info("web admin: login refused (too many failures) from=%s", s->peer);
+		lua_pushnil(L);
+		lua_pushliteral(L, "blocked");
+		lua_pushinteger(L, 0);
+		return 3;
+	}
+	struct login_job *l = xcalloc(1, sizeof *l);
+	l->j.run = login_run;
+	l->j.push = login_push;
+	l->j.done = login_done;
+	rl_strlcpy(l->ip, s->peer, sizeof l->ip);
+	if (nlen >= sizeof l->name || plen >= sizeof l->pw || memchr(name, 0, nlen) ||
+	        memchr(pw, 0, plen)) {
+		l->name[0] = '\0'; /* cannot be right: fails as any wrong password */
+		strcpy(l->pw, "-");
+	} else {
+		memcpy(l->name, name, nlen);
+		memcpy(l->pw, pw, plen);
+	}
+	return rl_job_call(L, &l->j);
+}
+
+struct hash_job {
+	struct rl_job j;
+	char pw[512], hash[CRYPTO_HASH_MAX];
+	int rc;
+};
+
+static void hash_run(struct rl_job *j)
+{
+	struct hash_job *h = (struct hash_job *)j;
+	h->rc = crypto_password_hash(h->pw, h->hash, sizeof h->hash);
+	crypto_wipe(h->pw, sizeof h->pw);
+}
+
+static int hash_push(lua_State *L, struct rl_job *j)
+{
+	struct hash_job *h = (struct hash_job *)j;
+	if (h->rc != 0) {
+		return rl_fail(L, "cannot hash the password");
+	}
+	lua_pushstring(L, h->hash);
+	return 1;
+}
+
+static int wa_hash(lua_State *L)
+{
+	size_t n;
+	const char *pw = luaL_checklstring(L, 1, &n);
+	luaL_argcheck(L, n > 0 && n < 512 && !memchr(pw, 0, n), 1, "bad password length");
+	struct hash_job *h = xcalloc(1, sizeof *h);
+	h->j.run = hash_run;
+	h->j.push = hash_push;
+	memcpy(h->pw, pw, n);
+	return rl_job_call(L, &h->j);
+}
+
+/* api.sleep: the coroutine waits as for a job; a timer on its worker
+ * wakes it (the session is held meanwhile, see session_after). */
+static void wake(struct session *s, void *arg)
+{
+	struct rl_conn *c = arg;
+	if (c->closed) {
+		c->finished(c, -1); /* the session ended meanwhile: its owner frees c */
+		return;
+	}
+	c->want = W_NONE;
+	rl_conn_run(c, 0);
+}
+
+static int wa_sleep(lua_State *L)
+{
+	lua_Integer ms = luaL_checkinteger(L, 1);
+	struct rl_conn *c = rl_conn_here(L);
+	if (!c || ms <= 0) {
+		return 0;
+	}
+	c->want = W_JOB;
+	session_after(c->s, ms > 10000 ? 10000 : (int)ms, wake, c);
+	return lua_yield(L, 0);
+}
+
+static int wa_session(lua_State *L)
+{
+	struct session *s = here(L);
+	const char *token = luaL_checkstring(L, 1);
+	int64_t now = os_time();
+	os_mutex_lock(wa_mx);
+	struct wa_session *w = session_find(token, s->peer, now);
+	char user[WA_ADDR], csrf[WA_TOKEN + 1];
+	if (w) {
+		w->used = now;
+		rl_strlcpy(user, w->user, sizeof user);
+		rl_strlcpy(csrf, w->csrf, sizeof csrf);
+	}
+	os_mutex_unlock(wa_mx);
+	if (!w) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_pushstring(L, user);
+	lua_pushstring(L, csrf);
+	return 2;
+}
+
+static int wa_logout(lua_State *L)
+{
+	struct session *s = here(L);
+	const char *token = luaL_checkstring(L, 1);
+	os_mutex_lock(wa_mx);
+	struct wa_session *w = session_find(token, s->peer, os_time());
+	if (w) {
+		log_info("web admin: %s logged out", w->user);
+		memset(w, 0, sizeof *w);
+	}
+	os_mutex_unlock(wa_mx);
+	return 0;
+}
+
+static int wa_random(lua_State *L)
+{
+	char hex[33];
+	if (random_hex(hex, 16) != 0) {
+		return luaL_error(L, "no randomness from the OS");
+	}
+	lua_pushstring(L, hex);
+	return 1;
+}
+
+static int wa_admins(lua_State *L)
+{
+	int n = 0;
+	for (const char *p = conf.webadmin_users; *p;) {
+		size_t w = strcspn(p, " \t,");
+		n += w > 0;
+		p += w;
+		p += strspn(p, " \t,");
+	}
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+static const luaL_Reg api[] = {
+        {"setup", wa_setup},
+        {"login", wa_login},
+        {"sleep", wa_sleep},
+        {"hash", wa_hash},
+        {"session", wa_session},
+        {"logout", wa_logout},
+        {"random", wa_random},
+        {"admins", wa_admins},
+        {NULL, NULL},
+};
+
+/* ---- in each state ---- */
+
+void rl_webadmin_open(lua_State *L)
+{
+	if (!conf.webadmin_enable) {
+		return;
+	}
+	if (luaL_loadbuffer(L, webadmin_lua, sizeof webadmin_lua - 1, "=webadmin.lua") != 0) {
+		log_warnx("web admin: %s", lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return;
+	}
+	lua_newtable(L);
+	for (const luaL_Reg *r = api; r->name; r++) {
+		lua_pushcfunction(L, r->func);
+		lua_setfield(L, -2, r->name);
+	}
+	if (rl_call(L, 1, 1, "webadmin.lua") != 0) {
+		return;
+	}
+	lua_setfield(L, LUA_REGISTRYINDEX, WA_HANDLER);
+}
+
+void rl_webadmin_install(lua_State *L)
+{
+	if (!wa_listening) {
+		return;
+	}
+	lua_getfield(L, LUA_REGISTRYINDEX, RL_SERVICES);
+	lua_getfield(L, LUA_REGISTRYINDEX, WA_HANDLER);
+	lua_rawseti(L, -2, wa_service.port);
+	lua_pop(L, 1);
+}

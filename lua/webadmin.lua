@@ -1,0 +1,681 @@
+-- webadmin.lua - Rumble's web admin: a small HTTP/1.1 server on a
+-- Rumble service port, pages rendered here, no script or asset fetched
+-- from anywhere. Compiled into the binary (lua/webadmin.c runs it in
+-- every Lua state, before any LoadScript) and given the C helpers as
+-- its argument. Returns the function that serves one connection.
+--
+-- One request per connection (Connection: close). Bounded: request
+-- line, header count and bytes, body (Content-Length only), silence
+-- (api.setup). Every value put in a page goes through esc(); every POST
+-- carries a CSRF token; no file or path is made from what the client
+-- sends.
+local api = ...
+local Rumble, Mailman = Rumble, Mailman
+local byte, char, fmt = string.byte, string.char, string.format
+local concat, floor, date = table.concat, math.floor, os.date
+local ipairs, pcall, print, select = ipairs, pcall, print, select
+local tonumber, tostring, type = tonumber, tostring, type
+local sort, max = table.sort, math.max
+
+local LINE_MAX = 4096 -- request line, one header line
+local HEADERS_MAX = 50
+local HEAD_BYTES_MAX = 16384
+local BODY_MAX = 65536
+local FIELDS_MAX = 64
+local SERVICES = {"smtp", "submission", "pop3", "smtps", "pop3s", "imap4", "imaps"}
+local REASONS = {
+	[200] = "OK", [303] = "See Other", [400] = "Bad Request", [403] = "Forbidden",
+	[404] = "Not Found", [405] = "Method Not Allowed", [411] = "Length Required",
+	[413] = "Content Too Large", [414] = "URI Too Long", [415] = "Unsupported Media Type",
+	[429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+	[500] = "Internal Server Error", [501] = "Not Implemented",
+}
+local HEADERS = "Content-Type: text/html; charset=utf-8\r\nConnection: close\r\n" ..
+	"Cache-Control: no-store\r\nX-Frame-Options: DENY\r\nX-Content-Type-Options: nosniff\r\n" ..
+	"Referrer-Policy: no-referrer\r\nContent-Security-Policy: default-src 'none'; " ..
+	"style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'\r\n"
+local CSS = [[
+body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#222}
+header{background:#2d3e50;color:#fff;padding:.6em 1em}
+nav{background:#fff;border-bottom:1px solid #ddd;padding:.4em 1em}
+nav a{margin-right:1.2em;color:#2d3e50}
+main{padding:1em;max-width:70em}
+table{border-collapse:collapse;background:#fff;margin:.5em 0 1.5em}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#eef0f3}
+form.inline{display:inline;margin:0}
+fieldset{background:#fff;border:1px solid #ddd;margin:0 0 1.5em}
+label{display:block;margin:.3em 0}
+.msg{padding:.5em 1em;border-radius:4px}.ok{background:#e2f4e2}.err{background:#fbe3e3}
+.on{color:#176017}.off{color:#a01010}
+pre{background:#fff;border:1px solid #ddd;padding:.6em;overflow:auto;font-size:13px}
+]]
+
+-- ---- text ----
+
+local ESC = {["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;"}
+
+local function esc(s)
+	if s == nil then
+		return ""
+	end
+	return (tostring(s):gsub("[&<>\"']", ESC))
+end
+
+local function urlenc(s)
+	return (tostring(s):gsub("[^%w%-%._~]", function(c) return fmt("%%%02X", byte(c)) end))
+end
+
+local function urldec(s)
+	s = s:gsub("%+", " ")
+	return (s:gsub("%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+end
+
+-- "a=1&b=2" -> {a = "1", b = "2"}; nil when there are too many fields.
+local function parse_form(s)
+	local t, n = {}, 0
+	for pair in s:gmatch("[^&]+") do
+		n = n + 1
+		if n > FIELDS_MAX then
+			return nil
+		end
+		local k, v = pair:match("^([^=]*)=?(.*)$")
+		t[urldec(k)] = urldec(v)
+	end
+	return t
+end
+
+local function parse_cookies(s)
+	local t = {}
+	for k, v in (s or ""):gmatch("([^=;%s]+)=([^;%s]*)") do
+		t[k] = v
+	end
+	return t
+end
+
+local function num(n)
+	return fmt("%d", tonumber(n) or 0)
+end
+
+local function bytes(n)
+	n = tonumber(n) or 0
+	if n >= 1048576 then
+		return fmt("%.1f MB", n / 1048576)
+	elseif n >= 1024 then
+		return fmt("%.1f KB", n / 1024)
+	end
+	return fmt("%d B", n)
+end
+
+local function duration(s)
+	s = floor(tonumber(s) or 0)
+	local d, h, m = floor(s / 86400), floor(s % 86400 / 3600), floor(s % 3600 / 60)
+	if d > 0 then
+		return fmt("%dd %dh %dm", d, h, m)
+	end
+	return fmt("%dh %dm %ds", h, m, s % 60)
+end
+
+local function when(t)
+	t = tonumber(t)
+	return t and t > 0 and date("!%Y-%m-%d %H:%M:%S UTC", t) or "-"
+end
+
+-- ---- HTTP ----
+
+local function respond(session, code, body, extra)
+	local head = {fmt("HTTP/1.1 %d %s\r\n", code, REASONS[code] or "Error"), HEADERS,
+		fmt("Content-Length: %d\r\n", #body)}
+	for _, h in ipairs(extra or {}) do
+		head[#head + 1] = h .. "\r\n"
+	end
+	head[#head + 1] = "\r\n"
+	session:send(concat(head) .. body)
+end
+
+local function error_body(code)
+	local r = esc(REASONS[code] or "Error")
+	return fmt("<!DOCTYPE html><html><head><title>%d %s</title></head><body><h1>%d %s</h1>" ..
+		"</body></html>", code, r, code, r)
+end
+
+-- The request: {method, path, query, headers}; or nil and the status to
+-- answer (nil: the client went away, answer nothing).
+local function read_head(session)
+	local line = session:receive()
+	if not line then
+		return nil
+	end
+	if #line > LINE_MAX then
+		return nil, 414
+	end
+	local method, target = line:match("^(%u+) (%S+) HTTP/1%.[01]$")
+	if not method then
+		return nil, 400
+	end
+	local h, n, size = {}, 0, 0
+	while true do
+		local l = session:receive()
+		if not l then
+			return nil
+		end
+		if l == "" then
+			break
+		end
+		n, size = n + 1, size + #l
+		if n > HEADERS_MAX or #l > LINE_MAX or size > HEAD_BYTES_MAX then
+			return nil, 431
+		end
+		local k, v = l:match("^([%w%-]+):[ \t]*(.-)[ \t]*$")
+		if not k then
+			return nil, 400
+		end
+		k = k:lower()
+		if h[k] and (k == "content-length" or k == "transfer-encoding" or k == "content-type") then
+			return nil, 400
+		end
+		h[k] = h[k] and (h[k] .. (k == "cookie" and "; " or ", ") .. v) or v
+	end
+	if method ~= "GET" and method ~= "POST" then
+		return nil, 405
+	end
+	local path, query = target:match("^(/[^?#]*)%??([^#]*)")
+	if not path then
+		return nil, 400
+	end
+	return {method = method, path = path, query = parse_form(query) or {}, headers = h}
+end
+
+-- Reads a POST's form into req.form; nil and a status when it is not one.
+local function read_body(session, req)
+	local h = req.headers
+	req.form = {}
+	if h["transfer-encoding"] then
+		return nil, 501
+	end
+	local len = h["content-length"]
+	if not len then
+		if req.method == "POST" then
+			return nil, 411
+		end
+		return true
+	end
+	if not len:match("^%d+$") then
+		return nil, 400
+	end
+	if #len > 9 or tonumber(len) > BODY_MAX then
+		return nil, 413
+	end
+	len = tonumber(len)
+	if len == 0 then
+		return true
+	end
+	local ctype = (h["content-type"] or ""):lower()
+	if req.method == "POST" and not ctype:match("^application/x%-www%-form%-urlencoded") then
+		return nil, 415
+	end
+	local data, got = session:receivebytes(len)
+	if got ~= len then
+		return nil
+	end
+	if req.method == "POST" then
+		req.form = parse_form(data)
+		if not req.form then
+			return nil, 413
+		end
+	end
+	return true
+end
+
+-- ---- page parts ----
+
+local function csrf_field(ctx)
+	return '<input type="hidden" name="csrf" value="' .. esc(ctx.csrf) .. '">'
+end
+
+-- A form that posts to action with hidden fields and one button.
+local function button(ctx, action, fields, label)
+	local t = {'<form class="inline" method="post" action="', esc(action), '">', csrf_field(ctx)}
+	for _, f in ipairs(fields) do
+		t[#t + 1] = fmt('<input type="hidden" name="%s" value="%s">', esc(f[1]), esc(f[2]))
+	end
+	t[#t + 1] = "<button>" .. esc(label) .. "</button></form>"
+	return concat(t)
+end
+
+local function page(ctx, title, body)
+	local nav = ""
+	if ctx.user then
+		nav = concat {'<nav><a href="/">Dashboard</a><a href="/domains">Domains</a>',
+			'<a href="/queue">Queue</a><a href="/log">Log</a>',
+			button(ctx, "/logout", {}, "Log out " .. ctx.user), "</nav>"}
+	end
+	local msg = ""
+	if ctx.msg then
+		msg = fmt('<p class="msg %s">%s</p>', ctx.ok and "ok" or "err", esc(ctx.msg))
+	end
+	return concat {'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+		'<meta name="viewport" content="width=device-width,initial-scale=1"><title>',
+		esc(title), " - Rumble</title><style>", CSS, "</style></head><body>",
+		"<header><b>Rumble</b> web admin</header>", nav, "<main><h1>", esc(title), "</h1>",
+		msg, body, "</main></body></html>"}
+end
+
+local function table_html(head, rows)
+	local t = {"<table><tr>"}
+	for _, h in ipairs(head) do
+		t[#t + 1] = "<th>" .. esc(h) .. "</th>"
+	end
+	t[#t + 1] = "</tr>"
+	for _, r in ipairs(rows) do
+		t[#t + 1] = "<tr><td>" .. concat(r, "</td><td>") .. "</td></tr>"
+	end
+	return concat(t) .. "</table>"
+end
+
+-- ctx.msg for the page that follows an action; ok: it went well.
+local function say(ctx, ok, msg)
+	ctx.ok, ctx.msg = ok, msg
+end
+
+-- ---- pages ----
+
+local function login_page(ctx, code)
+	local pre = api.random()
+	local note = ""
+	if api.admins() == 0 then
+		note = '<p class="msg err">Nobody may log in yet: add a line <code>WebAdmin ' ..
+			"user@domain</code> naming a mailbox account to rumble.conf and restart.</p>"
+	end
+	local body = concat {note, '<form method="post" action="/login"><fieldset>',
+		'<input type="hidden" name="pre" value="', pre, '">',
+		'<label>Address <input name="user" autocomplete="username" required></label>',
+		'<label>Password <input type="password" name="password" ',
+		'autocomplete="current-password" required></label>',
+		"<button>Log in</button></fieldset></form>"}
+	return code or 200, page(ctx, "Log in", body),
+		{"Set-Cookie: wa_pre=" .. pre .. "; Path=/; HttpOnly; SameSite=Strict"}
+end
+
+local function dashboard(ctx)
+	local info = Rumble.serverInfo()
+	local rows = {}
+	for _, name in ipairs(SERVICES) do
+		local s = Rumble.serviceInfo(name)
+		if s then
+			local on = s.enabled
+			rows[#rows + 1] = {esc(name),
+				on and '<span class="on">running</span>' or '<span class="off">stopped</span>',
+				(tonumber(s.port) or 0) > 0 and num(s.port) or "-", num(s.sessions), num(s.messages), num(s.rejected),
+				bytes(s.received), bytes(s.sent),
+				button(ctx, "/service", {{"name", name}, {"action", on and "stop" or "start"}},
+					on and "Stop" or "Start")}
+		end
+	end
+	local body = concat {"<p>Rumble ", esc(info.version), " on ", esc(info.os), "/",
+		esc(info.arch), ", server name ", esc(info.name), ", up ", esc(duration(info.uptime)),
+		".</p><h2>Services</h2>",
+		table_html({"Service", "State", "Port", "Sessions", "Messages", "Rejected", "Received",
+			"Sent", ""}, rows)}
+	return 200, page(ctx, "Dashboard", body)
+end
+
+local function service_action(ctx)
+	local name, action = ctx.form.name, ctx.form.action
+	local known = false
+	for _, s in ipairs(SERVICES) do
+		known = known or s == name
+	end
+	if not known or (action ~= "start" and action ~= "stop") then
+		say(ctx, false, "Unknown service or action.")
+		return 400, select(2, dashboard(ctx))
+	end
+	local ok, why
+	if action == "stop" then
+		ok, why = Rumble.stopService(name)
+	else
+		ok, why = Rumble.startService(name)
+	end
+	say(ctx, ok and true or false,
+		ok and (name .. (action == "stop" and " stopped." or " started."))
+		or ("Cannot " .. action .. " " .. name .. ": " .. tostring(why)))
+	return ok and 200 or 500, select(2, dashboard(ctx))
+end
+
+local function domain_list()
+	local list = Mailman.listDomains() or {}
+	sort(list)
+	return list
+end
+
+local function domains(ctx, code)
+	local rows = {}
+	for _, d in ipairs(domain_list()) do
+		local n = #(Mailman.listAccounts(d) or {})
+		rows[#rows + 1] = {'<a href="/accounts?domain=' .. esc(urlenc(d)) .. '">' .. esc(d) .. "</a>",
+			num(n), button(ctx, "/domain/delete", {{"domain", d}}, "Delete")}
+	end
+	local body = concat {table_html({"Domain", "Accounts", ""}, rows),
+		'<form method="post" action="/domain/add"><fieldset><legend>Add a domain</legend>',
+		csrf_field(ctx), '<label>Domain <input name="domain" required maxlength="253"></label>',
+		"<button>Add domain</button></fieldset></form>"}
+	return code or 200, page(ctx, "Domains", body)
+end
+
+local function valid_domain(d)
+	return type(d) == "string" and #d > 0 and #d <= 253 and d:match("^[%w][%w%.%-]*$") ~= nil
+end
+
+local function domain_add(ctx)
+	local d = (ctx.form.domain or ""):lower()
+	if not valid_domain(d) then
+		say(ctx, false, "Not a domain name: " .. d)
+		return domains(ctx, 400)
+	end
+	local ok, why = Mailman.createDomain(d)
+	say(ctx, ok and true or false, ok and ("Domain " .. d .. " added.") or tostring(why))
+	return domains(ctx, ok and 200 or 400)
+end
+
+-- The page that asks before a delete: its button posts the same form
+-- again with confirm=yes.
+local function confirm(ctx, action, fields, question, back)
+	fields[#fields + 1] = {"confirm", "yes"}
+	local body = concat {"<p>", esc(question), "</p><p>", button(ctx, action, fields, "Yes, delete"),
+		' <a href="', esc(back), '">Cancel</a></p>'}
+	return 200, page(ctx, "Confirm", body)
+end
+
+local function domain_delete(ctx)
+	local d = ctx.form.domain or ""
+	local ok, why = false, "no such domain"
+	if valid_domain(d) and ctx.form.confirm ~= "yes" then
+		local n = #(Mailman.listAccounts(d) or {})
+		return confirm(ctx, "/domain/delete", {{"domain", d}}, fmt("Delete the domain %s and " ..
+			"its %d account%s? Their mail stays on disk.", d, n, n == 1 and "" or "s"), "/domains")
+	end
+	if valid_domain(d) then
+		ok, why = Mailman.deleteDomain(d)
+	end
+	say(ctx, ok and true or false, ok and ("Domain " .. d .. " deleted.") or tostring(why))
+	return domains(ctx, ok and 200 or 400)
+end
+
+local function domain_exists(d)
+	for _, x in ipairs(domain_list()) do
+		if x == d then
+			return true
+		end
+	end
+	return false
+end
+
+local function accounts(ctx, code)
+	local d = ctx.domain or ctx.query.domain or ""
+	if not valid_domain(d) or not domain_exists(d) then
+		say(ctx, false, "No such domain: " .. d)
+		return domains(ctx, 404)
+	end
+	local list = Mailman.listAccounts(d) or {}
+	sort(list, function(a, b) return a.name < b.name end)
+	local rows = {}
+	for _, a in ipairs(list) do
+		local who = {{"domain", d}, {"name", a.name}}
+		local pw = ""
+		if a.type == "mailbox" then
+			pw = concat {'<form class="inline" method="post" action="/account/password">',
+				csrf_field(ctx), '<input type="hidden" name="domain" value="', esc(d), '">',
+				'<input type="hidden" name="name" value="', esc(a.name), '">',
+				'<input type="password" name="password" placeholder="new password" ',
+				'autocomplete="new-password" required> <button>Set password</button></form>'}
+		end
+		rows[#rows + 1] = {esc(a.name .. "@" .. d), esc(a.type), esc(a.arguments), pw,
+			button(ctx, "/account/delete", who, "Delete")}
+	end
+	local body = concat {table_html({"Address", "Type", "Delivers to", "Password", ""}, rows),
+		'<form method="post" action="/account/add"><fieldset><legend>Add an account</legend>',
+		csrf_field(ctx), '<input type="hidden" name="domain" value="', esc(d), '">',
+		'<label>Name <input name="name" required maxlength="64"> @', esc(d), "</label>",
+		'<label>Type <select name="type"><option value="mailbox">mailbox</option>',
+		'<option value="alias">alias</option></select></label>',
+		'<label>Password (mailbox) <input type="password" name="password" ',
+		'autocomplete="new-password"></label>',
+		'<label>Deliver to (alias: addresses, separated by spaces) <input name="targets" ',
+		'size="50"></label><button>Add account</button></fieldset></form>'}
+	return code or 200, page(ctx, "Accounts of " .. d, body)
+end
+
+local function valid_name(n)
+	return type(n) == "string" and #n > 0 and #n <= 64 and n:match("^[%w%.%-_+=*?]+$") ~= nil
+end
+
+-- The alias targets: "a@x b@y" checked; nil and why when one is wrong.
+local function targets(s)
+	local t = {}
+	for a in (s or ""):gmatch("[^%s,]+") do
+		if not a:match("^[%w%.%-_+=]+@[%w][%w%.%-]*$") or #a > 320 then
+			return nil, "Not an address: " .. a
+		end
+		t[#t + 1] = a:lower()
+	end
+	if #t == 0 or #t > 50 then
+		return nil, "An alias needs 1 to 50 addresses."
+	end
+	return concat(t, " ")
+end
+
+local function account_add(ctx)
+	local f = ctx.form
+	local d, name = f.domain or "", (f.name or ""):lower()
+	ctx.domain = d
+	if not valid_domain(d) or not domain_exists(d) then
+		say(ctx, false, "No such domain: " .. d)
+		return domains(ctx, 400)
+	end
+	if not valid_name(name) then
+		say(ctx, false, "Not an account name: " .. name)
+		return accounts(ctx, 400)
+	end
+	if Mailman.accountExists(d, name) then
+		say(ctx, false, name .. "@" .. d .. " exists already.")
+		return accounts(ctx, 400)
+	end
+	local acct = {name = name, domain = d, type = f.type}
+	if f.type == "mailbox" then
+		if not ctx.hash then
+			say(ctx, false, "A mailbox needs a password (1 to 256 characters).")
+			return accounts(ctx, 400)
+		end
+		acct.password = ctx.hash
+	elseif f.type == "alias" then
+		local args, why = targets(f.targets)
+		if not args then
+			say(ctx, false, why)
+			return accounts(ctx, 400)
+		end
+		acct.arguments = args
+	else
+		say(ctx, false, "Unknown account type.")
+		return accounts(ctx, 400)
+	end
+	local ok, why = Mailman.saveAccount(acct)
+	say(ctx, ok and true or false, ok and (name .. "@" .. d .. " added.") or tostring(why))
+	return accounts(ctx, ok and 200 or 400)
+end
+
+local function account_password(ctx)
+	local f = ctx.form
+	local d, name = f.domain or "", f.name or ""
+	ctx.domain = d
+	if not valid_domain(d) or not valid_name(name) then
+		say(ctx, false, "No such account.")
+		return domains(ctx, 400)
+	end
+	local a = Mailman.readAccount(d, name)
+	if not a or a.type ~= "mailbox" then
+		say(ctx, false, "No such mailbox: " .. name .. "@" .. d)
+		return accounts(ctx, 400)
+	end
+	if not ctx.hash then
+		say(ctx, false, "The password must have 1 to 256 characters.")
+		return accounts(ctx, 400)
+	end
+	local ok, why = Mailman.saveAccount({id = a.id, password = ctx.hash})
+	say(ctx, ok and true or false,
+		ok and ("Password of " .. name .. "@" .. d .. " changed.") or tostring(why))
+	return accounts(ctx, ok and 200 or 400)
+end
+
+local function account_delete(ctx)
+	local f = ctx.form
+	local d, name = f.domain or "", f.name or ""
+	ctx.domain = d
+	if not valid_domain(d) or not valid_name(name) then
+		say(ctx, false, "No such account.")
+		return domains(ctx, 400)
+	end
+	if f.confirm ~= "yes" then
+		return confirm(ctx, "/account/delete", {{"domain", d}, {"name", name}},
+			"Delete the account " .. name .. "@" .. d .. "? Its mail stays on disk.",
+			"/accounts?domain=" .. urlenc(d))
+	end
+	local ok, why = Mailman.deleteAccount(d, name)
+	say(ctx, ok and true or false, ok and (name .. "@" .. d .. " deleted.") or tostring(why))
+	return accounts(ctx, ok and 200 or 400)
+end
+
+local function queue(ctx)
+	local q, why = Mailman.getQueue()
+	if not q then
+		say(ctx, false, "Cannot read the queue: " .. tostring(why))
+		q = {}
+	end
+	local rows = {}
+	for _, m in ipairs(q) do
+		rows[#rows + 1] = {esc(m.id), esc(m.from == "" and "<>" or m.from),
+			esc(concat(m.recipients or {}, ", ")), esc(when(m.date)), num(m.attempts),
+			esc(when(m.next)), esc(bytes(m.size))}
+	end
+	local body = fmt("<p>%d message%s waiting.</p>", #q, #q == 1 and "" or "s") ..
+		table_html({"Id", "From", "To", "Queued", "Attempts", "Next try", "Size"}, rows)
+	return 200, page(ctx, "Queue", body)
+end
+
+local function log_page(ctx)
+	local lines = Rumble.getLog() or {}
+	local t = {}
+	for i = max(1, #lines - 199), #lines do
+		t[#t + 1] = esc(lines[i])
+	end
+	return 200, page(ctx, "Log", "<p>The last " .. #t .. " lines.</p><pre>" ..
+		concat(t, "\n") .. "</pre>")
+end
+
+local GET = {["/"] = dashboard, ["/domains"] = domains, ["/accounts"] = accounts,
+	["/queue"] = queue, ["/log"] = log_page}
+local POST = {["/service"] = service_action, ["/domain/add"] = domain_add,
+	["/domain/delete"] = domain_delete, ["/account/add"] = account_add,
+	["/account/password"] = account_password, ["/account/delete"] = account_delete}
+
+-- ---- login, logout ----
+
+local function redirect(to, cookie)
+	local h = {"Location: " .. to}
+	if cookie then
+		h[2] = "Set-Cookie: " .. cookie
+	end
+	return 303, "", h
+end
+
+-- POST /login: may wait (password hashing on a helper thread, then the
+-- delay after a failure), so it runs outside pcall.
+local function login(ctx)
+	local f = ctx.form
+	if not f.pre or #f.pre ~= 32 or f.pre ~= ctx.cookies.wa_pre then
+		say(ctx, false, "The login form was not the latest one; please log in again.")
+		return login_page(ctx, 403)
+	end
+	local token, csrf, user = api.login(f.user or "", f.password or "")
+	if token then
+		return redirect("/", "wa_sid=" .. token .. "; Path=/; HttpOnly; SameSite=Strict")
+	end
+	if user and user > 0 then
+		api.sleep(user) -- the delay for this failure, as POP3 and IMAP wait
+	end
+	if csrf == "blocked" then
+		say(ctx, false, "Too many failed logins from your address; try again later.")
+		return login_page(ctx, 429)
+	end
+	say(ctx, false, "Login failed.")
+	return login_page(ctx, 403)
+end
+
+-- ---- one connection ----
+
+local function dispatch(session, req, ip)
+	local ctx = {query = req.query, form = req.form, cookies = parse_cookies(req.headers.cookie),
+		ip = ip}
+	local sid = ctx.cookies.wa_sid
+	if sid then
+		ctx.user, ctx.csrf = api.session(sid)
+	end
+	local post = req.method == "POST"
+	if req.path == "/login" then
+		if post then
+			return login(ctx)
+		end
+		if ctx.user then
+			return redirect("/")
+		end
+		return login_page(ctx)
+	end
+	if not ctx.user then
+		return redirect("/login")
+	end
+	if post and (not ctx.form.csrf or ctx.form.csrf ~= ctx.csrf) then
+		return 403, error_body(403)
+	end
+	if req.path == "/logout" then
+		if not post then
+			return 405, error_body(405), {"Allow: POST"}
+		end
+		api.logout(sid)
+		return redirect("/login", "wa_sid=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+	end
+	local fn = (post and POST or GET)[req.path]
+	if not fn then
+		local other = (post and GET or POST)[req.path]
+		if other then
+			return 405, error_body(405), {"Allow: " .. (post and "GET" or "POST")}
+		end
+		return 404, error_body(404)
+	end
+	local pw = ctx.form.password
+	if post and pw and #pw > 0 and #pw <= 256 and not pw:find("%z") then
+		ctx.hash = api.hash(pw) -- on a helper thread, before the (non-yielding) page code
+	end
+	local ok, code, body, extra = pcall(fn, ctx)
+	if not ok then
+		print("web admin: " .. tostring(code))
+		return 500, error_body(500)
+	end
+	return code, body, extra
+end
+
+return function(session)
+	local ip = api.setup()
+	local req, code = read_head(session)
+	if req then
+		local ok
+		ok, code = read_body(session, req)
+		if ok then
+			local c, body, extra = dispatch(session, req, ip)
+			respond(session, c, body, extra)
+			return
+		end
+	end
+	if code then
+		local extra = code == 405 and {"Allow: GET, POST"} or nil
+		respond(session, code, error_body(code), extra)
+	end
+end
