@@ -59,7 +59,7 @@ class Server:
         with open(self.conf, "w") as f:
             f.write("ServerName test.example\nStorageFolder %s\nBindToAddress 127.0.0.1\n"
                     "SMTPPort %d\nEnablePOP3 0\nEnableIMAP4 0\nEnableSubmission 0\nEnableSMTPS 0\n"
-                    "EnablePOP3S 0\nEnableIMAPS 0\nLogLevel debug\nWorkers 2\n%s\n"
+                    "EnablePOP3S 0\nEnableIMAPS 0\nEnableWebAdmin 0\nLogLevel debug\nWorkers 2\n%s\n"
                     % (self.storage, self.smtp_port, conf))
         self.proc = None
         for d in domains:

@@ -18,7 +18,7 @@ from harness import ROOT, TMP, Server, free_port, wait_port
 
 def admin_server(conf="", users=("alice@example.org", "bob@example.org")):
     port, pop3 = free_port(), free_port()
-    s = Server(conf="WebAdminPort %d\nWebAdmin alice@example.org\nEnablePOP3 1\nPOP3Port %d\n%s"
+    s = Server(conf="EnableWebAdmin 1\nWebAdminPort %d\nWebAdmin alice@example.org\nEnablePOP3 1\nPOP3Port %d\n%s"
                % (port, pop3, conf), users=users)
     s.web_port, s.pop3_port = port, pop3
     s.start()
@@ -412,7 +412,7 @@ def test_disabled_and_no_admins():
         pass
     s.stop()
     port = free_port()
-    s = Server(conf="WebAdminPort %d" % port)
+    s = Server(conf="EnableWebAdmin 1\nWebAdminPort %d" % port)
     s.start()
     assert wait_port(port)
     st, _, html = Browser(port).req("GET", "/login")

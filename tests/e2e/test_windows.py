@@ -25,7 +25,7 @@ def test_windows_build_takes_mail_under_wine():
     conf = os.path.join(d, "rumble.conf")
     with open(conf, "w") as f:
         f.write("ServerName win.test\nStorageFolder Z:%s\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
-                "EnablePOP3 0\nEnableIMAP4 0\n<if defined(windows)>\nLogLevel debug\n</if>\n"
+                "EnablePOP3 0\nEnableIMAP4 0\nEnableWebAdmin 0\n<if defined(windows)>\nLogLevel debug\n</if>\n"
                 % (os.path.join(d, "data").replace("/", "\\"), port))
     wconf = "Z:" + conf.replace("/", "\\")
     run = lambda *a, **k: subprocess.run([WINE, EXE, "-c", wconf] + list(a), env=env,
@@ -79,7 +79,7 @@ def test_windows_service_under_wines_service_manager():
     # folder of rumble.conf and logs to data\rumble.log.
     with open(conf, "w") as f:
         f.write("ServerName win.test\nStorageFolder data\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
-                "EnablePOP3 0\nEnableIMAP4 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
+                "EnablePOP3 0\nEnableIMAP4 0\nEnableWebAdmin 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
                 "EnableIMAPS 0\nLogLevel debug\n" % port)
     wconf = "Z:" + conf.replace("/", "\\")
     name = "RumbleTest"
@@ -193,7 +193,7 @@ def test_windows_service_flag_outside_the_service_manager_runs_in_the_foreground
     conf = os.path.join(d, "rumble.conf")
     with open(conf, "w") as f:
         f.write("ServerName win.test\nStorageFolder data\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
-                "EnablePOP3 0\nEnableIMAP4 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
+                "EnablePOP3 0\nEnableIMAP4 0\nEnableWebAdmin 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
                 "EnableIMAPS 0\n" % port)
     wconf = "Z:" + conf.replace("/", "\\")
     errf = os.path.join(d, "stderr")
