@@ -503,12 +503,20 @@ local function account_add(ctx)
 	return accounts(ctx, ok and 200 or 400)
 end
 
-local function account_password(ctx)
-	local f = ctx.form
-	local d, name = f.domain or "", f.name or ""
+-- The domain and name an account form names; nil (the page says why)
+-- when they are not valid.
+local function account_named(ctx)
+	local d, name = ctx.form.domain or "", ctx.form.name or ""
 	ctx.domain = d
-	if not valid_domain(d) or not valid_name(name) then
-		say(ctx, false, "No such account.")
+	if valid_domain(d) and valid_name(name) then
+		return d, name
+	end
+	say(ctx, false, "No such account.")
+end
+
+local function account_password(ctx)
+	local d, name = account_named(ctx)
+	if not d then
 		return domains(ctx, 400)
 	end
 	local a = Mailman.readAccount(d, name)
@@ -527,14 +535,11 @@ local function account_password(ctx)
 end
 
 local function account_delete(ctx)
-	local f = ctx.form
-	local d, name = f.domain or "", f.name or ""
-	ctx.domain = d
-	if not valid_domain(d) or not valid_name(name) then
-		say(ctx, false, "No such account.")
+	local d, name = account_named(ctx)
+	if not d then
 		return domains(ctx, 400)
 	end
-	if f.confirm ~= "yes" then
+	if ctx.form.confirm ~= "yes" then
 		return confirm(ctx, "/account/delete", {{"domain", d}, {"name", name}},
 			"Delete the account " .. name .. "@" .. d .. "? Its mail stays on disk.",
 			"/accounts?domain=" .. urlenc(d))
