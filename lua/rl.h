@@ -69,8 +69,9 @@ struct rl_state {
 };
 /* The state a Lua C function runs in (its allocator's user data). */
 struct rl_state *rl_state_of(lua_State *L);
-/* The current state of worker w (-1: start-up), swapped for a new one
- * first when a reload happened since it was made; NULL before rl_start,
+/* The current state of worker w (-1: start-up), made at the worker's
+ * first call and swapped for a new one first when a reload happened since
+ * it was made (NULL if it cannot be made); NULL before rl_start,
  * after rl_stop or when no script is configured. Worker w's thread only
  * (for -1, with rl_boot_lock held). */
 struct rl_state *rl_state_get(int w);

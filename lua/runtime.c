@@ -241,13 +241,16 @@ void rl_state_unref(struct rl_state *st)
 
 struct rl_state *rl_state_get(int w)
 {
+	if (!rl_ready()) {
+		return NULL; /* before rl_start or after rl_stop: never make one */
+	}
 	int n = __atomic_load_n(&nslots, __ATOMIC_ACQUIRE);
 	struct rl_state **slot = w < 0 ? &boot : w < n ? &slots[w] : NULL;
 	if (!slot) {
 		return NULL;
 	}
 	struct rl_state *st = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-	if (st && st->gen != rl_generation()) {
+	if (!st || st->gen != rl_generation()) {
 		struct rl_state *fresh = state_new(w);
 		__atomic_store_n(slot, fresh, __ATOMIC_RELEASE);
 		rl_state_unref(st);
@@ -283,18 +286,17 @@ int rl_start(char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create a Lua state");
 		return -1;
 	}
-	/* Workers may look at the slots meanwhile (sessions come as soon as
-	 * the listeners are open): publish the array, then its length. */
+	/* A worker makes its state at its first Lua call (rl_state_get), as
+	 * after a reload: an idle worker holds none. Workers may look at the
+	 * slots meanwhile (sessions come as soon as the listeners are open):
+	 * publish the array, then its length. */
 	int n = server_workers();
 	struct rl_state **v = xcalloc((size_t)n, sizeof *v);
-	for (int i = 0; i < n; i++) {
-		v[i] = state_new(i);
-	}
 	__atomic_store_n(&slots, v, __ATOMIC_RELEASE);
 	__atomic_store_n(&nslots, n, __ATOMIC_RELEASE);
 	__atomic_store_n(&started, 1, __ATOMIC_RELEASE);
-	log_info("lua: %d script%s loaded in %d state%s", conf.nscripts, conf.nscripts == 1 ? "" : "s",
-		nslots + 1, nslots ? "s" : "");
+	log_info("lua: %d script%s loaded; each worker loads %s at its first Lua call", conf.nscripts,
+		conf.nscripts == 1 ? "" : "s", conf.nscripts == 1 ? "it" : "them");
 	return 0;
 }
 
