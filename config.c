@@ -335,6 +335,8 @@ static const struct directive directives[] = {
 	STR("DNSBL", dnsbl),
 	NUM("DKIMSign", K_BOOL, dkim_sign, 0, 1),
 	NUM("Greylist", K_BOOL, greylist, 0, 1),
+	NUM("SPFCheck", K_BOOL, spf_check, 0, 1),
+	NUM("SPFReject", K_BOOL, spf_reject, 0, 1),
 	NUM("GreylistDelay", K_TIME, greylist_delay, 1, 86400),
 	STR("DKIMSelector", dkim_selector),
 	STR("LogFile", log_file),

@@ -144,6 +144,8 @@ struct settings {
 	char dnsbl[1024];       /* DNSBL: blocklist zones for the SMTP port, "" = none */
 	int dkim_sign;          /* DKIMSign: sign mail that leaves (dkim.c) */
 	int greylist;           /* Greylist: greylist.c on the SMTP port */
+	int spf_check;          /* SPFCheck: check the sender (spf.c), add Received-SPF */
+	int spf_reject;         /* SPFReject: refuse MAIL when SPF says fail */
 	int greylist_delay;     /* GreylistDelay: s before a retry passes */
 	char dkim_selector[64]; /* DKIMSelector */
 	char log_file[1024];
@@ -712,6 +714,28 @@ int greylist_check(uint64_t key, int64_t now);
 int greylist_save(int64_t now); /* StorageFolder/greylist, at stop */
 void greylist_load(int64_t now);
 void greylist_free(void);
+
+/* ---- spf.c: Sender Policy Framework (RFC 7208) ---- */
+enum spf_result {
+	SPF_NONE,
+	SPF_NEUTRAL,
+	SPF_PASS,
+	SPF_FAIL,
+	SPF_SOFTFAIL,
+	SPF_TEMPERROR,
+	SPF_PERMERROR
+};
+const char *spf_name(enum spf_result r); /* "pass", "fail", ... */
+/* check_host() for a client ip, its HELO name and the envelope sender
+ * ("" or NULL: the null sender, checked as postmaster@helo). Blocks on DNS. */
+enum spf_result spf_check(const char *ip, const char *helo, const char *sender);
+/* The macro expansion of section 7, for tests; -1 when malformed. */
+int spf_expand_for(const char *ip, const char *helo, const char *sender, const char *domain,
+        const char *in, char *out, size_t len);
+/* spf_check for s's client on a helper thread, then done on s's worker
+ * (not if s closed meanwhile; at once without a helper thread). */
+void spf_check_session(struct session *s, const char *helo, const char *sender,
+        void (*done)(struct session *s, enum spf_result r));
 
 /* ---- dkim.c: DKIM signatures (RFC 6376) on outgoing mail ---- */
 #define DKIM_BITS 2048
@@ -1330,7 +1354,7 @@ int rl_vp3_simple(struct rl_vp3 *v, const char *fn, const char *arg, struct buf 
 int rl_vp3_verify(struct rl_vp3 *v, const char *fn, const char *addr, const char *current,
 	struct buf *out);
 /* DoMAILFROM: from may be rewritten (the MAILFROM parameter) */
-int rl_vp3_mail(struct rl_vp3 *v, const char *data, char *from, size_t fromlen,
+int rl_vp3_mail(struct rl_vp3 *v, const char *data, const char *spf, char *from, size_t fromlen,
 	const char *params, const char *user, struct buf *out);
 /* DoRCPTTO */
 int rl_vp3_rcpt(struct rl_vp3 *v, const char *data, const char *rcpt, const char *params,

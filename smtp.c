@@ -39,6 +39,11 @@ struct smtp {
 	struct queue_msg *msg;
 	uint64_t data_len;
 	int too_big, line_start, prev_crlf;
+	int spf;         /* this transaction's SPF result (enum spf_result), -1: none */
+	/* a MAIL command waiting for its SPF check: the command, its
+	 * address, where its parameters start */
+	char *spf_raw, *spf_from;
+	size_t spf_params;
 	/* a Lua hook waiting for the client (RL_WAIT): what it is about */
 	const struct cmd *hook_cmd; /* NULL: the greeting */
 	char *hook_arg;
@@ -125,6 +130,7 @@ static void txn_reset(struct session *s, struct smtp *st)
 	}
 	st->too_big = 0;
 	st->data_len = 0;
+	st->spf = -1;
 	enter_state(s, st, st->state == S_START ? S_START : S_HELO);
 }
 
@@ -366,12 +372,60 @@ static int mail_script(
 		reply(s, 452, "4.5.3 Error: too many messages in this session");
 		return -1;
 	}
-	int code = rl_vp3_mail(st->vp, raw + 5, addr, addrlen, params, st->user, &st->vout);
+	const char *spf = st->spf >= 0 ? spf_name((enum spf_result)st->spf) : "none";
+	int code = rl_vp3_mail(st->vp, raw + 5, spf, addr, addrlen, params, st->user, &st->vout);
 	if (code >= 400) {
 		said(s, st, code);
 		return -1;
 	}
 	return code;
+}
+
+/* MAIL's end: the SMTPScript's say, then the transaction starts. */
+static void mail_accept(
+        struct session *s, struct smtp *st, char *raw, char *addr, size_t addrlen, char *params)
+{
+	int code = st->vp ? mail_script(s, st, raw, addr, addrlen, params) : 0;
+	if (code < 0) {
+		return;
+	}
+	st->msg = queue_msg_new(addr);
+	st->junk = 0;
+	enter_state(s, st, S_MAIL);
+	if (!said(s, st, code)) {
+		reply(s, 250, "2.1.0 Ok");
+	}
+}
+
+/* SPF (spf.c) on the SMTP port, for clients that are not this host and
+ * did not log in. */
+static int spf_wanted(struct session *s, struct smtp *st)
+{
+	return conf.spf_check && strcmp(s->svc->name, "smtp") == 0 && !session_is_local(s) &&
+	       !sender_local(st);
+}
+
+/* The SPF check of a waiting MAIL is done: refuse a fail (SPFReject), or
+ * go on with the command. */
+static void spf_checked(struct session *s, enum spf_result r)
+{
+	struct smtp *st = s->ps;
+	char *raw = st->spf_raw, addr[ADDR_MAX];
+	rl_strlcpy(addr, st->spf_from, sizeof addr);
+	xfree(st->spf_from);
+	st->spf_raw = NULL;
+	st->spf = (int)r;
+	session_resume(s);
+	log_info("%08x smtp spf=%s from=<%s> client=%s helo=%s", s->id, spf_name(r), addr, s->peer,
+	        st->helo);
+	if (r == SPF_FAIL && conf.spf_reject) {
+		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		reply(s, 550, "5.7.23 <%s>: SPF: %s is not allowed to send mail for this domain", addr,
+		        s->peer);
+	} else {
+		mail_accept(s, st, raw, addr, sizeof addr, raw + st->spf_params);
+	}
+	free(raw);
 }
 
 static void cmd_mail(struct session *s, struct smtp *st, char *arg)
@@ -403,16 +457,15 @@ static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 		}
 		return;
 	}
-	int code = st->vp ? mail_script(s, st, raw, addr, sizeof addr, raw + (params - arg)) : 0;
-	if (code < 0) {
+	if (spf_wanted(s, st)) {
+		st->spf_raw = xstrdup(raw);
+		st->spf_from = xstrdup(addr);
+		st->spf_params = (size_t)(params - arg);
+		session_pause(s); /* pipelined commands wait for the verdict */
+		spf_check_session(s, st->helo, addr, spf_checked);
 		return;
 	}
-	st->msg = queue_msg_new(addr);
-	st->junk = 0;
-	enter_state(s, st, S_MAIL);
-	if (!said(s, st, code)) {
-		reply(s, 250, "2.1.0 Ok");
-	}
+	mail_accept(s, st, raw, addr, sizeof addr, raw + (params - arg));
 }
 
 static void rcpt_take(struct session *s, struct smtp *st, const char *addr, int code)
@@ -513,6 +566,20 @@ static const char *with_protocol(struct session *s, struct smtp *st)
 	return names[(st->esmtp ? 1 : 0) | (session_secure(s) ? 2 : 0) | (st->user[0] ? 4 : 0)];
 }
 
+/* RFC 7208 9.1: the result for the header section, above Received. */
+static void received_spf(struct buf *h, struct session *s, struct smtp *st)
+{
+	static const char *const why[] = {"no SPF record for", "neither permits nor denies",
+	        "designates", "does not designate", "does not designate (softfail)",
+	        "could not be checked (temporary error) for", "has a broken SPF record for"};
+	const char *from = st->msg->from;
+	buf_printf(h,
+	        "Received-SPF: %s (%s: domain of %s %s %s as permitted sender)\r\n"
+	        "\tclient-ip=%s; envelope-from=<%s>; helo=%s;\r\n",
+	        spf_name((enum spf_result)st->spf), conf.server_name, *from ? from : "<>",
+	        why[st->spf], s->peer, s->peer, from, st->helo);
+}
+
 static void cmd_data(struct session *s, struct smtp *st, char *arg)
 {
 	if (st->state != S_RCPT) {
@@ -536,6 +603,9 @@ static void cmd_data(struct session *s, struct smtp *st, char *arg)
 		        tls_cipher_bits(s->tls));
 	}
 	rfc5322_date(m->date, date, sizeof date);
+	if (st->spf >= 0) {
+		received_spf(&h, s, st);
+	}
 	buf_printf(&h,
 	        "Received: from %s ([%s])\r\n%s\tby %s (Rumble) with %s id "
 	        "%016llx%s%s%s;\r\n\t%s\r\n",
@@ -979,6 +1049,7 @@ static void smtp_open(struct session *s)
 	buf_init(&st->vout);
 	st->max_size = conf.message_size_limit;
 	st->vp = rl_vp3_open(s, &st->max_size); /* NULL without an SMTPScript */
+	st->spf = -1;
 	if (strcmp(s->svc->name, "smtp") == 0 && dnsbl_wanted(s)) {
 		session_pause(s); /* an early talker waits for the verdict */
 		dnsbl_check(s, dnsbl_done);
@@ -1050,6 +1121,8 @@ static void smtp_close(struct session *s)
 		buf_free(&st->vout);
 		crypto_sasl_reset(&st->sasl); /* no password left in freed memory */
 		free(st->hook_arg);
+		free(st->spf_raw); /* a MAIL whose SPF check was under way */
+		free(st->spf_from);
 		if (st->msg) {
 			queue_msg_free(st->msg);
 		}

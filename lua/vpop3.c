@@ -548,7 +548,7 @@ static void new_sender(lua_State *L, int idx, char *from, size_t fromlen)
 }
 
 /* see rumble.h */
-int rl_vp3_mail(struct rl_vp3 *v, const char *data, char *from, size_t fromlen, const char *params,
+int rl_vp3_mail(struct rl_vp3 *v, const char *data, const char *spf, char *from, size_t fromlen, const char *params,
         const char *user, struct buf *out)
 {
 	buf_reset(out);
@@ -559,7 +559,7 @@ int rl_vp3_mail(struct rl_vp3 *v, const char *data, char *from, size_t fromlen, 
 	lua_pushstring(L, data);
 	lua_pushstring(L, from);
 	push_params(L, params);
-	lua_pushliteral(L, "none"); /* no SPF check here */
+	lua_pushstring(L, spf); /* "none" when SPFCheck is off */
 	lua_pushstring(L, user);
 	if (cb_call(v, "DoMAILFROM", 5, 2) != 0) {
 		return 0;

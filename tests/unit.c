@@ -67,6 +67,7 @@ int main(int argc, char **argv)
 		{"metadata", tests_metadata},
 		{"dkim", tests_dkim},
 		{"greylist", tests_greylist},
+		{"spf", tests_spf},
 		{"luasocket", tests_luasocket},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
