@@ -174,6 +174,7 @@ def test_implicit_mx_and_second_mx_when_first_refuses():
         send(s, ["x@backup.test", "y@implicit.test"], b"Subject: fallback\r\n\r\nbody\r\n")
         assert wait_for(lambda: len(sink.got) == 2), log(s)
         assert sorted(r for g in sink.got for r in g[1]) == ["x@backup.test", "y@implicit.test"]
+        assert wait_for(lambda: queue_empty(s))  # the sink has it before Rumble logs the 250
         text = log(s)
         assert re.search(r"host=dead.backup.test\[127.0.0.3\] status=deferred reply=\"connect",
                          text), text
@@ -291,6 +292,7 @@ def test_starttls_is_used_when_offered():
         assert wait_for(lambda: sink.got), log(s)
         assert sink.got[0][3] is True  # the transaction ran over TLS
         assert strip_received(sink.got[0][2]) == MSG
+        assert wait_for(lambda: queue_empty(s))  # the sink has it before Rumble logs the 250
         text = log(s)
         assert re.search(r"host=mx1.remote.test\[127.0.0.1\] tls=TLSv1.2 cipher=ECDHE-\S+", text), text
         assert "tls=yes status=sent" in text
@@ -478,10 +480,10 @@ def test_a_failed_tls_handshake_is_retried_in_clear():
         send(s, ["bob@remote.test"], MSG)
         assert wait_for(lambda: sink.got), log(s)
         assert sink.got[0][3] is False and strip_received(sink.got[0][2]) == MSG
+        assert wait_for(lambda: queue_empty(s))  # the sink has it before Rumble logs the 250
         text = log(s)
         assert "reply=\"TLS handshake failed" in text, text
         assert "tls=no status=sent" in text
-        assert wait_for(lambda: queue_empty(s))
         assert s.stop() == 0
     finally:
         sink.stop()
