@@ -548,8 +548,8 @@ static void new_sender(lua_State *L, int idx, char *from, size_t fromlen)
 }
 
 /* see rumble.h */
-int rl_vp3_mail(struct rl_vp3 *v, const char *data, const char *spf, char *from, size_t fromlen, const char *params,
-        const char *user, struct buf *out)
+int rl_vp3_mail(struct rl_vp3 *v, const char *data, const char *spf, char *from, size_t fromlen,
+        const char *params, const char *user, struct buf *out)
 {
 	buf_reset(out);
 	lua_State *L = cb_begin(v, "DoMAILFROM");
