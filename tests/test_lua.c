@@ -1192,36 +1192,14 @@ static void mailman_bad_calls_raise_or_return_nil(void)
 
 /* ---- failing allocations ---- */
 
-struct cap {
-	size_t used, limit;
-};
-
-static void *cap_alloc(void *ud, void *p, size_t osize, size_t nsize)
-{
-	struct cap *c = ud;
-	if (nsize == 0) {
-		free(p);
-		c->used -= osize;
-		return NULL;
-	}
-	if (nsize > osize && c->used + (nsize - osize) > c->limit) {
-		return NULL;
-	}
-	void *q = realloc(p, nsize);
-	if (q) {
-		c->used = c->used - osize + nsize;
-	}
-	return q;
-}
-
 /* Runs code in states with less and less room: every run either works or
  * fails with Lua's memory error, and lua_close frees what the call held
  * (LeakSanitizer checks the sanitizer build). 0, or -1 with lerr set. */
 static int run_starved(const char *code)
 {
 	for (size_t room = 0; room < 96 * 1024; room += 128) {
-		struct cap c = {0, (size_t)-1};
-		lua_State *s = lua_newstate(cap_alloc, &c);
+		struct unit_cap c = {0, (size_t)-1};
+		lua_State *s = lua_newstate(unit_cap_alloc, &c);
 		luaL_openlibs(s);
 		rl_open_string(s);
 		rl_open_mailman(s);

@@ -324,29 +324,6 @@ static void send_to_a_closed_port_says_why(void)
 	       "eq(r, nil) assert(e:find('127.0.0.1') and e:find('failed'), e)\n");
 }
 
-/* An allocator that refuses past limit bytes. */
-struct cap {
-	size_t used, limit;
-};
-
-static void *cap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-	struct cap *c = ud;
-	if (nsize == 0) {
-		free(ptr);
-		c->used -= osize;
-		return NULL;
-	}
-	if (nsize > osize && c->used - osize + nsize > c->limit) {
-		return NULL;
-	}
-	void *p = realloc(ptr, nsize);
-	if (p) {
-		c->used = c->used - osize + nsize;
-	}
-	return p;
-}
-
 /* Runs code in states with more and more room until it works: each run
  * works or fails for want of memory (the message may come through
  * smtp.message's coroutine as a plain error), never crashes, and
@@ -354,8 +331,8 @@ static void *cap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 static int run_starved(const char *code)
 {
 	for (size_t room = 0; room < 512 * 1024; room += 512) {
-		struct cap c = {0, (size_t)-1};
-		lua_State *s = lua_newstate(cap_alloc, &c);
+		struct unit_cap c = {0, (size_t)-1};
+		lua_State *s = lua_newstate(unit_cap_alloc, &c);
 		luaL_openlibs(s);
 		rl_open_string(s);
 		rl_open_ltn12(s);

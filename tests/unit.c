@@ -78,3 +78,22 @@ int main(int argc, char **argv)
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
+
+/* see unit.h */
+void *unit_cap_alloc(void *ud, void *p, size_t osize, size_t nsize)
+{
+	struct unit_cap *c = ud;
+	if (nsize == 0) {
+		free(p);
+		c->used -= osize;
+		return NULL;
+	}
+	if (nsize > osize && c->used + (nsize - osize) > c->limit) {
+		return NULL;
+	}
+	void *q = realloc(p, nsize);
+	if (q) {
+		c->used = c->used - osize + nsize;
+	}
+	return q;
+}

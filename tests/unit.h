@@ -14,6 +14,13 @@ void unit_fail(const char *file, int line, const char *what);
 /* A new empty folder for this test, removed at exit. */
 const char *unit_tmpdir(void);
 
+/* A lua_Alloc that refuses to grow past limit bytes, for tests of
+ * failing allocations (ud is a struct unit_cap). */
+struct unit_cap {
+	size_t used, limit;
+};
+void *unit_cap_alloc(void *ud, void *p, size_t osize, size_t nsize);
+
 #define RUN(fn, name) unit_run(name, fn)
 #define ASSERT(c) \
 	do { \
