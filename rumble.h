@@ -641,6 +641,7 @@ struct session {
 	 * waiting in session:receive() sets it. */
 	size_t (*tap)(struct session *s, const char *p, size_t n);
 	void *tap_arg;
+	void *lua; /* the scripts' session object (lua/handle.c), NULL if none */
 	unsigned paused : 1, closing : 1, eof : 1, reading_off : 1, discard_in : 1, write_on : 1,
 	    over_limit : 1, starttls : 1, peer_gone : 1, unwatched : 1;
 	char reason[64];
@@ -1316,6 +1317,8 @@ void rl_reload(void);
  * what it needs to go on: arg is not valid after this call). Close
  * hooks never wait. */
 enum rl_verdict rl_hook(struct session *s, const char *when, const char *cmd, const char *arg);
+/* s ends: the scripts' session object is closed (s->lua set only). */
+void rl_session_end(struct session *s);
 /* 1 when a LoadScript or an SMTPScript is configured: hooks may exist. */
 #define rl_configured() (conf.nscripts > 0 || conf.smtp_script[0] != '\0')
 /* 1 when Lua states are made: scripts, or the web admin (EnableWebAdmin). */

@@ -78,8 +78,8 @@ static long counter_add(volatile long *c, long n)
 
 /* ---- tasks posted between threads ---- */
 
-static void worker_post(struct worker *w, void (*fn)(struct session *, void *),
-	struct session *s, void *arg, int release)
+static void worker_post(struct worker *w, void (*fn)(struct session *, void *), struct session *s,
+        void *arg, int release)
 {
 	struct task *t = xmalloc(sizeof *t);
 	*t = (struct task){fn, s, arg, release, NULL};
@@ -520,7 +520,8 @@ static void session_service(struct session *s)
 		session_free(s);
 		return;
 	}
-	int want_read = !s->closing && !s->eof && !s->starttls && s->out.len < OUT_HIGH && in_room(s) &&
+	int want_read = !s->closing && !s->eof && !s->starttls && s->out.len < OUT_HIGH &&
+	                in_room(s) &&
 	                (!s->tls || (tls_state(s->tls) & TLS_RECVREC)); /* else epoll spins */
 	int want_write = out_pending(s);
 	int ev = (want_read ? OS_EV_READ : 0) | (want_write ? OS_EV_WRITE : 0);
@@ -607,6 +608,9 @@ static void session_free(struct session *s)
 		if (s->svc->proto->close) {
 			s->svc->proto->close(s);
 		}
+		if (s->lua) {
+			rl_session_end(s);
+		}
 		session_unlink(s);
 		gate_update(s->peer, G_CLOSE, NULL);
 		counter_add(&s->svc->sessions, -1);
@@ -650,7 +654,7 @@ static void session_adopt(struct session *s, void *arg)
 	log_debug("%08x %s connected from %s", s->id, s->svc->name, s->peer);
 	if (s->over_limit) {
 		log_info("%08x %s refused %s: more than ThreadsPerIP=%d connections", s->id,
-			s->svc->name, s->peer, conf.threads_per_ip);
+		        s->svc->name, s->peer, conf.threads_per_ip);
 		if (s->svc->proto->busy) {
 			s->svc->proto->busy(s);
 		}
@@ -735,10 +739,11 @@ static void worker_tick(struct worker *w, int64_t now)
 		/* stop 1: sessions with nothing under way go now; 2: all go */
 		int quiet = !s->paused && s->in_off == s->in.len && s->svc->proto->can_stop &&
 		            s->svc->proto->can_stop(s);
-		int stopping = !s->holds && (w->stop == 2 || (w->stop == 1 && quiet) || s->svc->stop_req);
+		int stopping =
+		        !s->holds && (w->stop == 2 || (w->stop == 1 && quiet) || s->svc->stop_req);
 		if (!s->closing && (stopping || (!s->holds && now - s->last_io > s->timeout_ms))) {
-			void (*bye)(struct session *) = stopping ? s->svc->proto->shutdown
-			                                         : s->svc->proto->timeout;
+			void (*bye)(struct session *) =
+			        stopping ? s->svc->proto->shutdown : s->svc->proto->timeout;
 			if (bye) {
 				bye(s);
 			}
@@ -829,7 +834,7 @@ int server_start(int n)
 		w->poller = os_poller_new();
 		w->lock = os_mutex_new();
 		if (!w->poller || os_wakeup_open(&w->wake) != 0 ||
-			os_poller_add(w->poller, w->wake.rfd, OS_EV_READ, w) != 0) {
+		        os_poller_add(w->poller, w->wake.rfd, OS_EV_READ, w) != 0) {
 			log_warn("worker %d: poller", i);
 			return -1;
 		}
@@ -865,7 +870,7 @@ static void listen_unlock(void)
 }
 
 static int listen_locked(
-	struct service *svc, const char *bind, int ipv4_only, char *err, size_t errlen);
+        struct service *svc, const char *bind, int ipv4_only, char *err, size_t errlen);
 
 int server_listen(struct service *svc, const char *bind, int ipv4_only, char *err, size_t errlen)
 {
@@ -885,7 +890,7 @@ int server_relisten(struct service *svc, char *err, size_t errlen)
 }
 
 static int listen_locked(
-	struct service *svc, const char *bind, int ipv4_only, char *err, size_t errlen)
+        struct service *svc, const char *bind, int ipv4_only, char *err, size_t errlen)
 {
 	if (!accept_poller && !(accept_poller = os_poller_new())) {
 		snprintf(err, errlen, "cannot create a poller: %s", os_strerror());
@@ -944,7 +949,8 @@ static void stop_requested(void)
 	listen_lock();
 	for (int i = 0; i < nservices; i++) {
 		if (services[i]->stop_req && services[i]->nlfd) {
-			log_info("%s stopped: port %d closed", services[i]->name, services[i]->port);
+			log_info(
+			        "%s stopped: port %d closed", services[i]->name, services[i]->port);
 			close_service(services[i]);
 		}
 	}

@@ -29,6 +29,13 @@ static int get_hook(lua_State *L, const char *key)
 	return 0;
 }
 
+static int has_hook(lua_State *L, const char *key)
+{
+	int found = get_hook(L, key);
+	lua_pop(L, found);
+	return found;
+}
+
 /* What the hook returned (values from index i of co): false or
  * "failure": drop; "ignore": the script answered. */
 static enum rl_verdict verdict(lua_State *co, int i)
@@ -41,7 +48,7 @@ static enum rl_verdict verdict(lua_State *co, int i)
 	}
 	if (lua_type(co, i) == LUA_TSTRING) {
 		const char *r = lua_tostring(co, i);
-		return !rl_strcasecmp(r, "failure") ? RL_DROP
+		return !rl_strcasecmp(r, "failure")  ? RL_DROP
 		       : !rl_strcasecmp(r, "ignore") ? RL_IGNORE
 		                                     : RL_CONTINUE;
 	}
@@ -102,6 +109,7 @@ static void hook_finished(struct rl_conn *c, int rc)
 	enum rl_verdict v = rc == 0 ? verdict(c->co, 2) : RL_CONTINUE;
 	decided(s, hc->key[hc->step - 1], v);
 	rl_conn_free(c);
+	rl_session_unlock(s); /* the hook's end */
 	if (!session_closing(s)) {
 		if (v == RL_CONTINUE) {
 			struct rl_state *st = rl_state_get(session_worker(s));
@@ -154,8 +162,8 @@ static enum rl_verdict call_hook(struct rl_state *st, struct session *s, struct 
 		nargs++;
 	}
 	st->capped = 1;
-	int rc = rl_run(st, co, h, nargs, key);
-	struct rl_conn *c = rl_session_conn(h);
+	struct rl_conn *c = NULL;
+	int rc = rl_run(st, co, h, &c, nargs, key);
 	if (rc == LUA_YIELD && c && c->want != W_NONE) {
 		hook_wait(c, ref, hc);
 		return RL_WAIT;
@@ -166,9 +174,8 @@ static enum rl_verdict call_hook(struct rl_state *st, struct session *s, struct 
 	enum rl_verdict v = rc == 0 ? verdict(co, 2) : RL_CONTINUE; /* an error is logged: go on */
 	if (c) {
 		rl_conn_free(c); /* it received without waiting */
-	} else {
-		rl_session_done(h);
 	}
+	rl_session_unlock(s); /* the hook's end */
 	hook_thread_done(st, co, ref, rc == 0);
 	return decided(s, key, v);
 }
@@ -202,6 +209,10 @@ enum rl_verdict rl_hook(struct session *s, const char *when, const char *cmd, co
 	const char *name = s->svc->proto->name;
 	snprintf(hc.key[0], sizeof hc.key[0], "%s/%s/%s", name, when, hc.verb);
 	snprintf(hc.key[1], sizeof hc.key[1], "%s/%s/*", name, when);
+	if (!strcmp(hc.verb, "ehlo") && !has_hook(st->L, hc.key[0])) {
+		/* a HELO hook also sees EHLO, unless the script hooks EHLO itself */
+		snprintf(hc.key[0], sizeof hc.key[0], "%s/%s/helo", name, when);
+	}
 	return run_hooks(st, s, &hc);
 }
 
@@ -271,7 +282,8 @@ int rl_feed(const struct mm_account *a, const char *msgpath, const char *from, c
 			lua_pop(L, 1);
 		}
 	} else {
-		log_info("mod delivery to %s: no Rumble.setHook(fn, \"mailman\", \"feed\") hook", rcpt);
+		log_info("mod delivery to %s: no Rumble.setHook(fn, \"mailman\", \"feed\") hook",
+		        rcpt);
 	}
 	rl_boot_unlock();
 	buf_free(&msg);

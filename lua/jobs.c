@@ -69,11 +69,65 @@ static int in_place(lua_State *L, struct rl_job *j)
 	return n;
 }
 
+/* Sources already warned about (rl_warn_in_place), process-wide. */
+#define WARNED_MAX 32
+static char *warned[WARNED_MAX];
+static int nwarned;
+static os_mutex *warned_mx;
+
+/* 1 the first time src is seen (or when the list is full). */
+static int first_warning(const char *src)
+{
+	os_mutex *mx = rl_mutex_once(&warned_mx);
+	os_mutex_lock(mx);
+	int first = 1;
+	for (int i = 0; i < nwarned && first; i++) {
+		first = strcmp(warned[i], src) != 0;
+	}
+	if (first && nwarned < WARNED_MAX) {
+		warned[nwarned++] = xstrdup(src);
+	}
+	os_mutex_unlock(mx);
+	return first;
+}
+
+/* see rl.h */
+void rl_warn_in_place(lua_State *L, const char *fn)
+{
+	struct rl_state *st = rl_state_of(L);
+	lua_Debug ar;
+	if (!st->run_co || !lua_getstack(L, 1, &ar) || !lua_getinfo(L, "Sl", &ar)) {
+		return;
+	}
+	if (first_warning(ar.source)) {
+		log_warnx(
+		        "script: %s:%d: %s cannot wait here (a string.gsub callback, a table.sort "
+		        "comparator, a metamethod, an iterator or a coroutine of the script's own "
+		        "is "
+		        "in between): it held worker %d until done (said once per script)",
+		        ar.short_src, ar.currentline, fn, st->worker);
+	}
+}
+
+/* The name of the C function running in L, for the log. */
+static const char *fn_name(lua_State *L)
+{
+	lua_Debug ar;
+	if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) {
+		return ar.name;
+	}
+	return "a waiting call";
+}
+
 /* see rl.h */
 int rl_job_call(lua_State *L, struct rl_job *j)
 {
-	struct rl_conn *c = rl_state_of(L) ? rl_conn_here(L) : NULL;
-	if (!c) {
+	int wait = 0;
+	struct rl_conn *c = rl_state_of(L) ? rl_conn_here(L, &wait) : NULL;
+	if (!c || !wait) {
+		if (rl_state_of(L)) {
+			rl_warn_in_place(L, fn_name(L));
+		}
 		return in_place(L, j);
 	}
 	j->c = c;

@@ -24,7 +24,7 @@
 static struct entry {
 	struct service *svc;
 	int port;
-	os_mutex *mx;
+	struct rl_lock *lock;
 } services[SERVICES_MAX];
 static int nservices;
 static char *claims[CLAIMS_MAX]; /* keys registered in generation claims_gen */
@@ -56,7 +56,7 @@ void rl_service_add(struct service *svc, int port)
 		started_at = os_time();
 	}
 	if (nservices < SERVICES_MAX) {
-		services[nservices++] = (struct entry){svc, port, os_mutex_new()};
+		services[nservices++] = (struct entry){svc, port, rl_lock_new()};
 	}
 	reg_unlock();
 }
@@ -71,12 +71,12 @@ static struct entry *find_entry(struct service *svc)
 	return NULL;
 }
 
-os_mutex *rl_service_mutex(struct service *svc)
+struct rl_lock *rl_service_lock(struct service *svc)
 {
 	reg_lock();
 	struct entry *e = find_entry(svc);
 	reg_unlock();
-	return e ? e->mx : NULL;
+	return e ? e->lock : NULL;
 }
 
 struct service *rl_service_find(const char *name)
@@ -141,10 +141,10 @@ static struct service *service_for_port(int port, int *created, char *err, size_
 		} else {
 			/* A service lives as long as the process: the session layer
 			 * keeps a pointer to it. */
-			services[nservices++] = (struct entry){svc, port, os_mutex_new()};
+			services[nservices++] = (struct entry){svc, port, rl_lock_new()};
 			*created = 1;
 			log_info("%s listening on %s:%d (Rumble.createService)", svc->name,
-				*conf.bind ? conf.bind : "*", port);
+			        *conf.bind ? conf.bind : "*", port);
 		}
 	}
 	reg_unlock();
@@ -155,7 +155,7 @@ void rl_rumble_free(void)
 {
 	reg_lock();
 	for (int i = 0; i < nservices; i++) {
-		os_mutex_free(services[i].mx);
+		rl_lock_free(services[i].lock);
 		if (services[i].svc->proto == &rl_service_proto) {
 			free((char *)services[i].svc->name);
 			free(services[i].svc);
@@ -214,14 +214,26 @@ static int r_createService(lua_State *L)
 	return 1;
 }
 
+/* luaL_checkoption in any case: scripts write "SMTP" and "Command" too. */
+static int check_option_nocase(lua_State *L, int arg, const char *const list[])
+{
+	const char *name = luaL_checkstring(L, arg);
+	for (int i = 0; list[i]; i++) {
+		if (!rl_strcasecmp(list[i], name)) {
+			return i;
+		}
+	}
+	return luaL_argerror(L, arg, lua_pushfstring(L, "invalid option '%s'", name));
+}
+
 /* Rumble.setHook(fn, svcName, when[, cmd]) */
 static int r_setHook(lua_State *L)
 {
 	static const char *const whens[] = {"accept", "close", "command", "feed", NULL};
 	static const char *const svcs[] = {"smtp", "pop3", "imap4", "mailman", NULL};
 	luaL_checktype(L, 1, LUA_TFUNCTION);
-	int svc = luaL_checkoption(L, 2, NULL, svcs);
-	int when = luaL_checkoption(L, 3, NULL, whens);
+	int svc = check_option_nocase(L, 2, svcs);
+	int when = check_option_nocase(L, 3, whens);
 	const char *cmd = luaL_optstring(L, 4, "");
 	if ((svc == 3) != (when == 3)) {
 		return luaL_argerror(L, 3, "\"feed\" goes with \"mailman\", and only there");
@@ -309,10 +321,10 @@ static int r_resumeService(lua_State *L)
 
 static void push_capabilities(lua_State *L, struct service *svc)
 {
-	static const char *smtp[] = {"EHLO", "PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES",
-		"STARTTLS", "AUTH", NULL};
+	static const char *smtp[] = {"EHLO", "PIPELINING", "SIZE", "8BITMIME",
+	        "ENHANCEDSTATUSCODES", "STARTTLS", "AUTH", NULL};
 	static const char *pop3[] = {"USER", "UIDL", "TOP", "PIPELINING", "RESP-CODES",
-		"AUTH-RESP-CODE", "SASL", "STLS", NULL};
+	        "AUTH-RESP-CODE", "SASL", "STLS", NULL};
 	static const char *none[] = {NULL};
 	const char *p = svc->proto->name;
 	const char **v = !strcmp(p, "smtp") ? smtp : !strcmp(p, "pop3") ? pop3 : none;
@@ -438,14 +450,14 @@ static int r_reloadConfiguration(lua_State *L)
 static const struct {
 	const char *title, *description, *file;
 } modules[] = {
-	{"smtp", "SMTP server (RFC 5321): receiving mail, submission, SMTPS", "smtp.c"},
-	{"pop3", "POP3 server (RFC 1939) with STLS and SASL", "pop3.c"},
-	{"imap4", "IMAP4rev1 server (RFC 3501)", "imap.c"},
-	{"mailman", "Domains, accounts, aliases and the mbox store", "mailman.c"},
-	{"queue", "Durable mail queue and delivery", "queue.c"},
-	{"dns", "DNS client: MX, A, AAAA, TXT, PTR", "dns.c"},
-	{"tls", "TLS 1.2 on BearSSL, STARTTLS and implicit TLS", "crypto.c"},
-	{"lua", "Lua 5.1 scripting: hooks, services, the Rumble API", "lua/runtime.c"},
+        {"smtp", "SMTP server (RFC 5321): receiving mail, submission, SMTPS", "smtp.c"},
+        {"pop3", "POP3 server (RFC 1939) with STLS and SASL", "pop3.c"},
+        {"imap4", "IMAP4rev1 server (RFC 3501)", "imap.c"},
+        {"mailman", "Domains, accounts, aliases and the mbox store", "mailman.c"},
+        {"queue", "Durable mail queue and delivery", "queue.c"},
+        {"dns", "DNS client: MX, A, AAAA, TXT, PTR", "dns.c"},
+        {"tls", "TLS 1.2 on BearSSL, STARTTLS and implicit TLS", "crypto.c"},
+        {"lua", "Lua 5.1 scripting: hooks, services, the Rumble API", "lua/runtime.c"},
 };
 
 static int r_listModules(lua_State *L)
@@ -506,22 +518,22 @@ static int r_setmoduleconfig(lua_State *L)
 }
 
 static const luaL_Reg rumble_funcs[] = {
-	{"createService", r_createService},
-	{"setHook", r_setHook},
-	{"startService", r_startService},
-	{"stopService", r_stopService},
-	{"suspendService", r_suspendService},
-	{"resumeService", r_resumeService},
-	{"serviceInfo", r_serviceInfo},
-	{"trafficInfo", r_trafficInfo},
-	{"serverInfo", r_serverInfo},
-	{"readConfig", r_readConfig},
-	{"getLog", r_getLog},
-	{"reloadConfiguration", r_reloadConfiguration},
-	{"listModules", r_listModules},
-	{"getmoduleconfig", r_getmoduleconfig},
-	{"setmoduleconfig", r_setmoduleconfig},
-	{NULL, NULL},
+        {"createService", r_createService},
+        {"setHook", r_setHook},
+        {"startService", r_startService},
+        {"stopService", r_stopService},
+        {"suspendService", r_suspendService},
+        {"resumeService", r_resumeService},
+        {"serviceInfo", r_serviceInfo},
+        {"trafficInfo", r_trafficInfo},
+        {"serverInfo", r_serverInfo},
+        {"readConfig", r_readConfig},
+        {"getLog", r_getLog},
+        {"reloadConfiguration", r_reloadConfiguration},
+        {"listModules", r_listModules},
+        {"getmoduleconfig", r_getmoduleconfig},
+        {"setmoduleconfig", r_setmoduleconfig},
+        {NULL, NULL},
 };
 
 void rl_open_rumble(lua_State *L)

@@ -60,10 +60,14 @@ struct rl_state {
 	int refs;
 	size_t mem, mem_max; /* bytes in use, LuaMemoryLimit */
 	int capped;          /* 0 while the libraries open (never refused) */
+	long budget;         /* instructions left in this call (all coroutines) */
+	int exhausted;       /* the budget ran out: pcall must not catch it */
 	int loading;         /* 1 while the scripts' top-level code runs */
-	/* the session coroutine being resumed (rl_run) and its handle */
+	/* the session coroutine being resumed (rl_run), its handle and where
+	 * its rl_conn goes when one is made */
 	lua_State *run_co;
 	struct rl_handle *run_h;
+	struct rl_conn **run_c;
 	lua_State *spare; /* a finished hook coroutine, for the next hook */
 	int spare_ref;
 };
@@ -100,6 +104,31 @@ void rl_generation_bump(void);
  * runs it in an environment of its own. Logged when it does not load. */
 void rl_vp3_load(struct rl_state *st);
 
+/* ---- the standard library as scripts get it (sandbox.c) ---- */
+/* Replaces what would end or wedge the server (os.exit, collectgarbage
+ * "stop", string.rep, debug.sethook, newproxy, bytecode loading, ...)
+ * with versions that fail inside the script. After luaL_openlibs. */
+void rl_open_sandbox(lua_State *L);
+/* Protects every metatable the registry names (__metatable), once the
+ * libraries are open. */
+void rl_lock_metatables(lua_State *L);
+
+/* ---- waits across pcall (pcall.c) ---- */
+/* The weak table that maps a pcall's coroutine to the coroutine running
+ * that pcall, while it runs. */
+#define RL_PARENTS "rumble.parents"
+/* pcall and xpcall that a wait can cross, coroutine.resume that does not
+ * catch a spent budget. */
+void rl_open_pcall(lua_State *L);
+/* 1 when L, inside the C function calling this, could yield (no C
+ * function between it and L's resume). */
+int rl_yieldable(lua_State *L);
+/* The session coroutine top when L is top or runs (through pcalls) under
+ * it, else NULL; *wait is 1 when every coroutine from L up can yield, so
+ * that a yield of L reaches top's resumer. L must be the running thread,
+ * inside a C function. */
+lua_State *rl_root(lua_State *L, lua_State *top, int *wait);
+
 /* ---- the web admin (webadmin.c, webadmin.lua) ---- */
 /* Listens on WebAdminBind:WebAdminPort when EnableWebAdmin is on (a
  * failure is logged, not fatal). Before the states are made. */
@@ -113,22 +142,35 @@ void rl_webadmin_install(lua_State *L);
 /* ---- registrations (lrumble.c): once per generation across states ---- */
 /* 1 the first time key is claimed in this generation, 0 after. */
 int rl_claim(const char *key);
-/* The lock of session:lock(), one per service. */
-os_mutex *rl_service_mutex(struct service *svc);
+/* The lock of session:lock(), one per service; NULL for a service the
+ * scripts do not know. */
+struct rl_lock *rl_service_lock(struct service *svc);
 /* Frees the registry (rl_stop, once the server stopped). */
 void rl_rumble_free(void);
 /* Services known by name (rl_service_add, createService); NULL if none. */
 struct service *rl_service_find(const char *name);
 
-/* ---- session handles (services.c) ---- */
-/* Pushes a handle for s (userdata "rumble.session"): session:send,
- * :receive, ..., session.address, .protocol, .helo, .sender, ...
- * For a hook the handle is closed with rl_session_done once the hook
- * returns: a script that keeps it gets nil/errors, not a freed session. */
+/* ---- session objects (handle.c) ---- */
+/* The session metatable and the table of handles; once per state. */
+void rl_open_session(lua_State *L);
+/* Pushes s's session table (the same one for every call in this state,
+ * made on first need; s->lua keeps it until rl_session_end) and returns
+ * its handle. */
 struct rl_handle;
 struct rl_handle *rl_session_push(lua_State *L, struct session *s);
-void rl_session_done(struct rl_handle *h); /* unlocks, detaches */
-struct rl_conn *rl_session_conn(struct rl_handle *h); /* NULL: never waited */
+/* The handle of the session table at index i; raises if it is none. */
+struct rl_handle *rl_session_check(lua_State *L, int i);
+/* The session of h; NULL once it ended. */
+struct session *rl_handle_session(struct rl_handle *h);
+/* Frees s's session lock if s holds it (the end of a hook). */
+void rl_session_unlock(struct session *s);
+/* The locks themselves, for lrumble.c's registry. */
+struct rl_lock;
+struct rl_lock *rl_lock_new(void);
+void rl_lock_free(struct rl_lock *k);
+/* session:receive() and :receivebytes() (services.c). */
+int rl_session_receive(lua_State *L);
+int rl_session_receivebytes(lua_State *L);
 
 /* A session's coroutine while it waits: for input (session:receive,
  * the session's tap feeds it) or for a job on another thread. */
@@ -150,20 +192,31 @@ struct rl_conn {
 	void *arg;      /* its owner's */
 	char what[96];  /* names it in the log */
 };
-/* Resumes co, a session coroutine with handle h, as rl_resume; the
- * service lock is released after. */
-int rl_run(struct rl_state *st, lua_State *co, struct rl_handle *h, int nargs, const char *what);
-/* The rl_conn of L when L is the session coroutine rl_run is running
- * (made on first need; co_ref LUA_NOREF, finished NULL: the caller of
- * rl_run takes it over when the coroutine yields). NULL when L is not
- * one or its session is closing: a blocking call then runs in place. */
-struct rl_conn *rl_conn_here(lua_State *L);
+/* Resumes co, a session coroutine with handle h, as rl_resume. *c is
+ * co's rl_conn, or NULL: then one made while it runs (a wait) is put
+ * there. */
+int rl_run(struct rl_state *st, lua_State *co, struct rl_handle *h, struct rl_conn **c, int nargs,
+	const char *what);
+/* A new rl_conn for co, the coroutine of a session with handle h. */
+struct rl_conn *rl_conn_new(struct rl_state *st, lua_State *co, struct rl_handle *h);
+/* The rl_conn of the session coroutine rl_run is running when L is that
+ * coroutine or runs under it through pcalls (made on first need; co_ref
+ * LUA_NOREF, finished NULL: the caller of rl_run takes it over when the
+ * coroutine yields). NULL when L is none of them (top-level script code,
+ * a coroutine of the script's own) or the session is closing. *wait (if
+ * not NULL) is 1 when a yield of L would reach rl_run now: 0 inside a C
+ * function such as string.gsub, where a waiting call must run in place. */
+struct rl_conn *rl_conn_here(lua_State *L, int *wait);
+/* Says once per script, at warn level, that the waiting call fn ran in
+ * place, holding the worker, when a session coroutine is running (top
+ * level code and the mailman hook are expected to block). */
+void rl_warn_in_place(lua_State *L, const char *fn);
 /* Sets the session's tap: its input goes to c's waiting coroutine. */
 void rl_conn_listen(struct rl_conn *c);
 /* Resumes c's coroutine with nargs values on it until it waits (input
  * not there yet: the session's tap is set) or ends (c->finished). */
 void rl_conn_run(struct rl_conn *c, int nargs);
-/* Detaches the handle, drops the coroutine and the state reference. */
+/* Stops the tap, drops the coroutine and the state reference. */
 void rl_conn_free(struct rl_conn *c);
 
 /* ---- blocking calls on helper threads (jobs.c) ---- */

@@ -65,17 +65,50 @@ struct rl_state *rl_state_of(lua_State *L)
 
 /* ---- protected calls ---- */
 
+/* The budget is counted in steps of HOOK_STEP instructions per coroutine
+ * and shared by every coroutine of the state. Once spent, the hook raises
+ * at every instruction of the coroutine it stopped, so that nothing
+ * catches it for long (pcall.c rethrows it as well). */
+#define HOOK_STEP 1000
+
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
+	struct rl_state *st = rl_state_of(L);
+	st->budget -= lua_gethookcount(L);
+	if (st->budget > 0 && !st->exhausted) {
+		return;
+	}
+	st->exhausted = 1;
+	lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
 	/* luaL_where(L, 1) would name the caller: say where the loop is */
 	lua_getinfo(L, "Sl", ar);
 	luaL_error(L, "%s:%d: script ran too long (LuaInstructionLimit %d)", ar->short_src,
-		ar->currentline, conf.lua_instruction_limit);
+	        ar->currentline, conf.lua_instruction_limit);
 }
 
-static void budget(lua_State *L)
+/* A fresh budget for a call or resume of L; what it replaced goes into
+ * *was, for unbudget. */
+struct budget {
+	long left;
+	int exhausted;
+};
+
+static void budget(lua_State *L, struct budget *was)
 {
-	lua_sethook(L, count_hook, LUA_MASKCOUNT, conf.lua_instruction_limit);
+	struct rl_state *st = rl_state_of(L);
+	was->left = st->budget;
+	was->exhausted = st->exhausted;
+	st->budget = conf.lua_instruction_limit;
+	st->exhausted = 0;
+	lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
+}
+
+static void unbudget(lua_State *L, const struct budget *was)
+{
+	struct rl_state *st = rl_state_of(L);
+	lua_sethook(L, NULL, 0, 0);
+	st->budget = was->left;
+	st->exhausted = was->exhausted;
 }
 
 /* The message handler: the message with a traceback (lua.c traceback). */
@@ -105,7 +138,8 @@ static int traceback(lua_State *L)
  * (traceback) at debug level; pops it. */
 static void report(lua_State *L, int rc, const char *what)
 {
-	const char *msg = rc == LUA_ERRMEM ? "not enough memory (LuaMemoryLimit)" : lua_tostring(L, -1);
+	const char *msg =
+	        rc == LUA_ERRMEM ? "not enough memory (LuaMemoryLimit)" : lua_tostring(L, -1);
 	if (!msg) {
 		msg = "(error object is not a string)";
 	}
@@ -125,9 +159,10 @@ int rl_call(lua_State *L, int nargs, int nres, const char *what)
 	int base = lua_gettop(L) - nargs; /* the function */
 	lua_pushcfunction(L, traceback);
 	lua_insert(L, base);
-	budget(L);
+	struct budget was;
+	budget(L, &was);
 	int rc = lua_pcall(L, nargs, nres, base);
-	lua_sethook(L, NULL, 0, 0);
+	unbudget(L, &was);
 	lua_remove(L, base);
 	if (rc != 0) {
 		report(L, rc, what);
@@ -138,9 +173,10 @@ int rl_call(lua_State *L, int nargs, int nres, const char *what)
 
 int rl_resume(lua_State *co, int nargs, const char *what)
 {
-	budget(co);
+	struct budget was;
+	budget(co, &was);
 	int rc = lua_resume(co, nargs);
-	lua_sethook(co, NULL, 0, 0);
+	unbudget(co, &was);
 	if (rc == 0 || rc == LUA_YIELD) {
 		return rc;
 	}
@@ -160,8 +196,8 @@ static void script_loaded(lua_State *L, const char *path)
 		lua_pop(L, 1);
 	} else if (rl_call(L, 0, 1, path) == 0) {
 		if (lua_tonumber(L, -1) != 0 || (lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
-			log_msg(LOG_ERROR, "script error: %s: script_load() reports a problem (%s)", path,
-			        lua_isstring(L, -1) ? lua_tostring(L, -1) : "false");
+			log_msg(LOG_ERROR, "script error: %s: script_load() reports a problem (%s)",
+			        path, lua_isstring(L, -1) ? lua_tostring(L, -1) : "false");
 		}
 		lua_pop(L, 1);
 	}
@@ -204,17 +240,21 @@ static struct rl_state *state_new(int worker)
 	rl_open_network(L);
 	rl_open_mailman(L);
 	rl_open_rumble(L);
+	rl_open_session(L);
 	rl_open_print(L);
 	rl_open_dovecot(L);
 	rl_open_ltn12(L);
 	rl_open_mime(L);
 	rl_open_socket(L);
+	rl_open_pcall(L);
+	rl_open_sandbox(L);
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, RL_HOOKS);
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, RL_SERVICES);
 	rl_webadmin_open(L); /* before the scripts: it keeps the original tables */
-	st->capped = 1;      /* from here on the scripts' own memory */
+	rl_lock_metatables(L);
+	st->capped = 1; /* from here on the scripts' own memory */
 	st->loading = 1;
 	run_scripts(st);
 	rl_vp3_load(st);
@@ -222,7 +262,7 @@ static struct rl_state *state_new(int worker)
 	st->loading = 0;
 	lua_gc(L, LUA_GCCOLLECT, 0);
 	log_debug("lua: state for %s%d ready, %lu bytes", worker < 0 ? "start-up " : "worker ",
-		worker, (unsigned long)st->mem);
+	        worker, (unsigned long)st->mem);
 	return st;
 }
 
@@ -295,8 +335,8 @@ int rl_start(char *err, size_t errlen)
 	__atomic_store_n(&slots, v, __ATOMIC_RELEASE);
 	__atomic_store_n(&nslots, n, __ATOMIC_RELEASE);
 	__atomic_store_n(&started, 1, __ATOMIC_RELEASE);
-	log_info("lua: %d script%s loaded; each worker loads %s at its first Lua call", conf.nscripts,
-		conf.nscripts == 1 ? "" : "s", conf.nscripts == 1 ? "it" : "them");
+	log_info("lua: %d script%s loaded; each worker loads %s at its first Lua call",
+	        conf.nscripts, conf.nscripts == 1 ? "" : "s", conf.nscripts == 1 ? "it" : "them");
 	return 0;
 }
 

@@ -156,7 +156,7 @@ static int session_new(const char *user, const char *ip, char *token, char *csrf
 /* The session of the coroutine L runs in; raises outside one. */
 static struct session *here(lua_State *L)
 {
-	struct rl_conn *c = rl_conn_here(L);
+	struct rl_conn *c = rl_conn_here(L, NULL);
 	if (!c) {
 		luaL_error(L, "web admin: not in a session");
 	}
@@ -316,8 +316,9 @@ static void wake(struct session *s, void *arg)
 static int wa_sleep(lua_State *L)
 {
 	lua_Integer ms = luaL_checkinteger(L, 1);
-	struct rl_conn *c = rl_conn_here(L);
-	if (!c || ms <= 0) {
+	int wait;
+	struct rl_conn *c = rl_conn_here(L, &wait);
+	if (!c || !wait || ms <= 0) {
 		return 0;
 	}
 	c->want = W_JOB;
