@@ -87,6 +87,7 @@ static void hook_thread_done(struct rl_state *st, lua_State *co, int ref, int re
 		st->spare_ref = ref;
 	} else {
 		luaL_unref(st->L, LUA_REGISTRYINDEX, ref);
+		rl_state_tidy(st);
 	}
 }
 

@@ -145,12 +145,17 @@ static int l_exhausted(lua_State *L)
 /* Arguments: RL_PARENTS, yieldable(), exhausted(), debug.traceback. */
 static const char pcall_chunk[] =
         "local parents, yieldable, exhausted, traceback = ...\n"
-        "local pcall0, xpcall0, error = pcall, xpcall, error\n"
+        "local pcall0, xpcall0, error, collect = pcall, xpcall, error, collectgarbage\n"
         "local create, resume, yield, status, running =\n"
-        "  coroutine.create, coroutine.resume, coroutine.yield, coroutine.status, "
-        "coroutine.running\n"
+        "  coroutine.create, coroutine.resume, coroutine.yield, coroutine.status,\n"
+        "  coroutine.running\n"
+        /* a caught failure: a spent budget goes on up; after a memory error
+         * what the failed code held goes at once (Lua 5.1 collects only as
+         * it allocates, and the state is at its limit) */
         "local function rethrow(ok, ...)\n"
-        "  if not ok and exhausted() then error((...), 0) end\n"
+        "  if ok then return ok, ... end\n"
+        "  if exhausted() then error((...), 0) end\n"
+        "  if (...) == 'not enough memory' then collect() end\n"
         "  return ok, ...\n"
         "end\n"
         "local step\n"
@@ -161,10 +166,15 @@ static const char pcall_chunk[] =
         "    if status(co) == 'dead' then return true, ... end\n"
         "    return step(cur, co, handler, yield(...))\n" /* up, and the answer down */
         "  end\n"
-        "  if exhausted() then error((...), 0) end\n"
-        "  if handler == nil then return false, (...) end\n"
-        "  if handler == traceback then return false, traceback(co, (...)) end\n"
-        "  local ok2, v = pcall0(handler, (...))\n"
+        "  local e = ...\n"
+        "  if exhausted() then error(e, 0) end\n"
+        "  if e == 'not enough memory' then\n"
+        "    co = nil; collect()\n" /* its stack holds what failed */
+        "  elseif handler == traceback then\n"
+        "    return false, traceback(co, e)\n"
+        "  end\n"
+        "  if handler == nil or handler == traceback then return false, e end\n"
+        "  local ok2, v = pcall0(handler, e)\n"
         "  if ok2 then return false, v end\n"
         "  return false, 'error in error handling'\n"
         "end\n"

@@ -55,8 +55,8 @@ int rl_fail(lua_State *L, const char *fmt, ...);
  * whose coroutine lives in it; the last unref closes it. */
 struct rl_state {
 	lua_State *L;
-	int worker;    /* -1: the start-up state */
-	unsigned gen;  /* the reload generation it was made for */
+	int worker;   /* -1: the start-up state */
+	unsigned gen; /* the reload generation it was made for */
 	int refs;
 	size_t mem, mem_max; /* bytes in use, LuaMemoryLimit */
 	int capped;          /* 0 while the libraries open (never refused) */
@@ -80,6 +80,10 @@ struct rl_state *rl_state_of(lua_State *L);
  * (for -1, with rl_boot_lock held). */
 struct rl_state *rl_state_get(int w);
 void rl_state_ref(struct rl_state *st);
+/* After a coroutine was dropped (one that failed holds what it made):
+ * collects now when st is over half full, as Lua 5.1 only collects as it
+ * allocates and a full state would fail the next hooks too. */
+void rl_state_tidy(struct rl_state *st);
 void rl_state_unref(struct rl_state *st);
 void rl_boot_lock(void);
 /* 1 between rl_start (with scripts) and rl_stop, from any thread. */
@@ -189,14 +193,14 @@ struct rl_conn {
 	/* The coroutine returned (rc 0, its results on co), failed (-1) or
 	 * yielded for something else than rl_conn (1). */
 	void (*finished)(struct rl_conn *c, int rc);
-	void *arg;      /* its owner's */
-	char what[96];  /* names it in the log */
+	void *arg;     /* its owner's */
+	char what[96]; /* names it in the log */
 };
 /* Resumes co, a session coroutine with handle h, as rl_resume. *c is
  * co's rl_conn, or NULL: then one made while it runs (a wait) is put
  * there. */
 int rl_run(struct rl_state *st, lua_State *co, struct rl_handle *h, struct rl_conn **c, int nargs,
-	const char *what);
+        const char *what);
 /* A new rl_conn for co, the coroutine of a session with handle h. */
 struct rl_conn *rl_conn_new(struct rl_state *st, lua_State *co, struct rl_handle *h);
 /* The rl_conn of the session coroutine rl_run is running when L is that
@@ -222,9 +226,9 @@ void rl_conn_free(struct rl_conn *c);
 /* ---- blocking calls on helper threads (jobs.c) ---- */
 /* The first member of a job's struct (allocated with xcalloc). */
 struct rl_job {
-	void (*run)(struct rl_job *j); /* the blocking part: no Lua here */
+	void (*run)(struct rl_job *j);               /* the blocking part: no Lua here */
 	int (*push)(lua_State *L, struct rl_job *j); /* the results; their count */
-	void (*done)(struct rl_job *j); /* frees what j holds (NULL: nothing) */
+	void (*done)(struct rl_job *j);              /* frees what j holds (NULL: nothing) */
 	struct rl_conn *c;
 	struct work w; /* how it travels (work.c) */
 };

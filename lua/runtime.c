@@ -134,6 +134,8 @@ static int traceback(lua_State *L)
 	return 1;
 }
 
+#define MSG_SHOWN 600 /* of a message's first line, both ends kept */
+
 /* Logs the error on top of L: its first line as a warning, the rest
  * (traceback) at debug level; pops it. */
 static void report(lua_State *L, int rc, const char *what)
@@ -144,13 +146,27 @@ static void report(lua_State *L, int rc, const char *what)
 		msg = "(error object is not a string)";
 	}
 	const char *nl = strchr(msg, '\n');
-	log_warnx("script error: %.*s (in %s)", nl ? (int)(nl - msg) : (int)strlen(msg), msg, what);
+	int len = nl ? (int)(nl - msg) : (int)strlen(msg);
+	if (len > MSG_SHOWN) { /* a log line holds 1 KB: keep both ends */
+		log_warnx("script error: %.*s ... %.*s (in %s)", MSG_SHOWN / 2, msg, MSG_SHOWN / 2,
+		        msg + len - MSG_SHOWN / 2, what);
+	} else {
+		log_warnx("script error: %.*s (in %s)", len, msg, what);
+	}
 	if (nl) {
 		log_debug("script error: %s", nl + 1);
 	}
 	lua_pop(L, 1);
 	if (rc == LUA_ERRMEM) {
 		lua_gc(L, LUA_GCCOLLECT, 0); /* what the failed call held */
+	}
+}
+
+/* see rl.h */
+void rl_state_tidy(struct rl_state *st)
+{
+	if (st->mem > st->mem_max / 2) {
+		lua_gc(st->L, LUA_GCCOLLECT, 0);
 	}
 }
 

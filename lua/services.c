@@ -188,6 +188,7 @@ void rl_conn_free(struct rl_conn *c)
 		c->s->tap_arg = NULL;
 	}
 	luaL_unref(c->st->L, LUA_REGISTRYINDEX, c->co_ref);
+	rl_state_tidy(c->st);
 	rl_state_unref(c->st);
 	buf_free(&c->pend);
 	free(c);

@@ -1,0 +1,150 @@
+"""End-to-end tests that no script takes the server down: os.exit, the
+collector stopped, string.rep bombs, runaway loops inside pcall, memory
+bombs, deep recursion, coroutine tricks, debug library abuse, __gc,
+bytecode, API objects' metatables, session objects used after their
+session ended. Each ends with the script's error (or nil and why) and the
+server goes on."""
+import time
+
+from harness import SMTPRaw
+from test_lua import lua_server, stopped, wait_log
+
+# Each case runs in a HELO hook (the argument names it); the hook answers
+# "250 <case> <result>" where the case returned, else the server answers.
+CASES = """
+local cases = {}
+cases.exit = function() os.exit(3) end
+cases.collector = function()
+    collectgarbage("stop"); collectgarbage("setpause", 1e9); collectgarbage("setstepmul", 0)
+    for i = 1, 200 do local t = {} for j = 1, 1000 do t[j] = {j} end end
+    return "alive " .. tostring(collectgarbage("count") < 4096)
+end
+cases.repempty = function() return #string.rep("", 1e12) .. " " .. #string.rep("ab", 3) end
+cases.repbomb = function() return string.rep("x", 1e12) end
+cases.loop = function()
+    while true do pcall(function() while true do end end) end
+end
+cases.xloop = function()
+    while true do xpcall(function() while true do end end, function(e) return e end) end
+end
+cases.coloop = function()
+    while true do coroutine.resume(coroutine.create(function() while true do end end)) end
+end
+cases.memory = function()
+    local t = {}
+    for i = 1, 1e9 do t[i] = string.rep("x", 1000) .. i end
+end
+cases.pcallmemory = function()
+    for i = 1, 5 do pcall(function() local t = {} for j = 1, 1e9 do t[j] = {} end end) end
+    return "survived"
+end
+cases.recursion = function() local function f() return 1 + f() end return f() end
+cases.corecursion = function()
+    local function f() return coroutine.wrap(f)() end
+    return f()
+end
+cases.pcallrecursion = function() local function f() return select(2, pcall(f)) end return tostring(f()) end
+cases.gsubrecursion = function()
+    local function f(s) return (string.gsub(s, ".", f)) end
+    return f("x")
+end
+cases.metarecursion = function()
+    local t = setmetatable({}, {}) getmetatable(t).__index = function(t, k) return t[k] end
+    return t.x
+end
+cases.sethook = function() debug.sethook() while true do end end
+cases.registry = function() return debug.getregistry() end
+cases.debugmt = function() return debug.setmetatable(nil, {__index = function() end}) end
+cases.gc = function() local p = newproxy(true) getmetatable(p).__gc = function() os.exit(1) end end
+cases.bytecode = function()
+    local f, err = loadstring(string.dump(function() return 1 end))
+    return tostring(f) .. " " .. tostring(err ~= nil)
+end
+cases.locale = function() return tostring(os.setlocale("de_DE.UTF-8")) .. " " .. os.setlocale() end
+cases.date = function() return os.date("%Q") end
+cases.stdin = function() return io.read and dofile() end
+cases.setmeta = function(session) return setmetatable(session, {}) end
+cases.getmeta = function(session) return getmetatable(session) .. " " .. getmetatable(io.stdout) end
+cases.wrapyield = function() return coroutine.wrap(function() coroutine.yield(network.getMX("x.invalid")) end)() end
+local kept
+cases.keep = function(session) kept = session return "kept" end
+cases.stale = function(session)
+    local ok, err = kept:send("hello\\r\\n")
+    local line, why = kept:receive()
+    return tostring(ok) .. " " .. tostring(err) .. " " .. tostring(line) .. " " .. tostring(kept.address)
+end
+local function onHELO(session, name)
+    local f = cases[name]
+    if f then
+        session:send("250 " .. name .. " " .. tostring(f(session)) .. "\\r\\n")
+        return "ignore"
+    end
+end
+Rumble.setHook(onHELO, "smtp", "command", "helo")
+"""
+
+# case -> the reply the hook gives, or None where the script fails (the
+# server's own 250 then) and the text its error puts in the log.
+EXPECT = [
+    ("exit", None, "os.exit is not available to scripts"),
+    ("collector", "250 collector alive true", None),
+    ("repempty", "250 repempty 0 6", None),
+    ("repbomb", None, "would pass LuaMemoryLimit"),
+    ("loop", None, "script ran too long"),
+    ("xloop", None, "script ran too long"),
+    ("coloop", None, "script ran too long"),
+    ("memory", None, "not enough memory"),
+    ("pcallmemory", "250 pcallmemory survived", None),
+    ("recursion", None, ("stack overflow", "not enough memory")),
+    ("corecursion", None, "C stack overflow"),
+    ("pcallrecursion", "250 pcallrecursion C stack overflow", None),
+    ("gsubrecursion", None, "C stack overflow"),
+    ("metarecursion", None, "C stack overflow"),
+    ("sethook", None, "debug.sethook is not available to scripts"),
+    ("registry", None, "debug.getregistry is not available to scripts"),
+    ("debugmt", None, "debug.setmetatable is not available to scripts"),
+    ("gc", None, "newproxy is not available to scripts"),
+    ("bytecode", "250 bytecode nil true", None),
+    ("locale", "250 locale nil C", None),
+    ("date", None, "bad argument #1 to 'date'"),
+    ("stdin", None, "scripts cannot read the standard input"),
+    ("setmeta", None, "cannot change a protected metatable"),
+    ("getmeta", "250 getmeta locked locked", None),
+    ("wrapyield", "250 wrapyield nil", None),
+]
+
+
+def test_no_script_takes_the_server_down():
+    """os.exit, collector tricks, string.rep bombs, loops inside pcall, memory bombs, recursion, debug, __gc, bytecode, locked metatables: each fails inside the script"""
+    s = lua_server(CASES, conf="LuaMemoryLimit 4M\nLuaInstructionLimit 2000000\nDNSServer 127.0.0.1:1")
+    try:
+        for name, reply, logged in EXPECT:
+            r = SMTPRaw(s.smtp_port)
+            t0 = time.time()
+            code, text = r.cmd("HELO " + name)
+            assert time.time() - t0 < 10, name
+            if reply:
+                assert "%d %s" % (code, text) == reply, (name, code, text, s.stderr()[-2000:])
+            else:
+                assert code == 250 and text.startswith("test.example"), (name, code, text)
+                texts = logged if isinstance(logged, tuple) else (logged,)
+                assert any(wait_log(s, t, timeout=3) for t in texts), (name, s.stderr()[-3000:])
+            assert r.cmd("NOOP")[0] == 250, name  # the session goes on
+            assert r.cmd("QUIT")[0] == 221
+        assert s.proc.poll() is None
+    finally:
+        stopped(s)
+
+
+def test_a_kept_session_object_is_closed_after_its_session():
+    """A session object kept past its session: send and receive give nil and why, fields nil"""
+    s = lua_server(CASES, conf="Workers 1")  # one state: the stale case finds what keep kept
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO keep") == (250, "keep kept")
+    assert r.cmd("QUIT")[0] == 221
+    r.close()
+    time.sleep(0.3)
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO stale") == (250, "stale nil session closed nil nil")
+    assert r.cmd("QUIT")[0] == 221
+    stopped(s)
