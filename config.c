@@ -2,14 +2,17 @@
  * config.c - rumble.conf: "Key value" lines, '#' comments, and the
  * original's conditional blocks:
  *
- *   <if compare(key = value)>   also "!=", and defined(key), exists(path),
- *   <else-if ...>                a leading '!' negates any of them
- *   <else>
+ *   <if compare(key = value)>   also !=, and <, >, <=, >= on numbers;
+ *   <else-if ...>                defined(key), exists(path); a leading
+ *   <else>                       '!' negates any of them
  *   </if>
  *
  * Conditions see the keys set above them plus the predefined "windows",
- * "unix" and "linux" (whichever apply). config_apply() then turns the text
- * into typed settings, reporting "file:line: reason" for a bad value.
+ * "unix", "linux", "cygwin", "x64", "x86" and "architecture" (set before
+ * the file, as the original did). config_apply() then turns the text into
+ * typed settings, reporting "file:line: reason" for a bad value. A key
+ * given twice keeps its first value, as in the original (its dictionary
+ * answered with the first match); list directives keep every line.
  */
 #include <ctype.h>
 #include <string.h>
@@ -70,28 +73,77 @@ static void add_entry(struct config *c, const char *key, const char *value, cons
 	c->tail = e;
 }
 
+/* The original's platform keys; "" is set but not defined(). x64/x86
+ * tell the build's word size, whatever the processor's name. */
 static const char *predefined(const char *key)
 {
-	const char *os = os_name();
-	if (rl_strcasecmp(key, "windows") == 0) {
-		return strcmp(os, "windows") == 0 ? "1" : NULL;
-	}
-	if (rl_strcasecmp(key, "unix") == 0) {
-		return strcmp(os, "windows") != 0 ? "1" : NULL;
-	}
-	if (rl_strcasecmp(key, "linux") == 0) {
-		return strcmp(os, "linux") == 0 ? "1" : NULL;
+	static const char *names[] = {
+		"windows", "unix", "linux", "cygwin", "x64", "x86", "architecture"};
+	int win = strcmp(os_name(), "windows") == 0, b64 = sizeof(void *) == 8;
+	const char *values[] = {win ? "1" : "", win ? "" : "1",
+		strcmp(os_name(), "linux") == 0 ? "1" : "", "", b64 ? "1" : "", b64 ? "" : "1",
+		b64 ? "64" : "32"};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (rl_strcasecmp(key, names[i]) == 0) {
+			return values[i];
+		}
 	}
 	return NULL;
 }
 
+/* Predefined keys first, then the first value in the file: first wins. */
 static const char *lookup(struct parser *p, const char *key)
 {
-	const char *v = config_get(p->c, key);
-	return v ? v : predefined(key);
+	const char *v = predefined(key);
+	for (const struct config_entry *e = p->c->head; !v && e; e = e->next) {
+		if (rl_strcasecmp(e->key, key) == 0) {
+			v = e->value;
+		}
+	}
+	return v;
 }
 
-/* Evaluates "compare(k = v)", "defined(k)", "exists(path)", maybe "!"-ed. */
+/* A whole decimal number ("64", "-1", "2.5"); 0 when s is not one. */
+static int number(const char *s, double *out)
+{
+	char *end;
+	const char *d = *s == '-' || *s == '+' ? s + 1 : s;
+	if (!isdigit((unsigned char)*d)) {
+		return 0;
+	}
+	*out = strtod(s, &end);
+	return *end == '\0';
+}
+
+/* compare(key OP value): OP = == != as text (as numbers when both are),
+ * < > <= >= as numbers only; an unset key is only != anything. */
+static int compare(struct parser *p, char *arg, int *r)
+{
+	static const char *ops[] = {"=", "==", "!=", "<", ">", "<=", ">="};
+	size_t k = strcspn(arg, "=!<>"), n = strspn(arg + k, "=!<>"), op = 0;
+	while (op < 7 && (strlen(ops[op]) != n || strncmp(arg + k, ops[op], n) != 0)) {
+		op++;
+	}
+	const char *want = trim(arg + k + n);
+	arg[k] = '\0';
+	const char *key = trim(arg), *v = lookup(p, key);
+	double a = 0, b = 0;
+	int an = v && number(v, &a), bn = number(want, &b);
+	if (op == 7 || !*key) {
+		return perr(p, "compare() needs key OP value, OP one of = != < > <= >=");
+	}
+	if (op >= 3 && !bn) {
+		return perr(p, "compare(): <, >, <= and >= need a number");
+	}
+	int cmp = an && bn ? (a > b) - (a < b) : v ? rl_strcasecmp(v, want) : 1;
+	int ordered = an && bn;
+	int res[] = {cmp == 0, cmp == 0, cmp != 0, ordered && cmp < 0, ordered && cmp > 0,
+		ordered && cmp <= 0, ordered && cmp >= 0};
+	*r = res[op];
+	return 0;
+}
+
+/* Evaluates "compare(k OP v)", "defined(k)", "exists(path)", maybe "!"-ed. */
 static int eval(struct parser *p, char *expr, int *result)
 {
 	expr = trim(expr);
@@ -109,20 +161,15 @@ static int eval(struct parser *p, char *expr, int *result)
 	char *fn = trim(expr), *arg = trim(open + 1);
 	int r;
 	if (rl_strcasecmp(fn, "defined") == 0) {
-		r = lookup(p, arg) != NULL;
+		const char *v = lookup(p, arg);
+		r = v && *v;
 	} else if (rl_strcasecmp(fn, "exists") == 0) {
 		struct os_stat st;
 		r = os_stat(arg, &st) == 0;
 	} else if (rl_strcasecmp(fn, "compare") == 0) {
-		char *eq = strchr(arg, '=');
-		if (!eq) {
-			return perr(p, "compare() needs key = value or key != value");
+		if (compare(p, arg, &r) != 0) {
+			return -1;
 		}
-		int ne = eq > arg && eq[-1] == '!';
-		eq[ne ? -1 : 0] = '\0';
-		const char *v = lookup(p, trim(arg));
-		r = v && rl_strcasecmp(v, trim(eq + 1)) == 0;
-		r = ne ? !r : r;
 	} else {
 		return perr(p, "unknown condition (compare, defined or exists)");
 	}
@@ -259,15 +306,20 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	return rc;
 }
 
+static void entry_free(struct config_entry *e)
+{
+	free(e->key);
+	free(e->value);
+	free(e->file);
+	free(e);
+}
+
 void config_free(struct config *c)
 {
 	struct config_entry *e = c->head, *next;
 	for (; e; e = next) {
 		next = e->next;
-		free(e->key);
-		free(e->value);
-		free(e->file);
-		free(e);
+		entry_free(e);
 	}
 	c->head = c->tail = NULL;
 }
@@ -291,7 +343,24 @@ const char *config_get(const struct config *c, const char *key)
 
 /* ---- typed settings ---- */
 
-enum kind { K_STR, K_BOOL, K_PORT, K_INT, K_SIZE, K_LEVEL, K_LIST, K_PLAIN, K_TIME, K_WORDS };
+/* K_LIST, K_WORDS, K_NOTE and K_UNUSED may be repeated (every line
+ * counts); for the others the first line wins. */
+enum kind {
+	K_STR,
+	K_BOOL,
+	K_PORT,
+	K_INT,
+	K_SIZE,
+	K_LEVEL,
+	K_LIST,
+	K_PLAIN,
+	K_TIME,
+	K_WORDS,
+	K_MXLIST, /* yes/no, or the original's list of MX hosts to skip */
+	K_ADDR,   /* a numeric address of this host; 0.0.0.0 or :: = none */
+	K_NOTE,   /* the original's Comment: its text is logged */
+	K_UNUSED, /* the original's, with no effect here (why says so once) */
+};
 
 struct directive {
 	const char *key;
@@ -299,10 +368,15 @@ struct directive {
 	size_t off;  /* offset in struct settings */
 	size_t size; /* of a string field */
 	long min, max;
+	const char *why; /* K_UNUSED: why it has no effect */
 };
 
-#define STR(k, f) {k, K_STR, offsetof(struct settings, f), sizeof(((struct settings *)0)->f), 0, 0}
-#define NUM(k, kd, f, lo, hi) {k, kd, offsetof(struct settings, f), 0, lo, hi}
+#define FIELD(k, kd, f) \
+	{k, kd, offsetof(struct settings, f), sizeof(((struct settings *)0)->f), 0, 0, NULL}
+#define STR(k, f) FIELD(k, K_STR, f)
+#define NUM(k, kd, f, lo, hi) {k, kd, offsetof(struct settings, f), 0, lo, hi, NULL}
+#define UNUSED(k, why) {k, K_UNUSED, 0, 0, 0, 0, why}
+#define NO_DB "domains and accounts are flat files in StorageFolder"
 
 static const struct directive directives[] = {
 	STR("ServerName", server_name),
@@ -324,13 +398,14 @@ static const struct directive directives[] = {
 	NUM("RetryInterval", K_TIME, retry_interval, 1, 7 * 86400),
 	NUM("MaxRetryInterval", K_TIME, retry_max, 1, 7 * 86400),
 	NUM("QueueLifetime", K_TIME, queue_lifetime, 0, 365 * 86400),
-	NUM("IgnoreMX", K_BOOL, ignore_mx, 0, 1),
+	FIELD("IgnoreMX", K_MXLIST, ignore_mx_hosts),
+	FIELD("OutgoingBindToAddress", K_ADDR, outbound_bind),
 	STR("RelayHost", relay_host),
 	NUM("OutboundPort", K_PORT, outbound_port, 1, 65535),
 	NUM("OutboundTimeout", K_TIME, outbound_timeout, 1, 3600),
 	NUM("OutboundThreads", K_INT, outbound_threads, 1, 64),
 	NUM("OutboundTLS", K_BOOL, outbound_tls, 0, 1),
-	{"LoadScript", K_LIST, 0, 0, 0, 0},
+	{"LoadScript", K_LIST, 0, 0, 0, 0, NULL},
 	STR("SMTPScript", smtp_script),
 	STR("DNSBL", dnsbl),
 	NUM("DKIMSign", K_BOOL, dkim_sign, 0, 1),
@@ -366,12 +441,20 @@ static const struct directive directives[] = {
 	NUM("EnableWebAdmin", K_BOOL, webadmin_enable, 0, 1),
 	STR("WebAdminBind", webadmin_bind),
 	NUM("WebAdminPort", K_PORT, webadmin_port, 1, 65535),
-	{"WebAdmin", K_WORDS, offsetof(struct settings, webadmin_users),
-		sizeof(((struct settings *)0)->webadmin_users), 0, 0},
+	FIELD("WebAdmin", K_WORDS, webadmin_users),
+	/* the rest of the original's rumble.conf */
+	{"Comment", K_NOTE, 0, 0, 0, 0, NULL},
+	UNUSED("DatabaseEngine", NO_DB),
+	UNUSED("DataFolder", NO_DB),
+	UNUSED("MySQLHost", NO_DB),
+	UNUSED("MySQLPort", NO_DB),
+	UNUSED("MySQLUser", NO_DB),
+	UNUSED("MySQLPass", NO_DB),
+	UNUSED("MySQLDB", NO_DB),
+	UNUSED("MySQLConnections", NO_DB),
+	UNUSED("LoadModule", "modules are built in (STARTTLS; the Greylist, DNSBL and SPFCheck "
+			     "directives)"),
 };
-
-/* Directives of the original Rumble that this one does not use. */
-static const char *obsolete[] = {"DatabaseEngine", "DataFolder", "LoadModule", NULL};
 
 static int parse_bool(const char *v, int *out)
 {
@@ -433,6 +516,58 @@ static int parse_time(const char *v, long long *out)
 	}
 	*out *= mul[u - units];
 	return 0;
+}
+
+/* IgnoreMX: yes/no (deliver to the domain's address, never its MX), or
+ * the original's list of MX host names that are never used. */
+static const char *ignore_mx(struct settings *s, char *list, size_t size, const char *v)
+{
+	static const char host[] = "abcdefghijklmnopqrstuvwxyz"
+				   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_";
+	if (parse_bool(v, &s->ignore_mx) == 0) {
+		return NULL;
+	}
+	size_t n = strlen(v);
+	for (size_t i = strspn(v, host); i < n; i += 1 + strspn(v + i + 1, host)) {
+		if (!strchr(" \t,", v[i])) {
+			return "expected yes/no, or MX host names separated by spaces";
+		}
+	}
+	if (rl_strlcpy(list, v, size) >= size) {
+		return "value too long";
+	}
+	for (char *c = list; *c; c++) {
+		*c = *c == ',' || *c == '\t' ? ' ' : (char)tolower((unsigned char)*c);
+	}
+	return NULL;
+}
+
+/* OutgoingBindToAddress: an address outbound connections can bind to. */
+static const char *local_addr(char *field, size_t size, const char *v)
+{
+	static const uint8_t any[16];
+	uint8_t ip[16];
+	int n = os_ip_parse(v, ip);
+	if (n < 0) {
+		return "expected a numeric IPv4 or IPv6 address of this host";
+	}
+	if (memcmp(ip, any, (size_t)n) == 0) {
+		*field = '\0'; /* the original's 0.0.0.0: the system chooses */
+		return NULL;
+	}
+	os_fd fd = os_udp_bind(v, 0);
+	if (fd == OS_BADFD) {
+		return "cannot bind to it: not an address of this host";
+	}
+	os_close(fd);
+	return rl_strlcpy(field, v, size) >= size ? "value too long" : NULL;
+}
+
+/* An empty value is an error, except for strings, lists and notes. */
+static int needs_value(enum kind k)
+{
+	return k != K_STR && k != K_LIST && k != K_WORDS && k != K_ADDR && k != K_NOTE &&
+	       k != K_UNUSED;
 }
 
 static int apply_one(struct settings *s, const struct directive *d, const struct config_entry *e,
@@ -500,8 +635,17 @@ static int apply_one(struct settings *s, const struct directive *d, const struct
 		s->scripts = xrealloc(s->scripts, (size_t)(s->nscripts + 1) * sizeof *s->scripts);
 		s->scripts[s->nscripts++] = xstrdup(e->value);
 		break;
+	case K_MXLIST:
+		why = ignore_mx(s, field, d->size, e->value);
+		break;
+	case K_ADDR:
+		why = *e->value ? local_addr(field, d->size, e->value) : NULL;
+		break;
+	case K_NOTE:
+	case K_UNUSED:
+		break; /* see note() */
 	}
-	if (!why && d->kind != K_STR && d->kind != K_LIST && d->kind != K_WORDS && !*e->value) {
+	if (!why && !*e->value && needs_value(d->kind)) {
 		why = "missing value";
 	}
 	if (why) {
@@ -554,15 +698,142 @@ static void defaults(struct settings *s)
 	s->webadmin_port = 2580;
 }
 
-static int warn_obsolete(const struct config_entry *e)
+static const struct directive *directive_find(const char *key)
 {
-	for (int i = 0; obsolete[i]; i++) {
-		if (rl_strcasecmp(e->key, obsolete[i]) == 0 || rl_strncasecmp(e->key, "MySQL", 5) == 0) {
-			log_warnx("%s:%d: %s is not used by this Rumble (flat-file storage); ignored",
-				e->file, e->line, e->key);
-			return 1;
+	for (size_t i = 0; i < sizeof directives / sizeof directives[0]; i++) {
+		if (rl_strcasecmp(key, directives[i].key) == 0) {
+			return &directives[i];
 		}
 	}
+	return NULL;
+}
+
+/* Edit distance with transpositions (optimal string alignment), ignoring
+ * case; 99 for names too long to bother. */
+static int distance(const char *a, const char *b)
+{
+	int d[33][33];
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 32 || lb > 32) {
+		return 99;
+	}
+	for (size_t i = 0; i <= la; i++) {
+		for (size_t j = 0; j <= lb; j++) {
+			int x = i && j ? tolower((unsigned char)a[i - 1]) : 0;
+			int y = i && j ? tolower((unsigned char)b[j - 1]) : 0;
+			int v = !i || !j ? (int)(i + j) : d[i - 1][j - 1] + (x != y);
+			v = i && d[i - 1][j] + 1 < v ? d[i - 1][j] + 1 : v;
+			v = j && d[i][j - 1] + 1 < v ? d[i][j - 1] + 1 : v;
+			if (i > 1 && j > 1 && x == tolower((unsigned char)b[j - 2]) &&
+				y == tolower((unsigned char)a[i - 2]) && d[i - 2][j - 2] + 1 < v) {
+				v = d[i - 2][j - 2] + 1;
+			}
+			d[i][j] = v;
+		}
+	}
+	return d[la][lb];
+}
+
+/* The known name nearest to key, if it is near enough to be a typo. */
+static const char *closest(const char *key)
+{
+	const char *best = NULL;
+	int limit = 1 + (int)strlen(key) / 4, bd = (limit > 3 ? 3 : limit) + 1;
+	for (size_t i = 0; i < sizeof directives / sizeof directives[0]; i++) {
+		int dd = distance(key, directives[i].key);
+		if (dd < bd) {
+			bd = dd;
+			best = directives[i].key;
+		}
+	}
+	return best;
+}
+
+static void warn_unknown(const struct config_entry *e)
+{
+	const char *near = closest(e->key);
+	if (near) {
+		log_warnx("%s:%d: unknown directive '%s' (did you mean '%s'?)", e->file, e->line,
+			e->key, near);
+	} else {
+		log_warnx("%s:%d: unknown directive '%s' (kept for scripts' Rumble.readConfig)",
+			e->file, e->line, e->key);
+	}
+}
+
+/* The original's Comment lines say where the file went; its unused
+ * directives are noted once each. */
+static void note(const struct directive *d, const struct config_entry *e, int again)
+{
+	if (d->kind == K_NOTE) {
+		log_info("%s:%d: %s", e->file, e->line, e->value);
+	} else if (d->kind == K_UNUSED && !again) {
+		log_info("%s:%d: %s has no effect here: %s", e->file, e->line, d->key, d->why);
+	}
+}
+
+/* The first entry before e with e's key, or NULL. */
+static const struct config_entry *earlier(const struct config *c, const struct config_entry *e)
+{
+	for (const struct config_entry *x = c->head; x != e; x = x->next) {
+		if (rl_strcasecmp(x->key, e->key) == 0) {
+			return x;
+		}
+	}
+	return NULL;
+}
+
+static int repeatable(const struct directive *d)
+{
+	return d && (d->kind == K_LIST || d->kind == K_WORDS || d->kind >= K_NOTE);
+}
+
+/* A later line of a single-valued directive must be valid too (it is
+ * checked on scratch settings), but the first one counts. */
+static int apply_again(const struct directive *d, const struct config_entry *e,
+	const struct config_entry *first, char *err, size_t errlen)
+{
+	struct settings *scratch = xcalloc(1, sizeof *scratch);
+	int rc = apply_one(scratch, d, e, err, errlen);
+	free(scratch);
+	if (rc == 0) {
+		log_warnx("%s:%d: %s given again; the first value (line %d) is used", e->file,
+			e->line, d->key, first->line);
+	}
+	return rc;
+}
+
+/* Applies each entry of s->raw in order; a later line of a single-valued
+ * key is dropped from s->raw: the first wins. */
+static int apply_all(struct settings *s, char *err, size_t errlen)
+{
+	struct config_entry **pp = &s->raw.head, *last = NULL;
+	while (*pp) {
+		struct config_entry *e = *pp;
+		const struct directive *d = directive_find(e->key);
+		const struct config_entry *first = earlier(&s->raw, e);
+		if (!d) {
+			warn_unknown(e);
+		}
+		int drop = first && !repeatable(d);
+		if (drop && d && apply_again(d, e, first, err, errlen) != 0) {
+			return -1;
+		}
+		if (drop) {
+			*pp = e->next;
+			entry_free(e);
+			continue;
+		}
+		if (d && apply_one(s, d, e, err, errlen) != 0) {
+			return -1;
+		}
+		if (d) {
+			note(d, e, first != NULL);
+		}
+		last = e;
+		pp = &e->next;
+	}
+	s->raw.tail = last;
 	return 0;
 }
 
@@ -571,21 +842,8 @@ int config_apply(struct settings *s, struct config *c, char *err, size_t errlen)
 	defaults(s);
 	s->raw = *c;
 	c->head = c->tail = NULL;
-	for (const struct config_entry *e = s->raw.head; e; e = e->next) {
-		const struct directive *d = NULL;
-		for (size_t i = 0; i < sizeof directives / sizeof directives[0]; i++) {
-			if (rl_strcasecmp(e->key, directives[i].key) == 0) {
-				d = &directives[i];
-			}
-		}
-		if (d && apply_one(s, d, e, err, errlen) != 0) {
-			return -1;
-		}
-		if (!d && !warn_obsolete(e)) {
-			/* Scripts may read their own keys with Rumble.readConfig(). */
-			log_debug("%s:%d: %s is not a Rumble directive; kept for scripts", e->file, e->line,
-				e->key);
-		}
+	if (apply_all(s, err, errlen) != 0) {
+		return -1;
 	}
 	if (!*s->storage) {
 		snprintf(err, errlen, "StorageFolder must not be empty");

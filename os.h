@@ -42,6 +42,10 @@ int os_local_addr(os_fd fd, char *addr, size_t len);
 /* Connect (blocking, with a timeout in ms) to host:port; for tests and the
  * CLI. Returns a blocking socket or OS_BADFD. */
 os_fd os_connect(const char *host, int port, int timeout_ms);
+/* os_connect from the local address local (numeric, bound with port 0
+ * before connecting; NULL or "" = the OS's choice): only host's addresses
+ * of local's family are tried. */
+os_fd os_connect_from(const char *host, int port, const char *local, int timeout_ms);
 /* A blocking socket's writes give up (-1) after ms without progress. */
 int os_set_send_timeout(os_fd fd, int ms);
 /* > 0 bytes, 0 at end of stream, -1 error, OS_AGAIN would block. */

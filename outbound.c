@@ -554,6 +554,17 @@ static void ob_transaction(struct ob_conn *c, struct queue_msg *m, struct ob_rcp
 	ob_cmd(c, "QUIT\r\n", c->tmo, 0);
 }
 
+/* OutgoingBindToAddress when it is of addr's family (IPv4 or IPv6), else
+ * NULL: the system picks the source address, as Postfix's smtp_bind_address. */
+static const char *bind_for(const char *addr)
+{
+	uint8_t a[16], b[16];
+	if (!*conf.outbound_bind || os_ip_parse(addr, a) != os_ip_parse(conf.outbound_bind, b)) {
+		return NULL;
+	}
+	return conf.outbound_bind;
+}
+
 /* One connection to host at addr. 0 when the transaction ran (each
  * recipient settled, or left pending to the next host only if it
  * failed before any RCPT), -1 to try the next address or host. */
@@ -561,7 +572,8 @@ static int ob_try(
         struct ob_conn *c, struct queue_msg *m, struct ob_rcpt *r, int n, int port, int use_tls)
 {
 	/* Postfix's smtp_connect_timeout, or less: a stop waits for it */
-	c->fd = os_connect(c->addr, port, c->tmo < OB_CONNECT_MS ? c->tmo : OB_CONNECT_MS);
+	c->fd = os_connect_from(
+	        c->addr, port, bind_for(c->addr), c->tmo < OB_CONNECT_MS ? c->tmo : OB_CONNECT_MS);
 	if (c->fd == OS_BADFD) {
 		snprintf(c->text, sizeof c->text, "connect to %.100s[%.60s]:%d failed: %.60s",
 		        c->host, c->addr, port, os_strerror());
@@ -648,26 +660,57 @@ static int parse_via(const char *via, char *host, size_t len, int *port)
 	return 0;
 }
 
+/* 1 when host is in IgnoreMX's list (lower case; a trailing dot or not). */
+static int mx_ignored(const char *host)
+{
+	size_t hl = strlen(host);
+	for (const char *p = conf.ignore_mx_hosts; *p;) {
+		p += strspn(p, " ");
+		size_t n = strcspn(p, " "), m = n && p[n - 1] == '.' ? n - 1 : n;
+		if (m && m == hl && strncmp(p, host, m) == 0) {
+			return 1;
+		}
+		p += n;
+	}
+	return 0;
+}
+
+/* Drops the MX hosts IgnoreMX lists, as the original did: the count left. */
+static int drop_ignored(const char *domain, struct dns_mx *mx, int n)
+{
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		if (mx_ignored(mx[i].host)) {
+			log_info("%s: MX %s skipped (IgnoreMX)", domain, mx[i].host);
+		} else {
+			mx[k++] = mx[i];
+		}
+	}
+	return k;
+}
+
 /* The hosts for domain: its MX list; 0 when there is none (and r is
  * settled). */
 static int ob_route(const char *domain, struct dns_mx *mx, struct ob_rcpt *r, int n)
 {
-	int nmx = conf.ignore_mx ? 1 : dns_mx(domain, mx, OB_HOSTS_MAX);
+	int nmx = conf.ignore_mx ? 1 : dns_mx(domain, mx, OB_HOSTS_MAX), had = nmx > 0;
 	if (conf.ignore_mx) {
 		rl_strlcpy(mx[0].host, domain, sizeof mx[0].host);
 	}
-	if (nmx > 0) {
+	if (nmx > 0 && (nmx = drop_ignored(domain, mx, nmx)) > 0) {
 		return nmx;
 	}
 	char why[OB_REPLY_MAX];
 	enum ob_status st = nmx == DNS_TEMPFAIL ? OB_TEMP : OB_PERM;
 	snprintf(why, sizeof why, "%s: %s", domain,
-	        nmx == DNS_NOMAIL ? "the domain accepts no mail (null MX)"
-	        : nmx == 0        ? "no mail server (no MX and no address)"
-	                          : dns_strerror(nmx));
+	        had                 ? "every mail server of the domain is in IgnoreMX"
+	        : nmx == DNS_NOMAIL ? "the domain accepts no mail (null MX)"
+	        : nmx == 0          ? "no mail server (no MX and no address)"
+	                            : dns_strerror(nmx));
 	for (int i = 0; i < n; i++) {
 		settle(&r[i], st, NULL, why,
 		        st == OB_TEMP       ? "4.4.3"
+		        : had               ? "5.4.4"
 		        : nmx == DNS_NOMAIL ? "5.1.10"
 		                            : "5.1.2");
 	}
@@ -802,7 +845,8 @@ static int sub_transaction(struct ob_conn *c, const struct ob_submit *m)
  * the connection failed (try the next address), else 0 or -1. */
 static int sub_try(struct ob_conn *c, const struct ob_submit *m)
 {
-	c->fd = os_connect(c->addr, m->port, c->tmo < OB_CONNECT_MS ? c->tmo : OB_CONNECT_MS);
+	c->fd = os_connect_from(c->addr, m->port, bind_for(c->addr),
+	        c->tmo < OB_CONNECT_MS ? c->tmo : OB_CONNECT_MS);
 	if (c->fd == OS_BADFD) {
 		snprintf(c->text, sizeof c->text, "connect to %.100s[%.60s]:%d failed: %.60s",
 		        c->host, c->addr, m->port, os_strerror());

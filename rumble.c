@@ -9,6 +9,7 @@
 
 static const char usage[] =
 	"usage: rumble [-c FILE] [--service]          run the server (foreground by default)\n"
+	"       (--CONFIG-DIR=DIR instead of -c FILE: DIR/rumble.conf, as the original took it)\n"
 	"       rumble [-c FILE] domain add|del NAME\n"
 	"       rumble [-c FILE] domain list\n"
 	"       rumble [-c FILE] user add|del|passwd USER@DOMAIN   (password read from stdin)\n"
@@ -46,10 +47,11 @@ static const struct {
 
 /* ---- configuration ---- */
 
-/* -c FILE, else rumble.conf here, else conf/rumble.conf; NULL: built in. */
+/* -c FILE, else rumble.conf here, else conf/rumble.conf, else the
+ * original's config/rumble.conf; NULL: built in. */
 static const char *settings_path(const char *path)
 {
-	static const char *tries[] = {"rumble.conf", "conf/rumble.conf"};
+	static const char *tries[] = {"rumble.conf", "conf/rumble.conf", "config/rumble.conf"};
 	struct os_stat st;
 	for (size_t i = 0; !path && i < sizeof tries / sizeof tries[0]; i++) {
 		if (os_stat(tries[i], &st) == 0) {
@@ -427,12 +429,12 @@ static int serve(const char *cfg, int argc, char **argv, int detach)
 {
 	char err[512];
 	log_open(NULL);
+	log_set_level(argc > 0 ? LOG_WARN : LOG_INFO); /* a command shows no Comment lines */
 	if (load_settings(cfg, err, sizeof err) != 0) {
 		fprintf(stderr, "rumble: %s\n", err);
 		return 2;
 	}
 	if (argc > 0) {
-		log_set_level(LOG_WARN);
 		int rc = run_admin(argc, argv);
 		settings_free(&conf);
 		return rc;
@@ -460,25 +462,69 @@ static int serve_service(const char *cfg)
 	return serve(cfg, 0, NULL, 2);
 }
 
+static int bad_usage(const char *what, const char *arg)
+{
+	fprintf(stderr, "rumble: %s%s (rumble --help lists the options)\n", what, arg);
+	return 2;
+}
+
+/* -c FILE or --CONFIG-DIR=DIR (in any case, as the original took it: it
+ * means DIR/rumble.conf), once. 0, or 2 after a one-line complaint. */
+static int config_option(int argc, char **argv, int *i, const char **cfg)
+{
+	static char path[1100];
+	const char *arg = argv[*i];
+	if (*cfg) {
+		return bad_usage("give -c FILE or --CONFIG-DIR=DIR once", "");
+	}
+	if (arg[1] == 'c') {
+		*cfg = *i + 1 < argc ? argv[++*i] : NULL;
+		return *cfg ? 0 : bad_usage("-c needs a FILE", "");
+	}
+	const char *dir = arg[12] == '=' ? arg + 13 : ""; /* after "--config-dir=" */
+	size_t n = strlen(dir);
+	if (!n) {
+		return bad_usage("--CONFIG-DIR needs a folder: --CONFIG-DIR=DIR", "");
+	}
+	const char *sep = dir[n - 1] == '/' || dir[n - 1] == '\\' ? "" : "/";
+	if (snprintf(path, sizeof path, "%s%srumble.conf", dir, sep) >= (int)sizeof path) {
+		return bad_usage("--CONFIG-DIR: folder name too long", "");
+	}
+	*cfg = path;
+	return 0;
+}
+
+/* The options before the command: the command's index (argc when there is
+ * none), or -1 with the exit code in *rc. */
+static int options(int argc, char **argv, const char **cfg, int *detach, int *rc)
+{
+	int i = 1;
+	for (*rc = 0; i < argc && argv[i][0] == '-' && *rc == 0; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-c") ||
+			(!rl_strncasecmp(a, "--config-dir", 12) && (a[12] == '=' || !a[12]))) {
+			*rc = config_option(argc, argv, &i, cfg);
+		} else if (!strcmp(a, "--service")) {
+			*detach = 1;
+		} else if (!strcmp(a, "--version")) {
+			printf("rumble %s (%s/%s)\n", RUMBLE_VERSION, os_name(), os_arch());
+			return -1;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			fputs(usage, stdout);
+			return -1;
+		} else {
+			*rc = bad_usage("unknown option ", a);
+		}
+	}
+	return *rc ? -1 : i;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cfg = NULL;
-	int detach = 0, i = 1;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (!strcmp(argv[i], "-c") && i + 1 < argc) {
-			cfg = argv[++i];
-		} else if (!strcmp(argv[i], "--service")) {
-			detach = 1;
-		} else if (!strcmp(argv[i], "--version")) {
-			printf("rumble %s (%s/%s)\n", RUMBLE_VERSION, os_name(), os_arch());
-			return 0;
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(usage, stdout);
-			return 0;
-		} else {
-			fprintf(stderr, "rumble: unknown option %s (rumble --help lists them)\n", argv[i]);
-			return 2;
-		}
+	int detach = 0, rc, i = options(argc, argv, &cfg, &detach, &rc);
+	if (i < 0) {
+		return rc;
 	}
 	int admin = i < argc;
 	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
@@ -496,7 +542,7 @@ int main(int argc, char **argv)
 	}
 	os_signals_install();
 	if (detach) {
-		int rc = os_service_run(cfg, serve_service);
+		rc = os_service_run(cfg, serve_service);
 		if (rc != OS_NOT_SERVICE) {
 			if (rc < 0) {
 				fprintf(stderr, "rumble: --service: %s\n", os_strerror());

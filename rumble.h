@@ -113,7 +113,9 @@ struct config {
 int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen);
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
-const char *config_get(const struct config *c, const char *key); /* last value or NULL */
+/* The last value or NULL (config_apply leaves one entry of each single-valued
+ * key in settings.raw: the first, as the original Rumble did). */
+const char *config_get(const struct config *c, const char *key);
 const struct config_entry *config_find(const struct config *c, const char *key);
 
 /* The typed settings the server runs with. */
@@ -130,6 +132,8 @@ struct settings {
 	char run_as[64], run_as_group[64];
 	int block_outgoing;
 	int delivery_attempts, retry_interval, ignore_mx;
+	char ignore_mx_hosts[1024]; /* IgnoreMX as a list: MX hosts never used, lower case */
+	char outbound_bind[64];     /* OutgoingBindToAddress: "" = the system's choice */
 	/* outbound SMTP (outbound.c) */
 	int retry_max;       /* MaxRetryInterval: the back-off stops growing here, s */
 	int queue_lifetime;  /* QueueLifetime: bounce what is still queued after this, s */

@@ -350,14 +350,17 @@ static int connect_wait(int fd, int64_t deadline)
 	return soerr ? -1 : 0;
 }
 
-static int connect_one(const struct addrinfo *ai, int64_t deadline)
+static int numeric_addr(const char *addr, int port, struct addrinfo **res);
+
+/* local: the address to bind to first, NULL for the OS's choice. */
+static int connect_one(const struct addrinfo *ai, const struct addrinfo *local, int64_t deadline)
 {
 	int e, fd = new_socket(ai->ai_family);
 
 	if (fd < 0) {
 		return -1;
 	}
-	if (set_nonblock(fd, 1) < 0) {
+	if (set_nonblock(fd, 1) < 0 || (local && bind(fd, local->ai_addr, local->ai_addrlen) < 0)) {
 		goto fail;
 	}
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 &&
@@ -378,23 +381,37 @@ fail:
 /* see os.h */
 os_fd os_connect(const char *host, int port, int timeout_ms)
 {
-	struct addrinfo hints, *res, *ai;
+	return os_connect_from(host, port, NULL, timeout_ms);
+}
+
+/* see os.h */
+os_fd os_connect_from(const char *host, int port, const char *local, int timeout_ms)
+{
+	struct addrinfo hints, *res, *ai, *la = NULL;
 	int64_t deadline = timeout_ms < 0 ? -1 : os_now_ms() + timeout_ms;
 	char ps[16];
 	int fd = -1;
 
+	if (local && *local && numeric_addr(local, 0, &la) < 0) {
+		return OS_BADFD;
+	}
 	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
+	hints.ai_family = la ? la->ai_family : AF_UNSPEC; /* only what local can reach */
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(ps, sizeof ps, "%d", port);
 	if (getaddrinfo(host, ps, &hints, &res) != 0) {
-		errno = EHOSTUNREACH;
-		return OS_BADFD;
+		errno = la ? EAFNOSUPPORT : EHOSTUNREACH;
+		res = NULL;
 	}
 	for (ai = res; ai && fd < 0; ai = ai->ai_next) {
-		fd = connect_one(ai, deadline);
+		fd = connect_one(ai, la, deadline);
 	}
-	freeaddrinfo(res);
+	if (res) {
+		freeaddrinfo(res);
+	}
+	if (la) {
+		freeaddrinfo(la);
+	}
 	return fd < 0 ? OS_BADFD : fd;
 }
 

@@ -21,12 +21,11 @@ static void keys_are_case_insensitive_and_comments_ignored(void)
 	config_free(&c);
 }
 
-static void repeated_keys_keep_every_value_and_last_wins(void)
+static void a_parsed_file_keeps_every_line_of_a_repeated_key(void)
 {
 	struct config c;
 	char err[256];
 	ASSERT_EQ(parse("LoadScript a.lua\nLoadScript b.lua\n", &c, err, sizeof err), 0);
-	ASSERT_STR(config_get(&c, "loadscript"), "b.lua");
 	int n = 0;
 	for (struct config_entry *e = c.head; e; e = e->next) {
 		n++;
@@ -190,12 +189,250 @@ static void the_shipped_rumble_conf_loads(void)
 	config_free(&c);
 }
 
+
+/* The log lines at or above level that config_apply(text) gives: those
+ * after a marker line in the log's ring. */
+struct lines {
+	char text[8192];
+};
+
+static void keep_line(const char *line, void *arg)
+{
+	struct lines *l = arg;
+	size_t n = strlen(l->text);
+	if (strstr(line, "unit: config log starts")) {
+		n = 0;
+	}
+	snprintf(l->text + n, sizeof l->text - n, "%s\n", line);
+}
+
+static int apply_logged(const char *text, struct settings *s, struct lines *out, int level)
+{
+	char err[256];
+	log_set_level(level);
+	log_msg(level, "unit: config log starts");
+	int rc = apply(text, s, err, sizeof err);
+	log_set_level(LOG_ERROR);
+	out->text[0] = '\0';
+	log_ring_each(keep_line, out);
+	return rc;
+}
+
+static void typed_settings_keep_the_first_value_as_the_original(void)
+{
+	struct settings s;
+	char err[256];
+	ASSERT_EQ(apply("ServerName first.example\nSMTPPort 2601\nservername second.example\n"
+			"SMTPPort 2602\nLoadScript a.lua\nLoadScript b.lua\nWebAdmin a@x.org\n"
+			"WebAdmin b@x.org\nMyScriptKey one\nMyScriptKey two\n",
+			  &s, err, sizeof err),
+		0);
+	ASSERT_STR(s.server_name, "first.example");
+	ASSERT_EQ(s.smtp_port, 2601);
+	ASSERT_EQ(s.nscripts, 2); /* lists keep every line */
+	ASSERT_STR(s.webadmin_users, "a@x.org b@x.org");
+	/* what scripts read is what the server uses */
+	ASSERT_STR(config_get(&s.raw, "ServerName"), "first.example");
+	ASSERT_STR(config_get(&s.raw, "myscriptkey"), "one");
+	settings_free(&s);
+	/* a later line is still checked */
+	ASSERT_EQ(apply("SMTPPort 25\nSMTPPort notaport\n", &s, err, sizeof err), -1);
+	ASSERT(strstr(err, "t.conf:2:") && strstr(err, "SMTPPort"));
+	settings_free(&s);
+}
+
+static void a_repeated_directive_is_a_warning_naming_the_first(void)
+{
+	struct settings s;
+	struct lines l;
+	ASSERT_EQ(apply_logged("ServerName a\n\nServerName b\n", &s, &l, LOG_WARN), 0);
+	ASSERT(strstr(l.text, "warn  t.conf:3: ServerName given again; the first value (line 1)"));
+	settings_free(&s);
+}
+
+static void predefined_keys_of_the_original_are_set(void)
+{
+	struct config c;
+	char err[256];
+	const char *text = "<if defined(x64)>\nA 1\n</if>\n<if defined(x86)>\nB 1\n</if>\n"
+			   "<if compare(architecture = 64)>\nC 64\n<else-if "
+			   "compare(architecture = 32)>\nC 32\n</if>\n"
+			   "<if defined(cygwin)>\nD 1\n<else>\nD 0\n</if>\n"
+			   "<if compare(x64 = 1)>\nE 1\n</if>\n"
+			   "architecture 16\n<if compare(architecture = 16)>\nF 1\n</if>\n";
+	ASSERT_EQ(parse(text, &c, err, sizeof err), 0);
+	int b64 = sizeof(void *) == 8;
+	ASSERT(b64 ? config_get(&c, "a") != NULL : config_get(&c, "a") == NULL);
+	ASSERT(b64 ? config_get(&c, "b") == NULL : config_get(&c, "b") != NULL);
+	ASSERT_STR(config_get(&c, "c"), b64 ? "64" : "32");
+	ASSERT_STR(config_get(&c, "d"), "0"); /* never Cygwin */
+	ASSERT(b64 ? config_get(&c, "e") != NULL : config_get(&c, "e") == NULL);
+	ASSERT(config_get(&c, "f") == NULL); /* set before the file: first wins */
+	config_free(&c);
+}
+
+static void compare_orders_numbers(void)
+{
+	struct config c;
+	char err[256];
+	const char *text = "Level 10\nName abc\n"
+			   "<if compare(level > 9)>\nA 1\n</if>\n"
+			   "<if compare(level < 9)>\nB 1\n</if>\n"
+			   "<if compare(level >= 10)>\nC 1\n</if>\n"
+			   "<if compare(level<=9.5)>\nD 1\n</if>\n"
+			   "<if compare(level <= 10)>\nE 1\n</if>\n"
+			   "<if compare(level = 10.0)>\nF 1\n</if>\n"
+			   "<if compare(name > 1)>\nG 1\n</if>\n"
+			   "<if compare(unset < 1)>\nH 1\n</if>\n"
+			   "<if compare(level == 10)>\nI 1\n</if>\n"
+			   "<if compare(name != ABC)>\nJ 1\n</if>\n"
+			   "<if compare(architecture >= 32)>\nK 1\n</if>\n";
+	ASSERT_EQ(parse(text, &c, err, sizeof err), 0);
+	ASSERT(config_get(&c, "a") != NULL);
+	ASSERT(config_get(&c, "b") == NULL);
+	ASSERT(config_get(&c, "c") != NULL);
+	ASSERT(config_get(&c, "d") == NULL);
+	ASSERT(config_get(&c, "e") != NULL);
+	ASSERT(config_get(&c, "f") != NULL); /* as numbers */
+	ASSERT(config_get(&c, "g") == NULL); /* not a number: false */
+	ASSERT(config_get(&c, "h") == NULL);
+	ASSERT(config_get(&c, "i") != NULL);
+	ASSERT(config_get(&c, "j") == NULL); /* text compares without case */
+	ASSERT(config_get(&c, "k") != NULL);
+	config_free(&c);
+	ASSERT_EQ(parse("\n<if compare(level < ten)>\n</if>\n", &c, err, sizeof err), -1);
+	ASSERT(strstr(err, "t.conf:2:") && strstr(err, "number"));
+	config_free(&c);
+	ASSERT_EQ(parse("<if compare(level => 1)>\n</if>\n", &c, err, sizeof err), -1);
+	config_free(&c);
+}
+
+static void ignore_mx_takes_the_originals_host_list(void)
+{
+	struct settings s;
+	char err[256];
+	const char *list = "IgnoreMX mx.FakeMX.net mx.fakemx.com,mx.fakemx.org.\n";
+	ASSERT_EQ(apply(list, &s, err, sizeof err), 0);
+	ASSERT_EQ(s.ignore_mx, 0);
+	ASSERT_STR(s.ignore_mx_hosts, "mx.fakemx.net mx.fakemx.com mx.fakemx.org.");
+	settings_free(&s);
+	ASSERT_EQ(apply("IgnoreMX yes\n", &s, err, sizeof err), 0);
+	ASSERT_EQ(s.ignore_mx, 1);
+	ASSERT_STR(s.ignore_mx_hosts, "");
+	settings_free(&s);
+	ASSERT_EQ(apply("\nIgnoreMX mx.example/x\n", &s, err, sizeof err), -1);
+	ASSERT(strstr(err, "t.conf:2:") && strstr(err, "IgnoreMX"));
+	settings_free(&s);
+}
+
+static void outgoing_bind_address_is_checked_at_start_up(void)
+{
+	struct settings s;
+	char err[256];
+	ASSERT_EQ(apply("OutgoingBindToAddress 127.0.0.2\n", &s, err, sizeof err), 0);
+	ASSERT_STR(s.outbound_bind, "127.0.0.2");
+	settings_free(&s);
+	ASSERT_EQ(apply("OutgoingBindToAddress 0.0.0.0\n", &s, err, sizeof err), 0);
+	ASSERT_STR(s.outbound_bind, ""); /* the original's "any" */
+	settings_free(&s);
+	ASSERT_EQ(apply("\nOutgoingBindToAddress mail.example.org\n", &s, err, sizeof err), -1);
+	ASSERT(strstr(err, "t.conf:2:") && strstr(err, "OutgoingBindToAddress"));
+	settings_free(&s);
+	/* TEST-NET-1: an address, but not one of this host */
+	ASSERT_EQ(apply("OutgoingBindToAddress 192.0.2.77\n", &s, err, sizeof err), -1);
+	ASSERT(strstr(err, "t.conf:1:") && strstr(err, "OutgoingBindToAddress"));
+	settings_free(&s);
+}
+
+static void an_unknown_directive_is_a_warning_with_the_closest_name(void)
+{
+	struct settings s;
+	struct lines l;
+	ASSERT_EQ(apply_logged("ServerNmae x\nSMTPPrt 25\nmaxrecipient 5\nZebraCrossing 1\n", &s,
+			  &l, LOG_WARN),
+		0);
+	ASSERT(strstr(l.text,
+		"warn  t.conf:1: unknown directive 'ServerNmae' (did you mean 'ServerName'?)"));
+	ASSERT(strstr(l.text, "t.conf:2: unknown directive 'SMTPPrt' (did you mean 'SMTPPort'?)"));
+	ASSERT(strstr(l.text, "t.conf:3: unknown directive 'maxrecipient' (did you mean "
+			      "'MaxRecipients'?)"));
+	ASSERT(strstr(l.text, "t.conf:4: unknown directive 'ZebraCrossing'") &&
+		!strstr(strstr(l.text, "ZebraCrossing"), "did you mean"));
+	ASSERT_STR(config_get(&s.raw, "ZebraCrossing"), "1"); /* scripts may read it */
+	settings_free(&s);
+}
+
+/* Every directive name of the original's shipped config/rumble.conf, its
+ * block structure, with values of our own. */
+static const char original_conf[] =
+	"# like the original Rumble's rumble.conf\n"
+	"ServerName          mail.example.test\n"
+	"RunAs               rumble\n"
+	"RunAsGroup\t\t\trumble\n"
+	"DatabaseEngine      sqlite\n"
+	"DataFolder          db\n"
+	"<if compare(databaseengine = mysql)>\n"
+	"\tComment\t\t\tusing MySQL\n"
+	"\tMySQLHost\t\tdb.example.test\n\tMySQLPort\t\t3306\n\tMySQLUser\t\tmail\n"
+	"\tMySQLPass\t\tpw\n\tMySQLDB\t\t\tmail\n\tMySQLConnections\t4\n"
+	"</if>\n"
+	"<if defined(windows)>\n"
+	"\tComment\t\t\tWindows storage\n\tStorageFolder       C:/Mail/storage\n"
+	"<else>\n"
+	"\tComment\t\t\tPOSIX storage\n\tStorageFolder       /srv/mail\n"
+	"</if>\n"
+	"ForceIPv4              1\n"
+	"BindToAddress          0.0.0.0\n"
+	"OutgoingBindToAddress  0.0.0.0\n"
+	"EnableSMTP          1\nSMTPPort            25\n"
+	"MessageSizeLimit    52428800\nEnforceFQDN\t\t\t1\n"
+	"EnablePOP3          1\nPOP3Port            110\n"
+	"EnableIMAP4         1\nIMAP4Port           143\n"
+	"IgnoreMX                mx.fake.example mx.fake.example.net\n"
+	"DeliveryAttempts\t\t4\nRetryInterval\t\t\t300\n"
+	"LoadScript           scripts/admin.lua\n"
+	"<if defined(unix)>\n"
+	"    Comment              POSIX modules\n"
+	"    LoadModule           modules/one.so\n    LoadModule           modules/two.so\n"
+	"<else-if defined(cygwin)>\n"
+	"    LoadModule           modules/one_cygwin.dll\n"
+	"\t<if exists(modules/two_cygwin.dll)>\n\t\tLoadModule modules/two_cygwin.dll\n\t</if>\n"
+	"<else-if defined(windows)>\n"
+	"    <if compare(architecture = 64)>\n"
+	"        LoadModule           modules/one_win64.dll\n"
+	"        <if exists(modules/two_win64.dll)>\n"
+	"            LoadModule       modules/two_win64.dll\n"
+	"        <else>\n            Comment          no two_win64.dll\n        </if>\n"
+	"    <else>\n        LoadModule           modules/one_win32.dll\n    </if>\n"
+	"</if>\n";
+
+static void the_originals_rumble_conf_loads(void)
+{
+	struct settings s;
+	struct lines l;
+	ASSERT_EQ(apply_logged(original_conf, &s, &l, LOG_INFO), 0);
+	int win = strcmp(os_name(), "windows") == 0;
+	ASSERT_STR(s.storage, win ? "C:/Mail/storage" : "/srv/mail");
+	ASSERT_STR(s.ignore_mx_hosts, "mx.fake.example mx.fake.example.net");
+	ASSERT_EQ(s.ignore_mx, 0);
+	ASSERT_EQ(s.delivery_attempts, 4);
+	ASSERT_EQ(s.retry_interval, 300);
+	ASSERT_EQ(s.message_size_limit, 52428800);
+	ASSERT_EQ(s.nscripts, 1);
+	ASSERT_STR(s.outbound_bind, "");
+	ASSERT(!strstr(l.text, "unknown directive"));
+	ASSERT(strstr(l.text, win ? "Windows storage" : "POSIX storage"));
+	ASSERT(strstr(l.text, "DataFolder has no effect here"));
+	ASSERT(!strstr(l.text, "MySQLHost")); /* in a branch not taken */
+	settings_free(&s);
+}
+
 void tests_config(void)
 {
 	RUN(keys_are_case_insensitive_and_comments_ignored,
 		"config keys are case-insensitive and comments are ignored");
-	RUN(repeated_keys_keep_every_value_and_last_wins,
-		"config keeps every value of a repeated key, the last one wins");
+	RUN(a_parsed_file_keeps_every_line_of_a_repeated_key,
+		"config parsing keeps every line of a repeated key");
 	RUN(if_blocks_choose_one_branch, "config <if>/<else-if>/<else> choose one branch");
 	RUN(nested_if_inside_a_false_branch_stays_off, "config nested <if> in a false branch stays off");
 	RUN(predefined_platform_keys_are_set, "config predefines windows/unix/linux");
@@ -205,4 +442,17 @@ void tests_config(void)
 	RUN(web_admin_settings, "config WebAdmin* directives: defaults, repeated WebAdmin lines");
 	RUN(obsolete_directives_are_accepted, "config accepts the original's obsolete directives");
 	RUN(the_shipped_rumble_conf_loads, "config conf/rumble.conf loads");
+	RUN(typed_settings_keep_the_first_value_as_the_original,
+		"config a key given twice keeps its first value (lists all), later ones are checked");
+	RUN(a_repeated_directive_is_a_warning_naming_the_first,
+		"config a repeated directive warns with file:line and the first line");
+	RUN(predefined_keys_of_the_original_are_set,
+		"config predefines the original's x64/x86/architecture/cygwin");
+	RUN(compare_orders_numbers, "config compare() has < > <= >= on numbers");
+	RUN(ignore_mx_takes_the_originals_host_list, "config IgnoreMX takes a host list or yes/no");
+	RUN(outgoing_bind_address_is_checked_at_start_up,
+		"config OutgoingBindToAddress must be an address of this host (file:line)");
+	RUN(an_unknown_directive_is_a_warning_with_the_closest_name,
+		"config an unknown directive warns with file:line and the closest name");
+	RUN(the_originals_rumble_conf_loads, "config the original Rumble's rumble.conf loads");
 }

@@ -363,7 +363,11 @@ static int connect_wait(SOCKET s, int64_t deadline)
 	return soerr ? win_fail((DWORD)soerr) : 0;
 }
 
-static SOCKET connect_one(const struct addrinfo *ai, int64_t deadline)
+static int numeric_addr(const char *addr, int port, struct addrinfo **res);
+
+/* local: the address to bind to first, NULL for the OS's choice. */
+static SOCKET connect_one(
+	const struct addrinfo *ai, const struct addrinfo *local, int64_t deadline)
 {
 	SOCKET s = socket(ai->ai_family, SOCK_STREAM, IPPROTO_TCP);
 
@@ -372,6 +376,10 @@ static SOCKET connect_one(const struct addrinfo *ai, int64_t deadline)
 		return INVALID_SOCKET;
 	}
 	if (set_nonblock(s, 1) < 0) {
+		goto fail;
+	}
+	if (local && bind(s, local->ai_addr, (int)local->ai_addrlen) != 0) {
+		sock_fail();
 		goto fail;
 	}
 	if (connect(s, ai->ai_addr, (int)ai->ai_addrlen) != 0) {
@@ -395,25 +403,39 @@ fail:
 /* see os.h */
 os_fd os_connect(const char *host, int port, int timeout_ms)
 {
-	struct addrinfo hints, *res, *ai;
+	return os_connect_from(host, port, NULL, timeout_ms);
+}
+
+/* see os.h */
+os_fd os_connect_from(const char *host, int port, const char *local, int timeout_ms)
+{
+	struct addrinfo hints, *res = NULL, *ai, *la = NULL;
 	int64_t deadline = timeout_ms < 0 ? -1 : os_now_ms() + timeout_ms;
 	SOCKET s = INVALID_SOCKET;
 	char ps[16];
 	int r;
 
+	if (local && *local && numeric_addr(local, 0, &la) < 0) {
+		return OS_BADFD;
+	}
 	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
+	hints.ai_family = la ? la->ai_family : AF_UNSPEC; /* only what local can reach */
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(ps, sizeof ps, "%d", port);
 	r = getaddrinfo(host, ps, &hints, &res);
 	if (r != 0) {
 		win_fail((DWORD)r);
-		return OS_BADFD;
+		res = NULL;
 	}
 	for (ai = res; ai && s == INVALID_SOCKET; ai = ai->ai_next) {
-		s = connect_one(ai, deadline);
+		s = connect_one(ai, la, deadline);
 	}
-	freeaddrinfo(res);
+	if (res) {
+		freeaddrinfo(res);
+	}
+	if (la) {
+		freeaddrinfo(la);
+	}
 	return s == INVALID_SOCKET ? OS_BADFD : (os_fd)s;
 }
 

@@ -56,11 +56,15 @@ class Server:
         self.smtp_port = free_port()
         self.log = os.path.join(self.dir, "rumble.log")
         self.conf = os.path.join(self.dir, "rumble.conf")
+        base = ("ServerName test.example\nStorageFolder %s\nBindToAddress 127.0.0.1\n"
+                "SMTPPort %d\nEnablePOP3 0\nEnableIMAP4 0\nEnableSubmission 0\nEnableSMTPS 0\n"
+                "EnablePOP3S 0\nEnableIMAPS 0\nEnableWebAdmin 0\nLogLevel debug\nWorkers 2\n"
+                % (self.storage, self.smtp_port))
+        # a key given twice keeps its first value: the test's own lines replace these
+        given = {l.split()[0].lower() for l in conf.splitlines() if l.strip()}
+        base = "".join(l + "\n" for l in base.splitlines() if l.split()[0].lower() not in given)
         with open(self.conf, "w") as f:
-            f.write("ServerName test.example\nStorageFolder %s\nBindToAddress 127.0.0.1\n"
-                    "SMTPPort %d\nEnablePOP3 0\nEnableIMAP4 0\nEnableSubmission 0\nEnableSMTPS 0\n"
-                    "EnablePOP3S 0\nEnableIMAPS 0\nEnableWebAdmin 0\nLogLevel debug\nWorkers 2\n%s\n"
-                    % (self.storage, self.smtp_port, conf))
+            f.write(base + conf + "\n")
         self.proc = None
         for d in domains:
             self.cli("domain", "add", d)
