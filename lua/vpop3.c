@@ -240,6 +240,14 @@ static void reply_line(struct buf *out, int code, const char *p, size_t n, int l
 	buf_printf(out, "%03d%c%.*s\r\n", code, last ? ' ' : '-', (int)n, p);
 }
 
+/* 1 when s starts as a reply does: "2xx".."5xx", then a space, "-" or the
+ * end. */
+static int is_reply(const char *s)
+{
+	return s[0] >= '2' && s[0] <= '5' && isdigit((unsigned char)s[1]) &&
+	       isdigit((unsigned char)s[2]) && (s[3] == ' ' || s[3] == '-' || s[3] == '\0');
+}
+
 /* The reply the script gave at index idx, made CRLF lines in out; its
  * code, or 0 when it gave none ("" or not a string) or one that is not
  * "2xx".."5xx" (logged). */
@@ -975,7 +983,8 @@ static int apply_actions(
 	if (ignore && del) {
 		lua_getfield(L, idx, "Reason");
 		const char *why = lua_tostring(L, -1);
-		if (take_reply(L, -1, out) < 500) { /* a Reason may be a whole reply */
+		/* a Reason may be a whole reply, or text for ours */
+		if (!why || !is_reply(why) || take_reply(L, -1, out) < 500) {
 			buf_reset(out);
 			buf_printf(out, "554 5.7.1 %.200s\r\n",
 			        why && *why && !strpbrk(why, "\r\n") ? why : "Message rejected");

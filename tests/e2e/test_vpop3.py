@@ -284,6 +284,27 @@ def test_processmessage_actions():
     stopped(s)
 
 
+def test_processmessage_reason_as_text_or_as_a_reply():
+    """ProcessMessage()'s Reason as plain text gives 554 with it and no script error; a 5xx reply is used whole"""
+    s = vp_server("""
+function ProcessMessage(mailfrom, subject, list, actions)
+    actions.Ignore = true
+    actions.Delete = true
+    actions.Reason = subject == "text" and "No thanks" or "550 5.7.0 Go away"
+    return actions, ""
+end
+""")
+    for subject, code, text in (("text", 554, b"5.7.1 No thanks"), ("reply", 550, b"5.7.0 Go away")):
+        try:
+            send(s, ["alice@example.org"], msg(subject=subject))
+            assert False, "accepted"
+        except smtplib.SMTPDataError as e:
+            assert e.smtp_code == code and e.smtp_error == text, e
+    assert s.messages("alice@example.org") == []
+    assert "script error" not in s.stderr(), s.stderr()[-2000:]
+    stopped(s)
+
+
 def test_checkrecipients_refuses_bcc():
     """CheckRecipients() refuses a message with Bcc recipients; To and Cc ones pass"""
     s = vp_server("""
