@@ -153,7 +153,7 @@ static int give_storage(char *err, size_t errlen)
 	long n = os_give_tree(conf.storage, conf.run_as, conf.run_as_group, err, errlen);
 	if (n > 0) {
 		log_info("RunAs: gave %ld files and folders in %s to %s", n, conf.storage,
-			conf.run_as);
+		        conf.run_as);
 	}
 	return n < 0 ? -1 : 0;
 }
@@ -426,7 +426,7 @@ static int run_admin(int argc, char **argv)
 	char err[1200];
 	/* as the server will run: what this makes stays the server's */
 	if (give_storage(err, sizeof err) != 0 ||
-		os_drop_privileges(conf.run_as, conf.run_as_group, err, sizeof err) != 0) {
+	        os_drop_privileges(conf.run_as, conf.run_as_group, err, sizeof err) != 0) {
 		return fail("RunAs: %s", err);
 	}
 	if (mm_open(conf.storage, err, sizeof err) != 0) {
