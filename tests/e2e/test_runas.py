@@ -70,9 +70,9 @@ def test_runas_gives_a_storage_folder_made_by_root_to_its_user():
             f.write("root's\n")
         os.symlink(outside, os.path.join(s.storage, "link"))
         s.start()
-        assert "RunAs: gave" in s.stderr(), s.stderr()
         with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=15) as c:
             c.sendmail("a@example.net", ["alice@example.org"], MSG)
+        assert "RunAs: gave" in s.stderr(), s.stderr()
         assert process_uid(s.proc.pid) == uid
         assert len(s.messages("alice@example.org")) == 1, s.stderr()
         assert s.stop() == 0
