@@ -211,6 +211,17 @@ int os_service_status(const char *name, char *state, size_t statelen, char *err,
 /* Switch to user/group after binding ports; no-op where unsupported.
  * Returns -1 with err filled when the user does not exist. */
 int os_drop_privileges(const char *user, const char *group, char *err, size_t errlen);
+/* Before os_drop_privileges, as root with RunAs set: makes the folder dir
+ * (created when missing) and everything in it that the user could not read
+ * and write (a folder: also search) with its owner, group or other bits
+ * belong to user:group (group empty: the user's own), as Postfix's
+ * "post-install set-permissions" does. Symbolic links inside are neither
+ * followed nor changed; a file with other hard links is not given (it is
+ * elsewhere too). Returns how many entries were given; 0 when not root,
+ * user is empty or root, and on Windows; -1 with err when an entry stays
+ * unusable ("nobody cannot use PATH (why); run: chown -R nobody:nogroup DIR")
+ * or the user or group does not exist. */
+long os_give_tree(const char *dir, const char *user, const char *group, char *err, size_t errlen);
 int os_is_root(void);
 /* Raises the open-files limit to what the OS allows (POSIX soft limit to
  * the hard one); returns the limit now, -1 if unknown. */

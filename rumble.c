@@ -147,15 +147,32 @@ static int setup_tls(int configured_only)
 	return 0;
 }
 
+/* As root with RunAs: what in the storage folder that user could not use
+ * is given to it first (files made by the command line run as root are
+ * root's), or one line says which path stays closed and the chown to run. */
+static int give_storage(char *err, size_t errlen)
+{
+	long n = os_give_tree(conf.storage, conf.run_as, conf.run_as_group, err, errlen);
+	if (n > 0) {
+		log_info("RunAs: gave %ld files and folders in %s to %s", n, conf.storage,
+		        conf.run_as);
+	}
+	return n < 0 ? -1 : 0;
+}
+
 static int run_server(int detach)
 {
-	char err[256];
+	char err[1200];
 	int64_t t0 = os_now_ms();
 	long fds = os_raise_fd_limit(); /* idle clients cost a descriptor each */
 	if (fds > 0 && fds < 4096) {
 		log_warnx("only %ld open files allowed: at most about that many connections", fds);
 	}
 	if (setup_tls(1) != 0 || listen_all() != 0) {
+		return 1;
+	}
+	if (give_storage(err, sizeof err) != 0) {
+		log_warnx("RunAs: %s", err);
 		return 1;
 	}
 	if (detach && os_daemonize() != 0) {
@@ -408,7 +425,12 @@ static int cmd_service(const char *cfg, int argc, char **argv)
 
 static int run_admin(int argc, char **argv)
 {
-	char err[256];
+	char err[1200];
+	/* as the server will run: what this makes stays the server's */
+	if (give_storage(err, sizeof err) != 0 ||
+	        os_drop_privileges(conf.run_as, conf.run_as_group, err, sizeof err) != 0) {
+		return fail("RunAs: %s", err);
+	}
 	if (mm_open(conf.storage, err, sizeof err) != 0) {
 		return fail("storage: %s", err);
 	}

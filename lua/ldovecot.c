@@ -633,11 +633,12 @@ static int b_sync(lua_State *L)
 {
 	struct mbox_item *m = box_check(L);
 	int flags = (int)luaL_optinteger(L, 2, 0);
-	if (!m->f) {
-		return luaL_error(L, "mailbox_sync(%s) failed: the mailbox is not open", m->name);
+	/* Dovecot's mailbox_sync() opens the mailbox first when it is not */
+	if (box_open_folder(m) != 0) {
+		return luaL_error(L, "mailbox_sync(%s) failed: Mailbox doesn't exist", m->name);
 	}
 	if (mm_folder_refresh(m->f) != 0 ||
-	        ((flags & SYNC_EXPUNGE) && !(m->flags & 0x01) && mm_folder_expunge(m->f) != 0)) {
+	        ((flags & SYNC_EXPUNGE) && !(m->flags & 0x01) && mm_folder_expunge(m->f) < 0)) {
 		return luaL_error(L, "mailbox_sync(%s) failed", m->name);
 	}
 	return 0;
@@ -697,16 +698,12 @@ static int b_status(lua_State *L)
 			return luaL_argerror(L, i, "status item expected");
 		}
 	}
-	int opened = !m->f;
+	/* opened when it was not, and left open, as Dovecot's mailbox_get_status() */
 	if (box_open_folder(m) != 0) {
 		return luaL_error(L, "mailbox_get_status(%s) failed: Mailbox doesn't exist", m->name);
 	}
 	mm_folder_refresh(m->f);
 	push_status(L, m, m->f);
-	if (opened) {
-		mm_folder_close(m->f);
-		m->f = NULL;
-	}
 	return 1;
 }
 

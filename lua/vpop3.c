@@ -240,6 +240,14 @@ static void reply_line(struct buf *out, int code, const char *p, size_t n, int l
 	buf_printf(out, "%03d%c%.*s\r\n", code, last ? ' ' : '-', (int)n, p);
 }
 
+/* 1 when s starts as a reply does: "2xx".."5xx", then a space, "-" or the
+ * end. */
+static int is_reply(const char *s)
+{
+	return s[0] >= '2' && s[0] <= '5' && isdigit((unsigned char)s[1]) &&
+	       isdigit((unsigned char)s[2]) && (s[3] == ' ' || s[3] == '-' || s[3] == '\0');
+}
+
 /* The reply the script gave at index idx, made CRLF lines in out; its
  * code, or 0 when it gave none ("" or not a string) or one that is not
  * "2xx".."5xx" (logged). */
@@ -778,9 +786,51 @@ static void set_field_str(lua_State *L, const char *k, const char *v)
 
 struct walk {
 	lua_State *L;
+	const struct mime_msg *mime;
 	int structure, attachments; /* stack indexes of the two lists */
 	int nparts, natt;
 };
+
+static int b64_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '+' || c == '/';
+}
+
+/* The size of p's body decoded as mime_body_decode would, without a copy:
+ * base64 gives whole bytes of 6 bits a character of its alphabet, each
+ * "=" ending a quantum; quoted-printable is decoded a line at a time (no
+ * escape or soft break spans a line end). */
+static size_t decoded_size(const struct mime_msg *m, const struct mime_part *p)
+{
+	const char *b = m->buf + p->body_off;
+	size_t n = p->body_len, size = 0, run = 0;
+	if (!strcmp(p->encoding, "base64")) {
+		for (size_t i = 0; i <= n; i++) {
+			if (i == n || b[i] == '=') {
+				size += run * 6 / 8;
+				run = 0;
+			} else {
+				run += b64_char(b[i]);
+			}
+		}
+		return size;
+	}
+	if (strcmp(p->encoding, "quoted-printable") != 0) {
+		return n;
+	}
+	struct buf line;
+	buf_init(&line);
+	for (size_t i = 0, len; i < n; i += len) {
+		const char *nl = memchr(b + i, '\n', n - i);
+		len = nl ? (size_t)(nl - (b + i)) + 1 : n - i;
+		buf_reset(&line);
+		mime_decode_qp(b + i, len, &line);
+		size += line.len;
+	}
+	buf_free(&line);
+	return size;
+}
 
 static void add_attachment(struct walk *w, const struct mime_part *p, const char *name)
 {
@@ -790,7 +840,7 @@ static void add_attachment(struct walk *w, const struct mime_part *p, const char
 	set_str(L, "Name", name);
 	lua_pushfstring(L, "%s/%s", p->type, p->subtype);
 	lua_setfield(L, -2, "MIMEType");
-	rl_set_num(L, "Size", (double)p->body_len);
+	rl_set_num(L, "Size", (double)decoded_size(w->mime, p));
 	set_str(L, "Type", "MIME");
 	lua_rawseti(L, w->attachments, ++w->natt);
 }
@@ -975,7 +1025,8 @@ static int apply_actions(
 	if (ignore && del) {
 		lua_getfield(L, idx, "Reason");
 		const char *why = lua_tostring(L, -1);
-		if (take_reply(L, -1, out) < 500) { /* a Reason may be a whole reply */
+		/* a Reason may be a whole reply, or text for ours */
+		if (!why || !is_reply(why) || take_reply(L, -1, out) < 500) {
 			buf_reset(out);
 			buf_printf(out, "554 5.7.1 %.200s\r\n",
 			        why && *why && !strpbrk(why, "\r\n") ? why : "Message rejected");
@@ -1009,7 +1060,7 @@ static int process(struct rl_vp3 *v, struct queue_msg *m, struct vp_msg *vm, str
 	lua_pushstring(L, vm->subject.data);
 	push_list(L, m->rcpts, m->nrcpt);
 	push_actions(L);
-	struct walk w = {.L = L};
+	struct walk w = {.L = L, .mime = &vm->mime};
 	lua_newtable(L);
 	w.structure = lua_gettop(L);
 	lua_pushnumber(L, (lua_Number)vm->text.len);

@@ -1793,6 +1793,181 @@ int os_drop_privileges(const char *user, const char *group, char *err, size_t er
 	return 0;
 }
 
+/* ---- giving the storage folder to the RunAs user (os_give_tree) ---- */
+
+struct give {
+	uid_t uid;
+	gid_t gid;
+	long given;
+	const char *user, *top;
+	char who[160];   /* "user:group", as chown wants it */
+	char path[4096]; /* the entry at hand */
+	char *err;
+	size_t errlen;
+};
+
+static int give_fail(struct give *g, const char *why)
+{
+	snprintf(g->err, g->errlen, "%s cannot use %s (%s); run: chown -R %s %s", g->user, g->path,
+	        why, g->who, g->top);
+	return -1;
+}
+
+/* The ids and "user:group" of RunAs/RunAsGroup; 1 when the user is root. */
+static int give_ids(struct give *g, const char *group)
+{
+	struct passwd *pw = getpwnam(g->user);
+	struct group *gr;
+
+	if (!pw) {
+		snprintf(g->err, g->errlen, "no such user \"%s\"", g->user);
+		return -1;
+	}
+	g->uid = pw->pw_uid;
+	gr = group && *group ? getgrnam(group) : getgrgid(pw->pw_gid);
+	if (group && *group && !gr) {
+		snprintf(g->err, g->errlen, "no such group \"%s\"", group);
+		return -1;
+	}
+	g->gid = gr ? gr->gr_gid : pw->pw_gid;
+	if (gr) {
+		snprintf(g->who, sizeof g->who, "%s:%s", g->user, gr->gr_name);
+	} else {
+		snprintf(g->who, sizeof g->who, "%s:%ld", g->user, (long)g->gid);
+	}
+	return g->uid == 0;
+}
+
+/* Whether the user can already read and write st (and search it, a folder)
+ * with the one group os_drop_privileges leaves it. A file it owns counts
+ * as usable: its mode is then the owner's choice. */
+static int give_usable(const struct give *g, const struct stat *st)
+{
+	mode_t need = S_ISDIR(st->st_mode) ? 07 : 06;
+	mode_t bits = st->st_gid == g->gid ? st->st_mode >> 3 : st->st_mode;
+	return st->st_uid == g->uid || (bits & need) == need;
+}
+
+/* Gives the open entry fd to the user unless it can use it already. A file
+ * with other hard links is also elsewhere: it stays as it is. */
+static int give_entry(struct give *g, int fd, const struct stat *st)
+{
+	if (give_usable(g, st)) {
+		return 0;
+	}
+	if (!S_ISDIR(st->st_mode) && st->st_nlink > 1) {
+		return give_fail(g, "it has other hard links");
+	}
+	if (fchown(fd, g->uid, g->gid) != 0) {
+		return give_fail(g, strerror(errno));
+	}
+	g->given++;
+	return 0;
+}
+
+static int give_dir(struct give *g, int fd, int depth);
+
+/* Opens the entry name of the folder dfd without following a symbolic
+ * link, and only when it is still the folder or regular file that lstat
+ * saw; -1 (errno 0) for anything else: it is left alone. */
+static int give_open(int dfd, const char *name, struct stat *st)
+{
+	struct stat was;
+	int fd;
+
+	errno = 0;
+	if (fstatat(dfd, name, &was, AT_SYMLINK_NOFOLLOW) != 0 ||
+	        !(S_ISDIR(was.st_mode) || S_ISREG(was.st_mode))) {
+		return -1;
+	}
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd >= 0 &&
+	        (fstat(fd, st) != 0 || st->st_dev != was.st_dev || st->st_ino != was.st_ino)) {
+		close(fd);
+		errno = 0;
+		return -1;
+	}
+	return fd;
+}
+
+/* The entry name of the folder dfd: given, and walked if a folder. */
+static int give_name(struct give *g, int dfd, const char *name, int depth)
+{
+	size_t len = strlen(g->path);
+	struct stat st;
+	int fd, rc;
+
+	if (len + 1 + strlen(name) >= sizeof g->path) {
+		return give_fail(g, "path too long");
+	}
+	snprintf(g->path + len, sizeof g->path - len, "/%s", name);
+	fd = give_open(dfd, name, &st);
+	if (fd < 0) {
+		rc = errno == 0 || errno == ENOENT ? 0 : give_fail(g, strerror(errno));
+	} else if ((rc = give_entry(g, fd, &st)) != 0 || !S_ISDIR(st.st_mode)) {
+		close(fd);
+	} else {
+		rc = give_dir(g, fd, depth + 1);
+	}
+	g->path[len] = '\0';
+	return rc;
+}
+
+/* Walks the open folder fd (closed here). */
+static int give_dir(struct give *g, int fd, int depth)
+{
+	DIR *d = depth > 32 ? NULL : fdopendir(fd);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d) {
+		close(fd);
+		return give_fail(g, depth > 32 ? "folders nested too deep" : strerror(errno));
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+			rc = give_name(g, dirfd(d), de->d_name, depth);
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/* see os.h */
+long os_give_tree(const char *dir, const char *user, const char *group, char *err, size_t errlen)
+{
+	struct give g = {.user = user, .top = dir, .err = err, .errlen = errlen};
+	struct stat st;
+	int fd, rc;
+
+	if (!user || !*user || geteuid() != 0) {
+		return 0;
+	}
+	rc = give_ids(&g, group);
+	if (rc != 0) {
+		return rc > 0 ? 0 : -1;
+	}
+	if (os_mkdir_p(dir) != 0) {
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(g.path, sizeof g.path, "%s", dir);
+	/* the folder named in rumble.conf may itself be a link: it is followed */
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		rc = give_fail(&g, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+		}
+		return rc;
+	}
+	if (give_entry(&g, fd, &st) != 0) {
+		close(fd);
+		return -1;
+	}
+	return give_dir(&g, fd, 0) == 0 ? g.given : -1;
+}
+
 long os_raise_fd_limit(void)
 {
 	struct rlimit rl;

@@ -2,8 +2,10 @@
  * (lua/lltn12.c, lmime.c, lsocket.c) in a plain lua_State: known answers
  * for the low-level mime functions (RFC 4648 and RFC 2045 examples, split
  * at every place), the filters, sources, sinks and pumps of ltn12,
- * smtp.message's layout, and smtp.send's refusals of bad calls. The SMTP
- * dialogue itself is tested end to end (tests/e2e/test_luasocket.py). */
+ * smtp.message's layout, smtp.send's refusals of bad calls, and its SMTP
+ * dialogue through the object of a create function (a fake socket). The
+ * dialogue of outbound.c's client is tested end to end
+ * (tests/e2e/test_luasocket.py). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +326,125 @@ static void send_to_a_closed_port_says_why(void)
 	       "eq(r, nil) assert(e:find('127.0.0.1') and e:find('failed'), e)\n");
 }
 
+/* A socket-like object for smtp.send's create: it records what is sent
+ * (f.sent) and answers with the canned lines in replies, then "closed". */
+#define FAKE_SOCKET                                                                                \
+	"local function fake(replies)\n"                                                           \
+	"  local f = {sent = {}, closed = 0, n = 0}\n"                                             \
+	"  function f.create()\n"                                                                  \
+	"    f.made = (f.made or 0) + 1\n"                                                         \
+	"    local c = {}\n"                                                                       \
+	"    function c:settimeout(t) f.timeout = t return 1 end\n"                                \
+	"    function c:connect(host, port)\n"                                                     \
+	"      f.host, f.port = host, port\n"                                                      \
+	"      if f.refuse then return nil, 'connection refused' end\n"                            \
+	"      return 1\n"                                                                         \
+	"    end\n"                                                                                \
+	"    function c:send(data) f.sent[#f.sent + 1] = data return #data end\n"                  \
+	"    function c:receive()\n"                                                               \
+	"      f.n = f.n + 1\n"                                                                    \
+	"      if replies[f.n] == nil then return nil, 'closed' end\n"                             \
+	"      return replies[f.n]\n"                                                              \
+	"    end\n"                                                                                \
+	"    function c:close() f.closed = f.closed + 1 return 1 end\n"                            \
+	"    return c\n"                                                                           \
+	"  end\n"                                                                                  \
+	"  function f.text() return table.concat(f.sent) end\n"                                    \
+	"  return f\n"                                                                             \
+	"end\n"
+
+static void send_drives_the_dialogue_through_create(void)
+{
+	LUA_OK(FAKE_SOCKET
+	        "local f = fake{'220 fake ESMTP', '250-fake.example hello', '250-SIZE 1000',\n"
+	        "  '250 AUTH LOGIN PLAIN', '235 ok', '250 sender ok', '250 one', '250 two',\n"
+	        "  '354 go on', '250 queued as 7', '221 bye'}\n"
+	        "local r, e = smtp.send{from = 'a@b.example',\n"
+	        "  rcpt = {'<c@d.example>', 'e@f.example'}, user = 'u', password = 'p',\n"
+	        "  domain = 'me.example', server = 'mx.example',\n"
+	        "  port = 2525, create = f.create,\n"
+	        "  source = ltn12.source.string('Subject: x\\r\\n\\r\\n.dot\\r\\nend\\r\\n')}\n"
+	        "eq(r, 1, 'result') eq(e, nil, 'error')\n"
+	        "eq(f.text(), 'EHLO me.example\\r\\n' ..\n"
+	        "  'AUTH PLAIN ' .. mime.b64('\\0u\\0p') .. '\\r\\n' ..\n"
+	        "  'MAIL FROM:<a@b.example>\\r\\n' ..\n"
+	        "  'RCPT TO:<c@d.example>\\r\\nRCPT TO:<e@f.example>\\r\\n' ..\n"
+	        "  'DATA\\r\\nSubject: x\\r\\n\\r\\n..dot\\r\\nend\\r\\n.\\r\\n' ..\n"
+	        "  'QUIT\\r\\n', 'sent')\n"
+	        "eq(f.host, 'mx.example') eq(f.port, 2525) eq(f.timeout, smtp.TIMEOUT)\n"
+	        "eq(f.made, 1, 'one socket') eq(f.closed, 1, 'closed once')\n"
+	        /* defaults, HELO after a refused EHLO, an unended last line */
+	        "f = fake{'220 old', '502 what?', '250 old.example', '250', '250', '354', '250',\n"
+	        "  '221'}\n"
+	        "r, e = smtp.send{from = '<a@b>', rcpt = 'c@d', create = f.create,\n"
+	        "  source = ltn12.source.string('.a\\r\\nb')}\n"
+	        "eq(r, 1, 'HELO') eq(f.host, smtp.SERVER) eq(f.port, smtp.PORT)\n"
+	        "local d = smtp.DOMAIN\n"
+	        "eq(f.text(), 'EHLO ' .. d .. '\\r\\nHELO ' .. d .. '\\r\\n' ..\n"
+	        "  'MAIL FROM:<a@b>\\r\\nRCPT TO:<c@d>\\r\\n' ..\n"
+	        "  'DATA\\r\\n..a\\r\\nb\\r\\n.\\r\\nQUIT\\r\\n', 'sent after HELO')\n"
+	        /* AUTH LOGIN when PLAIN is not offered */
+	        "f = fake{'220', '250-x', '250 AUTH LOGIN', '334 VXNlcm5hbWU6',\n"
+	        "  '334 UGFzc3dvcmQ6', '235 in', '250', '250', '354', '250', '221'}\n"
+	        "r, e = smtp.send{from = '<a@b>', rcpt = 'c@d', user = 'u', password = 'p',\n"
+	        "  create = f.create, source = ltn12.source.string('x')}\n"
+	        "eq(r, 1, 'AUTH LOGIN')\n"
+	        "assert(f.text():find('\\r\\nAUTH LOGIN\\r\\ndQ==\\r\\ncA==\\r\\nMAIL', 1, true),\n"
+	        "  f.text())\n"
+	        /* a message taken but no answer to QUIT: sent all the same */
+	        "f = fake{'220', '250 x', '250', '250', '354', '250 queued'}\n"
+	        "r, e = smtp.send{from = '<a@b>', rcpt = 'c@d', create = f.create,\n"
+	        "  source = ltn12.source.string('')}\n"
+	        "eq(r, 1, 'QUIT unanswered') eq(f.closed, 1)\n"
+	        "assert(f.text():find('DATA\\r\\n%.\\r\\nQUIT\\r\\n$'), f.text())\n");
+}
+
+static void send_through_create_gives_nil_and_why(void)
+{
+	LUA_OK(FAKE_SOCKET
+	        "local function try(replies, mailt)\n"
+	        "  local f = fake(replies)\n"
+	        "  mailt.create = f.create\n"
+	        "  mailt.from = mailt.from or '<a@b>'\n"
+	        "  mailt.rcpt = mailt.rcpt or {'<c@d>', '<e@f>'}\n"
+	        "  mailt.source = mailt.source or ltn12.source.string('x\\r\\n')\n"
+	        "  local r, e = smtp.send(mailt)\n"
+	        "  eq(r, nil, 'result') eq(f.closed, f.made and 1 or 0, 'closed')\n"
+	        "  return e, f\n"
+	        "end\n"
+	        "local e, f = try({'220', '250 x', '250 ok', '550-5.1.1 no such user',\n"
+	        "  '550 5.1.1 c@d'}, {})\n"
+	        "eq(e, '550-5.1.1 no such user\\n550 5.1.1 c@d', 'a multi-line refusal')\n"
+	        "assert(not f.text():find('e@f'), 'nothing after the refusal')\n"
+	        "f = fake{} f.refuse = true\n"
+	        "local r\n"
+	        "r, e = smtp.send{from = 'a@b', rcpt = 'c@d', create = f.create,\n"
+	        "  source = ltn12.source.string('x')}\n"
+	        "eq(r, nil) eq(e, 'connection refused') eq(f.closed, 1)\n"
+	        "eq(try({'220', '250 x', '250 ok'}, {}), 'closed', 'a lost connection')\n"
+	        "eq(try({'220', '250 x', 'hello?'}, {}), 'invalid server reply')\n"
+	        "eq(try({'554 go away'}, {}), '554 go away', 'greeting')\n"
+	        "eq(try({'220', '250 x', '250', '250', '250', '354', '451 later'}, {}),\n"
+	        "  '451 later')\n"
+	        "eq(try({'220', '250 x'}, {user = 'u', password = 'p'}),\n"
+	        "  'authentication not supported')\n"
+	        "eq(try({'220', '250 AUTH PLAIN', '535 no'}, {user = 'u', password = 'p'}),\n"
+	        "  '535 no')\n"
+	        "local long = {'220', '250-x'}\n"
+	        "for i = 1, 200 do long[#long + 1] = '250-more' end\n"
+	        "eq(try(long, {}), 'server reply too long')\n"
+	        "eq(try({'220', '250 x', '250', '250', '250', '354'},\n"
+	        "  {source = ltn12.source.error('disk on fire')}), 'disk on fire',\n"
+	        "  'a source error')\n"
+	        "e, f = try({}, {from = 'a@b\\r\\nRSET'}) assert(e:find('bad sender'), e)\n"
+	        "eq(f.made, nil, 'no socket for a bad call')\n"
+	        "e = try({}, {rcpt = 'c d@e'}) assert(e:find('bad recipient'), e)\n"
+	        "e = try({}, {domain = 'a\\r\\nb'}) assert(e:find('domain'), e)\n"
+	        "r, e = smtp.send{from = 'a@b', rcpt = 'c@d', source = ltn12.source.string('x'),\n"
+	        "  create = function() return nil, 'no sockets today' end}\n"
+	        "eq(e, 'no sockets today', 'create failed')\n");
+}
+
 /* Runs code in states with more and more room until it works: each run
  * works or fails for want of memory (the message may come through
  * smtp.message's coroutine as a plain error), never crashes, and
@@ -415,6 +536,10 @@ void tests_luasocket(void)
 	                            "MessageSizeLimit with nil, message");
 	RUN(calls_survive_failing_allocations,
 	        "luasocket calls survive failing allocations without crash or leak");
+	RUN(send_drives_the_dialogue_through_create,
+	        "luasocket smtp.send with create talks SMTP through the object it returns");
+	RUN(send_through_create_gives_nil_and_why,
+	        "luasocket smtp.send with create gives nil and the reply or error, and closes");
 	RUN(send_to_a_closed_port_says_why,
 	        "luasocket smtp.send to a closed port gives nil and why");
 	state_close();

@@ -2001,6 +2001,16 @@ int os_drop_privileges(const char *user, const char *group, char *err, size_t er
 	return 0; /* the service account decides on Windows */
 }
 
+long os_give_tree(const char *dir, const char *user, const char *group, char *err, size_t errlen)
+{
+	(void)dir;
+	(void)user;
+	(void)group;
+	(void)err;
+	(void)errlen;
+	return 0; /* no RunAs on Windows */
+}
+
 long os_raise_fd_limit(void)
 {
 	return -1; /* WSAPoll and sockets have no such per-process limit to raise */

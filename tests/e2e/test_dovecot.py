@@ -164,7 +164,7 @@ function mail_user_created(user)
     try("mailbox-name", function() user:mailbox("../etc") end)
     try("status-arg", function() user:mailbox("INBOX"):status({}) end)
     try("method-on-table", function() user.mailbox({}, "INBOX") end)
-    try("sync-closed", function() user:mailbox("INBOX"):sync() end)
+    try("sync-missing", function() user:mailbox("Nope"):sync() end)
     try("big", function() user:metadata_set("/private/big", string.rep("x", 70000)) end)
     i_info("results " .. table.concat(results, " "))
 end
@@ -180,8 +180,44 @@ def test_bad_calls_raise_lua_errors():
     log = s.stderr()
     line = log[log.index("script: results"):].splitlines()[0]
     for name in ("event-parent", "add_int", "log", "i_info", "pt", "mailbox-name", "status-arg",
-                 "method-on-table", "sync-closed", "big"):
+                 "method-on-table", "sync-missing", "big"):
         assert name + "=false" in line, (name, line)
     assert "storage=true" in line and "prefix=true" in line, line
     m.logout()
+    stopped(s)
+
+
+UNOPENED = r"""
+function mail_user_created(user)
+    local S = dovecot.storage
+    local box = user:mailbox("INBOX")
+    box:sync(S.MAILBOX_SYNC_FLAG_EXPUNGE) -- not opened first: sync() opens it
+    local other = user:mailbox("INBOX")
+    local st = other:status(S.STATUS_MESSAGES)
+    other:sync()
+    i_info(string.format("unopened %s messages=%d unseen=%d", user.service, st.messages, st.unseen))
+    box:free()
+    other:free()
+end
+"""
+
+
+def test_sync_and_status_open_a_mailbox_the_script_did_not():
+    """dovecot: mailbox:sync() and mailbox:status() open a mailbox the script did not open, as Dovecot does (sync(EXPUNGE) expunges)"""
+    s = dovecot_server(UNOPENED)
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
+        for i in range(2):
+            c.sendmail("x@remote.test", ["alice@example.org"], b"Subject: %d\r\n\r\nbody\r\n" % i)
+    m = imaplib.IMAP4("127.0.0.1", s.imap_port)
+    m.login("alice@example.org", "secret")
+    assert wait_log(s, "script: unopened imap messages=2 unseen=2"), s.stderr()[-3000:]
+    m.select("INBOX")
+    m.store("1", "+FLAGS", "(\\Deleted)")
+    m.logout()
+    m = imaplib.IMAP4("127.0.0.1", s.imap_port)
+    m.login("alice@example.org", "secret")
+    assert wait_log(s, "script: unopened imap messages=1 unseen=1"), s.stderr()[-3000:]
+    assert m.select("INBOX")[1] == [b"1"]
+    m.logout()
+    assert "script error" not in s.stderr(), s.stderr()[-3000:]
     stopped(s)

@@ -52,6 +52,13 @@ def read_all(sock):
         data += chunk
 
 
+def chunk_name(path):
+    """How Lua 5.1 names a script file in messages (luaO_chunkid): a path
+    longer than 52 bytes keeps its last 52, after "...", so the file name
+    and the line survive however deep the clone is."""
+    return path if len(path) <= 52 else "..." + path[-52:]
+
+
 def wait_log(s, text, timeout=10):
     end = time.time() + timeout
     while time.time() < end:
@@ -274,11 +281,11 @@ def test_script_errors_fall_back_to_default():
     s = lua_server(ERRORS, conf="LuaMemoryLimit 4M\nLuaInstructionLimit 1000000")
     r = SMTPRaw(s.smtp_port)
     assert r.cmd("HELO a.example")[0] == 250
-    assert wait_log(s, "script error: %s:4: attempt to index" % s.script), s.stderr()[-2000:]
+    assert wait_log(s, "script error: %s:4: attempt to index" % chunk_name(s.script)), s.stderr()[-2000:]
     t0 = time.time()
     assert r.cmd("NOOP")[0] == 250
     assert time.time() - t0 < 5
-    assert wait_log(s, "%s:7: script ran too long" % s.script), s.stderr()[-2000:]
+    assert wait_log(s, "%s:7: script ran too long" % chunk_name(s.script)), s.stderr()[-2000:]
     assert r.cmd("VRFY bob")[0] in (252, 502, 550, 551, 553)
     assert wait_log(s, "not enough memory"), s.stderr()[-2000:]
     # and again: the state is still usable after each of them

@@ -3,8 +3,9 @@ the reference's two examples (shared/reference/luasocket-smtp.txt) run
 unchanged from a Rumble.createService handler, once to Rumble itself (the
 default server) and once to an aiosmtpd sink on 127.0.0.1; envelope and
 bytes are checked (dot-stuffing, the multipart parsed back, the base64
-part decoded), AUTH against Rumble, and the failures: a refused
-connection, a 5xx to RCPT, a wrong password."""
+part decoded), AUTH against Rumble, the failures: a refused connection, a
+5xx to RCPT, a wrong password; and create= with an object that talks over
+the service's own connection."""
 import base64
 import email
 import email.policy
@@ -139,6 +140,19 @@ function run.silent(timeout)
   return r, e
 end
 
+-- create: the "socket" is this very connection and the test plays the
+-- server; receive() waits for its lines as a service's session does
+function run.created(arg, session)
+  local function create()
+    return {settimeout = function() return 1 end, connect = function() return 1 end,
+      send = function(_, data) return session:send(data) end,
+      receive = function() return session:receive() end, close = function() return 1 end}
+  end
+  return smtp.send{from = "<a@example.org>", rcpt = {"<b@remote.test>", "c@remote.test"},
+    domain = "me.example", create = create,
+    source = smtp.message{headers = {subject = "created"}, body = ".dot\r\nend\r\n"}}
+end
+
 -- port 0: smtp's defaults (Rumble itself)
 local default_server, default_port = smtp.SERVER, smtp.PORT
 local function serve(session)
@@ -148,7 +162,7 @@ local function serve(session)
   if port ~= "0" then
     smtp.SERVER, smtp.PORT = "127.0.0.1", tonumber(port)
   end
-  local r, e = run[name](arg)
+  local r, e = run[name](arg, session)
   session:send(tostring(r) .. " " .. tostring(e) .. "\r\n")
 end
 Rumble.createService(serve, tonumber(Rumble.readConfig("TestPort")))
@@ -392,3 +406,35 @@ def test_auth_login_when_plain_is_not_offered():
     finally:
         stopped(s)
         box.stop()
+
+
+def test_create_talks_smtp_through_the_object_it_returns():
+    """LuaSocket: smtp.send{create = f} talks SMTP through f's object; here one whose receive() waits on the service's own connection, with the test as the server"""
+    s = server()
+    try:
+        c = connect(s.port, timeout=15)
+        f = c.makefile("rb")
+        c.sendall(b"created 1\r\n220 test server\r\n")
+        got = []
+
+        def answer(reply):
+            got.append(f.readline())
+            c.sendall(reply)
+        answer(b"250-test server\r\n250 8BITMIME\r\n")
+        answer(b"250 sender\r\n")
+        answer(b"250 one\r\n")
+        answer(b"250 two\r\n")
+        answer(b"354 go on\r\n")
+        data = b""
+        while not data.endswith(b"\r\n.\r\n"):
+            data += f.readline()
+        c.sendall(b"250 queued\r\n")
+        answer(b"221 bye\r\n")
+        assert got == [b"EHLO me.example\r\n", b"MAIL FROM:<a@example.org>\r\n",
+                       b"RCPT TO:<b@remote.test>\r\n", b"RCPT TO:<c@remote.test>\r\n",
+                       b"DATA\r\n", b"QUIT\r\n"], got
+        assert b"Subject: created\r\n" in data and data.endswith(b"\r\n\r\n..dot\r\nend\r\n.\r\n"), data
+        assert f.read() == b"1 nil\r\n"
+        c.close()
+    finally:
+        stopped(s)

@@ -1,6 +1,7 @@
 """End-to-end tests of the SMTPScript directive: a VPOP3-style SMTP server
 script (SMTPSVR.LUA) with its callbacks and IN/OUT globals, written as a
 VPOP3 user would write it."""
+import base64
 import os
 import signal
 import smtplib
@@ -281,6 +282,55 @@ def test_processmessage_actions():
     send(s, ["alice@example.org"], msg(subject="modify", body=big))
     m = s.messages("alice@example.org")[2]
     assert b"Subject: modified\r\n" in m and m.endswith(big.encode()), len(m)
+    stopped(s)
+
+
+def test_processmessage_reason_as_text_or_as_a_reply():
+    """ProcessMessage()'s Reason as plain text gives 554 with it and no script error; a 5xx reply is used whole"""
+    s = vp_server("""
+function ProcessMessage(mailfrom, subject, list, actions)
+    actions.Ignore = true
+    actions.Delete = true
+    actions.Reason = subject == "text" and "No thanks" or "550 5.7.0 Go away"
+    return actions, ""
+end
+""")
+    for subject, code, text in (("text", 554, b"5.7.1 No thanks"), ("reply", 550, b"5.7.0 Go away")):
+        try:
+            send(s, ["alice@example.org"], msg(subject=subject))
+            assert False, "accepted"
+        except smtplib.SMTPDataError as e:
+            assert e.smtp_code == code and e.smtp_error == text, e
+    assert s.messages("alice@example.org") == []
+    assert "script error" not in s.stderr(), s.stderr()[-2000:]
+    stopped(s)
+
+
+def test_attachment_size_is_the_decoded_size():
+    """ProcessMessage()'s attachment Size is the decoded size of a base64 and of a quoted-printable attachment"""
+    s = vp_server("""
+function ProcessMessage(mailfrom, subject, list, actions, mime, size, attachments)
+    local sizes = {}
+    for _, a in ipairs(attachments) do
+        table.insert(sizes, a.Name .. "=" .. a.Size)
+    end
+    actions.HeaderModifiers = { "X-Sizes: " .. table.concat(sizes, " ") }
+    return actions, ""
+end
+""")
+    data = base64.encodebytes(bytes(range(256)) * 4).replace(b"\n", b"\r\n").decode()
+    # "Caf\xc3\xa9 = 12": 10 bytes (the last CRLF belongs to the boundary)
+    qp = "Caf=C3=A9 =3D 1=\r\n2\r\n"
+    body = ("--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+            "--b1\r\nContent-Type: application/octet-stream\r\n"
+            "Content-Transfer-Encoding: base64\r\n"
+            "Content-Disposition: attachment; filename=\"k.bin\"\r\n\r\n" + data +
+            "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n"
+            "Content-Disposition: attachment; filename=\"q.txt\"\r\n\r\n" + qp + "--b1--\r\n")
+    send(s, ["alice@example.org"], msg(extra=MULTIPART[0], body=body))
+    m = s.messages("alice@example.org")
+    assert len(m) == 1 and b"\r\nX-Sizes: k.bin=1024 q.txt=10\r\n" in m[0], m
     stopped(s)
 
 
