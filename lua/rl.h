@@ -61,6 +61,7 @@ struct rl_state {
 	size_t mem, mem_max; /* bytes in use, LuaMemoryLimit */
 	int capped;          /* 0 while the libraries open (never refused) */
 	long budget;         /* instructions left in this call (all coroutines) */
+	int calls;           /* rl_call/rl_resume under way: a budget is on */
 	int exhausted;       /* the budget ran out: pcall must not catch it */
 	int loading;         /* 1 while the scripts' top-level code runs */
 	/* the session coroutine being resumed (rl_run), its handle and where
@@ -113,6 +114,15 @@ void rl_vp3_load(struct rl_state *st);
  * "stop", string.rep, debug.sethook, newproxy, bytecode loading, ...)
  * with versions that fail inside the script. After luaL_openlibs. */
 void rl_open_sandbox(lua_State *L);
+/* string.find, match, gmatch and gsub on a matcher of Rumble's own that
+ * charges its steps to the instruction budget and bounds its recursion
+ * (lpattern.c). */
+void rl_open_pattern(lua_State *L);
+/* Takes n instructions from the budget of the call under way in L's
+ * state, raising "script ran too long" once it is spent: for C loops
+ * the count hook does not see. 0 when no budget is on (no call under way,
+ * or L is not a Rumble state). */
+int rl_budget_charge(lua_State *L, long n);
 /* Protects every metatable the registry names (__metatable), once the
  * libraries are open. */
 void rl_lock_metatables(lua_State *L);

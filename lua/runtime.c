@@ -93,9 +93,26 @@ struct budget {
 	int exhausted;
 };
 
+/* see rl.h */
+int rl_budget_charge(lua_State *L, long n)
+{
+	struct rl_state *st = rl_state_of(L);
+	if (!st || !st->calls) {
+		return 0;
+	}
+	st->budget -= n;
+	if (st->budget <= 0 || st->exhausted) {
+		st->exhausted = 1;
+		luaL_error(L, "script ran too long (LuaInstructionLimit %d, in a pattern match)",
+		        conf.lua_instruction_limit);
+	}
+	return 1;
+}
+
 static void budget(lua_State *L, struct budget *was)
 {
 	struct rl_state *st = rl_state_of(L);
+	st->calls++;
 	was->left = st->budget;
 	was->exhausted = st->exhausted;
 	st->budget = conf.lua_instruction_limit;
@@ -106,6 +123,7 @@ static void budget(lua_State *L, struct budget *was)
 static void unbudget(lua_State *L, const struct budget *was)
 {
 	struct rl_state *st = rl_state_of(L);
+	st->calls--;
 	lua_sethook(L, NULL, 0, 0);
 	st->budget = was->left;
 	st->exhausted = was->exhausted;
@@ -264,6 +282,7 @@ static struct rl_state *state_new(int worker)
 	rl_open_socket(L);
 	rl_open_pcall(L);
 	rl_open_sandbox(L);
+	rl_open_pattern(L);
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, RL_HOOKS);
 	lua_newtable(L);

@@ -69,6 +69,7 @@ int main(int argc, char **argv)
 		{"greylist", tests_greylist},
 		{"spf", tests_spf},
 		{"luasocket", tests_luasocket},
+		{"pattern", tests_pattern},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

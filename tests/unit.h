@@ -68,5 +68,6 @@ void tests_dkim(void);
 void tests_greylist(void);
 void tests_spf(void);
 void tests_luasocket(void);
+void tests_pattern(void);
 
 #endif

@@ -1,6 +1,7 @@
 """End-to-end tests that no script takes the server down: os.exit, the
 collector stopped, string.rep bombs, runaway loops inside pcall, memory
 bombs, deep recursion, coroutine tricks, debug library abuse, __gc,
+patterns that recurse too deep or run away,
 bytecode, API objects' metatables, session objects used after their
 session ended. Each ends with the script's error (or nil and why) and the
 server goes on."""
@@ -65,6 +66,9 @@ cases.date = function() return os.date("%Q") end
 cases.stdin = function() return io.read and dofile() end
 cases.setmeta = function(session) return setmetatable(session, {}) end
 cases.getmeta = function(session) return getmetatable(session) .. " " .. getmetatable(io.stdout) end
+cases.patterndeep = function() return string.find(("a"):rep(300000), ("a?"):rep(300000)) end
+cases.patternbomb = function() return string.find(("a"):rep(40), ("a*"):rep(12) .. "b") end
+cases.plainbomb = function() return string.find(("a"):rep(1e6), ("a"):rep(1e4) .. "b", 1, true) end
 cases.wrapyield = function() return coroutine.wrap(function() coroutine.yield(network.getMX("x.invalid")) end)() end
 local kept
 cases.keep = function(session) kept = session return "kept" end
@@ -111,6 +115,9 @@ EXPECT = [
     ("setmeta", None, "cannot change a protected metatable"),
     ("getmeta", "250 getmeta locked locked", None),
     ("wrapyield", "250 wrapyield nil", None),
+    ("patterndeep", None, "pattern too complex"),
+    ("patternbomb", None, "script ran too long (LuaInstructionLimit 2000000, in a pattern match)"),
+    ("plainbomb", None, "in a pattern match"),
 ]
 
 
