@@ -16,7 +16,9 @@
 static FILE *log_fp;
 static int log_lvl = LOG_INFO;
 static os_mutex *log_lock;
-static char ring[LOG_RING_LINES][LOG_LINE_MAX];
+/* The last lines, each a copy of its own length (a fixed 1 KB slot per
+ * line kept 205 KB resident); NULL where a copy could not be made. */
+static char *ring[LOG_RING_LINES];
 static int ring_next, ring_count;
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
@@ -77,7 +79,14 @@ static void log_emit(int level, const char *fmt, va_list ap, const char *suffix)
 	if (log_lock) {
 		os_mutex_lock(log_lock);
 	}
-	memcpy(ring[ring_next], line, sizeof line);
+	size_t len = strlen(line) + 1;
+	char *copy = realloc(ring[ring_next], len); /* malloc when NULL */
+	if (copy) {
+		memcpy(copy, line, len);
+	} else {
+		free(ring[ring_next]);
+	}
+	ring[ring_next] = copy;
 	ring_next = (ring_next + 1) % LOG_RING_LINES;
 	if (ring_count < LOG_RING_LINES) {
 		ring_count++;
@@ -136,7 +145,10 @@ void log_ring_each(void (*fn)(const char *line, void *arg), void *arg)
 	}
 	int start = (ring_next - ring_count + LOG_RING_LINES) % LOG_RING_LINES;
 	for (int i = 0; i < ring_count; i++) {
-		fn(ring[(start + i) % LOG_RING_LINES], arg);
+		const char *line = ring[(start + i) % LOG_RING_LINES];
+		if (line) {
+			fn(line, arg);
+		}
 	}
 	if (log_lock) {
 		os_mutex_unlock(log_lock);
