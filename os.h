@@ -225,6 +225,9 @@ long os_give_tree(const char *dir, const char *user, const char *group, char *er
 int os_is_root(void);
 /* Raises the open-files limit to what the OS allows (POSIX soft limit to
  * the hard one); returns the limit now, -1 if unknown. */
+/* Gives memory freed by a burst of sessions back to the system where the
+ * allocator keeps it (glibc); nothing elsewhere. */
+void os_memory_trim(void);
 long os_raise_fd_limit(void);
 long os_getpid(void);
 /* Run cmd through the shell (sh -c / cmd.exe /c) with its standard input

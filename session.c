@@ -1011,6 +1011,29 @@ void server_request_reload(void)
 	__atomic_store_n(&reload_req, 1, __ATOMIC_RELEASE);
 }
 
+/* After a burst of sessions, what they held goes back to the system (the
+ * allocator may keep it): when the count has fallen under half of its peak
+ * (of at least TRIM_PEAK_MIN), looked at every TRIM_EVERY_MS. Main thread. */
+#define TRIM_PEAK_MIN 32
+#define TRIM_EVERY_MS 5000
+
+static void trim_after_burst(void)
+{
+	static long peak;
+	static int64_t last;
+	long n = server_sessions();
+	peak = n > peak ? n : peak;
+	int64_t now = os_now_ms();
+	if (now - last < TRIM_EVERY_MS) {
+		return;
+	}
+	last = now;
+	if (peak >= TRIM_PEAK_MIN && n < peak / 2) {
+		os_memory_trim();
+		peak = n;
+	}
+}
+
 void server_run(void (*on_reload)(void))
 {
 	struct os_event ev[16];
@@ -1024,6 +1047,7 @@ void server_run(void (*on_reload)(void))
 		}
 		stop_requested();
 		accept_unpause();
+		trim_after_burst();
 		int sig = os_signal_take();
 		if (__atomic_exchange_n(&reload_req, 0, __ATOMIC_ACQ_REL)) {
 			sig |= OS_SIG_RELOAD;

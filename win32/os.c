@@ -118,6 +118,11 @@ int os_init(void)
 	return r == 0 ? 0 : win_fail((DWORD)r);
 }
 
+void os_memory_trim(void)
+{
+	HeapCompact(GetProcessHeap(), 0);
+}
+
 const char *os_name(void)
 {
 	return "windows";
