@@ -282,7 +282,7 @@ int config_parse(struct config *c, const char *text, const char *name, char *err
 
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
+	FILE *f = os_fopen(path, "rb");
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, os_strerror());
 		return -1;

@@ -32,7 +32,7 @@ int log_open(const char *path)
 		log_fp = NULL;
 		return 0;
 	}
-	FILE *f = fopen(path, "a");
+	FILE *f = os_fopen(path, "a");
 	if (!f) {
 		return -1;
 	}

@@ -86,6 +86,13 @@
 
 /* ---- start-up and errors ---- */
 
+/* see os.h; POSIX arguments are bytes, UTF-8 under a UTF-8 locale */
+void os_args_utf8(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+}
+
 int os_init(void)
 {
 	struct sigaction sa;
@@ -1379,6 +1386,12 @@ int os_fstat(FILE *f, struct os_stat *st)
 	}
 	stat_fill(&s, st);
 	return 0;
+}
+
+/* see os.h; paths are bytes here */
+FILE *os_fopen(const char *path, const char *mode)
+{
+	return fopen(path, mode);
 }
 
 FILE *os_fopen_rw(const char *path)
