@@ -2,6 +2,7 @@
 as a service under wine's service manager (services.exe, sc, net), and takes UTF-8 paths
 and names through to the W functions. Also: Makefile.msvc builds what the Makefile does."""
 import os
+import re
 import shutil
 import smtplib
 import socket
@@ -307,3 +308,36 @@ def test_windows_non_ascii_paths_and_names_under_wine():
     log = open(logf, "rb").read().decode("utf-8")
     assert "script: Skript gr\u00fc\u00dft" in log and "ready in" in log, log[-2000:]
     shutil.rmtree(d, ignore_errors=True)
+
+
+def _make_vars(path):
+    """The macros of a makefile (GNU make's or nmake's), continuation lines joined."""
+    text = open(path).read().replace("\\\n", " ")
+    out = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip().replace("_", "").isalnum() and not line.startswith("\t"):
+            out[name.strip().rstrip("?+:").strip()] = value.split()
+    return out
+
+
+def test_makefile_msvc_builds_what_the_makefile_builds():
+    """windows: Makefile.msvc compiles every source the Makefile does, with win32\\os.c, and uses tools/embed.c"""
+    gnu = _make_vars(os.path.join(ROOT, "Makefile"))
+    core = {s.replace("$(PLAT)", "win32")[:-2] for s in gnu["CORE"]}
+    msvc_text = open(os.path.join(ROOT, "Makefile.msvc")).read()
+    ms = _make_vars(os.path.join(ROOT, "Makefile.msvc"))
+    objs = []
+    for v in ms["OBJ"]:
+        objs += ms[v[2:-1]] if v.startswith("$(") and v[2:-1] in ms else [v]
+    names = {o.replace("$(OUT)\\", "")[:-4].replace("\\", "/") for o in objs}
+    assert names == core | {"rumble"}, (sorted(names - core), sorted(core - names))
+    for n in names:
+        assert os.path.exists(os.path.join(ROOT, n + ".c")), n
+    assert "embed.exe webadmin_lua lua\\webadmin.lua" in msvc_text
+    assert "$(OUT)/embed webadmin_lua lua/webadmin.lua" in open(os.path.join(ROOT, "Makefile")).read()
+    # every library the mingw build links, and the pragmas of win32/os.c name
+    libs = set(re.findall(r"-l(\w+)", open(os.path.join(ROOT, "win32", "build.sh")).read()))
+    pragmas = set(re.findall(r'#pragma comment\(lib, "(\w+)"\)',
+                             open(os.path.join(ROOT, "win32", "os.c")).read()))
+    assert libs == pragmas == {l[:-4] for l in ms["SYSLIBS"]}, (libs, pragmas, ms["SYSLIBS"])
