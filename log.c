@@ -36,8 +36,7 @@ int log_open(const char *path)
 	if (!f) {
 		return -1;
 	}
-	setvbuf(f, NULL, _IOLBF, 0);
-	log_fp = f;
+	log_fp = f; /* flushed a line at a time by log_emit */
 	return 0;
 }
 
@@ -92,6 +91,9 @@ static void log_emit(int level, const char *fmt, va_list ap, const char *suffix)
 		ring_count++;
 	}
 	fprintf(log_fp ? log_fp : stderr, "%s\n", line);
+	/* not setvbuf(_IOLBF): MSVC's C library has no line buffering (it is
+	 * full buffering there) and ends the process on its size 0 */
+	fflush(log_fp ? log_fp : stderr);
 	if (log_lock) {
 		os_mutex_unlock(log_lock);
 	}
