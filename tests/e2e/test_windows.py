@@ -237,7 +237,7 @@ def test_windows_service_flag_outside_the_service_manager_runs_in_the_foreground
 
 
 def test_windows_non_ascii_paths_and_names_under_wine():
-    """windows: a UTF-8 StorageFolder, LogFile, LoadScript, -c path and user name work under wine and land under those names"""
+    """windows: a UTF-8 StorageFolder, LogFile, LoadScript, -c path (BOM and all) and user name work under wine and land under those names"""
     if not os.path.exists(EXE) or not os.path.exists(WINE):
         raise Skip("needs build/win/rumble.exe (./build.sh windows) and wine64")
     import imaplib
@@ -254,8 +254,9 @@ def test_windows_non_ascii_paths_and_names_under_wine():
     with open(script, "w", encoding="utf-8") as f:
         f.write('print("Skript gr\u00fc\u00dft")\n')
     conf = os.path.join(top, "rumble.conf")
-    with open(conf, "w", encoding="utf-8") as f:
-        f.write("ServerName win.test\nStorageFolder %s\nLogFile %s\nLoadScript %s\n"
+    with open(conf, "w", encoding="utf-8-sig") as f:  # with a BOM, as Notepad saves UTF-8
+        # StorageFolder first: the BOM must not hide it
+        f.write("StorageFolder %s\nServerName win.test\nLogFile %s\nLoadScript %s\n"
                 "BindToAddress 127.0.0.1\nSMTPPort %d\nPOP3Port %d\nIMAP4Port %d\n"
                 "EnableWebAdmin 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
                 "EnableIMAPS 0\nLogLevel debug\nWorkers 1\n"
