@@ -1359,8 +1359,9 @@ static int write_handle(HANDLE h, const void *data, size_t len)
 static int write_tmp(const char *tmp, const void *data, size_t len)
 {
 	wchar_t *w = wide(tmp);
-	HANDLE h = w ? CreateFileW(w, GENERIC_WRITE, 0, NULL, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, NULL)
-	             : INVALID_HANDLE_VALUE;
+	HANDLE h =
+	        w ? CreateFileW(w, GENERIC_WRITE, 0, NULL, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, NULL)
+	          : INVALID_HANDLE_VALUE;
 	int r;
 
 	if (h == INVALID_HANDLE_VALUE) {
@@ -1643,8 +1644,12 @@ int os_exe_path(char *buf, size_t len)
 	DWORD n = w ? GetModuleFileNameW(NULL, w, WPATH_MAX) : 0;
 	int r;
 
-	if (n == 0 || n >= WPATH_MAX) {
-		r = win_fail(!w ? ERROR_NOT_ENOUGH_MEMORY : n ? ERROR_INSUFFICIENT_BUFFER : GetLastError());
+	if (!w) {
+		r = win_fail(ERROR_NOT_ENOUGH_MEMORY);
+	} else if (n == 0) {
+		r = win_fail(GetLastError());
+	} else if (n >= WPATH_MAX) {
+		r = win_fail(ERROR_INSUFFICIENT_BUFFER);
 	} else {
 		r = utf8(w, buf, len);
 	}
