@@ -440,6 +440,7 @@ static const struct directive directives[] = {
 	STR("DNSServer", dns_server),
 	NUM("LuaMemoryLimit", K_SIZE, lua_memory_limit, 256 * 1024, 0),
 	NUM("LuaInstructionLimit", K_INT, lua_instruction_limit, 1000, 2000000000),
+	NUM("LuaTimeLimit", K_INT, lua_time_limit, 1, 3600),
 	NUM("EnableWebAdmin", K_BOOL, webadmin_enable, 0, 1),
 	STR("WebAdminBind", webadmin_bind),
 	NUM("WebAdminPort", K_PORT, webadmin_port, 1, 65535),
@@ -695,6 +696,7 @@ static void defaults(struct settings *s)
 	s->auth_sender_match = 1;
 	s->lua_memory_limit = 16ULL * 1024 * 1024;
 	s->lua_instruction_limit = 10000000;
+	s->lua_time_limit = 10;
 	s->webadmin_enable = 1;
 	rl_strlcpy(s->webadmin_bind, "127.0.0.1", sizeof s->webadmin_bind);
 	s->webadmin_port = 2580;

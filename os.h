@@ -128,6 +128,7 @@ os_mutex *os_mutex_new(void);
 void os_mutex_free(os_mutex *m);
 void os_mutex_lock(os_mutex *m);
 void os_mutex_unlock(os_mutex *m);
+int os_mutex_trylock(os_mutex *m); /* 1 when it took the lock, 0 when it is held */
 os_cond *os_cond_new(void);
 void os_cond_free(os_cond *c);
 /* Waits until signalled or timeout_ms passed (-1 = forever). */

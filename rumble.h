@@ -172,6 +172,7 @@ struct settings {
 	char dns_server[512];           /* DNSServer: "" = the system's resolvers */
 	uint64_t lua_memory_limit;      /* LuaMemoryLimit: bytes per Lua state */
 	int lua_instruction_limit;      /* LuaInstructionLimit: per script call */
+	int lua_time_limit;             /* LuaTimeLimit: seconds one run of a script may take */
 	/* the web admin (lua/webadmin.c) */
 	int webadmin_enable;        /* EnableWebAdmin */
 	char webadmin_bind[256];    /* WebAdminBind: 127.0.0.1 unless set */
@@ -775,6 +776,7 @@ struct work {
 	void (*back)(struct session *s, struct work *w);
 	struct session *s;
 	struct work *next;
+	int slow; /* set by the caller: its length is up to a remote server (lanes, work.c) */
 };
 /* Queues w for s (on s's worker; s is held until back runs); 0, or -1
  * when no helper thread can take it (before work_start, after

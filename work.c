@@ -7,17 +7,29 @@
  * and queues it for its session: run() does the blocking part on a helper
  * thread and must not touch the session; back() then runs on the
  * session's worker, which kept the session alive meanwhile (it may be
- * closing by then). Threads start on first use, up to WORK_THREADS.
+ * closing by then).
+ *
+ * Two lanes, each with its own threads (started on first use, up to
+ * LANE_THREADS): work that takes its own bounded time (logins, DNS, the
+ * commit wait) and slow work whose length someone else decides (a
+ * script's SMTP conversation with a server that may answer after its
+ * timeout, minutes). A few scripts waiting on silent servers must not
+ * hold up every login.
  */
 #include "rumble.h"
 
-#define WORK_THREADS 4
+#define LANE_THREADS 4
+
+struct lane {
+	struct work *head, *tail;
+	os_thread *threads[LANE_THREADS];
+	int nthreads;
+};
 
 static os_mutex *mx;
 static os_cond *cv;
-static struct work *head, *tail;
-static os_thread *threads[WORK_THREADS];
-static int nthreads, stopping, started;
+static struct lane lanes[2]; /* [w->slow] */
+static int stopping, started;
 
 static void back(struct session *s, void *arg)
 {
@@ -27,19 +39,19 @@ static void back(struct session *s, void *arg)
 
 static void helper_main(void *arg)
 {
-	(void)arg;
+	struct lane *l = arg;
 	os_mutex_lock(mx);
 	for (;;) {
-		while (!head && !stopping) {
+		while (!l->head && !stopping) {
 			os_cond_wait(cv, mx, -1);
 		}
-		if (!head) {
+		if (!l->head) {
 			break;
 		}
-		struct work *w = head;
-		head = w->next;
-		if (!head) {
-			tail = NULL;
+		struct work *w = l->head;
+		l->head = w->next;
+		if (!l->head) {
+			l->tail = NULL;
 		}
 		os_mutex_unlock(mx);
 		w->run(w);
@@ -55,26 +67,27 @@ int work_queue(struct session *s, struct work *w)
 	if (!__atomic_load_n(&started, __ATOMIC_ACQUIRE)) {
 		return -1;
 	}
+	struct lane *l = &lanes[w->slow != 0];
 	os_mutex_lock(mx);
-	while (nthreads < WORK_THREADS && !stopping) {
-		os_thread *t = os_thread_start(helper_main, NULL);
+	while (l->nthreads < LANE_THREADS && !stopping) {
+		os_thread *t = os_thread_start(helper_main, l);
 		if (!t) {
 			break;
 		}
-		threads[nthreads++] = t;
+		l->threads[l->nthreads++] = t;
 	}
-	int ok = nthreads > 0 && !stopping;
+	int ok = l->nthreads > 0 && !stopping;
 	if (ok) {
 		session_hold(s); /* before the post can come: it runs on this thread */
 		w->s = s;
 		w->next = NULL;
-		if (tail) {
-			tail->next = w;
+		if (l->tail) {
+			l->tail->next = w;
 		} else {
-			head = w;
+			l->head = w;
 		}
-		tail = w;
-		os_cond_signal(cv);
+		l->tail = w;
+		os_cond_broadcast(cv); /* a thread of w's lane */
 	}
 	os_mutex_unlock(mx);
 	return ok ? 0 : -1;
@@ -102,10 +115,12 @@ void work_stop(void)
 	stopping = 1;
 	os_cond_broadcast(cv);
 	os_mutex_unlock(mx);
-	for (int i = 0; i < nthreads; i++) {
-		os_thread_join(threads[i]);
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < lanes[k].nthreads; i++) {
+			os_thread_join(lanes[k].threads[i]);
+		}
+		lanes[k].nthreads = 0;
 	}
-	nthreads = 0;
 }
 
 /* ---- logins: mm_login's password hashing takes tens of milliseconds ---- */

@@ -26,6 +26,7 @@
 #include "lua/rl.h"
 
 #define SESSION_MT "rumble.session"
+#define SEND_MAX (4 * 1024 * 1024) /* output not yet taken by the client */
 #define RL_HANDLES "rumble.handles"
 
 struct rl_handle {
@@ -169,6 +170,10 @@ static int s_send(lua_State *L)
 	const char *p = luaL_checklstring(L, 2, &n);
 	if (!h->s || session_closing(h->s)) {
 		return rl_fail(L, "session closed");
+	}
+	if (h->s->out.len + n > SEND_MAX) {
+		return rl_fail(L, "the client is not reading: %lu bytes wait for it",
+		        (unsigned long)h->s->out.len);
 	}
 	session_write(h->s, p, n);
 	lua_pushboolean(L, 1);

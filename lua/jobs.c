@@ -55,8 +55,12 @@ static void job_back(struct session *s, struct work *w)
 
 static int in_place(lua_State *L, struct rl_job *j)
 {
-	j->run(j);
 	struct rl_state *st = rl_state_of(L); /* NULL in a bare state (tests) */
+	int64_t t0 = os_now_ms();
+	j->run(j);
+	if (st) {
+		st->deadline += os_now_ms() - t0; /* blocked, not running */
+	}
 	int capped = st ? st->capped : 0;
 	if (st) {
 		st->capped = 0; /* small results; no error that would leak j */
@@ -123,9 +127,17 @@ static const char *fn_name(lua_State *L)
 int rl_job_call(lua_State *L, struct rl_job *j)
 {
 	int wait = 0;
-	struct rl_conn *c = rl_state_of(L) ? rl_conn_here(L, &wait) : NULL;
+	struct rl_state *st = rl_state_of(L);
+	struct rl_conn *c = st ? rl_conn_here(L, &wait) : NULL;
 	if (!c || !wait) {
-		if (rl_state_of(L)) {
+		if (st && st->run_co && j->slow) {
+			job_free(j);
+			return rl_fail(L,
+			        "%s cannot wait here (inside a C function such as string.gsub, "
+			        "a metamethod or a coroutine of the script's own)",
+			        fn_name(L));
+		}
+		if (st) {
 			rl_warn_in_place(L, fn_name(L));
 		}
 		return in_place(L, j);
@@ -133,6 +145,7 @@ int rl_job_call(lua_State *L, struct rl_job *j)
 	j->c = c;
 	j->w.run = job_run;
 	j->w.back = job_back;
+	j->w.slow = j->slow;
 	c->want = W_JOB;
 	if (work_queue(c->s, &j->w) != 0) {
 		c->want = W_NONE;

@@ -925,7 +925,8 @@ void rl_open_dovecot(lua_State *L)
 static void call_user_fn(struct rl_state *st, const char *fn, const struct muser *u)
 {
 	lua_State *L = st->L;
-	lua_getglobal(L, fn);
+	lua_pushstring(L, fn); /* raw: a strict _G's __index must not raise here */
+	lua_rawget(L, LUA_GLOBALSINDEX);
 	if (!lua_isfunction(L, -1)) {
 		lua_pop(L, 1);
 		return;

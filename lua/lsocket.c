@@ -526,6 +526,7 @@ static int smtp_core_send(lua_State *L)
 	memset(s->password, 0, sizeof s->password);
 	j->j.run = submit_run;
 	j->j.push = submit_push;
+	j->j.slow = 1; /* the server decides how long */
 	j->j.done = submit_done;
 	j->rcpt = xcalloc((size_t)n, sizeof *j->rcpt);
 	for (int i = 1; i <= n; i++) {

@@ -197,11 +197,26 @@ static const char pcall_chunk[] =
         "  if co then return step(cur, co, nil, ...) end\n"
         "  return rethrow(pcall0(f, ...))\n"
         "end\n"
+        /* Lua's own xpcall runs the handler where the error happened, and
+         * after an error from the count hook Lua 5.1 leaves the hooks off
+         * there: a handler that loops would never be stopped. So it runs
+         * once Lua's pcall has returned (debug.traceback, C, still where
+         * the error happened). */
+        "local function handled(handler, ok, ...)\n"
+        "  if ok then return true, ... end\n"
+        "  local e = ...\n"
+        "  if exhausted() then error(e, 0) end\n"
+        "  if e == 'not enough memory' then collect() end\n"
+        "  local ok2, v = pcall0(handler, e)\n"
+        "  if ok2 then return false, v end\n"
+        "  return false, 'error in error handling'\n"
+        "end\n"
         "xpcall = function(f, handler)\n"
         "  local cur = running()\n"
         "  local co = cur and yieldable() and body(f)\n"
         "  if co then return step(cur, co, handler) end\n"
-        "  return rethrow(xpcall0(f, handler))\n"
+        "  if handler == traceback then return rethrow(xpcall0(f, traceback)) end\n"
+        "  return handled(handler, pcall0(f))\n"
         "end\n"
         "coroutine.resume = function(co, ...) return rethrow(resume(co, ...)) end\n";
 

@@ -62,6 +62,8 @@ struct rl_state {
 	int capped;          /* 0 while the libraries open (never refused) */
 	long budget;         /* instructions left in this call (all coroutines) */
 	int calls;           /* rl_call/rl_resume under way: a budget is on */
+	int64_t deadline;    /* os_now_ms() when the call under way ran too long (LuaTimeLimit;
+	                      * time it spent blocked in place, jobs.c, is added back) */
 	int exhausted;       /* the budget ran out: pcall must not catch it */
 	int loading;         /* 1 while the scripts' top-level code runs */
 	/* the session coroutine being resumed (rl_run), its handle and where
@@ -72,6 +74,9 @@ struct rl_state {
 	lua_State *spare; /* a finished hook coroutine, for the next hook */
 	int spare_ref;
 };
+/* Lua's own debug.traceback, kept in the registry for the message
+ * handler: a script may replace the global one. */
+#define RL_TRACEBACK "rumble.traceback"
 /* The state a Lua C function runs in (its allocator's user data). */
 struct rl_state *rl_state_of(lua_State *L);
 /* The current state of worker w (-1: start-up), made at the worker's
@@ -122,6 +127,9 @@ int rl_loadfile(lua_State *L, const char *path);
  * charges its steps to the instruction budget and bounds its recursion
  * (lpattern.c). */
 void rl_open_pattern(lua_State *L);
+/* file:read("*l"), file:lines, io.lines, io.read reading lines a byte at
+ * a time, NULs kept, charged to the budget (lio.c). */
+void rl_open_lio(lua_State *L);
 /* Takes n instructions from the budget of the call under way in L's
  * state, raising "script ran too long" once it is spent: for C loops
  * the count hook does not see. 0 when no budget is on (no call under way,
@@ -243,6 +251,12 @@ struct rl_job {
 	void (*run)(struct rl_job *j);               /* the blocking part: no Lua here */
 	int (*push)(lua_State *L, struct rl_job *j); /* the results; their count */
 	void (*done)(struct rl_job *j);              /* frees what j holds (NULL: nothing) */
+	/* Its length is up to a remote server (minutes): it goes to the slow
+	 * lane of work.c, and where a session's script cannot wait for it
+	 * (inside a C function) it fails with nil and why rather than hold
+	 * the worker and every session on it; in top-level code and the
+	 * mailman hook it runs in place. */
+	int slow;
 	struct rl_conn *c;
 	struct work w; /* how it travels (work.c) */
 };

@@ -23,6 +23,7 @@ static struct rl_state **slots; /* per worker; read and swapped by that worker *
 static int nslots;
 static struct rl_state *boot; /* the start-up state, under boot_mx */
 static os_mutex *boot_mx;
+static int boot_stale; /* rebuild the start-up state at the next unlock */
 static unsigned generation;
 static int started;
 
@@ -46,8 +47,11 @@ static void *rl_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		st->mem -= osize;
 		return NULL;
 	}
-	if (st->capped && nsize > osize && st->mem - osize + nsize > st->mem_max) {
-		return NULL; /* Lua raises "not enough memory" */
+	/* only inside rl_call/rl_resume, where Lua raises "not enough
+	 * memory" to the script: outside one the error would end the process
+	 * (a C function of ours that frees a reference may grow a table) */
+	if (st->capped && st->calls && nsize > osize && st->mem - osize + nsize > st->mem_max) {
+		return NULL;
 	}
 	void *p = realloc(ptr, nsize);
 	if (p) {
@@ -75,15 +79,19 @@ static void count_hook(lua_State *L, lua_Debug *ar)
 {
 	struct rl_state *st = rl_state_of(L);
 	st->budget -= lua_gethookcount(L);
-	if (st->budget > 0 && !st->exhausted) {
+	if (st->budget > 0 && !st->exhausted && os_now_ms() < st->deadline) {
 		return;
 	}
 	st->exhausted = 1;
 	lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
 	/* luaL_where(L, 1) would name the caller: say where the loop is */
 	lua_getinfo(L, "Sl", ar);
-	luaL_error(L, "%s:%d: script ran too long (LuaInstructionLimit %d)", ar->short_src,
-	        ar->currentline, conf.lua_instruction_limit);
+	if (st->budget <= 0) {
+		luaL_error(L, "%s:%d: script ran too long (LuaInstructionLimit %d)", ar->short_src,
+		        ar->currentline, conf.lua_instruction_limit);
+	}
+	luaL_error(L, "%s:%d: script ran too long (more than %d s at once)", ar->short_src,
+	        ar->currentline, conf.lua_time_limit);
 }
 
 /* A fresh budget for a call or resume of L; what it replaced goes into
@@ -91,6 +99,7 @@ static void count_hook(lua_State *L, lua_Debug *ar)
 struct budget {
 	long left;
 	int exhausted;
+	int64_t deadline;
 };
 
 /* see rl.h */
@@ -101,7 +110,7 @@ int rl_budget_charge(lua_State *L, long n)
 		return 0;
 	}
 	st->budget -= n;
-	if (st->budget <= 0 || st->exhausted) {
+	if (st->budget <= 0 || st->exhausted || os_now_ms() >= st->deadline) {
 		st->exhausted = 1;
 		luaL_error(L, "script ran too long (LuaInstructionLimit %d, in a pattern match)",
 		        conf.lua_instruction_limit);
@@ -115,8 +124,10 @@ static void budget(lua_State *L, struct budget *was)
 	st->calls++;
 	was->left = st->budget;
 	was->exhausted = st->exhausted;
+	was->deadline = st->deadline;
 	st->budget = conf.lua_instruction_limit;
 	st->exhausted = 0;
+	st->deadline = os_now_ms() + (int64_t)conf.lua_time_limit * 1000;
 	lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
 }
 
@@ -127,6 +138,7 @@ static void unbudget(lua_State *L, const struct budget *was)
 	lua_sethook(L, NULL, 0, 0);
 	st->budget = was->left;
 	st->exhausted = was->exhausted;
+	st->deadline = was->deadline;
 }
 
 /* The message handler: the message with a traceback (lua.c traceback). */
@@ -136,14 +148,12 @@ static int traceback(lua_State *L)
 		lua_pushliteral(L, "(error object is not a string)");
 		lua_replace(L, 1);
 	}
-	lua_getfield(L, LUA_GLOBALSINDEX, "debug");
-	if (!lua_istable(L, -1)) {
-		lua_pop(L, 1);
-		return 1;
-	}
-	lua_getfield(L, -1, "traceback");
+	/* Lua's own, kept at start: a script's debug.traceback would run
+	 * here with the hooks off (Lua 5.1 leaves them off after a hook's
+	 * error), out of the instruction budget */
+	lua_getfield(L, LUA_REGISTRYINDEX, RL_TRACEBACK);
 	if (!lua_isfunction(L, -1)) {
-		lua_pop(L, 2);
+		lua_pop(L, 1);
 		return 1;
 	}
 	lua_pushvalue(L, 1);
@@ -225,7 +235,8 @@ int rl_resume(lua_State *co, int nargs, const char *what)
  * after, so that each script's own runs once. */
 static void script_loaded(lua_State *L, const char *path)
 {
-	lua_getglobal(L, "script_load");
+	lua_pushliteral(L, "script_load"); /* raw: a strict _G's __index must not raise here */
+	lua_rawget(L, LUA_GLOBALSINDEX);
 	if (!lua_isfunction(L, -1)) {
 		lua_pop(L, 1);
 	} else if (rl_call(L, 0, 1, path) == 0) {
@@ -235,8 +246,9 @@ static void script_loaded(lua_State *L, const char *path)
 		}
 		lua_pop(L, 1);
 	}
+	lua_pushliteral(L, "script_load");
 	lua_pushnil(L);
-	lua_setglobal(L, "script_load");
+	lua_rawset(L, LUA_GLOBALSINDEX);
 }
 
 static void run_scripts(struct rl_state *st)
@@ -255,6 +267,16 @@ static void run_scripts(struct rl_state *st)
 	}
 }
 
+/* An error outside any protected call: Lua would exit(1) without a word. */
+static int panic(lua_State *L)
+{
+	const char *msg = lua_tostring(L, -1);
+	log_msg(LOG_ERROR, "lua: error outside a protected call (a bug in Rumble): %s",
+	        msg ? msg : "(not a string)");
+	abort();
+	return 0;
+}
+
 static struct rl_state *state_new(int worker)
 {
 	struct rl_state *st = xcalloc(1, sizeof *st);
@@ -268,7 +290,12 @@ static struct rl_state *state_new(int worker)
 		return NULL;
 	}
 	lua_State *L = st->L;
+	lua_atpanic(L, panic);
 	luaL_openlibs(L);
+	lua_getglobal(L, "debug");
+	lua_getfield(L, -1, "traceback");
+	lua_setfield(L, LUA_REGISTRYINDEX, RL_TRACEBACK);
+	lua_pop(L, 1);
 	rl_open_string(L);
 	rl_open_file(L);
 	rl_open_network(L);
@@ -283,6 +310,7 @@ static struct rl_state *state_new(int worker)
 	rl_open_pcall(L);
 	rl_open_sandbox(L);
 	rl_open_pattern(L);
+	rl_open_lio(L);
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, RL_HOOKS);
 	lua_newtable(L);
@@ -341,6 +369,9 @@ void rl_boot_lock(void)
 
 void rl_boot_unlock(void)
 {
+	if (__atomic_exchange_n(&boot_stale, 0, __ATOMIC_ACQ_REL) && rl_ready()) {
+		rl_state_get(-1); /* a reload came while it was held */
+	}
 	os_mutex_unlock(boot_mx);
 }
 
@@ -408,7 +439,13 @@ void rl_reload(void)
 	}
 	rl_generation_bump();
 	log_info("lua: reloading %d script%s", conf.nscripts, conf.nscripts == 1 ? "" : "s");
-	rl_boot_lock();
+	/* the main thread does not wait: a mailman hook may hold the start-up
+	 * state for as long as its script blocks; then the holder rebuilds it
+	 * as it lets go */
+	if (!os_mutex_trylock(boot_mx)) {
+		__atomic_store_n(&boot_stale, 1, __ATOMIC_RELEASE);
+		return;
+	}
 	rl_state_get(-1);
-	rl_boot_unlock();
+	os_mutex_unlock(boot_mx);
 }

@@ -140,6 +140,47 @@ static int string_rep_bounded(lua_State *L)
 	return 1;
 }
 
+/* unpack(t[, i[, j]]) as Lua's, whose count of values overflows (a
+ * range of 2^31 wrote past the stack). */
+static int unpack_bounded(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_Number i = luaL_optnumber(L, 2, 1);
+	lua_Number e =
+	        lua_isnoneornil(L, 3) ? (lua_Number)lua_objlen(L, 1) : luaL_checknumber(L, 3);
+	if (!(i <= e)) {
+		return 0;
+	}
+	if (e - i >= 8000 || i < -2147483647.0 || e > 2147483647.0 ||
+	        !lua_checkstack(L, (int)(e - i) + 1)) {
+		return luaL_error(L, "too many results to unpack");
+	}
+	int first = (int)i, n = (int)(e - i) + 1;
+	for (int k = 0; k < n; k++) {
+		lua_rawgeti(L, 1, first + k);
+	}
+	return n;
+}
+
+/* table.insert(t, pos, v) shifts t[pos..n] up one by one in C: a pos far
+ * below n (-2^31) did that for minutes. The shift is charged to the
+ * instruction budget, then Lua's own does it (upvalue 1). */
+static int tinsert_charged(lua_State *L)
+{
+	if (lua_gettop(L) == 3 && lua_istable(L, 1)) {
+		lua_Number n = (lua_Number)lua_objlen(L, 1), pos = luaL_checknumber(L, 2);
+		if (pos < n && n - pos > 1000) {
+			rl_budget_charge(L, n - pos > 1e15 ? 1000000000000000L : (long)(n - pos));
+		}
+		luaL_argcheck(
+		        L, pos > -2147483647.0 && pos < 2147483647.0, 2, "position out of bounds");
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 0);
+	return 0;
+}
+
 /* ---- text-only loading ---- */
 
 #define BINARY_REFUSED "binary (precompiled) chunks are not loaded in Rumble"
@@ -436,6 +477,8 @@ void rl_open_sandbox(lua_State *L)
 	lua_pop(L, 1);
 	text_only_loading(L);
 	restrict_debug(L);
+	lua_register(L, "unpack", unpack_bounded);
+	wrap(L, "table", "insert", tinsert_charged);
 }
 
 /* see rl.h */

@@ -107,9 +107,19 @@ static void vars_push(struct rl_vp3 *v, lua_State *L)
 	set_str(L, "EncryptionDetails", tls);
 }
 
+/* t[k] for the table at idx, without metamethods: a script's __index (a
+ * "strict" _G, say) raising here, outside any protected call, would end
+ * the process. */
+static void raw_field(lua_State *L, int idx, const char *k)
+{
+	idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+	lua_pushstring(L, k);
+	lua_rawget(L, idx);
+}
+
 static int get_bool(lua_State *L, const char *k, int def)
 {
-	lua_getfield(L, -1, k);
+	raw_field(L, -1, k);
 	int b = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
 	lua_pop(L, 1);
 	return b;
@@ -119,7 +129,7 @@ static int get_bool(lua_State *L, const char *k, int def)
  * def when it is not a number. */
 static int get_limit(lua_State *L, const char *k, int def, int hi)
 {
-	lua_getfield(L, -1, k);
+	raw_field(L, -1, k);
 	int n = def;
 	if (lua_isnumber(L, -1)) {
 		lua_Number x = lua_tonumber(L, -1);
@@ -145,7 +155,7 @@ static void vars_pull(struct rl_vp3 *v, lua_State *L)
 	        L, "MaxRecipientsPerIncomingMessage", g->max_rcpt_in, conf.max_recipients);
 	g->max_msgs_local = get_limit(L, "MaxMessagesPerLocalSession", g->max_msgs_local, 1 << 30);
 	g->max_line = get_limit(L, "MaxLineLength", g->max_line, 1 << 30);
-	lua_getfield(L, -1, "AllowedUsers");
+	raw_field(L, -1, "AllowedUsers");
 	if (lua_type(L, -1) == LUA_TSTRING) {
 		rl_strlcpy(g->allowed, lua_tostring(L, -1), sizeof g->allowed);
 	}
@@ -536,7 +546,7 @@ static void new_sender(lua_State *L, int idx, char *from, size_t fromlen)
 	if (!lua_istable(L, idx)) {
 		return;
 	}
-	lua_getfield(L, idx, "MAILFROM");
+	raw_field(L, idx, "MAILFROM");
 	if (lua_type(L, -1) == LUA_TSTRING) {
 		char path[600], addr[330], *params;
 		snprintf(path, sizeof path, "<%s>", lua_tostring(L, -1));
@@ -913,7 +923,7 @@ static void push_actions(lua_State *L)
 /* The actions' Recipients (table at idx) replace or join m's. */
 static void apply_rcpts(lua_State *L, int idx, struct queue_msg *m, int keep)
 {
-	lua_getfield(L, idx, "Recipients");
+	raw_field(L, idx, "Recipients");
 	if (!lua_istable(L, -1)) {
 		lua_pop(L, 1);
 		return;
@@ -1007,7 +1017,7 @@ static void apply_headers(lua_State *L, int idx, struct queue_msg *m, struct vp_
 
 static int get_bool_at(lua_State *L, int idx, const char *k)
 {
-	lua_getfield(L, idx, k);
+	raw_field(L, idx, k);
 	int b = lua_toboolean(L, -1);
 	lua_pop(L, 1);
 	return b;
@@ -1023,7 +1033,7 @@ static int apply_actions(
 	}
 	int ignore = get_bool_at(L, idx, "Ignore"), del = get_bool_at(L, idx, "Delete");
 	if (ignore && del) {
-		lua_getfield(L, idx, "Reason");
+		raw_field(L, idx, "Reason");
 		const char *why = lua_tostring(L, -1);
 		/* a Reason may be a whole reply, or text for ours */
 		if (!why || !is_reply(why) || take_reply(L, -1, out) < 500) {
@@ -1042,7 +1052,7 @@ static int apply_actions(
 	if (m->nrcpt == 0) {
 		return 2; /* nobody left to send it to */
 	}
-	lua_getfield(L, idx, "HeaderModifiers");
+	raw_field(L, idx, "HeaderModifiers");
 	if (lua_istable(L, -1) && lua_objlen(L, -1) > 0) {
 		apply_headers(L, lua_gettop(L), m, vm);
 	}

@@ -1085,6 +1085,11 @@ void os_mutex_unlock(os_mutex *m)
 	pthread_mutex_unlock(&m->m);
 }
 
+int os_mutex_trylock(os_mutex *m)
+{
+	return pthread_mutex_trylock(&m->m) == 0;
+}
+
 #if OS_COND_MONOTONIC
 #define COND_CLOCK CLOCK_MONOTONIC
 #else

@@ -1211,6 +1211,11 @@ void os_mutex_unlock(os_mutex *m)
 	ReleaseSRWLockExclusive(&m->l);
 }
 
+int os_mutex_trylock(os_mutex *m)
+{
+	return TryAcquireSRWLockExclusive(&m->l) != 0;
+}
+
 os_cond *os_cond_new(void)
 {
 	os_cond *c = malloc(sizeof *c);

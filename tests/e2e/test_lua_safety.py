@@ -69,6 +69,23 @@ cases.getmeta = function(session) return getmetatable(session) .. " " .. getmeta
 cases.patterndeep = function() return string.find(("a"):rep(300000), ("a?"):rep(300000)) end
 cases.patternbomb = function() return string.find(("a"):rep(40), ("a*"):rep(12) .. "b") end
 cases.plainbomb = function() return string.find(("a"):rep(1e6), ("a"):rep(1e4) .. "b", 1, true) end
+cases.unpack = function() return tostring((pcall(unpack, {}, 0, 2^31 - 1))) end
+cases.tinsert = function() return tostring((pcall(table.insert, {}, -2^31 + 1, 1))) end
+cases.zero = function() for l in io.lines("/dev/zero") do end end
+cases.xpcallloop = function()
+    return xpcall(function() while true do end end, function() while true do end end)
+end
+cases.slowop = function()
+    local big = string.rep("ab ", 2^16)
+    while true do local n = #big:upper() end
+end
+cases.selfsend = function()
+    local smtp = require("socket.smtp")
+    return (coroutine.wrap(function()
+        return smtp.send{from = "<a@example.org>", rcpt = "<alice@example.org>",
+            source = smtp.message{body = "x"}}
+    end)())
+end
 cases.wrapyield = function() return coroutine.wrap(function() coroutine.yield(network.getMX("x.invalid")) end)() end
 local kept
 cases.keep = function(session) kept = session return "kept" end
@@ -115,6 +132,12 @@ EXPECT = [
     ("setmeta", None, "cannot change a protected metatable"),
     ("getmeta", "250 getmeta locked locked", None),
     ("wrapyield", "250 wrapyield nil", None),
+    ("unpack", "250 unpack false", None),
+    ("tinsert", None, "script ran too long (LuaInstructionLimit"),
+    ("zero", None, ("not enough memory", "script ran too long")),
+    ("xpcallloop", None, "script ran too long"),
+    ("slowop", None, "script ran too long (more than 2 s at once)"),
+    ("selfsend", "250 selfsend nil", None),
     ("patterndeep", None, "pattern too complex"),
     ("patternbomb", None, "script ran too long (LuaInstructionLimit 2000000, in a pattern match)"),
     ("plainbomb", None, "in a pattern match"),
@@ -123,7 +146,8 @@ EXPECT = [
 
 def test_no_script_takes_the_server_down():
     """os.exit, collector tricks, string.rep bombs, loops inside pcall, memory bombs, recursion, debug, __gc, bytecode, locked metatables: each fails inside the script"""
-    s = lua_server(CASES, conf="LuaMemoryLimit 4M\nLuaInstructionLimit 2000000\nDNSServer 127.0.0.1:1")
+    s = lua_server(CASES, conf="LuaMemoryLimit 4M\nLuaInstructionLimit 2000000\nLuaTimeLimit 2\n"
+                               "DNSServer 127.0.0.1:1")
     try:
         for name, reply, logged in EXPECT:
             r = SMTPRaw(s.smtp_port)
@@ -155,3 +179,152 @@ def test_a_kept_session_object_is_closed_after_its_session():
     assert r.cmd("HELO stale") == (250, "stale nil session closed nil nil")
     assert r.cmd("QUIT")[0] == 221
     stopped(s)
+
+
+FLOOD = """
+Rumble.setHook(function(session)
+    local big = ("x"):rep(1e6)
+    local ok, err
+    for i = 1, 1000 do
+        ok, err = session:send(big)
+        if not ok then break end
+    end
+    print("flood stopped: " .. tostring(err))
+end, "smtp", "command", "helo")
+"""
+
+
+def test_a_hook_cannot_flood_a_client_that_does_not_read():
+    """session:send of a gigabyte to a client that reads nothing stops at a few MB with nil and why"""
+    s = lua_server(FLOOD)
+    r = SMTPRaw(s.smtp_port)
+    r.send(b"HELO x.example\r\n")
+    assert wait_log(s, "flood stopped: the client is not reading"), s.stderr()[-2000:]
+    rss = int([l for l in open("/proc/%d/status" % s.proc.pid) if l.startswith("VmRSS")][0].split()[1])
+    assert rss < 200 * 1024, "RSS %d KB" % rss
+    r.close()
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("NOOP")[0] == 250
+    stopped(s)
+
+
+STRICT = """
+Rumble.setHook(function(session, name)
+    session:send("250 strict " .. name .. "\\r\\n")
+    return "ignore"
+end, "smtp", "command", "helo")
+-- the strict.lua idiom: reading or writing an undeclared global raises
+setmetatable(_G, {
+    __index = function(t, k) error("undeclared global " .. tostring(k), 2) end,
+    __newindex = function(t, k) error("assignment to undeclared global " .. tostring(k), 2) end,
+})
+"""
+
+
+def test_a_strict_global_table_is_not_touched_outside_a_call():
+    """A script that makes _G strict (undeclared globals raise) starts and runs: the server looks up its own names raw"""
+    s = lua_server(STRICT)
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("HELO a.example") == (250, "strict a.example")
+    stopped(s)
+
+
+FULL = """
+local function fill(session)
+    G = G or {}
+    for i = 1, 1e9 do G[#G + 1] = {} end
+end
+Rumble.createService(fill, tonumber(Rumble.readConfig("TestPort")))
+"""
+
+
+def test_a_state_full_to_its_limit_does_not_end_the_server():
+    """A service that keeps its state's memory full: its sessions fail with not enough memory, the server goes on"""
+    from harness import wait_port
+    from test_lua import connect, read_all
+    s = lua_server(FULL, conf="LuaMemoryLimit 2M\nWorkers 1")
+    assert wait_port(s.port)
+    for _ in range(3):
+        c = connect(s.port)
+        read_all(c)
+        c.close()
+    assert wait_log(s, "not enough memory")
+    r = SMTPRaw(s.smtp_port)
+    assert r.cmd("NOOP")[0] == 250
+    assert s.proc.poll() is None
+    stopped(s)
+
+
+SLOW = """
+local smtp, ltn12 = require("socket.smtp"), require("ltn12")
+Rumble.setHook(function(session, name)
+    if name ~= "wait.example" then return end
+    smtp.TIMEOUT = 60
+    smtp.send{from = "<a@example.org>", rcpt = "<alice@example.org>", server = "127.0.0.1",
+        port = tonumber(Rumble.readConfig("TestPort")), source = ltn12.source.string("x\\r\\n")}
+end, "smtp", "command", "helo")
+"""
+
+
+def test_scripts_waiting_on_silent_servers_do_not_hold_up_logins():
+    """Eight hooks whose smtp.send waits on a silent server: logins (on the helper threads too) still pass"""
+    from test_outbound import Silent
+    silent = Silent()
+    s = lua_server(SLOW, conf="AllowPlaintextAuth 1", port=silent.port)
+    try:
+        waiting = []
+        for _ in range(8):
+            r = SMTPRaw(s.smtp_port)
+            r.send(b"HELO wait.example\r\n")
+            waiting.append(r)
+        time.sleep(0.5)
+        t0 = time.time()
+        import base64
+        a = SMTPRaw(s.smtp_port)
+        assert a.cmd("EHLO y.example")[0] == 250
+        a.sock.sendall(b"AUTH PLAIN " + base64.b64encode(b"\0alice@example.org\0secret") + b"\r\n")
+        assert a.reply()[0] == 235
+        assert time.time() - t0 < 30
+    finally:
+        stopped(s)
+        silent.stop()
+
+
+BLOCKING_FEED = """
+if not Mailman.accountExists("example.org", "robot") then
+    Mailman.saveAccount({ name = "robot", domain = "example.org", type = "mod" })
+end
+local smtp, ltn12 = require("socket.smtp"), require("ltn12")
+Rumble.setHook(function(message)
+    smtp.TIMEOUT = 15 -- the delivery thread waits on a server that never answers
+    print("feed hook waits")
+    smtp.send{from = "<a@example.org>", rcpt = "<b@example.org>", server = "127.0.0.1",
+        port = tonumber(Rumble.readConfig("TestPort")), source = ltn12.source.string("x\\r\\n")}
+    return true
+end, "mailman", "feed")
+"""
+
+
+def test_a_reload_does_not_wait_for_a_blocked_mailman_hook():
+    """SIGHUP while a mailman feed hook blocks for 15 s: the main thread goes on accepting"""
+    import signal
+    from test_outbound import Silent
+    silent = Silent()
+    s = lua_server(BLOCKING_FEED, port=silent.port)
+    try:
+        r = SMTPRaw(s.smtp_port)
+        assert r.cmd("HELO client.example")[0] == 250
+        assert r.cmd("MAIL FROM:<sender@remote.test>")[0] == 250
+        assert r.cmd("RCPT TO:<robot@example.org>")[0] == 250
+        assert r.cmd("DATA")[0] == 354
+        assert r.cmd("Subject: to the robot\r\n\r\nbeep\r\n.")[0] == 250
+        assert wait_log(s, "feed hook waits")
+        s.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        t0 = time.time()
+        r2 = SMTPRaw(s.smtp_port, timeout=10)
+        assert r2.cmd("NOOP")[0] == 250
+        assert time.time() - t0 < 3, "the main thread waited for the hook"
+    finally:
+        stopped(s)
+        silent.stop()
