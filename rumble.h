@@ -1128,13 +1128,14 @@ void outbound_dsn(struct buf *b, const char *sender, uint64_t qid, int64_t arriv
 	const struct ob_rcpt *r, int n, const char *hdr, size_t hdrlen);
 
 /* ---- mime.c: message parsing ---- */
-/* A pure module: it reads a message from the caller's buffer and does no
- * I/O. The message is in wire form (CRLF lines; bare LF is taken too).
- * Parsing never fails: malformed input gives leaf parts and default
- * types, and the limits below bound the work to a few passes over the
- * buffer whatever the input (every multipart level scans its own body
- * once). Strings in the tree are NUL-terminated and live until
- * mime_free; offsets are into the buffer, which must outlive the tree. */
+/* A pure module: it reads a message from the caller's buffer, or as the
+ * caller streams it (mime_stream_*), and does no I/O. The message is in
+ * wire form (CRLF lines; bare LF is taken too). Parsing never fails:
+ * malformed input gives leaf parts and default types, and the limits
+ * below bound the work to one pass over the message whatever the input.
+ * Strings in the tree are NUL-terminated and live until mime_free;
+ * offsets are into the message (the buffer, which must outlive the tree
+ * when there is one). */
 #define MIME_DEPTH_MAX 32     /* nesting of multiparts and messages below the root */
 #define MIME_PARTS_MAX 1000   /* parts in one message, the root included */
 #define MIME_HEADERS_MAX 1000 /* header lines looked at in one header block */
@@ -1146,10 +1147,21 @@ void outbound_dsn(struct buf *b, const char *sender, uint64_t qid, int64_t arriv
 #define MIME_LIMIT_DEPTH 1
 #define MIME_LIMIT_PARTS 2
 #define MIME_LIMIT_HEADERS 4
+#define MIME_LIMIT_CUT 8 /* mime_stream_cut: only the root's header was read */
 
 /* mime_part.flags */
 #define MIME_MULTIPART 1 /* children are the body parts of this multipart */
 #define MIME_MESSAGE 2   /* message/rfc822 (or global): child is the message inside */
+
+#define MIME_NO_MARK UINT64_MAX
+
+/* ENVELOPE's header fields (RFC 3501 7.4.2), in its order. */
+enum { MIME_ENV_DATE, MIME_ENV_SUBJECT, MIME_ENV_FROM, MIME_ENV_SENDER, MIME_ENV_REPLY_TO,
+	MIME_ENV_TO, MIME_ENV_CC, MIME_ENV_BCC, MIME_ENV_IN_REPLY_TO, MIME_ENV_MESSAGE_ID,
+	MIME_ENV_FIELDS };
+struct mime_env {
+	const char *f[MIME_ENV_FIELDS]; /* the first such field, unfolded; NULL if none */
+};
 
 struct mime_param {
 	const char *name;  /* lower case, without RFC 2231 "*" and section numbers */
@@ -1163,9 +1175,13 @@ struct mime_part {
 	                                            message of a message/rfc822 part */
 	unsigned nchild, depth, flags;
 	/* The header block (with the empty line that ends it, when there is
-	 * one) and the body, as offsets into the buffer. The delimiter before a
-	 * boundary line belongs to the boundary (RFC 2046 5.1.1). */
+	 * one) and the body, as offsets into the message. The delimiter before
+	 * a boundary line belongs to the boundary (RFC 2046 5.1.1). */
 	size_t hdr_off, hdr_len, body_off, body_len;
+	/* The marks the feeder gave the lines starting at hdr_off and
+	 * body_off (MIME_NO_MARK when no line starts there): where to resume
+	 * reading the message to get at the part. */
+	uint64_t hdr_mark, body_mark;
 	size_t lines; /* text lines of the body: LFs, plus an unterminated last line */
 	/* Lower case. No (or a bad) Content-Type gives text/plain with
 	 * charset=us-ascii, or message/rfc822 inside multipart/digest. */
@@ -1179,20 +1195,68 @@ struct mime_part {
 	/* Unfolded values as they were (RFC 2047 words not decoded: IMAP
 	 * hands them on so); NULL when the header is missing. */
 	const char *id, *description, *md5, *language, *location;
+	/* The root and the message of a message/rfc822 part: the fields of
+	 * their ENVELOPE; NULL for other parts. */
+	struct mime_env *env;
+};
+
+/* A line start somewhere in the message and the feeder's mark for it. */
+struct mime_mark {
+	uint64_t off, mark;
 };
 
 struct mime_chunk;
 struct mime_msg {
-	const char *buf; /* borrowed */
+	const char *buf; /* borrowed; NULL for a tree parsed from a stream */
 	size_t len;
 	struct mime_part *root; /* the message itself; never NULL after mime_parse */
 	unsigned nparts;
 	unsigned limits; /* MIME_LIMIT_* that were hit */
+	/* Marks of line starts about every 256 KB, ascending: for reading
+	 * from the middle of a long part. */
+	struct mime_mark *marks;
+	unsigned nmarks;
 	struct mime_chunk *arena;
 };
 
 void mime_parse(struct mime_msg *m, const char *buf, size_t len);
 void mime_free(struct mime_msg *m);
+/* Bytes the tree takes (for caches). */
+size_t mime_msg_size(const struct mime_msg *m);
+/* The same parse as the message streams by, fed in pieces of any size:
+ * the tree grows in m (which stays the caller's) and is complete after
+ * mime_stream_end, which frees s. mark is the caller's name for the
+ * position of p's first byte; a line that starts k bytes into p gets
+ * mark + k, so feed a piece with at most one line end, at its end,
+ * unless marks are offsets (as mime_parse's are). Header lines are kept
+ * up to 64 KB and field values up to 64 KB: a longer one is judged by
+ * what was kept. */
+struct mime_stream;
+struct mime_stream *mime_stream_new(struct mime_msg *m);
+void mime_stream_feed(struct mime_stream *s, const char *p, size_t n, uint64_t mark);
+void mime_stream_end(struct mime_stream *s);
+/* 1 once the root's header block is complete (ENVELOPE and the root's
+ * HEADER and TEXT are known). Then mime_stream_cut may end the parse
+ * there: the root gets the body up to total, no children, no line count,
+ * and MIME_LIMIT_CUT; it frees s. */
+int mime_stream_header_done(const struct mime_stream *s);
+void mime_stream_cut(struct mime_stream *s, uint64_t total);
+/* Header lines one at a time, as mime_headers_next reads them (junk
+ * skipped, continuation lines, MIME_HEADERS_MAX): p[0..n) is one line
+ * of a header block, its line end included, never the empty line that
+ * ends the block; colon_beyond says a ':' is in a part of the line the
+ * caller did not keep. MH_FIELD: a field starts (name, and the value's
+ * first bytes: the rest of the line); name_len 0 for a name longer than
+ * what was kept. MH_MORE: the line continues the field. MH_JUNK: skipped.
+ * MH_STOP: the limit was reached; nothing more is looked at. */
+enum { MH_FIELD, MH_MORE, MH_JUNK, MH_STOP };
+struct mime_header;
+struct mime_hscan {
+	unsigned count;
+	int active, stopped;
+};
+int mime_hscan_line(struct mime_hscan *h, const char *p, size_t n, int colon_beyond,
+	struct mime_header *out);
 /* Value of a parameter (name lower case), NULL if absent. */
 const char *mime_param(const struct mime_param *v, unsigned n, const char *name);
 #define mime_part_param(p, name) mime_param((p)->params, (p)->nparams, (name))
