@@ -279,436 +279,6 @@ int mime_header_text(
 	return found;
 }
 
-/* ---- charsets ---- */
-
-enum { CS_UNKNOWN = -1, CS_UTF8, CS_ASCII, CS_CP1252, CS_LATIN9 };
-
-static int charset_id(const char *s, size_t n)
-{
-	/* ISO-8859-1 is read as windows-1252, as browsers do (WHATWG
-	 * Encoding): mail labelled latin-1 with bytes 0x80-0x9f means the
-	 * Windows characters, never the C1 controls. */
-	static const struct {
-		const char *name;
-		int id;
-	} names[] = {
-	        {"utf-8", CS_UTF8},
-	        {"utf8", CS_UTF8},
-	        {"us-ascii", CS_ASCII},
-	        {"ascii", CS_ASCII},
-	        {"ansi_x3.4-1968", CS_ASCII},
-	        {"iso646-us", CS_ASCII},
-	        {"us", CS_ASCII},
-	        {"iso-8859-1", CS_CP1252},
-	        {"iso8859-1", CS_CP1252},
-	        {"iso_8859-1", CS_CP1252},
-	        {"iso_8859-1:1987", CS_CP1252},
-	        {"latin1", CS_CP1252},
-	        {"latin-1", CS_CP1252},
-	        {"l1", CS_CP1252},
-	        {"cp819", CS_CP1252},
-	        {"iso-ir-100", CS_CP1252},
-	        {"windows-1252", CS_CP1252},
-	        {"cp1252", CS_CP1252},
-	        {"x-cp1252", CS_CP1252},
-	        {"iso-8859-15", CS_LATIN9},
-	        {"iso8859-15", CS_LATIN9},
-	        {"iso_8859-15", CS_LATIN9},
-	        {"latin9", CS_LATIN9},
-	        {"latin-9", CS_LATIN9},
-	};
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-		if (word_is(s, n, names[i].name)) {
-			return names[i].id;
-		}
-	}
-	return CS_UNKNOWN;
-}
-
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
- * forms, surrogates or code points past U+10FFFF), 0 if there is none. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned c = p[0], lo = 0x80, hi = 0xbf;
-	size_t len;
-	if (c < 0x80) {
-		return 1;
-	} else if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		lo = c == 0xe0 ? 0xa0 : lo;
-		hi = c == 0xed ? 0x9f : hi;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		lo = c == 0xf0 ? 0x90 : lo;
-		hi = c == 0xf4 ? 0x8f : hi;
-	} else {
-		return 0;
-	}
-	if (n < len || p[1] < lo || p[1] > hi) {
-		return 0;
-	}
-	for (size_t i = 2; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80) {
-			return 0;
-		}
-	}
-	return len;
-}
-
-static int utf8_valid(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	for (size_t i = 0, k; i < n; i += k) {
-		if ((k = utf8_len(p + i, n - i)) == 0) {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-static void utf8_put(struct buf *b, unsigned cp)
-{
-	char u[4];
-	size_t n;
-	if (cp < 0x80) {
-		u[0] = (char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		u[0] = (char)(0xc0 | cp >> 6);
-		u[1] = (char)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else {
-		u[0] = (char)(0xe0 | cp >> 12);
-		u[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-		u[2] = (char)(0x80 | (cp & 0x3f));
-		n = 3;
-	}
-	buf_append(b, u, n);
-}
-
-/* Well-formed runs as they are; each byte of a bad sequence U+FFFD. */
-static void utf8_clean(const char *s, size_t n, struct buf *out)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t run = 0, i = 0;
-	while (i < n) {
-		size_t k = utf8_len(p + i, n - i);
-		if (k) {
-			i += k;
-			continue;
-		}
-		buf_append(out, s + run, i - run);
-		utf8_put(out, 0xfffd);
-		run = ++i;
-	}
-	buf_append(out, s + run, n - run);
-}
-
-/* windows-1252 0x80-0x9f; the five holes keep their C1 code points. */
-static const uint16_t cp1252_c1[32] = {0x20ac, 0x0081, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020,
-        0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008d, 0x017d, 0x008f, 0x0090, 0x2018,
-        0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153,
-        0x009d, 0x017e, 0x0178};
-
-/* ISO-8859-15 differs from ISO-8859-1 in eight places. */
-static unsigned latin9(unsigned c)
-{
-	static const uint16_t from[8] = {0xa4, 0xa6, 0xa8, 0xb4, 0xb8, 0xbc, 0xbd, 0xbe};
-	static const uint16_t to[8] = {
-	        0x20ac, 0x0160, 0x0161, 0x017d, 0x017e, 0x0152, 0x0153, 0x0178};
-	for (int i = 0; i < 8; i++) {
-		if (from[i] == c) {
-			return to[i];
-		}
-	}
-	return c;
-}
-
-static void single_byte(int cs, const char *s, size_t n, struct buf *out)
-{
-	size_t run = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned c = (unsigned char)s[i];
-		if (c < 0x80) {
-			continue;
-		}
-		buf_append(out, s + run, i - run);
-		run = i + 1;
-		if (cs == CS_LATIN9) {
-			utf8_put(out, latin9(c));
-		} else {
-			utf8_put(out, c < 0xa0 ? cp1252_c1[c - 0x80] : c);
-		}
-	}
-	buf_append(out, s + run, n - run);
-}
-
-static void convert(int cs, const char *s, size_t n, struct buf *out)
-{
-	if (cs == CS_UTF8) {
-		utf8_clean(s, n, out);
-	} else if (cs == CS_ASCII && utf8_valid(s, n)) {
-		buf_append(out, s, n); /* mislabelled UTF-8, or plain ASCII */
-	} else {
-		single_byte(cs == CS_LATIN9 ? CS_LATIN9 : CS_CP1252, s, n, out);
-	}
-}
-
-/* see rumble.h */
-int mime_charset_utf8(const char *charset, const char *in, size_t n, struct buf *out)
-{
-	int cs = charset_id(charset, strlen(charset));
-	if (cs == CS_UNKNOWN) {
-		return -1;
-	}
-	convert(cs, in, n, out);
-	return 0;
-}
-
-/* ---- transfer encodings ---- */
-
-static int b64_value(int c)
-{
-	if (c >= 'A' && c <= 'Z') {
-		return c - 'A';
-	} else if (c >= 'a' && c <= 'z') {
-		return c - 'a' + 26;
-	} else if (c >= '0' && c <= '9') {
-		return c - '0' + 52;
-	} else if (c == '+') {
-		return 62;
-	} else if (c == '/') {
-		return 63;
-	}
-	return -1;
-}
-
-/* see rumble.h. Bits go through an accumulator: a quantum cut short
- * still yields its whole bytes, and "=" ends a quantum, so that two
- * encoded blocks pasted together both decode. */
-void mime_decode_base64(const char *in, size_t n, struct buf *out)
-{
-	unsigned acc = 0, bits = 0;
-	buf_reserve(out, n / 4 * 3 + 3);
-	for (size_t i = 0; i < n; i++) {
-		int v = b64_value((unsigned char)in[i]);
-		if (in[i] == '=') {
-			acc = bits = 0;
-			continue;
-		}
-		if (v < 0) {
-			continue;
-		}
-		acc = (acc << 6 | (unsigned)v) & 0xfff;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out->data[out->len++] = (char)(acc >> bits & 0xff);
-		}
-	}
-	out->data[out->len] = '\0';
-}
-
-/* see rumble.h (RFC 2045 6.7) */
-void mime_decode_qp(const char *in, size_t n, struct buf *out)
-{
-	size_t i = 0;
-	buf_reserve(out, n);
-	while (i < n) {
-		char c = in[i];
-		if (c == '=') {
-			int hi = i + 2 < n ? hex_value((unsigned char)in[i + 1]) : -1;
-			int lo = i + 2 < n ? hex_value((unsigned char)in[i + 2]) : -1;
-			if (i + 2 < n && hi >= 0 && lo >= 0) {
-				out->data[out->len++] = (char)(hi << 4 | lo);
-				i += 3;
-				continue;
-			}
-			/* a soft line break: "=", maybe blanks, the line end */
-			size_t j = i + 1;
-			while (j < n && is_wsp(in[j])) {
-				j++;
-			}
-			if (j == n || in[j] == '\n') {
-				i = j < n ? j + 1 : n;
-				continue;
-			}
-			if (in[j] == '\r' && (j + 1 == n || in[j + 1] == '\n')) {
-				i = j + 2 < n ? j + 2 : n;
-				continue;
-			}
-			out->data[out->len++] = '='; /* a bad escape stays as it is */
-			i++;
-			continue;
-		}
-		if (is_wsp(c)) {
-			/* blanks at a line end were added in transit: drop them */
-			size_t j = i;
-			while (j < n && is_wsp(in[j])) {
-				j++;
-			}
-			if (j < n && in[j] != '\r' && in[j] != '\n') {
-				memcpy(out->data + out->len, in + i, j - i);
-				out->len += j - i;
-			}
-			i = j;
-			continue;
-		}
-		out->data[out->len++] = c;
-		i++;
-	}
-	out->data[out->len] = '\0';
-}
-
-/* see rumble.h */
-void mime_body_decode(const struct mime_msg *m, const struct mime_part *p, struct buf *out)
-{
-	const char *body = m->buf + p->body_off;
-	if (strcmp(p->encoding, "base64") == 0) {
-		mime_decode_base64(body, p->body_len, out);
-	} else if (strcmp(p->encoding, "quoted-printable") == 0) {
-		mime_decode_qp(body, p->body_len, out);
-	} else {
-		buf_append(out, body, p->body_len);
-	}
-}
-
-/* see rumble.h */
-int mime_body_text(const struct mime_msg *m, const struct mime_part *p, struct buf *out)
-{
-	if (strcmp(p->type, "text") != 0) {
-		mime_body_decode(m, p, out);
-		return 0;
-	}
-	const char *cs = mime_part_param(p, "charset");
-	int id = cs ? charset_id(cs, strlen(cs)) : CS_ASCII;
-	if (id == CS_UNKNOWN) {
-		mime_body_decode(m, p, out);
-		return -1;
-	}
-	struct buf raw;
-	buf_init(&raw);
-	mime_body_decode(m, p, &raw);
-	convert(id, raw.data ? raw.data : "", raw.len, out);
-	buf_free(&raw);
-	return 0;
-}
-
-/* ---- RFC 2047 encoded words ---- */
-
-struct eword {
-	int cs;
-	char enc; /* 'b' or 'q' */
-	const char *text;
-	size_t textn, len;
-};
-
-/* The encoded word at s ("=?charset?B?text?=") when s starts one in a
- * charset we convert; 0 otherwise. No blanks inside (RFC 2047 5). */
-static int parse_eword(const char *s, size_t n, struct eword *w)
-{
-	if (n < 8 || s[0] != '=' || s[1] != '?') {
-		return 0;
-	}
-	size_t i = 2;
-	while (i < n && i < 2 + 64 && s[i] != '?' && !is_blank((unsigned char)s[i])) {
-		i++;
-	}
-	if (i == 2 || i + 2 >= n || s[i] != '?' || s[i + 2] != '?') {
-		return 0;
-	}
-	size_t csn = i - 2;
-	const char *star = memchr(s + 2, '*', csn); /* RFC 2231 5: charset*language */
-	if (star) {
-		csn = (size_t)(star - (s + 2));
-	}
-	w->enc = (char)to_lower((unsigned char)s[i + 1]);
-	if (w->enc != 'b' && w->enc != 'q') {
-		return 0;
-	}
-	size_t t = i + 3, j = t;
-	while (j < n && s[j] != '?' && !is_blank((unsigned char)s[j])) {
-		j++;
-	}
-	if (j + 1 >= n || s[j] != '?' || s[j + 1] != '=') {
-		return 0;
-	}
-	w->text = s + t;
-	w->textn = j - t;
-	w->len = j + 2;
-	w->cs = charset_id(s + 2, csn);
-	return w->cs != CS_UNKNOWN;
-}
-
-static void decode_q(const char *s, size_t n, struct buf *out)
-{
-	for (size_t i = 0; i < n; i++) {
-		int hi, lo;
-		if (s[i] == '_') {
-			buf_putc(out, ' ');
-		} else if (s[i] == '=' && i + 2 < n &&
-		           (hi = hex_value((unsigned char)s[i + 1])) >= 0 &&
-		           (lo = hex_value((unsigned char)s[i + 2])) >= 0) {
-			buf_putc(out, (char)(hi << 4 | lo));
-			i += 2;
-		} else {
-			buf_putc(out, s[i]);
-		}
-	}
-}
-
-static int all_blank(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (!is_wsp(s[i]) && s[i] != '\r' && s[i] != '\n') {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-/* see rumble.h. Adjacent words in one charset are decoded into one byte
- * string before conversion, so that a character split between two words
- * (RFC 2047 5 forbids it; mailers do it) comes out whole. */
-void mime_decode_words(const char *s, size_t n, struct buf *out)
-{
-	struct buf pend;
-	int pend_cs = CS_UNKNOWN, after_word = 0;
-	size_t text = 0; /* start of the text not yet written */
-	buf_init(&pend);
-	for (size_t i = 0; i < n;) {
-		struct eword w;
-		if (s[i] != '=' || !parse_eword(s + i, n - i, &w)) {
-			i++;
-			continue;
-		}
-		int joined = after_word && all_blank(s + text, i - text);
-		if (pend.len && (!joined || w.cs != pend_cs)) {
-			convert(pend_cs, pend.data, pend.len, out);
-			buf_reset(&pend);
-		}
-		if (!joined) {
-			convert(CS_ASCII, s + text, i - text, out);
-		}
-		pend_cs = w.cs;
-		if (w.enc == 'b') {
-			mime_decode_base64(w.text, w.textn, &pend);
-		} else {
-			decode_q(w.text, w.textn, &pend);
-		}
-		i += w.len;
-		text = i;
-		after_word = 1;
-	}
-	if (pend.len) {
-		convert(pend_cs, pend.data, pend.len, out);
-	}
-	convert(CS_ASCII, s + text, n - text, out);
-	buf_free(&pend);
-}
-
 /* ---- structured fields: Content-Type, Content-Disposition ---- */
 
 struct scan {
@@ -835,16 +405,16 @@ static void percent_decode(const char *s, size_t n, struct buf *out)
 }
 
 /* An extended value's "charset'language'" prefix: the charset's id (or
- * CS_UNKNOWN) and where the value starts. Without two quotes there is no
+ * MIME_CS_UNKNOWN) and where the value starts. Without two quotes there is no
  * prefix. */
 static const char *ext_prefix(const char *v, int *cs)
 {
 	const char *q1 = strchr(v, '\''), *q2 = q1 ? strchr(q1 + 1, '\'') : NULL;
-	*cs = CS_UNKNOWN;
+	*cs = MIME_CS_UNKNOWN;
 	if (!q2) {
 		return v;
 	}
-	*cs = q1 > v ? charset_id(v, (size_t)(q1 - v)) : CS_ASCII;
+	*cs = q1 > v ? mime__charset_id(v, (size_t)(q1 - v)) : MIME_CS_ASCII;
 	return q2 + 1;
 }
 
@@ -855,7 +425,7 @@ static void param_value(struct rawparam *r, unsigned n, unsigned i, const char *
 {
 	const char *base = sb + r[i].name;
 	size_t bl = r[i].baselen;
-	int cs = CS_UNKNOWN, found = 0;
+	int cs = MIME_CS_UNKNOWN, found = 0;
 	struct buf bytes;
 	buf_init(&bytes);
 	for (int sec = 0; sec < (int)n; sec++) {
@@ -889,8 +459,8 @@ static void param_value(struct rawparam *r, unsigned n, unsigned i, const char *
 		}
 	}
 	if (found) {
-		if (cs != CS_UNKNOWN) {
-			convert(cs, bytes.data ? bytes.data : "", bytes.len, out);
+		if (cs != MIME_CS_UNKNOWN) {
+			mime__convert(cs, bytes.data ? bytes.data : "", bytes.len, out);
 		} else {
 			buf_append(out, bytes.data, bytes.len);
 		}
@@ -2377,7 +1947,7 @@ static void imap_params(struct buf *o, const struct mime_param *v, unsigned n)
 			continue;
 		}
 		buf_reset(&enc);
-		convert(CS_ASCII, s, len, &enc); /* valid UTF-8 whatever came in */
+		mime__convert(MIME_CS_ASCII, s, len, &enc); /* valid UTF-8 whatever came in */
 		buf_printf(o, "\"%s*\" \"utf-8''", v[i].name);
 		for (size_t j = 0; j < enc.len; j++) {
 			unsigned char c = (unsigned char)enc.data[j];

@@ -1322,6 +1322,34 @@ void mime_body_decode(const struct mime_msg *m, const struct mime_part *p, struc
  * appended as they are). */
 int mime_body_text(const struct mime_msg *m, const struct mime_part *p, struct buf *out);
 
+/* Transfer decoding as the body streams by (mime_text.c): the same bytes
+ * as mime_body_decode, fed in pieces of any size. */
+struct mime_decoder {
+	int kind;
+	unsigned acc, bits;
+	struct buf pend; /* quoted-printable bytes waiting for what follows */
+};
+void mime_decoder_init(struct mime_decoder *d, const char *encoding); /* NULL: as is */
+void mime_decoder_feed(struct mime_decoder *d, const char *in, size_t n, struct buf *out);
+void mime_decoder_end(struct mime_decoder *d, struct buf *out); /* the rest; frees */
+/* 1 when nd[0..nn) is in h[0..hn), ASCII letters in any case ("" always). */
+int mime_ci_find(const char *h, size_t hn, const char *nd, size_t nn);
+/* IMAP's SEARCH BODY in one leaf part p, its body fed as stored, in
+ * pieces: text parts are decoded and converted as mime_body_text does,
+ * others searched as they are. feed says 1 once the answer is yes; end
+ * gives the answer and frees f. */
+struct mime_find;
+struct mime_find *mime_find_new(const struct mime_part *p, const char *needle, size_t n);
+int mime_find_feed(struct mime_find *f, const char *p, size_t n);
+int mime_find_end(struct mime_find *f);
+
+/* Shared by mime.c and mime_text.c only: charsets by name, and text in
+ * one of them to UTF-8 (MIME_CS_ASCII: as UTF-8 when it all is, else as
+ * windows-1252; iso-8859-1 is read as windows-1252). */
+enum { MIME_CS_UNKNOWN = -1, MIME_CS_UTF8, MIME_CS_ASCII, MIME_CS_CP1252, MIME_CS_LATIN9 };
+int mime__charset_id(const char *s, size_t n);
+void mime__convert(int cs, const char *s, size_t n, struct buf *out);
+
 /* Address lists (RFC 5322 3.4 with the obsolete forms): From, To, Cc, ...
  * A group gives a MIME_ADDR_GROUP entry (name = the group's name), its
  * members, then MIME_ADDR_GROUP_END, as IMAP's ENVELOPE lists them.
