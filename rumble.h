@@ -450,14 +450,37 @@ struct mm_msg {
 	uint64_t qid; /* queue id it was delivered from, 0 if none */
 };
 
-struct mm_folder; /* an open folder: mbox + index, loaded in memory */
+/* What the folder calls return besides 0 and counts. */
+#define MM_NOFOLDER (-1)    /* no such folder (a bad name; deleted or renamed since) */
+#define MM_UNAVAILABLE (-2) /* it cannot be opened or read now: no descriptor, no
+                               memory, an I/O error; try again later */
+#define MM_REINDEXED (-3)   /* mm_view_sync: UIDVALIDITY changed, the view is void */
+#define MM_NO_MARK UINT64_MAX
+
+/* An open folder: a handle on the folder's one in-memory index and open
+ * mbox file (a "box"), which every handle on the folder shares, from any
+ * thread, and which the last close frees. Changes made through one
+ * handle are seen at once through the others; other processes' changes
+ * at the next call that refreshes (they take the file lock: append,
+ * store, expunge, compact, refresh, views' syncs). The box holds one file
+ * descriptor (its mbox); an operation opens the index and the lock file
+ * for its duration. Message numbers (i) count the live messages of the
+ * box now: another thread may change them between two calls. */
+struct mm_folder;
 /* Opens mail/<domain>/<user>/<folder> (user and domain lower-case,
- * folder "INBOX" or a validated name); create makes it when missing. */
+ * folder "INBOX" or a validated name); create makes it when missing.
+ * 0, MM_NOFOLDER, or MM_UNAVAILABLE. */
 int mm_folder_open(const char *domain, const char *user, const char *folder, int create,
 	struct mm_folder **out);
 void mm_folder_close(struct mm_folder *f);
+/* A name for the folder in caches (the same for every handle on it). */
+uint64_t mm_folder_key(struct mm_folder *f);
 uint32_t mm_folder_count(struct mm_folder *f);
+/* A copy of message i, kept in the handle: valid until the next
+ * mm_folder_msg on f. NULL when there is no message i. */
 const struct mm_msg *mm_folder_msg(struct mm_folder *f, uint32_t i);
+/* A copy of the live message with uid; 0, or -1 when there is none. */
+int mm_folder_get(struct mm_folder *f, uint32_t uid, struct mm_msg *out);
 uint32_t mm_folder_uidvalidity(struct mm_folder *f);
 uint32_t mm_folder_uidnext(struct mm_folder *f);
 /* Appends the message in sp (wire form: CRLF lines) with an mbox From_
@@ -484,7 +507,8 @@ int mm_folder_expunge_uids(
 void mm_folder_usage(struct mm_folder *f, uint64_t *expunged, uint64_t *total);
 /* Rewrites the mbox without expunged messages, atomically; UIDs stay. */
 int mm_folder_compact(struct mm_folder *f);
-/* Re-reads the index if another process or thread changed it. */
+/* Re-reads the index if another process changed it; 0, MM_NOFOLDER when
+ * the folder was deleted or renamed, MM_UNAVAILABLE. */
 int mm_folder_refresh(struct mm_folder *f);
 /* Message i (as mm_folder_msg numbers it; no refresh) in wire form, a
  * buffer at a time, read from the mbox by offset: no more than 16 KB of it
@@ -494,9 +518,20 @@ int mm_folder_refresh(struct mm_folder *f);
  * message. */
 struct mm_reader;
 struct mm_reader *mm_reader_open(struct mm_folder *f, uint32_t i);
+struct mm_reader *mm_reader_open_uid(struct mm_folder *f, uint32_t uid);
 /* Fills out (n >= 1) with the next bytes; returns the count, 0 at the
  * end, -1 when the message is gone, unreadable, or not mm_msg.size bytes. */
 long mm_reader_read(struct mm_reader *r, char *out, size_t n);
+/* The same, but stops after a line end (CRLF as served). */
+long mm_reader_read_line(struct mm_reader *r, char *out, size_t n);
+/* Where the next byte is in the store's own terms, when it starts a line
+ * (after a read_line that ended one, or at the start): a mark for
+ * mm_reader_seek; MM_NO_MARK elsewhere. */
+uint64_t mm_reader_mark(const struct mm_reader *r);
+/* Goes on from the line start whose mark is mark and whose offset in the
+ * message as served is wire (a pair mm_reader_mark gave at that point).
+ * -1 when they cannot be. */
+int mm_reader_seek(struct mm_reader *r, uint64_t wire, uint64_t mark);
 void mm_reader_close(struct mm_reader *r);
 int mm_folder_list(const char *domain, const char *user,
 	int (*fn)(const char *name, void *arg), void *arg);
@@ -508,7 +543,8 @@ long mm_folder_find(struct mm_folder *f, uint32_t uid);
  * case-insensitively). The slot of name, -1 when it has none; create 1
  * takes a free slot (-1 when all 32 are used). */
 int mm_folder_keyword(struct mm_folder *f, const char *name, int create);
-/* Keyword i's name, NULL for a free slot; valid as mm_folder_msg's. */
+/* Keyword i's name, NULL for a free slot; a copy in the handle, valid
+ * until the next mm_folder_keyword_name on f. */
 const char *mm_folder_keyword_name(struct mm_folder *f, int i);
 /* Sets, adds or removes flags and keywords of the messages with these
  * UIDs in one locked step (UIDs already gone are skipped); changed ones
@@ -516,6 +552,47 @@ const char *mm_folder_keyword_name(struct mm_folder *f, int i);
 enum { MM_STORE_SET, MM_STORE_ADD, MM_STORE_DEL };
 int mm_folder_store(struct mm_folder *f, const uint32_t *uids, uint32_t n, int op,
 	uint32_t flags, uint32_t keywords);
+
+/* A client's view of a folder (IMAP's selected mailbox): the messages it
+ * was told of, by sequence number 1..count. It costs a few words plus a
+ * word per message expunged and not yet told, not a copy of the index,
+ * and numbers never move under it: a message expunged elsewhere keeps its
+ * number (mm_view_msg says 1) until mm_view_sync reports it. Any thread,
+ * one at a time per view; close it before its folder. */
+struct mm_view;
+/* Every live message now; 0, or MM_NOFOLDER / MM_UNAVAILABLE. */
+int mm_view_open(struct mm_folder *f, struct mm_view **out);
+void mm_view_close(struct mm_view *v);
+uint32_t mm_view_count(struct mm_view *v);
+/* Message seq: 0 with a copy in *out; 1 when it was expunged (only
+ * out->uid is set); -1 when there is no such number. */
+int mm_view_msg(struct mm_view *v, uint32_t seq, struct mm_msg *out);
+/* The sequence number of uid, 0 when the view has none. */
+uint32_t mm_view_seq(struct mm_view *v, uint32_t uid);
+/* What the client was not told yet. flags: changes since it was last
+ * told, numbered before the expunges; expunged: EXPUNGE numbers in the
+ * order to send them (only when expunge is 1: IMAP forbids them during
+ * FETCH, STORE and SEARCH); exists: the new count when messages were
+ * added (new mail waits while expunges do, so that numbers stay right). */
+struct mm_change {
+	uint32_t seq, flags, keywords;
+};
+struct mm_changes {
+	struct mm_change *flags;
+	uint32_t nflags;
+	uint32_t *expunged;
+	uint32_t nexpunged, exists;
+};
+/* Fills c (free it with mm_changes_free); looks at the files first,
+ * unless poll is set and someone did less than a second ago (IDLE). 0,
+ * MM_NOFOLDER (deleted or renamed), MM_REINDEXED, MM_UNAVAILABLE. */
+int mm_view_sync(struct mm_view *v, int expunge, int poll, struct mm_changes *c);
+void mm_changes_free(struct mm_changes *c);
+/* mm_folder_store through a view: the client is the one telling itself
+ * of these changes (STORE's FETCH answers), so a later sync leaves them
+ * out when nothing else changed meanwhile. */
+int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
+	uint32_t keywords);
 /* Folder management (names as mm_folder_open takes them). create: 0 made,
  * 1 exists already, -1 error. delete: 0, or -1 (INBOX, missing, error).
  * rename: 0, 1 when to exists, -1 (INBOX either side, from missing, error);
@@ -532,6 +609,91 @@ int mm_subscription_set(const char *domain, const char *user, const char *name, 
 /* The path of a file of the user's own (name: a fixed file name) in the
  * user's folder, which is made when missing; 0 or -1. */
 int mm_user_file(const char *domain, const char *user, const char *name, char *out, size_t len);
+
+/* ---- mbox internals: shared by mbox.c and mbox_read.c only ---- */
+#define MM__IDX_LINE 128 /* an index line */
+struct mm__rec {
+	struct mm_msg m;
+	uint32_t fromlen; /* bytes of the From_ line before m.offset, LF included */
+};
+
+struct mm__hdr {
+	uint32_t uidvalidity, uidnext, gen;
+	uint64_t modseq;
+	int stale;
+};
+
+/* An index as loaded: header values (uidnext and modseq raised to what the
+ * lines say) and every line, expunged ones included. */
+struct mm__index {
+	struct mm__hdr h;
+	uint64_t hdr_modseq; /* modseq as the header line says it */
+	char (*kw)[MM__IDX_LINE]; /* keyword names, NUL-terminated; NULL when none */
+	struct mm__rec *rec;
+	uint32_t nrec, cap;
+};
+
+/* A folder as this process has it open: one per mbox file, shared by
+ * every mm_folder_open of it (the table in mbox.c), whatever thread. */
+struct mm__box {
+	os_mutex *mu; /* everything below; taken before the file lock */
+	char label[MM_USER_MAX + MM_DOMAIN_MAX + MM_FOLDER_MAX + 4]; /* for logs */
+	char dir[1024];
+	char base[1400]; /* dir/NAME */
+	uint64_t key;    /* names the folder in caches: a hash of base */
+	FILE *mbox;      /* open as long as the box */
+	FILE *idx;       /* open during an operation only */
+	FILE *lk;        /* the lock file, open while an operation holds it */
+	struct mm__index x;
+	int loaded;     /* x describes the files (else the next operation loads) */
+	uint64_t end;   /* end of the last indexed message, its blank line included */
+	uint32_t *live; /* indexes into x.rec of messages not expunged */
+	uint32_t nlive;
+	uint32_t loads; /* bumped whenever offsets may change (reload, compaction) */
+	uint64_t last_expunge; /* the highest modseq of an expunged message in x */
+	int64_t refreshed;     /* os_now_ms() of the last look at the files */
+	int refs;              /* mm_folder handles; the table's entry while > 0 */
+	int listed;            /* in the table (not once deleted or renamed) */
+	struct mm_view *views; /* the clients' views of it */
+	struct mm__box *next;      /* the table */
+};
+
+/* What mm_folder_open hands out: the box, and room for what the
+ * pointer-returning calls return (valid until the next such call). */
+struct mm_folder {
+	struct mm__box *b;
+	struct mm_msg msg;
+	char kwname[MM__IDX_LINE];
+};
+
+/* A client's picture of a box (see rumble.h): the live messages up to
+ * last, and gone, those expunged since that the client was not told of.
+ * Every field is the box's mutex's. */
+struct mm_view {
+	struct mm__box *b;
+	uint32_t uidvalidity;
+	uint32_t last;         /* the highest UID the client was told of */
+	uint64_t exp_seen;     /* expunges up to this modseq are in gone or told */
+	uint64_t flags_seen;   /* flag changes up to this modseq were told */
+	uint32_t *gone, ngone, gcap; /* ascending UIDs */
+	struct mm_view *next;
+};
+
+/* The live message with uid: its index in x.rec, -1 if none. */
+long mm__find_uid(const struct mm__box *f, uint32_t uid);
+int mm__read_at(FILE *fp, uint64_t off, void *p, size_t n); /* 0 or -1 */
+/* Takes f's mutex and file lock and brings x up to date with the files;
+ * the index file is open until mm__end. 0, MM_NOFOLDER or
+ * MM_UNAVAILABLE (nothing held). */
+int mm__begin(struct mm__box *f, FILE **lk);
+void mm__end(struct mm__box *f, FILE *lk);
+/* x is about to lose its expunged messages (compaction, reload): every
+ * view takes those it still shows into its gone list. */
+void mm__views_keep(struct mm__box *f);
+/* x was reloaded; old: the records before. Messages a view showed that
+ * x no longer has (another process expunged and compacted them between
+ * two looks) go into its gone list. */
+void mm__views_lost(struct mm__box *f, const struct mm__rec *old, uint32_t n);
 
 /* ---- metadata.c: per-user and per-folder metadata (RFC 5464 names) ---- */
 #define MD_KEY_MAX 255
@@ -562,6 +724,17 @@ int mm__fs_name(const char *name, char *out, size_t outlen);
 /* The folder holding a domain's users: the domain's path override or
  * <storage>/mail/<domain>. */
 int mm__domain_dir(const char *domain, char *out, size_t outlen);
+/* A folder's directory (the user's) and its files' common start,
+ * dir/NAME (NAME.mbox, NAME.idx, NAME.lock); -1 for a bad name. */
+int mm__folder_base(const char *domain, const char *user, const char *folder, char *dir,
+	size_t dlen, char *base, size_t blen);
+/* The folder at base was deleted or renamed: the next open of the name
+ * makes a new box, while holders of the old one find it gone. */
+void mm__forget(const char *base);
+/* Writes the UIDVALIDITY of the index at ipath into the locked lock file
+ * lk, unless it remembers a greater one: a folder made again under the
+ * name gets a greater one (RFC 3501 2.3.1.1). */
+void mm__remember_uidvalidity(FILE *lk, const char *ipath);
 
 /* ---- sessions and the event loop (session.c) ---- */
 struct session;
