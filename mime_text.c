@@ -612,7 +612,8 @@ int mime_ci_find(const char *h, size_t hn, const char *nd, size_t nn)
 	}
 	int a = to_lower((unsigned char)nd[0]), b = a >= 'a' && a <= 'z' ? a - 32 : a;
 	for (size_t i = 0; i + nn <= hn; i++) {
-		if ((h[i] == a || h[i] == b) && ci_at(h + i, nd, nn)) {
+		int c = (unsigned char)h[i];
+		if ((c == a || c == b) && ci_at(h + i, nd, nn)) {
 			return 1;
 		}
 	}

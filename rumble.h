@@ -1147,6 +1147,56 @@ int imap_meta_set(const struct imap_cmd *c, uint32_t pos, const char *domain, co
 void imap_put_string(struct buf *o, const char *p, size_t n);
 int imap_wild_match(const char *pat, const char *name, int icase);
 
+/* How IMAP reads a message (imap_msg.c): from a folder by UID, or (tests)
+ * from a buffer; streamed through fixed buffers, never held whole. */
+struct imap_src;
+struct imap_src *imap_src_folder(struct mm_folder *f, const struct mm_msg *m, uint32_t uidvalidity);
+struct imap_src *imap_src_buffer(const char *p, size_t n); /* p must outlive it */
+void imap_src_free(struct imap_src *s);
+/* The MIME tree: whole (full 1), or at least the root's header (ENVELOPE,
+ * HEADER, TEXT). From a cache shared by every session (a few hundred KB
+ * in all), else parsed as the message streams by. The tree keeps no
+ * text (m->buf is NULL for a folder's message). NULL when the message
+ * cannot be read. Valid until the next imap_src_mime or imap_src_free. */
+const struct mime_msg *imap_src_mime(struct imap_src *s, int full);
+/* BODY[spec] (spec as the client wrote it between the brackets, "" for
+ * the whole message): 0 with *size the section's bytes; -1 when there is
+ * no such part (NIL); -2 when the message cannot be read. Then read it
+ * in order (skip: past n bytes, for partial fetches); read gives 0 at the
+ * end, -1 on a read error. HEADER.FIELDS reads the header twice (once to
+ * count for the literal's size); other sections go straight to their
+ * bytes from the nearest mark. */
+struct imap_section;
+int imap_section_open(struct imap_src *s, const char *spec, struct imap_section **out,
+	uint64_t *size);
+long imap_section_read(struct imap_section *x, char *out, size_t n);
+int imap_section_skip(struct imap_section *x, uint64_t n);
+void imap_section_free(struct imap_section *x);
+/* SEARCH HEADER (name NULL: any field; the root's header, RFC 2047 words
+ * decoded) and BODY (each leaf's text, decoded and converted as
+ * mime_body_text does): 1 when str is in it, ASCII letters in any case. */
+int imap_src_header_has(struct imap_src *s, const char *name, const char *str);
+int imap_src_body_has(struct imap_src *s, const char *str);
+/* The root's Date field, unfolded; NULL if none. Valid as imap_src_mime's. */
+const char *imap_src_date(struct imap_src *s);
+/* Empties the cache of trees (tests). */
+void imap_cache_clear(void);
+
+/* FETCH (imap_fetch.c): the items from token pos on (-1: they are bad),
+ * then the answer for the messages with sequence numbers seqs[0..n) of
+ * view v of f (seqs must outlive j), a part at a time: fill adds at
+ * least max bytes to out unless it is done (1; the tagged reply is the
+ * caller's), or -1 when a message could not be read in the middle of a
+ * literal (the session must end). readonly: \Seen is not set. */
+struct imap_fetch;
+int imap_fetch_new(const struct imap_cmd *c, uint32_t pos, int uid, struct imap_fetch **out);
+void imap_fetch_begin(struct imap_fetch *j, struct mm_folder *f, struct mm_view *v,
+	const uint32_t *seqs, uint32_t n, int readonly);
+int imap_fetch_fill(struct imap_fetch *j, struct buf *out, size_t max);
+void imap_fetch_free(struct imap_fetch *j);
+/* "(\Seen $Work)": flags and keywords (f's names) as IMAP lists them. */
+void imap_put_flags(struct buf *o, struct mm_folder *f, uint32_t fl, uint32_t kw);
+
 /* SEARCH: keys parsed from the tokens at *pos to the end, then matched
  * against one message at a time. kw maps a keyword to its bit (-1: no
  * message has it). */
@@ -1156,19 +1206,12 @@ struct imap_search_msg {
 	uint32_t max_seq, max_uid; /* what "*" means */
 	int64_t date;              /* internal date */
 	int zone;                  /* minutes east of UTC for date's day */
-	/* The message (wire form): text, or NULL and load() is called when
-	 * a key needs it; text must stay valid until imap_search_msg_done. */
-	const char *text;
-	size_t len;
-	int (*load)(void *arg, const char **text, size_t *len);
-	void *arg;
-	struct mime_msg *mime; /* parsed on demand; NULL at first */
+	struct imap_src *src;      /* the message, for keys that read it; NULL: they fail */
 };
 int imap_search_parse(const struct imap_cmd *c, uint32_t *pos,
 	int (*kw)(void *arg, const char *name), void *kwarg, struct imap_search **out,
 	const char **error);
 int imap_search_match(const struct imap_search *k, struct imap_search_msg *m);
-void imap_search_msg_done(struct imap_search_msg *m);
 void imap_search_free(struct imap_search *k);
 
 /* ---- dns.c: a small blocking DNS client (MX, A, AAAA, TXT, PTR) ---- */
