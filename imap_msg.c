@@ -31,6 +31,7 @@
 #define CHUNK (16 * 1024)      /* what is read at a time */
 #define LINE_MAX_HF (64 * 1024) /* a header line judged by HEADER.FIELDS */
 #define VALUE_MAX_S (64 * 1024) /* of a header value SEARCH looks into */
+#define HF_KEEP (64 * 1024)     /* a HEADER.FIELDS answer up to this is made once */
 
 /* ---- the cache of structures ---- */
 
@@ -43,11 +44,30 @@ struct centry {
 	size_t bytes;
 	struct mime_msg m;
 	struct centry *prev, *next; /* most recently used first */
+	struct centry *hnext;       /* the hash chain */
 };
+
+#define CACHE_HASH 1024
 
 static os_mutex *cache_mu;
 static struct centry *lru_head, *lru_tail;
+static struct centry *chash[CACHE_HASH];
 static size_t cache_bytes;
+
+static struct centry **chain(uint64_t key, uint32_t uid)
+{
+	return &chash[(key ^ (key >> 29) ^ uid * 2654435761u) % CACHE_HASH];
+}
+
+/* The listed entry for this message, NULL if none; the lock is held. */
+static struct centry *cache_find(uint64_t key, uint32_t uidv, uint32_t uid)
+{
+	struct centry *e = *chain(key, uid);
+	while (e && !(e->key == key && e->uid == uid && e->uidvalidity == uidv)) {
+		e = e->hnext;
+	}
+	return e;
+}
 
 static os_mutex *cache_mutex(void)
 {
@@ -80,6 +100,11 @@ static void centry_unref(struct centry *e)
 
 static void cache_drop(struct centry *e)
 {
+	struct centry **pp = chain(e->key, e->uid);
+	while (*pp != e) {
+		pp = &(*pp)->hnext;
+	}
+	*pp = e->hnext;
 	lru_unlink(e);
 	e->listed = 0;
 	cache_bytes -= e->bytes;
@@ -89,11 +114,8 @@ static void cache_drop(struct centry *e)
 static struct centry *cache_get(uint64_t key, uint32_t uidv, uint32_t uid, uint32_t size, int full)
 {
 	os_mutex_lock(cache_mutex());
-	struct centry *e = lru_head;
-	while (e && !(e->key == key && e->uid == uid && e->uidvalidity == uidv && e->size == size)) {
-		e = e->next;
-	}
-	if (e && (e->full || !full)) {
+	struct centry *e = cache_find(key, uidv, uid);
+	if (e && e->size == size && (e->full || !full)) {
 		lru_unlink(e);
 		lru_front(e);
 		e->refs++;
@@ -113,14 +135,14 @@ static void cache_put(struct centry *e)
 		return;
 	}
 	os_mutex_lock(cache_mutex());
-	for (struct centry *o = lru_head; o; o = o->next) {
-		if (o->key == e->key && o->uid == e->uid && o->uidvalidity == e->uidvalidity) {
-			cache_drop(o);
-			break;
-		}
+	struct centry *o = cache_find(e->key, e->uidvalidity, e->uid);
+	if (o) {
+		cache_drop(o);
 	}
 	e->refs++;
 	e->listed = 1;
+	e->hnext = *chain(e->key, e->uid);
+	*chain(e->key, e->uid) = e;
 	lru_front(e);
 	cache_bytes += e->bytes;
 	while (cache_bytes > CACHE_MAX && lru_tail != e) {
@@ -160,13 +182,20 @@ struct imap_src {
 	uint64_t pos; /* where the next read starts (as served) */
 	int failed;   /* the message could not be read */
 	struct centry *ce;
-	char scratch[CHUNK];
+	char *scratch; /* CHUNK bytes */
 };
+
+static struct imap_src *src_new(void)
+{
+	struct imap_src *s = xcalloc(1, sizeof *s);
+	s->scratch = xmalloc(CHUNK);
+	return s;
+}
 
 /* see rumble.h */
 struct imap_src *imap_src_folder(struct mm_folder *f, const struct mm_msg *m, uint32_t uidvalidity)
 {
-	struct imap_src *s = xcalloc(1, sizeof *s);
+	struct imap_src *s = src_new();
 	s->f = f;
 	s->msg = *m;
 	s->uidvalidity = uidvalidity;
@@ -177,7 +206,7 @@ struct imap_src *imap_src_folder(struct mm_folder *f, const struct mm_msg *m, ui
 /* see rumble.h */
 struct imap_src *imap_src_buffer(const char *p, size_t n)
 {
-	struct imap_src *s = xcalloc(1, sizeof *s);
+	struct imap_src *s = src_new();
 	s->buf = p ? p : "";
 	s->size = p ? n : 0;
 	return s;
@@ -189,6 +218,7 @@ void imap_src_free(struct imap_src *s)
 	if (s) {
 		mm_reader_close(s->rd);
 		cache_release(s->ce);
+		xfree(s->scratch);
 		free(s);
 	}
 }
@@ -297,7 +327,7 @@ static int src_parse(struct imap_src *s, struct mime_msg *m, int full)
 	}
 	for (;;) {
 		uint64_t mark = src_mark(s);
-		long k = src_read(s, s->scratch, sizeof s->scratch, 1);
+		long k = src_read(s, s->scratch, CHUNK, 1);
 		if (k < 0) {
 			mime_stream_end(ms);
 			return -1;
@@ -474,18 +504,40 @@ static int hf_rewind(struct imap_section *x)
 	return src_seek(x->src, x->src->ce ? &x->src->ce->m : NULL, x->start);
 }
 
-/* The size of the HEADER.FIELDS answer: it is produced once for that. */
-static int hf_count(struct imap_section *x, uint64_t *size)
+/* The size of the HEADER.FIELDS answer: it is produced once for that,
+ * and kept when it is small (as it nearly always is), else produced
+ * again as it is sent. */
+static int hf_first(struct imap_section *x, uint64_t *size)
 {
+	int keep = 1;
 	*size = 0;
 	if (hf_rewind(x) != 0) {
 		return -1;
 	}
 	while (hf_more(x)) {
-		*size += x->pend.len;
-		buf_reset(&x->pend);
+		keep = keep && x->pend.len <= HF_KEEP;
+		if (!keep) {
+			*size += x->pend.len;
+			buf_reset(&x->pend);
+		}
 	}
-	return x->src->failed ? -1 : hf_rewind(x);
+	if (x->src->failed) {
+		return -1;
+	}
+	if (keep) {
+		*size = x->pend.len; /* all of it is in pend, and hf_more is done */
+		return 0;
+	}
+	return hf_rewind(x);
+}
+
+/* HEADER.FIELDS or HEADER.FIELDS.NOT rest ("HEADER.FIELDS (A B)") over
+ * the header block [start, start + len). */
+static void fields_setup(struct imap_section *x, const char *rest)
+{
+	x->kind = SEC_FIELDS;
+	x->not = rl_strncasecmp(rest, "HEADER.FIELDS.NOT", 17) == 0;
+	x->list = xstrdup(strchr(rest, '(') ? strchr(rest, '(') : "");
 }
 
 /* The range or header block of BODY[spec] of tree m; 0, or -1 for a
@@ -515,9 +567,7 @@ static int section_find(struct imap_section *x, const struct mime_msg *m, const 
 		x->start = e->hdr_off, x->len = e->hdr_len;
 		x->hdr_mark = e->hdr_mark;
 		if (rl_strcasecmp(rest, "HEADER") != 0) {
-			x->kind = SEC_FIELDS;
-			x->not = rl_strncasecmp(rest, "HEADER.FIELDS.NOT", 17) == 0;
-			x->list = xstrdup(strchr(rest, '(') ? strchr(rest, '(') : "");
+			fields_setup(x, rest);
 		}
 	}
 	return 0;
@@ -536,13 +586,17 @@ int imap_section_open(struct imap_src *s, const char *spec, struct imap_section 
 	int rc = 0;
 	if (!*spec) {
 		x->kind = SEC_RANGE, x->len = s->size; /* the whole message: no tree needed */
+	} else if (rl_strncasecmp(spec, "HEADER.FIELDS", 13) == 0) {
+		/* the root's: its header ends at the first empty line, as the filter does */
+		x->start = 0, x->len = s->size, x->hdr_mark = 0;
+		fields_setup(x, spec);
 	} else {
 		/* part numbers need the whole tree; HEADER, TEXT... the root's header */
 		const struct mime_msg *m = imap_src_mime(s, *spec >= '0' && *spec <= '9');
 		rc = m ? section_find(x, m, spec, s->size) : -2;
 	}
 	if (rc == 0 && x->kind == SEC_FIELDS) {
-		rc = hf_count(x, size) == 0 ? 0 : -2;
+		rc = hf_first(x, size) == 0 ? 0 : -2;
 	} else if (rc == 0) {
 		*size = x->len;
 		rc = src_seek(s, s->ce ? &s->ce->m : NULL, x->start) == 0 ? 0 : -2;
@@ -636,7 +690,7 @@ static int each_field(struct imap_src *s, field_fn *fn, void *arg)
 		return 0;
 	}
 	while (!found && !ended) {
-		long k = src_read(s, s->scratch, sizeof s->scratch, 1);
+		long k = src_read(s, s->scratch, CHUNK, 1);
 		int eof = k <= 0;
 		if (!eof && line.len < LINE_MAX_HF) {
 			size_t room = LINE_MAX_HF - line.len;

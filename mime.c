@@ -785,9 +785,20 @@ static int env_field(const char *name, size_t n)
 /* Value bytes as unfolding leaves them: no line ends, NUL a space. */
 static void value_add(struct buf *v, const char *p, size_t n)
 {
-	for (size_t i = 0; i < n && v->len < VALUE_MAX; i++) {
-		if (p[i] != '\r' && p[i] != '\n') {
-			buf_putc(v, p[i] ? p[i] : ' ');
+	size_t i = 0;
+	while (i < n && v->len < VALUE_MAX) {
+		size_t run = 0, room = VALUE_MAX - v->len;
+		while (i + run < n && run < room && p[i + run] != '\r' && p[i + run] != '\n' &&
+		        p[i + run] != '\0') {
+			run++;
+		}
+		buf_append(v, p + i, run); /* plain bytes in one piece */
+		i += run;
+		if (i < n && run < room) {
+			if (p[i] == '\0') {
+				buf_putc(v, ' ');
+			}
+			i++;
 		}
 	}
 }
