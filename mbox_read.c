@@ -135,6 +135,22 @@ struct mm_reader {
 	int lf_paid; /* a line end went out (mm_reader_read_line stops there) */
 };
 
+/* The index of the record with uid in x.rec, live or expunged (its bytes
+ * stay in the mbox until a compaction), -1 if none. */
+static long find_rec(const struct mm__box *f, uint32_t uid)
+{
+	uint32_t lo = 0, hi = f->x.nrec;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (f->x.rec[mid].m.uid < uid) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return lo < f->x.nrec && f->x.rec[lo].m.uid == uid ? (long)lo : -1;
+}
+
 static struct mm_reader *reader_new(struct mm__box *f, const struct mm_msg *m)
 {
 	struct mm_reader *r = xcalloc(1, sizeof *r);
@@ -165,7 +181,7 @@ struct mm_reader *mm_reader_open_uid(struct mm_folder *h, uint32_t uid)
 {
 	struct mm__box *f = h->b;
 	os_mutex_lock(f->mu);
-	long k = mm__find_uid(f, uid);
+	long k = find_rec(f, uid); /* a POP3 snapshot may still want one expunged since */
 	struct mm_reader *r = k >= 0 ? reader_new(f, &f->x.rec[k].m) : NULL;
 	os_mutex_unlock(f->mu);
 	return r;
@@ -186,7 +202,7 @@ static int reader_fill(struct mm_reader *r)
 	struct mm__box *f = r->f;
 	os_mutex_lock(f->mu);
 	if (r->loads != f->loads) {
-		long k = mm__find_uid(f, r->uid);
+		long k = find_rec(f, r->uid);
 		if (k < 0 || f->x.rec[k].m.length != r->length) {
 			log_warnx("mbox %s: uid %u is gone while it was being read", f->label,
 			        r->uid);

@@ -575,7 +575,8 @@ static void pop3_writable(struct session *s)
 static void stream_start(struct session *s, struct pop3 *st, uint32_t i, int top, uint32_t lines)
 {
 	/* by UID: the folder's index is shared with other sessions, whose
-	 * changes move its numbers; an IMAP expunge meanwhile makes it fail */
+	 * changes move its numbers; a message IMAP expunged meanwhile is
+	 * still there until a compaction */
 	if (!(st->rd = mm_reader_open_uid(st->f, st->msgs[i].uid))) {
 		err(s, st, "[SYS/TEMP] Cannot read message %u", i + 1);
 		return;

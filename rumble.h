@@ -518,6 +518,9 @@ int mm_folder_refresh(struct mm_folder *f);
  * message. */
 struct mm_reader;
 struct mm_reader *mm_reader_open(struct mm_folder *f, uint32_t i);
+/* The message with uid, also when it was expunged since and its bytes
+ * are still in the mbox (until a compaction): a POP3 session's snapshot
+ * holds it. */
 struct mm_reader *mm_reader_open_uid(struct mm_folder *f, uint32_t uid);
 /* Fills out (n >= 1) with the next bytes; returns the count, 0 at the
  * end, -1 when the message is gone, unreadable, or not mm_msg.size bytes. */
