@@ -69,11 +69,12 @@ struct imap {
 	char tag[IMAP_TAG_MAX + 1];
 	/* a literal being received */
 	uint64_t lit_left;
-	struct spool sp;
+	struct spool *sp; /* APPEND's message literal, while it is received and used */
 	char *spdir;
-	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, has_spool : 1, kicking : 1,
+	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, kicking : 1,
 	        resume : 1, idling : 1, idle_timer : 1;
-	struct sasl sasl; /* AUTHENTICATE under way when sasl.step != SASL_IDLE */
+	struct sasl *sasl; /* AUTHENTICATE under way (NULL otherwise: an idle session
+	                      keeps no room for a password) */
 	/* a Lua hook waiting for the client (RL_WAIT): the command (in cmd,
 	 * kept until then) or the greeting (hook_cmd NULL) */
 	int hook_wait;
@@ -340,6 +341,15 @@ static void cmd_login(struct session *s, struct imap *st, struct args *a)
 	}
 }
 
+/* Ends an AUTHENTICATE exchange: the password is wiped, its room freed. */
+static void sasl_end(struct imap *st)
+{
+	if (st->sasl) {
+		crypto_sasl_reset(st->sasl);
+		xfree(st->sasl);
+	}
+}
+
 static void auth_result(
         struct session *s, struct imap *st, enum sasl_result r, const char *challenge)
 {
@@ -348,7 +358,7 @@ static void auth_result(
 		session_printf(s, "+ %s\r\n", challenge);
 		return;
 	case SASL_DONE:
-		login(s, st, st->sasl.login, st->sasl.password);
+		login(s, st, st->sasl->login, st->sasl->password); /* work_login copies them */
 		break;
 	case SASL_MALFORMED:
 		bad(s, st, "Malformed authentication response");
@@ -360,7 +370,7 @@ static void auth_result(
 		no(s, st, "Unsupported authentication mechanism");
 		break;
 	}
-	crypto_sasl_reset(&st->sasl);
+	sasl_end(st);
 }
 
 static void cmd_authenticate(struct session *s, struct imap *st, struct args *a)
@@ -374,7 +384,10 @@ static void cmd_authenticate(struct session *s, struct imap *st, struct args *a)
 		return;
 	}
 	const char *challenge = "";
-	enum sasl_result r = crypto_sasl_start(&st->sasl, mech, initial, &challenge);
+	if (!st->sasl) {
+		st->sasl = xcalloc(1, sizeof *st->sasl);
+	}
+	enum sasl_result r = crypto_sasl_start(st->sasl, mech, initial, &challenge);
 	auth_result(s, st, r, challenge);
 }
 
@@ -387,7 +400,7 @@ static void cmd_starttls(struct session *s, struct imap *st, struct args *a)
 		return;
 	}
 	ok(s, st, "Begin TLS negotiation now");
-	crypto_sasl_reset(&st->sasl);
+	sasl_end(st);
 	session_starttls(s);
 }
 
@@ -1032,7 +1045,10 @@ static int append_args(struct args *a, int64_t *date)
 static int append_msg(struct imap *st, struct args *a, struct mm_folder *f, int64_t date,
         uint32_t fl, uint32_t kw, uint32_t *uid)
 {
-	struct spool tmp, *sp = &st->sp;
+	struct spool tmp, *sp = st->sp;
+	if (arg_type(a) == IMAP_SPOOL && !sp) {
+		return -1;
+	}
 	if (arg_type(a) != IMAP_SPOOL) {
 		spool_init(&tmp, spool_dir(st));
 		spool_write(&tmp, imap_tok_str(a->c, a->i), a->c->tok[a->i].len);
@@ -1737,9 +1753,9 @@ static void execute(struct session *s, struct imap *st)
 static void cmd_done(struct imap *st)
 {
 	imap_cmd_reset(&st->cmd);
-	if (st->has_spool) {
-		spool_free(&st->sp);
-		st->has_spool = 0;
+	if (st->sp) {
+		spool_free(st->sp);
+		xfree(st->sp);
 	}
 }
 
@@ -1757,8 +1773,8 @@ static size_t literal_bytes(struct imap *st, const char *p, size_t n)
 {
 	size_t take = n < st->lit_left ? n : (size_t)st->lit_left;
 	imap_cmd_literal_data(&st->cmd, p, take);
-	if (st->has_spool && st->cmd.tok[st->cmd.ntok - 1].type == IMAP_SPOOL) {
-		spool_write(&st->sp, p, take);
+	if (st->sp && st->cmd.tok[st->cmd.ntok - 1].type == IMAP_SPOOL) {
+		spool_write(st->sp, p, take);
 	}
 	st->lit_left -= take;
 	if (st->lit_left == 0) {
@@ -1786,14 +1802,14 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 	int append = c->ntok >= 3 && rl_strcasecmp(imap_tok_str(c, 1), "APPEND") == 0 &&
 	             st->state != I_NOAUTH;
 	int setmeta = c->ntok >= 2 && rl_strcasecmp(imap_tok_str(c, 1), "SETMETADATA") == 0;
-	int spooled = append && n > IMAP_SPOOL_MIN && !st->has_spool;
+	int spooled = append && n > IMAP_SPOOL_MIN && !st->sp;
 	int rc = -1;
 	take_tag(st);
 	if (!valid_tag(c) || (st->state == I_NOAUTH && n > IMAP_PREAUTH_LITERAL)) {
 		rc = -1; /* before login, literals only for names and passwords */
 	} else if (spooled && n <= conf.message_size_limit) {
-		spool_init(&st->sp, spool_dir(st));
-		st->has_spool = 1;
+		st->sp = xmalloc(sizeof *st->sp);
+		spool_init(st->sp, spool_dir(st));
 		rc = imap_cmd_literal_begin(c, n, 1);
 	} else if (!spooled) {
 		rc = imap_cmd_literal_begin(c, n, 0);
@@ -1857,7 +1873,7 @@ static void imap_line(struct session *s, char *line, size_t len)
 	if (st->skip_line || !complete) {
 		if (!st->skip_line) {
 			cmd_done(st);
-			crypto_sasl_reset(&st->sasl);
+			sasl_end(st);
 			rl_strlcpy(st->tag, "*", sizeof st->tag);
 			bad(s, st, "Line too long");
 		}
@@ -1868,9 +1884,9 @@ static void imap_line(struct session *s, char *line, size_t len)
 	if (len && line[len - 1] == '\r') {
 		line[--len] = '\0';
 	}
-	if (st->sasl.step != SASL_IDLE) {
+	if (st->sasl && st->sasl->step != SASL_IDLE) {
 		const char *challenge = ""; /* never logged: it holds the password */
-		enum sasl_result r = crypto_sasl_step(&st->sasl, line, &challenge);
+		enum sasl_result r = crypto_sasl_step(st->sasl, line, &challenge);
 		auth_result(s, st, r, challenge);
 	} else if (st->idling) {
 		idle_done(s, st, line);
@@ -1924,7 +1940,7 @@ static void imap_close(struct session *s)
 		rl_mail_user(s, st->login, 0);
 	}
 	rl_hook(s, "close", NULL, NULL);
-	crypto_sasl_reset(&st->sasl); /* no password left in freed memory */
+	sasl_end(st); /* no password left in freed memory */
 	job_done(st);
 	close_box(st);
 	cmd_done(st);

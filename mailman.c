@@ -1,6 +1,7 @@
 /*
- * mailman.c - domains, accounts, name validation and address matching.
- * The mbox store is in mbox.c.
+ * mailman.c - domains, accounts, name validation and address matching;
+ * a user's folders (listing, creating, deleting, renaming) and IMAP
+ * subscriptions. The mbox store itself is in mbox.c and mbox_read.c.
  *
  * Files under the storage folder S:
  *   S/domains   "# rumble domains 1 next=N ..." then one line per domain:

@@ -1071,7 +1071,7 @@ int smtp_parse_path(char *arg, const char *prefix, char *addr, size_t addrlen, c
 /* The POP3 server (RFC 1939, 2449, 5034) on the INBOX of each account. */
 extern const struct proto pop3_proto;
 
-/* ---- imap.c ---- */
+/* ---- imap.c, imap_fetch.c, imap_msg.c, imap_parse.c, imap_meta.c ---- */
 /* The IMAP4rev1 server (RFC 3501 with IDLE, UIDPLUS, LITERAL+, MOVE, ...). */
 extern const struct proto imap_proto;
 

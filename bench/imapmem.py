@@ -8,10 +8,12 @@ prints RSS deltas for
     each by 1 and by 3 clients at once: the peak RSS (VmHWM, reset through
     /proc/PID/clear_refs before each step) minus the RSS before the step;
   - 1 and then 20 sessions with a 20,000-message INBOX selected;
-  - N idle logged-in IMAP sessions with INBOX selected (KiB each);
+  - N idle logged-in IMAP sessions with INBOX selected (KiB each), on an INBOX of
+    --idle-inbox messages;
   - file descriptors per selected session.
 
-    python3 bench/imapmem.py [--bin PATH] [--size MB] [--idle N] [--only NAME,...]
+    python3 bench/imapmem.py [--bin PATH] [--size MB] [--idle N] [--idle-inbox N]
+                             [--many N] [--only big,sessions,idle or step names]
 
 Targets (issue 11): one operation on a 50 MB message adds at most 1 MB, three at
 once at most 3 MB; 20 sessions on a 20,000-message INBOX at most 2 MB more than
@@ -247,8 +249,10 @@ def run_sessions(b, nsess, nmsg):
 
 def run_idle(b, n):
     """RSS growth per idle logged-in IMAP session with INBOX selected (the 'idle'
-    user's INBOX of 100 messages); returns (KB per session, fds per session)."""
+    user's INBOX, --idle-inbox messages); returns (KB per session, fds per session)."""
     socks = []
+    first = b.imap("idle")  # the folder is loaded (once, for all sessions) before
+    first.select("INBOX")
     time.sleep(0.3)
     base = b.rss()
     fds0 = nfds(b.proc.pid)
@@ -285,6 +289,7 @@ def run_idle(b, n):
     fdsn = nfds(b.proc.pid)
     for s, f in socks:
         s.close()
+    first.logout()
     return (after - base) / n, (fdsn - fds0 - n) / n
 
 
@@ -294,6 +299,7 @@ def main():
     ap.add_argument("--size", type=int, default=50, help="MB of the big message")
     ap.add_argument("--idle", type=int, default=1000)
     ap.add_argument("--many", type=int, default=20000, help="messages in the shared INBOX")
+    ap.add_argument("--idle-inbox", type=int, default=100, help="messages in the idle sessions' INBOX")
     ap.add_argument("--only", default="", help="comma-separated step names (substrings)")
     a = ap.parse_args()
     only = [o for o in a.only.split(",") if o]
@@ -301,7 +307,7 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     b = Bench(a.bin, a.size)
     write_mbox(os.path.join(b.storage, "mail", "example.org", "many", "INBOX.mbox"), a.many)
-    write_mbox(os.path.join(b.storage, "mail", "example.org", "idle", "INBOX.mbox"), 100)
+    write_mbox(os.path.join(b.storage, "mail", "example.org", "idle", "INBOX.mbox"), a.idle_inbox)
     try:
         b.start()
         print("binary: %s" % a.bin)
@@ -319,8 +325,8 @@ def main():
                   % (a.many, one, many, many - one, fds1, fdsn, (fdsn - fds1 - 19) / 19.0))
         if not only or "idle" in only:
             kb, fds = run_idle(b, a.idle)
-            print("\n%d idle IMAP sessions with INBOX (100 messages) selected: %.2f KiB each, "
-                  "%.2f fds each beyond the socket" % (a.idle, kb, fds))
+            print("\n%d idle IMAP sessions with INBOX (%d messages) selected: %.2f KiB each, "
+                  "%.2f fds each beyond the socket" % (a.idle, a.idle_inbox, kb, fds))
     finally:
         b.stop()
 
