@@ -71,8 +71,8 @@ struct imap {
 	uint64_t lit_left;
 	struct spool *sp; /* APPEND's message literal, while it is received and used */
 	char *spdir;
-	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, kicking : 1,
-	        resume : 1, idling : 1, idle_timer : 1;
+	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, kicking : 1, resume : 1, idling : 1,
+	        idle_timer : 1;
 	struct sasl *sasl; /* AUTHENTICATE under way (NULL otherwise: an idle session
 	                      keeps no room for a password) */
 	/* a Lua hook waiting for the client (RL_WAIT): the command (in cmd,
@@ -1278,8 +1278,8 @@ static int store_op(const char *item, int *op, int *silent)
 }
 
 /* STORE's answer: each message's flags now (its UID too for UID STORE). */
-static void store_answer(struct session *s, struct imap *st, const uint32_t *seqs, uint32_t n,
-        int uid)
+static void store_answer(
+        struct session *s, struct imap *st, const uint32_t *seqs, uint32_t n, int uid)
 {
 	struct mm_msg m;
 	for (uint32_t i = 0; i < n; i++) {

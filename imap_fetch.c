@@ -45,10 +45,10 @@ struct imap_fetch {
 	uint32_t n, pos;
 	int cur; /* next item of the current message; -1 before it */
 	int add_flags;
-	struct mm_msg m;           /* the current message */
-	struct imap_src *src;      /* its text, opened on first need */
-	struct imap_section *sec;  /* a literal being sent */
-	uint64_t left;             /* bytes of it still to send */
+	struct mm_msg m;          /* the current message */
+	struct imap_src *src;     /* its text, opened on first need */
+	struct imap_section *sec; /* a literal being sent */
+	uint64_t left;            /* bytes of it still to send */
 };
 
 static const struct {
@@ -208,7 +208,8 @@ static int fetch_items(const struct imap_cmd *c, uint32_t pos, struct imap_fetch
 				return -1;
 			}
 		}
-		return tok_is(c, pos, IMAP_RPAREN) && pos + 1 == c->ntok && j->nit > j->uid ? 0 : -1;
+		return tok_is(c, pos, IMAP_RPAREN) && pos + 1 == c->ntok && j->nit > j->uid ? 0
+		                                                                            : -1;
 	}
 	if (!tok_is(c, pos, IMAP_ATOM) || pos + 1 != c->ntok) {
 		return -1;
@@ -218,7 +219,8 @@ static int fetch_items(const struct imap_cmd *c, uint32_t pos, struct imap_fetch
 		if (rl_strcasecmp(att, macros[i][0]) == 0) {
 			char list[64], *save = NULL;
 			rl_strlcpy(list, macros[i][1], sizeof list);
-			for (char *w = strtok_r(list, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+			for (char *w = strtok_r(list, " ", &save); w;
+			        w = strtok_r(NULL, " ", &save)) {
 				fetch_att(j, w);
 			}
 			return 0;
@@ -409,7 +411,8 @@ static int fetch_stream(struct imap_fetch *j, struct buf *o)
 {
 	char chunk[FILL_CHUNK];
 	if (j->left) {
-		long n = imap_section_read(j->sec, chunk, j->left < sizeof chunk ? (size_t)j->left : sizeof chunk);
+		long n = imap_section_read(
+		        j->sec, chunk, j->left < sizeof chunk ? (size_t)j->left : sizeof chunk);
 		if (n <= 0) {
 			return -1;
 		}

@@ -26,9 +26,9 @@
 
 #include "rumble.h"
 
-#define CACHE_MAX (512 * 1024) /* bytes of trees kept, every session together */
-#define CACHE_ONE (128 * 1024) /* a bigger tree is used once and not kept */
-#define CHUNK (16 * 1024)      /* what is read at a time */
+#define CACHE_MAX (512 * 1024)  /* bytes of trees kept, every session together */
+#define CACHE_ONE (128 * 1024)  /* a bigger tree is used once and not kept */
+#define CHUNK (16 * 1024)       /* what is read at a time */
 #define LINE_MAX_HF (64 * 1024) /* a header line judged by HEADER.FIELDS */
 #define VALUE_MAX_S (64 * 1024) /* of a header value SEARCH looks into */
 #define HF_KEEP (64 * 1024)     /* a HEADER.FIELDS answer up to this is made once */
@@ -249,7 +249,8 @@ static int src_jump(struct imap_src *s, uint64_t off, uint64_t mark)
 static long src_read(struct imap_src *s, char *out, size_t n, int line)
 {
 	if (s->buf) {
-		size_t left = s->pos < s->size ? (size_t)(s->size - s->pos) : 0, k = n < left ? n : left;
+		size_t left = s->pos < s->size ? (size_t)(s->size - s->pos) : 0,
+		       k = n < left ? n : left;
 		const char *nl = line ? memchr(s->buf + s->pos, '\n', k) : NULL;
 		k = nl ? (size_t)(nl - (s->buf + s->pos)) + 1 : k;
 		memcpy(out, s->buf + s->pos, k);
@@ -351,7 +352,8 @@ const struct mime_msg *imap_src_mime(struct imap_src *s, int full)
 	if (s->ce && (s->ce->full || !full)) {
 		return &s->ce->m;
 	}
-	struct centry *e = s->buf ? NULL : cache_get(key, s->uidvalidity, s->msg.uid, s->msg.size, full);
+	struct centry *e =
+	        s->buf ? NULL : cache_get(key, s->uidvalidity, s->msg.uid, s->msg.size, full);
 	if (!e) {
 		e = xcalloc(1, sizeof *e);
 		e->refs = 1;
@@ -382,15 +384,15 @@ struct imap_section {
 	int kind;
 	uint64_t start, len; /* the range, or the header block HEADER.FIELDS reads */
 	uint64_t hdr_mark;
-	uint64_t done;       /* bytes of the section handed out */
+	uint64_t done; /* bytes of the section handed out */
 	/* HEADER.FIELDS */
-	char *list;          /* "(A B)" as the client sent it */
+	char *list; /* "(A B)" as the client sent it */
 	int not, counting;
-	uint64_t read;       /* bytes of the header block read */
+	uint64_t read; /* bytes of the header block read */
 	struct mime_hscan hs;
-	struct buf line;     /* the current line, up to LINE_MAX_HF bytes */
+	struct buf line;                  /* the current line, up to LINE_MAX_HF bytes */
 	int judged, out, lf, eof, closed; /* line judged; its field goes out; it ended in LF */
-	struct buf pend;     /* output not yet handed out */
+	struct buf pend;                  /* output not yet handed out */
 };
 
 /* 1 when name[0..n) is in the list "(A B)" (any case). */
@@ -433,7 +435,7 @@ static void hf_judge(struct imap_section *x, struct buf *o)
 		hf_field_end(x, o);
 	}
 	if (kind == MH_FIELD) {
-		x->out = in_list(x->list, h.name, h.name_len) != x->not;
+		x->out = in_list(x->list, h.name, h.name_len) != x->not ;
 	}
 	x->judged = 1;
 	if (x->out) {
@@ -542,8 +544,8 @@ static void fields_setup(struct imap_section *x, const char *rest)
 
 /* The range or header block of BODY[spec] of tree m; 0, or -1 for a
  * part that does not exist (NIL). */
-static int section_find(struct imap_section *x, const struct mime_msg *m, const char *spec,
-        uint64_t size)
+static int section_find(
+        struct imap_section *x, const struct mime_msg *m, const char *spec, uint64_t size)
 {
 	const char *rest;
 	const struct mime_part *p = mime_section(m, spec, &rest);
@@ -574,8 +576,8 @@ static int section_find(struct imap_section *x, const struct mime_msg *m, const 
 }
 
 /* see rumble.h */
-int imap_section_open(struct imap_src *s, const char *spec, struct imap_section **out,
-        uint64_t *size)
+int imap_section_open(
+        struct imap_src *s, const char *spec, struct imap_section **out, uint64_t *size)
 {
 	struct imap_section *x = xcalloc(1, sizeof *x);
 	x->src = s;
@@ -701,8 +703,9 @@ static int each_field(struct imap_src *s, field_fn *fn, void *arg)
 		}
 		int empty = !eof && (line.len == 1 || (line.len == 2 && line.data[0] == '\r'));
 		struct mime_header h;
-		int kind = line.len == 0 || empty ? MH_STOP
-		                                  : mime_hscan_line(&hs, line.data, line.len, 0, &h);
+		int kind = line.len == 0 || empty
+		                   ? MH_STOP
+		                   : mime_hscan_line(&hs, line.data, line.len, 0, &h);
 		if (kind != MH_MORE && open) {
 			found = field_done(fn, &name, &val, arg);
 			open = 0;
@@ -757,8 +760,8 @@ int imap_src_header_has(struct imap_src *s, const char *name, const char *str)
 }
 
 /* str in the text of leaf p (its body streamed through mime_find). */
-static int leaf_has(struct imap_src *s, const struct mime_msg *m, const struct mime_part *p,
-        const char *str)
+static int leaf_has(
+        struct imap_src *s, const struct mime_msg *m, const struct mime_part *p, const char *str)
 {
 	struct mime_find *f = mime_find_new(p, str, strlen(str));
 	int found = 0;

@@ -1204,7 +1204,8 @@ struct fpath {
 
 static int fpath_of(struct fpath *p, const char *domain, const char *user, const char *folder)
 {
-	return mm__folder_base(domain, user, folder, p->dir, sizeof p->dir, p->base, sizeof p->base);
+	return mm__folder_base(
+	        domain, user, folder, p->dir, sizeof p->dir, p->base, sizeof p->base);
 }
 
 /* base + ext */

@@ -744,8 +744,9 @@ static int spot_ok(struct mm__box *f, const struct mm__rec *r)
 {
 	char head[5], c1, c2;
 	return mm__read_at(f->mbox, r->m.offset - r->fromlen, head, 5) == 0 &&
-	       memcmp(head, "From ", 5) == 0 && mm__read_at(f->mbox, r->m.offset - 1, &c1, 1) == 0 &&
-	       c1 == '\n' && mm__read_at(f->mbox, r->m.offset + r->m.length, &c2, 1) == 0 && c2 == '\n';
+	       memcmp(head, "From ", 5) == 0 &&
+	       mm__read_at(f->mbox, r->m.offset - 1, &c1, 1) == 0 && c1 == '\n' &&
+	       mm__read_at(f->mbox, r->m.offset + r->m.length, &c2, 1) == 0 && c2 == '\n';
 }
 
 /* Checks a few messages against the mbox (first, last, some between);
@@ -1035,8 +1036,7 @@ static os_mutex *boxes_mutex(void)
 
 /* dir/NAME for a folder: INBOX (any case) is "INBOX", which no escaped
  * name can be (upper case is always escaped). */
-static int folder_paths(
-        struct mm__box *f, const char *domain, const char *user, const char *folder)
+static int folder_paths(struct mm__box *f, const char *domain, const char *user, const char *folder)
 {
 	char u[MM_USER_MAX + 1], eu[3 * MM_USER_MAX + 1], ef[FOLDER_FS_MAX + 1];
 	int inbox = rl_strcasecmp(folder, "INBOX") == 0;
@@ -1634,7 +1634,8 @@ static int copy_range(FILE *src, uint64_t from, uint64_t n, FILE *dst, char *chu
 {
 	while (n > 0) {
 		size_t want = n < CHUNK ? (size_t)n : CHUNK;
-		if (mm__read_at(src, from, chunk, want) != 0 || fwrite(chunk, 1, want, dst) != want) {
+		if (mm__read_at(src, from, chunk, want) != 0 ||
+		        fwrite(chunk, 1, want, dst) != want) {
 			return -1;
 		}
 		from += want;
@@ -1645,7 +1646,8 @@ static int copy_range(FILE *src, uint64_t from, uint64_t n, FILE *dst, char *chu
 
 /* Writes the live messages to NAME.mbox.new and their index to
  * NAME.idx.new, both fsynced; fills nx. */
-static int compact_write(struct mm__box *f, const char *mnew, const char *inew, struct mm__index *nx)
+static int compact_write(
+        struct mm__box *f, const char *mnew, const char *inew, struct mm__index *nx)
 {
 	FILE *out = os_fopen_private(mnew, "wb");
 	if (!out) {
@@ -1850,8 +1852,8 @@ int mm_folder_keyword(struct mm_folder *h, const char *name, int create)
 
 /* Applies a STORE to the messages with these UIDs; f is locked. The
  * number changed, or -1. */
-static int store_locked(struct mm__box *f, const uint32_t *uids, uint32_t n, int op,
-        uint32_t flags, uint32_t keywords)
+static int store_locked(struct mm__box *f, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
+        uint32_t keywords)
 {
 	int changed = 0, rc = 0;
 	flags &= ~MM_EXPUNGED;
@@ -1882,8 +1884,8 @@ static int store_locked(struct mm__box *f, const uint32_t *uids, uint32_t n, int
 }
 
 /* see rumble.h */
-int mm_folder_store(struct mm_folder *h, const uint32_t *uids, uint32_t n, int op,
-        uint32_t flags, uint32_t keywords)
+int mm_folder_store(struct mm_folder *h, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
+        uint32_t keywords)
 {
 	struct mm__box *f = h->b;
 	FILE *lk;

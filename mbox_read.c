@@ -555,7 +555,8 @@ uint32_t mm_view_seq(struct mm_view *v, uint32_t uid)
 	view_norm(v);
 	if (uid > 0 && uid <= v->last) {
 		uint32_t j = lower_u32(v->gone, v->ngone, uid), i = live_lower(f, uid);
-		if ((j < v->ngone && v->gone[j] == uid) || (i < f->nlive && live_uid(f, i) == uid)) {
+		if ((j < v->ngone && v->gone[j] == uid) ||
+		        (i < f->nlive && live_uid(f, i) == uid)) {
 			seq = i + j + 1;
 		}
 	}
@@ -653,10 +654,10 @@ void mm__views_lost(struct mm__box *f, const struct mm__rec *old, uint32_t n)
 	for (struct mm_view *v = f->views; v; v = v->next) {
 		for (uint32_t i = 0; v->uidvalidity == f->x.h.uidvalidity && i < n; i++) {
 			const struct mm_msg *m = &old[i].m;
-			if (!(m->flags & MM_EXPUNGED) && m->uid <= v->last && mm__find_uid(f, m->uid) < 0) {
+			if (!(m->flags & MM_EXPUNGED) && m->uid <= v->last &&
+			        mm__find_uid(f, m->uid) < 0) {
 				gone_add(v, m->uid);
 			}
 		}
 	}
 }
-

@@ -709,17 +709,17 @@ struct mime_stream {
 	uint64_t llen;
 	char head[LINE_HEAD];
 	size_t hlen;
-	int tail_blank;            /* the bytes past head are blanks or CRs */
-	unsigned char prev[3];     /* the three bytes before it (prev[2] the last) */
-	unsigned char last[3];     /* the last three bytes fed */
-	struct buf hl;             /* a header line, up to HLINE_MAX bytes */
-	int colon_beyond;          /* ':' in what hl did not keep */
+	int tail_blank;        /* the bytes past head are blanks or CRs */
+	unsigned char prev[3]; /* the three bytes before it (prev[2] the last) */
+	unsigned char last[3]; /* the last three bytes fed */
+	struct buf hl;         /* a header line, up to HLINE_MAX bytes */
+	int colon_beyond;      /* ':' in what hl did not keep */
 	/* the header being read */
 	struct mime_hscan hs;
-	int fkind;                 /* the open field: content field, ENV_BASE + envelope field, -1 */
+	int fkind; /* the open field: content field, ENV_BASE + envelope field, -1 */
 	struct buf val[F_COUNT + MIME_ENV_FIELDS];
-	unsigned seen;             /* bit per val[] found */
-	uint64_t *pend[4];         /* marks to set at the next line start */
+	unsigned seen;     /* bit per val[] found */
+	uint64_t *pend[4]; /* marks to set at the next line start */
 	int npend;
 	uint64_t next_mark;
 };
@@ -730,8 +730,8 @@ static const char *const env_names[MIME_ENV_FIELDS] = {"date", "subject", "from"
         "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id"};
 
 /* see rumble.h */
-int mime_hscan_line(struct mime_hscan *h, const char *p, size_t n, int colon_beyond,
-        struct mime_header *out)
+int mime_hscan_line(
+        struct mime_hscan *h, const char *p, size_t n, int colon_beyond, struct mime_header *out)
 {
 	if (h->stopped || n == 0) {
 		return MH_STOP;
@@ -850,8 +850,8 @@ static void header_line(struct mime_stream *s, struct ent *e)
 	}
 }
 
-static void apply_content_field(struct mime_msg *m, struct mime_part *p, int f, const char *v,
-        size_t n)
+static void apply_content_field(
+        struct mime_msg *m, struct mime_part *p, int f, const char *v, size_t n)
 {
 	if (f == F_TYPE) {
 		parse_typed(m, v, n, 1, &p->type, &p->subtype, &p->params, &p->nparams);
@@ -2147,8 +2147,8 @@ static void env_string(
  * 7.4.2). */
 void mime_envelope(const struct mime_msg *m, const struct mime_part *p, struct buf *out)
 {
-	static const int lists[] = {MIME_ENV_SENDER, MIME_ENV_REPLY_TO, MIME_ENV_TO, MIME_ENV_CC,
-	        MIME_ENV_BCC};
+	static const int lists[] = {
+	        MIME_ENV_SENDER, MIME_ENV_REPLY_TO, MIME_ENV_TO, MIME_ENV_CC, MIME_ENV_BCC};
 	struct buf tmp;
 	buf_init(&tmp);
 	buf_putc(out, '(');

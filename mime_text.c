@@ -324,7 +324,8 @@ static size_t qp_run(const char *in, size_t n, int mode, struct buf *out)
 				i = j < n ? j + 1 : n;
 				continue;
 			}
-			if (j < n && in[j] == '\r' && (j + 1 == n ? mode == QP_FINAL : in[j + 1] == '\n')) {
+			if (j < n && in[j] == '\r' &&
+			        (j + 1 == n ? mode == QP_FINAL : in[j + 1] == '\n')) {
 				i = j + 2 < n ? j + 2 : n;
 				continue;
 			}
@@ -508,7 +509,6 @@ void mime_decode_words(const char *s, size_t n, struct buf *out)
 	buf_free(&pend);
 }
 
-
 /* ---- transfer decoding as the text streams by ---- */
 
 #define QP_PEND_MAX (64 * 1024) /* undecided blanks kept; beyond, taken as text */
@@ -519,7 +519,7 @@ enum { DEC_NONE, DEC_BASE64, DEC_QP };
 void mime_decoder_init(struct mime_decoder *d, const char *encoding)
 {
 	memset(d, 0, sizeof *d);
-	d->kind = !encoding                                ? DEC_NONE
+	d->kind = !encoding                                   ? DEC_NONE
 	          : strcmp(encoding, "base64") == 0           ? DEC_BASE64
 	          : strcmp(encoding, "quoted-printable") == 0 ? DEC_QP
 	                                                      : DEC_NONE;
@@ -560,7 +560,8 @@ void mime_decoder_feed(struct mime_decoder *d, const char *in, size_t n, struct 
 			b++;
 		}
 		if (b == n && is_wsp(d->pend.data[d->pend.len - 1])) {
-			buf_append(&d->pend, in, n); /* the run of blanks goes on: still undecided */
+			buf_append(
+			        &d->pend, in, n); /* the run of blanks goes on: still undecided */
 			if (d->pend.len > QP_PEND_MAX) {
 				qp_force(d, out);
 			}
@@ -590,7 +591,10 @@ void mime_decoder_end(struct mime_decoder *d, struct buf *out)
 static int utf8_partial(const unsigned char *p, size_t n)
 {
 	unsigned c = p[0];
-	size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+	size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+	             : c >= 0xe0 && c <= 0xef ? 3
+	             : c >= 0xf0 && c <= 0xf4 ? 4
+	                                      : 0;
 	return len > n;
 }
 
@@ -667,9 +671,9 @@ struct mime_find {
 	int cs;  /* MIME_CS_*; MIME_CS_UNKNOWN: the decoded bytes as they are */
 	struct mime_decoder dec;
 	struct buf xbuf, dbuf, cbuf; /* decoded, converted, UTF-8 being checked */
-	unsigned char hold[4]; /* UTF-8: a sequence cut by the piece's end */
+	unsigned char hold[4];       /* UTF-8: a sequence cut by the piece's end */
 	size_t nhold;
-	int valid; /* us-ascii: all so far is UTF-8 (then it is read as such) */
+	int valid;          /* us-ascii: all so far is UTF-8 (then it is read as such) */
 	struct finder a, b; /* b: us-ascii read as windows-1252 */
 };
 

@@ -451,10 +451,12 @@ struct mm_msg {
 };
 
 /* What the folder calls return besides 0 and counts. */
-#define MM_NOFOLDER (-1)    /* no such folder (a bad name; deleted or renamed since) */
-#define MM_UNAVAILABLE (-2) /* it cannot be opened or read now: no descriptor, no
-                               memory, an I/O error; try again later */
-#define MM_REINDEXED (-3)   /* mm_view_sync: UIDVALIDITY changed, the view is void */
+/* no such folder (a bad name; deleted or renamed since) */
+#define MM_NOFOLDER (-1)
+/* it cannot be opened or read now: no descriptor, no memory, an I/O error */
+#define MM_UNAVAILABLE (-2)
+/* mm_view_sync: UIDVALIDITY changed, the view is void */
+#define MM_REINDEXED (-3)
 #define MM_NO_MARK UINT64_MAX
 
 /* An open folder: a handle on the folder's one in-memory index and open
@@ -658,7 +660,7 @@ struct mm__box {
 	int refs;              /* mm_folder handles; the table's entry while > 0 */
 	int listed;            /* in the table (not once deleted or renamed) */
 	struct mm_view *views; /* the clients' views of it */
-	struct mm__box *next;      /* the table */
+	struct mm__box *next;  /* the table */
 };
 
 /* What mm_folder_open hands out: the box, and room for what the

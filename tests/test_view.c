@@ -13,7 +13,7 @@ static char err[256];
 static int setup(void)
 {
 	return mm_open(unit_tmpdir(), err, sizeof err) == 0 &&
-	               mm_domain_add("example.org", err, sizeof err) == 0
+	                       mm_domain_add("example.org", err, sizeof err) == 0
 	               ? 0
 	               : -1;
 }
@@ -61,7 +61,7 @@ static void two_opens_share_one_index_and_one_descriptor(void)
 	ASSERT_EQ(mm_folder_count(g), 1); /* no refresh needed: the same index */
 	ASSERT_EQ(mm_folder_key(f), mm_folder_key(g));
 	if (before >= 0) {
-		ASSERT_EQ(one, before + 1);   /* the mbox; index and lock only during a call */
+		ASSERT_EQ(one, before + 1); /* the mbox; index and lock only during a call */
 		ASSERT_EQ(open_fds(), one); /* a second handle and a view cost none */
 	}
 	mm_view_close(v);
@@ -199,7 +199,8 @@ static void a_compaction_by_another_process_is_told_as_expunges(void)
 		ASSERT_EQ(add(f, "Subject: z\r\n\r\nbody\r\n", 20, &uid[i]), 0);
 	}
 	ASSERT_EQ(mm_view_open(f, &v), 0);
-	ASSERT_EQ(mm__folder_base("example.org", "jo", "INBOX", dir, sizeof dir, base, sizeof base), 0);
+	ASSERT_EQ(mm__folder_base("example.org", "jo", "INBOX", dir, sizeof dir, base, sizeof base),
+	        0);
 	mm__forget(base); /* the next open is a box of its own */
 	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 0, &other), 0);
 	ASSERT_EQ(mm_folder_expunge_uids(other, mm_folder_uidvalidity(other), uid, 1), 1);
@@ -262,13 +263,15 @@ static void gen_message(struct buf *b, int big)
 	            "Content-Type: multipart/alternative; boundary=i\r\n\r\n--i\r\n\r\n");
 	gen_text(b, 1 + below(5), big);
 	buf_puts(b, "--i\r\nContent-Type: text/html\r\n\r\n<p>needle</p>\r\n--i--\r\n--o\r\n"
-	            "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+	            "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: "
+	            "base64\r\n\r\n");
 	gen_text(b, big ? 20000 : below(10), 0);
 	buf_puts(b, "--o--\r\nepilogue\r\n");
 }
 
 /* BODY[spec]<off.len> through src, into out; -1 NIL, -2 error. */
-static int section(struct imap_src *s, const char *spec, uint64_t off, uint64_t len, struct buf *out)
+static int section(
+        struct imap_src *s, const char *spec, uint64_t off, uint64_t len, struct buf *out)
 {
 	struct imap_section *x;
 	uint64_t size;
@@ -285,7 +288,8 @@ static int section(struct imap_src *s, const char *spec, uint64_t off, uint64_t 
 	}
 	uint64_t left = size - off < len ? size - off : len;
 	while (left) {
-		long k = imap_section_read(x, chunk, left < sizeof chunk ? (size_t)left : sizeof chunk);
+		long k = imap_section_read(
+		        x, chunk, left < sizeof chunk ? (size_t)left : sizeof chunk);
 		if (k <= 0) {
 			imap_section_free(x);
 			return -2;
@@ -300,12 +304,14 @@ static int section(struct imap_src *s, const char *spec, uint64_t off, uint64_t 
 
 static int same_answers(struct imap_src *a, struct imap_src *b)
 {
-	static const char *const specs[] = {"", "HEADER", "TEXT", "HEADER.FIELDS (SUBJECT X-FOLDED)",
-	        "HEADER.FIELDS.NOT (SUBJECT)", "1", "1.MIME", "2", "2.HEADER", "2.TEXT", "2.1",
-	        "2.2", "2.HEADER.FIELDS (SUBJECT)", "3", "3.MIME", "4", "1.1"};
-	static const uint64_t offs[][2] = {{0, (uint64_t)-1}, {0, 10}, {7, 100}, {20000, 70000},
-	        {300000, 1000}, {1, 1}};
-	static const char *const needles[] = {"needle", "caf\xc3\xa9", "\xe2\x82\xac", "body", "zz"};
+	static const char *const specs[] = {"", "HEADER", "TEXT",
+	        "HEADER.FIELDS (SUBJECT X-FOLDED)", "HEADER.FIELDS.NOT (SUBJECT)", "1", "1.MIME",
+	        "2", "2.HEADER", "2.TEXT", "2.1", "2.2", "2.HEADER.FIELDS (SUBJECT)", "3", "3.MIME",
+	        "4", "1.1"};
+	static const uint64_t offs[][2] = {
+	        {0, (uint64_t)-1}, {0, 10}, {7, 100}, {20000, 70000}, {300000, 1000}, {1, 1}};
+	static const char *const needles[] = {
+	        "needle", "caf\xc3\xa9", "\xe2\x82\xac", "body", "zz"};
 	struct buf x, y;
 	int same = 1;
 	buf_init(&x), buf_init(&y);
@@ -335,7 +341,8 @@ static int same_answers(struct imap_src *a, struct imap_src *b)
 		same = imap_src_body_has(a, needles[i]) == imap_src_body_has(b, needles[i]) &&
 		       imap_src_header_has(a, NULL, needles[i]) ==
 		               imap_src_header_has(b, NULL, needles[i]) &&
-		       imap_src_header_has(a, "x-folded", "a b") == imap_src_header_has(b, "x-folded", "a b");
+		       imap_src_header_has(a, "x-folded", "a b") ==
+		               imap_src_header_has(b, "x-folded", "a b");
 	}
 	buf_free(&x), buf_free(&y);
 	return same;
@@ -387,5 +394,6 @@ void tests_view(void)
 	RUN(a_compaction_by_another_process_is_told_as_expunges,
 	        "view: a compaction by another process is told as expunges");
 	RUN(messages_read_from_the_store_answer_as_from_memory,
-	        "view: structures, sections, partials and searches read from the store equal the in-memory ones");
+	        "view: structures, sections, partials and searches read from the store equal the "
+	        "in-memory ones");
 }
