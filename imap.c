@@ -1,8 +1,8 @@
 /*
  * imap.c - the IMAP4rev1 server (RFC 3501) with IDLE (2177), NAMESPACE
  * (2342), UIDPLUS (4315), LITERAL+ (7888), ENABLE (5161), ID (2971),
- * MOVE (6851) and SASL-IR (4959): a state machine fed with lines by
- * session.c, over the mbox store of mbox.c.
+ * MOVE (6851), SASL-IR (4959) and BINARY (3516): a state machine fed with
+ * lines by session.c, over the mbox store of mbox.c.
  *
  * A command arrives as lines and literals. The tokenizer (imap_cmd_line in
  * imap_parse.c, pure, unit-tested) turns each line into tokens in struct imap_cmd and
@@ -203,7 +203,7 @@ static void put_caps(struct session *s, struct imap *st)
 {
 	session_printf(s,
 	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE "
-	        "UNSELECT CHILDREN METADATA APPENDLIMIT=%llu",
+	        "UNSELECT CHILDREN METADATA BINARY APPENDLIMIT=%llu",
 	        (unsigned long long)conf.message_size_limit);
 	if (st->state == I_NOAUTH) {
 		if (starttls_offered(s)) {
@@ -1535,7 +1535,11 @@ static int fetch_run(struct session *s, struct imap *st)
 		return 1;
 	}
 	if (rc == 1 && view_sync(s, st, 0, 0) == 0) {
-		ok(s, st, "%sFETCH completed", st->job_uid ? "UID " : "");
+		if (imap_fetch_unknown_cte(st->job)) {
+			no(s, st, "[UNKNOWN-CTE] A part's Content-Transfer-Encoding cannot be decoded");
+		} else {
+			ok(s, st, "%sFETCH completed", st->job_uid ? "UID " : "");
+		}
 	}
 	return rc == 1 || session_closing(s);
 }
@@ -1805,8 +1809,10 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 	int spooled = append && n > IMAP_SPOOL_MIN && !st->sp;
 	int rc = -1;
 	take_tag(st);
-	if (!valid_tag(c) || (st->state == I_NOAUTH && n > IMAP_PREAUTH_LITERAL)) {
-		rc = -1; /* before login, literals only for names and passwords */
+	if (!valid_tag(c) || (st->state == I_NOAUTH && n > IMAP_PREAUTH_LITERAL) ||
+	        (c->literal8 && !append)) {
+		rc = -1; /* before login, literals only for names and passwords; "~{n}" only
+		            for APPEND's message (RFC 3516) */
 	} else if (spooled && n <= conf.message_size_limit) {
 		st->sp = xmalloc(sizeof *st->sp);
 		spool_init(st->sp, spool_dir(st));
@@ -1820,6 +1826,8 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 			/* RFC 7888 4: the bytes are on their way; closing is what stops them */
 			session_printf(s, "* BYE [TOOBIG] Literal too large\r\n");
 			session_close(s, "literal too large");
+		} else if (c->literal8 && !append) {
+			bad(s, st, "A binary literal is only for APPEND's message");
 		} else if (append) {
 			no(s, st, "[TOOBIG] Message too large");
 		} else if (setmeta) {

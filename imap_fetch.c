@@ -26,7 +26,9 @@ enum fi_type {
 	FI_SECTION,
 	FI_RFC822,
 	FI_RFC822_HEADER,
-	FI_RFC822_TEXT
+	FI_RFC822_TEXT,
+	FI_BINARY,
+	FI_BINARY_SIZE
 };
 
 struct fitem {
@@ -49,6 +51,8 @@ struct imap_fetch {
 	struct imap_src *src;     /* its text, opened on first need */
 	struct imap_section *sec; /* a literal being sent */
 	uint64_t left;            /* bytes of it still to send */
+	int unknown_cte;          /* a BINARY item was left out: UNKNOWN-CTE */
+	int wrote;                /* items written for the current message */
 };
 
 static const struct {
@@ -157,6 +161,39 @@ static int parse_section(const char *att, struct fitem *it)
 	return *p || section_check(it->sec) != 0 ? -1 : 0;
 }
 
+/* BINARY[1.2]<0.10>, BINARY.PEEK[...], BINARY.SIZE[...] (RFC 3516): the
+ * section is part numbers or nothing. */
+static int parse_binary(const char *att, struct fitem *it)
+{
+	const char *p = att + 6;
+	int size = rl_strncasecmp(p, ".SIZE[", 6) == 0;
+	it->peek = size || rl_strncasecmp(p, ".PEEK[", 6) == 0;
+	p += it->peek ? 5 : 0;
+	const char *close = *p == '[' ? strchr(p, ']') : NULL;
+	if (!close || (size_t)(close - p) >= SECTION_MAX) {
+		return -1;
+	}
+	memcpy(it->sec, p + 1, (size_t)(close - p - 1));
+	it->sec[close - p - 1] = '\0';
+	for (const char *c = it->sec; *c; c++) {
+		int dot = *c == '.';
+		if (!(*c >= '0' && *c <= '9') && !(dot && c > it->sec && c[1] && c[-1] != '.')) {
+			return -1;
+		}
+	}
+	it->type = size ? FI_BINARY_SIZE : FI_BINARY;
+	p = close + 1;
+	if (*p == '<' && !size) {
+		p++;
+		if (partial_num(&p, &it->off) != 0 || *p++ != '.' || partial_num(&p, &it->len) != 0 ||
+		        *p++ != '>') {
+			return -1;
+		}
+		it->partial = 1;
+	}
+	return *p ? -1 : 0;
+}
+
 static int fetch_att(struct imap_fetch *j, const char *att)
 {
 	if (j->nit >= FETCH_ITEMS_MAX) {
@@ -164,6 +201,15 @@ static int fetch_att(struct imap_fetch *j, const char *att)
 	}
 	struct fitem *it = &j->it[j->nit];
 	memset(it, 0, sizeof *it);
+	if (rl_strncasecmp(att, "BINARY[", 7) == 0 || rl_strncasecmp(att, "BINARY.PEEK[", 12) == 0 ||
+	        rl_strncasecmp(att, "BINARY.SIZE[", 12) == 0) {
+		if (parse_binary(att, it) != 0) {
+			return -1;
+		}
+		j->seen |= !it->peek;
+		j->nit++;
+		return 0;
+	}
 	if (rl_strncasecmp(att, "BODY[", 5) == 0 || rl_strncasecmp(att, "BODY.PEEK[", 10) == 0) {
 		if (parse_section(att, it) != 0) {
 			return -1;
@@ -257,6 +303,12 @@ void imap_fetch_begin(struct imap_fetch *j, struct mm_folder *f, struct mm_view 
 }
 
 /* see rumble.h */
+int imap_fetch_unknown_cte(const struct imap_fetch *j)
+{
+	return j->unknown_cte;
+}
+
+/* see rumble.h */
 void imap_fetch_free(struct imap_fetch *j)
 {
 	if (j) {
@@ -320,13 +372,56 @@ static int put_section(struct imap_fetch *j, const struct fitem *it, const char 
 	return 0;
 }
 
-/* One item of the current message; -1 when the message cannot be read. */
+/* BINARY[part]<partial> or BINARY.SIZE[part] (RFC 3516): the section
+ * decoded, in a literal8 ("~{n}") when it holds a NUL. A part encoded in
+ * a way there is no decoding for is left out and the FETCH ends in NO
+ * [UNKNOWN-CTE]. -1 (nothing written) when the message cannot be read. */
+static int put_binary(struct imap_fetch *j, const struct fitem *it, struct buf *o)
+{
+	uint64_t size, off = 0;
+	int nul;
+	int rc = imap_section_open_binary(src_of(j), it->sec, &j->sec, &size, &nul);
+	if (rc == 0 && it->partial) {
+		off = it->off < size ? it->off : size;
+		rc = off && imap_section_skip(j->sec, off) != 0 ? -2 : 0;
+	}
+	if (rc == 0 && it->type == FI_BINARY_SIZE) {
+		imap_section_free(j->sec);
+		j->sec = NULL;
+		buf_printf(o, "BINARY.SIZE[%s] %llu", it->sec, (unsigned long long)size);
+		return 0;
+	}
+	if (rc < -1) {
+		imap_section_free(j->sec);
+		j->sec = NULL;
+		j->unknown_cte |= rc == -3;
+		return rc == -3 ? 1 : -1;
+	}
+	buf_printf(o, "BINARY[%s]", it->sec);
+	if (it->partial) {
+		buf_printf(o, "<%u>", it->off);
+	}
+	if (rc == -1) {
+		buf_puts(o, " NIL");
+		return 0;
+	}
+	uint64_t n = size - off;
+	if (it->partial && it->len < n) {
+		n = it->len;
+	}
+	buf_printf(o, " %s{%llu}\r\n", nul ? "~" : "", (unsigned long long)n);
+	j->left = n;
+	return 0;
+}
+
+/* One item of the current message; -1 when the message cannot be read,
+ * 1 when the item is left out (and nothing written). */
 static int fetch_item(struct imap_fetch *j, const struct fitem *it, struct buf *o)
 {
 	const struct mm_msg *m = &j->m;
 	const struct mime_msg *mm;
 	char label[SECTION_MAX + 8];
-	if (j->cur > 0) {
+	if (j->wrote) {
 		buf_puts(o, " ");
 	}
 	switch (it->type) {
@@ -365,6 +460,9 @@ static int fetch_item(struct imap_fetch *j, const struct fitem *it, struct buf *
 		return put_section(j, NULL, "RFC822.HEADER", "HEADER", o);
 	case FI_RFC822_TEXT:
 		return put_section(j, NULL, "RFC822.TEXT", "TEXT", o);
+	case FI_BINARY:
+	case FI_BINARY_SIZE:
+		return put_binary(j, it, o);
 	}
 	snprintf(label, sizeof label, "BODY[%s]", it->sec);
 	return put_section(j, it, label, it->sec, o);
@@ -389,6 +487,7 @@ static int fetch_begin(struct imap_fetch *j, struct buf *o)
 		}
 	}
 	buf_printf(o, "* %u FETCH (", seq);
+	j->wrote = 0;
 	return 0;
 }
 
@@ -445,10 +544,17 @@ int imap_fetch_fill(struct imap_fetch *j, struct buf *o, size_t max)
 				j->cur = 0;
 			}
 		} else if (j->cur < j->nit) {
-			if (fetch_item(j, &j->it[j->cur], o) != 0) {
+			size_t before = o->len;
+			int rc = fetch_item(j, &j->it[j->cur], o);
+			if (rc < 0) {
 				j->cur = j->nit; /* unreadable: what was sent stays */
 				j->add_flags = 0;
 			} else {
+				if (rc > 0) {
+					o->len = before; /* left out, the space before it too */
+					o->data[o->len] = '\0';
+				}
+				j->wrote += rc == 0;
 				j->cur++;
 			}
 		} else {

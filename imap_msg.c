@@ -377,7 +377,7 @@ const struct mime_msg *imap_src_mime(struct imap_src *s, int full)
 
 /* ---- sections (FETCH BODY[...]) ---- */
 
-enum { SEC_RANGE, SEC_FIELDS };
+enum { SEC_RANGE, SEC_FIELDS, SEC_DECODED };
 
 struct imap_section {
 	struct imap_src *src;
@@ -385,6 +385,10 @@ struct imap_section {
 	uint64_t start, len; /* the range, or the header block HEADER.FIELDS reads */
 	uint64_t hdr_mark;
 	uint64_t done; /* bytes of the section handed out */
+	/* BINARY: raw bytes [start, start + raw), then [body, body + len) decoded */
+	uint64_t raw, body, in;
+	const char *cte;
+	struct mime_decoder dec;
 	/* HEADER.FIELDS */
 	char *list; /* "(A B)" as the client sent it */
 	int not, counting;
@@ -611,6 +615,119 @@ int imap_section_open(
 	return 0;
 }
 
+/* ---- BINARY: a leaf decoded as it streams by ---- */
+
+/* RFC 3516: the encodings there is a decoding for (the others are
+ * UNKNOWN-CTE). */
+static int cte_known(const char *e)
+{
+	return !strcmp(e, "7bit") || !strcmp(e, "8bit") || !strcmp(e, "binary") ||
+	       !strcmp(e, "base64") || !strcmp(e, "quoted-printable");
+}
+
+/* Starts at the section's first byte, with a fresh decoder. */
+static int dec_rewind(struct imap_section *x)
+{
+	mime_decoder_end(&x->dec, &x->pend);
+	buf_reset(&x->pend);
+	mime_decoder_init(&x->dec, x->cte);
+	x->in = 0;
+	x->done = 0;
+	x->closed = 0;
+	return src_seek(x->src, x->src->ce ? &x->src->ce->m : NULL, x->raw ? x->start : x->body);
+}
+
+/* More of the section into x->pend; 0 at its end. */
+static int dec_more(struct imap_section *x)
+{
+	struct imap_src *s = x->src;
+	if (x->closed) {
+		return 0;
+	}
+	if (x->in < x->raw) { /* the header of BINARY[], as it is */
+		uint64_t left = x->raw - x->in;
+		long k = src_read(s, s->scratch, left < CHUNK ? (size_t)left : CHUNK, 0);
+		if (k <= 0 || (x->in + (uint64_t)k == x->raw && src_seek(s, NULL, x->body) != 0)) {
+			s->failed = 1;
+			return 0;
+		}
+		buf_append(&x->pend, s->scratch, (size_t)k);
+		x->in += (uint64_t)k;
+		return 1;
+	}
+	uint64_t left = x->raw + x->len - x->in;
+	if (left == 0) {
+		mime_decoder_end(&x->dec, &x->pend);
+		mime_decoder_init(&x->dec, x->cte);
+		x->closed = 1;
+		return 1;
+	}
+	long k = src_read(s, s->scratch, left < CHUNK ? (size_t)left : CHUNK, 0);
+	if (k <= 0) {
+		s->failed = 1;
+		return 0;
+	}
+	x->in += (uint64_t)k;
+	mime_decoder_feed(&x->dec, s->scratch, (size_t)k, &x->pend);
+	return 1;
+}
+
+/* The decoded size, and whether a NUL is in it: the section is decoded
+ * once for that (its bytes are not kept), then again as it is sent. */
+static int dec_first(struct imap_section *x, uint64_t *size, int *nul)
+{
+	*size = 0;
+	*nul = 0;
+	if (dec_rewind(x) != 0) {
+		return -1;
+	}
+	while (dec_more(x)) {
+		*size += x->pend.len;
+		*nul = *nul || (x->pend.len && memchr(x->pend.data, '\0', x->pend.len));
+		buf_reset(&x->pend);
+	}
+	return x->src->failed ? -1 : dec_rewind(x);
+}
+
+/* see rumble.h */
+int imap_section_open_binary(struct imap_src *s, const char *part, struct imap_section **out,
+        uint64_t *size, int *nul)
+{
+	struct imap_section *x = xcalloc(1, sizeof *x);
+	x->src = s;
+	buf_init(&x->line);
+	buf_init(&x->pend);
+	*out = NULL;
+	const struct mime_msg *m = imap_src_mime(s, 1);
+	const char *rest = part;
+	const struct mime_part *p = !m ? NULL : *part ? mime_section(m, part, &rest) : m->root;
+	int rc = !m ? -2 : !p || *rest ? -1 : 0;
+	if (rc == 0 && !p->child && !cte_known(p->encoding)) {
+		rc = -3;
+	}
+	if (rc == 0) {
+		/* a leaf is decoded; the whole message keeps its header; a part
+		 * that is not a leaf has nothing to decode (as BODY[n] gives it) */
+		x->kind = SEC_DECODED;
+		x->cte = p->child ? NULL : p->encoding;
+		x->start = 0;
+		x->raw = *part ? 0 : p->body_off;
+		x->body = p->body_off;
+		x->len = p->body_len;
+		mime_decoder_init(&x->dec, x->cte);
+		if (!*part && p->child) {
+			x->raw = 0, x->body = 0, x->len = s->size; /* the message as it is */
+		}
+		rc = dec_first(x, size, nul) == 0 ? 0 : -2;
+	}
+	if (rc != 0) {
+		imap_section_free(x);
+		return rc;
+	}
+	*out = x;
+	return 0;
+}
+
 /* see rumble.h */
 long imap_section_read(struct imap_section *x, char *out, size_t n)
 {
@@ -623,14 +740,16 @@ long imap_section_read(struct imap_section *x, char *out, size_t n)
 		x->done += k > 0 ? (uint64_t)k : 0;
 		return k;
 	}
-	while (x->pend.len == 0 && hf_more(x)) {
+	while (x->pend.len == 0 && (x->kind == SEC_DECODED ? dec_more(x) : hf_more(x))) {
 	}
 	if (x->src->failed) {
 		return -1;
 	}
 	size_t k = n < x->pend.len ? n : x->pend.len;
-	memcpy(out, x->pend.data, k);
-	buf_consume(&x->pend, k);
+	if (k) {
+		memcpy(out, x->pend.data, k);
+		buf_consume(&x->pend, k);
+	}
 	x->done += k;
 	return (long)k;
 }
@@ -658,6 +777,9 @@ int imap_section_skip(struct imap_section *x, uint64_t n)
 void imap_section_free(struct imap_section *x)
 {
 	if (x) {
+		if (x->kind == SEC_DECODED) {
+			mime_decoder_end(&x->dec, &x->pend);
+		}
 		xfree(x->list);
 		buf_free(&x->line);
 		buf_free(&x->pend);

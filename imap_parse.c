@@ -155,8 +155,9 @@ int imap_cmd_line(struct imap_cmd *c, const char *line, size_t n, uint64_t *lite
 			}
 		} else if (*p == '"') {
 			used = quoted(c, p, left);
-		} else if (*p == '{') {
-			if (!literal_at_end(p, left, literal, nonsync)) {
+		} else if (*p == '{' || (*p == '~' && left > 1 && p[1] == '{')) {
+			c->literal8 = *p == '~'; /* RFC 3516's binary literal, "~{n}" */
+			if (!literal_at_end(p + c->literal8, left - (size_t)c->literal8, literal, nonsync)) {
 				return IMAP_PARSE_ERROR;
 			}
 			return IMAP_PARSE_LITERAL;

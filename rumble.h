@@ -1090,14 +1090,16 @@ struct imap_cmd {
 	struct buf text;
 	struct imap_token *tok;
 	uint32_t ntok, cap;
-	int depth; /* open parentheses */
+	int depth;    /* open parentheses */
+	int literal8; /* the literal just announced is "~{n}" (RFC 3516) */
 };
 enum { IMAP_PARSE_DONE, IMAP_PARSE_LITERAL, IMAP_PARSE_ERROR };
 void imap_cmd_init(struct imap_cmd *c);
 void imap_cmd_reset(struct imap_cmd *c);
 void imap_cmd_free(struct imap_cmd *c);
 /* One line without its CRLF. IMAP_PARSE_LITERAL: the line ended with
- * "{n}" (*nonsync 0) or "{n+}" (1), *literal = n; the caller then calls
+ * "{n}" (*nonsync 0) or "{n+}" (1), or "~{n}" (c->literal8 set),
+ * *literal = n; the caller then calls
  * imap_cmd_literal_begin, _data (n bytes in all) and _end, and feeds the
  * rest of the line. IMAP_PARSE_ERROR with *error: the command is bad. */
 int imap_cmd_line(struct imap_cmd *c, const char *line, size_t n, uint64_t *literal,
@@ -1174,6 +1176,14 @@ const struct mime_msg *imap_src_mime(struct imap_src *s, int full);
 struct imap_section;
 int imap_section_open(struct imap_src *s, const char *spec, struct imap_section **out,
 	uint64_t *size);
+/* BINARY[part] (RFC 3516; part "" for the whole message, header and
+ * decoded body): the same, for the section decoded as its
+ * Content-Transfer-Encoding says (a part that is not a leaf as it is);
+ * *nul says whether the decoded bytes hold a NUL (then a literal8). -3
+ * when the encoding is one there is no decoding for (UNKNOWN-CTE). The
+ * section is decoded once to count it, and again as it is read. */
+int imap_section_open_binary(struct imap_src *s, const char *part, struct imap_section **out,
+	uint64_t *size, int *nul);
 long imap_section_read(struct imap_section *x, char *out, size_t n);
 int imap_section_skip(struct imap_section *x, uint64_t n);
 void imap_section_free(struct imap_section *x);
@@ -1198,6 +1208,9 @@ int imap_fetch_new(const struct imap_cmd *c, uint32_t pos, int uid, struct imap_
 void imap_fetch_begin(struct imap_fetch *j, struct mm_folder *f, struct mm_view *v,
 	const uint32_t *seqs, uint32_t n, int readonly);
 int imap_fetch_fill(struct imap_fetch *j, struct buf *out, size_t max);
+/* 1 when a BINARY item was left out for an encoding there is no decoding
+ * for: the tagged reply is then NO [UNKNOWN-CTE] (RFC 3516). */
+int imap_fetch_unknown_cte(const struct imap_fetch *j);
 void imap_fetch_free(struct imap_fetch *j);
 /* "(\Seen $Work)": flags and keywords (f's names) as IMAP lists them. */
 void imap_put_flags(struct buf *o, struct mm_folder *f, uint32_t fl, uint32_t kw);

@@ -302,6 +302,28 @@ static int section(
 	return 0;
 }
 
+/* BINARY[part] through src (decoded), then its size and NUL flag; as
+ * imap_section_open_binary says otherwise. */
+static int binary(struct imap_src *s, const char *part, struct buf *out)
+{
+	struct imap_section *x;
+	uint64_t size;
+	int nul;
+	char chunk[5000];
+	long k;
+	int rc = imap_section_open_binary(s, part, &x, &size, &nul);
+	buf_reset(out);
+	if (rc != 0) {
+		return rc;
+	}
+	while ((k = imap_section_read(x, chunk, sizeof chunk)) > 0) {
+		buf_append(out, chunk, (size_t)k);
+	}
+	buf_printf(out, "|%llu|%d|%ld", (unsigned long long)size, nul, k);
+	imap_section_free(x);
+	return 0;
+}
+
 static int same_answers(struct imap_src *a, struct imap_src *b)
 {
 	static const char *const specs[] = {"", "HEADER", "TEXT",
@@ -336,6 +358,11 @@ static int same_answers(struct imap_src *a, struct imap_src *b)
 			int rb = section(b, specs[i], offs[k][0], offs[k][1], &y);
 			same = ra == rb && x.len == y.len && memcmp(x.data, y.data, x.len) == 0;
 		}
+	}
+	static const char *const parts[] = {"", "1", "2", "2.1", "2.2", "3", "4"};
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0] && same; i++) {
+		int ra = binary(a, parts[i], &x), rb = binary(b, parts[i], &y);
+		same = ra == rb && x.len == y.len && memcmp(x.data, y.data, x.len) == 0;
 	}
 	for (size_t i = 0; i < sizeof needles / sizeof needles[0] && same; i++) {
 		same = imap_src_body_has(a, needles[i]) == imap_src_body_has(b, needles[i]) &&
