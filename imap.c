@@ -1,8 +1,8 @@
 /*
  * imap.c - the IMAP4rev1 server (RFC 3501) with IDLE (2177), NAMESPACE
  * (2342), UIDPLUS (4315), LITERAL+ (7888), ENABLE (5161), ID (2971),
- * MOVE (6851) and SASL-IR (4959): a state machine fed with lines by
- * session.c, over the mbox store of mbox.c.
+ * MOVE (6851), SASL-IR (4959) and BINARY (3516): a state machine fed with
+ * lines by session.c, over the mbox store of mbox.c.
  *
  * A command arrives as lines and literals. The tokenizer (imap_cmd_line in
  * imap_parse.c, pure, unit-tested) turns each line into tokens in struct imap_cmd and
@@ -14,17 +14,17 @@
  *
  * Commands are rows of one table (verb, states, action); the action reads
  * its arguments through a cursor over the tokens. The selected mailbox is
- * a "view": the UIDs, flags and keywords the client was last told, in
- * sequence order. The folder itself may change under it (deliveries, other
- * sessions, POP3): view_sync compares the two by UID and reports EXISTS,
- * EXPUNGE and FETCH FLAGS, with EXPUNGE only where RFC 3501 7.4.1 allows
- * (never during FETCH, STORE or SEARCH). Every reference to a message
- * goes from the view's UID to the folder's index (mm_folder_find).
+ * an mm_view (mbox_read.c) over the folder's one in-memory index, which
+ * every session with the folder open shares: the view is what the client
+ * was told, and view_sync reports what changed since (deliveries, other
+ * sessions, POP3): EXISTS, EXPUNGE and FETCH FLAGS, with EXPUNGE only
+ * where RFC 3501 7.4.1 allows (never during FETCH, STORE or SEARCH).
  *
- * FETCH is a job that writes at most FILL_MAX bytes per round: a BODY[]
- * or RFC822 of a whole message streams from the mbox through an
- * mm_reader, other sections parse one message at a time; input is paused
- * while it runs and resumed (as in pop3.c) when the tagged reply is out.
+ * FETCH (imap_fetch.c) is a job that writes at most FILL_MAX bytes per
+ * round, every section streamed from the mbox (imap_msg.c); input is
+ * paused while it runs and resumed (as in pop3.c) when the tagged reply
+ * is out. SEARCH reads messages the same way; COPY streams each message
+ * into a spool and appends it.
  * IDLE polls the folder every IDLE_POLL_MS on a session timer: deliveries
  * go through the committer thread, which knows nothing of sessions.
  *
@@ -47,7 +47,7 @@
 #define IMAP_AUTH_MS 1800000  /* RFC 3501 5.4: at least 30 minutes */
 #define IDLE_POLL_MS 1000
 #define FILL_MAX (64 * 1024)
-#define FILL_CHUNK (16 * 1024)
+#define COPY_CHUNK (16 * 1024)
 #define LOGIN_MAX (MM_USER_MAX + MM_DOMAIN_MAX + 2)
 
 /* ---- the session ---- */
@@ -56,14 +56,6 @@ enum imap_state { I_NOAUTH, I_AUTH, I_SELECTED, I_LOGOUT };
 #define ST(x) (1 << (x))
 #define AUTHED (ST(I_AUTH) | ST(I_SELECTED))
 #define ANY (ST(I_NOAUTH) | AUTHED)
-
-/* What the client was last told of the selected mailbox, by sequence. */
-struct view {
-	uint32_t *uid, *fl, *kw;
-	uint32_t n, cap;
-};
-
-struct fetch;
 
 struct args {
 	const struct imap_cmd *c;
@@ -77,11 +69,12 @@ struct imap {
 	char tag[IMAP_TAG_MAX + 1];
 	/* a literal being received */
 	uint64_t lit_left;
-	struct spool sp;
+	struct spool *sp; /* APPEND's message literal, while it is received and used */
 	char *spdir;
-	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, has_spool : 1, kicking : 1,
-	        resume : 1, idling : 1, idle_timer : 1;
-	struct sasl sasl; /* AUTHENTICATE under way when sasl.step != SASL_IDLE */
+	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, kicking : 1, resume : 1, idling : 1,
+	        idle_timer : 1;
+	struct sasl *sasl; /* AUTHENTICATE under way (NULL otherwise: an idle session
+	                      keeps no room for a password) */
 	/* a Lua hook waiting for the client (RL_WAIT): the command (in cmd,
 	 * kept until then) or the greeting (hook_cmd NULL) */
 	int hook_wait;
@@ -92,12 +85,14 @@ struct imap {
 	char user[MM_USER_MAX + 1], domain[MM_DOMAIN_MAX + 1];
 	/* SELECTED */
 	struct mm_folder *f;
+	struct mm_view *v;
 	char box[MM_FOLDER_MAX + 1];
 	int readonly;
 	uint32_t uidvalidity;
-	struct view v;
 	int64_t idle_since, idle_due;
-	struct fetch *job;
+	struct imap_fetch *job;
+	uint32_t *job_seqs;
+	int job_uid;
 };
 
 /* A command's arguments: a cursor over the tokens after the verb. */
@@ -208,7 +203,7 @@ static void put_caps(struct session *s, struct imap *st)
 {
 	session_printf(s,
 	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE "
-	        "UNSELECT CHILDREN METADATA APPENDLIMIT=%llu",
+	        "UNSELECT CHILDREN METADATA BINARY APPENDLIMIT=%llu",
 	        (unsigned long long)conf.message_size_limit);
 	if (st->state == I_NOAUTH) {
 		if (starttls_offered(s)) {
@@ -229,58 +224,12 @@ static void cmd_capability(struct session *s, struct imap *st, struct args *a)
 
 /* ---- the view of the selected mailbox ---- */
 
-static void view_push(struct view *v, uint32_t uid, uint32_t fl, uint32_t kw)
-{
-	if (v->n == v->cap) {
-		v->cap = v->cap ? v->cap * 2 : 64;
-		v->uid = xrealloc(v->uid, v->cap * sizeof *v->uid);
-		v->fl = xrealloc(v->fl, v->cap * sizeof *v->fl);
-		v->kw = xrealloc(v->kw, v->cap * sizeof *v->kw);
-	}
-	v->uid[v->n] = uid;
-	v->fl[v->n] = fl;
-	v->kw[v->n] = kw;
-	v->n++;
-}
-
-static void view_free(struct view *v)
-{
-	xfree(v->uid);
-	xfree(v->fl);
-	xfree(v->kw);
-	v->n = v->cap = 0;
-}
-
-static void put_flags(struct buf *o, struct mm_folder *f, uint32_t fl, uint32_t kw)
-{
-	static const struct {
-		uint32_t bit;
-		const char *name;
-	} names[] = {{MM_SEEN, "\\Seen"}, {MM_ANSWERED, "\\Answered"}, {MM_FLAGGED, "\\Flagged"},
-	        {MM_DELETED, "\\Deleted"}, {MM_DRAFT, "\\Draft"}};
-	const char *sep = "";
-	buf_puts(o, "(");
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-		if (fl & names[i].bit) {
-			buf_printf(o, "%s%s", sep, names[i].name);
-			sep = " ";
-		}
-	}
-	for (int i = 0; i < 32; i++) {
-		const char *n = (kw >> i) & 1 ? mm_folder_keyword_name(f, i) : NULL;
-		if (n) {
-			buf_printf(o, "%s%s", sep, n);
-			sep = " ";
-		}
-	}
-	buf_puts(o, ")");
-}
-
 static void close_box(struct imap *st)
 {
+	mm_view_close(st->v);
+	st->v = NULL;
 	mm_folder_close(st->f);
 	st->f = NULL;
-	view_free(&st->v);
 	st->box[0] = '\0';
 }
 
@@ -291,59 +240,40 @@ static void box_gone(struct session *s, struct imap *st)
 	session_close(s, "mailbox gone");
 }
 
-/* Reports what changed in the folder since the client was told:
- * EXPUNGE (only when expunge is 1), flag changes, EXISTS. -1 when the
- * folder is gone (the session is closing then). */
-static int view_sync(struct session *s, struct imap *st, int expunge)
+/* Reports what changed in the folder since the client was told: flag
+ * changes, EXPUNGE (only when expunge is 1), EXISTS. poll: an IDLE tick,
+ * which may skip looking at the files (other sessions' changes are in
+ * the shared index at once). -1 when the folder is gone (the session is
+ * closing then). */
+static int view_sync(struct session *s, struct imap *st, int expunge, int poll)
 {
-	struct view *v = &st->v;
-	if (mm_folder_refresh(st->f) != 0) {
+	struct mm_changes c;
+	int rc = mm_view_sync(st->v, expunge, poll, &c);
+	if (rc == MM_NOFOLDER) {
 		box_gone(s, st);
 		return -1;
 	}
-	if (mm_folder_uidvalidity(st->f) != st->uidvalidity) {
+	if (rc == MM_REINDEXED) {
 		/* re-indexed behind our back: the UIDs mean nothing any more */
 		session_printf(s, "* BYE The mailbox was re-indexed, please reconnect\r\n");
 		session_close(s, "uidvalidity changed");
 		return -1;
 	}
-	int pending = 0;
-	uint32_t o = 0;
-	for (uint32_t i = 0; i < v->n; i++) {
-		long k = mm_folder_find(st->f, v->uid[i]);
-		if (k < 0 && expunge) {
-			session_printf(s, "* %u EXPUNGE\r\n", o + 1);
-			continue;
-		}
-		pending |= k < 0;
-		const struct mm_msg *m = k >= 0 ? mm_folder_msg(st->f, (uint32_t)k) : NULL;
-		if (m && (m->flags != v->fl[i] || m->keywords != v->kw[i])) {
-			session_printf(s, "* %u FETCH (FLAGS ", o + 1);
-			put_flags(&s->out, st->f, m->flags, m->keywords);
-			session_printf(s, ")\r\n");
-			v->fl[i] = m->flags;
-			v->kw[i] = m->keywords;
-		}
-		v->uid[o] = v->uid[i];
-		v->fl[o] = v->fl[i];
-		v->kw[o] = v->kw[i];
-		o++;
+	if (rc != 0) {
+		return 0; /* cannot look now (descriptors, I/O): told next time */
 	}
-	v->n = o;
-	if (pending) {
-		return 0; /* new messages wait until the expunges can be told */
+	for (uint32_t i = 0; i < c.nflags; i++) {
+		session_printf(s, "* %u FETCH (FLAGS ", c.flags[i].seq);
+		imap_put_flags(&s->out, st->f, c.flags[i].flags, c.flags[i].keywords);
+		session_printf(s, ")\r\n");
 	}
-	uint32_t n = mm_folder_count(st->f), before = v->n;
-	uint32_t last = v->n ? v->uid[v->n - 1] : 0;
-	for (uint32_t i = 0; i < n; i++) {
-		const struct mm_msg *m = mm_folder_msg(st->f, i);
-		if (m && m->uid > last) {
-			view_push(v, m->uid, m->flags, m->keywords);
-		}
+	for (uint32_t i = 0; i < c.nexpunged; i++) {
+		session_printf(s, "* %u EXPUNGE\r\n", c.expunged[i]);
 	}
-	if (v->n != before) {
-		session_printf(s, "* %u EXISTS\r\n", v->n);
+	if (c.exists) {
+		session_printf(s, "* %u EXISTS\r\n", c.exists);
 	}
+	mm_changes_free(&c);
 	return 0;
 }
 
@@ -411,6 +341,15 @@ static void cmd_login(struct session *s, struct imap *st, struct args *a)
 	}
 }
 
+/* Ends an AUTHENTICATE exchange: the password is wiped, its room freed. */
+static void sasl_end(struct imap *st)
+{
+	if (st->sasl) {
+		crypto_sasl_reset(st->sasl);
+		xfree(st->sasl);
+	}
+}
+
 static void auth_result(
         struct session *s, struct imap *st, enum sasl_result r, const char *challenge)
 {
@@ -419,7 +358,7 @@ static void auth_result(
 		session_printf(s, "+ %s\r\n", challenge);
 		return;
 	case SASL_DONE:
-		login(s, st, st->sasl.login, st->sasl.password);
+		login(s, st, st->sasl->login, st->sasl->password); /* work_login copies them */
 		break;
 	case SASL_MALFORMED:
 		bad(s, st, "Malformed authentication response");
@@ -431,7 +370,7 @@ static void auth_result(
 		no(s, st, "Unsupported authentication mechanism");
 		break;
 	}
-	crypto_sasl_reset(&st->sasl);
+	sasl_end(st);
 }
 
 static void cmd_authenticate(struct session *s, struct imap *st, struct args *a)
@@ -445,7 +384,10 @@ static void cmd_authenticate(struct session *s, struct imap *st, struct args *a)
 		return;
 	}
 	const char *challenge = "";
-	enum sasl_result r = crypto_sasl_start(&st->sasl, mech, initial, &challenge);
+	if (!st->sasl) {
+		st->sasl = xcalloc(1, sizeof *st->sasl);
+	}
+	enum sasl_result r = crypto_sasl_start(st->sasl, mech, initial, &challenge);
 	auth_result(s, st, r, challenge);
 }
 
@@ -458,13 +400,13 @@ static void cmd_starttls(struct session *s, struct imap *st, struct args *a)
 		return;
 	}
 	ok(s, st, "Begin TLS negotiation now");
-	crypto_sasl_reset(&st->sasl);
+	sasl_end(st);
 	session_starttls(s);
 }
 
 static void cmd_noop(struct session *s, struct imap *st, struct args *a)
 {
-	if (st->state == I_SELECTED && view_sync(s, st, 1) != 0) {
+	if (st->state == I_SELECTED && view_sync(s, st, 1, 0) != 0) {
 		return;
 	}
 	ok(s, st, "%s completed", imap_tok_str(a->c, 1));
@@ -531,9 +473,22 @@ static const char *arg_box(
 	return out;
 }
 
+/* 0, MM_NOFOLDER, or MM_UNAVAILABLE (no descriptor or memory left). */
 static int open_box(struct imap *st, const char *name, struct mm_folder **f)
 {
 	return mm_folder_open(st->domain, st->user, name, strcmp(name, "INBOX") == 0, f);
+}
+
+/* The NO for a mailbox that did not open: missing (code, e.g.
+ * NONEXISTENT or TRYCREATE) or not openable now (UNAVAILABLE). */
+static void no_box(struct session *s, struct imap *st, int rc, const char *code)
+{
+	if (rc == MM_NOFOLDER) {
+		no(s, st, "[%s] No such mailbox", code);
+	} else {
+		log_warnx("%08x imap cannot open a mailbox of %s now", s->id, st->login);
+		no(s, st, "[UNAVAILABLE] The mailbox cannot be opened now, try again later");
+	}
 }
 
 /* ---- SELECT, EXAMINE, CLOSE, UNSELECT ---- */
@@ -552,6 +507,18 @@ static void put_all_flags(struct session *s, struct mm_folder *f, int perm)
 	}
 }
 
+/* The first message not \Seen, 0 if none. */
+static uint32_t first_unseen(struct mm_view *v, uint32_t n)
+{
+	struct mm_msg m;
+	for (uint32_t seq = 1; seq <= n; seq++) {
+		if (mm_view_msg(v, seq, &m) == 0 && !(m.flags & MM_SEEN)) {
+			return seq;
+		}
+	}
+	return 0;
+}
+
 static void select_box(struct session *s, struct imap *st, struct args *a, int readonly)
 {
 	char name[MM_FOLDER_MAX + 1];
@@ -562,21 +529,18 @@ static void select_box(struct session *s, struct imap *st, struct args *a, int r
 	if (!arg_box(s, st, a, name, sizeof name)) {
 		return;
 	}
-	if (open_box(st, name, &st->f) != 0) {
-		no(s, st, "[NONEXISTENT] No such mailbox");
+	int rc = open_box(st, name, &st->f);
+	if (rc == 0 && (rc = mm_view_open(st->f, &st->v)) != 0) {
+		close_box(st);
+	}
+	if (rc != 0) {
+		no_box(s, st, rc, "NONEXISTENT");
 		return;
 	}
 	rl_strlcpy(st->box, name, sizeof st->box);
 	st->readonly = readonly;
 	st->uidvalidity = mm_folder_uidvalidity(st->f);
-	uint32_t n = mm_folder_count(st->f), unseen = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		const struct mm_msg *m = mm_folder_msg(st->f, i);
-		view_push(&st->v, m->uid, m->flags, m->keywords);
-		if (!unseen && !(m->flags & MM_SEEN)) {
-			unseen = i + 1;
-		}
-	}
+	uint32_t n = mm_view_count(st->v), unseen = first_unseen(st->v, n);
 	session_printf(s, "* FLAGS (");
 	put_all_flags(s, st->f, 0);
 	session_printf(s, ")\r\n* OK [PERMANENTFLAGS (");
@@ -895,8 +859,9 @@ static const char *meta_box(struct session *s, struct imap *st, struct args *a, 
 	if (!arg_box(s, st, a, out, len)) {
 		return NULL;
 	}
-	if (open_box(st, out, &f) != 0) {
-		no(s, st, "[NONEXISTENT] No such mailbox");
+	int rc = open_box(st, out, &f);
+	if (rc != 0) {
+		no_box(s, st, rc, "NONEXISTENT");
 		return NULL;
 	}
 	mm_folder_close(f);
@@ -946,13 +911,15 @@ static void cmd_status(struct session *s, struct imap *st, struct args *a)
 		bad(s, st, "STATUS needs a list of items");
 		return;
 	}
-	if (open_box(st, name, &f) != 0) {
-		no(s, st, "[NONEXISTENT] No such mailbox");
+	int rc = open_box(st, name, &f);
+	if (rc != 0) {
+		no_box(s, st, rc, "NONEXISTENT");
 		return;
 	}
 	uint32_t n = mm_folder_count(f), unseen = 0;
 	for (uint32_t i = 0; i < n; i++) {
-		unseen += !(mm_folder_msg(f, i)->flags & MM_SEEN);
+		const struct mm_msg *m = mm_folder_msg(f, i);
+		unseen += m && !(m->flags & MM_SEEN);
 	}
 	struct buf o;
 	buf_init(&o);
@@ -1078,7 +1045,10 @@ static int append_args(struct args *a, int64_t *date)
 static int append_msg(struct imap *st, struct args *a, struct mm_folder *f, int64_t date,
         uint32_t fl, uint32_t kw, uint32_t *uid)
 {
-	struct spool tmp, *sp = &st->sp;
+	struct spool tmp, *sp = st->sp;
+	if (arg_type(a) == IMAP_SPOOL && !sp) {
+		return -1;
+	}
 	if (arg_type(a) != IMAP_SPOOL) {
 		spool_init(&tmp, spool_dir(st));
 		spool_write(&tmp, imap_tok_str(a->c, a->i), a->c->tok[a->i].len);
@@ -1100,8 +1070,9 @@ static void cmd_append(struct session *s, struct imap *st, struct args *a)
 	if (!arg_box(s, st, a, name, sizeof name)) {
 		return;
 	}
-	if (open_box(st, name, &f) != 0) {
-		no(s, st, "[TRYCREATE] No such mailbox");
+	int rc = open_box(st, name, &f);
+	if (rc != 0) {
+		no_box(s, st, rc, "TRYCREATE");
 		return;
 	}
 	if (arg_type(a) == IMAP_LPAREN && parse_flags(a, f, &fl, &kw, 0) != 0) {
@@ -1115,7 +1086,7 @@ static void cmd_append(struct session *s, struct imap *st, struct args *a)
 	} else {
 		uint32_t v = mm_folder_uidvalidity(f);
 		if (st->state == I_SELECTED && strcmp(name, st->box) == 0 &&
-		        view_sync(s, st, 1) != 0) {
+		        view_sync(s, st, 1, 0) != 0) {
 			mm_folder_close(f);
 			return;
 		}
@@ -1126,29 +1097,37 @@ static void cmd_append(struct session *s, struct imap *st, struct args *a)
 
 /* ---- message sets ---- */
 
-/* The view indexes a sequence set (or a UID set) names, in order. -1
+/* The sequence numbers a sequence set (or a UID set) names, in order. -1
  * when it is malformed or names a sequence number that does not exist. */
 static int set_seqs(struct imap *st, const char *spec, int uid, uint32_t **out, uint32_t *n)
 {
 	struct imap_set set;
-	const struct view *v = &st->v;
+	struct mm_msg m;
+	uint32_t count = mm_view_count(st->v);
 	*out = NULL;
 	*n = 0;
 	if (!spec || imap_set_parse(spec, &set) != 0) {
 		return -1;
 	}
 	for (uint32_t i = 0; !uid && i < set.n; i++) {
-		if ((set.r[i].lo != IMAP_STAR && set.r[i].lo > v->n) ||
-		        (set.r[i].hi != IMAP_STAR && set.r[i].hi > v->n)) {
+		if ((set.r[i].lo != IMAP_STAR && set.r[i].lo > count) ||
+		        (set.r[i].hi != IMAP_STAR && set.r[i].hi > count)) {
 			imap_set_free(&set);
 			return -1;
 		}
 	}
-	uint32_t star = uid ? (v->n ? v->uid[v->n - 1] : 0) : v->n;
-	*out = xmalloc((v->n ? v->n : 1) * sizeof **out);
-	for (uint32_t i = 0; i < v->n; i++) {
-		if (imap_set_has(&set, uid ? v->uid[i] : i + 1, star)) {
-			(*out)[(*n)++] = i;
+	uint32_t star = count;
+	if (uid) {
+		star = count && mm_view_msg(st->v, count, &m) >= 0 ? m.uid : 0;
+	}
+	*out = xmalloc((count ? count : 1) * sizeof **out);
+	for (uint32_t seq = 1; seq <= count; seq++) {
+		uint32_t v = seq;
+		if (uid) {
+			v = mm_view_msg(st->v, seq, &m) >= 0 ? m.uid : 0;
+		}
+		if (v && imap_set_has(&set, v, star)) {
+			(*out)[(*n)++] = seq;
 		}
 	}
 	imap_set_free(&set);
@@ -1182,6 +1161,19 @@ static void put_uid_set(struct buf *o, const uint32_t *uids, uint32_t n)
 
 /* ---- EXPUNGE, UID EXPUNGE, CHECK ---- */
 
+/* UID EXPUNGE: the UIDs of the messages in seqs flagged \Deleted. */
+static uint32_t deleted_uids(struct imap *st, uint32_t *seqs, uint32_t n)
+{
+	uint32_t k = 0;
+	struct mm_msg m;
+	for (uint32_t i = 0; i < n; i++) {
+		if (mm_view_msg(st->v, seqs[i], &m) == 0 && (m.flags & MM_DELETED)) {
+			seqs[k++] = m.uid;
+		}
+	}
+	return k;
+}
+
 static void cmd_expunge(struct session *s, struct imap *st, struct args *a)
 {
 	int rc;
@@ -1190,17 +1182,12 @@ static void cmd_expunge(struct session *s, struct imap *st, struct args *a)
 		return;
 	}
 	if (a->uid) {
-		uint32_t *seqs, n, k = 0;
+		uint32_t *seqs, n;
 		if (arg_set(s, st, a, &seqs, &n) != 0) {
 			return;
 		}
 		mm_folder_refresh(st->f);
-		for (uint32_t i = 0; i < n; i++) {
-			long j = mm_folder_find(st->f, st->v.uid[seqs[i]]);
-			if (j >= 0 && (mm_folder_msg(st->f, (uint32_t)j)->flags & MM_DELETED)) {
-				seqs[k++] = st->v.uid[seqs[i]];
-			}
-		}
+		uint32_t k = deleted_uids(st, seqs, n);
 		rc = k ? mm_folder_expunge_uids(st->f, st->uidvalidity, seqs, k) : 0;
 		xfree(seqs);
 	} else {
@@ -1210,7 +1197,7 @@ static void cmd_expunge(struct session *s, struct imap *st, struct args *a)
 		no(s, st, "[SERVERBUG] Expunge failed");
 		return;
 	}
-	if (view_sync(s, st, 1) == 0) {
+	if (view_sync(s, st, 1, 0) == 0) {
 		if (rc > 0) {
 			maybe_compact(s, st);
 		}
@@ -1220,34 +1207,31 @@ static void cmd_expunge(struct session *s, struct imap *st, struct args *a)
 
 /* ---- SEARCH ---- */
 
-struct search_ctx {
-	struct imap *st;
-	struct buf msg;
-	uint32_t seq;
-};
-
 static int search_kw(void *arg, const char *name)
 {
-	return mm_folder_keyword(((struct search_ctx *)arg)->st->f, name, 0);
+	return mm_folder_keyword(((struct imap *)arg)->f, name, 0);
 }
 
-static int search_load(void *arg, const char **text, size_t *len)
+/* Message seq against the keys; -1 when it was expunged elsewhere (not
+ * told yet: it is in no answer). */
+static int search_one(struct imap *st, const struct imap_search *k, uint32_t seq, uint32_t n,
+        uint32_t max_uid, struct mm_msg *m)
 {
-	struct search_ctx *x = arg;
-	long k = mm_folder_find(x->st->f, x->st->v.uid[x->seq]);
-	buf_reset(&x->msg);
-	if (k < 0 || mm_msg_read(x->st->f, (uint32_t)k, &x->msg) != 0) {
+	if (mm_view_msg(st->v, seq, m) != 0) {
 		return -1;
 	}
-	*text = x->msg.data ? x->msg.data : "";
-	*len = x->msg.len;
-	return 0;
+	struct imap_search_msg sm = {seq, m->uid, m->flags, m->keywords, m->size, n, max_uid,
+	        m->date, os_timezone_offset(m->date), imap_src_folder(st->f, m, st->uidvalidity)};
+	int r = imap_search_match(k, &sm);
+	imap_src_free(sm.src);
+	return r;
 }
 
 static void cmd_search(struct session *s, struct imap *st, struct args *a)
 {
 	struct imap_search *k;
 	const char *error;
+	struct mm_msg m;
 	if (arg_type(a) == IMAP_ATOM && rl_strcasecmp(imap_tok_str(a->c, a->i), "CHARSET") == 0) {
 		const char *cs = (a->i++, arg_astring(a));
 		if (!cs ||
@@ -1256,33 +1240,22 @@ static void cmd_search(struct session *s, struct imap *st, struct args *a)
 			return;
 		}
 	}
-	struct search_ctx x = {st, {NULL, 0, 0}, 0};
-	if (imap_search_parse(a->c, &a->i, search_kw, &x, &k, &error) != 0) {
+	if (imap_search_parse(a->c, &a->i, search_kw, st, &k, &error) != 0) {
 		bad(s, st, "%s", error ? error : "Invalid search");
 		return;
 	}
 	mm_folder_refresh(st->f);
-	const struct view *v = &st->v;
+	uint32_t n = mm_view_count(st->v);
+	uint32_t max_uid = n && mm_view_msg(st->v, n, &m) >= 0 ? m.uid : 0;
 	session_printf(s, "* SEARCH");
-	for (uint32_t i = 0; i < v->n; i++) {
-		long j = mm_folder_find(st->f, v->uid[i]);
-		const struct mm_msg *m = j >= 0 ? mm_folder_msg(st->f, (uint32_t)j) : NULL;
-		if (!m) {
-			continue; /* expunged elsewhere, not told yet */
+	for (uint32_t seq = 1; seq <= n; seq++) {
+		if (search_one(st, k, seq, n, max_uid, &m) == 1) {
+			session_printf(s, " %u", a->uid ? m.uid : seq);
 		}
-		struct imap_search_msg sm = {i + 1, m->uid, m->flags, m->keywords, m->size, v->n,
-		        v->n ? v->uid[v->n - 1] : 0, m->date, os_timezone_offset(m->date), NULL, 0,
-		        search_load, &x, NULL};
-		x.seq = i;
-		if (imap_search_match(k, &sm)) {
-			session_printf(s, " %u", a->uid ? m->uid : i + 1);
-		}
-		imap_search_msg_done(&sm);
 	}
 	session_printf(s, "\r\n");
-	buf_free(&x.msg);
 	imap_search_free(k);
-	if (view_sync(s, st, 0) == 0) {
+	if (view_sync(s, st, 0, 0) == 0) {
 		ok(s, st, "SEARCH completed");
 	}
 }
@@ -1304,10 +1277,29 @@ static int store_op(const char *item, int *op, int *silent)
 	return *silent || p[5] == '\0' ? 0 : -1;
 }
 
+/* STORE's answer: each message's flags now (its UID too for UID STORE). */
+static void store_answer(
+        struct session *s, struct imap *st, const uint32_t *seqs, uint32_t n, int uid)
+{
+	struct mm_msg m;
+	for (uint32_t i = 0; i < n; i++) {
+		if (mm_view_msg(st->v, seqs[i], &m) != 0) {
+			continue; /* expunged elsewhere */
+		}
+		session_printf(s, "* %u FETCH (FLAGS ", seqs[i]);
+		imap_put_flags(&s->out, st->f, m.flags, m.keywords);
+		if (uid) {
+			session_printf(s, " UID %u", m.uid);
+		}
+		session_printf(s, ")\r\n");
+	}
+}
+
 static void cmd_store(struct session *s, struct imap *st, struct args *a)
 {
 	uint32_t *seqs, n, fl, kw;
 	int op, silent;
+	struct mm_msg m;
 	if (arg_set(s, st, a, &seqs, &n) != 0) {
 		return;
 	}
@@ -1318,32 +1310,20 @@ static void cmd_store(struct session *s, struct imap *st, struct args *a)
 	} else if (st->readonly) {
 		no(s, st, "[READ-ONLY] Mailbox is read-only");
 	} else {
-		uint32_t *uids = xmalloc((n ? n : 1) * sizeof *uids);
+		uint32_t *uids = xmalloc((n ? n : 1) * sizeof *uids), k = 0;
 		for (uint32_t i = 0; i < n; i++) {
-			uids[i] = st->v.uid[seqs[i]];
+			if (mm_view_msg(st->v, seqs[i], &m) >= 0) {
+				uids[k++] = m.uid;
+			}
 		}
-		int rc = mm_folder_store(st->f, uids, n, op, fl, kw);
+		int rc = mm_view_store(st->v, uids, k, op, fl, kw);
 		xfree(uids);
-		for (uint32_t i = 0; rc >= 0 && i < n; i++) {
-			uint32_t q = seqs[i];
-			long j = mm_folder_find(st->f, st->v.uid[q]);
-			const struct mm_msg *m = j >= 0 ? mm_folder_msg(st->f, (uint32_t)j) : NULL;
-			if (m) {
-				st->v.fl[q] = m->flags;
-				st->v.kw[q] = m->keywords;
-			}
-			if (m && !silent) {
-				session_printf(s, "* %u FETCH (FLAGS ", q + 1);
-				put_flags(&s->out, st->f, m->flags, m->keywords);
-				if (a->uid) {
-					session_printf(s, " UID %u", m->uid);
-				}
-				session_printf(s, ")\r\n");
-			}
+		if (rc >= 0 && !silent) {
+			store_answer(s, st, seqs, n, a->uid);
 		}
 		if (rc < 0) {
 			no(s, st, "[SERVERBUG] Cannot store flags");
-		} else if (view_sync(s, st, 0) == 0) {
+		} else if (view_sync(s, st, 0, 0) == 0) {
 			ok(s, st, "STORE completed");
 		}
 	}
@@ -1366,38 +1346,50 @@ static uint32_t map_keywords(struct mm_folder *src, struct mm_folder *dst, uint3
 	return out;
 }
 
+/* Streams message m into a spool (a file past SPOOL_MEM_MAX): no copy
+ * of a big message is held. 0, 1 when it is gone meanwhile, -1. */
+static int copy_spool(struct imap *st, const struct mm_msg *m, struct spool *sp)
+{
+	struct mm_reader *r = mm_reader_open_uid(st->f, m->uid);
+	char chunk[COPY_CHUNK];
+	long n = 0;
+	if (!r) {
+		return 1; /* expunged meanwhile */
+	}
+	spool_init(sp, spool_dir(st));
+	while ((n = mm_reader_read(r, chunk, sizeof chunk)) > 0) {
+		spool_write(sp, chunk, (size_t)n);
+	}
+	mm_reader_close(r);
+	return n < 0 || sp->failed ? -1 : 0;
+}
+
 /* Copies the messages to dst; fills uids (source) and nuids (new).
  * Returns the count copied, -1 on a failure. */
 static int copy_msgs(struct imap *st, struct mm_folder *dst, const uint32_t *seqs, uint32_t n,
         uint32_t *uids, uint32_t *nuids)
 {
-	struct buf b;
 	uint32_t k = 0;
-	buf_init(&b);
+	struct mm_msg m;
 	for (uint32_t i = 0; i < n; i++) {
-		long j = mm_folder_find(st->f, st->v.uid[seqs[i]]);
-		if (j < 0) {
+		struct spool sp;
+		if (mm_view_msg(st->v, seqs[i], &m) != 0) {
 			continue; /* expunged meanwhile */
 		}
-		struct mm_msg m = *mm_folder_msg(st->f, (uint32_t)j);
-		struct spool sp;
-		buf_reset(&b);
-		if (mm_msg_read(st->f, (uint32_t)j, &b) != 0) {
-			k = (uint32_t)-1;
-			break;
+		int rc = copy_spool(st, &m, &sp);
+		if (rc == 1) {
+			continue;
 		}
-		spool_init(&sp, spool_dir(st));
-		spool_write(&sp, b.data ? b.data : "", b.len);
-		uint32_t kw = map_keywords(st->f, dst, m.keywords);
-		int rc = sp.failed ? -1 : append_to(st, dst, &sp, m.date, m.flags, kw, &nuids[k]);
+		uint32_t kw = rc == 0 ? map_keywords(st->f, dst, m.keywords) : 0;
+		if (rc == 0) {
+			rc = append_to(st, dst, &sp, m.date, m.flags, kw, &nuids[k]);
+		}
 		spool_free(&sp);
 		if (rc != 0) {
-			k = (uint32_t)-1;
-			break;
+			return -1;
 		}
 		uids[k++] = m.uid;
 	}
-	buf_free(&b);
 	return (int)k;
 }
 
@@ -1413,8 +1405,9 @@ static void copy_move(struct session *s, struct imap *st, struct args *a, int mo
 		xfree(seqs);
 		return;
 	}
-	if (open_box(st, name, &dst) != 0) {
-		no(s, st, "[TRYCREATE] No such mailbox");
+	int rc = open_box(st, name, &dst);
+	if (rc != 0) {
+		no_box(s, st, rc, "TRYCREATE");
 		xfree(seqs);
 		return;
 	}
@@ -1448,7 +1441,7 @@ static void copy_move(struct session *s, struct imap *st, struct args *a, int mo
 			mm_folder_expunge_uids(st->f, st->uidvalidity, uids, (uint32_t)k);
 			mm_folder_sync(st->f);
 		}
-		if (view_sync(s, st, 1) == 0) {
+		if (view_sync(s, st, 1, 0) == 0) {
 			ok(s, st, "MOVE completed");
 		}
 	}
@@ -1501,14 +1494,14 @@ static void idle_tick(struct session *s, void *arg)
 		session_close(s, "idle ended");
 		return;
 	}
-	if (view_sync(s, st, 1) == 0) {
+	if (view_sync(s, st, 1, 1) == 0) {
 		idle_arm(s, st);
 	}
 }
 
 static void cmd_idle(struct session *s, struct imap *st, struct args *a)
 {
-	if (st->state == I_SELECTED && view_sync(s, st, 1) != 0) {
+	if (st->state == I_SELECTED && view_sync(s, st, 1, 0) != 0) {
 		return;
 	}
 	session_printf(s, "+ idling\r\n");
@@ -1529,497 +1522,26 @@ static void idle_done(struct session *s, struct imap *st, const char *line)
 	}
 }
 
-/* ---- FETCH ---- */
-
-enum fi_type {
-	FI_UID,
-	FI_FLAGS,
-	FI_INTERNALDATE,
-	FI_SIZE,
-	FI_ENVELOPE,
-	FI_BODY,
-	FI_BODYSTRUCTURE,
-	FI_SECTION,
-	FI_RFC822,
-	FI_RFC822_HEADER,
-	FI_RFC822_TEXT
-};
-
-#define SECTION_MAX 512
-#define FETCH_ITEMS_MAX 64
-
-struct fitem {
-	int type, peek, partial;
-	uint32_t off, len;
-	char sec[SECTION_MAX]; /* BODY[sec], upper case */
-};
-
-struct fetch {
-	struct fitem it[FETCH_ITEMS_MAX];
-	int nit, seen, uid;
-	uint32_t *seqs, n, pos;
-	int cur; /* next item of the current message; -1 before it */
-	int add_flags;
-	struct mm_reader *rd;
-	struct buf msg;
-	struct mime_msg mm;
-	int loaded;
-};
-
-static const struct {
-	const char *name;
-	int type;
-} fetch_atts[] = {{"UID", FI_UID}, {"FLAGS", FI_FLAGS}, {"INTERNALDATE", FI_INTERNALDATE},
-        {"RFC822.SIZE", FI_SIZE}, {"ENVELOPE", FI_ENVELOPE}, {"BODY", FI_BODY},
-        {"BODYSTRUCTURE", FI_BODYSTRUCTURE}, {"RFC822", FI_RFC822},
-        {"RFC822.HEADER", FI_RFC822_HEADER}, {"RFC822.TEXT", FI_RFC822_TEXT}};
-
-/* The section text between the brackets: "", "1.2", "HEADER",
- * "1.HEADER.FIELDS (A B)", "TEXT", "2.MIME". 0 when valid. */
-static int section_check(const char *sec)
-{
-	const char *p = sec;
-	int parts = 0;
-	while (*p >= '0' && *p <= '9') {
-		while (*p >= '0' && *p <= '9') {
-			p++;
-		}
-		parts = 1;
-		if (*p != '.') {
-			return *p ? -1 : 0;
-		}
-		p++;
-	}
-	if (rl_strcasecmp(p, "HEADER") == 0 || rl_strcasecmp(p, "TEXT") == 0 ||
-	        (parts && rl_strcasecmp(p, "MIME") == 0) || (!parts && !*p)) {
-		return 0;
-	}
-	if (rl_strncasecmp(p, "HEADER.FIELDS.NOT (", 19) == 0) {
-		p += 19;
-	} else if (rl_strncasecmp(p, "HEADER.FIELDS (", 15) == 0) {
-		p += 15;
-	} else {
-		return -1;
-	}
-	size_t n = strlen(p);
-	return n > 1 && p[n - 1] == ')' && !strchr(p, '(') ? 0 : -1;
-}
-
-/* A number of a partial fetch: 0 is one too. */
-static int partial_num(const char **p, uint32_t *out)
-{
-	if (**p == '0' && ((*p)[1] < '0' || (*p)[1] > '9')) {
-		(*p)++;
-		*out = 0;
-		return 0;
-	}
-	return imap__num(p, out);
-}
-
-/* BODY[...]<a.b> or BODY.PEEK[...]<a.b> into it. */
-static int parse_section(const char *att, struct fitem *it)
-{
-	const char *p = att + 4;
-	it->peek = rl_strncasecmp(p, ".PEEK[", 6) == 0;
-	p += it->peek ? 5 : 0;
-	const char *close = strchr(p, ']');
-	if (*p != '[' || !close || (size_t)(close - p) >= SECTION_MAX) {
-		return -1;
-	}
-	memcpy(it->sec, p + 1, (size_t)(close - p - 1));
-	it->sec[close - p - 1] = '\0';
-	for (char *c = it->sec; *c; c++) {
-		*c = *c >= 'a' && *c <= 'z' ? (char)(*c - 32) : *c;
-	}
-	it->type = FI_SECTION;
-	p = close + 1;
-	if (*p == '<') {
-		p++;
-		if (partial_num(&p, &it->off) != 0) {
-			return -1;
-		}
-		if (*p++ != '.' || partial_num(&p, &it->len) != 0 || *p++ != '>') {
-			return -1;
-		}
-		it->partial = 1;
-	}
-	return *p || section_check(it->sec) != 0 ? -1 : 0;
-}
-
-static int fetch_att(struct fetch *j, const char *att)
-{
-	if (j->nit >= FETCH_ITEMS_MAX) {
-		return -1;
-	}
-	struct fitem *it = &j->it[j->nit];
-	memset(it, 0, sizeof *it);
-	if (rl_strncasecmp(att, "BODY[", 5) == 0 || rl_strncasecmp(att, "BODY.PEEK[", 10) == 0) {
-		if (parse_section(att, it) != 0) {
-			return -1;
-		}
-		j->seen |= !it->peek;
-		j->nit++;
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof fetch_atts / sizeof fetch_atts[0]; i++) {
-		if (rl_strcasecmp(att, fetch_atts[i].name) == 0) {
-			for (int k = 0; k < j->nit; k++) {
-				if (j->it[k].type == fetch_atts[i].type) {
-					return 0; /* UID FETCH ... (UID ...): once is enough */
-				}
-			}
-			it->type = fetch_atts[i].type;
-			j->seen |= it->type == FI_RFC822 || it->type == FI_RFC822_TEXT;
-			j->nit++;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/* ALL, FAST, FULL, one attribute or a list of them. */
-static int fetch_items(struct args *a, struct fetch *j)
-{
-	static const char *macros[][2] = {{"ALL", "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE"},
-	        {"FAST", "FLAGS INTERNALDATE RFC822.SIZE"},
-	        {"FULL", "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY"}};
-	const char *att;
-	if (j->uid && fetch_att(j, "UID") != 0) {
-		return -1;
-	}
-	if (arg_paren(a, IMAP_LPAREN)) {
-		while ((att = arg_atom(a)) != NULL) {
-			if (fetch_att(j, att) != 0) {
-				return -1;
-			}
-		}
-		return arg_paren(a, IMAP_RPAREN) && arg_end(a) && j->nit > j->uid ? 0 : -1;
-	}
-	if (!(att = arg_atom(a)) || !arg_end(a)) {
-		return -1;
-	}
-	for (size_t i = 0; i < 3; i++) {
-		if (rl_strcasecmp(att, macros[i][0]) == 0) {
-			char list[64], *save = NULL;
-			rl_strlcpy(list, macros[i][1], sizeof list);
-			for (char *w = strtok_r(list, " ", &save); w;
-			        w = strtok_r(NULL, " ", &save)) {
-				fetch_att(j, w);
-			}
-			return 0;
-		}
-	}
-	return fetch_att(j, att);
-}
-
-static void fetch_free(struct fetch *j)
-{
-	if (!j) {
-		return;
-	}
-	mm_reader_close(j->rd);
-	if (j->loaded) {
-		mime_free(&j->mm);
-	}
-	buf_free(&j->msg);
-	xfree(j->seqs);
-	free(j);
-}
-
-static void put_date(struct buf *o, int64_t t)
-{
-	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-	int off = os_timezone_offset(t);
-	struct tm tm;
-	os_gmtime(t + off * 60, &tm);
-	int a = off < 0 ? -off : off;
-	buf_printf(o, "\"%02d-%.3s-%04d %02d:%02d:%02d %c%02d%02d\"", tm.tm_mday,
-	        months + 3 * tm.tm_mon, tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	        off < 0 ? '-' : '+', a / 60, a % 60);
-}
-
-/* Header lines of hdr[0..n) whose names are (not) in the list "(A B)". */
-static void header_fields(struct buf *o, const char *hdr, size_t n, const char *list, int not )
-{
-	struct mime_headers it;
-	struct mime_header h;
-	mime_headers_init(&it, hdr, n);
-	while (mime_headers_next(&it, &h)) {
-		int in = 0;
-		for (const char *p = list; *p && !in;) {
-			while (*p == ' ' || *p == '(' || *p == '"') {
-				p++;
-			}
-			size_t w = strcspn(p, " )\"");
-			in = w == h.name_len && rl_strncasecmp(p, h.name, w) == 0;
-			p += w;
-			while (*p == ')' || *p == '"') {
-				p++;
-			}
-		}
-		if (in != not ) {
-			/* the whole field: from its name to the end of its last line */
-			const char *end = h.value + h.value_len;
-			while (end < hdr + n && *end != '\n') {
-				end++;
-			}
-			buf_append(o, h.name, (size_t)(end - h.name));
-			buf_puts(o, end < hdr + n ? "\n" : "\r\n");
-		}
-	}
-	buf_puts(o, "\r\n");
-}
-
-/* The bytes of BODY[sec] of the loaded message into o; 0, or -1 when
- * there is no such part (NIL). */
-static int section_bytes(struct fetch *j, const char *sec, struct buf *o)
-{
-	const char *rest;
-	const struct mime_part *p = mime_section(&j->mm, sec, &rest);
-	const char *b = j->msg.data ? j->msg.data : "";
-	if (!p) {
-		return -1;
-	}
-	int parts = rest != sec;
-	rest += *rest == '.';
-	if (!*rest) {
-		if (parts) {
-			buf_append(o, b + p->body_off, p->body_len);
-		} else {
-			buf_append(o, b, j->msg.len);
-		}
-		return 0;
-	}
-	if (rl_strcasecmp(rest, "MIME") == 0) {
-		buf_append(o, b + p->hdr_off, p->hdr_len);
-		return 0;
-	}
-	const struct mime_part *e = parts ? (p->flags & MIME_MESSAGE ? p->child : NULL) : p;
-	if (!e) {
-		return -1;
-	}
-	if (rl_strcasecmp(rest, "TEXT") == 0) {
-		buf_append(o, b + e->body_off, e->body_len);
-	} else if (rl_strcasecmp(rest, "HEADER") == 0) {
-		buf_append(o, b + e->hdr_off, e->hdr_len);
-	} else {
-		int not = rl_strncasecmp(rest, "HEADER.FIELDS.NOT", 17) == 0;
-		header_fields(o, b + e->hdr_off, e->hdr_len, strchr(rest, '('), not );
-	}
-	return 0;
-}
-
-static void put_literal(struct buf *o, const char *p, size_t n)
-{
-	buf_printf(o, "{%zu}\r\n", n);
-	buf_append(o, p, n);
-}
-
-static int fetch_load(struct imap *st, struct fetch *j, uint32_t k)
-{
-	if (j->loaded) {
-		return 0;
-	}
-	buf_reset(&j->msg);
-	if (mm_msg_read(st->f, k, &j->msg) != 0) {
-		return -1;
-	}
-	mime_parse(&j->mm, j->msg.data ? j->msg.data : "", j->msg.len);
-	j->loaded = 1;
-	return 0;
-}
-
-/* BODY[sec]<partial> from the loaded message. */
-static void put_section(struct session *s, struct fetch *j, const struct fitem *it)
-{
-	struct buf b;
-	buf_init(&b);
-	session_printf(s, "BODY[%s]", it->sec);
-	if (it->partial) {
-		session_printf(s, "<%u>", it->off);
-	}
-	session_write(s, " ", 1);
-	if (section_bytes(j, it->sec, &b) != 0) {
-		session_printf(s, "NIL");
-	} else if (it->partial) {
-		size_t off = it->off < b.len ? it->off : b.len;
-		size_t n = b.len - off < it->len ? b.len - off : it->len;
-		put_literal(&s->out, b.data ? b.data + off : "", n);
-	} else {
-		put_literal(&s->out, b.data ? b.data : "", b.len);
-	}
-	buf_free(&b);
-}
-
-/* One item of message k; -1 when the message cannot be read. */
-static int fetch_item(
-        struct session *s, struct imap *st, struct fetch *j, uint32_t k, const struct fitem *it)
-{
-	const struct mm_msg *m = mm_folder_msg(st->f, k);
-	uint32_t q = j->seqs[j->pos];
-	struct buf *o = &s->out;
-	if (j->cur > 0) {
-		session_write(s, " ", 1);
-	}
-	switch (it->type) {
-	case FI_UID:
-		buf_printf(o, "UID %u", m->uid);
-		return 0;
-	case FI_FLAGS:
-		buf_puts(o, "FLAGS ");
-		put_flags(o, st->f, m->flags, m->keywords);
-		st->v.fl[q] = m->flags;
-		st->v.kw[q] = m->keywords;
-		return 0;
-	case FI_INTERNALDATE:
-		buf_puts(o, "INTERNALDATE ");
-		put_date(o, m->date);
-		return 0;
-	case FI_SIZE:
-		buf_printf(o, "RFC822.SIZE %u", m->size);
-		return 0;
-	case FI_RFC822:
-		buf_printf(o, "RFC822 {%u}\r\n", m->size);
-		j->rd = mm_reader_open(st->f, k);
-		return j->rd ? 0 : -1;
-	}
-	if (it->type == FI_SECTION && !it->partial && !it->sec[0]) {
-		buf_printf(o, "BODY[] {%u}\r\n", m->size);
-		j->rd = mm_reader_open(st->f, k);
-		return j->rd ? 0 : -1;
-	}
-	if (fetch_load(st, j, k) != 0) {
-		return -1;
-	}
-	const struct mime_part *root = j->mm.root;
-	const char *b = j->msg.data ? j->msg.data : "";
-	switch (it->type) {
-	case FI_ENVELOPE:
-		buf_puts(o, "ENVELOPE ");
-		mime_envelope(&j->mm, root, o);
-		break;
-	case FI_BODY:
-		buf_puts(o, "BODY ");
-		mime_bodystructure(&j->mm, root, 0, o);
-		break;
-	case FI_BODYSTRUCTURE:
-		buf_puts(o, "BODYSTRUCTURE ");
-		mime_bodystructure(&j->mm, root, 1, o);
-		break;
-	case FI_RFC822_HEADER:
-		buf_puts(o, "RFC822.HEADER ");
-		put_literal(o, b + root->hdr_off, root->hdr_len);
-		break;
-	case FI_RFC822_TEXT:
-		buf_puts(o, "RFC822.TEXT ");
-		put_literal(o, b + root->body_off, root->body_len);
-		break;
-	case FI_SECTION:
-		put_section(s, j, it);
-		break;
-	}
-	return 0;
-}
-
-/* Starts message j->seqs[j->pos]: sets \Seen when asked; -1 to skip it. */
-static long fetch_begin(struct session *s, struct imap *st, struct fetch *j)
-{
-	uint32_t q = j->seqs[j->pos], uid = st->v.uid[q];
-	long k = mm_folder_find(st->f, uid);
-	if (k < 0) {
-		return -1; /* expunged by another session: nothing to send */
-	}
-	j->add_flags = 0;
-	if (j->seen && !st->readonly && !(mm_folder_msg(st->f, (uint32_t)k)->flags & MM_SEEN)) {
-		mm_folder_store(st->f, &uid, 1, MM_STORE_ADD, MM_SEEN, 0);
-		j->add_flags = 1;
-		for (int i = 0; i < j->nit; i++) {
-			j->add_flags &= j->it[i].type != FI_FLAGS;
-		}
-		k = mm_folder_find(st->f, uid); /* the store refreshed f */
-	}
-	if (k >= 0) {
-		session_printf(s, "* %u FETCH (", q + 1);
-	}
-	return k;
-}
-
-static void fetch_end_msg(struct session *s, struct imap *st, struct fetch *j)
-{
-	uint32_t q = j->seqs[j->pos];
-	long k = mm_folder_find(st->f, st->v.uid[q]);
-	if (j->add_flags && k >= 0) {
-		const struct mm_msg *m = mm_folder_msg(st->f, (uint32_t)k);
-		session_printf(s, " FLAGS ");
-		put_flags(&s->out, st->f, m->flags, m->keywords);
-		st->v.fl[q] = m->flags;
-		st->v.kw[q] = m->keywords;
-	}
-	session_printf(s, ")\r\n");
-	if (j->loaded) {
-		mime_free(&j->mm);
-		j->loaded = 0;
-	}
-	if (j->msg.cap > FILL_MAX) {
-		buf_free(&j->msg); /* keep no large message between messages */
-	}
-	j->pos++;
-	j->cur = -1;
-}
-
-/* Streams the literal being sent; 1 when it is all out. */
-static int fetch_stream(struct session *s, struct fetch *j)
-{
-	char chunk[FILL_CHUNK];
-	long n = mm_reader_read(j->rd, chunk, sizeof chunk);
-	if (n > 0) {
-		session_write(s, chunk, (size_t)n);
-		return 0;
-	}
-	mm_reader_close(j->rd);
-	j->rd = NULL;
-	if (n < 0) {
-		/* the literal's length is out already: only closing tells */
-		session_close(s, "message read error");
-		return -1;
-	}
-	return 1;
-}
+/* ---- FETCH (imap_fetch.c) ---- */
 
 /* Adds up to FILL_MAX bytes of the FETCH answer; 1 when it is done. */
 static int fetch_run(struct session *s, struct imap *st)
 {
-	struct fetch *j = st->job;
-	long k = -1;
-	while (s->out.len < FILL_MAX && !session_closing(s)) {
-		if (j->rd) {
-			if (fetch_stream(s, j) < 0) {
-				return 1;
-			}
-		} else if (j->pos >= j->n) {
-			if (view_sync(s, st, 0) == 0) {
-				ok(s, st, "%sFETCH completed", j->uid ? "UID " : "");
-			}
-			return 1;
-		} else if (j->cur < 0) {
-			if (fetch_begin(s, st, j) < 0) {
-				j->pos++;
-			} else {
-				j->cur = 0;
-			}
-		} else if (j->cur < j->nit) {
-			k = mm_folder_find(st->f, st->v.uid[j->seqs[j->pos]]);
-			if (k < 0 || fetch_item(s, st, j, (uint32_t)k, &j->it[j->cur]) != 0) {
-				j->cur = j->nit; /* gone meanwhile: what was sent stays */
-				j->add_flags = 0;
-			} else {
-				j->cur++;
-			}
+	size_t room = s->out.len < FILL_MAX ? FILL_MAX - s->out.len : 0;
+	int rc = imap_fetch_fill(st->job, &s->out, room);
+	if (rc < 0) {
+		/* a literal's length is out already: only closing tells */
+		session_close(s, "message read error");
+		return 1;
+	}
+	if (rc == 1 && view_sync(s, st, 0, 0) == 0) {
+		if (imap_fetch_unknown_cte(st->job)) {
+			no(s, st, "[UNKNOWN-CTE] A part's Content-Transfer-Encoding cannot be decoded");
 		} else {
-			fetch_end_msg(s, st, j);
+			ok(s, st, "%sFETCH completed", st->job_uid ? "UID " : "");
 		}
 	}
-	return session_closing(s);
+	return rc == 1 || session_closing(s);
 }
 
 /* ---- FETCH as a job across writable rounds (as pop3.c's RETR) ---- */
@@ -2048,8 +1570,9 @@ static void kick(struct session *s, struct imap *st)
 
 static void job_done(struct imap *st)
 {
-	fetch_free(st->job);
+	imap_fetch_free(st->job);
 	st->job = NULL;
+	xfree(st->job_seqs);
 }
 
 /* see struct proto: the output drained. */
@@ -2068,22 +1591,21 @@ static void imap_writable(struct session *s)
 
 static void cmd_fetch(struct session *s, struct imap *st, struct args *a)
 {
-	struct fetch *j = xcalloc(1, sizeof *j);
-	j->uid = a->uid;
-	j->cur = -1;
-	buf_init(&j->msg);
-	if (arg_set(s, st, a, &j->seqs, &j->n) != 0) {
-		fetch_free(j);
+	uint32_t *seqs, n;
+	struct imap_fetch *j;
+	if (arg_set(s, st, a, &seqs, &n) != 0) {
 		return;
 	}
-	if (fetch_items(a, j) != 0) {
+	if (imap_fetch_new(a->c, a->i, a->uid, &j) != 0) {
 		bad(s, st, "Invalid FETCH items");
-		fetch_free(j);
+		xfree(seqs);
 		return;
 	}
-	j->seen &= !st->readonly;
 	mm_folder_refresh(st->f);
+	imap_fetch_begin(j, st->f, st->v, seqs, n, st->readonly);
 	st->job = j;
+	st->job_seqs = seqs;
+	st->job_uid = a->uid;
 	if (fetch_run(s, st)) {
 		job_done(st);
 	} else {
@@ -2235,9 +1757,9 @@ static void execute(struct session *s, struct imap *st)
 static void cmd_done(struct imap *st)
 {
 	imap_cmd_reset(&st->cmd);
-	if (st->has_spool) {
-		spool_free(&st->sp);
-		st->has_spool = 0;
+	if (st->sp) {
+		spool_free(st->sp);
+		xfree(st->sp);
 	}
 }
 
@@ -2255,8 +1777,8 @@ static size_t literal_bytes(struct imap *st, const char *p, size_t n)
 {
 	size_t take = n < st->lit_left ? n : (size_t)st->lit_left;
 	imap_cmd_literal_data(&st->cmd, p, take);
-	if (st->has_spool && st->cmd.tok[st->cmd.ntok - 1].type == IMAP_SPOOL) {
-		spool_write(&st->sp, p, take);
+	if (st->sp && st->cmd.tok[st->cmd.ntok - 1].type == IMAP_SPOOL) {
+		spool_write(st->sp, p, take);
 	}
 	st->lit_left -= take;
 	if (st->lit_left == 0) {
@@ -2284,14 +1806,16 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 	int append = c->ntok >= 3 && rl_strcasecmp(imap_tok_str(c, 1), "APPEND") == 0 &&
 	             st->state != I_NOAUTH;
 	int setmeta = c->ntok >= 2 && rl_strcasecmp(imap_tok_str(c, 1), "SETMETADATA") == 0;
-	int spooled = append && n > IMAP_SPOOL_MIN && !st->has_spool;
+	int spooled = append && n > IMAP_SPOOL_MIN && !st->sp;
 	int rc = -1;
 	take_tag(st);
-	if (!valid_tag(c) || (st->state == I_NOAUTH && n > IMAP_PREAUTH_LITERAL)) {
-		rc = -1; /* before login, literals only for names and passwords */
+	if (!valid_tag(c) || (st->state == I_NOAUTH && n > IMAP_PREAUTH_LITERAL) ||
+	        (c->literal8 && !append)) {
+		rc = -1; /* before login, literals only for names and passwords; "~{n}" only
+		            for APPEND's message (RFC 3516) */
 	} else if (spooled && n <= conf.message_size_limit) {
-		spool_init(&st->sp, spool_dir(st));
-		st->has_spool = 1;
+		st->sp = xmalloc(sizeof *st->sp);
+		spool_init(st->sp, spool_dir(st));
 		rc = imap_cmd_literal_begin(c, n, 1);
 	} else if (!spooled) {
 		rc = imap_cmd_literal_begin(c, n, 0);
@@ -2302,6 +1826,8 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 			/* RFC 7888 4: the bytes are on their way; closing is what stops them */
 			session_printf(s, "* BYE [TOOBIG] Literal too large\r\n");
 			session_close(s, "literal too large");
+		} else if (c->literal8 && !append) {
+			bad(s, st, "A binary literal is only for APPEND's message");
 		} else if (append) {
 			no(s, st, "[TOOBIG] Message too large");
 		} else if (setmeta) {
@@ -2355,7 +1881,7 @@ static void imap_line(struct session *s, char *line, size_t len)
 	if (st->skip_line || !complete) {
 		if (!st->skip_line) {
 			cmd_done(st);
-			crypto_sasl_reset(&st->sasl);
+			sasl_end(st);
 			rl_strlcpy(st->tag, "*", sizeof st->tag);
 			bad(s, st, "Line too long");
 		}
@@ -2366,9 +1892,9 @@ static void imap_line(struct session *s, char *line, size_t len)
 	if (len && line[len - 1] == '\r') {
 		line[--len] = '\0';
 	}
-	if (st->sasl.step != SASL_IDLE) {
+	if (st->sasl && st->sasl->step != SASL_IDLE) {
 		const char *challenge = ""; /* never logged: it holds the password */
-		enum sasl_result r = crypto_sasl_step(&st->sasl, line, &challenge);
+		enum sasl_result r = crypto_sasl_step(st->sasl, line, &challenge);
 		auth_result(s, st, r, challenge);
 	} else if (st->idling) {
 		idle_done(s, st, line);
@@ -2422,7 +1948,7 @@ static void imap_close(struct session *s)
 		rl_mail_user(s, st->login, 0);
 	}
 	rl_hook(s, "close", NULL, NULL);
-	crypto_sasl_reset(&st->sasl); /* no password left in freed memory */
+	sasl_end(st); /* no password left in freed memory */
 	job_done(st);
 	close_box(st);
 	cmd_done(st);

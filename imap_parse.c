@@ -155,8 +155,9 @@ int imap_cmd_line(struct imap_cmd *c, const char *line, size_t n, uint64_t *lite
 			}
 		} else if (*p == '"') {
 			used = quoted(c, p, left);
-		} else if (*p == '{') {
-			if (!literal_at_end(p, left, literal, nonsync)) {
+		} else if (*p == '{' || (*p == '~' && left > 1 && p[1] == '{')) {
+			c->literal8 = *p == '~'; /* RFC 3516's binary literal, "~{n}" */
+			if (!literal_at_end(p + c->literal8, left - (size_t)c->literal8, literal, nonsync)) {
 				return IMAP_PARSE_ERROR;
 			}
 			return IMAP_PARSE_LITERAL;
@@ -590,112 +591,16 @@ int imap_search_parse(const struct imap_cmd *c, uint32_t *pos,
 	return *out ? 0 : -1;
 }
 
-/* Case-insensitive (ASCII) substring search; "" is found everywhere. */
-static int ci_find(const char *h, size_t hn, const char *nd, size_t nn)
-{
-	for (size_t i = 0; i + nn <= hn; i++) {
-		if (rl_strncasecmp(h + i, nd, nn) == 0) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
-static int msg_parsed(struct imap_search_msg *m)
-{
-	if (!m->text && (!m->load || m->load(m->arg, &m->text, &m->len) != 0)) {
-		return 0;
-	}
-	if (!m->mime) {
-		m->mime = xcalloc(1, sizeof *m->mime);
-		mime_parse(m->mime, m->text, m->len);
-	}
-	return 1;
-}
-
-void imap_search_msg_done(struct imap_search_msg *m)
-{
-	if (m->mime) {
-		mime_free(m->mime);
-		xfree(m->mime);
-	}
-}
-
-/* A header of the message (name NULL = any) holding str, words decoded. */
-static int match_header(struct imap_search_msg *m, const char *name, const char *str)
-{
-	struct mime_headers it;
-	struct mime_header h;
-	struct buf v;
-	int found = 0;
-	if (!msg_parsed(m)) {
-		return 0;
-	}
-	buf_init(&v);
-	mime_headers_part(&it, m->mime, NULL);
-	while (!found && mime_headers_next(&it, &h)) {
-		if (name &&
-		        (h.name_len != strlen(name) || rl_strncasecmp(h.name, name, h.name_len))) {
-			continue;
-		}
-		buf_reset(&v);
-		mime_decode_words(h.value, h.value_len, &v);
-		found = ci_find(v.data ? v.data : "", v.len, str, strlen(str));
-	}
-	buf_free(&v);
-	return found;
-}
-
-/* The text of every leaf part, decoded, holding str. */
-static int match_body(struct imap_search_msg *m, const char *str)
-{
-	const struct mime_part *p;
-	struct buf v;
-	int found = 0;
-	if (!msg_parsed(m)) {
-		return 0;
-	}
-	buf_init(&v);
-	for (p = m->mime->root; p && !found;) {
-		if (!p->child) {
-			buf_reset(&v);
-			if (mime_part_is(p, "text", NULL)) {
-				mime_body_text(m->mime, p, &v);
-			} else {
-				buf_append(&v, m->text + p->body_off, p->body_len);
-			}
-			found = ci_find(v.data ? v.data : "", v.len, str, strlen(str));
-		}
-		/* depth first: child, else next, else the next of an ancestor */
-		if (p->child) {
-			p = p->child;
-		} else {
-			while (p && !p->next) {
-				p = p->parent;
-			}
-			p = p ? p->next : NULL;
-		}
-	}
-	buf_free(&v);
-	return found;
-}
-
 /* The day of the Date: header in its own zone, -1 when there is none. */
 static int64_t sent_day(struct imap_search_msg *m)
 {
-	struct buf v;
-	int64_t t, day = -1;
+	int64_t t;
 	int zone;
-	if (!msg_parsed(m)) {
+	const char *d = m->src ? imap_src_date(m->src) : NULL;
+	if (!d || mime_date_parse(d, strlen(d), &t, &zone) != 0) {
 		return -1;
 	}
-	buf_init(&v);
-	if (mime_header_get(m->mime, NULL, "Date", &v) && v.data &&
-	        mime_date_parse(v.data, v.len, &t, &zone) == 0) {
-		day = floor_div(t + zone * 60, 86400);
-	}
-	buf_free(&v);
-	return day;
+	return floor_div(t + zone * 60, 86400);
 }
 
 static int cmp_day(int op, int64_t day, int64_t want)
@@ -746,11 +651,12 @@ int imap_search_match(const struct imap_search *k, struct imap_search_msg *m)
 		return d >= 0 && cmp_day(k->op - K_SENTBEFORE, d, k->day);
 	}
 	case K_HEADER:
-		return match_header(m, k->hdr, k->str);
+		return m->src && imap_src_header_has(m->src, k->hdr, k->str);
 	case K_BODY:
-		return match_body(m, k->str);
+		return m->src && imap_src_body_has(m->src, k->str);
 	case K_TEXT:
-		return match_header(m, NULL, k->str) || match_body(m, k->str);
+		return m->src && (imap_src_header_has(m->src, NULL, k->str) ||
+		                         imap_src_body_has(m->src, k->str));
 	case K_UID:
 		return imap_set_has(&k->set, m->uid, m->max_uid);
 	case K_SEQ:

@@ -1,6 +1,7 @@
 /*
- * mailman.c - domains, accounts, name validation and address matching.
- * The mbox store is in mbox.c.
+ * mailman.c - domains, accounts, name validation and address matching;
+ * a user's folders (listing, creating, deleting, renaming) and IMAP
+ * subscriptions. The mbox store itself is in mbox.c and mbox_read.c.
  *
  * Files under the storage folder S:
  *   S/domains   "# rumble domains 1 next=N ..." then one line per domain:
@@ -1107,4 +1108,310 @@ int mm_account_list(const char *domain, int (*fn)(const struct mm_account *a, vo
 	}
 	xfree(v);
 	return r;
+}
+
+/* ---- folders: listing (the files are mbox.c's) ---- */
+
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The folder name of a file name made by mm__fs_name, or -1 when it is
+ * not one (any other file in the folder). */
+static int fs_unname(const char *in, size_t n, char *out, size_t outlen)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		int c = (unsigned char)in[i];
+		if (c == '%') {
+			int hi = i + 2 < n ? hex_digit(in[i + 1]) : -1;
+			int lo = i + 2 < n ? hex_digit(in[i + 2]) : -1;
+			if (hi < 0 || lo < 0) {
+				return -1;
+			}
+			c = hi * 16 + lo;
+			i += 2;
+		}
+		if (o + 1 >= outlen) {
+			return -1;
+		}
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	char again[256];
+	return mm_valid_folder(out) && mm__fs_name(out, again, sizeof again) == 0 &&
+	                       strlen(again) == n && memcmp(again, in, n) == 0
+	               ? 0
+	               : -1;
+}
+
+struct fnames {
+	char **v;
+	size_t n;
+};
+
+static int collect_folder(const char *name, int is_dir, void *arg)
+{
+	struct fnames *ns = arg;
+	size_t n = strlen(name);
+	char folder[MM_FOLDER_MAX + 1];
+	if (is_dir || n <= 5 || strcmp(name + n - 5, ".mbox") != 0 ||
+	        strcmp(name, "INBOX.mbox") == 0 ||
+	        fs_unname(name, n - 5, folder, sizeof folder) != 0) {
+		return 0;
+	}
+	ns->v = xrealloc(ns->v, (ns->n + 1) * sizeof *ns->v);
+	ns->v[ns->n++] = xstrdup(folder);
+	return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* see rumble.h; INBOX first (always), then the others sorted. */
+int mm_folder_list(
+        const char *domain, const char *user, int (*fn)(const char *name, void *arg), void *arg)
+{
+	char dir[1024], base[1400];
+	struct fnames ns = {NULL, 0};
+	if (mm__folder_base(domain, user, "INBOX", dir, sizeof dir, base, sizeof base) != 0) {
+		return -1;
+	}
+	os_dir_walk(dir, collect_folder, &ns); /* none yet: only INBOX */
+	if (ns.n > 1) {
+		qsort(ns.v, ns.n, sizeof *ns.v, cmp_names); /* ns.v is NULL when empty */
+	}
+	int r = fn("INBOX", arg);
+	for (size_t i = 0; i < ns.n; i++) {
+		if (r == 0) {
+			r = fn(ns.v[i], arg);
+		}
+		xfree(ns.v[i]);
+	}
+	xfree(ns.v);
+	return r;
+}
+
+/* ---- folders: creating, deleting and renaming ---- */
+
+/* A folder's directory and base name (dir/NAME, see mbox.c). */
+struct fpath {
+	char dir[1024], base[1400];
+};
+
+static int fpath_of(struct fpath *p, const char *domain, const char *user, const char *folder)
+{
+	return mm__folder_base(
+	        domain, user, folder, p->dir, sizeof p->dir, p->base, sizeof p->base);
+}
+
+/* base + ext */
+static const char *fpath_file(const struct fpath *p, const char *ext, char *out, size_t len)
+{
+	snprintf(out, len, "%s%s", p->base, ext);
+	return out;
+}
+
+static int folder_exists(const struct fpath *p)
+{
+	char path[1500];
+	struct os_stat st;
+	return os_stat(fpath_file(p, ".mbox", path, sizeof path), &st) == 0;
+}
+
+/* see rumble.h */
+int mm_folder_create(const char *domain, const char *user, const char *folder)
+{
+	struct fpath tmp;
+	struct mm_folder *f;
+	if (fpath_of(&tmp, domain, user, folder) != 0) {
+		return -1;
+	}
+	if (folder_exists(&tmp)) {
+		return 1;
+	}
+	if (mm_folder_open(domain, user, folder, 1, &f) != 0) {
+		return -1;
+	}
+	mm_folder_close(f);
+	return 0;
+}
+
+/* Takes the file lock of tmp's folder into *lk. */
+static int lock_paths(const struct fpath *tmp, FILE **lk)
+{
+	char path[1500];
+	*lk = os_fopen_rw(fpath_file(tmp, ".lock", path, sizeof path));
+	if (!*lk || os_lock(*lk) != 0) {
+		if (*lk) {
+			fclose(*lk);
+		}
+		return -1;
+	}
+	return 0;
+}
+
+static void unlock_paths(FILE *lk)
+{
+	os_unlock(lk);
+	fclose(lk);
+}
+
+/* see rumble.h. The lock file stays: it remembers the last UIDVALIDITY,
+ * so a folder made again under the name gets a greater one (RFC 3501
+ * 2.3.1.1). Sessions that still have it open fail their next refresh. */
+int mm_folder_delete(const char *domain, const char *user, const char *folder)
+{
+	struct fpath tmp;
+	char mpath[1500], ipath[1500];
+	FILE *lk;
+	if (!folder || rl_strcasecmp(folder, "INBOX") == 0 ||
+	        fpath_of(&tmp, domain, user, folder) != 0 || !folder_exists(&tmp) ||
+	        lock_paths(&tmp, &lk) != 0) {
+		return -1;
+	}
+	fpath_file(&tmp, ".mbox", mpath, sizeof mpath);
+	fpath_file(&tmp, ".idx", ipath, sizeof ipath);
+	mm__remember_uidvalidity(lk, ipath);
+	int rc = os_remove(mpath);
+	os_remove(ipath);
+	os_fsync_dir(tmp.dir);
+	mm__forget(tmp.base); /* the next open makes a new box; holders find it gone */
+	unlock_paths(lk);
+	return rc == 0 ? 0 : -1;
+}
+
+/* see rumble.h */
+int mm_folder_rename(const char *domain, const char *user, const char *from, const char *to)
+{
+	struct fpath a, b;
+	char pa[1500], pb[1500];
+	FILE *lk;
+	if (!from || !to || rl_strcasecmp(from, "INBOX") == 0 || rl_strcasecmp(to, "INBOX") == 0 ||
+	        fpath_of(&a, domain, user, from) != 0 || fpath_of(&b, domain, user, to) != 0 ||
+	        !folder_exists(&a)) {
+		return -1;
+	}
+	if (folder_exists(&b)) {
+		return 1;
+	}
+	if (lock_paths(&a, &lk) != 0) {
+		return -1;
+	}
+	/* for a folder made again under the old name */
+	mm__remember_uidvalidity(lk, fpath_file(&a, ".idx", pa, sizeof pa));
+	int rc = os_rename_atomic(
+	        fpath_file(&a, ".mbox", pa, sizeof pa), fpath_file(&b, ".mbox", pb, sizeof pb));
+	if (rc == 0) {
+		/* if this one fails, the index is rebuilt */
+		os_rename_atomic(fpath_file(&a, ".idx", pa, sizeof pa),
+		        fpath_file(&b, ".idx", pb, sizeof pb));
+		os_fsync_dir(a.dir);
+		mm__forget(a.base);
+	}
+	unlock_paths(lk);
+	return rc == 0 ? 0 : -1;
+}
+
+/* ---- IMAP subscriptions, one name a line in <user dir>/subscriptions ---- */
+
+static os_mutex *subs_mu; /* one writer at a time in this process */
+
+static os_mutex *subs_mutex(void)
+{
+	return rl_mutex_once(&subs_mu);
+}
+
+/* see rumble.h */
+int mm_user_file(const char *domain, const char *user, const char *name, char *out, size_t len)
+{
+	struct fpath tmp;
+	if (fpath_of(&tmp, domain, user, "INBOX") != 0) {
+		return -1;
+	}
+	return (size_t)snprintf(out, len, "%s/%s", tmp.dir, name) < len && os_mkdir_p(tmp.dir) == 0
+	               ? 0
+	               : -1;
+}
+
+static int subs_path(const char *domain, const char *user, char *out, size_t len)
+{
+	return mm_user_file(domain, user, "subscriptions", out, len);
+}
+
+/* Reads the file into b (empty when there is none). */
+static void subs_read(const char *path, struct buf *b)
+{
+	FILE *fp = os_fopen(path, "rb");
+	char chunk[4096];
+	size_t n;
+	while (fp && (n = fread(chunk, 1, sizeof chunk, fp)) > 0 && b->len < 1024 * 1024) {
+		buf_append(b, chunk, n);
+	}
+	if (fp) {
+		fclose(fp);
+	}
+}
+
+/* see rumble.h */
+int mm_subscription_list(
+        const char *domain, const char *user, int (*fn)(const char *name, void *arg), void *arg)
+{
+	char path[1500];
+	struct buf b;
+	if (subs_path(domain, user, path, sizeof path) != 0) {
+		return -1;
+	}
+	buf_init(&b);
+	os_mutex_lock(subs_mutex());
+	subs_read(path, &b);
+	os_mutex_unlock(subs_mutex());
+	int r = 0;
+	for (char *p = b.data, *nl; r == 0 && p && *p; p = nl + 1) {
+		nl = strchr(p, '\n');
+		if (!nl) {
+			break;
+		}
+		*nl = '\0';
+		if (*p) {
+			r = fn(p, arg);
+		}
+	}
+	buf_free(&b);
+	return r;
+}
+
+/* see rumble.h */
+int mm_subscription_set(const char *domain, const char *user, const char *name, int on)
+{
+	char path[1500];
+	struct buf b, out;
+	if (!name || (!mm_valid_folder(name) && rl_strcasecmp(name, "INBOX") != 0) ||
+	        subs_path(domain, user, path, sizeof path) != 0) {
+		return -1;
+	}
+	buf_init(&b);
+	buf_init(&out);
+	os_mutex_lock(subs_mutex());
+	subs_read(path, &b);
+	int found = 0;
+	for (char *p = b.data, *nl; p && *p && (nl = strchr(p, '\n')); p = nl + 1) {
+		*nl = '\0';
+		if (strcmp(p, name) == 0) {
+			found = 1;
+		} else if (*p) {
+			buf_printf(&out, "%s\n", p);
+		}
+	}
+	if (on) {
+		buf_printf(&out, "%s\n", name);
+	}
+	int rc = found == on ? 0 : os_write_file_atomic(path, out.data ? out.data : "", out.len);
+	os_mutex_unlock(subs_mutex());
+	buf_free(&b);
+	buf_free(&out);
+	return rc;
 }

@@ -52,7 +52,7 @@
 
 #include "rumble.h"
 
-#define IDX_LINE 128
+#define IDX_LINE MM__IDX_LINE
 #define IDX_KW_SLOTS 32
 #define IDX_HDR (IDX_LINE * (1 + IDX_KW_SLOTS))
 #define IDX_PREFIX "RUMBLE-INDEX 1 "
@@ -66,44 +66,9 @@
  * 255-byte file name limit. */
 #define FOLDER_FS_MAX 230
 
-struct rec {
-	struct mm_msg m;
-	uint32_t fromlen; /* bytes of the From_ line before m.offset, LF included */
-};
-
-struct hdr {
-	uint32_t uidvalidity, uidnext, gen;
-	uint64_t modseq;
-	int stale;
-};
-
-/* An index as loaded: header values (uidnext and modseq raised to what the
- * lines say) and every line, expunged ones included. */
-struct index {
-	struct hdr h;
-	uint64_t hdr_modseq; /* modseq as the header line says it */
-	char (*kw)[IDX_LINE]; /* keyword names, NUL-terminated; NULL when none */
-	struct rec *rec;
-	uint32_t nrec, cap;
-};
-
-struct mm_folder {
-	os_mutex *mu; /* everything below; taken before the file lock */
-	char label[MM_USER_MAX + MM_DOMAIN_MAX + MM_FOLDER_MAX + 4]; /* for logs */
-	char dir[1024];
-	char base[1400]; /* dir/NAME */
-	FILE *mbox, *idx;
-	FILE *lk; /* the lock file, open while an operation holds it */
-	struct index x;
-	uint64_t end;   /* end of the last indexed message, its blank line included */
-	uint32_t *live; /* indexes into x.rec of messages not expunged */
-	uint32_t nlive;
-	uint32_t loads; /* bumped whenever offsets may change (reload, compaction) */
-};
-
 /* ---- small helpers ---- */
 
-static void path_of(const struct mm_folder *f, const char *ext, char *out, size_t len)
+static void path_of(const struct mm__box *f, const char *ext, char *out, size_t len)
 {
 	snprintf(out, len, "%s%s", f->base, ext);
 }
@@ -127,7 +92,8 @@ static int seek_to(FILE *fp, uint64_t off)
 	return 0;
 }
 
-static int read_at(FILE *fp, uint64_t off, void *p, size_t n)
+/* see rumble.h */
+int mm__read_at(FILE *fp, uint64_t off, void *p, size_t n)
 {
 	return seek_to(fp, off) == 0 && fread(p, 1, n, fp) == n ? 0 : -1;
 }
@@ -226,13 +192,13 @@ static int line_parse(
 	return 0;
 }
 
-static void hdr_render(const struct hdr *h, uint64_t modseq, char *out)
+static void hdr_render(const struct mm__hdr *h, uint64_t modseq, char *out)
 {
 	uint64_t v[NHDR] = {h->uidvalidity, h->uidnext, modseq, h->gen, h->stale ? 1 : 0};
 	line_render(out, IDX_PREFIX, hdr_fields, NHDR, v);
 }
 
-static int hdr_parse(const char *in, struct hdr *h)
+static int hdr_parse(const char *in, struct mm__hdr *h)
 {
 	uint64_t v[NHDR];
 	if (line_parse(in, IDX_PREFIX, hdr_fields, NHDR, v) != 0 || v[0] == 0 ||
@@ -247,7 +213,7 @@ static int hdr_parse(const char *in, struct hdr *h)
 	return 0;
 }
 
-static void rec_render(const struct rec *r, char *out)
+static void rec_render(const struct mm__rec *r, char *out)
 {
 	const struct mm_msg *m = &r->m;
 	uint64_t date = m->date < 0                ? 0
@@ -258,7 +224,7 @@ static void rec_render(const struct rec *r, char *out)
 	line_render(out, "", rec_fields, NREC, v);
 }
 
-static int rec_parse(const char *in, struct rec *r)
+static int rec_parse(const char *in, struct mm__rec *r)
 {
 	uint64_t v[NREC];
 	if (line_parse(in, "", rec_fields, NREC, v) != 0 || v[0] == 0 || v[0] > 0xffffffffu ||
@@ -280,7 +246,7 @@ static int rec_parse(const char *in, struct rec *r)
 }
 
 /* Keyword slot i as an index line: the name, then spaces. */
-static void kw_render(const struct index *x, int i, char *line)
+static void kw_render(const struct mm__index *x, int i, char *line)
 {
 	memset(line, ' ', IDX_LINE - 1);
 	line[IDX_LINE - 1] = '\n';
@@ -290,11 +256,11 @@ static void kw_render(const struct index *x, int i, char *line)
 }
 
 /* Reads the keyword lines; a slot that is not one printable word is free. */
-static void kw_read(FILE *fp, struct index *x)
+static void kw_read(FILE *fp, struct mm__index *x)
 {
 	char lines[IDX_LINE * IDX_KW_SLOTS];
 	xfree(x->kw);
-	if (read_at(fp, IDX_LINE, lines, sizeof lines) != 0) {
+	if (mm__read_at(fp, IDX_LINE, lines, sizeof lines) != 0) {
 		return;
 	}
 	for (int i = 0; i < IDX_KW_SLOTS; i++) {
@@ -315,7 +281,7 @@ static void kw_read(FILE *fp, struct index *x)
 }
 
 /* The whole index file: header, keyword slots, every line. */
-static void index_render(const struct index *x, struct buf *out)
+static void index_render(const struct mm__index *x, struct buf *out)
 {
 	char line[IDX_LINE];
 	buf_reserve(out, IDX_HDR + (size_t)x->nrec * IDX_LINE);
@@ -331,7 +297,7 @@ static void index_render(const struct index *x, struct buf *out)
 	}
 }
 
-static void index_push(struct index *x, const struct rec *r)
+static void index_push(struct mm__index *x, const struct mm__rec *r)
 {
 	if (x->nrec == x->cap) {
 		x->cap = x->cap ? x->cap * 2 : 64;
@@ -346,14 +312,14 @@ static void index_push(struct index *x, const struct rec *r)
 	}
 }
 
-static void index_free(struct index *x)
+static void index_free(struct mm__index *x)
 {
 	xfree(x->rec);
 	xfree(x->kw);
 	memset(x, 0, sizeof *x);
 }
 
-static uint64_t rec_end(const struct rec *r)
+static uint64_t rec_end(const struct mm__rec *r)
 {
 	return r->m.offset + r->m.length + 1; /* + the blank line */
 }
@@ -361,11 +327,11 @@ static uint64_t rec_end(const struct rec *r)
 /* Reads lines from line number 'from' on (keeping x->rec[0..from)). A torn
  * or invalid line ends the index there: *bad is set and the caller cuts
  * the file. -1 when the header is unreadable. */
-static int index_read(FILE *fp, struct index *x, uint32_t from, int *bad)
+static int index_read(FILE *fp, struct mm__index *x, uint32_t from, int *bad)
 {
 	char line[IDX_LINE];
 	*bad = 0;
-	if (read_at(fp, 0, line, IDX_LINE) != 0 || hdr_parse(line, &x->h) != 0) {
+	if (mm__read_at(fp, 0, line, IDX_LINE) != 0 || hdr_parse(line, &x->h) != 0) {
 		return -1;
 	}
 	x->hdr_modseq = x->h.modseq;
@@ -387,7 +353,7 @@ static int index_read(FILE *fp, struct index *x, uint32_t from, int *bad)
 		return -1;
 	}
 	for (uint64_t i = x->nrec; i < n; i++) {
-		struct rec r;
+		struct mm__rec r;
 		if (fread(line, 1, IDX_LINE, fp) != IDX_LINE || rec_parse(line, &r) != 0 ||
 		        (x->nrec && (r.m.uid <= x->rec[x->nrec - 1].m.uid ||
 		                            r.m.offset < rec_end(&x->rec[x->nrec - 1])))) {
@@ -581,7 +547,7 @@ static uint64_t scan_mbox(FILE *fp, uint64_t start, uint64_t stop,
 	uint64_t pos = start;
 	while (pos < stop && !s.too_long) {
 		size_t want = stop - pos < CHUNK ? (size_t)(stop - pos) : CHUNK;
-		if (read_at(fp, pos, chunk, want) != 0) {
+		if (mm__read_at(fp, pos, chunk, want) != 0) {
 			xfree(chunk);
 			return (uint64_t)-1;
 		}
@@ -602,7 +568,7 @@ static uint64_t scan_mbox(FILE *fp, uint64_t start, uint64_t stop,
  * last one handed out, which the lock file remembers ("uidvalidity N"):
  * RFC 3501 wants it greater than any before, even when the index that
  * held the old one is gone. */
-static uint32_t new_uidvalidity(struct mm_folder *f, uint32_t old)
+static uint32_t new_uidvalidity(struct mm__box *f, uint32_t old)
 {
 	char text[32] = "";
 	unsigned last = 0;
@@ -623,19 +589,23 @@ static uint32_t new_uidvalidity(struct mm_folder *f, uint32_t old)
 	return v;
 }
 
-static void live_rebuild(struct mm_folder *f)
+static void live_rebuild(struct mm__box *f)
 {
 	f->live = xrealloc(f->live, (f->x.nrec ? f->x.nrec : 1) * sizeof *f->live);
 	f->nlive = 0;
+	f->last_expunge = 0;
 	for (uint32_t i = 0; i < f->x.nrec; i++) {
-		if (!(f->x.rec[i].m.flags & MM_EXPUNGED)) {
+		const struct mm_msg *m = &f->x.rec[i].m;
+		if (!(m->flags & MM_EXPUNGED)) {
 			f->live[f->nlive++] = i;
+		} else if (m->modseq > f->last_expunge) {
+			f->last_expunge = m->modseq;
 		}
 	}
 	f->end = f->x.nrec ? rec_end(&f->x.rec[f->x.nrec - 1]) : 0;
 }
 
-static int write_header(struct mm_folder *f)
+static int write_header(struct mm__box *f)
 {
 	char line[IDX_LINE];
 	hdr_render(&f->x.h, f->x.h.modseq, line);
@@ -647,7 +617,7 @@ static int write_header(struct mm_folder *f)
 	return 0;
 }
 
-static int write_rec(struct mm_folder *f, uint32_t i)
+static int write_rec(struct mm__box *f, uint32_t i)
 {
 	char line[IDX_LINE];
 	rec_render(&f->x.rec[i], line);
@@ -659,7 +629,7 @@ static int write_rec(struct mm_folder *f, uint32_t i)
 }
 
 /* Replaces the index file with x (temp file + rename) and reopens it. */
-static int install_index(struct mm_folder *f)
+static int install_index(struct mm__box *f)
 {
 	char path[1500];
 	struct buf b;
@@ -686,10 +656,10 @@ static int install_index(struct mm_folder *f)
 }
 
 /* Tells openers still holding the old index file to reopen. */
-static void mark_stale(struct mm_folder *f)
+static void mark_stale(struct mm__box *f)
 {
 	if (f->idx) {
-		struct hdr h = f->x.h;
+		struct mm__hdr h = f->x.h;
 		char line[IDX_LINE];
 		h.stale = 1;
 		hdr_render(&h, f->x.h.modseq, line);
@@ -699,8 +669,8 @@ static void mark_stale(struct mm_folder *f)
 
 static void add_found(const struct found *m, void *arg)
 {
-	struct index *x = arg;
-	struct rec r;
+	struct mm__index *x = arg;
+	struct mm__rec r;
 	memset(&r, 0, sizeof r);
 	r.m.uid = x->h.uidnext;
 	r.m.offset = m->offset;
@@ -713,7 +683,7 @@ static void add_found(const struct found *m, void *arg)
 }
 
 /* Cuts the mbox back to good_end: what follows is a torn write. */
-static int cut_tail(struct mm_folder *f, uint64_t good_end, uint64_t size)
+static int cut_tail(struct mm__box *f, uint64_t good_end, uint64_t size)
 {
 	log_warnx("mbox %s: %llu bytes at the end of the mbox are not a complete message "
 	          "(an interrupted write); removed",
@@ -726,7 +696,7 @@ static int cut_tail(struct mm_folder *f, uint64_t good_end, uint64_t size)
 }
 
 /* Moves an mbox that holds no message at all aside, keeping its bytes. */
-static int move_aside(struct mm_folder *f)
+static int move_aside(struct mm__box *f)
 {
 	char from[1500], to[1600];
 	path_of(f, ".mbox", from, sizeof from);
@@ -742,7 +712,7 @@ static int move_aside(struct mm_folder *f)
 }
 
 /* Indexes the mbox from scratch: new UIDVALIDITY, UIDs from 1. */
-static int rebuild(struct mm_folder *f)
+static int rebuild(struct mm__box *f)
 {
 	uint32_t old = f->x.h.uidvalidity;
 	uint32_t gen = f->x.h.gen;
@@ -770,24 +740,25 @@ static int rebuild(struct mm_folder *f)
 }
 
 /* The bytes around message r look like what the index says. */
-static int spot_ok(struct mm_folder *f, const struct rec *r)
+static int spot_ok(struct mm__box *f, const struct mm__rec *r)
 {
 	char head[5], c1, c2;
-	return read_at(f->mbox, r->m.offset - r->fromlen, head, 5) == 0 &&
-	       memcmp(head, "From ", 5) == 0 && read_at(f->mbox, r->m.offset - 1, &c1, 1) == 0 &&
-	       c1 == '\n' && read_at(f->mbox, r->m.offset + r->m.length, &c2, 1) == 0 && c2 == '\n';
+	return mm__read_at(f->mbox, r->m.offset - r->fromlen, head, 5) == 0 &&
+	       memcmp(head, "From ", 5) == 0 &&
+	       mm__read_at(f->mbox, r->m.offset - 1, &c1, 1) == 0 && c1 == '\n' &&
+	       mm__read_at(f->mbox, r->m.offset + r->m.length, &c2, 1) == 0 && c2 == '\n';
 }
 
 /* Checks a few messages against the mbox (first, last, some between);
  * the ones past the end are left to drop_past_end. */
-static int spot_check(struct mm_folder *f, const struct index *x, uint64_t size)
+static int spot_check(struct mm__box *f, const struct mm__index *x, uint64_t size)
 {
 	uint32_t n = x->nrec;
 	for (uint32_t k = 0; k < SPOT_CHECKS && n; k++) {
 		uint32_t i = k == 0   ? 0
 		             : k == 1 ? n - 1
 		                      : (uint32_t)((uint64_t)n * k / SPOT_CHECKS);
-		const struct rec *r = &x->rec[i];
+		const struct mm__rec *r = &x->rec[i];
 		if (rec_end(r) <= size && !spot_ok(f, r)) {
 			return 0;
 		}
@@ -797,7 +768,7 @@ static int spot_check(struct mm_folder *f, const struct index *x, uint64_t size)
 
 /* Drops index lines whose message is not (all) in the mbox: written
  * before the mbox data reached the disk. Also cuts a torn index line. */
-static int drop_past_end(struct mm_folder *f, int bad)
+static int drop_past_end(struct mm__box *f, int bad)
 {
 	uint64_t size = file_size(f->mbox);
 	uint32_t n = f->x.nrec;
@@ -821,12 +792,12 @@ static int drop_past_end(struct mm_folder *f, int bad)
 
 static void write_found(const struct found *m, void *arg)
 {
-	add_found(m, &((struct mm_folder *)arg)->x);
+	add_found(m, &((struct mm__box *)arg)->x);
 }
 
 /* Indexes complete messages after the last indexed one, cuts a torn
  * tail. */
-static int check_tail(struct mm_folder *f)
+static int check_tail(struct mm__box *f)
 {
 	uint64_t size = file_size(f->mbox);
 	uint64_t end = f->x.nrec ? rec_end(&f->x.rec[f->x.nrec - 1]) : 0;
@@ -856,7 +827,7 @@ static int check_tail(struct mm_folder *f)
 }
 
 /* Finishes or undoes a compaction that a crash interrupted. */
-static void recover_compaction(struct mm_folder *f)
+static void recover_compaction(struct mm__box *f)
 {
 	char inew[1500], mnew[1500], idx[1500];
 	struct os_stat st;
@@ -865,7 +836,7 @@ static void recover_compaction(struct mm_folder *f)
 	path_of(f, ".idx", idx, sizeof idx);
 	if (os_stat(inew, &st) == 0) {
 		FILE *fp = os_fopen(inew, "rb");
-		struct index x;
+		struct mm__index x;
 		int bad = 0, ok = 0;
 		memset(&x, 0, sizeof x);
 		if (fp && index_read(fp, &x, 0, &bad) == 0 && !bad) {
@@ -888,7 +859,7 @@ static void recover_compaction(struct mm_folder *f)
 	}
 }
 
-static void close_files(struct mm_folder *f)
+static void close_files(struct mm__box *f)
 {
 	if (f->mbox) {
 		fclose(f->mbox);
@@ -902,42 +873,44 @@ static void close_files(struct mm_folder *f)
 
 /* (Re)opens both files and loads the index from scratch, recovering
  * whatever a crash or another program left. */
-static int load_all(struct mm_folder *f)
+static int load_all(struct mm__box *f)
 {
 	char mpath[1500], ipath[1500];
 	path_of(f, ".mbox", mpath, sizeof mpath);
 	path_of(f, ".idx", ipath, sizeof ipath);
+	mm__views_keep(f);
 	close_files(f);
 	f->loads++; /* open readers find their message again */
-	struct hdr old = f->x.h;
-	index_free(&f->x);
-	f->x.h.uidvalidity = old.uidvalidity;
-	f->x.h.gen = old.gen;
+	f->loaded = 0;
+	struct mm__index old = f->x;
+	memset(&f->x, 0, sizeof f->x);
+	f->x.h.uidvalidity = old.h.uidvalidity;
+	f->x.h.gen = old.h.gen;
+	int rc = MM_UNAVAILABLE;
 	f->mbox = os_fopen_rw(mpath);
 	if (!f->mbox) {
 		log_warn("mbox %s: cannot open %s", f->label, mpath);
-		return -1;
+		goto out;
 	}
 	recover_compaction(f);
 	f->idx = os_fopen_rw(ipath);
 	if (!f->idx) {
 		log_warn("mbox %s: cannot open %s", f->label, ipath);
-		return -1;
+		goto out;
 	}
 	uint64_t msize = file_size(f->mbox), isize = file_size(f->idx);
 	int bad = 0;
-	int rc;
 	if (isize == 0 && msize == 0) {
-		f->x.h.uidvalidity = new_uidvalidity(f, old.uidvalidity);
+		f->x.h.uidvalidity = new_uidvalidity(f, old.h.uidvalidity);
 		f->x.h.uidnext = 1;
-		f->x.h.gen = old.gen + 1;
+		f->x.h.gen = old.h.gen + 1;
 		rc = install_index(f); /* a new folder */
 	} else if (index_read(f->idx, &f->x, 0, &bad) != 0 || !spot_check(f, &f->x, msize)) {
 		if (isize > 0) {
 			log_warnx("mbox %s: the index does not match the mbox", f->label);
 		}
-		f->x.h.uidvalidity =
-		        f->x.h.uidvalidity > old.uidvalidity ? f->x.h.uidvalidity : old.uidvalidity;
+		f->x.h.uidvalidity = f->x.h.uidvalidity > old.h.uidvalidity ? f->x.h.uidvalidity
+		                                                            : old.h.uidvalidity;
 		rc = rebuild(f);
 	} else {
 		rc = drop_past_end(f, bad);
@@ -949,23 +922,39 @@ static int load_all(struct mm_folder *f)
 	if (rc == 0) {
 		rc = check_tail(f);
 	}
+	rc = rc == 0 ? 0 : MM_UNAVAILABLE;
+out:
 	live_rebuild(f);
+	mm__views_lost(f, old.rec, old.nrec);
+	index_free(&old);
+	f->loaded = rc == 0;
+	f->refreshed = os_now_ms();
 	return rc;
 }
 
 /* Brings f up to date with the files; the file lock is held. */
-static int refresh_locked(struct mm_folder *f)
+static int refresh_locked(struct mm__box *f)
 {
-	char line[IDX_LINE], mpath[1500];
-	struct hdr h;
+	char line[IDX_LINE], mpath[1500], ipath[1500];
+	struct mm__hdr h;
 	struct os_stat st;
 	path_of(f, ".mbox", mpath, sizeof mpath);
-	if (f->mbox && os_stat(mpath, &st) != 0) {
-		return -1; /* deleted or renamed (IMAP): not made again here */
+	path_of(f, ".idx", ipath, sizeof ipath);
+	if (f->loaded && os_stat(mpath, &st) != 0) {
+		/* deleted or renamed (IMAP): not made again here */
+		return os_errno_is_noent() ? MM_NOFOLDER : MM_UNAVAILABLE;
 	}
-	if (!f->idx || !f->mbox || read_at(f->idx, 0, line, IDX_LINE) != 0 ||
-	        hdr_parse(line, &h) != 0 || h.stale || h.uidvalidity != f->x.h.uidvalidity ||
-	        h.gen != f->x.h.gen || os_stat(mpath, &st) != 0 || st.size != file_size(f->mbox)) {
+	if (!f->loaded || !f->mbox) {
+		return load_all(f);
+	}
+	if (!f->idx && !(f->idx = os_fopen_rw(ipath))) {
+		log_warn("mbox %s: cannot open %s", f->label, ipath);
+		return MM_UNAVAILABLE;
+	}
+	f->refreshed = os_now_ms();
+	if (mm__read_at(f->idx, 0, line, IDX_LINE) != 0 || hdr_parse(line, &h) != 0 || h.stale ||
+	        h.uidvalidity != f->x.h.uidvalidity || h.gen != f->x.h.gen ||
+	        st.size != file_size(f->mbox)) {
 		return load_all(f); /* compacted, rebuilt or replaced behind our back */
 	}
 	uint64_t isize = file_size(f->idx);
@@ -984,13 +973,14 @@ static int refresh_locked(struct mm_folder *f)
 		rc = check_tail(f);
 	}
 	live_rebuild(f);
-	return rc;
+	return rc == 0 ? 0 : MM_UNAVAILABLE;
 }
 
-/* Takes f->mu and the folder's file lock and refreshes. *lk is the open
- * lock file: one per operation, so that an idle folder costs no third
- * descriptor. */
-static int folder_begin(struct mm_folder *f, FILE **lk)
+/* Takes f->mu and the folder's file lock and refreshes; the index file
+ * is open until folder_end. *lk is the open lock file: one per operation,
+ * so that an idle folder costs one descriptor (its mbox). 0, or
+ * MM_NOFOLDER / MM_UNAVAILABLE with nothing held. */
+int mm__begin(struct mm__box *f, FILE **lk)
 {
 	char path[1500];
 	os_mutex_lock(f->mu);
@@ -1002,26 +992,31 @@ static int folder_begin(struct mm_folder *f, FILE **lk)
 			fclose(*lk);
 		}
 		os_mutex_unlock(f->mu);
-		return -1;
+		return MM_UNAVAILABLE;
 	}
 	f->lk = *lk;
-	if (refresh_locked(f) != 0) {
+	int rc = refresh_locked(f);
+	if (rc != 0) {
+		if (f->idx) {
+			fclose(f->idx);
+			f->idx = NULL;
+		}
 		f->lk = NULL;
 		os_unlock(*lk);
 		fclose(*lk);
 		os_mutex_unlock(f->mu);
-		return -1;
 	}
-	return 0;
+	return rc;
 }
 
-static void folder_end(struct mm_folder *f, FILE *lk)
+void mm__end(struct mm__box *f, FILE *lk)
 {
 	if (f->mbox) {
 		fflush(f->mbox);
 	}
 	if (f->idx) {
-		fflush(f->idx);
+		fclose(f->idx);
+		f->idx = NULL;
 	}
 	f->lk = NULL;
 	os_unlock(lk);
@@ -1029,12 +1024,19 @@ static void folder_end(struct mm_folder *f, FILE *lk)
 	os_mutex_unlock(f->mu);
 }
 
-/* ---- open / close ---- */
+/* ---- open / close: the table of boxes ---- */
+
+static os_mutex *boxes_mu; /* the table; taken before any box's mutex */
+static struct mm__box *boxes;
+
+static os_mutex *boxes_mutex(void)
+{
+	return rl_mutex_once(&boxes_mu);
+}
 
 /* dir/NAME for a folder: INBOX (any case) is "INBOX", which no escaped
  * name can be (upper case is always escaped). */
-static int folder_paths(
-        struct mm_folder *f, const char *domain, const char *user, const char *folder)
+static int folder_paths(struct mm__box *f, const char *domain, const char *user, const char *folder)
 {
 	char u[MM_USER_MAX + 1], eu[3 * MM_USER_MAX + 1], ef[FOLDER_FS_MAX + 1];
 	int inbox = rl_strcasecmp(folder, "INBOX") == 0;
@@ -1061,51 +1063,39 @@ static int folder_paths(
 		return -1;
 	}
 	snprintf(f->label, sizeof f->label, "%s@%s/%s", u, domain, folder);
+	uint64_t k = 14695981039346656037ULL; /* FNV-1a */
+	for (const char *p = f->base; *p; p++) {
+		k = (k ^ (unsigned char)*p) * 1099511628211ULL;
+	}
+	f->key = k;
 	return 0;
 }
 
-/* see rumble.h */
-int mm_folder_open(const char *domain, const char *user, const char *folder, int create,
-        struct mm_folder **out)
+/* The listed box of base, NULL if none; the table lock is held. */
+static struct mm__box *box_find(const char *base)
 {
-	*out = NULL;
-	if (!domain || !user || !folder) {
-		return -1;
+	struct mm__box *f = boxes;
+	while (f && strcmp(f->base, base) != 0) {
+		f = f->next;
 	}
-	struct mm_folder *f = xcalloc(1, sizeof *f);
-	if (folder_paths(f, domain, user, folder) != 0) {
-		xfree(f);
-		return -1;
-	}
-	char mpath[1500];
-	struct os_stat st;
-	path_of(f, ".mbox", mpath, sizeof mpath);
-	if (!create && os_stat(mpath, &st) != 0) {
-		xfree(f);
-		return -1; /* no such folder: not an error worth a log line */
-	}
-	if (create && os_mkdir_p(f->dir) != 0) {
-		log_warn("mbox %s: cannot create %s", f->label, f->dir);
-		xfree(f);
-		return -1;
-	}
-	f->mu = os_mutex_new();
-	FILE *lk;
-	/* folder_begin's refresh finds no files open and loads everything */
-	if (folder_begin(f, &lk) != 0) {
-		mm_folder_close(f);
-		return -1;
-	}
-	folder_end(f, lk);
-	*out = f;
-	return 0;
+	return f;
 }
 
-void mm_folder_close(struct mm_folder *f)
+/* Takes f out of the table: the next open of its name gets a new box. */
+static void box_unlist(struct mm__box *f)
 {
-	if (!f) {
-		return;
+	struct mm__box **pp = &boxes;
+	while (*pp && *pp != f) {
+		pp = &(*pp)->next;
 	}
+	if (*pp) {
+		*pp = f->next;
+	}
+	f->listed = 0;
+}
+
+static void box_free(struct mm__box *f)
+{
 	close_files(f);
 	index_free(&f->x);
 	xfree(f->live);
@@ -1115,48 +1105,169 @@ void mm_folder_close(struct mm_folder *f)
 	free(f);
 }
 
-uint32_t mm_folder_count(struct mm_folder *f)
+/* Drops a reference; the last one frees the box. */
+static void box_release(struct mm__box *f)
 {
+	os_mutex *mu = boxes_mutex();
+	os_mutex_lock(mu);
+	if (--f->refs == 0) {
+		if (f->listed) {
+			box_unlist(f);
+		}
+		box_free(f);
+	}
+	os_mutex_unlock(mu);
+}
+
+/* The box of cand's paths with a reference taken: the listed one, or
+ * cand itself, listed now. cand is freed when it is not used. */
+static struct mm__box *box_get(struct mm__box *cand)
+{
+	os_mutex *mu = boxes_mutex();
+	os_mutex_lock(mu);
+	struct mm__box *f = box_find(cand->base);
+	if (!f) {
+		f = cand;
+		f->mu = os_mutex_new();
+		f->next = boxes;
+		boxes = f;
+		f->listed = 1;
+	}
+	f->refs++;
+	os_mutex_unlock(mu);
+	if (f != cand) {
+		free(cand);
+	}
+	return f;
+}
+
+/* see rumble.h */
+int mm_folder_open(const char *domain, const char *user, const char *folder, int create,
+        struct mm_folder **out)
+{
+	*out = NULL;
+	if (!domain || !user || !folder) {
+		return MM_NOFOLDER;
+	}
+	for (int tries = 0; tries < 2; tries++) {
+		struct mm__box *cand = xcalloc(1, sizeof *cand);
+		char mpath[1500];
+		struct os_stat st;
+		if (folder_paths(cand, domain, user, folder) != 0) {
+			free(cand);
+			return MM_NOFOLDER;
+		}
+		path_of(cand, ".mbox", mpath, sizeof mpath);
+		if (!create && os_stat(mpath, &st) != 0) {
+			free(cand);
+			return os_errno_is_noent() ? MM_NOFOLDER : MM_UNAVAILABLE;
+		}
+		if (create && os_mkdir_p(cand->dir) != 0) {
+			log_warn("mbox %s: cannot create %s", cand->label, cand->dir);
+			free(cand);
+			return MM_UNAVAILABLE;
+		}
+		struct mm__box *f = box_get(cand);
+		FILE *lk;
+		/* the first opener loads it; the others refresh it */
+		int rc = mm__begin(f, &lk);
+		if (rc == 0) {
+			mm__end(f, lk);
+			struct mm_folder *h = xcalloc(1, sizeof *h);
+			h->b = f;
+			*out = h;
+			return 0;
+		}
+		if (rc == MM_NOFOLDER) {
+			os_mutex_lock(boxes_mutex());
+			if (f->listed) {
+				box_unlist(f); /* deleted or renamed since it was opened */
+			}
+			os_mutex_unlock(boxes_mutex());
+		}
+		box_release(f);
+		if (rc != MM_NOFOLDER) {
+			return rc;
+		}
+	}
+	return MM_NOFOLDER;
+}
+
+void mm_folder_close(struct mm_folder *h)
+{
+	if (h) {
+		box_release(h->b);
+		free(h);
+	}
+}
+
+/* see rumble.h */
+uint64_t mm_folder_key(struct mm_folder *h)
+{
+	return h->b->key;
+}
+
+uint32_t mm_folder_count(struct mm_folder *h)
+{
+	struct mm__box *f = h->b;
 	os_mutex_lock(f->mu);
 	uint32_t n = f->nlive;
 	os_mutex_unlock(f->mu);
 	return n;
 }
 
-/* The pointer stays valid until the next call that changes or refreshes
- * f, from any thread. */
-const struct mm_msg *mm_folder_msg(struct mm_folder *f, uint32_t i)
+/* A copy in the handle: valid until the next mm_folder_msg on h. */
+const struct mm_msg *mm_folder_msg(struct mm_folder *h, uint32_t i)
 {
+	struct mm__box *f = h->b;
 	os_mutex_lock(f->mu);
-	const struct mm_msg *m = i < f->nlive ? &f->x.rec[f->live[i]].m : NULL;
+	int ok = i < f->nlive;
+	if (ok) {
+		h->msg = f->x.rec[f->live[i]].m;
+	}
 	os_mutex_unlock(f->mu);
-	return m;
+	return ok ? &h->msg : NULL;
 }
 
-uint32_t mm_folder_uidvalidity(struct mm_folder *f)
+/* see rumble.h */
+int mm_folder_get(struct mm_folder *h, uint32_t uid, struct mm_msg *out)
 {
+	struct mm__box *f = h->b;
+	os_mutex_lock(f->mu);
+	long k = mm__find_uid(f, uid);
+	if (k >= 0) {
+		*out = f->x.rec[k].m;
+	}
+	os_mutex_unlock(f->mu);
+	return k >= 0 ? 0 : -1;
+}
+
+uint32_t mm_folder_uidvalidity(struct mm_folder *h)
+{
+	struct mm__box *f = h->b;
 	os_mutex_lock(f->mu);
 	uint32_t v = f->x.h.uidvalidity;
 	os_mutex_unlock(f->mu);
 	return v;
 }
 
-uint32_t mm_folder_uidnext(struct mm_folder *f)
+uint32_t mm_folder_uidnext(struct mm_folder *h)
 {
+	struct mm__box *f = h->b;
 	os_mutex_lock(f->mu);
 	uint32_t v = f->x.h.uidnext;
 	os_mutex_unlock(f->mu);
 	return v;
 }
 
-int mm_folder_refresh(struct mm_folder *f)
+int mm_folder_refresh(struct mm_folder *h)
 {
 	FILE *lk;
-	if (folder_begin(f, &lk) != 0) {
-		return -1;
+	int rc = mm__begin(h->b, &lk);
+	if (rc == 0) {
+		mm__end(h->b, lk);
 	}
-	folder_end(f, lk);
-	return 0;
+	return rc;
 }
 
 /* ---- append ---- */
@@ -1268,7 +1379,7 @@ static void conv_finish(struct conv *cv)
 }
 
 /* Writes what is buffered at the mbox position *pos. */
-static int flush_out(struct mm_folder *f, struct buf *b, uint64_t *pos)
+static int flush_out(struct mm__box *f, struct buf *b, uint64_t *pos)
 {
 	if (b->len &&
 	        (seek_to(f->mbox, *pos) != 0 || fwrite(b->data, 1, b->len, f->mbox) != b->len)) {
@@ -1281,7 +1392,7 @@ static int flush_out(struct mm_folder *f, struct buf *b, uint64_t *pos)
 
 /* Writes From_ line + message + blank line at f->end; fills r. */
 static int append_mbox(
-        struct mm_folder *f, struct spool *sp, const char *from, int64_t date, struct rec *r)
+        struct mm__box *f, struct spool *sp, const char *from, int64_t date, struct mm__rec *r)
 {
 	char fl[SENDER_MAX + 64];
 	size_t fromlen = from_line(fl, sizeof fl, from, date > 0 ? date : os_time());
@@ -1333,16 +1444,17 @@ static int append_mbox(
 }
 
 /* see rumble.h */
-int mm_folder_append(struct mm_folder *f, struct spool *sp, const char *from, int64_t date,
+int mm_folder_append(struct mm_folder *h, struct spool *sp, const char *from, int64_t date,
         uint32_t flags, uint64_t qid, uint32_t *uid)
 {
+	struct mm__box *f = h->b;
 	FILE *lk;
-	struct rec r;
-	if (folder_begin(f, &lk) != 0) {
+	struct mm__rec r;
+	if (mm__begin(f, &lk) != 0) {
 		return -1;
 	}
 	if (f->x.h.uidnext == 0xffffffffu || append_mbox(f, sp, from, date, &r) != 0) {
-		folder_end(f, lk);
+		mm__end(f, lk);
 		return -1;
 	}
 	r.m.uid = f->x.h.uidnext;
@@ -1356,29 +1468,39 @@ int mm_folder_append(struct mm_folder *f, struct spool *sp, const char *from, in
 		os_truncate(f->mbox, f->end);
 		os_truncate(f->idx, IDX_HDR + (uint64_t)f->x.nrec * IDX_LINE);
 		f->x.h.uidnext = r.m.uid; /* never seen by anyone */
-		folder_end(f, lk);
+		mm__end(f, lk);
 		return -1;
 	}
 	live_rebuild(f);
 	if (uid) {
 		*uid = r.m.uid;
 	}
-	folder_end(f, lk);
+	mm__end(f, lk);
 	return 0;
 }
 
-int mm_folder_sync(struct mm_folder *f)
+int mm_folder_sync(struct mm_folder *h)
 {
+	struct mm__box *f = h->b;
+	char ipath[1500];
+	path_of(f, ".idx", ipath, sizeof ipath);
 	os_mutex_lock(f->mu);
-	int rc = f->mbox && f->idx && os_fsync(f->mbox) == 0 && os_fsync(f->idx) == 0 ? 0 : -1;
+	/* the index is open only during an operation: its data is in the
+	 * file's cache, which any descriptor's fsync writes out */
+	FILE *idx = f->mbox && os_fsync(f->mbox) == 0 ? os_fopen_rw(ipath) : NULL;
+	int rc = idx && os_fsync(idx) == 0 ? 0 : -1;
+	if (idx) {
+		fclose(idx);
+	}
 	os_mutex_unlock(f->mu);
 	return rc;
 }
 
-int mm_folder_has_qid(struct mm_folder *f, uint64_t qid)
+int mm_folder_has_qid(struct mm_folder *h, uint64_t qid)
 {
+	struct mm__box *f = h->b;
 	FILE *lk;
-	if (qid == 0 || folder_begin(f, &lk) != 0) {
+	if (qid == 0 || mm__begin(f, &lk) != 0) {
 		return 0;
 	}
 	int found = 0;
@@ -1386,102 +1508,15 @@ int mm_folder_has_qid(struct mm_folder *f, uint64_t qid)
 	for (uint32_t i = n > QID_SCAN ? n - QID_SCAN : 0; i < n && !found; i++) {
 		found = f->x.rec[i].m.qid == qid;
 	}
-	folder_end(f, lk);
+	mm__end(f, lk);
 	return found;
-}
-
-/* ---- reading ---- */
-
-/* mbox form to wire form: LF -> CRLF, ^>+From  loses one '>'. */
-struct unconv {
-	struct buf *out;
-	int pfx, k;
-	uint64_t gt;
-};
-
-static void unconv_flush_prefix(struct unconv *u, uint64_t gts)
-{
-	for (; gts > 0; gts--) {
-		buf_append(u->out, ">", 1);
-	}
-	buf_append(u->out, "From ", (size_t)u->k);
-	u->pfx = 0;
-}
-
-static void unconv_bytes(struct unconv *u, const char *p, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		if (u->pfx) {
-			char c = p[i];
-			if (u->k == 0 && c == '>') {
-				u->gt++;
-				i++;
-				continue;
-			}
-			if (c == "From "[u->k]) {
-				i++;
-				if (++u->k == 5) {
-					unconv_flush_prefix(u, u->gt ? u->gt - 1 : 0);
-				}
-				continue;
-			}
-			unconv_flush_prefix(u, u->gt);
-		}
-		/* the rest of the line in one piece */
-		const char *nl = memchr(p + i, '\n', n - i);
-		size_t run = nl ? (size_t)(nl - (p + i)) : n - i;
-		buf_append(u->out, p + i, run);
-		i += run;
-		if (nl) {
-			buf_append(u->out, "\r\n", 2);
-			i++;
-			u->pfx = 1, u->gt = 0, u->k = 0;
-		}
-	}
-}
-
-/* see rumble.h; out is replaced with the message. */
-int mm_msg_read(struct mm_folder *f, uint32_t i, struct buf *out)
-{
-	os_mutex_lock(f->mu);
-	if (i >= f->nlive) {
-		os_mutex_unlock(f->mu);
-		return -1;
-	}
-	struct mm_msg m = f->x.rec[f->live[i]].m;
-	struct unconv u = {out, 1, 0, 0};
-	char *chunk = xmalloc(CHUNK);
-	int rc = 0;
-	buf_reset(out);
-	buf_reserve(out, m.size);
-	for (uint64_t done = 0; done < m.length && rc == 0;) {
-		size_t want = m.length - done < CHUNK ? (size_t)(m.length - done) : CHUNK;
-		if (read_at(f->mbox, m.offset + done, chunk, want) != 0) {
-			log_warn("mbox %s: cannot read uid %u", f->label, m.uid);
-			rc = -1;
-			break;
-		}
-		unconv_bytes(&u, chunk, want);
-		done += want;
-	}
-	xfree(chunk);
-	if (rc == 0 && u.pfx && (u.gt || u.k)) {
-		unconv_flush_prefix(&u, u.gt);
-	}
-	if (rc == 0 && out->len != m.size) {
-		log_warnx("mbox %s: uid %u reads as %zu bytes, the index says %u", f->label, m.uid,
-		        out->len, m.size);
-		rc = -1;
-	}
-	os_mutex_unlock(f->mu);
-	return rc;
 }
 
 /* ---- flags, expunge, compaction ---- */
 
 /* Index in x.rec of the live message with uid, or -1. */
-static long find_uid(const struct mm_folder *f, uint32_t uid)
+/* see rumble.h */
+long mm__find_uid(const struct mm__box *f, uint32_t uid)
 {
 	uint32_t lo = 0, hi = f->x.nrec;
 	while (lo < hi) {
@@ -1497,38 +1532,40 @@ static long find_uid(const struct mm_folder *f, uint32_t uid)
 	               : -1;
 }
 
-int mm_msg_set_flags(struct mm_folder *f, uint32_t i, uint32_t flags)
+int mm_msg_set_flags(struct mm_folder *h, uint32_t i, uint32_t flags)
 {
+	struct mm__box *f = h->b;
 	FILE *lk;
 	os_mutex_lock(f->mu);
 	uint32_t uid = i < f->nlive ? f->x.rec[f->live[i]].m.uid : 0;
 	os_mutex_unlock(f->mu);
 	/* the refresh may renumber: find the message again by its UID */
-	if (uid == 0 || folder_begin(f, &lk) != 0) {
+	if (uid == 0 || mm__begin(f, &lk) != 0) {
 		return -1;
 	}
-	long k = find_uid(f, uid);
+	long k = mm__find_uid(f, uid);
 	int rc = -1;
 	if (k >= 0) {
-		struct rec *r = &f->x.rec[k];
+		struct mm__rec *r = &f->x.rec[k];
 		r->m.flags = flags & ~MM_EXPUNGED;
 		r->m.modseq = ++f->x.h.modseq;
 		rc = write_rec(f, (uint32_t)k) == 0 && write_header(f) == 0 ? 0 : -1;
 	}
-	folder_end(f, lk);
+	mm__end(f, lk);
 	return rc;
 }
 
 /* see rumble.h; returns the number of messages expunged. */
-int mm_folder_expunge(struct mm_folder *f)
+int mm_folder_expunge(struct mm_folder *h)
 {
+	struct mm__box *f = h->b;
 	FILE *lk;
-	if (folder_begin(f, &lk) != 0) {
+	if (mm__begin(f, &lk) != 0) {
 		return -1;
 	}
 	int n = 0, rc = 0;
 	for (uint32_t i = 0; i < f->x.nrec && rc == 0; i++) {
-		struct rec *r = &f->x.rec[i];
+		struct mm__rec *r = &f->x.rec[i];
 		if ((r->m.flags & (MM_DELETED | MM_EXPUNGED)) == MM_DELETED) {
 			r->m.flags |= MM_EXPUNGED;
 			r->m.modseq = ++f->x.h.modseq;
@@ -1540,28 +1577,29 @@ int mm_folder_expunge(struct mm_folder *f)
 		rc = -1;
 	}
 	live_rebuild(f);
-	folder_end(f, lk);
+	mm__end(f, lk);
 	return rc == 0 ? n : -1;
 }
 
 /* see rumble.h; returns the number of messages expunged. */
 int mm_folder_expunge_uids(
-        struct mm_folder *f, uint32_t uidvalidity, const uint32_t *uids, uint32_t n)
+        struct mm_folder *h, uint32_t uidvalidity, const uint32_t *uids, uint32_t n)
 {
+	struct mm__box *f = h->b;
 	FILE *lk;
-	if (folder_begin(f, &lk) != 0) {
+	if (mm__begin(f, &lk) != 0) {
 		return -1;
 	}
 	if (f->x.h.uidvalidity != uidvalidity) {
 		log_warnx("mbox %s: uidvalidity changed; nothing expunged", f->label);
-		folder_end(f, lk);
+		mm__end(f, lk);
 		return -1; /* the UIDs may now name other messages */
 	}
 	int done = 0, rc = 0;
 	for (uint32_t i = 0; i < n && rc == 0; i++) {
-		long k = find_uid(f, uids[i]); /* gone already: nothing to do */
+		long k = mm__find_uid(f, uids[i]); /* gone already: nothing to do */
 		if (k >= 0) {
-			struct rec *r = &f->x.rec[k];
+			struct mm__rec *r = &f->x.rec[k];
 			r->m.flags |= MM_DELETED | MM_EXPUNGED;
 			r->m.modseq = ++f->x.h.modseq;
 			rc = write_rec(f, (uint32_t)k);
@@ -1572,16 +1610,17 @@ int mm_folder_expunge_uids(
 		rc = -1;
 	}
 	live_rebuild(f);
-	folder_end(f, lk);
+	mm__end(f, lk);
 	return rc == 0 ? done : -1;
 }
 
-void mm_folder_usage(struct mm_folder *f, uint64_t *expunged, uint64_t *total)
+void mm_folder_usage(struct mm_folder *h, uint64_t *expunged, uint64_t *total)
 {
+	struct mm__box *f = h->b;
 	os_mutex_lock(f->mu);
 	*expunged = 0;
 	for (uint32_t i = 0; i < f->x.nrec; i++) {
-		const struct rec *r = &f->x.rec[i];
+		const struct mm__rec *r = &f->x.rec[i];
 		if (r->m.flags & MM_EXPUNGED) {
 			*expunged += r->fromlen + (uint64_t)r->m.length + 1;
 		}
@@ -1595,7 +1634,8 @@ static int copy_range(FILE *src, uint64_t from, uint64_t n, FILE *dst, char *chu
 {
 	while (n > 0) {
 		size_t want = n < CHUNK ? (size_t)n : CHUNK;
-		if (read_at(src, from, chunk, want) != 0 || fwrite(chunk, 1, want, dst) != want) {
+		if (mm__read_at(src, from, chunk, want) != 0 ||
+		        fwrite(chunk, 1, want, dst) != want) {
 			return -1;
 		}
 		from += want;
@@ -1606,7 +1646,8 @@ static int copy_range(FILE *src, uint64_t from, uint64_t n, FILE *dst, char *chu
 
 /* Writes the live messages to NAME.mbox.new and their index to
  * NAME.idx.new, both fsynced; fills nx. */
-static int compact_write(struct mm_folder *f, const char *mnew, const char *inew, struct index *nx)
+static int compact_write(
+        struct mm__box *f, const char *mnew, const char *inew, struct mm__index *nx)
 {
 	FILE *out = os_fopen_private(mnew, "wb");
 	if (!out) {
@@ -1624,7 +1665,7 @@ static int compact_write(struct mm_folder *f, const char *mnew, const char *inew
 	nx->h.gen = f->x.h.gen + 1;
 	nx->h.stale = 0;
 	for (uint32_t i = 0; i < f->x.nrec && rc == 0; i++) {
-		struct rec r = f->x.rec[i];
+		struct mm__rec r = f->x.rec[i];
 		if (r.m.flags & MM_EXPUNGED) {
 			continue;
 		}
@@ -1657,14 +1698,15 @@ static int compact_write(struct mm_folder *f, const char *mnew, const char *inew
 
 /* see rumble.h. A crash between the two renames is finished by the next
  * open (recover_compaction); one before them leaves the old files. */
-int mm_folder_compact(struct mm_folder *f)
+int mm_folder_compact(struct mm_folder *h)
 {
+	struct mm__box *f = h->b;
 	FILE *lk;
-	if (folder_begin(f, &lk) != 0) {
+	if (mm__begin(f, &lk) != 0) {
 		return -1;
 	}
 	if (f->nlive == f->x.nrec) {
-		folder_end(f, lk);
+		mm__end(f, lk);
 		return 0; /* nothing expunged */
 	}
 	char mpath[1500], ipath[1500], mnew[1500], inew[1500];
@@ -1672,7 +1714,7 @@ int mm_folder_compact(struct mm_folder *f)
 	path_of(f, ".idx", ipath, sizeof ipath);
 	path_of(f, ".mbox.new", mnew, sizeof mnew);
 	path_of(f, ".idx.new", inew, sizeof inew);
-	struct index nx;
+	struct mm__index nx;
 	memset(&nx, 0, sizeof nx);
 	int rc = compact_write(f, mnew, inew, &nx);
 	if (rc == 0) {
@@ -1692,9 +1734,10 @@ int mm_folder_compact(struct mm_folder *f)
 		os_remove(mnew);
 		index_free(&nx);
 		load_all(f); /* whatever state the files are in, read it back */
-		folder_end(f, lk);
+		mm__end(f, lk);
 		return -1;
 	}
+	mm__views_keep(f);
 	index_free(&f->x);
 	f->x = nx;
 	f->x.hdr_modseq = nx.h.modseq;
@@ -1706,288 +1749,16 @@ int mm_folder_compact(struct mm_folder *f)
 		rc = -1;
 	}
 	live_rebuild(f);
-	folder_end(f, lk);
+	mm__end(f, lk);
 	return rc;
-}
-
-/* ---- streaming reads ----
- *
- * A reader serves one message in wire form a buffer at a time: it reads
- * the mbox by offset into a raw chunk of at most READER_CHUNK bytes and
- * unquotes it into the caller's buffer, so no copy of the whole message is
- * ever held. It keeps the message's UID and length, not pointers into f:
- * appends (which realloc f's index) do not disturb it, and when f has been
- * reloaded since (a compaction by any process, noticed by a refresh; f->loads
- * tells) it finds the message again by UID. A compaction copies messages
- * byte for byte, so the position inside the message stays right. Between
- * refreshes f->mbox stays the file the offsets belong to: a compaction
- * renames a new file into place, and the open one keeps the old bytes.
- */
-
-#define READER_CHUNK (16 * 1024)
-
-struct mm_reader {
-	struct mm_folder *f;
-	uint32_t uid, length, size, loads;
-	uint64_t offset; /* of the message in f->mbox as of loads */
-	uint64_t pos;    /* raw bytes consumed */
-	uint64_t served; /* wire bytes handed out */
-	char *raw;
-	size_t rcap, rlen, roff; /* raw[roff..rlen) is still to convert */
-	/* mboxrd unquoting, as struct unconv: at a line start matching ^>*From  */
-	int pfx, k;
-	uint64_t gt;
-	/* output owed when the caller's buffer filled up: '>'s, the first
-	 * owe_k bytes of "From " (owe_i of them paid), the LF of a CRLF */
-	uint64_t owe_gt;
-	int owe_k, owe_i, owe_lf;
-};
-
-/* see rumble.h */
-struct mm_reader *mm_reader_open(struct mm_folder *f, uint32_t i)
-{
-	os_mutex_lock(f->mu);
-	if (i >= f->nlive) {
-		os_mutex_unlock(f->mu);
-		return NULL;
-	}
-	const struct mm_msg *m = &f->x.rec[f->live[i]].m;
-	struct mm_reader *r = xcalloc(1, sizeof *r);
-	r->f = f;
-	r->uid = m->uid;
-	r->length = m->length;
-	r->size = m->size;
-	r->offset = m->offset;
-	r->loads = f->loads;
-	os_mutex_unlock(f->mu);
-	r->rcap = r->length < READER_CHUNK ? (r->length ? r->length : 1) : READER_CHUNK;
-	r->raw = xmalloc(r->rcap);
-	r->pfx = 1;
-	return r;
-}
-
-void mm_reader_close(struct mm_reader *r)
-{
-	if (r) {
-		xfree(r->raw);
-		free(r);
-	}
-}
-
-/* Reads the next raw chunk of the message; -1 when it is gone or the
- * mbox cannot be read. */
-static int reader_fill(struct mm_reader *r)
-{
-	struct mm_folder *f = r->f;
-	os_mutex_lock(f->mu);
-	if (r->loads != f->loads) {
-		long k = find_uid(f, r->uid);
-		if (k < 0 || f->x.rec[k].m.length != r->length) {
-			log_warnx("mbox %s: uid %u is gone while it was being read", f->label,
-			        r->uid);
-			os_mutex_unlock(f->mu);
-			return -1;
-		}
-		r->offset = f->x.rec[k].m.offset;
-		r->loads = f->loads;
-	}
-	size_t want = r->length - r->pos < r->rcap ? (size_t)(r->length - r->pos) : r->rcap;
-	int rc = f->mbox ? read_at(f->mbox, r->offset + r->pos, r->raw, want) : -1;
-	os_mutex_unlock(f->mu);
-	if (rc != 0) {
-		log_warn("mbox %s: cannot read uid %u", f->label, r->uid);
-		return -1;
-	}
-	r->pos += want;
-	r->rlen = want;
-	r->roff = 0;
-	return 0;
-}
-
-/* Pays what earlier calls owed into out[*o..n); 1 when all is paid. */
-static int reader_pay(struct mm_reader *r, char *out, size_t n, size_t *o)
-{
-	if (r->owe_gt && *o < n) {
-		size_t k = n - *o < r->owe_gt ? n - *o : (size_t)r->owe_gt;
-		memset(out + *o, '>', k);
-		*o += k;
-		r->owe_gt -= k;
-	}
-	while (!r->owe_gt && r->owe_i < r->owe_k && *o < n) {
-		out[(*o)++] = "From "[r->owe_i++];
-	}
-	if (!r->owe_gt && r->owe_i == r->owe_k && r->owe_lf && *o < n) {
-		out[(*o)++] = '\n';
-		r->owe_lf = 0;
-	}
-	return !r->owe_gt && r->owe_i == r->owe_k && !r->owe_lf;
-}
-
-/* The prefix ^>*From  stopped matching (or the message ended): what it
- * held is owed; a complete "From " loses one '>'. */
-static void reader_owe_prefix(struct mm_reader *r, int complete)
-{
-	r->owe_gt = complete && r->gt ? r->gt - 1 : r->gt;
-	r->owe_k = r->k;
-	r->owe_i = 0;
-	r->pfx = 0;
-}
-
-/* Converts raw bytes into out[*o..n) until one of them runs out. */
-static void reader_convert(struct mm_reader *r, char *out, size_t n, size_t *o)
-{
-	while (r->roff < r->rlen && *o < n && reader_pay(r, out, n, o)) {
-		char c = r->raw[r->roff];
-		if (r->pfx) {
-			if (r->k == 0 && c == '>') {
-				r->gt++;
-				r->roff++;
-			} else if (c == "From "[r->k]) {
-				r->roff++;
-				if (++r->k == 5) {
-					reader_owe_prefix(r, 1);
-				}
-			} else {
-				reader_owe_prefix(r, 0); /* c is converted next round */
-			}
-			continue;
-		}
-		size_t room = n - *o, avail = r->rlen - r->roff;
-		size_t span = room < avail ? room : avail;
-		const char *nl = memchr(r->raw + r->roff, '\n', span);
-		size_t run = nl ? (size_t)(nl - (r->raw + r->roff)) : span;
-		memcpy(out + *o, r->raw + r->roff, run); /* the rest of the line in one piece */
-		*o += run;
-		r->roff += run;
-		if (nl) {
-			out[(*o)++] = '\r'; /* run < room: there is space for it */
-			r->roff++;
-			r->owe_lf = 1;
-			r->pfx = 1, r->gt = 0, r->k = 0;
-		}
-	}
-}
-
-/* see rumble.h */
-long mm_reader_read(struct mm_reader *r, char *out, size_t n)
-{
-	size_t o = 0;
-	while (o < n) {
-		if (!reader_pay(r, out, n, &o)) {
-			break; /* out is full */
-		}
-		if (r->roff < r->rlen) {
-			reader_convert(r, out, n, &o);
-		} else if (r->pos < r->length) {
-			if (reader_fill(r) != 0) {
-				return -1;
-			}
-		} else if (r->pfx && (r->gt || r->k)) {
-			reader_owe_prefix(r, 0); /* the message ends inside a prefix */
-		} else {
-			break; /* the end */
-		}
-	}
-	r->served += o;
-	if (o == 0 && r->served != r->size) {
-		log_warnx("mbox %s: uid %u reads as %llu bytes, the index says %u", r->f->label,
-		        r->uid, (unsigned long long)r->served, r->size);
-		return -1;
-	}
-	return (long)o;
-}
-
-/* ---- listing ---- */
-
-static int hex_value(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* The folder name of a file name made by mm__fs_name, or -1 when it is
- * not one (any other file in the folder). */
-static int fs_unname(const char *in, size_t n, char *out, size_t outlen)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		int c = (unsigned char)in[i];
-		if (c == '%') {
-			int hi = i + 2 < n ? hex_value(in[i + 1]) : -1;
-			int lo = i + 2 < n ? hex_value(in[i + 2]) : -1;
-			if (hi < 0 || lo < 0) {
-				return -1;
-			}
-			c = hi * 16 + lo;
-			i += 2;
-		}
-		if (o + 1 >= outlen) {
-			return -1;
-		}
-		out[o++] = (char)c;
-	}
-	out[o] = '\0';
-	char again[256];
-	return mm_valid_folder(out) && mm__fs_name(out, again, sizeof again) == 0 &&
-	                       strlen(again) == n && memcmp(again, in, n) == 0
-	               ? 0
-	               : -1;
-}
-
-struct names {
-	char **v;
-	size_t n;
-};
-
-static int collect_folder(const char *name, int is_dir, void *arg)
-{
-	struct names *ns = arg;
-	size_t n = strlen(name);
-	char folder[MM_FOLDER_MAX + 1];
-	if (is_dir || n <= 5 || strcmp(name + n - 5, ".mbox") != 0 ||
-	        strcmp(name, "INBOX.mbox") == 0 ||
-	        fs_unname(name, n - 5, folder, sizeof folder) != 0) {
-		return 0;
-	}
-	ns->v = xrealloc(ns->v, (ns->n + 1) * sizeof *ns->v);
-	ns->v[ns->n++] = xstrdup(folder);
-	return 0;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* see rumble.h; INBOX first (always), then the others sorted. */
-int mm_folder_list(
-        const char *domain, const char *user, int (*fn)(const char *name, void *arg), void *arg)
-{
-	struct mm_folder tmp;
-	struct names ns = {NULL, 0};
-	memset(&tmp, 0, sizeof tmp);
-	if (!domain || !user || folder_paths(&tmp, domain, user, "INBOX") != 0) {
-		return -1;
-	}
-	os_dir_walk(tmp.dir, collect_folder, &ns); /* none yet: only INBOX */
-	if (ns.n > 1) {
-		qsort(ns.v, ns.n, sizeof *ns.v, cmp_names); /* ns.v is NULL when empty */
-	}
-	int r = fn("INBOX", arg);
-	for (size_t i = 0; i < ns.n; i++) {
-		if (r == 0) {
-			r = fn(ns.v[i], arg);
-		}
-		xfree(ns.v[i]);
-	}
-	xfree(ns.v);
-	return r;
 }
 
 /* ---- IMAP: keywords, flag updates, lookups by UID ---- */
 
 /* see rumble.h */
-long mm_folder_find(struct mm_folder *f, uint32_t uid)
+long mm_folder_find(struct mm_folder *h, uint32_t uid)
 {
+	struct mm__box *f = h->b;
 	os_mutex_lock(f->mu);
 	uint32_t lo = 0, hi = f->nlive;
 	while (lo < hi) {
@@ -2004,15 +1775,19 @@ long mm_folder_find(struct mm_folder *f, uint32_t uid)
 }
 
 /* see rumble.h */
-const char *mm_folder_keyword_name(struct mm_folder *f, int i)
+const char *mm_folder_keyword_name(struct mm_folder *h, int i)
 {
+	struct mm__box *f = h->b;
 	os_mutex_lock(f->mu);
-	const char *n = i >= 0 && i < IDX_KW_SLOTS && f->x.kw && f->x.kw[i][0] ? f->x.kw[i] : NULL;
+	int has = i >= 0 && i < IDX_KW_SLOTS && f->x.kw && f->x.kw[i][0];
+	if (has) {
+		memcpy(h->kwname, f->x.kw[i], sizeof h->kwname);
+	}
 	os_mutex_unlock(f->mu);
-	return n;
+	return has ? h->kwname : NULL;
 }
 
-static int kw_find(const struct index *x, const char *name)
+static int kw_find(const struct mm__index *x, const char *name)
 {
 	for (int i = 0; x->kw && i < IDX_KW_SLOTS; i++) {
 		if (x->kw[i][0] && rl_strcasecmp(x->kw[i], name) == 0) {
@@ -2023,7 +1798,7 @@ static int kw_find(const struct index *x, const char *name)
 }
 
 /* Takes a free slot for name and writes its line; -1 when all are used. */
-static int kw_add(struct mm_folder *f, const char *name)
+static int kw_add(struct mm__box *f, const char *name)
 {
 	char line[IDX_LINE];
 	int i = 0;
@@ -2048,8 +1823,9 @@ static int kw_add(struct mm_folder *f, const char *name)
 }
 
 /* see rumble.h */
-int mm_folder_keyword(struct mm_folder *f, const char *name, int create)
+int mm_folder_keyword(struct mm_folder *h, const char *name, int create)
 {
+	struct mm__box *f = h->b;
 	size_t n = name ? strlen(name) : 0;
 	if (n == 0 || n >= IDX_LINE - 1) {
 		return -1;
@@ -2063,29 +1839,26 @@ int mm_folder_keyword(struct mm_folder *f, const char *name, int create)
 	int i = kw_find(&f->x, name);
 	os_mutex_unlock(f->mu);
 	FILE *lk;
-	if (i >= 0 || !create || folder_begin(f, &lk) != 0) {
+	if (i >= 0 || !create || mm__begin(f, &lk) != 0) {
 		return i;
 	}
 	i = kw_find(&f->x, name); /* another opener may have added it */
 	if (i < 0) {
 		i = kw_add(f, name);
 	}
-	folder_end(f, lk);
+	mm__end(f, lk);
 	return i;
 }
 
-/* see rumble.h */
-int mm_folder_store(struct mm_folder *f, const uint32_t *uids, uint32_t n, int op,
-        uint32_t flags, uint32_t keywords)
+/* Applies a STORE to the messages with these UIDs; f is locked. The
+ * number changed, or -1. */
+static int store_locked(struct mm__box *f, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
+        uint32_t keywords)
 {
-	FILE *lk;
-	if (folder_begin(f, &lk) != 0) {
-		return -1;
-	}
 	int changed = 0, rc = 0;
 	flags &= ~MM_EXPUNGED;
 	for (uint32_t i = 0; i < n && rc == 0; i++) {
-		long k = find_uid(f, uids[i]);
+		long k = mm__find_uid(f, uids[i]);
 		if (k < 0) {
 			continue; /* expunged meanwhile */
 		}
@@ -2107,66 +1880,51 @@ int mm_folder_store(struct mm_folder *f, const uint32_t *uids, uint32_t n, int o
 	if (changed && write_header(f) != 0) {
 		rc = -1;
 	}
-	folder_end(f, lk);
 	return rc == 0 ? changed : -1;
 }
 
-/* ---- IMAP: creating, deleting and renaming folders ---- */
-
-static int folder_exists(const struct mm_folder *f)
+/* see rumble.h */
+int mm_folder_store(struct mm_folder *h, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
+        uint32_t keywords)
 {
-	char path[1500];
-	struct os_stat st;
-	path_of(f, ".mbox", path, sizeof path);
-	return os_stat(path, &st) == 0;
+	struct mm__box *f = h->b;
+	FILE *lk;
+	if (mm__begin(f, &lk) != 0) {
+		return -1;
+	}
+	int rc = store_locked(f, uids, n, op, flags, keywords);
+	mm__end(f, lk);
+	return rc;
 }
 
 /* see rumble.h */
-int mm_folder_create(const char *domain, const char *user, const char *folder)
+int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
+        uint32_t keywords)
 {
-	struct mm_folder tmp, *f;
-	memset(&tmp, 0, sizeof tmp);
-	if (!domain || !user || !folder || folder_paths(&tmp, domain, user, folder) != 0) {
+	struct mm__box *f = v->b;
+	FILE *lk;
+	if (mm__begin(f, &lk) != 0) {
 		return -1;
 	}
-	if (folder_exists(&tmp)) {
-		return 1;
+	uint64_t before = f->x.h.modseq;
+	int rc = store_locked(f, uids, n, op, flags, keywords);
+	if (v->flags_seen == before) {
+		v->flags_seen = f->x.h.modseq; /* only its own changes since: told by the caller */
 	}
-	if (mm_folder_open(domain, user, folder, 1, &f) != 0) {
-		return -1;
-	}
-	mm_folder_close(f);
-	return 0;
+	mm__end(f, lk);
+	return rc;
 }
 
-/* Takes the file lock of tmp's folder into *lk. */
-static int lock_paths(struct mm_folder *tmp, FILE **lk)
-{
-	char path[1500];
-	path_of(tmp, ".lock", path, sizeof path);
-	*lk = os_fopen_rw(path);
-	if (!*lk || os_lock(*lk) != 0) {
-		if (*lk) {
-			fclose(*lk);
-		}
-		return -1;
-	}
-	return 0;
-}
-
-static void unlock_paths(FILE *lk)
-{
-	os_unlock(lk);
-	fclose(lk);
-}
+/* ---- for mailman.c: folder paths, forgetting a box ---- */
 
 /* Writes the UIDVALIDITY of the index at ipath into the lock file, as
  * new_uidvalidity reads it, unless the file remembers a greater one. */
-static void remember_uidvalidity(FILE *lk, const char *ipath)
+/* see rumble.h */
+void mm__remember_uidvalidity(FILE *lk, const char *ipath)
 {
 	char line[IDX_LINE], text[32] = "";
 	unsigned last = 0;
-	struct hdr h;
+	struct mm__hdr h;
 	FILE *fp = os_fopen(ipath, "rb");
 	int ok = fp && fread(line, 1, IDX_LINE, fp) == IDX_LINE && hdr_parse(line, &h) == 0;
 	if (fp) {
@@ -2180,161 +1938,27 @@ static void remember_uidvalidity(FILE *lk, const char *ipath)
 	write_at(lk, 0, text, strlen(text));
 }
 
-/* see rumble.h. The lock file stays: it remembers the last UIDVALIDITY,
- * so a folder made again under the name gets a greater one (RFC 3501
- * 2.3.1.1). Sessions that still have it open fail their next refresh. */
-int mm_folder_delete(const char *domain, const char *user, const char *folder)
-{
-	struct mm_folder tmp;
-	char mpath[1500], ipath[1500];
-	FILE *lk;
-	memset(&tmp, 0, sizeof tmp);
-	if (!domain || !user || !folder || rl_strcasecmp(folder, "INBOX") == 0 ||
-	        folder_paths(&tmp, domain, user, folder) != 0 || !folder_exists(&tmp) ||
-	        lock_paths(&tmp, &lk) != 0) {
-		return -1;
-	}
-	path_of(&tmp, ".mbox", mpath, sizeof mpath);
-	path_of(&tmp, ".idx", ipath, sizeof ipath);
-	remember_uidvalidity(lk, ipath);
-	int rc = os_remove(mpath);
-	os_remove(ipath);
-	os_fsync_dir(tmp.dir);
-	unlock_paths(lk);
-	return rc == 0 ? 0 : -1;
-}
-
 /* see rumble.h */
-int mm_folder_rename(const char *domain, const char *user, const char *from, const char *to)
+int mm__folder_base(const char *domain, const char *user, const char *folder, char *dir,
+        size_t dlen, char *base, size_t blen)
 {
-	struct mm_folder a, b;
-	char pa[1500], pb[1500];
-	FILE *lk;
-	memset(&a, 0, sizeof a);
-	memset(&b, 0, sizeof b);
-	if (!domain || !user || !from || !to || rl_strcasecmp(from, "INBOX") == 0 ||
-	        rl_strcasecmp(to, "INBOX") == 0 || folder_paths(&a, domain, user, from) != 0 ||
-	        folder_paths(&b, domain, user, to) != 0 || !folder_exists(&a)) {
-		return -1;
-	}
-	if (folder_exists(&b)) {
-		return 1;
-	}
-	if (lock_paths(&a, &lk) != 0) {
-		return -1;
-	}
-	path_of(&a, ".idx", pa, sizeof pa);
-	remember_uidvalidity(lk, pa); /* for a folder made again under the old name */
-	path_of(&a, ".mbox", pa, sizeof pa);
-	path_of(&b, ".mbox", pb, sizeof pb);
-	int rc = os_rename_atomic(pa, pb);
-	if (rc == 0) {
-		path_of(&a, ".idx", pa, sizeof pa);
-		path_of(&b, ".idx", pb, sizeof pb);
-		os_rename_atomic(pa, pb); /* if it fails, the index is rebuilt */
-		os_fsync_dir(a.dir);
-	}
-	unlock_paths(lk);
-	return rc == 0 ? 0 : -1;
-}
-
-/* ---- IMAP: subscriptions, one name a line in <user dir>/subscriptions ---- */
-
-static os_mutex *subs_mu; /* one writer at a time in this process */
-
-static os_mutex *subs_mutex(void)
-{
-	return rl_mutex_once(&subs_mu);
-}
-
-/* see rumble.h */
-int mm_user_file(const char *domain, const char *user, const char *name, char *out, size_t len)
-{
-	struct mm_folder tmp;
-	memset(&tmp, 0, sizeof tmp);
-	if (!domain || !user || folder_paths(&tmp, domain, user, "INBOX") != 0) {
-		return -1;
-	}
-	return (size_t)snprintf(out, len, "%s/%s", tmp.dir, name) < len && os_mkdir_p(tmp.dir) == 0
-	               ? 0
-	               : -1;
-}
-
-static int subs_path(const char *domain, const char *user, char *out, size_t len)
-{
-	return mm_user_file(domain, user, "subscriptions", out, len);
-}
-
-/* Reads the file into b (empty when there is none). */
-static void subs_read(const char *path, struct buf *b)
-{
-	FILE *fp = os_fopen(path, "rb");
-	char chunk[4096];
-	size_t n;
-	while (fp && (n = fread(chunk, 1, sizeof chunk, fp)) > 0 && b->len < 1024 * 1024) {
-		buf_append(b, chunk, n);
-	}
-	if (fp) {
-		fclose(fp);
-	}
-}
-
-/* see rumble.h */
-int mm_subscription_list(
-        const char *domain, const char *user, int (*fn)(const char *name, void *arg), void *arg)
-{
-	char path[1500];
-	struct buf b;
-	if (subs_path(domain, user, path, sizeof path) != 0) {
-		return -1;
-	}
-	buf_init(&b);
-	os_mutex_lock(subs_mutex());
-	subs_read(path, &b);
-	os_mutex_unlock(subs_mutex());
-	int r = 0;
-	for (char *p = b.data, *nl; r == 0 && p && *p; p = nl + 1) {
-		nl = strchr(p, '\n');
-		if (!nl) {
-			break;
-		}
-		*nl = '\0';
-		if (*p) {
-			r = fn(p, arg);
-		}
-	}
-	buf_free(&b);
-	return r;
-}
-
-/* see rumble.h */
-int mm_subscription_set(const char *domain, const char *user, const char *name, int on)
-{
-	char path[1500];
-	struct buf b, out;
-	if (!name || (!mm_valid_folder(name) && rl_strcasecmp(name, "INBOX") != 0) ||
-	        subs_path(domain, user, path, sizeof path) != 0) {
-		return -1;
-	}
-	buf_init(&b);
-	buf_init(&out);
-	os_mutex_lock(subs_mutex());
-	subs_read(path, &b);
-	int found = 0;
-	for (char *p = b.data, *nl; p && *p && (nl = strchr(p, '\n')); p = nl + 1) {
-		*nl = '\0';
-		if (strcmp(p, name) == 0) {
-			found = 1;
-		} else if (*p) {
-			buf_printf(&out, "%s\n", p);
-		}
-	}
-	if (on) {
-		buf_printf(&out, "%s\n", name);
-	}
-	int rc = found == on ? 0 : os_write_file_atomic(path, out.data ? out.data : "", out.len);
-	os_mutex_unlock(subs_mutex());
-	buf_free(&b);
-	buf_free(&out);
+	struct mm__box *tmp = xcalloc(1, sizeof *tmp);
+	int rc = domain && user && folder && folder_paths(tmp, domain, user, folder) == 0 &&
+	                         rl_strlcpy(dir, tmp->dir, dlen) < dlen &&
+	                         rl_strlcpy(base, tmp->base, blen) < blen
+	                 ? 0
+	                 : -1;
+	free(tmp);
 	return rc;
+}
+
+/* see rumble.h */
+void mm__forget(const char *base)
+{
+	os_mutex_lock(boxes_mutex());
+	struct mm__box *f = box_find(base);
+	if (f) {
+		box_unlist(f);
+	}
+	os_mutex_unlock(boxes_mutex());
 }

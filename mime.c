@@ -97,6 +97,7 @@ struct mime_chunk {
 #define ARENA_ALIGN 16
 #define ARENA_HEAD ((sizeof(struct mime_chunk) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1))
 #define ARENA_CHUNK 8192
+#define ARENA_FIRST 1024
 
 static void *arena_alloc(struct mime_msg *m, size_t n)
 {
@@ -109,7 +110,9 @@ static void *arena_alloc(struct mime_msg *m, size_t n)
 		c->used += n;
 		return (char *)c + ARENA_HEAD + c->used - n;
 	}
-	size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+	/* chunks grow from ARENA_FIRST: a small message's tree stays small */
+	size_t chunk = c && c->cap < ARENA_CHUNK ? c->cap * 2 : c ? ARENA_CHUNK : ARENA_FIRST;
+	size_t cap = n > chunk ? n : chunk;
 	struct mime_chunk *nc = xmalloc(ARENA_HEAD + cap);
 	nc->cap = cap;
 	nc->used = n;
@@ -156,6 +159,10 @@ void mime_headers_part(struct mime_headers *it, const struct mime_msg *m, const 
 {
 	if (!p) {
 		p = m->root;
+	}
+	if (!m->buf) {
+		mime_headers_init(it, "", 0); /* a tree parsed from a stream keeps no text */
+		return;
 	}
 	mime_headers_init(it, m->buf + p->hdr_off, p->hdr_len);
 }
@@ -270,436 +277,6 @@ int mime_header_text(
 	}
 	buf_free(&raw);
 	return found;
-}
-
-/* ---- charsets ---- */
-
-enum { CS_UNKNOWN = -1, CS_UTF8, CS_ASCII, CS_CP1252, CS_LATIN9 };
-
-static int charset_id(const char *s, size_t n)
-{
-	/* ISO-8859-1 is read as windows-1252, as browsers do (WHATWG
-	 * Encoding): mail labelled latin-1 with bytes 0x80-0x9f means the
-	 * Windows characters, never the C1 controls. */
-	static const struct {
-		const char *name;
-		int id;
-	} names[] = {
-	        {"utf-8", CS_UTF8},
-	        {"utf8", CS_UTF8},
-	        {"us-ascii", CS_ASCII},
-	        {"ascii", CS_ASCII},
-	        {"ansi_x3.4-1968", CS_ASCII},
-	        {"iso646-us", CS_ASCII},
-	        {"us", CS_ASCII},
-	        {"iso-8859-1", CS_CP1252},
-	        {"iso8859-1", CS_CP1252},
-	        {"iso_8859-1", CS_CP1252},
-	        {"iso_8859-1:1987", CS_CP1252},
-	        {"latin1", CS_CP1252},
-	        {"latin-1", CS_CP1252},
-	        {"l1", CS_CP1252},
-	        {"cp819", CS_CP1252},
-	        {"iso-ir-100", CS_CP1252},
-	        {"windows-1252", CS_CP1252},
-	        {"cp1252", CS_CP1252},
-	        {"x-cp1252", CS_CP1252},
-	        {"iso-8859-15", CS_LATIN9},
-	        {"iso8859-15", CS_LATIN9},
-	        {"iso_8859-15", CS_LATIN9},
-	        {"latin9", CS_LATIN9},
-	        {"latin-9", CS_LATIN9},
-	};
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-		if (word_is(s, n, names[i].name)) {
-			return names[i].id;
-		}
-	}
-	return CS_UNKNOWN;
-}
-
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
- * forms, surrogates or code points past U+10FFFF), 0 if there is none. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned c = p[0], lo = 0x80, hi = 0xbf;
-	size_t len;
-	if (c < 0x80) {
-		return 1;
-	} else if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		lo = c == 0xe0 ? 0xa0 : lo;
-		hi = c == 0xed ? 0x9f : hi;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		lo = c == 0xf0 ? 0x90 : lo;
-		hi = c == 0xf4 ? 0x8f : hi;
-	} else {
-		return 0;
-	}
-	if (n < len || p[1] < lo || p[1] > hi) {
-		return 0;
-	}
-	for (size_t i = 2; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80) {
-			return 0;
-		}
-	}
-	return len;
-}
-
-static int utf8_valid(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	for (size_t i = 0, k; i < n; i += k) {
-		if ((k = utf8_len(p + i, n - i)) == 0) {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-static void utf8_put(struct buf *b, unsigned cp)
-{
-	char u[4];
-	size_t n;
-	if (cp < 0x80) {
-		u[0] = (char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		u[0] = (char)(0xc0 | cp >> 6);
-		u[1] = (char)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else {
-		u[0] = (char)(0xe0 | cp >> 12);
-		u[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-		u[2] = (char)(0x80 | (cp & 0x3f));
-		n = 3;
-	}
-	buf_append(b, u, n);
-}
-
-/* Well-formed runs as they are; each byte of a bad sequence U+FFFD. */
-static void utf8_clean(const char *s, size_t n, struct buf *out)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t run = 0, i = 0;
-	while (i < n) {
-		size_t k = utf8_len(p + i, n - i);
-		if (k) {
-			i += k;
-			continue;
-		}
-		buf_append(out, s + run, i - run);
-		utf8_put(out, 0xfffd);
-		run = ++i;
-	}
-	buf_append(out, s + run, n - run);
-}
-
-/* windows-1252 0x80-0x9f; the five holes keep their C1 code points. */
-static const uint16_t cp1252_c1[32] = {0x20ac, 0x0081, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020,
-        0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008d, 0x017d, 0x008f, 0x0090, 0x2018,
-        0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153,
-        0x009d, 0x017e, 0x0178};
-
-/* ISO-8859-15 differs from ISO-8859-1 in eight places. */
-static unsigned latin9(unsigned c)
-{
-	static const uint16_t from[8] = {0xa4, 0xa6, 0xa8, 0xb4, 0xb8, 0xbc, 0xbd, 0xbe};
-	static const uint16_t to[8] = {
-	        0x20ac, 0x0160, 0x0161, 0x017d, 0x017e, 0x0152, 0x0153, 0x0178};
-	for (int i = 0; i < 8; i++) {
-		if (from[i] == c) {
-			return to[i];
-		}
-	}
-	return c;
-}
-
-static void single_byte(int cs, const char *s, size_t n, struct buf *out)
-{
-	size_t run = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned c = (unsigned char)s[i];
-		if (c < 0x80) {
-			continue;
-		}
-		buf_append(out, s + run, i - run);
-		run = i + 1;
-		if (cs == CS_LATIN9) {
-			utf8_put(out, latin9(c));
-		} else {
-			utf8_put(out, c < 0xa0 ? cp1252_c1[c - 0x80] : c);
-		}
-	}
-	buf_append(out, s + run, n - run);
-}
-
-static void convert(int cs, const char *s, size_t n, struct buf *out)
-{
-	if (cs == CS_UTF8) {
-		utf8_clean(s, n, out);
-	} else if (cs == CS_ASCII && utf8_valid(s, n)) {
-		buf_append(out, s, n); /* mislabelled UTF-8, or plain ASCII */
-	} else {
-		single_byte(cs == CS_LATIN9 ? CS_LATIN9 : CS_CP1252, s, n, out);
-	}
-}
-
-/* see rumble.h */
-int mime_charset_utf8(const char *charset, const char *in, size_t n, struct buf *out)
-{
-	int cs = charset_id(charset, strlen(charset));
-	if (cs == CS_UNKNOWN) {
-		return -1;
-	}
-	convert(cs, in, n, out);
-	return 0;
-}
-
-/* ---- transfer encodings ---- */
-
-static int b64_value(int c)
-{
-	if (c >= 'A' && c <= 'Z') {
-		return c - 'A';
-	} else if (c >= 'a' && c <= 'z') {
-		return c - 'a' + 26;
-	} else if (c >= '0' && c <= '9') {
-		return c - '0' + 52;
-	} else if (c == '+') {
-		return 62;
-	} else if (c == '/') {
-		return 63;
-	}
-	return -1;
-}
-
-/* see rumble.h. Bits go through an accumulator: a quantum cut short
- * still yields its whole bytes, and "=" ends a quantum, so that two
- * encoded blocks pasted together both decode. */
-void mime_decode_base64(const char *in, size_t n, struct buf *out)
-{
-	unsigned acc = 0, bits = 0;
-	buf_reserve(out, n / 4 * 3 + 3);
-	for (size_t i = 0; i < n; i++) {
-		int v = b64_value((unsigned char)in[i]);
-		if (in[i] == '=') {
-			acc = bits = 0;
-			continue;
-		}
-		if (v < 0) {
-			continue;
-		}
-		acc = (acc << 6 | (unsigned)v) & 0xfff;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out->data[out->len++] = (char)(acc >> bits & 0xff);
-		}
-	}
-	out->data[out->len] = '\0';
-}
-
-/* see rumble.h (RFC 2045 6.7) */
-void mime_decode_qp(const char *in, size_t n, struct buf *out)
-{
-	size_t i = 0;
-	buf_reserve(out, n);
-	while (i < n) {
-		char c = in[i];
-		if (c == '=') {
-			int hi = i + 2 < n ? hex_value((unsigned char)in[i + 1]) : -1;
-			int lo = i + 2 < n ? hex_value((unsigned char)in[i + 2]) : -1;
-			if (i + 2 < n && hi >= 0 && lo >= 0) {
-				out->data[out->len++] = (char)(hi << 4 | lo);
-				i += 3;
-				continue;
-			}
-			/* a soft line break: "=", maybe blanks, the line end */
-			size_t j = i + 1;
-			while (j < n && is_wsp(in[j])) {
-				j++;
-			}
-			if (j == n || in[j] == '\n') {
-				i = j < n ? j + 1 : n;
-				continue;
-			}
-			if (in[j] == '\r' && (j + 1 == n || in[j + 1] == '\n')) {
-				i = j + 2 < n ? j + 2 : n;
-				continue;
-			}
-			out->data[out->len++] = '='; /* a bad escape stays as it is */
-			i++;
-			continue;
-		}
-		if (is_wsp(c)) {
-			/* blanks at a line end were added in transit: drop them */
-			size_t j = i;
-			while (j < n && is_wsp(in[j])) {
-				j++;
-			}
-			if (j < n && in[j] != '\r' && in[j] != '\n') {
-				memcpy(out->data + out->len, in + i, j - i);
-				out->len += j - i;
-			}
-			i = j;
-			continue;
-		}
-		out->data[out->len++] = c;
-		i++;
-	}
-	out->data[out->len] = '\0';
-}
-
-/* see rumble.h */
-void mime_body_decode(const struct mime_msg *m, const struct mime_part *p, struct buf *out)
-{
-	const char *body = m->buf + p->body_off;
-	if (strcmp(p->encoding, "base64") == 0) {
-		mime_decode_base64(body, p->body_len, out);
-	} else if (strcmp(p->encoding, "quoted-printable") == 0) {
-		mime_decode_qp(body, p->body_len, out);
-	} else {
-		buf_append(out, body, p->body_len);
-	}
-}
-
-/* see rumble.h */
-int mime_body_text(const struct mime_msg *m, const struct mime_part *p, struct buf *out)
-{
-	if (strcmp(p->type, "text") != 0) {
-		mime_body_decode(m, p, out);
-		return 0;
-	}
-	const char *cs = mime_part_param(p, "charset");
-	int id = cs ? charset_id(cs, strlen(cs)) : CS_ASCII;
-	if (id == CS_UNKNOWN) {
-		mime_body_decode(m, p, out);
-		return -1;
-	}
-	struct buf raw;
-	buf_init(&raw);
-	mime_body_decode(m, p, &raw);
-	convert(id, raw.data ? raw.data : "", raw.len, out);
-	buf_free(&raw);
-	return 0;
-}
-
-/* ---- RFC 2047 encoded words ---- */
-
-struct eword {
-	int cs;
-	char enc; /* 'b' or 'q' */
-	const char *text;
-	size_t textn, len;
-};
-
-/* The encoded word at s ("=?charset?B?text?=") when s starts one in a
- * charset we convert; 0 otherwise. No blanks inside (RFC 2047 5). */
-static int parse_eword(const char *s, size_t n, struct eword *w)
-{
-	if (n < 8 || s[0] != '=' || s[1] != '?') {
-		return 0;
-	}
-	size_t i = 2;
-	while (i < n && i < 2 + 64 && s[i] != '?' && !is_blank((unsigned char)s[i])) {
-		i++;
-	}
-	if (i == 2 || i + 2 >= n || s[i] != '?' || s[i + 2] != '?') {
-		return 0;
-	}
-	size_t csn = i - 2;
-	const char *star = memchr(s + 2, '*', csn); /* RFC 2231 5: charset*language */
-	if (star) {
-		csn = (size_t)(star - (s + 2));
-	}
-	w->enc = (char)to_lower((unsigned char)s[i + 1]);
-	if (w->enc != 'b' && w->enc != 'q') {
-		return 0;
-	}
-	size_t t = i + 3, j = t;
-	while (j < n && s[j] != '?' && !is_blank((unsigned char)s[j])) {
-		j++;
-	}
-	if (j + 1 >= n || s[j] != '?' || s[j + 1] != '=') {
-		return 0;
-	}
-	w->text = s + t;
-	w->textn = j - t;
-	w->len = j + 2;
-	w->cs = charset_id(s + 2, csn);
-	return w->cs != CS_UNKNOWN;
-}
-
-static void decode_q(const char *s, size_t n, struct buf *out)
-{
-	for (size_t i = 0; i < n; i++) {
-		int hi, lo;
-		if (s[i] == '_') {
-			buf_putc(out, ' ');
-		} else if (s[i] == '=' && i + 2 < n &&
-		           (hi = hex_value((unsigned char)s[i + 1])) >= 0 &&
-		           (lo = hex_value((unsigned char)s[i + 2])) >= 0) {
-			buf_putc(out, (char)(hi << 4 | lo));
-			i += 2;
-		} else {
-			buf_putc(out, s[i]);
-		}
-	}
-}
-
-static int all_blank(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (!is_wsp(s[i]) && s[i] != '\r' && s[i] != '\n') {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-/* see rumble.h. Adjacent words in one charset are decoded into one byte
- * string before conversion, so that a character split between two words
- * (RFC 2047 5 forbids it; mailers do it) comes out whole. */
-void mime_decode_words(const char *s, size_t n, struct buf *out)
-{
-	struct buf pend;
-	int pend_cs = CS_UNKNOWN, after_word = 0;
-	size_t text = 0; /* start of the text not yet written */
-	buf_init(&pend);
-	for (size_t i = 0; i < n;) {
-		struct eword w;
-		if (s[i] != '=' || !parse_eword(s + i, n - i, &w)) {
-			i++;
-			continue;
-		}
-		int joined = after_word && all_blank(s + text, i - text);
-		if (pend.len && (!joined || w.cs != pend_cs)) {
-			convert(pend_cs, pend.data, pend.len, out);
-			buf_reset(&pend);
-		}
-		if (!joined) {
-			convert(CS_ASCII, s + text, i - text, out);
-		}
-		pend_cs = w.cs;
-		if (w.enc == 'b') {
-			mime_decode_base64(w.text, w.textn, &pend);
-		} else {
-			decode_q(w.text, w.textn, &pend);
-		}
-		i += w.len;
-		text = i;
-		after_word = 1;
-	}
-	if (pend.len) {
-		convert(pend_cs, pend.data, pend.len, out);
-	}
-	convert(CS_ASCII, s + text, n - text, out);
-	buf_free(&pend);
 }
 
 /* ---- structured fields: Content-Type, Content-Disposition ---- */
@@ -828,16 +405,16 @@ static void percent_decode(const char *s, size_t n, struct buf *out)
 }
 
 /* An extended value's "charset'language'" prefix: the charset's id (or
- * CS_UNKNOWN) and where the value starts. Without two quotes there is no
+ * MIME_CS_UNKNOWN) and where the value starts. Without two quotes there is no
  * prefix. */
 static const char *ext_prefix(const char *v, int *cs)
 {
 	const char *q1 = strchr(v, '\''), *q2 = q1 ? strchr(q1 + 1, '\'') : NULL;
-	*cs = CS_UNKNOWN;
+	*cs = MIME_CS_UNKNOWN;
 	if (!q2) {
 		return v;
 	}
-	*cs = q1 > v ? charset_id(v, (size_t)(q1 - v)) : CS_ASCII;
+	*cs = q1 > v ? mime__charset_id(v, (size_t)(q1 - v)) : MIME_CS_ASCII;
 	return q2 + 1;
 }
 
@@ -848,7 +425,7 @@ static void param_value(struct rawparam *r, unsigned n, unsigned i, const char *
 {
 	const char *base = sb + r[i].name;
 	size_t bl = r[i].baselen;
-	int cs = CS_UNKNOWN, found = 0;
+	int cs = MIME_CS_UNKNOWN, found = 0;
 	struct buf bytes;
 	buf_init(&bytes);
 	for (int sec = 0; sec < (int)n; sec++) {
@@ -882,8 +459,8 @@ static void param_value(struct rawparam *r, unsigned n, unsigned i, const char *
 		}
 	}
 	if (found) {
-		if (cs != CS_UNKNOWN) {
-			convert(cs, bytes.data ? bytes.data : "", bytes.len, out);
+		if (cs != MIME_CS_UNKNOWN) {
+			mime__convert(cs, bytes.data ? bytes.data : "", bytes.len, out);
 		} else {
 			buf_append(out, bytes.data, bytes.len);
 		}
@@ -1077,172 +654,263 @@ static int content_field(const char *name, size_t n)
 	return -1;
 }
 
-/* Fills p's type, parameters and other Content-* fields from its header
- * block; the first of each field counts. */
-static void read_content_fields(struct mime_msg *m, struct mime_part *p, int in_digest)
+/* ---- the MIME tree, parsed as a stream ----
+ *
+ * The message comes in pieces (mime_stream_feed) and is cut into lines;
+ * every line is looked at once. A stack holds the entities whose range
+ * the line is in, outermost first: each line is first checked against
+ * the boundaries of the multiparts on the stack that are still splitting
+ * (outermost first: an outer delimiter ends whatever is open inside it),
+ * and otherwise belongs to the innermost entity, as its header or its
+ * body. Where an entity ends is known only at the delimiter after it (or
+ * at the end of the message), so lengths and line counts are settled
+ * then; the line end before a delimiter belongs to the delimiter (RFC
+ * 2046 5.1.1), which may take back the empty line that ended a header.
+ * This gives the tree the recursive reading of RFC 2046 gives (each
+ * multipart splits its own body, each part parses its own range), with
+ * the same part limit hit at the same part, in one pass and with memory
+ * bounded by the tree: a header line is kept up to HLINE_MAX bytes (a
+ * longer one is judged by that much), a field value up to VALUE_MAX. */
+
+#define LINE_HEAD (MIME_BOUNDARY_MAX + 8) /* of every line: enough for a delimiter */
+#define HLINE_MAX (64 * 1024)
+#define VALUE_MAX (64 * 1024)
+#define MARK_EVERY (256 * 1024)
+#define MARKS_MAX 4096
+
+enum { E_HEADER, E_BODY };
+enum { S_NONE, S_SCAN, S_DONE };
+
+/* An entity whose range the current line is in. */
+struct ent {
+	struct mime_part *p;
+	int state, split, in_part, env, in_digest;
+	const char *boundary;
+	size_t blen;
+	uint64_t start;          /* of the open child's range */
+	uint64_t nlf;            /* LFs before body_off */
+	struct mime_part **tail; /* where the next child goes */
+};
+
+/* Where an entity ends: offset, LFs before it, the byte before it. */
+struct end {
+	uint64_t off, nlf;
+	int last;
+};
+
+struct mime_stream {
+	struct mime_msg *m;
+	struct ent st[MIME_DEPTH_MAX + 2];
+	int top, nscan;
+	uint64_t pos, nlf; /* bytes and LFs fed */
+	/* the current line */
+	int bol, in_header;
+	uint64_t ls, lmark, lnlf; /* its start, mark, LFs before it */
+	uint64_t llen;
+	char head[LINE_HEAD];
+	size_t hlen;
+	int tail_blank;        /* the bytes past head are blanks or CRs */
+	unsigned char prev[3]; /* the three bytes before it (prev[2] the last) */
+	unsigned char last[3]; /* the last three bytes fed */
+	struct buf hl;         /* a header line, up to HLINE_MAX bytes */
+	int colon_beyond;      /* ':' in what hl did not keep */
+	/* the header being read */
+	struct mime_hscan hs;
+	int fkind; /* the open field: content field, ENV_BASE + envelope field, -1 */
+	struct buf val[F_COUNT + MIME_ENV_FIELDS];
+	unsigned seen;     /* bit per val[] found */
+	uint64_t *pend[4]; /* marks to set at the next line start */
+	int npend;
+	uint64_t next_mark;
+};
+
+#define ENV_BASE F_COUNT
+
+static const char *const env_names[MIME_ENV_FIELDS] = {"date", "subject", "from", "sender",
+        "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id"};
+
+/* see rumble.h */
+int mime_hscan_line(
+        struct mime_hscan *h, const char *p, size_t n, int colon_beyond, struct mime_header *out)
 {
-	struct mime_headers it;
+	if (h->stopped || n == 0) {
+		return MH_STOP;
+	}
+	if (is_wsp(p[0])) {
+		if (h->active) {
+			h->count++;
+			return MH_MORE;
+		}
+	} else {
+		h->active = 0;
+	}
+	if (h->count >= MIME_HEADERS_MAX) {
+		h->stopped = 1;
+		h->active = 0;
+		return MH_STOP;
+	}
+	h->count++;
+	if (is_wsp(p[0])) {
+		return MH_JUNK; /* a continuation with nothing to continue */
+	}
+	const char *colon = memchr(p, ':', n);
+	if (!colon && !colon_beyond) {
+		return MH_JUNK;
+	}
+	size_t ne = colon ? (size_t)(colon - p) : 0;
+	while (ne > 0 && is_wsp(p[ne - 1])) {
+		ne--; /* RFC 5322 4.5.3: "Subject :" */
+	}
+	if (colon && ne == 0) {
+		return MH_JUNK;
+	}
+	h->active = 1;
+	out->name = p;
+	out->name_len = ne; /* 0: a name longer than what was kept */
+	out->value = colon ? colon + 1 : p + n;
+	out->value_len = colon ? n - (size_t)(colon + 1 - p) : 0;
+	return MH_FIELD;
+}
+
+static int env_field(const char *name, size_t n)
+{
+	for (int i = 0; i < MIME_ENV_FIELDS; i++) {
+		if (word_is(name, n, env_names[i])) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Value bytes as unfolding leaves them: no line ends, NUL a space. */
+static void value_add(struct buf *v, const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && v->len < VALUE_MAX) {
+		size_t run = 0, room = VALUE_MAX - v->len;
+		while (i + run < n && run < room && p[i + run] != '\r' && p[i + run] != '\n' &&
+		        p[i + run] != '\0') {
+			run++;
+		}
+		buf_append(v, p + i, run); /* plain bytes in one piece */
+		i += run;
+		if (i < n && run < room) {
+			if (p[i] == '\0') {
+				buf_putc(v, ' ');
+			}
+			i++;
+		}
+	}
+}
+
+/* The unfolded value: blanks at both ends trimmed. */
+static const char *value_trim(struct buf *v, size_t *n)
+{
+	const char *s = v->data ? v->data : "";
+	size_t a = 0, b = v->len;
+	while (a < b && is_wsp(s[a])) {
+		a++;
+	}
+	while (b > a && is_wsp(s[b - 1])) {
+		b--;
+	}
+	*n = b - a;
+	return s + a;
+}
+
+/* One header line of the innermost entity (not the empty one). */
+static void header_line(struct mime_stream *s, struct ent *e)
+{
 	struct mime_header h;
-	struct buf v;
-	unsigned seen = 0;
-	buf_init(&v);
-	mime_headers_init(&it, m->buf + p->hdr_off, p->hdr_len);
-	while (mime_headers_next(&it, &h)) {
+	const char *p = s->hl.data ? s->hl.data : "";
+	switch (mime_hscan_line(&s->hs, p, s->hl.len, s->colon_beyond, &h)) {
+	case MH_FIELD: {
 		int f = h.name_len > 8 && rl_strncasecmp(h.name, "content-", 8) == 0
 		                ? content_field(h.name, h.name_len)
 		                : -1;
-		if (f < 0 || (seen & 1u << f)) {
+		if (f < 0 && e->env && h.name_len) {
+			f = env_field(h.name, h.name_len);
+			f = f < 0 ? -1 : ENV_BASE + f;
+		}
+		s->fkind = f >= 0 && !(s->seen & 1u << f) ? f : -1;
+		if (s->fkind >= 0) {
+			s->seen |= 1u << f;
+			value_add(&s->val[f], h.value, h.value_len);
+		}
+		break;
+	}
+	case MH_MORE:
+		if (s->fkind >= 0) {
+			value_add(&s->val[s->fkind], p, s->hl.len);
+		}
+		break;
+	default:
+		s->fkind = -1;
+		break;
+	}
+}
+
+static void apply_content_field(
+        struct mime_msg *m, struct mime_part *p, int f, const char *v, size_t n)
+{
+	if (f == F_TYPE) {
+		parse_typed(m, v, n, 1, &p->type, &p->subtype, &p->params, &p->nparams);
+	} else if (f == F_ENCODING) {
+		p->encoding = first_token(m, v, n);
+	} else if (f == F_DISPOSITION) {
+		parse_typed(m, v, n, 0, &p->disposition, NULL, &p->disp_params, &p->ndisp_params);
+	} else {
+		const char *str = arena_str(m, v, n);
+		const char **dst[F_COUNT] = {[F_ID] = &p->id,
+		        [F_DESCRIPTION] = &p->description,
+		        [F_LANGUAGE] = &p->language,
+		        [F_MD5] = &p->md5,
+		        [F_LOCATION] = &p->location};
+		*dst[f] = str;
+	}
+}
+
+/* The header of e is complete: its fields go into the part, defaults
+ * where they are missing (RFC 2045 5.2; RFC 2046 5.1.5 for digests). */
+static void fields_done(struct mime_stream *s, struct ent *e)
+{
+	struct mime_msg *m = s->m;
+	struct mime_part *p = e->p;
+	for (int f = 0; f < F_COUNT + MIME_ENV_FIELDS; f++) {
+		size_t n;
+		const char *v = value_trim(&s->val[f], &n);
+		if (!(s->seen & 1u << f)) {
 			continue;
 		}
-		seen |= 1u << f;
-		buf_reset(&v);
-		unfold(h.value, h.value_len, &v);
-		if (f == F_TYPE) {
-			parse_typed(m, v.data, v.len, 1, &p->type, &p->subtype, &p->params,
-			        &p->nparams);
-		} else if (f == F_ENCODING) {
-			p->encoding = first_token(m, v.data, v.len);
-		} else if (f == F_DISPOSITION) {
-			parse_typed(m, v.data, v.len, 0, &p->disposition, NULL, &p->disp_params,
-			        &p->ndisp_params);
+		if (f < F_COUNT) {
+			apply_content_field(m, p, f, v, n);
 		} else {
-			const char *s = arena_str(m, v.data, v.len);
-			const char **dst[F_COUNT] = {[F_ID] = &p->id,
-			        [F_DESCRIPTION] = &p->description,
-			        [F_LANGUAGE] = &p->language,
-			        [F_MD5] = &p->md5,
-			        [F_LOCATION] = &p->location};
-			*dst[f] = s;
+			p->env->f[f - ENV_BASE] = arena_str(m, v, n);
 		}
 	}
-	if (it.count >= MIME_HEADERS_MAX) {
+	if (s->hs.count >= MIME_HEADERS_MAX) {
 		m->limits |= MIME_LIMIT_HEADERS;
 	}
-	buf_free(&v);
 	if (!p->type || !p->subtype) {
-		/* RFC 2045 5.2 (also for a Content-Type that does not parse);
-		 * RFC 2046 5.1.5 for digests */
-		p->type = in_digest ? "message" : "text";
-		p->subtype = in_digest ? "rfc822" : "plain";
-		p->params = in_digest ? NULL : default_charset;
-		p->nparams = in_digest ? 0 : 1;
+		p->type = e->in_digest ? "message" : "text";
+		p->subtype = e->in_digest ? "rfc822" : "plain";
+		p->params = e->in_digest ? NULL : default_charset;
+		p->nparams = e->in_digest ? 0 : 1;
 	}
 	if (!p->encoding) {
 		p->encoding = "7bit";
 	}
+	for (int f = 0; f < F_COUNT + MIME_ENV_FIELDS; f++) {
+		buf_reset(&s->val[f]);
+	}
+	s->seen = 0;
+	s->fkind = -1;
+	memset(&s->hs, 0, sizeof s->hs);
 }
 
-/* Where the header block ends: after the first empty line, else at end. */
-static size_t header_length(const char *b, size_t off, size_t end)
+static struct mime_part *new_part(struct mime_stream *s, struct mime_part *parent, uint64_t off)
 {
-	size_t pos = off;
-	while (pos < end) {
-		size_t e = find_lf(b, pos, end);
-		if (e == end) {
-			break;
-		}
-		if (e == pos || (e == pos + 1 && b[pos] == '\r')) {
-			return e + 1 - off;
-		}
-		pos = e + 1;
-	}
-	return end - off;
-}
-
-static size_t count_lines(const char *b, size_t off, size_t len)
-{
-	size_t n = 0, pos = off, end = off + len;
-	while ((pos = find_lf(b, pos, end)) < end) {
-		n++;
-		pos++;
-	}
-	return n + (len > 0 && b[end - 1] != '\n');
-}
-
-/* A boundary line (RFC 2046 5.1.1): "--" boundary ["--"] blanks. */
-static int is_delimiter(const char *l, size_t n, const char *b, size_t bl, int *close)
-{
-	if (n < bl + 2 || l[0] != '-' || l[1] != '-' || memcmp(l + 2, b, bl) != 0) {
-		return 0;
-	}
-	size_t i = bl + 2;
-	*close = i + 1 < n && l[i] == '-' && l[i + 1] == '-';
-	for (i += *close ? 2 : 0; i < n; i++) {
-		if (!is_wsp(l[i]) && l[i] != '\r') {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-static struct mime_part *parse_entity(
-        struct mime_msg *m, struct mime_part *parent, size_t off, size_t len);
-
-static int add_child(
-        struct mime_msg *m, struct mime_part *p, struct mime_part ***tail, size_t off, size_t len)
-{
-	struct mime_part *c = parse_entity(m, p, off, len);
-	if (!c) {
-		return -1;
-	}
-	**tail = c;
-	*tail = &c->next;
-	p->nchild++;
-	return 0;
-}
-
-/* Splits a multipart body on its boundary. The text before the first
- * boundary line (preamble) and after the closing one (epilogue) belongs
- * to no part; a missing closing line ends the last part at the end. */
-static void split_multipart(struct mime_msg *m, struct mime_part *p)
-{
-	const char *b = mime_part_param(p, "boundary");
-	size_t bl = b ? strlen(b) : 0;
-	if (bl == 0 || bl > MIME_BOUNDARY_MAX) {
-		return;
-	}
-	const char *buf = m->buf;
-	size_t pos = p->body_off, end = p->body_off + p->body_len, start = 0;
-	int in_part = 0, close = 0;
-	struct mime_part **tail = &p->child;
-	while (pos < end) {
-		size_t e = find_lf(buf, pos, end);
-		size_t next = e < end ? e + 1 : end;
-		if (is_delimiter(buf + pos, e - pos, b, bl, &close)) {
-			if (in_part) {
-				size_t pe = pos; /* the line end before belongs to the delimiter */
-				if (pe > start && buf[pe - 1] == '\n') {
-					pe--;
-				}
-				if (pe > start && buf[pe - 1] == '\r') {
-					pe--;
-				}
-				if (add_child(m, p, &tail, start, pe - start) != 0) {
-					in_part = 0;
-					break;
-				}
-			}
-			in_part = !close;
-			start = next;
-			if (close) {
-				break;
-			}
-		}
-		pos = next;
-	}
-	if (in_part) {
-		add_child(m, p, &tail, start, end - start);
-	}
-	if (p->child) {
-		p->flags |= MIME_MULTIPART;
-	}
-}
-
-/* One entity (a message, or a body part) at buf[off, off + len). NULL
- * once MIME_PARTS_MAX parts exist. */
-static struct mime_part *parse_entity(
-        struct mime_msg *m, struct mime_part *parent, size_t off, size_t len)
-{
+	struct mime_msg *m = s->m;
 	if (m->nparts >= MIME_PARTS_MAX) {
 		m->limits |= MIME_LIMIT_PARTS;
 		return NULL;
@@ -1252,12 +920,40 @@ static struct mime_part *parse_entity(
 	memset(p, 0, sizeof *p);
 	p->parent = parent;
 	p->depth = parent ? parent->depth + 1 : 0;
-	p->hdr_off = off;
-	p->hdr_len = header_length(m->buf, off, off + len);
-	p->body_off = off + p->hdr_len;
-	p->body_len = len - p->hdr_len;
-	p->lines = count_lines(m->buf, p->body_off, p->body_len);
-	read_content_fields(m, p, parent && mime_part_is(parent, "multipart", "digest"));
+	p->hdr_off = p->body_off = (size_t)off;
+	p->hdr_mark = p->body_mark = MIME_NO_MARK;
+	return p;
+}
+
+/* Its mark is the mark of the next line start. */
+static void mark_next(struct mime_stream *s, uint64_t *slot)
+{
+	if (s->npend < (int)(sizeof s->pend / sizeof s->pend[0])) {
+		s->pend[s->npend++] = slot;
+	}
+}
+
+static void push(struct mime_stream *s, struct mime_part *p, int env, int in_digest)
+{
+	struct ent *e = &s->st[++s->top];
+	memset(e, 0, sizeof *e);
+	e->p = p;
+	e->state = E_HEADER;
+	e->env = env;
+	e->in_digest = in_digest;
+	if (env) {
+		p->env = arena_alloc(s->m, sizeof *p->env);
+		memset(p->env, 0, sizeof *p->env);
+	}
+	mark_next(s, &p->hdr_mark);
+}
+
+/* After the header: a multipart starts splitting, a message/rfc822 part
+ * gets its message (an empty one when the part ends here: closing). */
+static void after_header(struct mime_stream *s, struct ent *e, int closing)
+{
+	struct mime_msg *m = s->m;
+	struct mime_part *p = e->p;
 	int multi = strcmp(p->type, "multipart") == 0;
 	/* an encapsulated message must be 7bit, 8bit or binary (RFC 2046
 	 * 5.2.1); one in base64 stays a leaf */
@@ -1267,25 +963,324 @@ static struct mime_part *parse_entity(
 	                !strcmp(p->encoding, "binary"));
 	if ((multi || message) && p->depth >= MIME_DEPTH_MAX) {
 		m->limits |= MIME_LIMIT_DEPTH;
-	} else if (multi) {
-		split_multipart(m, p);
+	} else if (multi && !closing) {
+		const char *b = mime_part_param(p, "boundary");
+		size_t bl = b ? strlen(b) : 0;
+		if (bl > 0 && bl <= MIME_BOUNDARY_MAX) {
+			e->split = S_SCAN;
+			e->boundary = b;
+			e->blen = bl;
+			e->tail = &p->child;
+			s->nscan++;
+		}
 	} else if (message) {
-		p->child = parse_entity(m, p, p->body_off, p->body_len);
-		if (p->child) {
-			p->flags |= MIME_MESSAGE;
-			p->nchild = 1;
+		struct mime_part *c = new_part(s, p, p->body_off);
+		if (!c) {
+			return;
+		}
+		p->child = c;
+		p->flags |= MIME_MESSAGE;
+		p->nchild = 1;
+		if (closing) {
+			struct ent tmp = {c, E_HEADER, S_NONE, 0, 1, 0, NULL, 0, 0, 0, NULL};
+			c->env = arena_alloc(m, sizeof *c->env);
+			memset(c->env, 0, sizeof *c->env);
+			fields_done(s, &tmp);
+			after_header(s, &tmp, 1);
+		} else {
+			push(s, c, 1, 0);
 		}
 	}
-	return p;
+}
+
+/* The empty line that ends e's header ended at le. */
+static void header_end(struct mime_stream *s, struct ent *e, uint64_t le)
+{
+	struct mime_part *p = e->p;
+	fields_done(s, e);
+	p->hdr_len = (size_t)(le - p->hdr_off);
+	p->body_off = (size_t)le;
+	e->state = E_BODY;
+	e->nlf = s->lnlf + 1;
+	mark_next(s, &p->body_mark);
+	after_header(s, e, 0);
+}
+
+/* Settles e's lengths and line count: its range ends at x. */
+static void close_ent(struct mime_stream *s, struct ent *e, const struct end *x)
+{
+	struct mime_part *p = e->p;
+	if (x->off < p->hdr_off) {
+		p->hdr_off = p->body_off = (size_t)x->off; /* opened on a line end taken back */
+		p->hdr_mark = MIME_NO_MARK;
+	}
+	if (e->state == E_HEADER) {
+		fields_done(s, e); /* the header runs to the end of the range */
+		p->body_off = (size_t)x->off;
+		after_header(s, e, 1);
+	}
+	if (x->off < p->body_off) {
+		p->body_off = (size_t)x->off; /* the empty line was taken back */
+		p->body_mark = MIME_NO_MARK;
+	}
+	p->hdr_len = p->body_off - p->hdr_off;
+	p->body_len = (size_t)x->off - p->body_off;
+	p->lines = 0;
+	if (e->state == E_BODY && p->body_len > 0) {
+		p->lines = (size_t)(x->nlf - e->nlf) + (x->last != '\n');
+	}
+	if (e->split == S_SCAN) {
+		s->nscan--;
+	}
+	e->split = S_DONE;
+}
+
+/* Closes the entities from the innermost up to st[k], all ending at x. */
+static void close_to(struct mime_stream *s, int k, const struct end *x)
+{
+	while (s->top >= k) {
+		close_ent(s, &s->st[s->top], x);
+		s->top--;
+	}
+}
+
+/* A boundary line (RFC 2046 5.1.1): "--" boundary ["--"] blanks. Only
+ * the line's head is kept; tail_blank says what the rest is. */
+static int is_delimiter(const struct mime_stream *s, const struct ent *e, int *close)
+{
+	const char *l = s->head;
+	size_t n = s->hlen, bl = e->blen;
+	if (n == s->llen && n > 0 && l[n - 1] == '\n') {
+		n--; /* the line is all in head: its LF is not part of it */
+	}
+	if (n < bl + 2 || memcmp(l + 2, e->boundary, bl) != 0) {
+		return 0;
+	}
+	size_t i = bl + 2;
+	*close = i + 1 < n && l[i] == '-' && l[i + 1] == '-';
+	for (i += *close ? 2 : 0; i < n; i++) {
+		if (!is_wsp(l[i]) && l[i] != '\r') {
+			return 0;
+		}
+	}
+	return s->tail_blank;
+}
+
+/* A delimiter of st[k]: the part it was in ends before the line end
+ * before the delimiter; a new one starts after it (at le). */
+static void delimiter(struct mime_stream *s, int k, int close, uint64_t le)
+{
+	struct ent *e = &s->st[k];
+	if (e->in_part) {
+		struct end x = {s->ls, s->lnlf, s->prev[2]};
+		if (x.off > e->start && s->prev[2] == '\n') {
+			x.off--, x.nlf--, x.last = s->prev[1];
+			if (x.off > e->start && s->prev[1] == '\r') {
+				x.off--, x.last = s->prev[0];
+			}
+		}
+		close_to(s, k + 1, &x);
+		e->in_part = 0;
+	}
+	struct mime_part *c = close ? NULL : new_part(s, e->p, le);
+	if (!c) {
+		s->nscan -= e->split == S_SCAN;
+		e->split = S_DONE; /* the closing line, or no more parts allowed */
+		return;
+	}
+	*e->tail = c;
+	e->tail = &c->next;
+	e->p->nchild++;
+	e->p->flags |= MIME_MULTIPART;
+	e->in_part = 1;
+	e->start = le;
+	push(s, c, 0, mime_part_is(e->p, "multipart", "digest"));
+}
+
+/* The current line is complete (with its LF when lf). */
+static void line_done(struct mime_stream *s, int lf)
+{
+	uint64_t le = s->ls + s->llen;
+	if (s->nscan > 0 && s->hlen >= 2 && s->head[0] == '-' && s->head[1] == '-') {
+		for (int k = 0; k <= s->top; k++) {
+			int close;
+			if (s->st[k].split == S_SCAN && is_delimiter(s, &s->st[k], &close)) {
+				delimiter(s, k, close, le);
+				return;
+			}
+		}
+	}
+	if (!s->in_header) {
+		return;
+	}
+	struct ent *e = &s->st[s->top];
+	if (lf && (s->llen == 1 || (s->llen == 2 && s->head[0] == '\r'))) {
+		header_end(s, e, le);
+	} else {
+		header_line(s, e);
+	}
+}
+
+static void line_start(struct mime_stream *s, uint64_t mark)
+{
+	s->bol = 0;
+	s->ls = s->pos;
+	s->lmark = mark;
+	s->lnlf = s->nlf;
+	s->llen = 0;
+	s->hlen = 0;
+	s->tail_blank = 1;
+	memcpy(s->prev, s->last, 3);
+	for (int i = 0; i < s->npend; i++) {
+		*s->pend[i] = mark;
+	}
+	s->npend = 0;
+	s->in_header = s->top >= 0 && s->st[s->top].state == E_HEADER;
+	if (s->in_header) {
+		buf_reset(&s->hl);
+		s->colon_beyond = 0;
+	}
+	if (s->pos >= s->next_mark && s->pos > 0 && s->m->nmarks < MARKS_MAX) {
+		struct mime_msg *m = s->m;
+		if (m->nmarks % 64 == 0) {
+			m->marks = xrealloc(m->marks, (m->nmarks + 64) * sizeof *m->marks);
+		}
+		m->marks[m->nmarks].off = s->pos;
+		m->marks[m->nmarks++].mark = mark;
+		s->next_mark = s->pos + MARK_EVERY;
+	}
+}
+
+/* Bytes of the current line (an LF only at the end). */
+static void line_bytes(struct mime_stream *s, const char *p, size_t n)
+{
+	if (s->in_header) {
+		size_t room = HLINE_MAX - s->hl.len;
+		buf_append(&s->hl, p, n < room ? n : room);
+		if (n > room && memchr(p + room, ':', n - room)) {
+			s->colon_beyond = 1;
+		}
+	}
+	size_t k = 0;
+	if (s->hlen < LINE_HEAD) {
+		k = n < LINE_HEAD - s->hlen ? n : LINE_HEAD - s->hlen;
+		memcpy(s->head + s->hlen, p, k);
+		s->hlen += k;
+	}
+	for (size_t i = k; i < n && s->tail_blank; i++) {
+		s->tail_blank = is_wsp(p[i]) || p[i] == '\r' || p[i] == '\n';
+	}
+}
+
+static void last_add(unsigned char last[3], const char *p, size_t n)
+{
+	for (size_t i = n > 3 ? n - 3 : 0; i < n; i++) {
+		last[0] = last[1];
+		last[1] = last[2];
+		last[2] = (unsigned char)p[i];
+	}
+}
+
+/* see rumble.h */
+void mime_stream_feed(struct mime_stream *s, const char *p, size_t n, uint64_t mark)
+{
+	size_t i = 0;
+	while (i < n) {
+		if (s->bol) {
+			line_start(s, mark + i);
+		}
+		const char *nl = memchr(p + i, '\n', n - i);
+		size_t k = nl ? (size_t)(nl - (p + i)) + 1 : n - i;
+		line_bytes(s, p + i, k);
+		s->llen += k;
+		s->pos += k;
+		last_add(s->last, p + i, k);
+		i += k;
+		if (nl) {
+			line_done(s, 1);
+			s->nlf++;
+			s->bol = 1;
+		}
+	}
+}
+
+/* see rumble.h */
+struct mime_stream *mime_stream_new(struct mime_msg *m)
+{
+	struct mime_stream *s = xcalloc(1, sizeof *s);
+	memset(m, 0, sizeof *m);
+	s->m = m;
+	s->top = -1;
+	s->bol = 1;
+	s->fkind = -1;
+	s->next_mark = MARK_EVERY;
+	buf_init(&s->hl);
+	for (int f = 0; f < F_COUNT + MIME_ENV_FIELDS; f++) {
+		buf_init(&s->val[f]);
+	}
+	m->root = new_part(s, NULL, 0);
+	push(s, m->root, 1, 0);
+	return s;
+}
+
+/* see rumble.h */
+int mime_stream_header_done(const struct mime_stream *s)
+{
+	return s->top < 0 || s->st[0].state != E_HEADER;
+}
+
+static void stream_free(struct mime_stream *s)
+{
+	buf_free(&s->hl);
+	for (int f = 0; f < F_COUNT + MIME_ENV_FIELDS; f++) {
+		buf_free(&s->val[f]);
+	}
+	free(s);
+}
+
+/* see rumble.h */
+void mime_stream_end(struct mime_stream *s)
+{
+	if (!s->bol) {
+		line_done(s, 0); /* the last line has no LF */
+	}
+	struct end x = {s->pos, s->nlf, s->pos ? s->last[2] : '\n'};
+	for (int i = 0; i < s->npend; i++) {
+		*s->pend[i] = MIME_NO_MARK; /* nothing starts there */
+	}
+	s->npend = 0;
+	close_to(s, 0, &x);
+	s->m->len = (size_t)s->pos;
+	stream_free(s);
+}
+
+/* see rumble.h */
+void mime_stream_cut(struct mime_stream *s, uint64_t total)
+{
+	struct mime_msg *m = s->m;
+	struct mime_part *r = m->root;
+	for (int i = 0; i < s->npend; i++) {
+		*s->pend[i] = MIME_NO_MARK;
+	}
+	s->npend = 0;
+	r->body_len = r->body_off <= total ? (size_t)(total - r->body_off) : 0;
+	r->child = NULL;
+	r->nchild = 0;
+	r->flags = 0;
+	r->lines = 0;
+	m->nparts = 1;
+	m->len = (size_t)total;
+	m->limits |= MIME_LIMIT_CUT;
+	stream_free(s);
 }
 
 /* see rumble.h */
 void mime_parse(struct mime_msg *m, const char *buf, size_t len)
 {
-	memset(m, 0, sizeof *m);
+	struct mime_stream *s = mime_stream_new(m);
+	mime_stream_feed(s, buf ? buf : "", buf ? len : 0, 0);
+	mime_stream_end(s);
 	m->buf = buf ? buf : "";
-	m->len = buf ? len : 0;
-	m->root = parse_entity(m, NULL, 0, m->len);
 }
 
 /* see rumble.h */
@@ -1297,8 +1292,20 @@ void mime_free(struct mime_msg *m)
 		free(c);
 		c = next;
 	}
+	xfree(m->marks);
 	m->arena = NULL;
 	m->root = NULL;
+	m->nmarks = 0;
+}
+
+/* see rumble.h */
+size_t mime_msg_size(const struct mime_msg *m)
+{
+	size_t n = sizeof *m + m->nmarks * sizeof *m->marks;
+	for (const struct mime_chunk *c = m->arena; c; c = c->next) {
+		n += ARENA_HEAD + c->cap;
+	}
+	return n;
 }
 
 /* see rumble.h */
@@ -1951,7 +1958,7 @@ static void imap_params(struct buf *o, const struct mime_param *v, unsigned n)
 			continue;
 		}
 		buf_reset(&enc);
-		convert(CS_ASCII, s, len, &enc); /* valid UTF-8 whatever came in */
+		mime__convert(MIME_CS_ASCII, s, len, &enc); /* valid UTF-8 whatever came in */
 		buf_printf(o, "\"%s*\" \"utf-8''", v[i].name);
 		for (size_t j = 0; j < enc.len; j++) {
 			unsigned char c = (unsigned char)enc.data[j];
@@ -2101,17 +2108,35 @@ static void imap_addrs(struct buf *o, const struct mime_addr *a)
 	buf_putc(o, ')');
 }
 
-static struct mime_addr *header_addrs(
-        const struct mime_msg *m, const struct mime_part *p, const char *name, struct buf *tmp)
+/* Field i of p's ENVELOPE, unfolded into tmp; 0 when p has no such field.
+ * The parser keeps them for the root and for messages in message/rfc822
+ * parts; for another part of a buffer the header is looked up. */
+static int env_get(const struct mime_msg *m, const struct mime_part *p, int i, struct buf *tmp)
 {
-	return mime_header_get(m, p, name, tmp) ? mime_addr_parse(tmp->data, tmp->len, 0) : NULL;
+	static const char *const names[MIME_ENV_FIELDS] = {"date", "subject", "from", "sender",
+	        "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id"};
+	if (!p->env) {
+		return m->buf && mime_header_get(m, p, names[i], tmp);
+	}
+	if (!p->env->f[i]) {
+		return 0;
+	}
+	buf_reset(tmp);
+	buf_puts(tmp, p->env->f[i]);
+	return 1;
 }
 
-static void env_string(const struct mime_msg *m, const struct mime_part *p, const char *name,
-        struct buf *tmp, struct buf *o)
+static struct mime_addr *header_addrs(
+        const struct mime_msg *m, const struct mime_part *p, int i, struct buf *tmp)
 {
-	if (mime_header_get(m, p, name, tmp)) {
-		imap_string(o, tmp->data, tmp->len);
+	return env_get(m, p, i, tmp) ? mime_addr_parse(tmp->data, tmp->len, 0) : NULL;
+}
+
+static void env_string(
+        const struct mime_msg *m, const struct mime_part *p, int i, struct buf *tmp, struct buf *o)
+{
+	if (env_get(m, p, i, tmp)) {
+		imap_string(o, tmp->data ? tmp->data : "", tmp->len);
 	} else {
 		buf_puts(o, "NIL");
 	}
@@ -2122,15 +2147,16 @@ static void env_string(const struct mime_msg *m, const struct mime_part *p, cons
  * 7.4.2). */
 void mime_envelope(const struct mime_msg *m, const struct mime_part *p, struct buf *out)
 {
-	static const char *const lists[] = {"sender", "reply-to", "to", "cc", "bcc"};
+	static const int lists[] = {
+	        MIME_ENV_SENDER, MIME_ENV_REPLY_TO, MIME_ENV_TO, MIME_ENV_CC, MIME_ENV_BCC};
 	struct buf tmp;
 	buf_init(&tmp);
 	buf_putc(out, '(');
-	env_string(m, p, "date", &tmp, out);
+	env_string(m, p, MIME_ENV_DATE, &tmp, out);
 	buf_putc(out, ' ');
-	env_string(m, p, "subject", &tmp, out);
+	env_string(m, p, MIME_ENV_SUBJECT, &tmp, out);
 	buf_putc(out, ' ');
-	struct mime_addr *from = header_addrs(m, p, "from", &tmp);
+	struct mime_addr *from = header_addrs(m, p, MIME_ENV_FROM, &tmp);
 	imap_addrs(out, from);
 	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
 		struct mime_addr *a = header_addrs(m, p, lists[i], &tmp);
@@ -2140,9 +2166,9 @@ void mime_envelope(const struct mime_msg *m, const struct mime_part *p, struct b
 	}
 	mime_addr_free(from);
 	buf_putc(out, ' ');
-	env_string(m, p, "in-reply-to", &tmp, out);
+	env_string(m, p, MIME_ENV_IN_REPLY_TO, &tmp, out);
 	buf_putc(out, ' ');
-	env_string(m, p, "message-id", &tmp, out);
+	env_string(m, p, MIME_ENV_MESSAGE_ID, &tmp, out);
 	buf_putc(out, ')');
 	buf_free(&tmp);
 }

@@ -206,17 +206,22 @@ static int auth_offered(const struct session *s)
 	return session_auth_allowed(s);
 }
 
-/* Takes the snapshot of the maildrop (RFC 1939 section 8). */
+/* Takes the snapshot of the maildrop (RFC 1939 section 8). Another
+ * thread may expunge meanwhile: the count is an upper bound. */
 static void snapshot(struct pop3 *st)
 {
+	uint32_t n = mm_folder_count(st->f);
 	st->uidvalidity = mm_folder_uidvalidity(st->f);
-	st->nmsg = mm_folder_count(st->f);
-	st->msgs = xcalloc(st->nmsg ? st->nmsg : 1, sizeof *st->msgs);
-	for (uint32_t i = 0; i < st->nmsg; i++) {
+	st->msgs = xcalloc(n ? n : 1, sizeof *st->msgs);
+	for (uint32_t i = 0; i < n; i++) {
 		const struct mm_msg *m = mm_folder_msg(st->f, i);
+		if (!m) {
+			break;
+		}
 		st->msgs[i].uid = m->uid;
 		st->msgs[i].size = m->size;
 		st->bytes += m->size;
+		st->nmsg++;
 	}
 }
 
@@ -229,6 +234,8 @@ static void open_maildrop(struct session *s, struct pop3 *st, const struct mm_ac
 		return;
 	}
 	if (mm_folder_open(a->domain, a->user, "INBOX", 1, &st->f) != 0) {
+		/* out of descriptors or memory, or an I/O error: never "no such user" */
+		log_warnx("%08x pop3 cannot open the maildrop of %s", s->id, st->user);
 		drop_unlock(st);
 		err(s, st, "[SYS/TEMP] Cannot open the maildrop, try again later");
 		return;
@@ -567,10 +574,10 @@ static void pop3_writable(struct session *s)
 /* Starts sending message i; top: only the header and top_lines lines. */
 static void stream_start(struct session *s, struct pop3 *st, uint32_t i, int top, uint32_t lines)
 {
-	const struct mm_msg *m = mm_folder_msg(st->f, i);
-	/* f is not refreshed during the session: index i is still the
-	 * snapshot's message, which the UID check confirms */
-	if (!m || m->uid != st->msgs[i].uid || !(st->rd = mm_reader_open(st->f, i))) {
+	/* by UID: the folder's index is shared with other sessions, whose
+	 * changes move its numbers; a message IMAP expunged meanwhile is
+	 * still there until a compaction */
+	if (!(st->rd = mm_reader_open_uid(st->f, st->msgs[i].uid))) {
 		err(s, st, "[SYS/TEMP] Cannot read message %u", i + 1);
 		return;
 	}

@@ -452,14 +452,39 @@ struct mm_msg {
 	uint64_t qid; /* queue id it was delivered from, 0 if none */
 };
 
-struct mm_folder; /* an open folder: mbox + index, loaded in memory */
+/* What the folder calls return besides 0 and counts. */
+/* no such folder (a bad name; deleted or renamed since) */
+#define MM_NOFOLDER (-1)
+/* it cannot be opened or read now: no descriptor, no memory, an I/O error */
+#define MM_UNAVAILABLE (-2)
+/* mm_view_sync: UIDVALIDITY changed, the view is void */
+#define MM_REINDEXED (-3)
+#define MM_NO_MARK UINT64_MAX
+
+/* An open folder: a handle on the folder's one in-memory index and open
+ * mbox file (a "box"), which every handle on the folder shares, from any
+ * thread, and which the last close frees. Changes made through one
+ * handle are seen at once through the others; other processes' changes
+ * at the next call that refreshes (they take the file lock: append,
+ * store, expunge, compact, refresh, views' syncs). The box holds one file
+ * descriptor (its mbox); an operation opens the index and the lock file
+ * for its duration. Message numbers (i) count the live messages of the
+ * box now: another thread may change them between two calls. */
+struct mm_folder;
 /* Opens mail/<domain>/<user>/<folder> (user and domain lower-case,
- * folder "INBOX" or a validated name); create makes it when missing. */
+ * folder "INBOX" or a validated name); create makes it when missing.
+ * 0, MM_NOFOLDER, or MM_UNAVAILABLE. */
 int mm_folder_open(const char *domain, const char *user, const char *folder, int create,
 	struct mm_folder **out);
 void mm_folder_close(struct mm_folder *f);
+/* A name for the folder in caches (the same for every handle on it). */
+uint64_t mm_folder_key(struct mm_folder *f);
 uint32_t mm_folder_count(struct mm_folder *f);
+/* A copy of message i, kept in the handle: valid until the next
+ * mm_folder_msg on f. NULL when there is no message i. */
 const struct mm_msg *mm_folder_msg(struct mm_folder *f, uint32_t i);
+/* A copy of the live message with uid; 0, or -1 when there is none. */
+int mm_folder_get(struct mm_folder *f, uint32_t uid, struct mm_msg *out);
 uint32_t mm_folder_uidvalidity(struct mm_folder *f);
 uint32_t mm_folder_uidnext(struct mm_folder *f);
 /* Appends the message in sp (wire form: CRLF lines) with an mbox From_
@@ -486,7 +511,8 @@ int mm_folder_expunge_uids(
 void mm_folder_usage(struct mm_folder *f, uint64_t *expunged, uint64_t *total);
 /* Rewrites the mbox without expunged messages, atomically; UIDs stay. */
 int mm_folder_compact(struct mm_folder *f);
-/* Re-reads the index if another process or thread changed it. */
+/* Re-reads the index if another process changed it; 0, MM_NOFOLDER when
+ * the folder was deleted or renamed, MM_UNAVAILABLE. */
 int mm_folder_refresh(struct mm_folder *f);
 /* Message i (as mm_folder_msg numbers it; no refresh) in wire form, a
  * buffer at a time, read from the mbox by offset: no more than 16 KB of it
@@ -496,9 +522,23 @@ int mm_folder_refresh(struct mm_folder *f);
  * message. */
 struct mm_reader;
 struct mm_reader *mm_reader_open(struct mm_folder *f, uint32_t i);
+/* The message with uid, also when it was expunged since and its bytes
+ * are still in the mbox (until a compaction): a POP3 session's snapshot
+ * holds it. */
+struct mm_reader *mm_reader_open_uid(struct mm_folder *f, uint32_t uid);
 /* Fills out (n >= 1) with the next bytes; returns the count, 0 at the
  * end, -1 when the message is gone, unreadable, or not mm_msg.size bytes. */
 long mm_reader_read(struct mm_reader *r, char *out, size_t n);
+/* The same, but stops after a line end (CRLF as served). */
+long mm_reader_read_line(struct mm_reader *r, char *out, size_t n);
+/* Where the next byte is in the store's own terms, when it starts a line
+ * (after a read_line that ended one, or at the start): a mark for
+ * mm_reader_seek; MM_NO_MARK elsewhere. */
+uint64_t mm_reader_mark(const struct mm_reader *r);
+/* Goes on from the line start whose mark is mark and whose offset in the
+ * message as served is wire (a pair mm_reader_mark gave at that point).
+ * -1 when they cannot be. */
+int mm_reader_seek(struct mm_reader *r, uint64_t wire, uint64_t mark);
 void mm_reader_close(struct mm_reader *r);
 int mm_folder_list(const char *domain, const char *user,
 	int (*fn)(const char *name, void *arg), void *arg);
@@ -510,7 +550,8 @@ long mm_folder_find(struct mm_folder *f, uint32_t uid);
  * case-insensitively). The slot of name, -1 when it has none; create 1
  * takes a free slot (-1 when all 32 are used). */
 int mm_folder_keyword(struct mm_folder *f, const char *name, int create);
-/* Keyword i's name, NULL for a free slot; valid as mm_folder_msg's. */
+/* Keyword i's name, NULL for a free slot; a copy in the handle, valid
+ * until the next mm_folder_keyword_name on f. */
 const char *mm_folder_keyword_name(struct mm_folder *f, int i);
 /* Sets, adds or removes flags and keywords of the messages with these
  * UIDs in one locked step (UIDs already gone are skipped); changed ones
@@ -518,6 +559,47 @@ const char *mm_folder_keyword_name(struct mm_folder *f, int i);
 enum { MM_STORE_SET, MM_STORE_ADD, MM_STORE_DEL };
 int mm_folder_store(struct mm_folder *f, const uint32_t *uids, uint32_t n, int op,
 	uint32_t flags, uint32_t keywords);
+
+/* A client's view of a folder (IMAP's selected mailbox): the messages it
+ * was told of, by sequence number 1..count. It costs a few words plus a
+ * word per message expunged and not yet told, not a copy of the index,
+ * and numbers never move under it: a message expunged elsewhere keeps its
+ * number (mm_view_msg says 1) until mm_view_sync reports it. Any thread,
+ * one at a time per view; close it before its folder. */
+struct mm_view;
+/* Every live message now; 0, or MM_NOFOLDER / MM_UNAVAILABLE. */
+int mm_view_open(struct mm_folder *f, struct mm_view **out);
+void mm_view_close(struct mm_view *v);
+uint32_t mm_view_count(struct mm_view *v);
+/* Message seq: 0 with a copy in *out; 1 when it was expunged (only
+ * out->uid is set); -1 when there is no such number. */
+int mm_view_msg(struct mm_view *v, uint32_t seq, struct mm_msg *out);
+/* The sequence number of uid, 0 when the view has none. */
+uint32_t mm_view_seq(struct mm_view *v, uint32_t uid);
+/* What the client was not told yet. flags: changes since it was last
+ * told, numbered before the expunges; expunged: EXPUNGE numbers in the
+ * order to send them (only when expunge is 1: IMAP forbids them during
+ * FETCH, STORE and SEARCH); exists: the new count when messages were
+ * added (new mail waits while expunges do, so that numbers stay right). */
+struct mm_change {
+	uint32_t seq, flags, keywords;
+};
+struct mm_changes {
+	struct mm_change *flags;
+	uint32_t nflags;
+	uint32_t *expunged;
+	uint32_t nexpunged, exists;
+};
+/* Fills c (free it with mm_changes_free); looks at the files first,
+ * unless poll is set and someone did less than a second ago (IDLE). 0,
+ * MM_NOFOLDER (deleted or renamed), MM_REINDEXED, MM_UNAVAILABLE. */
+int mm_view_sync(struct mm_view *v, int expunge, int poll, struct mm_changes *c);
+void mm_changes_free(struct mm_changes *c);
+/* mm_folder_store through a view: the client is the one telling itself
+ * of these changes (STORE's FETCH answers), so a later sync leaves them
+ * out when nothing else changed meanwhile. */
+int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
+	uint32_t keywords);
 /* Folder management (names as mm_folder_open takes them). create: 0 made,
  * 1 exists already, -1 error. delete: 0, or -1 (INBOX, missing, error).
  * rename: 0, 1 when to exists, -1 (INBOX either side, from missing, error);
@@ -534,6 +616,91 @@ int mm_subscription_set(const char *domain, const char *user, const char *name, 
 /* The path of a file of the user's own (name: a fixed file name) in the
  * user's folder, which is made when missing; 0 or -1. */
 int mm_user_file(const char *domain, const char *user, const char *name, char *out, size_t len);
+
+/* ---- mbox internals: shared by mbox.c and mbox_read.c only ---- */
+#define MM__IDX_LINE 128 /* an index line */
+struct mm__rec {
+	struct mm_msg m;
+	uint32_t fromlen; /* bytes of the From_ line before m.offset, LF included */
+};
+
+struct mm__hdr {
+	uint32_t uidvalidity, uidnext, gen;
+	uint64_t modseq;
+	int stale;
+};
+
+/* An index as loaded: header values (uidnext and modseq raised to what the
+ * lines say) and every line, expunged ones included. */
+struct mm__index {
+	struct mm__hdr h;
+	uint64_t hdr_modseq; /* modseq as the header line says it */
+	char (*kw)[MM__IDX_LINE]; /* keyword names, NUL-terminated; NULL when none */
+	struct mm__rec *rec;
+	uint32_t nrec, cap;
+};
+
+/* A folder as this process has it open: one per mbox file, shared by
+ * every mm_folder_open of it (the table in mbox.c), whatever thread. */
+struct mm__box {
+	os_mutex *mu; /* everything below; taken before the file lock */
+	char label[MM_USER_MAX + MM_DOMAIN_MAX + MM_FOLDER_MAX + 4]; /* for logs */
+	char dir[1024];
+	char base[1400]; /* dir/NAME */
+	uint64_t key;    /* names the folder in caches: a hash of base */
+	FILE *mbox;      /* open as long as the box */
+	FILE *idx;       /* open during an operation only */
+	FILE *lk;        /* the lock file, open while an operation holds it */
+	struct mm__index x;
+	int loaded;     /* x describes the files (else the next operation loads) */
+	uint64_t end;   /* end of the last indexed message, its blank line included */
+	uint32_t *live; /* indexes into x.rec of messages not expunged */
+	uint32_t nlive;
+	uint32_t loads; /* bumped whenever offsets may change (reload, compaction) */
+	uint64_t last_expunge; /* the highest modseq of an expunged message in x */
+	int64_t refreshed;     /* os_now_ms() of the last look at the files */
+	int refs;              /* mm_folder handles; the table's entry while > 0 */
+	int listed;            /* in the table (not once deleted or renamed) */
+	struct mm_view *views; /* the clients' views of it */
+	struct mm__box *next;  /* the table */
+};
+
+/* What mm_folder_open hands out: the box, and room for what the
+ * pointer-returning calls return (valid until the next such call). */
+struct mm_folder {
+	struct mm__box *b;
+	struct mm_msg msg;
+	char kwname[MM__IDX_LINE];
+};
+
+/* A client's picture of a box (see rumble.h): the live messages up to
+ * last, and gone, those expunged since that the client was not told of.
+ * Every field is the box's mutex's. */
+struct mm_view {
+	struct mm__box *b;
+	uint32_t uidvalidity;
+	uint32_t last;         /* the highest UID the client was told of */
+	uint64_t exp_seen;     /* expunges up to this modseq are in gone or told */
+	uint64_t flags_seen;   /* flag changes up to this modseq were told */
+	uint32_t *gone, ngone, gcap; /* ascending UIDs */
+	struct mm_view *next;
+};
+
+/* The live message with uid: its index in x.rec, -1 if none. */
+long mm__find_uid(const struct mm__box *f, uint32_t uid);
+int mm__read_at(FILE *fp, uint64_t off, void *p, size_t n); /* 0 or -1 */
+/* Takes f's mutex and file lock and brings x up to date with the files;
+ * the index file is open until mm__end. 0, MM_NOFOLDER or
+ * MM_UNAVAILABLE (nothing held). */
+int mm__begin(struct mm__box *f, FILE **lk);
+void mm__end(struct mm__box *f, FILE *lk);
+/* x is about to lose its expunged messages (compaction, reload): every
+ * view takes those it still shows into its gone list. */
+void mm__views_keep(struct mm__box *f);
+/* x was reloaded; old: the records before. Messages a view showed that
+ * x no longer has (another process expunged and compacted them between
+ * two looks) go into its gone list. */
+void mm__views_lost(struct mm__box *f, const struct mm__rec *old, uint32_t n);
 
 /* ---- metadata.c: per-user and per-folder metadata (RFC 5464 names) ---- */
 #define MD_KEY_MAX 255
@@ -564,6 +731,17 @@ int mm__fs_name(const char *name, char *out, size_t outlen);
 /* The folder holding a domain's users: the domain's path override or
  * <storage>/mail/<domain>. */
 int mm__domain_dir(const char *domain, char *out, size_t outlen);
+/* A folder's directory (the user's) and its files' common start,
+ * dir/NAME (NAME.mbox, NAME.idx, NAME.lock); -1 for a bad name. */
+int mm__folder_base(const char *domain, const char *user, const char *folder, char *dir,
+	size_t dlen, char *base, size_t blen);
+/* The folder at base was deleted or renamed: the next open of the name
+ * makes a new box, while holders of the old one find it gone. */
+void mm__forget(const char *base);
+/* Writes the UIDVALIDITY of the index at ipath into the locked lock file
+ * lk, unless it remembers a greater one: a folder made again under the
+ * name gets a greater one (RFC 3501 2.3.1.1). */
+void mm__remember_uidvalidity(FILE *lk, const char *ipath);
 
 /* ---- sessions and the event loop (session.c) ---- */
 struct session;
@@ -899,7 +1077,7 @@ int smtp_parse_path(char *arg, const char *prefix, char *addr, size_t addrlen, c
 /* The POP3 server (RFC 1939, 2449, 5034) on the INBOX of each account. */
 extern const struct proto pop3_proto;
 
-/* ---- imap.c ---- */
+/* ---- imap.c, imap_fetch.c, imap_msg.c, imap_parse.c, imap_meta.c ---- */
 /* The IMAP4rev1 server (RFC 3501 with IDLE, UIDPLUS, LITERAL+, MOVE, ...). */
 extern const struct proto imap_proto;
 
@@ -916,14 +1094,16 @@ struct imap_cmd {
 	struct buf text;
 	struct imap_token *tok;
 	uint32_t ntok, cap;
-	int depth; /* open parentheses */
+	int depth;    /* open parentheses */
+	int literal8; /* the literal just announced is "~{n}" (RFC 3516) */
 };
 enum { IMAP_PARSE_DONE, IMAP_PARSE_LITERAL, IMAP_PARSE_ERROR };
 void imap_cmd_init(struct imap_cmd *c);
 void imap_cmd_reset(struct imap_cmd *c);
 void imap_cmd_free(struct imap_cmd *c);
 /* One line without its CRLF. IMAP_PARSE_LITERAL: the line ended with
- * "{n}" (*nonsync 0) or "{n+}" (1), *literal = n; the caller then calls
+ * "{n}" (*nonsync 0) or "{n+}" (1), or "~{n}" (c->literal8 set),
+ * *literal = n; the caller then calls
  * imap_cmd_literal_begin, _data (n bytes in all) and _end, and feeds the
  * rest of the line. IMAP_PARSE_ERROR with *error: the command is bad. */
 int imap_cmd_line(struct imap_cmd *c, const char *line, size_t n, uint64_t *literal,
@@ -978,6 +1158,67 @@ int imap_meta_set(const struct imap_cmd *c, uint32_t pos, const char *domain, co
 void imap_put_string(struct buf *o, const char *p, size_t n);
 int imap_wild_match(const char *pat, const char *name, int icase);
 
+/* How IMAP reads a message (imap_msg.c): from a folder by UID, or (tests)
+ * from a buffer; streamed through fixed buffers, never held whole. */
+struct imap_src;
+struct imap_src *imap_src_folder(struct mm_folder *f, const struct mm_msg *m, uint32_t uidvalidity);
+struct imap_src *imap_src_buffer(const char *p, size_t n); /* p must outlive it */
+void imap_src_free(struct imap_src *s);
+/* The MIME tree: whole (full 1), or at least the root's header (ENVELOPE,
+ * HEADER, TEXT). From a cache shared by every session (a few hundred KB
+ * in all), else parsed as the message streams by. The tree keeps no
+ * text (m->buf is NULL for a folder's message). NULL when the message
+ * cannot be read. Valid until the next imap_src_mime or imap_src_free. */
+const struct mime_msg *imap_src_mime(struct imap_src *s, int full);
+/* BODY[spec] (spec as the client wrote it between the brackets, "" for
+ * the whole message): 0 with *size the section's bytes; -1 when there is
+ * no such part (NIL); -2 when the message cannot be read. Then read it
+ * in order (skip: past n bytes, for partial fetches); read gives 0 at the
+ * end, -1 on a read error. HEADER.FIELDS reads the header twice (once to
+ * count for the literal's size); other sections go straight to their
+ * bytes from the nearest mark. */
+struct imap_section;
+int imap_section_open(struct imap_src *s, const char *spec, struct imap_section **out,
+	uint64_t *size);
+/* BINARY[part] (RFC 3516; part "" for the whole message, header and
+ * decoded body): the same, for the section decoded as its
+ * Content-Transfer-Encoding says (a part that is not a leaf as it is);
+ * *nul says whether the decoded bytes hold a NUL (then a literal8). -3
+ * when the encoding is one there is no decoding for (UNKNOWN-CTE). The
+ * section is decoded once to count it, and again as it is read. */
+int imap_section_open_binary(struct imap_src *s, const char *part, struct imap_section **out,
+	uint64_t *size, int *nul);
+long imap_section_read(struct imap_section *x, char *out, size_t n);
+int imap_section_skip(struct imap_section *x, uint64_t n);
+void imap_section_free(struct imap_section *x);
+/* SEARCH HEADER (name NULL: any field; the root's header, RFC 2047 words
+ * decoded) and BODY (each leaf's text, decoded and converted as
+ * mime_body_text does): 1 when str is in it, ASCII letters in any case. */
+int imap_src_header_has(struct imap_src *s, const char *name, const char *str);
+int imap_src_body_has(struct imap_src *s, const char *str);
+/* The root's Date field, unfolded; NULL if none. Valid as imap_src_mime's. */
+const char *imap_src_date(struct imap_src *s);
+/* Empties the cache of trees (tests). */
+void imap_cache_clear(void);
+
+/* FETCH (imap_fetch.c): the items from token pos on (-1: they are bad),
+ * then the answer for the messages with sequence numbers seqs[0..n) of
+ * view v of f (seqs must outlive j), a part at a time: fill adds at
+ * least max bytes to out unless it is done (1; the tagged reply is the
+ * caller's), or -1 when a message could not be read in the middle of a
+ * literal (the session must end). readonly: \Seen is not set. */
+struct imap_fetch;
+int imap_fetch_new(const struct imap_cmd *c, uint32_t pos, int uid, struct imap_fetch **out);
+void imap_fetch_begin(struct imap_fetch *j, struct mm_folder *f, struct mm_view *v,
+	const uint32_t *seqs, uint32_t n, int readonly);
+int imap_fetch_fill(struct imap_fetch *j, struct buf *out, size_t max);
+/* 1 when a BINARY item was left out for an encoding there is no decoding
+ * for: the tagged reply is then NO [UNKNOWN-CTE] (RFC 3516). */
+int imap_fetch_unknown_cte(const struct imap_fetch *j);
+void imap_fetch_free(struct imap_fetch *j);
+/* "(\Seen $Work)": flags and keywords (f's names) as IMAP lists them. */
+void imap_put_flags(struct buf *o, struct mm_folder *f, uint32_t fl, uint32_t kw);
+
 /* SEARCH: keys parsed from the tokens at *pos to the end, then matched
  * against one message at a time. kw maps a keyword to its bit (-1: no
  * message has it). */
@@ -987,19 +1228,12 @@ struct imap_search_msg {
 	uint32_t max_seq, max_uid; /* what "*" means */
 	int64_t date;              /* internal date */
 	int zone;                  /* minutes east of UTC for date's day */
-	/* The message (wire form): text, or NULL and load() is called when
-	 * a key needs it; text must stay valid until imap_search_msg_done. */
-	const char *text;
-	size_t len;
-	int (*load)(void *arg, const char **text, size_t *len);
-	void *arg;
-	struct mime_msg *mime; /* parsed on demand; NULL at first */
+	struct imap_src *src;      /* the message, for keys that read it; NULL: they fail */
 };
 int imap_search_parse(const struct imap_cmd *c, uint32_t *pos,
 	int (*kw)(void *arg, const char *name), void *kwarg, struct imap_search **out,
 	const char **error);
 int imap_search_match(const struct imap_search *k, struct imap_search_msg *m);
-void imap_search_msg_done(struct imap_search_msg *m);
 void imap_search_free(struct imap_search *k);
 
 /* ---- dns.c: a small blocking DNS client (MX, A, AAAA, TXT, PTR) ---- */
@@ -1132,13 +1366,14 @@ void outbound_dsn(struct buf *b, const char *sender, uint64_t qid, int64_t arriv
 	const struct ob_rcpt *r, int n, const char *hdr, size_t hdrlen);
 
 /* ---- mime.c: message parsing ---- */
-/* A pure module: it reads a message from the caller's buffer and does no
- * I/O. The message is in wire form (CRLF lines; bare LF is taken too).
- * Parsing never fails: malformed input gives leaf parts and default
- * types, and the limits below bound the work to a few passes over the
- * buffer whatever the input (every multipart level scans its own body
- * once). Strings in the tree are NUL-terminated and live until
- * mime_free; offsets are into the buffer, which must outlive the tree. */
+/* A pure module: it reads a message from the caller's buffer, or as the
+ * caller streams it (mime_stream_*), and does no I/O. The message is in
+ * wire form (CRLF lines; bare LF is taken too). Parsing never fails:
+ * malformed input gives leaf parts and default types, and the limits
+ * below bound the work to one pass over the message whatever the input.
+ * Strings in the tree are NUL-terminated and live until mime_free;
+ * offsets are into the message (the buffer, which must outlive the tree
+ * when there is one). */
 #define MIME_DEPTH_MAX 32     /* nesting of multiparts and messages below the root */
 #define MIME_PARTS_MAX 1000   /* parts in one message, the root included */
 #define MIME_HEADERS_MAX 1000 /* header lines looked at in one header block */
@@ -1150,10 +1385,21 @@ void outbound_dsn(struct buf *b, const char *sender, uint64_t qid, int64_t arriv
 #define MIME_LIMIT_DEPTH 1
 #define MIME_LIMIT_PARTS 2
 #define MIME_LIMIT_HEADERS 4
+#define MIME_LIMIT_CUT 8 /* mime_stream_cut: only the root's header was read */
 
 /* mime_part.flags */
 #define MIME_MULTIPART 1 /* children are the body parts of this multipart */
 #define MIME_MESSAGE 2   /* message/rfc822 (or global): child is the message inside */
+
+#define MIME_NO_MARK UINT64_MAX
+
+/* ENVELOPE's header fields (RFC 3501 7.4.2), in its order. */
+enum { MIME_ENV_DATE, MIME_ENV_SUBJECT, MIME_ENV_FROM, MIME_ENV_SENDER, MIME_ENV_REPLY_TO,
+	MIME_ENV_TO, MIME_ENV_CC, MIME_ENV_BCC, MIME_ENV_IN_REPLY_TO, MIME_ENV_MESSAGE_ID,
+	MIME_ENV_FIELDS };
+struct mime_env {
+	const char *f[MIME_ENV_FIELDS]; /* the first such field, unfolded; NULL if none */
+};
 
 struct mime_param {
 	const char *name;  /* lower case, without RFC 2231 "*" and section numbers */
@@ -1167,9 +1413,13 @@ struct mime_part {
 	                                            message of a message/rfc822 part */
 	unsigned nchild, depth, flags;
 	/* The header block (with the empty line that ends it, when there is
-	 * one) and the body, as offsets into the buffer. The delimiter before a
-	 * boundary line belongs to the boundary (RFC 2046 5.1.1). */
+	 * one) and the body, as offsets into the message. The delimiter before
+	 * a boundary line belongs to the boundary (RFC 2046 5.1.1). */
 	size_t hdr_off, hdr_len, body_off, body_len;
+	/* The marks the feeder gave the lines starting at hdr_off and
+	 * body_off (MIME_NO_MARK when no line starts there): where to resume
+	 * reading the message to get at the part. */
+	uint64_t hdr_mark, body_mark;
 	size_t lines; /* text lines of the body: LFs, plus an unterminated last line */
 	/* Lower case. No (or a bad) Content-Type gives text/plain with
 	 * charset=us-ascii, or message/rfc822 inside multipart/digest. */
@@ -1183,20 +1433,68 @@ struct mime_part {
 	/* Unfolded values as they were (RFC 2047 words not decoded: IMAP
 	 * hands them on so); NULL when the header is missing. */
 	const char *id, *description, *md5, *language, *location;
+	/* The root and the message of a message/rfc822 part: the fields of
+	 * their ENVELOPE; NULL for other parts. */
+	struct mime_env *env;
+};
+
+/* A line start somewhere in the message and the feeder's mark for it. */
+struct mime_mark {
+	uint64_t off, mark;
 };
 
 struct mime_chunk;
 struct mime_msg {
-	const char *buf; /* borrowed */
+	const char *buf; /* borrowed; NULL for a tree parsed from a stream */
 	size_t len;
 	struct mime_part *root; /* the message itself; never NULL after mime_parse */
 	unsigned nparts;
 	unsigned limits; /* MIME_LIMIT_* that were hit */
+	/* Marks of line starts about every 256 KB, ascending: for reading
+	 * from the middle of a long part. */
+	struct mime_mark *marks;
+	unsigned nmarks;
 	struct mime_chunk *arena;
 };
 
 void mime_parse(struct mime_msg *m, const char *buf, size_t len);
 void mime_free(struct mime_msg *m);
+/* Bytes the tree takes (for caches). */
+size_t mime_msg_size(const struct mime_msg *m);
+/* The same parse as the message streams by, fed in pieces of any size:
+ * the tree grows in m (which stays the caller's) and is complete after
+ * mime_stream_end, which frees s. mark is the caller's name for the
+ * position of p's first byte; a line that starts k bytes into p gets
+ * mark + k, so feed a piece with at most one line end, at its end,
+ * unless marks are offsets (as mime_parse's are). Header lines are kept
+ * up to 64 KB and field values up to 64 KB: a longer one is judged by
+ * what was kept. */
+struct mime_stream;
+struct mime_stream *mime_stream_new(struct mime_msg *m);
+void mime_stream_feed(struct mime_stream *s, const char *p, size_t n, uint64_t mark);
+void mime_stream_end(struct mime_stream *s);
+/* 1 once the root's header block is complete (ENVELOPE and the root's
+ * HEADER and TEXT are known). Then mime_stream_cut may end the parse
+ * there: the root gets the body up to total, no children, no line count,
+ * and MIME_LIMIT_CUT; it frees s. */
+int mime_stream_header_done(const struct mime_stream *s);
+void mime_stream_cut(struct mime_stream *s, uint64_t total);
+/* Header lines one at a time, as mime_headers_next reads them (junk
+ * skipped, continuation lines, MIME_HEADERS_MAX): p[0..n) is one line
+ * of a header block, its line end included, never the empty line that
+ * ends the block; colon_beyond says a ':' is in a part of the line the
+ * caller did not keep. MH_FIELD: a field starts (name, and the value's
+ * first bytes: the rest of the line); name_len 0 for a name longer than
+ * what was kept. MH_MORE: the line continues the field. MH_JUNK: skipped.
+ * MH_STOP: the limit was reached; nothing more is looked at. */
+enum { MH_FIELD, MH_MORE, MH_JUNK, MH_STOP };
+struct mime_header;
+struct mime_hscan {
+	unsigned count;
+	int active, stopped;
+};
+int mime_hscan_line(struct mime_hscan *h, const char *p, size_t n, int colon_beyond,
+	struct mime_header *out);
 /* Value of a parameter (name lower case), NULL if absent. */
 const char *mime_param(const struct mime_param *v, unsigned n, const char *name);
 #define mime_part_param(p, name) mime_param((p)->params, (p)->nparams, (name))
@@ -1261,6 +1559,34 @@ void mime_body_decode(const struct mime_msg *m, const struct mime_part *p, struc
  * (default us-ascii). -1 when the charset is unknown (the bytes are
  * appended as they are). */
 int mime_body_text(const struct mime_msg *m, const struct mime_part *p, struct buf *out);
+
+/* Transfer decoding as the body streams by (mime_text.c): the same bytes
+ * as mime_body_decode, fed in pieces of any size. */
+struct mime_decoder {
+	int kind;
+	unsigned acc, bits;
+	struct buf pend; /* quoted-printable bytes waiting for what follows */
+};
+void mime_decoder_init(struct mime_decoder *d, const char *encoding); /* NULL: as is */
+void mime_decoder_feed(struct mime_decoder *d, const char *in, size_t n, struct buf *out);
+void mime_decoder_end(struct mime_decoder *d, struct buf *out); /* the rest; frees */
+/* 1 when nd[0..nn) is in h[0..hn), ASCII letters in any case ("" always). */
+int mime_ci_find(const char *h, size_t hn, const char *nd, size_t nn);
+/* IMAP's SEARCH BODY in one leaf part p, its body fed as stored, in
+ * pieces: text parts are decoded and converted as mime_body_text does,
+ * others searched as they are. feed says 1 once the answer is yes; end
+ * gives the answer and frees f. */
+struct mime_find;
+struct mime_find *mime_find_new(const struct mime_part *p, const char *needle, size_t n);
+int mime_find_feed(struct mime_find *f, const char *p, size_t n);
+int mime_find_end(struct mime_find *f);
+
+/* Shared by mime.c and mime_text.c only: charsets by name, and text in
+ * one of them to UTF-8 (MIME_CS_ASCII: as UTF-8 when it all is, else as
+ * windows-1252; iso-8859-1 is read as windows-1252). */
+enum { MIME_CS_UNKNOWN = -1, MIME_CS_UTF8, MIME_CS_ASCII, MIME_CS_CP1252, MIME_CS_LATIN9 };
+int mime__charset_id(const char *s, size_t n);
+void mime__convert(int cs, const char *s, size_t n, struct buf *out);
 
 /* Address lists (RFC 5322 3.4 with the obsolete forms): From, To, Cc, ...
  * A group gives a MIME_ADDR_GROUP entry (name = the group's name), its

@@ -661,7 +661,8 @@ static void push_status(lua_State *L, const struct mbox_item *m, struct mm_folde
 {
 	uint32_t n = mm_folder_count(f), unseen = 0, first_unseen = 0;
 	for (uint32_t i = 0; i < n; i++) {
-		if (!(mm_folder_msg(f, i)->flags & MM_SEEN) && unseen++ == 0) {
+		const struct mm_msg *x = mm_folder_msg(f, i); /* NULL: expunged by another thread */
+		if (x && !(x->flags & MM_SEEN) && unseen++ == 0) {
 			first_unseen = i + 1;
 		}
 	}

@@ -5,12 +5,42 @@
  * matched against the input itself as a message. Not part of build.sh:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -isystem /usr/include/lua5.1 \
- *       tests/fuzz_imap.c imap_parse.c mime.c buf.c log.c posix/os.c -lpthread -o build/fuzz_imap
+ *       tests/fuzz_imap.c imap_parse.c imap_msg.c mime.c mime_text.c buf.c log.c posix/os.c \
+ *       -lpthread -o build/fuzz_imap
  *   build/fuzz_imap -max_total_time=60 -max_len=65536
  */
 #include <string.h>
 
 #include "rumble.h"
+
+/* The message is a buffer (imap_src_buffer): the store is never asked. */
+uint64_t mm_folder_key(struct mm_folder *f)
+{
+	return 0;
+}
+struct mm_reader *mm_reader_open_uid(struct mm_folder *f, uint32_t uid)
+{
+	return NULL;
+}
+long mm_reader_read(struct mm_reader *r, char *out, size_t n)
+{
+	return -1;
+}
+long mm_reader_read_line(struct mm_reader *r, char *out, size_t n)
+{
+	return -1;
+}
+uint64_t mm_reader_mark(const struct mm_reader *r)
+{
+	return MM_NO_MARK;
+}
+int mm_reader_seek(struct mm_reader *r, uint64_t wire, uint64_t mark)
+{
+	return -1;
+}
+void mm_reader_close(struct mm_reader *r)
+{
+}
 
 static void try_command(const struct imap_cmd *c, const uint8_t *data, size_t size)
 {
@@ -25,10 +55,10 @@ static void try_command(const struct imap_cmd *c, const uint8_t *data, size_t si
 	}
 	uint32_t pos = c->ntok > 2 ? 2 : c->ntok;
 	if (imap_search_parse(c, &pos, NULL, NULL, &k, &error) == 0) {
-		struct imap_search_msg m = {1, 1, 0, 0, (uint32_t)size, 1, 1, 0, 0, (const char *)data,
-		        size, NULL, NULL, NULL};
+		struct imap_search_msg m = {1, 1, 0, 0, (uint32_t)size, 1, 1, 0, 0,
+		        imap_src_buffer((const char *)data, size)};
 		imap_search_match(k, &m);
-		imap_search_msg_done(&m);
+		imap_src_free(m.src);
 		imap_search_free(k);
 	}
 }

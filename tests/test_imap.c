@@ -227,10 +227,9 @@ static int search(const char *keys, uint32_t flags)
 	int r = -1;
 	if (imap_search_parse(&c, &pos, kw_lookup, NULL, &k, &error) == 0) {
 		struct imap_search_msg m = {7, 70, flags, 1u << 3, (uint32_t)strlen(sample), 9, 90,
-		        1770109200 /* 2026-02-03 09:00 UTC */, 0, sample, strlen(sample), NULL, NULL,
-		        NULL};
+		        1770109200 /* 2026-02-03 09:00 UTC */, 0, imap_src_buffer(sample, strlen(sample))};
 		r = imap_search_match(k, &m);
-		imap_search_msg_done(&m);
+		imap_src_free(m.src);
 		imap_search_free(k);
 	}
 	imap_cmd_free(&c);

@@ -70,6 +70,7 @@ int main(int argc, char **argv)
 		{"spf", tests_spf},
 		{"luasocket", tests_luasocket},
 		{"pattern", tests_pattern},
+		{"view", tests_view},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

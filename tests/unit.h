@@ -69,5 +69,6 @@ void tests_greylist(void);
 void tests_spf(void);
 void tests_luasocket(void);
 void tests_pattern(void);
+void tests_view(void);
 
 #endif

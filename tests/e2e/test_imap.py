@@ -828,3 +828,47 @@ def test_metadata_get_and_set():
     assert b"OK" in r.cmd(b"NOOP").split(b"\r\n")[-2]
     r.close()
     assert s.stop() == 0
+
+
+def test_binary_fetch_decodes_and_append_takes_literal8():
+    """imap: BINARY (RFC 3516): BINARY[n] and BINARY.SIZE decode base64 and quoted-printable (a literal8 when a NUL is in it), partials count decoded bytes, an unknown encoding is NO [UNKNOWN-CTE]; APPEND takes ~{n}"""
+    s = imap_server()
+    qp = (b"Subject: qp\r\nContent-Type: text/plain; charset=utf-8\r\n"
+          b"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 soft=\r\nbreak\r\n")
+    uu = (b"Subject: uu\r\nContent-Type: application/octet-stream\r\n"
+          b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 a\r\n#86)C\r\n`\r\nend\r\n")
+    deliver(s, [MULTIPART, qp, uu])
+    r = Raw(s.imap_port)
+    assert r.cmd(b"a", b"LOGIN alice@example.org secret")[-1].startswith(b"a OK")
+    assert b" BINARY " in r.cmd(b"c", b"CAPABILITY")[0]
+    assert r.cmd(b"s", b"EXAMINE INBOX")[-1].startswith(b"s OK")
+    r.send(b"f1 FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2] BINARY.PEEK[1]<6.5>)\r\n")
+    assert r.line() == b"* 1 FETCH (BINARY[2] ~{6}"
+    data = r.buf[:6]
+    r.buf = r.buf[6:]
+    assert data == b"\x00\x01\x02\x03\x04\x05", data
+    rest = r.until(b"f1")
+    assert rest[0] == b" BINARY.SIZE[2] 6 BINARY[1]<6> {5}", rest
+    assert rest[1] == b"multi)" and rest[2].startswith(b"f1 OK"), rest
+    got = r.cmd(b"f2", b"FETCH 2 (BINARY.PEEK[1] BINARY.SIZE[1])")
+    assert got[0] == b"* 2 FETCH (BINARY[1] {17}", got
+    assert got[1] == b"caf\xc3\xa9 softbreak" and got[2] == b" BINARY.SIZE[1] 17)", got
+    got = r.cmd(b"f3", b"FETCH 3 (UID BINARY.PEEK[1])")
+    assert got[0] == b"* 3 FETCH (UID 3)" and got[-1].startswith(b"f3 NO [UNKNOWN-CTE]"), got
+    got = r.cmd(b"f4", b"FETCH 1 (BINARY.PEEK[9] BINARY.PEEK[1.MIME])")
+    assert got[-1].startswith(b"f4 BAD"), got
+    got = r.cmd(b"f5", b"FETCH 1 (BINARY.PEEK[9])")
+    assert got[0] == b"* 1 FETCH (BINARY[9] NIL)", got
+    # APPEND with a binary literal: a NUL and all come back as sent
+    msg = b"Subject: bin\r\nContent-Transfer-Encoding: binary\r\n\r\na\x00b\r\n"
+    r.send(b"ap APPEND INBOX ~{%d}\r\n" % len(msg))
+    assert r.line().startswith(b"+")
+    r.send(msg + b"\r\n")
+    assert r.until(b"ap")[-1].startswith(b"ap OK")
+    assert r.cmd(b"bl", b"FETCH 1 (BINARY.PEEK[1] ~{3}")[-1].startswith(b"bl BAD")
+    r.cmd(b"n", b"NOOP")
+    got = r.cmd(b"f6", b"FETCH 4 (BODY.PEEK[] BINARY.PEEK[])")
+    assert got[0] == b"* 4 FETCH (BODY[] {%d}" % len(msg), got
+    assert b"".join(l + b"\r\n" for l in got[1:])[:len(msg)] == msg, got
+    assert r.cmd(b"lo", b"LOGOUT")[-1].startswith(b"lo OK")
+    assert s.stop() == 0
