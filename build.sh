@@ -6,7 +6,8 @@
 #   ./build.sh test       build, then every test: unit tests and the Lua
 #                         end-to-end tests under ASan+UBSan, every end-to-end
 #                         test against ./rumble, the smoke test under qemu
-#                         for ARMv7 and big-endian MIPS
+#                         for ARMv7 and big-endian MIPS (and wine for 64-bit
+#                         Windows when mingw-w64 is installed)
 #   ./build.sh dist       every release target into dist/, each smoke-tested
 #                         (qemu-user, wine), with SHA256SUMS and SIZES
 #   ./build.sh dev        the glibc builds for debugging: build/dev/rumble
@@ -211,6 +212,8 @@ summary() {
 }
 
 run_tests() {
+	# and 64-bit Windows where mingw-w64 is there (.ci/run builds it first)
+	command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 && TEST_TARGETS="$TEST_TARGETS win64"
 	for t in $TEST_TARGETS; do
 		build_target "$t"
 	done
