@@ -58,19 +58,23 @@ libs_apt() {
 		-o APT::Sandbox::User="$(id -un)" "$@"
 }
 
+# libs_download PACKAGE...: their Debian sources into build/src.
 libs_download() {
 	command -v apt-get >/dev/null 2>&1 ||
-		libs_die "no apt-get: put lua5.1_*.orig.tar.gz and bearssl_*.orig.tar.xz in $LIBS_SRC"
+		libs_die "no apt-get: put the sources of $* (*.orig.tar.*) in $LIBS_SRC"
 	LIBS_APT=$(pwd)/$LIBS_SRC/apt # apt wants absolute paths
 	l_a=$LIBS_APT
 	mkdir -p "$l_a/lists/partial" "$l_a/cache/archives/partial" "$l_a/parts"
-	l_key=/usr/share/keyrings/debian-archive-keyring.gpg
-	l_opt=
-	[ -f "$l_key" ] && l_opt="[signed-by=$l_key] "
-	echo "deb-src $l_opt$(libs_mirror) $(libs_suite) main" >"$l_a/sources.list"
-	libs_say "fetching the Lua 5.1 and BearSSL sources ($(libs_suite))"
-	libs_apt -qq update
-	(cd "$LIBS_SRC" && libs_apt -qq source --download-only lua5.1 bearssl)
+	if [ ! -f "$l_a/sources.list" ]; then
+		l_key=/usr/share/keyrings/debian-archive-keyring.gpg
+		l_opt=
+		[ -f "$l_key" ] && l_opt="[signed-by=$l_key] "
+		echo "deb-src $l_opt$(libs_mirror) $(libs_suite) main" >"$l_a/sources.list.tmp"
+		libs_apt -qq -o Dir::Etc::sourcelist="$l_a/sources.list.tmp" update
+		mv "$l_a/sources.list.tmp" "$l_a/sources.list"
+	fi
+	libs_say "fetching the sources of $* ($(libs_suite))"
+	(cd "$LIBS_SRC" && libs_apt -qq source --download-only "$@")
 }
 
 # libs_unpack DIR TARBALL...: the first existing tarball into build/src/DIR.
@@ -83,21 +87,33 @@ libs_unpack() {
 	rm -rf "$LIBS_SRC/$l_dir.tmp"
 	mkdir -p "$LIBS_SRC/$l_dir.tmp"
 	case $l_tarball in
+	*.asc) libs_die "no tarball of $l_dir in $LIBS_SRC" ;;
 	*.xz) xz -dc "$l_tarball" | tar -xf - -C "$LIBS_SRC/$l_dir.tmp" --strip-components=1 ;;
 	*) gzip -dc "$l_tarball" | tar -xf - -C "$LIBS_SRC/$l_dir.tmp" --strip-components=1 ;;
 	esac
 	mv "$LIBS_SRC/$l_dir.tmp" "$LIBS_SRC/$l_dir"
 }
 
-# The sources, downloaded and unpacked once for every target.
+# libs_fetch [PACKAGE DIR]...: the sources of each Debian source PACKAGE,
+# downloaded and unpacked into build/src/DIR once for every target (by
+# default Lua 5.1 and BearSSL).
 libs_fetch() {
+	[ $# -gt 0 ] || set -- lua5.1 lua bearssl bearssl
 	mkdir -p "$LIBS_SRC"
-	if [ -z "$(libs_first "$LIBS_SRC"/lua5.1_*.orig.tar.gz)" ] ||
-		[ -z "$(libs_first "$LIBS_SRC"/bearssl_*.orig.tar.*)" ]; then
-		libs_download
-	fi
-	libs_unpack lua "$LIBS_SRC"/lua5.1_*.orig.tar.gz
-	libs_unpack bearssl "$LIBS_SRC"/bearssl_*.orig.tar.*
+	l_missing=
+	l_all="$*"
+	while [ $# -gt 1 ]; do
+		[ -n "$(libs_first "$LIBS_SRC/$1"_*.orig.tar.*)" ] || l_missing="$l_missing $1"
+		shift 2
+	done
+	# shellcheck disable=SC2086 # package names
+	[ -z "$l_missing" ] || libs_download $l_missing
+	# shellcheck disable=SC2086
+	set -- $l_all
+	while [ $# -gt 1 ]; do
+		libs_unpack "$2" "$LIBS_SRC/$1"_*.orig.tar.*
+		shift 2
+	done
 }
 
 # libs_compile NAME DIR CC AR FLAGS FILE...: every file to DIR/obj/NAME/
@@ -146,4 +162,27 @@ libs_build() {
 		libs_compile bearssl "$l_dir" "$l_cc" "$l_ar" \
 			"$l_flags -I$LIBS_SRC/bearssl/inc -I$LIBS_SRC/bearssl/src" "$@"
 	fi
+}
+
+# libs_musl DIR TRIPLE: musl, from Debian's source package, built with the
+# cross compiler TRIPLE-gcc into DIR/musl (static only), with its gcc
+# wrapper DIR/musl/bin/musl-gcc. Debian has no musl cross toolchains;
+# musl's own wrapper turns the glibc-targeted cross gcc into one.
+libs_musl() {
+	l_dir=$1 l_triple=$2
+	l_prefix=$(pwd)/$l_dir/musl
+	[ -x "$l_prefix/bin/musl-gcc" ] && [ -f "$l_prefix/lib/libc.a" ] && return 0
+	libs_fetch musl musl
+	libs_say "building musl for $l_triple"
+	rm -rf "$l_dir/musl-obj" "$l_prefix"
+	mkdir -p "$l_dir/musl-obj"
+	l_src=$(pwd)/$LIBS_SRC/musl
+	(
+		cd "$l_dir/musl-obj"
+		"$l_src/configure" --target="$l_triple" CC="$l_triple-gcc" \
+			CROSS_COMPILE="$l_triple-" CFLAGS=-Os --prefix="$l_prefix" \
+			--disable-shared --enable-wrapper=gcc >configure.log
+		make -s -j"$(libs_ncpu)" >make.log 2>&1 && make -s install >>make.log 2>&1
+	) || libs_die "musl for $l_triple did not build: see $l_dir/musl-obj/"
+	rm -rf "$l_dir/musl-obj"
 }
