@@ -59,6 +59,7 @@ need() {
 }
 
 common_deps() {
+	need gcc command -v gcc # musl-gcc wraps it; musl's configure wants a host cc
 	need make command -v make
 	need xz-utils command -v xz
 	need ca-certificates test -d /etc/ssl/certs
