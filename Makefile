@@ -43,13 +43,17 @@ $(OUT)/%.o: %.c $(HDRS) tests/unit.h $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# The web admin's Lua source as a C string literal (webadmin.c includes
-# it): backslashes, quotes and '?' (no trigraphs) escaped, one literal a line.
-$(OUT)/gen/webadmin_lua.h: lua/webadmin.lua
+# The web admin's Lua source as a C array (webadmin.c includes it), made by
+# tools/embed.c (Makefile.msvc uses it too), built for the machine that
+# builds (HOSTCC) even when CC cross-compiles.
+HOSTCC ?= cc
+$(OUT)/embed: tools/embed.c
 	@mkdir -p $(dir $@)
-	{ echo 'static const char webadmin_lua[] ='; \
-	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' lua/webadmin.lua; \
-	  echo ';'; } >$@.tmp && mv $@.tmp $@
+	$(HOSTCC) -O2 -o $@ tools/embed.c
+
+$(OUT)/gen/webadmin_lua.h: lua/webadmin.lua $(OUT)/embed
+	@mkdir -p $(dir $@)
+	$(OUT)/embed webadmin_lua lua/webadmin.lua $@
 
 $(OUT)/lua/webadmin.o: $(OUT)/gen/webadmin_lua.h
 

@@ -282,7 +282,7 @@ int config_parse(struct config *c, const char *text, const char *name, char *err
 
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
+	FILE *f = os_fopen(path, "rb");
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, os_strerror());
 		return -1;
@@ -301,7 +301,9 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		buf_free(&b);
 		return -1;
 	}
-	int rc = config_parse(c, b.data, path, err, errlen);
+	/* the byte order mark Windows' Notepad puts before UTF-8 is not text */
+	size_t bom = b.len >= 3 && memcmp(b.data, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+	int rc = config_parse(c, b.data + bom, path, err, errlen);
 	buf_free(&b);
 	return rc;
 }

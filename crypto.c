@@ -790,7 +790,7 @@ static int pem_load_file(struct pem_load *ld)
 	char chunk[4096];
 	size_t n;
 	int rc = 0;
-	FILE *f = fopen(ld->path, "rb");
+	FILE *f = os_fopen(ld->path, "rb");
 	if (!f) {
 		seterr(ld->err, ld->errlen, "%s: %s", ld->path, os_strerror());
 		return -1;

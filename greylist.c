@@ -168,7 +168,7 @@ int greylist_save(int64_t now)
 void greylist_load(int64_t now)
 {
 	char path[1100], line[128];
-	FILE *f = gl_path(path, sizeof path) == 0 ? fopen(path, "r") : NULL;
+	FILE *f = gl_path(path, sizeof path) == 0 ? os_fopen(path, "r") : NULL;
 	if (!f) {
 		return;
 	}

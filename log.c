@@ -16,7 +16,9 @@
 static FILE *log_fp;
 static int log_lvl = LOG_INFO;
 static os_mutex *log_lock;
-static char ring[LOG_RING_LINES][LOG_LINE_MAX];
+/* The last lines, each a copy of its own length (a fixed 1 KB slot per
+ * line kept 205 KB resident); NULL where a copy could not be made. */
+static char *ring[LOG_RING_LINES];
 static int ring_next, ring_count;
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
@@ -30,12 +32,11 @@ int log_open(const char *path)
 		log_fp = NULL;
 		return 0;
 	}
-	FILE *f = fopen(path, "a");
+	FILE *f = os_fopen(path, "a");
 	if (!f) {
 		return -1;
 	}
-	setvbuf(f, NULL, _IOLBF, 0);
-	log_fp = f;
+	log_fp = f; /* flushed a line at a time by log_emit */
 	return 0;
 }
 
@@ -77,12 +78,22 @@ static void log_emit(int level, const char *fmt, va_list ap, const char *suffix)
 	if (log_lock) {
 		os_mutex_lock(log_lock);
 	}
-	memcpy(ring[ring_next], line, sizeof line);
+	size_t len = strlen(line) + 1;
+	char *copy = realloc(ring[ring_next], len); /* malloc when NULL */
+	if (copy) {
+		memcpy(copy, line, len);
+	} else {
+		free(ring[ring_next]);
+	}
+	ring[ring_next] = copy;
 	ring_next = (ring_next + 1) % LOG_RING_LINES;
 	if (ring_count < LOG_RING_LINES) {
 		ring_count++;
 	}
 	fprintf(log_fp ? log_fp : stderr, "%s\n", line);
+	/* not setvbuf(_IOLBF): MSVC's C library has no line buffering (it is
+	 * full buffering there) and ends the process on its size 0 */
+	fflush(log_fp ? log_fp : stderr);
 	if (log_lock) {
 		os_mutex_unlock(log_lock);
 	}
@@ -136,7 +147,10 @@ void log_ring_each(void (*fn)(const char *line, void *arg), void *arg)
 	}
 	int start = (ring_next - ring_count + LOG_RING_LINES) % LOG_RING_LINES;
 	for (int i = 0; i < ring_count; i++) {
-		fn(ring[(start + i) % LOG_RING_LINES], arg);
+		const char *line = ring[(start + i) % LOG_RING_LINES];
+		if (line) {
+			fn(line, arg);
+		}
 	}
 	if (log_lock) {
 		os_mutex_unlock(log_lock);

@@ -321,7 +321,7 @@ static void tables_free(struct tables *t)
 /* Reads a whole file; a missing file reads as empty. */
 static int read_file(const char *path, struct buf *out)
 {
-	FILE *f = fopen(path, "rb");
+	FILE *f = os_fopen(path, "rb");
 	if (!f) {
 		if (os_errno_is_noent()) {
 			return 0;

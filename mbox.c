@@ -864,7 +864,7 @@ static void recover_compaction(struct mm_folder *f)
 	path_of(f, ".mbox.new", mnew, sizeof mnew);
 	path_of(f, ".idx", idx, sizeof idx);
 	if (os_stat(inew, &st) == 0) {
-		FILE *fp = fopen(inew, "rb");
+		FILE *fp = os_fopen(inew, "rb");
 		struct index x;
 		int bad = 0, ok = 0;
 		memset(&x, 0, sizeof x);
@@ -2167,7 +2167,7 @@ static void remember_uidvalidity(FILE *lk, const char *ipath)
 	char line[IDX_LINE], text[32] = "";
 	unsigned last = 0;
 	struct hdr h;
-	FILE *fp = fopen(ipath, "rb");
+	FILE *fp = os_fopen(ipath, "rb");
 	int ok = fp && fread(line, 1, IDX_LINE, fp) == IDX_LINE && hdr_parse(line, &h) == 0;
 	if (fp) {
 		fclose(fp);
@@ -2268,7 +2268,7 @@ static int subs_path(const char *domain, const char *user, char *out, size_t len
 /* Reads the file into b (empty when there is none). */
 static void subs_read(const char *path, struct buf *b)
 {
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = os_fopen(path, "rb");
 	char chunk[4096];
 	size_t n;
 	while (fp && (n = fread(chunk, 1, sizeof chunk, fp)) > 0 && b->len < 1024 * 1024) {

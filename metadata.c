@@ -129,7 +129,7 @@ static int md_read(const char *domain, const char *user, char *path, size_t plen
 	if (mm_user_file(domain, user, "metadata", path, plen) != 0) {
 		return -1;
 	}
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = os_fopen(path, "rb");
 	char chunk[8192];
 	size_t n;
 	while (fp && (n = fread(chunk, 1, sizeof chunk, fp)) > 0 && b->len <= MD_FILE_MAX * 2) {

@@ -5,6 +5,10 @@
  *
  * Conventions: functions return 0 (or a non-negative value) on success and
  * -1 on failure; os_strerror() describes the last failure of this thread.
+ * Text is UTF-8 both ways: paths, names and messages (Windows converts at
+ * its edge to and from the UTF-16 of its W functions). The core opens files
+ * with os_fopen, never fopen: the C library's fopen takes the ANSI code page
+ * on Windows.
  * Socket I/O is non-blocking: OS_AGAIN means "try again when the poller
  * says so".
  */
@@ -35,6 +39,10 @@ typedef intptr_t os_fd;
 #define OS_AGAIN (-2) /* os_read/os_write/os_accept: would block */
 
 /* ---- start-up ---- */
+/* First thing in main: the arguments in UTF-8. Windows hands main its
+ * arguments in the ANSI code page; they are read again from the UTF-16
+ * command line, and console output is switched to UTF-8. POSIX: as given. */
+void os_args_utf8(int *argc, char ***argv);
 int os_init(void);              /* WSAStartup, ignore SIGPIPE, ... */
 const char *os_name(void);      /* "linux", "windows", "freebsd", ... */
 const char *os_arch(void);      /* "x86_64", "arm", ... */
@@ -186,6 +194,9 @@ struct os_stat {
 };
 int os_stat(const char *path, struct os_stat *st);
 int os_fstat(FILE *f, struct os_stat *st);
+/* fopen, with a UTF-8 path everywhere; fopen's modes, "x" included. On
+ * Windows the file may be renamed or deleted while open, as on POSIX. */
+FILE *os_fopen(const char *path, const char *mode);
 /* Opens for binary read/write, creating if missing ("r+b" that creates). */
 FILE *os_fopen_rw(const char *path);
 /* Open a file that only the owner can read (mode 0600). */
@@ -261,6 +272,9 @@ long os_give_tree(const char *dir, const char *user, const char *group, char *er
 int os_is_root(void);
 /* Raises the open-files limit to what the OS allows (POSIX soft limit to
  * the hard one); returns the limit now, -1 if unknown. */
+/* Gives memory freed by a burst of sessions back to the system where the
+ * allocator keeps it (glibc); nothing elsewhere. */
+void os_memory_trim(void);
 long os_raise_fd_limit(void);
 long os_getpid(void);
 /* Run cmd through the shell (sh -c / cmd.exe /c) with its standard input

@@ -408,7 +408,7 @@ void queue__env_free(struct queue_env *e)
 static int env_load(const char *path, struct queue_env *e)
 {
 	memset(e, 0, sizeof *e);
-	FILE *f = fopen(path, "rb");
+	FILE *f = os_fopen(path, "rb");
 	if (!f) {
 		return -1;
 	}
@@ -643,7 +643,7 @@ static int msg_attach(struct envelope *e)
 {
 	qpath(e->msgpath, sizeof e->msgpath, e->m.qid, "msg");
 	spool_init(&e->m.body, qdir);
-	FILE *f = fopen(e->msgpath, "rb");
+	FILE *f = os_fopen(e->msgpath, "rb");
 	struct os_stat st;
 	if (!f || os_fstat(f, &st) != 0) {
 		if (f) {

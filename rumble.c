@@ -543,6 +543,7 @@ static int options(int argc, char **argv, const char **cfg, int *detach, int *rc
 
 int main(int argc, char **argv)
 {
+	os_args_utf8(&argc, &argv);
 	const char *cfg = NULL;
 	int detach = 0, rc, i = options(argc, argv, &cfg, &detach, &rc);
 	if (i < 0) {

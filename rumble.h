@@ -53,7 +53,8 @@ void log_msg(int level, const char *fmt, ...) RL_PRINTF(2, 3);
 void log_warn(const char *fmt, ...) RL_PRINTF(1, 2);
 void fatal(const char *fmt, ...) RL_PRINTF(1, 2) RL_NORETURN;
 void fatalx(const char *fmt, ...) RL_PRINTF(1, 2) RL_NORETURN;
-/* Calls fn for each line of the in-memory ring, oldest first. */
+/* Calls fn for each line of the in-memory ring, oldest first, under the
+ * log's lock: fn must not log, nor leave by longjmp (a Lua error). */
 void log_ring_each(void (*fn)(const char *line, void *arg), void *arg);
 
 /* ---- buffers (buf.c) ---- */
@@ -604,6 +605,7 @@ struct service {
 	os_fd lfd[4];
 	int nlfd;
 	int suspended; /* refuse new sessions, keep running ones */
+	int accept_paused; /* listeners out of the poller: accept failed (main thread) */
 	volatile int stop_req; /* close the listeners and end the sessions (main thread) */
 	int flags;     /* SVC_* */
 	/* counters for Rumble.serviceInfo(); updated atomically */

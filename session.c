@@ -679,6 +679,53 @@ static struct worker *least_busy(void)
 	return best;
 }
 
+/* accept failed, out of descriptors most likely: the listener would stay
+ * readable and the loop spin, so it leaves the poller for a second
+ * (clients wait in the backlog) and the log says so once a minute. Main
+ * thread only. */
+#define ACCEPT_PAUSE_MS 1000
+#define ACCEPT_LOG_MS 60000
+static int64_t accept_logged, accept_resume;
+static long accept_failures;
+
+static void accept_starved(struct service *svc)
+{
+	int64_t now = os_now_ms();
+	accept_failures++;
+	if (!accept_logged || now - accept_logged >= ACCEPT_LOG_MS) {
+		log_warn("%s: accept failed (%ld time%s in the last minute); accepting again in %d ms",
+			svc->name, accept_failures, accept_failures == 1 ? "" : "s", ACCEPT_PAUSE_MS);
+		accept_logged = now;
+		accept_failures = 0;
+	}
+	for (int j = 0; j < svc->nlfd; j++) {
+		os_poller_del(accept_poller, svc->lfd[j]);
+	}
+	svc->accept_paused = 1;
+	accept_resume = now + ACCEPT_PAUSE_MS;
+}
+
+static void listen_lock(void);
+static void listen_unlock(void);
+
+/* The listeners accept_starved took out go back once the pause is over. */
+static void accept_unpause(void)
+{
+	if (!accept_resume || os_now_ms() < accept_resume) {
+		return;
+	}
+	accept_resume = 0;
+	listen_lock();
+	for (int i = 0; i < nservices; i++) {
+		struct service *svc = services[i];
+		for (int j = 0; svc->accept_paused && j < svc->nlfd; j++) {
+			os_poller_add(accept_poller, svc->lfd[j], OS_EV_READ, svc);
+		}
+		svc->accept_paused = 0;
+	}
+	listen_unlock();
+}
+
 static void accept_one(struct service *svc, os_fd lfd)
 {
 	for (int i = 0; i < 64; i++) {
@@ -686,10 +733,7 @@ static void accept_one(struct service *svc, os_fd lfd)
 		os_fd fd = os_accept(lfd, tmp.peer, sizeof tmp.peer);
 		if (fd == (os_fd)OS_AGAIN || fd == OS_BADFD) {
 			if (fd == OS_BADFD) {
-				/* out of descriptors, most likely: the listener stays
-				 * readable, so wait a little instead of spinning */
-				log_warn("%s: accept", svc->name);
-				os_sleep_ms(50);
+				accept_starved(svc);
 			}
 			return;
 		}
@@ -937,10 +981,13 @@ void server_unlisten(struct service *svc)
 static void close_service(struct service *svc)
 {
 	for (int j = 0; j < svc->nlfd; j++) {
-		os_poller_del(accept_poller, svc->lfd[j]);
+		if (!svc->accept_paused) {
+			os_poller_del(accept_poller, svc->lfd[j]);
+		}
 		os_close(svc->lfd[j]);
 	}
 	svc->nlfd = 0;
+	svc->accept_paused = 0;
 	svc->enabled = 0;
 }
 
@@ -964,6 +1011,29 @@ void server_request_reload(void)
 	os_atomic_store_int(&reload_req, 1);
 }
 
+/* After a burst of sessions, what they held goes back to the system (the
+ * allocator may keep it): when the count has fallen under half of its peak
+ * (of at least TRIM_PEAK_MIN), looked at every TRIM_EVERY_MS. Main thread. */
+#define TRIM_PEAK_MIN 32
+#define TRIM_EVERY_MS 5000
+
+static void trim_after_burst(void)
+{
+	static long peak;
+	static int64_t last;
+	long n = server_sessions();
+	peak = n > peak ? n : peak;
+	int64_t now = os_now_ms();
+	if (now - last < TRIM_EVERY_MS) {
+		return;
+	}
+	last = now;
+	if (peak >= TRIM_PEAK_MIN && n < peak / 2) {
+		os_memory_trim();
+		peak = n;
+	}
+}
+
 void server_run(void (*on_reload)(void))
 {
 	struct os_event ev[16];
@@ -976,6 +1046,8 @@ void server_run(void (*on_reload)(void))
 			}
 		}
 		stop_requested();
+		accept_unpause();
+		trim_after_burst();
 		int sig = os_signal_take();
 		if (os_atomic_swap_int(&reload_req, 0)) {
 			sig |= OS_SIG_RELOAD;

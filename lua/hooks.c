@@ -237,7 +237,7 @@ static void push_account(lua_State *L, const struct mm_account *a)
 /* The message file, up to MessageSizeLimit (and a little for headers). */
 static int read_message(const char *path, struct buf *out)
 {
-	FILE *f = fopen(path, "rb");
+	FILE *f = os_fopen(path, "rb");
 	if (!f) {
 		return -1;
 	}

@@ -432,7 +432,13 @@ static void ring_line(const char *line, void *arg)
 static int r_getLog(lua_State *L)
 {
 	lua_createtable(L, LOG_RING_LINES, 0);
+	/* the lines are pushed under the log's lock: a memory error there
+	 * would leave it held and stop every thread at its next log line */
+	struct rl_state *st = rl_state_of(L);
+	int capped = st->capped;
+	st->capped = 0;
 	log_ring_each(ring_line, L);
+	st->capped = capped;
 	return 1;
 }
 

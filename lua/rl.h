@@ -114,6 +114,10 @@ void rl_vp3_load(struct rl_state *st);
  * "stop", string.rep, debug.sethook, newproxy, bytecode loading, ...)
  * with versions that fail inside the script. After luaL_openlibs. */
 void rl_open_sandbox(lua_State *L);
+/* luaL_loadfile with the file opened by os_fopen: a UTF-8 path works on
+ * Windows too (Lua's own fopen takes the ANSI code page there). Same
+ * results: 0 with the chunk pushed, or an error code with the message. */
+int rl_loadfile(lua_State *L, const char *path);
 /* string.find, match, gmatch and gsub on a matcher of Rumble's own that
  * charges its steps to the instruction budget and bounds its recursion
  * (lpattern.c). */

@@ -244,7 +244,7 @@ static void run_scripts(struct rl_state *st)
 	lua_State *L = st->L;
 	for (int i = 0; i < conf.nscripts; i++) {
 		const char *path = conf.scripts[i];
-		int rc = luaL_loadfile(L, path);
+		int rc = rl_loadfile(L, path);
 		if (rc != 0) {
 			report(L, rc, path);
 			continue;

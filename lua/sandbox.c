@@ -195,10 +195,11 @@ static int load_text_fn(lua_State *L)
 }
 
 /* The first byte Lua's loadfile would take for a chunk's first byte:
- * after a first line that starts with '#'. */
-static int file_first_byte(FILE *f)
+ * after a first line that starts with '#' (*skipped then says 1). */
+static int file_first_byte(FILE *f, int *skipped)
 {
 	int c = getc(f);
+	*skipped = c == '#';
 	if (c == '#') {
 		while ((c = getc(f)) != EOF && c != '\n') {
 		}
@@ -207,22 +208,73 @@ static int file_first_byte(FILE *f)
 	return c;
 }
 
+/* lua_Reader over a file; a "\n" first for a skipped '#' line. */
+struct file_reader {
+	FILE *f;
+	int extraline;
+	char buf[LUAL_BUFFERSIZE];
+};
+
+static const char *read_file(lua_State *L, void *ud, size_t *size)
+{
+	struct file_reader *r = ud;
+	(void)L;
+	if (r->extraline) {
+		r->extraline = 0;
+		*size = 1;
+		return "\n";
+	}
+	*size = feof(r->f) ? 0 : fread(r->buf, 1, sizeof r->buf, r->f);
+	return *size > 0 ? r->buf : NULL;
+}
+
+/* see rl.h; as lauxlib.c's luaL_loadfile: a first line starting with '#'
+ * is skipped, its newline kept so that line numbers stay right */
+int rl_loadfile(lua_State *L, const char *path)
+{
+	struct file_reader r;
+	r.f = os_fopen(path, "rb");
+	if (!r.f) {
+		lua_pushfstring(L, "cannot open %s: %s", path, os_strerror());
+		return LUA_ERRFILE;
+	}
+	int c = file_first_byte(r.f, &r.extraline);
+	if (c == LUA_SIGNATURE[0]) {
+		r.extraline = 0; /* a binary chunk has no lines to keep */
+	}
+	if (c != EOF) {
+		ungetc(c, r.f);
+	}
+	lua_pushfstring(L, "@%s", path);
+	int rc = lua_load(L, read_file, &r, lua_tostring(L, -1));
+	int bad = ferror(r.f);
+	fclose(r.f);
+	lua_remove(L, -2); /* the chunk name */
+	if (bad) {
+		lua_pop(L, 1);
+		lua_pushfstring(L, "cannot read %s", path);
+		return LUA_ERRFILE;
+	}
+	return rc;
+}
+
 static int loadfile_text(lua_State *L)
 {
 	const char *path = luaL_optstring(L, 1, NULL);
 	if (!path) {
 		return rl_fail(L, "loadfile: scripts cannot read the standard input");
 	}
-	FILE *f = fopen(path, "rb");
+	FILE *f = os_fopen(path, "rb");
 	if (!f) {
 		return rl_fail(L, "cannot open %s", path);
 	}
-	int c = file_first_byte(f);
+	int skipped;
+	int c = file_first_byte(f, &skipped);
 	fclose(f);
 	if (c == LUA_SIGNATURE[0]) {
 		return rl_fail(L, "%s: %s", path, BINARY_REFUSED);
 	}
-	if (luaL_loadfile(L, path) != 0) {
+	if (rl_loadfile(L, path) != 0) {
 		lua_pushnil(L);
 		lua_insert(L, -2);
 		return 2;
@@ -262,7 +314,7 @@ static int lua_file_loader(lua_State *L)
 		size_t n = strcspn(p, ";");
 		lua_pushlstring(L, p, n);
 		const char *file = luaL_gsub(L, lua_tostring(L, -1), "?", mod);
-		FILE *f = n ? fopen(file, "rb") : NULL;
+		FILE *f = n ? os_fopen(file, "rb") : NULL;
 		if (f) {
 			fclose(f);
 			lua_pushcfunction(L, loadfile_text);

@@ -44,7 +44,7 @@ void rl_vp3_load(struct rl_state *st)
 		return;
 	}
 	lua_State *L = st->L;
-	if (luaL_loadfile(L, conf.smtp_script) != 0) {
+	if (rl_loadfile(L, conf.smtp_script) != 0) {
 		log_warnx("script error: %s (in SMTPScript)", lua_tostring(L, -1));
 		lua_pop(L, 1);
 		return;

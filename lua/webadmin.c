@@ -2,7 +2,7 @@
  * webadmin.c - the C side of the web admin: its listener, the few helpers
  * its Lua code needs and nothing else may call, and the store of admin
  * sessions. The pages themselves are lua/webadmin.lua, compiled into the
- * binary as a string (the Makefile makes webadmin_lua.h from it).
+ * binary as a C array (tools/embed.c makes webadmin_lua.h from it).
  *
  * The chunk runs in every Lua state (it needs no LoadScript) before the
  * scripts, so that it holds the original Rumble and Mailman tables, and

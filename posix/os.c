@@ -65,24 +65,54 @@
 #include <sched.h>
 #include <sys/syscall.h>
 #endif
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* SIGPIPE is ignored by os_init instead */
 #endif
 
 #define LISTEN_BACKLOG 511
-#define THREAD_STACK_MIN (2 * 1024 * 1024) /* musl's default 128 KiB is too small for Lua */
+/* Every thread's stack, set rather than inherited: musl's 128 KiB is too
+ * small for Lua (200 nested C calls, an 8 KB luaL_Buffer in some), and
+ * glibc's 8 MB (RLIMIT_STACK) each counts against a router that does not
+ * overcommit. The sanitizers' frames are several times larger. */
+#if defined(__SANITIZE_ADDRESS__)
+#define THREAD_STACK_SIZE (8 * 1024 * 1024)
+#else
+#define THREAD_STACK_SIZE (2 * 1024 * 1024)
+#endif
 
 /* ---- start-up and errors ---- */
+
+/* see os.h; POSIX arguments are bytes, UTF-8 under a UTF-8 locale */
+void os_args_utf8(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+}
 
 int os_init(void)
 {
 	struct sigaction sa;
 
+#ifdef __GLIBC__
+	/* an arena per thread reserves 64 MB of address space each (VmSize
+	 * near 800 MB); two are enough for a few workers */
+	mallopt(M_ARENA_MAX, 2);
+#endif
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_IGN;
 	sigemptyset(&sa.sa_mask);
 	return sigaction(SIGPIPE, &sa, NULL);
+}
+
+void os_memory_trim(void)
+{
+#ifdef __GLIBC__
+	malloc_trim(0); /* glibc keeps freed memory; musl returns it itself */
+#endif
 }
 
 const char *os_name(void)
@@ -1080,7 +1110,6 @@ os_thread *os_thread_start(void (*fn)(void *), void *arg)
 {
 	os_thread *t = malloc(sizeof *t);
 	pthread_attr_t at;
-	size_t ss = 0;
 	int r;
 
 	if (!t) {
@@ -1089,9 +1118,7 @@ os_thread *os_thread_start(void (*fn)(void *), void *arg)
 	t->fn = fn;
 	t->arg = arg;
 	pthread_attr_init(&at);
-	if (pthread_attr_getstacksize(&at, &ss) == 0 && ss < THREAD_STACK_MIN) {
-		pthread_attr_setstacksize(&at, THREAD_STACK_MIN);
-	}
+	pthread_attr_setstacksize(&at, THREAD_STACK_SIZE);
 	r = pthread_create(&t->t, &at, thread_main, t);
 	pthread_attr_destroy(&at);
 	if (r != 0) {
@@ -1440,6 +1467,12 @@ int os_fstat(FILE *f, struct os_stat *st)
 	}
 	stat_fill(&s, st);
 	return 0;
+}
+
+/* see os.h; paths are bytes here */
+FILE *os_fopen(const char *path, const char *mode)
+{
+	return fopen(path, mode);
 }
 
 FILE *os_fopen_rw(const char *path)

@@ -189,6 +189,20 @@ static void the_shipped_rumble_conf_loads(void)
 	config_free(&c);
 }
 
+/* Notepad on Windows may save UTF-8 with a byte order mark first. */
+static void a_byte_order_mark_does_not_hide_the_first_line(void)
+{
+	struct config c = {0};
+	char path[512], err[256];
+	snprintf(path, sizeof path, "%s/bom.conf", unit_tmpdir());
+	FILE *f = os_fopen(path, "wb");
+	ASSERT(f != NULL);
+	fputs("\xef\xbb\xbfStorageFolder C:\\Users\\Jos\xc3\xa9\n", f);
+	fclose(f);
+	ASSERT_EQ(config_load(&c, path, err, sizeof err), 0);
+	ASSERT_STR(config_get(&c, "storagefolder"), "C:\\Users\\Jos\xc3\xa9");
+	config_free(&c);
+}
 
 /* The log lines at or above level that config_apply(text) gives: those
  * after a marker line in the log's ring. */
@@ -442,6 +456,8 @@ void tests_config(void)
 	RUN(web_admin_settings, "config WebAdmin* directives: defaults, repeated WebAdmin lines");
 	RUN(obsolete_directives_are_accepted, "config accepts the original's obsolete directives");
 	RUN(the_shipped_rumble_conf_loads, "config conf/rumble.conf loads");
+	RUN(a_byte_order_mark_does_not_hide_the_first_line,
+		"config skips a UTF-8 byte order mark before the first line");
 	RUN(typed_settings_keep_the_first_value_as_the_original,
 		"config a key given twice keeps its first value (lists all), later ones are checked");
 	RUN(a_repeated_directive_is_a_warning_naming_the_first,

@@ -20,8 +20,9 @@ esac
 LIBCFLAGS="-O2"
 # advapi32 (RtlGenRandom, BearSSL's CryptGenRandom) is a default library of
 # mingw-w64 gcc; named anyway so that the list is complete. iphlpapi:
-# GetNetworkParams, the system's DNS servers (dns.c).
-SYSLIBS="-lws2_32 -ladvapi32 -liphlpapi"
+# GetNetworkParams, the system's DNS servers (dns.c). shell32:
+# CommandLineToArgvW, the UTF-16 command line (os_args_utf8).
+SYSLIBS="-lws2_32 -ladvapi32 -liphlpapi -lshell32"
 
 say() { printf 'win32/build.sh: %s\n' "$*" >&2; }
 die() {

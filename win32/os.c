@@ -8,9 +8,15 @@
  * mapped to an errno value, so os_errno_is_* work for both kinds and
  * os_strerror() gives the system's own message for the last Win32 error.
  *
- * Builds with mingw-w64 (links with -lws2_32 -liphlpapi; advapi32 is a
- * default library there) and with MSVC (the pragmas below name the
- * libraries).
+ * Text: UTF-8 inside Rumble, UTF-16 at this edge. Every path, name and
+ * command line given to Windows goes through wide() to a W function, and
+ * what Windows gives back (file names, the exe path, messages, argv,
+ * console input) through utf8(). No A function and no C library call that
+ * takes a path is used here: those read the ANSI code page.
+ *
+ * Builds with mingw-w64 (links with -lws2_32 -liphlpapi -lshell32;
+ * advapi32 is a default library there) and with MSVC (the pragmas below
+ * name the libraries; see Makefile.msvc).
  */
 #ifndef _WIN32_WINNT
 #define _WIN32_WINNT 0x0600 /* WSAPoll, SRW locks, condition variables */
@@ -28,6 +34,7 @@
 
 #include <iphlpapi.h>
 #include <ntsecapi.h>
+#include <shellapi.h>
 #include <tlhelp32.h>
 
 #include <errno.h>
@@ -38,11 +45,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <wchar.h>
 
 #ifdef _MSC_VER
 #pragma comment(lib, "ws2_32")
 #pragma comment(lib, "advapi32")
 #pragma comment(lib, "iphlpapi")
+#pragma comment(lib, "shell32")
 #define OS_TLS __declspec(thread)
 #else
 #define OS_TLS _Thread_local
@@ -81,6 +90,9 @@ static int map_error(DWORD e)
 		return ENOMEM;
 	case ERROR_DIR_NOT_EMPTY:
 		return ENOTEMPTY;
+	case ERROR_FILENAME_EXCED_RANGE:
+	case ERROR_INSUFFICIENT_BUFFER:
+		return ENAMETOOLONG;
 	case WSAEADDRINUSE:
 		return EADDRINUSE;
 	case WSAECONNREFUSED:
@@ -110,12 +122,95 @@ static int sock_fail(void)
 	return win_fail((DWORD)WSAGetLastError());
 }
 
+/* ---- text at the edge: UTF-8 inside, UTF-16 for Windows ---- */
+
+#define WPATH_MAX 32768 /* UTF-16 units in the longest path Windows takes */
+
+/* A malloc'ed UTF-16 copy of s, or NULL with the failure recorded. Text
+ * that is not UTF-8 is taken in the ANSI code page, as the A functions
+ * took it before, so that a rumble.conf saved as ANSI keeps working. */
+static wchar_t *wide(const char *s)
+{
+	UINT cp = CP_UTF8;
+	DWORD flags = MB_ERR_INVALID_CHARS;
+	int n = MultiByteToWideChar(cp, flags, s, -1, NULL, 0);
+	wchar_t *w;
+
+	if (n == 0 && GetLastError() == ERROR_NO_UNICODE_TRANSLATION) {
+		cp = CP_ACP;
+		flags = 0;
+		n = MultiByteToWideChar(cp, flags, s, -1, NULL, 0);
+	}
+	if (n == 0) {
+		win_fail(GetLastError());
+		return NULL;
+	}
+	w = malloc((size_t)n * sizeof *w);
+	if (!w) {
+		win_fail(ERROR_NOT_ENOUGH_MEMORY);
+		return NULL;
+	}
+	if (MultiByteToWideChar(cp, flags, s, -1, w, n) == 0) {
+		win_fail(GetLastError());
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+/* w (NUL-terminated) as UTF-8 in out; -1 (ENAMETOOLONG) when it does not
+ * fit. An unpaired surrogate, which NTFS allows in names, becomes U+FFFD. */
+static int utf8(const wchar_t *w, char *out, size_t len)
+{
+	int cap = len > INT_MAX ? INT_MAX : (int)len;
+
+	if (cap > 0 && WideCharToMultiByte(CP_UTF8, 0, w, -1, out, cap, NULL, NULL) > 0) {
+		return 0;
+	}
+	if (cap > 0) {
+		*out = '\0';
+	}
+	return win_fail(cap > 0 ? GetLastError() : ERROR_INSUFFICIENT_BUFFER);
+}
+
+/* A malloc'ed UTF-8 copy of w, or NULL with the failure recorded. */
+static char *utf8_dup(const wchar_t *w)
+{
+	int n = WideCharToMultiByte(CP_UTF8, 0, w, -1, NULL, 0, NULL, NULL);
+	char *s = n > 0 ? malloc((size_t)n) : NULL;
+
+	if (!s) {
+		win_fail(n > 0 ? ERROR_NOT_ENOUGH_MEMORY : GetLastError());
+		return NULL;
+	}
+	WideCharToMultiByte(CP_UTF8, 0, w, -1, s, n, NULL, NULL);
+	return s;
+}
+
+/* The end of a call on a path made wide: frees w, then 0 when ok, else -1
+ * with the call's error recorded (wide() recorded its own when w is NULL). */
+static int wide_done(wchar_t *w, BOOL ok)
+{
+	DWORD e = GetLastError();
+
+	if (!w) {
+		return -1;
+	}
+	free(w);
+	return ok ? 0 : win_fail(e);
+}
+
 int os_init(void)
 {
 	WSADATA wd;
 	int r = WSAStartup(MAKEWORD(2, 2), &wd);
 
 	return r == 0 ? 0 : win_fail((DWORD)r);
+}
+
+void os_memory_trim(void)
+{
+	HeapCompact(GetProcessHeap(), 0);
 }
 
 const char *os_name(void)
@@ -136,31 +231,96 @@ const char *os_arch(void)
 #endif
 }
 
+#define MSG_MAX 256 /* UTF-16 units of a system message kept */
+
+/* The system's message for e in UTF-8, without the final ".\r\n"; 0 when
+ * there is none. */
+static size_t win_message(DWORD e, char *buf, size_t len)
+{
+	wchar_t w[MSG_MAX];
+	DWORD n = FormatMessageW(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL,
+	        e, 0, w, MSG_MAX, NULL);
+	size_t k;
+
+	/* not utf8(): that would record a failure over the one described */
+	if (n == 0 || len > INT_MAX ||
+	        WideCharToMultiByte(CP_UTF8, 0, w, -1, buf, (int)len, NULL, NULL) == 0) {
+		return 0;
+	}
+	k = strlen(buf);
+	while (k > 0 && (buf[k - 1] == '\r' || buf[k - 1] == '\n' || buf[k - 1] == '.')) {
+		buf[--k] = '\0';
+	}
+	return k;
+}
+
 /* The system's message for the last Win32 error when errno still says
  * what that error set; the C library's otherwise. */
 const char *os_strerror(void)
 {
-	static OS_TLS char buf[256];
+	static OS_TLS char buf[3 * MSG_MAX]; /* a UTF-16 unit is 3 UTF-8 bytes at most */
 	int win = tl_win != 0 && errno == tl_errno;
-	DWORD n = 0;
+	const char *s;
 
-	if (win) {
-		n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL,
-		        tl_win, 0, buf, sizeof buf, NULL);
+	if (win && win_message(tl_win, buf, sizeof buf) > 0) {
+		return buf;
 	}
-	if (n == 0 && win) {
+	if (win) {
 		snprintf(buf, sizeof buf, "Windows error %lu", (unsigned long)tl_win);
 		return buf;
 	}
-	if (n == 0) {
-		const char *s = strerror(errno);
-		snprintf(buf, sizeof buf, "%s", s ? s : "unknown error");
-		return buf;
-	}
-	while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == '\n' || buf[n - 1] == '.')) {
-		buf[--n] = '\0';
-	}
+	s = strerror(errno);
+	snprintf(buf, sizeof buf, "%s", s ? s : "unknown error");
 	return buf;
+}
+
+/* ---- the command line and the console in UTF-8 ---- */
+
+static UINT console_cp; /* the console's output code page before ours */
+
+static void console_restore(void)
+{
+	SetConsoleOutputCP(console_cp);
+}
+
+/* UTF-8 bytes written to the console show as what they are; the code
+ * page it had comes back at exit (it belongs to the console, which
+ * outlives us). No console (a service, a pipe): nothing to do. */
+static void console_utf8(void)
+{
+	UINT cp = GetConsoleOutputCP();
+
+	if (cp != 0 && cp != CP_UTF8 && SetConsoleOutputCP(CP_UTF8)) {
+		console_cp = cp;
+		atexit(console_restore);
+	}
+}
+
+/* see os.h; the strings live as long as the process, as argv does */
+void os_args_utf8(int *argc, char ***argv)
+{
+	int n = 0, i;
+	wchar_t **w = CommandLineToArgvW(GetCommandLineW(), &n);
+	char **v = w && n > 0 ? calloc((size_t)n + 1, sizeof *v) : NULL;
+
+	console_utf8();
+	for (i = 0; v && i < n; i++) {
+		v[i] = utf8_dup(w[i]);
+		if (!v[i]) { /* out of memory: keep the ANSI argv */
+			while (i-- > 0) {
+				free(v[i]);
+			}
+			free(v);
+			v = NULL;
+		}
+	}
+	if (w) {
+		LocalFree(w);
+	}
+	if (v) {
+		*argc = n;
+		*argv = v;
+	}
 }
 
 int os_errno_is_exists(void)
@@ -1162,22 +1322,23 @@ int os_ncpu(void)
 
 /* ---- files ---- */
 
-static int is_dir_path(const char *path)
-{
-	DWORD a = GetFileAttributesA(path);
-
-	return a != INVALID_FILE_ATTRIBUTES && (a & FILE_ATTRIBUTE_DIRECTORY);
-}
-
+/* 0 when path is made or was a folder already. */
 int os_mkdir(const char *path)
 {
-	DWORD e;
+	wchar_t *w = wide(path);
+	DWORD a, e;
 
-	if (CreateDirectoryA(path, NULL)) {
+	if (!w) {
+		return -1;
+	}
+	if (CreateDirectoryW(w, NULL)) {
+		free(w);
 		return 0;
 	}
 	e = GetLastError();
-	if (is_dir_path(path)) {
+	a = GetFileAttributesW(w);
+	free(w);
+	if (a != INVALID_FILE_ATTRIBUTES && (a & FILE_ATTRIBUTE_DIRECTORY)) {
 		return 0;
 	}
 	return win_fail(e);
@@ -1209,20 +1370,26 @@ int os_mkdir_p(const char *path)
 
 int os_rmdir(const char *path)
 {
-	return RemoveDirectoryA(path) ? 0 : win_fail(GetLastError());
+	wchar_t *w = wide(path);
+
+	return wide_done(w, w && RemoveDirectoryW(w));
 }
 
 int os_remove(const char *path)
 {
-	return DeleteFileA(path) ? 0 : win_fail(GetLastError());
+	wchar_t *w = wide(path);
+
+	return wide_done(w, w && DeleteFileW(w));
 }
 
 int os_rename_atomic(const char *from, const char *to)
 {
-	if (MoveFileExA(from, to, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) {
-		return 0;
-	}
-	return win_fail(GetLastError());
+	wchar_t *wf = wide(from), *wt = wf ? wide(to) : NULL;
+	BOOL ok = wt && MoveFileExW(wf, wt, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+	int r = wide_done(wt, ok);
+
+	free(wf);
+	return r;
 }
 
 static HANDLE file_handle(FILE *f)
@@ -1262,13 +1429,16 @@ static int write_handle(HANDLE h, const void *data, size_t len)
 
 static int write_tmp(const char *tmp, const void *data, size_t len)
 {
+	wchar_t *w = wide(tmp);
 	HANDLE h =
-	        CreateFileA(tmp, GENERIC_WRITE, 0, NULL, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, NULL);
+	        w ? CreateFileW(w, GENERIC_WRITE, 0, NULL, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, NULL)
+	          : INVALID_HANDLE_VALUE;
 	int r;
 
 	if (h == INVALID_HANDLE_VALUE) {
-		return win_fail(GetLastError());
+		return wide_done(w, FALSE);
 	}
+	free(w);
 	r = write_handle(h, data, len);
 	if (r == 0 && !FlushFileBuffers(h)) {
 		r = win_fail(GetLastError());
@@ -1297,9 +1467,10 @@ int os_write_file_atomic(const char *path, const void *data, size_t len)
 	}
 	if (r < 0) {
 		DWORD e = tl_win;
-		int en = errno;
-		DeleteFileA(tmp);
+		int te = tl_errno, en = errno;
+		os_remove(tmp);
 		tl_win = e;
+		tl_errno = te;
 		errno = en;
 	}
 	free(tmp);
@@ -1356,9 +1527,10 @@ static void stat_fill(
 int os_stat(const char *path, struct os_stat *st)
 {
 	WIN32_FILE_ATTRIBUTE_DATA d;
+	wchar_t *w = wide(path);
 
-	if (!GetFileAttributesExA(path, GetFileExInfoStandard, &d)) {
-		return win_fail(GetLastError());
+	if (wide_done(w, w && GetFileAttributesExW(w, GetFileExInfoStandard, &d)) != 0) {
+		return -1;
 	}
 	stat_fill(d.dwFileAttributes, d.ftLastAccessTime, d.ftLastWriteTime, d.nFileSizeHigh,
 	        d.nFileSizeLow, st);
@@ -1384,15 +1556,17 @@ static FILE *open_shared(
         const char *path, DWORD access, DWORD disp, int crtflags, const char *fmode)
 {
 	DWORD share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
-	HANDLE h = CreateFileA(path, access, share, NULL, disp, FILE_ATTRIBUTE_NORMAL, NULL);
+	wchar_t *w = wide(path);
+	HANDLE h = w ? CreateFileW(w, access, share, NULL, disp, FILE_ATTRIBUTE_NORMAL, NULL)
+	             : INVALID_HANDLE_VALUE;
 	int fd;
 	FILE *f;
 
-	if (h == INVALID_HANDLE_VALUE) {
-		win_fail(GetLastError());
+	if (wide_done(w, h != INVALID_HANDLE_VALUE) != 0) {
 		return NULL;
 	}
-	fd = _open_osfhandle((intptr_t)h, crtflags | _O_BINARY);
+	/* text mode (CRLF) only when asked for, as fopen without "b" */
+	fd = _open_osfhandle((intptr_t)h, crtflags | (strchr(fmode, 'b') ? _O_BINARY : _O_TEXT));
 	if (fd < 0) {
 		CloseHandle(h);
 		return NULL;
@@ -1412,6 +1586,13 @@ FILE *os_fopen_rw(const char *path)
 /* see os.h; Windows files take the folder's access list, which the
  * service's installer sets; the mode is not translated. */
 FILE *os_fopen_private(const char *path, const char *mode)
+{
+	return os_fopen(path, mode);
+}
+
+/* see os.h; fopen's modes ("x" too), with CreateFileW: the file may be
+ * renamed or deleted while open, as on POSIX */
+FILE *os_fopen(const char *path, const char *mode)
 {
 	int plus = strchr(mode, '+') != NULL, excl = strchr(mode, 'x') != NULL;
 	DWORD rw = GENERIC_READ | GENERIC_WRITE;
@@ -1440,32 +1621,50 @@ FILE *os_fopen_private(const char *path, const char *mode)
 	}
 }
 
-/* see os.h */
-int os_dir_walk(const char *dir, int (*fn)(const char *name, int is_dir, void *arg), void *arg)
+/* FindFirstFileW on "dir\\*"; INVALID_HANDLE_VALUE with the error recorded,
+ * except ERROR_FILE_NOT_FOUND (an empty drive root) in *empty. */
+static HANDLE find_first(const char *dir, WIN32_FIND_DATAW *fd, int *empty)
 {
-	WIN32_FIND_DATAA fd;
 	size_t n = strlen(dir) + 3;
 	char *pat = malloc(n);
-	HANDLE h;
-	int r = 0;
+	wchar_t *w;
+	HANDLE h = INVALID_HANDLE_VALUE;
 
+	*empty = 0;
 	if (!pat) {
-		errno = ENOMEM;
-		return -1;
+		win_fail(ERROR_NOT_ENOUGH_MEMORY);
+		return h;
 	}
 	snprintf(pat, n, "%s\\*", dir);
-	h = FindFirstFileA(pat, &fd);
+	w = wide(pat);
 	free(pat);
+	if (w) {
+		h = FindFirstFileW(w, fd);
+		*empty = h == INVALID_HANDLE_VALUE && GetLastError() == ERROR_FILE_NOT_FOUND;
+		wide_done(w, h != INVALID_HANDLE_VALUE || *empty);
+	}
+	return h;
+}
+
+/* see os.h; names are given in UTF-8 (a name longer than MAX_PATH UTF-16
+ * units cannot be in a folder) */
+int os_dir_walk(const char *dir, int (*fn)(const char *name, int is_dir, void *arg), void *arg)
+{
+	WIN32_FIND_DATAW fd;
+	char name[3 * MAX_PATH];
+	int r = 0, empty;
+	HANDLE h = find_first(dir, &fd, &empty);
+
 	if (h == INVALID_HANDLE_VALUE) {
-		return GetLastError() == ERROR_FILE_NOT_FOUND ? 0 : win_fail(GetLastError());
+		return empty ? 0 : -1;
 	}
 	do {
-		const char *name = fd.cFileName;
-		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		if (wcscmp(fd.cFileName, L".") == 0 || wcscmp(fd.cFileName, L"..") == 0 ||
+		        utf8(fd.cFileName, name, sizeof name) != 0) {
 			continue;
 		}
 		r = fn(name, (fd.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) ? 1 : 0, arg);
-	} while (r == 0 && FindNextFileA(h, &fd));
+	} while (r == 0 && FindNextFileW(h, &fd));
 	FindClose(h);
 	return r;
 }
@@ -1509,17 +1708,24 @@ int os_trylock(FILE *f)
 	return (tl_win == ERROR_LOCK_VIOLATION || tl_win == ERROR_IO_PENDING) ? 1 : -1;
 }
 
+/* see os.h; in UTF-8 */
 int os_exe_path(char *buf, size_t len)
 {
-	DWORD n = GetModuleFileNameA(NULL, buf, len > MAXDWORD ? MAXDWORD : (DWORD)len);
+	wchar_t *w = malloc(WPATH_MAX * sizeof *w);
+	DWORD n = w ? GetModuleFileNameW(NULL, w, WPATH_MAX) : 0;
+	int r;
 
-	if (n == 0) {
-		return win_fail(GetLastError());
+	if (!w) {
+		r = win_fail(ERROR_NOT_ENOUGH_MEMORY);
+	} else if (n == 0) {
+		r = win_fail(GetLastError());
+	} else if (n >= WPATH_MAX) {
+		r = win_fail(ERROR_INSUFFICIENT_BUFFER);
+	} else {
+		r = utf8(w, buf, len);
 	}
-	if (n >= len) {
-		return win_fail(ERROR_INSUFFICIENT_BUFFER);
-	}
-	return 0;
+	free(w);
+	return r;
 }
 
 /* ---- time and randomness ---- */
@@ -1663,12 +1869,33 @@ int os_daemonize(void)
 #define SVC_STOP_HINT 30000  /* sessions get 5 s, then Lua and the queue stop */
 #define SVC_WAIT_MS 30000    /* how long "service start|stop" waits */
 
+#define SVC_PATH_MAX 4096 /* bytes of a UTF-8 path here */
+
 static SERVICE_STATUS_HANDLE svc_handle;
 static SERVICE_STATUS svc_status; /* guarded by svc_lock */
 static CRITICAL_SECTION svc_lock;
 static int (*svc_fn)(const char *conf);
-static char svc_conf[MAX_PATH]; /* absolute; empty when none was given */
+static char svc_conf[SVC_PATH_MAX]; /* absolute; empty when none was given */
 static int svc_rc;
+
+/* path made absolute (GetFullPathNameW), in UTF-8. */
+static int full_path(const char *path, char *out, size_t len)
+{
+	wchar_t *w = wide(path), *abs = w ? malloc(WPATH_MAX * sizeof *abs) : NULL;
+	DWORD n = abs ? GetFullPathNameW(w, WPATH_MAX, abs, NULL) : 0;
+	int r = -1;
+
+	if (w && !abs) {
+		win_fail(ERROR_NOT_ENOUGH_MEMORY);
+	} else if (abs && (n == 0 || n >= WPATH_MAX)) {
+		win_fail(n ? ERROR_FILENAME_EXCED_RANGE : GetLastError());
+	} else if (abs) {
+		r = utf8(abs, out, len);
+	}
+	free(abs);
+	free(w);
+	return r;
+}
 
 /* Tells the SCM the state; the exit code counts once STOPPED. */
 static void svc_report(DWORD state, int exit_code, DWORD hint)
@@ -1718,8 +1945,9 @@ static DWORD WINAPI svc_control(DWORD ctl, DWORD type, LPVOID data, LPVOID ctx)
  * mean the folder of rumble.conf (of rumble.exe without -c). */
 static void svc_workdir(void)
 {
-	char dir[MAX_PATH];
+	char dir[SVC_PATH_MAX];
 	char *cut;
+	wchar_t *w;
 
 	if (*svc_conf) {
 		memcpy(dir, svc_conf, sizeof dir);
@@ -1729,14 +1957,15 @@ static void svc_workdir(void)
 	cut = strrchr(dir, '\\');
 	if (cut) {
 		cut[cut > dir && cut[-1] == ':' ? 1 : 0] = '\0'; /* "C:\" stays a root */
-		SetCurrentDirectoryA(dir);
+		w = wide(dir);
+		wide_done(w, w && SetCurrentDirectoryW(w));
 	}
 }
 
-static void WINAPI svc_main(DWORD argc, LPSTR *argv)
+static void WINAPI svc_main(DWORD argc, LPWSTR *argv)
 {
 	/* own-process services get their name here, not from the table */
-	svc_handle = RegisterServiceCtrlHandlerExA(argc > 0 ? argv[0] : "", svc_control, NULL);
+	svc_handle = RegisterServiceCtrlHandlerExW(argc > 0 ? argv[0] : L"", svc_control, NULL);
 	if (!svc_handle) {
 		svc_rc = 1;
 		return;
@@ -1751,7 +1980,7 @@ static void WINAPI svc_main(DWORD argc, LPSTR *argv)
 static int started_by_scm(void)
 {
 	HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
-	PROCESSENTRY32 pe;
+	PROCESSENTRY32W pe;
 	DWORD self = GetCurrentProcessId(), parent = 0;
 	int pass, found = 0;
 
@@ -1760,14 +1989,14 @@ static int started_by_scm(void)
 	}
 	for (pass = 0; pass < 2 && !found; pass++) { /* find self, then the parent */
 		pe.dwSize = sizeof pe;
-		for (BOOL ok = Process32First(snap, &pe); ok && !found;
-		        ok = Process32Next(snap, &pe)) {
+		for (BOOL ok = Process32FirstW(snap, &pe); ok && !found;
+		        ok = Process32NextW(snap, &pe)) {
 			if (pass == 0 && pe.th32ProcessID == self) {
 				parent = pe.th32ParentProcessID;
 				break;
 			}
 			if (pass == 1 && pe.th32ProcessID == parent) {
-				found = _stricmp(pe.szExeFile, "services.exe") == 0 ? 1 : -1;
+				found = _wcsicmp(pe.szExeFile, L"services.exe") == 0 ? 1 : -1;
 			}
 		}
 	}
@@ -1778,22 +2007,20 @@ static int started_by_scm(void)
 /* see os.h; -1 when the dispatcher fails for another reason */
 int os_service_run(const char *conf, int (*fn)(const char *conf))
 {
-	SERVICE_TABLE_ENTRYA table[] = {{"", svc_main}, {NULL, NULL}};
+	static wchar_t noname[] = L""; /* own process: the name is not looked at */
+	SERVICE_TABLE_ENTRYW table[] = {{noname, svc_main}, {NULL, NULL}};
 	DWORD n;
 
 	svc_fn = fn;
 	*svc_conf = '\0';
-	if (conf) {
-		n = GetFullPathNameA(conf, sizeof svc_conf, svc_conf, NULL);
-		if (n == 0 || n >= sizeof svc_conf) {
-			return win_fail(n ? ERROR_FILENAME_EXCED_RANGE : GetLastError());
-		}
+	if (conf && full_path(conf, svc_conf, sizeof svc_conf) != 0) {
+		return -1;
 	}
 	if (!started_by_scm()) {
 		return OS_NOT_SERVICE;
 	}
 	InitializeCriticalSection(&svc_lock);
-	if (!StartServiceCtrlDispatcherA(table)) {
+	if (!StartServiceCtrlDispatcherW(table)) {
 		n = GetLastError();
 		return n == ERROR_FAILED_SERVICE_CONTROLLER_CONNECT ? OS_NOT_SERVICE : win_fail(n);
 	}
@@ -1825,16 +2052,21 @@ static int svc_error(const char *what, char *err, size_t errlen)
 /* Opens the service name with the given rights; NULL with err filled. */
 static SC_HANDLE svc_open(const char *name, DWORD access, char *err, size_t errlen)
 {
-	SC_HANDLE scm = OpenSCManagerA(NULL, NULL, SC_MANAGER_CONNECT), svc;
+	SC_HANDLE scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT), svc = NULL;
+	wchar_t *w;
 
 	if (!scm) {
 		svc_error("cannot reach the service manager", err, errlen);
 		return NULL;
 	}
-	svc = OpenServiceA(scm, name, access);
+	w = wide(name);
+	if (w) {
+		svc = OpenServiceW(scm, w, access);
+	}
 	if (!svc) {
 		svc_error("OpenService", err, errlen);
 	}
+	free(w);
 	CloseServiceHandle(scm);
 	return svc;
 }
@@ -1911,51 +2143,91 @@ static void svc_restart_on_crash(SC_HANDLE svc)
 {
 	SC_ACTION act[3] = {{SC_ACTION_RESTART, 60000}, {SC_ACTION_RESTART, 60000},
 	        {SC_ACTION_NONE, 0}};
-	SERVICE_FAILURE_ACTIONSA fa;
+	SERVICE_FAILURE_ACTIONSW fa;
 
 	memset(&fa, 0, sizeof fa);
 	fa.dwResetPeriod = 24 * 3600; /* seconds without a crash to count from 0 again */
 	fa.cActions = 3;
 	fa.lpsaActions = act;
-	ChangeServiceConfig2A(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &fa);
+	ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &fa);
 }
 
-/* see os.h */
-int os_service_install(const char *name, const char *conf, char *err, size_t errlen)
+/* The service's command line: "<rumble.exe>" -c "<conf made absolute>"
+ * --service, in UTF-8. -1 with err filled. */
+static int svc_command(const char *conf, char *cmd, size_t len, char *err, size_t errlen)
 {
-	char exe[MAX_PATH], abs[MAX_PATH], cmd[2 * MAX_PATH + 32], display[300];
-	SERVICE_DESCRIPTIONA desc;
-	SC_HANDLE scm, svc;
-	DWORD n;
+	char exe[SVC_PATH_MAX], abs[SVC_PATH_MAX];
+	struct os_stat st;
 
 	if (os_exe_path(exe, sizeof exe) != 0) {
 		snprintf(err, errlen, "cannot find rumble.exe: %s", os_strerror());
 		return -1;
 	}
-	n = GetFullPathNameA(conf, sizeof abs, abs, NULL);
-	if (n == 0 || n >= sizeof abs || GetFileAttributesA(abs) == INVALID_FILE_ATTRIBUTES) {
-		return svc_error(conf, err, errlen);
+	if (full_path(conf, abs, sizeof abs) != 0 || os_stat(abs, &st) != 0) {
+		snprintf(err, errlen, "%s: %s", conf, os_strerror());
+		return -1;
 	}
-	snprintf(cmd, sizeof cmd, "\"%s\" -c \"%s\" --service", exe, abs);
+	if ((size_t)snprintf(cmd, len, "\"%s\" -c \"%s\" --service", exe, abs) >= len) {
+		win_fail(ERROR_FILENAME_EXCED_RANGE);
+		snprintf(err, errlen, "%s: %s", conf, os_strerror());
+		return -1;
+	}
+	return 0;
+}
+
+/* CreateServiceW for name running cmd (both UTF-8); NULL with the error
+ * left in GetLastError. */
+static SC_HANDLE svc_create(SC_HANDLE scm, const char *name, const char *cmd)
+{
+	char display[300];
+	wchar_t *wn, *wd, *wc;
+	SC_HANDLE svc = NULL;
+	DWORD e;
+
 	if (strcmp(name, "Rumble") == 0) {
 		snprintf(display, sizeof display, "Rumble mail server");
 	} else {
 		snprintf(display, sizeof display, "Rumble mail server (%s)", name);
 	}
-	scm = OpenSCManagerA(NULL, NULL, SC_MANAGER_CONNECT | SC_MANAGER_CREATE_SERVICE);
+	wn = wide(name);
+	wd = wn ? wide(display) : NULL;
+	wc = wd ? wide(cmd) : NULL;
+	if (wc) {
+		svc = CreateServiceW(scm, wn, wd, SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS,
+		        SERVICE_AUTO_START, SERVICE_ERROR_NORMAL, wc, NULL, NULL, NULL, NULL, NULL);
+	}
+	e = GetLastError();
+	free(wc);
+	free(wd);
+	free(wn);
+	SetLastError(e);
+	return svc;
+}
+
+/* see os.h */
+int os_service_install(const char *name, const char *conf, char *err, size_t errlen)
+{
+	static wchar_t about[] = L"Rumble mail server: SMTP, POP3 and IMAP with mbox storage";
+	char cmd[2 * SVC_PATH_MAX + 32];
+	SERVICE_DESCRIPTIONW desc;
+	SC_HANDLE scm, svc;
+
+	if (svc_command(conf, cmd, sizeof cmd, err, errlen) != 0) {
+		return -1;
+	}
+	scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT | SC_MANAGER_CREATE_SERVICE);
 	if (!scm) {
 		return svc_error(
 		        "cannot reach the service manager (run as Administrator)", err, errlen);
 	}
-	svc = CreateServiceA(scm, name, display, SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS,
-	        SERVICE_AUTO_START, SERVICE_ERROR_NORMAL, cmd, NULL, NULL, NULL, NULL, NULL);
+	svc = svc_create(scm, name, cmd);
 	if (!svc) {
 		svc_error("CreateService", err, errlen);
 		CloseServiceHandle(scm);
 		return -1;
 	}
-	desc.lpDescription = "Rumble mail server: SMTP, POP3 and IMAP with mbox storage";
-	ChangeServiceConfig2A(svc, SERVICE_CONFIG_DESCRIPTION, &desc); /* cosmetic */
+	desc.lpDescription = about;
+	ChangeServiceConfig2W(svc, SERVICE_CONFIG_DESCRIPTION, &desc); /* cosmetic */
 	svc_restart_on_crash(svc);
 	CloseServiceHandle(svc);
 	CloseServiceHandle(scm);
@@ -2002,7 +2274,7 @@ int os_service_start(const char *name, char *err, size_t errlen)
 	if (!svc) {
 		return -1;
 	}
-	if (!StartServiceA(svc, 0, NULL) && GetLastError() != ERROR_SERVICE_ALREADY_RUNNING) {
+	if (!StartServiceW(svc, 0, NULL) && GetLastError() != ERROR_SERVICE_ALREADY_RUNNING) {
 		rc = svc_error("start", err, errlen);
 	} else {
 		rc = svc_wait(svc, SERVICE_RUNNING, err, errlen);
@@ -2108,36 +2380,59 @@ static HANDLE inheritable_std(DWORD which)
 	                DUPLICATE_SAME_ACCESS)) {
 		return dup;
 	}
-	return CreateFileA("NUL", GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, &sa,
+	return CreateFileW(L"NUL", GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, &sa,
 	        OPEN_EXISTING, 0, NULL);
 }
 
-/* "<ComSpec> /d /s /c "<cmd>"": /s keeps cmd's quotes as written. */
-static char *shell_line(const char *cmd, char *shell, size_t len)
+/* The command interpreter's path in shell (len units): ComSpec, else
+ * cmd.exe in the system folder. */
+static int shell_path(wchar_t *shell, DWORD len)
 {
-	DWORD k = GetEnvironmentVariableA("ComSpec", shell, (DWORD)len);
-	size_t n;
-	char *line;
+	static const wchar_t cmd_exe[] = L"\\cmd.exe";
+	DWORD k = GetEnvironmentVariableW(L"ComSpec", shell, len);
 
-	if (k == 0 || k >= len) { /* unset, or too long for shell */
-		k = GetSystemDirectoryA(shell, (UINT)len);
-		if (k == 0 || k + sizeof "\\cmd.exe" > len) {
-			return NULL;
-		}
-		memcpy(shell + k, "\\cmd.exe", sizeof "\\cmd.exe");
+	if (k > 0 && k < len) {
+		return 0;
 	}
-	n = strlen(shell) + strlen(cmd) + 16;
-	line = malloc(n);
+	k = GetSystemDirectoryW(shell, (UINT)len); /* ComSpec unset, or too long */
+	if (k == 0 || k + sizeof cmd_exe / sizeof cmd_exe[0] > len) {
+		return -1;
+	}
+	memcpy(shell + k, cmd_exe, sizeof cmd_exe);
+	return 0;
+}
+
+/* "<shell>" /d /s /c "<cmd>" (malloc'ed): /s keeps cmd's quotes as
+ * written. */
+static wchar_t *shell_line(const char *cmd, const wchar_t *shell)
+{
+	static const wchar_t mid[] = L"\" /d /s /c \"";
+	wchar_t *wc = wide(cmd), *line = NULL, *p;
+	size_t ns = wcslen(shell), nm = wcslen(mid), nc = wc ? wcslen(wc) : 0;
+
+	if (wc) {
+		line = malloc((ns + nm + nc + 3) * sizeof *line);
+	}
 	if (line) {
-		snprintf(line, n, "\"%s\" /d /s /c \"%s\"", shell, cmd);
+		p = line;
+		*p++ = L'"';
+		memcpy(p, shell, ns * sizeof *p);
+		p += ns;
+		memcpy(p, mid, nm * sizeof *p);
+		p += nm;
+		memcpy(p, wc, nc * sizeof *p);
+		p += nc;
+		*p++ = L'"';
+		*p = L'\0';
 	}
+	free(wc);
 	return line;
 }
 
 /* Starts the shell with exactly the three given handles inherited. */
-static int spawn(const char *shell, char *line, HANDLE std[3], PROCESS_INFORMATION *pi)
+static int spawn(const wchar_t *shell, wchar_t *line, HANDLE std[3], PROCESS_INFORMATION *pi)
 {
-	STARTUPINFOEXA si;
+	STARTUPINFOEXW si;
 	SIZE_T sz = 0;
 	BOOL ok = FALSE;
 
@@ -2154,7 +2449,7 @@ static int spawn(const char *shell, char *line, HANDLE std[3], PROCESS_INFORMATI
 		if (UpdateProcThreadAttribute(si.lpAttributeList, 0,
 		            PROC_THREAD_ATTRIBUTE_HANDLE_LIST, std, 3 * sizeof(HANDLE), NULL,
 		            NULL)) {
-			ok = CreateProcessA(shell, line, NULL, NULL, TRUE,
+			ok = CreateProcessW(shell, line, NULL, NULL, TRUE,
 			        EXTENDED_STARTUPINFO_PRESENT | CREATE_NO_WINDOW, NULL, NULL,
 			        &si.StartupInfo, pi);
 		}
@@ -2186,18 +2481,19 @@ int os_run_with_stdin(const char *cmd, const char *path)
 	SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
 	PROCESS_INFORMATION pi;
 	HANDLE std[3];
-	char shell[MAX_PATH], *line;
+	wchar_t shell[MAX_PATH], *line, *w = wide(path);
 	int i, r = -1;
 
-	std[0] = CreateFileA(path, GENERIC_READ,
-	        FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, &sa, OPEN_EXISTING,
-	        FILE_ATTRIBUTE_NORMAL, NULL);
-	if (std[0] == INVALID_HANDLE_VALUE) {
-		return win_fail(GetLastError());
+	std[0] = w ? CreateFileW(w, GENERIC_READ,
+	                     FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, &sa,
+	                     OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL)
+	           : INVALID_HANDLE_VALUE;
+	if (wide_done(w, std[0] != INVALID_HANDLE_VALUE) != 0) {
+		return -1;
 	}
 	std[1] = inheritable_std(STD_OUTPUT_HANDLE);
 	std[2] = inheritable_std(STD_ERROR_HANDLE);
-	line = shell_line(cmd, shell, sizeof shell);
+	line = shell_path(shell, MAX_PATH) == 0 ? shell_line(cmd, shell) : NULL;
 	if (line && std[1] != INVALID_HANDLE_VALUE && std[2] != INVALID_HANDLE_VALUE &&
 	        spawn(shell, line, std, &pi) == 0) {
 		r = wait_exit(&pi);
@@ -2234,20 +2530,46 @@ static int read_line(char *buf, size_t len)
 	return (int)n;
 }
 
+#define SECRET_MAX 1024 /* UTF-16 units of a line kept from the console */
+
+/* One line typed at the console, in UTF-8: read as UTF-16 (the console's
+ * input code page is not UTF-8), the rest of an over-long line dropped. */
+static int console_line(HANDLE h, char *buf, size_t len)
+{
+	wchar_t w[SECRET_MAX + 1], c;
+	DWORD n = 0, got = 0;
+	int any = 0, r = -1;
+
+	while (ReadConsoleW(h, &c, 1, &got, NULL) && got == 1) {
+		any = 1;
+		if (c == L'\n') {
+			break;
+		}
+		if (c != L'\r' && n < SECRET_MAX) {
+			w[n++] = c;
+		}
+	}
+	w[n] = L'\0';
+	if (any && utf8(w, buf, len) == 0) {
+		r = (int)strlen(buf);
+	}
+	SecureZeroMemory(w, sizeof w);
+	return r;
+}
+
 /* see os.h; returns the length read, -1 at end of input */
 int os_read_secret(char *buf, size_t len)
 {
 	HANDLE h = GetStdHandle(STD_INPUT_HANDLE);
 	DWORD mode = 0;
-	int console = GetConsoleMode(h, &mode) != 0, r;
+	int r;
 
-	if (console) {
-		SetConsoleMode(h, mode & ~(DWORD)ENABLE_ECHO_INPUT);
+	if (!GetConsoleMode(h, &mode)) {
+		return read_line(buf, len); /* a pipe or a file: bytes as they are */
 	}
-	r = read_line(buf, len);
-	if (console) {
-		SetConsoleMode(h, mode);
-		fputs("\n", stderr);
-	}
+	SetConsoleMode(h, mode & ~(DWORD)ENABLE_ECHO_INPUT);
+	r = console_line(h, buf, len);
+	SetConsoleMode(h, mode);
+	fputs("\n", stderr);
 	return r;
 }

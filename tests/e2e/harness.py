@@ -78,9 +78,10 @@ class Server:
             raise AssertionError("rumble %s failed: %s" % (" ".join(args), r.stderr.strip()))
         return r
 
-    def start(self):
+    def start(self, preexec_fn=None):
         self.errf = open(self.log + ".stderr", "ab")
-        self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=self.errf, stderr=self.errf)
+        self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=self.errf, stderr=self.errf,
+                                     preexec_fn=preexec_fn)
         _running.append(self)
         if not wait_port(self.smtp_port):
             self.stop()
