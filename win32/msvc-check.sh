@@ -23,7 +23,6 @@
 #     paths), -m flags for the intrinsics MSVC allows without them, and
 #     windows.h included first in sysrng.c (wine's winnt.h and clang's
 #     intrin.h disagree the other way round)
-#   - shim.h: fseeko/strtok_r until the core uses os.h's os_fseek/os_strtok
 # docs/MSVC.md says what this does not prove.
 set -eu
 
@@ -62,16 +61,7 @@ need libwine-dev "$WINEINC/msvcrt/stdio.h"
 rm -rf "$OUT"
 mkdir -p "$OUT/gen" "$OUT/lua" "$OUT/win32" "$OUT/liblua" "$OUT/libbearssl"
 BASE="$(msvc BASEFLAGS) /GS- /D_UCRT"
-CFLAGS="$(msvc CFLAGS) /GS- /D_UCRT /FI$OUT/shim.h"
-
-cat >"$OUT/shim.h" <<'EOF'
-#include <stdio.h>
-#include <string.h>
-typedef long long off_t;
-#define fseeko _fseeki64
-#define ftello _ftelli64
-#define strtok_r strtok_s
-EOF
+CFLAGS="$(msvc CFLAGS) /GS- /D_UCRT"
 
 cat >"$OUT/crt.c" <<'EOF'
 /* What MSVC's static CRT gives an exe: start-up with argv, the TLS
