@@ -11,9 +11,16 @@ SSL_INC ?= /usr/include
 SSL_A   ?= /usr/lib/$(shell $(CC) -dumpmachine 2>/dev/null)/libbearssl.a
 SYSLIBS ?= -lpthread -lm -ldl
 WARN     = -Wall -Wextra -Werror -Wundef -Wshadow -Wno-unused-parameter
-CFLAGS  += $(OPT) $(WARN) -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 \
+# 64-bit off_t and time_t on 32-bit glibc too (an INTERNALDATE past 2038);
+# other C libraries ignore both.
+CFLAGS  += $(OPT) $(WARN) -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 \
            -I. -I$(OUT)/gen -isystem $(LUA_INC) -isystem $(SSL_INC) $(EXTRA_CFLAGS)
 LDFLAGS += $(EXTRA_LDFLAGS)
+# Objects depend on the compiler and flags they were made with: OUT/.flags
+# changes (and everything is rebuilt) when those change.
+STAMP   := $(OUT)/.flags
+$(shell mkdir -p $(OUT) && echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $(STAMP) || \
+        echo '$(CC) $(CFLAGS) $(LDFLAGS)' >$(STAMP))
 
 CORE  = config.c log.c buf.c session.c smtp.c pop3.c imap.c imap_fetch.c imap_msg.c imap_parse.c imap_meta.c queue.c outbound.c mailman.c mbox.c mbox_read.c metadata.c work.c dnsbl.c dkim.c greylist.c spf.c crypto.c mime.c mime_text.c dns.c $(PLAT)/os.c \
         lua/runtime.c lua/pcall.c lua/sandbox.c lua/handle.c lua/lpattern.c lua/lio.c lua/hooks.c lua/services.c lua/jobs.c lua/lrumble.c \
@@ -26,13 +33,13 @@ HDRS  = rumble.h os.h lua/rl.h
 
 all: $(OUT)/rumble$(EXE)
 
-$(OUT)/rumble$(EXE): $(OUT)/rumble.o $(OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LUA_A) $(SSL_A) $(LDFLAGS) $(SYSLIBS)
+$(OUT)/rumble$(EXE): $(OUT)/rumble.o $(OBJ) $(STAMP) $(wildcard $(LUA_A) $(SSL_A))
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LUA_A) $(SSL_A) $(LDFLAGS) $(SYSLIBS)
 
-$(OUT)/unit$(EXE): $(UOBJ) $(OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LUA_A) $(SSL_A) $(LDFLAGS) $(SYSLIBS)
+$(OUT)/unit$(EXE): $(UOBJ) $(OBJ) $(STAMP) $(wildcard $(LUA_A) $(SSL_A))
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LUA_A) $(SSL_A) $(LDFLAGS) $(SYSLIBS)
 
-$(OUT)/%.o: %.c $(HDRS) tests/unit.h
+$(OUT)/%.o: %.c $(HDRS) tests/unit.h $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 

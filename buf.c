@@ -163,14 +163,14 @@ long spool_read(struct spool *sp, uint64_t off, void *buf, size_t n)
 		memcpy(buf, sp->mem.data + off, n);
 		return (long)n;
 	}
-	if (fflush(sp->f) != 0 || fseeko(sp->f, (off_t)off, SEEK_SET) != 0) {
+	if (fflush(sp->f) != 0 || os_fseek(sp->f, (int64_t)off, SEEK_SET) != 0) {
 		return -1;
 	}
 	size_t got = fread(buf, 1, n, sp->f);
 	if (got == 0 && ferror(sp->f)) {
 		return -1;
 	}
-	fseeko(sp->f, 0, SEEK_END); /* further writes append */
+	os_fseek(sp->f, 0, SEEK_END); /* further writes append */
 	return (long)got;
 }
 

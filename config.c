@@ -159,7 +159,7 @@ static int eval(struct parser *p, char *expr, int *result)
 	*open = '\0';
 	*close = '\0';
 	char *fn = trim(expr), *arg = trim(open + 1);
-	int r;
+	int r = 0; /* -Os cannot tell compare() always sets it */
 	if (rl_strcasecmp(fn, "defined") == 0) {
 		const char *v = lookup(p, arg);
 		r = v && *v;

@@ -598,7 +598,7 @@ static void ctx_destroy(struct tls_ctx *c)
 
 static void ctx_release(struct tls_ctx *c)
 {
-	if (c && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+	if (c && os_atomic_add_long(&c->refs, -1) == 0) {
 		ctx_destroy(c);
 	}
 }
@@ -1159,7 +1159,7 @@ struct tls *tls_new(struct tls_ctx *c)
 		free(t);
 		return NULL;
 	}
-	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+	os_atomic_add_long(&c->refs, 1);
 	return t;
 }
 

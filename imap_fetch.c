@@ -265,8 +265,8 @@ static int fetch_items(const struct imap_cmd *c, uint32_t pos, struct imap_fetch
 		if (rl_strcasecmp(att, macros[i][0]) == 0) {
 			char list[64], *save = NULL;
 			rl_strlcpy(list, macros[i][1], sizeof list);
-			for (char *w = strtok_r(list, " ", &save); w;
-			        w = strtok_r(NULL, " ", &save)) {
+			for (char *w = os_strtok(list, " ", &save); w;
+			        w = os_strtok(NULL, " ", &save)) {
 				fetch_att(j, w);
 			}
 			return 0;

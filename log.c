@@ -227,13 +227,14 @@ void rl_lower(char *s)
 /* see rumble.h */
 struct os_mutex *rl_mutex_once(struct os_mutex **slot)
 {
-	os_mutex *m = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	os_mutex *m = os_atomic_load_ptr((void *volatile *)slot);
 	if (!m) {
 		os_mutex *made = os_mutex_new();
-		if (__atomic_compare_exchange_n(slot, &m, made, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		if (os_atomic_cas_ptr((void *volatile *)slot, NULL, made)) {
 			m = made;
 		} else {
-			os_mutex_free(made); /* another thread was first; m is its */
+			os_mutex_free(made); /* another thread was first: take its */
+			m = os_atomic_load_ptr((void *volatile *)slot);
 		}
 	}
 	return m;

@@ -19,6 +19,19 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Compiler annotations: the only place outside posix/ and win32/ that
+ * names a compiler extension. */
+#if defined(__MINGW_PRINTF_FORMAT)
+#define OS_PRINTF(f, a) __attribute__((format(__MINGW_PRINTF_FORMAT, f, a)))
+#define OS_NORETURN __attribute__((noreturn))
+#elif defined(__GNUC__)
+#define OS_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define OS_NORETURN __attribute__((noreturn))
+#else
+#define OS_PRINTF(f, a)
+#define OS_NORETURN
+#endif
+
 /* A socket or a file descriptor. On Windows a SOCKET fits an intptr_t and
  * INVALID_SOCKET is -1 once cast. */
 typedef intptr_t os_fd;
@@ -136,6 +149,29 @@ void os_cond_wait(os_cond *c, os_mutex *m, int timeout_ms);
 void os_cond_signal(os_cond *c);
 void os_cond_broadcast(os_cond *c);
 int os_ncpu(void);
+
+/* ---- atomics: GCC builtins on POSIX, Interlocked* on Windows ----
+ * Loads acquire, stores release, read-modify-writes are full barriers.
+ * Only 32-bit and word-sized (long, pointer) values: 32-bit MIPS and ARMv5
+ * have no lock-free 64-bit operations. add returns the new value. */
+int os_atomic_load_int(volatile int *p);
+void os_atomic_store_int(volatile int *p, int v);
+int os_atomic_swap_int(volatile int *p, int v); /* returns the old value */
+uint32_t os_atomic_load_u32(volatile uint32_t *p);
+uint32_t os_atomic_add_u32(volatile uint32_t *p, uint32_t n);
+long os_atomic_load_long(volatile long *p);
+long os_atomic_add_long(volatile long *p, long n);
+void *os_atomic_load_ptr(void *volatile *p);
+void os_atomic_store_ptr(void *volatile *p, void *v);
+/* Sets *p to v when it holds expect: 1 done, 0 when *p held another. */
+int os_atomic_cas_ptr(void *volatile *p, void *expect, void *v);
+
+/* ---- C library differences ---- */
+/* strtok_r (strtok_s on Windows). */
+char *os_strtok(char *s, const char *delim, char **save);
+/* fseek/ftell with 64-bit offsets (fseeko with a 64-bit off_t; _fseeki64). */
+int os_fseek(FILE *f, int64_t off, int whence);
+int64_t os_ftell(FILE *f);
 
 /* ---- files ---- */
 int os_mkdir(const char *path);   /* 0 also when it exists already */

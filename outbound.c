@@ -235,7 +235,7 @@ static void auth_mechs(struct ob_conn *c, const char *list)
 	char tmp[OB_LINE_MAX + 1];
 	rl_strlcpy(tmp, list, sizeof tmp);
 	char *save = NULL;
-	for (char *w = strtok_r(tmp, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+	for (char *w = os_strtok(tmp, " ", &save); w; w = os_strtok(NULL, " ", &save)) {
 		if (!rl_strcasecmp(w, "PLAIN")) {
 			c->ext |= EXT_AUTH_PLAIN;
 		} else if (!rl_strcasecmp(w, "LOGIN")) {

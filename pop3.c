@@ -585,7 +585,7 @@ static void stream_start(struct session *s, struct pop3 *st, uint32_t i, int top
 		ok(s, "Top of message %u follows", i + 1);
 	} else {
 		ok(s, "%u octets", st->msgs[i].size);
-		__atomic_add_fetch(&s->svc->sent, 1, __ATOMIC_RELAXED);
+		os_atomic_add_long(&s->svc->sent, 1);
 	}
 	st->bol = 1;
 	st->top = top != 0;

@@ -55,14 +55,14 @@ static os_thread *committer, *deliverer;
 static volatile int qstop, commit_stop;
 static int deliver_poke; /* under qlock: queue files to look at */
 static char qdir[1100];
-static uint64_t id_counter;
+static uint32_t id_counter; /* the low 20 bits are used */
 
 /* ---- messages ---- */
 
 uint64_t queue_new_id(void)
 {
 	/* seconds in the high bits, a counter in the low 20: unique and sorted */
-	uint64_t c = __atomic_add_fetch(&id_counter, 1, __ATOMIC_RELAXED);
+	uint32_t c = os_atomic_add_u32(&id_counter, 1);
 	return ((uint64_t)os_time() << 20) | (c & 0xfffff);
 }
 

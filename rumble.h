@@ -16,16 +16,8 @@
 
 #define RUMBLE_VERSION "0.1.0"
 
-#if defined(__MINGW_PRINTF_FORMAT)
-#define RL_PRINTF(f, a) __attribute__((format(__MINGW_PRINTF_FORMAT, f, a)))
-#define RL_NORETURN __attribute__((noreturn))
-#elif defined(__GNUC__)
-#define RL_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define RL_NORETURN __attribute__((noreturn))
-#else
-#define RL_PRINTF(f, a)
-#define RL_NORETURN
-#endif
+#define RL_PRINTF(f, a) OS_PRINTF(f, a)
+#define RL_NORETURN OS_NORETURN
 
 /* ---- memory (log.c): allocation failure logs and aborts ---- */
 void *xmalloc(size_t n);

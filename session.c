@@ -73,7 +73,7 @@ static uint32_t next_id;
 
 static long counter_add(volatile long *c, long n)
 {
-	return __atomic_add_fetch(c, n, __ATOMIC_RELAXED);
+	return os_atomic_add_long(c, n);
 }
 
 /* ---- tasks posted between threads ---- */
@@ -193,7 +193,7 @@ int server_workers(void)
 
 int server_sessions(void)
 {
-	return (int)__atomic_load_n(&session_count, __ATOMIC_RELAXED);
+	return (int)os_atomic_load_long(&session_count);
 }
 
 /* ---- I/O ---- */
@@ -752,7 +752,7 @@ static void accept_one(struct service *svc, os_fd lfd)
 		os_local_addr(fd, s->local, sizeof s->local);
 		s->fd = fd;
 		s->svc = svc;
-		s->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+		s->id = os_atomic_add_u32(&next_id, 1);
 		s->worker = least_busy();
 		s->timeout_ms = conf.idle_timeout * 1000;
 		buf_init(&s->in);
@@ -863,7 +863,7 @@ static void worker_main(void *arg)
 
 int server_start(int n)
 {
-	__atomic_store_n(&halting, 0, __ATOMIC_RELEASE);
+	os_atomic_store_int(&halting, 0);
 	nworkers = n > 0 ? n : os_ncpu();
 	if (nworkers < 1) {
 		nworkers = 1;
@@ -1008,7 +1008,7 @@ static int reload_req;
 
 void server_request_reload(void)
 {
-	__atomic_store_n(&reload_req, 1, __ATOMIC_RELEASE);
+	os_atomic_store_int(&reload_req, 1);
 }
 
 /* After a burst of sessions, what they held goes back to the system (the
@@ -1049,7 +1049,7 @@ void server_run(void (*on_reload)(void))
 		accept_unpause();
 		trim_after_burst();
 		int sig = os_signal_take();
-		if (__atomic_exchange_n(&reload_req, 0, __ATOMIC_ACQ_REL)) {
+		if (os_atomic_swap_int(&reload_req, 0)) {
 			sig |= OS_SIG_RELOAD;
 		}
 		if (sig & OS_SIG_STOP) {
@@ -1080,12 +1080,12 @@ static void stop_workers(int level)
 
 int server_stopping(void)
 {
-	return __atomic_load_n(&halting, __ATOMIC_ACQUIRE);
+	return os_atomic_load_int(&halting);
 }
 
 void server_stop(int grace_ms)
 {
-	__atomic_store_n(&halting, 1, __ATOMIC_RELEASE);
+	os_atomic_store_int(&halting, 1);
 	close_listeners();
 	stop_workers(1);
 	int64_t until = os_now_ms() + grace_ms;

@@ -419,7 +419,7 @@ static void spf_checked(struct session *s, enum spf_result r)
 	log_info("%08x smtp spf=%s from=<%s> client=%s helo=%s", s->id, spf_name(r), addr, s->peer,
 	        st->helo);
 	if (r == SPF_FAIL && conf.spf_reject) {
-		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		os_atomic_add_long(&s->svc->rejected, 1);
 		reply(s, 550, "5.7.23 <%s>: SPF: %s is not allowed to send mail for this domain", addr,
 		        s->peer);
 	} else {
@@ -499,7 +499,7 @@ static int greylisted(struct session *s, struct smtp *st, const char *rcpt)
 	if (wait > 0) {
 		log_info("%08x smtp greylisted from=<%s> to=<%s> client=%s wait=%ds", s->id,
 		        st->msg->from, rcpt, s->peer, wait);
-		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		os_atomic_add_long(&s->svc->rejected, 1);
 		reply(s, 451, "4.7.1 <%s>: Recipient address rejected: Greylisted, try again later",
 		        rcpt);
 	}
@@ -534,7 +534,7 @@ static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
 		}
 		return;
 	case RCPT_UNKNOWN:
-		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		os_atomic_add_long(&s->svc->rejected, 1);
 		reply(s, 550, "5.1.1 <%s>: Recipient address rejected: User unknown", addr);
 		return;
 	case RCPT_REMOTE:
@@ -542,7 +542,7 @@ static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
 			rcpt_take(s, st, addr, code);
 			return;
 		}
-		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		os_atomic_add_long(&s->svc->rejected, 1);
 		reply(s, 554, "5.7.1 <%s>: Relay access denied", addr);
 		return;
 	case RCPT_BAD:
@@ -914,7 +914,7 @@ static void commit_done(struct session *s, void *arg)
 	}
 	if (m->status == 0) {
 		st->nmsgs++;
-		__atomic_add_fetch(&s->svc->received, 1, __ATOMIC_RELAXED);
+		os_atomic_add_long(&s->svc->received, 1);
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
 	} else {
 		reply(s, 451, "4.3.0 Error: could not store the message, try again later");
@@ -1032,7 +1032,7 @@ static void dnsbl_done(struct session *s, const char *zone)
 	struct smtp *st = s->ps;
 	if (zone) {
 		log_info("%08x smtp client %s listed by %s", s->id, s->peer, zone);
-		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		os_atomic_add_long(&s->svc->rejected, 1);
 		session_printf(s, "554 5.7.1 Service unavailable; client [%s] blocked using %s\r\n",
 		        s->peer, zone);
 		session_close(s, "listed by DNSBL");

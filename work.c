@@ -64,7 +64,7 @@ static void helper_main(void *arg)
 /* see rumble.h */
 int work_queue(struct session *s, struct work *w)
 {
-	if (!__atomic_load_n(&started, __ATOMIC_ACQUIRE)) {
+	if (!os_atomic_load_int(&started)) {
 		return -1;
 	}
 	struct lane *l = &lanes[w->slow != 0];
@@ -101,7 +101,7 @@ void work_start(void)
 		cv = os_cond_new();
 	}
 	stopping = 0;
-	__atomic_store_n(&started, 1, __ATOMIC_RELEASE);
+	os_atomic_store_int(&started, 1);
 }
 
 /* see rumble.h */
@@ -110,7 +110,7 @@ void work_stop(void)
 	if (!mx) {
 		return;
 	}
-	__atomic_store_n(&started, 0, __ATOMIC_RELEASE);
+	os_atomic_store_int(&started, 0);
 	os_mutex_lock(mx);
 	stopping = 1;
 	os_cond_broadcast(cv);

@@ -95,7 +95,7 @@ static enum rl_verdict decided(struct session *s, const char *key, enum rl_verdi
 {
 	if (v == RL_DROP) {
 		log_info("%08x %s dropped by script hook %s", s->id, s->svc->name, key);
-		__atomic_add_fetch(&s->svc->rejected, 1, __ATOMIC_RELAXED);
+		os_atomic_add_long(&s->svc->rejected, 1);
 	}
 	return v;
 }

@@ -179,7 +179,7 @@ static struct service *check_service(lua_State *L, int arg)
 
 static long load(volatile long *c)
 {
-	return __atomic_load_n(c, __ATOMIC_RELAXED);
+	return os_atomic_load_long(c);
 }
 
 /* ---- services and hooks ---- */

@@ -23,18 +23,18 @@ static struct rl_state **slots; /* per worker; read and swapped by that worker *
 static int nslots;
 static struct rl_state *boot; /* the start-up state, under boot_mx */
 static os_mutex *boot_mx;
-static int boot_stale; /* rebuild the start-up state at the next unlock */
-static unsigned generation;
+static volatile int boot_stale; /* rebuild the start-up state at the next unlock */
+static uint32_t generation;
 static int started;
 
 unsigned rl_generation(void)
 {
-	return __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
+	return os_atomic_load_u32(&generation);
 }
 
 void rl_generation_bump(void)
 {
-	__atomic_add_fetch(&generation, 1, __ATOMIC_ACQ_REL);
+	os_atomic_add_u32(&generation, 1);
 }
 
 /* ---- the capped allocator ---- */
@@ -347,15 +347,15 @@ struct rl_state *rl_state_get(int w)
 	if (!rl_ready()) {
 		return NULL; /* before rl_start or after rl_stop: never make one */
 	}
-	int n = __atomic_load_n(&nslots, __ATOMIC_ACQUIRE);
+	int n = os_atomic_load_int(&nslots);
 	struct rl_state **slot = w < 0 ? &boot : w < n ? &slots[w] : NULL;
 	if (!slot) {
 		return NULL;
 	}
-	struct rl_state *st = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	struct rl_state *st = os_atomic_load_ptr((void *volatile *)slot);
 	if (!st || st->gen != rl_generation()) {
 		struct rl_state *fresh = state_new(w);
-		__atomic_store_n(slot, fresh, __ATOMIC_RELEASE);
+		os_atomic_store_ptr((void *volatile *)slot, fresh);
 		rl_state_unref(st);
 		st = fresh;
 	}
@@ -369,7 +369,7 @@ void rl_boot_lock(void)
 
 void rl_boot_unlock(void)
 {
-	if (__atomic_exchange_n(&boot_stale, 0, __ATOMIC_ACQ_REL) && rl_ready()) {
+	if (os_atomic_swap_int(&boot_stale, 0) && rl_ready()) {
 		rl_state_get(-1); /* a reload came while it was held */
 	}
 	os_mutex_unlock(boot_mx);
@@ -398,9 +398,9 @@ int rl_start(char *err, size_t errlen)
 	 * publish the array, then its length. */
 	int n = server_workers();
 	struct rl_state **v = xcalloc((size_t)n, sizeof *v);
-	__atomic_store_n(&slots, v, __ATOMIC_RELEASE);
-	__atomic_store_n(&nslots, n, __ATOMIC_RELEASE);
-	__atomic_store_n(&started, 1, __ATOMIC_RELEASE);
+	os_atomic_store_ptr((void *volatile *)&slots, v);
+	os_atomic_store_int(&nslots, n);
+	os_atomic_store_int(&started, 1);
 	log_info("lua: %d script%s loaded; each worker loads %s at its first Lua call",
 	        conf.nscripts, conf.nscripts == 1 ? "" : "s", conf.nscripts == 1 ? "it" : "them");
 	return 0;
@@ -414,7 +414,7 @@ void rl_stop(void)
 		return;
 	}
 	int n = nslots;
-	__atomic_store_n(&nslots, 0, __ATOMIC_RELEASE);
+	os_atomic_store_int(&nslots, 0);
 	for (int i = 0; i < n; i++) {
 		rl_state_unref(slots[i]);
 	}
@@ -423,12 +423,12 @@ void rl_stop(void)
 	rl_state_unref(boot);
 	boot = NULL;
 	rl_boot_unlock();
-	__atomic_store_n(&started, 0, __ATOMIC_RELEASE);
+	os_atomic_store_int(&started, 0);
 }
 
 int rl_ready(void)
 {
-	return __atomic_load_n(&started, __ATOMIC_ACQUIRE);
+	return os_atomic_load_int(&started);
 }
 
 /* see rumble.h */
@@ -443,7 +443,7 @@ void rl_reload(void)
 	 * state for as long as its script blocks; then the holder rebuilds it
 	 * as it lets go */
 	if (!os_mutex_trylock(boot_mx)) {
-		__atomic_store_n(&boot_stale, 1, __ATOMIC_RELEASE);
+		os_atomic_store_int(&boot_stale, 1);
 		return;
 	}
 	rl_state_get(-1);

@@ -140,8 +140,16 @@ const char *os_arch(void)
 	return "x86";
 #elif defined(__aarch64__)
 	return "arm64";
+#elif defined(__arm__) && defined(__ARM_PCS_VFP)
+	return "armhf"; /* floating point arguments in VFP registers */
 #elif defined(__arm__)
-	return "arm";
+	return "armel"; /* soft-float calling convention */
+#elif defined(__mips__) && __mips == 64 && defined(__MIPSEL__)
+	return "mips64el";
+#elif defined(__mips__) && __mips == 64
+	return "mips64";
+#elif defined(__mips__) && defined(__MIPSEL__)
+	return "mipsel";
 #elif defined(__mips__)
 	return "mips";
 #elif defined(__powerpc64__)
@@ -999,6 +1007,79 @@ void os_wakeup_close(struct os_wakeup *w)
 	os_close(w->rfd);
 	os_close(w->wfd);
 	w->rfd = w->wfd = OS_BADFD;
+}
+
+/* ---- atomics (see os.h) ---- */
+
+int os_atomic_load_int(volatile int *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+void os_atomic_store_int(volatile int *p, int v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+int os_atomic_swap_int(volatile int *p, int v)
+{
+	return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL);
+}
+
+uint32_t os_atomic_load_u32(volatile uint32_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+uint32_t os_atomic_add_u32(volatile uint32_t *p, uint32_t n)
+{
+	return __atomic_add_fetch(p, n, __ATOMIC_ACQ_REL);
+}
+
+long os_atomic_load_long(volatile long *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+long os_atomic_add_long(volatile long *p, long n)
+{
+	return __atomic_add_fetch(p, n, __ATOMIC_ACQ_REL);
+}
+
+void *os_atomic_load_ptr(void *volatile *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+void os_atomic_store_ptr(void *volatile *p, void *v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+int os_atomic_cas_ptr(void *volatile *p, void *expect, void *v)
+{
+	return __atomic_compare_exchange_n(p, &expect, v, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* ---- C library differences (see os.h) ---- */
+
+char *os_strtok(char *s, const char *delim, char **save)
+{
+	return strtok_r(s, delim, save);
+}
+
+int os_fseek(FILE *f, int64_t off, int whence)
+{
+	if ((int64_t)(off_t)off != off) {
+		errno = EOVERFLOW;
+		return -1;
+	}
+	return fseeko(f, (off_t)off, whence);
+}
+
+int64_t os_ftell(FILE *f)
+{
+	return (int64_t)ftello(f);
 }
 
 /* ---- threads and locks ---- */

@@ -1,7 +1,7 @@
 #!/bin/sh
 # win32/msvc-check.sh - what can be checked of Makefile.msvc without MSVC.
 # Run from the project root after ./build.sh windows (it takes the Lua and
-# BearSSL sources from build/win/src):
+# BearSSL sources from build/src, libs.sh):
 #
 #   sh win32/msvc-check.sh
 #   RUMBLE_EXE=build/msvc-check/rumble.exe /usr/bin/python3 tests/e2e/run.py test_windows
@@ -23,12 +23,11 @@
 #     paths), -m flags for the intrinsics MSVC allows without them, and
 #     windows.h included first in sysrng.c (wine's winnt.h and clang's
 #     intrin.h disagree the other way round)
-#   - shim.h: fseeko/strtok_r until the core uses os.h's os_fseek/os_strtok
 # docs/MSVC.md says what this does not prove.
 set -eu
 
 OUT=build/msvc-check
-SRC=build/win/src
+SRC=build/src
 WINEINC=/usr/include/wine/wine
 WINELIB=/usr/lib/x86_64-linux-gnu/wine/x86_64-windows
 LLVM=$(ls -d /usr/lib/llvm-* 2>/dev/null | sort -V | tail -n 1)
@@ -62,16 +61,7 @@ need libwine-dev "$WINEINC/msvcrt/stdio.h"
 rm -rf "$OUT"
 mkdir -p "$OUT/gen" "$OUT/lua" "$OUT/win32" "$OUT/liblua" "$OUT/libbearssl"
 BASE="$(msvc BASEFLAGS) /GS- /D_UCRT"
-CFLAGS="$(msvc CFLAGS) /GS- /D_UCRT /FI$OUT/shim.h"
-
-cat >"$OUT/shim.h" <<'EOF'
-#include <stdio.h>
-#include <string.h>
-typedef long long off_t;
-#define fseeko _fseeki64
-#define ftello _ftelli64
-#define strtok_r strtok_s
-EOF
+CFLAGS="$(msvc CFLAGS) /GS- /D_UCRT"
 
 cat >"$OUT/crt.c" <<'EOF'
 /* What MSVC's static CRT gives an exe: start-up with argv, the TLS

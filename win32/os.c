@@ -1133,6 +1133,77 @@ void os_wakeup_close(struct os_wakeup *w)
 	w->rfd = w->wfd = OS_BADFD;
 }
 
+/* ---- atomics (see os.h): Interlocked* are full barriers; a load is a
+ * compare-exchange that changes nothing, so it orders on ARM64 too. int and
+ * long are both 32 bits here, as LONG is. ---- */
+
+int os_atomic_load_int(volatile int *p)
+{
+	return (int)InterlockedCompareExchange((volatile LONG *)p, 0, 0);
+}
+
+void os_atomic_store_int(volatile int *p, int v)
+{
+	InterlockedExchange((volatile LONG *)p, (LONG)v);
+}
+
+int os_atomic_swap_int(volatile int *p, int v)
+{
+	return (int)InterlockedExchange((volatile LONG *)p, (LONG)v);
+}
+
+uint32_t os_atomic_load_u32(volatile uint32_t *p)
+{
+	return (uint32_t)InterlockedCompareExchange((volatile LONG *)p, 0, 0);
+}
+
+uint32_t os_atomic_add_u32(volatile uint32_t *p, uint32_t n)
+{
+	return (uint32_t)InterlockedExchangeAdd((volatile LONG *)p, (LONG)n) + n;
+}
+
+long os_atomic_load_long(volatile long *p)
+{
+	return InterlockedCompareExchange(p, 0, 0);
+}
+
+long os_atomic_add_long(volatile long *p, long n)
+{
+	return InterlockedExchangeAdd(p, n) + n;
+}
+
+void *os_atomic_load_ptr(void *volatile *p)
+{
+	return InterlockedCompareExchangePointer(p, NULL, NULL);
+}
+
+void os_atomic_store_ptr(void *volatile *p, void *v)
+{
+	InterlockedExchangePointer(p, v);
+}
+
+int os_atomic_cas_ptr(void *volatile *p, void *expect, void *v)
+{
+	return InterlockedCompareExchangePointer(p, v, expect) == expect;
+}
+
+/* ---- C library differences (see os.h) ---- */
+
+char *os_strtok(char *s, const char *delim, char **save)
+{
+	return strtok_s(s, delim, save);
+}
+
+int os_fseek(FILE *f, int64_t off, int whence)
+{
+	return _fseeki64(f, off, whence);
+}
+
+int64_t os_ftell(FILE *f)
+{
+	return _ftelli64(f);
+}
+
 /* ---- threads and locks ---- */
 
 struct os_thread {
