@@ -80,18 +80,18 @@ libs_download() {
 # libs_unpack DIR TARBALL...: the first existing tarball into build/src/DIR.
 libs_unpack() {
 	[ -d "$LIBS_SRC/$1" ] && return 0
-	l_dir=$1
+	l_udir=$1
 	shift
 	l_tarball=$(libs_first "$@")
 	[ -n "$l_tarball" ] || libs_die "no $* in $LIBS_SRC"
-	rm -rf "$LIBS_SRC/$l_dir.tmp"
-	mkdir -p "$LIBS_SRC/$l_dir.tmp"
+	rm -rf "$LIBS_SRC/$l_udir.tmp"
+	mkdir -p "$LIBS_SRC/$l_udir.tmp"
 	case $l_tarball in
-	*.asc) libs_die "no tarball of $l_dir in $LIBS_SRC" ;;
-	*.xz) xz -dc "$l_tarball" | tar -xf - -C "$LIBS_SRC/$l_dir.tmp" --strip-components=1 ;;
-	*) gzip -dc "$l_tarball" | tar -xf - -C "$LIBS_SRC/$l_dir.tmp" --strip-components=1 ;;
+	*.asc) libs_die "no tarball of $l_udir in $LIBS_SRC" ;;
+	*.xz) xz -dc "$l_tarball" | tar -xf - -C "$LIBS_SRC/$l_udir.tmp" --strip-components=1 ;;
+	*) gzip -dc "$l_tarball" | tar -xf - -C "$LIBS_SRC/$l_udir.tmp" --strip-components=1 ;;
 	esac
-	mv "$LIBS_SRC/$l_dir.tmp" "$LIBS_SRC/$l_dir"
+	mv "$LIBS_SRC/$l_udir.tmp" "$LIBS_SRC/$l_udir"
 }
 
 # libs_fetch [PACKAGE DIR]...: the sources of each Debian source PACKAGE,

@@ -9,6 +9,7 @@
  *       -o build/fuzz_mime
  *   build/fuzz_mime -max_total_time=60 -max_len=65536
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "rumble.h"
@@ -84,7 +85,7 @@ static void streamed(const uint8_t *data, size_t size, const struct buf *whole)
 	mime_bodystructure(&m, m.root, 1, &b);
 	mime_envelope(&m, m.root, &b);
 	if (b.len != whole->len || memcmp(b.data, whole->data, b.len) != 0) {
-		__builtin_trap();
+		abort();
 	}
 	buf_free(&b);
 	mime_free(&m);
