@@ -229,7 +229,7 @@ run_tests() {
 	step "Lua end-to-end tests (sanitizer build)" build/e2e-asan.log \
 		env RUMBLE_BIN=build/asan/rumble /usr/bin/python3 tests/e2e/run.py test_lua
 	step "end-to-end tests (static build)" build/e2e.log \
-		env RUMBLE_BIN=build/rel/rumble /usr/bin/python3 tests/e2e/run.py
+		env RUMBLE_BIN=build/rel/rumble /usr/bin/python3 tests/e2e/run.py -test_luafuzz
 	SMOKE=$TEST_TARGETS
 	step "smoke test: $SMOKE" build/smoke.log smoke
 	summary

@@ -56,6 +56,7 @@ struct ob_conn {
 	int tls_failed;          /* the handshake failed: retry in clear */
 	int tmo;                 /* ms to wait for each reply */
 	int (*stopping)(void);   /* 1: give up waiting (the server stops) */
+	int64_t deadline;        /* os_now_ms() to give up at; 0 none (ob_submit's) */
 	const char *helo;        /* our name in EHLO/HELO */
 	struct buf sig;          /* a DKIM-Signature field sent first, or empty */
 };
@@ -67,6 +68,9 @@ struct ob_conn {
 static int ob_wait(struct ob_conn *c, int timeout_ms)
 {
 	int64_t end = os_now_ms() + timeout_ms;
+	if (c->deadline && end > c->deadline) {
+		end = c->deadline;
+	}
 	for (;;) {
 		int64_t left = end - os_now_ms();
 		if (left <= 0 || c->stopping()) {
@@ -885,6 +889,11 @@ int outbound_submit(const struct ob_submit *m, char *err, size_t errlen)
 	}
 	struct ob_conn *c = xcalloc(1, sizeof *c);
 	c->tmo = m->timeout_ms;
+	c->deadline = m->deadline;
+	if (m->deadline && c->tmo > m->deadline - os_now_ms()) {
+		int64_t left = m->deadline - os_now_ms();
+		c->tmo = left < 1 ? 1 : (int)left; /* connect and send waits too */
+	}
 	c->helo = m->helo;
 	c->stopping = m->stopping ? m->stopping : queue__stopping;
 	rl_strlcpy(c->host, m->host, sizeof c->host);

@@ -1346,6 +1346,7 @@ struct ob_submit {
 	const char *data;
 	size_t len;
 	int (*stopping)(void); /* 1: stop waiting (NULL: the queue's stop) */
+	int64_t deadline;      /* os_now_ms() to give up at, whatever is under way; 0 none */
 };
 int outbound_submit(const struct ob_submit *m, char *err, size_t errlen);
 /* Seconds to wait after the attempts-th failed attempt (1, 2, ...):

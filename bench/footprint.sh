@@ -10,10 +10,13 @@
 # two workers, a fresh storage folder (started once before, to make its TLS
 # certificate), VmRSS 2 s after it logs "ready"; "after use": the same 2 s
 # after one connection to each port (greeting read, then closed). Then it is
-# stopped by its pid. Only binaries that run natively here are
+# stopped by its pid. "100 IMAP": what 100 more clients cost, each logged
+# in with an INBOX of 200 messages selected (the folder index is shared).
+# Only binaries that run natively here are
 # measured: under qemu-user or wine the figure would be the emulator's.
 # For comparison the last line is the glibc build (build/dev, ./build.sh dev).
-# Targets: x86-64 <= 900 KB stripped; idle RSS <= 1 MB (musl).
+# Targets: x86-64 <= 900 KB stripped; idle RSS <= 1 MB (musl); 100 IMAP
+# clients <= 1.5 MB.
 set -eu
 cd "$(dirname "$0")/.."
 mkdir -p build/bench
@@ -39,7 +42,7 @@ files() {
 }
 
 files "${1:-}" | python3 -c '
-import os, socket, subprocess, sys, tempfile, time
+import imaplib, os, smtplib, socket, subprocess, sys, tempfile, time
 
 NATIVE = os.uname().machine
 
@@ -80,8 +83,34 @@ def touch(port, end):
         except OSError:
             time.sleep(0.05)
 
+def imap_clients(ports, n):
+    """RSS growth, KB, when n IMAP clients log in and select an INBOX of 200 messages."""
+    smtp = smtplib.SMTP("127.0.0.1", ports[0], timeout=30)
+    for i in range(200):
+        smtp.sendmail("a@example.net", ["u@bench.example"],
+                      "Subject: message %d\r\n\r\n%s\r\n" % (i, "line\r\n" * 20))
+    smtp.quit()
+    return lambda pid: selected(ports[5], n, pid)
+
+def selected(port, n, pid):
+    time.sleep(1)
+    before = rss_kb(pid)
+    clients = []
+    try:
+        for i in range(n):
+            c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+            c.login("u@bench.example", "secret")
+            c.select("INBOX")
+            clients.append(c)
+        time.sleep(2)
+        return rss_kb(pid) - before
+    finally:
+        for c in clients:
+            c.logout()
+
 def idle_rss(path):
-    """(RSS at rest after start-up, RSS at rest after one connection to each port), KB."""
+    """(RSS at rest after start-up, RSS at rest after one connection to each
+    port, RSS growth for 100 IMAP clients), KB."""
     d = tempfile.mkdtemp(dir="build/bench", prefix="footprint-")
     names = ("SMTPPort", "SubmissionPort", "SMTPSPort", "POP3Port", "POP3SPort",
              "IMAP4Port", "IMAPSPort", "WebAdminPort")
@@ -90,6 +119,9 @@ def idle_rss(path):
         f.write("ServerName bench.example\nStorageFolder %s/data\nBindToAddress 127.0.0.1\n"
                 "WebAdminBind 127.0.0.1\nWorkers 2\nLogLevel info\n" % d)
         f.write("".join("%s %d\n" % np for np in zip(names, ports)))
+    for args in (["domain", "add", "bench.example"], ["user", "add", "u@bench.example"]):
+        subprocess.run([path, "-c", d + "/rumble.conf"] + args, input=b"secret\n",
+                       capture_output=True, check=True, timeout=30)
     # the first start makes the TLS certificate; measure the second
     for i in range(2):
         log = open(d + "/log", "wb")
@@ -103,20 +135,21 @@ def idle_rss(path):
                 touch(port, end)
             time.sleep(2)
             used = rss_kb(p.pid)
+            more = imap_clients(ports, 100)(p.pid) if i == 1 else 0
         finally:
             p.terminate()
             p.wait(30)
             log.close()
     subprocess.run(["rm", "-rf", d])
-    return rest, used
+    return rest, used, more
 
-print("%-16s %-40s %8s %6s %9s %9s" % ("target", "file", "bytes", "KB", "idle RSS",
-                                          "after use"))
+print("%-16s %-40s %8s %6s %9s %9s %9s" % ("target", "file", "bytes", "KB", "idle RSS",
+                                               "after use", "100 IMAP"))
 for line in sys.stdin:
     target, path = line.split()
     size = os.path.getsize(path)
-    rss = ("-", "-")
+    rss = ("-", "-", "-")
     if native(path):
         rss = tuple("%.2f MB" % (kb / 1024.0) for kb in idle_rss(path))
-    print("%-16s %-40s %8d %6.0f %9s %9s" % ((target, path, size, size / 1024.0) + rss))
+    print("%-16s %-40s %8d %6.0f %9s %9s %9s" % ((target, path, size, size / 1024.0) + rss))
 '

@@ -57,9 +57,12 @@ static int in_place(lua_State *L, struct rl_job *j)
 {
 	struct rl_state *st = rl_state_of(L); /* NULL in a bare state (tests) */
 	int64_t t0 = os_now_ms();
+	if (st && j->slow && st->calls > 0) {
+		j->deadline = st->deadline; /* a remote server's time counts: the limit holds */
+	}
 	j->run(j);
-	if (st) {
-		st->deadline += os_now_ms() - t0; /* blocked, not running */
+	if (st && !j->slow) {
+		st->deadline += os_now_ms() - t0; /* a bounded wait: blocked, not running */
 	}
 	int capped = st ? st->capped : 0;
 	if (st) {

@@ -353,7 +353,14 @@ struct submit {
 static void submit_run(struct rl_job *j)
 {
 	struct submit *s = (struct submit *)j;
+	s->m.deadline = j->deadline;
 	s->rc = outbound_submit(&s->m, s->err, sizeof s->err);
+	if (s->rc != 0 && j->deadline && os_now_ms() >= j->deadline) {
+		snprintf(s->err, sizeof s->err,
+		        "gave up at the script's time limit (LuaTimeLimit %d s): smtp.send waits "
+		        "in place here (top-level code, SMTPScript, Dovecot or feed hooks)",
+		        conf.lua_time_limit);
+	}
 }
 
 static int submit_push(lua_State *L, struct rl_job *j)

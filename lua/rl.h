@@ -257,6 +257,9 @@ struct rl_job {
 	 * the worker and every session on it; in top-level code and the
 	 * mailman hook it runs in place. */
 	int slow;
+	/* Set for a slow job run in place: the os_now_ms() at which the
+	 * script's LuaTimeLimit ends; the job gives up then. 0 none. */
+	int64_t deadline;
 	struct rl_conn *c;
 	struct work w; /* how it travels (work.c) */
 };

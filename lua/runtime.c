@@ -385,13 +385,15 @@ int rl_start(char *err, size_t errlen)
 		return 0; /* no script, no web admin: no state; hook calls return at once */
 	}
 	rl_webadmin_start();
-	rl_boot_lock();
-	boot = state_new(-1);
-	rl_boot_unlock();
-	if (!boot) {
-		snprintf(err, errlen, "cannot create a Lua state");
-		return -1;
-	}
+	if (rl_configured()) { /* its top-level code registers hooks and services */
+		rl_boot_lock();
+		boot = state_new(-1);
+		rl_boot_unlock();
+		if (!boot) {
+			snprintf(err, errlen, "cannot create a Lua state");
+			return -1;
+		}
+	} /* else only the web admin: the states come with its first request */
 	/* A worker makes its state at its first Lua call (rl_state_get), as
 	 * after a reload: an idle worker holds none. Workers may look at the
 	 * slots meanwhile (sessions come as soon as the listeners are open):
@@ -446,6 +448,8 @@ void rl_reload(void)
 		os_atomic_store_int(&boot_stale, 1);
 		return;
 	}
-	rl_state_get(-1);
+	if (boot || rl_configured()) {
+		rl_state_get(-1);
+	}
 	os_mutex_unlock(boot_mx);
 }

@@ -1,6 +1,9 @@
 """run.py - runs the end-to-end tests: every test_* function of every
 tests/e2e/test_*.py, named by its docstring. Prints ok/FAIL per test and
-"N passed, N failed[, N skipped]". A test skips by raising Skip."""
+"N passed, N failed[, N skipped]". A test skips by raising Skip.
+
+    run.py [NAME...] [-NAME...]   only tests whose module.function holds a
+                                  NAME, and none that holds a -NAME"""
 import glob
 import importlib.util
 import os
@@ -17,7 +20,8 @@ class Skip(Exception):
 
 
 def main():
-    only = sys.argv[1:]
+    only = [a for a in sys.argv[1:] if not a.startswith("-")]
+    leave = [a[1:] for a in sys.argv[1:] if a.startswith("-")]
     passed = failed = skipped = 0
     files = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_*.py")))
     for path in files:
@@ -27,7 +31,8 @@ def main():
         mod.Skip = Skip
         spec.loader.exec_module(mod)
         for fname in sorted(k for k in dir(mod) if k.startswith("test_")):
-            if only and not any(o in name + "." + fname for o in only):
+            full = name + "." + fname
+            if only and not any(o in full for o in only) or any(o in full for o in leave):
                 continue
             fn = getattr(mod, fname)
             title = (fn.__doc__ or fname).strip().splitlines()[0]

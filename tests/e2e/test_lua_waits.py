@@ -3,6 +3,7 @@ session:receive) made inside pcall/xpcall and from functions Lua calls from
 C (string.gsub callbacks, table.sort comparators, metamethods, iterators):
 inside pcall they wait without holding the worker, as outside; behind a C
 function they run in place, once, and say so in the log; never a crash."""
+import socket
 import time
 
 from harness import SMTPRaw, wait_port
@@ -169,3 +170,32 @@ def test_socket_smtp_send_inside_pcall_fails_cleanly():
     assert r.cmd("NOOP")[0] == 250
     assert r.cmd("QUIT")[0] == 221
     stopped(s)
+
+
+SILENT_TOP_LEVEL = """
+local smtp = require("socket.smtp")
+smtp.TIMEOUT = 60
+local t0 = os.time()
+local r, e = smtp.send{from = "<a@example.org>", rcpt = "<b@example.org>",
+    server = "127.0.0.1", port = tonumber(Rumble.readConfig("TestPort")),
+    source = smtp.message({headers = {subject = "x"}, body = "y"})}
+print("top-level send: " .. tostring(r) .. " " .. tostring(e) .. " after " .. os.time() - t0)
+"""
+
+
+def test_socket_smtp_send_in_place_gives_up_at_the_time_limit():
+    """smtp.send in top-level code to a server that never answers gives up at LuaTimeLimit, not smtp.TIMEOUT: the server starts"""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # accepts (the kernel does), never says a word
+    t0 = time.time()
+    s = lua_server(SILENT_TOP_LEVEL, conf="LuaTimeLimit 2", port=silent.getsockname()[1])
+    try:
+        r = SMTPRaw(s.smtp_port, timeout=20)
+        assert time.time() - t0 < 12, "start-up waited %.0f s for smtp.send" % (time.time() - t0)
+        assert r.cmd("QUIT")[0] == 221
+    finally:
+        stopped(s)
+        silent.close()
+    err = s.stderr()
+    assert "top-level send: nil gave up at the script's time limit (LuaTimeLimit 2 s)" in err, err[-2000:]

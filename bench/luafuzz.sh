@@ -1,0 +1,28 @@
+#!/bin/sh
+# bench/luafuzz.sh - the long run of the Lua fuzz driver (tests/luafuzz.py).
+#
+#   bench/luafuzz.sh [SECONDS] [FIRST-SEED]       (defaults 1800 and 1000)
+#
+# Runs random scripts over the whole Lua API in one server (RUMBLE_BIN,
+# default the sanitizer build build/asan/rumble, built if missing), a
+# reload (SIGHUP) per script and a batch of client sessions each, for
+# SECONDS, then stops it with SIGTERM. Prints a line per 50 scripts and the
+# figures: scripts/s, sessions, sessions/s, RSS after warm-up (the first
+# tenth) and at the end, the findings (saved in build/fuzz-findings/). The
+# RSS samples go to build/luafuzz-rss.txt ("sessions kB" per script).
+# LUAFUZZ_ARGS adds driver options: "--open" leaves out the classes of
+# open findings (luafuzz.py OPEN), "--sessions 40" makes more sessions per
+# script. Exit status 1 when there was a finding.
+set -eu
+cd "$(dirname "$0")/.."
+BIN=${RUMBLE_BIN:-build/asan/rumble}
+if [ ! -x "$BIN" ]; then
+	make -s -j2 OUT=build/asan \
+		OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+		build/asan/rumble
+fi
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# shellcheck disable=SC2086
+exec python3 tests/luafuzz.py --bin "$BIN" --duration "${1:-1800}" --start "${2:-1000}" \
+	--rss-log build/luafuzz-rss.txt ${LUAFUZZ_ARGS:-}
