@@ -140,6 +140,14 @@ int rl_job_call(lua_State *L, struct rl_job *j)
 			        "a metamethod or a coroutine of the script's own)",
 			        fn_name(L));
 		}
+		if (st && st->worker >= 0 && j->slow) {
+			job_free(j); /* it would hold every session of the worker */
+			return rl_fail(L,
+			        "%s cannot wait on a worker outside a Rumble hook or service "
+			        "(an SMTPScript or Dovecot callback, or a worker's run of the "
+			        "top-level code)",
+			        fn_name(L));
+		}
 		if (st) {
 			rl_warn_in_place(L, fn_name(L));
 		}

@@ -358,7 +358,7 @@ static void submit_run(struct rl_job *j)
 	if (s->rc != 0 && j->deadline && os_now_ms() >= j->deadline) {
 		snprintf(s->err, sizeof s->err,
 		        "gave up at the script's time limit (LuaTimeLimit %d s): smtp.send waits "
-		        "in place here (top-level code, SMTPScript, Dovecot or feed hooks)",
+		        "in place here (top-level code or the mailman hook)",
 		        conf.lua_time_limit);
 	}
 }

@@ -254,8 +254,10 @@ struct rl_job {
 	/* Its length is up to a remote server (minutes): it goes to the slow
 	 * lane of work.c, and where a session's script cannot wait for it
 	 * (inside a C function) it fails with nil and why rather than hold
-	 * the worker and every session on it; in top-level code and the
-	 * mailman hook it runs in place. */
+	 * the worker and every session on it, as it does on a worker outside
+	 * a session coroutine (SMTPScript and Dovecot callbacks); in the
+	 * start-up state (top-level code, the mailman hook) it runs in place
+	 * until the script's LuaTimeLimit (rl_job.deadline). */
 	int slow;
 	/* Set for a slow job run in place: the os_now_ms() at which the
 	 * script's LuaTimeLimit ends; the job gives up then. 0 none. */

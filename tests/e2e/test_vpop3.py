@@ -677,3 +677,32 @@ end
         code, text = c.mail("carol@elsewhere.example")
         assert code == 250 and text.startswith(b"2.1.0 true [TLS"), text
     stopped(s)
+
+
+def test_smtp_send_in_a_callback_fails_at_once_rather_than_hold_the_worker():
+    """socket.smtp's send in Start() (it would wait for its own worker) gives nil and why at once; the client is served"""
+    s = vp_server("""
+function Start()
+    local smtp = require("socket.smtp")
+    local r, e = smtp.send{from = "<a@example.org>", rcpt = "<alice@example.org>",
+        server = "127.0.0.1", port = @PORT@,
+        source = smtp.message({headers = {subject = "self"}, body = "x"})}
+    print("Start send: " .. tostring(r) .. " " .. tostring(e))
+end
+""".replace("@PORT@", "0"), conf="Workers 1")
+    s.stop()
+    with open(s.script) as f:
+        text = f.read().replace("port = 0", "port = %d" % s.smtp_port)
+    with open(s.script, "w") as f:
+        f.write(text)
+    s.start()
+    t0 = time.time()
+    c = SMTPRaw(s.smtp_port, timeout=30)
+    assert c.greeting[0] == 220, c.greeting
+    assert time.time() - t0 < 3, "Start() held the worker %.1f s" % (time.time() - t0)
+    assert c.cmd("QUIT")[0] == 221
+    stopped(s)
+    err = s.stderr()
+    assert "Start send: nil send cannot wait on a worker outside a Rumble hook or service" in err, \
+        err[-2000:]
+    assert not s.messages("alice@example.org")
