@@ -65,6 +65,7 @@ struct rl_state {
 	int64_t deadline;    /* os_now_ms() when the call under way ran too long (LuaTimeLimit;
 	                      * time it spent blocked in place, jobs.c, is added back) */
 	int exhausted;       /* the budget ran out: pcall must not catch it */
+	int late;            /* a big allocation was refused: LuaTimeLimit had passed */
 	int loading;         /* 1 while the scripts' top-level code runs */
 	/* the session coroutine being resumed (rl_run), its handle and where
 	 * its rl_conn goes when one is made */

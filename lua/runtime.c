@@ -39,6 +39,8 @@ void rl_generation_bump(void)
 
 /* ---- the capped allocator ---- */
 
+#define LATE_CHECK (64 * 1024) /* allocations this big check LuaTimeLimit */
+
 static void *rl_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	struct rl_state *st = ud;
@@ -50,8 +52,16 @@ static void *rl_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	/* only inside rl_call/rl_resume, where Lua raises "not enough
 	 * memory" to the script: outside one the error would end the process
 	 * (a C function of ours that frees a reference may grow a table) */
-	if (st->capped && st->calls && nsize > osize && st->mem - osize + nsize > st->mem_max) {
-		return NULL;
+	if (st->capped && st->calls && nsize > osize) {
+		if (st->mem - osize + nsize > st->mem_max) {
+			return NULL;
+		}
+		/* a few instructions on big strings take long between two
+		 * count hooks: their allocations check the time limit too */
+		if (nsize - osize >= LATE_CHECK && os_now_ms() >= st->deadline) {
+			st->exhausted = st->late = 1; /* pcall rethrows it */
+			return NULL;
+		}
 	}
 	void *p = realloc(ptr, nsize);
 	if (p) {
@@ -127,6 +137,7 @@ static void budget(lua_State *L, struct budget *was)
 	was->deadline = st->deadline;
 	st->budget = conf.lua_instruction_limit;
 	st->exhausted = 0;
+	st->late = 0;
 	st->deadline = os_now_ms() + (int64_t)conf.lua_time_limit * 1000;
 	lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
 }
@@ -168,8 +179,12 @@ static int traceback(lua_State *L)
  * (traceback) at debug level; pops it. */
 static void report(lua_State *L, int rc, const char *what)
 {
-	const char *msg =
-	        rc == LUA_ERRMEM ? "not enough memory (LuaMemoryLimit)" : lua_tostring(L, -1);
+	char late[80];
+	snprintf(late, sizeof late, "script ran too long (more than %d s at once)",
+	        conf.lua_time_limit);
+	const char *msg = rc != LUA_ERRMEM     ? lua_tostring(L, -1)
+	                  : rl_state_of(L)->late ? late
+	                                         : "not enough memory (LuaMemoryLimit)";
 	if (!msg) {
 		msg = "(error object is not a string)";
 	}

@@ -333,3 +333,30 @@ def test_a_reload_does_not_wait_for_a_blocked_mailman_hook():
     finally:
         stopped(s)
         silent.stop()
+
+
+BIG_STRINGS = """
+local function onHELO(session, name)
+    local big = string.rep("ab ", 12 * 2^20)  -- 36 MB
+    while true do
+        big:upper() big:lower() big:upper() big:lower() big:upper() big:lower()
+    end
+end
+Rumble.setHook(onHELO, "smtp", "command", "helo")
+"""
+
+
+def test_few_instructions_on_big_strings_stop_at_the_time_limit():
+    """a loop of operations on 36 MB strings (few instructions, much time) ends at LuaTimeLimit, not thousands of operations later"""
+    s = lua_server(BIG_STRINGS, conf="LuaMemoryLimit 160M\nLuaTimeLimit 1\n")
+    try:
+        r = SMTPRaw(s.smtp_port, timeout=120)
+        t0 = time.time()
+        code, text = r.cmd("HELO x.example")
+        took = time.time() - t0
+        assert code == 250, (code, text)
+        assert took < 6, "the hook ran %.1f s with LuaTimeLimit 1" % took
+        assert wait_log(s, "script ran too long (more than 1 s at once)")
+        assert r.cmd("QUIT")[0] == 221
+    finally:
+        stopped(s)
