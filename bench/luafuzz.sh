@@ -23,6 +23,8 @@ if [ ! -x "$BIN" ]; then
 fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3 # Debian's, as the tests use
 # shellcheck disable=SC2086
-exec python3 tests/luafuzz.py --bin "$BIN" --duration "${1:-1800}" --start "${2:-1000}" \
+exec $PY tests/luafuzz.py --bin "$BIN" --duration "${1:-1800}" --start "${2:-1000}" \
 	--rss-log build/luafuzz-rss.txt ${LUAFUZZ_ARGS:-}
