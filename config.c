@@ -416,6 +416,11 @@ static const struct directive directives[] = {
 	NUM("SPFReject", K_BOOL, spf_reject, 0, 1),
 	NUM("GreylistDelay", K_TIME, greylist_delay, 1, 86400),
 	STR("DKIMSelector", dkim_selector),
+	STR("DraftsFolder", special_use[SPECIAL_DRAFTS]),
+	STR("SentFolder", special_use[SPECIAL_SENT]),
+	STR("TrashFolder", special_use[SPECIAL_TRASH]),
+	STR("JunkFolder", special_use[SPECIAL_JUNK]),
+	STR("ArchiveFolder", special_use[SPECIAL_ARCHIVE]),
 	STR("LogFile", log_file),
 	NUM("LogLevel", K_LEVEL, log_level, 0, 3),
 	NUM("Workers", K_INT, workers, 0, 256),
@@ -658,6 +663,34 @@ static int apply_one(struct settings *s, const struct directive *d, const struct
 	return 0;
 }
 
+/* The special-use folder names: a folder name each ("none": not made),
+ * not INBOX, no two the same. */
+static int check_special_use(struct settings *s, char *err, size_t errlen)
+{
+	static const char *keys[SPECIAL_USES] = {
+	        "DraftsFolder", "SentFolder", "TrashFolder", "JunkFolder", "ArchiveFolder"};
+	for (int i = 0; i < SPECIAL_USES; i++) {
+		char *n = s->special_use[i];
+		size_t len = strlen(n);
+		if (rl_strcasecmp(n, "none") == 0) {
+			n[0] = '\0';
+			continue;
+		}
+		if (!len || !mm_valid_folder(n) || rl_strcasecmp(n, "INBOX") == 0 || n[0] == '.' ||
+		        n[len - 1] == '.' || strstr(n, "..") || strpbrk(n, "*%")) {
+			snprintf(err, errlen, "%s: a folder name (not INBOX), or none", keys[i]);
+			return -1;
+		}
+		for (int j = 0; j < i; j++) {
+			if (strcmp(n, s->special_use[j]) == 0) {
+				snprintf(err, errlen, "%s and %s name the same folder", keys[j], keys[i]);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 static void defaults(struct settings *s)
 {
 	int root = os_is_root();
@@ -668,6 +701,10 @@ static void defaults(struct settings *s)
 	s->dkim_sign = 1;
 	s->greylist_delay = 300;
 	rl_strlcpy(s->dkim_selector, "rumble", sizeof s->dkim_selector);
+	static const char *uses[SPECIAL_USES] = {"Drafts", "Sent", "Trash", "Junk", "Archive"};
+	for (int i = 0; i < SPECIAL_USES; i++) {
+		rl_strlcpy(s->special_use[i], uses[i], sizeof s->special_use[i]);
+	}
 	s->smtp_port = root ? 25 : 2525;
 	s->pop3_port = root ? 110 : 1110;
 	s->imap_port = root ? 143 : 1143;
@@ -862,7 +899,7 @@ int config_apply(struct settings *s, struct config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "DKIMSelector: letters, digits, '-' and '.' only");
 		return -1;
 	}
-	return 0;
+	return check_special_use(s, err, errlen);
 }
 
 void settings_free(struct settings *s)

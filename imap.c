@@ -203,7 +203,8 @@ static void put_caps(struct session *s, struct imap *st)
 {
 	session_printf(s,
 	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE "
-	        "UNSELECT CHILDREN METADATA BINARY APPENDLIMIT=%llu",
+	        "UNSELECT CHILDREN METADATA BINARY SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED "
+	        "LIST-STATUS APPENDLIMIT=%llu",
 	        (unsigned long long)conf.message_size_limit);
 	if (st->state == I_NOAUTH) {
 		if (starttls_offered(s)) {
@@ -298,6 +299,7 @@ static void login_checked(struct session *s, int rc, const struct mm_account *ac
 		rl_strlcpy(st->user, acct->user, sizeof st->user);
 		rl_strlcpy(st->domain, acct->domain, sizeof st->domain);
 		snprintf(st->login, sizeof st->login, "%s@%s", acct->user, acct->domain);
+		imap_special_make(st->domain, st->user);
 		enter_state(s, st, I_AUTH);
 		log_info("%08x imap login user=%s", s->id, st->login);
 		rl_mail_user(s, st->login, 1);
@@ -606,13 +608,22 @@ static void cmd_create(struct session *s, struct imap *st, struct args *a)
 	if (n && n < sizeof name && name[n - 1] == '.') {
 		name[n - 1] = '\0'; /* RFC 3501 6.3.3: a trailing separator is dropped */
 	}
-	if (rl_strcasecmp(name, "INBOX") == 0) {
+	char use[IMAP_USES_MAX];
+	int urc = imap_use_parse(a->c, &a->i, use, sizeof use);
+	if (urc == -2) {
+		no(s, st, "[USEATTR] Only \\Drafts, \\Sent, \\Trash, \\Junk and \\Archive");
+	} else if (urc == -1 || !arg_end(a)) {
+		bad(s, st, "CREATE takes a name and (USE (attributes))");
+	} else if (rl_strcasecmp(name, "INBOX") == 0) {
 		no(s, st, "[ALREADYEXISTS] INBOX always exists");
 	} else if (box_name(name, name, sizeof name) != 0) {
 		no(s, st, "[CANNOT] Invalid mailbox name");
 	} else {
 		int rc = mm_folder_create(st->domain, st->user, name);
-		if (rc == 0) {
+		if (rc == 0 && *use && imap_use_set(st->domain, st->user, name, use) != 0) {
+			mm_folder_delete(st->domain, st->user, name);
+			no(s, st, "[SERVERBUG] Cannot keep the mailbox's use");
+		} else if (rc == 0) {
 			ok(s, st, "CREATE completed");
 		} else if (rc == 1) {
 			no(s, st, "[ALREADYEXISTS] Mailbox exists");
@@ -721,96 +732,92 @@ static int box_match(const char *pat, const char *name)
 	return imap_wild_match(pat, name, strcmp(name, "INBOX") == 0);
 }
 
-struct names {
-	char **v;
-	unsigned char *real;
-	size_t n;
-};
+static const char *const status_names[] = {
+        "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", NULL};
 
-static int names_has(const struct names *ns, const char *name, size_t len)
+static int status_item(const char *item)
 {
-	for (size_t i = 0; i < ns->n; i++) {
-		if (strlen(ns->v[i]) == len && strncmp(ns->v[i], name, len) == 0) {
-			return (int)i;
+	for (int k = 0; status_names[k]; k++) {
+		if (rl_strcasecmp(item, status_names[k]) == 0) {
+			return k;
 		}
 	}
 	return -1;
 }
 
-static void names_add(struct names *ns, const char *name, size_t len, int real)
+/* 1 when the tokens from first to end are STATUS items. */
+static int status_items_ok(const struct imap_cmd *c, uint32_t first, uint32_t end)
 {
-	int i = names_has(ns, name, len);
-	if (i >= 0) {
-		ns->real[i] |= (unsigned char)real;
-		return;
-	}
-	ns->v = xrealloc(ns->v, (ns->n + 1) * sizeof *ns->v);
-	ns->real = xrealloc(ns->real, ns->n + 1);
-	ns->v[ns->n] = xmalloc(len + 1);
-	memcpy(ns->v[ns->n], name, len);
-	ns->v[ns->n][len] = '\0';
-	ns->real[ns->n++] = (unsigned char)real;
-}
-
-/* Every folder, and every level above one as a non-real name. */
-static int collect_name(const char *name, void *arg)
-{
-	struct names *ns = arg;
-	if (ns->n >= 10000) {
-		return 1;
-	}
-	for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.')) {
-		names_add(ns, name, (size_t)(dot - name), 0);
-	}
-	names_add(ns, name, strlen(name), 1);
-	return 0;
-}
-
-static void names_free(struct names *ns)
-{
-	for (size_t i = 0; i < ns->n; i++) {
-		xfree(ns->v[i]);
-	}
-	xfree(ns->v);
-	xfree(ns->real);
-}
-
-static int has_children(const struct names *ns, const char *name)
-{
-	size_t n = strlen(name);
-	for (size_t i = 0; i < ns->n; i++) {
-		if (strncmp(ns->v[i], name, n) == 0 && ns->v[i][n] == '.') {
-			return 1;
+	for (uint32_t i = first; i < end; i++) {
+		if (c->tok[i].type != IMAP_ATOM || status_item(imap_tok_str(c, i)) < 0) {
+			return 0;
 		}
 	}
+	return first < end;
+}
+
+/* "* STATUS name (...)" for the items from first to end (checked); 0, or
+ * open_box's error. */
+static int status_line(struct session *s, struct imap *st, const struct imap_cmd *c,
+        const char *name, uint32_t first, uint32_t end)
+{
+	struct mm_folder *f;
+	int rc = open_box(st, name, &f);
+	if (rc != 0) {
+		return rc;
+	}
+	uint32_t n = mm_folder_count(f), unseen = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct mm_msg *m = mm_folder_msg(f, i);
+		unseen += m && !(m->flags & MM_SEEN);
+	}
+	uint32_t v[] = {n, 0, mm_folder_uidnext(f), mm_folder_uidvalidity(f), unseen};
+	mm_folder_close(f);
+	session_printf(s, "* STATUS ");
+	imap_put_string(&s->out, name, strlen(name));
+	session_printf(s, " (");
+	for (uint32_t i = first; i < end; i++) {
+		const char *item = imap_tok_str(c, i);
+		int k = status_item(item);
+		session_printf(s, "%s%s %u", i > first ? " " : "", status_names[k], v[k]);
+	}
+	session_printf(s, ")\r\n");
 	return 0;
+}
+
+/* imap_list_run's STATUS callback (LIST-STATUS): the items of the
+ * command from status_first. */
+struct list_status {
+	struct session *s;
+	struct imap *st;
+	const struct imap_cmd *c;
+	const struct imap_list_req *r;
+};
+
+static void list_status(const char *name, void *arg)
+{
+	struct list_status *l = arg;
+	status_line(l->s, l->st, l->c, name, l->r->status_first, l->r->status_end);
 }
 
 static void cmd_list(struct session *s, struct imap *st, struct args *a)
 {
-	const char *ref = arg_astring(a), *pat = arg_astring(a);
-	char full[PATTERN_MAX + 1];
-	if (!ref || !pat || !arg_end(a)) {
-		bad(s, st, "LIST needs a reference and a pattern");
+	struct imap_list_req r;
+	if (imap_list_parse(a->c, a->i, &r) != 0) {
+		bad(s, st, "LIST needs a reference and a pattern; or bad options");
 		return;
 	}
-	if (!*pat) {
+	if (r.npat == 1 && !*r.pat[0] && !r.extended) {
 		session_printf(s, "* LIST (\\Noselect) \".\" \"\"\r\n");
 		ok(s, st, "LIST completed");
 		return;
 	}
-	snprintf(full, sizeof full, "%s%s", ref, pat);
-	struct names ns = {NULL, NULL, 0};
-	mm_folder_list(st->domain, st->user, collect_name, &ns);
-	for (size_t i = 0; i < ns.n; i++) {
-		if (box_match(full, ns.v[i])) {
-			session_printf(s, "* LIST (%s%s) \".\" ", ns.real[i] ? "" : "\\Noselect ",
-			        has_children(&ns, ns.v[i]) ? "\\HasChildren" : "\\HasNoChildren");
-			imap_put_string(&s->out, ns.v[i], strlen(ns.v[i]));
-			session_printf(s, "\r\n");
-		}
+	if (r.opts & LIST_RET_STATUS && !status_items_ok(a->c, r.status_first, r.status_end)) {
+		bad(s, st, "Unknown STATUS item");
+		return;
 	}
-	names_free(&ns);
+	struct list_status ls = {s, st, a->c, &r};
+	imap_list_run(&r, st->domain, st->user, &s->out, list_status, &ls);
 	ok(s, st, "LIST completed");
 }
 
@@ -903,7 +910,6 @@ static void cmd_setmetadata(struct session *s, struct imap *st, struct args *a)
 static void cmd_status(struct session *s, struct imap *st, struct args *a)
 {
 	char name[MM_FOLDER_MAX + 1];
-	struct mm_folder *f;
 	if (!arg_box(s, st, a, name, sizeof name)) {
 		return;
 	}
@@ -911,45 +917,21 @@ static void cmd_status(struct session *s, struct imap *st, struct args *a)
 		bad(s, st, "STATUS needs a list of items");
 		return;
 	}
-	int rc = open_box(st, name, &f);
-	if (rc != 0) {
-		no_box(s, st, rc, "NONEXISTENT");
+	uint32_t first = a->i, end = a->i;
+	while (end < a->c->ntok && a->c->tok[end].type == IMAP_ATOM) {
+		end++;
+	}
+	a->i = end;
+	if (!status_items_ok(a->c, first, end) || !arg_paren(a, IMAP_RPAREN) || !arg_end(a)) {
+		bad(s, st, "Unknown STATUS item");
 		return;
 	}
-	uint32_t n = mm_folder_count(f), unseen = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		const struct mm_msg *m = mm_folder_msg(f, i);
-		unseen += m && !(m->flags & MM_SEEN);
-	}
-	struct buf o;
-	buf_init(&o);
-	const char *item;
-	while ((item = arg_atom(a)) != NULL) {
-		const char *sp = o.len ? " " : "";
-		if (rl_strcasecmp(item, "MESSAGES") == 0) {
-			buf_printf(&o, "%sMESSAGES %u", sp, n);
-		} else if (rl_strcasecmp(item, "RECENT") == 0) {
-			buf_printf(&o, "%sRECENT 0", sp);
-		} else if (rl_strcasecmp(item, "UIDNEXT") == 0) {
-			buf_printf(&o, "%sUIDNEXT %u", sp, mm_folder_uidnext(f));
-		} else if (rl_strcasecmp(item, "UIDVALIDITY") == 0) {
-			buf_printf(&o, "%sUIDVALIDITY %u", sp, mm_folder_uidvalidity(f));
-		} else if (rl_strcasecmp(item, "UNSEEN") == 0) {
-			buf_printf(&o, "%sUNSEEN %u", sp, unseen);
-		} else {
-			break;
-		}
-	}
-	mm_folder_close(f);
-	if (!arg_paren(a, IMAP_RPAREN) || !arg_end(a)) {
-		bad(s, st, "Unknown STATUS item");
+	int rc = status_line(s, st, a->c, name, first, end);
+	if (rc != 0) {
+		no_box(s, st, rc, "NONEXISTENT");
 	} else {
-		session_printf(s, "* STATUS ");
-		imap_put_string(&s->out, name, strlen(name));
-		session_printf(s, " (%s)\r\n", o.data ? o.data : "");
 		ok(s, st, "STATUS completed");
 	}
-	buf_free(&o);
 }
 
 /* ---- flags in commands ---- */

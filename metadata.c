@@ -254,3 +254,33 @@ int md_list(const char *domain, const char *user, const char *folder, const char
 	buf_free(&b);
 	return rc;
 }
+
+struct each_key {
+	const char *key;
+	int (*fn)(const char *folder, const char *value, size_t len, void *arg);
+	void *arg;
+};
+
+static int with_key(struct entry *e, void *arg)
+{
+	struct each_key *k = arg;
+	return rl_strcasecmp(e->key, k->key) == 0 ? k->fn(e->folder, e->value, e->vlen, k->arg) : 0;
+}
+
+/* see rumble.h */
+int md_each_folder(const char *domain, const char *user, const char *key,
+        int (*fn)(const char *folder, const char *value, size_t len, void *arg), void *arg)
+{
+	char path[1500];
+	struct buf b;
+	struct each_key k = {key, fn, arg};
+	buf_init(&b);
+	os_mutex_lock(rl_mutex_once(&md_mu));
+	int rc = md_read(domain, user, path, sizeof path, &b);
+	os_mutex_unlock(rl_mutex_once(&md_mu));
+	if (rc == 0) {
+		rc = each_entry(&b, with_key, &k);
+	}
+	buf_free(&b);
+	return rc;
+}

@@ -145,6 +145,10 @@ struct settings {
 	int spf_reject;         /* SPFReject: refuse MAIL when SPF says fail */
 	int greylist_delay;     /* GreylistDelay: s before a retry passes */
 	char dkim_selector[64]; /* DKIMSelector */
+	/* DraftsFolder, SentFolder, TrashFolder, JunkFolder, ArchiveFolder: the
+	 * special-use folders (RFC 6154) every account gets, in SPECIAL_USE_*
+	 * order; "" (configured as "none") = not made */
+	char special_use[5][64];
 	char log_file[1024];
 	int log_level;
 	int workers;
@@ -370,6 +374,8 @@ enum mm_type { MM_MBOX, MM_ALIAS, MM_FEED, MM_RELAY, MM_MOD };
 #define MM_USER_MAX 64     /* RFC 5321 local part */
 #define MM_DOMAIN_MAX 253  /* RFC 1035 */
 #define MM_FOLDER_MAX 200
+/* The special uses of settings.special_use, in order (imap_special.c). */
+enum { SPECIAL_DRAFTS, SPECIAL_SENT, SPECIAL_TRASH, SPECIAL_JUNK, SPECIAL_ARCHIVE, SPECIAL_USES };
 #define MM_ARGS_MAX 1024
 
 struct mm_domain {
@@ -713,6 +719,10 @@ int md_set(const char *domain, const char *user, const char *folder, const char 
  * in the order stored; stops at fn's non-zero return, which it returns. */
 int md_list(const char *domain, const char *user, const char *folder, const char *prefix,
         int (*fn)(const char *key, void *arg), void *arg);
+/* Calls fn for every folder's entry key (the user's own, folder "", too),
+ * one read of the file; stops at fn's non-zero return, which it returns. */
+int md_each_folder(const char *domain, const char *user, const char *key,
+        int (*fn)(const char *folder, const char *value, size_t len, void *arg), void *arg);
 
 /* Shared by mailman.c and mbox.c only (the mbox store lives in mbox.c). */
 /* A name as a file name: bytes outside [a-z0-9._-] (upper case too, for
@@ -1148,6 +1158,55 @@ int imap_meta_set(const struct imap_cmd *c, uint32_t pos, const char *domain, co
         const char *box, char *resp, size_t len);
 /* Appends p as an IMAP quoted string, or as a literal when it must be. */
 void imap_put_string(struct buf *o, const char *p, size_t n);
+/* Special-use folders (RFC 6154, imap_special.c). imap_special_make makes
+ * the configured ones (conf.special_use) the account lacks, subscribed:
+ * at each login, so that accounts made before get them too. */
+void imap_special_make(const char *domain, const char *user);
+/* The uses of a user's folders: the configured names, replaced by the
+ * folders' /private/specialuse metadata (CREATE (USE ...)). */
+#define IMAP_USES_MAX 48 /* "\Drafts \Sent \Trash \Junk \Archive" and more */
+struct imap_uses {
+	struct imap_use {
+		char folder[MM_FOLDER_MAX + 1];
+		char attrs[IMAP_USES_MAX];
+	} *v;
+	size_t n;
+};
+void imap_uses_load(struct imap_uses *u, const char *domain, const char *user);
+/* The folder's attributes ("\Sent"), or NULL when it has none. */
+const char *imap_uses_of(const struct imap_uses *u, const char *folder);
+void imap_uses_free(struct imap_uses *u);
+/* CREATE's "(USE (attr...))" from token *pos into out (IMAP_USES_MAX),
+ * *pos moved past it; out "" when there is none. -1 bad syntax, -2 an
+ * attribute Rumble does not have (NO [USEATTR]). */
+int imap_use_parse(const struct imap_cmd *c, uint32_t *pos, char *out, size_t len);
+/* Gives folder the uses (as imap_use_parse made them); -1 on an error. */
+int imap_use_set(const char *domain, const char *user, const char *folder, const char *uses);
+/* LIST with LIST-EXTENDED (RFC 5258), SPECIAL-USE (RFC 6154) and
+ * LIST-STATUS (RFC 5819), imap_list.c. */
+#define IMAP_LIST_PATS 16
+enum {
+	LIST_SEL_SUBSCRIBED = 1,
+	LIST_SEL_RECURSIVE = 2,
+	LIST_SEL_SPECIAL = 4,
+	LIST_RET_SUBSCRIBED = 8,
+	LIST_RET_STATUS = 16,
+};
+struct imap_list_req {
+	unsigned opts;                    /* LIST_* */
+	int extended;                     /* options or a list of patterns given */
+	const char *ref;                  /* the reference */
+	const char *pat[IMAP_LIST_PATS];  /* the patterns */
+	int npat;
+	uint32_t status_first, status_end; /* RETURN (STATUS (items)): their tokens */
+};
+/* The command's tokens from i (after "LIST") into r; -1 when they are not
+ * a LIST command (BAD). r points into c. */
+int imap_list_parse(const struct imap_cmd *c, uint32_t i, struct imap_list_req *r);
+/* The LIST lines for r into out; for RETURN (STATUS) calls status after
+ * each selectable folder's line (it adds the STATUS line). */
+void imap_list_run(const struct imap_list_req *r, const char *domain, const char *user,
+        struct buf *out, void (*status)(const char *name, void *arg), void *arg);
 int imap_wild_match(const char *pat, const char *name, int icase);
 
 /* How IMAP reads a message (imap_msg.c): from a folder by UID, or (tests)

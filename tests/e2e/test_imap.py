@@ -371,24 +371,24 @@ def test_append_copy_move_uidplus():
     s = imap_server()
     deliver(s, [b"Subject: 1\r\n\r\none\r\n", b"Subject: 2\r\n\r\ntwo\r\n", b"Subject: 3\r\n\r\nthree\r\n"])
     m = login(s)
-    assert m.create("Archive")[0] == "OK"
-    assert m.create("Archive")[0] == "NO"
+    assert m.create("Saved")[0] == "OK"
+    assert m.create("Saved")[0] == "NO"
     msg = b"From: me@example.org\r\nSubject: appended\r\n\r\n" + b"y" * 3000 + b"\r\n"
-    typ, data = m.append("Archive", "(\\Seen $Done)", imaplib.Time2Internaldate(1700000000), msg)
+    typ, data = m.append("Saved", "(\\Seen $Done)", imaplib.Time2Internaldate(1700000000), msg)
     assert typ == "OK" and re.match(rb"\[APPENDUID (\d+) 1\]", data[0]), data
     v = int(re.match(rb"\[APPENDUID (\d+)", data[0]).group(1))
     assert m.append("Nope", None, None, b"x\r\n")[1][0].startswith(b"[TRYCREATE]")
     m.select("INBOX")
-    typ, data = m.copy("1:2", "Archive")
+    typ, data = m.copy("1:2", "Saved")
     assert data == [b"[COPYUID %d 1:2 2:3] COPY completed" % v], data
-    typ, data = m.uid("MOVE", "3", "Archive")
+    typ, data = m.uid("MOVE", "3", "Saved")
     assert typ == "OK", data
     assert m.untagged_responses.get("EXPUNGE")[-1] == b"3", m.untagged_responses
     m.store("1:2", "+FLAGS", "(\\Deleted)")
     assert m.uid("EXPUNGE", "2")[0] == "OK"
     assert m.untagged_responses.get("EXPUNGE")[-1] == b"2", m.untagged_responses
     assert m.select("INBOX")[1] == [b"1"]
-    m.select("Archive", readonly=True)
+    m.select("Saved", readonly=True)
     assert m.fetch("1:*", "(UID)")[1] == [b"1 (UID 1)", b"2 (UID 2)", b"3 (UID 3)", b"4 (UID 4)"]
     assert fetch_one(m, "1", "(BODY.PEEK[])", uid=True) == msg
     f = meta(m, "1", "(FLAGS INTERNALDATE)")
@@ -407,14 +407,17 @@ def test_folders_list_rename_delete_subscribe():
         assert m.create(name)[0] == "OK", name
     assert m.create("Bad..Name")[0] == "NO" and m.create("a/b")[0] == "NO"
     names = lambda pat: sorted(re.sub(rb'^\(.*?\) "\." ', b"", l).strip(b'"') for l in m.list('""', pat)[1])
-    assert names("*") == [b"INBOX", b"Personal", b"Work", b"Work.2026", b"Work.2026.Q1"]
-    assert names("%") == [b"INBOX", b"Personal", b"Work"]
+    special = [b"Archive", b"Drafts", b"Junk", b"Sent", b"Trash"]  # made at login
+    assert names("*") == sorted(special + [b"INBOX", b"Personal", b"Work", b"Work.2026",
+                                           b"Work.2026.Q1"])
+    assert names("%") == sorted(special + [b"INBOX", b"Personal", b"Work"])
     assert names("Work.%") == [b"Work.2026"]
     assert names("inbox") == [b"INBOX"]
     assert any(b"\\HasChildren" in l and l.endswith(b'"Work"') for l in m.list('""', "%")[1])
     assert m.list('""', '""')[1] == [b'(\\Noselect) "." ""']
     assert m.rename("Work", "Job")[0] == "OK"
-    assert names("*") == [b"INBOX", b"Job", b"Job.2026", b"Job.2026.Q1", b"Personal"]
+    assert names("*") == sorted(special + [b"INBOX", b"Job", b"Job.2026", b"Job.2026.Q1",
+                                           b"Personal"])
     assert m.delete("Job.2026")[0] == "OK"
     l = m.list('""', "Job*")[1]
     assert any(b"\\Noselect" in x and x.endswith(b'"Job.2026"') for x in l), l  # a level kept for Q1
@@ -422,7 +425,8 @@ def test_folders_list_rename_delete_subscribe():
     m.subscribe("Personal")
     m.subscribe("Job")
     m.unsubscribe("Job")
-    assert m.lsub('""', "*")[1] == [b'() "." "Personal"']
+    assert m.lsub('""', "P*")[1] == [b'() "." "Personal"']
+    assert not [x for x in m.lsub('""', "*")[1] if b"Job" in x]
     typ, data = m.status("INBOX", "(MESSAGES UIDNEXT UNSEEN)")
     assert data == [b'"INBOX" (MESSAGES 0 UIDNEXT 1 UNSEEN 0)'], data
     assert m.status("Nope", "(MESSAGES)")[0] == "NO"
