@@ -439,6 +439,7 @@ static const struct directive directives[] = {
 	NUM("IMAPSPort", K_PORT, imaps_port, 1, 65535),
 	NUM("AllowPlaintextAuth", K_PLAIN, plaintext_auth, 0, 2),
 	NUM("LoginAttempts", K_INT, login_attempts, 1, 1000),
+	NUM("AuthCacheTime", K_TIME, auth_cache_time, 0, 86400),
 	NUM("Quarantine", K_INT, quarantine, 0, 86400 * 7),
 	NUM("ThreadsPerIP", K_INT, threads_per_ip, 1, 100000),
 	NUM("AuthSenderMatch", K_BOOL, auth_sender_match, 0, 1),
@@ -700,6 +701,7 @@ static void defaults(struct settings *s)
 	s->smtp_enable = s->pop3_enable = s->imap_enable = 1;
 	s->dkim_sign = 1;
 	s->greylist_delay = 300;
+	s->auth_cache_time = 3600; /* Dovecot's auth_cache_ttl */
 	rl_strlcpy(s->dkim_selector, "rumble", sizeof s->dkim_selector);
 	static const char *uses[SPECIAL_USES] = {"Drafts", "Sent", "Trash", "Junk", "Archive"};
 	for (int i = 0; i < SPECIAL_USES; i++) {

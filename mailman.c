@@ -918,7 +918,7 @@ int mm_login(const char *login, const char *password, struct mm_account *out)
 	 * name takes as long as a wrong password */
 	static const char dummy[] = "pbkdf2-sha256$75000$00000000000000000000000000000000$"
 				    "0000000000000000000000000000000000000000000000000000000000000000";
-	char user[MM_USER_MAX + 1], domain[MM_DOMAIN_MAX + 1] = "";
+	char user[MM_USER_MAX + 1] = "", domain[MM_DOMAIN_MAX + 1] = "";
 	const char *at = strrchr(login, '@');
 	size_t ulen = at ? (size_t)(at - login) : strlen(login);
 	int found = -1;
@@ -934,8 +934,17 @@ int mm_login(const char *login, const char *password, struct mm_account *out)
 		rl_lower(domain);
 		found = *domain && mm_valid_user(user, 0) ? mm_account_get(domain, user, out) : -1;
 	}
+	char name[MM_USER_MAX + MM_DOMAIN_MAX + 2];
+	snprintf(name, sizeof name, "%s@%s", user, domain);
+	if (found == 0 && out->type == MM_MBOX && auth_cache_hit(name, out->password, password)) {
+		return 0;
+	}
 	int ok = crypto_password_verify(found == 0 ? out->password : dummy, password);
-	return found == 0 && ok && out->type == MM_MBOX ? 0 : -1;
+	if (found == 0 && ok && out->type == MM_MBOX) {
+		auth_cache_add(name, out->password, password);
+		return 0;
+	}
+	return -1;
 }
 
 int mm_account_get_id(uint32_t id, struct mm_account *out)

@@ -163,6 +163,7 @@ struct settings {
 	int imaps_enable, imaps_port;
 	int plaintext_auth; /* AUTH_PLAIN_NEVER, _LOOPBACK or _ALWAYS without TLS */
 	int login_attempts, quarantine; /* failures before an IP is shut out, seconds */
+	int auth_cache_time;            /* AuthCacheTime: s a login is remembered, 0 = never */
 	int threads_per_ip;             /* concurrent connections per client address */
 	int auth_sender_match;          /* MAIL FROM of an authenticated user is checked */
 	char dns_server[512];           /* DNSServer: "" = the system's resolvers */
@@ -241,6 +242,14 @@ enum sasl_result {
 };
 /* Zeroes n bytes at p in a way the compiler keeps (secrets). */
 void crypto_wipe(void *p, size_t n);
+
+/* ---- authcache.c: successful logins remembered (AuthCacheTime) ---- */
+/* 1 when name ("user@domain") logged in with password while its stored
+ * hash was stored, less than AuthCacheTime seconds ago. */
+int auth_cache_hit(const char *name, const char *stored, const char *password);
+/* Remembers a successful login; never call it for a failed one. */
+void auth_cache_add(const char *name, const char *stored, const char *password);
+void auth_cache_clear(void);
 struct sasl {
 	enum sasl_step step; /* SASL_IDLE when no exchange is under way */
 	char login[320];

@@ -326,6 +326,28 @@ static void malformed_stored_strings_never_verify(void)
 	ASSERT_EQ(crypto_password_verify("", ""), 0);
 }
 
+static void auth_cache_keeps_only_what_was_added(void)
+{
+	int was = conf.auth_cache_time;
+	conf.auth_cache_time = 60;
+	auth_cache_clear();
+	ASSERT_EQ(auth_cache_hit("a@x.test", "pbkdf2-sha256$1", "pw"), 0);
+	auth_cache_add("a@x.test", "pbkdf2-sha256$1", "pw");
+	ASSERT_EQ(auth_cache_hit("a@x.test", "pbkdf2-sha256$1", "pw"), 1);
+	ASSERT_EQ(auth_cache_hit("a@x.test", "pbkdf2-sha256$1", "pW"), 0);  /* another password */
+	ASSERT_EQ(auth_cache_hit("a@x.test", "pbkdf2-sha256$2", "pw"), 0);  /* changed password */
+	ASSERT_EQ(auth_cache_hit("b@x.test", "pbkdf2-sha256$1", "pw"), 0);  /* another name */
+	ASSERT_EQ(auth_cache_hit("a@x.test", "pbkdf2-sha256$1", "pw\0"), 1); /* C strings */
+	conf.auth_cache_time = 0; /* off: nothing hits, nothing is added */
+	ASSERT_EQ(auth_cache_hit("a@x.test", "pbkdf2-sha256$1", "pw"), 0);
+	auth_cache_add("c@x.test", "s", "pw");
+	conf.auth_cache_time = 60;
+	ASSERT_EQ(auth_cache_hit("c@x.test", "s", "pw"), 0);
+	auth_cache_clear();
+	ASSERT_EQ(auth_cache_hit("a@x.test", "pbkdf2-sha256$1", "pw"), 0);
+	conf.auth_cache_time = was;
+}
+
 void tests_crypto(void)
 {
 	RUN(sha256_known_answers, "sha256 matches the FIPS 180 known answers");
@@ -353,4 +375,6 @@ void tests_crypto(void)
 	RUN(legacy_sha256_digest_verifies_in_either_case,
 	        "a legacy SHA-256 digest verifies in either case");
 	RUN(malformed_stored_strings_never_verify, "malformed stored strings never verify");
+	RUN(auth_cache_keeps_only_what_was_added,
+	        "the login cache hits only the name, stored hash and password it was given");
 }

@@ -154,3 +154,45 @@ def test_smtp_auth_does_not_hold_up_the_worker():
         for c in conns:
             c.close()
     assert s.stop() == 0
+
+
+def test_a_new_password_takes_effect_at_once_despite_the_login_cache():
+    """AuthCacheTime: after logins with the old password are remembered, "rumble user passwd" makes it fail at once and the new one pass, on IMAP and POP3"""
+    import imaplib
+    import poplib
+    port, pop = free_port(), free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\nEnablePOP3 1\nPOP3Port %d\n" % (port, pop))
+    s.start()
+    try:
+        def imap_ok(pw):
+            m = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+            try:
+                m.login("alice@example.org", pw)
+                return True
+            except imaplib.IMAP4.error:
+                return False
+            finally:
+                m.shutdown()
+
+        def pop_ok(pw):
+            p = poplib.POP3("127.0.0.1", pop, timeout=30)
+            try:
+                p.user("alice@example.org")
+                p.pass_(pw)
+                return True
+            except poplib.error_proto:
+                return False
+            finally:
+                p.close()
+
+        for _ in range(3):
+            assert imap_ok("secret") and pop_ok("secret")  # remembered now
+        s.cli("user", "passwd", "alice@example.org", input="changed\n")
+        end = time.time() + 10  # the server sees the account file change
+        while time.time() < end and imap_ok("secret"):
+            time.sleep(0.2)
+        assert not imap_ok("secret") and not pop_ok("secret"), "the old password still works"
+        assert imap_ok("changed") and pop_ok("changed")
+        assert not imap_ok("Changed")  # a wrong one is never cached as right
+    finally:
+        assert s.stop() == 0
