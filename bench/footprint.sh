@@ -16,7 +16,7 @@
 # measured: under qemu-user or wine the figure would be the emulator's.
 # For comparison the last line is the glibc build (build/dev, ./build.sh dev).
 # Targets: x86-64 <= 900 KB stripped; idle RSS <= 1 MB (musl); 100 IMAP
-# clients <= 1.5 MB.
+# clients <= 1.5 MB. Then bench/imapmem.py's table for the native binary.
 set -eu
 cd "$(dirname "$0")/.."
 mkdir -p build/bench
@@ -153,3 +153,12 @@ for line in sys.stdin:
         rss = tuple("%.2f MB" % (kb / 1024.0) for kb in idle_rss(path))
     print("%-16s %-40s %8d %6.0f %9s %9s %9s" % ((target, path, size, size / 1024.0) + rss))
 '
+# The memory table of issue 11 (a 50 MB message, 20 sessions on a
+# 20,000-message INBOX, idle selected sessions, descriptors), for the
+# native release binary: under qemu or wine the figures would be the
+# emulator's. FOOTPRINT_QUICK=1 leaves it out.
+if [ -z "${FOOTPRINT_QUICK:-}" ] && [ -x build/rel/rumble ] && [ "${1:-}" != dist ]; then
+	echo
+	echo "memory of IMAP, POP3 and SMTP operations (build/rel/rumble, bench/imapmem.py):"
+	python3 bench/imapmem.py --bin build/rel/rumble
+fi
