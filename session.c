@@ -671,9 +671,12 @@ static void session_adopt(struct session *s, void *arg)
 static struct worker *least_busy(void)
 {
 	struct worker *best = &workers[0];
+	long least = os_atomic_load_long(&best->nsessions);
 	for (int i = 1; i < nworkers; i++) {
-		if (workers[i].nsessions < best->nsessions) {
+		long n = os_atomic_load_long(&workers[i].nsessions); /* workers lower it */
+		if (n < least) {
 			best = &workers[i];
+			least = n;
 		}
 	}
 	return best;
