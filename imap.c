@@ -1689,7 +1689,8 @@ static const struct cmd commands[] = {
 static int uid_ok(const struct cmd *c)
 {
 	return c->run == cmd_fetch || c->run == cmd_store || c->run == cmd_search ||
-	       c->run == cmd_sort || c->run == cmd_thread || c->run == cmd_copy || c->run == cmd_move || c->run == cmd_expunge;
+	       c->run == cmd_sort || c->run == cmd_thread || c->run == cmd_copy ||
+	       c->run == cmd_move || c->run == cmd_expunge;
 }
 
 static const struct cmd *find_cmd(const char *verb)

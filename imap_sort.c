@@ -128,9 +128,10 @@ static const char *blob_end(const char *b, const char *e)
 /* Past a subj-refwd ("re", "fw" or "fwd", blanks, a blob, ":") at b. */
 static const char *refwd_end(const char *b, const char *e)
 {
-	const char *p = starts(b, e, "re") ? b + 2 : starts(b, e, "fwd") ? b + 3
-	                                           : starts(b, e, "fw")  ? b + 2
-	                                                                 : NULL;
+	const char *p = starts(b, e, "re")    ? b + 2
+	                : starts(b, e, "fwd") ? b + 3
+	                : starts(b, e, "fw")  ? b + 2
+	                                      : NULL;
 	if (!p) {
 		return NULL;
 	}
@@ -470,9 +471,14 @@ static void unlink_node(struct imap_sort *x, uint32_t c)
 	x->nd[c].parent = x->nd[c].next = NONE;
 }
 
-/* 1 when making c a child of p would close a loop (c is p or above it). */
+/* 1 when making c a child of p would close a loop (c is p or above it).
+ * A c with no children (a new message, nearly always) can only be p: no
+ * walk up a reply chain as deep as the mailbox for each message. */
 static int loops(const struct imap_sort *x, uint32_t p, uint32_t c)
 {
+	if (x->nd[c].child == NONE) {
+		return p == c;
+	}
 	for (uint32_t q = p; q != NONE; q = x->nd[q].parent) {
 		if (q == c) {
 			return 1;
@@ -687,7 +693,8 @@ static void post_order(struct imap_sort *x, void (*visit)(struct imap_sort *x, u
 {
 	uint32_t n = leftmost(x, 0);
 	while (n != 0) {
-		uint32_t next = x->nd[n].next != NONE ? leftmost(x, x->nd[n].next) : x->nd[n].parent;
+		uint32_t next =
+		        x->nd[n].next != NONE ? leftmost(x, x->nd[n].next) : x->nd[n].parent;
 		visit(x, n);
 		n = next;
 	}
@@ -806,8 +813,8 @@ static void merge(struct imap_sort *x, uint32_t cur, uint32_t *tbl, uint32_t *ro
 }
 
 /* 5B then 5C for the threads g[0..k) of one subject, in root order. */
-static void merge_group(struct imap_sort *x, const struct tsub *g, uint32_t k, uint32_t *roots,
-        uint32_t *nr)
+static void merge_group(
+        struct imap_sort *x, const struct tsub *g, uint32_t k, uint32_t *roots, uint32_t *nr)
 {
 	uint32_t tbl = g[0].node;
 	for (uint32_t i = 1; i < k; i++) {

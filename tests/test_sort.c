@@ -72,7 +72,7 @@ static void a_long_base_subject_is_cut_at_a_character(void)
  * internal date i), or the parse's return code as text. */
 static const char *run(int thread, const char *args, const char *const *msgs, size_t n, int uid)
 {
-	static char out[1024];
+	static char out[1 << 20];
 	struct imap_cmd c;
 	struct imap_sort *x;
 	uint64_t lit;
@@ -106,7 +106,8 @@ static void sort_criteria_parse_and_order(void)
 {
 	static const char *const m[] = {
 	        "From: Bob <bob@x.test>\r\nSubject: Re: b\r\nDate: 2 Jan 2020 00:00 +0000\r\n\r\n",
-	        "From: amy@x.test\r\nSubject: a\r\nDate: 1 Jan 2020 03:00 +0300\r\n\r\nlonger body\r\n",
+	        "From: amy@x.test\r\nSubject: a\r\nDate: 1 Jan 2020 03:00 +0300\r\n\r\nlonger "
+	        "body\r\n",
 	        "From: Bob <BOB@x.test>\r\nSubject: [x] B\r\n\r\n",
 	        "Subject: a\r\nDate: 1 Jan 2020 00:00 +0000\r\n\r\n",
 	};
@@ -164,8 +165,8 @@ static const char *const set_b[] = {
 
 static void references_prune_dummies_and_gather_subjects(void)
 {
-	ASSERT_STR(run(1, "REFERENCES UTF-8", set_b, 9, 0),
-	        "* THREAD ((1)(2)(3)(4))((5)(6)(9))(8 7)");
+	ASSERT_STR(
+	        run(1, "REFERENCES UTF-8", set_b, 9, 0), "* THREAD ((1)(2)(3)(4))((5)(6)(9))(8 7)");
 }
 
 static void orderedsubject_threads_by_subject_then_date(void)
@@ -191,16 +192,45 @@ static void long_references_stay_bounded(void)
 	buf_free(&b);
 }
 
+/* A reply chain and a flat thread of 20,000 messages each: no recursion
+ * (the tree is walked by its links) and no walk up the chain per message. */
+static void deep_and_wide_threads_are_walked_without_recursion(void)
+{
+	enum { N = 20000 };
+	char **m = xcalloc(2 * N, sizeof *m);
+	for (int i = 0; i < 2 * N; i++) {
+		struct buf b;
+		buf_init(&b);
+		buf_printf(&b, "Message-ID: <%d>\r\nSubject: %s\r\n", i, i < N ? "chain" : "flat");
+		if (i > 0 && i != N) {
+			buf_printf(&b, "In-Reply-To: <%d>\r\n", i < N ? i - 1 : N);
+		}
+		buf_puts(&b, "\r\n");
+		m[i] = b.data;
+	}
+	const char *out = run(1, "REFERENCES UTF-8", (const char *const *)m, 2 * N, 0);
+	ASSERT(strncmp(out, "* THREAD (1 2 3 4 5 ", 20) == 0);
+	ASSERT(strstr(out, ")(20001 (20002)(20003)(20004)") != NULL);
+	for (int i = 0; i < 2 * N; i++) {
+		free(m[i]);
+	}
+	free(m);
+}
+
 void tests_sort(void)
 {
 	RUN(base_subjects_are_extracted_as_rfc5256_says,
 	        "sort base subjects are extracted as RFC 5256 says");
-	RUN(a_long_base_subject_is_cut_at_a_character, "sort a long base subject is cut at a character");
+	RUN(a_long_base_subject_is_cut_at_a_character,
+	        "sort a long base subject is cut at a character");
 	RUN(sort_criteria_parse_and_order, "sort criteria parse and order");
-	RUN(references_link_parents_and_refuse_loops, "thread references link parents and refuse loops");
+	RUN(references_link_parents_and_refuse_loops,
+	        "thread references link parents and refuse loops");
 	RUN(references_prune_dummies_and_gather_subjects,
 	        "thread references prune dummies and gather subjects");
 	RUN(orderedsubject_threads_by_subject_then_date,
 	        "thread orderedsubject threads by subject then date");
 	RUN(long_references_stay_bounded, "thread long references stay bounded");
+	RUN(deep_and_wide_threads_are_walked_without_recursion,
+	        "thread deep and wide threads are walked without recursion");
 }
