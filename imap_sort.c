@@ -366,9 +366,7 @@ static int take_field(const char *name, size_t nlen, const char *v, size_t vn, v
 		if ((f->want & ~f->seen) >> i & 1 && strlen(field_names[i]) == nlen &&
 		        rl_strncasecmp(name, field_names[i], nlen) == 0) {
 			f->seen |= 1u << i;
-			buf_append(&f->v[i], v, vn);
-			buf_append(&f->v[i], "", 1); /* data is never NULL then */
-			f->v[i].len--;
+			buf_append(&f->v[i], v, vn); /* data stays NULL for an empty one */
 			for (size_t j = 0; j < f->v[i].len; j++) {
 				char *p = &f->v[i].data[j];
 				*p = *p == '\r' || *p == '\n' || *p == '\t' ? ' ' : *p;
