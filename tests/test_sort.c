@@ -188,8 +188,9 @@ static void long_references_stay_bounded(void)
 	}
 	buf_puts(&b, " <z>\r\n" D(2) "\r\n");
 	const char *m[] = {"Message-ID: <z>\r\nSubject: z\r\n" D(1) "\r\n", b.data};
-	ASSERT_STR(run(1, "REFERENCES UTF-8", m, 2, 0), "* THREAD (1 2)");
+	const char *out = run(1, "REFERENCES UTF-8", m, 2, 0);
 	buf_free(&b);
+	ASSERT_STR(out, "* THREAD (1 2)");
 }
 
 /* A reply chain and a flat thread of 20,000 messages each: no recursion
@@ -209,12 +210,75 @@ static void deep_and_wide_threads_are_walked_without_recursion(void)
 		m[i] = b.data;
 	}
 	const char *out = run(1, "REFERENCES UTF-8", (const char *const *)m, 2 * N, 0);
-	ASSERT(strncmp(out, "* THREAD (1 2 3 4 5 ", 20) == 0);
-	ASSERT(strstr(out, ")(20001 (20002)(20003)(20004)") != NULL);
 	for (int i = 0; i < 2 * N; i++) {
 		free(m[i]);
 	}
 	free(m);
+	ASSERT(strncmp(out, "* THREAD (1 2 3 4 5 ", 20) == 0);
+	ASSERT(strstr(out, ")(20001 (20002)(20003)(20004)") != NULL);
+}
+
+static unsigned rnd(unsigned *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return (*seed >> 16) & 0x7fff;
+}
+
+/* 1 when out ("* THREAD ...") names 1..n once each, parentheses balanced
+ * and never empty. */
+static int thread_well_formed(const char *out, int n)
+{
+	char seen[64] = {0};
+	int depth = 0, count = 0;
+	for (const char *p = out + 8; *p; p++) {
+		if (*p == '(') {
+			depth++;
+			if (p[1] == ')') {
+				return 0;
+			}
+		} else if (*p == ')' && --depth < 0) {
+			return 0;
+		} else if (*p >= '0' && *p <= '9') {
+			int v = (int)strtol(p, (char **)&p, 10);
+			p--;
+			if (v < 1 || v > n || seen[v]++) {
+				return 0;
+			}
+			count++;
+		}
+	}
+	return depth == 0 && count == n;
+}
+
+/* Random mailboxes of tangled references (loops, self-references,
+ * shared and missing parents, duplicate IDs) and a few subjects: every
+ * message comes out once, in a well-formed answer. */
+static void random_references_give_well_formed_threads(void)
+{
+	static const char *const subj[] = {
+	        "a", "Re: a", "[l] Fwd: a", "b", "Re: b (fwd)", "", "[x]"};
+	unsigned seed = 1;
+	char text[40][256];
+	const char *m[40];
+	for (int round = 0; round < 300; round++) {
+		int n = 1 + (int)(rnd(&seed) % 40);
+		for (int i = 0; i < n; i++) {
+			int k = snprintf(text[i], sizeof text[i],
+			        "Message-ID: <%u>\r\nSubject: %s\r\n", rnd(&seed) % 30,
+			        subj[rnd(&seed) % 7]);
+			k += snprintf(text[i] + k, sizeof text[i] - (size_t)k,
+			        "Date: 1 Jan 2020 00:%02u +0000\r\n%s", rnd(&seed) % 60,
+			        rnd(&seed) % 3 ? "References:" : "In-Reply-To:");
+			for (unsigned r = rnd(&seed) % 5; r > 0; r--) {
+				k += snprintf(text[i] + k, sizeof text[i] - (size_t)k, " <%u>",
+				        rnd(&seed) % 30);
+			}
+			snprintf(text[i] + k, sizeof text[i] - (size_t)k, "\r\n\r\n");
+			m[i] = text[i];
+		}
+		ASSERT(thread_well_formed(run(1, "REFERENCES UTF-8", m, (size_t)n, 0), n));
+		ASSERT(thread_well_formed(run(1, "ORDEREDSUBJECT UTF-8", m, (size_t)n, 0), n));
+	}
 }
 
 void tests_sort(void)
@@ -231,6 +295,8 @@ void tests_sort(void)
 	RUN(orderedsubject_threads_by_subject_then_date,
 	        "thread orderedsubject threads by subject then date");
 	RUN(long_references_stay_bounded, "thread long references stay bounded");
+	RUN(random_references_give_well_formed_threads,
+	        "thread random references give well-formed threads");
 	RUN(deep_and_wide_threads_are_walked_without_recursion,
 	        "thread deep and wide threads are walked without recursion");
 }
