@@ -204,7 +204,8 @@ static void put_caps(struct session *s, struct imap *st)
 	session_printf(s,
 	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE "
 	        "UNSELECT CHILDREN METADATA BINARY SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED "
-	        "LIST-STATUS APPENDLIMIT=%llu",
+	        "LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+	        "APPENDLIMIT=%llu",
 	        (unsigned long long)conf.message_size_limit);
 	if (st->state == I_NOAUTH) {
 		if (starttls_offered(s)) {
@@ -1195,9 +1196,10 @@ static int search_kw(void *arg, const char *name)
 }
 
 /* Message seq against the keys; -1 when it was expunged elsewhere (not
- * told yet: it is in no answer). */
+ * told yet: it is in no answer). A match goes to sort (SORT, THREAD)
+ * unless it is NULL. */
 static int search_one(struct imap *st, const struct imap_search *k, uint32_t seq, uint32_t n,
-        uint32_t max_uid, struct mm_msg *m)
+        uint32_t max_uid, struct mm_msg *m, struct imap_sort *sort)
 {
 	if (mm_view_msg(st->v, seq, m) != 0) {
 		return -1;
@@ -1205,6 +1207,9 @@ static int search_one(struct imap *st, const struct imap_search *k, uint32_t seq
 	struct imap_search_msg sm = {seq, m->uid, m->flags, m->keywords, m->size, n, max_uid,
 	        m->date, os_timezone_offset(m->date), imap_src_folder(st->f, m, st->uidvalidity)};
 	int r = imap_search_match(k, &sm);
+	if (r == 1 && sort) {
+		imap_sort_add(sort, &sm);
+	}
 	imap_src_free(sm.src);
 	return r;
 }
@@ -1231,7 +1236,7 @@ static void cmd_search(struct session *s, struct imap *st, struct args *a)
 	uint32_t max_uid = n && mm_view_msg(st->v, n, &m) >= 0 ? m.uid : 0;
 	session_printf(s, "* SEARCH");
 	for (uint32_t seq = 1; seq <= n; seq++) {
-		if (search_one(st, k, seq, n, max_uid, &m) == 1) {
+		if (search_one(st, k, seq, n, max_uid, &m, NULL) == 1) {
 			session_printf(s, " %u", a->uid ? m.uid : seq);
 		}
 	}
@@ -1240,6 +1245,52 @@ static void cmd_search(struct session *s, struct imap *st, struct args *a)
 	if (view_sync(s, st, 0, 0) == 0) {
 		ok(s, st, "SEARCH completed");
 	}
+}
+
+/* ---- SORT and THREAD (RFC 5256, imap_sort.c) ---- */
+
+static void sort_thread(struct session *s, struct imap *st, struct args *a, int thread)
+{
+	struct imap_sort *x;
+	struct imap_search *k = NULL;
+	const char *error = NULL;
+	struct mm_msg m;
+	int rc = imap_sort_parse(a->c, &a->i, thread, &x);
+	if (rc == -2) {
+		no(s, st, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+	} else if (rc != 0 || imap_search_parse(a->c, &a->i, search_kw, st, &k, &error) != 0) {
+		bad(s, st, "%s", error ? error : thread ? "Invalid THREAD" : "Invalid SORT");
+	}
+	if (!k) {
+		imap_sort_free(x);
+		return;
+	}
+	mm_folder_refresh(st->f);
+	uint32_t n = mm_view_count(st->v);
+	uint32_t max_uid = n && mm_view_msg(st->v, n, &m) >= 0 ? m.uid : 0;
+	for (uint32_t seq = 1; seq <= n; seq++) {
+		search_one(st, k, seq, n, max_uid, &m, x);
+	}
+	struct buf out;
+	buf_init(&out);
+	imap_sort_put(x, a->uid, &out);
+	session_write(s, out.data, out.len);
+	buf_free(&out);
+	imap_sort_free(x);
+	imap_search_free(k);
+	if (view_sync(s, st, 0, 0) == 0) {
+		ok(s, st, thread ? "THREAD completed" : "SORT completed");
+	}
+}
+
+static void cmd_sort(struct session *s, struct imap *st, struct args *a)
+{
+	sort_thread(s, st, a, 0);
+}
+
+static void cmd_thread(struct session *s, struct imap *st, struct args *a)
+{
+	sort_thread(s, st, a, 1);
 }
 
 /* ---- STORE ---- */
@@ -1626,6 +1677,8 @@ static const struct cmd commands[] = {
         {"UNSELECT", ST(I_SELECTED), cmd_close},
         {"EXPUNGE", ST(I_SELECTED), cmd_expunge},
         {"SEARCH", ST(I_SELECTED), cmd_search},
+        {"SORT", ST(I_SELECTED), cmd_sort},
+        {"THREAD", ST(I_SELECTED), cmd_thread},
         {"FETCH", ST(I_SELECTED), cmd_fetch},
         {"STORE", ST(I_SELECTED), cmd_store},
         {"COPY", ST(I_SELECTED), cmd_copy},
@@ -1636,7 +1689,8 @@ static const struct cmd commands[] = {
 static int uid_ok(const struct cmd *c)
 {
 	return c->run == cmd_fetch || c->run == cmd_store || c->run == cmd_search ||
-	       c->run == cmd_copy || c->run == cmd_move || c->run == cmd_expunge;
+	       c->run == cmd_sort || c->run == cmd_thread || c->run == cmd_copy ||
+	       c->run == cmd_move || c->run == cmd_expunge;
 }
 
 static const struct cmd *find_cmd(const char *verb)

@@ -856,6 +856,13 @@ static int each_field(struct imap_src *s, field_fn *fn, void *arg)
 	return found;
 }
 
+/* see rumble.h */
+int imap_src_fields(struct imap_src *s,
+        int (*fn)(const char *name, size_t nlen, const char *v, size_t vn, void *arg), void *arg)
+{
+	return each_field(s, fn, arg);
+}
+
 struct hmatch {
 	const char *name, *str;
 	struct buf v;

@@ -1256,6 +1256,11 @@ void imap_section_free(struct imap_section *x);
  * mime_body_text does): 1 when str is in it, ASCII letters in any case. */
 int imap_src_header_has(struct imap_src *s, const char *name, const char *str);
 int imap_src_body_has(struct imap_src *s, const char *str);
+/* The root header's fields, streamed: fn(name, raw value with its
+ * folding, without its last line end; kept up to 64 KB, arg) for each
+ * in order until fn returns 1 (then 1; else 0). */
+int imap_src_fields(struct imap_src *s,
+	int (*fn)(const char *name, size_t nlen, const char *v, size_t vn, void *arg), void *arg);
 /* The root's Date field, unfolded; NULL if none. Valid as imap_src_mime's. */
 const char *imap_src_date(struct imap_src *s);
 /* Empties the cache of trees (tests). */
@@ -1295,6 +1300,27 @@ int imap_search_parse(const struct imap_cmd *c, uint32_t *pos,
 	const char **error);
 int imap_search_match(const struct imap_search *k, struct imap_search_msg *m);
 void imap_search_free(struct imap_search *k);
+
+/* SORT and THREAD (RFC 5256, with RFC 5957's DISPLAYFROM and DISPLAYTO;
+ * imap_sort.c). parse reads SORT's criteria (thread 0) or THREAD's
+ * algorithm (1) and the charset from token *pos, leaving *pos at the
+ * search keys: 0, -1 (BAD) or -2 (a charset other than UTF-8 and
+ * US-ASCII: NO [BADCHARSET]); *out is set in every case, for
+ * imap_sort_free. Then add for each message the search matched, in
+ * sequence order (its small keys are kept, never its header), and put
+ * appends the "* SORT" or "* THREAD" line, with UIDs when uid is 1. */
+struct imap_sort;
+int imap_sort_parse(const struct imap_cmd *c, uint32_t *pos, int thread, struct imap_sort **out);
+void imap_sort_add(struct imap_sort *x, const struct imap_search_msg *m);
+void imap_sort_put(struct imap_sort *x, int uid, struct buf *out);
+void imap_sort_free(struct imap_sort *x);
+/* The base subject (RFC 5256 2.1) of a Subject field's raw value into
+ * out (reset first): words decoded, blanks squeezed, Re:/Fwd:/[blob]
+ * leaders, "(fwd)" trailers and "[fwd: ...]" taken off; at most
+ * IMAP_SUBJECT_MAX bytes (cut at a character's start). 1 when a reply
+ * or forward marker was taken off (THREAD=REFERENCES asks). */
+#define IMAP_SUBJECT_MAX 200
+int imap_base_subject(const char *s, size_t n, struct buf *out);
 
 /* ---- dns.c: a small blocking DNS client (MX, A, AAAA, TXT, PTR) ---- */
 /* For the delivery thread and scripts, never an event-loop worker: a

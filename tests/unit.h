@@ -70,5 +70,6 @@ void tests_spf(void);
 void tests_luasocket(void);
 void tests_pattern(void);
 void tests_view(void);
+void tests_sort(void);
 
 #endif
