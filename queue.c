@@ -25,6 +25,7 @@
 #define ALIAS_DEPTH 8
 #define TARGETS_MAX 1000
 #define FOLDER_CACHE 32
+#define CACHE_IDLE_MS 2000 /* folders open this long with nothing to do are closed */
 
 enum target_kind { T_MBOX, T_QUEUE };
 
@@ -251,6 +252,17 @@ static struct cached *folder_get(struct fcache *fc, const char *domain, const ch
 	rl_strlcpy(victim->user, user, sizeof victim->user);
 	victim->used = ++fc->clock;
 	return victim;
+}
+
+/* 1 when fc holds an open folder. */
+static int cache_any(const struct fcache *fc)
+{
+	for (int i = 0; i < FOLDER_CACHE; i++) {
+		if (fc->c[i].f) {
+			return 1;
+		}
+	}
+	return 0;
 }
 
 static void cache_close_all(struct fcache *fc)
@@ -528,12 +540,31 @@ static void finish(struct job *j)
 	free(j);
 }
 
+/* Waits on cond (qlock held). An open folder holds its whole index in
+ * memory (some 80 bytes a message): when nothing came for CACHE_IDLE_MS
+ * the cache lets its folders go, so that a big INBOX costs nothing while
+ * no one uses it; a burst of mail keeps them open. */
+static void idle_wait(struct fcache *fc, os_cond *cond)
+{
+	if (!cache_any(fc)) {
+		os_cond_wait(cond, qlock, -1);
+		return;
+	}
+	int64_t t0 = os_now_ms();
+	os_cond_wait(cond, qlock, CACHE_IDLE_MS);
+	if (os_now_ms() - t0 >= CACHE_IDLE_MS) {
+		os_mutex_unlock(qlock);
+		cache_close_all(fc);
+		os_mutex_lock(qlock);
+	}
+}
+
 static void committer_main(void *arg)
 {
 	for (;;) {
 		os_mutex_lock(qlock);
 		while (!pending && !commit_stop) {
-			os_cond_wait(qcond, qlock, -1);
+			idle_wait(&commit_cache, qcond);
 		}
 		struct job *list = pending;
 		pending = pending_tail = NULL;
@@ -1045,6 +1076,11 @@ static void deliverer_main(void *arg)
 			wake_at = 0; /* its entry was just looked at */
 		}
 		int ms = wait_ms();
+		if (!qstop && !deliver_poke && ms > 0 && cache_any(&deliver_cache)) {
+			os_mutex_unlock(qlock);
+			cache_close_all(&deliver_cache); /* idle: see idle_wait */
+			os_mutex_lock(qlock);
+		}
 		if (!qstop && !deliver_poke && ms > 0) {
 			os_cond_wait(qwake, qlock, ms);
 		}
@@ -1075,7 +1111,7 @@ static void outbound_main(void *arg)
 			break;
 		}
 		if (i == nslots) {
-			os_cond_wait(qwork, qlock, -1);
+			idle_wait(fc, qwork);
 			continue;
 		}
 		slots[i].taken = 1;
