@@ -1435,9 +1435,10 @@ static void copy_move(struct session *s, struct imap *st, struct args *a, int mo
 	} else if (!move) {
 		ok(s, st, "%sCOPY completed", code.data ? code.data : "");
 	} else {
-		/* RFC 6851 3.3: COPYUID untagged, then the expunges */
+		/* RFC 6851 3.3: COPYUID untagged, then the expunges; resp-text
+		 * needs text after the code (code ends in a space) */
 		if (k > 0) {
-			session_printf(s, "* OK %s\r\n", code.data);
+			session_printf(s, "* OK %sMoved\r\n", code.data);
 			mm_folder_expunge_uids(st->f, st->uidvalidity, uids, (uint32_t)k);
 			mm_folder_sync(st->f);
 		}

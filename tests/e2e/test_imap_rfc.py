@@ -1,0 +1,31 @@
+"""End-to-end IMAP tests of protocol details Dovecot's imaptest found wrong
+(issue 12, item 8): response codes with their text, atom characters in
+mailbox names and tags, UID ranges, LSUB's \\Noselect parents, FLAGS after
+a new keyword, ENVELOPE routes, SEARCH by address. Raw sockets, so that
+every byte of an answer is seen."""
+import re
+
+from test_imap import Raw, deliver, imap_server
+
+
+def session(s, select=None):
+    c = Raw(s.imap_port)
+    assert c.cmd(b"l", b"LOGIN alice@example.org secret")[-1].startswith(b"l OK")
+    if select:
+        assert c.cmd(b"s", b"SELECT " + select)[-1].startswith(b"s OK")
+    return c
+
+
+def test_move_answers_copyuid_with_text():
+    """imap rfc: MOVE's untagged OK [COPYUID ...] has text after the code (RFC 6851, 4315)"""
+    s = imap_server()
+    deliver(s, [b"Subject: %d\r\n\r\nbody\r\n" % i for i in range(3)])
+    c = session(s, b"INBOX")
+    assert c.cmd(b"c", b"CREATE Archive")[-1].startswith(b"c OK")
+    for tag, cmd in ((b"m", b"MOVE 1 Archive"), (b"u", b"UID MOVE 3 Archive")):
+        out = c.cmd(tag, cmd)
+        oks = [l for l in out if l.startswith(b"* OK [COPYUID")]
+        assert len(oks) == 1 and re.match(rb"\* OK \[COPYUID \d+ \d+ \d+\] \S", oks[0]), out
+        assert out[-1].startswith(tag + b" OK "), out
+    c.close()
+    assert s.stop() == 0
