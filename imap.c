@@ -522,11 +522,16 @@ static uint32_t first_unseen(struct mm_view *v, uint32_t n)
 static void select_box(struct session *s, struct imap *st, struct args *a, int readonly)
 {
 	char name[MM_FOLDER_MAX + 1];
+	const char *named = arg_box(s, st, a, name, sizeof name); /* NO when invalid */
+	if (named && !arg_end(a)) {
+		bad(s, st, "%s takes one mailbox name", readonly ? "EXAMINE" : "SELECT");
+		return; /* a BAD command changes nothing */
+	}
 	if (st->state == I_SELECTED) {
-		close_box(st);
+		close_box(st); /* RFC 3501 6.3.1: even when the new one fails */
 		enter_state(s, st, I_AUTH);
 	}
-	if (!arg_box(s, st, a, name, sizeof name)) {
+	if (!named) {
 		return;
 	}
 	int rc = open_box(st, name, &st->f);
@@ -1668,12 +1673,13 @@ static const struct cmd *find_cmd(const char *verb)
 	return NULL;
 }
 
-/* A tag: an atom without '+' (RFC 3501 9). */
+/* A tag: ASTRING-CHARs but '+' (RFC 3501 9), so "[" and "]" too; not
+ * the wildcards and the backslash the tokenizer lets into atoms. */
 static int valid_tag(const struct imap_cmd *c)
 {
 	const char *t = imap_tok_str(c, 0);
 	return c->ntok && c->tok[0].type == IMAP_ATOM && c->tok[0].len <= IMAP_TAG_MAX &&
-	       !strpbrk(t, "+*%[]\\");
+	       !strpbrk(t, "+*%\\");
 }
 
 /* What Lua's command hook gets: the first argument (LOGIN's user name,

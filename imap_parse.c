@@ -61,9 +61,26 @@ const char *imap_tok_str(const struct imap_cmd *c, uint32_t i)
 	return i < c->ntok ? c->text.data + c->tok[i].off : "";
 }
 
-/* An atom (RFC 3501 9, with "*" and "%" for sequence sets and LIST, and a
- * "[...]" part that may hold spaces and parentheses, as in fetch items
- * "BODY[HEADER.FIELDS (From)]<0.10>"). Returns its length, 0 when bad. */
+/* Whether the atom text p[0..n) before a "[" names a fetch item whose
+ * section may hold spaces and parentheses: "BODY[HEADER.FIELDS (From)]". */
+static int section_item(const char *p, size_t n)
+{
+	static const char *const items[] = {
+	        "BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"};
+	for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
+		if (strlen(items[i]) == n && rl_strncasecmp(p, items[i], n) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* An atom (RFC 3501 9: any CHAR but atom-specials, with "*" and "%" for
+ * sequence sets and LIST, and "]" as in astrings). "[" is an ATOM-CHAR
+ * too ("SELECT a[" names a mailbox); only after a fetch item's name does
+ * it open a section that runs to its "]" across spaces and parentheses,
+ * as in "BODY[HEADER.FIELDS (From)]<0.10>". Returns its length, 0 when
+ * bad. */
 static size_t atom_len(const char *p, size_t n)
 {
 	size_t i = 0;
@@ -75,7 +92,7 @@ static size_t atom_len(const char *p, size_t n)
 				return 0;
 			}
 		}
-		if (ch == '[') {
+		if (ch == '[' && section_item(p, i)) {
 			const char *close = memchr(p + i, ']', n - i);
 			if (!close) {
 				return 0;

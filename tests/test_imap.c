@@ -57,6 +57,15 @@ static void commands_tokenize_as_rfc3501_says(void)
 	        {"t FETCH 1 (FLAGS", NULL, IMAP_PARSE_ERROR},
 	        {"t FETCH 1 FLAGS)", NULL, IMAP_PARSE_ERROR},
 	        {"t FETCH 1 BODY[TEXT", NULL, IMAP_PARSE_ERROR},
+	        /* "[" and "}" are ATOM-CHARs, "]" an ASTRING-CHAR: only a fetch item's
+	           section runs across spaces */
+	        {"t SELECT a[", "A:t|A:SELECT|A:a[", IMAP_PARSE_DONE},
+	        {"t SELECT a} ]b", "A:t|A:SELECT|A:a}|A:]b", IMAP_PARSE_DONE},
+	        {"t SELECT a[ b]", "A:t|A:SELECT|A:a[|A:b]", IMAP_PARSE_DONE},
+	        {"t FETCH 1 (binary.peek[1] BODY[1.HEADER.FIELDS.NOT (X)])",
+	                "A:t|A:FETCH|A:1|L:(|A:binary.peek[1]|A:BODY[1.HEADER.FIELDS.NOT (X)]|R:)",
+	                IMAP_PARSE_DONE},
+	        {"t SELECT a{b", NULL, IMAP_PARSE_ERROR},
 	        {"t APPEND box {12} x", NULL, IMAP_PARSE_ERROR},
 	        {"t APPEND box {}", NULL, IMAP_PARSE_ERROR},
 	        {"t APPEND box {99999999999}", NULL, IMAP_PARSE_ERROR},

@@ -29,3 +29,25 @@ def test_move_answers_copyuid_with_text():
         assert out[-1].startswith(tag + b" OK "), out
     c.close()
     assert s.stop() == 0
+
+
+def test_atom_chars_in_names_and_tags():
+    """imap rfc: "[" and "}" are ATOM-CHARs and "]" an ASTRING-CHAR: SELECT a[ is NO [NONEXISTENT], not BAD; a tag may hold brackets"""
+    s = imap_server()
+    c = session(s)
+    for name in (b"a[", b"a}", b"a]", b"[a", b"a[b]c"):
+        out = c.cmd(b"t", b"SELECT " + name)
+        assert out[-1].startswith(b"t NO [NONEXISTENT] "), (name, out)
+        out = c.cmd(b"t", b"STATUS " + name + b" (MESSAGES)")
+        assert out[-1].startswith(b"t NO [NONEXISTENT] "), (name, out)
+    assert c.cmd(b"c", b"CREATE x[1]")[-1].startswith(b"c OK")
+    out = c.cmd(b"s", b"SELECT x[1]")
+    assert out[-1].startswith(b"s OK [READ-WRITE]"), out
+    out = c.cmd(b"x", b'LIST "" x[*')
+    assert out[0] == b'* LIST (\\HasNoChildren) "." "x[1]"', out
+    assert c.cmd(b"a[1]", b"NOOP")[-1].startswith(b"a[1] OK"), "a tag with brackets"
+    # still one argument too many, and still a syntax error: a "{" in an atom
+    assert c.cmd(b"b", b"SELECT a[ b]")[-1].startswith(b"b BAD"), "two arguments"
+    assert c.cmd(b"d", b"SELECT a{b")[-1].startswith(b"d BAD"), "{ is an atom-special"
+    c.close()
+    assert s.stop() == 0
