@@ -249,13 +249,13 @@ static int fetch_items(const struct imap_cmd *c, uint32_t pos, struct imap_fetch
 		return -1;
 	}
 	if (tok_is(c, pos, IMAP_LPAREN)) {
-		for (pos++; tok_is(c, pos, IMAP_ATOM); pos++) {
+		uint32_t first = pos + 1; /* "()" is bad, "UID FETCH 1 (UID)" is not */
+		for (pos = first; tok_is(c, pos, IMAP_ATOM); pos++) {
 			if (fetch_att(j, imap_tok_str(c, pos)) != 0) {
 				return -1;
 			}
 		}
-		return tok_is(c, pos, IMAP_RPAREN) && pos + 1 == c->ntok && j->nit > j->uid ? 0
-		                                                                            : -1;
+		return tok_is(c, pos, IMAP_RPAREN) && pos + 1 == c->ntok && pos > first ? 0 : -1;
 	}
 	if (!tok_is(c, pos, IMAP_ATOM) || pos + 1 != c->ntok) {
 		return -1;

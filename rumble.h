@@ -1108,8 +1108,9 @@ void imap_cmd_literal_end(struct imap_cmd *c);
 const char *imap_tok_str(const struct imap_cmd *c, uint32_t i); /* "" past the end */
 
 /* Sequence sets: "1,3:5,7:*"; * is IMAP_STAR until imap_set_has gives it
- * its value (the highest number in use). */
-#define IMAP_STAR 0xffffffffu
+ * its value (the highest number in use). 0, which no number can be: the
+ * largest, 4294967295, is a number like any other and not "*". */
+#define IMAP_STAR 0u
 struct imap_range {
 	uint32_t lo, hi;
 };

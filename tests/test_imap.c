@@ -172,6 +172,13 @@ static void sequence_sets_parse_and_match(void)
 	ASSERT(imap_set_has(&s, 42, 42) && !imap_set_has(&s, 41, 42));
 	imap_set_free(&s);
 	ASSERT_EQ(imap_set_parse("4294967295", &s), 0);
+	ASSERT(!imap_set_has(&s, 3, 3)); /* the largest number, not "*" */
+	imap_set_free(&s);
+	ASSERT_EQ(imap_set_parse("4:4294967295", &s), 0);
+	ASSERT(!imap_set_has(&s, 3, 3) && imap_set_has(&s, 4, 3));
+	imap_set_free(&s);
+	ASSERT_EQ(imap_set_parse("4:*", &s), 0);
+	ASSERT(imap_set_has(&s, 3, 3) && imap_set_has(&s, 4, 3) && !imap_set_has(&s, 2, 3));
 	imap_set_free(&s);
 	static const char *bad[] = {"", "0", "1:", ":2", "a", "1,,2", "1,", "4294967296", "1:0",
 	        "1 2", "-1", "$"};

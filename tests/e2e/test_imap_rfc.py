@@ -51,3 +51,25 @@ def test_atom_chars_in_names_and_tags():
     assert c.cmd(b"d", b"SELECT a{b")[-1].startswith(b"d BAD"), "{ is an atom-special"
     c.close()
     assert s.stop() == 0
+
+
+def test_uid_ranges_past_the_last_uid():
+    """imap rfc: UID n:4294967295 past the last UID matches nothing, 4294967295 is not *, n:* is the last message"""
+    s = imap_server()
+    deliver(s, [b"Subject: %d\r\n\r\nbody\r\n" % i for i in range(3)])
+    c = session(s, b"INBOX")
+    cases = [(b"UID SEARCH UID 4:4294967295", b"* SEARCH"), (b"UID SEARCH UID 4294967295", b"* SEARCH"),
+             (b"UID SEARCH UID 4:*", b"* SEARCH 3"), (b"UID SEARCH UID *:4", b"* SEARCH 3"),
+             (b"UID SEARCH UID 2:4294967295", b"* SEARCH 2 3"), (b"SEARCH UID 3:4294967295", b"* SEARCH 3"),
+             (b"SEARCH *:2", b"* SEARCH 2 3"), (b"SEARCH 2,*", b"* SEARCH 2 3")]
+    for cmd, want in cases:
+        out = c.cmd(b"q", cmd)
+        assert out[-1].startswith(b"q OK") and out[0] == want, (cmd, out)
+    out = c.cmd(b"f", b"UID FETCH 4294967295 (UID)")
+    assert out == [b"f OK UID FETCH completed"], out
+    out = c.cmd(b"g", b"UID FETCH 4:* (UID)")
+    assert out[0] == b"* 3 FETCH (UID 3)", out
+    out = c.cmd(b"h", b"UID STORE 4:4294967295 +FLAGS (\\Seen)")
+    assert out == [b"h OK STORE completed"], out
+    c.close()
+    assert s.stop() == 0
