@@ -73,3 +73,27 @@ def test_uid_ranges_past_the_last_uid():
     assert out == [b"h OK STORE completed"], out
     c.close()
     assert s.stop() == 0
+
+
+def test_lsub_percent_shows_noselect_parents():
+    """imap rfc: LSUB with % lists an unsubscribed parent of a subscribed child as \\Noselect (RFC 3501 6.3.9)"""
+    s = imap_server()
+    c = session(s)
+    for name in (b"box", b"box.test", b"box.test2", b"box.test2.test", b"box.test3.test3"):
+        assert c.cmd(b"c", b"CREATE " + name)[-1].startswith(b"c OK"), name
+    for name in (b"box.test", b"box.test2.test", b"box.test3.test3", b"gone.child"):
+        assert c.cmd(b"s", b"SUBSCRIBE " + name)[-1].startswith(b"s OK"), name
+    out = c.cmd(b"l", b'LSUB "" box.%')
+    assert sorted(out[:-1]) == [b'* LSUB () "." "box.test"', b'* LSUB (\\Noselect) "." "box.test2"',
+                                b'* LSUB (\\Noselect) "." "box.test3"'], out
+    out = c.cmd(b"l", b'LSUB "" %')
+    assert sorted(out[:-1]) == [b'* LSUB (\\Noselect) "." "box"', b'* LSUB (\\Noselect) "." "gone"'], out
+    out = c.cmd(b"l", b'LSUB "" *test')
+    assert sorted(out[:-1]) == [b'* LSUB () "." "box.test"', b'* LSUB () "." "box.test2.test"'], out
+    out = c.cmd(b"l", b'LSUB "" *')  # every subscribed name is there: no parent with it
+    assert len(out) == 5 and not any(b"Noselect" in l for l in out), out
+    assert c.cmd(b"u", b"UNSUBSCRIBE box.test2.test")[-1].startswith(b"u OK")
+    out = c.cmd(b"l", b'LSUB "" box.%')
+    assert sorted(out[:-1]) == [b'* LSUB () "." "box.test"', b'* LSUB (\\Noselect) "." "box.test3"'], out
+    c.close()
+    assert s.stop() == 0
