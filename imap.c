@@ -89,6 +89,7 @@ struct imap {
 	char box[MM_FOLDER_MAX + 1];
 	int readonly;
 	uint32_t uidvalidity;
+	uint32_t kw_told; /* the folder's keyword slots the client was told of (FLAGS) */
 	int64_t idle_since, idle_due;
 	struct imap_fetch *job;
 	uint32_t *job_seqs;
@@ -240,6 +241,43 @@ static void box_gone(struct session *s, struct imap *st)
 	session_close(s, "mailbox gone");
 }
 
+static void put_all_flags(struct session *s, struct mm_folder *f, int perm)
+{
+	session_printf(s, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+	for (int i = 0; i < 32; i++) {
+		const char *n = mm_folder_keyword_name(f, i);
+		if (n) {
+			session_printf(s, " %s", n);
+		}
+	}
+	if (perm) {
+		session_printf(s, " \\*");
+	}
+}
+
+/* FLAGS and PERMANENTFLAGS (RFC 3501 7.2.6, 7.1): at SELECT, and again
+ * whenever the folder's keywords are not the ones the client was told
+ * of, before any FETCH shows a new one (a STORE here or in another
+ * session, an APPEND, a COPY into the folder). */
+static void put_flag_lists(struct session *s, struct imap *st)
+{
+	st->kw_told = mm_folder_keyword_mask(st->f); /* before: a later one is told again */
+	session_printf(s, "* FLAGS (");
+	put_all_flags(s, st->f, 0);
+	session_printf(s, ")\r\n* OK [PERMANENTFLAGS (");
+	if (!st->readonly) {
+		put_all_flags(s, st->f, 1);
+	}
+	session_printf(s, ")] Flags permitted\r\n");
+}
+
+static void tell_new_keywords(struct session *s, struct imap *st)
+{
+	if (mm_folder_keyword_mask(st->f) != st->kw_told) {
+		put_flag_lists(s, st);
+	}
+}
+
 /* Reports what changed in the folder since the client was told: flag
  * changes, EXPUNGE (only when expunge is 1), EXISTS. poll: an IDLE tick,
  * which may skip looking at the files (other sessions' changes are in
@@ -262,6 +300,7 @@ static int view_sync(struct session *s, struct imap *st, int expunge, int poll)
 	if (rc != 0) {
 		return 0; /* cannot look now (descriptors, I/O): told next time */
 	}
+	tell_new_keywords(s, st);
 	for (uint32_t i = 0; i < c.nflags; i++) {
 		session_printf(s, "* %u FETCH (FLAGS ", c.flags[i].seq);
 		imap_put_flags(&s->out, st->f, c.flags[i].flags, c.flags[i].keywords);
@@ -493,20 +532,6 @@ static void no_box(struct session *s, struct imap *st, int rc, const char *code)
 
 /* ---- SELECT, EXAMINE, CLOSE, UNSELECT ---- */
 
-static void put_all_flags(struct session *s, struct mm_folder *f, int perm)
-{
-	session_printf(s, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-	for (int i = 0; i < 32; i++) {
-		const char *n = mm_folder_keyword_name(f, i);
-		if (n) {
-			session_printf(s, " %s", n);
-		}
-	}
-	if (perm) {
-		session_printf(s, " \\*");
-	}
-}
-
 /* The first message not \Seen, 0 if none. */
 static uint32_t first_unseen(struct mm_view *v, uint32_t n)
 {
@@ -546,13 +571,8 @@ static void select_box(struct session *s, struct imap *st, struct args *a, int r
 	st->readonly = readonly;
 	st->uidvalidity = mm_folder_uidvalidity(st->f);
 	uint32_t n = mm_view_count(st->v), unseen = first_unseen(st->v, n);
-	session_printf(s, "* FLAGS (");
-	put_all_flags(s, st->f, 0);
-	session_printf(s, ")\r\n* OK [PERMANENTFLAGS (");
-	if (!readonly) {
-		put_all_flags(s, st->f, 1);
-	}
-	session_printf(s, ")] Flags permitted\r\n* %u EXISTS\r\n* 0 RECENT\r\n", n);
+	put_flag_lists(s, st);
+	session_printf(s, "* %u EXISTS\r\n* 0 RECENT\r\n", n);
 	if (unseen) {
 		session_printf(s, "* OK [UNSEEN %u] First unseen\r\n", unseen);
 	}
@@ -1345,6 +1365,7 @@ static void cmd_store(struct session *s, struct imap *st, struct args *a)
 		}
 		int rc = mm_view_store(st->v, uids, k, op, fl, kw);
 		xfree(uids);
+		tell_new_keywords(s, st); /* before the FETCH answers show one */
 		if (rc >= 0 && !silent) {
 			store_answer(s, st, seqs, n, a->uid);
 		}
@@ -1630,6 +1651,7 @@ static void cmd_fetch(struct session *s, struct imap *st, struct args *a)
 		return;
 	}
 	mm_folder_refresh(st->f);
+	tell_new_keywords(s, st); /* another session's, before FLAGS show it */
 	imap_fetch_begin(j, st->f, st->v, seqs, n, st->readonly);
 	st->job = j;
 	st->job_seqs = seqs;

@@ -1787,6 +1787,19 @@ const char *mm_folder_keyword_name(struct mm_folder *h, int i)
 	return has ? h->kwname : NULL;
 }
 
+/* see rumble.h */
+uint32_t mm_folder_keyword_mask(struct mm_folder *h)
+{
+	struct mm__box *f = h->b;
+	uint32_t mask = 0;
+	os_mutex_lock(f->mu);
+	for (int i = 0; f->x.kw && i < IDX_KW_SLOTS; i++) {
+		mask |= f->x.kw[i][0] ? 1u << i : 0;
+	}
+	os_mutex_unlock(f->mu);
+	return mask;
+}
+
 static int kw_find(const struct mm__index *x, const char *name)
 {
 	for (int i = 0; x->kw && i < IDX_KW_SLOTS; i++) {
@@ -1897,6 +1910,18 @@ int mm_folder_store(struct mm_folder *h, const uint32_t *uids, uint32_t n, int o
 	return rc;
 }
 
+/* Whether a live message changed after modseq from: a new keyword moves
+ * the folder's modseq (for other openers) but changes no message. */
+static int msgs_changed_since(const struct mm__box *f, uint64_t from)
+{
+	for (uint32_t i = 0; f->x.h.modseq > from && i < f->nlive; i++) {
+		if (f->x.rec[f->live[i]].m.modseq > from) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* see rumble.h */
 int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
         uint32_t keywords)
@@ -1906,9 +1931,9 @@ int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, u
 	if (mm__begin(f, &lk) != 0) {
 		return -1;
 	}
-	uint64_t before = f->x.h.modseq;
+	int others = msgs_changed_since(f, v->flags_seen);
 	int rc = store_locked(f, uids, n, op, flags, keywords);
-	if (v->flags_seen == before) {
+	if (!others) {
 		v->flags_seen = f->x.h.modseq; /* only its own changes since: told by the caller */
 	}
 	mm__end(f, lk);

@@ -545,6 +545,8 @@ int mm_folder_keyword(struct mm_folder *f, const char *name, int create);
 /* Keyword i's name, NULL for a free slot; a copy in the handle, valid
  * until the next mm_folder_keyword_name on f. */
 const char *mm_folder_keyword_name(struct mm_folder *f, int i);
+/* The slots in use: bit i set when keyword i has a name. */
+uint32_t mm_folder_keyword_mask(struct mm_folder *f);
 /* Sets, adds or removes flags and keywords of the messages with these
  * UIDs in one locked step (UIDs already gone are skipped); changed ones
  * get a new modseq. The number changed, or -1. */

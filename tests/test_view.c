@@ -167,6 +167,13 @@ static void own_stores_are_not_told_back_others_are(void)
 	ASSERT_EQ(mm_view_store(v, uid, 1, MM_STORE_ADD, MM_SEEN, 0), 1);
 	sync_expect(v, 1, 0, 0, 0, 0, &ok);
 	ASSERT(ok);
+	/* a new keyword moves the folder's modseq but is no one else's change */
+	ASSERT_EQ(mm_folder_keyword_mask(f), 0);
+	ASSERT_EQ(mm_folder_keyword(f, "$New", 1), 0);
+	ASSERT_EQ(mm_folder_keyword_mask(f), 1);
+	ASSERT_EQ(mm_view_store(v, uid, 1, MM_STORE_ADD, 0, 1), 1);
+	sync_expect(v, 1, 0, 0, 0, 0, &ok);
+	ASSERT(ok);
 	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 0, &g), 0);
 	ASSERT_EQ(mm_folder_store(g, &uid[1], 1, MM_STORE_ADD, MM_FLAGGED, 0), 1);
 	ASSERT_EQ(mm_view_sync(v, 1, 0, &c), 0);

@@ -97,3 +97,46 @@ def test_lsub_percent_shows_noselect_parents():
     assert sorted(out[:-1]) == [b'* LSUB () "." "box.test"', b'* LSUB (\\Noselect) "." "box.test3"'], out
     c.close()
     assert s.stop() == 0
+
+
+def flags_lines(out):
+    """The untagged FLAGS and PERMANENTFLAGS lines of an answer."""
+    return [l for l in out if l.startswith(b"* FLAGS ") or l.startswith(b"* OK [PERMANENTFLAGS ")]
+
+
+def test_new_keyword_updates_flags_of_every_session():
+    """imap rfc: a keyword new to the folder (STORE, APPEND, COPY) sends * FLAGS and PERMANENTFLAGS to every session with it selected, before a FETCH shows it"""
+    s = imap_server()
+    deliver(s, [b"Subject: %d\r\n\r\nbody\r\n" % i for i in range(2)])
+    a, b = session(s, b"INBOX"), session(s, b"INBOX")
+    ex = session(s)
+    assert ex.cmd(b"e", b"EXAMINE INBOX")[-1].startswith(b"e OK")
+    out = a.cmd(b"k", b"STORE 1 +FLAGS ($Fresh)")
+    assert flags_lines(out) == [
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Fresh)",
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Fresh \\*)] Flags permitted"], out
+    assert out.index(flags_lines(out)[0]) < min(i for i, l in enumerate(out) if b"FETCH" in l), out
+    assert [l for l in out if b"FETCH" in l] == [b"* 1 FETCH (FLAGS ($Fresh))"], out  # told once
+    out = b.cmd(b"n", b"NOOP")
+    assert flags_lines(out)[0].endswith(b" $Fresh)"), out
+    assert out.index(flags_lines(out)[0]) < out.index(b"* 1 FETCH (FLAGS ($Fresh))"), out
+    out = ex.cmd(b"n", b"NOOP")  # read-only: FLAGS, and PERMANENTFLAGS stays empty
+    assert flags_lines(out) == [b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Fresh)",
+                                b"* OK [PERMANENTFLAGS ()] Flags permitted"], out
+    assert flags_lines(a.cmd(b"n", b"NOOP")) == [], "told once"
+    assert flags_lines(a.cmd(b"k", b"STORE 2 +FLAGS ($Fresh)")) == [], "not new"
+    # APPEND into the selected folder with a new keyword, then COPY with another
+    msg = b"Subject: appended\r\n\r\nx\r\n"
+    a.send(b"p APPEND INBOX ($Appended) {%d+}\r\n%s\r\n" % (len(msg), msg))
+    out = a.until(b"p")
+    assert flags_lines(out) and flags_lines(out)[0].endswith(b"$Fresh $Appended)"), out
+    assert b.cmd(b"c", b"CREATE Other")[-1].startswith(b"c OK")
+    assert b.cmd(b"s", b"SELECT Other")[-1].startswith(b"s OK")
+    out = a.cmd(b"y", b"COPY 1:3 Other")
+    assert out[-1].startswith(b"y OK"), out
+    out = b.cmd(b"n", b"NOOP")
+    assert flags_lines(out) and flags_lines(out)[0].endswith(b"$Fresh $Appended)"), out
+    assert b"* 3 EXISTS" in out, out
+    for c in (a, b, ex):
+        c.close()
+    assert s.stop() == 0
