@@ -1587,7 +1587,7 @@ void mime__convert(int cs, const char *s, size_t n, struct buf *out);
 /* Address lists (RFC 5322 3.4 with the obsolete forms): From, To, Cc, ...
  * A group gives a MIME_ADDR_GROUP entry (name = the group's name), its
  * members, then MIME_ADDR_GROUP_END, as IMAP's ENVELOPE lists them.
- * Routes are dropped; a comment names a mailbox that has no display name. */
+ * A comment names a mailbox that has no display name. */
 enum mime_addr_kind { MIME_ADDR_MAILBOX, MIME_ADDR_GROUP, MIME_ADDR_GROUP_END };
 struct mime_addr {
 	struct mime_addr *next;
@@ -1595,6 +1595,7 @@ struct mime_addr {
 	char *name;    /* display name, NULL if none */
 	char *mailbox; /* local part ("" if missing; quoted if it must be); NULL for groups */
 	char *host;    /* domain ("" if missing); NULL for groups */
+	char *route;   /* obsolete source route as IMAP's adl, "@a.test,@b.test"; NULL if none */
 };
 /* Parses an unfolded header value. decode 1: names with RFC 2047 words
  * decoded to UTF-8; 0: names as written (quotes removed), for ENVELOPE.

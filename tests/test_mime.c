@@ -483,7 +483,7 @@ static void base64_decodes_known_answers_and_skips_junk(void)
 	ASSERT_STR(b64("!!!"), "");
 }
 
-/* The list as one line: "name|mailbox|host" entries, "group:name" and
+/* The list as one line: "name|mailbox|host[|route:adl]" entries, "group:name" and
  * "end" for groups, "-" for NULL. */
 static const char *addrs(const char *s, int decode)
 {
@@ -501,6 +501,9 @@ static const char *addrs(const char *s, int decode)
 		} else {
 			buf_printf(&b, "%s|%s|%s", a->name ? a->name : "-",
 			        a->mailbox ? a->mailbox : "-", a->host ? a->host : "-");
+			if (a->route) {
+				buf_printf(&b, "|route:%s", a->route);
+			}
 		}
 	}
 	mime_addr_free(list);
@@ -529,7 +532,12 @@ static void address_lists_parse_groups_quoted_names_and_comments(void)
 	        "=?utf-8?Q?J=C3=B6rg?= Meier|jorg|example.de");
 	ASSERT_STR(
 	        addrs("\"Joe \\\"Q\\\" Public\" <joe@x.test>", 0), "Joe \"Q\" Public|joe|x.test");
-	ASSERT_STR(addrs("<@a.test,@b.test:user@host.test>", 1), "-|user|host.test");
+	ASSERT_STR(addrs("<@a.test,@b.test:user@host.test>", 1),
+	        "-|user|host.test|route:@a.test,@b.test");
+	ASSERT_STR(addrs("Hop <@a.test:u@h.test>, v@h.test", 1),
+	        "Hop|u|h.test|route:@a.test, -|v|h.test");
+	ASSERT_STR(addrs("<@ a.test (c) , , @b.test : u@h.test>", 1),
+	        "-|u|h.test|route:@a.test,@b.test");
 	ASSERT_STR(addrs("\"john doe\"@example.com, \"plain\"@example.com", 1),
 	        "-|\"john doe\"|example.com, -|plain|example.com");
 	ASSERT_STR(

@@ -140,3 +140,23 @@ def test_new_keyword_updates_flags_of_every_session():
     for c in (a, b, ex):
         c.close()
     assert s.stop() == 0
+
+
+ROUTED = (b"From: <@route.example:user@host.example>\r\n"
+          b"To: Two Hops <@a.example,@b.example:u2@h2.example>, plain@h3.example\r\n"
+          b"Subject: routed\r\n\r\nbody\r\n")
+
+
+def test_envelope_keeps_the_route():
+    """imap rfc: ENVELOPE gives an address's source route as its adl ("@route.example"), not NIL"""
+    s = imap_server()
+    deliver(s, [ROUTED])
+    c = session(s, b"INBOX")
+    out = c.cmd(b"f", b"FETCH 1 (ENVELOPE)")
+    env = out[0]
+    frm = b'((NIL "@route.example" "user" "host.example"))'
+    assert b' "routed" %s %s %s ' % (frm, frm, frm) in env, env
+    assert (b'(("Two Hops" "@a.example,@b.example" "u2" "h2.example")'
+            b'(NIL NIL "plain" "h3.example"))') in env, env  # no space between: RFC 3501 9
+    c.close()
+    assert s.stop() == 0
