@@ -337,6 +337,7 @@ enum skey_op {
 	K_SENTON,
 	K_SENTSINCE,
 	K_HEADER,
+	K_ADDR, /* FROM, TO, CC, BCC: a header, its addresses too */
 	K_BODY,
 	K_TEXT,
 	K_UID,
@@ -482,8 +483,8 @@ static const struct {
 } arg_keys[] = {{"BEFORE", K_BEFORE}, {"ON", K_ON}, {"SINCE", K_SINCE},
         {"SENTBEFORE", K_SENTBEFORE}, {"SENTON", K_SENTON}, {"SENTSINCE", K_SENTSINCE},
         {"LARGER", K_LARGER}, {"SMALLER", K_SMALLER}, {"BODY", K_BODY}, {"TEXT", K_TEXT},
-        {"KEYWORD", K_KW}, {"UNKEYWORD", K_UNKW}, {"UID", K_UID}, {"BCC", K_HEADER},
-        {"CC", K_HEADER}, {"FROM", K_HEADER}, {"SUBJECT", K_HEADER}, {"TO", K_HEADER}};
+        {"KEYWORD", K_KW}, {"UNKEYWORD", K_UNKW}, {"UID", K_UID}, {"BCC", K_ADDR},
+        {"CC", K_ADDR}, {"FROM", K_ADDR}, {"SUBJECT", K_HEADER}, {"TO", K_ADDR}};
 
 /* The argument of a key that takes one. */
 static int skey_arg(struct sparse *sp, struct imap_search *k, const char *name, const char *a)
@@ -519,6 +520,7 @@ static int skey_arg(struct sparse *sp, struct imap_search *k, const char *name, 
 	case K_UID:
 		return imap_set_parse(a, &k->set);
 	case K_HEADER:
+	case K_ADDR:
 		k->hdr = xstrdup(name);
 		break;
 	}
@@ -669,6 +671,8 @@ int imap_search_match(const struct imap_search *k, struct imap_search_msg *m)
 	}
 	case K_HEADER:
 		return m->src && imap_src_header_has(m->src, k->hdr, k->str);
+	case K_ADDR:
+		return m->src && imap_src_address_has(m->src, k->hdr, k->str);
 	case K_BODY:
 		return m->src && imap_src_body_has(m->src, k->str);
 	case K_TEXT:

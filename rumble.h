@@ -1186,10 +1186,14 @@ int imap_section_open_binary(struct imap_src *s, const char *part, struct imap_s
 long imap_section_read(struct imap_section *x, char *out, size_t n);
 int imap_section_skip(struct imap_section *x, uint64_t n);
 void imap_section_free(struct imap_section *x);
-/* SEARCH HEADER (name NULL: any field; the root's header, RFC 2047 words
- * decoded) and BODY (each leaf's text, decoded and converted as
- * mime_body_text does): 1 when str is in it, ASCII letters in any case. */
+/* SEARCH HEADER (name NULL: any field; the root's header, unfolded, RFC
+ * 2047 words decoded) and BODY (each leaf's text, decoded and converted as
+ * mime_body_text does): 1 when str is in it, ASCII letters in any case.
+ * imap_src_address_has (FROM, TO, CC, BCC) also looks in the field's
+ * addresses as parsed, "Name <box@host>" or "box@host" each, so that
+ * comments, blanks or a route inside an address hide nothing. */
 int imap_src_header_has(struct imap_src *s, const char *name, const char *str);
+int imap_src_address_has(struct imap_src *s, const char *name, const char *str);
 int imap_src_body_has(struct imap_src *s, const char *str);
 /* The root's Date field, unfolded; NULL if none. Valid as imap_src_mime's. */
 const char *imap_src_date(struct imap_src *s);

@@ -212,8 +212,10 @@ static const char sample[] =
         "From: Alice Example <alice@example.org>\r\n"
         "To: bob@example.net\r\n"
         "Cc: carol@example.com\r\n"
+        "Bcc: <dave (the boss) @ example.com>, Group: erin\r\n @example.com;\r\n"
         "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and Meeting Notes\r\n"
         "X-Priority: 1\r\n"
+        "X-Folded: one\r\n\ttwo\r\n"
         "MIME-Version: 1.0\r\n"
         "Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
         "--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
@@ -266,6 +268,11 @@ static void search_keys_match_as_rfc3501_says(void)
 	        {"TO bob@EXAMPLE.net", 0, 1},
 	        {"CC carol", 0, 1},
 	        {"BCC carol", 0, 0},
+	        /* FROM, TO, CC, BCC look at the addresses as parsed too */
+	        {"BCC dave@example.com", 0, 1},
+	        {"BCC \"group: erin@example.com;\"", 0, 1},
+	        {"HEADER BCC dave@example.com", 0, 0},
+	        {"HEADER X-Folded \"one\ttwo\"", 0, 1}, /* unfolded */
 	        {"SUBJECT \"GRÜSSE\"", 0, 0}, /* case folding is ASCII only */
 	        {"SUBJECT \"grüße\"", 0, 1},
 	        {"SUBJECT \"Grüße\"", 0, 1},

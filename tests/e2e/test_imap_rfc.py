@@ -160,3 +160,34 @@ def test_envelope_keeps_the_route():
             b'(NIL NIL "plain" "h3.example"))') in env, env  # no space between: RFC 3501 9
     c.close()
     assert s.stop() == 0
+
+
+ADDRESSES = [
+    b"From: user-from@domain.org\r\nTo: user-to@domain.org\r\nCc: user-cc@domain.org\r\n",
+    b"From: RealFrom <user-from@domain.org>\r\nTo: RealTo <user-to@domain.org>\r\n",
+    b"From: <user-from (comment)@ (comment) domain.org>\r\nTo: <user-to @ domain.org>\r\n",
+    b"From: user-from@domain.org (RealFrom)\r\nTo: user-to@domain.org (RealTo)\r\n",
+    b"From: user-from1@domain.org, user-from2@domain.org\r\nCc: user-cc@domain.org\r\n",
+    b"To: groupname: groupuser1@domain.org, groupuser2@domain.org;,\r\n groupname2: groupuser3@domain.org;\r\n",
+    b"From: =?utf-8?q?J=C3=B6rg?= <joerg@domain.org>\r\nTo: \"Quoted, Name\" <USER-TO@DOMAIN.ORG>\r\n",
+    b"From: Folded\r\n <user-from@domain.org>\r\nCc: user-cc\r\n @domain.org\r\n",
+]
+
+
+def test_search_by_address_in_every_form():
+    """imap rfc: SEARCH FROM/TO/CC finds an address in any form (display names, comments, groups, quoted, encoded, folded, case, comments inside the address)"""
+    s = imap_server()
+    deliver(s, [h + b"Subject: %d\r\n\r\nbody\r\n" % i for i, h in enumerate(ADDRESSES, 1)])
+    c = session(s, b"INBOX")
+    cases = [(b"FROM user-from@domain.org", b"1 2 3 4 8"), (b"TO user-to@domain.org", b"1 2 3 4 7"),
+             (b"CC user-cc@domain.org", b"1 5 8"), (b"FROM realfrom", b"2 4"), (b"TO realto", b"2 4"),
+             (b"FROM ser-fro", b"1 2 3 4 5 8"), (b"FROM user-from1", b"5"), (b"FROM user-from2", b"5"),
+             (b"TO groupname", b"6"), (b"TO groupname2", b"6"), (b"TO groupuser3", b"6"),
+             (b"TO groupuser4", b""), (b'FROM "j\xc3\xb6rg"', b"7"), (b'TO "quoted, name"', b"7"),
+             (b"FROM joerg@domain.org", b"7"), (b"FROM folded", b"8"), (b'HEADER FROM ""', b"1 2 3 4 5 7 8")]
+    for key, want in cases:
+        charset = b"CHARSET UTF-8 " if b"\xc3" in key else b""
+        out = c.cmd(b"q", b"SEARCH " + charset + key)
+        assert out[-1].startswith(b"q OK") and out[0] == (b"* SEARCH " + want).strip(), (key, out)
+    c.close()
+    assert s.stop() == 0
