@@ -1910,12 +1910,17 @@ int mm_folder_store(struct mm_folder *h, const uint32_t *uids, uint32_t n, int o
 	return rc;
 }
 
-/* Whether a live message changed after modseq from: a new keyword moves
- * the folder's modseq (for other openers) but changes no message. */
-static int msgs_changed_since(const struct mm__box *f, uint64_t from)
+/* Whether a message v was told of changed after its flags_seen: a new
+ * keyword moves the folder's modseq (for other openers) but changes no
+ * message, and new mail is told as EXISTS, not as a change. */
+static int view_msgs_changed(const struct mm__box *f, const struct mm_view *v)
 {
-	for (uint32_t i = 0; f->x.h.modseq > from && i < f->nlive; i++) {
-		if (f->x.rec[f->live[i]].m.modseq > from) {
+	for (uint32_t i = 0; f->x.h.modseq > v->flags_seen && i < f->nlive; i++) {
+		const struct mm_msg *m = &f->x.rec[f->live[i]].m;
+		if (m->uid > v->last) {
+			break; /* live is in UID order */
+		}
+		if (m->modseq > v->flags_seen) {
 			return 1;
 		}
 	}
@@ -1931,7 +1936,7 @@ int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, u
 	if (mm__begin(f, &lk) != 0) {
 		return -1;
 	}
-	int others = msgs_changed_since(f, v->flags_seen);
+	int others = view_msgs_changed(f, v);
 	int rc = store_locked(f, uids, n, op, flags, keywords);
 	if (!others) {
 		v->flags_seen = f->x.h.modseq; /* only its own changes since: told by the caller */
