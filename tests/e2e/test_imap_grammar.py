@@ -191,3 +191,46 @@ def test_every_response_of_a_session_parses():
     assert c.count > 150, c.count  # every one of them checked
     c.sock.close()
     assert s.stop() == 0
+
+
+ODD = [
+    # a NUL and control characters in the header and the body
+    b"Subject: nul\x00here and \x01\x7f bell\r\nFrom: \"N\x00L\" <n@x.test>\r\n\r\nbody \x00 with NUL\r\n",
+    # 8-bit and quotes in parameters, no subtype, an empty message/rfc822, deep nesting
+    b"Subject: params\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n"
+    b"--a\r\nContent-Type: text\r\nContent-Disposition: attachment; filename=\"caf\xc3\xa9 \\\"q\\\".txt\"\r\n"
+    b"\r\nx\r\n--a\r\nContent-Type: message/rfc822\r\n\r\n--a\r\nContent-Type: multipart/mixed;"
+    b" boundary=b\r\n\r\n--b\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n--c\r\n"
+    b"Content-Type: text/plain; charset=\"\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa9\r\n"
+    b"--c--\r\n--b--\r\n--a--\r\n",
+    # no header at all, and a header that never ends
+    b"\r\njust a body\r\n",
+    b"X-Only: header",
+    # group syntax gone wrong, an address without a host, a route without an address
+    b"From: Grp: ;\r\nTo: : a@b;, <@r.test:>, nohost, \"\" <>\r\nCc: a@b (unclosed\r\n"
+    b"Subject: =?utf-8?q?enc=00oded?=\r\n\r\nx\r\n",
+]
+
+
+def test_odd_messages_answer_well_formed():
+    """imap grammar: FETCH of odd messages (NULs, control and 8-bit characters, broken MIME and addresses, no header) answers well-formed responses"""
+    s = imap_server()
+    c = Strict(s.imap_port)
+    c.cmd(b"LOGIN alice@example.org secret")
+    for m in ODD:
+        c.sock.sendall(b"a APPEND INBOX ~{%d}\r\n" % len(m))
+        kind, resp = c.response()
+        assert kind == "continue", resp
+        c.sock.sendall(m + b"\r\n")
+        kind, resp = c.response()
+        assert resp.startswith(b"a OK"), resp
+    c.cmd(b"SELECT INBOX")
+    c.cmd(b"FETCH 1:* (FLAGS ENVELOPE BODY BODYSTRUCTURE RFC822.SIZE)")
+    c.cmd(b"FETCH 1:* (BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT] BODY.PEEK[1] BODY.PEEK[1.MIME]"
+          b" BODY.PEEK[HEADER.FIELDS (Subject From)])")
+    c.cmd(b"FETCH 1:* (RFC822.HEADER RFC822.TEXT BINARY.SIZE[1])")
+    c.cmd(b"FETCH 2 (BODY.PEEK[2] BODY.PEEK[2.1] BODY.PEEK[3.1.1] BINARY.PEEK[3.1.1])")
+    c.cmd(b"SEARCH TEXT nul")
+    c.cmd(b"LOGOUT")
+    c.sock.close()
+    assert s.stop() == 0
