@@ -628,6 +628,23 @@ static void content_language_md5_and_location_reach_bodystructure(void)
 	mime_free(&m);
 }
 
+static void an_encoded_message_part_still_has_envelope_body_and_lines(void)
+{
+	/* RFC 2046 5.2.1 forbids base64 here: the part is not parsed, but RFC
+	   3501's body-type-msg still wants an envelope, a body and a line count */
+	static const char msg[] = "Content-Type: message/rfc822\r\n"
+	                          "Content-Transfer-Encoding: base64\r\n"
+	                          "\r\n"
+	                          "U3ViamVjdDogeA0KDQp5DQo=\r\n";
+	struct mime_msg m;
+	mime_parse(&m, msg, strlen(msg));
+	ASSERT_STR(bodystructure(&m, m.root, 0),
+	        "(\"message\" \"rfc822\" NIL NIL NIL \"base64\" 26 "
+	        "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) "
+	        "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0) 1)");
+	mime_free(&m);
+}
+
 static void envelope_groups_and_8bit_values_are_valid_imap(void)
 {
 	static const char msg[] = "Subject: caf\xc3\xa9 \"quoted\"\r\n"
@@ -941,6 +958,8 @@ void tests_mime(void)
 	RUN(dates_parse_with_and_without_weekday_and_obsolete_zones,
 	        "mime: dates parse with and without a weekday and with obsolete zones");
 	RUN(line_counts_follow_imap, "mime: line counts are what IMAP reports");
+	RUN(an_encoded_message_part_still_has_envelope_body_and_lines,
+	        "mime: an encoded message/rfc822 still has an envelope, a body and lines");
 	RUN(content_language_md5_and_location_reach_bodystructure,
 	        "mime: Content-Language, -MD5 and -Location reach BODYSTRUCTURE");
 	RUN(envelope_groups_and_8bit_values_are_valid_imap,

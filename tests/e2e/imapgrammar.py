@@ -501,11 +501,11 @@ class Parser:
         up = name.upper()
         if up in (b"BODY", b"BINARY", b"BINARY.SIZE") and self.peek(b"["):
             self.section(binary=up != b"BODY")
-            label = self.d[start:self.i].upper()
             if up != b"BINARY.SIZE" and self.peek(b"<"):
                 self.i += 1
                 self.number()
                 self.lit(b">")
+            label = self.d[start:self.i].upper()  # BODY[1]<0> and BODY[1]<3> are two
             self.sp()
             if up == b"BINARY.SIZE":
                 self.number()

@@ -234,3 +234,25 @@ def test_odd_messages_answer_well_formed():
     c.cmd(b"LOGOUT")
     c.sock.close()
     assert s.stop() == 0
+
+
+def test_the_corpus_answers_well_formed():
+    """imap grammar: FETCH of every structure, envelope and section of the MIME corpus (corpus.py, 130 messages) and its SEARCHes answer well-formed responses"""
+    import corpus
+    import test_imap_corpus
+    s = imap_server()
+    c = Strict(s.imap_port)
+    c.cmd(b"LOGIN alice@example.org secret")
+    c.cmd(b"CREATE Corpus")
+    for m in corpus.messages():
+        c.sock.sendall(b"a APPEND Corpus {%d+}\r\n" % len(m) + m + b"\r\n")
+        kind, resp = c.response()
+        assert resp.startswith(b"a OK"), resp
+    c.cmd(b"EXAMINE Corpus")
+    for items in test_imap_corpus.FETCHES:
+        c.cmd(b"FETCH 1:* " + items)
+    for keys in test_imap_corpus.SEARCHES:
+        c.cmd(b"UID SEARCH CHARSET UTF-8 " + keys)
+    c.cmd(b"LOGOUT")
+    c.sock.close()
+    assert s.stop() == 0
