@@ -1020,7 +1020,10 @@ static int parse_flag(struct mm_folder *f, const char *name, uint32_t *fl, uint3
 		}
 		return -1;
 	}
-	if (strpbrk(name, "[]") || strlen(name) > 100) {
+	/* a flag-keyword is an atom: no list-wildcards (the tokenizer lets them
+	 * into atoms for sets and LIST) and no "]" (it would end PERMANENTFLAGS'
+	 * code); no "[" either, for clients that scan for brackets */
+	if (strpbrk(name, "[]*%") || strlen(name) > 100) {
 		return -1;
 	}
 	int k = mm_folder_keyword(f, name, create);

@@ -256,3 +256,50 @@ def test_the_corpus_answers_well_formed():
     c.cmd(b"LOGOUT")
     c.sock.close()
     assert s.stop() == 0
+
+
+def test_refusals_and_odd_names_answer_well_formed():
+    """imap grammar: refusals (bad logins, SASL, long lines, big literals, bad sets, wrong states) and odd mailbox names and keywords answer well-formed responses"""
+    s = imap_server("MessageSizeLimit 100000")
+    deliver(s, [b"Subject: one\r\n\r\nbody\r\n"])
+    c = Strict(s.imap_port)
+    c.cmd(b"SELECT INBOX", status=b"BAD")
+    c.cmd(b"LOGIN alice@example.org wrong", status=b"NO")
+    c.sock.sendall(b"g90 AUTHENTICATE PLAIN\r\n")
+    kind, resp = c.response()
+    assert kind == "continue", resp
+    c.sock.sendall(b"*\r\n")
+    assert c.response()[1].startswith(b"g90 BAD"), "cancelled"
+    c.sock.sendall(b"x" * 70000 + b"\r\n")
+    assert c.response()[1].startswith(b"* BAD"), "a line too long"
+    c.cmd(b"LOGIN alice@example.org secret")
+    c.cmd(b"LOGIN alice@example.org secret", status=b"BAD")
+    c.sock.sendall(b"g91 APPEND INBOX {200000}\r\n")
+    assert c.response()[1].startswith(b"g91 NO [TOOBIG]"), "too big"
+    c.cmd(b"FETCH 1 FLAGS", status=b"BAD")
+    for name in (b'"a\\"q"', b'"back]slash"', b"{5}\r\ncaf\xc3\xa9", b'"sp ace"', b'"{brace}"'):
+        c.cmd(b"CREATE " + name)
+        c.cmd(b"SUBSCRIBE " + name)
+        c.cmd(b"STATUS " + name + b" (MESSAGES UIDNEXT)")
+    c.cmd(b'LIST "" *')
+    c.cmd(b'LSUB "" *')
+    c.cmd(b"SELECT INBOX")
+    c.cmd(b"FETCH 5 FLAGS", status=b"BAD")
+    c.cmd(b"FETCH 1 (BODY[X])", status=b"BAD")
+    c.cmd(b"STORE 1 +FLAGS (\\Bogus)", status=b"BAD")
+    for kw in (b"a*b", b"c%d", b"$ok"):
+        c.cmd(b"STORE 1 +FLAGS (" + kw + b")", status=b"BAD" if kw != b"$ok" else b"OK")
+    c.cmd(b"FETCH 1 (FLAGS BODY[1] BODY[2] BINARY.SIZE[1])")
+    c.cmd(b"COPY 1 " + b'"a\\"q"')
+    c.cmd(b"SELECT " + b'"a\\"q"')
+    c.cmd(b"FETCH 1 (FLAGS UID)")
+    c.cmd(b"CREATE INBOX", status=b"NO")
+    c.cmd(b"DELETE INBOX", status=b"NO")
+    c.cmd(b"STATUS INBOX ()")
+    c.cmd(b"UID EXPUNGE", status=b"BAD")
+    c.cmd(b"NOOP")
+    c.sock.sendall(b"g99 APPEND INBOX {200000+}\r\n")
+    kind, resp = c.response()
+    assert resp.startswith(b"* BYE"), resp
+    c.sock.close()
+    assert s.stop() == 0
