@@ -1800,6 +1800,10 @@ static void execute(struct session *s, struct imap *st)
 		        st->state == I_NOAUTH ? "before login" : "now");
 	} else if (cmd->run == cmd_expunge && a.uid && arg_end(&a)) {
 		bad(s, st, "UID EXPUNGE needs a set");
+	} else if (c->nul && !(cmd->run == cmd_append && c->nul == c->ntok)) {
+		/* a string cut short at its NUL would name something else; APPEND's
+		 * message is stored, not read as a string, and takes it (leniency) */
+		bad(s, st, "A NUL in a literal: only a literal8 (~{n}) may hold one");
 	} else {
 		after_hook(s, st, cmd, &a,
 		        rl_hook(s, "command", cmd->verb, hook_arg(&a))); /* Rumble.setHook */
@@ -1859,14 +1863,15 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 	struct imap_cmd *c = &st->cmd;
 	int append = c->ntok >= 3 && rl_strcasecmp(imap_tok_str(c, 1), "APPEND") == 0 &&
 	             st->state != I_NOAUTH;
-	int setmeta = c->ntok >= 2 && rl_strcasecmp(imap_tok_str(c, 1), "SETMETADATA") == 0;
+	int setmeta = c->ntok >= 2 && rl_strcasecmp(imap_tok_str(c, 1), "SETMETADATA") == 0 &&
+	              st->state != I_NOAUTH;
 	int spooled = append && n > IMAP_SPOOL_MIN && !st->sp;
 	int rc = -1;
 	take_tag(st);
 	if (!valid_tag(c) || (st->state == I_NOAUTH && n > IMAP_PREAUTH_LITERAL) ||
-	        (c->literal8 && !append)) {
+	        (c->literal8 && !append && !setmeta)) {
 		rc = -1; /* before login, literals only for names and passwords; "~{n}" only
-		            for APPEND's message (RFC 3516) */
+		            for APPEND's message (RFC 3516) and METADATA values (RFC 5464) */
 	} else if (spooled && n <= conf.message_size_limit) {
 		st->sp = xmalloc(sizeof *st->sp);
 		spool_init(st->sp, spool_dir(st));
@@ -1880,8 +1885,8 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 			/* RFC 7888 4: the bytes are on their way; closing is what stops them */
 			session_printf(s, "* BYE [TOOBIG] Literal too large\r\n");
 			session_close(s, "literal too large");
-		} else if (c->literal8 && !append) {
-			bad(s, st, "A binary literal is only for APPEND's message");
+		} else if (c->literal8 && !append && !setmeta) {
+			bad(s, st, "A binary literal is only for APPEND's message and METADATA values");
 		} else if (append) {
 			no(s, st, "[TOOBIG] Message too large");
 		} else if (setmeta) {

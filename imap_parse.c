@@ -29,6 +29,7 @@ void imap_cmd_reset(struct imap_cmd *c)
 	buf_reset(&c->text);
 	c->ntok = 0;
 	c->depth = 0;
+	c->nul = 0;
 }
 
 void imap_cmd_free(struct imap_cmd *c)
@@ -216,6 +217,9 @@ void imap_cmd_literal_data(struct imap_cmd *c, const char *p, size_t n)
 {
 	struct imap_token *t = &c->tok[c->ntok - 1];
 	t->len += (uint32_t)n;
+	if (!c->literal8 && !c->nul && memchr(p, '\0', n)) {
+		c->nul = c->ntok; /* RFC 3501 9: a literal is CHAR8s (imap.c decides) */
+	}
 	if (t->type != IMAP_SPOOL) {
 		buf_append(&c->text, p, n);
 	}

@@ -1090,6 +1090,8 @@ struct imap_cmd {
 	uint32_t ntok, cap;
 	int depth;    /* open parentheses */
 	int literal8; /* the literal just announced is "~{n}" (RFC 3516) */
+	uint32_t nul; /* 1 + the token of a literal, not a literal8, that held a NUL
+	                 (not a CHAR8); 0 if none */
 };
 enum { IMAP_PARSE_DONE, IMAP_PARSE_LITERAL, IMAP_PARSE_ERROR };
 void imap_cmd_init(struct imap_cmd *c);

@@ -149,6 +149,20 @@ static void a_literal_continues_the_command(void)
 	imap_cmd_literal_end(&c);
 	ASSERT_EQ(c.tok[2].type, IMAP_SPOOL);
 	ASSERT_EQ(c.tok[2].len, 3);
+	ASSERT_EQ(c.nul, 0);
+	/* a NUL makes the command bad, unless the literal is a literal8 */
+	imap_cmd_reset(&c);
+	ASSERT_EQ(imap_cmd_line(&c, "a X {3}", 7, &lit, &ns, &error), IMAP_PARSE_LITERAL);
+	ASSERT_EQ(imap_cmd_literal_begin(&c, lit, 0), 0);
+	imap_cmd_literal_data(&c, "a\0b", 3);
+	imap_cmd_literal_end(&c);
+	ASSERT_EQ(c.nul, 3); /* 1 + its token */
+	imap_cmd_reset(&c);
+	ASSERT_EQ(imap_cmd_line(&c, "a X ~{3}", 8, &lit, &ns, &error), IMAP_PARSE_LITERAL);
+	ASSERT_EQ(imap_cmd_literal_begin(&c, lit, 0), 0);
+	imap_cmd_literal_data(&c, "a\0b", 3);
+	imap_cmd_literal_end(&c);
+	ASSERT_EQ(c.nul, 0);
 	imap_cmd_free(&c);
 }
 

@@ -296,6 +296,11 @@ def test_refusals_and_odd_names_answer_well_formed():
     c.cmd(b"CREATE INBOX", status=b"NO")
     c.cmd(b"DELETE INBOX", status=b"NO")
     c.cmd(b"STATUS INBOX ()")
+    c.cmd(b"CREATE {4+}\r\na\x00bc", status=b"BAD")  # a NUL only in a literal8
+    c.cmd(b'SETMETADATA "" (/private/bin ~{3+}\r\na\x00b /private/t {3+}\r\nx\x00y)', status=b"BAD")
+    c.cmd(b'SETMETADATA "" (/private/bin ~{3+}\r\na\x00b)')
+    out = c.cmd(b'GETMETADATA "" /private/bin')
+    assert out[0] == b'* METADATA "" ("/private/bin" ~{3}\r\na\x00b)\r\n', out
     c.cmd(b"UID EXPUNGE", status=b"BAD")
     c.cmd(b"NOOP")
     c.sock.sendall(b"g99 APPEND INBOX {200000+}\r\n")
