@@ -932,8 +932,8 @@ out:
 	return rc;
 }
 
-/* Brings f up to date with the files; the file lock is held. */
-static int refresh_locked(struct mm__box *f)
+/* Brings x up to date with the files (refresh_locked). */
+static int refresh_files(struct mm__box *f)
 {
 	char line[IDX_LINE], mpath[1500], ipath[1500];
 	struct mm__hdr h;
@@ -974,6 +974,17 @@ static int refresh_locked(struct mm__box *f)
 	}
 	live_rebuild(f);
 	return rc == 0 ? 0 : MM_UNAVAILABLE;
+}
+
+/* Brings f up to date with the files; the file lock is held. */
+static int refresh_locked(struct mm__box *f)
+{
+	uint64_t seen = f->x.h.modseq;
+	int rc = refresh_files(f);
+	if (f->x.h.modseq != seen) {
+		f->last_flags = f->x.h.modseq; /* read from the files: any message may differ */
+	}
+	return rc;
 }
 
 /* Takes f->mu and the folder's file lock and refreshes; the index file
@@ -1885,7 +1896,7 @@ static int store_locked(struct mm__box *f, const uint32_t *uids, uint32_t n, int
 		if (fl != m->flags || kw != m->keywords) {
 			m->flags = fl;
 			m->keywords = kw;
-			m->modseq = ++f->x.h.modseq;
+			m->modseq = f->last_flags = ++f->x.h.modseq;
 			rc = write_rec(f, (uint32_t)k);
 			changed++;
 		}
@@ -1910,23 +1921,6 @@ int mm_folder_store(struct mm_folder *h, const uint32_t *uids, uint32_t n, int o
 	return rc;
 }
 
-/* Whether a message v was told of changed after its flags_seen: a new
- * keyword moves the folder's modseq (for other openers) but changes no
- * message, and new mail is told as EXISTS, not as a change. */
-static int view_msgs_changed(const struct mm__box *f, const struct mm_view *v)
-{
-	for (uint32_t i = 0; f->x.h.modseq > v->flags_seen && i < f->nlive; i++) {
-		const struct mm_msg *m = &f->x.rec[f->live[i]].m;
-		if (m->uid > v->last) {
-			break; /* live is in UID order */
-		}
-		if (m->modseq > v->flags_seen) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
 /* see rumble.h */
 int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
         uint32_t keywords)
@@ -1936,7 +1930,9 @@ int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, u
 	if (mm__begin(f, &lk) != 0) {
 		return -1;
 	}
-	int others = view_msgs_changed(f, v);
+	/* flag changes by others since the view was told; new mail (told as
+	 * EXISTS) and a new keyword's name move the modseq but are not that */
+	int others = f->last_flags > v->flags_seen;
 	int rc = store_locked(f, uids, n, op, flags, keywords);
 	if (!others) {
 		v->flags_seen = f->x.h.modseq; /* only its own changes since: told by the caller */

@@ -652,6 +652,9 @@ struct mm__box {
 	uint32_t nlive;
 	uint32_t loads; /* bumped whenever offsets may change (reload, compaction) */
 	uint64_t last_expunge; /* the highest modseq of an expunged message in x */
+	uint64_t last_flags;   /* the highest modseq of a flag change (or of the index
+	                          when another process changed it): not of new mail or
+	                          keyword names, which move x.h.modseq too */
 	int64_t refreshed;     /* os_now_ms() of the last look at the files */
 	int refs;              /* mm_folder handles; the table's entry while > 0 */
 	int listed;            /* in the table (not once deleted or renamed) */

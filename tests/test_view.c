@@ -189,6 +189,12 @@ static void own_stores_are_not_told_back_others_are(void)
 	mm_changes_free(&c);
 	sync_expect(v, 1, 0, 0, 0, 0, &ok);
 	ASSERT(ok);
+	/* someone else's change before the view's own store is still told */
+	ASSERT_EQ(mm_folder_store(g, &uid[1], 1, MM_STORE_DEL, MM_FLAGGED, 0), 1);
+	ASSERT_EQ(mm_view_store(v, uid, 1, MM_STORE_ADD, MM_FLAGGED, 0), 1);
+	ASSERT_EQ(mm_view_sync(v, 1, 0, &c), 0);
+	ASSERT(c.nflags >= 1 && c.flags[c.nflags - 1].seq == 2 && c.flags[c.nflags - 1].flags == 0);
+	mm_changes_free(&c);
 	mm_folder_close(g);
 	mm_view_close(v);
 	mm_folder_close(f);
