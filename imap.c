@@ -1886,7 +1886,7 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 			session_printf(s, "* BYE [TOOBIG] Literal too large\r\n");
 			session_close(s, "literal too large");
 		} else if (c->literal8 && !append && !setmeta) {
-			bad(s, st, "A binary literal is only for APPEND's message and METADATA values");
+			bad(s, st, "A binary literal is only for APPEND and METADATA values");
 		} else if (append) {
 			no(s, st, "[TOOBIG] Message too large");
 		} else if (setmeta) {

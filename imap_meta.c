@@ -178,7 +178,8 @@ int imap_meta_set(const struct imap_cmd *c, uint32_t pos, const char *domain, co
 			snprintf(resp, len, "Bad SETMETADATA list (at most %d entries)", META_SET_MAX);
 			return -1;
 		}
-		if (!md_valid_key(imap_tok_str(c, i)) || strlen(imap_tok_str(c, i)) != c->tok[i].len) {
+		const char *name = imap_tok_str(c, i);
+		if (!md_valid_key(name) || strlen(name) != c->tok[i].len) { /* a NUL in it */
 			snprintf(resp, len, "Invalid entry name");
 			return -1;
 		}

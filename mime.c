@@ -2086,8 +2086,8 @@ void mime_bodystructure(
 	} else if (mime_part_is(p, "message", "rfc822") || mime_part_is(p, "message", "global")) {
 		/* not parsed (encoded, which RFC 2046 5.2.1 forbids, or too deep), yet
 		 * RFC 3501's body-type-msg wants an envelope, a body and lines: empty ones */
-		buf_puts(out, " (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
-		              " (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
+		buf_puts(out, " (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) (\"text\" \"plain\" "
+		              "(\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
 		buf_printf(out, " %zu", p->lines);
 	} else if (strcmp(p->type, "text") == 0) {
 		buf_printf(out, " %zu", p->lines);
