@@ -2,6 +2,7 @@
 parses by the response grammar of RFC 3501 9 (imapgrammar.py), strictly:
 text after every response code, 7-bit quoted strings, FETCH items down to
 BODYSTRUCTURE's extension data and ENVELOPE's addresses."""
+import re
 import socket
 
 import imapgrammar
@@ -38,6 +39,7 @@ class Strict:
         self.f = self.sock.makefile("rb")
         self.count = 0
         self.n = 0
+        self.flags = set()  # the keywords of the last * FLAGS
         resp = imapgrammar.frame(self.f)
         try:
             imapgrammar.check_greeting(resp)
@@ -52,7 +54,20 @@ class Strict:
         except imapgrammar.GrammarError as e:
             raise AssertionError("%s\nin the response %r" % (e, resp[:400]))
         self.count += 1
+        self.keywords_told(resp)
         return kind, resp
+
+    def keywords_told(self, resp):
+        """A keyword in a FETCH's FLAGS must be in the last * FLAGS (RFC 3501
+        7.2.6; imaptest checks it too). Our test messages hold no "FLAGS (" of
+        their own, so a look at the whole response is enough."""
+        if resp.startswith(b"* FLAGS ("):
+            self.flags = set(resp[9:resp.index(b")")].lower().split())
+        elif re.match(rb"\* \d+ FETCH ", resp):
+            for m in re.finditer(rb"FLAGS \(([^)]*)\)", resp):
+                new = [f for f in m.group(1).lower().split()
+                       if not f.startswith(b"\\") and f not in self.flags]
+                assert not new, "keywords %r not in the last * FLAGS: %r" % (new, resp[:300])
 
     def cmd(self, text, literal=None, status=b"OK", after=b""):
         """Sends one command (literal: its synchronising literal, sent after
