@@ -89,6 +89,7 @@ struct imap {
 	char box[MM_FOLDER_MAX + 1];
 	int readonly;
 	uint32_t uidvalidity;
+	uint32_t kw_told; /* the folder's keyword slots the client was told of (FLAGS) */
 	int64_t idle_since, idle_due;
 	struct imap_fetch *job;
 	uint32_t *job_seqs;
@@ -242,6 +243,43 @@ static void box_gone(struct session *s, struct imap *st)
 	session_close(s, "mailbox gone");
 }
 
+static void put_all_flags(struct session *s, struct mm_folder *f, int perm)
+{
+	session_printf(s, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+	for (int i = 0; i < 32; i++) {
+		const char *n = mm_folder_keyword_name(f, i);
+		if (n) {
+			session_printf(s, " %s", n);
+		}
+	}
+	if (perm) {
+		session_printf(s, " \\*");
+	}
+}
+
+/* FLAGS and PERMANENTFLAGS (RFC 3501 7.2.6, 7.1): at SELECT, and again
+ * whenever the folder's keywords are not the ones the client was told
+ * of, before any FETCH shows a new one (a STORE here or in another
+ * session, an APPEND, a COPY into the folder). */
+static void put_flag_lists(struct session *s, struct imap *st)
+{
+	st->kw_told = mm_folder_keyword_mask(st->f); /* before: a later one is told again */
+	session_printf(s, "* FLAGS (");
+	put_all_flags(s, st->f, 0);
+	session_printf(s, ")\r\n* OK [PERMANENTFLAGS (");
+	if (!st->readonly) {
+		put_all_flags(s, st->f, 1);
+	}
+	session_printf(s, ")] Flags permitted\r\n");
+}
+
+static void tell_new_keywords(struct session *s, struct imap *st)
+{
+	if (mm_folder_keyword_mask(st->f) != st->kw_told) {
+		put_flag_lists(s, st);
+	}
+}
+
 /* Reports what changed in the folder since the client was told: flag
  * changes, EXPUNGE (only when expunge is 1), EXISTS. poll: an IDLE tick,
  * which may skip looking at the files (other sessions' changes are in
@@ -264,6 +302,7 @@ static int view_sync(struct session *s, struct imap *st, int expunge, int poll)
 	if (rc != 0) {
 		return 0; /* cannot look now (descriptors, I/O): told next time */
 	}
+	tell_new_keywords(s, st);
 	for (uint32_t i = 0; i < c.nflags; i++) {
 		session_printf(s, "* %u FETCH (FLAGS ", c.flags[i].seq);
 		imap_put_flags(&s->out, st->f, c.flags[i].flags, c.flags[i].keywords);
@@ -496,20 +535,6 @@ static void no_box(struct session *s, struct imap *st, int rc, const char *code)
 
 /* ---- SELECT, EXAMINE, CLOSE, UNSELECT ---- */
 
-static void put_all_flags(struct session *s, struct mm_folder *f, int perm)
-{
-	session_printf(s, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-	for (int i = 0; i < 32; i++) {
-		const char *n = mm_folder_keyword_name(f, i);
-		if (n) {
-			session_printf(s, " %s", n);
-		}
-	}
-	if (perm) {
-		session_printf(s, " \\*");
-	}
-}
-
 /* The first message not \Seen, 0 if none. */
 static uint32_t first_unseen(struct mm_view *v, uint32_t n)
 {
@@ -525,11 +550,16 @@ static uint32_t first_unseen(struct mm_view *v, uint32_t n)
 static void select_box(struct session *s, struct imap *st, struct args *a, int readonly)
 {
 	char name[MM_FOLDER_MAX + 1];
+	const char *named = arg_box(s, st, a, name, sizeof name); /* NO when invalid */
+	if (named && !arg_end(a)) {
+		bad(s, st, "%s takes one mailbox name", readonly ? "EXAMINE" : "SELECT");
+		return; /* a BAD command changes nothing */
+	}
 	if (st->state == I_SELECTED) {
-		close_box(st);
+		close_box(st); /* RFC 3501 6.3.1: even when the new one fails */
 		enter_state(s, st, I_AUTH);
 	}
-	if (!arg_box(s, st, a, name, sizeof name)) {
+	if (!named) {
 		return;
 	}
 	int rc = open_box(st, name, &st->f);
@@ -544,13 +574,8 @@ static void select_box(struct session *s, struct imap *st, struct args *a, int r
 	st->readonly = readonly;
 	st->uidvalidity = mm_folder_uidvalidity(st->f);
 	uint32_t n = mm_view_count(st->v), unseen = first_unseen(st->v, n);
-	session_printf(s, "* FLAGS (");
-	put_all_flags(s, st->f, 0);
-	session_printf(s, ")\r\n* OK [PERMANENTFLAGS (");
-	if (!readonly) {
-		put_all_flags(s, st->f, 1);
-	}
-	session_printf(s, ")] Flags permitted\r\n* %u EXISTS\r\n* 0 RECENT\r\n", n);
+	put_flag_lists(s, st);
+	session_printf(s, "* %u EXISTS\r\n* 0 RECENT\r\n", n);
 	if (unseen) {
 		session_printf(s, "* OK [UNSEEN %u] First unseen\r\n", unseen);
 	}
@@ -822,18 +847,34 @@ static void cmd_list(struct session *s, struct imap *st, struct args *a)
 	ok(s, st, "LIST completed");
 }
 
+/* LSUB (RFC 3501 6.3.9): the subscribed names that match; and, as
+ * \Noselect, a level above a subscribed name that matches when that
+ * name does not ("a.b" subscribed, "a" not: "%" gives "a"). */
 struct lsub_ctx {
-	struct session *s;
 	const char *pat;
+	struct names ns;
 };
 
-static int lsub_one(const char *name, void *arg)
+static int lsub_collect(const char *name, void *arg)
 {
 	struct lsub_ctx *l = arg;
+	char up[PATTERN_MAX + 1];
+	if (l->ns.n >= 10000) {
+		return 1;
+	}
 	if (box_match(l->pat, name)) {
-		session_printf(l->s, "* LSUB () \".\" ");
-		imap_put_string(&l->s->out, name, strlen(name));
-		session_printf(l->s, "\r\n");
+		names_add(&l->ns, name, strlen(name), 1);
+		return 0;
+	}
+	for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.')) {
+		size_t n = (size_t)(dot - name);
+		if (n < sizeof up) {
+			memcpy(up, name, n);
+			up[n] = '\0';
+			if (box_match(l->pat, up)) {
+				names_add(&l->ns, name, n, 0);
+			}
+		}
 	}
 	return 0;
 }
@@ -847,8 +888,14 @@ static void cmd_lsub(struct session *s, struct imap *st, struct args *a)
 		return;
 	}
 	snprintf(full, sizeof full, "%s%s", ref, pat);
-	struct lsub_ctx l = {s, full};
-	mm_subscription_list(st->domain, st->user, lsub_one, &l);
+	struct lsub_ctx l = {full, {NULL, NULL, 0}};
+	mm_subscription_list(st->domain, st->user, lsub_collect, &l);
+	for (size_t i = 0; i < l.ns.n; i++) {
+		session_printf(s, "* LSUB (%s) \".\" ", l.ns.real[i] ? "" : "\\Noselect");
+		imap_put_string(&s->out, l.ns.v[i], strlen(l.ns.v[i]));
+		session_printf(s, "\r\n");
+	}
+	names_free(&l.ns);
 	ok(s, st, "LSUB completed");
 }
 
@@ -956,7 +1003,10 @@ static int parse_flag(struct mm_folder *f, const char *name, uint32_t *fl, uint3
 		}
 		return -1;
 	}
-	if (strpbrk(name, "[]") || strlen(name) > 100) {
+	/* a flag-keyword is an atom: no list-wildcards (the tokenizer lets them
+	 * into atoms for sets and LIST) and no "]" (it would end PERMANENTFLAGS'
+	 * code); no "[" either, for clients that scan for brackets */
+	if (strpbrk(name, "[]*%") || strlen(name) > 100) {
 		return -1;
 	}
 	int k = mm_folder_keyword(f, name, create);
@@ -1351,6 +1401,7 @@ static void cmd_store(struct session *s, struct imap *st, struct args *a)
 		}
 		int rc = mm_view_store(st->v, uids, k, op, fl, kw);
 		xfree(uids);
+		tell_new_keywords(s, st); /* before the FETCH answers show one */
 		if (rc >= 0 && !silent) {
 			store_answer(s, st, seqs, n, a->uid);
 		}
@@ -1468,9 +1519,10 @@ static void copy_move(struct session *s, struct imap *st, struct args *a, int mo
 	} else if (!move) {
 		ok(s, st, "%sCOPY completed", code.data ? code.data : "");
 	} else {
-		/* RFC 6851 3.3: COPYUID untagged, then the expunges */
+		/* RFC 6851 3.3: COPYUID untagged, then the expunges; resp-text
+		 * needs text after the code (code ends in a space) */
 		if (k > 0) {
-			session_printf(s, "* OK %s\r\n", code.data);
+			session_printf(s, "* OK %sMoved\r\n", code.data);
 			mm_folder_expunge_uids(st->f, st->uidvalidity, uids, (uint32_t)k);
 			mm_folder_sync(st->f);
 		}
@@ -1635,6 +1687,7 @@ static void cmd_fetch(struct session *s, struct imap *st, struct args *a)
 		return;
 	}
 	mm_folder_refresh(st->f);
+	tell_new_keywords(s, st); /* another session's, before FLAGS show it */
 	imap_fetch_begin(j, st->f, st->v, seqs, n, st->readonly);
 	st->job = j;
 	st->job_seqs = seqs;
@@ -1703,12 +1756,13 @@ static const struct cmd *find_cmd(const char *verb)
 	return NULL;
 }
 
-/* A tag: an atom without '+' (RFC 3501 9). */
+/* A tag: ASTRING-CHARs but '+' (RFC 3501 9), so "[" and "]" too; not
+ * the wildcards and the backslash the tokenizer lets into atoms. */
 static int valid_tag(const struct imap_cmd *c)
 {
 	const char *t = imap_tok_str(c, 0);
 	return c->ntok && c->tok[0].type == IMAP_ATOM && c->tok[0].len <= IMAP_TAG_MAX &&
-	       !strpbrk(t, "+*%[]\\");
+	       !strpbrk(t, "+*%\\");
 }
 
 /* What Lua's command hook gets: the first argument (LOGIN's user name,
@@ -1782,6 +1836,10 @@ static void execute(struct session *s, struct imap *st)
 		        st->state == I_NOAUTH ? "before login" : "now");
 	} else if (cmd->run == cmd_expunge && a.uid && arg_end(&a)) {
 		bad(s, st, "UID EXPUNGE needs a set");
+	} else if (c->nul && !(cmd->run == cmd_append && c->nul == c->ntok)) {
+		/* a string cut short at its NUL would name something else; APPEND's
+		 * message is stored, not read as a string, and takes it (leniency) */
+		bad(s, st, "A NUL in a literal: only a literal8 (~{n}) may hold one");
 	} else {
 		after_hook(s, st, cmd, &a,
 		        rl_hook(s, "command", cmd->verb, hook_arg(&a))); /* Rumble.setHook */
@@ -1841,14 +1899,15 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 	struct imap_cmd *c = &st->cmd;
 	int append = c->ntok >= 3 && rl_strcasecmp(imap_tok_str(c, 1), "APPEND") == 0 &&
 	             st->state != I_NOAUTH;
-	int setmeta = c->ntok >= 2 && rl_strcasecmp(imap_tok_str(c, 1), "SETMETADATA") == 0;
+	int setmeta = c->ntok >= 2 && rl_strcasecmp(imap_tok_str(c, 1), "SETMETADATA") == 0 &&
+	              st->state != I_NOAUTH;
 	int spooled = append && n > IMAP_SPOOL_MIN && !st->sp;
 	int rc = -1;
 	take_tag(st);
 	if (!valid_tag(c) || (st->state == I_NOAUTH && n > IMAP_PREAUTH_LITERAL) ||
-	        (c->literal8 && !append)) {
+	        (c->literal8 && !append && !setmeta)) {
 		rc = -1; /* before login, literals only for names and passwords; "~{n}" only
-		            for APPEND's message (RFC 3516) */
+		            for APPEND's message (RFC 3516) and METADATA values (RFC 5464) */
 	} else if (spooled && n <= conf.message_size_limit) {
 		st->sp = xmalloc(sizeof *st->sp);
 		spool_init(st->sp, spool_dir(st));
@@ -1862,8 +1921,8 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 			/* RFC 7888 4: the bytes are on their way; closing is what stops them */
 			session_printf(s, "* BYE [TOOBIG] Literal too large\r\n");
 			session_close(s, "literal too large");
-		} else if (c->literal8 && !append) {
-			bad(s, st, "A binary literal is only for APPEND's message");
+		} else if (c->literal8 && !append && !setmeta) {
+			bad(s, st, "A binary literal is only for APPEND and METADATA values");
 		} else if (append) {
 			no(s, st, "[TOOBIG] Message too large");
 		} else if (setmeta) {

@@ -51,6 +51,7 @@ struct imap_fetch {
 	struct imap_src *src;     /* its text, opened on first need */
 	struct imap_section *sec; /* a literal being sent */
 	uint64_t left;            /* bytes of it still to send */
+	int literal8;             /* it is a literal8: NULs go as they are */
 	int unknown_cte;          /* a BINARY item was left out: UNKNOWN-CTE */
 	int wrote;                /* items written for the current message */
 };
@@ -249,13 +250,13 @@ static int fetch_items(const struct imap_cmd *c, uint32_t pos, struct imap_fetch
 		return -1;
 	}
 	if (tok_is(c, pos, IMAP_LPAREN)) {
-		for (pos++; tok_is(c, pos, IMAP_ATOM); pos++) {
+		uint32_t first = pos + 1; /* "()" is bad, "UID FETCH 1 (UID)" is not */
+		for (pos = first; tok_is(c, pos, IMAP_ATOM); pos++) {
 			if (fetch_att(j, imap_tok_str(c, pos)) != 0) {
 				return -1;
 			}
 		}
-		return tok_is(c, pos, IMAP_RPAREN) && pos + 1 == c->ntok && j->nit > j->uid ? 0
-		                                                                            : -1;
+		return tok_is(c, pos, IMAP_RPAREN) && pos + 1 == c->ntok && pos > first ? 0 : -1;
 	}
 	if (!tok_is(c, pos, IMAP_ATOM) || pos + 1 != c->ntok) {
 		return -1;
@@ -369,6 +370,7 @@ static int put_section(struct imap_fetch *j, const struct fitem *it, const char 
 	}
 	buf_printf(o, " {%llu}\r\n", (unsigned long long)n);
 	j->left = n;
+	j->literal8 = 0;
 	return 0;
 }
 
@@ -411,6 +413,7 @@ static int put_binary(struct imap_fetch *j, const struct fitem *it, struct buf *
 	}
 	buf_printf(o, " %s{%llu}\r\n", nul ? "~" : "", (unsigned long long)n);
 	j->left = n;
+	j->literal8 = 1;
 	return 0;
 }
 
@@ -504,6 +507,17 @@ static void fetch_end_msg(struct imap_fetch *j, struct buf *o)
 	j->cur = -1;
 }
 
+/* A literal holds no NUL (RFC 3501 9: CHAR8 is %x01-ff; RFC 3516 made
+ * literal8 for NULs, and only BINARY answers may use it): a NUL in a
+ * message goes out as 0x80 in BODY[] and RFC822 answers, as Dovecot does,
+ * the size unchanged; BINARY[] gives the bytes as they are. */
+static void nul_to_80(char *p, size_t n)
+{
+	for (char *z = memchr(p, '\0', n); z; z = memchr(z, '\0', n - (size_t)(z - p))) {
+		*z = (char)0x80;
+	}
+}
+
 /* Sends more of the literal; 1 when it is all out, -1 when the message
  * cannot be read (its length is out already: only closing tells). */
 static int fetch_stream(struct imap_fetch *j, struct buf *o)
@@ -514,6 +528,9 @@ static int fetch_stream(struct imap_fetch *j, struct buf *o)
 		        j->sec, chunk, j->left < sizeof chunk ? (size_t)j->left : sizeof chunk);
 		if (n <= 0) {
 			return -1;
+		}
+		if (!j->literal8) {
+			nul_to_80(chunk, (size_t)n);
 		}
 		buf_append(o, chunk, (size_t)n);
 		j->left -= (uint64_t)n;

@@ -97,7 +97,11 @@ static void put_entry(struct get *g, const char *key)
 	}
 	imap_put_string(g->out, key, strlen(key));
 	buf_append(g->out, " ", 1);
-	if (rc == 1) {
+	if (rc == 1 && memchr(v, '\0', len)) {
+		buf_printf(g->out, "~{%zu}\r\n", len); /* RFC 5464: a value may be a literal8 */
+		buf_append(g->out, v, len);
+		free(v);
+	} else if (rc == 1) {
 		imap_put_string(g->out, v, len);
 		free(v);
 	} else {
@@ -146,7 +150,9 @@ int imap_meta_get(const struct imap_cmd *c, uint32_t pos, const struct imap_meta
 	}
 	buf_printf(out, "* METADATA ");
 	imap_put_string(out, box, strlen(box));
-	buf_printf(out, " (%.*s)\r\n", (int)list.len, list.data ? list.data : "");
+	buf_puts(out, " ("); /* not "%.*s": a value may hold a NUL */
+	buf_append(out, list.data ? list.data : "", list.len);
+	buf_puts(out, ")\r\n");
 	buf_free(&list);
 	resp[0] = '\0';
 	if (g.longest) {
@@ -172,7 +178,8 @@ int imap_meta_set(const struct imap_cmd *c, uint32_t pos, const char *domain, co
 			snprintf(resp, len, "Bad SETMETADATA list (at most %d entries)", META_SET_MAX);
 			return -1;
 		}
-		if (!md_valid_key(imap_tok_str(c, i))) {
+		const char *name = imap_tok_str(c, i);
+		if (!md_valid_key(name) || strlen(name) != c->tok[i].len) { /* a NUL in it */
 			snprintf(resp, len, "Invalid entry name");
 			return -1;
 		}

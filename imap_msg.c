@@ -865,8 +865,34 @@ int imap_src_fields(struct imap_src *s,
 
 struct hmatch {
 	const char *name, *str;
-	struct buf v;
+	int addr;          /* FROM, TO, CC, BCC: look in the parsed addresses too */
+	struct buf u, v;   /* the value unfolded; what is searched */
 };
+
+/* The addresses of an unfolded value as "Name <box@host>" or "box@host",
+ * groups as "name: ...;", display names decoded (RFC 3501 6.4.4: FROM
+ * looks in the envelope's field, not at how the header spelled it). */
+static void addr_text(const char *v, size_t n, struct buf *out)
+{
+	struct mime_addr *list = mime_addr_parse(v, n, 1);
+	const char *sep = ""; /* ", " between entries, none after "name: " */
+	for (const struct mime_addr *a = list; a; a = a->next) {
+		if (a->kind == MIME_ADDR_GROUP) {
+			buf_printf(out, "%s%s: ", sep, a->name ? a->name : "");
+			sep = "";
+			continue;
+		}
+		if (a->kind == MIME_ADDR_GROUP_END) {
+			buf_puts(out, ";");
+		} else if (a->name) {
+			buf_printf(out, "%s%s <%s@%s>", sep, a->name, a->mailbox, a->host);
+		} else {
+			buf_printf(out, "%s%s@%s", sep, a->mailbox, a->host);
+		}
+		sep = ", ";
+	}
+	mime_addr_free(list);
+}
 
 static int header_one(const char *name, size_t nlen, const char *v, size_t vn, void *arg)
 {
@@ -874,18 +900,45 @@ static int header_one(const char *name, size_t nlen, const char *v, size_t vn, v
 	if (x->name && (nlen != strlen(x->name) || rl_strncasecmp(name, x->name, nlen) != 0)) {
 		return 0;
 	}
+	buf_reset(&x->u);
+	vn = vn < VALUE_MAX_S ? vn : VALUE_MAX_S;
+	for (size_t i = 0, run; i < vn; i += run + 1) { /* unfolded: RFC 5322 2.2.3 */
+		for (run = 0; i + run < vn && v[i + run] != '\r' && v[i + run] != '\n'; run++) {
+		}
+		buf_append(&x->u, v + i, run);
+	}
+	const char *u = x->u.data ? x->u.data : "";
 	buf_reset(&x->v);
-	mime_decode_words(v, vn < VALUE_MAX_S ? vn : VALUE_MAX_S, &x->v);
-	return mime_ci_find(x->v.data ? x->v.data : "", x->v.len, x->str, strlen(x->str));
+	mime_decode_words(u, x->u.len, &x->v);
+	size_t sn = strlen(x->str);
+	int found = mime_ci_find(x->v.data ? x->v.data : "", x->v.len, x->str, sn);
+	if (!found && x->addr) {
+		buf_reset(&x->v);
+		addr_text(u, x->u.len, &x->v);
+		found = mime_ci_find(x->v.data ? x->v.data : "", x->v.len, x->str, sn);
+	}
+	return found;
+}
+
+static int field_has(struct imap_src *s, const char *name, const char *str, int addr)
+{
+	struct hmatch x = {name, str, addr, {NULL, 0, 0}, {NULL, 0, 0}};
+	int found = each_field(s, header_one, &x);
+	buf_free(&x.u);
+	buf_free(&x.v);
+	return found;
 }
 
 /* see rumble.h */
 int imap_src_header_has(struct imap_src *s, const char *name, const char *str)
 {
-	struct hmatch x = {name, str, {NULL, 0, 0}};
-	int found = each_field(s, header_one, &x);
-	buf_free(&x.v);
-	return found;
+	return field_has(s, name, str, 0);
+}
+
+/* see rumble.h */
+int imap_src_address_has(struct imap_src *s, const char *name, const char *str)
+{
+	return field_has(s, name, str, 1);
 }
 
 /* str in the text of leaf p (its body streamed through mime_find). */

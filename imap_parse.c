@@ -29,6 +29,7 @@ void imap_cmd_reset(struct imap_cmd *c)
 	buf_reset(&c->text);
 	c->ntok = 0;
 	c->depth = 0;
+	c->nul = 0;
 }
 
 void imap_cmd_free(struct imap_cmd *c)
@@ -61,9 +62,26 @@ const char *imap_tok_str(const struct imap_cmd *c, uint32_t i)
 	return i < c->ntok ? c->text.data + c->tok[i].off : "";
 }
 
-/* An atom (RFC 3501 9, with "*" and "%" for sequence sets and LIST, and a
- * "[...]" part that may hold spaces and parentheses, as in fetch items
- * "BODY[HEADER.FIELDS (From)]<0.10>"). Returns its length, 0 when bad. */
+/* Whether the atom text p[0..n) before a "[" names a fetch item whose
+ * section may hold spaces and parentheses: "BODY[HEADER.FIELDS (From)]". */
+static int section_item(const char *p, size_t n)
+{
+	static const char *const items[] = {
+	        "BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"};
+	for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
+		if (strlen(items[i]) == n && rl_strncasecmp(p, items[i], n) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* An atom (RFC 3501 9: any CHAR but atom-specials, with "*" and "%" for
+ * sequence sets and LIST, and "]" as in astrings). "[" is an ATOM-CHAR
+ * too ("SELECT a[" names a mailbox); only after a fetch item's name does
+ * it open a section that runs to its "]" across spaces and parentheses,
+ * as in "BODY[HEADER.FIELDS (From)]<0.10>". Returns its length, 0 when
+ * bad. */
 static size_t atom_len(const char *p, size_t n)
 {
 	size_t i = 0;
@@ -75,7 +93,7 @@ static size_t atom_len(const char *p, size_t n)
 				return 0;
 			}
 		}
-		if (ch == '[') {
+		if (ch == '[' && section_item(p, i)) {
 			const char *close = memchr(p + i, ']', n - i);
 			if (!close) {
 				return 0;
@@ -199,6 +217,9 @@ void imap_cmd_literal_data(struct imap_cmd *c, const char *p, size_t n)
 {
 	struct imap_token *t = &c->tok[c->ntok - 1];
 	t->len += (uint32_t)n;
+	if (!c->literal8 && !c->nul && memchr(p, '\0', n)) {
+		c->nul = c->ntok; /* RFC 3501 9: a literal is CHAR8s (imap.c decides) */
+	}
 	if (t->type != IMAP_SPOOL) {
 		buf_append(&c->text, p, n);
 	}
@@ -320,6 +341,7 @@ enum skey_op {
 	K_SENTON,
 	K_SENTSINCE,
 	K_HEADER,
+	K_ADDR, /* FROM, TO, CC, BCC: a header, its addresses too */
 	K_BODY,
 	K_TEXT,
 	K_UID,
@@ -465,8 +487,8 @@ static const struct {
 } arg_keys[] = {{"BEFORE", K_BEFORE}, {"ON", K_ON}, {"SINCE", K_SINCE},
         {"SENTBEFORE", K_SENTBEFORE}, {"SENTON", K_SENTON}, {"SENTSINCE", K_SENTSINCE},
         {"LARGER", K_LARGER}, {"SMALLER", K_SMALLER}, {"BODY", K_BODY}, {"TEXT", K_TEXT},
-        {"KEYWORD", K_KW}, {"UNKEYWORD", K_UNKW}, {"UID", K_UID}, {"BCC", K_HEADER},
-        {"CC", K_HEADER}, {"FROM", K_HEADER}, {"SUBJECT", K_HEADER}, {"TO", K_HEADER}};
+        {"KEYWORD", K_KW}, {"UNKEYWORD", K_UNKW}, {"UID", K_UID}, {"BCC", K_ADDR},
+        {"CC", K_ADDR}, {"FROM", K_ADDR}, {"SUBJECT", K_HEADER}, {"TO", K_ADDR}};
 
 /* The argument of a key that takes one. */
 static int skey_arg(struct sparse *sp, struct imap_search *k, const char *name, const char *a)
@@ -502,6 +524,7 @@ static int skey_arg(struct sparse *sp, struct imap_search *k, const char *name, 
 	case K_UID:
 		return imap_set_parse(a, &k->set);
 	case K_HEADER:
+	case K_ADDR:
 		k->hdr = xstrdup(name);
 		break;
 	}
@@ -652,6 +675,8 @@ int imap_search_match(const struct imap_search *k, struct imap_search_msg *m)
 	}
 	case K_HEADER:
 		return m->src && imap_src_header_has(m->src, k->hdr, k->str);
+	case K_ADDR:
+		return m->src && imap_src_address_has(m->src, k->hdr, k->str);
 	case K_BODY:
 		return m->src && imap_src_body_has(m->src, k->str);
 	case K_TEXT:

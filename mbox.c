@@ -932,8 +932,8 @@ out:
 	return rc;
 }
 
-/* Brings f up to date with the files; the file lock is held. */
-static int refresh_locked(struct mm__box *f)
+/* Brings x up to date with the files (refresh_locked). */
+static int refresh_files(struct mm__box *f)
 {
 	char line[IDX_LINE], mpath[1500], ipath[1500];
 	struct mm__hdr h;
@@ -974,6 +974,17 @@ static int refresh_locked(struct mm__box *f)
 	}
 	live_rebuild(f);
 	return rc == 0 ? 0 : MM_UNAVAILABLE;
+}
+
+/* Brings f up to date with the files; the file lock is held. */
+static int refresh_locked(struct mm__box *f)
+{
+	uint64_t seen = f->x.h.modseq;
+	int rc = refresh_files(f);
+	if (f->x.h.modseq != seen) {
+		f->last_flags = f->x.h.modseq; /* read from the files: any message may differ */
+	}
+	return rc;
 }
 
 /* Takes f->mu and the folder's file lock and refreshes; the index file
@@ -1787,6 +1798,19 @@ const char *mm_folder_keyword_name(struct mm_folder *h, int i)
 	return has ? h->kwname : NULL;
 }
 
+/* see rumble.h */
+uint32_t mm_folder_keyword_mask(struct mm_folder *h)
+{
+	struct mm__box *f = h->b;
+	uint32_t mask = 0;
+	os_mutex_lock(f->mu);
+	for (int i = 0; f->x.kw && i < IDX_KW_SLOTS; i++) {
+		mask |= f->x.kw[i][0] ? 1u << i : 0;
+	}
+	os_mutex_unlock(f->mu);
+	return mask;
+}
+
 static int kw_find(const struct mm__index *x, const char *name)
 {
 	for (int i = 0; x->kw && i < IDX_KW_SLOTS; i++) {
@@ -1872,7 +1896,7 @@ static int store_locked(struct mm__box *f, const uint32_t *uids, uint32_t n, int
 		if (fl != m->flags || kw != m->keywords) {
 			m->flags = fl;
 			m->keywords = kw;
-			m->modseq = ++f->x.h.modseq;
+			m->modseq = f->last_flags = ++f->x.h.modseq;
 			rc = write_rec(f, (uint32_t)k);
 			changed++;
 		}
@@ -1906,9 +1930,11 @@ int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, u
 	if (mm__begin(f, &lk) != 0) {
 		return -1;
 	}
-	uint64_t before = f->x.h.modseq;
+	/* flag changes by others since the view was told; new mail (told as
+	 * EXISTS) and a new keyword's name move the modseq but are not that */
+	int others = f->last_flags > v->flags_seen;
 	int rc = store_locked(f, uids, n, op, flags, keywords);
-	if (v->flags_seen == before) {
+	if (!others) {
 		v->flags_seen = f->x.h.modseq; /* only its own changes since: told by the caller */
 	}
 	mm__end(f, lk);

@@ -1386,7 +1386,7 @@ struct addr_parser {
 	struct tok t;
 	int decode, in_group, count;
 	struct mime_addr *head, **tail;
-	struct buf phrase, spec, host, comment, tmp;
+	struct buf phrase, spec, host, comment, route, tmp;
 };
 
 static const char *bstr(const struct buf *b)
@@ -1542,13 +1542,18 @@ static void addr_emit(struct addr_parser *a, enum mime_addr_kind kind, const cha
 		mime_decode_words(name, strlen(name), &dn);
 		name = bstr(&dn);
 	}
+	const char *route = kind == MIME_ADDR_MAILBOX && a->route.len ? bstr(&a->route) : NULL;
 	size_t nl = keep ? strlen(name) + 1 : 0, ml = mailbox ? strlen(mailbox) + 1 : 0,
-	       hl = host ? strlen(host) + 1 : 0;
-	struct mime_addr *e = xmalloc(sizeof *e + nl + ml + hl);
+	       hl = host ? strlen(host) + 1 : 0, rl = route ? a->route.len + 1 : 0;
+	struct mime_addr *e = xmalloc(sizeof *e + nl + ml + hl + rl);
 	char *p = (char *)(e + 1);
 	e->next = NULL;
 	e->kind = kind;
-	e->name = e->mailbox = e->host = NULL;
+	e->name = e->mailbox = e->host = e->route = NULL;
+	if (rl) {
+		e->route = memcpy(p, route, rl);
+		p += rl;
+	}
 	if (nl) {
 		e->name = memcpy(p, name, nl);
 		p += nl;
@@ -1581,18 +1586,30 @@ static void addr_domain(struct addr_parser *a)
 	}
 }
 
+/* RFC 5322 4.4 obs-route, "@a.test,@b.test:", at the '@': into a->route
+ * as IMAP's adl wants it ("@a.test,@b.test"), comments and blanks gone. */
+static void addr_route(struct addr_parser *a)
+{
+	while (a->t.kind != T_END && !is_special(a, ':') && !is_special(a, '>')) {
+		if (is_special(a, '@')) {
+			buf_puts(&a->route, a->route.len ? ",@" : "@");
+		} else if (a->t.kind == T_ATOM || a->t.kind == T_DOMLIT) {
+			buf_append(&a->route, a->t.s, a->t.n);
+		}
+		addr_next(a);
+	}
+	if (is_special(a, ':')) {
+		addr_next(a);
+	}
+}
+
 /* After '<': [route ":"] local "@" domain ">". */
 static void addr_angle(struct addr_parser *a)
 {
 	buf_reset(&a->spec);
 	buf_reset(&a->host);
 	if (is_special(a, '@')) {
-		while (a->t.kind != T_END && !is_special(a, ':') && !is_special(a, '>')) {
-			addr_next(a); /* obs-route, dropped */
-		}
-		if (is_special(a, ':')) {
-			addr_next(a);
-		}
+		addr_route(a);
 	}
 	while (a->t.kind == T_ATOM || a->t.kind == T_QUOTED || a->t.kind == T_COMMENT) {
 		if (a->t.kind != T_COMMENT) {
@@ -1628,6 +1645,7 @@ static void addr_one(struct addr_parser *a)
 	buf_reset(&a->spec);
 	buf_reset(&a->host);
 	buf_reset(&a->comment);
+	buf_reset(&a->route);
 	for (;;) {
 		if (a->t.kind == T_ATOM || a->t.kind == T_QUOTED || a->t.kind == T_DOMLIT) {
 			phrase_word(a);
@@ -1681,6 +1699,7 @@ struct mime_addr *mime_addr_parse(const char *s, size_t n, int decode)
 	buf_init(&a.spec);
 	buf_init(&a.host);
 	buf_init(&a.comment);
+	buf_init(&a.route);
 	buf_init(&a.tmp);
 	addr_next(&a);
 	while (a.t.kind != T_END && a.count < MIME_ADDR_MAX) {
@@ -1701,6 +1720,7 @@ struct mime_addr *mime_addr_parse(const char *s, size_t n, int decode)
 	buf_free(&a.spec);
 	buf_free(&a.host);
 	buf_free(&a.comment);
+	buf_free(&a.route);
 	buf_free(&a.tmp);
 	return a.head;
 }
@@ -2063,6 +2083,12 @@ void mime_bodystructure(
 		buf_putc(out, ' ');
 		mime_bodystructure(m, p->child, ext, out);
 		buf_printf(out, " %zu", p->lines);
+	} else if (mime_part_is(p, "message", "rfc822") || mime_part_is(p, "message", "global")) {
+		/* not parsed (encoded, which RFC 2046 5.2.1 forbids, or too deep), yet
+		 * RFC 3501's body-type-msg wants an envelope, a body and lines: empty ones */
+		buf_puts(out, " (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) (\"text\" \"plain\" "
+		              "(\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
+		buf_printf(out, " %zu", p->lines);
 	} else if (strcmp(p->type, "text") == 0) {
 		buf_printf(out, " %zu", p->lines);
 	}
@@ -2092,7 +2118,9 @@ static void imap_addrs(struct buf *o, const struct mime_addr *a)
 		buf_putc(o, '(');
 		if (a->kind == MIME_ADDR_MAILBOX) {
 			imap_nstring(o, a->name);
-			buf_puts(o, " NIL ");
+			buf_putc(o, ' ');
+			imap_nstring(o, a->route); /* adl */
+			buf_putc(o, ' ');
 			imap_nstring(o, a->mailbox);
 			buf_putc(o, ' ');
 			imap_nstring(o, a->host);

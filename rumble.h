@@ -560,6 +560,8 @@ int mm_folder_keyword(struct mm_folder *f, const char *name, int create);
 /* Keyword i's name, NULL for a free slot; a copy in the handle, valid
  * until the next mm_folder_keyword_name on f. */
 const char *mm_folder_keyword_name(struct mm_folder *f, int i);
+/* The slots in use: bit i set when keyword i has a name. */
+uint32_t mm_folder_keyword_mask(struct mm_folder *f);
 /* Sets, adds or removes flags and keywords of the messages with these
  * UIDs in one locked step (UIDs already gone are skipped); changed ones
  * get a new modseq. The number changed, or -1. */
@@ -665,6 +667,9 @@ struct mm__box {
 	uint32_t nlive;
 	uint32_t loads; /* bumped whenever offsets may change (reload, compaction) */
 	uint64_t last_expunge; /* the highest modseq of an expunged message in x */
+	uint64_t last_flags;   /* the highest modseq of a flag change (or of the index
+	                          when another process changed it): not of new mail or
+	                          keyword names, which move x.h.modseq too */
 	int64_t refreshed;     /* os_now_ms() of the last look at the files */
 	int refs;              /* mm_folder handles; the table's entry while > 0 */
 	int listed;            /* in the table (not once deleted or renamed) */
@@ -1107,6 +1112,8 @@ struct imap_cmd {
 	uint32_t ntok, cap;
 	int depth;    /* open parentheses */
 	int literal8; /* the literal just announced is "~{n}" (RFC 3516) */
+	uint32_t nul; /* 1 + the token of a literal, not a literal8, that held a NUL
+	                 (not a CHAR8); 0 if none */
 };
 enum { IMAP_PARSE_DONE, IMAP_PARSE_LITERAL, IMAP_PARSE_ERROR };
 void imap_cmd_init(struct imap_cmd *c);
@@ -1127,8 +1134,9 @@ void imap_cmd_literal_end(struct imap_cmd *c);
 const char *imap_tok_str(const struct imap_cmd *c, uint32_t i); /* "" past the end */
 
 /* Sequence sets: "1,3:5,7:*"; * is IMAP_STAR until imap_set_has gives it
- * its value (the highest number in use). */
-#define IMAP_STAR 0xffffffffu
+ * its value (the highest number in use). 0, which no number can be: the
+ * largest, 4294967295, is a number like any other and not "*". */
+#define IMAP_STAR 0u
 struct imap_range {
 	uint32_t lo, hi;
 };
@@ -1251,10 +1259,14 @@ int imap_section_open_binary(struct imap_src *s, const char *part, struct imap_s
 long imap_section_read(struct imap_section *x, char *out, size_t n);
 int imap_section_skip(struct imap_section *x, uint64_t n);
 void imap_section_free(struct imap_section *x);
-/* SEARCH HEADER (name NULL: any field; the root's header, RFC 2047 words
- * decoded) and BODY (each leaf's text, decoded and converted as
- * mime_body_text does): 1 when str is in it, ASCII letters in any case. */
+/* SEARCH HEADER (name NULL: any field; the root's header, unfolded, RFC
+ * 2047 words decoded) and BODY (each leaf's text, decoded and converted as
+ * mime_body_text does): 1 when str is in it, ASCII letters in any case.
+ * imap_src_address_has (FROM, TO, CC, BCC) also looks in the field's
+ * addresses as parsed, "Name <box@host>" or "box@host" each, so that
+ * comments, blanks or a route inside an address hide nothing. */
 int imap_src_header_has(struct imap_src *s, const char *name, const char *str);
+int imap_src_address_has(struct imap_src *s, const char *name, const char *str);
 int imap_src_body_has(struct imap_src *s, const char *str);
 /* The root header's fields, streamed: fn(name, raw value with its
  * folding, without its last line end; kept up to 64 KB, arg) for each
@@ -1678,7 +1690,7 @@ void mime__convert(int cs, const char *s, size_t n, struct buf *out);
 /* Address lists (RFC 5322 3.4 with the obsolete forms): From, To, Cc, ...
  * A group gives a MIME_ADDR_GROUP entry (name = the group's name), its
  * members, then MIME_ADDR_GROUP_END, as IMAP's ENVELOPE lists them.
- * Routes are dropped; a comment names a mailbox that has no display name. */
+ * A comment names a mailbox that has no display name. */
 enum mime_addr_kind { MIME_ADDR_MAILBOX, MIME_ADDR_GROUP, MIME_ADDR_GROUP_END };
 struct mime_addr {
 	struct mime_addr *next;
@@ -1686,6 +1698,7 @@ struct mime_addr {
 	char *name;    /* display name, NULL if none */
 	char *mailbox; /* local part ("" if missing; quoted if it must be); NULL for groups */
 	char *host;    /* domain ("" if missing); NULL for groups */
+	char *route;   /* obsolete source route as IMAP's adl, "@a.test,@b.test"; NULL if none */
 };
 /* Parses an unfolded header value. decode 1: names with RFC 2047 words
  * decoded to UTF-8; 0: names as written (quotes removed), for ENVELOPE.

@@ -57,6 +57,15 @@ static void commands_tokenize_as_rfc3501_says(void)
 	        {"t FETCH 1 (FLAGS", NULL, IMAP_PARSE_ERROR},
 	        {"t FETCH 1 FLAGS)", NULL, IMAP_PARSE_ERROR},
 	        {"t FETCH 1 BODY[TEXT", NULL, IMAP_PARSE_ERROR},
+	        /* "[" and "}" are ATOM-CHARs, "]" an ASTRING-CHAR: only a fetch item's
+	           section runs across spaces */
+	        {"t SELECT a[", "A:t|A:SELECT|A:a[", IMAP_PARSE_DONE},
+	        {"t SELECT a} ]b", "A:t|A:SELECT|A:a}|A:]b", IMAP_PARSE_DONE},
+	        {"t SELECT a[ b]", "A:t|A:SELECT|A:a[|A:b]", IMAP_PARSE_DONE},
+	        {"t FETCH 1 (binary.peek[1] BODY[1.HEADER.FIELDS.NOT (X)])",
+	                "A:t|A:FETCH|A:1|L:(|A:binary.peek[1]|A:BODY[1.HEADER.FIELDS.NOT (X)]|R:)",
+	                IMAP_PARSE_DONE},
+	        {"t SELECT a{b", NULL, IMAP_PARSE_ERROR},
 	        {"t APPEND box {12} x", NULL, IMAP_PARSE_ERROR},
 	        {"t APPEND box {}", NULL, IMAP_PARSE_ERROR},
 	        {"t APPEND box {99999999999}", NULL, IMAP_PARSE_ERROR},
@@ -140,6 +149,20 @@ static void a_literal_continues_the_command(void)
 	imap_cmd_literal_end(&c);
 	ASSERT_EQ(c.tok[2].type, IMAP_SPOOL);
 	ASSERT_EQ(c.tok[2].len, 3);
+	ASSERT_EQ(c.nul, 0);
+	/* a NUL makes the command bad, unless the literal is a literal8 */
+	imap_cmd_reset(&c);
+	ASSERT_EQ(imap_cmd_line(&c, "a X {3}", 7, &lit, &ns, &error), IMAP_PARSE_LITERAL);
+	ASSERT_EQ(imap_cmd_literal_begin(&c, lit, 0), 0);
+	imap_cmd_literal_data(&c, "a\0b", 3);
+	imap_cmd_literal_end(&c);
+	ASSERT_EQ(c.nul, 3); /* 1 + its token */
+	imap_cmd_reset(&c);
+	ASSERT_EQ(imap_cmd_line(&c, "a X ~{3}", 8, &lit, &ns, &error), IMAP_PARSE_LITERAL);
+	ASSERT_EQ(imap_cmd_literal_begin(&c, lit, 0), 0);
+	imap_cmd_literal_data(&c, "a\0b", 3);
+	imap_cmd_literal_end(&c);
+	ASSERT_EQ(c.nul, 0);
 	imap_cmd_free(&c);
 }
 
@@ -163,6 +186,13 @@ static void sequence_sets_parse_and_match(void)
 	ASSERT(imap_set_has(&s, 42, 42) && !imap_set_has(&s, 41, 42));
 	imap_set_free(&s);
 	ASSERT_EQ(imap_set_parse("4294967295", &s), 0);
+	ASSERT(!imap_set_has(&s, 3, 3)); /* the largest number, not "*" */
+	imap_set_free(&s);
+	ASSERT_EQ(imap_set_parse("4:4294967295", &s), 0);
+	ASSERT(!imap_set_has(&s, 3, 3) && imap_set_has(&s, 4, 3));
+	imap_set_free(&s);
+	ASSERT_EQ(imap_set_parse("4:*", &s), 0);
+	ASSERT(imap_set_has(&s, 3, 3) && imap_set_has(&s, 4, 3) && !imap_set_has(&s, 2, 3));
 	imap_set_free(&s);
 	static const char *bad[] = {"", "0", "1:", ":2", "a", "1,,2", "1,", "4294967296", "1:0",
 	        "1 2", "-1", "$"};
@@ -196,8 +226,10 @@ static const char sample[] =
         "From: Alice Example <alice@example.org>\r\n"
         "To: bob@example.net\r\n"
         "Cc: carol@example.com\r\n"
+        "Bcc: <dave (the boss) @ example.com>, Group: erin\r\n @example.com;\r\n"
         "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and Meeting Notes\r\n"
         "X-Priority: 1\r\n"
+        "X-Folded: one\r\n\ttwo\r\n"
         "MIME-Version: 1.0\r\n"
         "Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
         "--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
@@ -250,6 +282,11 @@ static void search_keys_match_as_rfc3501_says(void)
 	        {"TO bob@EXAMPLE.net", 0, 1},
 	        {"CC carol", 0, 1},
 	        {"BCC carol", 0, 0},
+	        /* FROM, TO, CC, BCC look at the addresses as parsed too */
+	        {"BCC dave@example.com", 0, 1},
+	        {"BCC \"group: erin@example.com;\"", 0, 1},
+	        {"HEADER BCC dave@example.com", 0, 0},
+	        {"HEADER X-Folded \"one\ttwo\"", 0, 1}, /* unfolded */
 	        {"SUBJECT \"GRÜSSE\"", 0, 0}, /* case folding is ASCII only */
 	        {"SUBJECT \"grüße\"", 0, 1},
 	        {"SUBJECT \"Grüße\"", 0, 1},

@@ -483,7 +483,7 @@ static void base64_decodes_known_answers_and_skips_junk(void)
 	ASSERT_STR(b64("!!!"), "");
 }
 
-/* The list as one line: "name|mailbox|host" entries, "group:name" and
+/* The list as one line: "name|mailbox|host[|route:adl]" entries, "group:name" and
  * "end" for groups, "-" for NULL. */
 static const char *addrs(const char *s, int decode)
 {
@@ -501,6 +501,9 @@ static const char *addrs(const char *s, int decode)
 		} else {
 			buf_printf(&b, "%s|%s|%s", a->name ? a->name : "-",
 			        a->mailbox ? a->mailbox : "-", a->host ? a->host : "-");
+			if (a->route) {
+				buf_printf(&b, "|route:%s", a->route);
+			}
 		}
 	}
 	mime_addr_free(list);
@@ -529,7 +532,12 @@ static void address_lists_parse_groups_quoted_names_and_comments(void)
 	        "=?utf-8?Q?J=C3=B6rg?= Meier|jorg|example.de");
 	ASSERT_STR(
 	        addrs("\"Joe \\\"Q\\\" Public\" <joe@x.test>", 0), "Joe \"Q\" Public|joe|x.test");
-	ASSERT_STR(addrs("<@a.test,@b.test:user@host.test>", 1), "-|user|host.test");
+	ASSERT_STR(addrs("<@a.test,@b.test:user@host.test>", 1),
+	        "-|user|host.test|route:@a.test,@b.test");
+	ASSERT_STR(addrs("Hop <@a.test:u@h.test>, v@h.test", 1),
+	        "Hop|u|h.test|route:@a.test, -|v|h.test");
+	ASSERT_STR(addrs("<@ a.test (c) , , @b.test : u@h.test>", 1),
+	        "-|u|h.test|route:@a.test,@b.test");
 	ASSERT_STR(addrs("\"john doe\"@example.com, \"plain\"@example.com", 1),
 	        "-|\"john doe\"|example.com, -|plain|example.com");
 	ASSERT_STR(
@@ -617,6 +625,23 @@ static void content_language_md5_and_location_reach_bodystructure(void)
 	        "(\"text\" \"plain\" (\"charset\" \"utf-8\") NIL \"=?utf-8?Q?caf=C3=A9?=\" "
 	        "\"7bit\" "
 	        "1 1 \"Q2hlY2sgSW50ZWdyaXR5IQ==\" NIL (\"en\" \"de\") \"http://example.org/a\")");
+	mime_free(&m);
+}
+
+static void an_encoded_message_part_still_has_envelope_body_and_lines(void)
+{
+	/* RFC 2046 5.2.1 forbids base64 here: the part is not parsed, but RFC
+	   3501's body-type-msg still wants an envelope, a body and a line count */
+	static const char msg[] = "Content-Type: message/rfc822\r\n"
+	                          "Content-Transfer-Encoding: base64\r\n"
+	                          "\r\n"
+	                          "U3ViamVjdDogeA0KDQp5DQo=\r\n";
+	struct mime_msg m;
+	mime_parse(&m, msg, strlen(msg));
+	ASSERT_STR(bodystructure(&m, m.root, 0),
+	        "(\"message\" \"rfc822\" NIL NIL NIL \"base64\" 26 "
+	        "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) "
+	        "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0) 1)");
 	mime_free(&m);
 }
 
@@ -933,6 +958,8 @@ void tests_mime(void)
 	RUN(dates_parse_with_and_without_weekday_and_obsolete_zones,
 	        "mime: dates parse with and without a weekday and with obsolete zones");
 	RUN(line_counts_follow_imap, "mime: line counts are what IMAP reports");
+	RUN(an_encoded_message_part_still_has_envelope_body_and_lines,
+	        "mime: an encoded message/rfc822 still has an envelope, a body and lines");
 	RUN(content_language_md5_and_location_reach_bodystructure,
 	        "mime: Content-Language, -MD5 and -Location reach BODYSTRUCTURE");
 	RUN(envelope_groups_and_8bit_values_are_valid_imap,

@@ -167,6 +167,19 @@ static void own_stores_are_not_told_back_others_are(void)
 	ASSERT_EQ(mm_view_store(v, uid, 1, MM_STORE_ADD, MM_SEEN, 0), 1);
 	sync_expect(v, 1, 0, 0, 0, 0, &ok);
 	ASSERT(ok);
+	/* a new keyword moves the folder's modseq but is no one else's change */
+	ASSERT_EQ(mm_folder_keyword_mask(f), 0);
+	ASSERT_EQ(mm_folder_keyword(f, "$New", 1), 0);
+	ASSERT_EQ(mm_folder_keyword_mask(f), 1);
+	ASSERT_EQ(mm_view_store(v, uid, 1, MM_STORE_ADD, 0, 1), 1);
+	sync_expect(v, 1, 0, 0, 0, 0, &ok);
+	ASSERT(ok);
+	/* and new mail is told as EXISTS, not as someone else's change */
+	uint32_t third;
+	ASSERT_EQ(add(f, "z\r\n", 3, &third), 0);
+	ASSERT_EQ(mm_view_store(v, uid, 1, MM_STORE_DEL, MM_SEEN, 0), 1);
+	sync_expect(v, 1, 0, 0, 3, 0, &ok);
+	ASSERT(ok);
 	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 0, &g), 0);
 	ASSERT_EQ(mm_folder_store(g, &uid[1], 1, MM_STORE_ADD, MM_FLAGGED, 0), 1);
 	ASSERT_EQ(mm_view_sync(v, 1, 0, &c), 0);
@@ -176,6 +189,12 @@ static void own_stores_are_not_told_back_others_are(void)
 	mm_changes_free(&c);
 	sync_expect(v, 1, 0, 0, 0, 0, &ok);
 	ASSERT(ok);
+	/* someone else's change before the view's own store is still told */
+	ASSERT_EQ(mm_folder_store(g, &uid[1], 1, MM_STORE_DEL, MM_FLAGGED, 0), 1);
+	ASSERT_EQ(mm_view_store(v, uid, 1, MM_STORE_ADD, MM_FLAGGED, 0), 1);
+	ASSERT_EQ(mm_view_sync(v, 1, 0, &c), 0);
+	ASSERT(c.nflags >= 1 && c.flags[c.nflags - 1].seq == 2 && c.flags[c.nflags - 1].flags == 0);
+	mm_changes_free(&c);
 	mm_folder_close(g);
 	mm_view_close(v);
 	mm_folder_close(f);

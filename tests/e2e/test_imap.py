@@ -835,7 +835,7 @@ def test_metadata_get_and_set():
 
 
 def test_binary_fetch_decodes_and_append_takes_literal8():
-    """imap: BINARY (RFC 3516): BINARY[n] and BINARY.SIZE decode base64 and quoted-printable (a literal8 when a NUL is in it), partials count decoded bytes, an unknown encoding is NO [UNKNOWN-CTE]; APPEND takes ~{n}"""
+    """imap: BINARY (RFC 3516): BINARY[n] and BINARY.SIZE decode base64 and quoted-printable (a literal8 when a NUL is in it), partials count decoded bytes, an unknown encoding is NO [UNKNOWN-CTE]; APPEND takes ~{n}; BODY[] sends a NUL as 0x80"""
     s = imap_server()
     qp = (b"Subject: qp\r\nContent-Type: text/plain; charset=utf-8\r\n"
           b"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 soft=\r\nbreak\r\n")
@@ -873,6 +873,8 @@ def test_binary_fetch_decodes_and_append_takes_literal8():
     r.cmd(b"n", b"NOOP")
     got = r.cmd(b"f6", b"FETCH 4 (BODY.PEEK[] BINARY.PEEK[])")
     assert got[0] == b"* 4 FETCH (BODY[] {%d}" % len(msg), got
-    assert b"".join(l + b"\r\n" for l in got[1:])[:len(msg)] == msg, got
+    rest = b"".join(l + b"\r\n" for l in got[1:])
+    assert rest[:len(msg)] == msg.replace(b"\0", b"\x80"), got  # a literal holds no NUL
+    assert rest[len(msg):].startswith(b" BINARY[] ~{%d}\r\n%s)" % (len(msg), msg)), got
     assert r.cmd(b"lo", b"LOGOUT")[-1].startswith(b"lo OK")
     assert s.stop() == 0
