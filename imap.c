@@ -752,12 +752,6 @@ static void cmd_subscribe(struct session *s, struct imap *st, struct args *a)
 
 #define PATTERN_MAX IMAP_PATTERN_MAX
 
-static int box_match(const char *pat, const char *name)
-{
-	/* INBOX is case-insensitive, and so is the pattern's INBOX prefix */
-	return imap_wild_match(pat, name, strcmp(name, "INBOX") == 0);
-}
-
 static const char *const status_names[] = {
         "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", NULL};
 
@@ -847,38 +841,6 @@ static void cmd_list(struct session *s, struct imap *st, struct args *a)
 	ok(s, st, "LIST completed");
 }
 
-/* LSUB (RFC 3501 6.3.9): the subscribed names that match; and, as
- * \Noselect, a level above a subscribed name that matches when that
- * name does not ("a.b" subscribed, "a" not: "%" gives "a"). */
-struct lsub_ctx {
-	const char *pat;
-	struct names ns;
-};
-
-static int lsub_collect(const char *name, void *arg)
-{
-	struct lsub_ctx *l = arg;
-	char up[PATTERN_MAX + 1];
-	if (l->ns.n >= 10000) {
-		return 1;
-	}
-	if (box_match(l->pat, name)) {
-		names_add(&l->ns, name, strlen(name), 1);
-		return 0;
-	}
-	for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.')) {
-		size_t n = (size_t)(dot - name);
-		if (n < sizeof up) {
-			memcpy(up, name, n);
-			up[n] = '\0';
-			if (box_match(l->pat, up)) {
-				names_add(&l->ns, name, n, 0);
-			}
-		}
-	}
-	return 0;
-}
-
 static void cmd_lsub(struct session *s, struct imap *st, struct args *a)
 {
 	const char *ref = arg_astring(a), *pat = arg_astring(a);
@@ -888,14 +850,7 @@ static void cmd_lsub(struct session *s, struct imap *st, struct args *a)
 		return;
 	}
 	snprintf(full, sizeof full, "%s%s", ref, pat);
-	struct lsub_ctx l = {full, {NULL, NULL, 0}};
-	mm_subscription_list(st->domain, st->user, lsub_collect, &l);
-	for (size_t i = 0; i < l.ns.n; i++) {
-		session_printf(s, "* LSUB (%s) \".\" ", l.ns.real[i] ? "" : "\\Noselect");
-		imap_put_string(&s->out, l.ns.v[i], strlen(l.ns.v[i]));
-		session_printf(s, "\r\n");
-	}
-	names_free(&l.ns);
+	imap_lsub_run(full, st->domain, st->user, &s->out);
 	ok(s, st, "LSUB completed");
 }
 

@@ -295,3 +295,52 @@ void imap_list_run(const struct imap_list_req *r, const char *domain, const char
 	imap_uses_free(&u);
 	names_free(&ns);
 }
+
+/* ---- LSUB ---- */
+
+struct lsub {
+	const char *pat;
+	struct names ns;
+};
+
+/* INBOX is case-insensitive, and so is the pattern's INBOX prefix. */
+static int lsub_match(const char *pat, const char *name)
+{
+	return imap_wild_match(pat, name, strcmp(name, "INBOX") == 0);
+}
+
+/* A subscribed name that matches, or the levels above it that do (as
+ * \Noselect): "a.b" subscribed, "a" not, "%" gives "a". */
+static int lsub_collect(const char *name, void *arg)
+{
+	struct lsub *l = arg;
+	char up[IMAP_PATTERN_MAX + 1];
+	if (lsub_match(l->pat, name)) {
+		names_add(&l->ns, name, strlen(name), N_SUB);
+		return l->ns.full;
+	}
+	for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.')) {
+		size_t n = (size_t)(dot - name);
+		if (n < sizeof up) {
+			memcpy(up, name, n);
+			up[n] = '\0';
+			if (lsub_match(l->pat, up)) {
+				names_add(&l->ns, name, n, 0);
+			}
+		}
+	}
+	return l->ns.full;
+}
+
+/* see rumble.h */
+void imap_lsub_run(const char *pat, const char *domain, const char *user, struct buf *out)
+{
+	struct lsub l = {pat, {NULL, NULL, 0, 0}};
+	mm_subscription_list(domain, user, lsub_collect, &l);
+	for (size_t i = 0; i < l.ns.n; i++) {
+		buf_printf(out, "* LSUB (%s) \".\" ", l.ns.flags[i] & N_SUB ? "" : "\\Noselect");
+		imap_put_string(out, l.ns.v[i], strlen(l.ns.v[i]));
+		buf_printf(out, "\r\n");
+	}
+	names_free(&l.ns);
+}

@@ -1224,6 +1224,10 @@ int imap_list_parse(const struct imap_cmd *c, uint32_t i, struct imap_list_req *
  * each selectable folder's line (it adds the STATUS line). */
 void imap_list_run(const struct imap_list_req *r, const char *domain, const char *user,
         struct buf *out, void (*status)(const char *name, void *arg), void *arg);
+/* LSUB (RFC 3501 6.3.9) of the full pattern pat: the subscribed names
+ * that match, and as \Noselect the levels above one that match when it
+ * does not. */
+void imap_lsub_run(const char *pat, const char *domain, const char *user, struct buf *out);
 int imap_wild_match(const char *pat, const char *name, int icase);
 
 /* How IMAP reads a message (imap_msg.c): from a folder by UID, or (tests)

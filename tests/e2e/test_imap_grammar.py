@@ -134,10 +134,10 @@ def test_every_response_of_a_session_parses():
     c.cmd(b"ENABLE UTF8=ACCEPT")
     c.cmd(b'ID ("name" "grammar")')
     c.cmd(b"NAMESPACE")
-    c.cmd(b"CREATE Archive")
+    c.cmd(b"CREATE Saved")
     c.cmd(b"CREATE Work.Sub")
-    c.cmd(b"CREATE Archive", status=b"NO")
-    for name in (b"Archive", b"Work.Sub", b"Gone.Away"):
+    c.cmd(b"CREATE Saved", status=b"NO")
+    for name in (b"Saved", b"Work.Sub", b"Gone.Away"):
         c.cmd(b"SUBSCRIBE " + name)
     for pat in (b'"" *', b'"" ""', b'"" %', b'"" Work.%'):
         c.cmd(b"LIST " + pat)
@@ -148,7 +148,7 @@ def test_every_response_of_a_session_parses():
     c.cmd(b"SETMETADATA INBOX (/private/comment", literal=b"two\r\nlines", after=b")")
     c.cmd(b'GETMETADATA "" /private/comment')
     c.cmd(b"GETMETADATA INBOX (/private/comment /private/none)")
-    c.cmd(b'APPEND Archive (\\Seen $Kept) "05-Feb-2026 10:00:00 +0100"',
+    c.cmd(b'APPEND Saved (\\Seen $Kept) "05-Feb-2026 10:00:00 +0100"',
           literal=b"Subject: appended\r\n\r\nbody\r\n")
     c.cmd(b"APPEND Nope", literal=b"x\r\n", status=b"NO")
     c.cmd(b"SELECT INBOX")
@@ -172,9 +172,9 @@ def test_every_response_of_a_session_parses():
     c.cmd(b"UID SEARCH OR SUBJECT plain FROM alice")
     c.cmd(b"SEARCH CHARSET KOI8-R ALL", status=b"NO")
     c.cmd(b"SEARCH BOGUS", status=b"BAD")
-    c.cmd(b"COPY 1:2 Archive")
+    c.cmd(b"COPY 1:2 Saved")
     c.cmd(b"COPY 1 Nope", status=b"NO")
-    c.cmd(b"UID MOVE 3 Archive")
+    c.cmd(b"UID MOVE 3 Saved")
     c.cmd(b"STORE 1 +FLAGS (\\Deleted)")
     c.cmd(b"EXPUNGE")
     c.cmd(b"UID EXPUNGE 1:*")
@@ -194,14 +194,14 @@ def test_every_response_of_a_session_parses():
     other.cmd(b"NOOP")
     other.cmd(b"LOGOUT")
     c.cmd(b"NOOP")
-    c.cmd(b"EXAMINE Archive")
+    c.cmd(b"EXAMINE Saved")
     c.cmd(b"FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE)")
     c.cmd(b"STORE 1 +FLAGS (\\Seen)", status=b"NO")
     c.cmd(b"UNSELECT")
     c.cmd(b"SELECT Work.Sub")
     c.cmd(b"CLOSE")
     c.cmd(b"DELETE Work.Sub")
-    c.cmd(b"RENAME Archive Old")
+    c.cmd(b"RENAME Saved Old")
     c.cmd(b"LOGOUT")
     assert c.count > 150, c.count  # every one of them checked
     c.sock.close()
@@ -310,7 +310,7 @@ def test_refusals_and_odd_names_answer_well_formed():
     c.cmd(b"FETCH 1 (FLAGS UID)")
     c.cmd(b"CREATE INBOX", status=b"NO")
     c.cmd(b"DELETE INBOX", status=b"NO")
-    c.cmd(b"STATUS INBOX ()")
+    c.cmd(b"STATUS INBOX ()", status=b"BAD")  # RFC 3501: at least one item
     c.cmd(b"CREATE {4+}\r\na\x00bc", status=b"BAD")  # a NUL only in a literal8
     c.cmd(b'SETMETADATA "" (/private/bin ~{3+}\r\na\x00b /private/t {3+}\r\nx\x00y)', status=b"BAD")
     c.cmd(b'SETMETADATA "" (/private/bin ~{3+}\r\na\x00b)')
