@@ -13,6 +13,15 @@
 # LUAFUZZ_ARGS adds driver options: "--open" leaves out the classes of
 # open findings (luafuzz.py OPEN), "--sessions 40" makes more sessions per
 # script. Exit status 1 when there was a finding.
+#
+# Measured 2026-12-06 (2 cores, with other jobs running): 1800 s, seeds
+# 1000-2073, 1,074 scripts and 20,406 sessions (0.6 scripts/s, 11.3
+# sessions/s) under ASan+UBSan, no finding, exit 0 on SIGTERM, nothing
+# from LeakSanitizer. The release build, leaving out the classes that run
+# to LuaTimeLimit in every hook (--skip loop,catchloop,handlerloop,bomb,
+# fullstate,slowop,recurse,helperhog,selfsend --sessions 60): 18,900
+# sessions, RSS 3.2 MB after the first 3,000 and 3.7 MB at the end.
+# bench/luasessions.py measures RSS over 100,000 scripted sessions.
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${RUMBLE_BIN:-build/asan/rumble}

@@ -10,7 +10,11 @@ from the first tenth (warm-up) to the end.
     python3 bench/luasessions.py [N]      (default 100000)
     BENCH_NO_SCRIPT=1 python3 bench/luasessions.py [N]   the SMTP sessions without a script
 
-Target (issue 10): no growth of RSS after 100,000 scripted sessions."""
+Target (issue 10): no growth of RSS after 100,000 scripted sessions.
+Measured 2026-12-06 (static x86-64 build, 2 cores): 100,000 sessions in 95 s,
+RSS 1.16 MB at start, 2.0 MB after 10,000, 1.5 MB at the end (the INBOX of
+75,000 messages let go when the queue is idle). Without a script: 0.91 MB
+at the end of 30,000."""
 import os
 import socket
 import subprocess
