@@ -1,8 +1,11 @@
 /*
  * imap.c - the IMAP4rev1 server (RFC 3501) with IDLE (2177), NAMESPACE
  * (2342), UIDPLUS (4315), LITERAL+ (7888), ENABLE (5161), ID (2971),
- * MOVE (6851), SASL-IR (4959) and BINARY (3516): a state machine fed with
- * lines by session.c, over the mbox store of mbox.c.
+ * MOVE (6851), SASL-IR (4959), BINARY (3516), ESEARCH (4731), STATUS=SIZE
+ * (8438), SORT and THREAD (5256, imap_sort.c), LIST-EXTENDED (5258),
+ * LIST-STATUS (5819) and SPECIAL-USE (6154, imap_list.c, imap_special.c):
+ * a state machine fed with lines by session.c, over the mbox store of
+ * mbox.c.
  *
  * A command arrives as lines and literals. The tokenizer (imap_cmd_line in
  * imap_parse.c, pure, unit-tested) turns each line into tokens in struct imap_cmd and
@@ -205,7 +208,7 @@ static void put_caps(struct session *s, struct imap *st)
 	session_printf(s,
 	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE "
 	        "UNSELECT CHILDREN METADATA BINARY SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED "
-	        "LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+	        "LIST-STATUS STATUS=SIZE ESEARCH SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 	        "APPENDLIMIT=%llu",
 	        (unsigned long long)conf.message_size_limit);
 	if (st->state == I_NOAUTH) {
@@ -753,7 +756,7 @@ static void cmd_subscribe(struct session *s, struct imap *st, struct args *a)
 #define PATTERN_MAX IMAP_PATTERN_MAX
 
 static const char *const status_names[] = {
-        "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", NULL};
+        "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", NULL};
 
 static int status_item(const char *item)
 {
@@ -787,11 +790,13 @@ static int status_line(struct session *s, struct imap *st, const struct imap_cmd
 		return rc;
 	}
 	uint32_t n = mm_folder_count(f), unseen = 0;
+	uint64_t size = 0; /* STATUS=SIZE (RFC 8438): the messages' RFC822.SIZEs */
 	for (uint32_t i = 0; i < n; i++) {
 		const struct mm_msg *m = mm_folder_msg(f, i);
 		unseen += m && !(m->flags & MM_SEEN);
+		size += m ? m->size : 0;
 	}
-	uint32_t v[] = {n, 0, mm_folder_uidnext(f), mm_folder_uidvalidity(f), unseen};
+	uint64_t v[] = {n, 0, mm_folder_uidnext(f), mm_folder_uidvalidity(f), unseen, size};
 	mm_folder_close(f);
 	session_printf(s, "* STATUS ");
 	imap_put_string(&s->out, name, strlen(name));
@@ -799,7 +804,8 @@ static int status_line(struct session *s, struct imap *st, const struct imap_cmd
 	for (uint32_t i = first; i < end; i++) {
 		const char *item = imap_tok_str(c, i);
 		int k = status_item(item);
-		session_printf(s, "%s%s %u", i > first ? " " : "", status_names[k], v[k]);
+		session_printf(s, "%s%s %llu", i > first ? " " : "", status_names[k],
+		        (unsigned long long)v[k]);
 	}
 	session_printf(s, ")\r\n");
 	return 0;
@@ -1219,11 +1225,100 @@ static int search_one(struct imap *st, const struct imap_search *k, uint32_t seq
 	return r;
 }
 
+/* ESEARCH (RFC 4731): SEARCH RETURN (MIN MAX ALL COUNT). */
+enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8 };
+
+/* "RETURN (options)" at a->i, when there: *ret its RET_* (ALL for "()");
+ * -1 on a bad one. *ret 0 without RETURN: a plain SEARCH. */
+static int search_return(struct args *a, unsigned *ret)
+{
+	static const char *const names[] = {"MIN", "MAX", "ALL", "COUNT"};
+	*ret = 0;
+	if (arg_type(a) != IMAP_ATOM || rl_strcasecmp(imap_tok_str(a->c, a->i), "RETURN") != 0) {
+		return 0;
+	}
+	a->i++;
+	if (!arg_paren(a, IMAP_LPAREN)) {
+		return -1;
+	}
+	const char *o;
+	while ((o = arg_atom(a)) != NULL) {
+		int k = 0;
+		while (k < 4 && rl_strcasecmp(o, names[k]) != 0) {
+			k++;
+		}
+		if (k == 4) {
+			return -1;
+		}
+		*ret |= 1u << k;
+	}
+	if (!arg_paren(a, IMAP_RPAREN)) {
+		return -1;
+	}
+	*ret = *ret ? *ret : RET_ALL;
+	return 0;
+}
+
+/* The ESEARCH answer's state: a sequence set built as matches come in
+ * ascending order (runs as "a:b"). */
+struct esearch {
+	uint32_t min, max, count, run_start, run_end;
+	struct buf all;
+};
+
+static void esearch_close_run(struct esearch *e)
+{
+	if (e->run_start) {
+		buf_printf(&e->all, "%s%u", e->all.len ? "," : "", e->run_start);
+		if (e->run_end != e->run_start) {
+			buf_printf(&e->all, ":%u", e->run_end);
+		}
+	}
+}
+
+static void esearch_add(struct esearch *e, uint32_t v)
+{
+	e->min = e->count ? e->min : v;
+	e->max = v;
+	e->count++;
+	if (e->run_start && v == e->run_end + 1) {
+		e->run_end = v;
+		return;
+	}
+	esearch_close_run(e);
+	e->run_start = e->run_end = v;
+}
+
+static void esearch_put(struct session *s, struct imap *st, struct esearch *e, unsigned ret, int uid)
+{
+	esearch_close_run(e);
+	session_printf(s, "* ESEARCH (TAG \"%s\")%s", st->tag, uid ? " UID" : "");
+	if (ret & RET_MIN && e->count) {
+		session_printf(s, " MIN %u", e->min);
+	}
+	if (ret & RET_MAX && e->count) {
+		session_printf(s, " MAX %u", e->max);
+	}
+	if (ret & RET_ALL && e->count) {
+		session_printf(s, " ALL %s", e->all.data);
+	}
+	if (ret & RET_COUNT) {
+		session_printf(s, " COUNT %u", e->count);
+	}
+	session_printf(s, "\r\n");
+	buf_free(&e->all);
+}
+
 static void cmd_search(struct session *s, struct imap *st, struct args *a)
 {
 	struct imap_search *k;
 	const char *error;
 	struct mm_msg m;
+	unsigned ret;
+	if (search_return(a, &ret) != 0) {
+		bad(s, st, "Bad SEARCH RETURN options (MIN MAX ALL COUNT)");
+		return;
+	}
 	if (arg_type(a) == IMAP_ATOM && rl_strcasecmp(imap_tok_str(a->c, a->i), "CHARSET") == 0) {
 		const char *cs = (a->i++, arg_astring(a));
 		if (!cs ||
@@ -1239,13 +1334,27 @@ static void cmd_search(struct session *s, struct imap *st, struct args *a)
 	mm_folder_refresh(st->f);
 	uint32_t n = mm_view_count(st->v);
 	uint32_t max_uid = n && mm_view_msg(st->v, n, &m) >= 0 ? m.uid : 0;
-	session_printf(s, "* SEARCH");
+	struct esearch e = {0};
+	buf_init(&e.all);
+	if (!ret) {
+		session_printf(s, "* SEARCH");
+	}
 	for (uint32_t seq = 1; seq <= n; seq++) {
-		if (search_one(st, k, seq, n, max_uid, &m, NULL) == 1) {
+		if (search_one(st, k, seq, n, max_uid, &m, NULL) != 1) {
+			continue;
+		}
+		if (ret) {
+			esearch_add(&e, a->uid ? m.uid : seq);
+		} else {
 			session_printf(s, " %u", a->uid ? m.uid : seq);
 		}
 	}
-	session_printf(s, "\r\n");
+	if (ret) {
+		esearch_put(s, st, &e, ret, a->uid);
+	} else {
+		session_printf(s, "\r\n");
+		buf_free(&e.all);
+	}
 	imap_search_free(k);
 	if (view_sync(s, st, 0, 0) == 0) {
 		ok(s, st, "SEARCH completed");
