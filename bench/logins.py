@@ -11,28 +11,14 @@ Target (issue 12): logins no slower than Dovecot's with a password hash of
 similar cost; Dovecot's auth cache is what this mirrors."""
 import imaplib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+from benchlib import ROOT, cpu_ms, free_port, make_user, wait_port
+
 BIN = os.environ.get("RUMBLE_BIN", os.path.join(ROOT, "rumble"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cpu_ms(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
 def run(n, cache):
@@ -44,17 +30,10 @@ def run(n, cache):
                 "SMTPPort %d\nIMAP4Port %d\nEnablePOP3 0\nEnableSubmission 0\nEnableSMTPS 0\n"
                 "EnablePOP3S 0\nEnableIMAPS 0\nEnableWebAdmin 0\nLogLevel warn\n"
                 "AuthCacheTime %d\n" % (d, smtp, port, cache))
-    for args in (["domain", "add", "bench.example"], ["user", "add", "u@bench.example"]):
-        subprocess.run([BIN, "-c", conf] + args, input=b"secret\n", check=True,
-                       capture_output=True, timeout=30)
+    make_user(BIN, conf, "u@bench.example")
     p = subprocess.Popen([BIN, "-c", conf])
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), 1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_port(port)
         c0, t0 = cpu_ms(p.pid), time.time()
         for _ in range(n):
             m = imaplib.IMAP4("127.0.0.1", port, timeout=30)

@@ -23,7 +23,8 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+from benchlib import ROOT, free_port, make_user, rss_kb, wait_port
+
 BIN = os.environ.get("RUMBLE_BIN", os.path.join(ROOT, "rumble"))
 
 SCRIPT = r"""
@@ -58,21 +59,6 @@ Rumble.createService(function(session)
     session:send((line or "") .. " " .. tostring(Rumble.serverInfo and 1) .. "\r\n")
 end, tonumber(Rumble.readConfig("BenchPort")))
 """
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def rss_kb(pid):
-    for line in open("/proc/%d/status" % pid):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def lines(sock, n):
@@ -118,9 +104,7 @@ def main():
                 "ThreadsPerIP 100000\nBenchPort %d\n" % (d, smtp, svc))
         if not os.environ.get("BENCH_NO_SCRIPT"):  # the same sessions without a script
             f.write("LoadScript %s/bench.lua\n" % d)
-    for args in (["domain", "add", "bench.example"], ["user", "add", "u@bench.example"]):
-        subprocess.run([BIN, "-c", conf] + args, input=b"secret\n", check=True,
-                       capture_output=True, timeout=30)
+    make_user(BIN, conf, "u@bench.example")
     log = open(os.path.join(d, "log"), "wb")
     p = subprocess.Popen([BIN, "-c", conf], stdout=log, stderr=log)
     done = [0]
@@ -146,13 +130,8 @@ def main():
                         print("client error: %r" % e, flush=True)
 
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", smtp), 1).close()
-                socket.create_connection(("127.0.0.1", svc), 1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_port(smtp)
+        wait_port(svc)
         start = rss_kb(p.pid)
         threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(8)]
         t0 = time.time()
