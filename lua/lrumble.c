@@ -398,27 +398,55 @@ static int r_serverInfo(lua_State *L)
 	return 1;
 }
 
-static const char *override_get(const char *key)
+/* Nothing that can raise a Lua error runs under reg_lock: the error would
+ * leave it locked for good, and every worker waits on it at its next hook
+ * (a state kept full made lua_pushstring raise there; luafuzz seed 3600).
+ * What the registry holds is copied out first, then pushed with the
+ * memory cap off (small, and the copy must not leak). */
+static void push_uncapped(lua_State *L, const struct buf *pairs, int table)
 {
-	reg_lock();
-	const char *v = config_get(&overrides, key);
-	reg_unlock();
-	return v;
+	struct rl_state *st = rl_state_of(L);
+	int capped = st ? st->capped : 0;
+	if (st) {
+		st->capped = 0;
+	}
+	for (size_t off = 0; off < pairs->len;) {
+		const char *k = pairs->data + off, *v = k + strlen(k) + 1;
+		off += strlen(k) + strlen(v) + 2;
+		if (table) {
+			rl_set_str(L, k, v);
+		} else {
+			lua_pushstring(L, v);
+		}
+	}
+	if (st) {
+		st->capped = capped;
+	}
+}
+
+static void pair_add(struct buf *b, const char *k, const char *v)
+{
+	buf_append(b, k, strlen(k) + 1);
+	buf_append(b, v, strlen(v) + 1);
 }
 
 static int r_readConfig(lua_State *L)
 {
 	const char *key = luaL_checkstring(L, 1);
-	const char *v = override_get(key);
+	struct buf b;
+	buf_init(&b);
 	reg_lock();
-	if (v) {
-		lua_pushstring(L, v);
-	} else if ((v = config_get(&conf.raw, key)) != NULL) {
-		lua_pushstring(L, v);
+	const char *v = config_get(&overrides, key);
+	if (v || (v = config_get(&conf.raw, key)) != NULL) {
+		pair_add(&b, key, v);
+	}
+	reg_unlock();
+	if (b.len) {
+		push_uncapped(L, &b, 0);
 	} else {
 		lua_pushnil(L);
 	}
-	reg_unlock();
+	buf_free(&b);
 	return 1;
 }
 
@@ -486,21 +514,25 @@ static int r_getmoduleconfig(lua_State *L)
 	const char *mod = luaL_checkstring(L, 1);
 	size_t mlen = strlen(mod);
 	lua_newtable(L);
-	reg_lock();
+	struct buf b;
+	buf_init(&b);
+	reg_lock(); /* see push_uncapped */
 	for (const struct config_entry *e = conf.raw.head; e; e = e->next) {
 		for (const char *p = e->key; mlen && *p; p++) {
 			if (!rl_strncasecmp(p, mod, mlen)) {
-				rl_set_str(L, e->key, e->value);
+				pair_add(&b, e->key, e->value);
 				break;
 			}
 		}
 	}
 	for (const struct config_entry *e = overrides.head; e; e = e->next) {
 		if (!rl_strncasecmp(e->key, mod, mlen) && e->key[mlen] == '.') {
-			rl_set_str(L, e->key + mlen + 1, e->value);
+			pair_add(&b, e->key + mlen + 1, e->value);
 		}
 	}
 	reg_unlock();
+	push_uncapped(L, &b, 1);
+	buf_free(&b);
 	return 1;
 }
 

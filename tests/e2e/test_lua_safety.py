@@ -360,3 +360,42 @@ def test_few_instructions_on_big_strings_stop_at_the_time_limit():
         assert r.cmd("QUIT")[0] == 221
     finally:
         stopped(s)
+
+
+FULL_READCONFIG = """
+local head
+local function onHELO(session, name)
+    local limit = tonumber(Rumble.readConfig("TestLimitKB") or "0") or 0
+    -- small nodes up to the limit (a growing array would stop far below it)
+    pcall(function() while true do head = {head, string.rep("x", 64)} end end)
+    while head and collectgarbage("count") > limit - 8 do
+        head = head[1]
+        collectgarbage()
+    end
+    -- about 8 KB left: room for pcall's coroutine, not for a 20 KB value
+    local ok, v = pcall(Rumble.readConfig, "TestBig")
+    local ok2, t = pcall(Rumble.getModuleConfig, "TestBig")
+    head = nil
+    collectgarbage()
+    session:send("250 " .. tostring(ok) .. " " .. tostring(v and #v) .. " " .. tostring(ok2) .. "\\r\\n")
+    return "ignore"
+end
+Rumble.setHook(onHELO, "smtp", "command", "helo")
+"""
+
+
+def test_a_full_state_does_not_leave_the_registry_locked():
+    """Rumble.readConfig and getModuleConfig in a state at its memory limit answer, and the next hooks run (a raise under the registry lock once stopped every worker)"""
+    s = lua_server(FULL_READCONFIG, conf="LuaMemoryLimit 1M\nTestLimitKB 1024\nTestBig %s\n"
+                                         "Workers 1" % ("y" * 20000))
+    try:
+        for _ in range(3):
+            r = SMTPRaw(s.smtp_port, timeout=20)
+            got = r.cmd("HELO x.example")
+            # readConfig's value comes (pushed past the cap); getModuleConfig
+            # may fail on its new table (outside the lock): either way, no lock is kept
+            errors = [l for l in s.stderr().splitlines() if "script" in l][-3:]
+            assert got[0] == 250 and got[1].startswith("true 20000 "), (got, errors)
+            assert r.cmd("QUIT")[0] == 221
+    finally:
+        stopped(s)
