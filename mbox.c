@@ -9,12 +9,17 @@
  *               mailbox.mbox read it.
  *   NAME.idx    text, fixed-width lines of IDX_LINE bytes so that a flag
  *               change is one in-place write of one line:
- *               line 0: "RUMBLE-INDEX 1 uidvalidity=.. uidnext=.. modseq=..
- *                        gen=.. stale=.."
+ *               line 0: "RUMBLE-INDEX 2 uidvalidity=.. uidnext=.. modseq=..
+ *                        gen=.. stale=.. floor=.. recent=.."
  *               lines 1..32: keyword names (IMAP keywords: bit i of a
  *                        message's keywords is line 1+i; blank = free)
  *               then one line per message: uid offset fromlen length size
- *               flags keywords date modseq qid (see rec_fields).
+ *               flags keywords date modseq qid savedate (see rec_fields).
+ *               floor: the highest modseq of an expunged message that a
+ *               compaction dropped (QRESYNC tells expunges after it
+ *               exactly); recent: the first UID no IMAP session was told
+ *               of as \Recent yet. Format 1 (128-byte lines, neither
+ *               field, no savedate) is read and rewritten as 2 at open.
  *   NAME.lock   taken (os_lock) by every operation that reads the index
  *               from disk or changes anything, by every process.
  *
@@ -55,7 +60,9 @@
 #define IDX_LINE MM__IDX_LINE
 #define IDX_KW_SLOTS 32
 #define IDX_HDR (IDX_LINE * (1 + IDX_KW_SLOTS))
-#define IDX_PREFIX "RUMBLE-INDEX 1 "
+#define IDX_PREFIX "RUMBLE-INDEX 2 "
+#define IDX1_PREFIX "RUMBLE-INDEX 1 "
+#define IDX1_LINE 128 /* format 1's lines */
 #define CHUNK (64 * 1024)
 #define WRITE_BATCH (256 * 1024)
 #define QID_SCAN 64
@@ -117,7 +124,8 @@ struct field {
 	int width, base;
 };
 static const struct field hdr_fields[] = {{"uidvalidity=", 10, 10}, {" uidnext=", 10, 10},
-        {" modseq=", 20, 10}, {" gen=", 10, 10}, {" stale=", 1, 10}};
+        {" modseq=", 20, 10}, {" gen=", 10, 10}, {" stale=", 1, 10}, {" floor=", 20, 10},
+        {" recent=", 10, 10}};
 static const struct field rec_fields[] = {{"", 10, 10}, /* uid */
         {" ", 16, 10},                                  /* offset */
         {" ", 5, 10},                                   /* fromlen */
@@ -127,9 +135,13 @@ static const struct field rec_fields[] = {{"", 10, 10}, /* uid */
         {" ", 8, 16},                                   /* keywords */
         {" ", 12, 10},                                  /* date */
         {" ", 20, 10},                                  /* modseq */
-        {" ", 16, 16}};                                 /* qid */
+        {" ", 16, 16},                                  /* qid */
+        {" ", 12, 10}};                                 /* savedate */
 #define NHDR (sizeof hdr_fields / sizeof hdr_fields[0])
 #define NREC (sizeof rec_fields / sizeof rec_fields[0])
+/* Format 1 has the same fields but the last ones (see upgrade_v1). */
+#define NHDR1 5
+#define NREC1 10
 
 /* One IDX_LINE line: prefix, then each field zero-padded to its width,
  * then spaces and "\n". A value too wide is clamped (cannot happen for
@@ -161,11 +173,11 @@ static int digit_value(char c, int base)
 	return d < base ? d : -1;
 }
 
-static int line_parse(
-        const char *in, const char *prefix, const struct field *fl, size_t n, uint64_t *v)
+static int line_parse(const char *in, size_t width, const char *prefix, const struct field *fl,
+        size_t n, uint64_t *v)
 {
 	size_t pos = strlen(prefix);
-	if (memcmp(in, prefix, pos) != 0 || in[IDX_LINE - 1] != '\n') {
+	if (memcmp(in, prefix, pos) != 0 || in[width - 1] != '\n') {
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -184,7 +196,7 @@ static int line_parse(
 		}
 		v[i] = x;
 	}
-	for (; pos < IDX_LINE - 1; pos++) {
+	for (; pos < width - 1; pos++) {
 		if (in[pos] != ' ') {
 			return -1;
 		}
@@ -194,15 +206,28 @@ static int line_parse(
 
 static void hdr_render(const struct mm__hdr *h, uint64_t modseq, char *out)
 {
-	uint64_t v[NHDR] = {h->uidvalidity, h->uidnext, modseq, h->gen, h->stale ? 1 : 0};
+	uint64_t v[NHDR] = {h->uidvalidity, h->uidnext, modseq, h->gen, h->stale ? 1 : 0, h->floor,
+	        h->recent};
 	line_render(out, IDX_PREFIX, hdr_fields, NHDR, v);
 }
 
+/* The index's format (2, or 1 read as format 1 lays it out) and its
+ * header in h; -1 when it is neither. Format 1 knows neither the floor
+ * nor the first recent UID: nothing is recent, and every expunge up to
+ * the modseq may have been dropped by a compaction. */
 static int hdr_parse(const char *in, struct mm__hdr *h)
 {
 	uint64_t v[NHDR];
-	if (line_parse(in, IDX_PREFIX, hdr_fields, NHDR, v) != 0 || v[0] == 0 ||
-	        v[0] > 0xffffffffu || v[1] > 0xffffffffu || v[3] > 0xffffffffu || v[4] > 1) {
+	int format = line_parse(in, IDX_LINE, IDX_PREFIX, hdr_fields, NHDR, v) == 0 ? 2 : 1;
+	if (format == 1 && line_parse(in, IDX1_LINE, IDX1_PREFIX, hdr_fields, NHDR1, v) != 0) {
+		return -1;
+	}
+	if (format == 1) {
+		v[5] = v[2];
+		v[6] = v[1];
+	}
+	if (v[0] == 0 || v[0] > 0xffffffffu || v[1] > 0xffffffffu || v[3] > 0xffffffffu ||
+	        v[4] > 1 || v[6] > 0xffffffffu) {
 		return -1;
 	}
 	h->uidvalidity = (uint32_t)v[0];
@@ -210,7 +235,9 @@ static int hdr_parse(const char *in, struct mm__hdr *h)
 	h->modseq = v[2];
 	h->gen = (uint32_t)v[3];
 	h->stale = (int)v[4];
-	return 0;
+	h->floor = v[5];
+	h->recent = (uint32_t)v[6];
+	return format;
 }
 
 static void rec_render(const struct mm__rec *r, char *out)
@@ -219,16 +246,25 @@ static void rec_render(const struct mm__rec *r, char *out)
 	uint64_t date = m->date < 0                ? 0
 	                : m->date > 999999999999LL ? 999999999999ULL
 	                                           : (uint64_t)m->date;
+	uint64_t saved = m->savedate < 0              ? 0
+	                 : m->savedate > 999999999999LL ? 999999999999ULL
+	                                                : (uint64_t)m->savedate;
 	uint64_t v[NREC] = {m->uid, m->offset, r->fromlen, m->length, m->size, m->flags,
-	        m->keywords, date, m->modseq, m->qid};
+	        m->keywords, date, m->modseq, m->qid, saved};
 	line_render(out, "", rec_fields, NREC, v);
 }
 
-static int rec_parse(const char *in, struct mm__rec *r)
+/* A message line of the format (2 or 1: lines of its width, no savedate). */
+static int rec_parse(const char *in, int format, struct mm__rec *r)
 {
 	uint64_t v[NREC];
-	if (line_parse(in, "", rec_fields, NREC, v) != 0 || v[0] == 0 || v[0] > 0xffffffffu ||
-	        v[2] == 0 || v[2] > v[1] || v[3] > 0xffffffffu || v[4] > 0xffffffffu) {
+	int ok = format == 2 ? line_parse(in, IDX_LINE, "", rec_fields, NREC, v)
+	                     : line_parse(in, IDX1_LINE, "", rec_fields, NREC1, v);
+	if (format == 1) {
+		v[10] = 0; /* not known: SAVEDATE NIL */
+	}
+	if (ok != 0 || v[0] == 0 || v[0] > 0xffffffffu || v[2] == 0 || v[2] > v[1] ||
+	        v[3] > 0xffffffffu || v[4] > 0xffffffffu) {
 		return -1;
 	}
 	memset(r, 0, sizeof *r);
@@ -242,6 +278,7 @@ static int rec_parse(const char *in, struct mm__rec *r)
 	r->m.date = (int64_t)v[7];
 	r->m.modseq = v[8];
 	r->m.qid = v[9];
+	r->m.savedate = (int64_t)v[10];
 	return 0;
 }
 
@@ -255,21 +292,22 @@ static void kw_render(const struct mm__index *x, int i, char *line)
 	}
 }
 
-/* Reads the keyword lines; a slot that is not one printable word is free. */
-static void kw_read(FILE *fp, struct mm__index *x)
+/* Reads the keyword lines (width w); a slot that is not one printable
+ * word is free. */
+static void kw_read(FILE *fp, size_t w, struct mm__index *x)
 {
 	char lines[IDX_LINE * IDX_KW_SLOTS];
 	xfree(x->kw);
-	if (mm__read_at(fp, IDX_LINE, lines, sizeof lines) != 0) {
+	if (mm__read_at(fp, w, lines, w * IDX_KW_SLOTS) != 0) {
 		return;
 	}
 	for (int i = 0; i < IDX_KW_SLOTS; i++) {
-		const char *l = lines + i * IDX_LINE;
+		const char *l = lines + i * w;
 		size_t n = 0;
-		while (n < IDX_LINE - 1 && l[n] > ' ' && l[n] < 0x7f) {
+		while (n < w - 1 && l[n] > ' ' && l[n] < 0x7f) {
 			n++;
 		}
-		if (n == 0 || l[IDX_LINE - 1] != '\n') {
+		if (n == 0 || l[w - 1] != '\n') {
 			continue;
 		}
 		if (!x->kw) {
@@ -331,17 +369,20 @@ static int index_read(FILE *fp, struct mm__index *x, uint32_t from, int *bad)
 {
 	char line[IDX_LINE];
 	*bad = 0;
-	if (mm__read_at(fp, 0, line, IDX_LINE) != 0 || hdr_parse(line, &x->h) != 0) {
+	int format = mm__read_at(fp, 0, line, IDX_LINE) == 0 ? hdr_parse(line, &x->h) : -1;
+	if (format < 0 || (format == 1 && from > 0)) {
 		return -1;
 	}
+	x->format = format;
 	x->hdr_modseq = x->h.modseq;
-	uint64_t size = file_size(fp);
-	if (size < IDX_HDR) {
+	uint64_t size = file_size(fp), w = format == 2 ? IDX_LINE : IDX1_LINE;
+	uint64_t hsize = w * (1 + IDX_KW_SLOTS);
+	if (size < hsize) {
 		return -1;
 	}
-	kw_read(fp, x);
-	uint64_t n = (size - IDX_HDR) / IDX_LINE;
-	*bad = (size - IDX_HDR) % IDX_LINE != 0;
+	kw_read(fp, (size_t)w, x);
+	uint64_t n = (size - hsize) / w;
+	*bad = (size - hsize) % w != 0;
 	/* keep lines [0, from); uidnext and modseq are at least what they say */
 	x->nrec = from < x->nrec ? from : x->nrec;
 	for (uint32_t i = 0; i < x->nrec; i++) {
@@ -349,12 +390,12 @@ static int index_read(FILE *fp, struct mm__index *x, uint32_t from, int *bad)
 		x->h.uidnext = m->uid >= x->h.uidnext ? m->uid + 1 : x->h.uidnext;
 		x->h.modseq = m->modseq > x->h.modseq ? m->modseq : x->h.modseq;
 	}
-	if (seek_to(fp, IDX_HDR + (uint64_t)x->nrec * IDX_LINE) != 0) {
+	if (seek_to(fp, hsize + (uint64_t)x->nrec * w) != 0) {
 		return -1;
 	}
 	for (uint64_t i = x->nrec; i < n; i++) {
 		struct mm__rec r;
-		if (fread(line, 1, IDX_LINE, fp) != IDX_LINE || rec_parse(line, &r) != 0 ||
+		if (fread(line, 1, w, fp) != w || rec_parse(line, format, &r) != 0 ||
 		        (x->nrec && (r.m.uid <= x->rec[x->nrec - 1].m.uid ||
 		                            r.m.offset < rec_end(&x->rec[x->nrec - 1])))) {
 			*bad = 1; /* UIDs and offsets only go up */
@@ -677,6 +718,7 @@ static void add_found(const struct found *m, void *arg)
 	r.m.length = m->length > 0xffffffffu ? 0xffffffffu : (uint32_t)m->length;
 	r.m.size = m->size > 0xffffffffu ? 0xffffffffu : (uint32_t)m->size;
 	r.m.date = m->date >= 0 ? m->date : os_time();
+	r.m.savedate = os_time();
 	r.m.modseq = x->h.modseq + 1;
 	r.fromlen = m->fromlen;
 	index_push(x, &r);
@@ -871,6 +913,26 @@ static void close_files(struct mm__box *f)
 	}
 }
 
+/* An index of format 1 as loaded is written again as format 2 (lines
+ * past the mbox end dropped first, as drop_past_end would). */
+static int upgrade_v1(struct mm__box *f, int bad)
+{
+	uint64_t size = file_size(f->mbox);
+	uint32_t n = f->x.nrec;
+	while (n && rec_end(&f->x.rec[n - 1]) > size) {
+		n--;
+	}
+	if (n < f->x.nrec || bad) {
+		log_warnx("mbox %s: %u index entries without their message dropped; new uidvalidity",
+		        f->label, f->x.nrec - n);
+		f->x.nrec = n;
+		f->x.h.uidvalidity = new_uidvalidity(f, f->x.h.uidvalidity);
+	}
+	f->x.format = 2;
+	log_info("mbox %s: index upgraded to format 2 (%u messages)", f->label, f->x.nrec);
+	return install_index(f);
+}
+
 /* (Re)opens both files and loads the index from scratch, recovering
  * whatever a crash or another program left. */
 static int load_all(struct mm__box *f)
@@ -913,7 +975,7 @@ static int load_all(struct mm__box *f)
 		                                                            : old.h.uidvalidity;
 		rc = rebuild(f);
 	} else {
-		rc = drop_past_end(f, bad);
+		rc = f->x.format == 1 ? upgrade_v1(f, bad) : drop_past_end(f, bad);
 		if (rc == 0 && f->x.h.stale) {
 			f->x.h.stale = 0; /* a compaction died before its renames */
 			rc = write_header(f);
@@ -952,7 +1014,7 @@ static int refresh_files(struct mm__box *f)
 		return MM_UNAVAILABLE;
 	}
 	f->refreshed = os_now_ms();
-	if (mm__read_at(f->idx, 0, line, IDX_LINE) != 0 || hdr_parse(line, &h) != 0 || h.stale ||
+	if (mm__read_at(f->idx, 0, line, IDX_LINE) != 0 || hdr_parse(line, &h) != 2 || h.stale ||
 	        h.uidvalidity != f->x.h.uidvalidity || h.gen != f->x.h.gen ||
 	        st.size != file_size(f->mbox)) {
 		return load_all(f); /* compacted, rebuilt or replaced behind our back */
@@ -1471,6 +1533,7 @@ int mm_folder_append(struct mm_folder *h, struct spool *sp, const char *from, in
 	r.m.uid = f->x.h.uidnext;
 	r.m.flags = flags & ~MM_EXPUNGED;
 	r.m.date = date > 0 ? date : os_time();
+	r.m.savedate = os_time();
 	r.m.modseq = f->x.h.modseq + 1;
 	r.m.qid = qid;
 	index_push(&f->x, &r);
@@ -1675,6 +1738,7 @@ static int compact_write(
 	}
 	nx->h.gen = f->x.h.gen + 1;
 	nx->h.stale = 0;
+	nx->h.floor = f->last_expunge > f->x.h.floor ? f->last_expunge : f->x.h.floor;
 	for (uint32_t i = 0; i < f->x.nrec && rc == 0; i++) {
 		struct mm__rec r = f->x.rec[i];
 		if (r.m.flags & MM_EXPUNGED) {
@@ -1952,7 +2016,7 @@ void mm__remember_uidvalidity(FILE *lk, const char *ipath)
 	unsigned last = 0;
 	struct mm__hdr h;
 	FILE *fp = os_fopen(ipath, "rb");
-	int ok = fp && fread(line, 1, IDX_LINE, fp) == IDX_LINE && hdr_parse(line, &h) == 0;
+	int ok = fp && fread(line, 1, IDX_LINE, fp) == IDX_LINE && hdr_parse(line, &h) > 0;
 	if (fp) {
 		fclose(fp);
 	}

@@ -457,6 +457,7 @@ struct mm_msg {
 	int64_t date;      /* internal date, seconds since the epoch */
 	uint64_t modseq;
 	uint64_t qid; /* queue id it was delivered from, 0 if none */
+	int64_t savedate; /* when it was put in this folder (RFC 8514) */
 };
 
 /* What the folder calls return besides 0 and counts. */
@@ -627,7 +628,7 @@ int mm_subscription_set(const char *domain, const char *user, const char *name, 
 int mm_user_file(const char *domain, const char *user, const char *name, char *out, size_t len);
 
 /* ---- mbox internals: shared by mbox.c and mbox_read.c only ---- */
-#define MM__IDX_LINE 128 /* an index line */
+#define MM__IDX_LINE 160 /* an index line */
 struct mm__rec {
 	struct mm_msg m;
 	uint32_t fromlen; /* bytes of the From_ line before m.offset, LF included */
@@ -637,6 +638,8 @@ struct mm__hdr {
 	uint32_t uidvalidity, uidnext, gen;
 	uint64_t modseq;
 	int stale;
+	uint64_t floor;  /* expunges up to this modseq may be gone (compacted) */
+	uint32_t recent; /* UIDs from here on are \Recent to the next session */
 };
 
 /* An index as loaded: header values (uidnext and modseq raised to what the
@@ -644,6 +647,7 @@ struct mm__hdr {
 struct mm__index {
 	struct mm__hdr h;
 	uint64_t hdr_modseq; /* modseq as the header line says it */
+	int format;          /* as read: 2, or 1 (upgraded at load) */
 	char (*kw)[MM__IDX_LINE]; /* keyword names, NUL-terminated; NULL when none */
 	struct mm__rec *rec;
 	uint32_t nrec, cap;

@@ -435,7 +435,69 @@ static void index_past_end_dropped(void)
 	ASSERT(reads_as(f, 1, msg2, strlen(msg2)));
 	char ipath[800];
 	fpath(ipath, sizeof ipath, "INBOX.idx");
-	ASSERT_EQ(file_len(ipath), 33 * 128 + 2 * 128);
+	ASSERT_EQ(file_len(ipath), 33 * MM__IDX_LINE + 2 * MM__IDX_LINE);
+	teardown(f);
+}
+
+/* The index in format 1: 128-byte lines, the header without floor and
+ * recent, message lines without savedate (their fields are where format
+ * 2 has them). */
+static size_t as_format1(const char *in, size_t n, char *out)
+{
+	size_t k = 0;
+	for (size_t i = 0; i + MM__IDX_LINE <= n; i += MM__IDX_LINE) {
+		const char *l = in + i;
+		size_t keep = i == 0 ? 107 : i < 33 * MM__IDX_LINE ? 127 : 124;
+		memset(out + k, ' ', 127);
+		memcpy(out + k, l, keep);
+		out[k + 127] = '\n';
+		if (i == 0) {
+			out[k + 13] = '1';
+		}
+		k += 128;
+	}
+	return k;
+}
+
+static void index_v1_upgraded(void)
+{
+	struct mm_folder *f = with_three();
+	ASSERT(f);
+	int kw = mm_folder_keyword(f, "$Work", 1);
+	ASSERT_EQ(kw, 0);
+	uint32_t uids[] = {2};
+	ASSERT_EQ(mm_folder_store(f, uids, 1, MM_STORE_SET, MM_SEEN | MM_FLAGGED, 1u << kw), 1);
+	uint32_t v = mm_folder_uidvalidity(f);
+	mm_folder_close(f);
+	static char data[64 * 1024], old[64 * 1024];
+	char path[800];
+	fpath(path, sizeof path, "INBOX.idx");
+	size_t n = slurp(path, data, sizeof data);
+	ASSERT_EQ(n, 36 * MM__IDX_LINE);
+	n = as_format1(data, n, old);
+	ASSERT_EQ(n, 36 * 128);
+	ASSERT_EQ(memcmp(old, "RUMBLE-INDEX 1 uidvalidity=", 27), 0);
+	ASSERT_EQ(os_write_file_atomic(path, old, n), 0);
+	f = NULL;
+	ASSERT_EQ(mm_folder_open("example.org", "john", "INBOX", 0, &f), 0);
+	ASSERT_EQ(mm_folder_count(f), 3);
+	ASSERT_EQ(mm_folder_uidvalidity(f), v);
+	ASSERT_EQ(mm_folder_uidnext(f), 4);
+	ASSERT_EQ(mm_folder_msg(f, 1)->flags, MM_SEEN | MM_FLAGGED);
+	ASSERT_EQ(mm_folder_msg(f, 1)->keywords, 1u);
+	ASSERT_EQ(mm_folder_msg(f, 1)->savedate, 0); /* not known */
+	ASSERT(mm_folder_keyword_name(f, 0) && strcmp(mm_folder_keyword_name(f, 0), "$Work") == 0);
+	ASSERT(reads_as(f, 2, msg3, strlen(msg3)));
+	ASSERT_EQ(file_len(path), 36 * MM__IDX_LINE);
+	n = slurp(path, data, sizeof data);
+	ASSERT_EQ(memcmp(data, "RUMBLE-INDEX 2 uidvalidity=", 27), 0);
+	uint32_t uid;
+	ASSERT_EQ(append(f, msg1, strlen(msg1), 0, &uid), 0);
+	ASSERT_EQ(uid, 4);
+	ASSERT(mm_folder_msg(f, 3)->savedate > 0);
+	f = reopen(f);
+	ASSERT_EQ(mm_folder_count(f), 4);
+	ASSERT_EQ(mm_folder_uidvalidity(f), v);
 	teardown(f);
 }
 
@@ -825,6 +887,7 @@ void tests_mbox(void)
 	RUN(torn_tail_cut, "a torn write at the mbox end is cut off, messages stay intact");
 	RUN(foreign_tail_indexed, "a message another program appended is indexed");
 	RUN(index_past_end_dropped, "an index entry past the mbox end is dropped");
+	RUN(index_v1_upgraded, "an index of format 1 is read, flags and all, and written as format 2");
 	RUN(has_qid, "has_qid finds a queue id among the last messages");
 	RUN(two_openers, "a second opener sees appends, flags and a compaction");
 	RUN(compaction_seen_at_same_size,
