@@ -75,7 +75,7 @@ struct imap {
 	struct spool *sp; /* APPEND's message literal, while it is received and used */
 	char *spdir;
 	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, kicking : 1, resume : 1, idling : 1,
-	        idle_timer : 1;
+	        idle_timer : 1, condstore : 1, qresync : 1; /* RFC 7162, once turned on */
 	struct sasl *sasl; /* AUTHENTICATE under way (NULL otherwise: an idle session
 	                      keeps no room for a password) */
 	/* a Lua hook waiting for the client (RL_WAIT): the command (in cmd,
@@ -206,7 +206,7 @@ static int starttls_offered(const struct session *s)
 static void put_caps(struct session *s, struct imap *st)
 {
 	session_printf(s,
-	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE "
+	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE CONDSTORE QRESYNC "
 	        "UNSELECT CHILDREN METADATA BINARY SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED "
 	        "LIST-STATUS STATUS=SIZE ESEARCH SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 	        "APPENDLIMIT=%llu",
@@ -283,6 +283,23 @@ static void tell_new_keywords(struct session *s, struct imap *st)
 	}
 }
 
+/* "* seq FETCH (FLAGS ...)" for a change the client did not ask for; with
+ * CONDSTORE on, its UID and MODSEQ too (RFC 7162 3.1.4, 3.2.4). */
+static void put_flags_fetch(struct session *s, struct imap *st, uint32_t seq, uint32_t uid,
+        uint32_t flags, uint32_t kw, uint64_t modseq)
+{
+	session_printf(s, "* %u FETCH (", seq);
+	if (st->condstore) {
+		session_printf(s, "UID %u ", uid);
+	}
+	session_printf(s, "FLAGS ");
+	imap_put_flags(&s->out, st->f, flags | (mm_view_recent(st->v, uid) ? MM_RECENT : 0), kw);
+	if (st->condstore) {
+		session_printf(s, " MODSEQ (%llu)", (unsigned long long)modseq);
+	}
+	session_printf(s, ")\r\n");
+}
+
 /* Reports what changed in the folder since the client was told: flag
  * changes, EXPUNGE (only when expunge is 1), EXISTS. poll: an IDLE tick,
  * which may skip looking at the files (other sessions' changes are in
@@ -307,15 +324,19 @@ static int view_sync(struct session *s, struct imap *st, int expunge, int poll)
 	}
 	tell_new_keywords(s, st);
 	for (uint32_t i = 0; i < c.nflags; i++) {
-		session_printf(s, "* %u FETCH (FLAGS ", c.flags[i].seq);
-		imap_put_flags(&s->out, st->f, c.flags[i].flags, c.flags[i].keywords);
-		session_printf(s, ")\r\n");
+		const struct mm_change *x = &c.flags[i];
+		put_flags_fetch(s, st, x->seq, x->uid, x->flags, x->keywords, x->modseq);
 	}
-	for (uint32_t i = 0; i < c.nexpunged; i++) {
+	if (st->qresync && c.nexpunged) {
+		session_printf(s, "* VANISHED ");
+		imap_put_uids(&s->out, c.vanished, c.nexpunged);
+		session_printf(s, "\r\n");
+	}
+	for (uint32_t i = 0; !st->qresync && i < c.nexpunged; i++) {
 		session_printf(s, "* %u EXPUNGE\r\n", c.expunged[i]);
 	}
 	if (c.exists) {
-		session_printf(s, "* %u EXISTS\r\n", c.exists);
+		session_printf(s, "* %u EXISTS\r\n* %u RECENT\r\n", c.exists, c.recent);
 	}
 	mm_changes_free(&c);
 	return 0;
@@ -471,9 +492,22 @@ static void cmd_namespace(struct session *s, struct imap *st, struct args *a)
 	ok(s, st, "NAMESPACE completed");
 }
 
+/* ENABLE (RFC 5161): CONDSTORE, and QRESYNC (which turns CONDSTORE on
+ * too); the answer names what this command turned on. */
 static void cmd_enable(struct session *s, struct imap *st, struct args *a)
 {
-	session_printf(s, "* ENABLED\r\n"); /* no extension that ENABLE turns on */
+	const char *ext;
+	session_printf(s, "* ENABLED");
+	while ((ext = arg_astring(a)) != NULL) {
+		int q = rl_strcasecmp(ext, "QRESYNC") == 0;
+		int c = rl_strcasecmp(ext, "CONDSTORE") == 0;
+		if ((q && !st->qresync) || (c && !st->condstore)) {
+			session_printf(s, " %s", q ? "QRESYNC" : "CONDSTORE");
+		}
+		st->qresync |= q;
+		st->condstore |= q || c;
+	}
+	session_printf(s, "\r\n");
 	ok(s, st, "ENABLE completed");
 }
 
@@ -550,17 +584,60 @@ static uint32_t first_unseen(struct mm_view *v, uint32_t n)
 	return 0;
 }
 
+/* QRESYNC's resync at SELECT (RFC 7162 3.2.5): what vanished since the
+ * client's modseq, then the flags of every message changed since. */
+static void qresync_report(struct session *s, struct imap *st, const struct imap_qresync *q)
+{
+	struct mm_range *r;
+	uint32_t nr, n = mm_view_count(st->v), star = mm_folder_uidnext(st->f) - 1;
+	const struct imap_set *known = q->has_known ? &q->known : NULL;
+	if (mm_folder_vanished(st->f, q->modseq, &r, &nr) == 0) {
+		imap_put_vanished(&s->out, r, nr, known, star);
+		xfree(r);
+	}
+	struct mm_msg m;
+	for (uint32_t seq = 1; seq <= n; seq++) {
+		if (mm_view_msg(st->v, seq, &m) == 0 && m.modseq > q->modseq &&
+		        (!known || imap_set_has(known, m.uid, star))) {
+			put_flags_fetch(s, st, seq, m.uid, m.flags, m.keywords, m.modseq);
+		}
+	}
+}
+
+/* SELECT and EXAMINE's name and parameters; 0, or -1 when answered. */
+static int select_args(struct session *s, struct imap *st, struct args *a, int readonly,
+        char *name, size_t len, const char **named, struct imap_qresync *q)
+{
+	memset(q, 0, sizeof *q);
+	*named = arg_box(s, st, a, name, len); /* NO when invalid */
+	if (*named && imap_select_params(a->c, &a->i, q) != 0) {
+		bad(s, st, "%s takes a mailbox name and (CONDSTORE) or (QRESYNC (...))",
+		        readonly ? "EXAMINE" : "SELECT");
+		return -1; /* a BAD command changes nothing */
+	}
+	if (q->on && !st->qresync) {
+		imap_qresync_free(q);
+		bad(s, st, "QRESYNC is not enabled");
+		return -1;
+	}
+	st->condstore |= q->condstore;
+	return 0;
+}
+
 static void select_box(struct session *s, struct imap *st, struct args *a, int readonly)
 {
 	char name[MM_FOLDER_MAX + 1];
-	const char *named = arg_box(s, st, a, name, sizeof name); /* NO when invalid */
-	if (named && !arg_end(a)) {
-		bad(s, st, "%s takes one mailbox name", readonly ? "EXAMINE" : "SELECT");
-		return; /* a BAD command changes nothing */
+	const char *named;
+	struct imap_qresync q;
+	if (select_args(s, st, a, readonly, name, sizeof name, &named, &q) != 0) {
+		return;
 	}
 	if (st->state == I_SELECTED) {
 		close_box(st); /* RFC 3501 6.3.1: even when the new one fails */
 		enter_state(s, st, I_AUTH);
+		if (st->qresync) {
+			session_printf(s, "* OK [CLOSED] Previous mailbox closed\r\n");
+		}
 	}
 	if (!named) {
 		return;
@@ -570,6 +647,7 @@ static void select_box(struct session *s, struct imap *st, struct args *a, int r
 		close_box(st);
 	}
 	if (rc != 0) {
+		imap_qresync_free(&q);
 		no_box(s, st, rc, "NONEXISTENT");
 		return;
 	}
@@ -577,14 +655,21 @@ static void select_box(struct session *s, struct imap *st, struct args *a, int r
 	st->readonly = readonly;
 	st->uidvalidity = mm_folder_uidvalidity(st->f);
 	uint32_t n = mm_view_count(st->v), unseen = first_unseen(st->v, n);
+	int recent = readonly ? 0 : mm_view_claim(st->v); /* EXAMINE takes none (6.3.2) */
 	put_flag_lists(s, st);
-	session_printf(s, "* %u EXISTS\r\n* 0 RECENT\r\n", n);
+	session_printf(s, "* %u EXISTS\r\n* %d RECENT\r\n", n, recent);
 	if (unseen) {
 		session_printf(s, "* OK [UNSEEN %u] First unseen\r\n", unseen);
 	}
 	session_printf(s,
-	        "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
-	        st->uidvalidity, mm_folder_uidnext(st->f));
+	        "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n"
+	        "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+	        st->uidvalidity, mm_folder_uidnext(st->f),
+	        (unsigned long long)mm_folder_modseq(st->f));
+	if (q.on && q.uidvalidity == st->uidvalidity) {
+		qresync_report(s, st, &q);
+	}
+	imap_qresync_free(&q);
 	enter_state(s, st, I_SELECTED);
 	ok(s, st, "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
 	        readonly ? "EXAMINE" : "SELECT");
@@ -756,7 +841,7 @@ static void cmd_subscribe(struct session *s, struct imap *st, struct args *a)
 #define PATTERN_MAX IMAP_PATTERN_MAX
 
 static const char *const status_names[] = {
-        "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", NULL};
+        "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "HIGHESTMODSEQ", NULL};
 
 static int status_item(const char *item)
 {
@@ -789,14 +874,16 @@ static int status_line(struct session *s, struct imap *st, const struct imap_cmd
 	if (rc != 0) {
 		return rc;
 	}
-	uint32_t n = mm_folder_count(f), unseen = 0;
+	uint32_t n = mm_folder_count(f), unseen = 0, recent = 0, rfirst = mm_folder_first_recent(f);
 	uint64_t size = 0; /* STATUS=SIZE (RFC 8438): the messages' RFC822.SIZEs */
 	for (uint32_t i = 0; i < n; i++) {
 		const struct mm_msg *m = mm_folder_msg(f, i);
 		unseen += m && !(m->flags & MM_SEEN);
+		recent += m && m->uid >= rfirst;
 		size += m ? m->size : 0;
 	}
-	uint64_t v[] = {n, 0, mm_folder_uidnext(f), mm_folder_uidvalidity(f), unseen, size};
+	uint64_t v[] = {n, recent, mm_folder_uidnext(f), mm_folder_uidvalidity(f), unseen, size,
+	        mm_folder_modseq(f)};
 	mm_folder_close(f);
 	session_printf(s, "* STATUS ");
 	imap_put_string(&s->out, name, strlen(name));
@@ -804,6 +891,7 @@ static int status_line(struct session *s, struct imap *st, const struct imap_cmd
 	for (uint32_t i = first; i < end; i++) {
 		const char *item = imap_tok_str(c, i);
 		int k = status_item(item);
+		st->condstore |= k == 6; /* HIGHESTMODSEQ turns CONDSTORE on (RFC 7162 3.1) */
 		session_printf(s, "%s%s %llu", i > first ? " " : "", status_names[k],
 		        (unsigned long long)v[k]);
 	}
@@ -1137,22 +1225,6 @@ static int arg_set(struct session *s, struct imap *st, struct args *a, uint32_t 
 	return 0;
 }
 
-/* "1:3,7" for UIDPLUS answers. */
-static void put_uid_set(struct buf *o, const uint32_t *uids, uint32_t n)
-{
-	for (uint32_t i = 0; i < n;) {
-		uint32_t j = i;
-		while (j + 1 < n && uids[j + 1] == uids[j] + 1) {
-			j++;
-		}
-		buf_printf(o, i ? ",%u" : "%u", uids[i]);
-		if (j > i) {
-			buf_printf(o, ":%u", uids[j]);
-		}
-		i = j + 1;
-	}
-}
-
 /* ---- EXPUNGE, UID EXPUNGE, CHECK ---- */
 
 /* UID EXPUNGE: the UIDs of the messages in seqs flagged \Deleted. */
@@ -1216,7 +1288,8 @@ static int search_one(struct imap *st, const struct imap_search *k, uint32_t seq
 		return -1;
 	}
 	struct imap_search_msg sm = {seq, m->uid, m->flags, m->keywords, m->size, n, max_uid,
-	        m->date, os_timezone_offset(m->date), imap_src_folder(st->f, m, st->uidvalidity)};
+	        m->date, os_timezone_offset(m->date), imap_src_folder(st->f, m, st->uidvalidity),
+	        m->modseq, m->savedate, mm_view_recent(st->v, m->uid)};
 	int r = imap_search_match(k, &sm);
 	if (r == 1 && sort) {
 		imap_sort_add(sort, &sm);
@@ -1289,7 +1362,8 @@ static void esearch_add(struct esearch *e, uint32_t v)
 	e->run_start = e->run_end = v;
 }
 
-static void esearch_put(struct session *s, struct imap *st, struct esearch *e, unsigned ret, int uid)
+static void esearch_put(struct session *s, struct imap *st, struct esearch *e, unsigned ret, int uid,
+        uint64_t modseq)
 {
 	esearch_close_run(e);
 	session_printf(s, "* ESEARCH (TAG \"%s\")%s", st->tag, uid ? " UID" : "");
@@ -1304,6 +1378,9 @@ static void esearch_put(struct session *s, struct imap *st, struct esearch *e, u
 	}
 	if (ret & RET_COUNT) {
 		session_printf(s, " COUNT %u", e->count);
+	}
+	if (modseq && e->count) {
+		session_printf(s, " MODSEQ %llu", (unsigned long long)modseq);
 	}
 	session_printf(s, "\r\n");
 	buf_free(&e->all);
@@ -1335,6 +1412,9 @@ static void cmd_search(struct session *s, struct imap *st, struct args *a)
 	uint32_t n = mm_view_count(st->v);
 	uint32_t max_uid = n && mm_view_msg(st->v, n, &m) >= 0 ? m.uid : 0;
 	struct esearch e = {0};
+	int by_modseq = imap_search_has_modseq(k);
+	uint64_t top = 0; /* the highest modseq matched (RFC 7162 3.1.5) */
+	st->condstore |= by_modseq;
 	buf_init(&e.all);
 	if (!ret) {
 		session_printf(s, "* SEARCH");
@@ -1343,15 +1423,20 @@ static void cmd_search(struct session *s, struct imap *st, struct args *a)
 		if (search_one(st, k, seq, n, max_uid, &m, NULL) != 1) {
 			continue;
 		}
+		top = m.modseq > top ? m.modseq : top;
 		if (ret) {
 			esearch_add(&e, a->uid ? m.uid : seq);
 		} else {
 			session_printf(s, " %u", a->uid ? m.uid : seq);
 		}
 	}
+	top = by_modseq ? top : 0;
 	if (ret) {
-		esearch_put(s, st, &e, ret, a->uid);
+		esearch_put(s, st, &e, ret, a->uid, top);
 	} else {
+		if (top) {
+			session_printf(s, " (MODSEQ %llu)", (unsigned long long)top);
+		}
 		session_printf(s, "\r\n");
 		buf_free(&e.all);
 	}
@@ -1424,35 +1509,105 @@ static int store_op(const char *item, int *op, int *silent)
 	return *silent || p[5] == '\0' ? 0 : -1;
 }
 
-/* STORE's answer: each message's flags now (its UID too for UID STORE). */
-static void store_answer(
-        struct session *s, struct imap *st, const uint32_t *seqs, uint32_t n, int uid)
+/* A STORE's request: flags, and CONDSTORE's UNCHANGEDSINCE (UINT64_MAX
+ * without it) with the UIDs of the messages that failed it. */
+struct store {
+	int op, silent;
+	uint32_t fl, kw;
+	uint64_t unchanged, before; /* before: the folder's modseq before it */
+	uint32_t *failed, nfailed;
+};
+
+/* STORE's answer: each message's flags now (its UID too for UID STORE),
+ * none for those that failed UNCHANGEDSINCE. With CONDSTORE on, MODSEQ
+ * too, and .SILENT still tells the modseq of those it changed (RFC 7162
+ * 3.1.3). */
+static void store_answer(struct session *s, struct imap *st, const uint32_t *seqs, uint32_t n,
+        int uid, const struct store *q)
 {
 	struct mm_msg m;
+	uint32_t k = 0; /* both in ascending UID order */
 	for (uint32_t i = 0; i < n; i++) {
 		if (mm_view_msg(st->v, seqs[i], &m) != 0) {
 			continue; /* expunged elsewhere */
 		}
-		session_printf(s, "* %u FETCH (FLAGS ", seqs[i]);
-		imap_put_flags(&s->out, st->f, m.flags, m.keywords);
-		if (uid) {
-			session_printf(s, " UID %u", m.uid);
+		while (k < q->nfailed && q->failed[k] < m.uid) {
+			k++;
+		}
+		int failed = k < q->nfailed && q->failed[k] == m.uid;
+		if (failed || (q->silent && (!st->condstore || m.modseq <= q->before))) {
+			continue;
+		}
+		session_printf(s, "* %u FETCH (", seqs[i]);
+		if (uid || st->condstore) {
+			session_printf(s, "UID %u ", m.uid);
+		}
+		if (!q->silent) {
+			session_printf(s, "FLAGS ");
+			imap_put_flags(&s->out, st->f,
+			        m.flags | (mm_view_recent(st->v, m.uid) ? MM_RECENT : 0), m.keywords);
+		}
+		if (st->condstore) {
+			session_printf(s, "%sMODSEQ (%llu)", q->silent ? "" : " ",
+			        (unsigned long long)m.modseq);
 		}
 		session_printf(s, ")\r\n");
 	}
 }
 
+/* "(UNCHANGEDSINCE n)" before STORE's item, when there. */
+static int store_modifier(struct args *a, struct store *q)
+{
+	const char *m, *v;
+	q->unchanged = UINT64_MAX;
+	if (!arg_paren(a, IMAP_LPAREN)) {
+		return 0;
+	}
+	if (!(m = arg_atom(a)) || rl_strcasecmp(m, "UNCHANGEDSINCE") != 0 || !(v = arg_atom(a)) ||
+	        imap_modseq_parse(v, &q->unchanged) != 0 || !arg_paren(a, IMAP_RPAREN)) {
+		return -1;
+	}
+	return 0;
+}
+
+/* [MODIFIED set]: the messages that failed UNCHANGEDSINCE, as sequence
+ * numbers (UIDs for UID STORE). */
+static void store_modified(struct session *s, struct imap *st, const struct store *q, int uid)
+{
+	uint32_t *v = xmalloc(q->nfailed * sizeof *v), n = 0;
+	for (uint32_t i = 0; i < q->nfailed; i++) {
+		uint32_t x = uid ? q->failed[i] : mm_view_seq(st->v, q->failed[i]);
+		if (x) {
+			v[n++] = x;
+		}
+	}
+	for (uint32_t i = 1; i < n; i++) { /* few: insertion sort */
+		for (uint32_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+			uint32_t x = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = x;
+		}
+	}
+	struct buf set;
+	buf_init(&set);
+	imap_put_uids(&set, v, n);
+	ok(s, st, "[MODIFIED %s] Conditional STORE failed", set.data ? set.data : "0");
+	buf_free(&set);
+	xfree(v);
+}
+
 static void cmd_store(struct session *s, struct imap *st, struct args *a)
 {
-	uint32_t *seqs, n, fl, kw;
-	int op, silent;
+	uint32_t *seqs, n;
+	struct store q = {0};
 	struct mm_msg m;
 	if (arg_set(s, st, a, &seqs, &n) != 0) {
 		return;
 	}
-	const char *item = arg_atom(a);
-	if (!item || store_op(item, &op, &silent) != 0 || parse_flags(a, st->f, &fl, &kw, 1) != 0 ||
-	        !arg_end(a)) {
+	int cond = store_modifier(a, &q);
+	const char *item = cond == 0 ? arg_atom(a) : NULL;
+	if (!item || store_op(item, &q.op, &q.silent) != 0 ||
+	        parse_flags(a, st->f, &q.fl, &q.kw, 1) != 0 || !arg_end(a)) {
 		bad(s, st, "Invalid STORE arguments");
 	} else if (st->readonly) {
 		no(s, st, "[READ-ONLY] Mailbox is read-only");
@@ -1463,17 +1618,24 @@ static void cmd_store(struct session *s, struct imap *st, struct args *a)
 				uids[k++] = m.uid;
 			}
 		}
-		int rc = mm_view_store(st->v, uids, k, op, fl, kw);
+		st->condstore |= q.unchanged != UINT64_MAX;
+		q.failed = xmalloc((k ? k : 1) * sizeof *q.failed);
+		q.before = mm_folder_modseq(st->f);
+		int rc = mm_view_store_if(st->v, uids, k, q.op, q.fl, q.kw, q.unchanged, q.failed,
+		        &q.nfailed);
 		xfree(uids);
 		tell_new_keywords(s, st); /* before the FETCH answers show one */
-		if (rc >= 0 && !silent) {
-			store_answer(s, st, seqs, n, a->uid);
+		if (rc >= 0) {
+			store_answer(s, st, seqs, n, a->uid, &q);
 		}
 		if (rc < 0) {
 			no(s, st, "[SERVERBUG] Cannot store flags");
-		} else if (view_sync(s, st, 0, 0) == 0) {
+		} else if (view_sync(s, st, 0, 0) == 0 && q.nfailed) {
+			store_modified(s, st, &q, a->uid);
+		} else if (!session_closing(s)) {
 			ok(s, st, "STORE completed");
 		}
+		xfree(q.failed);
 	}
 	xfree(seqs);
 }
@@ -1572,9 +1734,9 @@ static void copy_move(struct session *s, struct imap *st, struct args *a, int mo
 	buf_init(&code);
 	if (k > 0) {
 		buf_printf(&code, "[COPYUID %u ", mm_folder_uidvalidity(dst));
-		put_uid_set(&code, uids, (uint32_t)k);
+		imap_put_uids(&code, uids, (uint32_t)k);
 		buf_puts(&code, " ");
-		put_uid_set(&code, nuids, (uint32_t)k);
+		imap_put_uids(&code, nuids, (uint32_t)k);
 		buf_puts(&code, "] ");
 	}
 	mm_folder_close(dst);
@@ -1738,10 +1900,30 @@ static void imap_writable(struct session *s)
 	kick(s, st);
 }
 
+/* UID FETCH ... (CHANGEDSINCE m VANISHED): what of the set vanished since
+ * m, before the FETCH answers (RFC 7162 3.2.6). */
+static void fetch_vanished(struct session *s, struct imap *st, const char *spec, uint64_t since)
+{
+	struct imap_set set;
+	struct mm_range *r;
+	uint32_t nr;
+	if (imap_set_parse(spec, &set) != 0) {
+		return;
+	}
+	if (mm_folder_vanished(st->f, since, &r, &nr) == 0) {
+		imap_put_vanished(&s->out, r, nr, &set, mm_folder_uidnext(st->f) - 1);
+		xfree(r);
+	}
+	imap_set_free(&set);
+}
+
 static void cmd_fetch(struct session *s, struct imap *st, struct args *a)
 {
 	uint32_t *seqs, n;
 	struct imap_fetch *j;
+	uint64_t since;
+	int vanished;
+	const char *spec = arg_type(a) == IMAP_ATOM ? imap_tok_str(a->c, a->i) : NULL;
 	if (arg_set(s, st, a, &seqs, &n) != 0) {
 		return;
 	}
@@ -1750,7 +1932,17 @@ static void cmd_fetch(struct session *s, struct imap *st, struct args *a)
 		xfree(seqs);
 		return;
 	}
+	st->condstore |= imap_fetch_sync(j, st->condstore, &since, &vanished);
+	if (vanished && !st->qresync) {
+		bad(s, st, "VANISHED needs QRESYNC enabled");
+		imap_fetch_free(j);
+		xfree(seqs);
+		return;
+	}
 	mm_folder_refresh(st->f);
+	if (vanished) {
+		fetch_vanished(s, st, spec, since);
+	}
 	tell_new_keywords(s, st); /* another session's, before FLAGS show it */
 	imap_fetch_begin(j, st->f, st->v, seqs, n, st->readonly);
 	st->job = j;

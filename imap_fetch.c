@@ -28,7 +28,9 @@ enum fi_type {
 	FI_RFC822_HEADER,
 	FI_RFC822_TEXT,
 	FI_BINARY,
-	FI_BINARY_SIZE
+	FI_BINARY_SIZE,
+	FI_MODSEQ,
+	FI_SAVEDATE
 };
 
 struct fitem {
@@ -54,6 +56,10 @@ struct imap_fetch {
 	int literal8;             /* it is a literal8: NULs go as they are */
 	int unknown_cte;          /* a BINARY item was left out: UNKNOWN-CTE */
 	int wrote;                /* items written for the current message */
+	int changed;              /* CHANGEDSINCE given: only messages above since */
+	uint64_t since;
+	int vanished;  /* VANISHED given (imap.c answers it) */
+	int condstore; /* the session has CONDSTORE on: MODSEQ with implicit FLAGS */
 };
 
 static const struct {
@@ -62,7 +68,8 @@ static const struct {
 } fetch_atts[] = {{"UID", FI_UID}, {"FLAGS", FI_FLAGS}, {"INTERNALDATE", FI_INTERNALDATE},
         {"RFC822.SIZE", FI_SIZE}, {"ENVELOPE", FI_ENVELOPE}, {"BODY", FI_BODY},
         {"BODYSTRUCTURE", FI_BODYSTRUCTURE}, {"RFC822", FI_RFC822},
-        {"RFC822.HEADER", FI_RFC822_HEADER}, {"RFC822.TEXT", FI_RFC822_TEXT}};
+        {"RFC822.HEADER", FI_RFC822_HEADER}, {"RFC822.TEXT", FI_RFC822_TEXT},
+        {"MODSEQ", FI_MODSEQ}, {"SAVEDATE", FI_SAVEDATE}};
 
 /* see rumble.h */
 void imap_put_flags(struct buf *o, struct mm_folder *f, uint32_t fl, uint32_t kw)
@@ -74,6 +81,10 @@ void imap_put_flags(struct buf *o, struct mm_folder *f, uint32_t fl, uint32_t kw
 	        {MM_DELETED, "\\Deleted"}, {MM_DRAFT, "\\Draft"}};
 	const char *sep = "";
 	buf_puts(o, "(");
+	if (fl & MM_RECENT) {
+		buf_puts(o, "\\Recent");
+		sep = " ";
+	}
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		if (fl & names[i].bit) {
 			buf_printf(o, "%s%s", sep, names[i].name);
@@ -240,7 +251,38 @@ static int tok_is(const struct imap_cmd *c, uint32_t i, int type)
 	return i < c->ntok && c->tok[i].type == type;
 }
 
-/* ALL, FAST, FULL, one attribute or a list of them, from token pos on. */
+/* RFC 7162's modifiers after the items: "(CHANGEDSINCE n [VANISHED])"
+ * at pos, to the end. */
+static int fetch_modifiers(const struct imap_cmd *c, uint32_t pos, struct imap_fetch *j)
+{
+	if (pos == c->ntok) {
+		return 0;
+	}
+	if (!tok_is(c, pos++, IMAP_LPAREN)) {
+		return -1;
+	}
+	for (; tok_is(c, pos, IMAP_ATOM); pos++) {
+		const char *m = imap_tok_str(c, pos);
+		if (rl_strcasecmp(m, "VANISHED") == 0 && !j->vanished) {
+			j->vanished = 1;
+		} else if (rl_strcasecmp(m, "CHANGEDSINCE") == 0 && !j->changed &&
+		           tok_is(c, pos + 1, IMAP_ATOM) &&
+		           imap_modseq_parse(imap_tok_str(c, pos + 1), &j->since) == 0) {
+			j->changed = 1;
+			pos++;
+		} else {
+			return -1;
+		}
+	}
+	/* VANISHED only with CHANGEDSINCE, in a UID FETCH (RFC 7162 3.2.6) */
+	return tok_is(c, pos, IMAP_RPAREN) && pos + 1 == c->ntok && pos > 0 &&
+	                       (!j->vanished || (j->changed && j->uid)) && (j->changed || j->vanished)
+	               ? 0
+	               : -1;
+}
+
+/* ALL, FAST, FULL, one attribute or a list of them, from token pos on,
+ * then the modifiers. */
 static int fetch_items(const struct imap_cmd *c, uint32_t pos, struct imap_fetch *j)
 {
 	static const char *macros[][2] = {{"ALL", "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE"},
@@ -256,9 +298,10 @@ static int fetch_items(const struct imap_cmd *c, uint32_t pos, struct imap_fetch
 				return -1;
 			}
 		}
-		return tok_is(c, pos, IMAP_RPAREN) && pos + 1 == c->ntok && pos > first ? 0 : -1;
+		return tok_is(c, pos, IMAP_RPAREN) && pos > first ? fetch_modifiers(c, pos + 1, j)
+		                                                   : -1;
 	}
-	if (!tok_is(c, pos, IMAP_ATOM) || pos + 1 != c->ntok) {
+	if (!tok_is(c, pos, IMAP_ATOM) || fetch_modifiers(c, pos + 1, j) != 0) {
 		return -1;
 	}
 	const char *att = imap_tok_str(c, pos);
@@ -276,13 +319,24 @@ static int fetch_items(const struct imap_cmd *c, uint32_t pos, struct imap_fetch
 	return fetch_att(j, att);
 }
 
+/* CHANGEDSINCE asks for MODSEQ too (RFC 7162 3.1.4.1). */
+static int fetch_add_modseq(struct imap_fetch *j)
+{
+	for (int k = 0; k < j->nit; k++) {
+		if (j->it[k].type == FI_MODSEQ) {
+			return 0;
+		}
+	}
+	return fetch_att(j, "MODSEQ");
+}
+
 /* see rumble.h */
 int imap_fetch_new(const struct imap_cmd *c, uint32_t pos, int uid, struct imap_fetch **out)
 {
 	struct imap_fetch *j = xcalloc(1, sizeof *j);
 	j->uid = uid;
 	j->cur = -1;
-	if (fetch_items(c, pos, j) != 0) {
+	if (fetch_items(c, pos, j) != 0 || (j->changed && fetch_add_modseq(j) != 0)) {
 		free(j);
 		*out = NULL;
 		return -1;
@@ -301,6 +355,19 @@ void imap_fetch_begin(struct imap_fetch *j, struct mm_folder *f, struct mm_view 
 	j->seqs = seqs;
 	j->n = n;
 	j->seen &= !readonly;
+}
+
+/* see rumble.h */
+int imap_fetch_sync(struct imap_fetch *j, int condstore, uint64_t *since, int *vanished)
+{
+	int uses = j->changed;
+	for (int k = 0; k < j->nit; k++) {
+		uses |= j->it[k].type == FI_MODSEQ;
+	}
+	j->condstore = condstore || uses;
+	*since = j->since;
+	*vanished = j->vanished;
+	return uses;
 }
 
 /* see rumble.h */
@@ -433,7 +500,19 @@ static int fetch_item(struct imap_fetch *j, const struct fitem *it, struct buf *
 		return 0;
 	case FI_FLAGS:
 		buf_puts(o, "FLAGS ");
-		imap_put_flags(o, j->f, m->flags, m->keywords);
+		imap_put_flags(o, j->f, m->flags | (mm_view_recent(j->v, m->uid) ? MM_RECENT : 0),
+		        m->keywords);
+		return 0;
+	case FI_MODSEQ:
+		buf_printf(o, "MODSEQ (%llu)", (unsigned long long)m->modseq);
+		return 0;
+	case FI_SAVEDATE:
+		buf_puts(o, "SAVEDATE ");
+		if (m->savedate > 0) {
+			put_date(o, m->savedate);
+		} else {
+			buf_puts(o, "NIL");
+		}
 		return 0;
 	case FI_INTERNALDATE:
 		buf_puts(o, "INTERNALDATE ");
@@ -478,6 +557,9 @@ static int fetch_begin(struct imap_fetch *j, struct buf *o)
 	if (mm_view_msg(j->v, seq, &j->m) != 0) {
 		return -1; /* expunged by another session: nothing to send */
 	}
+	if (j->changed && j->m.modseq <= j->since) {
+		return -1; /* not changed since */
+	}
 	j->add_flags = 0;
 	if (j->seen && !(j->m.flags & MM_SEEN)) {
 		mm_view_store(j->v, &j->m.uid, 1, MM_STORE_ADD, MM_SEEN, 0);
@@ -498,7 +580,15 @@ static void fetch_end_msg(struct imap_fetch *j, struct buf *o)
 {
 	if (j->add_flags) {
 		buf_puts(o, " FLAGS ");
-		imap_put_flags(o, j->f, j->m.flags, j->m.keywords);
+		imap_put_flags(o, j->f, j->m.flags | (mm_view_recent(j->v, j->m.uid) ? MM_RECENT : 0),
+		        j->m.keywords);
+		int has = 0;
+		for (int i = 0; i < j->nit; i++) {
+			has |= j->it[i].type == FI_MODSEQ;
+		}
+		if (j->condstore && !has) {
+			buf_printf(o, " MODSEQ (%llu)", (unsigned long long)j->m.modseq);
+		}
 	}
 	buf_puts(o, ")\r\n");
 	imap_src_free(j->src);

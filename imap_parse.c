@@ -345,7 +345,14 @@ enum skey_op {
 	K_BODY,
 	K_TEXT,
 	K_UID,
-	K_SEQ
+	K_SEQ,
+	K_MODSEQ,
+	K_RECENT,
+	K_NEW,
+	K_OLD,
+	K_SAVEDBEFORE, /* then SAVEDON, SAVEDSINCE: in K_BEFORE's order */
+	K_SAVEDON,
+	K_SAVEDSINCE
 };
 
 struct imap_search {
@@ -355,6 +362,7 @@ struct imap_search {
 	int64_t day;
 	char *hdr, *str;
 	struct imap_set set;
+	uint64_t modseq;
 };
 
 void imap_search_free(struct imap_search *k)
@@ -478,8 +486,8 @@ static const struct {
         {"FLAGGED", K_FLAG, MM_FLAGGED}, {"SEEN", K_FLAG, MM_SEEN},
         {"UNANSWERED", K_UNFLAG, MM_ANSWERED}, {"UNDELETED", K_UNFLAG, MM_DELETED},
         {"UNDRAFT", K_UNFLAG, MM_DRAFT}, {"UNFLAGGED", K_UNFLAG, MM_FLAGGED},
-        {"UNSEEN", K_UNFLAG, MM_SEEN}, {"OLD", K_ALL, 0}, {"RECENT", K_NONE, 0},
-        {"NEW", K_NONE, 0}};
+        {"UNSEEN", K_UNFLAG, MM_SEEN}, {"OLD", K_OLD, 0}, {"RECENT", K_RECENT, 0},
+        {"NEW", K_NEW, 0}, {"SAVEDATESUPPORTED", K_ALL, 0}};
 
 static const struct {
 	const char *name;
@@ -488,7 +496,9 @@ static const struct {
         {"SENTBEFORE", K_SENTBEFORE}, {"SENTON", K_SENTON}, {"SENTSINCE", K_SENTSINCE},
         {"LARGER", K_LARGER}, {"SMALLER", K_SMALLER}, {"BODY", K_BODY}, {"TEXT", K_TEXT},
         {"KEYWORD", K_KW}, {"UNKEYWORD", K_UNKW}, {"UID", K_UID}, {"BCC", K_ADDR},
-        {"CC", K_ADDR}, {"FROM", K_ADDR}, {"SUBJECT", K_HEADER}, {"TO", K_ADDR}};
+        {"CC", K_ADDR}, {"FROM", K_ADDR}, {"SUBJECT", K_HEADER}, {"TO", K_ADDR},
+        {"SAVEDBEFORE", K_SAVEDBEFORE}, {"SAVEDON", K_SAVEDON}, {"SAVEDSINCE", K_SAVEDSINCE},
+        {"MODSEQ", K_MODSEQ}};
 
 /* The argument of a key that takes one. */
 static int skey_arg(struct sparse *sp, struct imap_search *k, const char *name, const char *a)
@@ -502,7 +512,21 @@ static int skey_arg(struct sparse *sp, struct imap_search *k, const char *name, 
 	case K_SENTBEFORE:
 	case K_SENTON:
 	case K_SENTSINCE:
+	case K_SAVEDBEFORE:
+	case K_SAVEDON:
+	case K_SAVEDSINCE:
 		return imap_date_parse(a, &k->day);
+	case K_MODSEQ:
+		/* MODSEQ ["/flags/..." priv|shared|all] n: the entry is any flag's */
+		if (imap_modseq_parse(a, &k->modseq) != 0) {
+			const char *type = sarg(sp), *num = type ? sarg(sp) : NULL;
+			return num && (rl_strcasecmp(type, "priv") == 0 ||
+			                      rl_strcasecmp(type, "shared") == 0 ||
+			                      rl_strcasecmp(type, "all") == 0)
+			               ? imap_modseq_parse(num, &k->modseq)
+			               : -1;
+		}
+		return 0;
 	case K_LARGER:
 	case K_SMALLER:
 		if (*p == '0' && p[1] == '\0') {
@@ -604,6 +628,23 @@ static struct imap_search *skey(struct sparse *sp)
 }
 
 /* see rumble.h */
+int imap_modseq_parse(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (!*s || (*s == '0' && s[1])) {
+		return -1;
+	}
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX / 2 - 9) / 10) {
+			return -1;
+		}
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* see rumble.h */
 int imap_search_parse(const struct imap_cmd *c, uint32_t *pos,
         int (*kw)(void *arg, const char *name), void *kwarg, struct imap_search **out,
         const char **error)
@@ -686,6 +727,32 @@ int imap_search_match(const struct imap_search *k, struct imap_search_msg *m)
 		return imap_set_has(&k->set, m->uid, m->max_uid);
 	case K_SEQ:
 		return imap_set_has(&k->set, m->seq, m->max_seq);
+	case K_MODSEQ:
+		return m->modseq >= k->modseq;
+	case K_RECENT:
+		return m->recent;
+	case K_NEW:
+		return m->recent && !(m->flags & MM_SEEN);
+	case K_OLD:
+		return !m->recent;
+	case K_SAVEDBEFORE:
+	case K_SAVEDON:
+	case K_SAVEDSINCE: {
+		int64_t t = m->savedate > 0 ? m->savedate : m->date; /* not known: as INTERNALDATE */
+		return cmp_day(k->op - K_SAVEDBEFORE, floor_div(t + os_timezone_offset(t) * 60, 86400),
+		        k->day);
+	}
+	}
+	return 0;
+}
+
+/* see rumble.h */
+int imap_search_has_modseq(const struct imap_search *k)
+{
+	for (; k; k = k->next) {
+		if (k->op == K_MODSEQ || imap_search_has_modseq(k->kid)) {
+			return 1;
+		}
 	}
 	return 0;
 }

@@ -646,7 +646,8 @@ static void live_rebuild(struct mm__box *f)
 	f->end = f->x.nrec ? rec_end(&f->x.rec[f->x.nrec - 1]) : 0;
 }
 
-static int write_header(struct mm__box *f)
+/* see rumble.h */
+int mm__write_header(struct mm__box *f)
 {
 	char line[IDX_LINE];
 	hdr_render(&f->x.h, f->x.h.modseq, line);
@@ -829,7 +830,7 @@ static int drop_past_end(struct mm__box *f, int bad)
 	}
 	/* a UID seen by a client may now be given to another message */
 	f->x.h.uidvalidity = new_uidvalidity(f, f->x.h.uidvalidity);
-	return write_header(f);
+	return mm__write_header(f);
 }
 
 static void write_found(const struct found *m, void *arg)
@@ -913,6 +914,15 @@ static void close_files(struct mm__box *f)
 	}
 }
 
+/* Messages this process told a session of as \Recent stay told when the
+ * header is read again: the file has the claim only from its next write. */
+static void keep_recent(struct mm__box *f, const struct mm__hdr *before)
+{
+	if (before->uidvalidity == f->x.h.uidvalidity && before->recent > f->x.h.recent) {
+		f->x.h.recent = before->recent;
+	}
+}
+
 /* An index of format 1 as loaded is written again as format 2 (lines
  * past the mbox end dropped first, as drop_past_end would). */
 static int upgrade_v1(struct mm__box *f, int bad)
@@ -978,13 +988,14 @@ static int load_all(struct mm__box *f)
 		rc = f->x.format == 1 ? upgrade_v1(f, bad) : drop_past_end(f, bad);
 		if (rc == 0 && f->x.h.stale) {
 			f->x.h.stale = 0; /* a compaction died before its renames */
-			rc = write_header(f);
+			rc = mm__write_header(f);
 		}
 	}
 	if (rc == 0) {
 		rc = check_tail(f);
 	}
 	rc = rc == 0 ? 0 : MM_UNAVAILABLE;
+	keep_recent(f, &old.h);
 out:
 	live_rebuild(f);
 	mm__views_lost(f, old.rec, old.nrec);
@@ -1025,11 +1036,13 @@ static int refresh_files(struct mm__box *f)
 		return load_all(f);
 	}
 	int bad = 0;
+	struct mm__hdr before = f->x.h;
 	uint32_t from = h.modseq != f->x.hdr_modseq ? 0 : f->x.nrec;
 	if ((n > f->x.nrec || from == 0 || isize != IDX_HDR + n * IDX_LINE) &&
 	        index_read(f->idx, &f->x, from, &bad) != 0) {
 		return load_all(f);
 	}
+	keep_recent(f, &before);
 	int rc = drop_past_end(f, bad);
 	if (rc == 0) {
 		rc = check_tail(f);
@@ -1623,7 +1636,7 @@ int mm_msg_set_flags(struct mm_folder *h, uint32_t i, uint32_t flags)
 		struct mm__rec *r = &f->x.rec[k];
 		r->m.flags = flags & ~MM_EXPUNGED;
 		r->m.modseq = ++f->x.h.modseq;
-		rc = write_rec(f, (uint32_t)k) == 0 && write_header(f) == 0 ? 0 : -1;
+		rc = write_rec(f, (uint32_t)k) == 0 && mm__write_header(f) == 0 ? 0 : -1;
 	}
 	mm__end(f, lk);
 	return rc;
@@ -1647,7 +1660,7 @@ int mm_folder_expunge(struct mm_folder *h)
 			n++;
 		}
 	}
-	if (n && write_header(f) != 0) {
+	if (n && mm__write_header(f) != 0) {
 		rc = -1;
 	}
 	live_rebuild(f);
@@ -1680,7 +1693,7 @@ int mm_folder_expunge_uids(
 			done++;
 		}
 	}
-	if (done && write_header(f) != 0) {
+	if (done && mm__write_header(f) != 0) {
 		rc = -1;
 	}
 	live_rebuild(f);
@@ -1903,7 +1916,7 @@ static int kw_add(struct mm__box *f, const char *name)
 	kw_render(&f->x, i, line);
 	f->x.h.modseq++; /* other openers re-read the whole index */
 	if (write_at(f->idx, IDX_LINE * (uint64_t)(1 + i), line, IDX_LINE) != 0 ||
-	        write_header(f) != 0) {
+	        mm__write_header(f) != 0) {
 		f->x.kw[i][0] = '\0';
 		return -1;
 	}
@@ -1938,19 +1951,32 @@ int mm_folder_keyword(struct mm_folder *h, const char *name, int create)
 	return i;
 }
 
+/* What a STORE asks: flags and keywords to set, add or remove, and the
+ * modseq a message may not be above (UINT64_MAX: any), with room for the
+ * UIDs of those that are. */
+struct store_req {
+	int op;
+	uint32_t flags, keywords;
+	uint64_t unchanged;
+	uint32_t *failed, nfailed;
+};
+
 /* Applies a STORE to the messages with these UIDs; f is locked. The
  * number changed, or -1. */
-static int store_locked(struct mm__box *f, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
-        uint32_t keywords)
+static int store_locked(struct mm__box *f, const uint32_t *uids, uint32_t n, struct store_req *q)
 {
-	int changed = 0, rc = 0;
-	flags &= ~MM_EXPUNGED;
+	int changed = 0, rc = 0, op = q->op;
+	uint32_t flags = q->flags & ~MM_EXPUNGED, keywords = q->keywords;
 	for (uint32_t i = 0; i < n && rc == 0; i++) {
 		long k = mm__find_uid(f, uids[i]);
 		if (k < 0) {
 			continue; /* expunged meanwhile */
 		}
 		struct mm_msg *m = &f->x.rec[k].m;
+		if (m->modseq > q->unchanged) {
+			q->failed[q->nfailed++] = m->uid;
+			continue;
+		}
 		uint32_t fl = op == MM_STORE_ADD   ? m->flags | flags
 		              : op == MM_STORE_DEL ? m->flags & ~flags
 		                                   : flags;
@@ -1965,7 +1991,7 @@ static int store_locked(struct mm__box *f, const uint32_t *uids, uint32_t n, int
 			changed++;
 		}
 	}
-	if (changed && write_header(f) != 0) {
+	if (changed && mm__write_header(f) != 0) {
 		rc = -1;
 	}
 	return rc == 0 ? changed : -1;
@@ -1980,8 +2006,33 @@ int mm_folder_store(struct mm_folder *h, const uint32_t *uids, uint32_t n, int o
 	if (mm__begin(f, &lk) != 0) {
 		return -1;
 	}
-	int rc = store_locked(f, uids, n, op, flags, keywords);
+	struct store_req q = {op, flags, keywords, UINT64_MAX, NULL, 0};
+	int rc = store_locked(f, uids, n, &q);
 	mm__end(f, lk);
+	return rc;
+}
+
+/* see rumble.h */
+int mm_view_store_if(struct mm_view *v, const uint32_t *uids, uint32_t n, int op,
+        uint32_t flags, uint32_t keywords, uint64_t unchanged, uint32_t *failed, uint32_t *nfailed)
+{
+	struct mm__box *f = v->b;
+	FILE *lk;
+	struct store_req q = {op, flags, keywords, unchanged, failed, 0};
+	if (mm__begin(f, &lk) != 0) {
+		return -1;
+	}
+	/* flag changes by others since the view was told; new mail (told as
+	 * EXISTS) and a new keyword's name move the modseq but are not that */
+	int others = f->last_flags > v->flags_seen;
+	int rc = store_locked(f, uids, n, &q);
+	if (!others) {
+		v->flags_seen = f->x.h.modseq; /* only its own changes since: told by the caller */
+	}
+	mm__end(f, lk);
+	if (nfailed) {
+		*nfailed = q.nfailed;
+	}
 	return rc;
 }
 
@@ -1989,20 +2040,25 @@ int mm_folder_store(struct mm_folder *h, const uint32_t *uids, uint32_t n, int o
 int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
         uint32_t keywords)
 {
-	struct mm__box *f = v->b;
-	FILE *lk;
-	if (mm__begin(f, &lk) != 0) {
-		return -1;
-	}
-	/* flag changes by others since the view was told; new mail (told as
-	 * EXISTS) and a new keyword's name move the modseq but are not that */
-	int others = f->last_flags > v->flags_seen;
-	int rc = store_locked(f, uids, n, op, flags, keywords);
-	if (!others) {
-		v->flags_seen = f->x.h.modseq; /* only its own changes since: told by the caller */
-	}
-	mm__end(f, lk);
-	return rc;
+	return mm_view_store_if(v, uids, n, op, flags, keywords, UINT64_MAX, NULL, NULL);
+}
+
+/* see rumble.h */
+uint32_t mm_folder_first_recent(struct mm_folder *h)
+{
+	os_mutex_lock(h->b->mu);
+	uint32_t r = h->b->x.h.recent;
+	os_mutex_unlock(h->b->mu);
+	return r;
+}
+
+/* see rumble.h */
+uint64_t mm_folder_modseq(struct mm_folder *h)
+{
+	os_mutex_lock(h->b->mu);
+	uint64_t m = h->b->x.h.modseq;
+	os_mutex_unlock(h->b->mu);
+	return m;
 }
 
 /* ---- for mailman.c: folder paths, forgetting a box ---- */

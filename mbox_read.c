@@ -571,12 +571,39 @@ static void change_flags(struct mm_changes *c, uint32_t seq, const struct mm_msg
 	}
 	struct mm_change *x = &c->flags[c->nflags++];
 	x->seq = seq;
+	x->uid = m->uid;
 	x->flags = m->flags;
 	x->keywords = m->keywords;
+	x->modseq = m->modseq;
 }
 
-/* What changed since the view was told, into c; f->mu is held. */
-static void view_changes(struct mm_view *v, int expunge, struct mm_changes *c)
+/* Live messages of the view from UID lo on. */
+static uint32_t view_count_from(const struct mm_view *v, uint32_t lo)
+{
+	uint32_t nl = view_nlive(v), i = live_lower(v->b, lo);
+	return i < nl ? nl - i : 0;
+}
+
+/* The view (which claims) takes the messages up to its last that no
+ * session took as \Recent yet; 1 when it took any (the header changed).
+ * first: the first UID it was not told of before. */
+static int view_take_recent(struct mm_view *v, uint32_t first)
+{
+	struct mm__hdr *h = &v->b->x.h;
+	if (!v->claims || h->recent > v->last) {
+		return 0;
+	}
+	uint32_t lo = h->recent > first ? h->recent : first;
+	if (v->recent == 0 || lo != first) {
+		v->recent = lo; /* others took some between: those before are lost to it */
+	}
+	h->recent = v->last + 1 > h->uidnext ? v->last + 1 : h->uidnext;
+	return 1;
+}
+
+/* What changed since the view was told, into c; f->mu is held. 1 when
+ * the header changed (new mail taken as \Recent). */
+static int view_changes(struct mm_view *v, int expunge, struct mm_changes *c)
 {
 	struct mm__box *f = v->b;
 	view_norm(v);
@@ -590,6 +617,8 @@ static void view_changes(struct mm_view *v, int expunge, struct mm_changes *c)
 	v->flags_seen = f->x.h.modseq;
 	if (expunge && v->ngone) {
 		c->expunged = xmalloc(v->ngone * sizeof *c->expunged);
+		c->vanished = xmalloc(v->ngone * sizeof *c->vanished);
+		memcpy(c->vanished, v->gone, v->ngone * sizeof *c->vanished);
 		for (uint32_t j = 0; j < v->ngone; j++) {
 			/* numbered after the ones before it are gone */
 			c->expunged[c->nexpunged++] = live_lower(f, v->gone[j]) + 1;
@@ -597,10 +626,15 @@ static void view_changes(struct mm_view *v, int expunge, struct mm_changes *c)
 		v->ngone = 0;
 	}
 	uint32_t top = f->nlive ? live_uid(f, f->nlive - 1) : 0;
+	int took = 0;
 	if (v->ngone == 0 && top > v->last) {
+		uint32_t first = v->last + 1;
 		v->last = top; /* new mail waits while expunges do */
+		took = view_take_recent(v, first);
 		c->exists = view_nlive(v);
+		c->recent = v->recent ? view_count_from(v, v->recent) : 0;
 	}
+	return took;
 }
 
 /* see rumble.h */
@@ -621,8 +655,8 @@ int mm_view_sync(struct mm_view *v, int expunge, int poll, struct mm_changes *c)
 	}
 	if (f->x.h.uidvalidity != v->uidvalidity) {
 		rc = MM_REINDEXED;
-	} else {
-		view_changes(v, expunge, c);
+	} else if (view_changes(v, expunge, c) && look) {
+		mm__write_header(f); /* else the next write of the header keeps it */
 	}
 	if (look) {
 		mm__end(f, lk);
@@ -637,7 +671,90 @@ void mm_changes_free(struct mm_changes *c)
 {
 	xfree(c->flags);
 	xfree(c->expunged);
-	c->nflags = c->nexpunged = c->exists = 0;
+	xfree(c->vanished);
+	c->nflags = c->nexpunged = c->exists = c->recent = 0;
+}
+
+/* see rumble.h; the \Recent count of the view. */
+int mm_view_claim(struct mm_view *v)
+{
+	struct mm__box *f = v->b;
+	FILE *lk;
+	if (mm__begin(f, &lk) != 0) {
+		return 0;
+	}
+	v->claims = 1;
+	if (v->uidvalidity == f->x.h.uidvalidity && view_take_recent(v, 1)) {
+		mm__write_header(f);
+	}
+	uint32_t n = v->recent ? view_count_from(v, v->recent) : 0;
+	mm__end(f, lk);
+	return (int)n;
+}
+
+/* see rumble.h */
+int mm_view_recent(struct mm_view *v, uint32_t uid)
+{
+	os_mutex_lock(v->b->mu);
+	int r = v->recent && uid >= v->recent && uid <= v->last;
+	os_mutex_unlock(v->b->mu);
+	return r;
+}
+
+static void range_add(struct mm_range **out, uint32_t *n, uint32_t *cap, uint32_t uid)
+{
+	if (*n && (*out)[*n - 1].hi + 1 == uid) {
+		(*out)[*n - 1].hi = uid;
+		return;
+	}
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*out = xrealloc(*out, *cap * sizeof **out);
+	}
+	(*out)[(*n)++] = (struct mm_range){uid, uid};
+}
+
+/* The UIDs below uidnext that are not live, as ranges. */
+static void not_live(const struct mm__box *f, struct mm_range **out, uint32_t *n, uint32_t *cap)
+{
+	uint32_t prev = 0;
+	for (uint32_t i = 0; i <= f->nlive; i++) {
+		uint32_t next = i < f->nlive ? live_uid(f, i) : f->x.h.uidnext;
+		if (next > prev + 1) {
+			if (*n == *cap) {
+				*cap = *cap ? *cap * 2 : 16;
+				*out = xrealloc(*out, *cap * sizeof **out);
+			}
+			(*out)[(*n)++] = (struct mm_range){prev + 1, next - 1};
+		}
+		prev = next;
+	}
+}
+
+/* see rumble.h */
+int mm_folder_vanished(struct mm_folder *h, uint64_t since, struct mm_range **out, uint32_t *n)
+{
+	struct mm__box *f = h->b;
+	uint32_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	os_mutex_lock(f->mu);
+	if (!f->loaded) {
+		os_mutex_unlock(f->mu);
+		return MM_UNAVAILABLE;
+	}
+	if (since < f->x.h.floor) {
+		not_live(f, out, n, &cap);
+	} else {
+		for (uint32_t i = 0; f->last_expunge > since && i < f->x.nrec; i++) {
+			const struct mm_msg *m = &f->x.rec[i].m;
+			if ((m->flags & MM_EXPUNGED) && m->modseq > since) {
+				range_add(out, n, &cap, m->uid);
+			}
+		}
+	}
+	os_mutex_unlock(f->mu);
+	return 0;
 }
 
 /* see rumble.h */

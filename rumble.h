@@ -446,6 +446,7 @@ int mm_account_list(const char *domain, int (*fn)(const struct mm_account *a, vo
 #define MM_DELETED 0x08
 #define MM_DRAFT 0x10
 #define MM_EXPUNGED 0x80000000u
+#define MM_RECENT 0x40000000u /* never stored: \Recent as IMAP shows it */
 
 struct mm_msg {
 	uint32_t uid;
@@ -592,13 +593,14 @@ uint32_t mm_view_seq(struct mm_view *v, uint32_t uid);
  * FETCH, STORE and SEARCH); exists: the new count when messages were
  * added (new mail waits while expunges do, so that numbers stay right). */
 struct mm_change {
-	uint32_t seq, flags, keywords;
+	uint32_t seq, uid, flags, keywords;
+	uint64_t modseq;
 };
 struct mm_changes {
 	struct mm_change *flags;
 	uint32_t nflags;
-	uint32_t *expunged;
-	uint32_t nexpunged, exists;
+	uint32_t *expunged, *vanished; /* numbers, and their UIDs (ascending) */
+	uint32_t nexpunged, exists, recent; /* recent: of the new ones, to this view */
 };
 /* Fills c (free it with mm_changes_free); looks at the files first,
  * unless poll is set and someone did less than a second ago (IDLE). 0,
@@ -610,6 +612,29 @@ void mm_changes_free(struct mm_changes *c);
  * out when nothing else changed meanwhile. */
 int mm_view_store(struct mm_view *v, const uint32_t *uids, uint32_t n, int op, uint32_t flags,
 	uint32_t keywords);
+/* The same, leaving out (in one locked step) the messages whose modseq
+ * is above unchanged (CONDSTORE's UNCHANGEDSINCE; UINT64_MAX: none):
+ * their UIDs go to failed (room for n), their count to *nfailed. */
+int mm_view_store_if(struct mm_view *v, const uint32_t *uids, uint32_t n, int op,
+	uint32_t flags, uint32_t keywords, uint64_t unchanged, uint32_t *failed, uint32_t *nfailed);
+/* The folder's highest modseq (CONDSTORE's HIGHESTMODSEQ), as loaded. */
+uint64_t mm_folder_modseq(struct mm_folder *f);
+/* The first UID no session was told of as \Recent (STATUS RECENT). */
+uint32_t mm_folder_first_recent(struct mm_folder *f);
+/* QRESYNC: the UIDs below UIDNEXT that are not live messages and were
+ * expunged after modseq since, as ascending ranges in *out (free it;
+ * *n of them). When a compaction dropped expunges after since, every
+ * UID below UIDNEXT that is not live is in them (RFC 7162 lets VANISHED
+ * name UIDs the client never saw). 0, or MM_UNAVAILABLE. */
+struct mm_range {
+	uint32_t lo, hi;
+};
+int mm_folder_vanished(struct mm_folder *f, uint64_t since, struct mm_range **out, uint32_t *n);
+/* \Recent (RFC 3501 2.3.2): a view opened with claim takes the messages
+ * no session took yet, and later the new ones it is told of first. 1
+ * when the message with uid is recent to v. */
+int mm_view_claim(struct mm_view *v);
+int mm_view_recent(struct mm_view *v, uint32_t uid);
 /* Folder management (names as mm_folder_open takes them). create: 0 made,
  * 1 exists already, -1 error. delete: 0, or -1 (INBOX, missing, error).
  * rename: 0, 1 when to exists, -1 (INBOX either side, from missing, error);
@@ -698,6 +723,8 @@ struct mm_view {
 	uint32_t last;         /* the highest UID the client was told of */
 	uint64_t exp_seen;     /* expunges up to this modseq are in gone or told */
 	uint64_t flags_seen;   /* flag changes up to this modseq were told */
+	uint32_t recent;       /* UIDs from here to last are \Recent to it; 0: none */
+	int claims;            /* it takes new mail as \Recent (SELECT, not EXAMINE) */
 	uint32_t *gone, ngone, gcap; /* ascending UIDs */
 	struct mm_view *next;
 };
@@ -710,6 +737,8 @@ int mm__read_at(FILE *fp, uint64_t off, void *p, size_t n); /* 0 or -1 */
  * MM_UNAVAILABLE (nothing held). */
 int mm__begin(struct mm__box *f, FILE **lk);
 void mm__end(struct mm__box *f, FILE *lk);
+/* Writes x's header line into the open index (the file lock held). */
+int mm__write_header(struct mm__box *f);
 /* x is about to lose its expunged messages (compaction, reload): every
  * view takes those it still shows into its gone list. */
 void mm__views_keep(struct mm__box *f);
@@ -1297,6 +1326,33 @@ int imap_fetch_new(const struct imap_cmd *c, uint32_t pos, int uid, struct imap_
 void imap_fetch_begin(struct imap_fetch *j, struct mm_folder *f, struct mm_view *v,
 	const uint32_t *seqs, uint32_t n, int readonly);
 int imap_fetch_fill(struct imap_fetch *j, struct buf *out, size_t max);
+/* SELECT and EXAMINE's parameters (RFC 7162, imap_sync.c): "(CONDSTORE)"
+ * or "(QRESYNC (uidvalidity modseq [known-uids [seq-match]]))" from
+ * token *pos to the end; 0 (also when there are none), -1 (BAD). Free
+ * with imap_qresync_free. */
+struct imap_qresync {
+	int condstore, on; /* on: QRESYNC was given */
+	uint32_t uidvalidity;
+	uint64_t modseq;
+	int has_known;
+	struct imap_set known;
+};
+int imap_select_params(const struct imap_cmd *c, uint32_t *pos, struct imap_qresync *q);
+void imap_qresync_free(struct imap_qresync *q);
+/* "* VANISHED (EARLIER) ..." for the ranges r that are in within (NULL:
+ * all of them; "*" in it is star), nothing when none is. */
+void imap_put_vanished(struct buf *o, const struct mm_range *r, uint32_t n,
+	const struct imap_set *within, uint32_t star);
+/* Ascending UIDs as a sequence set: "1:3,7". */
+void imap_put_uids(struct buf *o, const uint32_t *uids, uint32_t n);
+/* CONDSTORE and QRESYNC (RFC 7162): condstore 1 when the session has it
+ * on (implicit FLAGS then come with MODSEQ); *since and *vanished are
+ * CHANGEDSINCE's modseq and VANISHED. 1 when the FETCH itself turns
+ * CONDSTORE on (MODSEQ, CHANGEDSINCE). Call before imap_fetch_fill. */
+int imap_fetch_sync(struct imap_fetch *j, int condstore, uint64_t *since, int *vanished);
+/* A mod-sequence value (RFC 7162: 1..2^63-1; 0 allowed where a
+ * mod-sequence-valzer is); -1 when s is not one. */
+int imap_modseq_parse(const char *s, uint64_t *out);
 /* 1 when a BINARY item was left out for an encoding there is no decoding
  * for: the tagged reply is then NO [UNKNOWN-CTE] (RFC 3516). */
 int imap_fetch_unknown_cte(const struct imap_fetch *j);
@@ -1314,12 +1370,17 @@ struct imap_search_msg {
 	int64_t date;              /* internal date */
 	int zone;                  /* minutes east of UTC for date's day */
 	struct imap_src *src;      /* the message, for keys that read it; NULL: they fail */
+	uint64_t modseq;
+	int64_t savedate; /* 0: not known */
+	int recent;
 };
 int imap_search_parse(const struct imap_cmd *c, uint32_t *pos,
 	int (*kw)(void *arg, const char *name), void *kwarg, struct imap_search **out,
 	const char **error);
 int imap_search_match(const struct imap_search *k, struct imap_search_msg *m);
 void imap_search_free(struct imap_search *k);
+/* 1 when a MODSEQ key is among k's (the answer then gives the highest). */
+int imap_search_has_modseq(const struct imap_search *k);
 
 /* SORT and THREAD (RFC 5256, with RFC 5957's DISPLAYFROM and DISPLAYTO;
  * imap_sort.c). parse reads SORT's criteria (thread 0) or THREAD's

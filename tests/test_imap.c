@@ -258,8 +258,10 @@ static int search(const char *keys, uint32_t flags)
 	uint32_t pos = 0;
 	int r = -1;
 	if (imap_search_parse(&c, &pos, kw_lookup, NULL, &k, &error) == 0) {
-		struct imap_search_msg m = {7, 70, flags, 1u << 3, (uint32_t)strlen(sample), 9, 90,
-		        1770109200 /* 2026-02-03 09:00 UTC */, 0, imap_src_buffer(sample, strlen(sample))};
+		/* MM_RECENT in flags: the message is \Recent to the session */
+		struct imap_search_msg m = {7, 70, flags & ~MM_RECENT, 1u << 3,
+		        (uint32_t)strlen(sample), 9, 90, 1770109200 /* 2026-02-03 09:00 UTC */, 0,
+		        imap_src_buffer(sample, strlen(sample)), 500, 0, (flags & MM_RECENT) != 0};
 		r = imap_search_match(k, &m);
 		imap_src_free(m.src);
 		imap_search_free(k);
@@ -329,6 +331,18 @@ static void search_keys_match_as_rfc3501_says(void)
 	        {"SENTBEFORE 4-Feb-2026", 0, 1},
 	        {"RECENT", 0, 0},
 	        {"OLD", 0, 1},
+	        {"RECENT", MM_RECENT, 1},
+	        {"NEW", MM_RECENT, 1},
+	        {"NEW", MM_RECENT | MM_SEEN, 0},
+	        {"OLD", MM_RECENT, 0},
+	        {"MODSEQ 500", 0, 1},
+	        {"MODSEQ 501", 0, 0},
+	        {"MODSEQ \"/flags/\\\\draft\" all 400", 0, 1},
+	        {"MODSEQ \"/flags/\\\\draft\" nosuch 400", 0, -1},
+	        {"MODSEQ x", 0, -1},
+	        {"SAVEDON 3-Feb-2026", 0, 1}, /* not known: the internal date */
+	        {"SAVEDBEFORE 3-Feb-2026", 0, 0},
+	        {"SAVEDATESUPPORTED", 0, 1},
 	        {"NOT NOT ALL", 0, 1},
 	        {"BOGUS", 0, -1},
 	        {"FROM", 0, -1},

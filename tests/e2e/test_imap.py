@@ -446,6 +446,7 @@ def test_idle_sees_smtp_delivery():
     deliver(s, [b"Subject: while idle\r\n\r\nhi\r\n"])
     c.sock.settimeout(10)
     assert c.line() == b"* 1 EXISTS"
+    assert c.line() == b"* 1 RECENT"  # this session is the first told of it
     c.send(b"DONE\r\n")
     assert c.line().startswith(b"c OK")
     r = c.cmd(b"d", b"FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
