@@ -764,6 +764,7 @@ static int rebuild(struct mm__box *f)
 	f->x.h.uidvalidity = new_uidvalidity(f, old);
 	f->x.h.uidnext = 1;
 	f->x.h.gen = gen + 1;
+	f->x.h.modseq = 1;
 	uint64_t size = file_size(f->mbox);
 	uint64_t good = scan_mbox(f->mbox, 0, size, add_found, &f->x);
 	if (good == (uint64_t)-1) {
@@ -976,6 +977,7 @@ static int load_all(struct mm__box *f)
 		f->x.h.uidvalidity = new_uidvalidity(f, old.h.uidvalidity);
 		f->x.h.uidnext = 1;
 		f->x.h.gen = old.h.gen + 1;
+		f->x.h.modseq = 1; /* HIGHESTMODSEQ is never 0; its first message gets 2 */
 		rc = install_index(f); /* a new folder */
 	} else if (index_read(f->idx, &f->x, 0, &bad) != 0 || !spot_check(f, &f->x, msize)) {
 		if (isize > 0) {
@@ -2058,7 +2060,7 @@ uint64_t mm_folder_modseq(struct mm_folder *h)
 	os_mutex_lock(h->b->mu);
 	uint64_t m = h->b->x.h.modseq;
 	os_mutex_unlock(h->b->mu);
-	return m;
+	return m ? m : 1;
 }
 
 /* ---- for mailman.c: folder paths, forgetting a box ---- */

@@ -117,6 +117,13 @@ class Parser:
     def nz(self):
         return self.number(nz=True)
 
+    def modseq(self):
+        """mod-sequence-value (RFC 7162): 1 to 2^63-1."""
+        n = self.take_while(lambda c: 0x30 <= c <= 0x39)
+        if not n or n[0] == 0x30 or int(n) >= 1 << 63:
+            self.fail("mod-sequence-value")
+        return int(n)
+
     def quoted(self):
         self.lit(b'"')
         out = b""
@@ -256,12 +263,18 @@ class Parser:
                   b"CONTACTADMIN", b"NOPERM", b"INUSE", b"EXPUNGEISSUED", b"CORRUPTION",
                   b"SERVERBUG", b"CLIENTBUG", b"CANNOT", b"LIMIT", b"OVERQUOTA", b"ALREADYEXISTS",
                   b"NONEXISTENT", b"UNAVAILABLE", b"HASCHILDREN", b"CLOSED", b"UNKNOWN-CTE",
-                  b"TOOBIG"}
+                  b"TOOBIG", b"NOMODSEQ"}
         if code in simple:
             return
         if code in (b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN"):
             self.sp()
             self.nz()
+        elif code == b"HIGHESTMODSEQ":  # RFC 7162
+            self.sp()
+            self.modseq()
+        elif code == b"MODIFIED":
+            self.sp()
+            self.uid_set()
         elif code == b"PERMANENTFLAGS":
             self.sp()
             self.flag_list(extra=(b"\\*",))
@@ -349,9 +362,18 @@ class Parser:
             self.sp()
             self.mailbox_list()
         elif name == b"SEARCH":
-            while self.peek(b" "):
+            while self.peek(b" ") and not self.peek(b" ("):
                 self.sp()
                 self.nz()
+            if self.peek(b" ("):  # RFC 7162: search-sort-mod-seq
+                self.lit(b" (MODSEQ ")
+                self.modseq()
+                self.lit(b")")
+        elif name == b"VANISHED":  # RFC 7162 3.2.10
+            self.sp()
+            if self.peek(b"("):
+                self.lit(b"(EARLIER) ")
+            self.uid_set()
         elif name == b"ESEARCH":
             self.esearch()
         elif name == b"STATUS":
@@ -423,10 +445,12 @@ class Parser:
             self.sp()
             if what in (b"MIN", b"MAX", b"COUNT"):
                 self.number()
+            elif what == b"MODSEQ":  # RFC 7162
+                self.modseq()
             elif what == b"ALL":
                 self.uid_set()
             else:
-                self.fail("MIN, MAX, COUNT or ALL")
+                self.fail("MIN, MAX, COUNT, MODSEQ or ALL")
 
     def id_params(self):
         if self.nil():
@@ -523,6 +547,13 @@ class Parser:
             self.number()
         elif up == b"INTERNALDATE":
             self.date_time()
+        elif up == b"MODSEQ":  # RFC 7162: "(" mod-sequence-value ")"
+            self.lit(b"(")
+            self.modseq()
+            self.lit(b")")
+        elif up == b"SAVEDATE":  # RFC 8514
+            if not self.nil():
+                self.date_time()
         elif up in (b"RFC822", b"RFC822.HEADER", b"RFC822.TEXT"):
             self.nstring()
         elif up == b"ENVELOPE":
