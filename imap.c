@@ -807,13 +807,16 @@ static void cmd_rename(struct session *s, struct imap *st, struct args *a)
 	if (!arg_box(s, st, a, from, sizeof from) || !arg_box(s, st, a, to, sizeof to)) {
 		return;
 	}
-	if (strcmp(from, "INBOX") == 0 || strcmp(to, "INBOX") == 0) {
-		no(s, st, "[CANNOT] INBOX cannot be renamed");
+	if (strcmp(to, "INBOX") == 0) {
+		no(s, st, "[ALREADYEXISTS] INBOX exists");
 		return;
 	}
+	int inbox = strcmp(from, "INBOX") == 0;
 	int rc = mm_folder_rename(st->domain, st->user, from, to);
 	if (rc == 0) {
-		rename_kids(st, from, to);
+		if (!inbox) {
+			rename_kids(st, from, to); /* INBOX's stay where they are (6.3.5) */
+		}
 		ok(s, st, "RENAME completed");
 	} else {
 		no(s, st,

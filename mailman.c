@@ -1293,13 +1293,15 @@ int mm_folder_delete(const char *domain, const char *user, const char *folder)
 	return rc == 0 ? 0 : -1;
 }
 
-/* see rumble.h */
+/* see rumble.h. INBOX renamed leaves an empty INBOX at once (RFC 3501
+ * 6.3.5), with a greater UIDVALIDITY: holders of the old one (the queue,
+ * a session) find files that are not theirs and load them again. */
 int mm_folder_rename(const char *domain, const char *user, const char *from, const char *to)
 {
 	struct fpath a, b;
 	char pa[1500], pb[1500];
 	FILE *lk;
-	if (!from || !to || rl_strcasecmp(from, "INBOX") == 0 || rl_strcasecmp(to, "INBOX") == 0 ||
+	if (!from || !to || rl_strcasecmp(to, "INBOX") == 0 ||
 	        fpath_of(&a, domain, user, from) != 0 || fpath_of(&b, domain, user, to) != 0 ||
 	        !folder_exists(&a)) {
 		return -1;
@@ -1318,6 +1320,10 @@ int mm_folder_rename(const char *domain, const char *user, const char *from, con
 		/* if this one fails, the index is rebuilt */
 		os_rename_atomic(fpath_file(&a, ".idx", pa, sizeof pa),
 		        fpath_file(&b, ".idx", pb, sizeof pb));
+		if (rl_strcasecmp(from, "INBOX") == 0 &&
+		        os_write_file_atomic(fpath_file(&a, ".mbox", pa, sizeof pa), "", 0) != 0) {
+			log_warn("cannot make a new INBOX for %s@%s", user, domain);
+		}
 		os_fsync_dir(a.dir);
 		mm__forget(a.base);
 	}

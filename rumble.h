@@ -637,8 +637,9 @@ int mm_view_claim(struct mm_view *v);
 int mm_view_recent(struct mm_view *v, uint32_t uid);
 /* Folder management (names as mm_folder_open takes them). create: 0 made,
  * 1 exists already, -1 error. delete: 0, or -1 (INBOX, missing, error).
- * rename: 0, 1 when to exists, -1 (INBOX either side, from missing, error);
- * UIDVALIDITY and UIDs go with the folder. */
+ * rename: 0, 1 when to exists, -1 (to INBOX, from missing, error);
+ * UIDVALIDITY and UIDs go with the folder; INBOX renamed leaves an empty
+ * INBOX with a greater UIDVALIDITY. */
 int mm_folder_create(const char *domain, const char *user, const char *folder);
 int mm_folder_delete(const char *domain, const char *user, const char *folder);
 int mm_folder_rename(const char *domain, const char *user, const char *from, const char *to);

@@ -459,7 +459,27 @@ static void folders_are_created_renamed_and_deleted(void)
 	ASSERT_EQ(mm_folder_delete("example.org", "jo", "Old"), 0);
 	ASSERT_EQ(mm_folder_delete("example.org", "jo", "Old"), -1);
 	ASSERT_EQ(mm_folder_delete("example.org", "jo", "INBOX"), -1);
-	ASSERT_EQ(mm_folder_rename("example.org", "jo", "INBOX", "X"), -1);
+	/* INBOX renamed: its messages go, an empty INBOX stays (RFC 3501 6.3.5) */
+	struct mm_folder *in, *x;
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 1, &in), 0);
+	ASSERT_EQ(append(in, "Subject: in\r\n\r\nx\r\n", &uid), 0);
+	uint32_t iv = mm_folder_uidvalidity(in);
+	ASSERT_EQ(mm_folder_rename("example.org", "jo", "INBOX", "Old"), 0);
+	ASSERT_EQ(mm_folder_rename("example.org", "jo", "Old", "INBOX"), -1);
+	ASSERT_EQ(mm_folder_refresh(in), 0); /* a holder of INBOX finds the new one */
+	ASSERT_EQ(mm_folder_count(in), 0);
+	ASSERT(mm_folder_uidvalidity(in) > iv);
+	ASSERT_EQ(append(in, "Subject: new\r\n\r\nx\r\n", &uid), 0);
+	ASSERT_EQ(uid, 1);
+	mm_folder_close(in);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "Old", 0, &x), 0);
+	ASSERT_EQ(mm_folder_count(x), 1);
+	ASSERT_EQ(mm_folder_uidvalidity(x), iv);
+	mm_folder_close(x);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 0, &in), 0);
+	ASSERT_EQ(mm_folder_count(in), 1);
+	mm_folder_close(in);
+	ASSERT_EQ(mm_folder_delete("example.org", "jo", "Old"), 0);
 	/* made again, the name gets a greater UIDVALIDITY (RFC 3501 2.3.1.1) */
 	ASSERT_EQ(mm_folder_create("example.org", "jo", "Old"), 0);
 	ASSERT_EQ(mm_folder_open("example.org", "jo", "Old", 0, &f), 0);

@@ -197,3 +197,26 @@ def test_search_by_address_in_every_form():
         assert out[-1].startswith(b"q OK") and out[0] == (b"* SEARCH " + want).strip(), (key, out)
     c.close()
     assert s.stop() == 0
+
+
+def test_rename_inbox_moves_its_messages():
+    """imap rfc: RENAME INBOX moves its messages to the new folder and leaves an empty INBOX (RFC 3501 6.3.5); INBOX's children stay; new mail lands in the new INBOX"""
+    s = imap_server()
+    deliver(s, [b"Subject: %d\r\n\r\nbody\r\n" % i for i in range(3)])
+    c = session(s)
+    assert c.cmd(b"c", b"CREATE INBOX.kid")[-1].startswith(b"c OK")
+    out = c.cmd(b"r", b"RENAME INBOX Before")
+    assert out[-1].startswith(b"r OK"), out
+    out = c.cmd(b"t", b"STATUS Before (MESSAGES UIDNEXT)")
+    assert out[0] == b'* STATUS "Before" (MESSAGES 3 UIDNEXT 4)', out
+    out = c.cmd(b"u", b"STATUS INBOX (MESSAGES UIDNEXT)")
+    assert out[0] == b'* STATUS "INBOX" (MESSAGES 0 UIDNEXT 1)', out
+    out = c.cmd(b"l", b'LIST "" "*"')
+    names = [l.rsplit(b" ", 1)[1] for l in out if l.startswith(b"* LIST")]
+    assert b'"INBOX.kid"' in names and b'"Before.kid"' not in names, out
+    deliver(s, [b"Subject: later\r\n\r\nbody\r\n"])
+    out = c.cmd(b"s", b"SELECT INBOX")
+    assert b"* 1 EXISTS" in out, out
+    assert c.cmd(b"x", b"RENAME Before INBOX")[-1].startswith(b"x NO [ALREADYEXISTS]")
+    c.close()
+    assert s.stop() == 0
