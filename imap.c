@@ -1182,40 +1182,76 @@ static void cmd_append(struct session *s, struct imap *st, struct args *a)
 
 /* ---- message sets ---- */
 
+static int range_cmp(const void *a, const void *b)
+{
+	const struct imap_range *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* The sequence numbers of ranges r[0..n) (sorted here), once each, in
+ * order, into *out. */
+static void ranges_expand(struct imap_range *r, uint32_t n, uint32_t **out, uint32_t *count)
+{
+	uint64_t total = 0, top = 0;
+	qsort(r, n, sizeof *r, range_cmp);
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t lo = r[i].lo > top ? r[i].lo : top + 1;
+		total += r[i].hi >= lo ? r[i].hi - lo + 1 : 0;
+		top = r[i].hi > top ? r[i].hi : top;
+	}
+	*out = xmalloc((total ? total : 1) * sizeof **out);
+	*count = 0;
+	top = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint64_t s = r[i].lo > top ? r[i].lo : top + 1; s <= r[i].hi; s++) {
+			(*out)[(*count)++] = (uint32_t)s;
+		}
+		top = r[i].hi > top ? r[i].hi : top;
+	}
+}
+
 /* The sequence numbers a sequence set (or a UID set) names, in order. -1
- * when it is malformed or names a sequence number that does not exist. */
+ * when it is malformed or names a sequence number that does not exist.
+ * A UID range becomes a sequence range by two lookups (mm_view_rank):
+ * the cost is the answer's size, not the folder's. */
 static int set_seqs(struct imap *st, const char *spec, int uid, uint32_t **out, uint32_t *n)
 {
 	struct imap_set set;
 	struct mm_msg m;
-	uint32_t count = mm_view_count(st->v);
+	uint32_t count = mm_view_count(st->v), star = count, k = 0;
 	*out = NULL;
 	*n = 0;
 	if (!spec || imap_set_parse(spec, &set) != 0) {
 		return -1;
 	}
-	for (uint32_t i = 0; !uid && i < set.n; i++) {
-		if ((set.r[i].lo != IMAP_STAR && set.r[i].lo > count) ||
-		        (set.r[i].hi != IMAP_STAR && set.r[i].hi > count)) {
-			imap_set_free(&set);
-			return -1;
-		}
-	}
-	uint32_t star = count;
 	if (uid) {
 		star = count && mm_view_msg(st->v, count, &m) >= 0 ? m.uid : 0;
 	}
-	*out = xmalloc((count ? count : 1) * sizeof **out);
-	for (uint32_t seq = 1; seq <= count; seq++) {
-		uint32_t v = seq;
-		if (uid) {
-			v = mm_view_msg(st->v, seq, &m) >= 0 ? m.uid : 0;
+	struct imap_range *r = xmalloc((set.n ? set.n : 1) * sizeof *r);
+	for (uint32_t i = 0; i < set.n; i++) {
+		uint32_t lo = set.r[i].lo == IMAP_STAR ? star : set.r[i].lo;
+		uint32_t hi = set.r[i].hi == IMAP_STAR ? star : set.r[i].hi;
+		if (lo > hi) {
+			uint32_t x = lo;
+			lo = hi;
+			hi = x;
 		}
-		if (v && imap_set_has(&set, v, star)) {
-			(*out)[(*n)++] = seq;
+		if (!uid && hi > count) {
+			imap_set_free(&set);
+			xfree(r);
+			return -1;
+		}
+		if (uid && hi > 0) {
+			lo = lo > 1 ? mm_view_rank(st->v, lo - 1) + 1 : 1;
+			hi = mm_view_rank(st->v, hi);
+		}
+		if (lo >= 1 && lo <= hi) {
+			r[k++] = (struct imap_range){lo, hi};
 		}
 	}
 	imap_set_free(&set);
+	ranges_expand(r, k, out, n);
+	xfree(r);
 	return 0;
 }
 

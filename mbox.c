@@ -646,6 +646,22 @@ static void live_rebuild(struct mm__box *f)
 	f->end = f->x.nrec ? rec_end(&f->x.rec[f->x.nrec - 1]) : 0;
 }
 
+/* Messages x.rec[from..] were added (appended by another opener, or
+ * found in the mbox): into live, as live_rebuild would put them. */
+static void live_extend(struct mm__box *f, uint32_t from)
+{
+	f->live = xrealloc(f->live, (f->x.nrec ? f->x.nrec : 1) * sizeof *f->live);
+	for (uint32_t i = from; i < f->x.nrec; i++) {
+		const struct mm_msg *m = &f->x.rec[i].m;
+		if (!(m->flags & MM_EXPUNGED)) {
+			f->live[f->nlive++] = i;
+		} else if (m->modseq > f->last_expunge) {
+			f->last_expunge = m->modseq;
+		}
+	}
+	f->end = f->x.nrec ? rec_end(&f->x.rec[f->x.nrec - 1]) : 0;
+}
+
 /* see rumble.h */
 int mm__write_header(struct mm__box *f)
 {
@@ -1039,9 +1055,9 @@ static int refresh_files(struct mm__box *f)
 	}
 	int bad = 0;
 	struct mm__hdr before = f->x.h;
-	uint32_t from = h.modseq != f->x.hdr_modseq ? 0 : f->x.nrec;
-	if ((n > f->x.nrec || from == 0 || isize != IDX_HDR + n * IDX_LINE) &&
-	        index_read(f->idx, &f->x, from, &bad) != 0) {
+	uint32_t from = h.modseq != f->x.hdr_modseq ? 0 : f->x.nrec, had = f->x.nrec;
+	int read = n > f->x.nrec || from == 0 || isize != IDX_HDR + n * IDX_LINE;
+	if (read && index_read(f->idx, &f->x, from, &bad) != 0) {
 		return load_all(f);
 	}
 	keep_recent(f, &before);
@@ -1049,7 +1065,12 @@ static int refresh_files(struct mm__box *f)
 	if (rc == 0) {
 		rc = check_tail(f);
 	}
-	live_rebuild(f);
+	/* nothing changed (most commands): no walk of the index */
+	if (from == 0 || f->x.nrec < had) {
+		live_rebuild(f);
+	} else if (f->x.nrec > had) {
+		live_extend(f, had);
+	}
 	return rc == 0 ? 0 : MM_UNAVAILABLE;
 }
 

@@ -564,6 +564,19 @@ uint32_t mm_view_seq(struct mm_view *v, uint32_t uid)
 	return seq;
 }
 
+/* see rumble.h */
+uint32_t mm_view_rank(struct mm_view *v, uint32_t uid)
+{
+	struct mm__box *f = v->b;
+	os_mutex_lock(f->mu);
+	view_norm(v);
+	uint32_t nl = view_nlive(v);
+	uint32_t i = uid == 0xffffffffu ? f->nlive : live_lower(f, uid + 1);
+	uint32_t j = uid == 0xffffffffu ? v->ngone : lower_u32(v->gone, v->ngone, uid + 1);
+	os_mutex_unlock(f->mu);
+	return (i < nl ? i : nl) + j;
+}
+
 static void change_flags(struct mm_changes *c, uint32_t seq, const struct mm_msg *m)
 {
 	if (c->nflags % 64 == 0) {

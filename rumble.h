@@ -587,6 +587,9 @@ uint32_t mm_view_count(struct mm_view *v);
 int mm_view_msg(struct mm_view *v, uint32_t seq, struct mm_msg *out);
 /* The sequence number of uid, 0 when the view has none. */
 uint32_t mm_view_seq(struct mm_view *v, uint32_t uid);
+/* How many of the view's messages have a UID up to uid: the sequence
+ * number of the last one (UID sets to sequence ranges, no walk). */
+uint32_t mm_view_rank(struct mm_view *v, uint32_t uid);
 /* What the client was not told yet. flags: changes since it was last
  * told, numbered before the expunges; expunged: EXPUNGE numbers in the
  * order to send them (only when expunge is 1: IMAP forbids them during
