@@ -50,6 +50,7 @@
 #define IMAP_AUTH_MS 1800000  /* RFC 3501 5.4: at least 30 minutes */
 #define IDLE_POLL_MS 1000
 #define FILL_MAX (64 * 1024)
+#define SCAN_SLICE_MS 10 /* a SEARCH, SORT or THREAD works this long at a time */
 #define COPY_CHUNK (16 * 1024)
 #define LOGIN_MAX (MM_USER_MAX + MM_DOMAIN_MAX + 2)
 
@@ -97,6 +98,7 @@ struct imap {
 	struct imap_fetch *job;
 	uint32_t *job_seqs;
 	int job_uid;
+	struct scan *scan; /* a SEARCH, SORT or THREAD under way */
 };
 
 /* A command's arguments: a cursor over the tokens after the verb. */
@@ -1425,11 +1427,136 @@ static void esearch_put(struct session *s, struct imap *st, struct esearch *e, u
 	buf_free(&e->all);
 }
 
+/* ---- SEARCH, SORT and THREAD in slices ----
+ *
+ * A scan matches the messages a slice at a time (SCAN_SLICE_MS), this
+ * session's input paused; between slices the worker serves its other
+ * sessions (a body SEARCH of a big folder reads all of it). */
+
+struct scan {
+	struct imap_search *k;
+	struct imap_sort *sort; /* SORT, THREAD: matches go there */
+	uint32_t seq, n, max_uid;
+	unsigned ret; /* SEARCH RETURN's options; 0: a plain SEARCH */
+	int uid, thread, by_modseq, sliced;
+	uint64_t top; /* the highest modseq matched (RFC 7162 3.1.5) */
+	struct esearch e;
+};
+
+static void scan_free(struct imap *st)
+{
+	struct scan *x = st->scan;
+	if (x) {
+		imap_search_free(x->k);
+		imap_sort_free(x->sort);
+		buf_free(&x->e.all);
+		free(x);
+		st->scan = NULL;
+	}
+}
+
+/* A scan of every message the view has, for keys k. */
+static struct scan *scan_new(struct imap *st, struct imap_search *k, int uid)
+{
+	struct scan *x = xcalloc(1, sizeof *x);
+	struct mm_msg m;
+	mm_folder_refresh(st->f);
+	x->k = k;
+	x->uid = uid;
+	x->seq = 1;
+	x->n = mm_view_count(st->v);
+	x->max_uid = x->n && mm_view_msg(st->v, x->n, &m) >= 0 ? m.uid : 0;
+	buf_init(&x->e.all);
+	return x;
+}
+
+static void scan_match(struct session *s, struct scan *x, const struct mm_msg *m, uint32_t seq)
+{
+	x->top = m->modseq > x->top ? m->modseq : x->top;
+	if (x->ret) {
+		esearch_add(&x->e, x->uid ? m->uid : seq);
+	} else {
+		session_printf(s, " %u", x->uid ? m->uid : seq);
+	}
+}
+
+static void scan_finish(struct session *s, struct imap *st, struct scan *x)
+{
+	const char *what = x->sort ? x->thread ? "THREAD" : "SORT" : "SEARCH";
+	uint64_t top = x->by_modseq ? x->top : 0;
+	if (x->sort) {
+		struct buf out;
+		buf_init(&out);
+		imap_sort_put(x->sort, x->uid, &out);
+		session_write(s, out.data, out.len);
+		buf_free(&out);
+	} else if (x->ret) {
+		esearch_put(s, st, &x->e, x->ret, x->uid, top);
+	} else {
+		if (top) {
+			session_printf(s, " (MODSEQ %llu)", (unsigned long long)top);
+		}
+		session_printf(s, "\r\n");
+	}
+	if (view_sync(s, st, 0, 0) == 0) {
+		ok(s, st, "%s completed", what);
+	}
+}
+
+/* One slice; 1 when the scan is over (answered, freed). */
+static int scan_slice(struct session *s, struct imap *st)
+{
+	struct scan *x = st->scan;
+	struct mm_msg m;
+	int64_t end = os_now_ms() + SCAN_SLICE_MS;
+	while (x->seq <= x->n) {
+		uint32_t seq = x->seq++;
+		if (search_one(st, x->k, seq, x->n, x->max_uid, &m, x->sort) == 1 && !x->sort) {
+			scan_match(s, x, &m, seq);
+		}
+		if (seq % 16 == 0 && os_now_ms() >= end) {
+			return 0;
+		}
+	}
+	scan_finish(s, st, x);
+	scan_free(st);
+	return 1;
+}
+
+static void scan_go(struct session *s, struct imap *st);
+
+static void scan_next(struct session *s, void *arg)
+{
+	struct imap *st = s->ps;
+	if (!st || !st->scan) {
+		return;
+	}
+	if (session_closing(s)) {
+		scan_free(st);
+		return;
+	}
+	scan_go(s, st);
+}
+
+static void scan_go(struct session *s, struct imap *st)
+{
+	int sliced = st->scan->sliced;
+	if (scan_slice(s, st)) {
+		if (sliced) {
+			session_resume(s);
+		}
+		return;
+	}
+	st->scan->sliced = 1;
+	session_pause(s); /* the next command waits for this one's end */
+	session_hold(s);
+	session_post(s, scan_next, NULL);
+}
+
 static void cmd_search(struct session *s, struct imap *st, struct args *a)
 {
 	struct imap_search *k;
 	const char *error;
-	struct mm_msg m;
 	unsigned ret;
 	if (search_return(a, &ret) != 0) {
 		bad(s, st, "Bad SEARCH RETURN options (MIN MAX ALL COUNT)");
@@ -1447,42 +1574,14 @@ static void cmd_search(struct session *s, struct imap *st, struct args *a)
 		bad(s, st, "%s", error ? error : "Invalid search");
 		return;
 	}
-	mm_folder_refresh(st->f);
-	uint32_t n = mm_view_count(st->v);
-	uint32_t max_uid = n && mm_view_msg(st->v, n, &m) >= 0 ? m.uid : 0;
-	struct esearch e = {0};
-	int by_modseq = imap_search_has_modseq(k);
-	uint64_t top = 0; /* the highest modseq matched (RFC 7162 3.1.5) */
-	st->condstore |= by_modseq;
-	buf_init(&e.all);
+	struct scan *x = st->scan = scan_new(st, k, a->uid);
+	x->ret = ret;
+	x->by_modseq = imap_search_has_modseq(k);
+	st->condstore |= x->by_modseq;
 	if (!ret) {
 		session_printf(s, "* SEARCH");
 	}
-	for (uint32_t seq = 1; seq <= n; seq++) {
-		if (search_one(st, k, seq, n, max_uid, &m, NULL) != 1) {
-			continue;
-		}
-		top = m.modseq > top ? m.modseq : top;
-		if (ret) {
-			esearch_add(&e, a->uid ? m.uid : seq);
-		} else {
-			session_printf(s, " %u", a->uid ? m.uid : seq);
-		}
-	}
-	top = by_modseq ? top : 0;
-	if (ret) {
-		esearch_put(s, st, &e, ret, a->uid, top);
-	} else {
-		if (top) {
-			session_printf(s, " (MODSEQ %llu)", (unsigned long long)top);
-		}
-		session_printf(s, "\r\n");
-		buf_free(&e.all);
-	}
-	imap_search_free(k);
-	if (view_sync(s, st, 0, 0) == 0) {
-		ok(s, st, "SEARCH completed");
-	}
+	scan_go(s, st);
 }
 
 /* ---- SORT and THREAD (RFC 5256, imap_sort.c) ---- */
@@ -1492,7 +1591,6 @@ static void sort_thread(struct session *s, struct imap *st, struct args *a, int 
 	struct imap_sort *x;
 	struct imap_search *k = NULL;
 	const char *error = NULL;
-	struct mm_msg m;
 	int rc = imap_sort_parse(a->c, &a->i, thread, &x);
 	if (rc == -2) {
 		no(s, st, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
@@ -1503,22 +1601,10 @@ static void sort_thread(struct session *s, struct imap *st, struct args *a, int 
 		imap_sort_free(x);
 		return;
 	}
-	mm_folder_refresh(st->f);
-	uint32_t n = mm_view_count(st->v);
-	uint32_t max_uid = n && mm_view_msg(st->v, n, &m) >= 0 ? m.uid : 0;
-	for (uint32_t seq = 1; seq <= n; seq++) {
-		search_one(st, k, seq, n, max_uid, &m, x);
-	}
-	struct buf out;
-	buf_init(&out);
-	imap_sort_put(x, a->uid, &out);
-	session_write(s, out.data, out.len);
-	buf_free(&out);
-	imap_sort_free(x);
-	imap_search_free(k);
-	if (view_sync(s, st, 0, 0) == 0) {
-		ok(s, st, thread ? "THREAD completed" : "SORT completed");
-	}
+	st->scan = scan_new(st, k, a->uid);
+	st->scan->sort = x;
+	st->scan->thread = thread;
+	scan_go(s, st);
 }
 
 static void cmd_sort(struct session *s, struct imap *st, struct args *a)
@@ -2325,7 +2411,7 @@ static void imap_shutdown(struct session *s)
 static int imap_can_stop(struct session *s)
 {
 	struct imap *st = s->ps;
-	return !st || (!st->job && !st->lit_left);
+	return !st || (!st->job && !st->scan && !st->lit_left);
 }
 
 static void imap_close(struct session *s)
@@ -2340,6 +2426,7 @@ static void imap_close(struct session *s)
 	rl_hook(s, "close", NULL, NULL);
 	sasl_end(st); /* no password left in freed memory */
 	job_done(st);
+	scan_free(st);
 	close_box(st);
 	cmd_done(st);
 	imap_cmd_free(&st->cmd);
