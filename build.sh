@@ -79,6 +79,7 @@ test_deps() {
 	need mutt command -v mutt
 	need fetchmail command -v fetchmail
 	need isync command -v mbsync
+	need offlineimap3 command -v offlineimap
 	need wine64 test -x /usr/lib/wine/wine64
 	need sslscan command -v sslscan
 	need openssl command -v openssl

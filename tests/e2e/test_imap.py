@@ -611,6 +611,52 @@ def test_mbsync_mirrors_the_mailbox():
     assert s.stop() == 0
 
 
+def test_offlineimap_mirrors_the_mailbox():
+    """imap: offlineimap pulls every folder into a Maildir, pushes a flag and a new message back, and syncs again cleanly"""
+    if not shutil.which("offlineimap"):
+        raise Skip("offlineimap not installed")
+    s = imap_server()
+    deliver(s, [b"Subject: o%d\r\n\r\nbody %d\r\n" % (i, i) for i in range(3)])
+    m = login(s)
+    m.create("Work")
+    m.logout()
+    local, meta = os.path.join(s.dir, "oi"), os.path.join(s.dir, "oimeta")
+    rc = os.path.join(s.dir, "offlineimaprc")
+    with open(rc, "w") as f:
+        f.write("[general]\naccounts = t\nmetadata = %s\n\n[Account t]\nlocalrepository = L\n"
+                "remoterepository = R\n\n[Repository L]\ntype = Maildir\nlocalfolders = %s\n\n"
+                "[Repository R]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = %d\n"
+                "remoteuser = alice@example.org\nremotepass = secret\nssl = no\n"
+                "starttls = no\n" % (meta, local, s.imap_port))
+
+    def sync():
+        r = subprocess.run(["offlineimap", "-c", rc, "-o", "-u", "basic"], capture_output=True,
+                           timeout=120)
+        assert r.returncode == 0 and b"ERROR" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+    sync()
+    inbox = os.path.join(local, "INBOX")
+    files = os.listdir(os.path.join(inbox, "new")) + os.listdir(os.path.join(inbox, "cur"))
+    assert len(files) == 3, files
+    assert os.path.isdir(os.path.join(local, "Work")), os.listdir(local)
+    # one marked seen locally, one new message written locally: both go up
+    new = os.path.join(inbox, "new")
+    name = sorted(os.listdir(new))[0]
+    os.rename(os.path.join(new, name), os.path.join(inbox, "cur", name.split(":")[0] + ":2,S"))
+    with open(os.path.join(local, "Work", "new", "1700000000.local.host"), "wb") as f:
+        f.write(b"Subject: written locally\r\n\r\nup it goes\r\n")
+    sync()
+    sync()  # nothing left to do, no error
+    m = login(s)
+    m.select("INBOX")
+    assert len(m.search(None, "SEEN")[1][0].split()) == 1
+    m.select("Work")
+    typ, data = m.search(None, "SUBJECT", "locally")
+    assert len(data[0].split()) == 1, data
+    m.logout()
+    assert s.stop() == 0
+
+
 def test_lua_hooks_see_imap4_commands():
     """imap: Rumble.setHook(fn, "imap4", "command", "login") runs with the user name and can refuse"""
     s0 = Server()
