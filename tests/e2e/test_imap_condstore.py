@@ -239,3 +239,44 @@ def test_savedate():
         c.cmd(b"z", b"LOGOUT")
     finally:
         assert s.stop() == 0
+
+
+def test_thunderbird_style_session_and_resync():
+    """condstore: a Thunderbird-style session (ID, NAMESPACE, ENABLE CONDSTORE, LIST-EXTENDED with SPECIAL-USE, SELECT (CONDSTORE), IDLE) and its resync the next day asks only for what changed"""
+    s = imap_server()
+    try:
+        deliver(s, [b"Subject: %d\r\n\r\nbody\r\n" % i for i in range(1, 21)])
+        c = Raw(s.imap_port)
+        checked(c.cmd(b"1", b"capability"))
+        assert c.cmd(b"2", b"login alice@example.org secret")[-1].startswith(b"2 OK")
+        checked(c.cmd(b"3", b'ID ("name" "Thunderbird" "version" "128.0")'))
+        checked(c.cmd(b"4", b"namespace"))
+        assert checked(c.cmd(b"5", b"ENABLE CONDSTORE"))[0] == b"* ENABLED CONDSTORE"
+        r = checked(c.cmd(b"6", b'list (subscribed) "" "*" return (special-use)'))
+        uses = {l.rsplit(b" ", 1)[1]: l for l in r if l.startswith(b"* LIST")}
+        assert b"\\Sent" in uses[b'"Sent"'] and b"\\Trash" in uses[b'"Trash"'], r
+        r = checked(c.cmd(b"7", b'select "INBOX" (CONDSTORE)'))
+        uv, high = code(r, b"UIDVALIDITY"), code(r, b"HIGHESTMODSEQ")
+        r = checked(c.cmd(b"8", b"UID fetch 1:* (FLAGS)"))
+        assert len(r) == 21, r
+        c.send(b"9 IDLE\r\n")
+        assert c.line().startswith(b"+ ")
+        c.send(b"DONE\r\n")
+        assert c.until(b"9")[-1].startswith(b"9 OK")
+        c.cmd(b"10", b"logout")
+        # meanwhile a phone reads two, deletes one, and new mail comes
+        p = session(s, b"INBOX")
+        p.cmd(b"a", b"UID STORE 3,4 +FLAGS (\\Seen)")
+        p.cmd(b"b", b"UID MOVE 5 Trash")
+        p.cmd(b"z", b"LOGOUT")
+        deliver(s, [b"Subject: new\r\n\r\nbody\r\n"])
+        # the next day
+        c = session(s)
+        r = checked(c.cmd(b"s", b'select "INBOX" (CONDSTORE)'))
+        assert code(r, b"UIDVALIDITY") == uv and code(r, b"HIGHESTMODSEQ") > high, r
+        r = checked(c.cmd(b"f", b"UID fetch 1:* (FLAGS) (CHANGEDSINCE %d)" % high))
+        uids = sorted(int(re.search(rb"UID (\d+)", l).group(1)) for l in r if l.startswith(b"* "))
+        assert uids == [3, 4, 21], r  # the two read and the new one; 5 is gone
+        c.cmd(b"z", b"LOGOUT")
+    finally:
+        assert s.stop() == 0
