@@ -84,11 +84,14 @@ static void start_dns(void)
 	}
 }
 
+static void reload_tls(void);
+
 static void on_reload(void)
 {
 	log_info("reload: re-reading domains and accounts");
 	mm_reload();
 	start_dns(); /* resolv.conf may have changed; the cache stays */
+	reload_tls();
 	rl_reload();
 }
 
@@ -110,6 +113,61 @@ static int listen_all(void)
 	return 0;
 }
 
+/* The certificate and key files: TLSCertificate/TLSKey, or the ones in
+ * StorageFolder/tls. */
+static void tls_paths(char *cert, char *key, size_t len)
+{
+	if (*conf.tls_cert) {
+		rl_strlcpy(cert, conf.tls_cert, len);
+		rl_strlcpy(key, conf.tls_key, len);
+	} else {
+		snprintf(cert, len, "%s/tls/cert.pem", conf.storage);
+		snprintf(key, len, "%s/tls/key.pem", conf.storage);
+	}
+}
+
+/* What the loaded files looked like: a reload loads them again only when
+ * one changed (a renewal, an admin's copy). */
+static struct os_stat tls_seen[2];
+
+static void tls_stamp(const char *cert, const char *key, struct os_stat st[2])
+{
+	memset(st, 0, 2 * sizeof *st);
+	os_stat(cert, &st[0]);
+	os_stat(key, &st[1]);
+}
+
+static int tls_same(const struct os_stat *a, const struct os_stat *b)
+{
+	return a->size == b->size && a->mtime == b->mtime && a->mtime_ns == b->mtime_ns &&
+	       a->ctime == b->ctime;
+}
+
+/* On SIGHUP or the service's reload: new connections get the files'
+ * certificate when they changed; sessions under way keep theirs. A file
+ * that does not load leaves the old certificate in use. */
+static void reload_tls(void)
+{
+	char err[512], cert[1100], key[1100];
+	struct os_stat now[2];
+	if (!server_has_tls()) {
+		return;
+	}
+	tls_paths(cert, key, sizeof cert);
+	tls_stamp(cert, key, now);
+	if (tls_same(&now[0], &tls_seen[0]) && tls_same(&now[1], &tls_seen[1])) {
+		return;
+	}
+	struct tls_ctx *c = tls_ctx_load(cert, key, err, sizeof err);
+	if (!c) {
+		log_warnx("TLS: reload: %s; the certificate in use stays", err);
+		return;
+	}
+	memcpy(tls_seen, now, sizeof tls_seen);
+	log_info("TLS: reloaded: %s", tls_ctx_describe(c));
+	server_set_tls(c);
+}
+
 /* TLSCertificate/TLSKey when configured (read before privileges are
  * dropped: keys are often root's), else a self-signed certificate for
  * ServerName kept in the storage folder, made on first start. */
@@ -119,15 +177,12 @@ static int setup_tls(int configured_only)
 	if (configured_only != (*conf.tls_cert != 0)) {
 		return 0;
 	}
-	if (*conf.tls_cert) {
-		rl_strlcpy(cert, conf.tls_cert, sizeof cert);
-		rl_strlcpy(key, conf.tls_key, sizeof key);
-	} else {
+	tls_paths(cert, key, sizeof cert);
+	if (!*conf.tls_cert) {
 		struct os_stat st;
-		snprintf(cert, sizeof cert, "%s/tls", conf.storage);
-		os_mkdir_p(cert);
-		snprintf(cert, sizeof cert, "%s/tls/cert.pem", conf.storage);
-		snprintf(key, sizeof key, "%s/tls/key.pem", conf.storage);
+		char dir[1100];
+		snprintf(dir, sizeof dir, "%s/tls", conf.storage);
+		os_mkdir_p(dir);
 		if (os_stat(cert, &st) != 0 || os_stat(key, &st) != 0) {
 			if (tls_selfsigned_create(cert, key, conf.server_name, err, sizeof err) != 0) {
 				log_warnx("TLS: cannot create a certificate: %s", err);
@@ -137,6 +192,7 @@ static int setup_tls(int configured_only)
 				cert);
 		}
 	}
+	tls_stamp(cert, key, tls_seen);
 	struct tls_ctx *c = tls_ctx_load(cert, key, err, sizeof err);
 	if (!c) {
 		log_warnx("TLS: %s", err);

@@ -198,16 +198,39 @@ int server_sessions(void)
 
 /* ---- I/O ---- */
 
-static struct tls_ctx *tls_server; /* the server's certificate, for every TLS session */
+/* The server's certificate, for every TLS session. A reload swaps it
+ * under tls_mu; sessions that took a reference to the old one keep it
+ * (the last one frees it). */
+static struct tls_ctx *tls_server;
+static os_mutex *tls_mu;
 
 void server_set_tls(struct tls_ctx *c)
 {
+	os_mutex *m = rl_mutex_once(&tls_mu);
+	os_mutex_lock(m);
+	struct tls_ctx *old = tls_server;
 	tls_server = c;
+	os_mutex_unlock(m);
+	tls_ctx_free(old);
 }
 
 int server_has_tls(void)
 {
-	return tls_server != NULL;
+	os_mutex *m = rl_mutex_once(&tls_mu);
+	os_mutex_lock(m);
+	int has = tls_server != NULL;
+	os_mutex_unlock(m);
+	return has;
+}
+
+/* A TLS engine on the current certificate, NULL without one. */
+static struct tls *server_tls_new(void)
+{
+	os_mutex *m = rl_mutex_once(&tls_mu);
+	os_mutex_lock(m);
+	struct tls *t = tls_server ? tls_new(tls_server) : NULL;
+	os_mutex_unlock(m);
+	return t;
 }
 
 /* Room left for input before the protocol must catch up (backpressure). */
@@ -412,7 +435,7 @@ static void tls_begin(struct session *s)
 	s->starttls = 0;
 	buf_free(&s->in);
 	s->in_off = 0;
-	s->tls = tls_new(tls_server);
+	s->tls = server_tls_new();
 	if (!s->tls) {
 		session_close(s, "tls setup");
 	}
@@ -661,7 +684,7 @@ static void session_adopt(struct session *s, void *arg)
 		session_close(s, "too many connections");
 		return;
 	}
-	if ((s->svc->flags & SVC_TLS) && !(s->tls = tls_new(tls_server))) {
+	if ((s->svc->flags & SVC_TLS) && !(s->tls = server_tls_new())) {
 		session_close(s, "tls setup");
 		return;
 	}

@@ -270,3 +270,63 @@ def test_sslscan_finds_no_weak_protocol_or_cipher():
     for c in ciphers:
         assert c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c), c
     assert "renegotiation not supported" in out
+
+
+def _peer_cert(port):
+    """The DER certificate an implicit-TLS SMTP port presents now."""
+    with socket.create_connection(("127.0.0.1", port), 10) as raw:
+        with client_ctx().wrap_socket(raw) as t:
+            return t.getpeercert(True)
+
+
+def _wait_log(s, text, seconds=10):
+    for _ in range(int(seconds * 20)):
+        if text in open(s.log + ".stderr", errors="replace").read():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sighup_reloads_the_certificate():
+    """tls: SIGHUP loads a changed certificate for new connections; a session under way keeps its own; a broken file leaves the old one in use"""
+    import signal
+    if not shutil.which("openssl"):
+        raise Skip("openssl not installed")
+    import tempfile
+    from harness import TMP
+    os.makedirs(TMP, exist_ok=True)
+    d = tempfile.mkdtemp(dir=TMP, prefix="certs-")
+    crt, key = make_cert(d, "ec")
+    sport = free_port()
+    s = Server(conf="TLSCertificate %s\nTLSKey %s\nEnableSMTPS 1\nSMTPSPort %d\n"
+               % (crt, key, sport))
+    s.start()
+    try:
+        assert wait_for_port(sport)
+        first = _peer_cert(sport)
+        assert first == ssl.PEM_cert_to_DER_cert(open(crt).read())
+        old = smtplib.SMTP_SSL("127.0.0.1", sport, timeout=10, context=client_ctx())
+        old.ehlo("before.test")
+        # a renewal: new files in place, then SIGHUP
+        new_crt, new_key = make_cert(d, "rsa")
+        shutil.copy(new_crt, crt)
+        shutil.copy(new_key, key)
+        s.proc.send_signal(signal.SIGHUP)
+        assert _wait_log(s, "TLS: reloaded"), s.stderr()
+        assert _peer_cert(sport) == ssl.PEM_cert_to_DER_cert(open(new_crt).read())
+        assert old.noop()[0] == 250  # the session from before goes on with its own
+        assert old.sock.getpeercert(True) == first
+        old.quit()
+        # STARTTLS on the plain port gets the new one too
+        with remote_smtp(s.smtp_port) as c:
+            c.starttls(context=client_ctx())
+            assert c.sock.getpeercert(True) == ssl.PEM_cert_to_DER_cert(open(new_crt).read())
+        # a broken file: the certificate in use stays
+        with open(crt, "w") as f:
+            f.write("not a certificate\n")
+        s.proc.send_signal(signal.SIGHUP)
+        assert _wait_log(s, "the certificate in use stays"), s.stderr()
+        assert _peer_cert(sport) == ssl.PEM_cert_to_DER_cert(open(new_crt).read())
+    finally:
+        assert s.stop() == 0
+        shutil.rmtree(d, ignore_errors=True)
