@@ -1209,6 +1209,20 @@ int imap_meta_set(const struct imap_cmd *c, uint32_t pos, const char *domain, co
         const char *box, char *resp, size_t len);
 /* Appends p as an IMAP quoted string, or as a literal when it must be. */
 void imap_put_string(struct buf *o, const char *p, size_t n);
+/* Mailbox names in UTF-8 for IMAP4rev2 sessions (imap_utf8.c): the store
+ * keeps the modified UTF-7 of RFC 3501 5.1.3. Both conversions give 0, or
+ * -1 when in is not valid in its form (malformed, not the one canonical
+ * modified UTF-7, a control character) or the result does not fit in len
+ * bytes (out is then cut, NUL-terminated when len > 0). */
+#define IMAP_NAME_UTF8_MAX 1024
+int imap_utf8_to_mutf7(const char *in, char *out, size_t len);
+int imap_mutf7_to_utf8(const char *in, char *out, size_t len);
+/* The name as a session sees it: decoded into buf when utf8 and it is
+ * valid modified UTF-7 with a shift, else name itself. */
+const char *imap_name_shown(const char *name, int utf8, char *buf, size_t len);
+/* Appends a stored mailbox name as a string: as imap_put_string unless
+ * utf8, then decoded and quoted with its UTF-8 (RFC 9051 9, QUOTED-CHAR). */
+void imap_put_name(struct buf *o, const char *name, int utf8);
 /* Special-use folders (RFC 6154, imap_special.c). imap_special_make makes
  * the configured ones (conf.special_use) the account lacks, subscribed:
  * at each login, so that accounts made before get them too. */

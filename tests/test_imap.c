@@ -512,6 +512,98 @@ static void subscriptions_are_kept(void)
 	mm_close();
 }
 
+/* Known answers both ways (RFC 3501 5.1.3's and RFC 9051 A.1's examples),
+ * then every name goes back to where it came from. */
+static void mailbox_names_convert_between_utf8_and_modified_utf7(void)
+{
+	static const struct {
+		const char *utf8, *mutf7;
+	} t[] = {
+	        {"INBOX", "INBOX"},
+	        {"Entw\xc3\xbcrfe", "Entw&APw-rfe"},
+	        {"a&b", "a&-b"},
+	        {"&", "&-"},
+	        {"~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+	                "~peter/mail/&U,BTFw-/&ZeVnLIqe-"},
+	        {"\xe5\x8f\xb0\xe5\x8c\x97\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "&U,BTF2XlZyyKng-"},
+	        {"\xe2\x98\xba!", "&Jjo-!"},
+	        {"\xf0\x9f\x93\xa7 Mail", "&2D3c5w- Mail"}, /* a surrogate pair */
+	        {"Work.Gr\xc3\xbc\xc3\x9f" "e.2026", "Work.Gr&APwA3w-e.2026"},
+	        {"", ""},
+	};
+	char out[IMAP_NAME_UTF8_MAX];
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		ASSERT_EQ(imap_utf8_to_mutf7(t[i].utf8, out, sizeof out), 0);
+		ASSERT_STR(out, t[i].mutf7);
+		ASSERT_EQ(imap_mutf7_to_utf8(t[i].mutf7, out, sizeof out), 0);
+		ASSERT_STR(out, t[i].utf8);
+	}
+	/* round trips of every length of a mixed name */
+	const char *mixed = "x\xc3\xa9y\xe2\x82\xac&z\xf0\x9f\x98\x80.\xc3\xa9";
+	char cut[64], m[256], back[256];
+	for (size_t n = 0; n <= strlen(mixed); n++) {
+		memcpy(cut, mixed, n);
+		cut[n] = '\0';
+		if (imap_utf8_to_mutf7(cut, m, sizeof m) == 0) {
+			ASSERT_EQ(imap_mutf7_to_utf8(m, back, sizeof back), 0);
+			ASSERT_STR(back, cut);
+		}
+	}
+}
+
+static void bad_mailbox_names_are_refused_both_ways(void)
+{
+	static const char *const bad_mutf7[] = {
+	        "&Jjo!",              /* no shift back to ASCII */
+	        "&U,BTFw-&ZeVnLIqe-", /* a superfluous shift */
+	        "&AGE-",              /* "a" in base64 */
+	        "&AAA-",              /* a NUL */
+	        "&AB-",               /* bits left over, no whole character */
+	        "&APx-",              /* stray bits not zero */
+	        "&2D3-",              /* a lone high surrogate */
+	        "&3ec-",              /* a lone low surrogate */
+	        "&A/w-",              /* "/" is not modified base64 */
+	        "Entw\xc3\xbcrfe",    /* 8-bit: not modified UTF-7 at all */
+	        "&",
+	};
+	static const char *const bad_utf8[] = {
+	        "\xc3",             /* cut short */
+	        "\xc0\xaf",         /* overlong */
+	        "\xed\xa0\x80",     /* a surrogate */
+	        "\xf4\x90\x80\x80", /* past U+10FFFF */
+	        "a\x01" "b",        /* a control */
+	        "\xff",
+	};
+	char out[64];
+	for (size_t i = 0; i < sizeof bad_mutf7 / sizeof bad_mutf7[0]; i++) {
+		ASSERT(imap_mutf7_to_utf8(bad_mutf7[i], out, sizeof out) != 0);
+		/* shown as stored: a name that is not modified UTF-7 stays itself */
+		ASSERT(imap_name_shown(bad_mutf7[i], 1, out, sizeof out) == bad_mutf7[i]);
+	}
+	for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
+		ASSERT(imap_utf8_to_mutf7(bad_utf8[i], out, sizeof out) != 0);
+	}
+	/* too long for the caller's room, either way */
+	ASSERT(imap_utf8_to_mutf7("\xc3\xbc\xc3\xbc\xc3\xbc", out, 6) != 0);
+	ASSERT(imap_mutf7_to_utf8("abcdefgh", out, 4) != 0);
+	ASSERT(strlen(out) == 3);
+}
+
+static void names_go_out_quoted_in_utf8_only_when_asked(void)
+{
+	struct buf b;
+	buf_init(&b);
+	imap_put_name(&b, "Entw&APw-rfe", 1);
+	buf_puts(&b, " ");
+	imap_put_name(&b, "Entw&APw-rfe", 0);
+	buf_puts(&b, " ");
+	imap_put_name(&b, "a\"&-b", 1);
+	buf_puts(&b, " ");
+	imap_put_name(&b, "&Jjo!", 1);
+	ASSERT_STR(b.data, "\"Entw\xc3\xbcrfe\" \"Entw&APw-rfe\" \"a\\\"&b\" \"&Jjo!\"");
+	buf_free(&b);
+}
+
 void tests_imap(void)
 {
 	RUN(commands_tokenize_as_rfc3501_says, "imap commands tokenize as RFC 3501 says");
@@ -526,4 +618,9 @@ void tests_imap(void)
 	        "imap keywords and flags persist for other openers");
 	RUN(folders_are_created_renamed_and_deleted, "imap folders are created, renamed and deleted");
 	RUN(subscriptions_are_kept, "imap subscriptions are kept");
+	RUN(mailbox_names_convert_between_utf8_and_modified_utf7,
+	        "imap mailbox names convert between UTF-8 and modified UTF-7");
+	RUN(bad_mailbox_names_are_refused_both_ways, "imap bad mailbox names are refused both ways");
+	RUN(names_go_out_quoted_in_utf8_only_when_asked,
+	        "imap names go out quoted in UTF-8 only when asked");
 }
