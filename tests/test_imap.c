@@ -258,10 +258,14 @@ static int search(const char *keys, uint32_t flags)
 	uint32_t pos = 0;
 	int r = -1;
 	if (imap_search_parse(&c, &pos, kw_lookup, NULL, &k, &error) == 0) {
-		/* MM_RECENT in flags: the message is \Recent to the session */
+		/* MM_RECENT in flags: the message is \Recent to the session; "$"
+		 * (a saved result) holds UIDs 60 to 75 and 80 */
+		static struct imap_range saved_r[] = {{60, 75}, {80, 80}};
+		static const struct imap_set saved = {saved_r, 2};
 		struct imap_search_msg m = {7, 70, flags & ~MM_RECENT, 1u << 3,
 		        (uint32_t)strlen(sample), 9, 90, 1770109200 /* 2026-02-03 09:00 UTC */, 0,
-		        imap_src_buffer(sample, strlen(sample)), 500, 0, (flags & MM_RECENT) != 0};
+		        imap_src_buffer(sample, strlen(sample)), 500, 0, (flags & MM_RECENT) != 0,
+		        &saved};
 		r = imap_search_match(k, &m);
 		imap_src_free(m.src);
 		imap_search_free(k);
@@ -331,6 +335,10 @@ static void search_keys_match_as_rfc3501_says(void)
 	        {"SENTBEFORE 4-Feb-2026", 0, 1},
 	        {"RECENT", 0, 0},
 	        {"OLD", 0, 1},
+	        {"$", 0, 1}, /* SEARCHRES: the saved result, by UID */
+	        {"UID $", 0, 1},
+	        {"NOT $", 0, 0},
+	        {"OR $ 1", 0, 1},
 	        {"RECENT", MM_RECENT, 1},
 	        {"NEW", MM_RECENT, 1},
 	        {"NEW", MM_RECENT | MM_SEEN, 0},
@@ -604,6 +612,74 @@ static void names_go_out_quoted_in_utf8_only_when_asked(void)
 	buf_free(&b);
 }
 
+/* One SEARCH answer through imap_esearch: matches (seq, uid) in, the
+ * ESEARCH line out, the saved result into *saved; the end's rc. */
+static int esearch_run(unsigned ret, const uint32_t (*m)[2], size_t n, struct buf *out,
+        struct imap_set *saved)
+{
+	struct imap_esearch e;
+	imap_esearch_init(&e, ret);
+	for (size_t i = 0; i < n; i++) {
+		imap_esearch_add(&e, m[i][0], m[i][0], m[i][1]);
+	}
+	imap_esearch_put(&e, out, "t", 0, 0);
+	return imap_esearch_end(&e, saved);
+}
+
+static void a_saved_search_result_is_kept_as_uid_ranges(void)
+{
+	static const uint32_t m[][2] = {{1, 10}, {2, 11}, {3, 12}, {5, 20}, {6, 25}};
+	struct imap_set saved = {NULL, 0};
+	struct buf b;
+	buf_init(&b);
+	ASSERT_EQ(esearch_run(IMAP_RET_ALL | IMAP_RET_SAVE, m, 5, &b, &saved), 0);
+	ASSERT_STR(b.data, "* ESEARCH (TAG \"t\") ALL 1:3,5:6\r\n");
+	ASSERT_EQ(saved.n, 2); /* a range per run of sequence numbers */
+	ASSERT(imap_saved_has(&saved, 10) && imap_saved_has(&saved, 12));
+	ASSERT(!imap_saved_has(&saved, 13) && !imap_saved_has(&saved, 9));
+	ASSERT(imap_saved_has(&saved, 22) && imap_saved_has(&saved, 25)); /* 21-24 do not exist */
+	ASSERT(!imap_saved_has(&saved, 26));
+	/* SAVE alone answers nothing; MIN MAX SAVE keeps only those two */
+	b.len = 0;
+	ASSERT_EQ(esearch_run(IMAP_RET_SAVE, m, 5, &b, &saved), 0);
+	ASSERT_EQ(b.len, 0);
+	ASSERT_EQ(saved.n, 2);
+	ASSERT_EQ(esearch_run(IMAP_RET_MIN | IMAP_RET_MAX | IMAP_RET_SAVE, m, 5, &b, &saved), 0);
+	ASSERT_STR(b.data, "* ESEARCH (TAG \"t\") MIN 1 MAX 6\r\n");
+	ASSERT(imap_saved_has(&saved, 10) && imap_saved_has(&saved, 25));
+	ASSERT(!imap_saved_has(&saved, 11) && !imap_saved_has(&saved, 20));
+	/* without SAVE the saved result stays; no match saves an empty one */
+	ASSERT_EQ(esearch_run(IMAP_RET_COUNT, m, 0, &b, &saved), 0);
+	ASSERT(imap_saved_has(&saved, 10));
+	ASSERT_EQ(esearch_run(IMAP_RET_COUNT | IMAP_RET_SAVE, m, 0, &b, &saved), 0);
+	ASSERT_EQ(saved.n, 0);
+	imap_set_free(&saved);
+	buf_free(&b);
+}
+
+static void a_saved_result_past_its_bound_is_not_kept(void)
+{
+	struct imap_esearch e;
+	struct imap_set saved = {NULL, 0};
+	struct buf b;
+	buf_init(&b);
+	imap_esearch_init(&e, IMAP_RET_SAVE);
+	imap_esearch_add(&e, 1, 1, 1);
+	ASSERT_EQ(imap_esearch_end(&e, &saved), 0);
+	ASSERT_EQ(saved.n, 1);
+	imap_esearch_init(&e, IMAP_RET_COUNT | IMAP_RET_SAVE);
+	for (uint32_t i = 1; i <= 40000; i++) {
+		imap_esearch_add(&e, 2 * i, 2 * i, 2 * i); /* every other message: a range each */
+	}
+	imap_esearch_put(&e, &b, "t", 0, 0);
+	ASSERT_STR(b.data, "* ESEARCH (TAG \"t\") COUNT 40000\r\n");
+	ASSERT_EQ(imap_esearch_end(&e, &saved), -1);
+	ASSERT_EQ(saved.n, 0); /* "$" is empty, not the old result */
+	ASSERT(!imap_saved_has(&saved, 1));
+	imap_set_free(&saved);
+	buf_free(&b);
+}
+
 void tests_imap(void)
 {
 	RUN(commands_tokenize_as_rfc3501_says, "imap commands tokenize as RFC 3501 says");
@@ -623,4 +699,7 @@ void tests_imap(void)
 	RUN(bad_mailbox_names_are_refused_both_ways, "imap bad mailbox names are refused both ways");
 	RUN(names_go_out_quoted_in_utf8_only_when_asked,
 	        "imap names go out quoted in UTF-8 only when asked");
+	RUN(a_saved_search_result_is_kept_as_uid_ranges,
+	        "imap a saved search result is kept as UID ranges");
+	RUN(a_saved_result_past_its_bound_is_not_kept, "imap a saved result past its bound is not kept");
 }
