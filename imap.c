@@ -1,8 +1,10 @@
 /*
- * imap.c - the IMAP4rev1 server (RFC 3501) with IDLE (2177), NAMESPACE
+ * imap.c - the IMAP4rev1 server (RFC 3501), and IMAP4rev2 (RFC 9051) for
+ * a session that does ENABLE IMAP4rev2, with IDLE (2177), NAMESPACE
  * (2342), UIDPLUS (4315), LITERAL+ (7888), ENABLE (5161), ID (2971),
  * MOVE (6851), SASL-IR (4959), BINARY (3516), ESEARCH (4731), STATUS=SIZE
- * (8438), SORT and THREAD (5256, imap_sort.c), LIST-EXTENDED (5258),
+ * (8438), SEARCHRES (5182, imap_esearch.c), SORT and THREAD (5256,
+ * imap_sort.c), LIST-EXTENDED (5258),
  * LIST-STATUS (5819) and SPECIAL-USE (6154, imap_list.c, imap_special.c):
  * a state machine fed with lines by session.c, over the mbox store of
  * mbox.c.
@@ -33,7 +35,9 @@
  *
  * Hierarchy separator "." (mm_valid_folder refuses '/'); names are kept as
  * the client sends them (modified UTF-7 included), INBOX in any case is
- * INBOX.
+ * INBOX. An IMAP4rev2 session's names are UTF-8, converted to and from
+ * the stored modified UTF-7 at the edge (arg_box, imap_put_name); it is
+ * told no \Recent and no RECENT, and SEARCH answers it with ESEARCH.
  */
 #include <string.h>
 #include <time.h>
@@ -76,7 +80,8 @@ struct imap {
 	struct spool *sp; /* APPEND's message literal, while it is received and used */
 	char *spdir;
 	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, kicking : 1, resume : 1, idling : 1,
-	        idle_timer : 1, condstore : 1, qresync : 1; /* RFC 7162, once turned on */
+	        idle_timer : 1, condstore : 1, qresync : 1, /* RFC 7162, once turned on */
+	        rev2 : 1;                                    /* ENABLE IMAP4rev2 */
 	struct sasl *sasl; /* AUTHENTICATE under way (NULL otherwise: an idle session
 	                      keeps no room for a password) */
 	/* a Lua hook waiting for the client (RL_WAIT): the command (in cmd,
@@ -94,6 +99,7 @@ struct imap {
 	int readonly;
 	uint32_t uidvalidity;
 	uint32_t kw_told; /* the folder's keyword slots the client was told of (FLAGS) */
+	struct imap_set saved; /* SEARCH RETURN (SAVE)'s result as UID ranges: "$" */
 	int64_t idle_since, idle_due;
 	struct imap_fetch *job;
 	uint32_t *job_seqs;
@@ -208,9 +214,10 @@ static int starttls_offered(const struct session *s)
 static void put_caps(struct session *s, struct imap *st)
 {
 	session_printf(s,
-	        "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE CONDSTORE QRESYNC SAVEDATE "
-	        "UNSELECT CHILDREN METADATA BINARY SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED "
-	        "LIST-STATUS STATUS=SIZE ESEARCH SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+	        "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE CONDSTORE "
+	        "QRESYNC SAVEDATE UNSELECT CHILDREN METADATA BINARY SPECIAL-USE CREATE-SPECIAL-USE "
+	        "LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH SEARCHRES SORT SORT=DISPLAY "
+	        "THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 	        "APPENDLIMIT=%llu",
 	        (unsigned long long)conf.message_size_limit);
 	if (st->state == I_NOAUTH) {
@@ -239,6 +246,7 @@ static void close_box(struct imap *st)
 	mm_folder_close(st->f);
 	st->f = NULL;
 	st->box[0] = '\0';
+	imap_set_free(&st->saved); /* "$" is empty in the next mailbox (RFC 5182 2.1) */
 }
 
 /* The selected mailbox went away (deleted or renamed elsewhere). */
@@ -286,12 +294,13 @@ static void tell_new_keywords(struct session *s, struct imap *st)
 }
 
 /* "* seq FETCH (FLAGS ...)" for a change the client did not ask for; with
- * CONDSTORE on, its UID and MODSEQ too (RFC 7162 3.1.4, 3.2.4). */
+ * CONDSTORE on, its UID and MODSEQ too (RFC 7162 3.1.4, 3.2.4); the UID
+ * always for IMAP4rev2 (RFC 9051 7.5.2). */
 static void put_flags_fetch(struct session *s, struct imap *st, uint32_t seq, uint32_t uid,
         uint32_t flags, uint32_t kw, uint64_t modseq)
 {
 	session_printf(s, "* %u FETCH (", seq);
-	if (st->condstore) {
+	if (st->condstore || st->rev2) {
 		session_printf(s, "UID %u ", uid);
 	}
 	session_printf(s, "FLAGS ");
@@ -338,7 +347,10 @@ static int view_sync(struct session *s, struct imap *st, int expunge, int poll)
 		session_printf(s, "* %u EXPUNGE\r\n", c.expunged[i]);
 	}
 	if (c.exists) {
-		session_printf(s, "* %u EXISTS\r\n* %u RECENT\r\n", c.exists, c.recent);
+		session_printf(s, "* %u EXISTS\r\n", c.exists);
+	}
+	if (c.exists && !st->rev2) {
+		session_printf(s, "* %u RECENT\r\n", c.recent);
 	}
 	mm_changes_free(&c);
 	return 0;
@@ -494,8 +506,9 @@ static void cmd_namespace(struct session *s, struct imap *st, struct args *a)
 	ok(s, st, "NAMESPACE completed");
 }
 
-/* ENABLE (RFC 5161): CONDSTORE, and QRESYNC (which turns CONDSTORE on
- * too); the answer names what this command turned on. */
+/* ENABLE (RFC 5161): CONDSTORE, QRESYNC (which turns CONDSTORE on too)
+ * and IMAP4rev2 (RFC 9051 A); the answer names what this command turned
+ * on. */
 static void cmd_enable(struct session *s, struct imap *st, struct args *a)
 {
 	const char *ext;
@@ -503,11 +516,13 @@ static void cmd_enable(struct session *s, struct imap *st, struct args *a)
 	while ((ext = arg_astring(a)) != NULL) {
 		int q = rl_strcasecmp(ext, "QRESYNC") == 0;
 		int c = rl_strcasecmp(ext, "CONDSTORE") == 0;
-		if ((q && !st->qresync) || (c && !st->condstore)) {
-			session_printf(s, " %s", q ? "QRESYNC" : "CONDSTORE");
+		int r = rl_strcasecmp(ext, "IMAP4rev2") == 0;
+		if ((q && !st->qresync) || (c && !st->condstore) || (r && !st->rev2)) {
+			session_printf(s, " %s", q ? "QRESYNC" : c ? "CONDSTORE" : "IMAP4rev2");
 		}
 		st->qresync |= q;
 		st->condstore |= q || c;
+		st->rev2 |= r;
 	}
 	session_printf(s, "\r\n");
 	ok(s, st, "ENABLE completed");
@@ -543,11 +558,14 @@ static const char *arg_box(
         struct session *s, struct imap *st, struct args *a, char *out, size_t len)
 {
 	const char *name = arg_astring(a);
+	char stored[MM_FOLDER_MAX + 1];
 	if (!name) {
 		bad(s, st, "Missing mailbox name");
 		return NULL;
 	}
-	if (box_name(name, out, len) != 0) {
+	/* an IMAP4rev2 name is UTF-8: the store's is modified UTF-7 */
+	if ((st->rev2 && imap_utf8_to_mutf7(name, stored, sizeof stored) != 0) ||
+	        box_name(st->rev2 ? stored : name, out, len) != 0) {
 		no(s, st, "[CANNOT] Invalid mailbox name");
 		return NULL;
 	}
@@ -626,6 +644,20 @@ static int select_args(struct session *s, struct imap *st, struct args *a, int r
 	return 0;
 }
 
+/* IMAP4rev2's LIST response at SELECT (RFC 9051 6.3.2): the mailbox's own
+ * line, attributes and all (its name has no wildcards: box_name). */
+static void select_list(struct session *s, struct imap *st)
+{
+	struct imap_list_req r;
+	char shown[IMAP_NAME_UTF8_MAX];
+	memset(&r, 0, sizeof r);
+	r.ref = "";
+	r.pat[0] = imap_name_shown(st->box, 1, shown, sizeof shown);
+	r.npat = 1;
+	r.utf8 = 1;
+	imap_list_run(&r, st->domain, st->user, &s->out, NULL, NULL);
+}
+
 static void select_box(struct session *s, struct imap *st, struct args *a, int readonly)
 {
 	char name[MM_FOLDER_MAX + 1];
@@ -637,7 +669,7 @@ static void select_box(struct session *s, struct imap *st, struct args *a, int r
 	if (st->state == I_SELECTED) {
 		close_box(st); /* RFC 3501 6.3.1: even when the new one fails */
 		enter_state(s, st, I_AUTH);
-		if (st->qresync) {
+		if (st->qresync || st->rev2) { /* RFC 7162 3.2.11, RFC 9051 6.3.2 */
 			session_printf(s, "* OK [CLOSED] Previous mailbox closed\r\n");
 		}
 	}
@@ -656,10 +688,18 @@ static void select_box(struct session *s, struct imap *st, struct args *a, int r
 	rl_strlcpy(st->box, name, sizeof st->box);
 	st->readonly = readonly;
 	st->uidvalidity = mm_folder_uidvalidity(st->f);
-	uint32_t n = mm_view_count(st->v), unseen = first_unseen(st->v, n);
-	int recent = readonly ? 0 : mm_view_claim(st->v); /* EXAMINE takes none (6.3.2) */
+	/* EXAMINE takes no \Recent (RFC 3501 6.3.2), nor does IMAP4rev2, which
+	 * has none (RFC 9051 E.12): they stay for IMAP4rev1 sessions. UNSEEN is
+	 * not IMAP4rev2's either (E.11). */
+	uint32_t n = mm_view_count(st->v), unseen = st->rev2 ? 0 : first_unseen(st->v, n);
+	int recent = readonly || st->rev2 ? 0 : mm_view_claim(st->v);
 	put_flag_lists(s, st);
-	session_printf(s, "* %u EXISTS\r\n* %d RECENT\r\n", n, recent);
+	session_printf(s, "* %u EXISTS\r\n", n);
+	if (st->rev2) {
+		select_list(s, st);
+	} else {
+		session_printf(s, "* %d RECENT\r\n", recent);
+	}
 	if (unseen) {
 		session_printf(s, "* OK [UNSEEN %u] First unseen\r\n", unseen);
 	}
@@ -719,9 +759,13 @@ static void cmd_create(struct session *s, struct imap *st, struct args *a)
 		bad(s, st, "Missing mailbox name");
 		return;
 	}
-	size_t n = strlen(in);
-	rl_strlcpy(name, in, sizeof name);
-	if (n && n < sizeof name && name[n - 1] == '.') {
+	/* as arg_box; a name too long is no name (not one cut short) */
+	if (st->rev2 ? imap_utf8_to_mutf7(in, name, sizeof name) != 0
+	             : rl_strlcpy(name, in, sizeof name) >= sizeof name) {
+		name[0] = '\0';
+	}
+	size_t n = strlen(name);
+	if (n && name[n - 1] == '.') {
 		name[n - 1] = '\0'; /* RFC 3501 6.3.3: a trailing separator is dropped */
 	}
 	char use[IMAP_USES_MAX];
@@ -845,8 +889,9 @@ static void cmd_subscribe(struct session *s, struct imap *st, struct args *a)
 
 #define PATTERN_MAX IMAP_PATTERN_MAX
 
-static const char *const status_names[] = {
-        "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "HIGHESTMODSEQ", NULL};
+/* DELETED is IMAP4rev2's (RFC 9051 6.3.11); taken from IMAP4rev1 clients too. */
+static const char *const status_names[] = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY",
+        "UNSEEN", "SIZE", "HIGHESTMODSEQ", "DELETED", NULL};
 
 static int status_item(const char *item)
 {
@@ -879,19 +924,21 @@ static int status_line(struct session *s, struct imap *st, const struct imap_cmd
 	if (rc != 0) {
 		return rc;
 	}
-	uint32_t n = mm_folder_count(f), unseen = 0, recent = 0, rfirst = mm_folder_first_recent(f);
+	uint32_t n = mm_folder_count(f), unseen = 0, recent = 0, deleted = 0;
+	uint32_t rfirst = mm_folder_first_recent(f);
 	uint64_t size = 0; /* STATUS=SIZE (RFC 8438): the messages' RFC822.SIZEs */
 	for (uint32_t i = 0; i < n; i++) {
 		const struct mm_msg *m = mm_folder_msg(f, i);
 		unseen += m && !(m->flags & MM_SEEN);
 		recent += m && m->uid >= rfirst;
+		deleted += m && (m->flags & MM_DELETED);
 		size += m ? m->size : 0;
 	}
 	uint64_t v[] = {n, recent, mm_folder_uidnext(f), mm_folder_uidvalidity(f), unseen, size,
-	        mm_folder_modseq(f)};
+	        mm_folder_modseq(f), deleted};
 	mm_folder_close(f);
 	session_printf(s, "* STATUS ");
-	imap_put_string(&s->out, name, strlen(name));
+	imap_put_name(&s->out, name, st->rev2);
 	session_printf(s, " (");
 	for (uint32_t i = first; i < end; i++) {
 		const char *item = imap_tok_str(c, i);
@@ -926,6 +973,7 @@ static void cmd_list(struct session *s, struct imap *st, struct args *a)
 		bad(s, st, "LIST needs a reference and a pattern; or bad options");
 		return;
 	}
+	r.utf8 = st->rev2;
 	if (r.npat == 1 && !*r.pat[0] && !r.extended) {
 		session_printf(s, "* LIST (\\Noselect) \".\" \"\"\r\n");
 		ok(s, st, "LIST completed");
@@ -949,7 +997,7 @@ static void cmd_lsub(struct session *s, struct imap *st, struct args *a)
 		return;
 	}
 	snprintf(full, sizeof full, "%s%s", ref, pat);
-	imap_lsub_run(full, st->domain, st->user, &s->out);
+	imap_lsub_run(full, st->domain, st->user, st->rev2, &s->out);
 	ok(s, st, "LSUB completed");
 }
 
@@ -984,6 +1032,7 @@ static void cmd_getmetadata(struct session *s, struct imap *st, struct args *a)
 	if (imap_meta_options(a->c, &a->i, &o) != 0) {
 		bad(s, st, "Bad GETMETADATA options");
 	} else if (meta_box(s, st, a, box, sizeof box)) {
+		o.utf8 = st->rev2;
 		if (imap_meta_get(a->c, a->i, &o, st->domain, st->user, box, &s->out, resp,
 		            sizeof resp) != 0) {
 			bad(s, st, "%s", resp);
@@ -1212,6 +1261,35 @@ static void ranges_expand(struct imap_range *r, uint32_t n, uint32_t **out, uint
 	}
 }
 
+/* A UID range as the sequence range of the view's messages in it (two
+ * lookups, mm_view_rank); lo > hi when it has none. */
+static struct imap_range uid_range(struct imap *st, uint32_t lo, uint32_t hi)
+{
+	struct imap_range r = {1, 0};
+	if (hi > 0) {
+		r.lo = lo > 1 ? mm_view_rank(st->v, lo - 1) + 1 : 1;
+		r.hi = mm_view_rank(st->v, hi);
+	}
+	return r;
+}
+
+/* "$" (SEARCHRES): the sequence numbers of the saved result's messages
+ * still here, for FETCH and UID FETCH alike (RFC 5182 2.1). */
+static void saved_seqs(struct imap *st, uint32_t **out, uint32_t *n)
+{
+	const struct imap_set *sv = &st->saved;
+	struct imap_range *r = xmalloc((sv->n ? sv->n : 1) * sizeof *r);
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < sv->n; i++) {
+		struct imap_range x = uid_range(st, sv->r[i].lo, sv->r[i].hi);
+		if (x.lo >= 1 && x.lo <= x.hi) {
+			r[k++] = x;
+		}
+	}
+	ranges_expand(r, k, out, n);
+	xfree(r);
+}
+
 /* The sequence numbers a sequence set (or a UID set) names, in order. -1
  * when it is malformed or names a sequence number that does not exist.
  * A UID range becomes a sequence range by two lookups (mm_view_rank):
@@ -1223,6 +1301,10 @@ static int set_seqs(struct imap *st, const char *spec, int uid, uint32_t **out, 
 	uint32_t count = mm_view_count(st->v), star = count, k = 0;
 	*out = NULL;
 	*n = 0;
+	if (spec && strcmp(spec, "$") == 0) {
+		saved_seqs(st, out, n);
+		return 0;
+	}
 	if (!spec || imap_set_parse(spec, &set) != 0) {
 		return -1;
 	}
@@ -1243,9 +1325,10 @@ static int set_seqs(struct imap *st, const char *spec, int uid, uint32_t **out, 
 			xfree(r);
 			return -1;
 		}
-		if (uid && hi > 0) {
-			lo = lo > 1 ? mm_view_rank(st->v, lo - 1) + 1 : 1;
-			hi = mm_view_rank(st->v, hi);
+		if (uid) {
+			struct imap_range x = uid_range(st, lo, hi);
+			lo = x.lo;
+			hi = x.hi;
 		}
 		if (lo >= 1 && lo <= hi) {
 			r[k++] = (struct imap_range){lo, hi};
@@ -1330,101 +1413,13 @@ static int search_one(struct imap *st, const struct imap_search *k, uint32_t seq
 	}
 	struct imap_search_msg sm = {seq, m->uid, m->flags, m->keywords, m->size, n, max_uid,
 	        m->date, os_timezone_offset(m->date), imap_src_folder(st->f, m, st->uidvalidity),
-	        m->modseq, m->savedate, mm_view_recent(st->v, m->uid)};
+	        m->modseq, m->savedate, mm_view_recent(st->v, m->uid), &st->saved};
 	int r = imap_search_match(k, &sm);
 	if (r == 1 && sort) {
 		imap_sort_add(sort, &sm);
 	}
 	imap_src_free(sm.src);
 	return r;
-}
-
-/* ESEARCH (RFC 4731): SEARCH RETURN (MIN MAX ALL COUNT). */
-enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8 };
-
-/* "RETURN (options)" at a->i, when there: *ret its RET_* (ALL for "()");
- * -1 on a bad one. *ret 0 without RETURN: a plain SEARCH. */
-static int search_return(struct args *a, unsigned *ret)
-{
-	static const char *const names[] = {"MIN", "MAX", "ALL", "COUNT"};
-	*ret = 0;
-	if (arg_type(a) != IMAP_ATOM || rl_strcasecmp(imap_tok_str(a->c, a->i), "RETURN") != 0) {
-		return 0;
-	}
-	a->i++;
-	if (!arg_paren(a, IMAP_LPAREN)) {
-		return -1;
-	}
-	const char *o;
-	while ((o = arg_atom(a)) != NULL) {
-		int k = 0;
-		while (k < 4 && rl_strcasecmp(o, names[k]) != 0) {
-			k++;
-		}
-		if (k == 4) {
-			return -1;
-		}
-		*ret |= 1u << k;
-	}
-	if (!arg_paren(a, IMAP_RPAREN)) {
-		return -1;
-	}
-	*ret = *ret ? *ret : RET_ALL;
-	return 0;
-}
-
-/* The ESEARCH answer's state: a sequence set built as matches come in
- * ascending order (runs as "a:b"). */
-struct esearch {
-	uint32_t min, max, count, run_start, run_end;
-	struct buf all;
-};
-
-static void esearch_close_run(struct esearch *e)
-{
-	if (e->run_start) {
-		buf_printf(&e->all, "%s%u", e->all.len ? "," : "", e->run_start);
-		if (e->run_end != e->run_start) {
-			buf_printf(&e->all, ":%u", e->run_end);
-		}
-	}
-}
-
-static void esearch_add(struct esearch *e, uint32_t v)
-{
-	e->min = e->count ? e->min : v;
-	e->max = v;
-	e->count++;
-	if (e->run_start && v == e->run_end + 1) {
-		e->run_end = v;
-		return;
-	}
-	esearch_close_run(e);
-	e->run_start = e->run_end = v;
-}
-
-static void esearch_put(struct session *s, struct imap *st, struct esearch *e, unsigned ret, int uid,
-        uint64_t modseq)
-{
-	esearch_close_run(e);
-	session_printf(s, "* ESEARCH (TAG \"%s\")%s", st->tag, uid ? " UID" : "");
-	if (ret & RET_MIN && e->count) {
-		session_printf(s, " MIN %u", e->min);
-	}
-	if (ret & RET_MAX && e->count) {
-		session_printf(s, " MAX %u", e->max);
-	}
-	if (ret & RET_ALL && e->count) {
-		session_printf(s, " ALL %s", e->all.data);
-	}
-	if (ret & RET_COUNT) {
-		session_printf(s, " COUNT %u", e->count);
-	}
-	if (modseq && e->count) {
-		session_printf(s, " MODSEQ %llu", (unsigned long long)modseq);
-	}
-	session_printf(s, "\r\n");
-	buf_free(&e->all);
 }
 
 /* ---- SEARCH, SORT and THREAD in slices ----
@@ -1440,7 +1435,7 @@ struct scan {
 	unsigned ret; /* SEARCH RETURN's options; 0: a plain SEARCH */
 	int uid, thread, by_modseq, sliced;
 	uint64_t top; /* the highest modseq matched (RFC 7162 3.1.5) */
-	struct esearch e;
+	struct imap_esearch e;
 };
 
 static void scan_free(struct imap *st)
@@ -1449,7 +1444,7 @@ static void scan_free(struct imap *st)
 	if (x) {
 		imap_search_free(x->k);
 		imap_sort_free(x->sort);
-		buf_free(&x->e.all);
+		imap_esearch_end(&x->e, NULL);
 		free(x);
 		st->scan = NULL;
 	}
@@ -1466,7 +1461,7 @@ static struct scan *scan_new(struct imap *st, struct imap_search *k, int uid)
 	x->seq = 1;
 	x->n = mm_view_count(st->v);
 	x->max_uid = x->n && mm_view_msg(st->v, x->n, &m) >= 0 ? m.uid : 0;
-	buf_init(&x->e.all);
+	imap_esearch_init(&x->e, 0);
 	return x;
 }
 
@@ -1474,7 +1469,7 @@ static void scan_match(struct session *s, struct scan *x, const struct mm_msg *m
 {
 	x->top = m->modseq > x->top ? m->modseq : x->top;
 	if (x->ret) {
-		esearch_add(&x->e, x->uid ? m->uid : seq);
+		imap_esearch_add(&x->e, x->uid ? m->uid : seq, seq, m->uid);
 	} else {
 		session_printf(s, " %u", x->uid ? m->uid : seq);
 	}
@@ -1491,14 +1486,21 @@ static void scan_finish(struct session *s, struct imap *st, struct scan *x)
 		session_write(s, out.data, out.len);
 		buf_free(&out);
 	} else if (x->ret) {
-		esearch_put(s, st, &x->e, x->ret, x->uid, top);
+		imap_esearch_put(&x->e, &s->out, st->tag, x->uid, top);
 	} else {
 		if (top) {
 			session_printf(s, " (MODSEQ %llu)", (unsigned long long)top);
 		}
 		session_printf(s, "\r\n");
 	}
-	if (view_sync(s, st, 0, 0) == 0) {
+	/* SAVE's result replaces "$" after the search: "$" may be in it */
+	int saved = x->sort ? 0 : imap_esearch_end(&x->e, &st->saved);
+	if (view_sync(s, st, 0, 0) != 0) {
+		return;
+	}
+	if (saved != 0) {
+		no(s, st, "[NOTSAVED] The result is too large to keep; $ is empty");
+	} else {
 		ok(s, st, "%s completed", what);
 	}
 }
@@ -1553,19 +1555,25 @@ static void scan_go(struct session *s, struct imap *st)
 	session_post(s, scan_next, NULL);
 }
 
+/* SEARCH: a plain "* SEARCH" answer, or with RETURN (always for
+ * IMAP4rev2) ESEARCH's, and SAVE's result for "$" (imap_esearch.c). */
 static void cmd_search(struct session *s, struct imap *st, struct args *a)
 {
 	struct imap_search *k;
 	const char *error;
 	unsigned ret;
-	if (search_return(a, &ret) != 0) {
-		bad(s, st, "Bad SEARCH RETURN options (MIN MAX ALL COUNT)");
+	if (imap_search_return(a->c, &a->i, &ret) != 0) {
+		bad(s, st, "Bad SEARCH RETURN options (MIN MAX ALL COUNT SAVE)");
 		return;
 	}
+	ret = ret || !st->rev2 ? ret : IMAP_RET_ALL; /* RFC 9051 6.4.4: ESEARCH only */
 	if (arg_type(a) == IMAP_ATOM && rl_strcasecmp(imap_tok_str(a->c, a->i), "CHARSET") == 0) {
 		const char *cs = (a->i++, arg_astring(a));
 		if (!cs ||
 		        (rl_strcasecmp(cs, "UTF-8") != 0 && rl_strcasecmp(cs, "US-ASCII") != 0)) {
+			if (ret & IMAP_RET_SAVE) {
+				imap_set_free(&st->saved); /* a NO with SAVE empties "$" (RFC 5182 2.1) */
+			}
 			no(s, st, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
 			return;
 		}
@@ -1576,6 +1584,7 @@ static void cmd_search(struct session *s, struct imap *st, struct args *a)
 	}
 	struct scan *x = st->scan = scan_new(st, k, a->uid);
 	x->ret = ret;
+	imap_esearch_init(&x->e, ret);
 	x->by_modseq = imap_search_has_modseq(k);
 	st->condstore |= x->by_modseq;
 	if (!ret) {
@@ -1664,7 +1673,7 @@ static void store_answer(struct session *s, struct imap *st, const uint32_t *seq
 			continue;
 		}
 		session_printf(s, "* %u FETCH (", seqs[i]);
-		if (uid || st->condstore) {
+		if (uid || st->condstore || st->rev2) {
 			session_printf(s, "UID %u ", m.uid);
 		}
 		if (!q->silent) {

@@ -9,6 +9,10 @@
  * \Noselect name, "a" for "a.b") and, when subscriptions are selected,
  * every subscribed name and the levels above it. A user has at most
  * LIST_NAMES_MAX of them; the rest are not shown.
+ *
+ * Names are the store's (modified UTF-7); for an IMAP4rev2 session
+ * (utf8) each is decoded before it is matched against the patterns,
+ * which are UTF-8 then, and goes out in UTF-8 (imap_utf8.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,9 +217,10 @@ static int has_below(const struct names *ns, const char *name, unsigned flags)
 
 /* ---- the lines ---- */
 
-static int matches(const struct imap_list_req *r, const char *name)
+static int matches(const struct imap_list_req *r, const char *stored)
 {
-	char full[IMAP_PATTERN_MAX + 1];
+	char full[IMAP_PATTERN_MAX + 1], shown[IMAP_NAME_UTF8_MAX];
+	const char *name = imap_name_shown(stored, r->utf8, shown, sizeof shown);
 	for (int k = 0; k < r->npat; k++) {
 		if ((size_t)snprintf(full, sizeof full, "%s%s", r->ref, r->pat[k]) < sizeof full &&
 		        imap_wild_match(full, name, strcmp(name, "INBOX") == 0)) {
@@ -265,7 +270,7 @@ static void put_line(const struct imap_list_req *r, const struct names *ns, size
 		buf_printf(out, " %s", use);
 	}
 	buf_printf(out, ") \".\" ");
-	imap_put_string(out, name, strlen(name));
+	imap_put_name(out, name, r->utf8);
 	if (childinfo) {
 		buf_printf(out, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 	}
@@ -300,13 +305,16 @@ void imap_list_run(const struct imap_list_req *r, const char *domain, const char
 
 struct lsub {
 	const char *pat;
+	int utf8;
 	struct names ns;
 };
 
 /* INBOX is case-insensitive, and so is the pattern's INBOX prefix. */
-static int lsub_match(const char *pat, const char *name)
+static int lsub_match(const struct lsub *l, const char *stored)
 {
-	return imap_wild_match(pat, name, strcmp(name, "INBOX") == 0);
+	char shown[IMAP_NAME_UTF8_MAX];
+	const char *name = imap_name_shown(stored, l->utf8, shown, sizeof shown);
+	return imap_wild_match(l->pat, name, strcmp(name, "INBOX") == 0);
 }
 
 /* A subscribed name that matches, or the levels above it that do (as
@@ -315,7 +323,7 @@ static int lsub_collect(const char *name, void *arg)
 {
 	struct lsub *l = arg;
 	char up[IMAP_PATTERN_MAX + 1];
-	if (lsub_match(l->pat, name)) {
+	if (lsub_match(l, name)) {
 		names_add(&l->ns, name, strlen(name), N_SUB);
 		return l->ns.full;
 	}
@@ -324,7 +332,7 @@ static int lsub_collect(const char *name, void *arg)
 		if (n < sizeof up) {
 			memcpy(up, name, n);
 			up[n] = '\0';
-			if (lsub_match(l->pat, up)) {
+			if (lsub_match(l, up)) {
 				names_add(&l->ns, name, n, 0);
 			}
 		}
@@ -333,13 +341,13 @@ static int lsub_collect(const char *name, void *arg)
 }
 
 /* see rumble.h */
-void imap_lsub_run(const char *pat, const char *domain, const char *user, struct buf *out)
+void imap_lsub_run(const char *pat, const char *domain, const char *user, int utf8, struct buf *out)
 {
-	struct lsub l = {pat, {NULL, NULL, 0, 0}};
+	struct lsub l = {pat, utf8, {NULL, NULL, 0, 0}};
 	mm_subscription_list(domain, user, lsub_collect, &l);
 	for (size_t i = 0; i < l.ns.n; i++) {
 		buf_printf(out, "* LSUB (%s) \".\" ", l.ns.flags[i] & N_SUB ? "" : "\\Noselect");
-		imap_put_string(out, l.ns.v[i], strlen(l.ns.v[i]));
+		imap_put_name(out, l.ns.v[i], utf8);
 		buf_printf(out, "\r\n");
 	}
 	names_free(&l.ns);

@@ -28,6 +28,7 @@ int imap_meta_options(const struct imap_cmd *c, uint32_t *pos, struct imap_meta_
 {
 	o->maxsize = -1;
 	o->depth = 0;
+	o->utf8 = 0;
 	if (tok_type(c, *pos) != IMAP_LPAREN) {
 		return 0;
 	}
@@ -149,7 +150,7 @@ int imap_meta_get(const struct imap_cmd *c, uint32_t pos, const struct imap_meta
 		}
 	}
 	buf_printf(out, "* METADATA ");
-	imap_put_string(out, box, strlen(box));
+	imap_put_name(out, box, o->utf8);
 	buf_puts(out, " ("); /* not "%.*s": a value may hold a NUL */
 	buf_append(out, list.data ? list.data : "", list.len);
 	buf_puts(out, ")\r\n");

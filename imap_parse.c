@@ -352,7 +352,8 @@ enum skey_op {
 	K_OLD,
 	K_SAVEDBEFORE, /* then SAVEDON, SAVEDSINCE: in K_BEFORE's order */
 	K_SAVEDON,
-	K_SAVEDSINCE
+	K_SAVEDSINCE,
+	K_SAVED /* "$" and "UID $" (SEARCHRES, RFC 5182) */
 };
 
 struct imap_search {
@@ -546,6 +547,10 @@ static int skey_arg(struct sparse *sp, struct imap_search *k, const char *name, 
 		}
 		return 0;
 	case K_UID:
+		if (strcmp(a, "$") == 0) {
+			k->op = K_SAVED;
+			return 0;
+		}
 		return imap_set_parse(a, &k->set);
 	case K_HEADER:
 	case K_ADDR:
@@ -617,6 +622,9 @@ static struct imap_search *skey(struct sparse *sp)
 			}
 			return k;
 		}
+	}
+	if (strcmp(name, "$") == 0) {
+		return knew(K_SAVED);
 	}
 	struct imap_search *k = knew(K_SEQ);
 	if (imap_set_parse(name, &k->set) != 0) {
@@ -735,6 +743,8 @@ int imap_search_match(const struct imap_search *k, struct imap_search_msg *m)
 		return m->recent && !(m->flags & MM_SEEN);
 	case K_OLD:
 		return !m->recent;
+	case K_SAVED:
+		return m->saved && imap_saved_has(m->saved, m->uid);
 	case K_SAVEDBEFORE:
 	case K_SAVEDON:
 	case K_SAVEDSINCE: {

@@ -1198,6 +1198,7 @@ int imap_date_parse(const char *s, int64_t *day);
 struct imap_meta_opts {
 	long long maxsize; /* -1: none */
 	int depth;         /* 0, 1, or a large number for "infinity" */
+	int utf8;          /* the mailbox's name goes out in UTF-8 (IMAP4rev2) */
 };
 int imap_meta_options(const struct imap_cmd *c, uint32_t *pos, struct imap_meta_opts *o);
 /* The entries from token pos on for box ("" for the user's own) as one
@@ -1212,6 +1213,20 @@ int imap_meta_set(const struct imap_cmd *c, uint32_t pos, const char *domain, co
         const char *box, char *resp, size_t len);
 /* Appends p as an IMAP quoted string, or as a literal when it must be. */
 void imap_put_string(struct buf *o, const char *p, size_t n);
+/* Mailbox names in UTF-8 for IMAP4rev2 sessions (imap_utf8.c): the store
+ * keeps the modified UTF-7 of RFC 3501 5.1.3. Both conversions give 0, or
+ * -1 when in is not valid in its form (malformed, not the one canonical
+ * modified UTF-7, a control character) or the result does not fit in len
+ * bytes (out is then cut, NUL-terminated when len > 0). */
+#define IMAP_NAME_UTF8_MAX 1024
+int imap_utf8_to_mutf7(const char *in, char *out, size_t len);
+int imap_mutf7_to_utf8(const char *in, char *out, size_t len);
+/* The name as a session sees it: decoded into buf when utf8 and it is
+ * valid modified UTF-7 with a shift, else name itself. */
+const char *imap_name_shown(const char *name, int utf8, char *buf, size_t len);
+/* Appends a stored mailbox name as a string: as imap_put_string unless
+ * utf8, then decoded and quoted with its UTF-8 (RFC 9051 9, QUOTED-CHAR). */
+void imap_put_name(struct buf *o, const char *name, int utf8);
 /* Special-use folders (RFC 6154, imap_special.c). imap_special_make makes
  * the configured ones (conf.special_use) the account lacks, subscribed:
  * at each login, so that accounts made before get them too. */
@@ -1253,6 +1268,7 @@ struct imap_list_req {
 	const char *pat[IMAP_LIST_PATS];  /* the patterns */
 	int npat;
 	uint32_t status_first, status_end; /* RETURN (STATUS (items)): their tokens */
+	int utf8; /* IMAP4rev2: patterns and names in UTF-8 (the store's are modified UTF-7) */
 };
 /* The command's tokens from i (after "LIST") into r; -1 when they are not
  * a LIST command (BAD). r points into c. */
@@ -1263,8 +1279,8 @@ void imap_list_run(const struct imap_list_req *r, const char *domain, const char
         struct buf *out, void (*status)(const char *name, void *arg), void *arg);
 /* LSUB (RFC 3501 6.3.9) of the full pattern pat: the subscribed names
  * that match, and as \Noselect the levels above one that match when it
- * does not. */
-void imap_lsub_run(const char *pat, const char *domain, const char *user, struct buf *out);
+ * does not. utf8 as imap_list_req's. */
+void imap_lsub_run(const char *pat, const char *domain, const char *user, int utf8, struct buf *out);
 int imap_wild_match(const char *pat, const char *name, int icase);
 
 /* How IMAP reads a message (imap_msg.c): from a folder by UID, or (tests)
@@ -1377,6 +1393,7 @@ struct imap_search_msg {
 	uint64_t modseq;
 	int64_t savedate; /* 0: not known */
 	int recent;
+	const struct imap_set *saved; /* "$" (SEARCHRES): the session's saved result */
 };
 int imap_search_parse(const struct imap_cmd *c, uint32_t *pos,
 	int (*kw)(void *arg, const char *name), void *kwarg, struct imap_search **out,
@@ -1385,6 +1402,31 @@ int imap_search_match(const struct imap_search *k, struct imap_search_msg *m);
 void imap_search_free(struct imap_search *k);
 /* 1 when a MODSEQ key is among k's (the answer then gives the highest). */
 int imap_search_has_modseq(const struct imap_search *k);
+/* ESEARCH (RFC 4731) and SEARCHRES (RFC 5182), imap_esearch.c. return
+ * reads "RETURN (options)" at *pos when there (moving past it): *ret its
+ * IMAP_RET_* (ALL for "()"), 0 without RETURN; -1 on a bad one. */
+enum { IMAP_RET_MIN = 1, IMAP_RET_MAX = 2, IMAP_RET_ALL = 4, IMAP_RET_COUNT = 8, IMAP_RET_SAVE = 16 };
+int imap_search_return(const struct imap_cmd *c, uint32_t *pos, unsigned *ret);
+/* One SEARCH's answer: init, add each match in ascending order (v as the
+ * answer counts, seq or UID, and the message's seq and uid), put the
+ * "* ESEARCH" line (none for SAVE alone), end: the saved result (UID
+ * ranges) replaces *saved when SAVE was asked (saved may be NULL); -1
+ * when it was too big to keep (*saved is then empty: NO [NOTSAVED]). */
+struct imap_esearch {
+	unsigned ret;
+	uint32_t min, max, count, run_lo, run_hi, min_uid, max_uid;
+	struct buf all;
+	struct imap_set save;
+	uint32_t save_cap, save_seq;
+	int too_big;
+};
+void imap_esearch_init(struct imap_esearch *e, unsigned ret);
+void imap_esearch_add(struct imap_esearch *e, uint32_t v, uint32_t seq, uint32_t uid);
+void imap_esearch_put(struct imap_esearch *e, struct buf *out, const char *tag, int uid,
+	uint64_t modseq);
+int imap_esearch_end(struct imap_esearch *e, struct imap_set *saved);
+/* 1 when uid is in a saved result (binary search over its ranges). */
+int imap_saved_has(const struct imap_set *saved, uint32_t uid);
 
 /* SORT and THREAD (RFC 5256, with RFC 5957's DISPLAYFROM and DISPLAYTO;
  * imap_sort.c). parse reads SORT's criteria (thread 0) or THREAD's

@@ -6,36 +6,45 @@
 #                                                (defaults 30 50 5000)
 #
 # Starts ./rumble (RUMBLE_BIN picks another binary; ./build.sh makes it if
-# missing) and, when Debian's dovecot-imapd is installed, a Dovecot of its
-# own (own config, base_dir and state_dir, maildir, a passwd-file) on free
-# loopback ports, with temporary folders in build/bench/. Each has two
-# users, empty@ and full@bench.example, whose INBOX is filled over IMAP
-# APPEND with MSGS messages first. Then imaptest runs against each for SECS
-# seconds with CLIENTS clients, all on one user's INBOX, with its default
-# command mix (each client, in a loop: LOGIN, LIST, STATUS, SELECT, FETCH,
-# FETCH2, STORE, STORE \Deleted, EXPUNGE, APPEND, LOGOUT, by its
-# probabilities), seed=123, the messages appended taken from an mbox made
-# here:
+# missing) and, when Debian's dovecot-imapd is installed, Dovecot (each
+# with its own config, base_dir and state_dir, maildir, a passwd-file) on
+# free loopback ports, with temporary folders in build/bench/. Dovecot runs
+# twice (DOVECOT_MODES, default "default tuned"): "default" with Dovecot's
+# own defaults (as Debian ships them: imap-login and imap processes with
+# service_count 1, i.e. a new login process and a new imap process per
+# connection), "tuned" with its performance-tuning advice (login processes
+# in high-performance mode, service_count 0, process_min_avail = cores;
+# imap processes reused 100 times; auth_cache_verify_password_with_worker).
+# Both: mail_fsync optimized (the default; Rumble fsyncs appends too),
+# mail_max_userip_connections 1000 (the default 10 would refuse clients).
+# Each server has two users, empty@ and full@bench.example; full's INBOX
+# is filled with MSGS messages over IMAP APPEND first. Then imaptest runs
+# against each for SECS seconds with CLIENTS clients, all on one user's
+# INBOX, with its default command mix (each client, in a loop: LOGIN, LIST,
+# STATUS, SELECT, FETCH, FETCH2, STORE, STORE \Deleted, EXPUNGE, APPEND,
+# LOGOUT, each by its probability), seed=123, the messages it appends taken
+# from an mbox made here (200 messages, 0.5-40 KB, a quarter multipart):
 #   (a) the empty INBOX, imaptest's default msgs=30 (it appends until
 #       about 30 messages and expunges above that);
 #   (b) the INBOX of MSGS messages, msgs=MSGS (kept about that size).
 # Prints imaptest's totals per command, ops/s (the sum of the totals over
-# SECS) and the Rumble/Dovecot ratio; imaptest's "Error:" lines (protocol
+# SECS) and the Rumble/Dovecot ratios; imaptest's "Error:" lines (protocol
 # violations, unexpected replies) are counted and the first distinct ones
-# printed; its full output stays in build/bench/imaptest-last/ for both.
-# Target (issue 12): Rumble >= 2x Dovecot's ops/s in both cases.
+# printed; all of imaptest's and the servers' output stays in
+# build/bench/imaptest-last/. Target (issue 12): Rumble >= 2x Dovecot's
+# ops/s in both cases.
 #
 # Password hashes of similar cost: Rumble's PBKDF2-HMAC-SHA256, 75,000
-# rounds (about 35 ms of CPU here), AuthCacheTime 3600 (the default);
-# Dovecot's SHA512-CRYPT, rounds=150000 (about 36 ms here; glibc crypt),
-# auth_cache_size 10M, auth_cache_ttl 1 hour. DOVECOT_SCHEME overrides it
-# ("PBKDF2 -r 75000": Dovecot's PBKDF2 is HMAC-SHA1, about 50 ms here;
-# "PLAIN" for none). Note that Dovecot's auth cache keeps the password hash
-# and still verifies the presented password against it on every login;
-# Rumble's keeps a salted SHA-256 of a password that worked. Otherwise
-# Dovecot runs with its defaults (imap-login and imap processes with
-# service_count 1, mail_fsync optimized, maildir with its index files),
-# mail_max_userip_connections raised to 1000 for the CLIENTS clients.
+# rounds (about 35 ms of CPU here, bench/logins.py), AuthCacheTime 3600
+# (its default); Dovecot's SHA512-CRYPT, rounds=150000 (about 36 ms here,
+# glibc crypt), auth_cache_size 10M, auth_cache_ttl 1 hour.
+# DOVECOT_SCHEME overrides it: "PBKDF2 -r 75000" (Dovecot's PBKDF2 is
+# HMAC-SHA1, about 50-60 ms here), "PLAIN" for no hash at all. Dovecot's
+# auth cache keeps the password hash and verifies the presented password
+# against it at every login (in the auth process, or with
+# auth_cache_verify_password_with_worker in auth-workers); Rumble's keeps
+# a salted SHA-256 of a password that worked, so only its first login
+# pays for PBKDF2. With a hash of this cost Dovecot's logins are its limit.
 #
 # imaptest is not packaged in Debian: build it from its public repository
 # (https://github.com/dovecot/imaptest). Its master needs Dovecot 2.4's
@@ -69,6 +78,7 @@ BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 DOVECOT=$(command -v dovecot || true)
 [ -n "$DOVECOT" ] || [ ! -x /usr/sbin/dovecot ] || DOVECOT=/usr/sbin/dovecot
 DOVECOT_SCHEME=${DOVECOT_SCHEME:-SHA512-CRYPT -r 150000}
+DOVECOT_MODES=${DOVECOT_MODES:-default tuned}
 mkdir -p build/bench
 DIR=$(mktemp -d "$PWD/build/bench/imaptest.XXXXXX")
 chmod 755 "$DIR"
@@ -79,16 +89,18 @@ mkdir -p "$OUT"
 ulimit -n 4096 2>/dev/null || true
 
 RPID=
-DPID=
+DPIDS=
 TPID=
 cleanup() {
-	for p in $TPID $DPID $RPID; do
+	for p in $TPID $DPIDS $RPID; do
 		kill "$p" 2>/dev/null || true
 	done
-	for p in $TPID $DPID $RPID; do
+	for p in $TPID $DPIDS $RPID; do
 		wait "$p" 2>/dev/null || true
 	done
-	[ ! -f "$DIR/dovecot/dovecot.log" ] || cp "$DIR/dovecot/dovecot.log" "$OUT/"
+	for d in "$DIR"/dovecot*; do
+		[ ! -f "$d/dovecot.log" ] || cp "$d/dovecot.log" "$OUT/$(basename "$d").log"
+	done
 	rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -167,6 +179,7 @@ PY
 # the totals and sets OPS
 run_imaptest() {
 	local name=$1 port=$2 user=$3 msgs=$4
+	# shellcheck disable=SC2086 # msgs is empty or one word
 	"$IMAPTEST" host=127.0.0.1 port="$port" user="$user" pass=secret \
 		mbox="$DIR/source.mbox" clients="$CLIENTS" secs="$SECS" seed=123 $msgs \
 		>"$OUT/$name.out" 2>&1 </dev/null &
@@ -217,40 +230,53 @@ RPID=$!
 wait_port "$RPORT" Rumble "$OUT/rumble.log"
 
 # --- Dovecot ------------------------------------------------------------------
-DPORT=
-if [ -n "$DOVECOT" ]; then
-	DPORT=$(free_port)
-	D=$DIR/dovecot
-	mkdir -p "$D/run" "$D/state" "$D/home"
+# start_dovecot NAME [tuned]: a Dovecot in $DIR/NAME on a free port, its pid
+# added to DPIDS, "NAME:port" to TARGETS
+start_dovecot() {
+	local name=$1 tuned=${2:-} d=$DIR/$1 port muser users login='' rest='' hash
+	port=$(free_port)
+	mkdir -p "$d/run" "$d/state" "$d/home"
 	if [ "$(id -u)" = 0 ]; then
-		MUSER=nobody
-		USERS="default_login_user = dovenull
+		muser=nobody
+		users="default_login_user = dovenull
 default_internal_user = dovecot"
-		CHROOT=
 	else
-		MUSER=$(id -un)
-		USERS="default_login_user = $MUSER
-default_internal_user = $MUSER"
-		CHROOT="service imap-login {
-  chroot =
-}
-service anvil {
+		muser=$(id -un)
+		users="default_login_user = $muser
+default_internal_user = $muser"
+		login="  chroot ="
+		rest="service anvil {
   chroot =
 }"
 	fi
-	chown "$MUSER" "$D/home"
+	if [ -n "$tuned" ]; then
+		# Dovecot's performance tuning advice: the "high-performance" login
+		# mode (a login process serves many connections), imap processes
+		# reused for 100 sessions, hashes checked by auth-worker processes
+		# (on all cores) instead of the one auth process
+		login="$login
+  service_count = 0
+  process_min_avail = $(nproc)"
+		rest="$rest
+service imap {
+  service_count = 100
+  process_min_avail = $(nproc)
+}
+auth_cache_verify_password_with_worker = yes"
+	fi
+	chown "$muser" "$d/home"
 	# shellcheck disable=SC2086
-	HASH=$(doveadm pw -s $DOVECOT_SCHEME -p secret)
+	hash=$(doveadm pw -s $DOVECOT_SCHEME -p secret)
 	for u in empty full; do
-		echo "$u@bench.example:$HASH"
-	done >"$D/passwd"
-	chmod 644 "$D/passwd"
-	cat >"$D/dovecot.conf" <<CONF
-instance_name = rumble-bench-$$
-base_dir = $D/run
-state_dir = $D/state
-log_path = $D/dovecot.log
-$USERS
+		echo "$u@bench.example:$hash"
+	done >"$d/passwd"
+	chmod 644 "$d/passwd"
+	cat >"$d/dovecot.conf" <<CONF
+instance_name = rumble-bench-$name-$$
+base_dir = $d/run
+state_dir = $d/state
+log_path = $d/dovecot.log
+$users
 protocols = imap
 listen = 127.0.0.1
 ssl = no
@@ -263,58 +289,77 @@ first_valid_uid = 1
 mail_location = maildir:~/Maildir
 passdb {
   driver = passwd-file
-  args = $D/passwd
+  args = $d/passwd
 }
 userdb {
   driver = static
-  args = uid=$(id -u "$MUSER") gid=$(id -g "$MUSER") home=$D/home/%u
+  args = uid=$(id -u "$muser") gid=$(id -g "$muser") home=$d/home/%u
 }
 protocol imap {
   mail_max_userip_connections = 1000
 }
+service auth {
+  client_limit = 2000
+}
 service imap-login {
   inet_listener imap {
     address = 127.0.0.1
-    port = $DPORT
+    port = $port
   }
   inet_listener imaps {
     port = 0
   }
+$login
 }
-$CHROOT
+$rest
 CONF
-	"$DOVECOT" -F -c "$D/dovecot.conf" 2>>"$D/dovecot.log" &
-	DPID=$!
-	wait_port "$DPORT" Dovecot "$D/dovecot.log"
+	"$DOVECOT" -F -c "$d/dovecot.conf" 2>>"$d/dovecot.log" &
+	DPIDS="$DPIDS $!"
+	wait_port "$port" "Dovecot ($name)" "$d/dovecot.log"
+	TARGETS="$TARGETS $name:$port"
+}
+
+# the servers measured, "name:port"
+TARGETS="rumble:$RPORT"
+if [ -n "$DOVECOT" ]; then
+	for mode in $DOVECOT_MODES; do
+		case $mode in
+		default) start_dovecot dovecot ;;
+		tuned) start_dovecot dovecot-tuned tuned ;;
+		*) echo "DOVECOT_MODES: default and/or tuned, not $mode" >&2; exit 1 ;;
+		esac
+	done
 fi
 
-for u in full; do
-	fill 127.0.0.1 "$RPORT" "$u@bench.example" "$MSGS"
-	[ -z "$DPORT" ] || fill 127.0.0.1 "$DPORT" "$u@bench.example" "$MSGS"
+for t in $TARGETS; do
+	fill 127.0.0.1 "${t#*:}" full@bench.example "$MSGS"
 done
 
-echo "imaptest: $SECS s, $CLIENTS clients, seed=123; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "(a) empty INBOX (msgs=30)"
-run_imaptest rumble-a "$RPORT" empty@bench.example ""
-RA=$OPS
-DA=
-if [ -n "$DPORT" ]; then
-	run_imaptest dovecot-a "$DPORT" empty@bench.example ""
-	DA=$OPS
-fi
-echo "(b) INBOX of $MSGS messages (msgs=$MSGS)"
-run_imaptest rumble-b "$RPORT" full@bench.example "msgs=$MSGS"
-RB=$OPS
-DB=
-if [ -n "$DPORT" ]; then
-	run_imaptest dovecot-b "$DPORT" full@bench.example "msgs=$MSGS"
-	DB=$OPS
-fi
+echo "imaptest: $SECS s, $CLIENTS clients, seed=123; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for c in a b; do
+	if [ $c = a ]; then
+		echo "(a) empty INBOX (msgs=30)"
+		user=empty@bench.example msgs=
+	else
+		echo "(b) INBOX of $MSGS messages (msgs=$MSGS)"
+		user=full@bench.example msgs=msgs=$MSGS
+	fi
+	for t in $TARGETS; do
+		run_imaptest "${t%%:*}-$c" "${t#*:}" "$user" "$msgs"
+		echo "$OPS" >"$OUT/${t%%:*}-$c.ops"
+	done
+done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-if [ -n "$DPORT" ]; then
-	awk -v ra="$RA" -v da="$DA" -v rb="$RB" -v db="$DB" -v n="$MSGS" 'BEGIN {
-		printf "Rumble/Dovecot: (a) empty %.0f / %.0f ops/s = %.2fx   (b) %d messages %.0f / %.0f ops/s = %.2fx   (target >= 2x)\n",
-			ra, da, (da > 0 ? ra / da : 0), n, rb, db, (db > 0 ? rb / db : 0) }'
+if [ -n "$DOVECOT" ]; then
+	for t in $TARGETS; do
+		n=${t%%:*}
+		[ "$n" != rumble ] || continue
+		for c in a b; do
+			awk -v r="$(cat "$OUT/rumble-$c.ops")" -v d="$(cat "$OUT/$n-$c.ops")" -v c=$c -v n="$n" -v m="$MSGS" 'BEGIN {
+				printf "Rumble/%s %s: %.0f / %.0f ops/s = %.2fx (target >= 2x)\n", n,
+					(c == "a" ? "(a) empty" : "(b) " m " messages"), r, d, (d > 0 ? r / d : 0) }'
+		done
+	done
 	echo "Dovecot $("$DOVECOT" --version), passdb hash $DOVECOT_SCHEME, maildir"
 else
 	echo "Dovecot is not installed (apt-get install dovecot-imapd): Rumble alone"

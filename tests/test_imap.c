@@ -258,10 +258,14 @@ static int search(const char *keys, uint32_t flags)
 	uint32_t pos = 0;
 	int r = -1;
 	if (imap_search_parse(&c, &pos, kw_lookup, NULL, &k, &error) == 0) {
-		/* MM_RECENT in flags: the message is \Recent to the session */
+		/* MM_RECENT in flags: the message is \Recent to the session; "$"
+		 * (a saved result) holds UIDs 60 to 75 and 80 */
+		static struct imap_range saved_r[] = {{60, 75}, {80, 80}};
+		static const struct imap_set saved = {saved_r, 2};
 		struct imap_search_msg m = {7, 70, flags & ~MM_RECENT, 1u << 3,
 		        (uint32_t)strlen(sample), 9, 90, 1770109200 /* 2026-02-03 09:00 UTC */, 0,
-		        imap_src_buffer(sample, strlen(sample)), 500, 0, (flags & MM_RECENT) != 0};
+		        imap_src_buffer(sample, strlen(sample)), 500, 0, (flags & MM_RECENT) != 0,
+		        &saved};
 		r = imap_search_match(k, &m);
 		imap_src_free(m.src);
 		imap_search_free(k);
@@ -331,6 +335,10 @@ static void search_keys_match_as_rfc3501_says(void)
 	        {"SENTBEFORE 4-Feb-2026", 0, 1},
 	        {"RECENT", 0, 0},
 	        {"OLD", 0, 1},
+	        {"$", 0, 1}, /* SEARCHRES: the saved result, by UID */
+	        {"UID $", 0, 1},
+	        {"NOT $", 0, 0},
+	        {"OR $ 1", 0, 1},
 	        {"RECENT", MM_RECENT, 1},
 	        {"NEW", MM_RECENT, 1},
 	        {"NEW", MM_RECENT | MM_SEEN, 0},
@@ -512,6 +520,166 @@ static void subscriptions_are_kept(void)
 	mm_close();
 }
 
+/* Known answers both ways (RFC 3501 5.1.3's and RFC 9051 A.1's examples),
+ * then every name goes back to where it came from. */
+static void mailbox_names_convert_between_utf8_and_modified_utf7(void)
+{
+	static const struct {
+		const char *utf8, *mutf7;
+	} t[] = {
+	        {"INBOX", "INBOX"},
+	        {"Entw\xc3\xbcrfe", "Entw&APw-rfe"},
+	        {"a&b", "a&-b"},
+	        {"&", "&-"},
+	        {"~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+	                "~peter/mail/&U,BTFw-/&ZeVnLIqe-"},
+	        {"\xe5\x8f\xb0\xe5\x8c\x97\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "&U,BTF2XlZyyKng-"},
+	        {"\xe2\x98\xba!", "&Jjo-!"},
+	        {"\xf0\x9f\x93\xa7 Mail", "&2D3c5w- Mail"}, /* a surrogate pair */
+	        {"Work.Gr\xc3\xbc\xc3\x9f" "e.2026", "Work.Gr&APwA3w-e.2026"},
+	        {"", ""},
+	};
+	char out[IMAP_NAME_UTF8_MAX];
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		ASSERT_EQ(imap_utf8_to_mutf7(t[i].utf8, out, sizeof out), 0);
+		ASSERT_STR(out, t[i].mutf7);
+		ASSERT_EQ(imap_mutf7_to_utf8(t[i].mutf7, out, sizeof out), 0);
+		ASSERT_STR(out, t[i].utf8);
+	}
+	/* round trips of every length of a mixed name */
+	const char *mixed = "x\xc3\xa9y\xe2\x82\xac&z\xf0\x9f\x98\x80.\xc3\xa9";
+	char cut[64], m[256], back[256];
+	for (size_t n = 0; n <= strlen(mixed); n++) {
+		memcpy(cut, mixed, n);
+		cut[n] = '\0';
+		if (imap_utf8_to_mutf7(cut, m, sizeof m) == 0) {
+			ASSERT_EQ(imap_mutf7_to_utf8(m, back, sizeof back), 0);
+			ASSERT_STR(back, cut);
+		}
+	}
+}
+
+static void bad_mailbox_names_are_refused_both_ways(void)
+{
+	static const char *const bad_mutf7[] = {
+	        "&Jjo!",              /* no shift back to ASCII */
+	        "&U,BTFw-&ZeVnLIqe-", /* a superfluous shift */
+	        "&AGE-",              /* "a" in base64 */
+	        "&AAA-",              /* a NUL */
+	        "&AB-",               /* bits left over, no whole character */
+	        "&APx-",              /* stray bits not zero */
+	        "&2D3-",              /* a lone high surrogate */
+	        "&3ec-",              /* a lone low surrogate */
+	        "&A/w-",              /* "/" is not modified base64 */
+	        "Entw\xc3\xbcrfe",    /* 8-bit: not modified UTF-7 at all */
+	        "&",
+	};
+	static const char *const bad_utf8[] = {
+	        "\xc3",             /* cut short */
+	        "\xc0\xaf",         /* overlong */
+	        "\xed\xa0\x80",     /* a surrogate */
+	        "\xf4\x90\x80\x80", /* past U+10FFFF */
+	        "a\x01" "b",        /* a control */
+	        "\xff",
+	};
+	char out[64];
+	for (size_t i = 0; i < sizeof bad_mutf7 / sizeof bad_mutf7[0]; i++) {
+		ASSERT(imap_mutf7_to_utf8(bad_mutf7[i], out, sizeof out) != 0);
+		/* shown as stored: a name that is not modified UTF-7 stays itself */
+		ASSERT(imap_name_shown(bad_mutf7[i], 1, out, sizeof out) == bad_mutf7[i]);
+	}
+	for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
+		ASSERT(imap_utf8_to_mutf7(bad_utf8[i], out, sizeof out) != 0);
+	}
+	/* too long for the caller's room, either way */
+	ASSERT(imap_utf8_to_mutf7("\xc3\xbc\xc3\xbc\xc3\xbc", out, 6) != 0);
+	ASSERT(imap_mutf7_to_utf8("abcdefgh", out, 4) != 0);
+	ASSERT(strlen(out) == 3);
+}
+
+static void names_go_out_quoted_in_utf8_only_when_asked(void)
+{
+	struct buf b;
+	buf_init(&b);
+	imap_put_name(&b, "Entw&APw-rfe", 1);
+	buf_puts(&b, " ");
+	imap_put_name(&b, "Entw&APw-rfe", 0);
+	buf_puts(&b, " ");
+	imap_put_name(&b, "a\"&-b", 1);
+	buf_puts(&b, " ");
+	imap_put_name(&b, "&Jjo!", 1);
+	ASSERT_STR(b.data, "\"Entw\xc3\xbcrfe\" \"Entw&APw-rfe\" \"a\\\"&b\" \"&Jjo!\"");
+	buf_free(&b);
+}
+
+/* One SEARCH answer through imap_esearch: matches (seq, uid) in, the
+ * ESEARCH line out, the saved result into *saved; the end's rc. */
+static int esearch_run(unsigned ret, const uint32_t (*m)[2], size_t n, struct buf *out,
+        struct imap_set *saved)
+{
+	struct imap_esearch e;
+	imap_esearch_init(&e, ret);
+	for (size_t i = 0; i < n; i++) {
+		imap_esearch_add(&e, m[i][0], m[i][0], m[i][1]);
+	}
+	imap_esearch_put(&e, out, "t", 0, 0);
+	return imap_esearch_end(&e, saved);
+}
+
+static void a_saved_search_result_is_kept_as_uid_ranges(void)
+{
+	static const uint32_t m[][2] = {{1, 10}, {2, 11}, {3, 12}, {5, 20}, {6, 25}};
+	struct imap_set saved = {NULL, 0};
+	struct buf b;
+	buf_init(&b);
+	ASSERT_EQ(esearch_run(IMAP_RET_ALL | IMAP_RET_SAVE, m, 5, &b, &saved), 0);
+	ASSERT_STR(b.data, "* ESEARCH (TAG \"t\") ALL 1:3,5:6\r\n");
+	ASSERT_EQ(saved.n, 2); /* a range per run of sequence numbers */
+	ASSERT(imap_saved_has(&saved, 10) && imap_saved_has(&saved, 12));
+	ASSERT(!imap_saved_has(&saved, 13) && !imap_saved_has(&saved, 9));
+	ASSERT(imap_saved_has(&saved, 22) && imap_saved_has(&saved, 25)); /* 21-24 do not exist */
+	ASSERT(!imap_saved_has(&saved, 26));
+	/* SAVE alone answers nothing; MIN MAX SAVE keeps only those two */
+	b.len = 0;
+	ASSERT_EQ(esearch_run(IMAP_RET_SAVE, m, 5, &b, &saved), 0);
+	ASSERT_EQ(b.len, 0);
+	ASSERT_EQ(saved.n, 2);
+	ASSERT_EQ(esearch_run(IMAP_RET_MIN | IMAP_RET_MAX | IMAP_RET_SAVE, m, 5, &b, &saved), 0);
+	ASSERT_STR(b.data, "* ESEARCH (TAG \"t\") MIN 1 MAX 6\r\n");
+	ASSERT(imap_saved_has(&saved, 10) && imap_saved_has(&saved, 25));
+	ASSERT(!imap_saved_has(&saved, 11) && !imap_saved_has(&saved, 20));
+	/* without SAVE the saved result stays; no match saves an empty one */
+	ASSERT_EQ(esearch_run(IMAP_RET_COUNT, m, 0, &b, &saved), 0);
+	ASSERT(imap_saved_has(&saved, 10));
+	ASSERT_EQ(esearch_run(IMAP_RET_COUNT | IMAP_RET_SAVE, m, 0, &b, &saved), 0);
+	ASSERT_EQ(saved.n, 0);
+	imap_set_free(&saved);
+	buf_free(&b);
+}
+
+static void a_saved_result_past_its_bound_is_not_kept(void)
+{
+	struct imap_esearch e;
+	struct imap_set saved = {NULL, 0};
+	struct buf b;
+	buf_init(&b);
+	imap_esearch_init(&e, IMAP_RET_SAVE);
+	imap_esearch_add(&e, 1, 1, 1);
+	ASSERT_EQ(imap_esearch_end(&e, &saved), 0);
+	ASSERT_EQ(saved.n, 1);
+	imap_esearch_init(&e, IMAP_RET_COUNT | IMAP_RET_SAVE);
+	for (uint32_t i = 1; i <= 40000; i++) {
+		imap_esearch_add(&e, 2 * i, 2 * i, 2 * i); /* every other message: a range each */
+	}
+	imap_esearch_put(&e, &b, "t", 0, 0);
+	ASSERT_STR(b.data, "* ESEARCH (TAG \"t\") COUNT 40000\r\n");
+	ASSERT_EQ(imap_esearch_end(&e, &saved), -1);
+	ASSERT_EQ(saved.n, 0); /* "$" is empty, not the old result */
+	ASSERT(!imap_saved_has(&saved, 1));
+	imap_set_free(&saved);
+	buf_free(&b);
+}
+
 void tests_imap(void)
 {
 	RUN(commands_tokenize_as_rfc3501_says, "imap commands tokenize as RFC 3501 says");
@@ -526,4 +694,12 @@ void tests_imap(void)
 	        "imap keywords and flags persist for other openers");
 	RUN(folders_are_created_renamed_and_deleted, "imap folders are created, renamed and deleted");
 	RUN(subscriptions_are_kept, "imap subscriptions are kept");
+	RUN(mailbox_names_convert_between_utf8_and_modified_utf7,
+	        "imap mailbox names convert between UTF-8 and modified UTF-7");
+	RUN(bad_mailbox_names_are_refused_both_ways, "imap bad mailbox names are refused both ways");
+	RUN(names_go_out_quoted_in_utf8_only_when_asked,
+	        "imap names go out quoted in UTF-8 only when asked");
+	RUN(a_saved_search_result_is_kept_as_uid_ranges,
+	        "imap a saved search result is kept as UID ranges");
+	RUN(a_saved_result_past_its_bound_is_not_kept, "imap a saved result past its bound is not kept");
 }

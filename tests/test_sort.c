@@ -86,7 +86,7 @@ static const char *run(int thread, const char *args, const char *const *msgs, si
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct imap_search_msg m = {(uint32_t)i + 1, 100 + (uint32_t)i, 0, 0,
 		        (uint32_t)strlen(msgs[i]), (uint32_t)n, 100 + (uint32_t)n, (int64_t)i, 0,
-		        imap_src_buffer(msgs[i], strlen(msgs[i])), 0, 0, 0};
+		        imap_src_buffer(msgs[i], strlen(msgs[i])), 0, 0, 0, NULL};
 		imap_sort_add(x, &m);
 		imap_src_free(m.src);
 	}

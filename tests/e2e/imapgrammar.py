@@ -8,6 +8,10 @@ Rumble speaks add: UIDPLUS, BINARY, ENABLE, ID, NAMESPACE, METADATA, ESEARCH).
                          GrammarError saying where and what was expected;
                          returns (kind, name): ("tagged", "OK"),
                          ("untagged", "FETCH"), ("continue", "+")
+    check(resp, rev2=True)  the same for a session that did ENABLE
+                         IMAP4rev2 (RFC 9051): quoted strings may be UTF-8;
+                         no RECENT or SEARCH response, no \Recent flag, no
+                         UNSEEN response code (all gone from its grammar)
 
 Stricter than clients are, on purpose: resp-text must have text after a
 response code (RFC 3501 "text = 1*TEXT-CHAR"), quoted strings and text are
@@ -50,9 +54,10 @@ class Parser:
     """A cursor over one response; each method consumes one grammar rule
     or raises GrammarError."""
 
-    def __init__(self, data):
+    def __init__(self, data, rev2=False):
         self.d = data
         self.i = 0
+        self.rev2 = rev2
 
     # ---- the cursor ----
 
@@ -140,8 +145,17 @@ class Parser:
                 out += self.d[self.i + 1:self.i + 2]
                 self.i += 2
                 continue
-            if c in (0, 0x0D, 0x0A) or c > 0x7F:
+            if c in (0, 0x0D, 0x0A) or (c > 0x7F and not self.rev2):
                 self.fail("QUOTED-CHAR (7-bit, no CR/LF/NUL), not byte 0x%02x" % c)
+            if c > 0x7F:  # RFC 9051 9: UTF8-2 / UTF8-3 / UTF8-4
+                n = 2 if c < 0xE0 else 3 if c < 0xF0 else 4
+                try:
+                    self.d[self.i:self.i + n].decode("utf-8")
+                except UnicodeDecodeError:
+                    self.fail("UTF-8 in a quoted string")
+                out += self.d[self.i:self.i + n]
+                self.i += n
+                continue
             out += bytes([c])
             self.i += 1
 
@@ -210,7 +224,10 @@ class Parser:
             if b"\\*" in extra and self.peek(b"*"):
                 self.i += 1
                 return b"\\*"
-            return b"\\" + self.atom("flag-extension")
+            f = b"\\" + self.atom("flag-extension")
+            if self.rev2 and f.lower() == b"\\recent":
+                self.fail("no \\Recent in IMAP4rev2 (RFC 9051 E.12)")
+            return f
         return self.atom("flag-keyword")
 
     def flag_list(self, extra=()):
@@ -266,6 +283,8 @@ class Parser:
                   b"TOOBIG", b"NOMODSEQ"}
         if code in simple:
             return
+        if code == b"UNSEEN" and self.rev2:
+            self.fail("no UNSEEN response code in IMAP4rev2 (RFC 9051 E.11)")
         if code in (b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN"):
             self.sp()
             self.nz()
@@ -338,6 +357,8 @@ class Parser:
             n = self.number()
             self.sp()
             what = self.atom().upper()
+            if what == b"RECENT" and self.rev2:
+                self.fail("no RECENT response in IMAP4rev2 (RFC 9051 E.12)")
             if what in (b"EXISTS", b"RECENT"):
                 return what.decode()
             if n == 0:
@@ -361,6 +382,9 @@ class Parser:
         elif name in (b"LIST", b"LSUB"):
             self.sp()
             self.mailbox_list()
+        elif name == b"SEARCH" and self.rev2:
+            self.i -= len(name)
+            self.fail("ESEARCH, not SEARCH, in IMAP4rev2 (RFC 9051 6.4.4)")
         elif name == b"SEARCH":
             while self.peek(b" ") and not self.peek(b" ("):
                 self.sp()
@@ -760,9 +784,10 @@ class Parser:
             self.fail("attribute and value pairs")
 
 
-def check(resp):
-    """Parses one response (see frame); GrammarError when it is not one."""
-    return Parser(resp).response()
+def check(resp, rev2=False):
+    """Parses one response (see frame); GrammarError when it is not one.
+    rev2: as a session that did ENABLE IMAP4rev2 gets them."""
+    return Parser(resp, rev2).response()
 
 
 def check_greeting(resp):
