@@ -239,17 +239,28 @@ static struct crypto_rsa *domain_key(const char *domain, char *err, size_t errle
 }
 
 /* see rumble.h */
-int dkim_record(const char *domain, struct buf *out, char *err, size_t errlen)
+int dkim_public(const char *domain, char *p, size_t len, char *err, size_t errlen)
 {
 	struct crypto_rsa *k = domain_key(domain, err, errlen);
-	char p[1200];
-	if (!k || crypto_rsa_public_b64(k, p, sizeof p) != 0) {
-		crypto_rsa_free(k);
-		return -1;
+	int rc = k && crypto_rsa_public_b64(k, p, len) == 0 ? 0 : -1;
+	if (k && rc != 0) {
+		snprintf(err, errlen, "the key of %s does not fit", domain);
 	}
 	crypto_rsa_free(k);
-	buf_printf(out, "%s._domainkey.%s. IN TXT \"v=DKIM1; k=rsa; p=%s\"\n", conf.dkim_selector,
-	        domain, p);
+	return rc;
+}
+
+/* see rumble.h */
+int dkim_record(const char *domain, struct buf *out, char *err, size_t errlen)
+{
+	char p[1200], text[1300];
+	if (dkim_public(domain, p, sizeof p, err, errlen) != 0) {
+		return -1;
+	}
+	snprintf(text, sizeof text, "v=DKIM1; k=rsa; p=%s", p);
+	buf_printf(out, "%s._domainkey.%s. IN TXT ", conf.dkim_selector, domain);
+	dns_put_txt(out, text); /* a 2048-bit key is more than one string's 255 bytes */
+	buf_puts(out, "\n");
 	return 0;
 }
 

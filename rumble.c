@@ -18,6 +18,8 @@ static const char usage[] =
 	"       rumble [-c FILE] feed add ADDRESS COMMAND...   (the message on its stdin)\n"
 	"       rumble [-c FILE] relay add ADDRESS HOST[:PORT]  (sent on to that host)\n"
 	"       rumble [-c FILE] dkim DOMAIN               the DNS record of its DKIM key\n"
+	"       rumble [-c FILE] dns DOMAIN [--check]      every DNS record it needs; --check\n"
+	"                                                  looks them up\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
 	"       rumble --version | --help\n";
@@ -432,6 +434,33 @@ static int cmd_dkim(int argc, char **argv)
 	return rc == 0 ? 0 : fail("dkim: %s", err);
 }
 
+/* dns DOMAIN [--check]: the records to publish; with --check, looked up,
+ * exit 1 when a required one is missing or wrong. */
+static int cmd_dns(int argc, char **argv)
+{
+	char err[256], domain[MM_DOMAIN_MAX + 1];
+	int check = argc == 2 && !strcmp(argv[1], "--check");
+	if ((argc != 1 && !check) || rl_strlcpy(domain, argv[0], sizeof domain) >= sizeof domain) {
+		return fail("usage: rumble dns DOMAIN [--check]%s", "");
+	}
+	rl_lower(domain);
+	if (!mm_domain_exists(domain)) {
+		return fail("no such domain: %s", domain);
+	}
+	if (check && dns_init(conf.dns_server, err, sizeof err) != 0) {
+		return fail("DNS: %s", err);
+	}
+	struct buf out;
+	buf_init(&out);
+	int problems = dns_advice(domain, check, &out);
+	fwrite(out.data, 1, out.len, stdout);
+	buf_free(&out);
+	if (check) {
+		dns_shutdown();
+	}
+	return problems ? 1 : 0;
+}
+
 /* service install|uninstall|start|stop|reload|status [NAME]: the Windows service
  * manager's entry for this server; os.h says what each does. */
 static int cmd_service(const char *cfg, int argc, char **argv)
@@ -495,6 +524,7 @@ static int run_admin(int argc, char **argv)
 	         : !strcmp(argv[0], "alias") ? cmd_forward(MM_ALIAS, argc - 1, argv + 1)
 	         : !strcmp(argv[0], "relay") ? cmd_forward(MM_RELAY, argc - 1, argv + 1)
 	         : !strcmp(argv[0], "dkim")  ? cmd_dkim(argc - 1, argv + 1)
+	         : !strcmp(argv[0], "dns")   ? cmd_dns(argc - 1, argv + 1)
 	                                     : cmd_forward(MM_FEED, argc - 1, argv + 1);
 	mm_close();
 	return rc;
@@ -608,7 +638,7 @@ int main(int argc, char **argv)
 	int admin = i < argc;
 	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
 		strcmp(argv[i], "feed") && strcmp(argv[i], "relay") && strcmp(argv[i], "dkim") &&
-		strcmp(argv[i], "service")) {
+		strcmp(argv[i], "dns") && strcmp(argv[i], "service")) {
 		fprintf(stderr, "rumble: unknown command %s (rumble --help lists them)\n", argv[i]);
 		return 2;
 	}

@@ -994,6 +994,16 @@ void dkim_header_relaxed(const char *f, size_t n, struct buf *out);
 int dkim_key_path(const char *domain, char *out, size_t len);
 /* The DNS TXT record of domain's key (made first if there is none). */
 int dkim_record(const char *domain, struct buf *out, char *err, size_t errlen);
+/* Its public key as a DKIM record's p= (base64), made first if missing. */
+int dkim_public(const char *domain, char *p, size_t len, char *err, size_t errlen);
+
+/* ---- dnsadvice.c: the DNS records a mail domain needs ---- */
+/* "rumble dns DOMAIN": every record to publish as zone-file lines in out;
+ * with check, each looked up and marked ok / MISSING / WRONG. Returns the
+ * number of required records missing or wrong (0 without check). */
+int dns_advice(const char *domain, int check, struct buf *out);
+/* text as a TXT record's quoted strings of at most 255 bytes each. */
+void dns_put_txt(struct buf *out, const char *text);
 /* A DKIM-Signature field (CRLF-terminated) for the message in sp, for the
  * domain of its From: field if that is one of ours, else sender's: 0 with
  * it appended to out; 1 when the message is not to be signed (DKIMSign

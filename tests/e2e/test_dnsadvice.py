@@ -1,0 +1,79 @@
+"""`rumble dns DOMAIN [--check]`: the records a mail domain needs, as
+zone-file lines; --check looks them up (here in a fake DNS, python3-dnslib,
+serving what the command printed) and marks each ok, MISSING or WRONG."""
+import re
+
+from harness import Server, free_port
+
+
+def serve_zone(text, port):
+    """A DNS server on 127.0.0.1:port answering from zone text."""
+    from dnslib.server import DNSLogger, DNSServer
+    from dnslib.zoneresolver import ZoneResolver
+    quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data", False)
+    srv = DNSServer(ZoneResolver(text), port=port, address="127.0.0.1", logger=quiet)
+    srv.start_thread()
+    return srv
+
+
+def zone_of(advice, drop=(), swap=None):
+    """The zone the advice asks for: the address placeholder filled in,
+    parentheses of multi-string TXT records taken away (dnslib reads the
+    strings on one line), lines naming anything in drop left out."""
+    out = []
+    for l in advice.splitlines():
+        l = re.sub(r"^(ok|WRONG|MISSING|-)\s+", "", l)
+        if not l or l.startswith(";") or any(d in l for d in drop):
+            continue
+        l = l.split(" ;")[0].replace("<this server's IPv4 address>", "192.0.2.25")
+        l = l.replace("( ", "").replace(" )", "")
+        if swap and swap[0] in l:
+            l = l.replace(swap[1], swap[2])
+        out.append(l)
+    return "\n".join(out) + "\n"
+
+
+def test_dns_advice_and_check():
+    """dns: rumble dns prints MX, A, SPF, DKIM (255-byte strings), DMARC, TLS-RPT, MTA-STS, autoconfig and SRV; --check finds them all in a DNS serving them, and names a missing DMARC and a wrong DKIM key (exit 1)"""
+    port = free_port()
+    s = Server(conf="ServerName mail.example.org\nDNSServer 127.0.0.1:%d\nEnableSubmission 1\n"
+               "EnableIMAPS 1\n" % port)
+    advice = s.cli("dns", "example.org").stdout
+    for want in ("example.org. 3600 IN MX 10 mail.example.org.",
+                 'example.org. 3600 IN TXT "v=spf1 mx -all"',
+                 'rumble._domainkey.example.org. 3600 IN TXT ( "v=DKIM1; k=rsa; p=MIIB',
+                 '_dmarc.example.org. 3600 IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@example.org"',
+                 '_smtp._tls.example.org. 3600 IN TXT "v=TLSRPTv1;',
+                 '_mta-sts.example.org. 3600 IN TXT "v=STSv1; id=',
+                 "autoconfig.example.org. 3600 IN CNAME mail.example.org.",
+                 "_submission._tcp.example.org. 3600 IN SRV 0 1 "):
+        assert want in advice, (want, advice)
+    assert all(len(p) <= 255 for p in advice.split('"')[1::2]), advice
+    dkim = s.cli("dkim", "example.org").stdout
+    assert dkim.split('"')[3] in advice  # the same key as `rumble dkim`
+    srv = serve_zone(zone_of(advice), port)
+    try:
+        r = s.cli("dns", "example.org", "--check", check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        marks = [l.split()[0] for l in r.stdout.splitlines() if l and not l.startswith((";", " "))]
+        assert marks.count("ok") >= 7 and "MISSING" not in marks and "WRONG" not in marks, r.stdout
+        assert "; 0 required records missing or wrong" in r.stdout, r.stdout
+    finally:
+        srv.stop()
+    port2 = free_port()
+    s2 = Server(conf="ServerName mail.example.org\nDNSServer 127.0.0.1:%d\n" % port2)
+    key = s2.cli("dkim", "example.org").stdout.split('"')[3]  # s2's own key: the zone has s's
+    srv = serve_zone(zone_of(advice, drop=("_dmarc.",)), port2)
+    try:
+        r = s2.cli("dns", "example.org", "--check", check=False)
+        assert r.returncode == 1, r.stdout + r.stderr
+        lines = r.stdout.splitlines()
+        assert any(l.startswith("MISSING") and "_dmarc.example.org." in l for l in lines), r.stdout
+        assert any(l.startswith("WRONG") and "_domainkey" in l for l in lines), r.stdout
+        assert any(l.startswith("ok") and " MX " in l for l in lines), r.stdout
+        assert "; 2 required records missing or wrong" in r.stdout, r.stdout
+        assert key[:40] != advice.split('"')[3][:40]
+    finally:
+        srv.stop()
+    r = s.cli("dns", "nosuch.example", check=False)
+    assert r.returncode != 0 and "no such domain" in r.stderr, r.stderr
