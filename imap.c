@@ -2067,6 +2067,8 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 	        (c->literal8 && !append && !setmeta)) {
 		rc = -1; /* before login, literals only for names and passwords; "~{n}" only
 		            for APPEND's message (RFC 3516) and METADATA values (RFC 5464) */
+	} else if (spooled && !nonsync && quota_exceeded(st->domain, st->user, 1, n)) {
+		rc = -2; /* refused before the client sends it: no upload thrown away */
 	} else if (spooled && n <= conf.message_size_limit) {
 		st->sp = xmalloc(sizeof *st->sp);
 		spool_init(st->sp, spool_dir(st));
@@ -2082,6 +2084,8 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 			session_close(s, "literal too large");
 		} else if (c->literal8 && !append && !setmeta) {
 			bad(s, st, "A binary literal is only for APPEND and METADATA values");
+		} else if (rc == -2) {
+			no(s, st, "[OVERQUOTA] The message does not fit the mailbox's quota");
 		} else if (append) {
 			no(s, st, "[TOOBIG] Message too large");
 		} else if (setmeta) {

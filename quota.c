@@ -219,8 +219,8 @@ void quota__charge(const char *dir, const char *domain, const char *user, int64_
 	char path[1100];
 	struct usage u;
 	struct quota_state q;
-	if (usage_path(dir, path, sizeof path) != 0) {
-		return;
+	if (usage_path(dir, path, sizeof path) != 0 || usage_read(path, &u) != 0) {
+		return; /* no figure (no limit was ever looked at): nothing to keep */
 	}
 	quota_limits(domain, user, &q);
 	os_mutex_lock(quota_mutex());

@@ -112,6 +112,12 @@ def test_append_over_quota_is_refused_with_overquota():
         assert typ == "NO" and b"[OVERQUOTA]" in data[0], (typ, data)
         typ, data = m.append("INBOX", None, None, b"Subject: small\r\n\r\nhi\r\n")
         assert typ == "OK", data  # what fits still goes in
+        c = Raw(s.imap_port)  # a literal that cannot fit is refused before it is sent
+        c.cmd(b"a", b"LOGIN alice@example.org secret")
+        c.send(b"b APPEND INBOX {6000}\r\n")
+        r = c.line()
+        assert r.startswith(b"b NO [OVERQUOTA]"), r
+        c.cmd(b"z", b"LOGOUT")
         m.select("INBOX")
         assert m.search(None, "ALL")[1][0].split() == [b"1", b"2"]
         m.logout()
