@@ -362,6 +362,7 @@ enum kind {
 	K_ADDR,   /* a numeric address of this host; 0.0.0.0 or :: = none */
 	K_NOTE,   /* the original's Comment: its text is logged */
 	K_UNUSED, /* the original's, with no effect here (why says so once) */
+	K_QUOTA,  /* DefaultQuota: "STORAGE [MESSAGES]" (quota.c) */
 };
 
 struct directive {
@@ -451,6 +452,7 @@ static const struct directive directives[] = {
 	STR("WebAdminBind", webadmin_bind),
 	NUM("WebAdminPort", K_PORT, webadmin_port, 1, 65535),
 	FIELD("WebAdmin", K_WORDS, webadmin_users),
+	NUM("DefaultQuota", K_QUOTA, quota_kib, 0, 0),
 	/* the rest of the original's rumble.conf */
 	{"Comment", K_NOTE, 0, 0, 0, 0, NULL},
 	UNUSED("DatabaseEngine", NO_DB),
@@ -572,6 +574,22 @@ static const char *local_addr(char *field, size_t size, const char *v)
 	return rl_strlcpy(field, v, size) >= size ? "value too long" : NULL;
 }
 
+/* DefaultQuota: a storage size and an optional message count, each a
+ * number or "none" (no limit; 0 is none too). */
+static const char *default_quota(struct settings *s, const char *v)
+{
+	char kib[64] = "", msgs[64] = "none", extra[2];
+	int n = sscanf(v, "%63s %63s %1s", kib, msgs, extra);
+	if (n < 1 || n > 2 || quota_parse_kib(kib, &s->quota_kib) != 0 ||
+	        quota_parse_msgs(msgs, &s->quota_msgs) != 0) {
+		return "expected a size (K, M, G or T suffix allowed) or none, then optionally a "
+		       "message count";
+	}
+	s->quota_kib = s->quota_kib == MM_QUOTA_NONE ? 0 : s->quota_kib;
+	s->quota_msgs = s->quota_msgs == MM_QUOTA_NONE ? 0 : s->quota_msgs;
+	return NULL;
+}
+
 /* An empty value is an error, except for strings, lists and notes. */
 static int needs_value(enum kind k)
 {
@@ -649,6 +667,9 @@ static int apply_one(struct settings *s, const struct directive *d, const struct
 		break;
 	case K_ADDR:
 		why = *e->value ? local_addr(field, d->size, e->value) : NULL;
+		break;
+	case K_QUOTA:
+		why = default_quota(s, e->value);
 		break;
 	case K_NOTE:
 	case K_UNUSED:

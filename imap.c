@@ -4,7 +4,7 @@
  * (2342), UIDPLUS (4315), LITERAL+ (7888), ENABLE (5161), ID (2971),
  * MOVE (6851), SASL-IR (4959), BINARY (3516), ESEARCH (4731), STATUS=SIZE
  * (8438), SEARCHRES (5182, imap_esearch.c), SORT and THREAD (5256,
- * imap_sort.c), LIST-EXTENDED (5258),
+ * imap_sort.c), QUOTA (9208, imap_quota.c), LIST-EXTENDED (5258),
  * LIST-STATUS (5819) and SPECIAL-USE (6154, imap_list.c, imap_special.c):
  * a state machine fed with lines by session.c, over the mbox store of
  * mbox.c.
@@ -217,7 +217,7 @@ static void put_caps(struct session *s, struct imap *st)
 	        "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE CONDSTORE "
 	        "QRESYNC SAVEDATE UNSELECT CHILDREN METADATA BINARY SPECIAL-USE CREATE-SPECIAL-USE "
 	        "LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH SEARCHRES SORT SORT=DISPLAY "
-	        "THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+	        "THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE "
 	        "APPENDLIMIT=%llu",
 	        (unsigned long long)conf.message_size_limit);
 	if (st->state == I_NOAUTH) {
@@ -889,9 +889,10 @@ static void cmd_subscribe(struct session *s, struct imap *st, struct args *a)
 
 #define PATTERN_MAX IMAP_PATTERN_MAX
 
-/* DELETED is IMAP4rev2's (RFC 9051 6.3.11); taken from IMAP4rev1 clients too. */
+/* DELETED is IMAP4rev2's (RFC 9051 6.3.11), taken from IMAP4rev1 clients
+ * too; DELETED-STORAGE RFC 9208's. */
 static const char *const status_names[] = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY",
-        "UNSEEN", "SIZE", "HIGHESTMODSEQ", "DELETED", NULL};
+        "UNSEEN", "SIZE", "HIGHESTMODSEQ", "DELETED", "DELETED-STORAGE", NULL};
 
 static int status_item(const char *item)
 {
@@ -927,15 +928,17 @@ static int status_line(struct session *s, struct imap *st, const struct imap_cmd
 	uint32_t n = mm_folder_count(f), unseen = 0, recent = 0, deleted = 0;
 	uint32_t rfirst = mm_folder_first_recent(f);
 	uint64_t size = 0; /* STATUS=SIZE (RFC 8438): the messages' RFC822.SIZEs */
+	uint64_t dsize = 0; /* RFC 9208 DELETED-STORAGE: what EXPUNGE frees, KiB */
 	for (uint32_t i = 0; i < n; i++) {
 		const struct mm_msg *m = mm_folder_msg(f, i);
 		unseen += m && !(m->flags & MM_SEEN);
 		recent += m && m->uid >= rfirst;
 		deleted += m && (m->flags & MM_DELETED);
 		size += m ? m->size : 0;
+		dsize += m && (m->flags & MM_DELETED) ? m->size : 0;
 	}
 	uint64_t v[] = {n, recent, mm_folder_uidnext(f), mm_folder_uidvalidity(f), unseen, size,
-	        mm_folder_modseq(f), deleted};
+	        mm_folder_modseq(f), deleted, (dsize + 1023) / 1024};
 	mm_folder_close(f);
 	session_printf(s, "* STATUS ");
 	imap_put_name(&s->out, name, st->rev2);
@@ -1197,6 +1200,12 @@ static int append_msg(struct imap *st, struct args *a, struct mm_folder *f, int6
 	return rc;
 }
 
+/* The bytes of APPEND's message token at a->i (spooled or inline). */
+static uint64_t append_size(struct imap *st, struct args *a)
+{
+	return arg_type(a) == IMAP_SPOOL ? (st->sp ? st->sp->len : 0) : a->c->tok[a->i].len;
+}
+
 static void cmd_append(struct session *s, struct imap *st, struct args *a)
 {
 	char name[MM_FOLDER_MAX + 1];
@@ -1217,9 +1226,12 @@ static void cmd_append(struct session *s, struct imap *st, struct args *a)
 		bad(s, st, "APPEND needs an optional date-time and a message literal");
 	} else if (a->c->tok[a->i].len == 0) {
 		no(s, st, "Empty message");
+	} else if (quota_exceeded(st->domain, st->user, 1, append_size(st, a))) {
+		no(s, st, "[OVERQUOTA] The message does not fit the mailbox's quota");
 	} else if (append_msg(st, a, f, date, fl, kw, &uid) != 0) {
 		no(s, st, "[SERVERBUG] Cannot store the message");
 	} else {
+		quota_notify(st->domain, st->user);
 		uint32_t v = mm_folder_uidvalidity(f);
 		if (st->state == I_SELECTED && strcmp(name, st->box) == 0 &&
 		        view_sync(s, st, 1, 0) != 0) {
@@ -1837,6 +1849,24 @@ static int copy_msgs(struct imap *st, struct mm_folder *dst, const uint32_t *seq
 	return (int)k;
 }
 
+/* 1 when copies of the messages seqs[0..n) do not fit the account's
+ * quota. MOVE is not checked: within one account (one quota root) it
+ * frees what it takes, and a full mailbox must still be able to move
+ * mail to its Trash. */
+static int copy_full(struct imap *st, const uint32_t *seqs, uint32_t n)
+{
+	struct mm_msg m;
+	uint64_t size = 0;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (mm_view_msg(st->v, seqs[i], &m) == 0) {
+			size += m.size;
+			k++;
+		}
+	}
+	return k && quota_exceeded(st->domain, st->user, k, size);
+}
+
 static void copy_move(struct session *s, struct imap *st, struct args *a, int move)
 {
 	uint32_t *seqs, n;
@@ -1862,6 +1892,12 @@ static void copy_move(struct session *s, struct imap *st, struct args *a, int mo
 		return;
 	}
 	mm_folder_refresh(st->f);
+	if (!move && copy_full(st, seqs, n)) {
+		no(s, st, "[OVERQUOTA] The messages do not fit the mailbox's quota");
+		mm_folder_close(dst);
+		xfree(seqs);
+		return;
+	}
 	uint32_t *uids = xmalloc((n ? n : 1) * sizeof *uids), *nuids = xmalloc((n ? n : 1) * 4);
 	int k = copy_msgs(st, dst, seqs, n, uids, nuids);
 	struct buf code;
@@ -1877,6 +1913,7 @@ static void copy_move(struct session *s, struct imap *st, struct args *a, int mo
 	if (k < 0) {
 		no(s, st, "[SERVERBUG] %s failed", move ? "MOVE" : "COPY");
 	} else if (!move) {
+		quota_notify(st->domain, st->user);
 		ok(s, st, "%sCOPY completed", code.data ? code.data : "");
 	} else {
 		/* RFC 6851 3.3: COPYUID untagged, then the expunges; resp-text
@@ -1904,6 +1941,58 @@ static void cmd_copy(struct session *s, struct imap *st, struct args *a)
 static void cmd_move(struct session *s, struct imap *st, struct args *a)
 {
 	copy_move(s, st, a, 1);
+}
+
+/* ---- GETQUOTAROOT, GETQUOTA, SETQUOTA (RFC 9208; imap_quota.c) ---- */
+
+static void cmd_getquotaroot(struct session *s, struct imap *st, struct args *a)
+{
+	char name[MM_FOLDER_MAX + 1];
+	struct mm_folder *f;
+	if (!arg_box(s, st, a, name, sizeof name)) {
+		return;
+	}
+	if (!arg_end(a)) {
+		bad(s, st, "GETQUOTAROOT takes one mailbox name");
+		return;
+	}
+	int rc = open_box(st, name, &f);
+	if (rc != 0) {
+		no_box(s, st, rc, "NONEXISTENT");
+		return;
+	}
+	mm_folder_close(f);
+	if (imap_quota_root(st->domain, st->user, name, &s->out) != 0) {
+		no(s, st, "[UNAVAILABLE] The usage cannot be read now, try again later");
+		return;
+	}
+	ok(s, st, "GETQUOTAROOT completed");
+}
+
+static void cmd_getquota(struct session *s, struct imap *st, struct args *a)
+{
+	const char *root = arg_astring(a);
+	if (!root || !arg_end(a)) {
+		bad(s, st, "GETQUOTA takes one quota root");
+		return;
+	}
+	int rc = imap_quota_get(st->domain, st->user, root, &s->out);
+	if (rc == -1) {
+		no(s, st, "[NONEXISTENT] No such quota root");
+	} else if (rc != 0) {
+		no(s, st, "[UNAVAILABLE] The usage cannot be read now, try again later");
+	} else {
+		ok(s, st, "GETQUOTA completed");
+	}
+}
+
+static void cmd_setquota(struct session *s, struct imap *st, struct args *a)
+{
+	if (imap_quota_set_parse(a->c, a->i) != 0) {
+		bad(s, st, "SETQUOTA needs a quota root and a list of resource limits");
+		return;
+	}
+	no(s, st, "[NOPERM] Quotas are set by the administrator");
 }
 
 /* ---- IDLE (RFC 2177) ---- */
@@ -2112,6 +2201,9 @@ static const struct cmd commands[] = {
         {"GETMETADATA", AUTHED, cmd_getmetadata},
         {"SETMETADATA", AUTHED, cmd_setmetadata},
         {"APPEND", AUTHED, cmd_append},
+        {"GETQUOTAROOT", AUTHED, cmd_getquotaroot},
+        {"GETQUOTA", AUTHED, cmd_getquota},
+        {"SETQUOTA", AUTHED, cmd_setquota},
         {"NAMESPACE", AUTHED, cmd_namespace},
         {"ENABLE", AUTHED, cmd_enable},
         {"IDLE", AUTHED, cmd_idle},
@@ -2298,6 +2390,8 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 	        (c->literal8 && !append && !setmeta)) {
 		rc = -1; /* before login, literals only for names and passwords; "~{n}" only
 		            for APPEND's message (RFC 3516) and METADATA values (RFC 5464) */
+	} else if (spooled && !nonsync && quota_exceeded(st->domain, st->user, 1, n)) {
+		rc = -2; /* refused before the client sends it: no upload thrown away */
 	} else if (spooled && n <= conf.message_size_limit) {
 		st->sp = xmalloc(sizeof *st->sp);
 		spool_init(st->sp, spool_dir(st));
@@ -2313,6 +2407,8 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 			session_close(s, "literal too large");
 		} else if (c->literal8 && !append && !setmeta) {
 			bad(s, st, "A binary literal is only for APPEND and METADATA values");
+		} else if (rc == -2) {
+			no(s, st, "[OVERQUOTA] The message does not fit the mailbox's quota");
 		} else if (append) {
 			no(s, st, "[TOOBIG] Message too large");
 		} else if (setmeta) {

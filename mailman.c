@@ -386,11 +386,49 @@ static void parse_header(const char *line, uint32_t *next)
 	}
 }
 
+/* The optional quota field: "KIB/MSGS", each a number (0 = not set) or
+ * "none". */
+static int parse_quota(const char *s, struct mm_quota *q)
+{
+	char kib[32], msgs[32];
+	if (sscanf(s, "%31[0-9a-z]/%31[0-9a-z]", kib, msgs) != 2) {
+		return -1;
+	}
+	const char *v[2] = {kib, msgs};
+	uint64_t *out[2] = {&q->kib, &q->msgs};
+	for (int i = 0; i < 2; i++) {
+		char *end = NULL;
+		if (strcmp(v[i], "none") == 0) {
+			*out[i] = MM_QUOTA_NONE;
+		} else if ((*out[i] = strtoull(v[i], &end, 10)) == MM_QUOTA_NONE || *end) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void put_quota(struct buf *b, const struct mm_quota *q)
+{
+	if (!q->kib && !q->msgs) {
+		return; /* the line keeps the fields of format 1 */
+	}
+	const uint64_t v[2] = {q->kib, q->msgs};
+	for (int i = 0; i < 2; i++) {
+		if (v[i] == MM_QUOTA_NONE) {
+			buf_printf(b, "%snone", i ? "/" : "\t");
+		} else {
+			buf_printf(b, "%s%llu", i ? "/" : "\t", (unsigned long long)v[i]);
+		}
+	}
+}
+
 static int parse_domain(char *line, struct mm_domain *d)
 {
-	char *fl[5];
+	char *fl[6];
 	memset(d, 0, sizeof *d);
-	if (split_tabs(line, fl, 4) != 4 || parse_u32(fl[0], &d->id) != 0 || d->id == 0 ||
+	int n = split_tabs(line, fl, 5);
+	if ((n != 4 && n != 5) || (n == 5 && parse_quota(fl[4], &d->quota) != 0) ||
+	        parse_u32(fl[0], &d->id) != 0 || d->id == 0 ||
 	        !mm_valid_domain(fl[1]) ||
 	        rl_strlcpy(d->path, fl[2], sizeof d->path) >= sizeof d->path ||
 	        parse_u32(fl[3], &d->flags) != 0) {
@@ -402,9 +440,11 @@ static int parse_domain(char *line, struct mm_domain *d)
 
 static int parse_account(char *line, struct mm_account *a)
 {
-	char *fl[7];
+	char *fl[8];
 	memset(a, 0, sizeof *a);
-	if (split_tabs(line, fl, 6) != 6 || parse_u32(fl[0], &a->id) != 0 || a->id == 0 ||
+	int n = split_tabs(line, fl, 7);
+	if ((n != 6 && n != 7) || (n == 7 && parse_quota(fl[6], &a->quota) != 0) ||
+	        parse_u32(fl[0], &a->id) != 0 || a->id == 0 ||
 	        !mm_valid_domain(fl[1]) || !mm_valid_user(fl[2], 1) || mm_type_parse(fl[3]) < 0 ||
 	        rl_strlcpy(a->password, fl[4], sizeof a->password) >= sizeof a->password ||
 	        rl_strlcpy(a->args, fl[5], sizeof a->args) >= sizeof a->args) {
@@ -577,24 +617,29 @@ static void lookup_end(void)
 
 static void write_domains(const struct tables *t, struct buf *b)
 {
-	buf_printf(b, "# rumble domains 1 next=%u (id, name, path, flags; tab-separated)\n",
+	buf_printf(b,
+	        "# rumble domains 1 next=%u (id, name, path, flags[, quota]; tab-separated)\n",
 	        t->dom_next);
 	for (uint32_t i = 0; i < t->ndom; i++) {
 		const struct mm_domain *d = &t->dom[i];
-		buf_printf(b, "%u\t%s\t%s\t%u\n", d->id, d->name, d->path, d->flags);
+		buf_printf(b, "%u\t%s\t%s\t%u", d->id, d->name, d->path, d->flags);
+		put_quota(b, &d->quota);
+		buf_puts(b, "\n");
 	}
 }
 
 static void write_accounts(const struct tables *t, struct buf *b)
 {
 	buf_printf(b,
-	        "# rumble accounts 1 next=%u (id, domain, user, type, password, args; "
+	        "# rumble accounts 1 next=%u (id, domain, user, type, password, args[, quota]; "
 	        "tab-separated)\n",
 	        t->acc_next);
 	for (uint32_t i = 0; i < t->nacc; i++) {
 		const struct mm_account *a = &t->acc[i];
-		buf_printf(b, "%u\t%s\t%s\t%s\t%s\t%s\n", a->id, a->domain, a->user,
+		buf_printf(b, "%u\t%s\t%s\t%s\t%s\t%s", a->id, a->domain, a->user,
 		        mm_type_name(a->type), a->password, a->args);
+		put_quota(b, &a->quota);
+		buf_puts(b, "\n");
 	}
 }
 
@@ -888,6 +933,38 @@ int mm_domain_list(int (*fn)(const struct mm_domain *d, void *arg), void *arg)
 	}
 	xfree(v);
 	return r;
+}
+
+/* see rumble.h */
+int mm_domain_get(const char *name, struct mm_domain *out)
+{
+	if (!name || lookup_begin() != 0) {
+		return -1;
+	}
+	const struct mm_domain *d = find_domain(&mm.t, name);
+	if (d) {
+		*out = *d;
+	}
+	lookup_end();
+	return d ? 0 : -1;
+}
+
+/* see rumble.h */
+int mm_domain_set_quota(const char *name, const struct mm_quota *q, char *err, size_t errlen)
+{
+	FILE *lk;
+	struct tables t;
+	if (!name || edit_begin(&lk, &t, err, errlen) != 0) {
+		return -1;
+	}
+	struct mm_domain *d = (struct mm_domain *)find_domain(&t, name);
+	if (!d) {
+		seterr(err, errlen, "no such domain: %s", name);
+		edit_end(lk, &t, 0, NULL, 0);
+		return -1;
+	}
+	d->quota = *q;
+	return edit_end(lk, &t, W_DOMAINS, err, errlen);
 }
 
 /* ---- accounts ---- */
@@ -1290,6 +1367,7 @@ int mm_folder_delete(const char *domain, const char *user, const char *folder)
 	os_fsync_dir(tmp.dir);
 	mm__forget(tmp.base); /* the next open makes a new box; holders find it gone */
 	unlock_paths(lk);
+	quota__forget(tmp.dir); /* its messages no longer count: summed again */
 	return rc == 0 ? 0 : -1;
 }
 

@@ -795,6 +795,7 @@ static int rebuild(struct mm__box *f)
 	if (size > 0) {
 		log_warnx("mbox %s: index rebuilt from the mbox, %u messages, uidvalidity %u",
 		        f->label, f->x.nrec, f->x.h.uidvalidity);
+		quota__forget(f->dir);
 	}
 	return install_index(f);
 }
@@ -840,6 +841,7 @@ static int drop_past_end(struct mm__box *f, int bad)
 	}
 	log_warnx("mbox %s: %u index entries without their message dropped; new uidvalidity",
 	        f->label, f->x.nrec - n);
+	quota__forget(f->dir);
 	f->x.nrec = n;
 	if (os_truncate(f->idx, IDX_HDR + (uint64_t)n * IDX_LINE) != 0) {
 		log_warn("mbox %s: cannot truncate the index", f->label);
@@ -879,6 +881,7 @@ static int check_tail(struct mm__box *f)
 	if (f->x.nrec > before) {
 		log_info("mbox %s: %u messages appended by another program indexed", f->label,
 		        f->x.nrec - before);
+		quota__forget(f->dir);
 	}
 	if (good < size && cut_tail(f, good, size) != 0) {
 		return -1;
@@ -1172,6 +1175,9 @@ static int folder_paths(struct mm__box *f, const char *domain, const char *user,
 		return -1;
 	}
 	snprintf(f->label, sizeof f->label, "%s@%s/%s", u, domain, folder);
+	rl_strlcpy(f->user, u, sizeof f->user);
+	rl_strlcpy(f->domain, domain, sizeof f->domain);
+	rl_lower(f->domain);
 	uint64_t k = 14695981039346656037ULL; /* FNV-1a */
 	for (const char *p = f->base; *p; p++) {
 		k = (k ^ (unsigned char)*p) * 1099511628211ULL;
@@ -1586,6 +1592,7 @@ int mm_folder_append(struct mm_folder *h, struct spool *sp, const char *from, in
 		*uid = r.m.uid;
 	}
 	mm__end(f, lk);
+	quota__charge(f->dir, f->domain, f->user, 1, r.m.size);
 	return 0;
 }
 
@@ -1674,6 +1681,7 @@ int mm_folder_expunge(struct mm_folder *h)
 		return -1;
 	}
 	int n = 0, rc = 0;
+	int64_t bytes = 0;
 	for (uint32_t i = 0; i < f->x.nrec && rc == 0; i++) {
 		struct mm__rec *r = &f->x.rec[i];
 		if ((r->m.flags & (MM_DELETED | MM_EXPUNGED)) == MM_DELETED) {
@@ -1681,6 +1689,7 @@ int mm_folder_expunge(struct mm_folder *h)
 			r->m.modseq = ++f->x.h.modseq;
 			rc = write_rec(f, i);
 			n++;
+			bytes += r->m.size;
 		}
 	}
 	if (n && mm__write_header(f) != 0) {
@@ -1688,6 +1697,9 @@ int mm_folder_expunge(struct mm_folder *h)
 	}
 	live_rebuild(f);
 	mm__end(f, lk);
+	if (n) {
+		quota__charge(f->dir, f->domain, f->user, -n, -bytes);
+	}
 	return rc == 0 ? n : -1;
 }
 
@@ -1706,6 +1718,7 @@ int mm_folder_expunge_uids(
 		return -1; /* the UIDs may now name other messages */
 	}
 	int done = 0, rc = 0;
+	int64_t bytes = 0;
 	for (uint32_t i = 0; i < n && rc == 0; i++) {
 		long k = mm__find_uid(f, uids[i]); /* gone already: nothing to do */
 		if (k >= 0) {
@@ -1714,6 +1727,7 @@ int mm_folder_expunge_uids(
 			r->m.modseq = ++f->x.h.modseq;
 			rc = write_rec(f, (uint32_t)k);
 			done++;
+			bytes += r->m.size;
 		}
 	}
 	if (done && mm__write_header(f) != 0) {
@@ -1721,6 +1735,9 @@ int mm_folder_expunge_uids(
 	}
 	live_rebuild(f);
 	mm__end(f, lk);
+	if (done) {
+		quota__charge(f->dir, f->domain, f->user, -done, -bytes);
+	}
 	return rc == 0 ? done : -1;
 }
 

@@ -924,7 +924,8 @@ int64_t outbound_backoff(int attempts)
 	return d < conf.retry_max ? d : conf.retry_max;
 }
 
-static void rfc5322_date(int64_t t, char *out, size_t len)
+/* see rumble.h */
+void outbound_date(int64_t t, char *out, size_t len)
 {
 	static const char *days[] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"};
 	static const char *months[] = {
@@ -959,7 +960,7 @@ static void dsn_human(struct buf *b, const struct ob_rcpt *r, int n)
 static void dsn_status(struct buf *b, uint64_t qid, int64_t arrival, const struct ob_rcpt *r, int n)
 {
 	char date[64];
-	rfc5322_date(arrival, date, sizeof date);
+	outbound_date(arrival, date, sizeof date);
 	buf_printf(b,
 	        "Reporting-MTA: dns; %s\r\nX-Rumble-Queue-ID: %016llx\r\nArrival-Date: %s\r\n",
 	        conf.server_name, (unsigned long long)qid, date);
@@ -979,7 +980,7 @@ void outbound_dsn(struct buf *b, const char *sender, uint64_t qid, int64_t arriv
         const struct ob_rcpt *r, int n, const char *hdr, size_t hdrlen)
 {
 	char date[64], boundary[64];
-	rfc5322_date(now, date, sizeof date);
+	outbound_date(now, date, sizeof date);
 	snprintf(boundary, sizeof boundary, "%016llx/%.40s", (unsigned long long)qid,
 	        conf.server_name);
 	buf_printf(b,

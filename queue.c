@@ -26,6 +26,7 @@
 #define TARGETS_MAX 1000
 #define FOLDER_CACHE 32
 #define CACHE_IDLE_MS 2000 /* folders open this long with nothing to do are closed */
+#define DELIVER_FULL 2     /* deliver_mbox: over the account's quota */
 
 enum target_kind { T_MBOX, T_QUEUE };
 
@@ -293,6 +294,8 @@ static int cache_sync(struct fcache *fc)
 	return rc;
 }
 
+/* Appends m to the target's INBOX; 0 done (or done before a crash), -1
+ * failed, DELIVER_FULL when it does not fit the account's quota. */
 static int deliver_mbox(struct fcache *fc, struct queue_msg *m, const struct target *t,
 	int check_qid)
 {
@@ -303,6 +306,11 @@ static int deliver_mbox(struct fcache *fc, struct queue_msg *m, const struct tar
 	if (check_qid && mm_folder_has_qid(c->f, m->qid)) {
 		return 0; /* delivered before a crash */
 	}
+	if (quota_exceeded(t->domain, t->user, 1, m->body.len)) {
+		log_info("%016llx over quota to=%s@%s size=%llu", (unsigned long long)m->qid, t->user,
+			t->domain, (unsigned long long)m->body.len);
+		return DELIVER_FULL;
+	}
 	uint32_t uid;
 	if (mm_folder_append(c->f, &m->body, m->from[0] ? m->from : "MAILER-DAEMON", m->date, 0,
 		    m->qid, &uid) != 0) {
@@ -312,6 +320,7 @@ static int deliver_mbox(struct fcache *fc, struct queue_msg *m, const struct tar
 	c->dirty = 1;
 	log_info("%016llx delivered to=%s@%s uid=%u size=%llu", (unsigned long long)m->qid,
 		t->user, t->domain, uid, (unsigned long long)m->body.len);
+	quota_notify(t->domain, t->user);
 	return 0;
 }
 
@@ -484,16 +493,64 @@ static int queue_write(struct queue_msg *m, struct targets *t)
 
 /* ---- committing ---- */
 
+static int commit_one(struct queue_msg *m);
+static void msg_header(struct spool *sp, struct buf *out);
+
+/* A DSN to m's sender about the n mailboxes in full that were over
+ * quota, committed here (the committer cannot wait for itself); none for
+ * a null sender. */
+static void bounce_full(struct queue_msg *m, const struct target *const *full, int n)
+{
+	if (!m->from[0] || n == 0) {
+		return;
+	}
+	struct ob_rcpt *r = xcalloc((size_t)n, sizeof *r);
+	char (*addr)[MM_USER_MAX + MM_DOMAIN_MAX + 2] = xcalloc((size_t)n, sizeof *addr);
+	for (int i = 0; i < n; i++) {
+		snprintf(addr[i], sizeof addr[i], "%s@%s", full[i]->user, full[i]->domain);
+		r[i].addr = addr[i];
+		r[i].status = OB_PERM;
+		rl_strlcpy(r[i].reply, "552 5.2.2 mailbox full: over its quota", sizeof r[i].reply);
+		rl_strlcpy(r[i].status_code, "5.2.2", sizeof r[i].status_code);
+	}
+	struct buf hdr, dsn;
+	buf_init(&hdr);
+	buf_init(&dsn);
+	msg_header(&m->body, &hdr);
+	outbound_dsn(&dsn, m->from, m->qid, m->date, os_time(), r, n, hdr.data ? hdr.data : "",
+		hdr.len);
+	struct queue_msg *b = queue_msg_new("");
+	queue_msg_add_rcpt(b, m->from);
+	int rc = spool_write(&b->body, dsn.data, dsn.len) == 0 ? commit_one(b) : -1;
+	log_info("%016llx bounce %016llx to=<%s> over quota rcpts=%d status=%s",
+		(unsigned long long)m->qid, (unsigned long long)b->qid, m->from, n,
+		rc == 0 ? "committed" : "failed");
+	queue_msg_free(b);
+	buf_free(&hdr);
+	buf_free(&dsn);
+	free(addr);
+	free(r);
+}
+
+/* Delivers m to its mailboxes and queues the rest. A mailbox over its
+ * quota does not get it: when no recipient took it, m->status says
+ * QUEUE_FULL (SMTP answers 552); else the sender gets a DSN for those. */
 static int commit_one(struct queue_msg *m)
 {
 	struct targets t = {0};
-	int rc = 0, queued = 0;
+	int rc = 0, queued = 0, took = 0, nfull = 0;
 	for (int i = 0; i < m->nrcpt; i++) {
 		resolve(m->rcpts[i], "", 0, 1, &t);
 	}
+	const struct target **full = xcalloc((size_t)t.n + 1, sizeof *full);
 	for (int i = 0; i < t.n && rc == 0; i++) {
 		if (t.v[i].kind == T_MBOX) {
 			rc = deliver_mbox(&commit_cache, m, &t.v[i], 0);
+			took += rc == 0;
+			if (rc == DELIVER_FULL) {
+				full[nfull++] = &t.v[i];
+				rc = 0;
+			}
 		} else {
 			queued++;
 		}
@@ -504,6 +561,12 @@ static int commit_one(struct queue_msg *m)
 		os_cond_signal(qwake);
 		os_mutex_unlock(qlock);
 	}
+	if (rc == 0 && nfull && !took && !queued) {
+		rc = QUEUE_FULL;
+	} else if (rc == 0) {
+		bounce_full(m, full, nfull);
+	}
+	free(full);
 	targets_free(&t);
 	return rc;
 }
@@ -752,7 +815,8 @@ static int deliver_queued(struct fcache *fc, struct envelope *e, const char *rcp
 		struct target *x = &t.v[i];
 		struct mm_account a;
 		if (x->kind == T_MBOX) {
-			rc |= deliver_mbox(fc, &e->m, x, 1) != 0 ? 1 : 0;
+			int st = deliver_mbox(fc, &e->m, x, 1);
+			rc |= st == DELIVER_FULL ? DELIVER_FULL : st != 0 ? 1 : 0;
 		} else if (queue_classify(x->addr, &a) == RCPT_LOCAL && a.type == MM_FEED) {
 			int st = os_run_with_stdin(a.args, e->msgpath);
 			log_info("%016llx feed to=%s program=\"%s\" status=%d",
@@ -788,9 +852,10 @@ static void deliver_all(struct fcache *fc, struct envelope *e, struct ob_rcpt *r
 		out[i] = route(r[i].addr, dom[i], sizeof dom[i], via[i], sizeof via[i]);
 		if (!out[i]) {
 			int st = deliver_queued(fc, e, r[i].addr);
-			r[i].status = st == 0 ? OB_SENT : OB_TEMP;
+			r[i].status = st == 0 ? OB_SENT : OB_TEMP; /* full: retried, it may empty */
 			keep[i] = st != 0;
-			rl_strlcpy(r[i].reply, "local delivery failed", sizeof r[i].reply);
+			rl_strlcpy(r[i].reply, st & DELIVER_FULL ? "452 4.2.2 mailbox full: over its quota"
+				: "local delivery failed", sizeof r[i].reply);
 		}
 	}
 	struct ob_rcpt *g = xcalloc((size_t)n, sizeof *g);

@@ -12,8 +12,11 @@ static const char usage[] =
 	"       (--CONFIG-DIR=DIR instead of -c FILE: DIR/rumble.conf, as the original took it)\n"
 	"       rumble [-c FILE] domain add|del NAME\n"
 	"       rumble [-c FILE] domain list\n"
+	"       rumble [-c FILE] domain quota NAME [STORAGE [MESSAGES]]  its accounts' default\n"
 	"       rumble [-c FILE] user add|del|passwd USER@DOMAIN   (password read from stdin)\n"
 	"       rumble [-c FILE] user list [DOMAIN]\n"
+	"       rumble [-c FILE] user quota USER@DOMAIN [STORAGE [MESSAGES]] [--recalc]\n"
+	"           show or set (STORAGE: 100M, 2G, ...; none; default) or count again\n"
 	"       rumble [-c FILE] alias add ADDRESS TARGET...\n"
 	"       rumble [-c FILE] feed add ADDRESS COMMAND...   (the message on its stdin)\n"
 	"       rumble [-c FILE] relay add ADDRESS HOST[:PORT]  (sent on to that host)\n"
@@ -316,6 +319,46 @@ static int print_account(const struct mm_account *a, void *arg)
 	return 0;
 }
 
+/* A limit as set on an account or a domain. */
+static const char *quota_text(uint64_t v, char *out, size_t len)
+{
+	if (v == 0 || v == MM_QUOTA_NONE) {
+		return v ? "none" : "default";
+	}
+	snprintf(out, len, "%llu", (unsigned long long)v);
+	return out;
+}
+
+/* STORAGE [MESSAGES] from argv into q (a message count left out stays). */
+static int quota_args(int argc, char **argv, struct mm_quota *q)
+{
+	if (argc < 1 || argc > 2 || quota_parse_kib(argv[0], &q->kib) != 0 ||
+	        (argc == 2 && quota_parse_msgs(argv[1], &q->msgs) != 0)) {
+		return fail("%s", "quota: expected STORAGE (100M, 2G, none, default) and optionally "
+		                  "MESSAGES (a count, none, default)");
+	}
+	return 0;
+}
+
+/* domain quota NAME [STORAGE [MESSAGES]]: the default of its accounts */
+static int cmd_domain_quota(int argc, char **argv)
+{
+	char err[256], a[32], b[32];
+	struct mm_domain d;
+	if (argc < 1 || mm_domain_get(argv[0], &d) != 0) {
+		return fail("domain: no such domain %s", argc ? argv[0] : "");
+	}
+	if (argc > 1 && quota_args(argc - 1, argv + 1, &d.quota) != 0) {
+		return 1;
+	}
+	if (argc > 1 && mm_domain_set_quota(d.name, &d.quota, err, sizeof err) != 0) {
+		return fail("domain: %s", err);
+	}
+	printf("%s: storage %s KiB, messages %s (its accounts' default)\n", d.name,
+	        quota_text(d.quota.kib, a, sizeof a), quota_text(d.quota.msgs, b, sizeof b));
+	return 0;
+}
+
 static int cmd_domain(int argc, char **argv)
 {
 	char err[256];
@@ -323,13 +366,69 @@ static int cmd_domain(int argc, char **argv)
 		mm_domain_list(print_domain, NULL);
 		return 0;
 	}
+	if (argc >= 2 && !strcmp(argv[0], "quota")) {
+		return cmd_domain_quota(argc - 1, argv + 1);
+	}
 	if (argc != 2) {
-		return fail("%s", "domain: expected add|del NAME, or list");
+		return fail("%s", "domain: expected add|del|quota NAME, or list");
 	}
 	int rc = !strcmp(argv[0], "add")   ? mm_domain_add(argv[1], err, sizeof err)
 	         : !strcmp(argv[0], "del") ? mm_domain_del(argv[1], err, sizeof err)
 	                                   : (snprintf(err, sizeof err, "unknown verb %s", argv[0]), -1);
 	return rc == 0 ? 0 : fail("domain: %s", err);
+}
+
+static void print_quota(const struct mm_account *a, const struct quota_state *q)
+{
+	unsigned long long kib = (q->bytes + 1023) / 1024;
+	printf("%s@%s: storage %llu", a->user, a->domain, kib);
+	if (q->kib_limit) {
+		printf(" of %llu KiB (%llu%%)", (unsigned long long)q->kib_limit,
+		        kib * 100 / q->kib_limit);
+	} else {
+		printf(" KiB (no limit)");
+	}
+	printf(", messages %llu", (unsigned long long)q->msgs);
+	if (q->msgs_limit) {
+		printf(" of %llu (%llu%%)\n", (unsigned long long)q->msgs_limit,
+		        (unsigned long long)(q->msgs * 100 / q->msgs_limit));
+	} else {
+		printf(" (no limit)\n");
+	}
+}
+
+/* user quota USER@DOMAIN [STORAGE [MESSAGES]] [--recalc] */
+static int cmd_user_quota(int argc, char **argv)
+{
+	char err[256];
+	struct mm_account a;
+	struct quota_state q;
+	int recalc = 0, n = 0;
+	char *rest[3];
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--recalc")) {
+			recalc = 1;
+		} else if (n < 3) {
+			rest[n++] = argv[i];
+		} else {
+			return fail("%s", "user: too many arguments to quota");
+		}
+	}
+	if (n < 1 || split(rest[0], &a) != 0 || mm_account_get(a.domain, a.user, &a) != 0 ||
+	        a.type != MM_MBOX) {
+		return fail("user: no such mailbox %s", n ? rest[0] : "(none given)");
+	}
+	if (n > 1 && quota_args(n - 1, rest + 1, &a.quota) != 0) {
+		return 1;
+	}
+	if (n > 1 && mm_account_save(&a, err, sizeof err) != 0) {
+		return fail("user: %s", err);
+	}
+	if ((recalc ? quota_recalc(a.domain, a.user, &q) : quota_get(a.domain, a.user, &q)) != 0) {
+		return fail("user: cannot read the folders of %s", rest[0]);
+	}
+	print_quota(&a, &q);
+	return 0;
 }
 
 /* The password comes from standard input, never the command line. */
@@ -351,6 +450,9 @@ static int cmd_user(int argc, char **argv)
 	if (argc >= 1 && !strcmp(argv[0], "list") && argc <= 2) {
 		mm_account_list(argc == 2 ? argv[1] : NULL, print_account, NULL);
 		return 0;
+	}
+	if (argc >= 1 && !strcmp(argv[0], "quota")) {
+		return cmd_user_quota(argc - 1, argv + 1);
 	}
 	if (argc != 2) {
 		return fail("%s", "user: expected add|del|passwd USER@DOMAIN, or list [DOMAIN]");

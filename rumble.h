@@ -175,6 +175,9 @@ struct settings {
 	char webadmin_bind[256];    /* WebAdminBind: 127.0.0.1 unless set */
 	int webadmin_port;          /* WebAdminPort */
 	char webadmin_users[1024];  /* WebAdmin lines: addresses, space-separated */
+	/* DefaultQuota: an account's limits when neither it nor its domain
+	 * has its own (quota.c); KiB and messages, 0 = none */
+	uint64_t quota_kib, quota_msgs;
 	struct config raw;
 };
 extern struct settings conf;
@@ -387,11 +390,19 @@ enum mm_type { MM_MBOX, MM_ALIAS, MM_FEED, MM_RELAY, MM_MOD };
 enum { SPECIAL_DRAFTS, SPECIAL_SENT, SPECIAL_TRASH, SPECIAL_JUNK, SPECIAL_ARCHIVE, SPECIAL_USES };
 #define MM_ARGS_MAX 1024
 
+/* A quota as set on an account or a domain (quota.c): storage in KiB and
+ * a message count, each 0 when not set there (the domain's, then
+ * DefaultQuota apply) or MM_QUOTA_NONE for "no limit". */
+#define MM_QUOTA_NONE UINT64_MAX
+struct mm_quota {
+	uint64_t kib, msgs;
+};
 struct mm_domain {
 	uint32_t id;
 	char name[MM_DOMAIN_MAX + 1];
 	char path[512]; /* storage path override, "" = default */
 	uint32_t flags;
+	struct mm_quota quota; /* the default of its accounts */
 };
 struct mm_account {
 	uint32_t id; /* assigned on first save, never reused */
@@ -400,6 +411,7 @@ struct mm_account {
 	enum mm_type type;
 	char password[CRYPTO_HASH_MAX];
 	char args[MM_ARGS_MAX]; /* alias targets, feed command, relay host */
+	struct mm_quota quota; /* a mailbox's own limits */
 };
 
 /* Sets the storage folder, creates what is missing, loads the lists. */
@@ -422,6 +434,8 @@ int mm_domain_count(void);
 int mm_domain_add(const char *name, char *err, size_t errlen);
 int mm_domain_del(const char *name, char *err, size_t errlen);
 int mm_domain_list(int (*fn)(const struct mm_domain *d, void *arg), void *arg);
+int mm_domain_get(const char *name, struct mm_domain *out); /* 0, or -1 when none */
+int mm_domain_set_quota(const char *name, const struct mm_quota *q, char *err, size_t errlen);
 
 int mm_account_get(const char *domain, const char *user, struct mm_account *out);
 int mm_account_get_id(uint32_t id, struct mm_account *out);
@@ -689,6 +703,7 @@ struct mm__box {
 	char label[MM_USER_MAX + MM_DOMAIN_MAX + MM_FOLDER_MAX + 4]; /* for logs */
 	char dir[1024];
 	char base[1400]; /* dir/NAME */
+	char domain[MM_DOMAIN_MAX + 1], user[MM_USER_MAX + 1]; /* the owner, lower case */
 	uint64_t key;    /* names the folder in caches: a hash of base */
 	FILE *mbox;      /* open as long as the box */
 	FILE *idx;       /* open during an operation only */
@@ -774,6 +789,45 @@ int md_list(const char *domain, const char *user, const char *folder, const char
  * one read of the file; stops at fn's non-zero return, which it returns. */
 int md_each_folder(const char *domain, const char *user, const char *key,
         int (*fn)(const char *folder, const char *value, size_t len, void *arg), void *arg);
+
+/* ---- quota.c: storage and message quotas (RFC 9208) ---- */
+/* What a mailbox account may hold and holds: limits as they apply (the
+ * account's own, else its domain's, else DefaultQuota; 0 = no limit) and
+ * the usage of all its folders, expunged messages not counted. */
+struct quota_state {
+	uint64_t kib_limit, msgs_limit;
+	uint64_t bytes, msgs;
+};
+/* "100M", "1G", "512K", bytes without a suffix (rounded up to KiB), or
+ * "none" (MM_QUOTA_NONE) or "default" (0: inherited). -1 when malformed. */
+int quota_parse_kib(const char *s, uint64_t *kib);
+/* A count, "none" or "default"; -1 when malformed. */
+int quota_parse_msgs(const char *s, uint64_t *msgs);
+/* The limits of domain/user (the account's name) as they apply. */
+void quota_limits(const char *domain, const char *user, struct quota_state *q);
+/* Limits and usage; the usage is read from the user's "quota" file, or
+ * summed from the folders' indexes (and written) when it has none. 0, or
+ * -1 when it cannot be known (then no limit is enforced). */
+int quota_get(const char *domain, const char *user, struct quota_state *q);
+/* 1 when n more messages of size bytes in all do not fit. */
+int quota_over(const struct quota_state *q, uint64_t n, uint64_t size);
+/* quota_get, then quota_over for n messages of size bytes in all: 1
+ * when they do not fit; an account with no limits never reads usage. */
+int quota_exceeded(const char *domain, const char *user, uint32_t n, uint64_t size);
+/* Sums the folders' indexes again and writes the figure. 0, or -1. */
+int quota_recalc(const char *domain, const char *user, struct quota_state *q);
+/* After mail was added for domain/user: when its usage passed 90% of a
+ * limit since the last warning, the user gets a warning message in the
+ * INBOX (once per crossing). Any thread; no lock held. */
+void quota_notify(const char *domain, const char *user);
+/* For mbox.c: n messages of bytes were added (n > 0) or expunged (n < 0)
+ * in a folder of the user whose folder is dir. Call with no lock held. */
+void quota__charge(const char *dir, const char *domain, const char *user, int64_t n,
+        int64_t bytes);
+/* The figure of the user whose folder is dir is not to be trusted (an
+ * index rebuilt, a folder deleted): the next quota_get sums it again.
+ * Takes no lock: safe under a box's. */
+void quota__forget(const char *dir);
 
 /* Shared by mailman.c and mbox.c only (the mbox store lives in mbox.c). */
 /* A name as a file name: bytes outside [a-z0-9._-] (upper case too, for
@@ -1066,8 +1120,10 @@ struct queue_msg {
 	int nrcpt;
 	struct spool body; /* wire form, CRLF, with the Received header */
 	int64_t date;
-	int status; /* set by the commit: 0 durable, -1 failed (reply 451) */
+	int status; /* set by the commit: 0 durable, -1 failed (reply 451),
+	               QUEUE_FULL: every recipient a mailbox over its quota (552) */
 };
+#define QUEUE_FULL (-2)
 struct queue_msg *queue_msg_new(const char *from);
 void queue_msg_add_rcpt(struct queue_msg *m, const char *rcpt);
 void queue_msg_free(struct queue_msg *m);
@@ -1261,6 +1317,16 @@ void imap_uses_free(struct imap_uses *u);
 int imap_use_parse(const struct imap_cmd *c, uint32_t *pos, char *out, size_t len);
 /* Gives folder the uses (as imap_use_parse made them); -1 on an error. */
 int imap_use_set(const char *domain, const char *user, const char *folder, const char *uses);
+/* QUOTA (RFC 9208, imap_quota.c): one root, "", per account. The QUOTA
+ * response of root into out: 0; -1 no such root (the account has no
+ * limit, or another name: NONEXISTENT); -2 the usage cannot be known. */
+int imap_quota_get(const char *domain, const char *user, const char *root, struct buf *out);
+/* GETQUOTAROOT's answer for box (which exists): QUOTAROOT, then the
+ * root's QUOTA when there is one. 0, or -1 when the usage cannot be known. */
+int imap_quota_root(const char *domain, const char *user, const char *box, struct buf *out);
+/* SETQUOTA's arguments from token i: 0 when they are well formed (the
+ * command is refused either way), -1 (BAD). */
+int imap_quota_set_parse(const struct imap_cmd *c, uint32_t i);
 /* LIST with LIST-EXTENDED (RFC 5258), SPECIAL-USE (RFC 6154) and
  * LIST-STATUS (RFC 5819), imap_list.c. */
 #define IMAP_LIST_PATS 16
@@ -1583,6 +1649,8 @@ int outbound_submit(const struct ob_submit *m, char *err, size_t errlen);
 /* Seconds to wait after the attempts-th failed attempt (1, 2, ...):
  * RetryInterval, doubling, at most MaxRetryInterval. */
 int64_t outbound_backoff(int attempts);
+/* t as an RFC 5322 date in UTC: "Thu, 1 Jan 2026 10:00:00 +0000". */
+void outbound_date(int64_t t, char *out, size_t len);
 /* A bounce (RFC 3464 multipart/report, CRLF lines) to sender about the n
  * failed recipients r of message qid that arrived at arrival; hdr is the
  * message's header block, quoted as text/rfc822-headers. Appends to b. */

@@ -53,6 +53,7 @@ struct smtp {
 	uint64_t max_size; /* MessageSizeLimit, or less as the script says */
 	int nmsgs;         /* messages accepted in this session */
 	uint64_t line_len; /* of the body line being received */
+	uint64_t declared; /* MAIL's SIZE= (RFC 1870), 0 when not given */
 	int too_long;      /* a body line went past the script's MaxLineLength */
 };
 
@@ -130,6 +131,7 @@ static void txn_reset(struct session *s, struct smtp *st)
 	}
 	st->too_big = 0;
 	st->data_len = 0;
+	st->declared = 0;
 	st->spf = -1;
 	enter_state(s, st, st->state == S_START ? S_START : S_HELO);
 }
@@ -306,7 +308,7 @@ static void cmd_ehlo(struct session *s, struct smtp *st, char *arg)
 }
 
 /* MAIL parameters (RFC 1870, 6152, 6531); -1 after a reply. */
-static int mail_params(struct session *s, char *params, uint64_t max_size)
+static int mail_params(struct session *s, char *params, uint64_t max_size, uint64_t *declared)
 {
 	for (char *p = params, *next; *p; p = next) {
 		next = p + strcspn(p, " ");
@@ -327,6 +329,7 @@ static int mail_params(struct session *s, char *params, uint64_t max_size)
 				reply(s, 552, "5.3.4 Message size exceeds fixed limit");
 				return -1;
 			}
+			*declared = n;
 		} else if (rl_strcasecmp(p, "BODY=8BITMIME") == 0 ||
 		           rl_strcasecmp(p, "BODY=7BIT") == 0 ||
 		           rl_strcasecmp(p, "SMTPUTF8") == 0) {
@@ -451,7 +454,8 @@ static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 		return;
 	}
 	rl_strlcpy(raw, arg, sizeof raw); /* mail_params cuts params up */
-	if ((*params && !st->esmtp) || mail_params(s, params, st->max_size) != 0) {
+	st->declared = 0;
+	if ((*params && !st->esmtp) || mail_params(s, params, st->max_size, &st->declared) != 0) {
 		if (!st->esmtp && *params) {
 			reply(s, 555, "5.5.4 Parameters need EHLO");
 		}
@@ -506,6 +510,22 @@ static int greylisted(struct session *s, struct smtp *st, const char *rcpt)
 	return wait > 0;
 }
 
+/* A mailbox known to be full (or too full for MAIL's SIZE) is refused
+ * for now at RCPT (RFC 3463 4.2.2); 1 when it answered. Aliases are
+ * checked when the message is delivered. */
+static int mailbox_full(struct session *s, struct smtp *st, const struct mm_account *a,
+        const char *rcpt)
+{
+	if (a->type != MM_MBOX ||
+	        !quota_exceeded(a->domain, a->user, 1, st->declared ? st->declared : 1)) {
+		return 0;
+	}
+	log_info("%08x smtp over quota from=<%s> to=<%s>", s->id, st->msg->from, rcpt);
+	os_atomic_add_long(&s->svc->rejected, 1);
+	reply(s, 452, "4.2.2 <%s>: Mailbox full", rcpt);
+	return 1;
+}
+
 static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
 {
 	char addr[ADDR_MAX], *params;
@@ -529,7 +549,7 @@ static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
 	struct mm_account acct;
 	switch (queue_classify(addr, &acct)) {
 	case RCPT_LOCAL:
-		if (!greylisted(s, st, addr)) {
+		if (!greylisted(s, st, addr) && !mailbox_full(s, st, &acct, addr)) {
 			rcpt_take(s, st, addr, code);
 		}
 		return;
@@ -916,6 +936,8 @@ static void commit_done(struct session *s, void *arg)
 		st->nmsgs++;
 		os_atomic_add_long(&s->svc->received, 1);
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
+	} else if (m->status == QUEUE_FULL) {
+		reply(s, 552, "5.2.2 Error: mailbox full, the message does not fit its quota");
 	} else {
 		reply(s, 451, "4.3.0 Error: could not store the message, try again later");
 	}

@@ -332,7 +332,10 @@ if [ -n "$DOVECOT" ]; then
 fi
 
 for t in $TARGETS; do
+	start=$(date +%s.%N)
 	fill 127.0.0.1 "${t#*:}" full@bench.example "$MSGS"
+	awk -v n="${t%%:*}" -v m="$MSGS" -v s="$start" -v e="$(date +%s.%N)" \
+		'BEGIN { printf "%s: %d messages appended in %.1f s\n", n, m, e - s }'
 done
 
 echo "imaptest: $SECS s, $CLIENTS clients, seed=123; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

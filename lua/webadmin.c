@@ -386,7 +386,73 @@ static int wa_admins(lua_State *L)
 	return 1;
 }
 
+/* A limit as set: "default" (0), "none", or KiB / a count. */
+static void quota_word(luaL_Buffer *b, uint64_t v, const char *unit)
+{
+	char num[32];
+	snprintf(num, sizeof num, "%llu%s", (unsigned long long)v, unit);
+	luaL_addstring(b, v == 0 ? "default" : v == MM_QUOTA_NONE ? "none" : num);
+}
+
+/* api.quota(domain, name): the mailbox's own limits as the form shows
+ * them ("100K 50", "default none"), and what it holds against the limits
+ * that apply ("12 of 100 KiB, 3 of 50 messages"); nil when no mailbox. */
+static int wa_quota(lua_State *L)
+{
+	const char *domain = luaL_checkstring(L, 1), *user = luaL_checkstring(L, 2);
+	struct mm_account a;
+	struct quota_state q;
+	char used[160], kib[48] = "", msgs[48] = "";
+	if (mm_account_get(domain, user, &a) != 0 || a.type != MM_MBOX ||
+	        quota_get(a.domain, a.user, &q) != 0) {
+		lua_pushnil(L);
+		return 1;
+	}
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	quota_word(&b, a.quota.kib, "K");
+	luaL_addchar(&b, ' ');
+	quota_word(&b, a.quota.msgs, "");
+	luaL_pushresult(&b);
+	if (q.kib_limit) {
+		snprintf(kib, sizeof kib, " of %llu", (unsigned long long)q.kib_limit);
+	}
+	if (q.msgs_limit) {
+		snprintf(msgs, sizeof msgs, " of %llu", (unsigned long long)q.msgs_limit);
+	}
+	snprintf(used, sizeof used, "%llu%s KiB, %llu%s messages",
+	        (unsigned long long)((q.bytes + 1023) / 1024), kib, (unsigned long long)q.msgs, msgs);
+	lua_pushstring(L, used);
+	return 2;
+}
+
+/* api.setquota(domain, name, "STORAGE [MESSAGES]"): true, or nil and why. */
+static int wa_setquota(lua_State *L)
+{
+	const char *domain = luaL_checkstring(L, 1), *user = luaL_checkstring(L, 2);
+	const char *text = luaL_checkstring(L, 3);
+	char st[64] = "", ms[64] = "", extra[2], err[256];
+	struct mm_account a;
+	int n = sscanf(text, "%63s %63s %1s", st, ms, extra);
+	if (mm_account_get(domain, user, &a) != 0 || a.type != MM_MBOX) {
+		return rl_fail(L, "%s", "no such mailbox");
+	}
+	if (n < 1 || n > 2 || quota_parse_kib(st, &a.quota.kib) != 0 ||
+	        (n == 2 && quota_parse_msgs(ms, &a.quota.msgs) != 0)) {
+		return rl_fail(L, "%s", "a quota is a size (100M, 2G, none, default) and optionally "
+		                        "a message count");
+	}
+	if (mm_account_save(&a, err, sizeof err) != 0) {
+		return rl_fail(L, "%s", err);
+	}
+	log_info("web admin: quota of %s@%s set to %s", a.user, a.domain, text);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static const luaL_Reg api[] = {
+        {"quota", wa_quota},
+        {"setquota", wa_setquota},
         {"setup", wa_setup},
         {"login", wa_login},
         {"sleep", wa_sleep},

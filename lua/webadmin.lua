@@ -421,18 +421,26 @@ local function accounts(ctx, code)
 	local rows = {}
 	for _, a in ipairs(list) do
 		local who = {{"domain", d}, {"name", a.name}}
-		local pw = ""
+		local pw, quota = "", ""
 		if a.type == "mailbox" then
+			local set, used = api.quota(d, a.name)
+			quota = concat {'<form class="inline" method="post" action="/account/quota">',
+				csrf_field(ctx), '<input type="hidden" name="domain" value="', esc(d), '">',
+				'<input type="hidden" name="name" value="', esc(a.name), '">',
+				'<input name="quota" size="14" value="', esc(set or ""), '" ',
+				'title="storage (100M, 2G, none, default) and messages"> <button>Set quota</button>',
+				"</form> ", esc(used or "")}
 			pw = concat {'<form class="inline" method="post" action="/account/password">',
 				csrf_field(ctx), '<input type="hidden" name="domain" value="', esc(d), '">',
 				'<input type="hidden" name="name" value="', esc(a.name), '">',
 				'<input type="password" name="password" placeholder="new password" ',
 				'autocomplete="new-password" required> <button>Set password</button></form>'}
 		end
-		rows[#rows + 1] = {esc(a.name .. "@" .. d), esc(a.type), esc(a.arguments), pw,
+		rows[#rows + 1] = {esc(a.name .. "@" .. d), esc(a.type), esc(a.arguments), pw, quota,
 			button(ctx, "/account/delete", who, "Delete")}
 	end
-	local body = concat {table_html({"Address", "Type", "Delivers to", "Password", ""}, rows),
+	local body = concat {table_html({"Address", "Type", "Delivers to", "Password", "Quota", ""},
+			rows),
 		'<form method="post" action="/account/add"><fieldset><legend>Add an account</legend>',
 		csrf_field(ctx), '<input type="hidden" name="domain" value="', esc(d), '">',
 		'<label>Name <input name="name" required maxlength="64"> @', esc(d), "</label>",
@@ -534,6 +542,23 @@ local function account_password(ctx)
 	return accounts(ctx, ok and 200 or 400)
 end
 
+-- A mailbox's own quota: "STORAGE [MESSAGES]" (100M 5000, none, default).
+local function account_quota(ctx)
+	local d, name = account_named(ctx)
+	if not d then
+		return domains(ctx, 400)
+	end
+	local q = ctx.form.quota or ""
+	if #q > 60 or not q:match("^[%w ]+$") then
+		say(ctx, false, "A quota is a size (100M, 2G, none, default) and optionally a message count.")
+		return accounts(ctx, 400)
+	end
+	local ok, why = api.setquota(d, name, q)
+	say(ctx, ok and true or false,
+		ok and ("Quota of " .. name .. "@" .. d .. " set.") or tostring(why))
+	return accounts(ctx, ok and 200 or 400)
+end
+
 local function account_delete(ctx)
 	local d, name = account_named(ctx)
 	if not d then
@@ -580,7 +605,8 @@ local GET = {["/"] = dashboard, ["/domains"] = domains, ["/accounts"] = accounts
 	["/queue"] = queue, ["/log"] = log_page}
 local POST = {["/service"] = service_action, ["/domain/add"] = domain_add,
 	["/domain/delete"] = domain_delete, ["/account/add"] = account_add,
-	["/account/password"] = account_password, ["/account/delete"] = account_delete}
+	["/account/password"] = account_password, ["/account/delete"] = account_delete,
+	["/account/quota"] = account_quota}
 
 -- ---- login, logout ----
 

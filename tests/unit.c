@@ -57,6 +57,7 @@ int main(int argc, char **argv)
 		{"crypto", tests_crypto},
 		{"mailman", tests_mailman},
 		{"mbox", tests_mbox},
+		{"quota", tests_quota},
 		{"smtp", tests_smtp},
 		{"dns", tests_dns},
 		{"tls", tests_tls},

@@ -56,6 +56,7 @@ void tests_buf(void);
 void tests_crypto(void);
 void tests_mailman(void);
 void tests_mbox(void);
+void tests_quota(void);
 void tests_smtp(void);
 void tests_dns(void);
 void tests_tls(void);
