@@ -15,11 +15,18 @@ TMP = os.path.join(ROOT, "build", "tmp")
 _running = []
 
 
+_given = set()  # ports handed out in this run: the kernel may give a freed one again
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _given:
+            break
+    _given.add(port)
     return port
 
 
