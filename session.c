@@ -116,7 +116,9 @@ static void run_inbox(struct worker *w)
 			session_release(s);
 		}
 		free(t);
-		session_service(s);
+		if (s) {
+			session_service(s); /* a bell's task has none: it serves its own */
+		}
 		t = next;
 	}
 }
@@ -179,6 +181,68 @@ static void session_release(struct session *s)
 void session_post(struct session *s, void (*fn)(struct session *, void *), void *arg)
 {
 	worker_post(s->worker, fn, s, arg, 1);
+}
+
+/* ---- bells: a wake-up for a session from any thread ----
+ *
+ * A ring posts one task to the session's worker unless one is on its
+ * way already (rung), so any number of rings cost one run of fn. The
+ * session does not know how many rings are out, and may end before
+ * they arrive: the bell outlives it then, holding one reference per
+ * task on its way plus the session's own, and the task finds s NULL. */
+struct session_bell {
+	struct worker *w;
+	struct session *s; /* NULL once the session let it go; the worker's */
+	void (*fn)(struct session *s);
+	volatile int rung;  /* a task is on its way */
+	volatile long refs; /* the session's, and the task's on its way */
+};
+
+static void bell_unref(struct session_bell *b)
+{
+	if (os_atomic_add_long(&b->refs, -1) == 0) {
+		free(b);
+	}
+}
+
+static void bell_run(struct session *unused, void *arg)
+{
+	(void)unused;
+	struct session_bell *b = arg;
+	struct session *s = b->s;
+	os_atomic_store_int(&b->rung, 0); /* rings from now on post again */
+	if (s && !s->closing) {
+		b->fn(s);
+		session_service(s);
+	}
+	bell_unref(b);
+}
+
+struct session_bell *session_bell_new(struct session *s, void (*fn)(struct session *s))
+{
+	struct session_bell *b = xcalloc(1, sizeof *b);
+	b->w = s->worker;
+	b->s = s;
+	b->fn = fn;
+	b->refs = 1;
+	return b;
+}
+
+void session_bell_ring(void *bell)
+{
+	struct session_bell *b = bell;
+	if (os_atomic_swap_int(&b->rung, 1) == 0) {
+		os_atomic_add_long(&b->refs, 1); /* the task's, given back by bell_run */
+		worker_post(b->w, bell_run, NULL, b, 0);
+	}
+}
+
+void session_bell_free(struct session_bell *b)
+{
+	if (b) {
+		b->s = NULL;
+		bell_unref(b);
+	}
 }
 
 int session_worker(const struct session *s)
