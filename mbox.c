@@ -1989,6 +1989,7 @@ void mm__forget(const char *base)
 	struct mm__box *f = box_find(base);
 	if (f) {
 		box_unlist(f);
+		os_atomic_store_int(&f->forgotten, 1);
 		mm__ring(f); /* its watchers find it gone */
 	}
 	os_mutex_unlock(boxes_mutex());

@@ -10,7 +10,7 @@
 #include "rumble.h"
 
 #define CHUNK (64 * 1024)
-#define POLL_MS 1000 /* a poll (IDLE) looks at the files at most this often */
+#define POLL_MS 1000 /* a poll (IDLE's wake) looks at the files at most this often */
 
 /* ---- reading ---- */
 
@@ -611,7 +611,8 @@ int mm_view_sync(struct mm_view *v, int expunge, int poll, struct mm_changes *c)
 	FILE *lk;
 	memset(c, 0, sizeof *c);
 	os_mutex_lock(f->mu);
-	int look = !poll || os_now_ms() - f->refreshed >= POLL_MS || !f->loaded;
+	int look = !poll || os_now_ms() - f->refreshed >= POLL_MS || !f->loaded ||
+	           os_atomic_load_int(&f->forgotten);
 	os_mutex_unlock(f->mu);
 	int rc = look ? mm__begin(f, &lk) : 0;
 	if (rc != 0) {

@@ -600,7 +600,8 @@ struct mm_changes {
 	uint32_t nexpunged, exists;
 };
 /* Fills c (free it with mm_changes_free); looks at the files first,
- * unless poll is set and someone did less than a second ago (IDLE). 0,
+ * unless poll is set and someone did less than a second ago (IDLE woken
+ * by mm_view_watch: the change is in memory already). 0,
  * MM_NOFOLDER (deleted or renamed), MM_REINDEXED, MM_UNAVAILABLE. */
 int mm_view_sync(struct mm_view *v, int expunge, int poll, struct mm_changes *c);
 void mm_changes_free(struct mm_changes *c);
@@ -691,6 +692,7 @@ struct mm__box {
 	uint64_t told_modseq;
 	uint32_t told_uidvalidity, told_nlive;
 	int told_gone;
+	volatile int forgotten; /* mm__forget: the next view sync looks at the files */
 	struct mm_view *watchers; /* views with a wake; the watch lock's, not mu's */
 };
 
