@@ -26,6 +26,10 @@
 #define MAX_EVENTS 128
 #define TICK_MS 1000
 #define CLOSE_LINGER_MS 10000 /* a closing session's output gets this long */
+/* The walk of a worker's sessions for timeouts waits until the first one
+ * can be due, at most this long: a protocol that lowers s->timeout_ms
+ * without I/O (IMAP's IDLE) sees it late by up to that. */
+#define WALK_MAX_MS 30000
 
 struct task {
 	void (*fn)(struct session *s, void *arg);
@@ -57,6 +61,8 @@ struct worker {
 	volatile long nsessions;
 	volatile int stop; /* 1: close idle sessions and leave when empty */
 	int64_t next_tick;
+	int64_t walk_at;       /* worker_tick has nothing to do before (0: walk) */
+	volatile int walk_now; /* another thread asks for a walk (server_unlisten) */
 };
 
 static struct worker *workers;
@@ -148,6 +154,7 @@ void session_close(struct session *s, const char *reason)
 	if (!s->closing) {
 		s->closing = 1;
 		rl_strlcpy(s->reason, reason, sizeof s->reason);
+		s->worker->walk_at = 0; /* its linger is counted from now */
 	}
 }
 
@@ -176,6 +183,9 @@ static void session_release(struct session *s)
 {
 	s->holds--;
 	s->worker->held--;
+	if (!s->holds) {
+		s->worker->walk_at = 0; /* its timeout counts again */
+	}
 }
 
 void session_post(struct session *s, void (*fn)(struct session *, void *), void *arg)
@@ -705,6 +715,7 @@ static void session_adopt(struct session *s, void *arg)
 	(void)arg;
 	struct worker *w = s->worker;
 	s->last_io = os_now_ms();
+	w->walk_at = 0;
 	s->next = w->sessions;
 	if (w->sessions) {
 		w->sessions->prev = s;
@@ -836,9 +847,23 @@ static void accept_one(struct service *svc, os_fd lfd)
 
 /* ---- workers ---- */
 
+/* When worker_tick may next have something to do for s. */
+static int64_t session_due(const struct session *s)
+{
+	if (s->closing) {
+		return s->last_io + CLOSE_LINGER_MS;
+	}
+	return s->holds ? INT64_MAX : s->last_io + s->timeout_ms; /* a release walks */
+}
+
+/* Ends the sessions that timed out, lingered too long or must go as the
+ * server or their service stops; then sets when the next walk is due, so
+ * that idle sessions cost nothing until then (last_io only moves later,
+ * and what moves a deadline earlier sets walk_at to 0). */
 static void worker_tick(struct worker *w, int64_t now)
 {
 	struct session *s = w->sessions, *next;
+	int64_t walk_at = now + WALK_MAX_MS;
 	for (; s; s = next) {
 		next = s->next;
 		if (s->closing && (w->stop == 2 || now - s->last_io > CLOSE_LINGER_MS)) {
@@ -861,7 +886,11 @@ static void worker_tick(struct worker *w, int64_t now)
 			session_close(s, stopping ? "server stopping" : "idle timeout");
 			session_service(s);
 		}
+		if (s->fd != OS_BADFD && session_due(s) < walk_at) {
+			walk_at = session_due(s);
+		}
 	}
+	w->walk_at = walk_at;
 }
 
 /* ---- timers ---- */
@@ -916,7 +945,9 @@ static void worker_main(void *arg)
 		int64_t now = os_now_ms();
 		if (now >= w->next_tick || w->stop) {
 			w->next_tick = now + TICK_MS;
-			worker_tick(w, now);
+			if (w->stop || now >= w->walk_at || os_atomic_swap_int(&w->walk_now, 0)) {
+				worker_tick(w, now);
+			}
 		}
 		if (w->stop == 2 && !w->sessions) {
 			run_inbox(w);
@@ -1041,6 +1072,9 @@ static void accept_ready(struct service *svc)
 void server_unlisten(struct service *svc)
 {
 	svc->stop_req = 1;
+	for (int i = 0; i < nworkers; i++) {
+		os_atomic_store_int(&workers[i].walk_now, 1); /* its sessions end */
+	}
 }
 
 /* Closes svc's listening sockets; on the main thread only, which is the
