@@ -120,6 +120,31 @@ def test_idle_is_told_of_another_sessions_append_store_and_expunge():
     assert s.stop() == 0
 
 
+def test_idle_is_told_of_another_sessions_copy_and_move():
+    """imap push: another session's COPY into the folder (EXISTS) and MOVE out of it (EXPUNGE) reach an IDLE client promptly"""
+    s = imap_server()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=30) as smtp:
+        for i in range(1, 3):
+            smtp.sendmail("bob@remote.test", ["alice@example.org"], msg(i))
+    o = Raw(s.imap_port)
+    o.cmd(b"a", b"LOGIN alice@example.org secret")
+    o.cmd(b"b", b"CREATE Work")
+    o.cmd(b"c", b"SELECT INBOX")
+    c = idler(s)
+    ms = []
+    for n in (3, 4, 5):
+        t, _ = told(c, lambda: o.cmd(b"d", b"COPY 1 INBOX"), b"\\* %d EXISTS" % n)
+        ms.append(t)
+    o.cmd(b"e", b"NOOP")
+    for n in (5, 4, 3):
+        t, _ = told(c, lambda: o.cmd(b"f", b"MOVE %d Work" % n), b"\\* %d EXPUNGE" % n)
+        ms.append(t)
+    assert_prompt(ms, "COPY and MOVE")
+    o.close()
+    c.close()
+    assert s.stop() == 0
+
+
 def test_idle_is_told_of_a_pop3_delete():
     """imap push: a POP3 DELE and QUIT reaches an IDLE client as EXPUNGE promptly"""
     s = imap_server()
