@@ -30,8 +30,9 @@
  * paused while it runs and resumed (as in pop3.c) when the tagged reply
  * is out. SEARCH reads messages the same way; COPY streams each message
  * into a spool and appends it.
- * IDLE polls the folder every IDLE_POLL_MS on a session timer: deliveries
- * go through the committer thread, which knows nothing of sessions.
+ * IDLE is pushed, not polled: the view is watched while the session
+ * idles, and whichever thread changes the folder (the committer's
+ * delivery, another session, POP3) rings the session's bell.
  *
  * Hierarchy separator "." (mm_valid_folder refuses '/'); names are kept as
  * the client sends them (modified UTF-7 included), INBOX in any case is
@@ -52,7 +53,6 @@
 #define IMAP_PRELOGIN_MAX 50  /* commands before login */
 #define IMAP_PREAUTH_MS 60000 /* idle time before login */
 #define IMAP_AUTH_MS 1800000  /* RFC 3501 5.4: at least 30 minutes */
-#define IDLE_POLL_MS 1000
 #define FILL_MAX (64 * 1024)
 #define SCAN_SLICE_MS 10 /* a SEARCH, SORT or THREAD works this long at a time */
 #define COPY_CHUNK (16 * 1024)
@@ -80,8 +80,8 @@ struct imap {
 	struct spool *sp; /* APPEND's message literal, while it is received and used */
 	char *spdir;
 	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, kicking : 1, resume : 1, idling : 1,
-	        idle_timer : 1, condstore : 1, qresync : 1, /* RFC 7162, once turned on */
-	        rev2 : 1;                                    /* ENABLE IMAP4rev2 */
+	        condstore : 1, qresync : 1, /* RFC 7162, once turned on */
+	        rev2 : 1;                   /* ENABLE IMAP4rev2 */
 	struct sasl *sasl; /* AUTHENTICATE under way (NULL otherwise: an idle session
 	                      keeps no room for a password) */
 	/* a Lua hook waiting for the client (RL_WAIT): the command (in cmd,
@@ -100,7 +100,8 @@ struct imap {
 	uint32_t uidvalidity;
 	uint32_t kw_told; /* the folder's keyword slots the client was told of (FLAGS) */
 	struct imap_set saved; /* SEARCH RETURN (SAVE)'s result as UID ranges: "$" */
-	int64_t idle_since, idle_due;
+	int64_t idle_since;
+	struct session_bell *bell; /* IDLE's wake-up, made at the first IDLE */
 	struct imap_fetch *job;
 	uint32_t *job_seqs;
 	int job_uid;
@@ -1995,60 +1996,55 @@ static void cmd_setquota(struct session *s, struct imap *st, struct args *a)
 	no(s, st, "[NOPERM] Quotas are set by the administrator");
 }
 
-/* ---- IDLE (RFC 2177) ---- */
+/* ---- IDLE (RFC 2177) ----
+ *
+ * No timer: while a session idles its view is watched (mm_view_watch),
+ * and a change to the folder, made on any thread, rings the session's
+ * bell; view_sync then runs on the session's own worker. An idling
+ * session is not held, so the worker's idle timeout and a graceful stop
+ * see it as any other session. */
 
-static void idle_tick(struct session *s, void *arg);
-
-static void idle_arm(struct session *s, struct imap *st)
+/* The idle timeout ends IDLE IMAP_AUTH_MS after it began, as when a
+ * timer polled, though what the session was told since counts as I/O. */
+static void idle_deadline(struct session *s, struct imap *st)
 {
-	st->idle_timer = 1;
-	st->idle_due = os_now_ms() + IDLE_POLL_MS;
-	session_after(s, IDLE_POLL_MS, idle_tick, NULL);
+	int64_t left = st->idle_since + IMAP_AUTH_MS - os_now_ms();
+	s->timeout_ms = left > 0 ? (int)left : 0;
 }
 
-/* The poll timer holds the session, so the idle timeout and a graceful
- * stop do not see it: it ends the session itself after IMAP_AUTH_MS, and
- * when it fires early, which only a stopping worker does (it runs every
- * timer at once), it says BYE and is not armed again. */
-static void idle_tick(struct session *s, void *arg)
+/* The bell: the folder may have changed. */
+static void idle_wake(struct session *s)
 {
 	struct imap *st = s->ps;
-	if (!st || session_closing(s)) {
-		return;
-	}
-	st->idle_timer = 0;
-	if (!st->idling) {
-		return;
-	}
-	int64_t now = os_now_ms();
-	if (now + IDLE_POLL_MS / 2 < st->idle_due || now - st->idle_since > IMAP_AUTH_MS) {
-		session_printf(s, "* BYE %s\r\n",
-		        now - st->idle_since > IMAP_AUTH_MS ? "Idle for too long"
-		                                            : "Server shutting down");
-		session_close(s, "idle ended");
-		return;
-	}
-	if (view_sync(s, st, 1, 1) == 0) {
-		idle_arm(s, st);
+	if (st && st->idling && st->v && view_sync(s, st, 1, 1) == 0) {
+		idle_deadline(s, st);
 	}
 }
 
 static void cmd_idle(struct session *s, struct imap *st, struct args *a)
 {
-	if (st->state == I_SELECTED && view_sync(s, st, 1, 0) != 0) {
-		return;
+	if (st->state == I_SELECTED) {
+		if (!st->bell) {
+			st->bell = session_bell_new(s, idle_wake);
+		}
+		/* watched before the sync: no change falls between the two */
+		mm_view_watch(st->v, session_bell_ring, st->bell);
+		if (view_sync(s, st, 1, 0) != 0) {
+			return;
+		}
 	}
 	session_printf(s, "+ idling\r\n");
 	st->idling = 1;
 	st->idle_since = os_now_ms();
-	if (st->state == I_SELECTED && !st->idle_timer) {
-		idle_arm(s, st);
-	}
 }
 
 static void idle_done(struct session *s, struct imap *st, const char *line)
 {
 	st->idling = 0;
+	if (st->v) {
+		mm_view_watch(st->v, NULL, NULL);
+	}
+	s->timeout_ms = IMAP_AUTH_MS;
 	if (rl_strcasecmp(line, "DONE") != 0) {
 		bad(s, st, "Expected DONE");
 	} else {
@@ -2532,7 +2528,8 @@ static void imap_close(struct session *s)
 	sasl_end(st); /* no password left in freed memory */
 	job_done(st);
 	scan_free(st);
-	close_box(st);
+	close_box(st); /* no more rings: the view's watch ends with it */
+	session_bell_free(st->bell);
 	cmd_done(st);
 	imap_cmd_free(&st->cmd);
 	xfree(st->spdir);

@@ -795,6 +795,7 @@ int mm_open(const char *storage, char *err, size_t errlen)
 
 void mm_close(void)
 {
+	mm__watch_stop();
 	if (!mm.open) {
 		return;
 	}

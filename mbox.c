@@ -1109,6 +1109,9 @@ int mm__begin(struct mm__box *f, FILE **lk)
 	f->lk = *lk;
 	int rc = refresh_locked(f);
 	if (rc != 0) {
+		if (rc == MM_NOFOLDER) {
+			mm__ring_changed(f, 1); /* watchers find it gone */
+		}
 		if (f->idx) {
 			fclose(f->idx);
 			f->idx = NULL;
@@ -1133,6 +1136,7 @@ void mm__end(struct mm__box *f, FILE *lk)
 	f->lk = NULL;
 	os_unlock(lk);
 	fclose(lk);
+	mm__ring_changed(f, 0);
 	os_mutex_unlock(f->mu);
 }
 
@@ -2145,6 +2149,122 @@ void mm__forget(const char *base)
 	struct mm__box *f = box_find(base);
 	if (f) {
 		box_unlist(f);
+		os_atomic_store_int(&f->forgotten, 1);
+		mm__ring(f); /* its watchers find it gone */
 	}
 	os_mutex_unlock(boxes_mutex());
+}
+
+/* ---- the look at watched folders' files, for other processes' changes ----
+ *
+ * Changes made in this process wake watchers at once (mm__end). Another
+ * process's (the command line, a program appending to the mbox) are only
+ * in the files: one thread per process looks at the files of every box
+ * with a watcher every MM_WATCH_LOOK_MS, as any operation on the box
+ * does (mm__begin), and mm__end wakes the watchers when it found a
+ * change. One look per watched folder, not per client: 10,000 clients in
+ * IDLE on one INBOX cost one look every 30 s. */
+
+static os_mutex *look_mu; /* the four below */
+static os_cond *look_cv;
+static os_thread *look_thread;
+static int look_stop;
+static int look_ms = MM_WATCH_LOOK_MS;
+
+/* see rumble.h */
+void mm__watch_interval(int ms)
+{
+	look_ms = ms;
+}
+
+/* The listed boxes with watchers, each with a reference taken; *n of them. */
+static struct mm__box **watched_boxes(size_t *n)
+{
+	struct mm__box **list = NULL;
+	size_t cap = 0;
+	*n = 0;
+	os_mutex_lock(boxes_mutex());
+	for (struct mm__box *f = boxes; f; f = f->next) {
+		if (!mm__watched(f)) {
+			continue;
+		}
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			list = xrealloc(list, cap * sizeof *list);
+		}
+		f->refs++;
+		list[(*n)++] = f;
+	}
+	os_mutex_unlock(boxes_mutex());
+	return list;
+}
+
+static void look_once(void)
+{
+	size_t n;
+	struct mm__box **list = watched_boxes(&n);
+	for (size_t i = 0; i < n; i++) {
+		FILE *lk;
+		if (mm__begin(list[i], &lk) == 0) {
+			mm__end(list[i], lk);
+		}
+		box_release(list[i]);
+	}
+	xfree(list);
+}
+
+static void look_main(void *arg)
+{
+	(void)arg;
+	os_mutex_lock(look_mu);
+	int64_t next = os_now_ms() + look_ms;
+	while (!look_stop) {
+		int64_t now = os_now_ms();
+		if (now < next) {
+			os_cond_wait(look_cv, look_mu, (int)(next - now));
+			continue;
+		}
+		os_mutex_unlock(look_mu);
+		look_once();
+		os_mutex_lock(look_mu);
+		next = os_now_ms() + look_ms;
+	}
+	os_mutex_unlock(look_mu);
+}
+
+/* see rumble.h */
+void mm__watch_start(void)
+{
+	os_mutex_lock(rl_mutex_once(&look_mu));
+	if (!look_thread) {
+		look_cv = look_cv ? look_cv : os_cond_new();
+		look_stop = 0;
+		look_thread = os_thread_start(look_main, NULL);
+		if (!look_thread) {
+			log_warn("mbox: cannot start the thread that looks at watched folders");
+		}
+	}
+	os_mutex_unlock(look_mu);
+}
+
+/* see rumble.h */
+void mm__watch_stop(void)
+{
+	os_mutex_lock(rl_mutex_once(&look_mu));
+	os_thread *t = look_thread;
+	look_thread = NULL;
+	look_stop = 1;
+	if (look_cv) {
+		os_cond_broadcast(look_cv);
+	}
+	os_mutex_unlock(look_mu);
+	if (t) {
+		os_thread_join(t);
+	}
+	os_mutex_lock(look_mu);
+	if (look_cv && !look_thread) {
+		os_cond_free(look_cv);
+		look_cv = NULL;
+	}
+	os_mutex_unlock(look_mu);
 }

@@ -10,7 +10,7 @@
 #include "rumble.h"
 
 #define CHUNK (64 * 1024)
-#define POLL_MS 1000 /* a poll (IDLE) looks at the files at most this often */
+#define POLL_MS 1000 /* a poll (IDLE's wake) looks at the files at most this often */
 
 /* ---- reading ---- */
 
@@ -505,6 +505,7 @@ void mm_view_close(struct mm_view *v)
 		return;
 	}
 	struct mm__box *f = v->b;
+	mm_view_watch(v, NULL, NULL);
 	os_mutex_lock(f->mu);
 	struct mm_view **pp = &f->views;
 	while (*pp && *pp != v) {
@@ -657,7 +658,8 @@ int mm_view_sync(struct mm_view *v, int expunge, int poll, struct mm_changes *c)
 	FILE *lk;
 	memset(c, 0, sizeof *c);
 	os_mutex_lock(f->mu);
-	int look = !poll || os_now_ms() - f->refreshed >= POLL_MS || !f->loaded;
+	int look = !poll || os_now_ms() - f->refreshed >= POLL_MS || !f->loaded ||
+	           os_atomic_load_int(&f->forgotten);
 	os_mutex_unlock(f->mu);
 	int rc = look ? mm__begin(f, &lk) : 0;
 	if (rc != 0) {
@@ -790,4 +792,78 @@ void mm__views_lost(struct mm__box *f, const struct mm__rec *old, uint32_t n)
 			}
 		}
 	}
+}
+
+/* ---- push: waking the views that watch (IMAP IDLE) ----
+ *
+ * Every change goes through mm__end (or a failed mm__begin, or
+ * mm__forget) on whatever thread made it, which compares what a client
+ * can see of the box (modseq, UIDVALIDITY, live count, gone) with what
+ * the watchers were last woken for, and wakes them all when it differs.
+ * The watchers have their own lock, the last one taken, so that wake
+ * can run under the box's locks and mm__forget can wake without the
+ * box's mutex (it holds the file lock, which comes after it). */
+
+static os_mutex *watch_mu;
+
+static os_mutex *watch_lock(void)
+{
+	return rl_mutex_once(&watch_mu);
+}
+
+/* see rumble.h */
+void mm_view_watch(struct mm_view *v, void (*wake)(void *arg), void *arg)
+{
+	struct mm__box *f = v->b;
+	os_mutex_lock(watch_lock());
+	if (!v->wake && wake) {
+		v->wnext = f->watchers;
+		f->watchers = v;
+	} else if (v->wake && !wake) {
+		struct mm_view **pp = &f->watchers;
+		while (*pp != v) {
+			pp = &(*pp)->wnext;
+		}
+		*pp = v->wnext;
+		v->wnext = NULL;
+	}
+	v->wake = wake;
+	v->wake_arg = arg;
+	os_mutex_unlock(watch_lock());
+	if (wake) {
+		mm__watch_start();
+	}
+}
+
+/* see rumble.h */
+void mm__ring(struct mm__box *f)
+{
+	os_mutex_lock(watch_lock());
+	for (struct mm_view *v = f->watchers; v; v = v->wnext) {
+		v->wake(v->wake_arg);
+	}
+	os_mutex_unlock(watch_lock());
+}
+
+/* see rumble.h */
+void mm__ring_changed(struct mm__box *f, int gone)
+{
+	if (f->told_modseq == f->x.h.modseq && f->told_uidvalidity == f->x.h.uidvalidity &&
+	        f->told_nlive == f->nlive && f->told_gone == gone) {
+		return;
+	}
+	f->told_modseq = f->x.h.modseq;
+	f->told_uidvalidity = f->x.h.uidvalidity;
+	f->told_nlive = f->nlive;
+	f->told_gone = gone;
+	mm__ring(f);
+}
+
+/* see rumble.h */
+int mm__watched(struct mm__box *f)
+{
+	os_mutex_lock(watch_lock());
+	int w = f->watchers != NULL;
+	os_mutex_unlock(watch_lock());
+	return w;
 }

@@ -702,6 +702,9 @@ static void cmd_quit(struct session *s, struct pop3 *st, char *arg)
 	} else {
 		err(s, st, "[SYS/TEMP] Some deleted messages were not removed");
 	}
+	/* before the reply leaves: a client that logs in again as soon as
+	 * it reads it must not find the maildrop still locked */
+	drop_unlock(st);
 	session_close(s, "quit");
 }
 

@@ -620,7 +620,8 @@ struct mm_changes {
 	uint32_t nexpunged, exists, recent; /* recent: of the new ones, to this view */
 };
 /* Fills c (free it with mm_changes_free); looks at the files first,
- * unless poll is set and someone did less than a second ago (IDLE). 0,
+ * unless poll is set and someone did less than a second ago (IDLE woken
+ * by mm_view_watch: the change is in memory already). 0,
  * MM_NOFOLDER (deleted or renamed), MM_REINDEXED, MM_UNAVAILABLE. */
 int mm_view_sync(struct mm_view *v, int expunge, int poll, struct mm_changes *c);
 void mm_changes_free(struct mm_changes *c);
@@ -652,6 +653,18 @@ int mm_folder_vanished(struct mm_folder *f, uint64_t since, struct mm_range **ou
  * when the message with uid is recent to v. */
 int mm_view_claim(struct mm_view *v);
 int mm_view_recent(struct mm_view *v, uint32_t uid);
+/* Push (IMAP IDLE): while watched, wake(arg) is called whenever the folder
+ * may have changed for the view: a message added, flags or keywords
+ * changed, expunged, the folder reloaded, deleted or renamed, through any
+ * handle in this process (at once, from the thread that changed it) or by
+ * another process (seen within MM_WATCH_LOOK_MS, when one thread per
+ * process looks at the files of folders with watchers). wake runs on that
+ * thread under the folder's locks: it must only take note (a
+ * session_bell_ring), then the owner calls mm_view_sync on its own
+ * thread. wake NULL stops it; after the call returns, wake is not
+ * running and will not be called. mm_view_close stops it too. */
+#define MM_WATCH_LOOK_MS 30000
+void mm_view_watch(struct mm_view *v, void (*wake)(void *arg), void *arg);
 /* Folder management (names as mm_folder_open takes them). create: 0 made,
  * 1 exists already, -1 error. delete: 0, or -1 (INBOX, missing, error).
  * rename: 0, 1 when to exists, -1 (to INBOX, from missing, error);
@@ -723,6 +736,12 @@ struct mm__box {
 	int listed;            /* in the table (not once deleted or renamed) */
 	struct mm_view *views; /* the clients' views of it */
 	struct mm__box *next;  /* the table */
+	/* what watchers were last woken for (mm__ring_changed) */
+	uint64_t told_modseq;
+	uint32_t told_uidvalidity, told_nlive;
+	int told_gone;
+	volatile int forgotten; /* mm__forget: the next view sync looks at the files */
+	struct mm_view *watchers; /* views with a wake; the watch lock's, not mu's */
 };
 
 /* What mm_folder_open hands out: the box, and room for what the
@@ -746,6 +765,9 @@ struct mm_view {
 	int claims;            /* it takes new mail as \Recent (SELECT, not EXAMINE) */
 	uint32_t *gone, ngone, gcap; /* ascending UIDs */
 	struct mm_view *next;
+	void (*wake)(void *arg); /* these three are the watch lock's */
+	void *wake_arg;
+	struct mm_view *wnext; /* the box's watchers */
 };
 
 /* The live message with uid: its index in x.rec, -1 if none. */
@@ -765,6 +787,21 @@ void mm__views_keep(struct mm__box *f);
  * x no longer has (another process expunged and compacted them between
  * two looks) go into its gone list. */
 void mm__views_lost(struct mm__box *f, const struct mm__rec *old, uint32_t n);
+/* Wakes f's watchers (mm_view_watch): mm__ring always (f found in the
+ * table or held; f->mu need not be held), mm__ring_changed when what a
+ * client sees of f changed since the last wake (f->mu held). The watch
+ * lock they take is the last of all: box table, box, file lock, watch
+ * lock, then a session worker's inbox lock. */
+void mm__ring(struct mm__box *f);
+void mm__ring_changed(struct mm__box *f, int gone);
+int mm__watched(struct mm__box *f);
+/* The thread that looks at watched folders' files for other processes'
+ * changes: started by the first watch, stopped by mm_close. */
+void mm__watch_start(void);
+void mm__watch_stop(void);
+/* The look's interval, MM_WATCH_LOOK_MS unless a test sets it (before
+ * the thread starts). */
+void mm__watch_interval(int ms);
 
 /* ---- metadata.c: per-user and per-folder metadata (RFC 5464 names) ---- */
 #define MD_KEY_MAX 255
@@ -982,6 +1019,17 @@ void session_discard_input(struct session *s);
  * when s is closing: fn must then only free arg). */
 void session_hold(struct session *s);
 void session_post(struct session *s, void (*fn)(struct session *s, void *arg), void *arg);
+/* A bell wakes s from any thread without a hold: session_bell_ring runs
+ * fn(s) on s's worker soon after, once for any number of rings before fn
+ * starts, and not at all once s is closing or the bell was freed. The
+ * ringer may hold any lock (it takes only the worker's inbox lock and
+ * allocates) but must know the bell is alive: found under a lock that
+ * its owner takes to stop the rings before session_bell_free. new and
+ * free on s's worker; free before s ends (proto->close). */
+struct session_bell;
+struct session_bell *session_bell_new(struct session *s, void (*fn)(struct session *s));
+void session_bell_ring(void *bell); /* void *: an mm_view_watch callback as it is */
+void session_bell_free(struct session_bell *b);
 
 /* ---- dnsbl.c: DNS blocklists (RFC 5782) for the SMTP port ---- */
 /* The name to look ip up by in zone ("2.0.0.127.zone", IPv6 by nibbles);

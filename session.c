@@ -26,6 +26,10 @@
 #define MAX_EVENTS 128
 #define TICK_MS 1000
 #define CLOSE_LINGER_MS 10000 /* a closing session's output gets this long */
+/* The walk of a worker's sessions for timeouts waits until the first one
+ * can be due, at most this long: a protocol that lowers s->timeout_ms
+ * without I/O (IMAP's IDLE) sees it late by up to that. */
+#define WALK_MAX_MS 30000
 
 struct task {
 	void (*fn)(struct session *s, void *arg);
@@ -57,6 +61,8 @@ struct worker {
 	volatile long nsessions;
 	volatile int stop; /* 1: close idle sessions and leave when empty */
 	int64_t next_tick;
+	int64_t walk_at;       /* worker_tick has nothing to do before (0: walk) */
+	volatile int walk_now; /* another thread asks for a walk (server_unlisten) */
 };
 
 static struct worker *workers;
@@ -116,7 +122,9 @@ static void run_inbox(struct worker *w)
 			session_release(s);
 		}
 		free(t);
-		session_service(s);
+		if (s) {
+			session_service(s); /* a bell's task has none: it serves its own */
+		}
 		t = next;
 	}
 }
@@ -146,6 +154,7 @@ void session_close(struct session *s, const char *reason)
 	if (!s->closing) {
 		s->closing = 1;
 		rl_strlcpy(s->reason, reason, sizeof s->reason);
+		s->worker->walk_at = 0; /* its linger is counted from now */
 	}
 }
 
@@ -174,11 +183,76 @@ static void session_release(struct session *s)
 {
 	s->holds--;
 	s->worker->held--;
+	if (!s->holds) {
+		s->worker->walk_at = 0; /* its timeout counts again */
+	}
 }
 
 void session_post(struct session *s, void (*fn)(struct session *, void *), void *arg)
 {
 	worker_post(s->worker, fn, s, arg, 1);
+}
+
+/* ---- bells: a wake-up for a session from any thread ----
+ *
+ * A ring posts one task to the session's worker unless one is on its
+ * way already (rung), so any number of rings cost one run of fn. The
+ * session does not know how many rings are out, and may end before
+ * they arrive: the bell outlives it then, holding one reference per
+ * task on its way plus the session's own, and the task finds s NULL. */
+struct session_bell {
+	struct worker *w;
+	struct session *s; /* NULL once the session let it go; the worker's */
+	void (*fn)(struct session *s);
+	volatile int rung;  /* a task is on its way */
+	volatile long refs; /* the session's, and the task's on its way */
+};
+
+static void bell_unref(struct session_bell *b)
+{
+	if (os_atomic_add_long(&b->refs, -1) == 0) {
+		free(b);
+	}
+}
+
+static void bell_run(struct session *unused, void *arg)
+{
+	(void)unused;
+	struct session_bell *b = arg;
+	struct session *s = b->s;
+	os_atomic_store_int(&b->rung, 0); /* rings from now on post again */
+	if (s && !s->closing) {
+		b->fn(s);
+		session_service(s);
+	}
+	bell_unref(b);
+}
+
+struct session_bell *session_bell_new(struct session *s, void (*fn)(struct session *s))
+{
+	struct session_bell *b = xcalloc(1, sizeof *b);
+	b->w = s->worker;
+	b->s = s;
+	b->fn = fn;
+	b->refs = 1;
+	return b;
+}
+
+void session_bell_ring(void *bell)
+{
+	struct session_bell *b = bell;
+	if (os_atomic_swap_int(&b->rung, 1) == 0) {
+		os_atomic_add_long(&b->refs, 1); /* the task's, given back by bell_run */
+		worker_post(b->w, bell_run, NULL, b, 0);
+	}
+}
+
+void session_bell_free(struct session_bell *b)
+{
+	if (b) {
+		b->s = NULL;
+		bell_unref(b);
+	}
 }
 
 int session_worker(const struct session *s)
@@ -664,6 +738,7 @@ static void session_adopt(struct session *s, void *arg)
 	(void)arg;
 	struct worker *w = s->worker;
 	s->last_io = os_now_ms();
+	w->walk_at = 0;
 	s->next = w->sessions;
 	if (w->sessions) {
 		w->sessions->prev = s;
@@ -795,9 +870,23 @@ static void accept_one(struct service *svc, os_fd lfd)
 
 /* ---- workers ---- */
 
+/* When worker_tick may next have something to do for s. */
+static int64_t session_due(const struct session *s)
+{
+	if (s->closing) {
+		return s->last_io + CLOSE_LINGER_MS;
+	}
+	return s->holds ? INT64_MAX : s->last_io + s->timeout_ms; /* a release walks */
+}
+
+/* Ends the sessions that timed out, lingered too long or must go as the
+ * server or their service stops; then sets when the next walk is due, so
+ * that idle sessions cost nothing until then (last_io only moves later,
+ * and what moves a deadline earlier sets walk_at to 0). */
 static void worker_tick(struct worker *w, int64_t now)
 {
 	struct session *s = w->sessions, *next;
+	int64_t walk_at = now + WALK_MAX_MS;
 	for (; s; s = next) {
 		next = s->next;
 		if (s->closing && (w->stop == 2 || now - s->last_io > CLOSE_LINGER_MS)) {
@@ -820,7 +909,11 @@ static void worker_tick(struct worker *w, int64_t now)
 			session_close(s, stopping ? "server stopping" : "idle timeout");
 			session_service(s);
 		}
+		if (s->fd != OS_BADFD && session_due(s) < walk_at) {
+			walk_at = session_due(s);
+		}
 	}
+	w->walk_at = walk_at;
 }
 
 /* ---- timers ---- */
@@ -875,7 +968,9 @@ static void worker_main(void *arg)
 		int64_t now = os_now_ms();
 		if (now >= w->next_tick || w->stop) {
 			w->next_tick = now + TICK_MS;
-			worker_tick(w, now);
+			if (w->stop || now >= w->walk_at || os_atomic_swap_int(&w->walk_now, 0)) {
+				worker_tick(w, now);
+			}
 		}
 		if (w->stop == 2 && !w->sessions) {
 			run_inbox(w);
@@ -1000,6 +1095,9 @@ static void accept_ready(struct service *svc)
 void server_unlisten(struct service *svc)
 {
 	svc->stop_req = 1;
+	for (int i = 0; i < nworkers; i++) {
+		os_atomic_store_int(&workers[i].walk_now, 1); /* its sessions end */
+	}
 }
 
 /* Closes svc's listening sockets; on the main thread only, which is the

@@ -157,10 +157,14 @@ PY
 # fill HOST PORT USER COUNT: COUNT messages of the source mbox appended
 fill() {
 	python3 - "$@" "$DIR/source.mbox" <<'PY'
-import imaplib, mailbox, re, sys
+import imaplib, mailbox, re, socket, sys
 port, user, count, src = int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 msgs = [m.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for m in mailbox.mbox(src)]
 m = imaplib.IMAP4(sys.argv[1], port, timeout=120)
+# imaplib sends a literal and its CRLF in two writes: with Nagle the CRLF
+# waits for the server's delayed ACK of the literal (40 ms an APPEND with
+# Rumble, not with Dovecot)
+m.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 m.login(user, "secret")
 for i in range(count):
     # imaptest takes one Message-ID for one message: these have their own

@@ -427,6 +427,97 @@ static void messages_read_from_the_store_answer_as_from_memory(void)
 	mm_close();
 }
 
+static void count_wake(void *arg)
+{
+	os_atomic_add_long(arg, 1);
+}
+
+static long wakes(volatile long *n)
+{
+	return os_atomic_load_long(n);
+}
+
+static void a_watched_view_is_woken_by_changes_to_its_folder_only(void)
+{
+	struct mm_folder *f, *g, *o;
+	struct mm_view *v, *vo;
+	struct mm_changes c;
+	char dir[1024], base[1400];
+	volatile long n = 0, no = 0;
+	uint32_t uid;
+	ASSERT_EQ(setup(), 0);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 1, &f), 0);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 0, &g), 0);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "Other", 1, &o), 0);
+	ASSERT_EQ(mm_view_open(f, &v), 0);
+	ASSERT_EQ(mm_view_open(o, &vo), 0);
+	mm_view_watch(v, count_wake, (void *)&n);
+	mm_view_watch(vo, count_wake, (void *)&no);
+	ASSERT_EQ(add(g, "x\r\n", 3, &uid), 0); /* a delivery through another handle */
+	ASSERT_EQ(wakes(&n), 1);
+	ASSERT_EQ(mm_folder_store(g, &uid, 1, MM_STORE_ADD, MM_DELETED, 0), 1);
+	ASSERT_EQ(wakes(&n), 2);
+	ASSERT_EQ(mm_folder_store(g, &uid, 1, MM_STORE_ADD, MM_DELETED, 0), 0);
+	ASSERT_EQ(mm_view_sync(v, 1, 0, &c), 0); /* no change, no wake */
+	mm_changes_free(&c);
+	ASSERT_EQ(mm_folder_refresh(g), 0);
+	ASSERT_EQ(wakes(&n), 2);
+	ASSERT_EQ(mm_folder_expunge(g), 1);
+	ASSERT_EQ(wakes(&n), 3);
+	ASSERT_EQ(wakes(&no), 0); /* another folder's watcher slept through it all */
+	/* another process's change: seen by the next look at the files */
+	ASSERT_EQ(mm__folder_base("example.org", "jo", "INBOX", dir, sizeof dir, base, sizeof base),
+	        0);
+	mm_folder_close(g);
+	mm__forget(base); /* the next open is a box of its own; the watchers are told */
+	ASSERT_EQ(wakes(&n), 4);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 0, &g), 0);
+	ASSERT_EQ(add_s(g, "Subject: elsewhere\r\n\r\nx\r\n"), 0);
+	ASSERT_EQ(wakes(&n), 4);
+	ASSERT_EQ(mm_folder_refresh(f), 0);
+	ASSERT_EQ(wakes(&n), 5);
+	mm_view_watch(v, NULL, NULL);
+	ASSERT_EQ(add_s(f, "y\r\n"), 0);
+	ASSERT_EQ(wakes(&n), 5);
+	mm_view_close(vo); /* closed while watched: no wake after */
+	ASSERT_EQ(add_s(o, "z\r\n"), 0);
+	ASSERT_EQ(wakes(&no), 0);
+	mm_view_close(v);
+	mm_folder_close(g);
+	mm_folder_close(o);
+	mm_folder_close(f);
+	mm_close();
+}
+
+static void the_look_at_the_files_wakes_for_another_process(void)
+{
+	struct mm_folder *f, *g;
+	struct mm_view *v;
+	char dir[1024], base[1400];
+	volatile long n = 0;
+	ASSERT_EQ(setup(), 0);
+	mm__watch_interval(20);
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 1, &g), 0);
+	ASSERT_EQ(mm__folder_base("example.org", "jo", "INBOX", dir, sizeof dir, base, sizeof base),
+	        0);
+	mm__forget(base); /* g plays another process: a box of its own */
+	ASSERT_EQ(mm_folder_open("example.org", "jo", "INBOX", 0, &f), 0);
+	ASSERT_EQ(mm_view_open(f, &v), 0);
+	mm_view_watch(v, count_wake, (void *)&n);
+	os_sleep_ms(100);
+	ASSERT_EQ(wakes(&n), 0); /* looks that find nothing wake nobody */
+	ASSERT_EQ(add_s(g, "Subject: elsewhere\r\n\r\nx\r\n"), 0);
+	for (int i = 0; i < 200 && wakes(&n) == 0; i++) {
+		os_sleep_ms(10);
+	}
+	ASSERT_EQ(wakes(&n), 1);
+	mm_view_close(v);
+	mm_folder_close(g);
+	mm_folder_close(f);
+	mm_close(); /* stops the thread */
+	mm__watch_interval(MM_WATCH_LOOK_MS);
+}
+
 void tests_view(void)
 {
 	RUN(two_opens_share_one_index_and_one_descriptor,
@@ -439,6 +530,11 @@ void tests_view(void)
 	        "view: a client's own STORE is not told back, another session's is");
 	RUN(a_compaction_by_another_process_is_told_as_expunges,
 	        "view: a compaction by another process is told as expunges");
+	RUN(a_watched_view_is_woken_by_changes_to_its_folder_only,
+	        "view: a watched view is woken by every change to its folder, and only by those");
+	RUN(the_look_at_the_files_wakes_for_another_process,
+	        "view: the look at watched folders' files wakes a view for another process's "
+	        "change");
 	RUN(messages_read_from_the_store_answer_as_from_memory,
 	        "view: structures, sections, partials and searches read from the store equal the "
 	        "in-memory ones");

@@ -190,7 +190,11 @@ def test_every_response_of_a_session_parses():
     while not (seen and seen[-1].endswith(b"RECENT\r\n")):
         seen.append(c.response()[1])
     c.sock.sendall(b"DONE\r\n")
-    assert c.response()[1].startswith(b"i1 OK"), seen
+    r = c.response()[1]
+    while r.startswith(b"* "):  # the other's FETCH, if pushed after the EXISTS
+        seen.append(r)
+        r = c.response()[1]
+    assert r.startswith(b"i1 OK"), seen + [r]
     other.cmd(b"NOOP")
     other.cmd(b"LOGOUT")
     c.cmd(b"NOOP")
