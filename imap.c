@@ -44,69 +44,23 @@
 #include <time.h>
 
 #include "rumble.h"
+#include "imap.h"
 
 #define IMAP_LINE_MAX 65536       /* a command line, CRLF excluded */
 #define IMAP_SPOOL_MIN 1024       /* APPEND messages above this go to a spool */
 #define IMAP_PREAUTH_LITERAL 2048 /* a literal before login */
-#define IMAP_TAG_MAX 64
 #define IMAP_ERRORS_MAX 20    /* BAD/NO before login, then closed */
 #define IMAP_PRELOGIN_MAX 50  /* commands before login */
 #define IMAP_PREAUTH_MS 60000 /* idle time before login */
 #define IMAP_AUTH_MS 1800000  /* RFC 3501 5.4: at least 30 minutes */
 #define FILL_MAX (64 * 1024)
-#define SCAN_SLICE_MS 10 /* a SEARCH, SORT or THREAD works this long at a time */
 #define COPY_CHUNK (16 * 1024)
-#define LOGIN_MAX (MM_USER_MAX + MM_DOMAIN_MAX + 2)
 
 /* ---- the session ---- */
 
-enum imap_state { I_NOAUTH, I_AUTH, I_SELECTED, I_LOGOUT };
 #define ST(x) (1 << (x))
 #define AUTHED (ST(I_AUTH) | ST(I_SELECTED))
 #define ANY (ST(I_NOAUTH) | AUTHED)
-
-struct args {
-	const struct imap_cmd *c;
-	uint32_t i;
-	int uid; /* UID FETCH, UID STORE, ... */
-};
-
-struct imap {
-	enum imap_state state;
-	struct imap_cmd cmd;
-	char tag[IMAP_TAG_MAX + 1];
-	/* a literal being received */
-	uint64_t lit_left;
-	struct spool *sp; /* APPEND's message literal, while it is received and used */
-	char *spdir;
-	unsigned skip_line : 1, lit_discard : 1, lit_spool : 1, kicking : 1, resume : 1, idling : 1,
-	        condstore : 1, qresync : 1, /* RFC 7162, once turned on */
-	        rev2 : 1;                   /* ENABLE IMAP4rev2 */
-	struct sasl *sasl; /* AUTHENTICATE under way (NULL otherwise: an idle session
-	                      keeps no room for a password) */
-	/* a Lua hook waiting for the client (RL_WAIT): the command (in cmd,
-	 * kept until then) or the greeting (hook_cmd NULL) */
-	int hook_wait;
-	const struct cmd *hook_cmd;
-	struct args hook_args;
-	int errors, commands;
-	char login[LOGIN_MAX]; /* user@domain once logged in */
-	char user[MM_USER_MAX + 1], domain[MM_DOMAIN_MAX + 1];
-	/* SELECTED */
-	struct mm_folder *f;
-	struct mm_view *v;
-	char box[MM_FOLDER_MAX + 1];
-	int readonly;
-	uint32_t uidvalidity;
-	uint32_t kw_told; /* the folder's keyword slots the client was told of (FLAGS) */
-	struct imap_set saved; /* SEARCH RETURN (SAVE)'s result as UID ranges: "$" */
-	int64_t idle_since;
-	struct session_bell *bell; /* IDLE's wake-up, made at the first IDLE */
-	struct imap_fetch *job;
-	uint32_t *job_seqs;
-	int job_uid;
-	struct scan *scan; /* a SEARCH, SORT or THREAD under way */
-};
 
 /* A command's arguments: a cursor over the tokens after the verb. */
 struct cmd {
@@ -135,8 +89,8 @@ static void reply(struct session *s, struct imap *st, const char *what, const ch
 	session_write(s, "\r\n", 2);
 }
 
-static void ok(struct session *s, struct imap *st, const char *fmt, ...) RL_PRINTF(3, 4);
-static void ok(struct session *s, struct imap *st, const char *fmt, ...)
+/* see imap.h */
+void imap__ok(struct session *s, struct imap *st, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -145,9 +99,8 @@ static void ok(struct session *s, struct imap *st, const char *fmt, ...)
 }
 
 /* NO and BAD; before login each counts, and too many close. */
-static void fail(struct session *s, struct imap *st, const char *what, const char *fmt, ...)
-        RL_PRINTF(4, 5);
-static void fail(struct session *s, struct imap *st, const char *what, const char *fmt, ...)
+/* see imap.h */
+void imap__fail(struct session *s, struct imap *st, const char *what, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -158,8 +111,6 @@ static void fail(struct session *s, struct imap *st, const char *what, const cha
 		session_close(s, "too many errors");
 	}
 }
-#define no(s, st, ...) fail(s, st, "NO", __VA_ARGS__)
-#define bad(s, st, ...) fail(s, st, "BAD", __VA_ARGS__)
 
 static const char *printable(const char *in, char *out, size_t len)
 {
@@ -174,31 +125,31 @@ static const char *printable(const char *in, char *out, size_t len)
 
 /* ---- arguments ---- */
 
-static int arg_end(const struct args *a)
+int imap__arg_end(const struct args *a)
 {
 	return a->i >= a->c->ntok;
 }
 
-static int arg_type(const struct args *a)
+int imap__arg_type(const struct args *a)
 {
-	return arg_end(a) ? -1 : a->c->tok[a->i].type;
+	return imap__arg_end(a) ? -1 : a->c->tok[a->i].type;
 }
 
 /* An astring (atom, quoted or literal); NULL when there is none. */
-static const char *arg_astring(struct args *a)
+const char *imap__arg_astring(struct args *a)
 {
-	int t = arg_type(a);
+	int t = imap__arg_type(a);
 	return t == IMAP_ATOM || t == IMAP_STRING ? imap_tok_str(a->c, a->i++) : NULL;
 }
 
-static const char *arg_atom(struct args *a)
+const char *imap__arg_atom(struct args *a)
 {
-	return arg_type(a) == IMAP_ATOM ? imap_tok_str(a->c, a->i++) : NULL;
+	return imap__arg_type(a) == IMAP_ATOM ? imap_tok_str(a->c, a->i++) : NULL;
 }
 
-static int arg_paren(struct args *a, int type)
+int imap__arg_paren(struct args *a, int type)
 {
-	if (arg_type(a) == type) {
+	if (imap__arg_type(a) == type) {
 		a->i++;
 		return 1;
 	}
@@ -287,7 +238,7 @@ static void put_flag_lists(struct session *s, struct imap *st)
 	session_printf(s, ")] Flags permitted\r\n");
 }
 
-static void tell_new_keywords(struct session *s, struct imap *st)
+void imap__tell_new_keywords(struct session *s, struct imap *st)
 {
 	if (mm_folder_keyword_mask(st->f) != st->kw_told) {
 		put_flag_lists(s, st);
@@ -317,7 +268,7 @@ static void put_flags_fetch(struct session *s, struct imap *st, uint32_t seq, ui
  * which may skip looking at the files (other sessions' changes are in
  * the shared index at once). -1 when the folder is gone (the session is
  * closing then). */
-static int view_sync(struct session *s, struct imap *st, int expunge, int poll)
+int imap__view_sync(struct session *s, struct imap *st, int expunge, int poll)
 {
 	struct mm_changes c;
 	int rc = mm_view_sync(st->v, expunge, poll, &c);
@@ -334,7 +285,7 @@ static int view_sync(struct session *s, struct imap *st, int expunge, int poll)
 	if (rc != 0) {
 		return 0; /* cannot look now (descriptors, I/O): told next time */
 	}
-	tell_new_keywords(s, st);
+	imap__tell_new_keywords(s, st);
 	for (uint32_t i = 0; i < c.nflags; i++) {
 		const struct mm_change *x = &c.flags[i];
 		put_flags_fetch(s, st, x->seq, x->uid, x->flags, x->keywords, x->modseq);
@@ -414,8 +365,8 @@ static int refuse_plaintext(struct session *s, struct imap *st)
 
 static void cmd_login(struct session *s, struct imap *st, struct args *a)
 {
-	const char *user = arg_astring(a), *pw = arg_astring(a);
-	if (!user || !pw || !arg_end(a)) {
+	const char *user = imap__arg_astring(a), *pw = imap__arg_astring(a);
+	if (!user || !pw || !imap__arg_end(a)) {
 		bad(s, st, "LOGIN needs a user name and a password");
 	} else if (!refuse_plaintext(s, st)) {
 		login(s, st, user, pw);
@@ -456,8 +407,8 @@ static void auth_result(
 
 static void cmd_authenticate(struct session *s, struct imap *st, struct args *a)
 {
-	const char *mech = arg_atom(a), *initial = arg_astring(a);
-	if (!mech || !arg_end(a)) {
+	const char *mech = imap__arg_atom(a), *initial = imap__arg_astring(a);
+	if (!mech || !imap__arg_end(a)) {
 		bad(s, st, "AUTHENTICATE needs a mechanism");
 		return;
 	}
@@ -487,7 +438,7 @@ static void cmd_starttls(struct session *s, struct imap *st, struct args *a)
 
 static void cmd_noop(struct session *s, struct imap *st, struct args *a)
 {
-	if (st->state == I_SELECTED && view_sync(s, st, 1, 0) != 0) {
+	if (st->state == I_SELECTED && imap__view_sync(s, st, 1, 0) != 0) {
 		return;
 	}
 	ok(s, st, "%s completed", imap_tok_str(a->c, 1));
@@ -514,7 +465,7 @@ static void cmd_enable(struct session *s, struct imap *st, struct args *a)
 {
 	const char *ext;
 	session_printf(s, "* ENABLED");
-	while ((ext = arg_astring(a)) != NULL) {
+	while ((ext = imap__arg_astring(a)) != NULL) {
 		int q = rl_strcasecmp(ext, "QRESYNC") == 0;
 		int c = rl_strcasecmp(ext, "CONDSTORE") == 0;
 		int r = rl_strcasecmp(ext, "IMAP4rev2") == 0;
@@ -558,7 +509,7 @@ static int box_name(const char *in, char *out, size_t len)
 static const char *arg_box(
         struct session *s, struct imap *st, struct args *a, char *out, size_t len)
 {
-	const char *name = arg_astring(a);
+	const char *name = imap__arg_astring(a);
 	char stored[MM_FOLDER_MAX + 1];
 	if (!name) {
 		bad(s, st, "Missing mailbox name");
@@ -755,7 +706,7 @@ static void cmd_close(struct session *s, struct imap *st, struct args *a)
 static void cmd_create(struct session *s, struct imap *st, struct args *a)
 {
 	char name[MM_FOLDER_MAX + 1];
-	const char *in = arg_astring(a);
+	const char *in = imap__arg_astring(a);
 	if (!in) {
 		bad(s, st, "Missing mailbox name");
 		return;
@@ -773,7 +724,7 @@ static void cmd_create(struct session *s, struct imap *st, struct args *a)
 	int urc = imap_use_parse(a->c, &a->i, use, sizeof use);
 	if (urc == -2) {
 		no(s, st, "[USEATTR] Only \\Drafts, \\Sent, \\Trash, \\Junk and \\Archive");
-	} else if (urc == -1 || !arg_end(a)) {
+	} else if (urc == -1 || !imap__arg_end(a)) {
 		bad(s, st, "CREATE takes a name and (USE (attributes))");
 	} else if (rl_strcasecmp(name, "INBOX") == 0) {
 		no(s, st, "[ALREADYEXISTS] INBOX always exists");
@@ -994,9 +945,9 @@ static void cmd_list(struct session *s, struct imap *st, struct args *a)
 
 static void cmd_lsub(struct session *s, struct imap *st, struct args *a)
 {
-	const char *ref = arg_astring(a), *pat = arg_astring(a);
+	const char *ref = imap__arg_astring(a), *pat = imap__arg_astring(a);
 	char full[PATTERN_MAX + 1];
-	if (!ref || !pat || !arg_end(a)) {
+	if (!ref || !pat || !imap__arg_end(a)) {
 		bad(s, st, "LSUB needs a reference and a pattern");
 		return;
 	}
@@ -1012,7 +963,7 @@ static void cmd_lsub(struct session *s, struct imap *st, struct args *a)
 static const char *meta_box(struct session *s, struct imap *st, struct args *a, char *out, size_t len)
 {
 	struct mm_folder *f;
-	if (arg_type(a) == IMAP_STRING && !*imap_tok_str(a->c, a->i)) {
+	if (imap__arg_type(a) == IMAP_STRING && !*imap_tok_str(a->c, a->i)) {
 		a->i++;
 		out[0] = '\0';
 		return out;
@@ -1068,7 +1019,7 @@ static void cmd_status(struct session *s, struct imap *st, struct args *a)
 	if (!arg_box(s, st, a, name, sizeof name)) {
 		return;
 	}
-	if (!arg_paren(a, IMAP_LPAREN)) {
+	if (!imap__arg_paren(a, IMAP_LPAREN)) {
 		bad(s, st, "STATUS needs a list of items");
 		return;
 	}
@@ -1077,7 +1028,7 @@ static void cmd_status(struct session *s, struct imap *st, struct args *a)
 		end++;
 	}
 	a->i = end;
-	if (!status_items_ok(a->c, first, end) || !arg_paren(a, IMAP_RPAREN) || !arg_end(a)) {
+	if (!status_items_ok(a->c, first, end) || !imap__arg_paren(a, IMAP_RPAREN) || !imap__arg_end(a)) {
 		bad(s, st, "Unknown STATUS item");
 		return;
 	}
@@ -1124,20 +1075,20 @@ static int parse_flag(struct mm_folder *f, const char *name, uint32_t *fl, uint3
 }
 
 /* A flag list "(a b)" or, where allowed, bare flags to the end. */
-static int parse_flags(struct args *a, struct mm_folder *f, uint32_t *fl, uint32_t *kw, int bare)
+int imap__parse_flags(struct args *a, struct mm_folder *f, uint32_t *fl, uint32_t *kw, int bare)
 {
-	int paren = arg_paren(a, IMAP_LPAREN);
+	int paren = imap__arg_paren(a, IMAP_LPAREN);
 	const char *name;
 	*fl = *kw = 0;
 	if (!paren && !bare) {
 		return -1;
 	}
-	while ((name = arg_atom(a)) != NULL) {
+	while ((name = imap__arg_atom(a)) != NULL) {
 		if (parse_flag(f, name, fl, kw, 1) != 0) {
 			return -1;
 		}
 	}
-	return paren && !arg_paren(a, IMAP_RPAREN) ? -1 : 0;
+	return paren && !imap__arg_paren(a, IMAP_RPAREN) ? -1 : 0;
 }
 
 /* ---- APPEND ---- */
@@ -1170,13 +1121,13 @@ static int append_to(struct imap *st, struct mm_folder *f, struct spool *sp, int
 static int append_args(struct args *a, int64_t *date)
 {
 	if (a->i + 2 == a->c->ntok) {
-		if (arg_type(a) != IMAP_STRING || mime_date_parse(imap_tok_str(a->c, a->i),
+		if (imap__arg_type(a) != IMAP_STRING || mime_date_parse(imap_tok_str(a->c, a->i),
 		                                          a->c->tok[a->i].len, date, NULL) != 0) {
 			return -1;
 		}
 		a->i++;
 	}
-	return a->i + 1 == a->c->ntok && (arg_type(a) == IMAP_STRING || arg_type(a) == IMAP_SPOOL)
+	return a->i + 1 == a->c->ntok && (imap__arg_type(a) == IMAP_STRING || imap__arg_type(a) == IMAP_SPOOL)
 	               ? 0
 	               : -1;
 }
@@ -1186,10 +1137,10 @@ static int append_msg(struct imap *st, struct args *a, struct mm_folder *f, int6
         uint32_t fl, uint32_t kw, uint32_t *uid)
 {
 	struct spool tmp, *sp = st->sp;
-	if (arg_type(a) == IMAP_SPOOL && !sp) {
+	if (imap__arg_type(a) == IMAP_SPOOL && !sp) {
 		return -1;
 	}
-	if (arg_type(a) != IMAP_SPOOL) {
+	if (imap__arg_type(a) != IMAP_SPOOL) {
 		spool_init(&tmp, spool_dir(st));
 		spool_write(&tmp, imap_tok_str(a->c, a->i), a->c->tok[a->i].len);
 		sp = &tmp;
@@ -1204,7 +1155,7 @@ static int append_msg(struct imap *st, struct args *a, struct mm_folder *f, int6
 /* The bytes of APPEND's message token at a->i (spooled or inline). */
 static uint64_t append_size(struct imap *st, struct args *a)
 {
-	return arg_type(a) == IMAP_SPOOL ? (st->sp ? st->sp->len : 0) : a->c->tok[a->i].len;
+	return imap__arg_type(a) == IMAP_SPOOL ? (st->sp ? st->sp->len : 0) : a->c->tok[a->i].len;
 }
 
 static void cmd_append(struct session *s, struct imap *st, struct args *a)
@@ -1221,7 +1172,7 @@ static void cmd_append(struct session *s, struct imap *st, struct args *a)
 		no_box(s, st, rc, "TRYCREATE");
 		return;
 	}
-	if (arg_type(a) == IMAP_LPAREN && parse_flags(a, f, &fl, &kw, 0) != 0) {
+	if (imap__arg_type(a) == IMAP_LPAREN && imap__parse_flags(a, f, &fl, &kw, 0) != 0) {
 		bad(s, st, "Invalid flags");
 	} else if (append_args(a, &date) != 0) {
 		bad(s, st, "APPEND needs an optional date-time and a message literal");
@@ -1235,7 +1186,7 @@ static void cmd_append(struct session *s, struct imap *st, struct args *a)
 		quota_notify(st->domain, st->user);
 		uint32_t v = mm_folder_uidvalidity(f);
 		if (st->state == I_SELECTED && strcmp(name, st->box) == 0 &&
-		        view_sync(s, st, 1, 0) != 0) {
+		        imap__view_sync(s, st, 1, 0) != 0) {
 			mm_folder_close(f);
 			return;
 		}
@@ -1353,9 +1304,9 @@ static int set_seqs(struct imap *st, const char *spec, int uid, uint32_t **out, 
 	return 0;
 }
 
-static int arg_set(struct session *s, struct imap *st, struct args *a, uint32_t **seqs, uint32_t *n)
+int imap__arg_set(struct session *s, struct imap *st, struct args *a, uint32_t **seqs, uint32_t *n)
 {
-	if (set_seqs(st, arg_atom(a), a->uid, seqs, n) != 0) {
+	if (set_seqs(st, imap__arg_atom(a), a->uid, seqs, n) != 0) {
 		bad(s, st, "Invalid message set");
 		return -1;
 	}
@@ -1386,7 +1337,7 @@ static void cmd_expunge(struct session *s, struct imap *st, struct args *a)
 	}
 	if (a->uid) {
 		uint32_t *seqs, n;
-		if (arg_set(s, st, a, &seqs, &n) != 0) {
+		if (imap__arg_set(s, st, a, &seqs, &n) != 0) {
 			return;
 		}
 		mm_folder_refresh(st->f);
@@ -1400,391 +1351,12 @@ static void cmd_expunge(struct session *s, struct imap *st, struct args *a)
 		no(s, st, "[SERVERBUG] Expunge failed");
 		return;
 	}
-	if (view_sync(s, st, 1, 0) == 0) {
+	if (imap__view_sync(s, st, 1, 0) == 0) {
 		if (rc > 0) {
 			maybe_compact(s, st);
 		}
 		ok(s, st, "EXPUNGE completed");
 	}
-}
-
-/* ---- SEARCH ---- */
-
-static int search_kw(void *arg, const char *name)
-{
-	return mm_folder_keyword(((struct imap *)arg)->f, name, 0);
-}
-
-/* Message seq against the keys; -1 when it was expunged elsewhere (not
- * told yet: it is in no answer). A match goes to sort (SORT, THREAD)
- * unless it is NULL. */
-static int search_one(struct imap *st, const struct imap_search *k, uint32_t seq, uint32_t n,
-        uint32_t max_uid, struct mm_msg *m, struct imap_sort *sort)
-{
-	if (mm_view_msg(st->v, seq, m) != 0) {
-		return -1;
-	}
-	struct imap_search_msg sm = {seq, m->uid, m->flags, m->keywords, m->size, n, max_uid,
-	        m->date, os_timezone_offset(m->date), imap_src_folder(st->f, m, st->uidvalidity),
-	        m->modseq, m->savedate, mm_view_recent(st->v, m->uid), &st->saved};
-	int r = imap_search_match(k, &sm);
-	if (r == 1 && sort) {
-		imap_sort_add(sort, &sm);
-	}
-	imap_src_free(sm.src);
-	return r;
-}
-
-/* ---- SEARCH, SORT and THREAD in slices ----
- *
- * A scan matches the messages a slice at a time (SCAN_SLICE_MS), this
- * session's input paused; between slices the worker serves its other
- * sessions (a body SEARCH of a big folder reads all of it). */
-
-struct scan {
-	struct imap_search *k;
-	struct imap_sort *sort; /* SORT, THREAD: matches go there */
-	uint32_t seq, n, max_uid;
-	unsigned ret; /* SEARCH RETURN's options; 0: a plain SEARCH */
-	int uid, thread, by_modseq, sliced;
-	uint64_t top; /* the highest modseq matched (RFC 7162 3.1.5) */
-	struct imap_esearch e;
-};
-
-static void scan_free(struct imap *st)
-{
-	struct scan *x = st->scan;
-	if (x) {
-		imap_search_free(x->k);
-		imap_sort_free(x->sort);
-		imap_esearch_end(&x->e, NULL);
-		free(x);
-		st->scan = NULL;
-	}
-}
-
-/* A scan of every message the view has, for keys k. */
-static struct scan *scan_new(struct imap *st, struct imap_search *k, int uid)
-{
-	struct scan *x = xcalloc(1, sizeof *x);
-	struct mm_msg m;
-	mm_folder_refresh(st->f);
-	x->k = k;
-	x->uid = uid;
-	x->seq = 1;
-	x->n = mm_view_count(st->v);
-	x->max_uid = x->n && mm_view_msg(st->v, x->n, &m) >= 0 ? m.uid : 0;
-	imap_esearch_init(&x->e, 0);
-	return x;
-}
-
-static void scan_match(struct session *s, struct scan *x, const struct mm_msg *m, uint32_t seq)
-{
-	x->top = m->modseq > x->top ? m->modseq : x->top;
-	if (x->ret) {
-		imap_esearch_add(&x->e, x->uid ? m->uid : seq, seq, m->uid);
-	} else {
-		session_printf(s, " %u", x->uid ? m->uid : seq);
-	}
-}
-
-static void scan_finish(struct session *s, struct imap *st, struct scan *x)
-{
-	const char *what = x->sort ? x->thread ? "THREAD" : "SORT" : "SEARCH";
-	uint64_t top = x->by_modseq ? x->top : 0;
-	if (x->sort) {
-		struct buf out;
-		buf_init(&out);
-		imap_sort_put(x->sort, x->uid, &out);
-		session_write(s, out.data, out.len);
-		buf_free(&out);
-	} else if (x->ret) {
-		imap_esearch_put(&x->e, &s->out, st->tag, x->uid, top);
-	} else {
-		if (top) {
-			session_printf(s, " (MODSEQ %llu)", (unsigned long long)top);
-		}
-		session_printf(s, "\r\n");
-	}
-	/* SAVE's result replaces "$" after the search: "$" may be in it */
-	int saved = x->sort ? 0 : imap_esearch_end(&x->e, &st->saved);
-	if (view_sync(s, st, 0, 0) != 0) {
-		return;
-	}
-	if (saved != 0) {
-		no(s, st, "[NOTSAVED] The result is too large to keep; $ is empty");
-	} else {
-		ok(s, st, "%s completed", what);
-	}
-}
-
-/* One slice; 1 when the scan is over (answered, freed). */
-static int scan_slice(struct session *s, struct imap *st)
-{
-	struct scan *x = st->scan;
-	struct mm_msg m;
-	int64_t end = os_now_ms() + SCAN_SLICE_MS;
-	while (x->seq <= x->n) {
-		uint32_t seq = x->seq++;
-		if (search_one(st, x->k, seq, x->n, x->max_uid, &m, x->sort) == 1 && !x->sort) {
-			scan_match(s, x, &m, seq);
-		}
-		if (seq % 16 == 0 && os_now_ms() >= end) {
-			return 0;
-		}
-	}
-	scan_finish(s, st, x);
-	scan_free(st);
-	return 1;
-}
-
-static void scan_go(struct session *s, struct imap *st);
-
-static void scan_next(struct session *s, void *arg)
-{
-	struct imap *st = s->ps;
-	if (!st || !st->scan) {
-		return;
-	}
-	if (session_closing(s)) {
-		scan_free(st);
-		return;
-	}
-	scan_go(s, st);
-}
-
-static void scan_go(struct session *s, struct imap *st)
-{
-	int sliced = st->scan->sliced;
-	if (scan_slice(s, st)) {
-		if (sliced) {
-			session_resume(s);
-		}
-		return;
-	}
-	st->scan->sliced = 1;
-	session_pause(s); /* the next command waits for this one's end */
-	session_hold(s);
-	session_post(s, scan_next, NULL);
-}
-
-/* SEARCH: a plain "* SEARCH" answer, or with RETURN (always for
- * IMAP4rev2) ESEARCH's, and SAVE's result for "$" (imap_esearch.c). */
-static void cmd_search(struct session *s, struct imap *st, struct args *a)
-{
-	struct imap_search *k;
-	const char *error;
-	unsigned ret;
-	if (imap_search_return(a->c, &a->i, &ret) != 0) {
-		bad(s, st, "Bad SEARCH RETURN options (MIN MAX ALL COUNT SAVE)");
-		return;
-	}
-	ret = ret || !st->rev2 ? ret : IMAP_RET_ALL; /* RFC 9051 6.4.4: ESEARCH only */
-	if (arg_type(a) == IMAP_ATOM && rl_strcasecmp(imap_tok_str(a->c, a->i), "CHARSET") == 0) {
-		const char *cs = (a->i++, arg_astring(a));
-		if (!cs ||
-		        (rl_strcasecmp(cs, "UTF-8") != 0 && rl_strcasecmp(cs, "US-ASCII") != 0)) {
-			if (ret & IMAP_RET_SAVE) {
-				imap_set_free(&st->saved); /* a NO with SAVE empties "$" (RFC 5182 2.1) */
-			}
-			no(s, st, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-			return;
-		}
-	}
-	if (imap_search_parse(a->c, &a->i, search_kw, st, &k, &error) != 0) {
-		bad(s, st, "%s", error ? error : "Invalid search");
-		return;
-	}
-	struct scan *x = st->scan = scan_new(st, k, a->uid);
-	x->ret = ret;
-	imap_esearch_init(&x->e, ret);
-	x->by_modseq = imap_search_has_modseq(k);
-	st->condstore |= x->by_modseq;
-	if (!ret) {
-		session_printf(s, "* SEARCH");
-	}
-	scan_go(s, st);
-}
-
-/* ---- SORT and THREAD (RFC 5256, imap_sort.c) ---- */
-
-static void sort_thread(struct session *s, struct imap *st, struct args *a, int thread)
-{
-	struct imap_sort *x;
-	struct imap_search *k = NULL;
-	const char *error = NULL;
-	int rc = imap_sort_parse(a->c, &a->i, thread, &x);
-	if (rc == -2) {
-		no(s, st, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-	} else if (rc != 0 || imap_search_parse(a->c, &a->i, search_kw, st, &k, &error) != 0) {
-		bad(s, st, "%s", error ? error : thread ? "Invalid THREAD" : "Invalid SORT");
-	}
-	if (!k) {
-		imap_sort_free(x);
-		return;
-	}
-	st->scan = scan_new(st, k, a->uid);
-	st->scan->sort = x;
-	st->scan->thread = thread;
-	scan_go(s, st);
-}
-
-static void cmd_sort(struct session *s, struct imap *st, struct args *a)
-{
-	sort_thread(s, st, a, 0);
-}
-
-static void cmd_thread(struct session *s, struct imap *st, struct args *a)
-{
-	sort_thread(s, st, a, 1);
-}
-
-/* ---- STORE ---- */
-
-static int store_op(const char *item, int *op, int *silent)
-{
-	const char *p = item;
-	*op = MM_STORE_SET;
-	if (*p == '+' || *p == '-') {
-		*op = *p == '+' ? MM_STORE_ADD : MM_STORE_DEL;
-		p++;
-	}
-	if (rl_strncasecmp(p, "FLAGS", 5) != 0) {
-		return -1;
-	}
-	*silent = rl_strcasecmp(p + 5, ".SILENT") == 0;
-	return *silent || p[5] == '\0' ? 0 : -1;
-}
-
-/* A STORE's request: flags, and CONDSTORE's UNCHANGEDSINCE (UINT64_MAX
- * without it) with the UIDs of the messages that failed it. */
-struct store {
-	int op, silent;
-	uint32_t fl, kw;
-	uint64_t unchanged, before; /* before: the folder's modseq before it */
-	uint32_t *failed, nfailed;
-};
-
-/* STORE's answer: each message's flags now (its UID too for UID STORE),
- * none for those that failed UNCHANGEDSINCE. With CONDSTORE on, MODSEQ
- * too, and .SILENT still tells the modseq of those it changed (RFC 7162
- * 3.1.3). */
-static void store_answer(struct session *s, struct imap *st, const uint32_t *seqs, uint32_t n,
-        int uid, const struct store *q)
-{
-	struct mm_msg m;
-	uint32_t k = 0; /* both in ascending UID order */
-	for (uint32_t i = 0; i < n; i++) {
-		if (mm_view_msg(st->v, seqs[i], &m) != 0) {
-			continue; /* expunged elsewhere */
-		}
-		while (k < q->nfailed && q->failed[k] < m.uid) {
-			k++;
-		}
-		int failed = k < q->nfailed && q->failed[k] == m.uid;
-		if (failed || (q->silent && (!st->condstore || m.modseq <= q->before))) {
-			continue;
-		}
-		session_printf(s, "* %u FETCH (", seqs[i]);
-		if (uid || st->condstore || st->rev2) {
-			session_printf(s, "UID %u ", m.uid);
-		}
-		if (!q->silent) {
-			session_printf(s, "FLAGS ");
-			imap_put_flags(&s->out, st->f,
-			        m.flags | (mm_view_recent(st->v, m.uid) ? MM_RECENT : 0), m.keywords);
-		}
-		if (st->condstore) {
-			session_printf(s, "%sMODSEQ (%llu)", q->silent ? "" : " ",
-			        (unsigned long long)m.modseq);
-		}
-		session_printf(s, ")\r\n");
-	}
-}
-
-/* "(UNCHANGEDSINCE n)" before STORE's item, when there. */
-static int store_modifier(struct args *a, struct store *q)
-{
-	const char *m, *v;
-	q->unchanged = UINT64_MAX;
-	if (!arg_paren(a, IMAP_LPAREN)) {
-		return 0;
-	}
-	if (!(m = arg_atom(a)) || rl_strcasecmp(m, "UNCHANGEDSINCE") != 0 || !(v = arg_atom(a)) ||
-	        imap_modseq_parse(v, &q->unchanged) != 0 || !arg_paren(a, IMAP_RPAREN)) {
-		return -1;
-	}
-	return 0;
-}
-
-/* [MODIFIED set]: the messages that failed UNCHANGEDSINCE, as sequence
- * numbers (UIDs for UID STORE). */
-static void store_modified(struct session *s, struct imap *st, const struct store *q, int uid)
-{
-	uint32_t *v = xmalloc(q->nfailed * sizeof *v), n = 0;
-	for (uint32_t i = 0; i < q->nfailed; i++) {
-		uint32_t x = uid ? q->failed[i] : mm_view_seq(st->v, q->failed[i]);
-		if (x) {
-			v[n++] = x;
-		}
-	}
-	for (uint32_t i = 1; i < n; i++) { /* few: insertion sort */
-		for (uint32_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
-			uint32_t x = v[j];
-			v[j] = v[j - 1];
-			v[j - 1] = x;
-		}
-	}
-	struct buf set;
-	buf_init(&set);
-	imap_put_uids(&set, v, n);
-	ok(s, st, "[MODIFIED %s] Conditional STORE failed", set.data ? set.data : "0");
-	buf_free(&set);
-	xfree(v);
-}
-
-static void cmd_store(struct session *s, struct imap *st, struct args *a)
-{
-	uint32_t *seqs, n;
-	struct store q = {0};
-	struct mm_msg m;
-	if (arg_set(s, st, a, &seqs, &n) != 0) {
-		return;
-	}
-	int cond = store_modifier(a, &q);
-	const char *item = cond == 0 ? arg_atom(a) : NULL;
-	if (!item || store_op(item, &q.op, &q.silent) != 0 ||
-	        parse_flags(a, st->f, &q.fl, &q.kw, 1) != 0 || !arg_end(a)) {
-		bad(s, st, "Invalid STORE arguments");
-	} else if (st->readonly) {
-		no(s, st, "[READ-ONLY] Mailbox is read-only");
-	} else {
-		uint32_t *uids = xmalloc((n ? n : 1) * sizeof *uids), k = 0;
-		for (uint32_t i = 0; i < n; i++) {
-			if (mm_view_msg(st->v, seqs[i], &m) >= 0) {
-				uids[k++] = m.uid;
-			}
-		}
-		st->condstore |= q.unchanged != UINT64_MAX;
-		q.failed = xmalloc((k ? k : 1) * sizeof *q.failed);
-		q.before = mm_folder_modseq(st->f);
-		int rc = mm_view_store_if(st->v, uids, k, q.op, q.fl, q.kw, q.unchanged, q.failed,
-		        &q.nfailed);
-		xfree(uids);
-		tell_new_keywords(s, st); /* before the FETCH answers show one */
-		if (rc >= 0) {
-			store_answer(s, st, seqs, n, a->uid, &q);
-		}
-		if (rc < 0) {
-			no(s, st, "[SERVERBUG] Cannot store flags");
-		} else if (view_sync(s, st, 0, 0) == 0 && q.nfailed) {
-			store_modified(s, st, &q, a->uid);
-		} else if (!session_closing(s)) {
-			ok(s, st, "STORE completed");
-		}
-		xfree(q.failed);
-	}
-	xfree(seqs);
 }
 
 /* ---- COPY, MOVE ---- */
@@ -1873,7 +1445,7 @@ static void copy_move(struct session *s, struct imap *st, struct args *a, int mo
 	uint32_t *seqs, n;
 	char name[MM_FOLDER_MAX + 1];
 	struct mm_folder *dst;
-	if (arg_set(s, st, a, &seqs, &n) != 0) {
+	if (imap__arg_set(s, st, a, &seqs, &n) != 0) {
 		return;
 	}
 	if (!arg_box(s, st, a, name, sizeof name)) {
@@ -1924,7 +1496,7 @@ static void copy_move(struct session *s, struct imap *st, struct args *a, int mo
 			mm_folder_expunge_uids(st->f, st->uidvalidity, uids, (uint32_t)k);
 			mm_folder_sync(st->f);
 		}
-		if (view_sync(s, st, 1, 0) == 0) {
+		if (imap__view_sync(s, st, 1, 0) == 0) {
 			ok(s, st, "MOVE completed");
 		}
 	}
@@ -1953,7 +1525,7 @@ static void cmd_getquotaroot(struct session *s, struct imap *st, struct args *a)
 	if (!arg_box(s, st, a, name, sizeof name)) {
 		return;
 	}
-	if (!arg_end(a)) {
+	if (!imap__arg_end(a)) {
 		bad(s, st, "GETQUOTAROOT takes one mailbox name");
 		return;
 	}
@@ -1972,8 +1544,8 @@ static void cmd_getquotaroot(struct session *s, struct imap *st, struct args *a)
 
 static void cmd_getquota(struct session *s, struct imap *st, struct args *a)
 {
-	const char *root = arg_astring(a);
-	if (!root || !arg_end(a)) {
+	const char *root = imap__arg_astring(a);
+	if (!root || !imap__arg_end(a)) {
 		bad(s, st, "GETQUOTA takes one quota root");
 		return;
 	}
@@ -2016,7 +1588,7 @@ static void idle_deadline(struct session *s, struct imap *st)
 static void idle_wake(struct session *s)
 {
 	struct imap *st = s->ps;
-	if (st && st->idling && st->v && view_sync(s, st, 1, 1) == 0) {
+	if (st && st->idling && st->v && imap__view_sync(s, st, 1, 1) == 0) {
 		idle_deadline(s, st);
 	}
 }
@@ -2029,7 +1601,7 @@ static void cmd_idle(struct session *s, struct imap *st, struct args *a)
 		}
 		/* watched before the sync: no change falls between the two */
 		mm_view_watch(st->v, session_bell_ring, st->bell);
-		if (view_sync(s, st, 1, 0) != 0) {
+		if (imap__view_sync(s, st, 1, 0) != 0) {
 			return;
 		}
 	}
@@ -2064,7 +1636,7 @@ static int fetch_run(struct session *s, struct imap *st)
 		session_close(s, "message read error");
 		return 1;
 	}
-	if (rc == 1 && view_sync(s, st, 0, 0) == 0) {
+	if (rc == 1 && imap__view_sync(s, st, 0, 0) == 0) {
 		if (imap_fetch_unknown_cte(st->job)) {
 			no(s, st, "[UNKNOWN-CTE] A part's Content-Transfer-Encoding cannot be decoded");
 		} else {
@@ -2142,8 +1714,8 @@ static void cmd_fetch(struct session *s, struct imap *st, struct args *a)
 	struct imap_fetch *j;
 	uint64_t since;
 	int vanished;
-	const char *spec = arg_type(a) == IMAP_ATOM ? imap_tok_str(a->c, a->i) : NULL;
-	if (arg_set(s, st, a, &seqs, &n) != 0) {
+	const char *spec = imap__arg_type(a) == IMAP_ATOM ? imap_tok_str(a->c, a->i) : NULL;
+	if (imap__arg_set(s, st, a, &seqs, &n) != 0) {
 		return;
 	}
 	if (imap_fetch_new(a->c, a->i, a->uid, &j) != 0) {
@@ -2162,7 +1734,7 @@ static void cmd_fetch(struct session *s, struct imap *st, struct args *a)
 	if (vanished) {
 		fetch_vanished(s, st, spec, since);
 	}
-	tell_new_keywords(s, st); /* another session's, before FLAGS show it */
+	imap__tell_new_keywords(s, st); /* another session's, before FLAGS show it */
 	imap_fetch_begin(j, st->f, st->v, seqs, n, st->readonly);
 	st->job = j;
 	st->job_seqs = seqs;
@@ -2207,11 +1779,11 @@ static const struct cmd commands[] = {
         {"CLOSE", ST(I_SELECTED), cmd_close},
         {"UNSELECT", ST(I_SELECTED), cmd_close},
         {"EXPUNGE", ST(I_SELECTED), cmd_expunge},
-        {"SEARCH", ST(I_SELECTED), cmd_search},
-        {"SORT", ST(I_SELECTED), cmd_sort},
-        {"THREAD", ST(I_SELECTED), cmd_thread},
+        {"SEARCH", ST(I_SELECTED), imap__cmd_search},
+        {"SORT", ST(I_SELECTED), imap__cmd_sort},
+        {"THREAD", ST(I_SELECTED), imap__cmd_thread},
         {"FETCH", ST(I_SELECTED), cmd_fetch},
-        {"STORE", ST(I_SELECTED), cmd_store},
+        {"STORE", ST(I_SELECTED), imap__cmd_store},
         {"COPY", ST(I_SELECTED), cmd_copy},
         {"MOVE", ST(I_SELECTED), cmd_move},
 };
@@ -2219,8 +1791,8 @@ static const struct cmd commands[] = {
 /* Commands that take "UID" before them. */
 static int uid_ok(const struct cmd *c)
 {
-	return c->run == cmd_fetch || c->run == cmd_store || c->run == cmd_search ||
-	       c->run == cmd_sort || c->run == cmd_thread || c->run == cmd_copy ||
+	return c->run == cmd_fetch || c->run == imap__cmd_store || c->run == imap__cmd_search ||
+	       c->run == imap__cmd_sort || c->run == imap__cmd_thread || c->run == cmd_copy ||
 	       c->run == cmd_move || c->run == cmd_expunge;
 }
 
@@ -2247,7 +1819,7 @@ static int valid_tag(const struct imap_cmd *c)
  * the mailbox, ...), never a password. */
 static const char *hook_arg(const struct args *a)
 {
-	int t = arg_type(a);
+	int t = imap__arg_type(a);
 	return t == IMAP_ATOM || t == IMAP_STRING ? imap_tok_str(a->c, a->i) : "";
 }
 
@@ -2312,7 +1884,7 @@ static void execute(struct session *s, struct imap *st)
 	} else if (!(cmd->states & ST(st->state))) {
 		bad(s, st, "%s is not allowed %s", cmd->verb,
 		        st->state == I_NOAUTH ? "before login" : "now");
-	} else if (cmd->run == cmd_expunge && a.uid && arg_end(&a)) {
+	} else if (cmd->run == cmd_expunge && a.uid && imap__arg_end(&a)) {
 		bad(s, st, "UID EXPUNGE needs a set");
 	} else if (c->nul && !(cmd->run == cmd_append && c->nul == c->ntok)) {
 		/* a string cut short at its NUL would name something else; APPEND's
@@ -2527,7 +2099,7 @@ static void imap_close(struct session *s)
 	rl_hook(s, "close", NULL, NULL);
 	sasl_end(st); /* no password left in freed memory */
 	job_done(st);
-	scan_free(st);
+	imap__scan_free(st);
 	close_box(st); /* no more rings: the view's watch ends with it */
 	session_bell_free(st->bell);
 	cmd_done(st);
