@@ -591,27 +591,36 @@ static void change_flags(struct mm_changes *c, uint32_t seq, const struct mm_msg
 	x->modseq = m->modseq;
 }
 
-/* Live messages of the view from UID lo on. */
-static uint32_t view_count_from(const struct mm_view *v, uint32_t lo)
+/* The view's live messages that are \Recent to it: UIDs recent..recent_hi. */
+static uint32_t view_count_recent(const struct mm_view *v)
 {
-	uint32_t nl = view_nlive(v), i = live_lower(v->b, lo);
-	return i < nl ? nl - i : 0;
+	if (!v->recent) {
+		return 0;
+	}
+	uint32_t nl = view_nlive(v), a = live_lower(v->b, v->recent);
+	uint32_t b = v->recent_hi == 0xffffffffu ? nl : live_lower(v->b, v->recent_hi + 1);
+	b = b < nl ? b : nl;
+	return b > a ? b - a : 0;
 }
 
 /* The view (which claims) takes the messages up to its last that no
  * session took as \Recent yet; 1 when it took any (the header changed).
- * first: the first UID it was not told of before. */
+ * first: the first UID it was not told of before. What it holds is one
+ * run of UIDs: when others took some since its last claim, those before
+ * are no longer recent to it (RFC 3501 lets a message be recent to one
+ * session at most; one less is allowed). */
 static int view_take_recent(struct mm_view *v, uint32_t first)
 {
 	struct mm__hdr *h = &v->b->x.h;
 	if (!v->claims || h->recent > v->last) {
-		return 0;
+		return 0; /* nothing new, or another session took it */
 	}
 	uint32_t lo = h->recent > first ? h->recent : first;
-	if (v->recent == 0 || lo != first) {
-		v->recent = lo; /* others took some between: those before are lost to it */
+	if (v->recent == 0 || lo != v->recent_hi + 1) {
+		v->recent = lo;
 	}
-	h->recent = v->last + 1 > h->uidnext ? v->last + 1 : h->uidnext;
+	v->recent_hi = v->last;
+	h->recent = v->last + 1;
 	return 1;
 }
 
@@ -646,7 +655,7 @@ static int view_changes(struct mm_view *v, int expunge, struct mm_changes *c)
 		v->last = top; /* new mail waits while expunges do */
 		took = view_take_recent(v, first);
 		c->exists = view_nlive(v);
-		c->recent = v->recent ? view_count_from(v, v->recent) : 0;
+		c->recent = view_count_recent(v);
 	}
 	return took;
 }
@@ -702,7 +711,7 @@ int mm_view_claim(struct mm_view *v)
 	if (v->uidvalidity == f->x.h.uidvalidity && view_take_recent(v, 1)) {
 		mm__write_header(f);
 	}
-	uint32_t n = v->recent ? view_count_from(v, v->recent) : 0;
+	uint32_t n = view_count_recent(v);
 	mm__end(f, lk);
 	return (int)n;
 }
@@ -711,7 +720,7 @@ int mm_view_claim(struct mm_view *v)
 int mm_view_recent(struct mm_view *v, uint32_t uid)
 {
 	os_mutex_lock(v->b->mu);
-	int r = v->recent && uid >= v->recent && uid <= v->last;
+	int r = v->recent && uid >= v->recent && uid <= v->recent_hi;
 	os_mutex_unlock(v->b->mu);
 	return r;
 }

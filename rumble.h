@@ -761,7 +761,7 @@ struct mm_view {
 	uint32_t last;         /* the highest UID the client was told of */
 	uint64_t exp_seen;     /* expunges up to this modseq are in gone or told */
 	uint64_t flags_seen;   /* flag changes up to this modseq were told */
-	uint32_t recent;       /* UIDs from here to last are \Recent to it; 0: none */
+	uint32_t recent, recent_hi; /* UIDs recent..recent_hi are \Recent to it; 0: none */
 	int claims;            /* it takes new mail as \Recent (SELECT, not EXAMINE) */
 	uint32_t *gone, ngone, gcap; /* ascending UIDs */
 	struct mm_view *next;

@@ -280,3 +280,26 @@ def test_thunderbird_style_session_and_resync():
         c.cmd(b"z", b"LOGOUT")
     finally:
         assert s.stop() == 0
+
+
+def test_recent_is_never_given_to_two_sessions():
+    """recent: new mail another session took first is not \\Recent to a session that holds older recent mail (imaptest: "\\Recent flag in multiple sessions")"""
+    s = imap_server()
+    try:
+        a, b = session(s, b"INBOX"), session(s, b"INBOX")
+        deliver(s, [b"Subject: 1\r\n\r\nbody\r\n"])
+        assert b"* 1 RECENT" in checked(b.cmd(b"n", b"NOOP"))  # b is told first: b's
+        assert b"* 0 RECENT" in checked(a.cmd(b"n", b"NOOP"))
+        deliver(s, [b"Subject: 2\r\n\r\nbody\r\n"])
+        assert b"* 1 RECENT" in checked(a.cmd(b"n", b"NOOP"))  # a first this time: a's
+        r = checked(b.cmd(b"m", b"NOOP"))
+        assert b"* 2 EXISTS" in r and b"* 1 RECENT" in r, r  # still only its first
+        fa = checked(a.cmd(b"f", b"FETCH 1:2 (FLAGS)"))
+        fb = checked(b.cmd(b"f", b"FETCH 1:2 (FLAGS)"))
+        assert [b"\\Recent" in l for l in fa[:2]] == [False, True], fa
+        assert [b"\\Recent" in l for l in fb[:2]] == [True, False], fb
+        assert checked(b.cmd(b"g", b"SEARCH RECENT"))[0] == b"* SEARCH 1"
+        for c in (a, b):
+            c.cmd(b"z", b"LOGOUT")
+    finally:
+        assert s.stop() == 0
