@@ -69,6 +69,9 @@ os_fd os_connect(const char *host, int port, int timeout_ms);
 os_fd os_connect_from(const char *host, int port, const char *local, int timeout_ms);
 /* A blocking socket's writes give up (-1) after ms without progress. */
 int os_set_send_timeout(os_fd fd, int ms);
+/* ACK what came at once rather than after the delayed ACK's wait (Linux
+ * TCP_QUICKACK); nothing where the system has no such switch. */
+void os_ack_now(os_fd fd);
 /* > 0 bytes, 0 at end of stream, -1 error, OS_AGAIN would block. */
 long os_read(os_fd fd, void *buf, size_t n);
 long os_write(os_fd fd, const void *buf, size_t n);

@@ -961,6 +961,7 @@ struct session {
 	void *ps;      /* the protocol's state */
 	struct tls *tls; /* the TLS engine once TLS is on, else NULL */
 	int64_t last_io;
+	uint32_t rx, tx; /* reads and writes that moved bytes (os_ack_now) */
 	int timeout_ms;
 	int holds; /* work on other threads that will post back */
 	/* While set, input goes here instead of to proto->line, as it

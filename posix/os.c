@@ -352,6 +352,17 @@ os_fd os_accept(os_fd lfd, char *peer, size_t peerlen)
 	return fd;
 }
 
+/* see os.h */
+void os_ack_now(os_fd fd)
+{
+#ifdef TCP_QUICKACK
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+#else
+	(void)fd;
+#endif
+}
+
 int os_local_addr(os_fd fd, char *addr, size_t len)
 {
 	struct sockaddr_storage ss;

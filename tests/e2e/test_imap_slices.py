@@ -54,3 +54,26 @@ def test_noop_is_answered_during_a_long_search():
         assert statistics.median(waits) < 0.05 and max(waits) < 0.5, (took, waits[:20])
     finally:
         assert s.stop() == 0
+
+
+def test_a_command_in_two_writes_is_answered_without_the_delayed_ack():
+    """slices: a command whose end comes in a second write, which the client's Nagle holds for the ACK of the first (imaplib's APPEND sends a literal's last CRLF so), is answered in well under the 40 ms of a delayed ACK"""
+    import socket
+    s = imap_server()
+    try:
+        c = Raw(s.imap_port)
+        assert c.cmd(b"l", b"LOGIN alice@example.org secret")[-1].startswith(b"l OK")
+        for i in range(5):  # replies in both directions: the kernel leaves quick-ACK mode
+            c.cmd(b"w%d" % i, b"NOOP")
+        assert c.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0  # Nagle on
+        waits = []
+        for i in range(12):
+            t = time.time()
+            c.send(b"n%d NO" % i)
+            c.send(b"OP\r\n")  # held by Nagle until the first part is ACKed
+            assert c.until(b"n%d" % i)[-1].startswith(b"n%d OK" % i)
+            waits.append(time.time() - t)
+        assert statistics.median(waits) < 0.02, ["%.1f ms" % (w * 1000) for w in waits]
+        c.cmd(b"z", b"LOGOUT")
+    finally:
+        assert s.stop() == 0
