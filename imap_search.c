@@ -24,7 +24,10 @@ static int search_kw(void *arg, const char *name)
 static int search_one(struct imap *st, const struct imap_search *k, uint32_t seq, uint32_t n,
         uint32_t max_uid, struct mm_msg *m, struct imap_sort *sort)
 {
-	if (mm_view_msg(st->v, seq, m) != 0) {
+	/* one expunged elsewhere and not told yet is matched as it was, as
+	 * long as the store still has it (the client still has its number) */
+	int rc = mm_view_msg(st->v, seq, m);
+	if (rc < 0 || (rc == 1 && m->offset == 0)) {
 		return -1;
 	}
 	struct imap_search_msg sm = {seq, m->uid, m->flags, m->keywords, m->size, n, max_uid,

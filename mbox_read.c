@@ -529,6 +529,27 @@ uint32_t mm_view_count(struct mm_view *v)
 	return n;
 }
 
+/* A message expunged since the view was told: its line while the index
+ * still has it (until a compaction), else only its UID (offset 0). */
+static void gone_msg(const struct mm__box *f, uint32_t uid, struct mm_msg *out)
+{
+	uint32_t lo = 0, hi = f->x.nrec;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (f->x.rec[mid].m.uid < uid) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	memset(out, 0, sizeof *out);
+	if (lo < f->x.nrec && f->x.rec[lo].m.uid == uid) {
+		*out = f->x.rec[lo].m;
+		out->flags &= ~MM_EXPUNGED;
+	}
+	out->uid = uid;
+}
+
 /* see rumble.h */
 int mm_view_msg(struct mm_view *v, uint32_t seq, struct mm_msg *out)
 {
@@ -540,8 +561,7 @@ int mm_view_msg(struct mm_view *v, uint32_t seq, struct mm_msg *out)
 	if (uid && li >= 0) {
 		*out = f->x.rec[f->live[li]].m;
 	} else if (uid) {
-		memset(out, 0, sizeof *out);
-		out->uid = uid;
+		gone_msg(f, uid, out);
 	}
 	os_mutex_unlock(f->mu);
 	return uid == 0 ? -1 : li < 0 ? 1 : 0;

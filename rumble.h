@@ -596,8 +596,9 @@ struct mm_view;
 int mm_view_open(struct mm_folder *f, struct mm_view **out);
 void mm_view_close(struct mm_view *v);
 uint32_t mm_view_count(struct mm_view *v);
-/* Message seq: 0 with a copy in *out; 1 when it was expunged (only
- * out->uid is set); -1 when there is no such number. */
+/* Message seq: 0 with a copy in *out; 1 when it was expunged (out->uid
+ * set, and the rest as it was while the index still holds the message:
+ * until a compaction; else offset 0); -1 when there is no such number. */
 int mm_view_msg(struct mm_view *v, uint32_t seq, struct mm_msg *out);
 /* The sequence number of uid, 0 when the view has none. */
 uint32_t mm_view_seq(struct mm_view *v, uint32_t uid);

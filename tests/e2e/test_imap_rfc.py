@@ -220,3 +220,22 @@ def test_rename_inbox_moves_its_messages():
     assert c.cmd(b"x", b"RENAME Before INBOX")[-1].startswith(b"x NO [ALREADYEXISTS]")
     c.close()
     assert s.stop() == 0
+
+
+def test_search_still_matches_a_message_expunged_elsewhere_and_not_told():
+    """imap rfc: a message another session expunged keeps its number until this session is told, and SEARCH still matches it by number and content (imaptest expects every number of the set back)"""
+    s = imap_server()
+    deliver(s, [b"Subject: s%d\r\n\r\nbody %d\r\n" % (i, i) for i in range(1, 4)])
+    a, b = session(s, b"INBOX"), session(s, b"INBOX")
+    b.cmd(b"d", b"STORE 2 +FLAGS.SILENT (\\Deleted)")
+    assert b.cmd(b"x", b"EXPUNGE")[-1].startswith(b"x OK")
+    out = a.cmd(b"q", b"SEARCH 1:3")  # SEARCH may not tell of the expunge
+    assert out[0] == b"* SEARCH 1 2 3" and not [l for l in out if l.endswith(b"EXPUNGE")], out
+    assert a.cmd(b"r", b"SEARCH SUBJECT s2")[0] == b"* SEARCH 2"
+    assert a.cmd(b"u", b"UID SEARCH DELETED")[0] == b"* SEARCH 2"
+    out = a.cmd(b"n", b"NOOP")
+    assert b"* 2 EXPUNGE" in out, out
+    assert a.cmd(b"t", b"SEARCH 1:*")[0] == b"* SEARCH 1 2"
+    for c in (a, b):
+        c.close()
+    assert s.stop() == 0
