@@ -14,6 +14,7 @@ resync with 10 changes < 5 ms. With Dovecot installed (dovecot-imapd),
 the same run against it on its own port and folder is printed beside."""
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -32,7 +33,7 @@ class Client:
     FETCH 1:* of 100,000 messages is timed, not Python)."""
 
     def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), 30)
+        self.s = socket.create_connection(("127.0.0.1", port), 600)  # a cold index can take long
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.n = 0
         data = b""
@@ -73,11 +74,15 @@ def timed(fn):
     return statistics.median(t)
 
 
+def message(i):
+    return ("From: a@example.org\nTo: u@bench.example\nSubject: message %d\n"
+            "Date: Mon, 5 Jan 2026 10:00:00 +0000\nMessage-ID: <%d@bench>\n\nbody %d\n"
+            % (i, i, i)).encode()
+
+
 def mbox(n):
-    msg = ("From bench@example.org Mon Jan  5 10:00:00 2026\n"
-           "From: a@example.org\nTo: u@bench.example\nSubject: message %d\n"
-           "Date: Mon, 5 Jan 2026 10:00:00 +0000\nMessage-ID: <%d@bench>\n\nbody %d\n\n")
-    return "".join(msg % (i, i, i) for i in range(n)).encode()
+    return b"".join(b"From bench@example.org Mon Jan  5 10:00:00 2026\n" + message(i) + b"\n"
+                    for i in range(n))
 
 
 def measure(port, n, login):
@@ -133,13 +138,116 @@ def rumble_run(sizes):
     return out
 
 
+DOVECOT_CONF = """instance_name = imapscale-%(port)d
+base_dir = %(d)s/run
+state_dir = %(d)s/state
+log_path = %(d)s/dovecot.log
+default_login_user = %(login)s
+default_internal_user = %(internal)s
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_cache_size = 10M
+auth_cache_ttl = 1 hour
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+passdb {
+  driver = passwd-file
+  args = %(d)s/passwd
+}
+userdb {
+  driver = static
+  args = uid=%(uid)d gid=%(gid)d home=%(d)s/home/%%u
+}
+protocol imap {
+  mail_max_userip_connections = 1000
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = %(port)d
+  }
+  inet_listener imaps {
+    port = 0
+  }
+  service_count = 0
+}
+service imap {
+  service_count = 100
+}
+service auth {
+  client_limit = 2000
+}
+"""
+
+
+def dovecot_run(sizes, binary):
+    """The same measures against Debian's Dovecot (maildir, its own
+    performance settings, a plain password: logins are not timed)."""
+    import pwd
+    root = os.getuid() == 0
+    user = pwd.getpwnam("nobody" if root else pwd.getpwuid(os.getuid()).pw_name)
+    out = {}
+    for n in sizes:
+        d = tempfile.mkdtemp(dir=os.path.join(ROOT, "build"), prefix="imapscale-dovecot-")
+        port = free_port()
+        for sub in ("run", "state"):
+            os.makedirs(os.path.join(d, sub))
+        os.chmod(d, 0o755)  # the auth and mail processes run as other users
+        with open(os.path.join(d, "passwd"), "w") as f:
+            f.write("u@bench.example:{PLAIN}secret\n")
+        os.chmod(os.path.join(d, "passwd"), 0o644)
+        md = os.path.join(d, "home", "u@bench.example", "Maildir")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(md, sub))
+        for i in range(n):
+            with open(os.path.join(md, "cur", "%d.%d.bench:2," % (1700000000 + i, i)), "wb") as f:
+                f.write(message(i))
+        hour_ago = time.time() - 3600  # a folder changed in the last seconds is rescanned
+        for sub in ("cur", "new", "tmp", ""):
+            os.utime(os.path.join(md, sub), (hour_ago, hour_ago))
+        if root:
+            for dirpath, _, files in os.walk(os.path.join(d, "home")):
+                os.chown(dirpath, user.pw_uid, user.pw_gid)
+                for x in files:
+                    os.chown(os.path.join(dirpath, x), user.pw_uid, user.pw_gid)
+        with open(os.path.join(d, "dovecot.conf"), "w") as f:
+            f.write(DOVECOT_CONF % {"d": d, "port": port, "uid": user.pw_uid, "gid": user.pw_gid,
+                                    "login": "dovenull" if root else user.pw_name,
+                                    "internal": "dovecot" if root else user.pw_name})
+        p = subprocess.Popen([binary, "-F", "-c", os.path.join(d, "dovecot.conf")])
+        try:
+            wait_port(port)
+            out[n] = measure(port, n, b"LOGIN u@bench.example secret")
+        finally:
+            p.terminate()
+            p.wait(60)
+    return out
+
+
+def table(title, sizes, res):
+    names = list(next(iter(res.values())))
+    print("%s\n%-22s" % (title, "ms (median of %d)" % RUNS) + "".join("%12d" % n for n in sizes))
+    for k in names:
+        print("%-22s" % k + "".join("%12.2f" % res[n][k] for n in sizes))
+
+
 def main():
     sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000, 100000]
     res = rumble_run(sizes)
-    names = list(next(iter(res.values())))
-    print("%-22s" % "ms (median of %d)" % RUNS + "".join("%12d" % n for n in sizes))
-    for k in names:
-        print("%-22s" % k + "".join("%12.2f" % res[n][k] for n in sizes))
+    table("Rumble", sizes, res)
+    dovecot = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot")
+                                          else None)
+    if not dovecot:
+        print("Dovecot is not installed (apt-get install dovecot-imapd): Rumble alone")
+        return
+    dres = dovecot_run(sizes, dovecot)
+    table("\nDovecot (maildir)", sizes, dres)
+    print("\nDovecot / Rumble (above 1: Rumble is faster)")
+    for k in res[sizes[0]]:
+        print("%-22s" % k + "".join("%12.1f" % (dres[n][k] / max(res[n][k], 0.001))
+                                    for n in sizes))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def test_noop_is_answered_during_a_long_search():
             assert c.cmd(b"l", b"LOGIN alice@example.org secret")[-1].startswith(b"l OK")
             assert c.cmd(b"s", b"SELECT INBOX")[-1].startswith(b"s OK")
         t0 = time.time()
-        a.send(b"q SEARCH BODY nowhere-to-be-found\r\nr NOOP\r\n")
+        a.send(b"q SEARCH TEXT nowhere-to-be-found\r\nr NOOP\r\n")
         waits = []
         a.sock.setblocking(False)
         done = b""
@@ -50,8 +50,11 @@ def test_noop_is_answered_during_a_long_search():
         out = a.until(b"q")
         assert out == [b"* SEARCH", b"q OK SEARCH completed"], out
         assert a.until(b"r")[-1].startswith(b"r OK")
-        assert took > 0.3 and len(waits) >= 5, (took, len(waits))  # long enough to tell
-        assert statistics.median(waits) < 0.05 and max(waits) < 0.5, (took, waits[:20])
+        # long enough to tell (0.28 s on the release build, 1.3 s under ASan): without
+        # slices a NOOP waits for the SEARCH's end, on average half of it
+        assert took > 0.1 and len(waits) >= 3, (took, len(waits))
+        assert statistics.median(waits) < min(0.05, took / 4) and max(waits) < 0.5, \
+            (took, waits[:20])
     finally:
         assert s.stop() == 0
 
