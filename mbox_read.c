@@ -533,18 +533,10 @@ uint32_t mm_view_count(struct mm_view *v)
  * still has it (until a compaction), else only its UID (offset 0). */
 static void gone_msg(const struct mm__box *f, uint32_t uid, struct mm_msg *out)
 {
-	uint32_t lo = 0, hi = f->x.nrec;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (f->x.rec[mid].m.uid < uid) {
-			lo = mid + 1;
-		} else {
-			hi = mid;
-		}
-	}
+	long i = find_rec(f, uid);
 	memset(out, 0, sizeof *out);
-	if (lo < f->x.nrec && f->x.rec[lo].m.uid == uid) {
-		*out = f->x.rec[lo].m;
+	if (i >= 0) {
+		*out = f->x.rec[i].m;
 		out->flags &= ~MM_EXPUNGED;
 	}
 	out->uid = uid;

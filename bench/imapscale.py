@@ -112,6 +112,17 @@ def measure(port, n, login):
     return r
 
 
+def measured(cmd, port, n):
+    """measure() of the server that cmd starts on port, stopped after."""
+    p = subprocess.Popen(cmd)
+    try:
+        wait_port(port)
+        return measure(port, n, b"LOGIN u@bench.example secret")
+    finally:
+        p.terminate()
+        p.wait(60)
+
+
 def rumble_run(sizes):
     out = {}
     for n in sizes:
@@ -128,13 +139,7 @@ def rumble_run(sizes):
         os.makedirs(home, exist_ok=True)
         with open(os.path.join(home, "INBOX.mbox"), "wb") as f:
             f.write(mbox(n))
-        p = subprocess.Popen([BIN, "-c", conf])
-        try:
-            wait_port(port)
-            out[n] = measure(port, n, b"LOGIN u@bench.example secret")
-        finally:
-            p.terminate()
-            p.wait(60)
+        out[n] = measured([BIN, "-c", conf], port, n)
     return out
 
 
@@ -216,13 +221,7 @@ def dovecot_run(sizes, binary):
             f.write(DOVECOT_CONF % {"d": d, "port": port, "uid": user.pw_uid, "gid": user.pw_gid,
                                     "login": "dovenull" if root else user.pw_name,
                                     "internal": "dovecot" if root else user.pw_name})
-        p = subprocess.Popen([binary, "-F", "-c", os.path.join(d, "dovecot.conf")])
-        try:
-            wait_port(port)
-            out[n] = measure(port, n, b"LOGIN u@bench.example secret")
-        finally:
-            p.terminate()
-            p.wait(60)
+        out[n] = measured([binary, "-F", "-c", os.path.join(d, "dovecot.conf")], port, n)
     return out
 
 
