@@ -450,7 +450,53 @@ static int wa_setquota(lua_State *L)
 	return 1;
 }
 
+/* api.dns(domain): rumble dns DOMAIN --check as text, looked up on a
+ * helper thread while the page's coroutine waits, and the number of
+ * required records missing or wrong. */
+struct dns_job {
+	struct rl_job j;
+	char domain[MM_DOMAIN_MAX + 1];
+	struct buf out;
+	int problems;
+};
+
+static void dns_job_run(struct rl_job *j)
+{
+	struct dns_job *d = (struct dns_job *)j;
+	d->problems = dns_advice(d->domain, 1, &d->out);
+}
+
+static int dns_job_push(lua_State *L, struct rl_job *j)
+{
+	struct dns_job *d = (struct dns_job *)j;
+	lua_pushlstring(L, d->out.data ? d->out.data : "", d->out.len);
+	lua_pushinteger(L, d->problems);
+	return 2;
+}
+
+static void dns_job_done(struct rl_job *j)
+{
+	buf_free(&((struct dns_job *)j)->out);
+}
+
+static int wa_dns(lua_State *L)
+{
+	const char *domain = luaL_checkstring(L, 1);
+	if (!mm_domain_exists(domain)) {
+		return rl_fail(L, "no such domain: %s", domain);
+	}
+	struct dns_job *d = xcalloc(1, sizeof *d);
+	d->j.run = dns_job_run;
+	d->j.push = dns_job_push;
+	d->j.done = dns_job_done;
+	d->j.slow = 1; /* as long as the name servers take */
+	rl_strlcpy(d->domain, domain, sizeof d->domain);
+	buf_init(&d->out);
+	return rl_job_call(L, &d->j);
+}
+
 static const luaL_Reg api[] = {
+        {"dns", wa_dns},
         {"quota", wa_quota},
         {"setquota", wa_setquota},
         {"setup", wa_setup},

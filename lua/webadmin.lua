@@ -353,9 +353,10 @@ local function domains(ctx, code)
 	for _, d in ipairs(domain_list()) do
 		local n = #(Mailman.listAccounts(d) or {})
 		rows[#rows + 1] = {'<a href="/accounts?domain=' .. esc(urlenc(d)) .. '">' .. esc(d) .. "</a>",
-			num(n), button(ctx, "/domain/delete", {{"domain", d}}, "Delete")}
+			num(n), '<a href="/dns?domain=' .. esc(urlenc(d)) .. '">DNS records</a>',
+			button(ctx, "/domain/delete", {{"domain", d}}, "Delete")}
 	end
-	local body = concat {table_html({"Domain", "Accounts", ""}, rows),
+	local body = concat {table_html({"Domain", "Accounts", "", ""}, rows),
 		'<form method="post" action="/domain/add"><fieldset><legend>Add a domain</legend>',
 		csrf_field(ctx), '<label>Domain <input name="domain" required maxlength="253"></label>',
 		"<button>Add domain</button></fieldset></form>"}
@@ -408,6 +409,44 @@ local function domain_exists(d)
 		end
 	end
 	return false
+end
+
+-- The records of rumble dns DOMAIN --check, each with its mark: green
+-- when found as it should be, red when a required one is missing or wrong.
+local MARKS = {ok = "ok", MISSING = "err", WRONG = "err"}
+
+local function dns_page(ctx)
+	local d = ctx.query.domain or ""
+	if not valid_domain(d) or not domain_exists(d) then
+		say(ctx, false, "No such domain: " .. d)
+		return domains(ctx, 404)
+	end
+	local text, problems = api.dns(d)
+	if not text then
+		say(ctx, false, "DNS: " .. tostring(problems))
+		return domains(ctx, 500)
+	end
+	local rows, notes = {}, {}
+	for line in text:gmatch("[^\n]+") do
+		local mark, rest = line:match("^(%S+)%s+(.*)$")
+		local bare = line:match("^%s*(.-)$")
+		if bare:sub(1, 1) == ";" then
+			notes[#notes + 1] = "<li>" .. esc(bare:sub(3)) .. "</li>"
+		elseif mark and MARKS[mark] then
+			rows[#rows + 1] = {fmt('<span class="msg %s">%s</span>', MARKS[mark], esc(mark)),
+				"<code>" .. esc(rest) .. "</code>"}
+		elseif mark == "-" then
+			rows[#rows + 1] = {"optional", "<code>" .. esc(rest) .. "</code>"}
+		else
+			rows[#rows + 1] = {"not checked", "<code>" .. esc(bare) .. "</code>"}
+		end
+	end
+	say(ctx, problems == 0, problems == 0 and "Every required record is in place." or
+		fmt("%d required record%s missing or wrong.", problems, problems == 1 and " is" or "s are"))
+	local body = concat {"<p>Publish these records at the domain's DNS provider ",
+		"(<code>rumble dns ", esc(d), "</code> prints them ready to paste).</p>",
+		table_html({"", "Record"}, rows), "<ul>", concat(notes), "</ul>"}
+	return 200, page(ctx, "DNS records of " .. d, body)
 end
 
 local function accounts(ctx, code)
@@ -602,7 +641,7 @@ local function log_page(ctx)
 end
 
 local GET = {["/"] = dashboard, ["/domains"] = domains, ["/accounts"] = accounts,
-	["/queue"] = queue, ["/log"] = log_page}
+	["/queue"] = queue, ["/log"] = log_page, ["/dns"] = dns_page}
 local POST = {["/service"] = service_action, ["/domain/add"] = domain_add,
 	["/domain/delete"] = domain_delete, ["/account/add"] = account_add,
 	["/account/password"] = account_password, ["/account/delete"] = account_delete,

@@ -77,3 +77,27 @@ def test_dns_advice_and_check():
         srv.stop()
     r = s.cli("dns", "nosuch.example", check=False)
     assert r.returncode != 0 and "no such domain" in r.stderr, r.stderr
+
+
+def test_web_admin_shows_the_records_with_marks():
+    """dns: the web admin's DNS page of a domain lists its records, green where the DNS has them, red for a missing DMARC, with the count"""
+    from test_webadmin import admin_server, logged_in
+    port = free_port()
+    s = admin_server(conf="ServerName mail.example.org\nDNSServer 127.0.0.1:%d\n" % port)
+    try:
+        advice = s.cli("dns", "example.org").stdout
+        srv = serve_zone(zone_of(advice, drop=("_dmarc.",)), port)
+        try:
+            b = logged_in(s)
+            assert "/dns?domain=example.org" in b.page("/domains")
+            html = b.page("/dns?domain=example.org")
+        finally:
+            srv.stop()
+        assert "1 required record is missing or wrong." in html, html
+        assert re.search(r'class="msg err">MISSING</span></td><td><code>_dmarc\.example\.org\.', html), html
+        assert re.search(r'class="msg ok">ok</span></td><td><code>example\.org\. 3600 IN MX 10 mail', html), html
+        assert "v=DKIM1; k=rsa; p=MIIB" in html and "&quot;" in html  # escaped quotes
+        st, _, _ = b.req("GET", "/dns?domain=nosuch.example")
+        assert st == 404
+    finally:
+        s.stop()
