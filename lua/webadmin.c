@@ -62,6 +62,11 @@ void rl_webadmin_start(void)
 	}
 	wa_service.port = conf.webadmin_port;
 	wa_service.enabled = 1;
+	/* HTTPS with the server's certificate when it is one a browser can
+	 * trust (TLSCertificate); a self-signed one would only teach clicking
+	 * through warnings, and the admin is loopback-only by default */
+	int https = *conf.tls_cert && server_has_tls();
+	wa_service.flags = https ? SVC_TLS : 0;
 	if (server_listen(&wa_service, conf.webadmin_bind, conf.force_ipv4, err, sizeof err) != 0) {
 		log_warnx("web admin: cannot listen on %s:%d: %s; it is off (see WebAdminPort)",
 		        *conf.webadmin_bind ? conf.webadmin_bind : "*", conf.webadmin_port, err);
@@ -70,8 +75,8 @@ void rl_webadmin_start(void)
 	wa_listening = 1;
 	const char *host = *conf.webadmin_bind ? conf.webadmin_bind : "127.0.0.1";
 	int v6 = strchr(host, ':') != NULL;
-	log_info("web admin: http://%s%s%s:%d/", v6 ? "[" : "", host, v6 ? "]" : "",
-	        conf.webadmin_port);
+	log_info("web admin: %s://%s%s%s:%d/", https ? "https" : "http", v6 ? "[" : "", host,
+	        v6 ? "]" : "", conf.webadmin_port);
 	if (!*conf.webadmin_users) {
 		log_info(
 		        "web admin: nobody may log in yet: add \"WebAdmin user@domain\" (a mailbox "
@@ -495,8 +500,16 @@ static int wa_dns(lua_State *L)
 	return rl_job_call(L, &d->j);
 }
 
+/* api.https(): whether the admin's listener speaks HTTPS. */
+static int wa_https(lua_State *L)
+{
+	lua_pushboolean(L, (wa_service.flags & SVC_TLS) != 0);
+	return 1;
+}
+
 static const luaL_Reg api[] = {
         {"dns", wa_dns},
+        {"https", wa_https},
         {"quota", wa_quota},
         {"setquota", wa_setquota},
         {"setup", wa_setup},

@@ -227,6 +227,11 @@ local function read_body(session, req)
 	return true
 end
 
+-- Cookie attributes; Secure when the admin speaks HTTPS (TLSCertificate set).
+local function cookie_attrs()
+	return "; Path=/; HttpOnly; SameSite=Strict" .. (api.https() and "; Secure" or "")
+end
+
 -- ---- page parts ----
 
 local function csrf_field(ctx)
@@ -294,7 +299,7 @@ local function login_page(ctx, code)
 		'autocomplete="current-password" required></label>',
 		"<button>Log in</button></fieldset></form>"}
 	return code or 200, page(ctx, "Log in", body),
-		{"Set-Cookie: wa_pre=" .. pre .. "; Path=/; HttpOnly; SameSite=Strict"}
+		{"Set-Cookie: wa_pre=" .. pre .. cookie_attrs()}
 end
 
 local function dashboard(ctx)
@@ -667,7 +672,7 @@ local function login(ctx)
 	end
 	local token, csrf, user = api.login(f.user or "", f.password or "")
 	if token then
-		return redirect("/", "wa_sid=" .. token .. "; Path=/; HttpOnly; SameSite=Strict")
+		return redirect("/", "wa_sid=" .. token .. cookie_attrs())
 	end
 	if user and user > 0 then
 		api.sleep(user) -- the delay for this failure, as POP3 and IMAP wait
@@ -710,7 +715,7 @@ local function dispatch(session, req, ip)
 			return 405, error_body(405), {"Allow: POST"}
 		end
 		api.logout(sid)
-		return redirect("/login", "wa_sid=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+		return redirect("/login", "wa_sid=; Max-Age=0" .. cookie_attrs())
 	end
 	local fn = (post and POST or GET)[req.path]
 	if not fn then

@@ -330,3 +330,43 @@ def test_sighup_reloads_the_certificate():
     finally:
         assert s.stop() == 0
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_web_admin_is_https_with_a_configured_certificate():
+    """tls: with TLSCertificate the web admin speaks HTTPS with that certificate (plain HTTP gets nothing); with the self-signed one it stays HTTP"""
+    import tempfile
+    import urllib.request
+    from harness import TMP
+    from test_webadmin import admin_server
+    os.makedirs(TMP, exist_ok=True)
+    d = tempfile.mkdtemp(dir=TMP, prefix="certs-")
+    crt, key = make_cert(d, "ec")
+    s = admin_server(conf="TLSCertificate %s\nTLSKey %s\n" % (crt, key))
+    try:
+        r = urllib.request.urlopen("https://127.0.0.1:%d/login" % s.web_port, timeout=10,
+                                   context=client_ctx())
+        assert r.status == 200 and b"Log in" in r.read()
+        assert "; Secure" in r.headers["Set-Cookie"], r.headers["Set-Cookie"]
+        with socket.create_connection(("127.0.0.1", s.web_port), 10) as raw:
+            with client_ctx().wrap_socket(raw) as t:
+                assert t.getpeercert(True) == ssl.PEM_cert_to_DER_cert(open(crt).read())
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/login" % s.web_port, timeout=5)
+            assert False, "plain HTTP answered"
+        except (OSError, http_client_errors()):
+            pass
+        assert "web admin: https://127.0.0.1:%d/" % s.web_port in s.stderr()
+    finally:
+        s.stop()
+        shutil.rmtree(d, ignore_errors=True)
+    s = admin_server()
+    try:
+        r = urllib.request.urlopen("http://127.0.0.1:%d/login" % s.web_port, timeout=10)
+        assert r.status == 200 and "Secure" not in r.headers["Set-Cookie"]
+    finally:
+        s.stop()
+
+
+def http_client_errors():
+    import http.client
+    return http.client.HTTPException
