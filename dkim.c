@@ -68,20 +68,23 @@ static void line_end(struct dkim_body *b)
 	b->content = b->wsp = 0;
 }
 
-/* see rumble.h */
+/* see rumble.h. A lone CR or LF ends a line, as it does in the message
+ * that leaves (outbound.c sends each as CRLF). */
 void dkim_body_feed(struct dkim_body *b, const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (b->cr && p[i] == '\n') {
+		if (b->cr) {
 			b->cr = 0;
 			line_end(b);
-			continue;
+			if (p[i] == '\n') {
+				continue;
+			}
 		}
-		if (b->cr) {
-			content(b, '\r'); /* a lone CR is part of the line */
-		}
-		b->cr = p[i] == '\r';
-		if (!b->cr) {
+		if (p[i] == '\r') {
+			b->cr = 1;
+		} else if (p[i] == '\n') {
+			line_end(b);
+		} else {
 			content(b, p[i]);
 		}
 	}
@@ -91,7 +94,7 @@ void dkim_body_feed(struct dkim_body *b, const char *p, size_t n)
 void dkim_body_end(struct dkim_body *b, uint8_t hash[32])
 {
 	if (b->cr) {
-		content(b, '\r');
+		line_end(b);
 		b->cr = 0;
 	}
 	if (b->content) {

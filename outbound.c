@@ -350,23 +350,44 @@ static int ob_hello(struct ob_conn *c, int use_tls)
 	return ob_cmd(c, cmd, c->tmo, 1) == 250 ? 0 : -1;
 }
 
-/* Appends in[0..n) to out, dot-stuffed (RFC 5321 4.5.2); *bol says
- * whether the next byte starts a line, across calls. */
-static void ob_stuff(struct buf *out, const char *in, size_t n, int *bol)
+/* Where ob_stuff is, across calls: at a line's start (BOL), after a CR
+ * that may begin a CRLF (CR). */
+enum { STUFF_BOL = 1, STUFF_CR = 2 };
+
+/* Appends in[0..n) to out, dot-stuffed (RFC 5321 4.5.2), with a bare CR
+ * or LF made a CRLF (RFC 5321 2.3.8: they appear only together; a bare
+ * one from a sender would be taken differently by each server on the
+ * way, the stuff of SMTP smuggling). *st: the STUFF_* state. */
+static void ob_stuff(struct buf *out, const char *in, size_t n, int *st)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (*bol && in[i] == '.') {
+		char c = in[i];
+		if (*st & STUFF_CR) {
+			buf_append(out, "\n", 1); /* the CRLF's LF, given or not */
+			*st = STUFF_BOL;
+			if (c == '\n') {
+				continue;
+			}
+		}
+		if (c == '\r' || c == '\n') {
+			buf_append(out, c == '\r' ? "\r" : "\r\n", c == '\r' ? 1 : 2);
+			*st = c == '\r' ? STUFF_CR : STUFF_BOL;
+			continue;
+		}
+		if ((*st & STUFF_BOL) && c == '.') {
 			buf_append(out, ".", 1);
 		}
-		buf_append(out, &in[i], 1);
-		*bol = in[i] == '\n';
+		buf_append(out, &c, 1);
+		*st = 0;
 	}
 }
 
-/* The end of data after a message that ended a line (bol) or not. */
-static int ob_data_end(struct ob_conn *c, int bol)
+/* The end of data after a message that ended a line, ended in a CR, or
+ * neither. */
+static int ob_data_end(struct ob_conn *c, int st)
 {
-	return ob_send(c, bol ? ".\r\n" : "\r\n.\r\n", bol ? 3 : 5, c->tmo);
+	const char *end = st & STUFF_CR ? "\n.\r\n" : st & STUFF_BOL ? ".\r\n" : "\r\n.\r\n";
+	return ob_send(c, end, strlen(end), c->tmo);
 }
 
 /* The message, dot-stuffed (after the DKIM-Signature field, if any),
@@ -377,13 +398,13 @@ static int ob_body(struct ob_conn *c, struct spool *sp)
 	struct buf out;
 	buf_init(&out);
 	uint64_t off = 0;
-	int bol = 1, rc = 0;
+	int st = STUFF_BOL, rc = 0;
 	long n;
 	if (c->sig.len) {
-		ob_stuff(&out, c->sig.data, c->sig.len, &bol);
+		ob_stuff(&out, c->sig.data, c->sig.len, &st);
 	}
 	while (rc == 0 && (n = spool_read(sp, off, in, sizeof in)) > 0) {
-		ob_stuff(&out, in, (size_t)n, &bol);
+		ob_stuff(&out, in, (size_t)n, &st);
 		off += (uint64_t)n;
 		rc = ob_send(c, out.data, out.len, c->tmo);
 		buf_reset(&out);
@@ -392,7 +413,7 @@ static int ob_body(struct ob_conn *c, struct spool *sp)
 	if (rc != 0 || n < 0) {
 		return -1;
 	}
-	return ob_data_end(c, bol);
+	return ob_data_end(c, st);
 }
 
 static int has_8bit(const char *s)
@@ -810,14 +831,14 @@ static int sub_body(struct ob_conn *c, const char *p, size_t len)
 {
 	struct buf out;
 	buf_init(&out);
-	int bol = 1, rc = 0;
+	int st = STUFF_BOL, rc = 0;
 	for (size_t off = 0; rc == 0 && off < len; off += 16384) {
-		ob_stuff(&out, p + off, len - off < 16384 ? len - off : 16384, &bol);
+		ob_stuff(&out, p + off, len - off < 16384 ? len - off : 16384, &st);
 		rc = ob_send(c, out.data, out.len, c->tmo);
 		buf_reset(&out);
 	}
 	buf_free(&out);
-	return rc == 0 ? ob_data_end(c, bol) : -1;
+	return rc == 0 ? ob_data_end(c, st) : -1;
 }
 
 /* MAIL, each RCPT, DATA on a greeted (and authenticated) connection:

@@ -555,3 +555,25 @@ def test_over_long_reply_lines_are_cut_not_fatal():
     finally:
         sink.stop()
         dns.stop()
+
+
+def test_bare_cr_and_lf_leave_as_crlf():
+    """outbound: a bare CR or LF in a relayed message leaves as CRLF (RFC 5321 2.3.8; no SMTP smuggling through us), dot-stuffing still right after it"""
+    import re
+    sink = Sink()
+    dns, s = setup(sink.port)
+    try:
+        msg = (b"From: alice@example.org\r\nTo: bob@remote.test\r\nSubject: bare\r\n\r\n"
+               b"one\rtwo\r\n.three\rfour\nfive\r.six\r\nend\r")
+        send(s, ["bob@remote.test"], msg)
+        assert wait_for(lambda: sink.got), log(s)
+        data = sink.got[0][2]
+        assert b"one\r\ntwo\r\n.three\r\nfour\r\nfive\r\n.six\r\nend\r\n" in data, data
+        assert not re.search(rb"\r(?!\n)|(?<!\r)\n", data), data
+        import dkim
+        from test_dkim import resolver
+        record = s.cli("dkim", "example.org").stdout  # signed as it left: it verifies
+        assert dkim.verify(data, dnsfunc=resolver(record)), data[:300]
+    finally:
+        s.stop()
+        dns.stop()
