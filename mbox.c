@@ -630,24 +630,8 @@ static uint32_t new_uidvalidity(struct mm__box *f, uint32_t old)
 	return v;
 }
 
-static void live_rebuild(struct mm__box *f)
-{
-	f->live = xrealloc(f->live, (f->x.nrec ? f->x.nrec : 1) * sizeof *f->live);
-	f->nlive = 0;
-	f->last_expunge = 0;
-	for (uint32_t i = 0; i < f->x.nrec; i++) {
-		const struct mm_msg *m = &f->x.rec[i].m;
-		if (!(m->flags & MM_EXPUNGED)) {
-			f->live[f->nlive++] = i;
-		} else if (m->modseq > f->last_expunge) {
-			f->last_expunge = m->modseq;
-		}
-	}
-	f->end = f->x.nrec ? rec_end(&f->x.rec[f->x.nrec - 1]) : 0;
-}
-
 /* Messages x.rec[from..] were added (appended by another opener, or
- * found in the mbox): into live, as live_rebuild would put them. */
+ * found in the mbox): into live. */
 static void live_extend(struct mm__box *f, uint32_t from)
 {
 	f->live = xrealloc(f->live, (f->x.nrec ? f->x.nrec : 1) * sizeof *f->live);
@@ -660,6 +644,13 @@ static void live_extend(struct mm__box *f, uint32_t from)
 		}
 	}
 	f->end = f->x.nrec ? rec_end(&f->x.rec[f->x.nrec - 1]) : 0;
+}
+
+static void live_rebuild(struct mm__box *f)
+{
+	f->nlive = 0;
+	f->last_expunge = 0;
+	live_extend(f, 0);
 }
 
 /* see rumble.h */
