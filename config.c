@@ -453,6 +453,13 @@ static const struct directive directives[] = {
 	NUM("WebAdminPort", K_PORT, webadmin_port, 1, 65535),
 	FIELD("WebAdmin", K_WORDS, webadmin_users),
 	NUM("DefaultQuota", K_QUOTA, quota_kib, 0, 0),
+	NUM("ACME", K_BOOL, acme_enable, 0, 1),
+	STR("ACMEDirectory", acme_directory),
+	STR("ACMEEmail", acme_email),
+	FIELD("ACMENames", K_WORDS, acme_names),
+	STR("ACMECA", acme_ca),
+	NUM("ACMEHTTPPort", K_PORT, acme_http_port, 1, 65535),
+	NUM("ACMERenewDays", K_INT, acme_renew_days, 0, 3650),
 	/* the rest of the original's rumble.conf */
 	{"Comment", K_NOTE, 0, 0, 0, 0, NULL},
 	UNUSED("DatabaseEngine", NO_DB),
@@ -760,6 +767,9 @@ static void defaults(struct settings *s)
 	s->webadmin_enable = 1;
 	rl_strlcpy(s->webadmin_bind, "127.0.0.1", sizeof s->webadmin_bind);
 	s->webadmin_port = 2580;
+	rl_strlcpy(s->acme_directory, "https://acme-v02.api.letsencrypt.org/directory",
+		sizeof s->acme_directory);
+	s->acme_http_port = root ? 80 : 8080;
 }
 
 static const struct directive *directive_find(const char *key)

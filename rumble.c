@@ -232,6 +232,10 @@ static int run_server(int detach)
 	if (setup_tls(1) != 0 || listen_all() != 0) {
 		return 1;
 	}
+	wellknown_init();
+	if (conf.acme_enable) {
+		wellknown_listen(conf.bind, conf.acme_http_port); /* HTTP-01 fails if not */
+	}
 	if (give_storage(err, sizeof err) != 0) {
 		log_warnx("RunAs: %s", err);
 		return 1;

@@ -178,6 +178,14 @@ struct settings {
 	/* DefaultQuota: an account's limits when neither it nor its domain
 	 * has its own (quota.c); KiB and messages, 0 = none */
 	uint64_t quota_kib, quota_msgs;
+	/* ACME (acme.c, wellknown.c) */
+	int acme_enable;          /* ACME */
+	char acme_directory[512]; /* ACMEDirectory: Let's Encrypt's unless set */
+	char acme_email[256];     /* ACMEEmail: "" = no contact */
+	char acme_names[1024];    /* ACMENames: more names than ServerName */
+	char acme_ca[1024];       /* ACMECA: a CA file for the directory's HTTPS */
+	int acme_http_port;       /* ACMEHTTPPort: the HTTP-01 responder, 80 */
+	int acme_renew_days;      /* ACMERenewDays: renew this long before the end; 0 = at 2/3 */
 	struct config raw;
 };
 extern struct settings conf;
@@ -1119,6 +1127,18 @@ struct session_bell;
 struct session_bell *session_bell_new(struct session *s, void (*fn)(struct session *s));
 void session_bell_ring(void *bell); /* void *: an mm_view_watch callback as it is */
 void session_bell_free(struct session_bell *b);
+
+/* ---- wellknown.c: the public HTTP responder (/.well-known/ paths) ----
+ * Listens on port (ACMEHTTPPort) of bind for GET/HEAD of the paths in its
+ * route table; 404 for the rest. Before privileges are dropped (port 80).
+ * 0, or -1 logged. */
+int wellknown_listen(const char *bind, int port);
+void wellknown_init(void); /* the token table's lock; wellknown_listen calls it */
+/* An HTTP-01 challenge to answer (RFC 8555 8.3): GET
+ * /.well-known/acme-challenge/token gives keyauth. -1 when the token is
+ * not base64url or the table (8) is full. Any thread. */
+int wellknown_token_set(const char *token, const char *keyauth);
+void wellknown_token_clear(const char *token); /* NULL: all */
 
 /* ---- dnsbl.c: DNS blocklists (RFC 5782) for the SMTP port ---- */
 /* The name to look ip up by in zone ("2.0.0.127.zone", IPv6 by nibbles);
