@@ -267,11 +267,17 @@ static int run_server(int detach)
 	if (rl_start(err, sizeof err) != 0) {
 		log_warnx("lua: %s; scripts are off", err);
 	}
+	if (conf.acme_enable) {
+		char cert[1100], key[1100];
+		tls_paths(cert, key, sizeof cert);
+		acme_start(cert, key);
+	}
 	log_info("rumble %s ready in %lld ms, storage %s, pid %ld", RUMBLE_VERSION,
 		(long long)(os_now_ms() - t0), conf.storage, os_getpid());
 	os_service_ready();
 	server_run(on_reload);
 	log_info("stopping: waiting for sessions to finish");
+	acme_stop();
 	server_stop(5000);
 	work_stop();
 	if (conf.greylist && greylist_save(os_time()) != 0) {

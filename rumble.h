@@ -398,6 +398,81 @@ const char *tls_sni(struct tls *t);
 /* Bytes one struct tls takes, record buffer included (one allocation). */
 size_t tls_session_size(void);
 
+/* Writes data to path through a temporary file of mode 0600, fsynced and
+ * renamed over it; 0, or -1 with err filled. */
+int crypto_write_private(const char *path, const char *data, size_t len, char *err, size_t errlen);
+
+/* ---- json.c: a bounded JSON reader (ACME's answers) ----
+ * A value is a span of the text (valid while the text is); lookups walk
+ * it, nesting past 32 levels fails. */
+struct json {
+	const char *p;
+	size_t n; /* 0: no value (malformed or missing) */
+};
+struct json json_of(const char *text, size_t n); /* the one value of text */
+int json_get(struct json obj, const char *key, struct json *out); /* member: 0, or -1 */
+int json_at(struct json arr, int i, struct json *out);            /* element i: 0, or -1 */
+/* A string's value unescaped (\u past ASCII becomes '?'); -1 when v is
+ * not a string or does not fit outlen. */
+int json_str(struct json v, char *out, size_t outlen);
+
+/* ---- eckey.c: ECDSA P-256 keys for ACME ---- */
+struct crypto_ec;
+struct crypto_ec *crypto_ec_new(void); /* a fresh key; NULL without randomness */
+/* Loads a PEM key (PKCS#8 or "EC PRIVATE KEY"), P-256 only; NULL with err. */
+struct crypto_ec *crypto_ec_load(const char *path, char *err, size_t errlen);
+/* Saves it as PKCS#8 PEM, mode 0600, atomically; 0 or -1 with err. */
+int crypto_ec_save(const struct crypto_ec *k, const char *path, char *err, size_t errlen);
+void crypto_ec_free(struct crypto_ec *k); /* wipes; NULL is fine */
+#define CRYPTO_JWK_MAX 160
+/* The public key as a JWK in RFC 7638's canonical form (sorted members,
+ * no spaces), and the base64url SHA-256 thumbprint of that (43 chars). */
+void crypto_ec_jwk(const struct crypto_ec *k, char out[CRYPTO_JWK_MAX]);
+void crypto_ec_thumbprint(const struct crypto_ec *k, char out[44]);
+/* ES256 (RFC 7518 3.4): SHA-256 of data signed, r and s as 32 bytes each. */
+int crypto_ec_sign_es256(const struct crypto_ec *k, const void *data, size_t n, uint8_t sig[64]);
+/* A PKCS#10 request (DER) for names (CN = the first, every one in
+ * subjectAltName) signed by k; -1 when it does not fit. */
+int crypto_ec_csr(const struct crypto_ec *k, const char *const *names, int n, struct buf *out);
+/* base64url without padding (RFC 4648 5) of n bytes into out, which
+ * needs room for the padded form: 4 * ((n + 2) / 3) + 1; returns the
+ * length. */
+size_t crypto_base64url(const void *in, size_t n, char *out);
+/* notBefore and notAfter of the first certificate in a PEM file; -1 if none. */
+int crypto_cert_file_dates(const char *path, int64_t *not_before, int64_t *not_after);
+
+/* ---- der.c: DER for certificates and requests ---- */
+#define DER_MAX 4096 /* one element being built; a certificate or CSR fits */
+/* An element being built; nested ones are built apart and wrapped. A
+ * piece that does not fit sets bad, which every wrap carries up. */
+struct der {
+	size_t len;
+	int bad;
+	unsigned char b[DER_MAX];
+};
+void der_init(struct der *d);
+void der_raw(struct der *d, const void *p, size_t n);             /* bytes as they are */
+void der_add(struct der *d, unsigned tag, const void *v, size_t n); /* tag, length, value */
+void der_wrap(struct der *d, unsigned tag, const struct der *inner);
+void der_name(struct der *d, const char *cn); /* a Name with one CN */
+void der_time_add(struct der *d, int64_t t);  /* UTCTime, GeneralizedTime from 2050 */
+/* object identifiers, tag and length included */
+extern const unsigned char der_oid_ecdsa_sha256[10], der_oid_ec_public_key[9], der_oid_p256[10],
+	der_oid_cn[5], der_oid_san[5], der_oid_basic[5];
+/* Reading: the next element of d (its tag and contents); -1 when d is
+ * empty or the element is malformed. */
+struct der_in {
+	const unsigned char *p;
+	size_t n; /* bytes left */
+};
+int der_next(struct der_in *d, unsigned *tag, struct der_in *val);
+/* A UTCTime (0x17) or GeneralizedTime (0x18) in seconds; -1 if malformed. */
+int64_t der_time(unsigned tag, struct der_in v);
+/* A certificate's subject CN (printable ASCII), notBefore (when not NULL)
+ * and notAfter; -1 if unreadable. */
+int der_cert_info(const void *cert_der, size_t len, char *cn, size_t cnlen, int64_t *not_before,
+	int64_t *not_after);
+
 /* ---- x509.c: trust anchors for verified TLS clients ----
  * A set of CA certificates from PEM. Built by one thread, then read-only
  * (shared by any number of engines). */
@@ -410,6 +485,8 @@ int tls_anchors_add_pem(struct tls_anchors *a, const char *text, size_t len);
  * be read or holds no certificate. */
 int tls_anchors_add_file(struct tls_anchors *a, const char *path, char *err, size_t errlen);
 size_t tls_anchors_count(const struct tls_anchors *a);
+/* Adds the first system bundle found (paths below); count or -1 with err. */
+int tls_anchors_add_system(struct tls_anchors *a, char *err, size_t errlen);
 /* The system's CA bundle (path, or when NULL/"" the first of
  * /etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt,
  * /etc/ssl/cert.pem ...), loaded on the first call that succeeds and kept
@@ -1139,6 +1216,14 @@ void wellknown_init(void); /* the token table's lock; wellknown_listen calls it 
  * not base64url or the table (8) is full. Any thread. */
 int wellknown_token_set(const char *token, const char *keyauth);
 void wellknown_token_clear(const char *token); /* NULL: all */
+
+/* ---- acme.c: certificates from an ACME CA (RFC 8555) ----
+ * With ACME 1: a thread that gets and renews the certificate for
+ * ServerName and ACMENames and writes it to cert_path/key_path (where the
+ * server loads it), then asks for a reload. acme_stop ends it (bounded by
+ * one HTTP request's stop check, a quarter second). */
+void acme_start(const char *cert_path, const char *key_path);
+void acme_stop(void);
 
 /* ---- dnsbl.c: DNS blocklists (RFC 5782) for the SMTP port ---- */
 /* The name to look ip up by in zone ("2.0.0.127.zone", IPv6 by nibbles);

@@ -190,6 +190,19 @@ static const char *const system_bundles[] = {
         "/usr/local/share/certs/ca-root-nss.crt",
 };
 
+/* see rumble.h */
+int tls_anchors_add_system(struct tls_anchors *a, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < sizeof system_bundles / sizeof system_bundles[0]; i++) {
+		int got = tls_anchors_add_file(a, system_bundles[i], err, errlen);
+		if (got > 0) {
+			return got;
+		}
+	}
+	snprintf(err, errlen, "no CA bundle found (/etc/ssl/certs/ca-certificates.crt ...)");
+	return -1;
+}
+
 static os_mutex *system_lock;
 static struct tls_anchors *system_anchors;
 static char system_err[256];
@@ -216,23 +229,13 @@ const struct tls_anchors *tls_anchors_system(const char *path, char *err, size_t
 	os_mutex_lock(lock);
 	if (!system_anchors) {
 		struct tls_anchors *a = tls_anchors_new();
-		int got = -1;
-		if (path && *path) {
-			got = tls_anchors_add_file(a, path, system_err, sizeof system_err);
-		}
-		for (size_t i = 0; (!path || !*path) && got < 0 && i < sizeof system_bundles /
-		                                                       sizeof system_bundles[0];
-		        i++) {
-			got = tls_anchors_add_file(a, system_bundles[i], system_err, sizeof system_err);
-		}
+		int got = path && *path ?
+		                  tls_anchors_add_file(a, path, system_err, sizeof system_err) :
+		                  tls_anchors_add_system(a, system_err, sizeof system_err);
 		if (got > 0) {
 			system_anchors = a;
 		} else {
 			tls_anchors_free(a);
-			if (!path || !*path) {
-				snprintf(system_err, sizeof system_err,
-				        "no CA bundle found (/etc/ssl/certs/ca-certificates.crt ...)");
-			}
 		}
 	}
 	const struct tls_anchors *a = system_anchors;

@@ -2,9 +2,130 @@
 (acme.c) against pebble, Let's Encrypt's test CA (Debian package), run
 here with its own config, a CA made with openssl for its HTTPS, and a fake
 DNS that sends every name to 127.0.0.1."""
+import json
+import os
+import re
+import shutil
 import socket
+import ssl
+import subprocess
+import tempfile
+import time
 
-from harness import Server, free_port
+from harness import Server, free_port, wait_port, TMP
+from test_outbound import FakeDNS
+
+PEBBLE = "/usr/bin/pebble"
+NAME = "mail.acme.test"
+ZONE = """
+mail.acme.test. 60 IN A 127.0.0.1
+imap.acme.test. 60 IN A 127.0.0.1
+"""
+
+
+def sh(*args, cwd=None):
+    subprocess.run(args, cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+class Pebble:
+    """pebble on free ports: its HTTPS with a CA made here (ca.pem, for
+    ACMECA), validations sent to http_port, names resolved by dns_port."""
+
+    def __init__(self, http_port, dns_port, validity=None, nonce_reject=0):
+        os.makedirs(TMP, exist_ok=True)
+        self.dir = tempfile.mkdtemp(dir=TMP, prefix="pebble-")
+        d = self.dir
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+           "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=pebble test CA",
+           "-addext", "basicConstraints=critical,CA:TRUE",
+           "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", "key.pem", "-out", "req.csr", "-subj", "/CN=localhost", cwd=d)
+        with open(os.path.join(d, "ext"), "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n")
+        sh("openssl", "x509", "-req", "-in", "req.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+           "-CAcreateserial", "-out", "cert.pem", "-days", "2", "-extfile", "ext", cwd=d)
+        self.port, self.mgmt = free_port(), free_port()
+        cfg = {"pebble": {"listenAddress": "127.0.0.1:%d" % self.port,
+                          "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
+                          "certificate": os.path.join(d, "cert.pem"),
+                          "privateKey": os.path.join(d, "key.pem"),
+                          "httpPort": http_port, "tlsPort": free_port(),
+                          "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+        if validity:
+            cfg["pebble"]["certificateValidityPeriod"] = validity
+        with open(os.path.join(d, "pebble.json"), "w") as f:
+            json.dump(cfg, f)
+        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT=str(nonce_reject),
+                   PEBBLE_AUTHZREUSE="0")
+        self.logf = open(os.path.join(d, "pebble.log"), "wb")
+        self.proc = subprocess.Popen([PEBBLE, "-config", os.path.join(d, "pebble.json"),
+                                      "-dnsserver", "127.0.0.1:%d" % dns_port],
+                                     stdout=self.logf, stderr=self.logf, env=env)
+        if not wait_port(self.port) or not wait_port(self.mgmt):
+            self.stop()
+            raise AssertionError("pebble did not start")
+        self.ca = os.path.join(d, "ca.pem")
+        self.directory = "https://localhost:%d/dir" % self.port
+
+    def root(self):
+        """The root that pebble issues under, as PEM (management /roots/0)."""
+        ctx = ssl.create_default_context(cafile=self.ca)
+        with socket.create_connection(("127.0.0.1", self.mgmt), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET /roots/0 HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                data = b""
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    data += b
+        pem = data.split(b"\r\n\r\n", 1)[1]
+        path = os.path.join(self.dir, "root.pem")
+        with open(path, "wb") as f:
+            f.write(pem)
+        return path
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+        self.logf.close()
+
+
+def wait_log(s, pattern, count=1, timeout=30):
+    """Waits until pattern appears count times in the server's log; the log."""
+    end = time.time() + timeout
+    while time.time() < end:
+        log = s.stderr()
+        if len(re.findall(pattern, log)) >= count:
+            return log
+        time.sleep(0.2)
+    raise AssertionError("no %r in the log:\n%s" % (pattern, s.stderr()[-3000:]))
+
+
+def served_cert(port, cafile, name=NAME):
+    """The certificate (DER) IMAPS serves, verified against cafile for name."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=name) as s:
+            return s.getpeercert(binary_form=True)
+
+
+def acme_server(pebble, http_port, extra=""):
+    imaps = free_port()
+    conf = ("ServerName %s\nEnableIMAPS 1\nIMAPSPort %d\nACME 1\nACMEDirectory %s\n"
+            "ACMECA %s\nACMEHTTPPort %d\nACMEEmail admin@acme.test\n%s"
+            % (NAME, imaps, pebble.directory, pebble.ca, http_port, extra))
+    s = Server(conf=conf)
+    s.imaps_port = imaps
+    return s
 
 
 def http(port, raw, timeout=5):
@@ -42,3 +163,74 @@ def test_responder_answers_only_acme_challenges():
         assert r.startswith(b"HTTP/1.1 431 "), r
     finally:
         s.stop()
+
+
+def test_acme_issues_serves_and_renews():
+    """acme: pebble issues a certificate over HTTP-01, IMAPS serves it (chains to pebble's root), and it is renewed at 2/3 of its lifetime without a restart"""
+    if not os.path.exists(PEBBLE):
+        print("     (skipped: no pebble)")
+        return
+    dns = FakeDNS(ZONE)
+    http_port = free_port()
+    pebble = Pebble(http_port, dns.port, validity=24, nonce_reject=10)
+    s = acme_server(pebble, http_port, "ACMENames imap.acme.test\n").start()
+    try:
+        log = wait_log(s, r"ACME: certificate installed")
+        assert "ACME: mail.acme.test: validated" in log, log
+        assert "ACME: imap.acme.test: validated" in log, log
+        root = pebble.root()
+        wait_log(s, r"TLS: reloaded")
+        first = served_cert(s.imaps_port, root)
+        served_cert(s.imaps_port, root, "imap.acme.test")
+        key = os.path.join(s.storage, "tls", "key.pem")
+        assert os.stat(key).st_mode & 0o077 == 0
+        assert os.stat(os.path.join(s.storage, "tls", "acme-account.pem")).st_mode & 0o077 == 0
+        # 24 s of validity: renewed after 16
+        wait_log(s, r"ACME: certificate installed", count=2, timeout=30)
+        wait_log(s, r"TLS: reloaded", count=2)
+        second = served_cert(s.imaps_port, root)
+        assert first != second
+        assert "ACME: account " in s.stderr() and "(existing)" in s.stderr()
+    finally:
+        s.stop()
+        pebble.stop()
+        dns.stop()
+
+
+def test_acme_ca_down_keeps_the_certificate():
+    """acme: with the CA unreachable the self-signed certificate stays and a retry is logged"""
+    port = free_port()
+    imaps = free_port()
+    s = Server(conf="ServerName %s\nEnableIMAPS 1\nIMAPSPort %d\nACME 1\nACMEHTTPPort %d\n"
+               "ACMEDirectory https://localhost:%d/dir" % (NAME, imaps, free_port(), port)).start()
+    try:
+        log = wait_log(s, r"ACME: .*cannot connect.*the certificate in use stays; next try in 60 s")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", imaps), timeout=5) as raw:
+            with ctx.wrap_socket(raw) as t:
+                assert t.recv(100).startswith(b"* OK")
+        assert "TLS: reloaded" not in log
+    finally:
+        s.stop()
+
+
+def test_acme_bad_challenge_is_logged_and_the_old_certificate_stays():
+    """acme: validation against a port nobody answers fails with the CA's detail in one log line; the old certificate stays"""
+    if not os.path.exists(PEBBLE):
+        print("     (skipped: no pebble)")
+        return
+    dns = FakeDNS(ZONE)
+    pebble = Pebble(free_port(), dns.port)
+    s = acme_server(pebble, free_port()).start()  # the responder is not where pebble looks
+    try:
+        log = wait_log(s, r"ACME: mail.acme.test: the http-01 challenge failed")
+        line = [l for l in log.splitlines() if "http-01 challenge failed" in l][0]
+        assert "connection refused" in line.lower() or "connect" in line.lower(), line
+        assert "the certificate in use stays; next try in 60 s" in line, line
+        assert "TLS: reloaded" not in log
+    finally:
+        s.stop()
+        pebble.stop()
+        dns.stop()
