@@ -34,7 +34,7 @@
 #define ACME_URL 512
 
 struct acme {
-	char new_nonce[ACME_URL], new_account[ACME_URL], new_order[ACME_URL];
+	char new_nonce[ACME_URL], new_account[ACME_URL], new_order[ACME_URL], revoke[ACME_URL];
 	char nonce[128];
 	char kid[ACME_URL];
 	struct crypto_ec *akey;
@@ -50,6 +50,7 @@ static struct {
 	os_mutex *mx;
 	os_cond *cv;
 	volatile int stop;
+	int kicked; /* under mx: acme_kick asked for a look now */
 	char cert[1100], key[1100], dir[1100];
 } A;
 
@@ -207,7 +208,7 @@ static int jws(struct acme *a, const char *url, const char *payload, struct buf 
 /* The problem document's type and detail (RFC 7807), for the log. */
 static void problem(const struct httpc_resp *rs, char *out, size_t len)
 {
-	char type[128] = "", detail[300] = "";
+	char type[128] = "", detail[240] = "";
 	struct json doc = json_of(rs->body.data ? rs->body.data : "", rs->body.len), v;
 	if (json_get(doc, "type", &v) == 0) {
 		json_str(v, type, sizeof type);
@@ -281,6 +282,7 @@ static int directory(struct acme *a)
 		member(&rs, "newNonce", a->new_nonce, sizeof a->new_nonce);
 		member(&rs, "newAccount", a->new_account, sizeof a->new_account);
 		member(&rs, "newOrder", a->new_order, sizeof a->new_order);
+		member(&rs, "revokeCert", a->revoke, sizeof a->revoke);
 		if (!a->new_nonce[0] || !a->new_account[0] || !a->new_order[0]) {
 			fail(a, "directory %s: not an ACME directory", conf.acme_directory);
 			rc = -1;
@@ -626,27 +628,34 @@ static void wait_s(int64_t s)
 {
 	os_mutex_lock(A.mx);
 	int64_t end = os_now_ms() + s * 1000;
-	while (!A.stop && os_now_ms() < end) {
+	while (!A.stop && !A.kicked && os_now_ms() < end) {
 		int64_t left = end - os_now_ms();
 		os_cond_wait(A.cv, A.mx, left > 60000 ? 60000 : (int)left);
 	}
+	A.kicked = 0;
 	os_mutex_unlock(A.mx);
 }
 
-static void acme_main(void *arg)
+/* ACMECA besides the system's CAs, or (NULL) the system's alone. */
+static void trust(struct acme *a)
 {
-	struct acme *a = xcalloc(1, sizeof *a);
 	char err[256];
-	int64_t backoff = ACME_BACKOFF_MIN;
-	(void)arg;
-	load_names(a);
-	if (*conf.acme_ca) { /* that CA besides the system's */
+	if (*conf.acme_ca) {
 		a->anchors = tls_anchors_new();
 		if (tls_anchors_add_file(a->anchors, conf.acme_ca, err, sizeof err) < 0) {
 			log_warnx("ACME: ACMECA: %s", err);
 		}
 		tls_anchors_add_system(a->anchors, err, sizeof err);
 	}
+}
+
+static void acme_main(void *arg)
+{
+	struct acme *a = xcalloc(1, sizeof *a);
+	int64_t backoff = ACME_BACKOFF_MIN;
+	(void)arg;
+	load_names(a);
+	trust(a);
 	while (!stopping() && a->nnames > 0) {
 		int64_t due = due_in(a);
 		if (due > 0) {
@@ -725,4 +734,55 @@ void acme_stop(void)
 	A.thread = NULL;
 	os_cond_free(A.cv);
 	os_mutex_free(A.mx);
+}
+
+/* see rumble.h */
+void acme_kick(void)
+{
+	if (A.thread) {
+		os_mutex_lock(A.mx);
+		A.kicked = 1;
+		os_cond_broadcast(A.cv);
+		os_mutex_unlock(A.mx);
+	}
+}
+
+/* see rumble.h */
+int acme_revoke(const char *cert_path, char *err, size_t errlen)
+{
+	struct acme *a = xcalloc(1, sizeof *a);
+	struct buf der, p;
+	struct httpc_resp rs;
+	char path[1200];
+	buf_init(&der);
+	buf_init(&p);
+	snprintf(A.dir, sizeof A.dir, "%s/tls", conf.storage);
+	trust(a);
+	int rc = crypto_cert_file_der(cert_path, &der);
+	if (rc != 0) {
+		fail(a, "%s: no certificate", cert_path);
+	}
+	if (rc == 0 && (rc = directory(a)) == 0 && !a->revoke[0]) {
+		fail(a, "the directory has no revokeCert");
+		rc = -1;
+	}
+	if (rc == 0 && (rc = account_key(a)) == 0 && (rc = account(a)) == 0) {
+		buf_puts(&p, "{\"certificate\":\"");
+		b64url_buf(&p, der.data, der.len);
+		buf_puts(&p, "\"}");
+		rc = post(a, "revokeCert", a->revoke, p.data, &rs);
+		httpc_resp_free(&rs);
+	}
+	if (rc == 0) { /* the server orders anew on its next look */
+		snprintf(path, sizeof path, "%s/acme-names", A.dir);
+		os_remove(path);
+		log_info("ACME: revoked the certificate in %s", cert_path);
+	}
+	snprintf(err, errlen, "%s", a->err);
+	buf_free(&der);
+	buf_free(&p);
+	crypto_ec_free(a->akey);
+	tls_anchors_free(a->anchors);
+	free(a);
+	return rc;
 }

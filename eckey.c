@@ -328,18 +328,26 @@ int crypto_ec_csr(const struct crypto_ec *k, const char *const *names, int n, st
 }
 
 /* see rumble.h */
+int crypto_cert_file_der(const char *path, struct buf *der)
+{
+	struct buf text;
+	buf_init(&text);
+	int rc = slurp(path, &text) == 0 && pem_first(&text, is_cert, der) == 0 ? 0 : -1;
+	buf_free(&text);
+	return rc;
+}
+
+/* see rumble.h */
 int crypto_cert_file_dates(const char *path, int64_t *not_before, int64_t *not_after)
 {
-	struct buf text, der;
+	struct buf der;
 	char cn[8];
-	buf_init(&text);
 	buf_init(&der);
-	int rc = slurp(path, &text) == 0 && pem_first(&text, is_cert, &der) == 0 &&
+	int rc = crypto_cert_file_der(path, &der) == 0 &&
 	                         der_cert_info(der.data, der.len, cn, sizeof cn, not_before,
 	                                 not_after) == 0 ?
 	                 0 :
 	                 -1;
-	buf_free(&text);
 	buf_free(&der);
 	return rc;
 }

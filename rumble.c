@@ -23,6 +23,8 @@ static const char usage[] =
 	"       rumble [-c FILE] dkim DOMAIN               the DNS record of its DKIM key\n"
 	"       rumble [-c FILE] dns DOMAIN [--check]      every DNS record it needs; --check\n"
 	"                                                  looks them up\n"
+	"       rumble [-c FILE] acme revoke               revoke ACME's certificate; the\n"
+	"                                                  server orders anew on SIGHUP\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
 	"       rumble --version | --help\n";
@@ -98,6 +100,7 @@ static void on_reload(void)
 	start_dns(); /* resolv.conf may have changed; the cache stays */
 	reload_tls();
 	rl_reload();
+	acme_kick();
 }
 
 static int listen_all(void)
@@ -620,6 +623,21 @@ static int cmd_service(const char *cfg, int argc, char **argv)
 	return 0;
 }
 
+/* acme revoke: the certificate ACME got is revoked at the CA. */
+static int cmd_acme(int argc, char **argv)
+{
+	char err[600], cert[1100], key[1100];
+	if (argc != 1 || strcmp(argv[0], "revoke") != 0) {
+		return fail("usage: rumble acme revoke%s", "");
+	}
+	tls_paths(cert, key, sizeof cert);
+	if (acme_revoke(cert, err, sizeof err) != 0) {
+		return fail("acme: %s", err);
+	}
+	printf("revoked %s; a reload of the server (SIGHUP) orders a new one\n", cert);
+	return 0;
+}
+
 static int run_admin(int argc, char **argv)
 {
 	char err[1200];
@@ -637,6 +655,7 @@ static int run_admin(int argc, char **argv)
 	         : !strcmp(argv[0], "relay") ? cmd_forward(MM_RELAY, argc - 1, argv + 1)
 	         : !strcmp(argv[0], "dkim")  ? cmd_dkim(argc - 1, argv + 1)
 	         : !strcmp(argv[0], "dns")   ? cmd_dns(argc - 1, argv + 1)
+	         : !strcmp(argv[0], "acme")  ? cmd_acme(argc - 1, argv + 1)
 	                                     : cmd_forward(MM_FEED, argc - 1, argv + 1);
 	mm_close();
 	return rc;
@@ -750,7 +769,7 @@ int main(int argc, char **argv)
 	int admin = i < argc;
 	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
 		strcmp(argv[i], "feed") && strcmp(argv[i], "relay") && strcmp(argv[i], "dkim") &&
-		strcmp(argv[i], "dns") && strcmp(argv[i], "service")) {
+		strcmp(argv[i], "dns") && strcmp(argv[i], "service") && strcmp(argv[i], "acme")) {
 		fprintf(stderr, "rumble: unknown command %s (rumble --help lists them)\n", argv[i]);
 		return 2;
 	}

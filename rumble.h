@@ -438,6 +438,8 @@ int crypto_ec_csr(const struct crypto_ec *k, const char *const *names, int n, st
  * needs room for the padded form: 4 * ((n + 2) / 3) + 1; returns the
  * length. */
 size_t crypto_base64url(const void *in, size_t n, char *out);
+/* The DER of the first certificate in a PEM file; -1 if none. */
+int crypto_cert_file_der(const char *path, struct buf *der);
 /* notBefore and notAfter of the first certificate in a PEM file; -1 if none. */
 int crypto_cert_file_dates(const char *path, int64_t *not_before, int64_t *not_after);
 
@@ -1224,6 +1226,14 @@ void wellknown_token_clear(const char *token); /* NULL: all */
  * one HTTP request's stop check, a quarter second). */
 void acme_start(const char *cert_path, const char *key_path);
 void acme_stop(void);
+/* On a reload (SIGHUP): look again now whether an order is due, rather
+ * than at the end of the current wait or back-off. */
+void acme_kick(void);
+/* rumble acme revoke: revokes the certificate in cert_path at the CA
+ * (RFC 8555 7.6, signed by the account key) and marks it for a new order,
+ * which the running server places on its next reload. Blocking; 0, or -1
+ * with err filled. */
+int acme_revoke(const char *cert_path, char *err, size_t errlen);
 
 /* ---- dnsbl.c: DNS blocklists (RFC 5782) for the SMTP port ---- */
 /* The name to look ip up by in zone ("2.0.0.127.zone", IPv6 by nibbles);

@@ -5,7 +5,7 @@ DNS that sends every name to 127.0.0.1."""
 import json
 import os
 import re
-import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -71,21 +71,24 @@ class Pebble:
 
     def root(self):
         """The root that pebble issues under, as PEM (management /roots/0)."""
+        pem = self.mgmt_get("/roots/0")
+        path = os.path.join(self.dir, "root.pem")
+        with open(path, "wb") as f:
+            f.write(pem)
+        return path
+
+    def mgmt_get(self, path):
         ctx = ssl.create_default_context(cafile=self.ca)
         with socket.create_connection(("127.0.0.1", self.mgmt), timeout=5) as raw:
             with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-                s.sendall(b"GET /roots/0 HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                s.sendall(b"GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n" % path.encode())
                 data = b""
                 while True:
                     b = s.recv(65536)
                     if not b:
                         break
                     data += b
-        pem = data.split(b"\r\n\r\n", 1)[1]
-        path = os.path.join(self.dir, "root.pem")
-        with open(path, "wb") as f:
-            f.write(pem)
-        return path
+        return data.split(b"\r\n\r\n", 1)[1]
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -230,6 +233,44 @@ def test_acme_bad_challenge_is_logged_and_the_old_certificate_stays():
         assert "connection refused" in line.lower() or "connect" in line.lower(), line
         assert "the certificate in use stays; next try in 60 s" in line, line
         assert "TLS: reloaded" not in log
+    finally:
+        s.stop()
+        pebble.stop()
+        dns.stop()
+
+
+def serial_of(der):
+    """The serial number of a DER certificate, by openssl, as lower-case hex."""
+    r = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-serial"], input=der,
+                       capture_output=True, timeout=10, check=True)
+    return r.stdout.decode().strip().split("=", 1)[1].lower()
+
+
+def test_acme_revoke_and_reissue():
+    """acme: rumble acme revoke revokes the certificate at the CA; on SIGHUP the server orders a new one and serves it"""
+    if not os.path.exists(PEBBLE):
+        print("     (skipped: no pebble)")
+        return
+    dns = FakeDNS(ZONE)
+    http_port = free_port()
+    pebble = Pebble(http_port, dns.port)
+    s = acme_server(pebble, http_port).start()
+    try:
+        wait_log(s, r"TLS: reloaded")
+        root = pebble.root()
+        first = served_cert(s.imaps_port, root)
+        serial = serial_of(first)
+        status = json.loads(pebble.mgmt_get("/cert-status-by-serial/" + serial))
+        assert status["Status"] == "Valid", status
+        r = s.cli("acme", "revoke")
+        assert "revoked" in r.stdout, r.stdout + r.stderr
+        status = json.loads(pebble.mgmt_get("/cert-status-by-serial/" + serial))
+        assert status["Status"] == "Revoked", status
+        s.proc.send_signal(signal.SIGHUP)
+        wait_log(s, r"ACME: certificate installed", count=2)
+        wait_log(s, r"TLS: reloaded", count=2)
+        second = served_cert(s.imaps_port, root)
+        assert serial_of(second) != serial
     finally:
         s.stop()
         pebble.stop()
