@@ -40,6 +40,7 @@ struct acme {
 	struct crypto_ec *akey;
 	char jwk[CRYPTO_JWK_MAX], thumb[44];
 	struct tls_anchors *anchors; /* ACMECA and the system's; NULL = the system's */
+	int alpn; /* ACMEChallenge tls-alpn-01 rather than http-01 */
 	char names[ACME_NAMES_MAX][256];
 	int nnames;
 	char err[512]; /* why the last step failed */
@@ -392,8 +393,9 @@ static void challenge_error(const struct httpc_resp *rs, char *out, size_t len)
 	}
 }
 
-/* The http-01 challenge of an authorization: its URL and token. */
-static int find_http01(const struct httpc_resp *rs, char *url, char *token, size_t len)
+/* The challenge of type of an authorization: its URL and token. */
+static int find_challenge(const struct httpc_resp *rs, const char *want, char *url, char *token,
+        size_t len)
 {
 	struct json doc = json_of(rs->body.data, rs->body.len), chs, ch, v;
 	char type[32];
@@ -402,7 +404,7 @@ static int find_http01(const struct httpc_resp *rs, char *url, char *token, size
 	}
 	for (int i = 0; json_at(chs, i, &ch) == 0; i++) {
 		if (json_get(ch, "type", &v) == 0 && json_str(v, type, sizeof type) == 0 &&
-		        !strcmp(type, "http-01") && json_get(ch, "url", &v) == 0 &&
+		        !strcmp(type, want) && json_get(ch, "url", &v) == 0 &&
 		        json_str(v, url, len) == 0 && json_get(ch, "token", &v) == 0 &&
 		        json_str(v, token, len) == 0) {
 			return 0;
@@ -411,9 +413,30 @@ static int find_http01(const struct httpc_resp *rs, char *url, char *token, size
 	return -1;
 }
 
-/* One authorization: answer its http-01 challenge and wait for the CA. */
+/* Puts up the answer to a challenge (on == 1) or takes it down. */
+static int answer(struct acme *a, const char *name, const char *token, const char *keyauth, int on)
+{
+	if (!a->alpn) {
+		return on ? wellknown_token_set(token, keyauth) : (wellknown_token_clear(token), 0);
+	}
+	if (!on) {
+		tls_alpn_clear(name);
+		return 0;
+	}
+	struct buf der;
+	uint8_t x[32];
+	buf_init(&der);
+	int rc = crypto_alpn_cert(name, keyauth, &der, x);
+	rc = rc == 0 ? tls_alpn_set(name, der.data, der.len, x) : rc;
+	crypto_wipe(x, sizeof x);
+	buf_free(&der);
+	return rc;
+}
+
+/* One authorization: answer its challenge and wait for the CA. */
 static int authorize(struct acme *a, const char *authz)
 {
+	const char *type = a->alpn ? "tls-alpn-01" : "http-01";
 	struct httpc_resp rs;
 	char status[32], name[256] = "?", url[ACME_URL], token[200], keyauth[300];
 	struct json v;
@@ -431,28 +454,29 @@ static int authorize(struct acme *a, const char *authz)
 		httpc_resp_free(&rs);
 		return 0;
 	}
-	int rc = find_http01(&rs, url, token, sizeof token);
+	int rc = find_challenge(&rs, type, url, token, sizeof token);
 	httpc_resp_free(&rs);
 	if (rc != 0) {
-		fail(a, "%s: the CA offers no http-01 challenge", name);
+		fail(a, "%s: the CA offers no %s challenge", name, type);
 		return -1;
 	}
 	snprintf(keyauth, sizeof keyauth, "%s.%s", token, a->thumb);
-	if (wellknown_token_set(token, keyauth) != 0) {
-		fail(a, "%s: cannot serve the challenge token", name);
+	if (answer(a, name, token, keyauth, 1) != 0) {
+		fail(a, "%s: cannot set up the %s answer", name, type);
 		return -1;
 	}
-	log_info("ACME: %s: answering the http-01 challenge on port %d", name, conf.acme_http_port);
+	log_info("ACME: %s: answering the %s challenge on port %d", name, type,
+	        a->alpn ? conf.acme_tls_port : conf.acme_http_port);
 	rc = post(a, "challenge", url, "{}", &rs);
 	httpc_resp_free(&rs);
 	if (rc == 0) {
 		rc = poll(a, "authorization", authz, "pending processing", &rs, status, sizeof status);
 	}
-	wellknown_token_clear(token);
+	answer(a, name, token, keyauth, 0);
 	if (rc == 0 && strcmp(status, "valid") != 0) {
 		char why[300];
 		challenge_error(&rs, why, sizeof why);
-		fail(a, "%s: the http-01 challenge failed (%s): %s", name, status, why);
+		fail(a, "%s: the %s challenge failed (%s): %s", name, type, status, why);
 		rc = -1;
 	} else if (rc == 0) {
 		log_info("ACME: %s: validated", name);
@@ -656,6 +680,11 @@ static void acme_main(void *arg)
 	(void)arg;
 	load_names(a);
 	trust(a);
+	a->alpn = !rl_strcasecmp(conf.acme_challenge, "tls-alpn-01");
+	if (!a->alpn && rl_strcasecmp(conf.acme_challenge, "http-01") != 0) {
+		log_warnx("ACME: ACMEChallenge %s is neither http-01 nor tls-alpn-01; http-01 it is",
+		        conf.acme_challenge);
+	}
 	while (!stopping() && a->nnames > 0) {
 		int64_t due = due_in(a);
 		if (due > 0) {

@@ -459,6 +459,8 @@ static const struct directive directives[] = {
 	FIELD("ACMENames", K_WORDS, acme_names),
 	STR("ACMECA", acme_ca),
 	NUM("ACMEHTTPPort", K_PORT, acme_http_port, 1, 65535),
+	STR("ACMEChallenge", acme_challenge),
+	NUM("ACMETLSPort", K_PORT, acme_tls_port, 1, 65535),
 	NUM("ACMERenewDays", K_INT, acme_renew_days, 0, 3650),
 	/* the rest of the original's rumble.conf */
 	{"Comment", K_NOTE, 0, 0, 0, 0, NULL},
@@ -770,6 +772,8 @@ static void defaults(struct settings *s)
 	rl_strlcpy(s->acme_directory, "https://acme-v02.api.letsencrypt.org/directory",
 		sizeof s->acme_directory);
 	s->acme_http_port = root ? 80 : 8080;
+	s->acme_tls_port = root ? 443 : 8443;
+	rl_strlcpy(s->acme_challenge, "http-01", sizeof s->acme_challenge);
 }
 
 static const struct directive *directive_find(const char *key)

@@ -16,6 +16,7 @@
  * TLS follows after the passwords; its notes open that part.
  */
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -957,6 +958,7 @@ struct tls_ctx *tls_ctx_load(const char *cert_path, const char *key_path, char *
 /* ---- one connection ---- */
 
 struct tls_anykey;
+struct tls_alpn;
 
 struct tls {
 	/* A server's or a client's; both start with the engine, so t->sc.eng
@@ -967,6 +969,12 @@ struct tls {
 	};
 	struct tls_ctx *ctx;      /* NULL for a client */
 	struct tls_anykey *anykey; /* a client's certificate "check", else NULL */
+	/* a server's policy: ours (first, BearSSL passes &policy), which
+	 * hands over to the certificate's (inner) or, for an acme-tls/1
+	 * handshake, to the challenge's (alpn, made then) */
+	const br_ssl_server_policy_class *policy;
+	const br_ssl_server_policy_class **inner, **chosen;
+	struct tls_alpn *alpn;
 	int done;      /* the handshake finished (for good: no renegotiation) */
 	char err[128]; /* tls_error's text, made when first asked */
 	char cipher[24]; /* tls_cipher's text for a suite not in tls_suites */
@@ -984,6 +992,164 @@ size_t tls_session_size(void)
 	return sizeof(struct tls);
 }
 
+/* ---- TLS-ALPN-01 (RFC 8737): the acme-tls/1 protocol ----
+ * Every server engine offers ALPN "acme-tls/1" and nothing else (a
+ * client asking for another protocol gets no ALPN answer, as before).
+ * When a client selects it, the certificate shown is the challenge's for
+ * the SNI name, set by acme.c; with no challenge for that name the
+ * handshake fails. The policy of the server's certificate does the rest
+ * of the time; the challenge's is BearSSL's single-EC policy, borrowed by
+ * setting it up on a scratch context (its vtable is not public). */
+
+#define TLS_ALPN_MAX 8
+
+struct tls_alpn {
+	br_ssl_server_policy_ec_context policy;
+	br_x509_certificate chain;
+	br_ec_private_key sk;
+	unsigned char x[32];
+	unsigned char der[DER_MAX];
+};
+
+static struct alpn_entry {
+	char name[256];
+	unsigned char x[32];
+	size_t len;
+	unsigned char *der;
+} *alpn_table[TLS_ALPN_MAX];
+static os_mutex *alpn_mx;
+
+static const char *alpn_names[] = {"acme-tls/1"};
+
+/* see rumble.h */
+void tls_alpn_init(void)
+{
+	if (!alpn_mx) {
+		alpn_mx = os_mutex_new();
+	}
+}
+
+/* see rumble.h */
+int tls_alpn_set(const char *name, const void *der, size_t len, const uint8_t x[32])
+{
+	int done = -1;
+	if (len > DER_MAX || strlen(name) >= sizeof alpn_table[0]->name) {
+		return -1;
+	}
+	os_mutex_lock(alpn_mx);
+	for (int i = 0; i < TLS_ALPN_MAX && done < 0; i++) {
+		if (!alpn_table[i]) {
+			struct alpn_entry *e = xcalloc(1, sizeof *e);
+			rl_strlcpy(e->name, name, sizeof e->name);
+			memcpy(e->x, x, 32);
+			e->der = xmalloc(len);
+			memcpy(e->der, der, len);
+			e->len = len;
+			alpn_table[i] = e;
+			done = 0;
+		}
+	}
+	os_mutex_unlock(alpn_mx);
+	return done;
+}
+
+/* see rumble.h */
+void tls_alpn_clear(const char *name)
+{
+	os_mutex_lock(alpn_mx);
+	for (int i = 0; i < TLS_ALPN_MAX; i++) {
+		struct alpn_entry *e = alpn_table[i];
+		if (e && (!name || !rl_strcasecmp(e->name, name))) {
+			free(e->der);
+			crypto_wipe(e, sizeof *e);
+			free(e);
+			alpn_table[i] = NULL;
+		}
+	}
+	os_mutex_unlock(alpn_mx);
+}
+
+/* The challenge for name, copied for this engine; NULL if none. */
+static struct tls_alpn *alpn_find(const char *name)
+{
+	struct tls_alpn *a = NULL;
+	os_mutex_lock(alpn_mx);
+	for (int i = 0; i < TLS_ALPN_MAX && !a; i++) {
+		struct alpn_entry *e = alpn_table[i];
+		if (e && !rl_strcasecmp(e->name, name)) {
+			a = xcalloc(1, sizeof *a);
+			memcpy(a->der, e->der, e->len);
+			memcpy(a->x, e->x, 32);
+			a->chain.data = a->der;
+			a->chain.data_len = e->len;
+		}
+	}
+	os_mutex_unlock(alpn_mx);
+	return a;
+}
+
+static struct tls *tls_of_policy(const br_ssl_server_policy_class **pctx)
+{
+	return (struct tls *)(void *)((char *)(void *)pctx - offsetof(struct tls, policy));
+}
+
+static int alpn_choose(const br_ssl_server_policy_class **pctx, const br_ssl_server_context *cc,
+        br_ssl_server_choices *choices)
+{
+	struct tls *t = tls_of_policy(pctx);
+	const char *proto = br_ssl_engine_get_selected_protocol((br_ssl_engine_context *)&cc->eng);
+	t->chosen = t->inner;
+	if (proto && !strcmp(proto, alpn_names[0])) {
+		struct tls_alpn *a = alpn_find(br_ssl_engine_get_server_name(&cc->eng));
+		if (!a) {
+			return 0;
+		}
+		br_ssl_server_context *scratch = xcalloc(1, sizeof *scratch);
+		a->sk.curve = BR_EC_secp256r1;
+		a->sk.x = a->x;
+		a->sk.xlen = sizeof a->x;
+		br_ssl_server_set_single_ec(scratch, &a->chain, 1, &a->sk, BR_KEYTYPE_SIGN, 0,
+		        br_ec_get_default(), br_ecdsa_sign_asn1_get_default());
+		a->policy = scratch->chain_handler.single_ec;
+		a->policy.mhash = &cc->eng.mhash; /* it pointed into the scratch engine */
+		free(scratch);
+		free(t->alpn);
+		t->alpn = a;
+		t->chosen = &a->policy.vtable;
+	}
+	return (*t->chosen)->choose(t->chosen, cc, choices);
+}
+
+static uint32_t alpn_keyx(const br_ssl_server_policy_class **pctx, unsigned char *data,
+        size_t *len)
+{
+	struct tls *t = tls_of_policy(pctx);
+	return (*t->chosen)->do_keyx(t->chosen, data, len);
+}
+
+static size_t alpn_sign(const br_ssl_server_policy_class **pctx, unsigned algo_id,
+        unsigned char *data, size_t hv_len, size_t len)
+{
+	struct tls *t = tls_of_policy(pctx);
+	return (*t->chosen)->do_sign(t->chosen, algo_id, data, hv_len, len);
+}
+
+static const br_ssl_server_policy_class alpn_policy_class = {
+        sizeof(const br_ssl_server_policy_class *),
+        alpn_choose,
+        alpn_keyx,
+        alpn_sign,
+};
+
+/* Puts our policy in front of the certificate's. */
+static void alpn_wrap(struct tls *t)
+{
+	t->inner = t->chosen = t->sc.policy_vtable;
+	t->policy = &alpn_policy_class;
+	br_ssl_server_set_policy(&t->sc, &t->policy);
+	br_ssl_engine_set_protocol_names(&t->sc.eng, alpn_names, 1);
+}
+
 /* see rumble.h */
 struct tls *tls_new(struct tls_ctx *c)
 {
@@ -994,6 +1160,7 @@ struct tls *tls_new(struct tls_ctx *c)
 
 	t->ctx = c;
 	t->anykey = NULL;
+	t->alpn = NULL;
 	t->done = 0;
 	t->err[0] = '\0';
 	br_ssl_server_zero(sc);
@@ -1017,6 +1184,7 @@ struct tls *tls_new(struct tls_ctx *c)
 		        br_rsa_private_get_default(), br_rsa_pkcs1_sign_get_default());
 	}
 	br_ssl_server_set_cache(sc, &c->cache.vtable);
+	alpn_wrap(t);
 	br_ssl_engine_set_buffer(eng, t->buf, sizeof t->buf, 0);
 	/* after the hashes: the engine's generator is HMAC_DRBG on SHA-256 */
 	if (os_random(seed, sizeof seed) == 0) {
@@ -1039,6 +1207,10 @@ void tls_free(struct tls *t)
 	}
 	struct tls_ctx *c = t->ctx;
 	free(t->anykey); /* the server's public key only: nothing to wipe */
+	if (t->alpn) {
+		crypto_wipe(t->alpn, sizeof *t->alpn);
+		free(t->alpn);
+	}
 	crypto_wipe(t, sizeof *t); /* keys, and the last records in clear */
 	free(t);
 	ctx_release(c);

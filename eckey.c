@@ -327,6 +327,89 @@ int crypto_ec_csr(const struct crypto_ec *k, const char *const *names, int n, st
 	return 0;
 }
 
+/* extensions [3]: subjectAltName dNSName, acmeIdentifier (critical) */
+static void der_alpn_extensions(struct der *d, const char *name, const uint8_t digest[32])
+{
+	/* id-pe-acmeIdentifier, 1.3.6.1.5.5.7.1.31 */
+	static const unsigned char oid_acme[] = {
+	        0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x1f};
+	struct der gn, w, ext, exts;
+	der_init(&gn);
+	der_add(&gn, 0x82, name, strlen(name));
+	der_init(&w);
+	der_wrap(&w, 0x30, &gn);
+	der_init(&ext);
+	der_raw(&ext, der_oid_san, sizeof der_oid_san);
+	der_wrap(&ext, 0x04, &w);
+	der_init(&exts);
+	der_wrap(&exts, 0x30, &ext);
+	der_init(&w);
+	der_add(&w, 0x04, digest, 32); /* Authorization ::= OCTET STRING (SIZE (32)) */
+	der_init(&ext);
+	der_raw(&ext, oid_acme, sizeof oid_acme);
+	der_add(&ext, 0x01, "\xff", 1); /* critical */
+	der_wrap(&ext, 0x04, &w);
+	der_wrap(&exts, 0x30, &ext);
+	der_init(&w);
+	der_wrap(&w, 0x30, &exts);
+	der_wrap(d, 0xa3, &w);
+}
+
+/* see rumble.h */
+int crypto_alpn_cert(const char *name, const char *keyauth, struct buf *out, uint8_t x[32])
+{
+	static const unsigned char v3[] = {0xa0, 0x03, 0x02, 0x01, 0x02};
+	struct crypto_ec *k = crypto_ec_new();
+	struct der seq, tmp, tbs, body, cert;
+	unsigned char serial[16], sig[1 + 80];
+	uint8_t h[32];
+	int64_t now = os_time();
+	const char *cn = strlen(name) <= 64 ? name : "acme-tls-alpn-01";
+	if (!k || k->sk.xlen != 32 || os_random(serial, sizeof serial) != 0) {
+		crypto_ec_free(k);
+		return -1;
+	}
+	serial[0] = (unsigned char)((serial[0] & 0x7f) | 0x40);
+	crypto_sha256(keyauth, strlen(keyauth), h);
+	der_init(&seq);
+	der_raw(&seq, v3, sizeof v3);
+	der_add(&seq, 0x02, serial, sizeof serial);
+	der_init(&tmp);
+	der_raw(&tmp, der_oid_ecdsa_sha256, sizeof der_oid_ecdsa_sha256);
+	der_wrap(&seq, 0x30, &tmp);
+	der_name(&seq, cn);
+	der_init(&tmp);
+	der_time_add(&tmp, now - 86400);
+	der_time_add(&tmp, now + 7 * 86400);
+	der_wrap(&seq, 0x30, &tmp);
+	der_name(&seq, cn);
+	der_spki(&seq, &k->pk);
+	der_alpn_extensions(&seq, name, h);
+	der_init(&tbs);
+	der_wrap(&tbs, 0x30, &seq);
+	crypto_sha256(tbs.b, tbs.len, h);
+	size_t slen = tbs.bad ? 0 :
+	                        br_ecdsa_sign_asn1_get_default()(br_ec_get_default(),
+	                                &br_sha256_vtable, h, &k->sk, sig + 1);
+	sig[0] = 0;
+	der_init(&body);
+	der_raw(&body, tbs.b, tbs.len);
+	der_init(&tmp);
+	der_raw(&tmp, der_oid_ecdsa_sha256, sizeof der_oid_ecdsa_sha256);
+	der_wrap(&body, 0x30, &tmp);
+	der_add(&body, 0x03, sig, 1 + slen);
+	der_init(&cert);
+	der_wrap(&cert, 0x30, &body);
+	int rc = slen == 0 || cert.bad ? -1 : 0;
+	if (rc == 0) {
+		buf_reset(out);
+		buf_append(out, cert.b, cert.len);
+		memcpy(x, k->sk.x, 32);
+	}
+	crypto_ec_free(k);
+	return rc;
+}
+
 /* see rumble.h */
 int crypto_cert_file_der(const char *path, struct buf *der)
 {

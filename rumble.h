@@ -185,6 +185,8 @@ struct settings {
 	char acme_names[1024];    /* ACMENames: more names than ServerName */
 	char acme_ca[1024];       /* ACMECA: a CA file for the directory's HTTPS */
 	int acme_http_port;       /* ACMEHTTPPort: the HTTP-01 responder, 80 */
+	char acme_challenge[16];  /* ACMEChallenge: http-01 or tls-alpn-01 */
+	int acme_tls_port;        /* ACMETLSPort: TLS-ALPN-01's listener, 443 */
 	int acme_renew_days;      /* ACMERenewDays: renew this long before the end; 0 = at 2/3 */
 	struct config raw;
 };
@@ -397,6 +399,14 @@ int tls_cipher_bits(struct tls *t);
 const char *tls_sni(struct tls *t);
 /* Bytes one struct tls takes, record buffer included (one allocation). */
 size_t tls_session_size(void);
+/* TLS-ALPN-01: every server engine offers ALPN "acme-tls/1"; a client
+ * that selects it is shown the challenge certificate set here for its SNI
+ * name (crypto_alpn_cert's DER and private scalar), or refused when there
+ * is none. Needs an EC server key (the ECDSA suites). Any thread;
+ * tls_alpn_init once before (the table's lock). At most 8 at a time. */
+void tls_alpn_init(void);
+int tls_alpn_set(const char *name, const void *der, size_t len, const uint8_t x[32]);
+void tls_alpn_clear(const char *name); /* NULL: all */
 
 /* Writes data to path through a temporary file of mode 0600, fsynced and
  * renamed over it; 0, or -1 with err filled. */
@@ -438,6 +448,10 @@ int crypto_ec_csr(const struct crypto_ec *k, const char *const *names, int n, st
  * needs room for the padded form: 4 * ((n + 2) / 3) + 1; returns the
  * length. */
 size_t crypto_base64url(const void *in, size_t n, char *out);
+/* TLS-ALPN-01 (RFC 8737): a self-signed certificate (DER) for name with
+ * the critical acmeIdentifier extension holding SHA-256(keyauth), and
+ * its fresh P-256 private scalar in x. 0, or -1. */
+int crypto_alpn_cert(const char *name, const char *keyauth, struct buf *out, uint8_t x[32]);
 /* The DER of the first certificate in a PEM file; -1 if none. */
 int crypto_cert_file_der(const char *path, struct buf *der);
 /* notBefore and notAfter of the first certificate in a PEM file; -1 if none. */
@@ -1212,6 +1226,9 @@ void session_bell_free(struct session_bell *b);
  * route table; 404 for the rest. Before privileges are dropped (port 80).
  * 0, or -1 logged. */
 int wellknown_listen(const char *bind, int port);
+/* The same over TLS (for ACMEChallenge tls-alpn-01 on port 443; later
+ * the MTA-STS policy): the server's certificate, or the TLS-ALPN-01 one. */
+int wellknown_listen_tls(const char *bind, int port);
 void wellknown_init(void); /* the token table's lock; wellknown_listen calls it */
 /* An HTTP-01 challenge to answer (RFC 8555 8.3): GET
  * /.well-known/acme-challenge/token gives keyauth. -1 when the token is

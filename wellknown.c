@@ -267,18 +267,30 @@ static const struct proto wk_proto = {
 };
 
 static struct service wk_service = {.name = "http", .proto = &wk_proto};
+static struct service wks_service = {.name = "https", .proto = &wk_proto, .flags = SVC_TLS};
+
+static int listen_on(struct service *svc, const char *bind, int port)
+{
+	char err[256];
+	wellknown_init();
+	svc->port = port;
+	svc->enabled = 1;
+	if (server_listen(svc, bind, conf.force_ipv4, err, sizeof err) != 0) {
+		log_warnx("%s (well-known): cannot listen on port %d: %s", svc->name, port, err);
+		return -1;
+	}
+	log_info("%s (well-known) listening on %s:%d", svc->name, *bind ? bind : "*", port);
+	return 0;
+}
 
 /* see rumble.h */
 int wellknown_listen(const char *bind, int port)
 {
-	char err[256];
-	wellknown_init();
-	wk_service.port = port;
-	wk_service.enabled = 1;
-	if (server_listen(&wk_service, bind, conf.force_ipv4, err, sizeof err) != 0) {
-		log_warnx("http (well-known): cannot listen on port %d: %s", port, err);
-		return -1;
-	}
-	log_info("http (well-known) listening on %s:%d", *bind ? bind : "*", port);
-	return 0;
+	return listen_on(&wk_service, bind, port);
+}
+
+/* see rumble.h */
+int wellknown_listen_tls(const char *bind, int port)
+{
+	return listen_on(&wks_service, bind, port);
 }

@@ -31,7 +31,7 @@ class Pebble:
     """pebble on free ports: its HTTPS with a CA made here (ca.pem, for
     ACMECA), validations sent to http_port, names resolved by dns_port."""
 
-    def __init__(self, http_port, dns_port, validity=None, nonce_reject=0):
+    def __init__(self, http_port, dns_port, validity=None, nonce_reject=0, tls_port=None):
         os.makedirs(TMP, exist_ok=True)
         self.dir = tempfile.mkdtemp(dir=TMP, prefix="pebble-")
         d = self.dir
@@ -51,7 +51,7 @@ class Pebble:
                           "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
                           "certificate": os.path.join(d, "cert.pem"),
                           "privateKey": os.path.join(d, "key.pem"),
-                          "httpPort": http_port, "tlsPort": free_port(),
+                          "httpPort": http_port, "tlsPort": tls_port or free_port(),
                           "ocspResponderURL": "", "externalAccountBindingRequired": False}}
         if validity:
             cfg["pebble"]["certificateValidityPeriod"] = validity
@@ -271,6 +271,38 @@ def test_acme_revoke_and_reissue():
         wait_log(s, r"TLS: reloaded", count=2)
         second = served_cert(s.imaps_port, root)
         assert serial_of(second) != serial
+    finally:
+        s.stop()
+        pebble.stop()
+        dns.stop()
+
+
+def test_acme_tls_alpn_01():
+    """acme: ACMEChallenge tls-alpn-01 is answered on ACMETLSPort with the acme-tls/1 certificate (RFC 8737); without a challenge acme-tls/1 is refused"""
+    if not os.path.exists(PEBBLE):
+        print("     (skipped: no pebble)")
+        return
+    dns = FakeDNS(ZONE)
+    tls_port = free_port()
+    pebble = Pebble(free_port(), dns.port, tls_port=tls_port)  # nobody on its HTTP port
+    s = acme_server(pebble, free_port(),
+                    "ACMEChallenge tls-alpn-01\nACMETLSPort %d\n" % tls_port).start()
+    try:
+        log = wait_log(s, r"TLS: reloaded")
+        assert "ACME: mail.acme.test: answering the tls-alpn-01 challenge" in log, log
+        assert "ACME: mail.acme.test: validated" in log, log
+        served_cert(s.imaps_port, pebble.root())
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["acme-tls/1"])
+        try:
+            with socket.create_connection(("127.0.0.1", s.imaps_port), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname=NAME):
+                    pass
+            raise AssertionError("acme-tls/1 was accepted without a challenge")
+        except ssl.SSLError:
+            pass
     finally:
         s.stop()
         pebble.stop()
