@@ -548,7 +548,7 @@ static int finalize(struct acme *a, const char *order_url, const char *fin,
 static int install(struct acme *a, const struct crypto_ec *key, const struct buf *chain)
 {
 	char err[300], path[1200], names[ACME_NAMES_MAX * 256];
-	if (!strstr(chain->data, "-----BEGIN CERTIFICATE-----")) {
+	if (!chain->data || !strstr(chain->data, "-----BEGIN CERTIFICATE-----")) {
 		fail(a, "the CA sent no PEM certificate chain");
 		return -1;
 	}

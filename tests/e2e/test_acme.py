@@ -247,18 +247,20 @@ def serial_of(der):
 
 
 def test_acme_revoke_and_reissue():
-    """acme: rumble acme revoke revokes the certificate at the CA; on SIGHUP the server orders a new one and serves it"""
+    """acme: the web admin speaks HTTPS with ACME's certificate; rumble acme revoke revokes it at the CA; on SIGHUP the server orders a new one and serves it"""
     if not os.path.exists(PEBBLE):
         print("     (skipped: no pebble)")
         return
     dns = FakeDNS(ZONE)
     http_port = free_port()
     pebble = Pebble(http_port, dns.port)
-    s = acme_server(pebble, http_port).start()
+    admin = free_port()
+    s = acme_server(pebble, http_port, "EnableWebAdmin 1\nWebAdminPort %d\n" % admin).start()
     try:
         wait_log(s, r"TLS: reloaded")
         root = pebble.root()
         first = served_cert(s.imaps_port, root)
+        assert served_cert(admin, root) == first  # the web admin speaks HTTPS with it
         serial = serial_of(first)
         status = json.loads(pebble.mgmt_get("/cert-status-by-serial/" + serial))
         assert status["Status"] == "Valid", status
