@@ -239,6 +239,34 @@ def test_acme_bad_challenge_is_logged_and_the_old_certificate_stays():
         dns.stop()
 
 
+def test_responder_deadline_holds_against_a_trickle():
+    """wellknown: a client sending its request a byte a second is cut off at the 10 s deadline, not kept by each byte"""
+    port = free_port()
+    s = Server(conf="ACME 1\nACMEHTTPPort %d\nACMEDirectory http://127.0.0.1:1/directory"
+               % port).start()
+    try:
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        t0 = time.time()
+        c.sendall(b"GET / HTTP/1.1\r\n")
+        closed = None
+        for _ in range(20):
+            try:
+                c.sendall(b"X")
+                c.settimeout(1)
+                if c.recv(4096) == b"":
+                    closed = time.time() - t0
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = time.time() - t0
+                break
+        c.close()
+        assert closed is not None and 9 <= closed <= 14, closed
+    finally:
+        s.stop()
+
+
 def serial_of(der):
     """The serial number of a DER certificate, by openssl, as lower-case hex."""
     r = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-serial"], input=der,
