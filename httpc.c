@@ -472,9 +472,11 @@ static int conn_open(struct conn *c, const struct httpc_url *u, const struct htt
 			break;
 		}
 	}
-	if (tls_handshaking(c->tls)) {
+	if (tls_handshaking(c->tls) || tls_failed(c->tls)) {
 		return seterr(rs, "TLS with %s: %s", u->host,
-		               tls_failed(c->tls) ? tls_error(c->tls) : "timed out"),
+		               tls_failed(c->tls)                ? tls_error(c->tls) :
+		               os_now_ms() >= c->deadline        ? "timed out" :
+		                                                   "connection closed in the handshake"),
 		       -1;
 	}
 	return 0;

@@ -337,3 +337,22 @@ def test_acme_tls_alpn_01():
         s.stop()
         pebble.stop()
         dns.stop()
+
+
+def test_acme_refuses_an_untrusted_directory():
+    """acme: without ACMECA pebble's HTTPS certificate (a private CA) is refused: not trusted, logged, nothing ordered"""
+    if not os.path.exists(PEBBLE):
+        print("     (skipped: no pebble)")
+        return
+    dns = FakeDNS(ZONE)
+    http_port = free_port()
+    pebble = Pebble(http_port, dns.port)
+    s = Server(conf="ServerName %s\nACME 1\nACMEDirectory %s\nACMEHTTPPort %d"
+               % (NAME, pebble.directory, http_port)).start()
+    try:
+        log = wait_log(s, r"ACME: GET https://localhost:\d+/dir: TLS with localhost: .*not trusted")
+        assert "account" not in log and "the certificate in use stays" in log
+    finally:
+        s.stop()
+        pebble.stop()
+        dns.stop()
