@@ -27,9 +27,9 @@
 #define ACME_NAMES_MAX 20
 #define ACME_BACKOFF_MIN 60
 #define ACME_BACKOFF_MAX 86400
-#define ACME_AFTER_ISSUE 3600   /* no new order sooner after a success */
-#define ACME_POLL_MS 60000      /* a challenge or an order gets this long */
-#define ACME_HTTP_MS 30000      /* one request */
+#define ACME_AFTER_ISSUE 3600 /* no new order sooner after a success */
+#define ACME_POLL_MS 60000    /* a challenge or an order gets this long */
+#define ACME_HTTP_MS 30000    /* one request */
 #define ACME_BODY_MAX (256 * 1024)
 #define ACME_URL 512
 
@@ -40,7 +40,7 @@ struct acme {
 	struct crypto_ec *akey;
 	char jwk[CRYPTO_JWK_MAX], thumb[44];
 	struct tls_anchors *anchors; /* ACMECA and the system's; NULL = the system's */
-	int alpn; /* ACMEChallenge tls-alpn-01 rather than http-01 */
+	int alpn;                    /* ACMEChallenge tls-alpn-01 rather than http-01 */
 	char names[ACME_NAMES_MAX][256];
 	int nnames;
 	char err[512]; /* why the last step failed */
@@ -179,7 +179,8 @@ static int jws(struct acme *a, const char *url, const char *payload, struct buf 
 	buf_init(&prot);
 	buf_init(&input);
 	if (a->kid[0]) {
-		buf_printf(&prot, "{\"alg\":\"ES256\",\"kid\":\"%s\",\"nonce\":\"%s\",\"url\":\"%s\"}",
+		buf_printf(&prot,
+		        "{\"alg\":\"ES256\",\"kid\":\"%s\",\"nonce\":\"%s\",\"url\":\"%s\"}",
 		        a->kid, a->nonce, url);
 	} else {
 		buf_printf(&prot, "{\"alg\":\"ES256\",\"jwk\":%s,\"nonce\":\"%s\",\"url\":\"%s\"}",
@@ -251,7 +252,8 @@ static int post(struct acme *a, const char *what, const char *url, const char *p
 		if (rs->status != 400 || !strstr(why, "badNonce") || tries == 4) {
 			break;
 		}
-		log_info("ACME: %s: the CA refused the nonce (badNonce); again with a new one", what);
+		log_info("ACME: %s: the CA refused the nonce (badNonce); again with a new one",
+		        what);
 		httpc_resp_free(rs);
 	}
 	buf_free(&body);
@@ -304,7 +306,8 @@ static int account_key(struct acme *a)
 			fail(a, "account key: %s", err);
 			return -1;
 		}
-		if (!(a->akey = crypto_ec_new()) || crypto_ec_save(a->akey, path, err, sizeof err)) {
+		if (!(a->akey = crypto_ec_new()) ||
+		        crypto_ec_save(a->akey, path, err, sizeof err)) {
 			fail(a, "account key: %s", a->akey ? err : "no randomness");
 			return -1;
 		}
@@ -321,7 +324,8 @@ static int account(struct acme *a)
 	char payload[600];
 	if (*conf.acme_email && !strpbrk(conf.acme_email, "\"\\<> ")) {
 		snprintf(payload, sizeof payload,
-		        "{\"termsOfServiceAgreed\":true,\"contact\":[\"mailto:%s\"]}", conf.acme_email);
+		        "{\"termsOfServiceAgreed\":true,\"contact\":[\"mailto:%s\"]}",
+		        conf.acme_email);
 	} else {
 		snprintf(payload, sizeof payload, "{\"termsOfServiceAgreed\":true}");
 	}
@@ -394,8 +398,8 @@ static void challenge_error(const struct httpc_resp *rs, char *out, size_t len)
 }
 
 /* The challenge of type of an authorization: its URL and token. */
-static int find_challenge(const struct httpc_resp *rs, const char *want, char *url, char *token,
-        size_t len)
+static int find_challenge(
+        const struct httpc_resp *rs, const char *want, char *url, char *token, size_t len)
 {
 	struct json doc = json_of(rs->body.data, rs->body.len), chs, ch, v;
 	char type[32];
@@ -470,7 +474,8 @@ static int authorize(struct acme *a, const char *authz)
 	rc = post(a, "challenge", url, "{}", &rs);
 	httpc_resp_free(&rs);
 	if (rc == 0) {
-		rc = poll(a, "authorization", authz, "pending processing", &rs, status, sizeof status);
+		rc = poll(a, "authorization", authz, "pending processing", &rs, status,
+		        sizeof status);
 	}
 	answer(a, name, token, keyauth, 0);
 	if (rc == 0 && strcmp(status, "valid") != 0) {
@@ -530,7 +535,8 @@ static int finalize(struct acme *a, const char *order_url, const char *fin,
 	buf_free(&csr);
 	buf_free(&p);
 	if (rc == 0) {
-		rc = poll(a, "order", order_url, "pending processing ready", &rs, status, sizeof status);
+		rc = poll(a, "order", order_url, "pending processing ready", &rs, status,
+		        sizeof status);
 		member(&rs, "certificate", cert_url, len);
 		if (rc == 0 && (strcmp(status, "valid") != 0 || !cert_url[0])) {
 			char why[300];
@@ -639,8 +645,8 @@ static int64_t due_in(const struct acme *a)
 		log_info("ACME: cannot read the certificate in %s", A.cert);
 		return 0;
 	}
-	int64_t at = conf.acme_renew_days ? na - (int64_t)conf.acme_renew_days * 86400 :
-	                                    nb + (na - nb) * 2 / 3;
+	int64_t at = conf.acme_renew_days ? na - (int64_t)conf.acme_renew_days * 86400
+	                                  : nb + (na - nb) * 2 / 3;
 	if (at <= os_time()) {
 		log_info("ACME: the certificate is due for renewal (%s)",
 		        conf.acme_renew_days ? "ACMERenewDays" : "2/3 of its lifetime");
@@ -682,7 +688,8 @@ static void acme_main(void *arg)
 	trust(a);
 	a->alpn = !rl_strcasecmp(conf.acme_challenge, "tls-alpn-01");
 	if (!a->alpn && rl_strcasecmp(conf.acme_challenge, "http-01") != 0) {
-		log_warnx("ACME: ACMEChallenge %s is neither http-01 nor tls-alpn-01; http-01 it is",
+		log_warnx(
+		        "ACME: ACMEChallenge %s is neither http-01 nor tls-alpn-01; http-01 it is",
 		        conf.acme_challenge);
 	}
 	while (!stopping() && a->nnames > 0) {
@@ -702,7 +709,8 @@ static void acme_main(void *arg)
 				os_gmtime(na, &tm);
 				strftime(until, sizeof until, "%Y-%m-%d %H:%M:%S UTC", &tm);
 			}
-			log_info("ACME: certificate installed in %s (valid until %s); new connections "
+			log_info("ACME: certificate installed in %s (valid until %s); new "
+			         "connections "
 			         "get it",
 			        A.cert, until);
 			server_request_reload();
@@ -714,8 +722,8 @@ static void acme_main(void *arg)
 				wait_s(ACME_AFTER_ISSUE);
 			}
 		} else if (!stopping()) {
-			log_warnx("ACME: %s; the certificate in use stays; next try in %lld s", a->err,
-			        (long long)backoff);
+			log_warnx("ACME: %s; the certificate in use stays; next try in %lld s",
+			        a->err, (long long)backoff);
 			wait_s(backoff);
 			backoff = backoff * 2 > ACME_BACKOFF_MAX ? ACME_BACKOFF_MAX : backoff * 2;
 		}

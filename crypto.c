@@ -914,7 +914,8 @@ static void describe(struct tls_ctx *c)
 	} else {
 		snprintf(key, sizeof key, "RSA %u-bit", (unsigned)c->rsa.n_bitlen);
 	}
-	if (der_cert_info(c->chain[0].data, c->chain[0].data_len, cn, sizeof cn, NULL, &not_after) == 0) {
+	if (der_cert_info(
+	            c->chain[0].data, c->chain[0].data_len, cn, sizeof cn, NULL, &not_after) == 0) {
 		struct tm tm;
 		os_gmtime(not_after, &tm);
 		snprintf(until, sizeof until, "%04d-%02d-%02d%s", tm.tm_year + 1900, tm.tm_mon + 1,
@@ -967,7 +968,7 @@ struct tls {
 		br_ssl_server_context sc;
 		br_ssl_client_context cc;
 	};
-	struct tls_ctx *ctx;      /* NULL for a client */
+	struct tls_ctx *ctx;       /* NULL for a client */
 	struct tls_anykey *anykey; /* a client's certificate "check", else NULL */
 	/* a server's policy: ours (first, BearSSL passes &policy), which
 	 * hands over to the certificate's (inner) or, for an acme-tls/1

@@ -54,8 +54,9 @@ struct crypto_ec *crypto_ec_new(void)
 	br_hmac_drbg_init(&rng, &br_sha256_vtable, seed, sizeof seed);
 	br_prng_seeder sd = br_prng_seeder_system(NULL);
 	ok = (sd && sd(&rng.vtable)) || ok;
-	if (!ok || br_ec_keygen(&rng.vtable, br_ec_get_default(), &k->sk, k->kbuf,
-	                   BR_EC_secp256r1) == 0 ||
+	if (!ok ||
+	        br_ec_keygen(&rng.vtable, br_ec_get_default(), &k->sk, k->kbuf, BR_EC_secp256r1) ==
+	                0 ||
 	        public_of(k) != 0) {
 		crypto_ec_free(k);
 		k = NULL;
@@ -217,8 +218,8 @@ void crypto_ec_jwk(const struct crypto_ec *k, char out[CRYPTO_JWK_MAX])
 	crypto_base64url(k->pk.q + 1, 32, x);
 	crypto_base64url(k->pk.q + 33, 32, y);
 	/* members in lexicographic order, no spaces: RFC 7638's form */
-	snprintf(out, CRYPTO_JWK_MAX, "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", x,
-	        y);
+	snprintf(out, CRYPTO_JWK_MAX,
+	        "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", x, y);
 }
 
 /* see rumble.h */
@@ -237,8 +238,8 @@ int crypto_ec_sign_es256(const struct crypto_ec *k, const void *data, size_t n, 
 {
 	uint8_t h[32];
 	crypto_sha256(data, n, h);
-	size_t len = br_ecdsa_sign_raw_get_default()(br_ec_get_default(), &br_sha256_vtable, h,
-	        &k->sk, sig);
+	size_t len = br_ecdsa_sign_raw_get_default()(
+	        br_ec_get_default(), &br_sha256_vtable, h, &k->sk, sig);
 	return len == 64 ? 0 : -1;
 }
 
@@ -305,8 +306,8 @@ int crypto_ec_csr(const struct crypto_ec *k, const char *const *names, int n, st
 		return -1;
 	}
 	crypto_sha256(info.b, info.len, h);
-	size_t slen = br_ecdsa_sign_asn1_get_default()(br_ec_get_default(), &br_sha256_vtable, h,
-	        &k->sk, sig + 1);
+	size_t slen = br_ecdsa_sign_asn1_get_default()(
+	        br_ec_get_default(), &br_sha256_vtable, h, &k->sk, sig + 1);
 	if (slen == 0 || slen > sizeof sig - 1) {
 		return -1;
 	}
@@ -388,9 +389,9 @@ int crypto_alpn_cert(const char *name, const char *keyauth, struct buf *out, uin
 	der_init(&tbs);
 	der_wrap(&tbs, 0x30, &seq);
 	crypto_sha256(tbs.b, tbs.len, h);
-	size_t slen = tbs.bad ? 0 :
-	                        br_ecdsa_sign_asn1_get_default()(br_ec_get_default(),
-	                                &br_sha256_vtable, h, &k->sk, sig + 1);
+	size_t slen = tbs.bad ? 0
+	                      : br_ecdsa_sign_asn1_get_default()(
+	                                br_ec_get_default(), &br_sha256_vtable, h, &k->sk, sig + 1);
 	sig[0] = 0;
 	der_init(&body);
 	der_raw(&body, tbs.b, tbs.len);
@@ -428,9 +429,9 @@ int crypto_cert_file_dates(const char *path, int64_t *not_before, int64_t *not_a
 	buf_init(&der);
 	int rc = crypto_cert_file_der(path, &der) == 0 &&
 	                         der_cert_info(der.data, der.len, cn, sizeof cn, not_before,
-	                                 not_after) == 0 ?
-	                 0 :
-	                 -1;
+	                                 not_after) == 0
+	                 ? 0
+	                 : -1;
 	buf_free(&der);
 	return rc;
 }

@@ -133,7 +133,8 @@ int httpc_header(const struct httpc_resp *rs, const char *name, int nth, char *o
 				v++;
 				vl--;
 			}
-			while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t' || v[vl - 1] == '\r')) {
+			while (vl > 0 &&
+			        (v[vl - 1] == ' ' || v[vl - 1] == '\t' || v[vl - 1] == '\r')) {
 				vl--;
 			}
 			if (vl >= outlen) {
@@ -250,15 +251,16 @@ static int parse_head(const char *p, size_t hn, struct httpc_resp *rs)
 }
 
 /* see rumble.h */
-int httpc_parse(const char *raw, size_t n, int eof, int no_body, size_t body_max,
-        struct httpc_resp *rs)
+int httpc_parse(
+        const char *raw, size_t n, int eof, int no_body, size_t body_max, struct httpc_resp *rs)
 {
 	size_t hn;
 	for (int skips = 0;; skips++) {
 		hn = head_end(raw, n);
 		if (hn == 0) {
 			if (n > HTTPC_HEAD_MAX) {
-				return seterr(rs, "response header over %d bytes", HTTPC_HEAD_MAX), -1;
+				return seterr(rs, "response header over %d bytes", HTTPC_HEAD_MAX),
+				       -1;
 			}
 			return eof ? (seterr(rs, "connection closed before the response"), -1) : 0;
 		}
@@ -287,7 +289,8 @@ int httpc_parse(const char *raw, size_t n, int eof, int no_body, size_t body_max
 		char *end;
 		unsigned long long want = strtoull(cl, &end, 10);
 		if (end == cl || *end || want > body_max) {
-			return seterr(rs, "Content-Length %s over the limit of %zu bytes", cl, body_max),
+			return seterr(rs, "Content-Length %s over the limit of %zu bytes", cl,
+			               body_max),
 			       -1;
 		}
 		r = bn >= want ? 1 : 0;
@@ -462,8 +465,9 @@ static int conn_open(struct conn *c, const struct httpc_url *u, const struct htt
 	}
 	c->tls = tls_client_new_verified(u->host, ta);
 	if (!c->tls) {
-		return seterr(rs, "https://%s: no TLS engine (an address cannot be verified: use "
-		                  "a name)",
+		return seterr(rs,
+		               "https://%s: no TLS engine (an address cannot be verified: use "
+		               "a name)",
 		               u->host),
 		       -1;
 	}
@@ -474,9 +478,9 @@ static int conn_open(struct conn *c, const struct httpc_url *u, const struct htt
 	}
 	if (tls_handshaking(c->tls) || tls_failed(c->tls)) {
 		return seterr(rs, "TLS with %s: %s", u->host,
-		               tls_failed(c->tls)                ? tls_error(c->tls) :
-		               os_now_ms() >= c->deadline        ? "timed out" :
-		                                                   "connection closed in the handshake"),
+		               tls_failed(c->tls)           ? tls_error(c->tls)
+		               : os_now_ms() >= c->deadline ? "timed out"
+		                                            : "connection closed in the handshake"),
 		       -1;
 	}
 	return 0;
@@ -518,8 +522,8 @@ static void build_request(struct buf *out, const struct httpc_url *u, const stru
 }
 
 /* Reads until httpc_parse has the whole response. */
-static int read_response(struct conn *c, const struct httpc_req *rq, size_t body_max,
-        struct httpc_resp *rs)
+static int read_response(
+        struct conn *c, const struct httpc_req *rq, size_t body_max, struct httpc_resp *rs)
 {
 	struct buf raw;
 	char chunk[16384];
@@ -528,9 +532,10 @@ static int read_response(struct conn *c, const struct httpc_req *rq, size_t body
 	while (r == 0) {
 		long got = conn_recv(c, chunk, sizeof chunk);
 		if (got < 0) {
-			seterr(rs, "%s", os_now_ms() >= c->deadline ? "timed out" :
-			                 c->tls && tls_failed(c->tls) ? tls_error(c->tls) :
-			                                                "connection failed");
+			seterr(rs, "%s",
+			        os_now_ms() >= c->deadline     ? "timed out"
+			        : c->tls && tls_failed(c->tls) ? tls_error(c->tls)
+			                                       : "connection failed");
 			r = -1;
 			break;
 		}

@@ -169,8 +169,9 @@ static int hex4(const char *p, const char *end, unsigned *v)
 	*v = 0;
 	for (int i = 0; i < 4; i++) {
 		char c = p + i < end ? p[i] : 'x';
-		int d = c >= '0' && c <= '9' ? c - '0' :
-		        (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+		int d = c >= '0' && c <= '9'                     ? c - '0'
+		        : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+		                                                 : -1;
 		if (d < 0) {
 			return -1;
 		}
@@ -192,8 +193,12 @@ int json_str(struct json v, char *out, size_t outlen)
 		if (c == '\\') {
 			unsigned u;
 			p++;
-			c = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == 'r' ? '\r' : *p == 'b' ? '\b' :
-			    *p == 'f' ? '\f' : *p;
+			c = *p == 'n'   ? '\n'
+			    : *p == 't' ? '\t'
+			    : *p == 'r' ? '\r'
+			    : *p == 'b' ? '\b'
+			    : *p == 'f' ? '\f'
+			                : *p;
 			if (*p == 'u') {
 				if (hex4(p + 1, end, &u) != 0) {
 					return -1;

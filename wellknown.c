@@ -19,8 +19,8 @@
 
 #define WK_HEAD_MAX 8192
 #define WK_DEADLINE_MS 10000
-#define WK_TOKENS 8       /* challenges served at once */
-#define WK_TOKEN_MAX 128  /* RFC 8555 8.1: base64url, 128 bits at least */
+#define WK_TOKENS 8        /* challenges served at once */
+#define WK_TOKEN_MAX 128   /* RFC 8555 8.1: base64url, 128 bits at least */
 #define WK_KEYAUTH_MAX 256 /* token "." base64url(SHA-256 thumbprint) */
 
 /* ---- what ACME asked us to answer (any thread sets, workers read) ---- */
@@ -80,8 +80,7 @@ void wellknown_token_clear(const char *token)
 }
 
 /* GET /.well-known/acme-challenge/TOKEN: the key authorization. */
-static int acme_challenge(const char *host, const char *rest, struct buf *body,
-        const char **ctype)
+static int acme_challenge(const char *host, const char *rest, struct buf *body, const char **ctype)
 {
 	int status = 404;
 	(void)host;
@@ -136,8 +135,8 @@ static const char *reason_of(int status)
 	}
 }
 
-static void answer(struct session *s, int status, const struct buf *body, const char *ctype,
-        int head_only)
+static void answer(
+        struct session *s, int status, const struct buf *body, const char *ctype, int head_only)
 {
 	const char *text = reason_of(status);
 	size_t n = status == 200 ? body->len : strlen(text) + 1;
@@ -199,7 +198,8 @@ static void respond(struct session *s, struct wk *w)
 		if (!strncmp(target, routes[i].prefix, pl)) {
 			status = routes[i].fn(host, target + pl, &body, &ctype);
 			/* only these: port 80 draws scanners all day */
-			log_info("%u http %s %s from %s: %d", s->id, method, target, s->peer, status);
+			log_info("%u http %s %s from %s: %d", s->id, method, target, s->peer,
+			        status);
 			break;
 		}
 	}

@@ -140,7 +140,8 @@ int tls_anchors_add_pem(struct tls_anchors *a, const char *text, size_t len)
 		} else if (ev == BR_PEM_END_OBJ && inside) {
 			inside = 0;
 			const char *name = br_pem_decoder_name(&pc);
-			if ((!strcmp(name, "CERTIFICATE") || !strcmp(name, "TRUSTED CERTIFICATE")) &&
+			if ((!strcmp(name, "CERTIFICATE") ||
+			            !strcmp(name, "TRUSTED CERTIFICATE")) &&
 			        add_der(a, (unsigned char *)der.data, der.len) == 0) {
 				added++;
 			}
@@ -174,7 +175,9 @@ int tls_anchors_add_file(struct tls_anchors *a, const char *path, char *err, siz
 	buf_free(&text);
 	if (added <= 0) {
 		snprintf(err, errlen, "%s: %s", path,
-		        bad ? "unreadable or too big" : added < 0 ? "malformed PEM" : "no certificate");
+		        bad         ? "unreadable or too big"
+		        : added < 0 ? "malformed PEM"
+		                    : "no certificate");
 		return -1;
 	}
 	return added;
@@ -229,9 +232,9 @@ const struct tls_anchors *tls_anchors_system(const char *path, char *err, size_t
 	os_mutex_lock(lock);
 	if (!system_anchors) {
 		struct tls_anchors *a = tls_anchors_new();
-		int got = path && *path ?
-		                  tls_anchors_add_file(a, path, system_err, sizeof system_err) :
-		                  tls_anchors_add_system(a, system_err, sizeof system_err);
+		int got = path && *path
+		                  ? tls_anchors_add_file(a, path, system_err, sizeof system_err)
+		                  : tls_anchors_add_system(a, system_err, sizeof system_err);
 		if (got > 0) {
 			system_anchors = a;
 		} else {

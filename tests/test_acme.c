@@ -12,11 +12,12 @@
 
 static void json_reads_an_acme_order(void)
 {
-	const char *t = "{\n  \"status\": \"pending\",\n  \"expires\": \"2026-12-07T00:00:00Z\",\n"
-	                "  \"identifiers\": [{\"type\": \"dns\", \"value\": \"a.example\"}],\n"
-	                "  \"authorizations\": [\"https://ca/authz/1\", \"https://ca/authz/2\"],\n"
-	                "  \"n\": -1.5e3, \"ok\": true, \"nil\": null,\n"
-	                "  \"finalize\": \"https://ca/fin\\/1\", \"esc\": \"a\\\"b\\\\c\\u0041\\u00e9\"}";
+	const char *t =
+	        "{\n  \"status\": \"pending\",\n  \"expires\": \"2026-12-07T00:00:00Z\",\n"
+	        "  \"identifiers\": [{\"type\": \"dns\", \"value\": \"a.example\"}],\n"
+	        "  \"authorizations\": [\"https://ca/authz/1\", \"https://ca/authz/2\"],\n"
+	        "  \"n\": -1.5e3, \"ok\": true, \"nil\": null,\n"
+	        "  \"finalize\": \"https://ca/fin\\/1\", \"esc\": \"a\\\"b\\\\c\\u0041\\u00e9\"}";
 	struct json doc = json_of(t, strlen(t)), v, e;
 	char s[64];
 	ASSERT(doc.n == strlen(t));
@@ -48,7 +49,8 @@ static void json_reads_an_acme_order(void)
 static void json_refuses_broken_and_deep_documents(void)
 {
 	struct json v;
-	const char *bad[] = {"{\"a\": }", "{\"a\" 1}", "{\"a\": \"x}", "[1, 2", "{\"a\": [1,]}", ""};
+	const char *bad[] = {
+	        "{\"a\": }", "{\"a\" 1}", "{\"a\": \"x}", "[1, 2", "{\"a\": [1,]}", ""};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct json d = json_of(bad[i], strlen(bad[i]));
 		ASSERT_EQ(d.n, 0);
@@ -86,7 +88,8 @@ static int have_openssl(void)
 static void a_key_is_saved_loaded_and_signs_a_request(void)
 {
 	const char *dir = unit_tmpdir();
-	char path[600], csrpath[600], cmd[2000], err[256], jwk[CRYPTO_JWK_MAX], jwk2[CRYPTO_JWK_MAX];
+	char path[600], csrpath[600], cmd[2000], err[256], jwk[CRYPTO_JWK_MAX],
+	        jwk2[CRYPTO_JWK_MAX];
 	char th[44];
 	uint8_t sig[64];
 	struct buf csr;
