@@ -232,7 +232,7 @@ static int run_server(int detach)
 	if (fds > 0 && fds < 4096) {
 		log_warnx("only %ld open files allowed: at most about that many connections", fds);
 	}
-	if (setup_tls(1) != 0 || listen_all() != 0) {
+	if (setup_tls(1) != 0) {
 		return 1;
 	}
 	wellknown_init();
@@ -241,6 +241,9 @@ static int run_server(int detach)
 		wellknown_listen_tls(conf.bind, conf.acme_tls_port); /* TLS-ALPN-01 fails if not */
 	} else if (conf.acme_enable) {
 		wellknown_listen(conf.bind, conf.acme_http_port); /* HTTP-01 fails if not */
+	}
+	if (listen_all() != 0) {
+		return 1;
 	}
 	if (give_storage(err, sizeof err) != 0) {
 		log_warnx("RunAs: %s", err);

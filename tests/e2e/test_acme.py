@@ -152,6 +152,7 @@ def test_responder_answers_only_acme_challenges():
     s = Server(conf="ACME 1\nACMEHTTPPort %d\nACMEDirectory http://127.0.0.1:1/directory"
                % port).start()
     try:
+        assert wait_port(port)
         r = http(port, b"GET /.well-known/acme-challenge/abc HTTP/1.1\r\nHost: x\r\n\r\n")
         assert r.startswith(b"HTTP/1.1 404 "), r
         r = http(port, b"GET /.well-known/acme-challenge/../../etc/passwd HTTP/1.1\r\n\r\n")
