@@ -20,6 +20,7 @@
 
 #define HTTPC_SLICE_MS 250 /* a stopping server is noticed this often */
 #define HTTPC_TIMEOUT_MS 30000
+#define HTTPC_CONNECT_MS 10000 /* a server stop may wait this long for a connect */
 #define HTTPC_BODY_MAX (1024 * 1024)
 #define HTTPC_CHUNK_SLACK (64 * 1024) /* chunk-size lines on top of the body */
 
@@ -449,7 +450,9 @@ static int conn_open(struct conn *c, const struct httpc_url *u, const struct htt
 {
 	char err[128];
 	int64_t left = c->deadline - os_now_ms();
-	c->fd = os_connect(u->host, u->port, left > 0 ? (int)left : 1);
+	/* the one wait that does not look at stopping(): keep it short */
+	int ctmo = left > HTTPC_CONNECT_MS ? HTTPC_CONNECT_MS : left > 0 ? (int)left : 1;
+	c->fd = os_connect(u->host, u->port, ctmo);
 	if (c->fd == OS_BADFD) {
 		return seterr(rs, "cannot connect to %s port %d: %s", u->host, u->port,
 		               os_strerror()),
