@@ -950,6 +950,7 @@ struct service {
 
 struct worker;
 struct tls;
+struct policy;
 struct session {
 	uint32_t id;
 	struct service *svc;
@@ -973,6 +974,7 @@ struct session {
 	size_t (*tap)(struct session *s, const char *p, size_t n);
 	void *tap_arg;
 	void *lua; /* the scripts' session object (lua/handle.c), NULL if none */
+	struct policy *policy; /* SMTP's policy chain (policy.c), NULL if none */
 	unsigned paused : 1, closing : 1, eof : 1, reading_off : 1, discard_in : 1, write_on : 1,
 	    over_limit : 1, starttls : 1, peer_gone : 1, unwatched : 1;
 	char reason[64];
