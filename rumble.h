@@ -1597,7 +1597,8 @@ enum dns_type {
 	DNS_T_PTR = 12,
 	DNS_T_MX = 15,
 	DNS_T_TXT = 16,
-	DNS_T_AAAA = 28
+	DNS_T_AAAA = 28,
+	DNS_T_SRV = 33
 };
 
 /* The servers to ask: servers is the DNSServer directive (addresses
@@ -1627,11 +1628,19 @@ int dns_txt(const char *name, char (*out)[DNS_TEXT_MAX], int max);
 /* The name of ip (PTR): 1 with name filled, 0 when there is none or it
  * does not fit len (DNS_NAME_MAX always does). */
 int dns_ptr(const char *ip, char *name, size_t len);
+struct dns_srv {
+	char host[DNS_NAME_MAX]; /* lower case, no trailing dot; "" = "." (no service) */
+	int prio, weight, port;
+};
+/* The SRV records of name ("_imaps._tcp.example.org", RFC 2782) in the
+ * order the answer gave them (callers compare, they do not connect). */
+int dns_srv(const char *name, struct dns_srv *out, int max);
 
 /* The parser, exported for tests and fuzzing: pkt is untrusted. */
 #define DNS_RR_MAX 32 /* records kept from one answer */
 struct dns_rr {
-	int pref; /* MX preference */
+	int pref;         /* MX preference, SRV priority */
+	int weight, port; /* SRV */
 	char text[DNS_TEXT_MAX]; /* host name, address or TXT text; "" for a null MX */
 };
 struct dns_answer {
