@@ -1103,6 +1103,41 @@ int dkim_record(const char *domain, struct buf *out, char *err, size_t errlen);
 /* Its public key as a DKIM record's p= (base64), made first if missing. */
 int dkim_public(const char *domain, char *p, size_t len, char *err, size_t errlen);
 
+/* ---- autoconf.c: mail clients configure themselves ---- */
+/* The ports clients are given, 0 for a service that is off: implicit TLS
+ * (imaps, pop3s, smtps) and STARTTLS (imap, pop3, submission). */
+struct autoconf_ports {
+	int imaps, imap, pop3s, pop3, smtps, submission;
+};
+void autoconf_ports(struct autoconf_ports *p); /* from the configuration */
+/* The documents, appended to out; every string argument is escaped.
+ * Thunderbird's config-v1.1.xml for domain (logins %EMAILADDRESS%), an
+ * Outlook POX autodiscover Response (responseschema/2006a) for addr, and
+ * an unsigned Apple .mobileconfig (com.apple.mail.managed) for addr whose
+ * PayloadUUIDs come from the SHA-256 of addr. host: the mail host. */
+void autoconf_thunderbird(
+	const char *domain, const char *host, const struct autoconf_ports *p, struct buf *out);
+void autoconf_outlook(
+	const char *addr, const char *host, const struct autoconf_ports *p, struct buf *out);
+void autoconf_apple(
+	const char *addr, const char *host, const struct autoconf_ports *p, struct buf *out);
+/* The <EMailAddress> of an autodiscover request's body (untrusted, len
+ * bytes, not NUL-terminated), XML's entities decoded: 0 with addr filled,
+ * -1 when there is none or it does not fit addrlen. */
+int autoconf_pox_address(const char *body, size_t len, char *addr, size_t addrlen);
+/* 1 when target (a path, maybe with "?query") is one autoconf_route
+ * answers: /.well-known/autoconfig/mail/config-v1.1.xml and
+ * /mail/config-v1.1.xml (GET; the domain from emailaddress= or the Host
+ * header, autoconfig. taken off) and /autodiscover/autodiscover.xml in
+ * any case (POST). */
+int autoconf_match(const char *target);
+/* Answers an HTTP request for an HTTP server: the status (200 with the
+ * document appended to out and *ctype set; 400, 404 for a domain not
+ * ours, 405), or 0 when target is not one of ours. host: the Host
+ * header (NULL if none), body: a POST's body. Needs mm_open. */
+int autoconf_route(const char *method, const char *target, const char *host, const char *body,
+	size_t bodylen, struct buf *out, const char **ctype);
+
 /* ---- dnsadvice.c: the DNS records a mail domain needs ---- */
 /* "rumble dns DOMAIN": every record to publish as zone-file lines in out;
  * with check, each looked up and marked ok / MISSING / WRONG. Returns the
