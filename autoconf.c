@@ -369,8 +369,9 @@ static int xml_unescape(char *s)
 		if (*r == '&' && k == 5) {
 			return -1;
 		}
-		*w++ = *r == '&' ? ent[k][1][0] : *r;
-		r += *r == '&' ? strlen(ent[k][0]) : 1;
+		size_t step = *r == '&' ? strlen(ent[k][0]) : 1;
+		*w++ = *r == '&' ? ent[k][1][0] : *r; /* w <= r: may overwrite *r */
+		r += step;
 	}
 	*w = '\0';
 	return 0;

@@ -129,6 +129,9 @@ static void autodiscover_requests_parse_bounded(void)
 	char addr[64];
 	ASSERT_EQ(autoconf_pox_address(req, sizeof req - 1, addr, sizeof addr), 0);
 	ASSERT_STR(addr, "bob&co@example.org");
+	const char ents[] = "<EMailAddress>&lt;a&gt;&quot;&apos;&amp;@b</EMailAddress>";
+	ASSERT_EQ(autoconf_pox_address(ents, sizeof ents - 1, addr, sizeof addr), 0);
+	ASSERT_STR(addr, "<a>\"'&@b");
 	const char pfx[] = "<a:Request><a:EMailAddress>x@y.z</a:EMailAddress>";
 	ASSERT_EQ(autoconf_pox_address(pfx, sizeof pfx - 1, addr, sizeof addr), 0);
 	ASSERT_STR(addr, "x@y.z");
