@@ -1141,7 +1141,8 @@ int autoconf_route(const char *method, const char *target, const char *host, con
 /* ---- dnsadvice.c: the DNS records a mail domain needs ---- */
 /* "rumble dns DOMAIN": every record to publish as zone-file lines in out;
  * with check, each looked up and marked ok / MISSING / WRONG. Returns the
- * number of required records missing or wrong (0 without check). */
+ * number of required records missing or wrong and of optional ones
+ * published wrong (0 without check). */
 int dns_advice(const char *domain, int check, struct buf *out);
 /* text as a TXT record's quoted strings of at most 255 bytes each. */
 void dns_put_txt(struct buf *out, const char *text);

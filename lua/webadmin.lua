@@ -450,7 +450,8 @@ local function dns_page(ctx)
 		end
 	end
 	say(ctx, problems == 0, problems == 0 and "Every required record is in place." or
-		fmt("%d required record%s missing or wrong.", problems, problems == 1 and " is" or "s are"))
+		fmt("%d record%s missing or wrong (marked red).", problems, problems == 1 and " is" or
+			"s are"))
 	local body = concat {"<p>Publish these records at the domain's DNS provider ",
 		"(<code>rumble dns ", esc(d), "</code> prints them ready to paste).</p>",
 		table_html({"", "Record"}, rows), "<ul>", concat(notes), "</ul>"}
