@@ -37,8 +37,12 @@ static void xml_put(struct buf *out, const char *s)
 {
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		const char *e = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;"
-		        : c == '"' ? "&quot;" : c == '\'' ? "&apos;" : NULL;
+		const char *e = c == '&'    ? "&amp;"
+		                : c == '<'  ? "&lt;"
+		                : c == '>'  ? "&gt;"
+		                : c == '"'  ? "&quot;"
+		                : c == '\'' ? "&apos;"
+		                            : NULL;
 		if (e) {
 			buf_puts(out, e);
 		} else {
@@ -127,16 +131,19 @@ void autoconf_thunderbird(
 {
 	struct way w[6];
 	int n = ways(p, w);
-	xml_printf(out, XML_HEAD "<clientConfig version=\"1.1\">\n <emailProvider id=\"%s\">\n"
-	                         "  <domain>%s</domain>\n  <displayName>%s mail</displayName>\n"
-	                         "  <displayShortName>%s</displayShortName>\n",
+	xml_printf(out,
+	        XML_HEAD "<clientConfig version=\"1.1\">\n <emailProvider id=\"%s\">\n"
+	                 "  <domain>%s</domain>\n  <displayName>%s mail</displayName>\n"
+	                 "  <displayShortName>%s</displayShortName>\n",
 	        domain, domain, domain, domain);
 	for (int i = 0; i < n; i++) {
-		const char *el = strcmp(w[i].proto, "smtp") == 0 ? "outgoingServer" : "incomingServer";
-		xml_printf(out, "  <%s type=\"%s\">\n   <hostname>%s</hostname>\n   <port>%d</port>\n"
-		                "   <socketType>%s</socketType>\n"
-		                "   <authentication>password-cleartext</authentication>\n"
-		                "   <username>%%EMAILADDRESS%%</username>\n  </%s>\n",
+		const char *el =
+		        strcmp(w[i].proto, "smtp") == 0 ? "outgoingServer" : "incomingServer";
+		xml_printf(out,
+		        "  <%s type=\"%s\">\n   <hostname>%s</hostname>\n   <port>%d</port>\n"
+		        "   <socketType>%s</socketType>\n"
+		        "   <authentication>password-cleartext</authentication>\n"
+		        "   <username>%%EMAILADDRESS%%</username>\n  </%s>\n",
 		        el, w[i].proto, host, w[i].port, w[i].ssl ? "SSL" : "STARTTLS", el);
 	}
 	buf_puts(out, " </emailProvider>\n</clientConfig>\n");
@@ -144,15 +151,16 @@ void autoconf_thunderbird(
 
 /* ---- Outlook ---- */
 
-static void pox_protocol(struct buf *out, const struct way *w, const char *type, const char *host,
-        const char *addr)
+static void pox_protocol(
+        struct buf *out, const struct way *w, const char *type, const char *host, const char *addr)
 {
 	if (!w) {
 		return;
 	}
-	xml_printf(out, "   <Protocol>\n    <Type>%s</Type>\n    <Server>%s</Server>\n"
-	                "    <Port>%d</Port>\n    <DomainRequired>off</DomainRequired>\n"
-	                "    <LoginName>%s</LoginName>\n    <SPA>off</SPA>\n",
+	xml_printf(out,
+	        "   <Protocol>\n    <Type>%s</Type>\n    <Server>%s</Server>\n"
+	        "    <Port>%d</Port>\n    <DomainRequired>off</DomainRequired>\n"
+	        "    <LoginName>%s</LoginName>\n    <SPA>off</SPA>\n",
 	        type, host, w->port, addr);
 	/* Encryption (Outlook 2010 on) says STARTTLS; SSL on is implicit TLS */
 	buf_puts(out, w->ssl ? "    <SSL>on</SSL>\n" : "    <Encryption>TLS</Encryption>\n");
@@ -166,12 +174,13 @@ void autoconf_outlook(
 	struct way w[6];
 	int n = ways(p, w);
 	const struct way *in = first(w, n, "imap");
-	xml_printf(out, XML_HEAD "<Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/"
-	                         "autodiscover/responseschema/2006\">\n <Response xmlns=\"http://"
-	                         "schemas.microsoft.com/exchange/autodiscover/outlook/"
-	                         "responseschema/2006a\">\n  <User>\n   <DisplayName>%s</DisplayName>\n"
-	                         "  </User>\n  <Account>\n   <AccountType>email</AccountType>\n"
-	                         "   <Action>settings</Action>\n",
+	xml_printf(out,
+	        XML_HEAD "<Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/"
+	                 "autodiscover/responseschema/2006\">\n <Response xmlns=\"http://"
+	                 "schemas.microsoft.com/exchange/autodiscover/outlook/"
+	                 "responseschema/2006a\">\n  <User>\n   <DisplayName>%s</DisplayName>\n"
+	                 "  </User>\n  <Account>\n   <AccountType>email</AccountType>\n"
+	                 "   <Action>settings</Action>\n",
 	        addr);
 	pox_protocol(out, in ? in : first(w, n, "pop3"), in ? "IMAP" : "POP3", host, addr);
 	pox_protocol(out, first(w, n, "smtp"), "SMTP", host, addr);
@@ -205,15 +214,17 @@ static void uuid_of(const char *what, const char *addr, char out[37])
 }
 
 /* The mail server keys for one direction ("Incoming", "Outgoing"). */
-static void plist_server(struct buf *out, const char *dir, const struct way *w, const char *host,
-        const char *addr)
+static void plist_server(
+        struct buf *out, const char *dir, const struct way *w, const char *host, const char *addr)
 {
-	xml_printf(out, "   <key>%sMailServerAuthentication</key><string>EmailAuthPassword</string>\n"
-	                "   <key>%sMailServerHostName</key><string>%s</string>\n"
-	                "   <key>%sMailServerPortNumber</key><integer>%d</integer>\n"
-	                "   <key>%sMailServerUseSSL</key><%s/>\n"
-	                "   <key>%sMailServerUsername</key><string>%s</string>\n",
-	        dir, dir, host, dir, w ? w->port : 0, dir, w && w->ssl ? "true" : "false", dir, addr);
+	xml_printf(out,
+	        "   <key>%sMailServerAuthentication</key><string>EmailAuthPassword</string>\n"
+	        "   <key>%sMailServerHostName</key><string>%s</string>\n"
+	        "   <key>%sMailServerPortNumber</key><integer>%d</integer>\n"
+	        "   <key>%sMailServerUseSSL</key><%s/>\n"
+	        "   <key>%sMailServerUsername</key><string>%s</string>\n",
+	        dir, dir, host, dir, w ? w->port : 0, dir, w && w->ssl ? "true" : "false", dir,
+	        addr);
 }
 
 /* see rumble.h */
@@ -226,30 +237,32 @@ void autoconf_apple(
 	const struct way *in = first(w, n, "imap");
 	uuid_of("rumble profile", addr, top);
 	uuid_of("rumble mail", addr, mail);
-	xml_printf(out, XML_HEAD "<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
-	                         "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"
-	                         "<plist version=\"1.0\">\n<dict>\n <key>PayloadContent</key>\n"
-	                         " <array>\n  <dict>\n"
-	                         "   <key>EmailAccountDescription</key><string>%s</string>\n"
-	                         "   <key>EmailAccountType</key><string>%s</string>\n"
-	                         "   <key>EmailAddress</key><string>%s</string>\n",
+	xml_printf(out,
+	        XML_HEAD "<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
+	                 "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"
+	                 "<plist version=\"1.0\">\n<dict>\n <key>PayloadContent</key>\n"
+	                 " <array>\n  <dict>\n"
+	                 "   <key>EmailAccountDescription</key><string>%s</string>\n"
+	                 "   <key>EmailAccountType</key><string>%s</string>\n"
+	                 "   <key>EmailAddress</key><string>%s</string>\n",
 	        addr, in ? "EmailTypeIMAP" : "EmailTypePOP", addr);
 	plist_server(out, "Incoming", in ? in : first(w, n, "pop3"), host, addr);
 	plist_server(out, "Outgoing", first(w, n, "smtp"), host, addr);
-	xml_printf(out, "   <key>OutgoingPasswordSameAsIncomingPassword</key><true/>\n"
-	                "   <key>PayloadDescription</key><string>The mail account %s</string>\n"
-	                "   <key>PayloadDisplayName</key><string>%s</string>\n"
-	                "   <key>PayloadIdentifier</key><string>%s.mail.%s</string>\n"
-	                "   <key>PayloadType</key><string>com.apple.mail.managed</string>\n"
-	                "   <key>PayloadUUID</key><string>%s</string>\n"
-	                "   <key>PayloadVersion</key><integer>1</integer>\n  </dict>\n </array>\n"
-	                " <key>PayloadDescription</key><string>Mail settings for %s</string>\n"
-	                " <key>PayloadDisplayName</key><string>Mail: %s</string>\n"
-	                " <key>PayloadIdentifier</key><string>%s.profile.%s</string>\n"
-	                " <key>PayloadRemovalDisallowed</key><false/>\n"
-	                " <key>PayloadType</key><string>Configuration</string>\n"
-	                " <key>PayloadUUID</key><string>%s</string>\n"
-	                " <key>PayloadVersion</key><integer>1</integer>\n</dict>\n</plist>\n",
+	xml_printf(out,
+	        "   <key>OutgoingPasswordSameAsIncomingPassword</key><true/>\n"
+	        "   <key>PayloadDescription</key><string>The mail account %s</string>\n"
+	        "   <key>PayloadDisplayName</key><string>%s</string>\n"
+	        "   <key>PayloadIdentifier</key><string>%s.mail.%s</string>\n"
+	        "   <key>PayloadType</key><string>com.apple.mail.managed</string>\n"
+	        "   <key>PayloadUUID</key><string>%s</string>\n"
+	        "   <key>PayloadVersion</key><integer>1</integer>\n  </dict>\n </array>\n"
+	        " <key>PayloadDescription</key><string>Mail settings for %s</string>\n"
+	        " <key>PayloadDisplayName</key><string>Mail: %s</string>\n"
+	        " <key>PayloadIdentifier</key><string>%s.profile.%s</string>\n"
+	        " <key>PayloadRemovalDisallowed</key><false/>\n"
+	        " <key>PayloadType</key><string>Configuration</string>\n"
+	        " <key>PayloadUUID</key><string>%s</string>\n"
+	        " <key>PayloadVersion</key><integer>1</integer>\n</dict>\n</plist>\n",
 	        addr, addr, host, mail, mail, addr, addr, host, top, top);
 }
 
@@ -260,8 +273,9 @@ void autoconf_apple(
 static int plain_domain(const char *d)
 {
 	size_t n = strlen(d);
-	return n > 0 && n <= 253 && strspn(d, "abcdefghijklmnopqrstuvwxyz"
-	                                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == n;
+	return n > 0 && n <= 253 &&
+	       strspn(d, "abcdefghijklmnopqrstuvwxyz"
+	                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == n;
 }
 
 /* 1 when a is user@domain with a domain of ours; its domain into dom.
@@ -285,8 +299,10 @@ static int our_address(const char *a, char *dom, size_t len)
 
 static int hexval(int c)
 {
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	        : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	                              : -1;
 }
 
 /* The value of name in a query string (a=1&b=2), percent-decoded into
@@ -358,8 +374,8 @@ static const char *find(const char *p, size_t len, const char *s, size_t n)
  * '&' (a character reference has no place in an address). */
 static int xml_unescape(char *s)
 {
-	static const char *const ent[5][2] = {{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"},
-	        {"&quot;", "\""}, {"&apos;", "'"}};
+	static const char *const ent[5][2] = {
+	        {"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&apos;", "'"}};
 	char *w = s;
 	for (char *r = s; *r;) {
 		int k = 0;
@@ -416,8 +432,8 @@ int autoconf_match(const char *path)
 	       (n == sizeof AD_PATH - 1 && rl_strncasecmp(path, AD_PATH, n) == 0);
 }
 
-static int autodiscover(const char *body, size_t bodylen, const struct autoconf_ports *p,
-        struct buf *out)
+static int autodiscover(
+        const char *body, size_t bodylen, const struct autoconf_ports *p, struct buf *out)
 {
 	char addr[AC_ADDR_MAX], dom[MM_DOMAIN_MAX + 1];
 	if (autoconf_pox_address(body ? body : "", body ? bodylen : 0, addr, sizeof addr) != 0) {

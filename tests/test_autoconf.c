@@ -99,14 +99,15 @@ static void apple_profile_has_stable_uuids_per_address(void)
 	if (u) {
 		memcpy(uuid, u + 30, 36);
 	}
-	int ok = strstr(t, "<!DOCTYPE plist") &&
-	         strstr(t, "<key>PayloadType</key><string>com.apple.mail.managed</string>") &&
-	         strstr(t, "<key>PayloadType</key><string>Configuration</string>") &&
-	         strstr(t, "<key>EmailAccountType</key><string>EmailTypeIMAP</string>") &&
-	         strstr(t, "<key>IncomingMailServerPortNumber</key><integer>993</integer>") &&
-	         strstr(t, "<key>IncomingMailServerUseSSL</key><true/>") &&
-	         strstr(t, "<key>OutgoingMailServerPortNumber</key><integer>465</integer>") &&
-	         strstr(t, "<key>OutgoingMailServerHostName</key><string>mail.example.org</string>");
+	int ok =
+	        strstr(t, "<!DOCTYPE plist") &&
+	        strstr(t, "<key>PayloadType</key><string>com.apple.mail.managed</string>") &&
+	        strstr(t, "<key>PayloadType</key><string>Configuration</string>") &&
+	        strstr(t, "<key>EmailAccountType</key><string>EmailTypeIMAP</string>") &&
+	        strstr(t, "<key>IncomingMailServerPortNumber</key><integer>993</integer>") &&
+	        strstr(t, "<key>IncomingMailServerUseSSL</key><true/>") &&
+	        strstr(t, "<key>OutgoingMailServerPortNumber</key><integer>465</integer>") &&
+	        strstr(t, "<key>OutgoingMailServerHostName</key><string>mail.example.org</string>");
 	int same = a.len == b.len && memcmp(a.data, b.data, a.len) == 0;
 	int form = strlen(uuid) == 36 && uuid[8] == '-' && uuid[13] == '-' && uuid[14] == '8' &&
 	           uuid[18] == '-' && uuid[23] == '-' && count(t, uuid) == 2 && !strstr(h, uuid);
@@ -123,7 +124,8 @@ static void apple_profile_has_stable_uuids_per_address(void)
 static void autodiscover_requests_parse_bounded(void)
 {
 	static const char req[] =
-	        "<?xml version=\"1.0\"?><Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/"
+	        "<?xml version=\"1.0\"?><Autodiscover "
+	        "xmlns=\"http://schemas.microsoft.com/exchange/"
 	        "autodiscover/outlook/requestschema/2006\"><Request>\n <EMailAddress> bob&amp;co"
 	        "@example.org </EMailAddress>\n</Request></Autodiscover>";
 	char addr[64];
@@ -137,7 +139,8 @@ static void autodiscover_requests_parse_bounded(void)
 	ASSERT_STR(addr, "x@y.z");
 	const char *bad[] = {"", "<EMailAddress>", "<EMailAddress></EMailAddress>",
 	        "<EMailAddress>a&#64;b</EMailAddress>", "EMailAddress>a@b</EMailAddress>",
-	        "<EMailAddress>aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b<"};
+	        "<EMailAddress>aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@"
+	        "b<"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		ASSERT_EQ(autoconf_pox_address(bad[i], strlen(bad[i]), addr, sizeof addr), -1);
 	}
@@ -168,24 +171,26 @@ static void routes_answer_their_paths_only(void)
 	conf.submission_port = 1587;
 	buf_init(&b);
 	int r[12];
-	r[0] = autoconf_route("GET", "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress="
-	                             "alice%40Example.ORG", "x", NULL, 0, &b, &ct);
+	r[0] = autoconf_route("GET",
+	        "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress="
+	        "alice%40Example.ORG",
+	        "x", NULL, 0, &b, &ct);
 	int tb = strstr(text(&b), "<domain>example.org</domain>") &&
 	         strstr(text(&b), "<port>1993</port>") && !strstr(text(&b), "<port>143<");
 	buf_reset(&b);
-	r[1] = autoconf_route("GET", "/mail/config-v1.1.xml", "autoconfig.example.org:80", NULL, 0,
-	        &b, &ct);
+	r[1] = autoconf_route(
+	        "GET", "/mail/config-v1.1.xml", "autoconfig.example.org:80", NULL, 0, &b, &ct);
 	r[2] = autoconf_route("GET", "/mail/config-v1.1.xml?emailaddress=a%40other.example", NULL,
 	        NULL, 0, &b, &ct);
 	r[3] = autoconf_route("GET", "/mail/config-v1.1.xml", NULL, NULL, 0, &b, &ct);
 	r[4] = autoconf_route("POST", "/mail/config-v1.1.xml", "example.org", NULL, 0, &b, &ct);
 	r[5] = autoconf_route("GET", "/mail/other.xml", "example.org", NULL, 0, &b, &ct);
-	r[6] = autoconf_route("GET", "/mail/config-v1.1.xml?emailaddress=a%00b%40example.org",
-	        NULL, NULL, 0, &b, &ct);
+	r[6] = autoconf_route("GET", "/mail/config-v1.1.xml?emailaddress=a%00b%40example.org", NULL,
+	        NULL, 0, &b, &ct);
 	buf_reset(&b);
 	static const char body[] = "<Request><EMailAddress>Bob@EXAMPLE.org</EMailAddress>";
-	r[7] = autoconf_route("POST", "/Autodiscover/Autodiscover.xml", NULL, body,
-	        sizeof body - 1, &b, &ct);
+	r[7] = autoconf_route(
+	        "POST", "/Autodiscover/Autodiscover.xml", NULL, body, sizeof body - 1, &b, &ct);
 	int ad = strstr(text(&b), "<LoginName>Bob@EXAMPLE.org</LoginName>") &&
 	         strstr(text(&b), "<Port>1587</Port>") && strstr(text(&b), "<Encryption>TLS<");
 	r[8] = autoconf_route("GET", "/autodiscover/autodiscover.xml", NULL, NULL, 0, &b, &ct);
