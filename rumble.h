@@ -135,6 +135,10 @@ struct settings {
 	int outbound_timeout; /* OutboundTimeout: per reply, s (end of data: twice) */
 	int outbound_threads; /* OutboundThreads: concurrent outbound deliveries */
 	int outbound_tls;    /* OutboundTLS: use STARTTLS when offered */
+	char tls_policy[2048]; /* TLSPolicy lines: "domain:mode ..." (mtasts.c) */
+	int mta_sts;         /* MTASTS: honour destinations' MTA-STS policies */
+	int mta_sts_port;    /* MTASTSPort: their policy hosts' HTTPS port (443) */
+	char tls_ca_file[1024]; /* TLSCAFile: CAs for verify; "" = the system's */
 	char **scripts;
 	int nscripts;
 	char smtp_script[1024]; /* SMTPScript: a VPOP3-style SMTPSVR.LUA, "" = none */
@@ -1100,6 +1104,49 @@ int dkim_key_path(const char *domain, char *out, size_t len);
 int dkim_record(const char *domain, struct buf *out, char *err, size_t errlen);
 /* Its public key as a DKIM record's p= (base64), made first if missing. */
 int dkim_public(const char *domain, char *p, size_t len, char *err, size_t errlen);
+
+/* ---- mtasts.c: how much TLS a destination gets (TLSPolicy, MTA-STS) ---- */
+enum tls_mode {
+	TLS_NONE,    /* no STARTTLS */
+	TLS_MAY,     /* STARTTLS when offered, any certificate; clear if it fails */
+	TLS_ENCRYPT, /* STARTTLS required, any certificate */
+	TLS_VERIFY   /* STARTTLS required, a certificate for the host a CA signed */
+};
+const char *tls_mode_name(enum tls_mode m);
+int tls_mode_parse(const char *word, size_t n); /* -1 when unknown */
+/* The mode list (TLSPolicy's "domain:mode" words) gives domain: its
+ * entry ("example.com", or ".example.com" for names below it), else -1;
+ * *star is the "*" entry's mode or -1. */
+int tls_policy_lookup(const char *list, const char *domain, int *star);
+#define STS_MX_MAX 16
+enum sts_mode { STS_OFF, STS_TESTING, STS_ENFORCE };
+struct sts_policy {
+	enum sts_mode mode;
+	long max_age; /* seconds */
+	int nmx;
+	char mx[STS_MX_MAX][256]; /* "mx.example.com", "*.example.com" */
+};
+/* An `_mta-sts` TXT record's id (v=STSv1; id=...): 0, or -1 if malformed. */
+int sts_txt_id(const char *txt, char *id, size_t idlen);
+/* A policy file (RFC 8461 3.2): 0, or -1 with err. */
+int sts_parse(const char *text, size_t len, struct sts_policy *p, char *err, size_t errlen);
+/* 1 when MX host is one the policy names. */
+int sts_mx_ok(const struct sts_policy *p, const char *host);
+/* TEMP */
+struct httpc_resp { int status; struct buf body; };
+int httpc_get(const char *url, const char *ca, size_t max, int tmo, struct httpc_resp *r, char *err,
+        size_t errlen);
+void httpc_resp_free(struct httpc_resp *r);
+struct tls *tls_client_verified(const char *name, const char *ca, char *err, size_t errlen);
+struct tls_want {
+	enum tls_mode mode;
+	char source[16];        /* "TLSPolicy", "MTA-STS", "OutboundTLS" */
+	int has_sts;            /* sts holds the destination's policy (testing or enforce) */
+	struct sts_policy sts;
+};
+/* What delivery to domain needs; mta_sts 0 for a relay host (no MTA-STS).
+ * Blocks for DNS and HTTPS (an outbound thread only). */
+void tls_want_for(const char *domain, int mta_sts, struct tls_want *w);
 
 /* ---- dnsadvice.c: the DNS records a mail domain needs ---- */
 /* "rumble dns DOMAIN": every record to publish as zone-file lines in out;
