@@ -273,19 +273,24 @@ static int sts_fetch(const char *domain, struct sts_policy *p, struct buf *text,
 	char url[300], err[200];
 	snprintf(url, sizeof url, "https://mta-sts.%s:%d/.well-known/mta-sts.txt", domain,
 	        conf.mta_sts_port);
-	struct httpc_resp r;
-	if (httpc_get(url, conf.tls_ca_file, STS_FILE_MAX, 10000, &r, err, sizeof err) != 0) {
-		snprintf(why, whylen, "%.300s: %.200s", url, err);
+	const struct tls_anchors *ta = tls_anchors_system(conf.tls_ca_file, err, sizeof err);
+	if (!ta) {
+		snprintf(why, whylen, "no CA certificates to verify with: %.200s", err);
 		return -1;
 	}
-	int rc = -1;
-	if (r.status != 200) {
+	struct httpc_req rq = {.method = "GET", .url = url, .timeout_ms = 10000,
+	        .body_max = STS_FILE_MAX, .anchors = ta};
+	struct httpc_resp r;
+	int rc = httpc_request(&rq, &r);
+	if (rc != 0) {
+		snprintf(why, whylen, "%.300s: %.200s", url, r.err);
+	} else if (r.status != 200) {
 		snprintf(why, whylen, "%.300s: HTTP status %d", url, r.status);
-	} else if (sts_parse(r.body.data, r.body.len, p, err, sizeof err) != 0) {
+		rc = -1;
+	} else if ((rc = sts_parse(r.body.data, r.body.len, p, err, sizeof err)) != 0) {
 		snprintf(why, whylen, "%.300s: %.200s", url, err);
 	} else {
 		buf_append(text, r.body.data, r.body.len);
-		rc = 0;
 	}
 	httpc_resp_free(&r);
 	return rc;
@@ -361,21 +366,3 @@ void tls_want_for(const char *domain, int mta_sts, struct tls_want *w)
 	}
 }
 
-/* TEMP until httpc lands */
-struct tls *tls_client_verified(const char *name, const char *ca, char *err, size_t errlen)
-{
-	(void)name, (void)ca;
-	snprintf(err, errlen, "not built");
-	return NULL;
-}
-int httpc_get(const char *url, const char *ca, size_t max, int tmo, struct httpc_resp *r, char *err,
-        size_t errlen)
-{
-	(void)url, (void)ca, (void)max, (void)tmo, (void)r;
-	snprintf(err, errlen, "not built");
-	return -1;
-}
-void httpc_resp_free(struct httpc_resp *r)
-{
-	(void)r;
-}

@@ -320,14 +320,18 @@ static int tls_missing(struct ob_conn *c, const char *what)
 static int ob_handshake(struct ob_conn *c, enum tls_mode mode)
 {
 	char err[200] = "no randomness";
-	c->tls = mode == TLS_VERIFY ? tls_client_verified(c->host, conf.tls_ca_file, err, sizeof err)
-	                            : tls_client_new(c->host);
+	if (mode == TLS_VERIFY) {
+		const struct tls_anchors *ta = tls_anchors_system(conf.tls_ca_file, err, sizeof err);
+		c->tls = ta ? tls_client_new_verified(c->host, ta) : NULL;
+	} else {
+		c->tls = tls_client_new(c->host);
+	}
 	for (int i = 0; c->tls && tls_handshaking(c->tls) && i < 10000; i++) {
 		if (tls_step(c, c->tmo) != 0) {
 			break;
 		}
 	}
-	if (c->tls && !tls_handshaking(c->tls)) {
+	if (c->tls && !tls_handshaking(c->tls) && !tls_failed(c->tls)) {
 		log_info("%016llx host=%s[%s] tls=%s cipher=%s verified=%s",
 		        (unsigned long long)c->qid, c->host, c->addr, tls_version(c->tls),
 		        tls_cipher(c->tls), mode == TLS_VERIFY ? "yes" : "no");

@@ -1219,12 +1219,6 @@ int sts_txt_id(const char *txt, char *id, size_t idlen);
 int sts_parse(const char *text, size_t len, struct sts_policy *p, char *err, size_t errlen);
 /* 1 when MX host is one the policy names. */
 int sts_mx_ok(const struct sts_policy *p, const char *host);
-/* TEMP */
-struct httpc_resp { int status; struct buf body; };
-int httpc_get(const char *url, const char *ca, size_t max, int tmo, struct httpc_resp *r, char *err,
-        size_t errlen);
-void httpc_resp_free(struct httpc_resp *r);
-struct tls *tls_client_verified(const char *name, const char *ca, char *err, size_t errlen);
 struct tls_want {
 	enum tls_mode mode;
 	char source[16];        /* "TLSPolicy", "MTA-STS", "OutboundTLS" */
