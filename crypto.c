@@ -1248,19 +1248,24 @@ static const br_x509_class anykey_class = {
         anykey_get_pkey,
 };
 
-/* see rumble.h */
-struct tls *tls_client_new(const char *server_name)
+/* A client engine; anchors NULL accepts any certificate, else the chain
+ * must lead to one of them and name server_name. */
+static struct tls *client_new(const char *server_name, const struct tls_anchors *anchors)
 {
 	struct tls *t = xcalloc(1, sizeof *t);
 	br_ssl_client_context *cc = &t->cc;
 	unsigned char seed[32];
+	size_t nta = 0;
+	const br_x509_trust_anchor *ta = tls__anchors_raw(anchors, &nta);
 
 	t->anykey = xcalloc(1, sizeof *t->anykey);
 	/* every version and suite BearSSL has: a server that is not Rumble may
 	 * know nothing better, and unencrypted is the alternative */
-	br_ssl_client_init_full(cc, &t->anykey->unused, NULL, 0);
-	t->anykey->vtable = &anykey_class;
-	br_ssl_engine_set_x509(&cc->eng, &t->anykey->vtable);
+	br_ssl_client_init_full(cc, &t->anykey->unused, ta, nta);
+	if (!anchors) {
+		t->anykey->vtable = &anykey_class;
+		br_ssl_engine_set_x509(&cc->eng, &t->anykey->vtable);
+	}
 	br_ssl_engine_set_all_flags(&cc->eng, BR_OPT_NO_RENEGOTIATION);
 	br_ssl_engine_set_buffer(&cc->eng, t->buf, sizeof t->buf, 0);
 	if (os_random(seed, sizeof seed) == 0) {
@@ -1270,11 +1275,23 @@ struct tls *tls_client_new(const char *server_name)
 	/* SNI only for a name: RFC 6066 3 forbids literal addresses */
 	uint8_t ip[16];
 	int is_ip = os_ip_parse(server_name, ip) >= 0;
-	if (!br_ssl_client_reset(cc, is_ip ? NULL : server_name, 0)) {
-		tls_free(t);
+	if ((is_ip && anchors) || !br_ssl_client_reset(cc, is_ip ? NULL : server_name, 0)) {
+		tls_free(t); /* BearSSL checks names only: an address cannot be verified */
 		return NULL;
 	}
 	return t;
+}
+
+/* see rumble.h */
+struct tls *tls_client_new(const char *server_name)
+{
+	return client_new(server_name, NULL);
+}
+
+/* see rumble.h */
+struct tls *tls_client_new_verified(const char *server_name, const struct tls_anchors *anchors)
+{
+	return anchors ? client_new(server_name, anchors) : NULL;
 }
 
 static int closed(struct tls *t)
@@ -1433,6 +1450,11 @@ static const struct {
         {BR_ERR_WRONG_KEY_USAGE, "wrong key usage"},
         {BR_ERR_NO_CLIENT_AUTH, "no client certificate"},
         {BR_ERR_IO, "I/O error"},
+        {BR_ERR_X509_EXPIRED, "certificate expired or not yet valid"},
+        {BR_ERR_X509_BAD_SERVER_NAME, "certificate is for another name"},
+        {BR_ERR_X509_NOT_TRUSTED, "certificate not trusted (unknown CA)"},
+        {BR_ERR_X509_NOT_CA, "certificate chain: an issuer is not a CA"},
+        {BR_ERR_X509_BAD_SIGNATURE, "certificate chain: bad signature"},
 };
 
 /* RFC 5246 section 7.2 and later registrations */

@@ -135,6 +135,10 @@ struct settings {
 	int outbound_timeout; /* OutboundTimeout: per reply, s (end of data: twice) */
 	int outbound_threads; /* OutboundThreads: concurrent outbound deliveries */
 	int outbound_tls;    /* OutboundTLS: use STARTTLS when offered */
+	char tls_policy[2048]; /* TLSPolicy lines: "domain:mode ..." (mtasts.c) */
+	int mta_sts;         /* MTASTS: honour destinations' MTA-STS policies */
+	int mta_sts_port;    /* MTASTSPort: their policy hosts' HTTPS port (443) */
+	char tls_ca_file[1024]; /* TLSCAFile: CAs for verify; "" = the system's */
 	char **scripts;
 	int nscripts;
 	char smtp_script[1024]; /* SMTPScript: a VPOP3-style SMTPSVR.LUA, "" = none */
@@ -336,6 +340,15 @@ struct tls *tls_new(struct tls_ctx *c);
  * server engine, except that the client speaks first: start by pulling
  * out its hello. NULL when the OS gives no randomness. */
 struct tls *tls_client_new(const char *server_name);
+/* The same with the server's certificate verified (x509.c's anchors):
+ * the chain must lead to one of anchors, be valid now and name
+ * server_name (subjectAltName dNSName, wildcards as RFC 6125). NULL as
+ * well for an IP address (BearSSL checks names only) or anchors NULL.
+ * anchors must outlive the engine. A failed check closes the engine with
+ * tls_error "handshake failed: certificate not trusted (unknown CA)" and
+ * the like. */
+struct tls_anchors;
+struct tls *tls_client_new_verified(const char *server_name, const struct tls_anchors *anchors);
 void tls_free(struct tls *t); /* wipes keys and buffered data; NULL is fine */
 unsigned tls_state(struct tls *t); /* TLS_* bits, see above */
 /* Where the socket's next bytes go: read at most *n bytes there, then
@@ -380,6 +393,84 @@ int tls_cipher_bits(struct tls *t);
 const char *tls_sni(struct tls *t);
 /* Bytes one struct tls takes, record buffer included (one allocation). */
 size_t tls_session_size(void);
+
+/* ---- x509.c: trust anchors for verified TLS clients ----
+ * A set of CA certificates from PEM. Built by one thread, then read-only
+ * (shared by any number of engines). */
+struct tls_anchors *tls_anchors_new(void);
+void tls_anchors_free(struct tls_anchors *a); /* NULL is fine */
+/* Adds every CERTIFICATE in the PEM text; returns how many, -1 when the
+ * PEM is malformed. Certificates BearSSL cannot read are skipped. */
+int tls_anchors_add_pem(struct tls_anchors *a, const char *text, size_t len);
+/* The same from a file (at most 4 MB); -1 with err filled when it cannot
+ * be read or holds no certificate. */
+int tls_anchors_add_file(struct tls_anchors *a, const char *path, char *err, size_t errlen);
+size_t tls_anchors_count(const struct tls_anchors *a);
+/* The system's CA bundle (path, or when NULL/"" the first of
+ * /etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt,
+ * /etc/ssl/cert.pem ...), loaded on the first call that succeeds and kept
+ * for the life of the process; later calls return the same set whatever
+ * path they give. Any thread. NULL with err filled when none loads
+ * (Windows has no such file: give one). */
+const struct tls_anchors *tls_anchors_system(const char *path, char *err, size_t errlen);
+/* crypto.c's view: the br_x509_trust_anchor array and its length. */
+const void *tls__anchors_raw(const struct tls_anchors *a, size_t *n);
+
+/* ---- httpc.c: a small blocking HTTP/1.1 client (ACME, MTA-STS) ----
+ * One request per connection. https:// verifies the server's certificate
+ * against anchors (the system's CA bundle when NULL) and the URL's host
+ * name; an address in an https URL is refused (BearSSL checks names).
+ * BLOCKING: call it from a thread that may wait (acme.c's own thread, the
+ * queue's delivery threads, a work.c job's run()), never a worker's loop.
+ * Everything is bounded: timeout_ms covers connect to last byte, the
+ * header block is at most HTTPC_HEAD_MAX, the body at most body_max.
+ * Content-Length, chunked and close-delimited bodies are read; 1xx interim
+ * responses are skipped; redirects are NOT followed (the caller decides:
+ * status and Location are in the response). */
+#define HTTPC_HEAD_MAX (16 * 1024)
+struct httpc_req {
+	const char *method;  /* "GET", "POST", "HEAD" */
+	const char *url;     /* http://host[:port]/path?query or https://... */
+	const char *headers; /* more header lines, each ending in CRLF; NULL */
+	const char *ctype;   /* the body's Content-Type, or NULL */
+	const void *body;    /* NULL: none (POST still sends Content-Length: 0) */
+	size_t bodylen;
+	int timeout_ms;      /* the whole exchange; 0 = 30 s */
+	size_t body_max;     /* a longer response body fails; 0 = 1 MB */
+	const struct tls_anchors *anchors; /* https: trusted CAs; NULL = system */
+	int (*stopping)(void); /* optional: returns 1 to give up now */
+};
+struct httpc_resp {
+	int status;       /* 200, 404, ... (the final one, 1xx skipped) */
+	struct buf head;  /* the header lines after the status line, NUL-ended */
+	struct buf body;  /* the body, de-chunked, NUL-ended (len excludes it) */
+	char err[256];    /* why httpc_request returned -1 */
+};
+/* 0 when a response came (whatever its status), -1 with rs->err filled
+ * (no connection, TLS or certificate failure, timeout, over a limit,
+ * malformed). Either way free rs with httpc_resp_free. */
+int httpc_request(const struct httpc_req *rq, struct httpc_resp *rs);
+void httpc_resp_free(struct httpc_resp *rs);
+/* The nth (0 = first) field called name (any case), trimmed and cut to
+ * outlen - 1 bytes, into out: 1, or 0 when there is no such field. For
+ * Location, Replay-Nonce, Link (one field per link), Retry-After. */
+int httpc_header(const struct httpc_resp *rs, const char *name, int nth, char *out, size_t outlen);
+/* The parts, for tests and for callers with bytes of their own: */
+struct httpc_url {
+	int tls, port;
+	char host[256];  /* no brackets around an IPv6 address */
+	char path[2048]; /* "/..." with the query, without a #fragment */
+};
+int httpc_url_parse(const char *url, struct httpc_url *u); /* 0 or -1 */
+/* A whole response from raw[0..n) (eof: nothing more will come; no_body:
+ * the answer to HEAD): 1 complete (rs filled), 0 more bytes needed, -1
+ * malformed or over a limit (rs->err). */
+int httpc_parse(const char *raw, size_t n, int eof, int no_body, size_t body_max,
+	struct httpc_resp *rs);
+/* De-chunks a chunked body (RFC 9112 7.1) from p[0..n) into out: 1 done
+ * (the last chunk and the trailer read), 0 more needed, -1 malformed or
+ * more than max bytes of data. */
+int httpc_unchunk(const char *p, size_t n, struct buf *out, size_t max);
 
 /* ---- mailman.c: domains, accounts, address matching, the mbox store ---- */
 enum mm_type { MM_MBOX, MM_ALIAS, MM_FEED, MM_RELAY, MM_MOD };
@@ -1137,6 +1228,42 @@ int autoconf_match(const char *target);
  * header (NULL if none), body: a POST's body. Needs mm_open. */
 int autoconf_route(const char *method, const char *target, const char *host, const char *body,
 	size_t bodylen, struct buf *out, const char **ctype);
+/* ---- mtasts.c: how much TLS a destination gets (TLSPolicy, MTA-STS) ---- */
+enum tls_mode {
+	TLS_NONE,    /* no STARTTLS */
+	TLS_MAY,     /* STARTTLS when offered, any certificate; clear if it fails */
+	TLS_ENCRYPT, /* STARTTLS required, any certificate */
+	TLS_VERIFY   /* STARTTLS required, a certificate for the host a CA signed */
+};
+const char *tls_mode_name(enum tls_mode m);
+int tls_mode_parse(const char *word, size_t n); /* -1 when unknown */
+/* The mode list (TLSPolicy's "domain:mode" words) gives domain: its
+ * entry ("example.com", or ".example.com" for names below it), else -1;
+ * *star is the "*" entry's mode or -1. */
+int tls_policy_lookup(const char *list, const char *domain, int *star);
+#define STS_MX_MAX 16
+enum sts_mode { STS_OFF, STS_TESTING, STS_ENFORCE };
+struct sts_policy {
+	enum sts_mode mode;
+	long max_age; /* seconds */
+	int nmx;
+	char mx[STS_MX_MAX][256]; /* "mx.example.com", "*.example.com" */
+};
+/* An `_mta-sts` TXT record's id (v=STSv1; id=...): 0, or -1 if malformed. */
+int sts_txt_id(const char *txt, char *id, size_t idlen);
+/* A policy file (RFC 8461 3.2): 0, or -1 with err. */
+int sts_parse(const char *text, size_t len, struct sts_policy *p, char *err, size_t errlen);
+/* 1 when MX host is one the policy names. */
+int sts_mx_ok(const struct sts_policy *p, const char *host);
+struct tls_want {
+	enum tls_mode mode;
+	char source[16];        /* "TLSPolicy", "MTA-STS", "OutboundTLS" */
+	int has_sts;            /* sts holds the destination's policy (testing or enforce) */
+	struct sts_policy sts;
+};
+/* What delivery to domain needs; mta_sts 0 for a relay host (no MTA-STS).
+ * Blocks for DNS and HTTPS (an outbound thread only). */
+void tls_want_for(const char *domain, int mta_sts, struct tls_want *w);
 
 /* ---- dnsadvice.c: the DNS records a mail domain needs ---- */
 /* "rumble dns DOMAIN": every record to publish as zone-file lines in out;

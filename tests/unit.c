@@ -74,6 +74,7 @@ int main(int argc, char **argv)
 		{"view", tests_view},
 		{"sort", tests_sort},
 		{"autoconf", tests_autoconf},
+		{"httpc", tests_httpc},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

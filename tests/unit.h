@@ -73,5 +73,6 @@ void tests_pattern(void);
 void tests_view(void);
 void tests_sort(void);
 void tests_autoconf(void);
+void tests_httpc(void);
 
 #endif
