@@ -155,7 +155,7 @@ static void outbound_directives_are_parsed(void)
 
 static void tls_policy_lines_pick_a_mode_per_destination(void)
 {
-	struct config c;
+	struct config c = {0};
 	struct settings s;
 	char err[256];
 	ASSERT_EQ(config_parse(&c,
