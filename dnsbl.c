@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "rumble.h"
+#include "policy.h"
 
 #define ZONES_MAX 8
 
@@ -128,3 +128,40 @@ void dnsbl_check(struct session *s, void (*done)(struct session *s, const char *
 		free(d);
 	}
 }
+
+/* ---- the policy module (policy.h): a listed client is refused at the
+ * connection, before the greeting; an early talker waits ---- */
+
+static int dnsbl_open(struct policy *p, struct session *s, void **m)
+{
+	return strcmp(s->svc->name, "smtp") == 0 && dnsbl_wanted(s);
+}
+
+static void dnsbl_done(struct session *s, const char *zone)
+{
+	struct policy_call *c = policy_waiting(s);
+	if (!zone || !c) {
+		session_resume(s);
+		policy_resume(s, POLICY_NEXT);
+		return;
+	}
+	log_info("%08x smtp client %s listed by %s", s->id, s->peer, zone);
+	os_atomic_add_long(&s->svc->rejected, 1);
+	buf_printf(&c->reply, "554 5.7.1 Service unavailable; client [%s] blocked using %s\r\n",
+	        s->peer, zone);
+	c->why = "listed by DNSBL";
+	policy_resume(s, 554);
+}
+
+static int dnsbl_connect(struct policy_call *c)
+{
+	session_pause(c->s);
+	dnsbl_check(c->s, dnsbl_done);
+	return POLICY_WAIT;
+}
+
+const struct policy_module dnsbl_policy = {
+        .name = "dnsbl",
+        .open = dnsbl_open,
+        .step = {[POLICY_CONNECT] = dnsbl_connect},
+};

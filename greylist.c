@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rumble.h"
+#include "policy.h"
 
 #define GL_MAX 200000
 #define GL_RETRY_WINDOW (2 * 86400)
@@ -195,3 +195,37 @@ void greylist_free(void)
 	cap = used = 0;
 	os_mutex_unlock(rl_mutex_once(&mu));
 }
+
+/* ---- the policy module (policy.h): a local recipient is deferred at
+ * RCPT on the SMTP port, for clients that are not this host and did not
+ * log in ---- */
+
+static int greylist_open(struct policy *p, struct session *s, void **m)
+{
+	return strcmp(s->svc->name, "smtp") == 0 && !session_is_local(s);
+}
+
+static int greylist_rcpt(struct policy_call *c)
+{
+	if (!conf.greylist || !c->acct || policy_local(c->p, c->user)) {
+		return POLICY_NEXT;
+	}
+	struct session *s = c->s;
+	int wait = greylist_check(greylist_key(s->peer, c->msg->from, c->addr), os_time());
+	if (wait <= 0) {
+		return POLICY_NEXT;
+	}
+	log_info("%08x smtp greylisted from=<%s> to=<%s> client=%s wait=%ds", s->id, c->msg->from,
+	        c->addr, s->peer, wait);
+	os_atomic_add_long(&s->svc->rejected, 1);
+	buf_printf(&c->reply,
+	        "451 4.7.1 <%s>: Recipient address rejected: Greylisted, try again later\r\n",
+	        c->addr);
+	return 451;
+}
+
+const struct policy_module greylist_policy = {
+        .name = "greylist",
+        .open = greylist_open,
+        .step = {[POLICY_RCPT] = greylist_rcpt},
+};

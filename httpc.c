@@ -445,14 +445,34 @@ static long conn_recv(struct conn *c, void *buf, size_t n)
 	return -1;
 }
 
+/* A connection to host: by DNSServer's answers (dns.c, as mail goes),
+ * else by the system's resolver (localhost, /etc/hosts). */
+static os_fd connect_host(const char *host, int port, int64_t deadline)
+{
+	char addrs[4][DNS_ADDR_MAX];
+	uint8_t ip[16];
+	int n = os_ip_parse(host, ip) < 0 && rl_strcasecmp(host, "localhost") != 0
+	        ? dns_addrs(host, addrs, 4)
+	        : 0;
+	for (int i = 0; i < n; i++) {
+		int64_t left = deadline - os_now_ms();
+		os_fd fd = os_connect(addrs[i], port, left > 0 ? (int)left : 1);
+		if (fd != OS_BADFD) {
+			return fd;
+		}
+	}
+	int64_t left = deadline - os_now_ms();
+	return n > 0 ? OS_BADFD : os_connect(host, port, left > 0 ? (int)left : 1);
+}
+
 static int conn_open(struct conn *c, const struct httpc_url *u, const struct httpc_req *rq,
         struct httpc_resp *rs)
 {
 	char err[128];
 	int64_t left = c->deadline - os_now_ms();
 	/* the one wait that does not look at stopping(): keep it short */
-	int ctmo = left > HTTPC_CONNECT_MS ? HTTPC_CONNECT_MS : left > 0 ? (int)left : 1;
-	c->fd = os_connect(u->host, u->port, ctmo);
+	int64_t cend = os_now_ms() + HTTPC_CONNECT_MS;
+	c->fd = connect_host(u->host, u->port, cend < c->deadline ? cend : c->deadline);
 	if (c->fd == OS_BADFD) {
 		return seterr(rs, "cannot connect to %s port %d: %s", u->host, u->port,
 		               os_strerror()),

@@ -31,7 +31,7 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "rumble.h"
+#include "policy.h"
 
 #define WARN_PERCENT 90
 #define SIZE_MAX_BYTES (1ULL << 50)
@@ -416,3 +416,25 @@ void quota_notify(const char *domain, const char *user)
 		warn_deliver(domain, user, &q);
 	}
 }
+
+/* ---- the policy module (policy.h): a mailbox known to be full (or too
+ * full for MAIL's SIZE) is refused for now at RCPT (RFC 3463 4.2.2).
+ * Aliases are checked when the message is delivered. ---- */
+
+static int quota_rcpt(struct policy_call *c)
+{
+	const struct mm_account *a = c->acct;
+	if (!a || a->type != MM_MBOX ||
+	        !quota_exceeded(a->domain, a->user, 1, c->size ? c->size : 1)) {
+		return POLICY_NEXT;
+	}
+	log_info("%08x smtp over quota from=<%s> to=<%s>", c->s->id, c->msg->from, c->addr);
+	os_atomic_add_long(&c->s->svc->rejected, 1);
+	buf_printf(&c->reply, "452 4.2.2 <%s>: Mailbox full\r\n", c->addr);
+	return 452;
+}
+
+const struct policy_module quota_policy = {
+        .name = "quota",
+        .step = {[POLICY_RCPT] = quota_rcpt},
+};

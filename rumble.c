@@ -637,6 +637,9 @@ static int cmd_acme(int argc, char **argv)
 		return fail("usage: rumble acme revoke%s", "");
 	}
 	tls_paths(cert, key, sizeof cert);
+	if (dns_init(conf.dns_server, err, sizeof err) != 0) { /* httpc asks DNSServer first */
+		log_warnx("DNS: %s", err);
+	}
 	if (acme_revoke(cert, err, sizeof err) != 0) {
 		return fail("acme: %s", err);
 	}

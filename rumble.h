@@ -135,6 +135,10 @@ struct settings {
 	int outbound_timeout; /* OutboundTimeout: per reply, s (end of data: twice) */
 	int outbound_threads; /* OutboundThreads: concurrent outbound deliveries */
 	int outbound_tls;    /* OutboundTLS: use STARTTLS when offered */
+	char tls_policy[2048]; /* TLSPolicy lines: "domain:mode ..." (mtasts.c) */
+	int mta_sts;         /* MTASTS: honour destinations' MTA-STS policies */
+	int mta_sts_port;    /* MTASTSPort: their policy hosts' HTTPS port (443) */
+	char tls_ca_file[1024]; /* TLSCAFile: CAs for verify; "" = the system's */
 	char **scripts;
 	int nscripts;
 	char smtp_script[1024]; /* SMTPScript: a VPOP3-style SMTPSVR.LUA, "" = none */
@@ -1138,6 +1142,7 @@ struct service {
 
 struct worker;
 struct tls;
+struct policy;
 struct session {
 	uint32_t id;
 	struct service *svc;
@@ -1161,6 +1166,7 @@ struct session {
 	size_t (*tap)(struct session *s, const char *p, size_t n);
 	void *tap_arg;
 	void *lua; /* the scripts' session object (lua/handle.c), NULL if none */
+	struct policy *policy; /* SMTP's policy chain (policy.c), NULL if none */
 	unsigned paused : 1, closing : 1, eof : 1, reading_off : 1, discard_in : 1, write_on : 1,
 	    over_limit : 1, starttls : 1, peer_gone : 1, unwatched : 1;
 	char reason[64];
@@ -1320,10 +1326,82 @@ int dkim_record(const char *domain, struct buf *out, char *err, size_t errlen);
 /* Its public key as a DKIM record's p= (base64), made first if missing. */
 int dkim_public(const char *domain, char *p, size_t len, char *err, size_t errlen);
 
+/* ---- autoconf.c: mail clients configure themselves ---- */
+/* The ports clients are given, 0 for a service that is off: implicit TLS
+ * (imaps, pop3s, smtps) and STARTTLS (imap, pop3, submission). */
+struct autoconf_ports {
+	int imaps, imap, pop3s, pop3, smtps, submission;
+};
+void autoconf_ports(struct autoconf_ports *p); /* from the configuration */
+/* The documents, appended to out; every string argument is escaped.
+ * Thunderbird's config-v1.1.xml for domain (logins %EMAILADDRESS%), an
+ * Outlook POX autodiscover Response (responseschema/2006a) for addr, and
+ * an unsigned Apple .mobileconfig (com.apple.mail.managed) for addr whose
+ * PayloadUUIDs come from the SHA-256 of addr. host: the mail host. */
+void autoconf_thunderbird(
+	const char *domain, const char *host, const struct autoconf_ports *p, struct buf *out);
+void autoconf_outlook(
+	const char *addr, const char *host, const struct autoconf_ports *p, struct buf *out);
+void autoconf_apple(
+	const char *addr, const char *host, const struct autoconf_ports *p, struct buf *out);
+/* The <EMailAddress> of an autodiscover request's body (untrusted, len
+ * bytes, not NUL-terminated), XML's entities decoded: 0 with addr filled,
+ * -1 when there is none or it does not fit addrlen. */
+int autoconf_pox_address(const char *body, size_t len, char *addr, size_t addrlen);
+/* 1 when target (a path, maybe with "?query") is one autoconf_route
+ * answers: /.well-known/autoconfig/mail/config-v1.1.xml and
+ * /mail/config-v1.1.xml (GET; the domain from emailaddress= or the Host
+ * header, autoconfig. taken off) and /autodiscover/autodiscover.xml in
+ * any case (POST). */
+int autoconf_match(const char *target);
+/* Answers an HTTP request for an HTTP server: the status (200 with the
+ * document appended to out and *ctype set; 400, 404 for a domain not
+ * ours, 405), or 0 when target is not one of ours. host: the Host
+ * header (NULL if none), body: a POST's body. Needs mm_open. */
+int autoconf_route(const char *method, const char *target, const char *host, const char *body,
+	size_t bodylen, struct buf *out, const char **ctype);
+/* ---- mtasts.c: how much TLS a destination gets (TLSPolicy, MTA-STS) ---- */
+enum tls_mode {
+	TLS_NONE,    /* no STARTTLS */
+	TLS_MAY,     /* STARTTLS when offered, any certificate; clear if it fails */
+	TLS_ENCRYPT, /* STARTTLS required, any certificate */
+	TLS_VERIFY   /* STARTTLS required, a certificate for the host a CA signed */
+};
+const char *tls_mode_name(enum tls_mode m);
+int tls_mode_parse(const char *word, size_t n); /* -1 when unknown */
+/* The mode list (TLSPolicy's "domain:mode" words) gives domain: its
+ * entry ("example.com", or ".example.com" for names below it), else -1;
+ * *star is the "*" entry's mode or -1. */
+int tls_policy_lookup(const char *list, const char *domain, int *star);
+#define STS_MX_MAX 16
+enum sts_mode { STS_OFF, STS_TESTING, STS_ENFORCE };
+struct sts_policy {
+	enum sts_mode mode;
+	long max_age; /* seconds */
+	int nmx;
+	char mx[STS_MX_MAX][256]; /* "mx.example.com", "*.example.com" */
+};
+/* An `_mta-sts` TXT record's id (v=STSv1; id=...): 0, or -1 if malformed. */
+int sts_txt_id(const char *txt, char *id, size_t idlen);
+/* A policy file (RFC 8461 3.2): 0, or -1 with err. */
+int sts_parse(const char *text, size_t len, struct sts_policy *p, char *err, size_t errlen);
+/* 1 when MX host is one the policy names. */
+int sts_mx_ok(const struct sts_policy *p, const char *host);
+struct tls_want {
+	enum tls_mode mode;
+	char source[16];        /* "TLSPolicy", "MTA-STS", "OutboundTLS" */
+	int has_sts;            /* sts holds the destination's policy (testing or enforce) */
+	struct sts_policy sts;
+};
+/* What delivery to domain needs; mta_sts 0 for a relay host (no MTA-STS).
+ * Blocks for DNS and HTTPS (an outbound thread only). */
+void tls_want_for(const char *domain, int mta_sts, struct tls_want *w);
+
 /* ---- dnsadvice.c: the DNS records a mail domain needs ---- */
 /* "rumble dns DOMAIN": every record to publish as zone-file lines in out;
  * with check, each looked up and marked ok / MISSING / WRONG. Returns the
- * number of required records missing or wrong (0 without check). */
+ * number of required records missing or wrong and of optional ones
+ * published wrong (0 without check). */
 int dns_advice(const char *domain, int check, struct buf *out);
 /* text as a TXT record's quoted strings of at most 255 bytes each. */
 void dns_put_txt(struct buf *out, const char *text);
@@ -1814,7 +1892,8 @@ enum dns_type {
 	DNS_T_PTR = 12,
 	DNS_T_MX = 15,
 	DNS_T_TXT = 16,
-	DNS_T_AAAA = 28
+	DNS_T_AAAA = 28,
+	DNS_T_SRV = 33
 };
 
 /* The servers to ask: servers is the DNSServer directive (addresses
@@ -1844,11 +1923,19 @@ int dns_txt(const char *name, char (*out)[DNS_TEXT_MAX], int max);
 /* The name of ip (PTR): 1 with name filled, 0 when there is none or it
  * does not fit len (DNS_NAME_MAX always does). */
 int dns_ptr(const char *ip, char *name, size_t len);
+struct dns_srv {
+	char host[DNS_NAME_MAX]; /* lower case, no trailing dot; "" = "." (no service) */
+	int prio, weight, port;
+};
+/* The SRV records of name ("_imaps._tcp.example.org", RFC 2782) in the
+ * order the answer gave them (callers compare, they do not connect). */
+int dns_srv(const char *name, struct dns_srv *out, int max);
 
 /* The parser, exported for tests and fuzzing: pkt is untrusted. */
 #define DNS_RR_MAX 32 /* records kept from one answer */
 struct dns_rr {
-	int pref; /* MX preference */
+	int pref;         /* MX preference, SRV priority */
+	int weight, port; /* SRV */
 	char text[DNS_TEXT_MAX]; /* host name, address or TXT text; "" for a null MX */
 };
 struct dns_answer {

@@ -12,12 +12,17 @@
  * At the end of DATA the message goes to queue_commit(); the session is
  * paused (pipelined commands wait in its buffer) until the commit posts
  * back, and only then is 250 sent: the message is on disk by then.
+ *
+ * What to accept is not decided here: at each step (connect, each
+ * command, HELO, MAIL, RCPT, DATA, the end of the message, AUTH) the
+ * policy chain (policy.h: DNSBL, SPF, greylisting, quotas, the SMTPScript
+ * and Rumble hooks) is run, and its verdict continues the step.
  */
 #include <ctype.h>
 #include <string.h>
 #include <time.h>
 
-#include "rumble.h"
+#include "policy.h"
 
 #define SMTP_LINE_MAX 4096 /* pieces of DATA lines; commands must fit */
 #define SMTP_CMD_MAX 2048  /* RFC 5321 4.5.3.1.4 says 512; extensions add */
@@ -39,22 +44,9 @@ struct smtp {
 	struct queue_msg *msg;
 	uint64_t data_len;
 	int too_big, line_start, prev_crlf;
-	int spf;         /* this transaction's SPF result (enum spf_result), -1: none */
-	/* a MAIL command waiting for its SPF check: the command, its
-	 * address, where its parameters start */
-	char *spf_raw, *spf_from;
-	size_t spf_params;
-	/* a Lua hook waiting for the client (RL_WAIT): what it is about */
-	const struct cmd *hook_cmd; /* NULL: the greeting */
-	char *hook_arg;
-	/* the SMTPScript instance (lua/vpop3.c), NULL without one */
-	struct rl_vp3 *vp;
-	struct buf vout;   /* a reply the script gave */
-	uint64_t max_size; /* MessageSizeLimit, or less as the script says */
-	int nmsgs;         /* messages accepted in this session */
-	uint64_t line_len; /* of the body line being received */
-	uint64_t declared; /* MAIL's SIZE= (RFC 1870), 0 when not given */
-	int too_long;      /* a body line went past the script's MaxLineLength */
+	struct policy *pol; /* the policy chain's state for this session */
+	int nmsgs;          /* messages accepted in this session */
+	uint64_t declared;  /* MAIL's SIZE= (RFC 1870), 0 when not given */
 };
 
 struct cmd {
@@ -95,32 +87,51 @@ static void reply(struct session *s, int code, const char *fmt, ...)
 	count_error(s, st, code);
 }
 
-/* Sends the reply an SMTPScript callback gave (code, st->vout) instead
- * of ours; 0 when it gave none. */
-static int said(struct session *s, struct smtp *st, int code)
+/* Sends the reply the policy chain gave (a reply code, in c->reply)
+ * instead of ours; 0 when it gave none. */
+static int said(struct session *s, struct policy_call *c, int code)
 {
-	if (code) {
-		session_write(s, st->vout.data, st->vout.len);
-		count_error(s, st, code);
+	if (code > 0) {
+		session_write(s, c->reply.data, c->reply.len);
+		count_error(s, s->ps, code);
 	}
-	return code;
+	return code > 0;
 }
 
-/* DoNOOP and the like: the script's reply, or 0. */
-static int vp_simple(struct smtp *st, const char *fn, const char *arg)
+/* A policy call for step with what every step sees. */
+static struct policy_call *call(struct smtp *st, enum policy_step step)
 {
-	return st->vp ? rl_vp3_simple(st->vp, fn, arg, &st->vout) : 0;
+	struct policy_call *c = policy_call_new(st->pol, step);
+	c->helo = st->helo;
+	c->esmtp = st->esmtp;
+	c->user = st->user;
+	c->nmsgs = st->nmsgs;
+	c->size = st->declared;
+	c->msg = st->msg;
+	return c;
 }
 
-/* A local sender: authenticated, or let relay by the script; not when
- * the script says the client's address is not a valid one. */
+/* NOOP and the like: the chain's reply instead of ours (a line without
+ * CRLF), else ours. */
+static void answer(
+        struct session *s, struct smtp *st, const char *verb, const char *arg, const char *ours)
+{
+	struct policy_call *c = call(st, POLICY_VERB);
+	c->verb = verb;
+	c->arg = xstrdup(arg ? arg : "");
+	c->ours = ours;
+	if (!said(s, c, policy_ask(c))) {
+		session_printf(s, "%s\r\n", ours);
+		count_error(s, st, atoi(ours));
+	}
+	policy_call_free(c);
+}
+
+/* A local sender: authenticated, or let relay by a script; not when a
+ * script says the client's address is not a valid one. */
 static int sender_local(struct smtp *st)
 {
-	if (!st->vp) {
-		return st->user[0] != '\0';
-	}
-	struct rl_vp3_vars *g = rl_vp3_vars(st->vp);
-	return g->valid && (st->user[0] || g->local);
+	return policy_local(st->pol, st->user);
 }
 
 static void txn_reset(struct session *s, struct smtp *st)
@@ -132,7 +143,7 @@ static void txn_reset(struct session *s, struct smtp *st)
 	st->too_big = 0;
 	st->data_len = 0;
 	st->declared = 0;
-	st->spf = -1;
+	policy_reset(st->pol);
 	enter_state(s, st, st->state == S_START ? S_START : S_HELO);
 }
 
@@ -237,64 +248,68 @@ static int helo_ok(const char *name)
 	return strchr(name, '.') && mm_valid_domain(name);
 }
 
-/* The EHLO reply: the greeting line (the script's 2xx text when code
- * says so), then the capabilities, which the script may change. */
-static void ehlo_reply(struct session *s, struct smtp *st, int code)
+/* The EHLO reply: the greeting line (the chain's 2xx text when code
+ * says so, in greeting), then the capabilities, which the chain may
+ * change. */
+static void ehlo_reply(struct session *s, struct smtp *st, int code, const struct buf *greeting)
 {
-	struct buf caps;
-	buf_init(&caps);
-	buf_printf(&caps, "PIPELINING\r\nSIZE %llu\r\n8BITMIME\r\nENHANCEDSTATUSCODES\r\n",
-	        (unsigned long long)st->max_size);
+	struct policy_call *c = call(st, POLICY_CAPS);
+	struct buf *caps = &c->caps;
+	buf_printf(caps, "PIPELINING\r\nSIZE %llu\r\n8BITMIME\r\nENHANCEDSTATUSCODES\r\n",
+	        (unsigned long long)policy_limits(st->pol)->max_size);
 	if (server_has_tls() && !session_secure(s)) {
-		buf_printf(&caps, "STARTTLS\r\n");
+		buf_printf(caps, "STARTTLS\r\n");
 	}
 	if (session_auth_allowed(s) && !st->user[0]) {
-		buf_printf(&caps, "AUTH PLAIN LOGIN\r\n");
+		buf_printf(caps, "AUTH PLAIN LOGIN\r\n");
 	}
-	buf_printf(&caps, "SMTPUTF8\r\n");
-	if (st->vp) {
-		rl_vp3_caps(st->vp, st->helo, &caps);
-	}
+	buf_printf(caps, "SMTPUTF8\r\n");
+	policy_ask(c);
 	if (code >= 200 && code < 300) {
-		const char *g = st->vout.data + 4; /* "250 text\r\n..." */
-		session_printf(s, "250%c%.*s\r\n", caps.len ? '-' : ' ', (int)strcspn(g, "\r"), g);
+		const char *g = greeting->data + 4; /* "250 text\r\n..." */
+		session_printf(s, "250%c%.*s\r\n", caps->len ? '-' : ' ', (int)strcspn(g, "\r"), g);
 	} else {
-		session_printf(s, "250%c%s Hello %s [%s]\r\n", caps.len ? '-' : ' ',
+		session_printf(s, "250%c%s Hello %s [%s]\r\n", caps->len ? '-' : ' ',
 		        conf.server_name, st->helo, s->peer);
 	}
-	for (size_t i = 0; i < caps.len;) {
-		size_t n = strcspn(caps.data + i, "\r");
-		session_printf(s, "250%c%.*s\r\n", i + n + 2 < caps.len ? '-' : ' ', (int)n,
-		        caps.data + i);
+	for (size_t i = 0; i < caps->len;) {
+		size_t n = strcspn(caps->data + i, "\r");
+		session_printf(s, "250%c%.*s\r\n", i + n + 2 < caps->len ? '-' : ' ', (int)n,
+		        caps->data + i);
 		i += n + 2;
 	}
-	buf_free(&caps);
+	policy_call_free(c);
 }
 
+/* HELO/EHLO: the chain may refuse the name (or let one we refuse) and
+ * give its own greeting. */
 static void greet_helo(struct session *s, struct smtp *st, char *arg, int esmtp)
 {
 	arg[strcspn(arg, " ")] = '\0';
-	int too_long = strlen(arg) >= sizeof st->helo, refuse = too_long || !helo_ok(arg), code = 0;
-	if (st->vp) {
-		code = rl_vp3_helo(st->vp, arg, esmtp, &refuse, &st->max_size, &st->vout);
-	}
-	if (refuse || too_long) {
-		if (code < 400 || !said(s, st, code)) {
+	int too_long = strlen(arg) >= sizeof st->helo;
+	struct policy_call *c = call(st, POLICY_HELO);
+	c->arg = xstrdup(arg);
+	c->esmtp = esmtp;
+	c->refuse = too_long || !helo_ok(arg);
+	int code = policy_ask(c);
+	if (c->refuse || too_long) {
+		if (code < 400 || !said(s, c, code)) {
 			reply(s, 504,
 			        "5.5.2 <%s>: Helo command rejected: need fully-qualified hostname",
 			        arg);
 		}
-		return;
+	} else {
+		txn_reset(s, st);
+		rl_strlcpy(st->helo, arg, sizeof st->helo);
+		st->esmtp = esmtp;
+		enter_state(s, st, S_HELO);
+		if (esmtp) {
+			ehlo_reply(s, st, code, &c->reply);
+		} else if (code < 200 || code >= 300 || !said(s, c, code)) {
+			reply(s, 250, "%s", conf.server_name);
+		}
 	}
-	txn_reset(s, st);
-	rl_strlcpy(st->helo, arg, sizeof st->helo);
-	st->esmtp = esmtp;
-	enter_state(s, st, S_HELO);
-	if (esmtp) {
-		ehlo_reply(s, st, code);
-	} else if (code < 200 || code >= 300 || !said(s, st, code)) {
-		reply(s, 250, "%s", conf.server_name);
-	}
+	policy_call_free(c);
 }
 
 static void cmd_helo(struct session *s, struct smtp *st, char *arg)
@@ -365,70 +380,21 @@ static int sender_owned(const char *user, const char *from)
 	return 0;
 }
 
-/* MaxMessagesPerLocalSession and DoMAILFROM, which may rewrite addr:
- * the script's reply code (0: none), or -1 when it is answered. */
-static int mail_script(
-        struct session *s, struct smtp *st, char *raw, char *addr, size_t addrlen, char *params)
-{
-	int most = rl_vp3_vars(st->vp)->max_msgs_local;
-	if (sender_local(st) && most && st->nmsgs >= most) {
-		reply(s, 452, "4.5.3 Error: too many messages in this session");
-		return -1;
-	}
-	const char *spf = st->spf >= 0 ? spf_name((enum spf_result)st->spf) : "none";
-	int code = rl_vp3_mail(st->vp, raw + 5, spf, addr, addrlen, params, st->user, &st->vout);
-	if (code >= 400) {
-		said(s, st, code);
-		return -1;
-	}
-	return code;
-}
-
-/* MAIL's end: the SMTPScript's say, then the transaction starts. */
-static void mail_accept(
-        struct session *s, struct smtp *st, char *raw, char *addr, size_t addrlen, char *params)
-{
-	int code = st->vp ? mail_script(s, st, raw, addr, addrlen, params) : 0;
-	if (code < 0) {
-		return;
-	}
-	st->msg = queue_msg_new(addr);
-	st->junk = 0;
-	enter_state(s, st, S_MAIL);
-	if (!said(s, st, code)) {
-		reply(s, 250, "2.1.0 Ok");
-	}
-}
-
-/* SPF (spf.c) on the SMTP port, for clients that are not this host and
- * did not log in. */
-static int spf_wanted(struct session *s, struct smtp *st)
-{
-	return conf.spf_check && strcmp(s->svc->name, "smtp") == 0 && !session_is_local(s) &&
-	       !sender_local(st);
-}
-
-/* The SPF check of a waiting MAIL is done: refuse a fail (SPFReject), or
- * go on with the command. */
-static void spf_checked(struct session *s, enum spf_result r)
+/* MAIL's verdict: refused, or the transaction starts (the chain may
+ * have rewritten the address and given its own reply). */
+static void mail_checked(struct session *s, struct policy_call *c, int v)
 {
 	struct smtp *st = s->ps;
-	char *raw = st->spf_raw, addr[ADDR_MAX];
-	rl_strlcpy(addr, st->spf_from, sizeof addr);
-	xfree(st->spf_from);
-	st->spf_raw = NULL;
-	st->spf = (int)r;
-	session_resume(s);
-	log_info("%08x smtp spf=%s from=<%s> client=%s helo=%s", s->id, spf_name(r), addr, s->peer,
-	        st->helo);
-	if (r == SPF_FAIL && conf.spf_reject) {
-		os_atomic_add_long(&s->svc->rejected, 1);
-		reply(s, 550, "5.7.23 <%s>: SPF: %s is not allowed to send mail for this domain", addr,
-		        s->peer);
-	} else {
-		mail_accept(s, st, raw, addr, sizeof addr, raw + st->spf_params);
+	if (v >= 400) {
+		said(s, c, v);
+		return;
 	}
-	free(raw);
+	st->msg = queue_msg_new(c->addr);
+	st->junk = 0;
+	enter_state(s, st, S_MAIL);
+	if (!said(s, c, v)) {
+		reply(s, 250, "2.1.0 Ok");
+	}
 }
 
 static void cmd_mail(struct session *s, struct smtp *st, char *arg)
@@ -438,8 +404,7 @@ static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 		reply(s, 503, "5.5.1 Error: send HELO/EHLO first");
 		return;
 	}
-	int auth_first =
-	        (s->svc->flags & SVC_AUTH_FIRST) || (st->vp && rl_vp3_vars(st->vp)->auth_required);
+	int auth_first = (s->svc->flags & SVC_AUTH_FIRST) || policy_limits(st->pol)->auth_required;
 	if (auth_first && !st->user[0]) {
 		reply(s, 530, "5.7.0 Authentication required");
 		return;
@@ -455,75 +420,59 @@ static void cmd_mail(struct session *s, struct smtp *st, char *arg)
 	}
 	rl_strlcpy(raw, arg, sizeof raw); /* mail_params cuts params up */
 	st->declared = 0;
-	if ((*params && !st->esmtp) || mail_params(s, params, st->max_size, &st->declared) != 0) {
+	uint64_t max = policy_limits(st->pol)->max_size;
+	if ((*params && !st->esmtp) || mail_params(s, params, max, &st->declared) != 0) {
 		if (!st->esmtp && *params) {
 			reply(s, 555, "5.5.4 Parameters need EHLO");
 		}
 		return;
 	}
-	if (spf_wanted(s, st)) {
-		st->spf_raw = xstrdup(raw);
-		st->spf_from = xstrdup(addr);
-		st->spf_params = (size_t)(params - arg);
-		session_pause(s); /* pipelined commands wait for the verdict */
-		spf_check_session(s, st->helo, addr, spf_checked);
-		return;
-	}
-	mail_accept(s, st, raw, addr, sizeof addr, raw + (params - arg));
+	struct policy_call *c = call(st, POLICY_MAIL);
+	c->arg = xstrdup(raw);
+	c->params = c->arg + (params - arg);
+	rl_strlcpy(c->addr, addr, sizeof c->addr);
+	policy_run(c, mail_checked);
 }
 
-static void rcpt_take(struct session *s, struct smtp *st, const char *addr, int code)
-{
-	queue_msg_add_rcpt(st->msg, addr);
-	enter_state(s, st, S_RCPT);
-	if (!said(s, st, code)) {
-		reply(s, 250, "2.1.5 Ok");
-	}
-}
-
-/* MaxRecipients, or less as the script's MaxRecipientsPer* say. */
+/* MaxRecipients, or less as the chain's limits say. */
 static int rcpt_max(struct smtp *st)
 {
-	if (!st->vp) {
-		return conf.max_recipients;
-	}
-	struct rl_vp3_vars *g = rl_vp3_vars(st->vp);
-	return sender_local(st) ? g->max_rcpt_local : g->max_rcpt_in;
+	const struct policy_limits *l = policy_limits(st->pol);
+	return sender_local(st) ? l->max_rcpt_local : l->max_rcpt_in;
 }
 
-/* Greylisting (greylist.c) on the SMTP port, for clients that are not
- * this host and did not log in: 1 when it answered 451. */
-static int greylisted(struct session *s, struct smtp *st, const char *rcpt)
+/* RCPT's verdict: refused by the chain, else by what the address is. */
+static void rcpt_checked(struct session *s, struct policy_call *c, int v)
 {
-	if (!conf.greylist || strcmp(s->svc->name, "smtp") != 0 || session_is_local(s) ||
-	        sender_local(st)) {
-		return 0;
+	struct smtp *st = s->ps;
+	const char *addr = c->addr;
+	if (v >= 400) {
+		said(s, c, v);
+		return;
 	}
-	int wait = greylist_check(greylist_key(s->peer, st->msg->from, rcpt), os_time());
-	if (wait > 0) {
-		log_info("%08x smtp greylisted from=<%s> to=<%s> client=%s wait=%ds", s->id,
-		        st->msg->from, rcpt, s->peer, wait);
+	switch ((enum rcpt_kind)c->kind) {
+	case RCPT_LOCAL:
+		break;
+	case RCPT_UNKNOWN:
 		os_atomic_add_long(&s->svc->rejected, 1);
-		reply(s, 451, "4.7.1 <%s>: Recipient address rejected: Greylisted, try again later",
-		        rcpt);
+		reply(s, 550, "5.1.1 <%s>: Recipient address rejected: User unknown", addr);
+		return;
+	case RCPT_REMOTE:
+		if (sender_local(st) && !conf.block_outgoing) {
+			break;
+		}
+		os_atomic_add_long(&s->svc->rejected, 1);
+		reply(s, 554, "5.7.1 <%s>: Relay access denied", addr);
+		return;
+	case RCPT_BAD:
+		reply(s, 501, "5.1.3 Bad recipient address syntax");
+		return;
 	}
-	return wait > 0;
-}
-
-/* A mailbox known to be full (or too full for MAIL's SIZE) is refused
- * for now at RCPT (RFC 3463 4.2.2); 1 when it answered. Aliases are
- * checked when the message is delivered. */
-static int mailbox_full(struct session *s, struct smtp *st, const struct mm_account *a,
-        const char *rcpt)
-{
-	if (a->type != MM_MBOX ||
-	        !quota_exceeded(a->domain, a->user, 1, st->declared ? st->declared : 1)) {
-		return 0;
+	queue_msg_add_rcpt(st->msg, addr);
+	enter_state(s, st, S_RCPT);
+	if (!said(s, c, v)) {
+		reply(s, 250, "2.1.5 Ok");
 	}
-	log_info("%08x smtp over quota from=<%s> to=<%s>", s->id, st->msg->from, rcpt);
-	os_atomic_add_long(&s->svc->rejected, 1);
-	reply(s, 452, "4.2.2 <%s>: Mailbox full", rcpt);
-	return 1;
 }
 
 static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
@@ -541,34 +490,15 @@ static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
 		reply(s, 452, "4.5.3 Error: too many recipients");
 		return;
 	}
-	int code = st->vp ? rl_vp3_rcpt(st->vp, arg + 3, addr, params, st->msg, &st->vout) : 0;
-	if (code >= 400) {
-		said(s, st, code);
-		return;
+	struct policy_call *c = call(st, POLICY_RCPT);
+	c->arg = xstrdup(arg);
+	c->params = c->arg + (params - arg);
+	rl_strlcpy(c->addr, addr, sizeof c->addr);
+	c->kind = (int)queue_classify(addr, &c->account);
+	if (c->kind == RCPT_LOCAL) {
+		c->acct = &c->account; /* greylisting and quotas are for local mailboxes */
 	}
-	struct mm_account acct;
-	switch (queue_classify(addr, &acct)) {
-	case RCPT_LOCAL:
-		if (!greylisted(s, st, addr) && !mailbox_full(s, st, &acct, addr)) {
-			rcpt_take(s, st, addr, code);
-		}
-		return;
-	case RCPT_UNKNOWN:
-		os_atomic_add_long(&s->svc->rejected, 1);
-		reply(s, 550, "5.1.1 <%s>: Recipient address rejected: User unknown", addr);
-		return;
-	case RCPT_REMOTE:
-		if (sender_local(st) && !conf.block_outgoing) {
-			rcpt_take(s, st, addr, code);
-			return;
-		}
-		os_atomic_add_long(&s->svc->rejected, 1);
-		reply(s, 554, "5.7.1 <%s>: Relay access denied", addr);
-		return;
-	case RCPT_BAD:
-		break;
-	}
-	reply(s, 501, "5.1.3 Bad recipient address syntax");
+	policy_run(c, rcpt_checked);
 }
 
 static void rfc5322_date(int64_t t, char *out, size_t len)
@@ -586,18 +516,38 @@ static const char *with_protocol(struct session *s, struct smtp *st)
 	return names[(st->esmtp ? 1 : 0) | (session_secure(s) ? 2 : 0) | (st->user[0] ? 4 : 0)];
 }
 
-/* RFC 7208 9.1: the result for the header section, above Received. */
-static void received_spf(struct buf *h, struct session *s, struct smtp *st)
+/* DATA's verdict: refused, or the message starts with the chain's
+ * trace fields, our Received field and the chain's other fields. */
+static void data_checked(struct session *s, struct policy_call *c, int v)
 {
-	static const char *const why[] = {"no SPF record for", "neither permits nor denies",
-	        "designates", "does not designate", "does not designate (softfail)",
-	        "could not be checked (temporary error) for", "has a broken SPF record for"};
-	const char *from = st->msg->from;
+	struct smtp *st = s->ps;
+	struct queue_msg *m = st->msg;
+	char date[64], tls_note[160] = "";
+	if (v >= 400) {
+		said(s, c, v);
+		return;
+	}
+	struct buf *h = &c->above;
+	if (session_secure(s)) {
+		snprintf(tls_note, sizeof tls_note, "\t(using %s with cipher %s (%d/%d bits))\r\n",
+		        tls_version(s->tls), tls_cipher(s->tls), tls_cipher_bits(s->tls),
+		        tls_cipher_bits(s->tls));
+	}
+	rfc5322_date(m->date, date, sizeof date);
 	buf_printf(h,
-	        "Received-SPF: %s (%s: domain of %s %s %s as permitted sender)\r\n"
-	        "\tclient-ip=%s; envelope-from=<%s>; helo=%s;\r\n",
-	        spf_name((enum spf_result)st->spf), conf.server_name, *from ? from : "<>",
-	        why[st->spf], s->peer, s->peer, from, st->helo);
+	        "Received: from %s ([%s])\r\n%s\tby %s (Rumble) with %s id "
+	        "%016llx%s%s%s;\r\n\t%s\r\n",
+	        st->helo, s->peer, tls_note, conf.server_name, with_protocol(s, st),
+	        (unsigned long long)m->qid, m->nrcpt == 1 ? "\r\n\tfor <" : "",
+	        m->nrcpt == 1 ? m->rcpts[0] : "", m->nrcpt == 1 ? ">" : "", date);
+	buf_append(h, c->below.data ? c->below.data : "", c->below.len);
+	spool_write(&m->body, h->data, h->len);
+	st->data_len = 0;
+	st->line_start = st->prev_crlf = 1;
+	enter_state(s, st, S_DATA);
+	if (v != 354 || !said(s, c, v)) {
+		reply(s, 354, "End data with <CR><LF>.<CR><LF>");
+	}
 }
 
 static void cmd_data(struct session *s, struct smtp *st, char *arg)
@@ -606,46 +556,7 @@ static void cmd_data(struct session *s, struct smtp *st, char *arg)
 		reply(s, 554, "5.5.1 Error: no valid recipients");
 		return;
 	}
-	struct queue_msg *m = st->msg;
-	char date[64], tls_note[160] = "";
-	struct buf h, added;
-	buf_init(&added);
-	int code = st->vp ? rl_vp3_data(st->vp, m, &added, &st->vout) : 0;
-	if (code >= 400) {
-		said(s, st, code);
-		buf_free(&added);
-		return;
-	}
-	buf_init(&h);
-	if (session_secure(s)) {
-		snprintf(tls_note, sizeof tls_note, "\t(using %s with cipher %s (%d/%d bits))\r\n",
-		        tls_version(s->tls), tls_cipher(s->tls), tls_cipher_bits(s->tls),
-		        tls_cipher_bits(s->tls));
-	}
-	rfc5322_date(m->date, date, sizeof date);
-	if (st->spf >= 0) {
-		received_spf(&h, s, st);
-	}
-	buf_printf(&h,
-	        "Received: from %s ([%s])\r\n%s\tby %s (Rumble) with %s id "
-	        "%016llx%s%s%s;\r\n\t%s\r\n",
-	        st->helo, s->peer, tls_note, conf.server_name, with_protocol(s, st),
-	        (unsigned long long)m->qid, m->nrcpt == 1 ? "\r\n\tfor <" : "",
-	        m->nrcpt == 1 ? m->rcpts[0] : "", m->nrcpt == 1 ? ">" : "", date);
-	buf_append(&h, added.data ? added.data : "", added.len); /* DoDATAStart's headers */
-	spool_write(&m->body, h.data, h.len);
-	buf_free(&h);
-	buf_free(&added);
-	st->data_len = st->line_len = 0;
-	st->too_long = 0;
-	st->line_start = st->prev_crlf = 1;
-	enter_state(s, st, S_DATA);
-	if (code != 354 || !said(s, st, code)) {
-		reply(s, 354, "End data with <CR><LF>.<CR><LF>");
-	}
-	if (st->vp) {
-		rl_vp3_line(st->vp, "StartMessage", NULL, 0);
-	}
+	policy_run(call(st, POLICY_DATA), data_checked);
 }
 
 /* ---- AUTH (RFC 4954) ---- */
@@ -655,23 +566,31 @@ struct auth_try {
 	int ok;
 };
 
+/* A login the chain let in, or not. */
+static void auth_allowed(struct session *s, struct policy_call *c, int v)
+{
+	struct smtp *st = s->ps;
+	if (v < 400) {
+		rl_strlcpy(st->user, c->addr, sizeof st->user);
+		log_info("%08x smtp login user=%s", s->id, st->user);
+		reply(s, 235, "2.7.0 Authentication successful");
+	} else {
+		reply(s, 535, "5.7.8 Error: authentication failed");
+	}
+	session_resume(s);
+}
+
 /* Answers a finished login; runs after the failure delay. */
 static void auth_answer(struct session *s, void *arg)
 {
 	struct auth_try *t = arg;
 	struct smtp *st = s->ps;
-	if (st) {
-		if (t->ok && st->vp && !rl_vp3_user_allowed(st->vp, t->login)) {
-			log_info("%08x smtp login user=%s not in AllowedUsers", s->id, t->login);
-			t->ok = 0;
-		}
-		if (t->ok) {
-			rl_strlcpy(st->user, t->login, sizeof st->user);
-			log_info("%08x smtp login user=%s", s->id, st->user);
-			reply(s, 235, "2.7.0 Authentication successful");
-		} else {
-			reply(s, 535, "5.7.8 Error: authentication failed");
-		}
+	if (st && t->ok) {
+		struct policy_call *c = call(st, POLICY_AUTH);
+		rl_strlcpy(c->addr, t->login, sizeof c->addr);
+		policy_run(c, auth_allowed);
+	} else if (st) {
+		reply(s, 535, "5.7.8 Error: authentication failed");
 		session_resume(s);
 	}
 	free(t);
@@ -765,55 +684,37 @@ static void cmd_starttls(struct session *s, struct smtp *st, char *arg)
 static void cmd_rset(struct session *s, struct smtp *st, char *arg)
 {
 	txn_reset(s, st);
-	if (!said(s, st, vp_simple(st, "DoRSET", NULL))) {
-		reply(s, 250, "2.0.0 Ok");
-	}
+	answer(s, st, "RSET", NULL, "250 2.0.0 Ok");
 }
 
 static void cmd_noop(struct session *s, struct smtp *st, char *arg)
 {
-	if (!said(s, st, vp_simple(st, "DoNOOP", NULL))) {
-		reply(s, 250, "2.0.0 Ok");
-	}
-}
-
-/* VRFY and EXPN: our reply, or the script's (DoVRFY, DoEXPN). */
-static void verify(
-        struct session *s, struct smtp *st, const char *fn, const char *arg, const char *ours)
-{
-	int code = st->vp ? rl_vp3_verify(st->vp, fn, arg, ours, &st->vout) : 0;
-	if (!said(s, st, code)) {
-		session_printf(s, "%s\r\n", ours);
-		count_error(s, st, atoi(ours));
-	}
+	answer(s, st, "NOOP", NULL, "250 2.0.0 Ok");
 }
 
 static void cmd_vrfy(struct session *s, struct smtp *st, char *arg)
 {
 	/* Telling who exists helps address harvesters (RFC 5321 7.3). */
-	verify(s, st, "DoVRFY", arg,
+	answer(s, st, "VRFY", arg,
 	        "252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void cmd_expn(struct session *s, struct smtp *st, char *arg)
 {
-	verify(s, st, "DoEXPN", arg, "502 5.5.1 Error: EXPN not available");
+	answer(s, st, "EXPN", arg, "502 5.5.1 Error: EXPN not available");
 }
 
 static void cmd_help(struct session *s, struct smtp *st, char *arg)
 {
-	static const char text[] =
-	        "214 2.0.0 Commands: HELO EHLO AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT";
-	if (!said(s, st, vp_simple(st, "DoHELP", text))) {
-		session_printf(s, "%s\r\n", text);
-	}
+	answer(s, st, "HELP", NULL,
+	        "214 2.0.0 Commands: HELO EHLO AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
 }
 
 static void cmd_quit(struct session *s, struct smtp *st, char *arg)
 {
-	if (!said(s, st, vp_simple(st, "DoQUIT", NULL))) {
-		reply(s, 221, "2.0.0 %s closing connection", conf.server_name);
-	}
+	char ours[320];
+	snprintf(ours, sizeof ours, "221 2.0.0 %s closing connection", conf.server_name);
+	answer(s, st, "QUIT", NULL, ours);
 	session_close(s, "quit");
 }
 
@@ -833,44 +734,39 @@ static const struct cmd commands[] = {
         {"STARTTLS", ST(S_HELO), 0, cmd_starttls},
 };
 
-static void greet(struct session *s)
+/* The connection's verdict: the greeting (ours, or the chain's), or a
+ * refusal that ends the session. */
+static void greet(struct session *s, struct policy_call *c, int v)
 {
-	struct smtp *st = s->ps;
-	int code = st->vp ? rl_vp3_start(st->vp, &st->vout) : 0; /* VPOP3's Start() */
-	if (!said(s, st, code)) {
+	if (v == POLICY_DROP) {
+		session_close(s, "dropped by script");
+	} else if (v >= 400) {
+		session_write(s, c->reply.data, c->reply.len);
+		session_close(s, c->why ? c->why : "refused");
+	} else if (v != POLICY_DONE && !said(s, c, v)) {
 		session_printf(s, "220 %s ESMTP Rumble\r\n", conf.server_name);
 	}
-	if (code >= 400) {
-		session_close(s, "refused by SMTPScript Start");
-	}
 }
 
-/* Goes on with the greeting (c NULL) or command c as the Lua hooks
- * decided; a hook that waits for the client decides later (smtp_hooked). */
-static void after_hook(
-        struct session *s, struct smtp *st, const struct cmd *c, char *arg, enum rl_verdict v)
+static const struct cmd *find_command(const char *verb)
 {
-	if (v == RL_WAIT) {
-		st->hook_cmd = c;
-		st->hook_arg = xstrdup(arg ? arg : "");
-	} else if (v == RL_DROP) {
-		session_close(s, "dropped by script");
-	} else if (v == RL_CONTINUE) {
-		if (c) {
-			c->run(s, st, arg);
-		} else {
-			greet(s);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (rl_strcasecmp(verb, commands[i].verb) == 0) {
+			return &commands[i];
 		}
 	}
+	return NULL;
 }
 
-static void smtp_hooked(struct session *s, enum rl_verdict v)
+/* The chain let the command go on (a Rumble hook may have waited for
+ * the client, or answered it itself). */
+static void command_checked(struct session *s, struct policy_call *c, int v)
 {
-	struct smtp *st = s->ps;
-	char *arg = st->hook_arg;
-	st->hook_arg = NULL;
-	after_hook(s, st, st->hook_cmd, arg, v);
-	free(arg);
+	if (v == POLICY_DROP) {
+		session_close(s, "dropped by script");
+	} else if (v != POLICY_DONE) {
+		find_command(c->verb)->run(s, s->ps, c->arg);
+	}
 }
 
 static int is_junk(const struct cmd *c)
@@ -879,14 +775,15 @@ static int is_junk(const struct cmd *c)
 	       c->run == cmd_help || c->run == cmd_expn;
 }
 
-/* A command we do not know: 500, or what DoUnrecognised says. */
+/* A command we do not know: 500, or what the chain says (a script's
+ * DoUnrecognised may accept it, so it counts as junk too). */
 static void unknown(struct session *s, struct smtp *st, char *line)
 {
-	if (st->vp && ++st->junk > SMTP_JUNK_MAX) {
+	if (++st->junk > SMTP_JUNK_MAX) {
 		session_printf(s, "421 4.7.0 %s Error: too many commands\r\n", conf.server_name);
 		session_close(s, "junk commands");
-	} else if (!said(s, st, vp_simple(st, "DoUnrecognised", line))) {
-		reply(s, 500, "5.5.2 Error: command not recognized");
+	} else {
+		answer(s, st, NULL, line, "500 5.5.2 Error: command not recognized");
 	}
 }
 
@@ -897,12 +794,7 @@ static void command(struct session *s, struct smtp *st, char *line)
 	if (*arg) {
 		*arg++ = '\0';
 	}
-	const struct cmd *c = NULL;
-	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-		if (rl_strcasecmp(line, commands[i].verb) == 0) {
-			c = &commands[i];
-		}
-	}
+	const struct cmd *c = find_command(line);
 	if (!c) {
 		if (space) {
 			*space = ' ';
@@ -918,7 +810,10 @@ static void command(struct session *s, struct smtp *st, char *line)
 		session_printf(s, "421 4.7.0 %s Error: too many commands\r\n", conf.server_name);
 		session_close(s, "junk commands");
 	} else {
-		after_hook(s, st, c, arg, rl_hook(s, "command", c->verb, arg)); /* Rumble.setHook */
+		struct policy_call *pc = call(st, POLICY_COMMAND);
+		pc->verb = c->verb;
+		pc->arg = xstrdup(arg);
+		policy_run(pc, command_checked);
 	}
 }
 
@@ -946,26 +841,27 @@ static void commit_done(struct session *s, void *arg)
 	session_resume(s);
 }
 
-/* EndMessage, CheckRecipients and ProcessMessage: 0 to queue m, else
- * answered (refused, or blackholed with a 250 as if queued). */
-static int script_verdict(struct session *s, struct smtp *st, struct queue_msg *m)
+/* The end of the message's verdict: refused, taken away by the chain
+ * (answered as if queued), or committed with the chain's header fields
+ * in front. */
+static void eom_checked(struct session *s, struct policy_call *c, int v)
 {
-	rl_vp3_line(st->vp, "EndMessage", NULL, 0);
-	int rc = rl_vp3_message(st->vp, m, st->user, &st->vout);
-	if (rc == 0 && m->body.failed) { /* written again for HeaderModifiers */
-		reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
-		return 451;
-	}
-	if (rc == 2) {
-		log_info("%08x smtp message %016llx discarded by SMTPScript", s->id,
-		        (unsigned long long)m->qid);
+	struct smtp *st = s->ps;
+	struct queue_msg *m = st->msg;
+	if (v == POLICY_DISCARD) {
 		st->nmsgs++;
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
-	} else if (rc) {
-		log_info("%08x smtp message refused by SMTPScript", s->id);
-		said(s, st, rc);
+	} else if (v >= 400) {
+		said(s, c, v);
+	} else if (policy_prepend(&m->body, &c->above) != 0 || m->body.failed) {
+		reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+	} else {
+		st->msg = NULL;
+		queue_commit(s, m, commit_done); /* the session stays paused */
+		return;
 	}
-	return rc;
+	txn_reset(s, st);
+	session_resume(s);
 }
 
 static void end_data(struct session *s, struct smtp *st)
@@ -981,41 +877,19 @@ static void end_data(struct session *s, struct smtp *st)
 		txn_reset(s, st);
 		return;
 	}
-	if (st->too_long) {
-		reply(s, 552, "5.6.0 Error: line longer than MaxLineLength");
-		txn_reset(s, st);
-		return;
-	}
-	if (st->vp && script_verdict(s, st, m) != 0) {
-		txn_reset(s, st);
-		return;
-	}
-	st->msg = NULL;
 	enter_state(s, st, S_COMMIT);
-	session_pause(s);
-	queue_commit(s, m, commit_done);
+	session_pause(s); /* pipelined commands wait for the verdict and the commit */
+	policy_run(call(st, POLICY_EOM), eom_checked);
 }
 
 static void body_write(struct smtp *st, const char *p, size_t n)
 {
 	st->data_len += n;
-	if (st->data_len > st->max_size) {
+	if (st->data_len > policy_limits(st->pol)->max_size) {
 		st->too_big = 1; /* keep reading to the end, store nothing more */
 		return;
 	}
 	spool_write(&st->msg->body, p, n);
-}
-
-/* A body line (or piece) for the script: MessageLineRaw and the
- * MaxLineLength count (eol: the bytes of the line end). */
-static void script_line(struct smtp *st, const char *line, size_t len, int eol)
-{
-	int max = rl_vp3_vars(st->vp)->max_line;
-	st->line_len = (st->line_start ? 0 : st->line_len) + len - (size_t)eol;
-	if (max && st->line_len > (uint64_t)max) {
-		st->too_long = 1;
-	}
-	rl_vp3_line(st->vp, "MessageLineRaw", line, len);
 }
 
 static void data_line(struct session *s, struct smtp *st, char *line, size_t len)
@@ -1026,16 +900,13 @@ static void data_line(struct session *s, struct smtp *st, char *line, size_t len
 		end_data(s, st);
 		return;
 	}
-	if (st->vp) {
-		script_line(st, line, len, complete + crlf);
-	}
+	const char *raw = line;
+	size_t rawlen = len;
 	if (st->line_start && line[0] == '.') {
 		line++; /* dot-stuffing, RFC 5321 4.5.2 */
 		len--;
 	}
-	if (st->vp) {
-		rl_vp3_line(st->vp, "MessageLine", line, len);
-	}
+	policy_body(st->pol, raw, rawlen, line, len, st->line_start);
 	if (complete && !crlf) {
 		body_write(st, line, len - 1); /* bare LF: stored as CRLF */
 		body_write(st, "\r\n", 2);
@@ -1048,36 +919,12 @@ static void data_line(struct session *s, struct smtp *st, char *line, size_t len
 
 /* ---- the protocol ---- */
 
-/* The DNSBL lookups are done: refuse a listed client, else go on. */
-static void dnsbl_done(struct session *s, const char *zone)
-{
-	struct smtp *st = s->ps;
-	if (zone) {
-		log_info("%08x smtp client %s listed by %s", s->id, s->peer, zone);
-		os_atomic_add_long(&s->svc->rejected, 1);
-		session_printf(s, "554 5.7.1 Service unavailable; client [%s] blocked using %s\r\n",
-		        s->peer, zone);
-		session_close(s, "listed by DNSBL");
-		return;
-	}
-	session_resume(s);
-	after_hook(s, st, NULL, NULL, rl_hook(s, "accept", NULL, NULL));
-}
-
 static void smtp_open(struct session *s)
 {
 	struct smtp *st = xcalloc(1, sizeof *st);
 	s->ps = st;
-	buf_init(&st->vout);
-	st->max_size = conf.message_size_limit;
-	st->vp = rl_vp3_open(s, &st->max_size); /* NULL without an SMTPScript */
-	st->spf = -1;
-	if (strcmp(s->svc->name, "smtp") == 0 && dnsbl_wanted(s)) {
-		session_pause(s); /* an early talker waits for the verdict */
-		dnsbl_check(s, dnsbl_done);
-		return;
-	}
-	after_hook(s, st, NULL, NULL, rl_hook(s, "accept", NULL, NULL));
+	st->pol = policy_open(s, conf.message_size_limit);
+	policy_run(call(st, POLICY_CONNECT), greet);
 }
 
 static void smtp_line(struct session *s, char *line, size_t len)
@@ -1138,13 +985,8 @@ static void smtp_close(struct session *s)
 {
 	struct smtp *st = s->ps;
 	if (st) {
-		rl_hook(s, "close", NULL, NULL);
-		rl_vp3_close(st->vp); /* End() */
-		buf_free(&st->vout);
+		policy_close(st->pol);        /* the "close" hook, End(), a check under way */
 		crypto_sasl_reset(&st->sasl); /* no password left in freed memory */
-		free(st->hook_arg);
-		free(st->spf_raw); /* a MAIL whose SPF check was under way */
-		free(st->spf_from);
 		if (st->msg) {
 			queue_msg_free(st->msg);
 		}
@@ -1177,5 +1019,5 @@ const struct proto smtp_proto = {
         .can_stop = smtp_can_stop,
         .shutdown = smtp_shutdown,
         .info = smtp_info,
-        .hooked = smtp_hooked,
+        .hooked = policy_hooked,
 };

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rumble.h"
+#include "policy.h"
 
 #define SPF_LOOKUPS_MAX 10
 #define SPF_VOIDS_MAX 2
@@ -483,3 +483,89 @@ void spf_check_session(struct session *s, const char *helo, const char *sender,
 		free(x);
 	}
 }
+
+/* ---- the policy module (policy.h): SPF at MAIL on the SMTP port, for
+ * clients that are not this host and did not log in; a fail is refused
+ * with SPFReject, and the result goes into Received-SPF ---- */
+
+static int spf_open(struct policy *p, struct session *s, void **m)
+{
+	if (strcmp(s->svc->name, "smtp") != 0 || session_is_local(s)) {
+		return 0;
+	}
+	int *r = xmalloc(sizeof *r);
+	*r = -1; /* this transaction's result (enum spf_result), -1: none */
+	*m = r;
+	return 1;
+}
+
+static void spf_reset(void *m)
+{
+	*(int *)m = -1;
+}
+
+static void spf_close(struct session *s, void *m)
+{
+	free(m);
+}
+
+/* The check of a waiting MAIL is done: refuse a fail (SPFReject), or
+ * let the chain go on. */
+static void spf_checked(struct session *s, enum spf_result r)
+{
+	struct policy_call *c = policy_waiting(s);
+	session_resume(s);
+	if (!c) {
+		return;
+	}
+	*(int *)c->m = (int)r;
+	policy_results(c->p)->spf = spf_name(r);
+	log_info("%08x smtp spf=%s from=<%s> client=%s helo=%s", s->id, spf_name(r), c->addr,
+	        s->peer, c->helo);
+	if (r == SPF_FAIL && conf.spf_reject) {
+		os_atomic_add_long(&s->svc->rejected, 1);
+		buf_printf(&c->reply,
+		        "550 5.7.23 <%s>: SPF: %s is not allowed to send mail for this domain\r\n",
+		        c->addr, s->peer);
+		policy_resume(s, 550);
+	} else {
+		policy_resume(s, POLICY_NEXT);
+	}
+}
+
+static int spf_mail(struct policy_call *c)
+{
+	if (!conf.spf_check || policy_local(c->p, c->user)) {
+		return POLICY_NEXT;
+	}
+	session_pause(c->s); /* pipelined commands wait for the verdict */
+	spf_check_session(c->s, c->helo, c->addr, spf_checked);
+	return POLICY_WAIT;
+}
+
+/* RFC 7208 9.1: the result for the header section, above Received. */
+static int spf_data(struct policy_call *c)
+{
+	static const char *const why[] = {"no SPF record for", "neither permits nor denies",
+	        "designates", "does not designate", "does not designate (softfail)",
+	        "could not be checked (temporary error) for", "has a broken SPF record for"};
+	int r = *(int *)c->m;
+	if (r < 0) {
+		return POLICY_NEXT;
+	}
+	const char *from = c->msg->from, *peer = c->s->peer;
+	buf_printf(&c->above,
+	        "Received-SPF: %s (%s: domain of %s %s %s as permitted sender)\r\n"
+	        "\tclient-ip=%s; envelope-from=<%s>; helo=%s;\r\n",
+	        spf_name((enum spf_result)r), conf.server_name, *from ? from : "<>", why[r], peer,
+	        peer, from, c->helo);
+	return POLICY_NEXT;
+}
+
+const struct policy_module spf_policy = {
+        .name = "spf",
+        .open = spf_open,
+        .reset = spf_reset,
+        .close = spf_close,
+        .step = {[POLICY_MAIL] = spf_mail, [POLICY_DATA] = spf_data},
+};

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "lua/rl.h"
+#include "policy.h"
 
 /* Pushes the hook for key, or returns 0 with nothing pushed. */
 static int get_hook(lua_State *L, const char *key)
@@ -290,3 +291,33 @@ int rl_feed(const struct mm_account *a, const char *msgpath, const char *from, c
 	buf_free(&msg);
 	return rc;
 }
+
+/* ---- the policy module (policy.h): Rumble.setHook's "accept",
+ * "command" and "close" hooks for SMTP ---- */
+
+static int hook_verdict(enum rl_verdict v)
+{
+	static const int verdicts[] = {POLICY_NEXT, POLICY_DROP, POLICY_DONE, POLICY_WAIT};
+	return verdicts[v]; /* WAIT: proto->hooked (policy_hooked) says later */
+}
+
+static int hooks_connect(struct policy_call *c)
+{
+	return hook_verdict(rl_hook(c->s, "accept", NULL, NULL));
+}
+
+static int hooks_command(struct policy_call *c)
+{
+	return hook_verdict(rl_hook(c->s, "command", c->verb, c->arg));
+}
+
+static void hooks_close(struct session *s, void *m)
+{
+	rl_hook(s, "close", NULL, NULL);
+}
+
+const struct policy_module rl_hooks_policy = {
+        .name = "hooks",
+        .close = hooks_close,
+        .step = {[POLICY_CONNECT] = hooks_connect, [POLICY_COMMAND] = hooks_command},
+};

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "lua/rl.h"
+#include "policy.h"
 
 #define VP_CHUNK "rumble.vpop3.chunk"
 #define VP_META "rumble.vpop3.meta"
@@ -35,6 +36,8 @@ struct rl_vp3 {
 	int env; /* the session's environment, in the registry */
 	struct rl_vp3_vars vars;
 	int lines; /* MessageLineRaw or MessageLine is defined (StartMessage looks) */
+	uint64_t line_len; /* of the body line being received */
+	int too_long;      /* a body line went past MaxLineLength */
 };
 
 /* see rl.h */
@@ -1124,3 +1127,192 @@ int rl_vp3_user_allowed(struct rl_vp3 *v, const char *user)
 	}
 	return list[strspn(list, " ,")] == '\0'; /* an empty list: anyone */
 }
+
+/* ---- the policy module (policy.h): the SMTPScript's callbacks at each
+ * step, its variables as the session's limits ---- */
+
+/* A callback's reply (code, in b) becomes the chain's answer. */
+static int vp_answer(struct policy_call *c, int code, struct buf *b)
+{
+	if (code) {
+		buf_reset(&c->reply);
+		buf_append(&c->reply, b->data ? b->data : "", b->len);
+	}
+	buf_free(b);
+	return code;
+}
+
+static int vp_open(struct policy *p, struct session *s, void **m)
+{
+	uint64_t max = policy_limits(p)->max_size;
+	struct rl_vp3 *v = rl_vp3_open(s, &max);
+	policy_set_max_size(p, max);
+	*m = v;
+	return v != NULL;
+}
+
+static void vp_close(struct session *s, void *m)
+{
+	rl_vp3_close(m); /* End() */
+}
+
+static void vp_limits(void *m, struct policy_limits *l)
+{
+	struct rl_vp3_vars *g = rl_vp3_vars(m);
+	l->valid = g->valid;
+	l->relay = g->local;
+	l->auth_required = g->auth_required;
+	l->max_rcpt_local = g->max_rcpt_local;
+	l->max_rcpt_in = g->max_rcpt_in;
+	l->max_msgs_local = g->max_msgs_local;
+}
+
+static int vp_connect(struct policy_call *c)
+{
+	struct buf b;
+	buf_init(&b);
+	c->why = "refused by SMTPScript Start";
+	return vp_answer(c, rl_vp3_start(c->m, &b), &b); /* VPOP3's Start() */
+}
+
+static int vp_helo(struct policy_call *c)
+{
+	struct buf b;
+	buf_init(&b);
+	uint64_t max = policy_limits(c->p)->max_size;
+	int code = rl_vp3_helo(c->m, c->arg, c->esmtp, &c->refuse, &max, &b);
+	policy_set_max_size(c->p, max);
+	return vp_answer(c, code, &b);
+}
+
+static int vp_caps(struct policy_call *c)
+{
+	rl_vp3_caps(c->m, c->helo, &c->caps);
+	return POLICY_NEXT;
+}
+
+/* MaxMessagesPerLocalSession, then DoMAILFROM, which may rewrite addr. */
+static int vp_mail(struct policy_call *c)
+{
+	struct buf b;
+	int most = rl_vp3_vars(c->m)->max_msgs_local;
+	if (most && c->nmsgs >= most && policy_local(c->p, c->user)) {
+		buf_printf(&c->reply, "452 4.5.3 Error: too many messages in this session\r\n");
+		return 452;
+	}
+	const char *spf = policy_results(c->p)->spf;
+	buf_init(&b);
+	return vp_answer(c,
+	        rl_vp3_mail(c->m, c->arg + 5, spf ? spf : "none", c->addr, sizeof c->addr,
+	                c->params, c->user, &b),
+	        &b);
+}
+
+static int vp_rcpt(struct policy_call *c)
+{
+	struct buf b;
+	buf_init(&b);
+	return vp_answer(c, rl_vp3_rcpt(c->m, c->arg + 3, c->addr, c->params, c->msg, &b), &b);
+}
+
+static int vp_data(struct policy_call *c)
+{
+	struct rl_vp3 *v = c->m;
+	struct buf b;
+	buf_init(&b);
+	int code = vp_answer(c, rl_vp3_data(v, c->msg, &c->below, &b), &b);
+	if (code < 400) {
+		v->line_len = 0;
+		v->too_long = 0;
+		rl_vp3_line(v, "StartMessage", NULL, 0);
+	}
+	return code;
+}
+
+/* MessageLineRaw, MessageLine and the MaxLineLength count. */
+static void vp_body(
+        void *m, const char *raw, size_t rawlen, const char *line, size_t len, int start)
+{
+	struct rl_vp3 *v = m;
+	int max = v->vars.max_line;
+	int complete = raw[rawlen - 1] == '\n';
+	int eol = complete + (complete && rawlen >= 2 && raw[rawlen - 2] == '\r');
+	v->line_len = (start ? 0 : v->line_len) + rawlen - (size_t)eol;
+	if (max && v->line_len > (uint64_t)max) {
+		v->too_long = 1;
+	}
+	rl_vp3_line(v, "MessageLineRaw", raw, rawlen);
+	rl_vp3_line(v, "MessageLine", line, len);
+}
+
+/* EndMessage, CheckRecipients and ProcessMessage. */
+static int vp_eom(struct policy_call *c)
+{
+	struct rl_vp3 *v = c->m;
+	struct buf b;
+	if (v->too_long) {
+		buf_printf(&c->reply, "552 5.6.0 Error: line longer than MaxLineLength\r\n");
+		return 552;
+	}
+	rl_vp3_line(v, "EndMessage", NULL, 0);
+	buf_init(&b);
+	int rc = rl_vp3_message(v, c->msg, c->user, &b);
+	if (rc == 2) {
+		log_info("%08x smtp message %016llx discarded by SMTPScript", c->s->id,
+		        (unsigned long long)c->msg->qid);
+		buf_free(&b);
+		return POLICY_DISCARD;
+	}
+	if (rc) {
+		log_info("%08x smtp message refused by SMTPScript", c->s->id);
+	}
+	return vp_answer(c, rc, &b);
+}
+
+static int vp_auth(struct policy_call *c)
+{
+	if (rl_vp3_user_allowed(c->m, c->addr)) {
+		return POLICY_NEXT;
+	}
+	log_info("%08x smtp login user=%s not in AllowedUsers", c->s->id, c->addr);
+	buf_printf(&c->reply, "535 5.7.8 Error: authentication failed\r\n");
+	return 535;
+}
+
+/* DoNOOP, DoRSET, DoQUIT, DoHELP(ours), DoVRFY and DoEXPN(arg, ours),
+ * DoUnrecognised(line). */
+static int vp_verb(struct policy_call *c)
+{
+	char fn[32];
+	struct buf b;
+	buf_init(&b);
+	if (!c->verb) {
+		return vp_answer(c, rl_vp3_simple(c->m, "DoUnrecognised", c->arg, &b), &b);
+	}
+	snprintf(fn, sizeof fn, "Do%s", c->verb);
+	if (!strcmp(c->verb, "VRFY") || !strcmp(c->verb, "EXPN")) {
+		return vp_answer(c, rl_vp3_verify(c->m, fn, c->arg, c->ours, &b), &b);
+	}
+	return vp_answer(
+	        c, rl_vp3_simple(c->m, fn, strcmp(c->verb, "HELP") ? NULL : c->ours, &b), &b);
+}
+
+const struct policy_module rl_vp3_policy = {
+        .name = "vpop3",
+        .open = vp_open,
+        .close = vp_close,
+        .step =
+                {
+                        [POLICY_CONNECT] = vp_connect,
+                        [POLICY_HELO] = vp_helo,
+                        [POLICY_CAPS] = vp_caps,
+                        [POLICY_MAIL] = vp_mail,
+                        [POLICY_RCPT] = vp_rcpt,
+                        [POLICY_DATA] = vp_data,
+                        [POLICY_EOM] = vp_eom,
+                        [POLICY_AUTH] = vp_auth,
+                        [POLICY_VERB] = vp_verb,
+                },
+        .body = vp_body,
+        .limits = vp_limits,
+};
