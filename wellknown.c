@@ -3,21 +3,24 @@
  * service on the session loop that answers GET (and HEAD) for a few
  * /.well-known/ paths and 404 for everything else. It exists for ACME's
  * HTTP-01 challenge (RFC 8555 8.3); other well-known documents (the
- * Thunderbird autoconfig file, the MTA-STS policy) are one row each in
- * routes[] below.
+ * MTA-STS policy, ...) are one row each in routes[] below. The client
+ * autoconfiguration documents (autoconf.c: Thunderbird's autoconfig,
+ * Outlook's autodiscover, which is a POST) have their own table and are
+ * tried first.
  *
- * Not a web server: one request per connection, no body read, the
- * request head at most WK_HEAD_MAX bytes and WK_DEADLINE_MS from the
- * connection's start (the deadline holds against a client that trickles
- * a byte at a time: input comes through s->tap, which sees every read
- * and shortens the idle timeout to what is left). Then the answer and the
- * close.
+ * Not a web server: one request per connection, a body only for POST
+ * (WK_BODY_MAX), the request head at most WK_HEAD_MAX bytes, all within
+ * WK_DEADLINE_MS of the connection's start (the deadline holds against a
+ * client that trickles a byte at a time: input comes through s->tap,
+ * which sees every read and shortens the idle timeout to what is left).
+ * Then the answer and the close.
  */
 #include <string.h>
 
 #include "rumble.h"
 
 #define WK_HEAD_MAX 8192
+#define WK_BODY_MAX 8192 /* Outlook's autodiscover POST is a few hundred bytes */
 #define WK_DEADLINE_MS 10000
 #define WK_TOKENS 8        /* challenges served at once */
 #define WK_TOKEN_MAX 128   /* RFC 8555 8.1: base64url, 128 bits at least */
@@ -113,7 +116,9 @@ static const struct wk_route {
 /* ---- the protocol ---- */
 
 struct wk {
-	struct buf head;
+	struct buf head; /* the head, then a POST's body */
+	size_t head_len; /* where the head ends; 0 until it has */
+	size_t want;     /* head and body, once head_len is known */
 	int64_t deadline;
 };
 
@@ -128,6 +133,8 @@ static const char *reason_of(int status)
 		return "Method Not Allowed";
 	case 408:
 		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
 	case 431:
 		return "Request Header Fields Too Large";
 	default:
@@ -186,13 +193,22 @@ static void respond(struct session *s, struct wk *w)
 		return;
 	}
 	int head_only = !strcmp(method, "HEAD");
+	host_of(w->head.data, host, sizeof host);
+	buf_init(&body);
+	if (autoconf_match(target)) { /* client autoconfiguration: its own table */
+		status = autoconf_route(method, target, *host ? host : NULL,
+		        w->head.data + w->head_len, w->head.len - w->head_len, &body, &ctype);
+		log_info("%u http %s %s from %s: %d", s->id, method, target, s->peer, status);
+		answer(s, status, &body, ctype, head_only);
+		buf_free(&body);
+		return;
+	}
 	if (strcmp(method, "GET") != 0 && !head_only) {
+		buf_free(&body);
 		answer(s, 405, NULL, NULL, 0);
 		return;
 	}
-	host_of(w->head.data, host, sizeof host);
 	target[strcspn(target, "?#")] = '\0';
-	buf_init(&body);
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		size_t pl = strlen(routes[i].prefix);
 		if (!strncmp(target, routes[i].prefix, pl)) {
@@ -207,7 +223,38 @@ static void respond(struct session *s, struct wk *w)
 	buf_free(&body);
 }
 
-/* Every read comes here: collect the head until its empty line. */
+/* Looks for the end of the head; sets head_len and want (a POST's
+ * Content-Length more, at most WK_BODY_MAX). An error status, or 0. */
+static int head_done(struct wk *w)
+{
+	const char *h = w->head.data;
+	const char *e = strstr(h, "\r\n\r\n");
+	const char *f = strstr(h, "\n\n");
+	if (!e && !f) {
+		return w->head.len >= WK_HEAD_MAX ? 431 : 0;
+	}
+	size_t end = e && (!f || e < f) ? (size_t)(e - h) + 4 : (size_t)(f - h) + 2;
+	if (end > WK_HEAD_MAX) {
+		return 431;
+	}
+	w->head_len = w->want = end;
+	if (!strncmp(h, "POST ", 5)) {
+		for (const char *p = strchr(h, '\n'); p && p < h + end; p = strchr(p, '\n')) {
+			p++;
+			if (!rl_strncasecmp(p, "Content-Length:", 15)) {
+				long cl = strtol(p + 15, NULL, 10);
+				if (cl < 0 || cl > WK_BODY_MAX) {
+					return 413;
+				}
+				w->want = end + (size_t)cl;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Every read comes here: collect the head until its empty line, then a
+ * POST's body. */
 static size_t wk_tap(struct session *s, const char *p, size_t n)
 {
 	struct wk *w = s->ps;
@@ -221,16 +268,22 @@ static size_t wk_tap(struct session *s, const char *p, size_t n)
 		return n;
 	}
 	s->timeout_ms = (int)left; /* from this read: the deadline, not the idle time */
-	size_t room = WK_HEAD_MAX - w->head.len;
+	size_t room = WK_HEAD_MAX + WK_BODY_MAX - w->head.len;
 	buf_append(&w->head, p, n < room ? n : room);
 	buf_append(&w->head, "", 1);
 	w->head.len--;
-	if (strstr(w->head.data, "\r\n\r\n") || strstr(w->head.data, "\n\n")) {
-		respond(s, w);
-	} else if (w->head.len >= WK_HEAD_MAX) {
-		answer(s, 431, NULL, NULL, 0);
+	if (!w->head_len) {
+		int status = head_done(w);
+		if (status) {
+			answer(s, status, NULL, NULL, 0);
+			return n;
+		}
 	}
-	return n; /* what follows the head (a body, a pipelined request) is dropped */
+	if (w->head_len && w->head.len >= w->want) {
+		w->head.len = w->want; /* a pipelined request is dropped */
+		respond(s, w);
+	}
+	return n;
 }
 
 static void wk_open(struct session *s)

@@ -240,6 +240,33 @@ def test_acme_bad_challenge_is_logged_and_the_old_certificate_stays():
         dns.stop()
 
 
+def test_responder_answers_client_autoconfiguration():
+    """wellknown: the port 80 responder serves Thunderbird's autoconfig (GET) and Outlook's autodiscover (POST with its body); an oversize body is refused"""
+    from test_autoconf import autodiscover_body
+    port = free_port()
+    s = Server(conf="ServerName mail.example.org\nACME 1\nACMEHTTPPort %d\n"
+               "ACMEDirectory http://127.0.0.1:1/directory" % port).start()
+    try:
+        assert wait_port(port)
+        r = http(port, b"GET /.well-known/autoconfig/mail/config-v1.1.xml?emailaddress="
+                       b"alice%40example.org HTTP/1.1\r\nHost: mail.example.org\r\n\r\n")
+        assert r.startswith(b"HTTP/1.1 200 "), r
+        assert b"<clientConfig" in r and b"<domain>example.org</domain>" in r, r
+        r = http(port, b"GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.example.org:80"
+                       b"\r\n\r\n")
+        assert r.startswith(b"HTTP/1.1 200 ") and b"<clientConfig" in r, r
+        body = autodiscover_body("alice@example.org")
+        r = http(port, b"POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s"
+                       % (len(body), body))
+        assert r.startswith(b"HTTP/1.1 200 ") and b"<Autodiscover" in r, r
+        r = http(port, b"POST /autodiscover/autodiscover.xml HTTP/1.1\r\n"
+                       b"Content-Length: 100000\r\n\r\n")
+        assert r.startswith(b"HTTP/1.1 413 "), r
+    finally:
+        s.stop()
+
+
 def test_responder_deadline_holds_against_a_trickle():
     """wellknown: a client sending its request a byte a second is cut off at the 10 s deadline, not kept by each byte"""
     port = free_port()
