@@ -235,13 +235,8 @@ static int run_server(int detach)
 	if (setup_tls(1) != 0) {
 		return 1;
 	}
-	wellknown_init();
 	tls_alpn_init();
-	if (conf.acme_enable && !rl_strcasecmp(conf.acme_challenge, "tls-alpn-01")) {
-		wellknown_listen_tls(conf.bind, conf.acme_tls_port); /* TLS-ALPN-01 fails if not */
-	} else if (conf.acme_enable) {
-		wellknown_listen(conf.bind, conf.acme_http_port); /* HTTP-01 fails if not */
-	}
+	wellknown_start();
 	if (listen_all() != 0) {
 		return 1;
 	}

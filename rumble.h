@@ -1236,6 +1236,11 @@ int wellknown_listen(const char *bind, int port);
  * the MTA-STS policy): the server's certificate, or the TLS-ALPN-01 one. */
 int wellknown_listen_tls(const char *bind, int port);
 void wellknown_init(void); /* the token table's lock; wellknown_listen calls it */
+/* What ACME's settings ask for: port 80 (HTTP-01), and over TLS on
+ * ACMETLSPort for TLS-ALPN-01 or when an ACMENames entry is mta-sts.DOMAIN
+ * (our MTA-STS policy, RFC 8461, is served there). Before privileges
+ * are dropped. */
+void wellknown_start(void);
 /* An HTTP-01 challenge to answer (RFC 8555 8.3): GET
  * /.well-known/acme-challenge/token gives keyauth. -1 when the token is
  * not base64url or the table (8) is full. Any thread. */

@@ -102,6 +102,22 @@ static int acme_challenge(const char *host, const char *rest, struct buf *body, 
 	return status;
 }
 
+/* GET https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461 3.2): our
+ * policy, for a domain we receive mail for, naming ServerName as the MX.
+ * "testing": senders report but still deliver when TLS fails, the safe
+ * start (as DMARC's p=none); served over HTTPS only, as the RFC wants. */
+static int mta_sts_policy(const char *host, const char *rest, struct buf *body,
+        const char **ctype)
+{
+	if (*rest || strncmp(host, "mta-sts.", 8) != 0 || !mm_domain_exists(host + 8)) {
+		return 404;
+	}
+	buf_printf(body, "version: STSv1\r\nmode: testing\r\nmx: %s\r\nmax_age: 604800\r\n",
+	        conf.server_name);
+	*ctype = "text/plain";
+	return 200;
+}
+
 /* ---- the routes: add a well-known document with one line here ----
  * A handler gets the Host field (lower case, port cut; "" if none) and
  * the path after the prefix, fills body and *ctype, and returns the
@@ -111,6 +127,7 @@ static const struct wk_route {
 	int (*fn)(const char *host, const char *rest, struct buf *body, const char **ctype);
 } routes[] = {
         {"/.well-known/acme-challenge/", acme_challenge},
+        {"/.well-known/mta-sts.txt", mta_sts_policy},
 };
 
 /* ---- the protocol ---- */
@@ -346,4 +363,22 @@ int wellknown_listen(const char *bind, int port)
 int wellknown_listen_tls(const char *bind, int port)
 {
 	return listen_on(&wks_service, bind, port);
+}
+
+/* see rumble.h */
+void wellknown_start(void)
+{
+	char names[sizeof conf.acme_names + 2];
+	wellknown_init();
+	if (!conf.acme_enable) {
+		return;
+	}
+	snprintf(names, sizeof names, " %s", conf.acme_names);
+	int alpn = !rl_strcasecmp(conf.acme_challenge, "tls-alpn-01");
+	if (alpn || strstr(names, " mta-sts.") || strstr(names, " MTA-STS.")) {
+		wellknown_listen_tls(conf.bind, conf.acme_tls_port); /* TLS-ALPN-01, MTA-STS */
+	}
+	if (!alpn) {
+		wellknown_listen(conf.bind, conf.acme_http_port); /* HTTP-01 fails if not */
+	}
 }

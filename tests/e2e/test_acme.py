@@ -20,6 +20,7 @@ NAME = "mail.acme.test"
 ZONE = """
 mail.acme.test. 60 IN A 127.0.0.1
 imap.acme.test. 60 IN A 127.0.0.1
+mta-sts.example.org. 60 IN A 127.0.0.1
 """
 
 
@@ -159,6 +160,8 @@ def test_responder_answers_only_acme_challenges():
         assert r.startswith(b"HTTP/1.1 404 "), r
         r = http(port, b"GET / HTTP/1.0\r\n\r\n")
         assert r.startswith(b"HTTP/1.1 404 "), r
+        r = http(port, b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.other.test\r\n\r\n")
+        assert r.startswith(b"HTTP/1.1 404 "), r  # not a domain of ours
         r = http(port, b"POST /.well-known/acme-challenge/abc HTTP/1.1\r\n\r\n")
         assert r.startswith(b"HTTP/1.1 405 "), r
         r = http(port, b"\x16\x03\x01junk\r\n\r\n")
@@ -303,20 +306,35 @@ def serial_of(der):
 
 
 def test_acme_revoke_and_reissue():
-    """acme: the web admin speaks HTTPS with ACME's certificate; rumble acme revoke revokes it at the CA; on SIGHUP the server orders a new one and serves it"""
+    """acme: the web admin speaks HTTPS with ACME's certificate, our MTA-STS policy is served at mta-sts.DOMAIN; rumble acme revoke revokes it at the CA; on SIGHUP the server orders a new one and serves it"""
     if not os.path.exists(PEBBLE):
         print("     (skipped: no pebble)")
         return
     dns = FakeDNS(ZONE)
     http_port = free_port()
     pebble = Pebble(http_port, dns.port)
-    admin = free_port()
-    s = acme_server(pebble, http_port, "EnableWebAdmin 1\nWebAdminPort %d\n" % admin).start()
+    admin, https = free_port(), free_port()
+    s = acme_server(pebble, http_port, "EnableWebAdmin 1\nWebAdminPort %d\n"
+                    "ACMENames mta-sts.example.org\nACMETLSPort %d\n" % (admin, https)).start()
     try:
         wait_log(s, r"TLS: reloaded")
         root = pebble.root()
         first = served_cert(s.imaps_port, root)
         assert served_cert(admin, root) == first  # the web admin speaks HTTPS with it
+        # our MTA-STS policy, over HTTPS with that certificate
+        ctx = ssl.create_default_context(cafile=root)
+        with socket.create_connection(("127.0.0.1", https), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="mta-sts.example.org") as t:
+                t.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\n"
+                          b"Host: mta-sts.example.org\r\n\r\n")
+                got = b""
+                while True:
+                    b = t.recv(4096)
+                    if not b:
+                        break
+                    got += b
+        assert got.startswith(b"HTTP/1.1 200 "), got
+        assert b"version: STSv1\r\nmode: testing\r\nmx: mail.acme.test\r\n" in got, got
         serial = serial_of(first)
         status = json.loads(pebble.mgmt_get("/cert-status-by-serial/" + serial))
         assert status["Status"] == "Valid", status
