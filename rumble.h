@@ -215,6 +215,17 @@ struct crypto_rsa *crypto_rsa_load(const char *path, char *err, size_t errlen);
 void crypto_rsa_free(struct crypto_rsa *k);
 int crypto_rsa_public_b64(const struct crypto_rsa *k, char *out, size_t outlen);
 size_t crypto_rsa_sign_sha256(const struct crypto_rsa *k, const uint8_t hash[32], uint8_t *sig, size_t len);
+/* Verifies a PKCS#1 v1.5 RSA signature of a SHA-256 hash with a public key
+ * in DER (SubjectPublicKeyInfo or RSAPublicKey): 1 good, 0 bad, -1 an
+ * unusable key, -2 a key of less than 1024 bits (RFC 8301). */
+int crypto_rsa_verify_sha256(const uint8_t *der, size_t len, const uint8_t *sig, size_t siglen,
+	const uint8_t hash[32]);
+/* SHA-512 of data followed by data2 (either may be empty). */
+void crypto_sha512(const void *data, size_t n, const void *data2, size_t n2, uint8_t out[64]);
+/* Ed25519 (RFC 8032) verification (ed25519.c): 1 when sig is pub's
+ * signature of msg. Only public values go in, so it need not be
+ * constant-time. */
+int crypto_ed25519_verify(const uint8_t pub[32], const uint8_t *msg, size_t n, const uint8_t sig[64]);
 /* out must hold 4 * ((n + 2) / 3) + 1 bytes; returns the length written. */
 size_t crypto_base64_encode(const void *in, size_t n, char *out);
 /* Decodes, skipping white space; returns the length or -1 on bad input or
