@@ -78,8 +78,134 @@ static void test_ed25519_malleable(void)
 	ASSERT_EQ(crypto_ed25519_verify(pub, NULL, 0, sig), 0);
 }
 
+static const char *org(const char *d)
+{
+	static char out[256];
+	if (dmarc_org_domain(d, out, sizeof out) != 0) {
+		return "(error)";
+	}
+	return out;
+}
+
+static void test_org_domain(void)
+{
+	ASSERT_STR(org("a.b.example.co.uk"), "example.co.uk");
+	ASSERT_STR(org("example.co.uk"), "example.co.uk");
+	ASSERT_STR(org("Mail.Example.COM."), "example.com");
+	ASSERT_STR(org("example.com"), "example.com");
+	ASSERT_STR(org("co.uk"), "co.uk"); /* a suffix itself */
+	ASSERT_STR(org("x.y.unknowntld"), "y.unknowntld"); /* the "*" rule */
+	/* *.ck with the exception !www.ck */
+	ASSERT_STR(org("a.b.foo.ck"), "b.foo.ck");
+	ASSERT_STR(org("a.www.ck"), "www.ck");
+	/* *.kawasaki.jp, !city.kawasaki.jp */
+	ASSERT_STR(org("x.y.kawasaki.jp"), "x.y.kawasaki.jp");
+	ASSERT_STR(org("a.city.kawasaki.jp"), "city.kawasaki.jp");
+	ASSERT_STR(org("www.bbc.co.uk"), "bbc.co.uk");
+	ASSERT_STR(org("foo.github.io"), "foo.github.io"); /* the private section too */
+}
+
+static void test_dmarc_parse(void)
+{
+	struct dmarc_record r;
+	ASSERT_EQ(dmarc_parse("v=DMARC1; p=reject", &r), 0);
+	ASSERT_EQ(r.p, DMARC_REJECT);
+	ASSERT_EQ(r.sp, DMARC_REJECT);
+	ASSERT_EQ(r.pct, 100);
+	ASSERT_EQ(r.adkim_strict, 0);
+	ASSERT_EQ(dmarc_parse("v=DMARC1;p=quarantine; sp=none; pct=20; adkim=s; aspf=s; rua=mailto:x@y;", &r), 0);
+	ASSERT_EQ(r.p, DMARC_QUARANTINE);
+	ASSERT_EQ(r.sp, DMARC_NONE);
+	ASSERT_EQ(r.pct, 20);
+	ASSERT_EQ(r.adkim_strict, 1);
+	ASSERT_EQ(r.aspf_strict, 1);
+	ASSERT_EQ(dmarc_parse("p=reject; v=DMARC1", &r), -1); /* v= first */
+	ASSERT_EQ(dmarc_parse("v=DMARC1; p=bogus", &r), -1);
+	ASSERT_EQ(dmarc_parse("v=DMARC1", &r), -1);
+	ASSERT_EQ(dmarc_parse("v=spf1 -all", &r), -1);
+	ASSERT_EQ(dmarc_parse("v=DMARC1; p=none; pct=500", &r), 0);
+	ASSERT_EQ(r.pct, 100);
+}
+
+static const char *simple_hash(const char *body)
+{
+	static char out[64];
+	struct dkim_body b;
+	uint8_t h[32];
+	dkim_body_init(&b);
+	dkim_body_simple(&b);
+	for (size_t i = 0; body[i]; i++) {
+		dkim_body_feed(&b, body + i, 1);
+	}
+	dkim_body_end(&b, h);
+	crypto_base64_encode(h, 32, out);
+	return out;
+}
+
+static const char *sha_b64(const char *s)
+{
+	static char out[64];
+	uint8_t h[32];
+	crypto_sha256(s, strlen(s), h);
+	crypto_base64_encode(h, 32, out);
+	return out;
+}
+
+static void test_simple_body(void)
+{
+	char want[64];
+	/* RFC 6376 3.4.5: " C \r\nD \t E\r\n\r\n\r\n" -> " C \r\nD \t E\r\n" */
+	snprintf(want, sizeof want, "%s", sha_b64(" C \r\nD \t E\r\n"));
+	ASSERT_STR(simple_hash(" C \r\nD \t E\r\n\r\n\r\n"), want);
+	/* an empty body (or only empty lines) is one CRLF */
+	snprintf(want, sizeof want, "%s", sha_b64("\r\n"));
+	ASSERT_STR(simple_hash(""), want);
+	ASSERT_STR(simple_hash("\r\n\r\n"), want);
+	/* no CRLF at the end: one is added; inner empty lines stay */
+	snprintf(want, sizeof want, "%s", sha_b64("a\r\n\r\nb\r\n"));
+	ASSERT_STR(simple_hash("a\r\n\r\nb"), want);
+	snprintf(want, sizeof want, "%s", sha_b64("a\r\n\r\n \r\n"));
+	ASSERT_STR(simple_hash("a\r\n\r\n \r\n\r\n"), want);
+}
+
+/* A message with a signature whose key is not looked up: what fails
+ * before DNS (body hash, algorithm, From not signed) and the field kept. */
+static void test_verify_offline(void)
+{
+	const char *msg =
+	        "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=x; h=from:to;\r\n"
+	        "\tbh=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=; b=Zm9v\r\n"
+	        "DKIM-Signature: v=1; a=rsa-sha1; d=example.com; s=x; h=from; bh=x; b=y\r\n"
+	        "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=x; h=to; bh=x; b=y\r\n"
+	        "From: a@example.com\r\nTo: b@example.org\r\n\r\nbody\r\n";
+	struct dkim_result r[DKIM_VERIFY_MAX];
+	struct dkim_verify *v = dkim_verify_new();
+	size_t len = strlen(msg);
+	for (size_t i = 0; i < len; i += 7) {
+		dkim_verify_feed(v, msg + i, len - i < 7 ? len - i : 7);
+	}
+	int n = dkim_verify_end(v, r, DKIM_VERIFY_MAX);
+	const struct dkim_field *f;
+	int nf = dkim_verify_fields(v, &f);
+	dkim_verify_free(v);
+	ASSERT_EQ(n, 3);
+	ASSERT_EQ(nf, 5);
+	ASSERT_EQ(r[0].status, DKIM_FAIL);
+	ASSERT_STR(r[0].why, "body hash did not verify");
+	ASSERT_STR(r[0].d, "example.com");
+	ASSERT_EQ(r[1].status, DKIM_PERMERROR);
+	ASSERT_STR(r[1].why, "rsa-sha1 not accepted (RFC 8301)");
+	ASSERT_EQ(r[2].status, DKIM_PERMERROR);
+	ASSERT_STR(r[2].why, "From not signed");
+}
+
 void tests_authres(void)
 {
+	RUN(test_org_domain, "the organizational domain follows the public suffix list");
+	RUN(test_dmarc_parse, "DMARC records are read with their defaults and bad ones refused");
+	RUN(test_simple_body, "DKIM's simple body canonicalization drops trailing empty lines only");
+	RUN(test_verify_offline, "DKIM verification fails a wrong body hash, rsa-sha1 and an unsigned From");
+
 	RUN(test_ed25519_vectors, "ed25519 verifies RFC 8032's vectors and refuses changed ones");
 	RUN(test_ed25519_malleable, "ed25519 refuses S at or above the group order");
 }

@@ -1,0 +1,537 @@
+/*
+ * dmarc.c - DMARC (RFC 7489) for inbound mail and the
+ * Authentication-Results field (RFC 8601) that reports it with SPF and
+ * DKIM; the organizational domain comes from the public suffix list,
+ * compiled in at build time (tools/pslgen.c makes the table).
+ *
+ * smtp.c feeds the message to an authres as it arrives (dkim_verify.c
+ * hashes the body, keeps the header), then at the end of DATA
+ * authres_check_session runs on a helper thread: key and policy lookups,
+ * then the message's spool is written again with our field at the top
+ * and without any Authentication-Results field that claims our name
+ * (ServerName), and the verdict goes back to smtp.c: deliver, deliver to
+ * Junk, or refuse.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rumble.h"
+#include "psl_table.h"
+
+#define AUTHORS_MAX 4 /* From addresses looked at */
+
+/* ---- the public suffix list ---- */
+
+/* Labels of s (reversed, "uk.co.example") matching a rule r (reversed,
+ * '*' a whole label): r's label count when each of them matches, else 0. */
+static int rule_match(const char *r, const char *s)
+{
+	int labels = 1;
+	for (;;) {
+		size_t rl = strcspn(r, "."), sl = strcspn(s, ".");
+		if (!sl || (!(rl == 1 && *r == '*') && (rl != sl || memcmp(r, s, rl) != 0))) {
+			return 0;
+		}
+		if (!r[rl]) {
+			return labels;
+		}
+		if (!s[sl]) {
+			return 0;
+		}
+		r += rl + 1;
+		s += sl + 1;
+		labels++;
+	}
+}
+
+/* Labels in the public suffix of the reversed name rev (RFC 7489 3.2,
+ * publicsuffix.org's algorithm: exceptions first, else the longest rule,
+ * else "*"). */
+static int suffix_labels(const char *rev)
+{
+	for (int i = 0; psl_except[i]; i++) {
+		int n = rule_match(psl_except[i], rev);
+		if (n) {
+			return n - 1;
+		}
+	}
+	char rule[256];
+	size_t len = 0;
+	int best = 1, sym = 0, k = 0;
+	unsigned w = 0;
+	for (int i = 0; i < PSL_RULES; i++) {
+		int first = 1;
+		for (;;) {
+			if (k == 0) {
+				w = psl_packed[sym / 3];
+			}
+			int c = (int)(w % 40);
+			w /= 40;
+			k = (k + 1) % 3;
+			sym++;
+			if (first) {
+				len = (size_t)c; /* shared with the rule before */
+				first = 0;
+			} else if (c == 0) {
+				break;
+			} else if (len + 1 < sizeof rule) {
+				rule[len++] = PSL_ALPHABET[c - 1];
+			}
+		}
+		rule[len] = '\0';
+		int n = rule_match(rule, rev);
+		best = n > best ? n : best;
+	}
+	return best;
+}
+
+/* see rumble.h */
+int dmarc_org_domain(const char *domain, char *out, size_t len)
+{
+	char d[DNS_NAME_MAX], rev[DNS_NAME_MAX];
+	size_t n = rl_strlcpy(d, domain, sizeof d);
+	if (n >= sizeof d || !n) {
+		return -1;
+	}
+	if (d[n - 1] == '.') {
+		d[--n] = '\0';
+	}
+	rl_lower(d);
+	/* the labels turned around */
+	size_t o = 0;
+	int labels = 0;
+	for (size_t end = n; end > 0;) {
+		size_t start = end;
+		while (start && d[start - 1] != '.') {
+			start--;
+		}
+		if (o) {
+			rev[o++] = '.';
+		}
+		memcpy(rev + o, d + start, end - start);
+		o += end - start;
+		labels++;
+		end = start ? start - 1 : 0;
+	}
+	rev[o] = '\0';
+	int keep = suffix_labels(rev) + 1;
+	const char *p = d + n;
+	for (int i = 0; i < keep && i < labels; i++) {
+		do {
+			p--;
+		} while (p > d && p[-1] != '.');
+	}
+	return rl_strlcpy(out, keep > labels ? d : p, len) < len ? 0 : -1;
+}
+
+/* ---- records ---- */
+
+static int policy_value(const char *v)
+{
+	return !strcmp(v, "none") ? DMARC_NONE : !strcmp(v, "quarantine") ? DMARC_QUARANTINE
+	       : !strcmp(v, "reject")                                    ? DMARC_REJECT
+	                                                                 : -1;
+}
+
+/* see rumble.h */
+int dmarc_parse(const char *text, struct dmarc_record *r)
+{
+	char buf[DNS_TEXT_MAX];
+	memset(r, 0, sizeof *r);
+	r->p = r->sp = -1;
+	r->pct = 100;
+	rl_strlcpy(buf, text, sizeof buf);
+	int first = 1;
+	for (char *save, *t = strtok_r(buf, ";", &save); t; t = strtok_r(NULL, ";", &save)) {
+		char *eq = strchr(t, '=');
+		if (!eq) {
+			continue; /* an empty part, as after a last ';' */
+		}
+		*eq = '\0';
+		char *k = t + strspn(t, " \t"), *v = eq + 1 + strspn(eq + 1, " \t");
+		k[strcspn(k, " \t")] = '\0';
+		v[strcspn(v, " \t")] = '\0';
+		if (first && (strcmp(k, "v") || strcmp(v, "DMARC1"))) {
+			return -1; /* v=DMARC1 comes first (RFC 7489 6.4) */
+		}
+		first = 0;
+		rl_lower(v);
+		if (!strcmp(k, "p")) {
+			r->p = policy_value(v);
+		} else if (!strcmp(k, "sp")) {
+			r->sp = policy_value(v);
+		} else if (!strcmp(k, "pct")) {
+			r->pct = atoi(v) < 0 ? 0 : atoi(v) > 100 ? 100 : atoi(v);
+		} else if (!strcmp(k, "adkim")) {
+			r->adkim_strict = !strcmp(v, "s");
+		} else if (!strcmp(k, "aspf")) {
+			r->aspf_strict = !strcmp(v, "s");
+		}
+	}
+	if (first || r->p < 0) {
+		return -1; /* 6.6.3: a record without a valid p= is none */
+	}
+	if (r->sp < 0) {
+		r->sp = r->p;
+	}
+	return 0;
+}
+
+/* The policy record for domain (TXT _dmarc.domain): 0 found, 1 none, -1
+ * a DNS failure. */
+static int fetch_record(const char *domain, struct dmarc_record *r)
+{
+	char name[DNS_NAME_MAX], (*txt)[DNS_TEXT_MAX] = xcalloc(4, DNS_TEXT_MAX);
+	int found = 0, rc = 1;
+	if (snprintf(name, sizeof name, "_dmarc.%s", domain) >= (int)sizeof name) {
+		free(txt);
+		return 1;
+	}
+	int n = dns_txt(name, txt, 4);
+	for (int i = 0; i < n; i++) {
+		struct dmarc_record x;
+		if (dmarc_parse(txt[i], &x) == 0) {
+			*r = x;
+			found++;
+		}
+	}
+	free(txt);
+	if (n == DNS_TEMPFAIL) {
+		rc = -1;
+	} else if (found == 1) {
+		rc = 0; /* more than one record is none (6.6.3) */
+	}
+	return rc;
+}
+
+/* 1 when a and b are aligned: the same, or (relaxed) the same
+ * organizational domain. */
+static int aligned(const char *a, const char *b, int strict)
+{
+	char oa[DNS_NAME_MAX], ob[DNS_NAME_MAX];
+	if (!rl_strcasecmp(a, b)) {
+		return 1;
+	}
+	return !strict && dmarc_org_domain(a, oa, sizeof oa) == 0 &&
+	       dmarc_org_domain(b, ob, sizeof ob) == 0 && !strcmp(oa, ob);
+}
+
+/* 0 to 99, for pct= */
+static int random_pct(void)
+{
+	uint32_t x = 0;
+	os_random(&x, sizeof x);
+	return (int)(x % 100);
+}
+
+/* see rumble.h */
+void dmarc_check(struct dmarc_result *out, const char *from_domain,
+        const struct dkim_result *dk, int ndk, int spf_pass, const char *spf_domain)
+{
+	struct dmarc_record r;
+	char org[DNS_NAME_MAX];
+	int sub = 0;
+	memset(out, 0, sizeof *out);
+	rl_strlcpy(out->domain, from_domain, sizeof out->domain);
+	int rc = fetch_record(from_domain, &r);
+	if (rc == 1 && dmarc_org_domain(from_domain, org, sizeof org) == 0 && strcmp(org, from_domain)) {
+		rc = fetch_record(org, &r); /* 6.6.3: the organizational domain's */
+		sub = 1;
+	}
+	if (rc != 0) {
+		out->status = rc < 0 ? DMARC_TEMPERROR : DMARC_ABSENT;
+		return;
+	}
+	int pass = spf_pass && spf_domain && aligned(spf_domain, from_domain, r.aspf_strict);
+	for (int i = 0; i < ndk && !pass; i++) {
+		pass = dk[i].status == DKIM_PASS && !dk[i].testing &&
+		       aligned(dk[i].d, from_domain, r.adkim_strict);
+	}
+	out->status = pass ? DMARC_PASS : DMARC_FAILED;
+	out->policy = sub ? r.sp : r.p;
+	if (!pass && out->policy > DMARC_NONE && random_pct() >= r.pct) {
+		out->policy--; /* 6.6.4: outside pct, the next policy down */
+		out->sampled_out = 1;
+	}
+}
+
+/* ---- From: the author domains ---- */
+
+/* The domains of the From field's addresses (lower case, at most max);
+ * their count. */
+static int from_domains(const struct dkim_field *f, char (*out)[MM_DOMAIN_MAX + 1], int max)
+{
+	const char *p = memchr(f->p, ':', f->n), *end = f->p + f->n;
+	int n = 0, quoted = 0, comment = 0;
+	const char *at = NULL;
+	for (p = p ? p + 1 : end; p <= end; p++) {
+		char c = p < end ? *p : ',';
+		if (quoted) {
+			quoted = c != '"';
+		} else if (comment) {
+			comment -= c == ')';
+		} else if (c == '"' || c == '(') {
+			quoted = c == '"';
+			comment += c == '(';
+		} else if (c == '@') {
+			at = p;
+		} else if ((c == ',' || c == '>') && at) {
+			size_t k = 0;
+			const char *q = at + 1;
+			while (q < end && !strchr(" \t\r\n>,;()", *q) && k < MM_DOMAIN_MAX) {
+				q++, k++;
+			}
+			if (n < max && k) {
+				snprintf(out[n], MM_DOMAIN_MAX + 1, "%.*s", (int)k, at + 1);
+				rl_lower(out[n++]);
+			}
+			at = NULL;
+		}
+	}
+	return n;
+}
+
+/* The author domain of the header fields: 1 with it in out, 0 when there
+ * is no From, -1 when there are several (RFC 7489 6.6.1). */
+static int author_domain(const struct dkim_field *f, int nf, char *out, size_t len)
+{
+	char d[AUTHORS_MAX][MM_DOMAIN_MAX + 1];
+	int n = 0, fields = 0;
+	for (int i = 0; i < nf; i++) {
+		if (dkim_field_is(&f[i], "from")) {
+			fields++;
+			n += from_domains(&f[i], d + n, AUTHORS_MAX - n);
+		}
+	}
+	for (int i = 1; i < n; i++) {
+		if (strcmp(d[i], d[0])) {
+			return -1; /* different domains: no single policy to apply */
+		}
+	}
+	if (fields > 1 && n > 0) {
+		return -1;
+	}
+	return n ? (rl_strlcpy(out, d[0], len), 1) : 0;
+}
+
+/* ---- Authentication-Results (RFC 8601) ---- */
+
+struct authres {
+	struct dkim_verify *v;
+	uint64_t fed;
+	/* for the helper thread */
+	struct work w;
+	struct queue_msg *m;
+	int spf;
+	char spf_domain[MM_DOMAIN_MAX + 1];
+	void (*done)(struct session *s, struct authres *a);
+	/* results */
+	struct dkim_result dk[DKIM_VERIFY_MAX];
+	int ndk;
+	struct dmarc_result dm;
+	enum authres_action action;
+	struct buf field; /* our Authentication-Results field, CRLF */
+};
+
+/* see rumble.h */
+struct authres *authres_new(void)
+{
+	struct authres *a = xcalloc(1, sizeof *a);
+	a->v = dkim_verify_new();
+	buf_init(&a->field);
+	return a;
+}
+
+/* see rumble.h */
+void authres_free(struct authres *a)
+{
+	if (a) {
+		dkim_verify_free(a->v);
+		buf_free(&a->field);
+		free(a);
+	}
+}
+
+/* see rumble.h */
+void authres_feed(struct authres *a, const char *p, size_t n)
+{
+	a->fed += n;
+	dkim_verify_feed(a->v, p, n);
+}
+
+static const char *const dmarc_names[] = {"none", "pass", "fail", "temperror", "permerror"};
+
+static void make_field(struct authres *a, const char *peer_spf)
+{
+	struct buf *b = &a->field;
+	buf_printf(b, "Authentication-Results: %s", conf.server_name);
+	if (a->spf >= 0) {
+		buf_printf(b, ";\r\n\tspf=%s smtp.mailfrom=%s", spf_name((enum spf_result)a->spf),
+		        a->spf_domain);
+	}
+	if (!a->ndk) {
+		buf_printf(b, ";\r\n\tdkim=none");
+	}
+	for (int i = 0; i < a->ndk; i++) {
+		const struct dkim_result *r = &a->dk[i];
+		buf_printf(b, ";\r\n\tdkim=%s", dkim_result_name(r->status));
+		if (*r->why) {
+			buf_printf(b, " (%s)", r->why);
+		}
+		if (*r->d) {
+			buf_printf(b, " header.d=%s header.s=%s header.a=%s header.b=%s", r->d, r->s, r->a,
+			        r->b);
+		}
+	}
+	if (a->dm.status != DMARC_ABSENT || *a->dm.domain) {
+		static const char *const pol[] = {"none", "quarantine", "reject"};
+		buf_printf(b, ";\r\n\tdmarc=%s", dmarc_names[a->dm.status]);
+		if (a->dm.status == DMARC_PASS || a->dm.status == DMARC_FAILED) {
+			buf_printf(b, " (p=%s%s)", pol[a->dm.policy], a->dm.sampled_out ? " pct" : "");
+		}
+		if (*a->dm.domain) {
+			buf_printf(b, " header.from=%s", a->dm.domain);
+		}
+	}
+	buf_puts(b, "\r\n");
+	(void)peer_spf;
+}
+
+/* 1 when f is an Authentication-Results field with our authserv-id. */
+static int claims_us(const struct dkim_field *f)
+{
+	if (!dkim_field_is(f, "authentication-results")) {
+		return 0;
+	}
+	const char *p = memchr(f->p, ':', f->n), *end = f->p + f->n;
+	while (++p < end && strchr(" \t\r\n", *p)) {
+	}
+	size_t n = 0;
+	while (p + n < end && !strchr(" \t\r\n;", p[n])) {
+		n++;
+	}
+	return n == strlen(conf.server_name) && !rl_strncasecmp(p, conf.server_name, n);
+}
+
+/* The spool written again: our field, what came before the message (our
+ * Received), the message's header less fields claiming us, its body. */
+static int rewrite(struct authres *a, struct spool *sp)
+{
+	struct spool ns;
+	const struct dkim_field *f;
+	size_t hlen;
+	const char *head = dkim_verify_header(a->v, &hlen);
+	int nf = dkim_verify_fields(a->v, &f);
+	uint64_t start = sp->len - a->fed, off = 0;
+	char chunk[16384];
+	long n = 0;
+	spool_init(&ns, sp->tmpdir);
+	spool_write(&ns, a->field.data, a->field.len);
+	uint64_t copy_to = head && nf ? start : sp->len;
+	while (off < copy_to && (n = spool_read(sp, off, chunk,
+	                                 copy_to - off < sizeof chunk ? (size_t)(copy_to - off) : sizeof chunk)) > 0) {
+		spool_write(&ns, chunk, (size_t)n);
+		off += (uint64_t)n;
+	}
+	if (head && nf) {
+		for (int i = 0; i < nf; i++) {
+			if (!claims_us(&f[i])) {
+				spool_write(&ns, f[i].p, f[i].n);
+				spool_write(&ns, "\r\n", 2);
+			}
+		}
+		off = start + hlen - 2; /* the empty line and the body */
+		while ((n = spool_read(sp, off, chunk, sizeof chunk)) > 0) {
+			spool_write(&ns, chunk, (size_t)n);
+			off += (uint64_t)n;
+		}
+	}
+	if (n < 0 || ns.failed) {
+		spool_free(&ns);
+		return -1;
+	}
+	spool_free(sp);
+	*sp = ns;
+	return 0;
+}
+
+/* The checks, on a helper thread. */
+static void check_run(struct work *w)
+{
+	struct authres *a = (struct authres *)((char *)w - offsetof(struct authres, w));
+	const struct dkim_field *f;
+	char author[MM_DOMAIN_MAX + 1];
+	a->ndk = conf.dkim_verify ? dkim_verify_end(a->v, a->dk, DKIM_VERIFY_MAX) : 0;
+	int nf = dkim_verify_fields(a->v, &f);
+	int who = nf ? author_domain(f, nf, author, sizeof author) : 0;
+	a->action = AUTHRES_DELIVER;
+	if (conf.dmarc && who == 1) {
+		dmarc_check(&a->dm, author, a->dk, a->ndk, a->spf == SPF_PASS, a->spf_domain);
+		if (a->dm.status == DMARC_FAILED && a->dm.policy == DMARC_REJECT) {
+			a->action = conf.dmarc_reject ? AUTHRES_REJECT : AUTHRES_JUNK;
+		} else if (a->dm.status == DMARC_FAILED && a->dm.policy == DMARC_QUARANTINE) {
+			a->action = AUTHRES_JUNK;
+		}
+	} else if (conf.dmarc && who < 0) {
+		a->dm.status = DMARC_PERMERROR; /* several authors: refused, 6.6.1 */
+		a->action = AUTHRES_REJECT;
+	}
+	make_field(a, NULL);
+	if (a->action != AUTHRES_REJECT && rewrite(a, &a->m->body) != 0) {
+		a->m->body.failed = 1;
+	}
+}
+
+static void check_back(struct session *s, struct work *w)
+{
+	struct authres *a = (struct authres *)((char *)w - offsetof(struct authres, w));
+	if (!session_closing(s)) {
+		a->done(s, a);
+	}
+}
+
+/* see rumble.h */
+void authres_check_session(struct session *s, struct authres *a, struct queue_msg *m, int spf,
+        const char *helo, void (*done)(struct session *s, struct authres *a))
+{
+	const char *at = strrchr(m->from, '@');
+	a->m = m;
+	a->spf = spf;
+	a->done = done;
+	rl_strlcpy(a->spf_domain, at ? at + 1 : helo, sizeof a->spf_domain);
+	rl_lower(a->spf_domain);
+	a->w.run = check_run;
+	a->w.back = check_back;
+	if (work_queue(s, &a->w) != 0) {
+		check_run(&a->w);
+		done(s, a);
+	}
+}
+
+/* see rumble.h */
+enum authres_action authres_action(const struct authres *a)
+{
+	return a->action;
+}
+
+/* see rumble.h */
+const char *authres_text(const struct authres *a)
+{
+	return a->field.data ? a->field.data : "";
+}
+
+/* see rumble.h */
+void authres_summary(const struct authres *a, const char **spf, const char **dkim, const char **dmarc)
+{
+	enum dkim_status best = DKIM_NONE;
+	for (int i = 0; i < a->ndk; i++) { /* pass beats fail beats the rest */
+		if (a->dk[i].status == DKIM_PASS || (a->dk[i].status == DKIM_FAIL && best != DKIM_PASS) ||
+		        best == DKIM_NONE) {
+			best = a->dk[i].status;
+		}
+	}
+	*spf = a->spf >= 0 ? spf_name((enum spf_result)a->spf) : "none";
+	*dkim = dkim_result_name(best);
+	*dmarc = dmarc_names[a->dm.status];
+}
