@@ -325,7 +325,7 @@ struct authres {
 	struct queue_msg *m;
 	int spf;
 	char spf_domain[MM_DOMAIN_MAX + 1];
-	void (*done)(struct session *s, struct authres *a);
+	void (*done)(struct session *s, struct authres *a, struct queue_msg *m);
 	/* results */
 	struct dkim_result dk[DKIM_VERIFY_MAX];
 	int ndk;
@@ -486,14 +486,12 @@ static void check_run(struct work *w)
 static void check_back(struct session *s, struct work *w)
 {
 	struct authres *a = (struct authres *)((char *)w - offsetof(struct authres, w));
-	if (!session_closing(s)) {
-		a->done(s, a);
-	}
+	a->done(s, a, a->m);
 }
 
 /* see rumble.h */
 void authres_check_session(struct session *s, struct authres *a, struct queue_msg *m, int spf,
-        const char *helo, void (*done)(struct session *s, struct authres *a))
+        const char *helo, void (*done)(struct session *s, struct authres *a, struct queue_msg *m))
 {
 	const char *at = strrchr(m->from, '@');
 	a->m = m;
@@ -505,7 +503,7 @@ void authres_check_session(struct session *s, struct authres *a, struct queue_ms
 	a->w.back = check_back;
 	if (work_queue(s, &a->w) != 0) {
 		check_run(&a->w);
-		done(s, a);
+		done(s, a, m);
 	}
 }
 

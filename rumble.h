@@ -1001,6 +1001,8 @@ struct session;
  * 0 when there is none. */
 struct proto_info {
 	const char *helo, *sender, *user;
+	/* the last message's inbound authentication (dmarc.c), NULL: none */
+	const char *spf, *dkim, *dmarc, *authres;
 	char *const *rcpts;
 	int nrcpt;
 };
@@ -1352,10 +1354,11 @@ void authres_free(struct authres *a);
 void authres_feed(struct authres *a, const char *p, size_t n); /* all of it, as spooled */
 /* On a helper thread: DKIM, DMARC, then m's spool written again with the
  * Authentication-Results field on top (and any claiming ServerName
- * removed) unless the verdict is AUTHRES_REJECT; then done(s, a) on s's
- * worker (not if s closed). spf: enum spf_result, -1 when not checked. */
+ * removed) unless the verdict is AUTHRES_REJECT; then done(s, a, m) on
+ * s's worker, even when s is closing (a and m are lent until then). spf:
+ * enum spf_result, -1 when not checked. */
 void authres_check_session(struct session *s, struct authres *a, struct queue_msg *m, int spf,
-	const char *helo, void (*done)(struct session *s, struct authres *a));
+	const char *helo, void (*done)(struct session *s, struct authres *a, struct queue_msg *m));
 enum authres_action authres_action(const struct authres *a);
 const char *authres_text(const struct authres *a); /* the field, CRLF-ended */
 /* The results as words ("pass", "fail", "none", ...): SPF, the best DKIM
@@ -1432,6 +1435,7 @@ struct queue_msg {
 	int nrcpt;
 	struct spool body; /* wire form, CRLF, with the Received header */
 	int64_t date;
+	char *folder; /* NULL: INBOX; else (JunkFolder) for local mailboxes */
 	int status; /* set by the commit: 0 durable, -1 failed (reply 451),
 	               QUEUE_FULL: every recipient a mailbox over its quota (552) */
 };
