@@ -50,7 +50,7 @@ def zone(rsa_pub, small_pub):
 class World:
     """The fake DNS, the keys and a server pointed at them."""
 
-    def __init__(self, conf=""):
+    def __init__(self, conf="", files=()):
         self.s = Server(conf="DNSServer 127.0.0.1:%%d\n%s" % conf)
         self.rsa, rsa_pub = rsa_keys(self.s.dir)
         _, small_pub = rsa_keys(self.s.dir, 512)
@@ -58,6 +58,11 @@ class World:
         self.dns = FakeDNS(self.zone)
         with open(self.s.conf) as f:
             text = f.read().replace("DNSServer 127.0.0.1:%d", "DNSServer 127.0.0.1:%d" % self.dns.port)
+        for name, body in files:  # scripts: @name@ in conf is their path
+            path = os.path.join(self.s.dir, name)
+            with open(path, "w") as f:
+                f.write(body)
+            text = text.replace("@%s@" % name, path)
         with open(self.s.conf, "w") as f:
             f.write(text)
         self.s.start()
@@ -89,8 +94,8 @@ def sign(w, msg, selector=b"rsa", domain=b"signed.test", algo=b"rsa-sha256",
     return sig + msg
 
 
-def send(s, msg, sender="a@signed.test", src="127.0.0.2"):
-    """One message; the reply to its end of data."""
+def send(s, msg, sender="a@signed.test", src="127.0.0.2", after=b"QUIT"):
+    """One message; the reply to its end of data (and to after)."""
     sock = connect(s.smtp_port, src)
     f = sock.makefile("rb")
     try:
@@ -102,8 +107,8 @@ def send(s, msg, sender="a@signed.test", src="127.0.0.2"):
         assert f.readline().startswith(b"354")
         sock.sendall(msg.replace(b"\r\n.", b"\r\n..") + b".\r\n")
         reply = f.readline().decode()
-        sock.sendall(b"QUIT\r\n")
-        return reply
+        sock.sendall(after + b"\r\n")
+        return reply if after == b"QUIT" else (reply, f.readline().decode())
     finally:
         f.close()
         sock.close()
@@ -254,5 +259,36 @@ def test_local_clients_and_switches():
     try:
         assert send(w.s, message("x@reject.test"), "x@reject.test", src="127.0.0.1").startswith("250")
         assert b"Authentication-Results" not in last(w.s)
+    finally:
+        w.stop()
+
+
+SCRIPT = """
+function ProcessMessage(mailfrom, subject, list, actions)
+    actions.Ignore = true
+    actions.Delete = true
+    actions.Reason = "550 5.7.0 " .. SPFResult .. "/" .. DKIMResult .. "/" .. DMARCResult
+    return actions, ""
+end
+"""
+
+HOOK = """
+Rumble.setHook(function(session, cmd)
+    session:send("250 " .. tostring(session.dkim) .. " " .. tostring(session.dmarc) .. " " ..
+        tostring(session.authres ~= nil) .. "\\r\\n")
+    return "ignore"
+end, "smtp", "command", "rset")
+"""
+
+
+def test_scripts_and_hooks_see_the_results():
+    """dkimverify: an SMTPScript's ProcessMessage sees SPFResult, DKIMResult, DMARCResult; a Lua hook sees session.dkim, .dmarc, .authres"""
+    w = World("SMTPScript @vp.lua@\nLoadScript @hook.lua@", files=(("vp.lua", SCRIPT), ("hook.lua", HOOK)))
+    try:
+        got = send(w.s, sign(w, message()))
+        assert got.startswith("550 5.7.0 none/pass/pass"), got
+        got = send(w.s, message("x@none.test"), "x@none.test", after=b"RSET")
+        assert got[0].startswith("550 5.7.0 none/none/fail"), got
+        assert got[1].startswith("250 none fail true"), got
     finally:
         w.stop()
