@@ -292,27 +292,32 @@ static int from_domains(const struct dkim_field *f, char (*out)[MM_DOMAIN_MAX + 
 	return n;
 }
 
-/* The author domain of the header fields: 1 with it in out, 0 when there
- * is no From, -1 when there are several (RFC 7489 6.6.1). */
-static int author_domain(const struct dkim_field *f, int nf, char *out, size_t len)
+/* The distinct author domains of the header fields (at most
+ * AUTHORS_MAX) into d: their count, 0 when there is no From, -1 when
+ * there are several From fields (RFC 7489 6.6.1: typically refused). */
+static int author_domains(const struct dkim_field *f, int nf, char (*d)[MM_DOMAIN_MAX + 1])
 {
-	char d[AUTHORS_MAX][MM_DOMAIN_MAX + 1];
-	int n = 0, fields = 0;
+	char all[AUTHORS_MAX][MM_DOMAIN_MAX + 1];
+	int n = 0, fields = 0, distinct = 0;
 	for (int i = 0; i < nf; i++) {
 		if (dkim_field_is(&f[i], "from")) {
 			fields++;
-			n += from_domains(&f[i], d + n, AUTHORS_MAX - n);
+			n += from_domains(&f[i], all + n, AUTHORS_MAX - n);
 		}
 	}
-	for (int i = 1; i < n; i++) {
-		if (strcmp(d[i], d[0])) {
-			return -1; /* different domains: no single policy to apply */
-		}
-	}
-	if (fields > 1 && n > 0) {
+	if (fields > 1) {
 		return -1;
 	}
-	return n ? (rl_strlcpy(out, d[0], len), 1) : 0;
+	for (int i = 0; i < n; i++) {
+		int seen = 0;
+		for (int j = 0; j < distinct; j++) {
+			seen |= !strcmp(d[j], all[i]);
+		}
+		if (!seen) {
+			memcpy(d[distinct++], all[i], sizeof all[i]);
+		}
+	}
+	return distinct;
 }
 
 /* ---- Authentication-Results (RFC 8601) ---- */
@@ -362,7 +367,7 @@ void authres_feed(struct authres *a, const char *p, size_t n)
 
 static const char *const dmarc_names[] = {"none", "pass", "fail", "temperror", "permerror"};
 
-static void make_field(struct authres *a, const char *peer_spf)
+static void make_field(struct authres *a)
 {
 	struct buf *b = &a->field;
 	buf_printf(b, "Authentication-Results: %s", conf.server_name);
@@ -395,7 +400,6 @@ static void make_field(struct authres *a, const char *peer_spf)
 		}
 	}
 	buf_puts(b, "\r\n");
-	(void)peer_spf;
 }
 
 /* 1 when f is an Authentication-Results field with our authserv-id. */
@@ -456,28 +460,47 @@ static int rewrite(struct authres *a, struct spool *sp)
 	return 0;
 }
 
+/* How bad a result is: a failure under a stricter policy is worse. */
+static int severity(const struct dmarc_result *r)
+{
+	return r->status == DMARC_FAILED ? 2 + r->policy : r->status == DMARC_PASS ? 0 : 1;
+}
+
+/* DMARC for each author domain; the strictest result is kept (RFC 7489
+ * 6.6.1 for a From with several domains). */
+static void dmarc_all(struct authres *a, char (*d)[MM_DOMAIN_MAX + 1], int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct dmarc_result r;
+		dmarc_check(&r, d[i], a->dk, a->ndk, a->spf == SPF_PASS, a->spf_domain);
+		if (i == 0 || severity(&r) > severity(&a->dm)) {
+			a->dm = r;
+		}
+	}
+	if (a->dm.status == DMARC_FAILED && a->dm.policy == DMARC_REJECT) {
+		a->action = conf.dmarc_reject ? AUTHRES_REJECT : AUTHRES_JUNK;
+	} else if (a->dm.status == DMARC_FAILED && a->dm.policy == DMARC_QUARANTINE) {
+		a->action = AUTHRES_JUNK;
+	}
+}
+
 /* The checks, on a helper thread. */
 static void check_run(struct work *w)
 {
 	struct authres *a = (struct authres *)((char *)w - offsetof(struct authres, w));
 	const struct dkim_field *f;
-	char author[MM_DOMAIN_MAX + 1];
+	char authors[AUTHORS_MAX][MM_DOMAIN_MAX + 1];
 	a->ndk = conf.dkim_verify ? dkim_verify_end(a->v, a->dk, DKIM_VERIFY_MAX) : 0;
 	int nf = dkim_verify_fields(a->v, &f);
-	int who = nf ? author_domain(f, nf, author, sizeof author) : 0;
+	int n = nf ? author_domains(f, nf, authors) : 0;
 	a->action = AUTHRES_DELIVER;
-	if (conf.dmarc && who == 1) {
-		dmarc_check(&a->dm, author, a->dk, a->ndk, a->spf == SPF_PASS, a->spf_domain);
-		if (a->dm.status == DMARC_FAILED && a->dm.policy == DMARC_REJECT) {
-			a->action = conf.dmarc_reject ? AUTHRES_REJECT : AUTHRES_JUNK;
-		} else if (a->dm.status == DMARC_FAILED && a->dm.policy == DMARC_QUARANTINE) {
-			a->action = AUTHRES_JUNK;
-		}
-	} else if (conf.dmarc && who < 0) {
-		a->dm.status = DMARC_PERMERROR; /* several authors: refused, 6.6.1 */
+	if (conf.dmarc && n > 0) {
+		dmarc_all(a, authors, n);
+	} else if (conf.dmarc && n < 0) {
+		a->dm.status = DMARC_PERMERROR; /* several From fields: refused */
 		a->action = AUTHRES_REJECT;
 	}
-	make_field(a, NULL);
+	make_field(a);
 	if (a->action != AUTHRES_REJECT && rewrite(a, &a->m->body) != 0) {
 		a->m->body.failed = 1;
 	}

@@ -184,7 +184,7 @@ def test_dkim_results_agree_with_python_dkim():
 
 
 def test_dmarc_policies():
-    """dkimverify: DMARC reject refuses with 550 5.7.1, quarantine and a subdomain's sp= go to Junk, none is delivered with dmarc=fail"""
+    """dkimverify: DMARC reject refuses with 550 5.7.1, quarantine and a subdomain's sp= go to Junk, none is delivered with dmarc=fail, two From fields are refused, two authors get the stricter policy"""
     w = World()
     try:
         assert send(w.s, message("x@reject.test"), "x@reject.test").startswith("550 5.7.1")
@@ -201,6 +201,9 @@ def test_dmarc_policies():
         # two From fields: refused (RFC 7489 6.6.1)
         two = message(extra=b"From: b@elsewhere.test\r\n")
         assert send(w.s, sign(w, two)).startswith("550 5.7.1")
+        # one From, two domains: each checked, the strictest failure applies (6.6.1)
+        both = sign(w, message("a@signed.test>, <b@quarantine.test"))
+        check(w, both, ["dkim=pass", "dmarc=fail (p=quarantine) header.from=quarantine.test"], folder="Junk")
         assert "smtp auth spf=none dkim=none dmarc=fail action=junk" in w.s.stderr()
     finally:
         w.stop()
