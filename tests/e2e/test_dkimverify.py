@@ -87,10 +87,10 @@ def message(frm="a@signed.test", body=b"Hello there.\r\n\r\nBye.\r\n", extra=b""
 
 
 def sign(w, msg, selector=b"rsa", domain=b"signed.test", algo=b"rsa-sha256",
-         canon=(b"relaxed", b"relaxed")):
+         canon=(b"relaxed", b"relaxed"), length=False):
     key = base64.b64encode(SEED) if algo == b"ed25519-sha256" else w.rsa
     sig = dkim.sign(msg, selector, domain, key, canonicalize=canon, signature_algorithm=algo,
-                    include_headers=[b"from", b"to", b"subject", b"message-id"])
+                    include_headers=[b"from", b"to", b"subject", b"message-id"], length=length)
     return sig + msg
 
 
@@ -293,5 +293,19 @@ def test_scripts_and_hooks_see_the_results():
         got = send(w.s, message("x@none.test"), "x@none.test", after=b"RSET")
         assert got[0].startswith("550 5.7.0 none/none/fail"), got
         assert got[1].startswith("250 none fail true"), got
+    finally:
+        w.stop()
+
+
+def test_body_length_is_ignored():
+    """dkimverify: l= is ignored: a signature over the whole body passes, text appended after l= fails (python3-dkim, which honours l=, passes it)"""
+    w = World("DMARCReject 0")
+    try:
+        m = sign(w, message(), length=True)
+        assert b" l=" in m.split(b"\r\n\r\n")[0]
+        check(w, m, ["dkim=pass header.d=signed.test"])
+        m += b"Click here: http://phish.test/\r\n"
+        check(w, m, ["dkim=fail (body hash did not verify)", "dmarc=fail"], folder="Junk")
+        assert dkim.verify(m, dnsfunc=w.dnsfunc)
     finally:
         w.stop()
