@@ -143,7 +143,11 @@ int dmarc_parse(const char *text, struct dmarc_record *r)
 	r->pct = 100;
 	rl_strlcpy(buf, text, sizeof buf);
 	int first = 1;
-	for (char *save, *t = strtok_r(buf, ";", &save); t; t = strtok_r(NULL, ";", &save)) {
+	for (char *t = buf, *next; t; t = next) {
+		next = strchr(t, ';');
+		if (next) {
+			*next++ = '\0';
+		}
 		char *eq = strchr(t, '=');
 		if (!eq) {
 			continue; /* an empty part, as after a last ';' */
