@@ -38,6 +38,7 @@ struct sig {
 };
 
 struct dkim_verify {
+	int sigs;        /* check signatures; 0: only keep the header (DMARC) */
 	struct buf head; /* the header section, with the empty line */
 	int state;       /* 0 header, 1 body, 2 header too big */
 	struct dkim_field *f;
@@ -59,9 +60,10 @@ const char *dkim_result_name(enum dkim_status r)
 }
 
 /* see rumble.h */
-struct dkim_verify *dkim_verify_new(void)
+struct dkim_verify *dkim_verify_new(int sigs)
 {
 	struct dkim_verify *v = xcalloc(1, sizeof *v);
+	v->sigs = sigs;
 	buf_init(&v->head);
 	return v;
 }
@@ -118,11 +120,6 @@ static int tag_value(const char *p, size_t n, const char *tag, char *out, size_t
 	return 0;
 }
 
-static void lower(char *s)
-{
-	rl_lower(s);
-}
-
 /* The field's value: after the colon. */
 static const char *field_value(const struct dkim_field *f, size_t *n)
 {
@@ -166,9 +163,9 @@ static int sig_parse(struct sig *g)
 		set_result(g, DKIM_PERMERROR, "malformed signature");
 		return -1;
 	}
-	lower(g->a);
-	lower(g->d);
-	lower(c);
+	rl_lower(g->a);
+	rl_lower(g->d);
+	rl_lower(c);
 	rl_strlcpy(g->r->d, g->d, sizeof g->r->d);
 	rl_strlcpy(g->r->s, g->s, sizeof g->r->s);
 	rl_strlcpy(g->r->b, g->b, sizeof g->r->b); /* header.b: the first 8 (RFC 6008) */
@@ -200,7 +197,7 @@ static int sig_parse(struct sig *g)
 	g->x = *x ? strtoll(x, NULL, 10) : 0;
 	const char *at = strrchr(i, '@');
 	rl_strlcpy(g->i_dom, at ? at + 1 : g->d, sizeof g->i_dom);
-	lower(g->i_dom);
+	rl_lower(g->i_dom);
 	size_t il = strlen(g->i_dom), dl = strlen(g->d);
 	if (il < dl || strcmp(g->i_dom + il - dl, g->d) || (il > dl && g->i_dom[il - dl - 1] != '.')) {
 		set_result(g, DKIM_PERMERROR, "i= not within d=");
@@ -220,7 +217,7 @@ static void header_done(struct dkim_verify *v)
 	dkim_body_init(&v->body[0]);
 	dkim_body_init(&v->body[1]);
 	dkim_body_simple(&v->body[1]);
-	for (int i = 0; i < v->nf; i++) {
+	for (int i = 0; i < v->nf && v->sigs; i++) {
 		if (!dkim_field_is(&v->f[i], "dkim-signature")) {
 			continue;
 		}
@@ -262,7 +259,7 @@ void dkim_verify_feed(struct dkim_verify *v, const char *p, size_t n)
 			v->state = 2;
 		}
 	}
-	if (v->state == 1 && n) {
+	if (v->state == 1 && n && v->nsig) {
 		dkim_body_feed(&v->body[0], p, n);
 		dkim_body_feed(&v->body[1], p, n);
 	}

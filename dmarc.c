@@ -329,6 +329,9 @@ static int author_domains(const struct dkim_field *f, int nf, char (*d)[MM_DOMAI
 struct authres {
 	struct dkim_verify *v;
 	uint64_t fed;
+	/* the configuration as it was at DATA (a reload may change conf) */
+	int dkim_on, dmarc_on, dmarc_reject;
+	char authserv[256];
 	/* for the helper thread */
 	struct work w;
 	struct queue_msg *m;
@@ -347,7 +350,11 @@ struct authres {
 struct authres *authres_new(void)
 {
 	struct authres *a = xcalloc(1, sizeof *a);
-	a->v = dkim_verify_new();
+	a->dkim_on = conf.dkim_verify;
+	a->dmarc_on = conf.dmarc;
+	a->dmarc_reject = conf.dmarc_reject;
+	rl_strlcpy(a->authserv, conf.server_name, sizeof a->authserv);
+	a->v = dkim_verify_new(a->dkim_on);
 	buf_init(&a->field);
 	return a;
 }
@@ -374,7 +381,7 @@ static const char *const dmarc_names[] = {"none", "pass", "fail", "temperror", "
 static void make_field(struct authres *a)
 {
 	struct buf *b = &a->field;
-	buf_printf(b, "Authentication-Results: %s", conf.server_name);
+	buf_printf(b, "Authentication-Results: %s", a->authserv);
 	if (a->spf >= 0) {
 		buf_printf(b, ";\r\n\tspf=%s smtp.mailfrom=%s", spf_name((enum spf_result)a->spf),
 		        a->spf_domain);
@@ -407,7 +414,7 @@ static void make_field(struct authres *a)
 }
 
 /* 1 when f is an Authentication-Results field with our authserv-id. */
-static int claims_us(const struct dkim_field *f)
+static int claims_us(const struct dkim_field *f, const char *us)
 {
 	if (!dkim_field_is(f, "authentication-results")) {
 		return 0;
@@ -419,7 +426,7 @@ static int claims_us(const struct dkim_field *f)
 	while (p + n < end && !strchr(" \t\r\n;", p[n])) {
 		n++;
 	}
-	return n == strlen(conf.server_name) && !rl_strncasecmp(p, conf.server_name, n);
+	return n == strlen(us) && !rl_strncasecmp(p, us, n);
 }
 
 /* The spool written again: our field, what came before the message (our
@@ -444,7 +451,7 @@ static int rewrite(struct authres *a, struct spool *sp)
 	}
 	if (head && nf) {
 		for (int i = 0; i < nf; i++) {
-			if (!claims_us(&f[i])) {
+			if (!claims_us(&f[i], a->authserv)) {
 				spool_write(&ns, f[i].p, f[i].n);
 				spool_write(&ns, "\r\n", 2);
 			}
@@ -482,7 +489,7 @@ static void dmarc_all(struct authres *a, char (*d)[MM_DOMAIN_MAX + 1], int n)
 		}
 	}
 	if (a->dm.status == DMARC_FAILED && a->dm.policy == DMARC_REJECT) {
-		a->action = conf.dmarc_reject ? AUTHRES_REJECT : AUTHRES_JUNK;
+		a->action = a->dmarc_reject ? AUTHRES_REJECT : AUTHRES_JUNK;
 	} else if (a->dm.status == DMARC_FAILED && a->dm.policy == DMARC_QUARANTINE) {
 		a->action = AUTHRES_JUNK;
 	}
@@ -494,13 +501,13 @@ static void check_run(struct work *w)
 	struct authres *a = (struct authres *)((char *)w - offsetof(struct authres, w));
 	const struct dkim_field *f;
 	char authors[AUTHORS_MAX][MM_DOMAIN_MAX + 1];
-	a->ndk = conf.dkim_verify ? dkim_verify_end(a->v, a->dk, DKIM_VERIFY_MAX) : 0;
+	a->ndk = dkim_verify_end(a->v, a->dk, DKIM_VERIFY_MAX); /* 0 with DKIMVerify off */
 	int nf = dkim_verify_fields(a->v, &f);
 	int n = nf ? author_domains(f, nf, authors) : 0;
 	a->action = AUTHRES_DELIVER;
-	if (conf.dmarc && n > 0) {
+	if (a->dmarc_on && n > 0) {
 		dmarc_all(a, authors, n);
-	} else if (conf.dmarc && n < 0) {
+	} else if (a->dmarc_on && n < 0) {
 		a->dm.status = DMARC_PERMERROR; /* several From fields: refused */
 		a->action = AUTHRES_REJECT;
 	}

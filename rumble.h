@@ -1308,13 +1308,14 @@ struct dkim_result {
 };
 const char *dkim_result_name(enum dkim_status r); /* "pass", ... */
 struct dkim_verify;
-struct dkim_verify *dkim_verify_new(void);
+struct dkim_verify *dkim_verify_new(int sigs); /* sigs 0: keep the header only */
 void dkim_verify_free(struct dkim_verify *v);
 /* The message (CRLF, as received) in pieces of any size. Keeps its header
  * section (bounded), hashes the body, keeps nothing of it. */
 void dkim_verify_feed(struct dkim_verify *v, const char *p, size_t n);
 /* After the last piece: looks the keys up (blocks on DNS) and checks each
- * signature; at most max results into out, their count (0: unsigned). */
+ * signature; at most max results into out, their count (0: unsigned, or
+ * made with sigs 0). */
 int dkim_verify_end(struct dkim_verify *v, struct dkim_result *out, int max);
 /* The header section as received, with its empty line (NULL when it was
  * too big); its fields. Valid until dkim_verify_free. */

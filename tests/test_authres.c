@@ -181,7 +181,7 @@ static void test_verify_offline(void)
 	        "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=x; h=to; bh=x; b=y\r\n"
 	        "From: a@example.com\r\nTo: b@example.org\r\n\r\nbody\r\n";
 	struct dkim_result r[DKIM_VERIFY_MAX];
-	struct dkim_verify *v = dkim_verify_new();
+	struct dkim_verify *v = dkim_verify_new(1);
 	size_t len = strlen(msg);
 	for (size_t i = 0; i < len; i += 7) {
 		dkim_verify_feed(v, msg + i, len - i < 7 ? len - i : 7);
