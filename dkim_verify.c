@@ -155,9 +155,12 @@ static int sig_parse(struct sig *g)
 	const char *p = field_value(&g->f, &n);
 	char v[8] = "", c[40] = "simple/simple", x[24] = "", i[400] = "";
 	if (tag_value(p, n, "v", v, sizeof v) != 1 || strcmp(v, "1") != 0 ||
-	        tag_value(p, n, "a", g->a, sizeof g->a) != 1 || tag_value(p, n, "d", g->d, sizeof g->d) != 1 ||
-	        tag_value(p, n, "s", g->s, sizeof g->s) != 1 || tag_value(p, n, "h", g->h, sizeof g->h) != 1 ||
-	        tag_value(p, n, "bh", g->bh, sizeof g->bh) != 1 || tag_value(p, n, "b", g->b, sizeof g->b) != 1 ||
+	        tag_value(p, n, "a", g->a, sizeof g->a) != 1 ||
+	        tag_value(p, n, "d", g->d, sizeof g->d) != 1 ||
+	        tag_value(p, n, "s", g->s, sizeof g->s) != 1 ||
+	        tag_value(p, n, "h", g->h, sizeof g->h) != 1 ||
+	        tag_value(p, n, "bh", g->bh, sizeof g->bh) != 1 ||
+	        tag_value(p, n, "b", g->b, sizeof g->b) != 1 ||
 	        tag_value(p, n, "c", c, sizeof c) < 0 || tag_value(p, n, "x", x, sizeof x) < 0 ||
 	        tag_value(p, n, "i", i, sizeof i) < 0) {
 		set_result(g, DKIM_PERMERROR, "malformed signature");
@@ -182,8 +185,9 @@ static int sig_parse(struct sig *g)
 	g->hsimple = hs;
 	g->bsimple = bs;
 	if (strcmp(g->a, "rsa-sha256") && strcmp(g->a, "ed25519-sha256")) {
-		set_result(g, DKIM_PERMERROR, !strcmp(g->a, "rsa-sha1") ? "rsa-sha1 not accepted (RFC 8301)"
-		                                                         : "unknown algorithm");
+		set_result(g, DKIM_PERMERROR,
+		        !strcmp(g->a, "rsa-sha1") ? "rsa-sha1 not accepted (RFC 8301)"
+		                                  : "unknown algorithm");
 		return -1;
 	}
 	if (!list_has(g->h, "from")) {
@@ -199,7 +203,8 @@ static int sig_parse(struct sig *g)
 	rl_strlcpy(g->i_dom, at ? at + 1 : g->d, sizeof g->i_dom);
 	rl_lower(g->i_dom);
 	size_t il = strlen(g->i_dom), dl = strlen(g->d);
-	if (il < dl || strcmp(g->i_dom + il - dl, g->d) || (il > dl && g->i_dom[il - dl - 1] != '.')) {
+	if (il < dl || strcmp(g->i_dom + il - dl, g->d) ||
+	        (il > dl && g->i_dom[il - dl - 1] != '.')) {
 		set_result(g, DKIM_PERMERROR, "i= not within d=");
 		return -1;
 	}
@@ -222,7 +227,8 @@ static void header_done(struct dkim_verify *v)
 			continue;
 		}
 		if (v->nres == DKIM_VERIFY_MAX) {
-			log_info("dkim: more than %d signatures, the rest not checked", DKIM_VERIFY_MAX);
+			log_info("dkim: more than %d signatures, the rest not checked",
+			        DKIM_VERIFY_MAX);
 			break;
 		}
 		struct sig *g = &v->sig[v->nsig];
@@ -268,7 +274,8 @@ void dkim_verify_feed(struct dkim_verify *v, const char *p, size_t n)
 /* ---- checking ---- */
 
 /* The n-th (0 = last) field named name counting up from the bottom. */
-static const struct dkim_field *nth_from_bottom(const struct dkim_verify *v, const char *name, int nth)
+static const struct dkim_field *nth_from_bottom(
+        const struct dkim_verify *v, const char *name, int nth)
 {
 	for (int i = v->nf - 1; i >= 0; i--) {
 		if (dkim_field_is(&v->f[i], name) && nth-- == 0) {
@@ -376,15 +383,18 @@ static long fetch_key(struct sig *g, uint8_t *key, size_t keylen, int *testing)
 	} else {
 		const char *r = txt[0];
 		size_t rl = strlen(r);
-		if (tag_value(r, rl, "p", p, sizeof p) != 1 || tag_value(r, rl, "k", k, sizeof k) < 0 ||
-		        tag_value(r, rl, "t", t, sizeof t) < 0 || tag_value(r, rl, "h", h, sizeof h) < 0 ||
-		        tag_value(r, rl, "s", s, sizeof s) < 0 || tag_value(r, rl, "v", vv, sizeof vv) < 0 ||
-		        (*vv && strcmp(vv, "DKIM1"))) {
+		if (tag_value(r, rl, "p", p, sizeof p) != 1 ||
+		        tag_value(r, rl, "k", k, sizeof k) < 0 ||
+		        tag_value(r, rl, "t", t, sizeof t) < 0 ||
+		        tag_value(r, rl, "h", h, sizeof h) < 0 ||
+		        tag_value(r, rl, "s", s, sizeof s) < 0 ||
+		        tag_value(r, rl, "v", vv, sizeof vv) < 0 || (*vv && strcmp(vv, "DKIM1"))) {
 			set_result(g, DKIM_PERMERROR, "bad key record");
 		} else if (!*p) {
 			set_result(g, DKIM_FAIL, "key revoked");
 		} else if (strcmp(k, !strcmp(g->a, "rsa-sha256") ? "rsa" : "ed25519") != 0 ||
-		           (*h && !list_has(h, "sha256")) || (*s && !list_has(s, "email") && !list_has(s, "*"))) {
+		           (*h && !list_has(h, "sha256")) ||
+		           (*s && !list_has(s, "email") && !list_has(s, "*"))) {
 			set_result(g, DKIM_PERMERROR, "key does not fit the signature");
 		} else if (list_has(t, "s") && strcmp(g->i_dom, g->d) != 0) {
 			set_result(g, DKIM_PERMERROR, "i= must be d= (t=s)");
@@ -424,7 +434,8 @@ static void sig_check(struct dkim_verify *v, struct sig *g, int64_t now)
 	if (!strcmp(g->a, "ed25519-sha256")) {
 		ok = klen == 32 && slen == 64 ? crypto_ed25519_verify(key, hash, 32, sig) : 0;
 	} else {
-		ok = slen > 0 ? crypto_rsa_verify_sha256(key, (size_t)klen, sig, (size_t)slen, hash) : 0;
+		ok = slen > 0 ? crypto_rsa_verify_sha256(key, (size_t)klen, sig, (size_t)slen, hash)
+		              : 0;
 	}
 	if (ok == 1) {
 		set_result(g, DKIM_PASS, testing ? "test mode" : "");

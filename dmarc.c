@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rumble.h"
 #include "psl_table.h"
+#include "rumble.h"
 
 #define AUTHORS_MAX 4 /* From addresses looked at */
 
@@ -129,9 +129,10 @@ int dmarc_org_domain(const char *domain, char *out, size_t len)
 
 static int policy_value(const char *v)
 {
-	return !strcmp(v, "none") ? DMARC_NONE : !strcmp(v, "quarantine") ? DMARC_QUARANTINE
-	       : !strcmp(v, "reject")                                    ? DMARC_REJECT
-	                                                                 : -1;
+	return !strcmp(v, "none")         ? DMARC_NONE
+	       : !strcmp(v, "quarantine") ? DMARC_QUARANTINE
+	       : !strcmp(v, "reject")     ? DMARC_REJECT
+	                                  : -1;
 }
 
 /* see rumble.h */
@@ -230,8 +231,8 @@ static int random_pct(void)
 }
 
 /* see rumble.h */
-void dmarc_check(struct dmarc_result *out, const char *from_domain,
-        const struct dkim_result *dk, int ndk, int spf_pass, const char *spf_domain)
+void dmarc_check(struct dmarc_result *out, const char *from_domain, const struct dkim_result *dk,
+        int ndk, int spf_pass, const char *spf_domain)
 {
 	struct dmarc_record r;
 	char org[DNS_NAME_MAX];
@@ -239,7 +240,8 @@ void dmarc_check(struct dmarc_result *out, const char *from_domain,
 	memset(out, 0, sizeof *out);
 	rl_strlcpy(out->domain, from_domain, sizeof out->domain);
 	int rc = fetch_record(from_domain, &r);
-	if (rc == 1 && dmarc_org_domain(from_domain, org, sizeof org) == 0 && strcmp(org, from_domain)) {
+	if (rc == 1 && dmarc_org_domain(from_domain, org, sizeof org) == 0 &&
+	        strcmp(org, from_domain)) {
 		rc = fetch_record(org, &r); /* 6.6.3: the organizational domain's */
 		sub = 1;
 	}
@@ -396,15 +398,16 @@ static void make_field(struct authres *a)
 			buf_printf(b, " (%s)", r->why);
 		}
 		if (*r->d) {
-			buf_printf(b, " header.d=%s header.s=%s header.a=%s header.b=%s", r->d, r->s, r->a,
-			        r->b);
+			buf_printf(b, " header.d=%s header.s=%s header.a=%s header.b=%s", r->d,
+			        r->s, r->a, r->b);
 		}
 	}
 	if (a->dm.status != DMARC_ABSENT || *a->dm.domain) {
 		static const char *const pol[] = {"none", "quarantine", "reject"};
 		buf_printf(b, ";\r\n\tdmarc=%s", dmarc_names[a->dm.status]);
 		if (a->dm.status == DMARC_PASS || a->dm.status == DMARC_FAILED) {
-			buf_printf(b, " (p=%s%s)", pol[a->dm.policy], a->dm.sampled_out ? " pct" : "");
+			buf_printf(
+			        b, " (p=%s%s)", pol[a->dm.policy], a->dm.sampled_out ? " pct" : "");
 		}
 		if (*a->dm.domain) {
 			buf_printf(b, " header.from=%s", a->dm.domain);
@@ -445,7 +448,8 @@ static int rewrite(struct authres *a, struct spool *sp)
 	spool_write(&ns, a->field.data, a->field.len);
 	uint64_t copy_to = head && nf ? start : sp->len;
 	while (off < copy_to && (n = spool_read(sp, off, chunk,
-	                                 copy_to - off < sizeof chunk ? (size_t)(copy_to - off) : sizeof chunk)) > 0) {
+	                                 copy_to - off < sizeof chunk ? (size_t)(copy_to - off)
+	                                                              : sizeof chunk)) > 0) {
 		spool_write(&ns, chunk, (size_t)n);
 		off += (uint64_t)n;
 	}
@@ -554,12 +558,13 @@ const char *authres_text(const struct authres *a)
 }
 
 /* see rumble.h */
-void authres_summary(const struct authres *a, const char **spf, const char **dkim, const char **dmarc)
+void authres_summary(
+        const struct authres *a, const char **spf, const char **dkim, const char **dmarc)
 {
 	enum dkim_status best = DKIM_NONE;
 	for (int i = 0; i < a->ndk; i++) { /* pass beats fail beats the rest */
-		if (a->dk[i].status == DKIM_PASS || (a->dk[i].status == DKIM_FAIL && best != DKIM_PASS) ||
-		        best == DKIM_NONE) {
+		if (a->dk[i].status == DKIM_PASS ||
+		        (a->dk[i].status == DKIM_FAIL && best != DKIM_PASS) || best == DKIM_NONE) {
 			best = a->dk[i].status;
 		}
 	}

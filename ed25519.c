@@ -21,8 +21,8 @@ struct point {
 
 /* The group order L = 2^252 + 27742317777372353535851937790883648493,
  * little-endian. */
-static const uint8_t order[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c,
-        0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10};
+static const uint8_t order[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+        0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10};
 
 /* The base point B's encoding (y = 4/5, x even). */
 static const uint8_t base_enc[32] = {0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
@@ -228,16 +228,16 @@ static int pt_unpack(struct point *o, const uint8_t in[32], const fe d)
 	fe_set(o->z, 1);
 	fe_mul(u, o->y, o->y);
 	fe_mul(v, u, d);
-	fe_sub(u, u, o->z);  /* u = y^2 - 1 */
-	fe_add(v, v, o->z);  /* v = d y^2 + 1 */
+	fe_sub(u, u, o->z); /* u = y^2 - 1 */
+	fe_add(v, v, o->z); /* v = d y^2 + 1 */
 	fe_mul(v3, v, v);
-	fe_mul(v3, v3, v);   /* v^3 */
+	fe_mul(v3, v3, v); /* v^3 */
 	fe_mul(x, v3, v3);
 	fe_mul(x, x, v);
-	fe_mul(x, x, u);     /* u v^7 */
+	fe_mul(x, x, u);          /* u v^7 */
 	fe_pow(x, x, 251, 1, -1); /* ^((p-5)/8) = 2^252 - 3 */
 	fe_mul(x, x, v3);
-	fe_mul(x, x, u);     /* x = u v^3 (u v^7)^((p-5)/8) */
+	fe_mul(x, x, u); /* x = u v^3 (u v^7)^((p-5)/8) */
 	fe_mul(chk, x, x);
 	fe_mul(chk, chk, v);
 	if (!fe_equal(chk, u)) {
@@ -304,14 +304,16 @@ static void reduce_order(uint8_t out[32], const uint8_t h[64])
 }
 
 /* see rumble.h */
-int crypto_ed25519_verify(const uint8_t pub[32], const uint8_t *msg, size_t n, const uint8_t sig[64])
+int crypto_ed25519_verify(
+        const uint8_t pub[32], const uint8_t *msg, size_t n, const uint8_t sig[64])
 {
 	fe d, d2;
 	struct point a, b, sb, ka;
 	uint8_t ra[64], h[64], k[32], check[32];
 	curve_d(d);
 	fe_add(d2, d, d);
-	if (!below_order(sig + 32) || pt_unpack(&a, pub, d) != 0 || pt_unpack(&b, base_enc, d) != 0 ||
+	if (!below_order(sig + 32) || pt_unpack(&a, pub, d) != 0 ||
+	        pt_unpack(&b, base_enc, d) != 0 ||
 	        pt_unpack(&sb, sig, d) != 0) { /* R must be a point too */
 		return 0;
 	}

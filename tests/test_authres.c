@@ -64,8 +64,8 @@ static void test_ed25519_malleable(void)
 {
 	/* S + L verifies as S would, mathematically: it must be refused */
 	static const uint8_t order[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6,
-	        0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	        0x10};
+	        0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	        0, 0x10};
 	uint8_t pub[32], sig[64];
 	unhex(vecs[0].pub, pub);
 	unhex(vecs[0].sig, sig);
@@ -93,7 +93,7 @@ static void test_org_domain(void)
 	ASSERT_STR(org("example.co.uk"), "example.co.uk");
 	ASSERT_STR(org("Mail.Example.COM."), "example.com");
 	ASSERT_STR(org("example.com"), "example.com");
-	ASSERT_STR(org("co.uk"), "co.uk"); /* a suffix itself */
+	ASSERT_STR(org("co.uk"), "co.uk");                 /* a suffix itself */
 	ASSERT_STR(org("x.y.unknowntld"), "y.unknowntld"); /* the "*" rule */
 	/* *.ck with the exception !www.ck */
 	ASSERT_STR(org("a.b.foo.ck"), "b.foo.ck");
@@ -115,7 +115,11 @@ static void test_dmarc_parse(void)
 	ASSERT_EQ(r.sp, DMARC_REJECT);
 	ASSERT_EQ(r.pct, 100);
 	ASSERT_EQ(r.adkim_strict, 0);
-	ASSERT_EQ(dmarc_parse("v=DMARC1;p=quarantine; sp=none; pct=20; adkim=s; aspf=s; rua=mailto:x@y;", &r), 0);
+	ASSERT_EQ(
+	        dmarc_parse(
+	                "v=DMARC1;p=quarantine; sp=none; pct=20; adkim=s; aspf=s; rua=mailto:x@y;",
+	                &r),
+	        0);
 	ASSERT_EQ(r.p, DMARC_QUARANTINE);
 	ASSERT_EQ(r.sp, DMARC_NONE);
 	ASSERT_EQ(r.pct, 20);
@@ -205,8 +209,10 @@ void tests_authres(void)
 {
 	RUN(test_org_domain, "the organizational domain follows the public suffix list");
 	RUN(test_dmarc_parse, "DMARC records are read with their defaults and bad ones refused");
-	RUN(test_simple_body, "DKIM's simple body canonicalization drops trailing empty lines only");
-	RUN(test_verify_offline, "DKIM verification fails a wrong body hash, rsa-sha1 and an unsigned From");
+	RUN(test_simple_body,
+	        "DKIM's simple body canonicalization drops trailing empty lines only");
+	RUN(test_verify_offline,
+	        "DKIM verification fails a wrong body hash, rsa-sha1 and an unsigned From");
 
 	RUN(test_ed25519_vectors, "ed25519 verifies RFC 8032's vectors and refuses changed ones");
 	RUN(test_ed25519_malleable, "ed25519 refuses S at or above the group order");

@@ -88,7 +88,11 @@ static int utf8_decode(const unsigned char *s, size_t n, unsigned *cp, int max)
 {
 	int k = 0;
 	for (size_t i = 0; i < n; k++) {
-		unsigned c = s[i], len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+		unsigned c = s[i], len = c < 0x80    ? 1
+		                         : c >= 0xf0 ? 4
+		                         : c >= 0xe0 ? 3
+		                         : c >= 0xc0 ? 2
+		                                     : 0;
 		if (!len || i + len > n || k == max) {
 			return -1;
 		}
@@ -220,7 +224,7 @@ static int read_list(const char *path)
 		s[strcspn(s, " \t\r\n")] = '\0'; /* a rule ends at white space */
 		int exc = *s == '!';
 		if (!*s || !strncmp(s, "//", 2) || strlen(s) >= RULE_MAX ||
-		    to_ascii(s + exc, RULE_MAX - 1) != 0 || !plain(s + exc)) {
+		        to_ascii(s + exc, RULE_MAX - 1) != 0 || !plain(s + exc)) {
 			continue;
 		}
 		reverse_labels(s + exc, rev);
@@ -237,7 +241,8 @@ static int read_list(const char *path)
 int main(int argc, char **argv)
 {
 	if (argc != 3 || read_list(argv[1]) != 0) {
-		fprintf(stderr, "usage: pslgen public_suffix_list.dat OUTPUT (a list with rules)\n");
+		fprintf(stderr,
+		        "usage: pslgen public_suffix_list.dat OUTPUT (a list with rules)\n");
 		return 2;
 	}
 	qsort(rules, (size_t)nrules, sizeof *rules, by_text);
