@@ -219,6 +219,10 @@ static void header_done(struct dkim_verify *v)
 	size_t body_off;
 	v->f = xcalloc(DKIMV_FIELDS_MAX, sizeof *v->f);
 	v->nf = dkim_split_fields(v->head.data, v->head.len, v->f, DKIMV_FIELDS_MAX, &body_off);
+	if (v->nf >= DKIMV_FIELDS_MAX) {
+		v->state = 2; /* maybe more fields than kept: as a header too big */
+		return;
+	}
 	dkim_body_init(&v->body[0]);
 	dkim_body_init(&v->body[1]);
 	dkim_body_simple(&v->body[1]);

@@ -205,8 +205,32 @@ static void test_verify_offline(void)
 	ASSERT_STR(r[2].why, "From not signed");
 }
 
+/* A header past the field limit is not taken apart (its rewrite would
+ * lose the fields not kept): no fields, no signatures. */
+static void test_verify_many_fields(void)
+{
+	struct dkim_verify *v = dkim_verify_new(1);
+	const struct dkim_field *f;
+	struct dkim_result r[DKIM_VERIFY_MAX];
+	const char *sig = "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=x; h=to; bh=x; b=y\r\n";
+	dkim_verify_feed(v, sig, strlen(sig));
+	for (int i = 0; i < 1000; i++) {
+		dkim_verify_feed(v, "X: y\r\n", 6);
+	}
+	dkim_verify_feed(v, "\r\nbody\r\n", 8);
+	int nf = dkim_verify_fields(v, &f);
+	size_t hlen;
+	const char *h = dkim_verify_header(v, &hlen);
+	int n = dkim_verify_end(v, r, DKIM_VERIFY_MAX);
+	dkim_verify_free(v);
+	ASSERT_EQ(nf, 0);
+	ASSERT(h == NULL);
+	ASSERT_EQ(n, 0);
+}
+
 void tests_authres(void)
 {
+	RUN(test_verify_many_fields, "DKIM verification leaves a header of too many fields alone");
 	RUN(test_org_domain, "the organizational domain follows the public suffix list");
 	RUN(test_dmarc_parse, "DMARC records are read with their defaults and bad ones refused");
 	RUN(test_simple_body,
