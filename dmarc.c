@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy.h"
 #include "psl_table.h"
-#include "rumble.h"
 
 #define AUTHORS_MAX 4 /* From addresses looked at */
 
@@ -328,28 +328,30 @@ static int author_domains(const struct dkim_field *f, int nf, char (*d)[MM_DOMAI
 
 /* ---- Authentication-Results (RFC 8601) ---- */
 
+enum authres_action { AUTHRES_DELIVER, AUTHRES_JUNK, AUTHRES_REJECT };
+
+/* One message's checks: fed while it arrives, checked at its end. */
 struct authres {
 	struct dkim_verify *v;
-	uint64_t fed;
+	uint64_t fed; /* bytes of the message spooled (after what Rumble put before it) */
 	/* the configuration as it was at DATA (a reload may change conf) */
 	int dkim_on, dmarc_on, dmarc_reject;
 	char authserv[256];
-	/* for the helper thread */
+	/* for the helper thread, which touches nothing else */
 	struct work w;
-	struct queue_msg *m;
-	int spf;
+	int spf; /* enum spf_result, -1: not checked */
 	char spf_domain[MM_DOMAIN_MAX + 1];
-	void (*done)(struct session *s, struct authres *a, struct queue_msg *m);
+	int busy;   /* on a helper thread */
+	int orphan; /* the session ended meanwhile: check_back frees it */
 	/* results */
 	struct dkim_result dk[DKIM_VERIFY_MAX];
 	int ndk;
 	struct dmarc_result dm;
 	enum authres_action action;
-	struct buf field; /* our Authentication-Results field, CRLF */
+	struct buf field; /* our Authentication-Results field, CRLF; empty before the check */
 };
 
-/* see rumble.h */
-struct authres *authres_new(void)
+static struct authres *authres_new(void)
 {
 	struct authres *a = xcalloc(1, sizeof *a);
 	a->dkim_on = conf.dkim_verify;
@@ -361,8 +363,7 @@ struct authres *authres_new(void)
 	return a;
 }
 
-/* see rumble.h */
-void authres_free(struct authres *a)
+static void authres_free(struct authres *a)
 {
 	if (a) {
 		dkim_verify_free(a->v);
@@ -371,8 +372,7 @@ void authres_free(struct authres *a)
 	}
 }
 
-/* see rumble.h */
-void authres_feed(struct authres *a, const char *p, size_t n)
+static void authres_feed(struct authres *a, const char *p, size_t n)
 {
 	a->fed += n;
 	dkim_verify_feed(a->v, p, n);
@@ -432,8 +432,9 @@ static int claims_us(const struct dkim_field *f, const char *us)
 	return n == strlen(us) && !rl_strncasecmp(p, us, n);
 }
 
-/* The spool written again: our field, what came before the message (our
- * Received), the message's header less fields claiming us, its body. */
+/* The spool written again (on the worker: the session owns it): our
+ * field, what came before the message (our Received), the message's
+ * header less fields claiming us, its body. */
 static int rewrite(struct authres *a, struct spool *sp)
 {
 	struct spool ns;
@@ -499,7 +500,7 @@ static void dmarc_all(struct authres *a, char (*d)[MM_DOMAIN_MAX + 1], int n)
 	}
 }
 
-/* The checks, on a helper thread. */
+/* The checks, on a helper thread: the authres's own data only. */
 static void check_run(struct work *w)
 {
 	struct authres *a = (struct authres *)((char *)w - offsetof(struct authres, w));
@@ -516,59 +517,154 @@ static void check_run(struct work *w)
 		a->action = AUTHRES_REJECT;
 	}
 	make_field(a);
-	if (a->action != AUTHRES_REJECT && rewrite(a, &a->m->body) != 0) {
-		a->m->body.failed = 1;
-	}
 }
 
+/* ---- the policy module (policy.h): on the SMTP port, for clients that
+ * are not this host and did not log in, for messages with a local
+ * recipient; fed at DATA, checked at EOM ---- */
+
+struct ar_mod {
+	struct authres *a; /* this or the last message's, kept for scripts */
+};
+
+static const char *const actions[] = {"deliver", "junk", "reject"};
+
+/* The results for later modules and scripts (policy_results). */
+static void publish(struct policy *p, struct authres *a)
+{
+	struct policy_results *r = policy_results(p);
+	enum dkim_status best = DKIM_NONE;
+	for (int i = 0; i < a->ndk; i++) { /* pass beats fail beats the rest */
+		enum dkim_status st = a->dk[i].status;
+		if (st == DKIM_PASS || (st == DKIM_FAIL && best != DKIM_PASS) || best == DKIM_NONE) {
+			best = st;
+		}
+	}
+	r->spf = r->spf ? r->spf : "none"; /* as DoMAILFROM gets it when SPFCheck is off */
+	r->dkim = dkim_result_name(best);
+	r->dmarc = dmarc_names[a->dm.status];
+	r->authres = a->field.data;
+}
+
+/* The check is back on the worker: refuse, or write the field in, pick
+ * the folder and let the chain go on. */
 static void check_back(struct session *s, struct work *w)
 {
 	struct authres *a = (struct authres *)((char *)w - offsetof(struct authres, w));
-	a->done(s, a, a->m);
+	struct policy_call *c = a->orphan ? NULL : policy_waiting(s);
+	a->busy = 0;
+	if (a->orphan || !c) {
+		if (a->orphan) {
+			authres_free(a);
+		}
+		return;
+	}
+	struct queue_msg *m = c->msg;
+	publish(c->p, a);
+	log_info("%08x smtp auth spf=%s dkim=%s dmarc=%s action=%s", s->id,
+	        a->spf >= 0 ? spf_name((enum spf_result)a->spf) : "none", policy_results(c->p)->dkim,
+	        policy_results(c->p)->dmarc, actions[a->action]);
+	if (a->action == AUTHRES_REJECT) {
+		os_atomic_add_long(&s->svc->rejected, 1);
+		buf_puts(&c->reply, "550 5.7.1 Rejected by the From domain's DMARC policy\r\n");
+		policy_resume(s, 550);
+		return;
+	}
+	if (rewrite(a, &m->body) != 0) {
+		m->body.failed = 1; /* smtp.c answers 451 */
+	}
+	if (a->action == AUTHRES_JUNK && conf.special_use[SPECIAL_JUNK][0] && !m->folder) {
+		m->folder = xstrdup(conf.special_use[SPECIAL_JUNK]);
+	}
+	policy_resume(s, POLICY_NEXT);
 }
 
-/* see rumble.h */
-void authres_check_session(struct session *s, struct authres *a, struct queue_msg *m, int spf,
-        const char *helo, void (*done)(struct session *s, struct authres *a, struct queue_msg *m))
+static int ar_open(struct policy *p, struct session *s, void **m)
 {
-	const char *at = strrchr(m->from, '@');
-	a->m = m;
-	a->spf = spf;
-	a->done = done;
-	rl_strlcpy(a->spf_domain, at ? at + 1 : helo, sizeof a->spf_domain);
+	if ((!conf.dkim_verify && !conf.dmarc) || strcmp(s->svc->name, "smtp") != 0 ||
+	        session_is_local(s)) {
+		return 0;
+	}
+	*m = xcalloc(1, sizeof(struct ar_mod));
+	return 1;
+}
+
+static void ar_close(struct session *s, void *m)
+{
+	struct ar_mod *x = m;
+	if (x->a && x->a->busy) {
+		x->a->orphan = 1; /* freed when the helper thread is done */
+	} else {
+		authres_free(x->a);
+	}
+	free(x);
+}
+
+/* A new message: checked when it has a local recipient and the client
+ * did not log in. */
+static int ar_data(struct policy_call *c)
+{
+	struct ar_mod *x = c->m;
+	struct policy_results *r = policy_results(c->p);
+	struct mm_account acct;
+	int local = 0;
+	authres_free(x->a);
+	x->a = NULL;
+	r->dkim = r->dmarc = r->authres = NULL;
+	for (int i = 0; i < c->msg->nrcpt && !c->user[0]; i++) {
+		local |= queue_classify(c->msg->rcpts[i], &acct) == RCPT_LOCAL;
+	}
+	if (local && (conf.dkim_verify || conf.dmarc)) {
+		x->a = authres_new();
+	}
+	return POLICY_NEXT;
+}
+
+/* Every line as it is spooled: a bare LF is stored as CRLF. */
+static void ar_body(void *m, const char *raw, size_t rawlen, const char *line, size_t len, int start)
+{
+	struct ar_mod *x = m;
+	if (!x->a || !len) {
+		return;
+	}
+	if (line[len - 1] == '\n' && (len < 2 || line[len - 2] != '\r')) {
+		authres_feed(x->a, line, len - 1);
+		authres_feed(x->a, "\r\n", 2);
+	} else {
+		authres_feed(x->a, line, len);
+	}
+}
+
+/* The end of the message: the checks on a helper thread (the session is
+ * paused by smtp.c meanwhile). */
+static int ar_eom(struct policy_call *c)
+{
+	struct ar_mod *x = c->m;
+	struct authres *a = x->a;
+	if (!a) {
+		return POLICY_NEXT;
+	}
+	const char *spf = policy_results(c->p)->spf, *at = strrchr(c->msg->from, '@');
+	a->spf = -1;
+	for (int i = 0; spf && i <= SPF_PERMERROR; i++) {
+		a->spf = !strcmp(spf, spf_name((enum spf_result)i)) ? i : a->spf;
+	}
+	rl_strlcpy(a->spf_domain, at ? at + 1 : c->helo, sizeof a->spf_domain);
 	rl_lower(a->spf_domain);
 	a->w.run = check_run;
 	a->w.back = check_back;
-	if (work_queue(s, &a->w) != 0) {
+	a->busy = 1;
+	if (work_queue(c->s, &a->w) != 0) {
 		check_run(&a->w);
-		done(s, a, m);
+		check_back(c->s, &a->w); /* resumes before we return: policy.c allows it */
 	}
+	return POLICY_WAIT;
 }
 
-/* see rumble.h */
-enum authres_action authres_action(const struct authres *a)
-{
-	return a->action;
-}
-
-/* see rumble.h */
-const char *authres_text(const struct authres *a)
-{
-	return a->field.data ? a->field.data : "";
-}
-
-/* see rumble.h */
-void authres_summary(
-        const struct authres *a, const char **spf, const char **dkim, const char **dmarc)
-{
-	enum dkim_status best = DKIM_NONE;
-	for (int i = 0; i < a->ndk; i++) { /* pass beats fail beats the rest */
-		if (a->dk[i].status == DKIM_PASS ||
-		        (a->dk[i].status == DKIM_FAIL && best != DKIM_PASS) || best == DKIM_NONE) {
-			best = a->dk[i].status;
-		}
-	}
-	*spf = a->spf >= 0 ? spf_name((enum spf_result)a->spf) : "none";
-	*dkim = dkim_result_name(best);
-	*dmarc = dmarc_names[a->dm.status];
-}
+const struct policy_module authres_policy = {
+        .name = "authres",
+        .open = ar_open,
+        .close = ar_close,
+        .step = {[POLICY_DATA] = ar_data, [POLICY_EOM] = ar_eom},
+        .body = ar_body,
+};

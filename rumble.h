@@ -1346,25 +1346,7 @@ struct dmarc_result {
 void dmarc_check(struct dmarc_result *out, const char *from_domain,
 	const struct dkim_result *dk, int ndk, int spf_pass, const char *spf_domain);
 
-/* One message's authentication: fed as it arrives, checked at its end. */
-enum authres_action { AUTHRES_DELIVER, AUTHRES_JUNK, AUTHRES_REJECT };
-struct authres;
-struct queue_msg;
-struct authres *authres_new(void);
-void authres_free(struct authres *a);
-void authres_feed(struct authres *a, const char *p, size_t n); /* all of it, as spooled */
-/* On a helper thread: DKIM, DMARC, then m's spool written again with the
- * Authentication-Results field on top (and any claiming ServerName
- * removed) unless the verdict is AUTHRES_REJECT; then done(s, a, m) on
- * s's worker, even when s is closing (a and m are lent until then). spf:
- * enum spf_result, -1 when not checked. */
-void authres_check_session(struct session *s, struct authres *a, struct queue_msg *m, int spf,
-	const char *helo, void (*done)(struct session *s, struct authres *a, struct queue_msg *m));
-enum authres_action authres_action(const struct authres *a);
-const char *authres_text(const struct authres *a); /* the field, CRLF-ended */
-/* The results as words ("pass", "fail", "none", ...): SPF, the best DKIM
- * signature's, DMARC. */
-void authres_summary(const struct authres *a, const char **spf, const char **dkim, const char **dmarc);
+/* The checks on received mail are a policy module: authres_policy (policy.h). */
 
 /* ---- dnsadvice.c: the DNS records a mail domain needs ---- */
 /* "rumble dns DOMAIN": every record to publish as zone-file lines in out;

@@ -6,7 +6,9 @@ top, forged ones with our name removed; python3-dkim's own verify agrees
 with each DKIM result. The client comes from 127.0.0.2 (not this host)."""
 import base64
 import os
+import socket
 import subprocess
+import time
 
 import dkim
 import nacl.signing
@@ -309,3 +311,43 @@ def test_body_length_is_ignored():
         assert dkim.verify(m, dnsfunc=w.dnsfunc)
     finally:
         w.stop()
+
+
+def start_message(s):
+    sock = connect(s.smtp_port, "127.0.0.2")
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(b"HELO client.test\r\nMAIL FROM:<a@signed.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+    for _ in range(3):
+        assert f.readline()[:1] == b"2"
+    assert f.readline().startswith(b"354")
+    sock.sendall(message() + b".\r\n")
+    return sock, f
+
+
+def test_a_client_gone_during_the_check():
+    """dkimverify: lookups that time out give dmarc=temperror and deliver; a client gone meanwhile and a stop during the wait leave no sanitizer report"""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    s = Server(conf="DNSServer 127.0.0.1:%d" % silent.getsockname()[1]).start()
+    try:
+        sock, f = start_message(s)
+        time.sleep(0.5)
+        f.close()
+        sock.close()  # gone while the DMARC lookup waits: the message was whole, it stays
+        deadline = time.time() + 30
+        while "smtp auth" not in s.stderr() and time.time() < deadline:
+            time.sleep(0.2)
+        assert "dmarc=temperror action=deliver" in s.stderr(), s.stderr()[-2000:]
+        deadline = time.time() + 10
+        while not s.messages("alice@example.org") and time.time() < deadline:
+            time.sleep(0.2)
+        assert b"dmarc=temperror header.from=signed.test" in s.messages("alice@example.org")[0]
+        sock, f = start_message(s)
+        time.sleep(0.5)
+        s.stop()  # during the lookups: ends cleanly (stop() fails on a sanitizer report)
+        f.close()
+        sock.close()
+    finally:
+        s.stop()
+        silent.close()
