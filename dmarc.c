@@ -454,7 +454,8 @@ static int rewrite(struct authres *a, struct spool *sp)
 		spool_write(&ns, chunk, (size_t)n);
 		off += (uint64_t)n;
 	}
-	if (head && nf) {
+	int bad = n < 0;
+	if (head && nf && !bad) {
 		for (int i = 0; i < nf; i++) {
 			if (!claims_us(&f[i], a->authserv)) {
 				spool_write(&ns, f[i].p, f[i].n);
@@ -466,8 +467,9 @@ static int rewrite(struct authres *a, struct spool *sp)
 			spool_write(&ns, chunk, (size_t)n);
 			off += (uint64_t)n;
 		}
+		bad = n < 0;
 	}
-	if (n < 0 || ns.failed) {
+	if (bad || ns.failed) {
 		spool_free(&ns);
 		return -1;
 	}
@@ -536,7 +538,8 @@ static void publish(struct policy *p, struct authres *a)
 	enum dkim_status best = DKIM_NONE;
 	for (int i = 0; i < a->ndk; i++) { /* pass beats fail beats the rest */
 		enum dkim_status st = a->dk[i].status;
-		if (st == DKIM_PASS || (st == DKIM_FAIL && best != DKIM_PASS) || best == DKIM_NONE) {
+		if (st == DKIM_PASS || (st == DKIM_FAIL && best != DKIM_PASS) ||
+		        best == DKIM_NONE) {
 			best = st;
 		}
 	}
@@ -562,8 +565,8 @@ static void check_back(struct session *s, struct work *w)
 	struct queue_msg *m = c->msg;
 	publish(c->p, a);
 	log_info("%08x smtp auth spf=%s dkim=%s dmarc=%s action=%s", s->id,
-	        a->spf >= 0 ? spf_name((enum spf_result)a->spf) : "none", policy_results(c->p)->dkim,
-	        policy_results(c->p)->dmarc, actions[a->action]);
+	        a->spf >= 0 ? spf_name((enum spf_result)a->spf) : "none",
+	        policy_results(c->p)->dkim, policy_results(c->p)->dmarc, actions[a->action]);
 	if (a->action == AUTHRES_REJECT) {
 		os_atomic_add_long(&s->svc->rejected, 1);
 		buf_puts(&c->reply, "550 5.7.1 Rejected by the From domain's DMARC policy\r\n");
@@ -621,7 +624,8 @@ static int ar_data(struct policy_call *c)
 }
 
 /* Every line as it is spooled: a bare LF is stored as CRLF. */
-static void ar_body(void *m, const char *raw, size_t rawlen, const char *line, size_t len, int start)
+static void ar_body(
+        void *m, const char *raw, size_t rawlen, const char *line, size_t len, int start)
 {
 	struct ar_mod *x = m;
 	if (!x->a || !len) {
