@@ -183,6 +183,11 @@ static void test_verify_offline(void)
 	        "\tbh=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=; b=Zm9v\r\n"
 	        "DKIM-Signature: v=1; a=rsa-sha1; d=example.com; s=x; h=from; bh=x; b=y\r\n"
 	        "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=x; h=to; bh=x; b=y\r\n"
+	        "DKIM-Signature: v=1; a=ed25519-sha256; d=example.com; s=x; h=From; x=1000;\r\n"
+	        " bh=x; b=y\r\n"
+	        "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=x; h=from; "
+	        "i=a@example.org;\r\n"
+	        " bh=x; b=y\r\n"
 	        "From: a@example.com\r\nTo: b@example.org\r\n\r\nbody\r\n";
 	struct dkim_result r[DKIM_VERIFY_MAX];
 	struct dkim_verify *v = dkim_verify_new(1);
@@ -194,8 +199,8 @@ static void test_verify_offline(void)
 	const struct dkim_field *f;
 	int nf = dkim_verify_fields(v, &f);
 	dkim_verify_free(v);
-	ASSERT_EQ(n, 3);
-	ASSERT_EQ(nf, 5);
+	ASSERT_EQ(n, 5);
+	ASSERT_EQ(nf, 7);
 	ASSERT_EQ(r[0].status, DKIM_FAIL);
 	ASSERT_STR(r[0].why, "body hash did not verify");
 	ASSERT_STR(r[0].d, "example.com");
@@ -203,6 +208,10 @@ static void test_verify_offline(void)
 	ASSERT_STR(r[1].why, "rsa-sha1 not accepted (RFC 8301)");
 	ASSERT_EQ(r[2].status, DKIM_PERMERROR);
 	ASSERT_STR(r[2].why, "From not signed");
+	ASSERT_EQ(r[3].status, DKIM_FAIL);
+	ASSERT_STR(r[3].why, "signature expired");
+	ASSERT_EQ(r[4].status, DKIM_PERMERROR);
+	ASSERT_STR(r[4].why, "i= not within d=");
 }
 
 /* A header past the field limit is not taken apart (its rewrite would
@@ -212,7 +221,8 @@ static void test_verify_many_fields(void)
 	struct dkim_verify *v = dkim_verify_new(1);
 	const struct dkim_field *f;
 	struct dkim_result r[DKIM_VERIFY_MAX];
-	const char *sig = "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=x; h=to; bh=x; b=y\r\n";
+	const char *sig =
+	        "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=x; h=to; bh=x; b=y\r\n";
 	dkim_verify_feed(v, sig, strlen(sig));
 	for (int i = 0; i < 1000; i++) {
 		dkim_verify_feed(v, "X: y\r\n", 6);
@@ -235,8 +245,8 @@ void tests_authres(void)
 	RUN(test_dmarc_parse, "DMARC records are read with their defaults and bad ones refused");
 	RUN(test_simple_body,
 	        "DKIM's simple body canonicalization drops trailing empty lines only");
-	RUN(test_verify_offline,
-	        "DKIM verification fails a wrong body hash, rsa-sha1 and an unsigned From");
+	RUN(test_verify_offline, "DKIM verification fails a wrong body hash, rsa-sha1, an unsigned "
+	                         "From, x= past, i= outside d=");
 
 	RUN(test_ed25519_vectors, "ed25519 verifies RFC 8032's vectors and refuses changed ones");
 	RUN(test_ed25519_malleable, "ed25519 refuses S at or above the group order");

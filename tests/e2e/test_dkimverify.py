@@ -41,6 +41,8 @@ def zone(rsa_pub, small_pub):
             + txt("revoked._domainkey.signed.test", "v=DKIM1; k=rsa; p=")
             + txt("small._domainkey.signed.test", "v=DKIM1; k=rsa; p=" + small_pub)
             + txt("rsa._domainkey.other.test", "v=DKIM1; k=rsa; p=" + rsa_pub)
+            + txt("testing._domainkey.signed.test", "v=DKIM1; k=rsa; t=y; p=" + rsa_pub)
+            + txt("strict._domainkey.signed.test", "v=DKIM1; k=rsa; t=s; p=" + rsa_pub)
             + txt("_dmarc.signed.test", "v=DMARC1; p=reject")
             + txt("_dmarc.reject.test", "v=DMARC1; p=reject; sp=quarantine")
             + txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine")
@@ -89,10 +91,11 @@ def message(frm="a@signed.test", body=b"Hello there.\r\n\r\nBye.\r\n", extra=b""
 
 
 def sign(w, msg, selector=b"rsa", domain=b"signed.test", algo=b"rsa-sha256",
-         canon=(b"relaxed", b"relaxed"), length=False):
+         canon=(b"relaxed", b"relaxed"), length=False, identity=None):
     key = base64.b64encode(SEED) if algo == b"ed25519-sha256" else w.rsa
     sig = dkim.sign(msg, selector, domain, key, canonicalize=canon, signature_algorithm=algo,
-                    include_headers=[b"from", b"to", b"subject", b"message-id"], length=length)
+                    include_headers=[b"from", b"to", b"subject", b"message-id"], length=length,
+                    identity=identity)
     return sig + msg
 
 
@@ -151,7 +154,7 @@ def check(w, msg, want, sender="a@signed.test", folder="INBOX", reply="250"):
 
 
 def test_dkim_results_agree_with_python_dkim():
-    """dkimverify: rsa and ed25519 pass (relaxed and simple); forged body, broken signature, revoked, missing and short keys do not; python3-dkim agrees"""
+    """dkimverify: rsa and ed25519 pass (relaxed and simple); forged body, broken signature, revoked, missing and short keys do not; python3-dkim agrees; t=y is not counted by DMARC, t=s refuses a subdomain i="""
     w = World("DMARCReject 0")
     try:
         cases = []
@@ -181,6 +184,15 @@ def test_dkim_results_agree_with_python_dkim():
             pol = "dmarc=%s (p=reject) header.from=signed.test" % ("pass" if ok else "fail")
             assert pol in field, field
             assert bool(dkim.verify(m, dnsfunc=w.dnsfunc)) == ok, want
+        # a key in testing mode (t=y): reported, but DMARC does not count it
+        m = sign(w, message(), selector=b"testing")
+        check(w, m, ["dkim=pass (test mode) header.d=signed.test", "dmarc=fail (p=reject)"],
+              folder="Junk")
+        # t=s: i= must be d= itself, a subdomain is refused
+        m = sign(w, message(), selector=b"strict", identity=b"@sub.signed.test")
+        check(w, m, ["dkim=permerror (i= must be d= (t=s))"], folder="Junk")
+        m = sign(w, message(), selector=b"strict", identity=b"@signed.test")
+        check(w, m, ["dkim=pass header.d=signed.test header.s=strict", "dmarc=pass"])
     finally:
         w.stop()
 
