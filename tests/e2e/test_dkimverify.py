@@ -363,3 +363,30 @@ def test_a_client_gone_during_the_check():
     finally:
         s.stop()
         silent.close()
+
+
+def test_a_20_mb_signed_message_is_checked_without_holding_it():
+    """dkimverify: a 20 MB signed message is verified (body hashed as it streams) and written again with the field, raising the server's peak RSS by less than 8 MB"""
+    from test_imap_memory import big_message, peak_growth
+    asan = os.environ.get("ASAN_OPTIONS")  # no quarantine: RSS counts what is held
+    os.environ["ASAN_OPTIONS"] = (asan + ":" if asan else "") + \
+        "quarantine_size_mb=0:thread_local_quarantine_size_kb=0"
+    try:
+        w = World("MessageSizeLimit 30M")
+    finally:
+        if asan is None:
+            del os.environ["ASAN_OPTIONS"]
+        else:
+            os.environ["ASAN_OPTIONS"] = asan
+    try:
+        big = big_message(20).replace(b"From: big@remote.test", b"From: a@signed.test")
+        m = sign(w, big)
+        send(w.s, sign(w, message()))  # the first message's allocations are not counted
+        grew = []
+        grew.append(peak_growth(w.s, lambda: grew.append(send(w.s, m))))
+        assert grew[0].startswith("250"), grew
+        assert grew[1] < 8 * 1024, "peak RSS grew by %d KB" % grew[1]
+        field = authres(last(w.s))
+        assert "dkim=pass header.d=signed.test" in field and "dmarc=pass" in field, field
+    finally:
+        w.stop()
