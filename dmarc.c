@@ -97,6 +97,9 @@ int dmarc_org_domain(const char *domain, char *out, size_t len)
 	if (d[n - 1] == '.') {
 		d[--n] = '\0';
 	}
+	if (!n || d[0] == '.' || d[n - 1] == '.' || strstr(d, "..")) {
+		return -1; /* an empty label */
+	}
 	rl_lower(d);
 	/* the labels turned around */
 	size_t o = 0;
@@ -117,7 +120,7 @@ int dmarc_org_domain(const char *domain, char *out, size_t len)
 	rev[o] = '\0';
 	int keep = suffix_labels(rev) + 1;
 	const char *p = d + n;
-	for (int i = 0; i < keep && i < labels; i++) {
+	for (int i = 0; i < keep && i < labels && p > d; i++) {
 		do {
 			p--;
 		} while (p > d && p[-1] != '.');

@@ -103,6 +103,9 @@ static void test_org_domain(void)
 	ASSERT_STR(org("a.city.kawasaki.jp"), "city.kawasaki.jp");
 	ASSERT_STR(org("www.bbc.co.uk"), "bbc.co.uk");
 	ASSERT_STR(org("foo.github.io"), "foo.github.io"); /* the private section too */
+	ASSERT_STR(org("a.."), "(error)"); /* empty labels (found by fuzz_authres) */
+	ASSERT_STR(org(".a"), "(error)");
+	ASSERT_STR(org(""), "(error)");
 	/* IDN rules as A-labels: 個人.香港 */
 	ASSERT_STR(org("a.b.xn--gmqw5a.xn--j6w193g"), "b.xn--gmqw5a.xn--j6w193g");
 }
