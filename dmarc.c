@@ -607,7 +607,8 @@ static void ar_close(struct session *s, void *m)
 }
 
 /* A new message: checked when it has a local recipient and the client
- * did not log in. */
+ * neither logged in nor may relay (an SMTPScript's LocalClientAddress:
+ * our own machines, as SPF takes them). */
 static int ar_data(struct policy_call *c)
 {
 	struct ar_mod *x = c->m;
@@ -617,7 +618,8 @@ static int ar_data(struct policy_call *c)
 	authres_free(x->a);
 	x->a = NULL;
 	r->dkim = r->dmarc = r->authres = NULL;
-	for (int i = 0; i < c->msg->nrcpt && !c->user[0]; i++) {
+	int trusted = policy_local(c->p, c->user); /* as for SPF */
+	for (int i = 0; i < c->msg->nrcpt && !trusted; i++) {
 		local |= queue_classify(c->msg->rcpts[i], &acct) == RCPT_LOCAL;
 	}
 	if (local && (conf.dkim_verify || conf.dmarc)) {

@@ -265,7 +265,7 @@ def test_forged_authentication_results_are_removed():
 
 
 def test_local_clients_and_switches():
-    """dkimverify: this host's own clients are not checked; DKIMVerify 0 and DMARC 0 leave the results out"""
+    """dkimverify: this host's own clients and those an SMTPScript calls local are not checked; DKIMVerify 0 and DMARC 0 leave the results out"""
     w = World("DKIMVerify 0\nDMARC 0")
     try:
         assert send(w.s, message("x@reject.test"), "x@reject.test").startswith("250")
@@ -275,6 +275,14 @@ def test_local_clients_and_switches():
     w = World()
     try:
         assert send(w.s, message("x@reject.test"), "x@reject.test", src="127.0.0.1").startswith("250")
+        assert b"Authentication-Results" not in last(w.s)
+    finally:
+        w.stop()
+    # a client an SMTPScript calls local (LocalClientAddress) is one of ours too
+    trust = "function DoHELO(host, bRefuse, bEHLO)\n LocalClientAddress = true\n return bRefuse, \"\"\nend\n"
+    w = World("SMTPScript @vp.lua@", files=(("vp.lua", trust),))
+    try:
+        assert send(w.s, message("x@reject.test"), "x@reject.test").startswith("250")
         assert b"Authentication-Results" not in last(w.s)
     finally:
         w.stop()
