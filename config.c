@@ -420,6 +420,9 @@ static const struct directive directives[] = {
 	NUM("Greylist", K_BOOL, greylist, 0, 1),
 	NUM("SPFCheck", K_BOOL, spf_check, 0, 1),
 	NUM("SPFReject", K_BOOL, spf_reject, 0, 1),
+	NUM("DKIMVerify", K_BOOL, dkim_verify, 0, 1),
+	NUM("DMARC", K_BOOL, dmarc, 0, 1),
+	NUM("DMARCReject", K_BOOL, dmarc_reject, 0, 1),
 	NUM("GreylistDelay", K_TIME, greylist_delay, 1, 86400),
 	STR("DKIMSelector", dkim_selector),
 	STR("DraftsFolder", special_use[SPECIAL_DRAFTS]),
@@ -760,6 +763,7 @@ static void defaults(struct settings *s)
 	rl_strlcpy(s->storage, "data", sizeof s->storage);
 	s->smtp_enable = s->pop3_enable = s->imap_enable = 1;
 	s->dkim_sign = 1;
+	s->dkim_verify = s->dmarc = s->dmarc_reject = 1;
 	s->greylist_delay = 300;
 	s->auth_cache_time = 3600; /* Dovecot's auth_cache_ttl */
 	rl_strlcpy(s->dkim_selector, "rumble", sizeof s->dkim_selector);

@@ -2057,6 +2057,70 @@ void crypto_sha256_final(crypto_sha256_ctx *c, uint8_t out[32])
 	br_sha256_out((br_sha256_context *)(void *)c, out);
 }
 
+/* see rumble.h */
+void crypto_sha512(const void *data, size_t n, const void *data2, size_t n2, uint8_t out[64])
+{
+	br_sha512_context c;
+	br_sha512_init(&c);
+	br_sha512_update(&c, data, n);
+	br_sha512_update(&c, data2, n2);
+	br_sha512_out(&c, out);
+}
+
+/* The modulus and exponent of an RSA public key in DER: a
+ * SubjectPublicKeyInfo (what RFC 6376 3.6.1 asks for) or a bare PKCS#1
+ * RSAPublicKey (what some publish). -1 when it is neither. */
+static int rsa_public_der(const uint8_t *der, size_t len, br_rsa_public_key *pk)
+{
+	struct der_in d = {der, len}, seq, x, n, e;
+	unsigned tag;
+	if (der_next(&d, &tag, &seq) != 0 || tag != 0x30 || der_next(&seq, &tag, &x) != 0) {
+		return -1;
+	}
+	if (tag == 0x30) { /* SPKI: AlgorithmIdentifier, then a BIT STRING */
+		if (x.n < 11 || memcmp(x.p, oid_rsa, 11) != 0 || der_next(&seq, &tag, &x) != 0 ||
+		        tag != 0x03 || x.n < 1 || x.p[0] != 0) {
+			return -1;
+		}
+		d = (struct der_in){x.p + 1, x.n - 1};
+		if (der_next(&d, &tag, &seq) != 0 || tag != 0x30 || der_next(&seq, &tag, &x) != 0) {
+			return -1;
+		}
+	}
+	n = x;
+	if (tag != 0x02 || der_next(&seq, &tag, &e) != 0 || tag != 0x02) {
+		return -1;
+	}
+	while (n.n > 1 && n.p[0] == 0) { /* the sign byte */
+		n.p++;
+		n.n--;
+	}
+	pk->n = (unsigned char *)n.p;
+	pk->nlen = n.n;
+	pk->e = (unsigned char *)e.p;
+	pk->elen = e.n;
+	return 0;
+}
+
+/* see rumble.h */
+int crypto_rsa_verify_sha256(const uint8_t *der, size_t len, const uint8_t *sig, size_t siglen,
+        const uint8_t hash[32])
+{
+	br_rsa_public_key pk;
+	unsigned char got[32];
+	if (rsa_public_der(der, len, &pk) != 0 || pk.nlen > TLS_RSA_MAX_BITS / 8) {
+		return -1;
+	}
+	if (pk.nlen < 1024 / 8 || (pk.nlen == 1024 / 8 && pk.n[0] < 0x80)) {
+		return -2; /* RFC 8301 3.2: keys under 1024 bits are not accepted */
+	}
+	if (siglen != pk.nlen ||
+	        !br_rsa_pkcs1_vrfy_get_default()(sig, siglen, BR_HASH_OID_SHA256, 32, &pk, got)) {
+		return 0;
+	}
+	return crypto_equal(got, hash, 32);
+}
+
 /* ---- SASL PLAIN and LOGIN (see rumble.h) ---- */
 
 void crypto_sasl_reset(struct sasl *x)

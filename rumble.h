@@ -147,6 +147,9 @@ struct settings {
 	int greylist;           /* Greylist: greylist.c on the SMTP port */
 	int spf_check;          /* SPFCheck: check the sender (spf.c), add Received-SPF */
 	int spf_reject;         /* SPFReject: refuse MAIL when SPF says fail */
+	int dkim_verify;        /* DKIMVerify: check inbound DKIM (dkim_verify.c) */
+	int dmarc;              /* DMARC: apply the From domain's policy (dmarc.c) */
+	int dmarc_reject;       /* DMARCReject: p=reject refuses (else to Junk) */
 	int greylist_delay;     /* GreylistDelay: s before a retry passes */
 	char dkim_selector[64]; /* DKIMSelector */
 	/* DraftsFolder, SentFolder, TrashFolder, JunkFolder, ArchiveFolder: the
@@ -225,6 +228,17 @@ struct crypto_rsa *crypto_rsa_load(const char *path, char *err, size_t errlen);
 void crypto_rsa_free(struct crypto_rsa *k);
 int crypto_rsa_public_b64(const struct crypto_rsa *k, char *out, size_t outlen);
 size_t crypto_rsa_sign_sha256(const struct crypto_rsa *k, const uint8_t hash[32], uint8_t *sig, size_t len);
+/* Verifies a PKCS#1 v1.5 RSA signature of a SHA-256 hash with a public key
+ * in DER (SubjectPublicKeyInfo or RSAPublicKey): 1 good, 0 bad, -1 an
+ * unusable key, -2 a key of less than 1024 bits (RFC 8301). */
+int crypto_rsa_verify_sha256(const uint8_t *der, size_t len, const uint8_t *sig, size_t siglen,
+	const uint8_t hash[32]);
+/* SHA-512 of data followed by data2 (either may be empty). */
+void crypto_sha512(const void *data, size_t n, const void *data2, size_t n2, uint8_t out[64]);
+/* Ed25519 (RFC 8032) verification (ed25519.c): 1 when sig is pub's
+ * signature of msg. Only public values go in, so it need not be
+ * constant-time. */
+int crypto_ed25519_verify(const uint8_t pub[32], const uint8_t *msg, size_t n, const uint8_t sig[64]);
 /* out must hold 4 * ((n + 2) / 3) + 1 bytes; returns the length written. */
 size_t crypto_base64_encode(const void *in, size_t n, char *out);
 /* Decodes, skipping white space; returns the length or -1 on bad input or
@@ -1088,6 +1102,8 @@ struct session;
  * 0 when there is none. */
 struct proto_info {
 	const char *helo, *sender, *user;
+	/* the last message's inbound authentication (dmarc.c), NULL: none */
+	const char *spf, *dkim, *dmarc, *authres;
 	char *const *rcpts;
 	int nrcpt;
 };
@@ -1312,18 +1328,34 @@ void spf_check_session(struct session *s, const char *helo, const char *sender,
 
 /* ---- dkim.c: DKIM signatures (RFC 6376) on outgoing mail ---- */
 #define DKIM_BITS 2048
-/* The relaxed body canonicalization, fed in pieces, into a SHA-256. */
+/* The body canonicalization (relaxed; simple after dkim_body_simple, for
+ * verification), fed in pieces, into a SHA-256. */
 struct dkim_body {
 	crypto_sha256_ctx h;
 	int cr, wsp, content; /* a CR held; white space held; the line has content */
 	uint64_t empty;       /* empty lines held (dropped if nothing follows) */
+	int simple;           /* RFC 6376 3.4.3 rather than 3.4.4 */
+	char last;            /* simple: the last byte hashed, 0 before any */
 };
 void dkim_body_init(struct dkim_body *b);
+void dkim_body_simple(struct dkim_body *b);
 void dkim_body_feed(struct dkim_body *b, const char *p, size_t n);
 void dkim_body_end(struct dkim_body *b, uint8_t hash[32]);
 /* The relaxed form of one header field (f[0..n): "Name: value", folded
  * or not, without its final CRLF) appended to out, with CRLF. */
 void dkim_header_relaxed(const char *f, size_t n, struct buf *out);
+/* A header field as dkim_split_fields finds it: the name, colon, value
+ * and any folding, without the CRLF that ends it. */
+struct dkim_field {
+	const char *p;
+	size_t n;
+};
+/* Splits the header section h (up to the empty line) into at most max
+ * fields (more are skipped); their count, with *body_off where the body
+ * starts, or -1 when h has no end of header. */
+int dkim_split_fields(const char *h, size_t len, struct dkim_field *f, int max, size_t *body_off);
+/* 1 when f is a field named name (any case). */
+int dkim_field_is(const struct dkim_field *f, const char *name);
 /* <StorageFolder>/dkim/<domain>.<DKIMSelector>.pem; -1 for a bad domain. */
 int dkim_key_path(const char *domain, char *out, size_t len);
 /* The DNS TXT record of domain's key (made first if there is none). */
@@ -1401,6 +1433,57 @@ struct tls_want {
 /* What delivery to domain needs; mta_sts 0 for a relay host (no MTA-STS).
  * Blocks for DNS and HTTPS (an outbound thread only). */
 void tls_want_for(const char *domain, int mta_sts, struct tls_want *w);
+/* ---- dkim_verify.c: DKIM verification of inbound mail (RFC 6376, 8463) ---- */
+#define DKIM_VERIFY_MAX 5 /* signatures checked per message; more are ignored */
+enum dkim_status { DKIM_NONE, DKIM_PASS, DKIM_FAIL, DKIM_NEUTRAL, DKIM_TEMPERROR, DKIM_PERMERROR };
+struct dkim_result {
+	enum dkim_status status;
+	char d[MM_DOMAIN_MAX + 1], s[64], a[32];
+	char b[9];   /* the first 8 characters of b= (header.b, RFC 6008) */
+	char why[48]; /* a comment for Authentication-Results, "" for none */
+	int testing; /* the key says t=y */
+};
+const char *dkim_result_name(enum dkim_status r); /* "pass", ... */
+struct dkim_verify;
+struct dkim_verify *dkim_verify_new(int sigs); /* sigs 0: keep the header only */
+void dkim_verify_free(struct dkim_verify *v);
+/* The message (CRLF, as received) in pieces of any size. Keeps its header
+ * section (bounded), hashes the body, keeps nothing of it. */
+void dkim_verify_feed(struct dkim_verify *v, const char *p, size_t n);
+/* After the last piece: looks the keys up (blocks on DNS) and checks each
+ * signature; at most max results into out, their count (0: unsigned, or
+ * made with sigs 0). */
+int dkim_verify_end(struct dkim_verify *v, struct dkim_result *out, int max);
+/* The header section as received, with its empty line (NULL when it was
+ * too big); its fields. Valid until dkim_verify_free. */
+const char *dkim_verify_header(const struct dkim_verify *v, size_t *len);
+int dkim_verify_fields(const struct dkim_verify *v, const struct dkim_field **f);
+
+/* ---- dmarc.c: DMARC (RFC 7489) and Authentication-Results (RFC 8601) ---- */
+enum { DMARC_NONE, DMARC_QUARANTINE, DMARC_REJECT }; /* policies */
+struct dmarc_record {
+	int p, sp, pct;
+	int adkim_strict, aspf_strict;
+};
+/* A _dmarc TXT record's text: 0 with r filled, -1 when it is not a valid
+ * DMARC1 record (no v=DMARC1 first, no valid p=). */
+int dmarc_parse(const char *text, struct dmarc_record *r);
+/* The organizational domain of domain (the public suffix list's suffix
+ * and one label more; domain itself when it is a suffix): 0, or -1. */
+int dmarc_org_domain(const char *domain, char *out, size_t len);
+enum dmarc_status { DMARC_ABSENT, DMARC_PASS, DMARC_FAILED, DMARC_TEMPERROR, DMARC_PERMERROR };
+struct dmarc_result {
+	enum dmarc_status status;
+	int policy;      /* DMARC_NONE, ... to apply (pct applied) */
+	int sampled_out; /* pct= left this message to a lesser policy */
+	char domain[MM_DOMAIN_MAX + 1]; /* the From domain */
+};
+/* Looks up from_domain's policy (blocks on DNS) and checks the alignment
+ * of the DKIM results and of SPF (spf_pass for spf_domain). */
+void dmarc_check(struct dmarc_result *out, const char *from_domain,
+	const struct dkim_result *dk, int ndk, int spf_pass, const char *spf_domain);
+
+/* The checks on received mail are a policy module: authres_policy (policy.h). */
 
 /* ---- dnsadvice.c: the DNS records a mail domain needs ---- */
 /* "rumble dns DOMAIN": every record to publish as zone-file lines in out;
@@ -1472,6 +1555,7 @@ struct queue_msg {
 	int nrcpt;
 	struct spool body; /* wire form, CRLF, with the Received header */
 	int64_t date;
+	char *folder; /* NULL: INBOX; else (JunkFolder) for local mailboxes */
 	int status; /* set by the commit: 0 durable, -1 failed (reply 451),
 	               QUEUE_FULL: every recipient a mailbox over its quota (552) */
 };

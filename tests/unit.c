@@ -69,6 +69,7 @@ int main(int argc, char **argv)
 		{"dkim", tests_dkim},
 		{"greylist", tests_greylist},
 		{"spf", tests_spf},
+		{"authres", tests_authres},
 		{"luasocket", tests_luasocket},
 		{"pattern", tests_pattern},
 		{"view", tests_view},
