@@ -468,6 +468,7 @@ static const struct directive directives[] = {
 	STR("ACMECA", acme_ca),
 	NUM("ACMEHTTPPort", K_PORT, acme_http_port, 1, 65535),
 	STR("ACMEChallenge", acme_challenge),
+	STR("MTASTSMode", mta_sts_mode),
 	NUM("ACMETLSPort", K_PORT, acme_tls_port, 1, 65535),
 	NUM("ACMERenewDays", K_INT, acme_renew_days, 0, 3650),
 	/* the rest of the original's rumble.conf */
@@ -727,6 +728,22 @@ static int apply_one(struct settings *s, const struct directive *d, const struct
 	return 0;
 }
 
+/* 0 when v is one of the space-separated words (any case), else -1 with
+ * err naming them. */
+static int check_word(const char *key, const char *v, const char *words, char *err, size_t errlen)
+{
+	size_t n = strlen(v);
+	for (const char *w = words; *w;) {
+		size_t k = strcspn(w, " ");
+		if (k == n && rl_strncasecmp(w, v, n) == 0) {
+			return 0;
+		}
+		w += k + (w[k] == ' ');
+	}
+	snprintf(err, errlen, "%s: expected one of: %s", key, words);
+	return -1;
+}
+
 /* The special-use folder names: a folder name each ("none": not made),
  * not INBOX, no two the same. */
 static int check_special_use(struct settings *s, char *err, size_t errlen)
@@ -810,6 +827,7 @@ static void defaults(struct settings *s)
 	s->acme_http_port = root ? 80 : 8080;
 	s->acme_tls_port = root ? 443 : 8443;
 	rl_strlcpy(s->acme_challenge, "http-01", sizeof s->acme_challenge);
+	rl_strlcpy(s->mta_sts_mode, "testing", sizeof s->mta_sts_mode);
 }
 
 static const struct directive *directive_find(const char *key)
@@ -970,6 +988,10 @@ int config_apply(struct settings *s, struct config *c, char *err, size_t errlen)
 	                                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") !=
 	                                  strlen(s->dkim_selector)) {
 		snprintf(err, errlen, "DKIMSelector: letters, digits, '-' and '.' only");
+		return -1;
+	}
+	if (check_word("ACMEChallenge", s->acme_challenge, "http-01 tls-alpn-01", err, errlen) ||
+	        check_word("MTASTSMode", s->mta_sts_mode, "testing enforce none", err, errlen)) {
 		return -1;
 	}
 	return check_special_use(s, err, errlen);

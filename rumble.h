@@ -193,6 +193,7 @@ struct settings {
 	char acme_ca[1024];       /* ACMECA: a CA file for the directory's HTTPS */
 	int acme_http_port;       /* ACMEHTTPPort: the HTTP-01 responder, 80 */
 	char acme_challenge[16];  /* ACMEChallenge: http-01 or tls-alpn-01 */
+	char mta_sts_mode[16];    /* MTASTSMode: our policy's mode (testing) */
 	int acme_tls_port;        /* ACMETLSPort: TLS-ALPN-01's listener, 443 */
 	int acme_renew_days;      /* ACMERenewDays: renew this long before the end; 0 = at 2/3 */
 	struct config raw;

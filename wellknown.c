@@ -104,15 +104,19 @@ static int acme_challenge(const char *host, const char *rest, struct buf *body, 
 
 /* GET https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461 3.2): our
  * policy, for a domain we receive mail for, naming ServerName as the MX.
- * "testing": senders report but still deliver when TLS fails, the safe
- * start (as DMARC's p=none); served over HTTPS only, as the RFC wants. */
+ * MTASTSMode, "testing" by default: senders report but still deliver
+ * when TLS fails, the safe start (as DMARC's p=none); served over HTTPS
+ * only, as the RFC wants. */
 static int mta_sts_policy(const char *host, const char *rest, struct buf *body,
         const char **ctype)
 {
 	if (*rest || strncmp(host, "mta-sts.", 8) != 0 || !mm_domain_exists(host + 8)) {
 		return 404;
 	}
-	buf_printf(body, "version: STSv1\r\nmode: testing\r\nmx: %s\r\nmax_age: 604800\r\n",
+	char mode[sizeof conf.mta_sts_mode];
+	rl_strlcpy(mode, conf.mta_sts_mode, sizeof mode);
+	rl_lower(mode);
+	buf_printf(body, "version: STSv1\r\nmode: %s\r\nmx: %s\r\nmax_age: 604800\r\n", mode,
 	        conf.server_name);
 	*ctype = "text/plain";
 	return 200;

@@ -175,14 +175,23 @@ static void tls_policy_lines_pick_a_mode_per_destination(void)
 	ASSERT_EQ(tls_policy_lookup(s.tls_policy, "sub.example.com", &star), -1);
 	ASSERT_EQ(s.mta_sts, 1);
 	ASSERT_EQ(s.mta_sts_port, 443);
+	ASSERT_STR(s.mta_sts_mode, "testing");
+	settings_free(&s);
+	config_free(&c);
+	ASSERT_EQ(config_parse(&c, "MTASTSMode Enforce\nACMEChallenge tls-alpn-01\n", "t", err,
+	                  sizeof err),
+	        0);
+	ASSERT_EQ(config_apply(&s, &c, err, sizeof err), 0);
+	ASSERT_STR(s.mta_sts_mode, "Enforce");
 	settings_free(&s);
 	config_free(&c);
 	static const char *bad[] = {"TLSPolicy example.com strict\n", "TLSPolicy example.com\n",
-	        "TLSPolicy *.example.com verify\n", "TLSPolicy a b c\n"};
+	        "TLSPolicy *.example.com verify\n", "TLSPolicy a b c\n", "MTASTSMode strict\n",
+	        "ACMEChallenge dns-01\n"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		ASSERT_EQ(config_parse(&c, bad[i], "t", err, sizeof err), 0);
 		ASSERT_EQ(config_apply(&s, &c, err, sizeof err), -1);
-		ASSERT(strstr(err, "TLSPolicy") != NULL);
+		ASSERT(strstr(err, "TLSPolicy") || strstr(err, "expected one of"));
 		settings_free(&s);
 		config_free(&c);
 	}
