@@ -325,7 +325,7 @@ static void login_checked(struct session *s, int rc, const struct mm_account *ac
 	struct imap *st = s->ps;
 	char shown[80];
 	if (rc == 0) {
-		session_login_ok(s->peer);
+		session_login_ok(s->peer, name);
 		rl_strlcpy(st->user, acct->user, sizeof st->user);
 		rl_strlcpy(st->domain, acct->domain, sizeof st->domain);
 		snprintf(st->login, sizeof st->login, "%s@%s", acct->user, acct->domain);
@@ -341,12 +341,12 @@ static void login_checked(struct session *s, int rc, const struct mm_account *ac
 	}
 	log_info("%08x imap login failed user=%s from=%s", s->id,
 	        printable(name, shown, sizeof shown), s->peer);
-	session_after(s, session_login_failed(s->peer), login_failed, NULL);
+	session_after(s, session_login_failed(s->peer, name), login_failed, NULL);
 }
 
 static void login(struct session *s, struct imap *st, const char *name, const char *pw)
 {
-	if (session_login_blocked(s->peer)) {
+	if (session_login_blocked(s->peer, name)) {
 		no(s, st, "[UNAVAILABLE] Too many failed logins, try again later");
 		return;
 	}

@@ -167,6 +167,7 @@ struct settings {
 	int imaps_enable, imaps_port;
 	int plaintext_auth; /* AUTH_PLAIN_NEVER, _LOOPBACK or _ALWAYS without TLS */
 	int login_attempts, quarantine; /* failures before an IP is shut out, seconds */
+	int account_login_attempts;    /* failures before a login name is shut out */
 	int auth_cache_time;            /* AuthCacheTime: s a login is remembered, 0 = never */
 	int threads_per_ip;             /* concurrent connections per client address */
 	int auth_sender_match;          /* MAIL FROM of an authenticated user is checked */
@@ -1313,14 +1314,17 @@ int session_auth_allowed(const struct session *s);
  * closing by then, as for session_post). Call on s's worker only. Use with
  * session_pause for a delayed answer that holds no thread. */
 void session_after(struct session *s, int ms, void (*fn)(struct session *s, void *arg), void *arg);
-/* Failed logins per client address, shared by every protocol: record a
- * failure and get the delay (ms) to wait before answering it; it grows
- * with the failures of the last ten minutes. A success clears them. */
-int session_login_failed(const char *ip);
-void session_login_ok(const char *ip);
+/* Failed logins, shared by every protocol, counted per client address
+ * and per login name (user as given), independently: record a failure
+ * and get the delay (ms) to wait before answering it; it grows with the
+ * address's failures of the last ten minutes. A success forgives only
+ * that address's failures against that name. */
+int session_login_failed(const char *ip, const char *user);
+void session_login_ok(const char *ip, const char *user);
 int session_login_failures(const char *ip);
-/* 1 when ip failed LoginAttempts times, the last within Quarantine s. */
-int session_login_blocked(const char *ip);
+/* 1 when ip failed LoginAttempts times, or user (NULL: not known yet)
+ * AccountLoginAttempts times from anywhere, the last within Quarantine s. */
+int session_login_blocked(const char *ip, const char *user);
 /* The client is this host itself: 127.0.0.1 or ::1 (other 127/8
  * addresses count as remote, so tests can play a remote client). */
 int session_is_local(const struct session *s);

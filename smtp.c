@@ -604,18 +604,22 @@ static void auth_checked(struct session *s, int rc, const struct mm_account *a, 
 	t->ok = rc == 0;
 	if (t->ok) {
 		snprintf(t->login, sizeof t->login, "%s@%s", a->user, a->domain);
-		session_login_ok(s->peer);
+		session_login_ok(s->peer, login);
 		auth_answer(s, t);
 		return;
 	}
 	rl_strlcpy(t->login, login, sizeof t->login);
 	log_info("%08x smtp login failed user=%s from=%s", s->id, login, s->peer);
-	session_after(s, session_login_failed(s->peer), auth_answer, t);
+	session_after(s, session_login_failed(s->peer, login), auth_answer, t);
 }
 
 static void auth_check(struct session *s, struct smtp *st, const char *login, const char *pw)
 {
 	(void)st;
+	if (session_login_blocked(s->peer, login)) {
+		reply(s, 454, "4.7.0 Too many failed logins, try again later");
+		return;
+	}
 	session_pause(s); /* answer later, holding no thread */
 	work_login(s, login, pw, auth_checked);
 }
@@ -656,7 +660,7 @@ static void cmd_auth(struct session *s, struct smtp *st, char *arg)
 		reply(s, 503, "5.5.1 Error: MAIL transaction in progress");
 	} else if (!session_auth_allowed(s)) {
 		reply(s, 538, "5.7.11 Encryption required for requested authentication mechanism");
-	} else if (session_login_blocked(s->peer)) {
+	} else if (session_login_blocked(s->peer, NULL)) {
 		reply(s, 454, "4.7.0 Too many failed logins, try again later");
 	} else {
 		const char *challenge = "";

@@ -219,14 +219,14 @@ static int login_push(lua_State *L, struct rl_job *j)
 	struct login_job *l = (struct login_job *)j;
 	char token[WA_TOKEN + 1], csrf[WA_TOKEN + 1];
 	if (l->ok && session_new(l->user, l->ip, token, csrf) == 0) {
-		session_login_ok(l->ip);
+		session_login_ok(l->ip, l->name);
 		log_info("web admin: %s logged in from %s", l->user, l->ip);
 		lua_pushstring(L, token);
 		lua_pushstring(L, csrf);
 		lua_pushstring(L, l->user);
 		return 3;
 	}
-	int delay = session_login_failed(l->ip);
+	int delay = session_login_failed(l->ip, l->name);
 	char shown[65];
 	rl_strlcpy(shown, l->name, sizeof shown);
 	for (char *p = shown; *p; p++) {
@@ -250,7 +250,7 @@ static int wa_login(lua_State *L)
 	size_t nlen, plen;
 	const char *name = luaL_checklstring(L, 1, &nlen);
 	const char *pw = luaL_checklstring(L, 2, &plen);
-	if (session_login_blocked(s->peer)) {
+	if (session_login_blocked(s->peer, name)) {
 		log_info("web admin: login refused (too many failures) from=%s", s->peer);
 		lua_pushnil(L);
 		lua_pushliteral(L, "blocked");
