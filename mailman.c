@@ -192,7 +192,10 @@ int mm_valid_folder(const char *f)
 		}
 		i += len;
 	}
-	return 1;
+	/* the limit that matters is the file name's: upper case and non-ASCII
+	 * take three bytes each once escaped */
+	char esc[MM_FOLDER_FS_MAX + 1];
+	return mm__fs_name(f, esc, sizeof esc) == 0;
 }
 
 /* Iterative matcher: on a mismatch, go back to the last '*' and let it

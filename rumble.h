@@ -478,6 +478,9 @@ enum mm_type { MM_MBOX, MM_ALIAS, MM_FEED, MM_RELAY, MM_MOD };
 #define MM_USER_MAX 64     /* RFC 5321 local part */
 #define MM_DOMAIN_MAX 253  /* RFC 1035 */
 #define MM_FOLDER_MAX 200
+/* An escaped folder name (mm__fs_name) plus ".mbox.damaged-TIME" must fit
+ * the usual 255-byte file name limit. */
+#define MM_FOLDER_FS_MAX 230
 /* The special uses of settings.special_use, in order (imap_special.c). */
 enum { SPECIAL_DRAFTS, SPECIAL_SENT, SPECIAL_TRASH, SPECIAL_JUNK, SPECIAL_ARCHIVE, SPECIAL_USES };
 #define MM_ARGS_MAX 1024
@@ -516,6 +519,8 @@ void mm_reload(void);
 
 int mm_valid_domain(const char *d);
 int mm_valid_user(const char *u, int allow_glob);
+/* A folder name we keep: UTF-8 or modified UTF-7 text, no control byte,
+ * '/' or '\\', at most MM_FOLDER_MAX bytes and MM_FOLDER_FS_MAX escaped. */
 int mm_valid_folder(const char *f);
 int mm_glob_match(const char *pattern, const char *s); /* case-insensitive */
 const char *mm_type_name(enum mm_type t);
