@@ -405,6 +405,7 @@ static const struct directive directives[] = {
 	FIELD("IgnoreMX", K_MXLIST, ignore_mx_hosts),
 	FIELD("OutgoingBindToAddress", K_ADDR, outbound_bind),
 	STR("RelayHost", relay_host),
+	STR("Postmaster", postmaster),
 	NUM("OutboundPort", K_PORT, outbound_port, 1, 65535),
 	NUM("OutboundTimeout", K_TIME, outbound_timeout, 1, 3600),
 	NUM("OutboundThreads", K_INT, outbound_threads, 1, 64),

@@ -131,6 +131,7 @@ struct settings {
 	int retry_max;       /* MaxRetryInterval: the back-off stops growing here, s */
 	int queue_lifetime;  /* QueueLifetime: bounce what is still queued after this, s */
 	char relay_host[300]; /* RelayHost: "" = MX delivery; host[:port] = smarthost */
+	char postmaster[320]; /* Postmaster: the local address "postmaster" goes to */
 	int outbound_port;   /* OutboundPort: remote servers' SMTP port (25) */
 	int outbound_timeout; /* OutboundTimeout: per reply, s (end of data: twice) */
 	int outbound_threads; /* OutboundThreads: concurrent outbound deliveries */
@@ -539,6 +540,10 @@ int mm_account_get_id(uint32_t id, struct mm_account *out);
 /* The account that takes mail for user@domain: the exact name, else the
  * longest matching GLOB pattern. 0 found, -1 none. */
 int mm_account_match(const char *domain, const char *user, struct mm_account *out);
+/* The account that takes mail for "postmaster" (RFC 5321 4.5.1): the
+ * Postmaster directive's address, else the first WebAdmin address, else
+ * the first mailbox or alias of the first domain. 0 found, -1 none. */
+int mm_postmaster(struct mm_account *out);
 /* Adds, or updates the account with a->id (or domain+user when id is 0).
  * Names are stored lower-case. Sets a->id. */
 int mm_account_save(struct mm_account *a, char *err, size_t errlen);
@@ -1369,7 +1374,9 @@ int queue_commit_wait(struct queue_msg *m);
 /* What an address means here. */
 enum rcpt_kind { RCPT_LOCAL, RCPT_REMOTE, RCPT_UNKNOWN, RCPT_BAD };
 /* Classifies user@domain: a local domain with a matching account, a local
- * domain without one, another domain, or a malformed address. */
+ * domain without one, another domain, or a malformed address. "postmaster"
+ * and postmaster@ a local domain without its own account are local: acct
+ * is then mm_postmaster's. */
 enum rcpt_kind queue_classify(const char *addr, struct mm_account *acct);
 
 /* A message waiting in the queue folder, as its envelope says. */
@@ -1413,7 +1420,8 @@ void queue__env_free(struct queue_env *e);
 /* ---- smtp.c ---- */
 extern const struct proto smtp_proto;
 /* Parses "FROM:<addr> params" (prefix "FROM:" or "TO:") into addr; params
- * points at what follows. 0 ok ("" for <>), -1 bad syntax. */
+ * points at what follows. 0 ok ("" for <>; after "TO:" a bare Postmaster
+ * too), -1 bad syntax. */
 int smtp_parse_path(char *arg, const char *prefix, char *addr, size_t addrlen, char **params);
 
 /* ---- pop3.c ---- */

@@ -229,6 +229,9 @@ int smtp_parse_path(char *arg, const char *prefix, char *addr, size_t addrlen, c
 		memmove(addr, colon + 1, strlen(colon));
 		at = strrchr(addr, '@');
 	}
+	if (!at && !rl_strcasecmp(prefix, "TO:") && !rl_strcasecmp(addr, "postmaster")) {
+		return 0; /* RFC 5321 4.1.1.3: "RCPT TO:<Postmaster>", no domain */
+	}
 	if (!at || !valid_local(addr, (size_t)(at - addr)) || !valid_domain_part(at + 1)) {
 		return -1;
 	}
