@@ -63,6 +63,9 @@ common_deps() {
 	need make command -v make
 	need xz-utils command -v xz
 	need ca-certificates test -d /etc/ssl/certs
+	# the common-password list compiled in (tools/passwords.py)
+	need python3 test -x /usr/bin/python3
+	need python3-zxcvbn /usr/bin/python3 -c 'import zxcvbn'
 }
 
 dev_deps() {

@@ -169,6 +169,7 @@ struct settings {
 	int plaintext_auth; /* AUTH_PLAIN_NEVER, _LOOPBACK or _ALWAYS without TLS */
 	int login_attempts, quarantine; /* failures before an IP is shut out, seconds */
 	int account_login_attempts;    /* failures before a login name is shut out */
+	int min_password_length;       /* MinPasswordLength: for new passwords, 0 = no checks */
 	int auth_cache_time;            /* AuthCacheTime: s a login is remembered, 0 = never */
 	int threads_per_ip;             /* concurrent connections per client address */
 	int auth_sender_match;          /* MAIL FROM of an authenticated user is checked */
@@ -228,6 +229,16 @@ int crypto_equal(const void *a, const void *b, size_t n);
 #define CRYPTO_HASH_MAX 160
 /* 0 on success; -1 when out is too small or the OS gives no randomness. */
 int crypto_password_hash(const char *password, char *out, size_t outlen);
+/* ---- password.c: what a new password must be ---- */
+/* 0 when pw may be set: MinPasswordLength characters (0: no checks) and
+ * not a common password; else -1 with a one-line reason in why. Only new
+ * or changed passwords are checked, never a login. */
+int password_check(const char *pw, char *why, size_t len);
+/* 1 when pw, in any case, is one of the 10,000 most common passwords. */
+int password_common(const char *pw);
+/* 1 when key is a line of blob[0..len): lines sorted by byte, each ending
+ * in '\n'. Binary search in place; exposed for the unit tests. */
+int password_in_list(const char *blob, size_t len, const char *key);
 /* 1 when password matches stored, which is either the PBKDF2 form above
  * or a legacy 64-hex SHA-256 digest of the password. */
 int crypto_password_verify(const char *stored, const char *password);

@@ -308,6 +308,18 @@ static int wa_hash(lua_State *L)
 	return rl_job_call(L, &h->j);
 }
 
+/* api.password_why(pw): nil when pw may be set, else why not (one line). */
+static int wa_password_why(lua_State *L)
+{
+	char why[128];
+	if (password_check(luaL_checkstring(L, 1), why, sizeof why) == 0) {
+		return 0;
+	}
+	why[0] = (char)(why[0] - 32 * (why[0] >= 'a' && why[0] <= 'z')); /* a sentence */
+	lua_pushstring(L, why);
+	return 1;
+}
+
 /* api.sleep: the coroutine waits as for a job; a timer on its worker
  * wakes it (the session is held meanwhile, see session_after). */
 static void wake(struct session *s, void *arg)
@@ -569,6 +581,7 @@ static const luaL_Reg api[] = {
         {"login", wa_login},
         {"sleep", wa_sleep},
         {"hash", wa_hash},
+        {"password_why", wa_password_why},
         {"session", wa_session},
         {"logout", wa_logout},
         {"random", wa_random},
