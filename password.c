@@ -12,8 +12,8 @@
  */
 #include <string.h>
 
-#include "rumble.h"
 #include "passwords_list.h" /* static const char common_passwords[] */
+#include "rumble.h"
 
 #define COMMON_MAX 64 /* no listed password is longer */
 

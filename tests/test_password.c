@@ -48,7 +48,8 @@ static void new_passwords_need_the_length_and_no_common_one(void)
 	ASSERT_EQ(password_check("1234567890", why, sizeof why), -1);
 	ASSERT(strstr(why, "common") != NULL);
 	ASSERT_EQ(password_check("a long passphrase", why, sizeof why), 0);
-	ASSERT_EQ(password_check("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", why, sizeof why), -1); /* 5 chars */
+	ASSERT_EQ(password_check("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", why, sizeof why),
+	        -1); /* 5 chars */
 	conf.min_password_length = 0;
 	ASSERT_EQ(password_check("secret", why, sizeof why), 0); /* no checks */
 	conf.min_password_length = saved;
@@ -61,5 +62,6 @@ void tests_password(void)
 	RUN(common_passwords_are_found_in_any_case,
 	        "password lists: the 10,000 most common passwords are found in any case");
 	RUN(new_passwords_need_the_length_and_no_common_one,
-	        "password checks: MinPasswordLength characters and no common password; 0 turns them off");
+	        "password checks: MinPasswordLength characters and no common password; 0 turns "
+	        "them off");
 }
