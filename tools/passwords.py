@@ -18,6 +18,7 @@ for w in FREQUENCY_LISTS["passwords"][:TOP]:
     if w and w.isascii() and w.isprintable() and "\n" not in w:
         words.add(w)
 data = "".join(w + "\n" for w in sorted(words)).encode("ascii")
-with open(sys.argv[1] + ".tmp", "wb") as f:
+tmp = "%s.%d.tmp" % (sys.argv[1], os.getpid())  # targets may be built side by side
+with open(tmp, "wb") as f:
     f.write(data)
-os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+os.replace(tmp, sys.argv[1])
