@@ -66,6 +66,8 @@ common_deps() {
 	# the common-password list compiled in (tools/passwords.py)
 	need python3 test -x /usr/bin/python3
 	need python3-zxcvbn /usr/bin/python3 -c 'import zxcvbn'
+	# compiled into dmarc.c's table by tools/pslgen.c (Makefile)
+	need publicsuffix test -f /usr/share/publicsuffix/public_suffix_list.dat
 }
 
 dev_deps() {
@@ -87,8 +89,10 @@ test_deps() {
 	need sslscan command -v sslscan
 	need openssl command -v openssl
 	need python3-dnslib /usr/bin/python3 -c 'import dnslib'
+	need pebble test -x /usr/bin/pebble
 	need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
 	need python3-dkim /usr/bin/python3 -c 'import dkim'
+	need python3-nacl /usr/bin/python3 -c 'import nacl' # ed25519-sha256 signing
 	need chromium command -v chromium
 	need chromium-driver command -v chromedriver
 	need python3-selenium /usr/bin/python3 -c 'import selenium'

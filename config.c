@@ -421,6 +421,9 @@ static const struct directive directives[] = {
 	NUM("Greylist", K_BOOL, greylist, 0, 1),
 	NUM("SPFCheck", K_BOOL, spf_check, 0, 1),
 	NUM("SPFReject", K_BOOL, spf_reject, 0, 1),
+	NUM("DKIMVerify", K_BOOL, dkim_verify, 0, 1),
+	NUM("DMARC", K_BOOL, dmarc, 0, 1),
+	NUM("DMARCReject", K_BOOL, dmarc_reject, 0, 1),
 	NUM("GreylistDelay", K_TIME, greylist_delay, 1, 86400),
 	STR("DKIMSelector", dkim_selector),
 	STR("DraftsFolder", special_use[SPECIAL_DRAFTS]),
@@ -461,6 +464,15 @@ static const struct directive directives[] = {
 	NUM("WebAdminPort", K_PORT, webadmin_port, 1, 65535),
 	FIELD("WebAdmin", K_WORDS, webadmin_users),
 	NUM("DefaultQuota", K_QUOTA, quota_kib, 0, 0),
+	NUM("ACME", K_BOOL, acme_enable, 0, 1),
+	STR("ACMEDirectory", acme_directory),
+	STR("ACMEEmail", acme_email),
+	FIELD("ACMENames", K_WORDS, acme_names),
+	STR("ACMECA", acme_ca),
+	NUM("ACMEHTTPPort", K_PORT, acme_http_port, 1, 65535),
+	STR("ACMEChallenge", acme_challenge),
+	NUM("ACMETLSPort", K_PORT, acme_tls_port, 1, 65535),
+	NUM("ACMERenewDays", K_INT, acme_renew_days, 0, 3650),
 	/* the rest of the original's rumble.conf */
 	{"Comment", K_NOTE, 0, 0, 0, 0, NULL},
 	UNUSED("DatabaseEngine", NO_DB),
@@ -754,6 +766,7 @@ static void defaults(struct settings *s)
 	rl_strlcpy(s->storage, "data", sizeof s->storage);
 	s->smtp_enable = s->pop3_enable = s->imap_enable = 1;
 	s->dkim_sign = 1;
+	s->dkim_verify = s->dmarc = s->dmarc_reject = 1;
 	s->greylist_delay = 300;
 	s->auth_cache_time = 3600; /* Dovecot's auth_cache_ttl */
 	rl_strlcpy(s->dkim_selector, "rumble", sizeof s->dkim_selector);
@@ -797,6 +810,11 @@ static void defaults(struct settings *s)
 	s->webadmin_enable = 1;
 	rl_strlcpy(s->webadmin_bind, "127.0.0.1", sizeof s->webadmin_bind);
 	s->webadmin_port = 2580;
+	rl_strlcpy(s->acme_directory, "https://acme-v02.api.letsencrypt.org/directory",
+		sizeof s->acme_directory);
+	s->acme_http_port = root ? 80 : 8080;
+	s->acme_tls_port = root ? 443 : 8443;
+	rl_strlcpy(s->acme_challenge, "http-01", sizeof s->acme_challenge);
 }
 
 static const struct directive *directive_find(const char *key)

@@ -16,6 +16,7 @@
  * TLS follows after the passwords; its notes open that part.
  */
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -904,137 +905,6 @@ static int check_pair(
 	return 0;
 }
 
-/* ---- reading DER (the leaf's name and end of validity, for the log) ---- */
-
-struct der_in {
-	const unsigned char *p;
-	size_t n; /* bytes left */
-};
-
-/* Takes the next element off d: its tag and contents. -1 when d is empty
- * or the element is malformed. Lengths of up to 3 bytes, as in any
- * certificate. */
-static int der_next(struct der_in *d, unsigned *tag, struct der_in *val)
-{
-	size_t len, hl = 2;
-	if (d->n < 2) {
-		return -1;
-	}
-	*tag = d->p[0];
-	len = d->p[1];
-	if (len & 0x80) {
-		size_t k = len & 0x7f;
-		if (k == 0 || k > 3 || d->n < 2 + k) {
-			return -1;
-		}
-		len = 0;
-		for (size_t i = 0; i < k; i++) {
-			len = len << 8 | d->p[2 + i];
-		}
-		hl += k;
-	}
-	if (len > d->n - hl) {
-		return -1;
-	}
-	val->p = d->p + hl;
-	val->n = len;
-	d->p += hl + len;
-	d->n -= hl + len;
-	return 0;
-}
-
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);
-	unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
-static unsigned digits(const unsigned char *p, size_t n)
-{
-	unsigned v = 0;
-	for (size_t i = 0; i < n; i++) {
-		v = v * 10 + (unsigned)(p[i] - '0');
-	}
-	return v;
-}
-
-/* UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ) as
- * seconds since the epoch; -1 if malformed. */
-static int64_t der_time(unsigned tag, struct der_in v)
-{
-	size_t ny = tag == 0x17 ? 2 : tag == 0x18 ? 4 : 0;
-	if (ny == 0 || v.n != ny + 11 || v.p[v.n - 1] != 'Z') {
-		return -1;
-	}
-	for (size_t i = 0; i < ny + 10; i++) {
-		if (v.p[i] < '0' || v.p[i] > '9') {
-			return -1;
-		}
-	}
-	int64_t year = digits(v.p, ny);
-	if (ny == 2) {
-		year += year < 50 ? 2000 : 1900; /* RFC 5280 section 4.1.2.5.1 */
-	}
-	const unsigned char *q = v.p + ny;
-	unsigned mon = digits(q, 2), day = digits(q + 2, 2);
-	unsigned h = digits(q + 4, 2), mi = digits(q + 6, 2), s = digits(q + 8, 2);
-	if (mon < 1 || mon > 12 || day < 1 || day > 31 || h > 23 || mi > 59 || s > 60) {
-		return -1;
-	}
-	return days_from_civil(year, mon, day) * 86400 + h * 3600 + mi * 60 + s;
-}
-
-/* Finds the subject's CN (printable ASCII kept) in a Name. */
-static void der_cn(struct der_in name, char *cn, size_t cnlen)
-{
-	static const unsigned char oid_cn[] = {0x55, 0x04, 0x03};
-	struct der_in rdn, atv, oid, val;
-	unsigned tag;
-	while (der_next(&name, &tag, &rdn) == 0) {
-		while (der_next(&rdn, &tag, &atv) == 0) {
-			if (der_next(&atv, &tag, &oid) != 0 || der_next(&atv, &tag, &val) != 0 ||
-			        oid.n != sizeof oid_cn ||
-			        memcmp(oid.p, oid_cn, sizeof oid_cn) != 0) {
-				continue;
-			}
-			size_t o = 0;
-			for (size_t i = 0; i < val.n && o + 1 < cnlen; i++) {
-				cn[o++] =
-				        val.p[i] >= 0x20 && val.p[i] < 0x7f ? (char)val.p[i] : '?';
-			}
-			cn[o] = '\0';
-		}
-	}
-}
-
-/* The CN and the end of validity of a certificate; -1 if unreadable. */
-static int cert_info(const br_x509_certificate *xc, char *cn, size_t cnlen, int64_t *not_after)
-{
-	struct der_in d = {xc->data, xc->data_len}, cert, tbs, v, validity, subject;
-	unsigned tag;
-	cn[0] = '\0';
-	if (der_next(&d, &tag, &cert) != 0 || der_next(&cert, &tag, &tbs) != 0 ||
-	        der_next(&tbs, &tag, &v) != 0) {
-		return -1;
-	}
-	if (tag == 0xa0 && der_next(&tbs, &tag, &v) != 0) { /* version, then the serial */
-		return -1;
-	}
-	if (der_next(&tbs, &tag, &v) != 0 || der_next(&tbs, &tag, &v) != 0 || /* sig alg, issuer */
-	        der_next(&tbs, &tag, &validity) != 0 || der_next(&tbs, &tag, &subject) != 0 ||
-	        der_next(&validity, &tag, &v) != 0 || der_next(&validity, &tag, &v) != 0) {
-		return -1;
-	}
-	*not_after = der_time(tag, v);
-	der_cn(subject, cn, cnlen);
-	return *not_after < 0 ? -1 : 0;
-}
-
 static void describe(struct tls_ctx *c)
 {
 	char key[32], cn[80], until[40] = "unknown";
@@ -1044,7 +914,8 @@ static void describe(struct tls_ctx *c)
 	} else {
 		snprintf(key, sizeof key, "RSA %u-bit", (unsigned)c->rsa.n_bitlen);
 	}
-	if (cert_info(&c->chain[0], cn, sizeof cn, &not_after) == 0) {
+	if (der_cert_info(
+	            c->chain[0].data, c->chain[0].data_len, cn, sizeof cn, NULL, &not_after) == 0) {
 		struct tm tm;
 		os_gmtime(not_after, &tm);
 		snprintf(until, sizeof until, "%04d-%02d-%02d%s", tm.tm_year + 1900, tm.tm_mon + 1,
@@ -1088,6 +959,7 @@ struct tls_ctx *tls_ctx_load(const char *cert_path, const char *key_path, char *
 /* ---- one connection ---- */
 
 struct tls_anykey;
+struct tls_alpn;
 
 struct tls {
 	/* A server's or a client's; both start with the engine, so t->sc.eng
@@ -1096,8 +968,14 @@ struct tls {
 		br_ssl_server_context sc;
 		br_ssl_client_context cc;
 	};
-	struct tls_ctx *ctx;      /* NULL for a client */
+	struct tls_ctx *ctx;       /* NULL for a client */
 	struct tls_anykey *anykey; /* a client's certificate "check", else NULL */
+	/* a server's policy: ours (first, BearSSL passes &policy), which
+	 * hands over to the certificate's (inner) or, for an acme-tls/1
+	 * handshake, to the challenge's (alpn, made then) */
+	const br_ssl_server_policy_class *policy;
+	const br_ssl_server_policy_class **inner, **chosen;
+	struct tls_alpn *alpn;
 	int done;      /* the handshake finished (for good: no renegotiation) */
 	char err[128]; /* tls_error's text, made when first asked */
 	char cipher[24]; /* tls_cipher's text for a suite not in tls_suites */
@@ -1115,6 +993,164 @@ size_t tls_session_size(void)
 	return sizeof(struct tls);
 }
 
+/* ---- TLS-ALPN-01 (RFC 8737): the acme-tls/1 protocol ----
+ * Every server engine offers ALPN "acme-tls/1" and nothing else (a
+ * client asking for another protocol gets no ALPN answer, as before).
+ * When a client selects it, the certificate shown is the challenge's for
+ * the SNI name, set by acme.c; with no challenge for that name the
+ * handshake fails. The policy of the server's certificate does the rest
+ * of the time; the challenge's is BearSSL's single-EC policy, borrowed by
+ * setting it up on a scratch context (its vtable is not public). */
+
+#define TLS_ALPN_MAX 8
+
+struct tls_alpn {
+	br_ssl_server_policy_ec_context policy;
+	br_x509_certificate chain;
+	br_ec_private_key sk;
+	unsigned char x[32];
+	unsigned char der[DER_MAX];
+};
+
+static struct alpn_entry {
+	char name[256];
+	unsigned char x[32];
+	size_t len;
+	unsigned char *der;
+} *alpn_table[TLS_ALPN_MAX];
+static os_mutex *alpn_mx;
+
+static const char *alpn_names[] = {"acme-tls/1"};
+
+/* see rumble.h */
+void tls_alpn_init(void)
+{
+	if (!alpn_mx) {
+		alpn_mx = os_mutex_new();
+	}
+}
+
+/* see rumble.h */
+int tls_alpn_set(const char *name, const void *der, size_t len, const uint8_t x[32])
+{
+	int done = -1;
+	if (len > DER_MAX || strlen(name) >= sizeof alpn_table[0]->name) {
+		return -1;
+	}
+	os_mutex_lock(alpn_mx);
+	for (int i = 0; i < TLS_ALPN_MAX && done < 0; i++) {
+		if (!alpn_table[i]) {
+			struct alpn_entry *e = xcalloc(1, sizeof *e);
+			rl_strlcpy(e->name, name, sizeof e->name);
+			memcpy(e->x, x, 32);
+			e->der = xmalloc(len);
+			memcpy(e->der, der, len);
+			e->len = len;
+			alpn_table[i] = e;
+			done = 0;
+		}
+	}
+	os_mutex_unlock(alpn_mx);
+	return done;
+}
+
+/* see rumble.h */
+void tls_alpn_clear(const char *name)
+{
+	os_mutex_lock(alpn_mx);
+	for (int i = 0; i < TLS_ALPN_MAX; i++) {
+		struct alpn_entry *e = alpn_table[i];
+		if (e && (!name || !rl_strcasecmp(e->name, name))) {
+			free(e->der);
+			crypto_wipe(e, sizeof *e);
+			free(e);
+			alpn_table[i] = NULL;
+		}
+	}
+	os_mutex_unlock(alpn_mx);
+}
+
+/* The challenge for name, copied for this engine; NULL if none. */
+static struct tls_alpn *alpn_find(const char *name)
+{
+	struct tls_alpn *a = NULL;
+	os_mutex_lock(alpn_mx);
+	for (int i = 0; i < TLS_ALPN_MAX && !a; i++) {
+		struct alpn_entry *e = alpn_table[i];
+		if (e && !rl_strcasecmp(e->name, name)) {
+			a = xcalloc(1, sizeof *a);
+			memcpy(a->der, e->der, e->len);
+			memcpy(a->x, e->x, 32);
+			a->chain.data = a->der;
+			a->chain.data_len = e->len;
+		}
+	}
+	os_mutex_unlock(alpn_mx);
+	return a;
+}
+
+static struct tls *tls_of_policy(const br_ssl_server_policy_class **pctx)
+{
+	return (struct tls *)(void *)((char *)(void *)pctx - offsetof(struct tls, policy));
+}
+
+static int alpn_choose(const br_ssl_server_policy_class **pctx, const br_ssl_server_context *cc,
+        br_ssl_server_choices *choices)
+{
+	struct tls *t = tls_of_policy(pctx);
+	const char *proto = br_ssl_engine_get_selected_protocol((br_ssl_engine_context *)&cc->eng);
+	t->chosen = t->inner;
+	if (proto && !strcmp(proto, alpn_names[0])) {
+		struct tls_alpn *a = alpn_find(br_ssl_engine_get_server_name(&cc->eng));
+		if (!a) {
+			return 0;
+		}
+		br_ssl_server_context *scratch = xcalloc(1, sizeof *scratch);
+		a->sk.curve = BR_EC_secp256r1;
+		a->sk.x = a->x;
+		a->sk.xlen = sizeof a->x;
+		br_ssl_server_set_single_ec(scratch, &a->chain, 1, &a->sk, BR_KEYTYPE_SIGN, 0,
+		        br_ec_get_default(), br_ecdsa_sign_asn1_get_default());
+		a->policy = scratch->chain_handler.single_ec;
+		a->policy.mhash = &cc->eng.mhash; /* it pointed into the scratch engine */
+		free(scratch);
+		free(t->alpn);
+		t->alpn = a;
+		t->chosen = &a->policy.vtable;
+	}
+	return (*t->chosen)->choose(t->chosen, cc, choices);
+}
+
+static uint32_t alpn_keyx(const br_ssl_server_policy_class **pctx, unsigned char *data,
+        size_t *len)
+{
+	struct tls *t = tls_of_policy(pctx);
+	return (*t->chosen)->do_keyx(t->chosen, data, len);
+}
+
+static size_t alpn_sign(const br_ssl_server_policy_class **pctx, unsigned algo_id,
+        unsigned char *data, size_t hv_len, size_t len)
+{
+	struct tls *t = tls_of_policy(pctx);
+	return (*t->chosen)->do_sign(t->chosen, algo_id, data, hv_len, len);
+}
+
+static const br_ssl_server_policy_class alpn_policy_class = {
+        sizeof(const br_ssl_server_policy_class *),
+        alpn_choose,
+        alpn_keyx,
+        alpn_sign,
+};
+
+/* Puts our policy in front of the certificate's. */
+static void alpn_wrap(struct tls *t)
+{
+	t->inner = t->chosen = t->sc.policy_vtable;
+	t->policy = &alpn_policy_class;
+	br_ssl_server_set_policy(&t->sc, &t->policy);
+	br_ssl_engine_set_protocol_names(&t->sc.eng, alpn_names, 1);
+}
+
 /* see rumble.h */
 struct tls *tls_new(struct tls_ctx *c)
 {
@@ -1125,6 +1161,7 @@ struct tls *tls_new(struct tls_ctx *c)
 
 	t->ctx = c;
 	t->anykey = NULL;
+	t->alpn = NULL;
 	t->done = 0;
 	t->err[0] = '\0';
 	br_ssl_server_zero(sc);
@@ -1148,6 +1185,7 @@ struct tls *tls_new(struct tls_ctx *c)
 		        br_rsa_private_get_default(), br_rsa_pkcs1_sign_get_default());
 	}
 	br_ssl_server_set_cache(sc, &c->cache.vtable);
+	alpn_wrap(t);
 	br_ssl_engine_set_buffer(eng, t->buf, sizeof t->buf, 0);
 	/* after the hashes: the engine's generator is HMAC_DRBG on SHA-256 */
 	if (os_random(seed, sizeof seed) == 0) {
@@ -1170,6 +1208,10 @@ void tls_free(struct tls *t)
 	}
 	struct tls_ctx *c = t->ctx;
 	free(t->anykey); /* the server's public key only: nothing to wipe */
+	if (t->alpn) {
+		crypto_wipe(t->alpn, sizeof *t->alpn);
+		free(t->alpn);
+	}
 	crypto_wipe(t, sizeof *t); /* keys, and the last records in clear */
 	free(t);
 	ctx_release(c);
@@ -1604,104 +1646,6 @@ const char *tls_sni(struct tls *t)
 
 /* ---- a self-signed certificate ---- */
 
-#define DER_MAX 1024 /* the whole certificate fits: the CN is at most 64 */
-
-/* A DER element being built; nested ones are built apart and wrapped. */
-struct der {
-	size_t len;
-	int bad; /* something did not fit */
-	unsigned char b[DER_MAX];
-};
-
-static void der_init(struct der *d)
-{
-	d->len = 0;
-	d->bad = 0;
-}
-
-static void der_raw(struct der *d, const void *p, size_t n)
-{
-	if (d->bad || n > DER_MAX - d->len) {
-		d->bad = 1;
-		return;
-	}
-	memcpy(d->b + d->len, p, n);
-	d->len += n;
-}
-
-/* Appends tag, length, value. */
-static void der_add(struct der *d, unsigned tag, const void *v, size_t n)
-{
-	unsigned char h[4];
-	size_t hl = 0;
-	h[hl++] = (unsigned char)tag;
-	if (n >= 256) {
-		h[hl++] = 0x82;
-		h[hl++] = (unsigned char)(n >> 8);
-	} else if (n >= 128) {
-		h[hl++] = 0x81;
-	}
-	h[hl++] = (unsigned char)n;
-	if (n >= DER_MAX) {
-		d->bad = 1;
-		return;
-	}
-	der_raw(d, h, hl);
-	der_raw(d, v, n);
-}
-
-static void der_wrap(struct der *d, unsigned tag, const struct der *inner)
-{
-	if (inner->bad) {
-		d->bad = 1;
-		return;
-	}
-	der_add(d, tag, inner->b, inner->len);
-}
-
-/* DER of the object identifiers, tag and length included */
-static const unsigned char oid_ecdsa_sha256[] = {
-        0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
-static const unsigned char oid_ec_public_key[] = {
-        0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
-static const unsigned char oid_p256[] = {
-        0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
-static const unsigned char oid_cn[] = {0x06, 0x03, 0x55, 0x04, 0x03};
-static const unsigned char oid_san[] = {0x06, 0x03, 0x55, 0x1d, 0x11};
-static const unsigned char oid_basic[] = {0x06, 0x03, 0x55, 0x1d, 0x13};
-
-/* Name: SEQUENCE OF SET OF SEQUENCE { type, value }, with one CN */
-static void der_name(struct der *d, const char *cn)
-{
-	struct der atv, set, seq;
-	der_init(&atv);
-	der_init(&set);
-	der_init(&seq);
-	der_raw(&atv, oid_cn, sizeof oid_cn);
-	der_add(&atv, 0x0c, cn, strlen(cn)); /* UTF8String */
-	der_wrap(&set, 0x30, &atv);
-	der_wrap(&seq, 0x31, &set);
-	der_wrap(d, 0x30, &seq);
-}
-
-/* UTCTime through 2049, GeneralizedTime after (RFC 5280 4.1.2.5) */
-static void der_time_add(struct der *d, int64_t t)
-{
-	struct tm tm;
-	char s[64];
-	os_gmtime(t, &tm);
-	int year = tm.tm_year + 1900;
-	if (year >= 1950 && year < 2050) {
-		snprintf(s, sizeof s, "%02d%02d%02d%02d%02d%02dZ", year % 100, tm.tm_mon + 1,
-		        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-		der_add(d, 0x17, s, strlen(s));
-	} else {
-		snprintf(s, sizeof s, "%04d%02d%02d%02d%02d%02dZ", year, tm.tm_mon + 1, tm.tm_mday,
-		        tm.tm_hour, tm.tm_min, tm.tm_sec);
-		der_add(d, 0x18, s, strlen(s));
-	}
-}
-
 /* A dotted IPv4 address into ip; 0, or -1 when s is something else. */
 static int parse_ipv4(const char *s, unsigned char ip[4])
 {
@@ -1753,11 +1697,11 @@ static void der_extensions(struct der *d, const char *name)
 	der_init(&wrap);
 	der_wrap(&wrap, 0x30, &gn); /* GeneralNames */
 	der_init(&ext);
-	der_raw(&ext, oid_san, sizeof oid_san);
+	der_raw(&ext, der_oid_san, sizeof der_oid_san);
 	der_wrap(&ext, 0x04, &wrap);
 	der_wrap(&exts, 0x30, &ext);
 	der_init(&ext);
-	der_raw(&ext, oid_basic, sizeof oid_basic);
+	der_raw(&ext, der_oid_basic, sizeof der_oid_basic);
 	der_add(&ext, 0x01, "\xff", 1);     /* critical */
 	der_add(&ext, 0x04, "\x30\x00", 2); /* an empty SEQUENCE: cA FALSE */
 	der_wrap(&exts, 0x30, &ext);
@@ -1779,7 +1723,7 @@ static void der_tbs(struct der *tbs, const char *name, const unsigned char seria
 	der_raw(&seq, v3, sizeof v3);
 	der_add(&seq, 0x02, serial, 16);
 	der_init(&tmp);
-	der_raw(&tmp, oid_ecdsa_sha256, sizeof oid_ecdsa_sha256);
+	der_raw(&tmp, der_oid_ecdsa_sha256, sizeof der_oid_ecdsa_sha256);
 	der_wrap(&seq, 0x30, &tmp);
 	der_name(&seq, cn); /* issuer */
 	der_init(&tmp);
@@ -1788,8 +1732,8 @@ static void der_tbs(struct der *tbs, const char *name, const unsigned char seria
 	der_wrap(&seq, 0x30, &tmp);
 	der_name(&seq, cn); /* subject */
 	der_init(&tmp);
-	der_raw(&tmp, oid_ec_public_key, sizeof oid_ec_public_key);
-	der_raw(&tmp, oid_p256, sizeof oid_p256);
+	der_raw(&tmp, der_oid_ec_public_key, sizeof der_oid_ec_public_key);
+	der_raw(&tmp, der_oid_p256, sizeof der_oid_p256);
 	der_init(&spki);
 	der_wrap(&spki, 0x30, &tmp);
 	bits[0] = 0; /* no unused bits */
@@ -1816,7 +1760,7 @@ static int der_certificate(struct der *cert, const struct der *tbs, const br_ec_
 	der_init(&body);
 	der_raw(&body, tbs->b, tbs->len);
 	der_init(&alg);
-	der_raw(&alg, oid_ecdsa_sha256, sizeof oid_ecdsa_sha256);
+	der_raw(&alg, der_oid_ecdsa_sha256, sizeof der_oid_ecdsa_sha256);
 	der_wrap(&body, 0x30, &alg);
 	der_add(&body, 0x03, sig, 1 + slen);
 	der_init(cert);
@@ -1833,8 +1777,8 @@ static char *pem_of(const void *der, size_t len, const char *banner, size_t *out
 	return s;
 }
 
-/* Writes the key to a private temporary file, then renames it. */
-static int write_private(const char *path, const char *data, size_t len, char *err, size_t errlen)
+/* see rumble.h */
+int crypto_write_private(const char *path, const char *data, size_t len, char *err, size_t errlen)
 {
 	char tmp[1100];
 	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
@@ -1914,7 +1858,7 @@ int tls_selfsigned_create(
 	}
 	kpem = pem_of(kder, kdlen, BR_ENCODE_PEM_PKCS8, &klen);
 	cpem = pem_of(cert.b, cert.len, "CERTIFICATE", &clen);
-	if (write_private(key_path, kpem, klen, err, errlen) != 0) {
+	if (crypto_write_private(key_path, kpem, klen, err, errlen) != 0) {
 		goto out;
 	}
 	if (os_write_file_atomic(cert_path, cpem, clen) != 0) {
@@ -1970,7 +1914,7 @@ int crypto_rsa_create(const char *path, unsigned bits, char *err, size_t errlen)
 	der = xmalloc(derlen);
 	br_encode_rsa_raw_der(der, &sk, &pk, d, dlen);
 	pem = pem_of(der, derlen, "RSA PRIVATE KEY", &pemlen);
-	rc = write_private(path, pem, pemlen, err, errlen);
+	rc = crypto_write_private(path, pem, pemlen, err, errlen);
 out:
 	if (der) {
 		crypto_wipe(der, derlen);
@@ -2111,6 +2055,70 @@ void crypto_sha256_update(crypto_sha256_ctx *c, const void *p, size_t n)
 void crypto_sha256_final(crypto_sha256_ctx *c, uint8_t out[32])
 {
 	br_sha256_out((br_sha256_context *)(void *)c, out);
+}
+
+/* see rumble.h */
+void crypto_sha512(const void *data, size_t n, const void *data2, size_t n2, uint8_t out[64])
+{
+	br_sha512_context c;
+	br_sha512_init(&c);
+	br_sha512_update(&c, data, n);
+	br_sha512_update(&c, data2, n2);
+	br_sha512_out(&c, out);
+}
+
+/* The modulus and exponent of an RSA public key in DER: a
+ * SubjectPublicKeyInfo (what RFC 6376 3.6.1 asks for) or a bare PKCS#1
+ * RSAPublicKey (what some publish). -1 when it is neither. */
+static int rsa_public_der(const uint8_t *der, size_t len, br_rsa_public_key *pk)
+{
+	struct der_in d = {der, len}, seq, x, n, e;
+	unsigned tag;
+	if (der_next(&d, &tag, &seq) != 0 || tag != 0x30 || der_next(&seq, &tag, &x) != 0) {
+		return -1;
+	}
+	if (tag == 0x30) { /* SPKI: AlgorithmIdentifier, then a BIT STRING */
+		if (x.n < 11 || memcmp(x.p, oid_rsa, 11) != 0 || der_next(&seq, &tag, &x) != 0 ||
+		        tag != 0x03 || x.n < 1 || x.p[0] != 0) {
+			return -1;
+		}
+		d = (struct der_in){x.p + 1, x.n - 1};
+		if (der_next(&d, &tag, &seq) != 0 || tag != 0x30 || der_next(&seq, &tag, &x) != 0) {
+			return -1;
+		}
+	}
+	n = x;
+	if (tag != 0x02 || der_next(&seq, &tag, &e) != 0 || tag != 0x02) {
+		return -1;
+	}
+	while (n.n > 1 && n.p[0] == 0) { /* the sign byte */
+		n.p++;
+		n.n--;
+	}
+	pk->n = (unsigned char *)n.p;
+	pk->nlen = n.n;
+	pk->e = (unsigned char *)e.p;
+	pk->elen = e.n;
+	return 0;
+}
+
+/* see rumble.h */
+int crypto_rsa_verify_sha256(const uint8_t *der, size_t len, const uint8_t *sig, size_t siglen,
+        const uint8_t hash[32])
+{
+	br_rsa_public_key pk;
+	unsigned char got[32];
+	if (rsa_public_der(der, len, &pk) != 0 || pk.nlen > TLS_RSA_MAX_BITS / 8) {
+		return -1;
+	}
+	if (pk.nlen < 1024 / 8 || (pk.nlen == 1024 / 8 && pk.n[0] < 0x80)) {
+		return -2; /* RFC 8301 3.2: keys under 1024 bits are not accepted */
+	}
+	if (siglen != pk.nlen ||
+	        !br_rsa_pkcs1_vrfy_get_default()(sig, siglen, BR_HASH_OID_SHA256, 32, &pk, got)) {
+		return 0;
+	}
+	return crypto_equal(got, hash, 32);
 }
 
 /* ---- SASL PLAIN and LOGIN (see rumble.h) ---- */

@@ -20,6 +20,7 @@
 
 #define HTTPC_SLICE_MS 250 /* a stopping server is noticed this often */
 #define HTTPC_TIMEOUT_MS 30000
+#define HTTPC_CONNECT_MS 10000 /* a server stop may wait this long for a connect */
 #define HTTPC_BODY_MAX (1024 * 1024)
 #define HTTPC_CHUNK_SLACK (64 * 1024) /* chunk-size lines on top of the body */
 
@@ -133,7 +134,8 @@ int httpc_header(const struct httpc_resp *rs, const char *name, int nth, char *o
 				v++;
 				vl--;
 			}
-			while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t' || v[vl - 1] == '\r')) {
+			while (vl > 0 &&
+			        (v[vl - 1] == ' ' || v[vl - 1] == '\t' || v[vl - 1] == '\r')) {
 				vl--;
 			}
 			if (vl >= outlen) {
@@ -250,15 +252,16 @@ static int parse_head(const char *p, size_t hn, struct httpc_resp *rs)
 }
 
 /* see rumble.h */
-int httpc_parse(const char *raw, size_t n, int eof, int no_body, size_t body_max,
-        struct httpc_resp *rs)
+int httpc_parse(
+        const char *raw, size_t n, int eof, int no_body, size_t body_max, struct httpc_resp *rs)
 {
 	size_t hn;
 	for (int skips = 0;; skips++) {
 		hn = head_end(raw, n);
 		if (hn == 0) {
 			if (n > HTTPC_HEAD_MAX) {
-				return seterr(rs, "response header over %d bytes", HTTPC_HEAD_MAX), -1;
+				return seterr(rs, "response header over %d bytes", HTTPC_HEAD_MAX),
+				       -1;
 			}
 			return eof ? (seterr(rs, "connection closed before the response"), -1) : 0;
 		}
@@ -287,7 +290,8 @@ int httpc_parse(const char *raw, size_t n, int eof, int no_body, size_t body_max
 		char *end;
 		unsigned long long want = strtoull(cl, &end, 10);
 		if (end == cl || *end || want > body_max) {
-			return seterr(rs, "Content-Length %s over the limit of %zu bytes", cl, body_max),
+			return seterr(rs, "Content-Length %s over the limit of %zu bytes", cl,
+			               body_max),
 			       -1;
 		}
 		r = bn >= want ? 1 : 0;
@@ -466,7 +470,9 @@ static int conn_open(struct conn *c, const struct httpc_url *u, const struct htt
 {
 	char err[128];
 	int64_t left = c->deadline - os_now_ms();
-	c->fd = connect_host(u->host, u->port, c->deadline);
+	/* the one wait that does not look at stopping(): keep it short */
+	int64_t cend = os_now_ms() + HTTPC_CONNECT_MS;
+	c->fd = connect_host(u->host, u->port, cend < c->deadline ? cend : c->deadline);
 	if (c->fd == OS_BADFD) {
 		return seterr(rs, "cannot connect to %s port %d: %s", u->host, u->port,
 		               os_strerror()),
@@ -482,8 +488,9 @@ static int conn_open(struct conn *c, const struct httpc_url *u, const struct htt
 	}
 	c->tls = tls_client_new_verified(u->host, ta);
 	if (!c->tls) {
-		return seterr(rs, "https://%s: no TLS engine (an address cannot be verified: use "
-		                  "a name)",
+		return seterr(rs,
+		               "https://%s: no TLS engine (an address cannot be verified: use "
+		               "a name)",
 		               u->host),
 		       -1;
 	}
@@ -492,9 +499,11 @@ static int conn_open(struct conn *c, const struct httpc_url *u, const struct htt
 			break;
 		}
 	}
-	if (tls_handshaking(c->tls)) {
+	if (tls_handshaking(c->tls) || tls_failed(c->tls)) {
 		return seterr(rs, "TLS with %s: %s", u->host,
-		               tls_failed(c->tls) ? tls_error(c->tls) : "timed out"),
+		               tls_failed(c->tls)           ? tls_error(c->tls)
+		               : os_now_ms() >= c->deadline ? "timed out"
+		                                            : "connection closed in the handshake"),
 		       -1;
 	}
 	return 0;
@@ -536,8 +545,8 @@ static void build_request(struct buf *out, const struct httpc_url *u, const stru
 }
 
 /* Reads until httpc_parse has the whole response. */
-static int read_response(struct conn *c, const struct httpc_req *rq, size_t body_max,
-        struct httpc_resp *rs)
+static int read_response(
+        struct conn *c, const struct httpc_req *rq, size_t body_max, struct httpc_resp *rs)
 {
 	struct buf raw;
 	char chunk[16384];
@@ -546,9 +555,10 @@ static int read_response(struct conn *c, const struct httpc_req *rq, size_t body
 	while (r == 0) {
 		long got = conn_recv(c, chunk, sizeof chunk);
 		if (got < 0) {
-			seterr(rs, "%s", os_now_ms() >= c->deadline ? "timed out" :
-			                 c->tls && tls_failed(c->tls) ? tls_error(c->tls) :
-			                                                "connection failed");
+			seterr(rs, "%s",
+			        os_now_ms() >= c->deadline     ? "timed out"
+			        : c->tls && tls_failed(c->tls) ? tls_error(c->tls)
+			                                       : "connection failed");
 			r = -1;
 			break;
 		}

@@ -136,6 +136,10 @@ struct policy_module {
 /* The results modules share, for later modules and scripts. */
 struct policy_results {
 	const char *spf; /* this transaction's SPF result ("pass"...), NULL: none */
+	/* the last message's DKIM (the best signature's), DMARC results and
+	 * Authentication-Results field (authres_policy), kept until the next
+	 * DATA; NULL: none */
+	const char *dkim, *dmarc, *authres;
 };
 
 /* ---- policy.c ---- */
@@ -176,6 +180,7 @@ int policy_prepend(struct spool *sp, const struct buf *h);
 extern const struct policy_module dnsbl_policy;    /* dnsbl.c */
 extern const struct policy_module rl_hooks_policy; /* lua/hooks.c */
 extern const struct policy_module spf_policy;      /* spf.c */
+extern const struct policy_module authres_policy;  /* dmarc.c */
 extern const struct policy_module rl_vp3_policy;   /* lua/vpop3.c */
 extern const struct policy_module greylist_policy; /* greylist.c */
 extern const struct policy_module quota_policy;    /* quota.c */

@@ -23,6 +23,8 @@ static const char usage[] =
 	"       rumble [-c FILE] dkim DOMAIN               the DNS record of its DKIM key\n"
 	"       rumble [-c FILE] dns DOMAIN [--check]      every DNS record it needs; --check\n"
 	"                                                  looks them up\n"
+	"       rumble [-c FILE] acme revoke               revoke ACME's certificate; the\n"
+	"                                                  server orders anew on SIGHUP\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
 	"       rumble --version | --help\n";
@@ -98,6 +100,7 @@ static void on_reload(void)
 	start_dns(); /* resolv.conf may have changed; the cache stays */
 	reload_tls();
 	rl_reload();
+	acme_kick();
 }
 
 static int listen_all(void)
@@ -229,7 +232,12 @@ static int run_server(int detach)
 	if (fds > 0 && fds < 4096) {
 		log_warnx("only %ld open files allowed: at most about that many connections", fds);
 	}
-	if (setup_tls(1) != 0 || listen_all() != 0) {
+	if (setup_tls(1) != 0) {
+		return 1;
+	}
+	tls_alpn_init();
+	wellknown_start();
+	if (listen_all() != 0) {
 		return 1;
 	}
 	if (give_storage(err, sizeof err) != 0) {
@@ -263,11 +271,17 @@ static int run_server(int detach)
 	if (rl_start(err, sizeof err) != 0) {
 		log_warnx("lua: %s; scripts are off", err);
 	}
+	if (conf.acme_enable) {
+		char cert[1100], key[1100];
+		tls_paths(cert, key, sizeof cert);
+		acme_start(cert, key);
+	}
 	log_info("rumble %s ready in %lld ms, storage %s, pid %ld", RUMBLE_VERSION,
 		(long long)(os_now_ms() - t0), conf.storage, os_getpid());
 	os_service_ready();
 	server_run(on_reload);
 	log_info("stopping: waiting for sessions to finish");
+	acme_stop();
 	server_stop(5000);
 	work_stop();
 	if (conf.greylist && greylist_save(os_time()) != 0) {
@@ -614,6 +628,24 @@ static int cmd_service(const char *cfg, int argc, char **argv)
 	return 0;
 }
 
+/* acme revoke: the certificate ACME got is revoked at the CA. */
+static int cmd_acme(int argc, char **argv)
+{
+	char err[600], cert[1100], key[1100];
+	if (argc != 1 || strcmp(argv[0], "revoke") != 0) {
+		return fail("usage: rumble acme revoke%s", "");
+	}
+	tls_paths(cert, key, sizeof cert);
+	if (dns_init(conf.dns_server, err, sizeof err) != 0) { /* httpc asks DNSServer first */
+		log_warnx("DNS: %s", err);
+	}
+	if (acme_revoke(cert, err, sizeof err) != 0) {
+		return fail("acme: %s", err);
+	}
+	printf("revoked %s; a reload of the server (SIGHUP) orders a new one\n", cert);
+	return 0;
+}
+
 static int run_admin(int argc, char **argv)
 {
 	char err[1200];
@@ -631,6 +663,7 @@ static int run_admin(int argc, char **argv)
 	         : !strcmp(argv[0], "relay") ? cmd_forward(MM_RELAY, argc - 1, argv + 1)
 	         : !strcmp(argv[0], "dkim")  ? cmd_dkim(argc - 1, argv + 1)
 	         : !strcmp(argv[0], "dns")   ? cmd_dns(argc - 1, argv + 1)
+	         : !strcmp(argv[0], "acme")  ? cmd_acme(argc - 1, argv + 1)
 	                                     : cmd_forward(MM_FEED, argc - 1, argv + 1);
 	mm_close();
 	return rc;
@@ -744,7 +777,7 @@ int main(int argc, char **argv)
 	int admin = i < argc;
 	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
 		strcmp(argv[i], "feed") && strcmp(argv[i], "relay") && strcmp(argv[i], "dkim") &&
-		strcmp(argv[i], "dns") && strcmp(argv[i], "service")) {
+		strcmp(argv[i], "dns") && strcmp(argv[i], "service") && strcmp(argv[i], "acme")) {
 		fprintf(stderr, "rumble: unknown command %s (rumble --help lists them)\n", argv[i]);
 		return 2;
 	}

@@ -148,6 +148,9 @@ struct settings {
 	int greylist;           /* Greylist: greylist.c on the SMTP port */
 	int spf_check;          /* SPFCheck: check the sender (spf.c), add Received-SPF */
 	int spf_reject;         /* SPFReject: refuse MAIL when SPF says fail */
+	int dkim_verify;        /* DKIMVerify: check inbound DKIM (dkim_verify.c) */
+	int dmarc;              /* DMARC: apply the From domain's policy (dmarc.c) */
+	int dmarc_reject;       /* DMARCReject: p=reject refuses (else to Junk) */
 	int greylist_delay;     /* GreylistDelay: s before a retry passes */
 	char dkim_selector[64]; /* DKIMSelector */
 	/* DraftsFolder, SentFolder, TrashFolder, JunkFolder, ArchiveFolder: the
@@ -185,6 +188,16 @@ struct settings {
 	/* DefaultQuota: an account's limits when neither it nor its domain
 	 * has its own (quota.c); KiB and messages, 0 = none */
 	uint64_t quota_kib, quota_msgs;
+	/* ACME (acme.c, wellknown.c) */
+	int acme_enable;          /* ACME */
+	char acme_directory[512]; /* ACMEDirectory: Let's Encrypt's unless set */
+	char acme_email[256];     /* ACMEEmail: "" = no contact */
+	char acme_names[1024];    /* ACMENames: more names than ServerName */
+	char acme_ca[1024];       /* ACMECA: a CA file for the directory's HTTPS */
+	int acme_http_port;       /* ACMEHTTPPort: the HTTP-01 responder, 80 */
+	char acme_challenge[16];  /* ACMEChallenge: http-01 or tls-alpn-01 */
+	int acme_tls_port;        /* ACMETLSPort: TLS-ALPN-01's listener, 443 */
+	int acme_renew_days;      /* ACMERenewDays: renew this long before the end; 0 = at 2/3 */
 	struct config raw;
 };
 extern struct settings conf;
@@ -218,6 +231,17 @@ struct crypto_rsa *crypto_rsa_load(const char *path, char *err, size_t errlen);
 void crypto_rsa_free(struct crypto_rsa *k);
 int crypto_rsa_public_b64(const struct crypto_rsa *k, char *out, size_t outlen);
 size_t crypto_rsa_sign_sha256(const struct crypto_rsa *k, const uint8_t hash[32], uint8_t *sig, size_t len);
+/* Verifies a PKCS#1 v1.5 RSA signature of a SHA-256 hash with a public key
+ * in DER (SubjectPublicKeyInfo or RSAPublicKey): 1 good, 0 bad, -1 an
+ * unusable key, -2 a key of less than 1024 bits (RFC 8301). */
+int crypto_rsa_verify_sha256(const uint8_t *der, size_t len, const uint8_t *sig, size_t siglen,
+	const uint8_t hash[32]);
+/* SHA-512 of data followed by data2 (either may be empty). */
+void crypto_sha512(const void *data, size_t n, const void *data2, size_t n2, uint8_t out[64]);
+/* Ed25519 (RFC 8032) verification (ed25519.c): 1 when sig is pub's
+ * signature of msg. Only public values go in, so it need not be
+ * constant-time. */
+int crypto_ed25519_verify(const uint8_t pub[32], const uint8_t *msg, size_t n, const uint8_t sig[64]);
 /* out must hold 4 * ((n + 2) / 3) + 1 bytes; returns the length written. */
 size_t crypto_base64_encode(const void *in, size_t n, char *out);
 /* Decodes, skipping white space; returns the length or -1 on bad input or
@@ -406,6 +430,95 @@ int tls_cipher_bits(struct tls *t);
 const char *tls_sni(struct tls *t);
 /* Bytes one struct tls takes, record buffer included (one allocation). */
 size_t tls_session_size(void);
+/* TLS-ALPN-01: every server engine offers ALPN "acme-tls/1"; a client
+ * that selects it is shown the challenge certificate set here for its SNI
+ * name (crypto_alpn_cert's DER and private scalar), or refused when there
+ * is none. Needs an EC server key (the ECDSA suites). Any thread;
+ * tls_alpn_init once before (the table's lock). At most 8 at a time. */
+void tls_alpn_init(void);
+int tls_alpn_set(const char *name, const void *der, size_t len, const uint8_t x[32]);
+void tls_alpn_clear(const char *name); /* NULL: all */
+
+/* Writes data to path through a temporary file of mode 0600, fsynced and
+ * renamed over it; 0, or -1 with err filled. */
+int crypto_write_private(const char *path, const char *data, size_t len, char *err, size_t errlen);
+
+/* ---- json.c: a bounded JSON reader (ACME's answers) ----
+ * A value is a span of the text (valid while the text is); lookups walk
+ * it, nesting past 32 levels fails. */
+struct json {
+	const char *p;
+	size_t n; /* 0: no value (malformed or missing) */
+};
+struct json json_of(const char *text, size_t n); /* the one value of text */
+int json_get(struct json obj, const char *key, struct json *out); /* member: 0, or -1 */
+int json_at(struct json arr, int i, struct json *out);            /* element i: 0, or -1 */
+/* A string's value unescaped (\u past ASCII becomes '?'); -1 when v is
+ * not a string or does not fit outlen. */
+int json_str(struct json v, char *out, size_t outlen);
+
+/* ---- eckey.c: ECDSA P-256 keys for ACME ---- */
+struct crypto_ec;
+struct crypto_ec *crypto_ec_new(void); /* a fresh key; NULL without randomness */
+/* Loads a PEM key (PKCS#8 or "EC PRIVATE KEY"), P-256 only; NULL with err. */
+struct crypto_ec *crypto_ec_load(const char *path, char *err, size_t errlen);
+/* Saves it as PKCS#8 PEM, mode 0600, atomically; 0 or -1 with err. */
+int crypto_ec_save(const struct crypto_ec *k, const char *path, char *err, size_t errlen);
+void crypto_ec_free(struct crypto_ec *k); /* wipes; NULL is fine */
+#define CRYPTO_JWK_MAX 160
+/* The public key as a JWK in RFC 7638's canonical form (sorted members,
+ * no spaces), and the base64url SHA-256 thumbprint of that (43 chars). */
+void crypto_ec_jwk(const struct crypto_ec *k, char out[CRYPTO_JWK_MAX]);
+void crypto_ec_thumbprint(const struct crypto_ec *k, char out[44]);
+/* ES256 (RFC 7518 3.4): SHA-256 of data signed, r and s as 32 bytes each. */
+int crypto_ec_sign_es256(const struct crypto_ec *k, const void *data, size_t n, uint8_t sig[64]);
+/* A PKCS#10 request (DER) for names (CN = the first, every one in
+ * subjectAltName) signed by k; -1 when it does not fit. */
+int crypto_ec_csr(const struct crypto_ec *k, const char *const *names, int n, struct buf *out);
+/* base64url without padding (RFC 4648 5) of n bytes into out, which
+ * needs room for the padded form: 4 * ((n + 2) / 3) + 1; returns the
+ * length. */
+size_t crypto_base64url(const void *in, size_t n, char *out);
+/* TLS-ALPN-01 (RFC 8737): a self-signed certificate (DER) for name with
+ * the critical acmeIdentifier extension holding SHA-256(keyauth), and
+ * its fresh P-256 private scalar in x. 0, or -1. */
+int crypto_alpn_cert(const char *name, const char *keyauth, struct buf *out, uint8_t x[32]);
+/* The DER of the first certificate in a PEM file; -1 if none. */
+int crypto_cert_file_der(const char *path, struct buf *der);
+/* notBefore and notAfter of the first certificate in a PEM file; -1 if none. */
+int crypto_cert_file_dates(const char *path, int64_t *not_before, int64_t *not_after);
+
+/* ---- der.c: DER for certificates and requests ---- */
+#define DER_MAX 4096 /* one element being built; a certificate or CSR fits */
+/* An element being built; nested ones are built apart and wrapped. A
+ * piece that does not fit sets bad, which every wrap carries up. */
+struct der {
+	size_t len;
+	int bad;
+	unsigned char b[DER_MAX];
+};
+void der_init(struct der *d);
+void der_raw(struct der *d, const void *p, size_t n);             /* bytes as they are */
+void der_add(struct der *d, unsigned tag, const void *v, size_t n); /* tag, length, value */
+void der_wrap(struct der *d, unsigned tag, const struct der *inner);
+void der_name(struct der *d, const char *cn); /* a Name with one CN */
+void der_time_add(struct der *d, int64_t t);  /* UTCTime, GeneralizedTime from 2050 */
+/* object identifiers, tag and length included */
+extern const unsigned char der_oid_ecdsa_sha256[10], der_oid_ec_public_key[9], der_oid_p256[10],
+	der_oid_cn[5], der_oid_san[5], der_oid_basic[5];
+/* Reading: the next element of d (its tag and contents); -1 when d is
+ * empty or the element is malformed. */
+struct der_in {
+	const unsigned char *p;
+	size_t n; /* bytes left */
+};
+int der_next(struct der_in *d, unsigned *tag, struct der_in *val);
+/* A UTCTime (0x17) or GeneralizedTime (0x18) in seconds; -1 if malformed. */
+int64_t der_time(unsigned tag, struct der_in v);
+/* A certificate's subject CN (printable ASCII), notBefore (when not NULL)
+ * and notAfter; -1 if unreadable. */
+int der_cert_info(const void *cert_der, size_t len, char *cn, size_t cnlen, int64_t *not_before,
+	int64_t *not_after);
 
 /* ---- x509.c: trust anchors for verified TLS clients ----
  * A set of CA certificates from PEM. Built by one thread, then read-only
@@ -419,6 +532,8 @@ int tls_anchors_add_pem(struct tls_anchors *a, const char *text, size_t len);
  * be read or holds no certificate. */
 int tls_anchors_add_file(struct tls_anchors *a, const char *path, char *err, size_t errlen);
 size_t tls_anchors_count(const struct tls_anchors *a);
+/* Adds the first system bundle found (paths below); count or -1 with err. */
+int tls_anchors_add_system(struct tls_anchors *a, char *err, size_t errlen);
 /* The system's CA bundle (path, or when NULL/"" the first of
  * /etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt,
  * /etc/ssl/cert.pem ...), loaded on the first call that succeeds and kept
@@ -1009,6 +1124,8 @@ struct session;
  * 0 when there is none. */
 struct proto_info {
 	const char *helo, *sender, *user;
+	/* the last message's inbound authentication (dmarc.c), NULL: none */
+	const char *spf, *dkim, *dmarc, *authres;
 	char *const *rcpts;
 	int nrcpt;
 };
@@ -1148,6 +1265,42 @@ struct session_bell *session_bell_new(struct session *s, void (*fn)(struct sessi
 void session_bell_ring(void *bell); /* void *: an mm_view_watch callback as it is */
 void session_bell_free(struct session_bell *b);
 
+/* ---- wellknown.c: the public HTTP responder (/.well-known/ paths) ----
+ * Listens on port (ACMEHTTPPort) of bind for GET/HEAD of the paths in its
+ * route table; 404 for the rest. Before privileges are dropped (port 80).
+ * 0, or -1 logged. */
+int wellknown_listen(const char *bind, int port);
+/* The same over TLS (for ACMEChallenge tls-alpn-01 on port 443; later
+ * the MTA-STS policy): the server's certificate, or the TLS-ALPN-01 one. */
+int wellknown_listen_tls(const char *bind, int port);
+void wellknown_init(void); /* the token table's lock; wellknown_listen calls it */
+/* What ACME's settings ask for: port 80 (HTTP-01), and over TLS on
+ * ACMETLSPort for TLS-ALPN-01 or when an ACMENames entry is mta-sts.DOMAIN
+ * (our MTA-STS policy, RFC 8461, is served there). Before privileges
+ * are dropped. */
+void wellknown_start(void);
+/* An HTTP-01 challenge to answer (RFC 8555 8.3): GET
+ * /.well-known/acme-challenge/token gives keyauth. -1 when the token is
+ * not base64url or the table (8) is full. Any thread. */
+int wellknown_token_set(const char *token, const char *keyauth);
+void wellknown_token_clear(const char *token); /* NULL: all */
+
+/* ---- acme.c: certificates from an ACME CA (RFC 8555) ----
+ * With ACME 1: a thread that gets and renews the certificate for
+ * ServerName and ACMENames and writes it to cert_path/key_path (where the
+ * server loads it), then asks for a reload. acme_stop ends it (bounded by
+ * one HTTP request's stop check, a quarter second). */
+void acme_start(const char *cert_path, const char *key_path);
+void acme_stop(void);
+/* On a reload (SIGHUP): look again now whether an order is due, rather
+ * than at the end of the current wait or back-off. */
+void acme_kick(void);
+/* rumble acme revoke: revokes the certificate in cert_path at the CA
+ * (RFC 8555 7.6, signed by the account key) and marks it for a new order,
+ * which the running server places on its next reload. Blocking; 0, or -1
+ * with err filled. */
+int acme_revoke(const char *cert_path, char *err, size_t errlen);
+
 /* ---- dnsbl.c: DNS blocklists (RFC 5782) for the SMTP port ---- */
 /* The name to look ip up by in zone ("2.0.0.127.zone", IPv6 by nibbles);
  * -1 when ip is not an address or the name does not fit len. */
@@ -1197,18 +1350,34 @@ void spf_check_session(struct session *s, const char *helo, const char *sender,
 
 /* ---- dkim.c: DKIM signatures (RFC 6376) on outgoing mail ---- */
 #define DKIM_BITS 2048
-/* The relaxed body canonicalization, fed in pieces, into a SHA-256. */
+/* The body canonicalization (relaxed; simple after dkim_body_simple, for
+ * verification), fed in pieces, into a SHA-256. */
 struct dkim_body {
 	crypto_sha256_ctx h;
 	int cr, wsp, content; /* a CR held; white space held; the line has content */
 	uint64_t empty;       /* empty lines held (dropped if nothing follows) */
+	int simple;           /* RFC 6376 3.4.3 rather than 3.4.4 */
+	char last;            /* simple: the last byte hashed, 0 before any */
 };
 void dkim_body_init(struct dkim_body *b);
+void dkim_body_simple(struct dkim_body *b);
 void dkim_body_feed(struct dkim_body *b, const char *p, size_t n);
 void dkim_body_end(struct dkim_body *b, uint8_t hash[32]);
 /* The relaxed form of one header field (f[0..n): "Name: value", folded
  * or not, without its final CRLF) appended to out, with CRLF. */
 void dkim_header_relaxed(const char *f, size_t n, struct buf *out);
+/* A header field as dkim_split_fields finds it: the name, colon, value
+ * and any folding, without the CRLF that ends it. */
+struct dkim_field {
+	const char *p;
+	size_t n;
+};
+/* Splits the header section h (up to the empty line) into at most max
+ * fields (more are skipped); their count, with *body_off where the body
+ * starts, or -1 when h has no end of header. */
+int dkim_split_fields(const char *h, size_t len, struct dkim_field *f, int max, size_t *body_off);
+/* 1 when f is a field named name (any case). */
+int dkim_field_is(const struct dkim_field *f, const char *name);
 /* <StorageFolder>/dkim/<domain>.<DKIMSelector>.pem; -1 for a bad domain. */
 int dkim_key_path(const char *domain, char *out, size_t len);
 /* The DNS TXT record of domain's key (made first if there is none). */
@@ -1286,6 +1455,57 @@ struct tls_want {
 /* What delivery to domain needs; mta_sts 0 for a relay host (no MTA-STS).
  * Blocks for DNS and HTTPS (an outbound thread only). */
 void tls_want_for(const char *domain, int mta_sts, struct tls_want *w);
+/* ---- dkim_verify.c: DKIM verification of inbound mail (RFC 6376, 8463) ---- */
+#define DKIM_VERIFY_MAX 5 /* signatures checked per message; more are ignored */
+enum dkim_status { DKIM_NONE, DKIM_PASS, DKIM_FAIL, DKIM_NEUTRAL, DKIM_TEMPERROR, DKIM_PERMERROR };
+struct dkim_result {
+	enum dkim_status status;
+	char d[MM_DOMAIN_MAX + 1], s[64], a[32];
+	char b[9];   /* the first 8 characters of b= (header.b, RFC 6008) */
+	char why[48]; /* a comment for Authentication-Results, "" for none */
+	int testing; /* the key says t=y */
+};
+const char *dkim_result_name(enum dkim_status r); /* "pass", ... */
+struct dkim_verify;
+struct dkim_verify *dkim_verify_new(int sigs); /* sigs 0: keep the header only */
+void dkim_verify_free(struct dkim_verify *v);
+/* The message (CRLF, as received) in pieces of any size. Keeps its header
+ * section (bounded), hashes the body, keeps nothing of it. */
+void dkim_verify_feed(struct dkim_verify *v, const char *p, size_t n);
+/* After the last piece: looks the keys up (blocks on DNS) and checks each
+ * signature; at most max results into out, their count (0: unsigned, or
+ * made with sigs 0). */
+int dkim_verify_end(struct dkim_verify *v, struct dkim_result *out, int max);
+/* The header section as received, with its empty line (NULL when it was
+ * too big); its fields. Valid until dkim_verify_free. */
+const char *dkim_verify_header(const struct dkim_verify *v, size_t *len);
+int dkim_verify_fields(const struct dkim_verify *v, const struct dkim_field **f);
+
+/* ---- dmarc.c: DMARC (RFC 7489) and Authentication-Results (RFC 8601) ---- */
+enum { DMARC_NONE, DMARC_QUARANTINE, DMARC_REJECT }; /* policies */
+struct dmarc_record {
+	int p, sp, pct;
+	int adkim_strict, aspf_strict;
+};
+/* A _dmarc TXT record's text: 0 with r filled, -1 when it is not a valid
+ * DMARC1 record (no v=DMARC1 first, no valid p=). */
+int dmarc_parse(const char *text, struct dmarc_record *r);
+/* The organizational domain of domain (the public suffix list's suffix
+ * and one label more; domain itself when it is a suffix): 0, or -1. */
+int dmarc_org_domain(const char *domain, char *out, size_t len);
+enum dmarc_status { DMARC_ABSENT, DMARC_PASS, DMARC_FAILED, DMARC_TEMPERROR, DMARC_PERMERROR };
+struct dmarc_result {
+	enum dmarc_status status;
+	int policy;      /* DMARC_NONE, ... to apply (pct applied) */
+	int sampled_out; /* pct= left this message to a lesser policy */
+	char domain[MM_DOMAIN_MAX + 1]; /* the From domain */
+};
+/* Looks up from_domain's policy (blocks on DNS) and checks the alignment
+ * of the DKIM results and of SPF (spf_pass for spf_domain). */
+void dmarc_check(struct dmarc_result *out, const char *from_domain,
+	const struct dkim_result *dk, int ndk, int spf_pass, const char *spf_domain);
+
+/* The checks on received mail are a policy module: authres_policy (policy.h). */
 
 /* ---- dnsadvice.c: the DNS records a mail domain needs ---- */
 /* "rumble dns DOMAIN": every record to publish as zone-file lines in out;
@@ -1360,6 +1580,7 @@ struct queue_msg {
 	int nrcpt;
 	struct spool body; /* wire form, CRLF, with the Received header */
 	int64_t date;
+	char *folder; /* NULL: INBOX; else (JunkFolder) for local mailboxes */
 	int status; /* set by the commit: 0 durable, -1 failed (reply 451),
 	               QUEUE_FULL: every recipient a mailbox over its quota (552) */
 };

@@ -140,7 +140,8 @@ int tls_anchors_add_pem(struct tls_anchors *a, const char *text, size_t len)
 		} else if (ev == BR_PEM_END_OBJ && inside) {
 			inside = 0;
 			const char *name = br_pem_decoder_name(&pc);
-			if ((!strcmp(name, "CERTIFICATE") || !strcmp(name, "TRUSTED CERTIFICATE")) &&
+			if ((!strcmp(name, "CERTIFICATE") ||
+			            !strcmp(name, "TRUSTED CERTIFICATE")) &&
 			        add_der(a, (unsigned char *)der.data, der.len) == 0) {
 				added++;
 			}
@@ -174,7 +175,9 @@ int tls_anchors_add_file(struct tls_anchors *a, const char *path, char *err, siz
 	buf_free(&text);
 	if (added <= 0) {
 		snprintf(err, errlen, "%s: %s", path,
-		        bad ? "unreadable or too big" : added < 0 ? "malformed PEM" : "no certificate");
+		        bad         ? "unreadable or too big"
+		        : added < 0 ? "malformed PEM"
+		                    : "no certificate");
 		return -1;
 	}
 	return added;
@@ -189,6 +192,19 @@ static const char *const system_bundles[] = {
         "/etc/ssl/cert.pem",
         "/usr/local/share/certs/ca-root-nss.crt",
 };
+
+/* see rumble.h */
+int tls_anchors_add_system(struct tls_anchors *a, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < sizeof system_bundles / sizeof system_bundles[0]; i++) {
+		int got = tls_anchors_add_file(a, system_bundles[i], err, errlen);
+		if (got > 0) {
+			return got;
+		}
+	}
+	snprintf(err, errlen, "no CA bundle found (/etc/ssl/certs/ca-certificates.crt ...)");
+	return -1;
+}
 
 static os_mutex *system_lock;
 static struct tls_anchors *system_anchors;
@@ -216,23 +232,13 @@ const struct tls_anchors *tls_anchors_system(const char *path, char *err, size_t
 	os_mutex_lock(lock);
 	if (!system_anchors) {
 		struct tls_anchors *a = tls_anchors_new();
-		int got = -1;
-		if (path && *path) {
-			got = tls_anchors_add_file(a, path, system_err, sizeof system_err);
-		}
-		for (size_t i = 0; (!path || !*path) && got < 0 && i < sizeof system_bundles /
-		                                                       sizeof system_bundles[0];
-		        i++) {
-			got = tls_anchors_add_file(a, system_bundles[i], system_err, sizeof system_err);
-		}
+		int got = path && *path
+		                  ? tls_anchors_add_file(a, path, system_err, sizeof system_err)
+		                  : tls_anchors_add_system(a, system_err, sizeof system_err);
 		if (got > 0) {
 			system_anchors = a;
 		} else {
 			tls_anchors_free(a);
-			if (!path || !*path) {
-				snprintf(system_err, sizeof system_err,
-				        "no CA bundle found (/etc/ssl/certs/ca-certificates.crt ...)");
-			}
 		}
 	}
 	const struct tls_anchors *a = system_anchors;

@@ -66,9 +66,10 @@ void rl_webadmin_start(void)
 	wa_service.port = conf.webadmin_port;
 	wa_service.enabled = 1;
 	/* HTTPS with the server's certificate when it is one a browser can
-	 * trust (TLSCertificate); a self-signed one would only teach clicking
+	 * trust (TLSCertificate, or ACME's: self-signed only until the first
+	 * order, seconds); a self-signed one would only teach clicking
 	 * through warnings, and the admin is loopback-only by default */
-	int https = *conf.tls_cert && server_has_tls();
+	int https = (*conf.tls_cert || conf.acme_enable) && server_has_tls();
 	wa_service.flags = https ? SVC_TLS : 0;
 	if (server_listen(&wa_service, conf.webadmin_bind, conf.force_ipv4, err, sizeof err) != 0) {
 		log_warnx("web admin: cannot listen on %s:%d: %s; it is off (see WebAdminPort)",

@@ -125,8 +125,8 @@ static void shuttle(struct tls *a, struct tls *b)
 
 /* The handshake of a verified client for name against a server with the
  * certificate of dir; 1 when it completes. */
-static int handshake(const char *dir, const char *name, const struct tls_anchors *ta,
-        char *why, size_t whylen)
+static int handshake(
+        const char *dir, const char *name, const struct tls_anchors *ta, char *why, size_t whylen)
 {
 	char cert[600], key[600], err[256];
 	snprintf(cert, sizeof cert, "%s/cert.pem", dir);
@@ -173,7 +173,6 @@ static void anchors_from_pem_verify_a_server(void)
 	tls_anchors_free(none);
 }
 
-
 /* ---- a request over a loopback socket ---- */
 
 struct server {
@@ -214,16 +213,17 @@ static void serve_one(void *arg)
 static void a_request_goes_over_a_socket(void)
 {
 	char err[128];
-	struct server sv = {OS_BADFD, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
-	                              "Retry-After: 3\r\n\r\n4\r\npong\r\n0\r\n\r\n",
+	struct server sv = {OS_BADFD,
+	        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+	        "Retry-After: 3\r\n\r\n4\r\npong\r\n0\r\n\r\n",
 	        ""};
 	sv.lfd = os_listen("127.0.0.1", 0, 1, err, sizeof err);
 	ASSERT(sv.lfd != OS_BADFD);
 	char url[128];
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/ping?a=1", os_sock_port(sv.lfd));
 	os_thread *t = os_thread_start(serve_one, &sv);
-	struct httpc_req rq = {"POST", url, "X-Test: 1\r\n", "text/plain", "x", 1, 5000, 0, NULL,
-	        NULL};
+	struct httpc_req rq = {
+	        "POST", url, "X-Test: 1\r\n", "text/plain", "x", 1, 5000, 0, NULL, NULL};
 	struct httpc_resp rs;
 	int rc = httpc_request(&rq, &rs);
 	os_thread_join(t);

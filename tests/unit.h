@@ -52,6 +52,7 @@ void *unit_cap_alloc(void *ud, void *p, size_t osize, size_t nsize);
 	} while (0)
 
 void tests_config(void);
+void tests_authres(void);
 void tests_buf(void);
 void tests_crypto(void);
 void tests_mailman(void);
@@ -75,5 +76,6 @@ void tests_view(void);
 void tests_sort(void);
 void tests_autoconf(void);
 void tests_httpc(void);
+void tests_acme(void);
 
 #endif
