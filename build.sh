@@ -63,6 +63,9 @@ common_deps() {
 	need make command -v make
 	need xz-utils command -v xz
 	need ca-certificates test -d /etc/ssl/certs
+	# the common-password list compiled in (tools/passwords.py)
+	need python3 test -x /usr/bin/python3
+	need python3-zxcvbn /usr/bin/python3 -c 'import zxcvbn'
 	# compiled into dmarc.c's table by tools/pslgen.c (Makefile)
 	need publicsuffix test -f /usr/share/publicsuffix/public_suffix_list.dat
 }

@@ -405,6 +405,7 @@ static const struct directive directives[] = {
 	FIELD("IgnoreMX", K_MXLIST, ignore_mx_hosts),
 	FIELD("OutgoingBindToAddress", K_ADDR, outbound_bind),
 	STR("RelayHost", relay_host),
+	STR("Postmaster", postmaster),
 	NUM("OutboundPort", K_PORT, outbound_port, 1, 65535),
 	NUM("OutboundTimeout", K_TIME, outbound_timeout, 1, 3600),
 	NUM("OutboundThreads", K_INT, outbound_threads, 1, 64),
@@ -448,6 +449,8 @@ static const struct directive directives[] = {
 	NUM("IMAPSPort", K_PORT, imaps_port, 1, 65535),
 	NUM("AllowPlaintextAuth", K_PLAIN, plaintext_auth, 0, 2),
 	NUM("LoginAttempts", K_INT, login_attempts, 1, 1000),
+	NUM("AccountLoginAttempts", K_INT, account_login_attempts, 1, 100000),
+	NUM("MinPasswordLength", K_INT, min_password_length, 0, 256),
 	NUM("AuthCacheTime", K_TIME, auth_cache_time, 0, 86400),
 	NUM("Quarantine", K_INT, quarantine, 0, 86400 * 7),
 	NUM("ThreadsPerIP", K_INT, threads_per_ip, 1, 100000),
@@ -813,6 +816,8 @@ static void defaults(struct settings *s)
 	s->imaps_port = root ? 993 : 1993;
 	s->plaintext_auth = AUTH_PLAIN_LOOPBACK;
 	s->login_attempts = 5;
+	s->account_login_attempts = 20;
+	s->min_password_length = 10;
 	s->quarantine = 300;
 	s->threads_per_ip = 25;
 	s->auth_sender_match = 1;

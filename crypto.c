@@ -2138,7 +2138,16 @@ static long sasl_decode(const char *in, char *out, size_t outlen)
 	return n;
 }
 
-/* authzid NUL authcid NUL password; only authzid "" or = authcid. */
+/* As sasl_decode, for one text field: a NUL in it would cut it short
+ * ("secret\0junk" checked as "secret"), so it is malformed. */
+static long sasl_decode_text(const char *in, char *out, size_t outlen)
+{
+	long n = sasl_decode(in, out, outlen);
+	return n >= 0 && strlen(out) == (size_t)n ? n : -1;
+}
+
+/* authzid NUL authcid NUL password, no other NUL (RFC 4616 2); only
+ * authzid "" or = authcid. */
 static enum sasl_result sasl_plain(struct sasl *x, const char *resp)
 {
 	char buf[1024];
@@ -2146,7 +2155,8 @@ static enum sasl_result sasl_plain(struct sasl *x, const char *resp)
 	char *authcid = n > 0 ? memchr(buf, '\0', (size_t)n) : NULL;
 	char *pw = authcid ? memchr(authcid + 1, '\0', (size_t)(buf + n - authcid - 1)) : NULL;
 	enum sasl_result r = SASL_MALFORMED;
-	if (pw && (!buf[0] || !strcmp(buf, authcid + 1)) && strlen(authcid + 1) < sizeof x->login &&
+	if (pw && !memchr(pw + 1, '\0', (size_t)(buf + n - pw - 1)) &&
+	        (!buf[0] || !strcmp(buf, authcid + 1)) && strlen(authcid + 1) < sizeof x->login &&
 	        strlen(pw + 1) < sizeof x->password) {
 		strcpy(x->login, authcid + 1);
 		strcpy(x->password, pw + 1);
@@ -2165,12 +2175,12 @@ enum sasl_result crypto_sasl_step(struct sasl *x, const char *line, const char *
 		r = SASL_CANCELLED;
 	} else if (step == SASL_PLAIN) {
 		r = sasl_plain(x, line);
-	} else if (step == SASL_LOGIN_USER && sasl_decode(line, x->login, sizeof x->login) > 0) {
+	} else if (step == SASL_LOGIN_USER && sasl_decode_text(line, x->login, sizeof x->login) > 0) {
 		x->step = SASL_LOGIN_PASS;
 		*challenge = "UGFzc3dvcmQ6"; /* "Password:" */
 		r = SASL_CHALLENGE;
 	} else if (step == SASL_LOGIN_PASS &&
-	           sasl_decode(line, x->password, sizeof x->password) >= 0) {
+	           sasl_decode_text(line, x->password, sizeof x->password) >= 0) {
 		r = SASL_DONE;
 	}
 	if (r != SASL_CHALLENGE && r != SASL_DONE) {

@@ -325,7 +325,7 @@ static void login_checked(struct session *s, int rc, const struct mm_account *ac
 	struct imap *st = s->ps;
 	char shown[80];
 	if (rc == 0) {
-		session_login_ok(s->peer);
+		session_login_ok(s->peer, name);
 		rl_strlcpy(st->user, acct->user, sizeof st->user);
 		rl_strlcpy(st->domain, acct->domain, sizeof st->domain);
 		snprintf(st->login, sizeof st->login, "%s@%s", acct->user, acct->domain);
@@ -341,12 +341,12 @@ static void login_checked(struct session *s, int rc, const struct mm_account *ac
 	}
 	log_info("%08x imap login failed user=%s from=%s", s->id,
 	        printable(name, shown, sizeof shown), s->peer);
-	session_after(s, session_login_failed(s->peer), login_failed, NULL);
+	session_after(s, session_login_failed(s->peer, name), login_failed, NULL);
 }
 
 static void login(struct session *s, struct imap *st, const char *name, const char *pw)
 {
-	if (session_login_blocked(s->peer)) {
+	if (session_login_blocked(s->peer, name)) {
 		no(s, st, "[UNAVAILABLE] Too many failed logins, try again later");
 		return;
 	}
@@ -1943,6 +1943,18 @@ static size_t literal_tap(struct session *s, const char *p, size_t n)
 	return took;
 }
 
+/* May the literal about to be the next token be a literal8 ("~{n}", whose
+ * NULs are kept)? Only an APPEND message (RFC 3516: no astring comes after
+ * the mailbox) and a SETMETADATA value, the second of each pair after "("
+ * (RFC 5464); never a mailbox or an entry name. */
+static int literal8_ok(const struct imap_cmd *c, int append, int setmeta)
+{
+	if (append) {
+		return 1;
+	}
+	return setmeta && c->ntok >= 5 && c->tok[3].type == IMAP_LPAREN && (c->ntok - 4) % 2 == 1;
+}
+
 /* A literal announced: checks it against the limits, then waits for it. */
 static void literal_start(struct session *s, struct imap *st, uint64_t n, int nonsync)
 {
@@ -1952,10 +1964,11 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 	int setmeta = c->ntok >= 2 && rl_strcasecmp(imap_tok_str(c, 1), "SETMETADATA") == 0 &&
 	              st->state != I_NOAUTH;
 	int spooled = append && n > IMAP_SPOOL_MIN && !st->sp;
+	int bin_ok = !c->literal8 || literal8_ok(c, append, setmeta);
 	int rc = -1;
 	take_tag(st);
 	if (!valid_tag(c) || (st->state == I_NOAUTH && n > IMAP_PREAUTH_LITERAL) ||
-	        (c->literal8 && !append && !setmeta)) {
+	        !bin_ok) {
 		rc = -1; /* before login, literals only for names and passwords; "~{n}" only
 		            for APPEND's message (RFC 3516) and METADATA values (RFC 5464) */
 	} else if (spooled && !nonsync && quota_exceeded(st->domain, st->user, 1, n)) {
@@ -1973,7 +1986,7 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 			/* RFC 7888 4: the bytes are on their way; closing is what stops them */
 			session_printf(s, "* BYE [TOOBIG] Literal too large\r\n");
 			session_close(s, "literal too large");
-		} else if (c->literal8 && !append && !setmeta) {
+		} else if (!bin_ok) {
 			bad(s, st, "A binary literal is only for APPEND and METADATA values");
 		} else if (rc == -2) {
 			no(s, st, "[OVERQUOTA] The message does not fit the mailbox's quota");

@@ -192,7 +192,10 @@ int mm_valid_folder(const char *f)
 		}
 		i += len;
 	}
-	return 1;
+	/* the limit that matters is the file name's: upper case and non-ASCII
+	 * take three bytes each once escaped */
+	char esc[MM_FOLDER_FS_MAX + 1];
+	return mm__fs_name(f, esc, sizeof esc) == 0;
 }
 
 /* Iterative matcher: on a mismatch, go back to the last '*' and let it
@@ -1084,6 +1087,47 @@ int mm_account_match(const char *domain, const char *user, struct mm_account *ou
 	}
 	lookup_end();
 	return best ? 0 : -1;
+}
+
+/* The first mailbox or alias (not a pattern) of the first domain. Under
+ * lookup_begin. */
+static const struct mm_account *first_account(const struct tables *t)
+{
+	for (uint32_t i = 0; t->ndom && i < t->nacc; i++) {
+		const struct mm_account *a = &t->acc[i];
+		if (!rl_strcasecmp(a->domain, t->dom[0].name) && !strpbrk(a->user, "*?") &&
+		        (a->type == MM_MBOX || a->type == MM_ALIAS)) {
+			return a;
+		}
+	}
+	return NULL;
+}
+
+/* see rumble.h */
+int mm_postmaster(struct mm_account *out)
+{
+	const char *list = conf.postmaster[0] ? conf.postmaster : conf.webadmin_users;
+	char addr[MM_USER_MAX + MM_DOMAIN_MAX + 2];
+	size_t w = strcspn(list, " \t,");
+	if (w > 0 && w < sizeof addr) {
+		memcpy(addr, list, w);
+		addr[w] = '\0';
+		char *at = strrchr(addr, '@');
+		if (!at) {
+			return -1;
+		}
+		*at = '\0';
+		return mm_account_match(at + 1, addr, out); /* exact or a pattern, no postmaster */
+	}
+	if (lookup_begin() != 0) {
+		return -1;
+	}
+	const struct mm_account *a = first_account(&mm.t);
+	if (a) {
+		*out = *a;
+	}
+	lookup_end();
+	return a ? 0 : -1;
 }
 
 /* No tab, CR or LF: they would break the line format. */

@@ -69,9 +69,7 @@
 #define SPOT_CHECKS 8
 #define FROMLEN_MAX 99999 /* the width of the fromlen field */
 #define SENDER_MAX 256
-/* An escaped folder name plus ".mbox.damaged-TIME" must fit the usual
- * 255-byte file name limit. */
-#define FOLDER_FS_MAX 230
+#define FOLDER_FS_MAX MM_FOLDER_FS_MAX
 
 /* ---- small helpers ---- */
 

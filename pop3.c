@@ -263,20 +263,20 @@ static void login_checked(struct session *s, int rc, const struct mm_account *a,
 {
 	char shown[80];
 	if (rc == 0) {
-		session_login_ok(s->peer);
+		session_login_ok(s->peer, name);
 		open_maildrop(s, s->ps, a);
 		session_resume(s);
 		return;
 	}
 	log_info("%08x pop3 login failed user=%s from=%s", s->id,
 	        printable(name, shown, sizeof shown), s->peer);
-	session_after(s, session_login_failed(s->peer), login_failed, NULL);
+	session_after(s, session_login_failed(s->peer, name), login_failed, NULL);
 }
 
 static void login(struct session *s, struct pop3 *st, const char *name, const char *pw)
 {
 	st->user_given = 0;
-	if (session_login_blocked(s->peer)) {
+	if (session_login_blocked(s->peer, name)) {
 		err(s, st, "[SYS/TEMP] Too many failed logins, try again later");
 		return;
 	}

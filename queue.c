@@ -120,13 +120,22 @@ static int split_addr(const char *addr, char *user, char *domain)
 enum rcpt_kind queue_classify(const char *addr, struct mm_account *acct)
 {
 	char user[MM_USER_MAX + 1], domain[MM_DOMAIN_MAX + 1];
+	if (rl_strcasecmp(addr, "postmaster") == 0) {
+		/* RFC 5321 4.5.1: "postmaster" without a domain is ours */
+		return mm_postmaster(acct) == 0 ? RCPT_LOCAL : RCPT_UNKNOWN;
+	}
 	if (split_addr(addr, user, domain) != 0) {
 		return RCPT_BAD;
 	}
 	if (!mm_domain_exists(domain)) {
 		return RCPT_REMOTE;
 	}
-	return mm_account_match(domain, user, acct) == 0 ? RCPT_LOCAL : RCPT_UNKNOWN;
+	if (mm_account_match(domain, user, acct) == 0) {
+		return RCPT_LOCAL;
+	}
+	/* postmaster@ every local domain must be accepted too: unless it is an
+	 * account or a pattern's, it goes where the bare one does */
+	return !strcmp(user, "postmaster") && mm_postmaster(acct) == 0 ? RCPT_LOCAL : RCPT_UNKNOWN;
 }
 
 static void targets_add(struct targets *t, enum target_kind kind, const char *domain,
@@ -191,7 +200,7 @@ static void resolve_alias(const struct mm_account *a, int depth, int queued_ok, 
 static void resolve(const char *addr, const char *home, int depth, int queued_ok, struct targets *t)
 {
 	char full[MM_USER_MAX + MM_DOMAIN_MAX + 2];
-	if (!strchr(addr, '@')) {
+	if (!strchr(addr, '@') && home[0]) { /* a bare name given at RCPT: "postmaster" */
 		snprintf(full, sizeof full, "%s@%s", addr, home);
 		addr = full;
 	}

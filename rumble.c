@@ -448,9 +448,13 @@ static int cmd_user_quota(int argc, char **argv)
 /* The password comes from standard input, never the command line. */
 static int read_password(char *hash, size_t len)
 {
-	char pw[512];
+	char pw[512], why[128];
 	if (os_read_secret(pw, sizeof pw) < 0 || !*pw) {
 		return fail("%s", "user: no password on standard input");
+	}
+	if (password_check(pw, why, sizeof why) != 0) {
+		memset(pw, 0, sizeof pw);
+		return fail("user: %s (MinPasswordLength)", why);
 	}
 	int rc = crypto_password_hash(pw, hash, len);
 	memset(pw, 0, sizeof pw);

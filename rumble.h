@@ -131,6 +131,7 @@ struct settings {
 	int retry_max;       /* MaxRetryInterval: the back-off stops growing here, s */
 	int queue_lifetime;  /* QueueLifetime: bounce what is still queued after this, s */
 	char relay_host[300]; /* RelayHost: "" = MX delivery; host[:port] = smarthost */
+	char postmaster[320]; /* Postmaster: the local address "postmaster" goes to */
 	int outbound_port;   /* OutboundPort: remote servers' SMTP port (25) */
 	int outbound_timeout; /* OutboundTimeout: per reply, s (end of data: twice) */
 	int outbound_threads; /* OutboundThreads: concurrent outbound deliveries */
@@ -170,6 +171,8 @@ struct settings {
 	int imaps_enable, imaps_port;
 	int plaintext_auth; /* AUTH_PLAIN_NEVER, _LOOPBACK or _ALWAYS without TLS */
 	int login_attempts, quarantine; /* failures before an IP is shut out, seconds */
+	int account_login_attempts;    /* failures before a login name is shut out */
+	int min_password_length;       /* MinPasswordLength: for new passwords, 0 = no checks */
 	int auth_cache_time;            /* AuthCacheTime: s a login is remembered, 0 = never */
 	int threads_per_ip;             /* concurrent connections per client address */
 	int auth_sender_match;          /* MAIL FROM of an authenticated user is checked */
@@ -251,6 +254,16 @@ int crypto_equal(const void *a, const void *b, size_t n);
 #define CRYPTO_HASH_MAX 160
 /* 0 on success; -1 when out is too small or the OS gives no randomness. */
 int crypto_password_hash(const char *password, char *out, size_t outlen);
+/* ---- password.c: what a new password must be ---- */
+/* 0 when pw may be set: MinPasswordLength characters (0: no checks) and
+ * not a common password; else -1 with a one-line reason in why. Only new
+ * or changed passwords are checked, never a login. */
+int password_check(const char *pw, char *why, size_t len);
+/* 1 when pw, in any case, is one of the 10,000 most common passwords. */
+int password_common(const char *pw);
+/* 1 when key is a line of blob[0..len): lines sorted by byte, each ending
+ * in '\n'. Binary search in place; exposed for the unit tests. */
+int password_in_list(const char *blob, size_t len, const char *key);
 /* 1 when password matches stored, which is either the PBKDF2 form above
  * or a legacy 64-hex SHA-256 digest of the password. */
 int crypto_password_verify(const char *stored, const char *password);
@@ -593,6 +606,9 @@ enum mm_type { MM_MBOX, MM_ALIAS, MM_FEED, MM_RELAY, MM_MOD };
 #define MM_USER_MAX 64     /* RFC 5321 local part */
 #define MM_DOMAIN_MAX 253  /* RFC 1035 */
 #define MM_FOLDER_MAX 200
+/* An escaped folder name (mm__fs_name) plus ".mbox.damaged-TIME" must fit
+ * the usual 255-byte file name limit. */
+#define MM_FOLDER_FS_MAX 230
 /* The special uses of settings.special_use, in order (imap_special.c). */
 enum { SPECIAL_DRAFTS, SPECIAL_SENT, SPECIAL_TRASH, SPECIAL_JUNK, SPECIAL_ARCHIVE, SPECIAL_USES };
 #define MM_ARGS_MAX 1024
@@ -631,6 +647,8 @@ void mm_reload(void);
 
 int mm_valid_domain(const char *d);
 int mm_valid_user(const char *u, int allow_glob);
+/* A folder name we keep: UTF-8 or modified UTF-7 text, no control byte,
+ * '/' or '\\', at most MM_FOLDER_MAX bytes and MM_FOLDER_FS_MAX escaped. */
 int mm_valid_folder(const char *f);
 int mm_glob_match(const char *pattern, const char *s); /* case-insensitive */
 const char *mm_type_name(enum mm_type t);
@@ -649,6 +667,10 @@ int mm_account_get_id(uint32_t id, struct mm_account *out);
 /* The account that takes mail for user@domain: the exact name, else the
  * longest matching GLOB pattern. 0 found, -1 none. */
 int mm_account_match(const char *domain, const char *user, struct mm_account *out);
+/* The account that takes mail for "postmaster" (RFC 5321 4.5.1): the
+ * Postmaster directive's address, else the first WebAdmin address, else
+ * the first mailbox or alias of the first domain. 0 found, -1 none. */
+int mm_postmaster(struct mm_account *out);
 /* Adds, or updates the account with a->id (or domain+user when id is 0).
  * Names are stored lower-case. Sets a->id. */
 int mm_account_save(struct mm_account *a, char *err, size_t errlen);
@@ -1534,14 +1556,17 @@ int session_auth_allowed(const struct session *s);
  * closing by then, as for session_post). Call on s's worker only. Use with
  * session_pause for a delayed answer that holds no thread. */
 void session_after(struct session *s, int ms, void (*fn)(struct session *s, void *arg), void *arg);
-/* Failed logins per client address, shared by every protocol: record a
- * failure and get the delay (ms) to wait before answering it; it grows
- * with the failures of the last ten minutes. A success clears them. */
-int session_login_failed(const char *ip);
-void session_login_ok(const char *ip);
+/* Failed logins, shared by every protocol, counted per client address
+ * and per login name (user as given), independently: record a failure
+ * and get the delay (ms) to wait before answering it; it grows with the
+ * address's failures of the last ten minutes. A success forgives only
+ * that address's failures against that name. */
+int session_login_failed(const char *ip, const char *user);
+void session_login_ok(const char *ip, const char *user);
 int session_login_failures(const char *ip);
-/* 1 when ip failed LoginAttempts times, the last within Quarantine s. */
-int session_login_blocked(const char *ip);
+/* 1 when ip failed LoginAttempts times, or user (NULL: not known yet)
+ * AccountLoginAttempts times from anywhere, the last within Quarantine s. */
+int session_login_blocked(const char *ip, const char *user);
 /* The client is this host itself: 127.0.0.1 or ::1 (other 127/8
  * addresses count as remote, so tests can play a remote client). */
 int session_is_local(const struct session *s);
@@ -1582,7 +1607,9 @@ int queue_commit_wait(struct queue_msg *m);
 /* What an address means here. */
 enum rcpt_kind { RCPT_LOCAL, RCPT_REMOTE, RCPT_UNKNOWN, RCPT_BAD };
 /* Classifies user@domain: a local domain with a matching account, a local
- * domain without one, another domain, or a malformed address. */
+ * domain without one, another domain, or a malformed address. "postmaster"
+ * and postmaster@ a local domain without its own account are local: acct
+ * is then mm_postmaster's. */
 enum rcpt_kind queue_classify(const char *addr, struct mm_account *acct);
 
 /* A message waiting in the queue folder, as its envelope says. */
@@ -1626,7 +1653,8 @@ void queue__env_free(struct queue_env *e);
 /* ---- smtp.c ---- */
 extern const struct proto smtp_proto;
 /* Parses "FROM:<addr> params" (prefix "FROM:" or "TO:") into addr; params
- * points at what follows. 0 ok ("" for <>), -1 bad syntax. */
+ * points at what follows. 0 ok ("" for <>; after "TO:" a bare Postmaster
+ * too), -1 bad syntax. */
 int smtp_parse_path(char *arg, const char *prefix, char *addr, size_t addrlen, char **params);
 
 /* ---- pop3.c ---- */

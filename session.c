@@ -73,7 +73,7 @@ static int nservices;
 static struct os_poller *accept_poller;
 static volatile long session_count;
 static os_mutex *gate_lock; /* guards gates[], at the end */
-enum gate_op { G_FAIL, G_OK, G_PEEK, G_OPEN, G_CLOSE };
+enum gate_op { G_FAIL, G_PEEK, G_OPEN, G_CLOSE };
 static int gate_update(const char *ip, enum gate_op op, int64_t *last);
 static uint32_t next_id;
 
@@ -1303,9 +1303,6 @@ static int gate_update(const char *ip, enum gate_op op, int64_t *last)
 			g->failures++;
 			g->last = now;
 			break;
-		case G_OK:
-			g->failures = 0;
-			break;
 		case G_OPEN:
 			g->conns++;
 			break;
@@ -1324,16 +1321,56 @@ static int gate_update(const char *ip, enum gate_op op, int64_t *last)
 	return n;
 }
 
-int session_login_failed(const char *ip)
+/* The other keys in gates[]: failures from ip against one login name
+ * ("ip/hash") and against the name from anywhere ("@hash"). The name is
+ * hashed, lower-cased, to fit the key; a collision only shares a count. */
+static void gate_key(char *key, size_t n, const char *ip, const char *user)
 {
+	unsigned h = 2166136261u;
+	for (const char *p = user ? user : ""; *p; p++) {
+		unsigned c = (unsigned char)*p;
+		h = (h ^ (c - 'A' < 26 ? c + 32 : c)) * 16777619u;
+	}
+	snprintf(key, n, "%s%s%08x", ip ? ip : "", ip ? "/" : "@", h);
+}
+
+/* Takes n failures (all when n < 0) off key; returns how many it took. */
+static int gate_take(const char *key, int n)
+{
+	os_mutex_lock(gate_lock);
+	struct gate *g = gate_find(key, os_time());
+	int took = 0;
+	if (g) {
+		took = n < 0 || n > g->failures ? g->failures : n;
+		g->failures -= took;
+	}
+	os_mutex_unlock(gate_lock);
+	return took;
+}
+
+int session_login_failed(const char *ip, const char *user)
+{
+	char key[64];
+	gate_key(key, sizeof key, ip, user);
+	gate_update(key, G_FAIL, NULL);
+	gate_key(key, sizeof key, NULL, user);
+	gate_update(key, G_FAIL, NULL);
 	int n = gate_update(ip, G_FAIL, NULL);
 	int shift = n > 6 ? 5 : n - 1;
 	return 250 << shift; /* 250 ms, 500 ms, ... 8 s */
 }
 
-void session_login_ok(const char *ip)
+/* A success forgives only this address's failures against this name: its
+ * failures against other names, and other addresses' against this one,
+ * still count, so a known account cannot reset a brute force. */
+void session_login_ok(const char *ip, const char *user)
 {
-	gate_update(ip, G_OK, NULL);
+	char key[64];
+	gate_key(key, sizeof key, ip, user);
+	int n = gate_take(key, -1);
+	gate_take(ip, n);
+	gate_key(key, sizeof key, NULL, user);
+	gate_take(key, n);
 }
 
 int session_login_failures(const char *ip)
@@ -1341,11 +1378,21 @@ int session_login_failures(const char *ip)
 	return gate_update(ip, G_PEEK, NULL);
 }
 
-int session_login_blocked(const char *ip)
+static int gate_blocked(const char *key, int limit)
 {
 	int64_t last = 0;
-	int n = gate_update(ip, G_PEEK, &last);
-	return n >= conf.login_attempts && os_time() - last < conf.quarantine;
+	int n = gate_update(key, G_PEEK, &last);
+	return n >= limit && os_time() - last < conf.quarantine;
+}
+
+int session_login_blocked(const char *ip, const char *user)
+{
+	char key[64];
+	if (gate_blocked(ip, conf.login_attempts)) {
+		return 1;
+	}
+	gate_key(key, sizeof key, NULL, user);
+	return user && gate_blocked(key, conf.account_login_attempts);
 }
 
 int session_auth_allowed(const struct session *s)

@@ -229,6 +229,9 @@ int smtp_parse_path(char *arg, const char *prefix, char *addr, size_t addrlen, c
 		memmove(addr, colon + 1, strlen(colon));
 		at = strrchr(addr, '@');
 	}
+	if (!at && !rl_strcasecmp(prefix, "TO:") && !rl_strcasecmp(addr, "postmaster")) {
+		return 0; /* RFC 5321 4.1.1.3: "RCPT TO:<Postmaster>", no domain */
+	}
 	if (!at || !valid_local(addr, (size_t)(at - addr)) || !valid_domain_part(at + 1)) {
 		return -1;
 	}
@@ -604,18 +607,22 @@ static void auth_checked(struct session *s, int rc, const struct mm_account *a, 
 	t->ok = rc == 0;
 	if (t->ok) {
 		snprintf(t->login, sizeof t->login, "%s@%s", a->user, a->domain);
-		session_login_ok(s->peer);
+		session_login_ok(s->peer, login);
 		auth_answer(s, t);
 		return;
 	}
 	rl_strlcpy(t->login, login, sizeof t->login);
 	log_info("%08x smtp login failed user=%s from=%s", s->id, login, s->peer);
-	session_after(s, session_login_failed(s->peer), auth_answer, t);
+	session_after(s, session_login_failed(s->peer, login), auth_answer, t);
 }
 
 static void auth_check(struct session *s, struct smtp *st, const char *login, const char *pw)
 {
 	(void)st;
+	if (session_login_blocked(s->peer, login)) {
+		reply(s, 454, "4.7.0 Too many failed logins, try again later");
+		return;
+	}
 	session_pause(s); /* answer later, holding no thread */
 	work_login(s, login, pw, auth_checked);
 }
@@ -656,7 +663,7 @@ static void cmd_auth(struct session *s, struct smtp *st, char *arg)
 		reply(s, 503, "5.5.1 Error: MAIL transaction in progress");
 	} else if (!session_auth_allowed(s)) {
 		reply(s, 538, "5.7.11 Encryption required for requested authentication mechanism");
-	} else if (session_login_blocked(s->peer)) {
+	} else if (session_login_blocked(s->peer, NULL)) {
 		reply(s, 454, "4.7.0 Too many failed logins, try again later");
 	} else {
 		const char *challenge = "";

@@ -55,7 +55,7 @@ def main():
     imap, imaps, smtp = free_port(), free_port(), free_port()
     conf = os.path.join(d, "rumble.conf")
     with open(conf, "w") as f:
-        f.write("ServerName bench.example\nStorageFolder %s/data\nBindToAddress 127.0.0.1\n"
+        f.write("ServerName bench.example\nMinPasswordLength 0\nStorageFolder %s/data\nBindToAddress 127.0.0.1\n"
                 "SMTPPort %d\nIMAP4Port %d\nIMAPSPort %d\nEnableSubmission 0\nEnableSMTPS 0\n"
                 "EnablePOP3 0\nEnablePOP3S 0\nEnableWebAdmin 0\nLogLevel warn\n"
                 "AllowPlaintextAuth 1\nThreadsPerIP 100000\n" % (d, smtp, imap, imaps))

@@ -117,7 +117,7 @@ def idle_rss(path):
     ports = [free_port() for _ in names]
     with open(d + "/rumble.conf", "w") as f:
         f.write("ServerName bench.example\nStorageFolder %s/data\nBindToAddress 127.0.0.1\n"
-                "WebAdminBind 127.0.0.1\nWorkers 2\nLogLevel info\n" % d)
+                "WebAdminBind 127.0.0.1\nWorkers 2\nLogLevel info\nMinPasswordLength 0\n" % d)
         f.write("".join("%s %d\n" % np for np in zip(names, ports)))
     for args in (["domain", "add", "bench.example"], ["user", "add", "u@bench.example"]):
         subprocess.run([path, "-c", d + "/rumble.conf"] + args, input=b"secret\n",

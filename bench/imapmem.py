@@ -66,7 +66,7 @@ class Bench:
         self.ports = {k: free_port() for k in ("smtp", "pop3", "imap")}
         self.conf = os.path.join(self.dir, "rumble.conf")
         with open(self.conf, "w") as f:
-            f.write("ServerName bench.example\nStorageFolder %s\nBindToAddress 127.0.0.1\n"
+            f.write("ServerName bench.example\nMinPasswordLength 0\nStorageFolder %s\nBindToAddress 127.0.0.1\n"
                     "SMTPPort %d\nPOP3Port %d\nIMAP4Port %d\nEnableSubmission 0\nEnableSMTPS 0\n"
                     "EnablePOP3S 0\nEnableIMAPS 0\nEnableWebAdmin 0\nLogLevel warn\nWorkers 2\n"
                     "MessageSizeLimit %d\nAllowPlaintextAuth 1\n"

@@ -227,6 +227,7 @@ RPORT=$(free_port)
 RSMTP=$(free_port)
 mkdir -p "$DIR/rumble"
 cat >"$DIR/rumble/rumble.conf" <<CONF
+MinPasswordLength 0
 ServerName bench.example
 StorageFolder $DIR/rumble/data
 BindToAddress 127.0.0.1

@@ -32,6 +32,7 @@ free_port() {
 SMTP=$(free_port)
 POP3=$(free_port)
 cat >"$DIR/rumble.conf" <<CONF
+MinPasswordLength 0
 ServerName bench.example
 StorageFolder $DIR/data
 BindToAddress 127.0.0.1

@@ -20,6 +20,7 @@ cc -O2 -o build/bench/smtp_source bench/smtp_source.c -lpthread
 DIR=$(mktemp -d build/bench/run.XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$DIR/rumble.conf" <<CONF
+MinPasswordLength 0
 ServerName bench.example
 StorageFolder $DIR/data
 BindToAddress 127.0.0.1

@@ -220,14 +220,14 @@ static int login_push(lua_State *L, struct rl_job *j)
 	struct login_job *l = (struct login_job *)j;
 	char token[WA_TOKEN + 1], csrf[WA_TOKEN + 1];
 	if (l->ok && session_new(l->user, l->ip, token, csrf) == 0) {
-		session_login_ok(l->ip);
+		session_login_ok(l->ip, l->name);
 		log_info("web admin: %s logged in from %s", l->user, l->ip);
 		lua_pushstring(L, token);
 		lua_pushstring(L, csrf);
 		lua_pushstring(L, l->user);
 		return 3;
 	}
-	int delay = session_login_failed(l->ip);
+	int delay = session_login_failed(l->ip, l->name);
 	char shown[65];
 	rl_strlcpy(shown, l->name, sizeof shown);
 	for (char *p = shown; *p; p++) {
@@ -251,7 +251,7 @@ static int wa_login(lua_State *L)
 	size_t nlen, plen;
 	const char *name = luaL_checklstring(L, 1, &nlen);
 	const char *pw = luaL_checklstring(L, 2, &plen);
-	if (session_login_blocked(s->peer)) {
+	if (session_login_blocked(s->peer, name)) {
 		log_info("web admin: login refused (too many failures) from=%s", s->peer);
 		lua_pushnil(L);
 		lua_pushliteral(L, "blocked");
@@ -307,6 +307,18 @@ static int wa_hash(lua_State *L)
 	h->j.push = hash_push;
 	memcpy(h->pw, pw, n);
 	return rl_job_call(L, &h->j);
+}
+
+/* api.password_why(pw): nil when pw may be set, else why not (one line). */
+static int wa_password_why(lua_State *L)
+{
+	char why[128];
+	if (password_check(luaL_checkstring(L, 1), why, sizeof why) == 0) {
+		return 0;
+	}
+	why[0] = (char)(why[0] - 32 * (why[0] >= 'a' && why[0] <= 'z')); /* a sentence */
+	lua_pushstring(L, why);
+	return 1;
 }
 
 /* api.sleep: the coroutine waits as for a job; a timer on its worker
@@ -570,6 +582,7 @@ static const luaL_Reg api[] = {
         {"login", wa_login},
         {"sleep", wa_sleep},
         {"hash", wa_hash},
+        {"password_why", wa_password_why},
         {"session", wa_session},
         {"logout", wa_logout},
         {"random", wa_random},

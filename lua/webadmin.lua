@@ -544,6 +544,10 @@ local function account_add(ctx)
 	end
 	local acct = {name = name, domain = d, type = f.type}
 	if f.type == "mailbox" then
+		if ctx.pw_why then
+			say(ctx, false, ctx.pw_why .. ".")
+			return accounts(ctx, 400)
+		end
 		if not ctx.hash then
 			say(ctx, false, "A mailbox needs a password (1 to 256 characters).")
 			return accounts(ctx, 400)
@@ -584,6 +588,10 @@ local function account_password(ctx)
 	local a = Mailman.readAccount(d, name)
 	if not a or a.type ~= "mailbox" then
 		say(ctx, false, "No such mailbox: " .. name .. "@" .. d)
+		return accounts(ctx, 400)
+	end
+	if ctx.pw_why then
+		say(ctx, false, ctx.pw_why .. ".")
 		return accounts(ctx, 400)
 	end
 	if not ctx.hash then
@@ -785,7 +793,10 @@ local function dispatch(session, req, ip)
 	end
 	local pw = ctx.form.password
 	if post and pw and #pw > 0 and #pw <= 256 and not pw:find("%z") then
-		ctx.hash = api.hash(pw) -- on a helper thread, before the (non-yielding) page code
+		ctx.pw_why = api.password_why(pw) -- MinPasswordLength, common passwords
+		if not ctx.pw_why then
+			ctx.hash = api.hash(pw) -- on a helper thread, before the (non-yielding) page code
+		end
 	end
 	local ok, code, body, extra, ctype = pcall(fn, ctx)
 	if not ok then

@@ -200,7 +200,7 @@ class FuzzServer:
         for path in (self.fuzz, self.vp3):
             open(path, "w").close()
         with open(self.conf, "w") as f:
-            f.write("ServerName fuzz.example\nStorageFolder %s\nBindToAddress 127.0.0.1\n"
+            f.write("ServerName fuzz.example\nMinPasswordLength 0\nStorageFolder %s\nBindToAddress 127.0.0.1\n"
                     "SMTPPort %d\nEnablePOP3 1\nPOP3Port %d\nEnableIMAP4 1\nIMAP4Port %d\n"
                     "EnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\nEnableIMAPS 0\n"
                     "EnableWebAdmin 0\nLogLevel debug\nWorkers 2\nDNSServer 127.0.0.1:%d\n"

@@ -488,6 +488,13 @@ static void folder_names_validate(void)
 	ASSERT(!mm_valid_folder(long_name));
 	long_name[200] = '\0';
 	ASSERT(mm_valid_folder(long_name));
+	/* upper case is escaped to three bytes: the file name's limit decides */
+	memset(long_name, 'F', 76);
+	long_name[76] = '\0';
+	ASSERT(mm_valid_folder(long_name)); /* 228 escaped */
+	long_name[76] = 'F';
+	long_name[77] = '\0';
+	ASSERT(!mm_valid_folder(long_name)); /* 231 */
 }
 
 static void file_names_are_safe(void)
@@ -580,7 +587,7 @@ void tests_mailman(void)
 	        "the exact account wins, then the pattern with the most literal characters");
 	RUN(user_names_validate, "user names are atext with dots; * and ? only as patterns");
 	RUN(domain_names_validate, "domain names are LDH labels up to 253 bytes");
-	RUN(folder_names_validate, "folder names refuse separators, control bytes, bad UTF-8");
+	RUN(folder_names_validate, "folder names refuse separators, control bytes, bad UTF-8, escaped forms past the file name limit");
 	RUN(file_names_are_safe, "names become file names safe on Windows and case-blind disks");
 	RUN(type_names, "account types print and parse");
 	RUN(threads_save_concurrently, "two threads saving accounts at once lose nothing");

@@ -19,6 +19,8 @@ static void paths_parse_as_rfc5321_says(void)
 		{"TO:b@example.org", "TO:", "b@example.org", "", 0},
 		{"TO:<b@example.org", "TO:", NULL, NULL, -1},
 		{"TO:<b>", "TO:", NULL, NULL, -1},
+		{"TO:<Postmaster>", "TO:", "Postmaster", "", 0}, /* RFC 5321 4.1.1.3 */
+		{"FROM:<postmaster>", "FROM:", NULL, NULL, -1},
 		{"TO:<b@>", "TO:", NULL, NULL, -1},
 		{"TO:<@example.org>", "TO:", NULL, NULL, -1},
 		{"TO:<a..b@example.org>", "TO:", NULL, NULL, -1},

@@ -59,6 +59,7 @@ int main(int argc, char **argv)
 		{"mbox", tests_mbox},
 		{"quota", tests_quota},
 		{"smtp", tests_smtp},
+		{"password", tests_password},
 		{"dns", tests_dns},
 		{"tls", tests_tls},
 		{"mime", tests_mime},

@@ -41,6 +41,15 @@ need_compiler() {
 	command -v "$CC" >/dev/null 2>&1 || die "$CC still missing after installing mingw-w64"
 }
 
+# The common-password list compiled in (Makefile: tools/passwords.py).
+need_passwords() {
+	/usr/bin/python3 -c 'import zxcvbn' >/dev/null 2>&1 && return 0
+	[ "$(id -u)" = 0 ] || die "python3-zxcvbn not found; install it (as root: apt-get install python3-zxcvbn)"
+	say "installing python3-zxcvbn"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y python3-zxcvbn || { apt-get update && apt-get install -y python3-zxcvbn; }
+}
+
 # ---- 4. rumble.exe ----
 # -static: no DLL beyond the system's (msvcrt, kernel32, ws2_32, advapi32).
 build_rumble() {
@@ -57,6 +66,7 @@ if [ ! -f Makefile ] || [ ! -f os.h ] || [ ! -f libs.sh ]; then
 fi
 . ./libs.sh
 need_compiler
+need_passwords
 libs_fetch
 libs_build "$W/lib" "$CC" "$AR" "$LIBCFLAGS"
 build_rumble

@@ -66,6 +66,9 @@ class Server:
         base = ("ServerName test.example\nStorageFolder %s\nBindToAddress 127.0.0.1\n"
                 "SMTPPort %d\nEnablePOP3 0\nEnableIMAP4 0\nEnableSubmission 0\nEnableSMTPS 0\n"
                 "EnablePOP3S 0\nEnableIMAPS 0\nEnableWebAdmin 0\nLogLevel debug\nWorkers 2\n"
+                # the tests' accounts have short passwords ("secret"): no
+                # password checks unless a test sets MinPasswordLength
+                "MinPasswordLength 0\n"
                 % (self.storage, self.smtp_port))
         # a key given twice keeps its first value: the test's own lines replace these
         given = {l.split()[0].lower() for l in conf.splitlines() if l.strip()}

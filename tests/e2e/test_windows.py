@@ -40,7 +40,7 @@ def test_windows_build_takes_mail_under_wine():
     port = free_port()
     conf = os.path.join(d, "rumble.conf")
     with open(conf, "w") as f:
-        f.write("ServerName win.test\nStorageFolder Z:%s\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
+        f.write("ServerName win.test\nMinPasswordLength 0\nStorageFolder Z:%s\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
                 "EnablePOP3 0\nEnableIMAP4 0\nEnableWebAdmin 0\n<if defined(windows)>\nLogLevel debug\n</if>\n"
                 % (os.path.join(d, "data").replace("/", "\\"), port))
     wconf = "Z:" + conf.replace("/", "\\")
@@ -96,7 +96,7 @@ def test_windows_service_under_wines_service_manager():
     # StorageFolder is relative and LogFile unset: the service works in the
     # folder of rumble.conf and logs to data\rumble.log.
     with open(conf, "w") as f:
-        f.write("ServerName win.test\nStorageFolder data\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
+        f.write("ServerName win.test\nMinPasswordLength 0\nStorageFolder data\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
                 "EnablePOP3 0\nEnableIMAP4 0\nEnableWebAdmin 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
                 "EnableIMAPS 0\nLogLevel debug\n" % port)
     wconf = "Z:" + conf.replace("/", "\\")
@@ -217,7 +217,7 @@ def test_windows_service_flag_outside_the_service_manager_runs_in_the_foreground
     port = free_port()
     conf = os.path.join(d, "rumble.conf")
     with open(conf, "w") as f:
-        f.write("ServerName win.test\nStorageFolder data\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
+        f.write("ServerName win.test\nMinPasswordLength 0\nStorageFolder data\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
                 "EnablePOP3 0\nEnableIMAP4 0\nEnableWebAdmin 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
                 "EnableIMAPS 0\n" % port)
     wconf = "Z:" + conf.replace("/", "\\")
@@ -262,7 +262,7 @@ def test_windows_non_ascii_paths_and_names_under_wine():
     conf = os.path.join(top, "rumble.conf")
     with open(conf, "w", encoding="utf-8-sig") as f:  # with a BOM, as Notepad saves UTF-8
         # StorageFolder first: the BOM must not hide it
-        f.write("StorageFolder %s\nServerName win.test\nLogFile %s\nLoadScript %s\n"
+        f.write("StorageFolder %s\nServerName win.test\nMinPasswordLength 0\nLogFile %s\nLoadScript %s\n"
                 "BindToAddress 127.0.0.1\nSMTPPort %d\nPOP3Port %d\nIMAP4Port %d\n"
                 "EnableWebAdmin 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
                 "EnableIMAPS 0\nLogLevel debug\nWorkers 1\n"
