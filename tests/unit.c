@@ -73,6 +73,7 @@ int main(int argc, char **argv)
 		{"pattern", tests_pattern},
 		{"view", tests_view},
 		{"sort", tests_sort},
+		{"session", tests_session},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

@@ -72,5 +72,6 @@ void tests_luasocket(void);
 void tests_pattern(void);
 void tests_view(void);
 void tests_sort(void);
+void tests_session(void);
 
 #endif
