@@ -945,7 +945,7 @@ struct session *session_mem_open(struct service *svc, const char *peer)
 	w->lock = os_mutex_new();
 	w->mem = 1;
 	struct session *s = xcalloc(1, sizeof *s);
-	s->id = ++next_id;
+	s->id = os_atomic_add_u32(&next_id, 1);
 	s->svc = svc;
 	s->worker = w;
 	s->fd = OS_BADFD;
