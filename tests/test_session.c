@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "rumble.h"
+#include "policy.h"
 #include "tests/unit.h"
 
 static struct service smtp_svc = {.name = "smtp", .proto = &smtp_proto};
@@ -184,6 +184,44 @@ static void a_pop3_session_runs_without_a_socket(void)
 	teardown();
 }
 
+static void the_policy_chain_greylists_a_local_recipient_of_a_remote_client(void)
+{
+	ASSERT_EQ(setup(), 0);
+	conf.greylist = 1;
+	struct session *s = session_mem_open(&smtp_svc, "192.0.2.8");
+	const char *r = talk(s, "HELO client.test\r\nMAIL FROM:<grey@remote.test>\r\n"
+	                        "RCPT TO:<john@example.org>\r\nRCPT TO:<nobody@example.org>\r\n");
+	int ok = strstr(r, "451 4.7.1 <john@example.org>: Recipient address rejected: "
+	                   "Greylisted, try again later\r\n550 5.1.1 <nobody@example.org>") != NULL;
+	session_mem_close(s);
+	s = session_mem_open(&smtp_svc, "127.0.0.1"); /* this host is not greylisted */
+	r = talk(s, "HELO client.test\r\nMAIL FROM:<grey@remote.test>\r\n"
+	            "RCPT TO:<john@example.org>\r\n");
+	ok = ok && strstr(r, "250 2.1.5 Ok\r\n") != NULL;
+	session_mem_close(s);
+	greylist_free();
+	teardown();
+	ASSERT(ok);
+}
+
+static void header_fields_are_written_in_front_of_a_spooled_message(void)
+{
+	struct spool sp;
+	struct buf h;
+	char out[64];
+	spool_init(&sp, unit_tmpdir());
+	buf_init(&h);
+	spool_write(&sp, "Subject: x\r\n\r\nbody\r\n", 21);
+	buf_puts(&h, "Authentication-Results: mx.test; none\r\n");
+	ASSERT_EQ(policy_prepend(&sp, &h), 0);
+	long n = spool_read(&sp, 0, out, sizeof out - 1);
+	ASSERT(n > 0);
+	out[n] = '\0';
+	ASSERT_STR(out, "Authentication-Results: mx.test; none\r\nSubject: x\r\n\r\nbody\r\n");
+	buf_free(&h);
+	spool_free(&sp);
+}
+
 void tests_session(void)
 {
 	RUN(an_smtp_transaction_runs_without_a_socket,
@@ -193,4 +231,8 @@ void tests_session(void)
 	RUN(bad_smtp_commands_get_errors_and_too_many_close,
 	        "session bad SMTP commands get errors, and too many close");
 	RUN(a_pop3_session_runs_without_a_socket, "session a POP3 session runs without a socket");
+	RUN(the_policy_chain_greylists_a_local_recipient_of_a_remote_client,
+	        "session the policy chain greylists a local recipient of a remote client");
+	RUN(header_fields_are_written_in_front_of_a_spooled_message,
+	        "session header fields are written in front of a spooled message");
 }
