@@ -124,9 +124,12 @@ struct policy_module {
 	void (*reset)(void *m);
 	void (*close)(struct session *s, void *m);
 	int (*step[POLICY_STEPS])(struct policy_call *c);
-	/* A body line (or a piece of a long one; start: it begins a line) as
-	 * it came (raw, dot-stuffed) and unstuffed (line); both with their
-	 * line end, which the store writes as CRLF even when it is a bare LF. */
+	/* Each line after DATA (the client's header section first, then
+	 * the body: the module finds the empty line), or a piece of a long
+	 * one (start: it begins a line), as it came (raw, dot-stuffed) and
+	 * unstuffed (line); both with their line end, which the store writes
+	 * as CRLF even when it is a bare LF. Not the final ".". Valid during
+	 * the call only. */
 	void (*body)(
 	        void *m, const char *raw, size_t rawlen, const char *line, size_t len, int start);
 	/* Lowers or changes l as the module's state says (asked often). */
