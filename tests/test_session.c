@@ -204,6 +204,26 @@ static void the_policy_chain_greylists_a_local_recipient_of_a_remote_client(void
 	ASSERT(ok);
 }
 
+/* SPF's callback comes before its step returns here (no helper thread):
+ * the chain takes it as the step's answer. */
+static void the_policy_chain_checks_spf_and_writes_received_spf_above_received(void)
+{
+	ASSERT_EQ(setup(), 0);
+	conf.spf_check = 1;
+	struct session *s = session_mem_open(&smtp_svc, "192.0.2.9");
+	const char *r = talk(s, "HELO [192.0.2.9]\r\nMAIL FROM:<>\r\nRCPT TO:<john@example.org>\r\n"
+	                        "DATA\r\nSubject: spf\r\n\r\nx\r\n.\r\nQUIT\r\n");
+	int ok = strstr(r, "250 2.0.0 Ok: queued as ") != NULL;
+	session_mem_close(s);
+	char *box = inbox();
+	ok = ok && strstr(box, "\nReceived-SPF: none (mx.test: domain of <> no SPF record for "
+	                       "192.0.2.9 as permitted sender)\n\tclient-ip=192.0.2.9; "
+	                       "envelope-from=<>; helo=[192.0.2.9];\nReceived: from [192.0.2.9]");
+	free(box);
+	teardown();
+	ASSERT(ok);
+}
+
 static void header_fields_are_written_in_front_of_a_spooled_message(void)
 {
 	struct spool sp;
@@ -233,6 +253,8 @@ void tests_session(void)
 	RUN(a_pop3_session_runs_without_a_socket, "session a POP3 session runs without a socket");
 	RUN(the_policy_chain_greylists_a_local_recipient_of_a_remote_client,
 	        "session the policy chain greylists a local recipient of a remote client");
+	RUN(the_policy_chain_checks_spf_and_writes_received_spf_above_received,
+	        "session the policy chain checks SPF and writes Received-SPF above Received");
 	RUN(header_fields_are_written_in_front_of_a_spooled_message,
 	        "session header fields are written in front of a spooled message");
 }
