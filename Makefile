@@ -22,7 +22,7 @@ STAMP   := $(OUT)/.flags
 $(shell mkdir -p $(OUT) && echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $(STAMP) || \
         echo '$(CC) $(CFLAGS) $(LDFLAGS)' >$(STAMP))
 
-CORE  = authcache.c config.c log.c buf.c session.c smtp.c policy.c pop3.c imap.c imap_fetch.c imap_msg.c imap_parse.c imap_meta.c imap_special.c imap_list.c imap_sort.c imap_search.c imap_store.c imap_quota.c quota.c imap_sync.c imap_utf8.c imap_esearch.c queue.c outbound.c mailman.c mbox.c mbox_read.c metadata.c work.c dnsbl.c dkim.c dnsadvice.c greylist.c spf.c crypto.c mime.c mime_text.c dns.c $(PLAT)/os.c $(PLAT)/service.c \
+CORE  = authcache.c config.c log.c buf.c session.c smtp.c policy.c pop3.c imap.c imap_fetch.c imap_msg.c imap_parse.c imap_meta.c imap_special.c imap_list.c imap_sort.c imap_search.c imap_store.c imap_quota.c quota.c imap_sync.c imap_utf8.c imap_esearch.c queue.c outbound.c mtasts.c mailman.c mbox.c mbox_read.c metadata.c work.c dnsbl.c dkim.c dkim_verify.c dmarc.c ed25519.c autoconf.c dnsadvice.c greylist.c spf.c crypto.c x509.c httpc.c mime.c mime_text.c dns.c $(PLAT)/os.c $(PLAT)/service.c \
         lua/runtime.c lua/pcall.c lua/sandbox.c lua/handle.c lua/lpattern.c lua/lio.c lua/hooks.c lua/services.c lua/jobs.c lua/lrumble.c \
         lua/lstring.c lua/lfile.c lua/lnetwork.c lua/lmailman.c lua/lmisc.c lua/ldovecot.c \
         lua/vpop3.c lua/lltn12.c lua/lmime.c lua/lsocket.c lua/webadmin.c
@@ -56,6 +56,19 @@ $(OUT)/gen/webadmin_lua.h: lua/webadmin.lua $(OUT)/embed
 	$(OUT)/embed webadmin_lua lua/webadmin.lua $@
 
 $(OUT)/lua/webadmin.o: $(OUT)/gen/webadmin_lua.h
+
+# The public suffix list (Debian's publicsuffix package) as a packed C
+# table for dmarc.c, made by tools/pslgen.c; the list is never committed.
+PSL ?= /usr/share/publicsuffix/public_suffix_list.dat
+$(OUT)/pslgen: tools/pslgen.c
+	@mkdir -p $(dir $@)
+	$(HOSTCC) -O2 -o $@ tools/pslgen.c
+
+$(OUT)/gen/psl_table.h: $(PSL) $(OUT)/pslgen
+	@mkdir -p $(dir $@)
+	$(OUT)/pslgen $(PSL) $@
+
+$(OUT)/dmarc.o: $(OUT)/gen/psl_table.h
 
 unit: $(OUT)/unit$(EXE)
 

@@ -66,6 +66,8 @@ common_deps() {
 	need make command -v make
 	need xz-utils command -v xz
 	need ca-certificates test -d /etc/ssl/certs
+	# compiled into dmarc.c's table by tools/pslgen.c (Makefile)
+	need publicsuffix test -f /usr/share/publicsuffix/public_suffix_list.dat
 }
 
 dev_deps() {
@@ -89,6 +91,7 @@ test_deps() {
 	need python3-dnslib /usr/bin/python3 -c 'import dnslib'
 	need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
 	need python3-dkim /usr/bin/python3 -c 'import dkim'
+	need python3-nacl /usr/bin/python3 -c 'import nacl' # ed25519-sha256 signing
 	need chromium command -v chromium
 	need chromium-driver command -v chromedriver
 	need python3-selenium /usr/bin/python3 -c 'import selenium'

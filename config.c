@@ -363,6 +363,7 @@ enum kind {
 	K_NOTE,   /* the original's Comment: its text is logged */
 	K_UNUSED, /* the original's, with no effect here (why says so once) */
 	K_QUOTA,  /* DefaultQuota: "STORAGE [MESSAGES]" (quota.c) */
+	K_TLSPOLICY, /* TLSPolicy: "DOMAIN MODE" per line (mtasts.c) */
 };
 
 struct directive {
@@ -408,6 +409,10 @@ static const struct directive directives[] = {
 	NUM("OutboundTimeout", K_TIME, outbound_timeout, 1, 3600),
 	NUM("OutboundThreads", K_INT, outbound_threads, 1, 64),
 	NUM("OutboundTLS", K_BOOL, outbound_tls, 0, 1),
+	FIELD("TLSPolicy", K_TLSPOLICY, tls_policy),
+	NUM("MTASTS", K_BOOL, mta_sts, 0, 1),
+	NUM("MTASTSPort", K_PORT, mta_sts_port, 1, 65535),
+	STR("TLSCAFile", tls_ca_file),
 	{"LoadScript", K_LIST, 0, 0, 0, 0, NULL},
 	STR("SMTPScript", smtp_script),
 	STR("DNSBL", dnsbl),
@@ -415,6 +420,9 @@ static const struct directive directives[] = {
 	NUM("Greylist", K_BOOL, greylist, 0, 1),
 	NUM("SPFCheck", K_BOOL, spf_check, 0, 1),
 	NUM("SPFReject", K_BOOL, spf_reject, 0, 1),
+	NUM("DKIMVerify", K_BOOL, dkim_verify, 0, 1),
+	NUM("DMARC", K_BOOL, dmarc, 0, 1),
+	NUM("DMARCReject", K_BOOL, dmarc_reject, 0, 1),
 	NUM("GreylistDelay", K_TIME, greylist_delay, 1, 86400),
 	STR("DKIMSelector", dkim_selector),
 	STR("DraftsFolder", special_use[SPECIAL_DRAFTS]),
@@ -590,6 +598,28 @@ static const char *default_quota(struct settings *s, const char *v)
 	return NULL;
 }
 
+/* TLSPolicy: "DOMAIN MODE" (".example.com" for the names below it, "*"
+ * for every other), added to field as "domain:mode". */
+static const char *tls_policy_line(char *field, size_t size, const char *v)
+{
+	char dom[256], mode[16], extra[2];
+	if (sscanf(v, "%255s %15s %1s", dom, mode, extra) != 2 ||
+	        tls_mode_parse(mode, strlen(mode)) < 0) {
+		return "expected a domain (or .domain, or *) and none, may, encrypt or verify";
+	}
+	if (strspn(dom, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-*") !=
+	                strlen(dom) ||
+	        (strchr(dom, '*') && strcmp(dom, "*") != 0)) {
+		return "bad domain";
+	}
+	size_t n = strlen(field);
+	if (n + strlen(dom) + strlen(mode) + 3 > size) {
+		return "too many TLSPolicy lines";
+	}
+	snprintf(field + n, size - n, "%s%s:%s", n ? " " : "", dom, mode);
+	return NULL;
+}
+
 /* An empty value is an error, except for strings, lists and notes. */
 static int needs_value(enum kind k)
 {
@@ -671,6 +701,9 @@ static int apply_one(struct settings *s, const struct directive *d, const struct
 	case K_QUOTA:
 		why = default_quota(s, e->value);
 		break;
+	case K_TLSPOLICY:
+		why = tls_policy_line(field, d->size, e->value);
+		break;
 	case K_NOTE:
 	case K_UNUSED:
 		break; /* see note() */
@@ -721,6 +754,7 @@ static void defaults(struct settings *s)
 	rl_strlcpy(s->storage, "data", sizeof s->storage);
 	s->smtp_enable = s->pop3_enable = s->imap_enable = 1;
 	s->dkim_sign = 1;
+	s->dkim_verify = s->dmarc = s->dmarc_reject = 1;
 	s->greylist_delay = 300;
 	s->auth_cache_time = 3600; /* Dovecot's auth_cache_ttl */
 	rl_strlcpy(s->dkim_selector, "rumble", sizeof s->dkim_selector);
@@ -740,6 +774,8 @@ static void defaults(struct settings *s)
 	s->outbound_timeout = 150;
 	s->outbound_threads = 4;
 	s->outbound_tls = 1;
+	s->mta_sts = 1;
+	s->mta_sts_port = 443;
 	s->log_level = LOG_INFO;
 	s->max_recipients = 100;
 	s->max_errors = 10;

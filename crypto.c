@@ -1248,19 +1248,24 @@ static const br_x509_class anykey_class = {
         anykey_get_pkey,
 };
 
-/* see rumble.h */
-struct tls *tls_client_new(const char *server_name)
+/* A client engine; anchors NULL accepts any certificate, else the chain
+ * must lead to one of them and name server_name. */
+static struct tls *client_new(const char *server_name, const struct tls_anchors *anchors)
 {
 	struct tls *t = xcalloc(1, sizeof *t);
 	br_ssl_client_context *cc = &t->cc;
 	unsigned char seed[32];
+	size_t nta = 0;
+	const br_x509_trust_anchor *ta = tls__anchors_raw(anchors, &nta);
 
 	t->anykey = xcalloc(1, sizeof *t->anykey);
 	/* every version and suite BearSSL has: a server that is not Rumble may
 	 * know nothing better, and unencrypted is the alternative */
-	br_ssl_client_init_full(cc, &t->anykey->unused, NULL, 0);
-	t->anykey->vtable = &anykey_class;
-	br_ssl_engine_set_x509(&cc->eng, &t->anykey->vtable);
+	br_ssl_client_init_full(cc, &t->anykey->unused, ta, nta);
+	if (!anchors) {
+		t->anykey->vtable = &anykey_class;
+		br_ssl_engine_set_x509(&cc->eng, &t->anykey->vtable);
+	}
 	br_ssl_engine_set_all_flags(&cc->eng, BR_OPT_NO_RENEGOTIATION);
 	br_ssl_engine_set_buffer(&cc->eng, t->buf, sizeof t->buf, 0);
 	if (os_random(seed, sizeof seed) == 0) {
@@ -1270,11 +1275,23 @@ struct tls *tls_client_new(const char *server_name)
 	/* SNI only for a name: RFC 6066 3 forbids literal addresses */
 	uint8_t ip[16];
 	int is_ip = os_ip_parse(server_name, ip) >= 0;
-	if (!br_ssl_client_reset(cc, is_ip ? NULL : server_name, 0)) {
-		tls_free(t);
+	if ((is_ip && anchors) || !br_ssl_client_reset(cc, is_ip ? NULL : server_name, 0)) {
+		tls_free(t); /* BearSSL checks names only: an address cannot be verified */
 		return NULL;
 	}
 	return t;
+}
+
+/* see rumble.h */
+struct tls *tls_client_new(const char *server_name)
+{
+	return client_new(server_name, NULL);
+}
+
+/* see rumble.h */
+struct tls *tls_client_new_verified(const char *server_name, const struct tls_anchors *anchors)
+{
+	return anchors ? client_new(server_name, anchors) : NULL;
 }
 
 static int closed(struct tls *t)
@@ -1433,6 +1450,11 @@ static const struct {
         {BR_ERR_WRONG_KEY_USAGE, "wrong key usage"},
         {BR_ERR_NO_CLIENT_AUTH, "no client certificate"},
         {BR_ERR_IO, "I/O error"},
+        {BR_ERR_X509_EXPIRED, "certificate expired or not yet valid"},
+        {BR_ERR_X509_BAD_SERVER_NAME, "certificate is for another name"},
+        {BR_ERR_X509_NOT_TRUSTED, "certificate not trusted (unknown CA)"},
+        {BR_ERR_X509_NOT_CA, "certificate chain: an issuer is not a CA"},
+        {BR_ERR_X509_BAD_SIGNATURE, "certificate chain: bad signature"},
 };
 
 /* RFC 5246 section 7.2 and later registrations */
@@ -2089,6 +2111,70 @@ void crypto_sha256_update(crypto_sha256_ctx *c, const void *p, size_t n)
 void crypto_sha256_final(crypto_sha256_ctx *c, uint8_t out[32])
 {
 	br_sha256_out((br_sha256_context *)(void *)c, out);
+}
+
+/* see rumble.h */
+void crypto_sha512(const void *data, size_t n, const void *data2, size_t n2, uint8_t out[64])
+{
+	br_sha512_context c;
+	br_sha512_init(&c);
+	br_sha512_update(&c, data, n);
+	br_sha512_update(&c, data2, n2);
+	br_sha512_out(&c, out);
+}
+
+/* The modulus and exponent of an RSA public key in DER: a
+ * SubjectPublicKeyInfo (what RFC 6376 3.6.1 asks for) or a bare PKCS#1
+ * RSAPublicKey (what some publish). -1 when it is neither. */
+static int rsa_public_der(const uint8_t *der, size_t len, br_rsa_public_key *pk)
+{
+	struct der_in d = {der, len}, seq, x, n, e;
+	unsigned tag;
+	if (der_next(&d, &tag, &seq) != 0 || tag != 0x30 || der_next(&seq, &tag, &x) != 0) {
+		return -1;
+	}
+	if (tag == 0x30) { /* SPKI: AlgorithmIdentifier, then a BIT STRING */
+		if (x.n < 11 || memcmp(x.p, oid_rsa, 11) != 0 || der_next(&seq, &tag, &x) != 0 ||
+		        tag != 0x03 || x.n < 1 || x.p[0] != 0) {
+			return -1;
+		}
+		d = (struct der_in){x.p + 1, x.n - 1};
+		if (der_next(&d, &tag, &seq) != 0 || tag != 0x30 || der_next(&seq, &tag, &x) != 0) {
+			return -1;
+		}
+	}
+	n = x;
+	if (tag != 0x02 || der_next(&seq, &tag, &e) != 0 || tag != 0x02) {
+		return -1;
+	}
+	while (n.n > 1 && n.p[0] == 0) { /* the sign byte */
+		n.p++;
+		n.n--;
+	}
+	pk->n = (unsigned char *)n.p;
+	pk->nlen = n.n;
+	pk->e = (unsigned char *)e.p;
+	pk->elen = e.n;
+	return 0;
+}
+
+/* see rumble.h */
+int crypto_rsa_verify_sha256(const uint8_t *der, size_t len, const uint8_t *sig, size_t siglen,
+        const uint8_t hash[32])
+{
+	br_rsa_public_key pk;
+	unsigned char got[32];
+	if (rsa_public_der(der, len, &pk) != 0 || pk.nlen > TLS_RSA_MAX_BITS / 8) {
+		return -1;
+	}
+	if (pk.nlen < 1024 / 8 || (pk.nlen == 1024 / 8 && pk.n[0] < 0x80)) {
+		return -2; /* RFC 8301 3.2: keys under 1024 bits are not accepted */
+	}
+	if (siglen != pk.nlen ||
+	        !br_rsa_pkcs1_vrfy_get_default()(sig, siglen, BR_HASH_OID_SHA256, 32, &pk, got)) {
+		return 0;
+	}
+	return crypto_equal(got, hash, 32);
 }
 
 /* ---- SASL PLAIN and LOGIN (see rumble.h) ---- */

@@ -68,10 +68,65 @@ static void line_end(struct dkim_body *b)
 	b->content = b->wsp = 0;
 }
 
+/* see rumble.h */
+void dkim_body_simple(struct dkim_body *b)
+{
+	b->simple = 1;
+}
+
+/* Simple (RFC 6376 3.4.3): the bytes as they are, less the empty lines at
+ * the end. Inbound mail is CRLF already (smtp.c). */
+static void simple_feed(struct dkim_body *b, char c)
+{
+	if (!b->content) { /* at the start of a line */
+		if (c == '\r' && !b->cr) {
+			b->cr = 1;
+			return;
+		}
+		if (c == '\n' && b->cr) {
+			b->cr = 0;
+			b->empty++;
+			return;
+		}
+		for (; b->empty; b->empty--) {
+			emit(b, "\r\n", 2);
+		}
+		if (b->cr) {
+			emit(b, "\r", 1);
+			b->cr = 0;
+		}
+		b->content = 1;
+	}
+	emit(b, &c, 1);
+	b->last = c;
+	b->content = c != '\n';
+}
+
+static void simple_end(struct dkim_body *b, uint8_t hash[32])
+{
+	if (b->cr) { /* a lone CR at the end is content */
+		for (; b->empty; b->empty--) {
+			emit(b, "\r\n", 2);
+		}
+		emit(b, "\r", 1);
+		b->last = '\r';
+	}
+	if (b->last != '\n') {
+		emit(b, "\r\n", 2); /* no body, or no CRLF at its end */
+	}
+	crypto_sha256_final(&b->h, hash);
+}
+
 /* see rumble.h. A lone CR or LF ends a line, as it does in the message
  * that leaves (outbound.c sends each as CRLF). */
 void dkim_body_feed(struct dkim_body *b, const char *p, size_t n)
 {
+	if (b->simple) {
+		for (size_t i = 0; i < n; i++) {
+			simple_feed(b, p[i]);
+		}
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (b->cr) {
 			b->cr = 0;
@@ -93,6 +148,10 @@ void dkim_body_feed(struct dkim_body *b, const char *p, size_t n)
 /* see rumble.h */
 void dkim_body_end(struct dkim_body *b, uint8_t hash[32])
 {
+	if (b->simple) {
+		simple_end(b, hash);
+		return;
+	}
 	if (b->cr) {
 		line_end(b);
 		b->cr = 0;
@@ -138,14 +197,8 @@ void dkim_header_relaxed(const char *f, size_t n, struct buf *out)
 
 /* ---- the message's header fields ---- */
 
-struct field {
-	const char *p;
-	size_t n; /* without the CRLF that ends it */
-};
-
-/* Splits the header section h (up to the empty line) into fields; their
- * count, or -1 when there is no end of header within it. */
-static int split_fields(const char *h, size_t len, struct field *f, int max, size_t *body_off)
+/* see rumble.h */
+int dkim_split_fields(const char *h, size_t len, struct dkim_field *f, int max, size_t *body_off)
 {
 	int n = 0;
 	size_t i = 0;
@@ -168,19 +221,25 @@ static int split_fields(const char *h, size_t len, struct field *f, int max, siz
 		if (n < max) {
 			size_t e = i - start;
 			e -= e >= 2 && h[i - 2] == '\r' ? 2 : 1;
-			f[n++] = (struct field){h + start, e};
+			f[n++] = (struct dkim_field){h + start, e};
 		}
 	}
 	return -1;
 }
 
-/* The last field named name, or NULL. */
-static const struct field *find_field(const struct field *f, int n, const char *name)
+/* see rumble.h */
+int dkim_field_is(const struct dkim_field *f, const char *name)
 {
 	size_t len = strlen(name);
+	return f->n > len && rl_strncasecmp(f->p, name, len) == 0 &&
+	       (f->p[len] == ':' || f->p[len] == ' ' || f->p[len] == '\t');
+}
+
+/* The last field named name, or NULL. */
+static const struct dkim_field *find_field(const struct dkim_field *f, int n, const char *name)
+{
 	for (int i = n - 1; i >= 0; i--) {
-		if (f[i].n > len && rl_strncasecmp(f[i].p, name, len) == 0 &&
-		        (f[i].p[len] == ':' || f[i].p[len] == ' ' || f[i].p[len] == '\t')) {
+		if (dkim_field_is(&f[i], name)) {
 			return &f[i];
 		}
 	}
@@ -188,7 +247,7 @@ static const struct field *find_field(const struct field *f, int n, const char *
 }
 
 /* The domain of the address in a From: field, lower case; 0 when found. */
-static int from_domain(const struct field *from, char *out, size_t len)
+static int from_domain(const struct dkim_field *from, char *out, size_t len)
 {
 	const char *v = memchr(from->p, ':', from->n), *end = from->p + from->n;
 	const char *lt = v ? memchr(v, '<', (size_t)(end - v)) : NULL;
@@ -313,7 +372,7 @@ static int body_hash(struct spool *sp, uint64_t off, uint8_t hash[32])
 
 /* The value of the DKIM-Signature field without b='s value, and the
  * signed data (the fields h= names, relaxed, then this field). */
-static void sig_value(struct buf *v, struct buf *data, const char *domain, const struct field *f,
+static void sig_value(struct buf *v, struct buf *data, const char *domain, const struct dkim_field *f,
         int nf, const uint8_t bh[32])
 {
 	char b64[64];
@@ -322,7 +381,7 @@ static void sig_value(struct buf *v, struct buf *data, const char *domain, const
 	        conf.dkim_selector, (long long)os_time());
 	int first = 1;
 	for (size_t i = 0; i < sizeof signed_fields / sizeof signed_fields[0]; i++) {
-		const struct field *x = find_field(f, nf, signed_fields[i]);
+		const struct dkim_field *x = find_field(f, nf, signed_fields[i]);
 		if (x) {
 			buf_printf(v, "%s%s", first ? "" : ":", signed_fields[i]);
 			dkim_header_relaxed(x->p, x->n, data);
@@ -339,9 +398,9 @@ static void sig_value(struct buf *v, struct buf *data, const char *domain, const
 }
 
 /* The signing domain: From:'s if ours, else the envelope sender's. */
-static int signing_domain(const struct field *f, int nf, const char *sender, char *out, size_t len)
+static int signing_domain(const struct dkim_field *f, int nf, const char *sender, char *out, size_t len)
 {
-	const struct field *from = find_field(f, nf, "from");
+	const struct dkim_field *from = find_field(f, nf, "from");
 	if (!from) {
 		return -1; /* RFC 6376 5.4: From must be signed */
 	}
@@ -395,7 +454,7 @@ static int sign_into(const char *domain, const struct buf *value, const struct b
 int dkim_sign(struct spool *sp, const char *sender, struct buf *out)
 {
 	struct buf h, value, data;
-	struct field *f = xcalloc(FIELDS_MAX, sizeof *f);
+	struct dkim_field *f = xcalloc(FIELDS_MAX, sizeof *f);
 	char domain[MM_DOMAIN_MAX + 1];
 	uint8_t bh[32];
 	size_t body_off = 0;
@@ -406,7 +465,7 @@ int dkim_sign(struct spool *sp, const char *sender, struct buf *out)
 	if (!conf.dkim_sign || read_header(sp, &h) != 0) {
 		goto out;
 	}
-	int nf = h.data ? split_fields(h.data, h.len, f, FIELDS_MAX, &body_off) : -1;
+	int nf = h.data ? dkim_split_fields(h.data, h.len, f, FIELDS_MAX, &body_off) : -1;
 	if (nf < 0 || signing_domain(f, nf, sender, domain, sizeof domain) != 0) {
 		goto out;
 	}

@@ -1,6 +1,6 @@
 /*
- * dns.c - a small blocking DNS client: MX, A, AAAA, TXT and PTR lookups for
- * outbound delivery and scripts (see rumble.h).
+ * dns.c - a small blocking DNS client: MX, A, AAAA, TXT, PTR and SRV lookups
+ * for outbound delivery, scripts and the DNS advice (see rumble.h).
  *
  * A lookup: the cache first (raw answers keyed by name and type, kept for
  * the smallest TTL in them; negative answers for their SOA's, RFC 2308),
@@ -392,7 +392,7 @@ static int rdata_text(struct rd *d, unsigned type, struct dns_rr *o)
 	const uint8_t *a;
 	size_t len = d->end - d->off;
 
-	o->pref = 0;
+	o->pref = o->weight = o->port = 0;
 	switch (type) {
 	case DNS_T_A:
 	case DNS_T_AAAA:
@@ -403,6 +403,11 @@ static int rdata_text(struct rd *d, unsigned type, struct dns_rr *o)
 		return os_ip_text(a, (int)len, o->text, sizeof o->text) == 0 ? 1 : -1;
 	case DNS_T_MX:
 		o->pref = (int)rd_u16(d);
+		return rdata_name(d, o);
+	case DNS_T_SRV: /* priority, weight, port, target (RFC 2782) */
+		o->pref = (int)rd_u16(d);
+		o->weight = (int)rd_u16(d);
+		o->port = (int)rd_u16(d);
 		return rdata_name(d, o);
 	case DNS_T_PTR:
 	case DNS_T_CNAME:
@@ -1026,6 +1031,22 @@ int dns_txt(const char *name, char (*out)[DNS_TEXT_MAX], int max)
 
 	for (i = 0; r == 0 && i < w->ans.n && i < max; i++) {
 		rl_strlcpy(out[i], w->ans.rr[i].text, DNS_TEXT_MAX);
+	}
+	free(w);
+	return r < 0 ? r : i;
+}
+
+/* see rumble.h */
+int dns_srv(const char *name, struct dns_srv *out, int max)
+{
+	struct dns_work *w;
+	int i, r = lookup(name, DNS_T_SRV, &w);
+
+	for (i = 0; r == 0 && i < w->ans.n && i < max; i++) {
+		rl_strlcpy(out[i].host, w->ans.rr[i].text, sizeof out[i].host);
+		out[i].prio = w->ans.rr[i].pref;
+		out[i].weight = w->ans.rr[i].weight;
+		out[i].port = w->ans.rr[i].port;
 	}
 	free(w);
 	return r < 0 ? r : i;

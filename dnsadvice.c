@@ -8,7 +8,8 @@
  * The mail host is ServerName. The SPF record allows the domain's MX
  * hosts only and fails the rest ("-all"); DMARC starts at p=none with
  * reports to postmaster, the step every guide gives before quarantine.
- * SRV records name the ports this configuration listens on.
+ * SRV records name the ports this configuration listens on and say "."
+ * for the services that are off, so that clients do not guess them.
  */
 #include <string.h>
 #include <time.h>
@@ -21,7 +22,7 @@
  * records there were. */
 struct advice {
 	const char *domain, *host;
-	int check, problems;
+	int check, problems, wrong; /* wrong: optional ones among problems */
 	struct buf *out;
 };
 
@@ -41,15 +42,17 @@ void dns_put_txt(struct buf *out, const char *text)
 	}
 }
 
-/* The mark --check puts before a record: ok, MISSING or WRONG (optional
- * ones are "-" when missing and do not count as problems). */
+/* The mark --check puts before a record: ok, MISSING or WRONG. Optional
+ * ones are "-" when missing and then no problem; published wrong (an SRV
+ * record to another port) they are one, as they mislead clients. */
 static void mark(struct advice *a, int found, int right, int required)
 {
 	if (!a->check) {
 		return;
 	}
 	const char *m = found && right ? "ok      " : found ? "WRONG   " : required ? "MISSING " : "-       ";
-	a->problems += required && !(found && right);
+	a->problems += required ? !(found && right) : found && !right;
+	a->wrong += !required && found && !right;
 	buf_puts(a->out, m);
 }
 
@@ -123,36 +126,65 @@ static void dkim_records(struct advice *a)
 	txt_record(a, name, text, "v=DKIM1", p, 1);
 }
 
-/* An SRV record (RFC 6186, RFC 8314) for a service that listens. */
-static void srv_record(struct advice *a, const char *svc, int enabled, int port)
+/* An SRV record (RFC 6186; RFC 8314 section 5.1: implicit TLS at the
+ * lower priority number, preferred) for a service on port, or the "no
+ * such service here" record (target ".", RFC 2782) when port is 0. With
+ * --check, right when one of the published records names this host and
+ * port, or every one says "." for a service that is off. */
+static void srv_record(struct advice *a, const char *svc, int port, int prio)
 {
-	if (!enabled) {
-		return;
-	}
+	char name[DNS_NAME_MAX + 16];
+	struct dns_srv srv[8];
+	snprintf(name, sizeof name, "_%s._tcp.%s", svc, a->domain);
 	if (a->check) {
-		buf_puts(a->out, "        "); /* no SRV lookups here: not checked */
+		int n = dns_srv(name, srv, 8), right = port == 0;
+		for (int i = 0; i < n; i++) {
+			int here = srv[i].port == port && rl_strcasecmp(srv[i].host, a->host) == 0;
+			right = port ? right || here : right && !srv[i].host[0];
+		}
+		mark(a, n > 0, right, 0);
 	}
-	buf_printf(a->out, "_%s._tcp.%s. 3600 IN SRV 0 1 %d %s.\n", svc, a->domain, port, a->host);
+	if (port) {
+		buf_printf(a->out, "%s. 3600 IN SRV %d 1 %d %s.\n", name, prio, port, a->host);
+	} else {
+		buf_printf(a->out, "%s. 3600 IN SRV 0 0 0 .\n", name);
+	}
 }
 
-static void client_records(struct advice *a)
+/* name (autoconfig.<domain>, ...) as a CNAME to the mail host; checked
+ * by its address, as a client reaches it. */
+static void host_alias(struct advice *a, const char *prefix)
 {
 	char name[DNS_NAME_MAX + 16], addr[2][DNS_ADDR_MAX];
-	snprintf(name, sizeof name, "autoconfig.%s", a->domain);
+	snprintf(name, sizeof name, "%s.%s", prefix, a->domain);
 	mark(a, a->check && dns_addrs(name, addr, 2) > 0, 1, 0);
 	buf_printf(a->out, "%s. 3600 IN CNAME %s.\n", name, a->host);
-	srv_record(a, "imaps", conf.imaps_enable, conf.imaps_port);
-	srv_record(a, "imap", conf.imap_enable && !conf.imaps_enable, conf.imap_port);
-	srv_record(a, "pop3s", conf.pop3s_enable, conf.pop3s_port);
-	srv_record(a, "submissions", conf.smtps_enable, conf.smtps_port);
-	srv_record(a, "submission", conf.submission_enable, conf.submission_port);
+}
+
+/* What mail clients look up to configure themselves: the autoconfig and
+ * autodiscover hosts (served by autoconf.c over HTTP) and SRV records
+ * for every service, those that are off included. */
+static void client_records(struct advice *a)
+{
+	struct autoconf_ports p;
+	autoconf_ports(&p);
+	buf_puts(a->out, "; for mail clients: the names their autoconfiguration asks (HTTP), and "
+	                 "SRV records (RFC 6186):\n");
+	host_alias(a, "autoconfig");
+	host_alias(a, "autodiscover");
+	srv_record(a, "submissions", p.smtps, 0);
+	srv_record(a, "submission", p.submission, 10);
+	srv_record(a, "imaps", p.imaps, 0);
+	srv_record(a, "imap", p.imap, 10);
+	srv_record(a, "pop3s", p.pop3s, 20);
+	srv_record(a, "pop3", p.pop3, 30);
 }
 
 /* see rumble.h */
 int dns_advice(const char *domain, int check, struct buf *out)
 {
 	char name[DNS_NAME_MAX + 16], text[600];
-	struct advice a = {domain, conf.server_name, check, 0, out};
+	struct advice a = {domain, conf.server_name, check, 0, 0, out};
 	buf_printf(out, "; DNS records for mail at %s (mail host %s)\n", domain, a.host);
 	mx_record(&a);
 	host_records(&a);
@@ -172,10 +204,15 @@ int dns_advice(const char *domain, int check, struct buf *out)
 	snprintf(text, sizeof text, "v=STSv1; id=%04d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1,
 	        tm.tm_mday);
 	txt_record(&a, name, text, "v=STSv1", NULL, 0);
+	host_alias(&a, "mta-sts");
 	client_records(&a);
 	if (check) {
-		buf_printf(out, "; %d required record%s missing or wrong\n", a.problems,
-		        a.problems == 1 ? "" : "s");
+		int req = a.problems - a.wrong;
+		buf_printf(out, "; %d required record%s missing or wrong\n", req, req == 1 ? "" : "s");
+	}
+	if (check && a.wrong) {
+		buf_printf(out, "; %d optional record%s wrong: fix or remove\n", a.wrong,
+		        a.wrong == 1 ? "" : "s");
 	}
 	return a.problems;
 }

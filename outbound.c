@@ -54,6 +54,7 @@ struct ob_conn {
 	unsigned ext;            /* EXT_* from EHLO */
 	uint64_t size_max;       /* SIZE n, 0 = none said */
 	int tls_failed;          /* the handshake failed: retry in clear */
+	const char *tls_source;  /* what asked for TLS: "TLSPolicy", "MTA-STS" */
 	int tmo;                 /* ms to wait for each reply */
 	int (*stopping)(void);   /* 1: give up waiting (the server stops) */
 	int64_t deadline;        /* os_now_ms() to give up at; 0 none (ob_submit's) */
@@ -307,9 +308,58 @@ static int ob_cmd(struct ob_conn *c, const char *cmd, int timeout_ms, int ehlo)
 
 /* ---- the transaction ---- */
 
+/* STARTTLS required by the destination's policy but not to be had. */
+static int tls_missing(struct ob_conn *c, const char *what)
+{
+	snprintf(c->text, sizeof c->text, "TLS required by %s, but %.100s %s", c->tls_source,
+	        c->host, what);
+	return -1;
+}
+
+/* The TLS handshake after STARTTLS's 220: 0 when it completed. */
+static int ob_handshake(struct ob_conn *c, enum tls_mode mode)
+{
+	char err[200] = "no randomness";
+	if (mode == TLS_VERIFY) {
+		const struct tls_anchors *ta = tls_anchors_system(conf.tls_ca_file, err, sizeof err);
+		c->tls = ta ? tls_client_new_verified(c->host, ta) : NULL;
+	} else {
+		c->tls = tls_client_new(c->host);
+	}
+	for (int i = 0; c->tls && tls_handshaking(c->tls) && i < 10000; i++) {
+		if (tls_step(c, c->tmo) != 0) {
+			break;
+		}
+	}
+	if (c->tls && !tls_handshaking(c->tls) && !tls_failed(c->tls)) {
+		log_info("%016llx host=%s[%s] tls=%s cipher=%s verified=%s",
+		        (unsigned long long)c->qid, c->host, c->addr, tls_version(c->tls),
+		        tls_cipher(c->tls), mode == TLS_VERIFY ? "yes" : "no");
+		return 0;
+	}
+	if (mode == TLS_VERIFY) {
+		snprintf(c->text, sizeof c->text, "TLS required by %s: certificate of %.100s not "
+		        "verified: %.100s", c->tls_source, c->host, c->tls ? tls_error(c->tls) : err);
+	} else {
+		snprintf(c->text, sizeof c->text, "TLS handshake failed: %s",
+		        c->tls ? tls_error(c->tls) : err);
+	}
+	c->tls_failed = mode == TLS_MAY;
+	return -1;
+}
+
+/* EHLO again once TLS is up (RFC 3207 4.2). */
+static int ob_ehlo_again(struct ob_conn *c)
+{
+	char cmd[300];
+	c->ext = 0;
+	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", c->helo);
+	return ob_cmd(c, cmd, c->tmo, 1) == 250 ? 0 : -1;
+}
+
 /* Greeting, EHLO (or HELO), STARTTLS and EHLO again. 0 ready for MAIL,
  * -1 try another host (c->text says why). */
-static int ob_hello(struct ob_conn *c, int use_tls)
+static int ob_hello(struct ob_conn *c, enum tls_mode mode)
 {
 	char cmd[300];
 	if (ob_reply(c, c->tmo, 0) != 220) {
@@ -317,38 +367,26 @@ static int ob_hello(struct ob_conn *c, int use_tls)
 	}
 	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", c->helo);
 	if (ob_cmd(c, cmd, c->tmo, 1) != 250) {
-		if (c->code < 500) {
+		if (c->code < 500 || mode >= TLS_ENCRYPT) {
 			return -1;
 		}
 		c->ext = 0;
 		snprintf(cmd, sizeof cmd, "HELO %s\r\n", c->helo);
 		return ob_cmd(c, cmd, c->tmo, 0) == 250 ? 0 : -1;
 	}
-	if (!use_tls || !(c->ext & EXT_STARTTLS)) {
-		return 0;
+	if (mode == TLS_NONE || !(c->ext & EXT_STARTTLS)) {
+		return mode >= TLS_ENCRYPT ? tls_missing(c, "does not offer STARTTLS") : 0;
 	}
 	if (ob_cmd(c, "STARTTLS\r\n", c->tmo, 0) != 220) {
+		if (mode >= TLS_ENCRYPT && c->code >= 0) {
+			return tls_missing(c, "refused STARTTLS");
+		}
 		return c->code >= 0 ? 0 : -1; /* refused: go on in clear */
 	}
 	c->inlen = 0; /* nothing the server sent before TLS counts */
-	c->tls = tls_client_new(c->host);
-	for (int i = 0; c->tls && tls_handshaking(c->tls) && i < 10000; i++) {
-		if (tls_step(c, c->tmo) != 0) {
-			break;
-		}
-	}
-	if (!c->tls || tls_handshaking(c->tls)) {
-		snprintf(c->text, sizeof c->text, "TLS handshake failed: %s",
-		        c->tls ? tls_error(c->tls) : "no randomness");
-		c->tls_failed = 1;
-		return -1;
-	}
-	log_info("%016llx host=%s[%s] tls=%s cipher=%s", (unsigned long long)c->qid, c->host,
-	        c->addr, tls_version(c->tls), tls_cipher(c->tls));
-	c->ext = 0;
-	snprintf(cmd, sizeof cmd, "EHLO %s\r\n", c->helo);
-	return ob_cmd(c, cmd, c->tmo, 1) == 250 ? 0 : -1;
+	return ob_handshake(c, mode) == 0 ? ob_ehlo_again(c) : -1;
 }
+
 
 /* Where ob_stuff is, across calls: at a line's start (BOL), after a CR
  * that may begin a CRLF (CR). */
@@ -594,7 +632,7 @@ static const char *bind_for(const char *addr)
  * recipient settled, or left pending to the next host only if it
  * failed before any RCPT), -1 to try the next address or host. */
 static int ob_try(
-        struct ob_conn *c, struct queue_msg *m, struct ob_rcpt *r, int n, int port, int use_tls)
+        struct ob_conn *c, struct queue_msg *m, struct ob_rcpt *r, int n, int port, enum tls_mode mode)
 {
 	/* Postfix's smtp_connect_timeout, or less: a stop waits for it */
 	c->fd = os_connect_from(
@@ -607,7 +645,7 @@ static int ob_try(
 		return -1;
 	}
 	os_set_send_timeout(c->fd, c->tmo);
-	int rc = ob_hello(c, use_tls);
+	int rc = ob_hello(c, mode);
 	if (rc == 0) {
 		ob_transaction(c, m, r, n);
 		log_rcpts(c, r, n);
@@ -626,10 +664,19 @@ static int ob_try(
 
 /* Tries each address of host; 0 once a transaction ran. */
 static int ob_host(struct ob_conn *c, struct queue_msg *m, struct ob_rcpt *r, int n,
-        const char *host, int port)
+        const char *host, int port, const struct tls_want *w)
 {
 	char addrs[OB_ADDRS_MAX][DNS_ADDR_MAX];
 	rl_strlcpy(c->host, host, sizeof c->host);
+	if (w->has_sts && !sts_mx_ok(&w->sts, host)) {
+		snprintf(c->text, sizeof c->text, "MTA-STS: %.180s is not a mail server the "
+		        "domain's policy names", host);
+		log_info("%016llx host=%s status=%s reply=\"%s\"", (unsigned long long)m->qid, host,
+		        w->sts.mode == STS_ENFORCE ? "deferred" : "testing", c->text);
+		if (w->sts.mode == STS_ENFORCE) {
+			return -1;
+		}
+	}
 	int na = dns_addrs(host, addrs, OB_ADDRS_MAX);
 	if (na <= 0) {
 		snprintf(c->text, sizeof c->text, "cannot find the address of %.180s: %.40s", host,
@@ -638,13 +685,14 @@ static int ob_host(struct ob_conn *c, struct queue_msg *m, struct ob_rcpt *r, in
 		        host, c->text);
 		return -1;
 	}
+	c->tls_source = w->source;
 	for (int i = 0; i < na && !queue__stopping(); i++) {
 		rl_strlcpy(c->addr, addrs[i], sizeof c->addr);
 		c->tls_failed = 0;
-		if (ob_try(c, m, r, n, port, conf.outbound_tls) == 0) {
+		if (ob_try(c, m, r, n, port, w->mode) == 0) {
 			return 0;
 		}
-		if (c->tls_failed && ob_try(c, m, r, n, port, 0) == 0) {
+		if (c->tls_failed && ob_try(c, m, r, n, port, TLS_NONE) == 0) {
 			return 0;
 		}
 	}
@@ -770,10 +818,15 @@ void outbound_send(
 		nmx = ob_route(domain, mx, r, n);
 	}
 	int done = -1;
+	struct tls_want *w = xcalloc(1, sizeof *w);
+	if (nmx > 0) {
+		tls_want_for(via && *via ? mx[0].host : domain, !(via && *via), w);
+	}
 	rl_strlcpy(c->text, "no mail server could be reached", sizeof c->text);
 	for (int i = 0; i < nmx && done != 0 && !queue__stopping(); i++) {
-		done = ob_host(c, m, r, n, mx[i].host, port);
+		done = ob_host(c, m, r, n, mx[i].host, port, w);
 	}
+	free(w);
 	if (nmx > 0 && done != 0) {
 		c->code = -1; /* the last host's reason, as a deferral */
 		for (int i = 0; i < n; i++) {
@@ -878,7 +931,8 @@ static int sub_try(struct ob_conn *c, const struct ob_submit *m)
 		return 1;
 	}
 	os_set_send_timeout(c->fd, c->tmo);
-	int rc = ob_hello(c, 1);
+	c->tls_source = "smtp.send";
+	int rc = ob_hello(c, TLS_MAY);
 	if (rc == 0 && m->user) {
 		rc = sub_auth(c, m);
 	}

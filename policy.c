@@ -6,7 +6,8 @@
  * at connect DNSBL, then the Rumble "accept" hook, then the SMTPScript's
  * Start(); at MAIL SPF before DoMAILFROM (which gets SPF's result); at
  * RCPT DoRCPTTO, then greylisting, then the recipient's quota; at the
- * close the "close" hook before End().
+ * close the "close" hook before End(). DKIM/DMARC (authres) come before
+ * the SMTPScript at EOM, so that ProcessMessage sees their results.
  *
  * One call runs at a time per session (a waiting module holds the
  * protocol: the session is paused or a hook reads its input), so the
@@ -20,6 +21,7 @@ static const struct policy_module *const policy_modules[] = {
         &dnsbl_policy,
         &rl_hooks_policy,
         &spf_policy,
+        &authres_policy,
         &rl_vp3_policy,
         &greylist_policy,
         &quota_policy,

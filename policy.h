@@ -42,9 +42,8 @@
  * policy.c writes the fields in front of it when the chain passes.
  * A module's body() sees every line after DATA as it streams (no wait,
  * no answer: remember a verdict and give it at POLICY_EOM), so it can
- * hash the body without keeping the message. Filing a message into
- * another folder (DMARC's quarantine to Junk) would be a field of
- * c->msg that delivery honours: there is none yet.
+ * hash the body without keeping the message; one that files it into
+ * another folder (DMARC's quarantine to Junk) sets c->msg->folder.
  *
  * A module keeps its per-session state in the pointer its open() sets;
  * open() returns 0 when the module does not apply to the session (no
@@ -145,6 +144,10 @@ struct policy_module {
 /* The results modules share, for later modules and scripts. */
 struct policy_results {
 	const char *spf; /* this transaction's SPF result ("pass"...), NULL: none */
+	/* the last message's DKIM (the best signature's), DMARC results and
+	 * Authentication-Results field (authres_policy), kept until the next
+	 * DATA; NULL: none */
+	const char *dkim, *dmarc, *authres;
 };
 
 /* ---- policy.c ---- */
@@ -185,6 +188,7 @@ int policy_prepend(struct spool *sp, const struct buf *h);
 extern const struct policy_module dnsbl_policy;    /* dnsbl.c */
 extern const struct policy_module rl_hooks_policy; /* lua/hooks.c */
 extern const struct policy_module spf_policy;      /* spf.c */
+extern const struct policy_module authres_policy;  /* dmarc.c */
 extern const struct policy_module rl_vp3_policy;   /* lua/vpop3.c */
 extern const struct policy_module greylist_policy; /* greylist.c */
 extern const struct policy_module quota_policy;    /* quota.c */

@@ -94,6 +94,7 @@ void queue_msg_free(struct queue_msg *m)
 	}
 	free(m->rcpts);
 	free(m->from);
+	free(m->folder);
 	spool_free(&m->body);
 	free(m);
 }
@@ -213,7 +214,7 @@ static void resolve(const char *addr, const char *home, int depth, int queued_ok
 /* ---- open INBOXes, one cache per thread (committer, deliverer) ---- */
 
 struct cached {
-	char domain[MM_DOMAIN_MAX + 1], user[MM_USER_MAX + 1];
+	char domain[MM_DOMAIN_MAX + 1], user[MM_USER_MAX + 1], folder[64];
 	struct mm_folder *f;
 	int64_t used;
 	int dirty;
@@ -224,13 +225,17 @@ struct fcache {
 };
 static struct fcache commit_cache, deliver_cache;
 
-static struct cached *folder_get(struct fcache *fc, const char *domain, const char *user)
+/* The open folder of user (INBOX when folder is NULL). */
+static struct cached *folder_get(struct fcache *fc, const char *domain, const char *user,
+	const char *folder)
 {
+	folder = folder ? folder : "INBOX";
 	struct cached *cache = fc->c;
 	struct cached *victim = &cache[0];
 	for (int i = 0; i < FOLDER_CACHE; i++) {
 		struct cached *c = &cache[i];
-		if (c->f && !strcmp(c->domain, domain) && !strcmp(c->user, user)) {
+		if (c->f && !strcmp(c->domain, domain) && !strcmp(c->user, user) &&
+		    !strcmp(c->folder, folder)) {
 			c->used = ++fc->clock;
 			return c;
 		}
@@ -245,10 +250,11 @@ static struct cached *folder_get(struct fcache *fc, const char *domain, const ch
 		mm_folder_close(victim->f);
 		victim->f = NULL;
 	}
-	if (mm_folder_open(domain, user, "INBOX", 1, &victim->f) != 0) {
-		log_warnx("queue: cannot open the INBOX of %s@%s", user, domain);
+	if (mm_folder_open(domain, user, folder, 1, &victim->f) != 0) {
+		log_warnx("queue: cannot open the %s of %s@%s", folder, user, domain);
 		return NULL;
 	}
+	rl_strlcpy(victim->folder, folder, sizeof victim->folder);
 	rl_strlcpy(victim->domain, domain, sizeof victim->domain);
 	rl_strlcpy(victim->user, user, sizeof victim->user);
 	victim->used = ++fc->clock;
@@ -299,7 +305,10 @@ static int cache_sync(struct fcache *fc)
 static int deliver_mbox(struct fcache *fc, struct queue_msg *m, const struct target *t,
 	int check_qid)
 {
-	struct cached *c = folder_get(fc, t->domain, t->user);
+	struct cached *c = folder_get(fc, t->domain, t->user, m->folder); /* Junk: dmarc.c */
+	if (!c && m->folder) {
+		c = folder_get(fc, t->domain, t->user, NULL);
+	}
 	if (!c) {
 		return -1;
 	}

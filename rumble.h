@@ -135,6 +135,10 @@ struct settings {
 	int outbound_timeout; /* OutboundTimeout: per reply, s (end of data: twice) */
 	int outbound_threads; /* OutboundThreads: concurrent outbound deliveries */
 	int outbound_tls;    /* OutboundTLS: use STARTTLS when offered */
+	char tls_policy[2048]; /* TLSPolicy lines: "domain:mode ..." (mtasts.c) */
+	int mta_sts;         /* MTASTS: honour destinations' MTA-STS policies */
+	int mta_sts_port;    /* MTASTSPort: their policy hosts' HTTPS port (443) */
+	char tls_ca_file[1024]; /* TLSCAFile: CAs for verify; "" = the system's */
 	char **scripts;
 	int nscripts;
 	char smtp_script[1024]; /* SMTPScript: a VPOP3-style SMTPSVR.LUA, "" = none */
@@ -143,6 +147,9 @@ struct settings {
 	int greylist;           /* Greylist: greylist.c on the SMTP port */
 	int spf_check;          /* SPFCheck: check the sender (spf.c), add Received-SPF */
 	int spf_reject;         /* SPFReject: refuse MAIL when SPF says fail */
+	int dkim_verify;        /* DKIMVerify: check inbound DKIM (dkim_verify.c) */
+	int dmarc;              /* DMARC: apply the From domain's policy (dmarc.c) */
+	int dmarc_reject;       /* DMARCReject: p=reject refuses (else to Junk) */
 	int greylist_delay;     /* GreylistDelay: s before a retry passes */
 	char dkim_selector[64]; /* DKIMSelector */
 	/* DraftsFolder, SentFolder, TrashFolder, JunkFolder, ArchiveFolder: the
@@ -211,6 +218,17 @@ struct crypto_rsa *crypto_rsa_load(const char *path, char *err, size_t errlen);
 void crypto_rsa_free(struct crypto_rsa *k);
 int crypto_rsa_public_b64(const struct crypto_rsa *k, char *out, size_t outlen);
 size_t crypto_rsa_sign_sha256(const struct crypto_rsa *k, const uint8_t hash[32], uint8_t *sig, size_t len);
+/* Verifies a PKCS#1 v1.5 RSA signature of a SHA-256 hash with a public key
+ * in DER (SubjectPublicKeyInfo or RSAPublicKey): 1 good, 0 bad, -1 an
+ * unusable key, -2 a key of less than 1024 bits (RFC 8301). */
+int crypto_rsa_verify_sha256(const uint8_t *der, size_t len, const uint8_t *sig, size_t siglen,
+	const uint8_t hash[32]);
+/* SHA-512 of data followed by data2 (either may be empty). */
+void crypto_sha512(const void *data, size_t n, const void *data2, size_t n2, uint8_t out[64]);
+/* Ed25519 (RFC 8032) verification (ed25519.c): 1 when sig is pub's
+ * signature of msg. Only public values go in, so it need not be
+ * constant-time. */
+int crypto_ed25519_verify(const uint8_t pub[32], const uint8_t *msg, size_t n, const uint8_t sig[64]);
 /* out must hold 4 * ((n + 2) / 3) + 1 bytes; returns the length written. */
 size_t crypto_base64_encode(const void *in, size_t n, char *out);
 /* Decodes, skipping white space; returns the length or -1 on bad input or
@@ -336,6 +354,15 @@ struct tls *tls_new(struct tls_ctx *c);
  * server engine, except that the client speaks first: start by pulling
  * out its hello. NULL when the OS gives no randomness. */
 struct tls *tls_client_new(const char *server_name);
+/* The same with the server's certificate verified (x509.c's anchors):
+ * the chain must lead to one of anchors, be valid now and name
+ * server_name (subjectAltName dNSName, wildcards as RFC 6125). NULL as
+ * well for an IP address (BearSSL checks names only) or anchors NULL.
+ * anchors must outlive the engine. A failed check closes the engine with
+ * tls_error "handshake failed: certificate not trusted (unknown CA)" and
+ * the like. */
+struct tls_anchors;
+struct tls *tls_client_new_verified(const char *server_name, const struct tls_anchors *anchors);
 void tls_free(struct tls *t); /* wipes keys and buffered data; NULL is fine */
 unsigned tls_state(struct tls *t); /* TLS_* bits, see above */
 /* Where the socket's next bytes go: read at most *n bytes there, then
@@ -380,6 +407,84 @@ int tls_cipher_bits(struct tls *t);
 const char *tls_sni(struct tls *t);
 /* Bytes one struct tls takes, record buffer included (one allocation). */
 size_t tls_session_size(void);
+
+/* ---- x509.c: trust anchors for verified TLS clients ----
+ * A set of CA certificates from PEM. Built by one thread, then read-only
+ * (shared by any number of engines). */
+struct tls_anchors *tls_anchors_new(void);
+void tls_anchors_free(struct tls_anchors *a); /* NULL is fine */
+/* Adds every CERTIFICATE in the PEM text; returns how many, -1 when the
+ * PEM is malformed. Certificates BearSSL cannot read are skipped. */
+int tls_anchors_add_pem(struct tls_anchors *a, const char *text, size_t len);
+/* The same from a file (at most 4 MB); -1 with err filled when it cannot
+ * be read or holds no certificate. */
+int tls_anchors_add_file(struct tls_anchors *a, const char *path, char *err, size_t errlen);
+size_t tls_anchors_count(const struct tls_anchors *a);
+/* The system's CA bundle (path, or when NULL/"" the first of
+ * /etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt,
+ * /etc/ssl/cert.pem ...), loaded on the first call that succeeds and kept
+ * for the life of the process; later calls return the same set whatever
+ * path they give. Any thread. NULL with err filled when none loads
+ * (Windows has no such file: give one). */
+const struct tls_anchors *tls_anchors_system(const char *path, char *err, size_t errlen);
+/* crypto.c's view: the br_x509_trust_anchor array and its length. */
+const void *tls__anchors_raw(const struct tls_anchors *a, size_t *n);
+
+/* ---- httpc.c: a small blocking HTTP/1.1 client (ACME, MTA-STS) ----
+ * One request per connection. https:// verifies the server's certificate
+ * against anchors (the system's CA bundle when NULL) and the URL's host
+ * name; an address in an https URL is refused (BearSSL checks names).
+ * BLOCKING: call it from a thread that may wait (acme.c's own thread, the
+ * queue's delivery threads, a work.c job's run()), never a worker's loop.
+ * Everything is bounded: timeout_ms covers connect to last byte, the
+ * header block is at most HTTPC_HEAD_MAX, the body at most body_max.
+ * Content-Length, chunked and close-delimited bodies are read; 1xx interim
+ * responses are skipped; redirects are NOT followed (the caller decides:
+ * status and Location are in the response). */
+#define HTTPC_HEAD_MAX (16 * 1024)
+struct httpc_req {
+	const char *method;  /* "GET", "POST", "HEAD" */
+	const char *url;     /* http://host[:port]/path?query or https://... */
+	const char *headers; /* more header lines, each ending in CRLF; NULL */
+	const char *ctype;   /* the body's Content-Type, or NULL */
+	const void *body;    /* NULL: none (POST still sends Content-Length: 0) */
+	size_t bodylen;
+	int timeout_ms;      /* the whole exchange; 0 = 30 s */
+	size_t body_max;     /* a longer response body fails; 0 = 1 MB */
+	const struct tls_anchors *anchors; /* https: trusted CAs; NULL = system */
+	int (*stopping)(void); /* optional: returns 1 to give up now */
+};
+struct httpc_resp {
+	int status;       /* 200, 404, ... (the final one, 1xx skipped) */
+	struct buf head;  /* the header lines after the status line, NUL-ended */
+	struct buf body;  /* the body, de-chunked, NUL-ended (len excludes it) */
+	char err[256];    /* why httpc_request returned -1 */
+};
+/* 0 when a response came (whatever its status), -1 with rs->err filled
+ * (no connection, TLS or certificate failure, timeout, over a limit,
+ * malformed). Either way free rs with httpc_resp_free. */
+int httpc_request(const struct httpc_req *rq, struct httpc_resp *rs);
+void httpc_resp_free(struct httpc_resp *rs);
+/* The nth (0 = first) field called name (any case), trimmed and cut to
+ * outlen - 1 bytes, into out: 1, or 0 when there is no such field. For
+ * Location, Replay-Nonce, Link (one field per link), Retry-After. */
+int httpc_header(const struct httpc_resp *rs, const char *name, int nth, char *out, size_t outlen);
+/* The parts, for tests and for callers with bytes of their own: */
+struct httpc_url {
+	int tls, port;
+	char host[256];  /* no brackets around an IPv6 address */
+	char path[2048]; /* "/..." with the query, without a #fragment */
+};
+int httpc_url_parse(const char *url, struct httpc_url *u); /* 0 or -1 */
+/* A whole response from raw[0..n) (eof: nothing more will come; no_body:
+ * the answer to HEAD): 1 complete (rs filled), 0 more bytes needed, -1
+ * malformed or over a limit (rs->err). */
+int httpc_parse(const char *raw, size_t n, int eof, int no_body, size_t body_max,
+	struct httpc_resp *rs);
+/* De-chunks a chunked body (RFC 9112 7.1) from p[0..n) into out: 1 done
+ * (the last chunk and the trailer read), 0 more needed, -1 malformed or
+ * more than max bytes of data. */
+int httpc_unchunk(const char *p, size_t n, struct buf *out, size_t max);
 
 /* ---- mailman.c: domains, accounts, address matching, the mbox store ---- */
 enum mm_type { MM_MBOX, MM_ALIAS, MM_FEED, MM_RELAY, MM_MOD };
@@ -896,6 +1001,8 @@ struct session;
  * 0 when there is none. */
 struct proto_info {
 	const char *helo, *sender, *user;
+	/* the last message's inbound authentication (dmarc.c), NULL: none */
+	const char *spf, *dkim, *dmarc, *authres;
 	char *const *rcpts;
 	int nrcpt;
 };
@@ -1100,18 +1207,34 @@ void spf_check_session(struct session *s, const char *helo, const char *sender,
 
 /* ---- dkim.c: DKIM signatures (RFC 6376) on outgoing mail ---- */
 #define DKIM_BITS 2048
-/* The relaxed body canonicalization, fed in pieces, into a SHA-256. */
+/* The body canonicalization (relaxed; simple after dkim_body_simple, for
+ * verification), fed in pieces, into a SHA-256. */
 struct dkim_body {
 	crypto_sha256_ctx h;
 	int cr, wsp, content; /* a CR held; white space held; the line has content */
 	uint64_t empty;       /* empty lines held (dropped if nothing follows) */
+	int simple;           /* RFC 6376 3.4.3 rather than 3.4.4 */
+	char last;            /* simple: the last byte hashed, 0 before any */
 };
 void dkim_body_init(struct dkim_body *b);
+void dkim_body_simple(struct dkim_body *b);
 void dkim_body_feed(struct dkim_body *b, const char *p, size_t n);
 void dkim_body_end(struct dkim_body *b, uint8_t hash[32]);
 /* The relaxed form of one header field (f[0..n): "Name: value", folded
  * or not, without its final CRLF) appended to out, with CRLF. */
 void dkim_header_relaxed(const char *f, size_t n, struct buf *out);
+/* A header field as dkim_split_fields finds it: the name, colon, value
+ * and any folding, without the CRLF that ends it. */
+struct dkim_field {
+	const char *p;
+	size_t n;
+};
+/* Splits the header section h (up to the empty line) into at most max
+ * fields (more are skipped); their count, with *body_off where the body
+ * starts, or -1 when h has no end of header. */
+int dkim_split_fields(const char *h, size_t len, struct dkim_field *f, int max, size_t *body_off);
+/* 1 when f is a field named name (any case). */
+int dkim_field_is(const struct dkim_field *f, const char *name);
 /* <StorageFolder>/dkim/<domain>.<DKIMSelector>.pem; -1 for a bad domain. */
 int dkim_key_path(const char *domain, char *out, size_t len);
 /* The DNS TXT record of domain's key (made first if there is none). */
@@ -1119,10 +1242,133 @@ int dkim_record(const char *domain, struct buf *out, char *err, size_t errlen);
 /* Its public key as a DKIM record's p= (base64), made first if missing. */
 int dkim_public(const char *domain, char *p, size_t len, char *err, size_t errlen);
 
+/* ---- autoconf.c: mail clients configure themselves ---- */
+/* The ports clients are given, 0 for a service that is off: implicit TLS
+ * (imaps, pop3s, smtps) and STARTTLS (imap, pop3, submission). */
+struct autoconf_ports {
+	int imaps, imap, pop3s, pop3, smtps, submission;
+};
+void autoconf_ports(struct autoconf_ports *p); /* from the configuration */
+/* The documents, appended to out; every string argument is escaped.
+ * Thunderbird's config-v1.1.xml for domain (logins %EMAILADDRESS%), an
+ * Outlook POX autodiscover Response (responseschema/2006a) for addr, and
+ * an unsigned Apple .mobileconfig (com.apple.mail.managed) for addr whose
+ * PayloadUUIDs come from the SHA-256 of addr. host: the mail host. */
+void autoconf_thunderbird(
+	const char *domain, const char *host, const struct autoconf_ports *p, struct buf *out);
+void autoconf_outlook(
+	const char *addr, const char *host, const struct autoconf_ports *p, struct buf *out);
+void autoconf_apple(
+	const char *addr, const char *host, const struct autoconf_ports *p, struct buf *out);
+/* The <EMailAddress> of an autodiscover request's body (untrusted, len
+ * bytes, not NUL-terminated), XML's entities decoded: 0 with addr filled,
+ * -1 when there is none or it does not fit addrlen. */
+int autoconf_pox_address(const char *body, size_t len, char *addr, size_t addrlen);
+/* 1 when target (a path, maybe with "?query") is one autoconf_route
+ * answers: /.well-known/autoconfig/mail/config-v1.1.xml and
+ * /mail/config-v1.1.xml (GET; the domain from emailaddress= or the Host
+ * header, autoconfig. taken off) and /autodiscover/autodiscover.xml in
+ * any case (POST). */
+int autoconf_match(const char *target);
+/* Answers an HTTP request for an HTTP server: the status (200 with the
+ * document appended to out and *ctype set; 400, 404 for a domain not
+ * ours, 405), or 0 when target is not one of ours. host: the Host
+ * header (NULL if none), body: a POST's body. Needs mm_open. */
+int autoconf_route(const char *method, const char *target, const char *host, const char *body,
+	size_t bodylen, struct buf *out, const char **ctype);
+/* ---- mtasts.c: how much TLS a destination gets (TLSPolicy, MTA-STS) ---- */
+enum tls_mode {
+	TLS_NONE,    /* no STARTTLS */
+	TLS_MAY,     /* STARTTLS when offered, any certificate; clear if it fails */
+	TLS_ENCRYPT, /* STARTTLS required, any certificate */
+	TLS_VERIFY   /* STARTTLS required, a certificate for the host a CA signed */
+};
+const char *tls_mode_name(enum tls_mode m);
+int tls_mode_parse(const char *word, size_t n); /* -1 when unknown */
+/* The mode list (TLSPolicy's "domain:mode" words) gives domain: its
+ * entry ("example.com", or ".example.com" for names below it), else -1;
+ * *star is the "*" entry's mode or -1. */
+int tls_policy_lookup(const char *list, const char *domain, int *star);
+#define STS_MX_MAX 16
+enum sts_mode { STS_OFF, STS_TESTING, STS_ENFORCE };
+struct sts_policy {
+	enum sts_mode mode;
+	long max_age; /* seconds */
+	int nmx;
+	char mx[STS_MX_MAX][256]; /* "mx.example.com", "*.example.com" */
+};
+/* An `_mta-sts` TXT record's id (v=STSv1; id=...): 0, or -1 if malformed. */
+int sts_txt_id(const char *txt, char *id, size_t idlen);
+/* A policy file (RFC 8461 3.2): 0, or -1 with err. */
+int sts_parse(const char *text, size_t len, struct sts_policy *p, char *err, size_t errlen);
+/* 1 when MX host is one the policy names. */
+int sts_mx_ok(const struct sts_policy *p, const char *host);
+struct tls_want {
+	enum tls_mode mode;
+	char source[16];        /* "TLSPolicy", "MTA-STS", "OutboundTLS" */
+	int has_sts;            /* sts holds the destination's policy (testing or enforce) */
+	struct sts_policy sts;
+};
+/* What delivery to domain needs; mta_sts 0 for a relay host (no MTA-STS).
+ * Blocks for DNS and HTTPS (an outbound thread only). */
+void tls_want_for(const char *domain, int mta_sts, struct tls_want *w);
+/* ---- dkim_verify.c: DKIM verification of inbound mail (RFC 6376, 8463) ---- */
+#define DKIM_VERIFY_MAX 5 /* signatures checked per message; more are ignored */
+enum dkim_status { DKIM_NONE, DKIM_PASS, DKIM_FAIL, DKIM_NEUTRAL, DKIM_TEMPERROR, DKIM_PERMERROR };
+struct dkim_result {
+	enum dkim_status status;
+	char d[MM_DOMAIN_MAX + 1], s[64], a[32];
+	char b[9];   /* the first 8 characters of b= (header.b, RFC 6008) */
+	char why[48]; /* a comment for Authentication-Results, "" for none */
+	int testing; /* the key says t=y */
+};
+const char *dkim_result_name(enum dkim_status r); /* "pass", ... */
+struct dkim_verify;
+struct dkim_verify *dkim_verify_new(int sigs); /* sigs 0: keep the header only */
+void dkim_verify_free(struct dkim_verify *v);
+/* The message (CRLF, as received) in pieces of any size. Keeps its header
+ * section (bounded), hashes the body, keeps nothing of it. */
+void dkim_verify_feed(struct dkim_verify *v, const char *p, size_t n);
+/* After the last piece: looks the keys up (blocks on DNS) and checks each
+ * signature; at most max results into out, their count (0: unsigned, or
+ * made with sigs 0). */
+int dkim_verify_end(struct dkim_verify *v, struct dkim_result *out, int max);
+/* The header section as received, with its empty line (NULL when it was
+ * too big); its fields. Valid until dkim_verify_free. */
+const char *dkim_verify_header(const struct dkim_verify *v, size_t *len);
+int dkim_verify_fields(const struct dkim_verify *v, const struct dkim_field **f);
+
+/* ---- dmarc.c: DMARC (RFC 7489) and Authentication-Results (RFC 8601) ---- */
+enum { DMARC_NONE, DMARC_QUARANTINE, DMARC_REJECT }; /* policies */
+struct dmarc_record {
+	int p, sp, pct;
+	int adkim_strict, aspf_strict;
+};
+/* A _dmarc TXT record's text: 0 with r filled, -1 when it is not a valid
+ * DMARC1 record (no v=DMARC1 first, no valid p=). */
+int dmarc_parse(const char *text, struct dmarc_record *r);
+/* The organizational domain of domain (the public suffix list's suffix
+ * and one label more; domain itself when it is a suffix): 0, or -1. */
+int dmarc_org_domain(const char *domain, char *out, size_t len);
+enum dmarc_status { DMARC_ABSENT, DMARC_PASS, DMARC_FAILED, DMARC_TEMPERROR, DMARC_PERMERROR };
+struct dmarc_result {
+	enum dmarc_status status;
+	int policy;      /* DMARC_NONE, ... to apply (pct applied) */
+	int sampled_out; /* pct= left this message to a lesser policy */
+	char domain[MM_DOMAIN_MAX + 1]; /* the From domain */
+};
+/* Looks up from_domain's policy (blocks on DNS) and checks the alignment
+ * of the DKIM results and of SPF (spf_pass for spf_domain). */
+void dmarc_check(struct dmarc_result *out, const char *from_domain,
+	const struct dkim_result *dk, int ndk, int spf_pass, const char *spf_domain);
+
+/* The checks on received mail are a policy module: authres_policy (policy.h). */
+
 /* ---- dnsadvice.c: the DNS records a mail domain needs ---- */
 /* "rumble dns DOMAIN": every record to publish as zone-file lines in out;
  * with check, each looked up and marked ok / MISSING / WRONG. Returns the
- * number of required records missing or wrong (0 without check). */
+ * number of required records missing or wrong and of optional ones
+ * published wrong (0 without check). */
 int dns_advice(const char *domain, int check, struct buf *out);
 /* text as a TXT record's quoted strings of at most 255 bytes each. */
 void dns_put_txt(struct buf *out, const char *text);
@@ -1188,6 +1434,7 @@ struct queue_msg {
 	int nrcpt;
 	struct spool body; /* wire form, CRLF, with the Received header */
 	int64_t date;
+	char *folder; /* NULL: INBOX; else (JunkFolder) for local mailboxes */
 	int status; /* set by the commit: 0 durable, -1 failed (reply 451),
 	               QUEUE_FULL: every recipient a mailbox over its quota (552) */
 };
@@ -1613,7 +1860,8 @@ enum dns_type {
 	DNS_T_PTR = 12,
 	DNS_T_MX = 15,
 	DNS_T_TXT = 16,
-	DNS_T_AAAA = 28
+	DNS_T_AAAA = 28,
+	DNS_T_SRV = 33
 };
 
 /* The servers to ask: servers is the DNSServer directive (addresses
@@ -1643,11 +1891,19 @@ int dns_txt(const char *name, char (*out)[DNS_TEXT_MAX], int max);
 /* The name of ip (PTR): 1 with name filled, 0 when there is none or it
  * does not fit len (DNS_NAME_MAX always does). */
 int dns_ptr(const char *ip, char *name, size_t len);
+struct dns_srv {
+	char host[DNS_NAME_MAX]; /* lower case, no trailing dot; "" = "." (no service) */
+	int prio, weight, port;
+};
+/* The SRV records of name ("_imaps._tcp.example.org", RFC 2782) in the
+ * order the answer gave them (callers compare, they do not connect). */
+int dns_srv(const char *name, struct dns_srv *out, int max);
 
 /* The parser, exported for tests and fuzzing: pkt is untrusted. */
 #define DNS_RR_MAX 32 /* records kept from one answer */
 struct dns_rr {
-	int pref; /* MX preference */
+	int pref;         /* MX preference, SRV priority */
+	int weight, port; /* SRV */
 	char text[DNS_TEXT_MAX]; /* host name, address or TXT text; "" for a null MX */
 };
 struct dns_answer {

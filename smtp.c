@@ -1020,6 +1020,13 @@ static void smtp_info(struct session *s, struct proto_info *pi)
 	struct smtp *st = s->ps;
 	pi->helo = st->helo;
 	pi->user = st->user;
+	if (st->pol) { /* what the policy modules found */
+		const struct policy_results *r = policy_results(st->pol);
+		pi->spf = r->spf;
+		pi->dkim = r->dkim;
+		pi->dmarc = r->dmarc;
+		pi->authres = r->authres;
+	}
 	if (st->msg) {
 		pi->sender = st->msg->from;
 		pi->rcpts = st->msg->rcpts;

@@ -263,6 +263,9 @@ static int push_field(lua_State *L, struct session *s, const char *k)
 		push_or_nil(L, pi.user);
 	} else if (!strcmp(k, "recipients")) {
 		push_list(L, pi.rcpts, pi.rcpts ? pi.nrcpt : 0);
+	} else if (!strcmp(k, "spf") || !strcmp(k, "dkim") || !strcmp(k, "dmarc") ||
+	           !strcmp(k, "authres")) { /* the last message's (dmarc.c) */
+		push_or_nil(L, k[1] == 'p' ? pi.spf : k[1] == 'k' ? pi.dkim : k[1] == 'm' ? pi.dmarc : pi.authres);
 	} else {
 		return 0;
 	}

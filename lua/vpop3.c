@@ -97,6 +97,10 @@ static void vars_push(struct rl_vp3 *v, lua_State *L)
 	set_str(L, "AllowedUsers", g->allowed);
 	set_str(L, "AuthenticatedUser", pi.user);
 	set_str(L, "SMTPAuthenticatedUser", pi.user);
+	set_str(L, "SPFResult", pi.spf); /* inbound authentication (dmarc.c) */
+	set_str(L, "DKIMResult", pi.dkim);
+	set_str(L, "DMARCResult", pi.dmarc);
+	set_str(L, "AuthenticationResults", pi.authres);
 	rl_set_bool(L, "ForceDisconnect", g->force);
 	rl_set_bool(L, "UseBATV", g->batv);
 	rl_set_num(L, "MaxRecipientsPerLocalMessage", g->max_rcpt_local);

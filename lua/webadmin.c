@@ -20,6 +20,9 @@
  *   api.logout(token)
  *   api.random()           -> 32 hex digits from the OS's CSPRNG
  *   api.admins()           -> how many WebAdmin addresses are configured
+ *   api.autoconf_path(p)   -> whether p is a client autoconfiguration path
+ *   api.autoconf(method, target, host, body) -> status, document, type
+ *   api.mobileconfig(domain, name) -> a mailbox's Apple profile | nil, why
  * Sessions live here, not in a Lua state: each worker has its own state
  * and a browser's requests land on any worker.
  */
@@ -500,6 +503,53 @@ static int wa_dns(lua_State *L)
 	return rl_job_call(L, &d->j);
 }
 
+/* api.autoconf_path(path): whether autoconf_route answers it (those
+ * paths are served without a login: mail clients ask them). */
+static int wa_autoconf_path(lua_State *L)
+{
+	lua_pushboolean(L, autoconf_match(luaL_checkstring(L, 1)));
+	return 1;
+}
+
+/* api.autoconf(method, target, host, body): autoconf_route's status,
+ * document and content type. */
+static int wa_autoconf(lua_State *L)
+{
+	size_t blen;
+	const char *method = luaL_checkstring(L, 1), *target = luaL_checkstring(L, 2);
+	const char *host = luaL_optstring(L, 3, NULL), *body = luaL_optlstring(L, 4, "", &blen);
+	const char *ctype = "text/plain";
+	struct buf out;
+	buf_init(&out);
+	int code = autoconf_route(method, target, host, body, blen, &out, &ctype);
+	lua_pushinteger(L, code);
+	lua_pushlstring(L, out.data ? out.data : "", out.len);
+	lua_pushstring(L, ctype);
+	buf_free(&out);
+	return 3;
+}
+
+/* api.mobileconfig(domain, name): the Apple profile of a mailbox. */
+static int wa_mobileconfig(lua_State *L)
+{
+	const char *domain = luaL_checkstring(L, 1), *user = luaL_checkstring(L, 2);
+	struct mm_account a;
+	struct autoconf_ports p;
+	char addr[WA_ADDR];
+	if (mm_account_get(domain, user, &a) != 0 || a.type != MM_MBOX ||
+	        strpbrk(a.user, "*?[")) { /* a pattern is no address to set up */
+		return rl_fail(L, "%s", "no such mailbox");
+	}
+	snprintf(addr, sizeof addr, "%s@%s", a.user, a.domain);
+	struct buf out;
+	buf_init(&out);
+	autoconf_ports(&p);
+	autoconf_apple(addr, conf.server_name, &p, &out);
+	lua_pushlstring(L, out.data, out.len);
+	buf_free(&out);
+	return 1;
+}
+
 /* api.https(): whether the admin's listener speaks HTTPS. */
 static int wa_https(lua_State *L)
 {
@@ -508,7 +558,10 @@ static int wa_https(lua_State *L)
 }
 
 static const luaL_Reg api[] = {
+        {"autoconf", wa_autoconf},
+        {"autoconf_path", wa_autoconf_path},
         {"dns", wa_dns},
+        {"mobileconfig", wa_mobileconfig},
         {"https", wa_https},
         {"quota", wa_quota},
         {"setquota", wa_setquota},

@@ -30,7 +30,9 @@ local REASONS = {
 	[429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
 	[500] = "Internal Server Error", [501] = "Not Implemented",
 }
-local HEADERS = "Content-Type: text/html; charset=utf-8\r\nConnection: close\r\n" ..
+local HTML = "text/html; charset=utf-8"
+local AUTOCONF_BODY_MAX = 8192 -- an autodiscover request is a few hundred bytes
+local HEADERS = "Connection: close\r\n" ..
 	"Cache-Control: no-store\r\nX-Frame-Options: DENY\r\nX-Content-Type-Options: nosniff\r\n" ..
 	"Referrer-Policy: no-referrer\r\nContent-Security-Policy: default-src 'none'; " ..
 	"style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'\r\n"
@@ -123,9 +125,9 @@ end
 
 -- ---- HTTP ----
 
-local function respond(session, code, body, extra)
+local function respond(session, code, body, extra, ctype)
 	local head = {fmt("HTTP/1.1 %d %s\r\n", code, REASONS[code] or "Error"), HEADERS,
-		fmt("Content-Length: %d\r\n", #body)}
+		fmt("Content-Type: %s\r\nContent-Length: %d\r\n", ctype or HTML, #body)}
 	for _, h in ipairs(extra or {}) do
 		head[#head + 1] = h .. "\r\n"
 	end
@@ -183,7 +185,8 @@ local function read_head(session)
 	if not path then
 		return nil, 400
 	end
-	return {method = method, path = path, query = parse_form(query) or {}, headers = h}
+	return {method = method, path = path, rawquery = query, query = parse_form(query) or {},
+		headers = h}
 end
 
 -- Reads a POST's form into req.form; nil and a status when it is not one.
@@ -447,7 +450,8 @@ local function dns_page(ctx)
 		end
 	end
 	say(ctx, problems == 0, problems == 0 and "Every required record is in place." or
-		fmt("%d required record%s missing or wrong.", problems, problems == 1 and " is" or "s are"))
+		fmt("%d record%s missing or wrong (marked red).", problems, problems == 1 and " is" or
+			"s are"))
 	local body = concat {"<p>Publish these records at the domain's DNS provider ",
 		"(<code>rumble dns ", esc(d), "</code> prints them ready to paste).</p>",
 		table_html({"", "Record"}, rows), "<ul>", concat(notes), "</ul>"}
@@ -480,8 +484,14 @@ local function accounts(ctx, code)
 				'<input type="password" name="password" placeholder="new password" ',
 				'autocomplete="new-password" required> <button>Set password</button></form>'}
 		end
+		local profile = ""
+		if a.type == "mailbox" and not a.name:find("[*?]") then
+			profile = concat {'<a href="/account/mobileconfig?domain=', esc(urlenc(d)), "&amp;name=",
+				esc(urlenc(a.name)), '" title="a .mobileconfig for iPhone, iPad and Mac">',
+				"Apple profile</a> "}
+		end
 		rows[#rows + 1] = {esc(a.name .. "@" .. d), esc(a.type), esc(a.arguments), pw, quota,
-			button(ctx, "/account/delete", who, "Delete")}
+			profile .. button(ctx, "/account/delete", who, "Delete")}
 	end
 	local body = concat {table_html({"Address", "Type", "Delivers to", "Password", "Quota", ""},
 			rows),
@@ -618,6 +628,19 @@ local function account_delete(ctx)
 	return accounts(ctx, ok and 200 or 400)
 end
 
+-- GET /account/mobileconfig?domain=&name=: the mailbox's Apple profile
+-- (iPhone, iPad, macOS: Settings installs it), as a download.
+local function account_mobileconfig(ctx)
+	local d, name = ctx.query.domain or "", ctx.query.name or ""
+	local doc = valid_domain(d) and valid_name(name) and api.mobileconfig(d, name)
+	if not doc then
+		return 404, error_body(404)
+	end
+	local file = (name .. "@" .. d):gsub("[^%w%.%-_@+=]", "_")
+	return 200, doc, {'Content-Disposition: attachment; filename="' .. file .. '.mobileconfig"'},
+		"application/x-apple-aspen-config"
+end
+
 local function queue(ctx)
 	local q, why = Mailman.getQueue()
 	if not q then
@@ -646,7 +669,8 @@ local function log_page(ctx)
 end
 
 local GET = {["/"] = dashboard, ["/domains"] = domains, ["/accounts"] = accounts,
-	["/queue"] = queue, ["/log"] = log_page, ["/dns"] = dns_page}
+	["/queue"] = queue, ["/log"] = log_page, ["/dns"] = dns_page,
+	["/account/mobileconfig"] = account_mobileconfig}
 local POST = {["/service"] = service_action, ["/domain/add"] = domain_add,
 	["/domain/delete"] = domain_delete, ["/account/add"] = account_add,
 	["/account/password"] = account_password, ["/account/delete"] = account_delete,
@@ -683,6 +707,40 @@ local function login(ctx)
 	end
 	say(ctx, false, "Login failed.")
 	return login_page(ctx, 403)
+end
+
+-- ---- client autoconfiguration: no login, mail clients ask ----
+
+-- Thunderbird's autoconfig and Outlook's autodiscover (autoconf.c makes
+-- the documents): status, body, content type; nil when the client went.
+local function autoconf(session, req)
+	local h, body = req.headers, ""
+	if h["transfer-encoding"] then
+		return 501, error_body(501)
+	end
+	local len = h["content-length"]
+	if len then
+		if not len:match("^%d+$") then
+			return 400, error_body(400)
+		end
+		if #len > 9 or tonumber(len) > AUTOCONF_BODY_MAX then
+			return 413, error_body(413)
+		end
+		len = tonumber(len)
+		if len > 0 then
+			local got
+			body, got = session:receivebytes(len)
+			if got ~= len then
+				return nil
+			end
+		end
+	end
+	local target = req.path .. (req.rawquery ~= "" and "?" .. req.rawquery or "")
+	local code, doc, ctype = api.autoconf(req.method, target, h.host, body)
+	if code ~= 200 then
+		return code, error_body(code)
+	end
+	return code, doc, ctype
 end
 
 -- ---- one connection ----
@@ -729,23 +787,31 @@ local function dispatch(session, req, ip)
 	if post and pw and #pw > 0 and #pw <= 256 and not pw:find("%z") then
 		ctx.hash = api.hash(pw) -- on a helper thread, before the (non-yielding) page code
 	end
-	local ok, code, body, extra = pcall(fn, ctx)
+	local ok, code, body, extra, ctype = pcall(fn, ctx)
 	if not ok then
 		print("web admin: " .. tostring(code))
 		return 500, error_body(500)
 	end
-	return code, body, extra
+	return code, body, extra, ctype
 end
 
 return function(session)
 	local ip = api.setup()
 	local req, code = read_head(session)
+	if req and api.autoconf_path(req.path) then
+		local c, body, ctype = autoconf(session, req)
+		if c then
+			respond(session, c, body, c == 405 and {"Allow: " ..
+				(req.path:lower():find("autodiscover") and "POST" or "GET")} or nil, ctype)
+		end
+		return
+	end
 	if req then
 		local ok
 		ok, code = read_body(session, req)
 		if ok then
-			local c, body, extra = dispatch(session, req, ip)
-			respond(session, c, body, extra)
+			local c, body, extra, ctype = dispatch(session, req, ip)
+			respond(session, c, body, extra, ctype)
 			return
 		end
 	end

@@ -93,6 +93,25 @@ static const uint8_t txt_pkt[] = "\x00\x09\x81\x80\x00\x01\x00\x02\x00\x00\x00\x
                                  "\x04"
                                  "-all";
 
+/* _imaps._tcp.example.org SRV: 0 1 993 mail.example.org (the target
+ * compressed against the question), and 10 0 0 . (no service) */
+static const uint8_t srv_pkt[] = "\x00\x21\x81\x80\x00\x01\x00\x02\x00\x00\x00\x00"
+                                 "\x06"
+                                 "_imaps"
+                                 "\x04"
+                                 "_tcp"
+                                 "\x07"
+                                 "example"
+                                 "\x03"
+                                 "org"
+                                 "\x00\x00\x21\x00\x01"
+                                 "\xc0\x0c\x00\x21\x00\x01\x00\x00\x0e\x10\x00\x0d"
+                                 "\x00\x00\x00\x01\x03\xe1\x04"
+                                 "mail"
+                                 "\xc0\x18"
+                                 "\xc0\x0c\x00\x21\x00\x01\x00\x00\x0e\x10\x00\x07"
+                                 "\x00\x0a\x00\x00\x00\x00\x00";
+
 static struct dns_answer *answer_new(void)
 {
 	return xmalloc(sizeof(struct dns_answer));
@@ -116,6 +135,37 @@ static void mx_answer_with_compression_parses(void)
 	ASSERT_EQ(got.rr[2].pref, 20);
 	ASSERT_EQ(got.ttl, 300);
 	ASSERT_STR(got.cname, "");
+}
+
+static void srv_answer_parses(void)
+{
+	struct dns_answer *a = answer_new();
+	int r = dns_parse_answer(srv_pkt, sizeof srv_pkt - 1, 0x21, "_IMAPS._tcp.example.org",
+	        DNS_T_SRV, a);
+	struct dns_answer got = *a;
+	size_t n, bad = 0;
+	for (n = 0; n < sizeof srv_pkt - 1; n++) {
+		bad += dns_parse_answer(srv_pkt, n, 0x21, "_imaps._tcp.example.org", DNS_T_SRV, a) ==
+		       -1;
+	}
+	uint8_t shrunk[sizeof srv_pkt];
+	memcpy(shrunk, srv_pkt, sizeof srv_pkt);
+	shrunk[sizeof srv_pkt - 1 - 7 - 1] = 3; /* the second RDATA: 3 bytes, no port */
+	int r2 = dns_parse_answer(shrunk, sizeof srv_pkt - 1 - 4, 0x21, "_imaps._tcp.example.org",
+	        DNS_T_SRV, a);
+	free(a);
+	ASSERT_EQ(r, 0);
+	ASSERT_EQ(got.n, 2);
+	ASSERT_STR(got.rr[0].text, "mail.example.org");
+	ASSERT_EQ(got.rr[0].pref, 0);
+	ASSERT_EQ(got.rr[0].weight, 1);
+	ASSERT_EQ(got.rr[0].port, 993);
+	ASSERT_STR(got.rr[1].text, "");
+	ASSERT_EQ(got.rr[1].pref, 10);
+	ASSERT_EQ(got.rr[1].port, 0);
+	ASSERT_EQ(got.ttl, 3600);
+	ASSERT_EQ(bad, sizeof srv_pkt - 1);
+	ASSERT_EQ(r2, -1);
 }
 
 static void every_cut_of_an_answer_is_refused(void)
@@ -518,6 +568,17 @@ static void rr_name(struct pb *b, const char *owner, int type, const char *targe
 	rr_end(b, at);
 }
 
+static void rr_srv(struct pb *b, const char *owner, int prio, int weight, int port,
+        const char *target)
+{
+	size_t at = rr_start(b, owner, DNS_T_SRV, 300);
+	pb_u16(b, (unsigned)prio);
+	pb_u16(b, (unsigned)weight);
+	pb_u16(b, (unsigned)port);
+	pb_name(b, target);
+	rr_end(b, at);
+}
+
 static void rr_soa(struct pb *b, const char *zone)
 {
 	size_t at = rr_start(b, zone, DNS_T_SOA, 3600);
@@ -703,6 +764,10 @@ static void fake_answer(const uint8_t *q, const struct fq *fq, int tcp, struct p
 	} else if (strcmp(nm, V6_REV) == 0 && t == DNS_T_PTR) {
 		rr_name(b, nm, DNS_T_PTR, "v6host.test");
 		an = 1;
+	} else if (strcmp(nm, "_imaps._tcp.srv.test") == 0 && t == DNS_T_SRV) {
+		rr_srv(b, nm, 5, 2, 993, "mail.srv.test");
+		rr_srv(b, nm, 0, 0, 0, "");
+		an = 2;
 	} else if (strcmp(nm, "servfail.test") == 0) {
 		rcode = 2;
 	} else if (strcmp(nm, "spoof.test") == 0 && t == DNS_T_A) {
@@ -1113,6 +1178,21 @@ static void cnames_txt_ptr_and_old_servers_work(void)
 	ASSERT_STR(addr[0], "192.0.2.40");
 }
 
+static void srv_records_are_looked_up_and_cached(void)
+{
+	struct dns_srv srv[4];
+	ASSERT_EQ(use_fake(), 0);
+	ASSERT_EQ(dns_srv("_imaps._tcp.srv.test", srv, 4), 2);
+	ASSERT_STR(srv[0].host, "mail.srv.test");
+	ASSERT_EQ(srv[0].prio, 5);
+	ASSERT_EQ(srv[0].weight, 2);
+	ASSERT_EQ(srv[0].port, 993);
+	ASSERT_STR(srv[1].host, "");
+	ASSERT_EQ(dns_srv("_imaps._tcp.srv.test", srv, 1), 1);
+	ASSERT_EQ(fake_queries(fake, "_imaps._tcp.srv.test", DNS_T_SRV), 1);
+	ASSERT_EQ(dns_srv("_imap._tcp.srv.test", srv, 4), DNS_NXDOMAIN);
+}
+
 static void the_cache_stays_bounded(void)
 {
 	char addr[1][DNS_ADDR_MAX], name[64];
@@ -1181,6 +1261,8 @@ void tests_dns(void)
 	RUN(mx_answer_with_compression_parses,
 	        "dns parser reads an MX answer with compressed names");
 	RUN(every_cut_of_an_answer_is_refused, "dns parser refuses every cut of an answer");
+	RUN(srv_answer_parses,
+	        "dns parser reads SRV records (a root target too), refuses cut and short ones");
 	RUN(cname_chain_is_followed_in_any_order, "dns parser follows a CNAME chain in any order");
 	RUN(a_chain_cut_short_asks_for_its_end, "dns parser asks again where a CNAME chain stops");
 	RUN(a_cname_loop_is_refused, "dns parser refuses a CNAME loop");
@@ -1222,6 +1304,7 @@ void tests_dns(void)
 	RUN(no_answer_at_all_is_a_temporary_failure, "dns no answer at all is a temporary failure");
 	RUN(forged_answers_are_ignored, "dns answers with a wrong id or port are ignored");
 	RUN(cnames_txt_ptr_and_old_servers_work, "dns CNAME, TXT, PTR and FORMERR fallback work");
+	RUN(srv_records_are_looked_up_and_cached, "dns SRV records are looked up and cached");
 	RUN(the_cache_stays_bounded, "dns the cache stays bounded");
 	RUN(lookups_run_on_many_threads_at_once, "dns lookups run on many threads at once");
 	dns_shutdown();

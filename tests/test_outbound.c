@@ -153,6 +153,86 @@ static void outbound_directives_are_parsed(void)
 	settings_free(&s);
 }
 
+static void tls_policy_lines_pick_a_mode_per_destination(void)
+{
+	struct config c = {0};
+	struct settings s;
+	char err[256];
+	ASSERT_EQ(config_parse(&c,
+	                  "TLSPolicy example.com verify\nTLSPolicy .corp.example encrypt\n"
+	                  "TLSPolicy * may\nTLSPolicy legacy.example none\n",
+	                  "t", err, sizeof err),
+	        0);
+	ASSERT_EQ(config_apply(&s, &c, err, sizeof err), 0);
+	int star;
+	ASSERT_EQ(tls_policy_lookup(s.tls_policy, "example.com", &star), TLS_VERIFY);
+	ASSERT_EQ(star, TLS_MAY);
+	ASSERT_EQ(tls_policy_lookup(s.tls_policy, "EXAMPLE.com.", &star), TLS_VERIFY);
+	ASSERT_EQ(tls_policy_lookup(s.tls_policy, "mx.corp.example", &star), TLS_ENCRYPT);
+	ASSERT_EQ(tls_policy_lookup(s.tls_policy, "corp.example", &star), -1);
+	ASSERT_EQ(tls_policy_lookup(s.tls_policy, "xcorp.example", &star), -1);
+	ASSERT_EQ(tls_policy_lookup(s.tls_policy, "legacy.example", &star), TLS_NONE);
+	ASSERT_EQ(tls_policy_lookup(s.tls_policy, "sub.example.com", &star), -1);
+	ASSERT_EQ(s.mta_sts, 1);
+	ASSERT_EQ(s.mta_sts_port, 443);
+	settings_free(&s);
+	config_free(&c);
+	static const char *bad[] = {"TLSPolicy example.com strict\n", "TLSPolicy example.com\n",
+	        "TLSPolicy *.example.com verify\n", "TLSPolicy a b c\n"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ASSERT_EQ(config_parse(&c, bad[i], "t", err, sizeof err), 0);
+		ASSERT_EQ(config_apply(&s, &c, err, sizeof err), -1);
+		ASSERT(strstr(err, "TLSPolicy") != NULL);
+		settings_free(&s);
+		config_free(&c);
+	}
+}
+
+static void mta_sts_records_and_policies_parse(void)
+{
+	char id[40], err[100];
+	ASSERT_EQ(sts_txt_id("v=STSv1; id=20160831085700Z;", id, sizeof id), 0);
+	ASSERT_STR(id, "20160831085700Z");
+	ASSERT_EQ(sts_txt_id("v=STSv1;id=abc", id, sizeof id), 0);
+	ASSERT_STR(id, "abc");
+	ASSERT_EQ(sts_txt_id("v=STSv1; id=a-b", id, sizeof id), -1);
+	ASSERT_EQ(sts_txt_id("v=STSv1;", id, sizeof id), -1);
+	ASSERT_EQ(sts_txt_id("v=STSv10; id=abc", id, sizeof id), -1);
+	ASSERT_EQ(sts_txt_id("v=spf1 -all", id, sizeof id), -1);
+	ASSERT_EQ(sts_txt_id("v=STSv1; id=123456789012345678901234567890123", id, sizeof id), -1);
+	struct sts_policy p;
+	const char *text = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\n"
+	                   "mx: *.example.net\r\nmx: backupmx.example.com\r\nmax_age: 604800\r\n";
+	ASSERT_EQ(sts_parse(text, strlen(text), &p, err, sizeof err), 0);
+	ASSERT_EQ(p.mode, STS_ENFORCE);
+	ASSERT_EQ(p.max_age, 604800);
+	ASSERT_EQ(p.nmx, 3);
+	ASSERT(sts_mx_ok(&p, "mail.example.com"));
+	ASSERT(sts_mx_ok(&p, "MAIL.example.com."));
+	ASSERT(sts_mx_ok(&p, "mx1.example.net"));
+	ASSERT(!sts_mx_ok(&p, "example.net"));
+	ASSERT(!sts_mx_ok(&p, "a.b.example.net"));
+	ASSERT(!sts_mx_ok(&p, "evil-mail.example.com"));
+	ASSERT(!sts_mx_ok(&p, "mail.example.com.evil"));
+	const char *testing = "version: STSv1\nmode: testing\nmx: mx.example\nmax_age: 99999999999\n"
+	                      "future: ignored\n";
+	ASSERT_EQ(sts_parse(testing, strlen(testing), &p, err, sizeof err), 0);
+	ASSERT_EQ(p.mode, STS_TESTING);
+	ASSERT_EQ(p.max_age, 31557600);
+	static const char *bad[] = {"mode: enforce\nmx: a\nmax_age: 1\n",
+	        "version: STSv2\nmode: enforce\nmx: a\nmax_age: 1\n",
+	        "version: STSv1\nmode: strict\nmx: a\nmax_age: 1\n",
+	        "version: STSv1\nmode: enforce\nmax_age: 1\n",
+	        "version: STSv1\nmode: enforce\nmx: a\n",
+	        "version: STSv1\nmode: enforce\nmx: a\nmax_age: 1x\n", ""};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ASSERT_EQ(sts_parse(bad[i], strlen(bad[i]), &p, err, sizeof err), -1);
+	}
+	const char *none = "version: STSv1\nmode: none\nmax_age: 86400\n";
+	ASSERT_EQ(sts_parse(none, strlen(none), &p, err, sizeof err), 0);
+	ASSERT_EQ(p.mode, STS_OFF);
+}
+
 void tests_outbound(void)
 {
 	RUN(the_envelope_file_round_trips,
@@ -163,4 +243,8 @@ void tests_outbound(void)
 	        "outbound retries back off from RetryInterval, doubling, up to MaxRetryInterval");
 	RUN(the_dsn_is_a_multipart_report, "outbound bounces are RFC 3464 multipart/report, CRLF");
 	RUN(outbound_directives_are_parsed, "outbound directives parse, with time suffixes");
+	RUN(tls_policy_lines_pick_a_mode_per_destination,
+	        "outbound TLSPolicy lines pick a mode per destination domain");
+	RUN(mta_sts_records_and_policies_parse,
+	        "outbound MTA-STS TXT records and policy files parse (RFC 8461)");
 }

@@ -69,11 +69,14 @@ int main(int argc, char **argv)
 		{"dkim", tests_dkim},
 		{"greylist", tests_greylist},
 		{"spf", tests_spf},
+		{"authres", tests_authres},
 		{"luasocket", tests_luasocket},
 		{"pattern", tests_pattern},
 		{"view", tests_view},
 		{"sort", tests_sort},
 		{"session", tests_session},
+		{"autoconf", tests_autoconf},
+		{"httpc", tests_httpc},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

@@ -52,6 +52,7 @@ void *unit_cap_alloc(void *ud, void *p, size_t osize, size_t nsize);
 	} while (0)
 
 void tests_config(void);
+void tests_authres(void);
 void tests_buf(void);
 void tests_crypto(void);
 void tests_mailman(void);
@@ -73,5 +74,7 @@ void tests_pattern(void);
 void tests_view(void);
 void tests_sort(void);
 void tests_session(void);
+void tests_autoconf(void);
+void tests_httpc(void);
 
 #endif

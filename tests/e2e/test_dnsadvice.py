@@ -46,7 +46,8 @@ def test_dns_advice_and_check():
                  '_smtp._tls.example.org. 3600 IN TXT "v=TLSRPTv1;',
                  '_mta-sts.example.org. 3600 IN TXT "v=STSv1; id=',
                  "autoconfig.example.org. 3600 IN CNAME mail.example.org.",
-                 "_submission._tcp.example.org. 3600 IN SRV 0 1 "):
+                 "_submission._tcp.example.org. 3600 IN SRV 10 1 ",
+                 "_imaps._tcp.example.org. 3600 IN SRV 0 1 "):
         assert want in advice, (want, advice)
     assert all(len(p) <= 255 for p in advice.split('"')[1::2]), advice
     dkim = s.cli("dkim", "example.org").stdout
@@ -61,7 +62,8 @@ def test_dns_advice_and_check():
     finally:
         srv.stop()
     port2 = free_port()
-    s2 = Server(conf="ServerName mail.example.org\nDNSServer 127.0.0.1:%d\n" % port2)
+    s2 = Server(conf="ServerName mail.example.org\nDNSServer 127.0.0.1:%d\nEnableSubmission 1\n"
+                "EnableIMAPS 1\n" % port2)  # the SRV records of s's zone fit
     key = s2.cli("dkim", "example.org").stdout.split('"')[3]  # s2's own key: the zone has s's
     srv = serve_zone(zone_of(advice, drop=("_dmarc.",)), port2)
     try:
@@ -93,11 +95,56 @@ def test_web_admin_shows_the_records_with_marks():
             html = b.page("/dns?domain=example.org")
         finally:
             srv.stop()
-        assert "1 required record is missing or wrong." in html, html
+        assert "1 record is missing or wrong (marked red)." in html, html
         assert re.search(r'class="msg err">MISSING</span></td><td><code>_dmarc\.example\.org\.', html), html
         assert re.search(r'class="msg ok">ok</span></td><td><code>example\.org\. 3600 IN MX 10 mail', html), html
         assert "v=DKIM1; k=rsa; p=MIIB" in html and "&quot;" in html  # escaped quotes
         st, _, _ = b.req("GET", "/dns?domain=nosuch.example")
         assert st == 404
+    finally:
+        s.stop()
+
+
+def test_dns_check_marks_srv_records():
+    """dns: --check looks up the SRV records: a missing one is optional (-), one to another port, or one for a service that is off, is WRONG and counted (exit 1), "0 0 0 ." for one that is off is ok; the web admin's DNS page marks them red"""
+    from test_webadmin import admin_server, logged_in
+    port = free_port()
+    s = admin_server(conf="ServerName mail.example.org\nDNSServer 127.0.0.1:%d\nEnableSubmission 1\n"
+                     "SubmissionPort 1587\nEnableIMAPS 1\nIMAPSPort 1993\n" % port)
+    try:
+        advice = s.cli("dns", "example.org").stdout
+        for want in ("_submissions._tcp.example.org. 3600 IN SRV 0 0 0 .",
+                     "_submission._tcp.example.org. 3600 IN SRV 10 1 1587 mail.example.org.",
+                     "_imaps._tcp.example.org. 3600 IN SRV 0 1 1993 mail.example.org.",
+                     "_imap._tcp.example.org. 3600 IN SRV 0 0 0 .",
+                     "_pop3._tcp.example.org. 3600 IN SRV 30 1 %d mail.example.org." % s.pop3_port,
+                     "autodiscover.example.org. 3600 IN CNAME mail.example.org.",
+                     "mta-sts.example.org. 3600 IN CNAME mail.example.org."):
+            assert want in advice, (want, advice)
+        zone = zone_of(advice, drop=("_imaps.",), swap=("_submission.", " 1587 ", " 2587 "))
+        zone = zone.replace("_submissions._tcp.example.org. 3600 IN SRV 0 0 0 .",
+                            "_submissions._tcp.example.org. 3600 IN SRV 0 1 465 mail.example.org.")
+        srv = serve_zone(zone, port)
+        try:
+            r = s.cli("dns", "example.org", "--check", check=False)
+            html = logged_in(s).page("/dns?domain=example.org")
+        finally:
+            srv.stop()
+        assert r.returncode == 1, r.stdout + r.stderr
+        marks = {l.split()[1]: l.split()[0] for l in r.stdout.splitlines()
+                 if " IN SRV " in l or " IN CNAME " in l}
+        assert marks == {"_submissions._tcp.example.org.": "WRONG",
+                         "_submission._tcp.example.org.": "WRONG",
+                         "_imaps._tcp.example.org.": "-", "_imap._tcp.example.org.": "ok",
+                         "_pop3s._tcp.example.org.": "ok", "_pop3._tcp.example.org.": "ok",
+                         "autoconfig.example.org.": "ok", "autodiscover.example.org.": "ok",
+                         "mta-sts.example.org.": "ok"}, r.stdout
+        assert "; 0 required records missing or wrong" in r.stdout, r.stdout
+        assert "; 2 optional records wrong: fix or remove" in r.stdout, r.stdout
+        assert "2 records are missing or wrong (marked red)." in html, html
+        assert re.search(r'class="msg err">WRONG</span></td><td><code>_submission\._tcp\.example'
+                         r'\.org\. 3600 IN SRV 10 1 1587 ', html), html
+        assert re.search(r'<td>optional</td><td><code>_imaps\._tcp', html), html
+        assert re.search(r'class="msg ok">ok</span></td><td><code>_pop3\._tcp', html), html
     finally:
         s.stop()
