@@ -85,4 +85,15 @@ $(OUT)/dmarc.o: $(OUT)/gen/psl_table.h
 
 unit: $(OUT)/unit$(EXE)
 
-.PHONY: all unit
+# libFuzzer targets over in-memory sessions (./build.sh fuzz): the core
+# is compiled with -fsanitize=fuzzer-no-link in EXTRA_CFLAGS, the harness
+# linked with the fuzzer's main.
+FUZZ  = $(OUT)/fuzz_smtp$(EXE) $(OUT)/fuzz_pop3$(EXE)
+$(OUT)/fuzz_%$(EXE): $(OUT)/tests/fuzz_%.o $(OBJ) $(STAMP) $(wildcard $(LUA_A) $(SSL_A))
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(LUA_A) $(SSL_A) $(LDFLAGS) $(SYSLIBS)
+
+$(OUT)/tests/fuzz_%.o: tests/fuzz.h
+
+fuzz: $(FUZZ)
+
+.PHONY: all unit fuzz

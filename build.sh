@@ -15,6 +15,9 @@
 #   ./build.sh target T   one target (see TARGETS) into build/T/
 #   ./build.sh windows    cross-compile build/win/rumble.exe (win32/build.sh)
 #   ./build.sh format     apply .clang-format to the C sources
+#   ./build.sh fuzz [S]   the libFuzzer targets of SMTP and POP3 over
+#                         in-memory sessions into build/fuzz/ (clang,
+#                         ASan+UBSan), each run S seconds (default 10)
 #
 # Lua 5.1 and BearSSL are built from their Debian source packages in
 # build/ for each target (libs.sh). As root it installs what is missing
@@ -172,6 +175,31 @@ build_asan() {
 		build/asan/rumble build/asan/unit
 }
 
+# The SMTP and POP3 fuzzers (tests/fuzz_*.c), each run $1 seconds from
+# its seeds (tests/fuzz/*/) with its dictionary; new inputs go to
+# build/fuzz/corpus-*, crashes to build/fuzz/.
+build_fuzz() {
+	dev_deps
+	need clang command -v clang
+	need libclang-rt-14-dev sh -c 'ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a'
+	m=$(gcc -dumpmachine) # clang says x86_64-pc-linux-gnu, Debian's path does not
+	make -s -j"$JOBS" CC=clang OUT=build/fuzz SYSLIBS="-lpthread -lm -ldl" \
+		LUA_A=/usr/lib/$m/liblua5.1.a SSL_A=/usr/lib/$m/libbearssl.a \
+		OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+		fuzz
+	for f in smtp pop3; do
+		mkdir -p build/fuzz/corpus-$f
+		(cd build/fuzz && nice ./fuzz_$f -max_total_time="${1:-10}" -max_len=8192 \
+			-dict=../../tests/fuzz_$f.dict -print_final_stats=1 \
+			corpus-$f ../../tests/fuzz/$f) >build/fuzz/$f.log 2>&1 || {
+			tail -n 40 build/fuzz/$f.log
+			echo "build.sh: fuzz_$f failed (build/fuzz/$f.log)" >&2
+			return 1
+		}
+		grep -E '^stat::number_of_executed_units|^Done' build/fuzz/$f.log | sed "s/^/fuzz_$f: /"
+	done
+}
+
 # ---- tests ----
 
 # Adds "N passed, N failed[, N skipped]" lines of a log to the totals.
@@ -290,12 +318,13 @@ target)
 	echo "$DIR/rumble$EXE"
 	;;
 windows) sh win32/build.sh ;;
+fuzz) build_fuzz "${2:-10}" ;;
 format)
 	command -v clang-format >/dev/null || apt_install clang-format
 	clang-format -i ./*.c ./*.h posix/*.c win32/*.c tests/*.c tests/*.h
 	;;
 *)
-	echo "usage: ./build.sh [build|run|test|dist|dev|target T|windows|format]" >&2
+	echo "usage: ./build.sh [build|run|test|dist|dev|target T|windows|format|fuzz [S]]" >&2
 	exit 2
 	;;
 esac

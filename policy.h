@@ -12,14 +12,18 @@
  *     c->reply filled (whole CRLF lines "250 text\r\n"); the chain goes
  *     on, and smtp.c sends that reply instead of its own unless a later
  *     module refuses (a later reply replaces an earlier one);
- *   - refuses or defers: returns 4xx/5xx with c->reply filled; the chain
- *     stops there (at POLICY_CONNECT smtp.c then closes the session);
+ *   - refuses or defers: returns 4xx/5xx with c->reply filled (else a
+ *     plain reply is sent); the chain stops there (at POLICY_CONNECT
+ *     smtp.c then closes the session);
  *   - waits: returns POLICY_WAIT, and later (DNS, a helper thread, a Lua
  *     coroutine waiting for the client) calls policy_resume(s, verdict)
  *     exactly once on s's worker with what it would have returned; the
- *     chain goes on from the next module. A module that waits pauses the
- *     session itself if the client's input must wait too (SPF, DNSBL;
- *     not a Lua hook, which reads that input);
+ *     chain goes on from the next module. A callback that comes before
+ *     the step returned (no helper thread) is fine: its verdict counts.
+ *     policy_waiting(s) gives the callback its call back. A module that
+ *     waits pauses the session itself if the client's input must wait
+ *     too (SPF, DNSBL; not a Lua hook, which reads that input; at
+ *     POLICY_EOM smtp.c has paused it already);
  *   - closes the session (POLICY_DROP), or answered the client itself so
  *     smtp.c must not (POLICY_DONE), or at POLICY_EOM takes the message
  *     away without queueing it (POLICY_DISCARD, smtp.c says 250 queued).
@@ -36,9 +40,10 @@
  * to c->above (they end up above our Received field) and others to
  * c->below (after it). At POLICY_EOM the body is already spooled;
  * policy.c writes the fields in front of it when the chain passes.
- * POLICY_BODY sees every body line as it streams (no wait, no answer:
- * remember a verdict and give it at POLICY_EOM), so a module can hash
- * the body without keeping it.
+ * A module's body() sees every line after DATA as it streams (no wait,
+ * no answer: remember a verdict and give it at POLICY_EOM), so it can
+ * hash the body without keeping the message; one that files it into
+ * another folder (DMARC's quarantine to Junk) sets c->msg->folder.
  *
  * A module keeps its per-session state in the pointer its open() sets;
  * open() returns 0 when the module does not apply to the session (no
@@ -124,9 +129,12 @@ struct policy_module {
 	void (*reset)(void *m);
 	void (*close)(struct session *s, void *m);
 	int (*step[POLICY_STEPS])(struct policy_call *c);
-	/* A body line (or a piece of a long one; start: it begins a line) as
-	 * it came (raw, dot-stuffed) and unstuffed (line); both with their
-	 * line end, which the store writes as CRLF even when it is a bare LF. */
+	/* Each line after DATA (the client's header section first, then
+	 * the body: the module finds the empty line), or a piece of a long
+	 * one (start: it begins a line), as it came (raw, dot-stuffed) and
+	 * unstuffed (line); both with their line end, which the store writes
+	 * as CRLF even when it is a bare LF. Not the final ".". Valid during
+	 * the call only. */
 	void (*body)(
 	        void *m, const char *raw, size_t rawlen, const char *line, size_t len, int start);
 	/* Lowers or changes l as the module's state says (asked often). */

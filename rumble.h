@@ -1266,6 +1266,22 @@ struct session_bell *session_bell_new(struct session *s, void (*fn)(struct sessi
 void session_bell_ring(void *bell); /* void *: an mm_view_watch callback as it is */
 void session_bell_free(struct session_bell *b);
 
+/* In-memory sessions, for unit tests and fuzzers: a protocol driven
+ * without a socket, a worker thread or a poller. session_mem_open opens
+ * one for svc (svc->proto, svc->name as a real one would) from peer and
+ * calls proto->open; session_mem_feed hands the protocol input as a
+ * socket would (cut into lines, held while the session is paused, TLS
+ * never starts). Replies collect in s->out: read and buf_reset it. Work
+ * that other threads post back (a commit, a helper thread) runs in
+ * session_mem_feed and session_mem_run, which waits up to ms for it (0:
+ * nothing is out any more, -1: still out); timers are due at once.
+ * Single-threaded: one caller drives a session. session_mem_close calls
+ * proto->close and frees s once nothing is out. */
+struct session *session_mem_open(struct service *svc, const char *peer);
+void session_mem_feed(struct session *s, const void *p, size_t n);
+int session_mem_run(struct session *s, int ms);
+void session_mem_close(struct session *s);
+
 /* ---- wellknown.c: the public HTTP responder (/.well-known/ paths) ----
  * Listens on port (ACMEHTTPPort) of bind for GET/HEAD of the paths in its
  * route table; 404 for the rest. Before privileges are dropped (port 80).

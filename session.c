@@ -63,6 +63,7 @@ struct worker {
 	int64_t next_tick;
 	int64_t walk_at;       /* worker_tick has nothing to do before (0: walk) */
 	volatile int walk_now; /* another thread asks for a walk (server_unlisten) */
+	int mem;               /* an in-memory session's: no thread, no wake-up */
 };
 
 static struct worker *workers;
@@ -98,7 +99,7 @@ static void worker_post(struct worker *w, void (*fn)(struct session *, void *), 
 	}
 	w->inbox_tail = t;
 	os_mutex_unlock(w->lock);
-	if (was_empty) {
+	if (was_empty && !w->mem) {
 		os_wakeup_poke(&w->wake);
 	}
 }
@@ -133,14 +134,14 @@ static void run_inbox(struct worker *w)
 
 void session_write(struct session *s, const void *p, size_t n)
 {
-	if (s->fd != OS_BADFD) {
+	if (s->fd != OS_BADFD || s->worker->mem) {
 		buf_append(&s->out, p, n);
 	}
 }
 
 void session_printf(struct session *s, const char *fmt, ...)
 {
-	if (s->fd == OS_BADFD) {
+	if (s->fd == OS_BADFD && !s->worker->mem) {
 		return;
 	}
 	va_list ap;
@@ -925,6 +926,139 @@ static void worker_tick(struct worker *w, int64_t now)
 		}
 	}
 	w->walk_at = walk_at;
+}
+
+/* ---- in-memory sessions (see rumble.h) ----
+ *
+ * The session has a worker of its own that no thread runs: what other
+ * threads post to it waits in its inbox until session_mem_feed or
+ * session_mem_run takes it, and timers are due at once. Its fd is
+ * OS_BADFD, so nothing here ever reaches a socket or the poller. */
+
+/* see rumble.h */
+struct session *session_mem_open(struct service *svc, const char *peer)
+{
+	if (!gate_lock) {
+		gate_lock = os_mutex_new(); /* AUTH's failed-login throttle */
+	}
+	struct worker *w = xcalloc(1, sizeof *w);
+	w->lock = os_mutex_new();
+	w->mem = 1;
+	struct session *s = xcalloc(1, sizeof *s);
+	s->id = os_atomic_add_u32(&next_id, 1);
+	s->svc = svc;
+	s->worker = w;
+	s->fd = OS_BADFD;
+	rl_strlcpy(s->peer, peer, sizeof s->peer);
+	rl_strlcpy(s->local, "127.0.0.1", sizeof s->local);
+	buf_init(&s->in);
+	buf_init(&s->out);
+	s->last_io = os_now_ms();
+	svc->proto->open(s);
+	return s;
+}
+
+/* Hands s its input, and output from a streaming protocol (writable:
+ * the output counts as drained at once); 1 when anything moved. */
+static int mem_serve(struct session *s)
+{
+	const struct proto *pr = s->svc->proto;
+	size_t avail = s->in.len - s->in_off, out = s->out.len;
+	if (!s->closing && !s->starttls) {
+		session_dispatch(s);
+	}
+	for (int round = 0; pr->writable && !s->closing && round < 64; round++) {
+		size_t before = s->out.len;
+		int was_paused = s->paused;
+		pr->writable(s);
+		if (s->out.len == before && (s->paused || !was_paused)) {
+			break;
+		}
+	}
+	return s->in.len - s->in_off != avail || s->out.len != out;
+}
+
+/* Runs what was posted to s and its timers, and serves s, until nothing
+ * is left to do now. */
+static void mem_pump(struct session *s)
+{
+	struct worker *w = s->worker;
+	for (;;) {
+		int moved = mem_serve(s);
+		os_mutex_lock(w->lock);
+		struct task *t = w->inbox;
+		w->inbox = w->inbox_tail = NULL;
+		os_mutex_unlock(w->lock);
+		struct timer *due = w->timers;
+		w->timers = NULL;
+		if (!t && !due && !moved) {
+			return;
+		}
+		while (t) {
+			struct task *next = t->next;
+			t->fn(s, t->arg);
+			if (t->release) {
+				session_release(s);
+			}
+			free(t);
+			t = next;
+		}
+		while (due) {
+			struct timer *next = due->next;
+			due->fn(s, due->arg);
+			session_release(s);
+			free(due);
+			due = next;
+		}
+	}
+}
+
+/* see rumble.h */
+void session_mem_feed(struct session *s, const void *p, size_t n)
+{
+	buf_append(&s->in, p, n);
+	mem_pump(s);
+}
+
+/* see rumble.h */
+int session_mem_run(struct session *s, int ms)
+{
+	int64_t until = os_now_ms() + ms;
+	for (;;) {
+		mem_pump(s);
+		if (!s->holds) {
+			return 0;
+		}
+		if (os_now_ms() >= until) {
+			return -1;
+		}
+		os_sleep_ms(1);
+	}
+}
+
+/* see rumble.h */
+void session_mem_close(struct session *s)
+{
+	s->closing = 1;
+	if (s->tap) {
+		s->tap(s, NULL, 0);
+		s->tap = NULL;
+	}
+	if (s->svc->proto->close) {
+		s->svc->proto->close(s);
+	}
+	if (s->lua) {
+		rl_session_end(s);
+	}
+	if (session_mem_run(s, 30000) != 0) {
+		log_warnx("%08x in-memory session: work still out, not freed", s->id);
+		return; /* a post to come would find it freed */
+	}
+	os_mutex_free(s->worker->lock);
+	free(s->worker);
+	buf_free(&s->in);
+	buf_free(&s->out);
+	free(s);
 }
 
 /* ---- timers ---- */

@@ -88,14 +88,36 @@ static void reply(struct session *s, int code, const char *fmt, ...)
 }
 
 /* Sends the reply the policy chain gave (a reply code, in c->reply)
- * instead of ours; 0 when it gave none. */
+ * instead of ours; 0 when it gave none (or a code without its text). */
 static int said(struct session *s, struct policy_call *c, int code)
 {
-	if (code > 0) {
-		session_write(s, c->reply.data, c->reply.len);
-		count_error(s, s->ps, code);
+	if (code <= 0 || !c->reply.len) {
+		return 0;
 	}
-	return code > 0;
+	session_write(s, c->reply.data, c->reply.len);
+	count_error(s, s->ps, code);
+	return 1;
+}
+
+/* A refusal by the chain: its reply, or a plain one when the module
+ * gave none. */
+static void refused(struct session *s, struct policy_call *c, int code)
+{
+	if (!said(s, c, code)) {
+		reply(s, code, "%d.7.1 Error: refused by policy", code / 100);
+	}
+}
+
+/* The verdicts that end a step whatever it is: a module closed the
+ * session, answered the client itself, or refused. 1 when v is one. */
+static int stopped(struct session *s, struct policy_call *c, int v)
+{
+	if (v == POLICY_DROP) {
+		session_close(s, "dropped by script");
+	} else if (v >= 400) {
+		refused(s, c, v);
+	}
+	return v == POLICY_DROP || v == POLICY_DONE || v >= 400;
 }
 
 /* A policy call for step with what every step sees. */
@@ -388,8 +410,7 @@ static int sender_owned(const char *user, const char *from)
 static void mail_checked(struct session *s, struct policy_call *c, int v)
 {
 	struct smtp *st = s->ps;
-	if (v >= 400) {
-		said(s, c, v);
+	if (stopped(s, c, v)) {
 		return;
 	}
 	st->msg = queue_msg_new(c->addr);
@@ -449,8 +470,7 @@ static void rcpt_checked(struct session *s, struct policy_call *c, int v)
 {
 	struct smtp *st = s->ps;
 	const char *addr = c->addr;
-	if (v >= 400) {
-		said(s, c, v);
+	if (stopped(s, c, v)) {
 		return;
 	}
 	switch ((enum rcpt_kind)c->kind) {
@@ -526,8 +546,7 @@ static void data_checked(struct session *s, struct policy_call *c, int v)
 	struct smtp *st = s->ps;
 	struct queue_msg *m = st->msg;
 	char date[64], tls_note[160] = "";
-	if (v >= 400) {
-		said(s, c, v);
+	if (stopped(s, c, v)) {
 		return;
 	}
 	struct buf *h = &c->above;
@@ -573,12 +592,14 @@ struct auth_try {
 static void auth_allowed(struct session *s, struct policy_call *c, int v)
 {
 	struct smtp *st = s->ps;
-	if (v < 400) {
+	if (v == POLICY_DROP) {
+		session_close(s, "dropped by script");
+	} else if (v >= 400) {
+		reply(s, 535, "5.7.8 Error: authentication failed"); /* ours: says nothing more */
+	} else if (v != POLICY_DONE) {
 		rl_strlcpy(st->user, c->addr, sizeof st->user);
 		log_info("%08x smtp login user=%s", s->id, st->user);
 		reply(s, 235, "2.7.0 Authentication successful");
-	} else {
-		reply(s, 535, "5.7.8 Error: authentication failed");
 	}
 	session_resume(s);
 }
@@ -769,9 +790,7 @@ static const struct cmd *find_command(const char *verb)
  * the client, or answered it itself). */
 static void command_checked(struct session *s, struct policy_call *c, int v)
 {
-	if (v == POLICY_DROP) {
-		session_close(s, "dropped by script");
-	} else if (v != POLICY_DONE) {
+	if (!stopped(s, c, v)) {
 		find_command(c->verb)->run(s, s->ps, c->arg);
 	}
 }
@@ -858,8 +877,8 @@ static void eom_checked(struct session *s, struct policy_call *c, int v)
 	if (v == POLICY_DISCARD) {
 		st->nmsgs++;
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
-	} else if (v >= 400) {
-		said(s, c, v);
+	} else if (stopped(s, c, v)) {
+		/* refused */
 	} else if (policy_prepend(&m->body, &c->above) != 0 || m->body.failed) {
 		reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
 	} else {

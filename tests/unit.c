@@ -75,6 +75,7 @@ int main(int argc, char **argv)
 		{"pattern", tests_pattern},
 		{"view", tests_view},
 		{"sort", tests_sort},
+		{"session", tests_session},
 		{"autoconf", tests_autoconf},
 		{"httpc", tests_httpc},
 		{"acme", tests_acme},

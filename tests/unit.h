@@ -74,6 +74,7 @@ void tests_luasocket(void);
 void tests_pattern(void);
 void tests_view(void);
 void tests_sort(void);
+void tests_session(void);
 void tests_autoconf(void);
 void tests_httpc(void);
 void tests_acme(void);
