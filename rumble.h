@@ -261,8 +261,8 @@ int crypto_password_hash(const char *password, char *out, size_t outlen);
 int password_check(const char *pw, char *why, size_t len);
 /* 1 when pw, in any case, is one of the 10,000 most common passwords. */
 int password_common(const char *pw);
-/* 1 when key is a line of blob[0..len): lines sorted by byte, each ending
- * in '\n'. Binary search in place; exposed for the unit tests. */
+/* 1 when key is one of the words of blob[0..len), tools/passwords.py's
+ * format (sorted words front coded in blocks). Exposed for the unit tests. */
 int password_in_list(const char *blob, size_t len, const char *key);
 /* 1 when password matches stored, which is either the PBKDF2 form above
  * or a legacy 64-hex SHA-256 digest of the password. */

@@ -6,10 +6,12 @@
 
 static void the_sorted_blob_is_searched_line_by_line(void)
 {
-	static const char blob[] = "abc\nabcd\nb\nqwerty\nzz\n";
+	/* two blocks: abc abcd b, then qwerty zz (tools/passwords.py's format) */
+	static const char blob[] = "\xff" "abc" "\x83" "d" "\x80" "b"
+	                           "\xff" "qwerty" "\x80" "zz";
 	size_t n = sizeof blob - 1;
 	const char *in[] = {"abc", "abcd", "b", "qwerty", "zz"};
-	const char *out[] = {"", "a", "ab", "abcde", "abd", "bb", "qwert", "z", "zzz", "~"};
+	const char *out[] = {"", "a", "ab", "abcde", "abd", "bb", "qwert", "z", "zzz", "~", "d"};
 	for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
 		ASSERT(password_in_list(blob, n, in[i]));
 	}
@@ -17,7 +19,9 @@ static void the_sorted_blob_is_searched_line_by_line(void)
 		ASSERT(!password_in_list(blob, n, out[i]));
 	}
 	ASSERT(!password_in_list(blob, 0, "abc"));
-	ASSERT(password_in_list("only\n", 5, "only"));
+	ASSERT(password_in_list("\xff" "only", 5, "only"));
+	ASSERT(!password_in_list("\xff" "only" "\x89" "x", 7, "onlyx")); /* bad prefix */
+	ASSERT(!password_in_list("only", 4, "only"));                      /* no block */
 }
 
 static void common_passwords_are_found_in_any_case(void)
