@@ -118,14 +118,15 @@ static long pid_read(const char *path)
 	return pid > 0 ? pid : 0;
 }
 
-/* After binding and detaching, before privileges are dropped (the file's
- * folder may be root's, as /run is). A file naming a process that is gone
- * (a crash, a reboot) is replaced; one naming a live process other than
- * this one stops the start. */
-static int pid_write(void)
+/* After binding and detaching: a PidFile before privileges are dropped
+ * (dropped 0: its folder may be root's, as /run is), the default one in
+ * StorageFolder after (dropped 1: it is RunAs's folder, and the file stays
+ * RunAs's). A file naming a process that is gone (a crash, a reboot) is
+ * replaced; one naming a live process other than this one stops the start. */
+static int pid_write(int dropped)
 {
 	char path[1100], text[32];
-	if (!pid_path(path, sizeof path)) {
+	if (!pid_path(path, sizeof path) || dropped != !*conf.pid_file) {
 		return 0;
 	}
 	if (!*conf.pid_file) {
@@ -354,7 +355,7 @@ static int run_server(int detach)
 		log_warn("cannot detach");
 		return 1;
 	}
-	if (pid_write() != 0) {
+	if (pid_write(0) != 0) {
 		return 1;
 	}
 	int rc = run_dropped(t0);
@@ -368,6 +369,9 @@ static int run_dropped(int64_t t0)
 	char err[1200];
 	if (os_drop_privileges(conf.run_as, conf.run_as_group, err, sizeof err) != 0) {
 		log_warnx("RunAs: %s", err);
+		return 1;
+	}
+	if (pid_write(1) != 0) {
 		return 1;
 	}
 	if (mm_open(conf.storage, err, sizeof err) != 0) {
