@@ -118,11 +118,27 @@ static long pid_read(const char *path)
 	return pid > 0 ? pid : 0;
 }
 
+/* The server keeps its pid file open and locked while it runs: a file
+ * nobody holds is stale whatever its number says (after a reboot the
+ * number may be another program's). 1 when a process holds it. */
+static FILE *pid_lock;
+
+static int pid_held(const char *path)
+{
+	FILE *f = os_fopen(path, "rb");
+	if (!f) {
+		return 0;
+	}
+	int r = os_trylock(f);
+	fclose(f); /* releases what it got */
+	return r == 1;
+}
+
 /* After binding and detaching: a PidFile before privileges are dropped
  * (dropped 0: its folder may be root's, as /run is), the default one in
  * StorageFolder after (dropped 1: it is RunAs's folder, and the file stays
- * RunAs's). A file naming a process that is gone (a crash, a reboot) is
- * replaced; one naming a live process other than this one stops the start. */
+ * RunAs's). A stale file (a crash, a reboot) is replaced; one a running
+ * server holds stops the start. */
 static int pid_write(int dropped)
 {
 	char path[1100], text[32];
@@ -132,18 +148,22 @@ static int pid_write(int dropped)
 	if (!*conf.pid_file) {
 		os_mkdir_p(conf.storage);
 	}
-	long old = pid_read(path), me = os_getpid();
-	if (old && old != me && os_process_alive(old)) {
+	long old = pid_read(path);
+	if (pid_held(path)) {
 		log_warnx("PidFile %s: a server runs already (pid %ld); stop it first", path, old);
 		return -1;
 	}
-	if (old && old != me) {
-		log_info("PidFile %s: replacing a stale one (pid %ld is gone)", path, old);
+	if (old) {
+		log_info("PidFile %s: replacing a stale one (pid %ld no longer runs it)", path, old);
 	}
-	int n = snprintf(text, sizeof text, "%ld\n", me);
+	int n = snprintf(text, sizeof text, "%ld\n", os_getpid());
 	if (os_write_file_atomic(path, text, (size_t)n) != 0) {
 		log_warn("PidFile %s: cannot write", path);
 		return -1;
+	}
+	pid_lock = os_fopen(path, "rb");
+	if (!pid_lock || os_trylock(pid_lock) != 0) {
+		log_warn("PidFile %s: cannot lock", path);
 	}
 	return 0;
 }
@@ -152,13 +172,18 @@ static int pid_write(int dropped)
 static void pid_remove(void)
 {
 	char path[1100];
+	if (!pid_lock) {
+		return;
+	}
+	fclose(pid_lock);
+	pid_lock = NULL;
 	if (pid_path(path, sizeof path) && pid_read(path) == os_getpid() && os_remove(path) != 0) {
 		log_warn("PidFile %s: cannot remove (the next start replaces it)", path);
 	}
 }
 
-/* stop and reload: SIGTERM or SIGHUP to the process the pid file names;
- * stop waits (30 s at most) until the server removed the file or is gone. */
+/* stop and reload: SIGTERM or SIGHUP to the server that holds the pid
+ * file; stop waits (30 s at most) until it let go of the file. */
 static int cmd_signal(const char *verb)
 {
 	char path[1100], err[256];
@@ -167,18 +192,18 @@ static int cmd_signal(const char *verb)
 		return fail("%s: PidFile is none: no pid file to find the server by", verb);
 	}
 	long pid = pid_read(path);
-	if (!pid || !os_process_alive(pid)) {
+	if (!pid || !pid_held(path) || !os_process_alive(pid)) {
 		fprintf(stderr, "rumble: %s: no server runs (%s %s)\n", verb, path,
-		        pid ? "names a process that is gone" : "does not exist");
+		        pid ? "is stale" : "does not exist");
 		return 1;
 	}
 	if (os_process_signal(pid, stop ? OS_SIG_STOP : OS_SIG_RELOAD, err, sizeof err) != 0) {
 		return fail("%s", err);
 	}
-	for (int i = 0; stop && i < 300 && pid_read(path) == pid && os_process_alive(pid); i++) {
+	for (int i = 0; stop && i < 300 && pid_held(path); i++) {
 		os_sleep_ms(100);
 	}
-	if (stop && pid_read(path) == pid && os_process_alive(pid)) {
+	if (stop && pid_held(path)) {
 		fprintf(stderr, "rumble: stop: pid %ld did not stop within 30 s\n", pid);
 		return 1;
 	}
