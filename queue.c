@@ -1017,8 +1017,8 @@ static void settle_entry(struct envelope *e, struct ob_rcpt *r, int *keep)
 		nleft, e->env.attempts, (long long)(e->env.next - os_time()));
 	for (int i = 0; i < n; i++) {
 		if (keep[i]) {
-			log_info("%016llx deferred to=<%s> reason=\"%s\"", (unsigned long long)e->m.qid,
-			        e->env.rcpts[i], e->env.last[i]);
+			log_info("%016llx deferred to=<%s> reason=\"%s\"",
+			        (unsigned long long)e->m.qid, e->env.rcpts[i], e->env.last[i]);
 		}
 	}
 }
@@ -1303,7 +1303,8 @@ int queue_request(uint64_t qid, const char *verb, const char *by, char *err, siz
 		return -1;
 	}
 	if ((qid || strcmp(verb, "flush")) && (!qid || !queue_exists(qid))) {
-		snprintf(err, errlen, "no such message in the queue: %016llx", (unsigned long long)qid);
+		snprintf(err, errlen, "no such message in the queue: %016llx",
+		        (unsigned long long)qid);
 		return -1;
 	}
 	req_dir(path, sizeof path);
@@ -1397,7 +1398,8 @@ static int request_one(uint64_t qid, const char *verb, const char *by)
 	unsigned long long id = (unsigned long long)qid;
 	struct envelope e;
 	if (!queue_exists(qid)) {
-		log_info("%016llx %s by=\"%s\": not in the queue (delivered meanwhile?)", id, verb, by);
+		log_info("%016llx %s by=\"%s\": not in the queue (delivered meanwhile?)", id, verb,
+		        by);
 		return 0;
 	}
 	if (!strcmp(verb, "delete")) {
@@ -1585,8 +1587,9 @@ static int list_one(
 		for (int i = 0; i < e.n && !last; i++) {
 			last = e.last[i];
 		}
-		struct queue_info q = {qid, e.from, (const char *const *)e.rcpts, e.n, e.date, e.next,
-		        e.attempts, os_stat(path, &st) == 0 ? st.size : 0, last ? last : ""};
+		struct queue_info q = {qid, e.from, (const char *const *)e.rcpts, e.n, e.date,
+		        e.next, e.attempts, os_stat(path, &st) == 0 ? st.size : 0,
+		        last ? last : ""};
 		r = fn(&q, arg);
 		queue__env_free(&e);
 	}

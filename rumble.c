@@ -154,7 +154,8 @@ static int pid_write(int dropped)
 		return -1;
 	}
 	if (old) {
-		log_info("PidFile %s: replacing a stale one (pid %ld no longer runs it)", path, old);
+		log_info(
+		        "PidFile %s: replacing a stale one (pid %ld no longer runs it)", path, old);
 	}
 	int n = snprintf(text, sizeof text, "%ld\n", os_getpid());
 	if (os_write_file_atomic(path, text, (size_t)n) != 0) {
@@ -813,12 +814,13 @@ static int print_queued(const struct queue_info *q, void *arg)
 {
 	char age[32], next[32];
 	int64_t now = os_time();
-	printf("%016llx\t%s\t<%s>\t", (unsigned long long)q->qid, span(now - q->date, age, sizeof age),
-	        q->from);
+	printf("%016llx\t%s\t<%s>\t", (unsigned long long)q->qid,
+	        span(now - q->date, age, sizeof age), q->from);
 	for (int i = 0; i < q->nrcpt; i++) {
 		printf("%s%s", i ? "," : "", q->rcpts[i]);
 	}
-	printf("\t%d\t%s\t%s\n", q->attempts, q->next > now ? span(q->next - now, next, sizeof next) : "now",
+	printf("\t%d\t%s\t%s\n", q->attempts,
+	        q->next > now ? span(q->next - now, next, sizeof next) : "now",
 	        *q->last ? q->last : "-");
 	return 0;
 }
@@ -857,7 +859,8 @@ static int cmd_queue_act(const char *verb, uint64_t qid)
 	} else if (!strcmp(verb, "flush")) {
 		printf("%s: delivery started\n", qid ? "flushed" : "queue flushed");
 	} else {
-		printf("%016llx %s\n", (unsigned long long)qid, !strcmp(verb, "delete") ? "deleted" : "bounced");
+		printf("%016llx %s\n", (unsigned long long)qid,
+		        !strcmp(verb, "delete") ? "deleted" : "bounced");
 	}
 	return 0;
 }
@@ -869,10 +872,13 @@ static int cmd_queue(int argc, char **argv)
 	int needs_id = !strcmp(verb, "show") || !strcmp(verb, "delete") || !strcmp(verb, "bounce");
 	if (argc == 1 && !strcmp(verb, "list")) {
 		printf("ID\tAGE\tFROM\tTO\tATTEMPTS\tNEXT\tLAST REPLY\n");
-		return queue_list(print_queued, NULL) < 0 ? fail("%s", "queue: cannot read the queue folder") : 0;
+		return queue_list(print_queued, NULL) < 0
+		               ? fail("%s", "queue: cannot read the queue folder")
+		               : 0;
 	}
 	if (!(needs_id && argc == 2) && !(!strcmp(verb, "flush") && argc <= 2)) {
-		return fail("%s", "queue: expected list, show ID, flush [ID], delete ID or bounce ID");
+		return fail(
+		        "%s", "queue: expected list, show ID, flush [ID], delete ID or bounce ID");
 	}
 	if (argc == 2 && (queue_parse_id(argv[1], &qid) != 0 || !queue_exists(qid))) {
 		return fail("queue: no such message in the queue: %s", argv[1]);
@@ -926,7 +932,8 @@ static int serve(const char *cfg, int argc, char **argv, int detach)
 	}
 	if (argc > 0) {
 		int rc = !strcmp(argv[0], "stop") || !strcmp(argv[0], "reload")
-		                 ? (argc == 1 ? cmd_signal(argv[0]) : fail("%s: takes no arguments", argv[0]))
+		                 ? (argc == 1 ? cmd_signal(argv[0])
+		                              : fail("%s: takes no arguments", argv[0]))
 		                 : run_admin(argc, argv);
 		settings_free(&conf);
 		return rc;
@@ -1020,10 +1027,11 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	int admin = i < argc;
-	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
-		strcmp(argv[i], "feed") && strcmp(argv[i], "relay") && strcmp(argv[i], "dkim") &&
-		strcmp(argv[i], "dns") && strcmp(argv[i], "service") && strcmp(argv[i], "acme") &&
-		strcmp(argv[i], "queue") && strcmp(argv[i], "stop") && strcmp(argv[i], "reload")) {
+	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") &&
+	        strcmp(argv[i], "alias") && strcmp(argv[i], "feed") && strcmp(argv[i], "relay") &&
+	        strcmp(argv[i], "dkim") && strcmp(argv[i], "dns") && strcmp(argv[i], "service") &&
+	        strcmp(argv[i], "acme") && strcmp(argv[i], "queue") && strcmp(argv[i], "stop") &&
+	        strcmp(argv[i], "reload")) {
 		fprintf(stderr, "rumble: unknown command %s (rumble --help lists them)\n", argv[i]);
 		return 2;
 	}

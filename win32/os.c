@@ -1880,7 +1880,8 @@ long os_getpid(void)
 int os_process_alive(long pid)
 {
 	DWORD code = 0;
-	HANDLE h = pid > 0 ? OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid) : NULL;
+	HANDLE h =
+	        pid > 0 ? OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid) : NULL;
 	if (!h) {
 		return pid > 0 && GetLastError() == ERROR_ACCESS_DENIED; /* exists, not ours */
 	}
