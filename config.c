@@ -432,6 +432,7 @@ static const struct directive directives[] = {
 	STR("JunkFolder", special_use[SPECIAL_JUNK]),
 	STR("ArchiveFolder", special_use[SPECIAL_ARCHIVE]),
 	STR("LogFile", log_file),
+	STR("PidFile", pid_file),
 	NUM("LogLevel", K_LEVEL, log_level, 0, 3),
 	NUM("Workers", K_INT, workers, 0, 256),
 	NUM("MaxRecipients", K_INT, max_recipients, 1, 100000),

@@ -281,6 +281,13 @@ int os_is_root(void);
 void os_memory_trim(void);
 long os_raise_fd_limit(void);
 long os_getpid(void);
+/* 1 when a process with this id exists (POSIX: also one of another user's),
+ * 0 when none does. */
+int os_process_alive(long pid);
+/* Sends OS_SIG_STOP (SIGTERM) or OS_SIG_RELOAD (SIGHUP) to process pid:
+ * 0 sent, -1 with err (on Windows always: a service is told through
+ * os_service_stop and os_service_reload). */
+int os_process_signal(long pid, int sig, char *err, size_t errlen);
 /* Run cmd through the shell (sh -c / cmd.exe /c) with its standard input
  * read from the file at path; returns the program's exit status, -1 if it
  * could not be started. Blocks until the program ends. */

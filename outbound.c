@@ -764,7 +764,7 @@ static int drop_ignored(const char *domain, struct dns_mx *mx, int n)
 
 /* The hosts for domain: its MX list; 0 when there is none (and r is
  * settled). */
-static int ob_route(const char *domain, struct dns_mx *mx, struct ob_rcpt *r, int n)
+static int ob_route(uint64_t qid, const char *domain, struct dns_mx *mx, struct ob_rcpt *r, int n)
 {
 	int nmx = conf.ignore_mx ? 1 : dns_mx(domain, mx, OB_HOSTS_MAX), had = nmx > 0;
 	if (conf.ignore_mx) {
@@ -780,6 +780,8 @@ static int ob_route(const char *domain, struct dns_mx *mx, struct ob_rcpt *r, in
 	        : nmx == DNS_NOMAIL ? "the domain accepts no mail (null MX)"
 	        : nmx == 0          ? "no mail server (no MX and no address)"
 	                            : dns_strerror(nmx));
+	log_info("%016llx domain=%s status=%s reply=\"%s\"", (unsigned long long)qid, domain,
+	        st == OB_TEMP ? "deferred" : "failed", why);
 	for (int i = 0; i < n; i++) {
 		settle(&r[i], st, NULL, why,
 		        st == OB_TEMP       ? "4.4.3"
@@ -809,13 +811,15 @@ void outbound_send(
 	if (via && *via) {
 		nmx = 1;
 		if (parse_via(via, mx[0].host, sizeof mx[0].host, &port) != 0) {
+			log_info("%016llx via=%s status=deferred reply=\"bad relay host setting\"",
+			        (unsigned long long)m->qid, via);
 			for (int i = 0; i < n; i++) {
 				settle(&r[i], OB_TEMP, NULL, "bad relay host setting", "4.3.5");
 			}
 			nmx = 0;
 		}
 	} else {
-		nmx = ob_route(domain, mx, r, n);
+		nmx = ob_route(m->qid, domain, mx, r, n);
 	}
 	int done = -1;
 	struct tls_want *w = xcalloc(1, sizeof *w);

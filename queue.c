@@ -344,8 +344,19 @@ static int deliver_mbox(struct fcache *fc, struct queue_msg *m, const struct tar
 
 /* ---- queue files ---- */
 
+/* The queue folder: set by queue_start, or from the storage folder for
+ * the command line, which does not start the queue. */
+static const char *queue_dir(void)
+{
+	if (!qdir[0]) {
+		snprintf(qdir, sizeof qdir, "%s/queue", mm_storage());
+	}
+	return qdir;
+}
+
 static void qpath(char *out, size_t len, uint64_t qid, const char *ext)
 {
+	queue_dir();
 	snprintf(out, len, "%s/%016llx.%s", qdir, (unsigned long long)qid, ext);
 }
 
@@ -1004,6 +1015,12 @@ static void settle_entry(struct envelope *e, struct ob_rcpt *r, int *keep)
 	env_save(e->m.qid, &e->env, keep);
 	log_info("%016llx deferred rcpts=%d attempts=%d next_in=%llds", (unsigned long long)e->m.qid,
 		nleft, e->env.attempts, (long long)(e->env.next - os_time()));
+	for (int i = 0; i < n; i++) {
+		if (keep[i]) {
+			log_info("%016llx deferred to=<%s> reason=\"%s\"",
+			        (unsigned long long)e->m.qid, e->env.rcpts[i], e->env.last[i]);
+		}
+	}
 }
 
 /* One attempt at entry qid; returns its next attempt time (0: none). */
@@ -1150,9 +1167,13 @@ static int wait_ms(void)
 	return ms <= 0 ? 0 : ms > 60 * 1000 ? 60 * 1000 : (int)ms;
 }
 
+static void requests_apply(void);
+static void deliverer_wait(int ms);
+
 static void deliverer_main(void *arg)
 {
 	for (;;) {
+		requests_apply();
 		os_dir_walk(qdir, scan_entry, NULL);
 		os_mutex_lock(qlock);
 		if (wake_at && wake_at <= os_time()) {
@@ -1164,9 +1185,7 @@ static void deliverer_main(void *arg)
 			cache_close_all(&deliver_cache); /* idle: see idle_wait */
 			os_mutex_lock(qlock);
 		}
-		if (!qstop && !deliver_poke && ms > 0) {
-			os_cond_wait(qwake, qlock, ms);
-		}
+		deliverer_wait(ms);
 		if (wake_at && wake_at <= os_time()) {
 			wake_at = 0;
 		}
@@ -1225,6 +1244,306 @@ static int outbound_start(void)
 	return 0;
 }
 
+/* ---- administration: flush, delete, bounce (the CLI, the web admin) ----
+ *
+ * The rule: an entry is changed only by the thread that holds it, an
+ * outbound thread while the entry is in a slot, else the deliverer (only
+ * the deliverer puts entries into slots, so an entry it finds in no slot
+ * stays free while it works on it). A request is therefore never applied
+ * by the one who asks: it is a file queue/requests/<qid>.<verb> (all.flush
+ * for every entry) holding who asked, and the deliverer applies it between
+ * its rounds; a request for an entry that an outbound thread is sending
+ * waits until that attempt ends. The server in the same process (the web
+ * admin) pokes the deliverer; the command line is another process, so the
+ * deliverer also looks at the folder every second while it waits. The
+ * running server holds queue/server.lock, which tells the command line
+ * that someone will apply its request. */
+
+#define REQ_BY_MAX 200
+
+static FILE *server_lock; /* held from queue_start to queue_stop */
+
+static void req_dir(char *out, size_t len)
+{
+	snprintf(out, len, "%s/requests", queue_dir());
+}
+
+static void req_path(char *out, size_t len, uint64_t qid, const char *verb)
+{
+	char id[20];
+	snprintf(id, sizeof id, "%016llx", (unsigned long long)qid);
+	snprintf(out, len, "%s/requests/%s.%s", queue_dir(), qid ? id : "all", verb);
+}
+
+/* see rumble.h */
+int queue_parse_id(const char *s, uint64_t *qid)
+{
+	if (strlen(s) != 16 || strspn(s, "0123456789abcdefABCDEF") != 16) {
+		return -1;
+	}
+	*qid = strtoull(s, NULL, 16);
+	return *qid ? 0 : -1;
+}
+
+/* see rumble.h */
+int queue_exists(uint64_t qid)
+{
+	char path[1200];
+	struct os_stat st;
+	qpath(path, sizeof path, qid, "env");
+	return os_stat(path, &st) == 0;
+}
+
+/* see rumble.h */
+int queue_request(uint64_t qid, const char *verb, const char *by, char *err, size_t errlen)
+{
+	char path[1200];
+	if (strcmp(verb, "flush") && strcmp(verb, "delete") && strcmp(verb, "bounce")) {
+		snprintf(err, errlen, "unknown action %.40s", verb);
+		return -1;
+	}
+	if ((qid || strcmp(verb, "flush")) && (!qid || !queue_exists(qid))) {
+		snprintf(err, errlen, "no such message in the queue: %016llx",
+		        (unsigned long long)qid);
+		return -1;
+	}
+	req_dir(path, sizeof path);
+	os_mkdir_p(path);
+	req_path(path, sizeof path, qid, verb);
+	if (os_write_file_atomic(path, by, strnlen(by, REQ_BY_MAX)) != 0) {
+		snprintf(err, errlen, "cannot write %.200s: %.100s", path, os_strerror());
+		return -1;
+	}
+	if (qlock) {
+		os_mutex_lock(qlock);
+		deliver_poke = 1; /* this process runs the server: at once */
+		os_cond_signal(qwake);
+		os_mutex_unlock(qlock);
+	}
+	return 0;
+}
+
+/* see rumble.h */
+int queue_request_pending(uint64_t qid, const char *verb)
+{
+	char path[1200];
+	struct os_stat st;
+	req_path(path, sizeof path, qid, verb);
+	return os_stat(path, &st) == 0;
+}
+
+/* see rumble.h */
+int queue_server_running(void)
+{
+	char path[1200];
+	snprintf(path, sizeof path, "%s/server.lock", queue_dir());
+	FILE *f = os_fopen(path, "rb");
+	if (!f) {
+		return 0; /* no server ever ran here */
+	}
+	int r = os_trylock(f);
+	fclose(f); /* releases what it got */
+	return r == 1;
+}
+
+/* see rumble.h */
+int queue_delete_offline(uint64_t qid)
+{
+	if (!queue_exists(qid)) {
+		return -1;
+	}
+	queue_remove(qid);
+	return queue_exists(qid) ? -1 : 0;
+}
+
+/* The enhanced status code (RFC 3463) of a reply kept as "451 4.3.0 ...",
+ * else 4.4.7 (delivery time expired), as an expiry would report it. */
+static void reply_status(const char *last, char *out, size_t len)
+{
+	const char *p = last ? last : "";
+	if (strspn(p, "0123456789") == 3 && p[3] == ' ') {
+		p += 4; /* the reply code */
+	}
+	size_t n = strspn(p, "0123456789.");
+	if (n >= 5 && n < len && (p[0] == '4' || p[0] == '5') && p[1] == '.') {
+		memcpy(out, p, n);
+		out[n] = '\0';
+	} else {
+		rl_strlcpy(out, "4.4.7", len);
+	}
+}
+
+/* Every recipient failed with its last reply, as an expiry would say. */
+static int bounce_now(struct envelope *e)
+{
+	int n = e->env.n;
+	struct ob_rcpt *r = xcalloc((size_t)n + 1, sizeof *r);
+	for (int i = 0; i < n; i++) {
+		r[i].addr = e->env.rcpts[i];
+		r[i].status = OB_PERM;
+		snprintf(r[i].reply, sizeof r[i].reply,
+		        "returned by the postmaster after %d attempts: %.200s", e->env.attempts,
+		        e->env.last[i] ? e->env.last[i] : "not tried yet");
+		reply_status(e->env.last[i], r[i].status_code, sizeof r[i].status_code);
+	}
+	int rc = bounce(e, r, n);
+	free(r);
+	return rc;
+}
+
+/* Applies one request to an entry no thread holds; 0 done (the request
+ * file can go), 1 leave it for later. */
+static int request_one(uint64_t qid, const char *verb, const char *by)
+{
+	unsigned long long id = (unsigned long long)qid;
+	struct envelope e;
+	if (!queue_exists(qid)) {
+		log_info("%016llx %s by=\"%s\": not in the queue (delivered meanwhile?)", id, verb,
+		        by);
+		return 0;
+	}
+	if (!strcmp(verb, "delete")) {
+		queue_remove(qid);
+		log_info("%016llx deleted by=\"%s\"", id, by);
+		return 0;
+	}
+	if (envelope_open(qid, &e) != 0) {
+		log_warnx("queue: %016llx %s by=\"%s\": the entry is damaged", id, verb, by);
+		return 0;
+	}
+	int rc = 0;
+	if (!strcmp(verb, "flush")) {
+		e.env.next = 0;
+		rc = env_save(qid, &e.env, NULL) == 0 ? 0 : 1;
+		log_info("%016llx flush by=\"%s\"", id, by);
+	} else if (bounce_now(&e) == 0) {
+		queue_remove(qid);
+		log_info("%016llx bounced by=\"%s\"", id, by);
+	} else {
+		rc = 1;
+	}
+	envelope_close(&e);
+	return rc;
+}
+
+/* Under no lock: is qid in a slot? */
+static int held(uint64_t qid)
+{
+	os_mutex_lock(qlock);
+	int busy = slot_find(qid) >= 0;
+	os_mutex_unlock(qlock);
+	return busy;
+}
+
+static int flush_entry(const char *name, int is_dir, void *arg)
+{
+	uint64_t qid;
+	if (!is_dir && is_hex_name(name, "env", &qid) && !held(qid)) {
+		request_one(qid, "flush", arg);
+	}
+	return qstop ? 1 : 0;
+}
+
+static int request_entry(const char *name, int is_dir, void *arg)
+{
+	char path[1200], by[REQ_BY_MAX + 1] = "";
+	const char *dot = strchr(name, '.');
+	uint64_t qid = 0;
+	if (is_dir || !dot || strstr(name, ".tmp.")) {
+		return 0;
+	}
+	snprintf(path, sizeof path, "%s/requests/%s", queue_dir(), name);
+	FILE *f = os_fopen(path, "rb");
+	if (f) {
+		by[fread(by, 1, REQ_BY_MAX, f)] = '\0';
+		fclose(f);
+	}
+	by[strcspn(by, "\"\r\n")] = '\0';
+	int all = !strcmp(name, "all.flush");
+	int bad = !all && (dot - name != 16 || !is_hex_name(name, dot + 1, &qid) ||
+	                          (strcmp(dot + 1, "flush") && strcmp(dot + 1, "delete") &&
+	                                  strcmp(dot + 1, "bounce")));
+	if (bad) {
+		log_warnx("queue: request %s not understood; removed", name);
+	} else if (all) {
+		os_dir_walk(qdir, flush_entry, by);
+	} else if (held(qid) || request_one(qid, dot + 1, by) != 0) {
+		return qstop ? 1 : 0; /* being sent now: after the attempt */
+	}
+	os_remove(path);
+	return qstop ? 1 : 0;
+}
+
+static void requests_apply(void)
+{
+	char dir[1200];
+	req_dir(dir, sizeof dir);
+	os_dir_walk(dir, request_entry, NULL);
+}
+
+static int any_file(const char *name, int is_dir, void *arg)
+{
+	return !is_dir && !strstr(name, ".tmp.");
+}
+
+/* Under qlock: waits up to ms for a poke, looking for requests of the
+ * command line every second. */
+static void deliverer_wait(int ms)
+{
+	char dir[1200];
+	int64_t end = os_now_ms() + ms;
+	req_dir(dir, sizeof dir);
+	while (!qstop && !deliver_poke) {
+		int64_t left = end - os_now_ms();
+		if (left <= 0) {
+			return;
+		}
+		os_cond_wait(qwake, qlock, left > 1000 ? 1000 : (int)left);
+		os_mutex_unlock(qlock);
+		int any = os_dir_walk(dir, any_file, NULL) == 1;
+		os_mutex_lock(qlock);
+		if (any) {
+			return;
+		}
+	}
+}
+
+/* see rumble.h */
+int queue_show(uint64_t qid, struct buf *out)
+{
+	struct envelope e;
+	if (envelope_open(qid, &e) != 0) {
+		return -1;
+	}
+	buf_printf(out, "id %016llx\nsize %llu\n", (unsigned long long)qid,
+	        (unsigned long long)e.m.body.len);
+	queue__env_text(out, &e.env, NULL);
+	buf_printf(out, "\n");
+	msg_header(&e.m.body, out);
+	envelope_close(&e);
+	return 0;
+}
+
+/* Held while the server runs (see queue_server_running); another server
+ * on the same folder is warned about, not stopped. */
+static void server_lock_take(void)
+{
+	char path[1200];
+	snprintf(path, sizeof path, "%s/server.lock", qdir);
+	server_lock = os_fopen_rw(path);
+	for (int i = 0; server_lock && i < 50; i++) {
+		int r = os_trylock(server_lock);
+		if (r == 0) {
+			return;
+		}
+		if (r < 0) {
+			break;
+		}
+		os_sleep_ms(100); /* a command line deleting an entry */
+	}
+	log_warnx("queue: %s is held by another process (a second server?)", path);
+}
+
 /* ---- listing (Mailman.getQueue) ---- */
 
 struct qids {
@@ -1264,8 +1583,13 @@ static int list_one(
 	int r = 0;
 	if (env_load(path, &e) == 0) {
 		snprintf(path, sizeof path, "%s/%016llx.msg", dir, (unsigned long long)qid);
-		struct queue_info q = {qid, e.from, (const char *const *)e.rcpts, e.n, e.date, e.next,
-		        e.attempts, os_stat(path, &st) == 0 ? st.size : 0};
+		const char *last = NULL;
+		for (int i = 0; i < e.n && !last; i++) {
+			last = e.last[i];
+		}
+		struct queue_info q = {qid, e.from, (const char *const *)e.rcpts, e.n, e.date,
+		        e.next, e.attempts, os_stat(path, &st) == 0 ? st.size : 0,
+		        last ? last : ""};
 		r = fn(&q, arg);
 		queue__env_free(&e);
 	}
@@ -1320,6 +1644,7 @@ int queue_start(void)
 	 * committed: a .msg whose .env is about to be renamed in must never
 	 * look like one. */
 	os_dir_walk(qdir, clean_entry, NULL);
+	server_lock_take();
 	committer = os_thread_start(committer_main, NULL);
 	deliverer = os_thread_start(deliverer_main, NULL);
 	return committer && deliverer && outbound_start() == 0 ? 0 : -1;
@@ -1356,4 +1681,8 @@ void queue_stop(void)
 	os_cond_free(qwake);
 	os_mutex_free(qlock);
 	qlock = NULL;
+	if (server_lock) {
+		fclose(server_lock);
+		server_lock = NULL;
+	}
 }

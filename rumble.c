@@ -25,6 +25,10 @@ static const char usage[] =
 	"                                                  looks them up\n"
 	"       rumble [-c FILE] acme revoke               revoke ACME's certificate; the\n"
 	"                                                  server orders anew on SIGHUP\n"
+	"       rumble [-c FILE] queue list                waiting messages and why\n"
+	"       rumble [-c FILE] queue show|delete|bounce ID  (bounce: a DSN to the sender)\n"
+	"       rumble [-c FILE] queue flush [ID]          try again now\n"
+	"       rumble [-c FILE] stop|reload               the server in PidFile (POSIX)\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
 	"       rumble --version | --help\n";
@@ -79,6 +83,133 @@ static int load_settings(const char *path, char *err, size_t errlen)
 	}
 	config_free(&c);
 	return rc;
+}
+
+static int fail(const char *fmt, const char *arg);
+
+/* ---- the pid file ---- */
+
+/* PidFile, else StorageFolder/rumble.pid; 0 when it is "none". */
+static int pid_path(char *out, size_t len)
+{
+	if (!rl_strcasecmp(conf.pid_file, "none")) {
+		return 0;
+	}
+	if (*conf.pid_file) {
+		rl_strlcpy(out, conf.pid_file, len);
+	} else {
+		snprintf(out, len, "%s/rumble.pid", conf.storage);
+	}
+	return 1;
+}
+
+/* The process id in the file at path; 0 when there is none. */
+static long pid_read(const char *path)
+{
+	char text[32] = "";
+	FILE *f = os_fopen(path, "rb");
+	if (!f) {
+		return 0;
+	}
+	size_t n = fread(text, 1, sizeof text - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	long pid = strtol(text, NULL, 10);
+	return pid > 0 ? pid : 0;
+}
+
+/* The server keeps its pid file open and locked while it runs: a file
+ * nobody holds is stale whatever its number says (after a reboot the
+ * number may be another program's). 1 when a process holds it. */
+static FILE *pid_lock;
+
+static int pid_held(const char *path)
+{
+	FILE *f = os_fopen(path, "rb");
+	if (!f) {
+		return 0;
+	}
+	int r = os_trylock(f);
+	fclose(f); /* releases what it got */
+	return r == 1;
+}
+
+/* After binding and detaching: a PidFile before privileges are dropped
+ * (dropped 0: its folder may be root's, as /run is), the default one in
+ * StorageFolder after (dropped 1: it is RunAs's folder, and the file stays
+ * RunAs's). A stale file (a crash, a reboot) is replaced; one a running
+ * server holds stops the start. */
+static int pid_write(int dropped)
+{
+	char path[1100], text[32];
+	if (!pid_path(path, sizeof path) || dropped != !*conf.pid_file) {
+		return 0;
+	}
+	if (!*conf.pid_file) {
+		os_mkdir_p(conf.storage);
+	}
+	long old = pid_read(path);
+	if (pid_held(path)) {
+		log_warnx("PidFile %s: a server runs already (pid %ld); stop it first", path, old);
+		return -1;
+	}
+	if (old) {
+		log_info(
+		        "PidFile %s: replacing a stale one (pid %ld no longer runs it)", path, old);
+	}
+	int n = snprintf(text, sizeof text, "%ld\n", os_getpid());
+	if (os_write_file_atomic(path, text, (size_t)n) != 0) {
+		log_warn("PidFile %s: cannot write", path);
+		return -1;
+	}
+	pid_lock = os_fopen(path, "rb");
+	if (!pid_lock || os_trylock(pid_lock) != 0) {
+		log_warn("PidFile %s: cannot lock", path);
+	}
+	return 0;
+}
+
+/* At a clean stop, when the file still names this process. */
+static void pid_remove(void)
+{
+	char path[1100];
+	if (!pid_lock) {
+		return;
+	}
+	fclose(pid_lock);
+	pid_lock = NULL;
+	if (pid_path(path, sizeof path) && pid_read(path) == os_getpid() && os_remove(path) != 0) {
+		log_warn("PidFile %s: cannot remove (the next start replaces it)", path);
+	}
+}
+
+/* stop and reload: SIGTERM or SIGHUP to the server that holds the pid
+ * file; stop waits (30 s at most) until it let go of the file. */
+static int cmd_signal(const char *verb)
+{
+	char path[1100], err[256];
+	int stop = !strcmp(verb, "stop");
+	if (!pid_path(path, sizeof path)) {
+		return fail("%s: PidFile is none: no pid file to find the server by", verb);
+	}
+	long pid = pid_read(path);
+	if (!pid || !pid_held(path) || !os_process_alive(pid)) {
+		fprintf(stderr, "rumble: %s: no server runs (%s %s)\n", verb, path,
+		        pid ? "is stale" : "does not exist");
+		return 1;
+	}
+	if (os_process_signal(pid, stop ? OS_SIG_STOP : OS_SIG_RELOAD, err, sizeof err) != 0) {
+		return fail("%s", err);
+	}
+	for (int i = 0; stop && i < 300 && pid_held(path); i++) {
+		os_sleep_ms(100);
+	}
+	if (stop && pid_held(path)) {
+		fprintf(stderr, "rumble: stop: pid %ld did not stop within 30 s\n", pid);
+		return 1;
+	}
+	printf("%s (pid %ld)\n", stop ? "stopped" : "reload requested", pid);
+	return 0;
 }
 
 /* ---- the server ---- */
@@ -224,6 +355,8 @@ static int give_storage(char *err, size_t errlen)
 	return n < 0 ? -1 : 0;
 }
 
+static int run_dropped(int64_t t0);
+
 static int run_server(int detach)
 {
 	char err[1200];
@@ -248,8 +381,23 @@ static int run_server(int detach)
 		log_warn("cannot detach");
 		return 1;
 	}
+	if (pid_write(0) != 0) {
+		return 1;
+	}
+	int rc = run_dropped(t0);
+	pid_remove();
+	return rc;
+}
+
+/* The server once its ports are bound: as RunAs from here. */
+static int run_dropped(int64_t t0)
+{
+	char err[1200];
 	if (os_drop_privileges(conf.run_as, conf.run_as_group, err, sizeof err) != 0) {
 		log_warnx("RunAs: %s", err);
+		return 1;
+	}
+	if (pid_write(1) != 0) {
 		return 1;
 	}
 	if (mm_open(conf.storage, err, sizeof err) != 0) {
@@ -646,6 +794,106 @@ static int cmd_acme(int argc, char **argv)
 	return 0;
 }
 
+/* "3m", "5h", "2d": how long ago t was, or how long until it. */
+static const char *span(int64_t secs, char *out, size_t len)
+{
+	secs = secs < 0 ? 0 : secs;
+	if (secs < 120) {
+		snprintf(out, len, "%llds", (long long)secs);
+	} else if (secs < 7200) {
+		snprintf(out, len, "%lldm", (long long)(secs / 60));
+	} else if (secs < 2 * 86400) {
+		snprintf(out, len, "%lldh", (long long)(secs / 3600));
+	} else {
+		snprintf(out, len, "%lldd", (long long)(secs / 86400));
+	}
+	return out;
+}
+
+static int print_queued(const struct queue_info *q, void *arg)
+{
+	char age[32], next[32];
+	int64_t now = os_time();
+	printf("%016llx\t%s\t<%s>\t", (unsigned long long)q->qid,
+	        span(now - q->date, age, sizeof age), q->from);
+	for (int i = 0; i < q->nrcpt; i++) {
+		printf("%s%s", i ? "," : "", q->rcpts[i]);
+	}
+	printf("\t%d\t%s\t%s\n", q->attempts,
+	        q->next > now ? span(q->next - now, next, sizeof next) : "now",
+	        *q->last ? q->last : "-");
+	return 0;
+}
+
+/* Waits (10 s at most) for the server to apply the request; 0 when it did. */
+static int queue_wait(uint64_t qid, const char *verb)
+{
+	for (int i = 0; i < 100 && queue_request_pending(qid, verb); i++) {
+		os_sleep_ms(100);
+	}
+	return queue_request_pending(qid, verb);
+}
+
+/* queue flush [ID], delete ID, bounce ID: a request the running server
+ * applies (see queue.c); with no server, delete is done here and the
+ * others wait for the next start. */
+static int cmd_queue_act(const char *verb, uint64_t qid)
+{
+	char err[256], by[64];
+	int running = queue_server_running();
+	if (!running && !strcmp(verb, "delete")) {
+		if (queue_delete_offline(qid) != 0) {
+			return fail("queue: cannot delete %s", "the entry");
+		}
+		printf("%016llx deleted\n", (unsigned long long)qid);
+		return 0;
+	}
+	snprintf(by, sizeof by, "command line, pid %ld", os_getpid());
+	if (queue_request(qid, verb, by, err, sizeof err) != 0) {
+		return fail("queue: %s", err);
+	}
+	if (!running) {
+		printf("no server runs: the %s is done when it starts\n", verb);
+	} else if (queue_wait(qid, verb) != 0) {
+		printf("%s requested: the message is being sent; done after this attempt\n", verb);
+	} else if (!strcmp(verb, "flush")) {
+		printf("%s: delivery started\n", qid ? "flushed" : "queue flushed");
+	} else {
+		printf("%016llx %s\n", (unsigned long long)qid,
+		        !strcmp(verb, "delete") ? "deleted" : "bounced");
+	}
+	return 0;
+}
+
+static int cmd_queue(int argc, char **argv)
+{
+	uint64_t qid = 0;
+	const char *verb = argc ? argv[0] : "";
+	int needs_id = !strcmp(verb, "show") || !strcmp(verb, "delete") || !strcmp(verb, "bounce");
+	if (argc == 1 && !strcmp(verb, "list")) {
+		printf("ID\tAGE\tFROM\tTO\tATTEMPTS\tNEXT\tLAST REPLY\n");
+		return queue_list(print_queued, NULL) < 0
+		               ? fail("%s", "queue: cannot read the queue folder")
+		               : 0;
+	}
+	if (!(needs_id && argc == 2) && !(!strcmp(verb, "flush") && argc <= 2)) {
+		return fail(
+		        "%s", "queue: expected list, show ID, flush [ID], delete ID or bounce ID");
+	}
+	if (argc == 2 && (queue_parse_id(argv[1], &qid) != 0 || !queue_exists(qid))) {
+		return fail("queue: no such message in the queue: %s", argv[1]);
+	}
+	if (!strcmp(verb, "show")) {
+		struct buf out;
+		buf_init(&out);
+		int rc = queue_show(qid, &out);
+		fwrite(out.data, 1, out.len, stdout);
+		buf_free(&out);
+		return rc == 0 ? 0 : fail("queue: cannot read %s", argv[1]);
+	}
+	return cmd_queue_act(verb, qid);
+}
+
 static int run_admin(int argc, char **argv)
 {
 	char err[1200];
@@ -664,6 +912,7 @@ static int run_admin(int argc, char **argv)
 	         : !strcmp(argv[0], "dkim")  ? cmd_dkim(argc - 1, argv + 1)
 	         : !strcmp(argv[0], "dns")   ? cmd_dns(argc - 1, argv + 1)
 	         : !strcmp(argv[0], "acme")  ? cmd_acme(argc - 1, argv + 1)
+	         : !strcmp(argv[0], "queue") ? cmd_queue(argc - 1, argv + 1)
 	                                     : cmd_forward(MM_FEED, argc - 1, argv + 1);
 	mm_close();
 	return rc;
@@ -682,7 +931,10 @@ static int serve(const char *cfg, int argc, char **argv, int detach)
 		return 2;
 	}
 	if (argc > 0) {
-		int rc = run_admin(argc, argv);
+		int rc = !strcmp(argv[0], "stop") || !strcmp(argv[0], "reload")
+		                 ? (argc == 1 ? cmd_signal(argv[0])
+		                              : fail("%s: takes no arguments", argv[0]))
+		                 : run_admin(argc, argv);
 		settings_free(&conf);
 		return rc;
 	}
@@ -775,9 +1027,11 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	int admin = i < argc;
-	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") && strcmp(argv[i], "alias") &&
-		strcmp(argv[i], "feed") && strcmp(argv[i], "relay") && strcmp(argv[i], "dkim") &&
-		strcmp(argv[i], "dns") && strcmp(argv[i], "service") && strcmp(argv[i], "acme")) {
+	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") &&
+	        strcmp(argv[i], "alias") && strcmp(argv[i], "feed") && strcmp(argv[i], "relay") &&
+	        strcmp(argv[i], "dkim") && strcmp(argv[i], "dns") && strcmp(argv[i], "service") &&
+	        strcmp(argv[i], "acme") && strcmp(argv[i], "queue") && strcmp(argv[i], "stop") &&
+	        strcmp(argv[i], "reload")) {
 		fprintf(stderr, "rumble: unknown command %s (rumble --help lists them)\n", argv[i]);
 		return 2;
 	}

@@ -158,6 +158,7 @@ struct settings {
 	 * order; "" (configured as "none") = not made */
 	char special_use[5][64];
 	char log_file[1024];
+	char pid_file[1024]; /* PidFile: "" = StorageFolder/rumble.pid, "none" = no file */
 	int log_level;
 	int workers;
 	int max_recipients;
@@ -1638,6 +1639,7 @@ struct queue_info {
 	int64_t next;   /* no attempt before this time; 0 = at once */
 	int attempts;   /* delivery attempts so far */
 	uint64_t size;  /* bytes of the message file */
+	const char *last; /* the last deferral reason (of the first recipient that has one), or "" */
 };
 /* Calls fn for each message in <storage>/queue, oldest first, with q
  * valid during the call only; stops when fn returns non-zero and returns
@@ -1645,6 +1647,28 @@ struct queue_info {
  * or removed meanwhile are skipped. 0 at the end (also when there is no
  * queue folder yet), -1 when it cannot be read or mailman is not open. */
 int queue_list(int (*fn)(const struct queue_info *q, void *arg), void *arg);
+
+/* Queue administration (rumble queue, the web admin); queue.c says who
+ * applies what. An id as the log and queue_list print it (16 hex digits)
+ * into *qid: 0, or -1 when s is not one. */
+int queue_parse_id(const char *s, uint64_t *qid);
+/* 1 when the entry is in the queue folder. */
+int queue_exists(uint64_t qid);
+/* Asks the server to "flush" (qid 0: every entry), "delete" or "bounce"
+ * (a DSN with the last reply to the sender) entry qid; by says who asks,
+ * for the log. 0 once the request is written, -1 with err (no such entry).
+ * A server in this process applies it at once, one in another within a
+ * second, after the attempt under way if the entry is being sent. */
+int queue_request(uint64_t qid, const char *verb, const char *by, char *err, size_t errlen);
+/* 1 while that request waits to be applied. */
+int queue_request_pending(uint64_t qid, const char *verb);
+/* 1 when a server runs on this storage folder (it holds queue/server.lock). */
+int queue_server_running(void);
+/* Removes an entry while no server runs; -1 when it is not there. */
+int queue_delete_offline(uint64_t qid);
+/* Appends entry qid's envelope and its message's header to out; -1 when
+ * it is not in the queue. */
+int queue_show(uint64_t qid, struct buf *out);
 
 /* For queue.c and outbound.c: 1 once queue_stop began (long waits end). */
 int queue__stopping(void);

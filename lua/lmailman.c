@@ -1131,8 +1131,8 @@ static int lm_send_mail(lua_State *L)
 
 /* ---- the queue ---- */
 
-/* A queue entry as collected: this, then from and the recipients as
- * NUL-terminated strings, len bytes in all. */
+/* A queue entry as collected: this, then from, the recipients and the
+ * last reply as NUL-terminated strings, len bytes in all. */
 struct qrec {
 	uint64_t qid, size;
 	int64_t date, next;
@@ -1148,11 +1148,13 @@ static int collect_queued(const struct queue_info *q, void *arg)
 	for (int i = 0; i < q->nrcpt; i++) {
 		r.len += strlen(q->rcpts[i]) + 1;
 	}
+	r.len += strlen(q->last) + 1;
 	buf_append(&s->b, &r, sizeof r);
 	buf_append(&s->b, q->from, strlen(q->from) + 1);
 	for (int i = 0; i < q->nrcpt; i++) {
 		buf_append(&s->b, q->rcpts[i], strlen(q->rcpts[i]) + 1);
 	}
+	buf_append(&s->b, q->last, strlen(q->last) + 1);
 	return 0;
 }
 
@@ -1161,7 +1163,7 @@ static void push_queued(lua_State *L, const struct qrec *r, const char *p)
 {
 	char id[17];
 	snprintf(id, sizeof id, "%016llx", (unsigned long long)r->qid);
-	lua_createtable(L, 0, 7);
+	lua_createtable(L, 0, 8);
 	rl_set_str(L, "id", id); /* as the log and the queue folder name it */
 	rl_set_str(L, "from", p);
 	p += strlen(p) + 1;
@@ -1172,6 +1174,7 @@ static void push_queued(lua_State *L, const struct qrec *r, const char *p)
 		p += strlen(p) + 1;
 	}
 	lua_setfield(L, -2, "recipients");
+	rl_set_str(L, "last", p); /* the last deferral reason, "" before any */
 	rl_set_num(L, "date", (double)r->date);
 	rl_set_num(L, "next", (double)r->next);
 	rl_set_num(L, "attempts", r->attempts);
@@ -1179,7 +1182,7 @@ static void push_queued(lua_State *L, const struct qrec *r, const char *p)
 }
 
 /* Mailman.getQueue(): the messages waiting for delivery, oldest first:
- * {id, from, recipients = {...}, date, next, attempts, size}, or nil and
+ * {id, from, recipients = {...}, last, date, next, attempts, size}, or nil and
  * why when the queue folder cannot be read. */
 static int lm_get_queue(lua_State *L)
 {

@@ -447,6 +447,25 @@ static int wa_quota(lua_State *L)
 	return 2;
 }
 
+/* api.queue(verb, id, user): asks the deliverer to flush, delete or
+ * bounce queue entry id (see queue_request); true, or nil and why. */
+static int wa_queue(lua_State *L)
+{
+	const char *verb = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+	const char *user = luaL_checkstring(L, 3);
+	char err[256], by[300];
+	uint64_t qid;
+	if (queue_parse_id(id, &qid) != 0) {
+		return rl_fail(L, "%s", "no such message in the queue");
+	}
+	snprintf(by, sizeof by, "web admin %.200s", user);
+	if (queue_request(qid, verb, by, err, sizeof err) != 0) {
+		return rl_fail(L, "%s", err);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* api.setquota(domain, name, "STORAGE [MESSAGES]"): true, or nil and why. */
 static int wa_setquota(lua_State *L)
 {
@@ -578,6 +597,7 @@ static const luaL_Reg api[] = {
         {"https", wa_https},
         {"quota", wa_quota},
         {"setquota", wa_setquota},
+        {"queue", wa_queue},
         {"setup", wa_setup},
         {"login", wa_login},
         {"sleep", wa_sleep},

@@ -388,9 +388,9 @@ end
 
 -- The page that asks before a delete: its button posts the same form
 -- again with confirm=yes.
-local function confirm(ctx, action, fields, question, back)
+local function confirm(ctx, action, fields, question, back, yes)
 	fields[#fields + 1] = {"confirm", "yes"}
-	local body = concat {"<p>", esc(question), "</p><p>", button(ctx, action, fields, "Yes, delete"),
+	local body = concat {"<p>", esc(question), "</p><p>", button(ctx, action, fields, yes or "Yes, delete"),
 		' <a href="', esc(back), '">Cancel</a></p>'}
 	return 200, page(ctx, "Confirm", body)
 end
@@ -649,7 +649,7 @@ local function account_mobileconfig(ctx)
 		"application/x-apple-aspen-config"
 end
 
-local function queue(ctx)
+local function queue(ctx, status)
 	local q, why = Mailman.getQueue()
 	if not q then
 		say(ctx, false, "Cannot read the queue: " .. tostring(why))
@@ -657,13 +657,34 @@ local function queue(ctx)
 	end
 	local rows = {}
 	for _, m in ipairs(q) do
+		local f = {{"id", m.id}}
 		rows[#rows + 1] = {esc(m.id), esc(m.from == "" and "<>" or m.from),
 			esc(concat(m.recipients or {}, ", ")), esc(when(m.date)), num(m.attempts),
-			esc(when(m.next)), esc(bytes(m.size))}
+			esc(when(m.next)), esc(m.last ~= "" and m.last or "-"), esc(bytes(m.size)),
+			button(ctx, "/queue/flush", f, "Retry now") .. button(ctx, "/queue/bounce", f, "Bounce") ..
+			button(ctx, "/queue/delete", f, "Delete")}
 	end
 	local body = fmt("<p>%d message%s waiting.</p>", #q, #q == 1 and "" or "s") ..
-		table_html({"Id", "From", "To", "Queued", "Attempts", "Next try", "Size"}, rows)
-	return 200, page(ctx, "Queue", body)
+		table_html({"Id", "From", "To", "Queued", "Attempts", "Next try", "Deferred because",
+			"Size", ""}, rows)
+	return status or 200, page(ctx, "Queue", body)
+end
+
+-- POST /queue/flush|delete|bounce with id: the deliverer applies it at
+-- once (after the attempt under way when the message is being sent).
+local function queue_action(verb, done)
+	return function(ctx)
+		local id = ctx.form.id or ""
+		if verb ~= "flush" and ctx.form.confirm ~= "yes" then
+			return confirm(ctx, "/queue/" .. verb, {{"id", id}},
+				(verb == "delete" and "Delete message " or
+					"Return message to its sender: ") .. id .. "?", "/queue",
+				verb == "delete" and "Yes, delete" or "Yes, bounce")
+		end
+		local ok, why = api.queue(verb, id, ctx.user)
+		say(ctx, ok and true or false, ok and (id .. ": " .. done) or tostring(why))
+		return queue(ctx, ok and 200 or 400)
+	end
 end
 
 local function log_page(ctx)
@@ -682,7 +703,9 @@ local GET = {["/"] = dashboard, ["/domains"] = domains, ["/accounts"] = accounts
 local POST = {["/service"] = service_action, ["/domain/add"] = domain_add,
 	["/domain/delete"] = domain_delete, ["/account/add"] = account_add,
 	["/account/password"] = account_password, ["/account/delete"] = account_delete,
-	["/account/quota"] = account_quota}
+	["/account/quota"] = account_quota, ["/queue/flush"] = queue_action("flush", "delivery started."),
+	["/queue/delete"] = queue_action("delete", "deleted."),
+	["/queue/bounce"] = queue_action("bounce", "returned to its sender.")}
 
 -- ---- login, logout ----
 

@@ -2063,6 +2063,21 @@ long os_getpid(void)
 	return (long)getpid();
 }
 
+int os_process_alive(long pid)
+{
+	return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+int os_process_signal(long pid, int sig, char *err, size_t errlen)
+{
+	if (pid <= 0 || kill((pid_t)pid, sig == OS_SIG_RELOAD ? SIGHUP : SIGTERM) != 0) {
+		snprintf(err, errlen, "cannot signal process %ld: %s", pid,
+		        pid <= 0 ? "bad process id" : strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* The child of os_run_with_stdin: only async-signal-safe calls. It gets
  * back the default SIGPIPE and an empty signal mask for the program. */
 static void run_child(const char *cmd, int in)

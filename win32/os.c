@@ -1877,6 +1877,27 @@ long os_getpid(void)
 	return (long)GetCurrentProcessId();
 }
 
+int os_process_alive(long pid)
+{
+	DWORD code = 0;
+	HANDLE h =
+	        pid > 0 ? OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid) : NULL;
+	if (!h) {
+		return pid > 0 && GetLastError() == ERROR_ACCESS_DENIED; /* exists, not ours */
+	}
+	int alive = GetExitCodeProcess(h, &code) && code == STILL_ACTIVE;
+	CloseHandle(h);
+	return alive;
+}
+
+int os_process_signal(long pid, int sig, char *err, size_t errlen)
+{
+	(void)pid;
+	(void)sig;
+	snprintf(err, errlen, "Windows has no signals: use rumble service stop|reload");
+	return -1;
+}
+
 /* An inheritable copy of a standard handle, or the NUL device. */
 static HANDLE inheritable_std(DWORD which)
 {
