@@ -175,8 +175,7 @@ def test_responder_answers_only_acme_challenges():
 def test_acme_issues_serves_and_renews():
     """acme: pebble issues a certificate over HTTP-01, IMAPS serves it (chains to pebble's root), and it is renewed at 2/3 of its lifetime without a restart"""
     if not os.path.exists(PEBBLE):
-        print("     (skipped: no pebble)")
-        return
+        raise Skip("no pebble (build.sh installs it)")
     dns = FakeDNS(ZONE)
     http_port = free_port()
     pebble = Pebble(http_port, dns.port, validity=24, nonce_reject=10)
@@ -226,8 +225,7 @@ def test_acme_ca_down_keeps_the_certificate():
 def test_acme_bad_challenge_is_logged_and_the_old_certificate_stays():
     """acme: validation against a port nobody answers fails with the CA's detail in one log line; the old certificate stays"""
     if not os.path.exists(PEBBLE):
-        print("     (skipped: no pebble)")
-        return
+        raise Skip("no pebble (build.sh installs it)")
     dns = FakeDNS(ZONE)
     pebble = Pebble(free_port(), dns.port)
     s = acme_server(pebble, free_port()).start()  # the responder is not where pebble looks
@@ -308,8 +306,7 @@ def serial_of(der):
 def test_acme_revoke_and_reissue():
     """acme: the web admin speaks HTTPS with ACME's certificate, our MTA-STS policy is served at mta-sts.DOMAIN; rumble acme revoke revokes it at the CA; on SIGHUP the server orders a new one and serves it"""
     if not os.path.exists(PEBBLE):
-        print("     (skipped: no pebble)")
-        return
+        raise Skip("no pebble (build.sh installs it)")
     dns = FakeDNS(ZONE)
     http_port = free_port()
     pebble = Pebble(http_port, dns.port)
@@ -356,8 +353,7 @@ def test_acme_revoke_and_reissue():
 def test_acme_tls_alpn_01():
     """acme: ACMEChallenge tls-alpn-01 is answered on ACMETLSPort with the acme-tls/1 certificate (RFC 8737); without a challenge acme-tls/1 is refused"""
     if not os.path.exists(PEBBLE):
-        print("     (skipped: no pebble)")
-        return
+        raise Skip("no pebble (build.sh installs it)")
     dns = FakeDNS(ZONE)
     tls_port = free_port()
     pebble = Pebble(free_port(), dns.port, tls_port=tls_port)  # nobody on its HTTP port
@@ -388,8 +384,7 @@ def test_acme_tls_alpn_01():
 def test_acme_refuses_an_untrusted_directory():
     """acme: without ACMECA pebble's HTTPS certificate (a private CA) is refused: not trusted, logged, nothing ordered"""
     if not os.path.exists(PEBBLE):
-        print("     (skipped: no pebble)")
-        return
+        raise Skip("no pebble (build.sh installs it)")
     dns = FakeDNS(ZONE)
     http_port = free_port()
     pebble = Pebble(http_port, dns.port)
