@@ -160,6 +160,14 @@ class Server:
         return out
 
 
+def queue_files(storage):
+    """The queue folder's messages and envelopes (.msg, .env, and anything
+    left half-written): all but the running server's server.lock and the
+    requests/ folder of `rumble queue` (queue.c)."""
+    qdir = os.path.join(storage, "queue")
+    return sorted(n for n in os.listdir(qdir) if n not in ("server.lock", "requests"))
+
+
 def strip_received(msg):
     """Removes the Received: header Rumble adds (with its folded lines),
     and the DKIM-Signature before it on mail Rumble sent on."""

@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-from harness import BIN, Server, SMTPRaw, free_port, strip_received
+from harness import BIN, Server, SMTPRaw, free_port, queue_files, strip_received
 
 
 def message(i, size=0, extra=b""):
@@ -323,7 +323,7 @@ def test_queue_files_left_by_a_crash_are_delivered_once():
     time.sleep(0.2)
     assert s.stop() == 0
     assert [m for m in s.messages("alice@example.org")] == [msg]
-    assert sorted(os.listdir(qdir)) == []
+    assert queue_files(s.storage) == []
     s.start()
     time.sleep(0.3)
     assert s.stop() == 0
@@ -408,7 +408,7 @@ def test_feed_accounts_pipe_the_message_to_a_program():
     with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=10) as c:
         c.sendmail("x@remote.test", ["robot@example.org"], msg)
     assert wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 0)
-    assert wait_for(lambda: os.listdir(os.path.join(s.storage, "queue")) == [])
+    assert wait_for(lambda: queue_files(s.storage) == [])
     assert strip_received(open(out, "rb").read()) == msg
     assert s.stop() == 0
 
