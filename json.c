@@ -100,6 +100,14 @@ struct json json_of(const char *text, size_t n)
 	return v;
 }
 
+/* After a member or element ending at p: where the next one starts (past
+ * the comma), or NULL when no comma follows. */
+static const char *next_member(const char *p, const char *end)
+{
+	p = ws(p, end);
+	return p < end && *p == ',' ? ws(p + 1, end) : NULL;
+}
+
 /* see rumble.h */
 int json_get(struct json obj, const char *key, struct json *out)
 {
@@ -128,11 +136,9 @@ int json_get(struct json obj, const char *key, struct json *out)
 			out->n = (size_t)(ve - p);
 			return 0;
 		}
-		p = ws(ve, end);
-		if (p >= end || *p != ',') {
+		if (!(p = next_member(ve, end))) {
 			return -1;
 		}
-		p = ws(p + 1, end);
 	}
 	return -1;
 }
@@ -155,11 +161,9 @@ int json_at(struct json arr, int i, struct json *out)
 			out->n = (size_t)(ve - p);
 			return 0;
 		}
-		p = ws(ve, end);
-		if (p >= end || *p != ',') {
+		if (!(p = next_member(ve, end))) {
 			return -1;
 		}
-		p = ws(p + 1, end);
 	}
 	return -1;
 }
