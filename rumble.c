@@ -5,7 +5,7 @@
  */
 #include <string.h>
 
-#include "rumble.h"
+#include "admin.h"
 
 static const char usage[] =
 	"usage: rumble [-c FILE] [--service]          run the server (foreground by default)\n"
@@ -210,6 +210,18 @@ static int cmd_signal(const char *verb)
 	}
 	printf("%s (pid %ld)\n", stop ? "stopped" : "reload requested", pid);
 	return 0;
+}
+
+static int cmd_stop(int argc, char **argv)
+{
+	(void)argv;
+	return argc == 0 ? cmd_signal("stop") : fail("stop: takes no arguments%s", "");
+}
+
+static int cmd_reload(int argc, char **argv)
+{
+	(void)argv;
+	return argc == 0 ? cmd_signal("reload") : fail("reload: takes no arguments%s", "");
 }
 
 /* ---- the server ---- */
@@ -681,6 +693,21 @@ static int cmd_forward(enum mm_type type, int argc, char **argv)
 	return 0;
 }
 
+static int cmd_alias(int argc, char **argv)
+{
+	return cmd_forward(MM_ALIAS, argc, argv);
+}
+
+static int cmd_relay(int argc, char **argv)
+{
+	return cmd_forward(MM_RELAY, argc, argv);
+}
+
+static int cmd_feed(int argc, char **argv)
+{
+	return cmd_forward(MM_FEED, argc, argv);
+}
+
 /* dkim DOMAIN: the DNS record of the domain's DKIM key (made if missing). */
 static int cmd_dkim(int argc, char **argv)
 {
@@ -894,7 +921,41 @@ static int cmd_queue(int argc, char **argv)
 	return cmd_queue_act(verb, qid);
 }
 
-static int run_admin(int argc, char **argv)
+/* rumble COMMAND ARGS...: run gets the arguments after the command's
+ * name. CMD_STORAGE: it runs as the server would (RunAs), on its open
+ * storage; without it, after the settings only. service (run NULL) comes
+ * before any settings are read. */
+enum { CMD_STORAGE = 1 };
+static const struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	int flags;
+} commands[] = {
+	{"domain", cmd_domain, CMD_STORAGE},
+	{"user", cmd_user, CMD_STORAGE},
+	{"alias", cmd_alias, CMD_STORAGE},
+	{"feed", cmd_feed, CMD_STORAGE},
+	{"relay", cmd_relay, CMD_STORAGE},
+	{"dkim", cmd_dkim, CMD_STORAGE},
+	{"dns", cmd_dns, CMD_STORAGE},
+	{"acme", cmd_acme, CMD_STORAGE},
+	{"queue", cmd_queue, CMD_STORAGE},
+	{"stop", cmd_stop, 0},
+	{"reload", cmd_reload, 0},
+	{"service", NULL, 0},
+};
+
+static const struct command *command_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (!strcmp(commands[i].name, name)) {
+			return &commands[i];
+		}
+	}
+	return NULL;
+}
+
+static int run_admin(const struct command *cmd, int argc, char **argv)
 {
 	char err[1200];
 	/* as the server will run: what this makes stays the server's */
@@ -905,15 +966,7 @@ static int run_admin(int argc, char **argv)
 	if (mm_open(conf.storage, err, sizeof err) != 0) {
 		return fail("storage: %s", err);
 	}
-	int rc = !strcmp(argv[0], "domain")  ? cmd_domain(argc - 1, argv + 1)
-	         : !strcmp(argv[0], "user")  ? cmd_user(argc - 1, argv + 1)
-	         : !strcmp(argv[0], "alias") ? cmd_forward(MM_ALIAS, argc - 1, argv + 1)
-	         : !strcmp(argv[0], "relay") ? cmd_forward(MM_RELAY, argc - 1, argv + 1)
-	         : !strcmp(argv[0], "dkim")  ? cmd_dkim(argc - 1, argv + 1)
-	         : !strcmp(argv[0], "dns")   ? cmd_dns(argc - 1, argv + 1)
-	         : !strcmp(argv[0], "acme")  ? cmd_acme(argc - 1, argv + 1)
-	         : !strcmp(argv[0], "queue") ? cmd_queue(argc - 1, argv + 1)
-	                                     : cmd_forward(MM_FEED, argc - 1, argv + 1);
+	int rc = cmd->run(argc - 1, argv + 1);
 	mm_close();
 	return rc;
 }
@@ -931,10 +984,9 @@ static int serve(const char *cfg, int argc, char **argv, int detach)
 		return 2;
 	}
 	if (argc > 0) {
-		int rc = !strcmp(argv[0], "stop") || !strcmp(argv[0], "reload")
-		                 ? (argc == 1 ? cmd_signal(argv[0])
-		                              : fail("%s: takes no arguments", argv[0]))
-		                 : run_admin(argc, argv);
+		const struct command *cmd = command_find(argv[0]);
+		int rc = cmd->flags & CMD_STORAGE ? run_admin(cmd, argc, argv)
+		                                  : cmd->run(argc - 1, argv + 1);
 		settings_free(&conf);
 		return rc;
 	}
@@ -1027,16 +1079,13 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	int admin = i < argc;
-	if (admin && strcmp(argv[i], "domain") && strcmp(argv[i], "user") &&
-	        strcmp(argv[i], "alias") && strcmp(argv[i], "feed") && strcmp(argv[i], "relay") &&
-	        strcmp(argv[i], "dkim") && strcmp(argv[i], "dns") && strcmp(argv[i], "service") &&
-	        strcmp(argv[i], "acme") && strcmp(argv[i], "queue") && strcmp(argv[i], "stop") &&
-	        strcmp(argv[i], "reload")) {
+	const struct command *cmd = admin ? command_find(argv[i]) : NULL;
+	if (admin && !cmd) {
 		fprintf(stderr, "rumble: unknown command %s (rumble --help lists them)\n", argv[i]);
 		return 2;
 	}
 	os_init();
-	if (admin && !strcmp(argv[i], "service")) {
+	if (cmd && cmd->run == NULL) { /* service: before any settings */
 		return cmd_service(cfg, argc - i - 1, argv + i + 1);
 	}
 	if (admin) {

@@ -93,6 +93,12 @@ void os_args_utf8(int *argc, char ***argv)
 	(void)argv;
 }
 
+/* see os.h */
+int os_stderr_is_tty(void)
+{
+	return isatty(2);
+}
+
 int os_init(void)
 {
 	struct sigaction sa;

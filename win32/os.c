@@ -272,6 +272,12 @@ static void console_utf8(void)
 	}
 }
 
+/* see os.h */
+int os_stderr_is_tty(void)
+{
+	return _isatty(2);
+}
+
 /* see os.h; the strings live as long as the process, as argv does */
 void os_args_utf8(int *argc, char ***argv)
 {

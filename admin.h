@@ -1,0 +1,32 @@
+/*
+ * admin.h - what the administration commands share: the commands that
+ * live outside rumble.c (rumble.c's table runs them), and the progress
+ * bar the long ones draw on a terminal (admin.c).
+ */
+#ifndef RUMBLE_ADMIN_H
+#define RUMBLE_ADMIN_H
+
+#include "rumble.h"
+
+/* ---- commands in other files: run with the arguments after the name,
+ * settings loaded and (CMD_STORAGE in rumble.c's table) mailman open;
+ * 0, or non-zero after a one-line message on stderr ---- */
+
+/* ---- progress (admin.c) ----
+ * A bar on stderr while it is a terminal, redrawn at most ten times a
+ * second: "what [=====     ]  42% 12.3 MB/30.0 MB". Nothing on a pipe or
+ * a file, so scripts and logs see only the final line the command prints. */
+struct progress {
+	const char *what;
+	uint64_t total, done; /* in bytes (or items when total counts items) */
+	int64_t drawn_ms;     /* when the bar was last drawn */
+	int tty, bytes;
+};
+/* total 0: unknown (the bar shows only what is done). bytes: 1 to show
+ * sizes, 0 to show counts. */
+void progress_start(struct progress *p, const char *what, uint64_t total, int bytes);
+void progress_add(struct progress *p, uint64_t n);
+/* Clears the bar's line. */
+void progress_end(struct progress *p);
+
+#endif
