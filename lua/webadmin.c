@@ -87,8 +87,8 @@ void rl_webadmin_start(void)
 	        v6 ? "]" : "", conf.webadmin_port);
 	if (!*conf.webadmin_users) {
 		log_info(
-		        "web admin: nobody may log in yet: add \"WebAdmin user@domain\" (a mailbox "
-		        "account) to the configuration");
+		        "web admin: no administrator yet (mailbox users may log in to their own "
+		        "page): add \"WebAdmin user@domain\" (a mailbox account) to the configuration");
 	}
 }
 

@@ -104,12 +104,21 @@ def test_forwarding():
         c.sendmail("x@example.org", ["bob@example.org"], "Subject: one\r\n\r\nfor bob\r\n")
     assert wait_for(lambda: pop3_count(s, "carol@example.org", "secret") == 1), s.stderr()[-2000:]
     assert pop3_count(s, "bob@example.org", "secret") == 1
+    # carol forwards back to bob: a loop ends at the first mailbox seen twice
+    c = Browser(s.web_port)
+    assert c.login(user="carol@example.org", pw="secret")[0] == 303
+    assert c.post("/me/forward", {"targets": "bob@example.org"})[0] == 200
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        c.sendmail("x@example.org", ["bob@example.org"], "Subject: loop\r\n\r\nfor bob\r\n")
+    assert wait_for(lambda: pop3_count(s, "carol@example.org", "secret") == 2), s.stderr()[-2000:]
+    assert pop3_count(s, "bob@example.org", "secret") == 2
+    assert "nested too deep" not in s.stderr()
     st, _, html = b.post("/me/forward", {"targets": ""})
     assert st == 200 and "Forwarding stopped." in html
     with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
         c.sendmail("x@example.org", ["bob@example.org"], "Subject: two\r\n\r\nfor bob\r\n")
-    assert wait_for(lambda: pop3_count(s, "bob@example.org", "secret") == 2)
-    assert pop3_count(s, "carol@example.org", "secret") == 1
+    assert wait_for(lambda: pop3_count(s, "bob@example.org", "secret") == 3)
+    assert pop3_count(s, "carol@example.org", "secret") == 2
     s.stop()
 
 
