@@ -76,6 +76,7 @@ static int load_settings(const char *path, char *err, size_t errlen)
 {
 	struct config c = {0};
 	path = settings_path(path);
+	admin_settings_set(path);
 	int rc = path ? config_load(&c, path, err, errlen)
 	              : config_parse(&c, config_default_text, "(built-in)", err, errlen);
 	if (rc == 0) {
@@ -940,6 +941,8 @@ static const struct command {
 	{"dns", cmd_dns, CMD_STORAGE},
 	{"acme", cmd_acme, CMD_STORAGE},
 	{"queue", cmd_queue, CMD_STORAGE},
+	{"backup", cmd_backup, CMD_STORAGE},
+	{"restore", cmd_restore, 0}, /* into an empty folder: nothing opened */
 	{"stop", cmd_stop, 0},
 	{"reload", cmd_reload, 0},
 	{"service", NULL, 0},
