@@ -29,6 +29,10 @@
 #define OCTAL_SIZE_MAX 077777777777ull /* what 11 octal digits hold */
 #define PAX_NAME "././@PaxHeader"
 
+/* Never written: padding, end blocks, the reader's end test. Not const so
+ * that it costs no bytes in the binary (.bss). */
+static unsigned char zero[TAR_BLOCK];
+
 /* ---- writer ---- */
 
 static int put(struct tar *t, const void *p, size_t n)
@@ -121,14 +125,12 @@ int backup_tar_write(struct tar *t, const void *p, size_t n)
 /* see backup.h */
 int backup_tar_pad(struct tar *t, uint64_t size)
 {
-	static const unsigned char zero[TAR_BLOCK];
 	return put(t, zero, (TAR_BLOCK - size % TAR_BLOCK) % TAR_BLOCK);
 }
 
 /* see backup.h; also fills the last 10 KiB record, as tar(1) does */
 int backup_tar_finish(struct tar *t)
 {
-	static const unsigned char zero[TAR_BLOCK];
 	int rc = put(t, zero, TAR_BLOCK) | put(t, zero, TAR_BLOCK);
 	while (rc == 0 && t->pos % (20 * TAR_BLOCK)) {
 		rc = put(t, zero, TAR_BLOCK);
@@ -327,8 +329,7 @@ int backup_tar_next(struct tar *t, struct tar_member *m, char *err, size_t errle
 	}
 	t->left = t->pad = 0;
 	for (int meta = 0; meta < 4; meta++) {
-		static const unsigned char zero[TAR_BLOCK];
-		if (get(t, h, sizeof h) != 0) {
+			if (get(t, h, sizeof h) != 0) {
 			return fail_at(err, errlen, "the archive ends without its end blocks", "");
 		}
 		if (!memcmp(h, zero, sizeof h)) {
