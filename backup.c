@@ -107,13 +107,10 @@ int backup_tar_header(struct tar *t, const char *name, int type, uint64_t size, 
 		snprintf(num, sizeof num, "%llu", (unsigned long long)size);
 		pax_record(&pax, "size", num);
 	}
-	int rc = raw_header(t, PAX_NAME, 'x', pax.len, mtime) == 0 && put(t, pax.data, pax.len) == 0 &&
-	                         backup_tar_pad(t, pax.len) == 0 &&
-	                         raw_header(t, name, type, size, mtime) == 0
-	                 ? 0
-	                 : -1;
+	int rc = raw_header(t, PAX_NAME, 'x', pax.len, mtime) | put(t, pax.data, pax.len) |
+	         backup_tar_pad(t, pax.len);
 	buf_free(&pax);
-	return rc;
+	return rc == 0 ? raw_header(t, name, type, size, mtime) : -1;
 }
 
 /* see backup.h */
@@ -253,9 +250,7 @@ static int read_meta(struct tar *t, int type, uint64_t len, char *path, uint64_t
 		return -1;
 	}
 	data = xmalloc((size_t)len + 1);
-	int rc = get(t, data, (size_t)len) == 0 && skip(t, (TAR_BLOCK - len % TAR_BLOCK) % TAR_BLOCK) == 0
-	                 ? 0
-	                 : -1;
+	int rc = get(t, data, (size_t)len) | skip(t, (TAR_BLOCK - len % TAR_BLOCK) % TAR_BLOCK);
 	data[len] = '\0';
 	if (rc == 0 && type == 'L') {
 		rc = strlen(data) < TAR_NAME_MAX ? 0 : -1;
@@ -329,7 +324,7 @@ int backup_tar_next(struct tar *t, struct tar_member *m, char *err, size_t errle
 	}
 	t->left = t->pad = 0;
 	for (int meta = 0; meta < 4; meta++) {
-			if (get(t, h, sizeof h) != 0) {
+		if (get(t, h, sizeof h) != 0) {
 			return fail_at(err, errlen, "the archive ends without its end blocks", "");
 		}
 		if (!memcmp(h, zero, sizeof h)) {
@@ -337,7 +332,8 @@ int backup_tar_next(struct tar *t, struct tar_member *m, char *err, size_t errle
 		}
 		uint64_t len;
 		if (!header_ok(h) || parse_octal(h + 124, 12, &len) != 0) {
-			return fail_at(err, errlen, "not a tar header (damaged or not a tar file)", "");
+			return fail_at(
+			        err, errlen, "not a tar header (damaged or not a tar file)", "");
 		}
 		if (h[156] != 'x' && h[156] != 'g' && h[156] != 'L') {
 			if (member_of(h, path, size, sized, m, err, errlen) != 0) {
@@ -391,7 +387,7 @@ static void ends_with(const char *s, const char *tail, size_t *base)
 static int copy_open(struct backup *b, const char *name, FILE *fp, uint64_t size, int64_t mtime)
 {
 	char *chunk;
-	uint64_t done = 0;
+	uint64_t done = 0, short_by = 0;
 	if (b->counting) {
 		b->total += size;
 		return 0;
@@ -405,7 +401,7 @@ static int copy_open(struct backup *b, const char *name, FILE *fp, uint64_t size
 		size_t got = fread(chunk, 1, want, fp);
 		if (got < want) {
 			memset(chunk + got, 0, want - got);
-			log_warnx("backup: %s changed while it was read", name);
+			short_by += want - got;
 		}
 		if (backup_tar_write(&b->t, chunk, want) != 0) {
 			break;
@@ -414,6 +410,10 @@ static int copy_open(struct backup *b, const char *name, FILE *fp, uint64_t size
 		progress_add(&b->pr, want);
 	}
 	xfree(chunk);
+	if (short_by) {
+		log_warnx("backup: %s shrank by %llu bytes while it was read", name,
+		        (unsigned long long)short_by);
+	}
 	b->files++;
 	return done == size && backup_tar_pad(&b->t, size) == 0 ? 0 : -1;
 }
@@ -552,18 +552,24 @@ static int visit(const char *name, int is_dir, void *arg)
 	}
 	if (snprintf(rel, sizeof rel, "%s%s%s", w->rel, *w->rel ? "/" : "", name) >=
 	        (int)sizeof rel) {
-		log_warnx("backup: name too long, left out: %s/%s", w->rel, name);
+		if (!w->b->counting) {
+			log_warnx("backup: name too long, left out: %s/%s", w->rel, name);
+		}
 		return 0;
 	}
 	if (left_out(rel, name)) {
 		return 0;
 	}
 	if (!is_dir) {
-		return visit_file(w->b, rel) == 0 ? 0 : (log_warn("backup: %s", rel), -1);
+		if (visit_file(w->b, rel) != 0) {
+			log_warn("backup: %s", rel);
+			return 1; /* said: the walks above stop without a word */
+		}
+		return 0;
 	}
 	snprintf(member, sizeof member, "storage/%s/", rel);
 	if (!w->b->counting && backup_tar_header(&w->b->t, member, TAR_DIR, 0, os_time()) != 0) {
-		return -1;
+		return 1;
 	}
 	return walk(w->b, rel, w->depth + 1);
 }
@@ -573,16 +579,23 @@ static int walk(struct backup *b, const char *rel, int depth)
 	char path[2200];
 	struct walk_at w = {b, rel, depth, 0};
 	if (depth > DEPTH_MAX) {
-		log_warnx("backup: folders nested too deep, left out: %s", rel);
-		return 0;
+		if (!b->counting) {
+			log_warnx("backup: folders nested too deep, left out: %s", rel);
+		}
+		return 0; /* nothing of ours nests so deep */
 	}
 	snprintf(path, sizeof path, "%s%s%s", b->root, *rel ? "/" : "", rel);
-	if (depth > 0) {
-		return os_dir_walk(path, visit, &w) < 0 ? -1 : 0;
-	}
 	int rc = os_dir_walk(path, visit, &w);
-	w.mail = 1;
-	return rc != 0 ? -1 : os_dir_walk(path, visit, &w) != 0 ? -1 : 0;
+	if (rc == 0 && depth == 0) {
+		w.mail = 1;
+		rc = os_dir_walk(path, visit, &w);
+	}
+	if (rc < 0 && os_errno_is_noent()) {
+		rc = 0; /* removed meanwhile (an account deleted) */
+	} else if (rc < 0 && !b->counting) {
+		log_warn("backup: cannot read the folder %s", path);
+	}
+	return rc != 0 ? 1 : 0;
 }
 
 static int say(const char *what, const char *arg)
@@ -600,8 +613,8 @@ static int copy_settings(struct backup *b)
 	FILE *fp = path ? os_fopen(path, "rb") : NULL;
 	if (!fp) {
 		if (path && !b->counting) {
-			fprintf(stderr, "rumble: backup: %s: %s; the archive has no settings\n", path,
-			        os_strerror());
+			fprintf(stderr, "rumble: backup: %s: %s; the archive has no settings\n",
+			        path, os_strerror());
 		}
 		return 0;
 	}
@@ -648,7 +661,8 @@ int cmd_backup(int argc, char **argv)
 		}
 		return 1;
 	}
-	fprintf(std ? stderr : stdout, "backup: %llu files, %llu mailboxes, %.1f MB in %s (%.1f s)\n",
+	fprintf(std ? stderr : stdout,
+	        "backup: %llu files, %llu mailboxes, %.1f MB in %s (%.1f s)\n",
 	        (unsigned long long)b.files, (unsigned long long)b.boxes,
 	        (double)b.t.pos / (1024.0 * 1024.0), std ? "standard output" : argv[0],
 	        (double)(os_now_ms() - t0) / 1000.0);
@@ -755,7 +769,8 @@ static int conf_target(struct restore *r, int argc, char **argv)
 	if (argc > 1) {
 		rl_strlcpy(r->conf_out, argv[1], sizeof r->conf_out);
 	} else {
-		snprintf(r->conf_out, sizeof r->conf_out, "%.*srumble.conf.restored", (int)n, r->root);
+		snprintf(r->conf_out, sizeof r->conf_out, "%.*srumble.conf.restored", (int)n,
+		        r->root);
 	}
 	struct os_stat st;
 	return os_stat(r->conf_out, &st) == 0 ? -1 : 0;
@@ -801,7 +816,8 @@ int cmd_restore(int argc, char **argv)
 	struct os_stat st;
 	char err[1300] = "";
 	if (argc < 1 || argc > 2) {
-		return say("restore: expected FILE [SETTINGS-FILE] (FILE - for standard input)", "");
+		return say(
+		        "restore: expected FILE [SETTINGS-FILE] (FILE - for standard input)", "");
 	}
 	int std = !strcmp(argv[0], "-");
 	memset(&r, 0, sizeof r);
@@ -827,8 +843,9 @@ int cmd_restore(int argc, char **argv)
 		fclose(r.t.fp);
 	}
 	if (rc != 0) {
-		fprintf(stderr, "rumble: restore stopped: %s; %s is partly restored: empty it before "
-		                "trying again\n",
+		fprintf(stderr,
+		        "rumble: restore stopped: %s; %s is partly restored: empty it before "
+		        "trying again\n",
 		        err, r.root);
 		return 1;
 	}

@@ -9,10 +9,10 @@
 #include "rumble.h"
 
 #define TAR_BLOCK 512
-#define TAR_NAME_MAX 1024              /* the longest member name, with its NUL */
-#define TAR_META_MAX (64 * 1024)       /* the largest pax or GNU long-name header read */
-#define TAR_SIZE_MAX (1ull << 40)      /* the largest member read: 1 TiB */
-#define TAR_CONF_MAX (1024 * 1024)     /* the largest configuration file restored */
+#define TAR_NAME_MAX 1024          /* the longest member name, with its NUL */
+#define TAR_META_MAX (64 * 1024)   /* the largest pax or GNU long-name header read */
+#define TAR_SIZE_MAX (1ull << 40)  /* the largest member read: 1 TiB */
+#define TAR_CONF_MAX (1024 * 1024) /* the largest configuration file restored */
 
 enum { TAR_FILE = '0', TAR_DIR = '5' };
 

@@ -84,10 +84,13 @@ static void headers_have_ustar_fields_and_a_valid_checksum(void)
 	rewind(t.fp);
 	ASSERT_EQ(fread(h, 1, sizeof h, t.fp), sizeof h);
 	ASSERT_STR((char *)h, "storage/accounts");
-	ASSERT(!memcmp(h + 100, "0000600", 8));         /* mode, NUL-ended */
-	ASSERT(!memcmp(h + 124, "00000000012", 12));    /* size 10 in octal */
-	ASSERT(!memcmp(h + 136, "14524770400", 12));    /* mtime 1700000000 */
-	ASSERT(!memcmp(h + 257, "ustar\0" "00", 8));
+	ASSERT(!memcmp(h + 100, "0000600", 8));      /* mode, NUL-ended */
+	ASSERT(!memcmp(h + 124, "00000000012", 12)); /* size 10 in octal */
+	ASSERT(!memcmp(h + 136, "14524770400", 12)); /* mtime 1700000000 */
+	ASSERT(!memcmp(h + 257,
+	        "ustar\0"
+	        "00",
+	        8));
 	ASSERT_EQ(h[156], '0');
 	memcpy(copy, h, sizeof h);
 	sum_block(copy);
@@ -102,9 +105,21 @@ static void names_that_leave_the_folder_are_refused(void)
 		const char *name;
 		int ok;
 	} names[] = {
-	        {"a", 1}, {"storage/mail/x.mbox", 1}, {"storage/mail/", 1}, {"a/.hidden", 1},
-	        {"a/b..c", 1}, {"", 0}, {"/etc/passwd", 0}, {"../a", 0}, {"a/../../b", 0},
-	        {"a/..", 0}, {".", 0}, {"./a", 0}, {"a//b", 0}, {"a\\b", 0}, {"c:x", 0},
+	        {"a", 1},
+	        {"storage/mail/x.mbox", 1},
+	        {"storage/mail/", 1},
+	        {"a/.hidden", 1},
+	        {"a/b..c", 1},
+	        {"", 0},
+	        {"/etc/passwd", 0},
+	        {"../a", 0},
+	        {"a/../../b", 0},
+	        {"a/..", 0},
+	        {".", 0},
+	        {"./a", 0},
+	        {"a//b", 0},
+	        {"a\\b", 0},
+	        {"c:x", 0},
 	        {"/", 0},
 	};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
