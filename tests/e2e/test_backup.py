@@ -5,7 +5,9 @@ import io
 import mailbox
 import os
 import poplib
+import pty
 import re
+import select
 import smtplib
 import subprocess
 import tarfile
@@ -291,3 +293,36 @@ def test_backup_to_standard_output_restores_from_standard_input():
     assert not os.path.exists(os.path.join(r.dir, "rumble.conf.restored"))
     mbox = os.path.join(r.storage, "mail", "example.org", "alice", "INBOX.mbox")
     assert [m["Subject"] for m in mailbox.mbox(mbox)] == ["piped"]
+    again = Server(domains=(), users=())
+    p = subprocess.run([BIN, "-c", again.conf, "restore", "-", settings], input=out.stdout,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 1 and b"exists already" in p.stderr, p.stderr
+    assert not os.path.exists(again.storage)
+
+
+def test_backup_draws_a_progress_bar_on_a_terminal_only():
+    """backup: a progress bar on a terminal's stderr, none on a pipe; the summary on stdout"""
+    s = mail_server(users=("alice@example.org",))
+    try:
+        send(s, ["alice@example.org"], b"Subject: one\r\n\r\nbody\r\n")
+        arch = os.path.join(s.dir, "backup.tar")
+        master, slave = pty.openpty()
+        p = subprocess.run([BIN, "-c", s.conf, "backup", arch], stderr=slave,
+                           stdout=subprocess.PIPE, timeout=60)
+        os.close(slave)
+        drawn = b""
+        while select.select([master], [], [], 2)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other end is closed: all was read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        os.close(master)
+        assert p.returncode == 0 and p.stdout.startswith(b"backup: "), p.stdout
+        assert b"\rbackup [" in drawn and b"%" in drawn, drawn
+        piped = s.cli("backup", arch + "2")
+        assert piped.stderr == "" and piped.stdout.startswith("backup: "), piped
+    finally:
+        s.stop()
