@@ -836,6 +836,13 @@ int cmd_restore(int argc, char **argv)
 		fprintf(stderr, "rumble: restore: %s: %s\n", argv[0], os_strerror());
 		return 1;
 	}
+	if (os_mkdir_p(r.root) != 0) { /* also the folder of rumble.conf.restored */
+		fprintf(stderr, "rumble: restore: %s: %s\n", r.root, os_strerror());
+		if (!std) {
+			fclose(r.t.fp);
+		}
+		return 1;
+	}
 	progress_start(&r.pr, "restore", !std && os_stat(argv[0], &st) == 0 ? st.size : 0, 1);
 	int rc = restore_all(&r, err, sizeof err);
 	progress_end(&r.pr);

@@ -298,6 +298,14 @@ def test_backup_to_standard_output_restores_from_standard_input():
                        capture_output=True, timeout=60)
     assert p.returncode == 1 and b"exists already" in p.stderr, p.stderr
     assert not os.path.exists(again.storage)
+    deep = os.path.join(again.dir, "new", "sub", "data")  # its folder is made too
+    far = Server(conf="StorageFolder %s\n" % deep, domains=(), users=())
+    p = subprocess.run([BIN, "-c", far.conf, "restore", "-"], input=out.stdout,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert os.path.exists(os.path.join(deep, "accounts"))
+    assert open(os.path.join(again.dir, "new", "sub", "rumble.conf.restored")).read() == \
+        open(s.conf).read()
 
 
 def test_backup_draws_a_progress_bar_on_a_terminal_only():
