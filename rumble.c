@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "stats.h"
 
 static const char usage[] =
 	"usage: rumble [-c FILE] [--service]          run the server (foreground by default)\n"
@@ -422,6 +423,7 @@ static int run_dropped(int64_t t0)
 	start_dns();
 	greylist_load(os_time());
 	work_start();
+	stats_start();
 	if (queue_start() != 0 || server_start(conf.workers) != 0) {
 		return 1;
 	}
@@ -450,6 +452,7 @@ static int run_dropped(int64_t t0)
 	greylist_free();
 	rl_stop();
 	queue_stop();
+	stats_stop();
 	dns_shutdown();
 	mm_close();
 	log_info("stopped");
@@ -940,6 +943,7 @@ static const struct command {
 	{"dns", cmd_dns, CMD_STORAGE},
 	{"acme", cmd_acme, CMD_STORAGE},
 	{"queue", cmd_queue, CMD_STORAGE},
+	{"status", cmd_status, CMD_STORAGE},
 	{"stop", cmd_stop, 0},
 	{"reload", cmd_reload, 0},
 	{"service", NULL, 0},
