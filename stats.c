@@ -299,8 +299,12 @@ void stats_summary(struct stats_summary *s)
 	if (crypto_cert_file_dates(path, &nb, &s->cert_until) != 0) {
 		s->cert_until = 0;
 	}
-	qsort(s->dom, (size_t)s->ndom, sizeof *s->dom, by_size);
-	qsort(s->acct, (size_t)s->nacct, sizeof *s->acct, by_size);
+	if (s->ndom) {
+		qsort(s->dom, (size_t)s->ndom, sizeof *s->dom, by_size);
+	}
+	if (s->nacct) {
+		qsort(s->acct, (size_t)s->nacct, sizeof *s->acct, by_size);
+	}
 }
 
 /* see stats.h */
