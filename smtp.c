@@ -770,6 +770,7 @@ static void greet(struct session *s, struct policy_call *c, int v)
 	if (v == POLICY_DROP) {
 		session_close(s, "dropped by script");
 	} else if (v >= 400) {
+		stats_reply(v);
 		session_write(s, c->reply.data, c->reply.len);
 		session_close(s, c->why ? c->why : "refused");
 	} else if (v != POLICY_DONE && !said(s, c, v)) {

@@ -65,8 +65,8 @@ void stats_format(const struct stats *st, struct buf *out)
 	for (int i = 0; i < STATS_HOURS; i++) {
 		const struct stats_hour *s = &st->h[i];
 		if (s->hour) {
-			buf_printf(out, "hour %lld %u %u %u\n", (long long)s->hour, s->n[0], s->n[1],
-			        s->n[2]);
+			buf_printf(out, "hour %lld %u %u %u\n", (long long)s->hour, s->n[0],
+			        s->n[1], s->n[2]);
 		}
 	}
 	for (int i = 0; i < st->nerrors; i++) {
@@ -333,9 +333,11 @@ static void age_text(char *out, size_t len, int64_t s)
 {
 	s = s < 0 ? 0 : s;
 	if (s >= 86400) {
-		snprintf(out, len, "%lldd %lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+		snprintf(out, len, "%lldd %lldh", (long long)(s / 86400),
+		        (long long)(s % 86400 / 3600));
 	} else {
-		snprintf(out, len, "%lldh %lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+		snprintf(
+		        out, len, "%lldh %lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
 	}
 }
 

@@ -8,8 +8,8 @@
 
 #include "rumble.h"
 
-#define STATS_HOURS 48     /* the window counted per hour */
-#define STATS_LISTED 1000  /* domains and accounts a summary lists */
+#define STATS_HOURS 48    /* the window counted per hour */
+#define STATS_LISTED 1000 /* domains and accounts a summary lists */
 
 /* Counters: a ring of hours (slot hour % STATS_HOURS, holding its hour:
  * a slot of another hour counts as empty), totals since the file was
@@ -44,13 +44,13 @@ struct stats_box {
 	uint64_t bytes, msgs;
 };
 struct stats_summary {
-	struct stats c;          /* the server's counters, or the file's in another process */
-	int live;                /* c is the running server's own */
+	struct stats c; /* the server's counters, or the file's in another process */
+	int live;       /* c is the running server's own */
 	uint64_t disk_avail, disk_total; /* under StorageFolder; 0, 0 when unknown */
 	int queued;
 	uint64_t queue_bytes;
-	int64_t queue_oldest;    /* when the oldest entry came; 0 = none */
-	int64_t cert_until;      /* the TLS certificate's notAfter; 0 = none */
+	int64_t queue_oldest;         /* when the oldest entry came; 0 = none */
+	int64_t cert_until;           /* the TLS certificate's notAfter; 0 = none */
 	struct stats_box *dom, *acct; /* by size, largest first */
 	int ndom, nacct;
 };

@@ -631,7 +631,8 @@ static void hours(lua_State *L, const struct stats *c, int64_t now)
 	for (int h = 0; h < STATS_HOURS; h++) {
 		lua_createtable(L, STATS_KINDS, 0);
 		for (int k = 0; k < STATS_KINDS; k++) {
-			lua_pushnumber(L, stats_at(c, now - 3600 * (int64_t)(STATS_HOURS - 1 - h), k));
+			lua_pushnumber(
+			        L, stats_at(c, now - 3600 * (int64_t)(STATS_HOURS - 1 - h), k));
 			lua_rawseti(L, -2, k + 1);
 		}
 		lua_rawseti(L, -2, h + 1);
@@ -718,7 +719,8 @@ static int wa_metrics(lua_State *L)
 		return rl_fail(L, "%s", "off");
 	}
 	if (!listed(conf.metrics_from, ip) &&
-	        !(n && bearer && strlen(auth + 7) == n && crypto_equal(auth + 7, conf.metrics_token, n))) {
+	        !(n && bearer && strlen(auth + 7) == n &&
+	                crypto_equal(auth + 7, conf.metrics_token, n))) {
 		return rl_fail(L, "%s", "denied");
 	}
 	return status_call(L, 1);

@@ -81,7 +81,7 @@ static void test_restart(void)
 	stats_count(STATS_IN);
 	stats_count(STATS_OUT);
 	stats_reply(550);
-	stats_stop(); /* saves */
+	stats_stop();  /* saves */
 	stats_start(); /* a new run: the file's counts go on */
 	stats_count(STATS_IN);
 	stats_reply(501); /* syntax: not a refusal */
@@ -101,7 +101,9 @@ static void test_restart(void)
 void tests_stats(void)
 {
 	RUN(test_rollover, "stats: a count goes to its hour; the next hour starts at zero");
-	RUN(test_window, "stats: 48 hours are kept; the 49th reuses the oldest slot, old slots read 0");
+	RUN(test_window,
+	        "stats: 48 hours are kept; the 49th reuses the oldest slot, old slots read 0");
 	RUN(test_file_text, "stats: the file's text reads back; junk skipped, long errors cut");
-	RUN(test_restart, "stats: counts survive a restart through StorageFolder/stats; 5xx refusals");
+	RUN(test_restart,
+	        "stats: counts survive a restart through StorageFolder/stats; 5xx refusals");
 }
