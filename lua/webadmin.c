@@ -734,7 +734,9 @@ static int listed(const char *list, const char *word)
 }
 
 /* /metrics: off unless MetricsFrom or MetricsToken is set; then for a
- * client address in MetricsFrom, or with "Authorization: Bearer TOKEN". */
+ * client address in MetricsFrom, or with "Authorization: Bearer TOKEN".
+ * A wrong token counts as a failed login of the address (LoginAttempts,
+ * Quarantine), so it cannot be guessed at network speed. */
 static int wa_metrics(lua_State *L)
 {
 	const char *ip = luaL_checkstring(L, 1), *auth = luaL_optstring(L, 2, "");
@@ -743,9 +745,14 @@ static int wa_metrics(lua_State *L)
 	if (!*conf.metrics_from && !n) {
 		return rl_fail(L, "%s", "off");
 	}
-	if (!listed(conf.metrics_from, ip) &&
-	        !(n && bearer && strlen(auth + 7) == n &&
-	                crypto_equal(auth + 7, conf.metrics_token, n))) {
+	if (listed(conf.metrics_from, ip)) {
+		return status_call(L, 1);
+	}
+	if (!n || !bearer || session_login_blocked(ip, NULL) || strlen(auth + 7) != n ||
+	        !crypto_equal(auth + 7, conf.metrics_token, n)) {
+		if (bearer) {
+			session_login_failed(ip, "/metrics"); /* no login name */
+		}
 		return rl_fail(L, "%s", "denied");
 	}
 	return status_call(L, 1);

@@ -386,7 +386,8 @@ local function status_html(st)
 	end
 	return concat {"<h2>Now</h2>", table_html({"", ""}, {
 			{"Disk free", esc(bytes(st.disk_avail) .. " of " .. bytes(st.disk_total) .. pct)},
-			{"Queue", '<a href="/queue">' .. num(st.queued) .. " messages</a>, " ..
+			{"Queue", '<a href="/queue">' .. num(st.queued) .. (st.queued == 1 and " message" or
+				" messages") .. "</a>, " ..
 				bytes(st.queue_bytes) .. oldest},
 			{"Certificate", cert}}),
 		"<h2>Mail, last ", num(#st.hours), " hours</h2>", chart(st.hours, st.now),

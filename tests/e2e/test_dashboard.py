@@ -129,7 +129,7 @@ def test_dashboard_counts_mail_and_answers_the_questions_across_a_restart():
         got = boxes(html)
         assert got["example.org"][1] == 2 and got["bob@example.org"][1] == 2, got
         assert got["alice@example.org"] == ("0 B", 0), got
-        assert re.search(r"<td>Queue</td><td><a href=\"/queue\">1 messages</a>, [\d.]+ [KMG]?B, "
+        assert re.search(r"<td>Queue</td><td><a href=\"/queue\">1 message</a>, [\d.]+ [KMG]?B, "
                          r"oldest 0h 0m \d+s</td>", html), html
         assert re.search(r"<td>Disk free</td><td>[\d.]+ [KMG]?B of [\d.]+ [KMG]?B \(\d+%\)", html)
         assert re.search(r'<td>Certificate</td><td><span class="on">valid until \d{4}-\d\d-\d\d '
@@ -161,9 +161,10 @@ def test_dashboard_counts_mail_and_answers_the_questions_across_a_restart():
 
 
 def test_metrics_is_prometheus_text_behind_its_token():
-    """dashboard: /metrics parses as Prometheus text; 401 without the token, 404 when not configured"""
+    """dashboard: /metrics parses as Prometheus text; 401 without the token; wrong tokens lock the address out"""
     sink = Sink()
-    s = dashboard_server(sink.port, "MetricsToken 0123456789abcdef0123456789abcdef\n")
+    s = dashboard_server(sink.port, "MetricsToken 0123456789abcdef0123456789abcdef\n"
+                                    "LoginAttempts 3\n")
     try:
         send(s, ["bob@example.org"], MSG)
         send(s, ["carol@remote.test"], MSG)
@@ -187,6 +188,9 @@ def test_metrics_is_prometheus_text_behind_its_token():
         assert v[("rumble_mailbox_bytes", (("domain", "example.org"),))] > len(MSG)
         assert v[("rumble_disk_free_bytes", ())] > 0
         assert 9 * 365 * 86400 < v[("rumble_certificate_expiry_seconds", ())] < 11 * 365 * 86400
+        # two wrong tokens above, a third: the address is shut out, right token or not
+        assert metrics(s.web_port, "guess")[0] == 401
+        assert metrics(s.web_port, "0123456789abcdef0123456789abcdef")[0] == 401
         assert s.stop() == 0
     finally:
         sink.stop()
