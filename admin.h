@@ -16,6 +16,7 @@ int cmd_restore(int argc, char **argv); /* backup.c: FILE [SETTINGS-FILE] */
 /* The settings file the command runs with (rumble.c sets it); NULL: built in. */
 void admin_settings_set(const char *path);
 const char *admin_settings_path(void);
+int cmd_status(int argc, char **argv); /* stats.c: rumble status */
 
 /* ---- progress (admin.c) ----
  * A bar on stderr while it is a terminal, redrawn at most ten times a

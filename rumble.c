@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "stats.h"
 
 static const char usage[] =
 	"usage: rumble [-c FILE] [--service]          run the server (foreground by default)\n"
@@ -31,6 +32,7 @@ static const char usage[] =
 	"       rumble [-c FILE] backup FILE|-             the storage and settings as one\n"
 	"                                                  tar, while the server runs\n"
 	"       rumble [-c FILE] restore FILE|- [SETTINGS] into an empty StorageFolder\n"
+	"       rumble [-c FILE] status                    disk, queue, mail per hour, mailboxes\n"
 	"       rumble [-c FILE] stop|reload               the server in PidFile (POSIX)\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
@@ -426,6 +428,7 @@ static int run_dropped(int64_t t0)
 	start_dns();
 	greylist_load(os_time());
 	work_start();
+	stats_start();
 	if (queue_start() != 0 || server_start(conf.workers) != 0) {
 		return 1;
 	}
@@ -454,6 +457,7 @@ static int run_dropped(int64_t t0)
 	greylist_free();
 	rl_stop();
 	queue_stop();
+	stats_stop();
 	dns_shutdown();
 	mm_close();
 	log_info("stopped");
@@ -946,6 +950,7 @@ static const struct command {
 	{"queue", cmd_queue, CMD_STORAGE},
 	{"backup", cmd_backup, CMD_STORAGE},
 	{"restore", cmd_restore, 0}, /* into an empty folder: nothing opened */
+	{"status", cmd_status, CMD_STORAGE},
 	{"stop", cmd_stop, 0},
 	{"reload", cmd_reload, 0},
 	{"service", NULL, 0},
