@@ -376,7 +376,7 @@ def test_web_admin_quota_field_saves():
         st, _, html = b.post("/account/quota", {"domain": "example.org", "name": "bob",
                                                 "quota": "20K 1"},
                              page="/accounts?domain=example.org")
-        assert st == 200 and "Quota of bob@example.org set." in html, (st, html)
+        assert st == 200 and "Quota of bob@example.org set: " in html, (st, html)
         assert "20K 1" in html and "0 of 20 KiB, 0 of 1 messages" in html, html
         r = s.cli("user", "quota", "bob@example.org")
         assert "storage 0 of 20 KiB" in r.stdout and "messages 0 of 1" in r.stdout, r.stdout
