@@ -173,7 +173,8 @@ def test_smtp_rcpt_is_452_when_the_mailbox_is_full():
         assert code == 452 and text.startswith("4.2.2"), (code, text)
         c.cmd("QUIT")
         assert len(real(s, "alice@example.org")) == 2
-        assert "over quota" in s.stderr()
+        assert ("result=refused client=127.0.0.1 code=452 status=4.2.2 cmd=rcpt" in s.stderr()
+                and "Mailbox full" in s.stderr())
     finally:
         assert s.stop() == 0
 
