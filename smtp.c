@@ -738,16 +738,12 @@ static void auth_checked(struct session *s, int rc, const struct mm_account *a, 
 		return;
 	}
 	rl_strlcpy(t->login, login, sizeof t->login);
-	struct smtp *st = s->ps;
-	if (st) {
-		rl_strlcpy(st->tried, login, sizeof st->tried); /* for 535's log line */
-	}
 	session_after(s, session_login_failed(s->peer, login), auth_answer, t);
 }
 
 static void auth_check(struct session *s, struct smtp *st, const char *login, const char *pw)
 {
-	(void)st;
+	rl_strlcpy(st->tried, login, sizeof st->tried); /* the user= of a refusal's log line */
 	if (session_login_blocked(s->peer, login)) {
 		reply(s, 454, "4.7.0 Too many failed logins, try again later");
 		return;
@@ -786,6 +782,7 @@ static void cmd_auth(struct session *s, struct smtp *st, char *arg)
 	if (*initial) {
 		*initial++ = '\0';
 	}
+	st->tried[0] = '\0';
 	if (st->user[0]) {
 		reply(s, 503, "5.5.1 Error: already authenticated");
 	} else if (st->state == S_MAIL || st->state == S_RCPT) {

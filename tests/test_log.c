@@ -179,8 +179,8 @@ static void smtp_logs_one_line_per_refusal_and_per_accepted_message(void)
 	                "reason=\"<nobody@example.org>: Recipient address rejected: User unknown\"",
 	        &all));
 	ASSERT(ring_has("result=refused client=192.0.2.7 code=554 status=5.7.1 cmd=rcpt", &all));
-	ASSERT(ring_has("to=<a@elsewhere.test> reason=\"<a@elsewhere.test>: Relay access denied\"",
-	        &all));
+	ASSERT(ring_has(
+	        "to=<a@elsewhere.test> reason=\"<a@elsewhere.test>: Relay access denied\"", &all));
 	ASSERT(ring_has("smtp result=accepted client=192.0.2.7 qid=", &all));
 	ASSERT(ring_has(" tls=none cipher=none user=none helo=client.test from=<x@remote.test> "
 	                "rcpts=1 to=<john@example.org>\n",
