@@ -92,6 +92,7 @@ test_deps() {
 	need sslscan command -v sslscan
 	need openssl command -v openssl
 	need python3-dnslib /usr/bin/python3 -c 'import dnslib'
+	need fail2ban command -v fail2ban-regex # test_logs runs README's filter
 	need pebble test -x /usr/bin/pebble
 	need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
 	need python3-dkim /usr/bin/python3 -c 'import dkim'

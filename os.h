@@ -232,8 +232,9 @@ int os_random(void *buf, size_t n); /* from the OS's CSPRNG */
 
 /* ---- process ---- */
 /* Signals (or console events on Windows) set flags that the main loop
- * polls with os_signal_take(); each returns 1 once per delivery. */
-enum os_signal { OS_SIG_STOP = 1, OS_SIG_RELOAD = 2 };
+ * polls with os_signal_take(); each returns 1 once per delivery.
+ * POSIX: SIGTERM/SIGINT stop, SIGHUP reloads, SIGUSR1 reopens the log. */
+enum os_signal { OS_SIG_STOP = 1, OS_SIG_RELOAD = 2, OS_SIG_REOPEN = 4 };
 void os_signals_install(void);
 int os_signal_take(void); /* bit mask of OS_SIG_* that arrived */
 int os_daemonize(void);   /* detach (POSIX); 0 on Windows (see os_service_run) */
@@ -286,6 +287,10 @@ int os_is_root(void);
 void os_memory_trim(void);
 long os_raise_fd_limit(void);
 long os_getpid(void);
+/* Who runs this process, for the log of administration actions: the login
+ * name ("root"; POSIX: "alice(sudo)" when root through sudo; a uid when
+ * the name is unknown), "unknown" when even that fails. */
+void os_user_name(char *out, size_t len);
 /* 1 when a process with this id exists (POSIX: also one of another user's),
  * 0 when none does. */
 int os_process_alive(long pid);

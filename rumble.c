@@ -244,6 +244,7 @@ static void reload_tls(void);
 
 static void on_reload(void)
 {
+	log_reopen(); /* SIGHUP is logrotate's usual postrotate too */
 	log_info("reload: re-reading domains and accounts");
 	mm_reload();
 	start_dns(); /* resolv.conf may have changed; the cache stays */
@@ -874,7 +875,7 @@ static int queue_wait(uint64_t qid, const char *verb)
  * others wait for the next start. */
 static int cmd_queue_act(const char *verb, uint64_t qid)
 {
-	char err[256], by[64];
+	char err[256], by[64], user[40];
 	int running = queue_server_running();
 	if (!running && !strcmp(verb, "delete")) {
 		if (queue_delete_offline(qid) != 0) {
@@ -883,7 +884,8 @@ static int cmd_queue_act(const char *verb, uint64_t qid)
 		printf("%016llx deleted\n", (unsigned long long)qid);
 		return 0;
 	}
-	snprintf(by, sizeof by, "command line, pid %ld", os_getpid());
+	os_user_name(user, sizeof user);
+	snprintf(by, sizeof by, "%s, command line, pid %ld", user, os_getpid());
 	if (queue_request(qid, verb, by, err, sizeof err) != 0) {
 		return fail("queue: %s", err);
 	}
@@ -969,6 +971,7 @@ static const struct command *command_find(const char *name)
 static int run_admin(const struct command *cmd, int argc, char **argv)
 {
 	char err[1200];
+	admin_audit_open(argc, argv); /* the log may be root's: before dropping */
 	/* as the server will run: what this makes stays the server's */
 	if (give_storage(err, sizeof err) != 0 ||
 	        os_drop_privileges(conf.run_as, conf.run_as_group, err, sizeof err) != 0) {
@@ -978,6 +981,7 @@ static int run_admin(const struct command *cmd, int argc, char **argv)
 		return fail("storage: %s", err);
 	}
 	int rc = cmd->run(argc - 1, argv + 1);
+	admin_audit(argc, argv, rc);
 	mm_close();
 	return rc;
 }
@@ -1013,6 +1017,7 @@ static int serve(const char *cfg, int argc, char **argv, int detach)
 		return 2;
 	}
 	log_set_level(conf.log_level);
+	log_rotate(*conf.log_file ? conf.log_max_size : 0, conf.log_keep);
 	int rc = run_server(detach == 1);
 	settings_free(&conf);
 	return rc;

@@ -43,6 +43,18 @@ struct os_mutex *rl_mutex_once(struct os_mutex **slot);
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 #define LOG_RING_LINES 200
 int log_open(const char *path); /* NULL or "" = stderr; -1 if it cannot open */
+int log_reopen(void); /* the file again under its name (logrotate); -1: old one kept */
+/* Rotation by size: past max_size bytes (0 = never) rumble.log becomes
+ * rumble.log.1, and .1 .2 and so on up to .keep. */
+void log_rotate(uint64_t max_size, int keep);
+/* Administration actions: at any LogLevel; to path when log_open_audit
+ * opened one (a command-line process writing into the server's log). */
+int log_open_audit(const char *path);
+void log_audit(const char *fmt, ...) RL_PRINTF(1, 2);
+/* A client's text for a log value: control characters (and spaces when
+ * the value is not quoted) as '?', '"' as '\'', at most n - 1 bytes.
+ * Returns out. */
+char *log_value(char *out, size_t n, const char *v, int quoted);
 void log_set_level(int level);
 int log_level_parse(const char *name); /* "debug".."error", -1 if unknown */
 void log_msg(int level, const char *fmt, ...) RL_PRINTF(2, 3);
@@ -171,6 +183,8 @@ struct settings {
 	char log_file[1024];
 	char pid_file[1024]; /* PidFile: "" = StorageFolder/rumble.pid, "none" = no file */
 	int log_level;
+	uint64_t log_max_size; /* LogMaxSize: rotate past this many bytes, 0 = never */
+	int log_keep;          /* LogKeep: rotated files kept */
 	int workers;
 	int max_recipients;
 	int max_errors;   /* SMTP errors before the session is dropped */

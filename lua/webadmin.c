@@ -28,6 +28,7 @@
  *   api.mobileconfig(domain, name) -> a mailbox's Apple profile | nil, why
  *   api.status()           -> the dashboard's figures (a table, stats.c's summary)
  *   api.metrics(ip, authorization) -> /metrics' text | nil, "off" or "denied"
+ *   api.audit(admin, action, ok, text)  logs an administration action
  * Sessions live here, not in a Lua state: each worker has its own state
  * and a browser's requests land on any worker.
  */
@@ -234,8 +235,8 @@ static int login_push(lua_State *L, struct rl_job *j)
 	}
 	if (l->ok && session_new(l->user, l->admin, l->ip, token, csrf) == 0) {
 		session_login_ok(l->ip, l->name);
-		log_info("web admin: %s logged in from %s%s", l->user, l->ip,
-		        l->admin ? " (admin)" : "");
+		log_info("webadmin result=login client=%s user=%s admin=%s", l->ip, l->user,
+		        l->admin ? "yes" : "no");
 		lua_pushstring(L, token);
 		lua_pushstring(L, csrf);
 		lua_pushstring(L, l->user);
@@ -244,11 +245,9 @@ static int login_push(lua_State *L, struct rl_job *j)
 	}
 	int delay = session_login_failed(l->ip, l->name);
 	char shown[65];
-	rl_strlcpy(shown, l->name, sizeof shown);
-	for (char *p = shown; *p; p++) {
-		*p = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p; /* one log line */
-	}
-	log_info("web admin: login failed user=%s from=%s", shown, l->ip);
+	log_info("webadmin result=refused client=%s cmd=login user=%s reason=\"authentication "
+	         "failed\"",
+	        l->ip, log_value(shown, sizeof shown, l->name, 0));
 	lua_pushnil(L);
 	lua_pushliteral(L, "failed");
 	lua_pushinteger(L, delay);
@@ -267,7 +266,9 @@ static int login_call(lua_State *L, int check)
 	const char *name = luaL_checklstring(L, 1, &nlen);
 	const char *pw = luaL_checklstring(L, 2, &plen);
 	if (session_login_blocked(s->peer, name)) {
-		log_info("web admin: login refused (too many failures) from=%s", s->peer);
+		log_info("webadmin result=refused client=%s cmd=login reason=\"too many failed "
+		         "logins\"",
+		        s->peer);
 		lua_pushnil(L);
 		lua_pushliteral(L, "blocked");
 		lua_pushinteger(L, 0);
@@ -494,6 +495,19 @@ static int wa_queue(lua_State *L)
 	return 1;
 }
 
+/* api.audit(admin, action, ok, text): an administration action's log
+ * line, whatever LogLevel says, with the client's address. */
+static int wa_audit(lua_State *L)
+{
+	struct session *s = here(L);
+	const char *user = luaL_checkstring(L, 1), *action = luaL_checkstring(L, 2);
+	char act[80], text[200];
+	log_audit("admin via=webadmin by=%s client=%s action=\"%s\" result=%s detail=\"%s\"", user,
+	        s->peer, log_value(act, sizeof act, action, 1), lua_toboolean(L, 3) ? "ok" : "failed",
+	        log_value(text, sizeof text, luaL_optstring(L, 4, ""), 1));
+	return 0;
+}
+
 /* api.setquota(domain, name, "STORAGE [MESSAGES]"): true, or nil and why. */
 static int wa_setquota(lua_State *L)
 {
@@ -513,7 +527,6 @@ static int wa_setquota(lua_State *L)
 	if (mm_account_save(&a, err, sizeof err) != 0) {
 		return rl_fail(L, "%s", err);
 	}
-	log_info("web admin: quota of %s@%s set to %s", a.user, a.domain, text);
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -786,6 +799,7 @@ static const luaL_Reg api[] = {
         {"logout", wa_logout},
         {"random", wa_random},
         {"admins", wa_admins},
+        {"audit", wa_audit},
         {NULL, NULL},
 };
 

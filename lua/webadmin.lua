@@ -710,7 +710,7 @@ local function account_quota(ctx)
 	end
 	local ok, why = api.setquota(d, name, q)
 	say(ctx, ok and true or false,
-		ok and ("Quota of " .. name .. "@" .. d .. " set.") or tostring(why))
+		ok and ("Quota of " .. name .. "@" .. d .. " set: " .. q .. ".") or tostring(why))
 	return accounts(ctx, ok and 200 or 400)
 end
 
@@ -1039,6 +1039,9 @@ local function dispatch(session, req, ip)
 		end
 	end
 	local ok, code, body, extra, ctype = pcall(fn, ctx)
+	if post and ctx.msg then -- an action was tried (not a confirmation page): the log says who
+		api.audit(ctx.user, req.path, ctx.ok, ctx.msg)
+	end
 	if not ok then
 		print("web admin: " .. tostring(code))
 		return 500, error_body(500)

@@ -1785,7 +1785,9 @@ static atomic_int sig_pending;
 
 static void on_signal(int sig)
 {
-	atomic_fetch_or(&sig_pending, sig == SIGHUP ? OS_SIG_RELOAD : OS_SIG_STOP);
+	atomic_fetch_or(&sig_pending, sig == SIGHUP    ? OS_SIG_RELOAD
+	                              : sig == SIGUSR1 ? OS_SIG_REOPEN
+	                                               : OS_SIG_STOP);
 }
 
 void os_signals_install(void)
@@ -1799,6 +1801,7 @@ void os_signals_install(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 }
@@ -2085,6 +2088,20 @@ int os_is_root(void)
 long os_getpid(void)
 {
 	return (long)getpid();
+}
+
+void os_user_name(char *out, size_t len)
+{
+	uid_t uid = getuid();
+	const char *sudo = getenv("SUDO_USER");
+	struct passwd *pw = getpwuid(uid);
+	if (uid == 0 && sudo && *sudo && strlen(sudo) < 64) {
+		snprintf(out, len, "%s(sudo)", sudo);
+	} else if (pw && pw->pw_name) {
+		snprintf(out, len, "%s", pw->pw_name);
+	} else {
+		snprintf(out, len, "uid%ld", (long)uid);
+	}
 }
 
 int os_process_alive(long pid)

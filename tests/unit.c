@@ -77,6 +77,7 @@ int main(int argc, char **argv)
 		{"view", tests_view},
 		{"sort", tests_sort},
 		{"session", tests_session},
+		{"log", tests_log},
 		{"autoconf", tests_autoconf},
 		{"httpc", tests_httpc},
 		{"acme", tests_acme},

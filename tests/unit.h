@@ -52,6 +52,7 @@ void *unit_cap_alloc(void *ud, void *p, size_t osize, size_t nsize);
 	} while (0)
 
 void tests_config(void);
+void tests_log(void);
 void tests_authres(void);
 void tests_buf(void);
 void tests_crypto(void);

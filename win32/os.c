@@ -1903,6 +1903,15 @@ long os_getpid(void)
 	return (long)GetCurrentProcessId();
 }
 
+void os_user_name(char *out, size_t len)
+{
+	wchar_t w[257];
+	DWORD n = 257;
+	if (!GetUserNameW(w, &n) || win_utf8(w, out, len) != 0) {
+		snprintf(out, len, "unknown");
+	}
+}
+
 int os_process_alive(long pid)
 {
 	DWORD code = 0;
