@@ -416,6 +416,7 @@ static int run_dropped(int64_t t0)
 		log_warnx("storage: %s", err);
 		return 1;
 	}
+	mm_upgrade_names(); /* before anything opens a folder */
 	if (setup_tls(0) != 0) {
 		return 1;
 	}
@@ -966,6 +967,7 @@ static int run_admin(const struct command *cmd, int argc, char **argv)
 	if (mm_open(conf.storage, err, sizeof err) != 0) {
 		return fail("storage: %s", err);
 	}
+	mm_upgrade_names(); /* so that backup or import see the names of now */
 	int rc = cmd->run(argc - 1, argv + 1);
 	mm_close();
 	return rc;
