@@ -660,6 +660,11 @@ int mm_type_parse(const char *name); /* -1 if unknown */
 
 int mm_domain_exists(const char *name);
 int mm_domain_count(void);
+/* Said by the CLI and the web admin when a second domain is added: the
+ * bare-name login (mm_login) needs exactly one domain. */
+#define MM_SECOND_DOMAIN_WARNING \
+	"two domains now: logins by bare user name (alice) no longer work, " \
+	"clients must log in with the full address (alice@example.org)"
 int mm_domain_add(const char *name, char *err, size_t errlen);
 int mm_domain_del(const char *name, char *err, size_t errlen);
 int mm_domain_list(int (*fn)(const struct mm_domain *d, void *arg), void *arg);
