@@ -14,10 +14,10 @@ static int setup(void)
 {
 	snprintf(dir, sizeof dir, "%s", unit_tmpdir());
 	return mm_open(dir, err, sizeof err) == 0 &&
-	               mm_domain_add("example.org", err, sizeof err) == 0 &&
-	               mm_folder_create("example.org", "john", "INBOX") >= 0
-	       ? 0
-	       : -1;
+	                       mm_domain_add("example.org", err, sizeof err) == 0 &&
+	                       mm_folder_create("example.org", "john", "INBOX") >= 0
+	               ? 0
+	               : -1;
 }
 
 static void fpath(char *out, size_t len, const char *name)
@@ -97,8 +97,8 @@ static void round_trip(void)
 static void not_names_refused(void)
 {
 	char out[MM_FOLDER_MAX + 1];
-	static const char *const files[] = {"%53ent", "x%2e", "x.", "a%2", "%2Ex", "con", "a%3", "~",
-	        "sent~~", "Entw\xc3", "a/b"};
+	static const char *const files[] = {"%53ent", "x%2e", "x.", "a%2", "%2Ex", "con", "a%3",
+	        "~", "sent~~", "Entw\xc3", "a/b"};
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
 		ASSERT_EQ(mm__file_folder(files[i], strlen(files[i]), out, sizeof out), -1);
 	}
@@ -259,7 +259,8 @@ static void old_names_renamed(void)
 
 void tests_names(void)
 {
-	RUN(readable_known_answers, "folder files are named as the folder is, unsafe bytes escaped");
+	RUN(readable_known_answers,
+	        "folder files are named as the folder is, unsafe bytes escaped");
 	RUN(round_trip, "every folder's file name, either form, reads back as the folder");
 	RUN(not_names_refused, "file names that no folder has are not taken for folders");
 	RUN(case_collisions, "folders that differ only in case get files distinct without case");

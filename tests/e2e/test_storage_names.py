@@ -9,7 +9,7 @@ import subprocess
 
 from harness import folder_file, fs_name
 from run import Skip
-from test_imap import deliver, imap_server
+from test_imap import Raw, deliver, imap_server
 
 FOLDERS = {"Sent": 2, "Work.2026": 3, "Entw&APw-rfe": 1, "a:b": 1, "lists": 2}
 
@@ -47,6 +47,17 @@ def seen_by_imap(s):
     return out
 
 
+def side_facts(s):
+    """What lives beside the folder files: Sent's metadata and the quota usage."""
+    c = Raw(s.imap_port)
+    assert c.cmd(b"a", b"LOGIN alice@example.org secret")[-1].startswith(b"a OK")
+    meta = c.cmd(b"b", b'GETMETADATA "Sent" /private/comment')
+    quota = c.cmd(b"c", b"GETQUOTAROOT INBOX")
+    c.sock.close()
+    assert meta[-1].startswith(b"b OK") and quota[-1].startswith(b"c OK"), (meta, quota)
+    return meta, quota
+
+
 def test_folder_files_are_named_as_the_folder_is():
     """storage names: a folder's files are named as the folder, only unsafe bytes escaped"""
     s = imap_server()
@@ -63,7 +74,12 @@ def test_an_old_named_store_is_renamed_at_start():
     """storage names: old-named folder files are renamed at start, logged, messages and flags kept"""
     s = imap_server()
     fill(s)
-    before = seen_by_imap(s)
+    c = Raw(s.imap_port)
+    assert c.cmd(b"a", b"LOGIN alice@example.org secret")[-1].startswith(b"a OK")
+    assert c.cmd(b"b", b'SETMETADATA "Sent" (/private/comment "kept")')[-1].startswith(b"b OK")
+    c.sock.close()
+    before, facts = seen_by_imap(s), side_facts(s)
+    assert b"kept" in b"".join(facts[0]), facts
     assert s.stop() == 0
     # as a Rumble of before named them: every byte outside [a-z0-9._-] escaped
     d = home(s)
@@ -73,6 +89,7 @@ def test_an_old_named_store_is_renamed_at_start():
     assert "%53ent.mbox" in os.listdir(d) and "Sent.mbox" not in os.listdir(d)
     s.start()
     assert seen_by_imap(s) == before  # served once the renaming is done
+    assert side_facts(s) == facts  # metadata and quota usage as they were
     files = os.listdir(d)
     for name in FOLDERS:
         assert folder_file(name) + ".mbox" in files and folder_file(name) + ".idx" in files, files
