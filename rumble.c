@@ -30,6 +30,9 @@ static const char usage[] =
 	"       rumble [-c FILE] queue list                waiting messages and why\n"
 	"       rumble [-c FILE] queue show|delete|bounce ID  (bounce: a DSN to the sender)\n"
 	"       rumble [-c FILE] queue flush [ID]          try again now\n"
+	"       rumble [-c FILE] backup FILE|-             the storage and settings as one\n"
+	"                                                  tar, while the server runs\n"
+	"       rumble [-c FILE] restore FILE|- [SETTINGS] into an empty StorageFolder\n"
 	"       rumble [-c FILE] stop|reload               the server in PidFile (POSIX)\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
@@ -78,6 +81,7 @@ static int load_settings(const char *path, char *err, size_t errlen)
 {
 	struct config c = {0};
 	path = settings_path(path);
+	admin_settings_set(path);
 	int rc = path ? config_load(&c, path, err, errlen)
 	              : config_parse(&c, config_default_text, "(built-in)", err, errlen);
 	if (rc == 0) {
@@ -998,6 +1002,8 @@ static const struct command {
 	{"dns", cmd_dns, CMD_STORAGE},
 	{"acme", cmd_acme, CMD_STORAGE},
 	{"queue", cmd_queue, CMD_STORAGE},
+	{"backup", cmd_backup, CMD_STORAGE},
+	{"restore", cmd_restore, 0}, /* into an empty folder: nothing opened */
 	{"stop", cmd_stop, 0},
 	{"reload", cmd_reload, 0},
 	{"service", NULL, 0},
