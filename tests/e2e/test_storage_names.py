@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 
-from harness import folder_file, fs_name
+from harness import folder_file, fs_name, wait_port
 from run import Skip
 from test_imap import Raw, deliver, imap_server
 
@@ -88,6 +88,7 @@ def test_an_old_named_store_is_renamed_at_start():
             os.rename(os.path.join(d, folder_file(name) + ext), os.path.join(d, fs_name(name) + ext))
     assert "%53ent.mbox" in os.listdir(d) and "Sent.mbox" not in os.listdir(d)
     s.start()
+    assert wait_port(s.imap_port)  # start() waits for the SMTP port only
     assert seen_by_imap(s) == before  # served once the renaming is done
     assert side_facts(s) == facts  # metadata and quota usage as they were
     files = os.listdir(d)
@@ -100,6 +101,7 @@ def test_an_old_named_store_is_renamed_at_start():
     assert s.stop() == 0
     # a second start has nothing left to do
     s.start()
+    assert wait_port(s.imap_port)  # start() waits for the SMTP port only
     seen_by_imap(s)
     assert s.stop() == 0
     assert s.stderr().count("renamed to") == 3
