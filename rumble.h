@@ -668,6 +668,9 @@ struct mm_account {
 /* Sets the storage folder, creates what is missing, loads the lists. */
 int mm_open(const char *storage, char *err, size_t errlen);
 void mm_close(void);
+/* Renames folder files named the old way ("%53ent.mbox") as they are
+ * named now, each under its lock and logged (names.c); at start. */
+void mm_upgrade_names(void);
 const char *mm_storage(void);
 /* Every lookup sees changes other processes (the CLI) made: it re-reads
  * the files when their stamps changed. mm_reload forces it. */
@@ -684,6 +687,11 @@ int mm_type_parse(const char *name); /* -1 if unknown */
 
 int mm_domain_exists(const char *name);
 int mm_domain_count(void);
+/* Said by the CLI and the web admin when a second domain is added: the
+ * bare-name login (mm_login) needs exactly one domain. */
+#define MM_SECOND_DOMAIN_WARNING \
+	"two domains now: logins by bare user name (alice) no longer work, " \
+	"clients must log in with the full address (alice@example.org)"
 int mm_domain_add(const char *name, char *err, size_t errlen);
 int mm_domain_del(const char *name, char *err, size_t errlen);
 int mm_domain_list(int (*fn)(const struct mm_domain *d, void *arg), void *arg);
@@ -1128,8 +1136,14 @@ void quota__forget(const char *dir);
 /* A name as a file name: bytes outside [a-z0-9._-] (upper case too, for
  * case-insensitive file systems), a leading or trailing '.' and the first
  * byte of a Windows device name (con, nul, com1, ...) become "%XX". -1
- * when it does not fit outlen. */
+ * when it does not fit outlen. Users' and domains' directories (names.c). */
 int mm__fs_name(const char *name, char *out, size_t outlen);
+/* A folder's NAME in dir (names.c: readable, or its collision form when
+ * another folder's name differs only in case), and back: the folder of
+ * the file name name[0..n), -1 when it names none. */
+int mm__folder_file(const char *dir, const char *folder, char *out, size_t len);
+int mm__file_folder(const char *name, size_t n, char *out, size_t len);
+int mm__folder_fits(const char *folder); /* both forms fit MM_FOLDER_FS_MAX */
 /* The folder holding a domain's users: the domain's path override or
  * <storage>/mail/<domain>. */
 int mm__domain_dir(const char *domain, char *out, size_t outlen);

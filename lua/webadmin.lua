@@ -475,7 +475,12 @@ local function domain_add(ctx)
 		return domains(ctx, 400)
 	end
 	local ok, why = Mailman.createDomain(d)
-	say(ctx, ok and true or false, ok and ("Domain " .. d .. " added.") or tostring(why))
+	local warn = ""
+	if ok and #domain_list() == 2 then -- as the CLI says (MM_SECOND_DOMAIN_WARNING)
+		warn = " Warning: two domains now: logins by bare user name (alice) no longer work, " ..
+			"clients must log in with the full address (alice@example.org)."
+	end
+	say(ctx, ok and true or false, ok and ("Domain " .. d .. " added." .. warn) or tostring(why))
 	return domains(ctx, ok and 200 or 400)
 end
 

@@ -57,6 +57,7 @@ int main(int argc, char **argv)
 		{"crypto", tests_crypto},
 		{"mailman", tests_mailman},
 		{"mbox", tests_mbox},
+		{"names", tests_names},
 		{"quota", tests_quota},
 		{"smtp", tests_smtp},
 		{"password", tests_password},

@@ -58,6 +58,7 @@ void tests_buf(void);
 void tests_crypto(void);
 void tests_mailman(void);
 void tests_mbox(void);
+void tests_names(void);
 void tests_quota(void);
 void tests_smtp(void);
 void tests_password(void);
