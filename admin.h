@@ -11,6 +11,9 @@
 /* ---- commands in other files: run with the arguments after the name,
  * settings loaded and (CMD_STORAGE in rumble.c's table) mailman open;
  * 0, or non-zero after a one-line message on stderr ---- */
+/* import USER@DOMAIN PATH, export USER@DOMAIN DIR (import.c) */
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* ---- progress (admin.c) ----
  * A bar on stderr while it is a terminal, redrawn at most ten times a
