@@ -195,10 +195,13 @@ static void names_free(struct names *ns)
 	ns->n = 0;
 }
 
-/* Maildir names start with their time: by it, then by the rest. */
+/* Maildir names start with their time: by it, then by the rest (after
+ * "cur/" or "new/" in a folder's list of files). */
 static int name_cmp(const void *a, const void *b)
 {
 	const char *x = *(char *const *)a, *y = *(char *const *)b;
+	x += strncmp(x, "cur/", 4) == 0 || strncmp(x, "new/", 4) == 0 ? 4 : 0;
+	y += strncmp(y, "cur/", 4) == 0 || strncmp(y, "new/", 4) == 0 ? 4 : 0;
 	long long tx = strtoll(x, NULL, 10), ty = strtoll(y, NULL, 10);
 	return tx != ty ? (tx < ty ? -1 : 1) : strcmp(x, y);
 }
@@ -654,29 +657,35 @@ static void maildir_file(struct import *im, struct msg *m, const char *path, con
 	xfree(rd.buf);
 }
 
-/* The messages of the Maildir dir (cur/ and new/) into folder. */
+/* The messages of the Maildir dir (cur/ and new/, in the order of their
+ * names' times) into folder. */
 static void maildir_folder(struct import *im, const char *dir, const char *folder)
 {
-	static const char *const subs[] = {"cur", "new"};
 	char sub[1200], path[1500];
+	struct names files = {NULL, 0};
 	struct msg m;
 	if (target_open(im, folder) != 0) {
 		return;
 	}
-	buf_init(&m.hdr);
 	for (int s = 0; s < 2; s++) {
-		struct names files = {NULL, 0};
-		snprintf(sub, sizeof sub, "%s/%s", dir, subs[s]);
-		os_dir_walk(sub, collect, &files);
-		names_sort(&files);
-		for (size_t i = 0; i < files.n; i++) {
-			snprintf(path, sizeof path, "%s/%s", sub, files.v[i]);
-			maildir_file(im, &m, path, files.v[i], s == 1);
-			progress_add(&im->pr, 1);
+		struct names one = {NULL, 0};
+		snprintf(sub, sizeof sub, "%s/%s", dir, s ? "new" : "cur");
+		os_dir_walk(sub, collect, &one);
+		for (size_t i = 0; i < one.n; i++) {
+			snprintf(path, sizeof path, "%s/%s", s ? "new" : "cur", one.v[i]);
+			names_add(&files, path);
 		}
-		names_free(&files);
+		names_free(&one);
+	}
+	names_sort(&files);
+	buf_init(&m.hdr);
+	for (size_t i = 0; i < files.n; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, files.v[i]);
+		maildir_file(im, &m, path, files.v[i] + 4, files.v[i][0] == 'n');
+		progress_add(&im->pr, 1);
 	}
 	buf_free(&m.hdr);
+	names_free(&files);
 }
 
 static int count_files(const char *name, int is_dir, void *arg)
