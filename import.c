@@ -112,15 +112,32 @@ int import_mbox_field(const char *line, size_t n, uint32_t *flags)
 	return 1;
 }
 
-/* see import.h */
-uint32_t import_maildir_flags(const char *name)
+/* The flags after a Maildir name's last ":2," (NULL without one). */
+static const char *maildir_info(const char *name)
 {
 	const char *info = NULL;
 	for (const char *p = name; (p = strchr(p, '2')) != NULL; p++) {
 		if (p > name && strchr(":;!", p[-1]) && p[1] == ',') {
-			info = p + 2; /* the last one counts */
+			info = p + 2;
 		}
 	}
+	return info;
+}
+
+/* see import.h */
+uint32_t import_maildir_letters(const char *name)
+{
+	uint32_t kw = 0;
+	for (const char *info = maildir_info(name); info && *info; info++) {
+		kw |= *info >= 'a' && *info <= 'z' ? 1u << (*info - 'a') : 0;
+	}
+	return kw;
+}
+
+/* see import.h */
+uint32_t import_maildir_flags(const char *name)
+{
+	const char *info = maildir_info(name);
 	uint32_t fl = 0;
 	for (; info && *info; info++) {
 		for (size_t i = 0; i < sizeof maildir_letters / sizeof maildir_letters[0]; i++) {
@@ -131,7 +148,7 @@ uint32_t import_maildir_flags(const char *name)
 }
 
 /* see import.h */
-void import_maildir_info(uint32_t flags, char sep, char out[16])
+void import_maildir_info(uint32_t flags, uint32_t letters, char sep, char out[40])
 {
 	size_t n = 0;
 	out[n++] = sep;
@@ -140,6 +157,11 @@ void import_maildir_info(uint32_t flags, char sep, char out[16])
 	for (size_t i = 0; i < sizeof maildir_letters / sizeof maildir_letters[0]; i++) {
 		if (flags & maildir_letters[i].bit) {
 			out[n++] = maildir_letters[i].c;
+		}
+	}
+	for (int i = 0; i < 26; i++) {
+		if (letters & 1u << i) {
+			out[n++] = (char)('a' + i);
 		}
 	}
 	out[n] = '\0';
@@ -314,6 +336,7 @@ struct import {
 	char folder[MM_FOLDER_MAX + 1];
 	struct mm_folder *f; /* the folder written to now */
 	struct keys keys;    /* the keys of its messages */
+	char *letters[26];   /* the Maildir's dovecot-keywords: letter i's keyword */
 	unsigned unsynced;
 	struct progress pr;
 	unsigned long imported, skipped, failed;
@@ -368,7 +391,7 @@ struct msg {
 	struct spool sp;
 	struct buf hdr;
 	int in_hdr, drop, mbox, eol;
-	uint32_t flags;
+	uint32_t flags, keywords;
 	int64_t date;
 	char from[SENDER_MAX + 1];
 };
@@ -381,7 +404,7 @@ static void msg_start(struct msg *m, struct import *im, int mbox)
 	m->drop = 0;
 	m->mbox = mbox;
 	m->eol = 1;
-	m->flags = 0;
+	m->flags = m->keywords = 0;
 	m->date = 0;
 	m->from[0] = '\0';
 }
@@ -451,6 +474,9 @@ static void msg_end(struct msg *m, struct import *im)
 	} else if (m->sp.failed || mm_folder_append(im->f, &m->sp, m->from[0] ? m->from : from,
 	                                   m->date, m->flags, 0, &uid) != 0) {
 		im->failed++;
+	} else if (m->keywords &&
+	           mm_folder_store(im->f, &uid, 1, MM_STORE_ADD, 0, m->keywords) < 0) {
+		im->failed++; /* the message is in, without its keywords */
 	} else {
 		keys_add(&im->keys, key);
 		im->imported++;
@@ -641,6 +667,13 @@ static void maildir_file(struct import *im, struct msg *m, const char *path, con
 	int start = 1;
 	msg_start(m, im, 0);
 	m->flags = is_new ? 0 : import_maildir_flags(name);
+	uint32_t letters = is_new ? 0 : import_maildir_letters(name);
+	for (int i = 0; i < 26; i++) {
+		int slot = letters & 1u << i && im->letters[i]
+		                   ? mm_folder_keyword(im->f, im->letters[i], 1)
+		                   : -1;
+		m->keywords |= slot >= 0 ? 1u << slot : 0;
+	}
 	m->date = st.mtime > 0 ? st.mtime : strtoll(name, NULL, 10);
 	while ((p = rd_piece(&rd, &n)) != NULL) {
 		msg_piece(m, p, n, start);
@@ -655,6 +688,32 @@ static void maildir_file(struct import *im, struct msg *m, const char *path, con
 	}
 	fclose(fp);
 	xfree(rd.buf);
+}
+
+static void letters_free(struct import *im)
+{
+	for (int i = 0; i < 26; i++) {
+		xfree(im->letters[i]);
+	}
+}
+
+/* Dovecot's dir/dovecot-keywords: "N name" lines, N the letter 'a' + N. */
+static void letters_read(struct import *im, const char *dir)
+{
+	char path[1300], line[256], name[128];
+	int i;
+	snprintf(path, sizeof path, "%s/dovecot-keywords", dir);
+	FILE *fp = os_fopen(path, "rb");
+	while (fp && fgets(line, sizeof line, fp)) {
+		/* a keyword as IMAP takes it: an atom, no wildcards or brackets */
+		if (sscanf(line, "%d %127s", &i, name) == 2 && i >= 0 && i < 26 &&
+		        !strpbrk(name, "[]*%\\") && !im->letters[i]) {
+			im->letters[i] = xstrdup(name);
+		}
+	}
+	if (fp) {
+		fclose(fp);
+	}
 }
 
 /* The messages of the Maildir dir (cur/ and new/, in the order of their
@@ -678,6 +737,7 @@ static void maildir_folder(struct import *im, const char *dir, const char *folde
 		names_free(&one);
 	}
 	names_sort(&files);
+	letters_read(im, dir);
 	buf_init(&m.hdr);
 	for (size_t i = 0; i < files.n; i++) {
 		snprintf(path, sizeof path, "%s/%s", dir, files.v[i]);
@@ -686,6 +746,7 @@ static void maildir_folder(struct import *im, const char *dir, const char *folde
 	}
 	buf_free(&m.hdr);
 	names_free(&files);
+	letters_free(im);
 }
 
 static int count_files(const char *name, int is_dir, void *arg)
@@ -801,6 +862,7 @@ struct export {
 	struct account a;
 	const char *dir;
 	char sep; /* the info separator: ':', or ';' where names cannot have ':' */
+	int8_t letter[32]; /* the folder's keyword slot i: letter 'a' + letter[i], or -1 */
 	struct progress pr;
 	unsigned long exported, gone, failed;
 	int folders;
@@ -826,13 +888,17 @@ static size_t to_lf(char *p, size_t n, int *cr, char *out)
 static int export_msg(struct export *ex, struct mm_folder *f, const struct mm_msg *m,
         const char *dir)
 {
-	char name[128], info[16], tmp[1500], cur[1500], chunk[16384], out[16384];
+	char name[128], info[40], tmp[1500], cur[1500], chunk[16384], out[16384];
 	struct mm_reader *r = mm_reader_open_uid(f, m->uid);
 	if (!r) {
 		ex->gone++;
 		return 0;
 	}
-	import_maildir_info(m->flags, ex->sep, info);
+	uint32_t letters = 0;
+	for (int i = 0; i < 32; i++) {
+		letters |= m->keywords & 1u << i && ex->letter[i] >= 0 ? 1u << ex->letter[i] : 0;
+	}
+	import_maildir_info(m->flags, letters, ex->sep, info);
 	snprintf(name, sizeof name, "%lld.U%uV%u.rumble", (long long)m->date, m->uid,
 	        mm_folder_uidvalidity(f));
 	snprintf(tmp, sizeof tmp, "%s/tmp/%s", dir, name);
@@ -884,6 +950,30 @@ static int export_dirs(struct export *ex, const char *folder, char *dir, size_t 
 	return 0;
 }
 
+/* dir/dovecot-keywords for f's keywords (the first 26: Dovecot's letters). */
+static void export_letters(struct export *ex, struct mm_folder *f, const char *dir)
+{
+	char path[1400];
+	int n = 0;
+	FILE *fp = NULL;
+	memset(ex->letter, -1, sizeof ex->letter);
+	for (int i = 0; i < 32 && n < 26; i++) {
+		const char *name = mm_folder_keyword_name(f, i);
+		if (!name) {
+			continue;
+		}
+		snprintf(path, sizeof path, "%s/dovecot-keywords", dir);
+		fp = fp ? fp : os_fopen(path, "wb");
+		if (fp) {
+			fprintf(fp, "%d %s\n", n, name);
+		}
+		ex->letter[i] = (int8_t)n++;
+	}
+	if (fp) {
+		fclose(fp);
+	}
+}
+
 static void export_folder(struct export *ex, const char *folder)
 {
 	char dir[1300];
@@ -899,6 +989,7 @@ static void export_folder(struct export *ex, const char *folder)
 		return;
 	}
 	mm_folder_refresh(f); /* the list as it is now, read under the folder's lock */
+	export_letters(ex, f, dir);
 	uint32_t n = mm_folder_count(f), k = 0;
 	struct mm_msg *list = xcalloc(n ? n : 1, sizeof *list);
 	for (const struct mm_msg *m; k < n && (m = mm_folder_msg(f, k)) != NULL; k++) {

@@ -17,8 +17,12 @@ int import_mbox_field(const char *line, size_t n, uint32_t *flags);
 /* The flags of a Maildir file name's info, ":2,FRS" (';' or '!' for ':'
  * as written where ':' cannot be in a name): D F R S T; 0 without one. */
 uint32_t import_maildir_flags(const char *name);
-/* The info a Maildir file name ends in: sep, "2,", the flags' letters in
- * ASCII order (as the Maildir specification wants them). */
-void import_maildir_info(uint32_t flags, char sep, char out[16]);
+/* Dovecot's keywords in that info: bit i for the letter 'a' + i, the
+ * keyword on line i of the folder's dovecot-keywords file. */
+uint32_t import_maildir_letters(const char *name);
+/* The info a Maildir file name ends in: sep, "2,", the flags' letters,
+ * then the keyword letters (bit i: 'a' + i, up to 26), in ASCII order
+ * (as the Maildir specification wants them). */
+void import_maildir_info(uint32_t flags, uint32_t letters, char sep, char out[40]);
 
 #endif

@@ -56,6 +56,9 @@ static void maildir_names_give_flags(void)
 	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host:2,"), 0);
 	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host:2,ab"), 0); /* keywords */
 	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host:2,Rab"), MM_ANSWERED);
+	ASSERT_EQ(import_maildir_letters("1700000000.M1P2.host:2,Rab"), 3);
+	ASSERT_EQ(import_maildir_letters("1700000000.M1P2.host:2,Sz"), 1u << 25);
+	ASSERT_EQ(import_maildir_letters("1700000000.M1P2.host,abc"), 0);
 	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host;2,R"), MM_ANSWERED); /* Windows */
 	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host!2,F"), MM_FLAGGED);
 	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host"), 0);    /* new/ */
@@ -65,15 +68,17 @@ static void maildir_names_give_flags(void)
 
 static void maildir_info_is_written_in_ascii_order(void)
 {
-	char info[16];
-	import_maildir_info(MM_SEEN | MM_FLAGGED | MM_ANSWERED | MM_DELETED | MM_DRAFT, ':', info);
+	char info[40];
+	import_maildir_info(MM_SEEN | MM_FLAGGED | MM_ANSWERED | MM_DELETED | MM_DRAFT, 0, ':', info);
 	ASSERT_STR(info, ":2,DFRST");
-	import_maildir_info(0, ':', info);
+	import_maildir_info(0, 0, ':', info);
 	ASSERT_STR(info, ":2,");
-	import_maildir_info(MM_SEEN | MM_ANSWERED, ';', info);
+	import_maildir_info(MM_SEEN | MM_ANSWERED, 0, ';', info);
 	ASSERT_STR(info, ";2,RS");
-	import_maildir_info(MM_FLAGGED | MM_EXPUNGED, ':', info);
+	import_maildir_info(MM_FLAGGED | MM_EXPUNGED, 0, ':', info);
 	ASSERT_STR(info, ":2,F");
+	import_maildir_info(MM_SEEN, 1u << 0 | 1u << 2 | 1u << 25, ':', info);
+	ASSERT_STR(info, ":2,Sacz");
 	ASSERT_EQ(import_maildir_flags("x:2,DFRST"),
 	        MM_SEEN | MM_FLAGGED | MM_ANSWERED | MM_DELETED | MM_DRAFT);
 }
@@ -82,6 +87,6 @@ void tests_import(void)
 {
 	RUN(mbox_status_fields_give_flags_and_are_dropped,
 	        "import reads flags from Status, X-Status and X-Mozilla-Status and drops the state fields");
-	RUN(maildir_names_give_flags, "import reads DFRST from a Maildir name's :2, info");
+	RUN(maildir_names_give_flags, "import reads DFRST and keyword letters from a Maildir name's :2, info");
 	RUN(maildir_info_is_written_in_ascii_order, "export writes the :2, info in ASCII order");
 }

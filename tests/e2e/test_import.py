@@ -227,7 +227,7 @@ def mailbox_state(s, user, names):
 
 
 def test_export_then_import_into_another_account_gives_the_same_folders_messages_and_flags():
-    """export: alice's folders (while the server runs) become a Maildir++ tree with flags in the names and dates as mtimes; imported into bob, every folder has the same FLAGS, INTERNALDATE and BODY[]"""
+    """export: alice's folders (while the server runs) become a Maildir++ tree with flags and keywords in the names and dates as mtimes; imported into bob, every folder has the same FLAGS, INTERNALDATE and BODY[]"""
     s = imap_server()
     d = scratch()
     out = os.path.join(d, "export")
@@ -239,17 +239,20 @@ def test_export_then_import_into_another_account_gives_the_same_folders_messages
         append(m, "INBOX", r"(\Seen \Answered)", t, b"Subject: 1\r\nMessage-ID: <1@x>\r\n\r\none\r\n")
         append(m, "INBOX", None, t + 1, b"Subject: 2\r\n\r\nFrom here\r\n>From there\r\nbare\rCR\r\n")
         append(m, "Work", r"(\Flagged \Draft)", t + 2, b"Subject: 3\r\n\r\nthree\r\n")
+        append(m, "Work", r"(\Seen $Label2 Later)", t + 5, b"Subject: 6\r\n\r\nsix\r\n")
         append(m, "Work.2026", r"(\Deleted \Seen)", t + 3, b"Subject: 4\r\n\r\nfour\r\n")
         append(m, "Caf&AOk-", r"(\Seen)", t + 4, b"Subject: 5\r\n\r\n" + b"x" * 300000 + b"\r\n")
         m.logout()
         names = ["INBOX", "Work", "Work.2026", "Caf&AOk-"]
         before = mailbox_state(s, "alice@example.org", names)
         r = cli(s, "export", "alice@example.org", out)
-        assert re.match(r"exported 5, \d+ folders$", r), r
+        assert re.match(r"exported 6, \d+ folders$", r), r
         cur = os.listdir(os.path.join(out, "cur"))
         assert sorted(n.rsplit(":", 1)[1] for n in cur) == ["2,", "2,RS"], cur
-        work = os.listdir(os.path.join(out, ".Work", "cur"))
-        assert len(work) == 1 and work[0].endswith(":2,DF"), work
+        work = sorted(os.listdir(os.path.join(out, ".Work", "cur")))
+        assert len(work) == 2 and work[0].endswith(":2,DF") and work[1].endswith(":2,Sab"), work
+        kw = open(os.path.join(out, ".Work", "dovecot-keywords")).read()
+        assert kw == "0 $Label2\n1 Later\n", kw  # Dovecot's file for the letters
         assert os.path.exists(os.path.join(out, ".Work.2026", "maildirfolder"))
         p = os.path.join(out, ".Work", "cur", work[0])
         assert int(os.stat(p).st_mtime) == t + 2
@@ -258,7 +261,7 @@ def test_export_then_import_into_another_account_gives_the_same_folders_messages
         r = s.cli("export", "alice@example.org", out, check=False)
         assert r.returncode != 0 and "not empty" in r.stderr, r.stderr
         r = cli(s, "import", "bob@example.org", out)
-        assert r.startswith("imported 5, skipped 0 duplicates, "), r
+        assert r.startswith("imported 6, skipped 0 duplicates, "), r
         after = mailbox_state(s, "bob@example.org", names)
         assert after == before, short(before, after)
         assert s.stop() == 0
@@ -320,7 +323,7 @@ def dovecot(home):
 
 
 def test_a_maildir_dovecot_wrote_imports_with_its_folders_messages_and_flags():
-    """import: a Maildir++ Dovecot's imap wrote (folders Work and Work.2026, flags, dates, a message in new/) arrives the same in Rumble, as Dovecot's own FETCH shows it"""
+    """import: a Maildir++ Dovecot's imap wrote (folders Work and Work.2026, flags, keywords, dates, a message in new/) arrives the same in Rumble, as Dovecot's own FETCH shows it"""
     if not dovecot_installed():
         raise Skip("dovecot-imapd cannot be installed (not root)")
     d = scratch()
@@ -333,7 +336,7 @@ def test_a_maildir_dovecot_wrote_imports_with_its_folders_messages_and_flags():
         t = 1730000000
         append(dv, "INBOX", None, t, b"Subject: new one\r\nMessage-ID: <n@x>\r\n\r\nunseen\r\n")
         append(dv, "INBOX", r"(\Seen \Answered)", t + 10, b"Subject: old\r\n\r\nread\r\n")
-        append(dv, "Work", r"(\Flagged)", t + 20, b"Subject: w\r\n\r\nwork\r\n")
+        append(dv, "Work", r"(\Flagged $Label1 todo)", t + 20, b"Subject: w\r\n\r\nwork\r\n")
         append(dv, "Work.2026", r"(\Seen \Draft \Deleted)", t + 30,
                b"Subject: w26\r\n\r\nFrom a line\r\n")
         names = ["INBOX", "Work", "Work.2026"]
@@ -343,7 +346,7 @@ def test_a_maildir_dovecot_wrote_imports_with_its_folders_messages_and_flags():
         # Dovecot's \Recent is its own session's: Rumble does not track it
         want = {n: [([f for f in fl if f != "\\Recent"], dt, b) for fl, dt, b in v]
                 for n, v in want.items()}
-        assert want["INBOX"][0][0] == [] and want["Work"][0][0] == ["\\Flagged"], want
+        assert want["INBOX"][0][0] == [] and want["Work"][0][0] == ["$Label1", "\\Flagged", "todo"], want
         r = cli(s, "import", "alice@example.org", os.path.join(d, "Maildir"))
         assert r == "imported 4, skipped 0 duplicates, 3 folders", r
         got = mailbox_state(s, "alice@example.org", names)
