@@ -366,6 +366,7 @@ static int target_open(struct import *im, const char *folder)
 	if (mm_folder_open(im->a.domain, im->a.user, folder, 1, &im->f) != 0) {
 		im->f = NULL;
 		fprintf(stderr, "rumble: cannot open or make the folder %s\n", folder);
+		im->failed++;
 		return -1;
 	}
 	struct buf hdr;
@@ -824,12 +825,14 @@ int cmd_import(int argc, char **argv)
 	if (!st.is_dir) {
 		FILE *fp = os_fopen(argv[1], "rb");
 		char head[5];
-		if (!fp || fread(head, 1, 5, fp) != 5 || memcmp(head, "From ", 5) != 0) {
+		if (!fp) {
+			fprintf(stderr, "rumble: %s: %s\n", argv[1], os_strerror());
+			return 1;
+		}
+		if (fread(head, 1, 5, fp) != 5 || memcmp(head, "From ", 5) != 0) {
 			fprintf(stderr, "rumble: %s: not an mbox file (it does not start with \"From \")\n",
 			        argv[1]);
-			if (fp) {
-				fclose(fp);
-			}
+			fclose(fp);
 			return 1;
 		}
 		rewind(fp);
