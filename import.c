@@ -55,8 +55,8 @@
 static const struct {
 	char c;
 	uint32_t bit;
-} maildir_letters[] = {{'D', MM_DRAFT}, {'F', MM_FLAGGED}, {'R', MM_ANSWERED}, {'S', MM_SEEN},
-        {'T', MM_DELETED}};
+} maildir_letters[] = {
+        {'D', MM_DRAFT}, {'F', MM_FLAGGED}, {'R', MM_ANSWERED}, {'S', MM_SEEN}, {'T', MM_DELETED}};
 
 static uint32_t letters(const char *v, size_t n, const char *set, const uint32_t *bits)
 {
@@ -88,8 +88,8 @@ int import_mbox_field(const char *line, size_t n, uint32_t *flags)
 {
 	static const char *const dropped[] = {"Status", "X-Status", "X-Mozilla-Status",
 	        "X-Keywords", "X-UID", "X-IMAP", "X-IMAPbase", "X-Mozilla-Status2"};
-	static const uint32_t status[] = {MM_SEEN}, xstatus[] = {MM_ANSWERED, MM_FLAGGED,
-	                                                   MM_DRAFT, MM_DELETED};
+	static const uint32_t status[] = {MM_SEEN},
+	                      xstatus[] = {MM_ANSWERED, MM_FLAGGED, MM_DRAFT, MM_DELETED};
 	const char *colon = memchr(line, ':', n);
 	size_t k = colon ? (size_t)(colon - line) : 0, i;
 	for (i = 0; i < sizeof dropped / sizeof dropped[0]; i++) {
@@ -105,7 +105,7 @@ int import_mbox_field(const char *line, size_t n, uint32_t *flags)
 	while (vn && (*v == ' ' || *v == '\t')) {
 		v++, vn--;
 	}
-	*flags |= i == 0 ? letters(v, vn, "R", status)
+	*flags |= i == 0   ? letters(v, vn, "R", status)
 	          : i == 1 ? letters(v, vn, "AFTD", xstatus)
 	          : i == 2 ? mozilla_flags(v, vn)
 	                   : 0;
@@ -245,7 +245,8 @@ struct keys {
 
 static int keys_has(const struct keys *k, uint64_t key)
 {
-	for (size_t i = k->cap ? key & (k->cap - 1) : 0; k->cap && k->v[i]; i = (i + 1) & (k->cap - 1)) {
+	for (size_t i = k->cap ? key & (k->cap - 1) : 0; k->cap && k->v[i];
+	        i = (i + 1) & (k->cap - 1)) {
 		if (k->v[i] == key) {
 			return 1;
 		}
@@ -625,8 +626,8 @@ static int import_mbox(struct import *im, FILE *fp, uint64_t size)
 
 static int collect(const char *name, int is_dir, void *arg)
 {
+	(void)is_dir;
 	if (name[0] != '.') {
-		(void)is_dir;
 		names_add(arg, name);
 	}
 	return 0;
@@ -652,8 +653,8 @@ static int is_maildir(const char *dir)
 	return os_stat(path, &st) == 0 && st.is_dir;
 }
 
-static void maildir_file(struct import *im, struct msg *m, const char *path, const char *name,
-        int is_new)
+static void maildir_file(
+        struct import *im, struct msg *m, const char *path, const char *name, int is_new)
 {
 	struct os_stat st;
 	FILE *fp = os_stat(path, &st) == 0 && !st.is_dir ? os_fopen(path, "rb") : NULL;
@@ -792,7 +793,8 @@ static int import_maildirs(struct import *im, const char *root)
 		}
 		if (!mm_valid_folder(name)) {
 			progress_end(&im->pr);
-			fprintf(stderr, "rumble: %s: not a folder name Rumble takes; left out\n", name);
+			fprintf(stderr, "rumble: %s: not a folder name Rumble takes; left out\n",
+			        name);
 			bad = 1;
 			continue;
 		}
@@ -830,7 +832,8 @@ int cmd_import(int argc, char **argv)
 			return 1;
 		}
 		if (fread(head, 1, 5, fp) != 5 || memcmp(head, "From ", 5) != 0) {
-			fprintf(stderr, "rumble: %s: not an mbox file (it does not start with \"From \")\n",
+			fprintf(stderr,
+			        "rumble: %s: not an mbox file (it does not start with \"From \")\n",
 			        argv[1]);
 			fclose(fp);
 			return 1;
@@ -841,7 +844,9 @@ int cmd_import(int argc, char **argv)
 	} else {
 		rc = import_maildirs(&im, argv[1]);
 		if (im.folders == 0 && rc == 0) {
-			fprintf(stderr, "rumble: %s: not a Maildir (no cur/ or new/, no .Folder/)\n", argv[1]);
+			fprintf(stderr,
+			        "rumble: %s: not a Maildir (no cur/ or new/, no .Folder/)\n",
+			        argv[1]);
 			return 1;
 		}
 	}
@@ -861,10 +866,11 @@ int cmd_import(int argc, char **argv)
 
 /* ---- export ---- */
 
-struct export {
+struct export
+{
 	struct account a;
 	const char *dir;
-	char sep; /* the info separator: ':', or ';' where names cannot have ':' */
+	char sep;          /* the info separator: ':', or ';' where names cannot have ':' */
 	int8_t letter[32]; /* the folder's keyword slot i: letter 'a' + letter[i], or -1 */
 	struct progress pr;
 	unsigned long exported, gone, failed;
@@ -888,8 +894,8 @@ static size_t to_lf(char *p, size_t n, int *cr, char *out)
 }
 
 /* Writes message m of f to dir/tmp, then moves it to dir/cur. */
-static int export_msg(struct export *ex, struct mm_folder *f, const struct mm_msg *m,
-        const char *dir)
+static int export_msg(
+        struct export *ex, struct mm_folder *f, const struct mm_msg *m, const char *dir)
 {
 	char name[128], info[40], tmp[1500], cur[1500], chunk[16384], out[16384];
 	struct mm_reader *r = mm_reader_open_uid(f, m->uid);
@@ -1047,8 +1053,8 @@ int cmd_export(int argc, char **argv)
 	mm_folder_list(ex.a.domain, ex.a.user, list_folder, &folders);
 	for (size_t i = 0; i < folders.n; i++) {
 		struct mm_folder *f;
-		if (mm_folder_open(ex.a.domain, ex.a.user, folders.v[i], !strcmp(folders.v[i], "INBOX"),
-		            &f) == 0) {
+		if (mm_folder_open(ex.a.domain, ex.a.user, folders.v[i],
+		            !strcmp(folders.v[i], "INBOX"), &f) == 0) {
 			total += mm_folder_count(f);
 			mm_folder_close(f);
 		}

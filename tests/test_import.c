@@ -61,15 +61,16 @@ static void maildir_names_give_flags(void)
 	ASSERT_EQ(import_maildir_letters("1700000000.M1P2.host,abc"), 0);
 	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host;2,R"), MM_ANSWERED); /* Windows */
 	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host!2,F"), MM_FLAGGED);
-	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host"), 0);    /* new/ */
+	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host"), 0);     /* new/ */
 	ASSERT_EQ(import_maildir_flags("1700000000.M1P2.host:1,S"), 0); /* experimental info */
-	ASSERT_EQ(import_maildir_flags("1700000002.host2,S"), 0);      /* no separator */
+	ASSERT_EQ(import_maildir_flags("1700000002.host2,S"), 0);       /* no separator */
 }
 
 static void maildir_info_is_written_in_ascii_order(void)
 {
 	char info[40];
-	import_maildir_info(MM_SEEN | MM_FLAGGED | MM_ANSWERED | MM_DELETED | MM_DRAFT, 0, ':', info);
+	import_maildir_info(
+	        MM_SEEN | MM_FLAGGED | MM_ANSWERED | MM_DELETED | MM_DRAFT, 0, ':', info);
 	ASSERT_STR(info, ":2,DFRST");
 	import_maildir_info(0, 0, ':', info);
 	ASSERT_STR(info, ":2,");
@@ -86,7 +87,9 @@ static void maildir_info_is_written_in_ascii_order(void)
 void tests_import(void)
 {
 	RUN(mbox_status_fields_give_flags_and_are_dropped,
-	        "import reads flags from Status, X-Status and X-Mozilla-Status and drops the state fields");
-	RUN(maildir_names_give_flags, "import reads DFRST and keyword letters from a Maildir name's :2, info");
+	        "import reads flags from Status, X-Status and X-Mozilla-Status and drops the state "
+	        "fields");
+	RUN(maildir_names_give_flags,
+	        "import reads DFRST and keyword letters from a Maildir name's :2, info");
 	RUN(maildir_info_is_written_in_ascii_order, "export writes the :2, info in ASCII order");
 }
