@@ -360,3 +360,41 @@ def test_a_maildir_dovecot_wrote_imports_with_its_folders_messages_and_flags():
         assert s.stop() == 0
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_windows_build_imports_and_exports_with_semicolon_names_under_wine():
+    """import/export: rumble.exe under wine imports a Maildir++ tree and exports one whose names use ";2," (Windows has no ':' in names) with the dates as file times"""
+    from test_windows import EXE, WINE, _wine_env, _win
+    if not os.path.exists(EXE) or not os.path.exists(WINE):
+        raise Skip("needs build/win/rumble.exe (./build.sh windows) and wine64")
+    d = scratch()
+    try:
+        conf = os.path.join(d, "rumble.conf")
+        with open(conf, "w") as f:
+            f.write("ServerName win.test\nMinPasswordLength 0\nStorageFolder %s\nEnablePOP3 0\n"
+                    "EnableIMAP4 0\nEnableWebAdmin 0\n" % _win(os.path.join(d, "data")))
+        env = _wine_env("wineprefix")
+
+        def run(*args, input=None):
+            r = subprocess.run([WINE, EXE, "-c", _win(conf)] + list(args), env=env, input=input,
+                               capture_output=True, timeout=120)
+            assert r.returncode == 0, (args, r.stderr)
+            return r.stdout.decode().strip()
+        t = 1750000000
+        src = os.path.join(d, "md")
+        maildir(src, {"cur/1700000001.a;2,FS": (b"Subject: a\n\nA\n", t)})
+        maildir(os.path.join(src, ".Work"), {"cur/1700000002.b:2,R": (b"Subject: b\n\nB\n", t + 1)})
+        run("domain", "add", "example.org")
+        run("user", "add", "bob@example.org", input=b"pw\n")
+        assert run("import", "bob@example.org", _win(src)) == \
+            "imported 2, skipped 0 duplicates, 2 folders"
+        out = os.path.join(d, "out")
+        assert run("export", "bob@example.org", _win(out)) == "exported 2, 2 folders"
+        inbox = os.listdir(os.path.join(out, "cur"))
+        work = os.listdir(os.path.join(out, ".Work", "cur"))
+        assert len(inbox) == 1 and inbox[0].endswith(";2,FS"), inbox
+        assert len(work) == 1 and work[0].endswith(";2,R"), work
+        assert int(os.stat(os.path.join(out, "cur", inbox[0])).st_mtime) == t
+        assert open(os.path.join(out, ".Work", "cur", work[0]), "rb").read() == b"Subject: b\n\nB\n"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
