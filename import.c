@@ -5,7 +5,8 @@
  * (mm_folder_append, mm_reader): this file never names a store file.
  *
  * Import reads
- *  - an mbox file (mboxrd or mboxo): a message starts at a "From " line at
+ *  - an mbox file (mboxrd or mboxo), into INBOX or the folder named after
+ *    it (made when missing): a message starts at a "From " line at
  *    the start of the file or after a blank line, and that blank line is
  *    the separator; ">From " lines lose one '>' (mboxrd). The From_ line's
  *    date is the internal date. Status (R: \Seen), X-Status (A \Answered,
@@ -594,7 +595,7 @@ static void mbox_line(struct mbox_state *s, struct import *im, const char *p, si
 	s->start = eol;
 }
 
-static int import_mbox(struct import *im, FILE *fp, uint64_t size)
+static int import_mbox(struct import *im, FILE *fp, uint64_t size, const char *folder)
 {
 	struct reader rd = {fp, xmalloc(PIECE_MAX), 0, 0, 0};
 	struct mbox_state s;
@@ -604,7 +605,7 @@ static int import_mbox(struct import *im, FILE *fp, uint64_t size)
 	buf_init(&s.m.hdr);
 	s.start = s.prev_blank = 1;
 	progress_start(&im->pr, "importing", size, 1);
-	int rc = target_open(im, "INBOX");
+	int rc = target_open(im, folder);
 	while (rc == 0 && (p = rd_piece(&rd, &n)) != NULL) {
 		mbox_line(&s, im, p, n);
 		progress_add(&im->pr, n);
@@ -805,6 +806,27 @@ static int import_maildirs(struct import *im, const char *root)
 	return bad;
 }
 
+/* The mbox file at path (size bytes) into folder. */
+static int import_file(struct import *im, const char *path, uint64_t size, const char *folder)
+{
+	FILE *fp = os_fopen(path, "rb");
+	char head[5];
+	if (!fp) {
+		fprintf(stderr, "rumble: %s: %s\n", path, os_strerror());
+		return -1;
+	}
+	int rc = fread(head, 1, 5, fp) == 5 && memcmp(head, "From ", 5) == 0 ? 0 : -1;
+	if (rc != 0) {
+		fprintf(stderr, "rumble: %s: not an mbox file (it does not start with \"From \")\n",
+		        path);
+	} else {
+		rewind(fp);
+		rc = import_mbox(im, fp, size, folder);
+	}
+	fclose(fp);
+	return rc;
+}
+
 /* see admin.h */
 int cmd_import(int argc, char **argv)
 {
@@ -812,8 +834,9 @@ int cmd_import(int argc, char **argv)
 	struct os_stat st;
 	int rc;
 	memset(&im, 0, sizeof im);
-	if (argc != 2) {
-		fprintf(stderr, "rumble: usage: rumble import USER@DOMAIN MBOX-FILE|MAILDIR\n");
+	if (argc != 2 && argc != 3) {
+		fprintf(stderr, "rumble: usage: rumble import USER@DOMAIN MBOX-FILE [FOLDER] | "
+		                "rumble import USER@DOMAIN MAILDIR\n");
 		return 2;
 	}
 	if (account_arg(argv[0], &im.a) != 0) {
@@ -823,32 +846,23 @@ int cmd_import(int argc, char **argv)
 		fprintf(stderr, "rumble: %s: %s\n", argv[1], os_strerror());
 		return 1;
 	}
+	if (argc == 3 && (st.is_dir || !mm_valid_folder(argv[2]))) {
+		fprintf(stderr, "rumble: %s\n",
+		        st.is_dir ? "a Maildir brings its own folders"
+		                  : "not a folder name Rumble takes");
+		return 1;
+	}
 	snprintf(im.spdir, sizeof im.spdir, "%s/queue", mm_storage());
 	if (!st.is_dir) {
-		FILE *fp = os_fopen(argv[1], "rb");
-		char head[5];
-		if (!fp) {
-			fprintf(stderr, "rumble: %s: %s\n", argv[1], os_strerror());
-			return 1;
-		}
-		if (fread(head, 1, 5, fp) != 5 || memcmp(head, "From ", 5) != 0) {
-			fprintf(stderr,
-			        "rumble: %s: not an mbox file (it does not start with \"From \")\n",
-			        argv[1]);
-			fclose(fp);
-			return 1;
-		}
-		rewind(fp);
-		rc = import_mbox(&im, fp, st.size);
-		fclose(fp);
-	} else {
-		rc = import_maildirs(&im, argv[1]);
-		if (im.folders == 0 && rc == 0) {
-			fprintf(stderr,
-			        "rumble: %s: not a Maildir (no cur/ or new/, no .Folder/)\n",
-			        argv[1]);
-			return 1;
-		}
+		int inbox = argc == 2 || rl_strcasecmp(argv[2], "INBOX") == 0;
+		rc = import_file(&im, argv[1], st.size, inbox ? "INBOX" : argv[2]);
+	} else if ((rc = import_maildirs(&im, argv[1])) == 0 && im.folders == 0) {
+		fprintf(stderr, "rumble: %s: not a Maildir (no cur/ or new/, no .Folder/)\n",
+		        argv[1]);
+		return 1;
+	}
+	if (rc != 0 && im.imported + im.skipped == 0 && !im.f) {
+		return 1;
 	}
 	target_close(&im);
 	printf("imported %lu, skipped %lu duplicates, %d folders", im.imported, im.skipped,
@@ -866,8 +880,7 @@ int cmd_import(int argc, char **argv)
 
 /* ---- export ---- */
 
-struct export
-{
+struct exporting {
 	struct account a;
 	const char *dir;
 	char sep;          /* the info separator: ':', or ';' where names cannot have ':' */
@@ -895,7 +908,7 @@ static size_t to_lf(char *p, size_t n, int *cr, char *out)
 
 /* Writes message m of f to dir/tmp, then moves it to dir/cur. */
 static int export_msg(
-        struct export *ex, struct mm_folder *f, const struct mm_msg *m, const char *dir)
+        struct exporting *ex, struct mm_folder *f, const struct mm_msg *m, const char *dir)
 {
 	char name[128], info[40], tmp[1500], cur[1500], chunk[16384], out[16384];
 	struct mm_reader *r = mm_reader_open_uid(f, m->uid);
@@ -938,7 +951,7 @@ static int export_msg(
 }
 
 /* The Maildir of folder: DIR itself for INBOX, DIR/.NAME otherwise. */
-static int export_dirs(struct export *ex, const char *folder, char *dir, size_t len)
+static int export_dirs(struct exporting *ex, const char *folder, char *dir, size_t len)
 {
 	static const char *const subs[] = {"cur", "new", "tmp"};
 	char sub[1500];
@@ -960,7 +973,7 @@ static int export_dirs(struct export *ex, const char *folder, char *dir, size_t 
 }
 
 /* dir/dovecot-keywords for f's keywords (the first 26: Dovecot's letters). */
-static void export_letters(struct export *ex, struct mm_folder *f, const char *dir)
+static void export_letters(struct exporting *ex, struct mm_folder *f, const char *dir)
 {
 	char path[1400];
 	int n = 0;
@@ -983,7 +996,7 @@ static void export_letters(struct export *ex, struct mm_folder *f, const char *d
 	}
 }
 
-static void export_folder(struct export *ex, const char *folder)
+static void export_folder(struct exporting *ex, const char *folder)
 {
 	char dir[1300];
 	struct mm_folder *f;
@@ -1029,7 +1042,7 @@ static int count_entry(const char *name, int is_dir, void *arg)
 /* see admin.h */
 int cmd_export(int argc, char **argv)
 {
-	struct export ex;
+	struct exporting ex;
 	struct names folders = {NULL, 0};
 	int entries = 0;
 	uint64_t total = 0;

@@ -82,6 +82,7 @@ MBOX = (b"From alice@remote.test Wed Nov  5 09:24:05 2025\n"
         b"Subject: two, no Message-ID\n"
         b"\n"
         b"second body\n"
+        b"From the middle of a paragraph (mboxo): not a new message\n"
         b"\n"
         b"\n"
         b"From - Fri Nov  7 11:30:00 2025\n"
@@ -94,7 +95,7 @@ MBOX = (b"From alice@remote.test Wed Nov  5 09:24:05 2025\n"
 
 
 def test_mbox_import_keeps_flags_dates_and_bodies_and_a_second_run_adds_nothing():
-    """import: an mbox (mutt's Status/X-Status, Thunderbird's X-Mozilla-Status, >From quoting) arrives with its flags and dates; a second run skips every message"""
+    """import: an mbox (mutt's Status/X-Status, Thunderbird's X-Mozilla-Status, >From quoting) arrives with its flags and dates, in INBOX or a folder named; a second run skips every message"""
     s = imap_server()
     d = scratch()
     try:
@@ -112,7 +113,8 @@ def test_mbox_import_keeps_flags_dates_and_bodies_and_a_second_run_adds_nothing(
         assert got[0][2] == (b"Message-ID: <one@remote.test>\r\nSubject: one\r\n\r\nfirst body\r\n"
                              b"From the mboxrd quoting\r\n>From twice\r\n"), got[0][2]
         # the separator's blank line is not the message's, the one before it is
-        assert got[1][2] == b"Subject: two, no Message-ID\r\n\r\nsecond body\r\n\r\n", got[1][2]
+        assert got[1][2] == (b"Subject: two, no Message-ID\r\n\r\nsecond body\r\nFrom the middle of "
+                             b"a paragraph (mboxo): not a new message\r\n\r\n"), got[1][2]
         assert got[2][2] == (b"Message-ID: <three@remote.test>\r\nSubject: three, from Thunderbird"
                              b"\r\n\r\nthird body, no blank line at the end\r\n"), got[2][2]
         m.logout()
@@ -128,6 +130,15 @@ def test_mbox_import_keeps_flags_dates_and_bodies_and_a_second_run_adds_nothing(
         m.logout()
         # our own mbox has no stale Status lines a mutt -f would believe
         assert b"Status:" not in open(s.mbox("alice@example.org"), "rb").read()
+        # into another folder, made for it; again, nothing new
+        for _ in range(2):
+            r = cli(s, "import", "alice@example.org", path, "Saved.2025")
+        assert r == "imported 0, skipped 4 duplicates, 1 folders", r
+        m = login(s, "alice@example.org")
+        assert "Saved.2025" in folders(m)
+        assert [g[0] for g in messages(m, "Saved.2025")][:3] == [
+            ["\\Answered", "\\Flagged", "\\Seen"], [], ["\\Flagged", "\\Seen"]]
+        m.logout()
         assert s.stop() == 0
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -270,7 +281,7 @@ def test_export_then_import_into_another_account_gives_the_same_folders_messages
 
 
 def test_bad_arguments_are_refused():
-    """import/export: an unknown account, a missing path, a file that is no mbox and a folder that is no Maildir are refused with a message"""
+    """import/export: an unknown account, a missing path, a file that is no mbox, a folder that is no Maildir and a bad folder name are refused with a message"""
     s = Server()
     d = scratch()
     try:
@@ -282,7 +293,9 @@ def test_bad_arguments_are_refused():
                            (("import", "alice@example.org", junk), "not an mbox"),
                            (("import", "alice@example.org", d), "not a Maildir"),
                            (("export", "nobody@example.org", d), "no such mailbox"),
-                           (("import", "alice@example.org"), "usage")]:
+                           (("import", "alice@example.org"), "usage"),
+                           (("import", "alice@example.org", junk, "a/b"), "not a folder name"),
+                           (("import", "alice@example.org", d, "Work"), "its own folders")]:
             r = s.cli(*args, check=False)
             assert r.returncode != 0 and what in r.stderr, (args, r.stderr)
     finally:
