@@ -411,3 +411,47 @@ def test_windows_build_imports_and_exports_with_semicolon_names_under_wine():
         assert open(os.path.join(out, ".Work", "cur", work[0]), "rb").read() == b"Subject: b\n\nB\n"
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_export_while_smtp_delivers_writes_whole_messages():
+    """export: while SMTP delivers to the same INBOX, export writes every message there before it began, each whole, and nothing is left in tmp/"""
+    import smtplib
+    import threading
+    s = imap_server()
+    d = scratch()
+    try:
+        src = os.path.join(d, "src.mbox")
+        with open(src, "wb") as f:
+            for i in range(300):
+                f.write(b"From a@b Wed Nov  5 09:24:05 2025\nMessage-ID: <%d@pre>\nSubject: pre %d\n\n"
+                        % (i, i) + b"pre-existing line\n" * 50 + b"\n")
+        assert cli(s, "import", "alice@example.org", src).startswith("imported 300,")
+        sent = []
+
+        def deliver():
+            with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=30) as c:
+                for i in range(40):
+                    c.sendmail("x@remote.test", ["alice@example.org"],
+                               b"Subject: live %d\r\n\r\n" % i + b"live line\r\n" * 200)
+                    sent.append(i)
+        t = threading.Thread(target=deliver)
+        t.start()
+        out = os.path.join(d, "out")
+        try:
+            r = cli(s, "export", "alice@example.org", out)
+        finally:
+            t.join(60)
+        n = int(re.match(r"exported (\d+), ", r).group(1))
+        assert 300 <= n <= 340, r
+        files = os.listdir(os.path.join(out, "cur"))
+        assert len(files) == n and os.listdir(os.path.join(out, "tmp")) == []
+        for name in files:
+            body = open(os.path.join(out, "cur", name), "rb").read()
+            if b"Subject: pre " in body:
+                assert body.endswith(b"\n\n" + b"pre-existing line\n" * 50), name
+            else:
+                assert body.endswith(b"\n\n" + b"live line\n" * 200), name
+        assert len(sent) == 40
+        assert s.stop() == 0
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
