@@ -11,11 +11,12 @@
  *    the separator; ">From " lines lose one '>' (mboxrd). The From_ line's
  *    date is the internal date. Status (R: \Seen), X-Status (A \Answered,
  *    F \Flagged, T \Draft, D \Deleted) and Thunderbird's X-Mozilla-Status
- *    give the flags; they and the other state fields of mbox stores are
- *    dropped (import_mbox_field): they were the old store's state, and a
- *    reader of our mbox (mutt -f) would trust a stale "Status: RO" over
- *    the flags the index holds once they change;
- *  - a Maildir: cur/ and new/, flags from the ":2,FLAGS" info, new/ unseen;
+ *    give the flags, Dovecot's X-Keywords the keywords; they and the other
+ *    state fields of mbox stores are dropped (import_mbox_field): they were
+ *    the old store's state, and a reader of our mbox (mutt -f) would trust
+ *    a stale "Status: RO" over the flags the index holds once they change;
+ *  - a Maildir: cur/ and new/, flags from the ":2,FLAGS" info and keywords
+ *    from its letters (Dovecot's dovecot-keywords), new/ unseen;
  *    the internal date is the file's mtime (where Dovecot keeps it), else
  *    the name's leading time;
  *  - a Maildir++ tree: the Maildir at PATH is INBOX and each PATH/.NAME
@@ -33,7 +34,8 @@
  * Export writes a new or empty DIR as Maildir++: INBOX in DIR/cur, folder
  * NAME in DIR/.NAME/cur, a file per message with LF line ends, named
  * "DATE.U<uid>V<uidvalidity>.rumble:2,FLAGS" and with the internal date as
- * its mtime; written in tmp/ and renamed into cur/. A folder's messages
+ * its mtime, keywords as Dovecot's letters; written in tmp/ and renamed
+ * into cur/. A folder's messages
  * are listed once, after a refresh under its lock, and each is read whole
  * by UID while a running server goes on: one expunged and compacted away
  * in between is left out and counted.
@@ -397,6 +399,7 @@ struct msg {
 	uint32_t flags, keywords;
 	int64_t date;
 	char from[SENDER_MAX + 1];
+	char xkeywords[1000]; /* an mbox's X-Keywords (Dovecot): names, first line */
 };
 
 static void msg_start(struct msg *m, struct import *im, int mbox)
@@ -410,6 +413,27 @@ static void msg_start(struct msg *m, struct import *im, int mbox)
 	m->flags = m->keywords = 0;
 	m->date = 0;
 	m->from[0] = '\0';
+	m->xkeywords[0] = '\0';
+}
+
+/* The bit of keyword name in folder f (made there when new), 0 for a name
+ * IMAP would not take (an atom: no wildcards, brackets or backslash). */
+static uint32_t keyword_bit(struct mm_folder *f, const char *name)
+{
+	int slot =
+	        strpbrk(name, "[]*%\\") || strlen(name) > 100 ? -1 : mm_folder_keyword(f, name, 1);
+	return slot >= 0 ? 1u << slot : 0;
+}
+
+/* The keywords of an X-Keywords value: names between blanks or commas. */
+static uint32_t xkeywords_bits(struct mm_folder *f, char *list)
+{
+	uint32_t kw = 0;
+	char *save = NULL;
+	for (char *w = os_strtok(list, " \t,", &save); w; w = os_strtok(NULL, " \t,", &save)) {
+		kw |= keyword_bit(f, w);
+	}
+	return kw;
 }
 
 /* Writes a piece of a line, its line end made CRLF, to the header or the
@@ -438,6 +462,15 @@ static void header_end(struct msg *m)
 	spool_write(&m->sp, m->hdr.data, m->hdr.len);
 }
 
+/* Keeps an X-Keywords value (its first line, cut to the buffer). */
+static void keep_xkeywords(struct msg *m, const char *v, size_t n)
+{
+	n = n < sizeof m->xkeywords - 1 ? n : sizeof m->xkeywords - 1;
+	memcpy(m->xkeywords, v, n);
+	m->xkeywords[n] = '\0';
+	m->xkeywords[strcspn(m->xkeywords, "\r\n")] = '\0';
+}
+
 /* A piece of a line; start: it begins the line. */
 static void msg_piece(struct msg *m, const char *p, size_t n, int start)
 {
@@ -448,6 +481,9 @@ static void msg_piece(struct msg *m, const char *p, size_t n, int start)
 	int blank = start && ((n == 1 && p[0] == '\n') || (n == 2 && p[0] == '\r' && p[1] == '\n'));
 	if (start && n && p[0] != ' ' && p[0] != '\t') {
 		m->drop = m->mbox && import_mbox_field(p, n, &m->flags);
+		if (m->drop && n > 11 && rl_strncasecmp(p, "X-Keywords:", 11) == 0) {
+			keep_xkeywords(m, p + 11, n - 11);
+		}
 	}
 	if (!m->drop || blank) {
 		msg_out(m, p, n);
@@ -471,8 +507,11 @@ static void msg_end(struct msg *m, struct import *im)
 	char from[MM_USER_MAX + MM_DOMAIN_MAX + 2];
 	snprintf(from, sizeof from, "%s@%s", im->a.user, im->a.domain);
 	if (m->sp.len <= 2 || !im->f) {
-		/* nothing in it, or no folder to put it in */
-	} else if (keys_has(&im->keys, key)) {
+		spool_free(&m->sp); /* nothing in it, or no folder to put it in */
+		return;
+	}
+	m->keywords |= m->xkeywords[0] ? xkeywords_bits(im->f, m->xkeywords) : 0;
+	if (keys_has(&im->keys, key)) {
 		im->skipped++;
 	} else if (m->sp.failed || mm_folder_append(im->f, &m->sp, m->from[0] ? m->from : from,
 	                                   m->date, m->flags, 0, &uid) != 0) {
@@ -672,10 +711,9 @@ static void maildir_file(
 	m->flags = is_new ? 0 : import_maildir_flags(name);
 	uint32_t letters = is_new ? 0 : import_maildir_letters(name);
 	for (int i = 0; i < 26; i++) {
-		int slot = letters & 1u << i && im->letters[i]
-		                   ? mm_folder_keyword(im->f, im->letters[i], 1)
-		                   : -1;
-		m->keywords |= slot >= 0 ? 1u << slot : 0;
+		m->keywords |= letters & 1u << i && im->letters[i]
+		                       ? keyword_bit(im->f, im->letters[i])
+		                       : 0;
 	}
 	m->date = st.mtime > 0 ? st.mtime : strtoll(name, NULL, 10);
 	while ((p = rd_piece(&rd, &n)) != NULL) {
@@ -710,7 +748,7 @@ static void letters_read(struct import *im, const char *dir)
 	while (fp && fgets(line, sizeof line, fp)) {
 		/* a keyword as IMAP takes it: an atom, no wildcards or brackets */
 		if (sscanf(line, "%d %127s", &i, name) == 2 && i >= 0 && i < 26 &&
-		        !strpbrk(name, "[]*%\\") && !im->letters[i]) {
+		        !im->letters[i]) {
 			im->letters[i] = xstrdup(name);
 		}
 	}

@@ -79,6 +79,7 @@ MBOX = (b"From alice@remote.test Wed Nov  5 09:24:05 2025\n"
         b"\n"
         b"From bob@remote.test Thu Nov  6 10:00:00 2025\n"
         b"Status: O\n"
+        b"X-Keywords: $Label1 work,later\n"
         b"Subject: two, no Message-ID\n"
         b"\n"
         b"second body\n"
@@ -95,7 +96,7 @@ MBOX = (b"From alice@remote.test Wed Nov  5 09:24:05 2025\n"
 
 
 def test_mbox_import_keeps_flags_dates_and_bodies_and_a_second_run_adds_nothing():
-    """import: an mbox (mutt's Status/X-Status, Thunderbird's X-Mozilla-Status, >From quoting) arrives with its flags and dates, in INBOX or a folder named; a second run skips every message"""
+    """import: an mbox (mutt's Status/X-Status, Thunderbird's X-Mozilla-Status, Dovecot's X-Keywords, >From quoting) arrives with its flags and dates, in INBOX or a folder named; a second run skips every message"""
     s = imap_server()
     d = scratch()
     try:
@@ -106,8 +107,8 @@ def test_mbox_import_keeps_flags_dates_and_bodies_and_a_second_run_adds_nothing(
             "imported 3, skipped 0 duplicates, 1 folders"
         m = login(s, "alice@example.org")
         got = messages(m, "INBOX")
-        assert [g[0] for g in got] == [["\\Answered", "\\Flagged", "\\Seen"], [],
-                                       ["\\Flagged", "\\Seen"]], got
+        assert [g[0] for g in got] == [["\\Answered", "\\Flagged", "\\Seen"],
+                                       ["$Label1", "later", "work"], ["\\Flagged", "\\Seen"]], got
         assert [g[1] for g in got] == ["05-Nov-2025 09:24:05 +0000", "06-Nov-2025 10:00:00 +0000",
                                        "07-Nov-2025 11:30:00 +0000"], got
         assert got[0][2] == (b"Message-ID: <one@remote.test>\r\nSubject: one\r\n\r\nfirst body\r\n"
@@ -137,7 +138,8 @@ def test_mbox_import_keeps_flags_dates_and_bodies_and_a_second_run_adds_nothing(
         m = login(s, "alice@example.org")
         assert "Saved.2025" in folders(m)
         assert [g[0] for g in messages(m, "Saved.2025")][:3] == [
-            ["\\Answered", "\\Flagged", "\\Seen"], [], ["\\Flagged", "\\Seen"]]
+            ["\\Answered", "\\Flagged", "\\Seen"], ["$Label1", "later", "work"],
+            ["\\Flagged", "\\Seen"]]
         m.logout()
         assert s.stop() == 0
     finally:
