@@ -496,11 +496,11 @@ static void msg_piece(struct msg *m, const char *p, size_t n, int start)
 /* Ends the message and appends it unless it is a duplicate. */
 static void msg_end(struct msg *m, struct import *im)
 {
+	if (!m->eol) {
+		msg_out(m, "\n", 1); /* the line end the store would add */
+	}
 	if (m->in_hdr) {
 		header_end(m);
-	}
-	if (!m->eol) {
-		spool_write(&m->sp, "\r\n", 2); /* what the store would add */
 	}
 	uint64_t key = key_of(m->hdr.data, m->hdr.len, m->sp.len);
 	uint32_t uid;
