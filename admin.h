@@ -11,6 +11,11 @@
 /* ---- commands in other files: run with the arguments after the name,
  * settings loaded and (CMD_STORAGE in rumble.c's table) mailman open;
  * 0, or non-zero after a one-line message on stderr ---- */
+int cmd_backup(int argc, char **argv);  /* backup.c: FILE */
+int cmd_restore(int argc, char **argv); /* backup.c: FILE [SETTINGS-FILE] */
+/* The settings file the command runs with (rumble.c sets it); NULL: built in. */
+void admin_settings_set(const char *path);
+const char *admin_settings_path(void);
 /* import USER@DOMAIN PATH, export USER@DOMAIN DIR (import.c) */
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);

@@ -138,20 +138,21 @@ enum rcpt_kind queue_classify(const char *addr, struct mm_account *acct)
 	return !strcmp(user, "postmaster") && mm_postmaster(acct) == 0 ? RCPT_LOCAL : RCPT_UNKNOWN;
 }
 
-static void targets_add(struct targets *t, enum target_kind kind, const char *domain,
+/* 1 when added, 0 when it was there already (or the list is full). */
+static int targets_add(struct targets *t, enum target_kind kind, const char *domain,
 	const char *user, const char *addr)
 {
 	for (int i = 0; i < t->n; i++) {
 		struct target *o = &t->v[i];
 		if (o->kind == kind && kind == T_MBOX && !strcmp(o->domain, domain) && !strcmp(o->user, user)) {
-			return; /* one copy per mailbox */
+			return 0; /* one copy per mailbox */
 		}
 		if (o->kind == kind && kind == T_QUEUE && !rl_strcasecmp(o->addr, addr)) {
-			return;
+			return 0;
 		}
 	}
 	if (t->n == TARGETS_MAX) {
-		return;
+		return 0;
 	}
 	if (t->n == t->cap) {
 		t->cap = t->cap ? t->cap * 2 : 8;
@@ -163,6 +164,7 @@ static void targets_add(struct targets *t, enum target_kind kind, const char *do
 	rl_strlcpy(n->domain, domain, sizeof n->domain);
 	rl_strlcpy(n->user, user, sizeof n->user);
 	n->addr = addr ? xstrdup(addr) : NULL;
+	return 1;
 }
 
 static void targets_free(struct targets *t)
@@ -177,8 +179,9 @@ static void targets_free(struct targets *t)
 
 static void resolve(const char *addr, const char *home, int depth, int queued_ok, struct targets *t);
 
-/* Alias targets: separated by spaces, commas or semicolons; a name
- * without a domain is in the alias's own domain. */
+/* Alias targets, and a mailbox's forwarding addresses (a copy stays in
+ * the mailbox): separated by spaces, commas or semicolons; a name without
+ * a domain is in the account's own domain. */
 static void resolve_alias(const struct mm_account *a, int depth, int queued_ok, struct targets *t)
 {
 	char list[MM_ARGS_MAX];
@@ -212,7 +215,11 @@ static void resolve(const char *addr, const char *home, int depth, int queued_ok
 		return;
 	}
 	if (k == RCPT_LOCAL && a.type == MM_MBOX) {
-		targets_add(t, T_MBOX, a.domain, a.user, NULL);
+		/* its forwarding, once per mailbox, when received (not again
+		 * for an address that was queued) */
+		if (targets_add(t, T_MBOX, a.domain, a.user, NULL) && a.args[0] && queued_ok) {
+			resolve_alias(&a, depth, queued_ok, t);
+		}
 	} else if (k == RCPT_LOCAL && a.type == MM_ALIAS) {
 		resolve_alias(&a, depth, queued_ok, t);
 	} else {

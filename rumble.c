@@ -28,6 +28,9 @@ static const char usage[] =
 	"       rumble [-c FILE] queue list                waiting messages and why\n"
 	"       rumble [-c FILE] queue show|delete|bounce ID  (bounce: a DSN to the sender)\n"
 	"       rumble [-c FILE] queue flush [ID]          try again now\n"
+	"       rumble [-c FILE] backup FILE|-             the storage and settings as one\n"
+	"                                                  tar, while the server runs\n"
+	"       rumble [-c FILE] restore FILE|- [SETTINGS] into an empty StorageFolder\n"
 	"       rumble [-c FILE] import USER@DOMAIN MAILDIR|MBOX [FOLDER]  mail in, flags kept,\n"
 	"                                                  no duplicates (FOLDER: an mbox's, INBOX)\n"
 	"       rumble [-c FILE] export USER@DOMAIN DIR    every folder to a new Maildir++\n"
@@ -79,6 +82,7 @@ static int load_settings(const char *path, char *err, size_t errlen)
 {
 	struct config c = {0};
 	path = settings_path(path);
+	admin_settings_set(path);
 	int rc = path ? config_load(&c, path, err, errlen)
 	              : config_parse(&c, config_default_text, "(built-in)", err, errlen);
 	if (rc == 0) {
@@ -943,6 +947,8 @@ static const struct command {
 	{"dns", cmd_dns, CMD_STORAGE},
 	{"acme", cmd_acme, CMD_STORAGE},
 	{"queue", cmd_queue, CMD_STORAGE},
+	{"backup", cmd_backup, CMD_STORAGE},
+	{"restore", cmd_restore, 0}, /* into an empty folder: nothing opened */
 	{"import", cmd_import, CMD_STORAGE},
 	{"export", cmd_export, CMD_STORAGE},
 	{"stop", cmd_stop, 0},

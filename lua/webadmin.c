@@ -13,10 +13,13 @@
  *
  * Helpers (all on the session's own coroutine):
  *   api.setup()            -> client address; sets a short idle timeout
- *   api.login(name, pw)    -> token, csrf, address | nil, why, delay_ms
+ *   api.login(name, pw)    -> token, csrf, address, admin | nil, why, delay_ms
+ *                             (any mailbox logs in; admin: named by WebAdmin)
+ *   api.check(name, pw)    -> true | nil, why, delay_ms: the password is
+ *                             right (changing one's own asks it again)
  *   api.sleep(ms)          waits without holding the worker
  *   api.hash(pw)           -> a PBKDF2 hash, made on a helper thread
- *   api.session(token)     -> address, csrf | nil
+ *   api.session(token)     -> address, csrf, admin | nil
  *   api.logout(token)
  *   api.random()           -> 32 hex digits from the OS's CSPRNG
  *   api.admins()           -> how many WebAdmin addresses are configured
@@ -47,6 +50,7 @@ struct wa_session {
 	char csrf[WA_TOKEN + 1];
 	char user[WA_ADDR];
 	char ip[64];
+	int admin; /* a WebAdmin address: every page; else only "my account" */
 	int64_t made, used;
 };
 static struct wa_session sessions[WA_SESSIONS];
@@ -83,8 +87,8 @@ void rl_webadmin_start(void)
 	        v6 ? "]" : "", conf.webadmin_port);
 	if (!*conf.webadmin_users) {
 		log_info(
-		        "web admin: nobody may log in yet: add \"WebAdmin user@domain\" (a mailbox "
-		        "account) to the configuration");
+		        "web admin: no administrator yet (mailbox users may log in to their own "
+		        "page): add \"WebAdmin user@domain\" (a mailbox account) to the configuration");
 	}
 }
 
@@ -133,7 +137,7 @@ static struct wa_session *session_find(const char *token, const char *ip, int64_
 
 /* A new session for user from ip: a free or expired slot, else the
  * least recently used one. 0, or -1 without randomness. */
-static int session_new(const char *user, const char *ip, char *token, char *csrf)
+static int session_new(const char *user, int admin, const char *ip, char *token, char *csrf)
 {
 	int64_t now = os_time();
 	if (random_hex(token, WA_TOKEN / 2) != 0 || random_hex(csrf, WA_TOKEN / 2) != 0) {
@@ -155,6 +159,7 @@ static int session_new(const char *user, const char *ip, char *token, char *csrf
 	rl_strlcpy(w->csrf, csrf, sizeof w->csrf);
 	rl_strlcpy(w->user, user, sizeof w->user);
 	rl_strlcpy(w->ip, ip, sizeof w->ip);
+	w->admin = admin;
 	w->made = w->used = now;
 	os_mutex_unlock(wa_mx);
 	return 0;
@@ -200,15 +205,16 @@ static int is_admin(const struct mm_account *a)
 struct login_job {
 	struct rl_job j;
 	char ip[64], name[WA_ADDR], pw[512], user[WA_ADDR];
-	int ok;
+	int ok, admin, check; /* check: api.check, no session */
 };
 
 static void login_run(struct rl_job *j)
 {
 	struct login_job *l = (struct login_job *)j;
 	struct mm_account a;
-	l->ok = mm_login(l->name, l->pw, &a) == 0 && is_admin(&a);
+	l->ok = mm_login(l->name, l->pw, &a) == 0 && a.type == MM_MBOX;
 	if (l->ok) {
+		l->admin = is_admin(&a);
 		snprintf(l->user, sizeof l->user, "%s@%s", a.user, a.domain);
 	}
 	crypto_wipe(l->pw, sizeof l->pw);
@@ -219,13 +225,19 @@ static int login_push(lua_State *L, struct rl_job *j)
 {
 	struct login_job *l = (struct login_job *)j;
 	char token[WA_TOKEN + 1], csrf[WA_TOKEN + 1];
-	if (l->ok && session_new(l->user, l->ip, token, csrf) == 0) {
+	if (l->ok && l->check) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	if (l->ok && session_new(l->user, l->admin, l->ip, token, csrf) == 0) {
 		session_login_ok(l->ip, l->name);
-		log_info("web admin: %s logged in from %s", l->user, l->ip);
+		log_info("web admin: %s logged in from %s%s", l->user, l->ip,
+		        l->admin ? " (admin)" : "");
 		lua_pushstring(L, token);
 		lua_pushstring(L, csrf);
 		lua_pushstring(L, l->user);
-		return 3;
+		lua_pushboolean(L, l->admin);
+		return 4;
 	}
 	int delay = session_login_failed(l->ip, l->name);
 	char shown[65];
@@ -245,7 +257,7 @@ static void login_done(struct rl_job *j)
 	crypto_wipe(((struct login_job *)j)->pw, sizeof((struct login_job *)j)->pw);
 }
 
-static int wa_login(lua_State *L)
+static int login_call(lua_State *L, int check)
 {
 	struct session *s = here(L);
 	size_t nlen, plen;
@@ -262,6 +274,7 @@ static int wa_login(lua_State *L)
 	l->j.run = login_run;
 	l->j.push = login_push;
 	l->j.done = login_done;
+	l->check = check;
 	rl_strlcpy(l->ip, s->peer, sizeof l->ip);
 	if (nlen >= sizeof l->name || plen >= sizeof l->pw || memchr(name, 0, nlen) ||
 	        memchr(pw, 0, plen)) {
@@ -272,6 +285,16 @@ static int wa_login(lua_State *L)
 		memcpy(l->pw, pw, plen);
 	}
 	return rl_job_call(L, &l->j);
+}
+
+static int wa_login(lua_State *L)
+{
+	return login_call(L, 0);
+}
+
+static int wa_check(lua_State *L)
+{
+	return login_call(L, 1);
 }
 
 struct hash_job {
@@ -355,6 +378,7 @@ static int wa_session(lua_State *L)
 	os_mutex_lock(wa_mx);
 	struct wa_session *w = session_find(token, s->peer, now);
 	char user[WA_ADDR], csrf[WA_TOKEN + 1];
+	int admin = w && w->admin;
 	if (w) {
 		w->used = now;
 		rl_strlcpy(user, w->user, sizeof user);
@@ -367,7 +391,8 @@ static int wa_session(lua_State *L)
 	}
 	lua_pushstring(L, user);
 	lua_pushstring(L, csrf);
-	return 2;
+	lua_pushboolean(L, admin);
+	return 3;
 }
 
 static int wa_logout(lua_State *L)
@@ -600,6 +625,7 @@ static const luaL_Reg api[] = {
         {"queue", wa_queue},
         {"setup", wa_setup},
         {"login", wa_login},
+        {"check", wa_check},
         {"sleep", wa_sleep},
         {"hash", wa_hash},
         {"password_why", wa_password_why},

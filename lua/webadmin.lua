@@ -253,9 +253,12 @@ end
 
 local function page(ctx, title, body)
 	local nav = ""
-	if ctx.user then
+	if ctx.user and ctx.admin then
 		nav = concat {'<nav><a href="/">Dashboard</a><a href="/domains">Domains</a>',
-			'<a href="/queue">Queue</a><a href="/log">Log</a>',
+			'<a href="/queue">Queue</a><a href="/log">Log</a><a href="/me">My account</a>',
+			button(ctx, "/logout", {}, "Log out " .. ctx.user), "</nav>"}
+	elseif ctx.user then
+		nav = concat {'<nav><a href="/me">My account</a>',
 			button(ctx, "/logout", {}, "Log out " .. ctx.user), "</nav>"}
 	end
 	local msg = ""
@@ -292,8 +295,9 @@ local function login_page(ctx, code)
 	local pre = api.random()
 	local note = ""
 	if api.admins() == 0 then
-		note = '<p class="msg err">Nobody may log in yet: add a line <code>WebAdmin ' ..
-			"user@domain</code> naming a mailbox account to rumble.conf and restart.</p>"
+		note = '<p class="msg err">No administrator yet: add a line <code>WebAdmin ' ..
+			"user@domain</code> naming a mailbox account to rumble.conf and restart. " ..
+			"Mailbox users can log in to their own account page.</p>"
 	end
 	local body = concat {note, '<form method="post" action="/login"><fieldset>',
 		'<input type="hidden" name="pre" value="', pre, '">',
@@ -649,6 +653,88 @@ local function account_mobileconfig(ctx)
 		"application/x-apple-aspen-config"
 end
 
+-- ---- my account: what any mailbox user may see and change ----
+
+-- The logged-in mailbox's domain, name and account.
+local function me(ctx)
+	local name, d = ctx.user:match("^(.*)@([^@]*)$")
+	return d, name, Mailman.readAccount(d, name)
+end
+
+local function my_account(ctx, code)
+	local d, name, a = me(ctx)
+	if not a then
+		return 404, error_body(404)
+	end
+	local _, used = api.quota(d, name)
+	local profile = concat {'<a href="/account/mobileconfig?domain=', esc(urlenc(d)), "&amp;name=",
+		esc(urlenc(name)), '">Apple profile</a> (iPhone, iPad, Mac: sets up mail)'}
+	local body = concat {"<p>Address <b>", esc(ctx.user), "</b>. Mailbox use: ",
+		esc(used or "unknown"), ".</p><p>", profile, "</p>",
+		'<form method="post" action="/me/password"><fieldset><legend>Change password</legend>',
+		csrf_field(ctx),
+		'<label>Current password <input type="password" name="current" ',
+		'autocomplete="current-password" required></label>',
+		'<label>New password <input type="password" name="password" ',
+		'autocomplete="new-password" required></label>',
+		'<label>New password again <input type="password" name="again" ',
+		'autocomplete="new-password" required></label>',
+		"<button>Change password</button></fieldset></form>",
+		'<form method="post" action="/me/forward"><fieldset><legend>Forwarding</legend>',
+		csrf_field(ctx),
+		"<p>Mail to you is also sent to these addresses (a copy stays here). ",
+		"Leave it empty to stop forwarding.</p>",
+		'<label>Forward to <input name="targets" size="50" value="', esc(a.arguments or ""),
+		'"></label><button>Save forwarding</button></fieldset></form>'}
+	return code or 200, page(ctx, "My account", body)
+end
+
+-- POST /me/password: current, password, again. The current password is
+-- checked (a left-open browser cannot take the account over).
+local function me_password(ctx)
+	local f = ctx.form
+	if f.password ~= f.again then
+		say(ctx, false, "The new passwords differ.")
+		return my_account(ctx, 400)
+	end
+	if ctx.pw_why then
+		say(ctx, false, ctx.pw_why .. ".")
+		return my_account(ctx, 400)
+	end
+	if not ctx.hash then
+		say(ctx, false, "The password must have 1 to 256 characters.")
+		return my_account(ctx, 400)
+	end
+	if not ctx.current_ok then
+		say(ctx, false, "The current password is wrong.")
+		return my_account(ctx, 403)
+	end
+	local _, _, a = me(ctx)
+	local ok, why = Mailman.saveAccount({id = a.id, password = ctx.hash})
+	say(ctx, ok and true or false, ok and "Password changed." or tostring(why))
+	return my_account(ctx, ok and 200 or 400)
+end
+
+-- POST /me/forward: targets ("" stops forwarding).
+local function me_forward(ctx)
+	local d, name, a = me(ctx)
+	local list, why = "", nil
+	if (ctx.form.targets or ""):find("%S") then
+		list, why = targets(ctx.form.targets)
+	end
+	if list and (" " .. list .. " "):find(" " .. (name .. "@" .. d):lower() .. " ", 1, true) then
+		list, why = nil, "Forwarding to yourself would loop."
+	end
+	if not list then
+		say(ctx, false, (why:gsub("An alias needs", "Forwarding takes")))
+		return my_account(ctx, 400)
+	end
+	local ok, err = Mailman.saveAccount({id = a.id, arguments = list})
+	say(ctx, ok and true or false, not ok and tostring(err) or
+		list == "" and "Forwarding stopped." or "Mail is now forwarded to " .. list .. ".")
+	return my_account(ctx, ok and 200 or 400)
+end
+
 local function queue(ctx, status)
 	local q, why = Mailman.getQueue()
 	if not q then
@@ -699,13 +785,18 @@ end
 
 local GET = {["/"] = dashboard, ["/domains"] = domains, ["/accounts"] = accounts,
 	["/queue"] = queue, ["/log"] = log_page, ["/dns"] = dns_page,
-	["/account/mobileconfig"] = account_mobileconfig}
+	["/account/mobileconfig"] = account_mobileconfig, ["/me"] = my_account}
 local POST = {["/service"] = service_action, ["/domain/add"] = domain_add,
 	["/domain/delete"] = domain_delete, ["/account/add"] = account_add,
 	["/account/password"] = account_password, ["/account/delete"] = account_delete,
 	["/account/quota"] = account_quota, ["/queue/flush"] = queue_action("flush", "delivery started."),
 	["/queue/delete"] = queue_action("delete", "deleted."),
-	["/queue/bounce"] = queue_action("bounce", "returned to its sender.")}
+	["/queue/bounce"] = queue_action("bounce", "returned to its sender."),
+	["/me/password"] = me_password, ["/me/forward"] = me_forward}
+-- What a mailbox user who is not an admin may reach (the mobileconfig of
+-- their own mailbox only: see dispatch).
+local MINE = {["/"] = true, ["/me"] = true, ["/me/password"] = true, ["/me/forward"] = true,
+	["/account/mobileconfig"] = true}
 
 -- ---- login, logout ----
 
@@ -781,7 +872,7 @@ local function dispatch(session, req, ip)
 		ip = ip}
 	local sid = ctx.cookies.wa_sid
 	if sid then
-		ctx.user, ctx.csrf = api.session(sid)
+		ctx.user, ctx.csrf, ctx.admin = api.session(sid)
 	end
 	local post = req.method == "POST"
 	if req.path == "/login" then
@@ -806,7 +897,17 @@ local function dispatch(session, req, ip)
 		api.logout(sid)
 		return redirect("/login", "wa_sid=; Max-Age=0" .. cookie_attrs())
 	end
+	if not ctx.admin and not MINE[req.path] then
+		return 403, error_body(403)
+	end
+	if not ctx.admin and req.path == "/account/mobileconfig" and
+		((ctx.query.name or "") .. "@" .. (ctx.query.domain or "")):lower() ~= ctx.user:lower() then
+		return 403, error_body(403)
+	end
 	local fn = (post and POST or GET)[req.path]
+	if not ctx.admin and req.path == "/" then
+		fn = my_account
+	end
 	if not fn then
 		local other = (post and GET or POST)[req.path]
 		if other then
@@ -819,6 +920,14 @@ local function dispatch(session, req, ip)
 		ctx.pw_why = api.password_why(pw) -- MinPasswordLength, common passwords
 		if not ctx.pw_why then
 			ctx.hash = api.hash(pw) -- on a helper thread, before the (non-yielding) page code
+		end
+	end
+	if post and req.path == "/me/password" and ctx.hash and ctx.form.password == ctx.form.again then
+		local cur = ctx.form.current or ""
+		local ok, _, delay = api.check(ctx.user, cur)
+		ctx.current_ok = ok
+		if not ok and delay and delay > 0 then
+			api.sleep(delay) -- as after a failed login
 		end
 	end
 	local ok, code, body, extra, ctype = pcall(fn, ctx)

@@ -117,13 +117,13 @@ def wait_for(fn, timeout=15):
 
 
 def test_login():
-    """Web admin: a wrong password, an account not named by WebAdmin and an unknown name fail; alice logs in with a safe cookie"""
+    """Web admin: a wrong password and an unknown name fail; alice logs in with a safe cookie (bob, a mailbox only: test_myaccount)"""
     s = admin_server()
     b = Browser(s.web_port)
     st, _, html = b.login(pw="wrong")
     assert st == 403 and "Login failed" in html, (st, html)
     assert "wa_sid" not in b.cookies
-    st, _, html = b.login(user="bob@example.org", pw="secret")  # a mailbox, not an admin
+    st, _, html = b.login(user="bob@example.org", pw="wrong")
     assert st == 403 and "wa_sid" not in b.cookies
     st, _, _ = b.login(user="nobody@example.org", pw="secret")
     assert st == 403
@@ -416,8 +416,8 @@ def test_disabled_and_no_admins():
     s.start()
     assert wait_port(port)
     st, _, html = Browser(port).req("GET", "/login")
-    assert st == 200 and "Nobody may log in yet" in html
-    assert Browser(port).login()[0] == 403
+    assert st == 200 and "No administrator yet" in html
+    assert Browser(port).login(pw="wrong")[0] == 403
     assert "web admin: http://127.0.0.1:%d/" % port in s.stderr()
     s.stop()
 
