@@ -464,6 +464,8 @@ static const struct directive directives[] = {
 	STR("WebAdminBind", webadmin_bind),
 	NUM("WebAdminPort", K_PORT, webadmin_port, 1, 65535),
 	FIELD("WebAdmin", K_WORDS, webadmin_users),
+	FIELD("MetricsFrom", K_WORDS, metrics_from),
+	STR("MetricsToken", metrics_token),
 	NUM("DefaultQuota", K_QUOTA, quota_kib, 0, 0),
 	NUM("ACME", K_BOOL, acme_enable, 0, 1),
 	STR("ACMEDirectory", acme_directory),

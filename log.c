@@ -20,6 +20,10 @@ static os_mutex *log_lock;
  * line kept 205 KB resident); NULL where a copy could not be made. */
 static char *ring[LOG_RING_LINES];
 static int ring_next, ring_count;
+/* The last warnings and errors, apart: the 200 lines above are soon all
+ * "info" on a busy server. */
+static char errs[LOG_ERRORS][LOG_ERROR_LEN];
+static int errs_next, errs_count;
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
 
@@ -87,6 +91,11 @@ static void log_emit(int level, const char *fmt, va_list ap, const char *suffix)
 	}
 	ring[ring_next] = copy;
 	ring_next = (ring_next + 1) % LOG_RING_LINES;
+	if (level <= LOG_WARN) {
+		rl_strlcpy(errs[errs_next], line, LOG_ERROR_LEN);
+		errs_next = (errs_next + 1) % LOG_ERRORS;
+		errs_count += errs_count < LOG_ERRORS;
+	}
 	if (ring_count < LOG_RING_LINES) {
 		ring_count++;
 	}
@@ -155,6 +164,22 @@ void log_ring_each(void (*fn)(const char *line, void *arg), void *arg)
 	if (log_lock) {
 		os_mutex_unlock(log_lock);
 	}
+}
+
+/* see rumble.h */
+int log_errors(char out[][LOG_ERROR_LEN])
+{
+	if (log_lock) {
+		os_mutex_lock(log_lock);
+	}
+	int n = errs_count;
+	for (int i = 0; i < n; i++) {
+		memcpy(out[i], errs[(errs_next - n + i + LOG_ERRORS) % LOG_ERRORS], LOG_ERROR_LEN);
+	}
+	if (log_lock) {
+		os_mutex_unlock(log_lock);
+	}
+	return n;
 }
 
 /* ---- allocation ---- */

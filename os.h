@@ -203,6 +203,9 @@ struct os_stat {
 	int is_dir;
 };
 int os_stat(const char *path, struct os_stat *st);
+/* Bytes free (for this user) and in all on the file system that holds
+ * path: 0, or -1. */
+int os_disk_space(const char *path, uint64_t *avail, uint64_t *total);
 int os_fstat(FILE *f, struct os_stat *st);
 /* fopen, with a UTF-8 path everywhere; fopen's modes, "x" included. On
  * Windows the file may be renamed or deleted while open, as on POSIX. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "stats.h"
 
 static const char usage[] =
 	"usage: rumble [-c FILE] [--service]          run the server (foreground by default)\n"
@@ -31,6 +32,7 @@ static const char usage[] =
 	"       rumble [-c FILE] backup FILE|-             the storage and settings as one\n"
 	"                                                  tar, while the server runs\n"
 	"       rumble [-c FILE] restore FILE|- [SETTINGS] into an empty StorageFolder\n"
+	"       rumble [-c FILE] status                    disk, queue, mail per hour, mailboxes\n"
 	"       rumble [-c FILE] import USER@DOMAIN MAILDIR|MBOX [FOLDER]  mail in, flags kept,\n"
 	"                                                  no duplicates (FOLDER: an mbox's, INBOX)\n"
 	"       rumble [-c FILE] export USER@DOMAIN DIR    every folder to a new Maildir++\n"
@@ -429,6 +431,7 @@ static int run_dropped(int64_t t0)
 	start_dns();
 	greylist_load(os_time());
 	work_start();
+	stats_start();
 	if (queue_start() != 0 || server_start(conf.workers) != 0) {
 		return 1;
 	}
@@ -457,6 +460,7 @@ static int run_dropped(int64_t t0)
 	greylist_free();
 	rl_stop();
 	queue_stop();
+	stats_stop();
 	dns_shutdown();
 	mm_close();
 	log_info("stopped");
@@ -949,6 +953,7 @@ static const struct command {
 	{"queue", cmd_queue, CMD_STORAGE},
 	{"backup", cmd_backup, CMD_STORAGE},
 	{"restore", cmd_restore, 0}, /* into an empty folder: nothing opened */
+	{"status", cmd_status, CMD_STORAGE},
 	{"import", cmd_import, CMD_STORAGE},
 	{"export", cmd_export, CMD_STORAGE},
 	{"stop", cmd_stop, 0},

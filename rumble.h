@@ -56,6 +56,17 @@ void fatalx(const char *fmt, ...) RL_PRINTF(1, 2) RL_NORETURN;
 /* Calls fn for each line of the in-memory ring, oldest first, under the
  * log's lock: fn must not log, nor leave by longjmp (a Lua error). */
 void log_ring_each(void (*fn)(const char *line, void *arg), void *arg);
+/* The last LOG_ERRORS warning and error lines (cut to LOG_ERROR_LEN - 1
+ * bytes) into out, oldest first; returns how many (the dashboard's). */
+#define LOG_ERRORS 10
+#define LOG_ERROR_LEN 256
+int log_errors(char out[][LOG_ERROR_LEN]);
+
+/* stats.c (stats.h has the rest): mail counted per hour, any thread */
+enum stats_kind { STATS_IN, STATS_OUT, STATS_REFUSED, STATS_KINDS };
+void stats_count(enum stats_kind k);
+void stats_reply(int code); /* an SMTP reply: 530 and 55x count as refused */
+void stats_tick(int64_t now); /* saves when changed, at most once a minute */
 
 /* ---- buffers (buf.c) ---- */
 /* A growable byte string, NUL-terminated whenever data is not NULL. */
@@ -186,6 +197,8 @@ struct settings {
 	char webadmin_bind[256];    /* WebAdminBind: 127.0.0.1 unless set */
 	int webadmin_port;          /* WebAdminPort */
 	char webadmin_users[1024];  /* WebAdmin lines: addresses, space-separated */
+	char metrics_from[512];     /* MetricsFrom: addresses /metrics answers without a token */
+	char metrics_token[256];    /* MetricsToken: its bearer token; both "" = no /metrics */
 	/* DefaultQuota: an account's limits when neither it nor its domain
 	 * has its own (quota.c); KiB and messages, 0 = none */
 	uint64_t quota_kib, quota_msgs;

@@ -68,6 +68,7 @@ static void enter_state(struct session *s, struct smtp *st, enum smtp_state next
 
 static void count_error(struct session *s, struct smtp *st, int code)
 {
+	stats_reply(code);
 	if (code >= 500 && ++st->errors >= conf.max_errors) {
 		session_printf(s, "421 4.7.0 %s Error: too many errors\r\n", conf.server_name);
 		session_close(s, "too many errors");
@@ -769,6 +770,7 @@ static void greet(struct session *s, struct policy_call *c, int v)
 	if (v == POLICY_DROP) {
 		session_close(s, "dropped by script");
 	} else if (v >= 400) {
+		stats_reply(v);
 		session_write(s, c->reply.data, c->reply.len);
 		session_close(s, c->why ? c->why : "refused");
 	} else if (v != POLICY_DONE && !said(s, c, v)) {
@@ -856,6 +858,7 @@ static void commit_done(struct session *s, void *arg)
 	if (m->status == 0) {
 		st->nmsgs++;
 		os_atomic_add_long(&s->svc->received, 1);
+		stats_count(STATS_IN);
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
 	} else if (m->status == QUEUE_FULL) {
 		reply(s, 552, "5.2.2 Error: mailbox full, the message does not fit its quota");

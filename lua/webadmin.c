@@ -26,12 +26,15 @@
  *   api.autoconf_path(p)   -> whether p is a client autoconfiguration path
  *   api.autoconf(method, target, host, body) -> status, document, type
  *   api.mobileconfig(domain, name) -> a mailbox's Apple profile | nil, why
+ *   api.status()           -> the dashboard's figures (a table, stats.c's summary)
+ *   api.metrics(ip, authorization) -> /metrics' text | nil, "off" or "denied"
  * Sessions live here, not in a Lua state: each worker has its own state
  * and a browser's requests land on any worker.
  */
 #include <string.h>
 
 #include "lua/rl.h"
+#include "stats.h"
 #include "webadmin_lua.h" /* static const char webadmin_lua[] */
 
 #define WA_SESSIONS 32        /* logged-in browsers at once; the oldest goes */
@@ -607,6 +610,154 @@ static int wa_mobileconfig(lua_State *L)
 	return 1;
 }
 
+/* ---- the dashboard and /metrics: stats.c gathers on a helper thread ---- */
+
+struct status_job {
+	struct rl_job j;
+	int metrics;
+	struct stats_summary s;
+	struct buf text;
+};
+
+static void status_run(struct rl_job *j)
+{
+	struct status_job *t = (struct status_job *)j;
+	stats_summary(&t->s);
+	if (t->metrics) {
+		stats_metrics(&t->s, os_time(), &t->text);
+	}
+}
+
+static void field(lua_State *L, const char *name, double v)
+{
+	lua_pushnumber(L, v);
+	lua_setfield(L, -2, name);
+}
+
+/* t[name] = {{name=, bytes=, msgs=}, ...} */
+static void boxes(lua_State *L, const char *name, const struct stats_box *v, int n)
+{
+	lua_createtable(L, n, 0);
+	for (int i = 0; i < n; i++) {
+		lua_createtable(L, 0, 3);
+		lua_pushstring(L, v[i].name);
+		lua_setfield(L, -2, "name");
+		field(L, "bytes", (double)v[i].bytes);
+		field(L, "msgs", (double)v[i].msgs);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, name);
+}
+
+/* hours = {{in, out, refused}, ...}, the oldest first, the current last */
+static void hours(lua_State *L, const struct stats *c, int64_t now)
+{
+	lua_createtable(L, STATS_HOURS, 0);
+	for (int h = 0; h < STATS_HOURS; h++) {
+		lua_createtable(L, STATS_KINDS, 0);
+		for (int k = 0; k < STATS_KINDS; k++) {
+			lua_pushnumber(
+			        L, stats_at(c, now - 3600 * (int64_t)(STATS_HOURS - 1 - h), k));
+			lua_rawseti(L, -2, k + 1);
+		}
+		lua_rawseti(L, -2, h + 1);
+	}
+	lua_setfield(L, -2, "hours");
+}
+
+static int status_push(lua_State *L, struct rl_job *j)
+{
+	struct status_job *t = (struct status_job *)j;
+	const struct stats_summary *s = &t->s;
+	int64_t now = os_time();
+	if (t->metrics) {
+		lua_pushlstring(L, t->text.data ? t->text.data : "", t->text.len);
+		return 1;
+	}
+	lua_createtable(L, 0, 12);
+	field(L, "now", (double)now);
+	field(L, "disk_avail", (double)s->disk_avail);
+	field(L, "disk_total", (double)s->disk_total);
+	field(L, "queued", s->queued);
+	field(L, "queue_bytes", (double)s->queue_bytes);
+	field(L, "queue_oldest", (double)s->queue_oldest);
+	field(L, "cert_until", (double)s->cert_until);
+	hours(L, &s->c, now);
+	boxes(L, "domains", s->dom, s->ndom);
+	boxes(L, "accounts", s->acct, s->nacct);
+	lua_createtable(L, s->c.nerrors, 0);
+	for (int i = 0; i < s->c.nerrors; i++) {
+		lua_pushstring(L, s->c.errors[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "errors");
+	return 1;
+}
+
+static void status_done(struct rl_job *j)
+{
+	struct status_job *t = (struct status_job *)j;
+	stats_summary_free(&t->s);
+	buf_free(&t->text);
+}
+
+static int status_call(lua_State *L, int metrics)
+{
+	struct status_job *t = xcalloc(1, sizeof *t);
+	t->j.run = status_run;
+	t->j.push = status_push;
+	t->j.done = status_done;
+	t->j.slow = 1; /* a file per mailbox: off the workers' job threads */
+	t->metrics = metrics;
+	buf_init(&t->text);
+	return rl_job_call(L, &t->j);
+}
+
+static int wa_status(lua_State *L)
+{
+	return status_call(L, 0);
+}
+
+/* 1 when word is one of the words of list (space-separated). */
+static int listed(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = list; *p;) {
+		size_t w = strcspn(p, " ");
+		if (w == n && !rl_strncasecmp(p, word, n)) {
+			return 1;
+		}
+		p += w;
+		p += strspn(p, " ");
+	}
+	return 0;
+}
+
+/* /metrics: off unless MetricsFrom or MetricsToken is set; then for a
+ * client address in MetricsFrom, or with "Authorization: Bearer TOKEN".
+ * A wrong token counts as a failed login of the address (LoginAttempts,
+ * Quarantine), so it cannot be guessed at network speed. */
+static int wa_metrics(lua_State *L)
+{
+	const char *ip = luaL_checkstring(L, 1), *auth = luaL_optstring(L, 2, "");
+	size_t n = strlen(conf.metrics_token);
+	int bearer = !rl_strncasecmp(auth, "Bearer ", 7);
+	if (!*conf.metrics_from && !n) {
+		return rl_fail(L, "%s", "off");
+	}
+	if (listed(conf.metrics_from, ip)) {
+		return status_call(L, 1);
+	}
+	if (!n || !bearer || session_login_blocked(ip, NULL) || strlen(auth + 7) != n ||
+	        !crypto_equal(auth + 7, conf.metrics_token, n)) {
+		if (bearer) {
+			session_login_failed(ip, "/metrics"); /* no login name */
+		}
+		return rl_fail(L, "%s", "denied");
+	}
+	return status_call(L, 1);
+}
+
 /* api.https(): whether the admin's listener speaks HTTPS. */
 static int wa_https(lua_State *L)
 {
@@ -620,6 +771,8 @@ static const luaL_Reg api[] = {
         {"dns", wa_dns},
         {"mobileconfig", wa_mobileconfig},
         {"https", wa_https},
+        {"status", wa_status},
+        {"metrics", wa_metrics},
         {"quota", wa_quota},
         {"setquota", wa_setquota},
         {"queue", wa_queue},

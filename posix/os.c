@@ -29,6 +29,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -1491,6 +1492,19 @@ int os_stat(const char *path, struct os_stat *st)
 		return -1;
 	}
 	stat_fill(&s, st);
+	return 0;
+}
+
+/* see os.h */
+int os_disk_space(const char *path, uint64_t *avail, uint64_t *total)
+{
+	struct statvfs v;
+
+	if (statvfs(path, &v) < 0) {
+		return -1;
+	}
+	*avail = (uint64_t)v.f_bavail * v.f_frsize;
+	*total = (uint64_t)v.f_blocks * v.f_frsize;
 	return 0;
 }
 

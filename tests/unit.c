@@ -70,6 +70,7 @@ int main(int argc, char **argv)
 		{"metadata", tests_metadata},
 		{"dkim", tests_dkim},
 		{"greylist", tests_greylist},
+		{"stats", tests_stats},
 		{"spf", tests_spf},
 		{"authres", tests_authres},
 		{"luasocket", tests_luasocket},

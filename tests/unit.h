@@ -70,6 +70,7 @@ void tests_outbound(void);
 void tests_metadata(void);
 void tests_dkim(void);
 void tests_greylist(void);
+void tests_stats(void);
 void tests_spf(void);
 void tests_luasocket(void);
 void tests_pattern(void);

@@ -1551,6 +1551,20 @@ int os_stat(const char *path, struct os_stat *st)
 	return 0;
 }
 
+/* see os.h */
+int os_disk_space(const char *path, uint64_t *avail, uint64_t *total)
+{
+	ULARGE_INTEGER a, t;
+	wchar_t *w = win_wide(path);
+
+	if (win_wide_done(w, w && GetDiskFreeSpaceExW(w, &a, &t, NULL)) != 0) {
+		return -1;
+	}
+	*avail = a.QuadPart;
+	*total = t.QuadPart;
+	return 0;
+}
+
 /* see os.h; the size is what reached the OS: fflush first after writing */
 int os_fstat(FILE *f, struct os_stat *st)
 {
