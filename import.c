@@ -180,20 +180,19 @@ static int account_arg(const char *arg, struct account *a)
 {
 	const char *at = strrchr(arg, '@');
 	struct mm_account acc;
-	if (!at || (size_t)(at - arg) > MM_USER_MAX || strlen(at + 1) > MM_DOMAIN_MAX) {
-		fprintf(stderr, "rumble: expected USER@DOMAIN, not %s\n", arg);
-		return -1;
+	int ok = at && (size_t)(at - arg) <= MM_USER_MAX && strlen(at + 1) <= MM_DOMAIN_MAX;
+	if (ok) {
+		memcpy(a->user, arg, (size_t)(at - arg));
+		a->user[at - arg] = '\0';
+		rl_strlcpy(a->domain, at + 1, sizeof a->domain);
+		rl_lower(a->user);
+		rl_lower(a->domain);
+		ok = mm_account_get(a->domain, a->user, &acc) == 0 && acc.type == MM_MBOX;
 	}
-	memcpy(a->user, arg, (size_t)(at - arg));
-	a->user[at - arg] = '\0';
-	rl_strlcpy(a->domain, at + 1, sizeof a->domain);
-	rl_lower(a->user);
-	rl_lower(a->domain);
-	if (mm_account_get(a->domain, a->user, &acc) != 0 || acc.type != MM_MBOX) {
-		fprintf(stderr, "rumble: no such mailbox: %s@%s\n", a->user, a->domain);
-		return -1;
+	if (!ok) {
+		fprintf(stderr, "rumble: no such mailbox: %s\n", arg);
 	}
-	return 0;
+	return ok ? 0 : -1;
 }
 
 /* A list of names, sorted by name_cmp. */
@@ -369,7 +368,7 @@ static int target_open(struct import *im, const char *folder)
 	snprintf(im->folder, sizeof im->folder, "%s", folder);
 	if (mm_folder_open(im->a.domain, im->a.user, folder, 1, &im->f) != 0) {
 		im->f = NULL;
-		fprintf(stderr, "rumble: cannot open or make the folder %s\n", folder);
+		fprintf(stderr, "rumble: cannot open the folder %s\n", folder);
 		im->failed++;
 		return -1;
 	}
@@ -832,8 +831,7 @@ static int import_maildirs(struct import *im, const char *root)
 		}
 		if (!mm_valid_folder(name)) {
 			progress_end(&im->pr);
-			fprintf(stderr, "rumble: %s: not a folder name Rumble takes; left out\n",
-			        name);
+			fprintf(stderr, "rumble: %s: %s\n", name, "not a folder name Rumble takes");
 			bad = 1;
 			continue;
 		}
@@ -855,8 +853,7 @@ static int import_file(struct import *im, const char *path, uint64_t size, const
 	}
 	int rc = fread(head, 1, 5, fp) == 5 && memcmp(head, "From ", 5) == 0 ? 0 : -1;
 	if (rc != 0) {
-		fprintf(stderr, "rumble: %s: not an mbox file (it does not start with \"From \")\n",
-		        path);
+		fprintf(stderr, "rumble: %s: %s\n", path, "not an mbox file");
 	} else {
 		rewind(fp);
 		rc = import_mbox(im, fp, size, folder);
@@ -873,8 +870,7 @@ int cmd_import(int argc, char **argv)
 	int rc;
 	memset(&im, 0, sizeof im);
 	if (argc != 2 && argc != 3) {
-		fprintf(stderr, "rumble: usage: rumble import USER@DOMAIN MBOX-FILE [FOLDER] | "
-		                "rumble import USER@DOMAIN MAILDIR\n");
+		fprintf(stderr, "rumble: usage: rumble import USER@DOMAIN MAILDIR|MBOX [FOLDER]\n");
 		return 2;
 	}
 	if (account_arg(argv[0], &im.a) != 0) {
@@ -885,7 +881,7 @@ int cmd_import(int argc, char **argv)
 		return 1;
 	}
 	if (argc == 3 && (st.is_dir || !mm_valid_folder(argv[2]))) {
-		fprintf(stderr, "rumble: %s\n",
+		fprintf(stderr, "rumble: %s: %s\n", argv[2],
 		        st.is_dir ? "a Maildir brings its own folders"
 		                  : "not a folder name Rumble takes");
 		return 1;
@@ -895,8 +891,7 @@ int cmd_import(int argc, char **argv)
 		int inbox = argc == 2 || rl_strcasecmp(argv[2], "INBOX") == 0;
 		rc = import_file(&im, argv[1], st.size, inbox ? "INBOX" : argv[2]);
 	} else if ((rc = import_maildirs(&im, argv[1])) == 0 && im.folders == 0) {
-		fprintf(stderr, "rumble: %s: not a Maildir (no cur/ or new/, no .Folder/)\n",
-		        argv[1]);
+		fprintf(stderr, "rumble: %s: %s\n", argv[1], "not a Maildir (no cur/ or new/)");
 		return 1;
 	}
 	if (rc != 0 && im.imported + im.skipped == 0 && !im.f) {
@@ -910,8 +905,7 @@ int cmd_import(int argc, char **argv)
 	}
 	printf("\n");
 	if (quota_exceeded(im.a.domain, im.a.user, 0, 0)) {
-		printf("%s@%s is over its quota now: new mail is refused until it has room\n",
-		        im.a.user, im.a.domain);
+		printf("%s@%s is over its quota now\n", im.a.user, im.a.domain);
 	}
 	return rc != 0 || im.failed ? 1 : 0;
 }
@@ -1097,8 +1091,7 @@ int cmd_export(int argc, char **argv)
 	 * it, and Maildir tools there (mbsync) use ';', which import reads */
 	ex.sep = strcmp(os_name(), "windows") == 0 ? ';' : ':';
 	if (os_mkdir_p(ex.dir) != 0 || os_dir_walk(ex.dir, count_entry, &entries) != 0 || entries) {
-		fprintf(stderr, "rumble: %s: %s\n", ex.dir,
-		        entries ? "not empty (export writes a new Maildir)" : os_strerror());
+		fprintf(stderr, "rumble: %s: %s\n", ex.dir, entries ? "not empty" : os_strerror());
 		return 1;
 	}
 	mm_folder_list(ex.a.domain, ex.a.user, list_folder, &folders);
