@@ -17,6 +17,9 @@ int cmd_restore(int argc, char **argv); /* backup.c: FILE [SETTINGS-FILE] */
 void admin_settings_set(const char *path);
 const char *admin_settings_path(void);
 int cmd_status(int argc, char **argv); /* stats.c: rumble status */
+/* import USER@DOMAIN PATH, export USER@DOMAIN DIR (import.c) */
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* ---- the log of administration actions (admin.c) ----
  * A command that changes something (add, del, passwd, a quota set, a

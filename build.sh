@@ -100,6 +100,9 @@ test_deps() {
 	need chromium command -v chromium
 	need chromium-driver command -v chromedriver
 	need python3-selenium /usr/bin/python3 -c 'import selenium'
+	# test_import.py has Dovecot's imap write a Maildir (no daemon)
+	need dovecot-imapd test -x /usr/lib/dovecot/imap
+	need dovecot-core command -v doveadm
 }
 
 # ---- targets ----

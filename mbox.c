@@ -439,8 +439,8 @@ static size_t from_line(char *out, size_t len, const char *from, int64_t date)
 	return r > 0 && (size_t)r < len ? (size_t)r : 0;
 }
 
-/* The date at the end of a From_ line (without its LF), or -1. */
-static int64_t from_line_date(const char *line, size_t n)
+/* see rumble.h */
+int64_t mm_from_line_date(const char *line, size_t n)
 {
 	char tail[32], mon[4];
 	int day, hh, mm, ss, year;
@@ -530,7 +530,7 @@ static void scan_line_end(struct scan *s, uint64_t pos)
 		}
 		s->cur.fromlen = (uint32_t)(pos + 1 - s->cur.fromoff);
 		s->cur.offset = pos + 1;
-		s->cur.date = from_line_date(s->fline, s->flen);
+		s->cur.date = mm_from_line_date(s->fline, s->flen);
 		s->in_msg = 1;
 		s->lf = s->quoted = 0;
 		s->prev_blank = 0;

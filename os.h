@@ -191,6 +191,10 @@ int os_fsync_dir(const char *dir); /* make a rename durable; no-op on Windows */
 /* Write data to path atomically: temp file, fsync, rename, fsync dir. */
 int os_write_file_atomic(const char *path, const void *data, size_t len);
 int os_truncate(FILE *f, uint64_t size);
+/* Sets the file's modification (and access) time to t, seconds since the
+ * epoch, after flushing what was written (Maildir keeps a message's date
+ * there). */
+int os_set_mtime(FILE *f, int64_t t);
 struct os_stat {
 	uint64_t size;
 	int64_t mtime, ctime, atime; /* seconds since the epoch */

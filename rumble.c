@@ -35,6 +35,9 @@ static const char usage[] =
 	"                                                  tar, while the server runs\n"
 	"       rumble [-c FILE] restore FILE|- [SETTINGS] into an empty StorageFolder\n"
 	"       rumble [-c FILE] status                    disk, queue, mail per hour, mailboxes\n"
+	"       rumble [-c FILE] import USER@DOMAIN MAILDIR|MBOX [FOLDER]  mail in, flags kept,\n"
+	"                                                  no duplicates (FOLDER: an mbox's, INBOX)\n"
+	"       rumble [-c FILE] export USER@DOMAIN DIR    every folder to a new Maildir++\n"
 	"       rumble [-c FILE] stop|reload               the server in PidFile (POSIX)\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
@@ -1011,6 +1014,8 @@ static const struct command {
 	{"backup", cmd_backup, CMD_STORAGE},
 	{"restore", cmd_restore, 0}, /* into an empty folder: nothing opened */
 	{"status", cmd_status, CMD_STORAGE},
+	{"import", cmd_import, CMD_STORAGE},
+	{"export", cmd_export, CMD_STORAGE},
 	{"stop", cmd_stop, 0},
 	{"reload", cmd_reload, 0},
 	{"service", NULL, 0},

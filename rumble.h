@@ -780,6 +780,8 @@ uint32_t mm_folder_uidnext(struct mm_folder *f);
 int mm_folder_append(struct mm_folder *f, struct spool *sp, const char *from, int64_t date,
 	uint32_t flags, uint64_t qid, uint32_t *uid);
 int mm_folder_sync(struct mm_folder *f); /* fsync the mbox, then the index */
+/* The date at the end of an mbox From_ line (without its LF), or -1. */
+int64_t mm_from_line_date(const char *line, size_t n);
 /* 1 when one of the last messages came from queue id qid (exactly-once
  * redelivery after a crash). */
 int mm_folder_has_qid(struct mm_folder *f, uint64_t qid);

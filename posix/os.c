@@ -1458,6 +1458,17 @@ int os_truncate(FILE *f, uint64_t size)
 	return ftruncate(fileno(f), (off_t)size);
 }
 
+/* see os.h */
+int os_set_mtime(FILE *f, int64_t t)
+{
+	struct timespec ts[2] = {{(time_t)t, 0}, {(time_t)t, 0}};
+
+	if (fflush(f) != 0) {
+		return -1;
+	}
+	return futimens(fileno(f), ts);
+}
+
 static void stat_fill(const struct stat *s, struct os_stat *st)
 {
 	st->size = (uint64_t)s->st_size;

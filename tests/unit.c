@@ -61,6 +61,7 @@ int main(int argc, char **argv)
 		{"quota", tests_quota},
 		{"smtp", tests_smtp},
 		{"password", tests_password},
+		{"import", tests_import},
 		{"dns", tests_dns},
 		{"tls", tests_tls},
 		{"mime", tests_mime},

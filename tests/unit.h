@@ -62,6 +62,7 @@ void tests_names(void);
 void tests_quota(void);
 void tests_smtp(void);
 void tests_password(void);
+void tests_import(void);
 void tests_dns(void);
 void tests_tls(void);
 void tests_mime(void);

@@ -1523,6 +1523,21 @@ static void stat_fill(
 	}
 }
 
+/* see os.h */
+int os_set_mtime(FILE *f, int64_t t)
+{
+	ULARGE_INTEGER u;
+	FILETIME ft;
+
+	if (fflush(f) != 0) {
+		return -1;
+	}
+	u.QuadPart = (ULONGLONG)(t * 10000000LL) + EPOCH_DIFF_100NS;
+	ft.dwLowDateTime = u.LowPart;
+	ft.dwHighDateTime = u.HighPart;
+	return SetFileTime(file_handle(f), NULL, &ft, &ft) ? 0 : win_fail(GetLastError());
+}
+
 int os_stat(const char *path, struct os_stat *st)
 {
 	WIN32_FILE_ATTRIBUTE_DATA d;
