@@ -78,6 +78,9 @@ static void enter_state(struct session *s, struct imap *st, enum imap_state next
 	}
 	st->state = next;
 	s->timeout_ms = next == I_NOAUTH ? IMAP_PREAUTH_MS : IMAP_AUTH_MS;
+	if (next != I_NOAUTH) {
+		session_cap(s, 0); /* LoginTimeout is for sessions without login */
+	}
 }
 
 /* ---- replies ---- */

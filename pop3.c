@@ -243,6 +243,7 @@ static void open_maildrop(struct session *s, struct pop3 *st, const struct mm_ac
 	snapshot(st);
 	enter_state(s, st, P_TRANS);
 	log_info("%08x pop3 login user=%s messages=%u", s->id, st->user, st->nmsg);
+	session_cap(s, 0); /* LoginTimeout is for sessions without login */
 	rl_mail_user(s, st->user, 1);
 	ok(s, "Logged in, %u messages (%llu octets)", st->nmsg, (unsigned long long)st->bytes);
 }

@@ -164,6 +164,8 @@ struct settings {
 	int max_recipients;
 	int max_errors;   /* SMTP errors before the session is dropped */
 	int idle_timeout; /* seconds */
+	int line_timeout;  /* LineTimeout: s to send one command line */
+	int login_timeout; /* LoginTimeout: s a session may go without login */
 	/* TLS, authentication, submission (issue 5) */
 	char tls_cert[1024], tls_key[1024]; /* "" = self-signed, made on first start */
 	int smtps_enable, smtps_port;
@@ -1197,6 +1199,11 @@ struct session {
 	int64_t last_io;
 	uint32_t rx, tx; /* reads and writes that moved bytes (os_ack_now) */
 	int timeout_ms;
+	/* LineTimeout: when the input unit under way (a line, or a tap's
+	 * SESSION_UNIT bytes) began, 0 = none; LoginTimeout: when the session
+	 * ends unless a protocol lifts or moves it (session_cap), 0 = never */
+	int64_t unit_at, cap_at;
+	size_t unit_bytes;
 	int holds; /* work on other threads that will post back */
 	/* While set, input goes here instead of to proto->line, as it
 	 * comes (no line cutting): it returns how many bytes it took, 0 to
@@ -1250,6 +1257,11 @@ void session_pause(struct session *s);
 void session_resume(struct session *s);
 /* Throw away input received but not yet handed over (STARTTLS). */
 void session_discard_input(struct session *s);
+/* The session ends ms from now (0: at no set time), whatever comes: the
+ * LoginTimeout cap that login lifts (see session.c); session_cap_add
+ * moves a set cap by ms (data that arrives earns time). */
+void session_cap(struct session *s, int64_t ms);
+void session_cap_add(struct session *s, int64_t ms);
 /* Keep s alive for work on another thread, which must then call
  * session_post exactly once: fn(s, arg) runs on s's worker thread (even
  * when s is closing: fn must then only free arg). */

@@ -25,6 +25,7 @@
 #include "policy.h"
 
 #define SMTP_LINE_MAX 4096 /* pieces of DATA lines; commands must fit */
+#define SMTP_DATA_RATE 500 /* bytes/s a body earns LoginTimeout by */
 #define SMTP_CMD_MAX 2048  /* RFC 5321 4.5.3.1.4 says 512; extensions add */
 #define SMTP_JUNK_MAX 100  /* NOOP, RSET, VRFY, HELP without a message */
 #define ADDR_MAX 320
@@ -599,6 +600,7 @@ static void auth_allowed(struct session *s, struct policy_call *c, int v)
 	} else if (v != POLICY_DONE) {
 		rl_strlcpy(st->user, c->addr, sizeof st->user);
 		log_info("%08x smtp login user=%s", s->id, st->user);
+		session_cap(s, 0); /* LoginTimeout is for sessions without login */
 		reply(s, 235, "2.7.0 Authentication successful");
 	}
 	session_resume(s);
@@ -845,6 +847,15 @@ static void command(struct session *s, struct smtp *st, char *line)
 
 /* ---- the message body ---- */
 
+/* Port 25 has no login: LoginTimeout counts from the last message taken,
+ * so a client that delivers goes on and one that only talks does not. */
+static void progress(struct session *s, struct smtp *st)
+{
+	if (!st->user[0]) {
+		session_cap(s, conf.login_timeout * 1000LL);
+	}
+}
+
 static void commit_done(struct session *s, void *arg)
 {
 	struct smtp *st = s->ps;
@@ -855,6 +866,7 @@ static void commit_done(struct session *s, void *arg)
 	}
 	if (m->status == 0) {
 		st->nmsgs++;
+		progress(s, st);
 		os_atomic_add_long(&s->svc->received, 1);
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
 	} else if (m->status == QUEUE_FULL) {
@@ -876,6 +888,7 @@ static void eom_checked(struct session *s, struct policy_call *c, int v)
 	struct queue_msg *m = st->msg;
 	if (v == POLICY_DISCARD) {
 		st->nmsgs++;
+		progress(s, st);
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
 	} else if (stopped(s, c, v)) {
 		/* refused */
@@ -957,6 +970,8 @@ static void smtp_line(struct session *s, char *line, size_t len)
 {
 	struct smtp *st = s->ps;
 	if (st->state == S_DATA) {
+		/* the body earns time at SMTP_DATA_RATE (Postfix's smtpd_min_data_rate) */
+		session_cap_add(s, (int64_t)len * 1000 / SMTP_DATA_RATE);
 		data_line(s, st, line, len);
 		return;
 	}
