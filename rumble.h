@@ -84,6 +84,7 @@ struct spool {
 	uint64_t len;
 	int failed; /* a write failed; the message must be refused (451) */
 };
+#define SPOOL_NOSPACE 2 /* failed for lack of disk space (452) */
 void spool_init(struct spool *sp, const char *tmpdir);
 int spool_write(struct spool *sp, const void *p, size_t n); /* -1 on I/O error */
 /* Reads up to n bytes at off; returns the count (0 at the end), -1 error. */
@@ -1612,9 +1613,11 @@ struct queue_msg {
 	int64_t date;
 	char *folder; /* NULL: INBOX; else (JunkFolder) for local mailboxes */
 	int status; /* set by the commit: 0 durable, -1 failed (reply 451),
-	               QUEUE_FULL: every recipient a mailbox over its quota (552) */
+	               QUEUE_FULL: every recipient a mailbox over its quota (552),
+	               QUEUE_NOSPACE: the disk is full (452) */
 };
 #define QUEUE_FULL (-2)
+#define QUEUE_NOSPACE (-3)
 struct queue_msg *queue_msg_new(const char *from);
 void queue_msg_add_rcpt(struct queue_msg *m, const char *rcpt);
 void queue_msg_free(struct queue_msg *m);

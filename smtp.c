@@ -847,6 +847,13 @@ static void command(struct session *s, struct smtp *st, char *line)
 
 /* ---- the message body ---- */
 
+/* The disk is full: RFC 5321's 452 "insufficient system storage", RFC
+ * 3463's 4.3.1 "mail system full"; the client tries again later. */
+static void nospace(struct session *s)
+{
+	reply(s, 452, "4.3.1 Error: insufficient system storage, try again later");
+}
+
 /* Port 25 has no login: LoginTimeout counts from the last message taken,
  * so a client that delivers goes on and one that only talks does not. */
 static void progress(struct session *s, struct smtp *st)
@@ -871,6 +878,8 @@ static void commit_done(struct session *s, void *arg)
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
 	} else if (m->status == QUEUE_FULL) {
 		reply(s, 552, "5.2.2 Error: mailbox full, the message does not fit its quota");
+	} else if (m->status == QUEUE_NOSPACE) {
+		nospace(s);
 	} else {
 		reply(s, 451, "4.3.0 Error: could not store the message, try again later");
 	}
@@ -893,7 +902,11 @@ static void eom_checked(struct session *s, struct policy_call *c, int v)
 	} else if (stopped(s, c, v)) {
 		/* refused */
 	} else if (policy_prepend(&m->body, &c->above) != 0 || m->body.failed) {
-		reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		if (m->body.failed == SPOOL_NOSPACE) {
+			nospace(s);
+		} else {
+			reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		}
 	} else {
 		st->msg = NULL;
 		queue_commit(s, m, commit_done); /* the session stays paused */
@@ -912,7 +925,11 @@ static void end_data(struct session *s, struct smtp *st)
 		return;
 	}
 	if (m->body.failed) {
-		reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		if (m->body.failed == SPOOL_NOSPACE) {
+			nospace(s);
+		} else {
+			reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		}
 		txn_reset(s, st);
 		return;
 	}
