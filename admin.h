@@ -12,6 +12,12 @@
  * settings loaded and (CMD_STORAGE in rumble.c's table) mailman open;
  * 0, or non-zero after a one-line message on stderr ---- */
 
+/* rumble compact [USER@DOMAIN] (compact.c) */
+int cmd_compact(int argc, char **argv);
+/* The server's daily compaction in the hour CompactHour (compact.c). */
+void compact_start(void);
+void compact_stop(void);
+
 /* ---- progress (admin.c) ----
  * A bar on stderr while it is a terminal, redrawn at most ten times a
  * second: "what [=====     ]  42% 12.3 MB/30.0 MB". Nothing on a pipe or

@@ -28,6 +28,7 @@ static const char usage[] =
 	"       rumble [-c FILE] queue list                waiting messages and why\n"
 	"       rumble [-c FILE] queue show|delete|bounce ID  (bounce: a DSN to the sender)\n"
 	"       rumble [-c FILE] queue flush [ID]          try again now\n"
+	"       rumble [-c FILE] compact [USER@DOMAIN]     expunged mail leaves the disk now\n"
 	"       rumble [-c FILE] stop|reload               the server in PidFile (POSIX)\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
@@ -438,9 +439,11 @@ static int run_dropped(int64_t t0)
 	}
 	log_info("rumble %s ready in %lld ms, storage %s, pid %ld", RUMBLE_VERSION,
 		(long long)(os_now_ms() - t0), conf.storage, os_getpid());
+	compact_start();
 	os_service_ready();
 	server_run(on_reload);
 	log_info("stopping: waiting for sessions to finish");
+	compact_stop();
 	acme_stop();
 	server_stop(5000);
 	work_stop();
@@ -940,6 +943,7 @@ static const struct command {
 	{"dns", cmd_dns, CMD_STORAGE},
 	{"acme", cmd_acme, CMD_STORAGE},
 	{"queue", cmd_queue, CMD_STORAGE},
+	{"compact", cmd_compact, CMD_STORAGE},
 	{"stop", cmd_stop, 0},
 	{"reload", cmd_reload, 0},
 	{"service", NULL, 0},

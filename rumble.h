@@ -167,6 +167,7 @@ struct settings {
 	int idle_timeout; /* seconds */
 	int line_timeout;  /* LineTimeout: s to send one command line */
 	int login_timeout; /* LoginTimeout: s a session may go without login */
+	int compact_hour;  /* CompactHour: local hour of the daily compaction, -1 none */
 	/* TLS, authentication, submission (issue 5) */
 	char tls_cert[1024], tls_key[1024]; /* "" = self-signed, made on first start */
 	int smtps_enable, smtps_port;
