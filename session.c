@@ -178,10 +178,11 @@ void session_discard_input(struct session *s)
 	s->discard_in = 1;
 }
 
-/* A deadline set earlier than the next walk of the worker brings it on. */
+/* A deadline (0: none) set earlier than the next walk of the worker
+ * brings it on. */
 static void walk_by(struct session *s, int64_t due)
 {
-	if (due < s->worker->walk_at) {
+	if (due && due < s->worker->walk_at) {
 		s->worker->walk_at = 0;
 	}
 }
