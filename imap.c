@@ -2010,6 +2010,7 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 	st->lit_left = n;
 	if (n) {
 		s->tap = literal_tap;
+		s->tap_raw = 1;
 	}
 	if (!nonsync) {
 		session_printf(s, "+ Ready for literal data\r\n");

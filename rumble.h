@@ -1217,7 +1217,8 @@ struct session {
 	void *lua; /* the scripts' session object (lua/handle.c), NULL if none */
 	struct policy *policy; /* SMTP's policy chain (policy.c), NULL if none */
 	unsigned paused : 1, closing : 1, eof : 1, reading_off : 1, discard_in : 1, write_on : 1,
-	    over_limit : 1, starttls : 1, peer_gone : 1, unwatched : 1;
+	    over_limit : 1, starttls : 1, peer_gone : 1, unwatched : 1,
+	    tap_raw : 1; /* the tap takes data, not lines: LineTimeout counts 4 KB units */
 	char reason[64];
 	struct session *prev, *next; /* the worker's list, for timeouts */
 };

@@ -30,9 +30,9 @@
  * can be due, at most this long: a protocol that lowers s->timeout_ms
  * without I/O (IMAP's IDLE) sees it late by up to that. */
 #define WALK_MAX_MS 30000
-/* A tap (an IMAP literal) must take this much within LineTimeout, or end:
- * 4 KB a minute by default, so big literals may take long but a byte a
- * minute cannot hold the session. */
+/* A raw tap (an IMAP literal) must take this much within LineTimeout, or
+ * end: 4 KB a minute by default, so big literals may take long but a byte
+ * a minute cannot hold the session. A script's tap ends a unit per line. */
 #define SESSION_UNIT 4096
 
 struct task {
@@ -580,7 +580,10 @@ static void session_dispatch(struct session *s)
 			size_t took = s->tap ? s->tap(s, start, avail) : 0;
 			s->in_off += took;
 			s->unit_bytes += took;
-			unit_mark(s, !s->tap || s->unit_bytes >= SESSION_UNIT);
+			/* a script reading lines ends a unit with each */
+			int line = !s->tap_raw && took && start[took - 1] == '\n';
+			unit_mark(s, !s->tap || line || s->unit_bytes >= SESSION_UNIT);
+			s->tap_raw = s->tap ? s->tap_raw : 0;
 			if (!took) {
 				break; /* the tap wants nothing now */
 			}
