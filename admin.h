@@ -31,6 +31,12 @@ int cmd_export(int argc, char **argv);
 void admin_audit_open(int argc, char **argv);
 void admin_audit(int argc, char **argv, int rc);
 
+/* rumble compact [USER@DOMAIN] (compact.c) */
+int cmd_compact(int argc, char **argv);
+/* The server's daily compaction in the hour CompactHour (compact.c). */
+void compact_start(void);
+void compact_stop(void);
+
 /* ---- progress (admin.c) ----
  * A bar on stderr while it is a terminal, redrawn at most ten times a
  * second: "what [=====     ]  42% 12.3 MB/30.0 MB". Nothing on a pipe or

@@ -135,13 +135,13 @@ int spool_write(struct spool *sp, const void *p, size_t n)
 		return -1;
 	}
 	if (!sp->f && sp->mem.len + n > SPOOL_MEM_MAX && spool_spill(sp) != 0) {
-		sp->failed = 1;
+		sp->failed = os_errno_is_nospace() ? SPOOL_NOSPACE : 1;
 		return -1;
 	}
 	if (sp->f) {
 		if (fwrite(p, 1, n, sp->f) != n) {
 			log_warn("spool: write %s", sp->path);
-			sp->failed = 1;
+			sp->failed = os_errno_is_nospace() ? SPOOL_NOSPACE : 1;
 			return -1;
 		}
 	} else {

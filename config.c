@@ -440,6 +440,9 @@ static const struct directive directives[] = {
 	NUM("MaxRecipients", K_INT, max_recipients, 1, 100000),
 	NUM("MaxErrors", K_INT, max_errors, 1, 1000),
 	NUM("IdleTimeout", K_INT, idle_timeout, 1, 86400),
+	NUM("LineTimeout", K_TIME, line_timeout, 1, 3600),
+	NUM("LoginTimeout", K_TIME, login_timeout, 1, 86400),
+	NUM("CompactHour", K_INT, compact_hour, -1, 23),
 	STR("TLSCertificate", tls_cert),
 	STR("TLSKey", tls_key),
 	NUM("EnableSMTPS", K_BOOL, smtps_enable, 0, 1),
@@ -817,6 +820,9 @@ static void defaults(struct settings *s)
 	s->max_recipients = 100;
 	s->max_errors = 10;
 	s->idle_timeout = 300;
+	s->line_timeout = 60;   /* RFC 5321 4.5.3.2 asks 5 minutes per command: see ARCHITECTURE */
+	s->login_timeout = 300;
+	s->compact_hour = 4;
 	s->smtps_enable = s->submission_enable = s->pop3s_enable = s->imaps_enable = 1;
 	s->smtps_port = root ? 465 : 4465;
 	s->submission_port = root ? 587 : 1587;

@@ -53,6 +53,9 @@
 #define IMAP_PRELOGIN_MAX 50  /* commands before login */
 #define IMAP_PREAUTH_MS 60000 /* idle time before login */
 #define IMAP_AUTH_MS 1800000  /* RFC 3501 5.4: at least 30 minutes */
+/* A write failed for lack of disk space: RFC 5530's OVERQUOTA, as Dovecot
+ * answers (its LIMIT is for the server's own limits). */
+#define NOSPACE "[OVERQUOTA] Not enough disk space"
 #define FILL_MAX (64 * 1024)
 #define COPY_CHUNK (16 * 1024)
 
@@ -78,6 +81,9 @@ static void enter_state(struct session *s, struct imap *st, enum imap_state next
 	}
 	st->state = next;
 	s->timeout_ms = next == I_NOAUTH ? IMAP_PREAUTH_MS : IMAP_AUTH_MS;
+	if (next != I_NOAUTH) {
+		session_cap(s, 0); /* LoginTimeout is for sessions without login */
+	}
 }
 
 /* ---- replies ---- */
@@ -1183,7 +1189,7 @@ static void cmd_append(struct session *s, struct imap *st, struct args *a)
 	} else if (quota_exceeded(st->domain, st->user, 1, append_size(st, a))) {
 		no(s, st, "[OVERQUOTA] The message does not fit the mailbox's quota");
 	} else if (append_msg(st, a, f, date, fl, kw, &uid) != 0) {
-		no(s, st, "[SERVERBUG] Cannot store the message");
+		no(s, st, "%s", os_errno_is_nospace() ? NOSPACE : "[SERVERBUG] Cannot store the message");
 	} else {
 		quota_notify(st->domain, st->user);
 		uint32_t v = mm_folder_uidvalidity(f);
@@ -1485,7 +1491,9 @@ static void copy_move(struct session *s, struct imap *st, struct args *a, int mo
 		buf_puts(&code, "] ");
 	}
 	mm_folder_close(dst);
-	if (k < 0) {
+	if (k < 0 && os_errno_is_nospace()) {
+		no(s, st, "%s", NOSPACE);
+	} else if (k < 0) {
 		no(s, st, "[SERVERBUG] %s failed", move ? "MOVE" : "COPY");
 	} else if (!move) {
 		quota_notify(st->domain, st->user);
@@ -2004,6 +2012,7 @@ static void literal_start(struct session *s, struct imap *st, uint64_t n, int no
 	st->lit_left = n;
 	if (n) {
 		s->tap = literal_tap;
+		s->tap_raw = 1;
 	}
 	if (!nonsync) {
 		session_printf(s, "+ Ready for literal data\r\n");

@@ -595,6 +595,31 @@ static void write_accounts(const struct tables *t, struct buf *b)
 
 enum { W_DOMAINS = 1, W_ACCOUNTS = 2 };
 
+/* Leftovers of writers killed between their temporary file and its rename
+ * (os_write_file_atomic: "<file>.tmp.<pid>.<n>") in dir, whose name starts
+ * with prefix: the lock's holder is the only writer, so all are stale. */
+struct sweep {
+	const char *dir, *prefix;
+};
+
+static int sweep_one(const char *name, int is_dir, void *arg)
+{
+	const struct sweep *sw = arg;
+	char path[1500];
+	if (!is_dir && !strncmp(name, sw->prefix, strlen(sw->prefix)) &&
+	        (size_t)snprintf(path, sizeof path, "%s/%s", sw->dir, name) < sizeof path &&
+	        os_remove(path) == 0) {
+		log_info("mailman: removed %s, left by a writer that was stopped", path);
+	}
+	return 0;
+}
+
+static void sweep_tmp(const char *dir, const char *prefix)
+{
+	struct sweep sw = {dir, prefix};
+	os_dir_walk(dir, sweep_one, &sw);
+}
+
 /* Starts a change: the writer mutex, the lock file, the tables as they
  * are on disk now (into t). strict refuses files with invalid lines. */
 static int edit_begin_any(FILE **lk, struct tables *t, int strict, char *err, size_t errlen)
@@ -614,6 +639,8 @@ static int edit_begin_any(FILE **lk, struct tables *t, int strict, char *err, si
 		os_mutex_unlock(mm.wlock);
 		return -1;
 	}
+	sweep_tmp(mm.storage, "accounts.tmp.");
+	sweep_tmp(mm.storage, "domains.tmp.");
 	if (tables_load(t) != 0 || (strict && t->bad_line)) {
 		if (t->bad_line) {
 			seterr(err, errlen, "%s/%s line %d is invalid; fix it first", mm.storage,
@@ -1295,6 +1322,9 @@ static int lock_paths(const struct fpath *tmp, FILE **lk)
 		}
 		return -1;
 	}
+	const char *name = strrchr(tmp->base, '/');
+	snprintf(path, sizeof path, "%s.mbox.tmp.", name ? name + 1 : tmp->base);
+	sweep_tmp(tmp->dir, path); /* a new INBOX (mm_folder_rename) */
 	return 0;
 }
 

@@ -36,10 +36,14 @@
  *  - NAME.idx.new left by a compaction that renamed the mbox but not the
  *    index: installed when it describes the mbox exactly, else removed;
  *  - index missing or unreadable, or its spot checks fail against the
- *    mbox: rebuilt from the mbox (new UIDVALIDITY, UIDs 1..n, no flags);
- *  - index lines that are torn or point past the mbox end: dropped, and
- *    UIDVALIDITY changes so that no client keeps a UID that may come back
- *    for another message;
+ *    mbox even when only the lines up to the last intact message count:
+ *    rebuilt from the mbox (new UIDVALIDITY, UIDs 1..n, no flags);
+ *  - index lines that are torn, point past the mbox end, or (after them
+ *    all) do not match the mbox's tail (lost in a power cut): dropped,
+ *    their messages as if expunged; UIDVALIDITY and the other lines'
+ *    flags stay, uidnext stays past the dropped UIDs so that none comes
+ *    back for another message, the floor tells QRESYNC; what follows
+ *    the last intact message is indexed anew as below;
  *  - bytes after the last indexed message: complete messages ("From "
  *    line after a blank line ... blank line) are indexed (another program
  *    appended them); an incomplete last one is a torn write that was never
@@ -816,6 +820,26 @@ static int spot_check(struct mm__box *f, const struct mm__index *x, uint64_t siz
 	return 1;
 }
 
+/* Index lines [n, nrec) go, and a torn line after them (bad): their
+ * messages are not (all) in the mbox. UIDVALIDITY and the other lines'
+ * flags stay; what the lines described is as if expunged: no UID of
+ * theirs comes back (uidnext stays past them, and past a torn line's),
+ * and QRESYNC learns that expunges up to now are not known one by one. */
+static int drop_from(struct mm__box *f, uint32_t n, int bad)
+{
+	log_warnx("mbox %s: %u index entries without their message dropped%s; uidvalidity kept",
+	        f->label, f->x.nrec - n, bad ? " (and a torn one)" : "");
+	quota__forget(f->dir);
+	f->x.nrec = n;
+	if (os_truncate(f->idx, IDX_HDR + (uint64_t)n * IDX_LINE) != 0) {
+		log_warn("mbox %s: cannot truncate the index", f->label);
+		return -1;
+	}
+	f->x.h.uidnext += bad ? 1 : 0; /* index_read kept it past every whole line */
+	f->x.h.floor = ++f->x.h.modseq;
+	return mm__write_header(f);
+}
+
 /* Drops index lines whose message is not (all) in the mbox: written
  * before the mbox data reached the disk. Also cuts a torn index line. */
 static int drop_past_end(struct mm__box *f, int bad)
@@ -825,20 +849,34 @@ static int drop_past_end(struct mm__box *f, int bad)
 	while (n && rec_end(&f->x.rec[n - 1]) > size) {
 		n--;
 	}
-	if (n == f->x.nrec && !bad) {
-		return 0;
+	return n == f->x.nrec && !bad ? 0 : drop_from(f, n, bad);
+}
+
+/* The spot checks failed: when the damage is only at the end (the mbox
+ * cut short, or its tail lost in a power cut while the index lines
+ * reached the disk), the index lines up to the last intact message stay
+ * with their UIDs and flags, and check_tail indexes what follows anew.
+ * -1 when the lines that stay do not pass the spot checks either (the
+ * mbox was rewritten): the caller rebuilds. */
+static int keep_intact(struct mm__box *f, uint64_t size, int *bad)
+{
+	uint32_t n = f->x.nrec;
+	while (n && (rec_end(&f->x.rec[n - 1]) > size || !spot_ok(f, &f->x.rec[n - 1]))) {
+		n--;
 	}
-	log_warnx("mbox %s: %u index entries without their message dropped; new uidvalidity",
-	        f->label, f->x.nrec - n);
-	quota__forget(f->dir);
-	f->x.nrec = n;
-	if (os_truncate(f->idx, IDX_HDR + (uint64_t)n * IDX_LINE) != 0) {
-		log_warn("mbox %s: cannot truncate the index", f->label);
+	if (!n || f->x.format != 2) {
 		return -1;
 	}
-	/* a UID seen by a client may now be given to another message */
-	f->x.h.uidvalidity = new_uidvalidity(f, f->x.h.uidvalidity);
-	return mm__write_header(f);
+	uint32_t all = f->x.nrec;
+	f->x.nrec = n;
+	if (!spot_check(f, &f->x, size)) {
+		f->x.nrec = all;
+		return -1;
+	}
+	f->x.nrec = all;
+	int torn = *bad;
+	*bad = 0;
+	return drop_from(f, n, torn);
 }
 
 static void write_found(const struct found *m, void *arg)
@@ -987,7 +1025,8 @@ static int load_all(struct mm__box *f)
 		f->x.h.gen = old.h.gen + 1;
 		f->x.h.modseq = 1; /* HIGHESTMODSEQ is never 0; its first message gets 2 */
 		rc = install_index(f); /* a new folder */
-	} else if (index_read(f->idx, &f->x, 0, &bad) != 0 || !spot_check(f, &f->x, msize)) {
+	} else if (index_read(f->idx, &f->x, 0, &bad) != 0 ||
+	           (!spot_check(f, &f->x, msize) && keep_intact(f, msize, &bad) != 0)) {
 		if (isize > 0) {
 			log_warnx("mbox %s: the index does not match the mbox", f->label);
 		}

@@ -244,6 +244,7 @@ static void open_maildrop(struct session *s, struct pop3 *st, const struct mm_ac
 	enter_state(s, st, P_TRANS);
 	log_info("%08x pop3 result=login client=%s user=%s messages=%u", s->id, s->peer, st->user,
 	        st->nmsg);
+	session_cap(s, 0); /* LoginTimeout is for sessions without login */
 	rl_mail_user(s, st->user, 1);
 	ok(s, "Logged in, %u messages (%llu octets)", st->nmsg, (unsigned long long)st->bytes);
 }

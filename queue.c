@@ -299,7 +299,14 @@ static void cache_close_all(struct fcache *fc)
 	}
 }
 
-/* fsyncs the folders appended to; -1 if any failed. */
+/* What a failed write of a message says to its sender: QUEUE_NOSPACE
+ * when the disk (or the disk quota) is full (452 4.3.1), else -1 (451). */
+static int io_failed(void)
+{
+	return os_errno_is_nospace() ? QUEUE_NOSPACE : -1;
+}
+
+/* fsyncs the folders appended to; -1 (or QUEUE_NOSPACE) if any failed. */
 static int cache_sync(struct fcache *fc)
 {
 	struct cached *cache = fc->c;
@@ -308,8 +315,8 @@ static int cache_sync(struct fcache *fc)
 		if (cache[i].dirty) {
 			cache[i].dirty = 0;
 			if (mm_folder_sync(cache[i].f) != 0) {
+				rc = io_failed();
 				log_warn("queue: fsync of %s@%s", cache[i].user, cache[i].domain);
-				rc = -1;
 			}
 		}
 	}
@@ -317,7 +324,8 @@ static int cache_sync(struct fcache *fc)
 }
 
 /* Appends m to the target's INBOX; 0 done (or done before a crash), -1
- * failed, DELIVER_FULL when it does not fit the account's quota. */
+ * failed (QUEUE_NOSPACE: the disk is full), DELIVER_FULL when it does not
+ * fit the account's quota. */
 static int deliver_mbox(struct fcache *fc, struct queue_msg *m, const struct target *t,
 	int check_qid)
 {
@@ -339,8 +347,9 @@ static int deliver_mbox(struct fcache *fc, struct queue_msg *m, const struct tar
 	uint32_t uid;
 	if (mm_folder_append(c->f, &m->body, m->from[0] ? m->from : "MAILER-DAEMON", m->date, 0,
 		    m->qid, &uid) != 0) {
+		int rc = io_failed();
 		log_warnx("queue: append to %s@%s failed", t->user, t->domain);
-		return -1;
+		return rc;
 	}
 	c->dirty = 1;
 	log_info("%016llx delivered to=%s@%s uid=%u size=%llu", (unsigned long long)m->qid,
@@ -509,9 +518,9 @@ static int queue_write(struct queue_msg *m, struct targets *t)
 	FILE *f = os_fopen_private(path, "wb");
 	if (!f) {
 		log_warn("queue: create %s", path);
-		return -1;
+		return io_failed();
 	}
-	int rc = copy_spool(&m->body, f) == 0 && os_fsync(f) == 0 ? 0 : -1;
+	int rc = copy_spool(&m->body, f) == 0 && os_fsync(f) == 0 ? 0 : io_failed();
 	fclose(f);
 	struct queue_env e = {.from = m->from, .date = m->date};
 	e.rcpts = xcalloc((size_t)t->n + 1, sizeof *e.rcpts);
@@ -520,8 +529,8 @@ static int queue_write(struct queue_msg *m, struct targets *t)
 			e.rcpts[e.n++] = t->v[i].addr;
 		}
 	}
-	if (rc == 0) {
-		rc = env_save(m->qid, &e, NULL);
+	if (rc == 0 && env_save(m->qid, &e, NULL) != 0) {
+		rc = io_failed();
 	}
 	free(e.rcpts);
 	return rc;
@@ -612,17 +621,14 @@ static void commit_batch(struct job *list)
 	int n = 0;
 	for (struct job *j = list; j; j = j->next) {
 		j->m->status = commit_one(j->m);
-		if (++n % (FOLDER_CACHE / 2) == 0 && cache_sync(&commit_cache) != 0) {
-			/* rare: a very large batch; sync as we go */
-			for (struct job *k = list; k != j->next; k = k->next) {
-				k->m->status = -1;
-			}
+		int rc = ++n % (FOLDER_CACHE / 2) == 0 ? cache_sync(&commit_cache) : 0;
+		for (struct job *k = list; rc && k != j->next; k = k->next) {
+			k->m->status = rc; /* rare: a very large batch; sync as we go */
 		}
 	}
-	if (cache_sync(&commit_cache) != 0) {
-		for (struct job *j = list; j; j = j->next) {
-			j->m->status = -1;
-		}
+	int rc = cache_sync(&commit_cache);
+	for (struct job *j = list; rc && j; j = j->next) {
+		j->m->status = rc;
 	}
 }
 

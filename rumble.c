@@ -38,6 +38,7 @@ static const char usage[] =
 	"       rumble [-c FILE] import USER@DOMAIN MAILDIR|MBOX [FOLDER]  mail in, flags kept,\n"
 	"                                                  no duplicates (FOLDER: an mbox's, INBOX)\n"
 	"       rumble [-c FILE] export USER@DOMAIN DIR    every folder to a new Maildir++\n"
+	"       rumble [-c FILE] compact [USER@DOMAIN]     expunged mail leaves the disk now\n"
 	"       rumble [-c FILE] stop|reload               the server in PidFile (POSIX)\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
@@ -452,9 +453,11 @@ static int run_dropped(int64_t t0)
 	}
 	log_info("rumble %s ready in %lld ms, storage %s, pid %ld", RUMBLE_VERSION,
 		(long long)(os_now_ms() - t0), conf.storage, os_getpid());
+	compact_start();
 	os_service_ready();
 	server_run(on_reload);
 	log_info("stopping: waiting for sessions to finish");
+	compact_stop();
 	acme_stop();
 	server_stop(5000);
 	work_stop();
@@ -1016,6 +1019,7 @@ static const struct command {
 	{"status", cmd_status, CMD_STORAGE},
 	{"import", cmd_import, CMD_STORAGE},
 	{"export", cmd_export, CMD_STORAGE},
+	{"compact", cmd_compact, CMD_STORAGE},
 	{"stop", cmd_stop, 0},
 	{"reload", cmd_reload, 0},
 	{"service", NULL, 0},

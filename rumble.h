@@ -107,6 +107,7 @@ struct spool {
 	uint64_t len;
 	int failed; /* a write failed; the message must be refused (451) */
 };
+#define SPOOL_NOSPACE 2 /* failed for lack of disk space (452) */
 void spool_init(struct spool *sp, const char *tmpdir);
 int spool_write(struct spool *sp, const void *p, size_t n); /* -1 on I/O error */
 /* Reads up to n bytes at off; returns the count (0 at the end), -1 error. */
@@ -189,6 +190,9 @@ struct settings {
 	int max_recipients;
 	int max_errors;   /* SMTP errors before the session is dropped */
 	int idle_timeout; /* seconds */
+	int line_timeout;  /* LineTimeout: s to send one command line */
+	int login_timeout; /* LoginTimeout: s a session may go without login */
+	int compact_hour;  /* CompactHour: local hour of the daily compaction, -1 none */
 	/* TLS, authentication, submission (issue 5) */
 	char tls_cert[1024], tls_key[1024]; /* "" = self-signed, made on first start */
 	int smtps_enable, smtps_port;
@@ -1240,6 +1244,11 @@ struct session {
 	int64_t last_io;
 	uint32_t rx, tx; /* reads and writes that moved bytes (os_ack_now) */
 	int timeout_ms;
+	/* LineTimeout: when the input unit under way (a line, or a tap's
+	 * SESSION_UNIT bytes) began, 0 = none; LoginTimeout: when the session
+	 * ends unless a protocol lifts or moves it (session_cap), 0 = never */
+	int64_t unit_at, cap_at;
+	size_t unit_bytes;
 	int holds; /* work on other threads that will post back */
 	/* While set, input goes here instead of to proto->line, as it
 	 * comes (no line cutting): it returns how many bytes it took, 0 to
@@ -1251,7 +1260,8 @@ struct session {
 	void *lua; /* the scripts' session object (lua/handle.c), NULL if none */
 	struct policy *policy; /* SMTP's policy chain (policy.c), NULL if none */
 	unsigned paused : 1, closing : 1, eof : 1, reading_off : 1, discard_in : 1, write_on : 1,
-	    over_limit : 1, starttls : 1, peer_gone : 1, unwatched : 1;
+	    over_limit : 1, starttls : 1, peer_gone : 1, unwatched : 1,
+	    tap_raw : 1; /* the tap takes data, not lines: LineTimeout counts 4 KB units */
 	char reason[64];
 	struct session *prev, *next; /* the worker's list, for timeouts */
 };
@@ -1293,6 +1303,11 @@ void session_pause(struct session *s);
 void session_resume(struct session *s);
 /* Throw away input received but not yet handed over (STARTTLS). */
 void session_discard_input(struct session *s);
+/* The session ends ms from now (0: at no set time), whatever comes: the
+ * LoginTimeout cap that login lifts (see session.c); session_cap_add
+ * moves a set cap by ms (data that arrives earns time). */
+void session_cap(struct session *s, int64_t ms);
+void session_cap_add(struct session *s, int64_t ms);
 /* Keep s alive for work on another thread, which must then call
  * session_post exactly once: fn(s, arg) runs on s's worker thread (even
  * when s is closing: fn must then only free arg). */
@@ -1643,9 +1658,11 @@ struct queue_msg {
 	int64_t date;
 	char *folder; /* NULL: INBOX; else (JunkFolder) for local mailboxes */
 	int status; /* set by the commit: 0 durable, -1 failed (reply 451),
-	               QUEUE_FULL: every recipient a mailbox over its quota (552) */
+	               QUEUE_FULL: every recipient a mailbox over its quota (552),
+	               QUEUE_NOSPACE: the disk is full (452) */
 };
 #define QUEUE_FULL (-2)
+#define QUEUE_NOSPACE (-3)
 struct queue_msg *queue_msg_new(const char *from);
 void queue_msg_add_rcpt(struct queue_msg *m, const char *rcpt);
 void queue_msg_free(struct queue_msg *m);

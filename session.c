@@ -30,6 +30,10 @@
  * can be due, at most this long: a protocol that lowers s->timeout_ms
  * without I/O (IMAP's IDLE) sees it late by up to that. */
 #define WALK_MAX_MS 30000
+/* A raw tap (an IMAP literal) must take this much within LineTimeout, or
+ * end: 4 KB a minute by default, so big literals may take long but a byte
+ * a minute cannot hold the session. A script's tap ends a unit per line. */
+#define SESSION_UNIT 4096
 
 struct task {
 	void (*fn)(struct session *s, void *arg);
@@ -172,6 +176,42 @@ void session_resume(struct session *s)
 void session_discard_input(struct session *s)
 {
 	s->discard_in = 1;
+}
+
+/* A deadline (0: none) set earlier than the next walk of the worker
+ * brings it on. */
+static void walk_by(struct session *s, int64_t due)
+{
+	if (due && due < s->worker->walk_at) {
+		s->worker->walk_at = 0;
+	}
+}
+
+void session_cap(struct session *s, int64_t ms)
+{
+	s->cap_at = ms > 0 ? os_now_ms() + ms : 0;
+	walk_by(s, s->cap_at);
+}
+
+void session_cap_add(struct session *s, int64_t ms)
+{
+	if (s->cap_at) {
+		s->cap_at += ms;
+	}
+}
+
+/* A unit of input (a line; SESSION_UNIT bytes of a tap, or its end) is
+ * done when done is set; else one under way started at the last read at
+ * the latest. */
+static void unit_mark(struct session *s, int done)
+{
+	if (done) {
+		s->unit_at = 0;
+		s->unit_bytes = 0;
+	} else if (!s->unit_at) {
+		s->unit_at = s->last_io;
+		walk_by(s, s->unit_at + conf.line_timeout * 1000LL);
+	}
 }
 
 void session_hold(struct session *s)
@@ -539,6 +579,11 @@ static void session_dispatch(struct session *s)
 		if (s->tap || !pr->line) {
 			size_t took = s->tap ? s->tap(s, start, avail) : 0;
 			s->in_off += took;
+			s->unit_bytes += took;
+			/* a script reading lines ends a unit with each */
+			int line = !s->tap_raw && took && start[took - 1] == '\n';
+			unit_mark(s, !s->tap || line || s->unit_bytes >= SESSION_UNIT);
+			s->tap_raw = s->tap ? s->tap_raw : 0;
 			if (!took) {
 				break; /* the tap wants nothing now */
 			}
@@ -547,8 +592,10 @@ static void session_dispatch(struct session *s)
 		char *nl = memchr(start, '\n', avail);
 		size_t len = nl ? (size_t)(nl - start) + 1 : avail;
 		if (!nl && avail < pr->line_max) {
+			unit_mark(s, 0); /* a line under way */
 			break;
 		}
+		unit_mark(s, 1);
 		if (len > pr->line_max) {
 			len = pr->line_max;
 		}
@@ -750,6 +797,9 @@ static void session_adopt(struct session *s, void *arg)
 	(void)arg;
 	struct worker *w = s->worker;
 	s->last_io = os_now_ms();
+	if (s->svc->proto->line) {
+		s->cap_at = s->last_io + conf.login_timeout * 1000LL; /* protocols lift it */
+	}
 	w->walk_at = 0;
 	s->next = w->sessions;
 	if (w->sessions) {
@@ -888,7 +938,41 @@ static int64_t session_due(const struct session *s)
 	if (s->closing) {
 		return s->last_io + CLOSE_LINGER_MS;
 	}
-	return s->holds ? INT64_MAX : s->last_io + s->timeout_ms; /* a release walks */
+	if (s->holds) {
+		return INT64_MAX; /* a release walks */
+	}
+	int64_t due = s->last_io + s->timeout_ms;
+	if (s->paused) {
+		return due; /* as session_late */
+	}
+	if (s->unit_at && s->svc->proto->line && s->unit_at + conf.line_timeout * 1000LL < due) {
+		due = s->unit_at + conf.line_timeout * 1000LL;
+	}
+	return s->cap_at && s->cap_at < due ? s->cap_at : due;
+}
+
+/* Why s must end now for lack of progress, NULL if it need not: idle, a
+ * line (or a literal) sent too slowly (LineTimeout), no login in time
+ * (LoginTimeout, or the web admin's request time). A paused session waits
+ * for us, not for its client; a script's service reads as it likes. */
+static const char *session_late(const struct session *s, int64_t now)
+{
+	if (s->holds) {
+		return NULL;
+	}
+	if (now - s->last_io > s->timeout_ms) {
+		return "idle timeout";
+	}
+	if (s->paused) {
+		return NULL;
+	}
+	if (s->unit_at && s->svc->proto->line && now - s->unit_at > conf.line_timeout * 1000LL) {
+		return "line timeout";
+	}
+	if (!s->cap_at || now <= s->cap_at) {
+		return NULL;
+	}
+	return s->svc->proto->line ? "login timeout" : "request timeout";
 }
 
 /* Ends the sessions that timed out, lingered too long or must go as the
@@ -912,13 +996,14 @@ static void worker_tick(struct worker *w, int64_t now)
 		            s->svc->proto->can_stop(s);
 		int stopping =
 		        !s->holds && (w->stop == 2 || (w->stop == 1 && quiet) || s->svc->stop_req);
-		if (!s->closing && (stopping || (!s->holds && now - s->last_io > s->timeout_ms))) {
+		const char *late = s->closing || stopping ? NULL : session_late(s, now);
+		if (!s->closing && (stopping || late)) {
 			void (*bye)(struct session *) =
 			        stopping ? s->svc->proto->shutdown : s->svc->proto->timeout;
 			if (bye) {
 				bye(s);
 			}
-			session_close(s, stopping ? "server stopping" : "idle timeout");
+			session_close(s, stopping ? "server stopping" : late);
 			session_service(s);
 		}
 		if (s->fd != OS_BADFD && session_due(s) < walk_at) {

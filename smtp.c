@@ -31,6 +31,7 @@
 #include "policy.h"
 
 #define SMTP_LINE_MAX 4096 /* pieces of DATA lines; commands must fit */
+#define SMTP_DATA_RATE 500 /* bytes/s a body earns LoginTimeout by */
 #define SMTP_CMD_MAX 2048  /* RFC 5321 4.5.3.1.4 says 512; extensions add */
 #define SMTP_JUNK_MAX 100  /* NOOP, RSET, VRFY, HELP without a message */
 #define ADDR_MAX 320
@@ -705,6 +706,7 @@ static void auth_allowed(struct session *s, struct policy_call *c, int v)
 	} else if (v != POLICY_DONE) {
 		rl_strlcpy(st->user, c->addr, sizeof st->user);
 		log_info("%08x smtp result=login client=%s user=%s", s->id, s->peer, st->user);
+		session_cap(s, 0); /* LoginTimeout is for sessions without login */
 		reply(s, 235, "2.7.0 Authentication successful");
 	}
 	session_resume(s);
@@ -962,6 +964,22 @@ static void command(struct session *s, struct smtp *st, char *line)
 
 /* ---- the message body ---- */
 
+/* The disk is full: RFC 5321's 452 "insufficient system storage", RFC
+ * 3463's 4.3.1 "mail system full"; the client tries again later. */
+static void nospace(struct session *s)
+{
+	reply(s, 452, "4.3.1 Error: insufficient system storage, try again later");
+}
+
+/* Port 25 has no login: LoginTimeout counts from the last message taken,
+ * so a client that delivers goes on and one that only talks does not. */
+static void progress(struct session *s, struct smtp *st)
+{
+	if (!st->user[0]) {
+		session_cap(s, conf.login_timeout * 1000LL);
+	}
+}
+
 static void commit_done(struct session *s, void *arg)
 {
 	struct smtp *st = s->ps;
@@ -972,12 +990,15 @@ static void commit_done(struct session *s, void *arg)
 	}
 	if (m->status == 0) {
 		st->nmsgs++;
+		progress(s, st);
 		os_atomic_add_long(&s->svc->received, 1);
 		stats_count(STATS_IN);
 		log_accepted(s, st, m, "accepted");
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
 	} else if (m->status == QUEUE_FULL) {
 		reply(s, 552, "5.2.2 Error: mailbox full, the message does not fit its quota");
+	} else if (m->status == QUEUE_NOSPACE) {
+		nospace(s);
 	} else {
 		reply(s, 451, "4.3.0 Error: could not store the message, try again later");
 	}
@@ -996,11 +1017,16 @@ static void eom_checked(struct session *s, struct policy_call *c, int v)
 	if (v == POLICY_DISCARD) {
 		st->nmsgs++;
 		log_accepted(s, st, m, "discarded");
+		progress(s, st);
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
 	} else if (stopped(s, c, v)) {
 		/* refused */
 	} else if (policy_prepend(&m->body, &c->above) != 0 || m->body.failed) {
-		reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		if (m->body.failed == SPOOL_NOSPACE) {
+			nospace(s);
+		} else {
+			reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		}
 	} else {
 		st->msg = NULL;
 		queue_commit(s, m, commit_done); /* the session stays paused */
@@ -1020,7 +1046,11 @@ static void end_data(struct session *s, struct smtp *st)
 		return;
 	}
 	if (m->body.failed) {
-		reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		if (m->body.failed == SPOOL_NOSPACE) {
+			nospace(s);
+		} else {
+			reply(s, 451, "4.3.0 Error: could not spool the message, try again later");
+		}
 		txn_reset(s, st);
 		return;
 	}
@@ -1079,6 +1109,8 @@ static void smtp_line(struct session *s, char *line, size_t len)
 {
 	struct smtp *st = s->ps;
 	if (st->state == S_DATA) {
+		/* the body earns time at SMTP_DATA_RATE (Postfix's smtpd_min_data_rate) */
+		session_cap_add(s, (int64_t)len * 1000 / SMTP_DATA_RATE);
 		data_line(s, st, line, len);
 		return;
 	}

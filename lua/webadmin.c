@@ -12,7 +12,9 @@
  * (a createService of a script on that port fails: the port is taken).
  *
  * Helpers (all on the session's own coroutine):
- *   api.setup()            -> client address; sets a short idle timeout
+ *   api.setup()            -> client address; sets a short idle timeout and
+ *                             LineTimeout to send the whole request
+ *   api.read_done()        the request is read: its time limit is lifted
  *   api.login(name, pw)    -> token, csrf, address, admin | nil, why, delay_ms
  *                             (any mailbox logs in; admin: named by WebAdmin)
  *   api.check(name, pw)    -> true | nil, why, delay_ms: the password is
@@ -185,8 +187,16 @@ static int wa_setup(lua_State *L)
 {
 	struct session *s = here(L);
 	s->timeout_ms = WA_TIMEOUT_MS;
+	session_cap(s, conf.line_timeout * 1000LL); /* to read the request (read_done) */
 	lua_pushstring(L, s->peer);
 	return 1;
+}
+
+/* The request is in: what follows is ours (a login's delay too). */
+static int wa_read_done(lua_State *L)
+{
+	session_cap(here(L), 0);
+	return 0;
 }
 
 /* 1 when the account is named by a WebAdmin line. */
@@ -790,6 +800,7 @@ static const luaL_Reg api[] = {
         {"setquota", wa_setquota},
         {"queue", wa_queue},
         {"setup", wa_setup},
+        {"read_done", wa_read_done},
         {"login", wa_login},
         {"check", wa_check},
         {"sleep", wa_sleep},

@@ -1059,6 +1059,7 @@ return function(session)
 	local req, code = read_head(session)
 	if req and api.autoconf_path(req.path) then
 		local c, body, ctype = autoconf(session, req)
+		api.read_done()
 		if c then
 			respond(session, c, body, c == 405 and {"Allow: " ..
 				(req.path:lower():find("autodiscover") and "POST" or "GET")} or nil, ctype)
@@ -1068,6 +1069,7 @@ return function(session)
 	if req then
 		local ok
 		ok, code = read_body(session, req)
+		api.read_done()
 		if ok then
 			local c, body, extra, ctype = dispatch(session, req, ip)
 			respond(session, c, body, extra, ctype)

@@ -207,6 +207,11 @@ int os_errno_is_noent(void)
 	return errno == ENOENT;
 }
 
+int os_errno_is_nospace(void)
+{
+	return errno == ENOSPC || errno == EDQUOT;
+}
+
 /* ---- sockets ---- */
 
 static int set_nonblock(int fd, int on)

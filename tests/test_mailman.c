@@ -173,6 +173,44 @@ static void account_save_refuses(void)
 	mm_close();
 }
 
+static int exists(const char *dir, const char *name)
+{
+	char path[1200];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "rb");
+	if (f) {
+		fclose(f);
+	}
+	return f != NULL;
+}
+
+static void touch(const char *dir, const char *name)
+{
+	char path[1200];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	ASSERT(f != NULL);
+	fputs("half written", f);
+	fclose(f);
+}
+
+static void killed_writer_leftovers_go(void)
+{
+	const char *dir = fresh();
+	ASSERT(dir != NULL);
+	ASSERT_EQ(mm_domain_add("example.org", err, sizeof err), 0);
+	/* what a CLI killed between write and rename leaves */
+	touch(dir, "accounts.tmp.99999.0");
+	touch(dir, "domains.tmp.99999.1");
+	touch(dir, "accounts.tmpfile"); /* not one of ours */
+	ASSERT(save("example.org", "alice", MM_MBOX, "") > 0);
+	ASSERT(!exists(dir, "accounts.tmp.99999.0"));
+	ASSERT(!exists(dir, "domains.tmp.99999.1"));
+	ASSERT(exists(dir, "accounts.tmpfile"));
+	ASSERT(exists(dir, "accounts"));
+	mm_close();
+}
+
 static void domain_del_takes_accounts(void)
 {
 	ASSERT(fresh());
@@ -577,6 +615,7 @@ void tests_mailman(void)
 	RUN(account_save_refuses,
 	        "saving refuses an unknown domain, a bad user, a bad type, a tab, a taken name");
 	RUN(domain_del_takes_accounts, "deleting a domain deletes its accounts");
+	RUN(killed_writer_leftovers_go, "temporary files of a killed writer go at the next lock");
 	RUN(lookups_see_other_writers,
 	        "lookups see files another process replaced, even with the same size");
 	RUN(writers_keep_each_others_changes,

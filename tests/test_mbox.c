@@ -439,6 +439,82 @@ static void index_past_end_dropped(void)
 	teardown(f);
 }
 
+/* three messages, the first two flagged; the folder closed */
+static uint32_t flagged_three(void)
+{
+	struct mm_folder *f = with_three();
+	if (!f || mm_msg_set_flags(f, 0, MM_SEEN) || mm_msg_set_flags(f, 1, MM_FLAGGED)) {
+		return 0;
+	}
+	uint32_t v = mm_folder_uidvalidity(f);
+	mm_folder_close(f);
+	return v;
+}
+
+/* After damage to the third message: UIDVALIDITY, the first two with
+ * their flags, and no UID given twice (next_uid: the least the next
+ * append may get). */
+static void first_two_kept(uint32_t v, uint32_t count, uint32_t next_uid)
+{
+	struct mm_folder *f = NULL;
+	ASSERT_EQ(mm_folder_open("example.org", "john", "INBOX", 0, &f), 0);
+	ASSERT_EQ(mm_folder_uidvalidity(f), v);
+	ASSERT_EQ(mm_folder_count(f), count);
+	ASSERT_EQ(mm_folder_msg(f, 0)->flags, MM_SEEN);
+	ASSERT_EQ(mm_folder_msg(f, 1)->flags, MM_FLAGGED);
+	ASSERT_EQ(mm_folder_msg(f, 1)->uid, 2);
+	ASSERT(reads_as(f, 1, msg2, strlen(msg2)));
+	uint32_t uid;
+	ASSERT_EQ(append(f, msg1, strlen(msg1), 0, &uid), 0);
+	ASSERT(uid >= next_uid && uid <= next_uid + 1); /* a torn line's UID is skipped */
+	f = reopen(f);
+	ASSERT_EQ(mm_folder_uidvalidity(f), v);
+	ASSERT_EQ(mm_folder_msg(f, 0)->flags, MM_SEEN);
+	ASSERT_EQ(mm_folder_count(f), count + 1);
+	teardown(f);
+}
+
+static void truncated_mbox_keeps_flags(void)
+{
+	uint32_t v = flagged_three();
+	ASSERT(v);
+	char path[800], data[8192];
+	fpath(path, sizeof path, "INBOX.mbox");
+	size_t n = slurp(path, data, sizeof data);
+	ASSERT_EQ(os_write_file_atomic(path, data, n - 10), 0); /* the last message cut */
+	first_two_kept(v, 2, 4);
+}
+
+static void lost_mbox_tail_keeps_flags(void)
+{
+	uint32_t v = flagged_three();
+	ASSERT(v);
+	char path[800], data[8192];
+	fpath(path, sizeof path, "INBOX.mbox");
+	size_t n = slurp(path, data, sizeof data);
+	char *last = strstr(data, "\n\nFrom sender@example.net");
+	last = last ? strstr(last + 2, "\n\nFrom sender@example.net") : NULL;
+	ASSERT(last);
+	/* a power cut: the file's size reached the disk, not its last bytes */
+	memset(last + 2, 0, n - (size_t)(last + 2 - data));
+	ASSERT_EQ(os_write_file_atomic(path, data, n), 0);
+	first_two_kept(v, 2, 4);
+	ASSERT_EQ(count_from_lines(path), 3); /* the zeros went, the new one came */
+}
+
+static void torn_index_keeps_flags(void)
+{
+	uint32_t v = flagged_three();
+	ASSERT(v);
+	char path[800], data[8192];
+	fpath(path, sizeof path, "INBOX.idx");
+	size_t n = slurp(path, data, sizeof data);
+	ASSERT_EQ(n, 36 * MM__IDX_LINE);
+	ASSERT_EQ(os_write_file_atomic(path, data, n - MM__IDX_LINE / 2), 0);
+	/* the third message is indexed again, as new: UID 4, not its 3 */
+	first_two_kept(v, 3, 5);
+}
+
 /* The index in format 1: 128-byte lines, the header without floor and
  * recent, message lines without savedate (their fields are where format
  * 2 has them). */
@@ -889,6 +965,11 @@ void tests_mbox(void)
 	RUN(torn_tail_cut, "a torn write at the mbox end is cut off, messages stay intact");
 	RUN(foreign_tail_indexed, "a message another program appended is indexed");
 	RUN(index_past_end_dropped, "an index entry past the mbox end is dropped");
+	RUN(truncated_mbox_keeps_flags,
+	        "an mbox cut short loses its last message only: UIDVALIDITY and flags stay");
+	RUN(lost_mbox_tail_keeps_flags,
+	        "an mbox whose tail was lost in a power cut: UIDVALIDITY and the others' flags stay");
+	RUN(torn_index_keeps_flags, "a torn index line: UIDVALIDITY and flags stay, no UID twice");
 	RUN(index_v1_upgraded, "an index of format 1 is read, flags and all, and written as format 2");
 	RUN(has_qid, "has_qid finds a queue id among the last messages");
 	RUN(two_openers, "a second opener sees appends, flags and a compaction");

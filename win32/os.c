@@ -321,6 +321,12 @@ int os_errno_is_noent(void)
 	return errno == ENOENT;
 }
 
+int os_errno_is_nospace(void)
+{
+	DWORD e = GetLastError(); /* the CRT sets errno; Win32 calls only this */
+	return errno == ENOSPC || e == ERROR_DISK_FULL || e == ERROR_HANDLE_DISK_FULL;
+}
+
 /* ---- sockets ---- */
 
 static int set_nonblock(SOCKET s, int on)
