@@ -11,6 +11,7 @@
 /* ---- commands in other files: run with the arguments after the name,
  * settings loaded and (CMD_STORAGE in rumble.c's table) mailman open;
  * 0, or non-zero after a one-line message on stderr ---- */
+int cmd_sieve(int argc, char **argv); /* sieve.c: check|test */
 
 /* ---- progress (admin.c) ----
  * A bar on stderr while it is a terminal, redrawn at most ten times a

@@ -28,6 +28,8 @@ static const char usage[] =
 	"       rumble [-c FILE] queue list                waiting messages and why\n"
 	"       rumble [-c FILE] queue show|delete|bounce ID  (bounce: a DSN to the sender)\n"
 	"       rumble [-c FILE] queue flush [ID]          try again now\n"
+	"       rumble sieve check SCRIPT                  compile a Sieve script\n"
+	"       rumble sieve test SCRIPT MESSAGE [FROM [TO]]  what it does to a message\n"
 	"       rumble [-c FILE] stop|reload               the server in PidFile (POSIX)\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
@@ -940,6 +942,7 @@ static const struct command {
 	{"dns", cmd_dns, CMD_STORAGE},
 	{"acme", cmd_acme, CMD_STORAGE},
 	{"queue", cmd_queue, CMD_STORAGE},
+	{"sieve", cmd_sieve, 0},
 	{"stop", cmd_stop, 0},
 	{"reload", cmd_reload, 0},
 	{"service", NULL, 0},
