@@ -79,6 +79,7 @@ int main(int argc, char **argv)
 		{"autoconf", tests_autoconf},
 		{"httpc", tests_httpc},
 		{"acme", tests_acme},
+		{"sieve", tests_sieve},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		if (!only || strcmp(only, suites[i].name) == 0) {

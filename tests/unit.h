@@ -78,5 +78,6 @@ void tests_session(void);
 void tests_autoconf(void);
 void tests_httpc(void);
 void tests_acme(void);
+void tests_sieve(void);
 
 #endif
