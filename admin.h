@@ -12,6 +12,7 @@
  * settings loaded and (CMD_STORAGE in rumble.c's table) mailman open;
  * 0, or non-zero after a one-line message on stderr ---- */
 int cmd_sieve(int argc, char **argv); /* sieve.c: check|test */
+int cmd_user_sieve(int argc, char **argv); /* sieve.c: user sieve USER@DOMAIN FILE|off|show */
 
 /* ---- progress (admin.c) ----
  * A bar on stderr while it is a terminal, redrawn at most ten times a

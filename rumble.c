@@ -17,6 +17,8 @@ static const char usage[] =
 	"       rumble [-c FILE] user list [DOMAIN]\n"
 	"       rumble [-c FILE] user quota USER@DOMAIN [STORAGE [MESSAGES]] [--recalc]\n"
 	"           show or set (STORAGE: 100M, 2G, ...; none; default) or count again\n"
+	"       rumble [-c FILE] user sieve USER@DOMAIN SCRIPT [NAME]  filter its mail\n"
+	"       rumble [-c FILE] user sieve USER@DOMAIN off|show\n"
 	"       rumble [-c FILE] alias add ADDRESS TARGET...\n"
 	"       rumble [-c FILE] feed add ADDRESS COMMAND...   (the message on its stdin)\n"
 	"       rumble [-c FILE] relay add ADDRESS HOST[:PORT]  (sent on to that host)\n"
@@ -633,6 +635,9 @@ static int cmd_user(int argc, char **argv)
 	}
 	if (argc >= 1 && !strcmp(argv[0], "quota")) {
 		return cmd_user_quota(argc - 1, argv + 1);
+	}
+	if (argc >= 1 && !strcmp(argv[0], "sieve")) {
+		return cmd_user_sieve(argc - 1, argv + 1);
 	}
 	if (argc != 2) {
 		return fail("%s", "user: expected add|del|passwd USER@DOMAIN, or list [DOMAIN]");

@@ -1,7 +1,10 @@
 /*
- * sieve.c - Sieve in the server: `rumble sieve check|test`, which
- * compile a script and run it on a message as Pigeonhole's sieve-test
- * does (the differential tests compare the two).
+ * sieve.c - Sieve in the server: where a user's scripts live
+ * (<user's folder>/sieve/NAME.sieve, the active one named in
+ * sieve/active), running the active one at delivery (queue.c acts on the
+ * result), `rumble user sieve`, and `rumble sieve check|test`, which run
+ * a script on a message as Pigeonhole's sieve-test does (the
+ * differential tests compare the two).
  */
 #include <string.h>
 
@@ -9,6 +12,8 @@
 #include "sieve.h"
 
 #define SIEVE_MESSAGE_MAX (64 * 1024 * 1024) /* what `sieve test` reads */
+#define SIEVE_SEEN_MAX (256 * 1024) /* of a message a script sees at delivery */
+#define SIEVE_NAME_MAX 64
 
 /* The whole file into b; 0, or -1 with a message on stderr. */
 static int read_file(const char *path, size_t max, struct buf *b)
@@ -44,6 +49,208 @@ static struct sieve_script *compile_file(const char *path)
 	}
 	buf_free(&src);
 	return s;
+}
+
+/* ---- where scripts live ---- */
+
+static int valid_name(const char *n)
+{
+	size_t len = strlen(n);
+	return len > 0 && len <= SIEVE_NAME_MAX && n[0] != '.' &&
+	       strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+}
+
+/* user's sieve folder, and file (NULL: the folder itself) in it. */
+static int sieve_path(const char *domain, const char *user, const char *file, char *out,
+	size_t len)
+{
+	char dir[1100], base[1400];
+	if (mm__folder_base(domain, user, "INBOX", dir, sizeof dir, base, sizeof base) != 0) {
+		return -1;
+	}
+	size_t n = file ? (size_t)snprintf(out, len, "%s/sieve/%s", dir, file)
+	                : (size_t)snprintf(out, len, "%s/sieve", dir);
+	return n < len ? 0 : -1;
+}
+
+/* The active script's name into name ("" when none). */
+static void active_name(const char *domain, const char *user, char *name, size_t len)
+{
+	char path[1200];
+	struct buf b;
+	buf_init(&b);
+	name[0] = '\0';
+	if (sieve_path(domain, user, "active", path, sizeof path) == 0) {
+		FILE *f = os_fopen(path, "rb");
+		size_t n = f ? fread(name, 1, len - 1, f) : 0;
+		if (f) {
+			fclose(f);
+		}
+		name[n] = '\0';
+		name[strcspn(name, "\r\n")] = '\0';
+		if (!valid_name(name)) {
+			name[0] = '\0';
+		}
+	}
+}
+
+/* The active script of user, compiled; NULL when there is none or it
+ * does not compile any more (logged: the mail goes to INBOX). */
+static struct sieve_script *active_script(const char *domain, const char *user)
+{
+	char name[SIEVE_NAME_MAX + 8], file[SIEVE_NAME_MAX + 16], path[1200], err[300];
+	active_name(domain, user, name, sizeof name);
+	snprintf(file, sizeof file, "%s.sieve", name);
+	if (!name[0] || sieve_path(domain, user, file, path, sizeof path) != 0) {
+		return NULL;
+	}
+	FILE *f = os_fopen(path, "rb");
+	if (!f) {
+		log_warnx("sieve: %s@%s: the active script %s is missing", user, domain, name);
+		return NULL;
+	}
+	struct buf src;
+	buf_init(&src);
+	char chunk[8192];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && src.len <= SIEVE_SCRIPT_MAX) {
+		buf_append(&src, chunk, n);
+	}
+	fclose(f);
+	struct sieve_script *s = NULL;
+	if (sieve_compile(src.data ? src.data : "", src.len, &s, err, sizeof err) != 0) {
+		log_warnx("sieve: %s@%s: script %s: %s (delivered to INBOX)", user, domain, name, err);
+	}
+	buf_free(&src);
+	return s;
+}
+
+struct exists_arg {
+	const char *domain, *user;
+};
+
+static int folder_exists(void *arg, const char *name)
+{
+	const struct exists_arg *e = arg;
+	struct mm_folder *f;
+	if (!mm_valid_folder(name) || mm_folder_open(e->domain, e->user, name, 0, &f) != 0) {
+		return 0;
+	}
+	mm_folder_close(f);
+	return 1;
+}
+
+/* see sieve.h */
+int sieve_decide(const char *domain, const char *user, struct spool *sp, const char *from,
+	struct sieve_result *r)
+{
+	struct sieve_script *s = active_script(domain, user);
+	if (!s) {
+		return 0;
+	}
+	size_t seen = sp->len < SIEVE_SEEN_MAX ? (size_t)sp->len : SIEVE_SEEN_MAX;
+	char *msg = xmalloc(seen + 1);
+	long got = spool_read(sp, 0, msg, seen);
+	char to[MM_USER_MAX + MM_DOMAIN_MAX + 2];
+	snprintf(to, sizeof to, "%s@%s", user, domain);
+	struct exists_arg ea = {domain, user};
+	struct sieve_input in = {.msg = msg, .len = got > 0 ? (size_t)got : 0, .size = sp->len,
+		.body_cut = sp->len > seen, .from = from, .to = to, .folder_exists = folder_exists,
+		.arg = &ea};
+	if (sieve_run(s, &in, r) != 0) {
+		log_warnx("sieve: %s: %s (kept in INBOX, RFC 5228 2.10.6)", to, r->error);
+	}
+	free(msg);
+	sieve_free(s);
+	return 1;
+}
+
+/* see sieve.h */
+uint32_t sieve_flag_bits(const char *flags, char *keywords, size_t len)
+{
+	static const struct {
+		const char *name;
+		uint32_t bit;
+	} sys[] = {{"\\seen", MM_SEEN}, {"\\answered", MM_ANSWERED}, {"\\flagged", MM_FLAGGED},
+		{"\\deleted", MM_DELETED}, {"\\draft", MM_DRAFT}};
+	uint32_t bits = 0;
+	keywords[0] = '\0';
+	for (const char *p = flags ? flags : ""; *p;) {
+		size_t w = strcspn(p, " ");
+		int found = 0;
+		for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
+			if (strlen(sys[i].name) == w && !rl_strncasecmp(p, sys[i].name, w)) {
+				bits |= sys[i].bit;
+				found = 1;
+			}
+		}
+		size_t have = strlen(keywords);
+		if (!found && *p != '\\' && have + w + 2 < len) {
+			snprintf(keywords + have, len - have, "%s%.*s", have ? " " : "", (int)w, p);
+		}
+		p += w + (p[w] == ' ');
+	}
+	return bits;
+}
+
+/* user sieve USER@DOMAIN FILE [NAME]: stores the script (it must
+ * compile) and makes it the active one; off: none active; show. */
+int cmd_user_sieve(int argc, char **argv)
+{
+	char user[MM_USER_MAX + 1], domain[MM_DOMAIN_MAX + 1], path[1200], name[SIEVE_NAME_MAX + 8];
+	const char *at = argc >= 2 ? strrchr(argv[0], '@') : NULL;
+	if (!at || (size_t)(at - argv[0]) > MM_USER_MAX || strlen(at + 1) > MM_DOMAIN_MAX || argc > 3) {
+		fprintf(stderr, "rumble: user sieve: expected USER@DOMAIN FILE [NAME], off, or show\n");
+		return 2;
+	}
+	snprintf(user, sizeof user, "%.*s", (int)(at - argv[0]), argv[0]);
+	snprintf(domain, sizeof domain, "%s", at + 1);
+	rl_lower(user);
+	rl_lower(domain);
+	struct mm_account a;
+	if (mm_account_get(domain, user, &a) != 0 || a.type != MM_MBOX) {
+		fprintf(stderr, "rumble: user sieve: no such mailbox %s@%s\n", user, domain);
+		return 1;
+	}
+	if (!strcmp(argv[1], "show")) {
+		active_name(domain, user, name, sizeof name);
+		printf("%s@%s: %s\n", user, domain, name[0] ? name : "no active script");
+		return 0;
+	}
+	if (!strcmp(argv[1], "off")) {
+		if (sieve_path(domain, user, "active", path, sizeof path) == 0) {
+			os_remove(path);
+		}
+		printf("Sieve off for %s@%s\n", user, domain);
+		return 0;
+	}
+	const char *nm = argc == 3 ? argv[2] : "rumble";
+	struct sieve_script *s = valid_name(nm) ? compile_file(argv[1]) : NULL;
+	if (!valid_name(nm)) {
+		fprintf(stderr, "rumble: user sieve: a NAME is letters, digits, '.', '_' and '-'\n");
+	}
+	if (!s) {
+		return 1;
+	}
+	sieve_free(s);
+	struct buf src;
+	buf_init(&src);
+	char file[SIEVE_NAME_MAX + 16];
+	snprintf(file, sizeof file, "%s.sieve", nm);
+	int rc = read_file(argv[1], SIEVE_SCRIPT_MAX, &src) == 0 &&
+	         sieve_path(domain, user, NULL, path, sizeof path) == 0 && os_mkdir_p(path) == 0 &&
+	         sieve_path(domain, user, file, path, sizeof path) == 0 &&
+	         os_write_file_atomic(path, src.data ? src.data : "", src.len) == 0 &&
+	         sieve_path(domain, user, "active", path, sizeof path) == 0 &&
+	         os_write_file_atomic(path, nm, strlen(nm)) == 0
+	         ? 0 : 1;
+	buf_free(&src);
+	if (rc) {
+		fprintf(stderr, "rumble: user sieve: cannot store the script: %s\n", os_strerror());
+		return 1;
+	}
+	printf("Sieve script %s is active for %s@%s\n", nm, user, domain);
+	return 0;
 }
 
 /* sieve test SCRIPT MESSAGE [FROM [TO]] */

@@ -83,6 +83,19 @@ void sieve_result_free(struct sieve_result *r);
  * tests and `rumble sieve test`. */
 void sieve_result_print(const struct sieve_result *r, struct buf *out);
 
+/* ---- at delivery (sieve.c) ---- */
+
+/* Runs the active script of user@domain on the message in sp (its header
+ * and first 256 KB: body tests see no more). 1 with r filled (free it
+ * with sieve_result_free), 0 when the user has no script or it does not
+ * compile (logged): deliver to INBOX. */
+struct spool;
+int sieve_decide(const char *domain, const char *user, struct spool *sp, const char *from,
+	struct sieve_result *r);
+/* The MM_* bits of the system flags in flags; the keywords into keywords
+ * (space-separated, cut at len). */
+uint32_t sieve_flag_bits(const char *flags, char *keywords, size_t len);
+
 /* ---- shared by sieve_parse.c and sieve_run.c only ---- */
 
 enum sv_arg_kind { SV_TAG, SV_NUM, SV_STRS };

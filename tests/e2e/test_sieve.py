@@ -81,3 +81,63 @@ def test_sieve_check_reports_line_and_column():
     r = subprocess.run([BIN, "sieve", "check", bad], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "bad.sieve:4:1: ';' was expected" in r.stderr, r
     shutil.rmtree(d, ignore_errors=True)
+
+
+FILTER = r'''require ["fileinto", "imap4flags", "copy", "mailbox"];
+if header :contains "subject" "report" { addflag "\\Seen $Report"; fileinto :create "Reports"; stop; }
+if header :contains "subject" "list" { fileinto "Lists"; stop; }
+if header :contains "subject" "spam" { discard; stop; }
+if header :contains "subject" "share" { redirect :copy "carol@example.org"; }
+'''
+
+
+def test_sieve_at_delivery():
+    """Sieve at delivery: fileinto :create with flags, fileinto a missing folder (INBOX), discard, redirect :copy; a script that no longer compiles delivers to INBOX"""
+    import imaplib
+    import smtplib
+    from harness import Server, free_port
+    from test_webadmin import wait_for
+    port = free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\n" % port,
+               users=("bob@example.org", "carol@example.org"))
+    script = os.path.join(s.dir, "filter.sieve")
+    with open(script, "w") as f:
+        f.write(FILTER)
+    r = s.cli("user", "sieve", "bob@example.org", script)
+    assert "active for bob@example.org" in r.stdout, r.stdout
+    assert "rumble" in s.cli("user", "sieve", "bob@example.org", "show").stdout
+    s.start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        for subj in ("Q3 report", "list digest", "spam spam", "please share", "plain hello"):
+            c.sendmail("x@example.net", ["bob@example.org"], "Subject: %s\r\n\r\nbody\r\n" % subj)
+
+    def folder(user, name):
+        m = imaplib.IMAP4("127.0.0.1", port)
+        m.login(user, "secret")
+        typ, data = m.select(name, readonly=True)
+        out = []
+        if typ == "OK" and int(data[0]) > 0:
+            typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            out = [(d[0].decode(), d[1].decode().strip()) for d in data if isinstance(d, tuple)]
+        m.logout()
+        return out
+
+    assert wait_for(lambda: len(folder("bob@example.org", "INBOX")) == 3), s.stderr()[-3000:]
+    inbox = folder("bob@example.org", "INBOX")
+    subjects = sorted(sub for _, sub in inbox)
+    assert subjects == ["Subject: list digest", "Subject: plain hello", "Subject: please share"], inbox
+    reports = folder("bob@example.org", "Reports")
+    assert len(reports) == 1 and "Q3 report" in reports[0][1], reports
+    assert "\\Seen" in reports[0][0] and "$Report" in reports[0][0], reports
+    assert wait_for(lambda: len(folder("carol@example.org", "INBOX")) == 1)
+    log = s.stderr()
+    assert "no folder Lists (fileinto without :create); to INBOX" in log, log[-2000:]
+    assert "discard" in log
+    # a script broken on disk: mail still arrives, in INBOX, and the log says why
+    with open(os.path.join(s.storage, "mail", "example.org", "bob", "sieve", "rumble.sieve"), "w") as f:
+        f.write("if true {")
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        c.sendmail("x@example.net", ["bob@example.org"], "Subject: Q4 report\r\n\r\nbody\r\n")
+    assert wait_for(lambda: len(folder("bob@example.org", "INBOX")) == 4), s.stderr()[-3000:]
+    assert "delivered to INBOX" in s.stderr()
+    s.stop()
