@@ -399,6 +399,48 @@ static const char *sieve_folder(const struct target *t, const struct sieve_actio
 	return "INBOX";
 }
 
+static int commit_one(struct queue_msg *m);
+
+/* Commits text from <> to rcpt (Sieve's vacation answers and rejects). */
+static void send_auto(const struct queue_msg *m, const char *rcpt, const struct buf *text,
+	const char *what)
+{
+	struct queue_msg *b = queue_msg_new("");
+	queue_msg_add_rcpt(b, rcpt);
+	int rc = spool_write(&b->body, text->data, text->len) == 0 ? commit_one(b) : -1;
+	log_info("%016llx sieve %s %016llx to=<%s> status=%s", (unsigned long long)m->qid, what,
+		(unsigned long long)b->qid, rcpt, rc == 0 ? "committed" : "failed");
+	queue_msg_free(b);
+}
+
+static void msg_header(struct spool *sp, struct buf *out);
+
+/* reject/ereject after the message was taken: a DSN with the reason to
+ * its sender (RFC 5429 2.1: a DSN when an MDN is not wanted); none for <>. */
+static void sieve_reject(const struct queue_msg *m, const struct target *t, const char *reason)
+{
+	if (!m->from[0]) {
+		return;
+	}
+	struct ob_rcpt r = {.status = OB_PERM};
+	char addr[MM_USER_MAX + MM_DOMAIN_MAX + 2];
+	snprintf(addr, sizeof addr, "%s@%s", t->user, t->domain);
+	r.addr = addr;
+	snprintf(r.reply, sizeof r.reply, "550 5.7.1 rejected by the recipient's filter: %.200s",
+		reason);
+	r.reply[strcspn(r.reply, "\r\n")] = '\0';
+	rl_strlcpy(r.status_code, "5.7.1", sizeof r.status_code);
+	struct buf hdr, dsn;
+	buf_init(&hdr);
+	buf_init(&dsn);
+	msg_header((struct spool *)&m->body, &hdr);
+	outbound_dsn(&dsn, m->from, m->qid, m->date, os_time(), &r, 1, hdr.data ? hdr.data : "",
+		hdr.len);
+	send_auto(m, m->from, &dsn, "reject");
+	buf_free(&hdr);
+	buf_free(&dsn);
+}
+
 /* What the mailbox's Sieve script says (sieve.c), or INBOX: stores,
  * redirects (queued as more targets of m: the caller's loop takes them)
  * and discards. reject and vacation are left to RFC 5429/5230's own
@@ -422,13 +464,18 @@ static int deliver_local(struct fcache *fc, struct queue_msg *m, struct targets 
 			targets_add(ts, T_QUEUE, "", "", a->arg);
 			log_info("%016llx sieve: %s@%s redirect to=<%s>", (unsigned long long)m->qid, t.user,
 				t.domain, a->arg);
-		} else {
-			log_info("%016llx sieve: %s@%s %s", (unsigned long long)m->qid, t.user, t.domain,
-				a->kind == SA_DISCARD ? "discard" : a->kind == SA_VACATION ? "vacation (not sent: "
-				"not supported yet)" : "reject (not sent: not supported yet; kept)");
-			if (a->kind == SA_REJECT || a->kind == SA_EREJECT) {
-				r.keep = 1;
+		} else if (a->kind == SA_VACATION) {
+			struct buf reply;
+			buf_init(&reply);
+			if (sieve_vacation(t.domain, t.user, a, &m->body, m->from, &reply)) {
+				send_auto(m, m->from, &reply, "vacation");
 			}
+			buf_free(&reply);
+		} else if (a->kind == SA_REJECT || a->kind == SA_EREJECT) {
+			sieve_reject(m, &t, a->arg);
+		} else {
+			log_info("%016llx sieve: %s@%s discard", (unsigned long long)m->qid, t.user,
+				t.domain);
 		}
 	}
 	if (rc >= 0 && r.keep) {

@@ -193,6 +193,188 @@ uint32_t sieve_flag_bits(const char *flags, char *keywords, size_t len)
 	return bits;
 }
 
+/* ---- vacation (RFC 5230, RFC 6131) ---- */
+
+#define VACATION_MEMORY 1000 /* senders remembered per mailbox */
+
+/* 1 when the first field called name of the header is there; its
+ * unfolded value into out. */
+static int field(const struct mime_msg *m, const char *name, struct buf *out)
+{
+	buf_reset(out);
+	return mime_header_get(m, NULL, name, out);
+}
+
+/* RFC 5230 4.5 and 5.x, RFC 3834: no answer to lists, bulk mail,
+ * automatic mail, daemons, oneself, or mail that was not sent to the
+ * user (Bcc aside). */
+static int vacation_allowed(const struct mime_msg *m, const char *from, const char *me,
+	const struct sieve_action *a)
+{
+	struct buf v;
+	buf_init(&v);
+	int ok = from[0] && rl_strcasecmp(from, me) != 0;
+	const char *at = strchr(from, '@');
+	size_t local = at ? (size_t)(at - from) : strlen(from);
+	static const char *const daemons[] = {"mailer-daemon", "listserv", "majordomo", "owner-",
+		"-request", "noreply", "no-reply"};
+	for (size_t i = 0; ok && i < sizeof daemons / sizeof daemons[0]; i++) {
+		size_t n = strlen(daemons[i]);
+		ok = !(n <= local && ((daemons[i][0] == '-' && !rl_strncasecmp(from + local - n, daemons[i], n)) ||
+		                      (daemons[i][0] != '-' && !rl_strncasecmp(from, daemons[i], n))));
+	}
+	if (ok && field(m, "auto-submitted", &v)) {
+		ok = !rl_strncasecmp(v.data, "no", 2) && (v.len == 2 || strchr(" ;(", v.data[2]));
+	}
+	if (ok && field(m, "precedence", &v)) {
+		ok = rl_strcasecmp(v.data, "bulk") && rl_strcasecmp(v.data, "list") &&
+		     rl_strcasecmp(v.data, "junk");
+	}
+	static const char *const lists[] = {"list-id", "list-unsubscribe", "list-post",
+		"x-auto-response-suppress"};
+	for (size_t i = 0; ok && i < sizeof lists / sizeof lists[0]; i++) {
+		ok = !field(m, lists[i], &v);
+	}
+	/* one of my addresses among the recipients */
+	static const char *const rcpts[] = {"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"};
+	int mine = 0;
+	for (size_t i = 0; ok && !mine && i < sizeof rcpts / sizeof rcpts[0]; i++) {
+		struct mime_headers it;
+		struct mime_header h;
+		mime_headers_part(&it, m, NULL);
+		while (!mine && mime_headers_next(&it, &h)) {
+			if (h.name_len != strlen(rcpts[i]) || rl_strncasecmp(h.name, rcpts[i], h.name_len)) {
+				continue;
+			}
+			struct mime_addr *list = mime_addr_parse(h.value, h.value_len, 0);
+			for (struct mime_addr *x = list; x && !mine; x = x->next) {
+				char addr[600];
+				if (x->kind != MIME_ADDR_MAILBOX) {
+					continue;
+				}
+				snprintf(addr, sizeof addr, "%s@%s", x->mailbox, x->host);
+				mine = !rl_strcasecmp(addr, me);
+				for (const char *p = a->addresses ? a->addresses : ""; *p && !mine;) {
+					size_t w = strcspn(p, " ");
+					mine = w == strlen(addr) && !rl_strncasecmp(p, addr, w);
+					p += w + (p[w] == ' ');
+				}
+			}
+			mime_addr_free(list);
+		}
+	}
+	buf_free(&v);
+	return ok && mine;
+}
+
+/* 1 when sender got this handle's answer within the period; else it is
+ * remembered now (the oldest forgotten past VACATION_MEMORY). */
+static int vacation_seen(const char *domain, const char *user, const char *key, int64_t period)
+{
+	char path[1200], hex[65], line[128];
+	crypto_sha256_hex(key, strlen(key), hex);
+	hex[32] = '\0';
+	if (sieve_path(domain, user, "vacation", path, sizeof path) != 0) {
+		return 1;
+	}
+	int64_t now = os_time(), when;
+	struct buf keep;
+	buf_init(&keep);
+	int seen = 0, n = 0;
+	FILE *f = os_fopen(path, "rb");
+	while (f && fgets(line, sizeof line, f) && n < VACATION_MEMORY) {
+		char h[40];
+		long long t;
+		if (sscanf(line, "%lld %32s", &t, h) != 2) {
+			continue;
+		}
+		when = t;
+		if (!strcmp(h, hex)) {
+			seen = now - when < period;
+			continue;
+		}
+		if (now - when < 366 * 86400) {
+			buf_printf(&keep, "%lld %s\n", t, h);
+			n++;
+		}
+	}
+	if (f) {
+		fclose(f);
+	}
+	if (!seen) {
+		struct buf out;
+		buf_init(&out);
+		buf_printf(&out, "%lld %s\n", (long long)now, hex);
+		buf_append(&out, keep.data ? keep.data : "", keep.len);
+		char dir[1200];
+		if (sieve_path(domain, user, NULL, dir, sizeof dir) == 0) {
+			os_mkdir_p(dir);
+		}
+		os_write_file_atomic(path, out.data, out.len);
+		buf_free(&out);
+	}
+	buf_free(&keep);
+	return seen;
+}
+
+/* see sieve.h */
+int sieve_vacation(const char *domain, const char *user, const struct sieve_action *a,
+	struct spool *sp, const char *from, struct buf *reply)
+{
+	char me[MM_USER_MAX + MM_DOMAIN_MAX + 2];
+	snprintf(me, sizeof me, "%s@%s", user, domain);
+	size_t seen = sp->len < SIEVE_SEEN_MAX ? (size_t)sp->len : SIEVE_SEEN_MAX;
+	char *msg = xmalloc(seen + 1);
+	long got = spool_read(sp, 0, msg, seen);
+	struct mime_msg m;
+	mime_parse(&m, msg, got > 0 ? (size_t)got : 0);
+	struct buf subj, id, key;
+	buf_init(&subj);
+	buf_init(&id);
+	buf_init(&key);
+	int send = vacation_allowed(&m, from, me, a);
+	buf_printf(&key, "%s\n%s\n%s\n%s\n%d\n%s", from, a->handle ? a->handle : "",
+		a->handle ? "" : a->arg, a->subject ? a->subject : "", a->mime, a->from ? a->from : "");
+	int64_t period = a->seconds < 0 ? 7 * 86400 : a->seconds;
+	if (send && vacation_seen(domain, user, key.data, period)) {
+		send = 0;
+	}
+	if (send) {
+		uint64_t rnd = 0;
+		os_random(&rnd, sizeof rnd);
+		mime_header_text(&m, NULL, "subject", &subj);
+		int has_id = mime_header_get(&m, NULL, "message-id", &id);
+		char date[64];
+		outbound_date(os_time(), date, sizeof date);
+		buf_printf(reply, "From: %s\r\nTo: <%s>\r\nSubject: %s%s\r\nDate: %s\r\n"
+			"Message-ID: <%016llx.vacation@%s>\r\n"
+			"Auto-Submitted: auto-replied (vacation)\r\nPrecedence: bulk\r\n"
+			"MIME-Version: 1.0\r\n", a->from ? a->from : me, from,
+			a->subject ? a->subject : "Auto: ", a->subject ? "" : (subj.data ? subj.data : ""), date,
+			(unsigned long long)rnd, conf.server_name);
+		if (has_id) {
+			buf_printf(reply, "In-Reply-To: %s\r\nReferences: %s\r\n", id.data, id.data);
+		}
+		if (!a->mime) {
+			buf_puts(reply, "Content-Type: text/plain; charset=utf-8\r\n"
+			                "Content-Transfer-Encoding: 8bit\r\n\r\n");
+		}
+		for (const char *p = a->arg; *p;) { /* the reason, CRLF lines */
+			size_t w = strcspn(p, "\r\n");
+			buf_append(reply, p, w);
+			buf_puts(reply, "\r\n");
+			p += w;
+			p += *p == '\r' && p[1] == '\n' ? 2 : *p ? 1 : 0;
+		}
+	}
+	mime_free(&m);
+	free(msg);
+	buf_free(&subj);
+	buf_free(&id);
+	buf_free(&key);
+	return send;
+}
+
 /* user sieve USER@DOMAIN FILE [NAME]: stores the script (it must
  * compile) and makes it the active one; off: none active; show. */
 int cmd_user_sieve(int argc, char **argv)

@@ -62,6 +62,7 @@ struct sieve_action {
 	/* vacation */
 	int64_t seconds;
 	char *subject, *from, *handle;
+	char *addresses; /* :addresses, space-separated; NULL when none */
 	int mime;
 };
 struct sieve_result {
@@ -92,6 +93,12 @@ void sieve_result_print(const struct sieve_result *r, struct buf *out);
 struct spool;
 int sieve_decide(const char *domain, const char *user, struct spool *sp, const char *from,
 	struct sieve_result *r);
+/* Vacation (RFC 5230): 1 with the answer to send to from (envelope
+ * sender <>) in reply, 0 when none is due: lists, bulk and automatic
+ * mail, daemons, mail not addressed to the user, or the same answer sent
+ * to from within the period (remembered in the user's sieve folder). */
+int sieve_vacation(const char *domain, const char *user, const struct sieve_action *a,
+	struct spool *sp, const char *from, struct buf *reply);
 /* The MM_* bits of the system flags in flags; the keywords into keywords
  * (space-separated, cut at len). */
 uint32_t sieve_flag_bits(const char *flags, char *keywords, size_t len);

@@ -882,10 +882,21 @@ static int vacation(struct run *x, const struct sv_node *n)
 		return -1;
 	}
 	a->seconds = n->seconds >= 0 ? n->seconds : 7 * 86400;
+	if (a->seconds < 86400 && !(x->req & SX_VACATION_SECONDS)) {
+		a->seconds = 86400; /* :days 0: a day, as Pigeonhole's minimum */
+	}
 	a->subject = n->subject ? xstrdup(expand(x, n->subject->s[0])) : NULL;
 	a->from = n->from ? xstrdup(expand(x, n->from->s[0])) : NULL;
 	a->handle = n->handle ? xstrdup(expand(x, n->handle->s[0])) : NULL;
 	a->mime = n->mime;
+	if (n->addresses) {
+		struct buf b;
+		buf_init(&b);
+		for (int i = 0; i < n->addresses->n; i++) {
+			buf_printf(&b, "%s%s", i ? " " : "", expand(x, n->addresses->s[i]));
+		}
+		a->addresses = b.data ? b.data : xstrdup("");
+	}
 	return 0;
 }
 
@@ -1007,6 +1018,7 @@ void sieve_result_free(struct sieve_result *r)
 		free(a->subject);
 		free(a->from);
 		free(a->handle);
+		free(a->addresses);
 	}
 	free(r->v);
 	free(r->keep_flags);

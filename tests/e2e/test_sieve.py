@@ -7,6 +7,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 
 from harness import BIN, TMP
 from sieve_corpus import CASES, MESSAGES
@@ -141,3 +142,62 @@ def test_sieve_at_delivery():
     assert wait_for(lambda: len(folder("bob@example.org", "INBOX")) == 4), s.stderr()[-3000:]
     assert "delivered to INBOX" in s.stderr()
     s.stop()
+
+
+VACATION = r'''require ["vacation", "reject"];
+if header :contains "subject" "ads" { reject "No ads, thank you."; stop; }
+vacation :days 1 :subject "Away until Monday" "I am away.
+Back on Monday.";
+'''
+
+
+def test_sieve_vacation_and_reject():
+    """Sieve vacation: one answer per sender and period at an SMTP sink (from <>, Auto-Submitted, In-Reply-To), none to lists, automatic mail, Bcc or <>; reject sends the sender a DSN with the reason"""
+    import email
+    import smtplib
+    from harness import Server
+    from test_outbound import ZONE, FakeDNS, Sink
+    from test_webadmin import wait_for
+    sink, dns = Sink(), FakeDNS(ZONE)
+    s = Server(conf="DNSServer 127.0.0.1:%d\nOutboundPort %d\nRetryInterval 1\n"
+                    "OutboundTimeout 10\n" % (dns.port, sink.port), users=("bob@example.org",))
+    try:
+        script = os.path.join(s.dir, "away.sieve")
+        with open(script, "w") as f:
+            f.write(VACATION)
+        s.cli("user", "sieve", "bob@example.org", script, "away")
+        s.start()
+        mails = [
+            ("x@remote.test", "To: bob@example.org\r\nSubject: hi\r\nMessage-ID: <m1@remote.test>\r\n"),
+            ("x@remote.test", "To: bob@example.org\r\nSubject: hi again\r\n"),
+            ("y@remote.test", "To: Bob <BOB@example.org>\r\nSubject: hello\r\n"),
+            ("z@remote.test", "To: bob@example.org\r\nSubject: list\r\nList-Id: <l.remote.test>\r\n"),
+            ("w@remote.test", "To: bob@example.org\r\nSubject: auto\r\nAuto-Submitted: auto-generated\r\n"),
+            ("v@remote.test", "To: other@remote.test\r\nSubject: bcc\r\n"),
+            ("", "To: bob@example.org\r\nSubject: bounce\r\n"),
+            ("u@remote.test", "To: bob@example.org\r\nSubject: cheap ads\r\n"),
+        ]
+        with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+            for frm, head in mails:
+                c.sendmail(frm, ["bob@example.org"], "From: %s\r\n%s\r\nbody\r\n" % (frm or "daemon", head))
+        assert wait_for(lambda: len(sink.got) >= 3, 30), s.stderr()[-3000:]
+        time.sleep(2)  # nothing more comes
+        got = {}
+        for frm, rcpts, data, _ in sink.got:
+            assert frm == "" or frm == "<>", frm
+            got.setdefault(rcpts[0], []).append(email.message_from_bytes(data))
+        assert sorted(got) == ["u@remote.test", "x@remote.test", "y@remote.test"], sorted(got)
+        assert all(len(v) == 1 for v in got.values()), got
+        x = got["x@remote.test"][0]
+        assert x["Subject"] == "Away until Monday" and x["Auto-Submitted"].startswith("auto-replied")
+        assert x["In-Reply-To"] == "<m1@remote.test>" and x["From"] == "bob@example.org"
+        assert "Back on Monday." in x.get_payload()
+        u = got["u@remote.test"][0]
+        assert u.get_content_type() == "multipart/report" and "No ads, thank you." in u.as_string()
+        assert "sieve reject" in s.stderr() and "sieve vacation" in s.stderr()
+        # the rejected message is not in bob's INBOX; the others are
+        assert len(s.messages("bob@example.org")) == 7
+    finally:
+        s.stop()
+        sink.stop()
+        dns.stop()
