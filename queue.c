@@ -218,7 +218,7 @@ static void resolve(const char *addr, const char *home, int depth, int queued_ok
 	if (k == RCPT_LOCAL && a.type == MM_MBOX) {
 		/* its forwarding, once per mailbox, when received (not again
 		 * for an address that was queued) */
-		if (targets_add(t, T_MBOX, a.domain, a.user, NULL) && a.args[0] && queued_ok) {
+		if (targets_add(t, T_MBOX, a.domain, a.user, addr) && a.args[0] && queued_ok) {
 			resolve_alias(&a, depth, queued_ok, t);
 		}
 	} else if (k == RCPT_LOCAL && a.type == MM_ALIAS) {
@@ -449,7 +449,7 @@ static int deliver_local(struct fcache *fc, struct queue_msg *m, struct targets 
 {
 	struct target t = ts->v[i]; /* ts->v may move as redirects are added */
 	struct sieve_result r;
-	if (!sieve_decide(t.domain, t.user, &m->body, m->from, &r)) {
+	if (!sieve_decide(t.domain, t.user, t.addr, &m->body, m->from, &r)) {
 		return deliver_mbox(fc, m, &t, NULL, NULL, 0);
 	}
 	int rc = 0, full = 0;

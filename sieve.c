@@ -141,8 +141,8 @@ static int folder_exists(void *arg, const char *name)
 }
 
 /* see sieve.h */
-int sieve_decide(const char *domain, const char *user, struct spool *sp, const char *from,
-	struct sieve_result *r)
+int sieve_decide(const char *domain, const char *user, const char *to, struct spool *sp,
+	const char *from, struct sieve_result *r)
 {
 	struct sieve_script *s = active_script(domain, user);
 	if (!s) {
@@ -151,8 +151,9 @@ int sieve_decide(const char *domain, const char *user, struct spool *sp, const c
 	size_t seen = sp->len < SIEVE_SEEN_MAX ? (size_t)sp->len : SIEVE_SEEN_MAX;
 	char *msg = xmalloc(seen + 1);
 	long got = spool_read(sp, 0, msg, seen);
-	char to[MM_USER_MAX + MM_DOMAIN_MAX + 2];
-	snprintf(to, sizeof to, "%s@%s", user, domain);
+	char me[MM_USER_MAX + MM_DOMAIN_MAX + 2];
+	snprintf(me, sizeof me, "%s@%s", user, domain);
+	to = to && strchr(to, '@') ? to : me;
 	struct exists_arg ea = {domain, user};
 	struct sieve_input in = {.msg = msg, .len = got > 0 ? (size_t)got : 0, .size = sp->len,
 		.body_cut = sp->len > seen, .from = from, .to = to, .folder_exists = folder_exists,

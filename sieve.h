@@ -87,12 +87,13 @@ void sieve_result_print(const struct sieve_result *r, struct buf *out);
 /* ---- at delivery (sieve.c) ---- */
 
 /* Runs the active script of user@domain on the message in sp (its header
- * and first 256 KB: body tests see no more). 1 with r filled (free it
+ * and first 256 KB: body tests see no more); to is the address it came
+ * to (envelope "to": user+detail@ for :detail), NULL for user@domain. 1 with r filled (free it
  * with sieve_result_free), 0 when the user has no script or it does not
  * compile (logged): deliver to INBOX. */
 struct spool;
-int sieve_decide(const char *domain, const char *user, struct spool *sp, const char *from,
-	struct sieve_result *r);
+int sieve_decide(const char *domain, const char *user, const char *to, struct spool *sp,
+	const char *from, struct sieve_result *r);
 /* Vacation (RFC 5230): 1 with the answer to send to from (envelope
  * sender <>) in reply, 0 when none is due: lists, bulk and automatic
  * mail, daemons, mail not addressed to the user, or the same answer sent

@@ -84,7 +84,8 @@ def test_sieve_check_reports_line_and_column():
     shutil.rmtree(d, ignore_errors=True)
 
 
-FILTER = r'''require ["fileinto", "imap4flags", "copy", "mailbox"];
+FILTER = r'''require ["fileinto", "imap4flags", "copy", "mailbox", "envelope", "subaddress"];
+if envelope :detail "to" "work" { fileinto :create "Work"; stop; }
 if header :contains "subject" "report" { addflag "\\Seen $Report"; fileinto :create "Reports"; stop; }
 if header :contains "subject" "list" { fileinto "Lists"; stop; }
 if header :contains "subject" "spam" { discard; stop; }
@@ -93,7 +94,7 @@ if header :contains "subject" "share" { redirect :copy "carol@example.org"; }
 
 
 def test_sieve_at_delivery():
-    """Sieve at delivery: fileinto :create with flags, fileinto a missing folder (INBOX), discard, redirect :copy; a script that no longer compiles delivers to INBOX"""
+    """Sieve at delivery: fileinto :create with flags, fileinto a missing folder (INBOX), discard, redirect :copy, user+detail@ (RFC 5233) with envelope :detail; a script that no longer compiles delivers to INBOX"""
     import imaplib
     import smtplib
     from harness import Server, free_port
@@ -111,6 +112,7 @@ def test_sieve_at_delivery():
     with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
         for subj in ("Q3 report", "list digest", "spam spam", "please share", "plain hello"):
             c.sendmail("x@example.net", ["bob@example.org"], "Subject: %s\r\n\r\nbody\r\n" % subj)
+        c.sendmail("x@example.net", ["bob+work@example.org"], "Subject: for work\r\n\r\nbody\r\n")
 
     def folder(user, name):
         m = imaplib.IMAP4("127.0.0.1", port)
@@ -131,6 +133,8 @@ def test_sieve_at_delivery():
     assert len(reports) == 1 and "Q3 report" in reports[0][1], reports
     assert "\\Seen" in reports[0][0] and "$Report" in reports[0][0], reports
     assert wait_for(lambda: len(folder("carol@example.org", "INBOX")) == 1)
+    work = folder("bob@example.org", "Work")
+    assert len(work) == 1 and "for work" in work[0][1], work
     log = s.stderr()
     assert "no folder Lists (fileinto without :create); to INBOX" in log, log[-2000:]
     assert "discard" in log
