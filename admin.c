@@ -71,3 +71,17 @@ void progress_end(struct progress *p)
 		fflush(stderr);
 	}
 }
+
+static const char *settings_file;
+
+/* see admin.h */
+void admin_settings_set(const char *path)
+{
+	settings_file = path;
+}
+
+/* see admin.h */
+const char *admin_settings_path(void)
+{
+	return settings_file;
+}

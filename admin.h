@@ -13,6 +13,11 @@
  * 0, or non-zero after a one-line message on stderr ---- */
 int cmd_sieve(int argc, char **argv); /* sieve.c: check|test */
 int cmd_user_sieve(int argc, char **argv); /* sieve.c: user sieve USER@DOMAIN FILE|off|show */
+int cmd_backup(int argc, char **argv);  /* backup.c: FILE */
+int cmd_restore(int argc, char **argv); /* backup.c: FILE [SETTINGS-FILE] */
+/* The settings file the command runs with (rumble.c sets it); NULL: built in. */
+void admin_settings_set(const char *path);
+const char *admin_settings_path(void);
 
 /* ---- progress (admin.c) ----
  * A bar on stderr while it is a terminal, redrawn at most ten times a

@@ -50,6 +50,7 @@ const char *os_strerror(void);  /* last error of this thread, as text */
 int os_errno_is_exists(void);   /* last error was "already exists" */
 int os_errno_is_noent(void);    /* last error was "no such file" */
 int os_stderr_is_tty(void);     /* 1 when stderr is a terminal (progress bars) */
+void os_stdio_binary(void);     /* stdin and stdout untranslated (Windows: no CRLF) */
 
 /* ---- sockets ---- */
 /* Listen on addr:port (addr NULL or "" = all; "::" or "0.0.0.0" as given).

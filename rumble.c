@@ -32,6 +32,9 @@ static const char usage[] =
 	"       rumble [-c FILE] queue flush [ID]          try again now\n"
 	"       rumble sieve check SCRIPT                  compile a Sieve script\n"
 	"       rumble sieve test SCRIPT MESSAGE [FROM [TO]]  what it does to a message\n"
+	"       rumble [-c FILE] backup FILE|-             the storage and settings as one\n"
+	"                                                  tar, while the server runs\n"
+	"       rumble [-c FILE] restore FILE|- [SETTINGS] into an empty StorageFolder\n"
 	"       rumble [-c FILE] stop|reload               the server in PidFile (POSIX)\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
@@ -80,6 +83,7 @@ static int load_settings(const char *path, char *err, size_t errlen)
 {
 	struct config c = {0};
 	path = settings_path(path);
+	admin_settings_set(path);
 	int rc = path ? config_load(&c, path, err, errlen)
 	              : config_parse(&c, config_default_text, "(built-in)", err, errlen);
 	if (rc == 0) {
@@ -948,6 +952,8 @@ static const struct command {
 	{"acme", cmd_acme, CMD_STORAGE},
 	{"queue", cmd_queue, CMD_STORAGE},
 	{"sieve", cmd_sieve, 0},
+	{"backup", cmd_backup, CMD_STORAGE},
+	{"restore", cmd_restore, 0}, /* into an empty folder: nothing opened */
 	{"stop", cmd_stop, 0},
 	{"reload", cmd_reload, 0},
 	{"service", NULL, 0},

@@ -99,6 +99,10 @@ int os_stderr_is_tty(void)
 	return isatty(2);
 }
 
+void os_stdio_binary(void)
+{
+}
+
 int os_init(void)
 {
 	struct sigaction sa;

@@ -278,6 +278,12 @@ int os_stderr_is_tty(void)
 	return _isatty(2);
 }
 
+void os_stdio_binary(void)
+{
+	_setmode(_fileno(stdin), _O_BINARY);
+	_setmode(_fileno(stdout), _O_BINARY);
+}
+
 /* see os.h; the strings live as long as the process, as argv does */
 void os_args_utf8(int *argc, char ***argv)
 {
