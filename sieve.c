@@ -376,11 +376,75 @@ int sieve_vacation(const char *domain, const char *user, const struct sieve_acti
 	return send;
 }
 
+/* ---- scripts as the web admin and the command line change them ---- */
+
+/* see sieve.h */
+int sieve_script_get(const char *domain, const char *user, struct buf *out, char *name,
+	size_t len)
+{
+	char file[SIEVE_NAME_MAX + 16], path[1200];
+	active_name(domain, user, name, len);
+	snprintf(file, sizeof file, "%s.sieve", name);
+	if (!name[0] || sieve_path(domain, user, file, path, sizeof path) != 0) {
+		return -1;
+	}
+	FILE *f = os_fopen(path, "rb");
+	if (!f) {
+		return -1;
+	}
+	char chunk[8192];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && out->len <= SIEVE_SCRIPT_MAX) {
+		buf_append(out, chunk, n);
+	}
+	fclose(f);
+	return 0;
+}
+
+/* see sieve.h */
+int sieve_script_put(const char *domain, const char *user, const char *name, const char *text,
+	size_t len, char *err, size_t errlen)
+{
+	char file[SIEVE_NAME_MAX + 16], path[1200];
+	struct sieve_script *s;
+	if (!valid_name(name)) {
+		snprintf(err, errlen, "a script name is letters, digits, '.', '_' and '-'");
+		return -1;
+	}
+	if (sieve_compile(text, len, &s, err, errlen) != 0) {
+		return -1;
+	}
+	sieve_free(s);
+	snprintf(file, sizeof file, "%s.sieve", name);
+	if (sieve_path(domain, user, NULL, path, sizeof path) != 0 || os_mkdir_p(path) != 0 ||
+	        sieve_path(domain, user, file, path, sizeof path) != 0 ||
+	        os_write_file_atomic(path, text, len) != 0 ||
+	        sieve_path(domain, user, "active", path, sizeof path) != 0 ||
+	        os_write_file_atomic(path, name, strlen(name)) != 0) {
+		snprintf(err, errlen, "cannot store the script: %s", os_strerror());
+		return -1;
+	}
+	log_info("sieve: %s@%s: script %s stored and active", user, domain, name);
+	return 0;
+}
+
+/* see sieve.h */
+int sieve_script_off(const char *domain, const char *user)
+{
+	char path[1200];
+	if (sieve_path(domain, user, "active", path, sizeof path) != 0) {
+		return -1;
+	}
+	os_remove(path);
+	log_info("sieve: %s@%s: no active script", user, domain);
+	return 0;
+}
+
 /* user sieve USER@DOMAIN FILE [NAME]: stores the script (it must
  * compile) and makes it the active one; off: none active; show. */
 int cmd_user_sieve(int argc, char **argv)
 {
-	char user[MM_USER_MAX + 1], domain[MM_DOMAIN_MAX + 1], path[1200], name[SIEVE_NAME_MAX + 8];
+	char user[MM_USER_MAX + 1], domain[MM_DOMAIN_MAX + 1], name[SIEVE_NAME_MAX + 8];
 	const char *at = argc >= 2 ? strrchr(argv[0], '@') : NULL;
 	if (!at || (size_t)(at - argv[0]) > MM_USER_MAX || strlen(at + 1) > MM_DOMAIN_MAX || argc > 3) {
 		fprintf(stderr, "rumble: user sieve: expected USER@DOMAIN FILE [NAME], off, or show\n");
@@ -401,35 +465,23 @@ int cmd_user_sieve(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "off")) {
-		if (sieve_path(domain, user, "active", path, sizeof path) == 0) {
-			os_remove(path);
-		}
+		sieve_script_off(domain, user);
 		printf("Sieve off for %s@%s\n", user, domain);
 		return 0;
 	}
 	const char *nm = argc == 3 ? argv[2] : "rumble";
-	struct sieve_script *s = valid_name(nm) ? compile_file(argv[1]) : NULL;
-	if (!valid_name(nm)) {
-		fprintf(stderr, "rumble: user sieve: a NAME is letters, digits, '.', '_' and '-'\n");
-	}
-	if (!s) {
-		return 1;
-	}
-	sieve_free(s);
 	struct buf src;
+	char err[300];
 	buf_init(&src);
-	char file[SIEVE_NAME_MAX + 16];
-	snprintf(file, sizeof file, "%s.sieve", nm);
-	int rc = read_file(argv[1], SIEVE_SCRIPT_MAX, &src) == 0 &&
-	         sieve_path(domain, user, NULL, path, sizeof path) == 0 && os_mkdir_p(path) == 0 &&
-	         sieve_path(domain, user, file, path, sizeof path) == 0 &&
-	         os_write_file_atomic(path, src.data ? src.data : "", src.len) == 0 &&
-	         sieve_path(domain, user, "active", path, sizeof path) == 0 &&
-	         os_write_file_atomic(path, nm, strlen(nm)) == 0
-	         ? 0 : 1;
+	int rc = read_file(argv[1], SIEVE_SCRIPT_MAX, &src) != 0
+	                 ? 1
+	                 : sieve_script_put(domain, user, nm, src.data ? src.data : "", src.len, err,
+	                           sizeof err);
 	buf_free(&src);
 	if (rc) {
-		fprintf(stderr, "rumble: user sieve: cannot store the script: %s\n", os_strerror());
+		if (rc < 0) {
+			fprintf(stderr, "rumble: user sieve: %s: %s\n", argv[1], err);
+		}
 		return 1;
 	}
 	printf("Sieve script %s is active for %s@%s\n", nm, user, domain);

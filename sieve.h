@@ -94,6 +94,16 @@ void sieve_result_print(const struct sieve_result *r, struct buf *out);
 struct spool;
 int sieve_decide(const char *domain, const char *user, const char *to, struct spool *sp,
 	const char *from, struct sieve_result *r);
+/* The active script of user@domain: its text appended to out and its
+ * name into name; 0, or -1 when there is none. */
+int sieve_script_get(const char *domain, const char *user, struct buf *out, char *name,
+	size_t len);
+/* Stores text as script name (letters, digits, . _ -) and makes it the
+ * active one; it must compile: else -1 with err ("LINE:COL: what"). */
+int sieve_script_put(const char *domain, const char *user, const char *name, const char *text,
+	size_t len, char *err, size_t errlen);
+/* No active script: mail goes to INBOX. */
+int sieve_script_off(const char *domain, const char *user);
 /* Vacation (RFC 5230): 1 with the answer to send to from (envelope
  * sender <>) in reply, 0 when none is due: lists, bulk and automatic
  * mail, daemons, mail not addressed to the user, or the same answer sent
