@@ -449,7 +449,20 @@ static int deliver_local(struct fcache *fc, struct queue_msg *m, struct targets 
 {
 	struct target t = ts->v[i]; /* ts->v may move as redirects are added */
 	struct sieve_result r;
-	if (!sieve_decide(t.domain, t.user, t.addr, &m->body, m->from, &r)) {
+	char me[MM_USER_MAX + MM_DOMAIN_MAX + 2];
+	snprintf(me, sizeof me, "%s@%s", t.user, t.domain);
+	int ran = sieve_decide(t.domain, t.user, t.addr, &m->body, m->from, &r);
+	if (!ran) {
+		memset(&r, 0, sizeof r);
+		r.keep = 1; /* INBOX, unless the delivery hook says otherwise */
+	}
+	if (rl_configured()) {
+		size_t len;
+		char *head = sieve_head(&m->body, &len);
+		ran |= rl_delivery(t.addr ? t.addr : me, m->from, head, len, m->body.len, &r);
+		free(head);
+	}
+	if (!ran) {
 		return deliver_mbox(fc, m, &t, NULL, NULL, 0);
 	}
 	int rc = 0, full = 0;

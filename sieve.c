@@ -141,6 +141,17 @@ static int folder_exists(void *arg, const char *name)
 }
 
 /* see sieve.h */
+char *sieve_head(struct spool *sp, size_t *len)
+{
+	size_t seen = sp->len < SIEVE_SEEN_MAX ? (size_t)sp->len : SIEVE_SEEN_MAX;
+	char *msg = xmalloc(seen + 1);
+	long got = spool_read(sp, 0, msg, seen);
+	*len = got > 0 ? (size_t)got : 0;
+	msg[*len] = '\0';
+	return msg;
+}
+
+/* see sieve.h */
 int sieve_decide(const char *domain, const char *user, const char *to, struct spool *sp,
 	const char *from, struct sieve_result *r)
 {
@@ -148,15 +159,14 @@ int sieve_decide(const char *domain, const char *user, const char *to, struct sp
 	if (!s) {
 		return 0;
 	}
-	size_t seen = sp->len < SIEVE_SEEN_MAX ? (size_t)sp->len : SIEVE_SEEN_MAX;
-	char *msg = xmalloc(seen + 1);
-	long got = spool_read(sp, 0, msg, seen);
+	size_t got;
+	char *msg = sieve_head(sp, &got);
 	char me[MM_USER_MAX + MM_DOMAIN_MAX + 2];
 	snprintf(me, sizeof me, "%s@%s", user, domain);
 	to = to && strchr(to, '@') ? to : me;
 	struct exists_arg ea = {domain, user};
-	struct sieve_input in = {.msg = msg, .len = got > 0 ? (size_t)got : 0, .size = sp->len,
-		.body_cut = sp->len > seen, .from = from, .to = to, .folder_exists = folder_exists,
+	struct sieve_input in = {.msg = msg, .len = got, .size = sp->len,
+		.body_cut = sp->len > got, .from = from, .to = to, .folder_exists = folder_exists,
 		.arg = &ea};
 	if (sieve_run(s, &in, r) != 0) {
 		log_warnx("sieve: %s: %s (kept in INBOX, RFC 5228 2.10.6)", to, r->error);
@@ -324,11 +334,10 @@ int sieve_vacation(const char *domain, const char *user, const struct sieve_acti
 {
 	char me[MM_USER_MAX + MM_DOMAIN_MAX + 2];
 	snprintf(me, sizeof me, "%s@%s", user, domain);
-	size_t seen = sp->len < SIEVE_SEEN_MAX ? (size_t)sp->len : SIEVE_SEEN_MAX;
-	char *msg = xmalloc(seen + 1);
-	long got = spool_read(sp, 0, msg, seen);
+	size_t got;
+	char *msg = sieve_head(sp, &got);
 	struct mime_msg m;
-	mime_parse(&m, msg, got > 0 ? (size_t)got : 0);
+	mime_parse(&m, msg, got);
 	struct buf subj, id, key;
 	buf_init(&subj);
 	buf_init(&id);

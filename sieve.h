@@ -110,6 +110,9 @@ int sieve_script_off(const char *domain, const char *user);
  * to from within the period (remembered in the user's sieve folder). */
 int sieve_vacation(const char *domain, const char *user, const struct sieve_action *a,
 	struct spool *sp, const char *from, struct buf *reply);
+/* What scripts see of the message in sp: its first 256 KB (malloc'd,
+ * *len bytes). */
+char *sieve_head(struct spool *sp, size_t *len);
 /* The MM_* bits of the system flags in flags; the keywords into keywords
  * (space-separated, cut at len). */
 uint32_t sieve_flag_bits(const char *flags, char *keywords, size_t len);

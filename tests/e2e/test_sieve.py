@@ -205,3 +205,75 @@ def test_sieve_vacation_and_reject():
         s.stop()
         sink.stop()
         dns.stop()
+
+
+HOOK = r'''
+Rumble.setHook(function(msg, rcpt, from, plan)
+    local f = io.open(Rumble.readConfig("PlanFile"), "ab")
+    f:write(("%s from=%s subject=%s plan=%s size=%d\n"):format(rcpt, from, msg.subject or "",
+        plan[1] and plan[1].action .. ":" .. (plan[1].folder or plan[1].to or "") or "none", msg.size))
+    f:close()
+    if msg.subject and msg.subject:find("invoice") then
+        return {{action = "fileinto", folder = "Invoices", flags = "\\Seen $Paid", create = true}}
+    end
+    if msg.headers["x-drop"] then
+        return "discard"
+    end
+    if msg.body:find("unsubscribe") then
+        return "reject", "No newsletters here."
+    end
+    if msg.subject == "bad plan" then
+        return {{action = "fileinto", folder = "../escape"}}
+    end
+end, "mailman", "delivery")
+'''
+
+
+def test_lua_delivery_hook():
+    """Lua delivery hook: sees the parsed message and Sieve's plan; files with flags, discards, rejects (a DSN), and a bad plan leaves Sieve's standing"""
+    import imaplib
+    import smtplib
+    from harness import Server, free_port
+    from test_webadmin import wait_for
+    port = free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\n" % port, users=("bob@example.org", "alice@example.org"))
+    plans = os.path.join(s.dir, "plans.txt")
+    hook = os.path.join(s.dir, "hook.lua")
+    with open(hook, "w") as f:
+        f.write(HOOK)
+    with open(s.conf, "a") as f:
+        f.write("PlanFile %s\nLoadScript %s\n" % (plans, hook))
+    script = os.path.join(s.dir, "f.sieve")
+    with open(script, "w") as f:
+        f.write('require ["fileinto", "mailbox"];\n'
+                'if header :contains "subject" "sieve" { fileinto :create "FromSieve"; }\n')
+    s.cli("user", "sieve", "bob@example.org", script)
+    s.start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        for head in ("Subject: your invoice", "Subject: hi\r\nX-Drop: 1", "Subject: news",
+                     "Subject: sieve decides", "Subject: bad plan"):
+            body = "please unsubscribe" if "news" in head else "hello"
+            c.sendmail("alice@example.org", ["bob@example.org"], "%s\r\n\r\n%s\r\n" % (head, body))
+
+    def fetch(user, folder):
+        m = imaplib.IMAP4("127.0.0.1", port)
+        m.login(user, "secret")
+        typ, data = m.select(folder, readonly=True)
+        out = []
+        if typ == "OK" and int(data[0]) > 0:
+            typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            out = [(d[0].decode(), d[1].decode().strip()) for d in data if isinstance(d, tuple)]
+        m.logout()
+        return out
+
+    assert wait_for(lambda: len(fetch("bob@example.org", "INBOX")) == 1), "\n".join(l for l in s.stderr().splitlines() if "imap" not in l)[-3000:]
+    inv = fetch("bob@example.org", "Invoices")
+    assert len(inv) == 1 and "\\Seen" in inv[0][0] and "$Paid" in inv[0][0], inv
+    assert len(fetch("bob@example.org", "FromSieve")) == 1
+    assert "bad plan" in fetch("bob@example.org", "INBOX")[0][1]
+    assert wait_for(lambda: any("Undelivered" in sub for _, sub in fetch("alice@example.org", "INBOX")))
+    log = open(plans).read()
+    assert "bob@example.org from=alice@example.org subject=sieve decides plan=fileinto:FromSieve" in log, log
+    assert "subject=your invoice plan=keep:" in log, log
+    assert "not a plan" in s.stderr()
+    s.stop()
