@@ -1,6 +1,7 @@
 /*
  * admin.c - what the administration commands share: the progress bar of
- * the long ones (backup, restore, import, export, compact).
+ * the long ones (backup, restore, import, export, compact), and the log
+ * line of each command that changes something.
  */
 #include <stdio.h>
 #include <string.h>
@@ -84,4 +85,72 @@ void admin_settings_set(const char *path)
 const char *admin_settings_path(void)
 {
 	return settings_file;
+}
+
+/* ---- the log of administration actions ---- */
+
+static int audit_on;
+
+/* 1 when the command changes something: its verb says so, or the whole
+ * command does. */
+static int changes(int argc, char **argv)
+{
+	static const char *const verbs[] = {
+	        "add", "del", "passwd", "delete", "flush", "bounce", "revoke"};
+	static const char *const whole[] = {"restore", "import", "compact"};
+	for (size_t i = 0; argc >= 1 && i < sizeof whole / sizeof whole[0]; i++) {
+		if (!strcmp(argv[0], whole[i])) {
+			return 1;
+		}
+	}
+	for (size_t i = 0; argc >= 2 && i < sizeof verbs / sizeof verbs[0]; i++) {
+		if (!strcmp(argv[1], verbs[i])) {
+			return 1;
+		}
+	}
+	/* domain quota NAME LIMIT, user quota ADDR LIMIT: not a look, not --recalc */
+	return argc >= 4 && !strcmp(argv[1], "quota") && strncmp(argv[3], "--", 2) != 0;
+}
+
+/* see admin.h */
+void admin_audit_open(int argc, char **argv)
+{
+	char path[1100];
+	struct os_stat st;
+	if (!changes(argc, argv)) {
+		return;
+	}
+	if (*conf.log_file) {
+		rl_strlcpy(path, conf.log_file, sizeof path);
+	} else if (snprintf(path, sizeof path, "%s/rumble.log", conf.storage) >= (int)sizeof path ||
+	           os_stat(path, &st) != 0) {
+		return; /* the server logs to its standard error: nowhere to write */
+	}
+	if (log_open_audit(path) != 0) {
+		log_warn("LogFile %s: this change is not logged", path);
+		return;
+	}
+	audit_on = 1;
+}
+
+/* see admin.h */
+void admin_audit(int argc, char **argv, int rc)
+{
+	char action[300] = "", arg[128], who[96], name[128];
+	size_t n = 0;
+	if (!audit_on) {
+		return;
+	}
+	for (int i = 0; i < argc; i++) {
+		log_value(arg, sizeof arg, argv[i], 1);
+		if (n + strlen(arg) + 2 > sizeof action) {
+			break;
+		}
+		n += (size_t)snprintf(action + n, sizeof action - n, "%s%s", i ? " " : "", arg);
+	}
+	os_user_name(name, sizeof name);
+	log_audit("admin via=cli by=%s client=local action=\"%s\" result=%s detail=\"pid %ld, "
+	          "exit %d\"",
+	        log_value(who, sizeof who, name, 0), action, rc == 0 ? "ok" : "failed", os_getpid(),
+	        rc);
 }

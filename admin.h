@@ -18,6 +18,20 @@ int cmd_restore(int argc, char **argv); /* backup.c: FILE [SETTINGS-FILE] */
 /* The settings file the command runs with (rumble.c sets it); NULL: built in. */
 void admin_settings_set(const char *path);
 const char *admin_settings_path(void);
+int cmd_status(int argc, char **argv); /* stats.c: rumble status */
+/* import USER@DOMAIN PATH, export USER@DOMAIN DIR (import.c) */
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
+/* ---- the log of administration actions (admin.c) ----
+ * A command that changes something (add, del, passwd, a quota set, a
+ * queue action, revoke; restore, import, compact) is one line in the
+ * server's log: "admin via=cli by=USER client=local action="..." result=ok".
+ * admin_audit_open (before privileges are dropped: the log may be root's)
+ * opens LogFile, or StorageFolder/rumble.log when it exists (the Windows
+ * service's default), for that line; argv starts at the command's name. */
+void admin_audit_open(int argc, char **argv);
+void admin_audit(int argc, char **argv, int rc);
 
 /* ---- progress (admin.c) ----
  * A bar on stderr while it is a terminal, redrawn at most ten times a

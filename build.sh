@@ -92,6 +92,7 @@ test_deps() {
 	need sslscan command -v sslscan
 	need openssl command -v openssl
 	need python3-dnslib /usr/bin/python3 -c 'import dnslib'
+	need fail2ban command -v fail2ban-regex # test_logs runs README's filter
 	need pebble test -x /usr/bin/pebble
 	need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
 	need python3-dkim /usr/bin/python3 -c 'import dkim'
@@ -100,6 +101,9 @@ test_deps() {
 	need chromium-driver command -v chromedriver
 	need python3-selenium /usr/bin/python3 -c 'import selenium'
 	need dovecot-sieve command -v sieve-test # test_sieve.py: Pigeonhole agrees
+	# test_import.py has Dovecot's imap write a Maildir (no daemon)
+	need dovecot-imapd test -x /usr/lib/dovecot/imap
+	need dovecot-core command -v doveadm
 }
 
 # ---- targets ----

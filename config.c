@@ -434,6 +434,8 @@ static const struct directive directives[] = {
 	STR("LogFile", log_file),
 	STR("PidFile", pid_file),
 	NUM("LogLevel", K_LEVEL, log_level, 0, 3),
+	NUM("LogMaxSize", K_SIZE, log_max_size, 0, 0),
+	NUM("LogKeep", K_INT, log_keep, 1, 100),
 	NUM("Workers", K_INT, workers, 0, 256),
 	NUM("MaxRecipients", K_INT, max_recipients, 1, 100000),
 	NUM("MaxErrors", K_INT, max_errors, 1, 1000),
@@ -464,6 +466,8 @@ static const struct directive directives[] = {
 	STR("WebAdminBind", webadmin_bind),
 	NUM("WebAdminPort", K_PORT, webadmin_port, 1, 65535),
 	FIELD("WebAdmin", K_WORDS, webadmin_users),
+	FIELD("MetricsFrom", K_WORDS, metrics_from),
+	STR("MetricsToken", metrics_token),
 	NUM("DefaultQuota", K_QUOTA, quota_kib, 0, 0),
 	NUM("ACME", K_BOOL, acme_enable, 0, 1),
 	STR("ACMEDirectory", acme_directory),
@@ -807,6 +811,9 @@ static void defaults(struct settings *s)
 	s->mta_sts = 1;
 	s->mta_sts_port = 443;
 	s->log_level = LOG_INFO;
+	/* logrotate's work on POSIX; on Windows nothing else does it */
+	s->log_max_size = strcmp(os_name(), "windows") == 0 ? 10ULL * 1024 * 1024 : 0;
+	s->log_keep = 5;
 	s->max_recipients = 100;
 	s->max_errors = 10;
 	s->idle_timeout = 300;

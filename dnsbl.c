@@ -145,7 +145,6 @@ static void dnsbl_done(struct session *s, const char *zone)
 		policy_resume(s, POLICY_NEXT);
 		return;
 	}
-	log_info("%08x smtp client %s listed by %s", s->id, s->peer, zone);
 	os_atomic_add_long(&s->svc->rejected, 1);
 	buf_printf(&c->reply, "554 5.7.1 Service unavailable; client [%s] blocked using %s\r\n",
 	        s->peer, zone);

@@ -215,8 +215,8 @@ static int greylist_rcpt(struct policy_call *c)
 	if (wait <= 0) {
 		return POLICY_NEXT;
 	}
-	log_info("%08x smtp greylisted from=<%s> to=<%s> client=%s wait=%ds", s->id, c->msg->from,
-	        c->addr, s->peer, wait);
+	/* the 451 is smtp.c's result=refused line; how long is only here */
+	log_debug("%08x smtp greylisted wait=%ds", s->id, wait);
 	os_atomic_add_long(&s->svc->rejected, 1);
 	buf_printf(&c->reply,
 	        "451 4.7.1 <%s>: Recipient address rejected: Greylisted, try again later\r\n",

@@ -331,7 +331,7 @@ static void login_checked(struct session *s, int rc, const struct mm_account *ac
 		snprintf(st->login, sizeof st->login, "%s@%s", acct->user, acct->domain);
 		imap_special_make(st->domain, st->user);
 		enter_state(s, st, I_AUTH);
-		log_info("%08x imap login user=%s", s->id, st->login);
+		log_info("%08x imap result=login client=%s user=%s", s->id, s->peer, st->login);
 		rl_mail_user(s, st->login, 1);
 		session_printf(s, "%s OK [CAPABILITY ", st->tag);
 		put_caps(s, st);
@@ -339,8 +339,10 @@ static void login_checked(struct session *s, int rc, const struct mm_account *ac
 		session_resume(s);
 		return;
 	}
-	log_info("%08x imap login failed user=%s from=%s", s->id,
-	        printable(name, shown, sizeof shown), s->peer);
+	log_info("%08x imap result=refused client=%s cmd=login user=%s reason=\"authentication "
+	         "failed\"",
+	        s->id, s->peer,
+	        printable(name, shown, sizeof shown));
 	session_after(s, session_login_failed(s->peer, name), login_failed, NULL);
 }
 

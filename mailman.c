@@ -192,10 +192,9 @@ int mm_valid_folder(const char *f)
 		}
 		i += len;
 	}
-	/* the limit that matters is the file name's: upper case and non-ASCII
-	 * take three bytes each once escaped */
-	char esc[MM_FOLDER_FS_MAX + 1];
-	return mm__fs_name(f, esc, sizeof esc) == 0;
+	/* the limit that matters is the file name's: escaped bytes take three
+	 * each, in either form (names.c) */
+	return mm__folder_fits(f);
 }
 
 /* Iterative matcher: on a mismatch, go back to the last '*' and let it
@@ -241,58 +240,6 @@ int mm_type_parse(const char *name)
 		}
 	}
 	return -1;
-}
-
-/* Anything escaped to "%XX" in file names: outside [a-z0-9._-]. Upper
- * case is escaped too, so that names differing only in case stay
- * different files on case-insensitive file systems. */
-static int fs_plain(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
-
-/* Windows reserves these device names, with any extension. */
-static int fs_reserved(const char *name)
-{
-	static const char *const dev[] = {"con", "prn", "aux", "nul", "conin$", "conout$"};
-	size_t n = strcspn(name, ".");
-	for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) {
-		if (n == strlen(dev[i]) && rl_strncasecmp(name, dev[i], n) == 0) {
-			return 1;
-		}
-	}
-	return n == 4 &&
-	       (rl_strncasecmp(name, "com", 3) == 0 || rl_strncasecmp(name, "lpt", 3) == 0) &&
-	       name[3] >= '0' && name[3] <= '9';
-}
-
-/* see rumble.h */
-int mm__fs_name(const char *name, char *out, size_t outlen)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strlen(name), o = 0;
-	int reserved = fs_reserved(name);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-		/* a leading or trailing dot could make "." or ".." or vanish on Windows */
-		int esc = !fs_plain(c) || (i == 0 && (c == '.' || reserved)) ||
-		          (i == n - 1 && c == '.');
-		if (o + (esc ? 3 : 1) >= outlen) {
-			return -1;
-		}
-		if (esc) {
-			out[o++] = '%';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		} else {
-			out[o++] = (char)c;
-		}
-	}
-	if (n == 0 || o >= outlen) {
-		return -1;
-	}
-	out[o] = '\0';
-	return 0;
 }
 
 /* ---- the tables: loading ---- */
@@ -1249,40 +1196,6 @@ int mm_account_list(const char *domain, int (*fn)(const struct mm_account *a, vo
 
 /* ---- folders: listing (the files are mbox.c's) ---- */
 
-static int hex_digit(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* The folder name of a file name made by mm__fs_name, or -1 when it is
- * not one (any other file in the folder). */
-static int fs_unname(const char *in, size_t n, char *out, size_t outlen)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		int c = (unsigned char)in[i];
-		if (c == '%') {
-			int hi = i + 2 < n ? hex_digit(in[i + 1]) : -1;
-			int lo = i + 2 < n ? hex_digit(in[i + 2]) : -1;
-			if (hi < 0 || lo < 0) {
-				return -1;
-			}
-			c = hi * 16 + lo;
-			i += 2;
-		}
-		if (o + 1 >= outlen) {
-			return -1;
-		}
-		out[o++] = (char)c;
-	}
-	out[o] = '\0';
-	char again[256];
-	return mm_valid_folder(out) && mm__fs_name(out, again, sizeof again) == 0 &&
-	                       strlen(again) == n && memcmp(again, in, n) == 0
-	               ? 0
-	               : -1;
-}
-
 struct fnames {
 	char **v;
 	size_t n;
@@ -1295,7 +1208,7 @@ static int collect_folder(const char *name, int is_dir, void *arg)
 	char folder[MM_FOLDER_MAX + 1];
 	if (is_dir || n <= 5 || strcmp(name + n - 5, ".mbox") != 0 ||
 	        strcmp(name, "INBOX.mbox") == 0 ||
-	        fs_unname(name, n - 5, folder, sizeof folder) != 0) {
+	        mm__file_folder(name, n - 5, folder, sizeof folder) != 0) {
 		return 0;
 	}
 	ns->v = xrealloc(ns->v, (ns->n + 1) * sizeof *ns->v);

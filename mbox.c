@@ -1,8 +1,8 @@
 /*
  * mbox.c - the mail store: one mbox file per folder plus an index sidecar.
  *
- * Files of a folder, in mail/<domain>/<user>/ (names escaped by
- * mm__fs_name; INBOX is always "INBOX"):
+ * Files of a folder, in mail/<domain>/<user>/ (NAME as names.c names
+ * it, the folder's own name where that is safe; INBOX is always "INBOX"):
  *   NAME.mbox   mboxrd: "From <sender> <asctime date, UTC>\n", the message
  *               with LF line ends and every line matching ^>*From  given
  *               one more '>', then one blank line. mutt -f and Python's
@@ -439,8 +439,8 @@ static size_t from_line(char *out, size_t len, const char *from, int64_t date)
 	return r > 0 && (size_t)r < len ? (size_t)r : 0;
 }
 
-/* The date at the end of a From_ line (without its LF), or -1. */
-static int64_t from_line_date(const char *line, size_t n)
+/* see rumble.h */
+int64_t mm_from_line_date(const char *line, size_t n)
 {
 	char tail[32], mon[4];
 	int day, hh, mm, ss, year;
@@ -530,7 +530,7 @@ static void scan_line_end(struct scan *s, uint64_t pos)
 		}
 		s->cur.fromlen = (uint32_t)(pos + 1 - s->cur.fromoff);
 		s->cur.offset = pos + 1;
-		s->cur.date = from_line_date(s->fline, s->flen);
+		s->cur.date = mm_from_line_date(s->fline, s->flen);
 		s->in_msg = 1;
 		s->lf = s->quoted = 0;
 		s->prev_blank = 0;
@@ -1139,8 +1139,8 @@ static os_mutex *boxes_mutex(void)
 	return rl_mutex_once(&boxes_mu);
 }
 
-/* dir/NAME for a folder: INBOX (any case) is "INBOX", which no escaped
- * name can be (upper case is always escaped). */
+/* dir/NAME for a folder: INBOX (any case) is "INBOX", others are named
+ * by names.c (no other folder's name is "INBOX"). */
 static int folder_paths(struct mm__box *f, const char *domain, const char *user, const char *folder)
 {
 	char u[MM_USER_MAX + 1], eu[3 * MM_USER_MAX + 1], ef[FOLDER_FS_MAX + 1];
@@ -1154,17 +1154,17 @@ static int folder_paths(struct mm__box *f, const char *domain, const char *user,
 	if (mm__fs_name(u, eu, sizeof eu) != 0) {
 		return -1;
 	}
-	if (inbox) {
-		rl_strlcpy(ef, "INBOX", sizeof ef);
-	} else if (mm__fs_name(folder, ef, sizeof ef) != 0) {
-		return -1; /* escapes too long for a file name */
-	}
 	char ddir[1024];
-	if (mm__domain_dir(domain, ddir, sizeof ddir) != 0) {
+	if (mm__domain_dir(domain, ddir, sizeof ddir) != 0 ||
+	        (size_t)snprintf(f->dir, sizeof f->dir, "%s/%s", ddir, eu) >= sizeof f->dir) {
 		return -1;
 	}
-	if ((size_t)snprintf(f->dir, sizeof f->dir, "%s/%s", ddir, eu) >= sizeof f->dir ||
-	        (size_t)snprintf(f->base, sizeof f->base, "%s/%s", f->dir, ef) >= sizeof f->base) {
+	if (inbox) {
+		rl_strlcpy(ef, "INBOX", sizeof ef);
+	} else if (mm__folder_file(f->dir, folder, ef, sizeof ef) != 0) {
+		return -1; /* escapes too long for a file name */
+	}
+	if ((size_t)snprintf(f->base, sizeof f->base, "%s/%s", f->dir, ef) >= sizeof f->base) {
 		return -1;
 	}
 	snprintf(f->label, sizeof f->label, "%s@%s/%s", u, domain, folder);

@@ -191,6 +191,10 @@ int os_fsync_dir(const char *dir); /* make a rename durable; no-op on Windows */
 /* Write data to path atomically: temp file, fsync, rename, fsync dir. */
 int os_write_file_atomic(const char *path, const void *data, size_t len);
 int os_truncate(FILE *f, uint64_t size);
+/* Sets the file's modification (and access) time to t, seconds since the
+ * epoch, after flushing what was written (Maildir keeps a message's date
+ * there). */
+int os_set_mtime(FILE *f, int64_t t);
 struct os_stat {
 	uint64_t size;
 	int64_t mtime, ctime, atime; /* seconds since the epoch */
@@ -199,6 +203,9 @@ struct os_stat {
 	int is_dir;
 };
 int os_stat(const char *path, struct os_stat *st);
+/* Bytes free (for this user) and in all on the file system that holds
+ * path: 0, or -1. */
+int os_disk_space(const char *path, uint64_t *avail, uint64_t *total);
 int os_fstat(FILE *f, struct os_stat *st);
 /* fopen, with a UTF-8 path everywhere; fopen's modes, "x" included. On
  * Windows the file may be renamed or deleted while open, as on POSIX. */
@@ -229,8 +236,9 @@ int os_random(void *buf, size_t n); /* from the OS's CSPRNG */
 
 /* ---- process ---- */
 /* Signals (or console events on Windows) set flags that the main loop
- * polls with os_signal_take(); each returns 1 once per delivery. */
-enum os_signal { OS_SIG_STOP = 1, OS_SIG_RELOAD = 2 };
+ * polls with os_signal_take(); each returns 1 once per delivery.
+ * POSIX: SIGTERM/SIGINT stop, SIGHUP reloads, SIGUSR1 reopens the log. */
+enum os_signal { OS_SIG_STOP = 1, OS_SIG_RELOAD = 2, OS_SIG_REOPEN = 4 };
 void os_signals_install(void);
 int os_signal_take(void); /* bit mask of OS_SIG_* that arrived */
 int os_daemonize(void);   /* detach (POSIX); 0 on Windows (see os_service_run) */
@@ -283,6 +291,10 @@ int os_is_root(void);
 void os_memory_trim(void);
 long os_raise_fd_limit(void);
 long os_getpid(void);
+/* Who runs this process, for the log of administration actions: the login
+ * name ("root"; POSIX: "alice(sudo)" when root through sudo; a uid when
+ * the name is unknown), "unknown" when even that fails. */
+void os_user_name(char *out, size_t len);
 /* 1 when a process with this id exists (POSIX: also one of another user's),
  * 0 when none does. */
 int os_process_alive(long pid);

@@ -607,6 +607,7 @@ static void ob_transaction(struct ob_conn *c, struct queue_msg *m, struct ob_rcp
 		ob_reply(c, 2 * c->tmo, 0);
 	}
 	if (c->code / 100 == 2) {
+		stats_count(STATS_OUT);
 		for (int i = 0; i < n; i++) {
 			if (r[i].status == OB_ACCEPTED) {
 				settle(&r[i], OB_SENT, c, c->text, "2.0.0");

@@ -242,7 +242,8 @@ static void open_maildrop(struct session *s, struct pop3 *st, const struct mm_ac
 	}
 	snapshot(st);
 	enter_state(s, st, P_TRANS);
-	log_info("%08x pop3 login user=%s messages=%u", s->id, st->user, st->nmsg);
+	log_info("%08x pop3 result=login client=%s user=%s messages=%u", s->id, s->peer, st->user,
+	        st->nmsg);
 	rl_mail_user(s, st->user, 1);
 	ok(s, "Logged in, %u messages (%llu octets)", st->nmsg, (unsigned long long)st->bytes);
 }
@@ -268,8 +269,10 @@ static void login_checked(struct session *s, int rc, const struct mm_account *a,
 		session_resume(s);
 		return;
 	}
-	log_info("%08x pop3 login failed user=%s from=%s", s->id,
-	        printable(name, shown, sizeof shown), s->peer);
+	log_info("%08x pop3 result=refused client=%s cmd=login user=%s reason=\"authentication "
+	         "failed\"",
+	        s->id, s->peer,
+	        printable(name, shown, sizeof shown));
 	session_after(s, session_login_failed(s->peer, name), login_failed, NULL);
 }
 

@@ -1338,6 +1338,7 @@ static void deliverer_main(void *arg)
 {
 	for (;;) {
 		requests_apply();
+		stats_tick(os_time());
 		os_dir_walk(qdir, scan_entry, NULL);
 		os_mutex_lock(qlock);
 		if (wake_at && wake_at <= os_time()) {

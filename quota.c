@@ -428,7 +428,6 @@ static int quota_rcpt(struct policy_call *c)
 	        !quota_exceeded(a->domain, a->user, 1, c->size ? c->size : 1)) {
 		return POLICY_NEXT;
 	}
-	log_info("%08x smtp over quota from=<%s> to=<%s>", c->s->id, c->msg->from, c->addr);
 	os_atomic_add_long(&c->s->svc->rejected, 1);
 	buf_printf(&c->reply, "452 4.2.2 <%s>: Mailbox full\r\n", c->addr);
 	return 452;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "stats.h"
 
 static const char usage[] =
 	"usage: rumble [-c FILE] [--service]          run the server (foreground by default)\n"
@@ -22,6 +23,8 @@ static const char usage[] =
 	"       rumble [-c FILE] alias add ADDRESS TARGET...\n"
 	"       rumble [-c FILE] feed add ADDRESS COMMAND...   (the message on its stdin)\n"
 	"       rumble [-c FILE] relay add ADDRESS HOST[:PORT]  (sent on to that host)\n"
+	"       rumble [-c FILE] alias|feed|relay list [DOMAIN]\n"
+	"       rumble [-c FILE] alias|feed|relay del ADDRESS\n"
 	"       rumble [-c FILE] dkim DOMAIN               the DNS record of its DKIM key\n"
 	"       rumble [-c FILE] dns DOMAIN [--check]      every DNS record it needs; --check\n"
 	"                                                  looks them up\n"
@@ -35,6 +38,10 @@ static const char usage[] =
 	"       rumble [-c FILE] backup FILE|-             the storage and settings as one\n"
 	"                                                  tar, while the server runs\n"
 	"       rumble [-c FILE] restore FILE|- [SETTINGS] into an empty StorageFolder\n"
+	"       rumble [-c FILE] status                    disk, queue, mail per hour, mailboxes\n"
+	"       rumble [-c FILE] import USER@DOMAIN MAILDIR|MBOX [FOLDER]  mail in, flags kept,\n"
+	"                                                  no duplicates (FOLDER: an mbox's, INBOX)\n"
+	"       rumble [-c FILE] export USER@DOMAIN DIR    every folder to a new Maildir++\n"
 	"       rumble [-c FILE] stop|reload               the server in PidFile (POSIX)\n"
 	"       rumble [-c FILE] service install [NAME]   (Windows; NAME defaults to Rumble)\n"
 	"       rumble service uninstall|start|stop|reload|status [NAME]\n"
@@ -246,6 +253,7 @@ static void reload_tls(void);
 
 static void on_reload(void)
 {
+	log_reopen(); /* SIGHUP is logrotate's usual postrotate too */
 	log_info("reload: re-reading domains and accounts");
 	mm_reload();
 	start_dns(); /* resolv.conf may have changed; the cache stays */
@@ -424,12 +432,14 @@ static int run_dropped(int64_t t0)
 		log_warnx("storage: %s", err);
 		return 1;
 	}
+	mm_upgrade_names(); /* before anything opens a folder */
 	if (setup_tls(0) != 0) {
 		return 1;
 	}
 	start_dns();
 	greylist_load(os_time());
 	work_start();
+	stats_start();
 	if (queue_start() != 0 || server_start(conf.workers) != 0) {
 		return 1;
 	}
@@ -458,6 +468,7 @@ static int run_dropped(int64_t t0)
 	greylist_free();
 	rl_stop();
 	queue_stop();
+	stats_stop();
 	dns_shutdown();
 	mm_close();
 	log_info("stopped");
@@ -554,10 +565,18 @@ static int cmd_domain(int argc, char **argv)
 	if (argc != 2) {
 		return fail("%s", "domain: expected add|del|quota NAME, or list");
 	}
-	int rc = !strcmp(argv[0], "add")   ? mm_domain_add(argv[1], err, sizeof err)
+	int add = !strcmp(argv[0], "add");
+	int rc = add                       ? mm_domain_add(argv[1], err, sizeof err)
 	         : !strcmp(argv[0], "del") ? mm_domain_del(argv[1], err, sizeof err)
 	                                   : (snprintf(err, sizeof err, "unknown verb %s", argv[0]), -1);
-	return rc == 0 ? 0 : fail("domain: %s", err);
+	if (rc != 0) {
+		return fail("domain: %s", err);
+	}
+	printf("%s domain %s\n", add ? "added" : "deleted", argv[1]);
+	if (add && mm_domain_count() == 2) {
+		fprintf(stderr, "rumble: warning: %s\n", MM_SECOND_DOMAIN_WARNING);
+	}
+	return 0;
 }
 
 static void print_quota(const struct mm_account *a, const struct quota_state *q)
@@ -650,7 +669,11 @@ static int cmd_user(int argc, char **argv)
 		return fail("user: %s is not USER@DOMAIN", argv[1]);
 	}
 	if (!strcmp(argv[0], "del")) {
-		return mm_account_del(a.domain, a.user, err, sizeof err) == 0 ? 0 : fail("user: %s", err);
+		if (mm_account_del(a.domain, a.user, err, sizeof err) != 0) {
+			return fail("user: %s", err);
+		}
+		printf("deleted user %s@%s\n", a.user, a.domain);
+		return 0;
 	}
 	int add = !strcmp(argv[0], "add");
 	if (!add && strcmp(argv[0], "passwd") != 0) {
@@ -665,26 +688,68 @@ static int cmd_user(int argc, char **argv)
 	if (read_password(a.password, sizeof a.password) != 0) {
 		return 1;
 	}
-	return mm_account_save(&a, err, sizeof err) == 0 ? 0 : fail("user: %s", err);
+	if (mm_account_save(&a, err, sizeof err) != 0) {
+		return fail("user: %s", err);
+	}
+	printf(add ? "added user %s@%s\n" : "changed the password of %s@%s\n", a.user, a.domain);
+	return 0;
+}
+
+static int print_typed(const struct mm_account *a, void *arg)
+{
+	if (a->type == *(const enum mm_type *)arg) {
+		printf("%s@%s\t%s\n", a->user, a->domain, a->args);
+	}
+	return 0;
+}
+
+/* alias|feed|relay list [DOMAIN] and del ADDRESS */
+static int forward_list_del(enum mm_type type, int argc, char **argv)
+{
+	char err[256];
+	struct mm_account a;
+	const char *what = mm_type_name(type);
+	if (!strcmp(argv[0], "list")) {
+		mm_account_list(argc == 2 ? argv[1] : NULL, print_typed, &type);
+		return 0;
+	}
+	if (split(argv[1], &a) != 0 || mm_account_get(a.domain, a.user, &a) != 0 ||
+	        a.type != type) {
+		fprintf(stderr, "rumble: %s: no such %s %s\n", what, what, argv[1]);
+		return 1;
+	}
+	if (mm_account_del(a.domain, a.user, err, sizeof err) != 0) {
+		fprintf(stderr, "rumble: %s: %s\n", what, err);
+		return 1;
+	}
+	printf("deleted %s %s@%s\n", what, a.user, a.domain);
+	return 0;
 }
 
 /* alias add ADDRESS TARGET... and feed add ADDRESS COMMAND...: accounts
- * whose arguments are the rest of the line. */
+ * whose arguments are the rest of the line; list and del too. */
 static int cmd_forward(enum mm_type type, int argc, char **argv)
 {
 	char err[256];
 	struct mm_account a;
 	const char *what = mm_type_name(type);
+	if ((argc == 1 || argc == 2) && !strcmp(argv[0], "list")) {
+		return forward_list_del(type, argc, argv);
+	}
+	if (argc == 2 && !strcmp(argv[0], "del")) {
+		return forward_list_del(type, argc, argv);
+	}
 	if (argc < 3 || strcmp(argv[0], "add") != 0) {
-		fprintf(stderr, "rumble: %s: expected add ADDRESS %s...\n", what,
-			type == MM_ALIAS ? "TARGET" : type == MM_RELAY ? "HOST[:PORT]" : "COMMAND");
+		fprintf(stderr, "rumble: %s: expected add ADDRESS %s..., list [DOMAIN] or del ADDRESS\n",
+			what, type == MM_ALIAS ? "TARGET" : type == MM_RELAY ? "HOST[:PORT]" : "COMMAND");
 		return 1;
 	}
 	if (split(argv[1], &a) != 0) {
 		return fail("%s: not USER@DOMAIN", argv[1]);
 	}
 	struct mm_account old;
-	if (mm_account_get(a.domain, a.user, &old) == 0) {
+	int had = mm_account_get(a.domain, a.user, &old) == 0;
+	if (had) {
 		a.id = old.id; /* replaces the targets */
 	}
 	a.type = type;
@@ -701,6 +766,7 @@ static int cmd_forward(enum mm_type type, int argc, char **argv)
 		fprintf(stderr, "rumble: %s: %s\n", what, err);
 		return 1;
 	}
+	printf("%s %s %s@%s: %s\n", had ? "changed" : "added", what, a.user, a.domain, a.args);
 	return 0;
 }
 
@@ -877,7 +943,7 @@ static int queue_wait(uint64_t qid, const char *verb)
  * others wait for the next start. */
 static int cmd_queue_act(const char *verb, uint64_t qid)
 {
-	char err[256], by[64];
+	char err[256], by[64], user[40];
 	int running = queue_server_running();
 	if (!running && !strcmp(verb, "delete")) {
 		if (queue_delete_offline(qid) != 0) {
@@ -886,7 +952,8 @@ static int cmd_queue_act(const char *verb, uint64_t qid)
 		printf("%016llx deleted\n", (unsigned long long)qid);
 		return 0;
 	}
-	snprintf(by, sizeof by, "command line, pid %ld", os_getpid());
+	os_user_name(user, sizeof user);
+	snprintf(by, sizeof by, "%s, command line, pid %ld", user, os_getpid());
 	if (queue_request(qid, verb, by, err, sizeof err) != 0) {
 		return fail("queue: %s", err);
 	}
@@ -954,6 +1021,9 @@ static const struct command {
 	{"sieve", cmd_sieve, 0},
 	{"backup", cmd_backup, CMD_STORAGE},
 	{"restore", cmd_restore, 0}, /* into an empty folder: nothing opened */
+	{"status", cmd_status, CMD_STORAGE},
+	{"import", cmd_import, CMD_STORAGE},
+	{"export", cmd_export, CMD_STORAGE},
 	{"stop", cmd_stop, 0},
 	{"reload", cmd_reload, 0},
 	{"service", NULL, 0},
@@ -972,6 +1042,7 @@ static const struct command *command_find(const char *name)
 static int run_admin(const struct command *cmd, int argc, char **argv)
 {
 	char err[1200];
+	admin_audit_open(argc, argv); /* the log may be root's: before dropping */
 	/* as the server will run: what this makes stays the server's */
 	if (give_storage(err, sizeof err) != 0 ||
 	        os_drop_privileges(conf.run_as, conf.run_as_group, err, sizeof err) != 0) {
@@ -980,7 +1051,9 @@ static int run_admin(const struct command *cmd, int argc, char **argv)
 	if (mm_open(conf.storage, err, sizeof err) != 0) {
 		return fail("storage: %s", err);
 	}
+	mm_upgrade_names(); /* so that backup or import see the names of now */
 	int rc = cmd->run(argc - 1, argv + 1);
+	admin_audit(argc, argv, rc);
 	mm_close();
 	return rc;
 }
@@ -1016,6 +1089,7 @@ static int serve(const char *cfg, int argc, char **argv, int detach)
 		return 2;
 	}
 	log_set_level(conf.log_level);
+	log_rotate(*conf.log_file ? conf.log_max_size : 0, conf.log_keep);
 	int rc = run_server(detach == 1);
 	settings_free(&conf);
 	return rc;

@@ -43,6 +43,18 @@ struct os_mutex *rl_mutex_once(struct os_mutex **slot);
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 #define LOG_RING_LINES 200
 int log_open(const char *path); /* NULL or "" = stderr; -1 if it cannot open */
+int log_reopen(void); /* the file again under its name (logrotate); -1: old one kept */
+/* Rotation by size: past max_size bytes (0 = never) rumble.log becomes
+ * rumble.log.1, and .1 .2 and so on up to .keep. */
+void log_rotate(uint64_t max_size, int keep);
+/* Administration actions: at any LogLevel; to path when log_open_audit
+ * opened one (a command-line process writing into the server's log). */
+int log_open_audit(const char *path);
+void log_audit(const char *fmt, ...) RL_PRINTF(1, 2);
+/* A client's text for a log value: control characters (and spaces when
+ * the value is not quoted) as '?', '"' as '\'', at most n - 1 bytes.
+ * Returns out. */
+char *log_value(char *out, size_t n, const char *v, int quoted);
 void log_set_level(int level);
 int log_level_parse(const char *name); /* "debug".."error", -1 if unknown */
 void log_msg(int level, const char *fmt, ...) RL_PRINTF(2, 3);
@@ -56,6 +68,17 @@ void fatalx(const char *fmt, ...) RL_PRINTF(1, 2) RL_NORETURN;
 /* Calls fn for each line of the in-memory ring, oldest first, under the
  * log's lock: fn must not log, nor leave by longjmp (a Lua error). */
 void log_ring_each(void (*fn)(const char *line, void *arg), void *arg);
+/* The last LOG_ERRORS warning and error lines (cut to LOG_ERROR_LEN - 1
+ * bytes) into out, oldest first; returns how many (the dashboard's). */
+#define LOG_ERRORS 10
+#define LOG_ERROR_LEN 256
+int log_errors(char out[][LOG_ERROR_LEN]);
+
+/* stats.c (stats.h has the rest): mail counted per hour, any thread */
+enum stats_kind { STATS_IN, STATS_OUT, STATS_REFUSED, STATS_KINDS };
+void stats_count(enum stats_kind k);
+void stats_reply(int code); /* an SMTP reply: 530 and 55x count as refused */
+void stats_tick(int64_t now); /* saves when changed, at most once a minute */
 
 /* ---- buffers (buf.c) ---- */
 /* A growable byte string, NUL-terminated whenever data is not NULL. */
@@ -160,6 +183,8 @@ struct settings {
 	char log_file[1024];
 	char pid_file[1024]; /* PidFile: "" = StorageFolder/rumble.pid, "none" = no file */
 	int log_level;
+	uint64_t log_max_size; /* LogMaxSize: rotate past this many bytes, 0 = never */
+	int log_keep;          /* LogKeep: rotated files kept */
 	int workers;
 	int max_recipients;
 	int max_errors;   /* SMTP errors before the session is dropped */
@@ -186,6 +211,8 @@ struct settings {
 	char webadmin_bind[256];    /* WebAdminBind: 127.0.0.1 unless set */
 	int webadmin_port;          /* WebAdminPort */
 	char webadmin_users[1024];  /* WebAdmin lines: addresses, space-separated */
+	char metrics_from[512];     /* MetricsFrom: addresses /metrics answers without a token */
+	char metrics_token[256];    /* MetricsToken: its bearer token; both "" = no /metrics */
 	/* DefaultQuota: an account's limits when neither it nor its domain
 	 * has its own (quota.c); KiB and messages, 0 = none */
 	uint64_t quota_kib, quota_msgs;
@@ -641,6 +668,9 @@ struct mm_account {
 /* Sets the storage folder, creates what is missing, loads the lists. */
 int mm_open(const char *storage, char *err, size_t errlen);
 void mm_close(void);
+/* Renames folder files named the old way ("%53ent.mbox") as they are
+ * named now, each under its lock and logged (names.c); at start. */
+void mm_upgrade_names(void);
 const char *mm_storage(void);
 /* Every lookup sees changes other processes (the CLI) made: it re-reads
  * the files when their stamps changed. mm_reload forces it. */
@@ -657,6 +687,11 @@ int mm_type_parse(const char *name); /* -1 if unknown */
 
 int mm_domain_exists(const char *name);
 int mm_domain_count(void);
+/* Said by the CLI and the web admin when a second domain is added: the
+ * bare-name login (mm_login) needs exactly one domain. */
+#define MM_SECOND_DOMAIN_WARNING \
+	"two domains now: logins by bare user name (alice) no longer work, " \
+	"clients must log in with the full address (alice@example.org)"
 int mm_domain_add(const char *name, char *err, size_t errlen);
 int mm_domain_del(const char *name, char *err, size_t errlen);
 int mm_domain_list(int (*fn)(const struct mm_domain *d, void *arg), void *arg);
@@ -745,6 +780,8 @@ uint32_t mm_folder_uidnext(struct mm_folder *f);
 int mm_folder_append(struct mm_folder *f, struct spool *sp, const char *from, int64_t date,
 	uint32_t flags, uint64_t qid, uint32_t *uid);
 int mm_folder_sync(struct mm_folder *f); /* fsync the mbox, then the index */
+/* The date at the end of an mbox From_ line (without its LF), or -1. */
+int64_t mm_from_line_date(const char *line, size_t n);
 /* 1 when one of the last messages came from queue id qid (exactly-once
  * redelivery after a crash). */
 int mm_folder_has_qid(struct mm_folder *f, uint64_t qid);
@@ -1101,8 +1138,14 @@ void quota__forget(const char *dir);
 /* A name as a file name: bytes outside [a-z0-9._-] (upper case too, for
  * case-insensitive file systems), a leading or trailing '.' and the first
  * byte of a Windows device name (con, nul, com1, ...) become "%XX". -1
- * when it does not fit outlen. */
+ * when it does not fit outlen. Users' and domains' directories (names.c). */
 int mm__fs_name(const char *name, char *out, size_t outlen);
+/* A folder's NAME in dir (names.c: readable, or its collision form when
+ * another folder's name differs only in case), and back: the folder of
+ * the file name name[0..n), -1 when it names none. */
+int mm__folder_file(const char *dir, const char *folder, char *out, size_t len);
+int mm__file_folder(const char *name, size_t n, char *out, size_t len);
+int mm__folder_fits(const char *folder); /* both forms fit MM_FOLDER_FS_MAX */
 /* The folder holding a domain's users: the domain's path override or
  * <storage>/mail/<domain>. */
 int mm__domain_dir(const char *domain, char *out, size_t outlen);

@@ -1325,7 +1325,9 @@ void server_run(void (*on_reload)(void))
 			return;
 		}
 		if ((sig & OS_SIG_RELOAD) && on_reload) {
-			on_reload();
+			on_reload(); /* it opens the log file again too */
+		} else if (sig & OS_SIG_REOPEN) {
+			log_reopen(); /* SIGUSR1: logrotate moved the file away */
 		}
 	}
 }

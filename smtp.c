@@ -17,6 +17,12 @@
  * command, HELO, MAIL, RCPT, DATA, the end of the message, AUTH) the
  * policy chain (policy.h: DNSBL, SPF, greylisting, quotas, the SMTPScript
  * and Rumble hooks) is run, and its verdict continues the step.
+ *
+ * Every outcome is one log line in a fixed key=value form (README, "Logs"):
+ * result=accepted when a message is queued, result=refused for every 4xx
+ * or 5xx reply, whoever decided it (this file or a module of the chain),
+ * logged where all replies go out (reply, said, greet), so no refusal
+ * needs a line of its own.
  */
 #include <ctype.h>
 #include <string.h>
@@ -47,6 +53,11 @@ struct smtp {
 	struct policy *pol; /* the policy chain's state for this session */
 	int nmsgs;          /* messages accepted in this session */
 	uint64_t declared;  /* MAIL's SIZE= (RFC 1870), 0 when not given */
+	/* for the log: the step under way (a command's verb, "connect",
+	 * "eom"), the address of the RCPT under way, the login AUTH tried */
+	char step[12];
+	char rcpt[ADDR_MAX];
+	char tried[MM_USER_MAX + MM_DOMAIN_MAX + 2];
 };
 
 struct cmd {
@@ -66,10 +77,92 @@ static void enter_state(struct session *s, struct smtp *st, enum smtp_state next
 	st->state = next;
 }
 
+/* ---- the log's outcome lines ---- */
+
+/* "<a>,<b>" for the log: the transaction's recipients, or the one RCPT
+ * under way; "none". Cut with ",..." past n. */
+static const char *log_rcpts(struct smtp *st, int rcpt_step, char *out, size_t n)
+{
+	char v[ADDR_MAX];
+	size_t len = 0;
+	int count = rcpt_step ? 1 : st->msg ? st->msg->nrcpt : 0;
+	rl_strlcpy(out, "none", n);
+	for (int i = 0; i < count; i++) {
+		log_value(v, sizeof v, rcpt_step ? st->rcpt : st->msg->rcpts[i], 0);
+		if (len + strlen(v) + 8 > n) {
+			snprintf(out + len, n - len, ",...");
+			break;
+		}
+		len += (size_t)snprintf(out + len, n - len, "%s<%s>", i ? "," : "", v);
+	}
+	return out;
+}
+
+/* The transaction's sender for the log: "<a>", "<>", or none before MAIL. */
+static const char *log_from(struct smtp *st, char *out, size_t n)
+{
+	char v[ADDR_MAX];
+	if (!st->msg) {
+		return "none";
+	}
+	snprintf(out, n, "<%s>", log_value(v, sizeof v, st->msg->from, 0));
+	return out;
+}
+
+/* A 4xx/5xx reply: one result=refused line. text is the reply after its
+ * code ("5.1.1 <a>: ..."), len bytes. Syntax, sequence and parameter
+ * errors (X.5.Y codes, RFC 3463's protocol status; 500-504 without a
+ * code) are a client's bugs, not decisions: at LogLevel debug. */
+static void log_refused(struct session *s, struct smtp *st, int code, const char *text, size_t len)
+{
+	char status[16] = "none", reason[256], helo[64], user[80], from[ADDR_MAX + 2], to[600];
+	size_t sn = strspn(text, "0123456789.");
+	if (sn > 4 && sn < sizeof status && text[1] == '.' && (text[sn] == ' ' || sn == len)) {
+		memcpy(status, text, sn); /* an enhanced status code, RFC 3463 */
+		status[sn] = '\0';
+		text += sn + (sn < len);
+		len -= sn + (sn < len);
+	}
+	char raw[256];
+	snprintf(raw, sizeof raw, "%.*s", (int)(len < sizeof raw ? len : sizeof raw - 1), text);
+	raw[strcspn(raw, "\r\n")] = '\0';
+	const char *who = st->user[0] ? st->user : !strcmp(st->step, "auth") ? st->tried : "";
+	int protocol = status[0] != 'n' ? status[2] == '5' : code >= 500 && code <= 504;
+	log_msg(protocol ? LOG_DEBUG : LOG_INFO,
+	        "%08x smtp result=refused client=%s code=%d status=%s cmd=%s user=%s helo=%s "
+	        "from=%s to=%s reason=\"%s\"",
+	        s->id, s->peer, code, status, st->step,
+	        *who ? log_value(user, sizeof user, who, 0) : "none",
+	        st->helo[0] ? log_value(helo, sizeof helo, st->helo, 0) : "none",
+	        log_from(st, from, sizeof from),
+	        log_rcpts(st, !strcmp(st->step, "rcpt") && st->rcpt[0], to, sizeof to),
+	        log_value(reason, sizeof reason, raw, 1));
+}
+
+/* A message is queued (or taken away by a script, result=discarded). */
+static void log_accepted(struct session *s, struct smtp *st, struct queue_msg *m, const char *r)
+{
+	char helo[64], from[ADDR_MAX + 2], to[600];
+	int tls = session_secure(s);
+	struct queue_msg *keep = st->msg;
+	st->msg = m;
+	log_info("%08x smtp result=%s client=%s qid=%016llx size=%llu tls=%s cipher=%s user=%s "
+	         "helo=%s from=%s rcpts=%d to=%s",
+	        s->id, r, s->peer, (unsigned long long)m->qid, (unsigned long long)m->body.len,
+	        tls ? tls_version(s->tls) : "none", tls ? tls_cipher(s->tls) : "none",
+	        st->user[0] ? st->user : "none",
+	        st->helo[0] ? log_value(helo, sizeof helo, st->helo, 0) : "none",
+	        log_from(st, from, sizeof from), m->nrcpt, log_rcpts(st, 0, to, sizeof to));
+	st->msg = keep;
+}
+
 static void count_error(struct session *s, struct smtp *st, int code)
 {
+	stats_reply(code);
 	if (code >= 500 && ++st->errors >= conf.max_errors) {
+		static const char why[] = "4.7.0 Error: too many errors";
 		session_printf(s, "421 4.7.0 %s Error: too many errors\r\n", conf.server_name);
+		log_refused(s, st, 421, why, sizeof why - 1);
 		session_close(s, "too many errors");
 	}
 }
@@ -81,6 +174,15 @@ static void reply(struct session *s, int code, const char *fmt, ...)
 	session_printf(s, "%d ", code);
 	va_list ap;
 	va_start(ap, fmt);
+	if (code >= 400) {
+		char text[512];
+		va_list copy;
+		va_copy(copy, ap);
+		int n = vsnprintf(text, sizeof text, fmt, copy);
+		va_end(copy);
+		size_t len = n < 0 ? 0 : (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
+		log_refused(s, st, code, text, len);
+	}
 	buf_vprintf(&s->out, fmt, ap);
 	va_end(ap);
 	session_write(s, "\r\n", 2);
@@ -93,6 +195,9 @@ static int said(struct session *s, struct policy_call *c, int code)
 {
 	if (code <= 0 || !c->reply.len) {
 		return 0;
+	}
+	if (code >= 400 && c->reply.len > 4) {
+		log_refused(s, s->ps, code, c->reply.data + 4, c->reply.len - 4);
 	}
 	session_write(s, c->reply.data, c->reply.len);
 	count_error(s, s->ps, code);
@@ -505,6 +610,7 @@ static void cmd_rcpt(struct session *s, struct smtp *st, char *arg)
 		reply(s, 501, "5.1.3 Bad recipient address syntax");
 		return;
 	}
+	rl_strlcpy(st->rcpt, addr, sizeof st->rcpt);
 	if (*params) {
 		reply(s, 555, "5.5.4 Unsupported parameter %.64s", params);
 		return;
@@ -598,7 +704,7 @@ static void auth_allowed(struct session *s, struct policy_call *c, int v)
 		reply(s, 535, "5.7.8 Error: authentication failed"); /* ours: says nothing more */
 	} else if (v != POLICY_DONE) {
 		rl_strlcpy(st->user, c->addr, sizeof st->user);
-		log_info("%08x smtp login user=%s", s->id, st->user);
+		log_info("%08x smtp result=login client=%s user=%s", s->id, s->peer, st->user);
 		reply(s, 235, "2.7.0 Authentication successful");
 	}
 	session_resume(s);
@@ -633,13 +739,12 @@ static void auth_checked(struct session *s, int rc, const struct mm_account *a, 
 		return;
 	}
 	rl_strlcpy(t->login, login, sizeof t->login);
-	log_info("%08x smtp login failed user=%s from=%s", s->id, login, s->peer);
 	session_after(s, session_login_failed(s->peer, login), auth_answer, t);
 }
 
 static void auth_check(struct session *s, struct smtp *st, const char *login, const char *pw)
 {
-	(void)st;
+	rl_strlcpy(st->tried, login, sizeof st->tried); /* the user= of a refusal's log line */
 	if (session_login_blocked(s->peer, login)) {
 		reply(s, 454, "4.7.0 Too many failed logins, try again later");
 		return;
@@ -678,6 +783,7 @@ static void cmd_auth(struct session *s, struct smtp *st, char *arg)
 	if (*initial) {
 		*initial++ = '\0';
 	}
+	st->tried[0] = '\0';
 	if (st->user[0]) {
 		reply(s, 503, "5.5.1 Error: already authenticated");
 	} else if (st->state == S_MAIL || st->state == S_RCPT) {
@@ -769,6 +875,8 @@ static void greet(struct session *s, struct policy_call *c, int v)
 	if (v == POLICY_DROP) {
 		session_close(s, "dropped by script");
 	} else if (v >= 400) {
+		stats_reply(v);
+		log_refused(s, s->ps, v, c->reply.len > 4 ? c->reply.data + 4 : "", c->reply.len > 4 ? c->reply.len - 4 : 0);
 		session_write(s, c->reply.data, c->reply.len);
 		session_close(s, c->why ? c->why : "refused");
 	} else if (v != POLICY_DONE && !said(s, c, v)) {
@@ -801,13 +909,20 @@ static int is_junk(const struct cmd *c)
 	       c->run == cmd_help || c->run == cmd_expn;
 }
 
+static void too_many_commands(struct session *s, struct smtp *st)
+{
+	static const char why[] = "4.7.0 Error: too many commands";
+	session_printf(s, "421 4.7.0 %s Error: too many commands\r\n", conf.server_name);
+	log_refused(s, st, 421, why, sizeof why - 1);
+	session_close(s, "junk commands");
+}
+
 /* A command we do not know: 500, or what the chain says (a script's
  * DoUnrecognised may accept it, so it counts as junk too). */
 static void unknown(struct session *s, struct smtp *st, char *line)
 {
 	if (++st->junk > SMTP_JUNK_MAX) {
-		session_printf(s, "421 4.7.0 %s Error: too many commands\r\n", conf.server_name);
-		session_close(s, "junk commands");
+		too_many_commands(s, st);
 	} else {
 		answer(s, st, NULL, line, "500 5.5.2 Error: command not recognized");
 	}
@@ -821,6 +936,9 @@ static void command(struct session *s, struct smtp *st, char *line)
 		*arg++ = '\0';
 	}
 	const struct cmd *c = find_command(line);
+	rl_strlcpy(st->step, c ? c->verb : "unknown", sizeof st->step);
+	rl_lower(st->step);
+	st->rcpt[0] = '\0';
 	if (!c) {
 		if (space) {
 			*space = ' ';
@@ -833,8 +951,7 @@ static void command(struct session *s, struct smtp *st, char *line)
 	} else if (!(c->states & ST(st->state))) {
 		reply(s, 503, "5.5.1 Error: bad sequence of commands");
 	} else if (is_junk(c) && ++st->junk > SMTP_JUNK_MAX) {
-		session_printf(s, "421 4.7.0 %s Error: too many commands\r\n", conf.server_name);
-		session_close(s, "junk commands");
+		too_many_commands(s, st);
 	} else {
 		struct policy_call *pc = call(st, POLICY_COMMAND);
 		pc->verb = c->verb;
@@ -856,6 +973,8 @@ static void commit_done(struct session *s, void *arg)
 	if (m->status == 0) {
 		st->nmsgs++;
 		os_atomic_add_long(&s->svc->received, 1);
+		stats_count(STATS_IN);
+		log_accepted(s, st, m, "accepted");
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
 	} else if (m->status == QUEUE_FULL) {
 		reply(s, 552, "5.2.2 Error: mailbox full, the message does not fit its quota");
@@ -876,6 +995,7 @@ static void eom_checked(struct session *s, struct policy_call *c, int v)
 	struct queue_msg *m = st->msg;
 	if (v == POLICY_DISCARD) {
 		st->nmsgs++;
+		log_accepted(s, st, m, "discarded");
 		reply(s, 250, "2.0.0 Ok: queued as %016llx", (unsigned long long)m->qid);
 	} else if (stopped(s, c, v)) {
 		/* refused */
@@ -893,6 +1013,7 @@ static void eom_checked(struct session *s, struct policy_call *c, int v)
 static void end_data(struct session *s, struct smtp *st)
 {
 	struct queue_msg *m = st->msg;
+	rl_strlcpy(st->step, "eom", sizeof st->step);
 	if (st->too_big) {
 		reply(s, 552, "5.3.4 Error: message size exceeds fixed limit");
 		txn_reset(s, st);
@@ -950,6 +1071,7 @@ static void smtp_open(struct session *s)
 	struct smtp *st = xcalloc(1, sizeof *st);
 	s->ps = st;
 	st->pol = policy_open(s, conf.message_size_limit);
+	rl_strlcpy(st->step, "connect", sizeof st->step);
 	policy_run(call(st, POLICY_CONNECT), greet);
 }
 

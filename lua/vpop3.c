@@ -1262,13 +1262,14 @@ static int vp_eom(struct policy_call *c)
 	buf_init(&b);
 	int rc = rl_vp3_message(v, c->msg, c->user, &b);
 	if (rc == 2) {
-		log_info("%08x smtp message %016llx discarded by SMTPScript", c->s->id,
+		/* smtp.c's result=discarded line says it at info */
+		log_debug("%08x smtp message %016llx discarded by SMTPScript", c->s->id,
 		        (unsigned long long)c->msg->qid);
 		buf_free(&b);
 		return POLICY_DISCARD;
 	}
 	if (rc) {
-		log_info("%08x smtp message refused by SMTPScript", c->s->id);
+		log_debug("%08x smtp message refused by SMTPScript", c->s->id); /* and result=refused */
 	}
 	return vp_answer(c, rc, &b);
 }

@@ -29,6 +29,9 @@
  *   api.sieve(domain, name) -> the active Sieve script, its name | nil
  *   api.sieve_put(domain, name, text) -> true | nil, "LINE:COL: why"
  *   api.sieve_off(domain, name)
+ *   api.status()           -> the dashboard's figures (a table, stats.c's summary)
+ *   api.metrics(ip, authorization) -> /metrics' text | nil, "off" or "denied"
+ *   api.audit(admin, action, ok, text)  logs an administration action
  * Sessions live here, not in a Lua state: each worker has its own state
  * and a browser's requests land on any worker.
  */
@@ -36,6 +39,7 @@
 
 #include "lua/rl.h"
 #include "sieve.h"
+#include "stats.h"
 #include "webadmin_lua.h" /* static const char webadmin_lua[] */
 
 #define WA_SESSIONS 32        /* logged-in browsers at once; the oldest goes */
@@ -235,8 +239,8 @@ static int login_push(lua_State *L, struct rl_job *j)
 	}
 	if (l->ok && session_new(l->user, l->admin, l->ip, token, csrf) == 0) {
 		session_login_ok(l->ip, l->name);
-		log_info("web admin: %s logged in from %s%s", l->user, l->ip,
-		        l->admin ? " (admin)" : "");
+		log_info("webadmin result=login client=%s user=%s admin=%s", l->ip, l->user,
+		        l->admin ? "yes" : "no");
 		lua_pushstring(L, token);
 		lua_pushstring(L, csrf);
 		lua_pushstring(L, l->user);
@@ -245,11 +249,9 @@ static int login_push(lua_State *L, struct rl_job *j)
 	}
 	int delay = session_login_failed(l->ip, l->name);
 	char shown[65];
-	rl_strlcpy(shown, l->name, sizeof shown);
-	for (char *p = shown; *p; p++) {
-		*p = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p; /* one log line */
-	}
-	log_info("web admin: login failed user=%s from=%s", shown, l->ip);
+	log_info("webadmin result=refused client=%s cmd=login user=%s reason=\"authentication "
+	         "failed\"",
+	        l->ip, log_value(shown, sizeof shown, l->name, 0));
 	lua_pushnil(L);
 	lua_pushliteral(L, "failed");
 	lua_pushinteger(L, delay);
@@ -268,7 +270,9 @@ static int login_call(lua_State *L, int check)
 	const char *name = luaL_checklstring(L, 1, &nlen);
 	const char *pw = luaL_checklstring(L, 2, &plen);
 	if (session_login_blocked(s->peer, name)) {
-		log_info("web admin: login refused (too many failures) from=%s", s->peer);
+		log_info("webadmin result=refused client=%s cmd=login reason=\"too many failed "
+		         "logins\"",
+		        s->peer);
 		lua_pushnil(L);
 		lua_pushliteral(L, "blocked");
 		lua_pushinteger(L, 0);
@@ -545,6 +549,19 @@ static int wa_queue(lua_State *L)
 	return 1;
 }
 
+/* api.audit(admin, action, ok, text): an administration action's log
+ * line, whatever LogLevel says, with the client's address. */
+static int wa_audit(lua_State *L)
+{
+	struct session *s = here(L);
+	const char *user = luaL_checkstring(L, 1), *action = luaL_checkstring(L, 2);
+	char act[80], text[200];
+	log_audit("admin via=webadmin by=%s client=%s action=\"%s\" result=%s detail=\"%s\"", user,
+	        s->peer, log_value(act, sizeof act, action, 1), lua_toboolean(L, 3) ? "ok" : "failed",
+	        log_value(text, sizeof text, luaL_optstring(L, 4, ""), 1));
+	return 0;
+}
+
 /* api.setquota(domain, name, "STORAGE [MESSAGES]"): true, or nil and why. */
 static int wa_setquota(lua_State *L)
 {
@@ -564,7 +581,6 @@ static int wa_setquota(lua_State *L)
 	if (mm_account_save(&a, err, sizeof err) != 0) {
 		return rl_fail(L, "%s", err);
 	}
-	log_info("web admin: quota of %s@%s set to %s", a.user, a.domain, text);
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -661,6 +677,154 @@ static int wa_mobileconfig(lua_State *L)
 	return 1;
 }
 
+/* ---- the dashboard and /metrics: stats.c gathers on a helper thread ---- */
+
+struct status_job {
+	struct rl_job j;
+	int metrics;
+	struct stats_summary s;
+	struct buf text;
+};
+
+static void status_run(struct rl_job *j)
+{
+	struct status_job *t = (struct status_job *)j;
+	stats_summary(&t->s);
+	if (t->metrics) {
+		stats_metrics(&t->s, os_time(), &t->text);
+	}
+}
+
+static void field(lua_State *L, const char *name, double v)
+{
+	lua_pushnumber(L, v);
+	lua_setfield(L, -2, name);
+}
+
+/* t[name] = {{name=, bytes=, msgs=}, ...} */
+static void boxes(lua_State *L, const char *name, const struct stats_box *v, int n)
+{
+	lua_createtable(L, n, 0);
+	for (int i = 0; i < n; i++) {
+		lua_createtable(L, 0, 3);
+		lua_pushstring(L, v[i].name);
+		lua_setfield(L, -2, "name");
+		field(L, "bytes", (double)v[i].bytes);
+		field(L, "msgs", (double)v[i].msgs);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, name);
+}
+
+/* hours = {{in, out, refused}, ...}, the oldest first, the current last */
+static void hours(lua_State *L, const struct stats *c, int64_t now)
+{
+	lua_createtable(L, STATS_HOURS, 0);
+	for (int h = 0; h < STATS_HOURS; h++) {
+		lua_createtable(L, STATS_KINDS, 0);
+		for (int k = 0; k < STATS_KINDS; k++) {
+			lua_pushnumber(
+			        L, stats_at(c, now - 3600 * (int64_t)(STATS_HOURS - 1 - h), k));
+			lua_rawseti(L, -2, k + 1);
+		}
+		lua_rawseti(L, -2, h + 1);
+	}
+	lua_setfield(L, -2, "hours");
+}
+
+static int status_push(lua_State *L, struct rl_job *j)
+{
+	struct status_job *t = (struct status_job *)j;
+	const struct stats_summary *s = &t->s;
+	int64_t now = os_time();
+	if (t->metrics) {
+		lua_pushlstring(L, t->text.data ? t->text.data : "", t->text.len);
+		return 1;
+	}
+	lua_createtable(L, 0, 12);
+	field(L, "now", (double)now);
+	field(L, "disk_avail", (double)s->disk_avail);
+	field(L, "disk_total", (double)s->disk_total);
+	field(L, "queued", s->queued);
+	field(L, "queue_bytes", (double)s->queue_bytes);
+	field(L, "queue_oldest", (double)s->queue_oldest);
+	field(L, "cert_until", (double)s->cert_until);
+	hours(L, &s->c, now);
+	boxes(L, "domains", s->dom, s->ndom);
+	boxes(L, "accounts", s->acct, s->nacct);
+	lua_createtable(L, s->c.nerrors, 0);
+	for (int i = 0; i < s->c.nerrors; i++) {
+		lua_pushstring(L, s->c.errors[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "errors");
+	return 1;
+}
+
+static void status_done(struct rl_job *j)
+{
+	struct status_job *t = (struct status_job *)j;
+	stats_summary_free(&t->s);
+	buf_free(&t->text);
+}
+
+static int status_call(lua_State *L, int metrics)
+{
+	struct status_job *t = xcalloc(1, sizeof *t);
+	t->j.run = status_run;
+	t->j.push = status_push;
+	t->j.done = status_done;
+	t->j.slow = 1; /* a file per mailbox: off the workers' job threads */
+	t->metrics = metrics;
+	buf_init(&t->text);
+	return rl_job_call(L, &t->j);
+}
+
+static int wa_status(lua_State *L)
+{
+	return status_call(L, 0);
+}
+
+/* 1 when word is one of the words of list (space-separated). */
+static int listed(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = list; *p;) {
+		size_t w = strcspn(p, " ");
+		if (w == n && !rl_strncasecmp(p, word, n)) {
+			return 1;
+		}
+		p += w;
+		p += strspn(p, " ");
+	}
+	return 0;
+}
+
+/* /metrics: off unless MetricsFrom or MetricsToken is set; then for a
+ * client address in MetricsFrom, or with "Authorization: Bearer TOKEN".
+ * A wrong token counts as a failed login of the address (LoginAttempts,
+ * Quarantine), so it cannot be guessed at network speed. */
+static int wa_metrics(lua_State *L)
+{
+	const char *ip = luaL_checkstring(L, 1), *auth = luaL_optstring(L, 2, "");
+	size_t n = strlen(conf.metrics_token);
+	int bearer = !rl_strncasecmp(auth, "Bearer ", 7);
+	if (!*conf.metrics_from && !n) {
+		return rl_fail(L, "%s", "off");
+	}
+	if (listed(conf.metrics_from, ip)) {
+		return status_call(L, 1);
+	}
+	if (!n || !bearer || session_login_blocked(ip, NULL) || strlen(auth + 7) != n ||
+	        !crypto_equal(auth + 7, conf.metrics_token, n)) {
+		if (bearer) {
+			session_login_failed(ip, "/metrics"); /* no login name */
+		}
+		return rl_fail(L, "%s", "denied");
+	}
+	return status_call(L, 1);
+}
+
 /* api.https(): whether the admin's listener speaks HTTPS. */
 static int wa_https(lua_State *L)
 {
@@ -674,6 +838,8 @@ static const luaL_Reg api[] = {
         {"dns", wa_dns},
         {"mobileconfig", wa_mobileconfig},
         {"https", wa_https},
+        {"status", wa_status},
+        {"metrics", wa_metrics},
         {"quota", wa_quota},
         {"setquota", wa_setquota},
         {"queue", wa_queue},
@@ -690,6 +856,7 @@ static const luaL_Reg api[] = {
         {"logout", wa_logout},
         {"random", wa_random},
         {"admins", wa_admins},
+        {"audit", wa_audit},
         {NULL, NULL},
 };
 

@@ -24,7 +24,8 @@ local BODY_MAX = 65536
 local FIELDS_MAX = 64
 local SERVICES = {"smtp", "submission", "pop3", "smtps", "pop3s", "imap4", "imaps"}
 local REASONS = {
-	[200] = "OK", [303] = "See Other", [400] = "Bad Request", [403] = "Forbidden",
+	[200] = "OK", [303] = "See Other", [400] = "Bad Request", [401] = "Unauthorized",
+	[403] = "Forbidden",
 	[404] = "Not Found", [405] = "Method Not Allowed", [411] = "Length Required",
 	[413] = "Content Too Large", [414] = "URI Too Long", [415] = "Unsupported Media Type",
 	[429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
@@ -101,7 +102,9 @@ end
 
 local function bytes(n)
 	n = tonumber(n) or 0
-	if n >= 1048576 then
+	if n >= 1073741824 then
+		return fmt("%.1f GB", n / 1073741824)
+	elseif n >= 1048576 then
 		return fmt("%.1f MB", n / 1048576)
 	elseif n >= 1024 then
 		return fmt("%.1f KB", n / 1024)
@@ -309,6 +312,92 @@ local function login_page(ctx, code)
 		{"Set-Cookie: wa_pre=" .. pre .. cookie_attrs()}
 end
 
+-- ---- the dashboard's figures (api.status: stats.c's summary) ----
+
+local KINDS = {{"Received", "#2e7d32"}, {"Sent out", "#1565c0"}, {"Refused", "#c62828"}}
+local CHART_W, CHART_H, BAR = 12, 120, 3 -- px per hour, plot height, bar width
+
+-- The hours ({in, out, refused}, oldest first) as an inline SVG bar chart:
+-- no script; each bar's <title> says its hour and count.
+local function chart(hours, now)
+	local top, n = 1, #hours
+	for _, h in ipairs(hours) do
+		top = max(top, h[1], h[2], h[3])
+	end
+	local w = n * CHART_W + 50
+	local t = {fmt('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" ' ..
+		'role="img" aria-label="messages per hour, last %d hours">', w, CHART_H + 40, n),
+		fmt('<line x1="40" y1="%d" x2="%d" y2="%d" stroke="#888"/>', CHART_H + 5, w, CHART_H + 5),
+		fmt('<text x="36" y="14" font-size="11" text-anchor="end">%d</text>', top),
+		'<text x="36" y="' .. (CHART_H + 5) .. '" font-size="11" text-anchor="end">0</text>'}
+	for i, h in ipairs(hours) do
+		local x0 = 40 + (i - 1) * CHART_W
+		local hour = date("!%Y-%m-%d %H:00", now - (n - i) * 3600)
+		for k, kind in ipairs(KINDS) do
+			local v = tonumber(h[k]) or 0
+			if v > 0 then
+				local bh = max(1, floor(v * CHART_H / top + 0.5))
+				t[#t + 1] = fmt('<rect x="%d" y="%d" width="%d" height="%d" fill="%s">' ..
+					"<title>%s UTC: %d %s</title></rect>", x0 + (k - 1) * BAR + 1,
+					CHART_H + 5 - bh, BAR, bh, kind[2], hour, v, kind[1]:lower())
+			end
+		end
+		if (n - i) % 12 == 0 then
+			t[#t + 1] = fmt('<text x="%d" y="%d" font-size="11" text-anchor="middle">%s</text>',
+				x0 + CHART_W / 2, CHART_H + 20, n == i and "now" or ("-" .. (n - i) .. " h"))
+		end
+	end
+	for k, kind in ipairs(KINDS) do
+		t[#t + 1] = fmt('<rect x="%d" y="%d" width="10" height="10" fill="%s"/>' ..
+			'<text x="%d" y="%d" font-size="11">%s</text>', 40 + (k - 1) * 110, CHART_H + 28,
+			kind[2], 54 + (k - 1) * 110, CHART_H + 37, kind[1])
+	end
+	return concat(t) .. "</svg>"
+end
+
+local function boxes_table(head, list)
+	local rows = {}
+	for _, b in ipairs(list) do
+		rows[#rows + 1] = {esc(b.name), bytes(b.bytes), num(b.msgs)}
+	end
+	return table_html({head, "Size", "Messages"}, rows)
+end
+
+-- What the dashboard answers: disk, queue, certificate, mail per hour,
+-- mailboxes, last errors.
+local function status_html(st)
+	local sums = {0, 0, 0}
+	for _, h in ipairs(st.hours) do
+		for k = 1, 3 do
+			sums[k] = sums[k] + h[k]
+		end
+	end
+	local pct = st.disk_total > 0 and fmt(" (%d%%)", floor(100 * st.disk_avail / st.disk_total)) or ""
+	local cert = "none"
+	if st.cert_until > 0 then
+		local days = floor((st.cert_until - st.now) / 86400)
+		cert = fmt('<span class="%s">valid until %s (%d days)</span>', days < 14 and "off" or "on",
+			esc(when(st.cert_until)), days)
+	end
+	local oldest = st.queued > 0 and (", oldest " .. esc(duration(st.now - st.queue_oldest))) or ""
+	local errors = {}
+	for i, e in ipairs(st.errors) do
+		errors[i] = esc(e)
+	end
+	return concat {"<h2>Now</h2>", table_html({"", ""}, {
+			{"Disk free", esc(bytes(st.disk_avail) .. " of " .. bytes(st.disk_total) .. pct)},
+			{"Queue", '<a href="/queue">' .. num(st.queued) .. (st.queued == 1 and " message" or
+				" messages") .. "</a>, " ..
+				bytes(st.queue_bytes) .. oldest},
+			{"Certificate", cert}}),
+		"<h2>Mail, last ", num(#st.hours), " hours</h2>", chart(st.hours, st.now),
+		table_html({"", "Messages"}, {{KINDS[1][1], num(sums[1])}, {KINDS[2][1], num(sums[2])},
+			{KINDS[3][1], num(sums[3])}}),
+		"<h2>Mailboxes</h2>", boxes_table("Domain", st.domains), boxes_table("Mailbox", st.accounts),
+		"<h2>Last errors</h2>", #errors > 0 and ("<pre>" .. concat(errors, "\n") .. "</pre>") or
+			"<p>None.</p>"}
+end
+
 local function dashboard(ctx)
 	local info = Rumble.serverInfo()
 	local rows = {}
@@ -328,7 +417,7 @@ local function dashboard(ctx)
 		esc(info.arch), ", server name ", esc(info.name), ", up ", esc(duration(info.uptime)),
 		".</p><h2>Services</h2>",
 		table_html({"Service", "State", "Port", "Sessions", "Messages", "Rejected", "Received",
-			"Sent", ""}, rows)}
+			"Sent", ""}, rows), status_html(api.status())}
 	return 200, page(ctx, "Dashboard", body)
 end
 
@@ -386,7 +475,12 @@ local function domain_add(ctx)
 		return domains(ctx, 400)
 	end
 	local ok, why = Mailman.createDomain(d)
-	say(ctx, ok and true or false, ok and ("Domain " .. d .. " added.") or tostring(why))
+	local warn = ""
+	if ok and #domain_list() == 2 then -- as the CLI says (MM_SECOND_DOMAIN_WARNING)
+		warn = " Warning: two domains now: logins by bare user name (alice) no longer work, " ..
+			"clients must log in with the full address (alice@example.org)."
+	end
+	say(ctx, ok and true or false, ok and ("Domain " .. d .. " added." .. warn) or tostring(why))
 	return domains(ctx, ok and 200 or 400)
 end
 
@@ -621,7 +715,7 @@ local function account_quota(ctx)
 	end
 	local ok, why = api.setquota(d, name, q)
 	say(ctx, ok and true or false,
-		ok and ("Quota of " .. name .. "@" .. d .. " set.") or tostring(why))
+		ok and ("Quota of " .. name .. "@" .. d .. " set: " .. q .. ".") or tostring(why))
 	return accounts(ctx, ok and 200 or 400)
 end
 
@@ -1104,6 +1198,22 @@ local function autoconf(session, req)
 	return code, doc, ctype
 end
 
+-- ---- /metrics: Prometheus' text format, no login (MetricsFrom, MetricsToken) ----
+
+local function metrics(req, ip)
+	if req.method ~= "GET" then
+		return 405, error_body(405), {"Allow: GET"}
+	end
+	local text, why = api.metrics(ip, req.headers.authorization)
+	if not text then
+		if why == "off" then
+			return 404, error_body(404)
+		end
+		return 401, error_body(401), {'WWW-Authenticate: Bearer realm="rumble"'}
+	end
+	return 200, text, nil, "text/plain; version=0.0.4; charset=utf-8"
+end
+
 -- ---- one connection ----
 
 local function dispatch(session, req, ip)
@@ -1114,6 +1224,9 @@ local function dispatch(session, req, ip)
 		ctx.user, ctx.csrf, ctx.admin = api.session(sid)
 	end
 	local post = req.method == "POST"
+	if req.path == "/metrics" then
+		return metrics(req, ip)
+	end
 	if req.path == "/login" then
 		if post then
 			return login(ctx)
@@ -1170,6 +1283,9 @@ local function dispatch(session, req, ip)
 		end
 	end
 	local ok, code, body, extra, ctype = pcall(fn, ctx)
+	if post and ctx.msg then -- an action was tried (not a confirmation page): the log says who
+		api.audit(ctx.user, req.path, ctx.ok, ctx.msg)
+	end
 	if not ok then
 		print("web admin: " .. tostring(code))
 		return 500, error_body(500)

@@ -29,6 +29,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -1457,6 +1458,17 @@ int os_truncate(FILE *f, uint64_t size)
 	return ftruncate(fileno(f), (off_t)size);
 }
 
+/* see os.h */
+int os_set_mtime(FILE *f, int64_t t)
+{
+	struct timespec ts[2] = {{(time_t)t, 0}, {(time_t)t, 0}};
+
+	if (fflush(f) != 0) {
+		return -1;
+	}
+	return futimens(fileno(f), ts);
+}
+
 static void stat_fill(const struct stat *s, struct os_stat *st)
 {
 	st->size = (uint64_t)s->st_size;
@@ -1480,6 +1492,19 @@ int os_stat(const char *path, struct os_stat *st)
 		return -1;
 	}
 	stat_fill(&s, st);
+	return 0;
+}
+
+/* see os.h */
+int os_disk_space(const char *path, uint64_t *avail, uint64_t *total)
+{
+	struct statvfs v;
+
+	if (statvfs(path, &v) < 0) {
+		return -1;
+	}
+	*avail = (uint64_t)v.f_bavail * v.f_frsize;
+	*total = (uint64_t)v.f_blocks * v.f_frsize;
 	return 0;
 }
 
@@ -1771,7 +1796,9 @@ static atomic_int sig_pending;
 
 static void on_signal(int sig)
 {
-	atomic_fetch_or(&sig_pending, sig == SIGHUP ? OS_SIG_RELOAD : OS_SIG_STOP);
+	atomic_fetch_or(&sig_pending, sig == SIGHUP    ? OS_SIG_RELOAD
+	                              : sig == SIGUSR1 ? OS_SIG_REOPEN
+	                                               : OS_SIG_STOP);
 }
 
 void os_signals_install(void)
@@ -1785,6 +1812,7 @@ void os_signals_install(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 }
@@ -2071,6 +2099,20 @@ int os_is_root(void)
 long os_getpid(void)
 {
 	return (long)getpid();
+}
+
+void os_user_name(char *out, size_t len)
+{
+	uid_t uid = getuid();
+	const char *sudo = getenv("SUDO_USER");
+	struct passwd *pw = getpwuid(uid);
+	if (uid == 0 && sudo && *sudo && strlen(sudo) < 64) {
+		snprintf(out, len, "%s(sudo)", sudo);
+	} else if (pw && pw->pw_name) {
+		snprintf(out, len, "%s", pw->pw_name);
+	} else {
+		snprintf(out, len, "uid%ld", (long)uid);
+	}
 }
 
 int os_process_alive(long pid)

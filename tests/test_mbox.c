@@ -681,9 +681,11 @@ static void folder_list(void)
 		mm_folder_close(g);
 	}
 	char path[800];
-	fpath(path, sizeof path, "%53ent.mbox");
+	fpath(path, sizeof path, "Sent.mbox");
 	ASSERT(file_len(path) >= 0);
 	fpath(path, sizeof path, "%63on.mbox");
+	ASSERT(file_len(path) >= 0);
+	fpath(path, sizeof path, "a%3Ab.mbox");
 	ASSERT(file_len(path) >= 0);
 	char out[512] = "";
 	ASSERT_EQ(mm_folder_list("example.org", "john", collect, out), 0);

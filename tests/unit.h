@@ -52,14 +52,17 @@ void *unit_cap_alloc(void *ud, void *p, size_t osize, size_t nsize);
 	} while (0)
 
 void tests_config(void);
+void tests_log(void);
 void tests_authres(void);
 void tests_buf(void);
 void tests_crypto(void);
 void tests_mailman(void);
 void tests_mbox(void);
+void tests_names(void);
 void tests_quota(void);
 void tests_smtp(void);
 void tests_password(void);
+void tests_import(void);
 void tests_dns(void);
 void tests_tls(void);
 void tests_mime(void);
@@ -69,6 +72,7 @@ void tests_outbound(void);
 void tests_metadata(void);
 void tests_dkim(void);
 void tests_greylist(void);
+void tests_stats(void);
 void tests_spf(void);
 void tests_luasocket(void);
 void tests_pattern(void);

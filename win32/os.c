@@ -1523,6 +1523,21 @@ static void stat_fill(
 	}
 }
 
+/* see os.h */
+int os_set_mtime(FILE *f, int64_t t)
+{
+	ULARGE_INTEGER u;
+	FILETIME ft;
+
+	if (fflush(f) != 0) {
+		return -1;
+	}
+	u.QuadPart = (ULONGLONG)(t * 10000000LL) + EPOCH_DIFF_100NS;
+	ft.dwLowDateTime = u.LowPart;
+	ft.dwHighDateTime = u.HighPart;
+	return SetFileTime(file_handle(f), NULL, &ft, &ft) ? 0 : win_fail(GetLastError());
+}
+
 int os_stat(const char *path, struct os_stat *st)
 {
 	WIN32_FILE_ATTRIBUTE_DATA d;
@@ -1533,6 +1548,20 @@ int os_stat(const char *path, struct os_stat *st)
 	}
 	stat_fill(d.dwFileAttributes, d.ftLastAccessTime, d.ftLastWriteTime, d.nFileSizeHigh,
 	        d.nFileSizeLow, st);
+	return 0;
+}
+
+/* see os.h */
+int os_disk_space(const char *path, uint64_t *avail, uint64_t *total)
+{
+	ULARGE_INTEGER a, t;
+	wchar_t *w = win_wide(path);
+
+	if (win_wide_done(w, w && GetDiskFreeSpaceExW(w, &a, &t, NULL)) != 0) {
+		return -1;
+	}
+	*avail = a.QuadPart;
+	*total = t.QuadPart;
 	return 0;
 }
 
@@ -1887,6 +1916,15 @@ int os_is_root(void)
 long os_getpid(void)
 {
 	return (long)GetCurrentProcessId();
+}
+
+void os_user_name(char *out, size_t len)
+{
+	wchar_t w[257];
+	DWORD n = 257;
+	if (!GetUserNameW(w, &n) || win_utf8(w, out, len) != 0) {
+		snprintf(out, len, "unknown");
+	}
 }
 
 int os_process_alive(long pid)

@@ -55,6 +55,31 @@ def wait_port(port, timeout=15.0):
     return False
 
 
+def folder_file(name):
+    """The file name (without .mbox) names.c gives a folder that no other
+    folder differs from only in case: the name itself, modified UTF-7
+    shown as UTF-8, bytes unsafe on Windows or POSIX as %XX."""
+    import base64
+    import re
+
+    def run(m):
+        b = m.group(1).replace(",", "/")
+        return base64.b64decode(b + "=" * (-len(b) % 4)).decode("utf-16-be") if b else "&"
+    raw = "&" not in name
+    text = name if raw else re.sub(r"&([^-]*)-", run, name)
+    data = text.encode()
+    dev = text.split(".")[0].lower()
+    reserved = dev in ("con", "prn", "aux", "nul", "conin$", "conout$") or \
+        (len(dev) == 4 and dev[:3] in ("com", "lpt") and dev[3].isdigit())
+    out = []
+    for i, c in enumerate(data):
+        esc = c < 0x20 or c == 0x7f or chr(c) in '/\\:*?"<>|%~' or \
+            (raw and (c == ord("&") or c >= 0x80)) or (i == 0 and (c == ord(".") or reserved)) or \
+            (i == len(data) - 1 and chr(c) in ". ")
+        out.append(b"%%%02X" % c if esc else bytes([c]))
+    return b"".join(out).decode()
+
+
 class Server:
     def __init__(self, conf="", domains=("example.org",), users=("alice@example.org",)):
         os.makedirs(TMP, exist_ok=True)

@@ -13,7 +13,7 @@ import time
 import dkim
 import nacl.signing
 
-from harness import Server, fs_name
+from harness import Server, folder_file
 from test_lua import connect
 from test_outbound import FakeDNS
 
@@ -134,7 +134,7 @@ def authres(msg):
 def last(s, folder="INBOX"):
     """The last message of alice's folder (harness.messages reads INBOX)."""
     mbox = s.mbox
-    s.mbox = lambda addr, _f=None: mbox(addr, folder if folder == "INBOX" else fs_name(folder))
+    s.mbox = lambda addr, _f=None: mbox(addr, folder if folder == "INBOX" else folder_file(folder))
     try:
         msgs = s.messages("alice@example.org")
     finally:

@@ -56,7 +56,8 @@ def test_listed_clients_are_refused_before_the_greeting():
             c.sendmail("x@remote.test", ["alice@example.org"], b"Subject: ok\r\n\r\nhi\r\n")
         assert len(s.messages("alice@example.org")) == 1
         log = s.stderr()
-        assert "smtp client 127.0.0.2 listed by bl.test" in log
+        assert ("smtp result=refused client=127.0.0.2 code=554 status=5.7.1 cmd=connect" in log
+                and "blocked using bl.test" in log), log
     finally:
         s.stop()
         dns.stop()

@@ -1,6 +1,7 @@
 """Greylisting on the SMTP port: a new (network, sender, recipient) gets 451
 until it retries after GreylistDelay; local and authenticated clients are
 not greylisted; what passed is remembered across a restart."""
+import re
 import smtplib
 import ssl
 import time
@@ -55,7 +56,9 @@ def test_greylisting_defers_new_triplets_once():
         c.login("alice@example.org", "secret")
         c.sendmail("alice@example.org", ["alice@example.org"], b"Subject: auth\r\n\r\nhi\r\n")
     assert len(s.messages("alice@example.org")) == 4
-    assert "greylisted from=<x@remote.test> to=<alice@example.org> client=127.0.0.2" in s.stderr()
+    assert re.search(r"smtp result=refused client=127\.0\.0\.2 code=451 status=4\.7\.1 cmd=rcpt "
+                     r"user=none helo=client\.test from=<x@remote\.test> to=<alice@example\.org> "
+                     r'reason="[^"]*Greylisted', s.stderr())
     assert s.stop() == 0
     s.start()  # what passed is still known
     assert attempt(s, "127.0.0.2")[0] == 250

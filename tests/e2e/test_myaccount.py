@@ -61,7 +61,7 @@ def test_mailbox_user_sees_only_own_page():
     a = Browser(s.web_port)
     assert a.login()[0] == 303
     assert "Dashboard" in a.page("/") and "Change password" in a.page("/me")
-    assert "web admin: bob@example.org logged in from 127.0.0.1" in s.stderr()
+    assert "webadmin result=login client=127.0.0.1 user=bob@example.org admin=no" in s.stderr()
     s.stop()
 
 

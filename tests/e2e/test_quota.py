@@ -173,7 +173,8 @@ def test_smtp_rcpt_is_452_when_the_mailbox_is_full():
         assert code == 452 and text.startswith("4.2.2"), (code, text)
         c.cmd("QUIT")
         assert len(real(s, "alice@example.org")) == 2
-        assert "over quota" in s.stderr()
+        assert ("result=refused client=127.0.0.1 code=452 status=4.2.2 cmd=rcpt" in s.stderr()
+                and "Mailbox full" in s.stderr())
     finally:
         assert s.stop() == 0
 
@@ -376,7 +377,7 @@ def test_web_admin_quota_field_saves():
         st, _, html = b.post("/account/quota", {"domain": "example.org", "name": "bob",
                                                 "quota": "20K 1"},
                              page="/accounts?domain=example.org")
-        assert st == 200 and "Quota of bob@example.org set." in html, (st, html)
+        assert st == 200 and "Quota of bob@example.org set: " in html, (st, html)
         assert "20K 1" in html and "0 of 20 KiB, 0 of 1 messages" in html, html
         r = s.cli("user", "quota", "bob@example.org")
         assert "storage 0 of 20 KiB" in r.stdout and "messages 0 of 1" in r.stdout, r.stdout

@@ -137,8 +137,8 @@ def test_login():
     html = b.page("/")
     assert "Dashboard" in html and "alice@example.org" in html
     log = s.stderr()
-    assert "web admin: login failed user=bob@example.org" in log
-    assert "web admin: alice@example.org logged in from 127.0.0.1" in log
+    assert "webadmin result=refused client=127.0.0.1 cmd=login user=bob@example.org" in log
+    assert "webadmin result=login client=127.0.0.1 user=alice@example.org" in log
     assert "secret" not in log  # no password in the log
     assert "\n2026-01-01 00:00:00 info  forged" not in log and "user=x??2026" in log
     # a forged token, and the real one from another address, are nobody
@@ -186,7 +186,8 @@ def test_throttling():
     st, _, html = b.login()  # the right password, too late
     assert st == 429 and "Too many failed logins" in html, (st, html)
     assert "wa_sid" not in b.cookies
-    assert "login refused (too many failures) from=127.0.0.2" in s.stderr()
+    assert ('webadmin result=refused client=127.0.0.2 cmd=login reason="too many failed logins"'
+            in s.stderr())
     # another address is not shut out
     assert Browser(s.web_port).login()[0] == 303
     s.stop()
@@ -211,7 +212,7 @@ def test_pages_render():
     assert "1 message waiting" in html and "far@remote.test" in html, html
     assert "alice@example.org" in html
     html = b.page("/log")
-    assert "logged in from 127.0.0.1" in html and "<pre>" in html
+    assert "result=login client=127.0.0.1" in html and "<pre>" in html
     assert "user=&lt;i&gt;evil&lt;/i&gt;" in html and "<i>evil" not in html
     st, _, _ = b.req("GET", "/accounts?domain=nosuch.example")
     assert st == 404

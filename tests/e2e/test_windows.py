@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import ROOT, TMP, free_port, fs_name, wait_port
+from harness import ROOT, TMP, folder_file, free_port, fs_name, wait_port
 
 # RUMBLE_EXE: another build of rumble.exe to run (win32/msvc-check.sh makes one)
 EXE = os.path.abspath(os.path.join(ROOT, os.environ.get("RUMBLE_EXE", "build/win/rumble.exe")))
@@ -312,7 +312,7 @@ def test_windows_non_ascii_paths_and_names_under_wine():
     home = os.path.join(store, "mail", "example.org", fs_name("jos\u00e9"))
     mbox = open(os.path.join(home, "INBOX.mbox"), "rb").read()
     assert mbox.startswith(b"From x@remote.test ") and b"\n\nhallo\n" in mbox
-    assert b"hallo" in open(os.path.join(home, fs_name(folder) + ".mbox"), "rb").read()
+    assert b"hallo" in open(os.path.join(home, folder_file(folder) + ".mbox"), "rb").read()
     log = open(logf, "rb").read().decode("utf-8")
     assert "script: Skript gr\u00fc\u00dft" in log and "ready in" in log, log[-2000:]
     shutil.rmtree(d, ignore_errors=True)
