@@ -11,6 +11,8 @@
 /* ---- commands in other files: run with the arguments after the name,
  * settings loaded and (CMD_STORAGE in rumble.c's table) mailman open;
  * 0, or non-zero after a one-line message on stderr ---- */
+int cmd_sieve(int argc, char **argv); /* sieve.c: check|test */
+int cmd_user_sieve(int argc, char **argv); /* sieve.c: user sieve USER@DOMAIN FILE|off|show */
 int cmd_backup(int argc, char **argv);  /* backup.c: FILE */
 int cmd_restore(int argc, char **argv); /* backup.c: FILE [SETTINGS-FILE] */
 /* The settings file the command runs with (rumble.c sets it); NULL: built in. */

@@ -1047,6 +1047,12 @@ int mm_account_match(const char *domain, const char *user, struct mm_account *ou
 		return -1;
 	}
 	const struct mm_account *best = find_account(&mm.t, domain, user);
+	const char *plus = strchr(user, '+');
+	if (!best && plus && plus > user && (size_t)(plus - user) <= MM_USER_MAX) {
+		char base[MM_USER_MAX + 1]; /* user+detail@ is user's (RFC 5233) */
+		snprintf(base, sizeof base, "%.*s", (int)(plus - user), user);
+		best = find_account(&mm.t, domain, base);
+	}
 	if (!best) {
 		for (uint32_t i = 0; i < mm.t.nacc; i++) {
 			const struct mm_account *a = &mm.t.acc[i];

@@ -20,7 +20,7 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "rumble.h"
+#include "sieve.h"
 
 #define ALIAS_DEPTH 8
 #define TARGETS_MAX 1000
@@ -35,6 +35,7 @@ struct target {
 	char domain[MM_DOMAIN_MAX + 1];
 	char user[MM_USER_MAX + 1]; /* the account (T_MBOX) */
 	char *addr;                 /* what goes to the queue file (T_QUEUE) */
+	int full;                   /* over its quota: did not take the message */
 };
 
 struct targets {
@@ -217,7 +218,7 @@ static void resolve(const char *addr, const char *home, int depth, int queued_ok
 	if (k == RCPT_LOCAL && a.type == MM_MBOX) {
 		/* its forwarding, once per mailbox, when received (not again
 		 * for an address that was queued) */
-		if (targets_add(t, T_MBOX, a.domain, a.user, NULL) && a.args[0] && queued_ok) {
+		if (targets_add(t, T_MBOX, a.domain, a.user, addr) && a.args[0] && queued_ok) {
 			resolve_alias(&a, depth, queued_ok, t);
 		}
 	} else if (k == RCPT_LOCAL && a.type == MM_ALIAS) {
@@ -323,14 +324,34 @@ static int cache_sync(struct fcache *fc)
 	return rc;
 }
 
-/* Appends m to the target's INBOX; 0 done (or done before a crash), -1
- * failed (QUEUE_NOSPACE: the disk is full), DELIVER_FULL when it does not
- * fit the account's quota. */
-static int deliver_mbox(struct fcache *fc, struct queue_msg *m, const struct target *t,
-	int check_qid)
+/* Sets flags (Sieve's words: system flags and keywords) on message uid. */
+static void set_flags(struct mm_folder *f, uint32_t uid, const char *flags)
 {
-	struct cached *c = folder_get(fc, t->domain, t->user, m->folder); /* Junk: dmarc.c */
-	if (!c && m->folder) {
+	char kw[512];
+	uint32_t bits = sieve_flag_bits(flags, kw, sizeof kw), mask = 0;
+	for (char *p = kw, *w; *p; p = w) {
+		w = p + strcspn(p, " ");
+		if (*w) {
+			*w++ = '\0';
+		}
+		int k = mm_folder_keyword(f, p, 1);
+		mask |= k >= 0 ? 1u << k : 0;
+	}
+	if (bits || mask) {
+		mm_folder_store(f, &uid, 1, MM_STORE_ADD, bits, mask);
+	}
+}
+
+/* Appends m to folder (NULL: m->folder, else INBOX) of t's mailbox with
+ * flags (NULL: none); 0 done (or done before a crash), -1 failed
+ * (QUEUE_NOSPACE: the disk is full), DELIVER_FULL when it does not fit
+ * the account's quota. */
+static int deliver_mbox(struct fcache *fc, struct queue_msg *m, const struct target *t,
+	const char *folder, const char *flags, int check_qid)
+{
+	folder = folder ? folder : m->folder; /* Junk: dmarc.c */
+	struct cached *c = folder_get(fc, t->domain, t->user, folder);
+	if (!c && folder) {
 		c = folder_get(fc, t->domain, t->user, NULL);
 	}
 	if (!c) {
@@ -351,11 +372,140 @@ static int deliver_mbox(struct fcache *fc, struct queue_msg *m, const struct tar
 		log_warnx("queue: append to %s@%s failed", t->user, t->domain);
 		return rc;
 	}
+	if (flags) {
+		set_flags(c->f, uid, flags);
+	}
 	c->dirty = 1;
-	log_info("%016llx delivered to=%s@%s uid=%u size=%llu", (unsigned long long)m->qid,
-		t->user, t->domain, uid, (unsigned long long)m->body.len);
+	log_info("%016llx delivered to=%s@%s folder=%s uid=%u size=%llu", (unsigned long long)m->qid,
+		t->user, t->domain, c->folder, uid, (unsigned long long)m->body.len);
 	quota_notify(t->domain, t->user);
 	return 0;
+}
+
+/* A fileinto's folder: as named when it exists or :create says make it,
+ * else INBOX (RFC 5490 3.2; logged). */
+static const char *sieve_folder(const struct target *t, const struct sieve_action *a,
+	uint64_t qid)
+{
+	struct mm_folder *f;
+	if (!rl_strcasecmp(a->arg, "INBOX")) {
+		return NULL;
+	}
+	if (!mm_valid_folder(a->arg)) {
+		log_info("%016llx sieve: %s@%s: no folder can be called \"%s\"; to INBOX",
+			(unsigned long long)qid, t->user, t->domain, a->arg);
+		return "INBOX";
+	}
+	if (a->create || mm_folder_open(t->domain, t->user, a->arg, 0, &f) == 0) {
+		if (!a->create) {
+			mm_folder_close(f);
+		}
+		return a->arg;
+	}
+	log_info("%016llx sieve: %s@%s: no folder %s (fileinto without :create); to INBOX",
+		(unsigned long long)qid, t->user, t->domain, a->arg);
+	return "INBOX";
+}
+
+static int commit_one(struct queue_msg *m);
+
+/* Commits text from <> to rcpt (Sieve's vacation answers and rejects). */
+static void send_auto(const struct queue_msg *m, const char *rcpt, const struct buf *text,
+	const char *what)
+{
+	struct queue_msg *b = queue_msg_new("");
+	queue_msg_add_rcpt(b, rcpt);
+	int rc = spool_write(&b->body, text->data, text->len) == 0 ? commit_one(b) : -1;
+	log_info("%016llx sieve %s %016llx to=<%s> status=%s", (unsigned long long)m->qid, what,
+		(unsigned long long)b->qid, rcpt, rc == 0 ? "committed" : "failed");
+	queue_msg_free(b);
+}
+
+static void msg_header(struct spool *sp, struct buf *out);
+
+/* reject/ereject after the message was taken: a DSN with the reason to
+ * its sender (RFC 5429 2.1: a DSN when an MDN is not wanted); none for <>. */
+static void sieve_reject(const struct queue_msg *m, const struct target *t, const char *reason)
+{
+	if (!m->from[0]) {
+		return;
+	}
+	struct ob_rcpt r = {.status = OB_PERM};
+	char addr[MM_USER_MAX + MM_DOMAIN_MAX + 2];
+	snprintf(addr, sizeof addr, "%s@%s", t->user, t->domain);
+	r.addr = addr;
+	snprintf(r.reply, sizeof r.reply, "550 5.7.1 rejected by the recipient's filter: %.200s",
+		reason);
+	r.reply[strcspn(r.reply, "\r\n")] = '\0';
+	rl_strlcpy(r.status_code, "5.7.1", sizeof r.status_code);
+	struct buf hdr, dsn;
+	buf_init(&hdr);
+	buf_init(&dsn);
+	msg_header((struct spool *)&m->body, &hdr);
+	outbound_dsn(&dsn, m->from, m->qid, m->date, os_time(), &r, 1, hdr.data ? hdr.data : "",
+		hdr.len);
+	send_auto(m, m->from, &dsn, "reject");
+	buf_free(&hdr);
+	buf_free(&dsn);
+}
+
+/* What the mailbox's Sieve script says (sieve.c), or INBOX: stores,
+ * redirects (queued as more targets of m: the caller's loop takes them)
+ * and discards. reject and vacation are left to RFC 5429/5230's own
+ * messages, logged here. */
+static int deliver_local(struct fcache *fc, struct queue_msg *m, struct targets *ts, int i)
+{
+	struct target t = ts->v[i]; /* ts->v may move as redirects are added */
+	struct sieve_result r;
+	char me[MM_USER_MAX + MM_DOMAIN_MAX + 2];
+	snprintf(me, sizeof me, "%s@%s", t.user, t.domain);
+	int ran = sieve_decide(t.domain, t.user, t.addr, &m->body, m->from, &r);
+	if (!ran) {
+		memset(&r, 0, sizeof r);
+		r.keep = 1; /* INBOX, unless the delivery hook says otherwise */
+	}
+	if (rl_configured()) {
+		size_t len;
+		char *head = sieve_head(&m->body, &len);
+		ran |= rl_delivery(t.addr ? t.addr : me, m->from, head, len, m->body.len, &r);
+		free(head);
+	}
+	if (!ran) {
+		return deliver_mbox(fc, m, &t, NULL, NULL, 0);
+	}
+	int rc = 0, full = 0;
+	for (int k = 0; k < r.n && rc >= 0; k++) {
+		const struct sieve_action *a = &r.v[k];
+		if (a->kind == SA_KEEP || a->kind == SA_FILEINTO) {
+			const char *f = a->kind == SA_KEEP ? NULL : sieve_folder(&t, a, m->qid);
+			int st = deliver_mbox(fc, m, &t, f, a->flags, 0);
+			full |= st == DELIVER_FULL;
+			rc = st == DELIVER_FULL ? 0 : st;
+		} else if (a->kind == SA_REDIRECT) {
+			targets_add(ts, T_QUEUE, "", "", a->arg);
+			log_info("%016llx sieve: %s@%s redirect to=<%s>", (unsigned long long)m->qid, t.user,
+				t.domain, a->arg);
+		} else if (a->kind == SA_VACATION) {
+			struct buf reply;
+			buf_init(&reply);
+			if (sieve_vacation(t.domain, t.user, a, &m->body, m->from, &reply)) {
+				send_auto(m, m->from, &reply, "vacation");
+			}
+			buf_free(&reply);
+		} else if (a->kind == SA_REJECT || a->kind == SA_EREJECT) {
+			sieve_reject(m, &t, a->arg);
+		} else {
+			log_info("%016llx sieve: %s@%s discard", (unsigned long long)m->qid, t.user,
+				t.domain);
+		}
+	}
+	if (rc >= 0 && r.keep) {
+		int st = deliver_mbox(fc, m, &t, NULL, r.keep_flags, 0);
+		full |= st == DELIVER_FULL;
+		rc = st == DELIVER_FULL ? 0 : st;
+	}
+	sieve_result_free(&r);
+	return rc < 0 ? rc : full ? DELIVER_FULL : 0;
 }
 
 /* ---- queue files ---- */
@@ -587,17 +737,23 @@ static int commit_one(struct queue_msg *m)
 	for (int i = 0; i < m->nrcpt; i++) {
 		resolve(m->rcpts[i], "", 0, 1, &t);
 	}
-	const struct target **full = xcalloc((size_t)t.n + 1, sizeof *full);
-	for (int i = 0; i < t.n && rc == 0; i++) {
+	for (int i = 0; i < t.n && rc == 0; i++) { /* a Sieve redirect adds to t */
 		if (t.v[i].kind == T_MBOX) {
-			rc = deliver_mbox(&commit_cache, m, &t.v[i], 0);
+			rc = deliver_local(&commit_cache, m, &t, i);
 			took += rc == 0;
 			if (rc == DELIVER_FULL) {
-				full[nfull++] = &t.v[i];
+				t.v[i].full = 1;
+				nfull++;
 				rc = 0;
 			}
 		} else {
 			queued++;
+		}
+	}
+	const struct target **full = xcalloc((size_t)t.n + 1, sizeof *full);
+	for (int i = 0, k = 0; i < t.n; i++) {
+		if (t.v[i].full) {
+			full[k++] = &t.v[i];
 		}
 	}
 	if (rc == 0 && queued && (rc = queue_write(m, &t)) == 0) {
@@ -857,7 +1013,7 @@ static int deliver_queued(struct fcache *fc, struct envelope *e, const char *rcp
 		struct target *x = &t.v[i];
 		struct mm_account a;
 		if (x->kind == T_MBOX) {
-			int st = deliver_mbox(fc, &e->m, x, 1);
+			int st = deliver_mbox(fc, &e->m, x, NULL, NULL, 1);
 			rc |= st == DELIVER_FULL ? DELIVER_FULL : st != 0 ? 1 : 0;
 		} else if (queue_classify(x->addr, &a) == RCPT_LOCAL && a.type == MM_FEED) {
 			int st = os_run_with_stdin(a.args, e->msgpath);

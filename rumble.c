@@ -18,6 +18,8 @@ static const char usage[] =
 	"       rumble [-c FILE] user list [DOMAIN]\n"
 	"       rumble [-c FILE] user quota USER@DOMAIN [STORAGE [MESSAGES]] [--recalc]\n"
 	"           show or set (STORAGE: 100M, 2G, ...; none; default) or count again\n"
+	"       rumble [-c FILE] user sieve USER@DOMAIN SCRIPT [NAME]  filter its mail\n"
+	"       rumble [-c FILE] user sieve USER@DOMAIN off|show\n"
 	"       rumble [-c FILE] alias add ADDRESS TARGET...\n"
 	"       rumble [-c FILE] feed add ADDRESS COMMAND...   (the message on its stdin)\n"
 	"       rumble [-c FILE] relay add ADDRESS HOST[:PORT]  (sent on to that host)\n"
@@ -31,6 +33,8 @@ static const char usage[] =
 	"       rumble [-c FILE] queue list                waiting messages and why\n"
 	"       rumble [-c FILE] queue show|delete|bounce ID  (bounce: a DSN to the sender)\n"
 	"       rumble [-c FILE] queue flush [ID]          try again now\n"
+	"       rumble sieve check SCRIPT                  compile a Sieve script\n"
+	"       rumble sieve test SCRIPT MESSAGE [FROM [TO]]  what it does to a message\n"
 	"       rumble [-c FILE] backup FILE|-             the storage and settings as one\n"
 	"                                                  tar, while the server runs\n"
 	"       rumble [-c FILE] restore FILE|- [SETTINGS] into an empty StorageFolder\n"
@@ -658,6 +662,9 @@ static int cmd_user(int argc, char **argv)
 	if (argc >= 1 && !strcmp(argv[0], "quota")) {
 		return cmd_user_quota(argc - 1, argv + 1);
 	}
+	if (argc >= 1 && !strcmp(argv[0], "sieve")) {
+		return cmd_user_sieve(argc - 1, argv + 1);
+	}
 	if (argc != 2) {
 		return fail("%s", "user: expected add|del|passwd USER@DOMAIN, or list [DOMAIN]");
 	}
@@ -1014,6 +1021,7 @@ static const struct command {
 	{"dns", cmd_dns, CMD_STORAGE},
 	{"acme", cmd_acme, CMD_STORAGE},
 	{"queue", cmd_queue, CMD_STORAGE},
+	{"sieve", cmd_sieve, 0},
 	{"backup", cmd_backup, CMD_STORAGE},
 	{"restore", cmd_restore, 0}, /* into an empty folder: nothing opened */
 	{"status", cmd_status, CMD_STORAGE},

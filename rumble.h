@@ -2331,5 +2331,12 @@ int rl_vp3_user_allowed(struct rl_vp3 *v, const char *user);
  * "user@domain". Dovecot's names, lua/ldovecot.c. */
 void rl_mail_user(struct session *s, const char *login, int created);
 int rl_feed(const struct mm_account *a, const char *msgpath, const char *from, const char *rcpt);
+/* The "mailman"/"delivery" hook (lua/hooks.c): sees msg[0..len) (the
+ * header and the start of a message of size bytes) for rcpt with what
+ * Sieve (or INBOX) decided in r, and may replace that. 1 when it did, 0
+ * when r stands (no hook, or it failed: logged). */
+struct sieve_result;
+int rl_delivery(const char *rcpt, const char *from, const char *msg, size_t len, uint64_t size,
+	struct sieve_result *r);
 
 #endif

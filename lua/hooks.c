@@ -1,7 +1,8 @@
 /*
  * hooks.c - where the core calls into scripts: the session hooks of the
  * mail protocols (rl_hook) and the hand-off of mail for accounts of type
- * mod (rl_feed).
+ * mod (rl_feed), and the delivery hook that may change what Sieve
+ * decided for a local recipient (rl_delivery).
  *
  * A hook registered with Rumble.setHook(fn, svc, when[, cmd]) lives in
  * each state's registry table RL_HOOKS under "svc/when/cmd" (lower case;
@@ -16,6 +17,7 @@
 
 #include "lua/rl.h"
 #include "policy.h"
+#include "sieve.h"
 
 /* Pushes the hook for key, or returns 0 with nothing pushed. */
 static int get_hook(lua_State *L, const char *key)
@@ -290,6 +292,213 @@ int rl_feed(const struct mm_account *a, const char *msgpath, const char *from, c
 	rl_boot_unlock();
 	buf_free(&msg);
 	return rc;
+}
+
+/* ---- the delivery hook: Rumble.setHook(fn, "mailman", "delivery") ---- */
+
+static const char *const kinds[] = {"keep", "fileinto", "redirect", "discard", "reject", "ereject",
+	"vacation", NULL};
+
+/* The message as the hook sees it: raw (the header and the start),
+ * size, headers (lower-case name -> first value, RFC 2047 decoded),
+ * subject, from, to, body (the first text part, decoded). */
+static void push_message(lua_State *L, const char *msg, size_t len, uint64_t size)
+{
+	struct mime_msg m;
+	struct mime_headers it;
+	struct mime_header h;
+	struct buf v;
+	mime_parse(&m, msg, len);
+	buf_init(&v);
+	lua_createtable(L, 0, 7);
+	lua_pushlstring(L, msg, len);
+	lua_setfield(L, -2, "raw");
+	lua_pushnumber(L, (lua_Number)size);
+	lua_setfield(L, -2, "size");
+	lua_newtable(L);
+	mime_headers_part(&it, &m, NULL);
+	for (int n = 0; mime_headers_next(&it, &h) && n < 200; n++) {
+		char name[80];
+		snprintf(name, sizeof name, "%.*s", (int)(h.name_len < 79 ? h.name_len : 79), h.name);
+		rl_lower(name);
+		lua_getfield(L, -1, name);
+		int seen = !lua_isnil(L, -1);
+		lua_pop(L, 1);
+		if (!seen && mime_header_text(&m, NULL, name, &v)) {
+			lua_pushlstring(L, v.data ? v.data : "", v.len);
+			lua_setfield(L, -2, name);
+		}
+		buf_reset(&v);
+	}
+	static const char *const shown[] = {"subject", "from", "to"};
+	for (int i = 0; i < 3; i++) {
+		lua_getfield(L, -1, shown[i]);
+		lua_setfield(L, -3, shown[i]);
+	}
+	lua_setfield(L, -2, "headers");
+	for (const struct mime_part *p = m.root; p; p = p->child) {
+		if (!(p->flags & (MIME_MULTIPART | MIME_MESSAGE)) && mime_part_is(p, "text", NULL)) {
+			mime_body_text(&m, p, &v);
+			break;
+		}
+		if (p->flags & MIME_MESSAGE) {
+			break;
+		}
+	}
+	lua_pushlstring(L, v.data ? v.data : "", v.len);
+	lua_setfield(L, -2, "body");
+	buf_free(&v);
+	mime_free(&m);
+}
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+	if (v) {
+		lua_pushstring(L, v);
+		lua_setfield(L, -2, k);
+	}
+}
+
+/* r as an array of {action=, folder=, to=, reason=, flags=, copy=}; the
+ * implicit keep is a "keep" entry. */
+static void push_plan(lua_State *L, const struct sieve_result *r)
+{
+	lua_createtable(L, r->n + 1, 0);
+	int k = 0;
+	for (int i = 0; i < r->n; i++) {
+		const struct sieve_action *a = &r->v[i];
+		lua_createtable(L, 0, 4);
+		set_str(L, "action", kinds[a->kind]);
+		set_str(L, a->kind == SA_FILEINTO ? "folder" : a->kind == SA_REDIRECT ? "to"
+		           : a->kind == SA_KEEP ? "folder" : "reason", a->arg);
+		set_str(L, "flags", a->flags);
+		lua_pushboolean(L, a->copy);
+		lua_setfield(L, -2, "copy");
+		lua_rawseti(L, -2, ++k);
+	}
+	if (r->keep) {
+		lua_createtable(L, 0, 2);
+		set_str(L, "action", "keep");
+		set_str(L, "flags", r->keep_flags);
+		lua_rawseti(L, -2, ++k);
+	}
+}
+
+/* One entry of the hook's plan into out; -1 when it is not one. */
+static int plan_entry(lua_State *L, struct sieve_action *out)
+{
+	memset(out, 0, sizeof *out);
+	lua_getfield(L, -1, "action");
+	const char *act = lua_tostring(L, -1);
+	int kind = -1;
+	for (int i = 0; act && kinds[i]; i++) {
+		kind = !strcmp(kinds[i], act) ? i : kind;
+	}
+	lua_pop(L, 1);
+	if (kind < 0 || kind == SA_VACATION) {
+		return -1;
+	}
+	out->kind = (enum sieve_kind)kind;
+	const char *field = kind == SA_FILEINTO ? "folder" : kind == SA_REDIRECT ? "to" : "reason";
+	lua_getfield(L, -1, field);
+	const char *v = lua_tostring(L, -1);
+	out->arg = xstrdup(kind == SA_KEEP ? "INBOX" : v ? v : kind == SA_REJECT ? "rejected" : "");
+	lua_pop(L, 1);
+	lua_getfield(L, -1, "flags");
+	out->flags = lua_isstring(L, -1) ? xstrdup(lua_tostring(L, -1)) : NULL;
+	lua_pop(L, 1);
+	lua_getfield(L, -1, "create");
+	out->create = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	if ((kind == SA_FILEINTO && !mm_valid_folder(out->arg)) ||
+	    (kind == SA_REDIRECT && (!strchr(out->arg, '@') || strpbrk(out->arg, " \t\r\n<>")))) {
+		free(out->arg);
+		free(out->flags);
+		return -1;
+	}
+	return 0;
+}
+
+/* The hook's answer (at the top of L) into r: a plan table, or "keep",
+ * "discard", "reject" (the reason follows); -1 when it is none of these. */
+static int take_plan(lua_State *L, struct sieve_result *r, const char *why)
+{
+	struct sieve_result n = {0};
+	if (lua_isstring(L, -1)) {
+		const char *s = lua_tostring(L, -1);
+		struct sieve_action a = {0};
+		a.kind = !strcmp(s, "keep") ? SA_KEEP : !strcmp(s, "discard") ? SA_DISCARD : SA_REJECT;
+		if (a.kind == SA_REJECT && strcmp(s, "reject") != 0) {
+			return -1;
+		}
+		a.arg = xstrdup(a.kind == SA_KEEP ? "INBOX" : why ? why : "rejected");
+		n.v = xcalloc(1, sizeof *n.v);
+		n.v[n.n++] = a;
+	} else if (lua_istable(L, -1)) {
+		int len = (int)lua_objlen(L, -1);
+		if (len > SIEVE_ACTIONS_MAX) {
+			return -1;
+		}
+		n.v = xcalloc((size_t)len + 1, sizeof *n.v);
+		for (int i = 1; i <= len; i++) {
+			lua_rawgeti(L, -1, i);
+			int bad = !lua_istable(L, -1) || plan_entry(L, &n.v[n.n]) != 0;
+			lua_pop(L, 1);
+			if (bad) {
+				sieve_result_free(&n);
+				return -1;
+			}
+			n.n++;
+		}
+	} else {
+		return -1;
+	}
+	for (int i = 0; i < r->n; i++) { /* Sieve's vacation answers stand */
+		if (r->v[i].kind == SA_VACATION && n.n < SIEVE_ACTIONS_MAX + 1) {
+			n.v = xrealloc(n.v, (size_t)(n.n + 1) * sizeof *n.v);
+			n.v[n.n++] = r->v[i];
+			memset(&r->v[i], 0, sizeof r->v[i]);
+		}
+	}
+	sieve_result_free(r);
+	*r = n;
+	return 0;
+}
+
+/* see rumble.h */
+int rl_delivery(const char *rcpt, const char *from, const char *msg, size_t len, uint64_t size,
+	struct sieve_result *r)
+{
+	if (!rl_configured() || !rl_ready()) {
+		return 0;
+	}
+	int changed = 0;
+	rl_boot_lock();
+	struct rl_state *st = rl_state_get(-1);
+	if (st && get_hook(st->L, "mailman/delivery/")) {
+		lua_State *L = st->L;
+		int top = lua_gettop(L) - 1;
+		st->capped = 0;
+		push_message(L, msg, len, size);
+		lua_pushstring(L, rcpt);
+		lua_pushstring(L, from);
+		push_plan(L, r);
+		st->capped = 1;
+		if (rl_call(L, 4, 2, "mailman delivery") == 0) {
+			const char *why = lua_tostring(L, -1);
+			lua_pop(L, 1);
+			if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && lua_toboolean(L, -1))) {
+				changed = take_plan(L, r, why) == 0;
+				if (!changed) {
+					log_warnx("delivery hook for %s: not a plan (a table of actions, or "
+					          "\"keep\", \"discard\", \"reject\"); Sieve's stands", rcpt);
+				}
+			}
+		}
+		lua_settop(L, top);
+	}
+	rl_boot_unlock();
+	return changed;
 }
 
 /* ---- the policy module (policy.h): Rumble.setHook's "accept",

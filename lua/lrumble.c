@@ -229,14 +229,14 @@ static int check_option_nocase(lua_State *L, int arg, const char *const list[])
 /* Rumble.setHook(fn, svcName, when[, cmd]) */
 static int r_setHook(lua_State *L)
 {
-	static const char *const whens[] = {"accept", "close", "command", "feed", NULL};
+	static const char *const whens[] = {"accept", "close", "command", "feed", "delivery", NULL};
 	static const char *const svcs[] = {"smtp", "pop3", "imap4", "mailman", NULL};
 	luaL_checktype(L, 1, LUA_TFUNCTION);
 	int svc = check_option_nocase(L, 2, svcs);
 	int when = check_option_nocase(L, 3, whens);
 	const char *cmd = luaL_optstring(L, 4, "");
-	if ((svc == 3) != (when == 3)) {
-		return luaL_argerror(L, 3, "\"feed\" goes with \"mailman\", and only there");
+	if ((svc == 3) != (when >= 3)) {
+		return luaL_argerror(L, 3, "\"feed\" and \"delivery\" go with \"mailman\", and only there");
 	}
 	char key[96], verb[48];
 	if (rl_strlcpy(verb, when == 2 ? (*cmd ? cmd : "*") : "", sizeof verb) >= sizeof verb) {

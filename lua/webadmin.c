@@ -28,6 +28,9 @@
  *   api.autoconf_path(p)   -> whether p is a client autoconfiguration path
  *   api.autoconf(method, target, host, body) -> status, document, type
  *   api.mobileconfig(domain, name) -> a mailbox's Apple profile | nil, why
+ *   api.sieve(domain, name) -> the active Sieve script, its name | nil
+ *   api.sieve_put(domain, name, text) -> true | nil, "LINE:COL: why"
+ *   api.sieve_off(domain, name)
  *   api.status()           -> the dashboard's figures (a table, stats.c's summary)
  *   api.metrics(ip, authorization) -> /metrics' text | nil, "off" or "denied"
  *   api.audit(admin, action, ok, text)  logs an administration action
@@ -37,6 +40,7 @@
 #include <string.h>
 
 #include "lua/rl.h"
+#include "sieve.h"
 #include "stats.h"
 #include "webadmin_lua.h" /* static const char webadmin_lua[] */
 
@@ -486,6 +490,56 @@ static int wa_quota(lua_State *L)
 	return 2;
 }
 
+/* The mailbox domain/name (arguments 1, 2), or a Lua error. */
+static void mailbox_args(lua_State *L, struct mm_account *a)
+{
+	if (mm_account_get(luaL_checkstring(L, 1), luaL_checkstring(L, 2), a) != 0 ||
+	        a->type != MM_MBOX) {
+		luaL_error(L, "no such mailbox");
+	}
+}
+
+static int wa_sieve(lua_State *L)
+{
+	struct mm_account a;
+	char name[80];
+	struct buf b;
+	mailbox_args(L, &a);
+	buf_init(&b);
+	if (sieve_script_get(a.domain, a.user, &b, name, sizeof name) != 0) {
+		buf_free(&b);
+		return 0;
+	}
+	lua_pushlstring(L, b.data ? b.data : "", b.len);
+	lua_pushstring(L, name);
+	buf_free(&b);
+	return 2;
+}
+
+static int wa_sieve_put(lua_State *L)
+{
+	struct mm_account a;
+	size_t n;
+	char err[300];
+	mailbox_args(L, &a);
+	const char *text = luaL_checklstring(L, 3, &n);
+	if (sieve_script_put(a.domain, a.user, "webadmin", text, n, err, sizeof err) != 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int wa_sieve_off(lua_State *L)
+{
+	struct mm_account a;
+	mailbox_args(L, &a);
+	sieve_script_off(a.domain, a.user);
+	return 0;
+}
+
 /* api.queue(verb, id, user): asks the deliverer to flush, delete or
  * bounce queue entry id (see queue_request); true, or nil and why. */
 static int wa_queue(lua_State *L)
@@ -801,6 +855,9 @@ static const luaL_Reg api[] = {
         {"queue", wa_queue},
         {"setup", wa_setup},
         {"read_done", wa_read_done},
+        {"sieve", wa_sieve},
+        {"sieve_put", wa_sieve_put},
+        {"sieve_off", wa_sieve_off},
         {"login", wa_login},
         {"check", wa_check},
         {"sleep", wa_sleep},

@@ -749,6 +749,154 @@ end
 
 -- ---- my account: what any mailbox user may see and change ----
 
+-- ---- my filters: rules and vacation kept as a Sieve script ----
+
+local FORM_MARK = "# Made by Rumble's web admin filter form; edit it there."
+local RULE_FIELDS = {from = "From", to = "To", subject = "Subject", header = "header"}
+local RULE_ACTIONS = {move = "move to folder", forward = "forward a copy to",
+	read = "mark as read", discard = "delete"}
+local RULES_MAX = 50
+
+local function sq(s) -- a Sieve quoted string
+	return '"' .. (tostring(s):gsub('[\\"]', "\\%0")) .. '"'
+end
+
+local function words(list)
+	local t = {}
+	for _, w in ipairs(list) do
+		t[#t + 1] = urlenc(w or "")
+	end
+	return concat(t, " ")
+end
+
+local function unwords(line)
+	local t = {}
+	for w in (line .. " "):gmatch("([^ ]*) ") do
+		t[#t + 1] = urldec(w)
+	end
+	return t
+end
+
+-- The script of rules ({field, header, op, value, action, arg}) and vac
+-- ({days, subject, text} or nil). The form's own comments come first in
+-- each part, so the form can read them back.
+local function rule_test(r)
+	return fmt("header :%s %s %s", r.op, sq(r.field == "header" and r.header or r.field), sq(r.value))
+end
+
+-- The away message comes first, so that a rule's stop does not skip it,
+-- but not for mail a rule deletes.
+local function vacation_part(rules, vac, t)
+	local drop = {}
+	for _, r in ipairs(rules) do
+		if r.action == "discard" then
+			drop[#drop + 1] = rule_test(r)
+		end
+	end
+	t[#t + 1] = "# vacation: " .. words {tostring(vac.days), vac.subject, vac.text}
+	local v = fmt("vacation :days %d :subject %s %s;", vac.days, sq(vac.subject), sq(vac.text))
+	t[#t + 1] = #drop == 0 and v or fmt("if not anyof (%s) { %s }", concat(drop, ", "), v)
+end
+
+local function rules_script(rules, vac)
+	local t = {FORM_MARK, 'require ["fileinto", "imap4flags", "mailbox", "copy", "vacation"];'}
+	if vac then
+		vacation_part(rules, vac, t)
+	end
+	for _, r in ipairs(rules) do
+		t[#t + 1] = "# rule: " .. words {r.field, r.header, r.op, r.value, r.action, r.arg}
+		local act = r.action == "move" and "fileinto :create " .. sq(r.arg) .. "; stop;"
+			or r.action == "forward" and "redirect :copy " .. sq(r.arg) .. ";"
+			or r.action == "read" and 'addflag "\\\\Seen";' or "discard; stop;"
+		t[#t + 1] = fmt("if %s { %s }", rule_test(r), act)
+	end
+	return concat(t, "\r\n") .. "\r\n"
+end
+
+-- The rules and vacation of a script the form made; nil when there is a
+-- script the form did not make.
+local function script_rules(text)
+	local rules, vac = {}, nil
+	if text and text:sub(1, #FORM_MARK) ~= FORM_MARK then
+		return nil
+	end
+	for line in (text or ""):gmatch("[^\r\n]+") do
+		local r, v = line:match("^# rule: (.*)$"), line:match("^# vacation: (.*)$")
+		if r then
+			local f = unwords(r)
+			rules[#rules + 1] = {field = f[1], header = f[2], op = f[3], value = f[4], action = f[5],
+				arg = f[6]}
+		elseif v then
+			local f = unwords(v)
+			vac = {days = tonumber(f[1]) or 7, subject = f[2] or "", text = f[3] or ""}
+		end
+	end
+	return rules, vac
+end
+
+local function option(value, label, selected)
+	return fmt('<option value="%s"%s>%s</option>', esc(value), value == selected and " selected" or "",
+		esc(label))
+end
+
+local function rule_row(ctx, i, r)
+	local what = r.field == "header" and r.header or RULE_FIELDS[r.field] or r.field
+	return {esc(what .. " " .. (r.op == "is" and "is" or "contains") .. ' "' .. r.value .. '"'),
+		esc((RULE_ACTIONS[r.action] or r.action) .. (r.arg and r.arg ~= "" and " " .. r.arg or "")),
+		button(ctx, "/me/rule/delete", {{"n", tostring(i)}}, "Delete")}
+end
+
+-- The filter part of the My account page.
+local function filters_html(ctx, d, name)
+	local text = api.sieve(d, name)
+	local rules, vac = script_rules(text)
+	local t = {"<h2>Filters</h2>"}
+	if not rules then
+		t[#t + 1] = "<p>Your filter script was written by hand: edit it below. " ..
+			button(ctx, "/me/sieve", {{"script", ""}}, "Start over with the form") ..
+			" (removes the script).</p>"
+	else
+		local rows = {}
+		for i, r in ipairs(rules) do
+			rows[#rows + 1] = rule_row(ctx, i, r)
+		end
+		if #rows > 0 then
+			t[#t + 1] = table_html({"When", "Then", ""}, rows)
+		end
+		local fields, actions = {}, {}
+		for _, k in ipairs {"from", "to", "subject", "header"} do
+			fields[#fields + 1] = option(k, k == "header" and "the header named" or RULE_FIELDS[k])
+		end
+		for _, k in ipairs {"move", "forward", "read", "discard"} do
+			actions[#actions + 1] = option(k, RULE_ACTIONS[k])
+		end
+		t[#t + 1] = concat {'<form method="post" action="/me/rule/add"><fieldset>',
+			"<legend>Add a rule</legend>", csrf_field(ctx),
+			'<label>When <select name="field">', concat(fields), "</select> ",
+			'<input name="header" size="16" placeholder="header name"></label>',
+			'<label><select name="op">', option("contains", "contains"), option("is", "is"),
+			'</select> <input name="value" size="30" required maxlength="200"></label>',
+			'<label>Then <select name="action">', concat(actions), "</select> ",
+			'<input name="arg" size="30" placeholder="folder or address"></label>',
+			"<button>Add rule</button></fieldset></form>"}
+		local v = vac or {days = 7, subject = "Away", text = ""}
+		t[#t + 1] = concat {'<form method="post" action="/me/vacation"><fieldset>',
+			"<legend>Away message</legend>", csrf_field(ctx),
+			'<label><input type="checkbox" name="on" value="1"', vac and " checked" or "",
+			"> Answer mail while I am away (once per sender every few days)</label>",
+			'<label>Subject <input name="subject" size="40" maxlength="200" value="', esc(v.subject),
+			'"></label><label>Every <input name="days" size="3" value="', num(v.days),
+			'"> days</label><label>Message <textarea name="text" rows="4" cols="60" maxlength="4000">',
+			esc(v.text), "</textarea></label><button>Save away message</button></fieldset></form>"}
+	end
+	t[#t + 1] = concat {'<form method="post" action="/me/sieve"><fieldset>',
+		"<legend>Sieve script</legend>", csrf_field(ctx),
+		'<textarea name="script" rows="12" cols="80" spellcheck="false">', esc(text or ""),
+		"</textarea><p>Saving replaces the rules above; errors say line:column.</p>",
+		"<button>Save script</button></fieldset></form>"}
+	return concat(t)
+end
+
 -- The logged-in mailbox's domain, name and account.
 local function me(ctx)
 	local name, d = ctx.user:match("^(.*)@([^@]*)$")
@@ -779,8 +927,97 @@ local function my_account(ctx, code)
 		"<p>Mail to you is also sent to these addresses (a copy stays here). ",
 		"Leave it empty to stop forwarding.</p>",
 		'<label>Forward to <input name="targets" size="50" value="', esc(a.arguments or ""),
-		'"></label><button>Save forwarding</button></fieldset></form>'}
+		'"></label><button>Save forwarding</button></fieldset></form>', filters_html(ctx, d, name)}
 	return code or 200, page(ctx, "My account", body)
+end
+
+-- Stores the form's rules and vacation (none: no script).
+local function save_rules(ctx, rules, vac, done)
+	local d, name = me(ctx)
+	local ok, why = true, nil
+	if #rules == 0 and not vac then
+		api.sieve_off(d, name)
+	else
+		ok, why = api.sieve_put(d, name, rules_script(rules, vac))
+	end
+	say(ctx, ok and true or false, ok and done or "Not saved: " .. tostring(why))
+	return ok
+end
+
+local function form_rules(ctx)
+	local d, name = me(ctx)
+	return script_rules(api.sieve(d, name))
+end
+
+-- POST /me/rule/add: field, header, op, value, action, arg.
+local function me_rule_add(ctx)
+	local f, rules = ctx.form, form_rules(ctx)
+	local _, vac = form_rules(ctx)
+	local r = {field = f.field, header = f.header or "", op = f.op, value = f.value or "",
+		action = f.action, arg = (f.arg or ""):gsub("^%s+", ""):gsub("%s+$", "")}
+	local why = not rules and "Your script was written by hand: edit it, or start over."
+		or #rules >= RULES_MAX and "At most " .. RULES_MAX .. " rules."
+		or not RULE_FIELDS[r.field] and "Choose From, To, Subject or a header."
+		or r.field == "header" and not r.header:match("^[%w%-]+$") and "A header name is letters, digits and '-'."
+		or (r.op ~= "is" and r.op ~= "contains") and "Choose contains or is."
+		or (#r.value == 0 or #r.value > 200 or r.value:find("[%c]")) and "The text to look for: 1 to 200 characters."
+		or not RULE_ACTIONS[r.action] and "Choose what to do."
+		or r.action == "move" and (#r.arg == 0 or #r.arg > 100 or r.arg:find("[%c]")) and "Name the folder."
+		or r.action == "forward" and not targets(r.arg) and "Forward to one address."
+		or nil
+	if not why and r.action == "forward" and r.arg:find("%s") then
+		why = "Forward to one address."
+	end
+	if why then
+		say(ctx, false, why)
+		return my_account(ctx, 400)
+	end
+	rules[#rules + 1] = r
+	return my_account(ctx, save_rules(ctx, rules, vac, "Rule added.") and 200 or 400)
+end
+
+-- POST /me/rule/delete: n.
+local function me_rule_delete(ctx)
+	local rules, vac = form_rules(ctx)
+	local n = tonumber(ctx.form.n or "")
+	if not rules or not n or not rules[n] then
+		say(ctx, false, "No such rule.")
+		return my_account(ctx, 400)
+	end
+	table.remove(rules, n)
+	return my_account(ctx, save_rules(ctx, rules, vac, "Rule deleted.") and 200 or 400)
+end
+
+-- POST /me/vacation: on, days, subject, text.
+local function me_vacation(ctx)
+	local f, rules = ctx.form, form_rules(ctx)
+	local days = tonumber(f.days or "")
+	local why = not rules and "Your script was written by hand: edit it, or start over."
+		or f.on and (not days or days < 1 or days > 60 or days % 1 ~= 0) and "Every 1 to 60 days."
+		or f.on and (#(f.subject or "") > 200 or (f.subject or ""):find("[%c]")) and "A subject of up to 200 characters."
+		or f.on and (#(f.text or "") == 0 or #f.text > 4000) and "A message of 1 to 4,000 characters."
+		or nil
+	if why then
+		say(ctx, false, why)
+		return my_account(ctx, 400)
+	end
+	local vac = f.on and {days = days, subject = f.subject or "", text = f.text} or nil
+	return my_account(ctx, save_rules(ctx, rules, vac,
+		vac and "Away message on." or "Away message off.") and 200 or 400)
+end
+
+-- POST /me/sieve: script ("" removes it).
+local function me_sieve(ctx)
+	local d, name = me(ctx)
+	local text = ctx.form.script or ""
+	if not text:find("%S") then
+		api.sieve_off(d, name)
+		say(ctx, true, "No filters: mail goes to your inbox.")
+		return my_account(ctx)
+	end
+	local ok, why = api.sieve_put(d, name, text)
+	say(ctx, ok and true or false, ok and "Script saved." or "Not saved: " .. tostring(why))
+	return my_account(ctx, ok and 200 or 400)
 end
 
 -- POST /me/password: current, password, again. The current password is
@@ -886,11 +1123,13 @@ local POST = {["/service"] = service_action, ["/domain/add"] = domain_add,
 	["/account/quota"] = account_quota, ["/queue/flush"] = queue_action("flush", "delivery started."),
 	["/queue/delete"] = queue_action("delete", "deleted."),
 	["/queue/bounce"] = queue_action("bounce", "returned to its sender."),
-	["/me/password"] = me_password, ["/me/forward"] = me_forward}
+	["/me/password"] = me_password, ["/me/forward"] = me_forward, ["/me/rule/add"] = me_rule_add,
+	["/me/rule/delete"] = me_rule_delete, ["/me/vacation"] = me_vacation, ["/me/sieve"] = me_sieve}
 -- What a mailbox user who is not an admin may reach (the mobileconfig of
 -- their own mailbox only: see dispatch).
 local MINE = {["/"] = true, ["/me"] = true, ["/me/password"] = true, ["/me/forward"] = true,
-	["/account/mobileconfig"] = true}
+	["/account/mobileconfig"] = true, ["/me/rule/add"] = true, ["/me/rule/delete"] = true,
+	["/me/vacation"] = true, ["/me/sieve"] = true}
 
 -- ---- login, logout ----
 

@@ -83,6 +83,7 @@ int main(int argc, char **argv)
 		{"autoconf", tests_autoconf},
 		{"httpc", tests_httpc},
 		{"acme", tests_acme},
+		{"sieve", tests_sieve},
 		{"backup", tests_backup},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {

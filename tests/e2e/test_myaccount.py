@@ -167,3 +167,65 @@ def test_browser_password_and_forwarding():
         c.sendmail("x@example.org", ["bob@example.org"], "Subject: b\r\n\r\nhi\r\n")
     assert wait_for(lambda: pop3_count(s, "carol@example.org", "secret") == 1), s.stderr()[-2000:]
     s.stop()
+
+
+def test_filters_form():
+    """My account filters: rules and an away message from the form become a Sieve script that files, flags and answers mail; a hand-written script with an error is refused with its line:column"""
+    import imaplib
+    port = free_port()
+    s = admin_server(conf="EnableIMAP4 1\nIMAP4Port %d" % port)
+    b = bob(s)
+    assert "Add a rule" in b.page("/")
+    for form in ({"field": "subject", "op": "contains", "value": "report", "action": "move", "arg": "Reports"},
+                 {"field": "header", "header": "X-Boss", "op": "is", "value": "yes", "action": "read", "arg": ""},
+                 {"field": "from", "op": "contains", "value": "spam", "action": "discard", "arg": ""}):
+        st, _, html = b.post("/me/rule/add", form)
+        assert st == 200 and "Rule added." in html, (st, html[-800:])
+    st, _, html = b.post("/me/rule/add", {"field": "subject", "op": "contains", "value": "", "action": "move",
+                                          "arg": "X"})
+    assert st == 400
+    st, _, html = b.post("/me/rule/add", {"field": "to", "op": "is", "value": "x", "action": "forward",
+                                          "arg": "not an address"})
+    assert st == 400 and "Forward to one address." in html
+    st, _, html = b.post("/me/vacation", {"on": "1", "days": "3", "subject": "Away", "text": "Back soon."})
+    assert st == 200 and "Away message on." in html, html[-800:]
+    assert 'X-Boss is &quot;yes&quot;' in html and "move to folder Reports" in html
+    assert "webadmin" in s.cli("user", "sieve", "bob@example.org", "show").stdout
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        c.sendmail("alice@example.org", ["bob@example.org"],
+                   "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: Q3 report\r\n\r\nhi\r\n")
+        c.sendmail("x@example.net", ["bob@example.org"], "To: bob@example.org\r\nX-Boss: yes\r\n"
+                   "Subject: boss\r\n\r\nhi\r\n")
+        c.sendmail("spam@example.net", ["bob@example.org"], "From: spam@example.net\r\nSubject: buy\r\n\r\nhi\r\n")
+
+    def fetch(user, folder):
+        m = imaplib.IMAP4("127.0.0.1", port)
+        m.login(user, "secret")
+        typ, data = m.select(folder, readonly=True)
+        out = []
+        if typ == "OK" and int(data[0]) > 0:
+            typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            out = [(d[0].decode(), d[1].decode().strip()) for d in data if isinstance(d, tuple)]
+        m.logout()
+        return out
+
+    assert wait_for(lambda: len(fetch("bob@example.org", "Reports")) == 1), s.stderr()[-2000:]
+    inbox = fetch("bob@example.org", "INBOX")
+    assert len(inbox) == 1 and "boss" in inbox[0][1] and "\\Seen" in inbox[0][0], inbox
+    # alice got the away message once
+    assert wait_for(lambda: any("Away" in sub for _, sub in fetch("alice@example.org", "INBOX")))
+    # delete the first rule: a report now stays in INBOX
+    st, _, html = b.post("/me/rule/delete", {"n": "1"})
+    assert st == 200 and "Rule deleted." in html and "move to folder Reports" not in html
+    # a hand-written script: errors say where; a good one replaces the form
+    st, _, html = b.post("/me/sieve", {"script": "require \"fileinto\";\r\nfileinto \"x\"\r\n"})
+    assert st == 400 and "Not saved: 3:1:" in html, html[-800:]
+    st, _, html = b.post("/me/sieve", {"script": "require \"fileinto\";\r\nfileinto \"Hand\";\r\n"})
+    assert st == 200 and "Script saved." in html and "written by hand" in html
+    st, _, html = b.post("/me/rule/add", {"field": "subject", "op": "is", "value": "x", "action": "discard",
+                                          "arg": ""})
+    assert st == 400 and "written by hand" in html
+    st, _, html = b.post("/me/sieve", {"script": ""})
+    assert st == 200 and "No filters" in html
+    assert "no active script" in s.cli("user", "sieve", "bob@example.org", "show").stdout
+    s.stop()

@@ -1,0 +1,1082 @@
+/*
+ * sieve_run.c - the Sieve interpreter: runs a compiled script on one
+ * message for one recipient and collects the actions (RFC 5228 with
+ * fileinto, reject/ereject, envelope, imap4flags, variables, relational,
+ * subaddress, copy, body, mailbox and vacation). Everything a run makes
+ * lives in its arena, freed at the end; the work is bounded by
+ * SIEVE_STEPS_MAX commands and tests and a budget of match steps.
+ */
+#include <string.h>
+
+#include "sieve.h"
+
+#define MATCH_BUDGET 20000000 /* character steps of :matches/:contains in one run */
+#define CAPTURES 10           /* ${0}..${9} */
+
+struct var {
+	char *name, *value;
+};
+
+struct run {
+	const struct sieve_input *in;
+	struct sieve_result *r;
+	unsigned req;
+	long steps, budget;
+	int stopped, failed, redirects;
+	struct mime_msg m;
+	int parsed;
+	char *flags; /* imap4flags' internal variable */
+	struct var vars[SIEVE_VARS_MAX];
+	int nvars;
+	char *match[CAPTURES]; /* match variables of the last :matches that matched */
+	/* what the current :matches captured */
+	char *cap[CAPTURES];
+	void **mem;
+	size_t nmem, capmem;
+};
+
+/* ---- the run's memory ---- */
+
+static void *keep(struct run *x, void *p)
+{
+	if (x->nmem == x->capmem) {
+		x->capmem = x->capmem ? x->capmem * 2 : 64;
+		x->mem = xrealloc(x->mem, x->capmem * sizeof *x->mem);
+	}
+	x->mem[x->nmem++] = p;
+	return p;
+}
+
+static char *sdup(struct run *x, const char *p, size_t n)
+{
+	char *d = keep(x, xmalloc(n + 1));
+	memcpy(d, p, n);
+	d[n] = '\0';
+	return d;
+}
+
+static int fail(struct run *x, const char *what)
+{
+	if (!x->failed) {
+		rl_strlcpy(x->r->error, what, sizeof x->r->error);
+	}
+	x->failed = 1;
+	return -1;
+}
+
+/* ---- variables (RFC 5229) ---- */
+
+static struct var *var_find(struct run *x, const char *name, size_t n)
+{
+	for (int i = 0; i < x->nvars; i++) {
+		if (strlen(x->vars[i].name) == n && !rl_strncasecmp(x->vars[i].name, name, n)) {
+			return &x->vars[i];
+		}
+	}
+	return NULL;
+}
+
+static int ident_char(char c, int first)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+	       (!first && c >= '0' && c <= '9');
+}
+
+/* The value "${name}" at p[0..n) stands for, or NULL when it is not a
+ * variable reference (it stays as written). */
+static const char *var_ref(struct run *x, const char *p, size_t n)
+{
+	if (n > 0 && p[0] >= '0' && p[0] <= '9') {
+		size_t k = 0;
+		unsigned v = 0;
+		while (k < n && p[k] >= '0' && p[k] <= '9' && v < 1000) {
+			v = v * 10 + (unsigned)(p[k++] - '0');
+		}
+		if (k != n) {
+			return NULL;
+		}
+		return v < CAPTURES && x->match[v] ? x->match[v] : "";
+	}
+	for (size_t k = 0; k < n; k++) {
+		if (!ident_char(p[k], k == 0)) {
+			return NULL; /* namespaces (a.b) are not known: as written */
+		}
+	}
+	if (!n) {
+		return NULL;
+	}
+	struct var *v = var_find(x, p, n);
+	return v ? v->value : "";
+}
+
+/* s with its variables expanded (s itself without "variables"). */
+static const char *expand(struct run *x, const char *s)
+{
+	if (!(x->req & SX_VARIABLES) || !strstr(s, "${")) {
+		return s;
+	}
+	struct buf b;
+	buf_init(&b);
+	for (const char *p = s; *p;) {
+		const char *open = strstr(p, "${");
+		const char *close = open ? strchr(open + 2, '}') : NULL;
+		if (!close) {
+			buf_puts(&b, p);
+			break;
+		}
+		const char *v = var_ref(x, open + 2, (size_t)(close - open - 2));
+		buf_append(&b, p, (size_t)(open - p));
+		if (v) {
+			buf_puts(&b, v);
+			p = close + 1;
+		} else {
+			buf_append(&b, "${", 2);
+			p = open + 2;
+		}
+		if (b.len > SIEVE_STRING_MAX) {
+			b.len = SIEVE_STRING_MAX; /* bounded: the rest is cut */
+			break;
+		}
+	}
+	char *out = sdup(x, b.data ? b.data : "", b.data ? b.len : 0);
+	buf_free(&b);
+	return out;
+}
+
+static int utf8_len(const char *s)
+{
+	unsigned char c = (unsigned char)*s;
+	int n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+	for (int i = 1; i < n; i++) {
+		if (((unsigned char)s[i] & 0xc0) != 0x80) {
+			return 1;
+		}
+	}
+	return n;
+}
+
+static size_t utf8_count(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s += utf8_len(s)) {
+		n++;
+	}
+	return n;
+}
+
+static char *modify(struct run *x, const char *v, uint32_t mods)
+{
+	char *s = sdup(x, v, strlen(v));
+	for (char *p = s; (mods & (SV_MOD_LOWER | SV_MOD_UPPER)) && *p; p++) {
+		if (mods & SV_MOD_LOWER) {
+			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		} else {
+			*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+		}
+	}
+	if ((mods & SV_MOD_LOWERFIRST) && *s >= 'A' && *s <= 'Z') {
+		*s = (char)(*s + 32);
+	}
+	if ((mods & SV_MOD_UPPERFIRST) && *s >= 'a' && *s <= 'z') {
+		*s = (char)(*s - 32);
+	}
+	if (mods & SV_MOD_QUOTEWILDCARD) {
+		struct buf b;
+		buf_init(&b);
+		for (const char *p = s; *p; p++) {
+			if (*p == '*' || *p == '?' || *p == '\\') {
+				buf_append(&b, "\\", 1);
+			}
+			buf_append(&b, p, 1);
+		}
+		s = sdup(x, b.data ? b.data : "", b.len);
+		buf_free(&b);
+	}
+	if (mods & SV_MOD_LENGTH) {
+		char num[24];
+		snprintf(num, sizeof num, "%zu", utf8_count(s));
+		s = sdup(x, num, strlen(num));
+	}
+	return s;
+}
+
+static int do_set(struct run *x, const struct sv_node *n)
+{
+	const char *name = n->pos[0]->s[0];
+	const char *value = modify(x, expand(x, n->pos[1]->s[0]), n->mods);
+	struct var *v = var_find(x, name, strlen(name));
+	if (!v) {
+		if (x->nvars == SIEVE_VARS_MAX) {
+			return fail(x, "too many variables");
+		}
+		v = &x->vars[x->nvars++];
+		v->name = sdup(x, name, strlen(name));
+	}
+	v->value = (char *)value;
+	return 0;
+}
+
+/* ---- comparing (comparators, match types, relational) ---- */
+
+static int lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+static int same_char(int cmp, char a, char b)
+{
+	return cmp == SV_OCTET ? a == b : lower((unsigned char)a) == lower((unsigned char)b);
+}
+
+/* i;ascii-numeric: the leading digits as a number, none = infinity. */
+static int numeric_order(const char *a, const char *b)
+{
+	int ia = !(*a >= '0' && *a <= '9'), ib = !(*b >= '0' && *b <= '9');
+	if (ia || ib) {
+		return ia - ib;
+	}
+	while (*a == '0') {
+		a++;
+	}
+	while (*b == '0') {
+		b++;
+	}
+	size_t na = strspn(a, "0123456789"), nb = strspn(b, "0123456789");
+	if (na != nb) {
+		return na < nb ? -1 : 1;
+	}
+	int c = strncmp(a, b, na);
+	return c < 0 ? -1 : c > 0;
+}
+
+static int order(int cmp, const char *a, const char *b)
+{
+	if (cmp == SV_NUMERIC) {
+		return numeric_order(a, b);
+	}
+	for (;; a++, b++) {
+		int ca = (unsigned char)*a, cb = (unsigned char)*b;
+		if (cmp == SV_CASEMAP) {
+			ca = lower(ca);
+			cb = lower(cb);
+		}
+		if (ca != cb || !ca) {
+			return ca < cb ? -1 : ca > cb;
+		}
+	}
+}
+
+static int rel_holds(int rel, int o)
+{
+	switch (rel) {
+	case SV_GT: return o > 0;
+	case SV_GE: return o >= 0;
+	case SV_LT: return o < 0;
+	case SV_LE: return o <= 0;
+	case SV_EQ: return o == 0;
+	default: return o != 0;
+	}
+}
+
+static int contains(struct run *x, int cmp, const char *s, const char *key)
+{
+	size_t n = strlen(s), k = strlen(key);
+	for (size_t i = 0; i + k <= n; i++) {
+		size_t j = 0;
+		while (j < k && same_char(cmp, s[i + j], key[j])) {
+			j++;
+		}
+		x->budget -= (long)j + 1;
+		if (j == k) {
+			return 1;
+		}
+		if (x->budget < 0) {
+			return fail(x, "matching took too long");
+		}
+	}
+	return 0;
+}
+
+/* :matches with * and ? (one character; \ quotes the next), each
+ * wildcard as short as it can be, left to right; what they matched goes
+ * to x->cap[1..]. */
+static int glob(struct run *x, int cmp, const char *s, const char *pat)
+{
+	const char *si = s, *pi = pat, *star_p = NULL, *star_s = NULL;
+	const char *cs[CAPTURES] = {0}, *ce[CAPTURES] = {0};
+	int k = 1, star_k = 0;
+	while (*si || *pi) {
+		if (--x->budget < 0) {
+			return fail(x, "matching took too long");
+		}
+		if (*pi == '*') {
+			star_p = pi++;
+			star_s = si;
+			star_k = k;
+			if (k < CAPTURES) {
+				cs[k] = ce[k] = si;
+			}
+			k++;
+			continue;
+		}
+		if (*si && *pi == '?') {
+			if (k < CAPTURES) {
+				cs[k] = si;
+				ce[k] = si + utf8_len(si);
+			}
+			k++;
+			si += utf8_len(si);
+			pi++;
+			continue;
+		}
+		const char *lit = *pi == '\\' && pi[1] ? pi + 1 : pi;
+		if (*si && *lit && same_char(cmp, *si, *lit)) {
+			si++;
+			pi = lit + 1;
+			continue;
+		}
+		if (!star_p || !*star_s) {
+			return 0;
+		}
+		star_s += utf8_len(star_s);
+		si = star_s;
+		pi = star_p + 1;
+		k = star_k + 1;
+		if (star_k < CAPTURES) {
+			ce[star_k] = star_s;
+		}
+	}
+	x->cap[0] = (char *)s;
+	for (int i = 1; i < CAPTURES; i++) {
+		x->cap[i] = i < k && cs[i] ? sdup(x, cs[i], (size_t)(ce[i] - cs[i])) : NULL;
+	}
+	return 1;
+}
+
+/* One value against one key with the node's match type. */
+static int match_one(struct run *x, const struct sv_node *n, const char *v, const char *key)
+{
+	switch (n->match) {
+	case SV_CONTAINS:
+		return contains(x, n->cmp, v, key);
+	case SV_MATCHES:
+		return glob(x, n->cmp, v, key);
+	case SV_VALUE:
+		return rel_holds(n->rel, order(n->cmp, v, key));
+	default:
+		return order(n->cmp, v, key) == 0;
+	}
+}
+
+/* The values against the keys: 1 when one matches (with :count, when
+ * the number of values does); sets the match variables. */
+static int match_values(struct run *x, const struct sv_node *n, const char **v, int nv,
+	const struct sv_arg *keys)
+{
+	if (n->match == SV_COUNT) {
+		char count[24];
+		snprintf(count, sizeof count, "%d", nv);
+		for (int k = 0; k < keys->n; k++) {
+			if (rel_holds(n->rel, order(n->cmp, count, expand(x, keys->s[k])))) {
+				return 1;
+			}
+		}
+		return 0;
+	}
+	for (int i = 0; i < nv; i++) {
+		for (int k = 0; k < keys->n; k++) {
+			int m = match_one(x, n, v[i], expand(x, keys->s[k]));
+			if (m < 0) {
+				return -1;
+			}
+			if (m && n->match == SV_MATCHES && (x->req & SX_VARIABLES)) {
+				x->cap[0] = sdup(x, v[i], strlen(v[i]));
+				memcpy(x->match, x->cap, sizeof x->match);
+			}
+			if (m) {
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ---- the message ---- */
+
+static struct mime_msg *msg(struct run *x)
+{
+	if (!x->parsed) {
+		mime_parse(&x->m, x->in->msg, x->in->len);
+		x->parsed = 1;
+	}
+	return &x->m;
+}
+
+/* Appends to *v the decoded values of every header field called name. */
+static void header_values(struct run *x, const char *name, const char ***v, int *nv, int *cap)
+{
+	struct mime_headers it;
+	struct mime_header h;
+	mime_headers_part(&it, msg(x), NULL);
+	while (mime_headers_next(&it, &h)) {
+		if (h.name_len != strlen(name) || rl_strncasecmp(h.name, name, h.name_len) != 0) {
+			continue;
+		}
+		struct buf raw, dec;
+		buf_init(&raw);
+		buf_init(&dec);
+		for (size_t i = 0; i < h.value_len; i++) {
+			char c = h.value[i];
+			if (c != '\r' && c != '\n') {
+				buf_append(&raw, &c, 1);
+			}
+		}
+		mime_decode_words(raw.data ? raw.data : "", raw.len, &dec);
+		size_t a = 0, e = dec.len;
+		while (a < e && (dec.data[a] == ' ' || dec.data[a] == '\t')) {
+			a++;
+		}
+		while (e > a && (dec.data[e - 1] == ' ' || dec.data[e - 1] == '\t')) {
+			e--;
+		}
+		if (*nv == *cap) {
+			*cap = *cap ? *cap * 2 : 8;
+			const char **nvv = keep(x, xmalloc((size_t)*cap * sizeof *nvv));
+			if (*nv) {
+				if (*nv) {
+			memcpy(nvv, *v, (size_t)*nv * sizeof *nvv);
+		}
+			}
+			*v = nvv;
+		}
+		(*v)[(*nv)++] = sdup(x, dec.data ? dec.data + a : "", e - a);
+		buf_free(&raw);
+		buf_free(&dec);
+	}
+}
+
+/* The part of an address the node asks for; NULL when it has none
+ * (:detail without a separator). */
+static const char *addr_part(struct run *x, const struct sv_node *n, const char *local,
+	const char *domain)
+{
+	const char *plus = strchr(local, '+');
+	switch (n->part) {
+	case SV_LOCALPART:
+		return local;
+	case SV_DOMAIN:
+		return domain;
+	case SV_USER:
+		return plus ? sdup(x, local, (size_t)(plus - local)) : local;
+	case SV_DETAIL:
+		return plus ? plus + 1 : NULL;
+	default: {
+		if (!*domain) {
+			return local;
+		}
+		size_t ln = strlen(local), dn = strlen(domain);
+		char *all = keep(x, xmalloc(ln + dn + 2));
+		memcpy(all, local, ln);
+		all[ln] = '@';
+		memcpy(all + ln + 1, domain, dn + 1);
+		return all;
+	}
+	}
+}
+
+static void push(struct run *x, const char ***v, int *nv, int *cap, const char *s)
+{
+	if (!s) {
+		return;
+	}
+	if (*nv == *cap) {
+		*cap = *cap ? *cap * 2 : 8;
+		const char **nvv = keep(x, xmalloc((size_t)*cap * sizeof *nvv));
+		if (*nv) {
+			memcpy(nvv, *v, (size_t)*nv * sizeof *nvv);
+		}
+		*v = nvv;
+	}
+	(*v)[(*nv)++] = s;
+}
+
+/* The addresses in the headers' values. */
+static void address_values(struct run *x, const struct sv_node *n, const char **hv, int nh,
+	const char ***v, int *nv, int *cap)
+{
+	for (int i = 0; i < nh && *nv < MIME_ADDR_MAX; i++) {
+		struct mime_addr *list = mime_addr_parse(hv[i], strlen(hv[i]), 1);
+		for (struct mime_addr *a = list; a; a = a->next) {
+			const char *p = a->kind == MIME_ADDR_MAILBOX ? addr_part(x, n, a->mailbox, a->host)
+			                                             : NULL;
+			push(x, v, nv, cap, p ? sdup(x, p, strlen(p)) : NULL); /* list is freed */
+		}
+		mime_addr_free(list);
+	}
+}
+
+static void envelope_values(struct run *x, const struct sv_node *n, const char *part,
+	const char ***v, int *nv, int *cap)
+{
+	const char *addr = !rl_strcasecmp(part, "from") ? x->in->from
+	                   : !rl_strcasecmp(part, "to") ? x->in->to
+	                                                : NULL;
+	if (!addr) {
+		return;
+	}
+	const char *at = strrchr(addr, '@');
+	if (!*addr) {
+		push(x, v, nv, cap, n->part == SV_ALL || n->part == SV_LOCALPART ? "" : NULL);
+		return;
+	}
+	const char *local = at ? sdup(x, addr, (size_t)(at - addr)) : addr;
+	push(x, v, nv, cap, addr_part(x, n, local, at ? at + 1 : ""));
+}
+
+/* body: the text of the parts the transform takes. */
+static void body_values(struct run *x, const struct sv_node *n, const char ***v, int *nv,
+	int *cap)
+{
+	struct mime_msg *m = msg(x);
+	const struct mime_part *root = m->root;
+	if (n->body == SV_BODY_RAW) {
+		size_t off = root->body_off < x->in->len ? root->body_off : x->in->len;
+		push(x, v, nv, cap, sdup(x, x->in->msg + off, x->in->len - off));
+		return;
+	}
+	for (const struct mime_part *p = root; p;) {
+		int leaf = !(p->flags & (MIME_MULTIPART | MIME_MESSAGE));
+		int want = n->body == SV_BODY_TEXT ? mime_part_is(p, "text", NULL) : 0;
+		for (int i = 0; n->body == SV_BODY_CONTENT && i < n->types->n; i++) {
+			const char *t = expand(x, n->types->s[i]);
+			const char *slash = strchr(t, '/');
+			char type[64];
+			snprintf(type, sizeof type, "%.*s", slash ? (int)(slash - t) : (int)strlen(t), t);
+			rl_lower(type);
+			want |= !*t || mime_part_is(p, type, slash ? slash + 1 : NULL);
+		}
+		if (leaf && want) {
+			struct buf out;
+			buf_init(&out);
+			mime_body_text(m, p, &out);
+			push(x, v, nv, cap, sdup(x, out.data ? out.data : "", out.len));
+			buf_free(&out);
+		}
+		/* depth first */
+		if (p->child) {
+			p = p->child;
+			continue;
+		}
+		while (p && !p->next) {
+			p = p->parent;
+		}
+		p = p ? p->next : NULL;
+	}
+}
+
+/* ---- flags (RFC 5232) ---- */
+
+/* 1 when the space-separated set s has flag f[0..n), in any case. */
+static int flags_has(const char *s, const char *f, size_t n)
+{
+	for (const char *p = s ? s : ""; *p;) {
+		size_t w = strcspn(p, " ");
+		if (w == n && !rl_strncasecmp(p, f, n)) {
+			return 1;
+		}
+		p += w + (p[w] == ' ');
+	}
+	return 0;
+}
+
+/* Appends each word of s to b that is not there and not in except
+ * (system flags lower case, as Pigeonhole keeps them). */
+static void flags_add(struct buf *b, const char *s, const char *except)
+{
+	for (const char *p = s; *p;) {
+		p += strspn(p, " \t");
+		size_t w = strcspn(p, " \t");
+		if (!w) {
+			break;
+		}
+		char f[256];
+		snprintf(f, sizeof f, "%.*s", (int)(w < 255 ? w : 255), p);
+		p += w;
+		if (f[0] == '\\') {
+			rl_lower(f);
+		}
+		if (!flags_has(b->data, f, strlen(f)) && !flags_has(except, f, strlen(f))) {
+			if (b->len) {
+				buf_append(b, " ", 1);
+			}
+			buf_puts(b, f);
+		}
+	}
+}
+
+/* b's set as Pigeonhole orders it: system flags first, then keywords,
+ * each in the order they came. */
+static char *flags_done(struct run *x, struct buf *b)
+{
+	struct buf o;
+	buf_init(&o);
+	for (int sys = 1; sys >= 0; sys--) {
+		for (const char *p = b->data ? b->data : ""; *p;) {
+			size_t w = strcspn(p, " ");
+			if ((*p == '\\') == sys) {
+				if (o.len) {
+					buf_append(&o, " ", 1);
+				}
+				buf_append(&o, p, w);
+			}
+			p += w + (p[w] == ' ');
+		}
+	}
+	char *out = sdup(x, o.data ? o.data : "", o.len);
+	buf_free(&o);
+	buf_free(b);
+	return out;
+}
+
+/* The words of list's strings as one set. */
+static char *flags_list(struct run *x, const struct sv_arg *list)
+{
+	struct buf b;
+	buf_init(&b);
+	for (int i = 0; i < list->n; i++) {
+		flags_add(&b, expand(x, list->s[i]), NULL);
+	}
+	return flags_done(x, &b);
+}
+
+/* setflag, addflag, removeflag on base: the new set. */
+static char *flags_change(struct run *x, int id, const char *base, const struct sv_arg *list)
+{
+	const char *given = flags_list(x, list);
+	struct buf b;
+	buf_init(&b);
+	if (id == SV_C_SETFLAG) {
+		flags_add(&b, given, NULL);
+	} else if (id == SV_C_ADDFLAG) {
+		flags_add(&b, base ? base : "", NULL);
+		flags_add(&b, given, NULL);
+	} else {
+		flags_add(&b, base ? base : "", given);
+	}
+	return flags_done(x, &b);
+}
+
+/* The variable a flag command or hasflag names (NULL: the internal one). */
+static char **flag_var(struct run *x, const char *name)
+{
+	if (!name) {
+		return &x->flags;
+	}
+	struct var *v = var_find(x, name, strlen(name));
+	if (!v && x->nvars < SIEVE_VARS_MAX) {
+		v = &x->vars[x->nvars++];
+		v->name = sdup(x, name, strlen(name));
+		v->value = "";
+	}
+	return v ? &v->value : &x->flags;
+}
+
+/* ---- tests ---- */
+
+static int test(struct run *x, const struct sv_node *n);
+
+static int test_strings(struct run *x, const struct sv_node *n)
+{
+	const char **v = NULL;
+	int nv = 0, cap = 0;
+	const struct sv_arg *names = n->pos[0];
+	switch (n->id) {
+	case SV_T_HEADER:
+		for (int i = 0; i < names->n; i++) {
+			header_values(x, expand(x, names->s[i]), &v, &nv, &cap);
+		}
+		break;
+	case SV_T_ADDRESS: {
+		const char **hv = NULL;
+		int nh = 0, hcap = 0;
+		for (int i = 0; i < names->n; i++) {
+			header_values(x, expand(x, names->s[i]), &hv, &nh, &hcap);
+		}
+		address_values(x, n, hv, nh, &v, &nv, &cap);
+		break;
+	}
+	case SV_T_ENVELOPE:
+		for (int i = 0; i < names->n; i++) {
+			envelope_values(x, n, expand(x, names->s[i]), &v, &nv, &cap);
+		}
+		break;
+	case SV_T_STRING:
+		for (int i = 0; i < names->n; i++) {
+			const char *s = expand(x, names->s[i]);
+			if (*s || n->match != SV_COUNT) {
+				push(x, &v, &nv, &cap, s);
+			}
+		}
+		break;
+	case SV_T_BODY:
+		body_values(x, n, &v, &nv, &cap);
+		return match_values(x, n, v, nv, n->pos[0]);
+	default: /* hasflag */
+		for (int i = 0; n->npos == 2 && i < names->n; i++) {
+			const char *s = *flag_var(x, expand(x, names->s[i]));
+			for (const char *p = s; *p;) {
+				size_t w = strcspn(p, " ");
+				push(x, &v, &nv, &cap, sdup(x, p, w));
+				p += w + (p[w] == ' ');
+			}
+		}
+		for (const char *p = n->npos == 2 ? "" : x->flags ? x->flags : ""; *p;) {
+			size_t w = strcspn(p, " ");
+			push(x, &v, &nv, &cap, sdup(x, p, w));
+			p += w + (p[w] == ' ');
+		}
+		return match_values(x, n, v, nv, n->pos[n->npos - 1]);
+	}
+	return match_values(x, n, v, nv, n->pos[1]);
+}
+
+static int test_exists(struct run *x, const struct sv_node *n)
+{
+	for (int i = 0; i < n->pos[0]->n; i++) {
+		const char **v = NULL;
+		int nv = 0, cap = 0;
+		header_values(x, expand(x, n->pos[0]->s[i]), &v, &nv, &cap);
+		if (!nv) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int test_list(struct run *x, const struct sv_node *n, int all)
+{
+	for (int i = 0; i < n->ntests; i++) {
+		int t = test(x, n->tests[i]);
+		if (t < 0 || t != all) {
+			return t;
+		}
+	}
+	return all;
+}
+
+static int folder_exists(struct run *x, const char *name)
+{
+	if (!rl_strcasecmp(name, "INBOX")) {
+		return 1;
+	}
+	return x->in->folder_exists ? x->in->folder_exists(x->in->arg, name) : 0;
+}
+
+/* 1 true, 0 false, -1 a run-time error. */
+static int test(struct run *x, const struct sv_node *n)
+{
+	if (++x->steps > SIEVE_STEPS_MAX) {
+		return fail(x, "too many steps");
+	}
+	switch (n->id) {
+	case SV_T_TRUE:
+		return 1;
+	case SV_T_FALSE:
+		return 0;
+	case SV_T_NOT: {
+		int t = test(x, n->tests[0]);
+		return t < 0 ? t : !t;
+	}
+	case SV_T_ALLOF:
+		return test_list(x, n, 1);
+	case SV_T_ANYOF:
+		return test_list(x, n, 0);
+	case SV_T_EXISTS:
+		return test_exists(x, n);
+	case SV_T_SIZE:
+		return n->over == 1 ? x->in->size > n->pos[0]->num : x->in->size < n->pos[0]->num;
+	case SV_T_MAILBOXEXISTS:
+		for (int i = 0; i < n->pos[0]->n; i++) {
+			if (!folder_exists(x, expand(x, n->pos[0]->s[i]))) {
+				return 0;
+			}
+		}
+		return 1;
+	default:
+		return test_strings(x, n);
+	}
+}
+
+/* ---- actions ---- */
+
+static struct sieve_action *add_action(struct run *x, enum sieve_kind kind, const char *arg)
+{
+	struct sieve_result *r = x->r;
+	if (r->n == SIEVE_ACTIONS_MAX) {
+		fail(x, "too many actions");
+		return NULL;
+	}
+	r->v = xrealloc(r->v, (size_t)(r->n + 1) * sizeof *r->v);
+	struct sieve_action *a = &r->v[r->n++];
+	memset(a, 0, sizeof *a);
+	a->kind = kind;
+	a->arg = xstrdup(arg);
+	return a;
+}
+
+static int same_folder(const char *a, const char *b)
+{
+	return !strcmp(a, b) || (!rl_strcasecmp(a, "INBOX") && !rl_strcasecmp(b, "INBOX"));
+}
+
+/* keep and fileinto: one store per folder (RFC 5228 2.10.3). */
+static int store(struct run *x, const struct sv_node *n, const char *folder)
+{
+	const char *flags = n->flags ? flags_list(x, n->flags) : x->flags;
+	for (int i = 0; i < x->r->n; i++) {
+		struct sieve_action *o = &x->r->v[i];
+		if ((o->kind == SA_KEEP || o->kind == SA_FILEINTO) && same_folder(o->arg, folder)) {
+			o->copy &= n->copy;
+			return 0;
+		}
+	}
+	struct sieve_action *a = add_action(x, n->id == SV_C_KEEP ? SA_KEEP : SA_FILEINTO, folder);
+	if (!a) {
+		return -1;
+	}
+	a->flags = flags && *flags ? xstrdup(flags) : NULL;
+	a->copy = n->copy;
+	a->create = n->create;
+	return 0;
+}
+
+static int redirect(struct run *x, const struct sv_node *n, const char *to)
+{
+	if (!strchr(to, '@') || strpbrk(to, " \t\r\n<>")) {
+		return fail(x, "redirect: not an address");
+	}
+	for (int i = 0; i < x->r->n; i++) {
+		if (x->r->v[i].kind == SA_REDIRECT && !rl_strcasecmp(x->r->v[i].arg, to)) {
+			return 0;
+		}
+	}
+	if (++x->redirects > SIEVE_REDIRECTS_MAX) {
+		return fail(x, "too many redirects");
+	}
+	struct sieve_action *a = add_action(x, SA_REDIRECT, to);
+	if (a) {
+		a->copy = n->copy;
+	}
+	return a ? 0 : -1;
+}
+
+static int vacation(struct run *x, const struct sv_node *n)
+{
+	for (int i = 0; i < x->r->n; i++) {
+		if (x->r->v[i].kind == SA_VACATION) {
+			return fail(x, "more than one vacation action");
+		}
+	}
+	struct sieve_action *a = add_action(x, SA_VACATION, expand(x, n->pos[0]->s[0]));
+	if (!a) {
+		return -1;
+	}
+	a->seconds = n->seconds >= 0 ? n->seconds : 7 * 86400;
+	if (a->seconds < 86400 && !(x->req & SX_VACATION_SECONDS)) {
+		a->seconds = 86400; /* :days 0: a day, as Pigeonhole's minimum */
+	}
+	a->subject = n->subject ? xstrdup(expand(x, n->subject->s[0])) : NULL;
+	a->from = n->from ? xstrdup(expand(x, n->from->s[0])) : NULL;
+	a->handle = n->handle ? xstrdup(expand(x, n->handle->s[0])) : NULL;
+	a->mime = n->mime;
+	if (n->addresses) {
+		struct buf b;
+		buf_init(&b);
+		for (int i = 0; i < n->addresses->n; i++) {
+			buf_printf(&b, "%s%s", i ? " " : "", expand(x, n->addresses->s[i]));
+		}
+		a->addresses = b.data ? b.data : xstrdup("");
+	}
+	return 0;
+}
+
+/* ---- commands ---- */
+
+static int block(struct run *x, const struct sv_node *n);
+
+static int command(struct run *x, const struct sv_node *n)
+{
+	if (++x->steps > SIEVE_STEPS_MAX) {
+		return fail(x, "too many steps");
+	}
+	switch (n->id) {
+	case SV_C_STOP:
+		x->stopped = 1;
+		return 0;
+	case SV_C_KEEP:
+		return store(x, n, "INBOX");
+	case SV_C_FILEINTO:
+		return store(x, n, expand(x, n->pos[0]->s[0]));
+	case SV_C_REDIRECT:
+		return redirect(x, n, expand(x, n->pos[0]->s[0]));
+	case SV_C_DISCARD:
+		return add_action(x, SA_DISCARD, "") ? 0 : -1;
+	case SV_C_REJECT:
+	case SV_C_EREJECT:
+		return add_action(x, n->id == SV_C_REJECT ? SA_REJECT : SA_EREJECT,
+		               expand(x, n->pos[0]->s[0])) ? 0 : -1;
+	case SV_C_SETFLAG:
+	case SV_C_ADDFLAG:
+	case SV_C_REMOVEFLAG: {
+		char **var = flag_var(x, n->npos == 2 ? expand(x, n->pos[0]->s[0]) : NULL);
+		*var = flags_change(x, n->id, *var, n->pos[n->npos - 1]);
+		return 0;
+	}
+	case SV_C_SET:
+		return do_set(x, n);
+	case SV_C_VACATION:
+		return vacation(x, n);
+	default: /* require: done when compiled */
+		return 0;
+	}
+}
+
+/* if/elsif/else chains, then the rest. */
+static int block(struct run *x, const struct sv_node *n)
+{
+	int taken = 0;
+	for (; n && !x->stopped && !x->failed; n = n->next) {
+		if (n->id == SV_C_IF || n->id == SV_C_ELSIF || n->id == SV_C_ELSE) {
+			if (n->id == SV_C_IF) {
+				taken = 0;
+			}
+			if (taken) {
+				continue;
+			}
+			int t = n->id == SV_C_ELSE ? 1 : test(x, n->tests[0]);
+			if (t < 0) {
+				return -1;
+			}
+			if (t) {
+				taken = 1;
+				if (block(x, n->block) != 0) {
+					return -1;
+				}
+			}
+			continue;
+		}
+		if (command(x, n) != 0) {
+			return -1;
+		}
+	}
+	return x->failed ? -1 : 0;
+}
+
+/* The implicit keep stands unless an action without :copy took the
+ * message (keep itself included: then it is the explicit one). */
+static int implicit_keep(const struct sieve_result *r)
+{
+	for (int i = 0; i < r->n; i++) {
+		const struct sieve_action *a = &r->v[i];
+		if (a->kind != SA_VACATION && !a->copy) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* see sieve.h */
+int sieve_run(const struct sieve_script *s, const struct sieve_input *in, struct sieve_result *r)
+{
+	memset(r, 0, sizeof *r);
+	struct run *x = xcalloc(1, sizeof *x);
+	x->in = in;
+	x->r = r;
+	x->req = s->requires;
+	x->budget = MATCH_BUDGET;
+	int rc = block(x, s->first);
+	r->keep = rc != 0 || implicit_keep(r);
+	r->keep_flags = x->flags && *x->flags ? xstrdup(x->flags) : NULL;
+	if (x->parsed) {
+		mime_free(&x->m);
+	}
+	for (size_t i = 0; i < x->nmem; i++) {
+		free(x->mem[i]);
+	}
+	free(x->mem);
+	free(x);
+	return rc;
+}
+
+/* see sieve.h */
+void sieve_result_free(struct sieve_result *r)
+{
+	for (int i = 0; i < r->n; i++) {
+		struct sieve_action *a = &r->v[i];
+		free(a->arg);
+		free(a->flags);
+		free(a->subject);
+		free(a->from);
+		free(a->handle);
+		free(a->addresses);
+	}
+	free(r->v);
+	free(r->keep_flags);
+	memset(r, 0, sizeof *r);
+}
+
+static void print_store(struct buf *out, const char *folder, const char *flags, int copy,
+	int create)
+{
+	buf_printf(out, " * store message in folder: %s\n", folder);
+	if (create) {
+		buf_puts(out, "        + create mailbox if it does not exist\n");
+	}
+	if (copy) {
+		buf_puts(out, "        + preserve implicit keep\n");
+	}
+	if (flags) {
+		buf_printf(out, "        + add IMAP flags: %s\n", flags);
+	}
+}
+
+/* see sieve.h */
+void sieve_result_print(const struct sieve_result *r, struct buf *out)
+{
+	buf_puts(out, "\nPerformed actions:\n\n");
+	for (int i = 0; i < r->n; i++) {
+		const struct sieve_action *a = &r->v[i];
+		switch (a->kind) {
+		case SA_KEEP:
+		case SA_FILEINTO:
+			print_store(out, a->arg, a->flags, a->copy, a->create);
+			break;
+		case SA_REDIRECT:
+			buf_printf(out, " * redirect message to: <%s>\n", a->arg);
+			if (a->copy) {
+				buf_puts(out, "        + preserve implicit keep\n");
+			}
+			break;
+		case SA_DISCARD:
+			buf_puts(out, " * discard\n");
+			break;
+		case SA_REJECT:
+		case SA_EREJECT:
+			buf_printf(out, " * reject message with reason: %s\n", a->arg);
+			break;
+		case SA_VACATION:
+			buf_printf(out, " * send vacation message: %lld seconds\n", (long long)a->seconds);
+			break;
+		}
+	}
+	if (!r->n) {
+		buf_puts(out, "  (none)\n");
+	}
+	buf_puts(out, "\nImplicit keep:\n\n");
+	if (r->keep) {
+		print_store(out, "INBOX", r->keep_flags, 0, 0);
+	} else {
+		buf_puts(out, "  (none)\n");
+	}
+	buf_puts(out, "\n");
+}

@@ -1,0 +1,279 @@
+"""Sieve (sieve_parse.c, sieve_run.c): the corpus in sieve_corpus.py run
+through `rumble sieve test` and through Pigeonhole's sieve-test (Debian's
+dovecot-sieve); the actions must agree, and both must refuse the same
+scripts. Prints the agreement figure."""
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+
+from harness import BIN, TMP
+from sieve_corpus import CASES, MESSAGES
+
+FROM, TO = "sender@example.com", "bob+work@example.org"
+
+
+def pigeonhole(d):
+    """A sieve-test that runs as a user who may (not root), or None."""
+    if not shutil.which("sieve-test"):
+        return None
+    uid = os.getuid()
+    pw = pwd.getpwuid(uid if uid else pwd.getpwnam("nobody").pw_uid)
+    conf = os.path.join(d, "dovecot.conf")
+    with open(conf, "w") as f:
+        f.write("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"
+                "mail_location = maildir:%s/Maildir\nprotocols =\n" % (pw.pw_uid, pw.pw_gid, d))
+    os.chmod(d, 0o777)
+    return ["sieve-test", "-c", conf, "-f", FROM, "-r", TO, "-a", TO]
+
+
+def run(cmd, d, name, script, msg):
+    sp, mp = os.path.join(d, name + ".sieve"), os.path.join(d, name + ".eml")
+    with open(sp, "w") as f:
+        f.write(script)
+    with open(mp, "wb") as f:
+        f.write(MESSAGES[msg])
+    os.chmod(sp, 0o644)
+    os.chmod(mp, 0o644)
+    r = subprocess.run(cmd(sp, mp), capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_sieve_agrees_with_pigeonhole():
+    """Sieve: every script of the corpus gives the same actions as Pigeonhole's sieve-test, or is refused by both"""
+    os.makedirs(TMP, exist_ok=True)
+    d = tempfile.mkdtemp(dir=TMP, prefix="sieve-")
+    ph = pigeonhole(d)
+    if not ph:
+        raise Skip("sieve-test (dovecot-sieve) not installed")
+    agree, differ = 0, []
+    for name, script, msg in CASES:
+        ours = run(lambda s, m: [BIN, "sieve", "test", s, m, FROM, TO], d, name, script, msg)
+        theirs = run(lambda s, m: ph + [s, m], d, name, script, msg)
+        if name.startswith("err-"):
+            ok = ours[0] != 0 and theirs[0] != 0 and "rumble: sieve:" in ours[2]
+        else:
+            ok = ours[0] == 0 and theirs[0] == 0 and ours[1] == theirs[1]
+        if ok:
+            agree += 1
+        else:
+            differ.append((name, ours, theirs))
+    print("    Pigeonhole agreement: %d of %d scripts" % (agree, len(CASES)))
+    for name, ours, theirs in differ:
+        print("    %s:\n      rumble (%d): %r %r\n      sieve-test (%d): %r %r"
+              % (name, ours[0], ours[1], ours[2][-300:], theirs[0], theirs[1], theirs[2][-300:]))
+    shutil.rmtree(d, ignore_errors=True)
+    assert not differ, "%d of %d scripts differ" % (len(differ), len(CASES))
+
+
+def test_sieve_check_reports_line_and_column():
+    """Sieve: rumble sieve check says ok for a good script, and LINE:COL with the reason for a bad one, exit 1"""
+    os.makedirs(TMP, exist_ok=True)
+    d = tempfile.mkdtemp(dir=TMP, prefix="sieve-")
+    good, bad = os.path.join(d, "good.sieve"), os.path.join(d, "bad.sieve")
+    with open(good, "w") as f:
+        f.write('require "fileinto";\nif header :contains "subject" "x" { fileinto "X"; }\n')
+    with open(bad, "w") as f:
+        f.write('require "fileinto";\nif header :contains "subject" "x" {\n  fileinto "X"\n}\n')
+    r = subprocess.run([BIN, "sieve", "check", good], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "ok" in r.stdout, r
+    r = subprocess.run([BIN, "sieve", "check", bad], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "bad.sieve:4:1: ';' was expected" in r.stderr, r
+    shutil.rmtree(d, ignore_errors=True)
+
+
+FILTER = r'''require ["fileinto", "imap4flags", "copy", "mailbox", "envelope", "subaddress"];
+if envelope :detail "to" "work" { fileinto :create "Work"; stop; }
+if header :contains "subject" "report" { addflag "\\Seen $Report"; fileinto :create "Reports"; stop; }
+if header :contains "subject" "list" { fileinto "Lists"; stop; }
+if header :contains "subject" "spam" { discard; stop; }
+if header :contains "subject" "share" { redirect :copy "carol@example.org"; }
+'''
+
+
+def test_sieve_at_delivery():
+    """Sieve at delivery: fileinto :create with flags, fileinto a missing folder (INBOX), discard, redirect :copy, user+detail@ (RFC 5233) with envelope :detail; a script that no longer compiles delivers to INBOX"""
+    import imaplib
+    import smtplib
+    from harness import Server, free_port
+    from test_webadmin import wait_for
+    port = free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\n" % port,
+               users=("bob@example.org", "carol@example.org"))
+    script = os.path.join(s.dir, "filter.sieve")
+    with open(script, "w") as f:
+        f.write(FILTER)
+    r = s.cli("user", "sieve", "bob@example.org", script)
+    assert "active for bob@example.org" in r.stdout, r.stdout
+    assert "rumble" in s.cli("user", "sieve", "bob@example.org", "show").stdout
+    s.start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        for subj in ("Q3 report", "list digest", "spam spam", "please share", "plain hello"):
+            c.sendmail("x@example.net", ["bob@example.org"], "Subject: %s\r\n\r\nbody\r\n" % subj)
+        c.sendmail("x@example.net", ["bob+work@example.org"], "Subject: for work\r\n\r\nbody\r\n")
+
+    def folder(user, name):
+        m = imaplib.IMAP4("127.0.0.1", port)
+        m.login(user, "secret")
+        typ, data = m.select(name, readonly=True)
+        out = []
+        if typ == "OK" and int(data[0]) > 0:
+            typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            out = [(d[0].decode(), d[1].decode().strip()) for d in data if isinstance(d, tuple)]
+        m.logout()
+        return out
+
+    assert wait_for(lambda: len(folder("bob@example.org", "INBOX")) == 3), s.stderr()[-3000:]
+    inbox = folder("bob@example.org", "INBOX")
+    subjects = sorted(sub for _, sub in inbox)
+    assert subjects == ["Subject: list digest", "Subject: plain hello", "Subject: please share"], inbox
+    reports = folder("bob@example.org", "Reports")
+    assert len(reports) == 1 and "Q3 report" in reports[0][1], reports
+    assert "\\Seen" in reports[0][0] and "$Report" in reports[0][0], reports
+    assert wait_for(lambda: len(folder("carol@example.org", "INBOX")) == 1)
+    work = folder("bob@example.org", "Work")
+    assert len(work) == 1 and "for work" in work[0][1], work
+    log = s.stderr()
+    assert "no folder Lists (fileinto without :create); to INBOX" in log, log[-2000:]
+    assert "discard" in log
+    # a script broken on disk: mail still arrives, in INBOX, and the log says why
+    with open(os.path.join(s.storage, "mail", "example.org", "bob", "sieve", "rumble.sieve"), "w") as f:
+        f.write("if true {")
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        c.sendmail("x@example.net", ["bob@example.org"], "Subject: Q4 report\r\n\r\nbody\r\n")
+    assert wait_for(lambda: len(folder("bob@example.org", "INBOX")) == 4), s.stderr()[-3000:]
+    assert "delivered to INBOX" in s.stderr()
+    s.stop()
+
+
+VACATION = r'''require ["vacation", "reject"];
+if header :contains "subject" "ads" { reject "No ads, thank you."; stop; }
+vacation :days 1 :subject "Away until Monday" "I am away.
+Back on Monday.";
+'''
+
+
+def test_sieve_vacation_and_reject():
+    """Sieve vacation: one answer per sender and period at an SMTP sink (from <>, Auto-Submitted, In-Reply-To), none to lists, automatic mail, Bcc or <>; reject sends the sender a DSN with the reason"""
+    import email
+    import smtplib
+    from harness import Server
+    from test_outbound import ZONE, FakeDNS, Sink
+    from test_webadmin import wait_for
+    sink, dns = Sink(), FakeDNS(ZONE)
+    s = Server(conf="DNSServer 127.0.0.1:%d\nOutboundPort %d\nRetryInterval 1\n"
+                    "OutboundTimeout 10\n" % (dns.port, sink.port), users=("bob@example.org",))
+    try:
+        script = os.path.join(s.dir, "away.sieve")
+        with open(script, "w") as f:
+            f.write(VACATION)
+        s.cli("user", "sieve", "bob@example.org", script, "away")
+        s.start()
+        mails = [
+            ("x@remote.test", "To: bob@example.org\r\nSubject: hi\r\nMessage-ID: <m1@remote.test>\r\n"),
+            ("x@remote.test", "To: bob@example.org\r\nSubject: hi again\r\n"),
+            ("y@remote.test", "To: Bob <BOB@example.org>\r\nSubject: hello\r\n"),
+            ("z@remote.test", "To: bob@example.org\r\nSubject: list\r\nList-Id: <l.remote.test>\r\n"),
+            ("w@remote.test", "To: bob@example.org\r\nSubject: auto\r\nAuto-Submitted: auto-generated\r\n"),
+            ("v@remote.test", "To: other@remote.test\r\nSubject: bcc\r\n"),
+            ("", "To: bob@example.org\r\nSubject: bounce\r\n"),
+            ("u@remote.test", "To: bob@example.org\r\nSubject: cheap ads\r\n"),
+        ]
+        with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+            for frm, head in mails:
+                c.sendmail(frm, ["bob@example.org"], "From: %s\r\n%s\r\nbody\r\n" % (frm or "daemon", head))
+        assert wait_for(lambda: len(sink.got) >= 3, 30), s.stderr()[-3000:]
+        time.sleep(2)  # nothing more comes
+        got = {}
+        for frm, rcpts, data, _ in sink.got:
+            assert frm == "" or frm == "<>", frm
+            got.setdefault(rcpts[0], []).append(email.message_from_bytes(data))
+        assert sorted(got) == ["u@remote.test", "x@remote.test", "y@remote.test"], sorted(got)
+        assert all(len(v) == 1 for v in got.values()), got
+        x = got["x@remote.test"][0]
+        assert x["Subject"] == "Away until Monday" and x["Auto-Submitted"].startswith("auto-replied")
+        assert x["In-Reply-To"] == "<m1@remote.test>" and x["From"] == "bob@example.org"
+        assert "Back on Monday." in x.get_payload()
+        u = got["u@remote.test"][0]
+        assert u.get_content_type() == "multipart/report" and "No ads, thank you." in u.as_string()
+        assert "sieve reject" in s.stderr() and "sieve vacation" in s.stderr()
+        # the rejected message is not in bob's INBOX; the others are
+        assert len(s.messages("bob@example.org")) == 7
+    finally:
+        s.stop()
+        sink.stop()
+        dns.stop()
+
+
+HOOK = r'''
+Rumble.setHook(function(msg, rcpt, from, plan)
+    local f = io.open(Rumble.readConfig("PlanFile"), "ab")
+    f:write(("%s from=%s subject=%s plan=%s size=%d\n"):format(rcpt, from, msg.subject or "",
+        plan[1] and plan[1].action .. ":" .. (plan[1].folder or plan[1].to or "") or "none", msg.size))
+    f:close()
+    if msg.subject and msg.subject:find("invoice") then
+        return {{action = "fileinto", folder = "Invoices", flags = "\\Seen $Paid", create = true}}
+    end
+    if msg.headers["x-drop"] then
+        return "discard"
+    end
+    if msg.body:find("unsubscribe") then
+        return "reject", "No newsletters here."
+    end
+    if msg.subject == "bad plan" then
+        return {{action = "fileinto", folder = "../escape"}}
+    end
+end, "mailman", "delivery")
+'''
+
+
+def test_lua_delivery_hook():
+    """Lua delivery hook: sees the parsed message and Sieve's plan; files with flags, discards, rejects (a DSN), and a bad plan leaves Sieve's standing"""
+    import imaplib
+    import smtplib
+    from harness import Server, free_port
+    from test_webadmin import wait_for
+    port = free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\n" % port, users=("bob@example.org", "alice@example.org"))
+    plans = os.path.join(s.dir, "plans.txt")
+    hook = os.path.join(s.dir, "hook.lua")
+    with open(hook, "w") as f:
+        f.write(HOOK)
+    with open(s.conf, "a") as f:
+        f.write("PlanFile %s\nLoadScript %s\n" % (plans, hook))
+    script = os.path.join(s.dir, "f.sieve")
+    with open(script, "w") as f:
+        f.write('require ["fileinto", "mailbox"];\n'
+                'if header :contains "subject" "sieve" { fileinto :create "FromSieve"; }\n')
+    s.cli("user", "sieve", "bob@example.org", script)
+    s.start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        for head in ("Subject: your invoice", "Subject: hi\r\nX-Drop: 1", "Subject: news",
+                     "Subject: sieve decides", "Subject: bad plan"):
+            body = "please unsubscribe" if "news" in head else "hello"
+            c.sendmail("alice@example.org", ["bob@example.org"], "%s\r\n\r\n%s\r\n" % (head, body))
+
+    def fetch(user, folder):
+        m = imaplib.IMAP4("127.0.0.1", port)
+        m.login(user, "secret")
+        typ, data = m.select(folder, readonly=True)
+        out = []
+        if typ == "OK" and int(data[0]) > 0:
+            typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            out = [(d[0].decode(), d[1].decode().strip()) for d in data if isinstance(d, tuple)]
+        m.logout()
+        return out
+
+    assert wait_for(lambda: len(fetch("bob@example.org", "INBOX")) == 1), "\n".join(l for l in s.stderr().splitlines() if "imap" not in l)[-3000:]
+    inv = fetch("bob@example.org", "Invoices")
+    assert len(inv) == 1 and "\\Seen" in inv[0][0] and "$Paid" in inv[0][0], inv
+    assert len(fetch("bob@example.org", "FromSieve")) == 1
+    assert "bad plan" in fetch("bob@example.org", "INBOX")[0][1]
+    assert wait_for(lambda: any("Undelivered" in sub for _, sub in fetch("alice@example.org", "INBOX")))
+    log = open(plans).read()
+    assert "bob@example.org from=alice@example.org subject=sieve decides plan=fileinto:FromSieve" in log, log
+    assert "subject=your invoice plan=keep:" in log, log
+    assert "not a plan" in s.stderr()
+    s.stop()
