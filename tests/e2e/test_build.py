@@ -19,7 +19,7 @@ def test_lua_and_bearssl_are_linked_statically():
 
 
 def test_release_binary_is_static_and_stripped():
-    """build: ./build.sh's binary is one static, stripped file within issue 13's size budget (767,984 + 256,000 bytes)"""
+    """build: ./build.sh's binary is one static, stripped file within issues 13 and 15's size budgets (767,984 + 256,000 + 122,880 bytes)"""
     path = os.path.join(ROOT, "build", "rel", "rumble")
     if not os.path.exists(path):
         raise Skip("no build/rel/rumble (./build.sh)")
@@ -29,8 +29,10 @@ def test_release_binary_is_static_and_stripped():
     assert b".interp" not in data and b"ld-linux" not in data, "dynamically linked"
     assert b".debug_info" not in data and b".symtab" not in data, "not stripped"
     # 900 KB until issue 13, whose budget (ACME, DKIM/DMARC, MTA-STS, ...) is
-    # 250 KB over the 767,984 bytes of commit df288db: bench/size.sh
-    assert len(data) <= 767984 + 256000, "%d bytes" % len(data)
+    # 250 KB over the 767,984 bytes of commit df288db (issue 14's operations
+    # work fit in what issue 13 left); issue 15 (Sieve, ManageSieve, filters)
+    # may add 120 KB more: bench/size.sh
+    assert len(data) <= 767984 + 256000 + 122880, "%d bytes" % len(data)
 
 
 def test_version_and_help():
