@@ -185,6 +185,23 @@ class Server:
         return out
 
 
+def imap_folder(port, user, folder, password="secret"):
+    """(FLAGS, "Subject: ...") of each message in user's folder over IMAP on
+    127.0.0.1:port; [] when it is empty or does not exist."""
+    import imaplib
+    m = imaplib.IMAP4("127.0.0.1", port)
+    try:
+        m.login(user, password)
+        typ, data = m.select(folder, readonly=True)
+        out = []
+        if typ == "OK" and int(data[0]) > 0:
+            typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            out = [(d[0].decode(), d[1].decode().strip()) for d in data if isinstance(d, tuple)]
+        return out
+    finally:
+        m.logout()
+
+
 def queue_files(storage):
     """The queue folder's messages and envelopes (.msg, .env, and anything
     left half-written): all but the running server's server.lock and the

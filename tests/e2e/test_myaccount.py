@@ -2,11 +2,10 @@
 user logs in, sees their quota use, changes their own password (the
 current one asked again) and forwarding, and reaches nothing else."""
 import poplib
-import shutil
 import smtplib
 
-from harness import free_port
-from test_webadmin import Browser, admin_server, wait_for
+from harness import free_port, imap_folder
+from test_webadmin import Browser, admin_server, chromium, wait_for
 
 NEW_PW = "violet tram 7 lantern"
 
@@ -124,25 +123,9 @@ def test_forwarding():
 
 def test_browser_password_and_forwarding():
     """My account in headless Chromium: bob logs in, changes his password and sets forwarding with the forms"""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
-    except ImportError:
-        raise Skip("python3-selenium not installed")
-    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver_bin:
-        raise Skip("chromium or chromium-driver not installed")
+    d, By = chromium(Skip)
     s = admin_server(users=("alice@example.org", "bob@example.org", "carol@example.org"))
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--no-first-run", "--disable-extensions", "--disable-background-networking",
-              "--proxy-server=direct://", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
-        opts.add_argument(a)
-    d = webdriver.Chrome(service=Service(executable_path=driver_bin, port=free_port()), options=opts)
     try:
-        d.set_page_load_timeout(30)
         base = "http://127.0.0.1:%d" % s.web_port
         d.get(base + "/")
         d.find_element(By.NAME, "user").send_keys("bob@example.org")
@@ -171,7 +154,6 @@ def test_browser_password_and_forwarding():
 
 def test_filters_form():
     """My account filters: rules and an away message from the form become a Sieve script that files, flags and answers mail; a hand-written script with an error is refused with its line:column"""
-    import imaplib
     port = free_port()
     s = admin_server(conf="EnableIMAP4 1\nIMAP4Port %d" % port)
     b = bob(s)
@@ -198,22 +180,12 @@ def test_filters_form():
                    "Subject: boss\r\n\r\nhi\r\n")
         c.sendmail("spam@example.net", ["bob@example.org"], "From: spam@example.net\r\nSubject: buy\r\n\r\nhi\r\n")
 
-    def fetch(user, folder):
-        m = imaplib.IMAP4("127.0.0.1", port)
-        m.login(user, "secret")
-        typ, data = m.select(folder, readonly=True)
-        out = []
-        if typ == "OK" and int(data[0]) > 0:
-            typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-            out = [(d[0].decode(), d[1].decode().strip()) for d in data if isinstance(d, tuple)]
-        m.logout()
-        return out
 
-    assert wait_for(lambda: len(fetch("bob@example.org", "Reports")) == 1), s.stderr()[-2000:]
-    inbox = fetch("bob@example.org", "INBOX")
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Reports")) == 1), s.stderr()[-2000:]
+    inbox = imap_folder(port, "bob@example.org", "INBOX")
     assert len(inbox) == 1 and "boss" in inbox[0][1] and "\\Seen" in inbox[0][0], inbox
     # alice got the away message once
-    assert wait_for(lambda: any("Away" in sub for _, sub in fetch("alice@example.org", "INBOX")))
+    assert wait_for(lambda: any("Away" in sub for _, sub in imap_folder(port, "alice@example.org", "INBOX")))
     # delete the first rule: a report now stays in INBOX
     st, _, html = b.post("/me/rule/delete", {"n": "1"})
     assert st == 200 and "Rule deleted." in html and "move to folder Reports" not in html

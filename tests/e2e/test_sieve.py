@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import BIN, TMP
+from harness import BIN, TMP, imap_folder
 from sieve_corpus import CASES, MESSAGES
 
 FROM, TO = "sender@example.com", "bob+work@example.org"
@@ -95,7 +95,6 @@ if header :contains "subject" "share" { redirect :copy "carol@example.org"; }
 
 def test_sieve_at_delivery():
     """Sieve at delivery: fileinto :create with flags, fileinto a missing folder (INBOX), discard, redirect :copy, user+detail@ (RFC 5233) with envelope :detail; a script that no longer compiles delivers to INBOX"""
-    import imaplib
     import smtplib
     from harness import Server, free_port
     from test_webadmin import wait_for
@@ -114,26 +113,16 @@ def test_sieve_at_delivery():
             c.sendmail("x@example.net", ["bob@example.org"], "Subject: %s\r\n\r\nbody\r\n" % subj)
         c.sendmail("x@example.net", ["bob+work@example.org"], "Subject: for work\r\n\r\nbody\r\n")
 
-    def folder(user, name):
-        m = imaplib.IMAP4("127.0.0.1", port)
-        m.login(user, "secret")
-        typ, data = m.select(name, readonly=True)
-        out = []
-        if typ == "OK" and int(data[0]) > 0:
-            typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-            out = [(d[0].decode(), d[1].decode().strip()) for d in data if isinstance(d, tuple)]
-        m.logout()
-        return out
 
-    assert wait_for(lambda: len(folder("bob@example.org", "INBOX")) == 3), s.stderr()[-3000:]
-    inbox = folder("bob@example.org", "INBOX")
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "INBOX")) == 3), s.stderr()[-3000:]
+    inbox = imap_folder(port, "bob@example.org", "INBOX")
     subjects = sorted(sub for _, sub in inbox)
     assert subjects == ["Subject: list digest", "Subject: plain hello", "Subject: please share"], inbox
-    reports = folder("bob@example.org", "Reports")
+    reports = imap_folder(port, "bob@example.org", "Reports")
     assert len(reports) == 1 and "Q3 report" in reports[0][1], reports
     assert "\\Seen" in reports[0][0] and "$Report" in reports[0][0], reports
-    assert wait_for(lambda: len(folder("carol@example.org", "INBOX")) == 1)
-    work = folder("bob@example.org", "Work")
+    assert wait_for(lambda: len(imap_folder(port, "carol@example.org", "INBOX")) == 1)
+    work = imap_folder(port, "bob@example.org", "Work")
     assert len(work) == 1 and "for work" in work[0][1], work
     log = s.stderr()
     assert "no folder Lists (fileinto without :create); to INBOX" in log, log[-2000:]
@@ -143,7 +132,7 @@ def test_sieve_at_delivery():
         f.write("if true {")
     with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
         c.sendmail("x@example.net", ["bob@example.org"], "Subject: Q4 report\r\n\r\nbody\r\n")
-    assert wait_for(lambda: len(folder("bob@example.org", "INBOX")) == 4), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "INBOX")) == 4), s.stderr()[-3000:]
     assert "delivered to INBOX" in s.stderr()
     s.stop()
 
@@ -231,7 +220,6 @@ end, "mailman", "delivery")
 
 def test_lua_delivery_hook():
     """Lua delivery hook: sees the parsed message and Sieve's plan; files with flags, discards, rejects (a DSN), and a bad plan leaves Sieve's standing"""
-    import imaplib
     import smtplib
     from harness import Server, free_port
     from test_webadmin import wait_for
@@ -255,23 +243,13 @@ def test_lua_delivery_hook():
             body = "please unsubscribe" if "news" in head else "hello"
             c.sendmail("alice@example.org", ["bob@example.org"], "%s\r\n\r\n%s\r\n" % (head, body))
 
-    def fetch(user, folder):
-        m = imaplib.IMAP4("127.0.0.1", port)
-        m.login(user, "secret")
-        typ, data = m.select(folder, readonly=True)
-        out = []
-        if typ == "OK" and int(data[0]) > 0:
-            typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-            out = [(d[0].decode(), d[1].decode().strip()) for d in data if isinstance(d, tuple)]
-        m.logout()
-        return out
 
-    assert wait_for(lambda: len(fetch("bob@example.org", "INBOX")) == 1), "\n".join(l for l in s.stderr().splitlines() if "imap" not in l)[-3000:]
-    inv = fetch("bob@example.org", "Invoices")
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "INBOX")) == 1), "\n".join(l for l in s.stderr().splitlines() if "imap" not in l)[-3000:]
+    inv = imap_folder(port, "bob@example.org", "Invoices")
     assert len(inv) == 1 and "\\Seen" in inv[0][0] and "$Paid" in inv[0][0], inv
-    assert len(fetch("bob@example.org", "FromSieve")) == 1
-    assert "bad plan" in fetch("bob@example.org", "INBOX")[0][1]
-    assert wait_for(lambda: any("Undelivered" in sub for _, sub in fetch("alice@example.org", "INBOX")))
+    assert len(imap_folder(port, "bob@example.org", "FromSieve")) == 1
+    assert "bad plan" in imap_folder(port, "bob@example.org", "INBOX")[0][1]
+    assert wait_for(lambda: any("Undelivered" in sub for _, sub in imap_folder(port, "alice@example.org", "INBOX")))
     log = open(plans).read()
     assert "bob@example.org from=alice@example.org subject=sieve decides plan=fileinto:FromSieve" in log, log
     assert "subject=your invoice plan=keep:" in log, log

@@ -423,29 +423,35 @@ def test_disabled_and_no_admins():
     s.stop()
 
 
-def test_browser():
-    """Web admin in headless Chromium: log in, add an account, see it listed"""
+def chromium(skip):
+    """A headless Chromium under chromedriver, loopback only, and selenium's
+    By; raises skip (the calling test's Skip) when they are not installed."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.by import By
     except ImportError:
-        raise Skip("python3-selenium not installed")
-    chromium = shutil.which("chromium")
-    driver_bin = shutil.which("chromedriver")
-    if not chromium or not driver_bin:
-        raise Skip("chromium or chromium-driver not installed")
-    s = admin_server()
+        raise skip("python3-selenium not installed")
+    chromium_bin, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium_bin or not driver_bin:
+        raise skip("chromium or chromium-driver not installed")
     opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
+    opts.binary_location = chromium_bin
     for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--no-first-run", "--disable-extensions", "--disable-background-networking",
               "--proxy-server=direct://", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
         opts.add_argument(a)
     service = Service(executable_path=driver_bin, port=free_port())
     d = webdriver.Chrome(service=service, options=opts)
+    d.set_page_load_timeout(30)
+    return d, By
+
+
+def test_browser():
+    """Web admin in headless Chromium: log in, add an account, see it listed"""
+    d, By = chromium(Skip)
+    s = admin_server()
     try:
-        d.set_page_load_timeout(30)
         base = "http://127.0.0.1:%d" % s.web_port
         d.get(base + "/")
         assert "/login" in d.current_url
