@@ -172,7 +172,19 @@ static void write_locked(const char *line, int audit)
 	}
 }
 
+static void log_emit_line(int level, const char *fmt, va_list ap, const char *suffix, int audit);
+
+/* Writes a line; the OS error of the failure being logged is the same
+ * after it (a caller logs, then asks os_errno_is_nospace). */
 static void log_emit(int level, const char *fmt, va_list ap, const char *suffix, int audit)
+{
+	struct os_err e;
+	os_error_save(&e);
+	log_emit_line(level, fmt, ap, suffix, audit);
+	os_error_restore(&e);
+}
+
+static void log_emit_line(int level, const char *fmt, va_list ap, const char *suffix, int audit)
 {
 	char line[LOG_LINE_MAX];
 	struct tm tm;

@@ -49,6 +49,14 @@ const char *os_arch(void);      /* "x86_64", "arm", ... */
 const char *os_strerror(void);  /* last error of this thread, as text */
 int os_errno_is_exists(void);   /* last error was "already exists" */
 int os_errno_is_noent(void);    /* last error was "no such file" */
+/* The last error (errno, and Windows' GetLastError), kept across calls
+ * that may change it (logging a failure before looking at its cause). */
+struct os_err {
+	int e;
+	unsigned long w;
+};
+void os_error_save(struct os_err *s);
+void os_error_restore(const struct os_err *s);
 int os_errno_is_nospace(void);  /* last error was "disk full" or "over disk quota" */
 int os_stderr_is_tty(void);     /* 1 when stderr is a terminal (progress bars) */
 void os_stdio_binary(void);     /* stdin and stdout untranslated (Windows: no CRLF) */

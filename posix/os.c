@@ -207,6 +207,19 @@ int os_errno_is_noent(void)
 	return errno == ENOENT;
 }
 
+/* see os.h */
+void os_error_save(struct os_err *s)
+{
+	s->e = errno;
+	s->w = 0;
+}
+
+/* see os.h */
+void os_error_restore(const struct os_err *s)
+{
+	errno = s->e;
+}
+
 int os_errno_is_nospace(void)
 {
 	return errno == ENOSPC || errno == EDQUOT;

@@ -321,6 +321,20 @@ int os_errno_is_noent(void)
 	return errno == ENOENT;
 }
 
+/* see os.h */
+void os_error_save(struct os_err *s)
+{
+	s->e = errno;
+	s->w = GetLastError();
+}
+
+/* see os.h */
+void os_error_restore(const struct os_err *s)
+{
+	errno = s->e;
+	SetLastError((DWORD)s->w);
+}
+
 int os_errno_is_nospace(void)
 {
 	DWORD e = GetLastError(); /* the CRT sets errno; Win32 calls only this */
