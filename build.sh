@@ -101,6 +101,7 @@ test_deps() {
 	need chromium-driver command -v chromedriver
 	need python3-selenium /usr/bin/python3 -c 'import selenium'
 	need dovecot-sieve command -v sieve-test # test_sieve.py: Pigeonhole agrees
+	need sieve-connect command -v sieve-connect # test_managesieve.py: a real client
 	# test_import.py has Dovecot's imap write a Maildir (no daemon)
 	need dovecot-imapd test -x /usr/lib/dovecot/imap
 	need dovecot-core command -v doveadm
