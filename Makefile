@@ -88,7 +88,8 @@ unit: $(OUT)/unit$(EXE)
 # libFuzzer targets over in-memory sessions (./build.sh fuzz): the core
 # is compiled with -fsanitize=fuzzer-no-link in EXTRA_CFLAGS, the harness
 # linked with the fuzzer's main.
-FUZZ  = $(OUT)/fuzz_smtp$(EXE) $(OUT)/fuzz_pop3$(EXE) $(OUT)/fuzz_sieve$(EXE)
+FUZZ  = $(OUT)/fuzz_smtp$(EXE) $(OUT)/fuzz_pop3$(EXE) $(OUT)/fuzz_sieve$(EXE) \
+        $(OUT)/fuzz_managesieve$(EXE)
 $(OUT)/fuzz_%$(EXE): $(OUT)/tests/fuzz_%.o $(OBJ) $(STAMP) $(wildcard $(LUA_A) $(SSL_A))
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(LUA_A) $(SSL_A) $(LDFLAGS) $(SYSLIBS)
 
