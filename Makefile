@@ -29,7 +29,7 @@ CORE  = admin.c sieve.c managesieve.c sieve_parse.c sieve_run.c compact.c authca
 UNIT  = $(wildcard tests/test_*.c) tests/unit.c
 OBJ   = $(CORE:%.c=$(OUT)/%.o)
 UOBJ  = $(UNIT:%.c=$(OUT)/%.o)
-HDRS  = rumble.h imap.h os.h policy.h admin.h import.h lua/rl.h $(wildcard $(PLAT)/*.h)
+HDRS  = rumble.h imap.h os.h policy.h admin.h import.h sieve.h lua/rl.h $(wildcard $(PLAT)/*.h)
 
 all: $(OUT)/rumble$(EXE)
 
