@@ -73,7 +73,7 @@ static void put_quoted(struct session *s, const char *p)
 
 /* OK, NO or BYE with an optional response code and a text. */
 static void reply(struct session *s, const char *kind, const char *code, const char *fmt, ...)
-	RL_PRINTF(4, 5);
+        RL_PRINTF(4, 5);
 static void reply(struct session *s, const char *kind, const char *code, const char *fmt, ...)
 {
 	char text[512];
@@ -104,10 +104,10 @@ static void no(struct session *s, struct msv *st, const char *code, const char *
 /* Extensions a script may require: those the compiler takes are listed
  * (it is asked, so the list follows sieve_parse.c). */
 static const char *const extensions[] = {"fileinto", "reject", "ereject", "envelope",
-	"encoded-character", "imap4flags", "variables", "relational", "subaddress", "copy", "body",
-	"mailbox", "comparator-i;ascii-numeric", "vacation", "vacation-seconds", "date", "index",
-	"editheader", "include", "regex", "enotify", "environment", "duplicate", "foreverypart",
-	"mime", "extracttext", "spamtest", "virustest", "ihave", "imapflags", "enclose"};
+        "encoded-character", "imap4flags", "variables", "relational", "subaddress", "copy", "body",
+        "mailbox", "comparator-i;ascii-numeric", "vacation", "vacation-seconds", "date", "index",
+        "editheader", "include", "regex", "enotify", "environment", "duplicate", "foreverypart",
+        "mime", "extracttext", "spamtest", "virustest", "ihave", "imapflags", "enclose"};
 
 static void put_extensions(struct session *s)
 {
@@ -134,7 +134,8 @@ static void capabilities(struct session *s, struct msv *st)
 {
 	session_printf(s, "\"IMPLEMENTATION\" \"Rumble\"\r\n");
 	if (st->state == M_AUTH) {
-		session_printf(s, "\"SASL\" \"%s\"\r\n", session_auth_allowed(s) ? "PLAIN LOGIN" : "");
+		session_printf(
+		        s, "\"SASL\" \"%s\"\r\n", session_auth_allowed(s) ? "PLAIN LOGIN" : "");
 	}
 	put_extensions(s);
 	if (starttls_offered(s, st)) {
@@ -204,7 +205,8 @@ static void login_checked(struct session *s, int rc, const struct mm_account *a,
 {
 	struct msv *st = s->ps;
 	if (rc != 0 || a->type != MM_MBOX) {
-		log_info("%08x managesieve result=refused client=%s cmd=login reason=\"authentication "
+		log_info("%08x managesieve result=refused client=%s cmd=login "
+		         "reason=\"authentication "
 		         "failed\"",
 		        s->id, s->peer);
 		session_after(s, session_login_failed(s->peer, name), login_failed, NULL);
@@ -375,8 +377,8 @@ static void cmd_putscript(struct session *s, struct msv *st)
 	        !space_ok(s, st, arg(st, 1), arg_len(st, 2))) {
 		return;
 	}
-	int rc = sieve_script_store(st->domain, st->user, arg(st, 1), arg(st, 2), arg_len(st, 2),
-	        err, sizeof err);
+	int rc = sieve_script_store(
+	        st->domain, st->user, arg(st, 1), arg(st, 2), arg_len(st, 2), err, sizeof err);
 	if (rc == 0) {
 		reply(s, "OK", NULL, "Script stored");
 	} else {
@@ -482,20 +484,20 @@ static const struct {
 	int states;
 	void (*run)(struct session *s, struct msv *st);
 } commands[] = {
-	{"CAPABILITY", ANY, cmd_capability},
-	{"LOGOUT", ANY, cmd_logout},
-	{"NOOP", ANY, cmd_noop},
-	{"STARTTLS", ST(M_AUTH), cmd_starttls},
-	{"AUTHENTICATE", ST(M_AUTH), cmd_authenticate},
-	{"UNAUTHENTICATE", ST(M_TRANS), cmd_unauthenticate},
-	{"HAVESPACE", ST(M_TRANS), cmd_havespace},
-	{"PUTSCRIPT", ST(M_TRANS), cmd_putscript},
-	{"CHECKSCRIPT", ST(M_TRANS), cmd_checkscript},
-	{"LISTSCRIPTS", ST(M_TRANS), cmd_listscripts},
-	{"SETACTIVE", ST(M_TRANS), cmd_setactive},
-	{"GETSCRIPT", ST(M_TRANS), cmd_getscript},
-	{"DELETESCRIPT", ST(M_TRANS), cmd_deletescript},
-	{"RENAMESCRIPT", ST(M_TRANS), cmd_renamescript},
+        {"CAPABILITY", ANY, cmd_capability},
+        {"LOGOUT", ANY, cmd_logout},
+        {"NOOP", ANY, cmd_noop},
+        {"STARTTLS", ST(M_AUTH), cmd_starttls},
+        {"AUTHENTICATE", ST(M_AUTH), cmd_authenticate},
+        {"UNAUTHENTICATE", ST(M_TRANS), cmd_unauthenticate},
+        {"HAVESPACE", ST(M_TRANS), cmd_havespace},
+        {"PUTSCRIPT", ST(M_TRANS), cmd_putscript},
+        {"CHECKSCRIPT", ST(M_TRANS), cmd_checkscript},
+        {"LISTSCRIPTS", ST(M_TRANS), cmd_listscripts},
+        {"SETACTIVE", ST(M_TRANS), cmd_setactive},
+        {"GETSCRIPT", ST(M_TRANS), cmd_getscript},
+        {"DELETESCRIPT", ST(M_TRANS), cmd_deletescript},
+        {"RENAMESCRIPT", ST(M_TRANS), cmd_renamescript},
 };
 
 static void execute(struct session *s, struct msv *st)
@@ -515,7 +517,8 @@ static void execute(struct session *s, struct msv *st)
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
 		if (st->tok[0].type == T_ATOM && !rl_strcasecmp(arg(st, 0), commands[i].verb)) {
 			if (!(commands[i].states & ST(st->state))) {
-				no(s, st, NULL, st->state == M_AUTH ? "Log in first" : "Already logged in");
+				no(s, st, NULL,
+				        st->state == M_AUTH ? "Log in first" : "Already logged in");
 			} else {
 				commands[i].run(s, st);
 			}
@@ -765,13 +768,13 @@ static void msv_info(struct session *s, struct proto_info *pi)
 }
 
 const struct proto managesieve_proto = {
-	.name = "managesieve",
-	.line_max = MSV_LINE_MAX + 2,
-	.open = msv_open,
-	.line = msv_line,
-	.writable = msv_writable,
-	.close = msv_close,
-	.busy = msv_busy,
-	.can_stop = msv_can_stop,
-	.info = msv_info,
+        .name = "managesieve",
+        .line_max = MSV_LINE_MAX + 2,
+        .open = msv_open,
+        .line = msv_line,
+        .writable = msv_writable,
+        .close = msv_close,
+        .busy = msv_busy,
+        .can_stop = msv_can_stop,
+        .info = msv_info,
 };

@@ -11,8 +11,8 @@
  *   build/fuzz/fuzz_managesieve -dict=tests/fuzz_managesieve.dict \
  *       -max_len=8192 build/fuzz/corpus-managesieve tests/fuzz/managesieve
  */
-#include "tests/fuzz.h"
 #include "sieve.h"
+#include "tests/fuzz.h"
 
 static struct service svc = {.name = "managesieve", .proto = &managesieve_proto};
 
@@ -20,7 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int ready;
 	/* "\0john@example.org\0secret" */
-	static const char login[] = "AUTHENTICATE \"PLAIN\" \"AGpvaG5AZXhhbXBsZS5vcmcAc2VjcmV0\"\r\n";
+	static const char login[] =
+	        "AUTHENTICATE \"PLAIN\" \"AGpvaG5AZXhhbXBsZS5vcmcAc2VjcmV0\"\r\n";
 	if (!ready) {
 		fuzz_setup("");
 		fuzz_account("john", MM_MBOX, "", 0);

@@ -24,8 +24,9 @@ static void other_bytes_are_escaped_and_come_back(void)
 	static const struct {
 		const char *name, *stem;
 	} cases[] = {{".hidden", "%2Ehidden"}, {"../x", "%2E.%2Fx"}, {"a b", "a%20b"},
-		{"100%", "100%25"}, {"R\xc3\xa9glages \"\xc3\xa9t\xc3\xa9\"", "R%C3%A9glages%20%22%C3%A9t%C3%A9%22"},
-		{"C:\\x", "C%3A%5Cx"}, {"\xe2\x82\xac", "%E2%82%AC"}};
+	        {"100%", "100%25"},
+	        {"R\xc3\xa9glages \"\xc3\xa9t\xc3\xa9\"", "R%C3%A9glages%20%22%C3%A9t%C3%A9%22"},
+	        {"C:\\x", "C%3A%5Cx"}, {"\xe2\x82\xac", "%E2%82%AC"}};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		ASSERT_EQ(sieve_name_encode(cases[i].name, stem, sizeof stem), 0);
 		ASSERT_STR(stem, cases[i].stem);
@@ -38,7 +39,7 @@ static void bad_names_are_refused(void)
 {
 	char stem[200], name[80], longest[SIEVE_NAME_MAX + 2];
 	static const char *const bad[] = {"", "a\nb", "tab\there", "del\x7f", "\xc2\x85",
-		"\xe2\x80\xa8", "\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xff"};
+	        "\xe2\x80\xa8", "\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xff"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		ASSERT_EQ(sieve_name_encode(bad[i], stem, sizeof stem), -1);
 	}
@@ -61,7 +62,10 @@ static void bad_names_are_refused(void)
 
 void tests_managesieve(void)
 {
-	RUN(plain_names_are_their_own_stems, "managesieve: names stored before ManageSieve are their own file names");
-	RUN(other_bytes_are_escaped_and_come_back, "managesieve: other bytes of a name are %XX in its file name and decode back");
-	RUN(bad_names_are_refused, "managesieve: control characters, bad UTF-8 and long names are refused");
+	RUN(plain_names_are_their_own_stems,
+	        "managesieve: names stored before ManageSieve are their own file names");
+	RUN(other_bytes_are_escaped_and_come_back,
+	        "managesieve: other bytes of a name are %XX in its file name and decode back");
+	RUN(bad_names_are_refused,
+	        "managesieve: control characters, bad UTF-8 and long names are refused");
 }

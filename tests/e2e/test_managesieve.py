@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import time
 
-from harness import Server, free_port, imap_folder
+from harness import Server, free_port, imap_folder, wait_port
 
 FILTER = 'require ["fileinto", "mailbox"];\r\nif header :contains "subject" "report" { fileinto :create "Reports"; }\r\n'
 
@@ -101,6 +101,7 @@ def server(conf=""):
                users=("alice@example.org", "bob@example.org"))
     s.start()
     s.msv = port
+    assert wait_port(port), s.stderr()  # start() waits for the SMTP port only
     return s
 
 
