@@ -22,14 +22,14 @@ STAMP   := $(OUT)/.flags
 $(shell mkdir -p $(OUT) && echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $(STAMP) || \
         echo '$(CC) $(CFLAGS) $(LDFLAGS)' >$(STAMP))
 
-CORE  = admin.c sieve.c sieve_parse.c sieve_run.c compact.c authcache.c backup.c import.c password.c config.c log.c buf.c session.c smtp.c policy.c pop3.c imap.c imap_fetch.c imap_msg.c imap_parse.c imap_meta.c imap_special.c imap_list.c imap_sort.c imap_search.c imap_store.c imap_quota.c quota.c imap_sync.c imap_utf8.c imap_esearch.c queue.c outbound.c mtasts.c mailman.c names.c mbox.c mbox_read.c metadata.c work.c dnsbl.c dkim.c dkim_verify.c dmarc.c ed25519.c autoconf.c dnsadvice.c greylist.c stats.c spf.c crypto.c der.c eckey.c json.c acme.c x509.c httpc.c wellknown.c mime.c mime_text.c dns.c $(PLAT)/os.c $(PLAT)/service.c \
+CORE  = admin.c sieve.c managesieve.c sieve_parse.c sieve_run.c compact.c authcache.c backup.c import.c password.c config.c log.c buf.c session.c smtp.c policy.c pop3.c imap.c imap_fetch.c imap_msg.c imap_parse.c imap_meta.c imap_special.c imap_list.c imap_sort.c imap_search.c imap_store.c imap_quota.c quota.c imap_sync.c imap_utf8.c imap_esearch.c queue.c outbound.c mtasts.c mailman.c names.c mbox.c mbox_read.c metadata.c work.c dnsbl.c dkim.c dkim_verify.c dmarc.c ed25519.c autoconf.c dnsadvice.c greylist.c stats.c spf.c crypto.c der.c eckey.c json.c acme.c x509.c httpc.c wellknown.c mime.c mime_text.c dns.c $(PLAT)/os.c $(PLAT)/service.c \
         lua/runtime.c lua/pcall.c lua/sandbox.c lua/handle.c lua/lpattern.c lua/lio.c lua/hooks.c lua/services.c lua/jobs.c lua/lrumble.c \
         lua/lstring.c lua/lfile.c lua/lnetwork.c lua/lmailman.c lua/lmisc.c lua/ldovecot.c \
         lua/vpop3.c lua/lltn12.c lua/lmime.c lua/lsocket.c lua/webadmin.c
 UNIT  = $(wildcard tests/test_*.c) tests/unit.c
 OBJ   = $(CORE:%.c=$(OUT)/%.o)
 UOBJ  = $(UNIT:%.c=$(OUT)/%.o)
-HDRS  = rumble.h imap.h os.h policy.h admin.h import.h lua/rl.h $(wildcard $(PLAT)/*.h)
+HDRS  = rumble.h imap.h os.h policy.h admin.h import.h sieve.h lua/rl.h $(wildcard $(PLAT)/*.h)
 
 all: $(OUT)/rumble$(EXE)
 
@@ -88,7 +88,8 @@ unit: $(OUT)/unit$(EXE)
 # libFuzzer targets over in-memory sessions (./build.sh fuzz): the core
 # is compiled with -fsanitize=fuzzer-no-link in EXTRA_CFLAGS, the harness
 # linked with the fuzzer's main.
-FUZZ  = $(OUT)/fuzz_smtp$(EXE) $(OUT)/fuzz_pop3$(EXE) $(OUT)/fuzz_sieve$(EXE)
+FUZZ  = $(OUT)/fuzz_smtp$(EXE) $(OUT)/fuzz_pop3$(EXE) $(OUT)/fuzz_sieve$(EXE) \
+        $(OUT)/fuzz_managesieve$(EXE)
 $(OUT)/fuzz_%$(EXE): $(OUT)/tests/fuzz_%.o $(OBJ) $(STAMP) $(wildcard $(LUA_A) $(SSL_A))
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(LUA_A) $(SSL_A) $(LDFLAGS) $(SYSLIBS)
 

@@ -101,6 +101,7 @@ test_deps() {
 	need chromium-driver command -v chromedriver
 	need python3-selenium /usr/bin/python3 -c 'import selenium'
 	need dovecot-sieve command -v sieve-test # test_sieve.py: Pigeonhole agrees
+	need sieve-connect command -v sieve-connect # test_managesieve.py: a real client
 	# test_import.py has Dovecot's imap write a Maildir (no daemon)
 	need dovecot-imapd test -x /usr/lib/dovecot/imap
 	need dovecot-core command -v doveadm
@@ -180,7 +181,7 @@ build_asan() {
 		build/asan/rumble build/asan/unit
 }
 
-# The SMTP, POP3 and Sieve fuzzers (tests/fuzz_*.c), each run $1 seconds from
+# The SMTP, POP3, Sieve and ManageSieve fuzzers (tests/fuzz_*.c), each run $1 seconds from
 # its seeds (tests/fuzz/*/) with its dictionary; new inputs go to
 # build/fuzz/corpus-*, crashes to build/fuzz/.
 build_fuzz() {
@@ -192,7 +193,7 @@ build_fuzz() {
 		LUA_A=/usr/lib/$m/liblua5.1.a SSL_A=/usr/lib/$m/libbearssl.a \
 		OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 		fuzz
-	for f in smtp pop3 sieve; do
+	for f in smtp pop3 sieve managesieve; do
 		mkdir -p build/fuzz/corpus-$f
 		(cd build/fuzz && nice ./fuzz_$f -max_total_time="${1:-10}" -max_len=8192 \
 			-dict=../../tests/fuzz_$f.dict -print_final_stats=1 \

@@ -453,6 +453,8 @@ static const struct directive directives[] = {
 	NUM("POP3SPort", K_PORT, pop3s_port, 1, 65535),
 	NUM("EnableIMAPS", K_BOOL, imaps_enable, 0, 1),
 	NUM("IMAPSPort", K_PORT, imaps_port, 1, 65535),
+	NUM("EnableManageSieve", K_BOOL, managesieve_enable, 0, 1),
+	NUM("ManageSievePort", K_PORT, managesieve_port, 1, 65535),
 	NUM("AllowPlaintextAuth", K_PLAIN, plaintext_auth, 0, 2),
 	NUM("LoginAttempts", K_INT, login_attempts, 1, 1000),
 	NUM("AccountLoginAttempts", K_INT, account_login_attempts, 1, 100000),
@@ -828,6 +830,8 @@ static void defaults(struct settings *s)
 	s->submission_port = root ? 587 : 1587;
 	s->pop3s_port = root ? 995 : 1995;
 	s->imaps_port = root ? 993 : 1993;
+	s->managesieve_enable = 1; /* as with Dovecot's Pigeonhole */
+	s->managesieve_port = root ? 4190 : 14190;
 	s->plaintext_auth = AUTH_PLAIN_LOOPBACK;
 	s->login_attempts = 5;
 	s->account_login_attempts = 20;

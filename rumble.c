@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "sieve.h"
 #include "stats.h"
 
 static const char usage[] =
@@ -56,6 +57,7 @@ static struct service smtps_service = {.name = "smtps", .proto = &smtp_proto, .f
 static struct service pop3s_service = {.name = "pop3s", .proto = &pop3_proto, .flags = SVC_TLS};
 static struct service imap_service = {.name = "imap4", .proto = &imap_proto};
 static struct service imaps_service = {.name = "imaps", .proto = &imap_proto, .flags = SVC_TLS};
+static struct service managesieve_service = {.name = "managesieve", .proto = &managesieve_proto};
 
 /* Every listening service, with the settings that switch it on. */
 static const struct {
@@ -69,6 +71,7 @@ static const struct {
 	{&pop3s_service, &conf.pop3s_enable, &conf.pop3s_port},
 	{&imap_service, &conf.imap_enable, &conf.imap_port},
 	{&imaps_service, &conf.imaps_enable, &conf.imaps_port},
+	{&managesieve_service, &conf.managesieve_enable, &conf.managesieve_port},
 };
 
 /* ---- configuration ---- */

@@ -199,6 +199,7 @@ struct settings {
 	int submission_enable, submission_port;
 	int pop3s_enable, pop3s_port;
 	int imaps_enable, imaps_port;
+	int managesieve_enable, managesieve_port; /* RFC 5804, managesieve.c */
 	int plaintext_auth; /* AUTH_PLAIN_NEVER, _LOOPBACK or _ALWAYS without TLS */
 	int login_attempts, quarantine; /* failures before an IP is shut out, seconds */
 	int account_login_attempts;    /* failures before a login name is shut out */

@@ -6,6 +6,7 @@
  * a script on a message as Pigeonhole's sieve-test does (the
  * differential tests compare the two).
  */
+#include <ctype.h>
 #include <string.h>
 
 #include "admin.h"
@@ -13,7 +14,7 @@
 
 #define SIEVE_MESSAGE_MAX (64 * 1024 * 1024) /* what `sieve test` reads */
 #define SIEVE_SEEN_MAX (256 * 1024) /* of a message a script sees at delivery */
-#define SIEVE_NAME_MAX 64
+#define SIEVE_STEM_MAX (3 * SIEVE_NAME_MAX) /* a name as a file name, escaped */
 
 /* The whole file into b; 0, or -1 with a message on stderr. */
 static int read_file(const char *path, size_t max, struct buf *b)
@@ -53,11 +54,88 @@ static struct sieve_script *compile_file(const char *path)
 
 /* ---- where scripts live ---- */
 
+#define NAME_SAFE "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
 static int valid_name(const char *n)
 {
 	size_t len = strlen(n);
-	return len > 0 && len <= SIEVE_NAME_MAX && n[0] != '.' &&
-	       strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+	return len > 0 && len <= SIEVE_NAME_MAX && n[0] != '.' && strspn(n, NAME_SAFE) == len;
+}
+
+/* A file stem: what sieve_name_encode makes (names stored before
+ * ManageSieve, valid_name's, are stems of themselves). */
+static int valid_stem(const char *n)
+{
+	size_t len = strlen(n);
+	return len > 0 && len <= SIEVE_STEM_MAX && n[0] != '.' && strspn(n, NAME_SAFE "%") == len;
+}
+
+/* Bytes of the UTF-8 character at p (RFC 3629), 0 when it is not one or
+ * is a control character (RFC 5804 1.6: 0-1F, 7F-9F, U+2028, U+2029). */
+static size_t name_char(const unsigned char *p)
+{
+	if (p[0] < 0x80) {
+		return p[0] >= 0x20 && p[0] != 0x7f;
+	}
+	size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+	uint32_t c = p[0] & (0x7f >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80) {
+			return 0;
+		}
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+	int bad = n == 0 || n > 4 || c < least[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff) ||
+	          (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029;
+	return bad ? 0 : n;
+}
+
+/* see sieve.h */
+int sieve_name_encode(const char *name, char *out, size_t len)
+{
+	size_t o = 0, n = strlen(name);
+	if (n == 0 || n > SIEVE_NAME_MAX) {
+		return -1;
+	}
+	for (size_t i = 0, w; i < n; i += w) {
+		if ((w = name_char((const unsigned char *)name + i)) == 0) {
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		int keep = c && strchr(NAME_SAFE, c) && (c != '.' || i > 0);
+		if (o + 4 > len) {
+			return -1;
+		}
+		o += keep ? (size_t)snprintf(out + o, len - o, "%c", c)
+		          : (size_t)snprintf(out + o, len - o, "%%%02X", c);
+	}
+	return 0;
+}
+
+/* see sieve.h */
+int sieve_name_decode(const char *stem, char *out, size_t len)
+{
+	size_t o = 0;
+	if (!valid_stem(stem)) {
+		return -1;
+	}
+	for (const char *p = stem; *p; p++) {
+		unsigned v = (unsigned char)*p;
+		if (*p == '%' && (sscanf(p + 1, "%2x", &v) != 1 || !isxdigit((unsigned char)p[1]) ||
+		                         !isxdigit((unsigned char)p[2]))) {
+			return -1;
+		}
+		p += *p == '%' ? 2 : 0;
+		if (o + 1 >= len || v == 0) {
+			return -1;
+		}
+		out[o++] = (char)v;
+	}
+	out[o] = '\0';
+	return 0;
 }
 
 /* user's sieve folder, and file (NULL: the folder itself) in it. */
@@ -88,7 +166,7 @@ static void active_name(const char *domain, const char *user, char *name, size_t
 		}
 		name[n] = '\0';
 		name[strcspn(name, "\r\n")] = '\0';
-		if (!valid_name(name)) {
+		if (!valid_stem(name)) {
 			name[0] = '\0';
 		}
 	}
@@ -98,7 +176,7 @@ static void active_name(const char *domain, const char *user, char *name, size_t
  * does not compile any more (logged: the mail goes to INBOX). */
 static struct sieve_script *active_script(const char *domain, const char *user)
 {
-	char name[SIEVE_NAME_MAX + 8], file[SIEVE_NAME_MAX + 16], path[1200], err[300];
+	char name[SIEVE_STEM_MAX + 8], file[SIEVE_STEM_MAX + 16], path[1200], err[300];
 	active_name(domain, user, name, sizeof name);
 	snprintf(file, sizeof file, "%s.sieve", name);
 	if (!name[0] || sieve_path(domain, user, file, path, sizeof path) != 0) {
@@ -387,16 +465,21 @@ int sieve_vacation(const char *domain, const char *user, const struct sieve_acti
 
 /* ---- scripts as the web admin and the command line change them ---- */
 
-/* see sieve.h */
-int sieve_script_get(const char *domain, const char *user, struct buf *out, char *name,
+/* The file of script name (a ManageSieve name, or "" with stem given)
+ * into path; 0, or -1 when the name is not a valid one. */
+static int script_path(const char *domain, const char *user, const char *name, char *path,
 	size_t len)
 {
-	char file[SIEVE_NAME_MAX + 16], path[1200];
-	active_name(domain, user, name, len);
-	snprintf(file, sizeof file, "%s.sieve", name);
-	if (!name[0] || sieve_path(domain, user, file, path, sizeof path) != 0) {
+	char stem[SIEVE_STEM_MAX + 1], file[SIEVE_STEM_MAX + 16];
+	if (sieve_name_encode(name, stem, sizeof stem) != 0) {
 		return -1;
 	}
+	snprintf(file, sizeof file, "%s.sieve", stem);
+	return sieve_path(domain, user, file, path, len);
+}
+
+static int read_script(const char *path, struct buf *out)
+{
 	FILE *f = os_fopen(path, "rb");
 	if (!f) {
 		return -1;
@@ -411,29 +494,101 @@ int sieve_script_get(const char *domain, const char *user, struct buf *out, char
 }
 
 /* see sieve.h */
-int sieve_script_put(const char *domain, const char *user, const char *name, const char *text,
-	size_t len, char *err, size_t errlen)
+int sieve_script_active(const char *domain, const char *user, char *name, size_t len)
 {
-	char file[SIEVE_NAME_MAX + 16], path[1200];
-	struct sieve_script *s;
-	if (!valid_name(name)) {
-		snprintf(err, errlen, "a script name is letters, digits, '.', '_' and '-'");
+	char stem[SIEVE_STEM_MAX + 8];
+	active_name(domain, user, stem, sizeof stem);
+	if (!stem[0] || sieve_name_decode(stem, name, len) != 0) {
+		name[0] = '\0';
 		return -1;
 	}
+	return 0;
+}
+
+/* see sieve.h */
+int sieve_script_get(const char *domain, const char *user, struct buf *out, char *name,
+	size_t len)
+{
+	char path[1200];
+	if (sieve_script_active(domain, user, name, len) != 0 ||
+	        script_path(domain, user, name, path, sizeof path) != 0) {
+		return -1;
+	}
+	return read_script(path, out);
+}
+
+/* see sieve.h */
+int sieve_script_read(const char *domain, const char *user, const char *name, struct buf *out)
+{
+	char path[1200];
+	if (script_path(domain, user, name, path, sizeof path) != 0) {
+		return -1;
+	}
+	return read_script(path, out);
+}
+
+/* see sieve.h */
+int sieve_script_exists(const char *domain, const char *user, const char *name)
+{
+	char path[1200];
+	struct os_stat st;
+	return script_path(domain, user, name, path, sizeof path) == 0 && os_stat(path, &st) == 0;
+}
+
+/* see sieve.h */
+int sieve_script_store(const char *domain, const char *user, const char *name, const char *text,
+	size_t len, char *err, size_t errlen)
+{
+	char path[1200];
+	struct sieve_script *s;
 	if (sieve_compile(text, len, &s, err, errlen) != 0) {
 		return -1;
 	}
 	sieve_free(s);
-	snprintf(file, sizeof file, "%s.sieve", name);
 	if (sieve_path(domain, user, NULL, path, sizeof path) != 0 || os_mkdir_p(path) != 0 ||
-	        sieve_path(domain, user, file, path, sizeof path) != 0 ||
-	        os_write_file_atomic(path, text, len) != 0 ||
-	        sieve_path(domain, user, "active", path, sizeof path) != 0 ||
-	        os_write_file_atomic(path, name, strlen(name)) != 0) {
+	        script_path(domain, user, name, path, sizeof path) != 0 ||
+	        os_write_file_atomic(path, text, len) != 0) {
+		snprintf(err, errlen, "cannot store the script: %s", os_strerror());
+		return -2;
+	}
+	log_info("sieve: %s@%s: script stored (%zu bytes)", user, domain, len);
+	return 0;
+}
+
+/* see sieve.h */
+int sieve_script_activate(const char *domain, const char *user, const char *name)
+{
+	char stem[SIEVE_STEM_MAX + 1], path[1200];
+	if (!name[0]) {
+		return sieve_script_off(domain, user);
+	}
+	if (!sieve_script_exists(domain, user, name) ||
+	        sieve_name_encode(name, stem, sizeof stem) != 0) {
+		return -1;
+	}
+	if (sieve_path(domain, user, "active", path, sizeof path) != 0 ||
+	        os_write_file_atomic(path, stem, strlen(stem)) != 0) {
+		return -2;
+	}
+	log_info("sieve: %s@%s: script %s active", user, domain, stem);
+	return 0;
+}
+
+/* see sieve.h */
+int sieve_script_put(const char *domain, const char *user, const char *name, const char *text,
+	size_t len, char *err, size_t errlen)
+{
+	if (!valid_name(name)) {
+		snprintf(err, errlen, "a script name is letters, digits, '.', '_' and '-'");
+		return -1;
+	}
+	if (sieve_script_store(domain, user, name, text, len, err, errlen) != 0) {
+		return -1;
+	}
+	if (sieve_script_activate(domain, user, name) != 0) {
 		snprintf(err, errlen, "cannot store the script: %s", os_strerror());
 		return -1;
 	}
-	log_info("sieve: %s@%s: script %s stored and active", user, domain, name);
 	return 0;
 }
 
@@ -447,6 +602,84 @@ int sieve_script_off(const char *domain, const char *user)
 	os_remove(path);
 	log_info("sieve: %s@%s: no active script", user, domain);
 	return 0;
+}
+
+/* see sieve.h */
+int sieve_script_delete(const char *domain, const char *user, const char *name)
+{
+	char active[SIEVE_NAME_MAX + 1], path[1200];
+	if (!sieve_script_exists(domain, user, name) ||
+	        script_path(domain, user, name, path, sizeof path) != 0) {
+		return -1;
+	}
+	sieve_script_active(domain, user, active, sizeof active);
+	if (!strcmp(active, name)) {
+		return -2;
+	}
+	return os_remove(path) == 0 ? 0 : -3;
+}
+
+/* see sieve.h */
+int sieve_script_rename(const char *domain, const char *user, const char *from, const char *to)
+{
+	char active[SIEVE_NAME_MAX + 1], a[1200], b[1200];
+	if (!sieve_script_exists(domain, user, from) ||
+	        script_path(domain, user, from, a, sizeof a) != 0) {
+		return -1;
+	}
+	if (script_path(domain, user, to, b, sizeof b) != 0) {
+		return -4;
+	}
+	if (sieve_script_exists(domain, user, to)) {
+		return -2;
+	}
+	sieve_script_active(domain, user, active, sizeof active);
+	if (os_rename_atomic(a, b) != 0) {
+		return -3;
+	}
+	if (!strcmp(active, from) && sieve_script_activate(domain, user, to) != 0) {
+		return -3;
+	}
+	return 0;
+}
+
+struct list_arg {
+	void (*fn)(const char *name, int active, void *arg);
+	void *arg;
+	const char *active; /* its stem */
+	int n;
+};
+
+static int list_one(const char *file, int is_dir, void *arg)
+{
+	struct list_arg *l = arg;
+	char stem[SIEVE_STEM_MAX + 1], name[SIEVE_NAME_MAX + 1];
+	size_t n = strlen(file);
+	if (is_dir || n <= 6 || n - 6 > SIEVE_STEM_MAX || strcmp(file + n - 6, ".sieve") != 0) {
+		return 0;
+	}
+	snprintf(stem, sizeof stem, "%.*s", (int)(n - 6), file);
+	if (sieve_name_decode(stem, name, sizeof name) == 0) {
+		l->n++;
+		if (l->fn) {
+			l->fn(name, !strcmp(stem, l->active), l->arg);
+		}
+	}
+	return 0;
+}
+
+/* see sieve.h */
+int sieve_script_list(const char *domain, const char *user,
+	void (*fn)(const char *name, int active, void *arg), void *arg)
+{
+	char dir[1200], stem[SIEVE_STEM_MAX + 8];
+	active_name(domain, user, stem, sizeof stem);
+	struct list_arg l = {fn, arg, stem, 0};
+	if (sieve_path(domain, user, NULL, dir, sizeof dir) != 0) {
+		return -1;
+	}
+	os_dir_walk(dir, list_one, &l); /* no folder yet: no scripts */
+	return l.n;
 }
 
 /* user sieve USER@DOMAIN FILE [NAME]: stores the script (it must
@@ -469,7 +702,7 @@ int cmd_user_sieve(int argc, char **argv)
 		return 1;
 	}
 	if (!strcmp(argv[1], "show")) {
-		active_name(domain, user, name, sizeof name);
+		sieve_script_active(domain, user, name, sizeof name);
 		printf("%s@%s: %s\n", user, domain, name[0] ? name : "no active script");
 		return 0;
 	}

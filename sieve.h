@@ -104,6 +104,42 @@ int sieve_script_put(const char *domain, const char *user, const char *name, con
 	size_t len, char *err, size_t errlen);
 /* No active script: mail goes to INBOX. */
 int sieve_script_off(const char *domain, const char *user);
+
+/* ---- scripts by name, for ManageSieve (sieve.c) ----
+ * A name is UTF-8 without control characters (RFC 5804 1.6), at most
+ * SIEVE_NAME_MAX bytes. Its file is <stem>.sieve in the user's sieve
+ * folder: letters, digits, '_', '-' and '.' (not first) stay, every other
+ * byte is %XX, so names stored before (the web admin's "webadmin") are
+ * their own stems. */
+#define SIEVE_NAME_MAX 64
+#define SIEVE_SCRIPTS_MAX 20 /* scripts one user may have */
+/* name as a stem into out; 0, or -1 when it is not a valid name. */
+int sieve_name_encode(const char *name, char *out, size_t len);
+/* A stem back to its name; 0, or -1 when it is not a stem. */
+int sieve_name_decode(const char *stem, char *out, size_t len);
+/* The active script's name into name; 0, or -1 ("") when none. */
+int sieve_script_active(const char *domain, const char *user, char *name, size_t len);
+int sieve_script_exists(const char *domain, const char *user, const char *name);
+/* Appends script name's text to out; 0, or -1 when there is none. */
+int sieve_script_read(const char *domain, const char *user, const char *name, struct buf *out);
+/* Stores text as script name (created or replaced) if it compiles: 0,
+ * -1 with err "LINE:COL: what", -2 when it cannot be written (err). */
+int sieve_script_store(const char *domain, const char *user, const char *name, const char *text,
+	size_t len, char *err, size_t errlen);
+/* Makes name the active script ("": none); 0, -1 no such script, -2 I/O. */
+int sieve_script_activate(const char *domain, const char *user, const char *name);
+/* 0, -1 no such script, -2 it is the active one, -3 I/O. */
+int sieve_script_delete(const char *domain, const char *user, const char *name);
+/* 0, -1 no script from, -2 to exists, -3 I/O, -4 to is not a valid name.
+ * The active script stays active under its new name. */
+int sieve_script_rename(const char *domain, const char *user, const char *from, const char *to);
+/* Calls fn for each script (fn may be NULL); returns how many, -1 when
+ * the user's folder cannot be named. */
+int sieve_script_list(const char *domain, const char *user,
+	void (*fn)(const char *name, int active, void *arg), void *arg);
+
+/* ---- managesieve.c: ManageSieve (RFC 5804) ---- */
+extern const struct proto managesieve_proto;
 /* Vacation (RFC 5230): 1 with the answer to send to from (envelope
  * sender <>) in reply, 0 when none is due: lists, bulk and automatic
  * mail, daemons, mail not addressed to the user, or the same answer sent

@@ -202,7 +202,7 @@ class FuzzServer:
         with open(self.conf, "w") as f:
             f.write("ServerName fuzz.example\nMinPasswordLength 0\nStorageFolder %s\nBindToAddress 127.0.0.1\n"
                     "SMTPPort %d\nEnablePOP3 1\nPOP3Port %d\nEnableIMAP4 1\nIMAP4Port %d\n"
-                    "EnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\nEnableIMAPS 0\n"
+                    "EnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\nEnableIMAPS 0\nEnableManageSieve 0\n"
                     "EnableWebAdmin 0\nLogLevel debug\nWorkers 2\nDNSServer 127.0.0.1:%d\n"
                     "LuaInstructionLimit %d\nLuaMemoryLimit %s\nLuaTimeLimit %d\nIdleTimeout 30\n"
                     "OutboundTimeout 5\nRetryInterval 1\nMaxRetryInterval 2\nDeliveryAttempts 2\n"

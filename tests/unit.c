@@ -84,6 +84,7 @@ int main(int argc, char **argv)
 		{"httpc", tests_httpc},
 		{"acme", tests_acme},
 		{"sieve", tests_sieve},
+		{"managesieve", tests_managesieve},
 		{"backup", tests_backup},
 	};
 	for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {

@@ -83,6 +83,7 @@ void tests_autoconf(void);
 void tests_httpc(void);
 void tests_acme(void);
 void tests_sieve(void);
+void tests_managesieve(void);
 void tests_backup(void);
 
 #endif

@@ -90,7 +90,8 @@ class Server:
         self.conf = os.path.join(self.dir, "rumble.conf")
         base = ("ServerName test.example\nStorageFolder %s\nBindToAddress 127.0.0.1\n"
                 "SMTPPort %d\nEnablePOP3 0\nEnableIMAP4 0\nEnableSubmission 0\nEnableSMTPS 0\n"
-                "EnablePOP3S 0\nEnableIMAPS 0\nEnableWebAdmin 0\nLogLevel debug\nWorkers 2\n"
+                "EnablePOP3S 0\nEnableIMAPS 0\nEnableWebAdmin 0\nEnableManageSieve 0\n"
+                "LogLevel debug\nWorkers 2\n"
                 # the tests' accounts have short passwords ("secret"): no
                 # password checks unless a test sets MinPasswordLength
                 "MinPasswordLength 0\n"

@@ -154,6 +154,7 @@ class Store:
 def config(t, store, ports):
     lines = ["ServerName smoke.example", "StorageFolder " + t.path(store.data),
              "BindToAddress 127.0.0.1", "LogLevel info", "Workers 2", "EnableWebAdmin 0",
+             "EnableManageSieve 0",
              "LoadScript " + t.path(store.hook)]
     names = {"smtp": "SMTPPort", "submission": "SubmissionPort", "smtps": "SMTPSPort",
              "pop3": "POP3Port", "pop3s": "POP3SPort", "imap": "IMAP4Port", "imaps": "IMAPSPort"}

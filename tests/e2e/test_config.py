@@ -82,6 +82,7 @@ EnableSMTPS 0
 EnablePOP3S 0
 EnableIMAPS 0
 EnableWebAdmin 0
+EnableManageSieve 0
 """
 
 

@@ -98,7 +98,7 @@ def test_windows_service_under_wines_service_manager():
     with open(conf, "w") as f:
         f.write("ServerName win.test\nMinPasswordLength 0\nStorageFolder data\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
                 "EnablePOP3 0\nEnableIMAP4 0\nEnableWebAdmin 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
-                "EnableIMAPS 0\nLogLevel debug\n" % port)
+                "EnableIMAPS 0\nEnableManageSieve 0\nLogLevel debug\n" % port)
     wconf = "Z:" + conf.replace("/", "\\")
     name = "RumbleT\u00e4st"
     said = lambda what: ("%s %s" % (name, what)).encode()
@@ -219,7 +219,7 @@ def test_windows_service_flag_outside_the_service_manager_runs_in_the_foreground
     with open(conf, "w") as f:
         f.write("ServerName win.test\nMinPasswordLength 0\nStorageFolder data\nBindToAddress 127.0.0.1\nSMTPPort %d\n"
                 "EnablePOP3 0\nEnableIMAP4 0\nEnableWebAdmin 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
-                "EnableIMAPS 0\n" % port)
+                "EnableIMAPS 0\nEnableManageSieve 0\n" % port)
     wconf = "Z:" + conf.replace("/", "\\")
     errf = os.path.join(d, "stderr")
     out = open(errf, "wb")
@@ -265,7 +265,7 @@ def test_windows_non_ascii_paths_and_names_under_wine():
         f.write("StorageFolder %s\nServerName win.test\nMinPasswordLength 0\nLogFile %s\nLoadScript %s\n"
                 "BindToAddress 127.0.0.1\nSMTPPort %d\nPOP3Port %d\nIMAP4Port %d\n"
                 "EnableWebAdmin 0\nEnableSubmission 0\nEnableSMTPS 0\nEnablePOP3S 0\n"
-                "EnableIMAPS 0\nLogLevel debug\nWorkers 1\n"
+                "EnableIMAPS 0\nEnableManageSieve 0\nLogLevel debug\nWorkers 1\n"
                 % (_win(store), _win(logf), _win(script), smtp, pop, imap))
     user = "jos\u00e9@example.org"
     run = lambda *a, **k: subprocess.run([WINE, EXE, "-c", _win(conf)] + list(a), env=env,
