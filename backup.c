@@ -651,8 +651,10 @@ int cmd_backup(int argc, char **argv)
 	progress_start(&b.pr, "backup", b.total, 1);
 	int rc = backup_all(&b) == 0 && backup_tar_finish(&b.t) == 0 ? 0 : -1;
 	progress_end(&b.pr);
-	if (!std && ((os_fsync(b.t.fp) != 0) | (fclose(b.t.fp) != 0))) {
-		rc = -1;
+	if (!std) { /* both, whatever the first says */
+		int synced = os_fsync(b.t.fp) == 0;
+		int closed = fclose(b.t.fp) == 0;
+		rc = synced && closed ? rc : -1;
 	}
 	if (rc != 0) {
 		fprintf(stderr, "rumble: backup failed: %s\n", os_strerror());
@@ -718,9 +720,9 @@ static int restore_file(struct restore *r, const char *path, uint64_t size, uint
 	}
 	xfree(chunk);
 	int rc = n == 0 && r->t.left == 0 ? 0 : -1;
-	if ((os_fsync(fp) != 0) | (fclose(fp) != 0)) {
-		rc = -1;
-	}
+	int synced = os_fsync(fp) == 0; /* both, whatever the first says */
+	int closed = fclose(fp) == 0;
+	rc = synced && closed ? rc : -1;
 	r->files++;
 	return rc;
 }
