@@ -23,7 +23,7 @@ enum {
 	SX_FILEINTO = 1 << 0, SX_REJECT = 1 << 1, SX_ENVELOPE = 1 << 2, SX_IMAP4FLAGS = 1 << 3,
 	SX_VARIABLES = 1 << 4, SX_RELATIONAL = 1 << 5, SX_SUBADDRESS = 1 << 6, SX_COPY = 1 << 7,
 	SX_BODY = 1 << 8, SX_MAILBOX = 1 << 9, SX_EREJECT = 1 << 10, SX_NUMERIC = 1 << 11,
-	SX_VACATION = 1 << 12, SX_VACATION_SECONDS = 1 << 13
+	SX_VACATION = 1 << 12, SX_VACATION_SECONDS = 1 << 13, SX_DATE = 1 << 14, SX_INDEX = 1 << 15
 };
 
 struct sieve_script; /* compiled: a tree of checked commands */
@@ -49,6 +49,7 @@ struct sieve_input {
 	/* mailboxexists: 1 when the folder exists; NULL: only INBOX does */
 	int (*folder_exists)(void *arg, const char *name);
 	void *arg;
+	int64_t now; /* currentdate's clock (seconds since the epoch); 0: os_time() */
 };
 
 enum sieve_kind { SA_KEEP, SA_FILEINTO, SA_REDIRECT, SA_DISCARD, SA_REJECT, SA_EREJECT,
@@ -154,6 +155,10 @@ struct sv_node {
 	struct sv_arg *addresses; /* vacation :addresses */
 	struct sv_arg *subject, *from, *handle;
 	int64_t seconds;        /* vacation :days / :seconds, -1 when not given */
+	struct sv_arg *zone;    /* date, currentdate :zone */
+	int origzone;           /* date :originalzone */
+	uint64_t index;         /* :index N (RFC 5260 index), 0 when not given */
+	int last;               /* :last */
 };
 
 enum {
@@ -162,7 +167,7 @@ enum {
 	SV_C_REMOVEFLAG, SV_C_SET, SV_C_VACATION,
 	SV_T_ADDRESS, SV_T_HEADER, SV_T_ENVELOPE, SV_T_EXISTS, SV_T_SIZE, SV_T_ALLOF, SV_T_ANYOF,
 	SV_T_NOT, SV_T_TRUE, SV_T_FALSE, SV_T_BODY, SV_T_HASFLAG, SV_T_STRING,
-	SV_T_MAILBOXEXISTS
+	SV_T_MAILBOXEXISTS, SV_T_DATE, SV_T_CURRENTDATE
 };
 
 /* set's modifiers, in RFC 5229 precedence order (applied low to high) */

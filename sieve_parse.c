@@ -280,7 +280,8 @@ static int next(struct lexer *x)
 enum { K_CMD, K_TEST, K_CONTROL };
 /* tag groups */
 enum { G_CMP = 1, G_MATCH = 2, G_PART = 4, G_SIZE = 8, G_COPY = 16, G_CREATE = 32, G_FLAGS = 64,
-	G_BODY = 128, G_MODS = 256, G_VACATION = 512 };
+	G_BODY = 128, G_MODS = 256, G_VACATION = 512, G_ZONE = 1024, G_ORIGZONE = 2048,
+	G_INDEX = 4096 };
 
 static const struct spec {
 	const char *name;
@@ -306,8 +307,8 @@ static const struct spec {
 	{"removeflag", SV_C_REMOVEFLAG, K_CMD, SX_IMAP4FLAGS, 0, 1, 2, 0},
 	{"set", SV_C_SET, K_CMD, SX_VARIABLES, G_MODS, 2, 2, 0},
 	{"vacation", SV_C_VACATION, K_CMD, SX_VACATION, G_VACATION, 1, 1, 0},
-	{"address", SV_T_ADDRESS, K_TEST, 0, G_CMP | G_MATCH | G_PART, 2, 2, 0},
-	{"header", SV_T_HEADER, K_TEST, 0, G_CMP | G_MATCH, 2, 2, 0},
+	{"address", SV_T_ADDRESS, K_TEST, 0, G_CMP | G_MATCH | G_PART | G_INDEX, 2, 2, 0},
+	{"header", SV_T_HEADER, K_TEST, 0, G_CMP | G_MATCH | G_INDEX, 2, 2, 0},
 	{"envelope", SV_T_ENVELOPE, K_TEST, SX_ENVELOPE, G_CMP | G_MATCH | G_PART, 2, 2, 0},
 	{"exists", SV_T_EXISTS, K_TEST, 0, 0, 1, 1, 0},
 	{"size", SV_T_SIZE, K_TEST, 0, G_SIZE, 1, 1, 0},
@@ -320,6 +321,8 @@ static const struct spec {
 	{"hasflag", SV_T_HASFLAG, K_TEST, SX_IMAP4FLAGS, G_CMP | G_MATCH, 1, 2, 0},
 	{"string", SV_T_STRING, K_TEST, SX_VARIABLES, G_CMP | G_MATCH, 2, 2, 0},
 	{"mailboxexists", SV_T_MAILBOXEXISTS, K_TEST, SX_MAILBOX, 0, 1, 1, 0},
+	{"date", SV_T_DATE, K_TEST, SX_DATE, G_CMP | G_MATCH | G_ZONE | G_ORIGZONE | G_INDEX, 3, 3, 0},
+	{"currentdate", SV_T_CURRENTDATE, K_TEST, SX_DATE, G_CMP | G_MATCH | G_ZONE, 2, 2, 0},
 };
 
 static const struct spec *spec_find(const char *name)
@@ -340,7 +343,8 @@ static const struct {
 	{"imap4flags", SX_IMAP4FLAGS}, {"variables", SX_VARIABLES}, {"relational", SX_RELATIONAL},
 	{"subaddress", SX_SUBADDRESS}, {"copy", SX_COPY}, {"body", SX_BODY}, {"mailbox", SX_MAILBOX},
 	{"ereject", SX_EREJECT}, {"comparator-i;ascii-numeric", SX_NUMERIC},
-	{"vacation", SX_VACATION}, {"vacation-seconds", SX_VACATION_SECONDS},
+	{"vacation", SX_VACATION}, {"vacation-seconds", SX_VACATION_SECONDS}, {"date", SX_DATE},
+	{"index", SX_INDEX},
 	{"comparator-i;octet", 0}, {"comparator-i;ascii-casemap", 0},
 };
 
@@ -748,6 +752,37 @@ static int tag_vacation(struct lexer *x, struct sv_node *n, struct sv_arg **args
 	return 1;
 }
 
+/* :zone, :originalzone (RFC 5260 date), :index and :last (index). */
+static int tag_date(struct lexer *x, struct sv_node *n, struct sv_arg **args, int nargs, int *i,
+	unsigned groups)
+{
+	const struct sv_arg *t = args[*i];
+	const char *name = t->tag;
+	int zone = (groups & G_ZONE) && !strcmp(name, "zone");
+	if (zone || ((groups & G_ORIGZONE) && !strcmp(name, "originalzone"))) {
+		if (n->zone || n->origzone) {
+			return fail_at(x, t->line, t->col, "more than one :zone or :originalzone");
+		}
+		n->origzone = !zone;
+		return !zone || (n->zone = tag_value(x, args, nargs, i, SV_STRS, 1)) ? 0 : -1;
+	}
+	if (!(groups & G_INDEX) || !(x->s->requires & SX_INDEX)) {
+		return 1;
+	}
+	if (!strcmp(name, "last")) {
+		n->last = 1;
+		return 0;
+	}
+	if (strcmp(name, "index") != 0) {
+		return 1;
+	}
+	struct sv_arg *v = tag_value(x, args, nargs, i, SV_NUM, 0);
+	if (v && !v->num) {
+		return fail_at(x, v->line, v->col, ":index cannot be zero");
+	}
+	return v ? (n->index = v->num, 0) : -1;
+}
+
 static int tag_other(struct lexer *x, struct sv_node *n, struct sv_arg **args, int nargs, int *i,
 	unsigned groups)
 {
@@ -787,7 +822,7 @@ static int tag_other(struct lexer *x, struct sv_node *n, struct sv_arg **args, i
 	if (groups & G_VACATION) {
 		return tag_vacation(x, n, args, nargs, i);
 	}
-	return 1;
+	return tag_date(x, n, args, nargs, i, groups);
 }
 
 static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec *sp);
@@ -872,6 +907,16 @@ static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec
 		return n->npos == 2 ? need_single(x, n, 0, "the variable name") : 0;
 	case SV_T_SIZE:
 		return n->over ? 0 : fail_at(x, n->line, n->col, "size needs :over or :under");
+	case SV_T_DATE:
+		if (need_single(x, n, 0, "the header name") || need_single(x, n, 1, "the date part")) {
+			return -1;
+		}
+		break;
+	case SV_T_CURRENTDATE:
+		if (need_single(x, n, 0, "the date part")) {
+			return -1;
+		}
+		break;
 	case SV_T_ENVELOPE:
 		for (int i = 0; i < n->pos[0]->n; i++) {
 			const char *e = n->pos[0]->s[i];
@@ -883,6 +928,9 @@ static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec
 		break;
 	default:
 		break;
+	}
+	if (n->last && !n->index) {
+		return fail_at(x, n->line, n->col, ":last needs :index");
 	}
 	if (n->cmp == SV_NUMERIC && (n->match == SV_CONTAINS || n->match == SV_MATCHES)) {
 		return fail_at(x, n->line, n->col, "i;ascii-numeric cannot do :%s",

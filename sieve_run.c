@@ -2,7 +2,7 @@
  * sieve_run.c - the Sieve interpreter: runs a compiled script on one
  * message for one recipient and collects the actions (RFC 5228 with
  * fileinto, reject/ereject, envelope, imap4flags, variables, relational,
- * subaddress, copy, body, mailbox and vacation). Everything a run makes
+ * subaddress, copy, body, mailbox, vacation, date and index). Everything a run makes
  * lives in its arena, freed at the end; the work is bounded by
  * SIEVE_STEPS_MAX commands and tests and a budget of match steps.
  */
@@ -574,6 +574,136 @@ static void body_values(struct run *x, const struct sv_node *n, const char ***v,
 	}
 }
 
+/* :index N [:last] (RFC 5260 section 6): of the fields' values (in the
+ * order of the names asked for), only the Nth, counted from the end with
+ * :last. */
+static void pick_index(const struct sv_node *n, const char ***v, int *nv)
+{
+	if (!n->index) {
+		return;
+	}
+	if (n->index > (uint64_t)*nv) {
+		*nv = 0;
+		return;
+	}
+	int k = n->last ? *nv - (int)n->index : (int)n->index - 1;
+	(*v)[0] = (*v)[k];
+	*nv = 1;
+}
+
+/* ---- dates (RFC 5260) ---- */
+
+/* "+hhmm" / "-hhmm" as minutes east of UTC; -1 when s is not one (then
+ * the local zone applies, as in Pigeonhole). */
+static int zone_parse(const char *s, int *minutes)
+{
+	if ((s[0] != '+' && s[0] != '-') || strlen(s) != 5 || strspn(s + 1, "0123456789") != 4) {
+		return -1;
+	}
+	int m = ((s[1] - '0') * 10 + (s[2] - '0')) * 60 + (s[3] - '0') * 10 + (s[4] - '0');
+	*minutes = s[0] == '-' ? -m : m;
+	return 0;
+}
+
+/* Days since 1970-01-01 to year, month, day (the civil calendar). */
+static void civil(int64_t days, int *y, int *m, int *d)
+{
+	days += 719468;
+	int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+	int64_t doe = days - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64_t mp = (5 * doy + 2) / 153;
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+/* The date part of time t seen in zone (minutes east), as RFC 5260
+ * section 4.2 writes it; NULL for an unknown part. */
+static const char *date_part(struct run *x, const char *part, int64_t t, int zone)
+{
+	static const char *wd[] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"};
+	static const char *mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+		"Oct", "Nov", "Dec"};
+	int64_t lt = t + (int64_t)zone * 60;
+	int64_t days = (lt >= 0 ? lt : lt - 86399) / 86400, sec = lt - days * 86400;
+	int y, m, d, hh = (int)(sec / 3600), mm = (int)(sec / 60 % 60), ss = (int)(sec % 60);
+	int az = zone < 0 ? -zone : zone, w = (int)(((days % 7) + 7) % 7);
+	civil(days, &y, &m, &d);
+	static const char *parts[] = {"year", "month", "day", "date", "julian", "hour", "minute",
+		"second", "time", "zone", "weekday", "iso8601", "std11"};
+	int k = 0;
+	while (k < 13 && rl_strcasecmp(part, parts[k]) != 0) {
+		k++;
+	}
+	char z[16], o[64];
+	snprintf(z, sizeof z, "%c%02d%02d", zone < 0 ? '-' : '+', az / 60, az % 60);
+	switch (k) {
+	case 0: snprintf(o, sizeof o, "%04d", y); break;
+	case 1: snprintf(o, sizeof o, "%02d", m); break;
+	case 2: snprintf(o, sizeof o, "%02d", d); break;
+	case 3: snprintf(o, sizeof o, "%04d-%02d-%02d", y, m, d); break;
+	case 4: snprintf(o, sizeof o, "%lld", (long long)(days + 40587)); break; /* MJD */
+	case 5: snprintf(o, sizeof o, "%02d", hh); break;
+	case 6: snprintf(o, sizeof o, "%02d", mm); break;
+	case 7: snprintf(o, sizeof o, "%02d", ss); break;
+	case 8: snprintf(o, sizeof o, "%02d:%02d:%02d", hh, mm, ss); break;
+	case 9: snprintf(o, sizeof o, "%s", z); break;
+	case 10: snprintf(o, sizeof o, "%d", (w + 4) % 7); break; /* 0 is Sunday */
+	case 11: /* UTC as Z, else +hh:mm */
+		snprintf(o, sizeof o, "%04d-%02d-%02dT%02d:%02d:%02d%s%.3s%s%s", y, m, d, hh, mm, ss,
+			zone ? "" : "Z", zone ? z : "", zone ? ":" : "", zone ? z + 3 : "");
+		break;
+	case 12:
+		snprintf(o, sizeof o, "%s, %02d %s %04d %02d:%02d:%02d %s", wd[w], d, mon[m - 1], y, hh,
+			mm, ss, z);
+		break;
+	default:
+		return NULL;
+	}
+	return sdup(x, o, strlen(o));
+}
+
+/* The zone a date test shows its date in. */
+static int date_zone(const struct sv_node *n, const char *zone, int64_t t, int original)
+{
+	int z;
+	if (n->origzone) {
+		return original;
+	}
+	return zone && zone_parse(zone, &z) == 0 ? z : os_timezone_offset(t);
+}
+
+/* date: the date in the (first, or :index'd) field; Received's after
+ * its last ';'. currentdate: now. */
+static void date_values(struct run *x, const struct sv_node *n, const char ***v, int *nv,
+	int *cap)
+{
+	const char *zone = n->zone ? expand(x, n->zone->s[0]) : NULL;
+	int64_t t = x->in->now ? x->in->now : os_time();
+	int orig = 0;
+	const char *part = expand(x, n->pos[n->npos - 2]->s[0]);
+	if (n->id == SV_T_DATE) {
+		const char **hv = NULL;
+		int nh = 0, hcap = 0;
+		const char *name = expand(x, n->pos[0]->s[0]);
+		header_values(x, name, &hv, &nh, &hcap);
+		pick_index(n, &hv, &nh);
+		if (!nh) {
+			return;
+		}
+		const char *d = hv[0], *semi = strrchr(d, ';');
+		if (!rl_strcasecmp(name, "received")) {
+			d = semi ? semi + 1 : "";
+		}
+		if (mime_date_parse(d, strlen(d), &t, &orig) != 0) {
+			return;
+		}
+	}
+	push(x, v, nv, cap, date_part(x, part, t, date_zone(n, zone, t, orig)));
+}
+
 /* ---- flags (RFC 5232) ---- */
 
 /* 1 when the space-separated set s has flag f[0..n), in any case. */
@@ -695,6 +825,7 @@ static int test_strings(struct run *x, const struct sv_node *n)
 		for (int i = 0; i < names->n; i++) {
 			header_values(x, expand(x, names->s[i]), &v, &nv, &cap);
 		}
+		pick_index(n, &v, &nv);
 		break;
 	case SV_T_ADDRESS: {
 		const char **hv = NULL;
@@ -702,6 +833,7 @@ static int test_strings(struct run *x, const struct sv_node *n)
 		for (int i = 0; i < names->n; i++) {
 			header_values(x, expand(x, names->s[i]), &hv, &nh, &hcap);
 		}
+		pick_index(n, &hv, &nh);
 		address_values(x, n, hv, nh, &v, &nv, &cap);
 		break;
 	}
@@ -718,6 +850,10 @@ static int test_strings(struct run *x, const struct sv_node *n)
 			}
 		}
 		break;
+	case SV_T_DATE:
+	case SV_T_CURRENTDATE:
+		date_values(x, n, &v, &nv, &cap);
+		return match_values(x, n, v, nv, n->pos[n->npos - 1]);
 	case SV_T_BODY:
 		body_values(x, n, &v, &nv, &cap);
 		return match_values(x, n, v, nv, n->pos[0]);

@@ -159,6 +159,80 @@ static void actions_and_flags(void)
 	sieve_result_free(&r);
 }
 
+/* The folder src's one fileinto names, on m with the clock at now
+ * ("" when the script filed nothing; "error: ..." when it failed). */
+static const char *filed(const char *src, const char *m, int64_t now)
+{
+	static char out[256];
+	char err[256];
+	struct sieve_result r;
+	struct sieve_script *s = compile(src, err, sizeof err);
+	if (!s) {
+		snprintf(out, sizeof out, "error: %.200s", err);
+		return out;
+	}
+	struct sieve_input in = {.msg = m, .len = strlen(m), .size = strlen(m), .from = "a@example.com",
+		.to = "b@example.org", .now = now};
+	int rc = sieve_run(s, &in, &r);
+	snprintf(out, sizeof out, "%s", rc ? "error: run" : r.n == 1 ? r.v[0].arg : "");
+	sieve_result_free(&r);
+	sieve_free(s);
+	return out;
+}
+
+#define DATE_REQ "require [\"date\", \"index\", \"fileinto\", \"variables\", \"relational\"];\n"
+
+static void dates_and_index(void)
+{
+	static const char m[] = "Received: from a; Tue, 1 Dec 2026 10:00:00 +0000\r\n"
+	                        "Received: from b; Tue, 1 Dec 2026 09:00:00 +0000\r\n"
+	                        "Date: Sun, 28 Feb 2027 23:30:00 -0800\r\nTo: x@a.example\r\n"
+	                        "Cc: y@b.example\r\n\r\nbody\r\n";
+	static const struct {
+		const char *part, *zone, *want;
+	} dates[] = {
+		{"std11", ":originalzone", "Sun, 28 Feb 2027 23:30:00 -0800"},
+		{"std11", ":zone \"+0000\"", "Mon, 01 Mar 2027 07:30:00 +0000"},
+		{"iso8601", ":zone \"+0530\"", "2027-03-01T13:00:00+05:30"},
+		{"iso8601", ":zone \"+0000\"", "2027-03-01T07:30:00Z"},
+		{"julian", ":zone \"+0000\"", "61465"},
+		{"weekday", ":originalzone", "0"},
+		{"weekday", ":zone \"+0000\"", "1"},
+		{"date", ":zone \"-1200\"", "2027-02-28"},
+		{"time", ":zone \"+0100\"", "08:30:00"},
+		{"zone", ":originalzone", "-0800"},
+		{"year", ":zone \"+2500\"", "2027"},
+	};
+	for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++) {
+		char src[512];
+		snprintf(src, sizeof src, DATE_REQ "if date %s :matches \"date\" \"%s\" \"*\" "
+			"{ fileinto \"${1}\"; }", dates[i].zone, dates[i].part);
+		ASSERT_STR(filed(src, m, 0), dates[i].want);
+	}
+	/* the Received date follows its last ';'; the first field unless :index */
+	ASSERT_STR(filed(DATE_REQ "if date :zone \"+0000\" :matches \"received\" \"hour\" \"*\" "
+		"{ fileinto \"${1}\"; }", m, 0), "10");
+	ASSERT_STR(filed(DATE_REQ "if date :index 1 :last :zone \"+0000\" :matches \"received\" "
+		"\"hour\" \"*\" { fileinto \"${1}\"; }", m, 0), "09");
+	ASSERT_STR(filed(DATE_REQ "if date :index 3 :matches \"received\" \"hour\" \"*\" "
+		"{ fileinto \"x\"; }", m, 0), "");
+	ASSERT_STR(filed(DATE_REQ "if header :index 3 :matches [\"received\", \"to\"] \"*\" "
+		"{ fileinto \"${1}\"; }", m, 0), "x@a.example");
+	ASSERT_STR(filed(DATE_REQ "if address :index 1 :last :domain :is [\"to\", \"cc\"] "
+		"\"b.example\" { fileinto \"cc\"; }", m, 0), "cc");
+	/* currentdate reads the caller's clock */
+	ASSERT_STR(filed(DATE_REQ "if currentdate :zone \"+0000\" :matches \"std11\" \"*\" "
+		"{ fileinto \"${1}\"; }", m, 86400 * 365), "Fri, 01 Jan 1971 00:00:00 +0000");
+	ASSERT_STR(filed(DATE_REQ "if currentdate :zone \"-0100\" :is \"date\" \"1969-12-31\" "
+		"{ fileinto \"before\"; }", m, 1), "before");
+	ASSERT_STR(filed(DATE_REQ "if header :last \"to\" \"x\" { keep; }", m, 0),
+		"error: 2:4: :last needs :index");
+	ASSERT_STR(filed(DATE_REQ "if header :index 0 \"to\" \"x\" { keep; }", m, 0),
+		"error: 2:18: :index cannot be zero");
+	ASSERT_STR(filed("require \"date\"; if header :index 1 \"to\" \"x\" { keep; }", m, 0),
+		"error: 1:27: 'header' takes no :index");
+}
+
 void tests_sieve(void)
 {
 	RUN(errors_have_line_and_column, "sieve: compile errors say line:column and why");
@@ -166,4 +240,5 @@ void tests_sieve(void)
 	RUN(redirects_and_actions_are_bounded, "sieve: redirects and actions are bounded; an error keeps");
 	RUN(matching_is_bounded, "sieve: a backtracking :matches is cut off, not spinning");
 	RUN(actions_and_flags, "sieve: fileinto :copy with imap4flags, and vacation's fields");
+	RUN(dates_and_index, "sieve: date parts in any zone, currentdate's clock, :index and :last");
 }

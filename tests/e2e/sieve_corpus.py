@@ -53,10 +53,23 @@ MULTIPART = (b"From: shop@example.com\r\n"
              b"SW52b2ljZSBQREY=\r\n"
              b"--XX--\r\n")
 
-MESSAGES = {"plain": PLAIN, "list": LIST, "encoded": ENCODED, "multipart": MULTIPART}
+DATED = (b"From: night@example.com\r\n"
+         b"To: bob@example.org\r\n"
+         b"Received: from x by y; Sun, 28 Feb 2027 23:59:30 -0500 (EST)\r\n"
+         b"Received: from z by x (comment; with a semicolon); 1 Mar 2027 04:00:00 GMT\r\n"
+         b"Date: Sun, 28 Feb 2027 23:30:00 -0800\r\n"
+         b"Subject: late\r\n"
+         b"\r\n"
+         b"Late.\r\n")
+
+MESSAGES = {"dated": DATED, "plain": PLAIN, "list": LIST, "encoded": ENCODED, "multipart": MULTIPART}
 
 R = 'require ["fileinto", "imap4flags", "variables", "relational", "comparator-i;ascii-numeric", ' \
     '"subaddress", "copy", "envelope", "body", "mailbox", "reject"];\n'
+
+D = 'require ["date", "index", "fileinto", "variables", "relational"];\n'
+DATE_PARTS = ("year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601",
+              "std11", "zone", "weekday")
 
 CASES = [
     # the base language
@@ -213,6 +226,41 @@ CASES = [
     ("body-is", R + 'if body :is "Servus" { fileinto "Exact"; } else { keep; }', "encoded"),
     ("body-content-text", R + 'if body :content "text" :contains "4711" { fileinto "T"; }', "multipart"),
     ("size-exact", 'if size :over 0 { keep; }', "list"),
+    # date and index (RFC 5260); without :zone the local zone applies (both run here)
+] + [("date-part-" + p, D + 'if date :originalzone :matches "date" "%s" "*" { fileinto "x${1}"; }' % p,
+      m) for p in DATE_PARTS for m in ("plain", "dated")] + [
+    ("date-zone-iso", D + 'if date :zone "+0130" :matches "date" "iso8601" "*" { fileinto "x${1}"; }', "dated"),
+    ("date-zone-julian", D + 'if date :zone "+1400" :matches "date" "julian" "*" { fileinto "x${1}"; }', "dated"),
+    ("date-zone-odd", D + 'if date :zone "+0160" :matches "date" "std11" "*" { fileinto "x${1}"; }', "plain"),
+    ("date-zone-bad", D + 'if date :zone "0100" :matches "date" "hour" "*" { fileinto "x${1}"; }', "plain"),
+    ("date-zone-var", D + 'set "z" "-0800"; if date :zone "${z}" :matches "date" "std11" "*" '
+     '{ fileinto "x${1}"; }', "plain"),
+    ("date-local", D + 'if date :matches "date" "date" "*" { fileinto "x${1}"; }', "dated"),
+    ("date-received-first", D + 'if date :is "received" "hour" "09" { discard; }', "plain"),
+    ("date-received-comment", D + 'if date :originalzone :index 2 :matches "received" "std11" "*" '
+     '{ fileinto "x${1}"; }', "dated"),
+    ("date-index-last", D + 'if date :index 1 :last :is "received" "hour" "09" { discard; }', "plain"),
+    ("date-index-past", D + 'if date :index 3 "received" "hour" "09" { discard; }', "plain"),
+    ("date-count", D + 'if date :count "eq" "received" "year" "1" { discard; }', "plain"),
+    ("date-missing", D + 'if date :count "eq" "x-nope" "year" "0" { discard; }', "plain"),
+    ("date-unparsable", D + 'if date :matches "subject" "year" "*" { discard; } else { keep; }', "plain"),
+    ("date-value", D + 'if date :value "lt" :originalzone "date" "date" "2027-03-01" { discard; }', "dated"),
+    ("date-bad-part", D + 'if date "date" "fortnight" "1" { discard; }', "plain"),
+    ("currentdate-year", D + 'if currentdate :value "ge" "year" "2020" { discard; }', "plain"),
+    ("currentdate-zone", D + 'if currentdate :zone "-0330" :matches "zone" "*" { fileinto "x${1}"; }', "plain"),
+    ("index-header-names", D + 'if header :index 3 :matches ["received", "to"] "*" { fileinto "x${1}"; }',
+     "plain"),
+    ("index-header-last", D + 'if header :index 2 :last :matches "received" "*" { fileinto "x${1}"; }',
+     "plain"),
+    ("index-address", D + 'if address :index 1 :last :domain :matches ["to", "cc"] "*" { fileinto "x${1}"; }',
+     "plain"),
+    ("err-index-last-alone", D + 'if header :last "to" "x" { keep; }', "plain"),
+    ("err-index-zero", D + 'if header :index 0 "to" "x" { keep; }', "plain"),
+    ("err-index-no-require", 'require "date"; if header :index 1 "to" "x" { keep; }', "plain"),
+    ("err-date-no-require", 'require "index"; if date "date" "year" "2026" { keep; }', "plain"),
+    ("err-date-two-zones", D + 'if date :originalzone :zone "+0100" "date" "year" "1" { keep; }', "plain"),
+    ("err-currentdate-originalzone", D + 'if currentdate :originalzone "zone" "x" { keep; }', "plain"),
+    ("err-date-name-list", D + 'if date ["date", "received"] "year" "2026" { keep; }', "plain"),
     ("err-elsif-after-else", 'if true { keep; } else { keep; } elsif true { keep; }', "plain"),
     ("err-test-list-empty", 'if anyof () { keep; }', "plain"),
     ("err-fileinto-list", 'require "fileinto"; fileinto ["a", "b"];', "plain"),
