@@ -494,6 +494,8 @@ static int deliver_local(struct fcache *fc, struct queue_msg *m, struct targets 
 			buf_free(&reply);
 		} else if (a->kind == SA_REJECT || a->kind == SA_EREJECT) {
 			sieve_reject(m, &t, a->arg);
+		} else if (a->kind == SA_DUPLICATE) {
+			continue; /* tracked below, once delivered */
 		} else {
 			log_info("%016llx sieve: %s@%s discard", (unsigned long long)m->qid, t.user,
 				t.domain);
@@ -503,6 +505,9 @@ static int deliver_local(struct fcache *fc, struct queue_msg *m, struct targets 
 		int st = deliver_mbox(fc, m, &t, NULL, r.keep_flags, 0);
 		full |= st == DELIVER_FULL;
 		rc = st == DELIVER_FULL ? 0 : st;
+	}
+	if (rc >= 0) {
+		sieve_duplicate_commit(t.domain, t.user, &r);
 	}
 	sieve_result_free(&r);
 	return rc < 0 ? rc : full ? DELIVER_FULL : 0;

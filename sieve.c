@@ -151,6 +151,77 @@ char *sieve_head(struct spool *sp, size_t *len)
 	return msg;
 }
 
+/* ---- duplicate (RFC 7352): "EXPIRES KEY" lines in sieve/duplicate ---- */
+
+#define DUPLICATE_MEMORY 5000 /* keys remembered per mailbox */
+
+/* The user's unexpired tracked keys into b (at most DUPLICATE_MEMORY);
+ * *expires: key's expiry, or -1 when it is not tracked. */
+static void duplicate_read(const struct exists_arg *e, const char *key, struct buf *b,
+	int64_t *expires)
+{
+	char path[1200], line[128];
+	*expires = -1;
+	FILE *f = sieve_path(e->domain, e->user, "duplicate", path, sizeof path) == 0
+	              ? os_fopen(path, "rb") : NULL;
+	int64_t now = os_time();
+	for (int n = 0; f && n < DUPLICATE_MEMORY && fgets(line, sizeof line, f);) {
+		long long t;
+		char h[65];
+		if (sscanf(line, "%lld %64s", &t, h) != 2 || t <= now) {
+			continue;
+		}
+		if (key && !strcmp(h, key)) {
+			*expires = t;
+			continue;
+		}
+		buf_printf(b, "%lld %s\n", t, h);
+		n++;
+	}
+	if (f) {
+		fclose(f);
+	}
+}
+
+static int duplicate_seen(void *arg, const char *key)
+{
+	struct buf b;
+	int64_t expires;
+	buf_init(&b);
+	duplicate_read(arg, key, &b, &expires);
+	buf_free(&b);
+	return expires >= 0;
+}
+
+/* see sieve.h */
+void sieve_duplicate_commit(const char *domain, const char *user, const struct sieve_result *r)
+{
+	struct exists_arg e = {domain, user};
+	for (int i = 0; i < r->n; i++) {
+		const struct sieve_action *a = &r->v[i];
+		struct buf b, out;
+		int64_t expires;
+		if (a->kind != SA_DUPLICATE) {
+			continue;
+		}
+		buf_init(&b);
+		buf_init(&out);
+		duplicate_read(&e, a->arg, &b, &expires);
+		if (expires < 0 || a->last) {
+			expires = os_time() + a->seconds;
+		}
+		buf_printf(&out, "%lld %s\n", (long long)expires, a->arg); /* newest first */
+		buf_append(&out, b.data ? b.data : "", b.len);
+		char path[1200];
+		if (sieve_path(domain, user, "duplicate", path, sizeof path) == 0 &&
+		        os_write_file_atomic(path, out.data, out.len) != 0) {
+			log_warn("sieve: %s@%s: cannot write %s", user, domain, path);
+		}
+		buf_free(&b);
+		buf_free(&out);
+	}
+}
+
 /* see sieve.h */
 int sieve_decide(const char *domain, const char *user, const char *to, struct spool *sp,
 	const char *from, struct sieve_result *r)
@@ -167,7 +238,7 @@ int sieve_decide(const char *domain, const char *user, const char *to, struct sp
 	struct exists_arg ea = {domain, user};
 	struct sieve_input in = {.msg = msg, .len = got, .size = sp->len,
 		.body_cut = sp->len > got, .from = from, .to = to, .folder_exists = folder_exists,
-		.arg = &ea};
+		.arg = &ea, .seen = duplicate_seen};
 	if (sieve_run(s, &in, r) != 0) {
 		log_warnx("sieve: %s: %s (kept in INBOX, RFC 5228 2.10.6)", to, r->error);
 	}

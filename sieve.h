@@ -17,13 +17,16 @@
 #define SIEVE_ACTIONS_MAX 32          /* actions one message can get */
 #define SIEVE_REDIRECTS_MAX 4         /* redirects per message (Pigeonhole's default) */
 #define SIEVE_VARS_MAX 128            /* variables of one run */
+#define SIEVE_DUPLICATE_DEFAULT (14 * 86400) /* duplicate's period without :seconds */
+#define SIEVE_DUPLICATE_MAX (30 * 86400)     /* and the longest one (RFC 7352 3.3) */
 
 /* Extensions a script may require (the "require" names). */
 enum {
 	SX_FILEINTO = 1 << 0, SX_REJECT = 1 << 1, SX_ENVELOPE = 1 << 2, SX_IMAP4FLAGS = 1 << 3,
 	SX_VARIABLES = 1 << 4, SX_RELATIONAL = 1 << 5, SX_SUBADDRESS = 1 << 6, SX_COPY = 1 << 7,
 	SX_BODY = 1 << 8, SX_MAILBOX = 1 << 9, SX_EREJECT = 1 << 10, SX_NUMERIC = 1 << 11,
-	SX_VACATION = 1 << 12, SX_VACATION_SECONDS = 1 << 13, SX_DATE = 1 << 14, SX_INDEX = 1 << 15
+	SX_VACATION = 1 << 12, SX_VACATION_SECONDS = 1 << 13, SX_DATE = 1 << 14, SX_INDEX = 1 << 15,
+	SX_DUPLICATE = 1 << 16
 };
 
 struct sieve_script; /* compiled: a tree of checked commands */
@@ -50,18 +53,23 @@ struct sieve_input {
 	int (*folder_exists)(void *arg, const char *name);
 	void *arg;
 	int64_t now; /* currentdate's clock (seconds since the epoch); 0: os_time() */
+	/* duplicate (RFC 7352): 1 when key (64 hex digits) was tracked and
+	 * has not expired; NULL: nothing was */
+	int (*seen)(void *arg, const char *key);
 };
 
 enum sieve_kind { SA_KEEP, SA_FILEINTO, SA_REDIRECT, SA_DISCARD, SA_REJECT, SA_EREJECT,
-	SA_VACATION };
+	SA_VACATION, SA_DUPLICATE };
 struct sieve_action {
 	enum sieve_kind kind;
-	char *arg;   /* folder (keep: "INBOX"), address, reason, vacation text */
+	char *arg;   /* folder (keep: "INBOX"), address, reason, vacation text,
+	              * duplicate: the key to track (64 hex digits) */
 	char *flags; /* IMAP flags to set, space-separated; NULL: none */
 	int copy;    /* :copy (the implicit keep is kept) */
 	int create;  /* fileinto :create */
-	/* vacation */
+	/* vacation, duplicate (:handle, :seconds; last: duplicate :last) */
 	int64_t seconds;
+	int last;
 	char *subject, *from, *handle;
 	char *addresses; /* :addresses, space-separated; NULL when none */
 	int mime;
@@ -111,6 +119,10 @@ int sieve_script_off(const char *domain, const char *user);
  * to from within the period (remembered in the user's sieve folder). */
 int sieve_vacation(const char *domain, const char *user, const struct sieve_action *a,
 	struct spool *sp, const char *from, struct buf *reply);
+/* Tracks the duplicate keys of r (RFC 7352) in the user's sieve folder
+ * once the message was delivered: a new key for its period, a tracked
+ * one again only with :last. */
+void sieve_duplicate_commit(const char *domain, const char *user, const struct sieve_result *r);
 /* What scripts see of the message in sp: its first 256 KB (malloc'd,
  * *len bytes). */
 char *sieve_head(struct spool *sp, size_t *len);
@@ -154,6 +166,7 @@ struct sv_node {
 	struct sv_arg *types;   /* body :content */
 	struct sv_arg *addresses; /* vacation :addresses */
 	struct sv_arg *subject, *from, *handle;
+	struct sv_arg *header, *uniqueid; /* duplicate :header, :uniqueid */
 	int64_t seconds;        /* vacation :days / :seconds, -1 when not given */
 	struct sv_arg *zone;    /* date, currentdate :zone */
 	int origzone;           /* date :originalzone */
@@ -167,7 +180,7 @@ enum {
 	SV_C_REMOVEFLAG, SV_C_SET, SV_C_VACATION,
 	SV_T_ADDRESS, SV_T_HEADER, SV_T_ENVELOPE, SV_T_EXISTS, SV_T_SIZE, SV_T_ALLOF, SV_T_ANYOF,
 	SV_T_NOT, SV_T_TRUE, SV_T_FALSE, SV_T_BODY, SV_T_HASFLAG, SV_T_STRING,
-	SV_T_MAILBOXEXISTS, SV_T_DATE, SV_T_CURRENTDATE
+	SV_T_MAILBOXEXISTS, SV_T_DATE, SV_T_CURRENTDATE, SV_T_DUPLICATE
 };
 
 /* set's modifiers, in RFC 5229 precedence order (applied low to high) */

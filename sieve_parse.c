@@ -281,7 +281,7 @@ enum { K_CMD, K_TEST, K_CONTROL };
 /* tag groups */
 enum { G_CMP = 1, G_MATCH = 2, G_PART = 4, G_SIZE = 8, G_COPY = 16, G_CREATE = 32, G_FLAGS = 64,
 	G_BODY = 128, G_MODS = 256, G_VACATION = 512, G_ZONE = 1024, G_ORIGZONE = 2048,
-	G_INDEX = 4096 };
+	G_INDEX = 4096, G_DUPLICATE = 8192 };
 
 static const struct spec {
 	const char *name;
@@ -323,6 +323,7 @@ static const struct spec {
 	{"mailboxexists", SV_T_MAILBOXEXISTS, K_TEST, SX_MAILBOX, 0, 1, 1, 0},
 	{"date", SV_T_DATE, K_TEST, SX_DATE, G_CMP | G_MATCH | G_ZONE | G_ORIGZONE | G_INDEX, 3, 3, 0},
 	{"currentdate", SV_T_CURRENTDATE, K_TEST, SX_DATE, G_CMP | G_MATCH | G_ZONE, 2, 2, 0},
+	{"duplicate", SV_T_DUPLICATE, K_TEST, SX_DUPLICATE, G_DUPLICATE, 0, 0, 0},
 };
 
 static const struct spec *spec_find(const char *name)
@@ -344,7 +345,7 @@ static const struct {
 	{"subaddress", SX_SUBADDRESS}, {"copy", SX_COPY}, {"body", SX_BODY}, {"mailbox", SX_MAILBOX},
 	{"ereject", SX_EREJECT}, {"comparator-i;ascii-numeric", SX_NUMERIC},
 	{"vacation", SX_VACATION}, {"vacation-seconds", SX_VACATION_SECONDS}, {"date", SX_DATE},
-	{"index", SX_INDEX},
+	{"index", SX_INDEX}, {"duplicate", SX_DUPLICATE},
 	{"comparator-i;octet", 0}, {"comparator-i;ascii-casemap", 0},
 };
 
@@ -752,6 +753,39 @@ static int tag_vacation(struct lexer *x, struct sv_node *n, struct sv_arg **args
 	return 1;
 }
 
+/* duplicate's :handle, :header, :uniqueid, :seconds and :last (RFC 7352). */
+static int tag_duplicate(struct lexer *x, struct sv_node *n, struct sv_arg **args, int nargs,
+	int *i)
+{
+	const struct sv_arg *t = args[*i];
+	const char *name = t->tag;
+	struct sv_arg **slot = !strcmp(name, "handle")   ? &n->handle
+	                       : !strcmp(name, "header") ? &n->header
+	                       : !strcmp(name, "uniqueid") ? &n->uniqueid
+	                                                   : NULL;
+	int once = slot ? *slot != NULL : !strcmp(name, "last") ? n->last : n->seconds >= 0;
+	if (once) {
+		return fail_at(x, t->line, t->col, "more than one :%s", name);
+	}
+	if (slot) {
+		if (!(*slot = tag_value(x, args, nargs, i, SV_STRS, 1))) {
+			return -1;
+		}
+		return n->header && n->uniqueid ? fail_at(x, t->line, t->col,
+			"duplicate takes :header or :uniqueid, not both") : 0;
+	}
+	if (!strcmp(name, "last")) {
+		n->last = 1;
+		return 0;
+	}
+	if (strcmp(name, "seconds") != 0) {
+		return 1;
+	}
+	struct sv_arg *v = tag_value(x, args, nargs, i, SV_NUM, 0);
+	n->seconds = v && v->num < SIEVE_DUPLICATE_MAX ? (int64_t)v->num : SIEVE_DUPLICATE_MAX;
+	return v ? 0 : -1;
+}
+
 /* :zone, :originalzone (RFC 5260 date), :index and :last (index). */
 static int tag_date(struct lexer *x, struct sv_node *n, struct sv_arg **args, int nargs, int *i,
 	unsigned groups)
@@ -821,6 +855,9 @@ static int tag_other(struct lexer *x, struct sv_node *n, struct sv_arg **args, i
 	}
 	if (groups & G_VACATION) {
 		return tag_vacation(x, n, args, nargs, i);
+	}
+	if (groups & G_DUPLICATE) {
+		return tag_duplicate(x, n, args, nargs, i);
 	}
 	return tag_date(x, n, args, nargs, i, groups);
 }
@@ -929,7 +966,7 @@ static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec
 	default:
 		break;
 	}
-	if (n->last && !n->index) {
+	if (n->last && !n->index && n->id != SV_T_DUPLICATE) {
 		return fail_at(x, n->line, n->col, ":last needs :index");
 	}
 	if (n->cmp == SV_NUMERIC && (n->match == SV_CONTAINS || n->match == SV_MATCHES)) {

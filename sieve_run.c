@@ -2,7 +2,7 @@
  * sieve_run.c - the Sieve interpreter: runs a compiled script on one
  * message for one recipient and collects the actions (RFC 5228 with
  * fileinto, reject/ereject, envelope, imap4flags, variables, relational,
- * subaddress, copy, body, mailbox, vacation, date and index). Everything a run makes
+ * subaddress, copy, body, mailbox, vacation, date, index and duplicate). Everything a run makes
  * lives in its arena, freed at the end; the work is bounded by
  * SIEVE_STEPS_MAX commands and tests and a budget of match steps.
  */
@@ -704,6 +704,52 @@ static void date_values(struct run *x, const struct sv_node *n, const char ***v,
 	push(x, v, nv, cap, date_part(x, part, t, date_zone(n, zone, t, orig)));
 }
 
+static struct sieve_action *add_action(struct run *x, enum sieve_kind kind, const char *arg);
+
+/* ---- duplicate (RFC 7352) ---- */
+
+/* Whether the message's ID (Message-ID, :header's first field or
+ * :uniqueid) was seen under this handle; the key is tracked as an
+ * action the caller commits once the message is delivered. No ID:
+ * false, nothing tracked. */
+static int test_duplicate(struct run *x, const struct sv_node *n)
+{
+	const char *id = n->uniqueid ? expand(x, n->uniqueid->s[0]) : NULL;
+	const char *handle = n->handle ? expand(x, n->handle->s[0]) : NULL;
+	if (!id) {
+		const char **v = NULL;
+		int nv = 0, cap = 0;
+		header_values(x, n->header ? expand(x, n->header->s[0]) : "message-id", &v, &nv, &cap);
+		if (!nv) {
+			return 0;
+		}
+		id = v[0];
+	}
+	struct buf b;
+	char key[65];
+	buf_init(&b);
+	buf_printf(&b, "%s\n%s\n%s", handle ? "h" : "-", handle ? handle : "", id);
+	crypto_sha256_hex(b.data, b.len, key);
+	buf_free(&b);
+	for (int i = 0; i < x->r->n; i++) {
+		const struct sieve_action *o = &x->r->v[i];
+		if (o->kind == SA_DUPLICATE && !strcmp(o->arg, key) && o->last == n->last) {
+			return o->create; /* the same test again: the same answer */
+		}
+	}
+	int seen = x->in->seen ? x->in->seen(x->in->arg, key) : 0;
+	struct sieve_action *a = add_action(x, SA_DUPLICATE, key);
+	if (!a) {
+		return -1;
+	}
+	a->copy = 1; /* tracking takes nothing from the implicit keep */
+	a->create = seen; /* the answer, for a test of the same key */
+	a->last = n->last;
+	a->seconds = n->seconds >= 0 ? n->seconds : SIEVE_DUPLICATE_DEFAULT;
+	a->handle = handle ? xstrdup(handle) : NULL;
+	return seen;
+}
+
 /* ---- flags (RFC 5232) ---- */
 
 /* 1 when the space-separated set s has flag f[0..n), in any case. */
@@ -931,6 +977,8 @@ static int test(struct run *x, const struct sv_node *n)
 		return test_exists(x, n);
 	case SV_T_SIZE:
 		return n->over == 1 ? x->in->size > n->pos[0]->num : x->in->size < n->pos[0]->num;
+	case SV_T_DUPLICATE:
+		return test_duplicate(x, n);
 	case SV_T_MAILBOXEXISTS:
 		for (int i = 0; i < n->pos[0]->n; i++) {
 			if (!folder_exists(x, expand(x, n->pos[0]->s[i]))) {
@@ -1114,7 +1162,7 @@ static int implicit_keep(const struct sieve_result *r)
 {
 	for (int i = 0; i < r->n; i++) {
 		const struct sieve_action *a = &r->v[i];
-		if (a->kind != SA_VACATION && !a->copy) {
+		if (a->kind != SA_VACATION && a->kind != SA_DUPLICATE && !a->copy) {
 			return 0;
 		}
 	}
@@ -1202,6 +1250,10 @@ void sieve_result_print(const struct sieve_result *r, struct buf *out)
 			break;
 		case SA_VACATION:
 			buf_printf(out, " * send vacation message: %lld seconds\n", (long long)a->seconds);
+			break;
+		case SA_DUPLICATE:
+			buf_printf(out, " * track %sduplicate%s%s\n", a->last ? "last " : "",
+				a->handle ? " with handle: " : "", a->handle ? a->handle : "");
 			break;
 		}
 	}

@@ -233,6 +233,66 @@ static void dates_and_index(void)
 		"error: 1:27: 'header' takes no :index");
 }
 
+/* A "seen before?" memory of keys, for duplicate. */
+struct memory {
+	char keys[4][65];
+	int n, asked;
+};
+
+static int remembers(void *arg, const char *key)
+{
+	struct memory *m = arg;
+	m->asked++;
+	for (int i = 0; i < m->n; i++) {
+		if (!strcmp(m->keys[i], key)) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void duplicate_asks_and_tracks(void)
+{
+	static const char m1[] = "Message-ID: <one@x>\r\nSubject: s\r\n\r\nbody\r\n";
+	static const char m2[] = "Message-ID: <two@x>\r\nSubject: s\r\n\r\nbody\r\n";
+	const char *src = "require \"duplicate\"; if duplicate :seconds 60 { discard; stop; } "
+	                  "if duplicate { discard; }";
+	char err[256];
+	struct sieve_script *s = compile(src, err, sizeof err);
+	ASSERT(s != NULL);
+	struct memory mem = {.n = 0};
+	struct sieve_input in = {.msg = m1, .len = sizeof m1 - 1, .size = sizeof m1 - 1, .from = "",
+		.to = "b@example.org", .arg = &mem, .seen = remembers};
+	struct sieve_result r;
+	ASSERT_EQ(sieve_run(s, &in, &r), 0);
+	ASSERT_EQ(r.n, 1); /* a repeated test is answered without asking again */
+	ASSERT_EQ(r.v[0].kind, SA_DUPLICATE);
+	ASSERT_EQ(r.v[0].seconds, 60);
+	ASSERT_EQ(r.keep, 1);
+	ASSERT_EQ(mem.asked, 1);
+	rl_strlcpy(mem.keys[mem.n++], r.v[0].arg, sizeof mem.keys[0]);
+	sieve_result_free(&r);
+	ASSERT_EQ(sieve_run(s, &in, &r), 0); /* the same Message-ID again */
+	ASSERT_EQ(r.n, 2);
+	ASSERT_EQ(r.v[1].kind, SA_DISCARD);
+	ASSERT_EQ(r.keep, 0);
+	sieve_result_free(&r);
+	in.msg = m2; /* another one */
+	ASSERT_EQ(sieve_run(s, &in, &r), 0);
+	ASSERT_EQ(r.keep, 1);
+	sieve_result_free(&r);
+	sieve_free(s);
+	/* the handle, :header and :uniqueid make other keys; no ID, no tracking */
+	char k1[65];
+	rl_strlcpy(k1, filed("require \"duplicate\"; if duplicate {}", m1, 0), sizeof k1);
+	ASSERT_EQ(strlen(k1), 64);
+	ASSERT_STR(filed("require \"duplicate\"; if duplicate :seconds 5 {}", m1, 0), k1);
+	ASSERT(strcmp(filed("require \"duplicate\"; if duplicate :handle \"h\" {}", m1, 0), k1) != 0);
+	ASSERT(strcmp(filed("require \"duplicate\"; if duplicate :header \"subject\" {}", m1, 0), k1));
+	ASSERT(strcmp(filed("require \"duplicate\"; if duplicate :uniqueid \"<one@x>\" {}", m1, 0), ""));
+	ASSERT_STR(filed("require \"duplicate\"; if duplicate :header \"x-no\" { discard; }", m1, 0), "");
+}
+
 void tests_sieve(void)
 {
 	RUN(errors_have_line_and_column, "sieve: compile errors say line:column and why");
@@ -240,5 +300,6 @@ void tests_sieve(void)
 	RUN(redirects_and_actions_are_bounded, "sieve: redirects and actions are bounded; an error keeps");
 	RUN(matching_is_bounded, "sieve: a backtracking :matches is cut off, not spinning");
 	RUN(actions_and_flags, "sieve: fileinto :copy with imap4flags, and vacation's fields");
+	RUN(duplicate_asks_and_tracks, "sieve: duplicate asks the caller's memory once and tracks the key");
 	RUN(dates_and_index, "sieve: date parts in any zone, currentdate's clock, :index and :last");
 }

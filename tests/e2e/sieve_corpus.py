@@ -260,6 +260,19 @@ CASES = [
     ("err-date-no-require", 'require "index"; if date "date" "year" "2026" { keep; }', "plain"),
     ("err-date-two-zones", D + 'if date :originalzone :zone "+0100" "date" "year" "1" { keep; }', "plain"),
     ("err-currentdate-originalzone", D + 'if currentdate :originalzone "zone" "x" { keep; }', "plain"),
+    # duplicate (RFC 7352): sieve-test has no memory: never a duplicate, the tracking shows
+    ("duplicate-default", 'require ["duplicate", "fileinto"]; fileinto "a"; if duplicate { discard; }', "plain"),
+    ("duplicate-no-message-id", 'require "duplicate"; if duplicate { discard; }', "list"),
+    ("duplicate-handles", 'require "duplicate"; if duplicate :last :handle "b" {} if duplicate :handle "b" {} '
+     'if duplicate :handle "" :header "subject" {}', "plain"),
+    ("duplicate-header-missing", 'require "duplicate"; if duplicate :header "x-none" { discard; }', "plain"),
+    ("duplicate-uniqueid", 'require ["duplicate", "variables"]; set "h" "v"; if duplicate :handle "${h}" '
+     ':uniqueid "" :seconds 9999999999 { discard; } else { keep; }', "plain"),
+    ("err-duplicate-header-and-id", 'require "duplicate"; if duplicate :header "s" :uniqueid "x" {}', "plain"),
+    ("err-duplicate-two-last", 'require "duplicate"; if duplicate :last :last {}', "plain"),
+    ("err-duplicate-handle-list", 'require "duplicate"; if duplicate :handle ["a", "b"] {}', "plain"),
+    ("err-duplicate-argument", 'require "duplicate"; if duplicate "x" {}', "plain"),
+    ("err-duplicate-no-require", 'if duplicate { discard; }', "plain"),
     ("err-date-name-list", D + 'if date ["date", "received"] "year" "2026" { keep; }', "plain"),
     ("err-elsif-after-else", 'if true { keep; } else { keep; } elsif true { keep; }', "plain"),
     ("err-test-list-empty", 'if anyof () { keep; }', "plain"),

@@ -137,6 +137,38 @@ def test_sieve_at_delivery():
     s.stop()
 
 
+def test_sieve_duplicate_at_delivery():
+    """Sieve duplicate (RFC 7352): the second message with a Message-ID already delivered goes where the script says; other IDs and messages without one are not duplicates; the memory is the user's sieve/duplicate"""
+    import smtplib
+    from harness import Server, free_port
+    from test_webadmin import wait_for
+    port = free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\n" % port, users=("bob@example.org",))
+    script = os.path.join(s.dir, "dup.sieve")
+    with open(script, "w") as f:
+        f.write('require ["duplicate", "fileinto", "mailbox"];\n'
+                'if duplicate { fileinto :create "Dups"; }\n')
+    assert "active for" in s.cli("user", "sieve", "bob@example.org", script).stdout
+    s.start()
+    msgs = [("<a1@example.net>", "first"), ("<a2@example.net>", "other"), ("<a1@example.net>", "again"),
+            (None, "no id"), (None, "no id either")]
+    for part in (msgs[:2], msgs[2:]):  # the first two delivered before the repeat arrives
+        with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+            for mid, subj in part:
+                c.sendmail("x@example.net", ["bob@example.org"],
+                           ("Message-ID: %s\r\n" % mid if mid else "") + "Subject: %s\r\n\r\nbody\r\n" % subj)
+        assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "INBOX")) >= 2), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "INBOX")) == 4), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Dups")) == 1), s.stderr()[-3000:]
+    dups = imap_folder(port, "bob@example.org", "Dups")
+    assert "again" in dups[0][1], dups
+    inbox = sorted(sub for _, sub in imap_folder(port, "bob@example.org", "INBOX"))
+    assert inbox == ["Subject: first", "Subject: no id", "Subject: no id either", "Subject: other"], inbox
+    with open(os.path.join(s.storage, "mail", "example.org", "bob", "sieve", "duplicate")) as f:
+        assert len(f.read().splitlines()) == 2
+    s.stop()
+
+
 VACATION = r'''require ["vacation", "reject"];
 if header :contains "subject" "ads" { reject "No ads, thank you."; stop; }
 vacation :days 1 :subject "Away until Monday" "I am away.
