@@ -17,6 +17,7 @@
 #define SIEVE_ACTIONS_MAX 32          /* actions one message can get */
 #define SIEVE_REDIRECTS_MAX 4         /* redirects per message (Pigeonhole's default) */
 #define SIEVE_VARS_MAX 128            /* variables of one run */
+#define SIEVE_HEADER_MAX (256 * 1024) /* the header editheader leaves, in bytes */
 #define SIEVE_DUPLICATE_DEFAULT (14 * 86400) /* duplicate's period without :seconds */
 #define SIEVE_DUPLICATE_MAX (30 * 86400)     /* and the longest one (RFC 7352 3.3) */
 
@@ -26,7 +27,7 @@ enum {
 	SX_VARIABLES = 1 << 4, SX_RELATIONAL = 1 << 5, SX_SUBADDRESS = 1 << 6, SX_COPY = 1 << 7,
 	SX_BODY = 1 << 8, SX_MAILBOX = 1 << 9, SX_EREJECT = 1 << 10, SX_NUMERIC = 1 << 11,
 	SX_VACATION = 1 << 12, SX_VACATION_SECONDS = 1 << 13, SX_DATE = 1 << 14, SX_INDEX = 1 << 15,
-	SX_DUPLICATE = 1 << 16
+	SX_DUPLICATE = 1 << 16, SX_EDITHEADER = 1 << 17
 };
 
 struct sieve_script; /* compiled: a tree of checked commands */
@@ -80,6 +81,12 @@ struct sieve_result {
 	int keep;         /* the implicit keep stands */
 	char *keep_flags; /* the flags it stores with; NULL: none */
 	char error[256];  /* a run-time error ("" if none): deliver as the implicit keep */
+	/* editheader (RFC 5293): the header every action delivers or sends
+	 * (its fields, each ending in CRLF, without the empty line), in place
+	 * of the message's up to body_off (where its body starts); NULL when
+	 * the script edited nothing. */
+	char *header;
+	size_t header_len, body_off;
 };
 
 /* Runs s on in. 0, or -1 with r->error (the actions so far are in r;
@@ -177,7 +184,7 @@ struct sv_node {
 enum {
 	SV_C_REQUIRE, SV_C_IF, SV_C_ELSIF, SV_C_ELSE, SV_C_STOP, SV_C_KEEP, SV_C_DISCARD,
 	SV_C_FILEINTO, SV_C_REDIRECT, SV_C_REJECT, SV_C_EREJECT, SV_C_SETFLAG, SV_C_ADDFLAG,
-	SV_C_REMOVEFLAG, SV_C_SET, SV_C_VACATION,
+	SV_C_REMOVEFLAG, SV_C_SET, SV_C_VACATION, SV_C_ADDHEADER, SV_C_DELETEHEADER,
 	SV_T_ADDRESS, SV_T_HEADER, SV_T_ENVELOPE, SV_T_EXISTS, SV_T_SIZE, SV_T_ALLOF, SV_T_ANYOF,
 	SV_T_NOT, SV_T_TRUE, SV_T_FALSE, SV_T_BODY, SV_T_HASFLAG, SV_T_STRING,
 	SV_T_MAILBOXEXISTS, SV_T_DATE, SV_T_CURRENTDATE, SV_T_DUPLICATE
@@ -186,6 +193,9 @@ enum {
 /* set's modifiers, in RFC 5229 precedence order (applied low to high) */
 enum { SV_MOD_LOWER = 1, SV_MOD_UPPER = 2, SV_MOD_LOWERFIRST = 4, SV_MOD_UPPERFIRST = 8,
 	SV_MOD_QUOTEWILDCARD = 16, SV_MOD_LENGTH = 32 };
+
+/* A header field name: printable ASCII without ':' (sieve_parse.c). */
+int sieve_field_name_ok(const char *s);
 
 struct sieve_script {
 	struct sv_node *first;

@@ -281,7 +281,7 @@ enum { K_CMD, K_TEST, K_CONTROL };
 /* tag groups */
 enum { G_CMP = 1, G_MATCH = 2, G_PART = 4, G_SIZE = 8, G_COPY = 16, G_CREATE = 32, G_FLAGS = 64,
 	G_BODY = 128, G_MODS = 256, G_VACATION = 512, G_ZONE = 1024, G_ORIGZONE = 2048,
-	G_INDEX = 4096, G_DUPLICATE = 8192 };
+	G_INDEX = 4096, G_DUPLICATE = 8192, G_LAST = 16384, G_EDITINDEX = 32768 };
 
 static const struct spec {
 	const char *name;
@@ -307,6 +307,8 @@ static const struct spec {
 	{"removeflag", SV_C_REMOVEFLAG, K_CMD, SX_IMAP4FLAGS, 0, 1, 2, 0},
 	{"set", SV_C_SET, K_CMD, SX_VARIABLES, G_MODS, 2, 2, 0},
 	{"vacation", SV_C_VACATION, K_CMD, SX_VACATION, G_VACATION, 1, 1, 0},
+	{"addheader", SV_C_ADDHEADER, K_CMD, SX_EDITHEADER, G_LAST, 2, 2, 0},
+	{"deleteheader", SV_C_DELETEHEADER, K_CMD, SX_EDITHEADER, G_CMP | G_MATCH | G_EDITINDEX, 1, 2, 0},
 	{"address", SV_T_ADDRESS, K_TEST, 0, G_CMP | G_MATCH | G_PART | G_INDEX, 2, 2, 0},
 	{"header", SV_T_HEADER, K_TEST, 0, G_CMP | G_MATCH | G_INDEX, 2, 2, 0},
 	{"envelope", SV_T_ENVELOPE, K_TEST, SX_ENVELOPE, G_CMP | G_MATCH | G_PART, 2, 2, 0},
@@ -345,7 +347,7 @@ static const struct {
 	{"subaddress", SX_SUBADDRESS}, {"copy", SX_COPY}, {"body", SX_BODY}, {"mailbox", SX_MAILBOX},
 	{"ereject", SX_EREJECT}, {"comparator-i;ascii-numeric", SX_NUMERIC},
 	{"vacation", SX_VACATION}, {"vacation-seconds", SX_VACATION_SECONDS}, {"date", SX_DATE},
-	{"index", SX_INDEX}, {"duplicate", SX_DUPLICATE},
+	{"index", SX_INDEX}, {"duplicate", SX_DUPLICATE}, {"editheader", SX_EDITHEADER},
 	{"comparator-i;octet", 0}, {"comparator-i;ascii-casemap", 0},
 };
 
@@ -800,18 +802,19 @@ static int tag_date(struct lexer *x, struct sv_node *n, struct sv_arg **args, in
 		n->origzone = !zone;
 		return !zone || (n->zone = tag_value(x, args, nargs, i, SV_STRS, 1)) ? 0 : -1;
 	}
-	if (!(groups & G_INDEX) || !(x->s->requires & SX_INDEX)) {
+	if (!(groups & (G_LAST | G_EDITINDEX)) &&
+	        (!(groups & G_INDEX) || !(x->s->requires & SX_INDEX))) {
 		return 1;
 	}
 	if (!strcmp(name, "last")) {
 		n->last = 1;
 		return 0;
 	}
-	if (strcmp(name, "index") != 0) {
+	if (strcmp(name, "index") != 0 || (groups & G_LAST)) {
 		return 1;
 	}
 	struct sv_arg *v = tag_value(x, args, nargs, i, SV_NUM, 0);
-	if (v && !v->num) {
+	if (v && !v->num && !(groups & G_EDITINDEX)) { /* deleteheader: 0 is every one */
 		return fail_at(x, v->line, v->col, ":index cannot be zero");
 	}
 	return v ? (n->index = v->num, 0) : -1;
@@ -922,6 +925,35 @@ static int need_single(struct lexer *x, const struct sv_node *n, int k, const ch
 	return a->single ? 0 : fail_at(x, a->line, a->col, "%s must be a single string", what);
 }
 
+/* A header field name: printable ASCII but ':' (RFC 5322 2.2). */
+int sieve_field_name_ok(const char *s)
+{
+	if (!*s || strlen(s) > 200) {
+		return 0;
+	}
+	for (; *s; s++) {
+		if (*s <= ' ' || *s >= 0x7f || *s == ':') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* addheader NAME VALUE, deleteheader ... NAME [VALUES]: a single name,
+ * valid unless a variable makes it (then it is checked when run). */
+static int check_edit(struct lexer *x, struct sv_node *n)
+{
+	const struct sv_arg *a = n->pos[0];
+	if (need_single(x, n, 0, "the header name") ||
+	        (n->id == SV_C_ADDHEADER && need_single(x, n, 1, "the value"))) {
+		return -1;
+	}
+	if (!strstr(a->s[0], "${") && !sieve_field_name_ok(a->s[0])) {
+		return fail_at(x, a->line, a->col, "invalid header name \"%s\"", a->s[0]);
+	}
+	return 0;
+}
+
 /* What the table cannot say: single strings, required tags, mixes. */
 static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec *sp)
 {
@@ -954,6 +986,9 @@ static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec
 			return -1;
 		}
 		break;
+	case SV_C_ADDHEADER:
+	case SV_C_DELETEHEADER:
+		return check_edit(x, n);
 	case SV_T_ENVELOPE:
 		for (int i = 0; i < n->pos[0]->n; i++) {
 			const char *e = n->pos[0]->s[i];
@@ -966,7 +1001,7 @@ static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec
 	default:
 		break;
 	}
-	if (n->last && !n->index && n->id != SV_T_DUPLICATE) {
+	if (n->last && !n->index && n->id != SV_T_DUPLICATE && n->id != SV_C_ADDHEADER) {
 		return fail_at(x, n->line, n->col, ":last needs :index");
 	}
 	if (n->cmp == SV_NUMERIC && (n->match == SV_CONTAINS || n->match == SV_MATCHES)) {

@@ -2,7 +2,8 @@
  * sieve_run.c - the Sieve interpreter: runs a compiled script on one
  * message for one recipient and collects the actions (RFC 5228 with
  * fileinto, reject/ereject, envelope, imap4flags, variables, relational,
- * subaddress, copy, body, mailbox, vacation, date, index and duplicate). Everything a run makes
+ * subaddress, copy, body, mailbox, vacation, date, index, duplicate and
+ * editheader). Everything a run makes
  * lives in its arena, freed at the end; the work is bounded by
  * SIEVE_STEPS_MAX commands and tests and a budget of match steps.
  */
@@ -25,6 +26,14 @@ struct run {
 	int stopped, failed, redirects;
 	struct mime_msg m;
 	int parsed;
+	/* the message tests see: the input, or after editheader the edited
+	 * header (hdr) and the input's body, composed in text */
+	const char *mtext;
+	size_t mlen;
+	int edited, stale;
+	struct buf hdr, text;
+	const char *body;
+	size_t body_len;
 	char *flags; /* imap4flags' internal variable */
 	struct var vars[SIEVE_VARS_MAX];
 	int nvars;
@@ -405,12 +414,53 @@ static int match_values(struct run *x, const struct sv_node *n, const char **v, 
 
 static struct mime_msg *msg(struct run *x)
 {
+	if (x->stale) { /* edited since: compose the new message */
+		buf_reset(&x->text);
+		buf_append(&x->text, x->hdr.data ? x->hdr.data : "", x->hdr.len);
+		buf_append(&x->text, "\r\n", 2);
+		buf_append(&x->text, x->body, x->body_len);
+		x->mtext = x->text.data;
+		x->mlen = x->text.len;
+		x->stale = 0;
+		if (x->parsed) {
+			mime_free(&x->m);
+			x->parsed = 0;
+		}
+	}
 	if (!x->parsed) {
-		mime_parse(&x->m, x->in->msg, x->in->len);
+		mime_parse(&x->m, x->mtext, x->mlen);
 		x->parsed = 1;
 	}
 	return &x->m;
 }
+
+/* A field's value as tests see it: unfolded, RFC 2047 decoded, without
+ * the blanks around it. */
+static const char *field_value(struct run *x, const char *value, size_t len)
+{
+	struct buf raw, dec;
+	buf_init(&raw);
+	buf_init(&dec);
+	for (size_t i = 0; i < len; i++) {
+		if (value[i] != '\r' && value[i] != '\n') {
+			buf_append(&raw, &value[i], 1);
+		}
+	}
+	mime_decode_words(raw.data ? raw.data : "", raw.len, &dec);
+	size_t a = 0, e = dec.len;
+	while (a < e && (dec.data[a] == ' ' || dec.data[a] == '\t')) {
+		a++;
+	}
+	while (e > a && (dec.data[e - 1] == ' ' || dec.data[e - 1] == '\t')) {
+		e--;
+	}
+	const char *out = sdup(x, dec.data ? dec.data + a : "", e - a);
+	buf_free(&raw);
+	buf_free(&dec);
+	return out;
+}
+
+static void push(struct run *x, const char ***v, int *nv, int *cap, const char *s);
 
 /* Appends to *v the decoded values of every header field called name. */
 static void header_values(struct run *x, const char *name, const char ***v, int *nv, int *cap)
@@ -419,39 +469,9 @@ static void header_values(struct run *x, const char *name, const char ***v, int 
 	struct mime_header h;
 	mime_headers_part(&it, msg(x), NULL);
 	while (mime_headers_next(&it, &h)) {
-		if (h.name_len != strlen(name) || rl_strncasecmp(h.name, name, h.name_len) != 0) {
-			continue;
+		if (h.name_len == strlen(name) && !rl_strncasecmp(h.name, name, h.name_len)) {
+			push(x, v, nv, cap, field_value(x, h.value, h.value_len));
 		}
-		struct buf raw, dec;
-		buf_init(&raw);
-		buf_init(&dec);
-		for (size_t i = 0; i < h.value_len; i++) {
-			char c = h.value[i];
-			if (c != '\r' && c != '\n') {
-				buf_append(&raw, &c, 1);
-			}
-		}
-		mime_decode_words(raw.data ? raw.data : "", raw.len, &dec);
-		size_t a = 0, e = dec.len;
-		while (a < e && (dec.data[a] == ' ' || dec.data[a] == '\t')) {
-			a++;
-		}
-		while (e > a && (dec.data[e - 1] == ' ' || dec.data[e - 1] == '\t')) {
-			e--;
-		}
-		if (*nv == *cap) {
-			*cap = *cap ? *cap * 2 : 8;
-			const char **nvv = keep(x, xmalloc((size_t)*cap * sizeof *nvv));
-			if (*nv) {
-				if (*nv) {
-			memcpy(nvv, *v, (size_t)*nv * sizeof *nvv);
-		}
-			}
-			*v = nvv;
-		}
-		(*v)[(*nv)++] = sdup(x, dec.data ? dec.data + a : "", e - a);
-		buf_free(&raw);
-		buf_free(&dec);
 	}
 }
 
@@ -540,8 +560,8 @@ static void body_values(struct run *x, const struct sv_node *n, const char ***v,
 	struct mime_msg *m = msg(x);
 	const struct mime_part *root = m->root;
 	if (n->body == SV_BODY_RAW) {
-		size_t off = root->body_off < x->in->len ? root->body_off : x->in->len;
-		push(x, v, nv, cap, sdup(x, x->in->msg + off, x->in->len - off));
+		size_t off = root->body_off < x->mlen ? root->body_off : x->mlen;
+		push(x, v, nv, cap, sdup(x, x->mtext + off, x->mlen - off));
 		return;
 	}
 	for (const struct mime_part *p = root; p;) {
@@ -1084,6 +1104,172 @@ static int vacation(struct run *x, const struct sv_node *n)
 	return 0;
 }
 
+/* ---- editheader (RFC 5293) ---- */
+
+/* Fields scripts may not delete (RFC 5293 section 5; Pigeonhole lets
+ * them be added). */
+static int protected_field(const char *name)
+{
+	return !rl_strcasecmp(name, "received") || !rl_strcasecmp(name, "auto-submitted");
+}
+
+/* The first edit takes the message's header fields into x->hdr. */
+static void edit_begin(struct run *x)
+{
+	if (x->edited) {
+		return;
+	}
+	const struct mime_part *root = msg(x)->root;
+	size_t off = root->body_off < x->in->len ? root->body_off : x->in->len, end = off;
+	const char *m = x->in->msg;
+	if (end >= 2 && m[end - 1] == '\n' && m[end - 2] == '\n') {
+		end--;
+	} else if (end >= 4 && !memcmp(m + end - 4, "\r\n\r\n", 4)) {
+		end -= 2;
+	}
+	buf_append(&x->hdr, m, end);
+	if (x->hdr.len && x->hdr.data[x->hdr.len - 1] != '\n') {
+		buf_append(&x->hdr, "\r\n", 2);
+	}
+	x->body = m + off;
+	x->body_len = x->in->len - off;
+	x->edited = 1;
+}
+
+/* name: value as field lines, folded before a blank where a line would
+ * pass 78 columns. */
+static void fold_field(struct buf *b, const char *name, const char *value)
+{
+	buf_printf(b, "%s: ", name);
+	size_t col = strlen(name) + 2;
+	for (const char *p = value; *p;) {
+		size_t w = strspn(p, " \t"); /* a word: the blanks before it and its text */
+		w += strcspn(p + w, " \t");
+		if (col + w > 78 && p != value && (*p == ' ' || *p == '\t')) {
+			buf_append(b, "\r\n", 2);
+			col = 0;
+		}
+		buf_append(b, p, w);
+		col += w;
+		p += w;
+	}
+	buf_append(b, "\r\n", 2);
+}
+
+static int addheader(struct run *x, const struct sv_node *n)
+{
+	const char *name = expand(x, n->pos[0]->s[0]);
+	const char *given = expand(x, n->pos[1]->s[0]);
+	char *value = sdup(x, given, strlen(given));
+	if (!sieve_field_name_ok(name)) {
+		return fail(x, "addheader: invalid header name");
+	}
+	/* a line end before a blank folds (unfolded here, folded again
+	 * below); before anything else it ends the value, as in Pigeonhole */
+	char *o = value;
+	for (const char *p = value; *p; p++) {
+		if (*p == '\n' && p[1] != ' ' && p[1] != '\t') {
+			break;
+		}
+		if (*p != '\r' && *p != '\n') {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	edit_begin(x);
+	struct buf f;
+	buf_init(&f);
+	fold_field(&f, name, value);
+	if (x->hdr.len + f.len > SIEVE_HEADER_MAX) {
+		buf_free(&f);
+		return fail(x, "addheader: the header grew too large");
+	}
+	if (n->last) {
+		buf_append(&x->hdr, f.data, f.len);
+	} else {
+		buf_append(&f, x->hdr.data ? x->hdr.data : "", x->hdr.len);
+		buf_reset(&x->hdr);
+		buf_append(&x->hdr, f.data, f.len);
+	}
+	buf_free(&f);
+	x->stale = 1;
+	return 0;
+}
+
+/* The end of the field that starts at p (its continuation lines too). */
+static const char *field_end(const char *p, const char *end)
+{
+	for (;;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl) {
+			return end;
+		}
+		p = nl + 1;
+		if (p >= end || (*p != ' ' && *p != '\t')) {
+			return p;
+		}
+	}
+}
+
+/* 1 when the field at p..e is called name; *value is what follows ':'. */
+static int field_is(const char *p, const char *e, const char *name, const char **value)
+{
+	const char *colon = memchr(p, ':', (size_t)(e - p));
+	size_t k = strlen(name);
+	if (!colon) {
+		return 0;
+	}
+	*value = colon + 1;
+	const char *ne = colon;
+	while (ne > p && (ne[-1] == ' ' || ne[-1] == '\t')) {
+		ne--;
+	}
+	return (size_t)(ne - p) == k && !rl_strncasecmp(p, name, k);
+}
+
+/* deleteheader: the fields called name (the :index'th only), those whose
+ * value matches one of the patterns when there are patterns. */
+static int deleteheader(struct run *x, const struct sv_node *n)
+{
+	const char *name = expand(x, n->pos[0]->s[0]), *v;
+	if (!sieve_field_name_ok(name)) {
+		return fail(x, "deleteheader: invalid header name");
+	}
+	if (protected_field(name)) {
+		return 0;
+	}
+	edit_begin(x);
+	const char *h = x->hdr.data ? x->hdr.data : "", *end = h + x->hdr.len;
+	uint64_t total = 0, k = 0;
+	for (const char *p = h; p < end; p = field_end(p, end)) {
+		total += (uint64_t)field_is(p, field_end(p, end), name, &v);
+	}
+	struct buf out;
+	buf_init(&out);
+	for (const char *p = h, *e; p < end; p = e) {
+		e = field_end(p, end);
+		int del = field_is(p, e, name, &v);
+		if (del) {
+			k++;
+			del = !n->index || n->index == (n->last ? total - k + 1 : k);
+		}
+		if (del && n->npos == 2) {
+			const char *val = field_value(x, v, (size_t)(e - v));
+			if ((del = match_values(x, n, &val, 1, n->pos[1])) < 0) {
+				buf_free(&out);
+				return -1;
+			}
+		}
+		if (!del) {
+			buf_append(&out, p, (size_t)(e - p));
+		}
+	}
+	buf_free(&x->hdr);
+	x->hdr = out;
+	x->stale = 1;
+	return 0;
+}
+
 /* ---- commands ---- */
 
 static int block(struct run *x, const struct sv_node *n);
@@ -1120,6 +1306,10 @@ static int command(struct run *x, const struct sv_node *n)
 		return do_set(x, n);
 	case SV_C_VACATION:
 		return vacation(x, n);
+	case SV_C_ADDHEADER:
+		return addheader(x, n);
+	case SV_C_DELETEHEADER:
+		return deleteheader(x, n);
 	default: /* require: done when compiled */
 		return 0;
 	}
@@ -1178,7 +1368,20 @@ int sieve_run(const struct sieve_script *s, const struct sieve_input *in, struct
 	x->r = r;
 	x->req = s->requires;
 	x->budget = MATCH_BUDGET;
+	x->mtext = in->msg;
+	x->mlen = in->len;
+	buf_init(&x->hdr);
+	buf_init(&x->text);
 	int rc = block(x, s->first);
+	if (x->edited) {
+		r->header = xmalloc(x->hdr.len + 1);
+		memcpy(r->header, x->hdr.data ? x->hdr.data : "", x->hdr.len);
+		r->header[x->hdr.len] = '\0';
+		r->header_len = x->hdr.len;
+		r->body_off = in->len - x->body_len;
+	}
+	buf_free(&x->hdr);
+	buf_free(&x->text);
 	r->keep = rc != 0 || implicit_keep(r);
 	r->keep_flags = x->flags && *x->flags ? xstrdup(x->flags) : NULL;
 	if (x->parsed) {
@@ -1206,6 +1409,7 @@ void sieve_result_free(struct sieve_result *r)
 	}
 	free(r->v);
 	free(r->keep_flags);
+	free(r->header);
 	memset(r, 0, sizeof *r);
 }
 

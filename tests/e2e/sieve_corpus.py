@@ -68,6 +68,7 @@ R = 'require ["fileinto", "imap4flags", "variables", "relational", "comparator-i
     '"subaddress", "copy", "envelope", "body", "mailbox", "reject"];\n'
 
 D = 'require ["date", "index", "fileinto", "variables", "relational"];\n'
+E = 'require ["editheader", "variables", "fileinto", "index", "relational", "body"];\n'
 DATE_PARTS = ("year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601",
               "std11", "zone", "weekday")
 
@@ -273,6 +274,51 @@ CASES = [
     ("err-duplicate-handle-list", 'require "duplicate"; if duplicate :handle ["a", "b"] {}', "plain"),
     ("err-duplicate-argument", 'require "duplicate"; if duplicate "x" {}', "plain"),
     ("err-duplicate-no-require", 'if duplicate { discard; }', "plain"),
+    # editheader (RFC 5293): later tests see the edited header
+    ("edit-add-first", E + 'addheader "X-A" "1"; addheader "X-A" "2"; if header :index 1 :matches "x-a" "*" '
+     '{ fileinto "x${1}"; }', "plain"),
+    ("edit-add-last", E + 'addheader :last "X-A" "1"; addheader :last "X-A" "2"; if header :index 1 :matches '
+     '"x-a" "*" { fileinto "x${1}"; }', "plain"),
+    ("edit-add-subject-last", E + 'addheader :last "Subject" "two"; if header :index 2 :matches "subject" "*" '
+     '{ fileinto "x${1}"; }', "plain"),
+    ("edit-add-received", E + 'addheader "Received" "v1"; if header :count "eq" "received" "3" { discard; }',
+     "plain"),
+    ("edit-add-long", E + 'addheader "X-L" "aaaaaaaaaa bbbbbbbbbbbbbbbbbbb cccccccccccccccccccccccccc '
+     'ddddddddddddddddddddddddddd eeeeeeeeeeeeeeeeeeeee ffffffffffffff"; if header :matches "x-l" "*" '
+     '{ fileinto "x${1}"; }', "plain"),
+    ("edit-add-utf8", E + 'addheader "X-U" "Gr\u00fc\u00dfe"; if header :matches "x-u" "*" { fileinto "x${1}"; }',
+     "plain"),
+    ("edit-add-fold", E + 'addheader "X-N" "a\r\n b"; if header :matches "x-n" "*" { fileinto "x${1}"; }', "plain"),
+    ("edit-add-var-name", E + 'set "n" "X-V"; addheader "${n}" "1"; if exists "x-v" { discard; }', "plain"),
+    ("edit-delete-all", E + 'deleteheader "subject"; if not exists "subject" { discard; }', "plain"),
+    ("edit-delete-index-zero", E + 'deleteheader :index 0 "subject"; if exists "subject" { discard; }', "plain"),
+    ("edit-delete-last-alone", E + 'deleteheader :last "subject"; if exists "subject" { discard; }', "plain"),
+    ("edit-delete-received", E + 'deleteheader "received"; if header :count "eq" "received" "2" { discard; }',
+     "plain"),
+    ("edit-delete-auto-submitted", E + 'addheader "Auto-Submitted" "yes"; deleteheader "auto-submitted"; '
+     'if exists "auto-submitted" { discard; }', "plain"),
+    ("edit-delete-value", E + 'deleteheader :contains "to" "carol"; if exists "to" { keep; } else { discard; }',
+     "plain"),
+    ("edit-delete-value-no", E + 'deleteheader :contains "to" "nobody"; if header :matches "to" "*" '
+     '{ fileinto "x${1}"; }', "plain"),
+    ("edit-delete-index", E + 'addheader "X-A" "1"; addheader "X-A" "2"; addheader "X-A" "3"; '
+     'deleteheader :index 2 "x-a"; if header :index 2 :matches "x-a" "*" { fileinto "y${1}"; }', "plain"),
+    ("edit-delete-index-last", E + 'addheader "X-A" "1"; addheader "X-A" "2"; addheader "X-A" "3"; '
+     'deleteheader :index 1 :last "x-a"; if header :index 2 :matches "x-a" "*" { fileinto "y${1}"; }', "plain"),
+    ("edit-delete-index-value", E + 'addheader "X-A" "1"; addheader "X-A" "2"; deleteheader :index 1 :is "x-a" "1"; '
+     'if header :count "eq" "x-a" "2" { discard; }', "plain"),
+    ("edit-delete-list", E + 'deleteheader :matches "x-spam-score" ["1*", "7"]; if exists "x-spam-score" '
+     '{ discard; }', "plain"),
+    ("edit-delete-case", E + 'deleteheader "X-SPAM-score"; if exists "x-spam-score" { discard; }', "plain"),
+    ("edit-size-unchanged", E + 'addheader "X-A" "1"; if size :over 700 { fileinto "big"; }', "plain"),
+    ("edit-body-after", E + 'addheader "X-A" "1"; if body :contains "order 4711" { fileinto "b"; }', "multipart"),
+    ("err-edit-name", E + 'addheader "X bad" "v";', "plain"),
+    ("err-edit-name-delete", E + 'deleteheader "a:b";', "plain"),
+    ("err-edit-name-list", E + 'deleteheader ["a", "b"];', "plain"),
+    ("err-edit-value-list", E + 'addheader "x" ["a", "b"];', "plain"),
+    ("err-edit-add-index", E + 'addheader :index 1 "x" "y";', "plain"),
+    ("err-edit-name-var", E + 'set "n" "X V"; addheader "${n}" "1";', "plain"),
+    ("err-edit-no-require", 'addheader "x" "y";', "plain"),
     ("err-date-name-list", D + 'if date ["date", "received"] "year" "2026" { keep; }', "plain"),
     ("err-elsif-after-else", 'if true { keep; } else { keep; } elsif true { keep; }', "plain"),
     ("err-test-list-empty", 'if anyof () { keep; }', "plain"),

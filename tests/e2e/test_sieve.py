@@ -24,7 +24,8 @@ def pigeonhole(d):
     conf = os.path.join(d, "dovecot.conf")
     with open(conf, "w") as f:
         f.write("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"
-                "mail_location = maildir:%s/Maildir\nprotocols =\n" % (pw.pw_uid, pw.pw_gid, d))
+                "mail_location = maildir:%s/Maildir\nprotocols =\n"
+                "plugin {\n  sieve_extensions = +editheader +vacation-seconds\n}\n" % (pw.pw_uid, pw.pw_gid, d))
     os.chmod(d, 0o777)
     return ["sieve-test", "-c", conf, "-f", FROM, "-r", TO, "-a", TO]
 
