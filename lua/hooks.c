@@ -461,6 +461,10 @@ static int take_plan(lua_State *L, struct sieve_result *r, const char *why)
 			memset(&r->v[i], 0, sizeof r->v[i]);
 		}
 	}
+	n.header = r->header; /* editheader's header stands too */
+	n.header_len = r->header_len;
+	n.body_off = r->body_off;
+	r->header = NULL;
 	sieve_result_free(r);
 	*r = n;
 	return 0;

@@ -293,6 +293,43 @@ static void duplicate_asks_and_tracks(void)
 	ASSERT_STR(filed("require \"duplicate\"; if duplicate :header \"x-no\" { discard; }", m1, 0), "");
 }
 
+static void editheader_result(void)
+{
+	struct sieve_result r;
+	static const char edits[] = "require \"editheader\"; addheader \"X-A\" \"1\"; "
+		"deleteheader \"subject\"; addheader :last \"X-Long\" "
+		"\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
+		"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\";"
+		"deleteheader \"received\";";
+	ASSERT_EQ(run(edits, &r), 0);
+	static const char want[] = "X-A: 1\r\nFrom: a@example.com\r\nTo: b@example.org\r\n"
+		"X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+		" bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n";
+	ASSERT_STR(r.header, want);
+	ASSERT_EQ(r.header_len, strlen(r.header));
+	ASSERT_STR(msg + r.body_off, "body text\r\n");
+	sieve_result_free(&r);
+	ASSERT_EQ(run("require \"editheader\"; if true { keep; }", &r), 0);
+	ASSERT(r.header == NULL); /* nothing edited: the message goes as it came */
+	sieve_result_free(&r);
+	/* the header cannot grow past SIEVE_HEADER_MAX */
+	struct buf src;
+	buf_init(&src);
+	buf_puts(&src, "require [\"editheader\", \"variables\"]; set \"v\" \"");
+	for (int i = 0; i < 60000; i++) {
+		buf_append(&src, "x", 1);
+	}
+	buf_puts(&src, "\";");
+	for (int i = 0; i < 5; i++) {
+		buf_puts(&src, " addheader \"X-Big\" \"${v}\";");
+	}
+	ASSERT_EQ(run(src.data, &r), -1);
+	ASSERT_STR(r.error, "addheader: the header grew too large");
+	ASSERT_EQ(r.keep, 1);
+	sieve_result_free(&r);
+	buf_free(&src);
+}
+
 void tests_sieve(void)
 {
 	RUN(errors_have_line_and_column, "sieve: compile errors say line:column and why");
@@ -301,5 +338,6 @@ void tests_sieve(void)
 	RUN(matching_is_bounded, "sieve: a backtracking :matches is cut off, not spinning");
 	RUN(actions_and_flags, "sieve: fileinto :copy with imap4flags, and vacation's fields");
 	RUN(duplicate_asks_and_tracks, "sieve: duplicate asks the caller's memory once and tracks the key");
+	RUN(editheader_result, "sieve: editheader's header in the result, folded, bounded");
 	RUN(dates_and_index, "sieve: date parts in any zone, currentdate's clock, :index and :last");
 }

@@ -170,6 +170,54 @@ def test_sieve_duplicate_at_delivery():
     s.stop()
 
 
+def imap_message(port, user, folder, n=1):
+    """Message n of user's folder, whole, over IMAP (bytes)."""
+    import imaplib
+    m = imaplib.IMAP4("127.0.0.1", port)
+    try:
+        m.login(user, "secret")
+        m.select(folder, readonly=True)
+        typ, data = m.fetch(str(n), "(BODY.PEEK[])")
+        return data[0][1]
+    finally:
+        m.logout()
+
+
+def test_sieve_editheader_at_delivery():
+    """Sieve editheader (RFC 5293): the stored message and a redirected copy carry the edited header (a field added, one deleted, Received kept), the body unchanged; a message the script does not edit is stored as it came"""
+    import smtplib
+    from harness import Server, free_port
+    from test_webadmin import wait_for
+    port = free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\n" % port, users=("bob@example.org", "carol@example.org"))
+    script = os.path.join(s.dir, "edit.sieve")
+    with open(script, "w") as f:
+        f.write('require ["editheader", "fileinto", "mailbox", "copy"];\n'
+                'if header :contains "subject" "edit me" {\n'
+                '  deleteheader "x-spam-score"; deleteheader "received";\n'
+                '  addheader "X-Filtered" "by bob\'s rules";\n'
+                '  fileinto :create "Edited"; redirect :copy "carol@example.org"; stop;\n'
+                '}\n')
+    assert "active for" in s.cli("user", "sieve", "bob@example.org", script).stdout
+    s.start()
+    body = "line one\r\nX-Spam-Score: in the body stays\r\n"
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        c.sendmail("x@example.net", ["bob@example.org"],
+                   "Subject: edit me\r\nX-Spam-Score: 9\r\nX-Other: kept\r\n\r\n" + body)
+        c.sendmail("x@example.net", ["bob@example.org"], "Subject: leave me\r\nX-Spam-Score: 1\r\n\r\n" + body)
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Edited")) == 1), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "carol@example.org", "INBOX")) == 1), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "INBOX")) == 1), s.stderr()[-3000:]
+    for msg in (imap_message(port, "bob@example.org", "Edited"), imap_message(port, "carol@example.org", "INBOX")):
+        head, _, rest = msg.partition(b"\r\n\r\n")
+        assert head.startswith(b"X-Filtered: by bob's rules\r\n"), msg
+        assert b"X-Spam-Score" not in head and b"X-Other: kept" in head and b"Received:" in head, msg
+        assert rest == body.encode(), msg
+    plain = imap_message(port, "bob@example.org", "INBOX")
+    assert b"X-Spam-Score: 1\r\n" in plain and b"X-Filtered" not in plain, plain
+    s.stop()
+
+
 VACATION = r'''require ["vacation", "reject"];
 if header :contains "subject" "ads" { reject "No ads, thank you."; stop; }
 vacation :days 1 :subject "Away until Monday" "I am away.
