@@ -127,6 +127,7 @@ static struct sieve_script *active_script(const char *domain, const char *user)
 
 struct exists_arg {
 	const char *domain, *user;
+	const char *dir; /* `sieve test`: where included scripts are; NULL at delivery */
 };
 
 static int folder_exists(void *arg, const char *name)
@@ -149,6 +150,32 @@ char *sieve_head(struct spool *sp, size_t *len)
 	*len = got > 0 ? (size_t)got : 0;
 	msg[*len] = '\0';
 	return msg;
+}
+
+/* include (RFC 6609): a personal script is one of the user's (a `sieve
+ * test` one is beside the script tested), a global one is in
+ * StorageFolder/sieve-global/ (for `sieve test`, global/ beside it). */
+static int load_script(void *arg, int global, const char *name, struct buf *out)
+{
+	const struct exists_arg *e = arg;
+	char path[1200], file[SIEVE_NAME_MAX + 8];
+	if (!valid_name(name)) {
+		return -1;
+	}
+	snprintf(file, sizeof file, "%s.sieve", name);
+	if (e->dir) {
+		snprintf(path, sizeof path, "%s/%s%s", e->dir, global ? "global/" : "", file);
+	} else if (global) {
+		snprintf(path, sizeof path, "%s/sieve-global/%s", mm_storage(), file);
+	} else if (sieve_path(e->domain, e->user, file, path, sizeof path) != 0) {
+		return -1;
+	}
+	FILE *f = os_fopen(path, "rb"); /* none: no noise, include says what it wants */
+	if (!f) {
+		return -1;
+	}
+	fclose(f);
+	return read_file(path, SIEVE_SCRIPT_MAX, out);
 }
 
 /* ---- duplicate (RFC 7352): "EXPIRES KEY" lines in sieve/duplicate ---- */
@@ -196,7 +223,7 @@ static int duplicate_seen(void *arg, const char *key)
 /* see sieve.h */
 void sieve_duplicate_commit(const char *domain, const char *user, const struct sieve_result *r)
 {
-	struct exists_arg e = {domain, user};
+	struct exists_arg e = {domain, user, NULL};
 	for (int i = 0; i < r->n; i++) {
 		const struct sieve_action *a = &r->v[i];
 		struct buf b, out;
@@ -235,10 +262,10 @@ int sieve_decide(const char *domain, const char *user, const char *to, struct sp
 	char me[MM_USER_MAX + MM_DOMAIN_MAX + 2];
 	snprintf(me, sizeof me, "%s@%s", user, domain);
 	to = to && strchr(to, '@') ? to : me;
-	struct exists_arg ea = {domain, user};
+	struct exists_arg ea = {domain, user, NULL};
 	struct sieve_input in = {.msg = msg, .len = got, .size = sp->len,
 		.body_cut = sp->len > got, .from = from, .to = to, .folder_exists = folder_exists,
-		.arg = &ea, .seen = duplicate_seen};
+		.arg = &ea, .seen = duplicate_seen, .load = load_script};
 	if (sieve_run(s, &in, r) != 0) {
 		log_warnx("sieve: %s: %s (kept in INBOX, RFC 5228 2.10.6)", to, r->error);
 	}
@@ -577,9 +604,19 @@ static int sieve_test(int argc, char **argv)
 	buf_init(&out);
 	int rc = 1;
 	if (s && read_file(argv[1], SIEVE_MESSAGE_MAX, &m) == 0) {
+		char dir[1024]; /* the script's folder */
+		snprintf(dir, sizeof dir, "%s", argv[0]);
+		char *slash = strrchr(dir, '/');
+		if (slash) {
+			slash[slash == dir] = '\0';
+		} else {
+			rl_strlcpy(dir, ".", sizeof dir);
+		}
+		struct exists_arg ea = {"", "", dir};
 		struct sieve_input in = {.msg = m.data ? m.data : "", .len = m.len, .size = m.len,
 			.from = argc > 2 ? argv[2] : "sender@example.com",
-			.to = argc > 3 ? argv[3] : "recipient@example.com"};
+			.to = argc > 3 ? argv[3] : "recipient@example.com", .arg = &ea,
+			.load = load_script};
 		struct sieve_result r;
 		rc = sieve_run(s, &in, &r) == 0 ? 0 : 1;
 		if (rc) {

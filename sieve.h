@@ -17,6 +17,8 @@
 #define SIEVE_ACTIONS_MAX 32          /* actions one message can get */
 #define SIEVE_REDIRECTS_MAX 4         /* redirects per message (Pigeonhole's default) */
 #define SIEVE_VARS_MAX 128            /* variables of one run */
+#define SIEVE_INCLUDE_DEPTH 8        /* scripts including scripts (RFC 6609) */
+#define SIEVE_INCLUDES_MAX 32        /* includes run for one message */
 #define SIEVE_HEADER_MAX (256 * 1024) /* the header editheader leaves, in bytes */
 #define SIEVE_DUPLICATE_DEFAULT (14 * 86400) /* duplicate's period without :seconds */
 #define SIEVE_DUPLICATE_MAX (30 * 86400)     /* and the longest one (RFC 7352 3.3) */
@@ -27,7 +29,7 @@ enum {
 	SX_VARIABLES = 1 << 4, SX_RELATIONAL = 1 << 5, SX_SUBADDRESS = 1 << 6, SX_COPY = 1 << 7,
 	SX_BODY = 1 << 8, SX_MAILBOX = 1 << 9, SX_EREJECT = 1 << 10, SX_NUMERIC = 1 << 11,
 	SX_VACATION = 1 << 12, SX_VACATION_SECONDS = 1 << 13, SX_DATE = 1 << 14, SX_INDEX = 1 << 15,
-	SX_DUPLICATE = 1 << 16, SX_EDITHEADER = 1 << 17
+	SX_DUPLICATE = 1 << 16, SX_EDITHEADER = 1 << 17, SX_INCLUDE = 1 << 18
 };
 
 struct sieve_script; /* compiled: a tree of checked commands */
@@ -57,6 +59,10 @@ struct sieve_input {
 	/* duplicate (RFC 7352): 1 when key (64 hex digits) was tracked and
 	 * has not expired; NULL: nothing was */
 	int (*seen)(void *arg, const char *key);
+	/* include (RFC 6609): the text of script name (valid: letters, digits,
+	 * . _ -), the user's own or (global) a global one, appended to out;
+	 * 0, or -1 when there is none. NULL: there are none. */
+	int (*load)(void *arg, int global, const char *name, struct buf *out);
 };
 
 enum sieve_kind { SA_KEEP, SA_FILEINTO, SA_REDIRECT, SA_DISCARD, SA_REJECT, SA_EREJECT,
@@ -179,12 +185,14 @@ struct sv_node {
 	int origzone;           /* date :originalzone */
 	uint64_t index;         /* :index N (RFC 5260 index), 0 when not given */
 	int last;               /* :last */
+	int global, once, optional; /* include :global (else :personal), :once, :optional */
 };
 
 enum {
 	SV_C_REQUIRE, SV_C_IF, SV_C_ELSIF, SV_C_ELSE, SV_C_STOP, SV_C_KEEP, SV_C_DISCARD,
 	SV_C_FILEINTO, SV_C_REDIRECT, SV_C_REJECT, SV_C_EREJECT, SV_C_SETFLAG, SV_C_ADDFLAG,
 	SV_C_REMOVEFLAG, SV_C_SET, SV_C_VACATION, SV_C_ADDHEADER, SV_C_DELETEHEADER,
+	SV_C_INCLUDE, SV_C_RETURN, SV_C_GLOBAL,
 	SV_T_ADDRESS, SV_T_HEADER, SV_T_ENVELOPE, SV_T_EXISTS, SV_T_SIZE, SV_T_ALLOF, SV_T_ANYOF,
 	SV_T_NOT, SV_T_TRUE, SV_T_FALSE, SV_T_BODY, SV_T_HASFLAG, SV_T_STRING,
 	SV_T_MAILBOXEXISTS, SV_T_DATE, SV_T_CURRENTDATE, SV_T_DUPLICATE
@@ -194,6 +202,8 @@ enum {
 enum { SV_MOD_LOWER = 1, SV_MOD_UPPER = 2, SV_MOD_LOWERFIRST = 4, SV_MOD_UPPERFIRST = 8,
 	SV_MOD_QUOTEWILDCARD = 16, SV_MOD_LENGTH = 32 };
 
+/* A script name include may load: letters, digits, . _ - (sieve_parse.c). */
+int sieve_name_ok(const char *s);
 /* A header field name: printable ASCII without ':' (sieve_parse.c). */
 int sieve_field_name_ok(const char *s);
 

@@ -281,7 +281,7 @@ enum { K_CMD, K_TEST, K_CONTROL };
 /* tag groups */
 enum { G_CMP = 1, G_MATCH = 2, G_PART = 4, G_SIZE = 8, G_COPY = 16, G_CREATE = 32, G_FLAGS = 64,
 	G_BODY = 128, G_MODS = 256, G_VACATION = 512, G_ZONE = 1024, G_ORIGZONE = 2048,
-	G_INDEX = 4096, G_DUPLICATE = 8192, G_LAST = 16384, G_EDITINDEX = 32768 };
+	G_INDEX = 4096, G_DUPLICATE = 8192, G_LAST = 16384, G_EDITINDEX = 32768, G_INCLUDE = 65536 };
 
 static const struct spec {
 	const char *name;
@@ -307,6 +307,9 @@ static const struct spec {
 	{"removeflag", SV_C_REMOVEFLAG, K_CMD, SX_IMAP4FLAGS, 0, 1, 2, 0},
 	{"set", SV_C_SET, K_CMD, SX_VARIABLES, G_MODS, 2, 2, 0},
 	{"vacation", SV_C_VACATION, K_CMD, SX_VACATION, G_VACATION, 1, 1, 0},
+	{"include", SV_C_INCLUDE, K_CMD, SX_INCLUDE, G_INCLUDE, 1, 1, 0},
+	{"return", SV_C_RETURN, K_CMD, SX_INCLUDE, 0, 0, 0, 0},
+	{"global", SV_C_GLOBAL, K_CMD, SX_INCLUDE, 0, 1, 1, 0},
 	{"addheader", SV_C_ADDHEADER, K_CMD, SX_EDITHEADER, G_LAST, 2, 2, 0},
 	{"deleteheader", SV_C_DELETEHEADER, K_CMD, SX_EDITHEADER, G_CMP | G_MATCH | G_EDITINDEX, 1, 2, 0},
 	{"address", SV_T_ADDRESS, K_TEST, 0, G_CMP | G_MATCH | G_PART | G_INDEX, 2, 2, 0},
@@ -348,6 +351,7 @@ static const struct {
 	{"ereject", SX_EREJECT}, {"comparator-i;ascii-numeric", SX_NUMERIC},
 	{"vacation", SX_VACATION}, {"vacation-seconds", SX_VACATION_SECONDS}, {"date", SX_DATE},
 	{"index", SX_INDEX}, {"duplicate", SX_DUPLICATE}, {"editheader", SX_EDITHEADER},
+	{"include", SX_INCLUDE},
 	{"comparator-i;octet", 0}, {"comparator-i;ascii-casemap", 0},
 };
 
@@ -755,6 +759,26 @@ static int tag_vacation(struct lexer *x, struct sv_node *n, struct sv_arg **args
 	return 1;
 }
 
+/* include's :personal / :global, :once, :optional. */
+static int tag_include(struct lexer *x, struct sv_node *n, const struct sv_arg *t)
+{
+	const char *name = t->tag;
+	int *flag = !strcmp(name, "once") ? &n->once : !strcmp(name, "optional") ? &n->optional
+	                                                                        : NULL;
+	if (flag) {
+		*flag = 1;
+		return 0;
+	}
+	if (strcmp(name, "personal") != 0 && strcmp(name, "global") != 0) {
+		return 1;
+	}
+	if (n->global) {
+		return fail_at(x, t->line, t->col, "more than one of :personal and :global");
+	}
+	n->global = name[0] == 'g' ? 1 : 2; /* 2: :personal said */
+	return 0;
+}
+
 /* duplicate's :handle, :header, :uniqueid, :seconds and :last (RFC 7352). */
 static int tag_duplicate(struct lexer *x, struct sv_node *n, struct sv_arg **args, int nargs,
 	int *i)
@@ -862,6 +886,9 @@ static int tag_other(struct lexer *x, struct sv_node *n, struct sv_arg **args, i
 	if (groups & G_DUPLICATE) {
 		return tag_duplicate(x, n, args, nargs, i);
 	}
+	if (groups & G_INCLUDE) {
+		return tag_include(x, n, t);
+	}
 	return tag_date(x, n, args, nargs, i, groups);
 }
 
@@ -923,6 +950,21 @@ static int need_single(struct lexer *x, const struct sv_node *n, int k, const ch
 {
 	const struct sv_arg *a = n->pos[k];
 	return a->single ? 0 : fail_at(x, a->line, a->col, "%s must be a single string", what);
+}
+
+/* see sieve.h */
+int sieve_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (!n || n > 64 || s[0] == '.') {
+		return 0;
+	}
+	for (; *s; s++) {
+		if (!is_alpha(*s) && !is_digit(*s) && *s != '.' && *s != '-') {
+			return 0;
+		}
+	}
+	return 1;
 }
 
 /* A header field name: printable ASCII but ':' (RFC 5322 2.2). */
@@ -989,6 +1031,21 @@ static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec
 	case SV_C_ADDHEADER:
 	case SV_C_DELETEHEADER:
 		return check_edit(x, n);
+	case SV_C_INCLUDE:
+		if (need_single(x, n, 0, "the script name")) {
+			return -1;
+		}
+		n->global = n->global == 1;
+		if (!strstr(n->pos[0]->s[0], "${") && !sieve_name_ok(n->pos[0]->s[0])) {
+			return fail_at(x, n->pos[0]->line, n->pos[0]->col, "invalid script name \"%s\"",
+				n->pos[0]->s[0]);
+		}
+		return 0;
+	case SV_C_GLOBAL:
+		if (!(x->s->requires & SX_VARIABLES)) {
+			return fail_at(x, n->line, n->col, "'global' needs require \"variables\"");
+		}
+		break;
 	case SV_T_ENVELOPE:
 		for (int i = 0; i < n->pos[0]->n; i++) {
 			const char *e = n->pos[0]->s[i];

@@ -35,8 +35,17 @@ struct run {
 	const char *body;
 	size_t body_len;
 	char *flags; /* imap4flags' internal variable */
-	struct var vars[SIEVE_VARS_MAX];
+	struct var vars[SIEVE_VARS_MAX]; /* the current script's own */
 	int nvars;
+	/* include (RFC 6609): global variables, and the names the current
+	 * script declared global */
+	struct var globals[SIEVE_VARS_MAX];
+	int nglobals;
+	const char *gnames[SIEVE_VARS_MAX];
+	int ngnames;
+	int depth, returned, nincludes;
+	char *active[SIEVE_INCLUDE_DEPTH + 1]; /* the scripts being run, "p:name" / "g:name" */
+	char *done[SIEVE_INCLUDES_MAX];        /* the scripts included so far */
 	char *match[CAPTURES]; /* match variables of the last :matches that matched */
 	/* what the current :matches captured */
 	char *cap[CAPTURES];
@@ -75,14 +84,43 @@ static int fail(struct run *x, const char *what)
 
 /* ---- variables (RFC 5229) ---- */
 
+static int is_global(struct run *x, const char *name, size_t n)
+{
+	for (int i = 0; i < x->ngnames; i++) {
+		if (strlen(x->gnames[i]) == n && !rl_strncasecmp(x->gnames[i], name, n)) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The variable name[0..n): the script's own, or a global one it declared. */
 static struct var *var_find(struct run *x, const char *name, size_t n)
 {
-	for (int i = 0; i < x->nvars; i++) {
-		if (strlen(x->vars[i].name) == n && !rl_strncasecmp(x->vars[i].name, name, n)) {
-			return &x->vars[i];
+	int g = is_global(x, name, n);
+	struct var *v = g ? x->globals : x->vars;
+	for (int i = 0, nv = g ? x->nglobals : x->nvars; i < nv; i++) {
+		if (strlen(v[i].name) == n && !rl_strncasecmp(v[i].name, name, n)) {
+			return &v[i];
 		}
 	}
 	return NULL;
+}
+
+/* var_find, or a new variable ("" until set); NULL when there are too many. */
+static struct var *var_get(struct run *x, const char *name)
+{
+	size_t n = strlen(name);
+	struct var *v = var_find(x, name, n);
+	int g = is_global(x, name, n);
+	int *nv = g ? &x->nglobals : &x->nvars;
+	if (v || *nv == SIEVE_VARS_MAX) {
+		return v;
+	}
+	v = g ? &x->globals[(*nv)++] : &x->vars[(*nv)++];
+	v->name = sdup(x, name, n);
+	v->value = "";
+	return v;
 }
 
 static int ident_char(char c, int first)
@@ -213,13 +251,9 @@ static int do_set(struct run *x, const struct sv_node *n)
 {
 	const char *name = n->pos[0]->s[0];
 	const char *value = modify(x, expand(x, n->pos[1]->s[0]), n->mods);
-	struct var *v = var_find(x, name, strlen(name));
+	struct var *v = var_get(x, name);
 	if (!v) {
-		if (x->nvars == SIEVE_VARS_MAX) {
-			return fail(x, "too many variables");
-		}
-		v = &x->vars[x->nvars++];
-		v->name = sdup(x, name, strlen(name));
+		return fail(x, "too many variables");
 	}
 	v->value = (char *)value;
 	return 0;
@@ -868,12 +902,7 @@ static char **flag_var(struct run *x, const char *name)
 	if (!name) {
 		return &x->flags;
 	}
-	struct var *v = var_find(x, name, strlen(name));
-	if (!v && x->nvars < SIEVE_VARS_MAX) {
-		v = &x->vars[x->nvars++];
-		v->name = sdup(x, name, strlen(name));
-		v->value = "";
-	}
+	struct var *v = var_get(x, name);
 	return v ? &v->value : &x->flags;
 }
 
@@ -1270,6 +1299,100 @@ static int deleteheader(struct run *x, const struct sv_node *n)
 	return 0;
 }
 
+/* ---- include (RFC 6609) ---- */
+
+static int block(struct run *x, const struct sv_node *n);
+
+/* global: the names are shared with every script that declares them. */
+static int global(struct run *x, const struct sv_node *n)
+{
+	for (int i = 0; i < n->pos[0]->n; i++) {
+		const char *name = expand(x, n->pos[0]->s[i]);
+		if (is_global(x, name, strlen(name))) {
+			continue;
+		}
+		if (x->ngnames == SIEVE_VARS_MAX) {
+			return fail(x, "too many global variables");
+		}
+		x->gnames[x->ngnames++] = sdup(x, name, strlen(name));
+	}
+	return 0;
+}
+
+/* The scope an included script runs in: its own variables and globals,
+ * its own requires; the caller's come back after it. */
+struct scope {
+	struct var vars[SIEVE_VARS_MAX];
+	const char *gnames[SIEVE_VARS_MAX];
+	int nvars, ngnames;
+	unsigned req;
+};
+
+static int run_included(struct run *x, const struct sieve_script *s)
+{
+	struct scope *sc = xmalloc(sizeof *sc);
+	memcpy(sc->vars, x->vars, sizeof sc->vars);
+	memcpy(sc->gnames, x->gnames, sizeof sc->gnames);
+	sc->nvars = x->nvars;
+	sc->ngnames = x->ngnames;
+	sc->req = x->req;
+	x->nvars = x->ngnames = 0;
+	x->req = s->requires;
+	x->depth++;
+	int rc = block(x, s->first);
+	x->depth--;
+	memcpy(x->vars, sc->vars, sizeof sc->vars);
+	memcpy(x->gnames, sc->gnames, sizeof sc->gnames);
+	x->nvars = sc->nvars;
+	x->ngnames = sc->ngnames;
+	x->req = sc->req;
+	x->returned = 0; /* return ends the included script only */
+	free(sc);
+	return rc;
+}
+
+static int include(struct run *x, const struct sv_node *n)
+{
+	const char *name = expand(x, n->pos[0]->s[0]);
+	char key[80], err[256];
+	if (!sieve_name_ok(name)) {
+		return fail(x, "include: invalid script name");
+	}
+	snprintf(key, sizeof key, "%c:%s", n->global ? 'g' : 'p', name);
+	for (int i = 0; i <= x->depth; i++) {
+		if (x->active[i] && !strcmp(x->active[i], key)) {
+			return fail(x, "include: a script includes itself");
+		}
+	}
+	for (int i = 0; n->once && i < x->nincludes; i++) {
+		if (!strcmp(x->done[i], key)) {
+			return 0; /* :once: included before */
+		}
+	}
+	if (x->depth >= SIEVE_INCLUDE_DEPTH || x->nincludes == SIEVE_INCLUDES_MAX) {
+		return fail(x, "include: too many scripts included");
+	}
+	struct buf text;
+	struct sieve_script *s = NULL;
+	buf_init(&text);
+	if (!x->in->load || x->in->load(x->in->arg, n->global, name, &text) != 0) {
+		buf_free(&text);
+		return n->optional ? 0 : fail(x, "include: no such script");
+	}
+	int rc = sieve_compile(text.data ? text.data : "", text.len, &s, err, sizeof err);
+	buf_free(&text);
+	if (rc != 0) {
+		char what[320];
+		snprintf(what, sizeof what, "include %s: %s", name, err);
+		return fail(x, what);
+	}
+	x->done[x->nincludes++] = x->active[x->depth + 1] = sdup(x, key, strlen(key));
+	rc = run_included(x, s);
+	x->active[x->depth + 1] = NULL;
+	sieve_free(s);
+	return rc;
+}
+
 /* ---- commands ---- */
 
 static int block(struct run *x, const struct sv_node *n);
@@ -1308,6 +1431,13 @@ static int command(struct run *x, const struct sv_node *n)
 		return vacation(x, n);
 	case SV_C_ADDHEADER:
 		return addheader(x, n);
+	case SV_C_INCLUDE:
+		return include(x, n);
+	case SV_C_RETURN:
+		x->returned = 1;
+		return 0;
+	case SV_C_GLOBAL:
+		return global(x, n);
 	case SV_C_DELETEHEADER:
 		return deleteheader(x, n);
 	default: /* require: done when compiled */
@@ -1319,7 +1449,7 @@ static int command(struct run *x, const struct sv_node *n)
 static int block(struct run *x, const struct sv_node *n)
 {
 	int taken = 0;
-	for (; n && !x->stopped && !x->failed; n = n->next) {
+	for (; n && !x->stopped && !x->returned && !x->failed; n = n->next) {
 		if (n->id == SV_C_IF || n->id == SV_C_ELSIF || n->id == SV_C_ELSE) {
 			if (n->id == SV_C_IF) {
 				taken = 0;

@@ -69,6 +69,20 @@ R = 'require ["fileinto", "imap4flags", "variables", "relational", "comparator-i
 
 D = 'require ["date", "index", "fileinto", "variables", "relational"];\n'
 E = 'require ["editheader", "variables", "fileinto", "index", "relational", "body"];\n'
+I = 'require ["include", "variables", "fileinto", "imap4flags"];\n'
+INCLUDES = {
+    "inc-file": 'require "fileinto"; fileinto "from-personal";',
+    "global/inc-file": 'require "fileinto"; fileinto "from-global";',
+    "inc-vars": 'require ["include", "variables", "fileinto"]; global "g"; set "g" "${g}+inc"; '
+                'set "l" "local-inc"; fileinto "v-${g}-${l}";',
+    "inc-return": 'require ["fileinto", "include"]; fileinto "r1"; return; fileinto "r2";',
+    "inc-stop": 'require "fileinto"; fileinto "s1"; stop;',
+    "inc-flags": 'require "imap4flags"; addflag "$inc";',
+    "inc-test": 'require "fileinto"; if header :contains "subject" "report" { fileinto "inc-report"; }',
+    "inc-loop-a": 'require "include"; include "inc-loop-b";',
+    "inc-loop-b": 'require "include"; include "inc-loop-a";',
+    "inc-broken": 'if true {',
+}
 DATE_PARTS = ("year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601",
               "std11", "zone", "weekday")
 
@@ -319,6 +333,27 @@ CASES = [
     ("err-edit-add-index", E + 'addheader :index 1 "x" "y";', "plain"),
     ("err-edit-name-var", E + 'set "n" "X V"; addheader "${n}" "1";', "plain"),
     ("err-edit-no-require", 'addheader "x" "y";', "plain"),
+    # include (RFC 6609): the scripts of INCLUDES
+    ("include-personal", I + 'include "inc-file";', "plain"),
+    ("include-global", I + 'include :global "inc-file";', "plain"),
+    ("include-both", I + 'include :personal "inc-file"; include :global "inc-file";', "plain"),
+    ("include-optional", I + 'include :optional "inc-none"; keep;', "plain"),
+    ("include-once", I + 'include :once "inc-file"; include :once "inc-file"; include "inc-file";', "plain"),
+    ("include-globals", I + 'global "g"; set "g" "top"; set "l" "local-top"; include "inc-vars"; '
+     'fileinto "after-${g}-${l}";', "plain"),
+    ("include-not-global", I + 'set "g" "top"; include "inc-vars"; fileinto "after-${g}";', "plain"),
+    ("include-return", I + 'include "inc-return"; fileinto "after";', "plain"),
+    ("include-stop", I + 'include "inc-stop"; fileinto "after";', "plain"),
+    ("include-return-top", I + 'fileinto "a"; return; fileinto "b";', "plain"),
+    ("include-flags", I + 'include "inc-flags"; keep;', "plain"),
+    ("include-tests-message", I + 'include "inc-test"; if string :is "${x}" "" { fileinto "none"; }', "plain"),
+    ("err-include-missing", I + 'include "inc-none";', "plain"),
+    ("err-include-loop", I + 'include "inc-loop-a";', "plain"),
+    ("err-include-broken", I + 'include "inc-broken";', "plain"),
+    ("err-include-two-locations", I + 'include :global :personal "inc-file";', "plain"),
+    ("err-include-bad-name", I + 'include "a/b";', "plain"),
+    ("err-include-name-list", I + 'include ["a", "b"];', "plain"),
+    ("err-global-no-variables", 'require "include"; global "x";', "plain"),
     ("err-date-name-list", D + 'if date ["date", "received"] "year" "2026" { keep; }', "plain"),
     ("err-elsif-after-else", 'if true { keep; } else { keep; } elsif true { keep; }', "plain"),
     ("err-test-list-empty", 'if anyof () { keep; }', "plain"),

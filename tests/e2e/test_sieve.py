@@ -10,7 +10,7 @@ import tempfile
 import time
 
 from harness import BIN, TMP, imap_folder
-from sieve_corpus import CASES, MESSAGES
+from sieve_corpus import CASES, INCLUDES, MESSAGES
 
 FROM, TO = "sender@example.com", "bob+work@example.org"
 
@@ -25,7 +25,8 @@ def pigeonhole(d):
     with open(conf, "w") as f:
         f.write("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"
                 "mail_location = maildir:%s/Maildir\nprotocols =\n"
-                "plugin {\n  sieve_extensions = +editheader +vacation-seconds\n}\n" % (pw.pw_uid, pw.pw_gid, d))
+                "plugin {\n  sieve_extensions = +editheader +vacation-seconds\n"
+                "  sieve = file:%s\n  sieve_global = file:%s/global\n}\n" % (pw.pw_uid, pw.pw_gid, d, d, d))
     os.chmod(d, 0o777)
     return ["sieve-test", "-c", conf, "-f", FROM, "-r", TO, "-a", TO]
 
@@ -49,6 +50,12 @@ def test_sieve_agrees_with_pigeonhole():
     ph = pigeonhole(d)
     if not ph:
         raise Skip("sieve-test (dovecot-sieve) not installed")
+    os.makedirs(os.path.join(d, "global"))
+    os.chmod(os.path.join(d, "global"), 0o755)
+    for name, text in INCLUDES.items():  # personal beside the scripts, global in global/
+        with open(os.path.join(d, name + ".sieve"), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(d, name + ".sieve"), 0o644)
     agree, differ = 0, []
     for name, script, msg in CASES:
         ours = run(lambda s, m: [BIN, "sieve", "test", s, m, FROM, TO], d, name, script, msg)
