@@ -330,6 +330,65 @@ static void editheader_result(void)
 	buf_free(&src);
 }
 
+/* Scripts by name for include: "self" includes itself one level deeper
+ * each time through a chain of names d0, d1, ...; "g:" marks global. */
+static int loads;
+
+static int load(void *arg, int global, const char *name, struct buf *out)
+{
+	(void)arg;
+	loads++;
+	if (!strcmp(name, "tag")) {
+		buf_printf(out, "require \"fileinto\"; fileinto \"%s\";", global ? "global" : "personal");
+		return 0;
+	}
+	if (name[0] == 'd' && name[1] >= '0' && name[1] <= '9') {
+		buf_printf(out, "require \"include\"; include \"d%d\";", name[1] - '0' + 1);
+		return 0;
+	}
+	return -1;
+}
+
+static const char *included(const char *src)
+{
+	static char out[256];
+	struct sieve_result r;
+	char err[256];
+	struct sieve_script *s = compile(src, err, sizeof err);
+	if (!s) {
+		snprintf(out, sizeof out, "compile: %.200s", err);
+		return out;
+	}
+	struct sieve_input in = {.msg = msg, .len = sizeof msg - 1, .size = sizeof msg - 1,
+		.from = "", .to = "b@example.org", .load = load};
+	int rc = sieve_run(s, &in, &r);
+	snprintf(out, sizeof out, "%s", rc ? r.error : r.n ? r.v[r.n - 1].arg : "");
+	sieve_result_free(&r);
+	sieve_free(s);
+	return out;
+}
+
+static void include_loads_and_is_bounded(void)
+{
+	ASSERT_STR(included("require \"include\"; include \"tag\";"), "personal");
+	ASSERT_STR(included("require \"include\"; include :global \"tag\";"), "global");
+	loads = 0;
+	ASSERT_STR(included("require \"include\"; include :once \"tag\"; include :once \"tag\";"),
+		"personal");
+	ASSERT_EQ(loads, 1);
+	ASSERT_STR(included("require \"include\"; include :optional \"none\";"), "");
+	ASSERT_STR(included("require \"include\"; include \"none\";"), "include: no such script");
+	/* d0 includes d1 includes d2 ...: cut off at SIEVE_INCLUDE_DEPTH */
+	loads = 0;
+	ASSERT_STR(included("require \"include\"; include \"d0\";"),
+		"include: too many scripts included");
+	ASSERT_EQ(loads, SIEVE_INCLUDE_DEPTH);
+	ASSERT_STR(included("require \"include\"; include \"a/../x\";"),
+		"compile: 1:28: invalid script name \"a/../x\"");
+	ASSERT_STR(included("require [\"include\", \"variables\"]; set \"n\" \"../x\"; include \"${n}\";"),
+		"include: invalid script name");
+}
+
 void tests_sieve(void)
 {
 	RUN(errors_have_line_and_column, "sieve: compile errors say line:column and why");
@@ -339,5 +398,6 @@ void tests_sieve(void)
 	RUN(actions_and_flags, "sieve: fileinto :copy with imap4flags, and vacation's fields");
 	RUN(duplicate_asks_and_tracks, "sieve: duplicate asks the caller's memory once and tracks the key");
 	RUN(editheader_result, "sieve: editheader's header in the result, folded, bounded");
+	RUN(include_loads_and_is_bounded, "sieve: include loads by name, :once, :optional, depth bounded");
 	RUN(dates_and_index, "sieve: date parts in any zone, currentdate's clock, :index and :last");
 }

@@ -225,6 +225,39 @@ def test_sieve_editheader_at_delivery():
     s.stop()
 
 
+def test_sieve_include_at_delivery():
+    """Sieve include (RFC 6609) at delivery: the active script includes one of the user's other scripts and a global one from StorageFolder/sieve-global/, sharing a global variable; a missing :optional one is skipped"""
+    import smtplib
+    from harness import Server, free_port
+    from test_webadmin import wait_for
+    port = free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\n" % port, users=("bob@example.org",))
+    script = os.path.join(s.dir, "main.sieve")
+    with open(script, "w") as f:
+        f.write('require ["include", "variables", "fileinto", "mailbox"];\n'
+                'global "box"; set "box" "Main";\n'
+                'include :global "spam"; include :optional "missing"; include "lists";\n'
+                'fileinto :create "${box}";\n')
+    assert "active for" in s.cli("user", "sieve", "bob@example.org", script).stdout
+    folder = os.path.join(s.storage, "mail", "example.org", "bob", "sieve")
+    with open(os.path.join(folder, "lists.sieve"), "w") as f:
+        f.write('require ["include", "variables"]; global "box";\n'
+                'if header :contains "subject" "[dev]" { set "box" "Dev"; }\n')
+    os.makedirs(os.path.join(s.storage, "sieve-global"))
+    with open(os.path.join(s.storage, "sieve-global", "spam.sieve"), "w") as f:
+        f.write('if header :contains "subject" "viagra" { discard; stop; }\n')
+    s.start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        for subj in ("[dev] build", "hello", "cheap viagra"):
+            c.sendmail("x@example.net", ["bob@example.org"], "Subject: %s\r\n\r\nbody\r\n" % subj)
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Dev")) == 1), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Main")) == 1), s.stderr()[-3000:]
+    assert wait_for(lambda: "discard" in s.stderr()), s.stderr()[-3000:]
+    assert "hello" in imap_folder(port, "bob@example.org", "Main")[0][1]
+    assert imap_folder(port, "bob@example.org", "INBOX") == []
+    s.stop()
+
+
 VACATION = r'''require ["vacation", "reject"];
 if header :contains "subject" "ads" { reject "No ads, thank you."; stop; }
 vacation :days 1 :subject "Away until Monday" "I am away.
