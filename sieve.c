@@ -249,12 +249,43 @@ void sieve_duplicate_commit(const char *domain, const char *user, const struct s
 	}
 }
 
+/* The domain's script that runs before (or after) every user's:
+ * StorageFolder/mail/DOMAIN/sieve-before.sieve (sieve-after.sieve);
+ * NULL when there is none or it does not compile (logged). */
+static struct sieve_script *domain_script(const char *domain, const char *when)
+{
+	char path[1200], err[300];
+	struct buf src;
+	struct sieve_script *s = NULL;
+	snprintf(path, sizeof path, "%s/mail/%s/sieve-%s.sieve", mm_storage(), domain, when);
+	FILE *f = os_fopen(path, "rb");
+	if (!f) {
+		return NULL;
+	}
+	fclose(f);
+	buf_init(&src);
+	if (read_file(path, SIEVE_SCRIPT_MAX, &src) == 0 &&
+	        sieve_compile(src.data ? src.data : "", src.len, &s, err, sizeof err) != 0) {
+		log_warnx("sieve: %s: %s (not run)", path, err);
+	}
+	buf_free(&src);
+	return s;
+}
+
 /* see sieve.h */
 int sieve_decide(const char *domain, const char *user, const char *to, struct spool *sp,
 	const char *from, struct sieve_result *r)
 {
-	struct sieve_script *s = active_script(domain, user);
-	if (!s) {
+	struct sieve_script *s[3] = {domain_script(domain, "before"), active_script(domain, user),
+		domain_script(domain, "after")};
+	const struct sieve_script *run[3];
+	int n = 0;
+	for (int i = 0; i < 3; i++) {
+		if (s[i]) {
+			run[n++] = s[i];
+		}
+	}
+	if (!n) {
 		return 0;
 	}
 	size_t got;
@@ -266,11 +297,13 @@ int sieve_decide(const char *domain, const char *user, const char *to, struct sp
 	struct sieve_input in = {.msg = msg, .len = got, .size = sp->len,
 		.body_cut = sp->len > got, .from = from, .to = to, .folder_exists = folder_exists,
 		.arg = &ea, .seen = duplicate_seen, .load = load_script};
-	if (sieve_run(s, &in, r) != 0) {
+	if (sieve_run_all(run, n, &in, r) != 0) {
 		log_warnx("sieve: %s: %s (kept in INBOX, RFC 5228 2.10.6)", to, r->error);
 	}
 	free(msg);
-	sieve_free(s);
+	for (int i = 0; i < 3; i++) {
+		sieve_free(s[i]);
+	}
 	return 1;
 }
 

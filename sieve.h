@@ -100,6 +100,10 @@ struct sieve_result {
  * sieve_result_free either way. */
 int sieve_run(const struct sieve_script *s, const struct sieve_input *in,
 	struct sieve_result *r);
+/* Runs the n scripts of s in turn on in, as if a script included each
+ * (RFC 6609): one result, stop ends them all, global variables shared. */
+int sieve_run_all(const struct sieve_script *const *s, int n, const struct sieve_input *in,
+	struct sieve_result *r);
 void sieve_result_free(struct sieve_result *r);
 /* Appends the actions as Pigeonhole's sieve-test prints them ("Performed
  * actions:" and "Implicit keep:" with their lines), for differential

@@ -1492,17 +1492,28 @@ static int implicit_keep(const struct sieve_result *r)
 /* see sieve.h */
 int sieve_run(const struct sieve_script *s, const struct sieve_input *in, struct sieve_result *r)
 {
+	return sieve_run_all(&s, 1, in, r);
+}
+
+/* see sieve.h */
+int sieve_run_all(const struct sieve_script *const *s, int n, const struct sieve_input *in,
+	struct sieve_result *r)
+{
 	memset(r, 0, sizeof *r);
 	struct run *x = xcalloc(1, sizeof *x);
 	x->in = in;
 	x->r = r;
-	x->req = s->requires;
 	x->budget = MATCH_BUDGET;
 	x->mtext = in->msg;
 	x->mlen = in->len;
 	buf_init(&x->hdr);
 	buf_init(&x->text);
-	int rc = block(x, s->first);
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0 && !x->stopped; i++) { /* as if included in turn */
+		x->req = s[i]->requires;
+		x->nvars = x->ngnames = x->returned = 0;
+		rc = block(x, s[i]->first);
+	}
 	if (x->edited) {
 		r->header = xmalloc(x->hdr.len + 1);
 		memcpy(r->header, x->hdr.data ? x->hdr.data : "", x->hdr.len);

@@ -226,7 +226,7 @@ def test_sieve_editheader_at_delivery():
 
 
 def test_sieve_include_at_delivery():
-    """Sieve include (RFC 6609) at delivery: the active script includes one of the user's other scripts and a global one from StorageFolder/sieve-global/, sharing a global variable; a missing :optional one is skipped"""
+    """Sieve include (RFC 6609) at delivery: the active script includes one of the user's other scripts and a global one from StorageFolder/sieve-global/, sharing a global variable; a missing :optional one is skipped; the domain's sieve-before/sieve-after scripts run around it"""
     import smtplib
     from harness import Server, free_port
     from test_webadmin import wait_for
@@ -246,6 +246,11 @@ def test_sieve_include_at_delivery():
     os.makedirs(os.path.join(s.storage, "sieve-global"))
     with open(os.path.join(s.storage, "sieve-global", "spam.sieve"), "w") as f:
         f.write('if header :contains "subject" "viagra" { discard; stop; }\n')
+    # the domain's scripts around every user's (stop in any one ends them all)
+    with open(os.path.join(s.storage, "mail", "example.org", "sieve-before.sieve"), "w") as f:
+        f.write('require "imap4flags"; addflag "$Checked";\n')
+    with open(os.path.join(s.storage, "mail", "example.org", "sieve-after.sieve"), "w") as f:
+        f.write('require ["fileinto", "mailbox"]; fileinto :create "Archive";\n')
     s.start()
     with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
         for subj in ("[dev] build", "hello", "cheap viagra"):
@@ -253,8 +258,10 @@ def test_sieve_include_at_delivery():
     assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Dev")) == 1), s.stderr()[-3000:]
     assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Main")) == 1), s.stderr()[-3000:]
     assert wait_for(lambda: "discard" in s.stderr()), s.stderr()[-3000:]
-    assert "hello" in imap_folder(port, "bob@example.org", "Main")[0][1]
+    main = imap_folder(port, "bob@example.org", "Main")
+    assert "hello" in main[0][1] and "$Checked" in main[0][0], main
     assert imap_folder(port, "bob@example.org", "INBOX") == []
+    assert len(imap_folder(port, "bob@example.org", "Archive")) == 2
     s.stop()
 
 
