@@ -28,6 +28,7 @@ def pigeonhole(d):
                 "plugin {\n  sieve_extensions = +editheader +vacation-seconds\n"
                 "  sieve = file:%s\n  sieve_global = file:%s/global\n}\n" % (pw.pw_uid, pw.pw_gid, d, d, d))
     os.chmod(d, 0o777)
+    os.chmod(TMP, os.stat(TMP).st_mode | 0o011)  # sieve-test runs as that user: let it reach d
     return ["sieve-test", "-c", conf, "-f", FROM, "-r", TO, "-a", TO]
 
 
