@@ -449,6 +449,61 @@ static void sieve_reject(const struct queue_msg *m, const struct target *t, cons
 	buf_free(&dsn);
 }
 
+/* m as Sieve's editheader left it (RFC 5293): r's header, then m's body
+ * from r->body_off, into out. 0, or -1 on an I/O error. */
+static int edited_copy(struct queue_msg *m, const struct sieve_result *r, struct spool *out)
+{
+	char chunk[16384];
+	if (spool_write(out, r->header, r->header_len) != 0 || spool_write(out, "\r\n", 2) != 0) {
+		return -1;
+	}
+	for (uint64_t off = r->body_off; off < m->body.len;) {
+		long got = spool_read(&m->body, off, chunk, sizeof chunk);
+		if (got <= 0 || spool_write(out, chunk, (size_t)got) != 0) {
+			return -1;
+		}
+		off += (uint64_t)got;
+	}
+	return 0;
+}
+
+/* Stores m, or the edited copy em when there is one. */
+static int deliver_as(struct fcache *fc, struct queue_msg *m, struct queue_msg *em,
+	const struct target *t, const char *folder, const char *flags)
+{
+	if (!em) {
+		return deliver_mbox(fc, m, t, folder, flags, 0);
+	}
+	struct spool orig = m->body; /* m's identity (qid, sender, date), em's text */
+	m->body = em->body;
+	int st = deliver_mbox(fc, m, t, folder, flags, 0);
+	em->body = m->body;
+	m->body = orig;
+	return st;
+}
+
+static int redirect_depth; /* committer thread: edited redirects being committed */
+
+/* redirect: m itself as one more target of this commit, or when the
+ * script edited the header a copy as a message of its own (from m's
+ * sender), committed here. */
+static void sieve_redirect(struct queue_msg *m, const struct sieve_result *r, struct targets *ts,
+	const char *to)
+{
+	if (!r->header || redirect_depth >= 4) { /* deeper: edits in a loop; the original goes */
+		targets_add(ts, T_QUEUE, "", "", to);
+		return;
+	}
+	struct queue_msg *b = queue_msg_new(m->from);
+	queue_msg_add_rcpt(b, to);
+	redirect_depth++;
+	int rc = edited_copy(m, r, &b->body) == 0 ? commit_one(b) : -1;
+	redirect_depth--;
+	log_info("%016llx sieve redirect %016llx (edited) to=<%s> status=%s",
+		(unsigned long long)m->qid, (unsigned long long)b->qid, to, rc == 0 ? "committed" : "failed");
+	queue_msg_free(b);
+}
+
 /* What the mailbox's Sieve script says (sieve.c), or INBOX: stores,
  * redirects (queued as more targets of m: the caller's loop takes them)
  * and discards. reject and vacation are left to RFC 5429/5230's own
@@ -474,15 +529,23 @@ static int deliver_local(struct fcache *fc, struct queue_msg *m, struct targets 
 		return deliver_mbox(fc, m, &t, NULL, NULL, 0);
 	}
 	int rc = 0, full = 0;
+	struct queue_msg *em = NULL; /* the message as editheader left it */
+	if (r.header) {
+		em = queue_msg_new(m->from);
+		if (edited_copy(m, &r, &em->body) != 0) {
+			queue_msg_free(em);
+			return io_failed();
+		}
+	}
 	for (int k = 0; k < r.n && rc >= 0; k++) {
 		const struct sieve_action *a = &r.v[k];
 		if (a->kind == SA_KEEP || a->kind == SA_FILEINTO) {
 			const char *f = a->kind == SA_KEEP ? NULL : sieve_folder(&t, a, m->qid);
-			int st = deliver_mbox(fc, m, &t, f, a->flags, 0);
+			int st = deliver_as(fc, m, em, &t, f, a->flags);
 			full |= st == DELIVER_FULL;
 			rc = st == DELIVER_FULL ? 0 : st;
 		} else if (a->kind == SA_REDIRECT) {
-			targets_add(ts, T_QUEUE, "", "", a->arg);
+			sieve_redirect(m, &r, ts, a->arg);
 			log_info("%016llx sieve: %s@%s redirect to=<%s>", (unsigned long long)m->qid, t.user,
 				t.domain, a->arg);
 		} else if (a->kind == SA_VACATION) {
@@ -494,15 +557,23 @@ static int deliver_local(struct fcache *fc, struct queue_msg *m, struct targets 
 			buf_free(&reply);
 		} else if (a->kind == SA_REJECT || a->kind == SA_EREJECT) {
 			sieve_reject(m, &t, a->arg);
+		} else if (a->kind == SA_DUPLICATE) {
+			continue; /* tracked below, once delivered */
 		} else {
 			log_info("%016llx sieve: %s@%s discard", (unsigned long long)m->qid, t.user,
 				t.domain);
 		}
 	}
 	if (rc >= 0 && r.keep) {
-		int st = deliver_mbox(fc, m, &t, NULL, r.keep_flags, 0);
+		int st = deliver_as(fc, m, em, &t, NULL, r.keep_flags);
 		full |= st == DELIVER_FULL;
 		rc = st == DELIVER_FULL ? 0 : st;
+	}
+	if (rc >= 0) {
+		sieve_duplicate_commit(t.domain, t.user, &r);
+	}
+	if (em) {
+		queue_msg_free(em);
 	}
 	sieve_result_free(&r);
 	return rc < 0 ? rc : full ? DELIVER_FULL : 0;

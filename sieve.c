@@ -205,6 +205,7 @@ static struct sieve_script *active_script(const char *domain, const char *user)
 
 struct exists_arg {
 	const char *domain, *user;
+	const char *dir; /* `sieve test`: where included scripts are; NULL at delivery */
 };
 
 static int folder_exists(void *arg, const char *name)
@@ -229,12 +230,140 @@ char *sieve_head(struct spool *sp, size_t *len)
 	return msg;
 }
 
+/* include (RFC 6609): a personal script is one of the user's (a `sieve
+ * test` one is beside the script tested), a global one is in
+ * StorageFolder/sieve-global/ (for `sieve test`, global/ beside it). */
+static int load_script(void *arg, int global, const char *name, struct buf *out)
+{
+	const struct exists_arg *e = arg;
+	char path[1200], file[SIEVE_NAME_MAX + 8];
+	if (!valid_name(name)) {
+		return -1;
+	}
+	snprintf(file, sizeof file, "%s.sieve", name);
+	if (e->dir) {
+		snprintf(path, sizeof path, "%s/%s%s", e->dir, global ? "global/" : "", file);
+	} else if (global) {
+		snprintf(path, sizeof path, "%s/sieve-global/%s", mm_storage(), file);
+	} else if (sieve_path(e->domain, e->user, file, path, sizeof path) != 0) {
+		return -1;
+	}
+	FILE *f = os_fopen(path, "rb"); /* none: no noise, include says what it wants */
+	if (!f) {
+		return -1;
+	}
+	fclose(f);
+	return read_file(path, SIEVE_SCRIPT_MAX, out);
+}
+
+/* ---- duplicate (RFC 7352): "EXPIRES KEY" lines in sieve/duplicate ---- */
+
+#define DUPLICATE_MEMORY 5000 /* keys remembered per mailbox */
+
+/* The user's unexpired tracked keys into b (at most DUPLICATE_MEMORY);
+ * *expires: key's expiry, or -1 when it is not tracked. */
+static void duplicate_read(const struct exists_arg *e, const char *key, struct buf *b,
+	int64_t *expires)
+{
+	char path[1200], line[128];
+	*expires = -1;
+	FILE *f = sieve_path(e->domain, e->user, "duplicate", path, sizeof path) == 0
+	              ? os_fopen(path, "rb") : NULL;
+	int64_t now = os_time();
+	for (int n = 0; f && n < DUPLICATE_MEMORY && fgets(line, sizeof line, f);) {
+		long long t;
+		char h[65];
+		if (sscanf(line, "%lld %64s", &t, h) != 2 || t <= now) {
+			continue;
+		}
+		if (key && !strcmp(h, key)) {
+			*expires = t;
+			continue;
+		}
+		buf_printf(b, "%lld %s\n", t, h);
+		n++;
+	}
+	if (f) {
+		fclose(f);
+	}
+}
+
+static int duplicate_seen(void *arg, const char *key)
+{
+	struct buf b;
+	int64_t expires;
+	buf_init(&b);
+	duplicate_read(arg, key, &b, &expires);
+	buf_free(&b);
+	return expires >= 0;
+}
+
+/* see sieve.h */
+void sieve_duplicate_commit(const char *domain, const char *user, const struct sieve_result *r)
+{
+	struct exists_arg e = {domain, user, NULL};
+	for (int i = 0; i < r->n; i++) {
+		const struct sieve_action *a = &r->v[i];
+		struct buf b, out;
+		int64_t expires;
+		if (a->kind != SA_DUPLICATE) {
+			continue;
+		}
+		buf_init(&b);
+		buf_init(&out);
+		duplicate_read(&e, a->arg, &b, &expires);
+		if (expires < 0 || a->last) {
+			expires = os_time() + a->seconds;
+		}
+		buf_printf(&out, "%lld %s\n", (long long)expires, a->arg); /* newest first */
+		buf_append(&out, b.data ? b.data : "", b.len);
+		char path[1200];
+		if (sieve_path(domain, user, "duplicate", path, sizeof path) == 0 &&
+		        os_write_file_atomic(path, out.data, out.len) != 0) {
+			log_warn("sieve: %s@%s: cannot write %s", user, domain, path);
+		}
+		buf_free(&b);
+		buf_free(&out);
+	}
+}
+
+/* The domain's script that runs before (or after) every user's:
+ * StorageFolder/mail/DOMAIN/sieve-before.sieve (sieve-after.sieve);
+ * NULL when there is none or it does not compile (logged). */
+static struct sieve_script *domain_script(const char *domain, const char *when)
+{
+	char path[1200], err[300];
+	struct buf src;
+	struct sieve_script *s = NULL;
+	snprintf(path, sizeof path, "%s/mail/%s/sieve-%s.sieve", mm_storage(), domain, when);
+	FILE *f = os_fopen(path, "rb");
+	if (!f) {
+		return NULL;
+	}
+	fclose(f);
+	buf_init(&src);
+	if (read_file(path, SIEVE_SCRIPT_MAX, &src) == 0 &&
+	        sieve_compile(src.data ? src.data : "", src.len, &s, err, sizeof err) != 0) {
+		log_warnx("sieve: %s: %s (not run)", path, err);
+	}
+	buf_free(&src);
+	return s;
+}
+
 /* see sieve.h */
 int sieve_decide(const char *domain, const char *user, const char *to, struct spool *sp,
 	const char *from, struct sieve_result *r)
 {
-	struct sieve_script *s = active_script(domain, user);
-	if (!s) {
+	struct sieve_script *s[3] = {domain_script(domain, "before"), active_script(domain, user),
+		domain_script(domain, "after")};
+	const struct sieve_script *run[3];
+	int n = 0;
+	for (int i = 0; i < 3; i++) {
+		if (s[i]) {
+			run[n++] = s[i];
+		}
+	}
+	if (!n) {
 		return 0;
 	}
 	size_t got;
@@ -242,15 +371,17 @@ int sieve_decide(const char *domain, const char *user, const char *to, struct sp
 	char me[MM_USER_MAX + MM_DOMAIN_MAX + 2];
 	snprintf(me, sizeof me, "%s@%s", user, domain);
 	to = to && strchr(to, '@') ? to : me;
-	struct exists_arg ea = {domain, user};
+	struct exists_arg ea = {domain, user, NULL};
 	struct sieve_input in = {.msg = msg, .len = got, .size = sp->len,
 		.body_cut = sp->len > got, .from = from, .to = to, .folder_exists = folder_exists,
-		.arg = &ea};
-	if (sieve_run(s, &in, r) != 0) {
+		.arg = &ea, .seen = duplicate_seen, .load = load_script};
+	if (sieve_run_all(run, n, &in, r) != 0) {
 		log_warnx("sieve: %s: %s (kept in INBOX, RFC 5228 2.10.6)", to, r->error);
 	}
 	free(msg);
-	sieve_free(s);
+	for (int i = 0; i < 3; i++) {
+		sieve_free(s[i]);
+	}
 	return 1;
 }
 
@@ -739,9 +870,19 @@ static int sieve_test(int argc, char **argv)
 	buf_init(&out);
 	int rc = 1;
 	if (s && read_file(argv[1], SIEVE_MESSAGE_MAX, &m) == 0) {
+		char dir[1024]; /* the script's folder */
+		snprintf(dir, sizeof dir, "%s", argv[0]);
+		char *slash = strrchr(dir, '/');
+		if (slash) {
+			slash[slash == dir] = '\0';
+		} else {
+			rl_strlcpy(dir, ".", sizeof dir);
+		}
+		struct exists_arg ea = {"", "", dir};
 		struct sieve_input in = {.msg = m.data ? m.data : "", .len = m.len, .size = m.len,
 			.from = argc > 2 ? argv[2] : "sender@example.com",
-			.to = argc > 3 ? argv[3] : "recipient@example.com"};
+			.to = argc > 3 ? argv[3] : "recipient@example.com", .arg = &ea,
+			.load = load_script};
 		struct sieve_result r;
 		rc = sieve_run(s, &in, &r) == 0 ? 0 : 1;
 		if (rc) {

@@ -17,13 +17,19 @@
 #define SIEVE_ACTIONS_MAX 32          /* actions one message can get */
 #define SIEVE_REDIRECTS_MAX 4         /* redirects per message (Pigeonhole's default) */
 #define SIEVE_VARS_MAX 128            /* variables of one run */
+#define SIEVE_INCLUDE_DEPTH 8        /* scripts including scripts (RFC 6609) */
+#define SIEVE_INCLUDES_MAX 32        /* includes run for one message */
+#define SIEVE_HEADER_MAX (256 * 1024) /* the header editheader leaves, in bytes */
+#define SIEVE_DUPLICATE_DEFAULT (14 * 86400) /* duplicate's period without :seconds */
+#define SIEVE_DUPLICATE_MAX (30 * 86400)     /* and the longest one (RFC 7352 3.3) */
 
 /* Extensions a script may require (the "require" names). */
 enum {
 	SX_FILEINTO = 1 << 0, SX_REJECT = 1 << 1, SX_ENVELOPE = 1 << 2, SX_IMAP4FLAGS = 1 << 3,
 	SX_VARIABLES = 1 << 4, SX_RELATIONAL = 1 << 5, SX_SUBADDRESS = 1 << 6, SX_COPY = 1 << 7,
 	SX_BODY = 1 << 8, SX_MAILBOX = 1 << 9, SX_EREJECT = 1 << 10, SX_NUMERIC = 1 << 11,
-	SX_VACATION = 1 << 12, SX_VACATION_SECONDS = 1 << 13
+	SX_VACATION = 1 << 12, SX_VACATION_SECONDS = 1 << 13, SX_DATE = 1 << 14, SX_INDEX = 1 << 15,
+	SX_DUPLICATE = 1 << 16, SX_EDITHEADER = 1 << 17, SX_INCLUDE = 1 << 18
 };
 
 struct sieve_script; /* compiled: a tree of checked commands */
@@ -49,18 +55,28 @@ struct sieve_input {
 	/* mailboxexists: 1 when the folder exists; NULL: only INBOX does */
 	int (*folder_exists)(void *arg, const char *name);
 	void *arg;
+	int64_t now; /* currentdate's clock (seconds since the epoch); 0: os_time() */
+	/* duplicate (RFC 7352): 1 when key (64 hex digits) was tracked and
+	 * has not expired; NULL: nothing was */
+	int (*seen)(void *arg, const char *key);
+	/* include (RFC 6609): the text of script name (valid: letters, digits,
+	 * . _ -), the user's own or (global) a global one, appended to out;
+	 * 0, or -1 when there is none. NULL: there are none. */
+	int (*load)(void *arg, int global, const char *name, struct buf *out);
 };
 
 enum sieve_kind { SA_KEEP, SA_FILEINTO, SA_REDIRECT, SA_DISCARD, SA_REJECT, SA_EREJECT,
-	SA_VACATION };
+	SA_VACATION, SA_DUPLICATE };
 struct sieve_action {
 	enum sieve_kind kind;
-	char *arg;   /* folder (keep: "INBOX"), address, reason, vacation text */
+	char *arg;   /* folder (keep: "INBOX"), address, reason, vacation text,
+	              * duplicate: the key to track (64 hex digits) */
 	char *flags; /* IMAP flags to set, space-separated; NULL: none */
 	int copy;    /* :copy (the implicit keep is kept) */
 	int create;  /* fileinto :create */
-	/* vacation */
+	/* vacation, duplicate (:handle, :seconds; last: duplicate :last) */
 	int64_t seconds;
+	int last;
 	char *subject, *from, *handle;
 	char *addresses; /* :addresses, space-separated; NULL when none */
 	int mime;
@@ -71,12 +87,22 @@ struct sieve_result {
 	int keep;         /* the implicit keep stands */
 	char *keep_flags; /* the flags it stores with; NULL: none */
 	char error[256];  /* a run-time error ("" if none): deliver as the implicit keep */
+	/* editheader (RFC 5293): the header every action delivers or sends
+	 * (its fields, each ending in CRLF, without the empty line), in place
+	 * of the message's up to body_off (where its body starts); NULL when
+	 * the script edited nothing. */
+	char *header;
+	size_t header_len, body_off;
 };
 
 /* Runs s on in. 0, or -1 with r->error (the actions so far are in r;
  * RFC 5228 2.10.6: the caller keeps the message in INBOX). Free r with
  * sieve_result_free either way. */
 int sieve_run(const struct sieve_script *s, const struct sieve_input *in,
+	struct sieve_result *r);
+/* Runs the n scripts of s in turn on in, as if a script included each
+ * (RFC 6609): one result, stop ends them all, global variables shared. */
+int sieve_run_all(const struct sieve_script *const *s, int n, const struct sieve_input *in,
 	struct sieve_result *r);
 void sieve_result_free(struct sieve_result *r);
 /* Appends the actions as Pigeonhole's sieve-test prints them ("Performed
@@ -146,6 +172,10 @@ extern const struct proto managesieve_proto;
  * to from within the period (remembered in the user's sieve folder). */
 int sieve_vacation(const char *domain, const char *user, const struct sieve_action *a,
 	struct spool *sp, const char *from, struct buf *reply);
+/* Tracks the duplicate keys of r (RFC 7352) in the user's sieve folder
+ * once the message was delivered: a new key for its period, a tracked
+ * one again only with :last. */
+void sieve_duplicate_commit(const char *domain, const char *user, const struct sieve_result *r);
 /* What scripts see of the message in sp: its first 256 KB (malloc'd,
  * *len bytes). */
 char *sieve_head(struct spool *sp, size_t *len);
@@ -189,21 +219,33 @@ struct sv_node {
 	struct sv_arg *types;   /* body :content */
 	struct sv_arg *addresses; /* vacation :addresses */
 	struct sv_arg *subject, *from, *handle;
+	struct sv_arg *header, *uniqueid; /* duplicate :header, :uniqueid */
 	int64_t seconds;        /* vacation :days / :seconds, -1 when not given */
+	struct sv_arg *zone;    /* date, currentdate :zone */
+	int origzone;           /* date :originalzone */
+	uint64_t index;         /* :index N (RFC 5260 index), 0 when not given */
+	int last;               /* :last */
+	int global, once, optional; /* include :global (else :personal), :once, :optional */
 };
 
 enum {
 	SV_C_REQUIRE, SV_C_IF, SV_C_ELSIF, SV_C_ELSE, SV_C_STOP, SV_C_KEEP, SV_C_DISCARD,
 	SV_C_FILEINTO, SV_C_REDIRECT, SV_C_REJECT, SV_C_EREJECT, SV_C_SETFLAG, SV_C_ADDFLAG,
-	SV_C_REMOVEFLAG, SV_C_SET, SV_C_VACATION,
+	SV_C_REMOVEFLAG, SV_C_SET, SV_C_VACATION, SV_C_ADDHEADER, SV_C_DELETEHEADER,
+	SV_C_INCLUDE, SV_C_RETURN, SV_C_GLOBAL,
 	SV_T_ADDRESS, SV_T_HEADER, SV_T_ENVELOPE, SV_T_EXISTS, SV_T_SIZE, SV_T_ALLOF, SV_T_ANYOF,
 	SV_T_NOT, SV_T_TRUE, SV_T_FALSE, SV_T_BODY, SV_T_HASFLAG, SV_T_STRING,
-	SV_T_MAILBOXEXISTS
+	SV_T_MAILBOXEXISTS, SV_T_DATE, SV_T_CURRENTDATE, SV_T_DUPLICATE
 };
 
 /* set's modifiers, in RFC 5229 precedence order (applied low to high) */
 enum { SV_MOD_LOWER = 1, SV_MOD_UPPER = 2, SV_MOD_LOWERFIRST = 4, SV_MOD_UPPERFIRST = 8,
 	SV_MOD_QUOTEWILDCARD = 16, SV_MOD_LENGTH = 32 };
+
+/* A script name include may load: letters, digits, . _ - (sieve_parse.c). */
+int sieve_name_ok(const char *s);
+/* A header field name: printable ASCII without ':' (sieve_parse.c). */
+int sieve_field_name_ok(const char *s);
 
 struct sieve_script {
 	struct sv_node *first;

@@ -280,7 +280,8 @@ static int next(struct lexer *x)
 enum { K_CMD, K_TEST, K_CONTROL };
 /* tag groups */
 enum { G_CMP = 1, G_MATCH = 2, G_PART = 4, G_SIZE = 8, G_COPY = 16, G_CREATE = 32, G_FLAGS = 64,
-	G_BODY = 128, G_MODS = 256, G_VACATION = 512 };
+	G_BODY = 128, G_MODS = 256, G_VACATION = 512, G_ZONE = 1024, G_ORIGZONE = 2048,
+	G_INDEX = 4096, G_DUPLICATE = 8192, G_LAST = 16384, G_EDITINDEX = 32768, G_INCLUDE = 65536 };
 
 static const struct spec {
 	const char *name;
@@ -306,8 +307,13 @@ static const struct spec {
 	{"removeflag", SV_C_REMOVEFLAG, K_CMD, SX_IMAP4FLAGS, 0, 1, 2, 0},
 	{"set", SV_C_SET, K_CMD, SX_VARIABLES, G_MODS, 2, 2, 0},
 	{"vacation", SV_C_VACATION, K_CMD, SX_VACATION, G_VACATION, 1, 1, 0},
-	{"address", SV_T_ADDRESS, K_TEST, 0, G_CMP | G_MATCH | G_PART, 2, 2, 0},
-	{"header", SV_T_HEADER, K_TEST, 0, G_CMP | G_MATCH, 2, 2, 0},
+	{"include", SV_C_INCLUDE, K_CMD, SX_INCLUDE, G_INCLUDE, 1, 1, 0},
+	{"return", SV_C_RETURN, K_CMD, SX_INCLUDE, 0, 0, 0, 0},
+	{"global", SV_C_GLOBAL, K_CMD, SX_INCLUDE, 0, 1, 1, 0},
+	{"addheader", SV_C_ADDHEADER, K_CMD, SX_EDITHEADER, G_LAST, 2, 2, 0},
+	{"deleteheader", SV_C_DELETEHEADER, K_CMD, SX_EDITHEADER, G_CMP | G_MATCH | G_EDITINDEX, 1, 2, 0},
+	{"address", SV_T_ADDRESS, K_TEST, 0, G_CMP | G_MATCH | G_PART | G_INDEX, 2, 2, 0},
+	{"header", SV_T_HEADER, K_TEST, 0, G_CMP | G_MATCH | G_INDEX, 2, 2, 0},
 	{"envelope", SV_T_ENVELOPE, K_TEST, SX_ENVELOPE, G_CMP | G_MATCH | G_PART, 2, 2, 0},
 	{"exists", SV_T_EXISTS, K_TEST, 0, 0, 1, 1, 0},
 	{"size", SV_T_SIZE, K_TEST, 0, G_SIZE, 1, 1, 0},
@@ -320,6 +326,9 @@ static const struct spec {
 	{"hasflag", SV_T_HASFLAG, K_TEST, SX_IMAP4FLAGS, G_CMP | G_MATCH, 1, 2, 0},
 	{"string", SV_T_STRING, K_TEST, SX_VARIABLES, G_CMP | G_MATCH, 2, 2, 0},
 	{"mailboxexists", SV_T_MAILBOXEXISTS, K_TEST, SX_MAILBOX, 0, 1, 1, 0},
+	{"date", SV_T_DATE, K_TEST, SX_DATE, G_CMP | G_MATCH | G_ZONE | G_ORIGZONE | G_INDEX, 3, 3, 0},
+	{"currentdate", SV_T_CURRENTDATE, K_TEST, SX_DATE, G_CMP | G_MATCH | G_ZONE, 2, 2, 0},
+	{"duplicate", SV_T_DUPLICATE, K_TEST, SX_DUPLICATE, G_DUPLICATE, 0, 0, 0},
 };
 
 static const struct spec *spec_find(const char *name)
@@ -340,7 +349,9 @@ static const struct {
 	{"imap4flags", SX_IMAP4FLAGS}, {"variables", SX_VARIABLES}, {"relational", SX_RELATIONAL},
 	{"subaddress", SX_SUBADDRESS}, {"copy", SX_COPY}, {"body", SX_BODY}, {"mailbox", SX_MAILBOX},
 	{"ereject", SX_EREJECT}, {"comparator-i;ascii-numeric", SX_NUMERIC},
-	{"vacation", SX_VACATION}, {"vacation-seconds", SX_VACATION_SECONDS},
+	{"vacation", SX_VACATION}, {"vacation-seconds", SX_VACATION_SECONDS}, {"date", SX_DATE},
+	{"index", SX_INDEX}, {"duplicate", SX_DUPLICATE}, {"editheader", SX_EDITHEADER},
+	{"include", SX_INCLUDE},
 	{"comparator-i;octet", 0}, {"comparator-i;ascii-casemap", 0},
 };
 
@@ -748,6 +759,91 @@ static int tag_vacation(struct lexer *x, struct sv_node *n, struct sv_arg **args
 	return 1;
 }
 
+/* include's :personal / :global, :once, :optional. */
+static int tag_include(struct lexer *x, struct sv_node *n, const struct sv_arg *t)
+{
+	const char *name = t->tag;
+	int *flag = !strcmp(name, "once") ? &n->once : !strcmp(name, "optional") ? &n->optional
+	                                                                        : NULL;
+	if (flag) {
+		*flag = 1;
+		return 0;
+	}
+	if (strcmp(name, "personal") != 0 && strcmp(name, "global") != 0) {
+		return 1;
+	}
+	if (n->global) {
+		return fail_at(x, t->line, t->col, "more than one of :personal and :global");
+	}
+	n->global = name[0] == 'g' ? 1 : 2; /* 2: :personal said */
+	return 0;
+}
+
+/* duplicate's :handle, :header, :uniqueid, :seconds and :last (RFC 7352). */
+static int tag_duplicate(struct lexer *x, struct sv_node *n, struct sv_arg **args, int nargs,
+	int *i)
+{
+	const struct sv_arg *t = args[*i];
+	const char *name = t->tag;
+	struct sv_arg **slot = !strcmp(name, "handle")   ? &n->handle
+	                       : !strcmp(name, "header") ? &n->header
+	                       : !strcmp(name, "uniqueid") ? &n->uniqueid
+	                                                   : NULL;
+	int once = slot ? *slot != NULL : !strcmp(name, "last") ? n->last : n->seconds >= 0;
+	if (once) {
+		return fail_at(x, t->line, t->col, "more than one :%s", name);
+	}
+	if (slot) {
+		if (!(*slot = tag_value(x, args, nargs, i, SV_STRS, 1))) {
+			return -1;
+		}
+		return n->header && n->uniqueid ? fail_at(x, t->line, t->col,
+			"duplicate takes :header or :uniqueid, not both") : 0;
+	}
+	if (!strcmp(name, "last")) {
+		n->last = 1;
+		return 0;
+	}
+	if (strcmp(name, "seconds") != 0) {
+		return 1;
+	}
+	struct sv_arg *v = tag_value(x, args, nargs, i, SV_NUM, 0);
+	n->seconds = v && v->num < SIEVE_DUPLICATE_MAX ? (int64_t)v->num : SIEVE_DUPLICATE_MAX;
+	return v ? 0 : -1;
+}
+
+/* :zone, :originalzone (RFC 5260 date), :index and :last (index). */
+static int tag_date(struct lexer *x, struct sv_node *n, struct sv_arg **args, int nargs, int *i,
+	unsigned groups)
+{
+	const struct sv_arg *t = args[*i];
+	const char *name = t->tag;
+	int zone = (groups & G_ZONE) && !strcmp(name, "zone");
+	if (zone || ((groups & G_ORIGZONE) && !strcmp(name, "originalzone"))) {
+		if (n->zone || n->origzone) {
+			return fail_at(x, t->line, t->col, "more than one :zone or :originalzone");
+		}
+		n->origzone = !zone;
+		return !zone || (n->zone = tag_value(x, args, nargs, i, SV_STRS, 1)) ? 0 : -1;
+	}
+	if (!(groups & (G_LAST | G_EDITINDEX)) &&
+	        (!(groups & G_INDEX) || !(x->s->requires & SX_INDEX))) {
+		return 1;
+	}
+	if (!strcmp(name, "last")) {
+		n->last = 1;
+		return 0;
+	}
+	if (strcmp(name, "index") != 0 || (groups & G_LAST)) {
+		return 1;
+	}
+	struct sv_arg *v = tag_value(x, args, nargs, i, SV_NUM, 0);
+	if (v && !v->num && !(groups & G_EDITINDEX)) { /* deleteheader: 0 is every one */
+		return fail_at(x, v->line, v->col, ":index cannot be zero");
+	}
+	return v ? (n->index = v->num, 0) : -1;
+}
+
 static int tag_other(struct lexer *x, struct sv_node *n, struct sv_arg **args, int nargs, int *i,
 	unsigned groups)
 {
@@ -787,7 +883,13 @@ static int tag_other(struct lexer *x, struct sv_node *n, struct sv_arg **args, i
 	if (groups & G_VACATION) {
 		return tag_vacation(x, n, args, nargs, i);
 	}
-	return 1;
+	if (groups & G_DUPLICATE) {
+		return tag_duplicate(x, n, args, nargs, i);
+	}
+	if (groups & G_INCLUDE) {
+		return tag_include(x, n, t);
+	}
+	return tag_date(x, n, args, nargs, i, groups);
 }
 
 static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec *sp);
@@ -850,6 +952,50 @@ static int need_single(struct lexer *x, const struct sv_node *n, int k, const ch
 	return a->single ? 0 : fail_at(x, a->line, a->col, "%s must be a single string", what);
 }
 
+/* see sieve.h */
+int sieve_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (!n || n > 64 || s[0] == '.') {
+		return 0;
+	}
+	for (; *s; s++) {
+		if (!is_alpha(*s) && !is_digit(*s) && *s != '.' && *s != '-') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* A header field name: printable ASCII but ':' (RFC 5322 2.2). */
+int sieve_field_name_ok(const char *s)
+{
+	if (!*s || strlen(s) > 200) {
+		return 0;
+	}
+	for (; *s; s++) {
+		if (*s <= ' ' || *s >= 0x7f || *s == ':') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* addheader NAME VALUE, deleteheader ... NAME [VALUES]: a single name,
+ * valid unless a variable makes it (then it is checked when run). */
+static int check_edit(struct lexer *x, struct sv_node *n)
+{
+	const struct sv_arg *a = n->pos[0];
+	if (need_single(x, n, 0, "the header name") ||
+	        (n->id == SV_C_ADDHEADER && need_single(x, n, 1, "the value"))) {
+		return -1;
+	}
+	if (!strstr(a->s[0], "${") && !sieve_field_name_ok(a->s[0])) {
+		return fail_at(x, a->line, a->col, "invalid header name \"%s\"", a->s[0]);
+	}
+	return 0;
+}
+
 /* What the table cannot say: single strings, required tags, mixes. */
 static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec *sp)
 {
@@ -872,6 +1018,34 @@ static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec
 		return n->npos == 2 ? need_single(x, n, 0, "the variable name") : 0;
 	case SV_T_SIZE:
 		return n->over ? 0 : fail_at(x, n->line, n->col, "size needs :over or :under");
+	case SV_T_DATE:
+		if (need_single(x, n, 0, "the header name") || need_single(x, n, 1, "the date part")) {
+			return -1;
+		}
+		break;
+	case SV_T_CURRENTDATE:
+		if (need_single(x, n, 0, "the date part")) {
+			return -1;
+		}
+		break;
+	case SV_C_ADDHEADER:
+	case SV_C_DELETEHEADER:
+		return check_edit(x, n);
+	case SV_C_INCLUDE:
+		if (need_single(x, n, 0, "the script name")) {
+			return -1;
+		}
+		n->global = n->global == 1;
+		if (!strstr(n->pos[0]->s[0], "${") && !sieve_name_ok(n->pos[0]->s[0])) {
+			return fail_at(x, n->pos[0]->line, n->pos[0]->col, "invalid script name \"%s\"",
+				n->pos[0]->s[0]);
+		}
+		return 0;
+	case SV_C_GLOBAL:
+		if (!(x->s->requires & SX_VARIABLES)) {
+			return fail_at(x, n->line, n->col, "'global' needs require \"variables\"");
+		}
+		break;
 	case SV_T_ENVELOPE:
 		for (int i = 0; i < n->pos[0]->n; i++) {
 			const char *e = n->pos[0]->s[i];
@@ -883,6 +1057,9 @@ static int check_semantics(struct lexer *x, struct sv_node *n, const struct spec
 		break;
 	default:
 		break;
+	}
+	if (n->last && !n->index && n->id != SV_T_DUPLICATE && n->id != SV_C_ADDHEADER) {
+		return fail_at(x, n->line, n->col, ":last needs :index");
 	}
 	if (n->cmp == SV_NUMERIC && (n->match == SV_CONTAINS || n->match == SV_MATCHES)) {
 		return fail_at(x, n->line, n->col, "i;ascii-numeric cannot do :%s",

@@ -2,7 +2,8 @@
  * sieve_run.c - the Sieve interpreter: runs a compiled script on one
  * message for one recipient and collects the actions (RFC 5228 with
  * fileinto, reject/ereject, envelope, imap4flags, variables, relational,
- * subaddress, copy, body, mailbox and vacation). Everything a run makes
+ * subaddress, copy, body, mailbox, vacation, date, index, duplicate and
+ * editheader). Everything a run makes
  * lives in its arena, freed at the end; the work is bounded by
  * SIEVE_STEPS_MAX commands and tests and a budget of match steps.
  */
@@ -25,9 +26,26 @@ struct run {
 	int stopped, failed, redirects;
 	struct mime_msg m;
 	int parsed;
+	/* the message tests see: the input, or after editheader the edited
+	 * header (hdr) and the input's body, composed in text */
+	const char *mtext;
+	size_t mlen;
+	int edited, stale;
+	struct buf hdr, text;
+	const char *body;
+	size_t body_len;
 	char *flags; /* imap4flags' internal variable */
-	struct var vars[SIEVE_VARS_MAX];
+	struct var vars[SIEVE_VARS_MAX]; /* the current script's own */
 	int nvars;
+	/* include (RFC 6609): global variables, and the names the current
+	 * script declared global */
+	struct var globals[SIEVE_VARS_MAX];
+	int nglobals;
+	const char *gnames[SIEVE_VARS_MAX];
+	int ngnames;
+	int depth, returned, nincludes;
+	char *active[SIEVE_INCLUDE_DEPTH + 1]; /* the scripts being run, "p:name" / "g:name" */
+	char *done[SIEVE_INCLUDES_MAX];        /* the scripts included so far */
 	char *match[CAPTURES]; /* match variables of the last :matches that matched */
 	/* what the current :matches captured */
 	char *cap[CAPTURES];
@@ -66,14 +84,43 @@ static int fail(struct run *x, const char *what)
 
 /* ---- variables (RFC 5229) ---- */
 
+static int is_global(struct run *x, const char *name, size_t n)
+{
+	for (int i = 0; i < x->ngnames; i++) {
+		if (strlen(x->gnames[i]) == n && !rl_strncasecmp(x->gnames[i], name, n)) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The variable name[0..n): the script's own, or a global one it declared. */
 static struct var *var_find(struct run *x, const char *name, size_t n)
 {
-	for (int i = 0; i < x->nvars; i++) {
-		if (strlen(x->vars[i].name) == n && !rl_strncasecmp(x->vars[i].name, name, n)) {
-			return &x->vars[i];
+	int g = is_global(x, name, n);
+	struct var *v = g ? x->globals : x->vars;
+	for (int i = 0, nv = g ? x->nglobals : x->nvars; i < nv; i++) {
+		if (strlen(v[i].name) == n && !rl_strncasecmp(v[i].name, name, n)) {
+			return &v[i];
 		}
 	}
 	return NULL;
+}
+
+/* var_find, or a new variable ("" until set); NULL when there are too many. */
+static struct var *var_get(struct run *x, const char *name)
+{
+	size_t n = strlen(name);
+	struct var *v = var_find(x, name, n);
+	int g = is_global(x, name, n);
+	int *nv = g ? &x->nglobals : &x->nvars;
+	if (v || *nv == SIEVE_VARS_MAX) {
+		return v;
+	}
+	v = g ? &x->globals[(*nv)++] : &x->vars[(*nv)++];
+	v->name = sdup(x, name, n);
+	v->value = "";
+	return v;
 }
 
 static int ident_char(char c, int first)
@@ -204,13 +251,9 @@ static int do_set(struct run *x, const struct sv_node *n)
 {
 	const char *name = n->pos[0]->s[0];
 	const char *value = modify(x, expand(x, n->pos[1]->s[0]), n->mods);
-	struct var *v = var_find(x, name, strlen(name));
+	struct var *v = var_get(x, name);
 	if (!v) {
-		if (x->nvars == SIEVE_VARS_MAX) {
-			return fail(x, "too many variables");
-		}
-		v = &x->vars[x->nvars++];
-		v->name = sdup(x, name, strlen(name));
+		return fail(x, "too many variables");
 	}
 	v->value = (char *)value;
 	return 0;
@@ -405,12 +448,53 @@ static int match_values(struct run *x, const struct sv_node *n, const char **v, 
 
 static struct mime_msg *msg(struct run *x)
 {
+	if (x->stale) { /* edited since: compose the new message */
+		buf_reset(&x->text);
+		buf_append(&x->text, x->hdr.data ? x->hdr.data : "", x->hdr.len);
+		buf_append(&x->text, "\r\n", 2);
+		buf_append(&x->text, x->body, x->body_len);
+		x->mtext = x->text.data;
+		x->mlen = x->text.len;
+		x->stale = 0;
+		if (x->parsed) {
+			mime_free(&x->m);
+			x->parsed = 0;
+		}
+	}
 	if (!x->parsed) {
-		mime_parse(&x->m, x->in->msg, x->in->len);
+		mime_parse(&x->m, x->mtext, x->mlen);
 		x->parsed = 1;
 	}
 	return &x->m;
 }
+
+/* A field's value as tests see it: unfolded, RFC 2047 decoded, without
+ * the blanks around it. */
+static const char *field_value(struct run *x, const char *value, size_t len)
+{
+	struct buf raw, dec;
+	buf_init(&raw);
+	buf_init(&dec);
+	for (size_t i = 0; i < len; i++) {
+		if (value[i] != '\r' && value[i] != '\n') {
+			buf_append(&raw, &value[i], 1);
+		}
+	}
+	mime_decode_words(raw.data ? raw.data : "", raw.len, &dec);
+	size_t a = 0, e = dec.len;
+	while (a < e && (dec.data[a] == ' ' || dec.data[a] == '\t')) {
+		a++;
+	}
+	while (e > a && (dec.data[e - 1] == ' ' || dec.data[e - 1] == '\t')) {
+		e--;
+	}
+	const char *out = sdup(x, dec.data ? dec.data + a : "", e - a);
+	buf_free(&raw);
+	buf_free(&dec);
+	return out;
+}
+
+static void push(struct run *x, const char ***v, int *nv, int *cap, const char *s);
 
 /* Appends to *v the decoded values of every header field called name. */
 static void header_values(struct run *x, const char *name, const char ***v, int *nv, int *cap)
@@ -419,39 +503,9 @@ static void header_values(struct run *x, const char *name, const char ***v, int 
 	struct mime_header h;
 	mime_headers_part(&it, msg(x), NULL);
 	while (mime_headers_next(&it, &h)) {
-		if (h.name_len != strlen(name) || rl_strncasecmp(h.name, name, h.name_len) != 0) {
-			continue;
+		if (h.name_len == strlen(name) && !rl_strncasecmp(h.name, name, h.name_len)) {
+			push(x, v, nv, cap, field_value(x, h.value, h.value_len));
 		}
-		struct buf raw, dec;
-		buf_init(&raw);
-		buf_init(&dec);
-		for (size_t i = 0; i < h.value_len; i++) {
-			char c = h.value[i];
-			if (c != '\r' && c != '\n') {
-				buf_append(&raw, &c, 1);
-			}
-		}
-		mime_decode_words(raw.data ? raw.data : "", raw.len, &dec);
-		size_t a = 0, e = dec.len;
-		while (a < e && (dec.data[a] == ' ' || dec.data[a] == '\t')) {
-			a++;
-		}
-		while (e > a && (dec.data[e - 1] == ' ' || dec.data[e - 1] == '\t')) {
-			e--;
-		}
-		if (*nv == *cap) {
-			*cap = *cap ? *cap * 2 : 8;
-			const char **nvv = keep(x, xmalloc((size_t)*cap * sizeof *nvv));
-			if (*nv) {
-				if (*nv) {
-			memcpy(nvv, *v, (size_t)*nv * sizeof *nvv);
-		}
-			}
-			*v = nvv;
-		}
-		(*v)[(*nv)++] = sdup(x, dec.data ? dec.data + a : "", e - a);
-		buf_free(&raw);
-		buf_free(&dec);
 	}
 }
 
@@ -540,8 +594,8 @@ static void body_values(struct run *x, const struct sv_node *n, const char ***v,
 	struct mime_msg *m = msg(x);
 	const struct mime_part *root = m->root;
 	if (n->body == SV_BODY_RAW) {
-		size_t off = root->body_off < x->in->len ? root->body_off : x->in->len;
-		push(x, v, nv, cap, sdup(x, x->in->msg + off, x->in->len - off));
+		size_t off = root->body_off < x->mlen ? root->body_off : x->mlen;
+		push(x, v, nv, cap, sdup(x, x->mtext + off, x->mlen - off));
 		return;
 	}
 	for (const struct mime_part *p = root; p;) {
@@ -572,6 +626,182 @@ static void body_values(struct run *x, const struct sv_node *n, const char ***v,
 		}
 		p = p ? p->next : NULL;
 	}
+}
+
+/* :index N [:last] (RFC 5260 section 6): of the fields' values (in the
+ * order of the names asked for), only the Nth, counted from the end with
+ * :last. */
+static void pick_index(const struct sv_node *n, const char ***v, int *nv)
+{
+	if (!n->index) {
+		return;
+	}
+	if (n->index > (uint64_t)*nv) {
+		*nv = 0;
+		return;
+	}
+	int k = n->last ? *nv - (int)n->index : (int)n->index - 1;
+	(*v)[0] = (*v)[k];
+	*nv = 1;
+}
+
+/* ---- dates (RFC 5260) ---- */
+
+/* "+hhmm" / "-hhmm" as minutes east of UTC; -1 when s is not one (then
+ * the local zone applies, as in Pigeonhole). */
+static int zone_parse(const char *s, int *minutes)
+{
+	if ((s[0] != '+' && s[0] != '-') || strlen(s) != 5 || strspn(s + 1, "0123456789") != 4) {
+		return -1;
+	}
+	int m = ((s[1] - '0') * 10 + (s[2] - '0')) * 60 + (s[3] - '0') * 10 + (s[4] - '0');
+	*minutes = s[0] == '-' ? -m : m;
+	return 0;
+}
+
+/* Days since 1970-01-01 to year, month, day (the civil calendar). */
+static void civil(int64_t days, int *y, int *m, int *d)
+{
+	days += 719468;
+	int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+	int64_t doe = days - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64_t mp = (5 * doy + 2) / 153;
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+/* The date part of time t seen in zone (minutes east), as RFC 5260
+ * section 4.2 writes it; NULL for an unknown part. */
+static const char *date_part(struct run *x, const char *part, int64_t t, int zone)
+{
+	static const char *wd[] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"};
+	static const char *mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+		"Oct", "Nov", "Dec"};
+	int64_t lt = t + (int64_t)zone * 60;
+	int64_t days = (lt >= 0 ? lt : lt - 86399) / 86400, sec = lt - days * 86400;
+	int y, m, d, hh = (int)(sec / 3600), mm = (int)(sec / 60 % 60), ss = (int)(sec % 60);
+	int az = zone < 0 ? -zone : zone, w = (int)(((days % 7) + 7) % 7);
+	civil(days, &y, &m, &d);
+	static const char *parts[] = {"year", "month", "day", "date", "julian", "hour", "minute",
+		"second", "time", "zone", "weekday", "iso8601", "std11"};
+	int k = 0;
+	while (k < 13 && rl_strcasecmp(part, parts[k]) != 0) {
+		k++;
+	}
+	char z[16], o[64];
+	snprintf(z, sizeof z, "%c%02d%02d", zone < 0 ? '-' : '+', az / 60, az % 60);
+	switch (k) {
+	case 0: snprintf(o, sizeof o, "%04d", y); break;
+	case 1: snprintf(o, sizeof o, "%02d", m); break;
+	case 2: snprintf(o, sizeof o, "%02d", d); break;
+	case 3: snprintf(o, sizeof o, "%04d-%02d-%02d", y, m, d); break;
+	case 4: snprintf(o, sizeof o, "%lld", (long long)(days + 40587)); break; /* MJD */
+	case 5: snprintf(o, sizeof o, "%02d", hh); break;
+	case 6: snprintf(o, sizeof o, "%02d", mm); break;
+	case 7: snprintf(o, sizeof o, "%02d", ss); break;
+	case 8: snprintf(o, sizeof o, "%02d:%02d:%02d", hh, mm, ss); break;
+	case 9: snprintf(o, sizeof o, "%s", z); break;
+	case 10: snprintf(o, sizeof o, "%d", (w + 4) % 7); break; /* 0 is Sunday */
+	case 11: /* UTC as Z, else +hh:mm */
+		snprintf(o, sizeof o, "%04d-%02d-%02dT%02d:%02d:%02d%s%.3s%s%s", y, m, d, hh, mm, ss,
+			zone ? "" : "Z", zone ? z : "", zone ? ":" : "", zone ? z + 3 : "");
+		break;
+	case 12:
+		snprintf(o, sizeof o, "%s, %02d %s %04d %02d:%02d:%02d %s", wd[w], d, mon[m - 1], y, hh,
+			mm, ss, z);
+		break;
+	default:
+		return NULL;
+	}
+	return sdup(x, o, strlen(o));
+}
+
+/* The zone a date test shows its date in. */
+static int date_zone(const struct sv_node *n, const char *zone, int64_t t, int original)
+{
+	int z;
+	if (n->origzone) {
+		return original;
+	}
+	return zone && zone_parse(zone, &z) == 0 ? z : os_timezone_offset(t);
+}
+
+/* date: the date in the (first, or :index'd) field; Received's after
+ * its last ';'. currentdate: now. */
+static void date_values(struct run *x, const struct sv_node *n, const char ***v, int *nv,
+	int *cap)
+{
+	const char *zone = n->zone ? expand(x, n->zone->s[0]) : NULL;
+	int64_t t = x->in->now ? x->in->now : os_time();
+	int orig = 0;
+	const char *part = expand(x, n->pos[n->npos - 2]->s[0]);
+	if (n->id == SV_T_DATE) {
+		const char **hv = NULL;
+		int nh = 0, hcap = 0;
+		const char *name = expand(x, n->pos[0]->s[0]);
+		header_values(x, name, &hv, &nh, &hcap);
+		pick_index(n, &hv, &nh);
+		if (!nh) {
+			return;
+		}
+		const char *d = hv[0], *semi = strrchr(d, ';');
+		if (!rl_strcasecmp(name, "received")) {
+			d = semi ? semi + 1 : "";
+		}
+		if (mime_date_parse(d, strlen(d), &t, &orig) != 0) {
+			return;
+		}
+	}
+	push(x, v, nv, cap, date_part(x, part, t, date_zone(n, zone, t, orig)));
+}
+
+static struct sieve_action *add_action(struct run *x, enum sieve_kind kind, const char *arg);
+
+/* ---- duplicate (RFC 7352) ---- */
+
+/* Whether the message's ID (Message-ID, :header's first field or
+ * :uniqueid) was seen under this handle; the key is tracked as an
+ * action the caller commits once the message is delivered. No ID:
+ * false, nothing tracked. */
+static int test_duplicate(struct run *x, const struct sv_node *n)
+{
+	const char *id = n->uniqueid ? expand(x, n->uniqueid->s[0]) : NULL;
+	const char *handle = n->handle ? expand(x, n->handle->s[0]) : NULL;
+	if (!id) {
+		const char **v = NULL;
+		int nv = 0, cap = 0;
+		header_values(x, n->header ? expand(x, n->header->s[0]) : "message-id", &v, &nv, &cap);
+		if (!nv) {
+			return 0;
+		}
+		id = v[0];
+	}
+	struct buf b;
+	char key[65];
+	buf_init(&b);
+	buf_printf(&b, "%s\n%s\n%s", handle ? "h" : "-", handle ? handle : "", id);
+	crypto_sha256_hex(b.data, b.len, key);
+	buf_free(&b);
+	for (int i = 0; i < x->r->n; i++) {
+		const struct sieve_action *o = &x->r->v[i];
+		if (o->kind == SA_DUPLICATE && !strcmp(o->arg, key) && o->last == n->last) {
+			return o->create; /* the same test again: the same answer */
+		}
+	}
+	int seen = x->in->seen ? x->in->seen(x->in->arg, key) : 0;
+	struct sieve_action *a = add_action(x, SA_DUPLICATE, key);
+	if (!a) {
+		return -1;
+	}
+	a->copy = 1; /* tracking takes nothing from the implicit keep */
+	a->create = seen; /* the answer, for a test of the same key */
+	a->last = n->last;
+	a->seconds = n->seconds >= 0 ? n->seconds : SIEVE_DUPLICATE_DEFAULT;
+	a->handle = handle ? xstrdup(handle) : NULL;
+	return seen;
 }
 
 /* ---- flags (RFC 5232) ---- */
@@ -672,12 +902,7 @@ static char **flag_var(struct run *x, const char *name)
 	if (!name) {
 		return &x->flags;
 	}
-	struct var *v = var_find(x, name, strlen(name));
-	if (!v && x->nvars < SIEVE_VARS_MAX) {
-		v = &x->vars[x->nvars++];
-		v->name = sdup(x, name, strlen(name));
-		v->value = "";
-	}
+	struct var *v = var_get(x, name);
 	return v ? &v->value : &x->flags;
 }
 
@@ -695,6 +920,7 @@ static int test_strings(struct run *x, const struct sv_node *n)
 		for (int i = 0; i < names->n; i++) {
 			header_values(x, expand(x, names->s[i]), &v, &nv, &cap);
 		}
+		pick_index(n, &v, &nv);
 		break;
 	case SV_T_ADDRESS: {
 		const char **hv = NULL;
@@ -702,6 +928,7 @@ static int test_strings(struct run *x, const struct sv_node *n)
 		for (int i = 0; i < names->n; i++) {
 			header_values(x, expand(x, names->s[i]), &hv, &nh, &hcap);
 		}
+		pick_index(n, &hv, &nh);
 		address_values(x, n, hv, nh, &v, &nv, &cap);
 		break;
 	}
@@ -718,6 +945,10 @@ static int test_strings(struct run *x, const struct sv_node *n)
 			}
 		}
 		break;
+	case SV_T_DATE:
+	case SV_T_CURRENTDATE:
+		date_values(x, n, &v, &nv, &cap);
+		return match_values(x, n, v, nv, n->pos[n->npos - 1]);
 	case SV_T_BODY:
 		body_values(x, n, &v, &nv, &cap);
 		return match_values(x, n, v, nv, n->pos[0]);
@@ -795,6 +1026,8 @@ static int test(struct run *x, const struct sv_node *n)
 		return test_exists(x, n);
 	case SV_T_SIZE:
 		return n->over == 1 ? x->in->size > n->pos[0]->num : x->in->size < n->pos[0]->num;
+	case SV_T_DUPLICATE:
+		return test_duplicate(x, n);
 	case SV_T_MAILBOXEXISTS:
 		for (int i = 0; i < n->pos[0]->n; i++) {
 			if (!folder_exists(x, expand(x, n->pos[0]->s[i]))) {
@@ -900,6 +1133,266 @@ static int vacation(struct run *x, const struct sv_node *n)
 	return 0;
 }
 
+/* ---- editheader (RFC 5293) ---- */
+
+/* Fields scripts may not delete (RFC 5293 section 5; Pigeonhole lets
+ * them be added). */
+static int protected_field(const char *name)
+{
+	return !rl_strcasecmp(name, "received") || !rl_strcasecmp(name, "auto-submitted");
+}
+
+/* The first edit takes the message's header fields into x->hdr. */
+static void edit_begin(struct run *x)
+{
+	if (x->edited) {
+		return;
+	}
+	const struct mime_part *root = msg(x)->root;
+	size_t off = root->body_off < x->in->len ? root->body_off : x->in->len, end = off;
+	const char *m = x->in->msg;
+	if (end >= 2 && m[end - 1] == '\n' && m[end - 2] == '\n') {
+		end--;
+	} else if (end >= 4 && !memcmp(m + end - 4, "\r\n\r\n", 4)) {
+		end -= 2;
+	}
+	buf_append(&x->hdr, m, end);
+	if (x->hdr.len && x->hdr.data[x->hdr.len - 1] != '\n') {
+		buf_append(&x->hdr, "\r\n", 2);
+	}
+	x->body = m + off;
+	x->body_len = x->in->len - off;
+	x->edited = 1;
+}
+
+/* name: value as field lines, folded before a blank where a line would
+ * pass 78 columns. */
+static void fold_field(struct buf *b, const char *name, const char *value)
+{
+	buf_printf(b, "%s: ", name);
+	size_t col = strlen(name) + 2;
+	for (const char *p = value; *p;) {
+		size_t w = strspn(p, " \t"); /* a word: the blanks before it and its text */
+		w += strcspn(p + w, " \t");
+		if (col + w > 78 && p != value && (*p == ' ' || *p == '\t')) {
+			buf_append(b, "\r\n", 2);
+			col = 0;
+		}
+		buf_append(b, p, w);
+		col += w;
+		p += w;
+	}
+	buf_append(b, "\r\n", 2);
+}
+
+static int addheader(struct run *x, const struct sv_node *n)
+{
+	const char *name = expand(x, n->pos[0]->s[0]);
+	const char *given = expand(x, n->pos[1]->s[0]);
+	char *value = sdup(x, given, strlen(given));
+	if (!sieve_field_name_ok(name)) {
+		return fail(x, "addheader: invalid header name");
+	}
+	/* a line end before a blank folds (unfolded here, folded again
+	 * below); before anything else it ends the value, as in Pigeonhole */
+	char *o = value;
+	for (const char *p = value; *p; p++) {
+		if (*p == '\n' && p[1] != ' ' && p[1] != '\t') {
+			break;
+		}
+		if (*p != '\r' && *p != '\n') {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	edit_begin(x);
+	struct buf f;
+	buf_init(&f);
+	fold_field(&f, name, value);
+	if (x->hdr.len + f.len > SIEVE_HEADER_MAX) {
+		buf_free(&f);
+		return fail(x, "addheader: the header grew too large");
+	}
+	if (n->last) {
+		buf_append(&x->hdr, f.data, f.len);
+	} else {
+		buf_append(&f, x->hdr.data ? x->hdr.data : "", x->hdr.len);
+		buf_reset(&x->hdr);
+		buf_append(&x->hdr, f.data, f.len);
+	}
+	buf_free(&f);
+	x->stale = 1;
+	return 0;
+}
+
+/* The end of the field that starts at p (its continuation lines too). */
+static const char *field_end(const char *p, const char *end)
+{
+	for (;;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl) {
+			return end;
+		}
+		p = nl + 1;
+		if (p >= end || (*p != ' ' && *p != '\t')) {
+			return p;
+		}
+	}
+}
+
+/* 1 when the field at p..e is called name; *value is what follows ':'. */
+static int field_is(const char *p, const char *e, const char *name, const char **value)
+{
+	const char *colon = memchr(p, ':', (size_t)(e - p));
+	size_t k = strlen(name);
+	if (!colon) {
+		return 0;
+	}
+	*value = colon + 1;
+	const char *ne = colon;
+	while (ne > p && (ne[-1] == ' ' || ne[-1] == '\t')) {
+		ne--;
+	}
+	return (size_t)(ne - p) == k && !rl_strncasecmp(p, name, k);
+}
+
+/* deleteheader: the fields called name (the :index'th only), those whose
+ * value matches one of the patterns when there are patterns. */
+static int deleteheader(struct run *x, const struct sv_node *n)
+{
+	const char *name = expand(x, n->pos[0]->s[0]), *v;
+	if (!sieve_field_name_ok(name)) {
+		return fail(x, "deleteheader: invalid header name");
+	}
+	if (protected_field(name)) {
+		return 0;
+	}
+	edit_begin(x);
+	const char *h = x->hdr.data ? x->hdr.data : "", *end = h + x->hdr.len;
+	uint64_t total = 0, k = 0;
+	for (const char *p = h; p < end; p = field_end(p, end)) {
+		total += (uint64_t)field_is(p, field_end(p, end), name, &v);
+	}
+	struct buf out;
+	buf_init(&out);
+	for (const char *p = h, *e; p < end; p = e) {
+		e = field_end(p, end);
+		int del = field_is(p, e, name, &v);
+		if (del) {
+			k++;
+			del = !n->index || n->index == (n->last ? total - k + 1 : k);
+		}
+		if (del && n->npos == 2) {
+			const char *val = field_value(x, v, (size_t)(e - v));
+			if ((del = match_values(x, n, &val, 1, n->pos[1])) < 0) {
+				buf_free(&out);
+				return -1;
+			}
+		}
+		if (!del) {
+			buf_append(&out, p, (size_t)(e - p));
+		}
+	}
+	buf_free(&x->hdr);
+	x->hdr = out;
+	x->stale = 1;
+	return 0;
+}
+
+/* ---- include (RFC 6609) ---- */
+
+static int block(struct run *x, const struct sv_node *n);
+
+/* global: the names are shared with every script that declares them. */
+static int global(struct run *x, const struct sv_node *n)
+{
+	for (int i = 0; i < n->pos[0]->n; i++) {
+		const char *name = expand(x, n->pos[0]->s[i]);
+		if (is_global(x, name, strlen(name))) {
+			continue;
+		}
+		if (x->ngnames == SIEVE_VARS_MAX) {
+			return fail(x, "too many global variables");
+		}
+		x->gnames[x->ngnames++] = sdup(x, name, strlen(name));
+	}
+	return 0;
+}
+
+/* The scope an included script runs in: its own variables and globals,
+ * its own requires; the caller's come back after it. */
+struct scope {
+	struct var vars[SIEVE_VARS_MAX];
+	const char *gnames[SIEVE_VARS_MAX];
+	int nvars, ngnames;
+	unsigned req;
+};
+
+static int run_included(struct run *x, const struct sieve_script *s)
+{
+	struct scope *sc = xmalloc(sizeof *sc);
+	memcpy(sc->vars, x->vars, sizeof sc->vars);
+	memcpy(sc->gnames, x->gnames, sizeof sc->gnames);
+	sc->nvars = x->nvars;
+	sc->ngnames = x->ngnames;
+	sc->req = x->req;
+	x->nvars = x->ngnames = 0;
+	x->req = s->requires;
+	x->depth++;
+	int rc = block(x, s->first);
+	x->depth--;
+	memcpy(x->vars, sc->vars, sizeof sc->vars);
+	memcpy(x->gnames, sc->gnames, sizeof sc->gnames);
+	x->nvars = sc->nvars;
+	x->ngnames = sc->ngnames;
+	x->req = sc->req;
+	x->returned = 0; /* return ends the included script only */
+	free(sc);
+	return rc;
+}
+
+static int include(struct run *x, const struct sv_node *n)
+{
+	const char *name = expand(x, n->pos[0]->s[0]);
+	char key[80], err[256];
+	if (!sieve_name_ok(name)) {
+		return fail(x, "include: invalid script name");
+	}
+	snprintf(key, sizeof key, "%c:%s", n->global ? 'g' : 'p', name);
+	for (int i = 0; i <= x->depth; i++) {
+		if (x->active[i] && !strcmp(x->active[i], key)) {
+			return fail(x, "include: a script includes itself");
+		}
+	}
+	for (int i = 0; n->once && i < x->nincludes; i++) {
+		if (!strcmp(x->done[i], key)) {
+			return 0; /* :once: included before */
+		}
+	}
+	if (x->depth >= SIEVE_INCLUDE_DEPTH || x->nincludes == SIEVE_INCLUDES_MAX) {
+		return fail(x, "include: too many scripts included");
+	}
+	struct buf text;
+	struct sieve_script *s = NULL;
+	buf_init(&text);
+	if (!x->in->load || x->in->load(x->in->arg, n->global, name, &text) != 0) {
+		buf_free(&text);
+		return n->optional ? 0 : fail(x, "include: no such script");
+	}
+	int rc = sieve_compile(text.data ? text.data : "", text.len, &s, err, sizeof err);
+	buf_free(&text);
+	if (rc != 0) {
+		char what[320];
+		snprintf(what, sizeof what, "include %s: %s", name, err);
+		return fail(x, what);
+	}
+	x->done[x->nincludes++] = x->active[x->depth + 1] = sdup(x, key, strlen(key));
+	rc = run_included(x, s);
+	x->active[x->depth + 1] = NULL;
+	sieve_free(s);
+	return rc;
+}
+
 /* ---- commands ---- */
 
 static int block(struct run *x, const struct sv_node *n);
@@ -936,6 +1429,17 @@ static int command(struct run *x, const struct sv_node *n)
 		return do_set(x, n);
 	case SV_C_VACATION:
 		return vacation(x, n);
+	case SV_C_ADDHEADER:
+		return addheader(x, n);
+	case SV_C_INCLUDE:
+		return include(x, n);
+	case SV_C_RETURN:
+		x->returned = 1;
+		return 0;
+	case SV_C_GLOBAL:
+		return global(x, n);
+	case SV_C_DELETEHEADER:
+		return deleteheader(x, n);
 	default: /* require: done when compiled */
 		return 0;
 	}
@@ -945,7 +1449,7 @@ static int command(struct run *x, const struct sv_node *n)
 static int block(struct run *x, const struct sv_node *n)
 {
 	int taken = 0;
-	for (; n && !x->stopped && !x->failed; n = n->next) {
+	for (; n && !x->stopped && !x->returned && !x->failed; n = n->next) {
 		if (n->id == SV_C_IF || n->id == SV_C_ELSIF || n->id == SV_C_ELSE) {
 			if (n->id == SV_C_IF) {
 				taken = 0;
@@ -978,7 +1482,7 @@ static int implicit_keep(const struct sieve_result *r)
 {
 	for (int i = 0; i < r->n; i++) {
 		const struct sieve_action *a = &r->v[i];
-		if (a->kind != SA_VACATION && !a->copy) {
+		if (a->kind != SA_VACATION && a->kind != SA_DUPLICATE && !a->copy) {
 			return 0;
 		}
 	}
@@ -988,13 +1492,37 @@ static int implicit_keep(const struct sieve_result *r)
 /* see sieve.h */
 int sieve_run(const struct sieve_script *s, const struct sieve_input *in, struct sieve_result *r)
 {
+	return sieve_run_all(&s, 1, in, r);
+}
+
+/* see sieve.h */
+int sieve_run_all(const struct sieve_script *const *s, int n, const struct sieve_input *in,
+	struct sieve_result *r)
+{
 	memset(r, 0, sizeof *r);
 	struct run *x = xcalloc(1, sizeof *x);
 	x->in = in;
 	x->r = r;
-	x->req = s->requires;
 	x->budget = MATCH_BUDGET;
-	int rc = block(x, s->first);
+	x->mtext = in->msg;
+	x->mlen = in->len;
+	buf_init(&x->hdr);
+	buf_init(&x->text);
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0 && !x->stopped; i++) { /* as if included in turn */
+		x->req = s[i]->requires;
+		x->nvars = x->ngnames = x->returned = 0;
+		rc = block(x, s[i]->first);
+	}
+	if (x->edited) {
+		r->header = xmalloc(x->hdr.len + 1);
+		memcpy(r->header, x->hdr.data ? x->hdr.data : "", x->hdr.len);
+		r->header[x->hdr.len] = '\0';
+		r->header_len = x->hdr.len;
+		r->body_off = in->len - x->body_len;
+	}
+	buf_free(&x->hdr);
+	buf_free(&x->text);
 	r->keep = rc != 0 || implicit_keep(r);
 	r->keep_flags = x->flags && *x->flags ? xstrdup(x->flags) : NULL;
 	if (x->parsed) {
@@ -1022,6 +1550,7 @@ void sieve_result_free(struct sieve_result *r)
 	}
 	free(r->v);
 	free(r->keep_flags);
+	free(r->header);
 	memset(r, 0, sizeof *r);
 }
 
@@ -1066,6 +1595,10 @@ void sieve_result_print(const struct sieve_result *r, struct buf *out)
 			break;
 		case SA_VACATION:
 			buf_printf(out, " * send vacation message: %lld seconds\n", (long long)a->seconds);
+			break;
+		case SA_DUPLICATE:
+			buf_printf(out, " * track %sduplicate%s%s\n", a->last ? "last " : "",
+				a->handle ? " with handle: " : "", a->handle ? a->handle : "");
 			break;
 		}
 	}

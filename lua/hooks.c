@@ -297,7 +297,7 @@ int rl_feed(const struct mm_account *a, const char *msgpath, const char *from, c
 /* ---- the delivery hook: Rumble.setHook(fn, "mailman", "delivery") ---- */
 
 static const char *const kinds[] = {"keep", "fileinto", "redirect", "discard", "reject", "ereject",
-	"vacation", NULL};
+	"vacation", "duplicate", NULL};
 
 /* The message as the hook sees it: raw (the header and the start),
  * size, headers (lower-case name -> first value, RFC 2047 decoded),
@@ -395,7 +395,7 @@ static int plan_entry(lua_State *L, struct sieve_action *out)
 		kind = !strcmp(kinds[i], act) ? i : kind;
 	}
 	lua_pop(L, 1);
-	if (kind < 0 || kind == SA_VACATION) {
+	if (kind < 0 || kind == SA_VACATION || kind == SA_DUPLICATE) {
 		return -1;
 	}
 	out->kind = (enum sieve_kind)kind;
@@ -453,13 +453,18 @@ static int take_plan(lua_State *L, struct sieve_result *r, const char *why)
 	} else {
 		return -1;
 	}
-	for (int i = 0; i < r->n; i++) { /* Sieve's vacation answers stand */
-		if (r->v[i].kind == SA_VACATION && n.n < SIEVE_ACTIONS_MAX + 1) {
+	for (int i = 0; i < r->n; i++) { /* Sieve's vacation answers and tracking stand */
+		if ((r->v[i].kind == SA_VACATION || r->v[i].kind == SA_DUPLICATE) &&
+		        n.n < SIEVE_ACTIONS_MAX + 1) {
 			n.v = xrealloc(n.v, (size_t)(n.n + 1) * sizeof *n.v);
 			n.v[n.n++] = r->v[i];
 			memset(&r->v[i], 0, sizeof r->v[i]);
 		}
 	}
+	n.header = r->header; /* editheader's header stands too */
+	n.header_len = r->header_len;
+	n.body_off = r->body_off;
+	r->header = NULL;
 	sieve_result_free(r);
 	*r = n;
 	return 0;

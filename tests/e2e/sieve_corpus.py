@@ -53,10 +53,38 @@ MULTIPART = (b"From: shop@example.com\r\n"
              b"SW52b2ljZSBQREY=\r\n"
              b"--XX--\r\n")
 
-MESSAGES = {"plain": PLAIN, "list": LIST, "encoded": ENCODED, "multipart": MULTIPART}
+DATED = (b"From: night@example.com\r\n"
+         b"To: bob@example.org\r\n"
+         b"Received: from x by y; Sun, 28 Feb 2027 23:59:30 -0500 (EST)\r\n"
+         b"Received: from z by x (comment; with a semicolon); 1 Mar 2027 04:00:00 GMT\r\n"
+         b"Date: Sun, 28 Feb 2027 23:30:00 -0800\r\n"
+         b"Subject: late\r\n"
+         b"\r\n"
+         b"Late.\r\n")
+
+MESSAGES = {"dated": DATED, "plain": PLAIN, "list": LIST, "encoded": ENCODED, "multipart": MULTIPART}
 
 R = 'require ["fileinto", "imap4flags", "variables", "relational", "comparator-i;ascii-numeric", ' \
     '"subaddress", "copy", "envelope", "body", "mailbox", "reject"];\n'
+
+D = 'require ["date", "index", "fileinto", "variables", "relational"];\n'
+E = 'require ["editheader", "variables", "fileinto", "index", "relational", "body"];\n'
+I = 'require ["include", "variables", "fileinto", "imap4flags"];\n'
+INCLUDES = {
+    "inc-file": 'require "fileinto"; fileinto "from-personal";',
+    "global/inc-file": 'require "fileinto"; fileinto "from-global";',
+    "inc-vars": 'require ["include", "variables", "fileinto"]; global "g"; set "g" "${g}+inc"; '
+                'set "l" "local-inc"; fileinto "v-${g}-${l}";',
+    "inc-return": 'require ["fileinto", "include"]; fileinto "r1"; return; fileinto "r2";',
+    "inc-stop": 'require "fileinto"; fileinto "s1"; stop;',
+    "inc-flags": 'require "imap4flags"; addflag "$inc";',
+    "inc-test": 'require "fileinto"; if header :contains "subject" "report" { fileinto "inc-report"; }',
+    "inc-loop-a": 'require "include"; include "inc-loop-b";',
+    "inc-loop-b": 'require "include"; include "inc-loop-a";',
+    "inc-broken": 'if true {',
+}
+DATE_PARTS = ("year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601",
+              "std11", "zone", "weekday")
 
 CASES = [
     # the base language
@@ -213,6 +241,120 @@ CASES = [
     ("body-is", R + 'if body :is "Servus" { fileinto "Exact"; } else { keep; }', "encoded"),
     ("body-content-text", R + 'if body :content "text" :contains "4711" { fileinto "T"; }', "multipart"),
     ("size-exact", 'if size :over 0 { keep; }', "list"),
+    # date and index (RFC 5260); without :zone the local zone applies (both run here)
+] + [("date-part-" + p, D + 'if date :originalzone :matches "date" "%s" "*" { fileinto "x${1}"; }' % p,
+      m) for p in DATE_PARTS for m in ("plain", "dated")] + [
+    ("date-zone-iso", D + 'if date :zone "+0130" :matches "date" "iso8601" "*" { fileinto "x${1}"; }', "dated"),
+    ("date-zone-julian", D + 'if date :zone "+1400" :matches "date" "julian" "*" { fileinto "x${1}"; }', "dated"),
+    ("date-zone-odd", D + 'if date :zone "+0160" :matches "date" "std11" "*" { fileinto "x${1}"; }', "plain"),
+    ("date-zone-bad", D + 'if date :zone "0100" :matches "date" "hour" "*" { fileinto "x${1}"; }', "plain"),
+    ("date-zone-var", D + 'set "z" "-0800"; if date :zone "${z}" :matches "date" "std11" "*" '
+     '{ fileinto "x${1}"; }', "plain"),
+    ("date-local", D + 'if date :matches "date" "date" "*" { fileinto "x${1}"; }', "dated"),
+    ("date-received-first", D + 'if date :is "received" "hour" "09" { discard; }', "plain"),
+    ("date-received-comment", D + 'if date :originalzone :index 2 :matches "received" "std11" "*" '
+     '{ fileinto "x${1}"; }', "dated"),
+    ("date-index-last", D + 'if date :index 1 :last :is "received" "hour" "09" { discard; }', "plain"),
+    ("date-index-past", D + 'if date :index 3 "received" "hour" "09" { discard; }', "plain"),
+    ("date-count", D + 'if date :count "eq" "received" "year" "1" { discard; }', "plain"),
+    ("date-missing", D + 'if date :count "eq" "x-nope" "year" "0" { discard; }', "plain"),
+    ("date-unparsable", D + 'if date :matches "subject" "year" "*" { discard; } else { keep; }', "plain"),
+    ("date-value", D + 'if date :value "lt" :originalzone "date" "date" "2027-03-01" { discard; }', "dated"),
+    ("date-bad-part", D + 'if date "date" "fortnight" "1" { discard; }', "plain"),
+    ("currentdate-year", D + 'if currentdate :value "ge" "year" "2020" { discard; }', "plain"),
+    ("currentdate-zone", D + 'if currentdate :zone "-0330" :matches "zone" "*" { fileinto "x${1}"; }', "plain"),
+    ("index-header-names", D + 'if header :index 3 :matches ["received", "to"] "*" { fileinto "x${1}"; }',
+     "plain"),
+    ("index-header-last", D + 'if header :index 2 :last :matches "received" "*" { fileinto "x${1}"; }',
+     "plain"),
+    ("index-address", D + 'if address :index 1 :last :domain :matches ["to", "cc"] "*" { fileinto "x${1}"; }',
+     "plain"),
+    ("err-index-last-alone", D + 'if header :last "to" "x" { keep; }', "plain"),
+    ("err-index-zero", D + 'if header :index 0 "to" "x" { keep; }', "plain"),
+    ("err-index-no-require", 'require "date"; if header :index 1 "to" "x" { keep; }', "plain"),
+    ("err-date-no-require", 'require "index"; if date "date" "year" "2026" { keep; }', "plain"),
+    ("err-date-two-zones", D + 'if date :originalzone :zone "+0100" "date" "year" "1" { keep; }', "plain"),
+    ("err-currentdate-originalzone", D + 'if currentdate :originalzone "zone" "x" { keep; }', "plain"),
+    # duplicate (RFC 7352): sieve-test has no memory: never a duplicate, the tracking shows
+    ("duplicate-default", 'require ["duplicate", "fileinto"]; fileinto "a"; if duplicate { discard; }', "plain"),
+    ("duplicate-no-message-id", 'require "duplicate"; if duplicate { discard; }', "list"),
+    ("duplicate-handles", 'require "duplicate"; if duplicate :last :handle "b" {} if duplicate :handle "b" {} '
+     'if duplicate :handle "" :header "subject" {}', "plain"),
+    ("duplicate-header-missing", 'require "duplicate"; if duplicate :header "x-none" { discard; }', "plain"),
+    ("duplicate-uniqueid", 'require ["duplicate", "variables"]; set "h" "v"; if duplicate :handle "${h}" '
+     ':uniqueid "" :seconds 9999999999 { discard; } else { keep; }', "plain"),
+    ("err-duplicate-header-and-id", 'require "duplicate"; if duplicate :header "s" :uniqueid "x" {}', "plain"),
+    ("err-duplicate-two-last", 'require "duplicate"; if duplicate :last :last {}', "plain"),
+    ("err-duplicate-handle-list", 'require "duplicate"; if duplicate :handle ["a", "b"] {}', "plain"),
+    ("err-duplicate-argument", 'require "duplicate"; if duplicate "x" {}', "plain"),
+    ("err-duplicate-no-require", 'if duplicate { discard; }', "plain"),
+    # editheader (RFC 5293): later tests see the edited header
+    ("edit-add-first", E + 'addheader "X-A" "1"; addheader "X-A" "2"; if header :index 1 :matches "x-a" "*" '
+     '{ fileinto "x${1}"; }', "plain"),
+    ("edit-add-last", E + 'addheader :last "X-A" "1"; addheader :last "X-A" "2"; if header :index 1 :matches '
+     '"x-a" "*" { fileinto "x${1}"; }', "plain"),
+    ("edit-add-subject-last", E + 'addheader :last "Subject" "two"; if header :index 2 :matches "subject" "*" '
+     '{ fileinto "x${1}"; }', "plain"),
+    ("edit-add-received", E + 'addheader "Received" "v1"; if header :count "eq" "received" "3" { discard; }',
+     "plain"),
+    ("edit-add-long", E + 'addheader "X-L" "aaaaaaaaaa bbbbbbbbbbbbbbbbbbb cccccccccccccccccccccccccc '
+     'ddddddddddddddddddddddddddd eeeeeeeeeeeeeeeeeeeee ffffffffffffff"; if header :matches "x-l" "*" '
+     '{ fileinto "x${1}"; }', "plain"),
+    ("edit-add-utf8", E + 'addheader "X-U" "Gr\u00fc\u00dfe"; if header :matches "x-u" "*" { fileinto "x${1}"; }',
+     "plain"),
+    ("edit-add-fold", E + 'addheader "X-N" "a\r\n b"; if header :matches "x-n" "*" { fileinto "x${1}"; }', "plain"),
+    ("edit-add-var-name", E + 'set "n" "X-V"; addheader "${n}" "1"; if exists "x-v" { discard; }', "plain"),
+    ("edit-delete-all", E + 'deleteheader "subject"; if not exists "subject" { discard; }', "plain"),
+    ("edit-delete-index-zero", E + 'deleteheader :index 0 "subject"; if exists "subject" { discard; }', "plain"),
+    ("edit-delete-last-alone", E + 'deleteheader :last "subject"; if exists "subject" { discard; }', "plain"),
+    ("edit-delete-received", E + 'deleteheader "received"; if header :count "eq" "received" "2" { discard; }',
+     "plain"),
+    ("edit-delete-auto-submitted", E + 'addheader "Auto-Submitted" "yes"; deleteheader "auto-submitted"; '
+     'if exists "auto-submitted" { discard; }', "plain"),
+    ("edit-delete-value", E + 'deleteheader :contains "to" "carol"; if exists "to" { keep; } else { discard; }',
+     "plain"),
+    ("edit-delete-value-no", E + 'deleteheader :contains "to" "nobody"; if header :matches "to" "*" '
+     '{ fileinto "x${1}"; }', "plain"),
+    ("edit-delete-index", E + 'addheader "X-A" "1"; addheader "X-A" "2"; addheader "X-A" "3"; '
+     'deleteheader :index 2 "x-a"; if header :index 2 :matches "x-a" "*" { fileinto "y${1}"; }', "plain"),
+    ("edit-delete-index-last", E + 'addheader "X-A" "1"; addheader "X-A" "2"; addheader "X-A" "3"; '
+     'deleteheader :index 1 :last "x-a"; if header :index 2 :matches "x-a" "*" { fileinto "y${1}"; }', "plain"),
+    ("edit-delete-index-value", E + 'addheader "X-A" "1"; addheader "X-A" "2"; deleteheader :index 1 :is "x-a" "1"; '
+     'if header :count "eq" "x-a" "2" { discard; }', "plain"),
+    ("edit-delete-list", E + 'deleteheader :matches "x-spam-score" ["1*", "7"]; if exists "x-spam-score" '
+     '{ discard; }', "plain"),
+    ("edit-delete-case", E + 'deleteheader "X-SPAM-score"; if exists "x-spam-score" { discard; }', "plain"),
+    ("edit-size-unchanged", E + 'addheader "X-A" "1"; if size :over 700 { fileinto "big"; }', "plain"),
+    ("edit-body-after", E + 'addheader "X-A" "1"; if body :contains "order 4711" { fileinto "b"; }', "multipart"),
+    ("err-edit-name", E + 'addheader "X bad" "v";', "plain"),
+    ("err-edit-name-delete", E + 'deleteheader "a:b";', "plain"),
+    ("err-edit-name-list", E + 'deleteheader ["a", "b"];', "plain"),
+    ("err-edit-value-list", E + 'addheader "x" ["a", "b"];', "plain"),
+    ("err-edit-add-index", E + 'addheader :index 1 "x" "y";', "plain"),
+    ("err-edit-name-var", E + 'set "n" "X V"; addheader "${n}" "1";', "plain"),
+    ("err-edit-no-require", 'addheader "x" "y";', "plain"),
+    # include (RFC 6609): the scripts of INCLUDES
+    ("include-personal", I + 'include "inc-file";', "plain"),
+    ("include-global", I + 'include :global "inc-file";', "plain"),
+    ("include-both", I + 'include :personal "inc-file"; include :global "inc-file";', "plain"),
+    ("include-optional", I + 'include :optional "inc-none"; keep;', "plain"),
+    ("include-once", I + 'include :once "inc-file"; include :once "inc-file"; include "inc-file";', "plain"),
+    ("include-globals", I + 'global "g"; set "g" "top"; set "l" "local-top"; include "inc-vars"; '
+     'fileinto "after-${g}-${l}";', "plain"),
+    ("include-not-global", I + 'set "g" "top"; include "inc-vars"; fileinto "after-${g}";', "plain"),
+    ("include-return", I + 'include "inc-return"; fileinto "after";', "plain"),
+    ("include-stop", I + 'include "inc-stop"; fileinto "after";', "plain"),
+    ("include-return-top", I + 'fileinto "a"; return; fileinto "b";', "plain"),
+    ("include-flags", I + 'include "inc-flags"; keep;', "plain"),
+    ("include-tests-message", I + 'include "inc-test"; if string :is "${x}" "" { fileinto "none"; }', "plain"),
+    ("err-include-missing", I + 'include "inc-none";', "plain"),
+    ("err-include-loop", I + 'include "inc-loop-a";', "plain"),
+    ("err-include-broken", I + 'include "inc-broken";', "plain"),
+    ("err-include-two-locations", I + 'include :global :personal "inc-file";', "plain"),
+    ("err-include-bad-name", I + 'include "a/b";', "plain"),
+    ("err-include-name-list", I + 'include ["a", "b"];', "plain"),
+    ("err-global-no-variables", 'require "include"; global "x";', "plain"),
+    ("err-date-name-list", D + 'if date ["date", "received"] "year" "2026" { keep; }', "plain"),
     ("err-elsif-after-else", 'if true { keep; } else { keep; } elsif true { keep; }', "plain"),
     ("err-test-list-empty", 'if anyof () { keep; }', "plain"),
     ("err-fileinto-list", 'require "fileinto"; fileinto ["a", "b"];', "plain"),

@@ -10,7 +10,7 @@ import tempfile
 import time
 
 from harness import BIN, TMP, imap_folder
-from sieve_corpus import CASES, MESSAGES
+from sieve_corpus import CASES, INCLUDES, MESSAGES
 
 FROM, TO = "sender@example.com", "bob+work@example.org"
 
@@ -24,8 +24,11 @@ def pigeonhole(d):
     conf = os.path.join(d, "dovecot.conf")
     with open(conf, "w") as f:
         f.write("mail_uid = %d\nmail_gid = %d\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"
-                "mail_location = maildir:%s/Maildir\nprotocols =\n" % (pw.pw_uid, pw.pw_gid, d))
+                "mail_location = maildir:%s/Maildir\nprotocols =\n"
+                "plugin {\n  sieve_extensions = +editheader +vacation-seconds\n"
+                "  sieve = file:%s\n  sieve_global = file:%s/global\n}\n" % (pw.pw_uid, pw.pw_gid, d, d, d))
     os.chmod(d, 0o777)
+    os.chmod(TMP, os.stat(TMP).st_mode | 0o011)  # sieve-test runs as that user: let it reach d
     return ["sieve-test", "-c", conf, "-f", FROM, "-r", TO, "-a", TO]
 
 
@@ -48,6 +51,12 @@ def test_sieve_agrees_with_pigeonhole():
     ph = pigeonhole(d)
     if not ph:
         raise Skip("sieve-test (dovecot-sieve) not installed")
+    os.makedirs(os.path.join(d, "global"))
+    os.chmod(os.path.join(d, "global"), 0o755)
+    for name, text in INCLUDES.items():  # personal beside the scripts, global in global/
+        with open(os.path.join(d, name + ".sieve"), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(d, name + ".sieve"), 0o644)
     agree, differ = 0, []
     for name, script, msg in CASES:
         ours = run(lambda s, m: [BIN, "sieve", "test", s, m, FROM, TO], d, name, script, msg)
@@ -134,6 +143,126 @@ def test_sieve_at_delivery():
         c.sendmail("x@example.net", ["bob@example.org"], "Subject: Q4 report\r\n\r\nbody\r\n")
     assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "INBOX")) == 4), s.stderr()[-3000:]
     assert "delivered to INBOX" in s.stderr()
+    s.stop()
+
+
+def test_sieve_duplicate_at_delivery():
+    """Sieve duplicate (RFC 7352): the second message with a Message-ID already delivered goes where the script says; other IDs and messages without one are not duplicates; the memory is the user's sieve/duplicate"""
+    import smtplib
+    from harness import Server, free_port
+    from test_webadmin import wait_for
+    port = free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\n" % port, users=("bob@example.org",))
+    script = os.path.join(s.dir, "dup.sieve")
+    with open(script, "w") as f:
+        f.write('require ["duplicate", "fileinto", "mailbox"];\n'
+                'if duplicate { fileinto :create "Dups"; }\n')
+    assert "active for" in s.cli("user", "sieve", "bob@example.org", script).stdout
+    s.start()
+    msgs = [("<a1@example.net>", "first"), ("<a2@example.net>", "other"), ("<a1@example.net>", "again"),
+            (None, "no id"), (None, "no id either")]
+    for part in (msgs[:2], msgs[2:]):  # the first two delivered before the repeat arrives
+        with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+            for mid, subj in part:
+                c.sendmail("x@example.net", ["bob@example.org"],
+                           ("Message-ID: %s\r\n" % mid if mid else "") + "Subject: %s\r\n\r\nbody\r\n" % subj)
+        assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "INBOX")) >= 2), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "INBOX")) == 4), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Dups")) == 1), s.stderr()[-3000:]
+    dups = imap_folder(port, "bob@example.org", "Dups")
+    assert "again" in dups[0][1], dups
+    inbox = sorted(sub for _, sub in imap_folder(port, "bob@example.org", "INBOX"))
+    assert inbox == ["Subject: first", "Subject: no id", "Subject: no id either", "Subject: other"], inbox
+    with open(os.path.join(s.storage, "mail", "example.org", "bob", "sieve", "duplicate")) as f:
+        assert len(f.read().splitlines()) == 2
+    s.stop()
+
+
+def imap_message(port, user, folder, n=1):
+    """Message n of user's folder, whole, over IMAP (bytes)."""
+    import imaplib
+    m = imaplib.IMAP4("127.0.0.1", port)
+    try:
+        m.login(user, "secret")
+        m.select(folder, readonly=True)
+        typ, data = m.fetch(str(n), "(BODY.PEEK[])")
+        return data[0][1]
+    finally:
+        m.logout()
+
+
+def test_sieve_editheader_at_delivery():
+    """Sieve editheader (RFC 5293): the stored message and a redirected copy carry the edited header (a field added, one deleted, Received kept), the body unchanged; a message the script does not edit is stored as it came"""
+    import smtplib
+    from harness import Server, free_port
+    from test_webadmin import wait_for
+    port = free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\n" % port, users=("bob@example.org", "carol@example.org"))
+    script = os.path.join(s.dir, "edit.sieve")
+    with open(script, "w") as f:
+        f.write('require ["editheader", "fileinto", "mailbox", "copy"];\n'
+                'if header :contains "subject" "edit me" {\n'
+                '  deleteheader "x-spam-score"; deleteheader "received";\n'
+                '  addheader "X-Filtered" "by bob\'s rules";\n'
+                '  fileinto :create "Edited"; redirect :copy "carol@example.org"; stop;\n'
+                '}\n')
+    assert "active for" in s.cli("user", "sieve", "bob@example.org", script).stdout
+    s.start()
+    body = "line one\r\nX-Spam-Score: in the body stays\r\n"
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        c.sendmail("x@example.net", ["bob@example.org"],
+                   "Subject: edit me\r\nX-Spam-Score: 9\r\nX-Other: kept\r\n\r\n" + body)
+        c.sendmail("x@example.net", ["bob@example.org"], "Subject: leave me\r\nX-Spam-Score: 1\r\n\r\n" + body)
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Edited")) == 1), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "carol@example.org", "INBOX")) == 1), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "INBOX")) == 1), s.stderr()[-3000:]
+    for msg in (imap_message(port, "bob@example.org", "Edited"), imap_message(port, "carol@example.org", "INBOX")):
+        head, _, rest = msg.partition(b"\r\n\r\n")
+        assert head.startswith(b"X-Filtered: by bob's rules\r\n"), msg
+        assert b"X-Spam-Score" not in head and b"X-Other: kept" in head and b"Received:" in head, msg
+        assert rest == body.encode(), msg
+    plain = imap_message(port, "bob@example.org", "INBOX")
+    assert b"X-Spam-Score: 1\r\n" in plain and b"X-Filtered" not in plain, plain
+    s.stop()
+
+
+def test_sieve_include_at_delivery():
+    """Sieve include (RFC 6609) at delivery: the active script includes one of the user's other scripts and a global one from StorageFolder/sieve-global/, sharing a global variable; a missing :optional one is skipped; the domain's sieve-before/sieve-after scripts run around it"""
+    import smtplib
+    from harness import Server, free_port
+    from test_webadmin import wait_for
+    port = free_port()
+    s = Server(conf="EnableIMAP4 1\nIMAP4Port %d\n" % port, users=("bob@example.org",))
+    script = os.path.join(s.dir, "main.sieve")
+    with open(script, "w") as f:
+        f.write('require ["include", "variables", "fileinto", "mailbox"];\n'
+                'global "box"; set "box" "Main";\n'
+                'include :global "spam"; include :optional "missing"; include "lists";\n'
+                'fileinto :create "${box}";\n')
+    assert "active for" in s.cli("user", "sieve", "bob@example.org", script).stdout
+    folder = os.path.join(s.storage, "mail", "example.org", "bob", "sieve")
+    with open(os.path.join(folder, "lists.sieve"), "w") as f:
+        f.write('require ["include", "variables"]; global "box";\n'
+                'if header :contains "subject" "[dev]" { set "box" "Dev"; }\n')
+    os.makedirs(os.path.join(s.storage, "sieve-global"))
+    with open(os.path.join(s.storage, "sieve-global", "spam.sieve"), "w") as f:
+        f.write('if header :contains "subject" "viagra" { discard; stop; }\n')
+    # the domain's scripts around every user's (stop in any one ends them all)
+    with open(os.path.join(s.storage, "mail", "example.org", "sieve-before.sieve"), "w") as f:
+        f.write('require "imap4flags"; addflag "$Checked";\n')
+    with open(os.path.join(s.storage, "mail", "example.org", "sieve-after.sieve"), "w") as f:
+        f.write('require ["fileinto", "mailbox"]; fileinto :create "Archive";\n')
+    s.start()
+    with smtplib.SMTP("127.0.0.1", s.smtp_port, timeout=20) as c:
+        for subj in ("[dev] build", "hello", "cheap viagra"):
+            c.sendmail("x@example.net", ["bob@example.org"], "Subject: %s\r\n\r\nbody\r\n" % subj)
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Dev")) == 1), s.stderr()[-3000:]
+    assert wait_for(lambda: len(imap_folder(port, "bob@example.org", "Main")) == 1), s.stderr()[-3000:]
+    assert wait_for(lambda: "discard" in s.stderr()), s.stderr()[-3000:]
+    main = imap_folder(port, "bob@example.org", "Main")
+    assert "hello" in main[0][1] and "$Checked" in main[0][0], main
+    assert imap_folder(port, "bob@example.org", "INBOX") == []
+    assert len(imap_folder(port, "bob@example.org", "Archive")) == 2
     s.stop()
 
 
