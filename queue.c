@@ -519,7 +519,7 @@ static int deliver_local(struct fcache *fc, struct queue_msg *m, struct targets 
 		memset(&r, 0, sizeof r);
 		r.keep = 1; /* INBOX, unless the delivery hook says otherwise */
 	}
-	if (rl_configured()) {
+	if (rl_delivery_wanted()) {
 		size_t len;
 		char *head = sieve_head(&m->body, &len);
 		ran |= rl_delivery(t.addr ? t.addr : me, m->from, head, len, m->body.len, &r);

@@ -2337,6 +2337,9 @@ int rl_feed(const struct mm_account *a, const char *msgpath, const char *from, c
  * Sieve (or INBOX) decided in r, and may replace that. 1 when it did, 0
  * when r stands (no hook, or it failed: logged). */
 struct sieve_result;
+/* 1 when a script set the delivery hook: only then is the message read
+ * for it. */
+int rl_delivery_wanted(void);
 int rl_delivery(const char *rcpt, const char *from, const char *msg, size_t len, uint64_t size,
 	struct sieve_result *r);
 

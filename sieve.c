@@ -16,26 +16,33 @@
 #define SIEVE_SEEN_MAX (256 * 1024) /* of a message a script sees at delivery */
 #define SIEVE_STEM_MAX (3 * SIEVE_NAME_MAX) /* a name as a file name, escaped */
 
-/* The whole file into b; 0, or -1 with a message on stderr. */
-static int read_file(const char *path, size_t max, struct buf *b)
+/* The whole file appended to b; 0, -1 when it cannot be opened or
+ * read (the OS error kept), -2 when it is larger than max. Quiet: the
+ * server's callers log, the command's say it (read_file). */
+static int read_capped(const char *path, size_t max, struct buf *b)
 {
 	FILE *f = os_fopen(path, "rb");
 	if (!f) {
-		fprintf(stderr, "rumble: sieve: %s: %s\n", path, os_strerror());
 		return -1;
 	}
 	char chunk[16384];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b->len <= max) {
+	size_t n, start = b->len;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b->len - start <= max) {
 		buf_append(b, chunk, n);
 	}
 	int bad = ferror(f);
 	fclose(f);
-	if (bad || b->len > max) {
-		fprintf(stderr, "rumble: sieve: %s: %s\n", path, bad ? "cannot read" : "too large");
-		return -1;
+	return bad ? -1 : b->len - start > max ? -2 : 0;
+}
+
+/* read_capped for the command line: -1 after a one-line message. */
+static int read_file(const char *path, size_t max, struct buf *b)
+{
+	int rc = read_capped(path, max, b);
+	if (rc != 0) {
+		fprintf(stderr, "rumble: sieve: %s: %s\n", path, rc == -2 ? "too large" : os_strerror());
 	}
-	return 0;
+	return rc == 0 ? 0 : -1;
 }
 
 static struct sieve_script *compile_file(const char *path)
@@ -182,19 +189,13 @@ static struct sieve_script *active_script(const char *domain, const char *user)
 	if (!name[0] || sieve_path(domain, user, file, path, sizeof path) != 0) {
 		return NULL;
 	}
-	FILE *f = os_fopen(path, "rb");
-	if (!f) {
-		log_warnx("sieve: %s@%s: the active script %s is missing", user, domain, name);
-		return NULL;
-	}
 	struct buf src;
 	buf_init(&src);
-	char chunk[8192];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && src.len <= SIEVE_SCRIPT_MAX) {
-		buf_append(&src, chunk, n);
+	if (read_capped(path, SIEVE_SCRIPT_MAX, &src) == -1) {
+		log_warnx("sieve: %s@%s: the active script %s is missing", user, domain, name);
+		buf_free(&src);
+		return NULL;
 	}
-	fclose(f);
 	struct sieve_script *s = NULL;
 	if (sieve_compile(src.data ? src.data : "", src.len, &s, err, sizeof err) != 0) {
 		log_warnx("sieve: %s@%s: script %s: %s (delivered to INBOX)", user, domain, name, err);
@@ -248,12 +249,8 @@ static int load_script(void *arg, int global, const char *name, struct buf *out)
 	} else if (sieve_path(e->domain, e->user, file, path, sizeof path) != 0) {
 		return -1;
 	}
-	FILE *f = os_fopen(path, "rb"); /* none: no noise, include says what it wants */
-	if (!f) {
-		return -1;
-	}
-	fclose(f);
-	return read_file(path, SIEVE_SCRIPT_MAX, out);
+	/* none: no noise, include says what it wants */
+	return read_capped(path, SIEVE_SCRIPT_MAX, out) == 0 ? 0 : -1;
 }
 
 /* ---- duplicate (RFC 7352): "EXPIRES KEY" lines in sieve/duplicate ---- */
@@ -332,17 +329,15 @@ void sieve_duplicate_commit(const char *domain, const char *user, const struct s
  * NULL when there is none or it does not compile (logged). */
 static struct sieve_script *domain_script(const char *domain, const char *when)
 {
-	char path[1200], err[300];
+	char dir[1024], path[1200], err[300];
 	struct buf src;
 	struct sieve_script *s = NULL;
-	snprintf(path, sizeof path, "%s/mail/%s/sieve-%s.sieve", mm_storage(), domain, when);
-	FILE *f = os_fopen(path, "rb");
-	if (!f) {
+	if (mm__domain_dir(domain, dir, sizeof dir) != 0) {
 		return NULL;
 	}
-	fclose(f);
+	snprintf(path, sizeof path, "%s/sieve-%s.sieve", dir, when);
 	buf_init(&src);
-	if (read_file(path, SIEVE_SCRIPT_MAX, &src) == 0 &&
+	if (read_capped(path, SIEVE_SCRIPT_MAX, &src) == 0 &&
 	        sieve_compile(src.data ? src.data : "", src.len, &s, err, sizeof err) != 0) {
 		log_warnx("sieve: %s: %s (not run)", path, err);
 	}
@@ -609,21 +604,6 @@ static int script_path(const char *domain, const char *user, const char *name, c
 	return sieve_path(domain, user, file, path, len);
 }
 
-static int read_script(const char *path, struct buf *out)
-{
-	FILE *f = os_fopen(path, "rb");
-	if (!f) {
-		return -1;
-	}
-	char chunk[8192];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && out->len <= SIEVE_SCRIPT_MAX) {
-		buf_append(out, chunk, n);
-	}
-	fclose(f);
-	return 0;
-}
-
 /* see sieve.h */
 int sieve_script_active(const char *domain, const char *user, char *name, size_t len)
 {
@@ -645,7 +625,7 @@ int sieve_script_get(const char *domain, const char *user, struct buf *out, char
 	        script_path(domain, user, name, path, sizeof path) != 0) {
 		return -1;
 	}
-	return read_script(path, out);
+	return read_capped(path, SIEVE_SCRIPT_MAX, out) == -1 ? -1 : 0;
 }
 
 /* see sieve.h */
@@ -655,7 +635,7 @@ int sieve_script_read(const char *domain, const char *user, const char *name, st
 	if (script_path(domain, user, name, path, sizeof path) != 0) {
 		return -1;
 	}
-	return read_script(path, out);
+	return read_capped(path, SIEVE_SCRIPT_MAX, out) == -1 ? -1 : 0;
 }
 
 /* see sieve.h */

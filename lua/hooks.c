@@ -471,6 +471,12 @@ static int take_plan(lua_State *L, struct sieve_result *r, const char *why)
 }
 
 /* see rumble.h */
+int rl_delivery_wanted(void)
+{
+	return rl_configured() && rl_ready() && rl_claimed("mailman/delivery/");
+}
+
+/* see rumble.h */
 int rl_delivery(const char *rcpt, const char *from, const char *msg, size_t len, uint64_t size,
 	struct sieve_result *r)
 {

@@ -113,6 +113,17 @@ int rl_claim(const char *key)
 	return first;
 }
 
+int rl_claimed(const char *key)
+{
+	int found = 0;
+	reg_lock();
+	for (int i = 0; claims_gen == rl_generation() && i < nclaims && !found; i++) {
+		found = rl_strcasecmp(claims[i], key) == 0;
+	}
+	reg_unlock();
+	return found;
+}
+
 /* see rl.h; *created 1 when this call made it. */
 static struct service *service_for_port(int port, int *created, char *err, size_t errlen)
 {

@@ -169,6 +169,8 @@ void rl_webadmin_install(lua_State *L);
 /* ---- registrations (lrumble.c): once per generation across states ---- */
 /* 1 the first time key is claimed in this generation, 0 after. */
 int rl_claim(const char *key);
+/* 1 when key was claimed in this generation (a hook is set). */
+int rl_claimed(const char *key);
 /* The lock of session:lock(), one per service; NULL for a service the
  * scripts do not know. */
 struct rl_lock *rl_service_lock(struct service *svc);

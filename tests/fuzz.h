@@ -81,4 +81,20 @@ static void fuzz_feed(struct session *s, const uint8_t *data, size_t size)
 	session_mem_run(s, 10000);
 }
 
+/* One session of svc: the input's first byte picks a client from ::1
+ * (bit 0 clear) or one from 127.0.0.1 that first sends login; the rest
+ * is what the client sends (fuzz_feed). */
+static inline void fuzz_session(struct service *svc, const char *login, const uint8_t *data,
+	size_t size)
+{
+	int logged = data[0] & 1;
+	struct session *s = session_mem_open(svc, logged ? "127.0.0.1" : "::1");
+	if (logged) {
+		session_mem_feed(s, login, strlen(login));
+		session_mem_run(s, 10000);
+	}
+	fuzz_feed(s, data + 1, size - 1);
+	session_mem_close(s);
+}
+
 #endif

@@ -60,13 +60,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	refill();
-	int logged = data[0] & 1;
-	struct session *s = session_mem_open(&svc, logged ? "127.0.0.1" : "::1");
-	if (logged) {
-		session_mem_feed(s, login, sizeof login - 1);
-		session_mem_run(s, 10000);
-	}
-	fuzz_feed(s, data + 1, size - 1);
-	session_mem_close(s);
+	fuzz_session(&svc, login, data, size);
 	return 0;
 }
